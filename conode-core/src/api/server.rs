@@ -1,0 +1,130 @@
+//! HTTP + WebSocket server of the client port. Each WebSocket at `/<Service>/<Method>` carries
+//! protobuf requests as binary messages and gets one binary reply each; an error closes the socket
+//! with code 4100 and the reason, as the Go cothority does.
+
+use crate::services::{status::status_map, ClientRegistry, ServiceContext};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+/// Largest accepted WebSocket message.
+pub const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
+/// Close code for service errors (cothority convention).
+pub const WS_ERROR_CODE: u16 = 4100;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub ctx: ServiceContext,
+    pub clients: ClientRegistry,
+}
+
+fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route("/status", get(status_json))
+        .route("/:service/:method", get(websocket))
+        .with_state(Arc::new(state))
+}
+
+async fn status_json(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    Json(status_map(&s.ctx))
+}
+
+async fn websocket(Path((service, method)): Path<(String, String)>, ws: WebSocketUpgrade, State(s): State<Arc<ApiState>>) -> Response {
+    let Some(handler) = s.clients.get(&service) else {
+        return (axum::http::StatusCode::NOT_FOUND, format!("no service `{service}` on this node")).into_response();
+    };
+    ws.max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| serve_socket(socket, handler, service, method))
+}
+
+async fn serve_socket(mut socket: WebSocket, handler: crate::services::ClientHandler, service: String, method: String) {
+    while let Some(msg) = socket.recv().await {
+        let body = match msg {
+            Ok(Message::Binary(b)) => b.to_vec(),
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            Ok(Message::Text(_)) => {
+                let _ = close_with(&mut socket, "expected a binary protobuf message".into()).await;
+                break;
+            }
+        };
+        match handler(method.clone(), body).await {
+            Ok(reply) => {
+                if socket.send(Message::Binary(reply)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                debug!(%service, %method, error = %e, "client request failed");
+                let _ = close_with(&mut socket, e.to_string()).await;
+                break;
+            }
+        }
+    }
+}
+
+async fn close_with(socket: &mut WebSocket, mut reason: String) -> Result<(), axum::Error> {
+    // A close reason is limited to 123 bytes.
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code: WS_ERROR_CODE,
+            reason: reason.into(),
+        })))
+        .await
+}
+
+/// Serves the client port on `listener` (with TLS when `tls` is set) until `shutdown`.
+pub fn serve(listener: TcpListener, state: ApiState, tls: Option<Arc<rustls::ServerConfig>>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let app = router(state);
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(a) => a,
+                    Err(e) => { warn!(error = %e, "client port: accept failed"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+                },
+                _ = crate::network::stopped(&mut shutdown) => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = app.clone();
+            let acceptor = acceptor.clone();
+            let mut conn_shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = TowerToHyperService::new(app);
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let served = async {
+                    match acceptor {
+                        Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await {
+                            Ok(Ok(tls)) => builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await,
+                            Ok(Err(e)) => {
+                                debug!(%remote, error = %e, "client port: TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => Ok(()),
+                        },
+                        None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
+                    }
+                };
+                tokio::select! {
+                    r = served => if let Err(e) = r { debug!(%remote, error = %e, "client connection ended with error") },
+                    _ = crate::network::stopped(&mut conn_shutdown) => {}
+                }
+            });
+        }
+    })
+}

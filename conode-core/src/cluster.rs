@@ -1,0 +1,155 @@
+//! `LocalCluster`: N nodes in one process on real loopback sockets, sharing one tokio runtime, with
+//! stop/restart of single nodes. Used by tests, benchmarks, the bindings and `conode bench`.
+
+use crate::config::{NodeAddress, NodeConfig, Roster};
+use crate::network::NetSettings;
+use crate::node::{Node, NodeBuilder, NodeError};
+use std::path::{Path, PathBuf};
+use tokio::runtime::Runtime;
+
+/// Options of a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// Lets clients use `/Cosi/Sign` (tests need the oracle; production nodes do not enable it).
+    pub allow_open_signing: bool,
+    pub net: NetSettings,
+    /// Runtime worker threads shared by all nodes.
+    pub worker_threads: usize,
+}
+
+impl ClusterOptions {
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            allow_open_signing: true,
+            net: NetSettings::default(),
+            worker_threads: 2,
+        }
+    }
+}
+
+pub struct LocalCluster {
+    runtime: Runtime,
+    nodes: Vec<Node>,
+    roster: Roster,
+    dir: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+/// Binds a free loopback port P such that P+1 is free too; returns both listeners.
+pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net::TcpListener)> {
+    for _ in 0..200 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let p = a.local_addr()?.port();
+        if p == u16::MAX {
+            continue;
+        }
+        if let Ok(b) = std::net::TcpListener::bind(("127.0.0.1", p + 1)) {
+            return Ok((a, b));
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port pair on loopback"))
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes with default options in a temporary folder.
+    pub fn new(n: usize) -> Result<Self, NodeError> {
+        Self::with_options(ClusterOptions::new(n))
+    }
+
+    pub fn with_options(opts: ClusterOptions) -> Result<Self, NodeError> {
+        let tempdir = tempfile::Builder::new()
+            .prefix("conode-cluster-")
+            .tempdir()
+            .map_err(|e| NodeError::Runtime(format!("temporary folder: {e}")))?;
+        let dir = tempdir.path().to_path_buf();
+        let mut c = Self::start_in(&dir, opts)?;
+        c._tempdir = Some(tempdir);
+        Ok(c)
+    }
+
+    /// Starts the nodes with their databases under `dir`.
+    pub fn start_in(dir: &Path, opts: ClusterOptions) -> Result<Self, NodeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.worker_threads.max(1))
+            .thread_name("conode-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| NodeError::Runtime(e.to_string()))?;
+        let mut nodes = Vec::with_capacity(opts.nodes);
+        for i in 0..opts.nodes {
+            let (node_l, client_l) = allocate_port_pair().map_err(|e| NodeError::Bind {
+                what: "node port",
+                addr: "127.0.0.1:0".into(),
+                reason: e.to_string(),
+            })?;
+            let port = node_l.local_addr().map(|a| a.port()).unwrap_or(0);
+            let mut config = NodeConfig::generate(
+                NodeAddress { host: "127.0.0.1".into(), port },
+                format!("local node {i}"),
+            );
+            config.allow_open_signing = opts.allow_open_signing;
+            let node = NodeBuilder::new(config)
+                .data_dir(dir.join(format!("node{i}")))
+                .net_settings(opts.net.clone())
+                .runtime(runtime.handle().clone())
+                .listeners(node_l, client_l)
+                .build()?;
+            nodes.push(node);
+        }
+        let roster = Roster::new(nodes.iter().map(|n| n.server_identity()).collect());
+        let mut cluster = Self { runtime, nodes, roster, dir: dir.to_path_buf(), _tempdir: None };
+        for i in 0..cluster.nodes.len() {
+            cluster.nodes[i].start()?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+    pub fn node_mut(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i]
+    }
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+    /// Stops node `i` (its ports close; the others keep running).
+    pub fn stop(&mut self, i: usize) -> Result<(), NodeError> {
+        self.nodes[i].stop()
+    }
+    /// Restarts node `i` on the same ports with the same database.
+    pub fn restart(&mut self, i: usize) -> Result<(), NodeError> {
+        self.nodes[i].start()
+    }
+    /// Client-port base URL of node `i` (when running).
+    pub fn client_url(&self, i: usize) -> Option<String> {
+        self.nodes[i].client_url()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if n.is_running() {
+                let _ = n.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! BLS12-381 service keys (blst, min_pk: 48-byte G1 public keys, 96-byte G2 signatures) following the
+//! IETF POP ciphersuite, so that plain aggregation of keys whose PoP was checked is rogue-key safe.
+
+use super::{hex_array, CryptoError};
+use blst::min_pk::{AggregatePublicKey, AggregateSignature, PublicKey, SecretKey, Signature};
+use blst::BLST_ERROR;
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Domain separation tag for signatures (IETF BLS POP ciphersuite, signatures in G2).
+pub const DST_SIG: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
+/// Domain separation tag for proofs of possession.
+pub const DST_POP: &[u8] = b"BLS_POP_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
+/// Suite name written in config files.
+pub const SUITE: &str = "BLS12-381.min_pk";
+
+/// A checked (in group, not identity) BLS public key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BlsPublicKey(PublicKey);
+
+impl BlsPublicKey {
+    pub const LEN: usize = 48;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() != Self::LEN {
+            return Err(CryptoError::Length {
+                expected: Self::LEN,
+                got: bytes.len(),
+            });
+        }
+        PublicKey::key_validate(bytes)
+            .map(Self)
+            .map_err(|_| CryptoError::Invalid("BLS12-381 G1 public key"))
+    }
+    pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
+        Self::from_bytes(&hex_array::<48>(s)?)
+    }
+    pub fn to_bytes(&self) -> [u8; 48] {
+        self.0.compress()
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.to_bytes())
+    }
+    pub fn raw(&self) -> &PublicKey {
+        &self.0
+    }
+    /// Checks a proof of possession for this key.
+    pub fn verify_pop(&self, pop: &BlsSignature) -> Result<(), CryptoError> {
+        match pop.0.verify(true, &self.to_bytes(), DST_POP, &[], &self.0, true) {
+            BLST_ERROR::BLST_SUCCESS => Ok(()),
+            _ => Err(CryptoError::BadPop),
+        }
+    }
+    /// Verifies a plain signature of `msg` by this key.
+    pub fn verify(&self, msg: &[u8], sig: &BlsSignature) -> bool {
+        sig.0.verify(true, msg, DST_SIG, &[], &self.0, false) == BLST_ERROR::BLST_SUCCESS
+    }
+    /// Sum of public keys (only sound for keys whose PoP was checked).
+    pub fn aggregate(keys: &[&BlsPublicKey]) -> Result<BlsPublicKey, CryptoError> {
+        let raws: Vec<&PublicKey> = keys.iter().map(|k| &k.0).collect();
+        let agg = AggregatePublicKey::aggregate(&raws, false)
+            .map_err(|_| CryptoError::Invalid("empty key set"))?;
+        Ok(BlsPublicKey(agg.to_public_key()))
+    }
+}
+
+impl fmt::Debug for BlsPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bls:{}", &self.to_hex()[..16])
+    }
+}
+
+/// A BLS signature (G2 point, 96 bytes compressed), group-checked on decode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BlsSignature(Signature);
+
+impl BlsSignature {
+    pub const LEN: usize = 96;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() != Self::LEN {
+            return Err(CryptoError::Length {
+                expected: Self::LEN,
+                got: bytes.len(),
+            });
+        }
+        Signature::sig_validate(bytes, true)
+            .map(Self)
+            .map_err(|_| CryptoError::Invalid("BLS12-381 G2 signature"))
+    }
+    pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
+        Self::from_bytes(&hex_array::<96>(s)?)
+    }
+    pub fn to_bytes(&self) -> [u8; 96] {
+        self.0.compress()
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.to_bytes())
+    }
+    /// Sum of signatures.
+    pub fn aggregate(sigs: &[&BlsSignature]) -> Result<BlsSignature, CryptoError> {
+        let raws: Vec<&Signature> = sigs.iter().map(|s| &s.0).collect();
+        let agg = AggregateSignature::aggregate(&raws, false)
+            .map_err(|_| CryptoError::Invalid("empty signature set"))?;
+        Ok(BlsSignature(agg.to_signature()))
+    }
+}
+
+impl fmt::Debug for BlsSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blssig:{}", &self.to_hex()[..16])
+    }
+}
+
+/// A BLS service key pair. Debug output never shows the secret.
+#[derive(Clone)]
+pub struct BlsKeyPair {
+    secret: SecretKey,
+    public: BlsPublicKey,
+}
+
+impl BlsKeyPair {
+    pub fn generate() -> Self {
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, ikm.as_mut());
+        // key_gen only fails for ikm shorter than 32 bytes.
+        let secret = SecretKey::key_gen(ikm.as_ref(), &[]).expect("32-byte ikm");
+        Self::from_secret(secret)
+    }
+    fn from_secret(secret: SecretKey) -> Self {
+        let public = BlsPublicKey(secret.sk_to_pk());
+        Self { secret, public }
+    }
+    pub fn from_secret_hex(s: &str) -> Result<Self, CryptoError> {
+        let bytes = Zeroizing::new(hex_array::<32>(s)?);
+        let secret = SecretKey::from_bytes(bytes.as_ref())
+            .map_err(|_| CryptoError::Invalid("BLS12-381 secret key"))?;
+        Ok(Self::from_secret(secret))
+    }
+    pub fn secret_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.secret.to_bytes()))
+    }
+    pub fn public(&self) -> BlsPublicKey {
+        self.public
+    }
+    pub fn sign(&self, msg: &[u8]) -> BlsSignature {
+        BlsSignature(self.secret.sign(msg, DST_SIG, &[]))
+    }
+    /// Proof of possession: a signature of the public key under the PoP tag.
+    pub fn pop(&self) -> BlsSignature {
+        BlsSignature(self.secret.sign(&self.public.to_bytes(), DST_POP, &[]))
+    }
+}
+
+impl fmt::Debug for BlsKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlsKeyPair({:?})", self.public)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_pop_and_aggregate() {
+        let a = BlsKeyPair::generate();
+        let b = BlsKeyPair::generate();
+        a.public().verify_pop(&a.pop()).unwrap();
+        assert_eq!(a.public().verify_pop(&b.pop()), Err(CryptoError::BadPop));
+        // A PoP is not a signature on the key bytes under the signing tag.
+        assert!(!a.public().verify(&a.public().to_bytes(), &a.pop()));
+        let msg = b"statement";
+        let agg_sig = BlsSignature::aggregate(&[&a.sign(msg), &b.sign(msg)]).unwrap();
+        let agg_pk = BlsPublicKey::aggregate(&[&a.public(), &b.public()]).unwrap();
+        assert!(agg_pk.verify(msg, &agg_sig));
+        assert!(!agg_pk.verify(b"other", &agg_sig));
+        assert!(!a.public().verify(msg, &agg_sig));
+        let again = BlsKeyPair::from_secret_hex(&a.secret_hex()).unwrap();
+        assert_eq!(again.public(), a.public());
+        let decoded = BlsSignature::from_bytes(&agg_sig.to_bytes()).unwrap();
+        assert_eq!(decoded, agg_sig);
+        assert!(BlsPublicKey::from_bytes(&[0u8; 48]).is_err());
+    }
+}

@@ -1,0 +1,550 @@
+//! The node-to-node port: pinned mutual TLS, length-prefixed envelopes, one reused connection per
+//! peer (dialed on demand, or accepted from the peer), reconnect with backoff, DNS resolution at
+//! every dial, address overrides, and request/response on top for services.
+
+pub mod frame;
+pub mod tls;
+
+use crate::config::{AddressOverrides, NodeAddress, ServerIdentity};
+use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
+use frame::{Envelope, FrameError, Kind, WIRE_VERSION};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::{debug, info, warn};
+
+/// Built-in service answering reachability checks.
+pub const NET_SERVICE: &str = "Net";
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum NetError {
+    #[error("peer {peer} ({address}): cannot connect: {reason}")]
+    Dial {
+        peer: String,
+        address: String,
+        reason: String,
+    },
+    #[error("peer {peer}: timed out after {after:?} waiting for {what}")]
+    Timeout {
+        peer: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("peer {peer}: connection closed")]
+    Closed { peer: String },
+    #[error("peer {peer} answered with an error: {message}")]
+    Remote { peer: String, message: String },
+    #[error("network is shut down")]
+    Shutdown,
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+/// Tunables of the node-to-node transport.
+#[derive(Clone, Debug)]
+pub struct NetSettings {
+    pub max_frame: usize,
+    pub handshake_timeout: Duration,
+    pub dial_timeout: Duration,
+    pub request_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        Self {
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(10),
+            dial_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A message delivered to a service handler.
+pub struct PeerMessage {
+    pub from: IdentityPublicKey,
+    pub protocol: String,
+    pub round_id: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
+/// A service's handler of peer requests: the reply payload, or an error sent back to the peer.
+pub type PeerHandler = Arc<dyn Fn(PeerMessage) -> HandlerFuture + Send + Sync>;
+
+struct Link {
+    conn_id: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+struct Pending {
+    conn_id: u64,
+    reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+}
+
+struct Backoff {
+    next_try: Instant,
+    delay: Duration,
+}
+
+struct Inner {
+    identity: IdentityKeyPair,
+    tls: tls::TlsIdentity,
+    acceptor: TlsAcceptor,
+    settings: NetSettings,
+    links: Mutex<HashMap<IdentityPublicKey, Link>>,
+    dialing: Mutex<HashMap<IdentityPublicKey, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: Mutex<HashMap<IdentityPublicKey, Backoff>>,
+    handlers: RwLock<HashMap<String, PeerHandler>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    overrides: RwLock<AddressOverrides>,
+    next_id: AtomicU64,
+    tx_bytes: AtomicU64,
+    rx_bytes: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Handle on the transport (cheap to clone).
+#[derive(Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+fn short(key: &IdentityPublicKey) -> String {
+    key.to_hex()[..16].to_string()
+}
+
+/// Locks a std mutex, recovering from poisoning (a panicked holder leaves consistent maps here).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Network {
+    /// A transport for `identity`. It stops serving when `shutdown` turns true.
+    pub fn new(identity: IdentityKeyPair, settings: NetSettings, overrides: AddressOverrides, shutdown: watch::Receiver<bool>) -> Result<Self, NetError> {
+        let tls = tls::TlsIdentity::new(&identity).map_err(NetError::Setup)?;
+        let acceptor = TlsAcceptor::from(tls.server_config().map_err(NetError::Setup)?);
+        let net = Self {
+            inner: Arc::new(Inner {
+                identity,
+                tls,
+                acceptor,
+                settings,
+                links: Mutex::new(HashMap::new()),
+                dialing: Mutex::new(HashMap::new()),
+                backoff: Mutex::new(HashMap::new()),
+                handlers: RwLock::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
+                overrides: RwLock::new(overrides),
+                next_id: AtomicU64::new(1),
+                tx_bytes: AtomicU64::new(0),
+                rx_bytes: AtomicU64::new(0),
+                shutdown,
+            }),
+        };
+        net.register(NET_SERVICE, Arc::new(|msg: PeerMessage| Box::pin(async move { Ok(msg.payload) })));
+        Ok(net)
+    }
+
+    pub fn public_key(&self) -> IdentityPublicKey {
+        self.inner.identity.public()
+    }
+
+    pub fn settings(&self) -> &NetSettings {
+        &self.inner.settings
+    }
+
+    /// Registers the handler of peer requests for `service`.
+    pub fn register(&self, service: &str, handler: PeerHandler) {
+        self.inner
+            .handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string(), handler);
+    }
+
+    /// Forgets every service handler (on stop, so the services' state can be dropped).
+    pub fn clear_handlers(&self) {
+        self.inner.handlers.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub fn set_overrides(&self, overrides: AddressOverrides) {
+        *self.inner.overrides.write().unwrap_or_else(|p| p.into_inner()) = overrides;
+    }
+
+    pub fn tx_bytes(&self) -> u64 {
+        self.inner.tx_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn rx_bytes(&self) -> u64 {
+        self.inner.rx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of live peer connections.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.inner.links).len()
+    }
+
+    /// Accepts connections on `listener` until shutdown.
+    pub fn serve(&self, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+        let net = self.clone();
+        let mut shutdown = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    _ = crate::network::stopped(&mut shutdown) => break,
+                };
+                match accepted {
+                    Ok((tcp, addr)) => {
+                        let net = net.clone();
+                        tokio::spawn(async move { net.accept_one(tcp, addr).await });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "node port: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    async fn accept_one(&self, tcp: TcpStream, addr: std::net::SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        let timeout = self.inner.settings.handshake_timeout;
+        let stream = match tokio::time::timeout(timeout, self.inner.acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                warn!(remote = %addr, error = %e, "node port: TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                warn!(remote = %addr, ?timeout, "node port: no TLS handshake in time, closing");
+                return;
+            }
+        };
+        let key = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(tls::ed25519_key_of);
+        let key = match key {
+            Some(Ok(k)) => k,
+            other => {
+                warn!(remote = %addr, ?other, "node port: peer certificate without usable key");
+                return;
+            }
+        };
+        debug!(remote = %addr, peer = %short(&key), "node port: accepted");
+        self.start_link(key, tokio_rustls::TlsStream::Server(stream));
+    }
+
+    /// Starts reader and writer tasks for an established connection and registers it, unless a
+    /// live link to the peer exists already (both sides dialed at once): then this connection
+    /// still serves what arrives on it, and requests go over the registered one.
+    fn start_link(&self, peer: IdentityPublicKey, stream: tokio_rustls::TlsStream<TcpStream>) {
+        let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        {
+            let mut links = lock(&self.inner.links);
+            let live = links.get(&peer).is_some_and(|l| !l.tx.is_closed());
+            if !live {
+                links.insert(peer, Link { conn_id, tx: tx.clone() });
+            }
+        }
+        lock(&self.inner.backoff).remove(&peer);
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let net = self.clone();
+        let mut shutdown = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = tokio::select! {
+                f = rx.recv() => f,
+                _ = crate::network::stopped(&mut shutdown) => None,
+            } {
+                let n = frame.len() as u64;
+                if let Err(e) = frame::write_frame(&mut writer, &frame).await {
+                    debug!(peer = %short(&peer), error = %e, "write failed");
+                    break;
+                }
+                net.inner.tx_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            use tokio::io::AsyncWriteExt;
+            let _ = writer.shutdown().await;
+        });
+        let net = self.clone();
+        let mut shutdown = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            // The writer lives as long as this reader holds a sender.
+            let reply_tx = tx;
+            let max = net.inner.settings.max_frame;
+            loop {
+                let read = tokio::select! {
+                    r = frame::read_frame(&mut reader, max) => r,
+                    _ = crate::network::stopped(&mut shutdown) => break,
+                };
+                match read {
+                    Ok((env, n)) => {
+                        net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        net.dispatch(peer, &reply_tx, env);
+                    }
+                    Err(FrameError::Closed) => {
+                        debug!(peer = %short(&peer), "connection closed by peer");
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(peer = %short(&peer), error = %e, "dropping connection");
+                        break;
+                    }
+                }
+            }
+            net.drop_link(peer, conn_id);
+        });
+    }
+
+    fn drop_link(&self, peer: IdentityPublicKey, conn_id: u64) {
+        {
+            let mut links = lock(&self.inner.links);
+            if links.get(&peer).map(|l| l.conn_id) == Some(conn_id) {
+                links.remove(&peer);
+            }
+        }
+        let failed: Vec<Pending> = {
+            let mut pending = lock(&self.inner.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| p.conn_id == conn_id)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for p in failed {
+            let _ = p.reply.send(Err(NetError::Closed { peer: short(&peer) }));
+        }
+    }
+
+    fn dispatch(&self, peer: IdentityPublicKey, reply_tx: &mpsc::Sender<Vec<u8>>, env: Envelope) {
+        match env.kind() {
+            Some(Kind::Request) => {
+                let handler = self
+                    .inner
+                    .handlers
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&env.service)
+                    .cloned();
+                let reply_tx = reply_tx.clone();
+                tokio::spawn(async move {
+                    let result = match handler {
+                        Some(h) => {
+                            h(PeerMessage {
+                                from: peer,
+                                protocol: env.protocol.clone(),
+                                round_id: env.round_id.clone(),
+                                payload: env.payload,
+                            })
+                            .await
+                        }
+                        None => Err(format!("no service `{}` on this node", env.service)),
+                    };
+                    let (kind, payload) = match result {
+                        Ok(p) => (Kind::Response, p),
+                        Err(e) => (Kind::Error, e.into_bytes()),
+                    };
+                    let reply = Envelope {
+                        version: WIRE_VERSION,
+                        kind: kind as u32,
+                        id: env.id,
+                        service: env.service,
+                        protocol: env.protocol,
+                        round_id: env.round_id,
+                        payload,
+                    };
+                    // The reply goes back on the connection the request came in on.
+                    let _ = reply_tx.send(frame::encode(&reply)).await;
+                });
+            }
+            Some(kind @ (Kind::Response | Kind::Error)) => {
+                let pending = lock(&self.inner.pending).remove(&env.id);
+                match pending {
+                    Some(p) => {
+                        let r = if kind == Kind::Response {
+                            Ok(env.payload)
+                        } else {
+                            Err(NetError::Remote {
+                                peer: short(&peer),
+                                message: String::from_utf8_lossy(&env.payload).into_owned(),
+                            })
+                        };
+                        let _ = p.reply.send(r);
+                    }
+                    None => debug!(peer = %short(&peer), id = env.id, "reply to unknown request"),
+                }
+            }
+            None => warn!(peer = %short(&peer), kind = env.kind, "frame of unknown kind ignored"),
+        }
+    }
+
+    /// The live link to `peer`, dialing it if needed (with backoff after failures).
+    async fn link(&self, peer: &ServerIdentity, deadline: Instant) -> Result<(u64, mpsc::Sender<Vec<u8>>), NetError> {
+        let key = peer.public;
+        if let Some(l) = lock(&self.inner.links).get(&key) {
+            if !l.tx.is_closed() {
+                return Ok((l.conn_id, l.tx.clone()));
+            }
+        }
+        let dial_lock = lock(&self.inner.dialing).entry(key).or_default().clone();
+        let _guard = dial_lock.lock().await;
+        loop {
+            if *self.inner.shutdown.borrow() {
+                return Err(NetError::Shutdown);
+            }
+            if let Some(l) = lock(&self.inner.links).get(&key) {
+                if !l.tx.is_closed() {
+                    return Ok((l.conn_id, l.tx.clone()));
+                }
+            }
+            let wait_until = lock(&self.inner.backoff).get(&key).map(|b| b.next_try);
+            if let Some(t) = wait_until {
+                if t > deadline {
+                    return Err(NetError::Dial {
+                        peer: short(&key),
+                        address: peer.address.to_string(),
+                        reason: "backing off after earlier failures".into(),
+                    });
+                }
+                tokio::time::sleep_until(t.into()).await;
+            }
+            match self.dial(peer).await {
+                Ok(()) => continue,
+                Err(e) => {
+                    {
+                        let s = &self.inner.settings;
+                        let mut backoff = lock(&self.inner.backoff);
+                        let b = backoff.entry(key).or_insert(Backoff {
+                            next_try: Instant::now(),
+                            delay: s.backoff_min / 2,
+                        });
+                        b.delay = (b.delay * 2).clamp(s.backoff_min, s.backoff_max);
+                        b.next_try = Instant::now() + b.delay;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    debug!(error = %e, "dial failed, will retry");
+                }
+            }
+        }
+    }
+
+    /// One dial attempt: resolve (DNS at every dial), TCP connect, TLS with the pinned key.
+    async fn dial(&self, peer: &ServerIdentity) -> Result<(), NetError> {
+        let address: NodeAddress = {
+            let o = self.inner.overrides.read().unwrap_or_else(|p| p.into_inner());
+            o.resolve(&peer.public, &peer.address).clone()
+        };
+        let err = |reason: String| NetError::Dial {
+            peer: short(&peer.public),
+            address: address.to_string(),
+            reason,
+        };
+        let s = &self.inner.settings;
+        let addrs: Vec<_> = tokio::time::timeout(s.dial_timeout, tokio::net::lookup_host(address.host_port()))
+            .await
+            .map_err(|_| err("DNS lookup timed out".into()))?
+            .map_err(|e| err(format!("DNS lookup: {e}")))?
+            .collect();
+        let mut last = err("no address to dial".into());
+        for sa in addrs {
+            let tcp = match tokio::time::timeout(s.dial_timeout, TcpStream::connect(sa)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    last = err(format!("{sa}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    last = err(format!("{sa}: connect timed out"));
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let cfg = self.inner.tls.client_config(peer.public).map_err(NetError::Setup)?;
+            let name = rustls::pki_types::ServerName::try_from("conode").map_err(|e| NetError::Setup(e.to_string()))?;
+            match tokio::time::timeout(s.handshake_timeout, TlsConnector::from(cfg).connect(name, tcp)).await {
+                Ok(Ok(stream)) => {
+                    info!(peer = %short(&peer.public), %sa, "connected");
+                    self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream));
+                    return Ok(());
+                }
+                Ok(Err(e)) => last = err(format!("{sa}: TLS: {e}")),
+                Err(_) => last = err(format!("{sa}: TLS handshake timed out")),
+            }
+        }
+        warn!(error = %last, "dial failed");
+        Err(last)
+    }
+
+    /// Sends a request to `peer`'s `service` and waits for its reply.
+    pub async fn request(&self, peer: &ServerIdentity, service: &str, protocol: &str, round_id: &[u8], payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, NetError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let (conn_id, tx) = self.link(peer, deadline).await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        lock(&self.inner.pending).insert(id, Pending { conn_id, reply: reply_tx });
+        let env = Envelope {
+            version: WIRE_VERSION,
+            kind: Kind::Request as u32,
+            id,
+            service: service.to_string(),
+            protocol: protocol.to_string(),
+            round_id: round_id.to_vec(),
+            payload,
+        };
+        if tx.send(frame::encode(&env)).await.is_err() {
+            lock(&self.inner.pending).remove(&id);
+            return Err(NetError::Closed { peer: short(&peer.public) });
+        }
+        match tokio::time::timeout_at(deadline.into(), reply_rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(NetError::Closed { peer: short(&peer.public) }),
+            Err(_) => {
+                lock(&self.inner.pending).remove(&id);
+                Err(NetError::Timeout {
+                    peer: short(&peer.public),
+                    what: format!("{service}/{protocol}"),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Round-trip check of `peer` over pinned TLS; returns the latency.
+    pub async fn ping(&self, peer: &ServerIdentity, timeout: Duration) -> Result<Duration, NetError> {
+        let start = Instant::now();
+        let nonce: [u8; 16] = rand::random();
+        let reply = self.request(peer, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout).await?;
+        if reply != nonce {
+            return Err(NetError::Remote {
+                peer: short(&peer.public),
+                message: "ping answered with wrong payload".into(),
+            });
+        }
+        Ok(start.elapsed())
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

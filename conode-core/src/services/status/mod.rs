@@ -1,0 +1,7 @@
+//! The status service: `/Status/Request` over WebSocket in the Go cothority's wire format, and the
+//! same data as JSON over HTTP at `/status`.
+
+pub mod messages;
+mod service;
+
+pub use service::{register, status_map, StatusMap};

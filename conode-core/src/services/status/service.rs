@@ -1,0 +1,94 @@
+//! Builds the status map (Generic, Db, Conode) and registers `/Status/Request`.
+
+use super::messages::{server_identity_proto, Status, StatusRequest, StatusResponse};
+use crate::services::{ServiceContext, ServiceError};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Section → key → value, ordered for stable JSON.
+pub type StatusMap = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Go-style duration text (`1h2m3.5s`).
+fn go_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    let h = (secs / 3600.0).floor();
+    let m = ((secs - h * 3600.0) / 60.0).floor();
+    let s = secs - h * 3600.0 - m * 60.0;
+    match (h as u64, m as u64) {
+        (0, 0) => format!("{s:.3}s"),
+        (0, m) => format!("{m}m{s:.3}s"),
+        (h, m) => format!("{h}h{m}m{s:.3}s"),
+    }
+}
+
+/// The current status of the node.
+pub fn status_map(ctx: &ServiceContext) -> StatusMap {
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let mut generic = BTreeMap::new();
+    generic.insert("Available_Services".into(), ctx.clients.names().join(","));
+    generic.insert("TX_bytes".into(), ctx.network.tx_bytes().to_string());
+    generic.insert("RX_bytes".into(), ctx.network.rx_bytes().to_string());
+    generic.insert("Uptime".into(), go_duration(ctx.started.elapsed()));
+    generic.insert(
+        "System".into(),
+        format!("{}/{}/{}", std::env::consts::OS, std::env::consts::ARCH, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+    );
+    generic.insert("Host".into(), ctx.config.address.host.clone());
+    generic.insert("Port".into(), ctx.config.address.port.to_string());
+    generic.insert("Description".into(), ctx.config.description.clone());
+    generic.insert("ConnType".into(), "tls".into());
+    generic.insert("ClientScheme".into(), ctx.client_scheme.into());
+    generic.insert("Connections".into(), ctx.network.connection_count().to_string());
+    generic.insert("Version".into(), version.clone());
+    let stats = ctx.storage.stats();
+    let mut db = BTreeMap::new();
+    db.insert("Path".into(), stats.path);
+    db.insert("Size".into(), stats.size_on_disk.to_string());
+    db.insert("Trees".into(), stats.trees.join(","));
+    db.insert("Entries".into(), stats.entries.to_string());
+    let mut conode = BTreeMap::new();
+    conode.insert("version".into(), version);
+    conode.insert("id".into(), ctx.config.node_id());
+    let mut map = StatusMap::new();
+    map.insert("Generic".into(), generic);
+    map.insert("Db".into(), db);
+    map.insert("Conode".into(), conode);
+    map
+}
+
+/// Registers the `Status` client service.
+pub fn register(ctx: &ServiceContext) {
+    let c = ctx.clone();
+    ctx.clients.register(
+        "Status",
+        Arc::new(move |method, body| {
+            let c = c.clone();
+            Box::pin(async move {
+                if method != "Request" {
+                    return Err(ServiceError::UnknownMethod { service: "Status".into(), method });
+                }
+                StatusRequest::decode(body.as_slice()).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+                let response = StatusResponse {
+                    status: status_map(&c)
+                        .into_iter()
+                        .map(|(k, v)| (k, Status { field: v.into_iter().collect() }))
+                        .collect(),
+                    serveridentity: Some(server_identity_proto(&c.config.server_identity())),
+                };
+                Ok(response.encode_to_vec())
+            })
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn durations_like_go() {
+        use std::time::Duration;
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.500s");
+        assert_eq!(go_duration(Duration::from_secs(3725)), "1h2m5.000s");
+    }
+}

@@ -1,0 +1,184 @@
+//! Node storage: one sled database at `<data dir>/<id>.db`, one tree per service. `put` returns only
+//! after the write is flushed to disk, so a service acknowledges nothing it could lose in a crash.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+/// Handle on the node database (cheap to clone).
+#[derive(Clone)]
+pub struct Storage {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+/// A service's own key space.
+#[derive(Clone)]
+pub struct ServiceTree {
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+impl Storage {
+    /// Opens (or creates) `<dir>/<node_id>.db`.
+    pub fn open(dir: &Path, node_id: &str) -> Result<Self, StorageError> {
+        let path = dir.join(format!("{node_id}.db"));
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(8 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| StorageError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self { db, path })
+    }
+
+    /// The tree of a service (created on first use).
+    pub fn tree(&self, service: &str) -> Result<ServiceTree, StorageError> {
+        Ok(ServiceTree {
+            tree: self.db.open_tree(service)?,
+            db: self.db.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes every pending write to disk.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Statistics for the status service.
+    pub fn stats(&self) -> StorageStats {
+        let trees: Vec<String> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n.to_vec()).ok())
+            .filter(|n| !n.starts_with("__sled"))
+            .collect();
+        let entries = trees
+            .iter()
+            .filter_map(|t| self.db.open_tree(t).ok())
+            .map(|t| t.len())
+            .sum();
+        StorageStats {
+            path: self.path.display().to_string(),
+            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+            trees,
+            entries,
+        }
+    }
+}
+
+/// Numbers shown under the `Db` status key.
+#[derive(Clone, Debug)]
+pub struct StorageStats {
+    pub path: String,
+    pub size_on_disk: u64,
+    pub trees: Vec<String>,
+    pub entries: usize,
+}
+
+impl ServiceTree {
+    /// Stores `value` and returns once it is durable.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.tree.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores several entries atomically and durably.
+    pub fn put_batch(&self, entries: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(*k, *v);
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores `value` and returns once it is durable (async: flush runs without blocking a worker).
+    pub async fn put_async(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.tree.insert(key, value)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<(), StorageError> {
+        self.tree.remove(key)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Removes every entry of this tree (durably).
+    pub fn clear(&self) -> Result<(), StorageError> {
+        self.tree.clear()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Entries whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        self.tree
+            .scan_prefix(prefix)
+            .filter_map(|r| r.ok())
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+    }
+
+    /// The last entry in key order.
+    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        Ok(self.tree.last()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_roundtrip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path(), "abc").unwrap();
+            let t = s.tree("svc").unwrap();
+            t.put(b"k", b"v").unwrap();
+            t.put_batch(&[(b"a", b"1"), (b"b", b"2")]).unwrap();
+            assert_eq!(s.stats().entries, 3);
+        }
+        let s = Storage::open(dir.path(), "abc").unwrap();
+        let t = s.tree("svc").unwrap();
+        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(t.len(), 3);
+        assert!(dir.path().join("abc.db").exists());
+        assert_eq!(s.stats().trees, vec!["svc".to_string()]);
+    }
+}
