@@ -95,6 +95,7 @@ struct Pending {
 struct Backoff {
     next_try: Instant,
     delay: Duration,
+    last_error: NetError,
 }
 
 struct Inner {
@@ -414,14 +415,11 @@ impl Network {
                     return Ok((l.conn_id, l.tx.clone()));
                 }
             }
-            let wait_until = lock(&self.inner.backoff).get(&key).map(|b| b.next_try);
-            if let Some(t) = wait_until {
+            let waiting = lock(&self.inner.backoff).get(&key).map(|b| (b.next_try, b.last_error.clone()));
+            if let Some((t, last_error)) = waiting {
                 if t > deadline {
-                    return Err(NetError::Dial {
-                        peer: short(&key),
-                        address: peer.address.to_string(),
-                        reason: "backing off after earlier failures".into(),
-                    });
+                    // Backing off past the caller's deadline: report why the last dial failed.
+                    return Err(last_error);
                 }
                 tokio::time::sleep_until(t.into()).await;
             }
@@ -434,9 +432,11 @@ impl Network {
                         let b = backoff.entry(key).or_insert(Backoff {
                             next_try: Instant::now(),
                             delay: s.backoff_min / 2,
+                            last_error: e.clone(),
                         });
                         b.delay = (b.delay * 2).clamp(s.backoff_min, s.backoff_max);
                         b.next_try = Instant::now() + b.delay;
+                        b.last_error = e.clone();
                     }
                     if Instant::now() >= deadline {
                         return Err(e);

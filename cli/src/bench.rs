@@ -1,0 +1,119 @@
+//! `conode bench …`: benchmarks that print one JSON object per line (machine-readable). Speed and
+//! memory goals are checked here, never in timed unit tests.
+
+use anyhow::{Context, Result};
+use conode_core::cluster::LocalCluster;
+use conode_core::services::status::messages::StatusRequest;
+use futures_util::{SinkExt, StreamExt};
+use prost::Message;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Node start-to-ready time, idle RSS per node, status requests per second over WebSocket.
+    Node {
+        /// Cluster sizes to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,50")]
+        nodes: Vec<usize>,
+        /// Status requests per measurement.
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+        /// Concurrent WebSocket clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+    },
+}
+
+/// Resident set size of this process in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Node { nodes, requests, clients } => bench_node(&nodes, requests, clients),
+    }
+}
+
+fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
+    for &n in sizes {
+        let before = rss_kib();
+        let t0 = Instant::now();
+        let cluster = LocalCluster::new(n).context("starting the cluster")?;
+        let url0 = cluster.client_url(0).context("node 0 not running")?;
+        // Ready = the client port of the last node answers.
+        let last = cluster.client_url(n - 1).context("node not running")?;
+        cluster.runtime().block_on(wait_ok(&last))?;
+        let start_to_ready = t0.elapsed();
+        // Let background work settle, then measure idle memory.
+        std::thread::sleep(Duration::from_millis(500));
+        let idle_rss = rss_kib().saturating_sub(before);
+        let rps = cluster.runtime().block_on(status_rps(&url0, requests, clients))?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "node",
+                "nodes": n,
+                "start_to_ready_ms_total": start_to_ready.as_secs_f64() * 1e3,
+                "start_to_ready_ms_per_node": start_to_ready.as_secs_f64() * 1e3 / n as f64,
+                "idle_rss_kib_per_node": idle_rss / n as u64,
+                "status_requests_per_sec": rps,
+                "status_clients": clients,
+            })
+        );
+        drop(cluster);
+    }
+    Ok(())
+}
+
+async fn wait_ok(ws_base: &str) -> Result<()> {
+    let http = ws_base.replacen("ws://", "http://", 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{http}/ok")).await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{http}/ok did not answer in time");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Status requests per second with `clients` persistent WebSockets.
+async fn status_rps(base: &str, requests: usize, clients: usize) -> Result<f64> {
+    let per_client = requests.div_ceil(clients.max(1));
+    let body = StatusRequest {}.encode_to_vec();
+    let mut sockets = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{base}/Status/Request")).await?;
+        sockets.push(ws);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut ws in sockets {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                ws.send(WsMessage::Binary(body.clone())).await?;
+                match ws.next().await {
+                    Some(Ok(WsMessage::Binary(_))) => {}
+                    other => anyhow::bail!("unexpected reply {other:?}"),
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per_client * clients.max(1)) as f64 / start.elapsed().as_secs_f64())
+}

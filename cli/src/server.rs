@@ -1,0 +1,52 @@
+//! `conode server`: runs the node from private.toml until SIGINT/SIGTERM, then stops gracefully.
+//! Refuses to run as root unless `--allow-root`.
+
+use anyhow::{bail, Context, Result};
+use conode_core::config::paths;
+use conode_core::NodeBuilder;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Run even when started as root (not recommended).
+    #[arg(long)]
+    allow_root: bool,
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn run(config: Option<PathBuf>, args: ServerArgs) -> Result<()> {
+    if is_root() && !args.allow_root {
+        bail!("refusing to run as root: a conode needs no privileges. Run it as an ordinary user, or pass --allow-root if you really must");
+    }
+    let path = config.unwrap_or_else(paths::default_private_toml);
+    let mut node = NodeBuilder::from_file(&path)?.build()?;
+    node.start().with_context(|| format!("starting the node of {}", path.display()))?;
+    let si = node.server_identity();
+    println!(
+        "conode {} running: node port {} ({}), client port {}",
+        &si.public.node_id()[..16],
+        node.node_addr().map(|a| a.to_string()).unwrap_or_default(),
+        si.address,
+        node.client_url().unwrap_or_default()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let signal = rt.block_on(wait_for_signal())?;
+    println!("received {signal}, stopping");
+    node.stop()?;
+    println!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,104 @@
+//! Hostile or broken peers on the node port: a wrong key, plaintext, an oversized frame, a
+//! half-open connection. Each is rejected or timed out, and the node keeps serving the others.
+
+use conode_core::cluster::{ClusterOptions, LocalCluster};
+use conode_core::config::{AddressOverrides, NodeAddress, NodeConfig};
+use conode_core::crypto::IdentityKeyPair;
+use conode_core::network::{NetSettings, Network};
+use conode_core::{NodeBuilder, NodeError};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn client_net(settings: NetSettings) -> (Network, tokio::sync::watch::Sender<bool>) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    (Network::new(IdentityKeyPair::generate(), settings, AddressOverrides::default(), rx).unwrap(), tx)
+}
+
+fn quick() -> NetSettings {
+    NetSettings {
+        handshake_timeout: Duration::from_millis(500),
+        dial_timeout: Duration::from_millis(500),
+        ..NetSettings::default()
+    }
+}
+
+#[test]
+fn wrong_key_is_rejected() {
+    let cluster = LocalCluster::new(2).unwrap();
+    let mut impostor = cluster.roster().servers[0].clone();
+    impostor.public = IdentityKeyPair::generate().public(); // expect another key at node 0's address
+    let good = cluster.roster().servers[1].clone();
+    cluster.runtime().block_on(async {
+        let (net, _stop) = client_net(quick());
+        let err = net.ping(&impostor, Duration::from_secs(2)).await.unwrap_err().to_string();
+        assert!(err.contains("expected") && err.contains(&impostor.public.to_hex()), "{err}");
+        net.ping(&good, Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+#[test]
+fn plaintext_oversized_and_half_open_connections_are_dropped() {
+    let mut opts = ClusterOptions::new(2);
+    opts.net = NetSettings { handshake_timeout: Duration::from_millis(400), max_frame: 64 * 1024, ..NetSettings::default() };
+    let cluster = LocalCluster::with_options(opts).unwrap();
+    let addr = cluster.node(0).node_addr().unwrap();
+    let peer0 = cluster.roster().servers[0].clone();
+    cluster.runtime().block_on(async {
+        // Plaintext on the TLS port: the node answers with a TLS alert or closes.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("plaintext connection not closed").unwrap_or(0);
+        assert!(n == 0 || buf[0] == 0x15, "expected a TLS alert or close, got {:?}", &buf[..n]);
+
+        // Half-open: connect and never send; closed after the handshake timeout.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let start = Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("half-open connection kept open").unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+
+        // Oversized frame from an authenticated peer: connection dropped, node still serves.
+        let (net, _stop) = client_net(NetSettings::default());
+        net.ping(&peer0, Duration::from_secs(5)).await.unwrap();
+        let err = net
+            .request(&peer0, "Net", "Ping", &[], vec![0u8; 128 * 1024], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+        net.ping(&peer0, Duration::from_secs(5)).await.unwrap();
+    });
+    // Node 1 still reaches node 0.
+    let net1 = cluster.node(1).network().unwrap();
+    cluster.runtime().block_on(net1.ping(&peer0, Duration::from_secs(5))).unwrap();
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig::generate(NodeAddress { host: "127.0.0.1".into(), port }, "busy");
+    let mut node = NodeBuilder::new(config).data_dir(dir.path()).build().unwrap();
+    let err = node.start().unwrap_err();
+    assert!(matches!(err, NodeError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!node.is_running());
+}
+
+#[test]
+fn address_overrides_redirect_dials() {
+    let cluster = LocalCluster::new(1).unwrap();
+    let mut member = cluster.roster().servers[0].clone();
+    let real = member.address.clone();
+    member.address = NodeAddress { host: "unreachable.invalid".into(), port: 1 };
+    cluster.runtime().block_on(async {
+        let (net, _stop) = client_net(quick());
+        assert!(net.ping(&member, Duration::from_millis(800)).await.is_err());
+        let mut o = AddressOverrides::default();
+        o.insert(member.public, real);
+        let (net, _stop2) = client_net(quick());
+        net.set_overrides(o);
+        net.ping(&member, Duration::from_secs(5)).await.unwrap();
+    });
+}
