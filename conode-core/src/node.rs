@@ -250,6 +250,8 @@ impl Node {
                 let addr = bind_addr(&config);
                 let node_l = bind("node port", &addr).await?;
                 let client_addr = match crate::config::NodeAddress::parse(&addr) {
+                    // Port 0 (embedding, tests): both ports are ephemeral; ask the node for them.
+                    Ok(a) if a.port == 0 => a.host_port(),
                     Ok(a) => a.client_host_port(),
                     Err(reason) => return Err(NodeError::Bind { what: "client port", addr, reason }),
                 };

@@ -1,0 +1,85 @@
+//! Node handles: create from a config, start, stop, read status, free (a running node is stopped).
+
+use crate::config::ConodeConfig;
+use crate::error::{guard, non_null, FfiError, CONODE_ERR_STATE};
+use crate::strings::{free_handle, handle_mut, handle_ref, read_opt_str, write_handle, write_string};
+use conode_core::{Node, NodeBuilder};
+use std::ffi::c_char;
+
+/// A conode.
+pub struct ConodeNode {
+    inner: Node,
+}
+
+/// Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir
+/// or the OS data dir holds the database.
+#[no_mangle]
+pub extern "C" fn conode_node_new(config: *const ConodeConfig, data_dir: *const c_char, out: *mut *mut ConodeNode) -> i32 {
+    guard(|| {
+        let config = handle_ref(config, "config")?;
+        let data_dir = read_opt_str(data_dir, "data_dir")?;
+        non_null(out, "out")?;
+        let mut b = NodeBuilder::new(config.inner.clone());
+        if let Some(d) = data_dir {
+            b = b.data_dir(d);
+        }
+        write_handle(out, ConodeNode { inner: b.build()? });
+        Ok(())
+    })
+}
+
+/// Starts the node; returns once both ports accept connections. CONODE_ERR_STATE if running.
+#[no_mangle]
+pub extern "C" fn conode_node_start(node: *mut ConodeNode) -> i32 {
+    guard(|| Ok(handle_mut(node, "node")?.inner.start()?))
+}
+
+/// Stops the node gracefully. CONODE_ERR_STATE if not running.
+#[no_mangle]
+pub extern "C" fn conode_node_stop(node: *mut ConodeNode) -> i32 {
+    guard(|| Ok(handle_mut(node, "node")?.inner.stop()?))
+}
+
+/// Writes whether the node is running.
+#[no_mangle]
+pub extern "C" fn conode_node_is_running(node: *const ConodeNode, out: *mut bool) -> i32 {
+    guard(|| {
+        let n = handle_ref(node, "node")?;
+        non_null(out, "out")?;
+        // SAFETY: NULL-checked.
+        unsafe { *out = n.inner.is_running() };
+        Ok(())
+    })
+}
+
+/// The client-port base URL (`ws://host:port`) of a running node. Free with conode_string_free.
+#[no_mangle]
+pub extern "C" fn conode_node_client_url(node: *const ConodeNode, out: *mut *mut c_char) -> i32 {
+    guard(|| {
+        let n = handle_ref(node, "node")?;
+        non_null(out, "out")?;
+        let url = n.inner.client_url().ok_or_else(|| FfiError::new(CONODE_ERR_STATE, "node is not running"))?;
+        write_string(out, url)
+    })
+}
+
+/// The node's status (the `/status` JSON) of a running node. Free with conode_string_free.
+#[no_mangle]
+pub extern "C" fn conode_node_status_json(node: *const ConodeNode, out: *mut *mut c_char) -> i32 {
+    guard(|| {
+        let n = handle_ref(node, "node")?;
+        non_null(out, "out")?;
+        let ctx = n.inner.context().ok_or_else(|| FfiError::new(CONODE_ERR_STATE, "node is not running"))?;
+        let json = serde_json::to_string(&conode_core::services::status::status_map(ctx)).unwrap_or_default();
+        write_string(out, json)
+    })
+}
+
+/// Stops (if running) and frees a node. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn conode_node_free(node: *mut ConodeNode) {
+    let _ = guard(|| {
+        free_handle(node);
+        Ok(())
+    });
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# C tests: checks the header is current, writes the pkg-config file, compiles tests/c/*.c against the
+# shared debug build with -Wall -Wextra -Werror, runs them, then once more under AddressSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+target=${CARGO_TARGET_DIR:-$root/target}
+libdir=$target/debug
+out=$target/c-tests
+mkdir -p "$out" "$target/pkgconfig"
+
+cargo build -p conode-ffi --locked
+cargo test -p conode-ffi --locked --test header
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+sed -e "s|@PREFIX@|$root|" -e "s|@INCLUDEDIR@|$root/include|" -e "s|@LIBDIR@|$libdir|" -e "s|@VERSION@|$version|" \
+  conode-ffi/conode.pc.in > "$target/pkgconfig/conode.pc"
+export PKG_CONFIG_PATH="$target/pkgconfig"
+cflags=$(pkg-config --cflags conode)
+libs=$(pkg-config --libs conode)
+
+for src in tests/c/*.c; do
+  name=$(basename "$src" .c)
+  echo "-- $name"
+  cc -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror $cflags "$src" -o "$out/$name" $libs -Wl,-rpath,"$libdir"
+  "$out/$name"
+  cc -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -g -fsanitize=address -fno-omit-frame-pointer $cflags "$src" \
+    -o "$out/$name-asan" $libs -Wl,-rpath,"$libdir"
+  ASAN_OPTIONS=detect_leaks=1 "$out/$name-asan"
+done
