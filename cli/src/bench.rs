@@ -44,6 +44,18 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 }
 
 fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
+    if sizes.len() > 1 {
+        // One fresh process per size: freed memory is not returned to the OS, so measuring several
+        // sizes in one process would skew the RSS figures.
+        let exe = std::env::current_exe()?;
+        for n in sizes {
+            let status = std::process::Command::new(&exe)
+                .args(["bench", "node", "--nodes", &n.to_string(), "--requests", &requests.to_string(), "--clients", &clients.to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "bench for {n} nodes failed");
+        }
+        return Ok(());
+    }
     for &n in sizes {
         let before = rss_kib();
         let t0 = Instant::now();

@@ -278,6 +278,7 @@ impl Node {
             network: network.clone(),
             storage,
             clients: ClientRegistry::default(),
+            http: services::HttpRegistry::default(),
             started,
             client_scheme: if client_tls.is_some() { "wss" } else { "ws" },
         };
@@ -342,6 +343,7 @@ async fn shutdown(running: Running) {
     // Handlers hold clones of the context: drop them so the database closes.
     ctx.network.clear_handlers();
     ctx.clients.clear();
+    ctx.http.clear();
     info!(id = %&ctx.config.node_id()[..16], "node stopped");
 }
 
@@ -353,6 +355,7 @@ impl Drop for Node {
                 let _ = running.shutdown.send(true);
                 running.ctx.network.clear_handlers();
                 running.ctx.clients.clear();
+                running.ctx.http.clear();
             } else {
                 self.handle.block_on(shutdown(running));
             }

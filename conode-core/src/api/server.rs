@@ -29,18 +29,31 @@ pub struct ApiState {
 }
 
 fn router(state: ApiState) -> Router {
-    Router::new()
+    let extra = state.ctx.http.routers();
+    let mut app = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route("/status", get(status_json))
         .route("/:service/:method", get(websocket))
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(state));
+    for r in extra {
+        app = app.merge(r);
+    }
+    app
 }
 
 async fn status_json(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(status_map(&s.ctx))
 }
 
-async fn websocket(Path((service, method)): Path<(String, String)>, ws: WebSocketUpgrade, State(s): State<Arc<ApiState>>) -> Response {
+async fn websocket(Path((service, method)): Path<(String, String)>, ws: Option<WebSocketUpgrade>, State(s): State<Arc<ApiState>>) -> Response {
+    let Some(ws) = ws else {
+        // A plain GET on a two-segment path: a service's HTTP route (e.g. /{chainhash}/info).
+        return s
+            .ctx
+            .http
+            .fallback(&service, &method)
+            .unwrap_or_else(|| (axum::http::StatusCode::NOT_FOUND, "not found").into_response());
+    };
     let Some(handler) = s.clients.get(&service) else {
         return (axum::http::StatusCode::NOT_FOUND, format!("no service `{service}` on this node")).into_response();
     };

@@ -58,6 +58,40 @@ impl ClientRegistry {
     }
 }
 
+/// Answers a plain HTTP GET on a two-segment path `/<a>/<b>` that is not a WebSocket upgrade
+/// (e.g. drand's `/{chainhash}/info`); `None` passes it on.
+pub type HttpFallback = Arc<dyn Fn(&str, &str) -> Option<axum::response::Response> + Send + Sync>;
+
+/// Plain HTTP routes that services add to the client port (drand's API, operator pages).
+#[derive(Clone, Default)]
+pub struct HttpRegistry {
+    routers: Arc<RwLock<Vec<axum::Router>>>,
+    fallbacks: Arc<RwLock<Vec<HttpFallback>>>,
+}
+
+impl HttpRegistry {
+    /// Adds routes; they are merged into the client port's router when the node starts serving.
+    /// Static paths win over the `/<Service>/<Method>` WebSocket route.
+    pub fn add_router(&self, router: axum::Router) {
+        self.routers.write().unwrap_or_else(|p| p.into_inner()).push(router);
+    }
+    pub fn add_fallback(&self, f: HttpFallback) {
+        self.fallbacks.write().unwrap_or_else(|p| p.into_inner()).push(f);
+    }
+    pub(crate) fn routers(&self) -> Vec<axum::Router> {
+        self.routers.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub(crate) fn fallback(&self, a: &str, b: &str) -> Option<axum::response::Response> {
+        let fallbacks = self.fallbacks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        fallbacks.iter().find_map(|f| f(a, b))
+    }
+    /// Forgets every route (on stop).
+    pub fn clear(&self) {
+        self.routers.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.fallbacks.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// What every service receives when the node starts.
 #[derive(Clone)]
 pub struct ServiceContext {
@@ -65,6 +99,8 @@ pub struct ServiceContext {
     pub network: Network,
     pub storage: Storage,
     pub clients: ClientRegistry,
+    /// Plain HTTP routes of the client port.
+    pub http: HttpRegistry,
     pub started: Instant,
     /// `ws` or `wss`, depending on whether the client port has TLS.
     pub client_scheme: &'static str,
