@@ -9,8 +9,9 @@ libdir=$target/debug
 out=$target/c-tests
 mkdir -p "$out" "$target/pkgconfig"
 
-cargo build -p conode-ffi --locked
-cargo test -p conode-ffi --locked --test header
+# Same package and target selection as test.sh, so this reuses its build (the header staleness
+# test runs with the Rust tests).
+cargo build --workspace --all-targets --locked
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 sed -e "s|@PREFIX@|$root|" -e "s|@INCLUDEDIR@|$root/include|" -e "s|@LIBDIR@|$libdir|" -e "s|@VERSION@|$version|" \
