@@ -23,6 +23,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         clients: usize,
     },
+    /// Collective signing round latency p50/p99 and the CPU limit measured in the same run.
+    Cosi {
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+    },
+    /// Skipchain appends per second, and light verification of a long chain's proof.
+    Skipchain {
+        /// Roster sizes for the append rate.
+        #[arg(long, value_delimiter = ',', default_value = "4,7")]
+        nodes: Vec<usize>,
+        /// Appends measured per roster size.
+        #[arg(long, default_value_t = 300)]
+        appends: u64,
+        /// Length of the chain whose proof is verified (built with 4 nodes).
+        #[arg(long, default_value_t = 10_000)]
+        chain: u64,
+    },
 }
 
 /// Resident set size of this process in KiB (Linux).
@@ -40,6 +59,13 @@ pub fn rss_kib() -> u64 {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Node { nodes, requests, clients } => bench_node(&nodes, requests, clients),
+        BenchCommand::Cosi { nodes, rounds } => {
+            for r in conode_core::services::cosi::bench::try_run_bench(&nodes, rounds).map_err(anyhow::Error::msg)? {
+                println!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
+            }
+            Ok(())
+        }
+        BenchCommand::Skipchain { nodes, appends, chain } => crate::bench_skipchain::run(&nodes, appends, chain),
     }
 }
 

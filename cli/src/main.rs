@@ -2,6 +2,7 @@
 //! hands everything else to `conode-core`; each subcommand lives in its own module.
 
 mod bench;
+mod bench_skipchain;
 mod check;
 mod logging;
 mod run_nodes;

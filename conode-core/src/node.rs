@@ -283,6 +283,10 @@ impl Node {
             client_scheme: if client_tls.is_some() { "wss" } else { "ws" },
         };
         services::status::register(&ctx);
+        services::dkg::register(&ctx);
+        services::beacon::register(&ctx);
+        services::cosi::register(&ctx);
+        services::skipchain::register(&ctx);
         tasks.push(network.serve(node_l));
         tasks.push(api::serve(
             client_l,

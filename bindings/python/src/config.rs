@@ -26,8 +26,8 @@ impl PyNodeConfig {
     /// Fresh keys for a node reachable at `tls://host:port` (client port `port + 1`). Port 0 lets
     /// the system pick both ports when the node starts (then `Node.client_url` tells them).
     #[staticmethod]
-    #[pyo3(signature = (host, port, description = String::new()))]
-    fn generate(py: Python<'_>, host: &str, port: u16, description: String) -> PyResult<Self> {
+    #[pyo3(signature = (host, port, description = ""))]
+    fn generate(py: Python<'_>, host: &str, port: u16, description: &str) -> PyResult<Self> {
         let host = host.trim().trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
             return Err(config_value_error(py, "Address", format!("`{host}` is not a host name or IP address")));

@@ -35,6 +35,30 @@ impl PyNode {
     }
 }
 
+/// Drops a value that may block (stopping nodes) with the GIL released when possible. During
+/// interpreter shutdown the GIL cannot be handed over; then it is dropped in place (nothing else
+/// runs at that point anyway).
+pub fn drop_without_gil<T: Send>(value: T) {
+    let mut slot = Some(value);
+    Python::try_attach(|py| {
+        let v = slot.take();
+        py.detach(move || drop(v));
+    });
+    drop(slot);
+}
+
+impl Drop for PyNode {
+    fn drop(&mut self) {
+        // A garbage-collected running node stops gracefully, without holding the GIL.
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(node) = inner {
+            if node.is_running() {
+                drop_without_gil(node);
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl PyNode {
     /// A node from a config. Its database `<node_id>.db` lives in `data_dir` (default: the
@@ -167,9 +191,9 @@ impl PyNode {
     ) -> PyResult<bool> {
         // Stopped inside the block already: nothing to do.
         let stopped = self.with(py, |n| if n.is_running() { n.stop().map(|_| ()) } else { Ok(()) });
-        match stopped {
-            Ok(r) => r.map_err(|e| node_error(py, e))?,
-            Err(_) => {} // closed inside the block
+        // Err: closed inside the block, nothing to stop.
+        if let Ok(r) = stopped {
+            r.map_err(|e| node_error(py, e))?;
         }
         Ok(false)
     }

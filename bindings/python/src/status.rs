@@ -42,7 +42,7 @@ pub fn local_status(ctx: &ServiceContext, si: &ServerIdentity) -> StatusDict {
 }
 
 /// One runtime for every client call made from Python (created on first use, one worker).
-fn client_runtime() -> Result<&'static Runtime, String> {
+pub(crate) fn client_runtime() -> Result<&'static Runtime, String> {
     static RT: OnceLock<Result<Runtime, String>> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,7 @@
 
 pub mod bls;
 pub mod identity;
+pub mod threshold;
 
 pub use bls::{BlsKeyPair, BlsPublicKey, BlsSignature};
 pub use identity::{IdentityKeyPair, IdentityPublicKey};

@@ -2,6 +2,10 @@
 //! client methods (`ClientRegistry`, served at `/<Service>/<Method>` on the client port) and peer
 //! protocols (registered on the `Network`).
 
+pub mod beacon;
+pub mod cosi;
+pub mod dkg;
+pub mod skipchain;
 pub mod status;
 
 use crate::config::NodeConfig;

@@ -1,2 +1,8 @@
 //! Pure light-client verification (no tokio, no sled, no sockets): what a phone needs to check a
 //! cothority's output. Collective signatures, skipchain proofs and beacons land here.
+
+pub mod beacon;
+pub mod cosi;
+pub mod skipchain;
+
+pub use cosi::{verify as verify_cosi, CosiVerifyError, Mask, Policy};

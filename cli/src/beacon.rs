@@ -1,0 +1,287 @@
+//! `conode beacon …` and `conode reset`: start a DKG among a roster through one member's client
+//! port (printing its progress and the group file), fetch beacons over drand's HTTP API and verify
+//! them with the pure verifier, and drop a node's beacon state while keeping its keys.
+
+use anyhow::{bail, Context, Result};
+use conode_core::api::client;
+use conode_core::config::{paths, NodeConfig, Roster};
+use conode_core::services::beacon::messages::{DkgStatusRequest, DkgStatusResponse, InitRequest, InitResponse};
+use conode_core::verify::beacon::{Beacon, ChainInfo, Scheme};
+use prost::Message;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Subcommand)]
+pub enum BeaconCommand {
+    /// Run a DKG among a roster and start a drand-compatible beacon chain.
+    Init(InitArgs),
+    /// Fetch a beacon (`latest` or a round number) over drand's HTTP API.
+    Get(GetArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Roster file (concatenated public.toml entries); every member takes part.
+    #[arg(long)]
+    roster: PathBuf,
+    /// Seconds between rounds.
+    #[arg(long)]
+    period: u32,
+    /// drand scheme: pedersen-bls-chained, bls-unchained-g1-rfc9380 (quicknet), pedersen-bls-unchained, bls-unchained-on-g1.
+    #[arg(long, default_value = "pedersen-bls-chained")]
+    scheme: String,
+    /// Signatures needed per round (default ⌊n/2⌋+1, the minimum allowed).
+    #[arg(long)]
+    threshold: Option<u32>,
+    /// Roster index of the member that leads the DKG (its client port is used).
+    #[arg(long, default_value_t = 0)]
+    leader: usize,
+    /// Client URL of the leader instead (ws://host:port); it must be in the roster.
+    #[arg(long)]
+    url: Option<String>,
+    /// Seconds per DKG phase.
+    #[arg(long, default_value_t = 10.0)]
+    phase_timeout: f64,
+    /// Seconds from now to round 1 (default: four phases plus one period).
+    #[arg(long)]
+    genesis_delay: Option<f64>,
+    /// drand beacon id.
+    #[arg(long, default_value = "default")]
+    beacon_id: String,
+    /// Also write the group file here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// `latest` or a round number.
+    which: String,
+    /// Check the beacon against the chain's /info (group key, scheme, chain hash).
+    #[arg(long)]
+    verify: bool,
+    /// A member's client URL (http(s):// or ws(s)://), or a roster file (members tried in order).
+    #[arg(long)]
+    url: String,
+    /// Expected chain hash (hex): refuse a node serving another chain.
+    #[arg(long)]
+    chain_hash: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub fn run(cmd: BeaconCommand) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match cmd {
+        BeaconCommand::Init(a) => rt.block_on(init(a)),
+        BeaconCommand::Get(a) => rt.block_on(get(a)),
+    }
+}
+
+/// Client-port base URL (`ws://…`) of roster member `i`.
+fn member_url(roster: &Roster, i: usize) -> Result<String> {
+    let si = roster.servers.get(i).with_context(|| format!("the roster has no member {i}"))?;
+    Ok(crate::check::client_base(si))
+}
+
+async fn init(a: InitArgs) -> Result<()> {
+    let roster = Roster::load(&a.roster)?;
+    let url = match &a.url {
+        Some(u) => u.clone(),
+        None => member_url(&roster, a.leader)?,
+    };
+    Scheme::from_id(&a.scheme)?;
+    let phase_ms = (a.phase_timeout.max(0.1) * 1000.0) as u64;
+    let req = InitRequest {
+        roster_toml: std::fs::read_to_string(&a.roster).with_context(|| format!("reading {}", a.roster.display()))?,
+        scheme: a.scheme.clone(),
+        period_secs: a.period,
+        threshold: a.threshold.unwrap_or(0),
+        phase_timeout_ms: phase_ms,
+        genesis_time: 0,
+        genesis_delay_ms: a.genesis_delay.map(|s| (s.max(0.0) * 1000.0) as u64).unwrap_or(0),
+        beacon_id: a.beacon_id.clone(),
+    };
+    println!("starting a DKG of {} members via {url} (scheme {}, period {} s)", roster.len(), a.scheme, a.period);
+    // The DKG runs up to four phases plus the collection of results.
+    let timeout = Duration::from_millis(phase_ms * 6 + 30_000);
+    let call = client::call(&url, "Beacon", "Init", req.encode_to_vec(), timeout);
+    tokio::pin!(call);
+    let mut shown = 0usize;
+    let mut session = String::new();
+    let reply = loop {
+        tokio::select! {
+            r = &mut call => break r,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Ok(b) = client::call(&url, "Beacon", "DkgStatus", DkgStatusRequest {}.encode_to_vec(), Duration::from_secs(5)).await {
+                    if let Ok(st) = DkgStatusResponse::decode(b.as_slice()) {
+                        if st.session != session {
+                            session = st.session.clone();
+                            shown = 0;
+                        }
+                        for line in st.log.iter().skip(shown) {
+                            println!("  {line}");
+                        }
+                        shown = shown.max(st.log.len());
+                    }
+                }
+            }
+        }
+    };
+    let reply = reply.context("the DKG failed")?;
+    let resp = InitResponse::decode(reply.as_slice()).context("undecodable reply")?;
+    for line in resp.log.iter().skip(shown) {
+        println!("  {line}");
+    }
+    for x in &resp.absent {
+        println!("absent:       member {}: {}", x.index, x.reason);
+    }
+    for x in &resp.disqualified {
+        println!("disqualified: member {}: {}", x.index, x.reason);
+    }
+    println!(
+        "DKG done: {} participants, {} qualified dealers, {} confirmed the group",
+        resp.participants,
+        resp.qualified.len(),
+        resp.confirmed
+    );
+    println!("chain hash: {}", resp.chain_hash);
+    println!("chain info: {}", resp.info_json);
+    println!("--- group file ---\n{}", resp.group_toml);
+    if let Some(out) = &a.out {
+        std::fs::write(out, &resp.group_toml).with_context(|| format!("writing {}", out.display()))?;
+        println!("group file written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// HTTP base URLs to try for `--url`.
+fn http_bases(url: &str) -> Result<Vec<String>> {
+    let to_http = |u: &str| u.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1).trim_end_matches('/').to_string();
+    if url.contains("://") {
+        return Ok(vec![to_http(url)]);
+    }
+    let roster = Roster::load(std::path::Path::new(url)).with_context(|| format!("`{url}` is neither a URL nor a roster file"))?;
+    Ok(roster.servers.iter().map(|si| to_http(&crate::check::client_base(si))).collect())
+}
+
+async fn fetch(http: &reqwest::Client, base: &str, path: &str) -> Result<String> {
+    let r = http.get(format!("{base}{path}")).send().await?;
+    let status = r.status();
+    let body = r.text().await?;
+    if !status.is_success() {
+        bail!("{base}{path}: HTTP {status}: {body}");
+    }
+    Ok(body)
+}
+
+async fn get(a: GetArgs) -> Result<()> {
+    let path = match a.which.as_str() {
+        "latest" => "/public/latest".to_string(),
+        n => format!("/public/{}", n.parse::<u64>().with_context(|| format!("`{n}` is neither `latest` nor a round number"))?),
+    };
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut last_err = None;
+    for base in http_bases(&a.url)? {
+        match get_from(&http, &base, &path, &a).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                eprintln!("{base}: {e:#}");
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no member to ask")))
+}
+
+async fn get_from(http: &reqwest::Client, base: &str, path: &str, a: &GetArgs) -> Result<()> {
+    let body = fetch(http, base, path).await?;
+    let beacon = Beacon::from_drand_json(&body)?;
+    let mut verified = None;
+    if a.verify || a.chain_hash.is_some() {
+        let info = ChainInfo::from_drand_json(&fetch(http, base, "/info").await?)?;
+        if let Some(h) = &a.chain_hash {
+            if !h.eq_ignore_ascii_case(&info.hash_hex()) {
+                bail!("the node serves chain {}, not {h}", info.hash_hex());
+            }
+        }
+        info.verify(&beacon).with_context(|| format!("round {} does NOT verify", beacon.round))?;
+        verified = Some(format!("verified: round {} of chain {} ({})", beacon.round, info.hash_hex(), info.scheme));
+    }
+    println!("{body}");
+    if let Some(v) = verified {
+        println!("{v}");
+    }
+    Ok(())
+}
+
+/// `conode reset`: drops the beacon chain, group, share and DKG transcripts of this node's
+/// database (the node must be stopped); private.toml and its keys stay.
+pub fn reset(config: Option<PathBuf>, a: ResetArgs) -> Result<()> {
+    let path = config.unwrap_or_else(paths::default_private_toml);
+    let cfg = NodeConfig::load(&path)?;
+    let dir = cfg.data_dir.clone().unwrap_or_else(paths::default_data_dir);
+    let id = cfg.node_id();
+    let db = dir.join(format!("{id}.db"));
+    if !db.exists() {
+        println!("nothing to reset: {} does not exist", db.display());
+        return Ok(());
+    }
+    if !a.yes {
+        let stdin = std::io::stdin();
+        let mut out = std::io::stdout();
+        if !confirm(&mut stdin.lock(), &mut out, &db)? {
+            println!("aborted, nothing changed");
+            return Ok(());
+        }
+    }
+    let storage = conode_core::storage::Storage::open(&dir, &id)
+        .with_context(|| format!("opening {} (stop the node first)", db.display()))?;
+    conode_core::services::beacon::store::reset(&storage)?;
+    println!("beacon chain, group, share and DKG transcripts dropped from {}; keys kept in {}", db.display(), path.display());
+    Ok(())
+}
+
+fn confirm(input: &mut dyn BufRead, out: &mut dyn Write, db: &std::path::Path) -> Result<bool> {
+    write!(out, "This deletes the beacon chain, the group and this node's share in {}.\nThe node's keys are kept. Continue? [y/N] ", db.display())?;
+    out.flush()?;
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
+}
+
+/// `conode bench beacon`: prints one JSON object with the latency and verification results.
+pub fn bench(members: usize, rounds: usize, scheme: &str, verifications: usize) -> Result<()> {
+    let scheme = Scheme::from_id(scheme)?;
+    let r = conode_core::services::beacon::bench::run(members, rounds, scheme, verifications)?;
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmation_defaults_to_no() {
+        let db = std::path::Path::new("/x.db");
+        let mut out = Vec::new();
+        assert!(!confirm(&mut "\n".as_bytes(), &mut out, db).unwrap());
+        assert!(!confirm(&mut "nope\n".as_bytes(), &mut out, db).unwrap());
+        assert!(confirm(&mut "y\n".as_bytes(), &mut out, db).unwrap());
+        assert!(String::from_utf8(out).unwrap().contains("keys are kept"));
+    }
+
+    #[test]
+    fn urls_to_http() {
+        assert_eq!(http_bases("ws://127.0.0.1:7771/").unwrap(), vec!["http://127.0.0.1:7771"]);
+        assert_eq!(http_bases("https://example.com").unwrap(), vec!["https://example.com"]);
+        assert!(http_bases("/does/not/exist.toml").is_err());
+    }
+}

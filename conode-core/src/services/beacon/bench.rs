@@ -1,0 +1,226 @@
+//! Beacon benchmarks for `conode bench beacon` (machine-readable, serde-serializable results):
+//! (a) latency from a round's scheduled tick to its beacon being served over drand's HTTP API,
+//! on a local cluster; (b) beacon verifications per second with the pure verifier
+//! (`verify::beacon`) against raw blst verification of the same beacons, in the same run.
+
+use super::messages::InitRequest;
+use super::service::{unix_now_ms, BeaconService};
+use crate::api::client;
+use crate::cluster::LocalCluster;
+use crate::verify::beacon::{digest, Beacon, ChainInfo, Scheme};
+use prost::Message;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cluster: {0}")]
+    Cluster(String),
+    #[error("beacon: {0}")]
+    Beacon(String),
+}
+
+/// Summary of millisecond samples.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    pub samples: usize,
+    pub min_ms: f64,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl Summary {
+    pub fn of(mut v: Vec<f64>) -> Summary {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let at = |q: f64| if n == 0 { 0.0 } else { v[((n as f64 - 1.0) * q).round() as usize] };
+        Summary {
+            samples: n,
+            min_ms: at(0.0),
+            median_ms: at(0.5),
+            p90_ms: at(0.9),
+            max_ms: at(1.0),
+            mean_ms: if n == 0 { 0.0 } else { v.iter().sum::<f64>() / n as f64 },
+        }
+    }
+}
+
+/// (a) Tick-to-served latency.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LatencyBench {
+    pub bench: &'static str,
+    pub members: usize,
+    pub threshold: u32,
+    pub scheme: String,
+    pub period_secs: u32,
+    pub dkg_ms: f64,
+    /// Round tick → the beacon's HTTP response at member 0 (a request waiting for the round).
+    pub served: Summary,
+    /// Round tick → beacon stored, over all members.
+    pub stored: Summary,
+}
+
+/// (b) Verifications per second.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyBench {
+    pub bench: &'static str,
+    pub scheme: String,
+    pub verifications: usize,
+    /// `PreparedChain::verify` of the pure verifier (digest, decode, group check, pairing).
+    pub verifier_per_sec: f64,
+    /// blst `Signature::uncompress` + `verify` of the same digests (the floor).
+    pub raw_blst_per_sec: f64,
+    /// verifier / raw.
+    pub ratio: f64,
+}
+
+/// Both results of one run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BeaconBench {
+    pub latency: LatencyBench,
+    pub verify: VerifyBench,
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Starts a cluster of `members` and runs a DKG with period `period_secs`; returns the cluster,
+/// the DKG duration and the chain info once round 1 exists everywhere.
+pub fn cluster_with_chain(members: usize, scheme: Scheme, period_secs: u32) -> Result<(LocalCluster, Duration, ChainInfo), BenchError> {
+    let cluster = LocalCluster::new(members).map_err(|e| BenchError::Cluster(e.to_string()))?;
+    let url = cluster.client_url(0).ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
+    let req = InitRequest {
+        roster_toml: cluster.roster().to_toml(),
+        scheme: scheme.id().into(),
+        period_secs,
+        threshold: 0,
+        phase_timeout_ms: 3000,
+        genesis_time: 0,
+        genesis_delay_ms: 2500,
+        beacon_id: String::new(),
+    };
+    let t0 = Instant::now();
+    cluster
+        .runtime()
+        .block_on(client::call(&url, super::SERVICE, "Init", req.encode_to_vec(), Duration::from_secs(60)))
+        .map_err(|e| BenchError::Beacon(e.to_string()))?;
+    let dkg = t0.elapsed();
+    let services: Vec<BeaconService> = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| n.context().and_then(BeaconService::of))
+        .collect();
+    let info = services.first().and_then(|s| s.chain_info()).ok_or_else(|| BenchError::Beacon("no chain after the DKG".into()))?;
+    for s in &services {
+        cluster
+            .runtime()
+            .block_on(s.wait_for_round(1, Duration::from_secs(30)))
+            .ok_or_else(|| BenchError::Beacon("round 1 was not produced".into()))?;
+    }
+    Ok((cluster, dkg, info))
+}
+
+/// (a) on `members` nodes over `rounds` rounds of `period_secs`.
+pub fn bench_latency(members: usize, rounds: usize, scheme: Scheme, period_secs: u32) -> Result<(LatencyBench, Vec<Beacon>, ChainInfo), BenchError> {
+    let (cluster, dkg, info) = cluster_with_chain(members, scheme, period_secs)?;
+    let addr = cluster.node(0).client_addr().ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
+    let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.context().and_then(BeaconService::of)).collect();
+    let threshold = services[0].group().map(|g| g.threshold).unwrap_or(0);
+    let served = cluster.runtime().block_on(async {
+        let mut served = Vec::new();
+        let first = services[0].stats().latest_round + 2;
+        for r in first..first + rounds as u64 {
+            let tick_ms = info.time_of_round(r).unwrap_or(0) * 1000;
+            // Ask shortly before the tick; the server holds the request until the round exists.
+            let ask = tick_ms - 300 - unix_now_ms();
+            if ask > 0 {
+                tokio::time::sleep(Duration::from_millis(ask as u64)).await;
+            }
+            let (status, _) = http_get(addr, &format!("/public/{r}")).await.map_err(|e| BenchError::Beacon(e.to_string()))?;
+            if status != 200 {
+                return Err(BenchError::Beacon(format!("round {r}: HTTP {status}")));
+            }
+            served.push((unix_now_ms() - tick_ms) as f64);
+        }
+        Ok(served)
+    })?;
+    let first = services[0].stats().latest_round.saturating_sub(rounds as u64) + 1;
+    let stored: Vec<f64> = services
+        .iter()
+        .flat_map(|s| s.stats().latencies.into_iter().filter(|l| l.round >= first).map(|l| l.ms).collect::<Vec<_>>())
+        .collect();
+    let latest = services[0].stats().latest_round;
+    let beacons: Vec<Beacon> = (1..=latest).filter_map(|r| services[0].get(r)).collect();
+    Ok((
+        LatencyBench {
+            bench: "beacon-latency",
+            members,
+            threshold,
+            scheme: scheme.id().into(),
+            period_secs,
+            dkg_ms: dkg.as_secs_f64() * 1e3,
+            served: Summary::of(served),
+            stored: Summary::of(stored),
+        },
+        beacons,
+        info,
+    ))
+}
+
+/// (b) on the given beacons (cycled) for `verifications` verifications each way.
+pub fn bench_verify(info: &ChainInfo, beacons: &[Beacon], verifications: usize) -> Result<VerifyBench, BenchError> {
+    if beacons.is_empty() {
+        return Err(BenchError::Beacon("no beacon to verify".into()));
+    }
+    let prepared = info.prepare().map_err(|e| BenchError::Beacon(e.to_string()))?;
+    let t = Instant::now();
+    for i in 0..verifications {
+        prepared.verify(&beacons[i % beacons.len()]).map_err(|e| BenchError::Beacon(e.to_string()))?;
+    }
+    let verifier = verifications as f64 / t.elapsed().as_secs_f64();
+    let scheme = info.scheme;
+    let dst = scheme.dst();
+    let digests: Vec<[u8; 32]> = beacons.iter().map(|b| digest(scheme, b.round, b.previous_signature.as_deref())).collect();
+    let ok = blst::BLST_ERROR::BLST_SUCCESS;
+    let t = Instant::now();
+    if scheme.signatures_on_g1() {
+        let pk = blst::min_sig::PublicKey::uncompress(&info.public_key).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+        for i in 0..verifications {
+            let k = i % beacons.len();
+            let sig = blst::min_sig::Signature::uncompress(&beacons[k].signature).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+            if sig.verify(true, &digests[k], dst, &[], &pk, false) != ok {
+                return Err(BenchError::Beacon("raw verify failed".into()));
+            }
+        }
+    } else {
+        let pk = blst::min_pk::PublicKey::uncompress(&info.public_key).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+        for i in 0..verifications {
+            let k = i % beacons.len();
+            let sig = blst::min_pk::Signature::uncompress(&beacons[k].signature).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+            if sig.verify(true, &digests[k], dst, &[], &pk, false) != ok {
+                return Err(BenchError::Beacon("raw verify failed".into()));
+            }
+        }
+    }
+    let raw = verifications as f64 / t.elapsed().as_secs_f64();
+    Ok(VerifyBench { bench: "beacon-verify", scheme: scheme.id().into(), verifications, verifier_per_sec: verifier, raw_blst_per_sec: raw, ratio: verifier / raw })
+}
+
+/// Runs (a) with `members` nodes and (b) on the beacons it produced.
+pub fn run(members: usize, rounds: usize, scheme: Scheme, verifications: usize) -> Result<BeaconBench, BenchError> {
+    let (latency, beacons, info) = bench_latency(members, rounds, scheme, 1)?;
+    let verify = bench_verify(&info, &beacons, verifications)?;
+    Ok(BeaconBench { latency, verify })
+}

@@ -1,0 +1,137 @@
+//! Benchmark of collective signing: a `LocalCluster` per size (real TLS, one process), R rounds from
+//! node 0, p50/p99 latency, compared with the CPU limit measured in the same process: the time of
+//! the n BLS signatures plus the decoding, aggregation and verification the tree needs, done
+//! single-threaded, divided by the cores in use. A ratio near 1 means the protocol adds little
+//! beyond the cryptography that any BLS-CoSi round must do.
+
+use super::aggregate::{self, Contribution};
+use super::tree;
+use crate::cluster::LocalCluster;
+use crate::crypto::BlsKeyPair;
+use crate::verify::cosi::{Mask, Policy};
+use std::time::{Duration, Instant};
+
+/// Figures of one cluster size.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub nodes: usize,
+    pub rounds: usize,
+    /// Median latency of a round, as seen by the caller of `CosiService::sign`.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// CPU time of the round's necessary cryptography divided by the available cores.
+    pub cpu_limit_ms: f64,
+    pub ratio_p50_to_limit: f64,
+}
+
+/// Runs the benchmark for each size in `nodes` with `rounds` measured rounds each. Panics with a
+/// message when a cluster cannot start or a round fails (see [`try_run_bench`]).
+pub fn run_bench(nodes: &[usize], rounds: usize) -> Vec<BenchResult> {
+    match try_run_bench(nodes, rounds) {
+        Ok(r) => r,
+        Err(e) => panic!("cosi bench: {e}"),
+    }
+}
+
+/// [`run_bench`] returning errors instead of panicking.
+pub fn try_run_bench(nodes: &[usize], rounds: usize) -> Result<Vec<BenchResult>, String> {
+    let mut out = Vec::new();
+    for &n in nodes {
+        out.push(bench_size(n, rounds.max(1))?);
+    }
+    Ok(out)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
+    if n == 0 {
+        return Err("a cluster needs at least one node".into());
+    }
+    let cluster = LocalCluster::new(n).map_err(|e| format!("cannot start {n} nodes: {e}"))?;
+    let svc = super::service_of(cluster.node(0)).ok_or("node 0 runs no cosi service")?;
+    let roster = cluster.roster().clone();
+    let rt = cluster.runtime();
+    let round = |i: usize| {
+        let statement = format!("cosi bench round {i}").into_bytes();
+        let t = Instant::now();
+        let r = rt.block_on(svc.sign(&roster, &statement, super::OPEN_SIGNING_PURPOSE, &[], Policy::Default));
+        (t.elapsed(), r)
+    };
+    // Warm-up: connections, roster caches, PoP checks.
+    for i in 0..2 {
+        let (_, r) = round(usize::MAX - i);
+        let out = r.map_err(|e| format!("{n} nodes, warm-up round: {e}"))?;
+        if out.report.signed.len() != n {
+            return Err(format!("{n} nodes, warm-up round: only {} signed: {:?}", out.report.signed.len(), out.report.missing()));
+        }
+    }
+    let keys: Vec<BlsKeyPair> = cluster
+        .nodes()
+        .iter()
+        .map(|node| node.config().cosi_key().cloned().ok_or("a node has no cosi key"))
+        .collect::<Result<_, _>>()?;
+    // Rounds and CPU-limit measurements alternate, so that both see the same machine load.
+    let mut lat = Vec::with_capacity(rounds);
+    let mut cpu = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let (d, r) = round(i);
+        let out = r.map_err(|e| format!("{n} nodes, round {i}: {e}"))?;
+        if out.report.signed.len() != n {
+            tracing::warn!(nodes = n, round = i, signed = out.report.signed.len(), "cosi bench: not every node signed");
+        }
+        lat.push(d);
+        cpu.push(cpu_work(&keys, i));
+    }
+    lat.sort();
+    cpu.sort();
+    let cpu = cpu[cpu.len() / 2];
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let cpu_limit = cpu / cores as u32;
+    let p50 = percentile(&lat, 50.0);
+    Ok(BenchResult {
+        nodes: n,
+        rounds,
+        p50_ms: ms(p50),
+        p99_ms: ms(percentile(&lat, 99.0)),
+        cpu_limit_ms: ms(cpu_limit),
+        ratio_p50_to_limit: if cpu_limit.is_zero() { 0.0 } else { p50.as_secs_f64() / cpu_limit.as_secs_f64() },
+    })
+}
+
+/// Single-threaded time of one round's cryptography with node 0 as root: every node signs; each
+/// sub-leader decodes its group's partials, adds them up and verifies the sum once; the root does
+/// the same with the sub-leaders' aggregates.
+fn cpu_work(keys: &[BlsKeyPair], run: usize) -> Duration {
+    let n = keys.len();
+    let pubs: Vec<_> = keys.iter().map(|k| k.public()).collect();
+    let statement = format!("cpu limit run {run}").into_bytes();
+    let t = Instant::now();
+    let partials: Vec<[u8; 96]> = keys.iter().map(|k| k.sign(&statement).to_bytes()).collect();
+    let decode = |i: usize, mask: Mask, bytes: &[u8]| Contribution { from: i, mask, sig: aggregate::decode_sig(bytes).expect("own signature") };
+    let mut top = vec![decode(0, Mask::from_indices(n, [0]), &partials[0])];
+    for g in tree::groups(n, 0) {
+        if g.leaves.is_empty() {
+            // A sub-leader without leaves answers like a leaf.
+            top.push(decode(g.leader, Mask::from_indices(n, [g.leader]), &partials[g.leader]));
+            continue;
+        }
+        let contribs: Vec<Contribution> = g.members().map(|i| decode(i, Mask::from_indices(n, [i]), &partials[i])).collect();
+        let (sig, mask) = aggregate::combine(n, contribs.iter()).expect("non-empty group");
+        assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
+        top.push(decode(g.leader, mask, &sig.compress()));
+    }
+    let (sig, mask) = aggregate::combine(n, top.iter()).expect("root partial");
+    assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
+    t.elapsed()
+}

@@ -1,0 +1,42 @@
+//! Collective signing (BLS-CoSi): the roster signs a statement together and one aggregate BLS
+//! signature plus a participation mask proves that enough of it agreed.
+//!
+//! - `tree`: the two-level shape of a round (root → ⌊√n⌋ sub-leaders → leaves).
+//! - `protocol`: the node-to-node round, with per-level timeouts and re-asking of failed subtrees.
+//! - `aggregate`: optimistic aggregation (verify the sum once, per-partial checks on failure).
+//! - `hooks`: per-purpose verification hooks; there is no open signing oracle unless the node's
+//!   config sets `allow_open_signing`.
+//! - `service`: the handle (`CosiService::sign`) and the client method `/Cosi/Sign`.
+//! - `fault`: fault injection for tests.
+//!
+//! Verifying a collective signature needs none of this: see [`crate::verify::cosi`].
+
+mod aggregate;
+#[cfg(feature = "cluster")]
+pub mod bench;
+pub mod fault;
+pub mod hooks;
+pub mod messages;
+pub mod outcome;
+mod protocol;
+mod roster;
+mod service;
+pub mod tree;
+
+pub use crate::verify::cosi::{verify, CosiVerifyError, Mask, Policy};
+pub use fault::CosiFault;
+pub use hooks::{VerifyHook, OPEN_SIGNING_PURPOSE};
+pub use outcome::{CosiError, Exclusion, ExclusionKind, SignOutcome, SignReport};
+pub use protocol::{MAX_LEVEL_TIMEOUT, MIN_LEVEL_TIMEOUT, PROTOCOL_ANNOUNCE};
+pub use service::{register, service, service_of, CosiOptions, CosiService, MAX_ROSTER_TOML};
+
+/// Makes node `node` misbehave in later rounds; `false` when it is not running.
+pub fn set_fault(node: &crate::node::Node, fault: CosiFault) -> bool {
+    match service_of(node) {
+        Some(s) => {
+            s.set_fault(fault);
+            true
+        }
+        None => false,
+    }
+}

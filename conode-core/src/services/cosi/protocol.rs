@@ -1,0 +1,492 @@
+//! The node-to-node signing round. The root sends an `Announce` to each sub-leader naming the
+//! leaves it must ask; every node checks the statement with the hook of the round's purpose, signs
+//! it, and sub-leaders return the aggregate of their group with a mask. Aggregators verify
+//! optimistically (one check of the sum) and fall back to per-partial checks to exclude bad ones.
+//! A sub-leader that fails (no answer, error, bad aggregate) has its leaves asked directly by the
+//! root. The root verifies the final signature before returning it.
+
+use super::aggregate::{self, Contribution};
+use super::fault::CosiFault;
+use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Reply, MAX_EXTRA, MAX_STATEMENT};
+use super::outcome::{CosiError, Exclusion, ExclusionKind, SignOutcome, SignReport};
+use super::roster::RoundRoster;
+use super::service::Shared;
+use super::tree::{self, Group};
+use crate::config::COSI_SERVICE;
+use crate::crypto::BlsSignature;
+use crate::config::ServerIdentity;
+use crate::network::{NetError, Network, PeerMessage};
+use crate::verify::cosi::{Mask, Policy};
+use prost::Message;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
+
+/// Protocol name of the announcement (and its reply) on the node-to-node port.
+pub const PROTOCOL_ANNOUNCE: &str = "Announce";
+/// Longest purpose name.
+const MAX_PURPOSE: usize = 256;
+/// Bounds of the per-level timeout a peer may ask for.
+pub const MIN_LEVEL_TIMEOUT: Duration = Duration::from_millis(50);
+pub const MAX_LEVEL_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn clamp_timeout(d: Duration) -> Duration {
+    d.clamp(MIN_LEVEL_TIMEOUT, MAX_LEVEL_TIMEOUT)
+}
+
+/// Error text of a node that does not know the roster an announcement names.
+const UNKNOWN_ROSTER: &str = "unknown roster";
+
+/// An announcement without the roster (usual case: the receiver has it cached) and with it.
+#[derive(Clone)]
+struct Payload {
+    short: Arc<Vec<u8>>,
+    full: Arc<Vec<u8>>,
+}
+
+impl Payload {
+    /// `ann` must carry `roster_id` and no roster members.
+    fn new(ann: &Announce, roster: &RoundRoster) -> Self {
+        let short = ann.encode_to_vec();
+        let mut full = Vec::with_capacity(short.len() + roster.wire_bytes.len());
+        full.extend_from_slice(&short);
+        full.extend_from_slice(&roster.wire_bytes);
+        Self { short: Arc::new(short), full: Arc::new(full) }
+    }
+}
+
+/// Sends an announcement to `peer`, repeating it with the roster if the peer does not know it.
+async fn announce(network: &Network, peer: &ServerIdentity, payload: &Payload, round_id: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+    let deadline = Instant::now() + timeout;
+    match network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.short.to_vec(), timeout).await {
+        Err(NetError::Remote { message, .. }) if message.starts_with(UNKNOWN_ROSTER) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.full.to_vec(), left).await
+        }
+        r => r,
+    }
+}
+
+/// What one asked member (a leaf) contributed.
+#[allow(clippy::large_enum_variant)] // short-lived, moved a few times per round
+enum Answer {
+    Signed(Contribution),
+    Excluded(ExclusionKind, String),
+}
+
+/// This node's own partial signature (the raw 96 bytes), or why it refuses.
+fn own_partial(shared: &Shared, roster: &RoundRoster, me: usize, statement: &[u8], purpose: &str, extra: &[u8], fault: CosiFault) -> Result<Vec<u8>, String> {
+    if fault == CosiFault::Refuse {
+        return Err("refused (fault injection)".into());
+    }
+    let key = shared.config.cosi_key().ok_or("this node has no `Cosi` key")?;
+    if roster.keys.get(me) != Some(&key.public()) {
+        return Err("the roster lists another `Cosi` key for this node".into());
+    }
+    shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing)?;
+    Ok(match fault {
+        CosiFault::Garbage => CosiFault::garbage(),
+        CosiFault::WrongMessage => key.sign(&CosiFault::tampered_statement(statement)).to_bytes().to_vec(),
+        _ => key.sign(statement).to_bytes().to_vec(),
+    })
+}
+
+/// Interprets a leaf's answer to an announcement.
+fn leaf_answer(n: usize, i: usize, result: Result<Vec<u8>, NetError>) -> Answer {
+    let bytes = match result {
+        Ok(b) => b,
+        Err(NetError::Remote { message, .. }) => return Answer::Excluded(ExclusionKind::Refused, bounded_reason(&message)),
+        Err(e) => return Answer::Excluded(ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
+    };
+    let invalid = |r: &str| Answer::Excluded(ExclusionKind::Invalid, r.to_string());
+    let Ok(reply) = Reply::decode(bytes.as_slice()) else {
+        return invalid("undecodable reply");
+    };
+    let mask = match Mask::from_bytes(n, &reply.mask) {
+        Ok(m) => m,
+        Err(e) => return Answer::Excluded(ExclusionKind::Invalid, format!("bad mask: {e}")),
+    };
+    if mask.is_empty() {
+        let reason = reply
+            .refused
+            .iter()
+            .find(|e| e.index as usize == i)
+            .map(|e| bounded_reason(&e.reason))
+            .unwrap_or_else(|| "refused without a reason".into());
+        return Answer::Excluded(ExclusionKind::Refused, reason);
+    }
+    if mask.count() != 1 || !mask.contains(i) {
+        return invalid("reply claims signatures of other members");
+    }
+    match aggregate::decode_sig(&reply.signature) {
+        Some(sig) => Answer::Signed(Contribution { from: i, mask, sig }),
+        None => invalid("partial signature does not decode"),
+    }
+}
+
+/// Asks every leaf in `leaves` (in parallel) and returns their answers.
+async fn ask_leaves(network: Network, roster: Arc<RoundRoster>, leaves: Vec<usize>, payload: Payload, round_id: Vec<u8>, timeout: Duration) -> Vec<(usize, Answer)> {
+    let n = roster.len();
+    let asks = leaves.into_iter().map(|i| {
+        let (network, roster, payload, round_id) = (network.clone(), roster.clone(), payload.clone(), round_id.clone());
+        async move {
+            let r = announce(&network, &roster.servers[i], &payload, &round_id, timeout).await;
+            (i, leaf_answer(n, i, r))
+        }
+    });
+    futures_util::future::join_all(asks).await
+}
+
+fn wire_exclusion(index: usize, reason: String) -> WireExclusion {
+    WireExclusion { index: index as u32, reason: bounded_reason(&reason) }
+}
+
+/// Handles an announcement from a peer: sign, collect the children, answer with the aggregate.
+pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result<Vec<u8>, String> {
+    if msg.protocol != PROTOCOL_ANNOUNCE {
+        return Err(format!("unknown cosi protocol `{}`", msg.protocol));
+    }
+    let mut ann = Announce::decode(msg.payload.as_slice()).map_err(|e| format!("undecodable announcement: {e}"))?;
+    if ann.statement.len() > MAX_STATEMENT || ann.extra.len() > MAX_EXTRA || ann.purpose.len() > MAX_PURPOSE {
+        return Err("announcement exceeds the size limits".into());
+    }
+    let roster = if ann.roster.is_empty() {
+        let short = hex::encode(&ann.roster_id[..ann.roster_id.len().min(8)]);
+        shared.rosters.get(&ann.roster_id).ok_or_else(|| format!("{UNKNOWN_ROSTER} {short}"))?
+    } else {
+        let r = shared.rosters.for_wire(&std::mem::take(&mut ann.roster))?;
+        if !ann.roster_id.is_empty() && ann.roster_id != r.id {
+            return Err("the roster id does not match the roster".into());
+        }
+        r
+    };
+    let n = roster.len();
+    if roster.index_of(&msg.from).is_none() {
+        return Err("the request comes from a node outside the roster".into());
+    }
+    let me = roster.index_of(&shared.network.public_key()).ok_or("this node is not in the roster")?;
+    let root = ann.root as usize;
+    if root >= n || root == me {
+        return Err(format!("bad root index {root}"));
+    }
+    let children: Vec<usize> = std::mem::take(&mut ann.children).into_iter().map(|c| c as usize).collect();
+    let mut seen = HashSet::new();
+    if children.iter().any(|&c| c >= n || c == me || c == root || !seen.insert(c)) {
+        return Err("bad list of children".into());
+    }
+    let timeout = clamp_timeout(Duration::from_millis(ann.timeout_ms));
+    let fault = shared.fault();
+    if fault == CosiFault::Silent {
+        tokio::time::sleep(timeout * 2 + Duration::from_secs(1)).await;
+        return Err("silent (fault injection)".into());
+    }
+    // Ask the children first so that they sign while we do.
+    let fanout = (!children.is_empty()).then(|| {
+        ann.roster_id = roster.id.to_vec();
+        let payload = Payload::new(&ann, &roster);
+        tokio::spawn(ask_leaves(shared.network.clone(), roster.clone(), children.clone(), payload, msg.round_id.clone(), timeout))
+    });
+    if fanout.is_some() {
+        // Let the fan-out task send before this one spends its time slice signing.
+        tokio::task::yield_now().await;
+    }
+    let own = own_partial(&shared, &roster, me, &ann.statement, &ann.purpose, &ann.extra, fault);
+    let mut reply = Reply::default();
+    let Some(fanout) = fanout else {
+        // A leaf: just the own partial, sent as is.
+        match own {
+            Ok(sig) => {
+                reply.signature = sig;
+                reply.mask = Mask::from_indices(n, [me]).into_bytes();
+            }
+            Err(reason) => {
+                reply.mask = Mask::new(n).into_bytes();
+                reply.refused.push(wire_exclusion(me, reason));
+            }
+        }
+        return Ok(reply.encode_to_vec());
+    };
+    let answers = match fanout.await {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "cosi: collecting the children failed");
+            Vec::new()
+        }
+    };
+    let mut contribs = Vec::new();
+    for (i, a) in answers {
+        match a {
+            Answer::Signed(c) => contribs.push(c),
+            Answer::Excluded(ExclusionKind::Refused, r) => reply.refused.push(wire_exclusion(i, r)),
+            Answer::Excluded(ExclusionKind::TimedOut, r) => reply.timed_out.push(wire_exclusion(i, r)),
+            Answer::Excluded(ExclusionKind::Invalid, r) => reply.invalid.push(wire_exclusion(i, r)),
+        }
+    }
+    let mut trusted = Vec::new();
+    match own {
+        Ok(bytes) if fault == CosiFault::Garbage => {
+            // A broken aggregator: claims everything, sends noise.
+            let mut mask = Mask::from_indices(n, [me]);
+            for c in &contribs {
+                mask.union_with(&c.mask);
+            }
+            reply.signature = bytes;
+            reply.mask = mask.into_bytes();
+            return Ok(reply.encode_to_vec());
+        }
+        Ok(bytes) => match aggregate::decode_sig(&bytes) {
+            Some(sig) => trusted.push(Contribution { from: me, mask: Mask::from_indices(n, [me]), sig }),
+            None => return Err("own signature does not decode".into()),
+        },
+        Err(reason) => reply.refused.push(wire_exclusion(me, reason)),
+    }
+    let valid = if fault == CosiFault::WrongMessage {
+        // A lazy (or malicious) aggregator: adds everything up unchecked.
+        contribs
+    } else {
+        let checked = aggregate::check(&ann.statement, &roster.keys, &trusted, contribs);
+        for c in &checked.invalid {
+            reply.invalid.push(wire_exclusion(c.from, "partial signature does not verify".into()));
+        }
+        checked.valid
+    };
+    match aggregate::combine(n, trusted.iter().chain(valid.iter())) {
+        Some((sig, mask)) => {
+            reply.signature = sig.compress().to_vec();
+            reply.mask = mask.into_bytes();
+        }
+        None => reply.mask = Mask::new(n).into_bytes(),
+    }
+    Ok(reply.encode_to_vec())
+}
+
+/// Exclusions gathered by the root, by roster index (a later verdict replaces an earlier one).
+#[derive(Default)]
+struct Exclusions(BTreeMap<usize, (ExclusionKind, String)>);
+
+impl Exclusions {
+    fn set(&mut self, i: usize, kind: ExclusionKind, reason: String) {
+        self.0.insert(i, (kind, reason));
+    }
+}
+
+/// What the root learnt from one group.
+struct GroupResult {
+    group: Group,
+    /// The sub-leader's aggregate, when it answered properly.
+    aggregate: Option<Contribution>,
+    /// Partials of leaves asked directly (the sub-leader failed).
+    leaves: Vec<Contribution>,
+    exclusions: Vec<(usize, ExclusionKind, String)>,
+}
+
+/// A sub-leader's aggregate (if anyone signed) and the exclusions it reported.
+type GroupReply = (Option<Contribution>, Vec<(usize, ExclusionKind, String)>);
+
+/// Checks a sub-leader's reply: its mask must stay within its group.
+fn parse_group_reply(n: usize, group: &Group, bytes: &[u8]) -> Result<GroupReply, String> {
+    let reply = Reply::decode(bytes).map_err(|_| "undecodable reply".to_string())?;
+    let mask = Mask::from_bytes(n, &reply.mask).map_err(|e| format!("bad mask: {e}"))?;
+    let members: HashSet<usize> = group.members().collect();
+    if mask.indices().iter().any(|i| !members.contains(i)) {
+        return Err("its aggregate claims members outside its group".into());
+    }
+    let aggregate = if mask.is_empty() {
+        None
+    } else {
+        let sig = aggregate::decode_sig(&reply.signature).ok_or("its aggregate signature does not decode")?;
+        Some(Contribution { from: group.leader, mask: mask.clone(), sig })
+    };
+    let mut exclusions = Vec::new();
+    let lists = [
+        (ExclusionKind::Refused, &reply.refused),
+        (ExclusionKind::TimedOut, &reply.timed_out),
+        (ExclusionKind::Invalid, &reply.invalid),
+    ];
+    for (kind, list) in lists {
+        for e in list.iter().take(members.len()) {
+            let i = e.index as usize;
+            if members.contains(&i) && !mask.contains(i) {
+                let reason = if i == group.leader { bounded_reason(&e.reason) } else { format!("{} (reported by #{})", bounded_reason(&e.reason), group.leader) };
+                exclusions.push((i, kind, reason));
+            }
+        }
+    }
+    Ok((aggregate, exclusions))
+}
+
+/// Asks one sub-leader for its group; if it fails, asks the group's leaves directly.
+async fn run_group(network: Network, roster: Arc<RoundRoster>, group: Group, payload: Payload, leaf_payload: Payload, round_id: Vec<u8>, timeout: Duration) -> GroupResult {
+    let n = roster.len();
+    let leader = group.leader;
+    // The sub-leader waits up to `timeout` for its leaves, then answers.
+    let r = announce(&network, &roster.servers[leader], &payload, &round_id, timeout * 2).await;
+    let (kind, reason) = match r {
+        Ok(bytes) => match parse_group_reply(n, &group, &bytes) {
+            Ok((aggregate, exclusions)) => return GroupResult { group, aggregate, leaves: Vec::new(), exclusions },
+            Err(reason) => (ExclusionKind::Invalid, format!("sub-leader reply: {reason}")),
+        },
+        Err(NetError::Remote { message, .. }) => (ExclusionKind::Refused, bounded_reason(&message)),
+        Err(e) => (ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
+    };
+    debug!(leader, %kind, %reason, "cosi: sub-leader failed, asking its leaves directly");
+    let mut result = GroupResult { group: group.clone(), aggregate: None, leaves: Vec::new(), exclusions: vec![(leader, kind, reason)] };
+    for (i, a) in ask_leaves(network, roster, group.leaves.clone(), leaf_payload, round_id, timeout).await {
+        match a {
+            Answer::Signed(c) => result.leaves.push(c),
+            Answer::Excluded(k, r) => result.exclusions.push((i, k, r)),
+        }
+    }
+    result
+}
+
+/// Runs a round with this node as root.
+pub(super) async fn run_root(
+    shared: Arc<Shared>,
+    roster: Arc<RoundRoster>,
+    statement: Vec<u8>,
+    purpose: String,
+    extra: Vec<u8>,
+    policy: Policy,
+    timeout: Duration,
+) -> Result<SignOutcome, CosiError> {
+    let n = roster.len();
+    let required = policy.required(n).map_err(CosiError::Policy)?;
+    if statement.len() > MAX_STATEMENT {
+        return Err(CosiError::BadRequest(format!("statement of {} bytes exceeds the limit of {MAX_STATEMENT}", statement.len())));
+    }
+    if extra.len() > MAX_EXTRA {
+        return Err(CosiError::BadRequest(format!("extra data of {} bytes exceeds the limit of {MAX_EXTRA}", extra.len())));
+    }
+    if purpose.len() > MAX_PURPOSE {
+        return Err(CosiError::BadRequest("purpose name too long".into()));
+    }
+    let me = roster
+        .index_of(&shared.network.public_key())
+        .ok_or_else(|| CosiError::NotInRoster(shared.network.public_key().to_hex()[..16].to_string()))?;
+    let key = shared.config.cosi_key().ok_or(CosiError::NoKey)?;
+    if roster.keys[me] != key.public() {
+        return Err(CosiError::KeyMismatch(me));
+    }
+    shared
+        .hooks
+        .check(&purpose, &statement, &extra, shared.config.allow_open_signing)
+        .map_err(CosiError::Refused)?;
+    let timeout = clamp_timeout(timeout);
+    let round_id = rand::random::<[u8; 16]>().to_vec();
+    let groups = tree::groups(n, me);
+    let mut base = Announce {
+        roster: Vec::new(),
+        roster_id: roster.id.to_vec(),
+        root: me as u32,
+        statement,
+        purpose,
+        extra,
+        children: Vec::new(),
+        timeout_ms: timeout.as_millis() as u64,
+    };
+    let leaf_payload = Payload::new(&base, &roster);
+    let mut tasks = Vec::with_capacity(groups.len());
+    for g in &groups {
+        base.children = g.leaves.iter().map(|&i| i as u32).collect();
+        let payload = Payload::new(&base, &roster);
+        tasks.push(tokio::spawn(run_group(shared.network.clone(), roster.clone(), g.clone(), payload, leaf_payload.clone(), round_id.clone(), timeout)));
+    }
+    let statement = base.statement;
+    // Let the group tasks send, then sign our own partial while the others work.
+    tokio::task::yield_now().await;
+    let own_bytes = key.sign(&statement).to_bytes();
+    let own = Contribution {
+        from: me,
+        mask: Mask::from_indices(n, [me]),
+        sig: aggregate::decode_sig(&own_bytes).ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
+    };
+    let mut exclusions = Exclusions::default();
+    let mut results = Vec::with_capacity(tasks.len());
+    for (t, g) in tasks.into_iter().zip(&groups) {
+        match t.await {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                warn!(error = %e, "cosi: group task failed");
+                for i in g.members() {
+                    exclusions.set(i, ExclusionKind::TimedOut, "internal error while asking".into());
+                }
+            }
+        }
+    }
+    let mut untrusted = Vec::new();
+    for r in &mut results {
+        for (i, k, reason) in r.exclusions.drain(..) {
+            exclusions.set(i, k, reason);
+        }
+        untrusted.extend(r.aggregate.take());
+        untrusted.append(&mut r.leaves);
+    }
+    let trusted = [own];
+    let checked = aggregate::check(&statement, &roster.keys, &trusted, untrusted);
+    let mut verified = checked.verified_as_one;
+    let mut valid = checked.valid;
+    // Bad sub-leader aggregates: blame the sub-leader and ask its leaves directly.
+    let mut reask = Vec::new();
+    for c in checked.invalid {
+        match results.iter().find(|r| r.group.leader == c.from) {
+            Some(r) if !r.group.leaves.is_empty() || c.mask.count() > 1 => {
+                exclusions.set(c.from, ExclusionKind::Invalid, format!("its aggregate of {} signatures does not verify", c.mask.count()));
+                for &leaf in &r.group.leaves {
+                    exclusions.0.remove(&leaf);
+                    reask.push(leaf);
+                }
+            }
+            _ => exclusions.set(c.from, ExclusionKind::Invalid, "partial signature does not verify".into()),
+        }
+    }
+    if !reask.is_empty() {
+        let answers = ask_leaves(shared.network.clone(), roster.clone(), reask, leaf_payload, round_id, timeout).await;
+        let mut again = Vec::new();
+        for (i, a) in answers {
+            match a {
+                Answer::Signed(c) => again.push(c),
+                Answer::Excluded(k, r) => exclusions.set(i, k, r),
+            }
+        }
+        let checked = aggregate::check(&statement, &roster.keys, &[], again);
+        for c in checked.invalid {
+            exclusions.set(c.from, ExclusionKind::Invalid, "partial signature does not verify".into());
+        }
+        valid.extend(checked.valid);
+        verified = false;
+    }
+    let (sig, mask) = aggregate::combine(n, trusted.iter().chain(valid.iter()))
+        .ok_or_else(|| CosiError::FinalVerify("nothing to aggregate".into()))?;
+    let report = build_report(&roster, n, required, &mask, exclusions);
+    if mask.count() < required {
+        let missing = report.missing().into_iter().map(|(k, e)| (k, e.clone())).collect();
+        return Err(CosiError::ThresholdNotReached { signed: mask.count(), required, n, missing, report: Box::new(report) });
+    }
+    if !verified && !aggregate::verify(&statement, &sig, &mask, &roster.keys) {
+        return Err(CosiError::FinalVerify("aggregate check failed".into()));
+    }
+    let signature = BlsSignature::from_bytes(&sig.compress()).map_err(|e| CosiError::FinalVerify(e.to_string()))?;
+    Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
+}
+
+fn build_report(roster: &RoundRoster, n: usize, required: usize, mask: &Mask, mut exclusions: Exclusions) -> SignReport {
+    let mut report = SignReport { n, required, signed: mask.indices(), ..Default::default() };
+    for i in 0..n {
+        if mask.contains(i) {
+            continue;
+        }
+        let (kind, reason) = exclusions
+            .0
+            .remove(&i)
+            .unwrap_or((ExclusionKind::TimedOut, "no answer reported".into()));
+        let e = Exclusion { index: i, public: roster.servers[i].public, reason };
+        match kind {
+            ExclusionKind::Refused => report.refused.push(e),
+            ExclusionKind::TimedOut => report.timed_out.push(e),
+            ExclusionKind::Invalid => report.invalid.push(e),
+        }
+    }
+    report
+}

@@ -1,0 +1,259 @@
+//! The cosi service on one node: its state (hooks, options, fault injection, roster cache), the
+//! handle other services use to run rounds from Rust (`CosiService::sign`), the peer handler, and
+//! the client method `/Cosi/Sign` (refused unless the node allows open signing).
+
+use super::fault::CosiFault;
+use super::hooks::{HookRegistry, VerifyHook, OPEN_SIGNING_PURPOSE};
+use super::messages::{Exclusion as WireExclusion, SignRequest, SignResponse, MAX_STATEMENT};
+use super::outcome::{CosiError, Exclusion, SignOutcome};
+use super::protocol;
+use super::roster::RosterCache;
+use crate::config::{NodeConfig, Roster, COSI_SERVICE};
+use crate::crypto::IdentityPublicKey;
+use crate::network::{Network, PeerMessage};
+use crate::services::{ServiceContext, ServiceError};
+use crate::verify::cosi::Policy;
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+/// Longest roster TOML text a client may send (a few thousand members).
+pub const MAX_ROSTER_TOML: usize = 1024 * 1024;
+
+/// Tunables of the cosi service.
+#[derive(Clone, Debug)]
+pub struct CosiOptions {
+    /// How long a node waits for the level below it; the root waits twice as long for a
+    /// sub-leader (which waits for its leaves).
+    pub level_timeout: Duration,
+}
+
+impl Default for CosiOptions {
+    fn default() -> Self {
+        Self { level_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// State shared by the handlers of one node.
+pub(super) struct Shared {
+    pub(super) config: Arc<NodeConfig>,
+    pub(super) network: Network,
+    pub(super) hooks: HookRegistry,
+    pub(super) rosters: RosterCache,
+    fault: RwLock<CosiFault>,
+    options: RwLock<CosiOptions>,
+    default_roster: RwLock<Option<Roster>>,
+}
+
+impl Shared {
+    pub(super) fn fault(&self) -> CosiFault {
+        *self.fault.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle on a node's cosi service (cheap to clone). Other services run rounds through it.
+#[derive(Clone)]
+pub struct CosiService {
+    shared: Arc<Shared>,
+}
+
+impl CosiService {
+    /// Registers (or replaces) the verification hook of `purpose` on this node: the node signs a
+    /// statement of that purpose only when the hook returns `Ok`. `Cosi` (open signing) is reserved.
+    pub fn hook(&self, purpose: &str, hook: VerifyHook) -> Result<(), CosiError> {
+        self.shared.hooks.set(purpose, hook).map_err(CosiError::BadRequest)
+    }
+
+    pub fn remove_hook(&self, purpose: &str) {
+        self.shared.hooks.remove(purpose);
+    }
+
+    /// Makes this node misbehave in later rounds (tests, benchmarks).
+    pub fn set_fault(&self, fault: CosiFault) {
+        *self.shared.fault.write().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    pub fn fault(&self) -> CosiFault {
+        self.shared.fault()
+    }
+
+    pub fn options(&self) -> CosiOptions {
+        self.shared.options.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_options(&self, options: CosiOptions) {
+        *self.shared.options.write().unwrap_or_else(|p| p.into_inner()) = options;
+    }
+
+    /// The roster `/Cosi/Sign` uses when a request carries none.
+    pub fn set_default_roster(&self, roster: Option<Roster>) {
+        *self.shared.default_roster.write().unwrap_or_else(|p| p.into_inner()) = roster;
+    }
+
+    /// The identity of the node this service runs on.
+    pub fn node_key(&self) -> IdentityPublicKey {
+        self.shared.network.public_key()
+    }
+
+    /// Runs a round with this node as root: the members of `roster` check `statement` with their
+    /// hook for `purpose` (given `extra`), and the result meets `policy` and verified here.
+    /// Must be called on the node's runtime.
+    pub async fn sign(&self, roster: &Roster, statement: &[u8], purpose: &str, extra: &[u8], policy: Policy) -> Result<SignOutcome, CosiError> {
+        let timeout = self.options().level_timeout;
+        self.sign_with_timeout(roster, statement, purpose, extra, policy, timeout).await
+    }
+
+    /// `sign` with an explicit per-level timeout.
+    pub async fn sign_with_timeout(
+        &self,
+        roster: &Roster,
+        statement: &[u8],
+        purpose: &str,
+        extra: &[u8],
+        policy: Policy,
+        level_timeout: Duration,
+    ) -> Result<SignOutcome, CosiError> {
+        let rr = if self.shared.rosters.needs_pop_checks(roster) {
+            // Pairings for every new key: keep them off the runtime's workers.
+            let (shared, roster) = (self.shared.clone(), roster.clone());
+            tokio::task::spawn_blocking(move || shared.rosters.for_roster(&roster))
+                .await
+                .map_err(|e| CosiError::BadRoster(format!("checking the roster failed: {e}")))?
+        } else {
+            self.shared.rosters.for_roster(roster)
+        }
+        .map_err(CosiError::BadRoster)?;
+        protocol::run_root(self.shared.clone(), rr, statement.to_vec(), purpose.to_string(), extra.to_vec(), policy, level_timeout).await
+    }
+}
+
+type Registry = Mutex<HashMap<IdentityPublicKey, Weak<Shared>>>;
+
+/// Running cosi services of this process, by node identity, so tests and other services can find
+/// the handle of a node (`service`, `service_of`).
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// Registers the cosi service of a starting node (peer protocol and `/Cosi/Sign`).
+pub fn register(ctx: &ServiceContext) -> CosiService {
+    let shared = Arc::new(Shared {
+        config: ctx.config.clone(),
+        network: ctx.network.clone(),
+        hooks: HookRegistry::default(),
+        rosters: RosterCache::default(),
+        fault: RwLock::new(CosiFault::None),
+        options: RwLock::new(CosiOptions::default()),
+        default_roster: RwLock::new(None),
+    });
+    {
+        let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        reg.retain(|_, w| w.strong_count() > 0);
+        reg.insert(ctx.config.identity.public(), Arc::downgrade(&shared));
+    }
+    let s = shared.clone();
+    ctx.network.register(
+        COSI_SERVICE,
+        Arc::new(move |msg: PeerMessage| {
+            let s = s.clone();
+            Box::pin(async move { protocol::handle_peer(s, msg).await })
+        }),
+    );
+    let s = shared.clone();
+    ctx.clients.register(
+        COSI_SERVICE,
+        Arc::new(move |method, body| {
+            let s = s.clone();
+            Box::pin(async move { client_request(s, method, body).await })
+        }),
+    );
+    CosiService { shared }
+}
+
+/// The cosi service of a running node, given its context.
+pub fn service(ctx: &ServiceContext) -> Option<CosiService> {
+    lookup(&ctx.config.identity.public())
+}
+
+/// The cosi service of a running node.
+pub fn service_of(node: &crate::node::Node) -> Option<CosiService> {
+    node.context().and_then(service)
+}
+
+fn lookup(key: &IdentityPublicKey) -> Option<CosiService> {
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key)
+        .and_then(Weak::upgrade)
+        .map(|shared| CosiService { shared })
+}
+
+fn wire_list(list: &[Exclusion]) -> Vec<WireExclusion> {
+    list.iter().map(|e| WireExclusion { index: e.index as u32, reason: e.reason.clone() }).collect()
+}
+
+async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
+    if method != "Sign" {
+        return Err(ServiceError::UnknownMethod { service: COSI_SERVICE.into(), method });
+    }
+    if !shared.config.allow_open_signing {
+        return Err(ServiceError::Refused(
+            "open signing is disabled on this node (it needs `AllowOpenSigning = true` in private.toml)".into(),
+        ));
+    }
+    let req = SignRequest::decode(body.as_slice()).map_err(|e| ServiceError::BadRequest(format!("undecodable SignRequest: {e}")))?;
+    if req.message.len() > MAX_STATEMENT {
+        return Err(ServiceError::BadRequest(format!("message of {} bytes exceeds the limit of {MAX_STATEMENT}", req.message.len())));
+    }
+    let roster = match req.roster_toml.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+        Some(text) if text.len() > MAX_ROSTER_TOML => {
+            return Err(ServiceError::BadRequest(format!("roster_toml of {} bytes exceeds the limit of {MAX_ROSTER_TOML}", text.len())))
+        }
+        Some(text) => {
+            // Parsing checks every proof of possession: keep it off the runtime's workers.
+            tokio::task::spawn_blocking(move || Roster::from_toml_str(std::path::Path::new("roster_toml"), &text))
+                .await
+                .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?
+        }
+        None => shared
+            .default_roster
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| ServiceError::BadRequest("no roster: send one in `roster_toml` (this node has no default roster)".into()))?,
+    };
+    let policy = match req.threshold {
+        None | Some(0) => Policy::Default,
+        Some(t) => Policy::Threshold(t as usize),
+    };
+    let timeout = match req.timeout_ms {
+        None | Some(0) => shared.options.read().unwrap_or_else(|p| p.into_inner()).level_timeout,
+        Some(ms) => Duration::from_millis(ms),
+    };
+    let svc = CosiService { shared };
+    let outcome = svc
+        .sign_with_timeout(&roster, &req.message, OPEN_SIGNING_PURPOSE, &[], policy, timeout)
+        .await
+        .map_err(|e| match e {
+            CosiError::Refused(r) => ServiceError::Refused(r),
+            e @ (CosiError::BadRoster(_) | CosiError::NotInRoster(_) | CosiError::KeyMismatch(_) | CosiError::Policy(_) | CosiError::BadRequest(_)) => {
+                ServiceError::BadRequest(e.to_string())
+            }
+            e => ServiceError::Failed(e.to_string()),
+        })?;
+    let r = &outcome.report;
+    Ok(SignResponse {
+        signature: outcome.signature.to_bytes().to_vec(),
+        mask: outcome.mask.clone(),
+        signed: r.signed.iter().map(|&i| i as u32).collect(),
+        refused: wire_list(&r.refused),
+        timed_out: wire_list(&r.timed_out),
+        invalid: wire_list(&r.invalid),
+        required: r.required as u32,
+    }
+    .encode_to_vec())
+}

@@ -1,0 +1,13 @@
+//! Skipchains: the cothority's tamper-evident log. Blocks are accepted by the roster, linked forward
+//! by collective signatures at several levels, stored durably on every member, and served with
+//! O(log n) proofs that the pure verifier ([`crate::verify::skipchain`]) checks.
+//!
+//! - `messages`: client and peer wire messages.
+//! - `store`: durable sled storage.
+//! - `service`: create/append/get/update, the cosi verification hook, propagation and catch-up.
+
+pub mod messages;
+mod service;
+pub mod store;
+
+pub use service::{block_roster, config_roster, register, service_of, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};

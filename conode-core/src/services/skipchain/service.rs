@@ -1,0 +1,569 @@
+//! The skipchain service: genesis creation, owner-signed appends whose forward links (all due
+//! levels) are cosigned by the source blocks' rosters, durable storage on every member, proofs
+//! (`GetUpdateChain`), and catch-up of members that were down or newly added.
+
+use super::messages::*;
+use super::store::ChainStore;
+use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
+use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey};
+use crate::network::{NetError, Network, PeerMessage};
+use crate::services::cosi::{self, CosiService, Policy};
+use crate::services::{ServiceContext, ServiceError};
+use crate::verify::skipchain::{
+    height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
+};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Service name (client methods, peer protocol, cosi purpose).
+pub const SKIPCHAIN_SERVICE: &str = "Skipchain";
+/// Largest batch a peer returns for catch-up.
+const CATCH_UP_BATCH: u32 = 256;
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an append waits for the members to confirm they stored the block.
+const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SkipchainError {
+    #[error("unknown chain {0}")]
+    UnknownChain(String),
+    #[error("unknown block {0}")]
+    UnknownBlock(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("this node is behind: it holds block {have}, needs {need}")]
+    Behind { have: u64, need: u64 },
+    #[error("collective signing failed: {0}")]
+    Cosi(#[from] cosi::CosiError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("network: {0}")]
+    Network(#[from] NetError),
+}
+
+impl From<ProofError> for SkipchainError {
+    fn from(e: ProofError) -> Self {
+        SkipchainError::Invalid(e.to_string())
+    }
+}
+
+/// Converts a config roster into the form stored in blocks.
+pub fn block_roster(roster: &Roster) -> Result<BlockRoster, SkipchainError> {
+    let members = roster
+        .servers
+        .iter()
+        .map(|s| {
+            let svc = s
+                .services
+                .get(COSI_SERVICE)
+                .ok_or_else(|| SkipchainError::Invalid(format!("member {} has no {COSI_SERVICE} key", s.address)))?;
+            Ok(RosterEntry {
+                identity: s.public.as_bytes().to_vec(),
+                cosi_key: svc.public.to_bytes().to_vec(),
+                address: s.address.to_string(),
+                pop: svc.pop.to_bytes().to_vec(),
+                description: s.description.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, SkipchainError>>()?;
+    Ok(BlockRoster { members })
+}
+
+/// Converts a block's roster back to a config roster (checking every key and PoP).
+pub fn config_roster(r: &BlockRoster) -> Result<Roster, SkipchainError> {
+    let inv = |i: usize, what: &str, e: String| SkipchainError::Invalid(format!("roster member {i} {what}: {e}"));
+    let servers = r
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let public = IdentityPublicKey::from_bytes(&m.identity).map_err(|e| inv(i, "identity", e.to_string()))?;
+            let key = BlsPublicKey::from_bytes(&m.cosi_key).map_err(|e| inv(i, "cosi key", e.to_string()))?;
+            let pop = BlsSignature::from_bytes(&m.pop).map_err(|e| inv(i, "pop", e.to_string()))?;
+            key.verify_pop(&pop).map_err(|e| inv(i, "pop", e.to_string()))?;
+            let address = NodeAddress::parse(&m.address).map_err(|e| inv(i, "address", e))?;
+            let mut services = BTreeMap::new();
+            services.insert(COSI_SERVICE.to_string(), ServicePublic { suite: bls::SUITE.into(), public: key, pop });
+            Ok(ServerIdentity { address, public, description: m.description.clone(), url: None, services })
+        })
+        .collect::<Result<Vec<_>, SkipchainError>>()?;
+    Ok(Roster::new(servers))
+}
+
+struct Shared {
+    store: ChainStore,
+    network: Network,
+    me: IdentityPublicKey,
+    cosi: CosiService,
+}
+
+/// Handle on a node's skipchain service (cheap to clone).
+#[derive(Clone)]
+pub struct SkipchainService {
+    shared: Arc<Shared>,
+}
+
+fn hex8(b: &[u8]) -> String {
+    hex::encode(&b[..b.len().min(8)])
+}
+
+impl SkipchainService {
+    pub fn store(&self) -> &ChainStore {
+        &self.shared.store
+    }
+
+    /// Creates a chain: a genesis block for `roster`, stored on every member.
+    pub async fn create_chain(&self, roster: &Roster, base_height: u32, maximum_height: u32, owners: Vec<IdentityPublicKey>, data: Vec<u8>) -> Result<SkipBlock, SkipchainError> {
+        if base_height < 2 || maximum_height == 0 || maximum_height > 32 {
+            return Err(SkipchainError::Invalid("base height must be ≥ 2 and maximum height in 1..=32".into()));
+        }
+        if owners.is_empty() {
+            return Err(SkipchainError::Invalid("a chain needs at least one owner".into()));
+        }
+        let broster = block_roster(roster)?;
+        if roster.index_of(&self.shared.me).is_none() {
+            return Err(SkipchainError::Refused("this node is not in the chain's roster".into()));
+        }
+        let mut genesis = SkipBlock {
+            index: 0,
+            height: height_for(0, base_height, maximum_height),
+            maximum_height,
+            base_height,
+            back_link_ids: vec![],
+            genesis_id: vec![],
+            data,
+            roster: Some(broster),
+            owners: owners.iter().map(|o| o.as_bytes().to_vec()).collect(),
+            hash: vec![],
+            forward_links: vec![],
+        };
+        genesis.hash = genesis.compute_hash().to_vec();
+        self.shared.store.store(&genesis, &[])?;
+        self.propagate(&genesis, vec![], roster).await;
+        info!(chain = %hex8(&genesis.hash), members = roster.len(), "skipchain created");
+        Ok(genesis)
+    }
+
+    /// Appends a block signed by an owner; returns it once stored here and sent to the members.
+    pub async fn append(&self, req: Append) -> Result<SkipBlock, SkipchainError> {
+        let s = &self.shared;
+        let genesis = s.store.block(&req.genesis).filter(|b| b.index == 0).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        let latest = s.store.latest(&req.genesis).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        let new_roster = if req.new_roster_toml.trim().is_empty() {
+            None
+        } else {
+            let r = Roster::from_toml_str(Path::new("new_roster"), &req.new_roster_toml).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
+            Some(block_roster(&r)?)
+        };
+        check_owner(&genesis, &req.owner, &req.signature, req.index, &req.data, new_roster.as_ref())?;
+        if req.index != latest.index + 1 {
+            return Err(SkipchainError::Refused(format!("append names index {}, the next block is {}", req.index, latest.index + 1)));
+        }
+        let roster = new_roster.or_else(|| latest.roster.clone()).unwrap_or_default();
+        let index = req.index;
+        let height = height_for(index, genesis.base_height, genesis.maximum_height);
+        let mut sources = Vec::with_capacity(height as usize);
+        for h in 0..height as usize {
+            let src_index = index - level_distance(genesis.base_height, h);
+            sources.push(s.store.block_at(&req.genesis, src_index).ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?);
+        }
+        let mut block = SkipBlock {
+            index,
+            height,
+            maximum_height: genesis.maximum_height,
+            base_height: genesis.base_height,
+            back_link_ids: sources.iter().map(|b| b.hash.clone()).collect(),
+            genesis_id: req.genesis.clone(),
+            data: req.data.clone(),
+            roster: Some(roster.clone()),
+            owners: genesis.owners.clone(),
+            hash: vec![],
+            forward_links: vec![],
+        };
+        block.hash = block.compute_hash().to_vec();
+        // One cosi round per level, each by the source block's roster, all at once.
+        let rounds = sources.iter().enumerate().map(|(level, src)| {
+            let proposal = Proposal { block: Some(block.clone()), level: level as u32, owner: req.owner.clone(), owner_signature: req.signature.clone() };
+            self.sign_link(src, &block, proposal)
+        });
+        let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut incoming = Vec::with_capacity(links.len());
+        let mut updated = Vec::with_capacity(links.len());
+        for (level, (mut src, link)) in sources.into_iter().zip(links).enumerate() {
+            set_link(&mut src, level, link.clone());
+            incoming.push(LevelLink { level: level as u32, link: Some(link) });
+            updated.push(src);
+        }
+        s.store.store(&block, &updated)?;
+        let mut targets = config_roster(&roster)?;
+        if let Some(old) = latest.roster.as_ref() {
+            for m in config_roster(old)?.servers {
+                if targets.index_of(&m.public).is_none() {
+                    targets.servers.push(m);
+                }
+            }
+        }
+        self.propagate(&block, incoming, &targets).await;
+        debug!(chain = %hex8(&req.genesis), index, height, "block appended");
+        Ok(block)
+    }
+
+    async fn sign_link(&self, src: &SkipBlock, block: &SkipBlock, proposal: Proposal) -> Result<ForwardLink, SkipchainError> {
+        let src_roster = src.roster.as_ref().ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
+        let new_roster = (src_roster.id() != block.roster.as_ref().map(|r| r.id()).unwrap_or_default()).then(|| block.roster.as_ref().map(|r| r.id().to_vec()).unwrap_or_default());
+        let statement = ForwardLink::message(&src.hash, &block.hash, new_roster.as_deref());
+        let outcome = self
+            .shared
+            .cosi
+            .sign(&config_roster(src_roster)?, &statement, SKIPCHAIN_SERVICE, &proposal.encode_to_vec(), Policy::Default)
+            .await?;
+        Ok(ForwardLink {
+            from: src.hash.clone(),
+            to: block.hash.clone(),
+            new_roster,
+            signature: Some(CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask }),
+        })
+    }
+
+    /// Sends a stored block to every other member. Waits for their acknowledgements at most
+    /// `PROPAGATE_WAIT`; slower deliveries go on in the background (a member that misses a block
+    /// catches up later), so a stopped member never holds up an append.
+    async fn propagate(&self, block: &SkipBlock, incoming: Vec<LevelLink>, roster: &Roster) {
+        let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
+        let mut pending = tokio::task::JoinSet::new();
+        for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
+            let net = self.shared.network.clone();
+            let payload = payload.clone();
+            pending.spawn(async move {
+                if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await {
+                    debug!(peer = %m.address, error = %e, "member did not store the block (it will catch up)");
+                }
+            });
+        }
+        let _ = tokio::time::timeout(PROPAGATE_WAIT, async { while pending.join_next().await.is_some() {} }).await;
+        pending.detach_all();
+    }
+
+    /// Shortest proof from `from` to the newest block: follow the highest forward link each time.
+    pub fn update_chain(&self, from: &[u8]) -> Result<Vec<SkipBlock>, SkipchainError> {
+        let mut cur = self.shared.store.block(from).ok_or_else(|| SkipchainError::UnknownBlock(hex8(from)))?;
+        let mut proof = vec![cur.clone()];
+        while let Some(link) = cur.forward_links.iter().rev().find(|l| !l.to.is_empty()) {
+            let next = self.shared.store.block(&link.to).ok_or_else(|| SkipchainError::UnknownBlock(hex8(&link.to)))?;
+            proof.push(next.clone());
+            cur = next;
+        }
+        Ok(proof)
+    }
+
+    /// Verifies and stores a block pushed by a peer (or fetched while catching up).
+    fn accept(&self, item: &LinkedBlock) -> Result<(), SkipchainError> {
+        let s = &self.shared;
+        let block = item.block.as_ref().ok_or_else(|| SkipchainError::Invalid("no block".into()))?;
+        block.check_self()?;
+        if block.index == 0 {
+            if s.store.block(&block.hash).is_none() {
+                s.store.store(block, &[])?;
+            }
+            return Ok(());
+        }
+        let genesis = block.genesis_id.clone();
+        let have = s.store.latest_index(&genesis).ok_or_else(|| SkipchainError::Behind { have: 0, need: block.index })?;
+        if let Some(existing) = s.store.block_at(&genesis, block.index) {
+            if existing.hash == block.hash {
+                return Ok(());
+            }
+            return Err(SkipchainError::Refused(format!("conflicting block at index {}", block.index)));
+        }
+        if have + 1 != block.index {
+            return Err(SkipchainError::Behind { have, need: block.index });
+        }
+        let mut updated = Vec::new();
+        for h in 0..block.height as usize {
+            let src_index = block.index - level_distance(block.base_height, h);
+            let mut src = s.store.block_at(&genesis, src_index).ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
+            if block.back_link_ids.get(h) != Some(&src.hash) {
+                return Err(SkipchainError::Invalid(format!("back link {h} does not point to block {src_index}")));
+            }
+            let link = item
+                .incoming
+                .iter()
+                .find(|l| l.level as usize == h)
+                .and_then(|l| l.link.clone())
+                .ok_or_else(|| SkipchainError::Invalid(format!("missing forward link at level {h}")))?;
+            verify_link(&src, block, &link, Policy::Default)?;
+            set_link(&mut src, h, link);
+            updated.push(src);
+        }
+        s.store.store(block, &updated)?;
+        Ok(())
+    }
+
+    /// Fetches and verifies what `peer` has beyond our newest block of `genesis`.
+    pub async fn catch_up(&self, genesis: &[u8], peer: &ServerIdentity) -> Result<u64, SkipchainError> {
+        let mut fetched = 0;
+        loop {
+            let from_index = self.shared.store.latest_index(genesis).map(|i| i + 1).unwrap_or(0);
+            let req = GetBlocks { genesis: genesis.to_vec(), from_index, max: CATCH_UP_BATCH };
+            let reply = self.shared.network.request(peer, SKIPCHAIN_SERVICE, "GetBlocks", &[], req.encode_to_vec(), PEER_TIMEOUT).await?;
+            let blocks = Blocks::decode(reply.as_slice()).map_err(|e| SkipchainError::Invalid(format!("GetBlocks reply: {e}")))?;
+            if blocks.blocks.is_empty() {
+                break;
+            }
+            for item in &blocks.blocks {
+                self.accept(item)?;
+                fetched += 1;
+            }
+            if blocks.blocks.len() < CATCH_UP_BATCH as usize {
+                break;
+            }
+        }
+        if fetched > 0 {
+            info!(chain = %hex8(genesis), blocks = fetched, "caught up");
+        }
+        Ok(fetched)
+    }
+
+    /// Asks the members of every known chain for newer blocks (on start).
+    pub async fn catch_up_all(&self) {
+        for genesis in self.shared.store.chains() {
+            let Some(latest) = self.shared.store.latest(&genesis) else { continue };
+            let Ok(roster) = latest.roster.as_ref().map(config_roster).transpose() else { continue };
+            for m in roster.into_iter().flat_map(|r| r.servers).filter(|m| m.public != self.shared.me) {
+                let req = Latest { genesis: genesis.clone(), index: 0, known: false };
+                let Ok(reply) = self.shared.network.request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3)).await else { continue };
+                let Ok(theirs) = Latest::decode(reply.as_slice()) else { continue };
+                let ours = self.shared.store.latest_index(&genesis).unwrap_or(0);
+                if theirs.known && theirs.index > ours {
+                    if let Err(e) = self.catch_up(&genesis, &m).await {
+                        warn!(peer = %m.address, error = %e, "catch-up failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle_peer(&self, msg: PeerMessage) -> Result<Vec<u8>, String> {
+        match msg.protocol.as_str() {
+            "Store" => {
+                let item = LinkedBlock::decode(msg.payload.as_slice()).map_err(|e| format!("Store: {e}"))?;
+                match self.accept(&item) {
+                    Ok(()) => Ok(vec![]),
+                    Err(SkipchainError::Behind { .. }) => {
+                        let block = item.block.as_ref().ok_or("no block")?;
+                        let sender = self.sender_identity(block, &msg.from).ok_or("Store from a node outside the block's roster")?;
+                        self.catch_up(block.chain_id(), &sender).await.map_err(|e| e.to_string())?;
+                        self.accept(&item).map(|_| vec![]).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            "GetBlocks" => {
+                let req = GetBlocks::decode(msg.payload.as_slice()).map_err(|e| format!("GetBlocks: {e}"))?;
+                let st = &self.shared.store;
+                let latest = st.latest_index(&req.genesis).ok_or("unknown chain")?;
+                let max = u64::from(req.max.clamp(1, CATCH_UP_BATCH));
+                let mut out = Blocks::default();
+                let mut i = req.from_index;
+                while i <= latest && (out.blocks.len() as u64) < max {
+                    let Some(block) = st.block_at(&req.genesis, i) else { break };
+                    let incoming = (0..if i == 0 { 0 } else { block.height as usize })
+                        .filter_map(|h| {
+                            let src = st.block_at(&req.genesis, i - level_distance(block.base_height, h))?;
+                            let link = src.forward_links.get(h).cloned()?;
+                            Some(LevelLink { level: h as u32, link: Some(link) })
+                        })
+                        .collect();
+                    out.blocks.push(LinkedBlock { block: Some(block), incoming });
+                    i += 1;
+                }
+                Ok(out.encode_to_vec())
+            }
+            "Latest" => {
+                let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
+                let index = self.shared.store.latest_index(&req.genesis);
+                Ok(Latest { genesis: req.genesis, index: index.unwrap_or(0), known: index.is_some() }.encode_to_vec())
+            }
+            other => Err(format!("unknown skipchain protocol `{other}`")),
+        }
+    }
+
+    /// The ServerIdentity of `key` from the block's roster (to dial it back for catch-up).
+    fn sender_identity(&self, block: &SkipBlock, key: &IdentityPublicKey) -> Option<ServerIdentity> {
+        let roster = config_roster(block.roster.as_ref()?).ok()?;
+        roster.servers.into_iter().find(|m| &m.public == key)
+    }
+
+    /// The verification hook run before this node cosigns a forward link.
+    fn check_proposal(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
+        let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
+        let block = p.block.ok_or("proposal without block")?;
+        block.check_self().map_err(|e| e.to_string())?;
+        let st = &self.shared.store;
+        let genesis = st.block(&block.genesis_id).filter(|g| g.index == 0).ok_or("unknown chain")?;
+        if block.base_height != genesis.base_height || block.maximum_height != genesis.maximum_height || block.owners != genesis.owners {
+            return Err("block parameters differ from the genesis".into());
+        }
+        let latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
+        if block.index != latest + 1 {
+            return Err(format!("proposed block {} but this node holds up to {latest}", block.index));
+        }
+        let new_roster = block.roster.as_ref().ok_or("no roster")?;
+        let prev = st.block_at(&block.genesis_id, latest).ok_or("missing latest block")?;
+        let changed = prev.roster.as_ref().map(|r| r.id()) != Some(new_roster.id());
+        if changed {
+            config_roster(new_roster).map_err(|e| e.to_string())?;
+        }
+        check_owner(&genesis, &p.owner, &p.owner_signature, block.index, &block.data, changed.then_some(new_roster)).map_err(|e| e.to_string())?;
+        let level = p.level as usize;
+        if level >= block.height as usize {
+            return Err("level above the block's height".into());
+        }
+        let src = st.block_at(&block.genesis_id, block.index - level_distance(block.base_height, level)).ok_or("missing source block")?;
+        if block.back_link_ids.get(level) != Some(&src.hash) {
+            return Err(format!("back link {level} is wrong"));
+        }
+        for (h, id) in block.back_link_ids.iter().enumerate() {
+            let b = st.block_at(&block.genesis_id, block.index - level_distance(block.base_height, h)).ok_or("missing back-linked block")?;
+            if &b.hash != id {
+                return Err(format!("back link {h} is wrong"));
+            }
+        }
+        let src_roster = src.roster.as_ref().ok_or("source without roster")?;
+        let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
+        let expected = ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice()));
+        if statement != expected {
+            return Err("statement is not the forward link of the proposed block".into());
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `owner` is an owner of the chain and signed this append.
+fn check_owner(genesis: &SkipBlock, owner: &[u8], signature: &[u8], index: u64, data: &[u8], new_roster: Option<&BlockRoster>) -> Result<(), SkipchainError> {
+    if !genesis.owners.iter().any(|o| o.as_slice() == owner) {
+        return Err(SkipchainError::Refused("the signer is not an owner of this chain".into()));
+    }
+    let key = IdentityPublicKey::from_bytes(owner).map_err(|e| SkipchainError::Invalid(format!("owner key: {e}")))?;
+    let roster_id = new_roster.map(|r| r.id());
+    let msg = append_message(&genesis.hash, index, data, roster_id.as_ref());
+    key.verify(&msg, signature).map_err(|_| SkipchainError::Refused("the owner's signature does not verify".into()))
+}
+
+fn set_link(block: &mut SkipBlock, level: usize, link: ForwardLink) {
+    if block.forward_links.len() <= level {
+        block.forward_links.resize(level + 1, ForwardLink::default());
+    }
+    block.forward_links[level] = link;
+}
+
+fn bad(e: impl ToString) -> ServiceError {
+    ServiceError::BadRequest(e.to_string())
+}
+
+fn failed(e: SkipchainError) -> ServiceError {
+    match e {
+        SkipchainError::Refused(m) => ServiceError::Refused(m),
+        SkipchainError::Invalid(m) => ServiceError::BadRequest(m),
+        other => ServiceError::Failed(other.to_string()),
+    }
+}
+
+async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
+    match method.as_str() {
+        "CreateChain" => {
+            let req = CreateChain::decode(body.as_slice()).map_err(bad)?;
+            let roster = Roster::from_toml_str(Path::new("roster"), &req.roster_toml).map_err(bad)?;
+            let owners = req.owners.iter().map(|o| IdentityPublicKey::from_bytes(o)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+            let block = svc.create_chain(&roster, req.base_height, req.maximum_height, owners, req.data).await.map_err(failed)?;
+            Ok(BlockReply { block: Some(block) }.encode_to_vec())
+        }
+        "Append" => {
+            let req = Append::decode(body.as_slice()).map_err(bad)?;
+            let block = svc.append(req).await.map_err(failed)?;
+            Ok(BlockReply { block: Some(block) }.encode_to_vec())
+        }
+        "GetBlock" => {
+            let req = GetBlock::decode(body.as_slice()).map_err(bad)?;
+            let st = svc.store();
+            let block = if req.hash.is_empty() { st.block_at(&req.genesis, req.index) } else { st.block(&req.hash) };
+            let block = block.ok_or_else(|| ServiceError::Failed("no such block".into()))?;
+            Ok(BlockReply { block: Some(block) }.encode_to_vec())
+        }
+        "GetUpdateChain" => {
+            let req = GetUpdateChain::decode(body.as_slice()).map_err(bad)?;
+            let blocks = svc.update_chain(&req.from).map_err(failed)?;
+            Ok(Proof { blocks }.encode_to_vec())
+        }
+        other => Err(ServiceError::UnknownMethod { service: SKIPCHAIN_SERVICE.into(), method: other.into() }),
+    }
+}
+
+/// Registers the skipchain service of a starting node (after cosi) and starts catching up.
+pub fn register(ctx: &ServiceContext) -> Option<SkipchainService> {
+    let cosi = cosi::service(ctx)?;
+    let store = match ChainStore::open(&ctx.storage) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "skipchain storage unavailable; service disabled");
+            return None;
+        }
+    };
+    let svc = SkipchainService { shared: Arc::new(Shared { store, network: ctx.network.clone(), me: ctx.config.identity.public(), cosi: cosi.clone() }) };
+    // The hook lives in the cosi service, which this service holds: a weak reference avoids a cycle
+    // that would keep the database open after the node stops.
+    let weak = Arc::downgrade(&svc.shared);
+    let hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
+        Some(shared) => SkipchainService { shared }.check_proposal(statement, extra),
+        None => Err("skipchain service stopped".to_string()),
+    };
+    if let Err(e) = cosi.hook(SKIPCHAIN_SERVICE, Arc::new(hook)) {
+        warn!(error = %e, "cannot register the skipchain verification hook");
+    }
+    let s = svc.clone();
+    ctx.network.register(
+        SKIPCHAIN_SERVICE,
+        Arc::new(move |msg: PeerMessage| {
+            let s = s.clone();
+            Box::pin(async move { s.handle_peer(msg).await })
+        }),
+    );
+    let s = svc.clone();
+    ctx.clients.register(
+        SKIPCHAIN_SERVICE,
+        Arc::new(move |method, body| {
+            let s = s.clone();
+            Box::pin(async move { client_request(s, method, body).await })
+        }),
+    );
+    registry_insert(ctx.config.identity.public(), &svc);
+    let s = svc.clone();
+    tokio::spawn(async move { s.catch_up_all().await });
+    Some(svc)
+}
+
+type Registry = std::sync::Mutex<std::collections::HashMap<IdentityPublicKey, std::sync::Weak<Shared>>>;
+
+fn registry() -> &'static Registry {
+    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn registry_insert(key: IdentityPublicKey, svc: &SkipchainService) {
+    let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
+    r.retain(|_, w| w.strong_count() > 0);
+    r.insert(key, Arc::downgrade(&svc.shared));
+}
+
+/// The skipchain service of a running node.
+pub fn service_of(node: &crate::node::Node) -> Option<SkipchainService> {
+    let key = node.context()?.config.identity.public();
+    let r = registry().lock().unwrap_or_else(|p| p.into_inner());
+    r.get(&key).and_then(|w| w.upgrade()).map(|shared| SkipchainService { shared })
+}

@@ -1,0 +1,82 @@
+//! Durable storage of skipchains in the node's sled database: blocks by hash, the hash of each
+//! (chain, index), and the newest index per chain. Writes are flushed before they return.
+
+use crate::storage::{ServiceTree, Storage, StorageError};
+use crate::verify::skipchain::SkipBlock;
+use prost::Message;
+
+#[derive(Clone)]
+pub struct ChainStore {
+    blocks: ServiceTree,
+    index: ServiceTree,
+    latest: ServiceTree,
+}
+
+fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
+    let mut k = genesis.to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+impl ChainStore {
+    pub fn open(storage: &Storage) -> Result<Self, StorageError> {
+        Ok(Self {
+            blocks: storage.tree("skipchain.blocks")?,
+            index: storage.tree("skipchain.index")?,
+            latest: storage.tree("skipchain.latest")?,
+        })
+    }
+
+    pub fn block(&self, hash: &[u8]) -> Option<SkipBlock> {
+        let bytes = self.blocks.get(hash).ok().flatten()?;
+        SkipBlock::decode_bounded(&bytes).ok()
+    }
+
+    pub fn block_at(&self, genesis: &[u8], index: u64) -> Option<SkipBlock> {
+        let hash = self.index.get(&index_key(genesis, index)).ok().flatten()?;
+        self.block(&hash)
+    }
+
+    /// Index of the newest block of `genesis`, if the chain is known.
+    pub fn latest_index(&self, genesis: &[u8]) -> Option<u64> {
+        let v = self.latest.get(genesis).ok().flatten()?;
+        Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))
+    }
+
+    pub fn latest(&self, genesis: &[u8]) -> Option<SkipBlock> {
+        self.block_at(genesis, self.latest_index(genesis)?)
+    }
+
+    /// Every chain this node holds.
+    pub fn chains(&self) -> Vec<Vec<u8>> {
+        self.latest.scan_prefix(&[]).map(|(k, _)| k).collect()
+    }
+
+    /// Stores a new block (the chain's next one) and the updated source blocks, durably.
+    pub fn store(&self, block: &SkipBlock, updated_sources: &[SkipBlock]) -> Result<(), StorageError> {
+        let genesis = block.chain_id().to_vec();
+        // Sources first: a crash in between leaves extra links, never a block without its links.
+        for s in updated_sources {
+            self.blocks.put(&s.hash, &s.encode_to_vec())?;
+        }
+        self.blocks.put(&block.hash, &block.encode_to_vec())?;
+        self.index.put(&index_key(&genesis, block.index), &block.hash)?;
+        let newer = self.latest_index(&genesis).is_none_or(|l| block.index > l);
+        if newer {
+            self.latest.put(&genesis, &block.index.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a stored block (to add forward links), durably.
+    pub fn update(&self, block: &SkipBlock) -> Result<(), StorageError> {
+        self.blocks.put(&block.hash, &block.encode_to_vec())
+    }
+
+    /// Drops every chain (for `conode reset`).
+    pub fn clear(&self) -> Result<(), StorageError> {
+        self.blocks.clear()?;
+        self.index.clear()?;
+        self.latest.clear()
+    }
+}

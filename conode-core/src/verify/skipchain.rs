@@ -1,0 +1,314 @@
+//! Skipchain blocks and light-client proofs, pure (no runtime). A block is accepted by its roster and
+//! linked forward at several levels by collective signatures of the *previous* block's roster, so a
+//! client holding only a trusted genesis id can jump to the newest block in O(log n) hops.
+//!
+//! Heights follow cothority: block i has height 1 + (how often `base_height` divides i), capped at
+//! `maximum_height`; the genesis has the maximum height. Back link h of block i points to block
+//! `i - base^h`; forward link h of block j points to block `j + base^h`.
+
+use crate::crypto::{sha256, BlsPublicKey, IdentityPublicKey};
+use crate::verify::cosi::{self, Policy};
+use prost::Message;
+
+/// A member of a block's roster, as far as verification needs it.
+#[derive(Clone, PartialEq, Message)]
+pub struct RosterEntry {
+    /// Ed25519 identity key (32 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity: Vec<u8>,
+    /// BLS12-381 G1 key of the cosi service (48 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub cosi_key: Vec<u8>,
+    /// `tls://host:port`, for catching up from peers; not part of the roster id.
+    #[prost(string, tag = "3")]
+    pub address: String,
+    /// Proof of possession of `cosi_key` (checked by nodes when they accept the roster).
+    #[prost(bytes = "vec", tag = "4")]
+    pub pop: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub description: String,
+}
+
+/// The roster stored inside a block.
+#[derive(Clone, PartialEq, Message)]
+pub struct BlockRoster {
+    #[prost(message, repeated, tag = "1")]
+    pub members: Vec<RosterEntry>,
+}
+
+impl BlockRoster {
+    /// Id of the roster: sha256 over every member's identity and cosi key, in order.
+    pub fn id(&self) -> [u8; 32] {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(self.members.len() * 2);
+        for m in &self.members {
+            parts.push(&m.identity);
+            parts.push(&m.cosi_key);
+        }
+        sha256(&parts)
+    }
+
+    /// Decoded cosi keys (each checked to be a valid G1 point).
+    pub fn cosi_keys(&self) -> Result<Vec<BlsPublicKey>, ProofError> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| BlsPublicKey::from_bytes(&m.cosi_key).map_err(|e| ProofError::Malformed(format!("roster member {i} cosi key: {e}"))))
+            .collect()
+    }
+
+    /// Decoded identity keys.
+    pub fn identities(&self) -> Result<Vec<IdentityPublicKey>, ProofError> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| IdentityPublicKey::from_bytes(&m.identity).map_err(|e| ProofError::Malformed(format!("roster member {i} identity: {e}"))))
+            .collect()
+    }
+}
+
+/// A collective signature: aggregate BLS signature + participation mask (bit i = member i, LSB first).
+#[derive(Clone, PartialEq, Message)]
+pub struct CollectiveSignature {
+    #[prost(bytes = "vec", tag = "1")]
+    pub signature: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub mask: Vec<u8>,
+}
+
+/// A forward link from one block to a later one, signed by the source block's roster.
+#[derive(Clone, PartialEq, Message)]
+pub struct ForwardLink {
+    #[prost(bytes = "vec", tag = "1")]
+    pub from: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub to: Vec<u8>,
+    /// Id of the target block's roster when it differs from the source block's roster.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub new_roster: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "4")]
+    pub signature: Option<CollectiveSignature>,
+}
+
+impl ForwardLink {
+    /// What the roster signs: sha256(From ‖ To [‖ NewRoster id]).
+    pub fn message(from: &[u8], to: &[u8], new_roster: Option<&[u8]>) -> [u8; 32] {
+        match new_roster {
+            Some(r) => sha256(&[from, to, r]),
+            None => sha256(&[from, to]),
+        }
+    }
+}
+
+/// A skipchain block. `hash` covers every field except `hash` and `forward_links`.
+#[derive(Clone, PartialEq, Message)]
+pub struct SkipBlock {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    #[prost(uint32, tag = "2")]
+    pub height: u32,
+    #[prost(uint32, tag = "3")]
+    pub maximum_height: u32,
+    #[prost(uint32, tag = "4")]
+    pub base_height: u32,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub back_link_ids: Vec<Vec<u8>>,
+    /// Empty for the genesis block.
+    #[prost(bytes = "vec", tag = "6")]
+    pub genesis_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub data: Vec<u8>,
+    #[prost(message, optional, tag = "8")]
+    pub roster: Option<BlockRoster>,
+    /// Ed25519 keys allowed to append (set in the genesis; later blocks repeat them).
+    #[prost(bytes = "vec", repeated, tag = "9")]
+    pub owners: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "10")]
+    pub hash: Vec<u8>,
+    #[prost(message, repeated, tag = "11")]
+    pub forward_links: Vec<ForwardLink>,
+}
+
+/// Largest block accepted by decoders.
+pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+
+/// The height of block `index` (genesis: `maximum_height`).
+pub fn height_for(index: u64, base_height: u32, maximum_height: u32) -> u32 {
+    let max = maximum_height.max(1);
+    if index == 0 {
+        return max;
+    }
+    if base_height < 2 {
+        return 1;
+    }
+    let base = u64::from(base_height);
+    let mut height = 1;
+    let mut step = base;
+    while height < max && index % step == 0 {
+        height += 1;
+        match step.checked_mul(base) {
+            Some(s) => step = s,
+            None => break,
+        }
+    }
+    height
+}
+
+/// `base^level`, saturating.
+pub fn level_distance(base_height: u32, level: usize) -> u64 {
+    u64::from(base_height.max(1)).saturating_pow(level as u32)
+}
+
+impl SkipBlock {
+    /// The genesis id of the chain this block belongs to.
+    pub fn chain_id(&self) -> &[u8] {
+        if self.index == 0 {
+            &self.hash
+        } else {
+            &self.genesis_id
+        }
+    }
+
+    /// Recomputes the hash over the block's content (including the roster's service keys).
+    pub fn compute_hash(&self) -> [u8; 32] {
+        let mut parts: Vec<Vec<u8>> = vec![
+            b"conode-skipblock-v1".to_vec(),
+            self.index.to_be_bytes().to_vec(),
+            self.height.to_be_bytes().to_vec(),
+            self.maximum_height.to_be_bytes().to_vec(),
+            self.base_height.to_be_bytes().to_vec(),
+            (self.back_link_ids.len() as u64).to_be_bytes().to_vec(),
+        ];
+        for b in &self.back_link_ids {
+            parts.push((b.len() as u64).to_be_bytes().to_vec());
+            parts.push(b.clone());
+        }
+        parts.push((self.genesis_id.len() as u64).to_be_bytes().to_vec());
+        parts.push(self.genesis_id.clone());
+        parts.push((self.data.len() as u64).to_be_bytes().to_vec());
+        parts.push(self.data.clone());
+        let roster = self.roster.clone().unwrap_or_default();
+        parts.push((roster.members.len() as u64).to_be_bytes().to_vec());
+        for m in &roster.members {
+            parts.push(m.identity.clone());
+            parts.push(m.cosi_key.clone());
+        }
+        parts.push((self.owners.len() as u64).to_be_bytes().to_vec());
+        for o in &self.owners {
+            parts.push(o.clone());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        sha256(&refs)
+    }
+
+    /// Decodes a block, bounded in size.
+    pub fn decode_bounded(bytes: &[u8]) -> Result<Self, ProofError> {
+        if bytes.len() > MAX_BLOCK_BYTES {
+            return Err(ProofError::Malformed(format!("block of {} bytes exceeds {MAX_BLOCK_BYTES}", bytes.len())));
+        }
+        SkipBlock::decode(bytes).map_err(|e| ProofError::Malformed(format!("undecodable block: {e}")))
+    }
+
+    /// Checks the block's own consistency: hash, height, back-link count, roster presence.
+    pub fn check_self(&self) -> Result<(), ProofError> {
+        if self.compute_hash().as_slice() != self.hash.as_slice() {
+            return Err(ProofError::BadHash { index: self.index });
+        }
+        if self.height != height_for(self.index, self.base_height, self.maximum_height) {
+            return Err(ProofError::Malformed(format!("block {}: height {} does not follow base/maximum height", self.index, self.height)));
+        }
+        let expected_back = if self.index == 0 { 0 } else { self.height as usize };
+        if self.back_link_ids.len() != expected_back {
+            return Err(ProofError::Malformed(format!("block {}: {} back links, expected {expected_back}", self.index, self.back_link_ids.len())));
+        }
+        if self.roster.as_ref().is_none_or(|r| r.members.is_empty()) {
+            return Err(ProofError::Malformed(format!("block {} has no roster", self.index)));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProofError {
+    #[error("malformed: {0}")]
+    Malformed(String),
+    #[error("block {index}: hash does not match its content")]
+    BadHash { index: u64 },
+    #[error("proof does not start at the trusted block")]
+    WrongStart,
+    #[error("block {index} belongs to another chain")]
+    WrongChain { index: u64 },
+    #[error("no forward link from block {from} to block {to}")]
+    MissingLink { from: u64, to: u64 },
+    #[error("forward link from block {from} to block {to}: {reason}")]
+    BadLink { from: u64, to: u64, reason: String },
+    #[error("empty proof")]
+    Empty,
+}
+
+/// Verifies a proof: blocks in order, the first being the trusted block (`trusted_hash`), each
+/// linked to the next by a forward link signed by the earlier block's roster under `policy`.
+/// Returns the last (newest) block.
+pub fn verify_proof<'a>(trusted_hash: &[u8], proof: &'a [SkipBlock], policy: Policy) -> Result<&'a SkipBlock, ProofError> {
+    let first = proof.first().ok_or(ProofError::Empty)?;
+    first.check_self()?;
+    if first.hash.as_slice() != trusted_hash {
+        return Err(ProofError::WrongStart);
+    }
+    let chain = first.chain_id().to_vec();
+    for pair in proof.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        b.check_self()?;
+        if b.genesis_id != chain {
+            return Err(ProofError::WrongChain { index: b.index });
+        }
+        if b.index <= a.index {
+            return Err(ProofError::Malformed(format!("block {} follows block {}", b.index, a.index)));
+        }
+        let link = a
+            .forward_links
+            .iter()
+            .find(|l| l.to == b.hash)
+            .ok_or(ProofError::MissingLink { from: a.index, to: b.index })?;
+        verify_link(a, b, link, policy)?;
+    }
+    Ok(proof.last().unwrap_or(first))
+}
+
+/// Verifies one forward link from `a` to `b`.
+pub fn verify_link(a: &SkipBlock, b: &SkipBlock, link: &ForwardLink, policy: Policy) -> Result<(), ProofError> {
+    let bad = |reason: String| ProofError::BadLink { from: a.index, to: b.index, reason };
+    if link.from != a.hash || link.to != b.hash {
+        return Err(bad("link endpoints do not match the blocks".into()));
+    }
+    let a_roster = a.roster.as_ref().ok_or_else(|| bad("source block has no roster".into()))?;
+    let b_roster = b.roster.as_ref().ok_or_else(|| bad("target block has no roster".into()))?;
+    let (a_id, b_id) = (a_roster.id(), b_roster.id());
+    let expected_new = (a_id != b_id).then_some(b_id);
+    if link.new_roster.as_deref() != expected_new.as_ref().map(|r| r.as_slice()) {
+        return Err(bad("roster change not declared in the link".into()));
+    }
+    let sig = link.signature.as_ref().ok_or_else(|| bad("unsigned".into()))?;
+    let keys = a_roster.cosi_keys()?;
+    let msg = ForwardLink::message(&link.from, &link.to, link.new_roster.as_deref());
+    cosi::verify(&msg, &sig.signature, &sig.mask, &keys, policy).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heights_follow_cothority() {
+        let h: Vec<u32> = (0..10).map(|i| height_for(i, 2, 4)).collect();
+        assert_eq!(h, vec![4, 1, 2, 1, 3, 1, 2, 1, 4, 1]);
+        assert_eq!(height_for(16, 2, 4), 4);
+        assert_eq!(height_for(27, 3, 10), 4);
+        assert_eq!(height_for(5, 1, 4), 1);
+        assert_eq!(level_distance(4, 3), 64);
+    }
+
+    #[test]
+    fn decoding_garbage_is_an_error() {
+        assert!(SkipBlock::decode_bounded(&[0xff, 0xff, 0xff]).is_err());
+    }
+}

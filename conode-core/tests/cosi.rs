@@ -1,0 +1,278 @@
+//! Collective signing on LocalClusters of 4, 7 and 16 nodes: success over `/Cosi/Sign`, tampered
+//! signatures / masks / rosters rejected by the pure verifier, a node sending garbage or signing
+//! another message excluded and reported, f stopped nodes tolerated, f+1 refused with an error that
+//! names the missing nodes; plus hooks, the open-signing switch, silent nodes and bad requests.
+//! Short per-level timeouts keep every test fast; nothing sleeps.
+
+use conode_core::api::client;
+use conode_core::cluster::{ClusterOptions, LocalCluster};
+use conode_core::config::{Roster, COSI_SERVICE};
+use conode_core::crypto::{BlsKeyPair, BlsPublicKey};
+use conode_core::services::cosi::messages::{SignRequest, SignResponse};
+use conode_core::services::cosi::{self, tree, CosiError, CosiFault, CosiService, Policy, SignOutcome};
+use prost::Message;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Per-level timeout used by the tests.
+const LEVEL: Duration = Duration::from_millis(1000);
+
+fn cosi_keys(roster: &Roster) -> Vec<BlsPublicKey> {
+    roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect()
+}
+
+fn full_mask(n: usize, except: &[usize]) -> Vec<u8> {
+    cosi::Mask::from_indices(n, (0..n).filter(|i| !except.contains(i))).into_bytes()
+}
+
+fn ws_sign(cluster: &LocalCluster, node: usize, msg: &[u8], roster: Option<&Roster>, threshold: Option<u32>) -> Result<SignResponse, client::ClientError> {
+    let url = cluster.client_url(node).unwrap();
+    let req = SignRequest {
+        message: msg.to_vec(),
+        roster_toml: roster.map(|r| r.to_toml()),
+        threshold,
+        timeout_ms: Some(LEVEL.as_millis() as u64),
+    };
+    let reply = cluster
+        .runtime()
+        .block_on(client::call(&url, "Cosi", "Sign", req.encode_to_vec(), Duration::from_secs(30)))?;
+    Ok(SignResponse::decode(reply.as_slice()).unwrap())
+}
+
+fn svc(cluster: &LocalCluster, i: usize) -> CosiService {
+    cosi::service_of(cluster.node(i)).expect("cosi service of a running node")
+}
+
+fn rust_sign(cluster: &LocalCluster, msg: &[u8], policy: Policy) -> Result<SignOutcome, CosiError> {
+    let roster = cluster.roster().clone();
+    let s = svc(cluster, 0);
+    cluster
+        .runtime()
+        .block_on(s.sign_with_timeout(&roster, msg, cosi::OPEN_SIGNING_PURPOSE, &[], policy, LEVEL))
+}
+
+fn indices(list: &[cosi::Exclusion]) -> Vec<usize> {
+    list.iter().map(|e| e.index).collect()
+}
+
+/// Everything the issue asks for, on a cluster of `n` nodes (root: node 0).
+fn scenario(n: usize) {
+    let started = Instant::now();
+    let mut cluster = LocalCluster::new(n).unwrap();
+    let roster = cluster.roster().clone();
+    let keys = cosi_keys(&roster);
+    let f = (n - 1) / 3;
+    let groups = tree::groups(n, 0);
+
+    // Success over the client API.
+    let msg = format!("statement signed by {n} nodes").into_bytes();
+    let resp = ws_sign(&cluster, 0, &msg, Some(&roster), None).unwrap();
+    assert_eq!(resp.signed, (0..n as u32).collect::<Vec<_>>());
+    assert_eq!(resp.mask, full_mask(n, &[]));
+    assert_eq!(resp.required as usize, n - f);
+    assert!(resp.refused.is_empty() && resp.timed_out.is_empty() && resp.invalid.is_empty());
+    cosi::verify(&msg, &resp.signature, &resp.mask, &keys, Policy::Default).unwrap();
+    cosi::verify(&msg, &resp.signature, &resp.mask, &keys, Policy::Threshold(n)).unwrap();
+
+    // Tampering is caught by the pure verifier.
+    let mut sig = resp.signature.clone();
+    sig[50] ^= 0x01;
+    assert!(cosi::verify(&msg, &sig, &resp.mask, &keys, Policy::Default).is_err(), "tampered signature");
+    let mut mask = resp.mask.clone();
+    mask[(n - 1) / 8] ^= 1 << ((n - 1) % 8);
+    assert!(cosi::verify(&msg, &resp.signature, &mask, &keys, Policy::Default).is_err(), "tampered mask");
+    let mut wrong = keys.clone();
+    wrong[n / 2] = BlsKeyPair::generate().public();
+    assert!(cosi::verify(&msg, &resp.signature, &resp.mask, &wrong, Policy::Default).is_err(), "wrong roster");
+    assert!(cosi::verify(&msg, &resp.signature, &resp.mask, &keys[1..], Policy::Default).is_err(), "shorter roster");
+    assert!(cosi::verify(b"another statement", &resp.signature, &resp.mask, &keys, Policy::Default).is_err(), "other statement");
+
+    // A leaf answering with garbage: its sub-leader excludes and reports it.
+    let leaf = groups.iter().find_map(|g| g.leaves.first().copied()).unwrap();
+    svc(&cluster, leaf).set_fault(CosiFault::Garbage);
+    let out = rust_sign(&cluster, b"garbage leaf", Policy::Default).unwrap();
+    assert_eq!(indices(&out.report.invalid), vec![leaf], "{:?}", out.report);
+    assert_eq!(out.mask, full_mask(n, &[leaf]));
+    cosi::verify(b"garbage leaf", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+    svc(&cluster, leaf).set_fault(CosiFault::None);
+
+    // A sub-leader signing another message (and aggregating unchecked): the root blames it and asks
+    // its leaves directly.
+    let leader = groups[0].leader;
+    svc(&cluster, leader).set_fault(CosiFault::WrongMessage);
+    let out = rust_sign(&cluster, b"lying sub-leader", Policy::Default).unwrap();
+    assert_eq!(indices(&out.report.invalid), vec![leader], "{:?}", out.report);
+    assert_eq!(out.mask, full_mask(n, &[leader]));
+    cosi::verify(b"lying sub-leader", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+    svc(&cluster, leader).set_fault(CosiFault::None);
+
+    // f nodes down, one of them a sub-leader: still signs, with the right mask.
+    let mut down = vec![leader];
+    let mut k = n - 1;
+    while down.len() < f {
+        if !down.contains(&k) {
+            down.push(k);
+        }
+        k -= 2;
+    }
+    for &i in &down {
+        cluster.stop(i).unwrap();
+    }
+    let t = Instant::now();
+    let resp = ws_sign(&cluster, 0, b"with f nodes down", Some(&roster), None).unwrap();
+    let mut sorted = down.clone();
+    sorted.sort();
+    assert_eq!(resp.mask, full_mask(n, &down));
+    assert_eq!(resp.timed_out.iter().map(|e| e.index as usize).collect::<Vec<_>>(), sorted, "{resp:?}");
+    cosi::verify(b"with f nodes down", &resp.signature, &resp.mask, &keys, Policy::Default).unwrap();
+    assert!(t.elapsed() < LEVEL * 4, "per-level timeouts bound the round: {:?}", t.elapsed());
+
+    // f + 1 down: a clear error naming the missing nodes.
+    let extra = (1..n).find(|i| !down.contains(i)).unwrap();
+    cluster.stop(extra).unwrap();
+    down.push(extra);
+    down.sort();
+    let err = ws_sign(&cluster, 0, b"with f+1 nodes down", Some(&roster), None).unwrap_err().to_string();
+    assert!(err.contains("threshold not reached"), "{err}");
+    for i in &down {
+        assert!(err.contains(&format!("#{i} ")) || err.contains(&format!("#{i} --")), "{err} names #{i}");
+    }
+    match rust_sign(&cluster, b"with f+1 nodes down", Policy::Default) {
+        Err(CosiError::ThresholdNotReached { signed, required, missing, .. }) => {
+            assert_eq!((signed, required), (n - f - 1, n - f));
+            assert_eq!(missing.iter().map(|(_, e)| e.index).collect::<Vec<_>>(), down);
+        }
+        other => panic!("expected ThresholdNotReached, got {other:?}"),
+    }
+    // A lower threshold chosen per request still signs.
+    let resp = ws_sign(&cluster, 0, b"lower threshold", Some(&roster), Some((n - f - 1) as u32)).unwrap();
+    cosi::verify(b"lower threshold", &resp.signature, &resp.mask, &keys, Policy::Threshold(n - f - 1)).unwrap();
+    assert!(cosi::verify(b"lower threshold", &resp.signature, &resp.mask, &keys, Policy::Default).is_err());
+    eprintln!("cosi scenario with {n} nodes took {:?}", started.elapsed());
+}
+
+#[test]
+fn four_nodes() {
+    scenario(4);
+}
+
+#[test]
+fn seven_nodes() {
+    scenario(7);
+}
+
+#[test]
+fn sixteen_nodes() {
+    scenario(16);
+}
+
+#[test]
+fn open_signing_is_opt_in() {
+    let mut opts = ClusterOptions::new(3);
+    opts.allow_open_signing = false;
+    let cluster = LocalCluster::with_options(opts).unwrap();
+    let roster = cluster.roster().clone();
+    let err = ws_sign(&cluster, 0, b"x", Some(&roster), None).unwrap_err().to_string();
+    assert!(err.contains("refused: open signing is disabled"), "{err}");
+    // Nor through the Rust API with the open purpose.
+    match rust_sign(&cluster, b"x", Policy::Default) {
+        Err(CosiError::Refused(r)) => assert!(r.contains("open signing is disabled"), "{r}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn hooks_decide_per_purpose() {
+    let mut opts = ClusterOptions::new(4);
+    opts.allow_open_signing = false;
+    let cluster = LocalCluster::with_options(opts).unwrap();
+    let roster = cluster.roster().clone();
+    let keys = cosi_keys(&roster);
+    for i in 0..4 {
+        svc(&cluster, i)
+            .hook("Test", Arc::new(|s: &[u8], extra: &[u8]| if s.starts_with(b"ok") && extra == b"ctx" { Ok(()) } else { Err("not ok".into()) }))
+            .unwrap();
+    }
+    assert!(svc(&cluster, 0).hook("Cosi", Arc::new(|_: &[u8], _: &[u8]| Ok(()))).is_err(), "open purpose is reserved");
+    svc(&cluster, 3).hook("Test", Arc::new(|_: &[u8], _: &[u8]| Err("node 3 disagrees".into()))).unwrap();
+    svc(&cluster, 2).remove_hook("Test");
+    let s0 = svc(&cluster, 0);
+    let rt = cluster.runtime();
+    let sign = |msg: &[u8], policy| rt.block_on(s0.sign_with_timeout(&roster, msg, "Test", b"ctx", policy, LEVEL));
+    let out = sign(b"ok 1", Policy::Threshold(2)).unwrap();
+    assert_eq!(out.report.signed, vec![0, 1]);
+    let refused: Vec<(usize, String)> = out.report.refused.iter().map(|e| (e.index, e.reason.clone())).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[0].0 == 2 && refused[0].1.contains("no verification hook for purpose `Test`"), "{refused:?}");
+    assert!(refused[1].0 == 3 && refused[1].1.contains("node 3 disagrees"), "{refused:?}");
+    cosi::verify(b"ok 1", &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
+    // The default policy needs 3 of 4.
+    assert!(matches!(sign(b"ok 2", Policy::Default), Err(CosiError::ThresholdNotReached { signed: 2, required: 3, .. })));
+    // The root checks first: it will not ask others to sign what it refuses.
+    assert!(matches!(sign(b"bad", Policy::Default), Err(CosiError::Refused(r)) if r.contains("not ok")));
+}
+
+#[test]
+fn silent_and_refusing_nodes_are_reported() {
+    let cluster = LocalCluster::new(4).unwrap();
+    let roster = cluster.roster().clone();
+    let keys = cosi_keys(&roster);
+    // Root 0: groups [1, 2] and [3].
+    svc(&cluster, 3).set_fault(CosiFault::Silent);
+    svc(&cluster, 2).set_fault(CosiFault::Refuse);
+    let s0 = svc(&cluster, 0);
+    let t = Instant::now();
+    let short = Duration::from_millis(300);
+    let out = cluster
+        .runtime()
+        .block_on(s0.sign_with_timeout(&roster, b"quiet", cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(2), short))
+        .unwrap();
+    assert!(t.elapsed() < short * 2 + Duration::from_millis(500), "{:?}", t.elapsed());
+    assert_eq!(out.report.signed, vec![0, 1]);
+    assert_eq!(indices(&out.report.timed_out), vec![3]);
+    assert_eq!(indices(&out.report.refused), vec![2]);
+    assert!(out.report.refused[0].reason.contains("reported by #1"), "{:?}", out.report.refused);
+    cosi::verify(b"quiet", &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
+}
+
+#[test]
+fn bad_requests_are_refused_clearly() {
+    let cluster = LocalCluster::new(2).unwrap();
+    let roster = cluster.roster().clone();
+    let url = cluster.client_url(0).unwrap();
+    let call = |body: Vec<u8>| {
+        cluster
+            .runtime()
+            .block_on(client::call(&url, "Cosi", "Sign", body, Duration::from_secs(10)))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(call(vec![0xff, 0xff, 0xff]).contains("bad request: undecodable SignRequest"));
+    let no_roster = SignRequest { message: b"m".to_vec(), ..Default::default() };
+    assert!(call(no_roster.encode_to_vec()).contains("no roster"));
+    let too_high = SignRequest { message: b"m".to_vec(), roster_toml: Some(roster.to_toml()), threshold: Some(3), timeout_ms: None };
+    assert!(call(too_high.encode_to_vec()).contains("threshold 3 exceeds the roster size 2"));
+    // A roster this node is not part of.
+    let other = Roster::new(vec![roster.servers[1].clone()]);
+    let foreign = SignRequest { message: b"m".to_vec(), roster_toml: Some(other.to_toml()), threshold: None, timeout_ms: None };
+    assert!(call(foreign.encode_to_vec()).contains("is not in the roster"));
+    let bad_toml = SignRequest { message: b"m".to_vec(), roster_toml: Some("[[servers]]\nAddress = 1".into()), threshold: None, timeout_ms: None };
+    assert!(call(bad_toml.encode_to_vec()).contains("roster_toml"));
+    // The default roster, once set, is used when a request carries none.
+    svc(&cluster, 0).set_default_roster(Some(roster.clone()));
+    let url2 = cluster.client_url(0).unwrap();
+    let reply = cluster
+        .runtime()
+        .block_on(client::call(&url2, "Cosi", "Sign", no_roster.encode_to_vec(), Duration::from_secs(10)))
+        .unwrap();
+    let resp = SignResponse::decode(reply.as_slice()).unwrap();
+    cosi::verify(b"m", &resp.signature, &resp.mask, &cosi_keys(&roster), Policy::Default).unwrap();
+    // Garbage on the node-to-node port is answered with an error, not a panic.
+    let net1 = cluster.node(1).network().unwrap();
+    let err = cluster
+        .runtime()
+        .block_on(net1.request(&roster.servers[0], COSI_SERVICE, cosi::PROTOCOL_ANNOUNCE, b"r", vec![0xff; 64], Duration::from_secs(5)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("undecodable announcement"), "{err}");
+}

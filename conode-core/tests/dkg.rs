@@ -1,0 +1,131 @@
+//! Distributed key generation on a LocalCluster, started through `/Beacon/Init` on one member:
+//! 4 and 7 members, a member absent from the start, a dealer sending a bad deal (disqualified with
+//! evidence while the DKG completes), and a second DKG refused on a node that has a chain.
+
+use conode_core::api::client;
+use conode_core::cluster::LocalCluster;
+use conode_core::services::beacon::messages::{InitRequest, InitResponse};
+use conode_core::services::beacon::BeaconService;
+use conode_core::services::dkg::{DkgService, Group};
+use conode_core::verify::beacon::{ChainInfo, Scheme};
+use prost::Message;
+use std::time::Duration;
+
+fn init_request(cluster: &LocalCluster, scheme: Scheme, genesis_delay_ms: u64) -> InitRequest {
+    InitRequest {
+        roster_toml: cluster.roster().to_toml(),
+        scheme: scheme.id().into(),
+        period_secs: 1,
+        threshold: 0,
+        phase_timeout_ms: 2000,
+        genesis_time: 0,
+        genesis_delay_ms,
+        beacon_id: String::new(),
+    }
+}
+
+fn init(cluster: &LocalCluster, leader: usize, req: InitRequest) -> Result<InitResponse, String> {
+    let url = cluster.client_url(leader).unwrap();
+    let reply = cluster
+        .runtime()
+        .block_on(client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    Ok(InitResponse::decode(reply.as_slice()).unwrap())
+}
+
+fn beacon(cluster: &LocalCluster, i: usize) -> BeaconService {
+    BeaconService::of(cluster.node(i).context().unwrap()).unwrap()
+}
+
+/// Every running member holds the same group, a distinct share index, and round 1 verifies.
+fn check_group(cluster: &LocalCluster, resp: &InitResponse, running: &[usize]) -> Group {
+    let group = Group::from_toml(&resp.group_toml).unwrap();
+    let info = ChainInfo::from_drand_json(&resp.info_json).unwrap();
+    assert_eq!(info, group.chain_info());
+    assert_eq!(resp.chain_hash, info.hash_hex());
+    let mut indices = Vec::new();
+    for &i in running {
+        let b = beacon(cluster, i);
+        assert_eq!(b.group().as_ref(), Some(&group), "member {i} has another group");
+        indices.push(b.share_index().unwrap());
+        let r1 = cluster.runtime().block_on(b.wait_for_round(1, Duration::from_secs(30))).expect("round 1");
+        info.verify(&r1).unwrap();
+    }
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), running.len());
+    group
+}
+
+#[test]
+fn dkg_four_members_chained() {
+    let cluster = LocalCluster::new(4).unwrap();
+    let resp = init(&cluster, 1, init_request(&cluster, Scheme::PedersenBlsChained, 2500)).unwrap();
+    assert_eq!(resp.qualified, vec![0, 1, 2, 3]);
+    assert!(resp.disqualified.is_empty() && resp.absent.is_empty());
+    assert_eq!((resp.participants, resp.confirmed), (4, 4));
+    // Progress, phase by phase.
+    let log = resp.log.join("\n");
+    for phase in ["phase 1/3 (deal)", "phase 2/3 (response)", "phase 3/3 (justification)", "confirmed the same group"] {
+        assert!(log.contains(phase), "missing `{phase}` in:\n{log}");
+    }
+    let group = check_group(&cluster, &resp, &[0, 1, 2, 3]);
+    assert_eq!(group.threshold, 3);
+    assert_eq!(group.public_key().len(), 48);
+    // Every member reports the finished DKG.
+    for i in 0..4 {
+        let st = DkgService::of(cluster.node(i).context().unwrap()).unwrap().status().unwrap();
+        assert!(st.finished && st.error.is_none(), "member {i}: {st:?}");
+        assert_eq!(st.phase, "done");
+    }
+    // A node with a chain refuses another DKG.
+    let err = init(&cluster, 0, init_request(&cluster, Scheme::PedersenBlsChained, 2500)).unwrap_err();
+    assert!(err.contains("already has a beacon chain"), "{err}");
+}
+
+#[test]
+fn dkg_seven_members_quicknet() {
+    let cluster = LocalCluster::new(7).unwrap();
+    let resp = init(&cluster, 0, init_request(&cluster, Scheme::BlsUnchainedG1Rfc9380, 3000)).unwrap();
+    assert_eq!(resp.qualified, (0..7).collect::<Vec<u32>>());
+    assert_eq!((resp.participants, resp.confirmed), (7, 7));
+    let group = check_group(&cluster, &resp, &[0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(group.threshold, 4);
+    assert_eq!(group.public_key().len(), 96);
+    assert_eq!(group.scheme, Scheme::BlsUnchainedG1Rfc9380);
+}
+
+#[test]
+fn dkg_completes_with_one_member_absent() {
+    let mut cluster = LocalCluster::new(4).unwrap();
+    cluster.stop(3).unwrap();
+    let resp = init(&cluster, 0, init_request(&cluster, Scheme::PedersenBlsChained, 4000)).unwrap();
+    assert_eq!(resp.absent.len(), 1);
+    assert_eq!(resp.absent[0].index, 3);
+    assert_eq!(resp.qualified, vec![0, 1, 2]);
+    assert_eq!((resp.participants, resp.confirmed), (3, 3));
+    let group = check_group(&cluster, &resp, &[0, 1, 2]);
+    assert_eq!(group.threshold, 3, "threshold of the roster (⌊4/2⌋+1) is met by the three present");
+    assert!(group.node(3).is_none());
+}
+
+#[test]
+fn dkg_disqualifies_a_bad_dealer_with_evidence() {
+    let cluster = LocalCluster::new(4).unwrap();
+    // Member 2 sends member 0 a share that does not match its (signed) commitments.
+    DkgService::of(cluster.node(2).context().unwrap()).unwrap().corrupt_deals_to(0);
+    let resp = init(&cluster, 1, init_request(&cluster, Scheme::PedersenBlsChained, 2500)).unwrap();
+    assert_eq!(resp.qualified, vec![0, 1, 3]);
+    assert_eq!(resp.disqualified.len(), 1);
+    assert_eq!(resp.disqualified[0].index, 2);
+    assert!(resp.disqualified[0].reason.contains("bad deal to member 0"), "{}", resp.disqualified[0].reason);
+    // Every node checked the evidence itself and agrees; member 2 keeps a share (it is only
+    // excluded as a dealer) and takes part in the beacon.
+    assert_eq!((resp.participants, resp.confirmed), (4, 4));
+    let group = check_group(&cluster, &resp, &[0, 1, 2, 3]);
+    assert_eq!(group.qualified, vec![0, 1, 3]);
+    for i in 0..4 {
+        let st = DkgService::of(cluster.node(i).context().unwrap()).unwrap().status().unwrap();
+        assert!(st.log.iter().any(|l| l.contains("member 2 disqualified as dealer") && l.contains("1 evidence items")), "member {i}: {:?}", st.log);
+    }
+}

@@ -1,0 +1,157 @@
+//! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
+//! tampered), owner-only appends, catch-up of a restarted member, and a roster change.
+
+use conode_core::cluster::LocalCluster;
+use conode_core::config::Roster;
+use conode_core::crypto::IdentityKeyPair;
+use conode_core::services::skipchain::messages::{append_message, Append};
+use conode_core::services::skipchain::{block_roster, service_of, SkipchainService};
+use conode_core::verify::cosi::{Mask, Policy};
+use conode_core::verify::skipchain::{verify_proof, SkipBlock};
+use std::time::{Duration, Instant};
+
+fn append_req(owner: &IdentityKeyPair, genesis: &SkipBlock, index: u64, data: &[u8], new_roster: Option<&Roster>) -> Append {
+    let roster_id = new_roster.map(|r| block_roster(r).unwrap().id());
+    let msg = append_message(&genesis.hash, index, data, roster_id.as_ref());
+    Append {
+        genesis: genesis.hash.clone(),
+        index,
+        data: data.to_vec(),
+        new_roster_toml: new_roster.map(|r| r.to_toml()).unwrap_or_default(),
+        owner: owner.public().as_bytes().to_vec(),
+        signature: owner.sign(&msg).to_vec(),
+    }
+}
+
+fn svc(c: &LocalCluster, i: usize) -> SkipchainService {
+    service_of(c.node(i)).expect("skipchain service")
+}
+
+fn wait_for_index(c: &LocalCluster, i: usize, genesis: &[u8], index: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while svc(c, i).store().latest_index(genesis) != Some(index) {
+        assert!(Instant::now() < deadline, "node {i} did not reach block {index} (has {:?})", svc(c, i).store().latest_index(genesis));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn thousand_appends_give_a_short_proof_that_rejects_tampering() {
+    let c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let leader = svc(&c, 0);
+    let rt = c.runtime();
+    let genesis = rt.block_on(leader.create_chain(c.roster(), 2, 12, vec![owner.public()], b"genesis".to_vec())).unwrap();
+    const N: u64 = 1000;
+    for i in 1..=N {
+        rt.block_on(leader.append(append_req(&owner, &genesis, i, format!("block {i}").as_bytes(), None))).unwrap();
+    }
+    wait_for_index(&c, 2, &genesis.hash, N);
+    let proof = svc(&c, 2).update_chain(&genesis.hash).unwrap();
+    let last = verify_proof(&genesis.hash, &proof, Policy::Default).unwrap();
+    assert_eq!(last.index, N);
+    assert_eq!(last.data, format!("block {N}").as_bytes());
+    let hops = proof.len() - 1;
+    let bound = (((N + 1) as f64).log2().ceil() as usize) + 1;
+    assert!(hops <= bound, "{hops} hops > {bound}");
+
+    let bad = |p: &[SkipBlock]| verify_proof(&genesis.hash, p, Policy::Default).is_err();
+    let mut t = proof.clone();
+    t[1].data.push(1);
+    assert!(bad(&t), "tampered data accepted");
+    let mut t = proof.clone();
+    t[1].hash[0] ^= 1;
+    assert!(bad(&t), "tampered hash accepted");
+    let mut t = proof.clone();
+    t[0].forward_links.last_mut().unwrap().to[0] ^= 1;
+    assert!(bad(&t), "tampered link accepted");
+    let mut t = proof.clone();
+    let sig = t[0].forward_links.last_mut().unwrap().signature.as_mut().unwrap();
+    sig.signature[5] ^= 1;
+    assert!(bad(&t), "tampered signature accepted");
+    let mut t = proof.clone();
+    let sig = t[0].forward_links.last_mut().unwrap().signature.as_mut().unwrap();
+    sig.mask = vec![0b0001]; // claims a single signer
+    assert!(bad(&t), "tampered mask accepted");
+    let mut t = proof.clone();
+    let other = LocalCluster::new(1).unwrap();
+    t[1].roster.as_mut().unwrap().members[0] = block_roster(other.roster()).unwrap().members[0].clone();
+    t[1].hash = t[1].compute_hash().to_vec();
+    assert!(bad(&t), "swapped roster accepted");
+    assert!(verify_proof(&proof[1].hash, &proof, Policy::Default).is_err(), "wrong trusted start accepted");
+}
+
+#[test]
+fn only_owners_append_and_replays_are_refused() {
+    let c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let leader = svc(&c, 0);
+    let rt = c.runtime();
+    let genesis = rt.block_on(leader.create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    let intruder = IdentityKeyPair::generate();
+    let err = rt.block_on(leader.append(append_req(&intruder, &genesis, 1, b"x", None))).unwrap_err();
+    assert!(err.to_string().contains("not an owner"), "{err}");
+    let mut forged = append_req(&owner, &genesis, 1, b"x", None);
+    forged.data = b"y".to_vec();
+    let err = rt.block_on(leader.append(forged)).unwrap_err();
+    assert!(err.to_string().contains("signature"), "{err}");
+    rt.block_on(leader.append(append_req(&owner, &genesis, 1, b"x", None))).unwrap();
+    let err = rt.block_on(leader.append(append_req(&owner, &genesis, 1, b"x", None))).unwrap_err();
+    assert!(err.to_string().contains("index"), "replay: {err}");
+}
+
+#[test]
+fn stopped_member_catches_up_after_restart() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    for i in 1..=5 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"before", None))).unwrap();
+    }
+    wait_for_index(&c, 3, &genesis.hash, 5);
+    // Rounds wait for the stopped member only briefly.
+    for i in 0..3 {
+        let cosi = conode_core::services::cosi::service_of(c.node(i)).unwrap();
+        cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
+    }
+    c.stop(3).unwrap();
+    for i in 6..=20 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"while down", None))).unwrap();
+    }
+    c.restart(3).unwrap();
+    wait_for_index(&c, 3, &genesis.hash, 20);
+    let theirs = svc(&c, 3).update_chain(&genesis.hash).unwrap();
+    assert_eq!(theirs, svc(&c, 0).update_chain(&genesis.hash).unwrap());
+    assert_eq!(verify_proof(&genesis.hash, &theirs, Policy::Default).unwrap().index, 20);
+    // It takes part again: the next block's level-0 link is signed by all four.
+    let b = rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 21, b"after", None))).unwrap();
+    wait_for_index(&c, 3, &genesis.hash, 21);
+    let prev = svc(&c, 3).store().block(&b.back_link_ids[0]).unwrap();
+    let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
+    assert!(mask.contains(3), "restarted member did not sign: {:?}", mask.indices());
+}
+
+#[test]
+fn roster_change_adds_a_node_that_signs_later_links() {
+    let c = LocalCluster::new(5).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime();
+    let first_four = Roster::new(c.roster().servers[..4].to_vec());
+    let genesis = rt.block_on(svc(&c, 0).create_chain(&first_four, 2, 8, vec![owner.public()], vec![])).unwrap();
+    rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"four", None))).unwrap();
+    let all = c.roster().clone();
+    let changed = rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"five", Some(&all)))).unwrap();
+    assert_eq!(changed.roster.as_ref().unwrap().members.len(), 5);
+    wait_for_index(&c, 4, &genesis.hash, 2);
+    for i in 3..=4 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"later", None))).unwrap();
+    }
+    wait_for_index(&c, 4, &genesis.hash, 4);
+    let block2 = svc(&c, 4).store().block_at(&genesis.hash, 2).unwrap();
+    let link = block2.forward_links[0].signature.as_ref().unwrap();
+    let mask = Mask::from_bytes(5, &link.mask).unwrap();
+    assert!(mask.contains(4), "new member did not sign the later link: {:?}", mask.indices());
+    let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 4);
+}
