@@ -76,7 +76,16 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
         let exe = std::env::current_exe()?;
         for n in sizes {
             let status = std::process::Command::new(&exe)
-                .args(["bench", "node", "--nodes", &n.to_string(), "--requests", &requests.to_string(), "--clients", &clients.to_string()])
+                .args([
+                    "bench",
+                    "node",
+                    "--nodes",
+                    &n.to_string(),
+                    "--requests",
+                    &requests.to_string(),
+                    "--clients",
+                    &clients.to_string(),
+                ])
                 .status()?;
             anyhow::ensure!(status.success(), "bench for {n} nodes failed");
         }

@@ -10,7 +10,13 @@ use conode_core::verify::cosi::Policy;
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
 use std::time::Instant;
 
-fn append(svc: &SkipchainService, rt: &tokio::runtime::Runtime, owner: &IdentityKeyPair, genesis: &SkipBlock, index: u64) -> Result<()> {
+fn append(
+    svc: &SkipchainService,
+    rt: &tokio::runtime::Runtime,
+    owner: &IdentityKeyPair,
+    genesis: &SkipBlock,
+    index: u64,
+) -> Result<()> {
     let data = index.to_be_bytes().to_vec();
     let msg = append_message(&genesis.hash, index, &data, None);
     let req = Append {
@@ -44,7 +50,10 @@ fn build(n: usize, len: u64, base: u32) -> Result<(LocalCluster, SkipBlock, f64)
 pub fn run(sizes: &[usize], appends: u64, chain: u64) -> Result<()> {
     for &n in sizes {
         let (_c, _g, secs) = build(n, appends, 2)?;
-        println!("{}", serde_json::json!({ "bench": "skipchain_appends", "nodes": n, "appends": appends, "appends_per_sec": appends as f64 / secs }));
+        println!(
+            "{}",
+            serde_json::json!({ "bench": "skipchain_appends", "nodes": n, "appends": appends, "appends_per_sec": appends as f64 / secs })
+        );
     }
     eprintln!("building a {chain}-block chain on 4 nodes");
     let (c, genesis, _) = build(4, chain, 2)?;

@@ -51,15 +51,10 @@ async fn check_client(si: &ServerIdentity, timeout: Duration) -> Result<Duration
     Ok(start.elapsed())
 }
 
-
 /// Checks every member concurrently.
 pub async fn check_roster(roster: &Roster, timeout: Duration) -> Result<Vec<NodeCheck>> {
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let settings = NetSettings {
-        dial_timeout: timeout,
-        handshake_timeout: timeout,
-        ..NetSettings::default()
-    };
+    let settings = NetSettings { dial_timeout: timeout, handshake_timeout: timeout, ..NetSettings::default() };
     // A throwaway identity: the check is a client, not a roster member.
     let net = Network::new(IdentityKeyPair::generate(), settings, AddressOverrides::default(), stop_rx)?;
     let mut tasks = Vec::new();
@@ -85,9 +80,14 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let results = rt.block_on(check_roster(&roster, timeout))?;
     let mut failed = 0;
     for r in &results {
-        let name = format!("#{} {} {} ({})", r.index, r.member.address, &r.member.public.to_hex()[..16], r.member.description);
+        let name =
+            format!("#{} {} {} ({})", r.index, r.member.address, &r.member.public.to_hex()[..16], r.member.description);
         match (&r.tls, &r.client) {
-            (Ok(t), Ok(c)) => println!("ok    {name}: tls {:.1} ms, client port {:.1} ms", t.as_secs_f64() * 1e3, c.as_secs_f64() * 1e3),
+            (Ok(t), Ok(c)) => println!(
+                "ok    {name}: tls {:.1} ms, client port {:.1} ms",
+                t.as_secs_f64() * 1e3,
+                c.as_secs_f64() * 1e3
+            ),
             _ => {
                 failed += 1;
                 let mut why = Vec::new();

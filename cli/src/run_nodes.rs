@@ -67,7 +67,10 @@ fn wait_ready(roster: &Roster, deadline: Instant) -> bool {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let req = format!("GET /ok HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut resp = String::new();
-            if stream.write_all(req.as_bytes()).is_ok() && stream.read_to_string(&mut resp).is_ok() && resp.starts_with("HTTP/1.1 200") {
+            if stream.write_all(req.as_bytes()).is_ok()
+                && stream.read_to_string(&mut resp).is_ok()
+                && resp.starts_with("HTTP/1.1 200")
+            {
                 return true;
             }
         }

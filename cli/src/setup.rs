@@ -103,15 +103,26 @@ pub fn interactive(input: &mut dyn BufRead, out: &mut dyn Write) -> Result<()> {
     if port == 0 || port == u16::MAX {
         bail!("port {port} is not usable (the client port is port+1)");
     }
-    let default_host = listen_host.clone().filter(|h| !h.is_empty() && h != "0.0.0.0").unwrap_or_else(|| "127.0.0.1".into());
+    let default_host =
+        listen_host.clone().filter(|h| !h.is_empty() && h != "0.0.0.0").unwrap_or_else(|| "127.0.0.1".into());
     let host = ask(input, out, "Please enter the name or IP address this conode is reachable under", &default_host)?;
     let description = ask(input, out, "Please enter a description for this conode", "")?;
     let default_folder = paths::default_config_dir().display().to_string();
-    let folder = PathBuf::from(ask(input, out, "In which folder do you want to save the configuration files?", &default_folder)?);
+    let folder = PathBuf::from(ask(
+        input,
+        out,
+        "In which folder do you want to save the configuration files?",
+        &default_folder,
+    )?);
     let private = folder.join("private.toml");
     let mut overwrite = false;
     if private.exists() {
-        let yes = ask(input, out, &format!("Configuration file {} already exists. Overwrite it? [y/N]", private.display()), "n")?;
+        let yes = ask(
+            input,
+            out,
+            &format!("Configuration file {} already exists. Overwrite it? [y/N]", private.display()),
+            "n",
+        )?;
         if !yes.eq_ignore_ascii_case("y") && !yes.eq_ignore_ascii_case("yes") {
             writeln!(out, "Nothing changed.")?;
             bail!("{}: exists and was kept; setup aborted", private.display());

@@ -36,7 +36,8 @@ fn setup_non_interactive_writes_configs_and_never_overwrites() {
     assert_eq!(public.servers[0].public, config.identity.public());
     let before = std::fs::read(&private).unwrap();
 
-    let out = conode().args(["setup", "--non-interactive", "--port", "7790"]).arg("--folder").arg(&folder).output().unwrap();
+    let out =
+        conode().args(["setup", "--non-interactive", "--port", "7790"]).arg("--folder").arg(&folder).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("private.toml") && err.contains("refusing to overwrite"), "{err}");
@@ -44,7 +45,8 @@ fn setup_non_interactive_writes_configs_and_never_overwrites() {
 }
 
 fn run_interactive(answers: &str) -> std::process::Output {
-    let mut child = conode().arg("setup").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        conode().arg("setup").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -163,7 +165,8 @@ fn server_runs_until_sigterm_and_refuses_root_without_flag() {
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run as root"));
     }
-    let mut child = conode().arg("-c").arg(&private).args(["server", "--allow-root"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        conode().arg("-c").arg(&private).args(["server", "--allow-root"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     wait_line(&mut out, "running", Instant::now() + Duration::from_secs(20));
     let roster = folder.join("public.toml");
@@ -186,7 +189,10 @@ fn run_nodes_restarts_a_crashed_node_and_stops_all() {
     // Two consecutive port pairs starting at a free base.
     let base = loop {
         let p = free_port();
-        if p < 60000 && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", p + 3)).is_ok() {
+        if p < 60000
+            && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 3)).is_ok()
+        {
             break p;
         }
     };
@@ -209,7 +215,9 @@ fn run_nodes_restarts_a_crashed_node_and_stops_all() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let restarted = pids_of(&pattern).iter().any(|p| *p != pid);
-        if restarted && conode().arg("check").arg(&roster_path).args(["--timeout", "2"]).output().unwrap().status.success() {
+        if restarted
+            && conode().arg("check").arg(&roster_path).args(["--timeout", "2"]).output().unwrap().status.success()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "conode 2 was not restarted");

@@ -20,12 +20,7 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     pub fn new(nodes: usize) -> Self {
-        Self {
-            nodes,
-            allow_open_signing: true,
-            net: NetSettings::default(),
-            worker_threads: 2,
-        }
+        Self { nodes, allow_open_signing: true, net: NetSettings::default(), worker_threads: 2 }
     }
 }
 
@@ -85,10 +80,8 @@ impl LocalCluster {
                 reason: e.to_string(),
             })?;
             let port = node_l.local_addr().map(|a| a.port()).unwrap_or(0);
-            let mut config = NodeConfig::generate(
-                NodeAddress { host: "127.0.0.1".into(), port },
-                format!("local node {i}"),
-            );
+            let mut config =
+                NodeConfig::generate(NodeAddress { host: "127.0.0.1".into(), port }, format!("local node {i}"));
             config.allow_open_signing = opts.allow_open_signing;
             let node = NodeBuilder::new(config)
                 .data_dir(dir.join(format!("node{i}")))

@@ -157,25 +157,20 @@ pub struct Node {
 }
 
 fn bind_addr(config: &NodeConfig) -> String {
-    config
-        .listen_address
-        .clone()
-        .unwrap_or_else(|| config.address.host_port())
+    config.listen_address.clone().unwrap_or_else(|| config.address.host_port())
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|e| NodeError::Bind {
-        what,
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    })
+    TcpListener::bind(addr).await.map_err(|e| NodeError::Bind { what, addr: addr.to_string(), reason: e.to_string() })
 }
 
 fn adopt(what: &'static str, l: std::net::TcpListener) -> Result<TcpListener, NodeError> {
     let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    l.set_nonblocking(true)
-        .and_then(|_| TcpListener::from_std(l))
-        .map_err(|e| NodeError::Bind { what, addr, reason: e.to_string() })
+    l.set_nonblocking(true).and_then(|_| TcpListener::from_std(l)).map_err(|e| NodeError::Bind {
+        what,
+        addr,
+        reason: e.to_string(),
+    })
 }
 
 impl Node {
@@ -205,9 +200,7 @@ impl Node {
     }
     /// `ws://` or `wss://` base URL of the client port (when running).
     pub fn client_url(&self) -> Option<String> {
-        self.running
-            .as_ref()
-            .map(|r| format!("{}://{}", r.ctx.client_scheme, r.client_addr))
+        self.running.as_ref().map(|r| format!("{}://{}", r.ctx.client_scheme, r.client_addr))
     }
     /// The services' shared context (when running).
     pub fn context(&self) -> Option<&ServiceContext> {
@@ -259,8 +252,16 @@ impl Node {
                 (node_l, client_l)
             }
         };
-        let node_addr = node_l.local_addr().map_err(|e| NodeError::Bind { what: "node port", addr: String::new(), reason: e.to_string() })?;
-        let client_addr = client_l.local_addr().map_err(|e| NodeError::Bind { what: "client port", addr: String::new(), reason: e.to_string() })?;
+        let node_addr = node_l.local_addr().map_err(|e| NodeError::Bind {
+            what: "node port",
+            addr: String::new(),
+            reason: e.to_string(),
+        })?;
+        let client_addr = client_l.local_addr().map_err(|e| NodeError::Bind {
+            what: "client port",
+            addr: String::new(),
+            reason: e.to_string(),
+        })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let client_tls = match (&config.ws_tls_certificate, &config.ws_tls_certificate_key) {
@@ -272,7 +273,8 @@ impl Node {
             _ => None,
         };
         let storage = open_storage(&self.data_dir, &config.node_id()).await?;
-        let network = Network::new(config.identity.clone(), self.net.clone(), self.overrides.clone(), shutdown_rx.clone())?;
+        let network =
+            Network::new(config.identity.clone(), self.net.clone(), self.overrides.clone(), shutdown_rx.clone())?;
         let ctx = ServiceContext {
             config: config.clone(),
             network: network.clone(),

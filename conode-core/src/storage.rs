@@ -29,28 +29,19 @@ impl Storage {
     /// Opens (or creates) `<dir>/<node_id>.db`.
     pub fn open(dir: &Path, node_id: &str) -> Result<Self, StorageError> {
         let path = dir.join(format!("{node_id}.db"));
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(8 * 1024 * 1024)
             .flush_every_ms(Some(1000))
             .open()
-            .map_err(|e| StorageError::Open {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
         Ok(Self { db, path })
     }
 
     /// The tree of a service (created on first use).
     pub fn tree(&self, service: &str) -> Result<ServiceTree, StorageError> {
-        Ok(ServiceTree {
-            tree: self.db.open_tree(service)?,
-            db: self.db.clone(),
-        })
+        Ok(ServiceTree { tree: self.db.open_tree(service)?, db: self.db.clone() })
     }
 
     pub fn path(&self) -> &Path {
@@ -72,11 +63,7 @@ impl Storage {
             .filter_map(|n| String::from_utf8(n.to_vec()).ok())
             .filter(|n| !n.starts_with("__sled"))
             .collect();
-        let entries = trees
-            .iter()
-            .filter_map(|t| self.db.open_tree(t).ok())
-            .map(|t| t.len())
-            .sum();
+        let entries = trees.iter().filter_map(|t| self.db.open_tree(t).ok()).map(|t| t.len()).sum();
         StorageStats {
             path: self.path.display().to_string(),
             size_on_disk: self.db.size_on_disk().unwrap_or(0),
@@ -148,10 +135,7 @@ impl ServiceTree {
 
     /// Entries whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-        self.tree
-            .scan_prefix(prefix)
-            .filter_map(|r| r.ok())
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        self.tree.scan_prefix(prefix).filter_map(|r| r.ok()).map(|(k, v)| (k.to_vec(), v.to_vec()))
     }
 
     /// The last entry in key order.

@@ -126,14 +126,33 @@ fn check_http_api(cluster: &LocalCluster, info: &ChainInfo) {
     // The WebSocket API.
     let ws = cluster.client_url(2).unwrap();
     let rt = cluster.runtime();
-    let l = rt.block_on(client::call(&ws, "Beacon", "Latest", LatestRequest {}.encode_to_vec(), Duration::from_secs(10))).unwrap();
+    let l = rt
+        .block_on(client::call(&ws, "Beacon", "Latest", LatestRequest {}.encode_to_vec(), Duration::from_secs(10)))
+        .unwrap();
     let l = BeaconPacket::decode(l.as_slice()).unwrap();
     assert!(l.round >= 1);
-    let r1 = rt.block_on(client::call(&ws, "Beacon", "Round", RoundRequest { round: 1 }.encode_to_vec(), Duration::from_secs(10))).unwrap();
+    let r1 = rt
+        .block_on(client::call(
+            &ws,
+            "Beacon",
+            "Round",
+            RoundRequest { round: 1 }.encode_to_vec(),
+            Duration::from_secs(10),
+        ))
+        .unwrap();
     let r1 = BeaconPacket::decode(r1.as_slice()).unwrap();
-    assert_eq!(r1.randomness, Beacon { round: 1, signature: r1.signature.clone(), previous_signature: None }.randomness().to_vec());
+    assert_eq!(
+        r1.randomness,
+        Beacon { round: 1, signature: r1.signature.clone(), previous_signature: None }.randomness().to_vec()
+    );
     let err = rt
-        .block_on(client::call(&ws, "Beacon", "Round", RoundRequest { round: 999_999 }.encode_to_vec(), Duration::from_secs(10)))
+        .block_on(client::call(
+            &ws,
+            "Beacon",
+            "Round",
+            RoundRequest { round: 999_999 }.encode_to_vec(),
+            Duration::from_secs(10),
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("not available"), "{err}");
 }
@@ -229,12 +248,20 @@ fn invalid_partials_are_rejected() {
     let net1 = cluster.node(1).network().unwrap();
     let to0 = cluster.roster().servers[0].clone();
     let next = beacon(&cluster, 0).stats().latest_round + 1;
-    let bad = PartialBeacon { round: next, previous_signature: beacon(&cluster, 0).get(next - 1).unwrap().signature, index: 1, partial: vec![0xab; 96] };
+    let bad = PartialBeacon {
+        round: next,
+        previous_signature: beacon(&cluster, 0).get(next - 1).unwrap().signature,
+        index: 1,
+        partial: vec![0xab; 96],
+    };
     let err = cluster
         .runtime()
         .block_on(net1.request(&to0, "Beacon", "Partial", &[], bad.encode_to_vec(), Duration::from_secs(5)))
         .unwrap_err();
-    assert!(err.to_string().contains("invalid partial") || err.to_string().contains("another previous signature"), "{err}");
+    assert!(
+        err.to_string().contains("invalid partial") || err.to_string().contains("another previous signature"),
+        "{err}"
+    );
     // A partial claiming another member's index is refused too.
     let forged = PartialBeacon { round: next, previous_signature: vec![], index: 2, partial: vec![0; 96] };
     let err = cluster

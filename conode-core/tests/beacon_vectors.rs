@@ -63,12 +63,7 @@ fn chains() -> Vec<Chain> {
                 })
                 .collect::<Vec<_>>();
             assert!(!beacons.is_empty());
-            Chain {
-                name,
-                info,
-                claimed_hash,
-                beacons,
-            }
+            Chain { name, info, claimed_hash, beacons }
         })
         .collect()
 }
@@ -143,10 +138,7 @@ fn tampered_signature_fails() {
             // every bit of the signature, except that flipping the compression flag is a length/encoding
             // error and must fail too
             for bit in 0..b.signature.len() * 8 {
-                let t = Beacon {
-                    signature: flip(&b.signature, bit),
-                    ..b.clone()
-                };
+                let t = Beacon { signature: flip(&b.signature, bit), ..b.clone() };
                 let e = prepared.verify(&t).unwrap_err();
                 assert!(
                     matches!(e, BeaconError::InvalidSignature { .. } | BeaconError::InvalidPoint { .. }),
@@ -180,16 +172,10 @@ fn tampered_previous_signature_fails_for_chained() {
         for (b, _) in &c.beacons {
             let prev = b.previous_signature.clone().expect("chained vectors carry previous_signature");
             for bit in [0, 7, 100, prev.len() * 8 - 1] {
-                let t = Beacon {
-                    previous_signature: Some(flip(&prev, bit)),
-                    ..b.clone()
-                };
+                let t = Beacon { previous_signature: Some(flip(&prev, bit)), ..b.clone() };
                 assert_eq!(verify_beacon(&c.info, &t), Err(BeaconError::InvalidSignature { round: b.round }));
             }
-            let t = Beacon {
-                previous_signature: None,
-                ..b.clone()
-            };
+            let t = Beacon { previous_signature: None, ..b.clone() };
             let e = verify_beacon(&c.info, &t).unwrap_err();
             assert!(matches!(e, BeaconError::MissingPreviousSignature { .. }));
             assert!(e.to_string().contains("previous signature"), "{e}");
@@ -221,11 +207,8 @@ fn wrong_length_key_fails_clearly() {
         }
         // the other chain's key shape: wrong group for this scheme
         let mut info = c.info.clone();
-        info.scheme = if c.info.scheme.signatures_on_g1() {
-            Scheme::PedersenBlsChained
-        } else {
-            Scheme::BlsUnchainedG1Rfc9380
-        };
+        info.scheme =
+            if c.info.scheme.signatures_on_g1() { Scheme::PedersenBlsChained } else { Scheme::BlsUnchainedG1Rfc9380 };
         assert!(matches!(verify_beacon(&info, b), Err(BeaconError::Length { what: "public key", .. })));
     }
 }

@@ -56,7 +56,18 @@ fn status_over_websocket_protobuf_and_json() {
     });
     let resp = StatusResponse::decode(reply.as_slice()).unwrap();
     let generic = &resp.status["Generic"].field;
-    for key in ["Available_Services", "TX_bytes", "RX_bytes", "Uptime", "System", "Host", "Port", "Description", "ConnType", "Version"] {
+    for key in [
+        "Available_Services",
+        "TX_bytes",
+        "RX_bytes",
+        "Uptime",
+        "System",
+        "Host",
+        "Port",
+        "Description",
+        "ConnType",
+        "Version",
+    ] {
         assert!(generic.contains_key(key), "missing Generic.{key}");
     }
     assert!(generic["Available_Services"].contains("Status"));
@@ -73,16 +84,12 @@ fn status_over_websocket_protobuf_and_json() {
     assert_eq!(json["Conode"]["id"], si.public.node_id());
 
     // Unknown method: the socket is closed with the service's reason.
-    let err = cluster
-        .runtime()
-        .block_on(client::call(&url, "Status", "Nope", vec![], Duration::from_secs(10)))
-        .unwrap_err();
+    let err =
+        cluster.runtime().block_on(client::call(&url, "Status", "Nope", vec![], Duration::from_secs(10))).unwrap_err();
     assert!(err.to_string().contains("unknown method Status/Nope"), "{err}");
     // Unknown service: HTTP 404 before the upgrade.
-    let err = cluster
-        .runtime()
-        .block_on(client::call(&url, "Nope", "Request", vec![], Duration::from_secs(10)))
-        .unwrap_err();
+    let err =
+        cluster.runtime().block_on(client::call(&url, "Nope", "Request", vec![], Duration::from_secs(10))).unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
 }
 

@@ -39,7 +39,14 @@ fn private_and_roster_round_trip() {
     assert_eq!(back.cosi_key().unwrap().public(), c.cosi_key().unwrap().public());
     assert_eq!(back.server_identity(), c.server_identity());
     let text = std::fs::read_to_string(&p).unwrap();
-    for key in ["Suite = \"Ed25519\"", "Public = ", "Private = ", "Address = \"tls://example.org:7770\"", "[Services.Cosi]", "Pop = "] {
+    for key in [
+        "Suite = \"Ed25519\"",
+        "Public = ",
+        "Private = ",
+        "Address = \"tls://example.org:7770\"",
+        "[Services.Cosi]",
+        "Pop = ",
+    ] {
         assert!(text.contains(key), "private.toml lacks {key}:\n{text}");
     }
     let other = NodeConfig::generate(NodeAddress::parse("tls://10.0.0.2:7772").unwrap(), "two");
@@ -142,7 +149,10 @@ fn bad_rosters_name_file_and_field() {
     assert!(msg.contains("duplicate") && msg.contains("dup.toml"), "{msg}");
 
     let bad_pop = good.replacen(&a.services["Cosi"].pop.to_hex(), &BlsKeyPair::generate().pop().to_hex(), 1);
-    assert_eq!(field_error(Roster::from_toml_str(Path::new("r.toml"), &bad_pop).unwrap_err()).1, "servers[0].Services.Cosi.Pop");
+    assert_eq!(
+        field_error(Roster::from_toml_str(Path::new("r.toml"), &bad_pop).unwrap_err()).1,
+        "servers[0].Services.Cosi.Pop"
+    );
 
     let short_key = good.replacen(&a.public.to_hex(), "abcdef", 1);
     let err = Roster::from_toml_str(Path::new("r.toml"), &short_key).unwrap_err();

@@ -25,7 +25,13 @@ fn full_mask(n: usize, except: &[usize]) -> Vec<u8> {
     cosi::Mask::from_indices(n, (0..n).filter(|i| !except.contains(i))).into_bytes()
 }
 
-fn ws_sign(cluster: &LocalCluster, node: usize, msg: &[u8], roster: Option<&Roster>, threshold: Option<u32>) -> Result<SignResponse, client::ClientError> {
+fn ws_sign(
+    cluster: &LocalCluster,
+    node: usize,
+    msg: &[u8],
+    roster: Option<&Roster>,
+    threshold: Option<u32>,
+) -> Result<SignResponse, client::ClientError> {
     let url = cluster.client_url(node).unwrap();
     let req = SignRequest {
         message: msg.to_vec(),
@@ -33,9 +39,8 @@ fn ws_sign(cluster: &LocalCluster, node: usize, msg: &[u8], roster: Option<&Rost
         threshold,
         timeout_ms: Some(LEVEL.as_millis() as u64),
     };
-    let reply = cluster
-        .runtime()
-        .block_on(client::call(&url, "Cosi", "Sign", req.encode_to_vec(), Duration::from_secs(30)))?;
+    let reply =
+        cluster.runtime().block_on(client::call(&url, "Cosi", "Sign", req.encode_to_vec(), Duration::from_secs(30)))?;
     Ok(SignResponse::decode(reply.as_slice()).unwrap())
 }
 
@@ -46,9 +51,7 @@ fn svc(cluster: &LocalCluster, i: usize) -> CosiService {
 fn rust_sign(cluster: &LocalCluster, msg: &[u8], policy: Policy) -> Result<SignOutcome, CosiError> {
     let roster = cluster.roster().clone();
     let s = svc(cluster, 0);
-    cluster
-        .runtime()
-        .block_on(s.sign_with_timeout(&roster, msg, cosi::OPEN_SIGNING_PURPOSE, &[], policy, LEVEL))
+    cluster.runtime().block_on(s.sign_with_timeout(&roster, msg, cosi::OPEN_SIGNING_PURPOSE, &[], policy, LEVEL))
 }
 
 fn indices(list: &[cosi::Exclusion]) -> Vec<usize> {
@@ -85,7 +88,10 @@ fn scenario(n: usize) {
     wrong[n / 2] = BlsKeyPair::generate().public();
     assert!(cosi::verify(&msg, &resp.signature, &resp.mask, &wrong, Policy::Default).is_err(), "wrong roster");
     assert!(cosi::verify(&msg, &resp.signature, &resp.mask, &keys[1..], Policy::Default).is_err(), "shorter roster");
-    assert!(cosi::verify(b"another statement", &resp.signature, &resp.mask, &keys, Policy::Default).is_err(), "other statement");
+    assert!(
+        cosi::verify(b"another statement", &resp.signature, &resp.mask, &keys, Policy::Default).is_err(),
+        "other statement"
+    );
 
     // A leaf answering with garbage: its sub-leader excludes and reports it.
     let leaf = groups.iter().find_map(|g| g.leaves.first().copied()).unwrap();
@@ -190,7 +196,18 @@ fn hooks_decide_per_purpose() {
     let keys = cosi_keys(&roster);
     for i in 0..4 {
         svc(&cluster, i)
-            .hook("Test", Arc::new(|s: &[u8], extra: &[u8]| if s.starts_with(b"ok") && extra == b"ctx" { Ok(()) } else { Err("not ok".into()) }))
+            .hook(
+                "Test",
+                Arc::new(
+                    |s: &[u8], extra: &[u8]| {
+                        if s.starts_with(b"ok") && extra == b"ctx" {
+                            Ok(())
+                        } else {
+                            Err("not ok".into())
+                        }
+                    },
+                ),
+            )
             .unwrap();
     }
     assert!(svc(&cluster, 0).hook("Cosi", Arc::new(|_: &[u8], _: &[u8]| Ok(()))).is_err(), "open purpose is reserved");
@@ -207,7 +224,10 @@ fn hooks_decide_per_purpose() {
     assert!(refused[1].0 == 3 && refused[1].1.contains("node 3 disagrees"), "{refused:?}");
     cosi::verify(b"ok 1", &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
     // The default policy needs 3 of 4.
-    assert!(matches!(sign(b"ok 2", Policy::Default), Err(CosiError::ThresholdNotReached { signed: 2, required: 3, .. })));
+    assert!(matches!(
+        sign(b"ok 2", Policy::Default),
+        Err(CosiError::ThresholdNotReached { signed: 2, required: 3, .. })
+    ));
     // The root checks first: it will not ask others to sign what it refuses.
     assert!(matches!(sign(b"bad", Policy::Default), Err(CosiError::Refused(r)) if r.contains("not ok")));
 }
@@ -250,13 +270,24 @@ fn bad_requests_are_refused_clearly() {
     assert!(call(vec![0xff, 0xff, 0xff]).contains("bad request: undecodable SignRequest"));
     let no_roster = SignRequest { message: b"m".to_vec(), ..Default::default() };
     assert!(call(no_roster.encode_to_vec()).contains("no roster"));
-    let too_high = SignRequest { message: b"m".to_vec(), roster_toml: Some(roster.to_toml()), threshold: Some(3), timeout_ms: None };
+    let too_high = SignRequest {
+        message: b"m".to_vec(),
+        roster_toml: Some(roster.to_toml()),
+        threshold: Some(3),
+        timeout_ms: None,
+    };
     assert!(call(too_high.encode_to_vec()).contains("threshold 3 exceeds the roster size 2"));
     // A roster this node is not part of.
     let other = Roster::new(vec![roster.servers[1].clone()]);
-    let foreign = SignRequest { message: b"m".to_vec(), roster_toml: Some(other.to_toml()), threshold: None, timeout_ms: None };
+    let foreign =
+        SignRequest { message: b"m".to_vec(), roster_toml: Some(other.to_toml()), threshold: None, timeout_ms: None };
     assert!(call(foreign.encode_to_vec()).contains("is not in the roster"));
-    let bad_toml = SignRequest { message: b"m".to_vec(), roster_toml: Some("[[servers]]\nAddress = 1".into()), threshold: None, timeout_ms: None };
+    let bad_toml = SignRequest {
+        message: b"m".to_vec(),
+        roster_toml: Some("[[servers]]\nAddress = 1".into()),
+        threshold: None,
+        timeout_ms: None,
+    };
     assert!(call(bad_toml.encode_to_vec()).contains("roster_toml"));
     // The default roster, once set, is used when a request carries none.
     svc(&cluster, 0).set_default_roster(Some(roster.clone()));
@@ -271,7 +302,14 @@ fn bad_requests_are_refused_clearly() {
     let net1 = cluster.node(1).network().unwrap();
     let err = cluster
         .runtime()
-        .block_on(net1.request(&roster.servers[0], COSI_SERVICE, cosi::PROTOCOL_ANNOUNCE, b"r", vec![0xff; 64], Duration::from_secs(5)))
+        .block_on(net1.request(
+            &roster.servers[0],
+            COSI_SERVICE,
+            cosi::PROTOCOL_ANNOUNCE,
+            b"r",
+            vec![0xff; 64],
+            Duration::from_secs(5),
+        ))
         .unwrap_err()
         .to_string();
     assert!(err.contains("undecodable announcement"), "{err}");

@@ -126,6 +126,10 @@ fn dkg_disqualifies_a_bad_dealer_with_evidence() {
     assert_eq!(group.qualified, vec![0, 1, 3]);
     for i in 0..4 {
         let st = DkgService::of(cluster.node(i).context().unwrap()).unwrap().status().unwrap();
-        assert!(st.log.iter().any(|l| l.contains("member 2 disqualified as dealer") && l.contains("1 evidence items")), "member {i}: {:?}", st.log);
+        assert!(
+            st.log.iter().any(|l| l.contains("member 2 disqualified as dealer") && l.contains("1 evidence items")),
+            "member {i}: {:?}",
+            st.log
+        );
     }
 }

@@ -10,7 +10,13 @@ use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
 use std::time::{Duration, Instant};
 
-fn append_req(owner: &IdentityKeyPair, genesis: &SkipBlock, index: u64, data: &[u8], new_roster: Option<&Roster>) -> Append {
+fn append_req(
+    owner: &IdentityKeyPair,
+    genesis: &SkipBlock,
+    index: u64,
+    data: &[u8],
+    new_roster: Option<&Roster>,
+) -> Append {
     let roster_id = new_roster.map(|r| block_roster(r).unwrap().id());
     let msg = append_message(&genesis.hash, index, data, roster_id.as_ref());
     Append {
@@ -30,7 +36,11 @@ fn svc(c: &LocalCluster, i: usize) -> SkipchainService {
 fn wait_for_index(c: &LocalCluster, i: usize, genesis: &[u8], index: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while svc(c, i).store().latest_index(genesis) != Some(index) {
-        assert!(Instant::now() < deadline, "node {i} did not reach block {index} (has {:?})", svc(c, i).store().latest_index(genesis));
+        assert!(
+            Instant::now() < deadline,
+            "node {i} did not reach block {index} (has {:?})",
+            svc(c, i).store().latest_index(genesis)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -41,7 +51,8 @@ fn thousand_appends_give_a_short_proof_that_rejects_tampering() {
     let owner = IdentityKeyPair::generate();
     let leader = svc(&c, 0);
     let rt = c.runtime();
-    let genesis = rt.block_on(leader.create_chain(c.roster(), 2, 12, vec![owner.public()], b"genesis".to_vec())).unwrap();
+    let genesis =
+        rt.block_on(leader.create_chain(c.roster(), 2, 12, vec![owner.public()], b"genesis".to_vec())).unwrap();
     const N: u64 = 1000;
     for i in 1..=N {
         rt.block_on(leader.append(append_req(&owner, &genesis, i, format!("block {i}").as_bytes(), None))).unwrap();

@@ -39,7 +39,8 @@ fn wrong_key_is_rejected() {
 #[test]
 fn plaintext_oversized_and_half_open_connections_are_dropped() {
     let mut opts = ClusterOptions::new(2);
-    opts.net = NetSettings { handshake_timeout: Duration::from_millis(400), max_frame: 64 * 1024, ..NetSettings::default() };
+    opts.net =
+        NetSettings { handshake_timeout: Duration::from_millis(400), max_frame: 64 * 1024, ..NetSettings::default() };
     let cluster = LocalCluster::with_options(opts).unwrap();
     let addr = cluster.node(0).node_addr().unwrap();
     let peer0 = cluster.roster().servers[0].clone();
@@ -48,23 +49,27 @@ fn plaintext_oversized_and_half_open_connections_are_dropped() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let mut buf = vec![0u8; 256];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("plaintext connection not closed").unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("plaintext connection not closed")
+            .unwrap_or(0);
         assert!(n == 0 || buf[0] == 0x15, "expected a TLS alert or close, got {:?}", &buf[..n]);
 
         // Half-open: connect and never send; closed after the handshake timeout.
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let start = Instant::now();
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("half-open connection kept open").unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("half-open connection kept open")
+            .unwrap_or(0);
         assert_eq!(n, 0);
         assert!(start.elapsed() >= Duration::from_millis(300));
 
         // Oversized frame from an authenticated peer: connection dropped, node still serves.
         let (net, _stop) = client_net(NetSettings::default());
         net.ping(&peer0, Duration::from_secs(5)).await.unwrap();
-        let err = net
-            .request(&peer0, "Net", "Ping", &[], vec![0u8; 128 * 1024], Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err =
+            net.request(&peer0, "Net", "Ping", &[], vec![0u8; 128 * 1024], Duration::from_secs(5)).await.unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
         net.ping(&peer0, Duration::from_secs(5)).await.unwrap();
     });

@@ -12,7 +12,10 @@ pub struct ConodeCluster {
 
 fn check_index(c: &ConodeCluster, index: usize) -> Result<(), FfiError> {
     if index >= c.inner.len() {
-        return Err(FfiError::new(CONODE_ERR_INVALID, format!("node index {index} out of range (cluster of {})", c.inner.len())));
+        return Err(FfiError::new(
+            CONODE_ERR_INVALID,
+            format!("node index {index} out of range (cluster of {})", c.inner.len()),
+        ));
     }
     Ok(())
 }
@@ -59,7 +62,10 @@ pub extern "C" fn conode_cluster_client_url(cluster: *const ConodeCluster, index
         let c = handle_ref(cluster, "cluster")?;
         non_null(out, "out")?;
         check_index(c, index)?;
-        let url = c.inner.client_url(index).ok_or_else(|| FfiError::new(CONODE_ERR_STATE, format!("node {index} is not running")))?;
+        let url = c
+            .inner
+            .client_url(index)
+            .ok_or_else(|| FfiError::new(CONODE_ERR_STATE, format!("node {index} is not running")))?;
         write_string(out, url)
     })
 }

@@ -37,12 +37,18 @@ pub extern "C" fn conode_config_from_toml(toml: *const c_char, out: *mut *mut Co
 
 /// New keys for a node at `host:port` (port 0: both ports ephemeral, for tests and embedding).
 #[no_mangle]
-pub extern "C" fn conode_config_generate(host: *const c_char, port: u16, description: *const c_char, out: *mut *mut ConodeConfig) -> i32 {
+pub extern "C" fn conode_config_generate(
+    host: *const c_char,
+    port: u16,
+    description: *const c_char,
+    out: *mut *mut ConodeConfig,
+) -> i32 {
     guard(|| {
         let host = read_str(host, "host")?;
         let description = read_str(description, "description")?;
         non_null(out, "out")?;
-        let address = NodeAddress::parse(&format!("tls://{host}:{port}")).map_err(|e| FfiError::new(CONODE_ERR_INVALID, e))?;
+        let address =
+            NodeAddress::parse(&format!("tls://{host}:{port}")).map_err(|e| FfiError::new(CONODE_ERR_INVALID, e))?;
         write_handle(out, ConodeConfig { inner: NodeConfig::generate(address, description) });
         Ok(())
     })

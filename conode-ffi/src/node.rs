@@ -14,7 +14,11 @@ pub struct ConodeNode {
 /// Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir
 /// or the OS data dir holds the database.
 #[no_mangle]
-pub extern "C" fn conode_node_new(config: *const ConodeConfig, data_dir: *const c_char, out: *mut *mut ConodeNode) -> i32 {
+pub extern "C" fn conode_node_new(
+    config: *const ConodeConfig,
+    data_dir: *const c_char,
+    out: *mut *mut ConodeNode,
+) -> i32 {
     guard(|| {
         let config = handle_ref(config, "config")?;
         let data_dir = read_opt_str(data_dir, "data_dir")?;

@@ -24,8 +24,7 @@ pub struct PyLocalCluster {
 impl PyLocalCluster {
     /// Runs `f` on the cluster with the GIL released.
     fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut LocalCluster) -> T + Send) -> PyResult<T> {
-        py.detach(|| lock(&self.inner).as_mut().map(f))
-            .ok_or_else(|| closed("cluster"))
+        py.detach(|| lock(&self.inner).as_mut().map(f)).ok_or_else(|| closed("cluster"))
     }
 
     /// Python-style index (negative counts from the end) → position, or IndexError.
@@ -55,7 +54,13 @@ impl PyLocalCluster {
     /// (and stay after `close()`), else in a temporary folder.
     #[new]
     #[pyo3(signature = (n, *, allow_open_signing = true, worker_threads = 2, dir = None))]
-    fn new(py: Python<'_>, n: usize, allow_open_signing: bool, worker_threads: usize, dir: Option<PathBuf>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        n: usize,
+        allow_open_signing: bool,
+        worker_threads: usize,
+        dir: Option<PathBuf>,
+    ) -> PyResult<Self> {
         if n == 0 {
             return Err(PyValueError::new_err("a cluster needs at least one node"));
         }

@@ -41,18 +41,14 @@ impl PyNodeConfig {
     /// secret keys). Raises ConfigError naming the file (and field).
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detach(|| NodeConfig::load(&path))
-            .map(|inner| Self { inner })
-            .map_err(|e| config_error(py, &e))
+        py.detach(|| NodeConfig::load(&path)).map(|inner| Self { inner }).map_err(|e| config_error(py, &e))
     }
 
     /// Parses private.toml text; `origin` names it in error messages.
     #[staticmethod]
     #[pyo3(signature = (text, origin = "<string>"))]
     fn from_toml(py: Python<'_>, text: &str, origin: &str) -> PyResult<Self> {
-        NodeConfig::from_toml_str(Path::new(origin), text)
-            .map(|inner| Self { inner })
-            .map_err(|e| config_error(py, &e))
+        NodeConfig::from_toml_str(Path::new(origin), text).map(|inner| Self { inner }).map_err(|e| config_error(py, &e))
     }
 
     /// The private.toml text (contains the secret keys).
@@ -212,18 +208,14 @@ impl PyRoster {
     /// Loads a roster file (or a single public.toml).
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detach(|| Roster::load(&path))
-            .map(|inner| Self { inner })
-            .map_err(|e| config_error(py, &e))
+        py.detach(|| Roster::load(&path)).map(|inner| Self { inner }).map_err(|e| config_error(py, &e))
     }
 
     /// Parses roster TOML (`[[servers]]` entries); `origin` names it in error messages.
     #[staticmethod]
     #[pyo3(signature = (text, origin = "<string>"))]
     fn from_toml(py: Python<'_>, text: &str, origin: &str) -> PyResult<Self> {
-        Roster::from_toml_str(Path::new(origin), text)
-            .map(|inner| Self { inner })
-            .map_err(|e| config_error(py, &e))
+        Roster::from_toml_str(Path::new(origin), text).map(|inner| Self { inner }).map_err(|e| config_error(py, &e))
     }
 
     fn to_toml(&self) -> String {
@@ -251,12 +243,7 @@ impl PyRoster {
 }
 
 pub fn members_of(roster: &Roster) -> Vec<PyMember> {
-    roster
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, si)| PyMember::from_identity(i, si))
-        .collect()
+    roster.servers.iter().enumerate().map(|(i, si)| PyMember::from_identity(i, si)).collect()
 }
 
 fn conode_hex(bytes: &[u8]) -> String {

@@ -75,16 +75,18 @@ impl PyNode {
             b.build()
         });
         let node = node.map_err(|e| node_error(py, e))?;
-        Ok(Self {
-            config: PyNodeConfig { inner: (**node.config()).clone() },
-            inner: Mutex::new(Some(node)),
-        })
+        Ok(Self { config: PyNodeConfig { inner: (**node.config()).clone() }, inner: Mutex::new(Some(node)) })
     }
 
     /// A node from private.toml (and `overrides.toml` beside it, when present).
     #[classmethod]
     #[pyo3(signature = (private_toml, data_dir = None))]
-    fn from_file(_cls: &Bound<'_, PyType>, py: Python<'_>, private_toml: PathBuf, data_dir: Option<PathBuf>) -> PyResult<Self> {
+    fn from_file(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        private_toml: PathBuf,
+        data_dir: Option<PathBuf>,
+    ) -> PyResult<Self> {
         let node = py.detach(move || {
             let mut b = NodeBuilder::from_file(&private_toml)?;
             if let Some(d) = data_dir {
@@ -96,10 +98,7 @@ impl PyNode {
             conode_core::NodeError::Config(c) => config_error(py, &c),
             other => node_error(py, other),
         })?;
-        Ok(Self {
-            config: PyNodeConfig { inner: (**node.config()).clone() },
-            inner: Mutex::new(Some(node)),
-        })
+        Ok(Self { config: PyNodeConfig { inner: (**node.config()).clone() }, inner: Mutex::new(Some(node)) })
     }
 
     /// Starts the node; returns when both ports accept connections. Raises AlreadyRunningError

@@ -67,16 +67,11 @@ fn fetch_status(url: &str, timeout: Duration) -> Result<StatusDict, StatusFailur
     let reply = rt
         .block_on(client::call(url, "Status", "Request", StatusRequest {}.encode_to_vec(), timeout))
         .map_err(StatusFailure::Client)?;
-    let bad = |reason: String| StatusFailure::Reply {
-        url: format!("{}/Status/Request", url.trim_end_matches('/')),
-        reason,
-    };
+    let bad =
+        |reason: String| StatusFailure::Reply { url: format!("{}/Status/Request", url.trim_end_matches('/')), reason };
     let resp = StatusResponse::decode(reply.as_slice()).map_err(|e| bad(format!("undecodable status reply: {e}")))?;
-    let mut map: StatusDict = resp
-        .status
-        .into_iter()
-        .map(|(section, s)| (section, s.field.into_iter().collect()))
-        .collect();
+    let mut map: StatusDict =
+        resp.status.into_iter().map(|(section, s)| (section, s.field.into_iter().collect())).collect();
     if let Some(si) = resp.serveridentity {
         let public = public_of(&si).map_err(bad)?;
         let mut s = BTreeMap::new();

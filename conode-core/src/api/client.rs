@@ -18,7 +18,13 @@ pub enum ClientError {
 }
 
 /// Sends one request to `base/<service>/<method>` (base like `ws://host:port`) and returns the reply.
-pub async fn call(base: &str, service: &str, method: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ClientError> {
+pub async fn call(
+    base: &str,
+    service: &str,
+    method: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
     let url = format!("{}/{service}/{method}", base.trim_end_matches('/'));
     match tokio::time::timeout(timeout, call_inner(&url, body)).await {
         Ok(r) => r,
@@ -27,10 +33,9 @@ pub async fn call(base: &str, service: &str, method: &str, body: Vec<u8>, timeou
 }
 
 async fn call_inner(url: &str, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| ClientError::Connect {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| ClientError::Connect { url: url.to_string(), reason: e.to_string() })?;
     let proto = |reason: String| ClientError::Protocol { url: url.to_string(), reason };
     ws.send(Message::Binary(body)).await.map_err(|e| proto(e.to_string()))?;
     while let Some(msg) = ws.next().await {
@@ -40,10 +45,7 @@ async fn call_inner(url: &str, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
                 return Ok(b.to_vec());
             }
             Message::Close(Some(frame)) => {
-                return Err(ClientError::Service {
-                    url: url.to_string(),
-                    reason: frame.reason.to_string(),
-                })
+                return Err(ClientError::Service { url: url.to_string(), reason: frame.reason.to_string() })
             }
             Message::Close(None) => return Err(proto("closed without reply".into())),
             _ => continue,

@@ -45,7 +45,11 @@ async fn status_json(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(status_map(&s.ctx))
 }
 
-async fn websocket(Path((service, method)): Path<(String, String)>, ws: Option<WebSocketUpgrade>, State(s): State<Arc<ApiState>>) -> Response {
+async fn websocket(
+    Path((service, method)): Path<(String, String)>,
+    ws: Option<WebSocketUpgrade>,
+    State(s): State<Arc<ApiState>>,
+) -> Response {
     let Some(ws) = ws else {
         // A plain GET on a two-segment path: a service's HTTP route (e.g. /{chainhash}/info).
         return s
@@ -57,8 +61,7 @@ async fn websocket(Path((service, method)): Path<(String, String)>, ws: Option<W
     let Some(handler) = s.clients.get(&service) else {
         return (axum::http::StatusCode::NOT_FOUND, format!("no service `{service}` on this node")).into_response();
     };
-    ws.max_message_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(socket, handler, service, method))
+    ws.max_message_size(MAX_WS_MESSAGE).on_upgrade(move |socket| serve_socket(socket, handler, service, method))
 }
 
 async fn serve_socket(mut socket: WebSocket, handler: crate::services::ClientHandler, service: String, method: String) {
@@ -92,16 +95,16 @@ async fn close_with(socket: &mut WebSocket, mut reason: String) -> Result<(), ax
     while reason.len() > 123 {
         reason.pop();
     }
-    socket
-        .send(Message::Close(Some(CloseFrame {
-            code: WS_ERROR_CODE,
-            reason: reason.into(),
-        })))
-        .await
+    socket.send(Message::Close(Some(CloseFrame { code: WS_ERROR_CODE, reason: reason.into() }))).await
 }
 
 /// Serves the client port on `listener` (with TLS when `tls` is set) until `shutdown`.
-pub fn serve(listener: TcpListener, state: ApiState, tls: Option<Arc<rustls::ServerConfig>>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let app = router(state);
     let acceptor = tls.map(TlsAcceptor::from);
     tokio::spawn(async move {

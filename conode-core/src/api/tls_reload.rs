@@ -18,18 +18,11 @@ pub enum CertError {
 
 /// Loads a PEM certificate chain and key into a rustls `CertifiedKey`.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<(CertifiedKey, Vec<u8>), CertError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| CertError::Read {
-            file: p.to_path_buf(),
-            reason: e.to_string(),
-        })
-    };
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| CertError::Read { file: p.to_path_buf(), reason: e.to_string() });
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
-    let invalid = |p: &Path, r: String| CertError::Invalid {
-        file: p.to_path_buf(),
-        reason: r,
-    };
+    let invalid = |p: &Path, r: String| CertError::Invalid { file: p.to_path_buf(), reason: r };
     let chain: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| invalid(cert, format!("bad PEM: {e}")))?;
@@ -70,7 +63,12 @@ impl ReloadingCert {
     }
 
     /// Watches the files every `interval` until `shutdown`; swaps in a changed, valid pair.
-    pub async fn watch(self: Arc<Self>, mut fingerprint: Vec<u8>, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn watch(
+        self: Arc<Self>,
+        mut fingerprint: Vec<u8>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}

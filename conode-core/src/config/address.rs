@@ -18,18 +18,13 @@ impl NodeAddress {
             Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}://` (use tls://host:port)")),
             None => s,
         };
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}` has no port (use tls://host:port)"))?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("`{s}` has no port (use tls://host:port)"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(format!("`{s}` has no host"));
         }
         let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number"))?;
-        Ok(Self {
-            host: host.to_string(),
-            port,
-        })
+        Ok(Self { host: host.to_string(), port })
     }
     /// The client (WebSocket/HTTP) port: node port + 1.
     pub fn client_port(&self) -> u16 {
@@ -45,11 +40,7 @@ impl NodeAddress {
     }
     /// `host:port+1`.
     pub fn client_host_port(&self) -> String {
-        NodeAddress {
-            host: self.host.clone(),
-            port: self.client_port(),
-        }
-        .host_port()
+        NodeAddress { host: self.host.clone(), port: self.client_port() }.host_port()
     }
 }
 

@@ -21,36 +21,22 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("{file}: not valid TOML: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("{file}: field `{field}`: {reason}")]
-    Field {
-        file: PathBuf,
-        field: String,
-        reason: String,
-    },
+    Field { file: PathBuf, field: String, reason: String },
     #[error("{file}: is readable by group or others (mode {mode:03o}); it holds secret keys, run `chmod 600 {file}`")]
     Permissions { file: PathBuf, mode: u32 },
     #[error("{file}: already exists; refusing to overwrite it")]
     Exists { file: PathBuf },
     #[error("{file}: cannot write: {source}")]
-    Write {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Write { file: PathBuf, source: std::io::Error },
 }
 
 impl ConfigError {
     pub(crate) fn field(file: &std::path::Path, field: impl Into<String>, reason: impl ToString) -> Self {
-        ConfigError::Field {
-            file: file.to_path_buf(),
-            field: field.into(),
-            reason: reason.to_string(),
-        }
+        ConfigError::Field { file: file.to_path_buf(), field: field.into(), reason: reason.to_string() }
     }
 }
 
@@ -64,14 +50,9 @@ pub fn write_file_atomic(
 ) -> Result<(), ConfigError> {
     use std::io::Write;
     if !overwrite && path.exists() {
-        return Err(ConfigError::Exists {
-            file: path.to_path_buf(),
-        });
+        return Err(ConfigError::Exists { file: path.to_path_buf() });
     }
-    let werr = |source| ConfigError::Write {
-        file: path.to_path_buf(),
-        source,
-    };
+    let werr = |source| ConfigError::Write { file: path.to_path_buf(), source };
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent).map_err(werr)?;
@@ -93,8 +74,7 @@ pub fn write_file_atomic(
         // The mode given at creation is filtered by the umask, and an existing temp file keeps its
         // mode: set it explicitly.
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(werr)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(werr)?;
     }
     f.write_all(contents).map_err(werr)?;
     f.sync_all().map_err(werr)?;

@@ -20,9 +20,7 @@ pub fn default_config_dir() -> PathBuf {
 
 /// Folder holding the node database by default.
 pub fn default_data_dir() -> PathBuf {
-    directories::BaseDirs::new()
-        .map(|b| b.data_dir().join(app_dir_name()))
-        .unwrap_or_else(|| PathBuf::from(".conode"))
+    directories::BaseDirs::new().map(|b| b.data_dir().join(app_dir_name())).unwrap_or_else(|| PathBuf::from(".conode"))
 }
 
 /// Default private.toml path.

@@ -111,14 +111,7 @@ impl NodeConfig {
                 .service_keys
                 .iter()
                 .map(|(name, kp)| {
-                    (
-                        name.clone(),
-                        ServicePublic {
-                            suite: bls::SUITE.to_string(),
-                            public: kp.public(),
-                            pop: kp.pop(),
-                        },
-                    )
+                    (name.clone(), ServicePublic { suite: bls::SUITE.to_string(), public: kp.public(), pop: kp.pop() })
                 })
                 .collect(),
         }
@@ -156,7 +149,11 @@ impl NodeConfig {
             let f = |field: &str| format!("Services.{name}.{field}");
             let suite = required(path, &f("Suite"), &svc.suite)?;
             if suite != bls::SUITE {
-                return Err(ConfigError::field(path, f("Suite"), format!("`{suite}` is not supported (use \"{}\")", bls::SUITE)));
+                return Err(ConfigError::field(
+                    path,
+                    f("Suite"),
+                    format!("`{suite}` is not supported (use \"{}\")", bls::SUITE),
+                ));
             }
             let kp = BlsKeyPair::from_secret_hex(required(path, &f("Private"), &svc.private)?)
                 .map_err(|e| ConfigError::field(path, f("Private"), e))?;
@@ -166,7 +163,8 @@ impl NodeConfig {
                 return Err(ConfigError::field(path, f("Public"), "does not match the private key"));
             }
             if let Some(pop) = optional(&svc.pop) {
-                let pop = crate::crypto::BlsSignature::from_hex(&pop).map_err(|e| ConfigError::field(path, f("Pop"), e))?;
+                let pop =
+                    crate::crypto::BlsSignature::from_hex(&pop).map_err(|e| ConfigError::field(path, f("Pop"), e))?;
                 public.verify_pop(&pop).map_err(|e| ConfigError::field(path, f("Pop"), e))?;
             }
             service_keys.insert(name.clone(), kp);
@@ -241,16 +239,10 @@ pub fn check_private_permissions(path: &Path) -> Result<(), ConfigError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        })?;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(ConfigError::Permissions {
-                file: path.to_path_buf(),
-                mode,
-            });
+            return Err(ConfigError::Permissions { file: path.to_path_buf(), mode });
         }
     }
     #[cfg(not(unix))]

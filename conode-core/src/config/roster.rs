@@ -126,12 +126,20 @@ impl Roster {
             let f = |field: &str| format!("servers[{i}].{field}");
             let suite = required(path, &f("Suite"), &s.suite)?;
             if suite != "Ed25519" {
-                return Err(ConfigError::field(path, f("Suite"), format!("`{suite}` is not supported (use \"Ed25519\")")));
+                return Err(ConfigError::field(
+                    path,
+                    f("Suite"),
+                    format!("`{suite}` is not supported (use \"Ed25519\")"),
+                ));
             }
             let public = IdentityPublicKey::from_hex(required(path, &f("Public"), &s.public)?)
                 .map_err(|e| ConfigError::field(path, f("Public"), e))?;
             if !keys.insert(public) {
-                return Err(ConfigError::field(path, f("Public"), format!("duplicate key {public}: it appears twice in the roster")));
+                return Err(ConfigError::field(
+                    path,
+                    f("Public"),
+                    format!("duplicate key {public}: it appears twice in the roster"),
+                ));
             }
             let address = NodeAddress::parse(required(path, &f("Address"), &s.address)?)
                 .map_err(|e| ConfigError::field(path, f("Address"), e))?;
@@ -151,16 +159,8 @@ impl Roster {
                     .map_err(|e| ConfigError::field(path, g("Public"), e))?;
                 let pop = BlsSignature::from_hex(required(path, &g("Pop"), &svc.pop)?)
                     .map_err(|e| ConfigError::field(path, g("Pop"), e))?;
-                key.verify_pop(&pop)
-                    .map_err(|e| ConfigError::field(path, g("Pop"), e))?;
-                services.insert(
-                    name.clone(),
-                    ServicePublic {
-                        suite: suite.to_string(),
-                        public: key,
-                        pop,
-                    },
-                );
+                key.verify_pop(&pop).map_err(|e| ConfigError::field(path, g("Pop"), e))?;
+                services.insert(name.clone(), ServicePublic { suite: suite.to_string(), public: key, pop });
             }
             servers.push(ServerIdentity {
                 address,

@@ -22,14 +22,9 @@ impl BlsPublicKey {
     pub const LEN: usize = 48;
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         if bytes.len() != Self::LEN {
-            return Err(CryptoError::Length {
-                expected: Self::LEN,
-                got: bytes.len(),
-            });
+            return Err(CryptoError::Length { expected: Self::LEN, got: bytes.len() });
         }
-        PublicKey::key_validate(bytes)
-            .map(Self)
-            .map_err(|_| CryptoError::Invalid("BLS12-381 G1 public key"))
+        PublicKey::key_validate(bytes).map(Self).map_err(|_| CryptoError::Invalid("BLS12-381 G1 public key"))
     }
     pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
         Self::from_bytes(&hex_array::<48>(s)?)
@@ -57,8 +52,7 @@ impl BlsPublicKey {
     /// Sum of public keys (only sound for keys whose PoP was checked).
     pub fn aggregate(keys: &[&BlsPublicKey]) -> Result<BlsPublicKey, CryptoError> {
         let raws: Vec<&PublicKey> = keys.iter().map(|k| &k.0).collect();
-        let agg = AggregatePublicKey::aggregate(&raws, false)
-            .map_err(|_| CryptoError::Invalid("empty key set"))?;
+        let agg = AggregatePublicKey::aggregate(&raws, false).map_err(|_| CryptoError::Invalid("empty key set"))?;
         Ok(BlsPublicKey(agg.to_public_key()))
     }
 }
@@ -77,14 +71,9 @@ impl BlsSignature {
     pub const LEN: usize = 96;
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         if bytes.len() != Self::LEN {
-            return Err(CryptoError::Length {
-                expected: Self::LEN,
-                got: bytes.len(),
-            });
+            return Err(CryptoError::Length { expected: Self::LEN, got: bytes.len() });
         }
-        Signature::sig_validate(bytes, true)
-            .map(Self)
-            .map_err(|_| CryptoError::Invalid("BLS12-381 G2 signature"))
+        Signature::sig_validate(bytes, true).map(Self).map_err(|_| CryptoError::Invalid("BLS12-381 G2 signature"))
     }
     pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
         Self::from_bytes(&hex_array::<96>(s)?)
@@ -98,8 +87,8 @@ impl BlsSignature {
     /// Sum of signatures.
     pub fn aggregate(sigs: &[&BlsSignature]) -> Result<BlsSignature, CryptoError> {
         let raws: Vec<&Signature> = sigs.iter().map(|s| &s.0).collect();
-        let agg = AggregateSignature::aggregate(&raws, false)
-            .map_err(|_| CryptoError::Invalid("empty signature set"))?;
+        let agg =
+            AggregateSignature::aggregate(&raws, false).map_err(|_| CryptoError::Invalid("empty signature set"))?;
         Ok(BlsSignature(agg.to_signature()))
     }
 }
@@ -131,8 +120,7 @@ impl BlsKeyPair {
     }
     pub fn from_secret_hex(s: &str) -> Result<Self, CryptoError> {
         let bytes = Zeroizing::new(hex_array::<32>(s)?);
-        let secret = SecretKey::from_bytes(bytes.as_ref())
-            .map_err(|_| CryptoError::Invalid("BLS12-381 secret key"))?;
+        let secret = SecretKey::from_bytes(bytes.as_ref()).map_err(|_| CryptoError::Invalid("BLS12-381 secret key"))?;
         Ok(Self::from_secret(secret))
     }
     pub fn secret_hex(&self) -> Zeroizing<String> {

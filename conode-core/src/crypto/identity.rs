@@ -12,10 +12,7 @@ pub struct IdentityPublicKey([u8; 32]);
 
 impl IdentityPublicKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Length {
-            expected: 32,
-            got: bytes.len(),
-        })?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Length { expected: 32, got: bytes.len() })?;
         VerifyingKey::from_bytes(&arr).map_err(|_| CryptoError::Invalid("Ed25519 public key"))?;
         Ok(Self(arr))
     }
@@ -34,8 +31,7 @@ impl IdentityPublicKey {
     }
     /// Verifies an Ed25519 signature by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-        let sig = ed25519_dalek::Signature::from_slice(sig)
-            .map_err(|_| CryptoError::Invalid("Ed25519 signature"))?;
+        let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| CryptoError::Invalid("Ed25519 signature"))?;
         VerifyingKey::from_bytes(&self.0)
             .map_err(|_| CryptoError::Invalid("Ed25519 public key"))?
             .verify(msg, &sig)
@@ -63,15 +59,11 @@ pub struct IdentityKeyPair {
 
 impl IdentityKeyPair {
     pub fn generate() -> Self {
-        Self {
-            signing: SigningKey::generate(&mut rand::rngs::OsRng),
-        }
+        Self { signing: SigningKey::generate(&mut rand::rngs::OsRng) }
     }
     /// From the 32-byte secret seed.
     pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
-        Self {
-            signing: SigningKey::from_bytes(seed),
-        }
+        Self { signing: SigningKey::from_bytes(seed) }
     }
     pub fn from_secret_hex(s: &str) -> Result<Self, CryptoError> {
         let seed = Zeroizing::new(hex_array::<32>(s)?);
@@ -89,10 +81,7 @@ impl IdentityKeyPair {
     /// PKCS#8 DER of the secret key, used to build the TLS certificate.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
-        let doc = self
-            .signing
-            .to_pkcs8_der()
-            .map_err(|_| CryptoError::Invalid("Ed25519 key for PKCS#8"))?;
+        let doc = self.signing.to_pkcs8_der().map_err(|_| CryptoError::Invalid("Ed25519 key for PKCS#8"))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 }
@@ -122,9 +111,6 @@ mod tests {
 
     #[test]
     fn rejects_wrong_length() {
-        assert_eq!(
-            IdentityPublicKey::from_hex("abcd"),
-            Err(CryptoError::Length { expected: 32, got: 2 })
-        );
+        assert_eq!(IdentityPublicKey::from_hex("abcd"), Err(CryptoError::Length { expected: 32, got: 2 }));
     }
 }

@@ -24,10 +24,7 @@ pub enum CryptoError {
 /// Decodes hex into exactly `N` bytes.
 pub fn hex_array<const N: usize>(s: &str) -> Result<[u8; N], CryptoError> {
     let bytes = hex::decode(s.trim()).map_err(|e| CryptoError::Hex(e.to_string()))?;
-    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| CryptoError::Length {
-        expected: N,
-        got: bytes.len(),
-    })
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| CryptoError::Length { expected: N, got: bytes.len() })
 }
 
 /// sha256 of the concatenation of `parts`.

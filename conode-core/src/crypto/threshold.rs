@@ -259,12 +259,38 @@ macro_rules! impl_point {
 }
 
 impl_point!(
-    G1, blst_p1, blst_p1_affine, 48, "G1", blst_p1_generator, blst_p1_add_or_double, blst_p1_mult, blst_p1_is_inf,
-    blst_p1_is_equal, blst_p1_compress, blst_p1_uncompress, blst_p1_from_affine, blst_p1_in_g1, blst_hash_to_g1
+    G1,
+    blst_p1,
+    blst_p1_affine,
+    48,
+    "G1",
+    blst_p1_generator,
+    blst_p1_add_or_double,
+    blst_p1_mult,
+    blst_p1_is_inf,
+    blst_p1_is_equal,
+    blst_p1_compress,
+    blst_p1_uncompress,
+    blst_p1_from_affine,
+    blst_p1_in_g1,
+    blst_hash_to_g1
 );
 impl_point!(
-    G2, blst_p2, blst_p2_affine, 96, "G2", blst_p2_generator, blst_p2_add_or_double, blst_p2_mult, blst_p2_is_inf,
-    blst_p2_is_equal, blst_p2_compress, blst_p2_uncompress, blst_p2_from_affine, blst_p2_in_g2, blst_hash_to_g2
+    G2,
+    blst_p2,
+    blst_p2_affine,
+    96,
+    "G2",
+    blst_p2_generator,
+    blst_p2_add_or_double,
+    blst_p2_mult,
+    blst_p2_is_inf,
+    blst_p2_is_equal,
+    blst_p2_compress,
+    blst_p2_uncompress,
+    blst_p2_from_affine,
+    blst_p2_in_g2,
+    blst_hash_to_g2
 );
 
 /// A group that carries signatures; its public keys live in the other group.
@@ -285,8 +311,17 @@ impl SigGroup for G2 {
         unsafe {
             blst_p1_to_affine(&mut pka, &pk.0);
             blst_p2_to_affine(&mut siga, &sig.0);
-            blst_core_verify_pk_in_g1(&pka, &siga, true, msg.as_ptr(), msg.len(), dst.as_ptr(), dst.len(), std::ptr::null(), 0)
-                == BLST_ERROR::BLST_SUCCESS
+            blst_core_verify_pk_in_g1(
+                &pka,
+                &siga,
+                true,
+                msg.as_ptr(),
+                msg.len(),
+                dst.as_ptr(),
+                dst.len(),
+                std::ptr::null(),
+                0,
+            ) == BLST_ERROR::BLST_SUCCESS
         }
     }
 }
@@ -302,8 +337,17 @@ impl SigGroup for G1 {
         unsafe {
             blst_p2_to_affine(&mut pka, &pk.0);
             blst_p1_to_affine(&mut siga, &sig.0);
-            blst_core_verify_pk_in_g2(&pka, &siga, true, msg.as_ptr(), msg.len(), dst.as_ptr(), dst.len(), std::ptr::null(), 0)
-                == BLST_ERROR::BLST_SUCCESS
+            blst_core_verify_pk_in_g2(
+                &pka,
+                &siga,
+                true,
+                msg.as_ptr(),
+                msg.len(),
+                dst.as_ptr(),
+                dst.len(),
+                std::ptr::null(),
+                0,
+            ) == BLST_ERROR::BLST_SUCCESS
         }
     }
 }
@@ -497,7 +541,12 @@ pub fn verify_partial<S: SigGroup>(poly: &PubPoly<S::Key>, index: u32, msg: &[u8
 
 /// Recovers the group signature from `t` partials (already verified) and checks it against the
 /// group key; `BadRecovery` if it does not verify (an unverified bad partial was included).
-pub fn recover_signature<S: SigGroup>(poly: &PubPoly<S::Key>, partials: &[(u32, S)], msg: &[u8], dst: &[u8]) -> Result<S, ThresholdError> {
+pub fn recover_signature<S: SigGroup>(
+    poly: &PubPoly<S::Key>,
+    partials: &[(u32, S)],
+    msg: &[u8],
+    dst: &[u8],
+) -> Result<S, ThresholdError> {
     let sig = recover_point(partials, poly.threshold())?;
     if !S::verify(&poly.public_key(), msg, dst, &sig) {
         return Err(ThresholdError::BadRecovery);
@@ -656,7 +705,8 @@ mod tests {
         let poly = PriPoly::random(t, &mut OsRng);
         let pubp: PubPoly<S::Key> = poly.commit();
         let msg = b"round 42";
-        let partials: Vec<(u32, S)> = (0..n).map(|i| (i, sign_partial::<S>(&poly.share(i).unwrap(), msg, dst))).collect();
+        let partials: Vec<(u32, S)> =
+            (0..n).map(|i| (i, sign_partial::<S>(&poly.share(i).unwrap(), msg, dst))).collect();
         for (i, p) in &partials {
             assert!(verify_partial(&pubp, *i, msg, dst, p));
             assert!(!verify_partial(&pubp, (*i + 1) % n, msg, dst, p));
@@ -705,7 +755,9 @@ mod tests {
             let b = AnyPubPoly::from_bytes(g, &bytes).unwrap();
             assert_eq!(a, b);
             assert!(b.verify_share(3, &poly.share(3).unwrap()));
-            assert!(AnyPubPoly::from_bytes(if g == KeyGroup::G1 { KeyGroup::G2 } else { KeyGroup::G1 }, &bytes).is_err());
+            assert!(
+                AnyPubPoly::from_bytes(if g == KeyGroup::G1 { KeyGroup::G2 } else { KeyGroup::G1 }, &bytes).is_err()
+            );
         }
         assert!(AnyPubPoly::from_bytes(KeyGroup::G1, &[]).is_err());
     }

@@ -25,17 +25,9 @@ pub const NET_SERVICE: &str = "Net";
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum NetError {
     #[error("peer {peer} ({address}): cannot connect: {reason}")]
-    Dial {
-        peer: String,
-        address: String,
-        reason: String,
-    },
+    Dial { peer: String, address: String, reason: String },
     #[error("peer {peer}: timed out after {after:?} waiting for {what}")]
-    Timeout {
-        peer: String,
-        what: String,
-        after: Duration,
-    },
+    Timeout { peer: String, what: String, after: Duration },
     #[error("peer {peer}: connection closed")]
     Closed { peer: String },
     #[error("peer {peer} answered with an error: {message}")]
@@ -132,7 +124,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Network {
     /// A transport for `identity`. It stops serving when `shutdown` turns true.
-    pub fn new(identity: IdentityKeyPair, settings: NetSettings, overrides: AddressOverrides, shutdown: watch::Receiver<bool>) -> Result<Self, NetError> {
+    pub fn new(
+        identity: IdentityKeyPair,
+        settings: NetSettings,
+        overrides: AddressOverrides,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, NetError> {
         let tls = tls::TlsIdentity::new(&identity).map_err(NetError::Setup)?;
         let acceptor = TlsAcceptor::from(tls.server_config().map_err(NetError::Setup)?);
         let net = Self {
@@ -167,11 +164,7 @@ impl Network {
 
     /// Registers the handler of peer requests for `service`.
     pub fn register(&self, service: &str, handler: PeerHandler) {
-        self.inner
-            .handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(service.to_string(), handler);
+        self.inner.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(service.to_string(), handler);
     }
 
     /// Forgets every service handler (on stop, so the services' state can be dropped).
@@ -234,12 +227,7 @@ impl Network {
                 return;
             }
         };
-        let key = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(tls::ed25519_key_of);
+        let key = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(tls::ed25519_key_of);
         let key = match key {
             Some(Ok(k)) => k,
             other => {
@@ -322,11 +310,7 @@ impl Network {
         }
         let failed: Vec<Pending> = {
             let mut pending = lock(&self.inner.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| p.conn_id == conn_id)
-                .map(|(id, _)| *id)
-                .collect();
+            let ids: Vec<u64> = pending.iter().filter(|(_, p)| p.conn_id == conn_id).map(|(id, _)| *id).collect();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
         for p in failed {
@@ -337,13 +321,7 @@ impl Network {
     fn dispatch(&self, peer: IdentityPublicKey, reply_tx: &mpsc::Sender<Vec<u8>>, env: Envelope) {
         match env.kind() {
             Some(Kind::Request) => {
-                let handler = self
-                    .inner
-                    .handlers
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&env.service)
-                    .cloned();
+                let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
                 let reply_tx = reply_tx.clone();
                 tokio::spawn(async move {
                     let result = match handler {
@@ -453,11 +431,7 @@ impl Network {
             let o = self.inner.overrides.read().unwrap_or_else(|p| p.into_inner());
             o.resolve(&peer.public, &peer.address).clone()
         };
-        let err = |reason: String| NetError::Dial {
-            peer: short(&peer.public),
-            address: address.to_string(),
-            reason,
-        };
+        let err = |reason: String| NetError::Dial { peer: short(&peer.public), address: address.to_string(), reason };
         let s = &self.inner.settings;
         let addrs: Vec<_> = tokio::time::timeout(s.dial_timeout, tokio::net::lookup_host(address.host_port()))
             .await
@@ -495,7 +469,15 @@ impl Network {
     }
 
     /// Sends a request to `peer`'s `service` and waits for its reply.
-    pub async fn request(&self, peer: &ServerIdentity, service: &str, protocol: &str, round_id: &[u8], payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, NetError> {
+    pub async fn request(
+        &self,
+        peer: &ServerIdentity,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let (conn_id, tx) = self.link(peer, deadline).await?;

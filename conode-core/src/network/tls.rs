@@ -29,19 +29,12 @@ impl TlsIdentity {
     pub fn new(identity: &IdentityKeyPair) -> Result<Self, String> {
         let pkcs8 = identity.to_pkcs8_der().map_err(|e| e.to_string())?;
         let key_pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).map_err(|e| format!("TLS key: {e}"))?;
-        let mut params = rcgen::CertificateParams::new(vec!["conode".to_string()])
-            .map_err(|e| format!("TLS certificate: {e}"))?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["conode".to_string()]).map_err(|e| format!("TLS certificate: {e}"))?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, identity.public().to_hex());
-        let cert = params
-            .self_signed(&key_pair)
-            .map_err(|e| format!("TLS certificate: {e}"))?;
-        Ok(Self {
-            cert: cert.der().clone(),
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec())),
-        })
+        params.distinguished_name.push(rcgen::DnType::CommonName, identity.public().to_hex());
+        let cert = params.self_signed(&key_pair).map_err(|e| format!("TLS certificate: {e}"))?;
+        Ok(Self { cert: cert.der().clone(), key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec())) })
     }
 
     /// Server side: TLS 1.3 only, client certificate mandatory.
@@ -70,19 +63,20 @@ impl TlsIdentity {
 
 /// The Ed25519 key inside a certificate.
 pub fn ed25519_key_of(cert: &CertificateDer<'_>) -> Result<IdentityPublicKey, String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| format!("unparsable certificate: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("unparsable certificate: {e}"))?;
     let spki = parsed.public_key();
     if spki.algorithm.algorithm.to_id_string() != ED25519_OID {
-        return Err(format!(
-            "certificate key is not Ed25519 (algorithm {})",
-            spki.algorithm.algorithm.to_id_string()
-        ));
+        return Err(format!("certificate key is not Ed25519 (algorithm {})", spki.algorithm.algorithm.to_id_string()));
     }
     IdentityPublicKey::from_bytes(&spki.subject_public_key.data).map_err(|e| e.to_string())
 }
 
-fn verify13(message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+fn verify13(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
     verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
 }
 
@@ -114,10 +108,20 @@ impl ServerCertVerifier for PinnedServer {
         }
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, _m: &[u8], _c: &CertificateDer<'_>, _d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Err(general("TLS 1.2 is not allowed".into()))
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify13(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -138,14 +142,29 @@ impl ClientCertVerifier for AnyEd25519Client {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
-    fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, _i: &[CertificateDer<'_>], _now: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _i: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
         ed25519_key_of(end_entity).map_err(general)?;
         Ok(ClientCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, _m: &[u8], _c: &CertificateDer<'_>, _d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Err(general("TLS 1.2 is not allowed".into()))
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify13(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

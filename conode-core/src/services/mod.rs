@@ -42,10 +42,7 @@ pub struct ClientRegistry {
 
 impl ClientRegistry {
     pub fn register(&self, service: &str, handler: ClientHandler) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(service.to_string(), handler);
+        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(service.to_string(), handler);
     }
     pub fn get(&self, service: &str) -> Option<ClientHandler> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(service).cloned()

@@ -21,11 +21,7 @@ pub enum CosiVerifyError {
     #[error("bad policy: {0}")]
     BadPolicy(String),
     #[error("{signers} of {n} roster members signed, the policy requires {required}")]
-    NotEnoughSigners {
-        signers: usize,
-        required: usize,
-        n: usize,
-    },
+    NotEnoughSigners { signers: usize, required: usize, n: usize },
     #[error("signature: {0}")]
     SignatureEncoding(CryptoError),
     #[error("the aggregate signature does not verify for the masked roster keys")]
@@ -55,8 +51,12 @@ impl Policy {
         }
         match *self {
             Policy::Default => Ok(Self::default_threshold(n)),
-            Policy::Threshold(0) => Err(CosiVerifyError::BadPolicy("a threshold of 0 accepts anything; use at least 1".into())),
-            Policy::Threshold(t) if t > n => Err(CosiVerifyError::BadPolicy(format!("threshold {t} exceeds the roster size {n}"))),
+            Policy::Threshold(0) => {
+                Err(CosiVerifyError::BadPolicy("a threshold of 0 accepts anything; use at least 1".into()))
+            }
+            Policy::Threshold(t) if t > n => {
+                Err(CosiVerifyError::BadPolicy(format!("threshold {t} exceeds the roster size {n}")))
+            }
             Policy::Threshold(t) => Ok(t),
         }
     }
@@ -164,7 +164,12 @@ pub fn aggregate_key(mask: &Mask, keys: &[BlsPublicKey]) -> Option<BlsPublicKey>
 
 /// Checks that `signature` is a valid aggregate signature of `statement` by exactly the members
 /// set in `mask`, ignoring the policy. `keys` must come from a roster whose PoPs were checked.
-pub fn verify_aggregate(statement: &[u8], signature: &BlsSignature, mask: &Mask, keys: &[BlsPublicKey]) -> Result<(), CosiVerifyError> {
+pub fn verify_aggregate(
+    statement: &[u8],
+    signature: &BlsSignature,
+    mask: &Mask,
+    keys: &[BlsPublicKey],
+) -> Result<(), CosiVerifyError> {
     if mask.roster_len() != keys.len() {
         return Err(CosiVerifyError::MaskLength {
             n: keys.len(),
@@ -187,7 +192,13 @@ pub fn verify_aggregate(statement: &[u8], signature: &BlsSignature, mask: &Mask,
 /// Verifies a collective signature: `signature` (96 bytes) is the aggregate BLS signature of
 /// `statement` by the roster members set in `mask`, and they are enough for `policy`.
 /// `roster_public_keys` are the members' cosi service keys in roster order (PoPs already checked).
-pub fn verify(statement: &[u8], signature: &[u8], mask: &[u8], roster_public_keys: &[BlsPublicKey], policy: Policy) -> Result<(), CosiVerifyError> {
+pub fn verify(
+    statement: &[u8],
+    signature: &[u8],
+    mask: &[u8],
+    roster_public_keys: &[BlsPublicKey],
+    policy: Policy,
+) -> Result<(), CosiVerifyError> {
     let n = roster_public_keys.len();
     let required = policy.required(n)?;
     let mask = Mask::from_bytes(n, mask)?;
@@ -258,7 +269,10 @@ mod tests {
         let (other_keys, _, _) = setup(7, &[0], msg);
         assert_eq!(verify(msg, &sig, &mask, &other_keys, Policy::Default), Err(CosiVerifyError::InvalidSignature));
         // Roster of another size: the mask length no longer fits.
-        assert!(matches!(verify(msg, &sig, &mask, &keys[..6], Policy::Default), Err(CosiVerifyError::MaskBeyondRoster { .. })));
+        assert!(matches!(
+            verify(msg, &sig, &mask, &keys[..6], Policy::Default),
+            Err(CosiVerifyError::MaskBeyondRoster { .. })
+        ));
         let mut nine = keys.clone();
         nine.extend_from_slice(&keys[..2]);
         assert!(matches!(verify(msg, &sig, &mask, &nine, Policy::Default), Err(CosiVerifyError::MaskLength { .. })));

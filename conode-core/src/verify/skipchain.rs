@@ -52,7 +52,10 @@ impl BlockRoster {
         self.members
             .iter()
             .enumerate()
-            .map(|(i, m)| BlsPublicKey::from_bytes(&m.cosi_key).map_err(|e| ProofError::Malformed(format!("roster member {i} cosi key: {e}"))))
+            .map(|(i, m)| {
+                BlsPublicKey::from_bytes(&m.cosi_key)
+                    .map_err(|e| ProofError::Malformed(format!("roster member {i} cosi key: {e}")))
+            })
             .collect()
     }
 
@@ -61,7 +64,10 @@ impl BlockRoster {
         self.members
             .iter()
             .enumerate()
-            .map(|(i, m)| IdentityPublicKey::from_bytes(&m.identity).map_err(|e| ProofError::Malformed(format!("roster member {i} identity: {e}"))))
+            .map(|(i, m)| {
+                IdentityPublicKey::from_bytes(&m.identity)
+                    .map_err(|e| ProofError::Malformed(format!("roster member {i} identity: {e}")))
+            })
             .collect()
     }
 }
@@ -214,11 +220,18 @@ impl SkipBlock {
             return Err(ProofError::BadHash { index: self.index });
         }
         if self.height != height_for(self.index, self.base_height, self.maximum_height) {
-            return Err(ProofError::Malformed(format!("block {}: height {} does not follow base/maximum height", self.index, self.height)));
+            return Err(ProofError::Malformed(format!(
+                "block {}: height {} does not follow base/maximum height",
+                self.index, self.height
+            )));
         }
         let expected_back = if self.index == 0 { 0 } else { self.height as usize };
         if self.back_link_ids.len() != expected_back {
-            return Err(ProofError::Malformed(format!("block {}: {} back links, expected {expected_back}", self.index, self.back_link_ids.len())));
+            return Err(ProofError::Malformed(format!(
+                "block {}: {} back links, expected {expected_back}",
+                self.index,
+                self.back_link_ids.len()
+            )));
         }
         if self.roster.as_ref().is_none_or(|r| r.members.is_empty()) {
             return Err(ProofError::Malformed(format!("block {} has no roster", self.index)));
@@ -248,7 +261,11 @@ pub enum ProofError {
 /// Verifies a proof: blocks in order, the first being the trusted block (`trusted_hash`), each
 /// linked to the next by a forward link signed by the earlier block's roster under `policy`.
 /// Returns the last (newest) block.
-pub fn verify_proof<'a>(trusted_hash: &[u8], proof: &'a [SkipBlock], policy: Policy) -> Result<&'a SkipBlock, ProofError> {
+pub fn verify_proof<'a>(
+    trusted_hash: &[u8],
+    proof: &'a [SkipBlock],
+    policy: Policy,
+) -> Result<&'a SkipBlock, ProofError> {
     let first = proof.first().ok_or(ProofError::Empty)?;
     first.check_self()?;
     if first.hash.as_slice() != trusted_hash {

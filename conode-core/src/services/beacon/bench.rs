@@ -98,7 +98,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u1
 
 /// Starts a cluster of `members` and runs a DKG with period `period_secs`; returns the cluster,
 /// the DKG duration and the chain info once round 1 exists everywhere.
-pub fn cluster_with_chain(members: usize, scheme: Scheme, period_secs: u32) -> Result<(LocalCluster, Duration, ChainInfo), BenchError> {
+pub fn cluster_with_chain(
+    members: usize,
+    scheme: Scheme,
+    period_secs: u32,
+) -> Result<(LocalCluster, Duration, ChainInfo), BenchError> {
     let cluster = LocalCluster::new(members).map_err(|e| BenchError::Cluster(e.to_string()))?;
     let url = cluster.client_url(0).ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
     let req = InitRequest {
@@ -117,12 +121,12 @@ pub fn cluster_with_chain(members: usize, scheme: Scheme, period_secs: u32) -> R
         .block_on(client::call(&url, super::SERVICE, "Init", req.encode_to_vec(), Duration::from_secs(60)))
         .map_err(|e| BenchError::Beacon(e.to_string()))?;
     let dkg = t0.elapsed();
-    let services: Vec<BeaconService> = cluster
-        .nodes()
-        .iter()
-        .filter_map(|n| n.context().and_then(BeaconService::of))
-        .collect();
-    let info = services.first().and_then(|s| s.chain_info()).ok_or_else(|| BenchError::Beacon("no chain after the DKG".into()))?;
+    let services: Vec<BeaconService> =
+        cluster.nodes().iter().filter_map(|n| n.context().and_then(BeaconService::of)).collect();
+    let info = services
+        .first()
+        .and_then(|s| s.chain_info())
+        .ok_or_else(|| BenchError::Beacon("no chain after the DKG".into()))?;
     for s in &services {
         cluster
             .runtime()
@@ -133,10 +137,16 @@ pub fn cluster_with_chain(members: usize, scheme: Scheme, period_secs: u32) -> R
 }
 
 /// (a) on `members` nodes over `rounds` rounds of `period_secs`.
-pub fn bench_latency(members: usize, rounds: usize, scheme: Scheme, period_secs: u32) -> Result<(LatencyBench, Vec<Beacon>, ChainInfo), BenchError> {
+pub fn bench_latency(
+    members: usize,
+    rounds: usize,
+    scheme: Scheme,
+    period_secs: u32,
+) -> Result<(LatencyBench, Vec<Beacon>, ChainInfo), BenchError> {
     let (cluster, dkg, info) = cluster_with_chain(members, scheme, period_secs)?;
     let addr = cluster.node(0).client_addr().ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
-    let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.context().and_then(BeaconService::of)).collect();
+    let services: Vec<BeaconService> =
+        cluster.nodes().iter().filter_map(|n| n.context().and_then(BeaconService::of)).collect();
     let threshold = services[0].group().map(|g| g.threshold).unwrap_or(0);
     let served = cluster.runtime().block_on(async {
         let mut served = Vec::new();
@@ -148,7 +158,8 @@ pub fn bench_latency(members: usize, rounds: usize, scheme: Scheme, period_secs:
             if ask > 0 {
                 tokio::time::sleep(Duration::from_millis(ask as u64)).await;
             }
-            let (status, _) = http_get(addr, &format!("/public/{r}")).await.map_err(|e| BenchError::Beacon(e.to_string()))?;
+            let (status, _) =
+                http_get(addr, &format!("/public/{r}")).await.map_err(|e| BenchError::Beacon(e.to_string()))?;
             if status != 200 {
                 return Err(BenchError::Beacon(format!("round {r}: HTTP {status}")));
             }
@@ -192,30 +203,42 @@ pub fn bench_verify(info: &ChainInfo, beacons: &[Beacon], verifications: usize) 
     let verifier = verifications as f64 / t.elapsed().as_secs_f64();
     let scheme = info.scheme;
     let dst = scheme.dst();
-    let digests: Vec<[u8; 32]> = beacons.iter().map(|b| digest(scheme, b.round, b.previous_signature.as_deref())).collect();
+    let digests: Vec<[u8; 32]> =
+        beacons.iter().map(|b| digest(scheme, b.round, b.previous_signature.as_deref())).collect();
     let ok = blst::BLST_ERROR::BLST_SUCCESS;
     let t = Instant::now();
     if scheme.signatures_on_g1() {
-        let pk = blst::min_sig::PublicKey::uncompress(&info.public_key).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+        let pk =
+            blst::min_sig::PublicKey::uncompress(&info.public_key).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
         for i in 0..verifications {
             let k = i % beacons.len();
-            let sig = blst::min_sig::Signature::uncompress(&beacons[k].signature).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+            let sig = blst::min_sig::Signature::uncompress(&beacons[k].signature)
+                .map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
             if sig.verify(true, &digests[k], dst, &[], &pk, false) != ok {
                 return Err(BenchError::Beacon("raw verify failed".into()));
             }
         }
     } else {
-        let pk = blst::min_pk::PublicKey::uncompress(&info.public_key).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+        let pk =
+            blst::min_pk::PublicKey::uncompress(&info.public_key).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
         for i in 0..verifications {
             let k = i % beacons.len();
-            let sig = blst::min_pk::Signature::uncompress(&beacons[k].signature).map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
+            let sig = blst::min_pk::Signature::uncompress(&beacons[k].signature)
+                .map_err(|e| BenchError::Beacon(format!("{e:?}")))?;
             if sig.verify(true, &digests[k], dst, &[], &pk, false) != ok {
                 return Err(BenchError::Beacon("raw verify failed".into()));
             }
         }
     }
     let raw = verifications as f64 / t.elapsed().as_secs_f64();
-    Ok(VerifyBench { bench: "beacon-verify", scheme: scheme.id().into(), verifications, verifier_per_sec: verifier, raw_blst_per_sec: raw, ratio: verifier / raw })
+    Ok(VerifyBench {
+        bench: "beacon-verify",
+        scheme: scheme.id().into(),
+        verifications,
+        verifier_per_sec: verifier,
+        raw_blst_per_sec: raw,
+        ratio: verifier / raw,
+    })
 }
 
 /// Runs (a) with `members` nodes and (b) on the beacons it produced.

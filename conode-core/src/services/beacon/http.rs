@@ -74,7 +74,11 @@ fn not_found(msg: &str) -> Response {
 fn check_chain(svc: &BeaconService, ch: Option<&str>) -> Option<Response> {
     let ch = ch?;
     if hex::decode(ch).is_err() {
-        return Some(respond(StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("unable to decode chain hash {ch}") }).to_string(), &[]));
+        return Some(respond(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": format!("unable to decode chain hash {ch}") }).to_string(),
+            &[],
+        ));
     }
     match svc.chain_info() {
         Some(info) if info.hash_hex().eq_ignore_ascii_case(ch) => None,
@@ -108,7 +112,8 @@ fn latest(svc: &BeaconService, ch: Option<&str>) -> Response {
     let next_ms = info.time_of_round(b.round + 1).map(|t| t * 1000).unwrap_or(i64::MAX);
     let next_ms = if next_ms > now_ms { next_ms } else { now_ms + i64::from(info.period) * 500 };
     let remaining = next_ms - now_ms;
-    let mut headers = vec![(header::EXPIRES, http_date(next_ms.div_euclid(1000))), (header::LAST_MODIFIED, http_date(round_time))];
+    let mut headers =
+        vec![(header::EXPIRES, http_date(next_ms.div_euclid(1000))), (header::LAST_MODIFIED, http_date(round_time))];
     if remaining > 0 && remaining < i64::from(info.period) * 1000 {
         headers.push((header::CACHE_CONTROL, format!("max-age={}, public", (remaining + 999) / 1000)));
     }
@@ -120,7 +125,11 @@ async fn round(svc: BeaconService, ch: Option<String>, round: String) -> Respons
         return r;
     }
     let Ok(n) = round.parse::<u64>() else {
-        return respond(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "round is not a number" }).to_string(), &[]);
+        return respond(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "round is not a number" }).to_string(),
+            &[],
+        );
     };
     if n == 0 {
         return latest(&svc, ch.as_deref());
@@ -131,7 +140,8 @@ async fn round(svc: BeaconService, ch: Option<String>, round: String) -> Respons
     let period_ms = i64::from(info.period) * 1000;
     if expected * 1000 > now_ms + period_ms {
         let secs = (expected * 1000 - now_ms) / 1000;
-        let mut r = respond(StatusCode::NOT_FOUND, serde_json::json!({ "error": "round in the future" }).to_string(), &[]);
+        let mut r =
+            respond(StatusCode::NOT_FOUND, serde_json::json!({ "error": "round in the future" }).to_string(), &[]);
         if let Ok(v) = HeaderValue::from_str(&format!("public, must-revalidate, max-age={secs}")) {
             r.headers_mut().insert(header::CACHE_CONTROL, v);
         }
@@ -157,7 +167,8 @@ async fn round(svc: BeaconService, ch: Option<String>, round: String) -> Respons
         ),
         None => {
             let mut r = not_found("round not available yet");
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("must-revalidate, no-cache, max-age=0"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("must-revalidate, no-cache, max-age=0"));
             r
         }
     }
@@ -165,7 +176,11 @@ async fn round(svc: BeaconService, ch: Option<String>, round: String) -> Respons
 
 fn chains(svc: &BeaconService) -> Response {
     let list: Vec<String> = svc.chain_info().map(|i| i.hash_hex()).into_iter().collect();
-    respond(StatusCode::OK, serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()), &[(header::CACHE_CONTROL, "max-age=300".into())])
+    respond(
+        StatusCode::OK,
+        serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()),
+        &[(header::CACHE_CONTROL, "max-age=300".into())],
+    )
 }
 
 fn health(svc: &BeaconService, ch: Option<&str>) -> Response {
@@ -188,7 +203,8 @@ fn health(svc: &BeaconService, ch: Option<&str>) -> Response {
 
 /// The drand routes (state captured in the closures).
 pub fn router(svc: BeaconService) -> Router {
-    let (s1, s2, s3, s4, s5, s6, s7) = (svc.clone(), svc.clone(), svc.clone(), svc.clone(), svc.clone(), svc.clone(), svc);
+    let (s1, s2, s3, s4, s5, s6, s7) =
+        (svc.clone(), svc.clone(), svc.clone(), svc.clone(), svc.clone(), svc.clone(), svc);
     Router::new()
         .route("/info", get(move || async move { info(&s1, None) }))
         .route("/public/latest", get(move || async move { latest(&s2, None) }))

@@ -10,4 +10,7 @@ pub mod messages;
 mod service;
 pub mod store;
 
-pub use service::{beacon_json, info_json, register, unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency, DEFAULT_PHASE_MS, SERVICE};
+pub use service::{
+    beacon_json, info_json, register, unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency,
+    DEFAULT_PHASE_MS, SERVICE,
+};

@@ -42,10 +42,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Milliseconds since the UNIX epoch.
 pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// How this node misbehaves in beacon rounds (fault injection for tests).
@@ -145,7 +142,12 @@ impl Chain {
         self.scheme().is_chained().then(|| lock(&self.latest_sig).clone())
     }
     fn peers(&self) -> Vec<(u32, ServerIdentity)> {
-        self.group.nodes.iter().filter(|n| n.index != self.share.index).map(|n| (n.index, n.server_identity())).collect()
+        self.group
+            .nodes
+            .iter()
+            .filter(|n| n.index != self.share.index)
+            .map(|n| (n.index, n.server_identity()))
+            .collect()
     }
     fn round_time_ms(&self, round: u64) -> Option<i64> {
         self.info.time_of_round(round).and_then(|s| s.checked_mul(1000))
@@ -419,7 +421,9 @@ impl BeaconService {
             }
             "Round" => {
                 let req = m::RoundRequest::decode(body.as_slice()).map_err(bad)?;
-                let b = self.get(req.round).ok_or_else(|| ServiceError::Failed(format!("round {} is not available", req.round)))?;
+                let b = self
+                    .get(req.round)
+                    .ok_or_else(|| ServiceError::Failed(format!("round {} is not available", req.round)))?;
                 Ok(to_packet(&b).encode_to_vec())
             }
             "Info" => {
@@ -462,14 +466,22 @@ impl BeaconService {
             }
             req.genesis_time
         } else {
-            let delay = if req.genesis_delay_ms == 0 { 4 * phase_ms + u64::from(req.period_secs) * 1000 } else { req.genesis_delay_ms };
+            let delay = if req.genesis_delay_ms == 0 {
+                4 * phase_ms + u64::from(req.period_secs) * 1000
+            } else {
+                req.genesis_delay_ms
+            };
             (now_ms + delay as i64 + 999) / 1000
         };
         let config = dm::DkgConfig {
             members: roster
                 .servers
                 .iter()
-                .map(|s| dm::Member { public: s.public.as_bytes().to_vec(), address: s.address.to_string(), description: s.description.clone() })
+                .map(|s| dm::Member {
+                    public: s.public.as_bytes().to_vec(),
+                    address: s.address.to_string(),
+                    description: s.description.clone(),
+                })
                 .collect(),
             threshold,
             scheme: scheme.id().to_string(),
@@ -486,7 +498,8 @@ impl BeaconService {
             e => ServiceError::Failed(e.to_string()),
         })?;
         let info = report.group.chain_info();
-        let excl = |v: Vec<(u32, String)>| v.into_iter().map(|(index, reason)| m::Exclusion { index, reason }).collect();
+        let excl =
+            |v: Vec<(u32, String)>| v.into_iter().map(|(index, reason)| m::Exclusion { index, reason }).collect();
         Ok(m::InitResponse {
             group_toml: report.group.to_toml(),
             info_json: info_json(&info),
@@ -517,13 +530,19 @@ impl BeaconService {
         }
     }
 
-    async fn on_partial(&self, chain: &Arc<Chain>, from: &IdentityPublicKey, p: m::PartialBeacon) -> Result<m::PartialReply, String> {
+    async fn on_partial(
+        &self,
+        chain: &Arc<Chain>,
+        from: &IdentityPublicKey,
+        p: m::PartialBeacon,
+    ) -> Result<m::PartialReply, String> {
         let index = chain.group.index_of(from).ok_or("sender is not a member of the group")?;
         if p.index != index {
             return Err("partial for another member's index".into());
         }
         let latest = chain.latest();
-        let reply = |b: Option<Beacon>| m::PartialReply { beacon: b.as_ref().map(to_packet), latest_round: chain.latest() };
+        let reply =
+            |b: Option<Beacon>| m::PartialReply { beacon: b.as_ref().map(to_packet), latest_round: chain.latest() };
         if p.round == 0 {
             return Err("round 0 has no signature".into());
         }
@@ -663,10 +682,17 @@ impl BeaconService {
                 sign_partial_bytes(chain.scheme(), &chain.share, &other)
             }
         };
-        let body = m::PartialBeacon { round, previous_signature: prev.unwrap_or_default(), index: chain.share.index, partial: sent }.encode_to_vec();
+        let body = m::PartialBeacon {
+            round,
+            previous_signature: prev.unwrap_or_default(),
+            index: chain.share.index,
+            partial: sent,
+        }
+        .encode_to_vec();
         let timeout = retry_interval(chain).max(Duration::from_secs(1));
         for (i, si) in chain.peers() {
-            let (net, body, svc, chain) = (self.inner.network.clone(), body.clone(), Arc::downgrade(&self.inner), chain.clone());
+            let (net, body, svc, chain) =
+                (self.inner.network.clone(), body.clone(), Arc::downgrade(&self.inner), chain.clone());
             tokio::spawn(async move {
                 match net.request(&si, SERVICE, proto::PARTIAL, &round.to_be_bytes(), body, timeout).await {
                     Ok(reply) => {
@@ -698,7 +724,9 @@ impl BeaconService {
 
     /// Starts catching up from `peer` unless a sync is running.
     fn spawn_sync(&self, chain: Arc<Chain>, peer: &IdentityPublicKey) {
-        let Some(si) = chain.group.index_of(peer).and_then(|i| chain.group.node(i)).map(|n| n.server_identity()) else { return };
+        let Some(si) = chain.group.index_of(peer).and_then(|i| chain.group.node(i)).map(|n| n.server_identity()) else {
+            return;
+        };
         if chain.syncing.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -779,8 +807,7 @@ impl BeaconService {
     }
 
     fn alive(&self, chain: &Arc<Chain>) -> bool {
-        self.inner.clients.get(SERVICE).is_some()
-            && self.chain().is_some_and(|c| Arc::ptr_eq(&c, chain))
+        self.inner.clients.get(SERVICE).is_some() && self.chain().is_some_and(|c| Arc::ptr_eq(&c, chain))
     }
 }
 
@@ -801,7 +828,9 @@ async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
                 .into_iter()
                 .map(|(_, si)| {
                     let (this, chain) = (this.clone(), chain.clone());
-                    tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(3), this.sync_from(&chain, &si)).await })
+                    tokio::spawn(async move {
+                        tokio::time::timeout(Duration::from_secs(3), this.sync_from(&chain, &si)).await
+                    })
                 })
                 .collect();
             drop(this);

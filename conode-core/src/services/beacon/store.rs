@@ -108,7 +108,8 @@ impl ChainStore {
             return Ok(None);
         };
         let s = zeroize::Zeroizing::new(s);
-        let text = String::from_utf8(g).map_err(|_| StoreError::Corrupt { what: "group", reason: "not UTF-8".into() })?;
+        let text =
+            String::from_utf8(g).map_err(|_| StoreError::Corrupt { what: "group", reason: "not UTF-8".into() })?;
         let group = Group::from_toml(&text).map_err(|reason| StoreError::Corrupt { what: "group", reason })?;
         let share = Share::decode(&s)?;
         if share.session != group.session {
@@ -152,7 +153,9 @@ impl ChainStore {
     }
 
     fn decode(v: &[u8]) -> Result<Beacon, StoreError> {
-        BeaconPacket::decode(v).map(from_packet).map_err(|e| StoreError::Corrupt { what: "beacon", reason: e.to_string() })
+        BeaconPacket::decode(v)
+            .map(from_packet)
+            .map_err(|e| StoreError::Corrupt { what: "beacon", reason: e.to_string() })
     }
 
     pub fn get(&self, round: u64) -> Result<Option<Beacon>, StoreError> {

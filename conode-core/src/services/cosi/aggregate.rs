@@ -66,7 +66,12 @@ pub struct Checked {
 
 /// Splits `untrusted` into valid and invalid contributions. `trusted` ones (our own partial) are
 /// added to the optimistic aggregate but never blamed. Masks must be disjoint (callers ensure it).
-pub fn check(statement: &[u8], keys: &[BlsPublicKey], trusted: &[Contribution], untrusted: Vec<Contribution>) -> Checked {
+pub fn check(
+    statement: &[u8],
+    keys: &[BlsPublicKey],
+    trusted: &[Contribution],
+    untrusted: Vec<Contribution>,
+) -> Checked {
     if untrusted.is_empty() {
         return Checked { valid: untrusted, invalid: Vec::new(), verified_as_one: false };
     }
@@ -77,9 +82,7 @@ pub fn check(statement: &[u8], keys: &[BlsPublicKey], trusted: &[Contribution], 
         }
     }
     // Someone sent a bad partial: find out who, one by one.
-    let (valid, invalid) = untrusted
-        .into_iter()
-        .partition(|c| verify(statement, &c.sig, &c.mask, keys));
+    let (valid, invalid) = untrusted.into_iter().partition(|c| verify(statement, &c.sig, &c.mask, keys));
     Checked { valid, invalid, verified_as_one: false }
 }
 

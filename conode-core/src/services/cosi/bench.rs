@@ -73,7 +73,11 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         let (_, r) = round(usize::MAX - i);
         let out = r.map_err(|e| format!("{n} nodes, warm-up round: {e}"))?;
         if out.report.signed.len() != n {
-            return Err(format!("{n} nodes, warm-up round: only {} signed: {:?}", out.report.signed.len(), out.report.missing()));
+            return Err(format!(
+                "{n} nodes, warm-up round: only {} signed: {:?}",
+                out.report.signed.len(),
+                out.report.missing()
+            ));
         }
     }
     let keys: Vec<BlsKeyPair> = cluster
@@ -118,7 +122,11 @@ fn cpu_work(keys: &[BlsKeyPair], run: usize) -> Duration {
     let statement = format!("cpu limit run {run}").into_bytes();
     let t = Instant::now();
     let partials: Vec<[u8; 96]> = keys.iter().map(|k| k.sign(&statement).to_bytes()).collect();
-    let decode = |i: usize, mask: Mask, bytes: &[u8]| Contribution { from: i, mask, sig: aggregate::decode_sig(bytes).expect("own signature") };
+    let decode = |i: usize, mask: Mask, bytes: &[u8]| Contribution {
+        from: i,
+        mask,
+        sig: aggregate::decode_sig(bytes).expect("own signature"),
+    };
     let mut top = vec![decode(0, Mask::from_indices(n, [0]), &partials[0])];
     for g in tree::groups(n, 0) {
         if g.leaves.is_empty() {
@@ -126,7 +134,8 @@ fn cpu_work(keys: &[BlsKeyPair], run: usize) -> Duration {
             top.push(decode(g.leader, Mask::from_indices(n, [g.leader]), &partials[g.leader]));
             continue;
         }
-        let contribs: Vec<Contribution> = g.members().map(|i| decode(i, Mask::from_indices(n, [i]), &partials[i])).collect();
+        let contribs: Vec<Contribution> =
+            g.members().map(|i| decode(i, Mask::from_indices(n, [i]), &partials[i])).collect();
         let (sig, mask) = aggregate::combine(n, contribs.iter()).expect("non-empty group");
         assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
         top.push(decode(g.leader, mask, &sig.compress()));

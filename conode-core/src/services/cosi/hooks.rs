@@ -43,11 +43,7 @@ impl HookRegistry {
     /// Approves or refuses signing `statement` for `purpose`.
     pub fn check(&self, purpose: &str, statement: &[u8], extra: &[u8], allow_open_signing: bool) -> Result<(), String> {
         if purpose == OPEN_SIGNING_PURPOSE {
-            return if allow_open_signing {
-                Ok(())
-            } else {
-                Err("open signing is disabled on this node".into())
-            };
+            return if allow_open_signing { Ok(()) } else { Err("open signing is disabled on this node".into()) };
         }
         let hook = self.hooks.read().unwrap_or_else(|p| p.into_inner()).get(purpose).cloned();
         match hook {
@@ -67,7 +63,8 @@ mod tests {
         assert!(r.check("Cosi", b"x", b"", false).unwrap_err().contains("disabled"));
         assert!(r.check("Skip", b"x", b"", true).unwrap_err().contains("no verification hook"));
         assert!(r.set("Cosi", Arc::new(|_: &[u8], _: &[u8]| Ok(()))).is_err());
-        r.set("Skip", Arc::new(|s: &[u8], _: &[u8]| if s == b"ok" { Ok(()) } else { Err("bad block".into()) })).unwrap();
+        r.set("Skip", Arc::new(|s: &[u8], _: &[u8]| if s == b"ok" { Ok(()) } else { Err("bad block".into()) }))
+            .unwrap();
         assert!(r.check("Skip", b"ok", b"", false).is_ok());
         assert_eq!(r.check("Skip", b"no", b"", false), Err("bad block".into()));
         assert!(r.knows("Skip", false) && !r.knows("Cosi", false));

@@ -12,9 +12,9 @@ use super::outcome::{CosiError, Exclusion, ExclusionKind, SignOutcome, SignRepor
 use super::roster::RoundRoster;
 use super::service::Shared;
 use super::tree::{self, Group};
+use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
 use crate::crypto::BlsSignature;
-use crate::config::ServerIdentity;
 use crate::network::{NetError, Network, PeerMessage};
 use crate::verify::cosi::{Mask, Policy};
 use prost::Message;
@@ -57,7 +57,13 @@ impl Payload {
 }
 
 /// Sends an announcement to `peer`, repeating it with the roster if the peer does not know it.
-async fn announce(network: &Network, peer: &ServerIdentity, payload: &Payload, round_id: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+async fn announce(
+    network: &Network,
+    peer: &ServerIdentity,
+    payload: &Payload,
+    round_id: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, NetError> {
     let deadline = Instant::now() + timeout;
     match network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.short.to_vec(), timeout).await {
         Err(NetError::Remote { message, .. }) if message.starts_with(UNKNOWN_ROSTER) => {
@@ -76,7 +82,15 @@ enum Answer {
 }
 
 /// This node's own partial signature (the raw 96 bytes), or why it refuses.
-fn own_partial(shared: &Shared, roster: &RoundRoster, me: usize, statement: &[u8], purpose: &str, extra: &[u8], fault: CosiFault) -> Result<Vec<u8>, String> {
+fn own_partial(
+    shared: &Shared,
+    roster: &RoundRoster,
+    me: usize,
+    statement: &[u8],
+    purpose: &str,
+    extra: &[u8],
+    fault: CosiFault,
+) -> Result<Vec<u8>, String> {
     if fault == CosiFault::Refuse {
         return Err("refused (fault injection)".into());
     }
@@ -96,7 +110,9 @@ fn own_partial(shared: &Shared, roster: &RoundRoster, me: usize, statement: &[u8
 fn leaf_answer(n: usize, i: usize, result: Result<Vec<u8>, NetError>) -> Answer {
     let bytes = match result {
         Ok(b) => b,
-        Err(NetError::Remote { message, .. }) => return Answer::Excluded(ExclusionKind::Refused, bounded_reason(&message)),
+        Err(NetError::Remote { message, .. }) => {
+            return Answer::Excluded(ExclusionKind::Refused, bounded_reason(&message))
+        }
         Err(e) => return Answer::Excluded(ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
     };
     let invalid = |r: &str| Answer::Excluded(ExclusionKind::Invalid, r.to_string());
@@ -126,7 +142,14 @@ fn leaf_answer(n: usize, i: usize, result: Result<Vec<u8>, NetError>) -> Answer 
 }
 
 /// Asks every leaf in `leaves` (in parallel) and returns their answers.
-async fn ask_leaves(network: Network, roster: Arc<RoundRoster>, leaves: Vec<usize>, payload: Payload, round_id: Vec<u8>, timeout: Duration) -> Vec<(usize, Answer)> {
+async fn ask_leaves(
+    network: Network,
+    roster: Arc<RoundRoster>,
+    leaves: Vec<usize>,
+    payload: Payload,
+    round_id: Vec<u8>,
+    timeout: Duration,
+) -> Vec<(usize, Answer)> {
     let n = roster.len();
     let asks = leaves.into_iter().map(|i| {
         let (network, roster, payload, round_id) = (network.clone(), roster.clone(), payload.clone(), round_id.clone());
@@ -185,7 +208,14 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     let fanout = (!children.is_empty()).then(|| {
         ann.roster_id = roster.id.to_vec();
         let payload = Payload::new(&ann, &roster);
-        tokio::spawn(ask_leaves(shared.network.clone(), roster.clone(), children.clone(), payload, msg.round_id.clone(), timeout))
+        tokio::spawn(ask_leaves(
+            shared.network.clone(),
+            roster.clone(),
+            children.clone(),
+            payload,
+            msg.round_id.clone(),
+            timeout,
+        ))
     });
     if fanout.is_some() {
         // Let the fan-out task send before this one spends its time slice signing.
@@ -308,7 +338,11 @@ fn parse_group_reply(n: usize, group: &Group, bytes: &[u8]) -> Result<GroupReply
         for e in list.iter().take(members.len()) {
             let i = e.index as usize;
             if members.contains(&i) && !mask.contains(i) {
-                let reason = if i == group.leader { bounded_reason(&e.reason) } else { format!("{} (reported by #{})", bounded_reason(&e.reason), group.leader) };
+                let reason = if i == group.leader {
+                    bounded_reason(&e.reason)
+                } else {
+                    format!("{} (reported by #{})", bounded_reason(&e.reason), group.leader)
+                };
                 exclusions.push((i, kind, reason));
             }
         }
@@ -317,7 +351,15 @@ fn parse_group_reply(n: usize, group: &Group, bytes: &[u8]) -> Result<GroupReply
 }
 
 /// Asks one sub-leader for its group; if it fails, asks the group's leaves directly.
-async fn run_group(network: Network, roster: Arc<RoundRoster>, group: Group, payload: Payload, leaf_payload: Payload, round_id: Vec<u8>, timeout: Duration) -> GroupResult {
+async fn run_group(
+    network: Network,
+    roster: Arc<RoundRoster>,
+    group: Group,
+    payload: Payload,
+    leaf_payload: Payload,
+    round_id: Vec<u8>,
+    timeout: Duration,
+) -> GroupResult {
     let n = roster.len();
     let leader = group.leader;
     // The sub-leader waits up to `timeout` for its leaves, then answers.
@@ -331,7 +373,12 @@ async fn run_group(network: Network, roster: Arc<RoundRoster>, group: Group, pay
         Err(e) => (ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
     };
     debug!(leader, %kind, %reason, "cosi: sub-leader failed, asking its leaves directly");
-    let mut result = GroupResult { group: group.clone(), aggregate: None, leaves: Vec::new(), exclusions: vec![(leader, kind, reason)] };
+    let mut result = GroupResult {
+        group: group.clone(),
+        aggregate: None,
+        leaves: Vec::new(),
+        exclusions: vec![(leader, kind, reason)],
+    };
     for (i, a) in ask_leaves(network, roster, group.leaves.clone(), leaf_payload, round_id, timeout).await {
         match a {
             Answer::Signed(c) => result.leaves.push(c),
@@ -354,10 +401,16 @@ pub(super) async fn run_root(
     let n = roster.len();
     let required = policy.required(n).map_err(CosiError::Policy)?;
     if statement.len() > MAX_STATEMENT {
-        return Err(CosiError::BadRequest(format!("statement of {} bytes exceeds the limit of {MAX_STATEMENT}", statement.len())));
+        return Err(CosiError::BadRequest(format!(
+            "statement of {} bytes exceeds the limit of {MAX_STATEMENT}",
+            statement.len()
+        )));
     }
     if extra.len() > MAX_EXTRA {
-        return Err(CosiError::BadRequest(format!("extra data of {} bytes exceeds the limit of {MAX_EXTRA}", extra.len())));
+        return Err(CosiError::BadRequest(format!(
+            "extra data of {} bytes exceeds the limit of {MAX_EXTRA}",
+            extra.len()
+        )));
     }
     if purpose.len() > MAX_PURPOSE {
         return Err(CosiError::BadRequest("purpose name too long".into()));
@@ -369,10 +422,7 @@ pub(super) async fn run_root(
     if roster.keys[me] != key.public() {
         return Err(CosiError::KeyMismatch(me));
     }
-    shared
-        .hooks
-        .check(&purpose, &statement, &extra, shared.config.allow_open_signing)
-        .map_err(CosiError::Refused)?;
+    shared.hooks.check(&purpose, &statement, &extra, shared.config.allow_open_signing).map_err(CosiError::Refused)?;
     let timeout = clamp_timeout(timeout);
     let round_id = rand::random::<[u8; 16]>().to_vec();
     let groups = tree::groups(n, me);
@@ -391,7 +441,15 @@ pub(super) async fn run_root(
     for g in &groups {
         base.children = g.leaves.iter().map(|&i| i as u32).collect();
         let payload = Payload::new(&base, &roster);
-        tasks.push(tokio::spawn(run_group(shared.network.clone(), roster.clone(), g.clone(), payload, leaf_payload.clone(), round_id.clone(), timeout)));
+        tasks.push(tokio::spawn(run_group(
+            shared.network.clone(),
+            roster.clone(),
+            g.clone(),
+            payload,
+            leaf_payload.clone(),
+            round_id.clone(),
+            timeout,
+        )));
     }
     let statement = base.statement;
     // Let the group tasks send, then sign our own partial while the others work.
@@ -400,7 +458,8 @@ pub(super) async fn run_root(
     let own = Contribution {
         from: me,
         mask: Mask::from_indices(n, [me]),
-        sig: aggregate::decode_sig(&own_bytes).ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
+        sig: aggregate::decode_sig(&own_bytes)
+            .ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
     };
     let mut exclusions = Exclusions::default();
     let mut results = Vec::with_capacity(tasks.len());
@@ -432,7 +491,11 @@ pub(super) async fn run_root(
     for c in checked.invalid {
         match results.iter().find(|r| r.group.leader == c.from) {
             Some(r) if !r.group.leaves.is_empty() || c.mask.count() > 1 => {
-                exclusions.set(c.from, ExclusionKind::Invalid, format!("its aggregate of {} signatures does not verify", c.mask.count()));
+                exclusions.set(
+                    c.from,
+                    ExclusionKind::Invalid,
+                    format!("its aggregate of {} signatures does not verify", c.mask.count()),
+                );
                 for &leaf in &r.group.leaves {
                     exclusions.0.remove(&leaf);
                     reask.push(leaf);
@@ -462,7 +525,13 @@ pub(super) async fn run_root(
     let report = build_report(&roster, n, required, &mask, exclusions);
     if mask.count() < required {
         let missing = report.missing().into_iter().map(|(k, e)| (k, e.clone())).collect();
-        return Err(CosiError::ThresholdNotReached { signed: mask.count(), required, n, missing, report: Box::new(report) });
+        return Err(CosiError::ThresholdNotReached {
+            signed: mask.count(),
+            required,
+            n,
+            missing,
+            report: Box::new(report),
+        });
     }
     if !verified && !aggregate::verify(&statement, &sig, &mask, &roster.keys) {
         return Err(CosiError::FinalVerify("aggregate check failed".into()));
@@ -471,16 +540,19 @@ pub(super) async fn run_root(
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
 }
 
-fn build_report(roster: &RoundRoster, n: usize, required: usize, mask: &Mask, mut exclusions: Exclusions) -> SignReport {
+fn build_report(
+    roster: &RoundRoster,
+    n: usize,
+    required: usize,
+    mask: &Mask,
+    mut exclusions: Exclusions,
+) -> SignReport {
     let mut report = SignReport { n, required, signed: mask.indices(), ..Default::default() };
     for i in 0..n {
         if mask.contains(i) {
             continue;
         }
-        let (kind, reason) = exclusions
-            .0
-            .remove(&i)
-            .unwrap_or((ExclusionKind::TimedOut, "no answer reported".into()));
+        let (kind, reason) = exclusions.0.remove(&i).unwrap_or((ExclusionKind::TimedOut, "no answer reported".into()));
         let e = Exclusion { index: i, public: roster.servers[i].public, reason };
         match kind {
             ExclusionKind::Refused => report.refused.push(e),

@@ -147,12 +147,14 @@ impl RosterCache {
         let mut keys = Vec::with_capacity(wire.len());
         let mut seen = HashSet::new();
         for (i, m) in wire.iter().enumerate() {
-            let public = IdentityPublicKey::from_bytes(&m.public).map_err(|e| format!("roster member #{i}: identity key: {e}"))?;
+            let public = IdentityPublicKey::from_bytes(&m.public)
+                .map_err(|e| format!("roster member #{i}: identity key: {e}"))?;
             if !seen.insert(public) {
                 return Err(format!("roster member #{i} ({public}) appears twice"));
             }
             let address = NodeAddress::parse(&m.address).map_err(|e| format!("roster member #{i}: address: {e}"))?;
-            let key = BlsPublicKey::from_bytes(&m.cosi_public).map_err(|e| format!("roster member #{i}: cosi key: {e}"))?;
+            let key =
+                BlsPublicKey::from_bytes(&m.cosi_public).map_err(|e| format!("roster member #{i}: cosi key: {e}"))?;
             keys.push(key);
             servers.push(ServerIdentity {
                 address,

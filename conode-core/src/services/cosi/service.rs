@@ -99,7 +99,14 @@ impl CosiService {
     /// Runs a round with this node as root: the members of `roster` check `statement` with their
     /// hook for `purpose` (given `extra`), and the result meets `policy` and verified here.
     /// Must be called on the node's runtime.
-    pub async fn sign(&self, roster: &Roster, statement: &[u8], purpose: &str, extra: &[u8], policy: Policy) -> Result<SignOutcome, CosiError> {
+    pub async fn sign(
+        &self,
+        roster: &Roster,
+        statement: &[u8],
+        purpose: &str,
+        extra: &[u8],
+        policy: Policy,
+    ) -> Result<SignOutcome, CosiError> {
         let timeout = self.options().level_timeout;
         self.sign_with_timeout(roster, statement, purpose, extra, policy, timeout).await
     }
@@ -124,7 +131,16 @@ impl CosiService {
             self.shared.rosters.for_roster(roster)
         }
         .map_err(CosiError::BadRoster)?;
-        protocol::run_root(self.shared.clone(), rr, statement.to_vec(), purpose.to_string(), extra.to_vec(), policy, level_timeout).await
+        protocol::run_root(
+            self.shared.clone(),
+            rr,
+            statement.to_vec(),
+            purpose.to_string(),
+            extra.to_vec(),
+            policy,
+            level_timeout,
+        )
+        .await
     }
 }
 
@@ -204,13 +220,20 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
             "open signing is disabled on this node (it needs `AllowOpenSigning = true` in private.toml)".into(),
         ));
     }
-    let req = SignRequest::decode(body.as_slice()).map_err(|e| ServiceError::BadRequest(format!("undecodable SignRequest: {e}")))?;
+    let req = SignRequest::decode(body.as_slice())
+        .map_err(|e| ServiceError::BadRequest(format!("undecodable SignRequest: {e}")))?;
     if req.message.len() > MAX_STATEMENT {
-        return Err(ServiceError::BadRequest(format!("message of {} bytes exceeds the limit of {MAX_STATEMENT}", req.message.len())));
+        return Err(ServiceError::BadRequest(format!(
+            "message of {} bytes exceeds the limit of {MAX_STATEMENT}",
+            req.message.len()
+        )));
     }
     let roster = match req.roster_toml.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
         Some(text) if text.len() > MAX_ROSTER_TOML => {
-            return Err(ServiceError::BadRequest(format!("roster_toml of {} bytes exceeds the limit of {MAX_ROSTER_TOML}", text.len())))
+            return Err(ServiceError::BadRequest(format!(
+                "roster_toml of {} bytes exceeds the limit of {MAX_ROSTER_TOML}",
+                text.len()
+            )))
         }
         Some(text) => {
             // Parsing checks every proof of possession: keep it off the runtime's workers.
@@ -219,12 +242,9 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
                 .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?
         }
-        None => shared
-            .default_roster
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| ServiceError::BadRequest("no roster: send one in `roster_toml` (this node has no default roster)".into()))?,
+        None => shared.default_roster.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
+            ServiceError::BadRequest("no roster: send one in `roster_toml` (this node has no default roster)".into())
+        })?,
     };
     let policy = match req.threshold {
         None | Some(0) => Policy::Default,
@@ -240,9 +260,11 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
         .await
         .map_err(|e| match e {
             CosiError::Refused(r) => ServiceError::Refused(r),
-            e @ (CosiError::BadRoster(_) | CosiError::NotInRoster(_) | CosiError::KeyMismatch(_) | CosiError::Policy(_) | CosiError::BadRequest(_)) => {
-                ServiceError::BadRequest(e.to_string())
-            }
+            e @ (CosiError::BadRoster(_)
+            | CosiError::NotInRoster(_)
+            | CosiError::KeyMismatch(_)
+            | CosiError::Policy(_)
+            | CosiError::BadRequest(_)) => ServiceError::BadRequest(e.to_string()),
             e => ServiceError::Failed(e.to_string()),
         })?;
     let r = &outcome.report;

@@ -32,10 +32,7 @@ pub fn groups(n: usize, root: usize) -> Vec<Group> {
         let size = base + usize::from(g < extra);
         let slice = &others[at..at + size];
         at += size;
-        out.push(Group {
-            leader: slice[0],
-            leaves: slice[1..].to_vec(),
-        });
+        out.push(Group { leader: slice[0], leaves: slice[1..].to_vec() });
     }
     out
 }
@@ -59,10 +56,7 @@ mod tests {
     fn shapes() {
         assert!(groups(1, 0).is_empty());
         assert_eq!(groups(2, 0), vec![Group { leader: 1, leaves: vec![] }]);
-        assert_eq!(
-            groups(4, 0),
-            vec![Group { leader: 1, leaves: vec![2] }, Group { leader: 3, leaves: vec![] }]
-        );
+        assert_eq!(groups(4, 0), vec![Group { leader: 1, leaves: vec![2] }, Group { leader: 3, leaves: vec![] }]);
         let g = groups(16, 0);
         assert_eq!(g.len(), 4);
         assert_eq!(g[0], Group { leader: 1, leaves: vec![2, 3, 4] });

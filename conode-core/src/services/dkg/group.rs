@@ -170,7 +170,12 @@ impl Group {
             nodes: self
                 .nodes
                 .iter()
-                .map(|n| RawNode { index: n.index, address: n.address.to_string(), key: n.public.to_hex(), description: n.description.clone() })
+                .map(|n| RawNode {
+                    index: n.index,
+                    address: n.address.to_string(),
+                    key: n.public.to_hex(),
+                    description: n.description.clone(),
+                })
                 .collect(),
             public_key: RawPublicKey { coefficients: self.public_poly.to_bytes().iter().map(hex::encode).collect() },
         };
@@ -194,7 +199,8 @@ impl Group {
             .iter()
             .map(|c| hex::decode(c).map_err(|e| format!("group file: coefficient: {e}")))
             .collect::<Result<_, _>>()?;
-        let public_poly = AnyPubPoly::from_bytes(key_group(scheme), &coeffs).map_err(|e| format!("group file: public key: {e}"))?;
+        let public_poly =
+            AnyPubPoly::from_bytes(key_group(scheme), &coeffs).map_err(|e| format!("group file: public key: {e}"))?;
         if public_poly.threshold() != raw.threshold as usize {
             return Err("group file: Threshold differs from the number of coefficients".into());
         }
@@ -202,7 +208,8 @@ impl Group {
         for n in &raw.nodes {
             nodes.push(GroupNode {
                 index: n.index,
-                public: IdentityPublicKey::from_hex(&n.key).map_err(|e| format!("group file: node {}: {e}", n.index))?,
+                public: IdentityPublicKey::from_hex(&n.key)
+                    .map_err(|e| format!("group file: node {}: {e}", n.index))?,
                 address: NodeAddress::parse(&n.address).map_err(|e| format!("group file: node {}: {e}", n.index))?,
                 description: n.description.clone(),
             });

@@ -10,4 +10,7 @@ mod service;
 
 pub use group::{key_group, Group, GroupNode};
 pub use protocol::{minimum_threshold, Disqualification, DkgError};
-pub use service::{register, scheme_key_group, CompletionHook, Confirmation, DkgOutput, DkgReport, DkgService, DkgStatus, Guard, SERVICE, TREE};
+pub use service::{
+    register, scheme_key_group, CompletionHook, Confirmation, DkgOutput, DkgReport, DkgService, DkgStatus, Guard,
+    SERVICE, TREE,
+};

@@ -8,7 +8,7 @@
 //! (equivocation) are evidence too; a dealer with an unanswered "no deal" complaint is
 //! disqualified. Every node evaluates the same rules on the messages it holds.
 
-use super::messages::{status, Deal, DkgConfig, JustifiedShare, Justification, ResponseEntry, Responses};
+use super::messages::{status, Deal, DkgConfig, Justification, JustifiedShare, ResponseEntry, Responses};
 use crate::config::NodeAddress;
 use crate::crypto::threshold::{AnyPubPoly, KeyGroup, PriPoly, Scalar};
 use crate::crypto::{sha256, IdentityKeyPair, IdentityPublicKey};
@@ -79,14 +79,16 @@ impl Params {
         let mut addresses = Vec::with_capacity(n);
         let mut seen = BTreeSet::new();
         for (i, m) in config.members.iter().enumerate() {
-            let k = IdentityPublicKey::from_bytes(&m.public).map_err(|e| DkgError::Config(format!("member {i}: {e}")))?;
+            let k =
+                IdentityPublicKey::from_bytes(&m.public).map_err(|e| DkgError::Config(format!("member {i}: {e}")))?;
             if !seen.insert(k) {
                 return Err(DkgError::Config(format!("member {i}: duplicate key")));
             }
             members.push(k);
             addresses.push(NodeAddress::parse(&m.address).map_err(|e| DkgError::Config(format!("member {i}: {e}")))?);
         }
-        let key_group = key_group_of(&config.scheme).ok_or_else(|| DkgError::Config(format!("unknown scheme `{}`", config.scheme)))?;
+        let key_group = key_group_of(&config.scheme)
+            .ok_or_else(|| DkgError::Config(format!("unknown scheme `{}`", config.scheme)))?;
         let t = config.threshold as usize;
         if t < minimum_threshold(n) || t > n {
             return Err(DkgError::Config(format!(
@@ -164,9 +166,16 @@ impl fmt::Debug for Disqualification {
 /// A deal held by its recipient.
 #[derive(Clone)]
 enum Received {
-    Good { commits: AnyPubPoly, hash: [u8; 32], sig: Vec<u8>, share: Scalar },
+    Good {
+        commits: AnyPubPoly,
+        hash: [u8; 32],
+        sig: Vec<u8>,
+        share: Scalar,
+    },
     /// Signed by the dealer but wrong: the deal is the evidence.
-    Bad { deal: Deal },
+    Bad {
+        deal: Deal,
+    },
 }
 
 /// What a bad-deal complaint's evidence shows.
@@ -294,7 +303,8 @@ impl Dkg {
                     share = share.add(&Scalar::one());
                 }
                 let share = share.to_bytes().to_vec();
-                let share_sig = self.identity.sign(&share_message(&session, self.me, r, &self.my_hash, &share)).to_vec();
+                let share_sig =
+                    self.identity.sign(&share_message(&session, self.me, r, &self.my_hash, &share)).to_vec();
                 Some(Deal {
                     session: session.clone(),
                     dealer: self.me,
@@ -325,7 +335,11 @@ impl Dkg {
             return Evidence::Unattributable;
         }
         if deal.commitments.len() != self.params.threshold {
-            return Evidence::Proven(format!("{} commitments instead of {}", deal.commitments.len(), self.params.threshold));
+            return Evidence::Proven(format!(
+                "{} commitments instead of {}",
+                deal.commitments.len(),
+                self.params.threshold
+            ));
         }
         let commits = match AnyPubPoly::from_bytes(self.params.key_group, &deal.commitments) {
             Ok(c) => c,
@@ -336,7 +350,10 @@ impl Dkg {
             Err(e) => return Evidence::Proven(format!("invalid share encoding: {e}")),
         };
         if !commits.verify_share(deal.recipient, &share) {
-            return Evidence::Proven(format!("share for member {} does not match the signed commitments", deal.recipient));
+            return Evidence::Proven(format!(
+                "share for member {} does not match the signed commitments",
+                deal.recipient
+            ));
         }
         Evidence::Fine(hash, deal.commit_sig.clone())
     }
@@ -401,7 +418,13 @@ impl Dkg {
                     commit_sig: Vec::new(),
                     evidence: Some(deal.clone()),
                 },
-                None => ResponseEntry { dealer: d, status: status::NO_DEAL, commit_hash: Vec::new(), commit_sig: Vec::new(), evidence: None },
+                None => ResponseEntry {
+                    dealer: d,
+                    status: status::NO_DEAL,
+                    commit_hash: Vec::new(),
+                    commit_sig: Vec::new(),
+                    evidence: None,
+                },
             })
             .collect();
         let mut r = Responses { session: self.params.session.to_vec(), from: self.me, entries, signature: Vec::new() };
@@ -471,7 +494,11 @@ impl Dkg {
                             }
                         }
                     }
-                    status::BAD_DEAL => match e.evidence.as_ref().map(|deal| (deal.recipient == r && deal.dealer == d, self.check_deal(deal))) {
+                    status::BAD_DEAL => match e
+                        .evidence
+                        .as_ref()
+                        .map(|deal| (deal.recipient == r && deal.dealer == d, self.check_deal(deal)))
+                    {
                         Some((true, Evidence::Proven(reason))) => {
                             if proven.is_none() {
                                 proven = Some((format!("bad deal to member {r}: {reason}"), resp.encode_to_vec()));
@@ -505,7 +532,11 @@ impl Dkg {
                 let evidence = claims.iter().map(|(h, s)| [h.as_slice(), s].concat()).collect();
                 ev.disqualified.insert(
                     d,
-                    Disqualification { dealer: d, reason: format!("equivocation: signed {} different commitment sets", claims.len()), evidence },
+                    Disqualification {
+                        dealer: d,
+                        reason: format!("equivocation: signed {} different commitment sets", claims.len()),
+                        evidence,
+                    },
                 );
                 continue;
             }
@@ -563,15 +594,18 @@ impl Dkg {
     /// Whether every pending complaint has a justification from its dealer (not checked yet).
     pub fn justifications_complete(&self, ev: &Evaluation) -> bool {
         ev.pending.iter().filter(|(d, _)| !ev.disqualified.contains_key(d)).all(|(d, rs)| {
-            self.justifications
-                .get(d)
-                .is_some_and(|j| rs.iter().all(|r| j.shares.iter().any(|s| s.recipient == *r)))
+            self.justifications.get(d).is_some_and(|j| rs.iter().all(|r| j.shares.iter().any(|s| s.recipient == *r)))
         })
     }
 
     /// Checks a justification against the pending complaints; returns the revealed share for this
     /// node if there is one.
-    fn check_justification(&self, d: u32, recipients: &BTreeSet<u32>, claim: Option<&[u8; 32]>) -> Result<(AnyPubPoly, Option<Scalar>), String> {
+    fn check_justification(
+        &self,
+        d: u32,
+        recipients: &BTreeSet<u32>,
+        claim: Option<&[u8; 32]>,
+    ) -> Result<(AnyPubPoly, Option<Scalar>), String> {
         let j = self.justifications.get(&d).ok_or_else(|| {
             format!("did not answer the no-deal complaints of members {:?}", recipients.iter().collect::<Vec<_>>())
         })?;
@@ -586,7 +620,8 @@ impl Dkg {
         if j.commitments.len() != self.params.threshold {
             return Err("justification with a wrong number of commitments".into());
         }
-        let commits = AnyPubPoly::from_bytes(self.params.key_group, &j.commitments).map_err(|e| format!("justification: {e}"))?;
+        let commits =
+            AnyPubPoly::from_bytes(self.params.key_group, &j.commitments).map_err(|e| format!("justification: {e}"))?;
         let mut mine = None;
         for r in recipients {
             let s = j
@@ -637,7 +672,11 @@ impl Dkg {
                     _ => {
                         ev.disqualified.insert(
                             d,
-                            Disqualification { dealer: d, reason: "no valid share for this node (deal missing and not justified)".into(), evidence: vec![] },
+                            Disqualification {
+                                dealer: d,
+                                reason: "no valid share for this node (deal missing and not justified)".into(),
+                                evidence: vec![],
+                            },
                         );
                         continue;
                     }
@@ -657,7 +696,13 @@ impl Dkg {
         if !group_poly.verify_share(self.me, &share) {
             return Err(DkgError::ShareMismatch);
         }
-        Ok(DkgResult { qualified, disqualified: ev.disqualified.into_values().collect(), group_poly, index: self.me, share })
+        Ok(DkgResult {
+            qualified,
+            disqualified: ev.disqualified.into_values().collect(),
+            group_poly,
+            index: self.me,
+            share,
+        })
     }
 }
 
@@ -665,7 +710,7 @@ impl Dkg {
 mod tests {
     use super::super::messages::Member;
     use super::*;
-    use crate::crypto::threshold::{recover_secret, G1, Point};
+    use crate::crypto::threshold::{recover_secret, Point, G1};
 
     fn setup(n: usize, t: u32, group: KeyGroup) -> Vec<Dkg> {
         let ids: Vec<IdentityKeyPair> = (0..n).map(|_| IdentityKeyPair::generate()).collect();
@@ -673,7 +718,11 @@ mod tests {
             members: ids
                 .iter()
                 .enumerate()
-                .map(|(i, k)| Member { public: k.public().as_bytes().to_vec(), address: format!("tls://127.0.0.1:{}", 7000 + 2 * i), description: String::new() })
+                .map(|(i, k)| Member {
+                    public: k.public().as_bytes().to_vec(),
+                    address: format!("tls://127.0.0.1:{}", 7000 + 2 * i),
+                    description: String::new(),
+                })
                 .collect(),
             threshold: t,
             scheme: "x".into(),
@@ -684,15 +733,14 @@ mod tests {
             leader: 0,
             nonce: vec![1, 2, 3],
         };
-        ids.into_iter()
-            .map(|id| Dkg::new(Params::new(config.clone(), |_| Some(group)).unwrap(), id).unwrap())
-            .collect()
+        ids.into_iter().map(|id| Dkg::new(Params::new(config.clone(), |_| Some(group)).unwrap(), id).unwrap()).collect()
     }
 
     /// Runs the phases in memory; `deliver(dealer, recipient)` decides which deals arrive.
     fn run(nodes: &mut [Dkg], deliver: impl Fn(u32, u32) -> bool) -> Vec<Result<DkgResult, DkgError>> {
         let keys: Vec<IdentityPublicKey> = nodes.iter().map(|n| n.identity.public()).collect();
-        let all_deals: Vec<Deal> = nodes.iter().filter(|n| n.participants.contains(&n.me)).flat_map(|n| n.deals()).collect();
+        let all_deals: Vec<Deal> =
+            nodes.iter().filter(|n| n.participants.contains(&n.me)).flat_map(|n| n.deals()).collect();
         for d in all_deals {
             if deliver(d.dealer, d.recipient) {
                 let from = keys[d.dealer as usize];
@@ -798,7 +846,8 @@ mod tests {
         let mut r = nodes[2].make_responses();
         r.entries[0].status = status::APPROVE;
         assert!(matches!(nodes[0].receive_responses(r), Err(DkgError::BadSignature(_))));
-        let garbage = Responses { session: nodes[0].params.session.to_vec(), from: 3, entries: vec![], signature: vec![0; 3] };
+        let garbage =
+            Responses { session: nodes[0].params.session.to_vec(), from: 3, entries: vec![], signature: vec![0; 3] };
         assert!(nodes[0].receive_responses(garbage).is_err());
     }
 }

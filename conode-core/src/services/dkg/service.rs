@@ -52,7 +52,10 @@ pub struct DkgOutput {
 
 impl fmt::Debug for DkgOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DkgOutput").field("index", &self.index).field("disqualified", &self.disqualified).finish_non_exhaustive()
+        f.debug_struct("DkgOutput")
+            .field("index", &self.index)
+            .field("disqualified", &self.disqualified)
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,7 +183,8 @@ fn key_of(ctx: &ServiceContext) -> RegistryKey {
 
 /// Creates the DKG service of a starting node and registers its peer protocol.
 pub fn register(ctx: &ServiceContext) -> DkgService {
-    let tree = ctx.storage.tree(TREE).map_err(|e| warn!(error = %e, "DKG: cannot open its storage tree; DKG disabled")).ok();
+    let tree =
+        ctx.storage.tree(TREE).map_err(|e| warn!(error = %e, "DKG: cannot open its storage tree; DKG disabled")).ok();
     let svc = DkgService {
         inner: Arc::new(Inner {
             identity: ctx.config.identity.clone(),
@@ -255,7 +259,8 @@ impl DkgService {
         self.check_guard()?;
         let mut cur = lock(&self.inner.current);
         if let Some(s) = cur.as_ref() {
-            let stale = !s.started.load(Ordering::SeqCst) && s.created.elapsed() > 2 * s.params.phase + PREPARE_TIMEOUT_MAX;
+            let stale =
+                !s.started.load(Ordering::SeqCst) && s.created.elapsed() > 2 * s.params.phase + PREPARE_TIMEOUT_MAX;
             if !s.finished.load(Ordering::SeqCst) && !stale {
                 return Err(DkgError::Busy);
             }
@@ -305,7 +310,16 @@ impl DkgService {
                     return Ok(ack);
                 }
                 let slot = self.new_slot(params, false)?;
-                slot.log(Some("prepare"), format!("accepted the proposal of member {} ({} members, threshold {}, {})", slot.params.config.leader, slot.params.n(), slot.params.threshold, slot.params.config.scheme));
+                slot.log(
+                    Some("prepare"),
+                    format!(
+                        "accepted the proposal of member {} ({} members, threshold {}, {})",
+                        slot.params.config.leader,
+                        slot.params.n(),
+                        slot.params.threshold,
+                        slot.params.config.scheme
+                    ),
+                );
                 // Forget the session if the leader never says go.
                 let weak = Arc::downgrade(&slot);
                 let wait = 2 * slot.params.phase + PREPARE_TIMEOUT_MAX;
@@ -376,7 +390,10 @@ impl DkgService {
                     .filter(|s| s.params.session.as_slice() == d.session.as_slice() && s.leader)
                     .cloned()
                     .ok_or(DkgError::UnknownSession)?;
-                if slot.params.members.get(d.from as usize) != Some(&from) || d.group_hash.len() > 64 || d.error.len() > 1024 {
+                if slot.params.members.get(d.from as usize) != Some(&from)
+                    || d.group_hash.len() > 64
+                    || d.error.len() > 1024
+                {
                     return Err(DkgError::Malformed(from.to_hex()[..16].to_string(), "done".into()));
                 }
                 lock(&slot.dones).insert(d.from, d);
@@ -421,7 +438,9 @@ impl DkgService {
             }
             let Some(si) = slot.server_identity(i) else { continue };
             let (net, body, sid) = (self.inner.network.clone(), prepare.clone(), p.session);
-            tasks.push(tokio::spawn(async move { (i, net.request(&si, SERVICE, proto::PREPARE, &sid, body, timeout).await) }));
+            tasks.push(tokio::spawn(async move {
+                (i, net.request(&si, SERVICE, proto::PREPARE, &sid, body, timeout).await)
+            }));
         }
         let mut participants = vec![me];
         let mut absent = Vec::new();
@@ -455,7 +474,9 @@ impl DkgService {
             }
             let Some(si) = slot.server_identity(i) else { continue };
             let (net, body, sid) = (self.inner.network.clone(), go.clone(), p.session);
-            tasks.push(tokio::spawn(async move { (i, net.request(&si, SERVICE, proto::GO, &sid, body, timeout).await) }));
+            tasks.push(tokio::spawn(
+                async move { (i, net.request(&si, SERVICE, proto::GO, &sid, body, timeout).await) },
+            ));
         }
         for t in tasks {
             if let Ok((i, Err(e))) = t.await {
@@ -485,8 +506,12 @@ impl DkgService {
         let confirmations: Vec<Confirmation> = others
             .iter()
             .map(|i| match dones.get(i) {
-                Some(d) if d.group_hash.as_slice() == seed.as_slice() => Confirmation { index: *i, agrees: true, detail: "same group".into() },
-                Some(d) if !d.error.is_empty() => Confirmation { index: *i, agrees: false, detail: format!("failed: {}", d.error) },
+                Some(d) if d.group_hash.as_slice() == seed.as_slice() => {
+                    Confirmation { index: *i, agrees: true, detail: "same group".into() }
+                }
+                Some(d) if !d.error.is_empty() => {
+                    Confirmation { index: *i, agrees: false, detail: format!("failed: {}", d.error) }
+                }
                 Some(_) => Confirmation { index: *i, agrees: false, detail: "computed a different group".into() },
                 None => Confirmation { index: *i, agrees: false, detail: "no result in time".into() },
             })
@@ -512,7 +537,14 @@ fn finish_failed(slot: &Slot, e: &DkgError) {
 }
 
 /// Forwards a signed broadcast message once to every participant that may not have it.
-fn echo(slot: &Arc<Slot>, network: &Network, protocol: &'static str, payload: Vec<u8>, origin: u32, via: &crate::crypto::IdentityPublicKey) {
+fn echo(
+    slot: &Arc<Slot>,
+    network: &Network,
+    protocol: &'static str,
+    payload: Vec<u8>,
+    origin: u32,
+    via: &crate::crypto::IdentityPublicKey,
+) {
     let targets: Vec<u32> = lock(&slot.dkg)
         .participants()
         .iter()
@@ -536,13 +568,27 @@ fn broadcast(slot: &Arc<Slot>, network: &Network, protocol: &'static str, payloa
 
 /// Runs the three phases at this node and hands the result over. Returns the group and the
 /// disqualifications.
-async fn drive(slot: Arc<Slot>, network: Network, weak: Weak<Inner>) -> Result<(Group, Vec<Disqualification>), DkgError> {
+async fn drive(
+    slot: Arc<Slot>,
+    network: Network,
+    weak: Weak<Inner>,
+) -> Result<(Group, Vec<Disqualification>), DkgError> {
     let result = drive_inner(&slot, &network, &weak).await;
     let done = match &result {
-        Ok((g, _)) => m::Done { session: slot.params.session.to_vec(), from: slot.me, group_hash: g.genesis_seed().to_vec(), error: String::new() },
+        Ok((g, _)) => m::Done {
+            session: slot.params.session.to_vec(),
+            from: slot.me,
+            group_hash: g.genesis_seed().to_vec(),
+            error: String::new(),
+        },
         Err(e) => {
             finish_failed(&slot, e);
-            m::Done { session: slot.params.session.to_vec(), from: slot.me, group_hash: Vec::new(), error: e.to_string() }
+            m::Done {
+                session: slot.params.session.to_vec(),
+                from: slot.me,
+                group_hash: Vec::new(),
+                error: e.to_string(),
+            }
         }
     };
     if result.is_ok() {
@@ -552,7 +598,10 @@ async fn drive(slot: Arc<Slot>, network: Network, weak: Weak<Inner>) -> Result<(
     let leader = slot.params.config.leader;
     if leader != slot.me {
         if let Some(si) = slot.server_identity(leader) {
-            if let Err(e) = network.request(&si, SERVICE, proto::DONE, &slot.params.session, done.encode_to_vec(), slot.params.phase).await {
+            if let Err(e) = network
+                .request(&si, SERVICE, proto::DONE, &slot.params.session, done.encode_to_vec(), slot.params.phase)
+                .await
+            {
                 warn!(error = %e, "DKG: could not report the result to the leader");
             }
         }
@@ -560,7 +609,11 @@ async fn drive(slot: Arc<Slot>, network: Network, weak: Weak<Inner>) -> Result<(
     result
 }
 
-async fn drive_inner(slot: &Arc<Slot>, network: &Network, weak: &Weak<Inner>) -> Result<(Group, Vec<Disqualification>), DkgError> {
+async fn drive_inner(
+    slot: &Arc<Slot>,
+    network: &Network,
+    weak: &Weak<Inner>,
+) -> Result<(Group, Vec<Disqualification>), DkgError> {
     let p = &slot.params;
     let phase = p.phase;
     let start = Instant::now();
@@ -591,7 +644,13 @@ async fn drive_inner(slot: &Arc<Slot>, network: &Network, weak: &Weak<Inner>) ->
         .entries
         .iter()
         .filter(|e| e.status != m::status::APPROVE)
-        .map(|e| format!("{} against member {}", if e.status == m::status::BAD_DEAL { "bad deal" } else { "no deal" }, e.dealer))
+        .map(|e| {
+            format!(
+                "{} against member {}",
+                if e.status == m::status::BAD_DEAL { "bad deal" } else { "no deal" },
+                e.dealer
+            )
+        })
         .collect();
     slot.log(
         Some("response"),
@@ -653,7 +712,10 @@ async fn drive_inner(slot: &Arc<Slot>, network: &Network, weak: &Weak<Inner>) ->
 
     let result = lock(&slot.dkg).finalize()?;
     for d in &result.disqualified {
-        slot.log(None, format!("member {} disqualified as dealer: {} ({} evidence items)", d.dealer, d.reason, d.evidence.len()));
+        slot.log(
+            None,
+            format!("member {} disqualified as dealer: {} ({} evidence items)", d.dealer, d.reason, d.evidence.len()),
+        );
     }
     let nodes: Vec<GroupNode> = participants
         .iter()
@@ -676,7 +738,12 @@ async fn drive_inner(slot: &Arc<Slot>, network: &Network, weak: &Weak<Inner>) ->
         public_poly: result.group_poly.clone(),
         session: p.session,
     };
-    let out = DkgOutput { group: group.clone(), index: result.index, share: result.share, disqualified: result.disqualified.clone() };
+    let out = DkgOutput {
+        group: group.clone(),
+        index: result.index,
+        share: result.share,
+        disqualified: result.disqualified.clone(),
+    };
     let inner = weak.upgrade().ok_or_else(|| DkgError::Failed("node stopped".into()))?;
     let hooks = inner.hooks.read().unwrap_or_else(|p| p.into_inner()).clone();
     for h in hooks {

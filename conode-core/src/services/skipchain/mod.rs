@@ -10,4 +10,6 @@ pub mod messages;
 mod service;
 pub mod store;
 
-pub use service::{block_roster, config_roster, register, service_of, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};
+pub use service::{
+    block_roster, config_roster, register, service_of, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE,
+};

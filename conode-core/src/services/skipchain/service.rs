@@ -10,7 +10,8 @@ use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Policy};
 use crate::services::{ServiceContext, ServiceError};
 use crate::verify::skipchain::{
-    height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
+    height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
+    SkipBlock,
 };
 use prost::Message;
 use std::collections::BTreeMap;
@@ -119,7 +120,14 @@ impl SkipchainService {
     }
 
     /// Creates a chain: a genesis block for `roster`, stored on every member.
-    pub async fn create_chain(&self, roster: &Roster, base_height: u32, maximum_height: u32, owners: Vec<IdentityPublicKey>, data: Vec<u8>) -> Result<SkipBlock, SkipchainError> {
+    pub async fn create_chain(
+        &self,
+        roster: &Roster,
+        base_height: u32,
+        maximum_height: u32,
+        owners: Vec<IdentityPublicKey>,
+        data: Vec<u8>,
+    ) -> Result<SkipBlock, SkipchainError> {
         if base_height < 2 || maximum_height == 0 || maximum_height > 32 {
             return Err(SkipchainError::Invalid("base height must be ≥ 2 and maximum height in 1..=32".into()));
         }
@@ -153,17 +161,26 @@ impl SkipchainService {
     /// Appends a block signed by an owner; returns it once stored here and sent to the members.
     pub async fn append(&self, req: Append) -> Result<SkipBlock, SkipchainError> {
         let s = &self.shared;
-        let genesis = s.store.block(&req.genesis).filter(|b| b.index == 0).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        let genesis = s
+            .store
+            .block(&req.genesis)
+            .filter(|b| b.index == 0)
+            .ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
         let latest = s.store.latest(&req.genesis).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
         let new_roster = if req.new_roster_toml.trim().is_empty() {
             None
         } else {
-            let r = Roster::from_toml_str(Path::new("new_roster"), &req.new_roster_toml).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
+            let r = Roster::from_toml_str(Path::new("new_roster"), &req.new_roster_toml)
+                .map_err(|e| SkipchainError::Invalid(e.to_string()))?;
             Some(block_roster(&r)?)
         };
         check_owner(&genesis, &req.owner, &req.signature, req.index, &req.data, new_roster.as_ref())?;
         if req.index != latest.index + 1 {
-            return Err(SkipchainError::Refused(format!("append names index {}, the next block is {}", req.index, latest.index + 1)));
+            return Err(SkipchainError::Refused(format!(
+                "append names index {}, the next block is {}",
+                req.index,
+                latest.index + 1
+            )));
         }
         let roster = new_roster.or_else(|| latest.roster.clone()).unwrap_or_default();
         let index = req.index;
@@ -171,7 +188,11 @@ impl SkipchainService {
         let mut sources = Vec::with_capacity(height as usize);
         for h in 0..height as usize {
             let src_index = index - level_distance(genesis.base_height, h);
-            sources.push(s.store.block_at(&req.genesis, src_index).ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?);
+            sources.push(
+                s.store
+                    .block_at(&req.genesis, src_index)
+                    .ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?,
+            );
         }
         let mut block = SkipBlock {
             index,
@@ -189,7 +210,12 @@ impl SkipchainService {
         block.hash = block.compute_hash().to_vec();
         // One cosi round per level, each by the source block's roster, all at once.
         let rounds = sources.iter().enumerate().map(|(level, src)| {
-            let proposal = Proposal { block: Some(block.clone()), level: level as u32, owner: req.owner.clone(), owner_signature: req.signature.clone() };
+            let proposal = Proposal {
+                block: Some(block.clone()),
+                level: level as u32,
+                owner: req.owner.clone(),
+                owner_signature: req.signature.clone(),
+            };
             self.sign_link(src, &block, proposal)
         });
         let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -214,20 +240,36 @@ impl SkipchainService {
         Ok(block)
     }
 
-    async fn sign_link(&self, src: &SkipBlock, block: &SkipBlock, proposal: Proposal) -> Result<ForwardLink, SkipchainError> {
-        let src_roster = src.roster.as_ref().ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
-        let new_roster = (src_roster.id() != block.roster.as_ref().map(|r| r.id()).unwrap_or_default()).then(|| block.roster.as_ref().map(|r| r.id().to_vec()).unwrap_or_default());
+    async fn sign_link(
+        &self,
+        src: &SkipBlock,
+        block: &SkipBlock,
+        proposal: Proposal,
+    ) -> Result<ForwardLink, SkipchainError> {
+        let src_roster =
+            src.roster.as_ref().ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
+        let new_roster = (src_roster.id() != block.roster.as_ref().map(|r| r.id()).unwrap_or_default())
+            .then(|| block.roster.as_ref().map(|r| r.id().to_vec()).unwrap_or_default());
         let statement = ForwardLink::message(&src.hash, &block.hash, new_roster.as_deref());
         let outcome = self
             .shared
             .cosi
-            .sign(&config_roster(src_roster)?, &statement, SKIPCHAIN_SERVICE, &proposal.encode_to_vec(), Policy::Default)
+            .sign(
+                &config_roster(src_roster)?,
+                &statement,
+                SKIPCHAIN_SERVICE,
+                &proposal.encode_to_vec(),
+                Policy::Default,
+            )
             .await?;
         Ok(ForwardLink {
             from: src.hash.clone(),
             to: block.hash.clone(),
             new_roster,
-            signature: Some(CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask }),
+            signature: Some(CollectiveSignature {
+                signature: outcome.signature.to_bytes().to_vec(),
+                mask: outcome.mask,
+            }),
         })
     }
 
@@ -274,7 +316,8 @@ impl SkipchainService {
             return Ok(());
         }
         let genesis = block.genesis_id.clone();
-        let have = s.store.latest_index(&genesis).ok_or_else(|| SkipchainError::Behind { have: 0, need: block.index })?;
+        let have =
+            s.store.latest_index(&genesis).ok_or_else(|| SkipchainError::Behind { have: 0, need: block.index })?;
         if let Some(existing) = s.store.block_at(&genesis, block.index) {
             if existing.hash == block.hash {
                 return Ok(());
@@ -287,7 +330,10 @@ impl SkipchainService {
         let mut updated = Vec::new();
         for h in 0..block.height as usize {
             let src_index = block.index - level_distance(block.base_height, h);
-            let mut src = s.store.block_at(&genesis, src_index).ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
+            let mut src = s
+                .store
+                .block_at(&genesis, src_index)
+                .ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
             if block.back_link_ids.get(h) != Some(&src.hash) {
                 return Err(SkipchainError::Invalid(format!("back link {h} does not point to block {src_index}")));
             }
@@ -311,8 +357,13 @@ impl SkipchainService {
         loop {
             let from_index = self.shared.store.latest_index(genesis).map(|i| i + 1).unwrap_or(0);
             let req = GetBlocks { genesis: genesis.to_vec(), from_index, max: CATCH_UP_BATCH };
-            let reply = self.shared.network.request(peer, SKIPCHAIN_SERVICE, "GetBlocks", &[], req.encode_to_vec(), PEER_TIMEOUT).await?;
-            let blocks = Blocks::decode(reply.as_slice()).map_err(|e| SkipchainError::Invalid(format!("GetBlocks reply: {e}")))?;
+            let reply = self
+                .shared
+                .network
+                .request(peer, SKIPCHAIN_SERVICE, "GetBlocks", &[], req.encode_to_vec(), PEER_TIMEOUT)
+                .await?;
+            let blocks = Blocks::decode(reply.as_slice())
+                .map_err(|e| SkipchainError::Invalid(format!("GetBlocks reply: {e}")))?;
             if blocks.blocks.is_empty() {
                 break;
             }
@@ -337,7 +388,14 @@ impl SkipchainService {
             let Ok(roster) = latest.roster.as_ref().map(config_roster).transpose() else { continue };
             for m in roster.into_iter().flat_map(|r| r.servers).filter(|m| m.public != self.shared.me) {
                 let req = Latest { genesis: genesis.clone(), index: 0, known: false };
-                let Ok(reply) = self.shared.network.request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3)).await else { continue };
+                let Ok(reply) = self
+                    .shared
+                    .network
+                    .request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3))
+                    .await
+                else {
+                    continue;
+                };
                 let Ok(theirs) = Latest::decode(reply.as_slice()) else { continue };
                 let ours = self.shared.store.latest_index(&genesis).unwrap_or(0);
                 if theirs.known && theirs.index > ours {
@@ -357,7 +415,9 @@ impl SkipchainService {
                     Ok(()) => Ok(vec![]),
                     Err(SkipchainError::Behind { .. }) => {
                         let block = item.block.as_ref().ok_or("no block")?;
-                        let sender = self.sender_identity(block, &msg.from).ok_or("Store from a node outside the block's roster")?;
+                        let sender = self
+                            .sender_identity(block, &msg.from)
+                            .ok_or("Store from a node outside the block's roster")?;
                         self.catch_up(block.chain_id(), &sender).await.map_err(|e| e.to_string())?;
                         self.accept(&item).map(|_| vec![]).map_err(|e| e.to_string())
                     }
@@ -407,7 +467,10 @@ impl SkipchainService {
         block.check_self().map_err(|e| e.to_string())?;
         let st = &self.shared.store;
         let genesis = st.block(&block.genesis_id).filter(|g| g.index == 0).ok_or("unknown chain")?;
-        if block.base_height != genesis.base_height || block.maximum_height != genesis.maximum_height || block.owners != genesis.owners {
+        if block.base_height != genesis.base_height
+            || block.maximum_height != genesis.maximum_height
+            || block.owners != genesis.owners
+        {
             return Err("block parameters differ from the genesis".into());
         }
         let latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
@@ -420,17 +483,22 @@ impl SkipchainService {
         if changed {
             config_roster(new_roster).map_err(|e| e.to_string())?;
         }
-        check_owner(&genesis, &p.owner, &p.owner_signature, block.index, &block.data, changed.then_some(new_roster)).map_err(|e| e.to_string())?;
+        check_owner(&genesis, &p.owner, &p.owner_signature, block.index, &block.data, changed.then_some(new_roster))
+            .map_err(|e| e.to_string())?;
         let level = p.level as usize;
         if level >= block.height as usize {
             return Err("level above the block's height".into());
         }
-        let src = st.block_at(&block.genesis_id, block.index - level_distance(block.base_height, level)).ok_or("missing source block")?;
+        let src = st
+            .block_at(&block.genesis_id, block.index - level_distance(block.base_height, level))
+            .ok_or("missing source block")?;
         if block.back_link_ids.get(level) != Some(&src.hash) {
             return Err(format!("back link {level} is wrong"));
         }
         for (h, id) in block.back_link_ids.iter().enumerate() {
-            let b = st.block_at(&block.genesis_id, block.index - level_distance(block.base_height, h)).ok_or("missing back-linked block")?;
+            let b = st
+                .block_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
+                .ok_or("missing back-linked block")?;
             if &b.hash != id {
                 return Err(format!("back link {h} is wrong"));
             }
@@ -446,7 +514,14 @@ impl SkipchainService {
 }
 
 /// Checks that `owner` is an owner of the chain and signed this append.
-fn check_owner(genesis: &SkipBlock, owner: &[u8], signature: &[u8], index: u64, data: &[u8], new_roster: Option<&BlockRoster>) -> Result<(), SkipchainError> {
+fn check_owner(
+    genesis: &SkipBlock,
+    owner: &[u8],
+    signature: &[u8],
+    index: u64,
+    data: &[u8],
+    new_roster: Option<&BlockRoster>,
+) -> Result<(), SkipchainError> {
     if !genesis.owners.iter().any(|o| o.as_slice() == owner) {
         return Err(SkipchainError::Refused("the signer is not an owner of this chain".into()));
     }
@@ -480,8 +555,16 @@ async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) ->
         "CreateChain" => {
             let req = CreateChain::decode(body.as_slice()).map_err(bad)?;
             let roster = Roster::from_toml_str(Path::new("roster"), &req.roster_toml).map_err(bad)?;
-            let owners = req.owners.iter().map(|o| IdentityPublicKey::from_bytes(o)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
-            let block = svc.create_chain(&roster, req.base_height, req.maximum_height, owners, req.data).await.map_err(failed)?;
+            let owners = req
+                .owners
+                .iter()
+                .map(|o| IdentityPublicKey::from_bytes(o))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad)?;
+            let block = svc
+                .create_chain(&roster, req.base_height, req.maximum_height, owners, req.data)
+                .await
+                .map_err(failed)?;
             Ok(BlockReply { block: Some(block) }.encode_to_vec())
         }
         "Append" => {
@@ -515,7 +598,14 @@ pub fn register(ctx: &ServiceContext) -> Option<SkipchainService> {
             return None;
         }
     };
-    let svc = SkipchainService { shared: Arc::new(Shared { store, network: ctx.network.clone(), me: ctx.config.identity.public(), cosi: cosi.clone() }) };
+    let svc = SkipchainService {
+        shared: Arc::new(Shared {
+            store,
+            network: ctx.network.clone(),
+            me: ctx.config.identity.public(),
+            cosi: cosi.clone(),
+        }),
+    };
     // The hook lives in the cosi service, which this service holds: a weak reference avoids a cycle
     // that would keep the database open after the node stops.
     let weak = Arc::downgrade(&svc.shared);

@@ -32,7 +32,12 @@ pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     generic.insert("Uptime".into(), go_duration(ctx.started.elapsed()));
     generic.insert(
         "System".into(),
-        format!("{}/{}/{}", std::env::consts::OS, std::env::consts::ARCH, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        format!(
+            "{}/{}/{}",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        ),
     );
     generic.insert("Host".into(), ctx.config.address.host.clone());
     generic.insert("Port".into(), ctx.config.address.port.to_string());

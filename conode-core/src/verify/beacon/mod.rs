@@ -76,10 +76,7 @@ impl Scheme {
     /// Parses a drand scheme id (exact match). drand reads an empty id as `pedersen-bls-chained`; so
     /// does [`ChainInfo::from_drand_json`], but this function is strict.
     pub fn from_id(id: &str) -> Result<Scheme, BeaconError> {
-        Scheme::ALL
-            .into_iter()
-            .find(|s| s.id() == id)
-            .ok_or_else(|| BeaconError::UnknownScheme(id.to_string()))
+        Scheme::ALL.into_iter().find(|s| s.id() == id).ok_or_else(|| BeaconError::UnknownScheme(id.to_string()))
     }
 
     /// Whether each round's message includes the previous signature.
@@ -162,17 +159,9 @@ pub enum BeaconError {
     #[error("unknown beacon scheme {0:?} (supported: pedersen-bls-chained, pedersen-bls-unchained, bls-unchained-on-g1, bls-unchained-g1-rfc9380)")]
     UnknownScheme(String),
     #[error("{what} has {got} bytes, scheme {scheme} needs {expected}")]
-    Length {
-        what: &'static str,
-        scheme: Scheme,
-        expected: usize,
-        got: usize,
-    },
+    Length { what: &'static str, scheme: Scheme, expected: usize, got: usize },
     #[error("{what} {problem}")]
-    InvalidPoint {
-        what: &'static str,
-        problem: PointProblem,
-    },
+    InvalidPoint { what: &'static str, problem: PointProblem },
     #[error("round 0 is the genesis beacon: it has no signature to verify")]
     GenesisRound,
     #[error("scheme {scheme} is chained: round {round} cannot be verified without the previous signature")]
@@ -282,10 +271,8 @@ impl ChainInfo {
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| BeaconError::Json(e.to_string()))?;
         let public_key = hex_field(&v, "public_key")?.ok_or(BeaconError::MissingField("public_key"))?;
         let period = v.get("period").and_then(|p| p.as_u64()).ok_or(BeaconError::MissingField("period"))?;
-        let period = u32::try_from(period).map_err(|_| BeaconError::OutOfRange {
-            field: "period",
-            value: period.to_string(),
-        })?;
+        let period = u32::try_from(period)
+            .map_err(|_| BeaconError::OutOfRange { field: "period", value: period.to_string() })?;
         let genesis_time =
             v.get("genesis_time").and_then(|t| t.as_i64()).ok_or(BeaconError::MissingField("genesis_time"))?;
         let genesis_seed = match hex_field(&v, "genesis_seed")? {
@@ -304,14 +291,7 @@ impl ChainInfo {
             },
         }
         .to_string();
-        let info = ChainInfo {
-            public_key,
-            period,
-            genesis_time,
-            genesis_seed,
-            scheme,
-            beacon_id,
-        };
+        let info = ChainInfo { public_key, period, genesis_time, genesis_seed, scheme, beacon_id };
         info.validate()?;
         let claimed = match str_field(&v, "chain_hash")? {
             Some(h) => Some(h),
@@ -320,10 +300,7 @@ impl ChainInfo {
         if let Some(claimed) = claimed {
             let computed = info.hash_hex();
             if !claimed.eq_ignore_ascii_case(&computed) {
-                return Err(BeaconError::ChainHashMismatch {
-                    claimed: claimed.to_string(),
-                    computed,
-                });
+                return Err(BeaconError::ChainHashMismatch { claimed: claimed.to_string(), computed });
             }
         }
         Ok(info)
@@ -360,11 +337,7 @@ impl Beacon {
         let round = v.get("round").and_then(|r| r.as_u64()).ok_or(BeaconError::MissingField("round"))?;
         let signature = hex_field(&v, "signature")?.ok_or(BeaconError::MissingField("signature"))?;
         let previous_signature = hex_field(&v, "previous_signature")?;
-        let beacon = Beacon {
-            round,
-            signature,
-            previous_signature,
-        };
+        let beacon = Beacon { round, signature, previous_signature };
         if let Some(r) = hex_field(&v, "randomness")? {
             if r != beacon.randomness() {
                 return Err(BeaconError::RandomnessMismatch { round });
@@ -385,12 +358,7 @@ fn str_field<'a>(v: &'a serde_json::Value, field: &'static str) -> Result<Option
 
 fn hex_field(v: &serde_json::Value, field: &'static str) -> Result<Option<Vec<u8>>, BeaconError> {
     str_field(v, field)?
-        .map(|s| {
-            hex::decode(s).map_err(|e| BeaconError::Hex {
-                field,
-                reason: e.to_string(),
-            })
-        })
+        .map(|s| hex::decode(s).map_err(|e| BeaconError::Hex { field, reason: e.to_string() }))
         .transpose()
 }
 
@@ -452,10 +420,7 @@ impl PreparedChain {
                 got: public_key.len(),
             });
         }
-        let invalid = |e| BeaconError::InvalidPoint {
-            what: WHAT,
-            problem: PointProblem::from_blst(e),
-        };
+        let invalid = |e| BeaconError::InvalidPoint { what: WHAT, problem: PointProblem::from_blst(e) };
         let key = if scheme.signatures_on_g1() {
             let pk = blst::min_sig::PublicKey::uncompress(public_key).map_err(invalid)?;
             pk.validate().map_err(invalid)?;
@@ -497,10 +462,7 @@ impl PreparedChain {
             return Err(BeaconError::GenesisRound);
         }
         if self.scheme.is_chained() && previous_signature.is_none() {
-            return Err(BeaconError::MissingPreviousSignature {
-                scheme: self.scheme,
-                round,
-            });
+            return Err(BeaconError::MissingPreviousSignature { scheme: self.scheme, round });
         }
         let msg = digest(self.scheme, round, previous_signature);
         self.verify_message(&msg, signature).map_err(|e| match e {
@@ -522,10 +484,7 @@ impl PreparedChain {
                 got: signature.len(),
             });
         }
-        let invalid = |e| BeaconError::InvalidPoint {
-            what: WHAT,
-            problem: PointProblem::from_blst(e),
-        };
+        let invalid = |e| BeaconError::InvalidPoint { what: WHAT, problem: PointProblem::from_blst(e) };
         let dst = scheme.dst();
         // The signature is group-checked inside verify; on failure, look closer for a precise error.
         match &self.key {
@@ -586,7 +545,8 @@ pub fn sign_round(
 mod tests {
     use super::*;
 
-    const MAINNET_PK: &str = "868f005eb8e6e4ca0a47c8a77ceaa5309a47978a7c71bc5cce96366b5d7a569937c529eeda66c7293784a9402801af31";
+    const MAINNET_PK: &str =
+        "868f005eb8e6e4ca0a47c8a77ceaa5309a47978a7c71bc5cce96366b5d7a569937c529eeda66c7293784a9402801af31";
     const MAINNET_SEED: &str = "176f93498eac9ca337150b46d21dd58673ea4e3581185f869672e59fa4cb390a";
     const MAINNET_HASH: &str = "8990e7a9aaed2ffed73dbd7092123d6f289930540d7651336225dc172e51b2ce";
     const MAINNET_PREV: &str = "a609e19a03c2fcc559e8dae14900aaefe517cb55c840f6e69bc8e4f66c8d18e8a609685d9917efbfb0c37f058c2de88f13d297c7e19e0ab24813079efe57a182554ff054c7638153f9b26a60e7111f71a0ff63d9571704905d3ca6df0b031747";
@@ -595,7 +555,8 @@ mod tests {
     const QUICKNET_PK: &str = "83cf0f2896adee7eb8b5f01fcad3912212c437e0073e911fb90022d3e760183c8c4b450b6a0a6c3ac6a5776a2d1064510d1fec758c921cc22b0e17e63aaf4bcb5ed66304de9cf809bd274ca73bab4af5a6e9c76a4bc09e76eae8991ef5ece45a";
     const QUICKNET_SEED: &str = "f477d5c89f21a17c863a7f937c6a6d15859414d2be09cd448d4279af331c5d3e";
     const QUICKNET_HASH: &str = "52db9ba70e0cc0f6eaf7803dd07447a1f5477735fd3f661792ba94600c84e971";
-    const QUICKNET_SIG_1000: &str = "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
+    const QUICKNET_SIG_1000: &str =
+        "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
 
     fn h(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
@@ -624,11 +585,7 @@ mod tests {
     }
 
     fn mainnet_beacon() -> Beacon {
-        Beacon {
-            round: 72785,
-            signature: h(MAINNET_SIG),
-            previous_signature: Some(h(MAINNET_PREV)),
-        }
+        Beacon { round: 72785, signature: h(MAINNET_SIG), previous_signature: Some(h(MAINNET_PREV)) }
     }
 
     #[test]
@@ -645,7 +602,10 @@ mod tests {
         assert_eq!(Scheme::BlsUnchainedG1Rfc9380.dst(), b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_");
         assert_eq!(Scheme::BlsUnchainedOnG1.dst(), DST_G2);
         assert_eq!((Scheme::PedersenBlsChained.public_key_len(), Scheme::PedersenBlsChained.signature_len()), (48, 96));
-        assert_eq!((Scheme::BlsUnchainedG1Rfc9380.public_key_len(), Scheme::BlsUnchainedG1Rfc9380.signature_len()), (96, 48));
+        assert_eq!(
+            (Scheme::BlsUnchainedG1Rfc9380.public_key_len(), Scheme::BlsUnchainedG1Rfc9380.signature_len()),
+            (96, 48)
+        );
     }
 
     #[test]
@@ -685,17 +645,10 @@ mod tests {
         assert_eq!(verify_beacon(&info, &b), Ok(()));
         assert_eq!(hex::encode(b.randomness()), MAINNET_RAND);
         let q = quicknet();
-        let qb = Beacon {
-            round: 1000,
-            signature: h(QUICKNET_SIG_1000),
-            previous_signature: None,
-        };
+        let qb = Beacon { round: 1000, signature: h(QUICKNET_SIG_1000), previous_signature: None };
         assert_eq!(verify_beacon(&q, &qb), Ok(()));
         // unchained schemes ignore a previous signature
-        let with_prev = Beacon {
-            previous_signature: Some(vec![1, 2, 3]),
-            ..qb.clone()
-        };
+        let with_prev = Beacon { previous_signature: Some(vec![1, 2, 3]), ..qb.clone() };
         assert_eq!(verify_beacon(&q, &with_prev), Ok(()));
         let wrong_round = Beacon { round: 1001, ..qb };
         assert_eq!(verify_beacon(&q, &wrong_round), Err(BeaconError::InvalidSignature { round: 1001 }));
@@ -704,26 +657,14 @@ mod tests {
     #[test]
     fn chained_errors() {
         let info = mainnet();
-        let b = Beacon {
-            previous_signature: None,
-            ..mainnet_beacon()
-        };
+        let b = Beacon { previous_signature: None, ..mainnet_beacon() };
         assert_eq!(
             verify_beacon(&info, &b),
-            Err(BeaconError::MissingPreviousSignature {
-                scheme: Scheme::PedersenBlsChained,
-                round: 72785
-            })
+            Err(BeaconError::MissingPreviousSignature { scheme: Scheme::PedersenBlsChained, round: 72785 })
         );
-        let b = Beacon {
-            round: 0,
-            ..mainnet_beacon()
-        };
+        let b = Beacon { round: 0, ..mainnet_beacon() };
         assert_eq!(verify_beacon(&info, &b), Err(BeaconError::GenesisRound));
-        let b = Beacon {
-            round: 72786,
-            ..mainnet_beacon()
-        };
+        let b = Beacon { round: 72786, ..mainnet_beacon() };
         assert_eq!(verify_beacon(&info, &b), Err(BeaconError::InvalidSignature { round: 72786 }));
     }
 
@@ -734,12 +675,7 @@ mod tests {
         let e = verify_beacon(&info, &mainnet_beacon()).unwrap_err();
         assert_eq!(
             e,
-            BeaconError::Length {
-                what: "public key",
-                scheme: Scheme::PedersenBlsChained,
-                expected: 48,
-                got: 47
-            }
+            BeaconError::Length { what: "public key", scheme: Scheme::PedersenBlsChained, expected: 48, got: 47 }
         );
         assert_eq!(e.to_string(), "public key has 47 bytes, scheme pedersen-bls-chained needs 48");
         // the mainnet key under a G1-signature scheme: wrong length
@@ -826,16 +762,9 @@ mod tests {
             for round in 1..4u64 {
                 let sig = sign_round(scheme, &sk, round, Some(&prev)).unwrap();
                 assert_eq!(sig.len(), scheme.signature_len());
-                let b = Beacon {
-                    round,
-                    signature: sig.clone(),
-                    previous_signature: Some(prev.clone()),
-                };
+                let b = Beacon { round, signature: sig.clone(), previous_signature: Some(prev.clone()) };
                 assert_eq!(chain.verify(&b), Ok(()));
-                let tampered = Beacon {
-                    previous_signature: Some(vec![0; 3]),
-                    ..b.clone()
-                };
+                let tampered = Beacon { previous_signature: Some(vec![0; 3]), ..b.clone() };
                 assert_eq!(chain.verify(&tampered).is_ok(), !scheme.is_chained());
                 prev = sig;
             }
@@ -852,7 +781,10 @@ mod tests {
         assert_eq!(rfc.verify_round(5, &sig, None), Err(BeaconError::InvalidSignature { round: 5 }));
         assert_eq!(sign_message(Scheme::PedersenBlsChained, &[0u8; 32], b"x"), Err(BeaconError::InvalidSecretKey));
         assert_eq!(sign_message(Scheme::PedersenBlsChained, &[1u8; 31], b"x"), Err(BeaconError::InvalidSecretKey));
-        assert_eq!(public_key_from_secret(Scheme::BlsUnchainedG1Rfc9380, &[0xffu8; 32]), Err(BeaconError::InvalidSecretKey));
+        assert_eq!(
+            public_key_from_secret(Scheme::BlsUnchainedG1Rfc9380, &[0xffu8; 32]),
+            Err(BeaconError::InvalidSecretKey)
+        );
     }
 
     #[test]
@@ -865,7 +797,9 @@ mod tests {
         assert_eq!(info.beacon_id, "default");
         assert_eq!(info.hash_hex(), MAINNET_HASH);
         // no scheme, no metadata: drand's defaults
-        let bare = format!(r#"{{"public_key":"{MAINNET_PK}","period":30,"genesis_time":1595431050,"groupHash":"{MAINNET_SEED}"}}"#);
+        let bare = format!(
+            r#"{{"public_key":"{MAINNET_PK}","period":30,"genesis_time":1595431050,"groupHash":"{MAINNET_SEED}"}}"#
+        );
         assert_eq!(ChainInfo::from_drand_json(&bare).unwrap(), ChainInfo { beacon_id: String::new(), ..info.clone() });
         let v2 = format!(
             r#"{{"public_key":"{QUICKNET_PK}","period":3,"genesis_time":1692803367,"genesis_seed":"{QUICKNET_SEED}","chain_hash":"{QUICKNET_HASH}","scheme":"bls-unchained-g1-rfc9380","beacon_id":"quicknet"}}"#
