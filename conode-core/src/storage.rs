@@ -18,6 +18,9 @@ pub struct Storage {
     path: PathBuf,
 }
 
+/// A key and its value, as stored.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A service's own key space.
 #[derive(Clone)]
 pub struct ServiceTree {
@@ -134,12 +137,12 @@ impl ServiceTree {
     }
 
     /// Entries whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Entry> + '_ {
         self.tree.scan_prefix(prefix).filter_map(|r| r.ok()).map(|(k, v)| (k.to_vec(), v.to_vec()))
     }
 
     /// The last entry in key order.
-    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn last(&self) -> Result<Option<Entry>, StorageError> {
         Ok(self.tree.last()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 }

@@ -101,7 +101,7 @@ impl Scalar {
         unsafe { blst_bendian_from_scalar(out.as_mut_ptr(), &s) };
         out
     }
-    fn to_blst_scalar(&self) -> blst_scalar {
+    fn to_blst_scalar(self) -> blst_scalar {
         let mut s = blst_scalar::default();
         // SAFETY: valid pointers.
         unsafe { blst_scalar_from_fr(&mut s, &self.0) };

@@ -149,7 +149,7 @@ pub fn height_for(index: u64, base_height: u32, maximum_height: u32) -> u32 {
     let base = u64::from(base_height);
     let mut height = 1;
     let mut step = base;
-    while height < max && index % step == 0 {
+    while height < max && index.is_multiple_of(step) {
         height += 1;
         match step.checked_mul(base) {
             Some(s) => step = s,

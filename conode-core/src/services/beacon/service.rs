@@ -78,6 +78,9 @@ pub struct BeaconStats {
     pub latencies: Vec<RoundLatency>,
 }
 
+/// Partials received for one round: share index → (digest signed, partial signature).
+type PartialsOfRound = BTreeMap<u32, ([u8; 32], Vec<u8>)>;
+
 /// A running chain: the group, this node's share and the in-memory round state.
 pub(crate) struct Chain {
     group: Group,
@@ -89,7 +92,7 @@ pub(crate) struct Chain {
     latest: watch::Sender<u64>,
     latest_sig: Mutex<Vec<u8>>,
     /// round → share index → (digest signed, partial).
-    pool: Mutex<BTreeMap<u64, BTreeMap<u32, ([u8; 32], Vec<u8>)>>>,
+    pool: Mutex<BTreeMap<u64, PartialsOfRound>>,
     append: tokio::sync::Mutex<()>,
     notify: Notify,
     latencies: Mutex<VecDeque<RoundLatency>>,

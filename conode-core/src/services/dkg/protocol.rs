@@ -584,7 +584,7 @@ impl Dkg {
         }
         let key = &self.params.members[j.dealer as usize];
         key.verify(&justification_message(&j), &j.signature).map_err(|_| DkgError::BadSignature(who))?;
-        let better = self.justifications.get(&j.dealer).map_or(true, |old| j.shares.len() > old.shares.len());
+        let better = self.justifications.get(&j.dealer).is_none_or(|old| j.shares.len() > old.shares.len());
         if better {
             self.justifications.insert(j.dealer, j);
         }
