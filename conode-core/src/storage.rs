@@ -1,6 +1,7 @@
 //! Node storage: one sled database at `<data dir>/<id>.db`, one tree per service. `put` returns only
 //! after the write is flushed to disk, so a service acknowledges nothing it could lose in a crash.
 
+use sled::Transactional;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,40 @@ impl Storage {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Applies `writes` (each: tree, key, value) as one atomic step across trees of this database and
+    /// returns once it is durable: after a crash either all of them are there or none.
+    pub fn commit(&self, writes: &[(&ServiceTree, &[u8], &[u8])]) -> Result<(), StorageError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        // sled wants each tree once: map every write to its tree's slot.
+        let mut trees: Vec<sled::Tree> = Vec::new();
+        let mut slots = Vec::with_capacity(writes.len());
+        for (t, _, _) in writes {
+            let slot = match trees.iter().position(|x| x.name() == t.tree.name()) {
+                Some(i) => i,
+                None => {
+                    trees.push(t.tree.clone());
+                    trees.len() - 1
+                }
+            };
+            slots.push(slot);
+        }
+        let result: Result<(), TransactionError<()>> = trees.as_slice().transaction(|tx| {
+            for ((_, k, v), &slot) in writes.iter().zip(&slots) {
+                tx[slot].insert(*k, *v).map_err(ConflictableTransactionError::from)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                return Err(sled::Error::Unsupported("transaction aborted".into()).into());
+            }
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Flushes every pending write to disk.
@@ -167,5 +202,21 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert!(dir.path().join("abc.db").exists());
         assert_eq!(s.stats().trees, vec!["svc".to_string()]);
+    }
+
+    #[test]
+    fn commit_spans_trees_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path(), "abc").unwrap();
+            let (a, b) = (s.tree("a").unwrap(), s.tree("b").unwrap());
+            s.commit(&[(&a, b"k1", b"1"), (&b, b"k2", b"2"), (&a, b"k3", b"3")]).unwrap();
+        }
+        let s = Storage::open(dir.path(), "abc").unwrap();
+        let (a, b) = (s.tree("a").unwrap(), s.tree("b").unwrap());
+        assert_eq!(a.get(b"k1").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(a.get(b"k3").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(b.get(b"k2").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!((a.len(), b.len()), (2, 1));
     }
 }

@@ -166,3 +166,29 @@ fn roster_change_adds_a_node_that_signs_later_links() {
     let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 4);
 }
+
+#[test]
+fn concurrent_appends_of_one_index_never_fork_the_chain() {
+    let c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    let (a, b) = (svc(&c, 0), svc(&c, 0));
+    let (ra, rb) = rt.block_on(async {
+        tokio::join!(
+            a.append(append_req(&owner, &genesis, 1, b"first writer", None)),
+            b.append(append_req(&owner, &genesis, 1, b"second writer", None))
+        )
+    });
+    let winner = match (ra, rb) {
+        (Ok(w), Err(e)) | (Err(e), Ok(w)) => {
+            assert!(e.to_string().contains("index"), "loser's error: {e}");
+            w
+        }
+        (ra, rb) => panic!("exactly one append of index 1 must win: {ra:?} / {rb:?}"),
+    };
+    for i in 0..4 {
+        wait_for_index(&c, i, &genesis.hash, 1);
+        assert_eq!(svc(&c, i).store().block_at(&genesis.hash, 1).unwrap().hash, winner.hash, "node {i} forked");
+    }
+}

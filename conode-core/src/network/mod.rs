@@ -383,7 +383,19 @@ impl Network {
             }
         }
         let dial_lock = lock(&self.inner.dialing).entry(key).or_default().clone();
-        let _guard = dial_lock.lock().await;
+        // Another caller may be dialing (or backing off) with a later deadline: wait for it only
+        // until our own deadline.
+        let _guard = match tokio::time::timeout_at(deadline.into(), dial_lock.lock()).await {
+            Ok(guard) => guard,
+            Err(_) => {
+                let last_error = lock(&self.inner.backoff).get(&key).map(|b| b.last_error.clone());
+                return Err(last_error.unwrap_or_else(|| NetError::Timeout {
+                    peer: short(&key),
+                    what: "a connection".into(),
+                    after: deadline.saturating_duration_since(Instant::now()),
+                }));
+            }
+        };
         loop {
             if *self.inner.shutdown.borrow() {
                 return Err(NetError::Shutdown);

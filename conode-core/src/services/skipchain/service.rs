@@ -7,7 +7,7 @@ use super::store::ChainStore;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey};
 use crate::network::{NetError, Network, PeerMessage};
-use crate::services::cosi::{self, CosiService, Policy};
+use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::{ServiceContext, ServiceError};
 use crate::verify::skipchain::{
     height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
@@ -102,6 +102,8 @@ struct Shared {
     network: Network,
     me: IdentityPublicKey,
     cosi: CosiService,
+    /// One append at a time per chain: two concurrent appends would propose the same index.
+    appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Handle on a node's skipchain service (cheap to clone).
@@ -153,7 +155,7 @@ impl SkipchainService {
         };
         genesis.hash = genesis.compute_hash().to_vec();
         self.shared.store.store(&genesis, &[])?;
-        self.propagate(&genesis, vec![], roster).await;
+        self.propagate(&genesis, vec![], roster, None).await;
         info!(chain = %hex8(&genesis.hash), members = roster.len(), "skipchain created");
         Ok(genesis)
     }
@@ -161,6 +163,9 @@ impl SkipchainService {
     /// Appends a block signed by an owner; returns it once stored here and sent to the members.
     pub async fn append(&self, req: Append) -> Result<SkipBlock, SkipchainError> {
         let s = &self.shared;
+        let chain_lock =
+            s.appending.lock().unwrap_or_else(|p| p.into_inner()).entry(req.genesis.clone()).or_default().clone();
+        let _appending = chain_lock.lock().await;
         let genesis = s
             .store
             .block(&req.genesis)
@@ -227,15 +232,24 @@ impl SkipchainService {
             updated.push(src);
         }
         s.store.store(&block, &updated)?;
+        // The members that cosigned the level-0 link are up and sign the next block: wait for them
+        // to store this one. New members must fetch the chain first; members that did not sign may
+        // be down. Both get the block in the background (or catch up later).
+        let level0 = incoming.first().and_then(|l| l.link.as_ref()).and_then(|l| l.signature.as_ref());
+        let prev_roster = config_roster(latest.roster.as_ref().unwrap_or(&roster))?;
+        let signers: Vec<IdentityPublicKey> = level0
+            .and_then(|sig| Mask::from_bytes(prev_roster.len(), &sig.mask).ok())
+            .map(|mask| {
+                mask.indices().into_iter().filter_map(|i| prev_roster.servers.get(i)).map(|m| m.public).collect()
+            })
+            .unwrap_or_default();
         let mut targets = config_roster(&roster)?;
-        if let Some(old) = latest.roster.as_ref() {
-            for m in config_roster(old)?.servers {
-                if targets.index_of(&m.public).is_none() {
-                    targets.servers.push(m);
-                }
+        for m in prev_roster.servers {
+            if targets.index_of(&m.public).is_none() {
+                targets.servers.push(m);
             }
         }
-        self.propagate(&block, incoming, &targets).await;
+        self.propagate(&block, incoming, &targets, Some(&signers)).await;
         debug!(chain = %hex8(&req.genesis), index, height, "block appended");
         Ok(block)
     }
@@ -273,23 +287,36 @@ impl SkipchainService {
         })
     }
 
-    /// Sends a stored block to every other member. Waits for their acknowledgements at most
-    /// `PROPAGATE_WAIT`; slower deliveries go on in the background (a member that misses a block
-    /// catches up later), so a stopped member never holds up an append.
-    async fn propagate(&self, block: &SkipBlock, incoming: Vec<LevelLink>, roster: &Roster) {
+    /// Sends a stored block to every other member of `roster`. Waits at most `PROPAGATE_WAIT` for the
+    /// acknowledgements of `wait_for` (every member when `None`); the other deliveries go on in the
+    /// background (a member that misses a block catches up later), so a stopped member never holds
+    /// up an append.
+    async fn propagate(
+        &self,
+        block: &SkipBlock,
+        incoming: Vec<LevelLink>,
+        roster: &Roster,
+        wait_for: Option<&[IdentityPublicKey]>,
+    ) {
         let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
-        let mut pending = tokio::task::JoinSet::new();
+        let mut awaited = tokio::task::JoinSet::new();
         for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
             let net = self.shared.network.clone();
             let payload = payload.clone();
-            pending.spawn(async move {
+            let awaited_member = wait_for.is_none_or(|keys| keys.contains(&m.public));
+            let deliver = async move {
                 if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await {
                     debug!(peer = %m.address, error = %e, "member did not store the block (it will catch up)");
                 }
-            });
+            };
+            if awaited_member {
+                awaited.spawn(deliver);
+            } else {
+                tokio::spawn(deliver);
+            }
         }
-        let _ = tokio::time::timeout(PROPAGATE_WAIT, async { while pending.join_next().await.is_some() {} }).await;
-        pending.detach_all();
+        let _ = tokio::time::timeout(PROPAGATE_WAIT, async { while awaited.join_next().await.is_some() {} }).await;
+        awaited.detach_all();
     }
 
     /// Shortest proof from `from` to the newest block: follow the highest forward link each time.
@@ -604,6 +631,7 @@ pub fn register(ctx: &ServiceContext) -> Option<SkipchainService> {
             network: ctx.network.clone(),
             me: ctx.config.identity.public(),
             cosi: cosi.clone(),
+            appending: Default::default(),
         }),
     };
     // The hook lives in the cosi service, which this service holds: a weak reference avoids a cycle

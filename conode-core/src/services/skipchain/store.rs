@@ -1,5 +1,6 @@
 //! Durable storage of skipchains in the node's sled database: blocks by hash, the hash of each
-//! (chain, index), and the newest index per chain. Writes are flushed before they return.
+//! (chain, index), and the newest index per chain. Each new block is one atomic, durable commit
+//! (block, its index entry, the newest index and the sources' new forward links together).
 
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::skipchain::SkipBlock;
@@ -7,6 +8,7 @@ use prost::Message;
 
 #[derive(Clone)]
 pub struct ChainStore {
+    storage: Storage,
     blocks: ServiceTree,
     index: ServiceTree,
     latest: ServiceTree,
@@ -21,6 +23,7 @@ fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
 impl ChainStore {
     pub fn open(storage: &Storage) -> Result<Self, StorageError> {
         Ok(Self {
+            storage: storage.clone(),
             blocks: storage.tree("skipchain.blocks")?,
             index: storage.tree("skipchain.index")?,
             latest: storage.tree("skipchain.latest")?,
@@ -52,20 +55,25 @@ impl ChainStore {
         self.latest.scan_prefix(&[]).map(|(k, _)| k).collect()
     }
 
-    /// Stores a new block (the chain's next one) and the updated source blocks, durably.
+    /// Stores a new block (the chain's next one) and the updated source blocks in one atomic,
+    /// durable commit.
     pub fn store(&self, block: &SkipBlock, updated_sources: &[SkipBlock]) -> Result<(), StorageError> {
         let genesis = block.chain_id().to_vec();
-        // Sources first: a crash in between leaves extra links, never a block without its links.
-        for s in updated_sources {
-            self.blocks.put(&s.hash, &s.encode_to_vec())?;
+        let encoded: Vec<Vec<u8>> = updated_sources.iter().map(|s| s.encode_to_vec()).collect();
+        let block_bytes = block.encode_to_vec();
+        let index_entry = index_key(&genesis, block.index);
+        let latest_bytes = block.index.to_be_bytes();
+        let mut writes: Vec<(&ServiceTree, &[u8], &[u8])> = updated_sources
+            .iter()
+            .zip(&encoded)
+            .map(|(s, bytes)| (&self.blocks, s.hash.as_slice(), bytes.as_slice()))
+            .collect();
+        writes.push((&self.blocks, &block.hash, &block_bytes));
+        writes.push((&self.index, &index_entry, &block.hash));
+        if self.latest_index(&genesis).is_none_or(|l| block.index > l) {
+            writes.push((&self.latest, &genesis, &latest_bytes));
         }
-        self.blocks.put(&block.hash, &block.encode_to_vec())?;
-        self.index.put(&index_key(&genesis, block.index), &block.hash)?;
-        let newer = self.latest_index(&genesis).is_none_or(|l| block.index > l);
-        if newer {
-            self.latest.put(&genesis, &block.index.to_be_bytes())?;
-        }
-        Ok(())
+        self.storage.commit(&writes)
     }
 
     /// Replaces a stored block (to add forward links), durably.
