@@ -53,6 +53,21 @@
 #define CONODE_ERR_PANIC 99
 
 /**
+ * Length of a block hash / genesis id (sha256).
+ */
+#define CONODE_HASH_LEN 32
+
+/**
+ * Length of a beacon's randomness (sha256 of its signature).
+ */
+#define CONODE_RANDOMNESS_LEN 32
+
+/**
+ * Length of a collective signature (compressed BLS12-381 G2 point).
+ */
+#define CONODE_COSI_SIGNATURE_LEN 96
+
+/**
  * N conodes running in this process.
  */
 typedef struct ConodeCluster ConodeCluster;
@@ -72,52 +87,152 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Starts `n` (≥ 1) nodes on loopback.
+ * Starts `n` (≥ 1) nodes on loopback. They allow open signing (conode_cluster_sign).
+ *
+ * # Safety
+ * `out` is valid for a pointer write.
  */
 int32_t conode_cluster_new(size_t n, struct ConodeCluster **out);
 
 /**
  * Number of nodes.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out` is valid for a write.
  */
 int32_t conode_cluster_size(const struct ConodeCluster *cluster, size_t *out);
 
 /**
  * The roster as TOML (`[[servers]]`). Free with conode_string_free.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out` is valid for a pointer write.
  */
 int32_t conode_cluster_roster_toml(const struct ConodeCluster *cluster, char **out);
 
 /**
  * Client-port URL of node `index` (must be running). Free with conode_string_free.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out` is valid for a pointer write.
  */
 int32_t conode_cluster_client_url(const struct ConodeCluster *cluster, size_t index, char **out);
 
 /**
  * Stops node `index`.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle not used by another thread during the call.
  */
 int32_t conode_cluster_stop_node(struct ConodeCluster *cluster, size_t index);
 
 /**
  * Restarts node `index` on its ports with its database.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle not used by another thread during the call.
  */
 int32_t conode_cluster_restart_node(struct ConodeCluster *cluster, size_t index);
 
 /**
+ * Collectively signs `message` with the whole roster, node `index` running the round; at least
+ * `threshold` members must sign (0: the default `n - floor((n-1)/3)`). On success
+ * `out_signature` (96 bytes, CONODE_COSI_SIGNATURE_LEN) receives the aggregate signature and
+ * `*out_mask` / `*out_mask_len` the participation mask (free with conode_bytes_free).
+ * CONODE_ERR_RUNTIME when too few members signed (the message says who is missing and why).
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `message` is valid for `message_len` bytes;
+ * `out_signature` is valid for 96 bytes; `out_mask` and `out_mask_len` are valid for writes.
+ */
+int32_t conode_cluster_sign(const struct ConodeCluster *cluster,
+                            size_t index,
+                            const uint8_t *message,
+                            size_t message_len,
+                            size_t threshold,
+                            uint8_t *out_signature,
+                            uint8_t **out_mask,
+                            size_t *out_mask_len);
+
+/**
+ * Creates a skipchain on the whole roster, node `index` leading, with `data` in its genesis block
+ * (`base_height` ≥ 2, `maximum_height` in 1..=32). The handle generates and keeps the owner key, so
+ * conode_cluster_skipchain_append can extend the chain. On success `out_genesis` (32 bytes)
+ * receives the genesis id.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle not used by another thread during the call; `data` is valid
+ * for `data_len` bytes; `out_genesis` is valid for 32 bytes.
+ */
+int32_t conode_cluster_skipchain_create(struct ConodeCluster *cluster,
+                                        size_t index,
+                                        uint32_t base_height,
+                                        uint32_t maximum_height,
+                                        const uint8_t *data,
+                                        size_t data_len,
+                                        uint8_t *out_genesis);
+
+/**
+ * Appends a block with `data` to a skipchain created through this handle, node `index` leading.
+ * On success `*out_index` (may be NULL) is the new block's index.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `genesis` and `data` are valid for their lengths;
+ * `out_index` is NULL or valid for a write.
+ */
+int32_t conode_cluster_skipchain_append(const struct ConodeCluster *cluster,
+                                        size_t index,
+                                        const uint8_t *genesis,
+                                        size_t genesis_len,
+                                        const uint8_t *data,
+                                        size_t data_len,
+                                        uint64_t *out_index);
+
+/**
+ * The shortest proof from block `from` (32 bytes, e.g. the genesis id) to the newest block, as node
+ * `index` answers `/Skipchain/GetUpdateChain`: the protobuf `Proof` that
+ * conode_verify_skipchain_proof checks. Free `*out_proof` with conode_bytes_free.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `from` is valid for `from_len` bytes; `out_proof` and
+ * `out_proof_len` are valid for writes.
+ */
+int32_t conode_cluster_skipchain_proof(const struct ConodeCluster *cluster,
+                                       size_t index,
+                                       const uint8_t *from,
+                                       size_t from_len,
+                                       uint8_t **out_proof,
+                                       size_t *out_proof_len);
+
+/**
  * Stops every node and frees the cluster. NULL is ignored.
+ *
+ * # Safety
+ * `cluster` is NULL or a cluster handle that is not used again.
  */
 void conode_cluster_free(struct ConodeCluster *cluster);
 
 /**
  * Loads private.toml from `path` (refused when group/world readable).
+ *
+ * # Safety
+ * `path` is NUL-terminated; `out` is valid for a pointer write.
  */
 int32_t conode_config_from_file(const char *path, struct ConodeConfig **out);
 
 /**
  * Parses private.toml content from a string.
+ *
+ * # Safety
+ * `toml` is NUL-terminated; `out` is valid for a pointer write.
  */
 int32_t conode_config_from_toml(const char *toml, struct ConodeConfig **out);
 
 /**
  * New keys for a node at `host:port` (port 0: both ports ephemeral, for tests and embedding).
+ *
+ * # Safety
+ * `host` and `description` are NUL-terminated; `out` is valid for a pointer write.
  */
 int32_t conode_config_generate(const char *host,
                                uint16_t port,
@@ -126,17 +241,26 @@ int32_t conode_config_generate(const char *host,
 
 /**
  * The private.toml text of `config` (contains secrets: handle with care). Free with conode_string_free.
+ *
+ * # Safety
+ * `config` is a live config handle; `out` is valid for a pointer write.
  */
 int32_t conode_config_to_toml(const struct ConodeConfig *config,
                               char **out);
 
 /**
  * The hex Ed25519 public key of `config`. Free with conode_string_free.
+ *
+ * # Safety
+ * `config` is a live config handle; `out` is valid for a pointer write.
  */
 int32_t conode_config_public_key(const struct ConodeConfig *config, char **out);
 
 /**
  * Frees a config. NULL is ignored.
+ *
+ * # Safety
+ * `config` is NULL or a config handle that is not used again.
  */
 void conode_config_free(struct ConodeConfig *config);
 
@@ -154,6 +278,9 @@ const char *conode_version(void);
 /**
  * Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir
  * or the OS data dir holds the database.
+ *
+ * # Safety
+ * `config` is a live config handle; `data_dir` is NULL or NUL-terminated; `out` is valid for a pointer write.
  */
 int32_t conode_node_new(const struct ConodeConfig *config,
                         const char *data_dir,
@@ -161,38 +288,153 @@ int32_t conode_node_new(const struct ConodeConfig *config,
 
 /**
  * Starts the node; returns once both ports accept connections. CONODE_ERR_STATE if running.
+ *
+ * # Safety
+ * `node` is a live node handle not used by another thread during the call.
  */
 int32_t conode_node_start(struct ConodeNode *node);
 
 /**
  * Stops the node gracefully. CONODE_ERR_STATE if not running.
+ *
+ * # Safety
+ * `node` is a live node handle not used by another thread during the call.
  */
 int32_t conode_node_stop(struct ConodeNode *node);
 
 /**
  * Writes whether the node is running.
+ *
+ * # Safety
+ * `node` is a live node handle; `out` is valid for a write.
  */
 int32_t conode_node_is_running(const struct ConodeNode *node, bool *out);
 
 /**
  * The client-port base URL (`ws://host:port`) of a running node. Free with conode_string_free.
+ *
+ * # Safety
+ * `node` is a live node handle; `out` is valid for a pointer write.
  */
 int32_t conode_node_client_url(const struct ConodeNode *node, char **out);
 
 /**
  * The node's status (the `/status` JSON) of a running node. Free with conode_string_free.
+ *
+ * # Safety
+ * `node` is a live node handle; `out` is valid for a pointer write.
  */
 int32_t conode_node_status_json(const struct ConodeNode *node, char **out);
 
 /**
  * Stops (if running) and frees a node. NULL is ignored.
+ *
+ * # Safety
+ * `node` is NULL or a node handle that is not used again.
  */
 void conode_node_free(struct ConodeNode *node);
 
 /**
  * Frees a string returned by this library. NULL is ignored.
+ *
+ * # Safety
+ * `s` is NULL or a string returned by this library that was not freed yet.
  */
 void conode_string_free(char *s);
+
+/**
+ * Frees a byte buffer returned by this library with its length. NULL is ignored.
+ *
+ * # Safety
+ * `bytes` is NULL or a buffer returned by this library, with the length returned beside it, that
+ * was not freed yet.
+ */
+void conode_bytes_free(uint8_t *bytes, size_t len);
+
+/**
+ * Verifies a collective (BLS-CoSi) signature: `signature` (96 bytes) is the aggregate signature of
+ * `message` by the members of `roster_toml` (`[[servers]]` TOML) set in `mask` (bit i = roster
+ * index i, LSB first, ceil(n/8) bytes), and they are at least `threshold` (0: the default
+ * `n - floor((n-1)/3)`). On success `*out_signers` (may be NULL) is the number of signers.
+ * CONODE_ERR_VERIFY when it does not verify, CONODE_ERR_CONFIG for a bad roster,
+ * CONODE_ERR_INVALID for a threshold above the roster size.
+ *
+ * # Safety
+ * Strings are NUL-terminated; each buffer is valid for its length (NULL allowed for length 0);
+ * `out_signers` is NULL or valid for a write.
+ */
+int32_t conode_verify_cosi(const char *roster_toml,
+                           const uint8_t *message,
+                           size_t message_len,
+                           const uint8_t *signature,
+                           size_t signature_len,
+                           const uint8_t *mask,
+                           size_t mask_len,
+                           size_t threshold,
+                           size_t *out_signers);
+
+/**
+ * Verifies a skipchain proof (the protobuf `Proof` that `/Skipchain/GetUpdateChain` returns): its
+ * first block is the trusted block `trusted_hash` (32 bytes: the genesis id or any block already
+ * trusted) and each block is linked to the next by a forward link collectively signed by the
+ * earlier block's roster. On success `*out_latest_index` and `out_latest_hash` (32 bytes) describe
+ * the newest block; both may be NULL. CONODE_ERR_VERIFY when the proof does not verify,
+ * CONODE_ERR_INVALID when it does not decode.
+ *
+ * # Safety
+ * Each buffer is valid for its length; `out_latest_index` is NULL or valid for a write;
+ * `out_latest_hash` is NULL or valid for 32 bytes.
+ */
+int32_t conode_verify_skipchain_proof(const uint8_t *trusted_hash,
+                                      size_t trusted_hash_len,
+                                      const uint8_t *proof,
+                                      size_t proof_len,
+                                      uint64_t *out_latest_index,
+                                      uint8_t *out_latest_hash);
+
+/**
+ * Verifies a drand beacon given as JSON (`/public/{round}`: `round`, `signature`,
+ * `previous_signature` for chained schemes, optional `randomness`) under the chain described by
+ * `chain_info_json` (drand's `/info`; its chain hash, when present, is checked against its fields).
+ * Supported schemes include `pedersen-bls-chained` and `bls-unchained-g1-rfc9380` (quicknet).
+ * On success `*out_round` and `out_randomness` (32 bytes) may be NULL.
+ * CONODE_ERR_VERIFY when the beacon does not verify, CONODE_ERR_INVALID when either JSON does
+ * not decode.
+ *
+ * # Safety
+ * Strings are NUL-terminated; `out_round` is NULL or valid for a write; `out_randomness` is NULL
+ * or valid for 32 bytes.
+ */
+int32_t conode_verify_beacon_json(const char *chain_info_json,
+                                  const char *beacon_json,
+                                  uint64_t *out_round,
+                                  uint8_t *out_randomness);
+
+/**
+ * Verifies the signature of `round` under the chain described by `chain_info_json` (drand's
+ * `/info`). `previous_signature` is required by chained schemes (NULL: none) and ignored by
+ * unchained ones. On success `out_randomness` (32 bytes, may be NULL) receives sha256(signature).
+ *
+ * # Safety
+ * `chain_info_json` is NUL-terminated; each buffer is valid for its length; `out_randomness` is
+ * NULL or valid for 32 bytes.
+ */
+int32_t conode_verify_beacon(const char *chain_info_json,
+                             uint64_t round,
+                             const uint8_t *signature,
+                             size_t signature_len,
+                             const uint8_t *previous_signature,
+                             size_t previous_signature_len,
+                             uint8_t *out_randomness);
+
+/**
+ * The chain hash (64 hex characters) of the chain described by `chain_info_json` (drand's
+ * `/info`), to pin a chain. Free with conode_string_free.
+ *
+ * # Safety
+ * `chain_info_json` is NUL-terminated; `out` is valid for a pointer write.
+ */
+int32_t conode_chain_info_hash(const char *chain_info_json, char **out);
 
 #ifdef __cplusplus
 }  // extern "C"

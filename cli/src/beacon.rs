@@ -35,7 +35,7 @@ pub struct InitArgs {
     #[arg(long)]
     threshold: Option<u32>,
     /// Roster index of the member that leads the DKG (its client port is used).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, visible_alias = "node", default_value_t = 0)]
     leader: usize,
     /// Client URL of the leader instead (ws://host:port); it must be in the roster.
     #[arg(long)]
@@ -55,6 +55,7 @@ pub struct InitArgs {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["url", "roster"])))]
 pub struct GetArgs {
     /// `latest` or a round number.
     which: String,
@@ -63,7 +64,13 @@ pub struct GetArgs {
     verify: bool,
     /// A member's client URL (http(s):// or ws(s)://), or a roster file (members tried in order).
     #[arg(long)]
-    url: String,
+    url: Option<String>,
+    /// Roster file: its members are tried in order (or only `--node I`).
+    #[arg(long)]
+    roster: Option<PathBuf>,
+    /// With --roster: ask only this member (roster index).
+    #[arg(long, requires = "roster")]
+    node: Option<usize>,
     /// Expected chain hash (hex): refuse a node serving another chain.
     #[arg(long)]
     chain_hash: Option<String>,
@@ -161,14 +168,23 @@ async fn init(a: InitArgs) -> Result<()> {
     Ok(())
 }
 
-/// HTTP base URLs to try for `--url`.
+fn to_http(u: &str) -> String {
+    u.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1).trim_end_matches('/').to_string()
+}
+
+/// HTTP base URLs of every member of a roster, in roster order.
+fn http_bases_of(roster: &Roster) -> Vec<String> {
+    roster.servers.iter().map(|si| to_http(&crate::check::client_base(si))).collect()
+}
+
+/// HTTP base URLs to try for `--url` (a URL, or a roster file whose members are tried in order).
 fn http_bases(url: &str) -> Result<Vec<String>> {
-    let to_http = |u: &str| u.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1).trim_end_matches('/').to_string();
     if url.contains("://") {
         return Ok(vec![to_http(url)]);
     }
-    let roster = Roster::load(std::path::Path::new(url)).with_context(|| format!("`{url}` is neither a URL nor a roster file"))?;
-    Ok(roster.servers.iter().map(|si| to_http(&crate::check::client_base(si))).collect())
+    let roster = Roster::load(std::path::Path::new(url))
+        .with_context(|| format!("--url `{url}` is neither a URL nor a roster file"))?;
+    Ok(http_bases_of(&roster))
 }
 
 async fn fetch(http: &reqwest::Client, base: &str, path: &str) -> Result<String> {
@@ -184,11 +200,27 @@ async fn fetch(http: &reqwest::Client, base: &str, path: &str) -> Result<String>
 async fn get(a: GetArgs) -> Result<()> {
     let path = match a.which.as_str() {
         "latest" => "/public/latest".to_string(),
-        n => format!("/public/{}", n.parse::<u64>().with_context(|| format!("`{n}` is neither `latest` nor a round number"))?),
+        n => format!(
+            "/public/{}",
+            n.parse::<u64>().with_context(|| format!("`{n}` is neither `latest` nor a round number"))?
+        ),
     };
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let bases = match (&a.url, &a.roster) {
+        (Some(u), _) => http_bases(u)?,
+        (None, Some(r)) => {
+            let all = http_bases_of(&Roster::load(r)?);
+            match a.node {
+                Some(i) => vec![all.get(i).cloned().with_context(|| {
+                    format!("--node {i}: the roster {} has only {} members", r.display(), all.len())
+                })?],
+                None => all,
+            }
+        }
+        (None, None) => bail!("give --url or --roster"),
+    };
     let mut last_err = None;
-    for base in http_bases(&a.url)? {
+    for base in bases {
         match get_from(&http, &base, &path, &a).await {
             Ok(()) => return Ok(()),
             Err(e) => {
@@ -237,14 +269,18 @@ pub fn reset(config: Option<PathBuf>, a: ResetArgs) -> Result<()> {
         let stdin = std::io::stdin();
         let mut out = std::io::stdout();
         if !confirm(&mut stdin.lock(), &mut out, &db)? {
-            println!("aborted, nothing changed");
-            return Ok(());
+            println!("nothing changed");
+            bail!("reset aborted: {} was kept", db.display());
         }
     }
     let storage = conode_core::storage::Storage::open(&dir, &id)
         .with_context(|| format!("opening {} (stop the node first)", db.display()))?;
     conode_core::services::beacon::store::reset(&storage)?;
-    println!("beacon chain, group, share and DKG transcripts dropped from {}; keys kept in {}", db.display(), path.display());
+    println!(
+        "beacon chain, group, share and DKG transcripts dropped from {}; keys kept in {}",
+        db.display(),
+        path.display()
+    );
     Ok(())
 }
 
@@ -256,11 +292,16 @@ fn confirm(input: &mut dyn BufRead, out: &mut dyn Write, db: &std::path::Path) -
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
-/// `conode bench beacon`: prints one JSON object with the latency and verification results.
-pub fn bench(members: usize, rounds: usize, scheme: &str, verifications: usize) -> Result<()> {
-    let scheme = Scheme::from_id(scheme)?;
-    let r = conode_core::services::beacon::bench::run(members, rounds, scheme, verifications)?;
-    println!("{}", serde_json::to_string(&r)?);
+/// `conode bench beacon`: one JSON line per member count and scheme with the tick-to-served latency
+/// and the verification rate (pure verifier vs raw blst) of the same run.
+pub fn bench(members: &[usize], rounds: usize, schemes: &[String], verifications: usize) -> Result<()> {
+    for id in schemes {
+        let scheme = Scheme::from_id(id).with_context(|| format!("--scheme `{id}`"))?;
+        for &n in members {
+            let r = conode_core::services::beacon::bench::run(n, rounds, scheme, verifications)?;
+            println!("{}", serde_json::json!({ "bench": "beacon", "members": n, "scheme": id, "result": r }));
+        }
+    }
     Ok(())
 }
 

@@ -42,6 +42,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         chain: u64,
     },
+    /// Beacon latency from the period tick to the beacon being served, and verifications per second
+    /// of the pure verifier against raw blst, from the same run.
+    Beacon {
+        /// Member counts to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "7")]
+        members: Vec<usize>,
+        /// Rounds (of 1 s) measured per member count.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// drand schemes (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "pedersen-bls-chained,bls-unchained-g1-rfc9380")]
+        scheme: Vec<String>,
+        /// Beacon verifications timed per verifier.
+        #[arg(long, default_value_t = 2000)]
+        verifications: usize,
+    },
 }
 
 /// Resident set size of this process in KiB (Linux).
@@ -66,6 +82,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Skipchain { nodes, appends, chain } => crate::bench_skipchain::run(&nodes, appends, chain),
+        BenchCommand::Beacon { members, rounds, scheme, verifications } => {
+            crate::beacon::bench(&members, rounds, &scheme, verifications)
+        }
     }
 }
 

@@ -1,13 +1,19 @@
 //! `conode`: the command-line front of the conode library. It parses arguments, sets up logging and
 //! hands everything else to `conode-core`; each subcommand lives in its own module.
 
+mod beacon;
 mod bench;
 mod bench_skipchain;
 mod check;
+mod cosign;
+mod input;
 mod logging;
+mod owner_key;
 mod run_nodes;
 mod server;
 mod setup;
+mod skipchain;
+mod target;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +41,18 @@ enum Command {
     Check(check::CheckArgs),
     /// Set up and run N local conodes (like the Go run_nodes.sh), restarting crashed ones.
     RunNodes(run_nodes::RunNodesArgs),
+    /// Ask a cothority for a collective signature (JSON on stdout, and in --out).
+    Sign(cosign::SignArgs),
+    /// Verify a collective signature file offline against a roster.
+    Verify(cosign::VerifyArgs),
+    /// Skipchains: create, append, get, update (proofs), verify.
+    #[command(subcommand)]
+    Skipchain(skipchain::SkipchainCommand),
+    /// drand-compatible randomness beacon: run the DKG, fetch and verify beacons.
+    #[command(subcommand)]
+    Beacon(beacon::BeaconCommand),
+    /// Drop this node's beacon chain, group and share (the node must be stopped); keeps the keys.
+    Reset(beacon::ResetArgs),
     /// Benchmarks printing machine-readable (JSON) results.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -48,6 +66,11 @@ fn main() {
         Command::Server(a) => server::run(cli.config, a),
         Command::Check(a) => check::run(a),
         Command::RunNodes(a) => run_nodes::run(a),
+        Command::Sign(a) => cosign::sign(a),
+        Command::Verify(a) => cosign::verify(a),
+        Command::Skipchain(c) => skipchain::run(c),
+        Command::Beacon(c) => beacon::run(c),
+        Command::Reset(a) => beacon::reset(cli.config, a),
         Command::Bench(b) => bench::run(b),
     };
     if let Err(e) = result {

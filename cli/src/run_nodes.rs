@@ -24,6 +24,10 @@ pub struct RunNodesArgs {
     /// Node port of the first conode; conode i uses port_base + 2i (and +1 for clients).
     #[arg(long, default_value_t = 7770)]
     port_base: u16,
+    /// Let any client ask these conodes for collective signatures (`/Cosi/Sign`); a signing oracle
+    /// for a local test cothority only. Off by default; existing configs are updated to match.
+    #[arg(long)]
+    allow_open_signing: bool,
 }
 
 struct Member {
@@ -100,7 +104,17 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
         let folder = args.dir.join(format!("co{}", i + 1));
         let private = folder.join("private.toml");
         let config = if private.exists() {
-            NodeConfig::load(&private)?
+            let mut config = NodeConfig::load(&private)?;
+            if config.allow_open_signing != args.allow_open_signing {
+                config.allow_open_signing = args.allow_open_signing;
+                config.save(&private, true)?;
+                println!(
+                    "conode {}: open signing {}",
+                    i + 1,
+                    if args.allow_open_signing { "turned on" } else { "turned off" }
+                );
+            }
+            config
         } else {
             let answers = Answers {
                 listen: None,
@@ -108,6 +122,7 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
                 port: args.port_base + 2 * i as u16,
                 description: format!("Conode_{}", i + 1),
                 folder: folder.clone(),
+                allow_open_signing: args.allow_open_signing,
             };
             write_config(&answers, false)?.1
         };
@@ -125,6 +140,9 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
     }
     if wait_ready(&roster, Instant::now() + Duration::from_secs(30)) {
         println!("cothority of {} conodes running; roster in {}", args.nodes, roster_path.display());
+        if args.allow_open_signing {
+            println!("open signing is on: any client may ask for collective signatures");
+        }
         println!("check it with: {} check {}", exe.display(), roster_path.display());
         println!("press Ctrl-C to stop");
     } else {

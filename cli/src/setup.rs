@@ -36,6 +36,8 @@ pub struct Answers {
     pub port: u16,
     pub description: String,
     pub folder: PathBuf,
+    /// Whether `/Cosi/Sign` serves any client (`AllowOpenSigning`); off unless asked for.
+    pub allow_open_signing: bool,
 }
 
 /// Writes private.toml and public.toml into `a.folder`. Refuses to overwrite unless allowed.
@@ -44,6 +46,7 @@ pub fn write_config(a: &Answers, overwrite: bool) -> Result<(PathBuf, NodeConfig
     let mut config = NodeConfig::generate(address, a.description.clone());
     config.listen_address = a.listen.clone();
     config.data_dir = Some(absolute(&a.folder));
+    config.allow_open_signing = a.allow_open_signing;
     let private = a.folder.join("private.toml");
     config.save(&private, overwrite)?;
     Roster::new(vec![config.server_identity()]).save(&a.folder.join("public.toml"), true)?;
@@ -66,6 +69,7 @@ pub fn run(args: SetupArgs) -> Result<()> {
             port,
             description: args.description.unwrap_or_default(),
             folder: args.folder.unwrap_or_else(paths::default_config_dir),
+            allow_open_signing: false,
         };
         let (path, config) = write_config(&answers, args.overwrite)?;
         print_done(&path, &config);
@@ -135,6 +139,7 @@ pub fn interactive(input: &mut dyn BufRead, out: &mut dyn Write) -> Result<()> {
         port,
         description,
         folder,
+        allow_open_signing: false,
     };
     let (path, config) = write_config(&answers, overwrite)?;
     print_done_to(out, &path, &config)?;

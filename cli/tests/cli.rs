@@ -1,21 +1,27 @@
 //! The `conode` binary as an operator uses it: setup (interactive over stdin and non-interactive),
-//! refusals on bad input, `check` against a live and a partly stopped roster, `server` and `run-nodes`.
+//! refusals on bad input, `check` against a live and a partly stopped roster, `server` and
+//! `run-nodes`; and, in the modules below, the client commands against live local cothorities.
 
-use conode_core::cluster::{allocate_port_pair, LocalCluster};
+#[path = "cli/bad_input.rs"]
+mod bad_input;
+#[path = "cli/beacon_cmds.rs"]
+mod beacon_cmds;
+#[path = "cli/sigkill.rs"]
+mod sigkill;
+#[path = "cli/sign_verify.rs"]
+mod sign_verify;
+#[path = "cli/skipchain_cmds.rs"]
+mod skipchain_cmds;
+#[path = "cli/support.rs"]
+mod support;
+
+use conode_core::cluster::LocalCluster;
 use conode_core::config::{NodeConfig, Roster};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn conode() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_conode"))
-}
-
-fn free_port() -> u16 {
-    let (a, _b) = allocate_port_pair().unwrap();
-    a.local_addr().unwrap().port()
-}
+use support::{conode, free_port, free_port_base, is_root, wait_line};
 
 #[test]
 fn setup_non_interactive_writes_configs_and_never_overwrites() {
@@ -123,27 +129,6 @@ fn check_and_server_refuse_bad_files() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope/private.toml"));
 }
 
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn wait_line(reader: &mut impl BufRead, needle: &str, deadline: Instant) -> String {
-    let mut seen = String::new();
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if line.contains(needle) {
-            return seen;
-        }
-    }
-    panic!("`{needle}` not printed in time; output so far:\n{seen}");
-}
-
 fn setup_node(folder: &Path, port: u16) {
     let out = conode()
         .args(["setup", "--non-interactive", "--port", &port.to_string()])
@@ -187,15 +172,7 @@ fn pids_of(pattern: &str) -> Vec<i32> {
 fn run_nodes_restarts_a_crashed_node_and_stops_all() {
     let dir = tempfile::tempdir().unwrap();
     // Two consecutive port pairs starting at a free base.
-    let base = loop {
-        let p = free_port();
-        if p < 60000
-            && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 3)).is_ok()
-        {
-            break p;
-        }
-    };
+    let base = free_port_base(2);
     let mut child = conode()
         .args(["run-nodes", "-n", "2", "-v", "0", "--port-base", &base.to_string(), "-d"])
         .arg(dir.path())

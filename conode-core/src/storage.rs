@@ -92,6 +92,11 @@ impl Storage {
         Ok(())
     }
 
+    /// Bytes the database takes on disk (cheap: no scan of the entries).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// Statistics for the status service.
     pub fn stats(&self) -> StorageStats {
         let trees: Vec<String> = self

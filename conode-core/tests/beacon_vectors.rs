@@ -1,12 +1,12 @@
-//! The drand beacon verifier against real League of Entropy beacons (shared/vectors/drand.json,
-//! beside the repository checkout).
+//! The drand beacon verifier against real League of Entropy beacons (tests/vectors/drand.json, a copy
+//! of shared/vectors/drand.json kept in the repository so a bare checkout tests it).
 
 use conode_core::verify::beacon::{
     randomness, verify_beacon, Beacon, BeaconError, ChainInfo, PointProblem, PreparedChain, Scheme,
 };
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/drand.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/drand.json");
 
 fn load() -> Value {
     let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("reading {VECTORS}: {e}"));

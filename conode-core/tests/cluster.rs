@@ -111,3 +111,31 @@ fn stop_and_restart_one_node() {
     // Reconnects (after backoff) within the deadline.
     rt.block_on(net0.ping(&roster.servers[2], Duration::from_secs(15))).unwrap();
 }
+
+#[test]
+fn metrics_and_status_page_for_operators() {
+    let cluster = LocalCluster::new(2).unwrap();
+    let http = cluster.client_url(0).unwrap().replace("ws://", "http://");
+    let id = cluster.node(0).server_identity().public.node_id();
+    // Make the nodes talk so that the byte counters move.
+    let peer = cluster.node(1).server_identity();
+    cluster.runtime().block_on(cluster.node(0).network().unwrap().ping(&peer, Duration::from_secs(10))).unwrap();
+    let (metrics, content_type, page) = cluster.runtime().block_on(async {
+        let resp = reqwest::get(format!("{http}/metrics")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let metrics = resp.text().await.unwrap();
+        let page = reqwest::get(format!("{http}/")).await.unwrap().text().await.unwrap();
+        (metrics, ct, page)
+    });
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(metrics.contains(&format!("id=\"{id}\"")), "{metrics}");
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("conode_network_sent_bytes_total") > 0.0);
+    assert!(value("conode_network_peer_connections") >= 1.0);
+    assert!(value("conode_db_size_bytes") > 0.0);
+    assert!(page.contains("<h1>conode local node 0</h1>") && page.contains("Generic"), "{page}");
+}

@@ -12,8 +12,11 @@ pub struct ConodeConfig {
 }
 
 /// Loads private.toml from `path` (refused when group/world readable).
+///
+/// # Safety
+/// `path` is NUL-terminated; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_config_from_file(path: *const c_char, out: *mut *mut ConodeConfig) -> i32 {
+pub unsafe extern "C" fn conode_config_from_file(path: *const c_char, out: *mut *mut ConodeConfig) -> i32 {
     guard(|| {
         let path = read_str(path, "path")?;
         non_null(out, "out")?;
@@ -24,8 +27,11 @@ pub extern "C" fn conode_config_from_file(path: *const c_char, out: *mut *mut Co
 }
 
 /// Parses private.toml content from a string.
+///
+/// # Safety
+/// `toml` is NUL-terminated; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_config_from_toml(toml: *const c_char, out: *mut *mut ConodeConfig) -> i32 {
+pub unsafe extern "C" fn conode_config_from_toml(toml: *const c_char, out: *mut *mut ConodeConfig) -> i32 {
     guard(|| {
         let text = read_str(toml, "toml")?;
         non_null(out, "out")?;
@@ -36,8 +42,11 @@ pub extern "C" fn conode_config_from_toml(toml: *const c_char, out: *mut *mut Co
 }
 
 /// New keys for a node at `host:port` (port 0: both ports ephemeral, for tests and embedding).
+///
+/// # Safety
+/// `host` and `description` are NUL-terminated; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_config_generate(
+pub unsafe extern "C" fn conode_config_generate(
     host: *const c_char,
     port: u16,
     description: *const c_char,
@@ -55,8 +64,11 @@ pub extern "C" fn conode_config_generate(
 }
 
 /// The private.toml text of `config` (contains secrets: handle with care). Free with conode_string_free.
+///
+/// # Safety
+/// `config` is a live config handle; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_config_to_toml(config: *const ConodeConfig, out: *mut *mut c_char) -> i32 {
+pub unsafe extern "C" fn conode_config_to_toml(config: *const ConodeConfig, out: *mut *mut c_char) -> i32 {
     guard(|| {
         let c = handle_ref(config, "config")?;
         non_null(out, "out")?;
@@ -65,8 +77,11 @@ pub extern "C" fn conode_config_to_toml(config: *const ConodeConfig, out: *mut *
 }
 
 /// The hex Ed25519 public key of `config`. Free with conode_string_free.
+///
+/// # Safety
+/// `config` is a live config handle; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_config_public_key(config: *const ConodeConfig, out: *mut *mut c_char) -> i32 {
+pub unsafe extern "C" fn conode_config_public_key(config: *const ConodeConfig, out: *mut *mut c_char) -> i32 {
     guard(|| {
         let c = handle_ref(config, "config")?;
         non_null(out, "out")?;
@@ -75,8 +90,11 @@ pub extern "C" fn conode_config_public_key(config: *const ConodeConfig, out: *mu
 }
 
 /// Frees a config. NULL is ignored.
+///
+/// # Safety
+/// `config` is NULL or a config handle that is not used again.
 #[no_mangle]
-pub extern "C" fn conode_config_free(config: *mut ConodeConfig) {
+pub unsafe extern "C" fn conode_config_free(config: *mut ConodeConfig) {
     let _ = guard(|| {
         free_handle(config);
         Ok(())

@@ -38,6 +38,7 @@ impl FfiError {
     }
 }
 
+#[cfg(feature = "node")]
 impl From<conode_core::NodeError> for FfiError {
     fn from(e: conode_core::NodeError) -> Self {
         use conode_core::NodeError as E;

@@ -2,7 +2,7 @@
 
 use crate::config::ConodeConfig;
 use crate::error::{guard, non_null, FfiError, CONODE_ERR_STATE};
-use crate::strings::{free_handle, handle_mut, handle_ref, read_opt_str, write_handle, write_string};
+use crate::strings::{free_handle, handle_mut, handle_ref, read_opt_str, write_handle, write_string, write_value};
 use conode_core::{Node, NodeBuilder};
 use std::ffi::c_char;
 
@@ -13,8 +13,11 @@ pub struct ConodeNode {
 
 /// Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir
 /// or the OS data dir holds the database.
+///
+/// # Safety
+/// `config` is a live config handle; `data_dir` is NULL or NUL-terminated; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_node_new(
+pub unsafe extern "C" fn conode_node_new(
     config: *const ConodeConfig,
     data_dir: *const c_char,
     out: *mut *mut ConodeNode,
@@ -33,32 +36,43 @@ pub extern "C" fn conode_node_new(
 }
 
 /// Starts the node; returns once both ports accept connections. CONODE_ERR_STATE if running.
+///
+/// # Safety
+/// `node` is a live node handle not used by another thread during the call.
 #[no_mangle]
-pub extern "C" fn conode_node_start(node: *mut ConodeNode) -> i32 {
+pub unsafe extern "C" fn conode_node_start(node: *mut ConodeNode) -> i32 {
     guard(|| Ok(handle_mut(node, "node")?.inner.start()?))
 }
 
 /// Stops the node gracefully. CONODE_ERR_STATE if not running.
+///
+/// # Safety
+/// `node` is a live node handle not used by another thread during the call.
 #[no_mangle]
-pub extern "C" fn conode_node_stop(node: *mut ConodeNode) -> i32 {
+pub unsafe extern "C" fn conode_node_stop(node: *mut ConodeNode) -> i32 {
     guard(|| Ok(handle_mut(node, "node")?.inner.stop()?))
 }
 
 /// Writes whether the node is running.
+///
+/// # Safety
+/// `node` is a live node handle; `out` is valid for a write.
 #[no_mangle]
-pub extern "C" fn conode_node_is_running(node: *const ConodeNode, out: *mut bool) -> i32 {
+pub unsafe extern "C" fn conode_node_is_running(node: *const ConodeNode, out: *mut bool) -> i32 {
     guard(|| {
         let n = handle_ref(node, "node")?;
         non_null(out, "out")?;
-        // SAFETY: NULL-checked.
-        unsafe { *out = n.inner.is_running() };
+        write_value(out, n.inner.is_running());
         Ok(())
     })
 }
 
 /// The client-port base URL (`ws://host:port`) of a running node. Free with conode_string_free.
+///
+/// # Safety
+/// `node` is a live node handle; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_node_client_url(node: *const ConodeNode, out: *mut *mut c_char) -> i32 {
+pub unsafe extern "C" fn conode_node_client_url(node: *const ConodeNode, out: *mut *mut c_char) -> i32 {
     guard(|| {
         let n = handle_ref(node, "node")?;
         non_null(out, "out")?;
@@ -68,8 +82,11 @@ pub extern "C" fn conode_node_client_url(node: *const ConodeNode, out: *mut *mut
 }
 
 /// The node's status (the `/status` JSON) of a running node. Free with conode_string_free.
+///
+/// # Safety
+/// `node` is a live node handle; `out` is valid for a pointer write.
 #[no_mangle]
-pub extern "C" fn conode_node_status_json(node: *const ConodeNode, out: *mut *mut c_char) -> i32 {
+pub unsafe extern "C" fn conode_node_status_json(node: *const ConodeNode, out: *mut *mut c_char) -> i32 {
     guard(|| {
         let n = handle_ref(node, "node")?;
         non_null(out, "out")?;
@@ -80,8 +97,11 @@ pub extern "C" fn conode_node_status_json(node: *const ConodeNode, out: *mut *mu
 }
 
 /// Stops (if running) and frees a node. NULL is ignored.
+///
+/// # Safety
+/// `node` is NULL or a node handle that is not used again.
 #[no_mangle]
-pub extern "C" fn conode_node_free(node: *mut ConodeNode) {
+pub unsafe extern "C" fn conode_node_free(node: *mut ConodeNode) {
     let _ = guard(|| {
         free_handle(node);
         Ok(())

@@ -1,15 +1,72 @@
-//! `LocalCluster`: N conodes in this process on loopback, sharing one runtime.
+//! `LocalCluster`: N conodes in this process on loopback, sharing one runtime, and the services
+//! run on it from Python: collective signing, skipchains and a randomness beacon.
 
+use crate::beacon::PyBeaconChain;
 use crate::config::{members_of, PyMember, PyRoster};
-use crate::errors::{closed, node_error};
+use crate::cosi::PyCollectiveSignature;
+use crate::errors::{closed, cosi_error, node_error, skipchain_error, NotRunningError, RefusedError};
+use crate::keys::{OwnerArg, PyIdentityKey};
 use crate::node::{drop_without_gil, lock};
-use crate::status::{local_status, StatusDict};
+use crate::skipchain::PySkipBlock;
+use crate::status::{local_status, seconds, StatusDict};
 use conode_core::cluster::{ClusterOptions, LocalCluster};
 use conode_core::config::Roster;
+use conode_core::services::beacon::messages::{InitRequest, InitResponse};
+use conode_core::services::beacon::BeaconService;
+use conode_core::services::cosi::{self, CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
+use conode_core::services::skipchain::messages::{append_message, Append};
+use conode_core::services::skipchain::{self, SkipchainError};
+use conode_core::services::ServiceError;
+use conode_core::verify::beacon::{ChainInfo, Scheme};
+use conode_core::verify::skipchain::SkipBlock;
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Mutex;
+
+/// Why a service call on the cluster failed (made without the GIL, turned into an exception
+/// after).
+enum Failure {
+    /// The node asked for is stopped.
+    Stopped(usize),
+    /// Every node is stopped.
+    NoneRunning,
+    Cosi(CosiError),
+    Skipchain(SkipchainError),
+    Service(ServiceError),
+    Runtime(String),
+}
+
+impl Failure {
+    fn into_py(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Stopped(i) => PyErr::new::<NotRunningError, _>(format!("node {i} of the cluster is not running")),
+            Failure::NoneRunning => PyErr::new::<NotRunningError, _>("no node of the cluster is running"),
+            Failure::Cosi(e) => cosi_error(py, e),
+            Failure::Skipchain(e) => skipchain_error(py, e),
+            Failure::Service(e) => match e {
+                ServiceError::BadRequest(m) => PyValueError::new_err(m),
+                ServiceError::Refused(m) => PyErr::new::<RefusedError, _>(format!("refused: {m}")),
+                e => PyErr::new::<crate::errors::ConodeError, _>(e.to_string()),
+            },
+            Failure::Runtime(m) => PyErr::new::<crate::errors::ConodeError, _>(m),
+        }
+    }
+}
+
+/// Node `node` when it runs, else the first running node.
+fn acting_node(c: &LocalCluster, node: Option<usize>) -> Result<usize, Failure> {
+    match node {
+        Some(i) if c.node(i).is_running() => Ok(i),
+        Some(i) => Err(Failure::Stopped(i)),
+        None => (0..c.len()).find(|&i| c.node(i).is_running()).ok_or(Failure::NoneRunning),
+    }
+}
+
+fn skipchain_of(c: &LocalCluster, i: usize) -> Result<skipchain::SkipchainService, Failure> {
+    skipchain::service_of(c.node(i)).ok_or_else(|| Failure::Runtime(format!("node {i} has no skipchain service")))
+}
 
 /// N conodes in this process on 127.0.0.1, each on its own pair of free ports, sharing one tokio
 /// runtime. The constructor returns when every node accepts connections. Use it as a context
@@ -27,6 +84,24 @@ impl PyLocalCluster {
         py.detach(|| lock(&self.inner).as_mut().map(f)).ok_or_else(|| closed("cluster"))
     }
 
+    /// `index` for an optional node argument.
+    fn node_index(&self, node: Option<isize>) -> PyResult<Option<usize>> {
+        node.map(|i| self.index(i)).transpose()
+    }
+
+    /// The beacon service of node `node` (default: the first running node).
+    pub(crate) fn beacon_service(&self, py: Python<'_>, node: Option<isize>) -> PyResult<BeaconService> {
+        let node = self.node_index(node)?;
+        self.with(py, |c| {
+            let i = acting_node(c, node)?;
+            c.node(i)
+                .context()
+                .and_then(BeaconService::of)
+                .ok_or_else(|| Failure::Runtime(format!("node {i} has no beacon service")))
+        })?
+        .map_err(|f| f.into_py(py))
+    }
+
     /// Python-style index (negative counts from the end) → position, or IndexError.
     fn index(&self, i: isize) -> PyResult<usize> {
         let n = self.roster.len() as isize;
@@ -36,6 +111,10 @@ impl PyLocalCluster {
         }
         Ok(j as usize)
     }
+}
+
+fn hex8(b: &[u8]) -> String {
+    b.iter().take(8).map(|x| format!("{x:02x}")).collect()
 }
 
 impl Drop for PyLocalCluster {
@@ -145,6 +224,179 @@ impl PyLocalCluster {
             n.context().map(|ctx| local_status(ctx, &n.server_identity()))
         })?
         .ok_or_else(|| node_error(py, conode_core::NodeError::NotRunning))
+    }
+
+    /// Signs `message` collectively with the whole roster (open signing: the cluster must allow
+    /// it, the default). The round is led by node `node` (default: the first running node);
+    /// `threshold` is the number of signers required (default n − ⌊(n − 1) / 3⌋), `timeout` the
+    /// per-level wait in seconds (default 5; stopped nodes cost about twice that). Raises
+    /// ThresholdError naming the missing members when too few sign, RefusedError when open
+    /// signing is disabled.
+    #[pyo3(signature = (message, threshold = None, timeout = None, node = None))]
+    fn sign(
+        &self,
+        py: Python<'_>,
+        message: Cow<'_, [u8]>,
+        threshold: Option<usize>,
+        timeout: Option<f64>,
+        node: Option<isize>,
+    ) -> PyResult<PyCollectiveSignature> {
+        let node = self.node_index(node)?;
+        let level = timeout.map(|t| seconds(t, false)).transpose()?;
+        let policy = threshold.map(Policy::Threshold).unwrap_or_default();
+        let roster = &self.roster;
+        let msg: &[u8] = &message;
+        let outcome = self.with(py, |c| -> Result<SignOutcome, Failure> {
+            let i = acting_node(c, node)?;
+            let svc = cosi::service_of(c.node(i)).ok_or(Failure::Stopped(i))?;
+            let level = level.unwrap_or_else(|| svc.options().level_timeout);
+            c.runtime()
+                .block_on(svc.sign_with_timeout(roster, msg, OPEN_SIGNING_PURPOSE, &[], policy, level))
+                .map_err(Failure::Cosi)
+        })?;
+        outcome.map(|o| PyCollectiveSignature::from_outcome(msg, o)).map_err(|f| f.into_py(py))
+    }
+
+    /// Creates a skipchain on the whole roster and returns its genesis block (stored on every
+    /// running member). `owners` are the keys allowed to append (IdentityKey or hex public key).
+    #[pyo3(signature = (owners, data = None, *, base_height = 2, maximum_height = 8, node = None))]
+    fn create_skipchain(
+        &self,
+        py: Python<'_>,
+        owners: Vec<OwnerArg<'_>>,
+        data: Option<Cow<'_, [u8]>>,
+        base_height: u32,
+        maximum_height: u32,
+        node: Option<isize>,
+    ) -> PyResult<PySkipBlock> {
+        let node = self.node_index(node)?;
+        let owners = owners.iter().map(|o| o.public()).collect::<PyResult<Vec<_>>>()?;
+        let data = data.map(|d| d.into_owned()).unwrap_or_default();
+        let roster = &self.roster;
+        let block = self.with(py, |c| -> Result<SkipBlock, Failure> {
+            let i = acting_node(c, node)?;
+            let svc = skipchain_of(c, i)?;
+            c.runtime()
+                .block_on(svc.create_chain(roster, base_height, maximum_height, owners, data))
+                .map_err(Failure::Skipchain)
+        })?;
+        block.map(|inner| PySkipBlock { inner }).map_err(|f| f.into_py(py))
+    }
+
+    /// Appends a block with `data` to the chain `genesis` (its genesis id), signed by `owner`;
+    /// returns the new block once its forward links are collectively signed. Raises RefusedError
+    /// when `owner` is not an owner of the chain, NotFoundError for an unknown chain.
+    #[pyo3(signature = (genesis, data, owner, *, node = None))]
+    fn append_block(
+        &self,
+        py: Python<'_>,
+        genesis: Cow<'_, [u8]>,
+        data: Cow<'_, [u8]>,
+        owner: &PyIdentityKey,
+        node: Option<isize>,
+    ) -> PyResult<PySkipBlock> {
+        let node = self.node_index(node)?;
+        let (genesis, data): (&[u8], &[u8]) = (&genesis, &data);
+        let owner = &owner.inner;
+        let block = self.with(py, |c| -> Result<SkipBlock, Failure> {
+            let i = acting_node(c, node)?;
+            let svc = skipchain_of(c, i)?;
+            let latest = svc
+                .store()
+                .latest_index(genesis)
+                .ok_or_else(|| Failure::Skipchain(SkipchainError::UnknownChain(hex8(genesis))))?;
+            let index = latest + 1;
+            let req = Append {
+                genesis: genesis.to_vec(),
+                index,
+                data: data.to_vec(),
+                new_roster_toml: String::new(),
+                owner: owner.public().as_bytes().to_vec(),
+                signature: owner.sign(&append_message(genesis, index, data, None)).to_vec(),
+            };
+            c.runtime().block_on(svc.append(req)).map_err(Failure::Skipchain)
+        })?;
+        block.map(|inner| PySkipBlock { inner }).map_err(|f| f.into_py(py))
+    }
+
+    /// The shortest proof from block `trusted` (usually the genesis id) to the newest block, as
+    /// node `node` holds it: `[trusted, ..., newest]`, checked by `conode.verify_skipchain`.
+    #[pyo3(signature = (trusted, *, node = None))]
+    fn skipchain_proof(
+        &self,
+        py: Python<'_>,
+        trusted: Cow<'_, [u8]>,
+        node: Option<isize>,
+    ) -> PyResult<Vec<PySkipBlock>> {
+        let node = self.node_index(node)?;
+        let from: &[u8] = &trusted;
+        let blocks = self.with(py, |c| -> Result<Vec<SkipBlock>, Failure> {
+            let i = acting_node(c, node)?;
+            skipchain_of(c, i)?.update_chain(from).map_err(Failure::Skipchain)
+        })?;
+        blocks.map(|b| b.into_iter().map(|inner| PySkipBlock { inner }).collect()).map_err(|f| f.into_py(py))
+    }
+
+    /// Starts a drand-compatible randomness beacon on the whole roster: node `node` leads a DKG
+    /// (each phase at most `phase_timeout` seconds, ending early when everyone answered), round 1
+    /// is due `genesis_delay` seconds after the start (default: four phases plus a period), then
+    /// one round every `period` seconds. `scheme` is a drand scheme id ("pedersen-bls-chained",
+    /// "bls-unchained-g1-rfc9380", ...), `threshold` the signers per round (default ⌊n/2⌋ + 1).
+    /// Returns once the DKG is done. A node runs one chain: a second call raises RefusedError.
+    #[pyo3(signature = (
+        scheme = "pedersen-bls-chained", *, period = 1, threshold = None, phase_timeout = 2.0,
+        genesis_delay = None, beacon_id = "", node = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn start_beacon(
+        slf: &Bound<'_, Self>,
+        scheme: &str,
+        period: u32,
+        threshold: Option<u32>,
+        phase_timeout: f64,
+        genesis_delay: Option<f64>,
+        beacon_id: &str,
+        node: Option<isize>,
+    ) -> PyResult<PyBeaconChain> {
+        let py = slf.py();
+        let this = slf.get();
+        let node = this.node_index(node)?;
+        let scheme = Scheme::from_id(scheme).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if period == 0 {
+            return Err(PyValueError::new_err("period must be at least 1 second"));
+        }
+        if threshold == Some(0) {
+            return Err(PyValueError::new_err("threshold must be at least 1"));
+        }
+        let phase = seconds(phase_timeout, false)?;
+        let delay = genesis_delay.map(|d| seconds(d, false)).transpose()?;
+        let req = InitRequest {
+            roster_toml: this.roster.to_toml(),
+            scheme: scheme.id().to_string(),
+            period_secs: period,
+            threshold: threshold.unwrap_or(0),
+            phase_timeout_ms: (phase.as_millis() as u64).max(1),
+            genesis_time: 0,
+            genesis_delay_ms: delay.map(|d| (d.as_millis() as u64).max(1)).unwrap_or(0),
+            beacon_id: beacon_id.to_string(),
+        };
+        let resp = this.with(py, |c| -> Result<InitResponse, Failure> {
+            let i = acting_node(c, node)?;
+            let svc = c
+                .node(i)
+                .context()
+                .and_then(BeaconService::of)
+                .ok_or_else(|| Failure::Runtime(format!("node {i} has no beacon service")))?;
+            c.runtime().block_on(svc.init(req)).map_err(Failure::Service)
+        })?;
+        let resp = resp.map_err(|f| f.into_py(py))?;
+        let info = ChainInfo::from_drand_json(&resp.info_json).map_err(crate::beacon::parse_error)?;
+        Ok(PyBeaconChain {
+            cluster: slf.clone().unbind(),
+            info,
+            group_toml: resp.group_toml,
+            qualified: resp.qualified,
+        })
     }
 
     /// Stops every node and removes the temporary folder. Idempotent.

@@ -8,16 +8,24 @@
 //! ├── StateError              the call does not fit the object's state
 //! │   ├── AlreadyRunningError
 //! │   └── NotRunningError
-//! └── VerifyError             a signature, proof or beacon does not verify
+//! ├── VerifyError             a signature, proof or beacon does not verify
+//! ├── RefusedError            a conode refused the request (.url)
+//! ├── ThresholdError          too few members took part (.missing, .signed, .required, .url)
+//! └── NotFoundError           no such chain, block or round (yet) (.url)
 //! ```
 //!
-//! Every message is the library's own (it names the file, field, address or URL).
+//! Every message is the library's own (it names the file, field, address or URL). Errors that come
+//! back over the client port are WebSocket close reasons (one line of at most 123 bytes): their
+//! class is chosen from the reason's stable prefix (`refused: `, `threshold not reached: `, ...),
+//! and anything else stays a NetworkError.
 
 use conode_core::api::client::ClientError;
 use conode_core::config::ConfigError as CoreConfigError;
+use conode_core::services::cosi::CosiError;
+use conode_core::services::skipchain::SkipchainError;
 use conode_core::NodeError;
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
 create_exception!(conode, ConodeError, PyException, "Base class of every error raised by conode.");
@@ -45,6 +53,27 @@ create_exception!(
     ConodeError,
     "A collective signature, skipchain proof or beacon does not verify."
 );
+create_exception!(
+    conode,
+    RefusedError,
+    ConodeError,
+    "A conode refused the request: the signer is not an owner of the chain, open signing is \
+     disabled, the owner's signature does not verify, ... `url` is set when the refusal came over \
+     a client port."
+);
+create_exception!(
+    conode,
+    ThresholdError,
+    ConodeError,
+    "Too few members signed: `missing` lists the roster indices of the members not in the \
+     signature (down, refused or invalid), `signed` and `required` count signers when known."
+);
+create_exception!(
+    conode,
+    NotFoundError,
+    ConodeError,
+    "The chain, block or beacon round does not exist on the node (or not yet)."
+);
 
 /// Adds the exception classes to the module and gives the attribute-carrying ones class-level
 /// defaults, so `e.file` / `e.url` also work on instances raised from Python code.
@@ -63,6 +92,18 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AlreadyRunningError", py.get_type::<AlreadyRunningError>())?;
     m.add("NotRunningError", py.get_type::<NotRunningError>())?;
     m.add("VerifyError", py.get_type::<VerifyError>())?;
+    let refused = py.get_type::<RefusedError>();
+    refused.setattr("url", py.None())?;
+    m.add("RefusedError", refused)?;
+    let threshold = py.get_type::<ThresholdError>();
+    threshold.setattr("url", py.None())?;
+    threshold.setattr("missing", pyo3::types::PyTuple::empty(py))?;
+    threshold.setattr("signed", py.None())?;
+    threshold.setattr("required", py.None())?;
+    m.add("ThresholdError", threshold)?;
+    let not_found = py.get_type::<NotFoundError>();
+    not_found.setattr("url", py.None())?;
+    m.add("NotFoundError", not_found)?;
     Ok(())
 }
 
@@ -101,7 +142,8 @@ pub fn config_value_error(py: Python<'_>, field: &str, message: String) -> PyErr
     with_attrs(py, err, &[("file", None), ("field", Some(field.to_string()))])
 }
 
-/// A NetworkError from the client-port client, with `url` set.
+/// An error of the client-port client, with `url` set: a service error whose reason has a known
+/// prefix becomes RefusedError / ThresholdError / NotFoundError, everything else NetworkError.
 pub fn client_error(py: Python<'_>, e: &ClientError) -> PyErr {
     let url = match e {
         ClientError::Connect { url, .. }
@@ -111,7 +153,117 @@ pub fn client_error(py: Python<'_>, e: &ClientError) -> PyErr {
         #[allow(unreachable_patterns)]
         _ => None,
     };
+    if let ClientError::Service { reason, .. } = e {
+        if let Some(err) = service_reason_error(py, reason, e.to_string(), url.clone()) {
+            return err;
+        }
+    }
     network_error(py, e.to_string(), url)
+}
+
+/// The exception for a service's close reason, when the reason says what kind of error it is.
+fn service_reason_error(py: Python<'_>, reason: &str, message: String, url: Option<String>) -> Option<PyErr> {
+    if reason.starts_with("refused: ") {
+        return Some(with_attrs(py, PyErr::new::<RefusedError, _>(message), &[("url", url)]));
+    }
+    if reason.starts_with("threshold not reached") {
+        let missing = missing_from_reason(reason);
+        let (signed, required) = counts_from_reason(reason);
+        return Some(threshold_error(py, message, missing, signed, required, url));
+    }
+    let not_found = ["unknown chain", "unknown block", "no such block", "no beacon", "no beacon chain"];
+    if not_found.iter().any(|p| reason.starts_with(p))
+        || (reason.starts_with("round ") && reason.ends_with("is not available"))
+    {
+        return Some(with_attrs(py, PyErr::new::<NotFoundError, _>(message), &[("url", url)]));
+    }
+    None
+}
+
+/// Roster indices named in a threshold reason: the `#i` tokens before the ` -- ` that starts the
+/// details (the reason may be cut off after them).
+fn missing_from_reason(reason: &str) -> Vec<usize> {
+    let head = reason.split(" -- ").next().unwrap_or(reason);
+    let list = head.split("missing ").nth(1).unwrap_or("");
+    let mut v: Vec<usize> =
+        list.split_whitespace().filter_map(|t| t.strip_prefix('#')).filter_map(|t| t.parse().ok()).collect();
+    // A token cut off by the length limit would be a wrong index: only keep complete ones.
+    if !reason.contains(" -- ") {
+        v.pop();
+    }
+    v
+}
+
+/// `(signed, required)` from "threshold not reached: S of N signed, R required; ...".
+fn counts_from_reason(reason: &str) -> (Option<usize>, Option<usize>) {
+    let body = reason.trim_start_matches("threshold not reached:").trim();
+    let signed = body.split_whitespace().next().and_then(|t| t.parse().ok());
+    let required = body.split(", ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|t| t.parse().ok());
+    (signed, required)
+}
+
+/// A ThresholdError with its attributes.
+pub fn threshold_error(
+    py: Python<'_>,
+    message: String,
+    missing: Vec<usize>,
+    signed: Option<usize>,
+    required: Option<usize>,
+    url: Option<String>,
+) -> PyErr {
+    let err = PyErr::new::<ThresholdError, _>(message);
+    {
+        let value = err.value(py);
+        if let Ok(t) = pyo3::types::PyTuple::new(py, missing) {
+            let _ = value.setattr("missing", t);
+        }
+        let _ = value.setattr("signed", signed);
+        let _ = value.setattr("required", required);
+        let _ = value.setattr("url", url);
+    }
+    err
+}
+
+/// Maps an in-process collective-signing failure.
+pub fn cosi_error(py: Python<'_>, e: CosiError) -> PyErr {
+    cosi_error_in(py, e, "")
+}
+
+/// `cosi_error` with `context` put in front of the message.
+fn cosi_error_in(py: Python<'_>, e: CosiError, context: &str) -> PyErr {
+    let message = format!("{context}{e}");
+    match e {
+        CosiError::ThresholdNotReached { signed, required, missing, .. } => {
+            let idx = missing.iter().map(|(_, x)| x.index).collect();
+            threshold_error(py, message, idx, Some(signed), Some(required), None)
+        }
+        CosiError::Refused(_) => PyErr::new::<RefusedError, _>(message),
+        CosiError::BadRoster(_) | CosiError::KeyMismatch(_) | CosiError::NotInRoster(_) | CosiError::NoKey => {
+            let err = PyErr::new::<ConfigError, _>(message);
+            with_attrs(py, err, &[("file", None), ("field", Some("roster".into()))])
+        }
+        CosiError::Policy(_) | CosiError::BadRequest(_) => PyValueError::new_err(message),
+        #[allow(unreachable_patterns)]
+        _ => PyErr::new::<ConodeError, _>(message),
+    }
+}
+
+/// Maps an in-process skipchain failure.
+pub fn skipchain_error(py: Python<'_>, e: SkipchainError) -> PyErr {
+    match e {
+        SkipchainError::UnknownChain(_) | SkipchainError::UnknownBlock(_) => {
+            PyErr::new::<NotFoundError, _>(e.to_string())
+        }
+        SkipchainError::Refused(_) => PyErr::new::<RefusedError, _>(e.to_string()),
+        SkipchainError::Invalid(_) => PyValueError::new_err(e.to_string()),
+        // The forward link of an append could not be signed: say so in front of the reason.
+        SkipchainError::Cosi(c) => cosi_error_in(py, c, "collective signing failed: "),
+        SkipchainError::Storage(_) => PyErr::new::<StorageError, _>(e.to_string()),
+        SkipchainError::Network(_) => network_error(py, e.to_string(), None),
+        SkipchainError::Behind { .. } => PyErr::new::<StateError, _>(e.to_string()),
+        #[allow(unreachable_patterns)]
+        _ => PyErr::new::<ConodeError, _>(e.to_string()),
+    }
 }
 
 /// A NetworkError with an optional `url`.

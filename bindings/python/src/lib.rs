@@ -5,10 +5,15 @@
 //! client requests) releases the GIL. No Rust panic is meant to reach Python; if one does, pyo3
 //! turns it into `pyo3_runtime.PanicException`.
 
+mod beacon;
+mod client;
 mod cluster;
 mod config;
+mod cosi;
 mod errors;
+mod keys;
 mod node;
+mod skipchain;
 mod status;
 mod verify;
 
@@ -43,6 +48,13 @@ fn conode_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::PyRoster>()?;
     m.add_class::<node::PyNode>()?;
     m.add_class::<cluster::PyLocalCluster>()?;
+    m.add_class::<keys::PyIdentityKey>()?;
+    m.add_class::<cosi::PyCollectiveSignature>()?;
+    m.add_class::<skipchain::PySkipBlock>()?;
+    m.add_class::<beacon::PyChainInfo>()?;
+    m.add_class::<beacon::PyBeacon>()?;
+    m.add_class::<beacon::PyBeaconChain>()?;
+    m.add_class::<client::PyClient>()?;
     m.add_function(wrap_pyfunction!(status::status, m)?)?;
     m.add_function(wrap_pyfunction!(enable_logging, m)?)?;
     verify::register(m)?;

@@ -56,13 +56,24 @@ pub(crate) fn client_runtime() -> Result<&'static Runtime, String> {
     .map_err(|e| e.clone())
 }
 
-enum StatusFailure {
+/// A duration given in seconds from Python: finite and positive (or zero when `allow_zero`), else
+/// ValueError.
+pub(crate) fn seconds(value: f64, allow_zero: bool) -> PyResult<Duration> {
+    let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
+    if !ok {
+        let what = if allow_zero { "a non-negative" } else { "a positive" };
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("timeout must be {what} number of seconds")));
+    }
+    Ok(Duration::from_secs_f64(value.min(1e9)))
+}
+
+pub(crate) enum StatusFailure {
     Runtime(String),
     Client(client::ClientError),
     Reply { url: String, reason: String },
 }
 
-fn fetch_status(url: &str, timeout: Duration) -> Result<StatusDict, StatusFailure> {
+pub(crate) fn fetch_status(url: &str, timeout: Duration) -> Result<StatusDict, StatusFailure> {
     let rt = client_runtime().map_err(StatusFailure::Runtime)?;
     let reply = rt
         .block_on(client::call(url, "Status", "Request", StatusRequest {}.encode_to_vec(), timeout))
@@ -97,15 +108,16 @@ fn fetch_status(url: &str, timeout: Duration) -> Result<StatusDict, StatusFailur
 #[pyfunction]
 #[pyo3(signature = (client_url, timeout = 10.0))]
 pub fn status(py: Python<'_>, client_url: &str, timeout: f64) -> PyResult<StatusDict> {
-    if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(pyo3::exceptions::PyValueError::new_err("timeout must be a positive number of seconds"));
-    }
-    let timeout = Duration::from_secs_f64(timeout.min(1e9));
+    let timeout = seconds(timeout, false)?;
     let url = client_url.to_string();
-    match py.detach(|| fetch_status(&url, timeout)) {
-        Ok(map) => Ok(map),
-        Err(StatusFailure::Runtime(e)) => Err(PyErr::new::<ConodeError, _>(e)),
-        Err(StatusFailure::Client(e)) => Err(client_error(py, &e)),
-        Err(StatusFailure::Reply { url, reason }) => Err(network_error(py, format!("{url}: {reason}"), Some(url))),
+    py.detach(|| fetch_status(&url, timeout)).map_err(|e| status_failure(py, e))
+}
+
+/// The exception of a failed status request.
+pub(crate) fn status_failure(py: Python<'_>, e: StatusFailure) -> PyErr {
+    match e {
+        StatusFailure::Runtime(e) => PyErr::new::<ConodeError, _>(e),
+        StatusFailure::Client(e) => client_error(py, &e),
+        StatusFailure::Reply { url, reason } => network_error(py, format!("{url}: {reason}"), Some(url)),
     }
 }

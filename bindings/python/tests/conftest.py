@@ -74,3 +74,45 @@ def silent_server():
 def config() -> conode.NodeConfig:
     # Port 0: the node picks free ports for both the node and the client port.
     return conode.NodeConfig.generate("127.0.0.1", 0, "pytest node")
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition"):
+    """Polls `predicate` until it returns a truthy value or `timeout` seconds pass (then fails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class BeaconCluster:
+    """A LocalCluster with a beacon chain whose round 1 has been produced."""
+
+    def __init__(self, n: int, scheme: str) -> None:
+        self.cluster = conode.LocalCluster(n)
+        try:
+            # Period 1 s; round 1 one second after the DKG started (short phases: the DKG ends
+            # early when every member answered).
+            self.chain = self.cluster.start_beacon(scheme, period=1, phase_timeout=2.0, genesis_delay=1.0)
+            self.round1 = self.chain.round(1, timeout=30)
+        except BaseException:
+            self.cluster.close()
+            raise
+
+
+# One DKG per scheme for the whole run: the services, client and beacon tests share them.
+@pytest.fixture(scope="session")
+def chained() -> "BeaconCluster":
+    bc = BeaconCluster(4, "pedersen-bls-chained")
+    yield bc
+    bc.cluster.close()
+
+
+@pytest.fixture(scope="session")
+def quicknet() -> "BeaconCluster":
+    bc = BeaconCluster(3, "bls-unchained-g1-rfc9380")
+    yield bc
+    bc.cluster.close()

@@ -1,8 +1,10 @@
 //! The client port (node port + 1): WebSocket `/<Service>/<Method>` with protobuf bodies, plain HTTP
-//! routes (`/ok`, `/status`), optional TLS reloaded from its files, and a small client for it.
+//! routes (`/ok`, `/status`, `/metrics`, a status page at `/`), optional TLS reloaded from its files, and a small client for it.
 
 pub mod client;
+mod operator;
 mod server;
 pub mod tls_reload;
 
+pub use operator::{metrics_text, status_page};
 pub use server::{serve, ApiState};

@@ -33,6 +33,11 @@ fn router(state: ApiState) -> Router {
     let mut app = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route("/status", get(status_json))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<ApiState>>| async move { super::operator::metrics_response(&s.ctx) }),
+        )
+        .route("/", get(|State(s): State<Arc<ApiState>>| async move { super::operator::status_page_response(&s.ctx) }))
         .route("/:service/:method", get(websocket))
         .with_state(Arc::new(state));
     for r in extra {

@@ -4,5 +4,6 @@
 pub mod beacon;
 pub mod cosi;
 pub mod skipchain;
+pub mod skipchain_wire;
 
 pub use cosi::{verify as verify_cosi, CosiVerifyError, Mask, Policy};

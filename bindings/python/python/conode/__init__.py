@@ -13,6 +13,21 @@ Quick start::
     with conode.Node(cfg, data_dir="/tmp/conode-db") as node:
         print(node.client_url, node.status()["Generic"]["Uptime"])
 
+Services on a local cluster, and their light-client checks::
+
+    with conode.LocalCluster(4) as cluster:
+        sig = cluster.sign(b"statement")              # collective signature + report
+        conode.verify_cosi(b"statement", sig.signature, sig.mask, cluster.roster)
+
+        owner = conode.IdentityKey.generate()
+        genesis = cluster.create_skipchain([owner])
+        cluster.append_block(genesis.hash, b"block 1", owner)
+        newest = conode.verify_skipchain(genesis.hash, cluster.skipchain_proof(genesis.hash))
+
+        chain = cluster.start_beacon("bls-unchained-g1-rfc9380", genesis_delay=1)
+        conode.verify_beacon(chain.info, chain.round(1, timeout=30))
+
+``Client(url)`` does the same against any running conode over its client port.
 Every blocking call releases the GIL. Errors derive from ``conode.ConodeError``.
 """
 
@@ -20,29 +35,39 @@ from typing import Dict
 
 from ._conode import (
     AlreadyRunningError,
+    Beacon,
+    BeaconChain,
+    ChainInfo,
+    Client,
+    CollectiveSignature,
     ConfigError,
     ConodeError,
+    IdentityKey,
     LocalCluster,
     Member,
     NetworkError,
     Node,
     NodeConfig,
+    NotFoundError,
     NotRunningError,
+    RefusedError,
     Roster,
+    SkipBlock,
     StateError,
     StorageError,
+    ThresholdError,
     VerifyError,
     __version__,
     enable_logging,
     status,
+    verify_beacon,
+    verify_cosi,
+    verify_skipchain,
 )
 
 #: What ``status()``, ``Node.status()`` and ``LocalCluster.status(i)`` return:
 #: ``{section: {key: value}}`` with "Generic", "Db", "Conode" and "ServerIdentity".
 StatusDict = Dict[str, Dict[str, str]]
-
-# Light-client verification (cosi, skipchain, beacon) lands in conode._conode as `verify_*`
-# functions (see src/verify.rs); import them here and list them in __all__ as they are added.
 
 __all__ = [
     "__version__",
@@ -55,6 +80,14 @@ __all__ = [
     "status",
     "StatusDict",
     "enable_logging",
+    # services
+    "CollectiveSignature",
+    "IdentityKey",
+    "SkipBlock",
+    "ChainInfo",
+    "Beacon",
+    "BeaconChain",
+    "Client",
     # errors
     "ConodeError",
     "ConfigError",
@@ -64,5 +97,11 @@ __all__ = [
     "AlreadyRunningError",
     "NotRunningError",
     "VerifyError",
-    # verification (to come)
+    "RefusedError",
+    "ThresholdError",
+    "NotFoundError",
+    # verification
+    "verify_cosi",
+    "verify_skipchain",
+    "verify_beacon",
 ]

@@ -465,6 +465,54 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
+    typealias FfiType = UInt64
+    typealias SwiftType = UInt64
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt64 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
+    typealias FfiType = Int64
+    typealias SwiftType = Int64
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int64 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int64, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterString: FfiConverter {
     typealias SwiftType = String
     typealias FfiType = RustBuffer
@@ -506,6 +554,520 @@ fileprivate struct FfiConverterString: FfiConverter {
         writeInt(&buf, len)
         writeBytes(&buf, value.utf8)
     }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterData: FfiConverterRustBuffer {
+    typealias SwiftType = Data
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        let len: Int32 = try readInt(&buf)
+        return Data(try readBytes(&buf, count: Int(len)))
+    }
+
+    public static func write(_ value: Data, into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        writeBytes(&buf, value)
+    }
+}
+
+
+
+
+/**
+ * A conode's client port, e.g. `ws://127.0.0.1:7771` (also `wss://`, `http://`, `https://`: the
+ * WebSocket and HTTP APIs share the port). Every call blocks for at most about `timeout_ms` per
+ * network step; call it off the UI thread.
+ */
+public protocol ConodeClientProtocol: AnyObject, Sendable {
+    
+    /**
+     * The beacon of `round` (≥ 1), verified, as for [`ConodeClient::latest_beacon`].
+     */
+    func beacon(chainHash: String?, round: UInt64) throws  -> VerifiedBeacon
+    
+    /**
+     * The conode's drand chain (`/info`), checked to be self-consistent (its chain hash matches its
+     * fields, its key is valid). Pin `chain_hash` to recognize the chain in later calls.
+     */
+    func chainInfo() throws  -> DrandChainInfo
+    
+    /**
+     * The latest beacon, verified. With `chain_hash` (hex) the chain must be that one; without it,
+     * the conode's own `/info` is trusted for the chain's key. "Latest" is the conode's word: the
+     * signature proves the round's value, not that no later round exists.
+     */
+    func latestBeacon(chainHash: String?) throws  -> VerifiedBeacon
+    
+    /**
+     * The newest block of a skipchain: fetches the proof from `trusted_hash` (hex genesis id or a
+     * block already verified) with `/Skipchain/GetUpdateChain` and verifies every link.
+     */
+    func latestBlock(trustedHash: String) throws  -> VerifiedBlock
+    
+    /**
+     * The WebSocket base URL this client talks to.
+     */
+    func url()  -> String
+    
+}
+/**
+ * A conode's client port, e.g. `ws://127.0.0.1:7771` (also `wss://`, `http://`, `https://`: the
+ * WebSocket and HTTP APIs share the port). Every call blocks for at most about `timeout_ms` per
+ * network step; call it off the UI thread.
+ */
+open class ConodeClient: ConodeClientProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_conode_fn_clone_conodeclient(self.handle, $0) }
+    }
+    /**
+     * A client of the conode whose client port is at `url` (`ws://host:port`, `wss://`, `http://`
+     * or `https://`), waiting at most `timeout_ms` (≥ 1) for each network step.
+     */
+public convenience init(url: String, timeoutMs: UInt64)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_constructor_conodeclient_new(
+        FfiConverterString.lower(url),
+        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_conode_fn_free_conodeclient(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The beacon of `round` (≥ 1), verified, as for [`ConodeClient::latest_beacon`].
+     */
+open func beacon(chainHash: String?, round: UInt64)throws  -> VerifiedBeacon  {
+    return try  FfiConverterTypeVerifiedBeacon_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_beacon(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionString.lower(chainHash),
+        FfiConverterUInt64.lower(round),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The conode's drand chain (`/info`), checked to be self-consistent (its chain hash matches its
+     * fields, its key is valid). Pin `chain_hash` to recognize the chain in later calls.
+     */
+open func chainInfo()throws  -> DrandChainInfo  {
+    return try  FfiConverterTypeDrandChainInfo_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_chain_info(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The latest beacon, verified. With `chain_hash` (hex) the chain must be that one; without it,
+     * the conode's own `/info` is trusted for the chain's key. "Latest" is the conode's word: the
+     * signature proves the round's value, not that no later round exists.
+     */
+open func latestBeacon(chainHash: String?)throws  -> VerifiedBeacon  {
+    return try  FfiConverterTypeVerifiedBeacon_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_latest_beacon(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionString.lower(chainHash),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The newest block of a skipchain: fetches the proof from `trusted_hash` (hex genesis id or a
+     * block already verified) with `/Skipchain/GetUpdateChain` and verifies every link.
+     */
+open func latestBlock(trustedHash: String)throws  -> VerifiedBlock  {
+    return try  FfiConverterTypeVerifiedBlock_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_latest_block(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(trustedHash),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The WebSocket base URL this client talks to.
+     */
+open func url() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_url(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConodeClient: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = ConodeClient
+
+    public static func lift(_ handle: UInt64) throws -> ConodeClient {
+        return ConodeClient(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: ConodeClient) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConodeClient {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: ConodeClient, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConodeClient_lift(_ handle: UInt64) throws -> ConodeClient {
+    return try FfiConverterTypeConodeClient.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConodeClient_lower(_ value: ConodeClient) -> UInt64 {
+    return FfiConverterTypeConodeClient.lower(value)
+}
+
+
+
+
+/**
+ * A member of a skipchain block's roster.
+ */
+public struct BlockRosterMember: Equatable, Hashable {
+    /**
+     * Hex Ed25519 identity key.
+     */
+    public var publicKey: String
+    /**
+     * Hex BLS12-381 (G1) collective-signing key.
+     */
+    public var cosiPublicKey: String
+    /**
+     * `tls://host:port`.
+     */
+    public var address: String
+    public var description: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Hex Ed25519 identity key.
+         */publicKey: String, 
+        /**
+         * Hex BLS12-381 (G1) collective-signing key.
+         */cosiPublicKey: String, 
+        /**
+         * `tls://host:port`.
+         */address: String, description: String) {
+        self.publicKey = publicKey
+        self.cosiPublicKey = cosiPublicKey
+        self.address = address
+        self.description = description
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension BlockRosterMember: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBlockRosterMember: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BlockRosterMember {
+        return
+            try BlockRosterMember(
+                publicKey: FfiConverterString.read(from: &buf), 
+                cosiPublicKey: FfiConverterString.read(from: &buf), 
+                address: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: BlockRosterMember, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.publicKey, into: &buf)
+        FfiConverterString.write(value.cosiPublicKey, into: &buf)
+        FfiConverterString.write(value.address, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBlockRosterMember_lift(_ buf: RustBuffer) throws -> BlockRosterMember {
+    return try FfiConverterTypeBlockRosterMember.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBlockRosterMember_lower(_ value: BlockRosterMember) -> RustBuffer {
+    return FfiConverterTypeBlockRosterMember.lower(value)
+}
+
+
+/**
+ * A collective signature that verified.
+ */
+public struct CosiVerification: Equatable, Hashable {
+    /**
+     * Roster indices of the members that signed.
+     */
+    public var signers: [UInt32]
+    /**
+     * How many signers the policy required.
+     */
+    public var required: UInt32
+    public var rosterSize: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Roster indices of the members that signed.
+         */signers: [UInt32], 
+        /**
+         * How many signers the policy required.
+         */required: UInt32, rosterSize: UInt32) {
+        self.signers = signers
+        self.required = required
+        self.rosterSize = rosterSize
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CosiVerification: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCosiVerification: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CosiVerification {
+        return
+            try CosiVerification(
+                signers: FfiConverterSequenceUInt32.read(from: &buf), 
+                required: FfiConverterUInt32.read(from: &buf), 
+                rosterSize: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CosiVerification, into buf: inout [UInt8]) {
+        FfiConverterSequenceUInt32.write(value.signers, into: &buf)
+        FfiConverterUInt32.write(value.required, into: &buf)
+        FfiConverterUInt32.write(value.rosterSize, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCosiVerification_lift(_ buf: RustBuffer) throws -> CosiVerification {
+    return try FfiConverterTypeCosiVerification.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCosiVerification_lower(_ value: CosiVerification) -> RustBuffer {
+    return FfiConverterTypeCosiVerification.lower(value)
+}
+
+
+/**
+ * The description of a drand chain: everything needed to verify its beacons.
+ */
+public struct DrandChainInfo: Equatable, Hashable {
+    /**
+     * Hex group public key (G1 for `pedersen-*`, G2 for `bls-unchained-*`).
+     */
+    public var publicKey: String
+    /**
+     * Seconds between rounds.
+     */
+    public var period: UInt32
+    /**
+     * UNIX time (seconds) of round 1.
+     */
+    public var genesisTime: Int64
+    /**
+     * Hex genesis seed.
+     */
+    public var genesisSeed: String
+    /**
+     * drand scheme id, e.g. `pedersen-bls-chained` or `bls-unchained-g1-rfc9380`.
+     */
+    public var scheme: String
+    public var beaconId: String
+    /**
+     * Hex chain hash: pin it to recognize the chain later.
+     */
+    public var chainHash: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Hex group public key (G1 for `pedersen-*`, G2 for `bls-unchained-*`).
+         */publicKey: String, 
+        /**
+         * Seconds between rounds.
+         */period: UInt32, 
+        /**
+         * UNIX time (seconds) of round 1.
+         */genesisTime: Int64, 
+        /**
+         * Hex genesis seed.
+         */genesisSeed: String, 
+        /**
+         * drand scheme id, e.g. `pedersen-bls-chained` or `bls-unchained-g1-rfc9380`.
+         */scheme: String, beaconId: String, 
+        /**
+         * Hex chain hash: pin it to recognize the chain later.
+         */chainHash: String) {
+        self.publicKey = publicKey
+        self.period = period
+        self.genesisTime = genesisTime
+        self.genesisSeed = genesisSeed
+        self.scheme = scheme
+        self.beaconId = beaconId
+        self.chainHash = chainHash
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DrandChainInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDrandChainInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DrandChainInfo {
+        return
+            try DrandChainInfo(
+                publicKey: FfiConverterString.read(from: &buf), 
+                period: FfiConverterUInt32.read(from: &buf), 
+                genesisTime: FfiConverterInt64.read(from: &buf), 
+                genesisSeed: FfiConverterString.read(from: &buf), 
+                scheme: FfiConverterString.read(from: &buf), 
+                beaconId: FfiConverterString.read(from: &buf), 
+                chainHash: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DrandChainInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.publicKey, into: &buf)
+        FfiConverterUInt32.write(value.period, into: &buf)
+        FfiConverterInt64.write(value.genesisTime, into: &buf)
+        FfiConverterString.write(value.genesisSeed, into: &buf)
+        FfiConverterString.write(value.scheme, into: &buf)
+        FfiConverterString.write(value.beaconId, into: &buf)
+        FfiConverterString.write(value.chainHash, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDrandChainInfo_lift(_ buf: RustBuffer) throws -> DrandChainInfo {
+    return try FfiConverterTypeDrandChainInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDrandChainInfo_lower(_ value: DrandChainInfo) -> RustBuffer {
+    return FfiConverterTypeDrandChainInfo.lower(value)
 }
 
 
@@ -603,6 +1165,190 @@ public func FfiConverterTypeRosterMember_lower(_ value: RosterMember) -> RustBuf
 
 
 /**
+ * A beacon that verified.
+ */
+public struct VerifiedBeacon: Equatable, Hashable {
+    public var round: UInt64
+    public var signature: Data
+    /**
+     * The previous round's signature (chained schemes).
+     */
+    public var previousSignature: Data?
+    /**
+     * sha256(signature): the round's random value.
+     */
+    public var randomness: Data
+    /**
+     * Hex chain hash of the chain it verified under.
+     */
+    public var chainHash: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(round: UInt64, signature: Data, 
+        /**
+         * The previous round's signature (chained schemes).
+         */previousSignature: Data?, 
+        /**
+         * sha256(signature): the round's random value.
+         */randomness: Data, 
+        /**
+         * Hex chain hash of the chain it verified under.
+         */chainHash: String) {
+        self.round = round
+        self.signature = signature
+        self.previousSignature = previousSignature
+        self.randomness = randomness
+        self.chainHash = chainHash
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VerifiedBeacon: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVerifiedBeacon: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VerifiedBeacon {
+        return
+            try VerifiedBeacon(
+                round: FfiConverterUInt64.read(from: &buf), 
+                signature: FfiConverterData.read(from: &buf), 
+                previousSignature: FfiConverterOptionData.read(from: &buf), 
+                randomness: FfiConverterData.read(from: &buf), 
+                chainHash: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VerifiedBeacon, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.round, into: &buf)
+        FfiConverterData.write(value.signature, into: &buf)
+        FfiConverterOptionData.write(value.previousSignature, into: &buf)
+        FfiConverterData.write(value.randomness, into: &buf)
+        FfiConverterString.write(value.chainHash, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerifiedBeacon_lift(_ buf: RustBuffer) throws -> VerifiedBeacon {
+    return try FfiConverterTypeVerifiedBeacon.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerifiedBeacon_lower(_ value: VerifiedBeacon) -> RustBuffer {
+    return FfiConverterTypeVerifiedBeacon.lower(value)
+}
+
+
+/**
+ * The newest block of a verified skipchain proof.
+ */
+public struct VerifiedBlock: Equatable, Hashable {
+    public var index: UInt64
+    /**
+     * Hex block hash.
+     */
+    public var hash: String
+    /**
+     * Hex genesis id of the chain.
+     */
+    public var genesis: String
+    public var data: Data
+    /**
+     * The roster that holds this block (and signs its forward links).
+     */
+    public var roster: [BlockRosterMember]
+    /**
+     * Number of forward links the proof followed from the trusted block.
+     */
+    public var hops: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(index: UInt64, 
+        /**
+         * Hex block hash.
+         */hash: String, 
+        /**
+         * Hex genesis id of the chain.
+         */genesis: String, data: Data, 
+        /**
+         * The roster that holds this block (and signs its forward links).
+         */roster: [BlockRosterMember], 
+        /**
+         * Number of forward links the proof followed from the trusted block.
+         */hops: UInt32) {
+        self.index = index
+        self.hash = hash
+        self.genesis = genesis
+        self.data = data
+        self.roster = roster
+        self.hops = hops
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VerifiedBlock: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVerifiedBlock: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VerifiedBlock {
+        return
+            try VerifiedBlock(
+                index: FfiConverterUInt64.read(from: &buf), 
+                hash: FfiConverterString.read(from: &buf), 
+                genesis: FfiConverterString.read(from: &buf), 
+                data: FfiConverterData.read(from: &buf), 
+                roster: FfiConverterSequenceTypeBlockRosterMember.read(from: &buf), 
+                hops: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VerifiedBlock, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.index, into: &buf)
+        FfiConverterString.write(value.hash, into: &buf)
+        FfiConverterString.write(value.genesis, into: &buf)
+        FfiConverterData.write(value.data, into: &buf)
+        FfiConverterSequenceTypeBlockRosterMember.write(value.roster, into: &buf)
+        FfiConverterUInt32.write(value.hops, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerifiedBlock_lift(_ buf: RustBuffer) throws -> VerifiedBlock {
+    return try FfiConverterTypeVerifiedBlock.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerifiedBlock_lower(_ value: VerifiedBlock) -> RustBuffer {
+    return FfiConverterTypeVerifiedBlock.lower(value)
+}
+
+
+/**
  * Why a light-client call failed.
  */
 public 
@@ -611,7 +1357,7 @@ enum LightError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * The input could not be decoded (names the field).
+     * The input could not be decoded (the message names the field).
      */
     case InvalidInput(reason: String
     )
@@ -621,9 +1367,14 @@ enum LightError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case VerificationFailed(reason: String
     )
     /**
-     * The conode could not be reached or answered nonsense.
+     * The conode could not be reached, timed out or answered something undecodable.
      */
     case Network(reason: String
+    )
+    /**
+     * The conode answered with an error (e.g. it does not know the chain).
+     */
+    case ServerError(reason: String
     )
 
     
@@ -663,6 +1414,9 @@ public struct FfiConverterTypeLightError: FfiConverterRustBuffer {
         case 3: return .Network(
             reason: try FfiConverterString.read(from: &buf)
             )
+        case 4: return .ServerError(
+            reason: try FfiConverterString.read(from: &buf)
+            )
 
          default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -689,6 +1443,11 @@ public struct FfiConverterTypeLightError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(3))
             FfiConverterString.write(reason, into: &buf)
             
+        
+        case let .ServerError(reason):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(reason, into: &buf)
+            
         }
     }
 }
@@ -706,6 +1465,30 @@ public func FfiConverterTypeLightError_lift(_ buf: RustBuffer) throws -> LightEr
 #endif
 public func FfiConverterTypeLightError_lower(_ value: LightError) -> RustBuffer {
     return FfiConverterTypeLightError.lower(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = UInt32?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt32.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
 }
 
 #if swift(>=5.8)
@@ -729,6 +1512,80 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         case 1: return try FfiConverterString.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
+    typealias SwiftType = Data?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterData.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = [UInt32]
+
+    public static func write(_ value: [UInt32], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterUInt32.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [UInt32] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [UInt32]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterUInt32.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeBlockRosterMember: FfiConverterRustBuffer {
+    typealias SwiftType = [BlockRosterMember]
+
+    public static func write(_ value: [BlockRosterMember], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeBlockRosterMember.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [BlockRosterMember] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [BlockRosterMember]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeBlockRosterMember.read(from: &buf))
+        }
+        return seq
     }
 }
 
@@ -767,6 +1624,18 @@ public func libraryVersion() -> String  {
 })
 }
 /**
+ * Parses drand's `/info` JSON (v1 or v2 shape), checking that its chain hash matches its fields and
+ * that the group key is valid.
+ */
+public func parseChainInfo(chainInfoJson: String)throws  -> DrandChainInfo  {
+    return try  FfiConverterTypeDrandChainInfo_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_func_parse_chain_info(
+        FfiConverterString.lower(chainInfoJson),uniffiCallStatus
+    )
+})
+}
+/**
  * Parses a roster (`[[servers]]` TOML, the concatenation of public.toml files), checking every key
  * and proof of possession.
  */
@@ -775,6 +1644,67 @@ public func parseRoster(rosterToml: String)throws  -> [RosterMember]  {
         uniffiCallStatus in
     uniffi_conode_fn_func_parse_roster(
         FfiConverterString.lower(rosterToml),uniffiCallStatus
+    )
+})
+}
+/**
+ * Verifies a beacon given as drand JSON (`/public/{round}`) under the chain described by
+ * `chain_info_json` (drand's `/info`).
+ */
+public func verifyBeacon(chainInfoJson: String, beaconJson: String)throws  -> VerifiedBeacon  {
+    return try  FfiConverterTypeVerifiedBeacon_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_func_verify_beacon(
+        FfiConverterString.lower(chainInfoJson),
+        FfiConverterString.lower(beaconJson),uniffiCallStatus
+    )
+})
+}
+/**
+ * Verifies the signature of `round` under the chain described by `chain_info_json`;
+ * `previous_signature` is required by chained schemes and ignored by unchained ones.
+ */
+public func verifyBeaconRound(chainInfoJson: String, round: UInt64, signature: Data, previousSignature: Data?)throws  -> VerifiedBeacon  {
+    return try  FfiConverterTypeVerifiedBeacon_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_func_verify_beacon_round(
+        FfiConverterString.lower(chainInfoJson),
+        FfiConverterUInt64.lower(round),
+        FfiConverterData.lower(signature),
+        FfiConverterOptionData.lower(previousSignature),uniffiCallStatus
+    )
+})
+}
+/**
+ * Verifies a collective (BLS-CoSi) signature: `signature` (96 bytes) is the aggregate signature of
+ * `message` by the members of `roster_toml` set in `mask` (bit i = roster index i, LSB first), and
+ * there are at least `threshold` of them (`null`/`nil`: the default `n − ⌊(n − 1) / 3⌋`).
+ * Throws `VerificationFailed` when it does not verify, `InvalidInput` for a bad roster or threshold.
+ */
+public func verifyCollectiveSignature(rosterToml: String, message: Data, signature: Data, mask: Data, threshold: UInt32?)throws  -> CosiVerification  {
+    return try  FfiConverterTypeCosiVerification_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_func_verify_collective_signature(
+        FfiConverterString.lower(rosterToml),
+        FfiConverterData.lower(message),
+        FfiConverterData.lower(signature),
+        FfiConverterData.lower(mask),
+        FfiConverterOptionUInt32.lower(threshold),uniffiCallStatus
+    )
+})
+}
+/**
+ * Verifies a skipchain proof (the protobuf `Proof` of `/Skipchain/GetUpdateChain`) that starts at
+ * the trusted block `trusted_hash` (hex: the genesis id, or any block already verified), each block
+ * linked to the next by a forward link collectively signed by the earlier block's roster.
+ * Returns the newest block.
+ */
+public func verifySkipchainProof(trustedHash: String, proof: Data)throws  -> VerifiedBlock  {
+    return try  FfiConverterTypeVerifiedBlock_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_func_verify_skipchain_proof(
+        FfiConverterString.lower(trustedHash),
+        FfiConverterData.lower(proof),uniffiCallStatus
     )
 })
 }
@@ -797,7 +1727,40 @@ private let initializationResult: InitializationResult = {
     if (uniffi_conode_checksum_func_library_version() != 59706) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_conode_checksum_func_parse_chain_info() != 4670) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_conode_checksum_func_parse_roster() != 54157) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_func_verify_beacon() != 52879) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_func_verify_beacon_round() != 33659) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_func_verify_collective_signature() != 20679) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_func_verify_skipchain_proof() != 11938) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_beacon() != 33375) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_chain_info() != 24156) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_latest_beacon() != 41416) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_latest_block() != 24450) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_url() != 30026) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_constructor_conodeclient_new() != 55570) {
         return InitializationResult.apiChecksumMismatch
     }
 

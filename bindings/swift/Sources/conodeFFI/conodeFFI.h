@@ -243,15 +243,80 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CLONE_CONODECLIENT
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CLONE_CONODECLIENT
+uint64_t uniffi_conode_fn_clone_conodeclient(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FREE_CONODECLIENT
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FREE_CONODECLIENT
+void uniffi_conode_fn_free_conodeclient(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CONSTRUCTOR_CONODECLIENT_NEW
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CONSTRUCTOR_CONODECLIENT_NEW
+uint64_t uniffi_conode_fn_constructor_conodeclient_new(RustBuffer url, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_BEACON
+RustBuffer uniffi_conode_fn_method_conodeclient_beacon(uint64_t ptr, RustBuffer chain_hash, uint64_t round, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_CHAIN_INFO
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_CHAIN_INFO
+RustBuffer uniffi_conode_fn_method_conodeclient_chain_info(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_LATEST_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_LATEST_BEACON
+RustBuffer uniffi_conode_fn_method_conodeclient_latest_beacon(uint64_t ptr, RustBuffer chain_hash, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_LATEST_BLOCK
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_LATEST_BLOCK
+RustBuffer uniffi_conode_fn_method_conodeclient_latest_block(uint64_t ptr, RustBuffer trusted_hash, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_URL
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_URL
+RustBuffer uniffi_conode_fn_method_conodeclient_url(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_LIBRARY_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_LIBRARY_VERSION
 RustBuffer uniffi_conode_fn_func_library_version(RustCallStatus *_Nonnull out_status
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_PARSE_CHAIN_INFO
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_PARSE_CHAIN_INFO
+RustBuffer uniffi_conode_fn_func_parse_chain_info(RustBuffer chain_info_json, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_PARSE_ROSTER
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_PARSE_ROSTER
 RustBuffer uniffi_conode_fn_func_parse_roster(RustBuffer roster_toml, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_BEACON
+RustBuffer uniffi_conode_fn_func_verify_beacon(RustBuffer chain_info_json, RustBuffer beacon_json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_BEACON_ROUND
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_BEACON_ROUND
+RustBuffer uniffi_conode_fn_func_verify_beacon_round(RustBuffer chain_info_json, uint64_t round, RustBuffer signature, RustBuffer previous_signature, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_COLLECTIVE_SIGNATURE
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_COLLECTIVE_SIGNATURE
+RustBuffer uniffi_conode_fn_func_verify_collective_signature(RustBuffer roster_toml, RustBuffer message, RustBuffer signature, RustBuffer mask, RustBuffer threshold, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_SKIPCHAIN_PROOF
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_SKIPCHAIN_PROOF
+RustBuffer uniffi_conode_fn_func_verify_skipchain_proof(RustBuffer trusted_hash, RustBuffer proof, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_CONODE_RUSTBUFFER_ALLOC
@@ -520,9 +585,75 @@ uint16_t uniffi_conode_checksum_func_library_version(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_PARSE_CHAIN_INFO
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_PARSE_CHAIN_INFO
+uint16_t uniffi_conode_checksum_func_parse_chain_info(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_PARSE_ROSTER
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_PARSE_ROSTER
 uint16_t uniffi_conode_checksum_func_parse_roster(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACON
+uint16_t uniffi_conode_checksum_func_verify_beacon(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACON_ROUND
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACON_ROUND
+uint16_t uniffi_conode_checksum_func_verify_beacon_round(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_COLLECTIVE_SIGNATURE
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_COLLECTIVE_SIGNATURE
+uint16_t uniffi_conode_checksum_func_verify_collective_signature(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_SKIPCHAIN_PROOF
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_SKIPCHAIN_PROOF
+uint16_t uniffi_conode_checksum_func_verify_skipchain_proof(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_BEACON
+uint16_t uniffi_conode_checksum_method_conodeclient_beacon(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_CHAIN_INFO
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_CHAIN_INFO
+uint16_t uniffi_conode_checksum_method_conodeclient_chain_info(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_LATEST_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_LATEST_BEACON
+uint16_t uniffi_conode_checksum_method_conodeclient_latest_beacon(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_LATEST_BLOCK
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_LATEST_BLOCK
+uint16_t uniffi_conode_checksum_method_conodeclient_latest_block(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_URL
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_URL
+uint16_t uniffi_conode_checksum_method_conodeclient_url(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_CONSTRUCTOR_CONODECLIENT_NEW
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_CONSTRUCTOR_CONODECLIENT_NEW
+uint16_t uniffi_conode_checksum_constructor_conodeclient_new(void
     
 );
 #endif

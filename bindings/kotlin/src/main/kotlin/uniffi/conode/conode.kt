@@ -30,6 +30,7 @@ import java.nio.CharBuffer
 import java.nio.charset.CodingErrorAction
 import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.atomic.AtomicBoolean
 
 // This is a helper for safely working with byte buffers returned from the Rust code.
 // A rust-owned buffer is represented by its capacity, its current length, and a
@@ -676,7 +677,29 @@ internal object IntegrityCheckingUniffiLib {
     internal fun ensureInitialized() = Unit
     external fun uniffi_conode_checksum_func_library_version(
     ): Int
+    external fun uniffi_conode_checksum_func_parse_chain_info(
+    ): Int
     external fun uniffi_conode_checksum_func_parse_roster(
+    ): Int
+    external fun uniffi_conode_checksum_func_verify_beacon(
+    ): Int
+    external fun uniffi_conode_checksum_func_verify_beacon_round(
+    ): Int
+    external fun uniffi_conode_checksum_func_verify_collective_signature(
+    ): Int
+    external fun uniffi_conode_checksum_func_verify_skipchain_proof(
+    ): Int
+    external fun uniffi_conode_checksum_method_conodeclient_beacon(
+    ): Int
+    external fun uniffi_conode_checksum_method_conodeclient_chain_info(
+    ): Int
+    external fun uniffi_conode_checksum_method_conodeclient_latest_beacon(
+    ): Int
+    external fun uniffi_conode_checksum_method_conodeclient_latest_block(
+    ): Int
+    external fun uniffi_conode_checksum_method_conodeclient_url(
+    ): Int
+    external fun uniffi_conode_checksum_constructor_conodeclient_new(
     ): Int
     external fun ffi_conode_uniffi_contract_version(
     ): Int
@@ -686,6 +709,11 @@ internal object IntegrityCheckingUniffiLib {
 
 internal object UniffiLib {
     
+    // The Cleaner for the whole library
+    internal val CLEANER: UniffiCleaner by lazy {
+        UniffiCleaner.create()
+    }
+    
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "conode"))
@@ -693,9 +721,35 @@ internal object UniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_conode_fn_clone_conodeclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_conode_fn_free_conodeclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_conode_fn_constructor_conodeclient_new(`url`: RustBuffer.ByValue,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_conode_fn_method_conodeclient_beacon(`ptr`: Long,`chainHash`: RustBuffer.ByValue,`round`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_method_conodeclient_chain_info(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_method_conodeclient_latest_beacon(`ptr`: Long,`chainHash`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_method_conodeclient_latest_block(`ptr`: Long,`trustedHash`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_method_conodeclient_url(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_conode_fn_func_library_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_func_parse_chain_info(`chainInfoJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_conode_fn_func_parse_roster(`rosterToml`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_func_verify_beacon(`chainInfoJson`: RustBuffer.ByValue,`beaconJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_func_verify_beacon_round(`chainInfoJson`: RustBuffer.ByValue,`round`: Long,`signature`: RustBuffer.ByValue,`previousSignature`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_func_verify_collective_signature(`rosterToml`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,`signature`: RustBuffer.ByValue,`mask`: RustBuffer.ByValue,`threshold`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_func_verify_skipchain_proof(`trustedHash`: RustBuffer.ByValue,`proof`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_conode_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -819,7 +873,40 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_conode_checksum_func_library_version() and 0xFFFF) != 59706) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_conode_checksum_func_parse_chain_info() and 0xFFFF) != 4670) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_conode_checksum_func_parse_roster() and 0xFFFF) != 54157) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_func_verify_beacon() and 0xFFFF) != 52879) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_func_verify_beacon_round() and 0xFFFF) != 33659) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_func_verify_collective_signature() and 0xFFFF) != 20679) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_func_verify_skipchain_proof() and 0xFFFF) != 11938) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_method_conodeclient_beacon() and 0xFFFF) != 33375) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_method_conodeclient_chain_info() and 0xFFFF) != 24156) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_method_conodeclient_latest_beacon() and 0xFFFF) != 41416) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_method_conodeclient_latest_block() and 0xFFFF) != 24450) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_method_conodeclient_url() and 0xFFFF) != 30026) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_constructor_conodeclient_new() and 0xFFFF) != 55570) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -914,6 +1001,139 @@ object UniffiWithHandle
  * @suppress
  * */
 object NoHandle
+/**
+ * The cleaner interface for Object finalization code to run.
+ * This is the entry point to any implementation that we're using.
+ *
+ * The cleaner registers objects and returns cleanables, so now we are
+ * defining a `UniffiCleaner` with a `UniffiClenaer.Cleanable` to abstract the
+ * different implmentations available at compile time.
+ *
+ * @suppress
+ */
+interface UniffiCleaner {
+    interface Cleanable {
+        fun clean()
+    }
+
+    fun register(value: Any, cleanUpTask: Runnable): UniffiCleaner.Cleanable
+
+    companion object
+}
+
+// The fallback Jna cleaner, which is available for both Android, and the JVM.
+private class UniffiJnaCleaner : UniffiCleaner {
+    private val cleaner = com.sun.jna.internal.Cleaner.getCleaner()
+
+    override fun register(value: Any, cleanUpTask: Runnable): UniffiCleaner.Cleanable =
+        UniffiJnaCleanable(cleaner.register(value, cleanUpTask))
+}
+
+private class UniffiJnaCleanable(
+    private val cleanable: com.sun.jna.internal.Cleaner.Cleanable,
+) : UniffiCleaner.Cleanable {
+    override fun clean() = cleanable.clean()
+}
+
+
+// We decide at uniffi binding generation time whether we were
+// using Android or not.
+// There are further runtime checks to chose the correct implementation
+// of the cleaner.
+private fun UniffiCleaner.Companion.create(): UniffiCleaner =
+    try {
+        // For safety's sake: if the library hasn't been run in android_cleaner = true
+        // mode, but is being run on Android, then we still need to think about
+        // Android API versions.
+        // So we check if java.lang.ref.Cleaner is there, and use that…
+        java.lang.Class.forName("java.lang.ref.Cleaner")
+        JavaLangRefCleaner()
+    } catch (e: ClassNotFoundException) {
+        // … otherwise, fallback to the JNA cleaner.
+        UniffiJnaCleaner()
+    }
+
+private class JavaLangRefCleaner : UniffiCleaner {
+    val cleaner = java.lang.ref.Cleaner.create()
+
+    override fun register(value: Any, cleanUpTask: Runnable): UniffiCleaner.Cleanable =
+        JavaLangRefCleanable(cleaner.register(value, cleanUpTask))
+}
+
+private class JavaLangRefCleanable(
+    val cleanable: java.lang.ref.Cleaner.Cleanable
+) : UniffiCleaner.Cleanable {
+    override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUInt: FfiConverter<UInt, Int> {
+    override fun lift(value: Int): UInt {
+        return value.toUInt()
+    }
+
+    override fun read(buf: ByteBuffer): UInt {
+        return lift(buf.getInt())
+    }
+
+    override fun lower(value: UInt): Int {
+        return value.toInt()
+    }
+
+    override fun allocationSize(value: UInt) = 4UL
+
+    override fun write(value: UInt, buf: ByteBuffer) {
+        buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterULong: FfiConverter<ULong, Long> {
+    override fun lift(value: Long): ULong {
+        return value.toULong()
+    }
+
+    override fun read(buf: ByteBuffer): ULong {
+        return lift(buf.getLong())
+    }
+
+    override fun lower(value: ULong): Long {
+        return value.toLong()
+    }
+
+    override fun allocationSize(value: ULong) = 8UL
+
+    override fun write(value: ULong, buf: ByteBuffer) {
+        buf.putLong(value.toLong())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterLong: FfiConverter<Long, Long> {
+    override fun lift(value: Long): Long {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Long {
+        return buf.getLong()
+    }
+
+    override fun lower(value: Long): Long {
+        return value
+    }
+
+    override fun allocationSize(value: Long) = 8UL
+
+    override fun write(value: Long, buf: ByteBuffer) {
+        buf.putLong(value)
+    }
+}
 
 /**
  * @suppress
@@ -969,6 +1189,606 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
         val byteBuf = toUtf8(value)
         buf.putInt(byteBuf.limit())
         buf.put(byteBuf)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
+    override fun read(buf: ByteBuffer): ByteArray {
+        val len = buf.getInt()
+        val byteArr = ByteArray(len)
+        buf.get(byteArr)
+        return byteArr
+    }
+    override fun allocationSize(value: ByteArray): ULong {
+        return 4UL + value.size.toULong()
+    }
+    override fun write(value: ByteArray, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A conode's client port, e.g. `ws://127.0.0.1:7771` (also `wss://`, `http://`, `https://`: the
+ * WebSocket and HTTP APIs share the port). Every call blocks for at most about `timeout_ms` per
+ * network step; call it off the UI thread.
+ */
+public interface ConodeClientInterface {
+    
+    /**
+     * The beacon of `round` (≥ 1), verified, as for [`ConodeClient::latest_beacon`].
+     */
+    fun `beacon`(`chainHash`: kotlin.String?, `round`: kotlin.ULong): VerifiedBeacon
+    
+    /**
+     * The conode's drand chain (`/info`), checked to be self-consistent (its chain hash matches its
+     * fields, its key is valid). Pin `chain_hash` to recognize the chain in later calls.
+     */
+    fun `chainInfo`(): DrandChainInfo
+    
+    /**
+     * The latest beacon, verified. With `chain_hash` (hex) the chain must be that one; without it,
+     * the conode's own `/info` is trusted for the chain's key. "Latest" is the conode's word: the
+     * signature proves the round's value, not that no later round exists.
+     */
+    fun `latestBeacon`(`chainHash`: kotlin.String?): VerifiedBeacon
+    
+    /**
+     * The newest block of a skipchain: fetches the proof from `trusted_hash` (hex genesis id or a
+     * block already verified) with `/Skipchain/GetUpdateChain` and verifies every link.
+     */
+    fun `latestBlock`(`trustedHash`: kotlin.String): VerifiedBlock
+    
+    /**
+     * The WebSocket base URL this client talks to.
+     */
+    fun `url`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A conode's client port, e.g. `ws://127.0.0.1:7771` (also `wss://`, `http://`, `https://`: the
+ * WebSocket and HTTP APIs share the port). Every call blocks for at most about `timeout_ms` per
+ * network step; call it off the UI thread.
+ */
+open class ConodeClient: Disposable, AutoCloseable, ConodeClientInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A client of the conode whose client port is at `url` (`ws://host:port`, `wss://`, `http://`
+     * or `https://`), waiting at most `timeout_ms` (≥ 1) for each network step.
+     */
+    constructor(`url`: kotlin.String, `timeoutMs`: kotlin.ULong) :
+        this(UniffiWithHandle, 
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_constructor_conodeclient_new(
+    
+        
+        FfiConverterString.lower(`url`),
+        FfiConverterULong.lower(`timeoutMs`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_conode_fn_free_conodeclient(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_conode_fn_clone_conodeclient(handle, status)
+        }
+    }
+
+    
+    /**
+     * The beacon of `round` (≥ 1), verified, as for [`ConodeClient::latest_beacon`].
+     */
+    @Throws(LightException::class)override fun `beacon`(`chainHash`: kotlin.String?, `round`: kotlin.ULong): VerifiedBeacon {
+            return FfiConverterTypeVerifiedBeacon.lift(
+    callWithHandle {
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_method_conodeclient_beacon(
+        it,
+        
+        FfiConverterOptionalString.lower(`chainHash`),
+        FfiConverterULong.lower(`round`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The conode's drand chain (`/info`), checked to be self-consistent (its chain hash matches its
+     * fields, its key is valid). Pin `chain_hash` to recognize the chain in later calls.
+     */
+    @Throws(LightException::class)override fun `chainInfo`(): DrandChainInfo {
+            return FfiConverterTypeDrandChainInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_method_conodeclient_chain_info(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The latest beacon, verified. With `chain_hash` (hex) the chain must be that one; without it,
+     * the conode's own `/info` is trusted for the chain's key. "Latest" is the conode's word: the
+     * signature proves the round's value, not that no later round exists.
+     */
+    @Throws(LightException::class)override fun `latestBeacon`(`chainHash`: kotlin.String?): VerifiedBeacon {
+            return FfiConverterTypeVerifiedBeacon.lift(
+    callWithHandle {
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_method_conodeclient_latest_beacon(
+        it,
+        
+        FfiConverterOptionalString.lower(`chainHash`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The newest block of a skipchain: fetches the proof from `trusted_hash` (hex genesis id or a
+     * block already verified) with `/Skipchain/GetUpdateChain` and verifies every link.
+     */
+    @Throws(LightException::class)override fun `latestBlock`(`trustedHash`: kotlin.String): VerifiedBlock {
+            return FfiConverterTypeVerifiedBlock.lift(
+    callWithHandle {
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_method_conodeclient_latest_block(
+        it,
+        
+        FfiConverterString.lower(`trustedHash`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The WebSocket base URL this client talks to.
+     */override fun `url`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_conode_fn_method_conodeclient_url(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConodeClient: FfiConverter<ConodeClient, Long> {
+    override fun lower(value: ConodeClient): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): ConodeClient {
+        return ConodeClient(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): ConodeClient {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: ConodeClient) = 8UL
+
+    override fun write(value: ConodeClient, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+
+/**
+ * A member of a skipchain block's roster.
+ */
+data class BlockRosterMember (
+    /**
+     * Hex Ed25519 identity key.
+     */
+    var `publicKey`: kotlin.String
+    , 
+    /**
+     * Hex BLS12-381 (G1) collective-signing key.
+     */
+    var `cosiPublicKey`: kotlin.String
+    , 
+    /**
+     * `tls://host:port`.
+     */
+    var `address`: kotlin.String
+    , 
+    var `description`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeBlockRosterMember: FfiConverterRustBuffer<BlockRosterMember> {
+    override fun read(buf: ByteBuffer): BlockRosterMember {
+        return BlockRosterMember(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: BlockRosterMember) = (
+            FfiConverterString.allocationSize(value.`publicKey`) +
+            FfiConverterString.allocationSize(value.`cosiPublicKey`) +
+            FfiConverterString.allocationSize(value.`address`) +
+            FfiConverterString.allocationSize(value.`description`)
+    )
+
+    override fun write(value: BlockRosterMember, buf: ByteBuffer) {
+            FfiConverterString.write(value.`publicKey`, buf)
+            FfiConverterString.write(value.`cosiPublicKey`, buf)
+            FfiConverterString.write(value.`address`, buf)
+            FfiConverterString.write(value.`description`, buf)
+    }
+}
+
+
+
+/**
+ * A collective signature that verified.
+ */
+data class CosiVerification (
+    /**
+     * Roster indices of the members that signed.
+     */
+    var `signers`: List<kotlin.UInt>
+    , 
+    /**
+     * How many signers the policy required.
+     */
+    var `required`: kotlin.UInt
+    , 
+    var `rosterSize`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCosiVerification: FfiConverterRustBuffer<CosiVerification> {
+    override fun read(buf: ByteBuffer): CosiVerification {
+        return CosiVerification(
+            FfiConverterSequenceUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CosiVerification) = (
+            FfiConverterSequenceUInt.allocationSize(value.`signers`) +
+            FfiConverterUInt.allocationSize(value.`required`) +
+            FfiConverterUInt.allocationSize(value.`rosterSize`)
+    )
+
+    override fun write(value: CosiVerification, buf: ByteBuffer) {
+            FfiConverterSequenceUInt.write(value.`signers`, buf)
+            FfiConverterUInt.write(value.`required`, buf)
+            FfiConverterUInt.write(value.`rosterSize`, buf)
+    }
+}
+
+
+
+/**
+ * The description of a drand chain: everything needed to verify its beacons.
+ */
+data class DrandChainInfo (
+    /**
+     * Hex group public key (G1 for `pedersen-*`, G2 for `bls-unchained-*`).
+     */
+    var `publicKey`: kotlin.String
+    , 
+    /**
+     * Seconds between rounds.
+     */
+    var `period`: kotlin.UInt
+    , 
+    /**
+     * UNIX time (seconds) of round 1.
+     */
+    var `genesisTime`: kotlin.Long
+    , 
+    /**
+     * Hex genesis seed.
+     */
+    var `genesisSeed`: kotlin.String
+    , 
+    /**
+     * drand scheme id, e.g. `pedersen-bls-chained` or `bls-unchained-g1-rfc9380`.
+     */
+    var `scheme`: kotlin.String
+    , 
+    var `beaconId`: kotlin.String
+    , 
+    /**
+     * Hex chain hash: pin it to recognize the chain later.
+     */
+    var `chainHash`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDrandChainInfo: FfiConverterRustBuffer<DrandChainInfo> {
+    override fun read(buf: ByteBuffer): DrandChainInfo {
+        return DrandChainInfo(
+            FfiConverterString.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DrandChainInfo) = (
+            FfiConverterString.allocationSize(value.`publicKey`) +
+            FfiConverterUInt.allocationSize(value.`period`) +
+            FfiConverterLong.allocationSize(value.`genesisTime`) +
+            FfiConverterString.allocationSize(value.`genesisSeed`) +
+            FfiConverterString.allocationSize(value.`scheme`) +
+            FfiConverterString.allocationSize(value.`beaconId`) +
+            FfiConverterString.allocationSize(value.`chainHash`)
+    )
+
+    override fun write(value: DrandChainInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`publicKey`, buf)
+            FfiConverterUInt.write(value.`period`, buf)
+            FfiConverterLong.write(value.`genesisTime`, buf)
+            FfiConverterString.write(value.`genesisSeed`, buf)
+            FfiConverterString.write(value.`scheme`, buf)
+            FfiConverterString.write(value.`beaconId`, buf)
+            FfiConverterString.write(value.`chainHash`, buf)
     }
 }
 
@@ -1042,6 +1862,144 @@ public object FfiConverterTypeRosterMember: FfiConverterRustBuffer<RosterMember>
 
 
 
+/**
+ * A beacon that verified.
+ */
+data class VerifiedBeacon (
+    var `round`: kotlin.ULong
+    , 
+    var `signature`: kotlin.ByteArray
+    , 
+    /**
+     * The previous round's signature (chained schemes).
+     */
+    var `previousSignature`: kotlin.ByteArray?
+    , 
+    /**
+     * sha256(signature): the round's random value.
+     */
+    var `randomness`: kotlin.ByteArray
+    , 
+    /**
+     * Hex chain hash of the chain it verified under.
+     */
+    var `chainHash`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVerifiedBeacon: FfiConverterRustBuffer<VerifiedBeacon> {
+    override fun read(buf: ByteBuffer): VerifiedBeacon {
+        return VerifiedBeacon(
+            FfiConverterULong.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterOptionalByteArray.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VerifiedBeacon) = (
+            FfiConverterULong.allocationSize(value.`round`) +
+            FfiConverterByteArray.allocationSize(value.`signature`) +
+            FfiConverterOptionalByteArray.allocationSize(value.`previousSignature`) +
+            FfiConverterByteArray.allocationSize(value.`randomness`) +
+            FfiConverterString.allocationSize(value.`chainHash`)
+    )
+
+    override fun write(value: VerifiedBeacon, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`round`, buf)
+            FfiConverterByteArray.write(value.`signature`, buf)
+            FfiConverterOptionalByteArray.write(value.`previousSignature`, buf)
+            FfiConverterByteArray.write(value.`randomness`, buf)
+            FfiConverterString.write(value.`chainHash`, buf)
+    }
+}
+
+
+
+/**
+ * The newest block of a verified skipchain proof.
+ */
+data class VerifiedBlock (
+    var `index`: kotlin.ULong
+    , 
+    /**
+     * Hex block hash.
+     */
+    var `hash`: kotlin.String
+    , 
+    /**
+     * Hex genesis id of the chain.
+     */
+    var `genesis`: kotlin.String
+    , 
+    var `data`: kotlin.ByteArray
+    , 
+    /**
+     * The roster that holds this block (and signs its forward links).
+     */
+    var `roster`: List<BlockRosterMember>
+    , 
+    /**
+     * Number of forward links the proof followed from the trusted block.
+     */
+    var `hops`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVerifiedBlock: FfiConverterRustBuffer<VerifiedBlock> {
+    override fun read(buf: ByteBuffer): VerifiedBlock {
+        return VerifiedBlock(
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterSequenceTypeBlockRosterMember.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VerifiedBlock) = (
+            FfiConverterULong.allocationSize(value.`index`) +
+            FfiConverterString.allocationSize(value.`hash`) +
+            FfiConverterString.allocationSize(value.`genesis`) +
+            FfiConverterByteArray.allocationSize(value.`data`) +
+            FfiConverterSequenceTypeBlockRosterMember.allocationSize(value.`roster`) +
+            FfiConverterUInt.allocationSize(value.`hops`)
+    )
+
+    override fun write(value: VerifiedBlock, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`index`, buf)
+            FfiConverterString.write(value.`hash`, buf)
+            FfiConverterString.write(value.`genesis`, buf)
+            FfiConverterByteArray.write(value.`data`, buf)
+            FfiConverterSequenceTypeBlockRosterMember.write(value.`roster`, buf)
+            FfiConverterUInt.write(value.`hops`, buf)
+    }
+}
+
+
+
 
 
 /**
@@ -1050,7 +2008,7 @@ public object FfiConverterTypeRosterMember: FfiConverterRustBuffer<RosterMember>
 sealed class LightException: kotlin.Exception() {
     
     /**
-     * The input could not be decoded (names the field).
+     * The input could not be decoded (the message names the field).
      */
     class InvalidInput(
         
@@ -1072,9 +2030,20 @@ sealed class LightException: kotlin.Exception() {
     }
     
     /**
-     * The conode could not be reached or answered nonsense.
+     * The conode could not be reached, timed out or answered something undecodable.
      */
     class Network(
+        
+        val `reason`: kotlin.String
+        ) : LightException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The conode answered with an error (e.g. it does not know the chain).
+     */
+    class ServerException(
         
         val `reason`: kotlin.String
         ) : LightException() {
@@ -1110,6 +2079,9 @@ public object FfiConverterTypeLightError : FfiConverterRustBuffer<LightException
             3 -> LightException.Network(
                 FfiConverterString.read(buf),
                 )
+            4 -> LightException.ServerException(
+                FfiConverterString.read(buf),
+                )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
     }
@@ -1127,6 +2099,11 @@ public object FfiConverterTypeLightError : FfiConverterRustBuffer<LightException
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is LightException.Network -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is LightException.ServerException -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -1151,9 +2128,46 @@ public object FfiConverterTypeLightError : FfiConverterRustBuffer<LightException
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
+            is LightException.ServerException -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
+    override fun read(buf: ByteBuffer): kotlin.UInt? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUInt.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UInt?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUInt.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UInt?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUInt.write(value, buf)
+        }
+    }
 }
 
 
@@ -1184,6 +2198,94 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
+    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterByteArray.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ByteArray?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterByteArray.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterByteArray.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceUInt: FfiConverterRustBuffer<List<kotlin.UInt>> {
+    override fun read(buf: ByteBuffer): List<kotlin.UInt> {
+        val len = buf.getInt()
+        return List<kotlin.UInt>(len) {
+            FfiConverterUInt.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.UInt>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterUInt.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.UInt>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterUInt.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeBlockRosterMember: FfiConverterRustBuffer<List<BlockRosterMember>> {
+    override fun read(buf: ByteBuffer): List<BlockRosterMember> {
+        val len = buf.getInt()
+        return List<BlockRosterMember>(len) {
+            FfiConverterTypeBlockRosterMember.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<BlockRosterMember>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeBlockRosterMember.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<BlockRosterMember>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeBlockRosterMember.write(it, buf)
         }
     }
 }
@@ -1229,6 +2331,22 @@ public object FfiConverterSequenceTypeRosterMember: FfiConverterRustBuffer<List<
     
 
         /**
+         * Parses drand's `/info` JSON (v1 or v2 shape), checking that its chain hash matches its fields and
+         * that the group key is valid.
+         */
+    @Throws(LightException::class) fun `parseChainInfo`(`chainInfoJson`: kotlin.String): DrandChainInfo {
+            return FfiConverterTypeDrandChainInfo.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_func_parse_chain_info(
+    
+        
+        FfiConverterString.lower(`chainInfoJson`),_status)
+}
+    )
+    }
+    
+
+        /**
          * Parses a roster (`[[servers]]` TOML, the concatenation of public.toml files), checking every key
          * and proof of possession.
          */
@@ -1239,6 +2357,83 @@ public object FfiConverterSequenceTypeRosterMember: FfiConverterRustBuffer<List<
     
         
         FfiConverterString.lower(`rosterToml`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Verifies a beacon given as drand JSON (`/public/{round}`) under the chain described by
+         * `chain_info_json` (drand's `/info`).
+         */
+    @Throws(LightException::class) fun `verifyBeacon`(`chainInfoJson`: kotlin.String, `beaconJson`: kotlin.String): VerifiedBeacon {
+            return FfiConverterTypeVerifiedBeacon.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_func_verify_beacon(
+    
+        
+        FfiConverterString.lower(`chainInfoJson`),
+        FfiConverterString.lower(`beaconJson`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Verifies the signature of `round` under the chain described by `chain_info_json`;
+         * `previous_signature` is required by chained schemes and ignored by unchained ones.
+         */
+    @Throws(LightException::class) fun `verifyBeaconRound`(`chainInfoJson`: kotlin.String, `round`: kotlin.ULong, `signature`: kotlin.ByteArray, `previousSignature`: kotlin.ByteArray?): VerifiedBeacon {
+            return FfiConverterTypeVerifiedBeacon.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_func_verify_beacon_round(
+    
+        
+        FfiConverterString.lower(`chainInfoJson`),
+        FfiConverterULong.lower(`round`),
+        FfiConverterByteArray.lower(`signature`),
+        FfiConverterOptionalByteArray.lower(`previousSignature`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Verifies a collective (BLS-CoSi) signature: `signature` (96 bytes) is the aggregate signature of
+         * `message` by the members of `roster_toml` set in `mask` (bit i = roster index i, LSB first), and
+         * there are at least `threshold` of them (`null`/`nil`: the default `n − ⌊(n − 1) / 3⌋`).
+         * Throws `VerificationFailed` when it does not verify, `InvalidInput` for a bad roster or threshold.
+         */
+    @Throws(LightException::class) fun `verifyCollectiveSignature`(`rosterToml`: kotlin.String, `message`: kotlin.ByteArray, `signature`: kotlin.ByteArray, `mask`: kotlin.ByteArray, `threshold`: kotlin.UInt?): CosiVerification {
+            return FfiConverterTypeCosiVerification.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_func_verify_collective_signature(
+    
+        
+        FfiConverterString.lower(`rosterToml`),
+        FfiConverterByteArray.lower(`message`),
+        FfiConverterByteArray.lower(`signature`),
+        FfiConverterByteArray.lower(`mask`),
+        FfiConverterOptionalUInt.lower(`threshold`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Verifies a skipchain proof (the protobuf `Proof` of `/Skipchain/GetUpdateChain`) that starts at
+         * the trusted block `trusted_hash` (hex: the genesis id, or any block already verified), each block
+         * linked to the next by a forward link collectively signed by the earlier block's roster.
+         * Returns the newest block.
+         */
+    @Throws(LightException::class) fun `verifySkipchainProof`(`trustedHash`: kotlin.String, `proof`: kotlin.ByteArray): VerifiedBlock {
+            return FfiConverterTypeVerifiedBlock.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_func_verify_skipchain_proof(
+    
+        
+        FfiConverterString.lower(`trustedHash`),
+        FfiConverterByteArray.lower(`proof`),_status)
 }
     )
     }

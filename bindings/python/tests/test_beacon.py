@@ -1,0 +1,96 @@
+"""The randomness beacon from Python (period 1 s): chains of both drand schemes started by a DKG on a
+LocalCluster; their beacons verify with verify_beacon (objects and drand JSON) and fail when
+tampered or checked under the wrong chain."""
+
+import json
+import time
+
+import pytest
+
+import conode
+
+
+@pytest.fixture(params=["chained", "quicknet"])
+def beacon(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_latest_verifies(beacon):
+    chain, info = beacon.chain, beacon.chain.info
+    assert info.period == 1 and info.scheme in ("pedersen-bls-chained", "bls-unchained-g1-rfc9380")
+    assert len(info.public_key) == (48 if info.scheme == "pedersen-bls-chained" else 96)
+    assert len(info.hash) == 64 and chain.qualified
+    latest = chain.latest()
+    assert latest.round >= 1
+    assert conode.verify_beacon(info, latest) == latest
+    info.verify(latest)
+    chain.verify(latest)
+    assert len(latest.signature) == (96 if info.scheme == "pedersen-bls-chained" else 48)
+    assert len(latest.randomness) == 32
+    # Round 1 from another member is the same beacon.
+    assert chain.round(1, node=-1) == beacon.round1
+    # Waiting for the next round (readiness: the chain's own progress).
+    nxt = chain.round(latest.round + 1, timeout=10)
+    conode.verify_beacon(info, nxt)
+    if info.scheme == "pedersen-bls-chained":
+        assert nxt.previous_signature == latest.signature
+        assert beacon.round1.previous_signature == info.genesis_seed
+    else:
+        assert nxt.previous_signature is None
+    # Rounds are due on drand's schedule.
+    due = info.time_of_round(nxt.round)
+    assert due is not None and info.round_at(due) == nxt.round
+    assert info.round_at(time.time()) >= nxt.round - 1
+
+
+def test_json_round_trip_and_tampering(beacon):
+    info, b = beacon.chain.info, beacon.round1
+    info_json, beacon_json = info.to_json(), b.to_json()
+    assert json.loads(info_json)["schemeID"] == info.scheme
+    assert conode.ChainInfo.from_json(info_json) == info
+    assert conode.Beacon.from_json(beacon_json) == b
+    assert conode.verify_beacon(info_json, beacon_json) == b
+
+    doc = json.loads(beacon_json)
+    sig = bytearray.fromhex(doc["signature"])
+    sig[-1] ^= 1
+    doc["signature"] = sig.hex()
+    del doc["randomness"]
+    with pytest.raises(conode.VerifyError):
+        conode.verify_beacon(info, json.dumps(doc))
+    wrong_round = dict(json.loads(beacon_json), round=b.round + 1)
+    del wrong_round["randomness"]
+    with pytest.raises(conode.VerifyError, match="does not verify"):
+        conode.verify_beacon(info_json, json.dumps(wrong_round))
+    # randomness must be sha256(signature)
+    bad_rand = dict(json.loads(beacon_json), randomness="00" * 32)
+    with pytest.raises(conode.VerifyError, match="randomness"):
+        conode.Beacon.from_json(json.dumps(bad_rand))
+    # The chain hash covers the period.
+    forged = dict(json.loads(info_json), period=2)
+    with pytest.raises(conode.VerifyError, match="chain hash mismatch"):
+        conode.ChainInfo.from_json(json.dumps(forged))
+    with pytest.raises(ValueError):
+        conode.ChainInfo.from_json("{")
+    with pytest.raises(ValueError, match="signature"):
+        conode.Beacon.from_json('{"round": 1}')
+
+
+def test_chains_do_not_verify_each_other(chained, quicknet):
+    with pytest.raises(conode.VerifyError):
+        conode.verify_beacon(quicknet.chain.info, chained.round1)
+    with pytest.raises(conode.VerifyError):
+        conode.verify_beacon(chained.chain.info, quicknet.round1)
+
+
+def test_unavailable_rounds_and_second_dkg(chained):
+    with pytest.raises(conode.NotFoundError, match="round 1000000 is not available"):
+        chained.chain.round(1_000_000)
+    with pytest.raises(conode.NotFoundError, match="after waiting"):
+        chained.chain.round(1_000_000, timeout=0.05)
+    with pytest.raises(conode.RefusedError):
+        chained.cluster.start_beacon()
+    with pytest.raises(ValueError, match="unknown beacon scheme"):
+        chained.cluster.start_beacon("bls-bn254")
+    with pytest.raises(ValueError, match="timeout"):
+        chained.chain.round(1, timeout=-1)

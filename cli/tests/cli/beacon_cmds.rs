@@ -1,0 +1,97 @@
+//! `conode beacon init` (the DKG) and `conode beacon get … --verify` on three `conode server`
+//! processes with a 1 s period, then `conode reset`: refused while the node runs, asks first, and
+//! drops the beacon state while private.toml stays byte for byte.
+
+use crate::support::{conode, fails, ok, run, stdout, wait_until, Servers};
+use conode_core::config::NodeConfig;
+use conode_core::services::beacon::store::ChainStore;
+use conode_core::storage::Storage;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Whether node `i`'s database holds a beacon group (the node must be stopped).
+fn has_group(servers: &Servers, i: usize) -> bool {
+    let cfg = NodeConfig::load(&servers.nodes[i].private).unwrap();
+    let storage = Storage::open(&servers.nodes[i].folder, &cfg.node_id()).unwrap();
+    ChainStore::open(&storage).unwrap().has_group()
+}
+
+fn reset_with_answer(servers: &Servers, i: usize, answer: &str) -> std::process::Output {
+    let mut child = conode()
+        .arg("-c")
+        .arg(&servers.nodes[i].private)
+        .arg("reset")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn beacon_init_get_verify_then_reset_keeps_keys() {
+    let mut servers = Servers::setup(3);
+    servers.start_all();
+    let out = ok(conode()
+        .args(["beacon", "init", "--period", "1", "--phase-timeout", "2", "--genesis-delay", "1", "--node", "1"])
+        .arg("--roster")
+        .arg(&servers.roster));
+    assert!(out.contains("DKG done: 3 participants, 3 qualified dealers"), "{out}");
+    let chain_hash =
+        out.lines().find_map(|l| l.strip_prefix("chain hash: ")).expect("chain hash printed").trim().to_string();
+
+    // Round 1 appears after the genesis time; every member serves it, verified against /info.
+    let roster = servers.roster.clone();
+    let get = |args: &[&str]| {
+        let mut c = conode();
+        c.arg("beacon").arg("get").args(args).arg("--roster").arg(&roster);
+        c
+    };
+    wait_until("round 1", Duration::from_secs(20), || {
+        run(&mut get(&["1", "--verify", "--node", "0"])).status.success()
+    });
+    for node in ["0", "1", "2"] {
+        let out = ok(&mut get(&["1", "--verify", "--node", node]));
+        assert!(out.contains(&format!("verified: round 1 of chain {chain_hash}")), "{out}");
+        let beacon: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(beacon["round"], 1);
+    }
+    let out = ok(&mut get(&["latest", "--verify", "--chain-hash", &chain_hash]));
+    assert!(out.contains("verified: round"), "{out}");
+    let err = fails(&mut get(&["latest", "--node", "2", "--chain-hash", &"00".repeat(32)]));
+    assert!(err.contains("serves chain"), "{err}");
+
+    // reset refuses while the node holds its database.
+    let before = std::fs::read(&servers.nodes[0].private).unwrap();
+    let o = reset_with_answer(&servers, 0, "y\n");
+    assert!(!o.status.success(), "reset of a running node: {}", stdout(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("stop the node first"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    servers.stop(0);
+    assert!(has_group(&servers, 0));
+
+    // It asks first: no answer or "n" changes nothing.
+    for answer in ["", "n\n"] {
+        let o = reset_with_answer(&servers, 0, answer);
+        assert!(!o.status.success());
+        assert!(stdout(&o).contains("Continue? [y/N]") && stdout(&o).contains("keys are kept"), "{}", stdout(&o));
+        assert!(has_group(&servers, 0), "declined reset dropped the group");
+    }
+    let o = reset_with_answer(&servers, 0, "y\n");
+    assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(!has_group(&servers, 0));
+    assert_eq!(std::fs::read(&servers.nodes[0].private).unwrap(), before, "private.toml changed");
+
+    // The node comes back with the same identity and no beacon chain.
+    servers.start(0);
+    let err = fails(&mut get(&["latest", "--node", "0"]));
+    assert!(err.contains("HTTP"), "{err}");
+    let check = ok(conode().arg("check").arg(&servers.roster).args(["--timeout", "5"]));
+    assert!(check.contains("all 3 nodes ok"), "{check}");
+}

@@ -1,0 +1,138 @@
+//! Issue 4's crash test as real processes: four `conode server`s, a client appending blocks in a
+//! loop through node 0's client port, node 0 killed with SIGKILL in the middle of the appends and
+//! restarted on the same config and database. Every block node 0 acknowledged must still be in its
+//! own store (the other members are stopped first, so nothing can be re-fetched from them), and
+//! the chain must verify from genesis.
+
+use crate::support::{conode, json, ok, Servers};
+use conode_core::api::client;
+use conode_core::crypto::IdentityKeyPair;
+use conode_core::services::skipchain::messages::{append_message, Append, BlockReply, GetBlock};
+use prost::Message;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// (index, hash) of every block the node acknowledged, shared with the append thread.
+type Acknowledged = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+fn owner_key(path: &std::path::Path) -> IdentityKeyPair {
+    let text = std::fs::read_to_string(path).unwrap();
+    let private = text.lines().find_map(|l| l.strip_prefix("Private = ")).unwrap().trim_matches('"');
+    IdentityKeyPair::from_secret_hex(private).unwrap()
+}
+
+/// Appends blocks 1, 2, … until an append fails or `stop` is set; every acknowledged block's
+/// (index, hash) goes into `acked`. Returns the error that ended the loop.
+fn append_loop(
+    url: String,
+    genesis: Vec<u8>,
+    owner: IdentityKeyPair,
+    acked: Acknowledged,
+    stop: Arc<AtomicBool>,
+) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut index = 1;
+    while !stop.load(Ordering::SeqCst) {
+        let data = format!("block {index}").into_bytes();
+        let req = Append {
+            genesis: genesis.clone(),
+            index,
+            signature: owner.sign(&append_message(&genesis, index, &data, None)).to_vec(),
+            data,
+            new_roster_toml: String::new(),
+            owner: owner.public().as_bytes().to_vec(),
+        };
+        match rt.block_on(client::call(&url, "Skipchain", "Append", req.encode_to_vec(), Duration::from_secs(10))) {
+            Ok(reply) => {
+                let block = BlockReply::decode(reply.as_slice()).unwrap().block.unwrap();
+                assert_eq!(block.index, index);
+                acked.lock().unwrap().push((index, block.hash));
+                index += 1;
+            }
+            Err(e) => return e.to_string(),
+        }
+    }
+    "stopped".into()
+}
+
+#[test]
+fn sigkill_during_appends_loses_no_acknowledged_block() {
+    let mut servers = Servers::setup(4);
+    servers.start_all();
+    let key = servers.path("owner.toml");
+    let created = json(&ok(conode()
+        .args(["skipchain", "create", "--base-height", "2", "--max-height", "6"])
+        .arg("--roster")
+        .arg(&servers.roster)
+        .arg("--key")
+        .arg(&key)));
+    let genesis_hex = created["genesis"].as_str().unwrap().to_string();
+    let genesis = hex::decode(&genesis_hex).unwrap();
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (url, g, k, a, s) = (servers.url(0), genesis.clone(), owner_key(&key), acked.clone(), stop.clone());
+        std::thread::spawn(move || append_loop(url, g, k, a, s))
+    };
+    // Let a few appends through, then kill node 0 while the loop keeps appending.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "appends too slow: {} acknowledged\n{}",
+            acked.lock().unwrap().len(),
+            servers.log(0)
+        );
+        assert!(!appender.is_finished(), "the append loop ended early\n{}", servers.log(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    servers.sigkill(0);
+    stop.store(true, Ordering::SeqCst);
+    let ended = appender.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 12, "{ended}");
+    let last = acked.last().unwrap().0;
+    eprintln!("node 0 acknowledged blocks 1..={last} before SIGKILL; the append loop ended with: {ended}");
+
+    // Only node 0's own store can answer now.
+    for i in 1..4 {
+        servers.stop(i);
+    }
+    servers.start(0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for (index, hash) in &acked {
+        let req = GetBlock { hash: vec![], genesis: genesis.clone(), index: *index };
+        let reply = rt
+            .block_on(client::call(
+                &servers.url(0),
+                "Skipchain",
+                "GetBlock",
+                req.encode_to_vec(),
+                Duration::from_secs(10),
+            ))
+            .unwrap_or_else(|e| panic!("acknowledged block {index} lost after SIGKILL: {e}\n{}", servers.log(0)));
+        let block = BlockReply::decode(reply.as_slice()).unwrap().block.unwrap();
+        assert_eq!(&block.hash, hash, "block {index} changed");
+        assert_eq!(block.data, format!("block {index}").into_bytes());
+    }
+    let out = ok(conode()
+        .args(["skipchain", "verify", "--genesis", &genesis_hex, "--url", &servers.url(0)])
+        .arg("--roster")
+        .arg(&servers.roster));
+    let head: u64 = out.trim().strip_prefix("ok: block ").and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!(head >= last, "chain head {head} is behind the last acknowledged block {last}: {out}");
+
+    // With the others back, the chain goes on from node 0's head.
+    for i in 1..4 {
+        servers.start(i);
+    }
+    let next = json(&ok(conode()
+        .args(["skipchain", "append", "--genesis", &genesis_hex, "--data", "after the crash"])
+        .arg("--roster")
+        .arg(&servers.roster)
+        .arg("--key")
+        .arg(&key)));
+    assert_eq!(next["index"].as_u64(), Some(head + 1), "{next}");
+}

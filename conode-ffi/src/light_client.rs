@@ -1,0 +1,245 @@
+//! A small blocking client of a conode's client port for apps (exported through uniffi): it fetches
+//! the newest skipblock proof (`/Skipchain/GetUpdateChain` over WebSocket, protobuf) or a drand beacon
+//! (HTTP `/info`, `/public/latest`, `/public/{round}`) and verifies it before returning anything.
+//! No async runtime: one socket per call with read/write timeouts, TLS (wss/https) via rustls.
+
+use crate::checks;
+use crate::light::{
+    beacon_record, chain_record, verified_block, DrandChainInfo, LightError, VerifiedBeacon, VerifiedBlock,
+};
+use conode_core::verify::beacon::ChainInfo;
+use conode_core::verify::skipchain_wire::{GetUpdateChain, Proof, MAX_PROOF_BYTES};
+use prost::Message as _;
+use std::io::ErrorKind;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::Uri;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Connector, Message};
+
+/// Largest JSON answer read from the drand API (a chain info or a beacon is well under 2 KiB).
+const MAX_JSON_BYTES: u64 = 1024 * 1024;
+
+/// A conode's client port, e.g. `ws://127.0.0.1:7771` (also `wss://`, `http://`, `https://`: the
+/// WebSocket and HTTP APIs share the port). Every call blocks for at most about `timeout_ms` per
+/// network step; call it off the UI thread.
+#[derive(uniffi::Object)]
+pub struct ConodeClient {
+    /// `ws://` or `wss://` base, no trailing slash.
+    ws_base: String,
+    /// `http://` or `https://` base, no trailing slash.
+    http_base: String,
+    timeout: Duration,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for ConodeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConodeClient").field("url", &self.ws_base).field("timeout", &self.timeout).finish()
+    }
+}
+
+/// Splits `url` into its WebSocket and HTTP bases.
+fn bases(url: &str) -> Result<(String, String), LightError> {
+    let url = url.trim().trim_end_matches('/');
+    let bad = |why: &str| LightError::invalid(format!("url `{url}`: {why}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme (use ws://host:port)"))?;
+    let (ws, http) = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => ("ws", "http"),
+        "wss" | "https" => ("wss", "https"),
+        other => return Err(bad(&format!("unsupported scheme `{other}` (use ws, wss, http or https)"))),
+    };
+    let uri: Uri = format!("{http}://{rest}").parse().map_err(|e| bad(&format!("{e}")))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a base URL has no query"));
+    }
+    Ok((format!("{ws}://{rest}"), format!("{http}://{rest}")))
+}
+
+fn tls_connector() -> Result<Connector, LightError> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LightError::network(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Connector::Rustls(Arc::new(config)))
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+impl ConodeClient {
+    fn timeout_message(&self, url: &str) -> LightError {
+        LightError::network(format!("{url}: no answer within {} ms", self.timeout.as_millis()))
+    }
+
+    /// One protobuf request over WebSocket to `/<service>/<method>`; returns the binary reply.
+    fn ws_call(&self, service: &str, method: &str, body: Vec<u8>) -> Result<Vec<u8>, LightError> {
+        let url = format!("{}/{service}/{method}", self.ws_base);
+        let request = url.as_str().into_client_request().map_err(|e| LightError::invalid(format!("{url}: {e}")))?;
+        let host = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+        let tls = request.uri().scheme_str() == Some("wss");
+        let port = request.uri().port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let net = |e: String| LightError::network(format!("{url}: {e}"));
+        let addrs: Vec<_> =
+            (host.as_str(), port).to_socket_addrs().map_err(|e| net(format!("cannot resolve {host}: {e}")))?.collect();
+        let mut last = format!("{host} has no address");
+        let mut stream = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, self.timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = format!("cannot connect to {addr}: {e}"),
+            }
+        }
+        let stream = stream.ok_or_else(|| net(last))?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(|e| net(e.to_string()))?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(|e| net(e.to_string()))?;
+        let config = WebSocketConfig {
+            max_message_size: Some(MAX_PROOF_BYTES),
+            max_frame_size: Some(MAX_PROOF_BYTES),
+            ..Default::default()
+        };
+        let connector = if tls { tls_connector()? } else { Connector::Plain };
+        let (mut ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), Some(connector)).map_err(
+            |e| match e {
+                HandshakeError::Interrupted(_) => self.timeout_message(&url),
+                HandshakeError::Failure(tungstenite::Error::Http(r)) => {
+                    LightError::server(format!("{url}: HTTP {} (no such service or method?)", r.status()))
+                }
+                HandshakeError::Failure(tungstenite::Error::Io(e)) if is_timeout(&e) => self.timeout_message(&url),
+                HandshakeError::Failure(e) => net(format!("WebSocket handshake: {e}")),
+            },
+        )?;
+        let read_err = |e: tungstenite::Error| match e {
+            tungstenite::Error::Io(e) if is_timeout(&e) => self.timeout_message(&url),
+            e => net(e.to_string()),
+        };
+        ws.send(Message::Binary(body)).map_err(read_err)?;
+        loop {
+            match ws.read().map_err(read_err)? {
+                Message::Binary(reply) => {
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    return Ok(reply);
+                }
+                Message::Close(Some(frame)) => return Err(LightError::server(format!("{url}: {}", frame.reason))),
+                Message::Close(None) => return Err(net("closed without a reply".into())),
+                _ => continue,
+            }
+        }
+    }
+
+    /// GET `path` on the HTTP API; returns the body of a 200 answer.
+    fn get_json(&self, path: &str) -> Result<String, LightError> {
+        let url = format!("{}{path}", self.http_base);
+        let mut response = self.agent.get(&url).call().map_err(|e| match e {
+            ureq::Error::Timeout(_) => self.timeout_message(&url),
+            ureq::Error::Io(e) if is_timeout(&e) => self.timeout_message(&url),
+            e => LightError::network(format!("{url}: {e}")),
+        })?;
+        let status = response.status();
+        let body = response.body_mut().with_config().limit(MAX_JSON_BYTES).read_to_string();
+        if !status.is_success() {
+            let detail = body.ok().map(|b| b.chars().take(200).collect::<String>()).unwrap_or_default();
+            return Err(LightError::server(format!("{url}: HTTP {status}: {}", detail.trim())));
+        }
+        body.map_err(|e| LightError::network(format!("{url}: reading the answer: {e}")))
+    }
+
+    /// The chain info, from `/{chain_hash}/info` when pinned (and checked to be that chain) or from
+    /// `/info` otherwise; the path prefix for later requests of the same chain.
+    fn fetch_chain(&self, chain_hash: Option<&str>) -> Result<(ChainInfo, String), LightError> {
+        let prefix = match chain_hash {
+            Some(h) => {
+                let h = h.trim().to_ascii_lowercase();
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(LightError::invalid(format!("chain hash `{h}`: expected 64 hex characters")));
+                }
+                format!("/{h}")
+            }
+            None => String::new(),
+        };
+        let info = checks::chain_info(&self.get_json(&format!("{prefix}/info"))?)?;
+        if let Some(h) = chain_hash {
+            checks::pinned(&info, h)?;
+        }
+        Ok((info, prefix))
+    }
+
+    fn fetch_beacon(&self, chain_hash: Option<String>, which: &str) -> Result<VerifiedBeacon, LightError> {
+        let (info, prefix) = self.fetch_chain(chain_hash.as_deref())?;
+        let json = self.get_json(&format!("{prefix}/public/{which}"))?;
+        let beacon = checks::beacon_json(&info, &json)?;
+        Ok(beacon_record(&info, beacon))
+    }
+}
+
+#[uniffi::export]
+impl ConodeClient {
+    /// A client of the conode whose client port is at `url` (`ws://host:port`, `wss://`, `http://`
+    /// or `https://`), waiting at most `timeout_ms` (≥ 1) for each network step.
+    #[uniffi::constructor]
+    pub fn new(url: String, timeout_ms: u64) -> Result<Arc<Self>, LightError> {
+        if timeout_ms == 0 {
+            return Err(LightError::invalid("timeout_ms must be at least 1"));
+        }
+        let (ws_base, http_base) = bases(&url)?;
+        let timeout = Duration::from_millis(timeout_ms);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .user_agent(format!("conode-light/{}", conode_core::VERSION))
+            .build()
+            .into();
+        Ok(Arc::new(ConodeClient { ws_base, http_base, timeout, agent }))
+    }
+
+    /// The WebSocket base URL this client talks to.
+    pub fn url(&self) -> String {
+        self.ws_base.clone()
+    }
+
+    /// The conode's drand chain (`/info`), checked to be self-consistent (its chain hash matches its
+    /// fields, its key is valid). Pin `chain_hash` to recognize the chain in later calls.
+    pub fn chain_info(&self) -> Result<DrandChainInfo, LightError> {
+        Ok(chain_record(&self.fetch_chain(None)?.0))
+    }
+
+    /// The latest beacon, verified. With `chain_hash` (hex) the chain must be that one; without it,
+    /// the conode's own `/info` is trusted for the chain's key. "Latest" is the conode's word: the
+    /// signature proves the round's value, not that no later round exists.
+    pub fn latest_beacon(&self, chain_hash: Option<String>) -> Result<VerifiedBeacon, LightError> {
+        self.fetch_beacon(chain_hash, "latest")
+    }
+
+    /// The beacon of `round` (≥ 1), verified, as for [`ConodeClient::latest_beacon`].
+    pub fn beacon(&self, chain_hash: Option<String>, round: u64) -> Result<VerifiedBeacon, LightError> {
+        if round == 0 {
+            return Err(LightError::invalid("round 0 is the genesis: it has no signature to verify"));
+        }
+        self.fetch_beacon(chain_hash, &round.to_string())
+    }
+
+    /// The newest block of a skipchain: fetches the proof from `trusted_hash` (hex genesis id or a
+    /// block already verified) with `/Skipchain/GetUpdateChain` and verifies every link.
+    pub fn latest_block(&self, trusted_hash: String) -> Result<VerifiedBlock, LightError> {
+        let from = checks::hash_hex(&trusted_hash, "trusted hash")?;
+        let reply =
+            self.ws_call("Skipchain", "GetUpdateChain", GetUpdateChain { from: from.clone() }.encode_to_vec())?;
+        let proof =
+            Proof::decode(reply.as_slice()).map_err(|e| LightError::network(format!("undecodable proof: {e}")))?;
+        let checked = checks::skipchain_blocks(&from, proof.blocks)?;
+        Ok(verified_block(checked.latest, checked.hops))
+    }
+}
