@@ -3,6 +3,7 @@ LocalCluster; their beacons verify with verify_beacon (objects and drand JSON) a
 tampered or checked under the wrong chain."""
 
 import json
+import pathlib
 import time
 
 import pytest
@@ -94,3 +95,33 @@ def test_unavailable_rounds_and_second_dkg(chained):
         chained.cluster.start_beacon("bls-bn254")
     with pytest.raises(ValueError, match="timeout"):
         chained.chain.round(1, timeout=-1)
+
+
+
+VECTORS = pathlib.Path(__file__).resolve().parents[3] / "tests" / "vectors" / "drand.json"
+
+
+def _without_randomness(vector, **changes):
+    out = {k: v for k, v in vector.items() if k != "randomness"}
+    out.update(changes)
+    return json.dumps(out)
+
+
+@pytest.mark.parametrize("chain", json.loads(VECTORS.read_text())["chains"], ids=lambda c: c["name"])
+def test_league_of_entropy_vectors(chain):
+    """Real beacons of drand's mainnet (chained) and quicknet verify; any change to them does not."""
+    info = conode.ChainInfo.from_json(json.dumps(chain))
+    assert info.scheme == chain["scheme"] and info.hash == chain.get("hash", chain.get("chain_hash"))
+    for vector in chain["beacons"]:
+        beacon = conode.Beacon.from_json(json.dumps(vector))
+        assert conode.verify_beacon(info, beacon) == beacon
+        if "randomness" in vector:
+            assert beacon.randomness.hex() == vector["randomness"]
+        for field in ("signature", "previous_signature"):
+            if field in vector:
+                raw = bytearray.fromhex(vector[field])
+                raw[-1] ^= 1
+                with pytest.raises(conode.VerifyError):
+                    conode.verify_beacon(info, _without_randomness(vector, **{field: raw.hex()}))
+        with pytest.raises(conode.VerifyError):
+            conode.verify_beacon(info, _without_randomness(vector, round=vector["round"] + 1))
