@@ -166,3 +166,16 @@ fn bad_rosters_name_file_and_field() {
 
     assert!(Roster::from_toml_str(Path::new("empty.toml"), "").unwrap_err().to_string().contains("no [[servers]]"));
 }
+
+#[test]
+fn service_keys_in_roster_order_or_the_member_without_one() {
+    let (a, b) = (sample(), NodeConfig::generate(NodeAddress::parse("tls://10.0.0.2:7772").unwrap(), "two"));
+    let roster = Roster::new(vec![a.server_identity(), b.server_identity()]);
+    let keys = roster.service_keys("Cosi").unwrap();
+    assert_eq!(keys, vec![a.cosi_key().unwrap().public(), b.cosi_key().unwrap().public()]);
+    let mut without = b.server_identity();
+    without.services.clear();
+    let e = Roster::new(vec![a.server_identity(), without]).service_keys("Cosi").unwrap_err();
+    assert_eq!((e.index, e.address.as_str()), (1, "tls://10.0.0.2:7772"));
+    assert_eq!(e.to_string(), "servers[1] (tls://10.0.0.2:7772) has no Services.Cosi key");
+}

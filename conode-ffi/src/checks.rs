@@ -37,16 +37,7 @@ pub(crate) fn roster(roster_toml: &str) -> Result<Roster, CheckError> {
 
 /// The members' collective-signing keys in roster order; every member must publish one.
 pub(crate) fn cosi_keys(roster: &Roster) -> Result<Vec<BlsPublicKey>, CheckError> {
-    roster
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.service_key(COSI_SERVICE).copied().ok_or_else(|| {
-                CheckError::Roster(format!("roster: servers[{i}] ({}) has no Services.{COSI_SERVICE} key", s.address))
-            })
-        })
-        .collect()
+    roster.service_keys(COSI_SERVICE).map_err(|e| CheckError::Roster(format!("roster: {e}")))
 }
 
 /// What a verified collective signature tells.

@@ -27,16 +27,7 @@ fn policy(threshold: Option<usize>) -> Policy {
 
 /// The cosi keys of a roster in order; ValueError naming a member without one.
 fn cosi_keys(roster: &Roster) -> PyResult<Vec<BlsPublicKey>> {
-    roster
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.service_key(COSI_SERVICE).copied().ok_or_else(|| {
-                PyValueError::new_err(format!("roster member {i} ({}) has no {COSI_SERVICE} key", s.address))
-            })
-        })
-        .collect()
+    roster.service_keys(COSI_SERVICE).map_err(|e| PyValueError::new_err(format!("roster: {e}")))
 }
 
 /// Checks a collective signature (shared by `verify_cosi` and `CollectiveSignature.verify`).

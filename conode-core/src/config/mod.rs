@@ -13,7 +13,7 @@ mod roster;
 pub use address::NodeAddress;
 pub use overrides::AddressOverrides;
 pub use private::{NodeConfig, COSI_SERVICE};
-pub use roster::{Roster, ServerIdentity, ServicePublic};
+pub use roster::{MissingServiceKey, Roster, ServerIdentity, ServicePublic};
 
 use std::path::PathBuf;
 

@@ -33,6 +33,15 @@ impl ServerIdentity {
     }
 }
 
+/// A roster member that publishes no key for a service the caller needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("servers[{index}] ({address}) has no Services.{service} key")]
+pub struct MissingServiceKey {
+    pub index: usize,
+    pub address: String,
+    pub service: String,
+}
+
 /// An ordered list of members. Index i is bit i of collective-signature masks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Roster {
@@ -82,6 +91,22 @@ impl Roster {
 
     pub fn is_empty(&self) -> bool {
         self.servers.is_empty()
+    }
+
+    /// Every member's key for `service`, in roster order (index i is mask bit i); fails naming the
+    /// first member that publishes none.
+    pub fn service_keys(&self, service: &str) -> Result<Vec<BlsPublicKey>, MissingServiceKey> {
+        self.servers
+            .iter()
+            .enumerate()
+            .map(|(index, s)| {
+                s.service_key(service).copied().ok_or_else(|| MissingServiceKey {
+                    index,
+                    address: s.address.to_string(),
+                    service: service.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// Index of the member with this identity key.
