@@ -157,6 +157,17 @@ impl ConodeClient {
         body.map_err(|e| LightError::network(format!("{url}: reading the answer: {e}")))
     }
 
+    /// A node's answer that does not decode is the node's fault (`Network`), not the caller's
+    /// (`InvalidInput`); verification failures stay what they are.
+    fn undecodable(&self, path: &str, e: LightError) -> LightError {
+        match e {
+            LightError::InvalidInput { reason } => {
+                LightError::network(format!("{}{path}: undecodable answer: {reason}", self.http_base))
+            }
+            other => other,
+        }
+    }
+
     /// The chain info, from `/{chain_hash}/info` when pinned (and checked to be that chain) or from
     /// `/info` otherwise; the path prefix for later requests of the same chain.
     fn fetch_chain(&self, chain_hash: Option<&str>) -> Result<(ChainInfo, String), LightError> {
@@ -170,7 +181,8 @@ impl ConodeClient {
             }
             None => String::new(),
         };
-        let info = checks::chain_info(&self.get_json(&format!("{prefix}/info"))?)?;
+        let path = format!("{prefix}/info");
+        let info = checks::chain_info(&self.get_json(&path)?).map_err(|e| self.undecodable(&path, e.into()))?;
         if let Some(h) = chain_hash {
             checks::pinned(&info, h)?;
         }
@@ -179,8 +191,9 @@ impl ConodeClient {
 
     fn fetch_beacon(&self, chain_hash: Option<String>, which: &str) -> Result<VerifiedBeacon, LightError> {
         let (info, prefix) = self.fetch_chain(chain_hash.as_deref())?;
-        let json = self.get_json(&format!("{prefix}/public/{which}"))?;
-        let beacon = checks::beacon_json(&info, &json)?;
+        let path = format!("{prefix}/public/{which}");
+        let json = self.get_json(&path)?;
+        let beacon = checks::beacon_json(&info, &json).map_err(|e| self.undecodable(&path, e.into()))?;
         Ok(beacon_record(&info, beacon))
     }
 }

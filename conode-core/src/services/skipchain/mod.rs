@@ -4,9 +4,11 @@
 //!
 //! - `messages`: client and peer wire messages.
 //! - `store`: durable sled storage.
+//! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
 //! - `service`: create/append/get/update, the cosi verification hook, propagation and catch-up.
 
 pub mod messages;
+mod rosters;
 mod service;
 pub mod store;
 

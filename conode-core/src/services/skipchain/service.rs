@@ -3,6 +3,7 @@
 //! (`GetUpdateChain`), and catch-up of members that were down or newly added.
 
 use super::messages::*;
+use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey};
@@ -102,6 +103,8 @@ struct Shared {
     network: Network,
     me: IdentityPublicKey,
     cosi: CosiService,
+    /// Rosters of blocks, checked once.
+    rosters: CheckedRosters,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -236,15 +239,15 @@ impl SkipchainService {
         // to store this one. New members must fetch the chain first; members that did not sign may
         // be down. Both get the block in the background (or catch up later).
         let level0 = incoming.first().and_then(|l| l.link.as_ref()).and_then(|l| l.signature.as_ref());
-        let prev_roster = config_roster(latest.roster.as_ref().unwrap_or(&roster))?;
+        let prev_roster = s.rosters.get(latest.roster.as_ref().unwrap_or(&roster))?;
         let signers: Vec<IdentityPublicKey> = level0
             .and_then(|sig| Mask::from_bytes(prev_roster.len(), &sig.mask).ok())
             .map(|mask| {
                 mask.indices().into_iter().filter_map(|i| prev_roster.servers.get(i)).map(|m| m.public).collect()
             })
             .unwrap_or_default();
-        let mut targets = config_roster(&roster)?;
-        for m in prev_roster.servers {
+        let mut targets = Roster::clone(&*s.rosters.get(&roster)?);
+        for m in prev_roster.servers.iter().cloned() {
             if targets.index_of(&m.public).is_none() {
                 targets.servers.push(m);
             }
@@ -269,7 +272,7 @@ impl SkipchainService {
             .shared
             .cosi
             .sign(
-                &config_roster(src_roster)?,
+                &*self.shared.rosters.get(src_roster)?,
                 &statement,
                 SKIPCHAIN_SERVICE,
                 &proposal.encode_to_vec(),
@@ -412,8 +415,8 @@ impl SkipchainService {
     pub async fn catch_up_all(&self) {
         for genesis in self.shared.store.chains() {
             let Some(latest) = self.shared.store.latest(&genesis) else { continue };
-            let Ok(roster) = latest.roster.as_ref().map(config_roster).transpose() else { continue };
-            for m in roster.into_iter().flat_map(|r| r.servers).filter(|m| m.public != self.shared.me) {
+            let Some(Ok(roster)) = latest.roster.as_ref().map(|r| self.shared.rosters.get(r)) else { continue };
+            for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
                 let req = Latest { genesis: genesis.clone(), index: 0, known: false };
                 let Ok(reply) = self
                     .shared
@@ -483,8 +486,8 @@ impl SkipchainService {
 
     /// The ServerIdentity of `key` from the block's roster (to dial it back for catch-up).
     fn sender_identity(&self, block: &SkipBlock, key: &IdentityPublicKey) -> Option<ServerIdentity> {
-        let roster = config_roster(block.roster.as_ref()?).ok()?;
-        roster.servers.into_iter().find(|m| &m.public == key)
+        let roster = self.shared.rosters.get(block.roster.as_ref()?).ok()?;
+        roster.servers.iter().find(|m| &m.public == key).cloned()
     }
 
     /// The verification hook run before this node cosigns a forward link.
@@ -508,7 +511,7 @@ impl SkipchainService {
         let prev = st.block_at(&block.genesis_id, latest).ok_or("missing latest block")?;
         let changed = prev.roster.as_ref().map(|r| r.id()) != Some(new_roster.id());
         if changed {
-            config_roster(new_roster).map_err(|e| e.to_string())?;
+            self.shared.rosters.get(new_roster).map_err(|e| e.to_string())?;
         }
         check_owner(&genesis, &p.owner, &p.owner_signature, block.index, &block.data, changed.then_some(new_roster))
             .map_err(|e| e.to_string())?;
@@ -631,6 +634,7 @@ pub fn register(ctx: &ServiceContext) -> Option<SkipchainService> {
             network: ctx.network.clone(),
             me: ctx.config.identity.public(),
             cosi: cosi.clone(),
+            rosters: CheckedRosters::default(),
             appending: Default::default(),
         }),
     };
