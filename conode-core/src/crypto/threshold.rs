@@ -158,7 +158,19 @@ pub trait Point: Copy + Clone + PartialEq + Eq + Send + Sync + fmt::Debug + 'sta
     fn is_identity(&self) -> bool;
     fn to_bytes(&self) -> Vec<u8>;
     /// Decodes a compressed point: on the curve, in the prime-order subgroup, not the identity.
-    fn from_bytes(bytes: &[u8]) -> Result<Self, ThresholdError>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self, ThresholdError> {
+        let p = Self::from_bytes_on_curve(bytes)?;
+        if !p.in_subgroup() {
+            return Err(ThresholdError::Point(Self::NAME));
+        }
+        Ok(p)
+    }
+    /// Decodes a compressed point on the curve, not the identity, WITHOUT the (costly) subgroup
+    /// check: only for points whose combination is verified afterwards with the group check (e.g.
+    /// partial signatures recovered into a signature that is then verified).
+    fn from_bytes_on_curve(bytes: &[u8]) -> Result<Self, ThresholdError>;
+    /// In the prime-order subgroup.
+    fn in_subgroup(&self) -> bool;
     /// Hash to the curve (RFC 9380, SSWU, random oracle) with `dst`.
     fn hash_to(msg: &[u8], dst: &[u8]) -> Self;
 }
@@ -229,7 +241,7 @@ macro_rules! impl_point {
                 unsafe { $compress(out.as_mut_ptr(), &self.0) };
                 out
             }
-            fn from_bytes(bytes: &[u8]) -> Result<Self, ThresholdError> {
+            fn from_bytes_on_curve(bytes: &[u8]) -> Result<Self, ThresholdError> {
                 if bytes.len() != $len {
                     return Err(ThresholdError::Length { expected: $len, got: bytes.len() });
                 }
@@ -242,11 +254,14 @@ macro_rules! impl_point {
                 // SAFETY: valid pointers.
                 unsafe { $from_aff(&mut p, &aff) };
                 let p = $t(p);
-                // SAFETY: valid pointer.
-                if p.is_identity() || !unsafe { $in_group(&p.0) } {
+                if p.is_identity() {
                     return Err(ThresholdError::Point($name));
                 }
                 Ok(p)
+            }
+            fn in_subgroup(&self) -> bool {
+                // SAFETY: valid pointer.
+                unsafe { $in_group(&self.0) }
             }
             fn hash_to(msg: &[u8], dst: &[u8]) -> Self {
                 let mut out = $raw::default();
@@ -677,6 +692,19 @@ mod tests {
             let _ = G1::from_bytes(&g);
         }
         assert_eq!(G1::generator().mul_u64(5), G1::generator().mul(&Scalar::from_u64(5)));
+        // A random point of the curve is (almost surely) outside the prime-order subgroup: decodable
+        // without the subgroup check, refused with it.
+        let off_subgroup = (0..1000)
+            .find_map(|_| {
+                let mut g = [0u8; 48];
+                rand::RngCore::fill_bytes(&mut OsRng, &mut g);
+                g[0] = 0x80 | (g[0] & 0x1f); // compressed, not infinity
+                G1::from_bytes_on_curve(&g).ok().map(|p| (g, p))
+            })
+            .expect("some random x is on the curve");
+        assert!(!off_subgroup.1.in_subgroup());
+        assert!(G1::from_bytes(&off_subgroup.0).is_err());
+        assert!(G1::from_bytes_on_curve(&p.to_bytes()).unwrap().in_subgroup());
     }
 
     #[test]

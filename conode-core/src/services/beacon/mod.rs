@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod http;
 pub mod messages;
+mod partials;
 mod service;
 pub mod store;
 

@@ -10,6 +10,7 @@
 //! `Round`, `Info`. HTTP routes: see [`super::http`].
 
 use super::messages::{self as m, protocol as proto};
+use super::partials::{HeldPartial, PartialsOfRound, ShareKeys};
 use super::store::{from_packet, to_packet, ChainStore, Share};
 use crate::config::{Roster, ServerIdentity};
 use crate::crypto::threshold::{recover_point, Point, G1, G2};
@@ -19,7 +20,7 @@ use crate::services::dkg::{self, messages as dm, DkgError, DkgOutput, DkgService
 use crate::services::{ClientRegistry, ServiceContext, ServiceError};
 use crate::verify::beacon::{digest, Beacon, ChainInfo, PreparedChain, Scheme};
 use prost::Message;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -78,9 +79,6 @@ pub struct BeaconStats {
     pub latencies: Vec<RoundLatency>,
 }
 
-/// Partials received for one round: share index → (digest signed, partial signature).
-type PartialsOfRound = BTreeMap<u32, ([u8; 32], Vec<u8>)>;
-
 /// A running chain: the group, this node's share and the in-memory round state.
 pub(crate) struct Chain {
     group: Group,
@@ -88,11 +86,15 @@ pub(crate) struct Chain {
     chain_hash: [u8; 32],
     prepared: PreparedChain,
     share: Share,
-    share_keys: BTreeMap<u32, PreparedChain>,
+    share_keys: ShareKeys,
     latest: watch::Sender<u64>,
     latest_sig: Mutex<Vec<u8>>,
-    /// round → share index → (digest signed, partial).
+    /// round → share index → partial.
     pool: Mutex<BTreeMap<u64, PartialsOfRound>>,
+    /// Late partials already audited: (round, share index).
+    audited: Mutex<BTreeSet<(u64, u32)>>,
+    /// One `advance` at a time, so that a partial is never checked twice.
+    advancing: tokio::sync::Mutex<()>,
     append: tokio::sync::Mutex<()>,
     notify: Notify,
     latencies: Mutex<VecDeque<RoundLatency>>,
@@ -106,11 +108,7 @@ impl Chain {
         if !group.public_poly.verify_share(share.index, &share.scalar) || group.node(share.index).is_none() {
             return Err("the stored share does not belong to the group".into());
         }
-        let mut share_keys = BTreeMap::new();
-        for n in &group.nodes {
-            let pk = group.public_poly.public_share_bytes(n.index).map_err(|e| e.to_string())?;
-            share_keys.insert(n.index, PreparedChain::from_public_key(group.scheme, &pk).map_err(|e| e.to_string())?);
-        }
+        let share_keys = ShareKeys::new(&group)?;
         let (round, sig) = match last {
             Some(b) => (b.round, b.signature),
             None => (0, info.genesis_seed.clone()),
@@ -124,6 +122,8 @@ impl Chain {
             latest: watch::channel(round).0,
             latest_sig: Mutex::new(sig),
             pool: Mutex::new(BTreeMap::new()),
+            audited: Mutex::new(BTreeSet::new()),
+            advancing: tokio::sync::Mutex::new(()),
             append: tokio::sync::Mutex::new(()),
             notify: Notify::new(),
             latencies: Mutex::new(VecDeque::new()),
@@ -166,12 +166,13 @@ fn sign_partial_bytes(scheme: Scheme, share: &Share, msg: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Lagrange recovery of the group signature from `t` verified partials.
+/// Lagrange recovery of the group signature from `t` partials. The result must be verified (with
+/// the subgroup check): the partials are decoded without theirs, which that check covers.
 fn recover_bytes(scheme: Scheme, partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
     fn go<P: Point>(partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
         let pts: Vec<(u32, P)> = partials
             .iter()
-            .map(|(i, b)| P::from_bytes(b).map(|p| (*i, p)))
+            .map(|(i, b)| P::from_bytes_on_curve(b).map(|p| (*i, p)))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         recover_point(&pts, t).map(|p| p.to_bytes()).map_err(|e| e.to_string())
@@ -550,6 +551,7 @@ impl BeaconService {
             return Err("round 0 has no signature".into());
         }
         if p.round <= latest {
+            self.audit_late(chain, index, &p);
             return Ok(reply(self.get(p.round)));
         }
         let due = chain.info.latest_round(unix_now_ms().div_euclid(1000));
@@ -577,47 +579,66 @@ impl BeaconService {
             None
         };
         let msg = digest(chain.scheme(), p.round, prev.as_deref());
-        let valid = chain.share_keys.get(&index).is_some_and(|k| k.verify_message(&msg, &p.partial).is_ok());
-        if !valid {
+        // Only the form is checked now; the signature with the others of the round (see `partials`).
+        if !chain.share_keys.decodes(&p.partial) {
             self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
             warn!(from = index, round = p.round, "beacon: invalid partial rejected");
-            return Err(format!("invalid partial signature for round {}", p.round));
+            return Err(format!("invalid partial signature for round {}: not a signature point", p.round));
         }
-        lock(&chain.pool).entry(p.round).or_default().insert(index, (msg, p.partial));
+        let held = HeldPartial { digest: msg, partial: p.partial, checked: false };
+        lock(&chain.pool).entry(p.round).or_default().entry(index).or_insert(held);
         self.advance(chain).await;
         Ok(reply(self.get(p.round)))
     }
 
-    /// Recovers and stores as many consecutive rounds as the partials held allow.
+    /// Recovers and stores as many consecutive rounds as the partials held allow. With `t`
+    /// partials of the next round held, the beacon is recovered from `t` of them (checked ones
+    /// first) and verified once against the group key: one pairing check per round instead of one
+    /// per partial. Only when it does not verify are the unchecked partials used checked one by
+    /// one, and the bad ones dropped and counted. Unused unchecked partials are audited later.
     async fn advance(&self, chain: &Arc<Chain>) {
+        let _one = chain.advancing.lock().await;
         loop {
             let round = chain.latest() + 1;
             let prev = chain.prev_for_next();
             let msg = digest(chain.scheme(), round, prev.as_deref());
             let t = chain.threshold();
-            let parts: Vec<(u32, Vec<u8>)> = lock(&chain.pool)
+            let mut held: Vec<(u32, HeldPartial)> = lock(&chain.pool)
                 .get(&round)
-                .map(|m| m.iter().filter(|(_, (d, _))| *d == msg).take(t).map(|(i, (_, p))| (*i, p.clone())).collect())
+                .map(|m| m.iter().filter(|(_, h)| h.digest == msg).map(|(i, h)| (*i, h.clone())).collect())
                 .unwrap_or_default();
-            if parts.len() < t {
+            if held.len() < t {
                 return;
             }
-            let sig = match recover_bytes(chain.scheme(), &parts, t) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(round, error = %e, "beacon: recovery failed");
+            held.sort_by_key(|(i, h)| (!h.checked, *i));
+            let unused = held.split_off(t);
+            let parts: Vec<(u32, Vec<u8>)> = held.iter().map(|(i, h)| (*i, h.partial.clone())).collect();
+            let beacon = recover_bytes(chain.scheme(), &parts, t)
+                .map(|signature| Beacon { round, signature, previous_signature: prev })
+                .ok()
+                .filter(|b| chain.prepared.verify(b).is_ok());
+            let Some(beacon) = beacon else {
+                // A bad partial among those used: find it.
+                let used_unchecked: Vec<(u32, Vec<u8>)> =
+                    held.iter().filter(|(_, h)| !h.checked).map(|(i, h)| (*i, h.partial.clone())).collect();
+                if used_unchecked.is_empty() {
+                    warn!(round, "beacon: recovery from checked partials failed");
                     lock(&chain.pool).remove(&round);
                     return;
                 }
+                self.check_each(chain, round, &msg, used_unchecked);
+                continue;
             };
-            let beacon = Beacon { round, signature: sig, previous_signature: prev };
             match self.append(chain, beacon, true).await {
                 Ok(true) => {
                     self.inner.stats.recovered.fetch_add(1, Ordering::Relaxed);
+                    for (i, h) in unused.into_iter().filter(|(_, h)| !h.checked) {
+                        self.audit_later(chain, i, round, msg, h.partial);
+                    }
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    warn!(round, error = %e, "beacon: recovered signature rejected");
+                    warn!(round, error = %e, "beacon: recovered signature not stored");
                     lock(&chain.pool).remove(&round);
                     return;
                 }
@@ -625,7 +646,78 @@ impl BeaconService {
         }
     }
 
-    /// Verifies and stores the next beacon. `Ok(false)`: already stored.
+    /// Checks `items` of `round` one by one: bad ones leave the pool and are counted, good ones
+    /// are marked checked.
+    fn check_each(&self, chain: &Chain, round: u64, msg: &[u8; 32], items: Vec<(u32, Vec<u8>)>) {
+        let verdicts: Vec<(u32, bool)> =
+            items.into_iter().map(|(i, p)| (i, chain.share_keys.check_one(i, msg, &p))).collect();
+        let mut pool = lock(&chain.pool);
+        let Some(of_round) = pool.get_mut(&round) else { return };
+        for (i, valid) in verdicts {
+            if valid {
+                if let Some(h) = of_round.get_mut(&i) {
+                    h.checked = true;
+                }
+            } else {
+                of_round.remove(&i);
+                self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                warn!(from = i, round, "beacon: invalid partial rejected");
+            }
+        }
+    }
+
+    /// A partial that arrived after its round was stored, from a member that may be lagging.
+    fn audit_late(&self, chain: &Arc<Chain>, index: u32, p: &m::PartialBeacon) {
+        if p.round + 1 < chain.latest() || index == chain.share.index {
+            return;
+        }
+        let Some(stored) = self.get(p.round) else { return };
+        if chain.scheme().is_chained() && stored.previous_signature.as_deref() != Some(&p.previous_signature[..]) {
+            if self.first_audit(chain, p.round, index) {
+                self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                warn!(from = index, round = p.round, "beacon: late partial over another previous signature");
+            }
+            return;
+        }
+        let msg = digest(chain.scheme(), p.round, stored.previous_signature.as_deref());
+        self.audit_later(chain, index, p.round, msg, p.partial.clone());
+    }
+
+    /// Whether (round, index) was not audited yet (and now is); keeps the last rounds only.
+    fn first_audit(&self, chain: &Chain, round: u64, index: u32) -> bool {
+        let mut audited = lock(&chain.audited);
+        let fresh = audited.insert((round, index));
+        let latest = chain.latest();
+        audited.retain(|(r, _)| r + 2 >= latest);
+        fresh
+    }
+
+    /// A partial of a round already stored is of no use to it, but a member sending bad ones should
+    /// show up in the stats and logs: it is checked once, a quarter period later, off the critical
+    /// path of the next rounds.
+    fn audit_later(&self, chain: &Arc<Chain>, index: u32, round: u64, msg: [u8; 32], partial: Vec<u8>) {
+        if !self.first_audit(chain, round, index) {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        let chain = chain.clone();
+        let delay = Duration::from_millis(u64::from(chain.info.period) * 250);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let valid = tokio::task::spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial))
+                .await
+                .unwrap_or(true);
+            if !valid {
+                if let Some(inner) = inner.upgrade() {
+                    inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                }
+                warn!(from = index, round, "beacon: invalid partial (audited after its round)");
+            }
+        });
+    }
+
+    /// Verifies and stores the next beacon. `Ok(false)`: already stored. `recovered`: recovered
+    /// here by [`Self::advance`], which verified it already.
     async fn append(&self, chain: &Arc<Chain>, mut beacon: Beacon, recovered: bool) -> Result<bool, String> {
         let store = self.inner.store.as_ref().ok_or("no storage")?;
         let _g = chain.append.lock().await;
@@ -643,7 +735,9 @@ impl BeaconService {
         } else {
             beacon.previous_signature = None;
         }
-        chain.prepared.verify(&beacon).map_err(|e| e.to_string())?;
+        if !recovered {
+            chain.prepared.verify(&beacon).map_err(|e| e.to_string())?;
+        }
         store.put_beacon(&beacon).await.map_err(|e| e.to_string())?;
         self.stored(chain, &beacon, recovered);
         Ok(true)
@@ -674,12 +768,12 @@ impl BeaconService {
         let prev = chain.prev_for_next();
         let msg = digest(chain.scheme(), round, prev.as_deref());
         let partial = sign_partial_bytes(chain.scheme(), &chain.share, &msg);
-        lock(&chain.pool).entry(round).or_default().insert(chain.share.index, (msg, partial.clone()));
-        self.advance(chain).await;
+        let own = HeldPartial { digest: msg, partial: partial.clone(), checked: true };
+        lock(&chain.pool).entry(round).or_default().insert(chain.share.index, own);
         let fault = *lock(&self.inner.fault);
         let sent = match fault {
             BeaconFault::None => partial,
-            BeaconFault::Silent => return,
+            BeaconFault::Silent => return self.advance(chain).await,
             BeaconFault::InvalidPartials => {
                 let other = digest(chain.scheme(), round.wrapping_add(1_000_000), prev.as_deref());
                 sign_partial_bytes(chain.scheme(), &chain.share, &other)
@@ -723,6 +817,8 @@ impl BeaconService {
                 }
             });
         }
+        // Sent first, so that the others are not kept waiting while this node recovers.
+        self.advance(chain).await;
     }
 
     /// Starts catching up from `peer` unless a sync is running.
