@@ -1,8 +1,8 @@
 //! The beacon service: once a DKG has given this node a share, at each round every member signs
 //! its partial (threshold BLS, its share index), sends it to the others, and any member holding
-//! `t` valid partials recovers the group signature (Lagrange), verifies it with the pure verifier
-//! against the group key, stores it durably and serves it. Invalid partials are rejected and
-//! counted. A member that is behind catches up from its peers (sync) and verifies everything it
+//! `t` partials recovers the group signature (Lagrange), verifies it with the pure verifier
+//! against the group key, stores it durably and serves it. Partials are checked one by one only
+//! when that verification fails (see `partials`); invalid ones are rejected and counted. A member that is behind catches up from its peers (sync) and verifies everything it
 //! receives; when fewer than `t` members run, nothing is produced until enough come back, then
 //! the missed rounds are produced in order (drand's catch-up).
 //!
