@@ -1,26 +1,12 @@
 /* Embeds conode from C: errors and NULL checks, a node started/stopped with its status read, and a
  * local cluster with a node stopped and restarted. Compiled with -Wall -Wextra -Werror (and ASan). */
+#include "check.h"
 #include "conode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        checks++;                                                     \
-        if (!(cond)) {                                                \
-            failures++;                                               \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                             \
-            fprintf(stderr, " (last error: %s)\n",                    \
-                    conode_last_error_message() ? conode_last_error_message() : "none"); \
-        }                                                             \
-    } while (0)
 
 static void test_errors(void) {
     CHECK(conode_version() != NULL && strlen(conode_version()) > 0, "version");
@@ -115,6 +101,5 @@ int main(void) {
     test_errors();
     test_node();
     test_cluster();
-    printf("%d passed, %d failed\n", checks - failures, failures);
-    return failures == 0 ? 0 : 1;
+    return check_summary();
 }

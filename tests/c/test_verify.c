@@ -2,26 +2,12 @@
  * skipchain proof from blocks the cluster appended, and the League of Entropy drand beacons of both
  * schemes (the shared vector file named by $CONODE_VECTORS). Each is checked good and tampered.
  * Compiled with -Wall -Wextra -Werror (and ASan). */
+#include "check.h"
 #include "conode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        checks++;                                                     \
-        if (!(cond)) {                                                \
-            failures++;                                               \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                             \
-            fprintf(stderr, " (last error: %s)\n",                    \
-                    conode_last_error_message() ? conode_last_error_message() : "none"); \
-        }                                                             \
-    } while (0)
 
 static const char *last_error(void) {
     const char *m = conode_last_error_message();
@@ -431,6 +417,5 @@ int main(void) {
         conode_cluster_free(cl);
     }
     conode_bytes_free(NULL, 0);
-    printf("%d passed, %d failed\n", checks - failures, failures);
-    return failures == 0 ? 0 : 1;
+    return check_summary();
 }
