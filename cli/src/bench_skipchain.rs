@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::{append_message, Append};
-use conode_core::services::skipchain::{service_of, SkipchainService};
+use conode_core::services::skipchain::SkipchainService;
 use conode_core::verify::cosi::Policy;
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
 use std::time::Instant;
@@ -34,7 +34,7 @@ fn append(
 /// Builds a chain of `len` blocks on `n` nodes; returns (cluster, genesis, seconds spent appending).
 fn build(n: usize, len: u64, base: u32) -> Result<(LocalCluster, SkipBlock, f64)> {
     let c = LocalCluster::new(n)?;
-    let svc = service_of(c.node(0)).context("skipchain service")?;
+    let svc = c.node(0).skipchain().context("skipchain service")?;
     let owner = IdentityKeyPair::generate();
     let genesis = c.runtime().block_on(svc.create_chain(c.roster(), base, 16, vec![owner.public()], vec![]))?;
     let start = Instant::now();
@@ -57,7 +57,7 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64) -> Result<()> {
     }
     eprintln!("building a {chain}-block chain on 4 nodes");
     let (c, genesis, _) = build(4, chain, 2)?;
-    let svc = service_of(c.node(1)).context("skipchain service")?;
+    let svc = c.node(1).skipchain().context("skipchain service")?;
     let proof = svc.update_chain(&genesis.hash)?;
     let runs = 50;
     let mut times = Vec::with_capacity(runs);

@@ -53,10 +53,11 @@ async fn check_client(si: &ServerIdentity, timeout: Duration) -> Result<Duration
 
 /// Checks every member concurrently.
 pub async fn check_roster(roster: &Roster, timeout: Duration) -> Result<Vec<NodeCheck>> {
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The transport's connections run in this set; they are cancelled once every member is checked.
+    let links = conode_core::services::Tasks::new();
     let settings = NetSettings { dial_timeout: timeout, handshake_timeout: timeout, ..NetSettings::default() };
     // A throwaway identity: the check is a client, not a roster member.
-    let net = Network::new(IdentityKeyPair::generate(), settings, AddressOverrides::default(), stop_rx)?;
+    let net = Network::new(IdentityKeyPair::generate(), settings, AddressOverrides::default(), links.clone())?;
     let mut tasks = Vec::new();
     for (index, member) in roster.servers.iter().cloned().enumerate() {
         let net = net.clone();
@@ -70,6 +71,7 @@ pub async fn check_roster(roster: &Roster, timeout: Duration) -> Result<Vec<Node
     for t in tasks {
         out.push(t.await?);
     }
+    links.token().cancel();
     Ok(out)
 }
 

@@ -1,11 +1,18 @@
 //! The node: `NodeBuilder` (from files or in-memory config) → `Node::start()` → running →
-//! `stop()` (graceful: stop accepting, end connections, flush storage). The node owns a tokio runtime
-//! unless the embedder hands one in; the blocking methods refuse to run inside a runtime worker.
+//! `stop()` (graceful: stop accepting, stop the services in reverse order, cancel and await every
+//! task, flush and close storage). The node owns its services' typed handles (`node.cosi()`, …)
+//! while it runs. It owns a tokio runtime unless the embedder hands one in; the blocking methods
+//! refuse to run inside a runtime worker.
 
 use crate::api::{self, tls_reload::ReloadingCert, ApiState};
 use crate::config::{AddressOverrides, ConfigError, NodeConfig, ServerIdentity};
 use crate::network::{NetError, NetSettings, Network};
-use crate::services::{self, ClientRegistry, ServiceContext};
+use crate::services::beacon::BeaconService;
+use crate::services::cosi::CosiService;
+use crate::services::dkg::DkgService;
+use crate::services::skipchain::SkipchainService;
+use crate::services::status::StatusService;
+use crate::services::{self, ClientRegistry, Service, ServiceContext, StartError, Tasks, STOP_GRACE};
 use crate::storage::{Storage, StorageError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,9 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -33,6 +38,8 @@ pub enum NodeError {
     Bind { what: &'static str, addr: String, reason: String },
     #[error("client port TLS: {0}")]
     ClientTls(String),
+    #[error(transparent)]
+    Service(#[from] StartError),
     #[error("cannot create the node's runtime: {0}")]
     Runtime(String),
     #[error("blocking node call made inside an async runtime; use the *_async method")]
@@ -130,14 +137,49 @@ impl NodeBuilder {
             listeners: self.listeners,
             cert_reload_interval: self.cert_reload_interval,
             running: None,
+            last_tasks: None,
         })
     }
 }
 
+/// The services of a running node, started in dependency order and stopped in reverse.
+#[derive(Clone)]
+pub struct Services {
+    pub status: StatusService,
+    pub cosi: CosiService,
+    pub skipchain: SkipchainService,
+    pub dkg: DkgService,
+    pub beacon: BeaconService,
+}
+
+impl Services {
+    /// Starts every service, each after the ones it depends on. On failure the caller cancels the
+    /// node's tasks and clears the registries, which ends the services already started.
+    fn start(ctx: &ServiceContext) -> Result<Self, StartError> {
+        let status = StatusService::start(ctx, ())?;
+        let cosi = CosiService::start(ctx, ())?;
+        let skipchain = SkipchainService::start(ctx, cosi.clone())?;
+        let dkg = DkgService::start(ctx, ())?;
+        let beacon = BeaconService::start(ctx, dkg.clone())?;
+        Ok(Self { status, cosi, skipchain, dkg, beacon })
+    }
+
+    async fn stop(&self) {
+        self.beacon.stop().await;
+        self.dkg.stop().await;
+        self.skipchain.stop().await;
+        self.cosi.stop().await;
+        self.status.stop().await;
+    }
+}
+
 struct Running {
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Every task of this run; the node's services and ports run in children of it.
+    tasks: Tasks,
+    /// The accept loops of both ports (stopped first).
+    accepting: Tasks,
     ctx: ServiceContext,
+    services: Services,
     node_addr: SocketAddr,
     client_addr: SocketAddr,
 }
@@ -154,6 +196,8 @@ pub struct Node {
     listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
     cert_reload_interval: Duration,
     running: Option<Running>,
+    /// The tasks of the current or last run (to check that a stopped node left nothing running).
+    last_tasks: Option<Tasks>,
 }
 
 fn bind_addr(config: &NodeConfig) -> String {
@@ -210,6 +254,32 @@ impl Node {
         self.running.as_ref().map(|r| r.ctx.network.clone())
     }
 
+    /// The services of the running node.
+    pub fn services(&self) -> Result<&Services, NodeError> {
+        self.running.as_ref().map(|r| &r.services).ok_or(NodeError::NotRunning)
+    }
+    pub fn status(&self) -> Result<StatusService, NodeError> {
+        Ok(self.services()?.status.clone())
+    }
+    pub fn cosi(&self) -> Result<CosiService, NodeError> {
+        Ok(self.services()?.cosi.clone())
+    }
+    pub fn skipchain(&self) -> Result<SkipchainService, NodeError> {
+        Ok(self.services()?.skipchain.clone())
+    }
+    pub fn dkg(&self) -> Result<DkgService, NodeError> {
+        Ok(self.services()?.dkg.clone())
+    }
+    pub fn beacon(&self) -> Result<BeaconService, NodeError> {
+        Ok(self.services()?.beacon.clone())
+    }
+
+    /// Tasks of the current (or, once stopped, the last) run that are still running: 0 after
+    /// `stop()` returned.
+    pub fn running_tasks(&self) -> usize {
+        self.last_tasks.as_ref().map_or(0, Tasks::running)
+    }
+
     /// Starts the node and returns once both ports accept connections.
     pub fn start(&mut self) -> Result<(), NodeError> {
         if self.running.is_some() {
@@ -220,6 +290,7 @@ impl Node {
             return Err(NodeError::BlockingInAsync);
         }
         let running = handle.block_on(self.launch())?;
+        self.last_tasks = Some(running.tasks.clone());
         self.running = Some(running);
         Ok(())
     }
@@ -230,6 +301,7 @@ impl Node {
             return Err(NodeError::AlreadyRunning);
         }
         let running = self.launch().await?;
+        self.last_tasks = Some(running.tasks.clone());
         self.running = Some(running);
         Ok(())
     }
@@ -262,42 +334,47 @@ impl Node {
             addr: String::new(),
             reason: e.to_string(),
         })?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let tasks = Tasks::new();
+        let accepting = tasks.child();
         let client_tls = match (&config.ws_tls_certificate, &config.ws_tls_certificate_key) {
             (Some(cert), Some(key)) => {
                 let (resolver, fp) = ReloadingCert::new(cert, key).map_err(|e| NodeError::ClientTls(e.to_string()))?;
-                tasks.push(tokio::spawn(resolver.clone().watch(fp, self.cert_reload_interval, shutdown_rx.clone())));
+                tasks.spawn(resolver.clone().watch(fp, self.cert_reload_interval));
                 Some(api::tls_reload::server_config(resolver).map_err(NodeError::ClientTls)?)
             }
             _ => None,
         };
         let storage = open_storage(&self.data_dir, &config.node_id()).await?;
-        let network =
-            Network::new(config.identity.clone(), self.net.clone(), self.overrides.clone(), shutdown_rx.clone())?;
+        let network = Network::new(config.identity.clone(), self.net.clone(), self.overrides.clone(), tasks.clone())?;
         let ctx = ServiceContext {
             config: config.clone(),
             network: network.clone(),
             storage,
             clients: ClientRegistry::default(),
             http: services::HttpRegistry::default(),
+            metrics: services::MetricsRegistry::default(),
+            tasks: tasks.clone(),
             started,
             client_scheme: if client_tls.is_some() { "wss" } else { "ws" },
         };
-        services::status::register(&ctx);
-        services::dkg::register(&ctx);
-        services::beacon::register(&ctx);
-        services::cosi::register(&ctx);
-        services::skipchain::register(&ctx);
-        tasks.push(network.serve(node_l));
-        tasks.push(api::serve(
+        let services = match Services::start(&ctx) {
+            Ok(s) => s,
+            Err(e) => {
+                tasks.stop(STOP_GRACE).await;
+                release(&ctx);
+                return Err(e.into());
+            }
+        };
+        network.serve(node_l, &accepting);
+        api::serve(
             client_l,
             ApiState { ctx: ctx.clone(), clients: ctx.clients.clone() },
             client_tls,
-            shutdown_rx,
-        ));
+            &accepting,
+            &tasks,
+        );
         info!(id = %&config.node_id()[..16], %node_addr, %client_addr, "node started in {:?}", started.elapsed());
-        Ok(Running { shutdown: shutdown_tx, tasks, ctx, node_addr, client_addr })
+        Ok(Running { tasks, accepting, ctx, services, node_addr, client_addr })
     }
 
     /// Stops the node gracefully and waits for it.
@@ -334,34 +411,38 @@ async fn open_storage(dir: &Path, id: &str) -> Result<Storage, NodeError> {
     }
 }
 
+/// Stops accepting, stops the services in reverse order, cancels and awaits every remaining
+/// task (connections), then flushes and releases the storage.
 async fn shutdown(running: Running) {
-    let Running { shutdown, tasks, ctx, .. } = running;
-    let _ = shutdown.send(true);
-    for t in tasks {
-        let abort = t.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), t).await.is_err() {
-            abort.abort();
-        }
+    let Running { tasks, accepting, ctx, services, .. } = running;
+    accepting.stop(STOP_GRACE).await;
+    services.stop().await;
+    let left = tasks.stop(STOP_GRACE).await;
+    if left > 0 {
+        warn!(left, "tasks still running after the node stopped");
     }
     if let Err(e) = ctx.storage.flush() {
-        tracing::warn!(error = %e, "flushing storage on stop");
+        warn!(error = %e, "flushing storage on stop");
     }
-    // Handlers hold clones of the context: drop them so the database closes.
+    release(&ctx);
+    info!(id = %&ctx.config.node_id()[..16], "node stopped");
+}
+
+/// Drops what the registries hold (handlers hold the services, which hold the storage), so the
+/// database closes as soon as the last handle goes.
+fn release(ctx: &ServiceContext) {
     ctx.network.clear_handlers();
     ctx.clients.clear();
     ctx.http.clear();
-    info!(id = %&ctx.config.node_id()[..16], "node stopped");
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             if Handle::try_current().is_ok() {
-                // Cannot block here: signal and let the tasks end on their own.
-                let _ = running.shutdown.send(true);
-                running.ctx.network.clear_handlers();
-                running.ctx.clients.clear();
-                running.ctx.http.clear();
+                // Cannot block here: cancel everything and let the tasks end on their own.
+                running.tasks.token().cancel();
+                release(&running.ctx);
             } else {
                 self.handle.block_on(shutdown(running));
             }

@@ -31,7 +31,7 @@ fn start_chain(cluster: &LocalCluster, scheme: Scheme) -> ChainInfo {
 }
 
 fn beacon(cluster: &LocalCluster, i: usize) -> BeaconService {
-    BeaconService::of(cluster.node(i).context().unwrap()).unwrap()
+    cluster.node(i).beacon().unwrap()
 }
 
 fn wait_round(cluster: &LocalCluster, i: usize, round: u64, secs: u64) -> Option<Beacon> {

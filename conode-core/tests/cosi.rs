@@ -45,7 +45,7 @@ fn ws_sign(
 }
 
 fn svc(cluster: &LocalCluster, i: usize) -> CosiService {
-    cosi::service_of(cluster.node(i)).expect("cosi service of a running node")
+    cluster.node(i).cosi().expect("cosi service of a running node")
 }
 
 fn rust_sign(cluster: &LocalCluster, msg: &[u8], policy: Policy) -> Result<SignOutcome, CosiError> {

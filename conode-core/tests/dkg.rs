@@ -6,7 +6,7 @@ use conode_core::api::client;
 use conode_core::cluster::LocalCluster;
 use conode_core::services::beacon::messages::{InitRequest, InitResponse};
 use conode_core::services::beacon::BeaconService;
-use conode_core::services::dkg::{DkgService, Group};
+use conode_core::services::dkg::Group;
 use conode_core::verify::beacon::{ChainInfo, Scheme};
 use prost::Message;
 use std::time::Duration;
@@ -34,7 +34,7 @@ fn init(cluster: &LocalCluster, leader: usize, req: InitRequest) -> Result<InitR
 }
 
 fn beacon(cluster: &LocalCluster, i: usize) -> BeaconService {
-    BeaconService::of(cluster.node(i).context().unwrap()).unwrap()
+    cluster.node(i).beacon().unwrap()
 }
 
 /// Every running member holds the same group, a distinct share index, and round 1 verifies.
@@ -74,7 +74,7 @@ fn dkg_four_members_chained() {
     assert_eq!(group.public_key().len(), 48);
     // Every member reports the finished DKG.
     for i in 0..4 {
-        let st = DkgService::of(cluster.node(i).context().unwrap()).unwrap().status().unwrap();
+        let st = cluster.node(i).dkg().unwrap().status().unwrap();
         assert!(st.finished && st.error.is_none(), "member {i}: {st:?}");
         assert_eq!(st.phase, "done");
     }
@@ -113,7 +113,7 @@ fn dkg_completes_with_one_member_absent() {
 fn dkg_disqualifies_a_bad_dealer_with_evidence() {
     let cluster = LocalCluster::new(4).unwrap();
     // Member 2 sends member 0 a share that does not match its (signed) commitments.
-    DkgService::of(cluster.node(2).context().unwrap()).unwrap().corrupt_deals_to(0);
+    cluster.node(2).dkg().unwrap().corrupt_deals_to(0);
     let resp = init(&cluster, 1, init_request(&cluster, Scheme::PedersenBlsChained, 2500)).unwrap();
     assert_eq!(resp.qualified, vec![0, 1, 3]);
     assert_eq!(resp.disqualified.len(), 1);
@@ -125,7 +125,7 @@ fn dkg_disqualifies_a_bad_dealer_with_evidence() {
     let group = check_group(&cluster, &resp, &[0, 1, 2, 3]);
     assert_eq!(group.qualified, vec![0, 1, 3]);
     for i in 0..4 {
-        let st = DkgService::of(cluster.node(i).context().unwrap()).unwrap().status().unwrap();
+        let st = cluster.node(i).dkg().unwrap().status().unwrap();
         assert!(
             st.log.iter().any(|l| l.contains("member 2 disqualified as dealer") && l.contains("1 evidence items")),
             "member {i}: {:?}",

@@ -5,7 +5,7 @@ use conode_core::cluster::LocalCluster;
 use conode_core::config::Roster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::{append_message, Append};
-use conode_core::services::skipchain::{block_roster, service_of, SkipchainService};
+use conode_core::services::skipchain::{block_roster, SkipchainService};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ fn append_req(
 }
 
 fn svc(c: &LocalCluster, i: usize) -> SkipchainService {
-    service_of(c.node(i)).expect("skipchain service")
+    c.node(i).skipchain().expect("skipchain service")
 }
 
 fn wait_for_index(c: &LocalCluster, i: usize, genesis: &[u8], index: u64) {
@@ -123,7 +123,7 @@ fn stopped_member_catches_up_after_restart() {
     wait_for_index(&c, 3, &genesis.hash, 5);
     // Rounds wait for the stopped member only briefly.
     for i in 0..3 {
-        let cosi = conode_core::services::cosi::service_of(c.node(i)).unwrap();
+        let cosi = c.node(i).cosi().unwrap();
         cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
     }
     c.stop(3).unwrap();

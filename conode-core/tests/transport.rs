@@ -5,13 +5,16 @@ use conode_core::cluster::{ClusterOptions, LocalCluster};
 use conode_core::config::{AddressOverrides, NodeAddress, NodeConfig};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::network::{NetSettings, Network};
+use conode_core::services::Tasks;
 use conode_core::{NodeBuilder, NodeError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn client_net(settings: NetSettings) -> (Network, tokio::sync::watch::Sender<bool>) {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    (Network::new(IdentityKeyPair::generate(), settings, AddressOverrides::default(), rx).unwrap(), tx)
+/// A dialing-only transport; its connections end when the returned task set is cancelled (dropping
+/// it does not cancel).
+fn client_net(settings: NetSettings) -> (Network, Tasks) {
+    let tasks = Tasks::new();
+    (Network::new(IdentityKeyPair::generate(), settings, AddressOverrides::default(), tasks.clone()).unwrap(), tasks)
 }
 
 fn quick() -> NetSettings {

@@ -9,9 +9,9 @@ use crate::strings::{
 use crate::verify::{CONODE_COSI_SIGNATURE_LEN, CONODE_HASH_LEN};
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::cosi::{self, Policy, OPEN_SIGNING_PURPOSE};
+use conode_core::services::cosi::{Policy, OPEN_SIGNING_PURPOSE};
 use conode_core::services::skipchain::messages::{append_message, Append};
-use conode_core::services::skipchain::{self, SkipchainError, SkipchainService};
+use conode_core::services::skipchain::{SkipchainError, SkipchainService};
 use conode_core::verify::skipchain_wire::Proof;
 use prost::Message;
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ fn not_running(index: usize) -> FfiError {
 
 fn skipchain_service(c: &ConodeCluster, index: usize) -> Result<SkipchainService, FfiError> {
     check_index(c, index)?;
-    skipchain::service_of(c.inner.node(index)).ok_or_else(|| not_running(index))
+    c.inner.node(index).skipchain().map_err(|_| not_running(index))
 }
 
 impl From<SkipchainError> for FfiError {
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn conode_cluster_sign(
         non_null(out_mask, "out_mask")?;
         non_null(out_mask_len, "out_mask_len")?;
         check_index(c, index)?;
-        let service = cosi::service_of(c.inner.node(index)).ok_or_else(|| not_running(index))?;
+        let service = c.inner.node(index).cosi().map_err(|_| not_running(index))?;
         let policy = if threshold == 0 { Policy::Default } else { Policy::Threshold(threshold) };
         let outcome = c
             .inner

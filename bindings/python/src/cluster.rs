@@ -13,7 +13,7 @@ use conode_core::cluster::{ClusterOptions, LocalCluster};
 use conode_core::config::Roster;
 use conode_core::services::beacon::messages::{InitRequest, InitResponse};
 use conode_core::services::beacon::BeaconService;
-use conode_core::services::cosi::{self, CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
+use conode_core::services::cosi::{CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
 use conode_core::services::skipchain::messages::{append_message, Append};
 use conode_core::services::skipchain::{self, SkipchainError};
 use conode_core::services::ServiceError;
@@ -35,7 +35,6 @@ enum Failure {
     Cosi(CosiError),
     Skipchain(SkipchainError),
     Service(ServiceError),
-    Runtime(String),
 }
 
 impl Failure {
@@ -50,7 +49,6 @@ impl Failure {
                 ServiceError::Refused(m) => PyErr::new::<RefusedError, _>(format!("refused: {m}")),
                 e => PyErr::new::<crate::errors::ConodeError, _>(e.to_string()),
             },
-            Failure::Runtime(m) => PyErr::new::<crate::errors::ConodeError, _>(m),
         }
     }
 }
@@ -65,7 +63,7 @@ fn acting_node(c: &LocalCluster, node: Option<usize>) -> Result<usize, Failure> 
 }
 
 fn skipchain_of(c: &LocalCluster, i: usize) -> Result<skipchain::SkipchainService, Failure> {
-    skipchain::service_of(c.node(i)).ok_or_else(|| Failure::Runtime(format!("node {i} has no skipchain service")))
+    c.node(i).skipchain().map_err(|_| Failure::Stopped(i))
 }
 
 /// N conodes in this process on 127.0.0.1, each on its own pair of free ports, sharing one tokio
@@ -94,10 +92,7 @@ impl PyLocalCluster {
         let node = self.node_index(node)?;
         self.with(py, |c| {
             let i = acting_node(c, node)?;
-            c.node(i)
-                .context()
-                .and_then(BeaconService::of)
-                .ok_or_else(|| Failure::Runtime(format!("node {i} has no beacon service")))
+            c.node(i).beacon().map_err(|_| Failure::Stopped(i))
         })?
         .map_err(|f| f.into_py(py))
     }
@@ -248,7 +243,7 @@ impl PyLocalCluster {
         let msg: &[u8] = &message;
         let outcome = self.with(py, |c| -> Result<SignOutcome, Failure> {
             let i = acting_node(c, node)?;
-            let svc = cosi::service_of(c.node(i)).ok_or(Failure::Stopped(i))?;
+            let svc = c.node(i).cosi().map_err(|_| Failure::Stopped(i))?;
             let level = level.unwrap_or_else(|| svc.options().level_timeout);
             c.runtime()
                 .block_on(svc.sign_with_timeout(roster, msg, OPEN_SIGNING_PURPOSE, &[], policy, level))
@@ -382,11 +377,7 @@ impl PyLocalCluster {
         };
         let resp = this.with(py, |c| -> Result<InitResponse, Failure> {
             let i = acting_node(c, node)?;
-            let svc = c
-                .node(i)
-                .context()
-                .and_then(BeaconService::of)
-                .ok_or_else(|| Failure::Runtime(format!("node {i} has no beacon service")))?;
+            let svc = c.node(i).beacon().map_err(|_| Failure::Stopped(i))?;
             c.runtime().block_on(svc.init(req)).map_err(Failure::Service)
         })?;
         let resp = resp.map_err(|f| f.into_py(py))?;

@@ -2,9 +2,8 @@
 //! monitoring an operator already runs) and a human status page at `/`. Both read the same live
 //! numbers as `/status`; neither exposes anything secret.
 
-use crate::services::beacon::BeaconService;
 use crate::services::status::status_map;
-use crate::services::ServiceContext;
+use crate::services::{MetricsWriter, ServiceContext};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
@@ -12,69 +11,27 @@ use std::fmt::Write;
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Escapes a Prometheus label value.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-}
-
-/// The node's metrics in the Prometheus text format.
+/// The node's metrics in the Prometheus text format: the node's own series, then every source the
+/// services registered.
 pub fn metrics_text(ctx: &ServiceContext) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP conode_info Version and identity of this conode.\n# TYPE conode_info gauge\n\
-         conode_info{{version=\"{}\",id=\"{}\",address=\"{}\"}} 1",
-        label(crate::VERSION),
-        label(&ctx.config.node_id()),
-        label(&ctx.config.address.to_string()),
+    let mut w = MetricsWriter::default();
+    w.info(
+        "conode_info",
+        "Version and identity of this conode.",
+        &[("version", crate::VERSION), ("id", &ctx.config.node_id()), ("address", &ctx.config.address.to_string())],
     );
-    metric(
-        &mut out,
-        "conode_uptime_seconds",
-        "gauge",
-        "Seconds since the node started.",
-        ctx.started.elapsed().as_secs_f64(),
-    );
-    metric(&mut out, "conode_network_sent_bytes_total", "counter", "Bytes sent to peers.", ctx.network.tx_bytes());
-    metric(
-        &mut out,
-        "conode_network_received_bytes_total",
-        "counter",
-        "Bytes received from peers.",
-        ctx.network.rx_bytes(),
-    );
-    metric(
-        &mut out,
+    w.metric("conode_uptime_seconds", "gauge", "Seconds since the node started.", ctx.started.elapsed().as_secs_f64());
+    w.metric("conode_network_sent_bytes_total", "counter", "Bytes sent to peers.", ctx.network.tx_bytes());
+    w.metric("conode_network_received_bytes_total", "counter", "Bytes received from peers.", ctx.network.rx_bytes());
+    w.metric(
         "conode_network_peer_connections",
         "gauge",
         "Live TLS connections to peers.",
         ctx.network.connection_count(),
     );
-    metric(&mut out, "conode_db_size_bytes", "gauge", "Size of the node database on disk.", ctx.storage.size_on_disk());
-    if let Some(beacon) = BeaconService::of(ctx) {
-        let s = beacon.stats();
-        metric(&mut out, "conode_beacon_latest_round", "gauge", "Newest beacon round stored.", s.latest_round);
-        metric(
-            &mut out,
-            "conode_beacon_recovered_total",
-            "counter",
-            "Beacons recovered here from partials.",
-            s.recovered,
-        );
-        metric(
-            &mut out,
-            "conode_beacon_received_total",
-            "counter",
-            "Verified beacons received from peers.",
-            s.received,
-        );
-        metric(&mut out, "conode_beacon_partials_received_total", "counter", "Partials received.", s.partials_received);
-        metric(&mut out, "conode_beacon_invalid_partials_total", "counter", "Partials rejected.", s.invalid_partials);
-    }
+    w.metric("conode_db_size_bytes", "gauge", "Size of the node database on disk.", ctx.storage.size_on_disk());
+    let mut out = w.finish();
+    out.push_str(&ctx.metrics.render());
     out
 }
 
@@ -118,7 +75,6 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(html("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
     }
 }

@@ -2,7 +2,7 @@
 //! protobuf requests as binary messages and gets one binary reply each; an error closes the socket
 //! with code 4100 and the reason, as the Go cothority does.
 
-use crate::services::{status::status_map, ClientRegistry, ServiceContext};
+use crate::services::{status::status_map, ClientRegistry, ServiceContext, Tasks};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,6 @@ use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -103,29 +102,32 @@ async fn close_with(socket: &mut WebSocket, mut reason: String) -> Result<(), ax
     socket.send(Message::Close(Some(CloseFrame { code: WS_ERROR_CODE, reason: reason.into() }))).await
 }
 
-/// Serves the client port on `listener` (with TLS when `tls` is set) until `shutdown`.
+/// Serves the client port on `listener` (with TLS when `tls` is set): accepting runs in
+/// `accepting`, connections in `connections`; each stops when its set is cancelled.
 pub fn serve(
     listener: TcpListener,
     state: ApiState,
     tls: Option<Arc<rustls::ServerConfig>>,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+    accepting: &Tasks,
+    connections: &Tasks,
+) {
     let app = router(state);
     let acceptor = tls.map(TlsAcceptor::from);
-    tokio::spawn(async move {
+    let connections = connections.clone();
+    accepting.spawn(async move {
         loop {
-            let (tcp, remote) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(a) => a,
-                    Err(e) => { warn!(error = %e, "client port: accept failed"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
-                },
-                _ = crate::network::stopped(&mut shutdown) => break,
+            let (tcp, remote) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "client port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let app = app.clone();
             let acceptor = acceptor.clone();
-            let mut conn_shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = TowerToHyperService::new(app);
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let served = async {
@@ -141,11 +143,10 @@ pub fn serve(
                         None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
                     }
                 };
-                tokio::select! {
-                    r = served => if let Err(e) = r { debug!(%remote, error = %e, "client connection ended with error") },
-                    _ = crate::network::stopped(&mut conn_shutdown) => {}
+                if let Err(e) = served.await {
+                    debug!(%remote, error = %e, "client connection ended with error");
                 }
             });
         }
-    })
+    });
 }

@@ -63,17 +63,9 @@ impl ReloadingCert {
     }
 
     /// Watches the files every `interval` until `shutdown`; swaps in a changed, valid pair.
-    pub async fn watch(
-        self: Arc<Self>,
-        mut fingerprint: Vec<u8>,
-        interval: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn watch(self: Arc<Self>, mut fingerprint: Vec<u8>, interval: Duration) {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = crate::network::stopped(&mut shutdown) => return,
-            }
+            tokio::time::sleep(interval).await;
             let (c, k) = (self.cert_path.clone(), self.key_path.clone());
             let changed = match (std::fs::read(&c), std::fs::read(&k)) {
                 (Ok(a), Ok(b)) => [a, b].concat() != fingerprint,

@@ -7,6 +7,7 @@ pub mod tls;
 
 use crate::config::{AddressOverrides, NodeAddress, ServerIdentity};
 use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
+use crate::services::Tasks;
 use frame::{Envelope, FrameError, Kind, WIRE_VERSION};
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
@@ -104,7 +105,8 @@ struct Inner {
     next_id: AtomicU64,
     tx_bytes: AtomicU64,
     rx_bytes: AtomicU64,
-    shutdown: watch::Receiver<bool>,
+    /// Connection tasks; cancelled when the node stops.
+    tasks: Tasks,
 }
 
 /// Handle on the transport (cheap to clone).
@@ -123,12 +125,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Network {
-    /// A transport for `identity`. It stops serving when `shutdown` turns true.
+    /// A transport for `identity`. Its tasks run in `tasks`; it stops when they are cancelled.
     pub fn new(
         identity: IdentityKeyPair,
         settings: NetSettings,
         overrides: AddressOverrides,
-        shutdown: watch::Receiver<bool>,
+        tasks: Tasks,
     ) -> Result<Self, NetError> {
         let tls = tls::TlsIdentity::new(&identity).map_err(NetError::Setup)?;
         let acceptor = TlsAcceptor::from(tls.server_config().map_err(NetError::Setup)?);
@@ -147,7 +149,7 @@ impl Network {
                 next_id: AtomicU64::new(1),
                 tx_bytes: AtomicU64::new(0),
                 rx_bytes: AtomicU64::new(0),
-                shutdown,
+                tasks,
             }),
         };
         net.register(NET_SERVICE, Arc::new(|msg: PeerMessage| Box::pin(async move { Ok(msg.payload) })));
@@ -165,6 +167,11 @@ impl Network {
     /// Registers the handler of peer requests for `service`.
     pub fn register(&self, service: &str, handler: PeerHandler) {
         self.inner.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(service.to_string(), handler);
+    }
+
+    /// Forgets the handler of `service` (when it stops, so its state can be dropped).
+    pub fn unregister(&self, service: &str) {
+        self.inner.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(service);
     }
 
     /// Forgets every service handler (on stop, so the services' state can be dropped).
@@ -189,20 +196,15 @@ impl Network {
         lock(&self.inner.links).len()
     }
 
-    /// Accepts connections on `listener` until shutdown.
-    pub fn serve(&self, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    /// Accepts connections on `listener` until `accepting` (or the whole network) is cancelled.
+    pub fn serve(&self, listener: TcpListener, accepting: &Tasks) {
         let net = self.clone();
-        let mut shutdown = self.inner.shutdown.clone();
-        tokio::spawn(async move {
+        accepting.spawn(async move {
             loop {
-                let accepted = tokio::select! {
-                    r = listener.accept() => r,
-                    _ = crate::network::stopped(&mut shutdown) => break,
-                };
-                match accepted {
+                match listener.accept().await {
                     Ok((tcp, addr)) => {
-                        let net = net.clone();
-                        tokio::spawn(async move { net.accept_one(tcp, addr).await });
+                        let n = net.clone();
+                        net.inner.tasks.spawn(async move { n.accept_one(tcp, addr).await });
                     }
                     Err(e) => {
                         warn!(error = %e, "node port: accept failed");
@@ -210,7 +212,7 @@ impl Network {
                     }
                 }
             }
-        })
+        });
     }
 
     async fn accept_one(&self, tcp: TcpStream, addr: std::net::SocketAddr) {
@@ -255,12 +257,8 @@ impl Network {
         lock(&self.inner.backoff).remove(&peer);
         let (mut reader, mut writer) = tokio::io::split(stream);
         let net = self.clone();
-        let mut shutdown = self.inner.shutdown.clone();
-        tokio::spawn(async move {
-            while let Some(frame) = tokio::select! {
-                f = rx.recv() => f,
-                _ = crate::network::stopped(&mut shutdown) => None,
-            } {
+        self.inner.tasks.spawn(async move {
+            while let Some(frame) = rx.recv().await {
                 let n = frame.len() as u64;
                 if let Err(e) = frame::write_frame(&mut writer, &frame).await {
                     debug!(peer = %short(&peer), error = %e, "write failed");
@@ -272,17 +270,12 @@ impl Network {
             let _ = writer.shutdown().await;
         });
         let net = self.clone();
-        let mut shutdown = self.inner.shutdown.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
             let max = net.inner.settings.max_frame;
             loop {
-                let read = tokio::select! {
-                    r = frame::read_frame(&mut reader, max) => r,
-                    _ = crate::network::stopped(&mut shutdown) => break,
-                };
-                match read {
+                match frame::read_frame(&mut reader, max).await {
                     Ok((env, n)) => {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         net.dispatch(peer, &reply_tx, env);
@@ -323,7 +316,7 @@ impl Network {
             Some(Kind::Request) => {
                 let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
                 let reply_tx = reply_tx.clone();
-                tokio::spawn(async move {
+                self.inner.tasks.spawn(async move {
                     let result = match handler {
                         Some(h) => {
                             h(PeerMessage {
@@ -397,7 +390,7 @@ impl Network {
             }
         };
         loop {
-            if *self.inner.shutdown.borrow() {
+            if self.inner.tasks.is_cancelled() {
                 return Err(NetError::Shutdown);
             }
             if let Some(l) = lock(&self.inner.links).get(&key) {
@@ -536,9 +529,4 @@ impl Network {
         }
         Ok(start.elapsed())
     }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }

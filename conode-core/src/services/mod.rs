@@ -1,12 +1,22 @@
-//! The service framework: what a service gets from the node (`ServiceContext`) and how it exposes
-//! client methods (`ClientRegistry`, served at `/<Service>/<Method>` on the client port) and peer
-//! protocols (registered on the `Network`).
+//! The service framework: what a service gets from the node (`ServiceContext`), the shape every
+//! service has (`Service`: started with the context and its dependencies, stopped with `stop()`),
+//! and how it exposes client methods (`ClientRegistry`, served at `/<Service>/<Method>` on the
+//! client port), HTTP routes, metrics and peer protocols (registered on the `Network`).
+//!
+//! To add a service, copy the smallest one (`status`): a `start` that registers its handlers and
+//! spawns its tasks through `ctx.tasks`, a `stop` that removes the handlers and stops those tasks,
+//! and one line in `node.rs` that starts it after its dependencies.
 
 pub mod beacon;
 pub mod cosi;
 pub mod dkg;
+pub mod metrics;
 pub mod skipchain;
 pub mod status;
+pub mod tasks;
+
+pub use metrics::{MetricsRegistry, MetricsWriter};
+pub use tasks::Tasks;
 
 use crate::config::NodeConfig;
 use crate::network::Network;
@@ -46,6 +56,10 @@ impl ClientRegistry {
     }
     pub fn get(&self, service: &str) -> Option<ClientHandler> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(service).cloned()
+    }
+    /// Forgets the handler of `service` (when it stops).
+    pub fn unregister(&self, service: &str) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).remove(service);
     }
     /// Forgets every handler (on stop).
     pub fn clear(&self) {
@@ -102,7 +116,54 @@ pub struct ServiceContext {
     pub clients: ClientRegistry,
     /// Plain HTTP routes of the client port.
     pub http: HttpRegistry,
+    /// Sources of `/metrics`.
+    pub metrics: MetricsRegistry,
+    /// Spawner and stop signal: the node's, or a service's own child set (see [`Self::for_service`]).
+    pub tasks: Tasks,
     pub started: Instant,
     /// `ws` or `wss`, depending on whether the client port has TLS.
     pub client_scheme: &'static str,
+}
+
+impl ServiceContext {
+    /// The context a service starts with: the same node, with its own child set of tasks that its
+    /// `stop()` cancels.
+    pub fn for_service(&self) -> Self {
+        Self { tasks: self.tasks.child(), ..self.clone() }
+    }
+}
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("service {service}: {reason}")]
+pub struct StartError {
+    pub service: &'static str,
+    pub reason: String,
+}
+
+/// How long a stopping service waits for its tasks before it gives up on them.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The shape every service has. The node starts services in dependency order, keeps their typed
+/// handles while it runs (`node.cosi()`, …) and stops them in reverse order.
+pub trait Service: Clone + Send + Sync + Sized + 'static {
+    /// Name on the client port (`/<NAME>/<Method>`) and in the peer protocol.
+    const NAME: &'static str;
+    /// The handles of the services this one uses (`()` for none).
+    type Deps;
+    /// Registers the service's handlers and starts its tasks (through `ctx.tasks`).
+    fn start(ctx: &ServiceContext, deps: Self::Deps) -> Result<Self, StartError>;
+    /// Removes the handlers, cancels the service's tasks and waits for them.
+    fn stop(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The common part of `Service::stop`: unregisters `name` from the peer and client ports and
+/// stops the service's tasks (logging any that did not end in time).
+pub async fn stop_service(ctx: &ServiceContext, name: &str) {
+    ctx.network.unregister(name);
+    ctx.clients.unregister(name);
+    let left = ctx.tasks.stop(STOP_GRACE).await;
+    if left > 0 {
+        tracing::warn!(service = name, left, "tasks did not stop in time");
+    }
 }

@@ -121,8 +121,7 @@ pub fn cluster_with_chain(
         .block_on(client::call(&url, super::SERVICE, "Init", req.encode_to_vec(), Duration::from_secs(60)))
         .map_err(|e| BenchError::Beacon(e.to_string()))?;
     let dkg = t0.elapsed();
-    let services: Vec<BeaconService> =
-        cluster.nodes().iter().filter_map(|n| n.context().and_then(BeaconService::of)).collect();
+    let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.beacon().ok()).collect();
     let info = services
         .first()
         .and_then(|s| s.chain_info())
@@ -145,8 +144,7 @@ pub fn bench_latency(
 ) -> Result<(LatencyBench, Vec<Beacon>, ChainInfo), BenchError> {
     let (cluster, dkg, info) = cluster_with_chain(members, scheme, period_secs)?;
     let addr = cluster.node(0).client_addr().ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
-    let services: Vec<BeaconService> =
-        cluster.nodes().iter().filter_map(|n| n.context().and_then(BeaconService::of)).collect();
+    let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.beacon().ok()).collect();
     let threshold = services[0].group().map(|g| g.threshold).unwrap_or(0);
     let served = cluster.runtime().block_on(async {
         let mut served = Vec::new();

@@ -12,6 +12,6 @@ mod service;
 pub mod store;
 
 pub use service::{
-    beacon_json, info_json, register, unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency,
-    DEFAULT_PHASE_MS, SERVICE,
+    beacon_json, info_json, unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency, DEFAULT_PHASE_MS,
+    SERVICE,
 };

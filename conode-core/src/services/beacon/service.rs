@@ -17,14 +17,13 @@ use crate::crypto::threshold::{recover_point, Point, G1, G2};
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
 use crate::services::dkg::{self, messages as dm, DkgError, DkgOutput, DkgService, Group};
-use crate::services::{ClientRegistry, ServiceContext, ServiceError};
+use crate::services::{stop_service, MetricsWriter, Service, ServiceContext, ServiceError, StartError, Tasks};
 use crate::verify::beacon::{digest, Beacon, ChainInfo, PreparedChain, Scheme};
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
@@ -196,7 +195,8 @@ struct Inner {
     network: Network,
     /// `None` when the storage trees could not be opened (the service then refuses everything).
     store: Option<ChainStore>,
-    clients: ClientRegistry,
+    /// The context this service started with (its own child set of tasks).
+    ctx: ServiceContext,
     dkg: DkgService,
     chain: RwLock<Option<Arc<Chain>>>,
     fault: Mutex<BeaconFault>,
@@ -209,95 +209,108 @@ pub struct BeaconService {
     inner: Arc<Inner>,
 }
 
-type RegistryKey = (PathBuf, Instant);
+impl Service for BeaconService {
+    const NAME: &'static str = SERVICE;
+    type Deps = DkgService;
 
-fn registry() -> &'static Mutex<HashMap<RegistryKey, Weak<Inner>>> {
-    static R: OnceLock<Mutex<HashMap<RegistryKey, Weak<Inner>>>> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
-/// Creates the beacon service of a starting node: registers `/Beacon/*`, the peer protocol and
-/// the drand HTTP routes, hooks into the DKG service, and resumes a stored chain.
-pub fn register(ctx: &ServiceContext) -> BeaconService {
-    let dkg = DkgService::of(ctx).unwrap_or_else(|| dkg::register(ctx));
-    let store = ChainStore::open(&ctx.storage).map_err(|e| warn!(error = %e, "beacon: cannot open its storage")).ok();
-    let svc = BeaconService {
-        inner: Arc::new(Inner {
-            me: ctx.config.identity.public(),
-            network: ctx.network.clone(),
-            store,
-            clients: ctx.clients.clone(),
-            dkg: dkg.clone(),
-            chain: RwLock::new(None),
-            fault: Mutex::new(BeaconFault::None),
-            stats: Stats {
-                recovered: AtomicU64::new(0),
-                received: AtomicU64::new(0),
-                partials_received: AtomicU64::new(0),
-                invalid_partials: AtomicU64::new(0),
-            },
-        }),
-    };
-    // The DKG hands its result over here; a node with a chain takes part in no other DKG.
-    let weak = Arc::downgrade(&svc.inner);
-    dkg.on_complete(Arc::new(move |out: &DkgOutput| match weak.upgrade() {
-        Some(inner) => BeaconService { inner }.install(out),
-        None => Err("beacon service stopped".into()),
-    }));
-    let weak = Arc::downgrade(&svc.inner);
-    dkg.set_guard(Arc::new(move || match weak.upgrade() {
-        Some(inner) if inner.store.as_ref().is_some_and(|s| s.has_group()) => Err(DkgError::HasGroup),
-        Some(inner) if inner.store.is_none() => Err(DkgError::Failed("beacon storage unavailable".into())),
-        _ => Ok(()),
-    }));
-    let s = svc.clone();
-    ctx.clients.register(
-        SERVICE,
-        Arc::new(move |method, body| {
-            let s = s.clone();
-            Box::pin(async move { s.client(method, body).await })
-        }),
-    );
-    let s = svc.clone();
-    ctx.network.register(
-        SERVICE,
-        Arc::new(move |msg: PeerMessage| {
-            let s = s.clone();
-            Box::pin(async move { s.peer(msg).await })
-        }),
-    );
-    ctx.http.add_router(super::http::router(svc.clone()));
-    ctx.http.add_fallback(super::http::fallback(svc.clone()));
-    {
-        let mut reg = lock(registry());
-        reg.retain(|_, w| w.strong_count() > 0);
-        reg.insert((ctx.storage.path().to_path_buf(), ctx.started), Arc::downgrade(&svc.inner));
-    }
-    if let Some(store) = &svc.inner.store {
-        match store.load() {
-            Ok(Some((group, share))) => {
-                let last = store.last().unwrap_or_else(|e| {
-                    warn!(error = %e, "beacon: cannot read the latest beacon");
-                    None
-                });
-                if let Err(e) = svc.start_chain(group, share, last) {
-                    warn!(error = %e, "beacon: stored chain not usable");
+    /// Registers `/Beacon/*`, the peer protocol, the drand HTTP routes and the metrics, hooks into
+    /// the DKG service, and resumes a stored chain.
+    fn start(ctx: &ServiceContext, dkg: DkgService) -> Result<Self, StartError> {
+        let ctx = ctx.for_service();
+        let store =
+            ChainStore::open(&ctx.storage).map_err(|e| StartError { service: SERVICE, reason: e.to_string() })?;
+        let svc = BeaconService {
+            inner: Arc::new(Inner {
+                me: ctx.config.identity.public(),
+                network: ctx.network.clone(),
+                store: Some(store),
+                ctx: ctx.clone(),
+                dkg: dkg.clone(),
+                chain: RwLock::new(None),
+                fault: Mutex::new(BeaconFault::None),
+                stats: Stats {
+                    recovered: AtomicU64::new(0),
+                    received: AtomicU64::new(0),
+                    partials_received: AtomicU64::new(0),
+                    invalid_partials: AtomicU64::new(0),
+                },
+            }),
+        };
+        // The DKG hands its result over here; a node with a chain takes part in no other DKG.
+        let weak = Arc::downgrade(&svc.inner);
+        dkg.on_complete(Arc::new(move |out: &DkgOutput| match weak.upgrade() {
+            Some(inner) => BeaconService { inner }.install(out),
+            None => Err("beacon service stopped".into()),
+        }));
+        let weak = Arc::downgrade(&svc.inner);
+        dkg.set_guard(Arc::new(move || match weak.upgrade() {
+            Some(inner) if inner.store.as_ref().is_some_and(|s| s.has_group()) => Err(DkgError::HasGroup),
+            Some(inner) if inner.store.is_none() => Err(DkgError::Failed("beacon storage unavailable".into())),
+            _ => Ok(()),
+        }));
+        let s = svc.clone();
+        ctx.clients.register(
+            SERVICE,
+            Arc::new(move |method, body| {
+                let s = s.clone();
+                Box::pin(async move { s.client(method, body).await })
+            }),
+        );
+        let s = svc.clone();
+        ctx.network.register(
+            SERVICE,
+            Arc::new(move |msg: PeerMessage| {
+                let s = s.clone();
+                Box::pin(async move { s.peer(msg).await })
+            }),
+        );
+        ctx.http.add_router(super::http::router(svc.clone()));
+        ctx.http.add_fallback(super::http::fallback(svc.clone()));
+        let weak = Arc::downgrade(&svc.inner);
+        ctx.metrics.add(
+            SERVICE,
+            Arc::new(move |w: &mut MetricsWriter| {
+                if let Some(inner) = weak.upgrade() {
+                    BeaconService { inner }.write_metrics(w);
                 }
+            }),
+        );
+        if let Some(store) = &svc.inner.store {
+            match store.load() {
+                Ok(Some((group, share))) => {
+                    let last = store.last().unwrap_or_else(|e| {
+                        warn!(error = %e, "beacon: cannot read the latest beacon");
+                        None
+                    });
+                    if let Err(e) = svc.start_chain(group, share, last) {
+                        warn!(error = %e, "beacon: stored chain not usable");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "beacon: stored group not usable"),
             }
-            Ok(None) => {}
-            Err(e) => warn!(error = %e, "beacon: stored group not usable"),
         }
+        Ok(svc)
     }
-    svc
+
+    async fn stop(&self) {
+        self.inner.ctx.metrics.remove(SERVICE);
+        stop_service(&self.inner.ctx, SERVICE).await;
+    }
 }
 
 impl BeaconService {
-    /// The beacon service of a running node.
-    pub fn of(ctx: &ServiceContext) -> Option<BeaconService> {
-        lock(registry())
-            .get(&(ctx.storage.path().to_path_buf(), ctx.started))
-            .and_then(|w| w.upgrade())
-            .map(|inner| BeaconService { inner })
+    fn tasks(&self) -> &Tasks {
+        &self.inner.ctx.tasks
+    }
+
+    fn write_metrics(&self, w: &mut MetricsWriter) {
+        let s = self.stats();
+        w.metric("conode_beacon_latest_round", "gauge", "Newest beacon round stored.", s.latest_round);
+        w.metric("conode_beacon_recovered_total", "counter", "Beacons recovered here from partials.", s.recovered);
+        w.metric("conode_beacon_received_total", "counter", "Verified beacons received from peers.", s.received);
+        w.metric("conode_beacon_partials_received_total", "counter", "Partials received.", s.partials_received);
+        w.metric("conode_beacon_invalid_partials_total", "counter", "Partials rejected.", s.invalid_partials);
     }
 
     /// The DKG service this beacon uses.
@@ -394,7 +407,7 @@ impl BeaconService {
         );
         *self.inner.chain.write().unwrap_or_else(|p| p.into_inner()) = Some(chain.clone());
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(run_chain(weak, chain));
+        self.tasks().spawn(run_chain(weak, chain));
         Ok(())
     }
 
@@ -702,11 +715,11 @@ impl BeaconService {
         let inner = Arc::downgrade(&self.inner);
         let chain = chain.clone();
         let delay = Duration::from_millis(u64::from(chain.info.period) * 250);
-        tokio::spawn(async move {
+        let tasks = self.tasks().clone();
+        self.tasks().spawn(async move {
             tokio::time::sleep(delay).await;
-            let valid = tokio::task::spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial))
-                .await
-                .unwrap_or(true);
+            let valid =
+                tasks.spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial)).await.unwrap_or(true);
             if !valid {
                 if let Some(inner) = inner.upgrade() {
                     inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
@@ -790,7 +803,7 @@ impl BeaconService {
         for (i, si) in chain.peers() {
             let (net, body, svc, chain) =
                 (self.inner.network.clone(), body.clone(), Arc::downgrade(&self.inner), chain.clone());
-            tokio::spawn(async move {
+            self.tasks().spawn(async move {
                 match net.request(&si, SERVICE, proto::PARTIAL, &round.to_be_bytes(), body, timeout).await {
                     Ok(reply) => {
                         let Some(inner) = svc.upgrade() else { return };
@@ -830,7 +843,7 @@ impl BeaconService {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        self.tasks().spawn(async move {
             if let Some(inner) = weak.upgrade() {
                 let this = BeaconService { inner };
                 if let Err(e) = this.sync_from(&chain, &si).await {
@@ -906,7 +919,7 @@ impl BeaconService {
     }
 
     fn alive(&self, chain: &Arc<Chain>) -> bool {
-        self.inner.clients.get(SERVICE).is_some() && self.chain().is_some_and(|c| Arc::ptr_eq(&c, chain))
+        !self.tasks().is_cancelled() && self.chain().is_some_and(|c| Arc::ptr_eq(&c, chain))
     }
 }
 
@@ -927,7 +940,7 @@ async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
                 .into_iter()
                 .map(|(_, si)| {
                     let (this, chain) = (this.clone(), chain.clone());
-                    tokio::spawn(async move {
+                    this.tasks().clone().spawn(async move {
                         tokio::time::timeout(Duration::from_secs(3), this.sync_from(&chain, &si)).await
                     })
                 })

@@ -59,7 +59,7 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         return Err("a cluster needs at least one node".into());
     }
     let cluster = LocalCluster::new(n).map_err(|e| format!("cannot start {n} nodes: {e}"))?;
-    let svc = super::service_of(cluster.node(0)).ok_or("node 0 runs no cosi service")?;
+    let svc = cluster.node(0).cosi().map_err(|e| format!("node 0: {e}"))?;
     let roster = cluster.roster().clone();
     let rt = cluster.runtime();
     let round = |i: usize| {

@@ -28,15 +28,4 @@ pub use fault::CosiFault;
 pub use hooks::{VerifyHook, OPEN_SIGNING_PURPOSE};
 pub use outcome::{CosiError, Exclusion, ExclusionKind, SignOutcome, SignReport};
 pub use protocol::{MAX_LEVEL_TIMEOUT, MIN_LEVEL_TIMEOUT, PROTOCOL_ANNOUNCE};
-pub use service::{register, service, service_of, CosiOptions, CosiService, MAX_ROSTER_TOML};
-
-/// Makes node `node` misbehave in later rounds; `false` when it is not running.
-pub fn set_fault(node: &crate::node::Node, fault: CosiFault) -> bool {
-    match service_of(node) {
-        Some(s) => {
-            s.set_fault(fault);
-            true
-        }
-        None => false,
-    }
-}
+pub use service::{CosiOptions, CosiService, MAX_ROSTER_TOML};

@@ -101,6 +101,8 @@ pub enum CosiError {
     },
     #[error("the final collective signature does not verify ({0}); this is a bug")]
     FinalVerify(String),
+    #[error("the node is stopping")]
+    Stopped,
 }
 
 /// Short enough that the roster indices survive the 123-byte WebSocket close reason; the details

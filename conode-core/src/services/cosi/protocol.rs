@@ -208,7 +208,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     let fanout = (!children.is_empty()).then(|| {
         ann.roster_id = roster.id.to_vec();
         let payload = Payload::new(&ann, &roster);
-        tokio::spawn(ask_leaves(
+        shared.tasks.spawn(ask_leaves(
             shared.network.clone(),
             roster.clone(),
             children.clone(),
@@ -238,7 +238,8 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         return Ok(reply.encode_to_vec());
     };
     let answers = match fanout.await {
-        Ok(a) => a,
+        Ok(Some(a)) => a,
+        Ok(None) => return Err("node stopping".into()),
         Err(e) => {
             warn!(error = %e, "cosi: collecting the children failed");
             Vec::new()
@@ -441,7 +442,7 @@ pub(super) async fn run_root(
     for g in &groups {
         base.children = g.leaves.iter().map(|&i| i as u32).collect();
         let payload = Payload::new(&base, &roster);
-        tasks.push(tokio::spawn(run_group(
+        tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
             roster.clone(),
             g.clone(),
@@ -465,7 +466,8 @@ pub(super) async fn run_root(
     let mut results = Vec::with_capacity(tasks.len());
     for (t, g) in tasks.into_iter().zip(&groups) {
         match t.await {
-            Ok(r) => results.push(r),
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => return Err(CosiError::Stopped),
             Err(e) => {
                 warn!(error = %e, "cosi: group task failed");
                 for i in g.members() {

@@ -11,11 +11,10 @@ use super::roster::RosterCache;
 use crate::config::{NodeConfig, Roster, COSI_SERVICE};
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
-use crate::services::{ServiceContext, ServiceError};
+use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError, Tasks};
 use crate::verify::cosi::Policy;
 use prost::Message;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Longest roster TOML text a client may send (a few thousand members).
@@ -39,6 +38,9 @@ impl Default for CosiOptions {
 pub(super) struct Shared {
     pub(super) config: Arc<NodeConfig>,
     pub(super) network: Network,
+    /// The service's own child set of tasks (rounds spawn their fan-out through it).
+    pub(super) tasks: Tasks,
+    ctx: ServiceContext,
     pub(super) hooks: HookRegistry,
     pub(super) rosters: RosterCache,
     fault: RwLock<CosiFault>,
@@ -124,7 +126,9 @@ impl CosiService {
         let rr = if self.shared.rosters.needs_pop_checks(roster) {
             // Pairings for every new key: keep them off the runtime's workers.
             let (shared, roster) = (self.shared.clone(), roster.clone());
-            tokio::task::spawn_blocking(move || shared.rosters.for_roster(&roster))
+            let tasks = shared.tasks.clone();
+            tasks
+                .spawn_blocking(move || shared.rosters.for_roster(&roster))
                 .await
                 .map_err(|e| CosiError::BadRoster(format!("checking the roster failed: {e}")))?
         } else {
@@ -144,67 +148,46 @@ impl CosiService {
     }
 }
 
-type Registry = Mutex<HashMap<IdentityPublicKey, Weak<Shared>>>;
+impl Service for CosiService {
+    const NAME: &'static str = COSI_SERVICE;
+    type Deps = ();
 
-/// Running cosi services of this process, by node identity, so tests and other services can find
-/// the handle of a node (`service`, `service_of`).
-fn registry() -> &'static Registry {
-    static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
-/// Registers the cosi service of a starting node (peer protocol and `/Cosi/Sign`).
-pub fn register(ctx: &ServiceContext) -> CosiService {
-    let shared = Arc::new(Shared {
-        config: ctx.config.clone(),
-        network: ctx.network.clone(),
-        hooks: HookRegistry::default(),
-        rosters: RosterCache::default(),
-        fault: RwLock::new(CosiFault::None),
-        options: RwLock::new(CosiOptions::default()),
-        default_roster: RwLock::new(None),
-    });
-    {
-        let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|_, w| w.strong_count() > 0);
-        reg.insert(ctx.config.identity.public(), Arc::downgrade(&shared));
+    /// Registers the peer protocol and `/Cosi/Sign`.
+    fn start(ctx: &ServiceContext, _: ()) -> Result<Self, StartError> {
+        let ctx = ctx.for_service();
+        let shared = Arc::new(Shared {
+            config: ctx.config.clone(),
+            network: ctx.network.clone(),
+            tasks: ctx.tasks.clone(),
+            ctx: ctx.clone(),
+            hooks: HookRegistry::default(),
+            rosters: RosterCache::default(),
+            fault: RwLock::new(CosiFault::None),
+            options: RwLock::new(CosiOptions::default()),
+            default_roster: RwLock::new(None),
+        });
+        let s = shared.clone();
+        ctx.network.register(
+            COSI_SERVICE,
+            Arc::new(move |msg: PeerMessage| {
+                let s = s.clone();
+                Box::pin(async move { protocol::handle_peer(s, msg).await })
+            }),
+        );
+        let s = shared.clone();
+        ctx.clients.register(
+            COSI_SERVICE,
+            Arc::new(move |method, body| {
+                let s = s.clone();
+                Box::pin(async move { client_request(s, method, body).await })
+            }),
+        );
+        Ok(CosiService { shared })
     }
-    let s = shared.clone();
-    ctx.network.register(
-        COSI_SERVICE,
-        Arc::new(move |msg: PeerMessage| {
-            let s = s.clone();
-            Box::pin(async move { protocol::handle_peer(s, msg).await })
-        }),
-    );
-    let s = shared.clone();
-    ctx.clients.register(
-        COSI_SERVICE,
-        Arc::new(move |method, body| {
-            let s = s.clone();
-            Box::pin(async move { client_request(s, method, body).await })
-        }),
-    );
-    CosiService { shared }
-}
 
-/// The cosi service of a running node, given its context.
-pub fn service(ctx: &ServiceContext) -> Option<CosiService> {
-    lookup(&ctx.config.identity.public())
-}
-
-/// The cosi service of a running node.
-pub fn service_of(node: &crate::node::Node) -> Option<CosiService> {
-    node.context().and_then(service)
-}
-
-fn lookup(key: &IdentityPublicKey) -> Option<CosiService> {
-    registry()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(key)
-        .and_then(Weak::upgrade)
-        .map(|shared| CosiService { shared })
+    async fn stop(&self) {
+        stop_service(&self.shared.ctx, COSI_SERVICE).await;
+    }
 }
 
 fn wire_list(list: &[Exclusion]) -> Vec<WireExclusion> {
@@ -237,7 +220,9 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
         }
         Some(text) => {
             // Parsing checks every proof of possession: keep it off the runtime's workers.
-            tokio::task::spawn_blocking(move || Roster::from_toml_str(std::path::Path::new("roster_toml"), &text))
+            shared
+                .tasks
+                .spawn_blocking(move || Roster::from_toml_str(std::path::Path::new("roster_toml"), &text))
                 .await
                 .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?

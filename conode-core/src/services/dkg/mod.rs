@@ -11,6 +11,5 @@ mod service;
 pub use group::{key_group, Group, GroupNode};
 pub use protocol::{minimum_threshold, Disqualification, DkgError};
 pub use service::{
-    register, scheme_key_group, CompletionHook, Confirmation, DkgOutput, DkgReport, DkgService, DkgStatus, Guard,
-    SERVICE, TREE,
+    scheme_key_group, CompletionHook, Confirmation, DkgOutput, DkgReport, DkgService, DkgStatus, Guard, SERVICE, TREE,
 };

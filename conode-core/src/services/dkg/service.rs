@@ -14,15 +14,14 @@ use crate::config::ServerIdentity;
 use crate::crypto::threshold::Scalar;
 use crate::crypto::IdentityKeyPair;
 use crate::network::{Network, PeerMessage};
-use crate::services::ServiceContext;
+use crate::services::{stop_service, Service, ServiceContext, StartError, Tasks};
 use crate::storage::ServiceTree;
 use crate::verify::beacon::Scheme;
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -156,8 +155,9 @@ impl Slot {
 struct Inner {
     identity: IdentityKeyPair,
     network: Network,
-    /// `None` when the tree could not be opened: the DKG is then refused.
-    tree: Option<ServiceTree>,
+    /// The context this service started with (its own child set of tasks).
+    ctx: ServiceContext,
+    tree: ServiceTree,
     current: Mutex<Option<Arc<Slot>>>,
     hooks: RwLock<Vec<CompletionHook>>,
     guard: RwLock<Option<Guard>>,
@@ -170,50 +170,45 @@ pub struct DkgService {
     inner: Arc<Inner>,
 }
 
-type RegistryKey = (PathBuf, Instant);
+impl Service for DkgService {
+    const NAME: &'static str = SERVICE;
+    type Deps = ();
 
-fn registry() -> &'static Mutex<HashMap<RegistryKey, Weak<Inner>>> {
-    static R: OnceLock<Mutex<HashMap<RegistryKey, Weak<Inner>>>> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
+    /// Opens the transcript tree and registers the `Dkg` peer protocol.
+    fn start(ctx: &ServiceContext, _: ()) -> Result<Self, StartError> {
+        let ctx = ctx.for_service();
+        let tree = ctx.storage.tree(TREE).map_err(|e| StartError { service: SERVICE, reason: e.to_string() })?;
+        let svc = DkgService {
+            inner: Arc::new(Inner {
+                identity: ctx.config.identity.clone(),
+                network: ctx.network.clone(),
+                ctx: ctx.clone(),
+                tree,
+                current: Mutex::new(None),
+                hooks: RwLock::new(Vec::new()),
+                guard: RwLock::new(None),
+                corrupt_for: Mutex::new(BTreeSet::new()),
+            }),
+        };
+        let s = svc.clone();
+        ctx.network.register(
+            SERVICE,
+            Arc::new(move |msg: PeerMessage| {
+                let s = s.clone();
+                Box::pin(async move { s.handle(msg).await.map_err(|e| e.to_string()) })
+            }),
+        );
+        Ok(svc)
+    }
 
-fn key_of(ctx: &ServiceContext) -> RegistryKey {
-    (ctx.storage.path().to_path_buf(), ctx.started)
-}
-
-/// Creates the DKG service of a starting node and registers its peer protocol.
-pub fn register(ctx: &ServiceContext) -> DkgService {
-    let tree =
-        ctx.storage.tree(TREE).map_err(|e| warn!(error = %e, "DKG: cannot open its storage tree; DKG disabled")).ok();
-    let svc = DkgService {
-        inner: Arc::new(Inner {
-            identity: ctx.config.identity.clone(),
-            network: ctx.network.clone(),
-            tree,
-            current: Mutex::new(None),
-            hooks: RwLock::new(Vec::new()),
-            guard: RwLock::new(None),
-            corrupt_for: Mutex::new(BTreeSet::new()),
-        }),
-    };
-    let s = svc.clone();
-    ctx.network.register(
-        SERVICE,
-        Arc::new(move |msg: PeerMessage| {
-            let s = s.clone();
-            Box::pin(async move { s.handle(msg).await.map_err(|e| e.to_string()) })
-        }),
-    );
-    let mut reg = lock(registry());
-    reg.retain(|_, w| w.strong_count() > 0);
-    reg.insert(key_of(ctx), Arc::downgrade(&svc.inner));
-    svc
+    async fn stop(&self) {
+        stop_service(&self.inner.ctx, SERVICE).await;
+    }
 }
 
 impl DkgService {
-    /// The DKG service of a running node (the one registered at its start).
-    pub fn of(ctx: &ServiceContext) -> Option<DkgService> {
-        lock(registry()).get(&key_of(ctx)).and_then(|w| w.upgrade()).map(|inner| DkgService { inner })
+    fn tasks(&self) -> &Tasks {
+        &self.inner.ctx.tasks
     }
 
     /// Adds a hook run when a DKG succeeds on this node.
@@ -244,9 +239,6 @@ impl DkgService {
     }
 
     fn check_guard(&self) -> Result<(), DkgError> {
-        if self.inner.tree.is_none() {
-            return Err(DkgError::Failed("DKG storage unavailable on this node".into()));
-        }
         let g = self.inner.guard.read().unwrap_or_else(|p| p.into_inner()).clone();
         match g {
             Some(g) => g(),
@@ -323,7 +315,7 @@ impl DkgService {
                 // Forget the session if the leader never says go.
                 let weak = Arc::downgrade(&slot);
                 let wait = 2 * slot.params.phase + PREPARE_TIMEOUT_MAX;
-                tokio::spawn(async move {
+                self.tasks().spawn(async move {
                     tokio::time::sleep(wait).await;
                     if let Some(s) = weak.upgrade() {
                         if !s.started.load(Ordering::SeqCst) && !s.finished.swap(true, Ordering::SeqCst) {
@@ -346,9 +338,10 @@ impl DkgService {
                 }
                 lock(&slot.dkg).set_participants(&go.participants)?;
                 if !slot.started.swap(true, Ordering::SeqCst) {
-                    let (net, weak) = (self.inner.network.clone(), Arc::downgrade(&self.inner));
-                    tokio::spawn(async move {
-                        let _ = drive(slot, net, weak).await;
+                    let (net, weak, tasks) =
+                        (self.inner.network.clone(), Arc::downgrade(&self.inner), self.tasks().clone());
+                    self.tasks().spawn(async move {
+                        let _ = drive(slot, net, tasks, weak).await;
                     });
                 }
                 Ok(ack)
@@ -367,7 +360,7 @@ impl DkgService {
                 let new = lock(&slot.dkg).receive_responses(r)?;
                 slot.notify.notify_waiters();
                 if new {
-                    echo(&slot, &self.inner.network, proto::RESPONSES, msg.payload, origin, &from);
+                    echo(&slot, &self.inner.network, self.tasks(), proto::RESPONSES, msg.payload, origin, &from);
                 }
                 Ok(ack)
             }
@@ -378,7 +371,7 @@ impl DkgService {
                 let new = lock(&slot.dkg).receive_justification(j)?;
                 slot.notify.notify_waiters();
                 if new {
-                    echo(&slot, &self.inner.network, proto::JUSTIFICATION, msg.payload, origin, &from);
+                    echo(&slot, &self.inner.network, self.tasks(), proto::JUSTIFICATION, msg.payload, origin, &from);
                 }
                 Ok(ack)
             }
@@ -431,24 +424,17 @@ impl DkgService {
         );
         let prepare = m::Prepare { config: Some(p.config.clone()) }.encode_to_vec();
         let timeout = p.phase.min(PREPARE_TIMEOUT_MAX);
-        let mut tasks = Vec::new();
-        for i in 0..p.n() as u32 {
-            if i == me {
-                continue;
-            }
-            let Some(si) = slot.server_identity(i) else { continue };
+        let asks = (0..p.n() as u32).filter(|i| *i != me).filter_map(|i| {
+            let si = slot.server_identity(i)?;
             let (net, body, sid) = (self.inner.network.clone(), prepare.clone(), p.session);
-            tasks.push(tokio::spawn(async move {
-                (i, net.request(&si, SERVICE, proto::PREPARE, &sid, body, timeout).await)
-            }));
-        }
+            Some(async move { (i, net.request(&si, SERVICE, proto::PREPARE, &sid, body, timeout).await) })
+        });
         let mut participants = vec![me];
         let mut absent = Vec::new();
-        for t in tasks {
-            match t.await {
-                Ok((i, Ok(_))) => participants.push(i),
-                Ok((i, Err(e))) => absent.push((i, e.to_string())),
-                Err(e) => warn!(error = %e, "DKG: prepare task failed"),
+        for (i, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(_) => participants.push(i),
+                Err(e) => absent.push((i, e.to_string())),
             }
         }
         participants.sort_unstable();
@@ -467,24 +453,19 @@ impl DkgService {
             return Err(e);
         }
         let go = m::Go { session: p.session.to_vec(), participants: participants.clone() }.encode_to_vec();
-        let mut tasks = Vec::new();
-        for &i in &participants {
-            if i == me {
-                continue;
-            }
-            let Some(si) = slot.server_identity(i) else { continue };
+        let gos = participants.iter().copied().filter(|i| *i != me).filter_map(|i| {
+            let si = slot.server_identity(i)?;
             let (net, body, sid) = (self.inner.network.clone(), go.clone(), p.session);
-            tasks.push(tokio::spawn(
-                async move { (i, net.request(&si, SERVICE, proto::GO, &sid, body, timeout).await) },
-            ));
-        }
-        for t in tasks {
-            if let Ok((i, Err(e))) = t.await {
+            Some(async move { (i, net.request(&si, SERVICE, proto::GO, &sid, body, timeout).await) })
+        });
+        for (i, answer) in futures_util::future::join_all(gos).await {
+            if let Err(e) = answer {
                 slot.log(None, format!("member {i} did not start: {e}"));
             }
         }
         slot.started.store(true, Ordering::SeqCst);
-        let outcome = drive(slot.clone(), self.inner.network.clone(), Arc::downgrade(&self.inner)).await;
+        let outcome =
+            drive(slot.clone(), self.inner.network.clone(), self.tasks().clone(), Arc::downgrade(&self.inner)).await;
         let (group, disqualified) = outcome?;
         // Collect the others' results.
         let others: BTreeSet<u32> = participants.iter().copied().filter(|i| *i != me).collect();
@@ -540,6 +521,7 @@ fn finish_failed(slot: &Slot, e: &DkgError) {
 fn echo(
     slot: &Arc<Slot>,
     network: &Network,
+    tasks: &Tasks,
     protocol: &'static str,
     payload: Vec<u8>,
     origin: u32,
@@ -551,14 +533,21 @@ fn echo(
         .copied()
         .filter(|i| *i != slot.me && *i != origin && slot.params.members.get(*i as usize) != Some(via))
         .collect();
-    broadcast(slot, network, protocol, payload, &targets);
+    broadcast(slot, network, tasks, protocol, payload, &targets);
 }
 
-fn broadcast(slot: &Arc<Slot>, network: &Network, protocol: &'static str, payload: Vec<u8>, targets: &[u32]) {
+fn broadcast(
+    slot: &Arc<Slot>,
+    network: &Network,
+    tasks: &Tasks,
+    protocol: &'static str,
+    payload: Vec<u8>,
+    targets: &[u32],
+) {
     for &i in targets {
         let Some(si) = slot.server_identity(i) else { continue };
         let (net, body, sid, timeout) = (network.clone(), payload.clone(), slot.params.session, slot.params.phase);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = net.request(&si, SERVICE, protocol, &sid, body, timeout).await {
                 tracing::debug!(to = i, %protocol, error = %e, "DKG: send failed");
             }
@@ -571,9 +560,10 @@ fn broadcast(slot: &Arc<Slot>, network: &Network, protocol: &'static str, payloa
 async fn drive(
     slot: Arc<Slot>,
     network: Network,
+    tasks: Tasks,
     weak: Weak<Inner>,
 ) -> Result<(Group, Vec<Disqualification>), DkgError> {
-    let result = drive_inner(&slot, &network, &weak).await;
+    let result = drive_inner(&slot, &network, &tasks, &weak).await;
     let done = match &result {
         Ok((g, _)) => m::Done {
             session: slot.params.session.to_vec(),
@@ -612,6 +602,7 @@ async fn drive(
 async fn drive_inner(
     slot: &Arc<Slot>,
     network: &Network,
+    tasks: &Tasks,
     weak: &Weak<Inner>,
 ) -> Result<(Group, Vec<Disqualification>), DkgError> {
     let p = &slot.params;
@@ -627,14 +618,14 @@ async fn drive_inner(
         let Some(si) = slot.server_identity(deal.recipient) else { continue };
         let (net, sid, to) = (network.clone(), p.session, deal.recipient);
         let body = deal.encode_to_vec();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = net.request(&si, SERVICE, proto::DEAL, &sid, body, phase).await {
                 warn!(to, error = %e, "DKG: deal not delivered");
             }
         });
     }
     slot.wait_until(start + phase, |d| d.have_all_deals()).await;
-    if weak.strong_count() == 0 {
+    if weak.strong_count() == 0 || tasks.is_cancelled() {
         return Err(DkgError::Failed("node stopped".into()));
     }
 
@@ -661,9 +652,9 @@ async fn drive_inner(
             if complaints.is_empty() { String::new() } else { format!("; complaints: {}", complaints.join(", ")) }
         ),
     );
-    broadcast(slot, network, proto::RESPONSES, responses.encode_to_vec(), &others);
+    broadcast(slot, network, tasks, proto::RESPONSES, responses.encode_to_vec(), &others);
     slot.wait_until(start + 2 * phase, |d| d.have_all_responses()).await;
-    if weak.strong_count() == 0 {
+    if weak.strong_count() == 0 || tasks.is_cancelled() {
         return Err(DkgError::Failed("node stopped".into()));
     }
 
@@ -672,7 +663,7 @@ async fn drive_inner(
     let mut answered = 0usize;
     if let Some(j) = lock(&slot.dkg).make_justification(&ev) {
         answered = j.shares.len();
-        broadcast(slot, network, proto::JUSTIFICATION, j.encode_to_vec(), &others);
+        broadcast(slot, network, tasks, proto::JUSTIFICATION, j.encode_to_vec(), &others);
     }
     slot.log(
         Some("justification"),
@@ -697,7 +688,7 @@ async fn drive_inner(
             if let Some(j) = j {
                 if j.shares.len() > answered {
                     answered = j.shares.len();
-                    broadcast(slot, network, proto::JUSTIFICATION, j.encode_to_vec(), &others);
+                    broadcast(slot, network, tasks, proto::JUSTIFICATION, j.encode_to_vec(), &others);
                 }
             }
             if complete || Instant::now() >= deadline {
@@ -749,9 +740,7 @@ async fn drive_inner(
     for h in hooks {
         h(&out).map_err(DkgError::Failed)?;
     }
-    if let Some(tree) = &inner.tree {
-        save_transcript(tree, &group, &result.disqualified);
-    }
+    save_transcript(&inner.tree, &group, &result.disqualified);
     drop(inner);
     slot.log(
         Some("done"),

@@ -9,7 +9,7 @@ use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SER
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey};
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
-use crate::services::{ServiceContext, ServiceError};
+use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
     height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
     SkipBlock,
@@ -100,6 +100,8 @@ pub fn config_roster(r: &BlockRoster) -> Result<Roster, SkipchainError> {
 
 struct Shared {
     store: ChainStore,
+    /// The context this service started with (its own child set of tasks).
+    ctx: ServiceContext,
     network: Network,
     me: IdentityPublicKey,
     cosi: CosiService,
@@ -302,7 +304,7 @@ impl SkipchainService {
         wait_for: Option<&[IdentityPublicKey]>,
     ) {
         let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
-        let mut awaited = tokio::task::JoinSet::new();
+        let mut awaited = Vec::new();
         for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
             let net = self.shared.network.clone();
             let payload = payload.clone();
@@ -312,14 +314,13 @@ impl SkipchainService {
                     debug!(peer = %m.address, error = %e, "member did not store the block (it will catch up)");
                 }
             };
+            let delivery = self.shared.ctx.tasks.spawn(deliver);
             if awaited_member {
-                awaited.spawn(deliver);
-            } else {
-                tokio::spawn(deliver);
+                awaited.push(delivery);
             }
         }
-        let _ = tokio::time::timeout(PROPAGATE_WAIT, async { while awaited.join_next().await.is_some() {} }).await;
-        awaited.detach_all();
+        // Deliveries that take longer go on in the background (still tracked by the node).
+        let _ = tokio::time::timeout(PROPAGATE_WAIT, futures_util::future::join_all(awaited)).await;
     }
 
     /// Shortest proof from `from` to the newest block: follow the highest forward link each time.
@@ -618,74 +619,59 @@ async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) ->
     }
 }
 
-/// Registers the skipchain service of a starting node (after cosi) and starts catching up.
-pub fn register(ctx: &ServiceContext) -> Option<SkipchainService> {
-    let cosi = cosi::service(ctx)?;
-    let store = match ChainStore::open(&ctx.storage) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "skipchain storage unavailable; service disabled");
-            return None;
-        }
-    };
-    let svc = SkipchainService {
-        shared: Arc::new(Shared {
-            store,
-            network: ctx.network.clone(),
-            me: ctx.config.identity.public(),
-            cosi: cosi.clone(),
-            rosters: CheckedRosters::default(),
-            appending: Default::default(),
-        }),
-    };
-    // The hook lives in the cosi service, which this service holds: a weak reference avoids a cycle
-    // that would keep the database open after the node stops.
-    let weak = Arc::downgrade(&svc.shared);
-    let hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
-        Some(shared) => SkipchainService { shared }.check_proposal(statement, extra),
-        None => Err("skipchain service stopped".to_string()),
-    };
-    if let Err(e) = cosi.hook(SKIPCHAIN_SERVICE, Arc::new(hook)) {
-        warn!(error = %e, "cannot register the skipchain verification hook");
+impl Service for SkipchainService {
+    const NAME: &'static str = SKIPCHAIN_SERVICE;
+    type Deps = CosiService;
+
+    /// Opens the chains, installs the verification hook in the cosi service, registers the peer
+    /// protocol and `/Skipchain/*`, and starts catching up.
+    fn start(ctx: &ServiceContext, cosi: CosiService) -> Result<Self, StartError> {
+        let ctx = ctx.for_service();
+        let store = ChainStore::open(&ctx.storage)
+            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let svc = SkipchainService {
+            shared: Arc::new(Shared {
+                store,
+                ctx: ctx.clone(),
+                network: ctx.network.clone(),
+                me: ctx.config.identity.public(),
+                cosi: cosi.clone(),
+                rosters: CheckedRosters::default(),
+                appending: Default::default(),
+            }),
+        };
+        // The hook lives in the cosi service, which this service holds: a weak reference avoids a
+        // cycle that would keep the database open after the node stops.
+        let weak = Arc::downgrade(&svc.shared);
+        let hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
+            Some(shared) => SkipchainService { shared }.check_proposal(statement, extra),
+            None => Err("skipchain service stopped".to_string()),
+        };
+        cosi.hook(SKIPCHAIN_SERVICE, Arc::new(hook))
+            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let s = svc.clone();
+        ctx.network.register(
+            SKIPCHAIN_SERVICE,
+            Arc::new(move |msg: PeerMessage| {
+                let s = s.clone();
+                Box::pin(async move { s.handle_peer(msg).await })
+            }),
+        );
+        let s = svc.clone();
+        ctx.clients.register(
+            SKIPCHAIN_SERVICE,
+            Arc::new(move |method, body| {
+                let s = s.clone();
+                Box::pin(async move { client_request(s, method, body).await })
+            }),
+        );
+        let s = svc.clone();
+        ctx.tasks.spawn(async move { s.catch_up_all().await });
+        Ok(svc)
     }
-    let s = svc.clone();
-    ctx.network.register(
-        SKIPCHAIN_SERVICE,
-        Arc::new(move |msg: PeerMessage| {
-            let s = s.clone();
-            Box::pin(async move { s.handle_peer(msg).await })
-        }),
-    );
-    let s = svc.clone();
-    ctx.clients.register(
-        SKIPCHAIN_SERVICE,
-        Arc::new(move |method, body| {
-            let s = s.clone();
-            Box::pin(async move { client_request(s, method, body).await })
-        }),
-    );
-    registry_insert(ctx.config.identity.public(), &svc);
-    let s = svc.clone();
-    tokio::spawn(async move { s.catch_up_all().await });
-    Some(svc)
-}
 
-type Registry = std::sync::Mutex<std::collections::HashMap<IdentityPublicKey, std::sync::Weak<Shared>>>;
-
-fn registry() -> &'static Registry {
-    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
-fn registry_insert(key: IdentityPublicKey, svc: &SkipchainService) {
-    let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
-    r.retain(|_, w| w.strong_count() > 0);
-    r.insert(key, Arc::downgrade(&svc.shared));
-}
-
-/// The skipchain service of a running node.
-pub fn service_of(node: &crate::node::Node) -> Option<SkipchainService> {
-    let key = node.context()?.config.identity.public();
-    let r = registry().lock().unwrap_or_else(|p| p.into_inner());
-    r.get(&key).and_then(|w| w.upgrade()).map(|shared| SkipchainService { shared })
+    async fn stop(&self) {
+        self.shared.cosi.remove_hook(SKIPCHAIN_SERVICE);
+        stop_service(&self.shared.ctx, SKIPCHAIN_SERVICE).await;
+    }
 }

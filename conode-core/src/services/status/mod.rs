@@ -4,4 +4,4 @@
 pub mod messages;
 mod service;
 
-pub use service::{register, status_map, StatusMap};
+pub use service::{status_map, StatusMap, StatusService, SERVICE};

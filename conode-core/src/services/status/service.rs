@@ -1,7 +1,8 @@
-//! Builds the status map (Generic, Db, Conode) and registers `/Status/Request`.
+//! Builds the status map (Generic, Db, Conode) and serves `/Status/Request`. The smallest service:
+//! copy it to add one.
 
 use super::messages::{server_identity_proto, Status, StatusRequest, StatusResponse};
-use crate::services::{ServiceContext, ServiceError};
+use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,29 +63,55 @@ pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     map
 }
 
-/// Registers the `Status` client service.
-pub fn register(ctx: &ServiceContext) {
-    let c = ctx.clone();
-    ctx.clients.register(
-        "Status",
-        Arc::new(move |method, body| {
-            let c = c.clone();
-            Box::pin(async move {
-                if method != "Request" {
-                    return Err(ServiceError::UnknownMethod { service: "Status".into(), method });
-                }
-                StatusRequest::decode(body.as_slice()).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-                let response = StatusResponse {
-                    status: status_map(&c)
-                        .into_iter()
-                        .map(|(k, v)| (k, Status { field: v.into_iter().collect() }))
-                        .collect(),
-                    serveridentity: Some(server_identity_proto(&c.config.server_identity())),
-                };
-                Ok(response.encode_to_vec())
-            })
-        }),
-    );
+/// Name of the client service.
+pub const SERVICE: &str = "Status";
+
+/// Handle on a node's status service.
+#[derive(Clone)]
+pub struct StatusService {
+    ctx: ServiceContext,
+}
+
+impl Service for StatusService {
+    const NAME: &'static str = SERVICE;
+    type Deps = ();
+
+    fn start(ctx: &ServiceContext, _: ()) -> Result<Self, StartError> {
+        let ctx = ctx.for_service();
+        let svc = StatusService { ctx: ctx.clone() };
+        let s = svc.clone();
+        ctx.clients.register(
+            SERVICE,
+            Arc::new(move |method, body| {
+                let s = s.clone();
+                Box::pin(async move { s.client_request(method, body) })
+            }),
+        );
+        Ok(svc)
+    }
+
+    async fn stop(&self) {
+        stop_service(&self.ctx, SERVICE).await;
+    }
+}
+
+impl StatusService {
+    /// The node's current status.
+    pub fn status(&self) -> StatusMap {
+        status_map(&self.ctx)
+    }
+
+    fn client_request(&self, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
+        if method != "Request" {
+            return Err(ServiceError::UnknownMethod { service: SERVICE.into(), method });
+        }
+        StatusRequest::decode(body.as_slice()).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let response = StatusResponse {
+            status: self.status().into_iter().map(|(k, v)| (k, Status { field: v.into_iter().collect() })).collect(),
+            serveridentity: Some(server_identity_proto(&self.ctx.config.server_identity())),
+        };
+        Ok(response.encode_to_vec())
+    }
 }
 
 #[cfg(test)]
