@@ -5,6 +5,7 @@
 //! network, the client port, services and the [`node::Node`] lifecycle; `cluster` adds
 //! [`cluster::LocalCluster`].
 
+pub mod client_api;
 pub mod crypto;
 pub mod verify;
 

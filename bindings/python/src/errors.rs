@@ -15,11 +15,11 @@
 //! ```
 //!
 //! Every message is the library's own (it names the file, field, address or URL). Errors that come
-//! back over the client port are WebSocket close reasons (one line of at most 123 bytes): their
-//! class is chosen from the reason's stable prefix (`refused: `, `threshold not reached: `, ...),
-//! and anything else stays a NetworkError.
+//! back over the client port carry a stable code (decoded once by the core client): the class is
+//! chosen from that code, never from the text.
 
 use conode_core::api::client::ClientError;
+use conode_core::client_api::ErrorCode;
 use conode_core::config::ConfigError as CoreConfigError;
 use conode_core::services::cosi::CosiError;
 use conode_core::services::skipchain::SkipchainError;
@@ -142,64 +142,30 @@ pub fn config_value_error(py: Python<'_>, field: &str, message: String) -> PyErr
     with_attrs(py, err, &[("file", None), ("field", Some(field.to_string()))])
 }
 
-/// An error of the client-port client, with `url` set: a service error whose reason has a known
-/// prefix becomes RefusedError / ThresholdError / NotFoundError, everything else NetworkError.
+/// An error of the client-port client, with `url` set: a service error becomes the exception of
+/// its stable code (RefusedError, ThresholdError, NotFoundError, ValueError, StateError), everything
+/// else NetworkError. No message text is parsed.
 pub fn client_error(py: Python<'_>, e: &ClientError) -> PyErr {
-    let url = match e {
-        ClientError::Connect { url, .. }
-        | ClientError::Timeout { url, .. }
-        | ClientError::Service { url, .. }
-        | ClientError::Protocol { url, .. } => Some(url.clone()),
-        #[allow(unreachable_patterns)]
-        _ => None,
+    let url = e.url().map(str::to_string);
+    let message = e.to_string();
+    let ClientError::Service { error, .. } = e else {
+        return network_error(py, message, url);
     };
-    if let ClientError::Service { reason, .. } = e {
-        if let Some(err) = service_reason_error(py, reason, e.to_string(), url.clone()) {
-            return err;
-        }
+    match error.code {
+        ErrorCode::Refused => with_attrs(py, PyErr::new::<RefusedError, _>(message), &[("url", url)]),
+        ErrorCode::NotFound => with_attrs(py, PyErr::new::<NotFoundError, _>(message), &[("url", url)]),
+        ErrorCode::Threshold => threshold_error(
+            py,
+            message,
+            error.numbers("missing"),
+            error.number("signed"),
+            error.number("required"),
+            url,
+        ),
+        ErrorCode::BadRequest | ErrorCode::UnknownMethod => PyValueError::new_err(message),
+        ErrorCode::Conflict => PyErr::new::<StateError, _>(message),
+        ErrorCode::Unavailable | ErrorCode::Internal => network_error(py, message, url),
     }
-    network_error(py, e.to_string(), url)
-}
-
-/// The exception for a service's close reason, when the reason says what kind of error it is.
-fn service_reason_error(py: Python<'_>, reason: &str, message: String, url: Option<String>) -> Option<PyErr> {
-    if reason.starts_with("refused: ") {
-        return Some(with_attrs(py, PyErr::new::<RefusedError, _>(message), &[("url", url)]));
-    }
-    if reason.starts_with("threshold not reached") {
-        let missing = missing_from_reason(reason);
-        let (signed, required) = counts_from_reason(reason);
-        return Some(threshold_error(py, message, missing, signed, required, url));
-    }
-    let not_found = ["unknown chain", "unknown block", "no such block", "no beacon", "no beacon chain"];
-    if not_found.iter().any(|p| reason.starts_with(p))
-        || (reason.starts_with("round ") && reason.ends_with("is not available"))
-    {
-        return Some(with_attrs(py, PyErr::new::<NotFoundError, _>(message), &[("url", url)]));
-    }
-    None
-}
-
-/// Roster indices named in a threshold reason: the `#i` tokens before the ` -- ` that starts the
-/// details (the reason may be cut off after them).
-fn missing_from_reason(reason: &str) -> Vec<usize> {
-    let head = reason.split(" -- ").next().unwrap_or(reason);
-    let list = head.split("missing ").nth(1).unwrap_or("");
-    let mut v: Vec<usize> =
-        list.split_whitespace().filter_map(|t| t.strip_prefix('#')).filter_map(|t| t.parse().ok()).collect();
-    // A token cut off by the length limit would be a wrong index: only keep complete ones.
-    if !reason.contains(" -- ") {
-        v.pop();
-    }
-    v
-}
-
-/// `(signed, required)` from "threshold not reached: S of N signed, R required; ...".
-fn counts_from_reason(reason: &str) -> (Option<usize>, Option<usize>) {
-    let body = reason.trim_start_matches("threshold not reached:").trim();
-    let signed = body.split_whitespace().next().and_then(|t| t.parse().ok());
-    let required = body.split(", ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|t| t.parse().ok());
-    (signed, required)
 }
 
 /// A ThresholdError with its attributes.

@@ -18,8 +18,8 @@ use tracing::{debug, warn};
 
 /// Largest accepted WebSocket message.
 pub const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
-/// Close code for service errors (cothority convention).
-pub const WS_ERROR_CODE: u16 = 4100;
+pub use crate::client_api::WS_ERROR_CODE;
+use crate::client_api::{ErrorCode, WireError};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -75,7 +75,8 @@ async fn serve_socket(mut socket: WebSocket, handler: crate::services::ClientHan
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
             Ok(Message::Text(_)) => {
-                let _ = close_with(&mut socket, "expected a binary protobuf message".into()).await;
+                let e = WireError::new(ErrorCode::BadRequest, "expected a binary protobuf message");
+                let _ = close_with(&mut socket, &e).await;
                 break;
             }
         };
@@ -87,18 +88,15 @@ async fn serve_socket(mut socket: WebSocket, handler: crate::services::ClientHan
             }
             Err(e) => {
                 debug!(%service, %method, error = %e, "client request failed");
-                let _ = close_with(&mut socket, e.to_string()).await;
+                let _ = close_with(&mut socket, &e.to_wire()).await;
                 break;
             }
         }
     }
 }
 
-async fn close_with(socket: &mut WebSocket, mut reason: String) -> Result<(), axum::Error> {
-    // A close reason is limited to 123 bytes.
-    while reason.len() > 123 {
-        reason.pop();
-    }
+async fn close_with(socket: &mut WebSocket, error: &WireError) -> Result<(), axum::Error> {
+    let reason = error.to_close_reason();
     socket.send(Message::Close(Some(CloseFrame { code: WS_ERROR_CODE, reason: reason.into() }))).await
 }
 

@@ -15,6 +15,7 @@ pub mod skipchain;
 pub mod status;
 pub mod tasks;
 
+pub use crate::client_api::{ErrorCode, WireError};
 pub use metrics::{MetricsRegistry, MetricsWriter};
 pub use tasks::Tasks;
 
@@ -27,7 +28,8 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-/// Why a client request failed; the message is sent to the client.
+/// Why a client request failed. It crosses the client port as a [`WireError`]: a stable code, the
+/// details a client needs (e.g. which members are missing), and this text.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum ServiceError {
     #[error("unknown method {service}/{method}")]
@@ -37,7 +39,44 @@ pub enum ServiceError {
     #[error("refused: {0}")]
     Refused(String),
     #[error("{0}")]
+    NotFound(String),
+    /// Too few members took part (`missing`: roster indices).
+    #[error("{message}")]
+    Threshold { signed: usize, required: usize, n: usize, missing: Vec<usize>, message: String },
+    /// Conflicts with the node's state (a DKG is running, a chain exists).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
     Failed(String),
+}
+
+impl ServiceError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::UnknownMethod { .. } => ErrorCode::UnknownMethod,
+            ServiceError::BadRequest(_) => ErrorCode::BadRequest,
+            ServiceError::Refused(_) => ErrorCode::Refused,
+            ServiceError::NotFound(_) => ErrorCode::NotFound,
+            ServiceError::Threshold { .. } => ErrorCode::Threshold,
+            ServiceError::Conflict(_) => ErrorCode::Conflict,
+            ServiceError::Unavailable(_) => ErrorCode::Unavailable,
+            ServiceError::Failed(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The form that crosses the client port.
+    pub fn to_wire(&self) -> WireError {
+        let e = WireError::new(self.code(), self.to_string());
+        match self {
+            ServiceError::Threshold { signed, required, n, missing, .. } => {
+                let missing: Vec<String> = missing.iter().map(usize::to_string).collect();
+                e.with("signed", signed).with("required", required).with("n", n).with("missing", missing.join(","))
+            }
+            _ => e,
+        }
+    }
 }
 
 pub type ClientFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, ServiceError>> + Send>>;

@@ -190,6 +190,30 @@ impl Service for CosiService {
     }
 }
 
+impl From<CosiError> for ServiceError {
+    fn from(e: CosiError) -> Self {
+        match e {
+            CosiError::Refused(r) => ServiceError::Refused(r),
+            e @ (CosiError::BadRoster(_)
+            | CosiError::NotInRoster(_)
+            | CosiError::KeyMismatch(_)
+            | CosiError::Policy(_)
+            | CosiError::BadRequest(_)) => ServiceError::BadRequest(e.to_string()),
+            ref e @ CosiError::ThresholdNotReached { signed, required, n, ref missing, .. } => {
+                ServiceError::Threshold {
+                    signed,
+                    required,
+                    n,
+                    missing: missing.iter().map(|(_, x)| x.index).collect(),
+                    message: e.to_string(),
+                }
+            }
+            CosiError::Stopped => ServiceError::Unavailable(e.to_string()),
+            e => ServiceError::Failed(e.to_string()),
+        }
+    }
+}
+
 fn wire_list(list: &[Exclusion]) -> Vec<WireExclusion> {
     list.iter().map(|e| WireExclusion { index: e.index as u32, reason: e.reason.clone() }).collect()
 }
@@ -243,15 +267,7 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
     let outcome = svc
         .sign_with_timeout(&roster, &req.message, OPEN_SIGNING_PURPOSE, &[], policy, timeout)
         .await
-        .map_err(|e| match e {
-            CosiError::Refused(r) => ServiceError::Refused(r),
-            e @ (CosiError::BadRoster(_)
-            | CosiError::NotInRoster(_)
-            | CosiError::KeyMismatch(_)
-            | CosiError::Policy(_)
-            | CosiError::BadRequest(_)) => ServiceError::BadRequest(e.to_string()),
-            e => ServiceError::Failed(e.to_string()),
-        })?;
+        .map_err(ServiceError::from)?;
     let r = &outcome.report;
     Ok(SignResponse {
         signature: outcome.signature.to_bytes().to_vec(),

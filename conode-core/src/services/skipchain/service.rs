@@ -577,6 +577,10 @@ fn failed(e: SkipchainError) -> ServiceError {
     match e {
         SkipchainError::Refused(m) => ServiceError::Refused(m),
         SkipchainError::Invalid(m) => ServiceError::BadRequest(m),
+        e @ (SkipchainError::UnknownChain(_) | SkipchainError::UnknownBlock(_)) => {
+            ServiceError::NotFound(e.to_string())
+        }
+        SkipchainError::Cosi(e) => ServiceError::from(e),
         other => ServiceError::Failed(other.to_string()),
     }
 }
@@ -607,7 +611,7 @@ async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) ->
             let req = GetBlock::decode(body.as_slice()).map_err(bad)?;
             let st = svc.store();
             let block = if req.hash.is_empty() { st.block_at(&req.genesis, req.index) } else { st.block(&req.hash) };
-            let block = block.ok_or_else(|| ServiceError::Failed("no such block".into()))?;
+            let block = block.ok_or_else(|| ServiceError::NotFound("no such block".into()))?;
             Ok(BlockReply { block: Some(block) }.encode_to_vec())
         }
         "GetUpdateChain" => {
