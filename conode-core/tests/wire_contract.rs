@@ -2,7 +2,7 @@
 //! bytes recorded here (taken from the hand-written prost structs before the types were generated
 //! from `proto/`) and decode back to the same value. A changed tag, type, packing or presence rule
 //! in a `.proto` file shows up as a changed hex string. Also checks that build.rs compiles every
-//! `.proto` file in `proto/`.
+//! `.proto` file in `proto/` and that the modules re-export the generated types instead of copies.
 
 use conode_core::network::frame::Envelope;
 use conode_core::services::beacon::messages as beacon;
@@ -15,6 +15,7 @@ use conode_core::verify::skipchain_wire::{GetUpdateChain, Proof};
 use prost::Message;
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::path::Path;
 
 /// Encodes `v`, compares with the golden hex, decodes back.
 fn check<M: Message + Default + PartialEq + Debug>(name: &str, v: &M, golden: &str) {
@@ -423,4 +424,30 @@ fn envelope() {
         },
         "08011002188080808080202204436f73692a08416e6e6f756e6365320801020304050607083a0a02030405060708090a0b",
     );
+}
+
+// --- one definition ----------------------------------------------------------------------------
+
+#[test]
+fn every_proto_file_is_compiled() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .expect("proto/")
+        .map(|e| e.expect("proto/ entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".proto"))
+        .collect();
+    found.sort();
+    assert_eq!(found, conode_core::wire::PROTO_FILES);
+}
+
+#[test]
+fn modules_reexport_the_generated_types() {
+    // Each line compiles only while both paths name the same type.
+    let _: conode_core::wire::skipchain::Proof = sc::Proof::default();
+    let _: Proof = sc::Proof::default();
+    let _: GetUpdateChain = sc::GetUpdateChain::default();
+    let _: SkipBlock = conode_core::wire::skipchain::SkipBlock::default();
+    let _: cosi::Exclusion = beacon::Exclusion::default();
+    let _: Envelope = conode_core::wire::network::Envelope::default();
+    let _: status::StatusResponse = conode_core::wire::status::Response::default();
 }
