@@ -1,13 +1,14 @@
 //! conode-core: the collective-authority node as a library.
 //!
-//! Without the default `runtime` feature only [`crypto`] and [`verify`] compile: that is the pure
-//! light-client part (no tokio, no sled, no sockets). With it: config, storage, the pinned-TLS
-//! network, the client port, services and the [`node::Node`] lifecycle; `cluster` adds
-//! [`cluster::LocalCluster`].
+//! Without the default `runtime` feature only [`crypto`], [`verify`] and [`wire`] (the protobuf
+//! messages, generated from `proto/`) compile: that is the pure light-client part (no tokio, no
+//! sled, no sockets). With it: config, storage, the pinned-TLS network, the client port, services
+//! and the [`node::Node`] lifecycle; `cluster` adds [`cluster::LocalCluster`].
 
 pub mod client_api;
 pub mod crypto;
 pub mod verify;
+pub mod wire;
 
 #[cfg(feature = "runtime")]
 pub mod api;

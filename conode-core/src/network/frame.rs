@@ -1,6 +1,6 @@
 //! Node-to-node framing: a u32 big-endian length, then a protobuf `Envelope` (version, kind, request
-//! id, service, protocol, round id, payload). Lengths above the limit are refused before any
-//! allocation, and decoding never panics.
+//! id, service, protocol, round id, payload; defined in `proto/network.proto`). Lengths above the
+//! limit are refused before any allocation, and decoding never panics.
 
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -19,23 +19,8 @@ pub enum Kind {
     Error = 3,
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct Envelope {
-    #[prost(uint32, tag = "1")]
-    pub version: u32,
-    #[prost(uint32, tag = "2")]
-    pub kind: u32,
-    #[prost(uint64, tag = "3")]
-    pub id: u64,
-    #[prost(string, tag = "4")]
-    pub service: String,
-    #[prost(string, tag = "5")]
-    pub protocol: String,
-    #[prost(bytes = "vec", tag = "6")]
-    pub round_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "7")]
-    pub payload: Vec<u8>,
-}
+/// The frame body, generated from `proto/network.proto` (see [`crate::wire`]).
+pub use crate::wire::network::Envelope;
 
 impl Envelope {
     pub fn kind(&self) -> Option<Kind> {

@@ -10,31 +10,8 @@ use crate::crypto::{sha256, BlsPublicKey, IdentityPublicKey};
 use crate::verify::cosi::{self, Policy};
 use prost::Message;
 
-/// A member of a block's roster, as far as verification needs it.
-#[derive(Clone, PartialEq, Message)]
-pub struct RosterEntry {
-    /// Ed25519 identity key (32 bytes).
-    #[prost(bytes = "vec", tag = "1")]
-    pub identity: Vec<u8>,
-    /// BLS12-381 G1 key of the cosi service (48 bytes).
-    #[prost(bytes = "vec", tag = "2")]
-    pub cosi_key: Vec<u8>,
-    /// `tls://host:port`, for catching up from peers; not part of the roster id.
-    #[prost(string, tag = "3")]
-    pub address: String,
-    /// Proof of possession of `cosi_key` (checked by nodes when they accept the roster).
-    #[prost(bytes = "vec", tag = "4")]
-    pub pop: Vec<u8>,
-    #[prost(string, tag = "5")]
-    pub description: String,
-}
-
-/// The roster stored inside a block.
-#[derive(Clone, PartialEq, Message)]
-pub struct BlockRoster {
-    #[prost(message, repeated, tag = "1")]
-    pub members: Vec<RosterEntry>,
-}
+/// The block types, generated from `proto/skipchain.proto` (see [`crate::wire`]).
+pub use crate::wire::skipchain::{BlockRoster, CollectiveSignature, ForwardLink, RosterEntry, SkipBlock};
 
 impl BlockRoster {
     /// Id of the roster: sha256 over every member's identity and cosi key, in order.
@@ -72,29 +49,6 @@ impl BlockRoster {
     }
 }
 
-/// A collective signature: aggregate BLS signature + participation mask (bit i = member i, LSB first).
-#[derive(Clone, PartialEq, Message)]
-pub struct CollectiveSignature {
-    #[prost(bytes = "vec", tag = "1")]
-    pub signature: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub mask: Vec<u8>,
-}
-
-/// A forward link from one block to a later one, signed by the source block's roster.
-#[derive(Clone, PartialEq, Message)]
-pub struct ForwardLink {
-    #[prost(bytes = "vec", tag = "1")]
-    pub from: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub to: Vec<u8>,
-    /// Id of the target block's roster when it differs from the source block's roster.
-    #[prost(bytes = "vec", optional, tag = "3")]
-    pub new_roster: Option<Vec<u8>>,
-    #[prost(message, optional, tag = "4")]
-    pub signature: Option<CollectiveSignature>,
-}
-
 impl ForwardLink {
     /// What the roster signs: sha256(From ‖ To [‖ NewRoster id]).
     pub fn message(from: &[u8], to: &[u8], new_roster: Option<&[u8]>) -> [u8; 32] {
@@ -103,35 +57,6 @@ impl ForwardLink {
             None => sha256(&[from, to]),
         }
     }
-}
-
-/// A skipchain block. `hash` covers every field except `hash` and `forward_links`.
-#[derive(Clone, PartialEq, Message)]
-pub struct SkipBlock {
-    #[prost(uint64, tag = "1")]
-    pub index: u64,
-    #[prost(uint32, tag = "2")]
-    pub height: u32,
-    #[prost(uint32, tag = "3")]
-    pub maximum_height: u32,
-    #[prost(uint32, tag = "4")]
-    pub base_height: u32,
-    #[prost(bytes = "vec", repeated, tag = "5")]
-    pub back_link_ids: Vec<Vec<u8>>,
-    /// Empty for the genesis block.
-    #[prost(bytes = "vec", tag = "6")]
-    pub genesis_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "7")]
-    pub data: Vec<u8>,
-    #[prost(message, optional, tag = "8")]
-    pub roster: Option<BlockRoster>,
-    /// Ed25519 keys allowed to append (set in the genesis; later blocks repeat them).
-    #[prost(bytes = "vec", repeated, tag = "9")]
-    pub owners: Vec<Vec<u8>>,
-    #[prost(bytes = "vec", tag = "10")]
-    pub hash: Vec<u8>,
-    #[prost(message, repeated, tag = "11")]
-    pub forward_links: Vec<ForwardLink>,
 }
 
 /// Largest block accepted by decoders.

@@ -1,25 +1,15 @@
 //! What a light client exchanges with a conode's skipchain service, without the runtime: the
-//! `/Skipchain/GetUpdateChain` request and its `Proof` reply (same fields and tags as
-//! `services::skipchain::messages`, which may re-export these), and the bounded decoding of a proof
-//! into the blocks [`super::skipchain::verify_proof`] checks.
+//! `/Skipchain/GetUpdateChain` request and its `Proof` reply (generated from
+//! `proto/skipchain.proto`; the same types `services::skipchain::messages` re-exports), and the
+//! bounded decoding of a proof into the blocks [`super::skipchain::verify_proof`] checks.
 
 use super::skipchain::{ProofError, SkipBlock, MAX_BLOCK_BYTES};
 use prost::Message;
 
-/// `/Skipchain/GetUpdateChain`: the shortest proof from block `from` (a trusted block, usually the
-/// genesis) to the newest block of its chain.
-#[derive(Clone, PartialEq, Message)]
-pub struct GetUpdateChain {
-    #[prost(bytes = "vec", tag = "1")]
-    pub from: Vec<u8>,
-}
-
-/// The reply: blocks in chain order, the first being `from`, each linked to the next.
-#[derive(Clone, PartialEq, Message)]
-pub struct Proof {
-    #[prost(message, repeated, tag = "1")]
-    pub blocks: Vec<SkipBlock>,
-}
+/// `GetUpdateChain` asks for the shortest proof from block `from` (a trusted block, usually the
+/// genesis) to the newest block of its chain; the reply is a `Proof`: blocks in chain order, the
+/// first being `from`, each linked to the next.
+pub use crate::wire::skipchain::{GetUpdateChain, Proof};
 
 /// Most blocks a proof may hold: one hop per level, at most 32 levels, for the longest chains.
 pub const MAX_PROOF_BLOCKS: usize = 4096;

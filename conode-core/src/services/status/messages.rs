@@ -1,61 +1,18 @@
 //! Protobuf messages of the Go cothority's status service (`status.proto`, `onet.proto`,
-//! `network.proto`), written by hand so the wire bytes match what cothority clients decode.
-//! Points inside a ServerIdentity carry kyber's 8-byte marshal id (`ed.point`) before the key.
+//! `network.proto`), generated from `proto/status.proto` (see [`crate::wire`]) whose tags and types
+//! match what cothority clients decode; re-exported here under the names the node uses, with the
+//! conversion from a node's identity. Points inside a ServerIdentity carry kyber's 8-byte marshal
+//! id (`ed.point`) before the key.
 
-use std::collections::HashMap;
+pub use crate::wire::status::{
+    Request as StatusRequest, Response as StatusResponse, ServerIdentity as ServerIdentityProto,
+    ServiceIdentity as ServiceIdentityProto, Status,
+};
 
 /// kyber's marshal id of an Ed25519 point.
 pub const ED25519_MARSHAL_ID: &[u8; 8] = b"ed.point";
 /// Namespace of ServerIdentity ids in onet.
 pub const ONET_NAMESPACE_URL: &str = "https://dedis.epfl.ch/";
-
-/// status.Request (empty).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StatusRequest {}
-
-/// onet.Status: a map of strings.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Status {
-    #[prost(map = "string, string", tag = "1")]
-    pub field: HashMap<String, String>,
-}
-
-/// status.Response.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StatusResponse {
-    #[prost(map = "string, message", tag = "1")]
-    pub status: HashMap<String, Status>,
-    #[prost(message, optional, tag = "2")]
-    pub serveridentity: Option<ServerIdentityProto>,
-}
-
-/// network.ServerIdentity.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ServerIdentityProto {
-    #[prost(bytes = "vec", tag = "1")]
-    pub public: Vec<u8>,
-    #[prost(message, repeated, tag = "2")]
-    pub service_identities: Vec<ServiceIdentityProto>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub id: Vec<u8>,
-    #[prost(string, tag = "4")]
-    pub address: String,
-    #[prost(string, tag = "5")]
-    pub description: String,
-    #[prost(string, optional, tag = "7")]
-    pub url: Option<String>,
-}
-
-/// network.ServiceIdentity.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ServiceIdentityProto {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub suite: String,
-    #[prost(bytes = "vec", tag = "3")]
-    pub public: Vec<u8>,
-}
 
 /// onet's ServerIdentity id: UUIDv5(URL namespace, "https://dedis.epfl.ch/id/" + hex public key).
 pub fn server_identity_id(public: &crate::crypto::IdentityPublicKey) -> [u8; 16] {
