@@ -168,19 +168,19 @@ async fn init(a: InitArgs) -> Result<()> {
     Ok(())
 }
 
-fn to_http(u: &str) -> String {
-    u.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1).trim_end_matches('/').to_string()
+fn to_http(u: &str) -> Result<String> {
+    Ok(conode_core::client_api::ClientUrl::parse(u)?.http_base())
 }
 
 /// HTTP base URLs of every member of a roster, in roster order.
 fn http_bases_of(roster: &Roster) -> Vec<String> {
-    roster.servers.iter().map(|si| to_http(&crate::check::client_base(si))).collect()
+    roster.servers.iter().filter_map(|si| to_http(&crate::check::client_base(si)).ok()).collect()
 }
 
 /// HTTP base URLs to try for `--url` (a URL, or a roster file whose members are tried in order).
 fn http_bases(url: &str) -> Result<Vec<String>> {
     if url.contains("://") {
-        return Ok(vec![to_http(url)]);
+        return Ok(vec![to_http(url)?]);
     }
     let roster = Roster::load(std::path::Path::new(url))
         .with_context(|| format!("--url `{url}` is neither a URL nor a roster file"))?;

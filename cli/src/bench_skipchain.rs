@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::skipchain::messages::{append_message, Append};
+use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::SkipchainService;
 use conode_core::verify::cosi::Policy;
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
@@ -17,16 +17,7 @@ fn append(
     genesis: &SkipBlock,
     index: u64,
 ) -> Result<()> {
-    let data = index.to_be_bytes().to_vec();
-    let msg = append_message(&genesis.hash, index, &data, None);
-    let req = Append {
-        genesis: genesis.hash.clone(),
-        index,
-        data,
-        new_roster_toml: String::new(),
-        owner: owner.public().as_bytes().to_vec(),
-        signature: owner.sign(&msg).to_vec(),
-    };
+    let req = Append::signed(owner, &genesis.hash, index, index.to_be_bytes().to_vec(), None)?;
     rt.block_on(svc.append(req)).with_context(|| format!("append {index}"))?;
     Ok(())
 }

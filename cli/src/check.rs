@@ -31,9 +31,10 @@ pub struct NodeCheck {
 
 /// The client-port URL of a member: its `URL` if set (http→ws), else ws://host:port+1.
 pub fn client_base(si: &ServerIdentity) -> String {
-    match &si.url {
-        Some(u) => u.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1),
-        None => format!("ws://{}", si.address.client_host_port()),
+    match si.client_url() {
+        Ok(u) => u.ws_base(),
+        // An unusable published URL: the port next to the node port (the call then says why).
+        Err(_) => format!("ws://{}", si.address.client_host_port()),
     }
 }
 

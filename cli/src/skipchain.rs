@@ -8,10 +8,7 @@ use crate::target::{load_optional_roster, load_roster, runtime, seconds, NodeCho
 use anyhow::{bail, Context, Result};
 use conode_core::api::client;
 use conode_core::config::Roster;
-use conode_core::services::skipchain::block_roster;
-use conode_core::services::skipchain::messages::{
-    append_message, Append, BlockReply, CreateChain, GetBlock, GetUpdateChain, Proof,
-};
+use conode_core::services::skipchain::messages::{Append, BlockReply, CreateChain, GetBlock, GetUpdateChain, Proof};
 use conode_core::verify::cosi::Policy;
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
 use prost::Message;
@@ -221,15 +218,7 @@ fn append(a: AppendArgs) -> Result<()> {
     let genesis = hash32("--genesis", &a.genesis)?;
     let data = text_or_file(&a.data, &a.file)?.unwrap_or_default();
     let owner = owner_key::load(&a.key)?;
-    let new_roster = match &a.new_roster {
-        Some(p) => {
-            let r = load_roster(p)?;
-            let id = block_roster(&r).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.id();
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
-            Some((text, id))
-        }
-        None => None,
-    };
+    let new_roster = a.new_roster.as_ref().map(|p| load_roster(p)).transpose()?;
     let url = a.at.url()?;
     let timeout = seconds(a.at.timeout);
     // The next index is the newest block the node holds plus one (it refuses any other).
@@ -242,15 +231,9 @@ fn append(a: AppendArgs) -> Result<()> {
     }
     let latest = proof.last().map(|b| b.index).unwrap_or(0);
     let index = latest + 1;
-    let roster_id = new_roster.as_ref().map(|(_, id)| *id);
-    let req = Append {
-        genesis: genesis.clone(),
-        index,
-        signature: owner.sign(&append_message(&genesis, index, &data, roster_id.as_ref())).to_vec(),
-        data,
-        new_roster_toml: new_roster.map(|(t, _)| t).unwrap_or_default(),
-        owner: owner.public().as_bytes().to_vec(),
-    };
+    let req = Append::signed(&owner, &genesis, index, data, new_roster.as_ref()).map_err(|e| {
+        anyhow::anyhow!("{}: {e}", a.new_roster.as_ref().map(|p| p.display().to_string()).unwrap_or_default())
+    })?;
     let block = block_of(&url, &call(&url, "Append", req.encode_to_vec(), timeout)?)?;
     block.check_self().with_context(|| format!("{url} returned an inconsistent block"))?;
     if block.index != index || block.genesis_id != genesis {
@@ -263,7 +246,7 @@ fn append(a: AppendArgs) -> Result<()> {
             "hash": hex::encode(&block.hash),
             "genesis": hex::encode(&genesis),
             "height": block.height,
-            "roster_changed": roster_id.is_some(),
+            "roster_changed": !req.new_roster_toml.is_empty(),
         })
     );
     Ok(())

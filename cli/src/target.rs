@@ -21,10 +21,8 @@ impl NodeChoice {
     /// The client base URL (`ws://host:port`) to call; `roster` is needed unless `--url` is given.
     pub fn base_url(&self, roster: Option<(&Path, &Roster)>) -> Result<String> {
         if let Some(u) = &self.url {
-            if !(u.starts_with("ws://") || u.starts_with("wss://")) {
-                bail!("--url `{u}`: expected ws://host:port or wss://host:port");
-            }
-            return Ok(u.trim_end_matches('/').to_string());
+            let url = conode_core::client_api::ClientUrl::parse(u).with_context(|| format!("--url `{u}`"))?;
+            return Ok(url.ws_base());
         }
         let Some((path, roster)) = roster else {
             bail!("give --roster (with --node) or --url to name the conode to ask");

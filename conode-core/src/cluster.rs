@@ -2,8 +2,13 @@
 //! stop/restart of single nodes. Used by tests, benchmarks, the bindings and `conode bench`.
 
 use crate::config::{NodeAddress, NodeConfig, Roster};
+use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
 use crate::network::NetSettings;
 use crate::node::{Node, NodeBuilder, NodeError};
+use crate::services::cosi::{CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
+use crate::services::skipchain::messages::Append;
+use crate::services::skipchain::SkipchainError;
+use crate::verify::skipchain::SkipBlock;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Runtime;
 
@@ -22,6 +27,17 @@ impl ClusterOptions {
     pub fn new(nodes: usize) -> Self {
         Self { nodes, allow_open_signing: true, net: NetSettings::default(), worker_threads: 2 }
     }
+}
+
+/// Why a cluster helper failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("node {index}: {error}")]
+    Node { index: usize, error: NodeError },
+    #[error(transparent)]
+    Cosi(#[from] CosiError),
+    #[error(transparent)]
+    Skipchain(#[from] SkipchainError),
 }
 
 pub struct LocalCluster {
@@ -131,6 +147,64 @@ impl LocalCluster {
     pub fn restart(&mut self, i: usize) -> Result<(), NodeError> {
         self.nodes[i].start()
     }
+    fn running(&self, i: usize) -> Result<&Node, ClusterError> {
+        let node = self.nodes.get(i).ok_or(ClusterError::Node { index: i, error: NodeError::NotRunning })?;
+        if !node.is_running() {
+            return Err(ClusterError::Node { index: i, error: NodeError::NotRunning });
+        }
+        Ok(node)
+    }
+
+    /// A collective signature of `message` by the whole roster, node `i` as root (open signing),
+    /// with `level_timeout` per tree level (the cosi default when `None`).
+    pub fn sign(
+        &self,
+        i: usize,
+        message: &[u8],
+        policy: Policy,
+        level_timeout: Option<std::time::Duration>,
+    ) -> Result<SignOutcome, ClusterError> {
+        let cosi = self.running(i)?.cosi().map_err(|error| ClusterError::Node { index: i, error })?;
+        let timeout = level_timeout.unwrap_or_else(|| cosi.options().level_timeout);
+        let signing = cosi.sign_with_timeout(&self.roster, message, OPEN_SIGNING_PURPOSE, &[], policy, timeout);
+        Ok(self.runtime.block_on(signing)?)
+    }
+
+    /// A new skipchain kept by the whole roster (base 2, height 12), created through node `i`.
+    pub fn create_chain(
+        &self,
+        i: usize,
+        owners: Vec<IdentityPublicKey>,
+        data: Vec<u8>,
+    ) -> Result<SkipBlock, ClusterError> {
+        let chains = self.running(i)?.skipchain().map_err(|error| ClusterError::Node { index: i, error })?;
+        Ok(self.runtime.block_on(chains.create_chain(&self.roster, 2, 12, owners, data))?)
+    }
+
+    /// Appends `data` as the next block of chain `genesis` (after the newest block node `i` holds),
+    /// signed by `owner`, through node `i`.
+    pub fn append(
+        &self,
+        i: usize,
+        owner: &IdentityKeyPair,
+        genesis: &[u8],
+        data: Vec<u8>,
+    ) -> Result<SkipBlock, ClusterError> {
+        let chains = self.running(i)?.skipchain().map_err(|error| ClusterError::Node { index: i, error })?;
+        let latest = chains
+            .store()
+            .latest_index(genesis)
+            .ok_or_else(|| SkipchainError::UnknownChain(hex::encode(&genesis[..genesis.len().min(8)])))?;
+        let append = Append::signed(owner, genesis, latest + 1, data, None)?;
+        Ok(self.runtime.block_on(chains.append(append))?)
+    }
+
+    /// The shortest proof from block `from` to the newest block, as node `i` holds it.
+    pub fn proof(&self, i: usize, from: &[u8]) -> Result<Vec<SkipBlock>, ClusterError> {
+        let chains = self.running(i)?.skipchain().map_err(|error| ClusterError::Node { index: i, error })?;
+        Ok(chains.update_chain(from)?)
+    }
+
     /// Client-port base URL of node `i` (when running).
     pub fn client_url(&self, i: usize) -> Option<String> {
         self.nodes[i].client_url()

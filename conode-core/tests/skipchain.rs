@@ -4,7 +4,7 @@
 use conode_core::cluster::LocalCluster;
 use conode_core::config::Roster;
 use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::skipchain::messages::{append_message, Append};
+use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{block_roster, SkipchainService};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
@@ -17,16 +17,7 @@ fn append_req(
     data: &[u8],
     new_roster: Option<&Roster>,
 ) -> Append {
-    let roster_id = new_roster.map(|r| block_roster(r).unwrap().id());
-    let msg = append_message(&genesis.hash, index, data, roster_id.as_ref());
-    Append {
-        genesis: genesis.hash.clone(),
-        index,
-        data: data.to_vec(),
-        new_roster_toml: new_roster.map(|r| r.to_toml()).unwrap_or_default(),
-        owner: owner.public().as_bytes().to_vec(),
-        signature: owner.sign(&msg).to_vec(),
-    }
+    Append::signed(owner, &genesis.hash, index, data.to_vec(), new_roster).unwrap()
 }
 
 fn svc(c: &LocalCluster, i: usize) -> SkipchainService {

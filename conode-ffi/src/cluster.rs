@@ -7,10 +7,9 @@ use crate::strings::{
     free_handle, handle_mut, handle_ref, read_bytes, write_bytes, write_handle, write_opt, write_string, write_value,
 };
 use crate::verify::{CONODE_COSI_SIGNATURE_LEN, CONODE_HASH_LEN};
-use conode_core::cluster::LocalCluster;
+use conode_core::cluster::{ClusterError, LocalCluster};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::{Policy, OPEN_SIGNING_PURPOSE};
-use conode_core::services::skipchain::messages::{append_message, Append};
 use conode_core::services::skipchain::{SkipchainError, SkipchainService};
 use conode_core::verify::skipchain_wire::Proof;
 use prost::Message;
@@ -257,22 +256,15 @@ pub unsafe extern "C" fn conode_cluster_skipchain_append(
         let owner = c.owners.get(genesis).ok_or_else(|| {
             FfiError::new(CONODE_ERR_INVALID, "genesis: not a skipchain created through this cluster handle")
         })?;
-        let service = skipchain_service(c, index)?;
-        let latest = service
-            .store()
-            .latest_index(genesis)
-            .ok_or_else(|| FfiError::new(CONODE_ERR_INVALID, format!("node {index} does not hold this skipchain")))?;
-        let next = latest + 1;
-        let msg = append_message(genesis, next, data, None);
-        let request = Append {
-            genesis: genesis.to_vec(),
-            index: next,
-            data: data.to_vec(),
-            new_roster_toml: String::new(),
-            owner: owner.public().as_bytes().to_vec(),
-            signature: owner.sign(&msg).to_vec(),
-        };
-        let block = c.inner.runtime().block_on(service.append(request))?;
+        check_index(c, index)?;
+        let block = c.inner.append(index, owner, genesis, data.to_vec()).map_err(|e| match e {
+            ClusterError::Node { .. } => not_running(index),
+            ClusterError::Skipchain(SkipchainError::UnknownChain(_)) => {
+                FfiError::new(CONODE_ERR_INVALID, format!("node {index} does not hold this skipchain"))
+            }
+            ClusterError::Skipchain(e) => e.into(),
+            ClusterError::Cosi(e) => FfiError::new(CONODE_ERR_RUNTIME, e.to_string()),
+        })?;
         write_opt(out_index, block.index);
         Ok(())
     })

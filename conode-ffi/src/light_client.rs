@@ -7,6 +7,7 @@ use crate::checks;
 use crate::light::{
     beacon_record, chain_record, verified_block, DrandChainInfo, LightError, VerifiedBeacon, VerifiedBlock,
 };
+use conode_core::client_api::{ClientUrl, WireError};
 use conode_core::verify::beacon::ChainInfo;
 use conode_core::verify::skipchain_wire::{GetUpdateChain, Proof, MAX_PROOF_BYTES};
 use prost::Message as _;
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
-use tungstenite::http::Uri;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Connector, Message};
 
@@ -40,26 +40,6 @@ impl std::fmt::Debug for ConodeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConodeClient").field("url", &self.ws_base).field("timeout", &self.timeout).finish()
     }
-}
-
-/// Splits `url` into its WebSocket and HTTP bases.
-fn bases(url: &str) -> Result<(String, String), LightError> {
-    let url = url.trim().trim_end_matches('/');
-    let bad = |why: &str| LightError::invalid(format!("url `{url}`: {why}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme (use ws://host:port)"))?;
-    let (ws, http) = match scheme.to_ascii_lowercase().as_str() {
-        "ws" | "http" => ("ws", "http"),
-        "wss" | "https" => ("wss", "https"),
-        other => return Err(bad(&format!("unsupported scheme `{other}` (use ws, wss, http or https)"))),
-    };
-    let uri: Uri = format!("{http}://{rest}").parse().map_err(|e| bad(&format!("{e}")))?;
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("no host"));
-    }
-    if uri.query().is_some() {
-        return Err(bad("a base URL has no query"));
-    }
-    Ok((format!("{ws}://{rest}"), format!("{http}://{rest}")))
 }
 
 fn tls_connector() -> Result<Connector, LightError> {
@@ -133,7 +113,10 @@ impl ConodeClient {
                     let _ = ws.flush();
                     return Ok(reply);
                 }
-                Message::Close(Some(frame)) => return Err(LightError::server(format!("{url}: {}", frame.reason))),
+                Message::Close(Some(frame)) => {
+                    let error = WireError::from_close_reason(&frame.reason);
+                    return Err(LightError::server(format!("{url}: [{}] {}", error.code, error.message)));
+                }
                 Message::Close(None) => return Err(net("closed without a reply".into())),
                 _ => continue,
             }
@@ -207,7 +190,8 @@ impl ConodeClient {
         if timeout_ms == 0 {
             return Err(LightError::invalid("timeout_ms must be at least 1"));
         }
-        let (ws_base, http_base) = bases(&url)?;
+        let url = ClientUrl::parse(&url).map_err(LightError::invalid)?;
+        let (ws_base, http_base) = (url.ws_base(), url.http_base());
         let timeout = Duration::from_millis(timeout_ms);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))

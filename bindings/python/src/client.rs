@@ -11,6 +11,7 @@ use crate::skipchain::PySkipBlock;
 use crate::status::{client_runtime, fetch_status, seconds, status_failure, StatusDict};
 use crate::verify::check_skipchain;
 use conode_core::api::client;
+use conode_core::client_api::ClientUrl;
 use conode_core::services::cosi::messages::{SignRequest, SignResponse};
 use conode_core::services::skipchain::messages::{BlockReply, GetBlock, GetUpdateChain, Proof};
 use conode_core::verify::beacon::{Beacon, BeaconError, ChainInfo};
@@ -32,26 +33,6 @@ pub struct PyClient {
     http: String,
     timeout: Duration,
     http_client: reqwest::Client,
-}
-
-/// `(ws base, http base)` of a client-port URL.
-fn bases(url: &str) -> Result<(String, String), String> {
-    let url = url.trim().trim_end_matches('/');
-    let (secure, rest) = if let Some(r) = url.strip_prefix("ws://").or_else(|| url.strip_prefix("http://")) {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("wss://").or_else(|| url.strip_prefix("https://")) {
-        (true, r)
-    } else {
-        return Err(format!("{url:?} is not a client-port URL (ws://, wss://, http:// or https://host:port)"));
-    };
-    if rest.is_empty() || rest.contains('/') || rest.chars().any(char::is_whitespace) {
-        return Err(format!("{url:?} is not a client-port URL: expected scheme://host:port without a path"));
-    }
-    Ok(if secure {
-        (format!("wss://{rest}"), format!("https://{rest}"))
-    } else {
-        (format!("ws://{rest}"), format!("http://{rest}"))
-    })
 }
 
 /// Why an HTTP GET failed (made without the GIL).
@@ -149,7 +130,8 @@ impl PyClient {
     #[pyo3(signature = (url, timeout = 10.0))]
     fn new(url: &str, timeout: f64) -> PyResult<Self> {
         let timeout = seconds(timeout, false)?;
-        let (ws, http) = bases(url).map_err(PyValueError::new_err)?;
+        let url = ClientUrl::parse(url).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let (ws, http) = (url.ws_base(), url.http_base());
         let rt = client_runtime().map_err(PyErr::new::<ConodeError, _>)?;
         let _guard = rt.enter();
         let http_client = reqwest::Client::builder()

@@ -9,12 +9,11 @@ use crate::keys::{OwnerArg, PyIdentityKey};
 use crate::node::{drop_without_gil, lock};
 use crate::skipchain::PySkipBlock;
 use crate::status::{local_status, seconds, StatusDict};
-use conode_core::cluster::{ClusterOptions, LocalCluster};
+use conode_core::cluster::{ClusterError, ClusterOptions, LocalCluster};
 use conode_core::config::Roster;
 use conode_core::services::beacon::messages::{InitRequest, InitResponse};
 use conode_core::services::beacon::BeaconService;
 use conode_core::services::cosi::{CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
-use conode_core::services::skipchain::messages::{append_message, Append};
 use conode_core::services::skipchain::{self, SkipchainError};
 use conode_core::services::ServiceError;
 use conode_core::verify::beacon::{ChainInfo, Scheme};
@@ -38,6 +37,14 @@ enum Failure {
 }
 
 impl Failure {
+    fn from_cluster(i: usize, e: ClusterError) -> Self {
+        match e {
+            ClusterError::Node { .. } => Failure::Stopped(i),
+            ClusterError::Cosi(e) => Failure::Cosi(e),
+            ClusterError::Skipchain(e) => Failure::Skipchain(e),
+        }
+    }
+
     fn into_py(self, py: Python<'_>) -> PyErr {
         match self {
             Failure::Stopped(i) => PyErr::new::<NotRunningError, _>(format!("node {i} of the cluster is not running")),
@@ -106,10 +113,6 @@ impl PyLocalCluster {
         }
         Ok(j as usize)
     }
-}
-
-fn hex8(b: &[u8]) -> String {
-    b.iter().take(8).map(|x| format!("{x:02x}")).collect()
 }
 
 impl Drop for PyLocalCluster {
@@ -295,21 +298,7 @@ impl PyLocalCluster {
         let owner = &owner.inner;
         let block = self.with(py, |c| -> Result<SkipBlock, Failure> {
             let i = acting_node(c, node)?;
-            let svc = skipchain_of(c, i)?;
-            let latest = svc
-                .store()
-                .latest_index(genesis)
-                .ok_or_else(|| Failure::Skipchain(SkipchainError::UnknownChain(hex8(genesis))))?;
-            let index = latest + 1;
-            let req = Append {
-                genesis: genesis.to_vec(),
-                index,
-                data: data.to_vec(),
-                new_roster_toml: String::new(),
-                owner: owner.public().as_bytes().to_vec(),
-                signature: owner.sign(&append_message(genesis, index, data, None)).to_vec(),
-            };
-            c.runtime().block_on(svc.append(req)).map_err(Failure::Skipchain)
+            c.append(i, owner, genesis, data.to_vec()).map_err(|e| Failure::from_cluster(i, e))
         })?;
         block.map(|inner| PySkipBlock { inner }).map_err(|f| f.into_py(py))
     }

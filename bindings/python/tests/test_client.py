@@ -87,7 +87,9 @@ def test_network_errors(silent_server, chained):
     with pytest.raises(conode.NetworkError):
         conode.Client(silent_server, timeout=1).beacon_latest()
     with pytest.raises(ValueError, match="client-port URL"):
-        conode.Client("tls://127.0.0.1:7770")
+        conode.Client("ftp://127.0.0.1:7770")
+    # A node address names the client port next to it.
+    assert conode.Client("tls://127.0.0.1:7770").url == "ws://127.0.0.1:7771"
     with pytest.raises(ValueError, match="client-port URL"):
         conode.Client("ws://127.0.0.1:7771/Status")
     with pytest.raises(ValueError):

@@ -7,7 +7,7 @@
 use crate::support::{conode, json, ok, Servers};
 use conode_core::api::client;
 use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::skipchain::messages::{append_message, Append, BlockReply, GetBlock};
+use conode_core::services::skipchain::messages::{Append, BlockReply, GetBlock};
 use prost::Message;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,15 +34,7 @@ fn append_loop(
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut index = 1;
     while !stop.load(Ordering::SeqCst) {
-        let data = format!("block {index}").into_bytes();
-        let req = Append {
-            genesis: genesis.clone(),
-            index,
-            signature: owner.sign(&append_message(&genesis, index, &data, None)).to_vec(),
-            data,
-            new_roster_toml: String::new(),
-            owner: owner.public().as_bytes().to_vec(),
-        };
+        let req = Append::signed(&owner, &genesis, index, format!("block {index}").into_bytes(), None).unwrap();
         match rt.block_on(client::call(&url, "Skipchain", "Append", req.encode_to_vec(), Duration::from_secs(10))) {
             Ok(reply) => {
                 let block = BlockReply::decode(reply.as_slice()).unwrap().block.unwrap();

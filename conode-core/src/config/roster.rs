@@ -31,6 +31,15 @@ impl ServerIdentity {
     pub fn service_key(&self, service: &str) -> Option<&BlsPublicKey> {
         self.services.get(service).map(|s| &s.public)
     }
+
+    /// The member's client port: its published `URL` when it has one, else the port after its
+    /// node port (plain WebSocket).
+    pub fn client_url(&self) -> Result<crate::client_api::ClientUrl, crate::client_api::UrlError> {
+        match &self.url {
+            Some(u) => crate::client_api::ClientUrl::parse(u),
+            None => crate::client_api::ClientUrl::for_node(&self.address.host, self.address.port),
+        }
+    }
 }
 
 /// A roster member that publishes no key for a service the caller needs.
