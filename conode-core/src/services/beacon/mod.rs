@@ -11,7 +11,6 @@ mod partials;
 mod service;
 pub mod store;
 
-pub use service::{
-    beacon_json, info_json, unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency, DEFAULT_PHASE_MS,
-    SERVICE,
-};
+/// drand's JSON writers live with the verifier's parsers; re-exported here for the node's callers.
+pub use crate::verify::beacon::{beacon_json, info_json};
+pub use service::{unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency, DEFAULT_PHASE_MS, SERVICE};

@@ -18,7 +18,7 @@ use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
 use crate::services::dkg::{self, messages as dm, DkgError, DkgOutput, DkgService, Group};
 use crate::services::{stop_service, MetricsWriter, Service, ServiceContext, ServiceError, StartError, Tasks};
-use crate::verify::beacon::{digest, Beacon, ChainInfo, PreparedChain, Scheme};
+use crate::verify::beacon::{digest, info_json, Beacon, ChainInfo, PreparedChain, Scheme};
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -997,55 +997,4 @@ async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
         }
     }
     debug!(chain = %hex::encode(chain.chain_hash), "beacon: round loop ended");
-}
-
-/// drand's v1 chain info JSON (`/info`), fields in drand's order.
-pub fn info_json(info: &ChainInfo) -> String {
-    #[derive(serde::Serialize)]
-    struct Metadata<'a> {
-        #[serde(rename = "beaconID")]
-        beacon_id: &'a str,
-    }
-    #[derive(serde::Serialize)]
-    struct InfoV1<'a> {
-        public_key: String,
-        period: u32,
-        genesis_time: i64,
-        hash: String,
-        #[serde(rename = "groupHash")]
-        group_hash: String,
-        #[serde(rename = "schemeID")]
-        scheme_id: &'a str,
-        metadata: Metadata<'a>,
-    }
-    let beacon_id = if info.beacon_id.is_empty() { "default" } else { info.beacon_id.as_str() };
-    serde_json::to_string(&InfoV1 {
-        public_key: hex::encode(&info.public_key),
-        period: info.period,
-        genesis_time: info.genesis_time,
-        hash: info.hash_hex(),
-        group_hash: hex::encode(&info.genesis_seed),
-        scheme_id: info.scheme.id(),
-        metadata: Metadata { beacon_id },
-    })
-    .unwrap_or_default()
-}
-
-/// drand's beacon JSON (`/public/{round}`): `previous_signature` only for chained schemes.
-pub fn beacon_json(b: &Beacon) -> String {
-    #[derive(serde::Serialize)]
-    struct Rand {
-        round: u64,
-        randomness: String,
-        signature: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        previous_signature: Option<String>,
-    }
-    serde_json::to_string(&Rand {
-        round: b.round,
-        randomness: hex::encode(b.randomness()),
-        signature: hex::encode(&b.signature),
-        previous_signature: b.previous_signature.as_ref().map(hex::encode),
-    })
-    .unwrap_or_default()
 }
