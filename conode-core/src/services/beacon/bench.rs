@@ -4,7 +4,7 @@
 //! (`verify::beacon`) against raw blst verification of the same beacons, in the same run.
 
 use super::messages::InitRequest;
-use super::service::{unix_now_ms, BeaconService};
+use super::{unix_now_ms, BeaconService};
 use crate::api::client;
 use crate::cluster::LocalCluster;
 use crate::verify::beacon::{digest, Beacon, ChainInfo, Scheme};

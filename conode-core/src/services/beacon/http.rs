@@ -9,7 +9,7 @@
 //! (genesis) time; `/public/latest` expires when the next round is due; a round more than a period
 //! in the future is a 404 with `max-age` until it is due; a round about to be produced is waited for.
 
-use super::service::{beacon_json, info_json, unix_now_ms, BeaconService};
+use super::{beacon_json, info_json, unix_now_ms, BeaconService};
 use crate::services::HttpFallback;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};

@@ -2,16 +2,37 @@
 //! produces one threshold-BLS signature per period in drand's format (`pedersen-bls-chained`,
 //! `bls-unchained-g1-rfc9380` and drand's other schemes), stores it durably, serves it over drand's
 //! HTTP API and `/Beacon/*`, and catches up after outages. `bench` measures it.
+//!
+//! Modules, by job:
+//! - `service`: the [`BeaconService`] handle, its start and stop, stats and accessors;
+//! - `chain`: the state of the running chain, loading it, and appending a beacon to it;
+//! - `round_loop`: when to sign which round, when to give up and retry (pure, tested), and the
+//!   loop that does it;
+//! - `partials`: receiving partials, the pool of held partials, recovering and verifying a beacon
+//!   from `t` of them, finding the bad one when that fails (pure, tested with real BLS);
+//! - `audit`: checking once, after the round, the partials that were not needed;
+//! - `sync`: catching up from peers and serving them;
+//! - `peer`: the `Beacon` peer protocol (partials, sync) dispatch;
+//! - `client`: the `/Beacon/<Method>` client dispatch and `/Beacon/Init`;
+//! - [`store`]: durable group, share and beacons; [`http`]: drand's HTTP API; [`messages`]: the
+//!   wire messages. drand's JSON shapes are written by [`crate::verify::beacon`] (re-exported here).
 
+mod audit;
 #[cfg(feature = "cluster")]
 pub mod bench;
+mod chain;
+mod client;
 pub mod http;
 pub mod messages;
 mod partials;
+mod peer;
+mod round_loop;
 mod service;
 pub mod store;
+mod sync;
 
-pub use service::{
-    beacon_json, info_json, unix_now_ms, BeaconFault, BeaconService, BeaconStats, RoundLatency, DEFAULT_PHASE_MS,
-    SERVICE,
-};
+/// drand's JSON writers live with the verifier's parsers; re-exported here for the node's callers.
+pub use crate::verify::beacon::{beacon_json, info_json};
+pub use client::DEFAULT_PHASE_MS;
+pub use round_loop::unix_now_ms;
+pub use service::{BeaconFault, BeaconService, BeaconStats, RoundLatency, SERVICE};

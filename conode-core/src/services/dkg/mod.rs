@@ -2,14 +2,29 @@
 //! response/complaint and justification phases with timeouts, evidence-based disqualification,
 //! and the group file it produces. The beacon service starts it (`/Beacon/Init`) and consumes its
 //! result (group key and this node's share).
+//!
+//! Modules, by phase:
+//! - [`protocol`]: the DKG math and state machine (pure: deals, responses, justifications,
+//!   disqualification, finalization);
+//! - [`group`]: the group file a DKG produces;
+//! - `service`: the [`DkgService`] handle, its start and stop, completion hooks and guard;
+//! - `session`: one DKG session's state (the slot), its status and log, waiting for messages;
+//! - `leader`: proposing a DKG, starting it, collecting the members' results;
+//! - `phases`: deal, response, justification, finalization and hand-over at each participant;
+//! - `peer`: the `Dkg` peer protocol handler;
+//! - [`messages`]: the wire messages.
 
 pub mod group;
+mod leader;
 pub mod messages;
+mod peer;
+mod phases;
 pub mod protocol;
 mod service;
+mod session;
 
 pub use group::{key_group, Group, GroupNode};
+pub use leader::{Confirmation, DkgReport};
 pub use protocol::{minimum_threshold, Disqualification, DkgError};
-pub use service::{
-    scheme_key_group, CompletionHook, Confirmation, DkgOutput, DkgReport, DkgService, DkgStatus, Guard, SERVICE, TREE,
-};
+pub use service::{scheme_key_group, CompletionHook, DkgOutput, DkgService, Guard, SERVICE, TREE};
+pub use session::DkgStatus;

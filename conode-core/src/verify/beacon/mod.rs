@@ -15,9 +15,14 @@
 //!
 //! For many verifications under one key, decode it once with [`PreparedChain`]; each verification
 //! is then one signature decode plus one blst verify (hash-to-curve and two Miller loops).
+//!
+//! Modules: `drand_json` reads and writes drand's JSON (`/info`, `/public/{round}`); `time` maps
+//! rounds to times as drand does.
 
+mod drand_json;
 mod time;
 
+pub use drand_json::{beacon_json, info_json};
 pub use time::{current_round, latest_round, next_round, time_of_round, TIME_OF_ROUND_ERROR_VALUE};
 
 use crate::crypto::sha256;
@@ -261,50 +266,6 @@ impl ChainInfo {
     pub fn next_round(&self, now: i64) -> (u64, i64) {
         next_round(now, self.period, self.genesis_time)
     }
-
-    /// Parses drand's `/info` JSON, both the v1 shape (`hash`, `groupHash`, `schemeID`,
-    /// `metadata.beaconID`) and the v2 shape (`chain_hash`, `genesis_seed`, `scheme`, `beacon_id`).
-    /// A missing scheme means `pedersen-bls-chained` and a missing beacon id the default beacon, as in
-    /// drand. When the JSON carries a chain hash it must equal the hash of the parsed fields; the
-    /// group public key is checked too.
-    pub fn from_drand_json(json: &str) -> Result<ChainInfo, BeaconError> {
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| BeaconError::Json(e.to_string()))?;
-        let public_key = hex_field(&v, "public_key")?.ok_or(BeaconError::MissingField("public_key"))?;
-        let period = v.get("period").and_then(|p| p.as_u64()).ok_or(BeaconError::MissingField("period"))?;
-        let period = u32::try_from(period)
-            .map_err(|_| BeaconError::OutOfRange { field: "period", value: period.to_string() })?;
-        let genesis_time =
-            v.get("genesis_time").and_then(|t| t.as_i64()).ok_or(BeaconError::MissingField("genesis_time"))?;
-        let genesis_seed = match hex_field(&v, "genesis_seed")? {
-            Some(s) => s,
-            None => hex_field(&v, "groupHash")?.ok_or(BeaconError::MissingField("genesis_seed"))?,
-        };
-        let scheme = match str_field(&v, "scheme")?.or(str_field(&v, "schemeID")?) {
-            None | Some("") => Scheme::default(),
-            Some(id) => Scheme::from_id(id)?,
-        };
-        let beacon_id = match str_field(&v, "beacon_id")? {
-            Some(id) => id,
-            None => match v.get("metadata") {
-                Some(m) if !m.is_null() => str_field(m, "beaconID")?.unwrap_or(""),
-                _ => "",
-            },
-        }
-        .to_string();
-        let info = ChainInfo { public_key, period, genesis_time, genesis_seed, scheme, beacon_id };
-        info.validate()?;
-        let claimed = match str_field(&v, "chain_hash")? {
-            Some(h) => Some(h),
-            None => str_field(&v, "hash")?,
-        };
-        if let Some(claimed) = claimed {
-            let computed = info.hash_hex();
-            if !claimed.eq_ignore_ascii_case(&computed) {
-                return Err(BeaconError::ChainHashMismatch { claimed: claimed.to_string(), computed });
-            }
-        }
-        Ok(info)
-    }
 }
 
 /// One beacon: a round and its (recovered, group) signature.
@@ -328,38 +289,6 @@ impl Beacon {
     pub fn digest(&self, scheme: Scheme) -> [u8; 32] {
         digest(scheme, self.round, self.previous_signature.as_deref())
     }
-
-    /// Parses drand's beacon JSON (`/public/{round}`): `round`, `signature`, optional
-    /// `previous_signature`, optional `randomness` (checked to be `sha256(signature)` when present).
-    /// The signature itself is not verified here.
-    pub fn from_drand_json(json: &str) -> Result<Beacon, BeaconError> {
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| BeaconError::Json(e.to_string()))?;
-        let round = v.get("round").and_then(|r| r.as_u64()).ok_or(BeaconError::MissingField("round"))?;
-        let signature = hex_field(&v, "signature")?.ok_or(BeaconError::MissingField("signature"))?;
-        let previous_signature = hex_field(&v, "previous_signature")?;
-        let beacon = Beacon { round, signature, previous_signature };
-        if let Some(r) = hex_field(&v, "randomness")? {
-            if r != beacon.randomness() {
-                return Err(BeaconError::RandomnessMismatch { round });
-            }
-        }
-        Ok(beacon)
-    }
-}
-
-/// A string field: `Ok(None)` when absent or null, an error when present with another type.
-fn str_field<'a>(v: &'a serde_json::Value, field: &'static str) -> Result<Option<&'a str>, BeaconError> {
-    match v.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(BeaconError::MissingField(field)),
-    }
-}
-
-fn hex_field(v: &serde_json::Value, field: &'static str) -> Result<Option<Vec<u8>>, BeaconError> {
-    str_field(v, field)?
-        .map(|s| hex::decode(s).map_err(|e| BeaconError::Hex { field, reason: e.to_string() }))
-        .transpose()
 }
 
 /// drand's randomness of a beacon: `sha256(signature)`.

@@ -1,0 +1,126 @@
+//! Audits of partials that were not needed: a partial that arrives after its round is stored, or
+//! one left over when the beacon was recovered from others, is of no use to the chain, but a member
+//! sending bad ones should show up in the stats and logs. Each (round, member) is checked once, a
+//! quarter period later, off the critical path of the next rounds; [`Audited`] remembers which
+//! were, for the last few rounds only.
+
+use super::chain::{lock, Chain};
+use super::messages as m;
+use super::service::BeaconService;
+use crate::verify::beacon::digest;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
+
+/// The (round, share index) pairs already audited, for the last rounds.
+#[derive(Default)]
+pub(crate) struct Audited {
+    seen: BTreeSet<(u64, u32)>,
+}
+
+impl Audited {
+    /// Whether (round, index) was not audited yet (and now is). Pairs of rounds more than two
+    /// before `latest` are forgotten: partials that old are not audited at all.
+    pub fn first(&mut self, round: u64, index: u32, latest: u64) -> bool {
+        let fresh = self.seen.insert((round, index));
+        self.seen.retain(|(r, _)| r + 2 >= latest);
+        fresh
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+/// Whether a late partial of `round` from member `index` is worth an audit when `latest` is
+/// stored: not our own, and not older than the round before the latest.
+pub(super) fn audits_late(round: u64, index: u32, latest: u64, own: u32) -> bool {
+    round + 1 >= latest && index != own
+}
+
+impl BeaconService {
+    /// A partial that arrived after its round was stored, from a member that may be lagging.
+    pub(super) fn audit_late(&self, chain: &Arc<Chain>, index: u32, p: &m::PartialBeacon) {
+        if !audits_late(p.round, index, chain.latest(), chain.share.index) {
+            return;
+        }
+        let Some(stored) = self.get(p.round) else { return };
+        if chain.scheme().is_chained() && stored.previous_signature.as_deref() != Some(&p.previous_signature[..]) {
+            if self.first_audit(chain, p.round, index) {
+                self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                warn!(from = index, round = p.round, "beacon: late partial over another previous signature");
+            }
+            return;
+        }
+        let msg = digest(chain.scheme(), p.round, stored.previous_signature.as_deref());
+        self.audit_later(chain, index, p.round, msg, p.partial.clone());
+    }
+
+    /// Whether (round, index) was not audited yet (and now is); keeps the last rounds only.
+    fn first_audit(&self, chain: &Chain, round: u64, index: u32) -> bool {
+        let mut audited = lock(&chain.audited);
+        audited.first(round, index, chain.latest())
+    }
+
+    /// Checks a partial of a round already stored once, a quarter period later.
+    pub(super) fn audit_later(&self, chain: &Arc<Chain>, index: u32, round: u64, msg: [u8; 32], partial: Vec<u8>) {
+        if !self.first_audit(chain, round, index) {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        let chain = chain.clone();
+        let delay = Duration::from_millis(u64::from(chain.info.period) * 250);
+        let tasks = self.tasks().clone();
+        self.tasks().spawn(async move {
+            tokio::time::sleep(delay).await;
+            let valid =
+                tasks.spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial)).await.unwrap_or(true);
+            if !valid {
+                if let Some(inner) = inner.upgrade() {
+                    inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                }
+                warn!(from = index, round, "beacon: invalid partial (audited after its round)");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_late_partial_is_audited_once() {
+        let mut a = Audited::default();
+        assert!(a.first(10, 1, 10));
+        assert!(!a.first(10, 1, 10));
+        assert!(!a.first(10, 1, 11));
+        // Another member, another round: their own audits.
+        assert!(a.first(10, 2, 11));
+        assert!(a.first(11, 1, 11));
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn audits_of_old_rounds_are_forgotten() {
+        let mut a = Audited::default();
+        assert!(a.first(10, 1, 10));
+        assert!(a.first(11, 1, 11));
+        // Latest 13: round 10 (more than two before) leaves, 11 stays.
+        assert!(a.first(13, 1, 13));
+        assert_eq!(a.len(), 2);
+        assert!(!a.first(11, 1, 13));
+    }
+
+    #[test]
+    fn only_recent_partials_of_others_are_audited() {
+        // Our own partial never; the round before the latest and the latest yes; older no.
+        assert!(!audits_late(10, 0, 10, 0));
+        assert!(audits_late(10, 1, 10, 0));
+        assert!(audits_late(9, 1, 10, 0));
+        assert!(!audits_late(8, 1, 10, 0));
+    }
+}

@@ -1,0 +1,182 @@
+//! The state of one running chain on this node (its group, this node's share, the latest stored
+//! round and signature, the partials held and the recent latencies), how a chain is loaded (from
+//! a DKG result or from storage), and the one path by which a beacon joins it: [`append`]
+//! verifies and stores the next beacon, [`stored`] does the bookkeeping once it is durable.
+//! Every other part of the service (round loop, partials, sync) goes through these.
+//!
+//! [`append`]: BeaconService::append
+//! [`stored`]: BeaconService::stored
+
+use super::audit::Audited;
+use super::partials::{Pool, ShareKeys};
+use super::round_loop::{round_time_ms, run_chain, unix_now_ms};
+use super::service::BeaconService;
+use super::store::Share;
+use super::RoundLatency;
+use crate::config::ServerIdentity;
+use crate::services::dkg::{DkgOutput, Group};
+use crate::verify::beacon::{Beacon, ChainInfo, PreparedChain, Scheme};
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info};
+
+/// How many recent production latencies are kept.
+const LATENCY_HISTORY: usize = 256;
+
+/// Locks a mutex, going on with the data if a holder panicked.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running chain: the group, this node's share and the in-memory round state.
+pub(crate) struct Chain {
+    pub(super) group: Group,
+    pub(super) info: ChainInfo,
+    pub(super) chain_hash: [u8; 32],
+    pub(super) prepared: PreparedChain,
+    pub(super) share: Share,
+    pub(super) share_keys: ShareKeys,
+    pub(super) latest: watch::Sender<u64>,
+    pub(super) latest_sig: Mutex<Vec<u8>>,
+    /// Partials of the rounds after the latest stored one.
+    pub(super) pool: Mutex<Pool>,
+    /// Late partials already audited.
+    pub(super) audited: Mutex<Audited>,
+    /// One `advance` at a time, so that a partial is never checked twice.
+    pub(super) advancing: tokio::sync::Mutex<()>,
+    pub(super) append: tokio::sync::Mutex<()>,
+    pub(super) notify: Notify,
+    pub(super) latencies: Mutex<VecDeque<RoundLatency>>,
+    pub(super) syncing: AtomicBool,
+}
+
+impl Chain {
+    pub(super) fn new(group: Group, share: Share, last: Option<Beacon>) -> Result<Self, String> {
+        let info = group.chain_info();
+        let prepared = info.prepare().map_err(|e| e.to_string())?;
+        if !group.public_poly.verify_share(share.index, &share.scalar) || group.node(share.index).is_none() {
+            return Err("the stored share does not belong to the group".into());
+        }
+        let share_keys = ShareKeys::new(&group)?;
+        let (round, sig) = match last {
+            Some(b) => (b.round, b.signature),
+            None => (0, info.genesis_seed.clone()),
+        };
+        Ok(Self {
+            chain_hash: info.hash(),
+            info,
+            prepared,
+            share,
+            share_keys,
+            latest: watch::channel(round).0,
+            latest_sig: Mutex::new(sig),
+            pool: Mutex::new(Pool::default()),
+            audited: Mutex::new(Audited::default()),
+            advancing: tokio::sync::Mutex::new(()),
+            append: tokio::sync::Mutex::new(()),
+            notify: Notify::new(),
+            latencies: Mutex::new(VecDeque::new()),
+            syncing: AtomicBool::new(false),
+            group,
+        })
+    }
+    pub(super) fn scheme(&self) -> Scheme {
+        self.group.scheme
+    }
+    pub(super) fn latest(&self) -> u64 {
+        *self.latest.borrow()
+    }
+    pub(super) fn threshold(&self) -> usize {
+        self.group.threshold as usize
+    }
+    /// The previous signature the next round signs over (chained schemes).
+    pub(super) fn prev_for_next(&self) -> Option<Vec<u8>> {
+        self.scheme().is_chained().then(|| lock(&self.latest_sig).clone())
+    }
+    pub(super) fn peers(&self) -> Vec<(u32, ServerIdentity)> {
+        self.group
+            .nodes
+            .iter()
+            .filter(|n| n.index != self.share.index)
+            .map(|n| (n.index, n.server_identity()))
+            .collect()
+    }
+    pub(super) fn round_time_ms(&self, round: u64) -> Option<i64> {
+        round_time_ms(&self.info, round)
+    }
+}
+
+impl BeaconService {
+    /// Stores a DKG result and starts producing beacons.
+    pub(super) fn install(&self, out: &DkgOutput) -> Result<(), String> {
+        let store = self.inner.store.as_ref().ok_or("beacon storage unavailable")?;
+        if store.has_group() {
+            return Err("this node already has a beacon chain".into());
+        }
+        let share = Share { index: out.index, scalar: out.share, session: out.group.session };
+        store.install(&out.group, &share).map_err(|e| e.to_string())?;
+        self.start_chain(out.group.clone(), share, None)
+    }
+
+    /// Makes `group` this node's chain and starts its round loop.
+    pub(super) fn start_chain(&self, group: Group, share: Share, last: Option<Beacon>) -> Result<(), String> {
+        let chain = Arc::new(Chain::new(group, share, last)?);
+        info!(
+            chain = %hex::encode(chain.chain_hash),
+            index = chain.share.index,
+            latest = chain.latest(),
+            scheme = %chain.scheme(),
+            "beacon: chain loaded"
+        );
+        *self.inner.chain.write().unwrap_or_else(|p| p.into_inner()) = Some(chain.clone());
+        let weak = Arc::downgrade(&self.inner);
+        self.tasks().spawn(run_chain(weak, chain));
+        Ok(())
+    }
+
+    /// Verifies and stores the next beacon. `Ok(false)`: already stored. `recovered`: recovered
+    /// here by [`Self::advance`], which verified it already.
+    pub(super) async fn append(&self, chain: &Arc<Chain>, mut beacon: Beacon, recovered: bool) -> Result<bool, String> {
+        let store = self.inner.store.as_ref().ok_or("no storage")?;
+        let _g = chain.append.lock().await;
+        let latest = chain.latest();
+        if beacon.round <= latest {
+            return Ok(false);
+        }
+        if beacon.round != latest + 1 {
+            return Err(format!("round {} does not follow {latest}", beacon.round));
+        }
+        if chain.scheme().is_chained() {
+            if beacon.previous_signature.as_deref() != Some(lock(&chain.latest_sig).as_slice()) {
+                return Err(format!("round {} does not extend this chain", beacon.round));
+            }
+        } else {
+            beacon.previous_signature = None;
+        }
+        if !recovered {
+            chain.prepared.verify(&beacon).map_err(|e| e.to_string())?;
+        }
+        store.put_beacon(&beacon).await.map_err(|e| e.to_string())?;
+        self.stored(chain, &beacon, recovered);
+        Ok(true)
+    }
+
+    /// Bookkeeping after a beacon is durable.
+    pub(super) fn stored(&self, chain: &Chain, beacon: &Beacon, recovered: bool) {
+        *lock(&chain.latest_sig) = beacon.signature.clone();
+        chain.latest.send_replace(beacon.round);
+        lock(&chain.pool).forget_up_to(beacon.round);
+        if let Some(t) = chain.round_time_ms(beacon.round) {
+            let ms = (unix_now_ms() - t) as f64;
+            let mut l = lock(&chain.latencies);
+            if l.len() == LATENCY_HISTORY {
+                l.pop_front();
+            }
+            l.push_back(RoundLatency { round: beacon.round, ms, recovered });
+        }
+        debug!(round = beacon.round, recovered, "beacon: stored");
+        chain.notify.notify_waiters();
+    }
+}

@@ -1,0 +1,148 @@
+//! One DKG session on this node (a [`Slot`]): its parameters and protocol state, its status and
+//! log as clients see them, and waiting until the messages a phase expects are in. Only one session
+//! runs at a time; [`DkgService::new_slot`] refuses a second one unless the first is over or stale.
+
+use super::messages as m;
+use super::protocol::{Dkg, DkgError, Params};
+use super::service::DkgService;
+use crate::config::ServerIdentity;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tracing::info;
+
+/// Longest wait for a member to accept the proposal.
+pub(super) const PREPARE_TIMEOUT_MAX: Duration = Duration::from_secs(10);
+
+/// Locks a mutex, going on with the data if a holder panicked.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The first bytes of a session id, for logs.
+fn short(b: &[u8]) -> String {
+    hex::encode(&b[..b.len().min(6)])
+}
+
+/// Progress of the current (or last) DKG on this node.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct DkgStatus {
+    pub session: String,
+    pub phase: String,
+    pub leader: bool,
+    pub elapsed_ms: u64,
+    pub finished: bool,
+    pub error: Option<String>,
+    pub log: Vec<String>,
+}
+
+/// One DKG session on this node: its parameters, the protocol state, its progress, and what
+/// wakes the phases waiting for messages.
+pub(super) struct Slot {
+    pub(super) params: Params,
+    pub(super) me: u32,
+    pub(super) leader: bool,
+    pub(super) dkg: Mutex<Dkg>,
+    pub(super) notify: Notify,
+    pub(super) started: AtomicBool,
+    pub(super) finished: AtomicBool,
+    pub(super) created: Instant,
+    pub(super) status: Mutex<DkgStatus>,
+    pub(super) dones: Mutex<BTreeMap<u32, m::Done>>,
+}
+
+impl Slot {
+    pub(super) fn log(&self, phase: Option<&str>, line: String) {
+        info!(session = %short(&self.params.session), "DKG: {line}");
+        let mut s = lock(&self.status);
+        if let Some(p) = phase {
+            s.phase = p.to_string();
+        }
+        let ms = self.created.elapsed().as_millis() as u64;
+        s.elapsed_ms = ms;
+        s.log.push(format!("[{ms:>6} ms] {line}"));
+    }
+
+    pub(super) fn server_identity(&self, i: u32) -> Option<ServerIdentity> {
+        let p = &self.params;
+        Some(ServerIdentity {
+            address: p.addresses.get(i as usize)?.clone(),
+            public: *p.members.get(i as usize)?,
+            description: p.config.members.get(i as usize).map(|m| m.description.clone()).unwrap_or_default(),
+            url: None,
+            services: BTreeMap::new(),
+        })
+    }
+
+    /// Waits until `cond` holds or `deadline`; returns whether it holds.
+    pub(super) async fn wait_until(&self, deadline: Instant, cond: impl Fn(&Dkg) -> bool) -> bool {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(&lock(&self.dkg)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+}
+
+/// Marks the session failed with `e` (status, log).
+pub(super) fn finish_failed(slot: &Slot, e: &DkgError) {
+    slot.finished.store(true, Ordering::SeqCst);
+    slot.log(Some("failed"), format!("DKG failed: {e}"));
+    let mut s = lock(&slot.status);
+    s.finished = true;
+    s.error = Some(e.to_string());
+}
+
+impl DkgService {
+    /// Installs a new session unless one is running.
+    pub(super) fn new_slot(&self, params: Params, leader: bool) -> Result<Arc<Slot>, DkgError> {
+        self.check_guard()?;
+        let mut cur = lock(&self.inner.current);
+        if let Some(s) = cur.as_ref() {
+            let stale =
+                !s.started.load(Ordering::SeqCst) && s.created.elapsed() > 2 * s.params.phase + PREPARE_TIMEOUT_MAX;
+            if !s.finished.load(Ordering::SeqCst) && !stale {
+                return Err(DkgError::Busy);
+            }
+        }
+        let mut dkg = Dkg::new(params.clone(), self.inner.identity.clone())?;
+        for r in lock(&self.inner.corrupt_for).iter() {
+            dkg.corrupt_deals_to(*r);
+        }
+        let slot = Arc::new(Slot {
+            me: dkg.me(),
+            params,
+            leader,
+            dkg: Mutex::new(dkg),
+            notify: Notify::new(),
+            started: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            created: Instant::now(),
+            status: Mutex::new(DkgStatus { leader, ..Default::default() }),
+            dones: Mutex::new(BTreeMap::new()),
+        });
+        lock(&slot.status).session = hex::encode(slot.params.session);
+        *cur = Some(slot.clone());
+        Ok(slot)
+    }
+
+    pub(super) fn slot_for(&self, session: &[u8]) -> Result<Arc<Slot>, DkgError> {
+        lock(&self.inner.current)
+            .as_ref()
+            .filter(|s| s.params.session.as_slice() == session && !s.finished.load(Ordering::SeqCst))
+            .cloned()
+            .ok_or(DkgError::UnknownSession)
+    }
+}
