@@ -38,19 +38,19 @@ impl BeaconService {
             }
             "Latest" => {
                 m::LatestRequest::decode(body.as_slice()).map_err(bad)?;
-                let b = self.latest().ok_or_else(|| ServiceError::Failed("no beacon yet".into()))?;
+                let b = self.latest().ok_or_else(|| ServiceError::NotFound("no beacon yet".into()))?;
                 Ok(to_packet(&b).encode_to_vec())
             }
             "Round" => {
                 let req = m::RoundRequest::decode(body.as_slice()).map_err(bad)?;
                 let b = self
                     .get(req.round)
-                    .ok_or_else(|| ServiceError::Failed(format!("round {} is not available", req.round)))?;
+                    .ok_or_else(|| ServiceError::NotFound(format!("round {} is not available", req.round)))?;
                 Ok(to_packet(&b).encode_to_vec())
             }
             "Info" => {
                 m::InfoRequest::decode(body.as_slice()).map_err(bad)?;
-                let c = self.chain().ok_or_else(|| ServiceError::Failed("no beacon chain on this node".into()))?;
+                let c = self.chain().ok_or_else(|| ServiceError::NotFound("no beacon chain on this node".into()))?;
                 Ok(m::InfoResponse { info_json: info_json(&c.info), group_toml: c.group.to_toml() }.encode_to_vec())
             }
             _ => Err(ServiceError::UnknownMethod { service: SERVICE.into(), method }),
