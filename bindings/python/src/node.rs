@@ -7,13 +7,11 @@ use conode_core::{Node, NodeBuilder};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// Locks a mutex, recovering the data if a previous holder panicked (the node's own state stays
 /// consistent: every method leaves it valid before it can panic).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub use conode_core::sync::lock;
 
 /// A conode. `start()` returns once both ports accept connections; `stop()` is graceful (stop
 /// accepting, end connections, flush the database). As a context manager it starts on entry and

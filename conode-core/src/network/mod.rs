@@ -119,10 +119,7 @@ fn short(key: &IdentityPublicKey) -> String {
     key.to_hex()[..16].to_string()
 }
 
-/// Locks a std mutex, recovering from poisoning (a panicked holder leaves consistent maps here).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 impl Network {
     /// A transport for `identity`. Its tasks run in `tasks`; it stops when they are cancelled.

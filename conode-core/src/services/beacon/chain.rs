@@ -25,10 +25,7 @@ use tracing::{debug, info};
 /// How many recent production latencies are kept.
 const LATENCY_HISTORY: usize = 256;
 
-/// Locks a mutex, going on with the data if a holder panicked.
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use crate::sync::lock;
 
 /// A running chain: the group, this node's share and the in-memory round state.
 pub(crate) struct Chain {

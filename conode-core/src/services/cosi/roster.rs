@@ -51,9 +51,7 @@ pub struct RosterCache {
 const MAX_CACHED_ROSTERS: usize = 32;
 const MAX_CACHED_POPS: usize = 65536;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 impl RosterCache {
     /// A roster seen before, by id.

@@ -16,10 +16,7 @@ use tracing::info;
 /// Longest wait for a member to accept the proposal.
 pub(super) const PREPARE_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
-/// Locks a mutex, going on with the data if a holder panicked.
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use crate::sync::lock;
 
 /// The first bytes of a session id, for logs.
 fn short(b: &[u8]) -> String {
