@@ -190,7 +190,7 @@ impl ConodeClient {
         if timeout_ms == 0 {
             return Err(LightError::invalid("timeout_ms must be at least 1"));
         }
-        let url = ClientUrl::parse(&url).map_err(LightError::invalid)?;
+        let url = ClientUrl::parse(&url).map_err(|e| LightError::invalid(format!("url: {e}")))?;
         let (ws_base, http_base) = (url.ws_base(), url.http_base());
         let timeout = Duration::from_millis(timeout_ms);
         let agent: ureq::Agent = ureq::Agent::config_builder()
