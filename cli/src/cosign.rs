@@ -121,7 +121,7 @@ pub fn sign(a: SignArgs) -> Result<()> {
     };
     // Never hand out (or save) what does not verify.
     let keys = cosi_keys(&a.roster, &roster)?;
-    let policy = a.threshold.filter(|t| *t > 0).map(|t| Policy::Threshold(t as usize)).unwrap_or_default();
+    let policy = Policy::from_threshold(a.threshold.filter(|t| *t > 0).map(|t| t as usize));
     cosi::verify(&message, &resp.signature, &resp.mask, &keys, policy)
         .with_context(|| format!("{url} returned a signature that does not verify"))?;
     let json = serde_json::to_string_pretty(&file)?;
@@ -166,8 +166,7 @@ pub fn verify(a: VerifyArgs) -> Result<()> {
     let keys = cosi_keys(&a.roster, &roster)?;
     let policy = match a.threshold {
         Some(0) => bail!("--threshold 0 accepts anything; use at least 1"),
-        Some(t) => Policy::Threshold(t),
-        None => Policy::Default,
+        t => Policy::from_threshold(t),
     };
     let n = keys.len();
     let required = policy.required(n).map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;

@@ -50,11 +50,6 @@ pub(crate) struct CosiChecked {
     pub roster_size: usize,
 }
 
-/// The policy for a threshold argument: `None` is the default `n − ⌊(n − 1) / 3⌋`.
-pub(crate) fn policy(threshold: Option<usize>) -> Policy {
-    threshold.map(Policy::Threshold).unwrap_or_default()
-}
-
 /// Verifies a collective signature of `message` by `roster_toml`'s members under `policy`.
 pub(crate) fn cosi(
     roster_toml: &str,

@@ -181,7 +181,7 @@ pub unsafe extern "C" fn conode_cluster_sign(
         non_null(out_mask_len, "out_mask_len")?;
         check_index(c, index)?;
         let service = c.inner.node(index).cosi().map_err(|_| not_running(index))?;
-        let policy = if threshold == 0 { Policy::Default } else { Policy::Threshold(threshold) };
+        let policy = Policy::from_threshold(Some(threshold).filter(|t| *t > 0));
         let outcome = c
             .inner
             .runtime()

@@ -7,8 +7,10 @@
 //! hashes and chain hashes are lowercase hex strings (as rosters, the CLI and drand print them).
 
 use crate::checks::{self, CheckError};
+use conode_core::client_api::ErrorCode;
 use conode_core::config::COSI_SERVICE;
 use conode_core::verify::beacon::{Beacon, ChainInfo};
+use conode_core::verify::cosi::Policy;
 use conode_core::verify::skipchain::SkipBlock;
 
 /// Why a light-client call failed.
@@ -23,9 +25,10 @@ pub enum LightError {
     /// The conode could not be reached, timed out or answered something undecodable.
     #[error("network: {reason}")]
     Network { reason: String },
-    /// The conode answered with an error (e.g. it does not know the chain).
+    /// The conode answered with an error (e.g. it does not know the chain). `code` is the
+    /// client port's stable error code (`not_found`, `refused`, `threshold`, … see the README).
     #[error("conode error: {reason}")]
-    ServerError { reason: String },
+    ServerError { code: String, reason: String },
 }
 
 impl LightError {
@@ -35,8 +38,8 @@ impl LightError {
     pub(crate) fn network(m: impl ToString) -> Self {
         LightError::Network { reason: m.to_string() }
     }
-    pub(crate) fn server(m: impl ToString) -> Self {
-        LightError::ServerError { reason: m.to_string() }
+    pub(crate) fn server(code: ErrorCode, m: impl ToString) -> Self {
+        LightError::ServerError { code: code.as_str().to_string(), reason: m.to_string() }
     }
 }
 
@@ -112,7 +115,7 @@ pub fn verify_collective_signature(
     mask: Vec<u8>,
     threshold: Option<u32>,
 ) -> Result<CosiVerification, LightError> {
-    let policy = checks::policy(threshold.map(|t| t as usize));
+    let policy = Policy::from_threshold(threshold.map(|t| t as usize));
     let checked = checks::cosi(&roster_toml, &message, &signature, &mask, policy)?;
     Ok(CosiVerification {
         signers: checked.signers.into_iter().map(u32_of).collect(),

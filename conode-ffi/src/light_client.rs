@@ -7,7 +7,7 @@ use crate::checks;
 use crate::light::{
     beacon_record, chain_record, verified_block, DrandChainInfo, LightError, VerifiedBeacon, VerifiedBlock,
 };
-use conode_core::client_api::{ClientUrl, WireError};
+use conode_core::client_api::{ClientUrl, ErrorCode, WireError};
 use conode_core::verify::beacon::ChainInfo;
 use conode_core::verify::skipchain_wire::{GetUpdateChain, Proof, MAX_PROOF_BYTES};
 use prost::Message as _;
@@ -94,9 +94,10 @@ impl ConodeClient {
         let (mut ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), Some(connector)).map_err(
             |e| match e {
                 HandshakeError::Interrupted(_) => self.timeout_message(&url),
-                HandshakeError::Failure(tungstenite::Error::Http(r)) => {
-                    LightError::server(format!("{url}: HTTP {} (no such service or method?)", r.status()))
-                }
+                HandshakeError::Failure(tungstenite::Error::Http(r)) => LightError::server(
+                    ErrorCode::UnknownMethod,
+                    format!("{url}: HTTP {} (no such service or method?)", r.status()),
+                ),
                 HandshakeError::Failure(tungstenite::Error::Io(e)) if is_timeout(&e) => self.timeout_message(&url),
                 HandshakeError::Failure(e) => net(format!("WebSocket handshake: {e}")),
             },
@@ -115,7 +116,7 @@ impl ConodeClient {
                 }
                 Message::Close(Some(frame)) => {
                     let error = WireError::from_close_reason(&frame.reason);
-                    return Err(LightError::server(format!("{url}: [{}] {}", error.code, error.message)));
+                    return Err(LightError::server(error.code, format!("{url}: {}", error.message)));
                 }
                 Message::Close(None) => return Err(net("closed without a reply".into())),
                 _ => continue,
@@ -135,7 +136,8 @@ impl ConodeClient {
         let body = response.body_mut().with_config().limit(MAX_JSON_BYTES).read_to_string();
         if !status.is_success() {
             let detail = body.ok().map(|b| b.chars().take(200).collect::<String>()).unwrap_or_default();
-            return Err(LightError::server(format!("{url}: HTTP {status}: {}", detail.trim())));
+            let code = if status == 404 { ErrorCode::NotFound } else { ErrorCode::Internal };
+            return Err(LightError::server(code, format!("{url}: HTTP {status}: {}", detail.trim())));
         }
         body.map_err(|e| LightError::network(format!("{url}: reading the answer: {e}")))
     }

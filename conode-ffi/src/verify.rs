@@ -5,6 +5,7 @@
 use crate::checks::{self, CheckError};
 use crate::error::{guard, non_null, FfiError, CONODE_ERR_CONFIG, CONODE_ERR_INVALID, CONODE_ERR_VERIFY};
 use crate::strings::{read_bytes, read_opt_bytes, read_str, write_opt, write_string};
+use conode_core::verify::cosi::Policy;
 use std::ffi::c_char;
 
 /// Length of a block hash / genesis id (sha256).
@@ -53,7 +54,7 @@ pub unsafe extern "C" fn conode_verify_cosi(
         let message = read_bytes(message, message_len, "message")?;
         let signature = read_bytes(signature, signature_len, "signature")?;
         let mask = read_bytes(mask, mask_len, "mask")?;
-        let policy = checks::policy((threshold > 0).then_some(threshold));
+        let policy = Policy::from_threshold((threshold > 0).then_some(threshold));
         let checked = checks::cosi(roster, message, signature, mask, policy)?;
         write_opt(out_signers, checked.signers.len());
         Ok(())

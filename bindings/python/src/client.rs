@@ -6,7 +6,7 @@
 use crate::beacon::{check_beacon, PyBeacon, PyChainInfo};
 use crate::config::PyRoster;
 use crate::cosi::PyCollectiveSignature;
-use crate::errors::{client_error, network_error, ConodeError, NotFoundError, VerifyError};
+use crate::errors::{client_error, network_error, ConodeError, VerifyError};
 use crate::skipchain::PySkipBlock;
 use crate::status::{client_runtime, fetch_status, seconds, status_failure, StatusDict};
 use crate::verify::check_skipchain;
@@ -19,7 +19,6 @@ use prost::Message;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
-use std::time::Duration;
 
 /// A client of one conode's client port. `url` is its base URL: `ws://host:port` (as
 /// `Member.client_url` gives it), `wss://`, or the `http(s)://` form. Each call fails with
@@ -27,28 +26,21 @@ use std::time::Duration;
 /// seconds; errors the node reports map to RefusedError, ThresholdError, NotFoundError.
 #[pyclass(module = "conode", name = "Client", frozen)]
 pub struct PyClient {
+    /// The core client (one URL type, the error codes); calls block on the binding's runtime.
+    client: client::Client,
     /// `ws(s)://host:port`, no trailing slash.
     ws: String,
     /// `http(s)://host:port`, no trailing slash.
     http: String,
-    timeout: Duration,
-    http_client: reqwest::Client,
-}
-
-/// Why an HTTP GET failed (made without the GIL).
-enum HttpFailure {
-    Runtime(String),
-    Network(String),
-    NotFound(String),
 }
 
 impl PyClient {
     /// One WebSocket request; the reply bytes.
     fn call(&self, py: Python<'_>, service: &str, method: &str, body: Vec<u8>) -> PyResult<Vec<u8>> {
-        let (url, timeout) = (&self.ws, self.timeout);
+        let c = &self.client;
         let reply = py.detach(|| {
             let rt = client_runtime()?;
-            Ok::<_, String>(rt.block_on(client::call(url, service, method, body, timeout)))
+            Ok::<_, String>(rt.block_on(c.call(service, method, body)))
         });
         match reply {
             Err(e) => Err(PyErr::new::<ConodeError, _>(e)),
@@ -63,34 +55,19 @@ impl PyClient {
         network_error(py, format!("{url}: undecodable reply: {reason}"), Some(url))
     }
 
-    /// GET `path` on the HTTP side of the client port; the body of a 200 reply.
+    /// GET `path` on the HTTP side of the client port; the body of a 200 reply (a 404 is
+    /// NotFoundError, through the core client's error code).
     fn get(&self, py: Python<'_>, path: &str) -> PyResult<String> {
-        let url = format!("{}{path}", self.http);
-        let client = &self.http_client;
+        let c = &self.client;
         let result = py.detach(|| {
-            let rt = client_runtime().map_err(HttpFailure::Runtime)?;
-            rt.block_on(async {
-                let resp = client.get(&url).send().await.map_err(|e| HttpFailure::Network(format!("{url}: {e}")))?;
-                let status = resp.status();
-                let body = resp.text().await.map_err(|e| HttpFailure::Network(format!("{url}: {e}")))?;
-                if status == reqwest::StatusCode::NOT_FOUND {
-                    return Err(HttpFailure::NotFound(format!("{url}: not found: {}", body.trim())));
-                }
-                if !status.is_success() {
-                    return Err(HttpFailure::Network(format!("{url}: HTTP {status}: {}", body.trim())));
-                }
-                Ok(body)
-            })
+            let rt = client_runtime()?;
+            Ok::<_, String>(rt.block_on(c.http_get(path)))
         });
-        result.map_err(|f| match f {
-            HttpFailure::Runtime(m) => PyErr::new::<ConodeError, _>(m),
-            HttpFailure::Network(m) => network_error(py, m, Some(url.clone())),
-            HttpFailure::NotFound(m) => {
-                let err = PyErr::new::<NotFoundError, _>(m);
-                let _ = err.value(py).setattr("url", &url);
-                err
-            }
-        })
+        match result {
+            Err(e) => Err(PyErr::new::<ConodeError, _>(e)),
+            Ok(Err(e)) => Err(client_error(py, &e)),
+            Ok(Ok(body)) => Ok(body),
+        }
     }
 
     /// A drand JSON reply that cannot be used: integrity failures are VerifyError, the rest
@@ -132,13 +109,7 @@ impl PyClient {
         let timeout = seconds(timeout, false)?;
         let url = ClientUrl::parse(url).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let (ws, http) = (url.ws_base(), url.http_base());
-        let rt = client_runtime().map_err(PyErr::new::<ConodeError, _>)?;
-        let _guard = rt.enter();
-        let http_client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| PyErr::new::<ConodeError, _>(format!("cannot create the HTTP client: {e}")))?;
-        Ok(Self { ws, http, timeout, http_client })
+        Ok(Self { client: client::Client::new(url, timeout), ws, http })
     }
 
     /// `ws(s)://host:port` of the node's client port.
@@ -156,12 +127,12 @@ impl PyClient {
     /// The per-call timeout in seconds.
     #[getter]
     fn timeout(&self) -> f64 {
-        self.timeout.as_secs_f64()
+        self.client.timeout().as_secs_f64()
     }
 
     /// The node's status (`/Status/Request`), as `conode.status(url)` returns it.
     fn status(&self, py: Python<'_>) -> PyResult<StatusDict> {
-        let (url, timeout) = (&self.ws, self.timeout);
+        let (url, timeout) = (&self.ws, self.client.timeout());
         py.detach(|| fetch_status(url, timeout)).map_err(|e| status_failure(py, e))
     }
 
@@ -244,6 +215,6 @@ impl PyClient {
     }
 
     fn __repr__(&self) -> String {
-        format!("Client(url={:?}, timeout={})", self.ws, self.timeout.as_secs_f64())
+        format!("Client(url={:?}, timeout={})", self.ws, self.client.timeout().as_secs_f64())
     }
 }

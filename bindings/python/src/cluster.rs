@@ -241,7 +241,7 @@ impl PyLocalCluster {
     ) -> PyResult<PyCollectiveSignature> {
         let node = self.node_index(node)?;
         let level = timeout.map(|t| seconds(t, false)).transpose()?;
-        let policy = threshold.map(Policy::Threshold).unwrap_or_default();
+        let policy = Policy::from_threshold(threshold);
         let roster = &self.roster;
         let msg: &[u8] = &message;
         let outcome = self.with(py, |c| -> Result<SignOutcome, Failure> {

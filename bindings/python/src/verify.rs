@@ -21,10 +21,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
 
-fn policy(threshold: Option<usize>) -> Policy {
-    threshold.map(Policy::Threshold).unwrap_or_default()
-}
-
 /// The cosi keys of a roster in order; ValueError naming a member without one.
 fn cosi_keys(roster: &Roster) -> PyResult<Vec<BlsPublicKey>> {
     roster.service_keys(COSI_SERVICE).map_err(|e| PyValueError::new_err(format!("roster: {e}")))
@@ -41,8 +37,8 @@ pub fn check_cosi(
 ) -> PyResult<()> {
     let keys = cosi_keys(roster)?;
     // A threshold the roster cannot meet is a mistake of the caller, not a bad signature.
-    policy(threshold).required(keys.len()).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    py.detach(|| cosi::verify(message, signature, mask, &keys, policy(threshold)))
+    Policy::from_threshold(threshold).required(keys.len()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    py.detach(|| cosi::verify(message, signature, mask, &keys, Policy::from_threshold(threshold)))
         .map_err(|e| PyErr::new::<VerifyError, _>(format!("collective signature: {e}")))
 }
 
@@ -85,7 +81,7 @@ pub fn check_skipchain(
     blocks: &[conode_core::verify::skipchain::SkipBlock],
     threshold: Option<usize>,
 ) -> PyResult<PySkipBlock> {
-    py.detach(|| verify_proof(trusted, blocks, policy(threshold)).cloned())
+    py.detach(|| verify_proof(trusted, blocks, Policy::from_threshold(threshold)).cloned())
         .map(|inner| PySkipBlock { inner })
         .map_err(|e| PyErr::new::<VerifyError, _>(format!("skipchain proof: {e}")))
 }

@@ -39,6 +39,12 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// The policy of an optional threshold as the faces take it: absent is the default policy
+    /// (a threshold of 0 stays invalid, so `required` reports it).
+    pub fn from_threshold(threshold: Option<usize>) -> Self {
+        threshold.map_or(Policy::Default, Policy::Threshold)
+    }
+
     /// The default threshold for `n` members: `n − ⌊(n − 1) / 3⌋` (0 for an empty roster).
     pub fn default_threshold(n: usize) -> usize {
         n - n.saturating_sub(1) / 3

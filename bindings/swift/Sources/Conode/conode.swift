@@ -1372,9 +1372,10 @@ enum LightError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case Network(reason: String
     )
     /**
-     * The conode answered with an error (e.g. it does not know the chain).
+     * The conode answered with an error (e.g. it does not know the chain). `code` is the
+     * client port's stable error code (`not_found`, `refused`, `threshold`, … see the README).
      */
-    case ServerError(reason: String
+    case ServerError(code: String, reason: String
     )
 
     
@@ -1415,6 +1416,7 @@ public struct FfiConverterTypeLightError: FfiConverterRustBuffer {
             reason: try FfiConverterString.read(from: &buf)
             )
         case 4: return .ServerError(
+            code: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -1444,8 +1446,9 @@ public struct FfiConverterTypeLightError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .ServerError(reason):
+        case let .ServerError(code,reason):
             writeInt(&buf, Int32(4))
+            FfiConverterString.write(code, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         }

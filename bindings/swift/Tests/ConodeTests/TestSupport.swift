@@ -127,7 +127,7 @@ func lightErrorCase(_ error: Error) -> String {
 func lightErrorReason(_ error: Error) -> String {
     guard let e = error as? LightError else { return "\(error)" }
     switch e {
-    case let .InvalidInput(reason), let .VerificationFailed(reason), let .Network(reason), let .ServerError(reason):
+    case let .InvalidInput(reason), let .VerificationFailed(reason), let .Network(reason), let .ServerError(_, reason):
         return reason
     }
 }

@@ -43,7 +43,8 @@ class SkipchainTest {
     @Test
     fun clientRefusesUnknownOrMalformedHashes() {
         client().use { c ->
-            assertThrows<LightException.ServerException> { c.latestBlock("ab".repeat(32)) }
+            val unknown = assertThrows<LightException.ServerException> { c.latestBlock("ab".repeat(32)) }
+            assertEquals("not_found", unknown.code, unknown.reason)
             assertThrows<LightException.InvalidInput> { c.latestBlock("not hex") }
             assertThrows<LightException.InvalidInput> { c.latestBlock("abcd") }
         }

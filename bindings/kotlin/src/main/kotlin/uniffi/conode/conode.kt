@@ -2041,14 +2041,17 @@ sealed class LightException: kotlin.Exception() {
     }
     
     /**
-     * The conode answered with an error (e.g. it does not know the chain).
+     * The conode answered with an error (e.g. it does not know the chain). `code` is the
+     * client port's stable error code (`not_found`, `refused`, `threshold`, … see the README).
      */
     class ServerException(
+        
+        val `code`: kotlin.String, 
         
         val `reason`: kotlin.String
         ) : LightException() {
         override val message
-            get() = "reason=${ `reason` }"
+            get() = "code=${ `code` }, reason=${ `reason` }"
     }
     
 
@@ -2081,6 +2084,7 @@ public object FfiConverterTypeLightError : FfiConverterRustBuffer<LightException
                 )
             4 -> LightException.ServerException(
                 FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
@@ -2106,6 +2110,7 @@ public object FfiConverterTypeLightError : FfiConverterRustBuffer<LightException
             is LightException.ServerException -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+                + FfiConverterString.allocationSize(value.`code`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
         }
@@ -2130,6 +2135,7 @@ public object FfiConverterTypeLightError : FfiConverterRustBuffer<LightException
             }
             is LightException.ServerException -> {
                 buf.putInt(4)
+                FfiConverterString.write(value.`code`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
