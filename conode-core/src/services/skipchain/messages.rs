@@ -7,8 +7,13 @@ use crate::crypto::sha256;
 
 pub use crate::wire::skipchain::{
     Append, BlockReply, Blocks, CreateChain, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink, LinkedBlock,
-    Proof, Proposal,
+    PrepareCertificate, Proof, Proposal, SlotQuery, SlotState,
 };
+
+/// What a roster signs to prepare a block: sha256(tag ‖ genesis ‖ index ‖ view ‖ block hash).
+pub fn prepare_message(genesis: &[u8], index: u64, view: u64, block_hash: &[u8]) -> [u8; 32] {
+    sha256(&[b"conode-skipchain-prepare-v1", genesis, &index.to_be_bytes(), &view.to_be_bytes(), block_hash])
+}
 
 /// What an owner signs to append: sha256(tag ‖ genesis ‖ index ‖ sha256(data) ‖ new roster id).
 pub fn append_message(genesis: &[u8], index: u64, data: &[u8], new_roster_id: Option<&[u8; 32]>) -> [u8; 32] {

@@ -12,5 +12,6 @@ mod owner;
 mod rosters;
 mod service;
 pub mod store;
+mod votes;
 
 pub use service::{block_roster, config_roster, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};

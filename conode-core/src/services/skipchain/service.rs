@@ -5,6 +5,7 @@
 use super::messages::*;
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
+use super::votes::Votes;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey};
 use crate::network::{NetError, Network, PeerMessage};
@@ -28,6 +29,12 @@ const CATCH_UP_BATCH: u32 = 256;
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
+/// Cosi purpose of the prepare round of an append.
+pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
+/// Views an append tries before it gives up (each failed one asks the members what they hold).
+const MAX_VIEWS: usize = 4;
+/// How long the proposer waits for the members' slot states after a failed view.
+const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SkipchainError {
@@ -41,6 +48,9 @@ pub enum SkipchainError {
     Invalid(String),
     #[error("this node is behind: it holds block {have}, needs {need}")]
     Behind { have: u64, need: u64 },
+    /// Another block was (or had to be) committed at the index this append named.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("collective signing failed: {0}")]
     Cosi(#[from] cosi::CosiError),
     #[error("storage: {0}")]
@@ -107,6 +117,8 @@ struct Shared {
     cosi: CosiService,
     /// Rosters of blocks, checked once.
     rosters: CheckedRosters,
+    /// What this member prepared and locked per (chain, index), durably.
+    votes: Votes,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -218,14 +230,25 @@ impl SkipchainService {
             forward_links: vec![],
         };
         block.hash = block.compute_hash().to_vec();
+        // Agree on the block of this index first (prepare), then sign its forward links (commit).
+        let proposal = Proposal {
+            block: Some(block.clone()),
+            level: 0,
+            owner: req.owner.clone(),
+            owner_signature: req.signature.clone(),
+            ..Default::default()
+        };
+        let prev_roster =
+            latest.roster.clone().ok_or_else(|| SkipchainError::Invalid("latest block has no roster".into()))?;
+        let requested = block.hash.clone();
+        let agreed = self.prepare(&latest, &prev_roster, proposal).await?;
+        let block =
+            agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
+        let roster = block.roster.clone().unwrap_or_default();
         // One cosi round per level, each by the source block's roster, all at once.
         let rounds = sources.iter().enumerate().map(|(level, src)| {
-            let proposal = Proposal {
-                block: Some(block.clone()),
-                level: level as u32,
-                owner: req.owner.clone(),
-                owner_signature: req.signature.clone(),
-            };
+            let mut proposal = agreed.clone();
+            proposal.level = level as u32;
             self.sign_link(src, &block, proposal)
         });
         let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -256,7 +279,112 @@ impl SkipchainService {
         }
         self.propagate(&block, incoming, &targets, Some(&signers)).await;
         debug!(chain = %hex8(&req.genesis), index, height, "block appended");
+        if block.hash != requested {
+            return Err(SkipchainError::Conflict(format!(
+                "another block ({}) had been prepared at index {index}; it is now committed there",
+                hex8(&block.hash)
+            )));
+        }
         Ok(block)
+    }
+
+    /// The prepare phase: gets a prepare certificate for `proposal`'s block at the next index from
+    /// the roster of `latest`, trying later views when a view fails. After a failed view it asks
+    /// the members what they prepared and locked: a block that some member locked on (with a valid
+    /// certificate) may have been committed, so the highest-view one is proposed instead of
+    /// ours. Returns the proposal that got its certificate (with `view` and `prepared` set).
+    async fn prepare(
+        &self,
+        latest: &SkipBlock,
+        prev_roster: &BlockRoster,
+        mut proposal: Proposal,
+    ) -> Result<Proposal, SkipchainError> {
+        let s = &self.shared;
+        let genesis = latest.chain_id().to_vec();
+        let index = latest.index + 1;
+        let signers = s.rosters.get(prev_roster)?;
+        let own = s.votes.state(&genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
+        let mut view = own.prepared_view + 1;
+        if let Some(locked) =
+            own.locked.filter(|l| l.block.as_ref().map(|b| &b.hash) != proposal.block.as_ref().map(|b| &b.hash))
+        {
+            // This node itself is locked on another block: finish that one.
+            proposal = Proposal { justification: locked.prepared.clone(), ..locked };
+        }
+        let mut last_error = None;
+        for _ in 0..MAX_VIEWS {
+            let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
+            proposal.view = view;
+            proposal.prepared = None;
+            let statement = prepare_message(&genesis, index, view, &hash);
+            match s.cosi.sign(&signers, &statement, PREPARE_PURPOSE, &proposal.encode_to_vec(), Policy::Default).await {
+                Ok(outcome) => {
+                    proposal.justification = None;
+                    proposal.prepared = Some(PrepareCertificate {
+                        view,
+                        block_hash: hash,
+                        signature: Some(CollectiveSignature {
+                            signature: outcome.signature.to_bytes().to_vec(),
+                            mask: outcome.mask,
+                        }),
+                    });
+                    return Ok(proposal);
+                }
+                Err(e @ (cosi::CosiError::ThresholdNotReached { .. } | cosi::CosiError::Refused(_))) => {
+                    debug!(chain = %hex8(&genesis), index, view, error = %e, "prepare view failed");
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if s.store.latest_index(&genesis).is_some_and(|l| l >= index) {
+                return Err(SkipchainError::Conflict(format!("index {index} was committed meanwhile")));
+            }
+            let states = self.slot_states(&genesis, index, &signers).await;
+            let highest_prepared = states.iter().map(|st| st.prepared_view).max().unwrap_or(0);
+            view = view.max(highest_prepared) + 1;
+            let best_lock = states
+                .into_iter()
+                .filter_map(|st| st.locked)
+                .filter(|l| self.valid_lock(&genesis, index, prev_roster, l))
+                .max_by_key(|l| l.view);
+            if let Some(locked) = best_lock {
+                let theirs = locked.block.as_ref().map(|b| b.hash.clone());
+                if theirs != proposal.block.as_ref().map(|b| b.hash.clone()) {
+                    info!(chain = %hex8(&genesis), index, view, "a member is locked on another block: proposing it");
+                }
+                proposal = Proposal { justification: locked.prepared.clone(), ..locked };
+            }
+        }
+        Err(last_error.map(SkipchainError::from).unwrap_or_else(|| SkipchainError::Invalid("no view tried".into())))
+    }
+
+    /// Whether a lock reported by a member is backed by a valid prepare certificate of its block.
+    fn valid_lock(&self, genesis: &[u8], index: u64, prev_roster: &BlockRoster, locked: &Proposal) -> bool {
+        let (Some(block), Some(cert)) = (locked.block.as_ref(), locked.prepared.as_ref()) else { return false };
+        block.check_self().is_ok()
+            && block.genesis_id == genesis
+            && block.index == index
+            && cert.block_hash == block.hash
+            && verify_certificate(prev_roster, genesis, index, cert).is_ok()
+    }
+
+    /// The slot states of the members (this node's own included), asked concurrently; members
+    /// that do not answer in time are left out.
+    async fn slot_states(&self, genesis: &[u8], index: u64, roster: &Roster) -> Vec<SlotState> {
+        let s = &self.shared;
+        let query = SlotQuery { genesis: genesis.to_vec(), index }.encode_to_vec();
+        let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
+            let (net, query, m) = (s.network.clone(), query.clone(), m.clone());
+            async move {
+                let reply = net.request(&m, SKIPCHAIN_SERVICE, "Slot", &[], query, SLOT_QUERY_TIMEOUT).await.ok()?;
+                SlotState::decode(reply.as_slice()).ok()
+            }
+        });
+        let mut states: Vec<SlotState> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        if let Ok(own) = s.votes.state(genesis, index) {
+            states.push(own);
+        }
+        states
     }
 
     async fn sign_link(
@@ -476,6 +604,11 @@ impl SkipchainService {
                 }
                 Ok(out.encode_to_vec())
             }
+            "Slot" => {
+                let req = SlotQuery::decode(msg.payload.as_slice()).map_err(|e| format!("Slot: {e}"))?;
+                let state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
+                Ok(state.encode_to_vec())
+            }
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
                 let index = self.shared.store.latest_index(&req.genesis);
@@ -491,10 +624,10 @@ impl SkipchainService {
         roster.servers.iter().find(|m| &m.public == key).cloned()
     }
 
-    /// The verification hook run before this node cosigns a forward link.
-    fn check_proposal(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
-        let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
-        let block = p.block.ok_or("proposal without block")?;
+    /// What both hooks check of a proposed block: it is valid, it is the next block of a chain
+    /// this node holds, its owner signed it, its back links are right. Returns the block before it.
+    fn check_block(&self, p: &Proposal) -> Result<SkipBlock, String> {
+        let block = p.block.as_ref().ok_or("proposal without block")?;
         block.check_self().map_err(|e| e.to_string())?;
         let st = &self.shared.store;
         let genesis = st.block(&block.genesis_id).filter(|g| g.index == 0).ok_or("unknown chain")?;
@@ -516,6 +649,46 @@ impl SkipchainService {
         }
         check_owner(&genesis, &p.owner, &p.owner_signature, block.index, &block.data, changed.then_some(new_roster))
             .map_err(|e| e.to_string())?;
+        for (h, id) in block.back_link_ids.iter().enumerate() {
+            let b = st
+                .block_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
+                .ok_or("missing back-linked block")?;
+            if &b.hash != id {
+                return Err(format!("back link {h} is wrong"));
+            }
+        }
+        Ok(prev)
+    }
+
+    /// The hook of the prepare round: a valid next block, and the vote rules (one block per view,
+    /// locks) recorded durably before this node's signature leaves it.
+    fn check_prepare(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
+        let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
+        let prev = self.check_block(&p)?;
+        let block = p.block.as_ref().ok_or("proposal without block")?;
+        if p.view == 0 {
+            return Err("view 0 is not a view".into());
+        }
+        if statement != prepare_message(&block.genesis_id, block.index, p.view, &block.hash) {
+            return Err("statement is not the prepare message of the proposed block".into());
+        }
+        let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
+        let justification = p.justification.as_ref().filter(|c| {
+            c.block_hash == block.hash && verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
+        });
+        self.shared
+            .votes
+            .prepare(&block.genesis_id, block.index, p.view, &block.hash, justification)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The hook run before this node cosigns a forward link (the commit): the block must carry a
+    /// valid prepare certificate; the lock on it is recorded durably first.
+    fn check_proposal(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
+        let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
+        let prev = self.check_block(&p)?;
+        let block = p.block.as_ref().ok_or("proposal without block")?;
+        let st = &self.shared.store;
         let level = p.level as usize;
         if level >= block.height as usize {
             return Err("level above the block's height".into());
@@ -526,22 +699,35 @@ impl SkipchainService {
         if block.back_link_ids.get(level) != Some(&src.hash) {
             return Err(format!("back link {level} is wrong"));
         }
-        for (h, id) in block.back_link_ids.iter().enumerate() {
-            let b = st
-                .block_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
-                .ok_or("missing back-linked block")?;
-            if &b.hash != id {
-                return Err(format!("back link {h} is wrong"));
-            }
-        }
+        let new_roster = block.roster.as_ref().ok_or("no roster")?;
         let src_roster = src.roster.as_ref().ok_or("source without roster")?;
         let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
         let expected = ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice()));
         if statement != expected {
             return Err("statement is not the forward link of the proposed block".into());
         }
-        Ok(())
+        let cert = p.prepared.as_ref().ok_or("no prepare certificate")?;
+        if cert.block_hash != block.hash {
+            return Err("the prepare certificate is for another block".into());
+        }
+        let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
+        verify_certificate(prev_roster, &block.genesis_id, block.index, cert)?;
+        self.shared.votes.commit(&block.genesis_id, block.index, &p).map_err(|e| e.to_string())
     }
+}
+
+/// Checks a prepare certificate: more than two thirds of `roster` signed the prepare message.
+fn verify_certificate(
+    roster: &BlockRoster,
+    genesis: &[u8],
+    index: u64,
+    cert: &PrepareCertificate,
+) -> Result<(), String> {
+    let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
+    let keys = roster.cosi_keys().map_err(|e| e.to_string())?;
+    let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
+    cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
+        .map_err(|e| format!("prepare certificate: {e}"))
 }
 
 /// Checks that `owner` is an owner of the chain and signed this append.
@@ -633,6 +819,8 @@ impl Service for SkipchainService {
         let ctx = ctx.for_service();
         let store = ChainStore::open(&ctx.storage)
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let votes =
+            Votes::open(&ctx.storage).map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let svc = SkipchainService {
             shared: Arc::new(Shared {
                 store,
@@ -641,6 +829,7 @@ impl Service for SkipchainService {
                 me: ctx.config.identity.public(),
                 cosi: cosi.clone(),
                 rosters: CheckedRosters::default(),
+                votes,
                 appending: Default::default(),
             }),
         };
@@ -652,6 +841,13 @@ impl Service for SkipchainService {
             None => Err("skipchain service stopped".to_string()),
         };
         cosi.hook(SKIPCHAIN_SERVICE, Arc::new(hook))
+            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let weak = Arc::downgrade(&svc.shared);
+        let prepare_hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
+            Some(shared) => SkipchainService { shared }.check_prepare(statement, extra),
+            None => Err("skipchain service stopped".to_string()),
+        };
+        cosi.hook(PREPARE_PURPOSE, Arc::new(prepare_hook))
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let s = svc.clone();
         ctx.network.register(
@@ -676,6 +872,7 @@ impl Service for SkipchainService {
 
     async fn stop(&self) {
         self.shared.cosi.remove_hook(SKIPCHAIN_SERVICE);
+        self.shared.cosi.remove_hook(PREPARE_PURPOSE);
         stop_service(&self.shared.ctx, SKIPCHAIN_SERVICE).await;
     }
 }

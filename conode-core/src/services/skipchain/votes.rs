@@ -1,0 +1,195 @@
+//! What this member has signed for each (chain, index), kept durably so that it never signs two
+//! different blocks for one slot, even across a crash and restart (see the module doc of
+//! `skipchain` for the protocol). The record is written (and flushed) before the hook lets the
+//! signature leave the node.
+//!
+//! Rules, per slot:
+//! - prepare at most one block per view, never in a view below one already prepared in;
+//! - while locked on a block, prepare another only with a prepare certificate of that other block
+//!   from a view above the lock (the lock may then be moved);
+//! - sign a forward link (commit) only for a block with a prepare certificate of a view at least
+//!   the lock's, and lock on it.
+
+use super::messages::{PrepareCertificate, Proposal, SlotState};
+use crate::storage::{ServiceTree, Storage, StorageError};
+use crate::sync::lock;
+use prost::Message;
+use std::sync::{Arc, Mutex};
+
+/// A vote this member will not cast, and why.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum VoteRefused {
+    #[error("already prepared another block at this index in view {view}")]
+    PreparedOther { view: u64 },
+    #[error("view {view} is below view {prepared} already prepared in")]
+    OldView { view: u64, prepared: u64 },
+    #[error("locked on another block at this index (view {lock_view}); no later certificate for this one")]
+    Locked { lock_view: u64 },
+    #[error("locked in view {lock_view}, above the certificate's view {view}")]
+    LockAbove { lock_view: u64, view: u64 },
+    #[error("cannot record the vote: {0}")]
+    Storage(String),
+}
+
+/// The durable votes of one node (cheap to clone).
+#[derive(Clone)]
+pub struct Votes {
+    tree: ServiceTree,
+    /// Check-and-record is one step per node.
+    guard: Arc<Mutex<()>>,
+}
+
+fn key(genesis: &[u8], index: u64) -> Vec<u8> {
+    let mut k = genesis.to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn view_of(cert: Option<&PrepareCertificate>) -> u64 {
+    cert.map_or(0, |c| c.view)
+}
+
+impl Votes {
+    pub fn open(storage: &Storage) -> Result<Self, StorageError> {
+        Ok(Self { tree: storage.tree("skipchain.votes")?, guard: Arc::new(Mutex::new(())) })
+    }
+
+    /// The slot's state (empty when nothing was signed). An unreadable record reads as a lock on
+    /// nothing would be unsafe, so it is reported as an error.
+    pub fn state(&self, genesis: &[u8], index: u64) -> Result<SlotState, VoteRefused> {
+        match self.tree.get(&key(genesis, index)).map_err(|e| VoteRefused::Storage(e.to_string()))? {
+            None => Ok(SlotState::default()),
+            Some(bytes) => SlotState::decode(bytes.as_slice()).map_err(|e| VoteRefused::Storage(e.to_string())),
+        }
+    }
+
+    fn save(&self, genesis: &[u8], index: u64, state: &SlotState) -> Result<(), VoteRefused> {
+        self.tree.put(&key(genesis, index), &state.encode_to_vec()).map_err(|e| VoteRefused::Storage(e.to_string()))
+    }
+
+    /// Records a prepare of `hash` in `view` unless the rules forbid it. `justification` must
+    /// already be verified by the caller (a certificate of the block `hash`).
+    pub fn prepare(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        view: u64,
+        hash: &[u8],
+        justification: Option<&PrepareCertificate>,
+    ) -> Result<(), VoteRefused> {
+        let _one = lock(&self.guard);
+        let mut state = self.state(genesis, index)?;
+        if !state.prepared_hash.is_empty() {
+            if view < state.prepared_view {
+                return Err(VoteRefused::OldView { view, prepared: state.prepared_view });
+            }
+            if view == state.prepared_view {
+                return if state.prepared_hash == hash { Ok(()) } else { Err(VoteRefused::PreparedOther { view }) };
+            }
+        }
+        if let Some(locked) = &state.locked {
+            let lock_view = locked.view;
+            let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
+            let justified = justification.is_some_and(|c| c.block_hash == hash && c.view > lock_view && c.view < view);
+            if !same && !justified {
+                return Err(VoteRefused::Locked { lock_view });
+            }
+        }
+        state.prepared_view = view;
+        state.prepared_hash = hash.to_vec();
+        self.save(genesis, index, &state)
+    }
+
+    /// Records the lock before this member signs a forward link of the proposal's block (whose
+    /// `prepared` certificate the caller verified).
+    pub fn commit(&self, genesis: &[u8], index: u64, proposal: &Proposal) -> Result<(), VoteRefused> {
+        let _one = lock(&self.guard);
+        let mut state = self.state(genesis, index)?;
+        let view = view_of(proposal.prepared.as_ref());
+        let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
+        if let Some(locked) = &state.locked {
+            let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
+            if same && locked.view >= view {
+                return Ok(());
+            }
+            if locked.view > view {
+                return Err(VoteRefused::LockAbove { lock_view: locked.view, view });
+            }
+        }
+        // Keep what is needed to re-propose the block (not the level of this round).
+        let mut kept = proposal.clone();
+        kept.level = 0;
+        kept.view = view;
+        kept.justification = None;
+        state.locked = Some(kept);
+        self.save(genesis, index, &state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::skipchain::SkipBlock;
+
+    fn votes() -> (tempfile::TempDir, Votes) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), "votes-test").unwrap();
+        (dir, Votes::open(&storage).unwrap())
+    }
+
+    fn proposal(hash: &[u8], view: u64) -> Proposal {
+        Proposal {
+            block: Some(SkipBlock { hash: hash.to_vec(), ..Default::default() }),
+            prepared: Some(PrepareCertificate { view, block_hash: hash.to_vec(), signature: None }),
+            view,
+            ..Default::default()
+        }
+    }
+
+    fn cert(hash: &[u8], view: u64) -> PrepareCertificate {
+        PrepareCertificate { view, block_hash: hash.to_vec(), signature: None }
+    }
+
+    #[test]
+    fn one_block_per_view_and_never_back() {
+        let (_d, v) = votes();
+        v.prepare(b"g", 1, 1, b"A", None).unwrap();
+        v.prepare(b"g", 1, 1, b"A", None).unwrap();
+        assert_eq!(v.prepare(b"g", 1, 1, b"B", None), Err(VoteRefused::PreparedOther { view: 1 }));
+        v.prepare(b"g", 1, 2, b"B", None).unwrap();
+        assert_eq!(v.prepare(b"g", 1, 1, b"A", None), Err(VoteRefused::OldView { view: 1, prepared: 2 }));
+        // Another slot is independent.
+        v.prepare(b"g", 2, 1, b"C", None).unwrap();
+    }
+
+    #[test]
+    fn a_lock_is_left_only_for_a_later_certificate() {
+        let (_d, v) = votes();
+        v.prepare(b"g", 1, 1, b"A", None).unwrap();
+        v.commit(b"g", 1, &proposal(b"A", 1)).unwrap();
+        assert_eq!(v.prepare(b"g", 1, 3, b"B", None), Err(VoteRefused::Locked { lock_view: 1 }));
+        // A certificate of B from view 1 (not above the lock) does not help.
+        assert_eq!(v.prepare(b"g", 1, 3, b"B", Some(&cert(b"B", 1))), Err(VoteRefused::Locked { lock_view: 1 }));
+        // The locked block may be prepared again in a later view.
+        v.prepare(b"g", 1, 3, b"A", None).unwrap();
+        // B with a certificate from view 4 (above the lock, below the proposal's view 5).
+        v.prepare(b"g", 1, 5, b"B", Some(&cert(b"B", 4))).unwrap();
+        // Committing an older view than the lock is refused; a later one moves the lock.
+        v.commit(b"g", 1, &proposal(b"B", 4)).unwrap();
+        assert_eq!(v.commit(b"g", 1, &proposal(b"A", 3)), Err(VoteRefused::LockAbove { lock_view: 4, view: 3 }));
+        let state = v.state(b"g", 1).unwrap();
+        assert_eq!(state.locked.unwrap().block.unwrap().hash, b"B");
+    }
+
+    #[test]
+    fn votes_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let storage = Storage::open(dir.path(), "votes-test").unwrap();
+            Votes::open(&storage).unwrap().prepare(b"g", 7, 2, b"A", None).unwrap();
+        }
+        let storage = Storage::open(dir.path(), "votes-test").unwrap();
+        let v = Votes::open(&storage).unwrap();
+        assert_eq!(v.prepare(b"g", 7, 2, b"B", None), Err(VoteRefused::PreparedOther { view: 2 }));
+    }
+}
