@@ -8,7 +8,8 @@
 //! - while locked on a block, prepare another only with a prepare certificate of that other block
 //!   from a view above the lock (the lock may then be moved);
 //! - sign a forward link (commit) only for a block with a prepare certificate of a view at least
-//!   the lock's, and lock on it.
+//!   the lock's and at least every view it prepared in (a member that moved on to a later view
+//!   never commits in an earlier one), and lock on it.
 
 use super::messages::{PrepareCertificate, Proposal, SlotState};
 use crate::storage::{ServiceTree, Storage, StorageError};
@@ -25,8 +26,10 @@ pub enum VoteRefused {
     OldView { view: u64, prepared: u64 },
     #[error("locked on another block at this index (view {lock_view}); no later certificate for this one")]
     Locked { lock_view: u64 },
-    #[error("locked in view {lock_view}, above the certificate's view {view}")]
+    #[error("locked in view {lock_view}, not below the certificate's view {view}")]
     LockAbove { lock_view: u64, view: u64 },
+    #[error("already prepared in view {prepared}, above the certificate's view {view}")]
+    MovedOn { prepared: u64, view: u64 },
     #[error("cannot record the vote: {0}")]
     Storage(String),
 }
@@ -107,12 +110,15 @@ impl Votes {
         let mut state = self.state(genesis, index)?;
         let view = view_of(proposal.prepared.as_ref());
         let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
+        if state.prepared_view > view {
+            return Err(VoteRefused::MovedOn { prepared: state.prepared_view, view });
+        }
         if let Some(locked) = &state.locked {
             let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
             if same && locked.view >= view {
                 return Ok(());
             }
-            if locked.view > view {
+            if locked.view >= view {
                 return Err(VoteRefused::LockAbove { lock_view: locked.view, view });
             }
         }
@@ -174,9 +180,13 @@ mod tests {
         v.prepare(b"g", 1, 3, b"A", None).unwrap();
         // B with a certificate from view 4 (above the lock, below the proposal's view 5).
         v.prepare(b"g", 1, 5, b"B", Some(&cert(b"B", 4))).unwrap();
-        // Committing an older view than the lock is refused; a later one moves the lock.
-        v.commit(b"g", 1, &proposal(b"B", 4)).unwrap();
-        assert_eq!(v.commit(b"g", 1, &proposal(b"A", 3)), Err(VoteRefused::LockAbove { lock_view: 4, view: 3 }));
+        // Having prepared in view 5, it commits nothing of an earlier view.
+        assert_eq!(v.commit(b"g", 1, &proposal(b"B", 4)), Err(VoteRefused::MovedOn { prepared: 5, view: 4 }));
+        // A commit of view 5 moves the lock to B.
+        v.commit(b"g", 1, &proposal(b"B", 5)).unwrap();
+        v.commit(b"g", 1, &proposal(b"B", 5)).unwrap();
+        // Never two blocks committed in one view.
+        assert_eq!(v.commit(b"g", 1, &proposal(b"A", 5)), Err(VoteRefused::LockAbove { lock_view: 5, view: 5 }));
         let state = v.state(b"g", 1).unwrap();
         assert_eq!(state.locked.unwrap().block.unwrap().hash, b"B");
     }

@@ -1,0 +1,148 @@
+//! Byzantine safety of skipchains under contention: the owner sends conflicting appends for the
+//! same index to different members at once, while members crash and restart. No fork may appear
+//! (one block per index on every member, one forward link per source block and level, every
+//! acknowledged block is the chain's block at its index), and the chain is never stuck once the
+//! contention stops.
+//!
+//! Randomized and seeded: `CONODE_SAFETY_SEED` replays a run (the seed is printed on failure),
+//! `CONODE_SAFETY_TRIALS` sets the number of trials (CI default 40; the long mode is 200 or more).
+
+use conode_core::cluster::LocalCluster;
+use conode_core::crypto::IdentityKeyPair;
+use conode_core::services::skipchain::messages::Append;
+use conode_core::services::skipchain::SkipchainService;
+use conode_core::verify::cosi::Policy;
+use conode_core::verify::skipchain::{level_distance, verify_link};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn svc(c: &LocalCluster, i: usize) -> Option<SkipchainService> {
+    c.node(i).skipchain().ok()
+}
+
+#[test]
+fn conflicting_appends_with_crashes_never_fork_and_never_wedge() {
+    let seed = env_u64("CONODE_SAFETY_SEED").unwrap_or_else(rand::random);
+    let trials = env_u64("CONODE_SAFETY_TRIALS").unwrap_or(40);
+    let result = std::panic::catch_unwind(|| run(seed, trials));
+    if let Err(e) = result {
+        eprintln!("safety test failed with CONODE_SAFETY_SEED={seed} CONODE_SAFETY_TRIALS={trials}");
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn run(seed: u64, trials: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = 4;
+    let mut c = LocalCluster::new(n).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
+    let g = genesis.hash.clone();
+    // index -> hash of every block some member acknowledged to the client.
+    let mut acknowledged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut down: Option<usize> = None;
+    let mut conflicts = 0u64;
+    for trial in 0..trials {
+        // Crash or bring back one member now and then (at most f = 1 down for n = 4).
+        if rng.gen_bool(0.15) {
+            match down.take() {
+                Some(i) => c.restart(i).unwrap(),
+                None => {
+                    let i = rng.gen_range(0..n);
+                    c.stop(i).unwrap();
+                    down = Some(i);
+                }
+            }
+        }
+        let running: Vec<usize> = (0..n).filter(|i| Some(*i) != down).collect();
+        let next = running.iter().filter_map(|&i| svc(&c, i)?.store().latest_index(&g)).max().unwrap_or(0) + 1;
+        // Two or three appends for the same index, different data, to random members at once.
+        let k = rng.gen_range(2..=3);
+        let calls: Vec<_> = (0..k)
+            .map(|j| {
+                let at = running[rng.gen_range(0..running.len())];
+                let data = format!("trial {trial} proposal {j}").into_bytes();
+                let append = Append::signed(&owner, &g, next, data, None).unwrap();
+                let s = svc(&c, at).unwrap();
+                async move { s.append(append).await }
+            })
+            .collect();
+        let results = rt.block_on(futures_util::future::join_all(calls));
+        for r in results {
+            match r {
+                Ok(block) => {
+                    let prior = acknowledged.insert(block.index, block.hash.clone());
+                    if let Some(prior) = prior {
+                        assert_eq!(prior, block.hash, "two different blocks acknowledged at index {}", block.index);
+                    }
+                }
+                Err(e) => {
+                    if e.to_string().contains("conflict") {
+                        conflicts += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Contention over: every member back, and the chain must still move.
+    if let Some(i) = down.take() {
+        c.restart(i).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let latest = (0..n).filter_map(|i| svc(&c, i)?.store().latest_index(&g)).max().unwrap_or(0);
+        match c.append(0, &owner, &g, b"after the storm".to_vec()) {
+            Ok(b) => break b,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the chain is stuck at {latest}: {e}");
+                // Node 0 may be behind after its restart: let it catch up from a member.
+                let peer = c.roster().servers[1].clone();
+                let _ = rt.block_on(svc(&c, 0).unwrap().catch_up(&g, &peer));
+            }
+        }
+    };
+    acknowledged.insert(last.index, last.hash.clone());
+    // Every member reaches the last block, and all hold the same block at every index.
+    for i in 0..n {
+        let s = svc(&c, i).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.store().latest_index(&g) < Some(last.index) {
+            let peer = c.roster().servers[(i + 1) % n].clone();
+            let _ = rt.block_on(s.catch_up(&g, &peer));
+            assert!(Instant::now() < deadline, "member {i} did not reach block {}", last.index);
+        }
+    }
+    let reference = svc(&c, 0).unwrap();
+    for index in 0..=last.index {
+        let hash = reference.store().block_at(&g, index).map(|b| b.hash).unwrap();
+        for i in 1..n {
+            let other = svc(&c, i).unwrap().store().block_at(&g, index).map(|b| b.hash);
+            assert_eq!(other.as_ref(), Some(&hash), "member {i} holds another block at index {index}: fork");
+        }
+        if let Some(acked) = acknowledged.get(&index) {
+            assert_eq!(acked, &hash, "acknowledged block at index {index} is not the chain's block");
+        }
+    }
+    // One forward link per source and level, pointing at the chain's block, and valid.
+    for index in 0..=last.index {
+        let src = reference.store().block_at(&g, index).unwrap();
+        for (level, link) in src.forward_links.iter().enumerate().filter(|(_, l)| !l.to.is_empty()) {
+            let target_index = index + level_distance(src.base_height, level);
+            let target = reference.store().block_at(&g, target_index).unwrap();
+            assert_eq!(link.to, target.hash, "level {level} link of block {index} points off the chain");
+            verify_link(&src, &target, link, Policy::Default).unwrap();
+        }
+    }
+    eprintln!(
+        "safety: seed {seed}, {trials} trials, chain of {} blocks, {} acknowledged, {conflicts} conflicts reported",
+        last.index + 1,
+        acknowledged.len()
+    );
+}
