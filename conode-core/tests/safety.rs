@@ -9,6 +9,7 @@
 
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
+use conode_core::services::cosi::CosiOptions;
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::SkipchainService;
 use conode_core::verify::cosi::Policy;
@@ -26,21 +27,51 @@ fn svc(c: &LocalCluster, i: usize) -> Option<SkipchainService> {
     c.node(i).skipchain().ok()
 }
 
+/// Loopback rounds answer in milliseconds: a short per-level wait keeps rounds with a stopped
+/// member quick (the default suits real networks).
+fn quick_rounds(c: &LocalCluster, i: usize) {
+    if let Ok(cosi) = c.node(i).cosi() {
+        cosi.set_options(CosiOptions { level_timeout: Duration::from_millis(300) });
+    }
+}
+
+fn restart(c: &mut LocalCluster, i: usize) {
+    c.restart(i).unwrap();
+    quick_rounds(c, i);
+}
+
 #[test]
 fn conflicting_appends_with_crashes_never_fork_and_never_wedge() {
     let seed = env_u64("CONODE_SAFETY_SEED").unwrap_or_else(rand::random);
-    let trials = env_u64("CONODE_SAFETY_TRIALS").unwrap_or(40);
-    let result = std::panic::catch_unwind(|| run(seed, trials));
+    let trials = env_u64("CONODE_SAFETY_TRIALS").unwrap_or(20);
+    let result = std::panic::catch_unwind(|| run(seed, trials, None));
     if let Err(e) = result {
         eprintln!("safety test failed with CONODE_SAFETY_SEED={seed} CONODE_SAFETY_TRIALS={trials}");
         std::panic::resume_unwind(e);
     }
 }
 
-fn run(seed: u64, trials: u64) {
+#[test]
+fn a_byzantine_member_that_signs_anything_cannot_make_a_fork() {
+    let seed = env_u64("CONODE_SAFETY_SEED").unwrap_or_else(rand::random);
+    let trials = env_u64("CONODE_SAFETY_TRIALS").unwrap_or(20);
+    let result = std::panic::catch_unwind(|| run(seed, trials, Some(3)));
+    if let Err(e) = result {
+        eprintln!("Byzantine safety test failed with CONODE_SAFETY_SEED={seed} CONODE_SAFETY_TRIALS={trials}");
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// `byzantine`: a member that signs every proposal (it then uses up the f = 1 faults, so no
+/// member crashes).
+fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = 4;
     let mut c = LocalCluster::new(n).unwrap();
+    (0..n).for_each(|i| quick_rounds(&c, i));
+    if let Some(b) = byzantine {
+        c.node(b).skipchain().unwrap().set_signs_anything(true);
+    }
     let owner = IdentityKeyPair::generate();
     let rt = c.runtime().handle().clone();
     let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
@@ -51,9 +82,9 @@ fn run(seed: u64, trials: u64) {
     let mut conflicts = 0u64;
     for trial in 0..trials {
         // Crash or bring back one member now and then (at most f = 1 down for n = 4).
-        if rng.gen_bool(0.15) {
+        if byzantine.is_none() && rng.gen_bool(0.15) {
             match down.take() {
-                Some(i) => c.restart(i).unwrap(),
+                Some(i) => restart(&mut c, i),
                 None => {
                     let i = rng.gen_range(0..n);
                     c.stop(i).unwrap();
@@ -93,7 +124,7 @@ fn run(seed: u64, trials: u64) {
     }
     // Contention over: every member back, and the chain must still move.
     if let Some(i) = down.take() {
-        c.restart(i).unwrap();
+        restart(&mut c, i);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let last = loop {

@@ -119,6 +119,9 @@ struct Shared {
     rosters: CheckedRosters,
     /// What this member prepared and locked per (chain, index), durably.
     votes: Votes,
+    /// Fault injection (tests): this member signs every proposal and keeps no votes, as a
+    /// Byzantine member that equivocates would.
+    signs_anything: std::sync::atomic::AtomicBool,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -136,6 +139,16 @@ fn hex8(b: &[u8]) -> String {
 impl SkipchainService {
     pub fn store(&self) -> &ChainStore {
         &self.shared.store
+    }
+
+    /// Fault injection (tests, benchmarks): makes this member Byzantine — it cosigns every
+    /// prepare and forward link it is asked for, conflicting or not, and records no votes.
+    pub fn set_signs_anything(&self, on: bool) {
+        self.shared.signs_anything.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn byzantine(&self) -> bool {
+        self.shared.signs_anything.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Creates a chain: a genesis block for `roster`, stored on every member.
@@ -664,6 +677,9 @@ impl SkipchainService {
     /// locks) recorded durably before this node's signature leaves it.
     fn check_prepare(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
         let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
+        if self.byzantine() {
+            return Ok(());
+        }
         let prev = self.check_block(&p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
         if p.view == 0 {
@@ -686,6 +702,9 @@ impl SkipchainService {
     /// valid prepare certificate; the lock on it is recorded durably first.
     fn check_proposal(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
         let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
+        if self.byzantine() {
+            return Ok(());
+        }
         let prev = self.check_block(&p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
         let st = &self.shared.store;
@@ -830,6 +849,7 @@ impl Service for SkipchainService {
                 cosi: cosi.clone(),
                 rosters: CheckedRosters::default(),
                 votes,
+                signs_anything: Default::default(),
                 appending: Default::default(),
             }),
         };
