@@ -503,10 +503,18 @@ impl Network {
     }
 
     /// The live link to `peer`, dialing it if needed (with backoff after failures).
-    async fn link(&self, peer: &ServerIdentity, deadline: Instant) -> Result<LinkRef, NetError> {
+    /// A request to a peer known to be down fails at once with the last dial error while the
+    /// dial backoff runs (`probe` requests wait for it: they are the ones that find it back).
+    async fn link(&self, peer: &ServerIdentity, deadline: Instant, probe: bool) -> Result<LinkRef, NetError> {
         let key = peer.public;
         if let Some(l) = self.live_link(&key) {
             return Ok(l);
+        }
+        if !probe && self.inner.health.down(&key).is_some() {
+            let b = lock(&self.inner.backoff);
+            if let Some(b) = b.get(&key).filter(|b| b.next_try > Instant::now()) {
+                return Err(b.last_error.clone());
+            }
         }
         let dial_lock = lock(&self.inner.dialing).entry(key).or_default().clone();
         // Another caller may be dialing (or backing off) with a later deadline: wait for it only
@@ -539,7 +547,7 @@ impl Network {
             }
             match self.dial(peer).await {
                 Ok(()) => continue,
-                Err(e) => {
+                Err((e, refused)) => {
                     {
                         let s = &self.inner.settings;
                         let mut backoff = lock(&self.inner.backoff);
@@ -552,7 +560,8 @@ impl Network {
                         b.next_try = Instant::now() + b.delay;
                         b.last_error = e.clone();
                     }
-                    if Instant::now() >= deadline {
+                    // Refused is a clear answer (nothing listens): no retry within this request.
+                    if refused || Instant::now() >= deadline {
                         return Err(e);
                     }
                     debug!(error = %e, "dial failed, will retry");
@@ -568,7 +577,13 @@ impl Network {
     }
 
     /// One dial attempt: resolve (DNS at every dial), TCP connect, TLS with the pinned key.
-    async fn dial(&self, peer: &ServerIdentity) -> Result<(), NetError> {
+    /// On failure, also whether every address refused the connection.
+    async fn dial(&self, peer: &ServerIdentity) -> Result<(), (NetError, bool)> {
+        let mut refused = false;
+        self.dial_once(peer, &mut refused).await.map_err(|e| (e, refused))
+    }
+
+    async fn dial_once(&self, peer: &ServerIdentity, refused: &mut bool) -> Result<(), NetError> {
         let address: NodeAddress = {
             let o = self.inner.overrides.read().unwrap_or_else(|p| p.into_inner());
             o.resolve(&peer.public, &peer.address).clone()
@@ -581,14 +596,17 @@ impl Network {
             .map_err(|e| err(format!("DNS lookup: {e}")))?
             .collect();
         let mut last = err("no address to dial".into());
+        let mut all_refused = !addrs.is_empty();
         for sa in addrs {
             let tcp = match tokio::time::timeout(s.dial_timeout, TcpStream::connect(sa)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
+                    all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
                     last = err(format!("{sa}: {e}"));
                     continue;
                 }
                 Err(_) => {
+                    all_refused = false;
                     last = err(format!("{sa}: connect timed out"));
                     continue;
                 }
@@ -605,8 +623,14 @@ impl Network {
                 Ok(Err(e)) => last = err(format!("{sa}: TLS: {e}")),
                 Err(_) => last = err(format!("{sa}: TLS handshake timed out")),
             }
+            all_refused = false;
         }
-        warn!(error = %last, "dial failed");
+        *refused = all_refused;
+        if self.inner.health.down(&peer.public).is_some() {
+            debug!(error = %last, "dial failed (peer known down)");
+        } else {
+            warn!(error = %last, "dial failed");
+        }
         Err(last)
     }
 
@@ -623,10 +647,24 @@ impl Network {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, false).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn request_inner(
+        &self,
+        peer: &ServerIdentity,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+        probe: bool,
+    ) -> Result<Vec<u8>, NetError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let key = peer.public;
-        let (conn_id, tx, ctl) = match self.link(peer, deadline).await {
+        let (conn_id, tx, ctl) = match self.link(peer, deadline, probe).await {
             Ok(l) => l,
             Err(e) => {
                 if matches!(e, NetError::Dial { .. }) && self.inner.health.record_failure(&key, false, e.to_string()) {
@@ -711,6 +749,21 @@ impl Network {
         }
     }
 
+    /// Another member reported `peer` silent: check it ourselves with a ping (in the background);
+    /// only our own failure to reach it marks it down, so a lying member cannot get others skipped.
+    pub fn suspect(&self, peer: &ServerIdentity) {
+        if self.inner.health.down(&peer.public).is_some() {
+            return;
+        }
+        let (net, peer) = (self.clone(), peer.clone());
+        self.inner.tasks.spawn(async move {
+            let timeout = net.inner.settings.link_check;
+            if let Err(e) = net.ping(&peer, timeout).await {
+                debug!(peer = %short(&peer.public), error = %e, "suspected peer did not answer");
+            }
+        });
+    }
+
     /// Pings a down peer in the background (through the node's tasks) until it answers again and
     /// any hold-down after hanging has passed; then rounds include it again.
     fn start_probe(&self, peer: ServerIdentity) {
@@ -725,7 +778,7 @@ impl Network {
                     return;
                 }
                 let timeout = net.inner.settings.link_check.max(net.inner.settings.dial_timeout);
-                match net.ping(&peer, timeout).await {
+                match net.ping_inner(&peer, timeout, true).await {
                     Ok(rtt) => debug!(peer = %short(&key), ?rtt, "probe answered"),
                     Err(e) => debug!(peer = %short(&key), error = %e, "probe failed"),
                 }
@@ -739,9 +792,13 @@ impl Network {
 
     /// Round-trip check of `peer` over pinned TLS; returns the latency.
     pub async fn ping(&self, peer: &ServerIdentity, timeout: Duration) -> Result<Duration, NetError> {
+        self.ping_inner(peer, timeout, false).await
+    }
+
+    async fn ping_inner(&self, peer: &ServerIdentity, timeout: Duration, probe: bool) -> Result<Duration, NetError> {
         let start = Instant::now();
         let nonce: [u8; 16] = rand::random();
-        let reply = self.request(peer, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout).await?;
+        let reply = self.request_inner(peer, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout, probe).await?;
         if reply != nonce {
             return Err(NetError::Remote {
                 peer: short(&peer.public),

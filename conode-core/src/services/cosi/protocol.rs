@@ -586,6 +586,10 @@ pub(super) async fn run_root(
     let mut untrusted = Vec::new();
     for r in &mut results {
         for (i, k, reason) in r.exclusions.drain(..) {
+            if k == ExclusionKind::TimedOut && i != r.group.leader && !down.contains_key(&i) {
+                // A sub-leader found it silent: see for ourselves, so the next round can skip it.
+                shared.network.suspect(&roster.servers[i]);
+            }
             exclusions.set(i, k, reason);
         }
         untrusted.extend(r.aggregate.take());

@@ -57,9 +57,12 @@ impl RoundTiming {
         lock(&self.group).missed();
     }
 
-    /// How long to wait for one leaf's partial.
+    /// How long to wait for one leaf's partial (before any leaf answered, a whole group's answer
+    /// time bounds it).
     pub(super) fn leaf_deadline(&self, level_timeout: Duration) -> Duration {
-        lock(&self.leaf).deadline().min(level_timeout)
+        let leaf = lock(&self.leaf).0;
+        let group = lock(&self.group).0;
+        Ewma(leaf.or(group)).deadline().min(level_timeout)
     }
 
     /// How long to wait for a sub-leader that itself waits up to `leaf` for its leaves.
@@ -78,6 +81,9 @@ mod tests {
         let level = Duration::from_secs(5);
         assert_eq!(t.leaf_deadline(level), NO_HISTORY);
         assert_eq!(t.leaf_deadline(Duration::from_millis(300)), Duration::from_millis(300), "level timeout caps");
+        let g = RoundTiming::default();
+        g.group_answered(Duration::from_millis(50));
+        assert_eq!(g.leaf_deadline(level), Duration::from_millis(300), "a group's answer time bounds a leaf's");
         for _ in 0..50 {
             t.leaf_answered(Duration::from_millis(100));
         }
