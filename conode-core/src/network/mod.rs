@@ -614,7 +614,10 @@ impl Network {
             let _ = tcp.set_nodelay(true);
             let cfg = self.inner.tls.client_config(peer.public).map_err(NetError::Setup)?;
             let name = rustls::pki_types::ServerName::try_from("conode").map_err(|e| NetError::Setup(e.to_string()))?;
-            match tokio::time::timeout(s.handshake_timeout, TlsConnector::from(cfg).connect(name, tcp)).await {
+            // A dial's handshake is bounded like its connect: a peer that accepts and then goes
+            // silent must not hold up recovery for the (longer) accept-side handshake timeout.
+            let handshake = s.handshake_timeout.min(s.dial_timeout.max(Duration::from_millis(500)));
+            match tokio::time::timeout(handshake, TlsConnector::from(cfg).connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
                     info!(peer = %short(&peer.public), %sa, "connected");
                     self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream));
