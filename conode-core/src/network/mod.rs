@@ -322,12 +322,12 @@ impl Network {
                     _ = close.cancelled() => break,
                     f = rx.recv() => match f { Some(f) => f, None => break },
                 };
-                let n = frame.len() as u64;
+                // Counted before the write: the reply may be read before this task runs again.
+                net.inner.tx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
                 if let Err(e) = frame::write_frame(&mut writer, &frame).await {
                     debug!(peer = %short(&peer), error = %e, "write failed");
                     break;
                 }
-                net.inner.tx_bytes.fetch_add(n, Ordering::Relaxed);
             }
             close.cancel();
             use tokio::io::AsyncWriteExt;
@@ -503,14 +503,14 @@ impl Network {
     }
 
     /// The live link to `peer`, dialing it if needed (with backoff after failures).
-    /// A request to a peer known to be down fails at once with the last dial error while the
-    /// dial backoff runs (`probe` requests wait for it: they are the ones that find it back).
-    async fn link(&self, peer: &ServerIdentity, deadline: Instant, probe: bool) -> Result<LinkRef, NetError> {
+    /// With `fail_fast`, a peer known to be down fails at once with the last dial error while
+    /// the dial backoff runs, instead of waiting for it.
+    async fn link(&self, peer: &ServerIdentity, deadline: Instant, fail_fast: bool) -> Result<LinkRef, NetError> {
         let key = peer.public;
         if let Some(l) = self.live_link(&key) {
             return Ok(l);
         }
-        if !probe && self.inner.health.down(&key).is_some() {
+        if fail_fast && self.inner.health.down(&key).is_some() {
             let b = lock(&self.inner.backoff);
             if let Some(b) = b.get(&key).filter(|b| b.next_try > Instant::now()) {
                 return Err(b.last_error.clone());
@@ -653,6 +653,20 @@ impl Network {
         self.request_inner(peer, service, protocol, round_id, payload, timeout, false).await
     }
 
+    /// [`Self::request`] for rounds that must not wait on a dead peer: when `peer` is known to be
+    /// down and its dial backoff runs, fail at once with the last dial error.
+    pub async fn request_fail_fast(
+        &self,
+        peer: &ServerIdentity,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, true).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn request_inner(
         &self,
@@ -662,12 +676,12 @@ impl Network {
         round_id: &[u8],
         payload: Vec<u8>,
         timeout: Duration,
-        probe: bool,
+        fail_fast: bool,
     ) -> Result<Vec<u8>, NetError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let key = peer.public;
-        let (conn_id, tx, ctl) = match self.link(peer, deadline, probe).await {
+        let (conn_id, tx, ctl) = match self.link(peer, deadline, fail_fast).await {
             Ok(l) => l,
             Err(e) => {
                 if matches!(e, NetError::Dial { .. }) && self.inner.health.record_failure(&key, false, e.to_string()) {
@@ -781,7 +795,7 @@ impl Network {
                     return;
                 }
                 let timeout = net.inner.settings.link_check.max(net.inner.settings.dial_timeout);
-                match net.ping_inner(&peer, timeout, true).await {
+                match net.ping(&peer, timeout).await {
                     Ok(rtt) => debug!(peer = %short(&key), ?rtt, "probe answered"),
                     Err(e) => debug!(peer = %short(&key), error = %e, "probe failed"),
                 }
@@ -795,13 +809,9 @@ impl Network {
 
     /// Round-trip check of `peer` over pinned TLS; returns the latency.
     pub async fn ping(&self, peer: &ServerIdentity, timeout: Duration) -> Result<Duration, NetError> {
-        self.ping_inner(peer, timeout, false).await
-    }
-
-    async fn ping_inner(&self, peer: &ServerIdentity, timeout: Duration, probe: bool) -> Result<Duration, NetError> {
         let start = Instant::now();
         let nonce: [u8; 16] = rand::random();
-        let reply = self.request_inner(peer, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout, probe).await?;
+        let reply = self.request(peer, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout).await?;
         if reply != nonce {
             return Err(NetError::Remote {
                 peer: short(&peer.public),

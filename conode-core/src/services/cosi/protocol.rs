@@ -78,7 +78,9 @@ async fn announce(
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
     let deadline = Instant::now() + timeout;
-    match network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.short.to_vec(), timeout).await {
+    // A member known to be down (asked only when the round needs it) must not cost a backoff wait.
+    let short = payload.short.to_vec();
+    match network.request_fail_fast(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, short, timeout).await {
         Err(NetError::Remote { message, .. }) if message.starts_with(UNKNOWN_ROSTER) => {
             let left = deadline.saturating_duration_since(Instant::now());
             network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.full.to_vec(), left).await

@@ -96,6 +96,7 @@ mod tests {
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(600));
         t.group_missed();
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
-        assert_eq!(t.group_deadline(level, level), level * 2);
+        let short = Duration::from_millis(300);
+        assert_eq!(t.group_deadline(short, short), short * 2, "twice the level timeout caps");
     }
 }
