@@ -139,33 +139,49 @@ fn restarted_member_is_probed_back_and_signs_again() {
     assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
 }
 
-/// A TCP forwarder that can silently drop everything (a partition where packets vanish).
+/// A TCP forwarder that can make everything vanish (a partition): with `hold`, bytes sent during
+/// the partition are delivered after it heals (as TCP retransmission would); without, they are
+/// dropped for good (the stream is then useless and must be replaced).
 struct Proxy {
     addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
     blackhole: Arc<AtomicBool>,
 }
 
-async fn pump(mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf, hole: Arc<AtomicBool>) {
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    hole: Arc<AtomicBool>,
+    hold: bool,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match r.read(&mut buf).await {
+        let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) if !hole.load(Ordering::SeqCst) => {
-                if w.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
+            Ok(n) => n,
+        };
+        if hole.load(Ordering::SeqCst) {
+            if !hold {
+                continue; // dropped
             }
-            Ok(_) => {} // dropped
+            while hole.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
 }
 
 async fn start_proxy(target: std::net::SocketAddr) -> Proxy {
+    start_proxy_with(target, Arc::new(AtomicBool::new(false)), false).await
+}
+
+async fn start_proxy_with(target: std::net::SocketAddr, blackhole: Arc<AtomicBool>, hold: bool) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let blackhole = Arc::new(AtomicBool::new(false));
     let (acc, hole) = (accepted.clone(), blackhole.clone());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
@@ -173,8 +189,8 @@ async fn start_proxy(target: std::net::SocketAddr) -> Proxy {
             let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, hole.clone()));
-            tokio::spawn(pump(sr, cw, hole.clone()));
+            tokio::spawn(pump(cr, sw, hole.clone(), hold));
+            tokio::spawn(pump(sr, cw, hole.clone(), hold));
         }
     });
     Proxy { addr, accepted, blackhole }
@@ -275,4 +291,64 @@ fn idle_pings_keep_healthy_links() {
     assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
     assert_eq!(net0.connection_count(), links);
     assert!(net0.health().down_peers().is_empty());
+}
+
+/// Node 0 reaches every other member through a proxy; all proxies go silent together for
+/// `length`, during which node 0 keeps trying to sign (and fails with the threshold error); once
+/// they heal, signing must work again within 2 s however long the partition was.
+fn partition_heals_within_two_seconds(length: Duration) {
+    let c = LocalCluster::new(4).unwrap();
+    let hole = Arc::new(AtomicBool::new(false));
+    let mut overrides = conode_core::config::AddressOverrides::default();
+    let mut proxies = Vec::new();
+    for i in 1..4 {
+        let target = c.node(i).node_addr().unwrap();
+        let p = c.runtime().block_on(start_proxy_with(target, hole.clone(), true));
+        overrides.insert(c.roster().servers[i].public, NodeAddress { host: "127.0.0.1".into(), port: p.addr.port() });
+        proxies.push(p);
+    }
+    let net0 = c.node(0).network().unwrap();
+    net0.set_overrides(overrides);
+    for i in 1..4 {
+        net0.disconnect(&c.roster().servers[i].public);
+    }
+    // (The first round dials through the proxies; a slow dial may miss the early return.)
+    let out = sign(&c, b"before the partition").unwrap();
+    assert!(out.report.signed.len() >= 3, "{:?}", out.report);
+    // Root 0 asks its sub-leaders 1 and 3 (node 2 is asked by node 1).
+    let dialled = |p: &Proxy| p.accepted.load(Ordering::SeqCst) >= 1;
+    assert!(dialled(&proxies[0]) && dialled(&proxies[2]), "node 0 dials through the proxies");
+    hole.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    let mut failed = 0;
+    while start.elapsed() < length {
+        let t = Instant::now();
+        let r = sign(&c, format!("during the partition {failed}").as_bytes());
+        assert!(matches!(r, Err(CosiError::ThresholdNotReached { .. })), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "a round during the partition took {:?}", t.elapsed());
+        failed += 1;
+    }
+    hole.store(false, Ordering::SeqCst);
+    let healed = Instant::now();
+    let mut i = 0;
+    loop {
+        match sign(&c, format!("after the heal {i}").as_bytes()) {
+            Ok(_) => break,
+            Err(e) => assert!(healed.elapsed() < Duration::from_secs(2), "not signing 2 s after the heal: {e}"),
+        }
+        i += 1;
+    }
+    let recovered = healed.elapsed();
+    eprintln!("partition of {length:?}: {failed} failed rounds, signing again {recovered:?} after the heal");
+    assert!(recovered < Duration::from_secs(2), "{recovered:?}");
+}
+
+#[test]
+fn short_partition_heals_within_two_seconds() {
+    partition_heals_within_two_seconds(Duration::from_millis(1500));
+}
+
+#[test]
+fn long_partition_heals_within_two_seconds() {
+    partition_heals_within_two_seconds(Duration::from_secs(6));
 }

@@ -241,6 +241,16 @@ impl Network {
         self.inner.rx_bytes.load(Ordering::Relaxed)
     }
 
+    /// Closes the connection requests to `peer` use (the next request redials, e.g. after its
+    /// address override changed). Requests waiting on it fail at once.
+    pub fn disconnect(&self, peer: &IdentityPublicKey) {
+        let link = lock(&self.inner.links).get(peer).map(|l| (l.conn_id, l.ctl.clone()));
+        if let Some((conn_id, ctl)) = link {
+            ctl.close.cancel();
+            self.drop_link(*peer, conn_id);
+        }
+    }
+
     /// Number of live peer connections.
     pub fn connection_count(&self) -> usize {
         lock(&self.inner.links).len()
@@ -545,7 +555,17 @@ impl Network {
                 }
                 tokio::time::sleep_until(t.into()).await;
             }
-            match self.dial(peer).await {
+            // The dial is bounded by the caller's deadline too (a peer that accepts and then says
+            // nothing would otherwise hold the caller for the whole handshake timeout).
+            let dialed = match tokio::time::timeout_at(deadline.into(), self.dial(peer)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let address = peer.address.to_string();
+                    let reason = "no connection before the request's deadline".to_string();
+                    Err((NetError::Dial { peer: short(&key), address, reason }, false))
+                }
+            };
+            match dialed {
                 Ok(()) => continue,
                 Err((e, refused)) => {
                     {
