@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use conode_core::cluster::LocalCluster;
+use conode_core::services::cosi::bench::{DegradedResult, FaultCount};
 use conode_core::services::status::messages::StatusRequest;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message;
@@ -23,12 +24,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         clients: usize,
     },
-    /// Collective signing round latency p50/p99 and the CPU limit measured in the same run.
+    /// Collective signing round latency p50/p99 and the CPU limit measured in the same run; with
+    /// `--down`/`--hung`/`--table`, healthy against degraded latency instead.
     Cosi {
         #[arg(long, value_delimiter = ',', default_value = "16,64")]
         nodes: Vec<usize>,
         #[arg(long, default_value_t = 30)]
         rounds: usize,
+        #[command(flatten)]
+        degraded: Degraded,
     },
     /// Skipchain appends per second, and light verification of a long chain's proof.
     Skipchain {
@@ -41,6 +45,8 @@ pub enum BenchCommand {
         /// Length of the chain whose proof is verified (built with 4 nodes).
         #[arg(long, default_value_t = 10_000)]
         chain: u64,
+        #[command(flatten)]
+        degraded: Degraded,
     },
     /// Beacon latency from the period tick to the beacon being served, and verifications per second
     /// of the pure verifier against raw blst, from the same run.
@@ -60,6 +66,41 @@ pub enum BenchCommand {
     },
 }
 
+/// Degraded runs: the same operations with members stopped or hung, against a healthy phase on the
+/// same cluster (p50/p99 and their ratios, one JSON line per run).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Degraded {
+    /// Members stopped in the degraded phase (connections refused): a number, `f` or `f+1`.
+    #[arg(long)]
+    pub down: Option<FaultCount>,
+    /// Members hung in the degraded phase (they accept requests and never answer; the `Silent`
+    /// fault of in-process clusters): a number, `f` or `f+1`.
+    #[arg(long)]
+    pub hung: Option<FaultCount>,
+    /// For each size: f down, f hung and f+1 down (each against its own healthy phase).
+    #[arg(long)]
+    pub table: bool,
+}
+
+impl Degraded {
+    pub fn is_set(&self) -> bool {
+        self.table || self.down.is_some() || self.hung.is_some()
+    }
+
+    /// (down, hung) of every degraded run for a cluster of `n`.
+    pub fn runs(&self, n: usize) -> Vec<(usize, usize)> {
+        if self.table {
+            return vec![(FaultCount::F.of(n), 0), (0, FaultCount::F.of(n)), (FaultCount::FPlusOne.of(n), 0)];
+        }
+        vec![(self.down.map_or(0, |k| k.of(n)), self.hung.map_or(0, |k| k.of(n)))]
+    }
+}
+
+/// Prints a degraded result as one JSON line.
+pub fn print_degraded(r: &DegradedResult) {
+    println!("{}", serde_json::json!(r));
+}
+
 /// Resident set size of this process in KiB (Linux).
 pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -75,13 +116,26 @@ pub fn rss_kib() -> u64 {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Node { nodes, requests, clients } => bench_node(&nodes, requests, clients),
-        BenchCommand::Cosi { nodes, rounds } => {
+        BenchCommand::Cosi { nodes, rounds, degraded } if degraded.is_set() => {
+            for &n in &nodes {
+                for (down, hung) in degraded.runs(n) {
+                    let r = conode_core::services::cosi::bench::run_degraded(n, rounds, down, hung)
+                        .map_err(anyhow::Error::msg)?;
+                    print_degraded(&r);
+                }
+            }
+            Ok(())
+        }
+        BenchCommand::Cosi { nodes, rounds, .. } => {
             for r in conode_core::services::cosi::bench::try_run_bench(&nodes, rounds).map_err(anyhow::Error::msg)? {
                 println!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
             }
             Ok(())
         }
-        BenchCommand::Skipchain { nodes, appends, chain } => crate::bench_skipchain::run(&nodes, appends, chain),
+        BenchCommand::Skipchain { nodes, appends, degraded, .. } if degraded.is_set() => {
+            crate::bench_skipchain::run_degraded(&nodes, appends as usize, &degraded)
+        }
+        BenchCommand::Skipchain { nodes, appends, chain, .. } => crate::bench_skipchain::run(&nodes, appends, chain),
         BenchCommand::Beacon { members, rounds, scheme, verifications } => {
             crate::beacon::bench(&members, rounds, &scheme, verifications)
         }

@@ -1,5 +1,6 @@
 //! `conode bench skipchain`: appends per second on real clusters, and the time and hop count of
-//! verifying a proof from genesis to the head of a long chain (the light-client cost).
+//! verifying a proof from genesis to the head of a long chain (the light-client cost); and append
+//! latency with members stopped or hung against the healthy latency (`--down`, `--hung`, `--table`).
 
 use anyhow::{Context, Result};
 use conode_core::cluster::LocalCluster;
@@ -70,5 +71,31 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64) -> Result<()> {
             "goal_ms": 25.0,
         })
     );
+    Ok(())
+}
+
+/// Append latency through node 0, healthy then degraded, for every size and run of `degraded`.
+pub fn run_degraded(sizes: &[usize], appends: usize, degraded: &crate::bench::Degraded) -> Result<()> {
+    for &n in sizes {
+        for (down, hung) in degraded.runs(n) {
+            let r = conode_core::services::cosi::bench::degraded_run(
+                "skipchain_degraded",
+                n,
+                appends,
+                down,
+                hung,
+                |c| {
+                    let owner = IdentityKeyPair::generate();
+                    let genesis = c.create_chain(0, vec![owner.public()], vec![]).map_err(|e| e.to_string())?;
+                    Ok((owner, genesis))
+                },
+                |c, (owner, genesis): &(IdentityKeyPair, SkipBlock), i| {
+                    c.append(0, owner, &genesis.hash, i.to_be_bytes().to_vec()).map(|_| ()).map_err(|e| e.to_string())
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            crate::bench::print_degraded(&r);
+        }
+    }
     Ok(())
 }

@@ -1,8 +1,14 @@
 //! The node-to-node port: pinned mutual TLS, length-prefixed envelopes, one reused connection per
 //! peer (dialed on demand, or accepted from the peer), reconnect with backoff, DNS resolution at
-//! every dial, address overrides, and request/response on top for services.
+//! every dial, address overrides, and request/response on top for services. Link health: every
+//! request feeds [`health::PeerHealth`] (refused or unreachable peers are down at once, peers
+//! that do not answer on a live link are down after the caller's deadline), down peers are probed
+//! in the background until they answer, an idle link is pinged, a link on which a request timed
+//! out is checked with a ping and closed (and later redialled) when that fails too, and the newest
+//! connection of a peer carries our requests.
 
 pub mod frame;
+pub mod health;
 pub mod tls;
 
 use crate::config::{AddressOverrides, NodeAddress, ServerIdentity};
@@ -12,12 +18,13 @@ use frame::{Envelope, FrameError, Kind, WIRE_VERSION};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// Built-in service answering reachability checks.
@@ -48,6 +55,13 @@ pub struct NetSettings {
     pub request_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// A link with nothing received for this long is pinged (`ZERO`: never).
+    pub idle_ping: Duration,
+    /// Shortest wait for the ping that checks a link (after idleness or a timed-out request);
+    /// the wait is 8 round trips when that is longer.
+    pub link_check: Duration,
+    /// First interval of the background probe of a down peer (it grows to 1 s).
+    pub probe_interval: Duration,
 }
 
 impl Default for NetSettings {
@@ -55,10 +69,13 @@ impl Default for NetSettings {
         Self {
             max_frame: frame::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(10),
-            dial_timeout: Duration::from_secs(5),
+            dial_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(20),
             backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(1),
+            idle_ping: Duration::from_secs(1),
+            link_check: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(100),
         }
     }
 }
@@ -78,7 +95,19 @@ pub type PeerHandler = Arc<dyn Fn(PeerMessage) -> HandlerFuture + Send + Sync>;
 struct Link {
     conn_id: u64,
     tx: mpsc::Sender<Vec<u8>>,
+    ctl: Arc<LinkCtl>,
 }
+
+/// Shared by a connection's tasks: closing it, when it last received, whether a check runs.
+struct LinkCtl {
+    close: CancellationToken,
+    /// Milliseconds since `Inner::epoch` of the last frame received.
+    last_rx: AtomicU64,
+    checking: AtomicBool,
+}
+
+/// A usable connection: its id, its writer's queue, its control block.
+type LinkRef = (u64, mpsc::Sender<Vec<u8>>, Arc<LinkCtl>);
 
 struct Pending {
     conn_id: u64,
@@ -105,9 +134,26 @@ struct Inner {
     next_id: AtomicU64,
     tx_bytes: AtomicU64,
     rx_bytes: AtomicU64,
+    health: health::PeerHealth,
+    epoch: Instant,
     /// Connection tasks; cancelled when the node stops.
     tasks: Tasks,
 }
+
+/// Removes a request's pending entry however the request ends (also when its future is dropped).
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.pending).remove(&self.id);
+    }
+}
+
+/// Longest background probe interval of a down peer.
+const PROBE_MAX: Duration = Duration::from_secs(1);
 
 /// Handle on the transport (cheap to clone).
 #[derive(Clone)]
@@ -146,6 +192,8 @@ impl Network {
                 next_id: AtomicU64::new(1),
                 tx_bytes: AtomicU64::new(0),
                 rx_bytes: AtomicU64::new(0),
+                health: health::PeerHealth::default(),
+                epoch: Instant::now(),
                 tasks,
             }),
         };
@@ -159,6 +207,11 @@ impl Network {
 
     pub fn settings(&self) -> &NetSettings {
         &self.inner.settings
+    }
+
+    /// What this node knows about its peers (down, round-trip times).
+    pub fn health(&self) -> &health::PeerHealth {
+        &self.inner.health
     }
 
     /// Registers the handler of peer requests for `service`.
@@ -186,6 +239,16 @@ impl Network {
 
     pub fn rx_bytes(&self) -> u64 {
         self.inner.rx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Closes the connection requests to `peer` use (the next request redials, e.g. after its
+    /// address override changed). Requests waiting on it fail at once.
+    pub fn disconnect(&self, peer: &IdentityPublicKey) {
+        let link = lock(&self.inner.links).get(peer).map(|l| (l.conn_id, l.ctl.clone()));
+        if let Some((conn_id, ctl)) = link {
+            ctl.close.cancel();
+            self.drop_link(*peer, conn_id);
+        }
     }
 
     /// Number of live peer connections.
@@ -238,43 +301,70 @@ impl Network {
         self.start_link(key, tokio_rustls::TlsStream::Server(stream));
     }
 
-    /// Starts reader and writer tasks for an established connection and registers it, unless a
-    /// live link to the peer exists already (both sides dialed at once): then this connection
-    /// still serves what arrives on it, and requests go over the registered one.
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Starts reader, writer and keepalive tasks for an established connection and registers it
+    /// as the link requests to the peer use. The newest connection wins: after a partition the
+    /// peer's fresh dial replaces a link that may be dead; an older connection still serves what
+    /// arrives on it (both sides may dial at once) until it closes or fails its idle ping.
     fn start_link(&self, peer: IdentityPublicKey, stream: tokio_rustls::TlsStream<TcpStream>) {
+        health::tune_socket(stream.get_ref().0);
         let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-        {
-            let mut links = lock(&self.inner.links);
-            let live = links.get(&peer).is_some_and(|l| !l.tx.is_closed());
-            if !live {
-                links.insert(peer, Link { conn_id, tx: tx.clone() });
-            }
-        }
+        let ctl = Arc::new(LinkCtl {
+            close: self.inner.tasks.token().child_token(),
+            last_rx: AtomicU64::new(self.now_ms()),
+            checking: AtomicBool::new(false),
+        });
+        lock(&self.inner.links).insert(peer, Link { conn_id, tx: tx.clone(), ctl: ctl.clone() });
         lock(&self.inner.backoff).remove(&peer);
+        if self.inner.health.record_ok(&peer) {
+            info!(peer = %short(&peer), "peer is back (connected)");
+        }
         let (mut reader, mut writer) = tokio::io::split(stream);
         let net = self.clone();
+        let close = ctl.close.clone();
         self.inner.tasks.spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                let n = frame.len() as u64;
+            loop {
+                let frame = tokio::select! {
+                    _ = close.cancelled() => break,
+                    f = rx.recv() => match f { Some(f) => f, None => break },
+                };
+                // Counted before the write: the reply may be read before this task runs again.
+                net.inner.tx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
                 if let Err(e) = frame::write_frame(&mut writer, &frame).await {
                     debug!(peer = %short(&peer), error = %e, "write failed");
                     break;
                 }
-                net.inner.tx_bytes.fetch_add(n, Ordering::Relaxed);
             }
+            close.cancel();
             use tokio::io::AsyncWriteExt;
-            let _ = writer.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
         });
+        if !self.inner.settings.idle_ping.is_zero() {
+            let net = self.clone();
+            let (ctl, tx) = (ctl.clone(), tx.clone());
+            self.inner.tasks.spawn(async move { net.keepalive(peer, conn_id, tx, ctl).await });
+        }
         let net = self.clone();
         self.inner.tasks.spawn(async move {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
             let max = net.inner.settings.max_frame;
             loop {
-                match frame::read_frame(&mut reader, max).await {
+                let read = tokio::select! {
+                    _ = ctl.close.cancelled() => {
+                        debug!(peer = %short(&peer), conn_id, "link closed locally");
+                        break;
+                    }
+                    r = frame::read_frame(&mut reader, max) => r,
+                };
+                match read {
                     Ok((env, n)) => {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        ctl.last_rx.store(net.now_ms(), Ordering::Relaxed);
                         net.dispatch(peer, &reply_tx, env);
                     }
                     Err(FrameError::Closed) => {
@@ -287,8 +377,66 @@ impl Network {
                     }
                 }
             }
+            ctl.close.cancel();
             net.drop_link(peer, conn_id);
         });
+    }
+
+    /// Pings the link whenever nothing arrived on it for `idle_ping`; closes it when the ping
+    /// gets no answer.
+    async fn keepalive(&self, peer: IdentityPublicKey, conn_id: u64, tx: mpsc::Sender<Vec<u8>>, ctl: Arc<LinkCtl>) {
+        let idle = self.inner.settings.idle_ping;
+        loop {
+            tokio::select! {
+                _ = ctl.close.cancelled() => return,
+                _ = tokio::time::sleep(idle) => {}
+            }
+            let quiet = self.now_ms().saturating_sub(ctl.last_rx.load(Ordering::Relaxed));
+            if quiet < idle.as_millis() as u64 {
+                continue;
+            }
+            if !self.check_link(peer, conn_id, &tx, &ctl, "idle").await {
+                return;
+            }
+        }
+    }
+
+    /// Pings `peer` over this very connection; closes the connection (its pending requests fail
+    /// at once, the next request redials) when no answer comes in time. Returns whether it lives.
+    async fn check_link(
+        &self,
+        peer: IdentityPublicKey,
+        conn_id: u64,
+        tx: &mpsc::Sender<Vec<u8>>,
+        ctl: &LinkCtl,
+        why: &str,
+    ) -> bool {
+        if ctl.checking.swap(true, Ordering::AcqRel) {
+            return !ctl.close.is_cancelled();
+        }
+        let wait = self.inner.health.rtt(&peer).map(|r| r * 8).unwrap_or_default().clamp(
+            self.inner.settings.link_check,
+            self.inner.settings.handshake_timeout.max(self.inner.settings.link_check),
+        );
+        let nonce: [u8; 16] = rand::random();
+        let start = Instant::now();
+        let r = self.request_on(&peer, conn_id, tx, NET_SERVICE, "Ping", &[], nonce.to_vec(), wait).await;
+        ctl.checking.store(false, Ordering::Release);
+        match r {
+            Ok(reply) if reply == nonce => {
+                self.inner.health.record_rtt(&peer, start.elapsed());
+                true
+            }
+            Ok(_) | Err(NetError::Remote { .. }) => true,
+            Err(e) => {
+                if !ctl.close.is_cancelled() {
+                    warn!(peer = %short(&peer), conn_id, why, error = %e, "link check failed, closing the link");
+                    ctl.close.cancel();
+                    self.drop_link(peer, conn_id);
+                }
+                false
+            }
+        }
     }
 
     fn drop_link(&self, peer: IdentityPublicKey, conn_id: u64) {
@@ -365,11 +513,17 @@ impl Network {
     }
 
     /// The live link to `peer`, dialing it if needed (with backoff after failures).
-    async fn link(&self, peer: &ServerIdentity, deadline: Instant) -> Result<(u64, mpsc::Sender<Vec<u8>>), NetError> {
+    /// With `fail_fast`, a peer known to be down fails at once with the last dial error while
+    /// the dial backoff runs, instead of waiting for it.
+    async fn link(&self, peer: &ServerIdentity, deadline: Instant, fail_fast: bool) -> Result<LinkRef, NetError> {
         let key = peer.public;
-        if let Some(l) = lock(&self.inner.links).get(&key) {
-            if !l.tx.is_closed() {
-                return Ok((l.conn_id, l.tx.clone()));
+        if let Some(l) = self.live_link(&key) {
+            return Ok(l);
+        }
+        if fail_fast && self.inner.health.down(&key).is_some() {
+            let b = lock(&self.inner.backoff);
+            if let Some(b) = b.get(&key).filter(|b| b.next_try > Instant::now()) {
+                return Err(b.last_error.clone());
             }
         }
         let dial_lock = lock(&self.inner.dialing).entry(key).or_default().clone();
@@ -390,10 +544,8 @@ impl Network {
             if self.inner.tasks.is_cancelled() {
                 return Err(NetError::Shutdown);
             }
-            if let Some(l) = lock(&self.inner.links).get(&key) {
-                if !l.tx.is_closed() {
-                    return Ok((l.conn_id, l.tx.clone()));
-                }
+            if let Some(l) = self.live_link(&key) {
+                return Ok(l);
             }
             let waiting = lock(&self.inner.backoff).get(&key).map(|b| (b.next_try, b.last_error.clone()));
             if let Some((t, last_error)) = waiting {
@@ -403,9 +555,19 @@ impl Network {
                 }
                 tokio::time::sleep_until(t.into()).await;
             }
-            match self.dial(peer).await {
+            // The dial is bounded by the caller's deadline too (a peer that accepts and then says
+            // nothing would otherwise hold the caller for the whole handshake timeout).
+            let dialed = match tokio::time::timeout_at(deadline.into(), self.dial(peer)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let address = peer.address.to_string();
+                    let reason = "no connection before the request's deadline".to_string();
+                    Err((NetError::Dial { peer: short(&key), address, reason }, false))
+                }
+            };
+            match dialed {
                 Ok(()) => continue,
-                Err(e) => {
+                Err((e, refused)) => {
                     {
                         let s = &self.inner.settings;
                         let mut backoff = lock(&self.inner.backoff);
@@ -418,7 +580,8 @@ impl Network {
                         b.next_try = Instant::now() + b.delay;
                         b.last_error = e.clone();
                     }
-                    if Instant::now() >= deadline {
+                    // Refused is a clear answer (nothing listens): no retry within this request.
+                    if refused || Instant::now() >= deadline {
                         return Err(e);
                     }
                     debug!(error = %e, "dial failed, will retry");
@@ -427,8 +590,20 @@ impl Network {
         }
     }
 
+    fn live_link(&self, key: &IdentityPublicKey) -> Option<LinkRef> {
+        let links = lock(&self.inner.links);
+        let l = links.get(key)?;
+        (!l.tx.is_closed() && !l.ctl.close.is_cancelled()).then(|| (l.conn_id, l.tx.clone(), l.ctl.clone()))
+    }
+
     /// One dial attempt: resolve (DNS at every dial), TCP connect, TLS with the pinned key.
-    async fn dial(&self, peer: &ServerIdentity) -> Result<(), NetError> {
+    /// On failure, also whether every address refused the connection.
+    async fn dial(&self, peer: &ServerIdentity) -> Result<(), (NetError, bool)> {
+        let mut refused = false;
+        self.dial_once(peer, &mut refused).await.map_err(|e| (e, refused))
+    }
+
+    async fn dial_once(&self, peer: &ServerIdentity, refused: &mut bool) -> Result<(), NetError> {
         let address: NodeAddress = {
             let o = self.inner.overrides.read().unwrap_or_else(|p| p.into_inner());
             o.resolve(&peer.public, &peer.address).clone()
@@ -441,14 +616,17 @@ impl Network {
             .map_err(|e| err(format!("DNS lookup: {e}")))?
             .collect();
         let mut last = err("no address to dial".into());
+        let mut all_refused = !addrs.is_empty();
         for sa in addrs {
             let tcp = match tokio::time::timeout(s.dial_timeout, TcpStream::connect(sa)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
+                    all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
                     last = err(format!("{sa}: {e}"));
                     continue;
                 }
                 Err(_) => {
+                    all_refused = false;
                     last = err(format!("{sa}: connect timed out"));
                     continue;
                 }
@@ -456,7 +634,10 @@ impl Network {
             let _ = tcp.set_nodelay(true);
             let cfg = self.inner.tls.client_config(peer.public).map_err(NetError::Setup)?;
             let name = rustls::pki_types::ServerName::try_from("conode").map_err(|e| NetError::Setup(e.to_string()))?;
-            match tokio::time::timeout(s.handshake_timeout, TlsConnector::from(cfg).connect(name, tcp)).await {
+            // A dial's handshake is bounded like its connect: a peer that accepts and then goes
+            // silent must not hold up recovery for the (longer) accept-side handshake timeout.
+            let handshake = s.handshake_timeout.min(s.dial_timeout.max(Duration::from_millis(500)));
+            match tokio::time::timeout(handshake, TlsConnector::from(cfg).connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
                     info!(peer = %short(&peer.public), %sa, "connected");
                     self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream));
@@ -465,12 +646,21 @@ impl Network {
                 Ok(Err(e)) => last = err(format!("{sa}: TLS: {e}")),
                 Err(_) => last = err(format!("{sa}: TLS handshake timed out")),
             }
+            all_refused = false;
         }
-        warn!(error = %last, "dial failed");
+        *refused = all_refused;
+        if self.inner.health.down(&peer.public).is_some() {
+            debug!(error = %last, "dial failed (peer known down)");
+        } else {
+            warn!(error = %last, "dial failed");
+        }
         Err(last)
     }
 
-    /// Sends a request to `peer`'s `service` and waits for its reply.
+    /// Sends a request to `peer`'s `service` and waits for its reply. What happens is recorded in
+    /// the peer's health: a refused or unreachable peer is down at once; a peer that does not
+    /// answer in time on a live link is down (hung) and the link is checked with a ping and closed
+    /// when that fails too, so the next request redials instead of waiting for TCP.
     pub async fn request(
         &self,
         peer: &ServerIdentity,
@@ -480,12 +670,92 @@ impl Network {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, false).await
+    }
+
+    /// [`Self::request`] for rounds that must not wait on a dead peer: when `peer` is known to be
+    /// down and its dial backoff runs, fail at once with the last dial error.
+    pub async fn request_fail_fast(
+        &self,
+        peer: &ServerIdentity,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, true).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn request_inner(
+        &self,
+        peer: &ServerIdentity,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+        fail_fast: bool,
+    ) -> Result<Vec<u8>, NetError> {
         let start = Instant::now();
         let deadline = start + timeout;
-        let (conn_id, tx) = self.link(peer, deadline).await?;
+        let key = peer.public;
+        let (conn_id, tx, ctl) = match self.link(peer, deadline, fail_fast).await {
+            Ok(l) => l,
+            Err(e) => {
+                if matches!(e, NetError::Dial { .. }) && self.inner.health.record_failure(&key, false, e.to_string()) {
+                    self.start_probe(peer.clone());
+                }
+                return Err(e);
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = self.request_on(&key, conn_id, &tx, service, protocol, round_id, payload, left).await;
+        match &r {
+            Ok(_) | Err(NetError::Remote { .. }) => {
+                if self.inner.health.record_ok(&key) {
+                    info!(peer = %short(&key), "peer is back");
+                }
+            }
+            Err(NetError::Timeout { .. }) => {
+                if self.inner.health.record_failure(
+                    &key,
+                    true,
+                    format!("no answer to {service}/{protocol} in {timeout:?}"),
+                ) {
+                    self.start_probe(peer.clone());
+                }
+                let net = self.clone();
+                self.inner
+                    .tasks
+                    .spawn(async move { net.check_link(key, conn_id, &tx, &ctl, "request timed out").await });
+            }
+            Err(_) => {}
+        }
+        r.map_err(|e| match e {
+            NetError::Timeout { peer, what, .. } => NetError::Timeout { peer, what, after: timeout },
+            e => e,
+        })
+    }
+
+    /// One request over the connection `conn_id`.
+    #[allow(clippy::too_many_arguments)]
+    async fn request_on(
+        &self,
+        peer: &IdentityPublicKey,
+        conn_id: u64,
+        tx: &mpsc::Sender<Vec<u8>>,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         lock(&self.inner.pending).insert(id, Pending { conn_id, reply: reply_tx });
+        let _pending = PendingGuard { inner: &self.inner, id };
         let env = Envelope {
             version: WIRE_VERSION,
             kind: Kind::Request as u32,
@@ -495,22 +765,66 @@ impl Network {
             round_id: round_id.to_vec(),
             payload,
         };
-        if tx.send(frame::encode(&env)).await.is_err() {
-            lock(&self.inner.pending).remove(&id);
-            return Err(NetError::Closed { peer: short(&peer.public) });
-        }
-        match tokio::time::timeout_at(deadline.into(), reply_rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(NetError::Closed { peer: short(&peer.public) }),
+        let sent = tokio::time::timeout(timeout, tx.send(frame::encode(&env))).await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(NetError::Closed { peer: short(peer) }),
             Err(_) => {
-                lock(&self.inner.pending).remove(&id);
-                Err(NetError::Timeout {
-                    peer: short(&peer.public),
+                return Err(NetError::Timeout {
+                    peer: short(peer),
                     what: format!("{service}/{protocol}"),
                     after: timeout,
                 })
             }
         }
+        match tokio::time::timeout(timeout, reply_rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(NetError::Closed { peer: short(peer) }),
+            Err(_) => {
+                Err(NetError::Timeout { peer: short(peer), what: format!("{service}/{protocol}"), after: timeout })
+            }
+        }
+    }
+
+    /// Another member reported `peer` silent: check it ourselves with a ping (in the background);
+    /// only our own failure to reach it marks it down, so a lying member cannot get others skipped.
+    pub fn suspect(&self, peer: &ServerIdentity) {
+        if self.inner.health.down(&peer.public).is_some() {
+            return;
+        }
+        let (net, peer) = (self.clone(), peer.clone());
+        self.inner.tasks.spawn(async move {
+            let timeout = net.inner.settings.link_check;
+            if let Err(e) = net.ping(&peer, timeout).await {
+                debug!(peer = %short(&peer.public), error = %e, "suspected peer did not answer");
+            }
+        });
+    }
+
+    /// Pings a down peer in the background (through the node's tasks) until it answers again and
+    /// any hold-down after hanging has passed; then rounds include it again.
+    fn start_probe(&self, peer: ServerIdentity) {
+        let net = self.clone();
+        self.inner.tasks.spawn(async move {
+            let key = peer.public;
+            let mut wait = net.inner.settings.probe_interval;
+            loop {
+                let hold = net.inner.health.hold_left(&key);
+                tokio::time::sleep(wait.max(hold)).await;
+                if net.inner.health.down(&key).is_none() && net.inner.health.probe_finished(&key) {
+                    return;
+                }
+                let timeout = net.inner.settings.link_check.max(net.inner.settings.dial_timeout);
+                match net.ping(&peer, timeout).await {
+                    Ok(rtt) => debug!(peer = %short(&key), ?rtt, "probe answered"),
+                    Err(e) => debug!(peer = %short(&key), error = %e, "probe failed"),
+                }
+                if net.inner.health.down(&key).is_none() && net.inner.health.probe_finished(&key) {
+                    return;
+                }
+                wait = (wait * 3 / 2).min(PROBE_MAX);
+            }
+        });
     }
 
     /// Round-trip check of `peer` over pinned TLS; returns the latency.
@@ -524,6 +838,8 @@ impl Network {
                 message: "ping answered with wrong payload".into(),
             });
         }
-        Ok(start.elapsed())
+        let rtt = start.elapsed();
+        self.inner.health.record_rtt(&peer.public, rtt);
+        Ok(rtt)
     }
 }

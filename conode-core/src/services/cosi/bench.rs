@@ -144,3 +144,159 @@ fn cpu_work(keys: &[BlsKeyPair], run: usize) -> Duration {
     assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
     t.elapsed()
 }
+
+/// How many members a degraded run takes out: a number, or `f` (= ⌊(n−1)/3⌋, what the default
+/// policy tolerates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultCount {
+    Exactly(usize),
+    F,
+    /// f + 1: one more than the policy tolerates.
+    FPlusOne,
+}
+
+impl FaultCount {
+    pub fn of(self, n: usize) -> usize {
+        let f = n.saturating_sub(1) / 3;
+        match self {
+            FaultCount::Exactly(k) => k,
+            FaultCount::F => f,
+            FaultCount::FPlusOne => f + 1,
+        }
+    }
+}
+
+impl std::str::FromStr for FaultCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f" => Ok(FaultCount::F),
+            "f+1" => Ok(FaultCount::FPlusOne),
+            k => k.parse().map(FaultCount::Exactly).map_err(|_| format!("`{k}`: expected a number, `f` or `f+1`")),
+        }
+    }
+}
+
+/// Healthy against degraded latency of one cluster size.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DegradedResult {
+    pub bench: &'static str,
+    pub nodes: usize,
+    pub rounds: usize,
+    /// Members stopped (connections refused).
+    pub down: usize,
+    /// Members hung (the `Silent` fault: they accept the request and never answer).
+    pub hung: usize,
+    pub healthy_p50_ms: f64,
+    pub healthy_p99_ms: f64,
+    pub degraded_p50_ms: f64,
+    pub degraded_p99_ms: f64,
+    /// The first degraded round (the one that finds out who is down).
+    pub degraded_first_ms: f64,
+    pub ratio_p50: f64,
+    pub ratio_p99: f64,
+    /// Degraded rounds that failed (expected when more than f members are out), and the median
+    /// time to their error.
+    pub failures: usize,
+    pub failure_p50_ms: f64,
+}
+
+/// The members a degraded run takes out, root 0 excluded: the sub-leaders of root 0 first (the
+/// worst place for a dead member), then the others from the end of the roster.
+pub fn victims(n: usize, count: usize) -> Vec<usize> {
+    let groups = tree::groups(n, 0);
+    let mut out: Vec<usize> = groups.iter().map(|g| g.leader).collect();
+    out.extend((1..n).rev().filter(|i| !groups.iter().any(|g| g.leader == *i)));
+    out.truncate(count.min(n.saturating_sub(1)));
+    out
+}
+
+/// Latency figures of a set of measured durations: (p50, p99) in ms.
+pub fn p50_p99(mut lat: Vec<Duration>) -> (f64, f64) {
+    lat.sort();
+    (ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0)))
+}
+
+/// Runs `rounds` measured operations healthy, then takes out `down` (stopped) and `hung`
+/// (`Silent`) members and runs `rounds` more; `op(cluster, i)` is one measured operation. Used by
+/// the cosi and the skipchain benchmarks.
+pub fn degraded_run<S>(
+    bench: &'static str,
+    n: usize,
+    rounds: usize,
+    down: usize,
+    hung: usize,
+    setup: impl FnOnce(&LocalCluster) -> Result<S, String>,
+    op: impl Fn(&LocalCluster, &S, usize) -> Result<(), String>,
+) -> Result<DegradedResult, String> {
+    let mut cluster = LocalCluster::new(n).map_err(|e| format!("cannot start {n} nodes: {e}"))?;
+    let state = setup(&cluster)?;
+    let op = |cluster: &LocalCluster, i: usize| op(cluster, &state, i);
+    for i in 0..3 {
+        op(&cluster, usize::MAX - i).map_err(|e| format!("{n} nodes, warm-up: {e}"))?;
+    }
+    let mut healthy = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let t = Instant::now();
+        op(&cluster, i).map_err(|e| format!("{n} nodes, healthy round {i}: {e}"))?;
+        healthy.push(t.elapsed());
+    }
+    let out = victims(n, down + hung);
+    for &i in &out[..down.min(out.len())] {
+        cluster.stop(i).map_err(|e| format!("stopping node {i}: {e}"))?;
+    }
+    for &i in out.iter().skip(down) {
+        cluster.node(i).cosi().map_err(|e| format!("node {i}: {e}"))?.set_fault(super::CosiFault::Silent);
+    }
+    let (mut degraded, mut failed) = (Vec::with_capacity(rounds), Vec::new());
+    for i in 0..rounds {
+        let t = Instant::now();
+        match op(&cluster, rounds + i) {
+            Ok(()) => degraded.push(t.elapsed()),
+            Err(e) => {
+                tracing::debug!(error = %e, "degraded round failed");
+                failed.push(t.elapsed());
+            }
+        }
+    }
+    let first = degraded.first().or(failed.first()).copied().unwrap_or_default();
+    let (h50, h99) = p50_p99(healthy);
+    let (d50, d99) = p50_p99(degraded);
+    let (f50, _) = p50_p99(failed.clone());
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ok(DegradedResult {
+        bench,
+        nodes: n,
+        rounds,
+        down,
+        hung,
+        healthy_p50_ms: h50,
+        healthy_p99_ms: h99,
+        degraded_p50_ms: d50,
+        degraded_p99_ms: d99,
+        degraded_first_ms: ms(first),
+        ratio_p50: ratio(d50, h50),
+        ratio_p99: ratio(d99, h99),
+        failures: failed.len(),
+        failure_p50_ms: f50,
+    })
+}
+
+/// Cosi rounds from node 0 (default policy), healthy then with `down` + `hung` members out.
+pub fn run_degraded(n: usize, rounds: usize, down: usize, hung: usize) -> Result<DegradedResult, String> {
+    degraded_run(
+        "cosi_degraded",
+        n,
+        rounds,
+        down,
+        hung,
+        |_| Ok(()),
+        |cluster, _: &(), i| {
+            let svc = cluster.node(0).cosi().map_err(|e| e.to_string())?;
+            let statement = format!("cosi degraded bench round {i}").into_bytes();
+            let roster = cluster.roster();
+            let signing = svc.sign(roster, &statement, super::OPEN_SIGNING_PURPOSE, &[], Policy::Default);
+            cluster.runtime().block_on(signing).map(|_| ()).map_err(|e| e.to_string())
+        },
+    )
+}

@@ -2,7 +2,9 @@
 //! signature plus a participation mask proves that enough of it agreed.
 //!
 //! - `tree`: the two-level shape of a round (root → ⌊√n⌋ sub-leaders → leaves).
-//! - `protocol`: the node-to-node round, with per-level timeouts and re-asking of failed subtrees.
+//! - `protocol`: the node-to-node round, with per-level timeouts and re-asking of failed subtrees;
+//!   members known to be down are routed around and the root returns once the outcome is decided.
+//! - `timing`: deadlines that follow the observed healthy answer time.
 //! - `aggregate`: optimistic aggregation (verify the sum once, per-partial checks on failure).
 //! - `hooks`: per-purpose verification hooks; there is no open signing oracle unless the node's
 //!   config sets `allow_open_signing`.
@@ -21,6 +23,7 @@ pub mod outcome;
 mod protocol;
 mod roster;
 mod service;
+mod timing;
 pub mod tree;
 
 pub use crate::verify::cosi::{verify, CosiVerifyError, Mask, Policy};

@@ -4,6 +4,14 @@
 //! optimistically (one check of the sum) and fall back to per-partial checks to exclude bad ones.
 //! A sub-leader that fails (no answer, error, bad aggregate) has its leaves asked directly by the
 //! root. The root verifies the final signature before returning it.
+//!
+//! Liveness: members the transport knows to be down (refused, unreachable, or hung until a probe
+//! sees them back) are left out of the tree and reported at once, unless the round cannot reach
+//! its threshold without them (then they are asked directly, as leaves of the root). Deadlines
+//! come from `timing` (a multiple of the observed healthy answer time, bounded by the level
+//! timeout). The root stops waiting once the outcome is decided (threshold met, or no longer
+//! reachable) plus a short grace for stragglers; what is still outstanding then is reported as
+//! timed out and finishes in the background, teaching the transport which peers hang.
 
 use super::aggregate::{self, Contribution};
 use super::fault::CosiFault;
@@ -11,12 +19,14 @@ use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Repl
 use super::outcome::{CosiError, Exclusion, ExclusionKind, SignOutcome, SignReport};
 use super::roster::RoundRoster;
 use super::service::Shared;
+use super::timing::RoundTiming;
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
 use crate::crypto::BlsSignature;
 use crate::network::{NetError, Network, PeerMessage};
 use crate::verify::cosi::{Mask, Policy};
+use futures_util::StreamExt;
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +44,9 @@ pub const MAX_LEVEL_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn clamp_timeout(d: Duration) -> Duration {
     d.clamp(MIN_LEVEL_TIMEOUT, MAX_LEVEL_TIMEOUT)
 }
+
+/// Shortest time the root waits for stragglers once a round's outcome is decided.
+const GRACE_MIN: Duration = Duration::from_millis(25);
 
 /// Error text of a node that does not know the roster an announcement names.
 const UNKNOWN_ROSTER: &str = "unknown roster";
@@ -65,7 +78,9 @@ async fn announce(
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
     let deadline = Instant::now() + timeout;
-    match network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.short.to_vec(), timeout).await {
+    // A member known to be down (asked only when the round needs it) must not cost a backoff wait.
+    let short = payload.short.to_vec();
+    match network.request_fail_fast(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, short, timeout).await {
         Err(NetError::Remote { message, .. }) if message.starts_with(UNKNOWN_ROSTER) => {
             let left = deadline.saturating_duration_since(Instant::now());
             network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.full.to_vec(), left).await
@@ -144,6 +159,7 @@ fn leaf_answer(n: usize, i: usize, result: Result<Vec<u8>, NetError>) -> Answer 
 /// Asks every leaf in `leaves` (in parallel) and returns their answers.
 async fn ask_leaves(
     network: Network,
+    timing: Arc<RoundTiming>,
     roster: Arc<RoundRoster>,
     leaves: Vec<usize>,
     payload: Payload,
@@ -153,12 +169,24 @@ async fn ask_leaves(
     let n = roster.len();
     let asks = leaves.into_iter().map(|i| {
         let (network, roster, payload, round_id) = (network.clone(), roster.clone(), payload.clone(), round_id.clone());
+        let timing = timing.clone();
         async move {
+            let start = Instant::now();
             let r = announce(&network, &roster.servers[i], &payload, &round_id, timeout).await;
+            match &r {
+                Ok(_) => timing.leaf_answered(start.elapsed()),
+                Err(NetError::Timeout { .. }) => timing.leaf_missed(),
+                Err(_) => {}
+            }
             (i, leaf_answer(n, i, r))
         }
     });
     futures_util::future::join_all(asks).await
+}
+
+/// Why a member known to be down was not asked.
+fn down_reason(d: &crate::network::health::DownInfo) -> String {
+    bounded_reason(&format!("known down for {:.1?}, not asked: {}", d.since.elapsed(), d.reason))
 }
 
 fn wire_exclusion(index: usize, reason: String) -> WireExclusion {
@@ -193,11 +221,21 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     if root >= n || root == me {
         return Err(format!("bad root index {root}"));
     }
-    let children: Vec<usize> = std::mem::take(&mut ann.children).into_iter().map(|c| c as usize).collect();
+    let mut children: Vec<usize> = std::mem::take(&mut ann.children).into_iter().map(|c| c as usize).collect();
     let mut seen = HashSet::new();
     if children.iter().any(|&c| c >= n || c == me || c == root || !seen.insert(c)) {
         return Err("bad list of children".into());
     }
+    // Children this node knows to be down are reported at once instead of waited for.
+    let health = shared.network.health();
+    let mut reply = Reply::default();
+    children.retain(|&c| match health.down(&roster.servers[c].public) {
+        Some(d) => {
+            reply.timed_out.push(wire_exclusion(c, down_reason(&d)));
+            false
+        }
+        None => true,
+    });
     let timeout = clamp_timeout(Duration::from_millis(ann.timeout_ms));
     let fault = shared.fault();
     if fault == CosiFault::Silent {
@@ -210,6 +248,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         let payload = Payload::new(&ann, &roster);
         shared.tasks.spawn(ask_leaves(
             shared.network.clone(),
+            shared.timing.clone(),
             roster.clone(),
             children.clone(),
             payload,
@@ -222,7 +261,6 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         tokio::task::yield_now().await;
     }
     let own = own_partial(&shared, &roster, me, &ann.statement, &ann.purpose, &ann.extra, fault);
-    let mut reply = Reply::default();
     let Some(fanout) = fanout else {
         // A leaf: just the own partial, sent as is.
         match own {
@@ -351,20 +389,38 @@ fn parse_group_reply(n: usize, group: &Group, bytes: &[u8]) -> Result<GroupReply
     Ok((aggregate, exclusions))
 }
 
+/// Deadlines of one round: for a leaf's partial, and for a sub-leader's aggregate.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    leaf: Duration,
+    group: Duration,
+}
+
 /// Asks one sub-leader for its group; if it fails, asks the group's leaves directly.
+#[allow(clippy::too_many_arguments)]
 async fn run_group(
     network: Network,
+    timing: Arc<RoundTiming>,
     roster: Arc<RoundRoster>,
     group: Group,
     payload: Payload,
     leaf_payload: Payload,
     round_id: Vec<u8>,
-    timeout: Duration,
+    deadlines: Deadlines,
 ) -> GroupResult {
     let n = roster.len();
     let leader = group.leader;
-    // The sub-leader waits up to `timeout` for its leaves, then answers.
-    let r = announce(&network, &roster.servers[leader], &payload, &round_id, timeout * 2).await;
+    // The sub-leader waits up to `deadlines.leaf` for its leaves, then answers.
+    let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
+    let start = Instant::now();
+    let r = announce(&network, &roster.servers[leader], &payload, &round_id, wait).await;
+    match &r {
+        Ok(_) if group.leaves.is_empty() => timing.leaf_answered(start.elapsed()),
+        Ok(_) => timing.group_answered(start.elapsed()),
+        Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(),
+        Err(NetError::Timeout { .. }) => timing.group_missed(),
+        Err(_) => {}
+    }
     let (kind, reason) = match r {
         Ok(bytes) => match parse_group_reply(n, &group, &bytes) {
             Ok((aggregate, exclusions)) => return GroupResult { group, aggregate, leaves: Vec::new(), exclusions },
@@ -380,7 +436,8 @@ async fn run_group(
         leaves: Vec::new(),
         exclusions: vec![(leader, kind, reason)],
     };
-    for (i, a) in ask_leaves(network, roster, group.leaves.clone(), leaf_payload, round_id, timeout).await {
+    let leaves = group.leaves.clone();
+    for (i, a) in ask_leaves(network, timing, roster, leaves, leaf_payload, round_id, deadlines.leaf).await {
         match a {
             Answer::Signed(c) => result.leaves.push(c),
             Answer::Excluded(k, r) => result.exclusions.push((i, k, r)),
@@ -426,7 +483,25 @@ pub(super) async fn run_root(
     shared.hooks.check(&purpose, &statement, &extra, shared.config.allow_open_signing).map_err(CosiError::Refused)?;
     let timeout = clamp_timeout(timeout);
     let round_id = rand::random::<[u8; 16]>().to_vec();
-    let groups = tree::groups(n, me);
+    let mut exclusions = Exclusions::default();
+    // Members known to be down are left out of the tree, unless the others cannot reach the
+    // threshold: then they are asked too (directly, as leaves of the root), since they may be back.
+    let health = shared.network.health();
+    let down: BTreeMap<usize, _> =
+        (0..n).filter(|&i| i != me).filter_map(|i| health.down(&roster.servers[i].public).map(|d| (i, d))).collect();
+    let mut groups = tree::groups_among(n, me, |i| !down.contains_key(&i));
+    if n - down.len() >= required {
+        for (&i, d) in &down {
+            exclusions.set(i, ExclusionKind::TimedOut, down_reason(d));
+        }
+    } else {
+        groups.extend(down.keys().map(|&i| Group { leader: i, leaves: Vec::new() }));
+    }
+    if !down.is_empty() {
+        debug!(down = ?down.keys().collect::<Vec<_>>(), required, "cosi: members known to be down");
+    }
+    let leaf = shared.timing.leaf_deadline(timeout);
+    let deadlines = Deadlines { leaf, group: shared.timing.group_deadline(leaf, timeout) };
     let mut base = Announce {
         roster: Vec::new(),
         roster_id: roster.id.to_vec(),
@@ -435,7 +510,7 @@ pub(super) async fn run_root(
         purpose,
         extra,
         children: Vec::new(),
-        timeout_ms: timeout.as_millis() as u64,
+        timeout_ms: deadlines.leaf.as_millis() as u64,
     };
     let leaf_payload = Payload::new(&base, &roster);
     let mut tasks = Vec::with_capacity(groups.len());
@@ -444,12 +519,13 @@ pub(super) async fn run_root(
         let payload = Payload::new(&base, &roster);
         tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
+            shared.timing.clone(),
             roster.clone(),
             g.clone(),
             payload,
             leaf_payload.clone(),
             round_id.clone(),
-            timeout,
+            deadlines,
         )));
     }
     let statement = base.statement;
@@ -462,11 +538,35 @@ pub(super) async fn run_root(
         sig: aggregate::decode_sig(&own_bytes)
             .ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
     };
-    let mut exclusions = Exclusions::default();
     let mut results = Vec::with_capacity(tasks.len());
-    for (t, g) in tasks.into_iter().zip(&groups) {
-        match t.await {
-            Ok(Some(r)) => results.push(r),
+    // Collect the groups as they answer, until the outcome is decided: the threshold is met, or
+    // the members still outstanding cannot reach it any more. Then the stragglers get as long
+    // again as the round took so far (at least `GRACE_MIN`), and whoever has not answered by
+    // then is reported as timed out (its request ends in the background).
+    let started = Instant::now();
+    let mut signed = 1; // our own partial
+    let mut outstanding: usize = groups.iter().map(|g| g.leaves.len() + 1).sum();
+    let mut open: Vec<bool> = vec![true; groups.len()];
+    let mut grace_until: Option<Instant> = None;
+    let mut running: futures_util::stream::FuturesUnordered<_> =
+        tasks.into_iter().enumerate().map(|(gi, t)| async move { (gi, t.await) }).collect();
+    loop {
+        let next = match grace_until {
+            Some(t) => match tokio::time::timeout_at(t.into(), running.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => running.next().await,
+        };
+        let Some((gi, joined)) = next else { break };
+        let g = &groups[gi];
+        open[gi] = false;
+        outstanding -= g.leaves.len() + 1;
+        match joined {
+            Ok(Some(r)) => {
+                signed += r.aggregate.as_ref().map_or(0, |a| a.mask.count()) + r.leaves.len();
+                results.push(r);
+            }
             Ok(None) => return Err(CosiError::Stopped),
             Err(e) => {
                 warn!(error = %e, "cosi: group task failed");
@@ -475,10 +575,23 @@ pub(super) async fn run_root(
                 }
             }
         }
+        if grace_until.is_none() && outstanding > 0 && (signed >= required || signed + outstanding < required) {
+            grace_until = Some(Instant::now() + started.elapsed().max(GRACE_MIN));
+        }
+    }
+    for g in groups.iter().zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
+        debug!(leader = g.leader, "cosi: outcome decided without this group");
+        for i in g.members() {
+            exclusions.set(i, ExclusionKind::TimedOut, "no answer by the time the outcome was decided".into());
+        }
     }
     let mut untrusted = Vec::new();
     for r in &mut results {
         for (i, k, reason) in r.exclusions.drain(..) {
+            if k == ExclusionKind::TimedOut && i != r.group.leader && !down.contains_key(&i) {
+                // A sub-leader found it silent: see for ourselves, so the next round can skip it.
+                shared.network.suspect(&roster.servers[i]);
+            }
             exclusions.set(i, k, reason);
         }
         untrusted.extend(r.aggregate.take());
@@ -507,7 +620,16 @@ pub(super) async fn run_root(
         }
     }
     if !reask.is_empty() {
-        let answers = ask_leaves(shared.network.clone(), roster.clone(), reask, leaf_payload, round_id, timeout).await;
+        let answers = ask_leaves(
+            shared.network.clone(),
+            shared.timing.clone(),
+            roster.clone(),
+            reask,
+            leaf_payload,
+            round_id,
+            deadlines.leaf,
+        )
+        .await;
         let mut again = Vec::new();
         for (i, a) in answers {
             match a {

@@ -43,6 +43,8 @@ pub(super) struct Shared {
     ctx: ServiceContext,
     pub(super) hooks: HookRegistry,
     pub(super) rosters: RosterCache,
+    /// Observed answer times, for the round deadlines.
+    pub(super) timing: Arc<super::timing::RoundTiming>,
     fault: RwLock<CosiFault>,
     options: RwLock<CosiOptions>,
     default_roster: RwLock<Option<Roster>>,
@@ -162,6 +164,7 @@ impl Service for CosiService {
             ctx: ctx.clone(),
             hooks: HookRegistry::default(),
             rosters: RosterCache::default(),
+            timing: Default::default(),
             fault: RwLock::new(CosiFault::None),
             options: RwLock::new(CosiOptions::default()),
             default_roster: RwLock::new(None),

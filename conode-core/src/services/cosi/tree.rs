@@ -19,11 +19,20 @@ impl Group {
 /// The groups below `root` for a roster of `n` members. Members are taken in roster order starting
 /// after the root, so that rounds run by different roots spread the sub-leader work.
 pub fn groups(n: usize, root: usize) -> Vec<Group> {
+    groups_among(n, root, |_| true)
+}
+
+/// The groups below `root` of the members for which `include` holds (members known to be down
+/// are left out, so none of them is a sub-leader and the tree routes around them).
+pub fn groups_among(n: usize, root: usize, include: impl Fn(usize) -> bool) -> Vec<Group> {
     if n < 2 || root >= n {
         return Vec::new();
     }
-    let others: Vec<usize> = (1..n).map(|k| (root + k) % n).collect();
-    let m = (isqrt(n)).clamp(1, others.len());
+    let others: Vec<usize> = (1..n).map(|k| (root + k) % n).filter(|&i| include(i)).collect();
+    if others.is_empty() {
+        return Vec::new();
+    }
+    let m = (isqrt(others.len() + 1)).clamp(1, others.len());
     let base = others.len() / m;
     let extra = others.len() % m;
     let mut out = Vec::with_capacity(m);
@@ -71,5 +80,16 @@ mod tests {
             let g = groups(n, n / 2);
             assert_eq!(g.iter().map(|g| g.leaves.len() + 1).sum::<usize>(), n - 1);
         }
+    }
+
+    #[test]
+    fn down_members_are_routed_around() {
+        // Without 1 (a sub-leader when all are up) and 5.
+        let g = groups_among(7, 0, |i| i != 1 && i != 5);
+        let all: Vec<usize> = g.iter().flat_map(|g| g.members().collect::<Vec<_>>()).collect();
+        assert_eq!(all, vec![2, 3, 4, 6]);
+        assert_eq!(g, vec![Group { leader: 2, leaves: vec![3] }, Group { leader: 4, leaves: vec![6] }]);
+        assert!(groups_among(4, 0, |_| false).is_empty());
+        assert_eq!(groups_among(16, 0, |_| true), groups(16, 0));
     }
 }

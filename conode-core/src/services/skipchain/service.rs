@@ -124,6 +124,9 @@ struct Shared {
     signs_anything: std::sync::atomic::AtomicBool,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// One catch-up at a time per chain: after a partition heals every member's `Store` may
+    /// trigger one; the later ones wait and then find little or nothing left to fetch.
+    catching_up: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Handle on a node's skipchain service (cheap to clone).
@@ -525,6 +528,15 @@ impl SkipchainService {
 
     /// Fetches and verifies what `peer` has beyond our newest block of `genesis`.
     pub async fn catch_up(&self, genesis: &[u8], peer: &ServerIdentity) -> Result<u64, SkipchainError> {
+        let flight = self
+            .shared
+            .catching_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(genesis.to_vec())
+            .or_default()
+            .clone();
+        let _single = flight.lock().await;
         let mut fetched = 0;
         loop {
             let from_index = self.shared.store.latest_index(genesis).map(|i| i + 1).unwrap_or(0);
@@ -851,6 +863,7 @@ impl Service for SkipchainService {
                 votes,
                 signs_anything: Default::default(),
                 appending: Default::default(),
+                catching_up: Default::default(),
             }),
         };
         // The hook lives in the cosi service, which this service holds: a weak reference avoids a

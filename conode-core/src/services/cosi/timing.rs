@@ -1,0 +1,102 @@
+//! Deadlines of a signing round that follow how long healthy rounds take on this node, so that a
+//! hung member costs a small multiple of the usual answer time instead of the fixed per-level
+//! timeout. The caller's level timeout stays the upper bound.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::sync::lock;
+
+/// A member gets this many times the smoothed answer time before it is given up on.
+const MULTIPLE: u32 = 6;
+/// Never wait less than this for one level (scheduling noise on a loaded machine).
+pub(super) const FLOOR: Duration = Duration::from_millis(200);
+/// Deadline of a level before any answer was observed.
+const NO_HISTORY: Duration = Duration::from_millis(800);
+
+#[derive(Default)]
+struct Ewma(Option<Duration>);
+
+impl Ewma {
+    fn observe(&mut self, d: Duration) {
+        self.0 = Some(match self.0 {
+            Some(old) => (old * 7 + d) / 8,
+            None => d,
+        });
+    }
+    /// A member did not answer in time: maybe the machine is slower than the history says, so
+    /// widen the next deadlines a little (healthy answers pull them back).
+    fn missed(&mut self) {
+        if let Some(old) = self.0 {
+            self.0 = Some((old * 3 / 2).min(Duration::from_secs(30)));
+        }
+    }
+    fn deadline(&self) -> Duration {
+        self.0.map(|e| (e * MULTIPLE).max(FLOOR)).unwrap_or(NO_HISTORY)
+    }
+}
+
+/// Smoothed answer times of leaves (one partial) and of sub-leaders (a group's aggregate).
+#[derive(Default)]
+pub(super) struct RoundTiming {
+    leaf: Mutex<Ewma>,
+    group: Mutex<Ewma>,
+}
+
+impl RoundTiming {
+    pub(super) fn leaf_answered(&self, d: Duration) {
+        lock(&self.leaf).observe(d);
+    }
+    pub(super) fn group_answered(&self, d: Duration) {
+        lock(&self.group).observe(d);
+    }
+    pub(super) fn leaf_missed(&self) {
+        lock(&self.leaf).missed();
+    }
+    pub(super) fn group_missed(&self) {
+        lock(&self.group).missed();
+    }
+
+    /// How long to wait for one leaf's partial (before any leaf answered, a whole group's answer
+    /// time bounds it).
+    pub(super) fn leaf_deadline(&self, level_timeout: Duration) -> Duration {
+        let leaf = lock(&self.leaf).0;
+        let group = lock(&self.group).0;
+        Ewma(leaf.or(group)).deadline().min(level_timeout)
+    }
+
+    /// How long to wait for a sub-leader that itself waits up to `leaf` for its leaves.
+    pub(super) fn group_deadline(&self, leaf: Duration, level_timeout: Duration) -> Duration {
+        (leaf + lock(&self.group).deadline()).min(level_timeout * 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_follow_history_within_bounds() {
+        let t = RoundTiming::default();
+        let level = Duration::from_secs(5);
+        assert_eq!(t.leaf_deadline(level), NO_HISTORY);
+        assert_eq!(t.leaf_deadline(Duration::from_millis(300)), Duration::from_millis(300), "level timeout caps");
+        let g = RoundTiming::default();
+        g.group_answered(Duration::from_millis(50));
+        assert_eq!(g.leaf_deadline(level), Duration::from_millis(300), "a group's answer time bounds a leaf's");
+        for _ in 0..50 {
+            t.leaf_answered(Duration::from_millis(100));
+        }
+        assert_eq!(t.leaf_deadline(level), Duration::from_millis(600));
+        for _ in 0..50 {
+            t.leaf_answered(Duration::from_millis(2));
+        }
+        assert_eq!(t.leaf_deadline(level), FLOOR);
+        t.group_answered(Duration::from_millis(100));
+        assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(600));
+        t.group_missed();
+        assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
+        let short = Duration::from_millis(300);
+        assert_eq!(t.group_deadline(short, short), short * 2, "twice the level timeout caps");
+    }
+}
