@@ -2,10 +2,36 @@
 //! by collective signatures at several levels, stored durably on every member, and served with
 //! O(log n) proofs that the pure verifier ([`crate::verify::skipchain`]) checks.
 //!
+//! ## No forks: two-phase appends with durable votes (Tendermint-style, on collective signatures)
+//!
+//! Any member may propose the next block of a chain (the owner's client picks one). An append is:
+//! 1. **Prepare**: the roster of the latest block cosigns `prepare(chain, index, view, block hash)`
+//!    (purpose `SkipchainPrepare`). More than two thirds make a *prepare certificate*.
+//! 2. **Commit**: each level's source roster cosigns the forward link to the block; a member signs
+//!    only with a valid prepare certificate and *locks* on the block.
+//!
+//! Each member keeps, per (chain, index), durably and before its signature leaves it (`votes`):
+//! the highest view it prepared in and for which block, and its lock (view, proposal, certificate).
+//! It prepares at most one block per view and never in an older view; while locked it prepares
+//! another block only with that block's certificate from a view above its lock; it commits only
+//! for a certificate of a view ≥ every view it prepared in and ≥ its lock (never two blocks in one
+//! view). With at most f = ⌊(n−1)/3⌋ faulty members, a committed block X has f+1 honest members
+//! locked on it, no certificate for another block can form in that or any later view, so no second
+//! forward link from the same source and level can be signed: no fork.
+//!
+//! **No wedging**: conflicting proposals may leave members prepared or locked on different blocks.
+//! When a view fails, the proposer asks the members for their slot state (`Slot` peer protocol),
+//! moves to a view above every prepared one, and re-proposes the highest-view locked block (with
+//! its certificate as justification) instead of its own — that block may already be committed.
+//! Once contention stops, one proposer gets every honest member to prepare and commit. A client
+//! whose block lost gets a `conflict` error. (The proposer is whichever member the client calls;
+//! there is no forwarding to a single leader: views settle contention instead.)
+//!
 //! - `messages`: client and peer wire messages; `owner`: the owner-signed `Append`.
+//! - `votes`: the durable per-slot votes and locks.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
-//! - `service`: create/append/get/update, the cosi verification hook, propagation and catch-up.
+//! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up.
 
 pub mod messages;
 mod owner;
