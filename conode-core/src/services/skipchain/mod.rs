@@ -28,7 +28,7 @@
 //! there is no forwarding to a single leader: views settle contention instead.)
 //!
 //! - `messages`: client and peer wire messages; `owner`: the owner-signed `Append`.
-//! - `votes`: the durable per-slot votes and locks.
+//! - `votes`: the durable per-slot votes and locks; `votes_model`: an exhaustive check of their rules.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
 //! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up.
@@ -39,5 +39,7 @@ mod rosters;
 mod service;
 pub mod store;
 mod votes;
+#[cfg(test)]
+mod votes_model;
 
 pub use service::{block_roster, config_roster, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};

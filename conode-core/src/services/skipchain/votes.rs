@@ -81,55 +81,85 @@ impl Votes {
         justification: Option<&PrepareCertificate>,
     ) -> Result<(), VoteRefused> {
         let _one = lock(&self.guard);
-        let mut state = self.state(genesis, index)?;
-        if !state.prepared_hash.is_empty() {
-            if view < state.prepared_view {
-                return Err(VoteRefused::OldView { view, prepared: state.prepared_view });
-            }
-            if view == state.prepared_view {
-                return if state.prepared_hash == hash { Ok(()) } else { Err(VoteRefused::PreparedOther { view }) };
-            }
+        let state = self.state(genesis, index)?;
+        let next = prepare_rule(&state, view, hash, justification)?;
+        if next != state {
+            self.save(genesis, index, &next)?;
         }
-        if let Some(locked) = &state.locked {
-            let lock_view = locked.view;
-            let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
-            let justified = justification.is_some_and(|c| c.block_hash == hash && c.view > lock_view && c.view < view);
-            if !same && !justified {
-                return Err(VoteRefused::Locked { lock_view });
-            }
-        }
-        state.prepared_view = view;
-        state.prepared_hash = hash.to_vec();
-        self.save(genesis, index, &state)
+        Ok(())
     }
 
     /// Records the lock before this member signs a forward link of the proposal's block (whose
     /// `prepared` certificate the caller verified).
     pub fn commit(&self, genesis: &[u8], index: u64, proposal: &Proposal) -> Result<(), VoteRefused> {
         let _one = lock(&self.guard);
-        let mut state = self.state(genesis, index)?;
-        let view = view_of(proposal.prepared.as_ref());
-        let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
-        if state.prepared_view > view {
-            return Err(VoteRefused::MovedOn { prepared: state.prepared_view, view });
+        let state = self.state(genesis, index)?;
+        let next = commit_rule(&state, proposal)?;
+        if next != state {
+            self.save(genesis, index, &next)?;
         }
-        if let Some(locked) = &state.locked {
-            let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
-            if same && locked.view >= view {
-                return Ok(());
-            }
-            if locked.view >= view {
-                return Err(VoteRefused::LockAbove { lock_view: locked.view, view });
-            }
-        }
-        // Keep what is needed to re-propose the block (not the level of this round).
-        let mut kept = proposal.clone();
-        kept.level = 0;
-        kept.view = view;
-        kept.justification = None;
-        state.locked = Some(kept);
-        self.save(genesis, index, &state)
+        Ok(())
     }
+}
+
+/// The prepare rule: the slot state after preparing `hash` in `view`, or why not.
+pub(crate) fn prepare_rule(
+    state: &SlotState,
+    view: u64,
+    hash: &[u8],
+    justification: Option<&PrepareCertificate>,
+) -> Result<SlotState, VoteRefused> {
+    if !state.prepared_hash.is_empty() {
+        if view < state.prepared_view {
+            return Err(VoteRefused::OldView { view, prepared: state.prepared_view });
+        }
+        if view == state.prepared_view {
+            return if state.prepared_hash == hash {
+                Ok(state.clone())
+            } else {
+                Err(VoteRefused::PreparedOther { view })
+            };
+        }
+    }
+    if let Some(locked) = &state.locked {
+        let lock_view = locked.view;
+        let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
+        let justified = justification.is_some_and(|c| c.block_hash == hash && c.view > lock_view && c.view < view);
+        if !same && !justified {
+            return Err(VoteRefused::Locked { lock_view });
+        }
+    }
+    let mut next = state.clone();
+    next.prepared_view = view;
+    next.prepared_hash = hash.to_vec();
+    Ok(next)
+}
+
+/// The commit rule: the slot state after locking on the proposal's block (whose `prepared`
+/// certificate gives the view), or why not.
+pub(crate) fn commit_rule(state: &SlotState, proposal: &Proposal) -> Result<SlotState, VoteRefused> {
+    let view = view_of(proposal.prepared.as_ref());
+    let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
+    if state.prepared_view > view {
+        return Err(VoteRefused::MovedOn { prepared: state.prepared_view, view });
+    }
+    if let Some(locked) = &state.locked {
+        let same = locked.block.as_ref().is_some_and(|b| b.hash == hash);
+        if same && locked.view >= view {
+            return Ok(state.clone());
+        }
+        if locked.view >= view {
+            return Err(VoteRefused::LockAbove { lock_view: locked.view, view });
+        }
+    }
+    // Keep what is needed to re-propose the block (not the level of this round).
+    let mut kept = proposal.clone();
+    kept.level = 0;
+    kept.view = view;
+    kept.justification = None;
+    let mut next = state.clone();
+    next.locked = Some(kept);
+    Ok(next)
 }
 
 #[cfg(test)]
