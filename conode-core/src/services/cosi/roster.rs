@@ -4,7 +4,7 @@
 
 use super::messages::{Announce, Member, MAX_ROSTER};
 use crate::config::{NodeAddress, Roster, ServerIdentity, COSI_SERVICE};
-use crate::crypto::{sha256, BlsPublicKey, IdentityPublicKey};
+use crate::crypto::{sha256, BlsPublicKey, IdentityPublicKey, PopCache};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -41,15 +41,15 @@ fn wire_id(wire: &[Member]) -> [u8; 32] {
     sha256(&parts)
 }
 
-/// Decoded rosters (by wire id) and checked proofs of possession of one node.
+/// Decoded rosters (by wire id) of one node, and the node's checked proofs of possession (shared
+/// with the other services that load rosters).
 #[derive(Default)]
 pub struct RosterCache {
     rosters: Mutex<HashMap<[u8; 32], Arc<RoundRoster>>>,
-    pops: Mutex<HashSet<[u8; 32]>>,
+    pops: PopCache,
 }
 
 const MAX_CACHED_ROSTERS: usize = 32;
-const MAX_CACHED_POPS: usize = 65536;
 
 use crate::sync::lock;
 
@@ -68,19 +68,19 @@ impl RosterCache {
         map.insert(r.id, r);
     }
 
-    fn pop_tag(svc: &crate::config::ServicePublic) -> [u8; 32] {
-        sha256(&[&svc.public.to_bytes(), &svc.pop.to_bytes()])
+    /// The node's checked proofs of possession.
+    pub fn pops(&self) -> &PopCache {
+        &self.pops
     }
 
     /// Whether `for_roster` would have to check proofs of possession (slow: run it off the
     /// runtime's workers then).
     pub fn needs_pop_checks(&self, roster: &Roster) -> bool {
-        let pops = lock(&self.pops);
         roster
             .servers
             .iter()
             .filter_map(|s| s.services.get(COSI_SERVICE))
-            .any(|svc| !pops.contains(&Self::pop_tag(svc)))
+            .any(|svc| !self.pops.is_checked(&svc.public, &svc.pop))
     }
 
     /// A roster given by a local caller (the root): every member must publish a cosi key whose
@@ -104,17 +104,9 @@ impl RosterCache {
                 .get(COSI_SERVICE)
                 .ok_or_else(|| format!("roster member #{i} ({}) publishes no `{COSI_SERVICE}` key", s.public))?;
             let kb = svc.public.to_bytes();
-            let tag = Self::pop_tag(svc);
-            if !lock(&self.pops).contains(&tag) {
-                svc.public
-                    .verify_pop(&svc.pop)
-                    .map_err(|e| format!("roster member #{i} ({}): `{COSI_SERVICE}` key: {e}", s.public))?;
-                let mut pops = lock(&self.pops);
-                if pops.len() >= MAX_CACHED_POPS {
-                    pops.clear();
-                }
-                pops.insert(tag);
-            }
+            self.pops
+                .check(&svc.public, &svc.pop)
+                .map_err(|e| format!("roster member #{i} ({}): `{COSI_SERVICE}` key: {e}", s.public))?;
             keys.push(svc.public);
             wire.push(Member {
                 public: s.public.as_bytes().to_vec(),

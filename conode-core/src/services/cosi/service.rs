@@ -95,6 +95,11 @@ impl CosiService {
         *self.shared.default_roster.write().unwrap_or_else(|p| p.into_inner()) = roster;
     }
 
+    /// The proofs of possession this node has checked (shared with the services that load rosters).
+    pub fn checked_pops(&self) -> crate::crypto::PopCache {
+        self.shared.rosters.pops().clone()
+    }
+
     /// The identity of the node this service runs on.
     pub fn node_key(&self) -> IdentityPublicKey {
         self.shared.network.public_key()

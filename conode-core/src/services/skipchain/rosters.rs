@@ -1,11 +1,13 @@
-//! Block rosters turned into config rosters with every key decoded and every proof of possession
-//! checked, remembered by the exact bytes of the block roster. An append needs the roster of several
-//! blocks (each level's source, the previous block, the propagation targets) and every member needs
-//! it again to store the block: without this cache each append re-ran dozens of PoP pairings.
+//! Block rosters turned into config rosters with every key decoded, remembered by the exact bytes of
+//! the block roster. An append needs the roster of several blocks (each level's source, the
+//! previous block, the propagation targets) and every member needs it again to store the block.
+//! Proofs of possession are checked through the node's one PoP cache (shared with cosi), so each
+//! is checked once per node whichever service sees it first.
 
-use super::service::{config_roster, SkipchainError};
+use super::service::{config_roster_with, SkipchainError};
 use crate::config::Roster;
 use crate::crypto::sha256;
+use crate::crypto::PopCache;
 use crate::verify::skipchain::BlockRoster;
 use prost::Message;
 use std::collections::HashMap;
@@ -16,19 +18,23 @@ const MAX_CACHED: usize = 64;
 
 /// Checked rosters by sha256 of the block roster's encoding (so a changed address, key or PoP is a
 /// different entry, checked on its own).
-#[derive(Default)]
 pub struct CheckedRosters {
     by_encoding: Mutex<HashMap<[u8; 32], Arc<Roster>>>,
+    pops: PopCache,
 }
 
 impl CheckedRosters {
+    pub fn new(pops: PopCache) -> Self {
+        Self { by_encoding: Mutex::default(), pops }
+    }
+
     /// `config_roster(r)`, computed once per distinct roster.
     pub fn get(&self, r: &BlockRoster) -> Result<Arc<Roster>, SkipchainError> {
         let tag = sha256(&[&r.encode_to_vec()]);
         if let Some(hit) = self.lock().get(&tag) {
             return Ok(hit.clone());
         }
-        let checked = Arc::new(config_roster(r)?);
+        let checked = Arc::new(config_roster_with(r, &self.pops)?);
         let mut map = self.lock();
         if map.len() >= MAX_CACHED {
             map.clear();
@@ -38,7 +44,7 @@ impl CheckedRosters {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Roster>>> {
-        self.by_encoding.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.by_encoding)
     }
 }
 
@@ -61,7 +67,7 @@ mod tests {
 
     #[test]
     fn same_roster_is_checked_once_and_a_bad_pop_is_never_cached() {
-        let cache = CheckedRosters::default();
+        let cache = CheckedRosters::new(PopCache::default());
         let r = block_roster(&roster(3)).unwrap();
         let a = cache.get(&r).unwrap();
         let b = cache.get(&r).unwrap();

@@ -7,7 +7,7 @@ use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::votes::Votes;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
-use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey};
+use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
@@ -89,6 +89,11 @@ pub fn block_roster(roster: &Roster) -> Result<BlockRoster, SkipchainError> {
 
 /// Converts a block's roster back to a config roster (checking every key and PoP).
 pub fn config_roster(r: &BlockRoster) -> Result<Roster, SkipchainError> {
+    config_roster_with(r, &PopCache::default())
+}
+
+/// `config_roster`, skipping the PoPs `pops` has checked already (and remembering the new ones).
+pub(super) fn config_roster_with(r: &BlockRoster, pops: &PopCache) -> Result<Roster, SkipchainError> {
     let inv = |i: usize, what: &str, e: String| SkipchainError::Invalid(format!("roster member {i} {what}: {e}"));
     let servers = r
         .members
@@ -98,7 +103,7 @@ pub fn config_roster(r: &BlockRoster) -> Result<Roster, SkipchainError> {
             let public = IdentityPublicKey::from_bytes(&m.identity).map_err(|e| inv(i, "identity", e.to_string()))?;
             let key = BlsPublicKey::from_bytes(&m.cosi_key).map_err(|e| inv(i, "cosi key", e.to_string()))?;
             let pop = BlsSignature::from_bytes(&m.pop).map_err(|e| inv(i, "pop", e.to_string()))?;
-            key.verify_pop(&pop).map_err(|e| inv(i, "pop", e.to_string()))?;
+            pops.check(&key, &pop).map_err(|e| inv(i, "pop", e.to_string()))?;
             let address = NodeAddress::parse(&m.address).map_err(|e| inv(i, "address", e))?;
             let mut services = BTreeMap::new();
             services.insert(COSI_SERVICE.to_string(), ServicePublic { suite: bls::SUITE.into(), public: key, pop });
@@ -859,7 +864,7 @@ impl Service for SkipchainService {
                 network: ctx.network.clone(),
                 me: ctx.config.identity.public(),
                 cosi: cosi.clone(),
-                rosters: CheckedRosters::default(),
+                rosters: CheckedRosters::new(cosi.checked_pops()),
                 votes,
                 signs_anything: Default::default(),
                 appending: Default::default(),
