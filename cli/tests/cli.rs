@@ -6,6 +6,8 @@
 mod bad_input;
 #[path = "cli/beacon_cmds.rs"]
 mod beacon_cmds;
+#[path = "cli/conflicting_appends.rs"]
+mod conflicting_appends;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]
