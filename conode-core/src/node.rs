@@ -353,6 +353,7 @@ impl Node {
             clients: ClientRegistry::default(),
             http: services::HttpRegistry::default(),
             metrics: services::MetricsRegistry::default(),
+            status: services::StatusRegistry::default(),
             tasks: tasks.clone(),
             started,
             client_scheme: if client_tls.is_some() { "wss" } else { "ws" },

@@ -177,3 +177,60 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
         acknowledged.len()
     );
 }
+
+/// Beyond the fault bound (2 Byzantine members of 4) a fork can be made — but then the members
+/// that signed both branches are identified with evidence, and no honest member is accused.
+#[test]
+fn beyond_f_a_fork_names_the_members_that_signed_both_branches() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    for b in [2, 3] {
+        c.node(b).skipchain().unwrap().set_signs_anything(true);
+    }
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let mut genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    let honest: Vec<String> = [0, 1].iter().map(|&i| c.roster().servers[i].public.to_hex()).collect();
+    let byzantine: Vec<String> = [2, 3].iter().map(|&i| c.roster().servers[i].public.to_hex()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut attempt = 0;
+    loop {
+        // Two branches at index 1, proposed by the two honest members at once.
+        let calls: Vec<_> = [0usize, 1]
+            .into_iter()
+            .map(|at| {
+                let append = Append::signed(&owner, &genesis, 1, format!("branch of {at}").into_bytes(), None).unwrap();
+                let s = svc(&c, at).unwrap();
+                async move { s.append(append).await }
+            })
+            .collect();
+        let results = rt.block_on(futures_util::future::join_all(calls));
+        let forked = results.iter().all(|r| r.is_ok());
+        let accused: BTreeMap<String, u64> = (0..4).flat_map(|i| svc(&c, i).unwrap().equivocations()).collect();
+        if forked {
+            // Each honest member got the other's branch pushed to it: evidence within a deadline.
+            let until = Instant::now() + Duration::from_secs(10);
+            let mut accused = accused;
+            while accused.is_empty() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+                accused = (0..4).flat_map(|i| svc(&c, i).unwrap().equivocations()).collect();
+            }
+            assert!(!accused.is_empty(), "a fork happened and nobody was accused");
+            for member in accused.keys() {
+                assert!(!honest.contains(member), "honest member {member} accused");
+                assert!(byzantine.contains(member), "unknown member {member} accused");
+            }
+            let metrics = conode_core::api::metrics_text(c.node(0).context().unwrap());
+            let status = conode_core::services::status::status_map(c.node(0).context().unwrap());
+            let held = svc(&c, 0).unwrap().equivocations().values().sum::<u64>();
+            assert!(metrics.contains(&format!("conode_skipchain_equivocations_total {held}")), "{metrics}");
+            assert_eq!(status["Skipchain"]["Equivocations"], held.to_string());
+            return;
+        }
+        assert!(accused.is_empty(), "evidence without a fork: {accused:?}");
+        assert!(Instant::now() < deadline, "the two branches never both went through");
+        // Try again on a fresh chain.
+        attempt += 1;
+        genesis = c.create_chain(0, vec![owner.public()], format!("genesis {attempt}").into_bytes()).unwrap().hash;
+    }
+}

@@ -1,5 +1,6 @@
-//! Sources of `/metrics`: each service registers a function that writes its own series, the way it
-//! registers HTTP routes, so the operator layer of the client port knows no particular service.
+//! Sources of `/metrics` and of the service sections of `/status`: each service registers a
+//! function that writes its own series (or section), the way it registers HTTP routes, so the
+//! operator layer of the client port knows no particular service.
 
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
@@ -19,6 +20,18 @@ impl MetricsWriter {
     /// One series without labels: `# HELP`, `# TYPE` and the value.
     pub fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+
+    /// The `# HELP` and `# TYPE` lines of a labelled series (its samples follow with `labelled`).
+    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One labelled sample of a series whose `# HELP`/`# TYPE` lines were written already (or that
+    /// needs none).
+    pub fn labelled(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label(v))).collect();
+        let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
     }
 
     /// A gauge of value 1 whose labels carry the information (`conode_info{version="…"} 1`).
@@ -59,6 +72,31 @@ impl MetricsRegistry {
             source(&mut w);
         }
         w.finish()
+    }
+}
+
+/// One service's section of the status map: key → value.
+pub type StatusSource = Arc<dyn Fn() -> std::collections::BTreeMap<String, String> + Send + Sync>;
+
+/// Status sections registered by services, by section name.
+#[derive(Clone, Default)]
+pub struct StatusRegistry {
+    sources: Arc<RwLock<Vec<(String, StatusSource)>>>,
+}
+
+impl StatusRegistry {
+    pub fn add(&self, section: &str, source: StatusSource) {
+        self.sources.write().unwrap_or_else(|p| p.into_inner()).push((section.to_string(), source));
+    }
+
+    pub fn remove(&self, section: &str) {
+        self.sources.write().unwrap_or_else(|p| p.into_inner()).retain(|(s, _)| s != section);
+    }
+
+    /// Every registered section, evaluated now.
+    pub fn sections(&self) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner()).clone();
+        sources.into_iter().map(|(name, f)| (name, f())).collect()
     }
 }
 

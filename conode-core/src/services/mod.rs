@@ -16,7 +16,7 @@ pub mod status;
 pub mod tasks;
 
 pub use crate::client_api::{ErrorCode, WireError};
-pub use metrics::{MetricsRegistry, MetricsWriter};
+pub use metrics::{MetricsRegistry, MetricsWriter, StatusRegistry};
 pub use tasks::Tasks;
 
 use crate::config::NodeConfig;
@@ -157,6 +157,8 @@ pub struct ServiceContext {
     pub http: HttpRegistry,
     /// Sources of `/metrics`.
     pub metrics: MetricsRegistry,
+    /// Service sections of `/status` and `/Status/Request`.
+    pub status: StatusRegistry,
     /// Spawner and stop signal: the node's, or a service's own child set (see [`Self::for_service`]).
     pub tasks: Tasks,
     pub started: Instant,

@@ -6,8 +6,8 @@
 use crate::crypto::sha256;
 
 pub use crate::wire::skipchain::{
-    Append, BlockReply, Blocks, CreateChain, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink, LinkedBlock,
-    PrepareCertificate, Proof, Proposal, SlotQuery, SlotState,
+    Append, BlockReply, Blocks, CreateChain, Equivocation, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink,
+    LinkedBlock, PrepareCertificate, Proof, Proposal, SlotQuery, SlotState,
 };
 
 /// What a roster signs to prepare a block: sha256(tag ‖ genesis ‖ index ‖ view ‖ block hash).

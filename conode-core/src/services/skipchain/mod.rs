@@ -28,11 +28,13 @@
 //! there is no forwarding to a single leader: views settle contention instead.)
 //!
 //! - `messages`: client and peer wire messages; `owner`: the owner-signed `Append`.
+//! - `evidence`: conflicting forward links kept against the members that signed both.
 //! - `votes`: the durable per-slot votes and locks; `votes_model`: an exhaustive check of their rules.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
 //! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up.
 
+mod evidence;
 pub mod messages;
 mod owner;
 mod rosters;

@@ -2,6 +2,7 @@
 //! levels) are cosigned by the source blocks' rosters, durable storage on every member, proofs
 //! (`GetUpdateChain`), and catch-up of members that were down or newly added.
 
+use super::evidence::EvidenceLog;
 use super::messages::*;
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
@@ -10,7 +11,7 @@ use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SER
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
-use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
+use crate::services::{stop_service, MetricsWriter, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
     height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
     SkipBlock,
@@ -124,6 +125,8 @@ struct Shared {
     rosters: CheckedRosters,
     /// What this member prepared and locked per (chain, index), durably.
     votes: Votes,
+    /// Conflicting forward links seen, kept against the members that signed both.
+    evidence: EvidenceLog,
     /// Fault injection (tests): this member signs every proposal and keeps no votes, as a
     /// Byzantine member that equivocates would.
     signs_anything: std::sync::atomic::AtomicBool,
@@ -153,6 +156,11 @@ impl SkipchainService {
     /// prepare and forward link it is asked for, conflicting or not, and records no votes.
     pub fn set_signs_anything(&self, on: bool) {
         self.shared.signs_anything.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Equivocation evidence records this node holds, per member (hex identity key).
+    pub fn equivocations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.evidence.counts()
     }
 
     fn byzantine(&self) -> bool {
@@ -502,6 +510,7 @@ impl SkipchainService {
             if existing.hash == block.hash {
                 return Ok(());
             }
+            self.check_equivocation(block, &existing, item);
             return Err(SkipchainError::Refused(format!("conflicting block at index {}", block.index)));
         }
         if have + 1 != block.index {
@@ -529,6 +538,29 @@ impl SkipchainService {
         }
         s.store.store(block, &updated)?;
         Ok(())
+    }
+
+    /// A peer sent `block` for an index where this node holds `existing`: if both are linked from
+    /// the same source block at the same level by valid forward links, keep the evidence.
+    fn check_equivocation(&self, block: &SkipBlock, existing: &SkipBlock, item: &LinkedBlock) {
+        let s = &self.shared;
+        for incoming in &item.incoming {
+            let level = incoming.level as usize;
+            let Some(theirs) = incoming.link.as_ref() else { continue };
+            if level >= block.height as usize || block.index < level_distance(block.base_height, level) {
+                continue;
+            }
+            let src_index = block.index - level_distance(block.base_height, level);
+            let Some(src) = s.store.block_at(&block.genesis_id, src_index) else { continue };
+            let Some(ours) = src.forward_links.get(level).filter(|l| l.to == existing.hash) else { continue };
+            if verify_link(&src, block, theirs, Policy::Default).is_err()
+                || verify_link(&src, existing, ours, Policy::Default).is_err()
+            {
+                continue;
+            }
+            let Some(Ok(roster)) = src.roster.as_ref().map(|r| s.rosters.get(r)) else { continue };
+            s.evidence.record(&block.genesis_id, src_index, level as u32, &roster, ours, theirs);
+        }
     }
 
     /// Fetches and verifies what `peer` has beyond our newest block of `genesis`.
@@ -857,6 +889,8 @@ impl Service for SkipchainService {
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let votes =
             Votes::open(&ctx.storage).map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let evidence = EvidenceLog::open(&ctx.storage)
+            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let svc = SkipchainService {
             shared: Arc::new(Shared {
                 store,
@@ -866,6 +900,7 @@ impl Service for SkipchainService {
                 cosi: cosi.clone(),
                 rosters: CheckedRosters::new(cosi.checked_pops()),
                 votes,
+                evidence: evidence.clone(),
                 signs_anything: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
@@ -903,12 +938,50 @@ impl Service for SkipchainService {
                 Box::pin(async move { client_request(s, method, body).await })
             }),
         );
+        let log = evidence.clone();
+        ctx.metrics.add(
+            SKIPCHAIN_SERVICE,
+            Arc::new(move |w: &mut MetricsWriter| {
+                let counts = log.counts();
+                w.metric(
+                    "conode_skipchain_equivocations_total",
+                    "counter",
+                    "Equivocation evidence records held (all members).",
+                    counts.values().sum::<u64>(),
+                );
+                if !counts.is_empty() {
+                    w.header(
+                        "conode_skipchain_member_equivocations_total",
+                        "counter",
+                        "Equivocation evidence records held against each member.",
+                    );
+                }
+                for (member, n) in counts {
+                    w.labelled("conode_skipchain_member_equivocations_total", &[("member", &member)], n);
+                }
+            }),
+        );
+        let log = evidence;
+        ctx.status.add(
+            SKIPCHAIN_SERVICE,
+            Arc::new(move || {
+                let counts = log.counts();
+                let mut section = std::collections::BTreeMap::new();
+                section.insert("Equivocations".to_string(), counts.values().sum::<u64>().to_string());
+                for (member, n) in counts {
+                    section.insert(format!("Equivocations_{}", &member[..16]), n.to_string());
+                }
+                section
+            }),
+        );
         let s = svc.clone();
         ctx.tasks.spawn(async move { s.catch_up_all().await });
         Ok(svc)
     }
 
     async fn stop(&self) {
+        self.shared.ctx.metrics.remove(SKIPCHAIN_SERVICE);
+        self.shared.ctx.status.remove(SKIPCHAIN_SERVICE);
         self.shared.cosi.remove_hook(SKIPCHAIN_SERVICE);
         self.shared.cosi.remove_hook(PREPARE_PURPOSE);
         stop_service(&self.shared.ctx, SKIPCHAIN_SERVICE).await;

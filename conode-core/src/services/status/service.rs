@@ -60,6 +60,9 @@ pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     map.insert("Generic".into(), generic);
     map.insert("Db".into(), db);
     map.insert("Conode".into(), conode);
+    for (section, fields) in ctx.status.sections() {
+        map.insert(section, fields.into_iter().collect());
+    }
     map
 }
 
