@@ -2,6 +2,7 @@
 //! peer (dialed on demand, or accepted from the peer), reconnect with backoff, DNS resolution at
 //! every dial, address overrides, and request/response on top for services.
 
+pub mod admission;
 pub mod frame;
 pub mod tls;
 
@@ -48,6 +49,16 @@ pub struct NetSettings {
     pub request_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// A peer connection on which nothing arrives for this long (and nothing is awaited) is closed.
+    pub idle_timeout: Duration,
+    /// Deadline to receive a whole frame once its length arrived.
+    pub frame_timeout: Duration,
+    /// Connections of peers outside every known roster served at once (introductions only).
+    pub max_strangers: usize,
+    /// Bytes of frames from strangers held at once, all strangers together.
+    pub stranger_memory: usize,
+    /// Idle and frame deadline of a stranger's connection.
+    pub stranger_timeout: Duration,
 }
 
 impl Default for NetSettings {
@@ -59,6 +70,11 @@ impl Default for NetSettings {
             request_timeout: Duration::from_secs(20),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(60),
+            max_strangers: 16,
+            stranger_memory: 16 << 20,
+            stranger_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -105,6 +121,8 @@ struct Inner {
     next_id: AtomicU64,
     tx_bytes: AtomicU64,
     rx_bytes: AtomicU64,
+    /// Peers served in full; everyone else gets the strangers' budget.
+    admission: admission::Admission,
     /// Connection tasks; cancelled when the node stops.
     tasks: Tasks,
 }
@@ -131,6 +149,7 @@ impl Network {
     ) -> Result<Self, NetError> {
         let tls = tls::TlsIdentity::new(&identity).map_err(NetError::Setup)?;
         let acceptor = TlsAcceptor::from(tls.server_config().map_err(NetError::Setup)?);
+        let admission = admission::Admission::new(identity.public(), &settings);
         let net = Self {
             inner: Arc::new(Inner {
                 identity,
@@ -146,6 +165,7 @@ impl Network {
                 next_id: AtomicU64::new(1),
                 tx_bytes: AtomicU64::new(0),
                 rx_bytes: AtomicU64::new(0),
+                admission,
                 tasks,
             }),
         };
@@ -159,6 +179,24 @@ impl Network {
 
     pub fn settings(&self) -> &NetSettings {
         &self.inner.settings
+    }
+
+    /// Serves `keys` in full from now on (members of a roster this node works with).
+    pub fn admit(&self, keys: impl IntoIterator<Item = IdentityPublicKey>) {
+        let new = self.inner.admission.admit(keys);
+        if new > 0 {
+            debug!(new, total = self.inner.admission.len(), "peers admitted");
+        }
+    }
+
+    /// Whether `key` is served in full.
+    pub fn is_admitted(&self, key: &IdentityPublicKey) -> bool {
+        self.inner.admission.is_admitted(key)
+    }
+
+    /// The admitted set and the strangers' budget.
+    pub fn admission(&self) -> &admission::Admission {
+        &self.inner.admission
     }
 
     /// Registers the handler of peer requests for `service`.
@@ -234,17 +272,34 @@ impl Network {
                 return;
             }
         };
-        debug!(remote = %addr, peer = %short(&key), "node port: accepted");
-        self.start_link(key, tokio_rustls::TlsStream::Server(stream));
+        let stranger = if self.is_admitted(&key) {
+            None
+        } else {
+            match self.inner.admission.stranger_slot() {
+                Some(slot) => Some(slot),
+                None => {
+                    debug!(remote = %addr, peer = %short(&key), "node port: too many unknown peers, closing");
+                    return;
+                }
+            }
+        };
+        debug!(remote = %addr, peer = %short(&key), known = stranger.is_none(), "node port: accepted");
+        self.start_link(key, tokio_rustls::TlsStream::Server(stream), stranger);
     }
 
     /// Starts reader and writer tasks for an established connection and registers it, unless a
     /// live link to the peer exists already (both sides dialed at once): then this connection
     /// still serves what arrives on it, and requests go over the registered one.
-    fn start_link(&self, peer: IdentityPublicKey, stream: tokio_rustls::TlsStream<TcpStream>) {
+    /// A stranger's connection (`stranger` holds its slot) is not used for requests.
+    fn start_link(
+        &self,
+        peer: IdentityPublicKey,
+        stream: tokio_rustls::TlsStream<TcpStream>,
+        mut stranger: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
         let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-        {
+        if stranger.is_none() {
             let mut links = lock(&self.inner.links);
             let live = links.get(&peer).is_some_and(|l| !l.tx.is_closed());
             if !live {
@@ -270,12 +325,38 @@ impl Network {
         self.inner.tasks.spawn(async move {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
-            let max = net.inner.settings.max_frame;
+            let busy = Arc::new(AtomicU64::new(0));
             loop {
-                match frame::read_frame(&mut reader, max).await {
-                    Ok((env, n)) => {
+                let admitted = net.is_admitted(&peer);
+                if admitted {
+                    // Admitted meanwhile (an introduction named it): no longer a stranger.
+                    stranger.take();
+                }
+                let s = &net.inner.settings;
+                match admission::read_peer_frame(&mut reader, s, &net.inner.admission, admitted).await {
+                    Ok((env, n, held)) => {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        net.dispatch(peer, &reply_tx, env);
+                        if admitted {
+                            net.dispatch(peer, &reply_tx, env, &busy);
+                        } else {
+                            // One introduction at a time, its memory held until it is answered.
+                            let reply = net.introduction(peer, env).await;
+                            drop(held);
+                            if reply_tx.send(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(FrameError::Idle(after)) if admitted && net.link_busy(conn_id, &busy) => {
+                        debug!(peer = %short(&peer), ?after, "idle link kept: requests in flight");
+                    }
+                    Err(FrameError::Idle(after)) => {
+                        debug!(peer = %short(&peer), ?after, known = admitted, "closing idle connection");
+                        break;
+                    }
+                    Err(e @ FrameError::NotServed { .. }) => {
+                        debug!(peer = %short(&peer), error = %e, "unknown peer refused");
+                        break;
                     }
                     Err(FrameError::Closed) => {
                         debug!(peer = %short(&peer), "connection closed by peer");
@@ -308,39 +389,71 @@ impl Network {
         }
     }
 
-    fn dispatch(&self, peer: IdentityPublicKey, reply_tx: &mpsc::Sender<Vec<u8>>, env: Envelope) {
+    /// Whether a connection has handlers running or requests awaiting replies.
+    fn link_busy(&self, conn_id: u64, handlers: &AtomicU64) -> bool {
+        handlers.load(Ordering::Relaxed) > 0 || lock(&self.inner.pending).values().any(|p| p.conn_id == conn_id)
+    }
+
+    /// Runs the handler of a request and returns the encoded reply frame.
+    async fn answer(&self, peer: IdentityPublicKey, env: Envelope) -> Vec<u8> {
+        let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
+        let result = match handler {
+            Some(h) => {
+                h(PeerMessage {
+                    from: peer,
+                    protocol: env.protocol.clone(),
+                    round_id: env.round_id.clone(),
+                    payload: env.payload,
+                })
+                .await
+            }
+            None => Err(format!("no service `{}` on this node", env.service)),
+        };
+        let (kind, payload) = match result {
+            Ok(p) => (Kind::Response, p),
+            Err(e) => (Kind::Error, e.into_bytes()),
+        };
+        frame::encode(&Envelope {
+            version: WIRE_VERSION,
+            kind: kind as u32,
+            id: env.id,
+            service: env.service,
+            protocol: env.protocol,
+            round_id: env.round_id,
+            payload,
+        })
+    }
+
+    /// Answers a stranger's introduction (the only requests a stranger's frames can be, see
+    /// `admission`); once the service accepted it, the roster it names is admitted.
+    async fn introduction(&self, peer: IdentityPublicKey, env: Envelope) -> Vec<u8> {
+        let named = admission::introduced_keys(&env.service, &env.protocol, &env.payload);
+        let reply = self.answer(peer, env).await;
+        let accepted =
+            frame::decode(reply.get(4..).unwrap_or_default()).is_ok_and(|e| e.kind() == Some(Kind::Response));
+        if accepted && named.contains(&peer) && named.contains(&self.public_key()) {
+            self.admit(named);
+        }
+        reply
+    }
+
+    fn dispatch(
+        &self,
+        peer: IdentityPublicKey,
+        reply_tx: &mpsc::Sender<Vec<u8>>,
+        env: Envelope,
+        busy: &Arc<AtomicU64>,
+    ) {
         match env.kind() {
             Some(Kind::Request) => {
-                let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
                 let reply_tx = reply_tx.clone();
+                let (net, busy) = (self.clone(), busy.clone());
+                busy.fetch_add(1, Ordering::Relaxed);
                 self.inner.tasks.spawn(async move {
-                    let result = match handler {
-                        Some(h) => {
-                            h(PeerMessage {
-                                from: peer,
-                                protocol: env.protocol.clone(),
-                                round_id: env.round_id.clone(),
-                                payload: env.payload,
-                            })
-                            .await
-                        }
-                        None => Err(format!("no service `{}` on this node", env.service)),
-                    };
-                    let (kind, payload) = match result {
-                        Ok(p) => (Kind::Response, p),
-                        Err(e) => (Kind::Error, e.into_bytes()),
-                    };
-                    let reply = Envelope {
-                        version: WIRE_VERSION,
-                        kind: kind as u32,
-                        id: env.id,
-                        service: env.service,
-                        protocol: env.protocol,
-                        round_id: env.round_id,
-                        payload,
-                    };
+                    let reply = net.answer(peer, env).await;
+                    busy.fetch_sub(1, Ordering::Relaxed);
                     // The reply goes back on the connection the request came in on.
-                    let _ = reply_tx.send(frame::encode(&reply)).await;
+                    let _ = reply_tx.send(reply).await;
                 });
             }
             Some(kind @ (Kind::Response | Kind::Error)) => {
@@ -459,7 +572,7 @@ impl Network {
             match tokio::time::timeout(s.handshake_timeout, TlsConnector::from(cfg).connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
                     info!(peer = %short(&peer.public), %sa, "connected");
-                    self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream));
+                    self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream), None);
                     return Ok(());
                 }
                 Ok(Err(e)) => last = err(format!("{sa}: TLS: {e}")),
@@ -482,6 +595,10 @@ impl Network {
     ) -> Result<Vec<u8>, NetError> {
         let start = Instant::now();
         let deadline = start + timeout;
+        if !self.is_admitted(&peer.public) {
+            // A peer this node talks to is one it serves.
+            self.admit([peer.public]);
+        }
         let (conn_id, tx) = self.link(peer, deadline).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();

@@ -90,6 +90,9 @@ impl CosiService {
 
     /// The roster `/Cosi/Sign` uses when a request carries none.
     pub fn set_default_roster(&self, roster: Option<Roster>) {
+        if let Some(r) = &roster {
+            self.shared.network.admit(r.servers.iter().map(|m| m.public));
+        }
         *self.shared.default_roster.write().unwrap_or_else(|p| p.into_inner()) = roster;
     }
 
