@@ -61,10 +61,10 @@ impl NodeBuilder {
     /// From an in-memory config.
     pub fn new(config: NodeConfig) -> Self {
         Self {
+            net: NetSettings::from_limits(&config.limits),
             config,
             data_dir: None,
             overrides: AddressOverrides::default(),
-            net: NetSettings::default(),
             runtime: None,
             listeners: None,
             cert_reload_interval: Duration::from_secs(1),

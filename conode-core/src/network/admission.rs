@@ -66,6 +66,21 @@ impl Admission {
     }
 }
 
+impl NetSettings {
+    /// The node-port part of private.toml's `[Limits]`, other settings at their defaults.
+    pub fn from_limits(l: &crate::config::Limits) -> Self {
+        NetSettings {
+            max_frame: l.peer_max_frame,
+            idle_timeout: l.peer_idle_timeout,
+            frame_timeout: l.peer_frame_timeout,
+            max_strangers: l.stranger_connections,
+            stranger_memory: l.stranger_memory,
+            stranger_timeout: l.stranger_timeout,
+            ..NetSettings::default()
+        }
+    }
+}
+
 /// The largest frame allowed on `route` from an admitted peer (`None` = not allowed at all).
 pub fn peer_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> usize {
     let by_service = match route.map(|r| r.service) {
