@@ -6,6 +6,8 @@
 mod bad_input;
 #[path = "cli/beacon_cmds.rs"]
 mod beacon_cmds;
+#[path = "cli/edge.rs"]
+mod edge;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]

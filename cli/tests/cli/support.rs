@@ -287,6 +287,11 @@ impl Servers {
         }
     }
 
+    /// Process id of running member `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.as_ref().expect("node not running").id()
+    }
+
     pub fn url(&self, i: usize) -> String {
         self.nodes[i].url()
     }
