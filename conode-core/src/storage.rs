@@ -273,7 +273,7 @@ mod tests {
         }
         let s = Storage::open(dir.path(), "abc").unwrap();
         let t = s.tree("svc").unwrap();
-        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(t.len(), 3);
         assert_eq!(s.stats().entries, 3);
         assert!(dir.path().join("abc.db").exists());
