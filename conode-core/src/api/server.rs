@@ -111,6 +111,7 @@ async fn serve_socket(
                 debug!(%service, %method, error = %e, "WebSocket message above the limit");
                 let close = CloseFrame { code: WS_TOO_BIG, reason: "message too big".into() };
                 let _ = socket.send(Message::Close(Some(close))).await;
+                linger(&mut socket).await;
                 break;
             }
             Ok(Message::Close(_)) | Err(_) => break,
@@ -134,6 +135,33 @@ async fn serve_socket(
             }
         }
     }
+}
+
+/// After closing because of an oversized message, reads and drops what the client still sends for
+/// a moment, so the close frame reaches it instead of a reset (the rest of the message may be in
+/// flight).
+async fn linger(socket: &mut WebSocket) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    for _ in 0..4096 {
+        match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => return,
+            Ok(Some(Err(e))) if !too_big(&e) && is_closed(&e) => return,
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+fn is_closed(e: &axum::Error) -> bool {
+    use std::error::Error;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(err) = source {
+        if let Some(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) = err.downcast_ref() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 async fn close_with(socket: &mut WebSocket, error: &WireError) -> Result<(), axum::Error> {
