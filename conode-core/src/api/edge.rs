@@ -172,7 +172,7 @@ impl AcceptBackoff {
         self.failures += 1;
         let d = self.delay;
         self.delay = (self.delay * 2).min(Self::MAX);
-        (d, self.failures == 1 || self.failures % 100 == 0)
+        (d, self.failures == 1 || self.failures.checked_rem(100) == Some(0))
     }
 
     pub fn succeeded(&mut self) {
@@ -189,6 +189,8 @@ impl Default for AcceptBackoff {
 
 /// Raises the soft limit of open files towards `target` (never above the hard limit) once per
 /// process; returns the soft limit in force afterwards.
+// `rlim_t` is not u64 on every Unix.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files(target: u64) -> Option<u64> {
     #[cfg(unix)]
     {

@@ -136,7 +136,7 @@ impl Limits {
     /// The table to write: only the values that differ from the defaults.
     pub(crate) fn to_raw(&self) -> RawLimits {
         let d = Limits::default();
-        let ms = |v: Duration, dv: Duration| (v != dv).then(|| v.as_millis() as u64);
+        let ms = |v: Duration, dv: Duration| (v != dv).then_some(v.as_millis() as u64);
         let n = |v: usize, dv: usize| (v != dv).then_some(v);
         RawLimits {
             client_header_timeout_ms: ms(self.client_header_timeout, d.client_header_timeout),
