@@ -150,11 +150,14 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize, entries: usize, 
         std::thread::sleep(Duration::from_millis(500));
         let idle_rss = rss_kib().saturating_sub(before);
         fill_db(&cluster, entries)?;
+        let cpu_before = cpu_time();
         let rps = if in_process {
             cluster.runtime().block_on(status_rps(&url0, requests, clients))?
         } else {
             external_status_rps(&url0, requests, clients)?
         };
+        // With the load in another process, this process' CPU time is the node's.
+        let node_cpu_us = (cpu_time() - cpu_before).as_secs_f64() * 1e6 / requests as f64;
         println!(
             "{}",
             serde_json::json!({
@@ -167,11 +170,23 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize, entries: usize, 
                 "status_clients": clients,
                 "db_entries_filled": entries,
                 "load_in_process": in_process,
+                "node_cpu_us_per_status_request": (!in_process).then_some(node_cpu_us),
             })
         );
         drop(cluster);
     }
     Ok(())
+}
+
+/// User + system CPU time of this process.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// Writes `entries` small entries to node 0's database (one batch).

@@ -31,6 +31,8 @@ struct Counters {
     opened: Instant,
     size: AtomicU64,
     size_read_ms: AtomicU64,
+    /// Names of the services' trees; re-read when a tree is opened.
+    trees: std::sync::RwLock<Option<Arc<Vec<String>>>>,
 }
 
 /// How long a size on disk is reused.
@@ -65,13 +67,16 @@ impl Storage {
             opened: Instant::now(),
             size: AtomicU64::new(db.size_on_disk().unwrap_or(0)),
             size_read_ms: AtomicU64::new(0),
+            trees: std::sync::RwLock::new(None),
         });
         Ok(Self { db, path, counters })
     }
 
     /// The tree of a service (created on first use).
     pub fn tree(&self, service: &str) -> Result<ServiceTree, StorageError> {
-        Ok(ServiceTree { tree: self.db.open_tree(service)?, db: self.db.clone(), counters: self.counters.clone() })
+        let tree = self.db.open_tree(service)?;
+        *self.counters.trees.write().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(ServiceTree { tree, db: self.db.clone(), counters: self.counters.clone() })
     }
 
     pub fn path(&self) -> &Path {
@@ -144,9 +149,20 @@ impl Storage {
         StorageStats {
             path: self.path.display().to_string(),
             size_on_disk,
-            trees: user_trees(&self.db),
+            trees: self.tree_names().to_vec(),
             entries: c.entries.load(Ordering::Relaxed).max(0) as usize,
         }
+    }
+}
+
+impl Storage {
+    fn tree_names(&self) -> Arc<Vec<String>> {
+        if let Some(t) = self.counters.trees.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return t.clone();
+        }
+        let names = Arc::new(user_trees(&self.db));
+        *self.counters.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(names.clone());
+        names
     }
 }
 
