@@ -67,3 +67,47 @@ fn strangers_have_few_slots_and_short_deadlines() {
         tb.stop(Duration::from_secs(2)).await;
     });
 }
+
+#[test]
+fn idle_peer_links_are_closed() {
+    let mut opts = ClusterOptions::new(2);
+    opts.net = NetSettings { idle_timeout: Duration::from_millis(300), ..NetSettings::default() };
+    let cluster = LocalCluster::with_options(opts).unwrap();
+    let peer0 = cluster.roster().servers[0].clone();
+    let (net0, net1) = (cluster.node(0).network().unwrap(), cluster.node(1).network().unwrap());
+    net0.admit([net1.public_key()]);
+    cluster.runtime().block_on(async {
+        net1.ping(&peer0, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(net1.connection_count(), 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while net0.connection_count() + net1.connection_count() > 0 {
+            assert!(Instant::now() < deadline, "idle link kept open");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The next request dials again.
+        net1.ping(&peer0, Duration::from_secs(5)).await.unwrap();
+    });
+}
+
+#[test]
+fn a_roster_a_node_signs_for_admits_its_members_and_survives_restart_through_its_chains() {
+    let mut cluster = LocalCluster::new(4).unwrap();
+    let keys: Vec<_> = cluster.roster().servers.iter().map(|s| s.public).collect();
+    for i in 1..4 {
+        let net = cluster.node(i).network().unwrap();
+        assert!(!net.is_admitted(&keys[0]), "node {i} knew the roster before any request");
+    }
+    // The roster arrives with the request only: the members learn it from the announcement.
+    cluster.sign(0, b"admit me", conode_core::verify::Policy::Default, None).unwrap();
+    for i in 0..4 {
+        let net = cluster.node(i).network().unwrap();
+        assert!(keys.iter().all(|k| net.is_admitted(k)), "node {i} did not admit the signing roster");
+    }
+    // A stored chain's roster is admitted again after a restart.
+    let owner = IdentityKeyPair::generate();
+    cluster.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
+    cluster.stop(2).unwrap();
+    cluster.restart(2).unwrap();
+    let net = cluster.node(2).network().unwrap();
+    assert!(keys.iter().all(|k| net.is_admitted(k)), "restarted node forgot its chain's roster");
+}

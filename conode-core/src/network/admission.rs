@@ -109,27 +109,65 @@ pub fn stranger_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> Optio
     Some(limit.min(max_frame))
 }
 
-/// The identity keys an introduction names (the roster it asks this node to work with). They are
-/// admitted once the service accepted the message.
+/// Just the roster of a cosi `Announce` (field 1); prost skips the other fields without copying.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnnounceRoster {
+    #[prost(message, repeated, tag = "1")]
+    roster: Vec<KeyAt1>,
+}
+
+/// A roster member whose identity key is field 1 (cosi and DKG members, skipchain roster entries).
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyAt1 {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+}
+
+/// `LinkedBlock.block(1).roster(8).members(1)`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LinkedBlockRoster {
+    #[prost(message, optional, tag = "1")]
+    block: Option<BlockRosterOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct BlockRosterOnly {
+    #[prost(message, optional, tag = "8")]
+    roster: Option<MembersAt1>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct MembersAt1 {
+    #[prost(message, repeated, tag = "1")]
+    members: Vec<KeyAt1>,
+}
+
+/// `Prepare.config(1).members(1)`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PrepareMembers {
+    #[prost(message, optional, tag = "1")]
+    config: Option<MembersAt1>,
+}
+
+/// Whether requests on this route introduce a roster.
+pub fn is_introduction(service: &str, protocol: &str) -> bool {
+    matches!((service, protocol), ("Cosi", "Announce") | ("Skipchain", "Store") | ("Dkg", "Prepare"))
+}
+
+/// The identity keys an introduction names (the roster it asks this node to work with), read
+/// without copying the rest of the message. They are admitted once the service accepted it.
 pub fn introduced_keys(service: &str, protocol: &str, payload: &[u8]) -> Vec<IdentityPublicKey> {
-    let keys: Vec<Vec<u8>> = match (service, protocol) {
-        ("Cosi", "Announce") => crate::wire::cosi::Announce::decode(payload)
-            .map(|a| a.roster.into_iter().map(|m| m.public).collect())
-            .unwrap_or_default(),
-        ("Skipchain", "Store") => crate::wire::skipchain::LinkedBlock::decode(payload)
-            .ok()
-            .and_then(|l| l.block)
-            .and_then(|b| b.roster)
-            .map(|r| r.members.into_iter().map(|m| m.identity).collect())
-            .unwrap_or_default(),
-        ("Dkg", "Prepare") => crate::wire::dkg::Prepare::decode(payload)
-            .ok()
-            .and_then(|p| p.config)
-            .map(|c| c.members.into_iter().map(|m| m.public).collect())
-            .unwrap_or_default(),
-        _ => vec![],
+    if !is_introduction(service, protocol) {
+        return vec![];
+    }
+    let keys: Vec<KeyAt1> = match service {
+        "Cosi" => AnnounceRoster::decode(payload).map(|a| a.roster).unwrap_or_default(),
+        "Skipchain" => {
+            LinkedBlockRoster::decode(payload).ok().and_then(|l| l.block?.roster).map(|r| r.members).unwrap_or_default()
+        }
+        _ => PrepareMembers::decode(payload).ok().and_then(|p| p.config).map(|c| c.members).unwrap_or_default(),
     };
-    keys.iter().filter_map(|k| IdentityPublicKey::from_bytes(k).ok()).collect()
+    keys.iter().filter_map(|k| IdentityPublicKey::from_bytes(&k.key).ok()).collect()
 }
 
 /// Reads the next frame of a connection: an admitted peer's with its per-route limits, idle and
@@ -229,5 +267,26 @@ mod tests {
         assert_eq!(introduced_keys("Cosi", "Announce", &ann.encode_to_vec()), vec![k]);
         assert!(introduced_keys("Cosi", "Announce", &[0xff, 0xff]).is_empty());
         assert!(introduced_keys("Beacon", "Partial", &ann.encode_to_vec()).is_empty());
+        let block = crate::wire::skipchain::LinkedBlock {
+            block: Some(crate::wire::skipchain::SkipBlock {
+                data: vec![7; 100],
+                roster: Some(crate::wire::skipchain::BlockRoster {
+                    members: vec![crate::wire::skipchain::RosterEntry {
+                        identity: k.as_bytes().to_vec(),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(introduced_keys("Skipchain", "Store", &block.encode_to_vec()), vec![k]);
+        let prepare = crate::wire::dkg::Prepare {
+            config: Some(crate::wire::dkg::DkgConfig {
+                members: vec![crate::wire::dkg::Member { public: k.as_bytes().to_vec(), ..Default::default() }],
+                ..Default::default()
+            }),
+        };
+        assert_eq!(introduced_keys("Dkg", "Prepare", &prepare.encode_to_vec()), vec![k]);
     }
 }

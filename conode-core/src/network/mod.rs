@@ -340,7 +340,7 @@ impl Network {
                             net.dispatch(peer, &reply_tx, env, &busy);
                         } else {
                             // One introduction at a time, its memory held until it is answered.
-                            let reply = net.introduction(peer, env).await;
+                            let reply = net.answer(peer, env).await;
                             drop(held);
                             if reply_tx.send(reply).await.is_err() {
                                 break;
@@ -394,8 +394,10 @@ impl Network {
         handlers.load(Ordering::Relaxed) > 0 || lock(&self.inner.pending).values().any(|p| p.conn_id == conn_id)
     }
 
-    /// Runs the handler of a request and returns the encoded reply frame.
+    /// Runs the handler of a request and returns the encoded reply frame. When the service accepted
+    /// an introduction, the roster it names (with the sender and this node in it) is admitted.
     async fn answer(&self, peer: IdentityPublicKey, env: Envelope) -> Vec<u8> {
+        let named = admission::introduced_keys(&env.service, &env.protocol, &env.payload);
         let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
         let result = match handler {
             Some(h) => {
@@ -409,6 +411,9 @@ impl Network {
             }
             None => Err(format!("no service `{}` on this node", env.service)),
         };
+        if result.is_ok() && named.contains(&peer) && named.contains(&self.public_key()) {
+            self.admit(named);
+        }
         let (kind, payload) = match result {
             Ok(p) => (Kind::Response, p),
             Err(e) => (Kind::Error, e.into_bytes()),
@@ -422,19 +427,6 @@ impl Network {
             round_id: env.round_id,
             payload,
         })
-    }
-
-    /// Answers a stranger's introduction (the only requests a stranger's frames can be, see
-    /// `admission`); once the service accepted it, the roster it names is admitted.
-    async fn introduction(&self, peer: IdentityPublicKey, env: Envelope) -> Vec<u8> {
-        let named = admission::introduced_keys(&env.service, &env.protocol, &env.payload);
-        let reply = self.answer(peer, env).await;
-        let accepted =
-            frame::decode(reply.get(4..).unwrap_or_default()).is_ok_and(|e| e.kind() == Some(Kind::Response));
-        if accepted && named.contains(&peer) && named.contains(&self.public_key()) {
-            self.admit(named);
-        }
-        reply
     }
 
     fn dispatch(

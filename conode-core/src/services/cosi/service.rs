@@ -138,6 +138,8 @@ impl CosiService {
             self.shared.rosters.for_roster(roster)
         }
         .map_err(CosiError::BadRoster)?;
+        // The members of a roster this node signs for are served on its node port.
+        self.shared.network.admit(roster.servers.iter().map(|m| m.public));
         protocol::run_root(
             self.shared.clone(),
             rr,
