@@ -23,6 +23,22 @@ pub enum BenchCommand {
         /// Concurrent WebSocket clients.
         #[arg(long, default_value_t = 8)]
         clients: usize,
+        /// Entries written to node 0's database before measuring (status reports their count).
+        #[arg(long, default_value_t = 10_000)]
+        entries: usize,
+        /// Generate the status load in this process instead of a separate one.
+        #[arg(long)]
+        in_process_load: bool,
+    },
+    /// The load generator of `bench node`: status requests over `clients` WebSockets to `url`;
+    /// prints {"status_requests_per_sec": …}.
+    StatusLoad {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
     },
     /// Collective signing round latency p50/p99 and the CPU limit measured in the same run; with
     /// `--down`/`--hung`/`--table`, healthy against degraded latency instead.
@@ -115,7 +131,15 @@ pub fn rss_kib() -> u64 {
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Node { nodes, requests, clients } => bench_node(&nodes, requests, clients),
+        BenchCommand::Node { nodes, requests, clients, entries, in_process_load } => {
+            bench_node(&nodes, requests, clients, entries, in_process_load)
+        }
+        BenchCommand::StatusLoad { url, requests, clients } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rps = rt.block_on(status_rps(&url, requests, clients))?;
+            println!("{}", serde_json::json!({ "status_requests_per_sec": rps }));
+            Ok(())
+        }
         BenchCommand::Cosi { nodes, rounds, degraded } if degraded.is_set() => {
             for &n in &nodes {
                 for (down, hung) in degraded.runs(n) {
@@ -142,7 +166,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
-fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
+fn bench_node(sizes: &[usize], requests: usize, clients: usize, entries: usize, in_process: bool) -> Result<()> {
     if sizes.len() > 1 {
         // One fresh process per size: freed memory is not returned to the OS, so measuring several
         // sizes in one process would skew the RSS figures.
@@ -158,7 +182,10 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
                     &requests.to_string(),
                     "--clients",
                     &clients.to_string(),
+                    "--entries",
+                    &entries.to_string(),
                 ])
+                .args(in_process.then_some("--in-process-load"))
                 .status()?;
             anyhow::ensure!(status.success(), "bench for {n} nodes failed");
         }
@@ -176,7 +203,15 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
         // Let background work settle, then measure idle memory.
         std::thread::sleep(Duration::from_millis(500));
         let idle_rss = rss_kib().saturating_sub(before);
-        let rps = cluster.runtime().block_on(status_rps(&url0, requests, clients))?;
+        fill_db(&cluster, entries)?;
+        let cpu_before = cpu_time();
+        let rps = if in_process {
+            cluster.runtime().block_on(status_rps(&url0, requests, clients))?
+        } else {
+            external_status_rps(&url0, requests, clients)?
+        };
+        // With the load in another process, this process' CPU time is the node's.
+        let node_cpu_us = (cpu_time() - cpu_before).as_secs_f64() * 1e6 / requests as f64;
         println!(
             "{}",
             serde_json::json!({
@@ -187,11 +222,49 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize) -> Result<()> {
                 "idle_rss_kib_per_node": idle_rss / n as u64,
                 "status_requests_per_sec": rps,
                 "status_clients": clients,
+                "db_entries_filled": entries,
+                "load_in_process": in_process,
+                "node_cpu_us_per_status_request": (!in_process).then_some(node_cpu_us),
             })
         );
         drop(cluster);
     }
     Ok(())
+}
+
+/// User + system CPU time of this process.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Writes `entries` small entries to node 0's database (one batch).
+fn fill_db(cluster: &LocalCluster, entries: usize) -> Result<()> {
+    if entries == 0 {
+        return Ok(());
+    }
+    let ctx = cluster.node(0).context().context("node 0 not running")?;
+    let tree = ctx.storage.tree("bench.fill")?;
+    let kv: Vec<(Vec<u8>, Vec<u8>)> = (0..entries as u64).map(|i| (i.to_be_bytes().to_vec(), vec![0u8; 64])).collect();
+    let refs: Vec<(&[u8], &[u8])> = kv.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+    tree.put_batch(&refs)?;
+    Ok(())
+}
+
+/// Runs the load generator as another process (`bench status-load`) and reads its result.
+fn external_status_rps(url: &str, requests: usize, clients: usize) -> Result<f64> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "status-load", "--url", url])
+        .args(["--requests", &requests.to_string(), "--clients", &clients.to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "load generator failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("load generator output")?;
+    v["status_requests_per_sec"].as_f64().context("no status_requests_per_sec in the load generator's output")
 }
 
 async fn wait_ok(ws_base: &str) -> Result<()> {

@@ -8,6 +8,8 @@ mod bad_input;
 mod beacon_cmds;
 #[path = "cli/conflicting_appends.rs"]
 mod conflicting_appends;
+#[path = "cli/edge.rs"]
+mod edge;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]

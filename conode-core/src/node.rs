@@ -61,10 +61,10 @@ impl NodeBuilder {
     /// From an in-memory config.
     pub fn new(config: NodeConfig) -> Self {
         Self {
+            net: NetSettings::from_limits(&config.limits),
             config,
             data_dir: None,
             overrides: AddressOverrides::default(),
-            net: NetSettings::default(),
             runtime: None,
             listeners: None,
             cert_reload_interval: Duration::from_secs(1),
@@ -366,6 +366,7 @@ impl Node {
                 return Err(e.into());
             }
         };
+        admit_known_rosters(&services, &network);
         network.serve(node_l, &accepting);
         api::serve(
             client_l,
@@ -394,6 +395,22 @@ impl Node {
         let running = self.running.take().ok_or(NodeError::NotRunning)?;
         shutdown(running).await;
         Ok(())
+    }
+}
+
+/// The members of every roster this node stores (beacon group, the newest roster of each
+/// skipchain) are served on the node port from the start; services admit rosters they learn later.
+fn admit_known_rosters(services: &Services, network: &Network) {
+    if let Some(group) = services.beacon.group() {
+        network.admit(group.nodes.iter().map(|n| n.public));
+    }
+    let store = services.skipchain.store();
+    for genesis in store.chains() {
+        if let Some(roster) = store.latest(&genesis).and_then(|b| b.roster) {
+            network.admit(
+                roster.members.iter().filter_map(|m| crate::crypto::IdentityPublicKey::from_bytes(&m.identity).ok()),
+            );
+        }
     }
 }
 

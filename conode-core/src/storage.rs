@@ -1,8 +1,13 @@
 //! Node storage: one sled database at `<data dir>/<id>.db`, one tree per service. `put` returns only
 //! after the write is flushed to disk, so a service acknowledges nothing it could lose in a crash.
+//! The number of entries is counted once at open and then kept up to date by every write, so the
+//! status service reads it without scanning the database.
 
 use sled::Transactional;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -17,7 +22,21 @@ pub enum StorageError {
 pub struct Storage {
     db: sled::Db,
     path: PathBuf,
+    counters: Arc<Counters>,
 }
+
+/// Entries of the whole database, and the last size on disk (re-read at most once a second).
+struct Counters {
+    entries: AtomicI64,
+    opened: Instant,
+    size: AtomicU64,
+    size_read_ms: AtomicU64,
+    /// Names of the services' trees; re-read when a tree is opened.
+    trees: std::sync::RwLock<Option<Arc<Vec<String>>>>,
+}
+
+/// How long a size on disk is reused.
+const SIZE_REFRESH: Duration = Duration::from_secs(1);
 
 /// A key and its value, as stored.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -27,6 +46,7 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 pub struct ServiceTree {
     tree: sled::Tree,
     db: sled::Db,
+    counters: Arc<Counters>,
 }
 
 impl Storage {
@@ -40,12 +60,23 @@ impl Storage {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        Ok(Self { db, path })
+        // The one scan: every later count follows the writes.
+        let entries: usize = user_trees(&db).iter().filter_map(|t| db.open_tree(t).ok()).map(|t| t.len()).sum();
+        let counters = Arc::new(Counters {
+            entries: AtomicI64::new(entries as i64),
+            opened: Instant::now(),
+            size: AtomicU64::new(db.size_on_disk().unwrap_or(0)),
+            size_read_ms: AtomicU64::new(0),
+            trees: std::sync::RwLock::new(None),
+        });
+        Ok(Self { db, path, counters })
     }
 
     /// The tree of a service (created on first use).
     pub fn tree(&self, service: &str) -> Result<ServiceTree, StorageError> {
-        Ok(ServiceTree { tree: self.db.open_tree(service)?, db: self.db.clone() })
+        let tree = self.db.open_tree(service)?;
+        *self.counters.trees.write().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(ServiceTree { tree, db: self.db.clone(), counters: self.counters.clone() })
     }
 
     pub fn path(&self) -> &Path {
@@ -69,14 +100,19 @@ impl Storage {
             };
             slots.push(slot);
         }
-        let result: Result<(), TransactionError<()>> = trees.as_slice().transaction(|tx| {
+        let result: Result<i64, TransactionError<()>> = trees.as_slice().transaction(|tx| {
+            let mut new = 0i64;
             for ((_, k, v), &slot) in writes.iter().zip(&slots) {
-                tx[slot].insert(*k, *v).map_err(ConflictableTransactionError::from)?;
+                if tx[slot].insert(*k, *v).map_err(ConflictableTransactionError::from)?.is_none() {
+                    new += 1;
+                }
             }
-            Ok(())
+            Ok(new)
         });
         match result {
-            Ok(()) => {}
+            Ok(new) => {
+                self.counters.entries.fetch_add(new, Ordering::Relaxed);
+            }
             Err(TransactionError::Storage(e)) => return Err(e.into()),
             Err(TransactionError::Abort(())) => {
                 return Err(sled::Error::Unsupported("transaction aborted".into()).into());
@@ -97,23 +133,46 @@ impl Storage {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Statistics for the status service.
+    /// Statistics for the status service: counters, no scan of the entries.
     pub fn stats(&self) -> StorageStats {
-        let trees: Vec<String> = self
-            .db
-            .tree_names()
-            .into_iter()
-            .filter_map(|n| String::from_utf8(n.to_vec()).ok())
-            .filter(|n| !n.starts_with("__sled"))
-            .collect();
-        let entries = trees.iter().filter_map(|t| self.db.open_tree(t).ok()).map(|t| t.len()).sum();
+        let c = &self.counters;
+        let now_ms = c.opened.elapsed().as_millis() as u64;
+        let size_on_disk =
+            if now_ms.saturating_sub(c.size_read_ms.load(Ordering::Relaxed)) >= SIZE_REFRESH.as_millis() as u64 {
+                let size = self.db.size_on_disk().unwrap_or(0);
+                c.size.store(size, Ordering::Relaxed);
+                c.size_read_ms.store(now_ms, Ordering::Relaxed);
+                size
+            } else {
+                c.size.load(Ordering::Relaxed)
+            };
         StorageStats {
             path: self.path.display().to_string(),
-            size_on_disk: self.db.size_on_disk().unwrap_or(0),
-            trees,
-            entries,
+            size_on_disk,
+            trees: self.tree_names().to_vec(),
+            entries: c.entries.load(Ordering::Relaxed).max(0) as usize,
         }
     }
+}
+
+impl Storage {
+    fn tree_names(&self) -> Arc<Vec<String>> {
+        if let Some(t) = self.counters.trees.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return t.clone();
+        }
+        let names = Arc::new(user_trees(&self.db));
+        *self.counters.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(names.clone());
+        names
+    }
+}
+
+/// Names of the services' trees (not sled's own).
+fn user_trees(db: &sled::Db) -> Vec<String> {
+    db.tree_names()
+        .into_iter()
+        .filter_map(|n| String::from_utf8(n.to_vec()).ok())
+        .filter(|n| !n.starts_with("__sled"))
+        .collect()
 }
 
 /// Numbers shown under the `Db` status key.
@@ -128,7 +187,8 @@ pub struct StorageStats {
 impl ServiceTree {
     /// Stores `value` and returns once it is durable.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.tree.insert(key, value)?;
+        let old = self.tree.insert(key, value)?;
+        self.counted(old.is_none(), 1);
         self.db.flush()?;
         Ok(())
     }
@@ -136,17 +196,23 @@ impl ServiceTree {
     /// Stores several entries atomically and durably.
     pub fn put_batch(&self, entries: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
+        let mut new = std::collections::HashSet::new();
         for (k, v) in entries {
+            if !self.tree.contains_key(k)? {
+                new.insert(*k);
+            }
             batch.insert(*k, *v);
         }
         self.tree.apply_batch(batch)?;
+        self.counted(true, new.len() as i64);
         self.db.flush()?;
         Ok(())
     }
 
     /// Stores `value` and returns once it is durable (async: flush runs without blocking a worker).
     pub async fn put_async(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.tree.insert(key, value)?;
+        let old = self.tree.insert(key, value)?;
+        self.counted(old.is_none(), 1);
         self.db.flush_async().await?;
         Ok(())
     }
@@ -156,7 +222,8 @@ impl ServiceTree {
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<(), StorageError> {
-        self.tree.remove(key)?;
+        let old = self.tree.remove(key)?;
+        self.counted(old.is_some(), -1);
         self.db.flush()?;
         Ok(())
     }
@@ -165,13 +232,21 @@ impl ServiceTree {
         self.tree.len()
     }
 
+    fn counted(&self, changed: bool, delta: i64) {
+        if changed {
+            self.counters.entries.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }
 
     /// Removes every entry of this tree (durably).
     pub fn clear(&self) -> Result<(), StorageError> {
+        let before = self.tree.len() as i64;
         self.tree.clear()?;
+        self.counted(true, -before);
         self.db.flush()?;
         Ok(())
     }
@@ -200,13 +275,25 @@ mod tests {
             t.put(b"k", b"v").unwrap();
             t.put_batch(&[(b"a", b"1"), (b"b", b"2")]).unwrap();
             assert_eq!(s.stats().entries, 3);
+            // Overwrites do not count, removals and clears do.
+            t.put(b"k", b"w").unwrap();
+            t.put_batch(&[(b"a", b"9"), (b"c", b"3")]).unwrap();
+            assert_eq!(s.stats().entries, 4);
+            t.remove(b"c").unwrap();
+            t.remove(b"c").unwrap();
+            let other = s.tree("other").unwrap();
+            s.commit(&[(&other, b"x", b"1"), (&t, b"k", b"2")]).unwrap();
+            assert_eq!(s.stats().entries, 4);
+            other.clear().unwrap();
+            assert_eq!(s.stats().entries, 3);
         }
         let s = Storage::open(dir.path(), "abc").unwrap();
         let t = s.tree("svc").unwrap();
-        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(t.len(), 3);
+        assert_eq!(s.stats().entries, 3);
         assert!(dir.path().join("abc.db").exists());
-        assert_eq!(s.stats().trees, vec!["svc".to_string()]);
+        assert_eq!(s.stats().trees, vec!["other".to_string(), "svc".to_string()]);
     }
 
     #[test]

@@ -124,3 +124,61 @@ fn unreadable_certificate_is_a_clear_error() {
     assert!(matches!(err, NodeError::ClientTls(_)), "{err}");
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
+
+fn start_with(dir: &Path) -> Result<conode_core::Node, NodeError> {
+    let mut config = NodeConfig::generate(NodeAddress { host: "127.0.0.1".into(), port: 0 }, "tls");
+    config.ws_tls_certificate = Some(dir.join("cert.pem"));
+    config.ws_tls_certificate_key = Some(dir.join("key.pem"));
+    let (node_l, client_l) = allocate_port_pair().unwrap();
+    let mut node = NodeBuilder::new(config)
+        .data_dir(dir)
+        .listeners(node_l, client_l)
+        .cert_reload_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    node.start()?;
+    Ok(node)
+}
+
+#[test]
+fn key_not_matching_the_certificate_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("key.pem"), other.key_pair.serialize_pem()).unwrap();
+    let err = start_with(dir.path()).err().expect("a mismatched pair was accepted");
+    assert!(matches!(err, NodeError::ClientTls(_)), "{err}");
+    assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+#[test]
+fn expired_certificate_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    let err = start_with(dir.path()).err().expect("an expired certificate was accepted");
+    assert!(matches!(err, NodeError::ClientTls(_)), "{err}");
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+#[test]
+fn mismatched_replacement_keeps_the_previous_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    let node = start_with(dir.path()).unwrap();
+    let addr = node.client_addr().unwrap();
+    let rt = node.runtime_handle();
+    // A new certificate whose key is not the one beside it: refused, the old pair stays.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), other.cert.pem()).unwrap();
+    let later = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < later {
+        assert_eq!(rt.block_on(presented_cert(addr)), first);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -179,3 +179,25 @@ fn service_keys_in_roster_order_or_the_member_without_one() {
     assert_eq!((e.index, e.address.as_str()), (1, "tls://10.0.0.2:7772"));
     assert_eq!(e.to_string(), "servers[1] (tls://10.0.0.2:7772) has no Services.Cosi key");
 }
+
+#[test]
+fn limits_are_read_written_and_checked() {
+    use std::time::Duration;
+    let mut c = sample();
+    assert_eq!(c.limits, conode_core::config::Limits::default());
+    assert!(!c.to_toml().contains("[Limits]"), "defaults are not written");
+    c.limits.client_header_timeout = Duration::from_millis(1500);
+    c.limits.client_max_connections_per_address = 3;
+    c.limits.stranger_connections = 2;
+    let text = c.to_toml();
+    assert!(text.contains("[Limits]") && text.contains("ClientHeaderTimeoutMs = 1500"), "{text}");
+    let back = NodeConfig::from_toml_str(Path::new("private.toml"), &text).unwrap();
+    assert_eq!(back.limits, c.limits);
+
+    let zero = text.replace("StrangerConnections = 2", "StrangerConnections = 0");
+    let (_, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &zero).unwrap_err());
+    assert_eq!(field, "Limits.StrangerConnections");
+    let unknown = text.replace("StrangerConnections = 2", "StrangerConection = 2");
+    let err = NodeConfig::from_toml_str(Path::new("p.toml"), &unknown).unwrap_err().to_string();
+    assert!(err.contains("StrangerConection"), "{err}");
+}

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `conode` binary under test; `CONODE_TEST_BIN` names another build (to measure a baseline).
 pub fn conode() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conode"));
+    let bin = std::env::var_os("CONODE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_conode").into());
+    let mut cmd = Command::new(bin);
     die_with_parent(&mut cmd);
     cmd
 }
@@ -285,6 +287,11 @@ impl Servers {
         if let Some(mut child) = self.nodes[i].child.take() {
             sigterm_and_wait(&mut child, Duration::from_secs(20));
         }
+    }
+
+    /// Process id of running member `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.as_ref().expect("node not running").id()
     }
 
     pub fn url(&self, i: usize) -> String {

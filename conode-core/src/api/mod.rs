@@ -2,6 +2,7 @@
 //! routes (`/ok`, `/status`, `/metrics`, a status page at `/`), optional TLS reloaded from its files, and a small client for it.
 
 pub mod client;
+pub mod edge;
 mod operator;
 mod server;
 pub mod tls_reload;

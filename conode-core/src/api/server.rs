@@ -1,14 +1,16 @@
 //! HTTP + WebSocket server of the client port. Each WebSocket at `/<Service>/<Method>` carries
 //! protobuf requests as binary messages and gets one binary reply each; an error closes the socket
-//! with code 4100 and the reason, as the Go cothority does.
+//! with code 4100 and the reason, as the Go cothority does. The limits of `[Limits]` apply: header
+//! and idle deadlines, connection caps (see `edge`), and the largest WebSocket message (close 1009).
 
+use super::edge;
 use crate::services::{status::status_map, ClientRegistry, ServiceContext, Tasks};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-/// Largest accepted WebSocket message.
-pub const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
+/// WebSocket close code of a message above the limit ("message too big", RFC 6455).
+pub const WS_TOO_BIG: u16 = 1009;
 pub use crate::client_api::WS_ERROR_CODE;
 use crate::client_api::{ErrorCode, WireError};
 
@@ -65,13 +67,53 @@ async fn websocket(
     let Some(handler) = s.clients.get(&service) else {
         return (axum::http::StatusCode::NOT_FOUND, format!("no service `{service}` on this node")).into_response();
     };
-    ws.max_message_size(MAX_WS_MESSAGE).on_upgrade(move |socket| serve_socket(socket, handler, service, method))
+    let limits = &s.ctx.config.limits;
+    let (max, idle) = (limits.client_max_message, limits.client_idle_timeout);
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_socket(socket, handler, service, method, idle))
 }
 
-async fn serve_socket(mut socket: WebSocket, handler: crate::services::ClientHandler, service: String, method: String) {
-    while let Some(msg) = socket.recv().await {
+/// Whether a WebSocket read failed because a message or frame exceeded the limit.
+fn too_big(e: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(err) = source {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) = err.downcast_ref() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+async fn serve_socket(
+    mut socket: WebSocket,
+    handler: crate::services::ClientHandler,
+    service: String,
+    method: String,
+    idle: Duration,
+) {
+    loop {
+        let msg = match tokio::time::timeout(idle, socket.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(_) => {
+                debug!(%service, %method, ?idle, "closing idle WebSocket");
+                let close = CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "idle".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                break;
+            }
+        };
         let body = match msg {
             Ok(Message::Binary(b)) => b.to_vec(),
+            Err(e) if too_big(&e) => {
+                debug!(%service, %method, error = %e, "WebSocket message above the limit");
+                let close = CloseFrame { code: WS_TOO_BIG, reason: "message too big".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                linger(&mut socket).await;
+                break;
+            }
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
             Ok(Message::Text(_)) => {
@@ -95,6 +137,33 @@ async fn serve_socket(mut socket: WebSocket, handler: crate::services::ClientHan
     }
 }
 
+/// After closing because of an oversized message, reads and drops what the client still sends for
+/// a moment, so the close frame reaches it instead of a reset (the rest of the message may be in
+/// flight).
+async fn linger(socket: &mut WebSocket) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    for _ in 0..4096 {
+        match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => return,
+            Ok(Some(Err(e))) if !too_big(&e) && is_closed(&e) => return,
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+fn is_closed(e: &axum::Error) -> bool {
+    use std::error::Error;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(err) = source {
+        if let Some(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) = err.downcast_ref() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 async fn close_with(socket: &mut WebSocket, error: &WireError) -> Result<(), axum::Error> {
     let reason = error.to_close_reason();
     socket.send(Message::Close(Some(CloseFrame { code: WS_ERROR_CODE, reason: reason.into() }))).await
@@ -109,28 +178,64 @@ pub fn serve(
     accepting: &Tasks,
     connections: &Tasks,
 ) {
+    let limits = state.ctx.config.limits.clone();
     let app = router(state);
     let acceptor = tls.map(TlsAcceptor::from);
     let connections = connections.clone();
+    // Keep file descriptors for the database, the node port and its peers.
+    let files = edge::raise_open_files(limits.max_open_files);
+    let max_total = match files {
+        Some(f) if (f as usize).saturating_sub(256) < limits.client_max_connections => {
+            let capped = (f as usize).saturating_sub(256).max(16);
+            warn!(
+                configured = limits.client_max_connections,
+                capped,
+                open_files = f,
+                "client port: connection cap lowered to fit the open-files limit"
+            );
+            capped
+        }
+        _ => limits.client_max_connections,
+    };
+    let limiter = edge::ConnLimiter::new(max_total, limits.client_max_connections_per_address);
     accepting.spawn(async move {
+        let mut backoff = edge::AcceptBackoff::new();
         loop {
             let (tcp, remote) = match listener.accept().await {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.succeeded();
+                    a
+                }
                 Err(e) => {
-                    warn!(error = %e, "client port: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let (wait, log) = backoff.failed();
+                    if log {
+                        warn!(error = %e, ?wait, "client port: accept failed, backing off");
+                    }
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
+            let guard = match limiter.try_admit(remote.ip()) {
+                Ok(g) => g,
+                Err(why) => {
+                    debug!(%remote, ?why, open = limiter.open(), "client port: connection refused at the cap");
                     continue;
                 }
             };
             let _ = tcp.set_nodelay(true);
             let app = app.clone();
             let acceptor = acceptor.clone();
+            let limits = limits.clone();
             connections.spawn(async move {
+                let activity = edge::Activity::new();
+                let tcp = edge::Tracked::new(tcp, activity.clone(), guard);
                 let service = TowerToHyperService::new(app);
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.client_header_timeout);
+                builder.http2().timer(TokioTimer::new());
                 let served = async {
                     match acceptor {
-                        Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await {
+                        Some(acc) => match tokio::time::timeout(limits.client_header_timeout, acc.accept(tcp)).await {
                             Ok(Ok(tls)) => builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await,
                             Ok(Err(e)) => {
                                 debug!(%remote, error = %e, "client port: TLS handshake failed");
@@ -141,8 +246,15 @@ pub fn serve(
                         None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
                     }
                 };
-                if let Err(e) = served.await {
-                    debug!(%remote, error = %e, "client connection ended with error");
+                tokio::select! {
+                    r = served => {
+                        if let Err(e) = r {
+                            debug!(%remote, error = %e, "client connection ended with error");
+                        }
+                    }
+                    _ = activity.idle(limits.client_idle_timeout) => {
+                        debug!(%remote, "client port: idle connection closed");
+                    }
                 }
             });
         }

@@ -1,6 +1,8 @@
 //! TLS for the client port from `WebSocketTLSCertificate` / `WebSocketTLSCertificateKey` (PEM). The
 //! files are watched and a renewed certificate is used for new connections without a restart; a
-//! broken replacement is logged and the previous certificate stays in use.
+//! broken replacement is logged and the previous certificate stays in use. A pair is refused (at
+//! start: the node does not start) when the key does not match the certificate, the certificate
+//! has expired or is not yet valid, or the key is of a type rustls cannot sign with.
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -36,8 +38,39 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<(CertifiedKey, Vec<
         .key_provider
         .load_private_key(der)
         .map_err(|e| invalid(key, format!("unusable key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        Ok(()) => {}
+        // The key cannot tell its public half: the handshake would show a mismatch; nothing to compare.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(invalid(key, format!("the key does not match the certificate {}", cert.display())));
+        }
+        Err(e) => return Err(invalid(cert, format!("unusable certificate: {e}"))),
+    }
+    check_validity(cert, &certified.cert[0], std::time::SystemTime::now())?;
     let fingerprint = [cert_pem, key_pem].concat();
-    Ok((CertifiedKey::new(chain, signing), fingerprint))
+    Ok((certified, fingerprint))
+}
+
+/// Refuses a certificate outside its validity period at `now`.
+pub fn check_validity(
+    file: &Path,
+    der: &rustls::pki_types::CertificateDer<'_>,
+    now: std::time::SystemTime,
+) -> Result<(), CertError> {
+    let invalid = |r: String| CertError::Invalid { file: file.to_path_buf(), reason: r };
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| invalid(format!("unparsable certificate: {e}")))?;
+    let now = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let validity = parsed.validity();
+    if validity.not_after.timestamp() < now {
+        return Err(invalid(format!("the certificate expired on {}", validity.not_after)));
+    }
+    if validity.not_before.timestamp() > now {
+        return Err(invalid(format!("the certificate is not valid before {}", validity.not_before)));
+    }
+    Ok(())
 }
 
 /// A certificate resolver whose certificate is replaced when its files change.
@@ -82,7 +115,7 @@ impl ReloadingCert {
                 }
                 Err(e) => {
                     // Files may be mid-rewrite: try again next tick, keep serving the old one.
-                    tracing::warn!(error = %e, "client port: new TLS certificate not usable yet, keeping the previous one");
+                    tracing::warn!(error = %e, "client port: new TLS certificate refused, keeping the previous one");
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 mod address;
 mod fields;
+pub mod limits;
 mod overrides;
 #[cfg(feature = "runtime")]
 pub mod paths;
@@ -11,6 +12,7 @@ mod private;
 mod roster;
 
 pub use address::NodeAddress;
+pub use limits::Limits;
 pub use overrides::AddressOverrides;
 pub use private::{NodeConfig, COSI_SERVICE};
 pub use roster::{MissingServiceKey, Roster, ServerIdentity, ServicePublic};

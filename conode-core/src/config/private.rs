@@ -2,6 +2,7 @@
 //! mode 0600 and refused when group/world readable. Secrets never appear in Debug output or logs.
 
 use super::fields::{optional, parse_toml, read_toml, required};
+use super::limits::{Limits, RawLimits};
 use super::{write_file_atomic, ConfigError, NodeAddress, ServerIdentity, ServicePublic};
 use crate::crypto::{bls, BlsKeyPair, IdentityKeyPair};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ struct RawPrivate {
     allow_open_signing: Option<bool>,
     #[serde(rename = "Services", default)]
     services: BTreeMap<String, RawServiceSecret>,
+    #[serde(rename = "Limits", default, skip_serializing_if = "RawLimits::is_empty")]
+    limits: RawLimits,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -69,6 +72,8 @@ pub struct NodeConfig {
     /// Whether `/Cosi/Sign` may be used by any client (a signing oracle must be opt-in).
     pub allow_open_signing: bool,
     pub service_keys: BTreeMap<String, BlsKeyPair>,
+    /// How much the node's ports give to any one client or peer (`[Limits]`).
+    pub limits: Limits,
 }
 
 impl NodeConfig {
@@ -87,6 +92,7 @@ impl NodeConfig {
             data_dir: None,
             allow_open_signing: false,
             service_keys,
+            limits: Limits::default(),
         }
     }
 
@@ -192,6 +198,7 @@ impl NodeConfig {
             data_dir: optional(&raw.data_dir).map(PathBuf::from),
             allow_open_signing: raw.allow_open_signing.unwrap_or(false),
             service_keys,
+            limits: Limits::from_raw(path, &raw.limits)?,
         })
     }
 
@@ -224,6 +231,7 @@ impl NodeConfig {
                     )
                 })
                 .collect(),
+            limits: self.limits.to_raw(),
         };
         toml::to_string(&raw).unwrap_or_default()
     }

@@ -7,6 +7,7 @@
 //! out is checked with a ping and closed (and later redialled) when that fails too, and the newest
 //! connection of a peer carries our requests.
 
+pub mod admission;
 pub mod frame;
 pub mod health;
 pub mod tls;
@@ -62,6 +63,16 @@ pub struct NetSettings {
     pub link_check: Duration,
     /// First interval of the background probe of a down peer (it grows to 1 s).
     pub probe_interval: Duration,
+    /// A peer connection on which nothing arrives for this long (and nothing is awaited) is closed.
+    pub idle_timeout: Duration,
+    /// Deadline to receive a whole frame once its length arrived.
+    pub frame_timeout: Duration,
+    /// Connections of peers outside every known roster served at once (introductions only).
+    pub max_strangers: usize,
+    /// Bytes of frames from strangers held at once, all strangers together.
+    pub stranger_memory: usize,
+    /// Idle and frame deadline of a stranger's connection.
+    pub stranger_timeout: Duration,
 }
 
 impl Default for NetSettings {
@@ -76,6 +87,11 @@ impl Default for NetSettings {
             idle_ping: Duration::from_secs(1),
             link_check: Duration::from_secs(1),
             probe_interval: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(60),
+            max_strangers: 16,
+            stranger_memory: 16 << 20,
+            stranger_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -136,6 +152,8 @@ struct Inner {
     rx_bytes: AtomicU64,
     health: health::PeerHealth,
     epoch: Instant,
+    /// Peers served in full; everyone else gets the strangers' budget.
+    admission: admission::Admission,
     /// Connection tasks; cancelled when the node stops.
     tasks: Tasks,
 }
@@ -177,6 +195,7 @@ impl Network {
     ) -> Result<Self, NetError> {
         let tls = tls::TlsIdentity::new(&identity).map_err(NetError::Setup)?;
         let acceptor = TlsAcceptor::from(tls.server_config().map_err(NetError::Setup)?);
+        let admission = admission::Admission::new(identity.public(), &settings);
         let net = Self {
             inner: Arc::new(Inner {
                 identity,
@@ -194,6 +213,7 @@ impl Network {
                 rx_bytes: AtomicU64::new(0),
                 health: health::PeerHealth::default(),
                 epoch: Instant::now(),
+                admission,
                 tasks,
             }),
         };
@@ -212,6 +232,24 @@ impl Network {
     /// What this node knows about its peers (down, round-trip times).
     pub fn health(&self) -> &health::PeerHealth {
         &self.inner.health
+    }
+
+    /// Serves `keys` in full from now on (members of a roster this node works with).
+    pub fn admit(&self, keys: impl IntoIterator<Item = IdentityPublicKey>) {
+        let new = self.inner.admission.admit(keys);
+        if new > 0 {
+            debug!(new, total = self.inner.admission.len(), "peers admitted");
+        }
+    }
+
+    /// Whether `key` is served in full.
+    pub fn is_admitted(&self, key: &IdentityPublicKey) -> bool {
+        self.inner.admission.is_admitted(key)
+    }
+
+    /// The admitted set and the strangers' budget.
+    pub fn admission(&self) -> &admission::Admission {
+        &self.inner.admission
     }
 
     /// Registers the handler of peer requests for `service`.
@@ -297,8 +335,19 @@ impl Network {
                 return;
             }
         };
-        debug!(remote = %addr, peer = %short(&key), "node port: accepted");
-        self.start_link(key, tokio_rustls::TlsStream::Server(stream));
+        let stranger = if self.is_admitted(&key) {
+            None
+        } else {
+            match self.inner.admission.stranger_slot() {
+                Some(slot) => Some(slot),
+                None => {
+                    debug!(remote = %addr, peer = %short(&key), "node port: too many unknown peers, closing");
+                    return;
+                }
+            }
+        };
+        debug!(remote = %addr, peer = %short(&key), known = stranger.is_none(), "node port: accepted");
+        self.start_link(key, tokio_rustls::TlsStream::Server(stream), stranger);
     }
 
     fn now_ms(&self) -> u64 {
@@ -309,7 +358,13 @@ impl Network {
     /// as the link requests to the peer use. The newest connection wins: after a partition the
     /// peer's fresh dial replaces a link that may be dead; an older connection still serves what
     /// arrives on it (both sides may dial at once) until it closes or fails its idle ping.
-    fn start_link(&self, peer: IdentityPublicKey, stream: tokio_rustls::TlsStream<TcpStream>) {
+    /// A stranger's connection (`stranger` holds its slot) is not used for requests.
+    fn start_link(
+        &self,
+        peer: IdentityPublicKey,
+        stream: tokio_rustls::TlsStream<TcpStream>,
+        mut stranger: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
         health::tune_socket(stream.get_ref().0);
         let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
@@ -318,7 +373,9 @@ impl Network {
             last_rx: AtomicU64::new(self.now_ms()),
             checking: AtomicBool::new(false),
         });
-        lock(&self.inner.links).insert(peer, Link { conn_id, tx: tx.clone(), ctl: ctl.clone() });
+        if stranger.is_none() {
+            lock(&self.inner.links).insert(peer, Link { conn_id, tx: tx.clone(), ctl: ctl.clone() });
+        }
         lock(&self.inner.backoff).remove(&peer);
         if self.inner.health.record_ok(&peer) {
             info!(peer = %short(&peer), "peer is back (connected)");
@@ -352,20 +409,46 @@ impl Network {
         self.inner.tasks.spawn(async move {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
-            let max = net.inner.settings.max_frame;
+            let busy = Arc::new(AtomicU64::new(0));
             loop {
+                let admitted = net.is_admitted(&peer);
+                if admitted {
+                    // Admitted meanwhile (an introduction named it): no longer a stranger.
+                    stranger.take();
+                }
+                let s = &net.inner.settings;
                 let read = tokio::select! {
                     _ = ctl.close.cancelled() => {
                         debug!(peer = %short(&peer), conn_id, "link closed locally");
                         break;
                     }
-                    r = frame::read_frame(&mut reader, max) => r,
+                    r = admission::read_peer_frame(&mut reader, s, &net.inner.admission, admitted) => r,
                 };
                 match read {
-                    Ok((env, n)) => {
+                    Ok((env, n, held)) => {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         ctl.last_rx.store(net.now_ms(), Ordering::Relaxed);
-                        net.dispatch(peer, &reply_tx, env);
+                        if admitted {
+                            net.dispatch(peer, &reply_tx, env, &busy);
+                        } else {
+                            // One introduction at a time, its memory held until it is answered.
+                            let reply = net.answer(peer, env).await;
+                            drop(held);
+                            if reply_tx.send(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(FrameError::Idle(after)) if admitted && net.link_busy(conn_id, &busy) => {
+                        debug!(peer = %short(&peer), ?after, "idle link kept: requests in flight");
+                    }
+                    Err(FrameError::Idle(after)) => {
+                        debug!(peer = %short(&peer), ?after, known = admitted, "closing idle connection");
+                        break;
+                    }
+                    Err(e @ FrameError::NotServed { .. }) => {
+                        debug!(peer = %short(&peer), error = %e, "unknown peer refused");
+                        break;
                     }
                     Err(FrameError::Closed) => {
                         debug!(peer = %short(&peer), "connection closed by peer");
@@ -456,39 +539,63 @@ impl Network {
         }
     }
 
-    fn dispatch(&self, peer: IdentityPublicKey, reply_tx: &mpsc::Sender<Vec<u8>>, env: Envelope) {
+    /// Whether a connection has handlers running or requests awaiting replies.
+    fn link_busy(&self, conn_id: u64, handlers: &AtomicU64) -> bool {
+        handlers.load(Ordering::Relaxed) > 0 || lock(&self.inner.pending).values().any(|p| p.conn_id == conn_id)
+    }
+
+    /// Runs the handler of a request and returns the encoded reply frame. When the service accepted
+    /// an introduction, the roster it names (with the sender and this node in it) is admitted.
+    async fn answer(&self, peer: IdentityPublicKey, env: Envelope) -> Vec<u8> {
+        let named = admission::introduced_keys(&env.service, &env.protocol, &env.payload);
+        let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
+        let result = match handler {
+            Some(h) => {
+                h(PeerMessage {
+                    from: peer,
+                    protocol: env.protocol.clone(),
+                    round_id: env.round_id.clone(),
+                    payload: env.payload,
+                })
+                .await
+            }
+            None => Err(format!("no service `{}` on this node", env.service)),
+        };
+        if result.is_ok() && named.contains(&peer) && named.contains(&self.public_key()) {
+            self.admit(named);
+        }
+        let (kind, payload) = match result {
+            Ok(p) => (Kind::Response, p),
+            Err(e) => (Kind::Error, e.into_bytes()),
+        };
+        frame::encode(&Envelope {
+            version: WIRE_VERSION,
+            kind: kind as u32,
+            id: env.id,
+            service: env.service,
+            protocol: env.protocol,
+            round_id: env.round_id,
+            payload,
+        })
+    }
+
+    fn dispatch(
+        &self,
+        peer: IdentityPublicKey,
+        reply_tx: &mpsc::Sender<Vec<u8>>,
+        env: Envelope,
+        busy: &Arc<AtomicU64>,
+    ) {
         match env.kind() {
             Some(Kind::Request) => {
-                let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
                 let reply_tx = reply_tx.clone();
+                let (net, busy) = (self.clone(), busy.clone());
+                busy.fetch_add(1, Ordering::Relaxed);
                 self.inner.tasks.spawn(async move {
-                    let result = match handler {
-                        Some(h) => {
-                            h(PeerMessage {
-                                from: peer,
-                                protocol: env.protocol.clone(),
-                                round_id: env.round_id.clone(),
-                                payload: env.payload,
-                            })
-                            .await
-                        }
-                        None => Err(format!("no service `{}` on this node", env.service)),
-                    };
-                    let (kind, payload) = match result {
-                        Ok(p) => (Kind::Response, p),
-                        Err(e) => (Kind::Error, e.into_bytes()),
-                    };
-                    let reply = Envelope {
-                        version: WIRE_VERSION,
-                        kind: kind as u32,
-                        id: env.id,
-                        service: env.service,
-                        protocol: env.protocol,
-                        round_id: env.round_id,
-                        payload,
-                    };
+                    let reply = net.answer(peer, env).await;
+                    busy.fetch_sub(1, Ordering::Relaxed);
                     // The reply goes back on the connection the request came in on.
-                    let _ = reply_tx.send(frame::encode(&reply)).await;
+                    let _ = reply_tx.send(reply).await;
                 });
             }
             Some(kind @ (Kind::Response | Kind::Error)) => {
@@ -640,7 +747,7 @@ impl Network {
             match tokio::time::timeout(handshake, TlsConnector::from(cfg).connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
                     info!(peer = %short(&peer.public), %sa, "connected");
-                    self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream));
+                    self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream), None);
                     return Ok(());
                 }
                 Ok(Err(e)) => last = err(format!("{sa}: TLS: {e}")),
@@ -701,6 +808,10 @@ impl Network {
         let start = Instant::now();
         let deadline = start + timeout;
         let key = peer.public;
+        if !self.is_admitted(&key) {
+            // A peer this node talks to is one it serves.
+            self.admit([key]);
+        }
         let (conn_id, tx, ctl) = match self.link(peer, deadline, fail_fast).await {
             Ok(l) => l,
             Err(e) => {

@@ -92,6 +92,9 @@ impl CosiService {
 
     /// The roster `/Cosi/Sign` uses when a request carries none.
     pub fn set_default_roster(&self, roster: Option<Roster>) {
+        if let Some(r) = &roster {
+            self.shared.network.admit(r.servers.iter().map(|m| m.public));
+        }
         *self.shared.default_roster.write().unwrap_or_else(|p| p.into_inner()) = roster;
     }
 
@@ -142,6 +145,8 @@ impl CosiService {
             self.shared.rosters.for_roster(roster)
         }
         .map_err(CosiError::BadRoster)?;
+        // The members of a roster this node signs for are served on its node port.
+        self.shared.network.admit(roster.servers.iter().map(|m| m.public));
         protocol::run_root(
             self.shared.clone(),
             rr,

@@ -1,0 +1,292 @@
+//! Who the node port serves. Any Ed25519 certificate completes the TLS handshake, so the transport
+//! itself decides what a peer may do: peers whose identity key is in a roster this node knows
+//! (its services feed the set: cosi, skipchain, DKG and beacon rosters, and every peer this node
+//! dials) get the full protocol; everyone else is a stranger with a small separate budget: only
+//! introductions (a reachability ping, a cosi announcement, a skipchain block, a DKG proposal —
+//! each carrying the roster that then admits its members), few connections at once, a shared
+//! memory budget, short deadlines. Frame sizes are limited per route, and memory follows received
+//! bytes (see [`super::frame::read_body`]).
+
+use super::frame::{self, Envelope, FrameError, Route};
+use super::NetSettings;
+use crate::crypto::IdentityPublicKey;
+use prost::Message;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use tokio::io::AsyncRead;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Unit of the strangers' memory budget.
+const BUDGET_UNIT: usize = 1024;
+
+/// The set of admitted identity keys and the strangers' budget.
+pub struct Admission {
+    keys: RwLock<HashSet<IdentityPublicKey>>,
+    strangers: Arc<Semaphore>,
+    memory: Arc<Semaphore>,
+}
+
+impl Admission {
+    pub fn new(own: IdentityPublicKey, settings: &NetSettings) -> Self {
+        let units = (settings.stranger_memory / BUDGET_UNIT).clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            keys: RwLock::new(HashSet::from([own])),
+            strangers: Arc::new(Semaphore::new(settings.max_strangers)),
+            memory: Arc::new(Semaphore::new(units)),
+        }
+    }
+
+    /// Admits `keys`; returns how many were new.
+    pub fn admit(&self, keys: impl IntoIterator<Item = IdentityPublicKey>) -> usize {
+        let mut set = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.into_iter().filter(|k| set.insert(*k)).count()
+    }
+
+    pub fn is_admitted(&self, key: &IdentityPublicKey) -> bool {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
+    /// Number of admitted keys (this node's own included).
+    pub fn len(&self) -> usize {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A place for one more stranger connection, if any is free.
+    pub fn stranger_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.strangers.clone().try_acquire_owned().ok()
+    }
+
+    /// Free stranger connection slots (for tests and metrics).
+    pub fn free_stranger_slots(&self) -> usize {
+        self.strangers.available_permits()
+    }
+}
+
+impl NetSettings {
+    /// The node-port part of private.toml's `[Limits]`, other settings at their defaults.
+    pub fn from_limits(l: &crate::config::Limits) -> Self {
+        NetSettings {
+            max_frame: l.peer_max_frame,
+            idle_timeout: l.peer_idle_timeout,
+            frame_timeout: l.peer_frame_timeout,
+            max_strangers: l.stranger_connections,
+            stranger_memory: l.stranger_memory,
+            stranger_timeout: l.stranger_timeout,
+            ..NetSettings::default()
+        }
+    }
+}
+
+/// The largest frame allowed on `route` from an admitted peer (`None` = not allowed at all).
+pub fn peer_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> usize {
+    let by_service = match route.map(|r| r.service) {
+        Some(super::NET_SERVICE) => 64 * 1024,
+        Some("Beacon") => 4 << 20,
+        Some("Cosi") => 8 << 20,
+        _ => max_frame,
+    };
+    by_service.min(max_frame)
+}
+
+/// The largest frame a stranger may send on `route`: only introductions are served.
+pub fn stranger_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> Option<usize> {
+    let r = route?;
+    if r.kind != frame::Kind::Request as u32 {
+        return None;
+    }
+    let limit = match (r.service, r.protocol) {
+        (super::NET_SERVICE, "Ping") => 1024,
+        // Statement (1 MiB), hook data (4 MiB) and a roster.
+        ("Cosi", "Announce") => 6 << 20,
+        ("Skipchain", "Store") => 8 << 20,
+        ("Dkg", "Prepare") => 512 * 1024,
+        _ => return None,
+    };
+    Some(limit.min(max_frame))
+}
+
+/// Just the roster of a cosi `Announce` (field 1); prost skips the other fields without copying.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnnounceRoster {
+    #[prost(message, repeated, tag = "1")]
+    roster: Vec<KeyAt1>,
+}
+
+/// A roster member whose identity key is field 1 (cosi and DKG members, skipchain roster entries).
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyAt1 {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+}
+
+/// `LinkedBlock.block(1).roster(8).members(1)`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LinkedBlockRoster {
+    #[prost(message, optional, tag = "1")]
+    block: Option<BlockRosterOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct BlockRosterOnly {
+    #[prost(message, optional, tag = "8")]
+    roster: Option<MembersAt1>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct MembersAt1 {
+    #[prost(message, repeated, tag = "1")]
+    members: Vec<KeyAt1>,
+}
+
+/// `Prepare.config(1).members(1)`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PrepareMembers {
+    #[prost(message, optional, tag = "1")]
+    config: Option<MembersAt1>,
+}
+
+/// Whether requests on this route introduce a roster.
+pub fn is_introduction(service: &str, protocol: &str) -> bool {
+    matches!((service, protocol), ("Cosi", "Announce") | ("Skipchain", "Store") | ("Dkg", "Prepare"))
+}
+
+/// The identity keys an introduction names (the roster it asks this node to work with), read
+/// without copying the rest of the message. They are admitted once the service accepted it.
+pub fn introduced_keys(service: &str, protocol: &str, payload: &[u8]) -> Vec<IdentityPublicKey> {
+    if !is_introduction(service, protocol) {
+        return vec![];
+    }
+    let keys: Vec<KeyAt1> = match service {
+        "Cosi" => AnnounceRoster::decode(payload).map(|a| a.roster).unwrap_or_default(),
+        "Skipchain" => {
+            LinkedBlockRoster::decode(payload).ok().and_then(|l| l.block?.roster).map(|r| r.members).unwrap_or_default()
+        }
+        _ => PrepareMembers::decode(payload).ok().and_then(|p| p.config).map(|c| c.members).unwrap_or_default(),
+    };
+    keys.iter().filter_map(|k| IdentityPublicKey::from_bytes(&k.key).ok()).collect()
+}
+
+/// Reads the next frame of a connection: an admitted peer's with its per-route limits, idle and
+/// frame deadlines; a stranger's only when it is an introduction, within the strangers' memory
+/// budget and shorter deadlines. Returns the envelope, its size on the wire and, for a stranger,
+/// the budget it holds (drop it once the frame has been handled).
+pub async fn read_peer_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    settings: &NetSettings,
+    admission: &Admission,
+    admitted: bool,
+) -> Result<(Envelope, usize, Vec<OwnedSemaphorePermit>), FrameError> {
+    let (idle, frame_deadline) = if admitted {
+        (settings.idle_timeout, settings.frame_timeout)
+    } else {
+        (settings.stranger_timeout, settings.stranger_timeout)
+    };
+    let size = match tokio::time::timeout(idle, frame::read_length(reader)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(FrameError::Idle(idle)),
+    };
+    if size > settings.max_frame {
+        return Err(FrameError::TooLarge { size, max: settings.max_frame });
+    }
+    let max = settings.max_frame;
+    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+    let memory = &admission.memory;
+    let body = async {
+        if admitted {
+            frame::read_body(reader, size, |route| Ok(peer_frame_limit(route, max)), |_| Ok(())).await
+        } else {
+            let limit = |route: Option<Route<'_>>| match stranger_frame_limit(route, max) {
+                Some(l) => Ok(l),
+                None => Err(FrameError::NotServed {
+                    service: route.map(|r| r.service.to_string()).unwrap_or_default(),
+                    protocol: route.map(|r| r.protocol.to_string()).unwrap_or_default(),
+                }),
+            };
+            let on_chunk = |n: usize| {
+                let units = n.div_ceil(BUDGET_UNIT) as u32;
+                let permit = memory.clone().try_acquire_many_owned(units).map_err(|_| FrameError::Budget)?;
+                held.push(permit);
+                Ok(())
+            };
+            frame::read_body(reader, size, limit, on_chunk).await
+        }
+    };
+    let result = match tokio::time::timeout(frame_deadline, body).await {
+        Ok(r) => r,
+        Err(_) => Err(FrameError::Slow(frame_deadline)),
+    };
+    let buf = result?;
+    let env = frame::decode(&buf)?;
+    Ok((env, size + 4, held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route<'a>(service: &'a str, protocol: &'a str) -> Option<Route<'a>> {
+        Some(Route { kind: 1, service, protocol })
+    }
+
+    #[test]
+    fn strangers_get_only_introductions() {
+        let max = 16 << 20;
+        assert_eq!(stranger_frame_limit(route("Net", "Ping"), max), Some(1024));
+        assert!(stranger_frame_limit(route("Dkg", "Prepare"), max).is_some());
+        assert_eq!(stranger_frame_limit(route("Beacon", "Partial"), max), None);
+        assert_eq!(stranger_frame_limit(route("Skipchain", "GetBlocks"), max), None);
+        assert_eq!(stranger_frame_limit(None, max), None);
+        let reply = Some(Route { kind: 2, service: "Net", protocol: "Ping" });
+        assert_eq!(stranger_frame_limit(reply, max), None);
+        assert_eq!(peer_frame_limit(route("Net", "Ping"), max), 64 * 1024);
+        assert_eq!(peer_frame_limit(route("Skipchain", "Store"), max), max);
+    }
+
+    #[test]
+    fn admit_counts_new_keys() {
+        let own = crate::crypto::IdentityKeyPair::generate().public();
+        let other = crate::crypto::IdentityKeyPair::generate().public();
+        let a = Admission::new(own, &NetSettings::default());
+        assert!(a.is_admitted(&own) && !a.is_admitted(&other));
+        assert_eq!(a.admit([other, own]), 1);
+        assert!(a.is_admitted(&other));
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn introductions_name_their_roster() {
+        let k = crate::crypto::IdentityKeyPair::generate().public();
+        let ann = crate::wire::cosi::Announce {
+            roster: vec![crate::wire::cosi::Member { public: k.as_bytes().to_vec(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(introduced_keys("Cosi", "Announce", &ann.encode_to_vec()), vec![k]);
+        assert!(introduced_keys("Cosi", "Announce", &[0xff, 0xff]).is_empty());
+        assert!(introduced_keys("Beacon", "Partial", &ann.encode_to_vec()).is_empty());
+        let block = crate::wire::skipchain::LinkedBlock {
+            block: Some(crate::wire::skipchain::SkipBlock {
+                data: vec![7; 100],
+                roster: Some(crate::wire::skipchain::BlockRoster {
+                    members: vec![crate::wire::skipchain::RosterEntry {
+                        identity: k.as_bytes().to_vec(),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(introduced_keys("Skipchain", "Store", &block.encode_to_vec()), vec![k]);
+        let prepare = crate::wire::dkg::Prepare {
+            config: Some(crate::wire::dkg::DkgConfig {
+                members: vec![crate::wire::dkg::Member { public: k.as_bytes().to_vec(), ..Default::default() }],
+                ..Default::default()
+            }),
+        };
+        assert_eq!(introduced_keys("Dkg", "Prepare", &prepare.encode_to_vec()), vec![k]);
+    }
+}
