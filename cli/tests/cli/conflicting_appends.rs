@@ -5,21 +5,14 @@
 //! every index, and the chain must go on once the contention stops. Seeded like the in-process
 //! test (`CONODE_SAFETY_SEED`, `CONODE_SAFETY_TRIALS`; CI default 12 trials).
 
-use crate::support::{conode, json, ok, Servers};
+use crate::support::{conode, json, ok, owner_key, Servers};
 use conode_core::api::client::Client;
 use conode_core::client_api::ClientUrl;
-use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::{Append, GetBlock};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-fn owner_key(path: &std::path::Path) -> IdentityKeyPair {
-    let text = std::fs::read_to_string(path).unwrap();
-    let private = text.lines().find_map(|l| l.strip_prefix("Private = ")).unwrap().trim_matches('"');
-    IdentityKeyPair::from_secret_hex(private).unwrap()
-}
 
 fn client(servers: &Servers, i: usize) -> Client {
     Client::new(ClientUrl::parse(&servers.url(i)).unwrap(), Duration::from_secs(20))

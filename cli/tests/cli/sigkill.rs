@@ -4,7 +4,7 @@
 //! own store (the other members are stopped first, so nothing can be re-fetched from them), and
 //! the chain must verify from genesis.
 
-use crate::support::{conode, json, ok, Servers};
+use crate::support::{conode, json, ok, owner_key, Servers};
 use conode_core::api::client;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::{Append, BlockReply, GetBlock};
@@ -15,12 +15,6 @@ use std::time::{Duration, Instant};
 
 /// (index, hash) of every block the node acknowledged, shared with the append thread.
 type Acknowledged = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
-
-fn owner_key(path: &std::path::Path) -> IdentityKeyPair {
-    let text = std::fs::read_to_string(path).unwrap();
-    let private = text.lines().find_map(|l| l.strip_prefix("Private = ")).unwrap().trim_matches('"');
-    IdentityKeyPair::from_secret_hex(private).unwrap()
-}
 
 /// Appends blocks 1, 2, … until an append fails or `stop` is set; every acknowledged block's
 /// (index, hash) goes into `acked`. Returns the error that ended the loop.

@@ -322,3 +322,10 @@ impl Drop for Servers {
 pub fn write_private(path: &Path, text: &str) {
     conode_core::config::write_file_atomic(path, text.as_bytes(), 0o600, true).unwrap();
 }
+
+/// The owner key an `owner.toml` written by `conode skipchain create --key` holds.
+pub fn owner_key(path: &Path) -> conode_core::crypto::IdentityKeyPair {
+    let text = std::fs::read_to_string(path).unwrap();
+    let private = text.lines().find_map(|l| l.strip_prefix("Private = ")).unwrap().trim_matches('"');
+    conode_core::crypto::IdentityKeyPair::from_secret_hex(private).unwrap()
+}
