@@ -371,34 +371,13 @@ impl BeaconService {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::config::NodeAddress;
-    use crate::crypto::threshold::{AnyPubPoly, PriPoly};
-    use crate::crypto::IdentityKeyPair;
-    use crate::services::dkg::{key_group, GroupNode};
 
     /// A group of `n` members with threshold `t` and every member's share, made from a real
     /// random polynomial (what a DKG hands over), so recovery below is real BLS.
     pub(in crate::services::beacon) fn group(scheme: Scheme, n: u32, t: u32) -> (Group, Vec<Share>) {
-        let poly = PriPoly::random(t as usize, &mut rand::rngs::OsRng);
-        let group = Group {
-            scheme,
-            beacon_id: "default".into(),
-            period: 3,
-            genesis_time: 1_700_000_000,
-            threshold: t,
-            nodes: (0..n)
-                .map(|i| GroupNode {
-                    index: i,
-                    public: IdentityKeyPair::generate().public(),
-                    address: NodeAddress::parse(&format!("tls://127.0.0.1:{}", 7000 + i)).unwrap(),
-                    description: format!("n{i}"),
-                })
-                .collect(),
-            qualified: (0..n).collect(),
-            public_poly: AnyPubPoly::commit(&poly, key_group(scheme)),
-            session: [7; 32],
-        };
-        let shares = (0..n).map(|i| Share { index: i, scalar: poly.share(i).unwrap(), session: [7; 32] }).collect();
+        let (group, scalars) = crate::services::dkg::group::test_group(scheme, n, t);
+        let shares =
+            scalars.into_iter().zip(0..).map(|(scalar, index)| Share { index, scalar, session: [7; 32] }).collect();
         (group, shares)
     }
 

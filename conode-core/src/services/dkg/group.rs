@@ -239,34 +239,43 @@ impl Group {
     }
 }
 
+/// A group of `n` members with threshold `t` made from a real random polynomial (what a DKG hands
+/// over), with every member's secret share: for tests of the group file and of beacon recovery.
+#[cfg(test)]
+pub(crate) fn test_group(scheme: Scheme, n: u32, t: u32) -> (Group, Vec<crate::crypto::threshold::Scalar>) {
+    use crate::crypto::threshold::PriPoly;
+    use crate::crypto::IdentityKeyPair;
+    let poly = PriPoly::random(t as usize, &mut rand::rngs::OsRng);
+    let group = Group {
+        scheme,
+        beacon_id: "default".into(),
+        period: 3,
+        genesis_time: 1_700_000_000,
+        threshold: t,
+        nodes: (0..n)
+            .map(|i| GroupNode {
+                index: i,
+                public: IdentityKeyPair::generate().public(),
+                address: NodeAddress::parse(&format!("tls://127.0.0.1:{}", 7000 + i)).unwrap(),
+                description: format!("n{i}"),
+            })
+            .collect(),
+        qualified: (0..n).collect(),
+        public_poly: AnyPubPoly::commit(&poly, key_group(scheme)),
+        session: [7; 32],
+    };
+    let shares = (0..n).filter_map(|i| poly.share(i).ok()).collect();
+    (group, shares)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::threshold::PriPoly;
-    use crate::crypto::IdentityKeyPair;
 
     #[test]
     fn group_file_roundtrip() {
         for scheme in [Scheme::PedersenBlsChained, Scheme::BlsUnchainedG1Rfc9380] {
-            let poly = PriPoly::random(2, &mut rand::rngs::OsRng);
-            let g = Group {
-                scheme,
-                beacon_id: "default".into(),
-                period: 3,
-                genesis_time: 1_700_000_000,
-                threshold: 2,
-                nodes: (0..3)
-                    .map(|i| GroupNode {
-                        index: i,
-                        public: IdentityKeyPair::generate().public(),
-                        address: NodeAddress::parse(&format!("tls://127.0.0.1:{}", 7000 + i)).unwrap(),
-                        description: format!("n{i}"),
-                    })
-                    .collect(),
-                qualified: vec![0, 1, 2],
-                public_poly: AnyPubPoly::commit(&poly, key_group(scheme)),
-                session: [7; 32],
-            };
+            let (g, _) = test_group(scheme, 3, 2);
             let text = g.to_toml();
             assert!(text.contains("SchemeID = \"") && text.contains("[[Nodes]]"), "{text}");
             let back = Group::from_toml(&text).unwrap();
