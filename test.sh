@@ -12,6 +12,12 @@ cargo build --workspace --all-targets --locked
 echo "== light-client part compiles without the runtime (no tokio, no sled)"
 cargo build -p conode-core --no-default-features --locked
 
+echo "== tools the Rust process tests use (iptables: silent partition test; it says so and skips without)"
+if [ "$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  { apt-get install -y -qq iptables || { apt-get update -qq && apt-get install -y -qq iptables; }; } >/dev/null 2>&1 ||
+    echo "iptables could not be installed: the silent partition test will be skipped"
+fi
+
 echo "== rust tests"
 cargo test --workspace --locked -- --test-threads 2
 

@@ -16,7 +16,7 @@ pub fn conode() -> Command {
 }
 
 /// Children die with the test that started them, even if it is killed.
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

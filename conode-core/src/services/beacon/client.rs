@@ -116,7 +116,7 @@ impl BeaconService {
         };
         let report = self.inner.dkg.run_leader(config).await.map_err(|e| match e {
             DkgError::Config(_) | DkgError::NotMember => ServiceError::BadRequest(e.to_string()),
-            DkgError::Busy | DkgError::HasGroup => ServiceError::Refused(e.to_string()),
+            DkgError::Busy | DkgError::HasGroup | DkgError::AlreadyDealt(_) => ServiceError::Refused(e.to_string()),
             e => ServiceError::Failed(e.to_string()),
         })?;
         let info = report.group.chain_info();

@@ -124,6 +124,12 @@ impl BeaconService {
     }
 
     /// Signs this node's partial of `round` (the next one), keeps it and sends it to the others.
+    ///
+    /// One value per slot holds here without a durable record: a partial is a deterministic BLS
+    /// signature with this node's share, of `round` alone (unchained) or of `round` and the stored
+    /// round before it (chained), and a round is stored only once its group signature verified.
+    /// That signature is unique (threshold BLS), so this node can only ever sign one message per
+    /// round, before or after a crash; there is no second value it could be tricked into signing.
     pub(super) async fn sign_and_send(&self, chain: &Arc<Chain>, round: u64) {
         if round != chain.latest() + 1 {
             return;

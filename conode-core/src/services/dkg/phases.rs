@@ -115,6 +115,13 @@ async fn drive_inner(
 
     // Phase 1: deals, point to point.
     slot.log(Some("deal"), format!("phase 1/3 (deal): dealing shares to {} participants", others.len()));
+    let Some(inner) = weak.upgrade() else { return Err(DkgError::Failed("the DKG service stopped".into())) };
+    inner
+        .tree
+        .put_async(&super::session::dealt_key(&p.session), b"")
+        .await
+        .map_err(|e| DkgError::Failed(format!("could not record the deal durably: {e}")))?;
+    drop(inner);
     let deals = lock(&slot.dkg).deals();
     for deal in deals {
         let Some(si) = slot.server_identity(deal.recipient) else { continue };

@@ -44,6 +44,11 @@ pub enum DkgError {
     Busy,
     #[error("this node already has a beacon chain; reset it first (`conode reset`)")]
     HasGroup,
+    #[error(
+        "this node already dealt in DKG session {0} (before a restart); it will not deal again in it, \
+         start a new DKG"
+    )]
+    AlreadyDealt(String),
     #[error("{0}")]
     Failed(String),
 }

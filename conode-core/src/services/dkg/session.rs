@@ -23,6 +23,14 @@ fn short(b: &[u8]) -> String {
     hex::encode(&b[..b.len().min(6)])
 }
 
+/// Where the record "this node dealt in session S" lives in the DKG tree. It is written durably
+/// before the first deal leaves the node: a node that restarts in the middle of a DKG would pick a
+/// new secret polynomial and could send a recipient two different deals for one session (the
+/// DKG's equivocation); with the record it refuses the session instead and is left out of it.
+pub(super) fn dealt_key(session: &[u8]) -> Vec<u8> {
+    [b"dealt/".as_slice(), session].concat()
+}
+
 /// Progress of the current (or last) DKG on this node.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DkgStatus {
@@ -106,6 +114,9 @@ impl DkgService {
     /// Installs a new session unless one is running.
     pub(super) fn new_slot(&self, params: Params, leader: bool) -> Result<Arc<Slot>, DkgError> {
         self.check_guard()?;
+        if self.inner.tree.get(&dealt_key(&params.session)).ok().flatten().is_some() {
+            return Err(DkgError::AlreadyDealt(short(&params.session)));
+        }
         let mut cur = lock(&self.inner.current);
         if let Some(s) = cur.as_ref() {
             let stale =
@@ -141,5 +152,46 @@ impl DkgService {
             .filter(|s| s.params.session.as_slice() == session && !s.finished.load(Ordering::SeqCst))
             .cloned()
             .ok_or(DkgError::UnknownSession)
+    }
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use crate::cluster::LocalCluster;
+    use crate::services::beacon::messages::InitRequest;
+    use crate::verify::beacon::Scheme;
+    use prost::Message;
+    use std::time::Duration;
+
+    #[test]
+    fn a_member_never_deals_twice_in_one_session_even_after_a_restart() {
+        let mut cluster = LocalCluster::new(4).unwrap();
+        // Two of four dealers send bad deals: two qualify where three are needed, so the DKG
+        // fails after every member dealt.
+        cluster.node(2).dkg().unwrap().corrupt_deals_to(0);
+        cluster.node(3).dkg().unwrap().corrupt_deals_to(0);
+        let req = InitRequest {
+            roster_toml: cluster.roster().to_toml(),
+            scheme: Scheme::PedersenBlsChained.id().into(),
+            period_secs: 1,
+            phase_timeout_ms: 2000,
+            genesis_delay_ms: 3_600_000,
+            ..Default::default()
+        };
+        let url = cluster.client_url(1).unwrap();
+        let call = crate::api::client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60));
+        let err = cluster.runtime().block_on(call).unwrap_err().to_string();
+        assert!(err.contains("qualified"), "{err}");
+        let params = super::lock(&cluster.node(0).dkg().unwrap().inner.current).as_ref().unwrap().params.clone();
+        // Member 0 restarts, forgetting everything in memory, and is proposed the same session
+        // again: it would deal a fresh secret polynomial, so it refuses.
+        cluster.stop(0).unwrap();
+        cluster.restart(0).unwrap();
+        let dkg = cluster.node(0).dkg().unwrap();
+        let again = dkg.new_slot(params.clone(), false).err().expect("a second deal in one session");
+        assert!(again.to_string().contains("already dealt in DKG session"), "{again}");
+        // A member that never dealt in that session (a fresh node would) is not refused by it.
+        dkg.inner.tree.remove(&super::dealt_key(&params.session)).unwrap();
+        assert!(dkg.new_slot(params, false).is_ok());
     }
 }

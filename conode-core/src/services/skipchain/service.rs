@@ -217,7 +217,12 @@ impl SkipchainService {
             .block(&req.genesis)
             .filter(|b| b.index == 0)
             .ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
-        let latest = s.store.latest(&req.genesis).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        let mut latest =
+            s.store.latest(&req.genesis).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        if req.index > latest.index + 1 && self.catch_up_chain(&req.genesis).await > 0 {
+            // The client knows of blocks this member missed (it was cut off): fetch them first.
+            latest = s.store.latest(&req.genesis).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        }
         let new_roster = if req.new_roster_toml.trim().is_empty() {
             None
         } else {
@@ -605,27 +610,42 @@ impl SkipchainService {
     /// Asks the members of every known chain for newer blocks (on start).
     pub async fn catch_up_all(&self) {
         for genesis in self.shared.store.chains() {
-            let Some(latest) = self.shared.store.latest(&genesis) else { continue };
-            let Some(Ok(roster)) = latest.roster.as_ref().map(|r| self.shared.rosters.get(r)) else { continue };
-            for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
-                let req = Latest { genesis: genesis.clone(), index: 0, known: false };
-                let Ok(reply) = self
-                    .shared
-                    .network
-                    .request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3))
-                    .await
-                else {
-                    continue;
-                };
-                let Ok(theirs) = Latest::decode(reply.as_slice()) else { continue };
-                let ours = self.shared.store.latest_index(&genesis).unwrap_or(0);
-                if theirs.known && theirs.index > ours {
-                    if let Err(e) = self.catch_up(&genesis, &m).await {
-                        warn!(peer = %m.address, error = %e, "catch-up failed");
-                    }
-                }
+            self.catch_up_chain(&genesis).await;
+        }
+    }
+
+    /// Asks every other member of `genesis`'s latest roster (all at once) how far the chain goes and
+    /// fetches what they have beyond our newest block, from the most advanced first. Used on start
+    /// and when a client names an index beyond ours (this member was cut off while the others
+    /// went on). Returns how many blocks were fetched.
+    pub async fn catch_up_chain(&self, genesis: &[u8]) -> u64 {
+        let s = &self.shared;
+        let Some(latest) = s.store.latest(genesis) else { return 0 };
+        let Some(Ok(roster)) = latest.roster.as_ref().map(|r| s.rosters.get(r)) else { return 0 };
+        let asks = roster.servers.iter().filter(|m| m.public != s.me).cloned().map(|m| async move {
+            let req = Latest { genesis: genesis.to_vec(), index: 0, known: false };
+            let reply = s
+                .network
+                .request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3))
+                .await
+                .ok()?;
+            let theirs = Latest::decode(reply.as_slice()).ok()?;
+            theirs.known.then_some((theirs.index, m))
+        });
+        let mut ahead: Vec<(u64, ServerIdentity)> =
+            futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        ahead.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut fetched = 0;
+        for (index, m) in ahead {
+            if index <= s.store.latest_index(genesis).unwrap_or(0) {
+                break;
+            }
+            match self.catch_up(genesis, &m).await {
+                Ok(n) => fetched += n,
+                Err(e) => warn!(peer = %m.address, error = %e, "catch-up failed"),
             }
         }
+        fetched
     }
 
     async fn handle_peer(&self, msg: PeerMessage) -> Result<Vec<u8>, String> {
