@@ -96,6 +96,10 @@ pub struct Degraded {
     /// For each size: f down, f hung and f+1 down (each against its own healthy phase).
     #[arg(long)]
     pub table: bool,
+    /// Every member a `conode server` process, called over its client port; a hung member is
+    /// stopped with SIGSTOP (instead of nodes in this process with the `Silent` fault).
+    #[arg(long)]
+    pub processes: bool,
 }
 
 impl Degraded {
@@ -143,8 +147,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Cosi { nodes, rounds, degraded } if degraded.is_set() => {
             for &n in &nodes {
                 for (down, hung) in degraded.runs(n) {
-                    let r = conode_core::services::cosi::bench::run_degraded(n, rounds, down, hung)
-                        .map_err(anyhow::Error::msg)?;
+                    let r = if degraded.processes {
+                        crate::bench_processes::cosi(n, rounds, down, hung)?
+                    } else {
+                        conode_core::services::cosi::bench::run_degraded(n, rounds, down, hung)
+                            .map_err(anyhow::Error::msg)?
+                    };
                     print_degraded(&r);
                 }
             }

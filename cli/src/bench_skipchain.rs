@@ -78,13 +78,19 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64) -> Result<()> {
 pub fn run_degraded(sizes: &[usize], appends: usize, degraded: &crate::bench::Degraded) -> Result<()> {
     for &n in sizes {
         for (down, hung) in degraded.runs(n) {
+            if degraded.processes {
+                crate::bench::print_degraded(&crate::bench_processes::skipchain(n, appends, down, hung)?);
+                continue;
+            }
+            let mut cluster = LocalCluster::new(n).map_err(|e| anyhow::anyhow!("cannot start {n} nodes: {e}"))?;
             let r = conode_core::services::cosi::bench::degraded_run(
                 "skipchain_degraded",
+                &mut cluster,
                 n,
                 appends,
                 down,
                 hung,
-                |c| {
+                |c: &LocalCluster| {
                     let owner = IdentityKeyPair::generate();
                     let genesis = c.create_chain(0, vec![owner.public()], vec![]).map_err(|e| e.to_string())?;
                     Ok((owner, genesis))

@@ -3,6 +3,7 @@
 
 mod beacon;
 mod bench;
+mod bench_processes;
 mod bench_skipchain;
 mod check;
 mod cosign;

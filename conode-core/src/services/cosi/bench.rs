@@ -217,41 +217,61 @@ pub fn p50_p99(mut lat: Vec<Duration>) -> (f64, f64) {
     (ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0)))
 }
 
-/// Runs `rounds` measured operations healthy, then takes out `down` (stopped) and `hung`
-/// (`Silent`) members and runs `rounds` more; `op(cluster, i)` is one measured operation. Used by
-/// the cosi and the skipchain benchmarks.
-pub fn degraded_run<S>(
+/// What a degraded run does to the members it takes out: an in-process [`LocalCluster`] stops a
+/// node (connections refused) and hangs one with the `Silent` fault; the CLI's process cluster
+/// kills a `conode server` and stops one with SIGSTOP (the kernel still accepts connections and
+/// acknowledges bytes, nothing answers).
+pub trait Members {
+    fn take_down(&mut self, i: usize) -> Result<(), String>;
+    fn hang(&mut self, i: usize) -> Result<(), String>;
+}
+
+impl Members for LocalCluster {
+    fn take_down(&mut self, i: usize) -> Result<(), String> {
+        self.stop(i).map_err(|e| format!("stopping node {i}: {e}"))
+    }
+
+    fn hang(&mut self, i: usize) -> Result<(), String> {
+        self.node(i).cosi().map_err(|e| format!("node {i}: {e}"))?.set_fault(super::CosiFault::Silent);
+        Ok(())
+    }
+}
+
+/// Runs `rounds` measured operations healthy, then takes out `down` (stopped) and `hung` members
+/// and runs `rounds` more; `op(cluster, i)` is one measured operation. Used by the cosi and the
+/// skipchain benchmarks, in process and with real processes.
+pub fn degraded_run<C: Members, S>(
     bench: &'static str,
+    cluster: &mut C,
     n: usize,
     rounds: usize,
     down: usize,
     hung: usize,
-    setup: impl FnOnce(&LocalCluster) -> Result<S, String>,
-    op: impl Fn(&LocalCluster, &S, usize) -> Result<(), String>,
+    setup: impl FnOnce(&C) -> Result<S, String>,
+    op: impl Fn(&C, &S, usize) -> Result<(), String>,
 ) -> Result<DegradedResult, String> {
-    let mut cluster = LocalCluster::new(n).map_err(|e| format!("cannot start {n} nodes: {e}"))?;
-    let state = setup(&cluster)?;
-    let op = |cluster: &LocalCluster, i: usize| op(cluster, &state, i);
+    let state = setup(cluster)?;
+    let op = |cluster: &C, i: usize| op(cluster, &state, i);
     for i in 0..3 {
-        op(&cluster, usize::MAX - i).map_err(|e| format!("{n} nodes, warm-up: {e}"))?;
+        op(cluster, usize::MAX - i).map_err(|e| format!("{n} nodes, warm-up: {e}"))?;
     }
     let mut healthy = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let t = Instant::now();
-        op(&cluster, i).map_err(|e| format!("{n} nodes, healthy round {i}: {e}"))?;
+        op(cluster, i).map_err(|e| format!("{n} nodes, healthy round {i}: {e}"))?;
         healthy.push(t.elapsed());
     }
     let out = victims(n, down + hung);
     for &i in &out[..down.min(out.len())] {
-        cluster.stop(i).map_err(|e| format!("stopping node {i}: {e}"))?;
+        cluster.take_down(i)?;
     }
     for &i in out.iter().skip(down) {
-        cluster.node(i).cosi().map_err(|e| format!("node {i}: {e}"))?.set_fault(super::CosiFault::Silent);
+        cluster.hang(i)?;
     }
     let (mut degraded, mut failed) = (Vec::with_capacity(rounds), Vec::new());
     for i in 0..rounds {
         let t = Instant::now();
-        match op(&cluster, rounds + i) {
+        match op(cluster, rounds + i) {
             Ok(()) => degraded.push(t.elapsed()),
             Err(e) => {
                 tracing::debug!(error = %e, "degraded round failed");
@@ -284,14 +304,16 @@ pub fn degraded_run<S>(
 
 /// Cosi rounds from node 0 (default policy), healthy then with `down` + `hung` members out.
 pub fn run_degraded(n: usize, rounds: usize, down: usize, hung: usize) -> Result<DegradedResult, String> {
+    let mut cluster = LocalCluster::new(n).map_err(|e| format!("cannot start {n} nodes: {e}"))?;
     degraded_run(
         "cosi_degraded",
+        &mut cluster,
         n,
         rounds,
         down,
         hung,
         |_| Ok(()),
-        |cluster, _: &(), i| {
+        |cluster: &LocalCluster, _: &(), i| {
             let svc = cluster.node(0).cosi().map_err(|e| e.to_string())?;
             let statement = format!("cosi degraded bench round {i}").into_bytes();
             let roster = cluster.roster();

@@ -374,6 +374,12 @@ impl SkipchainService {
                 return Err(SkipchainError::Conflict(format!("index {index} was committed meanwhile")));
             }
             let states = self.slot_states(&genesis, index, &signers).await;
+            if states.len() < Policy::default_threshold(signers.len()) {
+                // Fewer members than the threshold even answer: no later view can gather a
+                // certificate now, so fail at once with the threshold error instead of trying.
+                debug!(chain = %hex8(&genesis), index, answering = states.len(), "too few members answer");
+                break;
+            }
             let highest_prepared = states.iter().map(|st| st.prepared_view).max().unwrap_or(0);
             view = view.max(highest_prepared) + 1;
             let best_lock = states
@@ -410,7 +416,9 @@ impl SkipchainService {
         let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
             let (net, query, m) = (s.network.clone(), query.clone(), m.clone());
             async move {
-                let reply = net.request(&m, SKIPCHAIN_SERVICE, "Slot", &[], query, SLOT_QUERY_TIMEOUT).await.ok()?;
+                // Members known to be down answer nothing at once (no wait for a redial).
+                let reply =
+                    net.request_fail_fast(&m, SKIPCHAIN_SERVICE, "Slot", &[], query, SLOT_QUERY_TIMEOUT).await.ok()?;
                 SlotState::decode(reply.as_slice()).ok()
             }
         });
@@ -626,7 +634,7 @@ impl SkipchainService {
             let req = Latest { genesis: genesis.to_vec(), index: 0, known: false };
             let reply = s
                 .network
-                .request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3))
+                .request_fail_fast(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3))
                 .await
                 .ok()?;
             let theirs = Latest::decode(reply.as_slice()).ok()?;
