@@ -64,6 +64,15 @@ pub enum BenchCommand {
         #[command(flatten)]
         degraded: Degraded,
     },
+    /// Batch verification of many beacons of one chain against one by one (per beacon, both schemes).
+    VerifyBeacons {
+        /// Beacons per batch (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+        rounds: Vec<usize>,
+        /// drand schemes (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "pedersen-bls-chained,bls-unchained-g1-rfc9380")]
+        scheme: Vec<String>,
+    },
     /// Beacon latency from the period tick to the beacon being served, and verifications per second
     /// of the pure verifier against raw blst, from the same run.
     Beacon {
@@ -168,6 +177,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             crate::bench_skipchain::run_degraded(&nodes, appends as usize, &degraded)
         }
         BenchCommand::Skipchain { nodes, appends, chain, .. } => crate::bench_skipchain::run(&nodes, appends, chain),
+        BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
         BenchCommand::Beacon { members, rounds, scheme, verifications } => {
             crate::beacon::bench(&members, rounds, &scheme, verifications)
         }

@@ -5,6 +5,7 @@ mod beacon;
 mod bench;
 mod bench_processes;
 mod bench_skipchain;
+mod bench_verify;
 mod check;
 mod cosign;
 mod input;

@@ -62,8 +62,8 @@ fn a_byzantine_member_that_signs_anything_cannot_make_a_fork() {
     }
 }
 
-/// `byzantine`: a member that signs every proposal (it then uses up the f = 1 faults, so no
-/// member crashes).
+/// `byzantine`: a member that signs every proposal and hides its locks from proposers' slot
+/// queries (it then uses up the f = 1 faults, so no member crashes).
 fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = 4;

@@ -5,7 +5,7 @@
 
 use conode_core::config::{Roster, COSI_SERVICE};
 use conode_core::crypto::BlsPublicKey;
-use conode_core::verify::beacon::{Beacon, BeaconError, ChainInfo};
+use conode_core::verify::beacon::{verify_beacons, Beacon, BeaconError, ChainInfo, PreparedChain};
 use conode_core::verify::cosi::{self, CosiVerifyError, Mask, Policy};
 use conode_core::verify::skipchain::{verify_proof, SkipBlock};
 use conode_core::verify::skipchain_wire::decode_proof;
@@ -142,6 +142,42 @@ pub(crate) fn beacon_json(info: &ChainInfo, json: &str) -> Result<Beacon, CheckE
     })?;
     info.verify(&beacon).map_err(beacon_failed)?;
     Ok(beacon)
+}
+
+/// Parses a JSON array of drand beacons (`/public/{round}` objects) and verifies them all at once
+/// (batch verification: the same verdicts as one by one, several times faster). Returns, per
+/// beacon, `Ok` or why it does not verify; a beacon that cannot be read fails the whole call.
+pub(crate) fn beacons_json(info: &ChainInfo, json: &str) -> Result<Vec<(u64, Result<(), String>)>, CheckError> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| CheckError::Input(format!("beacons: not a JSON array: {e}")))?;
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut early: Vec<Option<String>> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match Beacon::from_drand_json(&item.to_string()) {
+            Ok(b) => {
+                parsed.push(b);
+                early.push(None);
+            }
+            Err(e @ BeaconError::RandomnessMismatch { .. }) => {
+                // Readable, but its randomness is not sha256(signature): it does not verify.
+                let round = item.get("round").and_then(|r| r.as_u64()).unwrap_or(0);
+                parsed.push(Beacon { round, signature: vec![], previous_signature: None });
+                early.push(Some(format!("beacon: {e}")));
+            }
+            Err(e) => return Err(CheckError::Input(format!("beacons[{i}]: {e}"))),
+        }
+    }
+    let prepared = PreparedChain::new(info).map_err(|e| CheckError::Input(format!("chain info: {e}")))?;
+    let verdicts = verify_beacons(&prepared, &parsed);
+    Ok(parsed
+        .iter()
+        .zip(verdicts)
+        .zip(early)
+        .map(|((b, v), early)| match early {
+            Some(e) => (b.round, Err(e)),
+            None => (b.round, v.map_err(|e| format!("beacon: {e}"))),
+        })
+        .collect())
 }
 
 /// Verifies the signature of `round` under `info` (the previous signature is needed by chained

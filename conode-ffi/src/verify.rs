@@ -146,6 +146,58 @@ pub unsafe extern "C" fn conode_verify_beacon(
     })
 }
 
+/// Verifies many drand beacons of one chain at once: `beacons_json` is a JSON array of
+/// `/public/{round}` objects (as drand serves them) and `chain_info_json` drand's `/info`. Batch
+/// verification gives the same verdicts as conode_verify_beacon_json on each beacon, several times
+/// faster for long runs. On return `out_ok[i]` is 1 when beacon `i` verified and 0 otherwise, and
+/// `*out_verified` (may be NULL) the number that verified. Returns CONODE_OK when all verified,
+/// CONODE_ERR_VERIFY when some did not (see `out_ok`; the message names the first), and
+/// CONODE_ERR_INVALID when either JSON cannot be read or `out_ok_len` is smaller than the number
+/// of beacons (nothing is written then).
+///
+/// # Safety
+/// Strings are NUL-terminated; `out_ok` is valid for `out_ok_len` bytes; `out_verified` is NULL or
+/// valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn conode_verify_beacons_json(
+    chain_info_json: *const c_char,
+    beacons_json: *const c_char,
+    out_ok: *mut u8,
+    out_ok_len: usize,
+    out_verified: *mut usize,
+) -> i32 {
+    guard(|| {
+        let info = checks::chain_info(read_str(chain_info_json, "chain_info_json")?)?;
+        let verdicts = checks::beacons_json(&info, read_str(beacons_json, "beacons_json")?)?;
+        if verdicts.len() > out_ok_len {
+            return Err(FfiError::new(
+                CONODE_ERR_INVALID,
+                format!("out_ok has room for {out_ok_len} verdicts, {} beacons were given", verdicts.len()),
+            ));
+        }
+        if !verdicts.is_empty() {
+            non_null(out_ok, "out_ok")?;
+            let ok = std::slice::from_raw_parts_mut(out_ok, verdicts.len());
+            for (slot, (_, v)) in ok.iter_mut().zip(&verdicts) {
+                *slot = u8::from(v.is_ok());
+            }
+        }
+        let verified = verdicts.iter().filter(|(_, v)| v.is_ok()).count();
+        write_opt(out_verified, verified);
+        match verdicts.iter().find_map(|(round, v)| v.as_ref().err().map(|e| (round, e))) {
+            Some((round, e)) => Err(FfiError::new(
+                CONODE_ERR_VERIFY,
+                format!(
+                    "{} of {} beacons do not verify; first: round {round}: {e}",
+                    verdicts.len() - verified,
+                    verdicts.len()
+                ),
+            )),
+            None => Ok(()),
+        }
+    })
+}
+
 /// The chain hash (64 hex characters) of the chain described by `chain_info_json` (drand's
 /// `/info`), to pin a chain. Free with conode_string_free.
 ///

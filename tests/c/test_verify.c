@@ -232,6 +232,38 @@ static void test_drand_vectors(void) {
             b += blen - 1;
         }
 
+        /* All of the chain's beacons at once (batch verification): the same verdicts. */
+        if (arr && arr_len > 0) {
+            char *all = dup_range(arr, arr_len);
+            unsigned char ok[16];
+            size_t verified = 0, n = 0;
+            for (const char *b = strchr(all, '{'); b; b = strchr(b + json_extent(b), '{')) n++;
+            memset(ok, 7, sizeof ok);
+            int rc = conode_verify_beacons_json(info, all, ok, sizeof ok, &verified);
+            CHECK(rc == CONODE_OK && verified == n && n > 0, "%s: %zu beacons verify in a batch (rc=%d, %zu)", chain,
+                  n, rc, verified);
+            for (size_t i = 0; i < n && i < sizeof ok; i++) CHECK(ok[i] == 1, "%s: batch verdict %zu", chain, i);
+            /* The first beacon's signature tampered (its randomness dropped): only it fails. */
+            char *sig = strstr(all, "\"signature\"");
+            char *rnd = strstr(all, "\"randomness\"");
+            if (sig && rnd) {
+                memcpy(rnd, "\"randomnesX\"", 12);
+                char *v = strchr(sig + 11, '"') + 1;
+                *v = *v == '8' ? '9' : '8';
+                memset(ok, 7, sizeof ok);
+                rc = conode_verify_beacons_json(info, all, ok, sizeof ok, &verified);
+                CHECK(rc == CONODE_ERR_VERIFY && ok[0] == 0 && verified == n - 1, "%s: tampered beacon found (rc=%d)",
+                      chain, rc);
+                for (size_t i = 1; i < n && i < sizeof ok; i++) CHECK(ok[i] == 1, "%s: untouched beacon %zu", chain, i);
+                CHECK(strstr(last_error(), "do not verify") != NULL, "message: %s", last_error());
+            }
+            rc = conode_verify_beacons_json(info, all, ok, 0, &verified);
+            CHECK(rc == CONODE_ERR_INVALID, "%s: no room for the verdicts is refused (rc=%d)", chain, rc);
+            rc = conode_verify_beacons_json(info, "[{\"round\": 1}", ok, sizeof ok, NULL);
+            CHECK(rc == CONODE_ERR_INVALID, "%s: broken JSON is refused (rc=%d)", chain, rc);
+            free(all);
+        }
+
         /* A chain info whose key no longer matches its hash is refused, and so is its beacon. */
         char *bad = dup_range(c, len);
         size_t pk_len = 0;

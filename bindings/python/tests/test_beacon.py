@@ -44,6 +44,36 @@ def test_latest_verifies(beacon):
     assert info.round_at(time.time()) >= nxt.round - 1
 
 
+def test_batch_verification_gives_the_one_by_one_verdicts(beacon):
+    chain, info = beacon.chain, beacon.chain.info
+    latest = chain.round(6, timeout=30)
+    rounds = [chain.round(r) for r in range(1, latest.round + 1)]
+    assert conode.verify_beacons(info, rounds) == [None] * len(rounds)
+    assert conode.verify_beacons(info.to_json(), [b.to_json() for b in rounds]) == [None] * len(rounds)
+    assert conode.verify_beacons(info, []) == []
+    # Two rounds with their signatures swapped (each a valid point, of another round) and one
+    # with a flipped bit: exactly those fail, with verify_beacon's reasons.
+    docs = [json.loads(b.to_json()) for b in rounds]
+    for d in docs:
+        del d["randomness"]
+    docs[1]["signature"], docs[4]["signature"] = docs[4]["signature"], docs[1]["signature"]
+    flipped = bytearray.fromhex(docs[2]["signature"])
+    flipped[-1] ^= 1
+    docs[2]["signature"] = flipped.hex()
+    texts = [json.dumps(d) for d in docs]
+    verdicts = conode.verify_beacons(info, texts)
+    assert [i for i, v in enumerate(verdicts) if v is not None] == [1, 2, 4]
+    for text, verdict in zip(texts, verdicts):
+        try:
+            conode.verify_beacon(info, text)
+            single = None
+        except conode.VerifyError as e:
+            single = str(e)
+        assert verdict == single
+    with pytest.raises(ValueError):
+        conode.verify_beacons(info, ["{not json"])
+
+
 def test_json_round_trip_and_tampering(beacon):
     info, b = beacon.chain.info, beacon.round1
     info_json, beacon_json = info.to_json(), b.to_json()

@@ -794,6 +794,24 @@ impl Network {
         self.request_inner(peer, service, protocol, round_id, payload, timeout, true).await
     }
 
+    /// [`Self::request`] that dials a peer known to be down once right away, instead of waiting
+    /// for its dial backoff or its probe: for the last chance of a round that cannot go on
+    /// without it (a member that just restarted is back at once; a stopped one refuses at once).
+    pub async fn request_redial_now(
+        &self,
+        peer: &ServerIdentity,
+        service: &str,
+        protocol: &str,
+        round_id: &[u8],
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
+        if let Some(b) = lock(&self.inner.backoff).get_mut(&peer.public) {
+            b.next_try = Instant::now();
+        }
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, false).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn request_inner(
         &self,

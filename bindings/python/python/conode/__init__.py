@@ -61,6 +61,7 @@ from ._conode import (
     enable_logging,
     status,
     verify_beacon,
+    verify_beacons,
     verify_cosi,
     verify_skipchain,
 )
@@ -104,4 +105,5 @@ __all__ = [
     "verify_cosi",
     "verify_skipchain",
     "verify_beacon",
+    "verify_beacons",
 ]

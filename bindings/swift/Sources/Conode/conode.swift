@@ -513,6 +513,30 @@ fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterBool : FfiConverter {
+    typealias FfiType = Int8
+    typealias SwiftType = Bool
+
+    public static func lift(_ value: Int8) throws -> Bool {
+        return value != 0
+    }
+
+    public static func lower(_ value: Bool) -> Int8 {
+        return value ? 1 : 0
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Bool {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Bool, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterString: FfiConverter {
     typealias SwiftType = String
     typealias FfiType = RustBuffer
@@ -800,6 +824,73 @@ public func FfiConverterTypeConodeClient_lower(_ value: ConodeClient) -> UInt64 
 }
 
 
+
+
+/**
+ * The verdict on one beacon of a batch.
+ */
+public struct BeaconVerdict: Equatable, Hashable {
+    public var round: UInt64
+    public var verified: Bool
+    /**
+     * Why it does not verify (None when it does).
+     */
+    public var error: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(round: UInt64, verified: Bool, 
+        /**
+         * Why it does not verify (None when it does).
+         */error: String?) {
+        self.round = round
+        self.verified = verified
+        self.error = error
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension BeaconVerdict: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBeaconVerdict: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BeaconVerdict {
+        return
+            try BeaconVerdict(
+                round: FfiConverterUInt64.read(from: &buf), 
+                verified: FfiConverterBool.read(from: &buf), 
+                error: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: BeaconVerdict, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.round, into: &buf)
+        FfiConverterBool.write(value.verified, into: &buf)
+        FfiConverterOptionString.write(value.error, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBeaconVerdict_lift(_ buf: RustBuffer) throws -> BeaconVerdict {
+    return try FfiConverterTypeBeaconVerdict.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBeaconVerdict_lower(_ value: BeaconVerdict) -> RustBuffer {
+    return FfiConverterTypeBeaconVerdict.lower(value)
+}
 
 
 /**
@@ -1570,6 +1661,31 @@ fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeBeaconVerdict: FfiConverterRustBuffer {
+    typealias SwiftType = [BeaconVerdict]
+
+    public static func write(_ value: [BeaconVerdict], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeBeaconVerdict.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [BeaconVerdict] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [BeaconVerdict]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeBeaconVerdict.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeBlockRosterMember: FfiConverterRustBuffer {
     typealias SwiftType = [BlockRosterMember]
 
@@ -1679,6 +1795,21 @@ public func verifyBeaconRound(chainInfoJson: String, round: UInt64, signature: D
 })
 }
 /**
+ * Verifies many beacons of one chain at once (a light client catching up): `beacons_json` is a
+ * JSON array of drand `/public/{round}` objects. Batch verification gives the same verdicts as
+ * `verify_beacon` on each, several times faster for long runs. Fails only when an input cannot
+ * be read; forgeries are reported per beacon.
+ */
+public func verifyBeacons(chainInfoJson: String, beaconsJson: String)throws  -> [BeaconVerdict]  {
+    return try  FfiConverterSequenceTypeBeaconVerdict.lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_func_verify_beacons(
+        FfiConverterString.lower(chainInfoJson),
+        FfiConverterString.lower(beaconsJson),uniffiCallStatus
+    )
+})
+}
+/**
  * Verifies a collective (BLS-CoSi) signature: `signature` (96 bytes) is the aggregate signature of
  * `message` by the members of `roster_toml` set in `mask` (bit i = roster index i, LSB first), and
  * there are at least `threshold` of them (`null`/`nil`: the default `n − ⌊(n − 1) / 3⌋`).
@@ -1740,6 +1871,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_conode_checksum_func_verify_beacon_round() != 33659) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_func_verify_beacons() != 32265) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_conode_checksum_func_verify_collective_signature() != 20679) {

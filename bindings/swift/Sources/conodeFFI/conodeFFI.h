@@ -309,6 +309,11 @@ RustBuffer uniffi_conode_fn_func_verify_beacon(RustBuffer chain_info_json, RustB
 RustBuffer uniffi_conode_fn_func_verify_beacon_round(RustBuffer chain_info_json, uint64_t round, RustBuffer signature, RustBuffer previous_signature, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_BEACONS
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_BEACONS
+RustBuffer uniffi_conode_fn_func_verify_beacons(RustBuffer chain_info_json, RustBuffer beacons_json, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_COLLECTIVE_SIGNATURE
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_VERIFY_COLLECTIVE_SIGNATURE
 RustBuffer uniffi_conode_fn_func_verify_collective_signature(RustBuffer roster_toml, RustBuffer message, RustBuffer signature, RustBuffer mask, RustBuffer threshold, RustCallStatus *_Nonnull out_status
@@ -606,6 +611,12 @@ uint16_t uniffi_conode_checksum_func_verify_beacon(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACON_ROUND
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACON_ROUND
 uint16_t uniffi_conode_checksum_func_verify_beacon_round(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACONS
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_FUNC_VERIFY_BEACONS
+uint16_t uniffi_conode_checksum_func_verify_beacons(void
     
 );
 #endif

@@ -34,6 +34,8 @@ const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
 pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 /// Views an append tries before it gives up (each failed one asks the members what they hold).
 const MAX_VIEWS: usize = 4;
+/// The pause before the second view; doubled for each later one (randomized ±50 %).
+const VIEW_PAUSE: Duration = Duration::from_millis(100);
 /// How long the proposer waits for the members' slot states after a failed view.
 const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -153,7 +155,8 @@ impl SkipchainService {
     }
 
     /// Fault injection (tests, benchmarks): makes this member Byzantine — it cosigns every
-    /// prepare and forward link it is asked for, conflicting or not, and records no votes.
+    /// prepare and forward link it is asked for, conflicting or not, records no votes, and hides
+    /// every lock and prepare it has when a proposer asks for its slot state.
     pub fn set_signs_anything(&self, on: bool) {
         self.shared.signs_anything.store(on, std::sync::atomic::Ordering::SeqCst);
     }
@@ -346,7 +349,14 @@ impl SkipchainService {
             proposal = Proposal { justification: locked.prepared.clone(), ..locked };
         }
         let mut last_error = None;
-        for _ in 0..MAX_VIEWS {
+        for attempt in 0..MAX_VIEWS {
+            if attempt > 0 {
+                // A growing, randomized pause before a later view (as view-change timeouts do):
+                // dueling proposers fall out of step, and members that others' rounds skip as
+                // known down (e.g. one that just restarted) are seen back by their probes.
+                let base = VIEW_PAUSE.as_millis() as u64 * (1 << (attempt - 1));
+                tokio::time::sleep(Duration::from_millis(base / 2 + rand::random::<u64>() % base.max(1))).await;
+            }
             let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
             proposal.view = view;
             proposal.prepared = None;
@@ -416,9 +426,10 @@ impl SkipchainService {
         let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
             let (net, query, m) = (s.network.clone(), query.clone(), m.clone());
             async move {
-                // Members known to be down answer nothing at once (no wait for a redial).
+                // Members known to be down are dialed once now: a stopped one refuses at once, one
+                // that just restarted is back (no wait for the dial backoff or the probe).
                 let reply =
-                    net.request_fail_fast(&m, SKIPCHAIN_SERVICE, "Slot", &[], query, SLOT_QUERY_TIMEOUT).await.ok()?;
+                    net.request_redial_now(&m, SKIPCHAIN_SERVICE, "Slot", &[], query, SLOT_QUERY_TIMEOUT).await.ok()?;
                 SlotState::decode(reply.as_slice()).ok()
             }
         });
@@ -696,6 +707,9 @@ impl SkipchainService {
             }
             "Slot" => {
                 let req = SlotQuery::decode(msg.payload.as_slice()).map_err(|e| format!("Slot: {e}"))?;
+                if self.byzantine() {
+                    return Ok(SlotState::default().encode_to_vec());
+                }
                 let state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
                 Ok(state.encode_to_vec())
             }

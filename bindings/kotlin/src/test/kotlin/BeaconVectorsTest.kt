@@ -14,6 +14,7 @@ import uniffi.conode.LightException
 import uniffi.conode.parseChainInfo
 import uniffi.conode.verifyBeacon
 import uniffi.conode.verifyBeaconRound
+import uniffi.conode.verifyBeacons
 
 class BeaconVectorsTest {
     private class Vector(val chain: JSONObject, val beacon: JSONObject) {
@@ -80,6 +81,29 @@ class BeaconVectorsTest {
 
             val viaRound = verifyBeaconRound(v.info, v.round, v.signature, v.previous)
             assertArrayEquals(viaJson.randomness, viaRound.randomness)
+        }
+    }
+
+    @Test
+    fun aChainsBeaconsVerifyInOneBatchWithOneByOneVerdicts() {
+        for (c in chains) {
+            val info = infoJson(c)
+            val beacons = c.getJSONArray("beacons")
+            val all = verifyBeacons(info, beacons.toString())
+            assertEquals(beacons.length(), all.size)
+            assertTrue(all.all { it.verified && it.error == null }, all.toString())
+            // The first beacon's signature tampered: only it fails, with verifyBeacon's reason.
+            val first = beacons.getJSONObject(0)
+            val bad = JSONObject(first.toString())
+                .put("signature", first.getString("signature").hexToBytes().flipped(0).toHex())
+                .also { it.remove("randomness") }
+            val tampered = org.json.JSONArray(beacons.toString()).put(0, bad)
+            val verdicts = verifyBeacons(info, tampered.toString())
+            assertTrue(!verdicts[0].verified && verdicts[0].error != null)
+            assertTrue(verdicts.drop(1).all { it.verified })
+            val single = assertThrows<LightException.VerificationFailed> { verifyBeacon(info, bad.toString()) }
+            assertTrue(single.reason.contains(verdicts[0].error!!.removePrefix("beacon: ")), "${single.reason} / ${verdicts[0].error}")
+            assertThrows<LightException.InvalidInput> { verifyBeacons(info, "[{") }
         }
     }
 

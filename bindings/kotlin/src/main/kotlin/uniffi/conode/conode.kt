@@ -685,6 +685,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_conode_checksum_func_verify_beacon_round(
     ): Int
+    external fun uniffi_conode_checksum_func_verify_beacons(
+    ): Int
     external fun uniffi_conode_checksum_func_verify_collective_signature(
     ): Int
     external fun uniffi_conode_checksum_func_verify_skipchain_proof(
@@ -746,6 +748,8 @@ internal object UniffiLib {
     external fun uniffi_conode_fn_func_verify_beacon(`chainInfoJson`: RustBuffer.ByValue,`beaconJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_conode_fn_func_verify_beacon_round(`chainInfoJson`: RustBuffer.ByValue,`round`: Long,`signature`: RustBuffer.ByValue,`previousSignature`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_conode_fn_func_verify_beacons(`chainInfoJson`: RustBuffer.ByValue,`beaconsJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_conode_fn_func_verify_collective_signature(`rosterToml`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,`signature`: RustBuffer.ByValue,`mask`: RustBuffer.ByValue,`threshold`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -883,6 +887,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_conode_checksum_func_verify_beacon_round() and 0xFFFF) != 33659) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_func_verify_beacons() and 0xFFFF) != 32265) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_conode_checksum_func_verify_collective_signature() and 0xFFFF) != 20679) {
@@ -1132,6 +1139,29 @@ public object FfiConverterLong: FfiConverter<Long, Long> {
 
     override fun write(value: Long, buf: ByteBuffer) {
         buf.putLong(value)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterBoolean: FfiConverter<Boolean, Byte> {
+    override fun lift(value: Byte): Boolean {
+        return value.toInt() != 0
+    }
+
+    override fun read(buf: ByteBuffer): Boolean {
+        return lift(buf.get())
+    }
+
+    override fun lower(value: Boolean): Byte {
+        return if (value) 1.toByte() else 0.toByte()
+    }
+
+    override fun allocationSize(value: Boolean) = 1UL
+
+    override fun write(value: Boolean, buf: ByteBuffer) {
+        buf.put(lower(value))
     }
 }
 
@@ -1593,6 +1623,55 @@ public object FfiConverterTypeConodeClient: FfiConverter<ConodeClient, Long> {
 
     override fun write(value: ConodeClient, buf: ByteBuffer) {
         buf.putLong(lower(value))
+    }
+}
+
+
+
+/**
+ * The verdict on one beacon of a batch.
+ */
+data class BeaconVerdict (
+    var `round`: kotlin.ULong
+    , 
+    var `verified`: kotlin.Boolean
+    , 
+    /**
+     * Why it does not verify (None when it does).
+     */
+    var `error`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeBeaconVerdict: FfiConverterRustBuffer<BeaconVerdict> {
+    override fun read(buf: ByteBuffer): BeaconVerdict {
+        return BeaconVerdict(
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: BeaconVerdict) = (
+            FfiConverterULong.allocationSize(value.`round`) +
+            FfiConverterBoolean.allocationSize(value.`verified`) +
+            FfiConverterOptionalString.allocationSize(value.`error`)
+    )
+
+    override fun write(value: BeaconVerdict, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`round`, buf)
+            FfiConverterBoolean.write(value.`verified`, buf)
+            FfiConverterOptionalString.write(value.`error`, buf)
     }
 }
 
@@ -2274,6 +2353,34 @@ public object FfiConverterSequenceUInt: FfiConverterRustBuffer<List<kotlin.UInt>
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeBeaconVerdict: FfiConverterRustBuffer<List<BeaconVerdict>> {
+    override fun read(buf: ByteBuffer): List<BeaconVerdict> {
+        val len = buf.getInt()
+        return List<BeaconVerdict>(len) {
+            FfiConverterTypeBeaconVerdict.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<BeaconVerdict>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeBeaconVerdict.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<BeaconVerdict>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeBeaconVerdict.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeBlockRosterMember: FfiConverterRustBuffer<List<BlockRosterMember>> {
     override fun read(buf: ByteBuffer): List<BlockRosterMember> {
         val len = buf.getInt()
@@ -2399,6 +2506,25 @@ public object FfiConverterSequenceTypeRosterMember: FfiConverterRustBuffer<List<
         FfiConverterULong.lower(`round`),
         FfiConverterByteArray.lower(`signature`),
         FfiConverterOptionalByteArray.lower(`previousSignature`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Verifies many beacons of one chain at once (a light client catching up): `beacons_json` is a
+         * JSON array of drand `/public/{round}` objects. Batch verification gives the same verdicts as
+         * `verify_beacon` on each, several times faster for long runs. Fails only when an input cannot
+         * be read; forgeries are reported per beacon.
+         */
+    @Throws(LightException::class) fun `verifyBeacons`(`chainInfoJson`: kotlin.String, `beaconsJson`: kotlin.String): List<BeaconVerdict> {
+            return FfiConverterSequenceTypeBeaconVerdict.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_func_verify_beacons(
+    
+        
+        FfiConverterString.lower(`chainInfoJson`),
+        FfiConverterString.lower(`beaconsJson`),_status)
 }
     )
     }
