@@ -147,20 +147,20 @@ impl ClientMetrics {
             "client_port",
             Arc::new(move |reg: &mut Registry| {
                 gauge(reg, "conode_client_connections", "Open client-port connections.", open() as f64);
-                reg.register("conode_client_requests", "Client requests per route.", me.requests.clone());
+                reg.register("conode_client_requests", "Client requests per route", me.requests.clone());
                 reg.register(
                     "conode_client_request_errors",
-                    "Client requests per route that failed (HTTP status >= 400, or an error close).",
+                    "Client requests per route that failed (HTTP status >= 400, or an error close)",
                     me.errors.clone(),
                 );
                 reg.register(
                     "conode_client_requests_in_flight",
-                    "Client requests being served, per route.",
+                    "Client requests being served, per route",
                     me.in_flight.clone(),
                 );
                 reg.register_with_unit(
                     "conode_client_request_duration",
-                    "Time to answer a client request, per route.",
+                    "Time to answer a client request, per route",
                     Unit::Seconds,
                     me.latency.clone(),
                 );

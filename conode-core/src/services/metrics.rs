@@ -31,9 +31,8 @@ pub type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 /// Latency buckets in seconds, 1 ms to 30 s.
 pub const SECONDS_BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-/// Beacon lag buckets in milliseconds, 10 ms to 60 s.
-pub const LAG_MS_BUCKETS: [f64; 13] =
-    [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 20000.0, 30000.0, 60000.0];
+/// Beacon lag buckets in seconds, 10 ms to 60 s (promtool wants base units: seconds, not ms).
+pub const LAG_BUCKETS: [f64; 13] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
 
 /// A histogram of latencies in seconds.
 pub fn seconds_histogram() -> Histogram {
@@ -45,19 +44,29 @@ pub fn seconds_histogram_family() -> HistogramFamily {
     Family::new_with_constructor(seconds_histogram as fn() -> Histogram)
 }
 
-/// `[(k, v)]` as owned labels.
+/// Escapes a label value (`prometheus-client` writes values as given).
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// `[(k, v)]` as owned labels, values escaped.
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), label(v))).collect()
+}
+
+/// Help text as `prometheus-client` wants it: it appends the final period itself.
+fn help(h: &str) -> &str {
+    h.strip_suffix('.').unwrap_or(h)
 }
 
 /// Registers a value computed now as a gauge (`name` as written).
 pub fn gauge(reg: &mut Registry, name: &str, help: &str, value: f64) {
-    reg.register(name, help, ConstGauge::new(value));
+    reg.register(name, self::help(help), ConstGauge::new(value));
 }
 
 /// Registers a count computed now as a counter; `name` without the `_total` the encoder appends.
 pub fn counter(reg: &mut Registry, name: &str, help: &str, value: u64) {
-    reg.register(name, help, ConstCounter::new(value));
+    reg.register(name, self::help(help), ConstCounter::new(value));
 }
 
 /// Registers labelled values computed now as one gauge family.
@@ -66,7 +75,7 @@ pub fn gauges(reg: &mut Registry, name: &str, help: &str, values: impl IntoItera
     for (l, v) in values {
         f.get_or_create(&l).set(v);
     }
-    reg.register(name, help, f);
+    reg.register(name, self::help(help), f);
 }
 
 /// Registers labelled counts computed now as one counter family (`name` without `_total`).
@@ -75,7 +84,7 @@ pub fn counters(reg: &mut Registry, name: &str, help: &str, values: impl IntoIte
     for (l, v) in values {
         f.get_or_create(&l).inc_by(v);
     }
-    reg.register(name, help, f);
+    reg.register(name, self::help(help), f);
 }
 
 /// An info series: a gauge of value 1 whose labels carry the information
@@ -196,7 +205,7 @@ pub fn process_metrics(reg: &mut Registry) {
                 if let (Some(u), Some(s)) = (num(11), num(12)) {
                     reg.register(
                         "process_cpu_seconds",
-                        "Total user and system CPU time spent in seconds.",
+                        "Total user and system CPU time spent in seconds",
                         ConstCounter::new((u + s) / ticks),
                     );
                 }
@@ -318,12 +327,17 @@ mod tests {
     }
 
     #[test]
+    fn escaping() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
     fn openmetrics_becomes_prometheus_text() {
         let mut reg = Registry::default();
         counter(&mut reg, "x", "Xs.", 3);
         let h = seconds_histogram();
         h.observe(0.2);
-        reg.register_with_unit("lat", "Latency.", prometheus_client::registry::Unit::Seconds, h);
+        reg.register_with_unit("lat", "Latency", prometheus_client::registry::Unit::Seconds, h);
         let text = to_prometheus_text(&openmetrics_body(&reg));
         assert!(text.contains("# HELP x_total Xs.\n# TYPE x_total counter\nx_total 3\n"), "{text}");
         assert!(text.contains("# TYPE lat_seconds histogram\n"), "{text}");

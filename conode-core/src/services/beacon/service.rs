@@ -18,11 +18,11 @@ use super::store::ChainStore;
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
 use crate::services::dkg::{DkgError, DkgOutput, DkgService, Group};
-use crate::services::metrics::{counter, counters, gauge, gauges, info, labels, Activity, RosterView, LAG_MS_BUCKETS};
+use crate::services::metrics::{counter, counters, gauge, gauges, info, labels, Activity, RosterView, LAG_BUCKETS};
 use crate::services::{stop_service, Service, ServiceContext, StartError, Tasks};
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use crate::verify::beacon::{Beacon, ChainInfo};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -73,8 +73,8 @@ pub(super) struct Stats {
     pub(super) invalid_partials: AtomicU64,
     /// Share index → (partials received, partials invalid).
     pub(super) per_member: Mutex<std::collections::BTreeMap<u32, (u64, u64)>>,
-    /// Delay between each round's time and its beacon stored here, in milliseconds.
-    pub(super) lag_ms: Histogram,
+    /// Delay between each round's time and its beacon stored here, in seconds.
+    pub(super) lag: Histogram,
 }
 
 impl Stats {
@@ -85,7 +85,7 @@ impl Stats {
             partials_received: AtomicU64::new(0),
             invalid_partials: AtomicU64::new(0),
             per_member: Mutex::new(Default::default()),
-            lag_ms: Histogram::new(LAG_MS_BUCKETS.iter().copied()),
+            lag: Histogram::new(LAG_BUCKETS.iter().copied()),
         }
     }
 
@@ -240,10 +240,11 @@ impl BeaconService {
             "Partials of each group member (by share index) rejected as invalid.",
             per_member.iter().map(|(i, (_, bad))| (member(i), *bad)),
         );
-        reg.register(
-            "conode_beacon_lag_ms",
-            "Delay between a round's scheduled time and its beacon stored here, in milliseconds.",
-            st.lag_ms.clone(),
+        reg.register_with_unit(
+            "conode_beacon_lag",
+            "Delay between a round's scheduled time and its beacon stored here",
+            Unit::Seconds,
+            st.lag.clone(),
         );
         let dkg = self.inner.dkg.status();
         let phase = match (&dkg, self.chain().is_some()) {
@@ -253,14 +254,39 @@ impl BeaconService {
             (Some(d), _) => d.phase.clone(),
             (None, _) => "none".to_string(),
         };
-        info(reg, "conode_dkg_state", "State of this node's DKG (none, a phase name, done, failed).", &[("state", &phase)]);
+        info(
+            reg,
+            "conode_dkg_state",
+            "State of this node's DKG (none, a phase name, done, failed).",
+            &[("state", &phase)],
+        );
         if let Some(c) = self.chain() {
             let chain = hex::encode(c.info.hash());
             let l = labels(&[("chain", &chain)]);
-            gauges(reg, "conode_beacon_group_size", "Members of the beacon group.", [(l.clone(), c.group.nodes.len() as f64)]);
-            gauges(reg, "conode_beacon_group_threshold", "Threshold of the beacon group.", [(l.clone(), c.threshold() as f64)]);
-            gauges(reg, "conode_beacon_period_seconds", "Seconds between beacon rounds.", [(l.clone(), f64::from(c.info.period))]);
-            gauges(reg, "conode_beacon_chain_last_round", "Newest round stored, per chain.", [(l.clone(), c.latest() as f64)]);
+            gauges(
+                reg,
+                "conode_beacon_group_size",
+                "Members of the beacon group.",
+                [(l.clone(), c.group.nodes.len() as f64)],
+            );
+            gauges(
+                reg,
+                "conode_beacon_group_threshold",
+                "Threshold of the beacon group.",
+                [(l.clone(), c.threshold() as f64)],
+            );
+            gauges(
+                reg,
+                "conode_beacon_period_seconds",
+                "Seconds between beacon rounds.",
+                [(l.clone(), f64::from(c.info.period))],
+            );
+            gauges(
+                reg,
+                "conode_beacon_chain_last_round",
+                "Newest round stored, per chain.",
+                [(l.clone(), c.latest() as f64)],
+            );
             let due = c.info.latest_round(unix_now_secs());
             gauges(
                 reg,

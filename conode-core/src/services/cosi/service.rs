@@ -3,8 +3,6 @@
 //! the client method `/Cosi/Sign` (refused unless the node allows open signing).
 
 use super::fault::CosiFault;
-use crate::services::metrics::{labels, seconds_histogram_family, CounterFamily, HistogramFamily, RosterView};
-use prometheus_client::registry::{Registry, Unit};
 use super::hooks::{HookRegistry, VerifyHook, OPEN_SIGNING_PURPOSE};
 use super::messages::{Exclusion as WireExclusion, SignRequest, SignResponse, MAX_STATEMENT};
 use super::outcome::{CosiError, Exclusion, SignOutcome};
@@ -13,8 +11,10 @@ use super::roster::RosterCache;
 use crate::config::{NodeConfig, Roster, COSI_SERVICE};
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
+use crate::services::metrics::{labels, seconds_histogram_family, CounterFamily, HistogramFamily, RosterView};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError, Tasks};
 use crate::verify::cosi::Policy;
+use prometheus_client::registry::{Registry, Unit};
 use prost::Message;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -202,15 +202,15 @@ impl Service for CosiService {
             COSI_SERVICE,
             Arc::new(move |reg: &mut Registry| {
                 let Some(s) = weak.upgrade() else { return };
-                reg.register("conode_cosi_rounds", "Cosi rounds this node led, by purpose.", s.rounds.clone());
+                reg.register("conode_cosi_rounds", "Cosi rounds this node led, by purpose", s.rounds.clone());
                 reg.register(
                     "conode_cosi_round_failures",
-                    "Cosi rounds this node led that failed, by purpose.",
+                    "Cosi rounds this node led that failed, by purpose",
                     s.round_failures.clone(),
                 );
                 reg.register_with_unit(
                     "conode_cosi_round_duration",
-                    "Time of the cosi rounds this node led, by purpose.",
+                    "Time of the cosi rounds this node led, by purpose",
                     Unit::Seconds,
                     s.round_latency.clone(),
                 );

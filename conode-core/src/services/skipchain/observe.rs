@@ -92,7 +92,7 @@ impl Observed {
     }
 
     pub(super) fn write_metrics(&self, reg: &mut Registry, store: &ChainStore) {
-        reg.register("conode_skipchain_blocks_stored", "Blocks stored here, by how they came.", self.blocks.clone());
+        reg.register("conode_skipchain_blocks_stored", "Blocks stored here, by how they came", self.blocks.clone());
         counter(reg, "conode_skipchain_appends", "Appends this node led.", self.appends.load(Ordering::Relaxed));
         counter(
             reg,
@@ -102,7 +102,7 @@ impl Observed {
         );
         reg.register_with_unit(
             "conode_skipchain_append_duration",
-            "Time of the appends this node led.",
+            "Time of the appends this node led",
             Unit::Seconds,
             self.append_latency.clone(),
         );
@@ -111,10 +111,8 @@ impl Observed {
 
     /// The latest roster of the chains this node follows, most recently active first.
     pub(super) fn roster_views(&self, store: &ChainStore) -> Vec<RosterView> {
-        let recent: Vec<(Vec<u8>, u64, Stored, u64)> = crate::sync::lock(&self.recent)
-            .iter()
-            .map(|r| (r.genesis.clone(), r.index, r.how, r.unix_ms))
-            .collect();
+        let recent: Vec<(Vec<u8>, u64, Stored, u64)> =
+            crate::sync::lock(&self.recent).iter().map(|r| (r.genesis.clone(), r.index, r.how, r.unix_ms)).collect();
         let mut order: Vec<Vec<u8>> = Vec::new();
         for (g, ..) in recent.iter().rev() {
             if !order.contains(g) {
@@ -135,11 +133,8 @@ impl Observed {
             .filter_map(|genesis| {
                 let latest = store.latest(&genesis)?;
                 let id = hex::encode(&genesis);
-                let members = latest
-                    .roster
-                    .as_ref()
-                    .map(|r| r.members.iter().filter_map(member).collect())
-                    .unwrap_or_default();
+                let members =
+                    latest.roster.as_ref().map(|r| r.members.iter().filter_map(member).collect()).unwrap_or_default();
                 let mut facts = BTreeMap::new();
                 facts.insert("genesis".to_string(), id.clone());
                 facts.insert("height".to_string(), latest.index.to_string());

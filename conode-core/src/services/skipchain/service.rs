@@ -4,6 +4,7 @@
 
 use super::evidence::EvidenceLog;
 use super::messages::*;
+use super::observe::{Observed, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::votes::Votes;
@@ -11,14 +12,13 @@ use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SER
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
-use super::observe::{Observed, Stored};
 use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
-use prometheus_client::registry::Registry;
 use crate::verify::skipchain::{
     height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
     SkipBlock,
 };
+use prometheus_client::registry::Registry;
 use prost::Message;
 use std::collections::BTreeMap;
 use std::path::Path;
