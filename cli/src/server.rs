@@ -22,7 +22,11 @@ pub fn run(config: Option<PathBuf>, args: ServerArgs) -> Result<()> {
     if is_root() && !args.allow_root {
         bail!("refusing to run as root: a conode needs no privileges. Run it as an ordinary user, or pass --allow-root if you really must");
     }
+    let explicit = config.is_some();
     let path = config.unwrap_or_else(paths::default_private_toml);
+    if !path.exists() {
+        return Err(crate::output::missing_config(&path, explicit));
+    }
     let mut node = NodeBuilder::from_file(&path)?.build()?;
     node.start().with_context(|| format!("starting the node of {}", path.display()))?;
     let si = node.server_identity();
