@@ -43,7 +43,7 @@ conode=$target/debug/conode
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do { wait "$p"; } 2>/dev/null || true; done
 }
 trap cleanup EXIT
 ports=$(python3 - <<'PY'

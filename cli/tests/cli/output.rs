@@ -106,13 +106,20 @@ fn log_lines_have_no_colour_on_a_pipe_and_file_errors_print_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // stderr is read all along, so the node never blocks on a full pipe.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr_pipe.read_to_string(&mut err);
+        err
+    });
     let mut out = BufReader::new(child.stdout.take().unwrap());
     wait_line(&mut out, "running", Instant::now() + Duration::from_secs(20));
+    // Right after "running": the signal is caught, the node stops gracefully.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     wait_line(&mut out, "stopped", Instant::now() + Duration::from_secs(20));
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let err = reader.join().unwrap();
     assert!(child.wait().unwrap().success());
     assert!(err.contains("INFO") || err.contains("DEBUG"), "no log lines to look at: {err}");
     assert!(!err.contains('\u{1b}'), "colour codes in log lines written to a pipe: {err:?}");
