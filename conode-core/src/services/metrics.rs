@@ -187,7 +187,10 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 pub fn process_metrics(reg: &mut Registry) {
     #[cfg(target_os = "linux")]
     {
-        let page = 4096.0;
+        // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+        let (page, ticks) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
+        let page = if page > 0 { page as f64 } else { 4096.0 };
+        let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
         if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
             let mut it = statm.split_whitespace().filter_map(|v| v.parse::<f64>().ok());
             if let (Some(virt), Some(rss)) = (it.next(), it.next()) {
@@ -201,7 +204,6 @@ pub fn process_metrics(reg: &mut Registry) {
                 let f: Vec<&str> = rest.split_whitespace().collect();
                 let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
                 // utime = field 14, stime = 15, starttime = 22 (1-based); rest starts at field 3.
-                let ticks = 100.0;
                 if let (Some(u), Some(s)) = (num(11), num(12)) {
                     reg.register(
                         "process_cpu_seconds",
