@@ -43,7 +43,10 @@ conode=$target/debug/conode
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do { wait "$p"; } 2>/dev/null || true; done
+  # They are disowned (the browser test kills one on purpose): poll until they are gone.
+  for p in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
 }
 trap cleanup EXIT
 ports=$(python3 - <<'PY'
@@ -74,6 +77,7 @@ mv "$dir.toml" "$dir/roster.toml"
 for i in 0 1 2 3; do
   "$conode" -c "$dir/co$i/private.toml" server --allow-root >"$out/node$i.log" 2>&1 &
   pids+=($!)
+  disown $!
 done
 first=$(echo "$ports" | cut -d' ' -f1)
 base=http://127.0.0.1:$((first + 1))
@@ -84,7 +88,7 @@ for port in $ports; do
   done
 done
 "$conode" beacon init --roster "$dir/roster.toml" --period 2 --scheme bls-unchained-g1-rfc9380 \
-  --phase-timeout 2 --genesis-delay 2 >"$out/beacon-init.json"
+  --phase-timeout 2 --genesis-delay 2 --json >"$out/beacon-init.json" 2>"$out/beacon-init.log"
 # The roster's keys, in roster order, for the page test.
 python3 - "$dir/roster.toml" >"$out/keys.txt" <<'PY'
 import re, sys
