@@ -111,6 +111,10 @@ fn roster_status_and_metrics_follow_the_cothority() {
         v["activity"].as_array().unwrap().iter().any(|a| a["text"].as_str().unwrap().contains("block 1 appended")),
         "{v:#}"
     );
+    // Viewers share one probe per interval (1.5 s): of three requests in a row (milliseconds apart,
+    // so at most one interval boundary between them) two get the same snapshot.
+    let at: Vec<Value> = (0..3).map(|_| get_json(&base, "/roster/status")["generated_unix_ms"].clone()).collect();
+    assert!(at[0] == at[1] || at[1] == at[2], "a probe per request: {at:?}");
     let text = v.to_string();
     assert!(!text.contains(&*cluster.node(0).data_dir().to_string_lossy()), "no path in {text}");
 
