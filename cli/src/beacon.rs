@@ -2,6 +2,7 @@
 //! port (printing its progress and the group file), fetch beacons over drand's HTTP API and verify
 //! them with the pure verifier, and drop a node's beacon state while keeping its keys.
 
+use crate::output::{progress, report};
 use anyhow::{bail, Context, Result};
 use conode_core::api::client;
 use conode_core::config::{paths, NodeConfig, Roster};
@@ -115,7 +116,12 @@ async fn init(a: InitArgs) -> Result<()> {
         genesis_delay_ms: a.genesis_delay.map(|s| (s.max(0.0) * 1000.0) as u64).unwrap_or(0),
         beacon_id: a.beacon_id.clone(),
     };
-    println!("starting a DKG of {} members via {url} (scheme {}, period {} s)", roster.len(), a.scheme, a.period);
+    progress(format!(
+        "starting a DKG of {} members via {url} (scheme {}, period {} s)",
+        roster.len(),
+        a.scheme,
+        a.period
+    ));
     // The DKG runs up to four phases plus the collection of results.
     let timeout = Duration::from_millis(phase_ms * 6 + 30_000);
     let call = client::call(&url, "Beacon", "Init", req.encode_to_vec(), timeout);
@@ -133,7 +139,7 @@ async fn init(a: InitArgs) -> Result<()> {
                             shown = 0;
                         }
                         for line in st.log.iter().skip(shown) {
-                            println!("  {line}");
+                            progress(format!("  {line}"));
                         }
                         shown = shown.max(st.log.len());
                     }
@@ -141,30 +147,49 @@ async fn init(a: InitArgs) -> Result<()> {
             }
         }
     };
-    let reply = reply.context("the DKG failed")?;
+    let reply = reply.map_err(|e| crate::output::explain(&url, e.into())).context("the DKG failed")?;
     let resp = InitResponse::decode(reply.as_slice()).context("undecodable reply")?;
     for line in resp.log.iter().skip(shown) {
-        println!("  {line}");
+        progress(format!("  {line}"));
     }
-    for x in &resp.absent {
-        println!("absent:       member {}: {}", x.index, x.reason);
-    }
-    for x in &resp.disqualified {
-        println!("disqualified: member {}: {}", x.index, x.reason);
-    }
-    println!(
-        "DKG done: {} participants, {} qualified dealers, {} confirmed the group",
-        resp.participants,
-        resp.qualified.len(),
-        resp.confirmed
-    );
-    println!("chain hash: {}", resp.chain_hash);
-    println!("chain info: {}", resp.info_json);
-    println!("--- group file ---\n{}", resp.group_toml);
     if let Some(out) = &a.out {
         std::fs::write(out, &resp.group_toml).with_context(|| format!("writing {}", out.display()))?;
-        println!("group file written to {}", out.display());
     }
+    let info: serde_json::Value = serde_json::from_str(&resp.info_json).unwrap_or(serde_json::Value::Null);
+    report(
+        serde_json::json!({
+            "chain_hash": resp.chain_hash,
+            "participants": resp.participants,
+            "qualified": resp.qualified,
+            "confirmed": resp.confirmed,
+            "absent": resp.absent.iter().map(|x| serde_json::json!({"index": x.index, "reason": x.reason})).collect::<Vec<_>>(),
+            "disqualified": resp.disqualified.iter().map(|x| serde_json::json!({"index": x.index, "reason": x.reason})).collect::<Vec<_>>(),
+            "info": info,
+            "group_toml": resp.group_toml,
+            "group_file": a.out.as_ref().map(|p| p.display().to_string()),
+        }),
+        || {
+            let mut t = String::new();
+            for x in &resp.absent {
+                t.push_str(&format!("absent:       member {}: {}\n", x.index, x.reason));
+            }
+            for x in &resp.disqualified {
+                t.push_str(&format!("disqualified: member {}: {}\n", x.index, x.reason));
+            }
+            t.push_str(&format!(
+                "DKG done: {} participants, {} qualified dealers, {} confirmed the group\n",
+                resp.participants,
+                resp.qualified.len(),
+                resp.confirmed
+            ));
+            t.push_str(&format!("chain hash: {}\nchain info: {}\n", resp.chain_hash, resp.info_json));
+            t.push_str(&format!("--- group file ---\n{}", resp.group_toml));
+            if let Some(out) = &a.out {
+                t.push_str(&format!("\ngroup file written to {}", out.display()));
+            }
+            t
+        },
+    );
     Ok(())
 }
 
@@ -220,11 +245,16 @@ async fn get(a: GetArgs) -> Result<()> {
         (None, None) => bail!("give --url or --roster"),
     };
     let mut last_err = None;
-    for base in bases {
+    let count = bases.len();
+    for (i, base) in bases.into_iter().enumerate() {
         match get_from(&http, &base, &path, &a).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                eprintln!("{base}: {e:#}");
+                let e = crate::output::explain(&base, e).context(base.clone());
+                // The last failure is printed once, by `main`; earlier ones say why the next is tried.
+                if i + 1 < count {
+                    progress(format!("{e:#}; trying the next member"));
+                }
                 last_err = Some(e);
             }
         }
@@ -246,9 +276,11 @@ async fn get_from(http: &reqwest::Client, base: &str, path: &str, a: &GetArgs) -
         info.verify(&beacon).with_context(|| format!("round {} does NOT verify", beacon.round))?;
         verified = Some(format!("verified: round {} of chain {} ({})", beacon.round, info.hash_hex(), info.scheme));
     }
-    println!("{body}");
+    // stdout is the beacon, as drand serves it (one JSON document, with or without --verify);
+    // the verification note is for people (stderr).
+    println!("{}", body.trim_end());
     if let Some(v) = verified {
-        println!("{v}");
+        progress(v);
     }
     Ok(())
 }
@@ -256,31 +288,38 @@ async fn get_from(http: &reqwest::Client, base: &str, path: &str, a: &GetArgs) -
 /// `conode reset`: drops the beacon chain, group, share and DKG transcripts of this node's
 /// database (the node must be stopped); private.toml and its keys stay.
 pub fn reset(config: Option<PathBuf>, a: ResetArgs) -> Result<()> {
+    let explicit = config.is_some();
     let path = config.unwrap_or_else(paths::default_private_toml);
+    if !path.exists() {
+        return Err(crate::output::missing_config(&path, explicit));
+    }
     let cfg = NodeConfig::load(&path)?;
     let dir = cfg.data_dir.clone().unwrap_or_else(paths::default_data_dir);
     let id = cfg.node_id();
     let db = dir.join(format!("{id}.db"));
     if !db.exists() {
-        println!("nothing to reset: {} does not exist", db.display());
+        report(serde_json::json!({"reset": false, "reason": "no database"}), || {
+            format!("nothing to reset: {} does not exist", db.display())
+        });
         return Ok(());
     }
     if !a.yes {
         let stdin = std::io::stdin();
         let mut out = std::io::stdout();
         if !confirm(&mut stdin.lock(), &mut out, &db)? {
-            println!("nothing changed");
             bail!("reset aborted: {} was kept", db.display());
         }
     }
     let storage = conode_core::storage::Storage::open(&dir, &id)
         .with_context(|| format!("opening {} (stop the node first)", db.display()))?;
     conode_core::services::beacon::store::reset(&storage)?;
-    println!(
-        "beacon chain, group, share and DKG transcripts dropped from {}; keys kept in {}",
-        db.display(),
-        path.display()
-    );
+    report(serde_json::json!({"reset": true}), || {
+        format!(
+            "beacon chain, group, share and DKG transcripts dropped from {}; keys kept in {}",
+            db.display(),
+            path.display()
+        )
+    });
     Ok(())
 }
 

@@ -107,6 +107,7 @@ pub fn sign(a: SignArgs) -> Result<()> {
     let wait = level.map(|d| d * 4).unwrap_or(std::time::Duration::from_secs(60)) + std::time::Duration::from_secs(10);
     let reply = runtime()?
         .block_on(client::call(&url, "Cosi", "Sign", req.encode_to_vec(), wait))
+        .map_err(|e| crate::output::explain(&url, e.into()))
         .context("collective signing failed")?;
     let resp = SignResponse::decode(reply.as_slice()).with_context(|| format!("{url}: undecodable SignResponse"))?;
     let file = SignatureFile {
@@ -173,7 +174,10 @@ pub fn verify(a: VerifyArgs) -> Result<()> {
     cosi::verify(&message, &signature, &mask, &keys, policy)
         .map_err(|e| anyhow::anyhow!("{}: the signature does NOT verify: {e}", a.signature.display()))?;
     let signers = Mask::from_bytes(n, &mask).map(|m| m.count()).unwrap_or(0);
-    println!("ok: {signers} of {n} signed (required {required})");
+    crate::output::report(
+        serde_json::json!({"ok": true, "signers": signers, "members": n, "required": required}),
+        || format!("ok: {signers} of {n} signed (required {required})"),
+    );
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Maps the `-d 0..5` debug level to tracing filters (RUST_LOG still wins when set).
+//! Maps the `-d 0..5` debug level to tracing filters (RUST_LOG still wins when set); log lines go
+//! to stderr, coloured only on a terminal.
 
 use tracing_subscriber::EnvFilter;
 
@@ -15,5 +16,9 @@ pub fn filter_for(level: u8) -> &'static str {
 
 pub fn init(level: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_for(level)));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(crate::output::log_colour())
+        .try_init();
 }

@@ -10,6 +10,7 @@ mod check;
 mod cosign;
 mod input;
 mod logging;
+mod output;
 mod owner_key;
 mod run_nodes;
 mod server;
@@ -29,6 +30,9 @@ struct Cli {
     /// Path to private.toml (default: the OS config dir).
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// Print each command's result as one JSON document on stdout (progress and errors go to stderr).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +67,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     logging::init(cli.debug);
+    output::set_json(cli.json);
     let result = match cli.command {
         Command::Setup(a) => setup::run(a),
         Command::Server(a) => server::run(cli.config, a),
@@ -76,7 +81,7 @@ fn main() {
         Command::Bench(b) => bench::run(b),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", output::error_text(&e));
         std::process::exit(1);
     }
 }

@@ -22,8 +22,18 @@ pub fn run(config: Option<PathBuf>, args: ServerArgs) -> Result<()> {
     if is_root() && !args.allow_root {
         bail!("refusing to run as root: a conode needs no privileges. Run it as an ordinary user, or pass --allow-root if you really must");
     }
+    let explicit = config.is_some();
     let path = config.unwrap_or_else(paths::default_private_toml);
+    if !path.exists() {
+        return Err(crate::output::missing_config(&path, explicit));
+    }
     let mut node = NodeBuilder::from_file(&path)?.build()?;
+    // Signals are caught from before "running" is printed: a supervisor may stop the node at once.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let signals = {
+        let _in_rt = rt.enter();
+        Signals::new()?
+    };
     node.start().with_context(|| format!("starting the node of {}", path.display()))?;
     let si = node.server_identity();
     println!(
@@ -33,20 +43,29 @@ pub fn run(config: Option<PathBuf>, args: ServerArgs) -> Result<()> {
         si.address,
         node.client_url().unwrap_or_default()
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let signal = rt.block_on(wait_for_signal())?;
+    let signal = rt.block_on(signals.wait());
     println!("received {signal}, stopping");
     node.stop()?;
     println!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from creation on (needs a runtime context).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

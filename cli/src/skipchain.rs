@@ -161,6 +161,7 @@ pub fn run(cmd: SkipchainCommand) -> Result<()> {
 fn call(url: &str, method: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
     runtime()?
         .block_on(client::call(url, SERVICE, method, body, timeout))
+        .map_err(|e| crate::output::explain(url, e.into()))
         .with_context(|| format!("{SERVICE}/{method} failed"))
 }
 
@@ -355,6 +356,9 @@ fn verify(a: VerifyArgs) -> Result<()> {
     };
     let latest = verify_proof(&genesis, &blocks, Policy::Default)
         .map_err(|e| anyhow::anyhow!("{origin}: the proof does NOT verify: {e}"))?;
-    println!("ok: block {} ({} hops)", latest.index, blocks.len() - 1);
+    crate::output::report(
+        json!({"ok": true, "latest_index": latest.index, "latest_hash": hex::encode(&latest.hash), "hops": blocks.len() - 1}),
+        || format!("ok: block {} ({} hops)", latest.index, blocks.len() - 1),
+    );
     Ok(())
 }

@@ -10,6 +10,8 @@ mod beacon_cmds;
 mod conflicting_appends;
 #[path = "cli/edge.rs"]
 mod edge;
+#[path = "cli/output.rs"]
+mod output;
 #[path = "cli/partition.rs"]
 mod partition;
 #[path = "cli/sigkill.rs"]

@@ -66,7 +66,7 @@ def main() -> None:
         config.save(f"{tmp}/private.toml")
         with conode.Node.from_file(f"{tmp}/private.toml", data_dir=f"{tmp}/db") as node:
             print("serving on", node.client_url, "as", node.public_key[:16])
-            print(node.status()["Db"]["Path"])
+            print(node.status()["Db"]["Size"])
         try:
             node.stop()
         except conode.StateError as e:  # NotRunningError

@@ -54,13 +54,17 @@ fn beacon_init_get_verify_then_reset_keeps_keys() {
         run(&mut get(&["1", "--verify", "--node", "0"])).status.success()
     });
     for node in ["0", "1", "2"] {
-        let out = ok(&mut get(&["1", "--verify", "--node", node]));
-        assert!(out.contains(&format!("verified: round 1 of chain {chain_hash}")), "{out}");
-        let beacon: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        let o = run(&mut get(&["1", "--verify", "--node", node]));
+        assert!(o.status.success(), "{}", crate::support::stderr(&o));
+        // stdout is the beacon alone (one JSON document); the verification note goes to stderr.
+        let beacon: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(beacon["round"], 1);
+        let err = crate::support::stderr(&o);
+        assert!(err.contains(&format!("verified: round 1 of chain {chain_hash}")), "{err}");
     }
-    let out = ok(&mut get(&["latest", "--verify", "--chain-hash", &chain_hash]));
-    assert!(out.contains("verified: round"), "{out}");
+    let o = run(&mut get(&["latest", "--verify", "--chain-hash", &chain_hash]));
+    assert!(o.status.success() && crate::support::stderr(&o).contains("verified: round"), "{o:?}");
+    serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap();
     let err = fails(&mut get(&["latest", "--node", "2", "--chain-hash", &"00".repeat(32)]));
     assert!(err.contains("serves chain"), "{err}");
 

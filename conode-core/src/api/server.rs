@@ -4,6 +4,7 @@
 //! and idle deadlines, connection caps (see `edge`), and the largest WebSocket message (close 1009).
 
 use super::edge;
+use super::operator::ClientMetrics;
 use crate::services::{status::status_map, ClientRegistry, ServiceContext, Tasks};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -29,22 +30,25 @@ pub struct ApiState {
     pub clients: ClientRegistry,
 }
 
-fn router(state: ApiState) -> Router {
+fn router(state: ApiState, metrics: ClientMetrics) -> Router {
     let extra = state.ctx.http.routers();
     let mut app = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route("/status", get(status_json))
         .route(
             "/metrics",
-            get(|State(s): State<Arc<ApiState>>| async move { super::operator::metrics_response(&s.ctx) }),
+            get(|State(s): State<Arc<ApiState>>, headers: axum::http::HeaderMap| async move {
+                super::operator::metrics_response(&s.ctx, &headers)
+            }),
         )
-        .route("/", get(|State(s): State<Arc<ApiState>>| async move { super::operator::status_page_response(&s.ctx) }))
+        .route("/", get(|| async { super::operator::status_page_response() }))
         .route("/:service/:method", get(websocket))
+        .layer(axum::Extension(metrics.clone()))
         .with_state(Arc::new(state));
     for r in extra {
         app = app.merge(r);
     }
-    app
+    app.route_layer(axum::middleware::from_fn_with_state(metrics, super::operator::track_http))
 }
 
 async fn status_json(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
@@ -55,6 +59,7 @@ async fn websocket(
     Path((service, method)): Path<(String, String)>,
     ws: Option<WebSocketUpgrade>,
     State(s): State<Arc<ApiState>>,
+    axum::Extension(metrics): axum::Extension<ClientMetrics>,
 ) -> Response {
     let Some(ws) = ws else {
         // A plain GET on a two-segment path: a service's HTTP route (e.g. /{chainhash}/info).
@@ -71,7 +76,7 @@ async fn websocket(
     let (max, idle) = (limits.client_max_message, limits.client_idle_timeout);
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(socket, handler, service, method, idle))
+        .on_upgrade(move |socket| serve_socket(socket, handler, service, method, idle, metrics))
 }
 
 /// Whether a WebSocket read failed because a message or frame exceeded the limit.
@@ -93,6 +98,7 @@ async fn serve_socket(
     service: String,
     method: String,
     idle: Duration,
+    metrics: ClientMetrics,
 ) {
     loop {
         let msg = match tokio::time::timeout(idle, socket.recv()).await {
@@ -122,7 +128,16 @@ async fn serve_socket(
                 break;
             }
         };
-        match handler(method.clone(), body).await {
+        // In flight per service; counts and latency per method, once the service knew it (method
+        // names are the client's: unknown ones share one label).
+        let flight = metrics.in_flight(&format!("/{service}/*"));
+        let start = std::time::Instant::now();
+        let result = handler(method.clone(), body).await;
+        drop(flight);
+        let known = !matches!(result, Err(crate::services::ServiceError::UnknownMethod { .. }));
+        let route = if known { format!("/{service}/{method}") } else { format!("/{service}/?") };
+        metrics.record(&route, start.elapsed(), result.is_err());
+        match result {
             Ok(reply) => {
                 if socket.send(Message::Binary(reply)).await.is_err() {
                     break;
@@ -179,7 +194,9 @@ pub fn serve(
     connections: &Tasks,
 ) {
     let limits = state.ctx.config.limits.clone();
-    let app = router(state);
+    let metrics = ClientMetrics::new();
+    let ctx = state.ctx.clone();
+    let app = router(state, metrics.clone());
     let acceptor = tls.map(TlsAcceptor::from);
     let connections = connections.clone();
     // Keep file descriptors for the database, the node port and its peers.
@@ -198,6 +215,8 @@ pub fn serve(
         _ => limits.client_max_connections,
     };
     let limiter = edge::ConnLimiter::new(max_total, limits.client_max_connections_per_address);
+    let open = limiter.clone();
+    metrics.register(&ctx, Arc::new(move || open.open()));
     accepting.spawn(async move {
         let mut backoff = edge::AcceptBackoff::new();
         loop {

@@ -40,6 +40,19 @@ struct PeerState {
     last_timeout: Option<Instant>,
     hold_until: Option<Instant>,
     probing: bool,
+    /// Failed dials, and requests unanswered on a live connection, since the node started.
+    dial_failures: u64,
+    timeouts: u64,
+}
+
+/// What `/metrics` and the status page show of one peer.
+#[derive(Clone, Debug)]
+pub struct PeerReport {
+    pub peer: IdentityPublicKey,
+    pub rtt: Option<Duration>,
+    pub down: Option<DownInfo>,
+    pub dial_failures: u64,
+    pub timeouts: u64,
 }
 
 /// What the transport knows about every peer it talked to (shared by all services of a node).
@@ -57,6 +70,20 @@ impl PeerHealth {
     /// Every peer known to be down.
     pub fn down_peers(&self) -> Vec<(IdentityPublicKey, DownInfo)> {
         lock(&self.peers).iter().filter_map(|(k, p)| p.down.clone().map(|d| (*k, d))).collect()
+    }
+
+    /// Every peer this node has a record of.
+    pub fn report(&self) -> Vec<PeerReport> {
+        lock(&self.peers)
+            .iter()
+            .map(|(k, p)| PeerReport {
+                peer: *k,
+                rtt: p.rtt,
+                down: p.down.clone(),
+                dial_failures: p.dial_failures,
+                timeouts: p.timeouts,
+            })
+            .collect()
     }
 
     /// Smoothed ping round-trip time, when measured.
@@ -94,6 +121,11 @@ impl PeerHealth {
         let now = Instant::now();
         let mut peers = lock(&self.peers);
         let p = peers.entry(*peer).or_default();
+        if hung {
+            p.timeouts = p.timeouts.saturating_add(1);
+        } else {
+            p.dial_failures = p.dial_failures.saturating_add(1);
+        }
         if hung {
             if p.last_timeout.is_some_and(|t| now.duration_since(t) > STRIKES_FORGET) {
                 p.strikes = 0;

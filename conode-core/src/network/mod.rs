@@ -294,6 +294,11 @@ impl Network {
         lock(&self.inner.links).len()
     }
 
+    /// The peers with a live connection.
+    pub fn connected_peers(&self) -> Vec<IdentityPublicKey> {
+        lock(&self.inner.links).keys().copied().collect()
+    }
+
     /// Accepts connections on `listener` until `accepting` (or the whole network) is cancelled.
     pub fn serve(&self, listener: TcpListener, accepting: &Tasks) {
         let net = self.clone();

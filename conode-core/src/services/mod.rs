@@ -16,7 +16,7 @@ pub mod status;
 pub mod tasks;
 
 pub use crate::client_api::{ErrorCode, WireError};
-pub use metrics::{MetricsRegistry, MetricsWriter, StatusRegistry};
+pub use metrics::{MetricsRegistry, StatusRegistry};
 pub use tasks::Tasks;
 
 use crate::config::NodeConfig;

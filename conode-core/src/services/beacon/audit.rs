@@ -9,7 +9,6 @@ use super::messages as m;
 use super::service::BeaconService;
 use crate::verify::beacon::digest;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
@@ -50,7 +49,7 @@ impl BeaconService {
         let Some(stored) = self.get(p.round) else { return };
         if chain.scheme().is_chained() && stored.previous_signature.as_deref() != Some(&p.previous_signature[..]) {
             if self.first_audit(chain, p.round, index) {
-                self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                self.inner.stats.partial_invalid(index);
                 warn!(from = index, round = p.round, "beacon: late partial over another previous signature");
             }
             return;
@@ -80,7 +79,7 @@ impl BeaconService {
                 tasks.spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial)).await.unwrap_or(true);
             if !valid {
                 if let Some(inner) = inner.upgrade() {
-                    inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                    inner.stats.partial_invalid(index);
                 }
                 warn!(from = index, round, "beacon: invalid partial (audited after its round)");
             }

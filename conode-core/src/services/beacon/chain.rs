@@ -167,6 +167,7 @@ impl BeaconService {
         lock(&chain.pool).forget_up_to(beacon.round);
         if let Some(t) = chain.round_time_ms(beacon.round) {
             let ms = (unix_now_ms() - t) as f64;
+            self.inner.stats.lag.observe(ms.max(0.0) / 1000.0);
             let mut l = lock(&chain.latencies);
             if l.len() == LATENCY_HISTORY {
                 l.pop_front();

@@ -287,12 +287,12 @@ impl BeaconService {
             }
             Arrival::Held => {}
         }
-        self.inner.stats.partials_received.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.partial_received(index);
         let prev = if chain.scheme().is_chained() {
             if p.round == latest + 1 {
                 let ours = lock(&chain.latest_sig).clone();
                 if p.previous_signature != ours {
-                    self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                    self.inner.stats.partial_invalid(index);
                     return Err(format!("partial of round {} over another previous signature", p.round));
                 }
                 Some(ours)
@@ -305,7 +305,7 @@ impl BeaconService {
         let msg = digest(chain.scheme(), p.round, prev.as_deref());
         // Only the form is checked now; the signature with the others of the round (see above).
         if !chain.share_keys.decodes(&p.partial) {
-            self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.partial_invalid(index);
             warn!(from = index, round = p.round, "beacon: invalid partial rejected");
             return Err(format!("invalid partial signature for round {}: not a signature point", p.round));
         }
@@ -342,7 +342,7 @@ impl BeaconService {
                 }
                 Attempt::Rejected { invalid } => {
                     for i in invalid {
-                        self.inner.stats.invalid_partials.fetch_add(1, Ordering::Relaxed);
+                        self.inner.stats.partial_invalid(i);
                         warn!(from = i, round, "beacon: invalid partial rejected");
                     }
                     continue;

@@ -18,8 +18,11 @@ use super::store::ChainStore;
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
 use crate::services::dkg::{DkgError, DkgOutput, DkgService, Group};
-use crate::services::{stop_service, MetricsWriter, Service, ServiceContext, StartError, Tasks};
+use crate::services::metrics::{counter, counters, gauge, gauges, info, labels, Activity, RosterView, LAG_BUCKETS};
+use crate::services::{stop_service, Service, ServiceContext, StartError, Tasks};
 use crate::verify::beacon::{Beacon, ChainInfo};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -68,6 +71,35 @@ pub(super) struct Stats {
     pub(super) received: AtomicU64,
     pub(super) partials_received: AtomicU64,
     pub(super) invalid_partials: AtomicU64,
+    /// Share index → (partials received, partials invalid).
+    pub(super) per_member: Mutex<std::collections::BTreeMap<u32, (u64, u64)>>,
+    /// Delay between each round's time and its beacon stored here, in seconds.
+    pub(super) lag: Histogram,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats {
+            recovered: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            partials_received: AtomicU64::new(0),
+            invalid_partials: AtomicU64::new(0),
+            per_member: Mutex::new(Default::default()),
+            lag: Histogram::new(LAG_BUCKETS.iter().copied()),
+        }
+    }
+
+    /// A partial of member `index` was accepted for checking.
+    pub(super) fn partial_received(&self, index: u32) {
+        self.partials_received.fetch_add(1, Ordering::Relaxed);
+        lock(&self.per_member).entry(index).or_default().0 += 1;
+    }
+
+    /// A partial of member `index` was rejected.
+    pub(super) fn partial_invalid(&self, index: u32) {
+        self.invalid_partials.fetch_add(1, Ordering::Relaxed);
+        lock(&self.per_member).entry(index).or_default().1 += 1;
+    }
 }
 
 /// What the handles share.
@@ -109,12 +141,7 @@ impl Service for BeaconService {
                 dkg: dkg.clone(),
                 chain: RwLock::new(None),
                 fault: Mutex::new(BeaconFault::None),
-                stats: Stats {
-                    recovered: AtomicU64::new(0),
-                    received: AtomicU64::new(0),
-                    partials_received: AtomicU64::new(0),
-                    invalid_partials: AtomicU64::new(0),
-                },
+                stats: Stats::new(),
             }),
         };
         // The DKG hands its result over here; a node with a chain takes part in no other DKG.
@@ -150,11 +177,16 @@ impl Service for BeaconService {
         let weak = Arc::downgrade(&svc.inner);
         ctx.metrics.add(
             SERVICE,
-            Arc::new(move |w: &mut MetricsWriter| {
+            Arc::new(move |reg: &mut Registry| {
                 if let Some(inner) = weak.upgrade() {
-                    BeaconService { inner }.write_metrics(w);
+                    BeaconService { inner }.write_metrics(reg);
                 }
             }),
+        );
+        let weak = Arc::downgrade(&svc.inner);
+        ctx.status.add_rosters(
+            SERVICE,
+            Arc::new(move || weak.upgrade().map(|inner| BeaconService { inner }.roster_views()).unwrap_or_default()),
         );
         if let Some(store) = &svc.inner.store {
             match store.load() {
@@ -176,6 +208,7 @@ impl Service for BeaconService {
 
     async fn stop(&self) {
         self.inner.ctx.metrics.remove(SERVICE);
+        self.inner.ctx.status.remove(SERVICE);
         stop_service(&self.inner.ctx, SERVICE).await;
     }
 }
@@ -185,13 +218,124 @@ impl BeaconService {
         &self.inner.ctx.tasks
     }
 
-    fn write_metrics(&self, w: &mut MetricsWriter) {
+    fn write_metrics(&self, reg: &mut Registry) {
         let s = self.stats();
-        w.metric("conode_beacon_latest_round", "gauge", "Newest beacon round stored.", s.latest_round);
-        w.metric("conode_beacon_recovered_total", "counter", "Beacons recovered here from partials.", s.recovered);
-        w.metric("conode_beacon_received_total", "counter", "Verified beacons received from peers.", s.received);
-        w.metric("conode_beacon_partials_received_total", "counter", "Partials received.", s.partials_received);
-        w.metric("conode_beacon_invalid_partials_total", "counter", "Partials rejected.", s.invalid_partials);
+        let st = &self.inner.stats;
+        gauge(reg, "conode_beacon_latest_round", "Newest beacon round stored.", s.latest_round as f64);
+        counter(reg, "conode_beacon_recovered", "Beacons recovered here from partials.", s.recovered);
+        counter(reg, "conode_beacon_received", "Verified beacons received from peers.", s.received);
+        counter(reg, "conode_beacon_partials_received", "Partials received.", s.partials_received);
+        counter(reg, "conode_beacon_invalid_partials", "Partials rejected.", s.invalid_partials);
+        let per_member = lock(&st.per_member).clone();
+        let member = |i: &u32| labels(&[("member", &i.to_string())]);
+        counters(
+            reg,
+            "conode_beacon_member_partials_received",
+            "Partials received from each group member (by share index).",
+            per_member.iter().map(|(i, (r, _))| (member(i), *r)),
+        );
+        counters(
+            reg,
+            "conode_beacon_member_partials_invalid",
+            "Partials of each group member (by share index) rejected as invalid.",
+            per_member.iter().map(|(i, (_, bad))| (member(i), *bad)),
+        );
+        reg.register_with_unit(
+            "conode_beacon_lag",
+            "Delay between a round's scheduled time and its beacon stored here",
+            Unit::Seconds,
+            st.lag.clone(),
+        );
+        let dkg = self.inner.dkg.status();
+        let phase = match (&dkg, self.chain().is_some()) {
+            (_, true) => "done".to_string(),
+            (Some(d), _) if d.error.is_some() => "failed".to_string(),
+            (Some(d), _) if d.finished => "done".to_string(),
+            (Some(d), _) => d.phase.clone(),
+            (None, _) => "none".to_string(),
+        };
+        info(
+            reg,
+            "conode_dkg_state",
+            "State of this node's DKG (none, a phase name, done, failed).",
+            &[("state", &phase)],
+        );
+        if let Some(c) = self.chain() {
+            let chain = hex::encode(c.info.hash());
+            let l = labels(&[("chain", &chain)]);
+            gauges(
+                reg,
+                "conode_beacon_group_size",
+                "Members of the beacon group.",
+                [(l.clone(), c.group.nodes.len() as f64)],
+            );
+            gauges(
+                reg,
+                "conode_beacon_group_threshold",
+                "Threshold of the beacon group.",
+                [(l.clone(), c.threshold() as f64)],
+            );
+            gauges(
+                reg,
+                "conode_beacon_period_seconds",
+                "Seconds between beacon rounds.",
+                [(l.clone(), f64::from(c.info.period))],
+            );
+            gauges(
+                reg,
+                "conode_beacon_chain_last_round",
+                "Newest round stored, per chain.",
+                [(l.clone(), c.latest() as f64)],
+            );
+            let due = c.info.latest_round(unix_now_secs());
+            gauges(
+                reg,
+                "conode_beacon_rounds_behind",
+                "Rounds due but not stored here yet, per chain.",
+                [(l, due.saturating_sub(c.latest()) as f64)],
+            );
+        }
+    }
+
+    /// The beacon group, for the status page.
+    fn roster_views(&self) -> Vec<RosterView> {
+        let Some(c) = self.chain() else { return Vec::new() };
+        let hash = hex::encode(c.info.hash());
+        let now = unix_now_secs();
+        let mut facts = std::collections::BTreeMap::new();
+        facts.insert("chain_hash".to_string(), hash.clone());
+        facts.insert("period_s".to_string(), c.info.period.to_string());
+        facts.insert("threshold".to_string(), c.threshold().to_string());
+        facts.insert("genesis_time".to_string(), c.info.genesis_time.to_string());
+        facts.insert("scheme".to_string(), format!("{:?}", c.info.scheme));
+        facts.insert("latest_round".to_string(), c.latest().to_string());
+        facts.insert("current_round".to_string(), c.info.latest_round(now).to_string());
+        let activity = lock(&c.latencies)
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .filter_map(|l| {
+                let t = c.info.time_of_round(l.round)?;
+                Some(Activity {
+                    unix_ms: (t.max(0) as u64) * 1000 + l.ms.max(0.0) as u64,
+                    text: format!(
+                        "beacon round {} {} after {:.0} ms",
+                        l.round,
+                        if l.recovered { "recovered" } else { "received" },
+                        l.ms
+                    ),
+                })
+            })
+            .collect();
+        vec![RosterView {
+            id: format!("beacon:{hash}"),
+            name: format!("beacon group {}", &hash[..8]),
+            kind: "beacon".into(),
+            members: c.group.nodes.iter().map(|n| n.server_identity()).collect(),
+            facts,
+            activity,
+        }]
     }
 
     /// The DKG service this beacon uses.
@@ -265,4 +409,9 @@ impl BeaconService {
             latencies,
         }
     }
+}
+
+/// Seconds since the UNIX epoch.
+fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -11,8 +11,10 @@ use super::roster::RosterCache;
 use crate::config::{NodeConfig, Roster, COSI_SERVICE};
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
+use crate::services::metrics::{labels, seconds_histogram_family, CounterFamily, HistogramFamily, RosterView};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError, Tasks};
 use crate::verify::cosi::Policy;
+use prometheus_client::registry::{Registry, Unit};
 use prost::Message;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -48,6 +50,10 @@ pub(super) struct Shared {
     fault: RwLock<CosiFault>,
     options: RwLock<CosiOptions>,
     default_roster: RwLock<Option<Roster>>,
+    /// Rounds this node led, by purpose: count, failures, latency (for `/metrics`).
+    rounds: CounterFamily,
+    round_failures: CounterFamily,
+    round_latency: HistogramFamily,
 }
 
 impl Shared {
@@ -147,7 +153,8 @@ impl CosiService {
         .map_err(CosiError::BadRoster)?;
         // The members of a roster this node signs for are served on its node port.
         self.shared.network.admit(roster.servers.iter().map(|m| m.public));
-        protocol::run_root(
+        let start = std::time::Instant::now();
+        let r = protocol::run_root(
             self.shared.clone(),
             rr,
             statement.to_vec(),
@@ -156,7 +163,15 @@ impl CosiService {
             policy,
             level_timeout,
         )
-        .await
+        .await;
+        // Purposes are the services' own names (a client's request uses the service's purpose).
+        let l = labels(&[("purpose", if self.shared.hooks.knows(purpose, true) { purpose } else { "other" })]);
+        self.shared.rounds.get_or_create(&l).inc();
+        if r.is_err() {
+            self.shared.round_failures.get_or_create(&l).inc();
+        }
+        self.shared.round_latency.get_or_create(&l).observe(start.elapsed().as_secs_f64());
+        r
     }
 }
 
@@ -178,7 +193,48 @@ impl Service for CosiService {
             fault: RwLock::new(CosiFault::None),
             options: RwLock::new(CosiOptions::default()),
             default_roster: RwLock::new(None),
+            rounds: Default::default(),
+            round_failures: Default::default(),
+            round_latency: seconds_histogram_family(),
         });
+        let weak = Arc::downgrade(&shared);
+        ctx.metrics.add(
+            COSI_SERVICE,
+            Arc::new(move |reg: &mut Registry| {
+                let Some(s) = weak.upgrade() else { return };
+                reg.register("conode_cosi_rounds", "Cosi rounds this node led, by purpose", s.rounds.clone());
+                reg.register(
+                    "conode_cosi_round_failures",
+                    "Cosi rounds this node led that failed, by purpose",
+                    s.round_failures.clone(),
+                );
+                reg.register_with_unit(
+                    "conode_cosi_round_duration",
+                    "Time of the cosi rounds this node led, by purpose",
+                    Unit::Seconds,
+                    s.round_latency.clone(),
+                );
+            }),
+        );
+        let weak = Arc::downgrade(&shared);
+        ctx.status.add_rosters(
+            COSI_SERVICE,
+            Arc::new(move || {
+                let Some(s) = weak.upgrade() else { return Vec::new() };
+                let roster = s.default_roster.read().unwrap_or_else(|p| p.into_inner()).clone();
+                roster
+                    .map(|r| RosterView {
+                        id: format!("cosi:{}", hex::encode(r.id())),
+                        name: "default roster".into(),
+                        kind: "cosi".into(),
+                        members: r.servers,
+                        facts: Default::default(),
+                        activity: Vec::new(),
+                    })
+                    .into_iter()
+                    .collect()
+            }),
+        );
         let s = shared.clone();
         ctx.network.register(
             COSI_SERVICE,
@@ -199,6 +255,8 @@ impl Service for CosiService {
     }
 
     async fn stop(&self) {
+        self.shared.ctx.metrics.remove(COSI_SERVICE);
+        self.shared.ctx.status.remove(COSI_SERVICE);
         stop_service(&self.shared.ctx, COSI_SERVICE).await;
     }
 }

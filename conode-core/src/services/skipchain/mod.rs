@@ -36,6 +36,7 @@
 
 mod evidence;
 pub mod messages;
+mod observe;
 mod owner;
 mod rosters;
 mod service;

@@ -4,6 +4,7 @@
 
 use super::evidence::EvidenceLog;
 use super::messages::*;
+use super::observe::{Observed, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::votes::Votes;
@@ -11,11 +12,13 @@ use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SER
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
-use crate::services::{stop_service, MetricsWriter, Service, ServiceContext, ServiceError, StartError};
+use crate::services::metrics::{counter, counters, labels};
+use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
     height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
     SkipBlock,
 };
+use prometheus_client::registry::Registry;
 use prost::Message;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -137,6 +140,8 @@ struct Shared {
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
     /// trigger one; the later ones wait and then find little or nothing left to fetch.
     catching_up: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// Counters, latencies and recent blocks for `/metrics` and the status page.
+    observed: Observed,
 }
 
 /// Handle on a node's skipchain service (cheap to clone).
@@ -204,6 +209,7 @@ impl SkipchainService {
         };
         genesis.hash = genesis.compute_hash().to_vec();
         self.shared.store.store(&genesis, &[])?;
+        self.shared.observed.stored(&genesis, Stored::Created);
         self.propagate(&genesis, vec![], roster, None).await;
         info!(chain = %hex8(&genesis.hash), members = roster.len(), "skipchain created");
         Ok(genesis)
@@ -211,6 +217,13 @@ impl SkipchainService {
 
     /// Appends a block signed by an owner; returns it once stored here and sent to the members.
     pub async fn append(&self, req: Append) -> Result<SkipBlock, SkipchainError> {
+        let start = std::time::Instant::now();
+        let r = self.append_inner(req).await;
+        self.shared.observed.append_done(start.elapsed(), r.is_ok());
+        r
+    }
+
+    async fn append_inner(&self, req: Append) -> Result<SkipBlock, SkipchainError> {
         let s = &self.shared;
         let chain_lock =
             s.appending.lock().unwrap_or_else(|p| p.into_inner()).entry(req.genesis.clone()).or_default().clone();
@@ -297,6 +310,7 @@ impl SkipchainService {
             updated.push(src);
         }
         s.store.store(&block, &updated)?;
+        s.observed.stored(&block, Stored::Appended);
         // The members that cosigned the level-0 link are up and sign the next block: wait for them
         // to store this one. New members must fetch the chain first; members that did not sign may
         // be down. Both get the block in the background (or catch up later).
@@ -524,6 +538,7 @@ impl SkipchainService {
         if block.index == 0 {
             if s.store.block(&block.hash).is_none() {
                 s.store.store(block, &[])?;
+                s.observed.stored(block, Stored::FromPeer);
             }
             return Ok(());
         }
@@ -561,6 +576,7 @@ impl SkipchainService {
             updated.push(src);
         }
         s.store.store(block, &updated)?;
+        s.observed.stored(block, Stored::FromPeer);
         Ok(())
     }
 
@@ -946,6 +962,7 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
+                observed: Observed::new(),
             }),
         };
         // The hook lives in the cosi service, which this service holds: a weak reference avoids a
@@ -981,27 +998,32 @@ impl Service for SkipchainService {
             }),
         );
         let log = evidence.clone();
+        let weak = Arc::downgrade(&svc.shared);
         ctx.metrics.add(
             SKIPCHAIN_SERVICE,
-            Arc::new(move |w: &mut MetricsWriter| {
+            Arc::new(move |reg: &mut Registry| {
                 let counts = log.counts();
-                w.metric(
-                    "conode_skipchain_equivocations_total",
-                    "counter",
+                counter(
+                    reg,
+                    "conode_skipchain_equivocations",
                     "Equivocation evidence records held (all members).",
                     counts.values().sum::<u64>(),
                 );
-                if !counts.is_empty() {
-                    w.header(
-                        "conode_skipchain_member_equivocations_total",
-                        "counter",
-                        "Equivocation evidence records held against each member.",
-                    );
-                }
-                for (member, n) in counts {
-                    w.labelled("conode_skipchain_member_equivocations_total", &[("member", &member)], n);
+                counters(
+                    reg,
+                    "conode_skipchain_member_equivocations",
+                    "Equivocation evidence records held against each member.",
+                    counts.into_iter().map(|(member, n)| (labels(&[("member", &member)]), n)),
+                );
+                if let Some(shared) = weak.upgrade() {
+                    shared.observed.write_metrics(reg, &shared.store);
                 }
             }),
+        );
+        let weak = Arc::downgrade(&svc.shared);
+        ctx.status.add_rosters(
+            SKIPCHAIN_SERVICE,
+            Arc::new(move || weak.upgrade().map(|s| s.observed.roster_views(&s.store)).unwrap_or_default()),
         );
         let log = evidence;
         ctx.status.add(

@@ -3,6 +3,7 @@
 //! (with its proofs of possession) is encoded once at start, the database counts its entries.
 
 use super::messages::{server_identity_proto, ServerIdentityProto, Status, StatusRequest, StatusResponse};
+use crate::network::PeerMessage;
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -24,7 +25,8 @@ fn go_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// The current status of the node.
+/// The current status of the node. It is public (the client port serves it): no filesystem path
+/// and no host detail beyond what public.toml publishes (address, description).
 pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     let version = env!("CARGO_PKG_VERSION").to_string();
     let mut generic = BTreeMap::new();
@@ -32,15 +34,6 @@ pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     generic.insert("TX_bytes".into(), ctx.network.tx_bytes().to_string());
     generic.insert("RX_bytes".into(), ctx.network.rx_bytes().to_string());
     generic.insert("Uptime".into(), go_duration(ctx.started.elapsed()));
-    generic.insert(
-        "System".into(),
-        format!(
-            "{}/{}/{}",
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        ),
-    );
     generic.insert("Host".into(), ctx.config.address.host.clone());
     generic.insert("Port".into(), ctx.config.address.port.to_string());
     generic.insert("Description".into(), ctx.config.description.clone());
@@ -50,7 +43,6 @@ pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     generic.insert("Version".into(), version.clone());
     let stats = ctx.storage.stats();
     let mut db = BTreeMap::new();
-    db.insert("Path".into(), stats.path);
     db.insert("Size".into(), stats.size_on_disk.to_string());
     db.insert("Trees".into(), stats.trees.join(","));
     db.insert("Entries".into(), stats.entries.to_string());
@@ -97,6 +89,26 @@ impl Service for StatusService {
                 Box::pin(async move { s.client_request(method, body) })
             }),
         );
+        let peer_ctx = ctx.clone();
+        ctx.network.register(
+            SERVICE,
+            Arc::new(move |msg: PeerMessage| {
+                let r = super::roster::handle_peer(&peer_ctx, &msg);
+                Box::pin(async move { r })
+            }),
+        );
+        let probe = Arc::new(super::roster::RosterProbe::default());
+        let route_ctx = ctx.clone();
+        ctx.http.add_router(axum::Router::new().route(
+            "/roster/status",
+            axum::routing::get(move || {
+                let (probe, ctx) = (probe.clone(), route_ctx.clone());
+                async move {
+                    let v = probe.status(&ctx).await;
+                    ([(axum::http::header::CACHE_CONTROL, "no-store")], axum::Json((*v).clone()))
+                }
+            }),
+        ));
         Ok(svc)
     }
 

@@ -1,0 +1,171 @@
+//! What the skipchain service shows operators: counters and latencies of blocks and appends for
+//! `/metrics`, the recent blocks stored (for the status page's activity list), and the latest
+//! roster of each chain this node follows (for the roster status page).
+
+use super::store::ChainStore;
+use crate::config::{NodeAddress, ServerIdentity};
+use crate::crypto::IdentityPublicKey;
+use crate::services::metrics::{counter, gauge, labels, seconds_histogram, Activity, CounterFamily, RosterView};
+use crate::wire::skipchain::SkipBlock;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Blocks kept in the recent-activity list.
+const RECENT: usize = 32;
+/// Chains shown on the status page (the most recently active first).
+const MAX_VIEWS: usize = 16;
+
+/// How a block came to be stored here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stored {
+    /// A chain this node created.
+    Created,
+    /// Appended by this node (it led the rounds).
+    Appended,
+    /// Pushed by a member or fetched while catching up.
+    FromPeer,
+}
+
+impl Stored {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stored::Created => "created",
+            Stored::Appended => "appended",
+            Stored::FromPeer => "from_peer",
+        }
+    }
+}
+
+struct Recent {
+    genesis: Vec<u8>,
+    index: u64,
+    how: Stored,
+    unix_ms: u64,
+}
+
+/// Counters, latencies and recent blocks of one node's skipchain service.
+pub(super) struct Observed {
+    blocks: CounterFamily,
+    appends: AtomicU64,
+    append_failures: AtomicU64,
+    append_latency: Histogram,
+    recent: Mutex<VecDeque<Recent>>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Observed {
+    pub(super) fn new() -> Self {
+        Self {
+            blocks: CounterFamily::default(),
+            appends: AtomicU64::new(0),
+            append_failures: AtomicU64::new(0),
+            append_latency: seconds_histogram(),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A block was stored durably.
+    pub(super) fn stored(&self, block: &SkipBlock, how: Stored) {
+        self.blocks.get_or_create(&labels(&[("how", how.as_str())])).inc();
+        let genesis = if block.index == 0 { block.hash.clone() } else { block.genesis_id.clone() };
+        let mut r = crate::sync::lock(&self.recent);
+        if r.len() == RECENT {
+            r.pop_front();
+        }
+        r.push_back(Recent { genesis, index: block.index, how, unix_ms: unix_ms() });
+    }
+
+    /// An append this node led ended after `elapsed`.
+    pub(super) fn append_done(&self, elapsed: Duration, ok: bool) {
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.append_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.append_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub(super) fn write_metrics(&self, reg: &mut Registry, store: &ChainStore) {
+        reg.register("conode_skipchain_blocks_stored", "Blocks stored here, by how they came", self.blocks.clone());
+        counter(reg, "conode_skipchain_appends", "Appends this node led.", self.appends.load(Ordering::Relaxed));
+        counter(
+            reg,
+            "conode_skipchain_append_failures",
+            "Appends this node led that failed.",
+            self.append_failures.load(Ordering::Relaxed),
+        );
+        reg.register_with_unit(
+            "conode_skipchain_append_duration",
+            "Time of the appends this node led",
+            Unit::Seconds,
+            self.append_latency.clone(),
+        );
+        gauge(reg, "conode_skipchain_chains", "Chains this node holds.", store.chains().len() as f64);
+    }
+
+    /// The latest roster of the chains this node follows, most recently active first.
+    pub(super) fn roster_views(&self, store: &ChainStore) -> Vec<RosterView> {
+        let recent: Vec<(Vec<u8>, u64, Stored, u64)> =
+            crate::sync::lock(&self.recent).iter().map(|r| (r.genesis.clone(), r.index, r.how, r.unix_ms)).collect();
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        for (g, ..) in recent.iter().rev() {
+            if !order.contains(g) {
+                order.push(g.clone());
+            }
+        }
+        for g in store.chains() {
+            if order.len() >= MAX_VIEWS {
+                break;
+            }
+            if !order.contains(&g) {
+                order.push(g);
+            }
+        }
+        order.truncate(MAX_VIEWS);
+        order
+            .into_iter()
+            .filter_map(|genesis| {
+                let latest = store.latest(&genesis)?;
+                let id = hex::encode(&genesis);
+                let members =
+                    latest.roster.as_ref().map(|r| r.members.iter().filter_map(member).collect()).unwrap_or_default();
+                let mut facts = BTreeMap::new();
+                facts.insert("genesis".to_string(), id.clone());
+                facts.insert("height".to_string(), latest.index.to_string());
+                let activity = recent
+                    .iter()
+                    .filter(|(g, ..)| *g == genesis)
+                    .map(|(_, index, how, unix_ms)| Activity {
+                        unix_ms: *unix_ms,
+                        text: format!("skipchain {} block {index} {}", &id[..8], how.as_str().replace('_', " ")),
+                    })
+                    .collect();
+                Some(RosterView {
+                    id: format!("skipchain:{id}"),
+                    name: format!("skipchain {}", &id[..8]),
+                    kind: "skipchain".into(),
+                    members,
+                    facts,
+                    activity,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A block roster entry as a peer to reach (no keys checked: only shown and pinged).
+fn member(e: &crate::wire::skipchain::RosterEntry) -> Option<ServerIdentity> {
+    Some(ServerIdentity {
+        address: NodeAddress::parse(&e.address).ok()?,
+        public: IdentityPublicKey::from_bytes(&e.identity).ok()?,
+        description: e.description.clone(),
+        url: None,
+        services: BTreeMap::new(),
+    })
+}
