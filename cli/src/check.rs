@@ -3,7 +3,6 @@
 //! exit if any node fails.
 
 use anyhow::{bail, Result};
-use conode_core::api::client;
 use conode_core::config::{AddressOverrides, Roster, ServerIdentity};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::network::{NetSettings, Network};
@@ -40,7 +39,7 @@ pub fn client_base(si: &ServerIdentity) -> String {
 
 async fn check_client(si: &ServerIdentity, timeout: Duration) -> Result<Duration, String> {
     let start = std::time::Instant::now();
-    let reply = client::call(&client_base(si), "Status", "Request", StatusRequest {}.encode_to_vec(), timeout)
+    let reply = crate::target::call(&client_base(si), "Status", "Request", StatusRequest {}.encode_to_vec(), timeout)
         .await
         .map_err(|e| e.to_string())?;
     let resp = StatusResponse::decode(reply.as_slice()).map_err(|e| format!("undecodable status reply: {e}"))?;

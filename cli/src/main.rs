@@ -27,6 +27,10 @@ struct Cli {
     /// Path to private.toml (default: the OS config dir).
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// PEM file of CA certificates (or a self-signed server certificate) trusted for wss:// and
+    /// https:// client URLs, besides the platform's store (which honours SSL_CERT_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +65,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     logging::init(cli.debug);
+    if let Err(e) = target::set_trust(cli.cacert.as_deref()) {
+        eprintln!("error: --cacert: {e:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Setup(a) => setup::run(a),
         Command::Server(a) => server::run(cli.config, a),

@@ -24,6 +24,10 @@ pub struct SetupArgs {
     /// Folder for private.toml, public.toml and the database.
     #[arg(long)]
     folder: Option<PathBuf>,
+    /// Public URL of the client port when it is not ws://host:port+1 (e.g. https://node.example.org
+    /// behind a TLS reverse proxy); written as `URL` so rosters and `conode check` use it.
+    #[arg(long)]
+    url: Option<String>,
     /// Replace an existing configuration (non-interactive only).
     #[arg(long)]
     overwrite: bool,
@@ -38,6 +42,8 @@ pub struct Answers {
     pub folder: PathBuf,
     /// Whether `/Cosi/Sign` serves any client (`AllowOpenSigning`); off unless asked for.
     pub allow_open_signing: bool,
+    /// Published client-port URL (`URL`), when not the default one.
+    pub url: Option<String>,
 }
 
 /// Writes private.toml and public.toml into `a.folder`. Refuses to overwrite unless allowed.
@@ -47,6 +53,10 @@ pub fn write_config(a: &Answers, overwrite: bool) -> Result<(PathBuf, NodeConfig
     config.listen_address = a.listen.clone();
     config.data_dir = Some(absolute(&a.folder));
     config.allow_open_signing = a.allow_open_signing;
+    if let Some(u) = &a.url {
+        conode_core::client_api::ClientUrl::parse(u).with_context(|| format!("--url `{u}`"))?;
+        config.url = Some(u.trim().trim_end_matches('/').to_string());
+    }
     let private = a.folder.join("private.toml");
     config.save(&private, overwrite)?;
     Roster::new(vec![config.server_identity()]).save(&a.folder.join("public.toml"), true)?;
@@ -70,6 +80,7 @@ pub fn run(args: SetupArgs) -> Result<()> {
             description: args.description.unwrap_or_default(),
             folder: args.folder.unwrap_or_else(paths::default_config_dir),
             allow_open_signing: false,
+            url: args.url,
         };
         let (path, config) = write_config(&answers, args.overwrite)?;
         print_done(&path, &config);
@@ -140,6 +151,7 @@ pub fn interactive(input: &mut dyn BufRead, out: &mut dyn Write) -> Result<()> {
         description,
         folder,
         allow_open_signing: false,
+        url: None,
     };
     let (path, config) = write_config(&answers, overwrite)?;
     print_done_to(out, &path, &config)?;
