@@ -1,6 +1,7 @@
 //! `conode`: the command-line front of the conode library. It parses arguments, sets up logging and
 //! hands everything else to `conode-core`; each subcommand lives in its own module.
 
+mod backup;
 mod beacon;
 mod bench;
 mod bench_skipchain;
@@ -57,6 +58,10 @@ enum Command {
     Beacon(beacon::BeaconCommand),
     /// Drop this node's beacon chain, group and share (the node must be stopped); keeps the keys.
     Reset(beacon::ResetArgs),
+    /// Hot, consistent backup of the running node's database (through its local admin socket).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data dir (the node then catches up from its peers before signing).
+    Restore(backup::RestoreArgs),
     /// Benchmarks printing machine-readable (JSON) results.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -80,6 +85,8 @@ fn main() {
         Command::Beacon(c) => beacon::run(c),
         Command::Reset(a) => beacon::reset(cli.config, a),
         Command::Bench(b) => bench::run(b),
+        Command::Backup(a) => backup::backup(cli.config, a),
+        Command::Restore(a) => backup::restore(cli.config, a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -367,6 +367,7 @@ impl Node {
             }
         };
         admit_known_rosters(&services, &network);
+        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), &tasks);
         network.serve(node_l, &accepting);
         api::serve(
             client_l,
