@@ -18,6 +18,10 @@ pub struct SetupArgs {
     /// Node port P (the client port is P+1).
     #[arg(long)]
     port: Option<u16>,
+    /// Address to bind instead of host:port (e.g. 0.0.0.0:7770 in a container); written as
+    /// `ListenAddress`.
+    #[arg(long)]
+    listen: Option<String>,
     /// Description shown in rosters.
     #[arg(long)]
     description: Option<String>,
@@ -74,7 +78,7 @@ pub fn run(args: SetupArgs) -> Result<()> {
             bail!("--port: {port} is not usable (the client port is port+1)");
         }
         let answers = Answers {
-            listen: None,
+            listen: args.listen,
             host: args.host.unwrap_or_else(|| "127.0.0.1".into()),
             port,
             description: args.description.unwrap_or_default(),
