@@ -4,6 +4,7 @@
 mod backup;
 mod beacon;
 mod bench;
+mod bench_backup;
 mod bench_skipchain;
 mod check;
 mod cosign;
