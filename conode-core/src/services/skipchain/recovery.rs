@@ -98,14 +98,15 @@ impl SkipchainService {
                                 false
                             } else {
                                 let took = st.started.map(|s| s.elapsed()).unwrap_or_default();
-                                st.chains = chains;
-                                st.took = Some(took);
-                                st.done_unix = Some(now_unix());
                                 svc.shared.cosi.release_signing();
-                                info!(
+                                // At warning level, as the hold was: an operator sees both ends.
+                                warn!(
                                     chains,
                                     "recovery done in {took:?}: caught up from a quorum of peers; signing again"
                                 );
+                                st.chains = chains;
+                                st.took = Some(took);
+                                st.done_unix = Some(now_unix());
                                 true
                             }
                         }
