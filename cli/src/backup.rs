@@ -75,7 +75,7 @@ pub fn backup(config: Option<PathBuf>, a: BackupArgs) -> Result<()> {
     let quiet = a.quiet;
     let result = conode_core::admin::request_backup(&socket, std::io::BufWriter::new(&file), |done, total| {
         if !quiet {
-            let pct = if total > 0 { done.min(total) * 100 / total } else { 100 };
+            let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100);
             eprint!("\rbackup: {done}/{total} entries ({pct}%)   ");
         }
     });

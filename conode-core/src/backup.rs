@@ -270,6 +270,9 @@ fn manifest_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Entries of one staged batch, by tree.
+type TreeBatch<'a> = BTreeMap<&'a str, Vec<(&'a [u8], &'a [u8])>>;
+
 fn restore_into<R: Read>(
     input: R,
     staging: &Path,
@@ -282,7 +285,7 @@ fn restore_into<R: Read>(
     let flush = |trees: &mut BTreeMap<String, crate::storage::ServiceTree>,
                  batch: &mut Vec<(String, Vec<u8>, Vec<u8>)>|
      -> Result<(), BackupError> {
-        let mut by_tree: BTreeMap<&str, Vec<(&[u8], &[u8])>> = BTreeMap::new();
+        let mut by_tree: TreeBatch<'_> = BTreeMap::new();
         for (t, k, v) in batch.iter() {
             by_tree.entry(t.as_str()).or_default().push((k, v));
         }
@@ -369,7 +372,14 @@ mod tests {
         assert!(b.get(b"k").unwrap().is_none());
         // And the journal is off again: a second snapshot sees the new state.
         let mut n = 0;
-        s.snapshot(|_, _, _| -> Result<(), StorageError> { Ok(n += 1) }, |_, _| {}).unwrap();
+        s.snapshot(
+            |_, _, _| -> Result<(), StorageError> {
+                n += 1;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!(n, 3000 + 1 + 1);
     }
 

@@ -55,8 +55,11 @@ struct Journal {
     /// The last (tree index, key) the reader has emitted.
     cursor: Option<(usize, Vec<u8>)>,
     /// (tree, key) → the value at the snapshot's start (`None`: absent then).
-    before: std::collections::HashMap<(Vec<u8>, Vec<u8>), Option<Vec<u8>>>,
+    before: Before,
 }
+
+/// (tree, key) → value at the snapshot's start.
+type Before = std::collections::HashMap<(Vec<u8>, Vec<u8>), Option<Vec<u8>>>;
 
 impl Journal {
     /// Records the value `key` of `tree` has now, unless the reader is already past it (it has
@@ -71,8 +74,8 @@ impl Journal {
             }
         }
         let slot = (tree.name().to_vec(), key.to_vec());
-        if !self.before.contains_key(&slot) {
-            self.before.insert(slot, tree.get(key)?.map(|v| v.to_vec()));
+        if let std::collections::hash_map::Entry::Vacant(e) = self.before.entry(slot) {
+            e.insert(tree.get(key)?.map(|v| v.to_vec()));
         }
         Ok(())
     }
@@ -305,7 +308,7 @@ impl Storage {
                     visit(name, &k, &value)?;
                     count += 1;
                     done += 1;
-                    if done % 1024 == 0 {
+                    if done.is_multiple_of(1024) {
                         progress(done, total);
                     }
                 }

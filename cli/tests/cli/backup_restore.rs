@@ -25,6 +25,9 @@ fn recovery_state(url: &str) -> Option<String> {
     resp.status.get("Recovery").and_then(|s| s.field.get("State").cloned())
 }
 
+/// (index, hash) of every block node 0 acknowledged.
+type Acknowledged = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
 fn wait_acked(acked: &Mutex<Vec<(u64, Vec<u8>)>>, n: usize, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < n {
@@ -47,7 +50,7 @@ fn backup_during_appends_then_restore_on_a_new_data_dir_and_address() {
     let genesis_hex = created["genesis"].as_str().unwrap().to_string();
     let genesis = hex::decode(&genesis_hex).unwrap();
 
-    let acked: Arc<Mutex<Vec<(u64, Vec<u8>)>>> = Arc::default();
+    let acked: Acknowledged = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let appender = {
         let (url, g, k, a, s) = (servers.url(0), genesis.clone(), owner_key(&key), acked.clone(), stop.clone());

@@ -115,7 +115,7 @@ impl Votes {
             state.prepared_hash = FENCE_HASH.to_vec();
         }
         if let Some(l) = adopted {
-            if state.locked.as_ref().map_or(true, |own| l.view > own.view) {
+            if state.locked.as_ref().is_none_or(|own| l.view > own.view) {
                 state.locked = Some(l);
             }
         }
