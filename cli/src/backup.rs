@@ -102,7 +102,10 @@ pub fn backup(config: Option<PathBuf>, a: BackupArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         &manifest.sha256[..16.min(manifest.sha256.len())],
     );
-    println!("keep private.toml safe too: the backup holds the database, not the node's keys");
+    println!(
+        "the backup holds the database, including this node's beacon share: keep it as private as \
+         private.toml (which it does not contain; back that up too)"
+    );
     Ok(())
 }
 
