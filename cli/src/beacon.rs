@@ -4,7 +4,6 @@
 
 use crate::output::{progress, report};
 use anyhow::{bail, Context, Result};
-use conode_core::api::client;
 use conode_core::config::{paths, NodeConfig, Roster};
 use conode_core::services::beacon::messages::{DkgStatusRequest, DkgStatusResponse, InitRequest, InitResponse};
 use conode_core::verify::beacon::{Beacon, ChainInfo, Scheme};
@@ -124,7 +123,7 @@ async fn init(a: InitArgs) -> Result<()> {
     ));
     // The DKG runs up to four phases plus the collection of results.
     let timeout = Duration::from_millis(phase_ms * 6 + 30_000);
-    let call = client::call(&url, "Beacon", "Init", req.encode_to_vec(), timeout);
+    let call = crate::target::call(&url, "Beacon", "Init", req.encode_to_vec(), timeout);
     tokio::pin!(call);
     let mut shown = 0usize;
     let mut session = String::new();
@@ -132,7 +131,7 @@ async fn init(a: InitArgs) -> Result<()> {
         tokio::select! {
             r = &mut call => break r,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if let Ok(b) = client::call(&url, "Beacon", "DkgStatus", DkgStatusRequest {}.encode_to_vec(), Duration::from_secs(5)).await {
+                if let Ok(b) = crate::target::call(&url, "Beacon", "DkgStatus", DkgStatusRequest {}.encode_to_vec(), Duration::from_secs(5)).await {
                     if let Ok(st) = DkgStatusResponse::decode(b.as_slice()) {
                         if st.session != session {
                             session = st.session.clone();
@@ -230,7 +229,7 @@ async fn get(a: GetArgs) -> Result<()> {
             n.parse::<u64>().with_context(|| format!("`{n}` is neither `latest` nor a round number"))?
         ),
     };
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = crate::target::http_client(Duration::from_secs(30))?;
     let bases = match (&a.url, &a.roster) {
         (Some(u), _) => http_bases(u)?,
         (None, Some(r)) => {

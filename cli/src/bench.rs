@@ -50,6 +50,19 @@ pub enum BenchCommand {
         #[command(flatten)]
         degraded: Degraded,
     },
+    /// Hot backup of a node with a long skipchain and beacon chain: time and size, appends per
+    /// second with and without a backup running, recovery time of the restored node.
+    Backup {
+        /// Skipchain blocks appended before the backup.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u64,
+        /// Beacon rounds stored before the backup.
+        #[arg(long, default_value_t = 10_000)]
+        rounds: u64,
+        /// Seconds of each append-rate window (without, then with backups running).
+        #[arg(long, default_value_t = 10.0)]
+        window: f64,
+    },
     /// Skipchain appends per second, and light verification of a long chain's proof.
     Skipchain {
         /// Roster sizes for the append rate.
@@ -178,6 +191,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Skipchain { nodes, appends, chain, .. } => crate::bench_skipchain::run(&nodes, appends, chain),
         BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
+        BenchCommand::Backup { blocks, rounds, window } => crate::bench_backup::run(blocks, rounds, window),
         BenchCommand::Beacon { members, rounds, scheme, verifications } => {
             crate::beacon::bench(&members, rounds, &scheme, verifications)
         }

@@ -4,7 +4,6 @@
 
 use crate::output::report;
 use anyhow::{bail, Result};
-use conode_core::api::client;
 use conode_core::config::{AddressOverrides, Roster, ServerIdentity};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::network::{NetSettings, Network};
@@ -42,7 +41,7 @@ pub fn client_base(si: &ServerIdentity) -> String {
 async fn check_client(si: &ServerIdentity, timeout: Duration) -> Result<Duration, String> {
     let start = std::time::Instant::now();
     let base = client_base(si);
-    let reply = match client::call(&base, "Status", "Request", StatusRequest {}.encode_to_vec(), timeout).await {
+    let reply = match crate::target::call(&base, "Status", "Request", StatusRequest {}.encode_to_vec(), timeout).await {
         Ok(r) => r,
         Err(e) => {
             let e = anyhow::Error::from(e);

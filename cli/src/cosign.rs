@@ -5,7 +5,6 @@
 use crate::input::{hex_bytes, text_or_file, write_output};
 use crate::target::{load_roster, runtime, seconds, NodeChoice};
 use anyhow::{bail, Context, Result};
-use conode_core::api::client;
 use conode_core::config::{Roster, COSI_SERVICE};
 use conode_core::crypto::BlsPublicKey;
 use conode_core::services::cosi::messages::{Exclusion, SignRequest, SignResponse};
@@ -106,7 +105,7 @@ pub fn sign(a: SignArgs) -> Result<()> {
     // The tree has two levels below the root, and a failed sub-leader's subtree is asked again.
     let wait = level.map(|d| d * 4).unwrap_or(std::time::Duration::from_secs(60)) + std::time::Duration::from_secs(10);
     let reply = runtime()?
-        .block_on(client::call(&url, "Cosi", "Sign", req.encode_to_vec(), wait))
+        .block_on(crate::target::call(&url, "Cosi", "Sign", req.encode_to_vec(), wait))
         .map_err(|e| crate::output::explain(&url, e.into()))
         .context("collective signing failed")?;
     let resp = SignResponse::decode(reply.as_slice()).with_context(|| format!("{url}: undecodable SignResponse"))?;

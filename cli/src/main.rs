@@ -1,9 +1,11 @@
 //! `conode`: the command-line front of the conode library. It parses arguments, sets up logging and
 //! hands everything else to `conode-core`; each subcommand lives in its own module.
 
+mod backup;
 mod beacon;
 mod bench;
 mod bench_processes;
+mod bench_backup;
 mod bench_skipchain;
 mod bench_verify;
 mod check;
@@ -33,6 +35,10 @@ struct Cli {
     /// Print each command's result as one JSON document on stdout (progress and errors go to stderr).
     #[arg(long, global = true)]
     json: bool,
+    /// PEM file of CA certificates (or a self-signed server certificate) trusted for wss:// and
+    /// https:// client URLs, besides the platform's store (which honours SSL_CERT_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +65,10 @@ enum Command {
     Beacon(beacon::BeaconCommand),
     /// Drop this node's beacon chain, group and share (the node must be stopped); keeps the keys.
     Reset(beacon::ResetArgs),
+    /// Hot, consistent backup of the running node's database (through its local admin socket).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data dir (the node then catches up from its peers before signing).
+    Restore(backup::RestoreArgs),
     /// Benchmarks printing machine-readable (JSON) results.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -68,6 +78,10 @@ fn main() {
     let cli = Cli::parse();
     logging::init(cli.debug);
     output::set_json(cli.json);
+    if let Err(e) = target::set_trust(cli.cacert.as_deref()) {
+        eprintln!("error: --cacert: {e:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Setup(a) => setup::run(a),
         Command::Server(a) => server::run(cli.config, a),
@@ -79,6 +93,8 @@ fn main() {
         Command::Beacon(c) => beacon::run(c),
         Command::Reset(a) => beacon::reset(cli.config, a),
         Command::Bench(b) => bench::run(b),
+        Command::Backup(a) => backup::backup(cli.config, a),
+        Command::Restore(a) => backup::restore(cli.config, a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", output::error_text(&e));

@@ -123,6 +123,7 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
                 description: format!("Conode_{}", i + 1),
                 folder: folder.clone(),
                 allow_open_signing: args.allow_open_signing,
+                url: None,
             };
             write_config(&answers, false)?.1
         };

@@ -18,12 +18,20 @@ pub struct SetupArgs {
     /// Node port P (the client port is P+1).
     #[arg(long)]
     port: Option<u16>,
+    /// Address to bind instead of host:port (e.g. 0.0.0.0:7770 in a container); written as
+    /// `ListenAddress`.
+    #[arg(long)]
+    listen: Option<String>,
     /// Description shown in rosters.
     #[arg(long)]
     description: Option<String>,
     /// Folder for private.toml, public.toml and the database.
     #[arg(long)]
     folder: Option<PathBuf>,
+    /// Public URL of the client port when it is not ws://host:port+1 (e.g. https://node.example.org
+    /// behind a TLS reverse proxy); written as `URL` so rosters and `conode check` use it.
+    #[arg(long)]
+    url: Option<String>,
     /// Replace an existing configuration (non-interactive only).
     #[arg(long)]
     overwrite: bool,
@@ -38,6 +46,8 @@ pub struct Answers {
     pub folder: PathBuf,
     /// Whether `/Cosi/Sign` serves any client (`AllowOpenSigning`); off unless asked for.
     pub allow_open_signing: bool,
+    /// Published client-port URL (`URL`), when not the default one.
+    pub url: Option<String>,
 }
 
 /// Writes private.toml and public.toml into `a.folder`. Refuses to overwrite unless allowed.
@@ -47,6 +57,10 @@ pub fn write_config(a: &Answers, overwrite: bool) -> Result<(PathBuf, NodeConfig
     config.listen_address = a.listen.clone();
     config.data_dir = Some(absolute(&a.folder));
     config.allow_open_signing = a.allow_open_signing;
+    if let Some(u) = &a.url {
+        conode_core::client_api::ClientUrl::parse(u).with_context(|| format!("--url `{u}`"))?;
+        config.url = Some(u.trim().trim_end_matches('/').to_string());
+    }
     let private = a.folder.join("private.toml");
     config.save(&private, overwrite)?;
     Roster::new(vec![config.server_identity()]).save(&a.folder.join("public.toml"), true)?;
@@ -64,12 +78,13 @@ pub fn run(args: SetupArgs) -> Result<()> {
             bail!("--port: {port} is not usable (the client port is port+1)");
         }
         let answers = Answers {
-            listen: None,
+            listen: args.listen,
             host: args.host.unwrap_or_else(|| "127.0.0.1".into()),
             port,
             description: args.description.unwrap_or_default(),
             folder: args.folder.unwrap_or_else(paths::default_config_dir),
             allow_open_signing: false,
+            url: args.url,
         };
         let (path, config) = write_config(&answers, args.overwrite)?;
         print_done(&path, &config);
@@ -140,6 +155,7 @@ pub fn interactive(input: &mut dyn BufRead, out: &mut dyn Write) -> Result<()> {
         description,
         folder,
         allow_open_signing: false,
+        url: None,
     };
     let (path, config) = write_config(&answers, overwrite)?;
     print_done_to(out, &path, &config)?;

@@ -6,7 +6,6 @@ use crate::input::{hash32, read_file, text_or_file, write_output};
 use crate::owner_key;
 use crate::target::{load_optional_roster, load_roster, runtime, seconds, NodeChoice};
 use anyhow::{bail, Context, Result};
-use conode_core::api::client;
 use conode_core::config::Roster;
 use conode_core::services::skipchain::messages::{Append, BlockReply, CreateChain, GetBlock, GetUpdateChain, Proof};
 use conode_core::verify::cosi::Policy;
@@ -160,7 +159,7 @@ pub fn run(cmd: SkipchainCommand) -> Result<()> {
 
 fn call(url: &str, method: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
     runtime()?
-        .block_on(client::call(url, SERVICE, method, body, timeout))
+        .block_on(crate::target::call(url, SERVICE, method, body, timeout))
         .map_err(|e| crate::output::explain(url, e.into()))
         .with_context(|| format!("{SERVICE}/{method} failed"))
 }

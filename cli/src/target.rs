@@ -2,9 +2,43 @@
 //! explicit `--url ws://host:port`; plus the small runtime those one-shot commands run on.
 
 use anyhow::{bail, Context, Result};
+use conode_core::api::client::{self, ClientError, Trust};
 use conode_core::config::Roster;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The trust anchors of this run (`--cacert`, besides the platform's store and SSL_CERT_FILE).
+static TRUST: OnceLock<Trust> = OnceLock::new();
+
+/// Reads `--cacert FILE` once, before any client command runs; a bad file is an error naming it.
+pub fn set_trust(cacert: Option<&Path>) -> Result<()> {
+    let trust = Trust::from_optional_file(cacert)?;
+    let _ = TRUST.set(trust);
+    Ok(())
+}
+
+/// The trust anchors for `wss://` and `https://` URLs.
+pub fn trust() -> Trust {
+    TRUST.get().cloned().unwrap_or_default()
+}
+
+/// One request to a client port (plain only for `ws://`), trusting [`trust`].
+pub async fn call(
+    base: &str,
+    service: &str,
+    method: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    client::call_with(&trust(), base, service, method, body, timeout).await
+}
+
+/// An HTTP client for the drand routes, trusting [`trust`] for `https://`.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+    let tls = trust().client_config()?;
+    Ok(reqwest::Client::builder().timeout(timeout).use_preconfigured_tls((*tls).clone()).build()?)
+}
 
 /// `--node I | --url U`: the member whose client port a command uses.
 #[derive(clap::Args, Clone, Debug)]

@@ -2,6 +2,8 @@
 //! refusals on bad input, `check` against a live and a partly stopped roster, `server` and
 //! `run-nodes`; and, in the modules below, the client commands against live local cothorities.
 
+#[path = "cli/backup_restore.rs"]
+mod backup_restore;
 #[path = "cli/bad_input.rs"]
 mod bad_input;
 #[path = "cli/beacon_cmds.rs"]

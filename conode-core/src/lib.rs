@@ -12,7 +12,11 @@ pub mod verify;
 pub mod wire;
 
 #[cfg(feature = "runtime")]
+pub mod admin;
+#[cfg(feature = "runtime")]
 pub mod api;
+#[cfg(feature = "runtime")]
+pub mod backup;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 #[cfg(feature = "runtime")]

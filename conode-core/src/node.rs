@@ -345,7 +345,9 @@ impl Node {
             _ => None,
         };
         let storage = open_storage(&self.data_dir, &config.node_id()).await?;
-        let network = Network::new(config.identity.clone(), self.net.clone(), self.overrides.clone(), tasks.clone())?;
+        let mut overrides = self.overrides.clone();
+        overrides.set_anonymous(config.anonymous);
+        let network = Network::new(config.identity.clone(), self.net.clone(), overrides, tasks.clone())?;
         let ctx = ServiceContext {
             config: config.clone(),
             network: network.clone(),
@@ -367,6 +369,7 @@ impl Node {
             }
         };
         admit_known_rosters(&services, &network);
+        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), &tasks);
         network.serve(node_l, &accepting);
         api::serve(
             client_l,

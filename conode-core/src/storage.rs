@@ -2,6 +2,11 @@
 //! after the write is flushed to disk, so a service acknowledges nothing it could lose in a crash.
 //! The number of entries is counted once at open and then kept up to date by every write, so the
 //! status service reads it without scanning the database.
+//!
+//! A hot backup ([`Storage::snapshot`]) reads a point-in-time view of every tree while writes go
+//! on: from its start, each write first records the value it replaces (copy-on-write journal), and
+//! the reader uses those recorded values instead of what it finds, so it sees the database as it
+//! was when the snapshot began.
 
 use sled::Transactional;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,8 @@ pub enum StorageError {
     Open { path: PathBuf, message: String },
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    #[error("a backup of this database is already running")]
+    SnapshotBusy,
 }
 
 /// Handle on the node database (cheap to clone).
@@ -33,6 +40,74 @@ struct Counters {
     size_read_ms: AtomicU64,
     /// Names of the services' trees; re-read when a tree is opened.
     trees: std::sync::RwLock<Option<Arc<Vec<String>>>>,
+    /// Writes hold it shared from checking the journal to applying the write; a snapshot takes it
+    /// exclusively to start journaling, so no write straddles the snapshot's start.
+    gate: std::sync::RwLock<()>,
+    /// The values writes replaced since the running snapshot began (`None`: no snapshot runs).
+    journal: std::sync::Mutex<Option<Journal>>,
+}
+
+/// The running snapshot's view: where its reader is, and the values that writes ahead of it
+/// replaced.
+struct Journal {
+    /// The trees it reads, in order (trees created later are not part of it).
+    names: Vec<Vec<u8>>,
+    /// The last (tree index, key) the reader has emitted.
+    cursor: Option<(usize, Vec<u8>)>,
+    /// (tree, key) → the value at the snapshot's start (`None`: absent then).
+    before: Before,
+}
+
+/// (tree, key) → value at the snapshot's start.
+type Before = std::collections::HashMap<(Vec<u8>, Vec<u8>), Option<Vec<u8>>>;
+
+impl Journal {
+    /// Records the value `key` of `tree` has now, unless the reader is already past it (it has
+    /// emitted the value itself) or it was recorded before.
+    fn record(&mut self, tree: &sled::Tree, key: &[u8]) -> Result<(), StorageError> {
+        let Some(index) = self.names.iter().position(|n| n.as_slice() == tree.name().as_ref()) else {
+            return Ok(());
+        };
+        if let Some((ci, ck)) = &self.cursor {
+            if index < *ci || (index == *ci && key <= ck.as_slice()) {
+                return Ok(());
+            }
+        }
+        let slot = (tree.name().to_vec(), key.to_vec());
+        if let std::collections::hash_map::Entry::Vacant(e) = self.before.entry(slot) {
+            e.insert(tree.get(key)?.map(|v| v.to_vec()));
+        }
+        Ok(())
+    }
+}
+
+impl Counters {
+    /// Runs `write` (which changes `keys` of `tree`), first recording their values for a running
+    /// snapshot.
+    fn write<'k, R>(
+        &self,
+        tree: &sled::Tree,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        write: impl FnOnce() -> R,
+    ) -> Result<R, StorageError> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = journal.as_mut() {
+            for k in keys {
+                j.record(tree, k)?;
+            }
+        } else {
+            drop(journal);
+        }
+        Ok(write())
+    }
+}
+
+/// What a snapshot read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotCounts {
+    /// Entries per tree.
+    pub trees: std::collections::BTreeMap<String, u64>,
 }
 
 /// How long a size on disk is reused.
@@ -68,6 +143,8 @@ impl Storage {
             size: AtomicU64::new(db.size_on_disk().unwrap_or(0)),
             size_read_ms: AtomicU64::new(0),
             trees: std::sync::RwLock::new(None),
+            gate: std::sync::RwLock::new(()),
+            journal: std::sync::Mutex::new(None),
         });
         Ok(Self { db, path, counters })
     }
@@ -100,6 +177,21 @@ impl Storage {
             };
             slots.push(slot);
         }
+        let mut keys_of: Vec<Vec<&[u8]>> = vec![Vec::new(); trees.len()];
+        for ((_, k, _), &slot) in writes.iter().zip(&slots) {
+            keys_of[slot].push(k);
+        }
+        let _gate = self.counters.gate.read().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut journal = self.counters.journal.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(j) = journal.as_mut() {
+                for (tree, keys) in trees.iter().zip(&keys_of) {
+                    for k in keys {
+                        j.record(tree, k)?;
+                    }
+                }
+            }
+        }
         let result: Result<i64, TransactionError<()>> = trees.as_slice().transaction(|tx| {
             let mut new = 0i64;
             for ((_, k, v), &slot) in writes.iter().zip(&slots) {
@@ -118,6 +210,7 @@ impl Storage {
                 return Err(sled::Error::Unsupported("transaction aborted".into()).into());
             }
         }
+        drop(_gate);
         self.db.flush()?;
         Ok(())
     }
@@ -156,6 +249,97 @@ impl Storage {
 }
 
 impl Storage {
+    /// Reads every service tree as it was when the call began, while writes go on, handing each
+    /// entry to `visit` (tree, key, value); `progress` gets (entries read, entries at the start).
+    /// One snapshot at a time: a second one fails with `SnapshotBusy`.
+    pub fn snapshot<E: From<StorageError>>(
+        &self,
+        mut visit: impl FnMut(&str, &[u8], &[u8]) -> Result<(), E>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<SnapshotCounts, E> {
+        let names = {
+            let _gate = self.counters.gate.write().unwrap_or_else(|p| p.into_inner());
+            let mut journal = self.counters.journal.lock().unwrap_or_else(|p| p.into_inner());
+            if journal.is_some() {
+                return Err(StorageError::SnapshotBusy.into());
+            }
+            let names = user_trees(&self.db);
+            *journal = Some(Journal {
+                names: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+                cursor: None,
+                before: Default::default(),
+            });
+            names
+        };
+        // Journaling stops however the reading ends.
+        struct Stop<'a>(&'a Counters);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                *self.0.journal.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+        let _stop = Stop(&self.counters);
+        let total = self.counters.entries.load(Ordering::Relaxed).max(0) as u64;
+        let mut counts = SnapshotCounts::default();
+        let mut done = 0u64;
+        for (index, name) in names.iter().enumerate() {
+            let tree = self.db.open_tree(name).map_err(StorageError::from)?;
+            let mut count = 0u64;
+            let mut from_journal = std::collections::HashSet::new();
+            for item in tree.iter() {
+                let (k, v) = item.map_err(StorageError::from)?;
+                let recorded = {
+                    let mut journal = self.counters.journal.lock().unwrap_or_else(|p| p.into_inner());
+                    journal.as_mut().and_then(|j| {
+                        // From here on, writes to this key are behind the reader: not recorded.
+                        j.cursor = Some((index, k.to_vec()));
+                        j.before.get(&(tree.name().to_vec(), k.to_vec())).cloned()
+                    })
+                };
+                let value = match recorded {
+                    // Written since the start: the value then, or nothing if it was new.
+                    Some(old) => {
+                        from_journal.insert(k.to_vec());
+                        old
+                    }
+                    None => Some(v.to_vec()),
+                };
+                if let Some(value) = value {
+                    visit(name, &k, &value)?;
+                    count += 1;
+                    done += 1;
+                    if done.is_multiple_of(1024) {
+                        progress(done, total);
+                    }
+                }
+            }
+            // Entries removed since the start.
+            let removed: Vec<(Vec<u8>, Vec<u8>)> = {
+                let journal = self.counters.journal.lock().unwrap_or_else(|p| p.into_inner());
+                journal
+                    .as_ref()
+                    .map(|j| {
+                        j.before
+                            .iter()
+                            .filter(|((t, k), old)| {
+                                t == tree.name().as_ref() && old.is_some() && !from_journal.contains(k)
+                            })
+                            .filter_map(|((_, k), old)| old.clone().map(|o| (k.clone(), o)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for (k, v) in removed {
+                visit(name, &k, &v)?;
+                count += 1;
+                done += 1;
+            }
+            counts.trees.insert(name.clone(), count);
+        }
+        progress(done, total.max(done));
+        Ok(counts)
+    }
+
     fn tree_names(&self) -> Arc<Vec<String>> {
         if let Some(t) = self.counters.trees.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return t.clone();
@@ -187,7 +371,7 @@ pub struct StorageStats {
 impl ServiceTree {
     /// Stores `value` and returns once it is durable.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        let old = self.tree.insert(key, value)?;
+        let old = self.counters.write(&self.tree, [key], || self.tree.insert(key, value))??;
         self.counted(old.is_none(), 1);
         self.db.flush()?;
         Ok(())
@@ -203,7 +387,7 @@ impl ServiceTree {
             }
             batch.insert(*k, *v);
         }
-        self.tree.apply_batch(batch)?;
+        self.counters.write(&self.tree, entries.iter().map(|(k, _)| *k), || self.tree.apply_batch(batch))??;
         self.counted(true, new.len() as i64);
         self.db.flush()?;
         Ok(())
@@ -211,7 +395,7 @@ impl ServiceTree {
 
     /// Stores `value` and returns once it is durable (async: flush runs without blocking a worker).
     pub async fn put_async(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        let old = self.tree.insert(key, value)?;
+        let old = self.counters.write(&self.tree, [key], || self.tree.insert(key, value))??;
         self.counted(old.is_none(), 1);
         self.db.flush_async().await?;
         Ok(())
@@ -222,7 +406,7 @@ impl ServiceTree {
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<(), StorageError> {
-        let old = self.tree.remove(key)?;
+        let old = self.counters.write(&self.tree, [key], || self.tree.remove(key))??;
         self.counted(old.is_some(), -1);
         self.db.flush()?;
         Ok(())
@@ -245,7 +429,8 @@ impl ServiceTree {
     /// Removes every entry of this tree (durably).
     pub fn clear(&self) -> Result<(), StorageError> {
         let before = self.tree.len() as i64;
-        self.tree.clear()?;
+        let keys: Vec<Vec<u8>> = self.tree.iter().keys().filter_map(Result::ok).map(|k| k.to_vec()).collect();
+        self.counters.write(&self.tree, keys.iter().map(Vec::as_slice), || self.tree.clear())??;
         self.counted(true, -before);
         self.db.flush()?;
         Ok(())

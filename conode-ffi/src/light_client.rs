@@ -11,6 +11,7 @@ use conode_core::client_api::{ClientUrl, ErrorCode, WireError};
 use conode_core::verify::beacon::ChainInfo;
 use conode_core::verify::skipchain_wire::{GetUpdateChain, Proof, MAX_PROOF_BYTES};
 use prost::Message as _;
+use rustls::pki_types::CertificateDer;
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct ConodeClient {
     http_base: String,
     timeout: Duration,
     agent: ureq::Agent,
+    /// Trust anchors given by the app (`with_ca`): when set, the only ones trusted for wss/https.
+    anchors: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 impl std::fmt::Debug for ConodeClient {
@@ -42,8 +45,17 @@ impl std::fmt::Debug for ConodeClient {
     }
 }
 
-fn tls_connector() -> Result<Connector, LightError> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+fn tls_connector(anchors: Option<&[CertificateDer<'static>]>) -> Result<Connector, LightError> {
+    let roots = match anchors {
+        None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+        Some(certs) => {
+            let mut store = rustls::RootCertStore::empty();
+            for c in certs {
+                store.add(c.clone()).map_err(|e| LightError::invalid(format!("ca_pem: {e}")))?;
+            }
+            store
+        }
+    };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| LightError::network(format!("TLS setup: {e}")))?
@@ -90,7 +102,7 @@ impl ConodeClient {
             max_frame_size: Some(MAX_PROOF_BYTES),
             ..Default::default()
         };
-        let connector = if tls { tls_connector()? } else { Connector::Plain };
+        let connector = if tls { tls_connector(self.anchors.as_deref().map(Vec::as_slice))? } else { Connector::Plain };
         let (mut ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), Some(connector)).map_err(
             |e| match e {
                 HandshakeError::Interrupted(_) => self.timeout_message(&url),
@@ -189,21 +201,60 @@ impl ConodeClient {
     /// or `https://`), waiting at most `timeout_ms` (≥ 1) for each network step.
     #[uniffi::constructor]
     pub fn new(url: String, timeout_ms: u64) -> Result<Arc<Self>, LightError> {
+        Self::build(url, timeout_ms, None)
+    }
+
+    /// As [`ConodeClient::new`], for a conode behind a private CA: `ca_pem` holds one or more PEM
+    /// CA certificates, and only they are trusted for `wss://`/`https://` (the public roots are not).
+    #[uniffi::constructor]
+    pub fn with_ca(url: String, timeout_ms: u64, ca_pem: String) -> Result<Arc<Self>, LightError> {
+        use rustls::pki_types::pem::PemObject;
+        let mut anchors = Vec::new();
+        for (i, c) in CertificateDer::pem_slice_iter(ca_pem.as_bytes()).enumerate() {
+            let cert = c.map_err(|e| LightError::invalid(format!("ca_pem: certificate {i}: {e}")))?;
+            rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| LightError::invalid(format!("ca_pem: certificate {i}: {e}")))?;
+            anchors.push(cert);
+        }
+        if anchors.is_empty() {
+            return Err(LightError::invalid("ca_pem: no PEM certificate (-----BEGIN CERTIFICATE-----) found"));
+        }
+        Self::build(url, timeout_ms, Some(anchors))
+    }
+}
+
+impl ConodeClient {
+    fn build(
+        url: String,
+        timeout_ms: u64,
+        anchors: Option<Vec<CertificateDer<'static>>>,
+    ) -> Result<Arc<Self>, LightError> {
         if timeout_ms == 0 {
             return Err(LightError::invalid("timeout_ms must be at least 1"));
         }
         let url = ClientUrl::parse(&url).map_err(|e| LightError::invalid(format!("url: {e}")))?;
         let (ws_base, http_base) = (url.ws_base(), url.http_base());
         let timeout = Duration::from_millis(timeout_ms);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        if let Some(certs) = &anchors {
+            let roots = ureq::tls::RootCerts::new_with_certs(
+                &certs.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect::<Vec<_>>(),
+            );
+            config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        }
+        let agent: ureq::Agent = config
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .user_agent(format!("conode-light/{}", conode_core::VERSION))
             .build()
             .into();
-        Ok(Arc::new(ConodeClient { ws_base, http_base, timeout, agent }))
+        Ok(Arc::new(ConodeClient { ws_base, http_base, timeout, agent, anchors: anchors.map(Arc::new) }))
     }
+}
 
+#[uniffi::export]
+impl ConodeClient {
     /// The WebSocket base URL this client talks to.
     pub fn url(&self) -> String {
         self.ws_base.clone()

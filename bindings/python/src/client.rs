@@ -8,7 +8,7 @@ use crate::config::PyRoster;
 use crate::cosi::PyCollectiveSignature;
 use crate::errors::{client_error, network_error, ConodeError, VerifyError};
 use crate::skipchain::PySkipBlock;
-use crate::status::{client_runtime, fetch_status, seconds, status_failure, StatusDict};
+use crate::status::{client_runtime, fetch_status, seconds, status_failure, trust_of, StatusDict};
 use crate::verify::check_skipchain;
 use conode_core::api::client;
 use conode_core::client_api::ClientUrl;
@@ -23,7 +23,8 @@ use std::borrow::Cow;
 /// A client of one conode's client port. `url` is its base URL: `ws://host:port` (as
 /// `Member.client_url` gives it), `wss://`, or the `http(s)://` form. Each call fails with
 /// NetworkError (`.url` set) when the node cannot be reached or does not answer within `timeout`
-/// seconds; errors the node reports map to RefusedError, ThresholdError, NotFoundError.
+/// seconds; errors the node reports map to RefusedError, ThresholdError, NotFoundError. `cacert`
+/// names a PEM file of CA certificates trusted for `wss://`/`https://` besides the platform's store.
 #[pyclass(module = "conode", name = "Client", frozen)]
 pub struct PyClient {
     /// The core client (one URL type, the error codes); calls block on the binding's runtime.
@@ -104,12 +105,13 @@ impl PyClient {
 #[pymethods]
 impl PyClient {
     #[new]
-    #[pyo3(signature = (url, timeout = 10.0))]
-    fn new(url: &str, timeout: f64) -> PyResult<Self> {
+    #[pyo3(signature = (url, timeout = 10.0, cacert = None))]
+    fn new(py: Python<'_>, url: &str, timeout: f64, cacert: Option<std::path::PathBuf>) -> PyResult<Self> {
         let timeout = seconds(timeout, false)?;
         let url = ClientUrl::parse(url).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let trust = trust_of(py, cacert.as_deref())?;
         let (ws, http) = (url.ws_base(), url.http_base());
-        Ok(Self { client: client::Client::new(url, timeout), ws, http })
+        Ok(Self { client: client::Client::new(url, timeout).with_trust(trust), ws, http })
     }
 
     /// `ws(s)://host:port` of the node's client port.
@@ -132,8 +134,8 @@ impl PyClient {
 
     /// The node's status (`/Status/Request`), as `conode.status(url)` returns it.
     fn status(&self, py: Python<'_>) -> PyResult<StatusDict> {
-        let (url, timeout) = (&self.ws, self.client.timeout());
-        py.detach(|| fetch_status(url, timeout)).map_err(|e| status_failure(py, e))
+        let (url, timeout, trust) = (&self.ws, self.client.timeout(), self.client.trust());
+        py.detach(|| fetch_status(url, timeout, trust)).map_err(|e| status_failure(py, e))
     }
 
     /// Asks the node to lead a collective signature of `message` (`/Cosi/Sign`; only nodes that

@@ -73,10 +73,10 @@ pub(crate) enum StatusFailure {
     Reply { url: String, reason: String },
 }
 
-pub(crate) fn fetch_status(url: &str, timeout: Duration) -> Result<StatusDict, StatusFailure> {
+pub(crate) fn fetch_status(url: &str, timeout: Duration, trust: &client::Trust) -> Result<StatusDict, StatusFailure> {
     let rt = client_runtime().map_err(StatusFailure::Runtime)?;
     let reply = rt
-        .block_on(client::call(url, "Status", "Request", StatusRequest {}.encode_to_vec(), timeout))
+        .block_on(client::call_with(trust, url, "Status", "Request", StatusRequest {}.encode_to_vec(), timeout))
         .map_err(StatusFailure::Client)?;
     let bad =
         |reason: String| StatusFailure::Reply { url: format!("{}/Status/Request", url.trim_end_matches('/')), reason };
@@ -104,13 +104,26 @@ pub(crate) fn fetch_status(url: &str, timeout: Duration) -> Result<StatusDict, S
 /// `Node.client_url`, `Member.client_url`). Returns `{section: {key: value}}`: "Generic", "Db",
 /// "Conode" as the node reports them and "ServerIdentity" ("Public" is the hex key the node
 /// answered with). Raises NetworkError (with `.url`) when the node cannot be reached, does not
-/// answer within `timeout` seconds or answers garbage.
+/// answer within `timeout` seconds or answers garbage. `cacert` names a PEM file of CA certificates
+/// trusted for `wss://`/`https://` besides the platform's store (ConfigError if unusable).
 #[pyfunction]
-#[pyo3(signature = (client_url, timeout = 10.0))]
-pub fn status(py: Python<'_>, client_url: &str, timeout: f64) -> PyResult<StatusDict> {
+#[pyo3(signature = (client_url, timeout = 10.0, cacert = None))]
+pub fn status(
+    py: Python<'_>,
+    client_url: &str,
+    timeout: f64,
+    cacert: Option<std::path::PathBuf>,
+) -> PyResult<StatusDict> {
     let timeout = seconds(timeout, false)?;
+    let trust = trust_of(py, cacert.as_deref())?;
     let url = client_url.to_string();
-    py.detach(|| fetch_status(&url, timeout)).map_err(|e| status_failure(py, e))
+    py.detach(|| fetch_status(&url, timeout, &trust)).map_err(|e| status_failure(py, e))
+}
+
+/// The trust anchors of a `cacert=` argument (ConfigError naming the file when unusable).
+pub(crate) fn trust_of(py: Python<'_>, cacert: Option<&std::path::Path>) -> PyResult<client::Trust> {
+    client::Trust::from_optional_file(cacert)
+        .map_err(|e| crate::errors::config_value_error(py, "cacert", e.to_string()))
 }
 
 /// The exception of a failed status request.

@@ -103,3 +103,15 @@ def test_node_without_a_chain(chained):
             client.beacon_latest()
         with pytest.raises(conode.NotFoundError):
             client.beacon_info()
+
+
+def test_cacert_is_checked_up_front(tmp_path):
+    # A CA file that cannot be used is a ConfigError naming the field, before any connection.
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(conode.ConfigError) as e:
+        conode.Client("wss://localhost:1", cacert=missing)
+    assert e.value.field == "cacert" and "missing.pem" in str(e.value)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(conode.ConfigError):
+        conode.status("wss://localhost:1", cacert=str(garbage))

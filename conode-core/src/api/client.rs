@@ -3,6 +3,7 @@
 //! ([`ClientUrl`]) and service errors decoded once into a stable [`ErrorCode`]. `Client` is async;
 //! `BlockingClient` wraps it for code without a runtime.
 
+pub use super::trust::{Trust, TrustError};
 use crate::client_api::{ClientUrl, ErrorCode, UrlError, WireError};
 use crate::services::cosi::messages::{SignRequest, SignResponse};
 use crate::services::skipchain::messages::{Append, BlockReply, CreateChain, GetBlock};
@@ -12,6 +13,7 @@ use crate::verify::skipchain::SkipBlock;
 use crate::verify::skipchain_wire::{decode_proof, GetUpdateChain};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,6 +36,9 @@ pub enum ClientError {
     Protocol { url: String, reason: String },
     #[error("a blocking client call was made inside an async runtime; use the async Client")]
     BlockingInAsync,
+    /// The trust anchors given for `wss://`/`https://` cannot be used.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
 impl ClientError {
@@ -53,7 +58,7 @@ impl ClientError {
             | ClientError::Service { url, .. }
             | ClientError::Protocol { url, .. } => Some(url),
             ClientError::Url(e) => Some(&e.url),
-            ClientError::BlockingInAsync => None,
+            ClientError::BlockingInAsync | ClientError::Trust(_) => None,
         }
     }
 }
@@ -70,17 +75,50 @@ pub async fn call(
     Client::new(ClientUrl::parse(base)?, timeout).call(service, method, body).await
 }
 
+/// [`call`] trusting `trust`'s anchors (besides the platform's) for `wss://`.
+pub async fn call_with(
+    trust: &Trust,
+    base: &str,
+    service: &str,
+    method: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    Client::new(ClientUrl::parse(base)?, timeout).with_trust(trust.clone()).call(service, method, body).await
+}
+
 /// A client of one conode's client port.
 #[derive(Clone, Debug)]
 pub struct Client {
     url: ClientUrl,
     timeout: Duration,
+    /// Anchors for `wss://`/`https://` (the platform's roots when empty).
+    trust: Trust,
 }
 
 impl Client {
     /// Every call fails with `Timeout` after `timeout`.
     pub fn new(url: ClientUrl, timeout: Duration) -> Self {
-        Self { url, timeout }
+        Self { url, timeout, trust: Trust::system() }
+    }
+
+    /// Trusts `trust`'s anchors (besides the platform's) when the URL is `wss://`/`https://`.
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The TLS configuration for this client's URL: `None` for plain `ws://`/`http://`.
+    fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, ClientError> {
+        if self.url.is_secure() {
+            Ok(Some(self.trust.client_config()?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// From any URL form [`ClientUrl`] accepts.
@@ -99,7 +137,8 @@ impl Client {
     /// One protobuf request; the reply bytes.
     pub async fn call(&self, service: &str, method: &str, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let url = self.url.method(service, method);
-        match tokio::time::timeout(self.timeout, ws_call(&url, body)).await {
+        let tls = self.tls()?;
+        match tokio::time::timeout(self.timeout, ws_call(&url, tls, body)).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout { url, after: self.timeout }),
         }
@@ -166,7 +205,8 @@ impl Client {
     /// is a `NotFound` service error.
     pub async fn http_get(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.url.http_base());
-        match tokio::time::timeout(self.timeout, http_get(&url)).await {
+        let tls = self.tls()?;
+        match tokio::time::timeout(self.timeout, http_get(&url, tls)).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout { url, after: self.timeout }),
         }
@@ -193,8 +233,13 @@ impl Client {
     }
 }
 
-async fn ws_call(url: &str, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+async fn ws_call(url: &str, tls: Option<Arc<rustls::ClientConfig>>, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+    // Plain only for ws:// (no connector); wss:// always through our trust configuration.
+    let connector = match tls {
+        Some(config) => tokio_tungstenite::Connector::Rustls(config),
+        None => tokio_tungstenite::Connector::Plain,
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
         .await
         .map_err(|e| ClientError::Connect { url: url.to_string(), reason: e.to_string() })?;
     let proto = |reason: String| ClientError::Protocol { url: url.to_string(), reason };
@@ -218,9 +263,13 @@ async fn ws_call(url: &str, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
     Err(proto("closed without reply".into()))
 }
 
-async fn http_get(url: &str) -> Result<String, ClientError> {
-    let connect = |e: reqwest::Error| ClientError::Connect { url: url.to_string(), reason: e.to_string() };
-    let response = reqwest::get(url).await.map_err(connect)?;
+async fn http_get(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<String, ClientError> {
+    let connect = |e: reqwest::Error| ClientError::Connect { url: url.to_string(), reason: with_causes(&e) };
+    let mut builder = reqwest::Client::builder();
+    if let Some(config) = tls {
+        builder = builder.use_preconfigured_tls((*config).clone()).https_only(true);
+    }
+    let response = builder.build().map_err(connect)?.get(url).send().await.map_err(connect)?;
     let status = response.status();
     if response.content_length().is_some_and(|n| n as usize > MAX_JSON_BYTES) {
         return Err(ClientError::Protocol { url: url.to_string(), reason: "answer too large".into() });
@@ -236,6 +285,20 @@ async fn http_get(url: &str) -> Result<String, ClientError> {
         return Err(ClientError::Protocol { url: url.to_string(), reason: "answer too large".into() });
     }
     Ok(body)
+}
+
+/// An error and its causes (reqwest hides the TLS reason, e.g. `UnknownIssuer`, in its sources).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// [`Client`] for code without an async runtime: every call blocks on a small runtime of its own

@@ -6,6 +6,7 @@ pub mod edge;
 mod operator;
 mod server;
 pub mod tls_reload;
+pub mod trust;
 
 pub use operator::{metrics_text, status_page};
 pub use server::{serve, ApiState};

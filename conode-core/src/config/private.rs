@@ -36,6 +36,8 @@ struct RawPrivate {
     data_dir: Option<String>,
     #[serde(rename = "AllowOpenSigning", skip_serializing_if = "Option::is_none")]
     allow_open_signing: Option<bool>,
+    #[serde(rename = "Anonymous", skip_serializing_if = "Option::is_none")]
+    anonymous: Option<bool>,
     #[serde(rename = "Services", default)]
     services: BTreeMap<String, RawServiceSecret>,
     #[serde(rename = "Limits", default, skip_serializing_if = "RawLimits::is_empty")]
@@ -71,6 +73,9 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Whether `/Cosi/Sign` may be used by any client (a signing oracle must be opt-in).
     pub allow_open_signing: bool,
+    /// Never dial a member directly unless its `overrides.toml` entry says `Via = "direct"` (use a
+    /// SOCKS5 proxy such as Tor for the others).
+    pub anonymous: bool,
     pub service_keys: BTreeMap<String, BlsKeyPair>,
     /// How much the node's ports give to any one client or peer (`[Limits]`).
     pub limits: Limits,
@@ -91,6 +96,7 @@ impl NodeConfig {
             ws_tls_certificate_key: None,
             data_dir: None,
             allow_open_signing: false,
+            anonymous: false,
             service_keys,
             limits: Limits::default(),
         }
@@ -197,6 +203,7 @@ impl NodeConfig {
             ws_tls_certificate_key,
             data_dir: optional(&raw.data_dir).map(PathBuf::from),
             allow_open_signing: raw.allow_open_signing.unwrap_or(false),
+            anonymous: raw.anonymous.unwrap_or(false),
             service_keys,
             limits: Limits::from_raw(path, &raw.limits)?,
         })
@@ -216,6 +223,7 @@ impl NodeConfig {
             ws_tls_key: self.ws_tls_certificate_key.as_ref().map(|p| p.display().to_string()),
             data_dir: self.data_dir.as_ref().map(|p| p.display().to_string()),
             allow_open_signing: self.allow_open_signing.then_some(true),
+            anonymous: self.anonymous.then_some(true),
             services: self
                 .service_keys
                 .iter()

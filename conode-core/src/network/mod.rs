@@ -10,9 +10,10 @@
 pub mod admission;
 pub mod frame;
 pub mod health;
+pub mod socks;
 pub mod tls;
 
-use crate::config::{AddressOverrides, NodeAddress, ServerIdentity};
+use crate::config::{AddressOverrides, ServerIdentity};
 use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
 use crate::services::Tasks;
 use frame::{Envelope, FrameError, Kind, WIRE_VERSION};
@@ -716,49 +717,56 @@ impl Network {
     }
 
     async fn dial_once(&self, peer: &ServerIdentity, refused: &mut bool) -> Result<(), NetError> {
-        let address: NodeAddress = {
+        let (address, route) = {
             let o = self.inner.overrides.read().unwrap_or_else(|p| p.into_inner());
-            o.resolve(&peer.public, &peer.address).clone()
+            (o.resolve(&peer.public, &peer.address).clone(), o.route(&peer.public))
         };
         let err = |reason: String| NetError::Dial { peer: short(&peer.public), address: address.to_string(), reason };
         let s = &self.inner.settings;
-        let addrs: Vec<_> = tokio::time::timeout(s.dial_timeout, tokio::net::lookup_host(address.host_port()))
-            .await
-            .map_err(|_| err("DNS lookup timed out".into()))?
-            .map_err(|e| err(format!("DNS lookup: {e}")))?
-            .collect();
         let mut last = err("no address to dial".into());
-        let mut all_refused = !addrs.is_empty();
-        for sa in addrs {
-            let tcp = match tokio::time::timeout(s.dial_timeout, TcpStream::connect(sa)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
-                    last = err(format!("{sa}: {e}"));
-                    continue;
+        let mut all_refused = false;
+        match route {
+            // Anonymous without a way to reach this member: never dial it directly.
+            Err(reason) => last = err(reason),
+            Ok(crate::config::Route::Socks5(proxy)) => {
+                let via = format!("via SOCKS5 {proxy}");
+                match tokio::time::timeout(s.dial_timeout, socks::connect(&proxy, &address.host, address.port)).await {
+                    Ok(Ok(tcp)) => match self.tls_link(peer, tcp, &via).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = err(e),
+                    },
+                    Ok(Err(e)) => last = err(e),
+                    Err(_) => last = err(format!("{via}: connect timed out")),
                 }
-                Err(_) => {
-                    all_refused = false;
-                    last = err(format!("{sa}: connect timed out"));
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let cfg = self.inner.tls.client_config(peer.public).map_err(NetError::Setup)?;
-            let name = rustls::pki_types::ServerName::try_from("conode").map_err(|e| NetError::Setup(e.to_string()))?;
-            // A dial's handshake is bounded like its connect: a peer that accepts and then goes
-            // silent must not hold up recovery for the (longer) accept-side handshake timeout.
-            let handshake = s.handshake_timeout.min(s.dial_timeout.max(Duration::from_millis(500)));
-            match tokio::time::timeout(handshake, TlsConnector::from(cfg).connect(name, tcp)).await {
-                Ok(Ok(stream)) => {
-                    info!(peer = %short(&peer.public), %sa, "connected");
-                    self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream), None);
-                    return Ok(());
-                }
-                Ok(Err(e)) => last = err(format!("{sa}: TLS: {e}")),
-                Err(_) => last = err(format!("{sa}: TLS handshake timed out")),
             }
-            all_refused = false;
+            Ok(crate::config::Route::Direct) => {
+                let addrs: Vec<_> = tokio::time::timeout(s.dial_timeout, tokio::net::lookup_host(address.host_port()))
+                    .await
+                    .map_err(|_| err("DNS lookup timed out".into()))?
+                    .map_err(|e| err(format!("DNS lookup: {e}")))?
+                    .collect();
+                all_refused = !addrs.is_empty();
+                for sa in addrs {
+                    let tcp = match tokio::time::timeout(s.dial_timeout, TcpStream::connect(sa)).await {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => {
+                            all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
+                            last = err(format!("{sa}: {e}"));
+                            continue;
+                        }
+                        Err(_) => {
+                            all_refused = false;
+                            last = err(format!("{sa}: connect timed out"));
+                            continue;
+                        }
+                    };
+                    match self.tls_link(peer, tcp, &sa.to_string()).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = err(e),
+                    }
+                    all_refused = false;
+                }
+            }
         }
         *refused = all_refused;
         if self.inner.health.down(&peer.public).is_some() {
@@ -767,6 +775,27 @@ impl Network {
             warn!(error = %last, "dial failed");
         }
         Err(last)
+    }
+
+    /// TLS with the pinned key over a connected stream, then the link; `via` names the route in
+    /// errors and logs.
+    async fn tls_link(&self, peer: &ServerIdentity, tcp: TcpStream, via: &str) -> Result<(), String> {
+        let s = &self.inner.settings;
+        let _ = tcp.set_nodelay(true);
+        let cfg = self.inner.tls.client_config(peer.public).map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("conode").map_err(|e| e.to_string())?;
+        // A dial's handshake is bounded like its connect: a peer that accepts and then goes
+        // silent must not hold up recovery for the (longer) accept-side handshake timeout.
+        let handshake = s.handshake_timeout.min(s.dial_timeout.max(Duration::from_millis(500)));
+        match tokio::time::timeout(handshake, TlsConnector::from(cfg).connect(name, tcp)).await {
+            Ok(Ok(stream)) => {
+                info!(peer = %short(&peer.public), %via, "connected");
+                self.start_link(peer.public, tokio_rustls::TlsStream::Client(stream), None);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("{via}: TLS: {e}")),
+            Err(_) => Err(format!("{via}: TLS handshake timed out")),
+        }
     }
 
     /// Sends a request to `peer`'s `service` and waits for its reply. What happens is recorded in

@@ -708,6 +708,21 @@ public convenience init(url: String, timeoutMs: UInt64)throws  {
     }
 
     
+    /**
+     * As [`ConodeClient::new`], for a conode behind a private CA: `ca_pem` holds one or more PEM
+     * CA certificates, and only they are trusted for `wss://`/`https://` (the public roots are not).
+     */
+public static func withCa(url: String, timeoutMs: UInt64, caPem: String)throws  -> ConodeClient  {
+    return try  FfiConverterTypeConodeClient_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_constructor_conodeclient_with_ca(
+        FfiConverterString.lower(url),
+        FfiConverterUInt64.lower(timeoutMs),
+        FfiConverterString.lower(caPem),uniffiCallStatus
+    )
+})
+}
+    
 
     
     /**
@@ -1898,6 +1913,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_conode_checksum_constructor_conodeclient_new() != 55570) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_constructor_conodeclient_with_ca() != 58025) {
         return InitializationResult.apiChecksumMismatch
     }
 

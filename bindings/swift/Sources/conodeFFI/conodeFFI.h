@@ -258,6 +258,11 @@ void uniffi_conode_fn_free_conodeclient(uint64_t handle, RustCallStatus *_Nonnul
 uint64_t uniffi_conode_fn_constructor_conodeclient_new(RustBuffer url, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CONSTRUCTOR_CONODECLIENT_WITH_CA
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CONSTRUCTOR_CONODECLIENT_WITH_CA
+uint64_t uniffi_conode_fn_constructor_conodeclient_with_ca(RustBuffer url, uint64_t timeout_ms, RustBuffer ca_pem, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_BEACON
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_BEACON
 RustBuffer uniffi_conode_fn_method_conodeclient_beacon(uint64_t ptr, RustBuffer chain_hash, uint64_t round, RustCallStatus *_Nonnull out_status
@@ -665,6 +670,12 @@ uint16_t uniffi_conode_checksum_method_conodeclient_url(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_CONSTRUCTOR_CONODECLIENT_NEW
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_CONSTRUCTOR_CONODECLIENT_NEW
 uint16_t uniffi_conode_checksum_constructor_conodeclient_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_CONSTRUCTOR_CONODECLIENT_WITH_CA
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_CONSTRUCTOR_CONODECLIENT_WITH_CA
+uint16_t uniffi_conode_checksum_constructor_conodeclient_with_ca(void
     
 );
 #endif

@@ -16,6 +16,9 @@ pub type VerifyHook = Arc<dyn Fn(&[u8], &[u8]) -> Result<(), String> + Send + Sy
 #[derive(Clone, Default)]
 pub struct HookRegistry {
     hooks: Arc<RwLock<HashMap<String, VerifyHook>>>,
+    /// While set, this node signs nothing at all, for the reason given (a restored node catching
+    /// up from its peers).
+    hold: Arc<RwLock<Option<String>>>,
 }
 
 impl HookRegistry {
@@ -40,8 +43,20 @@ impl HookRegistry {
         self.hooks.read().unwrap_or_else(|p| p.into_inner()).contains_key(purpose)
     }
 
+    /// Refuses every signature (any purpose) until [`Self::release`], saying `reason`.
+    pub fn hold(&self, reason: &str) {
+        *self.hold.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+    }
+
+    pub fn release(&self) {
+        *self.hold.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Approves or refuses signing `statement` for `purpose`.
     pub fn check(&self, purpose: &str, statement: &[u8], extra: &[u8], allow_open_signing: bool) -> Result<(), String> {
+        if let Some(reason) = self.hold.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Err(reason.clone());
+        }
         if purpose == OPEN_SIGNING_PURPOSE {
             return if allow_open_signing { Ok(()) } else { Err("open signing is disabled on this node".into()) };
         }
@@ -68,5 +83,10 @@ mod tests {
         assert!(r.check("Skip", b"ok", b"", false).is_ok());
         assert_eq!(r.check("Skip", b"no", b"", false), Err("bad block".into()));
         assert!(r.knows("Skip", false) && !r.knows("Cosi", false));
+        r.hold("catching up");
+        assert_eq!(r.check("Skip", b"ok", b"", false), Err("catching up".into()));
+        assert_eq!(r.check("Cosi", b"x", b"", true), Err("catching up".into()));
+        r.release();
+        assert!(r.check("Skip", b"ok", b"", false).is_ok());
     }
 }

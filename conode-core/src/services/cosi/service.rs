@@ -75,6 +75,15 @@ impl CosiService {
         self.shared.hooks.set(purpose, hook).map_err(CosiError::BadRequest)
     }
 
+    /// This node signs nothing (any purpose) until [`Self::release_signing`]; refusals say `reason`.
+    pub fn hold_signing(&self, reason: &str) {
+        self.shared.hooks.hold(reason);
+    }
+
+    pub fn release_signing(&self) {
+        self.shared.hooks.release();
+    }
+
     pub fn remove_hook(&self, purpose: &str) {
         self.shared.hooks.remove(purpose);
     }

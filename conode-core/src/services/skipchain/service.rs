@@ -8,6 +8,9 @@ use super::observe::{Observed, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::votes::Votes;
+
+#[path = "recovery.rs"]
+mod recovery;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::network::{NetError, Network, PeerMessage};
@@ -1038,6 +1041,7 @@ impl Service for SkipchainService {
                 section
             }),
         );
+        svc.start_recovery();
         let s = svc.clone();
         ctx.tasks.spawn(async move { s.catch_up_all().await });
         Ok(svc)
@@ -1046,6 +1050,7 @@ impl Service for SkipchainService {
     async fn stop(&self) {
         self.shared.ctx.metrics.remove(SKIPCHAIN_SERVICE);
         self.shared.ctx.status.remove(SKIPCHAIN_SERVICE);
+        self.shared.ctx.status.remove(recovery::RECOVERY_SECTION);
         self.shared.cosi.remove_hook(SKIPCHAIN_SERVICE);
         self.shared.cosi.remove_hook(PREPARE_PURPOSE);
         stop_service(&self.shared.ctx, SKIPCHAIN_SERVICE).await;

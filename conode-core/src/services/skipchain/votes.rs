@@ -102,6 +102,30 @@ impl Votes {
     }
 }
 
+impl Votes {
+    /// Recovery after a restore (votes since the backup may be lost): records, for the slot
+    /// `index`, a prepare in `view` of no real block (so this member prepares only in later views,
+    /// and commits only with a certificate of at least that view) and adopts `lock` (a lock a
+    /// member reported, its certificate verified by the caller) when it is above its own.
+    pub fn fence(&self, genesis: &[u8], index: u64, view: u64, adopted: Option<Proposal>) -> Result<(), VoteRefused> {
+        let _one = lock(&self.guard);
+        let mut state = self.state(genesis, index)?;
+        if view > state.prepared_view || state.prepared_hash.is_empty() {
+            state.prepared_view = state.prepared_view.max(view);
+            state.prepared_hash = FENCE_HASH.to_vec();
+        }
+        if let Some(l) = adopted {
+            if state.locked.as_ref().is_none_or(|own| l.view > own.view) {
+                state.locked = Some(l);
+            }
+        }
+        self.save(genesis, index, &state)
+    }
+}
+
+/// The "block" a fence prepared: no block hashes to it.
+const FENCE_HASH: [u8; 32] = [0xfe; 32];
+
 /// The prepare rule: the slot state after preparing `hash` in `view`, or why not.
 pub(crate) fn prepare_rule(
     state: &SlotState,

@@ -703,6 +703,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_conode_checksum_constructor_conodeclient_new(
     ): Int
+    external fun uniffi_conode_checksum_constructor_conodeclient_with_ca(
+    ): Int
     external fun ffi_conode_uniffi_contract_version(
     ): Int
 
@@ -728,6 +730,8 @@ internal object UniffiLib {
     external fun uniffi_conode_fn_free_conodeclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_conode_fn_constructor_conodeclient_new(`url`: RustBuffer.ByValue,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_conode_fn_constructor_conodeclient_with_ca(`url`: RustBuffer.ByValue,`timeoutMs`: Long,`caPem`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_conode_fn_method_conodeclient_beacon(`ptr`: Long,`chainHash`: RustBuffer.ByValue,`round`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -914,6 +918,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_conode_checksum_constructor_conodeclient_new() and 0xFFFF) != 55570) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_conode_checksum_constructor_conodeclient_with_ca() and 0xFFFF) != 58025) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1594,11 +1601,28 @@ open class ConodeClient: Disposable, AutoCloseable, ConodeClientInterface
 
 
     
-    
+    companion object {
+        
     /**
-     * @suppress
+     * As [`ConodeClient::new`], for a conode behind a private CA: `ca_pem` holds one or more PEM
+     * CA certificates, and only they are trusted for `wss://`/`https://` (the public roots are not).
      */
-    companion object
+    @Throws(LightException::class) fun `withCa`(`url`: kotlin.String, `timeoutMs`: kotlin.ULong, `caPem`: kotlin.String): ConodeClient {
+            return FfiConverterTypeConodeClient.lift(
+    uniffiRustCallWithError(LightException) { _status ->
+    UniffiLib.uniffi_conode_fn_constructor_conodeclient_with_ca(
+    
+        
+        FfiConverterString.lower(`url`),
+        FfiConverterULong.lower(`timeoutMs`),
+        FfiConverterString.lower(`caPem`),_status)
+}
+    )
+    }
+    
+
+        
+    }
     
 }
 

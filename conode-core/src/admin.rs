@@ -1,0 +1,237 @@
+//! The local administration channel: operator actions that must never be reachable from the network
+//! (today: hot backup) go through a Unix socket beside the database, `<data dir>/admin-<id16>.sock`,
+//! mode 0600 and answering only peers with the node's own user id (or root). The node starts it;
+//! `conode backup` talks to it.
+//!
+//! Protocol: the client sends one line (`backup\n`); the node answers with frames
+//! `kind:u8 | len:u32 BE | payload`: `D` backup bytes, `P` progress (`"<done> <total>"`), then `M`
+//! (the manifest as JSON) on success or `E` (a message) on failure.
+
+use crate::backup::{write_backup, Manifest};
+use crate::services::Tasks;
+use crate::storage::Storage;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Largest frame a client accepts (data frames are 256 KiB).
+const MAX_FRAME: usize = 4 * 1024 * 1024;
+const DATA_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin socket {path}: {reason} (is the node running, and are you its user?)")]
+    Connect { path: PathBuf, reason: String },
+    #[error("admin channel: {0}")]
+    Io(String),
+    #[error("the node refused: {0}")]
+    Refused(String),
+    #[error("admin channel: bad answer: {0}")]
+    Protocol(String),
+}
+
+/// Where the node of `node_id` with data in `data_dir` listens.
+pub fn socket_path(data_dir: &Path, node_id: &str) -> PathBuf {
+    data_dir.join(format!("admin-{}.sock", &node_id[..node_id.len().min(16)]))
+}
+
+/// Starts the channel for a running node (a failure is logged: the node runs without it).
+#[cfg(unix)]
+pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks) {
+    let path = socket_path(data_dir, node_id);
+    match bind(&path) {
+        Ok(listener) => {
+            info!(socket = %path.display(), "admin channel listening");
+            let node_id = node_id.to_string();
+            let token = tasks.token().clone();
+            let spawner = tasks.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => {
+                                let (storage, node_id) = (storage.clone(), node_id.clone());
+                                let blocking = spawner.clone();
+                                spawner.spawn(async move {
+                                    if let Err(e) = handle(stream, storage, node_id, blocking).await {
+                                        warn!(error = %e, "admin request failed");
+                                    }
+                                });
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "admin channel accept");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+                let _ = std::fs::remove_file(&path);
+            });
+        }
+        Err(e) => warn!(socket = %path.display(), error = %e, "admin channel not started (no hot backup)"),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn serve(_data_dir: &Path, _node_id: &str, _storage: Storage, _tasks: &Tasks) {
+    warn!("admin channel: Unix sockets only; hot backup is not available on this platform");
+}
+
+/// Binds the socket with mode 0600 from the start (bound under a temporary name, restricted, then
+/// renamed), replacing a stale socket no node answers on.
+#[cfg(unix)]
+fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another node answers on it"));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let tmp = path.with_extension(format!("sock.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = tokio::net::UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(listener)
+}
+
+#[cfg(unix)]
+async fn handle(stream: tokio::net::UnixStream, storage: Storage, node_id: String, tasks: Tasks) -> Result<(), String> {
+    let cred = stream.peer_cred().map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() != me && cred.uid() != 0 {
+        return Err(format!("refused a peer with uid {} (the node runs as {me})", cred.uid()));
+    }
+    let stream = stream.into_std().map_err(|e| e.to_string())?;
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let joined = tasks.spawn_blocking(move || serve_one(stream, &storage, &node_id)).await;
+    joined.map_err(|e| e.to_string())?
+}
+
+#[cfg(unix)]
+fn serve_one(stream: std::os::unix::net::UnixStream, storage: &Storage, node_id: &str) -> Result<(), String> {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new((&stream).take(256)).read_line(&mut line).map_err(|e| e.to_string())?;
+    let mut sink = FrameSink { out: std::io::BufWriter::new(&stream), buf: Vec::with_capacity(DATA_CHUNK) };
+    match line.trim() {
+        "backup" => {
+            info!("backup started through the admin channel");
+            let started = std::time::Instant::now();
+            let progress_out = &stream;
+            let mut last = std::time::Instant::now();
+            let result = write_backup(storage, node_id, &mut sink, |done, total| {
+                if last.elapsed() >= Duration::from_millis(200) {
+                    last = std::time::Instant::now();
+                    // Progress is best effort; a broken socket fails the next data frame.
+                    let _ = frame(&mut &*progress_out, b'P', format!("{done} {total}").as_bytes());
+                }
+            });
+            match result {
+                Ok((manifest, bytes)) => {
+                    sink.flush_data().map_err(|e| e.to_string())?;
+                    let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+                    sink.frame(b'M', &json).map_err(|e| e.to_string())?;
+                    info!(entries = manifest.entries, bytes, "backup done in {:?}", started.elapsed());
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = sink.frame(b'E', e.to_string().as_bytes());
+                    Err(e.to_string())
+                }
+            }
+        }
+        other => {
+            let _ = sink.frame(b'E', format!("unknown request `{}`", other.escape_debug()).as_bytes());
+            Err(format!("unknown admin request `{}`", other.escape_debug()))
+        }
+    }
+}
+
+fn frame(out: &mut impl Write, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+    out.write_all(&[kind])?;
+    out.write_all(&(payload.len() as u32).to_be_bytes())?;
+    out.write_all(payload)?;
+    out.flush()
+}
+
+/// Cuts the backup stream into `D` frames.
+struct FrameSink<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FrameSink<W> {
+    fn flush_data(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            frame(&mut self.out, b'D', &self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+        self.flush_data()?;
+        frame(&mut self.out, kind, payload)
+    }
+}
+
+impl<W: Write> Write for FrameSink<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= DATA_CHUNK {
+            self.flush_data()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Asks the node listening on `socket` for a hot backup, writing the stream into `out`; `progress`
+/// gets (entries written, entries at the start). Returns the manifest once the node says it is
+/// complete (the caller keeps `out` only then).
+#[cfg(unix)]
+pub fn request_backup(
+    socket: &Path,
+    mut out: impl Write,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Manifest, AdminError> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| AdminError::Connect { path: socket.to_path_buf(), reason: e.to_string() })?;
+    stream.write_all(b"backup\n").map_err(|e| AdminError::Io(e.to_string()))?;
+    let mut input = BufReader::with_capacity(DATA_CHUNK, stream);
+    loop {
+        let mut head = [0u8; 5];
+        input.read_exact(&mut head).map_err(|e| AdminError::Protocol(format!("stream ended early: {e}")))?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(AdminError::Protocol(format!("frame of {len} bytes")));
+        }
+        let mut payload = vec![0u8; len];
+        input.read_exact(&mut payload).map_err(|e| AdminError::Protocol(format!("stream ended early: {e}")))?;
+        match head[0] {
+            b'D' => out.write_all(&payload).map_err(|e| AdminError::Io(format!("writing the backup: {e}")))?,
+            b'P' => {
+                let text = String::from_utf8_lossy(&payload);
+                let mut it = text.split(' ').map(|n| n.parse::<u64>().unwrap_or(0));
+                progress(it.next().unwrap_or(0), it.next().unwrap_or(0));
+            }
+            b'M' => {
+                out.flush().map_err(|e| AdminError::Io(format!("writing the backup: {e}")))?;
+                let m: Manifest =
+                    serde_json::from_slice(&payload).map_err(|e| AdminError::Protocol(format!("manifest: {e}")))?;
+                progress(m.entries, m.entries);
+                return Ok(m);
+            }
+            b'E' => return Err(AdminError::Refused(String::from_utf8_lossy(&payload).into_owned())),
+            k => return Err(AdminError::Protocol(format!("unknown frame kind {k}"))),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Recovery of a node whose database was restored from a backup: what it signed after the backup
+//! was taken (prepare votes, locks) is gone, so it must not sign again before it has caught up.
+//! On start, when the database carries the restore marker, the node holds every signature (cosi
+//! refuses all purposes), then for each chain it knows: asks the roster of the newest block for
+//! their newest index and needs answers from a quorum (the default threshold, itself included),
+//! catches up to the highest, reads the members' slot states for the next index and records a
+//! fence there through the ordinary vote rules (prepared in the highest view reported, with a
+//! placeholder block, and the highest valid lock reported adopted), so it prepares only in later
+//! views and never contradicts a lock a quorum member holds. Then it drops the marker, releases
+//! the hold and says so in its log and in the `Recovery` section of `/status`.
+//!
+//! Beacon partials need no fence: threshold BLS partials are unique per round, so signing a round
+//! again yields the same partial. Limit: a chain created after the backup is unknown to the
+//! restored node until a member pushes a block of it; its slot then has no fence.
+
+use super::{hex8, SkipchainService, SKIPCHAIN_SERVICE};
+use crate::backup::{RECOVERY_KEY, RECOVERY_TREE};
+use crate::services::cosi::Policy;
+use crate::services::skipchain::messages::Latest;
+use prost::Message;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::{info, warn};
+
+/// Status section of a restored node.
+pub const RECOVERY_SECTION: &str = "Recovery";
+const RETRY: Duration = Duration::from_secs(2);
+const LATEST_TIMEOUT: Duration = Duration::from_secs(3);
+const HOLD_REASON: &str = "restored from a backup: catching up from a quorum of peers before signing";
+
+#[derive(Default)]
+struct State {
+    /// Unix time of the backup the database came from.
+    backup_unix: u64,
+    started: Option<Instant>,
+    /// Unix time recovery finished, when it did.
+    done_unix: Option<u64>,
+    took: Option<Duration>,
+    chains: usize,
+    attempts: u64,
+    last_error: String,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl SkipchainService {
+    /// Starts recovery when the database was restored (and shows it in `/status`).
+    pub(super) fn start_recovery(&self) {
+        let ctx = &self.shared.ctx;
+        let Ok(tree) = ctx.storage.tree(RECOVERY_TREE) else { return };
+        let Ok(Some(marker)) = tree.get(RECOVERY_KEY) else { return };
+        let backup_unix = marker.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+        self.shared.cosi.hold_signing(HOLD_REASON);
+        warn!(
+            backup_unix,
+            "database restored from a backup: this node signs nothing until it has caught up from a quorum of its peers"
+        );
+        let state = Arc::new(Mutex::new(State { backup_unix, started: Some(Instant::now()), ..State::default() }));
+        let shown = state.clone();
+        ctx.status.add(
+            RECOVERY_SECTION,
+            Arc::new(move || {
+                let st = shown.lock().unwrap_or_else(|p| p.into_inner());
+                let mut s = BTreeMap::new();
+                s.insert("State".into(), if st.done_unix.is_some() { "caught up" } else { "recovering" }.to_string());
+                s.insert("Signing".into(), if st.done_unix.is_some() { "yes" } else { "held" }.to_string());
+                s.insert("BackupTakenUnix".into(), st.backup_unix.to_string());
+                s.insert("Attempts".into(), st.attempts.to_string());
+                s.insert("ChainsFenced".into(), st.chains.to_string());
+                if let Some(t) = st.done_unix {
+                    s.insert("CaughtUpUnix".into(), t.to_string());
+                }
+                if let Some(t) = st.took {
+                    s.insert("RecoverySeconds".into(), format!("{:.3}", t.as_secs_f64()));
+                }
+                if st.done_unix.is_none() && !st.last_error.is_empty() {
+                    s.insert("Waiting".into(), st.last_error.clone());
+                }
+                s
+            }),
+        );
+        let svc = self.clone();
+        ctx.tasks.spawn(async move {
+            loop {
+                let attempt = svc.recover_once().await;
+                let done = {
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    st.attempts += 1;
+                    match attempt {
+                        Ok(chains) => {
+                            // The marker goes only once every fence is durable.
+                            if let Err(e) = tree.remove(RECOVERY_KEY) {
+                                st.last_error = format!("cannot clear the restore marker: {e}");
+                                warn!(error = %e, "recovery: cannot clear the restore marker");
+                                false
+                            } else {
+                                let took = st.started.map(|s| s.elapsed()).unwrap_or_default();
+                                svc.shared.cosi.release_signing();
+                                // At warning level, as the hold was: an operator sees both ends.
+                                warn!(
+                                    chains,
+                                    "recovery done in {took:?}: caught up from a quorum of peers; signing again"
+                                );
+                                st.chains = chains;
+                                st.took = Some(took);
+                                st.done_unix = Some(now_unix());
+                                true
+                            }
+                        }
+                        Err(e) => {
+                            if st.last_error != e {
+                                warn!(error = %e, "recovery: not caught up yet; still not signing");
+                            }
+                            st.last_error = e;
+                            false
+                        }
+                    }
+                };
+                if done {
+                    return;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        });
+    }
+
+    /// One pass over every known chain; the number of chains fenced, or what is missing.
+    async fn recover_once(&self) -> Result<usize, String> {
+        let s = &self.shared;
+        let mut fenced = 0;
+        for genesis in s.store.chains() {
+            let chain = hex8(&genesis);
+            let Some(latest) = s.store.latest(&genesis) else { continue };
+            let roster = latest
+                .roster
+                .as_ref()
+                .ok_or_else(|| format!("chain {chain}: newest block without roster"))
+                .and_then(|r| s.rosters.get(r).map_err(|e| format!("chain {chain}: {e}")))?;
+            let need = Policy::default_threshold(roster.servers.len());
+            let req = Latest { genesis: genesis.clone(), index: 0, known: false }.encode_to_vec();
+            let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
+                let (net, req, m) = (s.network.clone(), req.clone(), m.clone());
+                async move {
+                    let reply = net.request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req, LATEST_TIMEOUT).await.ok()?;
+                    Latest::decode(reply.as_slice()).ok().map(|l| (m, l))
+                }
+            });
+            let answers: Vec<_> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+            if answers.len() + 1 < need {
+                return Err(format!(
+                    "chain {chain}: {} of {} members reachable, {need} needed",
+                    answers.len() + 1,
+                    roster.servers.len()
+                ));
+            }
+            let highest = answers.iter().filter(|(_, l)| l.known).max_by_key(|(_, l)| l.index);
+            if let Some((member, l)) = highest {
+                if l.index > s.store.latest_index(&genesis).unwrap_or(0) {
+                    self.catch_up(&genesis, member).await.map_err(|e| format!("chain {chain}: catch-up: {e}"))?;
+                }
+                let top = s.store.latest_index(&genesis).unwrap_or(0);
+                if l.index > top {
+                    return Err(format!("chain {chain}: at index {top}, a member has {}", l.index));
+                }
+            }
+            let latest = s.store.latest(&genesis).ok_or_else(|| format!("chain {chain}: no newest block"))?;
+            let block_roster =
+                latest.roster.clone().ok_or_else(|| format!("chain {chain}: newest block without roster"))?;
+            let signers = s.rosters.get(&block_roster).map_err(|e| format!("chain {chain}: {e}"))?;
+            let index = latest.index + 1;
+            let states = self.slot_states(&genesis, index, &signers).await;
+            let view = states.iter().map(|st| st.prepared_view).max().unwrap_or(0);
+            let lock = states
+                .into_iter()
+                .filter_map(|st| st.locked)
+                .filter(|l| self.valid_lock(&genesis, index, &block_roster, l))
+                .max_by_key(|l| l.view);
+            s.votes.fence(&genesis, index, view, lock).map_err(|e| format!("chain {chain}: {e}"))?;
+            info!(chain = %chain, index, view, "recovery: caught up; fenced the next slot");
+            fenced += 1;
+        }
+        Ok(fenced)
+    }
+}

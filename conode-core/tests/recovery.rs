@@ -1,0 +1,199 @@
+//! Backup and recovery on a LocalCluster: node 1 is backed up through its admin socket while
+//! appends go on, stopped, restored into a new data dir and started again. It signs nothing until
+//! it has caught up from a quorum (shown in its `Recovery` status section), then holds every
+//! acknowledged block and signs again; and a minority restored to an old backup cannot rewrite
+//! the chain.
+
+use conode_core::admin::{request_backup, socket_path};
+use conode_core::backup::restore;
+use conode_core::cluster::{ClusterOptions, LocalCluster};
+use conode_core::config::Roster;
+use conode_core::crypto::IdentityKeyPair;
+use conode_core::services::skipchain::messages::Append;
+use conode_core::services::skipchain::SkipchainService;
+use conode_core::verify::cosi::Policy;
+use conode_core::verify::skipchain::{verify_proof, SkipBlock};
+use conode_core::{Node, NodeBuilder};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn svc(node: &Node) -> SkipchainService {
+    node.skipchain().expect("skipchain service")
+}
+
+fn recovery_state(node: &Node) -> Option<String> {
+    let sections = node.context()?.status.sections();
+    sections.into_iter().find(|(name, _)| name == "Recovery").and_then(|(_, s)| s.get("State").cloned())
+}
+
+fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Node `i`'s backup, taken through its admin socket.
+fn backup(node: &Node, file: &Path) {
+    let id = node.config().node_id();
+    let out = std::fs::File::create(file).unwrap();
+    let mut calls = 0;
+    let m = request_backup(&socket_path(node.data_dir(), &id), out, |_, _| calls += 1).unwrap();
+    assert_eq!(m.node_id, id);
+    assert!(m.entries > 0 && calls > 0);
+}
+
+/// Node `i` started again from `dir` with its own identity and advertised address (its old
+/// ports, now free), open signing on so the test can ask it for a signature directly.
+fn start_restored(c: &LocalCluster, i: usize, dir: &Path) -> Node {
+    let mut config = (**c.node(i).config()).clone();
+    config.allow_open_signing = true;
+    let mut node = NodeBuilder::new(config).data_dir(dir).runtime(c.runtime().handle().clone()).build().unwrap();
+    node.start().unwrap();
+    node
+}
+
+/// A signature of `node` alone (open signing): refused while it holds signing.
+fn sign_alone(c: &LocalCluster, node: &Node) -> Result<(), String> {
+    let roster = Roster::new(vec![node.server_identity()]);
+    c.runtime()
+        .block_on(node.cosi().unwrap().sign(&roster, b"hello", "Cosi", &[], Policy::Default))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn append(
+    leader: &SkipchainService,
+    rt: &tokio::runtime::Runtime,
+    owner: &IdentityKeyPair,
+    g: &SkipBlock,
+    i: u64,
+) -> Result<SkipBlock, String> {
+    let req = Append::signed(owner, &g.hash, i, format!("block {i}").into_bytes(), None).unwrap();
+    rt.block_on(leader.append(req)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn restored_node_keeps_every_acknowledged_block_and_signs_only_after_catching_up() {
+    let mut c = LocalCluster::with_options(ClusterOptions::new(4)).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let leader = svc(c.node(0));
+    let genesis =
+        c.runtime().block_on(leader.create_chain(c.roster(), 2, 8, vec![owner.public()], b"genesis".to_vec())).unwrap();
+
+    // Continuous appends through node 0, acknowledged ones recorded.
+    let acked: Arc<Mutex<Vec<SkipBlock>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (leader, owner, genesis, acked, stop) =
+            (leader.clone(), owner.clone(), genesis.clone(), acked.clone(), stop.clone());
+        c.runtime().spawn(async move {
+            let mut i = 1;
+            while !stop.load(Ordering::SeqCst) {
+                let req = Append::signed(&owner, &genesis.hash, i, format!("block {i}").into_bytes(), None).unwrap();
+                if let Ok(b) = leader.append(req).await {
+                    acked.lock().unwrap().push(b);
+                    i += 1;
+                }
+            }
+        })
+    };
+    wait("a few appends", || acked.lock().unwrap().len() >= 10);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node1.backup");
+    let before = acked.lock().unwrap().len();
+    backup(c.node(1), &file);
+    // Appends went on during the backup, and node 1 keeps signing after it.
+    wait("appends after the backup", || acked.lock().unwrap().len() >= before + 10);
+    c.stop(1).unwrap();
+    let at_stop = acked.lock().unwrap().len();
+    wait("appends without node 1", || acked.lock().unwrap().len() >= at_stop + 3);
+    stop.store(true, Ordering::SeqCst);
+    c.runtime().block_on(appender).unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let top = acked.last().unwrap().index;
+
+    // Restore on a new data dir; with two of four members down there is no quorum to catch up from.
+    let new_dir = dir.path().join("restored");
+    let id = c.node(1).config().node_id();
+    let (m, _) = restore(&file, &new_dir, Some(&id), false).unwrap();
+    assert_eq!(m.node_id, id);
+    c.stop(2).unwrap();
+    c.stop(3).unwrap();
+    let restored = start_restored(&c, 1, &new_dir);
+    wait("the Recovery section", || recovery_state(&restored).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(recovery_state(&restored).as_deref(), Some("recovering"));
+    let refused = sign_alone(&c, &restored).unwrap_err();
+    assert!(refused.contains("catching up"), "{refused}");
+
+    // The quorum is back: it catches up, then signs again.
+    c.restart(2).unwrap();
+    c.restart(3).unwrap();
+    wait("recovery", || recovery_state(&restored).as_deref() == Some("caught up"));
+    let store = svc(&restored);
+    assert!(store.store().latest_index(&genesis.hash) >= Some(top));
+    for b in &acked {
+        let held = store.store().block_at(&genesis.hash, b.index).expect("acknowledged block kept");
+        assert_eq!(held.hash, b.hash, "block {}", b.index);
+    }
+    sign_alone(&c, &restored).unwrap();
+
+    // The chain continues, with node 1 needed for the threshold (node 3 down: 3 of 4).
+    c.stop(3).unwrap();
+    let next = append(&leader, c.runtime(), &owner, &genesis, top + 1).unwrap();
+    assert_eq!(next.index, top + 1);
+    wait("node 1 stores the new block", || store.store().latest_index(&genesis.hash) == Some(top + 1));
+    let proof = leader.update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, top + 1);
+    // A restart of the caught-up node is an ordinary one (the marker is gone).
+    drop((store, proof));
+    let mut restored = restored;
+    restored.stop().unwrap();
+    restored.start().unwrap();
+    assert!(recovery_state(&restored).is_none());
+    restored.stop().unwrap();
+}
+
+#[test]
+fn minority_restored_to_an_old_backup_cannot_rewrite_history() {
+    let mut c = LocalCluster::with_options(ClusterOptions::new(4)).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let leader = svc(c.node(0));
+    let rt = c.runtime();
+    let genesis =
+        rt.block_on(leader.create_chain(c.roster(), 2, 8, vec![owner.public()], b"genesis".to_vec())).unwrap();
+    for i in 1..=3 {
+        append(&leader, rt, &owner, &genesis, i).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.backup");
+    backup(c.node(1), &file);
+    let mut history = Vec::new();
+    for i in 4..=8 {
+        history.push(append(&leader, c.runtime(), &owner, &genesis, i).unwrap());
+    }
+    c.stop(1).unwrap();
+    let new_dir = dir.path().join("old");
+    restore(&file, &new_dir, None, false).unwrap();
+    let restored = start_restored(&c, 1, &new_dir);
+    wait("recovery", || recovery_state(&restored).as_deref() == Some("caught up"));
+    let old = svc(&restored);
+    // It caught up to the same history, instead of continuing its own from block 3.
+    for b in &history {
+        assert_eq!(old.store().block_at(&genesis.hash, b.index).unwrap().hash, b.hash);
+    }
+    // Led by the restored node, a new block 4 is refused; the chain stays as it was.
+    let err = append(&old, c.runtime(), &owner, &genesis, 4).unwrap_err();
+    assert!(!err.is_empty());
+    assert_eq!(svc(c.node(2)).store().block_at(&genesis.hash, 4).unwrap().hash, history[0].hash);
+    // And the next block, led by the restored node, extends the real history.
+    let next = append(&old, c.runtime(), &owner, &genesis, 9).unwrap();
+    assert_eq!(next.back_link_ids[0], history.last().unwrap().hash);
+    let proof = svc(c.node(3)).update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 9);
+    drop(restored);
+}
