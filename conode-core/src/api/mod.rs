@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod edge;
+pub mod subscribe;
 mod operator;
 mod server;
 pub mod tls_reload;

@@ -8,6 +8,7 @@ pub use crate::wire::beacon::{
     BeaconPacket, DkgStatusRequest, DkgStatusResponse, InfoRequest, InfoResponse, InitRequest, InitResponse,
     LatestRequest, PartialBeacon, PartialReply, RoundRequest, SyncReply, SyncRequest,
 };
+pub use crate::wire::beacon::SubscribeBeacons;
 pub use crate::wire::common::Exclusion;
 
 /// Most beacons sent in one sync reply.

@@ -10,6 +10,7 @@ use super::protocol;
 use super::roster::RosterCache;
 use crate::config::{NodeConfig, Roster, COSI_SERVICE};
 use crate::crypto::IdentityPublicKey;
+use crate::events::NodeEvent;
 use crate::network::{Network, PeerMessage};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError, Tasks};
 use crate::verify::cosi::Policy;
@@ -147,7 +148,7 @@ impl CosiService {
         .map_err(CosiError::BadRoster)?;
         // The members of a roster this node signs for are served on its node port.
         self.shared.network.admit(roster.servers.iter().map(|m| m.public));
-        protocol::run_root(
+        let outcome = protocol::run_root(
             self.shared.clone(),
             rr,
             statement.to_vec(),
@@ -156,7 +157,17 @@ impl CosiService {
             policy,
             level_timeout,
         )
-        .await
+        .await;
+        self.shared.ctx.events.emit(match &outcome {
+            Ok(o) => NodeEvent::CosiRoundSigned {
+                purpose: purpose.to_string(),
+                statement_hash: crate::crypto::sha256(&[statement]),
+                signers: o.report.signed.len(),
+                n: o.report.n,
+            },
+            Err(e) => NodeEvent::CosiRoundFailed { purpose: purpose.to_string(), reason: e.to_string() },
+        });
+        outcome
     }
 }
 
