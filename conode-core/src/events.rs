@@ -141,7 +141,7 @@ impl EventBus {
 
     /// A new subscriber: it sees every event emitted from now on.
     pub fn subscribe(&self) -> EventSubscriber {
-        EventSubscriber { rx: self.tx.subscribe() }
+        EventSubscriber { rx: self.tx.subscribe(), capacity: self.capacity }
     }
 
     /// Current subscribers.
@@ -153,6 +153,7 @@ impl EventBus {
 /// One subscriber's queue of events.
 pub struct EventSubscriber {
     rx: broadcast::Receiver<NodeEvent>,
+    capacity: usize,
 }
 
 impl std::fmt::Debug for EventSubscriber {
@@ -189,9 +190,9 @@ impl EventSubscriber {
         block_on_timeout(self.recv(), timeout).flatten()
     }
 
-    /// Events queued and not yet taken.
+    /// Events queued and not yet taken (at most the bus capacity: older ones are gone).
     pub fn queued(&self) -> usize {
-        self.rx.len()
+        self.rx.len().min(self.capacity)
     }
 
     /// The subscription as an async stream (ends when the node is gone).

@@ -3,9 +3,9 @@
 
 pub mod client;
 pub mod edge;
-pub mod subscribe;
 mod operator;
 mod server;
+pub mod subscribe;
 pub mod tls_reload;
 
 pub use operator::{metrics_text, status_page};

@@ -284,7 +284,9 @@ impl BlockWatcher {
             let url = sub.url().to_string();
             match sub.next_as::<crate::wire::skipchain::BlockItem>().await {
                 Ok(Some(item)) => {
-                    let block = item.block.ok_or_else(|| WatchError::Invalid { url: url.clone(), reason: "no block".into() })?;
+                    let block = item
+                        .block
+                        .ok_or_else(|| WatchError::Invalid { url: url.clone(), reason: "no block".into() })?;
                     return self
                         .follower
                         .accept(block, item.link.as_ref())

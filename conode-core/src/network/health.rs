@@ -7,8 +7,8 @@
 //! every round. Also sets TCP keepalive and `TCP_USER_TIMEOUT` on node sockets (Linux).
 
 use crate::crypto::IdentityPublicKey;
-use std::collections::HashMap;
 use crate::events::{EventBus, NodeEvent};
+use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 

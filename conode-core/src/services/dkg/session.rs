@@ -58,10 +58,8 @@ impl Slot {
         let mut s = lock(&self.status);
         if let Some(p) = phase.filter(|p| *p != s.phase) {
             s.phase = p.to_string();
-            self.events.emit(crate::events::NodeEvent::DkgPhaseChanged {
-                session: self.params.session,
-                phase: p.to_string(),
-            });
+            self.events
+                .emit(crate::events::NodeEvent::DkgPhaseChanged { session: self.params.session, phase: p.to_string() });
         }
         let ms = self.created.elapsed().as_millis() as u64;
         s.elapsed_ms = ms;

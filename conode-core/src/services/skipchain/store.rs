@@ -5,9 +5,9 @@
 
 use crate::events::{EventBus, NodeEvent};
 use crate::storage::{ServiceTree, Storage, StorageError};
-use std::sync::{Arc, Mutex};
 use crate::verify::skipchain::SkipBlock;
 use prost::Message;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct ChainStore {
