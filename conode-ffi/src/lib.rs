@@ -3,7 +3,8 @@
 //! only on success, NULL checks on every pointer, and a panic boundary on every export.
 //!
 //! - `verify`: the pure verifiers (collective signature, skipchain proof, drand beacon) for C.
-//! - `config`, `node`, `cluster` (feature `node`, on by default): embed and drive conodes.
+//! - `config`, `node`, `cluster` (feature `node`, on by default): embed and drive conodes;
+//!   `events`: their node events as JSON.
 //! - `light`, `light_client`: the uniffi surface for Kotlin and Swift (verification and a small
 //!   blocking client). Without the `node` feature the library is only this light part plus `verify`,
 //!   with no node runtime: what a mobile app links.
@@ -16,6 +17,8 @@ mod cluster;
 #[cfg(feature = "node")]
 mod config;
 mod error;
+#[cfg(feature = "node")]
+mod events;
 pub mod light;
 pub mod light_client;
 #[cfg(feature = "node")]
@@ -28,6 +31,8 @@ pub use cluster::*;
 #[cfg(feature = "node")]
 pub use config::*;
 pub use error::*;
+#[cfg(feature = "node")]
+pub use events::*;
 #[cfg(feature = "node")]
 pub use node::*;
 pub use strings::*;
