@@ -141,7 +141,7 @@ impl EventBus {
 
     /// A new subscriber: it sees every event emitted from now on.
     pub fn subscribe(&self) -> EventSubscriber {
-        EventSubscriber { rx: self.tx.subscribe(), capacity: self.capacity }
+        EventSubscriber { rx: self.tx.subscribe(), capacity: self.capacity, closed: false }
     }
 
     /// Current subscribers.
@@ -154,6 +154,8 @@ impl EventBus {
 pub struct EventSubscriber {
     rx: broadcast::Receiver<NodeEvent>,
     capacity: usize,
+    /// The bus is gone and every queued event was taken.
+    closed: bool,
 }
 
 impl std::fmt::Debug for EventSubscriber {
@@ -168,7 +170,10 @@ impl EventSubscriber {
         match self.rx.recv().await {
             Ok(e) => Some(e),
             Err(broadcast::error::RecvError::Lagged(missed)) => Some(NodeEvent::Lagged { missed }),
-            Err(broadcast::error::RecvError::Closed) => None,
+            Err(broadcast::error::RecvError::Closed) => {
+                self.closed = true;
+                None
+            }
         }
     }
 
@@ -177,7 +182,11 @@ impl EventSubscriber {
         match self.rx.try_recv() {
             Ok(e) => Some(e),
             Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(NodeEvent::Lagged { missed }),
-            Err(_) => None,
+            Err(broadcast::error::TryRecvError::Closed) => {
+                self.closed = true;
+                None
+            }
+            Err(broadcast::error::TryRecvError::Empty) => None,
         }
     }
 
@@ -188,6 +197,11 @@ impl EventSubscriber {
             return Some(e);
         }
         block_on_timeout(self.recv(), timeout).flatten()
+    }
+
+    /// True once the node is gone and every event was taken: nothing will come any more.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Events queued and not yet taken (at most the bus capacity: older ones are gone).
