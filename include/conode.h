@@ -286,7 +286,8 @@ const char *conode_version(void);
  * queued). On success `*out` is a JSON object (free it with conode_string_free) or NULL when
  * no event came in time.
  *
- * The JSON has a `kind` and the event's fields (bytes in hex): `node_started` (`node_addr`,
+ * The JSON has a `kind`, `time_us` (when the node emitted it, microseconds since the Unix epoch)
+ * and the event's fields (bytes in hex): `node_started` (`node_addr`,
  * `client_addr`), `node_stopping`, `peer_down` (`peer`, `reason`, `hung`), `peer_up` (`peer`),
  * `cosi_round_signed` (`purpose`, `statement_hash`, `signers`, `n`), `cosi_round_failed`
  * (`purpose`, `reason`), `block_stored` (`chain`, `index`, `hash`), `beacon_round_stored`

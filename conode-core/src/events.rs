@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
 
 /// Events a subscriber may hold before it lags, unless the node is built with another capacity.
@@ -108,10 +108,35 @@ impl NodeEvent {
     }
 }
 
+/// An event with the time it was emitted (right after the thing happened, e.g. once the block
+/// was durable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedEvent {
+    pub event: NodeEvent,
+    pub at: SystemTime,
+}
+
+impl TimedEvent {
+    fn now(event: NodeEvent) -> Self {
+        Self { event, at: SystemTime::now() }
+    }
+
+    /// [`NodeEvent::to_json`] plus `time_us`: when it was emitted, in microseconds since the Unix
+    /// epoch.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.event.to_json();
+        let us = self.at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        if let Some(map) = v.as_object_mut() {
+            map.insert("time_us".into(), us.into());
+        }
+        v
+    }
+}
+
 /// The node's event channel (cheap to clone). Emitting never blocks and never fails.
 #[derive(Clone, Debug)]
 pub struct EventBus {
-    tx: broadcast::Sender<NodeEvent>,
+    tx: broadcast::Sender<TimedEvent>,
     capacity: usize,
 }
 
@@ -136,7 +161,7 @@ impl EventBus {
     /// Hands `event` to every current subscriber (dropped when there is none).
     pub fn emit(&self, event: NodeEvent) {
         tracing::trace!(kind = event.kind(), "event");
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(TimedEvent::now(event));
     }
 
     /// A new subscriber: it sees every event emitted from now on.
@@ -152,7 +177,7 @@ impl EventBus {
 
 /// One subscriber's queue of events.
 pub struct EventSubscriber {
-    rx: broadcast::Receiver<NodeEvent>,
+    rx: broadcast::Receiver<TimedEvent>,
     capacity: usize,
     /// The bus is gone and every queued event was taken.
     closed: bool,
@@ -167,9 +192,14 @@ impl std::fmt::Debug for EventSubscriber {
 impl EventSubscriber {
     /// The next event, waiting for it; `None` once the bus is gone (the node was dropped).
     pub async fn recv(&mut self) -> Option<NodeEvent> {
+        self.recv_timed().await.map(|t| t.event)
+    }
+
+    /// [`Self::recv`] with the time the event was emitted.
+    pub async fn recv_timed(&mut self) -> Option<TimedEvent> {
         match self.rx.recv().await {
             Ok(e) => Some(e),
-            Err(broadcast::error::RecvError::Lagged(missed)) => Some(NodeEvent::Lagged { missed }),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(TimedEvent::now(NodeEvent::Lagged { missed })),
             Err(broadcast::error::RecvError::Closed) => {
                 self.closed = true;
                 None
@@ -179,9 +209,13 @@ impl EventSubscriber {
 
     /// The next event if one is queued.
     pub fn try_next(&mut self) -> Option<NodeEvent> {
+        self.try_next_timed().map(|t| t.event)
+    }
+
+    fn try_next_timed(&mut self) -> Option<TimedEvent> {
         match self.rx.try_recv() {
             Ok(e) => Some(e),
-            Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(NodeEvent::Lagged { missed }),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(TimedEvent::now(NodeEvent::Lagged { missed })),
             Err(broadcast::error::TryRecvError::Closed) => {
                 self.closed = true;
                 None
@@ -193,10 +227,18 @@ impl EventSubscriber {
     /// Blocks the calling thread until the next event or `timeout` (`None` then, or when the node
     /// is gone). Needs no runtime; do not call it on an async runtime's worker with a long timeout.
     pub fn next_event(&mut self, timeout: Duration) -> Option<NodeEvent> {
-        if let Some(e) = self.try_next() {
+        self.next_event_timed(timeout).map(|t| t.event)
+    }
+
+    /// [`Self::next_event`] with the time the event was emitted.
+    pub fn next_event_timed(&mut self, timeout: Duration) -> Option<TimedEvent> {
+        if let Some(e) = self.try_next_timed() {
             return Some(e);
         }
-        block_on_timeout(self.recv(), timeout).flatten()
+        if self.closed {
+            return None;
+        }
+        block_on_timeout(self.recv_timed(), timeout).flatten()
     }
 
     /// True once the node is gone and every event was taken: nothing will come any more.

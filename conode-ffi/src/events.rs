@@ -35,7 +35,7 @@ pub(crate) unsafe fn next_into(
     out: *mut *mut c_char,
 ) -> Result<(), FfiError> {
     non_null(out, "out")?;
-    let event = conode_core::sync::lock(sub).next_event(Duration::from_millis(timeout_ms));
+    let event = conode_core::sync::lock(sub).next_event_timed(Duration::from_millis(timeout_ms));
     match event {
         // SAFETY: `out` checked non-NULL; valid for a write per this function's contract.
         Some(e) => unsafe { write_string(out, e.to_json().to_string()) },
@@ -52,7 +52,8 @@ pub(crate) unsafe fn next_into(
 /// queued). On success `*out` is a JSON object (free it with conode_string_free) or NULL when
 /// no event came in time.
 ///
-/// The JSON has a `kind` and the event's fields (bytes in hex): `node_started` (`node_addr`,
+/// The JSON has a `kind`, `time_us` (when the node emitted it, microseconds since the Unix epoch)
+/// and the event's fields (bytes in hex): `node_started` (`node_addr`,
 /// `client_addr`), `node_stopping`, `peer_down` (`peer`, `reason`, `hung`), `peer_up` (`peer`),
 /// `cosi_round_signed` (`purpose`, `statement_hash`, `signers`, `n`), `cosi_round_failed`
 /// (`purpose`, `reason`), `block_stored` (`chain`, `index`, `hash`), `beacon_round_stored`

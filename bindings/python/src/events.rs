@@ -1,6 +1,7 @@
 //! `Events`: a subscription to one node's events for Python (`node.events()`,
 //! `cluster.events(i)`). Each event is a dict: `{"kind": "block_stored", "chain": "…", "index": 3,
-//! "hash": "…"}` (bytes in hex; the kinds are the C header's). It is an iterator (blocking, GIL
+//! "hash": "…", "time_us": …}` (bytes in hex, `time_us` when the node emitted it; the kinds are
+//! the C header's). It is an iterator (blocking, GIL
 //! released while waiting) and an async iterator (waits in the event loop's default executor in
 //! short slices, so a cancelled task or a closing loop never leaves a thread blocked), and has
 //! `next_event(timeout)`. A subscriber that falls more than the queue capacity behind gets one
@@ -38,13 +39,13 @@ impl PyEvents {
         let got = py.detach(|| {
             let mut sub = conode_core::sync::lock(&self.inner);
             match timeout {
-                Some(t) => match sub.next_event(t) {
+                Some(t) => match sub.next_event_timed(t) {
                     Some(e) => Some(Some(e)),
                     None if sub.is_closed() => None,
                     None => Some(None),
                 },
                 None => loop {
-                    if let Some(e) = sub.next_event(Duration::from_secs(3600)) {
+                    if let Some(e) = sub.next_event_timed(Duration::from_secs(3600)) {
                         break Some(Some(e));
                     }
                     if sub.is_closed() {

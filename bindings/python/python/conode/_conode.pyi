@@ -126,7 +126,8 @@ class NodeConfig:
     @property
     def allow_open_signing(self) -> bool: ...
 
-#: One node event: ``{"kind": ..., fields...}`` with bytes in hex. Kinds: ``node_started``
+#: One node event: ``{"kind": ..., "time_us": ..., fields...}`` with bytes in hex; ``time_us`` is
+#: when the node emitted it (microseconds since the Unix epoch). Kinds: ``node_started``
 #: (``node_addr``, ``client_addr``), ``node_stopping``, ``peer_down`` (``peer``, ``reason``,
 #: ``hung``), ``peer_up`` (``peer``), ``cosi_round_signed`` (``purpose``, ``statement_hash``,
 #: ``signers``, ``n``), ``cosi_round_failed`` (``purpose``, ``reason``), ``block_stored``
