@@ -5,7 +5,7 @@
 //! - `verify`: the pure verifiers (collective signature, skipchain proof, drand beacon) for C.
 //! - `config`, `node`, `cluster` (feature `node`, on by default): embed and drive conodes;
 //!   `events`: their node events as JSON.
-//! - `light`, `light_client`: the uniffi surface for Kotlin and Swift (verification and a small
+//! - `light`, `light_client`, `light_stream` (blocking `nextBlock` / `nextBeacon`): the uniffi surface for Kotlin and Swift (verification and a small
 //!   blocking client). Without the `node` feature the library is only this light part plus `verify`,
 //!   with no node runtime: what a mobile app links.
 
@@ -21,6 +21,7 @@ mod error;
 mod events;
 pub mod light;
 pub mod light_client;
+pub mod light_stream;
 #[cfg(feature = "node")]
 mod node;
 mod strings;
