@@ -3,10 +3,10 @@
 //! a quiet chain times out with nothing, the subscription survives a node restart without gaps,
 //! and beacons arrive verified from the round asked for.
 
+use conode::light_client::ConodeClient;
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::beacon::messages::InitRequest;
-use conode::light_client::ConodeClient;
 use prost::Message;
 use std::time::Duration;
 
