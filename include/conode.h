@@ -78,6 +78,11 @@ typedef struct ConodeCluster ConodeCluster;
 typedef struct ConodeConfig ConodeConfig;
 
 /**
+ * An independent subscription to one node's events.
+ */
+typedef struct ConodeEvents ConodeEvents;
+
+/**
  * A conode.
  */
 typedef struct ConodeNode ConodeNode;
@@ -274,6 +279,67 @@ const char *conode_last_error_message(void);
  * The library version as a static NUL-terminated string.
  */
 const char *conode_version(void);
+
+/**
+ * Takes the next event of `node` (its own subscription, taken when the handle was created, so
+ * no event of its start is missed), waiting up to `timeout_ms` milliseconds (0: only what is
+ * queued). On success `*out` is a JSON object (free it with conode_string_free) or NULL when
+ * no event came in time.
+ *
+ * The JSON has a `kind`, `time_us` (when the node emitted it, microseconds since the Unix epoch)
+ * and the event's fields (bytes in hex): `node_started` (`node_addr`,
+ * `client_addr`), `node_stopping`, `peer_down` (`peer`, `reason`, `hung`), `peer_up` (`peer`),
+ * `cosi_round_signed` (`purpose`, `statement_hash`, `signers`, `n`), `cosi_round_failed`
+ * (`purpose`, `reason`), `block_stored` (`chain`, `index`, `hash`), `beacon_round_stored`
+ * (`chain_hash`, `round`), `dkg_phase_changed` (`session`, `phase`), `equivocation` (`chain`,
+ * `index`, `level`, `member`), and `lagged` (`missed`: events dropped because this subscriber
+ * fell more than the queue capacity, 1024, behind). Unknown kinds may be added: skip them.
+ *
+ * Not to be called while another thread starts, stops or frees the same handle; to wait on
+ * another thread, use conode_node_events.
+ *
+ * # Safety
+ * `node` is a live node handle; `out` is valid for a pointer write.
+ */
+int32_t conode_node_next_event(const struct ConodeNode *node, uint64_t timeout_ms, char **out);
+
+/**
+ * A new, independent subscription to the events of `node` (from now on; it outlives stops and
+ * restarts, and ends once the node handle is freed). Free it with conode_events_free.
+ *
+ * # Safety
+ * `node` is a live node handle; `out` is valid for a pointer write.
+ */
+int32_t conode_node_events(const struct ConodeNode *node, struct ConodeEvents **out);
+
+/**
+ * A new subscription to the events of cluster member `index` (from now on). Free it with
+ * conode_events_free.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out` is valid for a pointer write.
+ */
+int32_t conode_cluster_node_events(const struct ConodeCluster *cluster,
+                                   size_t index,
+                                   struct ConodeEvents **out);
+
+/**
+ * As conode_node_next_event, on an independent subscription. Safe to call from any one thread
+ * at a time while the node is used elsewhere; NULL in `*out` on timeout, and for good once the
+ * node handle was freed.
+ *
+ * # Safety
+ * `events` is a live events handle; `out` is valid for a pointer write.
+ */
+int32_t conode_events_next(const struct ConodeEvents *events, uint64_t timeout_ms, char **out);
+
+/**
+ * Frees a subscription (NULL is ignored).
+ *
+ * # Safety
+ * `events` is NULL or a live events handle, not used afterwards.
+ */
+void conode_events_free(struct ConodeEvents *events);
 
 /**
  * Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir

@@ -18,6 +18,8 @@ pub enum BeaconCommand {
     Init(InitArgs),
     /// Fetch a beacon (`latest` or a round number) over drand's HTTP API.
     Get(GetArgs),
+    /// Follow new rounds over the client port: one verified JSON line per round.
+    Watch(crate::watch::BeaconArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +90,10 @@ pub fn run(cmd: BeaconCommand) -> Result<()> {
     match cmd {
         BeaconCommand::Init(a) => rt.block_on(init(a)),
         BeaconCommand::Get(a) => rt.block_on(get(a)),
+        BeaconCommand::Watch(a) => {
+            drop(rt);
+            crate::watch::beacons(a)
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod server;
 mod setup;
 mod skipchain;
 mod target;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

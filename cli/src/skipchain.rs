@@ -29,6 +29,8 @@ pub enum SkipchainCommand {
     Update(UpdateArgs),
     /// Verify a saved proof offline, or fetch one and verify it, from a trusted genesis.
     Verify(VerifyArgs),
+    /// Follow a chain's new blocks: one verified JSON line per block.
+    Watch(crate::watch::BlocksArgs),
 }
 
 /// `--roster R` (optional when `--url` names the node) and `--node I | --url U`.
@@ -154,6 +156,7 @@ pub fn run(cmd: SkipchainCommand) -> Result<()> {
         SkipchainCommand::Get(a) => get(a),
         SkipchainCommand::Update(a) => update(a),
         SkipchainCommand::Verify(a) => verify(a),
+        SkipchainCommand::Watch(a) => crate::watch::blocks(a),
     }
 }
 

@@ -24,6 +24,8 @@ mod sign_verify;
 mod skipchain_cmds;
 #[path = "cli/support.rs"]
 mod support;
+#[path = "cli/watch.rs"]
+mod watch;
 
 use conode_core::cluster::LocalCluster;
 use conode_core::config::{NodeConfig, Roster};

@@ -21,11 +21,19 @@ pub struct ClusterOptions {
     pub net: NetSettings,
     /// Runtime worker threads shared by all nodes.
     pub worker_threads: usize,
+    /// Events each subscriber of a node may hold before it lags.
+    pub event_capacity: usize,
 }
 
 impl ClusterOptions {
     pub fn new(nodes: usize) -> Self {
-        Self { nodes, allow_open_signing: true, net: NetSettings::default(), worker_threads: 2 }
+        Self {
+            nodes,
+            allow_open_signing: true,
+            net: NetSettings::default(),
+            worker_threads: 2,
+            event_capacity: crate::events::DEFAULT_EVENT_CAPACITY,
+        }
     }
 }
 
@@ -104,6 +112,7 @@ impl LocalCluster {
                 .net_settings(opts.net.clone())
                 .runtime(runtime.handle().clone())
                 .listeners(node_l, client_l)
+                .event_capacity(opts.event_capacity)
                 .build()?;
             nodes.push(node);
         }

@@ -22,6 +22,8 @@ pub mod cluster;
 #[cfg(feature = "runtime")]
 pub mod config;
 #[cfg(feature = "runtime")]
+pub mod events;
+#[cfg(feature = "runtime")]
 pub mod network;
 #[cfg(feature = "runtime")]
 pub mod node;

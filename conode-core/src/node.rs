@@ -55,6 +55,7 @@ pub struct NodeBuilder {
     runtime: Option<Handle>,
     listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
     cert_reload_interval: Duration,
+    event_capacity: usize,
 }
 
 impl NodeBuilder {
@@ -68,6 +69,7 @@ impl NodeBuilder {
             runtime: None,
             listeners: None,
             cert_reload_interval: Duration::from_secs(1),
+            event_capacity: crate::events::DEFAULT_EVENT_CAPACITY,
         }
     }
 
@@ -110,6 +112,13 @@ impl NodeBuilder {
         self
     }
 
+    /// How many events each subscriber of [`Node::events`] may hold before it lags (default
+    /// [`crate::events::DEFAULT_EVENT_CAPACITY`]).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n;
+        self
+    }
+
     pub fn build(self) -> Result<Node, NodeError> {
         let (handle, owned_runtime) = match self.runtime {
             Some(h) => (h, None),
@@ -138,6 +147,7 @@ impl NodeBuilder {
             cert_reload_interval: self.cert_reload_interval,
             running: None,
             last_tasks: None,
+            events: crate::events::EventBus::new(self.event_capacity),
         })
     }
 }
@@ -198,6 +208,8 @@ pub struct Node {
     running: Option<Running>,
     /// The tasks of the current or last run (to check that a stopped node left nothing running).
     last_tasks: Option<Tasks>,
+    /// Lives as long as the node, across restarts.
+    events: crate::events::EventBus,
 }
 
 fn bind_addr(config: &NodeConfig) -> String {
@@ -252,6 +264,19 @@ impl Node {
     }
     pub fn network(&self) -> Option<Network> {
         self.running.as_ref().map(|r| r.ctx.network.clone())
+    }
+
+    /// A new subscription to the node's events (running or not; it survives restarts): an async
+    /// stream ([`EventSubscriber::recv`](crate::events::EventSubscriber::recv),
+    /// [`into_stream`](crate::events::EventSubscriber::into_stream)) and a blocking
+    /// [`next_event(timeout)`](crate::events::EventSubscriber::next_event).
+    pub fn events(&self) -> crate::events::EventSubscriber {
+        self.events.subscribe()
+    }
+
+    /// The node's event bus.
+    pub fn event_bus(&self) -> &crate::events::EventBus {
+        &self.events
     }
 
     /// The services of the running node.
@@ -348,6 +373,7 @@ impl Node {
         let mut overrides = self.overrides.clone();
         overrides.set_anonymous(config.anonymous);
         let network = Network::new(config.identity.clone(), self.net.clone(), overrides, tasks.clone())?;
+        network.set_events(self.events.clone());
         let ctx = ServiceContext {
             config: config.clone(),
             network: network.clone(),
@@ -359,6 +385,8 @@ impl Node {
             tasks: tasks.clone(),
             started,
             client_scheme: if client_tls.is_some() { "wss" } else { "ws" },
+            events: self.events.clone(),
+            streams: Default::default(),
         };
         let services = match Services::start(&ctx) {
             Ok(s) => s,
@@ -379,6 +407,10 @@ impl Node {
             &tasks,
         );
         info!(id = %&config.node_id()[..16], %node_addr, %client_addr, "node started in {:?}", started.elapsed());
+        self.events.emit(crate::events::NodeEvent::NodeStarted {
+            node_addr: node_addr.to_string(),
+            client_addr: client_addr.to_string(),
+        });
         Ok(Running { tasks, accepting, ctx, services, node_addr, client_addr })
     }
 
@@ -436,6 +468,7 @@ async fn open_storage(dir: &Path, id: &str) -> Result<Storage, NodeError> {
 /// task (connections), then flushes and releases the storage.
 async fn shutdown(running: Running) {
     let Running { tasks, accepting, ctx, services, .. } = running;
+    ctx.events.emit(crate::events::NodeEvent::NodeStopping);
     accepting.stop(STOP_GRACE).await;
     services.stop().await;
     let left = tasks.stop(STOP_GRACE).await;
@@ -455,6 +488,7 @@ fn release(ctx: &ServiceContext) {
     ctx.network.clear_handlers();
     ctx.clients.clear();
     ctx.http.clear();
+    ctx.streams.clear();
 }
 
 impl Drop for Node {
@@ -462,6 +496,7 @@ impl Drop for Node {
         if let Some(running) = self.running.take() {
             if Handle::try_current().is_ok() {
                 // Cannot block here: cancel everything and let the tasks end on their own.
+                running.ctx.events.emit(crate::events::NodeEvent::NodeStopping);
                 running.tasks.token().cancel();
                 release(&running.ctx);
             } else {

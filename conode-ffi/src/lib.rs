@@ -3,8 +3,9 @@
 //! only on success, NULL checks on every pointer, and a panic boundary on every export.
 //!
 //! - `verify`: the pure verifiers (collective signature, skipchain proof, drand beacon) for C.
-//! - `config`, `node`, `cluster` (feature `node`, on by default): embed and drive conodes.
-//! - `light`, `light_client`: the uniffi surface for Kotlin and Swift (verification and a small
+//! - `config`, `node`, `cluster` (feature `node`, on by default): embed and drive conodes;
+//!   `events`: their node events as JSON.
+//! - `light`, `light_client`, `light_stream` (blocking `nextBlock` / `nextBeacon`): the uniffi surface for Kotlin and Swift (verification and a small
 //!   blocking client). Without the `node` feature the library is only this light part plus `verify`,
 //!   with no node runtime: what a mobile app links.
 
@@ -16,8 +17,11 @@ mod cluster;
 #[cfg(feature = "node")]
 mod config;
 mod error;
+#[cfg(feature = "node")]
+mod events;
 pub mod light;
 pub mod light_client;
+pub mod light_stream;
 #[cfg(feature = "node")]
 mod node;
 mod strings;
@@ -28,6 +32,8 @@ pub use cluster::*;
 #[cfg(feature = "node")]
 pub use config::*;
 pub use error::*;
+#[cfg(feature = "node")]
+pub use events::*;
 #[cfg(feature = "node")]
 pub use node::*;
 pub use strings::*;

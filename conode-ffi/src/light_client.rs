@@ -64,17 +64,47 @@ fn tls_connector(anchors: Option<&[CertificateDer<'static>]>) -> Result<Connecto
     Ok(Connector::Rustls(Arc::new(config)))
 }
 
-fn is_timeout(e: &std::io::Error) -> bool {
+/// A client WebSocket of this module.
+pub(crate) type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 impl ConodeClient {
-    fn timeout_message(&self, url: &str) -> LightError {
+    pub(crate) fn timeout_message(&self, url: &str) -> LightError {
         LightError::network(format!("{url}: no answer within {} ms", self.timeout.as_millis()))
     }
 
     /// One protobuf request over WebSocket to `/<service>/<method>`; returns the binary reply.
     fn ws_call(&self, service: &str, method: &str, body: Vec<u8>) -> Result<Vec<u8>, LightError> {
+        let (mut ws, url) = self.ws_open(service, method)?;
+        let net = |e: String| LightError::network(format!("{url}: {e}"));
+        let read_err = |e: tungstenite::Error| match e {
+            tungstenite::Error::Io(e) if is_timeout(&e) => self.timeout_message(&url),
+            e => net(e.to_string()),
+        };
+        ws.send(Message::Binary(body)).map_err(read_err)?;
+        loop {
+            match ws.read().map_err(read_err)? {
+                Message::Binary(reply) => {
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    return Ok(reply);
+                }
+                Message::Close(Some(frame)) => {
+                    let error = WireError::from_close_reason(&frame.reason);
+                    return Err(LightError::server(error.code, format!("{url}: {}", error.message)));
+                }
+                Message::Close(None) => return Err(net("closed without a reply".into())),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Opens a WebSocket to `/<service>/<method>` (connect, TLS and handshake within the timeout;
+    /// reads and writes then time out after it too). Returns it with its URL.
+    pub(crate) fn ws_open(&self, service: &str, method: &str) -> Result<(Ws, String), LightError> {
         let url = format!("{}/{service}/{method}", self.ws_base);
         let request = url.as_str().into_client_request().map_err(|e| LightError::invalid(format!("{url}: {e}")))?;
         let host = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
@@ -103,7 +133,7 @@ impl ConodeClient {
             ..Default::default()
         };
         let connector = if tls { tls_connector(self.anchors.as_deref().map(Vec::as_slice))? } else { Connector::Plain };
-        let (mut ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), Some(connector)).map_err(
+        let (ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), Some(connector)).map_err(
             |e| match e {
                 HandshakeError::Interrupted(_) => self.timeout_message(&url),
                 HandshakeError::Failure(tungstenite::Error::Http(r)) => LightError::server(
@@ -114,26 +144,7 @@ impl ConodeClient {
                 HandshakeError::Failure(e) => net(format!("WebSocket handshake: {e}")),
             },
         )?;
-        let read_err = |e: tungstenite::Error| match e {
-            tungstenite::Error::Io(e) if is_timeout(&e) => self.timeout_message(&url),
-            e => net(e.to_string()),
-        };
-        ws.send(Message::Binary(body)).map_err(read_err)?;
-        loop {
-            match ws.read().map_err(read_err)? {
-                Message::Binary(reply) => {
-                    let _ = ws.close(None);
-                    let _ = ws.flush();
-                    return Ok(reply);
-                }
-                Message::Close(Some(frame)) => {
-                    let error = WireError::from_close_reason(&frame.reason);
-                    return Err(LightError::server(error.code, format!("{url}: {}", error.message)));
-                }
-                Message::Close(None) => return Err(net("closed without a reply".into())),
-                _ => continue,
-            }
-        }
+        Ok((ws, url))
     }
 
     /// GET `path` on the HTTP API; returns the body of a 200 answer.
@@ -167,7 +178,7 @@ impl ConodeClient {
 
     /// The chain info, from `/{chain_hash}/info` when pinned (and checked to be that chain) or from
     /// `/info` otherwise; the path prefix for later requests of the same chain.
-    fn fetch_chain(&self, chain_hash: Option<&str>) -> Result<(ChainInfo, String), LightError> {
+    pub(crate) fn fetch_chain(&self, chain_hash: Option<&str>) -> Result<(ChainInfo, String), LightError> {
         let prefix = match chain_hash {
             Some(h) => {
                 let h = h.trim().to_ascii_lowercase();

@@ -8,7 +8,9 @@ use std::ffi::c_char;
 
 /// A conode.
 pub struct ConodeNode {
-    inner: Node,
+    pub(crate) inner: Node,
+    /// The handle's own event subscription (conode_node_next_event).
+    pub(crate) events: std::sync::Mutex<conode_core::events::EventSubscriber>,
 }
 
 /// Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir
@@ -30,7 +32,9 @@ pub unsafe extern "C" fn conode_node_new(
         if let Some(d) = data_dir {
             b = b.data_dir(d);
         }
-        write_handle(out, ConodeNode { inner: b.build()? });
+        let inner = b.build()?;
+        let events = std::sync::Mutex::new(inner.events());
+        write_handle(out, ConodeNode { inner, events });
         Ok(())
     })
 }

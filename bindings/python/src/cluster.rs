@@ -202,6 +202,14 @@ impl PyLocalCluster {
         self.with(py, |c| c.restart(i))?.map_err(|e| node_error(py, e))
     }
 
+    /// A new subscription to node `i`'s events, from now on (it survives the node's stop and
+    /// restart): iterate it (`for e in cluster.events(i)`, or `async for`), or call
+    /// `next_event(timeout)`.
+    fn events(&self, py: Python<'_>, i: isize) -> PyResult<crate::events::PyEvents> {
+        let i = self.index(i)?;
+        self.with(py, |c| crate::events::PyEvents::new(c.node(i).events()))
+    }
+
     /// `ws://127.0.0.1:port` of node `i`'s client port while it runs, else None.
     fn client_url(&self, py: Python<'_>, i: isize) -> PyResult<Option<String>> {
         let i = self.index(i)?;

@@ -11,6 +11,7 @@ mod cluster;
 mod config;
 mod cosi;
 mod errors;
+mod events;
 mod keys;
 mod node;
 mod skipchain;
@@ -55,6 +56,7 @@ fn conode_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<beacon::PyBeacon>()?;
     m.add_class::<beacon::PyBeaconChain>()?;
     m.add_class::<client::PyClient>()?;
+    m.add_class::<events::PyEvents>()?;
     m.add_function(wrap_pyfunction!(status::status, m)?)?;
     m.add_function(wrap_pyfunction!(enable_logging, m)?)?;
     verify::register(m)?;

@@ -122,6 +122,12 @@ impl PyNode {
         self.with(py, |n| n.is_running()).unwrap_or(false)
     }
 
+    /// A new subscription to this node's events, from now on (it survives stop and start):
+    /// iterate it (`for e in node.events()`, or `async for`), or call `next_event(timeout)`.
+    fn events(&self, py: Python<'_>) -> PyResult<crate::events::PyEvents> {
+        self.with(py, |n| crate::events::PyEvents::new(n.events()))
+    }
+
     /// `ws://host:port` of the client port while running, else None.
     #[getter]
     fn client_url(&self, py: Python<'_>) -> Option<String> {

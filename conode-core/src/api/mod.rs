@@ -5,6 +5,7 @@ pub mod client;
 pub mod edge;
 mod operator;
 mod server;
+pub mod subscribe;
 pub mod tls_reload;
 pub mod trust;
 

@@ -69,6 +69,14 @@ async fn websocket(
             .fallback(&service, &method)
             .unwrap_or_else(|| (axum::http::StatusCode::NOT_FOUND, "not found").into_response());
     };
+    if let Some(handler) = s.ctx.streams.get(&service, &method) {
+        let (max, idle) = (s.ctx.config.limits.client_max_message, s.ctx.config.limits.client_idle_timeout);
+        let stop = s.ctx.tasks.token().clone();
+        return ws
+            .max_message_size(max)
+            .max_frame_size(max)
+            .on_upgrade(move |socket| super::subscribe::serve(socket, handler, idle, stop));
+    }
     let Some(handler) = s.clients.get(&service) else {
         return (axum::http::StatusCode::NOT_FOUND, format!("no service `{service}` on this node")).into_response();
     };

@@ -7,8 +7,9 @@
 //! every round. Also sets TCP keepalive and `TCP_USER_TIMEOUT` on node sockets (Linux).
 
 use crate::crypto::IdentityPublicKey;
+use crate::events::{EventBus, NodeEvent};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::sync::lock;
@@ -59,9 +60,22 @@ pub struct PeerReport {
 #[derive(Default)]
 pub struct PeerHealth {
     peers: Mutex<HashMap<IdentityPublicKey, PeerState>>,
+    /// Where peer-down and peer-up events go (the node's bus), once set.
+    events: OnceLock<EventBus>,
 }
 
 impl PeerHealth {
+    /// Reports peers going down and coming back on `bus` from now on (first call wins).
+    pub(super) fn set_events(&self, bus: EventBus) {
+        let _ = self.events.set(bus);
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        if let Some(bus) = self.events.get() {
+            bus.emit(event);
+        }
+    }
+
     /// `Some` when `peer` is known to be down (skip it until the probe sees it back).
     pub fn down(&self, peer: &IdentityPublicKey) -> Option<DownInfo> {
         lock(&self.peers).get(peer).and_then(|p| p.down.clone())
@@ -104,13 +118,16 @@ impl PeerHealth {
     /// The peer answered something. Clears `down` unless it is held down after hanging; returns
     /// whether it came back.
     pub(super) fn record_ok(&self, peer: &IdentityPublicKey) -> bool {
-        let mut peers = lock(&self.peers);
-        let Some(p) = peers.get_mut(peer) else { return false };
-        if p.down.is_none() || p.hold_until.is_some_and(|t| Instant::now() < t) {
-            return false;
+        {
+            let mut peers = lock(&self.peers);
+            let Some(p) = peers.get_mut(peer) else { return false };
+            if p.down.is_none() || p.hold_until.is_some_and(|t| Instant::now() < t) {
+                return false;
+            }
+            p.down = None;
+            p.hold_until = None;
         }
-        p.down = None;
-        p.hold_until = None;
+        self.emit(NodeEvent::PeerUp { peer: *peer });
         true
     }
 
@@ -135,17 +152,24 @@ impl PeerHealth {
             let hold = HOLD_MIN.saturating_mul(1 << (p.strikes - 1).min(16)).min(HOLD_MAX);
             p.hold_until = Some(now + hold);
         }
-        match &mut p.down {
+        let went_down = match &mut p.down {
             Some(d) => {
                 d.reason = reason;
                 d.hung |= hung;
+                None
             }
             None => {
                 tracing::info!(peer = %super::short(peer), hung, %reason, "peer is down");
-                p.down = Some(DownInfo { since: now, reason, hung });
+                p.down = Some(DownInfo { since: now, reason: reason.clone(), hung });
+                Some(NodeEvent::PeerDown { peer: *peer, reason, hung })
             }
+        };
+        let start_probe = !std::mem::replace(&mut p.probing, true);
+        drop(peers);
+        if let Some(e) = went_down {
+            self.emit(e);
         }
-        !std::mem::replace(&mut p.probing, true)
+        start_probe
     }
 
     /// How long `peer` stays held down whatever the probe says.

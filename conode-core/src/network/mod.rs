@@ -230,6 +230,12 @@ impl Network {
         &self.inner.settings
     }
 
+    /// Reports peers going down and coming back up as node events on `bus` (the node sets it
+    /// once, when it starts).
+    pub fn set_events(&self, bus: crate::events::EventBus) {
+        self.inner.health.set_events(bus);
+    }
+
     /// What this node knows about its peers (down, round-trip times).
     pub fn health(&self) -> &health::PeerHealth {
         &self.inner.health

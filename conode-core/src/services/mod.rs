@@ -164,6 +164,10 @@ pub struct ServiceContext {
     pub started: Instant,
     /// `ws` or `wss`, depending on whether the client port has TLS.
     pub client_scheme: &'static str,
+    /// The node's event bus (see [`crate::events`]).
+    pub events: crate::events::EventBus,
+    /// Streaming client methods (`/Skipchain/Subscribe`, …; see [`crate::api::subscribe`]).
+    pub streams: crate::api::subscribe::StreamRegistry,
 }
 
 impl ServiceContext {
@@ -203,6 +207,7 @@ pub trait Service: Clone + Send + Sync + Sized + 'static {
 pub async fn stop_service(ctx: &ServiceContext, name: &str) {
     ctx.network.unregister(name);
     ctx.clients.unregister(name);
+    ctx.streams.unregister(name);
     let left = ctx.tasks.stop(STOP_GRACE).await;
     if left > 0 {
         tracing::warn!(service = name, left, "tasks did not stop in time");

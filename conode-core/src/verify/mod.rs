@@ -3,6 +3,7 @@
 
 pub mod beacon;
 pub mod cosi;
+pub mod follow;
 pub mod skipchain;
 pub mod skipchain_wire;
 

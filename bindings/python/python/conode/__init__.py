@@ -27,6 +27,12 @@ Services on a local cluster, and their light-client checks::
         chain = cluster.start_beacon("bls-unchained-g1-rfc9380", genesis_delay=1)
         conode.verify_beacon(chain.info, chain.round(1, timeout=30))
 
+Node events (a new block, a beacon round, a peer down, ...) as dicts, pull-style::
+
+    for event in cluster.events(0):                   # or node.events(); also `async for`
+        if event["kind"] == "block_stored":
+            print(event["index"], event["hash"])
+
 ``Client(url)`` does the same against any running conode over its client port.
 Every blocking call releases the GIL. Errors derive from ``conode.ConodeError``.
 """
@@ -41,6 +47,7 @@ from ._conode import (
     Client,
     CollectiveSignature,
     ConfigError,
+    Events,
     ConodeError,
     IdentityKey,
     LocalCluster,
@@ -89,6 +96,7 @@ __all__ = [
     "Beacon",
     "BeaconChain",
     "Client",
+    "Events",
     # errors
     "ConodeError",
     "ConfigError",

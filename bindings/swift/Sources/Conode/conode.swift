@@ -602,6 +602,272 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * A beacon chain followed round by round (see the module doc).
+ */
+public protocol BeaconSubscriptionProtocol: AnyObject, Sendable {
+    
+    /**
+     * The next beacon, verified, waiting at most `timeout_ms`; null when none came in time.
+     * Errors as for `BlockSubscription.nextBlock`.
+     */
+    func nextBeacon(timeoutMs: UInt64) throws  -> VerifiedBeacon?
+    
+}
+/**
+ * A beacon chain followed round by round (see the module doc).
+ */
+open class BeaconSubscription: BeaconSubscriptionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_conode_fn_clone_beaconsubscription(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_conode_fn_free_beaconsubscription(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The next beacon, verified, waiting at most `timeout_ms`; null when none came in time.
+     * Errors as for `BlockSubscription.nextBlock`.
+     */
+open func nextBeacon(timeoutMs: UInt64)throws  -> VerifiedBeacon?  {
+    return try  FfiConverterOptionTypeVerifiedBeacon.lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_beaconsubscription_next_beacon(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBeaconSubscription: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = BeaconSubscription
+
+    public static func lift(_ handle: UInt64) throws -> BeaconSubscription {
+        return BeaconSubscription(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: BeaconSubscription) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BeaconSubscription {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: BeaconSubscription, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBeaconSubscription_lift(_ handle: UInt64) throws -> BeaconSubscription {
+    return try FfiConverterTypeBeaconSubscription.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBeaconSubscription_lower(_ value: BeaconSubscription) -> UInt64 {
+    return FfiConverterTypeBeaconSubscription.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A chain followed block by block (see the module doc).
+ */
+public protocol BlockSubscriptionProtocol: AnyObject, Sendable {
+    
+    /**
+     * The next block, verified, waiting at most `timeout_ms`; null when none came in time.
+     * Throws `VerificationFailed` for a block that does not verify (the subscription stays at
+     * the last good block), `Network` when the conode cannot be reached (call again to retry).
+     */
+    func nextBlock(timeoutMs: UInt64) throws  -> VerifiedBlock?
+    
+}
+/**
+ * A chain followed block by block (see the module doc).
+ */
+open class BlockSubscription: BlockSubscriptionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_conode_fn_clone_blocksubscription(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_conode_fn_free_blocksubscription(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The next block, verified, waiting at most `timeout_ms`; null when none came in time.
+     * Throws `VerificationFailed` for a block that does not verify (the subscription stays at
+     * the last good block), `Network` when the conode cannot be reached (call again to retry).
+     */
+open func nextBlock(timeoutMs: UInt64)throws  -> VerifiedBlock?  {
+    return try  FfiConverterOptionTypeVerifiedBlock.lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_blocksubscription_next_block(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBlockSubscription: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = BlockSubscription
+
+    public static func lift(_ handle: UInt64) throws -> BlockSubscription {
+        return BlockSubscription(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: BlockSubscription) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BlockSubscription {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: BlockSubscription, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBlockSubscription_lift(_ handle: UInt64) throws -> BlockSubscription {
+    return try FfiConverterTypeBlockSubscription.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBlockSubscription_lower(_ value: BlockSubscription) -> UInt64 {
+    return FfiConverterTypeBlockSubscription.lower(value)
+}
+
+
+
+
+
+
+/**
  * A conode's client port, e.g. `ws://127.0.0.1:7771` (also `wss://`, `http://`, `https://`: the
  * WebSocket and HTTP APIs share the port). Every call blocks for at most about `timeout_ms` per
  * network step; call it off the UI thread.
@@ -636,6 +902,18 @@ public protocol ConodeClientProtocol: AnyObject, Sendable {
      * The WebSocket base URL this client talks to.
      */
     func url()  -> String
+    
+    /**
+     * Follows the conode's beacon from `from_round` (0: the next round it stores). With
+     * `chain_hash` (hex) the chain must be that one; without it the conode's `/info` is trusted.
+     */
+    func subscribeBeacons(chainHash: String?, fromRound: UInt64) throws  -> BeaconSubscription
+    
+    /**
+     * Follows the skipchain `genesis` (hex genesis id) from its first block: each `nextBlock`
+     * returns the next block, verified.
+     */
+    func subscribeBlocks(genesis: String) throws  -> BlockSubscription
     
 }
 /**
@@ -789,6 +1067,35 @@ open func url() -> String  {
         uniffiCallStatus in
     uniffi_conode_fn_method_conodeclient_url(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Follows the conode's beacon from `from_round` (0: the next round it stores). With
+     * `chain_hash` (hex) the chain must be that one; without it the conode's `/info` is trusted.
+     */
+open func subscribeBeacons(chainHash: String?, fromRound: UInt64)throws  -> BeaconSubscription  {
+    return try  FfiConverterTypeBeaconSubscription_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_subscribe_beacons(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionString.lower(chainHash),
+        FfiConverterUInt64.lower(fromRound),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Follows the skipchain `genesis` (hex genesis id) from its first block: each `nextBlock`
+     * returns the next block, verified.
+     */
+open func subscribeBlocks(genesis: String)throws  -> BlockSubscription  {
+    return try  FfiConverterTypeBlockSubscription_lift(try rustCallWithError(FfiConverterTypeLightError_lift) {
+        uniffiCallStatus in
+    uniffi_conode_fn_method_conodeclient_subscribe_blocks(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(genesis),uniffiCallStatus
     )
 })
 }
@@ -1651,6 +1958,54 @@ fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeVerifiedBeacon: FfiConverterRustBuffer {
+    typealias SwiftType = VerifiedBeacon?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeVerifiedBeacon.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeVerifiedBeacon.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeVerifiedBlock: FfiConverterRustBuffer {
+    typealias SwiftType = VerifiedBlock?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeVerifiedBlock.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeVerifiedBlock.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
     typealias SwiftType = [UInt32]
 
@@ -1910,6 +2265,18 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_conode_checksum_method_conodeclient_url() != 30026) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_subscribe_beacons() != 14664) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_conodeclient_subscribe_blocks() != 29797) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_beaconsubscription_next_beacon() != 45133) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_conode_checksum_method_blocksubscription_next_block() != 40980) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_conode_checksum_constructor_conodeclient_new() != 55570) {

@@ -288,6 +288,46 @@ RustBuffer uniffi_conode_fn_method_conodeclient_latest_block(uint64_t ptr, RustB
 RustBuffer uniffi_conode_fn_method_conodeclient_url(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_SUBSCRIBE_BEACONS
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_SUBSCRIBE_BEACONS
+uint64_t uniffi_conode_fn_method_conodeclient_subscribe_beacons(uint64_t ptr, RustBuffer chain_hash, uint64_t from_round, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_SUBSCRIBE_BLOCKS
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_CONODECLIENT_SUBSCRIBE_BLOCKS
+uint64_t uniffi_conode_fn_method_conodeclient_subscribe_blocks(uint64_t ptr, RustBuffer genesis, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CLONE_BEACONSUBSCRIPTION
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CLONE_BEACONSUBSCRIPTION
+uint64_t uniffi_conode_fn_clone_beaconsubscription(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FREE_BEACONSUBSCRIPTION
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FREE_BEACONSUBSCRIPTION
+void uniffi_conode_fn_free_beaconsubscription(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_BEACONSUBSCRIPTION_NEXT_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_BEACONSUBSCRIPTION_NEXT_BEACON
+RustBuffer uniffi_conode_fn_method_beaconsubscription_next_beacon(uint64_t ptr, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CLONE_BLOCKSUBSCRIPTION
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_CLONE_BLOCKSUBSCRIPTION
+uint64_t uniffi_conode_fn_clone_blocksubscription(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FREE_BLOCKSUBSCRIPTION
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FREE_BLOCKSUBSCRIPTION
+void uniffi_conode_fn_free_blocksubscription(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_BLOCKSUBSCRIPTION_NEXT_BLOCK
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_METHOD_BLOCKSUBSCRIPTION_NEXT_BLOCK
+RustBuffer uniffi_conode_fn_method_blocksubscription_next_block(uint64_t ptr, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_LIBRARY_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_FN_FUNC_LIBRARY_VERSION
 RustBuffer uniffi_conode_fn_func_library_version(RustCallStatus *_Nonnull out_status
@@ -664,6 +704,30 @@ uint16_t uniffi_conode_checksum_method_conodeclient_latest_block(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_URL
 #define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_URL
 uint16_t uniffi_conode_checksum_method_conodeclient_url(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_SUBSCRIBE_BEACONS
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_SUBSCRIBE_BEACONS
+uint16_t uniffi_conode_checksum_method_conodeclient_subscribe_beacons(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_SUBSCRIBE_BLOCKS
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_CONODECLIENT_SUBSCRIBE_BLOCKS
+uint16_t uniffi_conode_checksum_method_conodeclient_subscribe_blocks(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_BEACONSUBSCRIPTION_NEXT_BEACON
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_BEACONSUBSCRIPTION_NEXT_BEACON
+uint16_t uniffi_conode_checksum_method_beaconsubscription_next_beacon(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_BLOCKSUBSCRIPTION_NEXT_BLOCK
+#define UNIFFI_FFIDEF_UNIFFI_CONODE_CHECKSUM_METHOD_BLOCKSUBSCRIPTION_NEXT_BLOCK
+uint16_t uniffi_conode_checksum_method_blocksubscription_next_block(void
     
 );
 #endif

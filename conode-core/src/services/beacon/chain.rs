@@ -175,6 +175,10 @@ impl BeaconService {
             l.push_back(RoundLatency { round: beacon.round, ms, recovered });
         }
         debug!(round = beacon.round, recovered, "beacon: stored");
+        self.inner
+            .ctx
+            .events
+            .emit(crate::events::NodeEvent::BeaconRoundStored { chain_hash: chain.chain_hash, round: beacon.round });
         chain.notify.notify_waiters();
     }
 }

@@ -4,6 +4,7 @@
 //! re-exports them with the limits and protocol names that go with them.
 //! Decoding is bounded by the frame / WebSocket limits; lengths and counts are checked before use.
 
+pub use crate::wire::beacon::SubscribeBeacons;
 pub use crate::wire::beacon::{
     BeaconPacket, DkgStatusRequest, DkgStatusResponse, InfoRequest, InfoResponse, InitRequest, InitResponse,
     LatestRequest, PartialBeacon, PartialReply, RoundRequest, SyncReply, SyncRequest,

@@ -12,6 +12,7 @@
 //!   from `t` of them, finding the bad one when that fails (pure, tested with real BLS);
 //! - `audit`: checking once, after the round, the partials that were not needed;
 //! - `sync`: catching up from peers and serving them;
+//! - `subscribe`: `/Beacon/Subscribe`, new rounds streamed to a client;
 //! - `peer`: the `Beacon` peer protocol (partials, sync) dispatch;
 //! - `client`: the `/Beacon/<Method>` client dispatch and `/Beacon/Init`;
 //! - [`store`]: durable group, share and beacons; [`http`]: drand's HTTP API; [`messages`]: the
@@ -29,6 +30,7 @@ mod peer;
 mod round_loop;
 mod service;
 pub mod store;
+mod subscribe;
 mod sync;
 
 /// drand's JSON writers live with the verifier's parsers; re-exported here for the node's callers.

@@ -172,6 +172,12 @@ impl Service for BeaconService {
                 Box::pin(async move { s.peer(msg).await })
             }),
         );
+        let s = svc.clone();
+        ctx.streams.register(
+            SERVICE,
+            "Subscribe",
+            Arc::new(move |body: Vec<u8>| super::subscribe::subscribe(&s, &body)),
+        );
         ctx.http.add_router(super::http::router(svc.clone()));
         ctx.http.add_fallback(super::http::fallback(svc.clone()));
         let weak = Arc::downgrade(&svc.inner);

@@ -10,6 +10,7 @@ use super::protocol;
 use super::roster::RosterCache;
 use crate::config::{NodeConfig, Roster, COSI_SERVICE};
 use crate::crypto::IdentityPublicKey;
+use crate::events::NodeEvent;
 use crate::network::{Network, PeerMessage};
 use crate::services::metrics::{labels, seconds_histogram_family, CounterFamily, HistogramFamily, RosterView};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError, Tasks};
@@ -163,7 +164,7 @@ impl CosiService {
         // The members of a roster this node signs for are served on its node port.
         self.shared.network.admit(roster.servers.iter().map(|m| m.public));
         let start = std::time::Instant::now();
-        let r = protocol::run_root(
+        let outcome = protocol::run_root(
             self.shared.clone(),
             rr,
             statement.to_vec(),
@@ -176,11 +177,20 @@ impl CosiService {
         // Purposes are the services' own names (a client's request uses the service's purpose).
         let l = labels(&[("purpose", if self.shared.hooks.knows(purpose, true) { purpose } else { "other" })]);
         self.shared.rounds.get_or_create(&l).inc();
-        if r.is_err() {
+        if outcome.is_err() {
             self.shared.round_failures.get_or_create(&l).inc();
         }
         self.shared.round_latency.get_or_create(&l).observe(start.elapsed().as_secs_f64());
-        r
+        self.shared.ctx.events.emit(match &outcome {
+            Ok(o) => NodeEvent::CosiRoundSigned {
+                purpose: purpose.to_string(),
+                statement_hash: crate::crypto::sha256(&[statement]),
+                signers: o.report.signed.len(),
+                n: o.report.n,
+            },
+            Err(e) => NodeEvent::CosiRoundFailed { purpose: purpose.to_string(), reason: e.to_string() },
+        });
+        outcome
     }
 }
 

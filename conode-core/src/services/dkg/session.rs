@@ -56,14 +56,18 @@ pub(super) struct Slot {
     pub(super) created: Instant,
     pub(super) status: Mutex<DkgStatus>,
     pub(super) dones: Mutex<BTreeMap<u32, m::Done>>,
+    /// The node's event bus (phase changes are announced there).
+    pub(super) events: crate::events::EventBus,
 }
 
 impl Slot {
     pub(super) fn log(&self, phase: Option<&str>, line: String) {
         info!(session = %short(&self.params.session), "DKG: {line}");
         let mut s = lock(&self.status);
-        if let Some(p) = phase {
+        if let Some(p) = phase.filter(|p| *p != s.phase) {
             s.phase = p.to_string();
+            self.events
+                .emit(crate::events::NodeEvent::DkgPhaseChanged { session: self.params.session, phase: p.to_string() });
         }
         let ms = self.created.elapsed().as_millis() as u64;
         s.elapsed_ms = ms;
@@ -140,6 +144,7 @@ impl DkgService {
             created: Instant::now(),
             status: Mutex::new(DkgStatus { leader, ..Default::default() }),
             dones: Mutex::new(BTreeMap::new()),
+            events: self.inner.ctx.events.clone(),
         });
         lock(&slot.status).session = hex::encode(slot.params.session);
         *cur = Some(slot.clone());

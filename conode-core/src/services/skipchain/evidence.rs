@@ -17,11 +17,19 @@ use tracing::warn;
 #[derive(Clone)]
 pub struct EvidenceLog {
     tree: ServiceTree,
+    /// Where `Equivocation` events go, when set.
+    events: Option<crate::events::EventBus>,
 }
 
 impl EvidenceLog {
     pub fn open(storage: &Storage) -> Result<Self, StorageError> {
-        Ok(Self { tree: storage.tree("skipchain.evidence")? })
+        Ok(Self { tree: storage.tree("skipchain.evidence")?, events: None })
+    }
+
+    /// Announces every member accused from now on as a `NodeEvent::Equivocation` on `bus`.
+    pub fn with_events(mut self, bus: crate::events::EventBus) -> Self {
+        self.events = Some(bus);
+        self
     }
 
     /// Records `first` and `second` (both verified against `roster`, the source block's roster)
@@ -66,6 +74,14 @@ impl EvidenceLog {
                 level,
                 "EQUIVOCATION: this member signed two forward links from one block at one level"
             );
+            if let Some(bus) = &self.events {
+                bus.emit(crate::events::NodeEvent::Equivocation {
+                    chain: genesis.to_vec(),
+                    index,
+                    level,
+                    member: *member,
+                });
+            }
         }
         accused
     }

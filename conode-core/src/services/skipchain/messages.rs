@@ -9,6 +9,7 @@ pub use crate::wire::skipchain::{
     Append, BlockReply, Blocks, CreateChain, Equivocation, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink,
     LinkedBlock, PrepareCertificate, Proof, Proposal, SlotQuery, SlotState,
 };
+pub use crate::wire::skipchain::{BlockItem, SubscribeBlocks};
 
 /// What a roster signs to prepare a block: sha256(tag ‖ genesis ‖ index ‖ view ‖ block hash).
 pub fn prepare_message(genesis: &[u8], index: u64, view: u64, block_hash: &[u8]) -> [u8; 32] {

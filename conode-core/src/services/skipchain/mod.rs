@@ -32,6 +32,7 @@
 //! - `votes`: the durable per-slot votes and locks; `votes_model`: an exhaustive check of their rules.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
+//! - `subscribe`: `/Skipchain/Subscribe`, a chain's blocks streamed to a client.
 //! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up.
 
 mod evidence;
@@ -41,6 +42,7 @@ mod owner;
 mod rosters;
 mod service;
 pub mod store;
+mod subscribe;
 mod votes;
 #[cfg(test)]
 mod votes_model;

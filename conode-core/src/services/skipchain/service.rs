@@ -947,10 +947,12 @@ impl Service for SkipchainService {
     fn start(ctx: &ServiceContext, cosi: CosiService) -> Result<Self, StartError> {
         let ctx = ctx.for_service();
         let store = ChainStore::open(&ctx.storage)
+            .map(|s| s.with_events(ctx.events.clone()))
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let votes =
             Votes::open(&ctx.storage).map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let evidence = EvidenceLog::open(&ctx.storage)
+            .map(|e| e.with_events(ctx.events.clone()))
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let svc = SkipchainService {
             shared: Arc::new(Shared {
@@ -999,6 +1001,12 @@ impl Service for SkipchainService {
                 let s = s.clone();
                 Box::pin(async move { client_request(s, method, body).await })
             }),
+        );
+        let (store, bus) = (svc.shared.store.clone(), ctx.events.clone());
+        ctx.streams.register(
+            SKIPCHAIN_SERVICE,
+            "Subscribe",
+            Arc::new(move |body: Vec<u8>| super::subscribe::subscribe(&store, &bus, &body)),
         );
         let log = evidence.clone();
         let weak = Arc::downgrade(&svc.shared);

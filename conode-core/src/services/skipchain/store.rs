@@ -1,10 +1,13 @@
 //! Durable storage of skipchains in the node's sled database: blocks by hash, the hash of each
 //! (chain, index), and the newest index per chain. Each new block is one atomic, durable commit
-//! (block, its index entry, the newest index and the sources' new forward links together).
+//! (block, its index entry, the newest index and the sources' new forward links together), after
+//! which the store emits one `BlockStored` node event per new block, in commit order.
 
+use crate::events::{EventBus, NodeEvent};
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::skipchain::SkipBlock;
 use prost::Message;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct ChainStore {
@@ -12,6 +15,10 @@ pub struct ChainStore {
     blocks: ServiceTree,
     index: ServiceTree,
     latest: ServiceTree,
+    /// Where `BlockStored` events go, when set.
+    events: Option<EventBus>,
+    /// One commit at a time, so each new block is announced once and in commit order.
+    commit: Arc<Mutex<()>>,
 }
 
 fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
@@ -27,7 +34,15 @@ impl ChainStore {
             blocks: storage.tree("skipchain.blocks")?,
             index: storage.tree("skipchain.index")?,
             latest: storage.tree("skipchain.latest")?,
+            events: None,
+            commit: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Announces every block stored from now on as a [`NodeEvent::BlockStored`] on `bus`.
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = Some(bus);
+        self
     }
 
     pub fn block(&self, hash: &[u8]) -> Option<SkipBlock> {
@@ -70,10 +85,16 @@ impl ChainStore {
             .collect();
         writes.push((&self.blocks, &block.hash, &block_bytes));
         writes.push((&self.index, &index_entry, &block.hash));
+        let _one = crate::sync::lock(&self.commit);
         if self.latest_index(&genesis).is_none_or(|l| block.index > l) {
             writes.push((&self.latest, &genesis, &latest_bytes));
         }
-        self.storage.commit(&writes)
+        let new = self.index.get(&index_entry).ok().flatten().is_none_or(|h| h != block.hash);
+        self.storage.commit(&writes)?;
+        if let (true, Some(bus)) = (new, &self.events) {
+            bus.emit(NodeEvent::BlockStored { chain: genesis, index: block.index, hash: block.hash.clone() });
+        }
+        Ok(())
     }
 
     /// Replaces a stored block (to add forward links), durably.
