@@ -104,6 +104,9 @@ pub fn stranger_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> Optio
         ("Cosi", "Announce") => 6 << 20,
         ("Skipchain", "Store") => 8 << 20,
         ("Dkg", "Prepare") => 512 * 1024,
+        // A join request (the joiner's public.toml and node data) and its status poll.
+        ("Membership", "Join") => 64 * 1024,
+        ("Membership", "JoinStatus") => 64 * 1024,
         _ => return None,
     };
     Some(limit.min(max_frame))
