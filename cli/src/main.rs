@@ -8,6 +8,7 @@ mod check;
 mod cosign;
 mod input;
 mod logging;
+mod membership;
 mod owner_key;
 mod run_nodes;
 mod server;
@@ -53,6 +54,18 @@ enum Command {
     Beacon(beacon::BeaconCommand),
     /// Drop this node's beacon chain, group and share (the node must be stopped); keeps the keys.
     Reset(beacon::ResetArgs),
+    /// The network chain of this cothority (membership by vote).
+    #[command(subcommand)]
+    Network(membership::NetworkCommand),
+    /// Run this node and ask to join a network (it is Pending until the members vote).
+    Join(membership::JoinArgs),
+    /// Propose a membership change (signed with the node's identity key or --key).
+    #[command(subcommand)]
+    Propose(membership::ProposeCommand),
+    /// Vote yes or no on a proposal.
+    Vote(membership::VoteArgs),
+    /// List the proposals a node knows, with their tallies (JSON lines).
+    Proposals(membership::ProposalsArgs),
     /// Benchmarks printing machine-readable (JSON) results.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -71,6 +84,11 @@ fn main() {
         Command::Skipchain(c) => skipchain::run(c),
         Command::Beacon(c) => beacon::run(c),
         Command::Reset(a) => beacon::reset(cli.config, a),
+        Command::Network(c) => membership::network(c),
+        Command::Join(a) => membership::join(cli.config, a),
+        Command::Propose(c) => membership::propose(cli.config, c),
+        Command::Vote(a) => membership::vote(cli.config, a),
+        Command::Proposals(a) => membership::proposals(cli.config, a),
         Command::Bench(b) => bench::run(b),
     };
     if let Err(e) = result {
