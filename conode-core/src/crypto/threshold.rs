@@ -891,7 +891,8 @@ mod tests {
         assert_eq!(p3.public_key(), p4.public_key());
         // Every group signs with the same key: the recovered signatures are identical.
         let sig = |p: &PubPoly<G1>, shares: &[(u32, Scalar)]| {
-            let partials: Vec<(u32, G2)> = shares.iter().map(|(i, s)| (*i, sign_partial::<G2>(s, msg, DST_G2))).collect();
+            let partials: Vec<(u32, G2)> =
+                shares.iter().map(|(i, s)| (*i, sign_partial::<G2>(s, msg, DST_G2))).collect();
             for (i, part) in &partials {
                 assert!(verify_partial(p, *i, msg, DST_G2, part));
             }

@@ -17,6 +17,8 @@
 //! `messages`: wire types and signed byte strings; `rules`: the pure governance rules; `store`:
 //! sled; `service`: the service; `http`: the operator's JSON routes.
 
+#[cfg(feature = "cluster")]
+pub mod bench;
 mod http;
 pub mod messages;
 pub mod rules;
