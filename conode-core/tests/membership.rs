@@ -154,6 +154,14 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     let (_, cfg) = m(&c, 0).latest().unwrap();
     assert!(!cfg.members.contains(&removed.as_bytes().to_vec()), "a removed node stays a member");
 
+    // The removed node cannot sign for the new roster: a block it proposes (it still holds the
+    // chain, and as a founder it owns it) is refused, and the next block is cosigned without it.
+    let (latest, cfg) = m(&c, 1).latest().unwrap();
+    let forged = NetworkConfig { threshold: 1, ..cfg };
+    let append = Append::signed(&key(&c, 1), &net, latest.index + 1, forged.encode_to_vec(), None).unwrap();
+    let chains1 = c.node(1).skipchain().unwrap();
+    assert!(c.runtime().block_on(chains1.append(append)).is_err(), "a removed node appended to the network chain");
+
     // The removed node can no longer vote (it is no member of the new config).
     let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), 3);
     let tid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
@@ -167,6 +175,12 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     seen(&c, 3, &tid, 2, 0);
     assert_eq!(vote(&c, 3, &net, &tid, true).unwrap(), "accepted");
     wait("threshold 2 everywhere", || m(&c, j).latest().is_some_and(|(_, cfg)| rules::needed(&cfg) == 2));
+    let (last, _) = m(&c, j).latest().unwrap();
+    let link = c.node(0).skipchain().unwrap().store().block_at(&net, last.index - 1).unwrap().forward_links[0].clone();
+    let mask = link.signature.unwrap().mask;
+    let prev_roster = c.node(0).skipchain().unwrap().store().block_at(&net, last.index - 1).unwrap().roster.unwrap();
+    assert!(prev_roster.members.iter().all(|mem| mem.identity != removed.as_bytes().to_vec()));
+    assert_eq!(mask.len(), 1, "a 4-member roster signs with a 1-byte mask");
 }
 
 #[test]
