@@ -10,7 +10,7 @@ use super::store::{JoinRecord, MembershipStore, NodeRecord, NodeState, Outcome};
 use crate::api::client::Client;
 use crate::config::{Roster, ServerIdentity};
 use crate::crypto::IdentityPublicKey;
-use crate::network::PeerMessage;
+use crate::network::{NetError, PeerMessage};
 use crate::services::skipchain::messages::Append;
 use crate::services::skipchain::{config_roster, Governor, SkipchainError, SkipchainService};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
@@ -31,6 +31,9 @@ const TICK: Duration = Duration::from_millis(200);
 /// deciding ballot did not within this time (it may have crashed).
 const FALLBACK_APPEND: Duration = Duration::from_secs(2);
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deliveries of a proposal or ballot to one member before giving up (it may catch the outcome
+/// from the chain later).
+const GOSSIP_ATTEMPTS: u32 = 3;
 /// How long a member that cannot append itself waits for another to append a passed proposal.
 const FINALIZE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Join requests a member keeps at most (strangers cannot fill its disk).
@@ -384,8 +387,23 @@ impl MembershipService {
         for m in roster.into_iter().flat_map(|r| r.servers).filter(|m| m.public != me) {
             let (net, payload) = (self.shared.ctx.network.clone(), payload.clone());
             self.shared.ctx.tasks.spawn(async move {
-                if let Err(e) = net.request(&m, MEMBERSHIP_SERVICE, protocol, &[], payload, PEER_TIMEOUT).await {
-                    debug!(peer = %m.address, error = %e, "membership gossip not delivered");
+                // A link opened while this node was a stranger to the peer (its join) may be
+                // closed by the peer on the first request it reads in stranger mode: redial.
+                // A ballot may overtake its proposal: send it again.
+                for attempt in 1..=GOSSIP_ATTEMPTS {
+                    match net.request(&m, MEMBERSHIP_SERVICE, protocol, &[], payload.clone(), PEER_TIMEOUT).await {
+                        Ok(_) => return,
+                        // Refused for good (a duplicate, a closed proposal): no point repeating.
+                        Err(NetError::Remote { message, .. }) if !message.contains("unknown proposal") => {
+                            debug!(peer = %m.address, %message, "membership gossip refused");
+                            return;
+                        }
+                        // Not delivered, or a ballot that overtook its proposal: again, later.
+                        Err(e) => {
+                            debug!(peer = %m.address, error = %e, attempt, "membership gossip not delivered");
+                            tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await;
+                        }
+                    }
                 }
             });
         }
