@@ -146,8 +146,11 @@ struct Shared {
 #[derive(Clone)]
 pub struct Governor {
     pub governs: Arc<dyn Fn(&SkipBlock) -> bool + Send + Sync>,
-    pub check: Arc<dyn Fn(&SkipBlock, &SkipBlock) -> Result<(), String> + Send + Sync>,
+    pub check: GovernorCheck,
 }
+
+/// `check(prev, next)` of a [`Governor`]: why `next` may not follow `prev`.
+pub type GovernorCheck = Arc<dyn Fn(&SkipBlock, &SkipBlock) -> Result<(), String> + Send + Sync>;
 
 /// Handle on a node's skipchain service (cheap to clone).
 #[derive(Clone)]
