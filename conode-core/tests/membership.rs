@@ -276,3 +276,64 @@ fn a_stranger_gets_only_its_join_answer_and_operators_read_json() {
         .block_on(async { reqwest::get(format!("{joiner}/node/state")).await.unwrap().json().await.unwrap() });
     assert_eq!(state["state"], "Pending");
 }
+
+#[test]
+fn a_join_while_appends_and_beacon_rounds_continue() {
+    use conode_core::services::beacon::messages::InitRequest;
+    use conode_core::verify::beacon::Scheme;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let mut c = LocalCluster::new(4).unwrap();
+    let req = InitRequest {
+        roster_toml: c.roster().to_toml(),
+        scheme: Scheme::from_id("bls-unchained-g1-rfc9380").unwrap().id().into(),
+        period_secs: 1,
+        threshold: 0,
+        phase_timeout_ms: 2000,
+        genesis_time: 0,
+        genesis_delay_ms: 1000,
+        beacon_id: String::new(),
+    };
+    let url = c.client_url(0).unwrap();
+    c.runtime()
+        .block_on(conode_core::api::client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60)))
+        .unwrap();
+    let beacon = c.node(0).beacon().unwrap();
+    let info = beacon.chain_info().unwrap();
+    assert!(c.runtime().block_on(beacon.wait_for_round(1, Duration::from_secs(20))).is_some());
+    let net = network(&c);
+
+    // Appends to another chain go on through node 0 while the node joins.
+    let owner = IdentityKeyPair::generate();
+    let log = c.create_chain(0, vec![owner.public()], b"log".to_vec()).unwrap();
+    let (chains, handle, stop) =
+        (c.node(0).skipchain().unwrap(), c.runtime().handle().clone(), Arc::new(AtomicBool::new(false)));
+    let stop2 = stop.clone();
+    let appender = std::thread::spawn(move || {
+        let mut index = 1;
+        while !stop2.load(Ordering::SeqCst) {
+            let a = Append::signed(&owner, &log.hash, index, format!("entry {index}").into_bytes(), None).unwrap();
+            handle.block_on(chains.append(a)).unwrap_or_else(|e| panic!("append {index} failed during the join: {e}"));
+            index += 1;
+        }
+        index - 1
+    });
+    let j = c.spawn_node().unwrap();
+    let pid = join(&c, j, &net);
+    for v in 0..3 {
+        seen(&c, v, &pid, v as u32, 0);
+        vote(&c, v, &net, &pid, true).unwrap();
+    }
+    wait("the joiner is part of the network", || m(&c, j).state() == NodeState::PartOfNetwork);
+    let round_at_join = beacon.stats().latest_round;
+    assert!(c.runtime().block_on(beacon.wait_for_round(round_at_join + 2, Duration::from_secs(20))).is_some());
+    stop.store(true, Ordering::SeqCst);
+    let appended = appender.join().unwrap();
+    assert!(appended > 0, "no append went through during the join");
+    // Every beacon round so far verifies, before, during and after the join.
+    let latest = beacon.stats().latest_round;
+    for r in 1..=latest {
+        info.verify(&beacon.get(r).unwrap_or_else(|| panic!("round {r} missing"))).unwrap();
+    }
+}
