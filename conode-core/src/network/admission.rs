@@ -3,7 +3,8 @@
 //! (its services feed the set: cosi, skipchain, DKG and beacon rosters, and every peer this node
 //! dials) get the full protocol; everyone else is a stranger with a small separate budget: only
 //! introductions (a reachability ping, a cosi announcement, a skipchain block, a DKG proposal —
-//! each carrying the roster that then admits its members), few connections at once, a shared
+//! each carrying the roster that then admits its members — and a membership join request and its
+//! status poll), few connections at once, a shared
 //! memory budget, short deadlines. Frame sizes are limited per route, and memory follows received
 //! bytes (see [`super::frame::read_body`]).
 

@@ -261,3 +261,85 @@ pub fn check_block(prev: &SkipBlock, next: &SkipBlock, applied: &dyn Fn(&[u8; 32
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::IdentityKeyPair;
+
+    fn cfg(members: usize, threshold: u32) -> (NetworkConfig, Vec<IdentityKeyPair>) {
+        let keys: Vec<IdentityKeyPair> = (0..members).map(|_| IdentityKeyPair::generate()).collect();
+        let cfg = NetworkConfig {
+            kind: NETWORK_KIND.into(),
+            members: keys.iter().map(|k| k.public().as_bytes().to_vec()).collect(),
+            members_follow_roster: true,
+            threshold,
+            ..Default::default()
+        };
+        (cfg, keys)
+    }
+
+    #[test]
+    fn default_threshold_is_more_than_two_thirds() {
+        for (m, need) in [(1, 1), (2, 2), (3, 3), (4, 3), (5, 4), (6, 5), (7, 5), (9, 7), (10, 7)] {
+            assert_eq!(needed(&cfg(m, 0).0), need, "{m} members");
+        }
+        assert_eq!(needed(&cfg(4, 2).0), 2);
+        assert_eq!(needed(&cfg(4, 9).0), 4, "an explicit threshold is capped at the members");
+    }
+
+    #[test]
+    fn tally_counts_one_ballot_per_member_and_rejects_when_unreachable() {
+        let (cfg, keys) = cfg(5, 0); // 4 yes needed
+        let net = b"net".to_vec();
+        let id = [7u8; 32];
+        let vote = |i: usize, yes: bool| Ballot::signed(&keys[i], &net, &id, yes);
+        assert_eq!(tally(&cfg, &[vote(0, true), vote(0, true), vote(1, true)]), Tally::Open { yes: 2, no: 0 });
+        assert_eq!(tally(&cfg, &[vote(0, false)]), Tally::Open { yes: 0, no: 1 });
+        assert_eq!(tally(&cfg, &[vote(0, false), vote(1, false)]), Tally::Rejected { yes: 0, no: 2 });
+        let four: Vec<Ballot> = (0..4).map(|i| vote(i, true)).collect();
+        assert_eq!(tally(&cfg, &four), Tally::Passed { yes: 4, no: 0 });
+        // A stranger's ballot does not count.
+        let stranger = Ballot::signed(&IdentityKeyPair::generate(), &net, &id, true);
+        assert_eq!(tally(&cfg, &[vote(0, true), stranger.clone()]), Tally::Open { yes: 1, no: 0 });
+        assert!(matches!(check_ballot(&net, &cfg, &stranger), Err(RuleError::NotMember(_))));
+        let mut forged = vote(1, true);
+        forged.approve = false;
+        assert!(matches!(check_ballot(&net, &cfg, &forged), Err(RuleError::BadSignature(_))));
+        assert!(check_ballot(&net, &cfg, &vote(1, true)).is_ok());
+        // The block carries exactly the needed yes ballots, sorted by member.
+        let mut all: Vec<Ballot> = (0..5).rev().map(|i| vote(i, true)).collect();
+        all.push(vote(2, false));
+        let passing = passing_ballots(&cfg, &all);
+        assert_eq!(passing.len(), 4);
+        assert!(passing.windows(2).all(|w| w[0].member < w[1].member));
+    }
+
+    #[test]
+    fn actions_apply_or_say_why_not() {
+        let (cfg, _) = cfg(2, 0);
+        let roster = BlockRoster {
+            members: cfg
+                .members
+                .iter()
+                .map(|k| crate::verify::skipchain::RosterEntry { identity: k.clone(), ..Default::default() })
+                .collect(),
+        };
+        let remove = |k: &[u8]| Action { kind: Some(action::Kind::RemoveNode(RemoveNode { identity: k.to_vec() })) };
+        let (after, r) = apply(&cfg, &roster, &remove(&cfg.members[0])).unwrap();
+        assert_eq!(r.members.len(), 1);
+        assert_eq!(after.members, vec![cfg.members[1].clone()], "members follow the roster");
+        let err = apply(&after, &r, &remove(&cfg.members[1])).unwrap_err();
+        assert!(err.to_string().contains("last node"), "{err}");
+        let err = apply(&after, &r, &remove(&cfg.members[0])).unwrap_err();
+        assert!(err.to_string().contains("not in the roster"), "{err}");
+        let set = |t| Action { kind: Some(action::Kind::SetThreshold(SetThreshold { threshold: t })) };
+        assert_eq!(apply(&cfg, &roster, &set(2)).unwrap().0.threshold, 2);
+        assert!(apply(&cfg, &roster, &set(3)).is_err());
+        let add = Action {
+            kind: Some(action::Kind::AddNode(AddNode { public_toml: "[[servers]]".into(), node_data: String::new() })),
+        };
+        assert!(apply(&cfg, &roster, &add).is_err());
+        assert!(apply(&cfg, &roster, &Action::default()).is_err());
+    }
+}
