@@ -4,9 +4,8 @@
 //! dials) get the full protocol; everyone else is a stranger with a small separate budget: only
 //! introductions (a reachability ping, a cosi announcement, a skipchain block, a DKG proposal —
 //! each carrying the roster that then admits its members — and a membership join request and its
-//! status poll), few connections at once, a shared
-//! memory budget, short deadlines. Frame sizes are limited per route, and memory follows received
-//! bytes (see [`super::frame::read_body`]).
+//! status poll), few connections at once, a shared memory budget, short deadlines. Frame sizes are
+//! limited per route, and memory follows received bytes (see [`super::frame::read_body`]).
 
 use super::frame::{self, Envelope, FrameError, Route};
 use super::NetSettings;
