@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 /// Service name (client methods, peer protocol).
 pub const MEMBERSHIP_SERVICE: &str = "Membership";
 /// How often the service reviews its state, open proposals and a pending join.
-const TICK: Duration = Duration::from_millis(200);
+const TICK: Duration = Duration::from_millis(100);
 /// A member that saw a proposal pass appends its block itself when the member that received the
 /// deciding ballot did not within this time (it may have crashed).
 const FALLBACK_APPEND: Duration = Duration::from_secs(2);
@@ -569,14 +569,7 @@ impl MembershipService {
     /// proposals, drive a pending join.
     async fn tick(&self) {
         self.sync_network();
-        let open: Vec<Vec<u8>> = self
-            .shared
-            .store
-            .proposals()
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| self.shared.store.outcome(id).is_none())
-            .collect();
+        let open = self.shared.store.open_ids();
         for id in open {
             let me = self.shared.ctx.config.identity.public();
             if self.review(&id) && self.appenders().iter().any(|m| m.public == me) {

@@ -104,8 +104,14 @@ impl MembershipStore {
         self.tree.put(b"node", &v)
     }
 
+    /// Stores a proposal, open (listed by [`Self::open_ids`] until it has an outcome).
     pub fn put_proposal(&self, id: &[u8], p: &Proposal) -> Result<(), StorageError> {
-        self.tree.put(&key("p/", &[id]), &p.encode_to_vec())
+        self.tree.put_batch(&[(&key("p/", &[id]), &p.encode_to_vec()), (&key("open/", &[id]), &[])])
+    }
+
+    /// Ids of the proposals without an outcome (what the periodic review looks at).
+    pub fn open_ids(&self) -> Vec<Vec<u8>> {
+        self.tree.scan_prefix(b"open/").map(|(k, _)| k[5..].to_vec()).collect()
     }
 
     pub fn proposal(&self, id: &[u8]) -> Option<Proposal> {
@@ -133,7 +139,8 @@ impl MembershipStore {
     }
 
     pub fn set_outcome(&self, id: &[u8], o: &Outcome) -> Result<(), StorageError> {
-        self.tree.put(&key("o/", &[id]), &serde_json::to_vec(o).unwrap_or_default())
+        self.tree.put(&key("o/", &[id]), &serde_json::to_vec(o).unwrap_or_default())?;
+        self.tree.remove(&key("open/", &[id]))
     }
 
     pub fn outcome(&self, id: &[u8]) -> Option<Outcome> {
