@@ -86,6 +86,14 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "pedersen-bls-chained,bls-unchained-g1-rfc9380")]
         scheme: Vec<String>,
     },
+    /// Membership: a network grows from --from to --to nodes one join at a time; per join, the
+    /// time from the deciding ballot to the joiner being PartOfNetwork.
+    Membership {
+        #[arg(long, default_value_t = 4)]
+        from: usize,
+        #[arg(long, default_value_t = 7)]
+        to: usize,
+    },
     /// Beacon latency from the period tick to the beacon being served, and verifications per second
     /// of the pure verifier against raw blst, from the same run.
     Beacon {
@@ -192,6 +200,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Skipchain { nodes, appends, chain, .. } => crate::bench_skipchain::run(&nodes, appends, chain),
         BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
         BenchCommand::Backup { blocks, rounds, window } => crate::bench_backup::run(blocks, rounds, window),
+        BenchCommand::Membership { from, to } => {
+            for sample in
+                conode_core::services::membership::bench::join_latency(from, to).map_err(anyhow::Error::msg)?
+            {
+                println!("{}", serde_json::to_string(&sample)?);
+            }
+            Ok(())
+        }
         BenchCommand::Beacon { members, rounds, scheme, verifications } => {
             crate::beacon::bench(&members, rounds, &scheme, verifications)
         }

@@ -13,6 +13,7 @@ mod cosign;
 mod input;
 mod logging;
 mod output;
+mod membership;
 mod owner_key;
 mod run_nodes;
 mod server;
@@ -70,6 +71,18 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into a data dir (the node then catches up from its peers before signing).
     Restore(backup::RestoreArgs),
+    /// The network chain of this cothority (membership by vote).
+    #[command(subcommand)]
+    Network(membership::NetworkCommand),
+    /// Run this node and ask to join a network (it is Pending until the members vote).
+    Join(membership::JoinArgs),
+    /// Propose a membership change (signed with the node's identity key or --key).
+    #[command(subcommand)]
+    Propose(membership::ProposeCommand),
+    /// Vote yes or no on a proposal.
+    Vote(membership::VoteArgs),
+    /// List the proposals a node knows, with their tallies (JSON lines).
+    Proposals(membership::ProposalsArgs),
     /// Benchmarks printing machine-readable (JSON) results.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -93,6 +106,11 @@ fn main() {
         Command::Skipchain(c) => skipchain::run(c),
         Command::Beacon(c) => beacon::run(c),
         Command::Reset(a) => beacon::reset(cli.config, a),
+        Command::Network(c) => membership::network(c),
+        Command::Join(a) => membership::join(cli.config, a),
+        Command::Propose(c) => membership::propose(cli.config, c),
+        Command::Vote(a) => membership::vote(cli.config, a),
+        Command::Proposals(a) => membership::proposals(cli.config, a),
         Command::Bench(b) => bench::run(b),
         Command::Backup(a) => backup::backup(cli.config, a),
         Command::Restore(a) => backup::restore(cli.config, a),

@@ -19,7 +19,16 @@ pub fn is_root() -> bool {
 }
 
 pub fn run(config: Option<PathBuf>, args: ServerArgs) -> Result<()> {
-    if is_root() && !args.allow_root {
+    run_with(config, args.allow_root, crate::membership::join_from_config)
+}
+
+/// Runs the node until a signal; `started` runs once it is up (e.g. to start a join).
+pub fn run_with(
+    config: Option<PathBuf>,
+    allow_root: bool,
+    started: impl FnOnce(&std::path::Path, &conode_core::Node) -> Result<()>,
+) -> Result<()> {
+    if is_root() && !allow_root {
         bail!("refusing to run as root: a conode needs no privileges. Run it as an ordinary user, or pass --allow-root if you really must");
     }
     let explicit = config.is_some();
@@ -43,6 +52,7 @@ pub fn run(config: Option<PathBuf>, args: ServerArgs) -> Result<()> {
         si.address,
         node.client_url().unwrap_or_default()
     );
+    started(&path, &node)?;
     let signal = rt.block_on(signals.wait());
     println!("received {signal}, stopping");
     node.stop()?;

@@ -16,6 +16,8 @@ mod edge;
 mod output;
 #[path = "cli/partition.rs"]
 mod partition;
+#[path = "cli/membership_cmds.rs"]
+mod membership_cmds;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]

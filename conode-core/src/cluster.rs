@@ -53,6 +53,8 @@ pub struct LocalCluster {
     nodes: Vec<Node>,
     roster: Roster,
     dir: PathBuf,
+    allow_open_signing: bool,
+    net: NetSettings,
     _tempdir: Option<tempfile::TempDir>,
 }
 
@@ -117,7 +119,15 @@ impl LocalCluster {
             nodes.push(node);
         }
         let roster = Roster::new(nodes.iter().map(|n| n.server_identity()).collect());
-        let mut cluster = Self { runtime, nodes, roster, dir: dir.to_path_buf(), _tempdir: None };
+        let mut cluster = Self {
+            runtime,
+            nodes,
+            roster,
+            dir: dir.to_path_buf(),
+            allow_open_signing: opts.allow_open_signing,
+            net: opts.net.clone(),
+            _tempdir: None,
+        };
         for i in 0..cluster.nodes.len() {
             cluster.nodes[i].start()?;
         }
@@ -126,6 +136,30 @@ impl LocalCluster {
 
     pub fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Starts one more node on the cluster's runtime, outside the roster (e.g. to join the
+    /// network by vote); returns its index.
+    pub fn spawn_node(&mut self) -> Result<usize, NodeError> {
+        let i = self.nodes.len();
+        let (node_l, client_l) = allocate_port_pair().map_err(|e| NodeError::Bind {
+            what: "node port",
+            addr: "127.0.0.1:0".into(),
+            reason: e.to_string(),
+        })?;
+        let port = node_l.local_addr().map(|a| a.port()).unwrap_or(0);
+        let mut config =
+            NodeConfig::generate(NodeAddress { host: "127.0.0.1".into(), port }, format!("local node {i}"));
+        config.allow_open_signing = self.allow_open_signing;
+        let mut node = NodeBuilder::new(config)
+            .data_dir(self.dir.join(format!("node{i}")))
+            .net_settings(self.net.clone())
+            .runtime(self.runtime.handle().clone())
+            .listeners(node_l, client_l)
+            .build()?;
+        node.start()?;
+        self.nodes.push(node);
+        Ok(i)
     }
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()

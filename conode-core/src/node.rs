@@ -10,6 +10,7 @@ use crate::network::{NetError, NetSettings, Network};
 use crate::services::beacon::BeaconService;
 use crate::services::cosi::CosiService;
 use crate::services::dkg::DkgService;
+use crate::services::membership::MembershipService;
 use crate::services::skipchain::SkipchainService;
 use crate::services::status::StatusService;
 use crate::services::{self, ClientRegistry, Service, ServiceContext, StartError, Tasks, STOP_GRACE};
@@ -160,6 +161,7 @@ pub struct Services {
     pub skipchain: SkipchainService,
     pub dkg: DkgService,
     pub beacon: BeaconService,
+    pub membership: MembershipService,
 }
 
 impl Services {
@@ -171,10 +173,12 @@ impl Services {
         let skipchain = SkipchainService::start(ctx, cosi.clone())?;
         let dkg = DkgService::start(ctx, ())?;
         let beacon = BeaconService::start(ctx, dkg.clone())?;
-        Ok(Self { status, cosi, skipchain, dkg, beacon })
+        let membership = MembershipService::start(ctx, skipchain.clone())?;
+        Ok(Self { status, cosi, skipchain, dkg, beacon, membership })
     }
 
     async fn stop(&self) {
+        self.membership.stop().await;
         self.beacon.stop().await;
         self.dkg.stop().await;
         self.skipchain.stop().await;
@@ -297,6 +301,9 @@ impl Node {
     }
     pub fn beacon(&self) -> Result<BeaconService, NodeError> {
         Ok(self.services()?.beacon.clone())
+    }
+    pub fn membership(&self) -> Result<MembershipService, NodeError> {
+        Ok(self.services()?.membership.clone())
     }
 
     /// Tasks of the current (or, once stopped, the last) run that are still running: 0 after

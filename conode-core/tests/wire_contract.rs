@@ -419,6 +419,78 @@ fn status_messages() {
 
 // --- node-to-node envelope ---------------------------------------------------------------------
 
+// --- membership -------------------------------------------------------------------------------
+
+#[test]
+fn membership_messages() {
+    use conode_core::services::membership::messages as m;
+    let action = m::Action {
+        kind: Some(m::action::Kind::AddNode(m::AddNode { public_toml: "[[servers]]".into(), node_data: "{}".into() })),
+    };
+    let p = m::Proposal {
+        network: b(1, 4),
+        action: Some(action),
+        proposer: b(9, 3),
+        created: 1_700_000_000_000,
+        signature: b(20, 2),
+    };
+    let ballot = m::Ballot { proposal_id: b(30, 3), approve: true, member: b(40, 2), signature: b(50, 2) };
+    check("Proposal", &p, "0a040102030412130a110a0b5b5b736572766572735d5d12027b7d1a03090a0b2080d095ffbc312a021415");
+    check("Ballot", &ballot, "0a031e1f2010011a02282922023233");
+    let cfg = m::NetworkConfig {
+        kind: m::NETWORK_KIND.into(),
+        members: vec![b(60, 2), b(70, 2)],
+        members_follow_roster: true,
+        threshold: 3,
+        node_data: vec![m::NodeData { identity: b(80, 2), json: "{\"a\":1}".into() }],
+        passed: Some(m::PassedProposal { proposal: Some(p.clone()), ballots: vec![ballot.clone()] }),
+    };
+    check(
+        "NetworkConfig",
+        &cfg,
+        "0a11636f6e6f64652d6e6574776f726b2d763112023c3d12024647180120032a0d0a02505112077b2261223a317d323e0a2b0a0401\
+         02030412130a110a0b5b5b736572766572735d5d12027b7d1a03090a0b2080d095ffbc312a021415120f0a031e1f2010011a0228\
+         2922023233",
+    );
+    let remove = m::Action { kind: Some(m::action::Kind::RemoveNode(m::RemoveNode { identity: b(5, 2) })) };
+    check("Action/RemoveNode", &remove, "12040a020506");
+    let threshold = m::Action { kind: Some(m::action::Kind::SetThreshold(m::SetThreshold { threshold: 4 })) };
+    check("Action/SetThreshold", &threshold, "1a020804");
+    check(
+        "JoinRequest",
+        &m::JoinRequest { network: b(1, 2), public_toml: "t".into(), node_data: "d".into() },
+        "0a0201021201741a0164",
+    );
+    check(
+        "JoinAnswer",
+        &m::JoinAnswer { state: "pending".into(), proposal_id: b(2, 2), reason: "r".into(), network_index: 7 },
+        "0a0770656e64696e67120202031a01722007",
+    );
+    check(
+        "ProposalStatus",
+        &m::ProposalStatus {
+            id: b(3, 2),
+            proposal: None,
+            state: "open".into(),
+            yes: 1,
+            no: 2,
+            needed: 3,
+            members: 4,
+            reason: "x".into(),
+            ballots: vec![ballot],
+        },
+        "0a0203041a046f70656e20012802300338044201784a0f0a031e1f2010011a02282922023233",
+    );
+    check("CreateNetwork", &m::CreateNetwork { roster_toml: "r".into(), threshold: 2 }, "0a01721002");
+    check("NetworkReply", &m::NetworkReply { network: b(4, 2), index: 5, block: b(6, 2) }, "0a02040510051a020607");
+    // What members sign (other-language clients must build the same bytes).
+    assert_eq!(hex::encode(m::proposal_id(&p)), "9b28297a6d096d4c0320cc33ed8d6a6c032ed70030546bd9daf535978f963b13");
+    assert_eq!(
+        hex::encode(m::ballot_message(&b(1, 4), &b(30, 3), true)),
+        "3681050e982827ba22132fef54236e5a1ab8dc75fd1a57bee807684144b5af99"
+    );
+}
+
 #[test]
 fn envelope() {
     check(
@@ -460,4 +532,5 @@ fn modules_reexport_the_generated_types() {
     let _: cosi::Exclusion = beacon::Exclusion::default();
     let _: Envelope = conode_core::wire::network::Envelope::default();
     let _: status::StatusResponse = conode_core::wire::status::Response::default();
+    let _: conode_core::services::membership::messages::Ballot = conode_core::wire::membership::Ballot::default();
 }

@@ -14,6 +14,8 @@ use conode_core::config::Roster;
 use conode_core::services::beacon::messages::{InitRequest, InitResponse};
 use conode_core::services::beacon::BeaconService;
 use conode_core::services::cosi::{CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
+use conode_core::services::membership::messages::{action, Ballot, Proposal, RemoveNode};
+use conode_core::services::membership::{now_ms, MembershipError, MembershipService};
 use conode_core::services::skipchain::{self, SkipchainError};
 use conode_core::services::ServiceError;
 use conode_core::verify::beacon::{ChainInfo, Scheme};
@@ -69,6 +71,26 @@ fn acting_node(c: &LocalCluster, node: Option<usize>) -> Result<usize, Failure> 
     }
 }
 
+fn membership_of(c: &LocalCluster, i: usize) -> Result<MembershipService, Failure> {
+    c.node(i).membership().map_err(|_| Failure::Stopped(i))
+}
+
+fn to_hex(b: impl AsRef<[u8]>) -> String {
+    b.as_ref().iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+}
+
+fn failed(e: MembershipError) -> Failure {
+    Failure::Service(ServiceError::from(e))
+}
+
 fn skipchain_of(c: &LocalCluster, i: usize) -> Result<skipchain::SkipchainService, Failure> {
     c.node(i).skipchain().map_err(|_| Failure::Stopped(i))
 }
@@ -81,6 +103,8 @@ pub struct PyLocalCluster {
     inner: Mutex<Option<LocalCluster>>,
     roster: Roster,
     dir: PathBuf,
+    /// Nodes in the cluster: the roster's, then the ones `add_node` started.
+    count: std::sync::atomic::AtomicUsize,
 }
 
 impl PyLocalCluster {
@@ -106,7 +130,7 @@ impl PyLocalCluster {
 
     /// Python-style index (negative counts from the end) → position, or IndexError.
     fn index(&self, i: isize) -> PyResult<usize> {
-        let n = self.roster.len() as isize;
+        let n = self.count.load(std::sync::atomic::Ordering::SeqCst) as isize;
         let j = if i < 0 { i + n } else { i };
         if j < 0 || j >= n {
             return Err(PyIndexError::new_err(format!("node index {i} out of range for a cluster of {n}")));
@@ -154,6 +178,7 @@ impl PyLocalCluster {
             })
             .map_err(|e| node_error(py, e))?;
         Ok(Self {
+            count: std::sync::atomic::AtomicUsize::new(cluster.len()),
             roster: cluster.roster().clone(),
             dir: cluster.dir().to_path_buf(),
             inner: Mutex::new(Some(cluster)),
@@ -161,7 +186,7 @@ impl PyLocalCluster {
     }
 
     fn __len__(&self) -> usize {
-        self.roster.len()
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The members in roster order (static: a stopped node stays a member).
@@ -387,6 +412,99 @@ impl PyLocalCluster {
         })
     }
 
+    /// Makes the network chain of the cluster's roster (membership by vote) through node `node`
+    /// (default 0); every member follows it. `threshold`: yes votes a proposal needs (0: more than
+    /// two thirds of the members). Returns the network id (hex).
+    #[pyo3(signature = (threshold = 0, node = None))]
+    fn create_network(&self, py: Python<'_>, threshold: u32, node: Option<isize>) -> PyResult<String> {
+        let node = self.node_index(node)?;
+        let roster = self.roster.clone();
+        self.with(py, |c| {
+            let i = acting_node(c, node)?;
+            let m = membership_of(c, i)?;
+            c.runtime().block_on(m.create_network(&roster, threshold)).map(|g| to_hex(g.hash)).map_err(failed)
+        })?
+        .map_err(|f| f.into_py(py))
+    }
+
+    /// Starts one more node and has it ask to join the network through node 0 (it is `Pending`
+    /// until the members vote). Returns `(index, proposal id)`: the new node's index in this
+    /// cluster and the `add_node` proposal to vote on.
+    #[pyo3(signature = (node_data = None, timeout = 30.0))]
+    fn add_node(&self, py: Python<'_>, node_data: Option<String>, timeout: f64) -> PyResult<(usize, String)> {
+        let timeout = seconds(timeout, false)?;
+        let r = self.with(py, |c| {
+            let net = membership_of(c, 0)?.network().ok_or_else(|| failed(MembershipError::NoNetwork))?;
+            let url = c.client_url(0).ok_or(Failure::Stopped(0))?;
+            let j = c.spawn_node().map_err(|e| Failure::Service(ServiceError::Failed(e.to_string())))?;
+            let joiner = membership_of(c, j)?;
+            joiner
+                .join(&url, &net, node_data.as_deref().unwrap_or(""), std::time::Duration::from_millis(100))
+                .map_err(failed)?;
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                if let Some(p) = joiner.record().join.and_then(|r| r.proposal) {
+                    return Ok((j, p));
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(Failure::Service(ServiceError::Unavailable("no answer to the join request".into())));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })?;
+        match r {
+            Ok((j, p)) => {
+                self.count.fetch_max(j + 1, std::sync::atomic::Ordering::SeqCst);
+                Ok((j, p))
+            }
+            Err(f) => Err(f.into_py(py)),
+        }
+    }
+
+    /// Proposes removing node `i` from the network, signed by node `proposer`; returns the
+    /// proposal id.
+    #[pyo3(signature = (i, *, proposer = 0))]
+    fn remove_node(&self, py: Python<'_>, i: isize, proposer: isize) -> PyResult<String> {
+        let (i, proposer) = (self.index(i)?, self.index(proposer)?);
+        self.with(py, |c| {
+            let m = membership_of(c, proposer)?;
+            let net = m.network().ok_or_else(|| failed(MembershipError::NoNetwork))?;
+            let identity = c.node(i).server_identity().public.as_bytes().to_vec();
+            let kind = action::Kind::RemoveNode(RemoveNode { identity });
+            let p = Proposal::signed(&c.node(proposer).config().identity, &net, kind, now_ms());
+            c.runtime().block_on(m.propose(p, true)).map(|s| to_hex(s.id)).map_err(failed)
+        })?
+        .map_err(|f| f.into_py(py))
+    }
+
+    /// Node `voter` votes on `proposal` (hex id) with its identity key, once the proposal reached
+    /// it; returns the proposal's state after the ballot: "open", "accepted" (its roster block is
+    /// appended) or "rejected". A second ballot by one member raises RefusedError.
+    #[pyo3(signature = (proposal, voter, approve = true, timeout = 10.0))]
+    fn vote(&self, py: Python<'_>, proposal: &str, voter: isize, approve: bool, timeout: f64) -> PyResult<String> {
+        let voter = self.index(voter)?;
+        let timeout = seconds(timeout, false)?;
+        let id = from_hex(proposal).ok_or_else(|| PyValueError::new_err("proposal id: not hex"))?;
+        self.with(py, |c| {
+            let m = membership_of(c, voter)?;
+            let net = m.network().ok_or_else(|| failed(MembershipError::NoNetwork))?;
+            let deadline = std::time::Instant::now() + timeout;
+            while m.status_of(&id).proposal.is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let b = Ballot::signed(&c.node(voter).config().identity, &net, &id, approve);
+            c.runtime().block_on(m.vote(b, true)).map(|s| s.state).map_err(failed)
+        })?
+        .map_err(|f| f.into_py(py))
+    }
+
+    /// The membership state of node `i`: "Initialized", "Pending", "Trusted", "PartOfNetwork" or
+    /// "Retired".
+    fn node_state(&self, py: Python<'_>, i: isize) -> PyResult<String> {
+        let i = self.index(i)?;
+        self.with(py, |c| membership_of(c, i).map(|m| m.state().as_str().to_string()))?.map_err(|f| f.into_py(py))
+    }
+
     /// Stops every node and removes the temporary folder. Idempotent.
     fn close(&self, py: Python<'_>) {
         py.detach(|| drop(lock(&self.inner).take()));
@@ -418,8 +536,8 @@ impl PyLocalCluster {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         match self.with(py, |c| c.nodes().iter().filter(|n| n.is_running()).count()) {
-            Ok(running) => format!("LocalCluster({} nodes, {running} running, dir={:?})", self.roster.len(), self.dir),
-            Err(_) => format!("LocalCluster({} nodes, closed)", self.roster.len()),
+            Ok(running) => format!("LocalCluster({} nodes, {running} running, dir={:?})", self.__len__(), self.dir),
+            Err(_) => format!("LocalCluster({} nodes, closed)", self.__len__()),
         }
     }
 }

@@ -35,6 +35,11 @@ pub enum ThresholdError {
     IndexRange(u32),
     #[error("recovered signature does not verify")]
     BadRecovery,
+    /// A resharing dealer's deal does not match its commitments or its old public share.
+    #[error("re-share from dealer {dealer}: {reason}")]
+    BadReshare { dealer: u32, reason: &'static str },
+    #[error("resharing would change the group public key")]
+    KeyChanged,
 }
 
 /// An element of the scalar field of BLS12-381 (mod r).
@@ -397,6 +402,13 @@ impl Drop for PriPoly {
 }
 
 impl PriPoly {
+    /// A random polynomial with `t` coefficients whose constant term is `secret`: a resharing
+    /// dealer's polynomial (`secret` = its current share of the group secret).
+    pub fn with_secret<R: rand::RngCore + rand::CryptoRng>(secret: Scalar, t: usize, rng: &mut R) -> Self {
+        let mut coeffs: Vec<Scalar> = (0..t.max(1)).map(|_| Scalar::random(rng)).collect();
+        coeffs[0] = secret;
+        Self { coeffs }
+    }
     /// A random polynomial with `t` coefficients (any `t` shares recover the secret).
     pub fn random<R: rand::RngCore + rand::CryptoRng>(t: usize, rng: &mut R) -> Self {
         Self { coeffs: (0..t.max(1)).map(|_| Scalar::random(rng)).collect() }
@@ -567,6 +579,91 @@ pub fn recover_signature<S: SigGroup>(
         return Err(ThresholdError::BadRecovery);
     }
     Ok(sig)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resharing (drand's / Desmedt–Jajodia): the old group hands its secret to a new group (other
+// members, other threshold) without ever reconstructing it. Old member i (share sᵢ, public share
+// Sᵢ = sᵢ·G) deals a random polynomial fᵢ of the new degree with fᵢ(0) = sᵢ, committed as Cᵢ (so
+// Cᵢ₀ must equal Sᵢ, which anyone checks against the old public polynomial), and sends fᵢ(j+1) to
+// new member j. From any old-threshold set Q of valid dealers, new member j's share is
+// s'ⱼ = Σ_{i∈Q} λᵢ·fᵢ(j+1) and the new public polynomial is C' = Σ_{i∈Q} λᵢ·Cᵢ, with λ the Lagrange
+// coefficients of Q at 0: C'₀ = Σ λᵢ·Sᵢ = the old group key. Old shares are useless against C'.
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a re-share dealt by old member `dealer` to new member `new_index`: its commitments open
+/// at 0 to the dealer's old public share, and `share` is their evaluation at `new_index`.
+pub fn check_reshare<P: Point>(
+    old: &PubPoly<P>,
+    dealer: u32,
+    commits: &PubPoly<P>,
+    new_index: u32,
+    share: &Scalar,
+) -> Result<(), ThresholdError> {
+    if commits.public_key() != old.public_share(dealer)? {
+        return Err(ThresholdError::BadReshare { dealer, reason: "its constant term is not its old public share" });
+    }
+    if !commits.verify_share(new_index, share) {
+        return Err(ThresholdError::BadReshare { dealer, reason: "the share does not match its commitments" });
+    }
+    Ok(())
+}
+
+/// The new group's public polynomial from the commitments of old-threshold dealers (the first
+/// `old.threshold()` given are used); fails unless it keeps the group public key.
+pub fn reshared_public<P: Point>(old: &PubPoly<P>, deals: &[(u32, PubPoly<P>)]) -> Result<PubPoly<P>, ThresholdError> {
+    let t = old.threshold();
+    if deals.len() < t {
+        return Err(ThresholdError::NotEnough { need: t, got: deals.len() });
+    }
+    let chosen = &deals[..t];
+    let lambdas = lagrange_coefficients(&chosen.iter().map(|(i, _)| *i).collect::<Vec<_>>())?;
+    let degree = chosen[0].1.threshold();
+    let mut commits = vec![P::identity(); degree];
+    for ((dealer, c), l) in chosen.iter().zip(&lambdas) {
+        if c.threshold() != degree {
+            return Err(ThresholdError::DegreeMismatch(degree, c.threshold()));
+        }
+        if c.public_key() != old.public_share(*dealer)? {
+            return Err(ThresholdError::BadReshare {
+                dealer: *dealer,
+                reason: "its constant term is not its old public share",
+            });
+        }
+        for (acc, cj) in commits.iter_mut().zip(c.commits()) {
+            *acc = acc.add(&cj.mul(l));
+        }
+    }
+    let new = PubPoly::new(commits)?;
+    if new.public_key() != old.public_key() {
+        return Err(ThresholdError::KeyChanged);
+    }
+    Ok(new)
+}
+
+/// New member `new_index`'s share from the re-shares of old-threshold dealers
+/// `(dealer, commitments, share)` (each checked; the first `old.threshold()` are used), with the
+/// new public polynomial, which keeps the group key.
+pub fn combine_reshares<P: Point>(
+    old: &PubPoly<P>,
+    new_index: u32,
+    deals: &[(u32, PubPoly<P>, Scalar)],
+) -> Result<(Scalar, PubPoly<P>), ThresholdError> {
+    let t = old.threshold();
+    if deals.len() < t {
+        return Err(ThresholdError::NotEnough { need: t, got: deals.len() });
+    }
+    let chosen = &deals[..t];
+    for (dealer, c, s) in chosen {
+        check_reshare(old, *dealer, c, new_index, s)?;
+    }
+    let public = reshared_public(old, &chosen.iter().map(|(i, c, _)| (*i, c.clone())).collect::<Vec<_>>())?;
+    let lambdas = lagrange_coefficients(&chosen.iter().map(|(i, _, _)| *i).collect::<Vec<_>>())?;
+    let mut share = Scalar::zero();
+    for ((_, _, s), l) in chosen.iter().zip(&lambdas) {
+        share = share.add(&s.mul(l));
+    }
+    Ok((share, public))
 }
 
 /// Which group holds a scheme's public keys (the other one holds its signatures).
@@ -750,6 +847,92 @@ mod tests {
         bad[1].1 = sign_partial::<S>(&Scalar::random(&mut OsRng), msg, dst);
         assert_eq!(recover_signature(&pubp, &bad, msg, dst), Err(ThresholdError::BadRecovery));
         assert!(matches!(recover_signature(&pubp, &subset[..3], msg, dst), Err(ThresholdError::NotEnough { .. })));
+    }
+
+    /// One resharing from `old_shares` (index, share) of `old` to `n` members with threshold `t`;
+    /// the dealers are the first old-threshold holders given.
+    fn reshare<P: Point>(
+        old: &PubPoly<P>,
+        old_shares: &[(u32, Scalar)],
+        n: u32,
+        t: usize,
+    ) -> (PubPoly<P>, Vec<(u32, Scalar)>) {
+        let dealers: Vec<(u32, PriPoly)> =
+            old_shares.iter().map(|(i, s)| (*i, PriPoly::with_secret(*s, t, &mut OsRng))).collect();
+        let mut public = None;
+        let mut shares = vec![];
+        for j in 0..n {
+            let deals: Vec<(u32, PubPoly<P>, Scalar)> =
+                dealers.iter().map(|(i, f)| (*i, f.commit(), f.share(j).unwrap())).collect();
+            let (s, p) = combine_reshares(old, j, &deals).unwrap();
+            assert!(p.verify_share(j, &s));
+            assert_eq!(p.threshold(), t);
+            if let Some(prev) = &public {
+                assert_eq!(prev, &p, "new members disagree on the public polynomial");
+            }
+            public = Some(p);
+            shares.push((j, s));
+        }
+        (public.unwrap(), shares)
+    }
+
+    #[test]
+    fn resharing_4_to_5_to_3_keeps_the_key_and_retires_old_shares() {
+        let msg = b"round 7";
+        let poly = PriPoly::random(3, &mut OsRng);
+        let p4: PubPoly<G1> = poly.commit();
+        let s4: Vec<(u32, Scalar)> = (0..4).map(|i| (i, poly.share(i).unwrap())).collect();
+        // 4 → 5 (threshold 3 → 3), dealt by old members 3, 1, 0 (any three).
+        let (p5, s5) = reshare(&p4, &[s4[3], s4[1], s4[0]], 5, 3);
+        assert_eq!(p5.public_key(), p4.public_key());
+        assert_ne!(p5, p4);
+        // 5 → 3 (threshold 3 → 2), dealt by new members 4, 2, 0.
+        let (p3, s3) = reshare(&p5, &[s5[4], s5[2], s5[0]], 3, 2);
+        assert_eq!(p3.public_key(), p4.public_key());
+        // Every group signs with the same key: the recovered signatures are identical.
+        let sig = |p: &PubPoly<G1>, shares: &[(u32, Scalar)]| {
+            let partials: Vec<(u32, G2)> =
+                shares.iter().map(|(i, s)| (*i, sign_partial::<G2>(s, msg, DST_G2))).collect();
+            for (i, part) in &partials {
+                assert!(verify_partial(p, *i, msg, DST_G2, part));
+            }
+            recover_signature(p, &partials[..p.threshold()], msg, DST_G2).unwrap()
+        };
+        let direct = sign_partial::<G2>(&poly.secret(), msg, DST_G2);
+        assert_eq!(sig(&p4, &s4), direct);
+        assert_eq!(sig(&p5, &s5), direct);
+        assert_eq!(sig(&p3, &s3[1..]), direct);
+        // An old share no longer counts: its partial fails against the new polynomial and spoils
+        // a recovery it is mixed into.
+        let old = sign_partial::<G2>(&s5[4].1, msg, DST_G2);
+        assert!(!verify_partial(&p3, 1, msg, DST_G2, &old));
+        let mixed = vec![(0, sign_partial::<G2>(&s3[0].1, msg, DST_G2)), (1, old)];
+        assert_eq!(recover_signature(&p3, &mixed, msg, DST_G2), Err(ThresholdError::BadRecovery));
+    }
+
+    #[test]
+    fn resharing_refuses_bad_dealers() {
+        let poly = PriPoly::random(2, &mut OsRng);
+        let old: PubPoly<G1> = poly.commit();
+        let share = |i| poly.share(i).unwrap();
+        // A dealer that re-shares a made-up secret instead of its share.
+        let liar = PriPoly::random(3, &mut OsRng);
+        let honest = PriPoly::with_secret(share(1), 3, &mut OsRng);
+        assert_eq!(
+            check_reshare(&old, 0, &liar.commit(), 2, &liar.share(2).unwrap()),
+            Err(ThresholdError::BadReshare { dealer: 0, reason: "its constant term is not its old public share" })
+        );
+        // A share that does not match the commitments.
+        assert!(matches!(
+            check_reshare(&old, 1, &honest.commit::<G1>(), 2, &honest.share(3).unwrap()),
+            Err(ThresholdError::BadReshare { dealer: 1, .. })
+        ));
+        assert!(matches!(
+            combine_reshares(&old, 0, &[(1, honest.commit::<G1>(), honest.share(0).unwrap())]),
+            Err(ThresholdError::NotEnough { need: 2, got: 1 })
+        ));
+        let deals = vec![(0, liar.commit::<G1>()), (1, honest.commit::<G1>())];
+        assert!(matches!(reshared_public(&old, &deals), Err(ThresholdError::BadReshare { dealer: 0, .. })));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! (its services feed the set: cosi, skipchain, DKG and beacon rosters, and every peer this node
 //! dials) get the full protocol; everyone else is a stranger with a small separate budget: only
 //! introductions (a reachability ping, a cosi announcement, a skipchain block, a DKG proposal —
-//! each carrying the roster that then admits its members), few connections at once, a shared
-//! memory budget, short deadlines. Frame sizes are limited per route, and memory follows received
-//! bytes (see [`super::frame::read_body`]).
+//! each carrying the roster that then admits its members — and a membership join request and its
+//! status poll), few connections at once, a shared memory budget, short deadlines. Frame sizes are
+//! limited per route, and memory follows received bytes (see [`super::frame::read_body`]).
 
 use super::frame::{self, Envelope, FrameError, Route};
 use super::NetSettings;
@@ -104,6 +104,9 @@ pub fn stranger_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> Optio
         ("Cosi", "Announce") => 6 << 20,
         ("Skipchain", "Store") => 8 << 20,
         ("Dkg", "Prepare") => 512 * 1024,
+        // A join request (the joiner's public.toml and node data) and its status poll.
+        ("Membership", "Join") => 64 * 1024,
+        ("Membership", "JoinStatus") => 64 * 1024,
         _ => return None,
     };
     Some(limit.min(max_frame))

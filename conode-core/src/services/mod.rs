@@ -10,6 +10,7 @@
 pub mod beacon;
 pub mod cosi;
 pub mod dkg;
+pub mod membership;
 pub mod metrics;
 pub mod skipchain;
 pub mod status;

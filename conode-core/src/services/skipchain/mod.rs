@@ -47,4 +47,4 @@ mod votes;
 #[cfg(test)]
 mod votes_model;
 
-pub use service::{block_roster, config_roster, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};
+pub use service::{block_roster, config_roster, Governor, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};

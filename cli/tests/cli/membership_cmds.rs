@@ -1,0 +1,130 @@
+//! Membership by vote with real processes: four `conode server`s create a network chain
+//! (`conode network create`), a fifth joins through `[Join]` in its private.toml, is killed with
+//! SIGKILL while pending and keeps its request, is voted in with `conode vote` (a second ballot
+//! of one member refused), then a founder is removed by `propose remove-node` and retires; a
+//! member killed with SIGKILL comes back in the same state. States are read from `/node/state`.
+
+use crate::support::{conode, fails, json, ok, wait_until, write_private, Servers};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// GET `path` on a client port (host:port); the JSON body.
+fn get(addr: &str, path: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {resp}"))
+}
+
+fn state(servers: &Servers, i: usize) -> String {
+    get(&servers.nodes[i].client, "/node/state")["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// `conode -c <node i> vote id yes|no`, retried while node i has not received the proposal yet.
+fn vote(servers: &Servers, i: usize, id: &str, choice: &str) -> serde_json::Value {
+    let mut out = None;
+    wait_until("the proposal reaches the voter", Duration::from_secs(20), || {
+        let o = conode().arg("-c").arg(&servers.nodes[i].private).args(["vote", id, choice]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        if o.status.success() {
+            out = Some(json(&String::from_utf8_lossy(&o.stdout)));
+            return true;
+        }
+        assert!(err.contains("unknown proposal"), "vote failed: {err}");
+        false
+    });
+    out.unwrap()
+}
+
+#[test]
+fn join_vote_remove_with_processes_and_sigkill() {
+    let mut servers = Servers::setup(5);
+    let mut roster4 = String::new();
+    for n in &servers.nodes[..4] {
+        roster4.push_str(&std::fs::read_to_string(n.folder.join("public.toml")).unwrap());
+        roster4.push('\n');
+    }
+    let roster4_path = servers.path("roster4.toml");
+    std::fs::write(&roster4_path, roster4).unwrap();
+    for i in 0..4 {
+        servers.start(i);
+    }
+    let created = json(&ok(conode().args(["network", "create", "--roster"]).arg(&roster4_path)));
+    let network = created["network"].as_str().unwrap().to_string();
+    assert_eq!(created["members"], 4);
+    for i in 0..4 {
+        wait_until("founders part of the network", Duration::from_secs(20), || state(&servers, i) == "PartOfNetwork");
+    }
+    let err = fails(conode().args(["network", "create", "--roster"]).arg(&roster4_path));
+    assert!(err.contains("already"), "{err}");
+
+    // The fifth node joins through [Join] in its private.toml.
+    let joiner = &servers.nodes[4];
+    std::fs::write(joiner.folder.join("data.json"), r#"{"host":"rack-9"}"#).unwrap();
+    let mut private = std::fs::read_to_string(&joiner.private).unwrap();
+    private.push_str(&format!(
+        "\n[Join]\nTarget = \"{}\"\nNetwork = \"{network}\"\nRetryTimeout = 0.2\nNodeData = \"data.json\"\n",
+        servers.url(0)
+    ));
+    write_private(&joiner.private, &private);
+    servers.start(4);
+    wait_until("a proposal for the joiner", Duration::from_secs(20), || {
+        !ok(conode().arg("-c").arg(&servers.nodes[0].private).arg("proposals")).trim().is_empty()
+    });
+    assert_eq!(state(&servers, 4), "Pending");
+    let listed = ok(conode().arg("-c").arg(&servers.nodes[0].private).arg("proposals"));
+    let proposal = json(listed.lines().next().unwrap());
+    let id = proposal["id"].as_str().unwrap().to_string();
+    assert_eq!(proposal["state"], "open");
+    assert_eq!(proposal["needed"], 3);
+
+    // Killed while pending: it comes back pending with the same request.
+    servers.sigkill(4);
+    servers.start(4);
+    assert_eq!(state(&servers, 4), "Pending");
+    assert_eq!(get(&servers.nodes[4].client, "/node/state")["join"]["proposal"], id.as_str());
+
+    assert_eq!(vote(&servers, 0, &id, "yes")["state"], "open");
+    assert_eq!(vote(&servers, 1, &id, "yes")["state"], "open");
+    let err = fails(conode().arg("-c").arg(&servers.nodes[1].private).args(["vote", &id, "no"]));
+    assert!(err.contains("already voted"), "{err}");
+    vote(&servers, 2, &id, "yes");
+    wait_until("the joiner is part of the network", Duration::from_secs(30), || state(&servers, 4) == "PartOfNetwork");
+    let net = get(&servers.nodes[4].client, "/node/network");
+    assert_eq!(net["roster_size"], 5);
+    assert_eq!(net["network"], network.as_str());
+    assert_eq!(net["node_data"][0]["node_data"]["host"], "rack-9");
+    let nodes = get(&servers.nodes[0].client, "/node/network/nodes");
+    assert_eq!(nodes.as_array().unwrap().len(), 5);
+
+    // A member killed with SIGKILL comes back in the same state and roster.
+    servers.sigkill(0);
+    servers.start(0);
+    assert_eq!(state(&servers, 0), "PartOfNetwork");
+    assert_eq!(get(&servers.nodes[0].client, "/node/network")["roster_size"], 5);
+
+    // Remove node 1 (4 of 5 yes needed), proposed by node 4, the newcomer.
+    let public1 = conode_core::config::Roster::load(&servers.nodes[1].folder.join("public.toml")).unwrap().servers[0]
+        .public
+        .to_hex();
+    let proposed = json(&ok(conode().arg("-c").arg(&servers.nodes[4].private).args([
+        "propose",
+        "remove-node",
+        "--public",
+        &public1,
+    ])));
+    let rid = proposed["id"].as_str().unwrap().to_string();
+    assert_eq!(proposed["needed"], 4);
+    for i in [4, 0, 2, 3] {
+        vote(&servers, i, &rid, "yes");
+    }
+    wait_until("node 1 retired", Duration::from_secs(30), || state(&servers, 1) == "Retired");
+    wait_until("node 3 sees 4 nodes", Duration::from_secs(30), || {
+        get(&servers.nodes[3].client, "/node/network")["roster_size"] == 4
+    });
+    let err = fails(conode().arg("-c").arg(&servers.nodes[1].private).args(["propose", "set-threshold", "2"]));
+    assert!(err.contains("not a governance member"), "{err}");
+}

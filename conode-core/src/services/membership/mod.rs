@@ -1,0 +1,29 @@
+//! Membership by vote, as CCF runs a service, on this project's own primitives.
+//!
+//! - **The network chain** is a skipchain whose blocks hold the roster (the block's roster), the
+//!   governance members and the vote threshold (`NetworkConfig` in the block data). Each roster
+//!   change is a block cosigned by the outgoing roster, so a light client follows membership from
+//!   the genesis with the ordinary skipchain proof verifier.
+//! - **Governance**: members sign proposals (`add_node`, `remove_node`, `set_threshold`) and
+//!   ballots with their Ed25519 keys (by default the roster's identity keys). A proposal passes at
+//!   the threshold (default more than two thirds); the block that applies it carries the proposal
+//!   and the passing ballots, and every member of the outgoing roster re-checks them (the
+//!   skipchain governor hook) before cosigning. A proposal that cannot pass any more is rejected.
+//! - **Node states** (persisted): founders `Initialized → PartOfNetwork`; joiners `Initialized →
+//!   Pending → Trusted → PartOfNetwork`; `Retired` once removed.
+//! - **Join**: a stranger may send the node port only `Membership/Join` and `Membership/JoinStatus`
+//!   (small frames); the member that receives a join proposes `add_node` for it.
+//!
+//! `messages`: wire types and signed byte strings; `rules`: the pure governance rules; `store`:
+//! sled; `service`: the service; `http`: the operator's JSON routes.
+
+#[cfg(feature = "cluster")]
+pub mod bench;
+mod http;
+pub mod messages;
+pub mod rules;
+mod service;
+pub mod store;
+
+pub use service::{now_ms, MembershipError, MembershipService, DEFAULT_RETRY, MEMBERSHIP_SERVICE};
+pub use store::{NodeRecord, NodeState};

@@ -1,0 +1,954 @@
+//! The membership service: creates the network chain, takes proposals and ballots (from clients
+//! and, as gossip, from the other members), appends the roster block of a proposal that passed
+//! (through the skipchain, whose governor hook makes every member of the outgoing roster check the
+//! vote before it cosigns), answers join requests, and moves this node through its states. A join
+//! request is the one thing a stranger may send the node port (besides its status poll).
+
+use super::messages::*;
+use super::rules::{self, RuleError, Tally};
+use super::store::{JoinRecord, MembershipStore, NodeRecord, NodeState, Outcome};
+use crate::api::client::Client;
+use crate::config::{Roster, ServerIdentity};
+use crate::crypto::IdentityPublicKey;
+use crate::network::{NetError, PeerMessage};
+use crate::services::skipchain::messages::Append;
+use crate::services::skipchain::{config_roster, Governor, SkipchainError, SkipchainService};
+use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
+use crate::storage::StorageError;
+use crate::verify::cosi::Policy;
+use crate::verify::skipchain::{height_for, level_distance, verify_proof, SkipBlock};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// Service name (client methods, peer protocol).
+pub const MEMBERSHIP_SERVICE: &str = "Membership";
+/// How often the service reviews its state, open proposals and a pending join.
+const TICK: Duration = Duration::from_millis(100);
+/// A member that saw a proposal pass appends its block itself when the member that received the
+/// deciding ballot did not within this time (it may have crashed).
+const FALLBACK_APPEND: Duration = Duration::from_secs(2);
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deliveries of a proposal or ballot to one member before giving up (it may catch the outcome
+/// from the chain later).
+const GOSSIP_ATTEMPTS: u32 = 3;
+/// How long a member that cannot append itself waits for another to append a passed proposal.
+const FINALIZE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Join requests a member keeps at most (strangers cannot fill its disk).
+const MAX_JOINS: usize = 256;
+/// Default time between a pending joiner's polls.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("this node follows no network")]
+    NoNetwork,
+    #[error("unknown proposal {0}")]
+    UnknownProposal(String),
+    #[error("proposal {id} is {state} already")]
+    Closed { id: String, state: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("join: {0}")]
+    Join(String),
+    #[error("skipchain: {0}")]
+    Skipchain(#[from] SkipchainError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl From<MembershipError> for ServiceError {
+    fn from(e: MembershipError) -> Self {
+        match e {
+            MembershipError::Rule(RuleError::Invalid(m)) => ServiceError::BadRequest(m),
+            e @ MembershipError::Rule(_) => ServiceError::Refused(e.to_string()),
+            e @ MembershipError::UnknownProposal(_) => ServiceError::NotFound(e.to_string()),
+            e @ (MembershipError::Closed { .. } | MembershipError::Conflict(_)) => {
+                ServiceError::Conflict(e.to_string())
+            }
+            e @ MembershipError::NoNetwork => ServiceError::Unavailable(e.to_string()),
+            e => ServiceError::Failed(e.to_string()),
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn short(k: &[u8]) -> String {
+    hex::encode(&k[..k.len().min(8)])
+}
+
+/// A joiner's view of the network it asked to join (from a verified proof), kept in memory.
+#[derive(Clone)]
+struct JoinTarget {
+    members: Vec<ServerIdentity>,
+    next_poll: Instant,
+}
+
+struct Shared {
+    ctx: ServiceContext,
+    skipchain: SkipchainService,
+    store: MembershipStore,
+    record: Mutex<NodeRecord>,
+    /// Proposals seen passing, and when (a member appends after `FALLBACK_APPEND`).
+    passed_at: Mutex<HashMap<Vec<u8>, Instant>>,
+    /// One append of the network chain at a time from this node.
+    appending: tokio::sync::Mutex<()>,
+    join_target: Mutex<Option<JoinTarget>>,
+    retry: Mutex<Duration>,
+    /// When this node reached `PartOfNetwork` (for measurements).
+    joined_at: Mutex<Option<Instant>>,
+}
+
+/// Handle on a node's membership service (cheap to clone).
+#[derive(Clone)]
+pub struct MembershipService {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Service for MembershipService {
+    const NAME: &'static str = MEMBERSHIP_SERVICE;
+    type Deps = SkipchainService;
+
+    fn start(ctx: &ServiceContext, skipchain: SkipchainService) -> Result<Self, StartError> {
+        let ctx = ctx.for_service();
+        let err = |e: StorageError| StartError { service: MEMBERSHIP_SERVICE, reason: e.to_string() };
+        let store = MembershipStore::open(&ctx.storage).map_err(err)?;
+        let record = store.record().unwrap_or(NodeRecord {
+            state: NodeState::Initialized,
+            network: None,
+            since_ms: now_ms(),
+            join: None,
+        });
+        if store.record().is_none() {
+            store.set_record(&record).map_err(err)?;
+        }
+        let svc = MembershipService {
+            shared: Arc::new(Shared {
+                ctx: ctx.clone(),
+                skipchain: skipchain.clone(),
+                store,
+                record: Mutex::new(record),
+                passed_at: Default::default(),
+                appending: Default::default(),
+                join_target: Default::default(),
+                retry: Mutex::new(DEFAULT_RETRY),
+                joined_at: Default::default(),
+            }),
+        };
+        // The governor lives in the skipchain service: a weak reference, so that it does not keep
+        // this service (and the database) alive after the node stops.
+        let weak: Weak<Shared> = Arc::downgrade(&svc.shared);
+        skipchain.add_governor(Governor {
+            governs: Arc::new(|genesis: &SkipBlock| rules::config_of(genesis).is_some()),
+            check: Arc::new(move |prev: &SkipBlock, next: &SkipBlock| match weak.upgrade() {
+                Some(shared) => MembershipService { shared }.check_block(prev, next),
+                None => Err("membership service stopped".into()),
+            }),
+        });
+        let s = svc.clone();
+        ctx.network.register(
+            MEMBERSHIP_SERVICE,
+            Arc::new(move |msg: PeerMessage| {
+                let s = s.clone();
+                Box::pin(async move { s.handle_peer(msg).await })
+            }),
+        );
+        let s = svc.clone();
+        ctx.clients.register(
+            MEMBERSHIP_SERVICE,
+            Arc::new(move |method, body| {
+                let s = s.clone();
+                Box::pin(async move { s.client_request(method, body).await })
+            }),
+        );
+        ctx.http.add_router(super::http::router(svc.clone()));
+        let weak = Arc::downgrade(&svc.shared);
+        ctx.status.add(
+            MEMBERSHIP_SERVICE,
+            Arc::new(move || {
+                let mut m = std::collections::BTreeMap::new();
+                if let Some(shared) = weak.upgrade() {
+                    let s = MembershipService { shared };
+                    let r = s.record();
+                    m.insert("State".into(), r.state.as_str().into());
+                    m.insert("Network".into(), r.network.unwrap_or_default());
+                    if let Some((b, _)) = s.latest() {
+                        m.insert("NetworkIndex".into(), b.index.to_string());
+                        m.insert("RosterSize".into(), b.roster.map(|r| r.members.len()).unwrap_or(0).to_string());
+                    }
+                }
+                m
+            }),
+        );
+        let s = svc.clone();
+        let token = ctx.tasks.token().clone();
+        ctx.tasks.spawn(async move {
+            loop {
+                s.tick().await;
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+            }
+        });
+        Ok(svc)
+    }
+
+    async fn stop(&self) {
+        self.shared.ctx.status.remove(MEMBERSHIP_SERVICE);
+        stop_service(&self.shared.ctx, MEMBERSHIP_SERVICE).await;
+    }
+}
+
+impl MembershipService {
+    /// This node's membership record (state, network, join in progress).
+    pub fn record(&self) -> NodeRecord {
+        lock(&self.shared.record).clone()
+    }
+
+    pub fn node_id(&self) -> String {
+        self.shared.ctx.config.node_id()
+    }
+
+    /// Unix ms when this node started.
+    pub fn started_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.shared.ctx.started.elapsed().as_millis() as u64)
+    }
+
+    pub fn state(&self) -> NodeState {
+        lock(&self.shared.record).state
+    }
+
+    /// When this node last reached `PartOfNetwork` in this run.
+    pub fn part_of_network_since(&self) -> Option<Instant> {
+        *lock(&self.shared.joined_at)
+    }
+
+    /// The genesis id of the network chain this node follows.
+    pub fn network(&self) -> Option<Vec<u8>> {
+        lock(&self.shared.record).network.as_ref().and_then(|h| hex::decode(h).ok())
+    }
+
+    /// The newest network block this node holds, with its config.
+    pub fn latest(&self) -> Option<(SkipBlock, NetworkConfig)> {
+        let net = self.network()?;
+        let b = self.shared.skipchain.store().latest(&net)?;
+        let cfg = rules::config_of(&b)?;
+        Some((b, cfg))
+    }
+
+    fn set_state(&self, state: NodeState, network: Option<String>, join: Option<Option<JoinRecord>>) {
+        let rec = {
+            let mut r = lock(&self.shared.record);
+            if r.state != state {
+                info!(from = r.state.as_str(), to = state.as_str(), "membership state");
+                r.since_ms = now_ms();
+                if state == NodeState::PartOfNetwork {
+                    *lock(&self.shared.joined_at) = Some(Instant::now());
+                }
+            }
+            r.state = state;
+            if network.is_some() {
+                r.network = network;
+            }
+            if let Some(j) = join {
+                r.join = j;
+            }
+            r.clone()
+        };
+        if let Err(e) = self.shared.store.set_record(&rec) {
+            warn!(error = %e, "storing the membership state");
+        }
+    }
+
+    /// Makes the genesis of a network of `roster` (this node must be in it); every member follows it.
+    pub async fn create_network(&self, roster: &Roster, threshold: u32) -> Result<SkipBlock, MembershipError> {
+        if let Some(net) = self.network() {
+            return Err(MembershipError::Conflict(format!("this node follows network {} already", hex::encode(net))));
+        }
+        if roster.index_of(&self.shared.ctx.config.identity.public()).is_none() {
+            return Err(RuleError::Invalid("this node is not in the roster".into()).into());
+        }
+        let cfg = rules::genesis_config(roster, threshold)?;
+        let owners = roster.servers.iter().map(|s| s.public).collect();
+        let genesis = self.shared.skipchain.create_chain(roster, 2, 12, owners, cfg.encode_to_vec()).await?;
+        self.set_state(NodeState::PartOfNetwork, Some(hex::encode(&genesis.hash)), None);
+        info!(network = %short(&genesis.hash), members = roster.len(), "network created");
+        Ok(genesis)
+    }
+
+    /// Takes a signed proposal (from a client, or gossiped by a member); returns its status.
+    pub async fn propose(&self, p: Proposal, gossip: bool) -> Result<ProposalStatus, MembershipError> {
+        let net = self.network().ok_or(MembershipError::NoNetwork)?;
+        let (block, cfg) = self.latest().ok_or(MembershipError::NoNetwork)?;
+        let id = rules::check_proposal(&net, &cfg, &p)?;
+        if self.shared.store.proposal(&id).is_some() {
+            if gossip {
+                return Err(MembershipError::Conflict(format!("proposal {} exists already", short(&id))));
+            }
+            return Ok(self.status_of(&id));
+        }
+        let roster = block.roster.clone().unwrap_or_default();
+        rules::apply(&cfg, &roster, p.action.as_ref().ok_or_else(|| RuleError::Invalid("no action".into()))?)?;
+        self.shared.store.put_proposal(&id, &p)?;
+        info!(proposal = %short(&id), action = %describe(p.action.as_ref()), "proposal");
+        if gossip {
+            self.gossip("Proposal", p.encode_to_vec());
+        }
+        Ok(self.status_of(&id))
+    }
+
+    /// Takes a signed ballot. From a client (`gossip`): refused when the member voted already; the
+    /// ballot goes to the other members, and when it passes the proposal this node appends its
+    /// block before answering.
+    pub async fn vote(&self, b: Ballot, gossip: bool) -> Result<ProposalStatus, MembershipError> {
+        let net = self.network().ok_or(MembershipError::NoNetwork)?;
+        let (_, cfg) = self.latest().ok_or(MembershipError::NoNetwork)?;
+        let id = b.proposal_id.clone();
+        if self.shared.store.proposal(&id).is_none() {
+            return Err(MembershipError::UnknownProposal(short(&id)));
+        }
+        rules::check_ballot(&net, &cfg, &b)?;
+        self.review(&id);
+        if let Some(o) = self.shared.store.outcome(&id) {
+            return Err(MembershipError::Closed { id: short(&id), state: o.state });
+        }
+        if let Some(old) = self.shared.store.ballot(&id, &b.member) {
+            if !gossip && old == b {
+                return Ok(self.status_of(&id));
+            }
+            return Err(RuleError::DuplicateBallot { member: short(&b.member), proposal: short(&id) }.into());
+        }
+        self.shared.store.put_ballot(&b)?;
+        debug!(proposal = %short(&id), member = %short(&b.member), approve = b.approve, "ballot");
+        let mut failure = None;
+        if gossip {
+            self.gossip("Ballot", b.encode_to_vec());
+            if matches!(rules::tally(&cfg, &self.shared.store.ballots(&id)), Tally::Passed { .. }) {
+                if let Err(e) = self.finalize_anywhere(&id).await {
+                    warn!(proposal = %short(&id), error = %e, "appending the passed proposal");
+                    failure = Some(format!("passed; its block is not appended yet: {e}"));
+                }
+            }
+        }
+        self.review(&id);
+        let mut status = self.status_of(&id);
+        if let (Some(f), true) = (failure, status.state == "open") {
+            status.reason = f;
+        }
+        Ok(status)
+    }
+
+    /// The status of every proposal this node knows, newest first.
+    pub fn proposals(&self) -> Vec<ProposalStatus> {
+        let mut all = self.shared.store.proposals();
+        all.sort_by_key(|(_, p)| std::cmp::Reverse(p.created));
+        all.iter().map(|(id, _)| self.status_of(id)).collect()
+    }
+
+    pub fn status_of(&self, id: &[u8]) -> ProposalStatus {
+        let st = &self.shared.store;
+        let p = st.proposal(id);
+        let ballots = st.ballots(id);
+        let cfg = self.latest().map(|(_, c)| c).unwrap_or_default();
+        let (yes, no) = match rules::tally(&cfg, &ballots) {
+            Tally::Open { yes, no } | Tally::Passed { yes, no } | Tally::Rejected { yes, no } => (yes, no),
+        };
+        let outcome = st.outcome(id);
+        ProposalStatus {
+            id: id.to_vec(),
+            proposal: p,
+            state: outcome.as_ref().map(|o| o.state.clone()).unwrap_or_else(|| "open".into()),
+            yes,
+            no,
+            needed: rules::needed(&cfg),
+            members: cfg.members.len() as u32,
+            reason: outcome.map(|o| o.reason).unwrap_or_default(),
+            ballots,
+        }
+    }
+
+    /// Sends `payload` to every other member of the newest roster, in the background.
+    fn gossip(&self, protocol: &'static str, payload: Vec<u8>) {
+        let Some((block, _)) = self.latest() else { return };
+        let Ok(roster) = block.roster.as_ref().map(config_roster).transpose() else { return };
+        let me = self.shared.ctx.config.identity.public();
+        for m in roster.into_iter().flat_map(|r| r.servers).filter(|m| m.public != me) {
+            let (net, payload) = (self.shared.ctx.network.clone(), payload.clone());
+            self.shared.ctx.tasks.spawn(async move {
+                // A link opened while this node was a stranger to the peer (its join) may be
+                // closed by the peer on the first request it reads in stranger mode: redial.
+                // A ballot may overtake its proposal: send it again.
+                for attempt in 1..=GOSSIP_ATTEMPTS {
+                    match net.request(&m, MEMBERSHIP_SERVICE, protocol, &[], payload.clone(), PEER_TIMEOUT).await {
+                        Ok(_) => return,
+                        // Refused for good (a duplicate, a closed proposal): no point repeating.
+                        Err(NetError::Remote { message, .. }) if !message.contains("unknown proposal") => {
+                            debug!(peer = %m.address, %message, "membership gossip refused");
+                            return;
+                        }
+                        // Not delivered, or a ballot that overtook its proposal: again, later.
+                        Err(e) => {
+                            debug!(peer = %m.address, error = %e, attempt, "membership gossip not delivered");
+                            tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Proposal ids applied by the blocks of the network chain.
+    fn applied(&self) -> HashMap<Vec<u8>, u64> {
+        let mut out = HashMap::new();
+        let Some(net) = self.network() else { return out };
+        let st = self.shared.skipchain.store();
+        let latest = st.latest_index(&net).unwrap_or(0);
+        for i in 1..=latest {
+            let Some(p) = st.block_at(&net, i).and_then(|b| rules::config_of(&b)).and_then(|c| c.passed?.proposal)
+            else {
+                continue;
+            };
+            out.insert(proposal_id(&p).to_vec(), i);
+        }
+        out
+    }
+
+    /// The governor's check (every member of the outgoing roster, before it cosigns).
+    fn check_block(&self, prev: &SkipBlock, next: &SkipBlock) -> Result<(), String> {
+        let st = self.shared.skipchain.store();
+        let applied = |id: &[u8; 32]| {
+            (1..=prev.index).any(|i| {
+                st.block_at(next.chain_id(), i)
+                    .and_then(|b| rules::config_of(&b))
+                    .and_then(|c| c.passed?.proposal)
+                    .is_some_and(|p| &proposal_id(&p) == id)
+            })
+        };
+        rules::check_block(prev, next, &applied).map_err(|e| e.to_string())
+    }
+
+    /// The members that can append the next network block: in the newest roster and in the
+    /// roster of every block the next one links back to (each forward link is a cosi round run by
+    /// a member of its source block's roster).
+    fn appenders(&self) -> Vec<ServerIdentity> {
+        let (Some(net), Some((latest, _))) = (self.network(), self.latest()) else { return vec![] };
+        let st = self.shared.skipchain.store();
+        let index = latest.index + 1;
+        let height = height_for(index, latest.base_height, latest.maximum_height) as usize;
+        let sources: Vec<SkipBlock> = (0..height)
+            .filter_map(|h| index.checked_sub(level_distance(latest.base_height, h)))
+            .filter_map(|i| st.block_at(&net, i))
+            .collect();
+        let Ok(roster) = latest.roster.as_ref().map(config_roster).transpose() else { return vec![] };
+        roster
+            .into_iter()
+            .flat_map(|r| r.servers)
+            .filter(|m| {
+                sources.iter().all(|b| {
+                    b.roster.as_ref().is_some_and(|r| r.members.iter().any(|x| x.identity == m.public.as_bytes()))
+                })
+            })
+            .collect()
+    }
+
+    /// Appends passed proposal `id` here when this node can, else through a member that can
+    /// (it gets the proposal and the ballots with the request).
+    async fn finalize_anywhere(&self, id: &[u8]) -> Result<u64, MembershipError> {
+        let me = self.shared.ctx.config.identity.public();
+        let appenders = self.appenders();
+        if appenders.iter().any(|m| m.public == me) {
+            return self.finalize(id).await.map(|b| b.index);
+        }
+        let (_, cfg) = self.latest().ok_or(MembershipError::NoNetwork)?;
+        let p = self.shared.store.proposal(id).ok_or_else(|| MembershipError::UnknownProposal(short(id)))?;
+        let passed =
+            PassedProposal { proposal: Some(p), ballots: rules::passing_ballots(&cfg, &self.shared.store.ballots(id)) };
+        let mut last = String::from("no member can append");
+        for m in appenders {
+            let req = passed.encode_to_vec();
+            match self.shared.ctx.network.request(&m, MEMBERSHIP_SERVICE, "Finalize", &[], req, FINALIZE_TIMEOUT).await
+            {
+                Ok(reply) if reply.len() == 8 => {
+                    let index = u64::from_be_bytes(reply.try_into().unwrap_or([0; 8]));
+                    self.close(id, "accepted", "", Some(index));
+                    return Ok(index);
+                }
+                Ok(_) => last = format!("{}: bad reply", m.address),
+                Err(e) => last = format!("{}: {e}", m.address),
+            }
+        }
+        Err(MembershipError::Conflict(last))
+    }
+
+    /// Appends the network block of passed proposal `id`.
+    async fn finalize(&self, id: &[u8]) -> Result<SkipBlock, MembershipError> {
+        let _one = self.shared.appending.lock().await;
+        if let Some(index) = self.applied().get(id) {
+            self.close(id, "accepted", "", Some(*index));
+            return Err(MembershipError::Closed { id: short(id), state: "accepted".into() });
+        }
+        let net = self.network().ok_or(MembershipError::NoNetwork)?;
+        let (latest, cfg) = self.latest().ok_or(MembershipError::NoNetwork)?;
+        let p = self.shared.store.proposal(id).ok_or_else(|| MembershipError::UnknownProposal(short(id)))?;
+        let ballots = rules::passing_ballots(&cfg, &self.shared.store.ballots(id));
+        let roster = latest.roster.clone().unwrap_or_default();
+        let action = p.action.clone().unwrap_or_default();
+        let (mut new_cfg, new_roster) = match rules::apply(&cfg, &roster, &action) {
+            Ok(x) => x,
+            Err(e) => {
+                self.close(id, "failed", &e.to_string(), None);
+                return Err(e.into());
+            }
+        };
+        new_cfg.passed = Some(PassedProposal { proposal: Some(p), ballots });
+        let changed = new_roster.id() != roster.id();
+        let new_roster = if changed { Some(config_roster(&new_roster)?) } else { None };
+        let identity = &self.shared.ctx.config.identity;
+        let append = Append::signed(identity, &net, latest.index + 1, new_cfg.encode_to_vec(), new_roster.as_ref())?;
+        let block = self.shared.skipchain.append(append).await?;
+        self.close(id, "accepted", "", Some(block.index));
+        info!(proposal = %short(id), index = block.index, "proposal applied to the network");
+        Ok(block)
+    }
+
+    fn close(&self, id: &[u8], state: &str, reason: &str, index: Option<u64>) {
+        if self.shared.store.outcome(id).is_some() {
+            return;
+        }
+        let o = Outcome { state: state.into(), reason: reason.into(), index };
+        if let Err(e) = self.shared.store.set_outcome(id, &o) {
+            warn!(error = %e, "storing a proposal outcome");
+        }
+        lock(&self.shared.passed_at).remove(id);
+    }
+
+    /// Closes proposal `id` when it was applied, cannot pass or cannot apply any more; notes
+    /// when it passed. Returns whether this node should append it now (fallback).
+    fn review(&self, id: &[u8]) -> bool {
+        let st = &self.shared.store;
+        if st.outcome(id).is_some() {
+            return false;
+        }
+        if let Some(index) = self.applied().get(id) {
+            self.close(id, "accepted", "", Some(*index));
+            return false;
+        }
+        let (Some((block, cfg)), Some(p)) = (self.latest(), st.proposal(id)) else { return false };
+        let roster = block.roster.clone().unwrap_or_default();
+        if let Err(e) = rules::apply(&cfg, &roster, &p.action.clone().unwrap_or_default()) {
+            self.close(id, "failed", &e.to_string(), None);
+            return false;
+        }
+        match rules::tally(&cfg, &st.ballots(id)) {
+            Tally::Rejected { yes, no } => {
+                self.close(id, "rejected", &format!("{no} no, {yes} yes: the threshold cannot be reached"), None);
+                false
+            }
+            Tally::Passed { .. } => {
+                let mut passed = lock(&self.shared.passed_at);
+                let since = *passed.entry(id.to_vec()).or_insert_with(Instant::now);
+                since.elapsed() >= FALLBACK_APPEND
+            }
+            Tally::Open { .. } => false,
+        }
+    }
+
+    /// Periodic work: follow the network chain (state changes, admission), review open
+    /// proposals, drive a pending join.
+    async fn tick(&self) {
+        self.sync_network();
+        let open = self.shared.store.open_ids();
+        for id in open {
+            let me = self.shared.ctx.config.identity.public();
+            if self.review(&id) && self.appenders().iter().any(|m| m.public == me) {
+                if let Err(e) = self.finalize(&id).await {
+                    debug!(proposal = %short(&id), error = %e, "fallback append");
+                }
+                lock(&self.shared.passed_at).insert(id.clone(), Instant::now());
+            }
+        }
+        self.drive_join().await;
+    }
+
+    /// Adopts the network chain this node is in, and moves its state with the newest roster.
+    fn sync_network(&self) {
+        let rec = self.record();
+        let me = self.shared.ctx.config.identity.public();
+        let st = self.shared.skipchain.store();
+        let in_roster =
+            |b: &SkipBlock| b.roster.as_ref().is_some_and(|r| r.members.iter().any(|m| m.identity == me.as_bytes()));
+        let net = match (&rec.network, &rec.join) {
+            (Some(n), _) => hex::decode(n).ok(),
+            (None, Some(j)) => hex::decode(&j.network).ok().filter(|n| st.latest(n).is_some_and(|b| in_roster(&b))),
+            (None, None) => st.chains().into_iter().find(|g| {
+                st.block(g).is_some_and(|b| rules::config_of(&b).is_some())
+                    && st.latest(g).is_some_and(|b| in_roster(&b))
+            }),
+        };
+        let Some(net) = net else { return };
+        let Some(latest) = st.latest(&net) else { return };
+        if let Some(r) = &latest.roster {
+            self.shared
+                .ctx
+                .network
+                .admit(r.members.iter().filter_map(|m| IdentityPublicKey::from_bytes(&m.identity).ok()));
+        }
+        let here = in_roster(&latest);
+        let net_hex = Some(hex::encode(&net));
+        match (rec.state, here) {
+            (NodeState::Initialized | NodeState::Pending | NodeState::Trusted | NodeState::Retired, true) => {
+                self.set_state(NodeState::PartOfNetwork, net_hex, Some(None));
+                *lock(&self.shared.join_target) = None;
+            }
+            (NodeState::PartOfNetwork, false) => self.set_state(NodeState::Retired, net_hex, None),
+            _ => {}
+        }
+    }
+
+    /// Asks to join `network` through the member at `target_url`; the node is `Pending` until the
+    /// members vote (the request survives restarts). `retry` is the time between polls.
+    pub fn join(
+        &self,
+        target_url: &str,
+        network: &[u8],
+        node_data: &str,
+        retry: Duration,
+    ) -> Result<(), MembershipError> {
+        let rec = self.record();
+        if rec.network.is_some() && rec.state != NodeState::Retired {
+            return Err(MembershipError::Conflict(format!(
+                "this node is {} in network {}",
+                rec.state.as_str(),
+                rec.network.unwrap_or_default()
+            )));
+        }
+        if let Some(j) = rec.join.as_ref().filter(|j| j.refused.is_none()) {
+            if j.network == hex::encode(network) {
+                *lock(&self.shared.retry) = retry;
+                return Ok(()); // Still pending from before a restart: keep that request.
+            }
+        }
+        if node_data.len() > rules::MAX_NODE_DATA {
+            return Err(RuleError::Invalid(format!("node_data is above {} bytes", rules::MAX_NODE_DATA)).into());
+        }
+        if !node_data.is_empty() {
+            serde_json::from_str::<serde_json::Value>(node_data)
+                .map_err(|e| RuleError::Invalid(format!("node_data is not JSON: {e}")))?;
+        }
+        *lock(&self.shared.retry) = retry;
+        let join = JoinRecord {
+            target_url: target_url.into(),
+            network: hex::encode(network),
+            node_data: node_data.into(),
+            sent_to: None,
+            proposal: None,
+            refused: None,
+        };
+        self.set_state(NodeState::Pending, None, Some(Some(join)));
+        Ok(())
+    }
+
+    /// The network's members, from a proof fetched at the target and verified from the genesis.
+    async fn fetch_members(&self, j: &JoinRecord) -> Result<Vec<ServerIdentity>, MembershipError> {
+        let net = hex::decode(&j.network).map_err(|e| MembershipError::Join(format!("network id: {e}")))?;
+        let client = Client::parse(&j.target_url, PEER_TIMEOUT).map_err(|e| MembershipError::Join(e.to_string()))?;
+        let proof = client.update_chain(&net).await.map_err(|e| MembershipError::Join(e.to_string()))?;
+        let latest = verify_proof(&net, &proof, Policy::Default)
+            .map_err(|e| MembershipError::Join(format!("the network chain does not verify: {e}")))?;
+        if proof.first().and_then(rules::config_of).is_none() {
+            return Err(MembershipError::Join("that chain is not a network chain".into()));
+        }
+        let roster = config_roster(latest.roster.as_ref().ok_or(MembershipError::NoNetwork)?)?;
+        Ok(roster.servers)
+    }
+
+    async fn drive_join(&self) {
+        let rec = self.record();
+        let Some(j) = rec.join.clone().filter(|j| j.refused.is_none()) else { return };
+        if !matches!(rec.state, NodeState::Pending | NodeState::Trusted) {
+            return;
+        }
+        let target = lock(&self.shared.join_target).clone();
+        if target.as_ref().is_some_and(|t| Instant::now() < t.next_poll) {
+            return;
+        }
+        let retry = *lock(&self.shared.retry);
+        let members = match target {
+            Some(t) => t.members,
+            None => match self.fetch_members(&j).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, target = %j.target_url, "join: cannot read the network");
+                    *lock(&self.shared.join_target) =
+                        Some(JoinTarget { members: vec![], next_poll: Instant::now() + retry });
+                    return;
+                }
+            },
+        };
+        *lock(&self.shared.join_target) =
+            Some(JoinTarget { members: members.clone(), next_poll: Instant::now() + retry });
+        if members.is_empty() {
+            *lock(&self.shared.join_target) = None;
+            return;
+        }
+        let net = hex::decode(&j.network).unwrap_or_default();
+        let me = self.shared.ctx.config.server_identity();
+        let req = JoinRequest {
+            network: net.clone(),
+            public_toml: Roster::new(vec![me]).to_toml(),
+            node_data: j.node_data.clone(),
+        };
+        // The member asked before first (it holds the proposal), then the others in order.
+        let mut order: Vec<&ServerIdentity> = members.iter().collect();
+        if let Some(sent) = &j.sent_to {
+            order.sort_by_key(|m| m.public.to_hex() != *sent);
+        }
+        for m in order {
+            let protocol = if j.sent_to.as_deref() == Some(&m.public.to_hex()) { "JoinStatus" } else { "Join" };
+            let reply = self
+                .shared
+                .ctx
+                .network
+                .request(m, MEMBERSHIP_SERVICE, protocol, &[], req.encode_to_vec(), PEER_TIMEOUT)
+                .await;
+            let answer = match reply.map(|r| JoinAnswer::decode(r.as_slice())) {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => {
+                    debug!(peer = %m.address, error = %e, "join: undecodable answer");
+                    continue;
+                }
+                Err(e) => {
+                    debug!(peer = %m.address, error = %e, "join: no answer");
+                    continue;
+                }
+            };
+            let mut j = j.clone();
+            match answer.state.as_str() {
+                "pending" => {
+                    j.sent_to = Some(m.public.to_hex());
+                    j.proposal = (!answer.proposal_id.is_empty()).then(|| hex::encode(&answer.proposal_id));
+                    if self.record().join.as_ref() != Some(&j) {
+                        self.set_state(NodeState::Pending, None, Some(Some(j)));
+                    }
+                }
+                "trusted" => {
+                    self.set_state(NodeState::Trusted, None, None);
+                    if let Err(e) = self.shared.skipchain.catch_up(&net, m).await {
+                        debug!(error = %e, "join: catching up on the network chain");
+                    }
+                    self.sync_network();
+                }
+                "refused" => {
+                    warn!(reason = %answer.reason, "join refused");
+                    j.refused = Some(answer.reason);
+                    self.set_state(NodeState::Initialized, None, Some(Some(j)));
+                }
+                _ => {
+                    // The member does not know the request (e.g. it lost it): ask again.
+                    j.sent_to = None;
+                    self.set_state(rec.state, None, Some(Some(j)));
+                    continue;
+                }
+            }
+            return;
+        }
+    }
+
+    /// The answer to a join request or poll from `from`.
+    fn join_answer(&self, from: &IdentityPublicKey, req: &JoinRequest, create: bool) -> Result<JoinAnswer, String> {
+        let net = self.network().ok_or("this node follows no network")?;
+        if req.network != net {
+            return Err("this node is not in that network".into());
+        }
+        let (block, cfg) = self.latest().ok_or("this node follows no network")?;
+        if block.roster.as_ref().is_some_and(|r| r.members.iter().any(|m| m.identity == from.as_bytes())) {
+            return Ok(JoinAnswer { state: "trusted".into(), network_index: block.index, ..Default::default() });
+        }
+        let st = &self.shared.store;
+        if let Some(pid) = st.join_proposal(from.as_bytes()) {
+            match st.outcome(&pid) {
+                Some(o) if o.state != "accepted" => {
+                    if !create {
+                        return Ok(JoinAnswer {
+                            state: "refused".into(),
+                            proposal_id: pid,
+                            reason: format!("{}: {}", o.state, o.reason),
+                            ..Default::default()
+                        });
+                    }
+                }
+                _ => return Ok(JoinAnswer { state: "pending".into(), proposal_id: pid, ..Default::default() }),
+            }
+        }
+        if !create {
+            return Ok(JoinAnswer { state: "unknown".into(), ..Default::default() });
+        }
+        let add = AddNode { public_toml: req.public_toml.clone(), node_data: req.node_data.clone() };
+        let server = rules::joining_server(&add).map_err(|e| e.to_string())?;
+        if &server.public != from {
+            return Err("the identity in public_toml is not the sender's".into());
+        }
+        if st.joins() >= MAX_JOINS {
+            return Err("too many join requests".into());
+        }
+        let identity = &self.shared.ctx.config.identity;
+        if !cfg.members.iter().any(|m| m == identity.public().as_bytes()) {
+            return Err("this node is not a governance member: send the request to a member".into());
+        }
+        let p = Proposal::signed(identity, &net, action::Kind::AddNode(add), now_ms());
+        let id = rules::check_proposal(&net, &cfg, &p).map_err(|e| e.to_string())?;
+        let roster = block.roster.clone().unwrap_or_default();
+        rules::apply(&cfg, &roster, p.action.as_ref().ok_or("no action")?).map_err(|e| e.to_string())?;
+        st.put_proposal(&id, &p).map_err(|e| e.to_string())?;
+        st.put_join(from.as_bytes(), req, &id).map_err(|e| e.to_string())?;
+        info!(node = %short(from.as_bytes()), proposal = %short(&id), "join request: add_node proposed");
+        self.gossip("Proposal", p.encode_to_vec());
+        Ok(JoinAnswer { state: "pending".into(), proposal_id: id.to_vec(), ..Default::default() })
+    }
+
+    /// Whether `peer` is in the newest roster of the network.
+    fn is_member_peer(&self, peer: &IdentityPublicKey) -> bool {
+        self.latest()
+            .and_then(|(b, _)| b.roster)
+            .is_some_and(|r| r.members.iter().any(|m| m.identity == peer.as_bytes()))
+    }
+
+    async fn handle_peer(&self, msg: PeerMessage) -> Result<Vec<u8>, String> {
+        match msg.protocol.as_str() {
+            "Join" | "JoinStatus" => {
+                let req = JoinRequest::decode(msg.payload.as_slice()).map_err(|e| format!("JoinRequest: {e}"))?;
+                Ok(self.join_answer(&msg.from, &req, msg.protocol == "Join")?.encode_to_vec())
+            }
+            "Proposal" | "Ballot" => {
+                // Only the network's roster gossips.
+                if !self.is_member_peer(&msg.from) {
+                    return Err("only members of the network's roster gossip proposals and ballots".into());
+                }
+                if msg.protocol == "Proposal" {
+                    let p = Proposal::decode(msg.payload.as_slice()).map_err(|e| format!("Proposal: {e}"))?;
+                    self.propose(p, false).await.map_err(|e| e.to_string())?;
+                } else {
+                    let b = Ballot::decode(msg.payload.as_slice()).map_err(|e| format!("Ballot: {e}"))?;
+                    self.vote(b, false).await.map_err(|e| e.to_string())?;
+                }
+                Ok(vec![])
+            }
+            "Finalize" => {
+                if !self.is_member_peer(&msg.from) {
+                    return Err("only members of the network's roster ask for appends".into());
+                }
+                let passed = PassedProposal::decode(msg.payload.as_slice()).map_err(|e| format!("Finalize: {e}"))?;
+                let p = passed.proposal.ok_or("Finalize without proposal")?;
+                let id = proposal_id(&p);
+                match self.propose(p, false).await {
+                    Ok(_) | Err(MembershipError::Conflict(_)) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                for b in passed.ballots.into_iter().filter(|b| b.proposal_id == id) {
+                    match self.vote(b, false).await {
+                        Ok(_) | Err(MembershipError::Rule(RuleError::DuplicateBallot { .. })) => {}
+                        Err(MembershipError::Closed { .. }) => break,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                match self.finalize(&id).await {
+                    Ok(b) => Ok(b.index.to_be_bytes().to_vec()),
+                    Err(e) => match self.applied().get(id.as_slice()) {
+                        Some(i) => Ok(i.to_be_bytes().to_vec()),
+                        None => Err(e.to_string()),
+                    },
+                }
+            }
+            other => Err(format!("unknown membership protocol `{other}`")),
+        }
+    }
+
+    async fn client_request(&self, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
+        let bad = |e: prost::DecodeError| ServiceError::BadRequest(e.to_string());
+        match method.as_str() {
+            "CreateNetwork" => {
+                let req = CreateNetwork::decode(body.as_slice()).map_err(bad)?;
+                let roster = Roster::from_toml_str(std::path::Path::new("roster_toml"), &req.roster_toml)
+                    .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+                let genesis = self.create_network(&roster, req.threshold).await?;
+                Ok(NetworkReply { network: genesis.hash.clone(), index: 0, block: genesis.encode_to_vec() }
+                    .encode_to_vec())
+            }
+            "GetNetwork" => {
+                GetNetwork::decode(body.as_slice()).map_err(bad)?;
+                let (b, _) = self.latest().ok_or_else(|| ServiceError::from(MembershipError::NoNetwork))?;
+                Ok(NetworkReply { network: b.chain_id().to_vec(), index: b.index, block: b.encode_to_vec() }
+                    .encode_to_vec())
+            }
+            "Propose" => {
+                let p = Proposal::decode(body.as_slice()).map_err(bad)?;
+                Ok(self.propose(p, true).await?.encode_to_vec())
+            }
+            "Vote" => {
+                let b = Ballot::decode(body.as_slice()).map_err(bad)?;
+                Ok(self.vote(b, true).await?.encode_to_vec())
+            }
+            "GetProposals" => {
+                GetProposals::decode(body.as_slice()).map_err(bad)?;
+                Ok(Proposals { proposals: self.proposals() }.encode_to_vec())
+            }
+            _ => Err(ServiceError::UnknownMethod { service: MEMBERSHIP_SERVICE.into(), method }),
+        }
+    }
+
+    /// Every node of the newest roster, and the joiners this node knows of (JSON for the operator).
+    pub fn nodes_json(&self) -> serde_json::Value {
+        let Some((b, cfg)) = self.latest() else { return serde_json::json!([]) };
+        let mut seen = HashSet::new();
+        let mut out = vec![];
+        for m in b.roster.as_ref().map(|r| r.members.as_slice()).unwrap_or_default() {
+            seen.insert(m.identity.clone());
+            let data = cfg.node_data.iter().find(|d| d.identity == m.identity).map(|d| d.json.clone());
+            out.push(serde_json::json!({
+                "node_id": IdentityPublicKey::from_bytes(&m.identity).map(|k| k.node_id()).unwrap_or_default(),
+                "public": hex::encode(&m.identity),
+                "address": m.address,
+                "description": m.description,
+                "state": "PartOfNetwork",
+                "member": cfg.members.contains(&m.identity),
+                "node_data": data.and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
+            }));
+        }
+        for (_, p) in self.shared.store.proposals() {
+            let Some(action::Kind::AddNode(a)) = p.action.and_then(|a| a.kind) else { continue };
+            let Ok(s) = rules::joining_server(&a) else { continue };
+            if seen.insert(s.public.as_bytes().to_vec()) {
+                let pid = self.shared.store.join_proposal(s.public.as_bytes());
+                let state = pid.and_then(|id| self.shared.store.outcome(&id)).map_or("Pending", |o| {
+                    if o.state == "accepted" {
+                        "Retired"
+                    } else {
+                        "Refused"
+                    }
+                });
+                out.push(serde_json::json!({
+                    "node_id": s.public.node_id(),
+                    "public": s.public.to_hex(),
+                    "address": s.address.to_string(),
+                    "description": s.description,
+                    "state": state,
+                    "member": false,
+                    "node_data": serde_json::from_str::<serde_json::Value>(&a.node_data).ok(),
+                }));
+            }
+        }
+        serde_json::Value::Array(out)
+    }
+}

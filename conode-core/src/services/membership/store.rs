@@ -1,0 +1,162 @@
+//! What the membership service keeps in its sled tree, durably before it answers: this node's
+//! state (and, for a joiner, its join request, so a restart while pending keeps it), proposals,
+//! ballots and their outcomes, and the join requests members received.
+
+use super::messages::{Ballot, JoinRequest, Proposal};
+use crate::storage::{ServiceTree, Storage, StorageError};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// The membership state of a node, as CCF names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// The service has not read its state yet (never reported by a running node).
+    Uninitialized,
+    /// Running, in no network and not joining one.
+    Initialized,
+    /// Sent a join request; waits for the members' vote.
+    Pending,
+    /// Voted in (its add_node block exists); catching up on the network chain.
+    Trusted,
+    /// In the roster of the newest network block it holds.
+    PartOfNetwork,
+    /// Was part of the network and was removed.
+    Retired,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Uninitialized => "Uninitialized",
+            NodeState::Initialized => "Initialized",
+            NodeState::Pending => "Pending",
+            NodeState::Trusted => "Trusted",
+            NodeState::PartOfNetwork => "PartOfNetwork",
+            NodeState::Retired => "Retired",
+        }
+    }
+}
+
+/// A joiner's request in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRecord {
+    /// Client URL of the member asked first.
+    pub target_url: String,
+    /// Hex genesis id of the network.
+    pub network: String,
+    pub node_data: String,
+    /// Hex identity key of the member the request went to (once sent).
+    pub sent_to: Option<String>,
+    /// Hex id of the add_node proposal made for it.
+    pub proposal: Option<String>,
+    /// Why the members refused it, once they did.
+    pub refused: Option<String>,
+}
+
+/// This node's membership record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub state: NodeState,
+    /// Hex genesis id of the network chain this node follows.
+    pub network: Option<String>,
+    /// Unix ms of the last state change.
+    pub since_ms: u64,
+    pub join: Option<JoinRecord>,
+}
+
+/// Where a proposal ended (absent: still open).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// "accepted", "rejected" or "failed".
+    pub state: String,
+    pub reason: String,
+    /// The network block that applied it (accepted).
+    pub index: Option<u64>,
+}
+
+pub const TREE: &str = "Membership";
+
+#[derive(Clone)]
+pub struct MembershipStore {
+    tree: ServiceTree,
+}
+
+fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.as_bytes().to_vec();
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+impl MembershipStore {
+    pub fn open(storage: &Storage) -> Result<Self, StorageError> {
+        Ok(Self { tree: storage.tree(TREE)? })
+    }
+
+    pub fn record(&self) -> Option<NodeRecord> {
+        let v = self.tree.get(b"node").ok()??;
+        serde_json::from_slice(&v).ok()
+    }
+
+    pub fn set_record(&self, r: &NodeRecord) -> Result<(), StorageError> {
+        let v = serde_json::to_vec(r).unwrap_or_default();
+        self.tree.put(b"node", &v)
+    }
+
+    /// Stores a proposal, open (listed by [`Self::open_ids`] until it has an outcome).
+    pub fn put_proposal(&self, id: &[u8], p: &Proposal) -> Result<(), StorageError> {
+        self.tree.put_batch(&[(&key("p/", &[id]), &p.encode_to_vec()), (&key("open/", &[id]), &[])])
+    }
+
+    /// Ids of the proposals without an outcome (what the periodic review looks at).
+    pub fn open_ids(&self) -> Vec<Vec<u8>> {
+        self.tree.scan_prefix(b"open/").map(|(k, _)| k[5..].to_vec()).collect()
+    }
+
+    pub fn proposal(&self, id: &[u8]) -> Option<Proposal> {
+        Proposal::decode(self.tree.get(&key("p/", &[id])).ok()??.as_slice()).ok()
+    }
+
+    /// Every proposal, by id.
+    pub fn proposals(&self) -> Vec<(Vec<u8>, Proposal)> {
+        self.tree
+            .scan_prefix(b"p/")
+            .filter_map(|(k, v)| Some((k[2..].to_vec(), Proposal::decode(v.as_slice()).ok()?)))
+            .collect()
+    }
+
+    pub fn put_ballot(&self, b: &Ballot) -> Result<(), StorageError> {
+        self.tree.put(&key("b/", &[&b.proposal_id, &b.member]), &b.encode_to_vec())
+    }
+
+    pub fn ballot(&self, id: &[u8], member: &[u8]) -> Option<Ballot> {
+        Ballot::decode(self.tree.get(&key("b/", &[id, member])).ok()??.as_slice()).ok()
+    }
+
+    pub fn ballots(&self, id: &[u8]) -> Vec<Ballot> {
+        self.tree.scan_prefix(&key("b/", &[id])).filter_map(|(_, v)| Ballot::decode(v.as_slice()).ok()).collect()
+    }
+
+    pub fn set_outcome(&self, id: &[u8], o: &Outcome) -> Result<(), StorageError> {
+        self.tree.put(&key("o/", &[id]), &serde_json::to_vec(o).unwrap_or_default())?;
+        self.tree.remove(&key("open/", &[id]))
+    }
+
+    pub fn outcome(&self, id: &[u8]) -> Option<Outcome> {
+        serde_json::from_slice(&self.tree.get(&key("o/", &[id])).ok()??).ok()
+    }
+
+    /// A join request received from node `identity`, with the proposal made for it.
+    pub fn put_join(&self, identity: &[u8], req: &JoinRequest, proposal: &[u8]) -> Result<(), StorageError> {
+        self.tree.put_batch(&[(&key("j/", &[identity]), &req.encode_to_vec()), (&key("jp/", &[identity]), proposal)])
+    }
+
+    pub fn join_proposal(&self, identity: &[u8]) -> Option<Vec<u8>> {
+        self.tree.get(&key("jp/", &[identity])).ok()?
+    }
+
+    pub fn joins(&self) -> usize {
+        self.tree.scan_prefix(b"j/").count()
+    }
+}

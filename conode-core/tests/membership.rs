@@ -1,0 +1,339 @@
+//! Membership by vote on a LocalCluster: a network chain of 4 founders, a stranger that joins
+//! (pending → trusted → part of the network, its request surviving a restart), ballots (duplicate,
+//! forged and non-member ballots refused), a proposal rejected by no votes, a removal (the removed
+//! node retires), a roster change without votes refused by the members, strangers limited to the
+//! join routes, the operator's JSON routes, and a light client following membership from the
+//! genesis with the skipchain proof verifier.
+
+use conode_core::cluster::LocalCluster;
+use conode_core::crypto::IdentityKeyPair;
+use conode_core::network::NetError;
+use conode_core::services::membership::messages::{action, Ballot, NetworkConfig, Proposal, RemoveNode, SetThreshold};
+use conode_core::services::membership::{rules, MembershipService, NodeState};
+use conode_core::services::skipchain::messages::Append;
+use conode_core::verify::cosi::Policy;
+use conode_core::verify::skipchain::verify_proof;
+use prost::Message;
+use std::time::{Duration, Instant};
+
+fn m(c: &LocalCluster, i: usize) -> MembershipService {
+    c.node(i).membership().expect("membership service")
+}
+
+fn key(c: &LocalCluster, i: usize) -> IdentityKeyPair {
+    c.node(i).config().identity.clone()
+}
+
+fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn roster_size(c: &LocalCluster, i: usize) -> usize {
+    m(c, i).latest().and_then(|(b, _)| b.roster).map(|r| r.members.len()).unwrap_or(0)
+}
+
+/// A network of the cluster's 4 nodes; every founder ends `PartOfNetwork`.
+fn network(c: &LocalCluster) -> Vec<u8> {
+    let genesis = c.runtime().block_on(m(c, 0).create_network(c.roster(), 0)).unwrap();
+    for i in 0..c.roster().len() {
+        wait(&format!("founder {i} part of the network"), || m(c, i).state() == NodeState::PartOfNetwork);
+        assert_eq!(m(c, i).network().as_deref(), Some(genesis.hash.as_slice()));
+    }
+    genesis.hash
+}
+
+fn vote(c: &LocalCluster, voter: usize, net: &[u8], id: &[u8], yes: bool) -> Result<String, String> {
+    let b = Ballot::signed(&key(c, voter), net, id, yes);
+    let status = c.runtime().block_on(m(c, voter).vote(b, true)).map_err(|e| e.to_string())?;
+    assert!(status.reason.is_empty() || status.state != "open", "{}", status.reason);
+    Ok(status.state)
+}
+
+/// Waits until node `i` holds proposal `id` with `yes` and `no` ballots.
+fn seen(c: &LocalCluster, i: usize, id: &[u8], yes: u32, no: u32) {
+    wait(&format!("node {i} holds {yes} yes and {no} no"), || {
+        let s = m(c, i).status_of(id);
+        s.proposal.is_some() && s.yes == yes && s.no == no
+    });
+}
+
+/// Node `j` (outside the roster) joins through node 0; returns the add_node proposal id.
+fn join(c: &LocalCluster, j: usize, net: &[u8]) -> Vec<u8> {
+    let url = c.client_url(0).unwrap();
+    m(c, j).join(&url, net, r#"{"pod":"p-7"}"#, Duration::from_millis(50)).unwrap();
+    assert_eq!(m(c, j).state(), NodeState::Pending);
+    wait("the joiner's add_node proposal", || m(c, j).record().join.and_then(|r| r.proposal).is_some());
+    hex::decode(m(c, j).record().join.unwrap().proposal.unwrap()).unwrap()
+}
+
+#[test]
+fn a_node_joins_by_vote_and_a_removed_node_retires() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let j = c.spawn_node().unwrap();
+    assert_eq!(m(&c, j).state(), NodeState::Initialized);
+    let pid = join(&c, j, &net);
+    wait("the proposal reached every member", || (1..4).all(|i| m(&c, i).status_of(&pid).proposal.is_some()));
+
+    // The joiner restarts while pending: it keeps its request and its proposal.
+    c.stop(j).unwrap();
+    c.restart(j).unwrap();
+    assert_eq!(m(&c, j).state(), NodeState::Pending);
+    assert_eq!(m(&c, j).record().join.unwrap().proposal.unwrap(), hex::encode(&pid));
+
+    // Ballots: 3 of 4 are needed. A forged ballot and a stranger's are refused; so is a second one.
+    let mut forged = Ballot::signed(&key(&c, 1), &net, &pid, true);
+    forged.signature[0] ^= 1;
+    let err = c.runtime().block_on(m(&c, 1).vote(forged, true)).unwrap_err().to_string();
+    assert!(err.contains("does not verify"), "{err}");
+    let stranger = Ballot::signed(&IdentityKeyPair::generate(), &net, &pid, true);
+    let err = c.runtime().block_on(m(&c, 1).vote(stranger, true)).unwrap_err().to_string();
+    assert!(err.contains("not a governance member"), "{err}");
+    assert_eq!(vote(&c, 0, &net, &pid, true).unwrap(), "open");
+    let err = vote(&c, 0, &net, &pid, false).unwrap_err();
+    assert!(err.contains("already voted"), "{err}");
+    assert_eq!(vote(&c, 1, &net, &pid, true).unwrap(), "open");
+    seen(&c, 2, &pid, 2, 0);
+    let last_vote = Instant::now();
+    assert_eq!(vote(&c, 2, &net, &pid, true).unwrap(), "accepted");
+    wait("the joiner is part of the network", || m(&c, j).state() == NodeState::PartOfNetwork);
+    eprintln!("last vote → PartOfNetwork: {:?}", last_vote.elapsed());
+    for i in 0..=j {
+        wait(&format!("node {i} holds the 5-node roster"), || roster_size(&c, i) == 5);
+    }
+    let (_, cfg) = m(&c, 3).latest().unwrap();
+    assert_eq!(cfg.members.len(), 5);
+    assert_eq!(cfg.node_data[0].json, r#"{"pod":"p-7"}"#);
+    wait("node 3 closed the proposal", || m(&c, 3).status_of(&pid).state == "accepted");
+
+    // A light client follows membership from the genesis with the skipchain proof verifier.
+    let proof = c.proof(3, &net).unwrap();
+    let last = verify_proof(&net, &proof, Policy::Default).unwrap();
+    assert_eq!(last.roster.as_ref().unwrap().members.len(), 5);
+    let data = NetworkConfig::decode(last.data.as_slice()).unwrap();
+    assert_eq!(data.passed.unwrap().ballots.len(), 3);
+
+    // remove_node: 4 of 5 yes needed. Two no votes reject it; a second proposal passes.
+    let removed = key(&c, 1).public();
+    let p = Proposal::signed(
+        &key(&c, 0),
+        &net,
+        action::Kind::RemoveNode(RemoveNode { identity: removed.as_bytes().to_vec() }),
+        1,
+    );
+    let st = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap();
+    let rid = st.id.clone();
+    assert_eq!((st.needed, st.members), (4, 5));
+    wait("the removal reached node 4", || m(&c, j).status_of(&rid).proposal.is_some());
+    assert_eq!(vote(&c, 1, &net, &rid, false).unwrap(), "open");
+    seen(&c, j, &rid, 0, 1);
+    assert_eq!(vote(&c, j, &net, &rid, false).unwrap(), "rejected");
+    seen(&c, 2, &rid, 0, 2);
+    let err = vote(&c, 2, &net, &rid, true).unwrap_err();
+    assert!(err.contains("rejected"), "{err}");
+
+    let p = Proposal::signed(
+        &key(&c, 0),
+        &net,
+        action::Kind::RemoveNode(RemoveNode { identity: removed.as_bytes().to_vec() }),
+        2,
+    );
+    let rid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
+    for v in [0, 2, 3] {
+        wait("the proposal reached the voter", || m(&c, v).status_of(&rid).proposal.is_some());
+        assert_eq!(vote(&c, v, &net, &rid, true).unwrap(), "open");
+    }
+    seen(&c, j, &rid, 3, 0);
+    assert_eq!(vote(&c, j, &net, &rid, true).unwrap(), "accepted");
+    wait("node 1 retired", || m(&c, 1).state() == NodeState::Retired);
+    wait("node 3 holds the 4-node roster", || roster_size(&c, 3) == 4);
+    let (_, cfg) = m(&c, 0).latest().unwrap();
+    assert!(!cfg.members.contains(&removed.as_bytes().to_vec()), "a removed node stays a member");
+
+    // The removed node cannot sign for the new roster: a block it proposes (it still holds the
+    // chain, and as a founder it owns it) is refused, and the next block is cosigned without it.
+    let (latest, cfg) = m(&c, 1).latest().unwrap();
+    let forged = NetworkConfig { threshold: 1, ..cfg };
+    let append = Append::signed(&key(&c, 1), &net, latest.index + 1, forged.encode_to_vec(), None).unwrap();
+    let chains1 = c.node(1).skipchain().unwrap();
+    assert!(c.runtime().block_on(chains1.append(append)).is_err(), "a removed node appended to the network chain");
+
+    // The removed node can no longer vote (it is no member of the new config).
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), 3);
+    let tid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
+    let late = Ballot::signed(&key(&c, 1), &net, &tid, true);
+    let err = c.runtime().block_on(m(&c, 0).vote(late, true)).unwrap_err().to_string();
+    assert!(err.contains("not a governance member"), "{err}");
+    for v in [0, 2] {
+        wait("the proposal reached the voter", || m(&c, v).status_of(&tid).proposal.is_some());
+        vote(&c, v, &net, &tid, true).unwrap();
+    }
+    seen(&c, 3, &tid, 2, 0);
+    assert_eq!(vote(&c, 3, &net, &tid, true).unwrap(), "accepted");
+    wait("threshold 2 everywhere", || m(&c, j).latest().is_some_and(|(_, cfg)| rules::needed(&cfg) == 2));
+    let (last, _) = m(&c, j).latest().unwrap();
+    let link = c.node(0).skipchain().unwrap().store().block_at(&net, last.index - 1).unwrap().forward_links[0].clone();
+    let mask = link.signature.unwrap().mask;
+    let prev_roster = c.node(0).skipchain().unwrap().store().block_at(&net, last.index - 1).unwrap().roster.unwrap();
+    assert!(prev_roster.members.iter().all(|mem| mem.identity != removed.as_bytes().to_vec()));
+    assert_eq!(mask.len(), 1, "a 4-member roster signs with a 1-byte mask");
+}
+
+#[test]
+fn members_refuse_a_roster_block_without_votes() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let j = c.spawn_node().unwrap();
+    let chains = c.node(0).skipchain().unwrap();
+    // Node 0 is a founder (an owner of the chain): owner-signed blocks are not enough on a governed
+    // chain. A block adding node j without any ballot is refused.
+    let (latest, cfg) = m(&c, 0).latest().unwrap();
+    let mut roster = c.roster().clone();
+    roster.servers.push(c.node(j).server_identity());
+    let forged =
+        NetworkConfig { members: roster.servers.iter().map(|s| s.public.as_bytes().to_vec()).collect(), ..cfg.clone() };
+    let append = Append::signed(&key(&c, 0), &net, latest.index + 1, forged.encode_to_vec(), Some(&roster)).unwrap();
+    let err = c.runtime().block_on(chains.append(append)).unwrap_err().to_string();
+    assert!(err.contains("no passed proposal"), "{err}");
+    // A passed proposal whose ballots come from one member only is refused too.
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 9);
+    let id = conode_core::services::membership::messages::proposal_id(&p);
+    let one = vec![Ballot::signed(&key(&c, 0), &net, &id, true)];
+    let bad = NetworkConfig {
+        threshold: 1,
+        passed: Some(conode_core::services::membership::messages::PassedProposal { proposal: Some(p), ballots: one }),
+        ..cfg
+    };
+    let append = Append::signed(&key(&c, 0), &net, latest.index + 1, bad.encode_to_vec(), None).unwrap();
+    let err = c.runtime().block_on(chains.append(append)).unwrap_err().to_string();
+    assert!(err.contains("do not pass"), "{err}");
+    assert_eq!(m(&c, 2).latest().unwrap().0.index, 0);
+}
+
+#[test]
+fn a_stranger_gets_only_its_join_answer_and_operators_read_json() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let j = c.spawn_node().unwrap();
+    let member = c.roster().servers[1].clone();
+    let sn = c.node(j).network().unwrap();
+    c.runtime().block_on(async {
+        let req =
+            conode_core::services::membership::messages::JoinRequest { network: net.clone(), ..Default::default() };
+        // A status poll is answered ("unknown": it asked nothing yet); everything else is not.
+        let reply = sn
+            .request(&member, "Membership", "JoinStatus", &[], req.encode_to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let answer = conode_core::services::membership::messages::JoinAnswer::decode(reply.as_slice()).unwrap();
+        assert_eq!(answer.state, "unknown");
+        for (svc, proto) in [("Membership", "Ballot"), ("Membership", "Proposal"), ("Skipchain", "GetBlocks")] {
+            let err = sn.request(&member, svc, proto, &[], vec![], Duration::from_secs(5)).await.unwrap_err();
+            assert!(matches!(err, NetError::Closed { .. }), "a stranger got an answer on {svc}/{proto}: {err}");
+        }
+        // A join that claims another node's identity is refused.
+        let other = conode_core::config::Roster::new(vec![c.node(2).server_identity()]).to_toml();
+        let req = conode_core::services::membership::messages::JoinRequest {
+            network: net.clone(),
+            public_toml: other,
+            node_data: String::new(),
+        };
+        let err = sn
+            .request(&member, "Membership", "Join", &[], req.encode_to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not the sender's"), "{err}");
+    });
+
+    let http = c.client_url(0).unwrap().replacen("ws://", "http://", 1);
+    let get = |path: &str| -> serde_json::Value {
+        c.runtime().block_on(async { reqwest::get(format!("{http}{path}")).await.unwrap().json().await.unwrap() })
+    };
+    let state = get("/node/state");
+    assert_eq!(state["state"], "PartOfNetwork");
+    assert_eq!(state["network"], hex::encode(&net));
+    assert_eq!(state["network_index"], 0);
+    let network = get("/node/network");
+    assert_eq!(network["roster_size"], 4);
+    assert_eq!(network["threshold"], 3);
+    let pid = join(&c, j, &net);
+    let nodes = get("/node/network/nodes");
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 5);
+    assert_eq!(nodes[4]["state"], "Pending");
+    assert_eq!(nodes[4]["node_data"]["pod"], "p-7");
+    let proposals = get("/node/proposals");
+    assert_eq!(proposals[0]["id"], hex::encode(&pid));
+    assert_eq!(proposals[0]["state"], "open");
+    assert_eq!(proposals[0]["needed"], 3);
+    let joiner = c.client_url(j).unwrap().replacen("ws://", "http://", 1);
+    let state: serde_json::Value = c
+        .runtime()
+        .block_on(async { reqwest::get(format!("{joiner}/node/state")).await.unwrap().json().await.unwrap() });
+    assert_eq!(state["state"], "Pending");
+}
+
+#[test]
+fn a_join_while_appends_and_beacon_rounds_continue() {
+    use conode_core::services::beacon::messages::InitRequest;
+    use conode_core::verify::beacon::Scheme;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let mut c = LocalCluster::new(4).unwrap();
+    let req = InitRequest {
+        roster_toml: c.roster().to_toml(),
+        scheme: Scheme::from_id("bls-unchained-g1-rfc9380").unwrap().id().into(),
+        period_secs: 1,
+        threshold: 0,
+        phase_timeout_ms: 2000,
+        genesis_time: 0,
+        genesis_delay_ms: 1000,
+        beacon_id: String::new(),
+    };
+    let url = c.client_url(0).unwrap();
+    c.runtime()
+        .block_on(conode_core::api::client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60)))
+        .unwrap();
+    let beacon = c.node(0).beacon().unwrap();
+    let info = beacon.chain_info().unwrap();
+    assert!(c.runtime().block_on(beacon.wait_for_round(1, Duration::from_secs(20))).is_some());
+    let net = network(&c);
+
+    // Appends to another chain go on through node 0 while the node joins.
+    let owner = IdentityKeyPair::generate();
+    let log = c.create_chain(0, vec![owner.public()], b"log".to_vec()).unwrap();
+    let (chains, handle, stop) =
+        (c.node(0).skipchain().unwrap(), c.runtime().handle().clone(), Arc::new(AtomicBool::new(false)));
+    let stop2 = stop.clone();
+    let appender = std::thread::spawn(move || {
+        let mut index = 1;
+        while !stop2.load(Ordering::SeqCst) {
+            let a = Append::signed(&owner, &log.hash, index, format!("entry {index}").into_bytes(), None).unwrap();
+            handle.block_on(chains.append(a)).unwrap_or_else(|e| panic!("append {index} failed during the join: {e}"));
+            index += 1;
+        }
+        index - 1
+    });
+    let j = c.spawn_node().unwrap();
+    let pid = join(&c, j, &net);
+    for v in 0..3 {
+        seen(&c, v, &pid, v as u32, 0);
+        vote(&c, v, &net, &pid, true).unwrap();
+    }
+    wait("the joiner is part of the network", || m(&c, j).state() == NodeState::PartOfNetwork);
+    let round_at_join = beacon.stats().latest_round;
+    assert!(c.runtime().block_on(beacon.wait_for_round(round_at_join + 2, Duration::from_secs(20))).is_some());
+    stop.store(true, Ordering::SeqCst);
+    let appended = appender.join().unwrap();
+    assert!(appended > 0, "no append went through during the join");
+    // Every beacon round so far verifies, before, during and after the join.
+    let latest = beacon.stats().latest_round;
+    for r in 1..=latest {
+        info.verify(&beacon.get(r).unwrap_or_else(|| panic!("round {r} missing"))).unwrap();
+    }
+}
