@@ -12,12 +12,12 @@ mod beacon_cmds;
 mod conflicting_appends;
 #[path = "cli/edge.rs"]
 mod edge;
+#[path = "cli/membership_cmds.rs"]
+mod membership_cmds;
 #[path = "cli/output.rs"]
 mod output;
 #[path = "cli/partition.rs"]
 mod partition;
-#[path = "cli/membership_cmds.rs"]
-mod membership_cmds;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]

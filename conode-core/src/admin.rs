@@ -8,10 +8,13 @@
 //! (the manifest as JSON) on success or `E` (a message) on failure.
 
 use crate::backup::{write_backup, Manifest};
+use crate::events::{EventBus, NodeEvent};
 use crate::services::Tasks;
 use crate::storage::Storage;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -36,9 +39,23 @@ pub fn socket_path(data_dir: &Path, node_id: &str) -> PathBuf {
     data_dir.join(format!("admin-{}.sock", &node_id[..node_id.len().min(16)]))
 }
 
+/// Backups served by this node (for `/metrics`).
+#[derive(Default)]
+pub struct BackupStats {
+    pub runs: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// What a backup tells the rest of the node: its counters and the embedder's event queue.
+#[derive(Clone)]
+pub struct BackupObserver {
+    pub stats: Arc<BackupStats>,
+    pub events: EventBus,
+}
+
 /// Starts the channel for a running node (a failure is logged: the node runs without it).
 #[cfg(unix)]
-pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks) {
+pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks, observer: BackupObserver) {
     let path = socket_path(data_dir, node_id);
     match bind(&path) {
         Ok(listener) => {
@@ -54,8 +71,9 @@ pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks) {
                             Ok((stream, _)) => {
                                 let (storage, node_id) = (storage.clone(), node_id.clone());
                                 let blocking = spawner.clone();
+                                let observer = observer.clone();
                                 spawner.spawn(async move {
-                                    if let Err(e) = handle(stream, storage, node_id, blocking).await {
+                                    if let Err(e) = handle(stream, storage, node_id, blocking, observer).await {
                                         warn!(error = %e, "admin request failed");
                                     }
                                 });
@@ -75,7 +93,7 @@ pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks) {
 }
 
 #[cfg(not(unix))]
-pub fn serve(_data_dir: &Path, _node_id: &str, _storage: Storage, _tasks: &Tasks) {
+pub fn serve(_data_dir: &Path, _node_id: &str, _storage: Storage, _tasks: &Tasks, _observer: BackupObserver) {
     warn!("admin channel: Unix sockets only; hot backup is not available on this platform");
 }
 
@@ -99,7 +117,13 @@ fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 }
 
 #[cfg(unix)]
-async fn handle(stream: tokio::net::UnixStream, storage: Storage, node_id: String, tasks: Tasks) -> Result<(), String> {
+async fn handle(
+    stream: tokio::net::UnixStream,
+    storage: Storage,
+    node_id: String,
+    tasks: Tasks,
+    observer: BackupObserver,
+) -> Result<(), String> {
     let cred = stream.peer_cred().map_err(|e| e.to_string())?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
@@ -108,12 +132,17 @@ async fn handle(stream: tokio::net::UnixStream, storage: Storage, node_id: Strin
     }
     let stream = stream.into_std().map_err(|e| e.to_string())?;
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-    let joined = tasks.spawn_blocking(move || serve_one(stream, &storage, &node_id)).await;
+    let joined = tasks.spawn_blocking(move || serve_one(stream, &storage, &node_id, &observer)).await;
     joined.map_err(|e| e.to_string())?
 }
 
 #[cfg(unix)]
-fn serve_one(stream: std::os::unix::net::UnixStream, storage: &Storage, node_id: &str) -> Result<(), String> {
+fn serve_one(
+    stream: std::os::unix::net::UnixStream,
+    storage: &Storage,
+    node_id: &str,
+    observer: &BackupObserver,
+) -> Result<(), String> {
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     let mut line = String::new();
     BufReader::new((&stream).take(256)).read_line(&mut line).map_err(|e| e.to_string())?;
@@ -137,9 +166,16 @@ fn serve_one(stream: std::os::unix::net::UnixStream, storage: &Storage, node_id:
                     let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
                     sink.frame(b'M', &json).map_err(|e| e.to_string())?;
                     info!(entries = manifest.entries, bytes, "backup done in {:?}", started.elapsed());
+                    observer.stats.runs.fetch_add(1, Ordering::Relaxed);
+                    observer.events.emit(NodeEvent::BackupFinished {
+                        entries: manifest.entries,
+                        bytes,
+                        millis: started.elapsed().as_millis() as u64,
+                    });
                     Ok(())
                 }
                 Err(e) => {
+                    observer.stats.failures.fetch_add(1, Ordering::Relaxed);
                     let _ = sink.frame(b'E', e.to_string().as_bytes());
                     Err(e.to_string())
                 }

@@ -49,6 +49,8 @@ pub enum NodeEvent {
     DkgPhaseChanged { session: [u8; 32], phase: String },
     /// This node holds evidence that `member` signed two forward links from one block at one level.
     Equivocation { chain: Vec<u8>, index: u64, level: u32, member: IdentityPublicKey },
+    /// A hot backup through the admin channel finished: `entries` entries, `bytes` bytes.
+    BackupFinished { entries: u64, bytes: u64, millis: u64 },
     /// This subscriber fell behind: `missed` events were dropped from its queue.
     Lagged { missed: u64 },
 }
@@ -67,6 +69,7 @@ impl NodeEvent {
             NodeEvent::BeaconRoundStored { .. } => "beacon_round_stored",
             NodeEvent::DkgPhaseChanged { .. } => "dkg_phase_changed",
             NodeEvent::Equivocation { .. } => "equivocation",
+            NodeEvent::BackupFinished { .. } => "backup_finished",
             NodeEvent::Lagged { .. } => "lagged",
         }
     }
@@ -99,6 +102,9 @@ impl NodeEvent {
             NodeEvent::Equivocation { chain, index, level, member } => json!({
                 "chain": hex::encode(chain), "index": index, "level": level, "member": member.to_hex()
             }),
+            NodeEvent::BackupFinished { entries, bytes, millis } => {
+                json!({ "entries": entries, "bytes": bytes, "millis": millis })
+            }
             NodeEvent::Lagged { missed } => json!({ "missed": missed }),
         };
         if let Some(map) = v.as_object_mut() {
@@ -347,5 +353,7 @@ mod tests {
         assert_eq!(j["index"], 7);
         assert_eq!(j["hash"], "cd");
         assert_eq!(NodeEvent::Lagged { missed: 3 }.to_json()["missed"], 3);
+        let backup = NodeEvent::BackupFinished { entries: 4, bytes: 100, millis: 7 }.to_json();
+        assert_eq!((backup["kind"].as_str(), backup["entries"].as_u64()), (Some("backup_finished"), Some(4)));
     }
 }

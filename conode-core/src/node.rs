@@ -404,7 +404,19 @@ impl Node {
             }
         };
         admit_known_rosters(&services, &network);
-        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), &tasks);
+        let backups = crate::admin::BackupObserver { stats: Default::default(), events: ctx.events.clone() };
+        let stats = backups.stats.clone();
+        ctx.metrics.add(
+            "node",
+            std::sync::Arc::new(move |reg| {
+                use std::sync::atomic::Ordering::Relaxed;
+                let runs = stats.runs.load(Relaxed);
+                crate::services::metrics::counter(reg, "conode_backup_runs", "Hot backups served.", runs);
+                let failed = stats.failures.load(Relaxed);
+                crate::services::metrics::counter(reg, "conode_backup_failures", "Hot backups that failed.", failed);
+            }),
+        );
+        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), &tasks, backups);
         network.serve(node_l, &accepting);
         api::serve(
             client_l,
