@@ -98,6 +98,10 @@ impl ProcessCluster {
 }
 
 impl Members for ProcessCluster {
+    fn size(&self) -> usize {
+        self.children.len()
+    }
+
     fn take_down(&mut self, i: usize) -> Result<(), String> {
         let mut child = self.children[i].take().ok_or(format!("member {i} is not running"))?;
         child.kill().and_then(|_| child.wait()).map(|_| ()).map_err(|e| format!("killing member {i}: {e}"))
@@ -146,7 +150,6 @@ pub fn cosi(n: usize, rounds: usize, down: usize, hung: usize) -> Result<Degrade
     degraded_run(
         "cosi_degraded_processes",
         &mut cluster,
-        n,
         rounds,
         down,
         hung,
@@ -174,7 +177,6 @@ pub fn skipchain(n: usize, appends: usize, down: usize, hung: usize) -> Result<D
     degraded_run(
         "skipchain_degraded_processes",
         &mut cluster,
-        n,
         appends,
         down,
         hung,

@@ -86,7 +86,6 @@ pub fn run_degraded(sizes: &[usize], appends: usize, degraded: &crate::bench::De
             let r = conode_core::services::cosi::bench::degraded_run(
                 "skipchain_degraded",
                 &mut cluster,
-                n,
                 appends,
                 down,
                 hung,

@@ -144,10 +144,13 @@ pub(crate) fn beacon_json(info: &ChainInfo, json: &str) -> Result<Beacon, CheckE
     Ok(beacon)
 }
 
+/// A beacon's round, and `Ok` or why it does not verify.
+pub(crate) type BeaconVerdict = (u64, Result<(), String>);
+
 /// Parses a JSON array of drand beacons (`/public/{round}` objects) and verifies them all at once
 /// (batch verification: the same verdicts as one by one, several times faster). Returns, per
 /// beacon, `Ok` or why it does not verify; a beacon that cannot be read fails the whole call.
-pub(crate) fn beacons_json(info: &ChainInfo, json: &str) -> Result<Vec<(u64, Result<(), String>)>, CheckError> {
+pub(crate) fn beacons_json(info: &ChainInfo, json: &str) -> Result<Vec<BeaconVerdict>, CheckError> {
     let items: Vec<serde_json::Value> =
         serde_json::from_str(json).map_err(|e| CheckError::Input(format!("beacons: not a JSON array: {e}")))?;
     let mut parsed = Vec::with_capacity(items.len());

@@ -222,11 +222,17 @@ pub fn p50_p99(mut lat: Vec<Duration>) -> (f64, f64) {
 /// kills a `conode server` and stops one with SIGSTOP (the kernel still accepts connections and
 /// acknowledges bytes, nothing answers).
 pub trait Members {
+    /// Members of the roster.
+    fn size(&self) -> usize;
     fn take_down(&mut self, i: usize) -> Result<(), String>;
     fn hang(&mut self, i: usize) -> Result<(), String>;
 }
 
 impl Members for LocalCluster {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
     fn take_down(&mut self, i: usize) -> Result<(), String> {
         self.stop(i).map_err(|e| format!("stopping node {i}: {e}"))
     }
@@ -243,13 +249,13 @@ impl Members for LocalCluster {
 pub fn degraded_run<C: Members, S>(
     bench: &'static str,
     cluster: &mut C,
-    n: usize,
     rounds: usize,
     down: usize,
     hung: usize,
     setup: impl FnOnce(&C) -> Result<S, String>,
     op: impl Fn(&C, &S, usize) -> Result<(), String>,
 ) -> Result<DegradedResult, String> {
+    let n = cluster.size();
     let state = setup(cluster)?;
     let op = |cluster: &C, i: usize| op(cluster, &state, i);
     for i in 0..3 {
@@ -308,7 +314,6 @@ pub fn run_degraded(n: usize, rounds: usize, down: usize, hung: usize) -> Result
     degraded_run(
         "cosi_degraded",
         &mut cluster,
-        n,
         rounds,
         down,
         hung,

@@ -705,7 +705,7 @@ impl SkipchainService {
         });
         let mut ahead: Vec<(u64, ServerIdentity)> =
             futures_util::future::join_all(asks).await.into_iter().flatten().collect();
-        ahead.sort_by(|a, b| b.0.cmp(&a.0));
+        ahead.sort_by_key(|a| std::cmp::Reverse(a.0));
         let mut fetched = 0;
         for (index, m) in ahead {
             if index <= s.store.latest_index(genesis).unwrap_or(0) {
