@@ -43,6 +43,10 @@ fn spawn(exe: &Path, private: &Path, verbose: u8, allow_root: bool) -> Result<Ch
     if allow_root {
         cmd.arg("--allow-root");
     }
+    if crate::output::json() {
+        // stdout carries only JSON: the servers' own lines go to stderr.
+        cmd.stdout(std::io::stderr());
+    }
     cmd.spawn().with_context(|| format!("starting {} server", exe.display()))
 }
 
@@ -108,11 +112,11 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
             if config.allow_open_signing != args.allow_open_signing {
                 config.allow_open_signing = args.allow_open_signing;
                 config.save(&private, true)?;
-                println!(
+                say(format!(
                     "conode {}: open signing {}",
                     i + 1,
                     if args.allow_open_signing { "turned on" } else { "turned off" }
-                );
+                ));
             }
             config
         } else {
@@ -140,12 +144,16 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
         m.child = Some(spawn(&exe, &m.private, args.verbose, allow_root)?);
     }
     if wait_ready(&roster, Instant::now() + Duration::from_secs(30)) {
-        println!("cothority of {} conodes running; roster in {}", args.nodes, roster_path.display());
-        if args.allow_open_signing {
-            println!("open signing is on: any client may ask for collective signatures");
+        if crate::output::json() {
+            // Machine-readable readiness on stdout; the human lines go to stderr then.
+            println!("{}", serde_json::json!({ "running": args.nodes, "roster": roster_path.display().to_string() }));
         }
-        println!("check it with: {} check {}", exe.display(), roster_path.display());
-        println!("press Ctrl-C to stop");
+        say(format!("cothority of {} conodes running; roster in {}", args.nodes, roster_path.display()));
+        if args.allow_open_signing {
+            say("open signing is on: any client may ask for collective signatures".to_string());
+        }
+        say(format!("check it with: {} check {}", exe.display(), roster_path.display()));
+        say("press Ctrl-C to stop".to_string());
     } else {
         eprintln!("warning: not every conode answered within 30 s; see the logs above");
     }
@@ -172,13 +180,13 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("stopping {} conodes", members.len());
+    say(format!("stopping {} conodes", members.len()));
     for m in &mut members {
         if let Some(c) = m.child.as_mut() {
             terminate(c);
         }
     }
-    println!("all conodes stopped");
+    say("all conodes stopped".to_string());
     Ok(())
 }
 
@@ -201,4 +209,13 @@ fn install_signal_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>
         })
     });
     Ok(flag)
+}
+
+/// A line for the operator: stdout, or stderr with `--json` (stdout is then JSON only).
+fn say(line: String) {
+    if crate::output::json() {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
 }

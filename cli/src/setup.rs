@@ -163,6 +163,20 @@ pub fn interactive(input: &mut dyn BufRead, out: &mut dyn Write) -> Result<()> {
 }
 
 fn print_done(path: &Path, config: &NodeConfig) {
+    if crate::output::json() {
+        let public = path.with_file_name("public.toml");
+        println!(
+            "{}",
+            serde_json::json!({
+                "private": path.display().to_string(),
+                "public": public.display().to_string(),
+                "node_id": config.node_id(),
+                "address": config.address.to_string(),
+                "roster_entry": Roster::new(vec![config.server_identity()]).to_toml(),
+            })
+        );
+        return;
+    }
     let _ = print_done_to(&mut std::io::stdout(), path, config);
 }
 

@@ -129,3 +129,41 @@ fn log_lines_have_no_colour_on_a_pipe_and_file_errors_print_once() {
     assert_eq!(errors_in(&err), 1, "{err}");
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
+
+#[test]
+fn setup_and_run_nodes_report_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("n");
+    let port = crate::support::free_port();
+    let o = run(conode()
+        .args(["--json", "setup", "--non-interactive", "--host", "h.example", "--port", &port.to_string()])
+        .arg("--folder")
+        .arg(&folder));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = crate::support::json(&stdout(&o));
+    assert_eq!(v["address"], format!("tls://h.example:{port}"));
+    assert!(v["private"].as_str().unwrap().ends_with("private.toml"));
+    assert_eq!(v["node_id"].as_str().unwrap().len(), 64);
+    assert!(v["roster_entry"].as_str().unwrap().contains("[[servers]]"));
+
+    let base = crate::support::free_port_base(2);
+    let mut child = conode()
+        .args(["--json", "run-nodes", "-n", "2", "-v", "0", "--port-base", &base.to_string(), "-d"])
+        .arg(dir.path().join("local"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let first = wait_line(&mut out, "\"running\"", Instant::now() + Duration::from_secs(60));
+    let ready = crate::support::json(first.lines().last().unwrap());
+    assert_eq!(ready["running"], 2);
+    assert!(ready["roster"].as_str().unwrap().ends_with("public.toml"));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    // Nothing but JSON went to stdout.
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(first.lines().chain(rest.lines()).all(|l| l.trim().is_empty() || l.starts_with('{')), "{first}{rest}");
+}
