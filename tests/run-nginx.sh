@@ -153,15 +153,14 @@ done
 
 echo "-- Python client through nginx (cacert=)"
 venv=$target/pyenv
-if ! "$venv/bin/python" -c 'import conode' 2>/dev/null; then
-  echo "   building the Python module (tests/run-python.sh does the full Python suite)"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q -r bindings/python/requirements-test.txt
-  wheels=$target/nginx-wheels
-  rm -rf "$wheels"
-  "$venv/bin/maturin" build --locked --profile dev -m bindings/python/Cargo.toml -i "$venv/bin/python" --out "$wheels" >/dev/null 2>&1
-  "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$wheels"/conode-*.whl
-fi
+# Always this checkout's module (an installed one may be older); the build shares the target dir.
+echo "   building the Python module (tests/run-python.sh does the full Python suite)"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q -r bindings/python/requirements-test.txt
+wheels=$target/nginx-wheels
+rm -rf "$wheels"
+"$venv/bin/maturin" build --locked --profile dev -m bindings/python/Cargo.toml -i "$venv/bin/python" --out "$wheels" >/dev/null 2>&1
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$wheels"/conode-*.whl
 "$venv/bin/python" - "$url" "$work/ca.pem" <<'PY'
 import sys, conode
 url, ca = sys.argv[1], sys.argv[2]
