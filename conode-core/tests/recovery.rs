@@ -28,6 +28,12 @@ fn recovery_state(node: &Node) -> Option<String> {
     sections.into_iter().find(|(name, _)| name == "Recovery").and_then(|(_, s)| s.get("State").cloned())
 }
 
+/// `GET /node/state` of a node's client port.
+fn node_state(c: &LocalCluster, node: &Node) -> serde_json::Value {
+    let url = format!("{}/node/state", node.client_url().unwrap().replacen("ws://", "http://", 1));
+    c.runtime().block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
+
 fn wait(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ok() {
@@ -127,6 +133,7 @@ fn restored_node_keeps_every_acknowledged_block_and_signs_only_after_catching_up
     wait("the Recovery section", || recovery_state(&restored).is_some());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(recovery_state(&restored).as_deref(), Some("recovering"));
+    assert_eq!(node_state(&c, &restored)["recovery"]["State"], "recovering");
     let refused = sign_alone(&c, &restored).unwrap_err();
     assert!(refused.contains("catching up"), "{refused}");
 
@@ -134,6 +141,7 @@ fn restored_node_keeps_every_acknowledged_block_and_signs_only_after_catching_up
     c.restart(2).unwrap();
     c.restart(3).unwrap();
     wait("recovery", || recovery_state(&restored).as_deref() == Some("caught up"));
+    assert_eq!(node_state(&c, &restored)["recovery"]["State"], "caught up");
     let store = svc(&restored);
     assert!(store.store().latest_index(&genesis.hash) >= Some(top));
     for b in &acked {

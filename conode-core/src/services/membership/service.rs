@@ -226,6 +226,13 @@ impl MembershipService {
         now_ms().saturating_sub(self.shared.ctx.started.elapsed().as_millis() as u64)
     }
 
+    /// The `Recovery` status section of a node restored from a backup (None otherwise): whether it
+    /// still catches up from a quorum before it signs (see `skipchain::recovery`).
+    pub fn recovery(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        let sections = self.shared.ctx.status.sections();
+        sections.into_iter().find(|(name, _)| name == crate::services::skipchain::RECOVERY_SECTION).map(|(_, s)| s)
+    }
+
     pub fn state(&self) -> NodeState {
         lock(&self.shared.record).state
     }

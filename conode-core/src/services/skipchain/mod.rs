@@ -47,4 +47,6 @@ mod votes;
 #[cfg(test)]
 mod votes_model;
 
-pub use service::{block_roster, config_roster, Governor, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};
+pub use service::{
+    block_roster, config_roster, Governor, SkipchainError, SkipchainService, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
+};

@@ -23,6 +23,7 @@ use crate::verify::skipchain::{
 };
 use prometheus_client::registry::Registry;
 use prost::Message;
+pub use recovery::RECOVERY_SECTION;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
