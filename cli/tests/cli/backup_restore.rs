@@ -40,14 +40,7 @@ fn wait_acked(acked: &Mutex<Vec<(u64, Vec<u8>)>>, n: usize, what: &str) {
 fn backup_during_appends_then_restore_on_a_new_data_dir_and_address() {
     let mut servers = Servers::setup(4);
     servers.start_all();
-    let key = servers.path("owner.toml");
-    let created = json(&ok(conode()
-        .args(["skipchain", "create", "--base-height", "2", "--max-height", "6"])
-        .arg("--roster")
-        .arg(&servers.roster)
-        .arg("--key")
-        .arg(&key)));
-    let genesis_hex = created["genesis"].as_str().unwrap().to_string();
+    let (key, genesis_hex) = servers.create_chain();
     let genesis = hex::decode(&genesis_hex).unwrap();
 
     let acked: Acknowledged = Arc::default();

@@ -5,7 +5,7 @@
 //! every index, and the chain must go on once the contention stops. Seeded like the in-process
 //! test (`CONODE_SAFETY_SEED`, `CONODE_SAFETY_TRIALS`; CI default 12 trials).
 
-use crate::support::{conode, json, ok, owner_key, Servers};
+use crate::support::{conode, json, owner_key, Servers};
 use conode_core::api::client::Client;
 use conode_core::client_api::ClientUrl;
 use conode_core::services::skipchain::messages::{Append, GetBlock};
@@ -27,14 +27,8 @@ fn conflicting_appends_to_server_processes_never_fork() {
     let n = 4;
     let mut servers = Servers::setup(n);
     servers.start_all();
-    let key = servers.path("owner.toml");
-    let created = json(&ok(conode()
-        .args(["skipchain", "create", "--base-height", "2", "--max-height", "6"])
-        .arg("--roster")
-        .arg(&servers.roster)
-        .arg("--key")
-        .arg(&key)));
-    let genesis = hex::decode(created["genesis"].as_str().unwrap()).unwrap();
+    let (key, genesis_hex) = servers.create_chain();
+    let genesis = hex::decode(&genesis_hex).unwrap();
     let owner = owner_key(&key);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut acknowledged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();

@@ -46,14 +46,7 @@ fn append_loop(
 fn sigkill_during_appends_loses_no_acknowledged_block() {
     let mut servers = Servers::setup(4);
     servers.start_all();
-    let key = servers.path("owner.toml");
-    let created = json(&ok(conode()
-        .args(["skipchain", "create", "--base-height", "2", "--max-height", "6"])
-        .arg("--roster")
-        .arg(&servers.roster)
-        .arg("--key")
-        .arg(&key)));
-    let genesis_hex = created["genesis"].as_str().unwrap().to_string();
+    let (key, genesis_hex) = servers.create_chain();
     let genesis = hex::decode(&genesis_hex).unwrap();
 
     let acked = Arc::new(Mutex::new(Vec::new()));

@@ -305,6 +305,19 @@ impl Servers {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// `conode skipchain create` on this roster (base height 2, max 6) with a new owner key in
+    /// `owner.toml`; returns the key file and the genesis id in hex.
+    pub fn create_chain(&self) -> (PathBuf, String) {
+        let key = self.path("owner.toml");
+        let created = json(&ok(conode()
+            .args(["skipchain", "create", "--base-height", "2", "--max-height", "6"])
+            .arg("--roster")
+            .arg(&self.roster)
+            .arg("--key")
+            .arg(&key)));
+        (key, created["genesis"].as_str().unwrap().to_string())
+    }
 }
 
 impl Drop for Servers {
