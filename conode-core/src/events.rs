@@ -49,6 +49,8 @@ pub enum NodeEvent {
     DkgPhaseChanged { session: [u8; 32], phase: String },
     /// This node holds evidence that `member` signed two forward links from one block at one level.
     Equivocation { chain: Vec<u8>, index: u64, level: u32, member: IdentityPublicKey },
+    /// This node holds evidence that `member` prepared two different blocks at one index in one view.
+    PrepareEquivocation { chain: Vec<u8>, index: u64, view: u64, member: IdentityPublicKey },
     /// A hot backup through the admin channel finished: `entries` entries, `bytes` bytes.
     BackupFinished { entries: u64, bytes: u64, millis: u64 },
     /// This subscriber fell behind: `missed` events were dropped from its queue.
@@ -69,6 +71,7 @@ impl NodeEvent {
             NodeEvent::BeaconRoundStored { .. } => "beacon_round_stored",
             NodeEvent::DkgPhaseChanged { .. } => "dkg_phase_changed",
             NodeEvent::Equivocation { .. } => "equivocation",
+            NodeEvent::PrepareEquivocation { .. } => "prepare_equivocation",
             NodeEvent::BackupFinished { .. } => "backup_finished",
             NodeEvent::Lagged { .. } => "lagged",
         }
@@ -101,6 +104,9 @@ impl NodeEvent {
             }
             NodeEvent::Equivocation { chain, index, level, member } => json!({
                 "chain": hex::encode(chain), "index": index, "level": level, "member": member.to_hex()
+            }),
+            NodeEvent::PrepareEquivocation { chain, index, view, member } => json!({
+                "chain": hex::encode(chain), "index": index, "view": view, "member": member.to_hex()
             }),
             NodeEvent::BackupFinished { entries, bytes, millis } => {
                 json!({ "entries": entries, "bytes": bytes, "millis": millis })

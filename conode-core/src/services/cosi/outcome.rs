@@ -46,6 +46,16 @@ pub struct SignReport {
     pub refused: Vec<Exclusion>,
     pub timed_out: Vec<Exclusion>,
     pub invalid: Vec<Exclusion>,
+    /// When the threshold was not reached: the aggregate of the partials that were gathered (and
+    /// checked), so a caller can hold the signers to what they signed (equivocation evidence).
+    pub partial: Option<PartialAggregate>,
+}
+
+/// A sub-threshold aggregate signature: compressed G2 point and LSB-first roster mask.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartialAggregate {
+    pub signature: Vec<u8>,
+    pub mask: Vec<u8>,
 }
 
 impl SignReport {

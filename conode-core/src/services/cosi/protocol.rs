@@ -16,7 +16,7 @@
 use super::aggregate::{self, Contribution};
 use super::fault::CosiFault;
 use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Reply, MAX_EXTRA, MAX_STATEMENT};
-use super::outcome::{CosiError, Exclusion, ExclusionKind, SignOutcome, SignReport};
+use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 use super::roster::RoundRoster;
 use super::service::Shared;
 use super::timing::RoundTiming;
@@ -646,8 +646,9 @@ pub(super) async fn run_root(
     }
     let (sig, mask) = aggregate::combine(n, trusted.iter().chain(valid.iter()))
         .ok_or_else(|| CosiError::FinalVerify("nothing to aggregate".into()))?;
-    let report = build_report(&roster, n, required, &mask, exclusions);
+    let mut report = build_report(&roster, n, required, &mask, exclusions);
     if mask.count() < required {
+        report.partial = Some(PartialAggregate { signature: sig.compress().to_vec(), mask: mask.clone().into_bytes() });
         let missing = report.missing().into_iter().map(|(k, e)| (k, e.clone())).collect();
         return Err(CosiError::ThresholdNotReached {
             signed: mask.count(),

@@ -1,11 +1,19 @@
-//! Equivocation evidence: two valid forward links from one block at one level to different blocks.
-//! With at most f faulty members this cannot happen (see the module doc); if it does, every member
-//! in both collective signatures' masks provably signed both, and this node keeps the two links as
-//! evidence against each of them, logs it, and counts it per member for `/status` and `/metrics`.
+//! Equivocation evidence, kept against the members that provably signed two conflicting things:
+//! - two valid forward links from one block at one level to different blocks (with at most f faulty
+//!   members this cannot happen, see the module doc; if it does, every member in both collective
+//!   signatures' masks signed both);
+//! - two prepare signatures for one (chain, index, view) of different blocks: an honest member
+//!   prepares one block per view, so a single Byzantine member is caught even when only one of the
+//!   blocks got a certificate. The proposer collects the signatures it sees (its failed views'
+//!   sub-threshold aggregates, the certificates and the members' own signatures in slot replies).
+//!
+//! Proofs of possession make an aggregate attributable: a valid aggregate for a mask means every
+//! member of the mask signed. Each record is logged, announced as an event, and counted per member
+//! for `/status` and `/metrics`.
 
-use super::messages::Equivocation;
+use super::messages::{prepare_message, Equivocation, PrepareCertificate, PrepareEquivocation};
 use crate::config::Roster;
-use crate::crypto::IdentityPublicKey;
+use crate::crypto::{BlsPublicKey, IdentityPublicKey};
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::cosi::Mask;
 use crate::verify::skipchain::ForwardLink;
@@ -86,6 +94,100 @@ impl EvidenceLog {
         accused
     }
 
+    /// Compares the prepare signatures seen for one slot (`index` of chain `genesis`), each a
+    /// certificate-shaped record of (view, block hash, aggregate, mask) that may be below the
+    /// threshold or signed by one member. Every pair of the same view and different blocks whose
+    /// signatures both verify (against `keys`, the cosi keys of `roster`, the previous block's
+    /// roster) is kept against each member in both masks. Returns the members newly accused.
+    pub fn record_prepares(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        roster: &Roster,
+        keys: &[BlsPublicKey],
+        seen: &[PrepareCertificate],
+    ) -> Vec<IdentityPublicKey> {
+        let signers = |c: &PrepareCertificate| -> Option<Vec<usize>> {
+            let sig = c.signature.as_ref()?;
+            let msg = prepare_message(genesis, index, c.view, &c.block_hash);
+            crate::verify::cosi::verify(
+                &msg,
+                &sig.signature,
+                &sig.mask,
+                keys,
+                crate::verify::cosi::Policy::Threshold(1),
+            )
+            .ok()?;
+            Some(Mask::from_bytes(roster.len(), &sig.mask).ok()?.indices())
+        };
+        let checked: Vec<(&PrepareCertificate, Vec<usize>)> =
+            seen.iter().filter_map(|c| Some((c, signers(c)?))).collect();
+        let mut accused = Vec::new();
+        for (i, (a, a_signers)) in checked.iter().enumerate() {
+            for (b, b_signers) in &checked[i + 1..] {
+                if a.view != b.view || a.block_hash == b.block_hash {
+                    continue;
+                }
+                for &m in a_signers.iter().filter(|m| b_signers.contains(m)) {
+                    let Some(member) = roster.servers.get(m).map(|s| s.public) else { continue };
+                    if self.keep_prepare(genesis, index, a, b, &member) {
+                        accused.push(member);
+                    }
+                }
+            }
+        }
+        accused
+    }
+
+    /// Stores one prepare record against `member` (one per member and slot view); false when it
+    /// was already held.
+    fn keep_prepare(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        first: &PrepareCertificate,
+        second: &PrepareCertificate,
+        member: &IdentityPublicKey,
+    ) -> bool {
+        let mut key = member.as_bytes().to_vec();
+        key.extend_from_slice(&crate::crypto::sha256(&[
+            b"prepare",
+            genesis,
+            &index.to_be_bytes(),
+            &first.view.to_be_bytes(),
+        ]));
+        if matches!(self.tree.get(&key), Ok(Some(_))) {
+            return false;
+        }
+        let record = PrepareEquivocation {
+            genesis: genesis.to_vec(),
+            index,
+            view: first.view,
+            first: Some(first.clone()),
+            second: Some(second.clone()),
+            member: member.as_bytes().to_vec(),
+        };
+        if let Err(e) = self.tree.put(&key, &record.encode_to_vec()) {
+            warn!(error = %e, "cannot store equivocation evidence");
+        }
+        warn!(
+            member = %member,
+            chain = %hex::encode(&genesis[..genesis.len().min(8)]),
+            index,
+            view = first.view,
+            "EQUIVOCATION: this member prepared two different blocks for one index in one view"
+        );
+        if let Some(bus) = &self.events {
+            bus.emit(crate::events::NodeEvent::PrepareEquivocation {
+                chain: genesis.to_vec(),
+                index,
+                view: first.view,
+                member: *member,
+            });
+        }
+        true
+    }
+
     /// Evidence records per member (hex key).
     pub fn counts(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
@@ -95,5 +197,81 @@ impl EvidenceLog {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NodeAddress, NodeConfig};
+    use crate::crypto::BlsSignature;
+    use crate::wire::skipchain::CollectiveSignature;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        log: EvidenceLog,
+        configs: Vec<NodeConfig>,
+        roster: Roster,
+        keys: Vec<BlsPublicKey>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), "evidence-test").unwrap();
+        let configs: Vec<NodeConfig> = (0..4)
+            .map(|i| {
+                let addr = NodeAddress::parse(&format!("tls://127.0.0.1:{}", 7000 + 2 * i)).unwrap();
+                NodeConfig::generate(addr, "t")
+            })
+            .collect();
+        let roster = Roster::new(configs.iter().map(|c| c.server_identity()).collect());
+        let keys = configs.iter().map(|c| c.cosi_key().unwrap().public()).collect();
+        Setup { _dir: dir, log: EvidenceLog::open(&storage).unwrap(), configs, roster, keys }
+    }
+
+    /// What `signers` signed for `hash` in `view` of slot 1, aggregated, as a certificate-shaped record.
+    fn signed(s: &Setup, view: u64, hash: &[u8], signers: &[usize]) -> PrepareCertificate {
+        let msg = prepare_message(b"chain", 1, view, hash);
+        let sigs: Vec<BlsSignature> = signers.iter().map(|&i| s.configs[i].cosi_key().unwrap().sign(&msg)).collect();
+        let sig = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
+        let mut mask = Mask::new(4);
+        signers.iter().for_each(|&i| mask.set(i));
+        PrepareCertificate {
+            view,
+            block_hash: hash.to_vec(),
+            signature: Some(CollectiveSignature { signature: sig.to_bytes().to_vec(), mask: mask.into_bytes() }),
+        }
+    }
+
+    #[test]
+    fn a_member_in_two_prepares_of_one_view_is_accused_once_and_no_one_else() {
+        let s = setup();
+        let certificate = signed(&s, 1, b"A", &[0, 1, 3]);
+        let failed_view = signed(&s, 1, b"B", &[2, 3]);
+        let accused =
+            s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[certificate.clone(), failed_view.clone()]);
+        assert_eq!(accused, vec![s.roster.servers[3].public]);
+        // The same slot view again (e.g. the next failed view's comparison): no second record.
+        let own = signed(&s, 1, b"B", &[3]);
+        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[certificate, failed_view, own]).is_empty());
+        assert_eq!(s.log.counts().into_iter().collect::<Vec<_>>(), vec![(s.roster.servers[3].public.to_hex(), 1)]);
+    }
+
+    #[test]
+    fn other_views_and_unverifiable_signatures_accuse_no_one() {
+        let s = setup();
+        // Moving to another block in a later view is what honest members do.
+        let view1 = signed(&s, 1, b"A", &[0, 1, 2]);
+        let view2 = signed(&s, 2, b"B", &[0, 1, 2]);
+        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[view1.clone(), view2]).is_empty());
+        // A mask that claims member 0 signed B, with a signature that is not its: ignored.
+        let mut forged = signed(&s, 1, b"B", &[2]);
+        forged.signature.as_mut().unwrap().mask = signed(&s, 1, b"B", &[0, 2]).signature.unwrap().mask;
+        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[view1.clone(), forged]).is_empty());
+        // Garbage bytes as a signature: ignored.
+        let mut garbage = signed(&s, 1, b"B", &[0]);
+        garbage.signature.as_mut().unwrap().signature = vec![7; 96];
+        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[view1, garbage]).is_empty());
+        assert!(s.log.counts().is_empty());
     }
 }

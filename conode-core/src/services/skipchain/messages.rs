@@ -7,7 +7,7 @@ use crate::crypto::sha256;
 
 pub use crate::wire::skipchain::{
     Append, BlockReply, Blocks, CreateChain, Equivocation, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink,
-    LinkedBlock, PrepareCertificate, Proof, Proposal, SlotQuery, SlotState,
+    LinkedBlock, PrepareCertificate, PrepareEquivocation, Proof, Proposal, SlotQuery, SlotState,
 };
 pub use crate::wire::skipchain::{BlockItem, SubscribeBlocks};
 

@@ -28,7 +28,8 @@
 //! there is no forwarding to a single leader: views settle contention instead.)
 //!
 //! - `messages`: client and peer wire messages; `owner`: the owner-signed `Append`.
-//! - `evidence`: conflicting forward links kept against the members that signed both.
+//! - `evidence`: conflicting forward links, and prepares of two blocks in one view (which a
+//!   proposer compares after a failed view), kept against the members that signed both.
 //! - `votes`: the durable per-slot votes and locks; `votes_model`: an exhaustive check of their rules.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.

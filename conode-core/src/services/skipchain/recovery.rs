@@ -172,10 +172,10 @@ impl SkipchainService {
             let signers = s.rosters.get(&block_roster).map_err(|e| format!("chain {chain}: {e}"))?;
             let index = latest.index + 1;
             let states = self.slot_states(&genesis, index, &signers).await;
-            let view = states.iter().map(|st| st.prepared_view).max().unwrap_or(0);
+            let view = states.iter().map(|(_, st)| st.prepared_view).max().unwrap_or(0);
             let lock = states
                 .into_iter()
-                .filter_map(|st| st.locked)
+                .filter_map(|(_, st)| st.locked)
                 .filter(|l| self.valid_lock(&genesis, index, &block_roster, l))
                 .max_by_key(|l| l.view);
             s.votes.fence(&genesis, index, view, lock).map_err(|e| format!("chain {chain}: {e}"))?;

@@ -400,6 +400,8 @@ impl SkipchainService {
             proposal = Proposal { justification: locked.prepared.clone(), ..locked };
         }
         let mut last_error = None;
+        // This proposer's failed views: what the members that answered signed (evidence material).
+        let mut failed_views: Vec<PrepareCertificate> = Vec::new();
         for attempt in 0..MAX_VIEWS {
             if attempt > 0 {
                 // A growing, randomized pause before a later view (as view-change timeouts do):
@@ -427,25 +429,38 @@ impl SkipchainService {
                 }
                 Err(e @ (cosi::CosiError::ThresholdNotReached { .. } | cosi::CosiError::Refused(_))) => {
                     debug!(chain = %hex8(&genesis), index, view, error = %e, "prepare view failed");
+                    if let cosi::CosiError::ThresholdNotReached { report, .. } = &e {
+                        if let Some(partial) = &report.partial {
+                            failed_views.push(PrepareCertificate {
+                                view,
+                                block_hash: hash.clone(),
+                                signature: Some(CollectiveSignature {
+                                    signature: partial.signature.clone(),
+                                    mask: partial.mask.clone(),
+                                }),
+                            });
+                        }
+                    }
                     last_error = Some(e);
                 }
                 Err(e) => return Err(e.into()),
             }
+            let states = self.slot_states(&genesis, index, &signers).await;
+            self.check_prepares(&genesis, index, &signers, prev_roster, &failed_views, &states);
             if s.store.latest_index(&genesis).is_some_and(|l| l >= index) {
                 return Err(SkipchainError::Conflict(format!("index {index} was committed meanwhile")));
             }
-            let states = self.slot_states(&genesis, index, &signers).await;
             if states.len() < Policy::default_threshold(signers.len()) {
                 // Fewer members than the threshold even answer: no later view can gather a
                 // certificate now, so fail at once with the threshold error instead of trying.
                 debug!(chain = %hex8(&genesis), index, answering = states.len(), "too few members answer");
                 break;
             }
-            let highest_prepared = states.iter().map(|st| st.prepared_view).max().unwrap_or(0);
+            let highest_prepared = states.iter().map(|(_, st)| st.prepared_view).max().unwrap_or(0);
             view = view.max(highest_prepared) + 1;
             let best_lock = states
                 .into_iter()
-                .filter_map(|st| st.locked)
+                .filter_map(|(_, st)| st.locked)
                 .filter(|l| self.valid_lock(&genesis, index, prev_roster, l))
                 .max_by_key(|l| l.view);
             if let Some(locked) = best_lock {
@@ -470,25 +485,61 @@ impl SkipchainService {
     }
 
     /// The slot states of the members (this node's own included), asked concurrently; members
-    /// that do not answer in time are left out.
-    async fn slot_states(&self, genesis: &[u8], index: u64, roster: &Roster) -> Vec<SlotState> {
+    /// that do not answer in time are left out. Each state comes with the member's roster index.
+    async fn slot_states(&self, genesis: &[u8], index: u64, roster: &Roster) -> Vec<(usize, SlotState)> {
         let s = &self.shared;
         let query = SlotQuery { genesis: genesis.to_vec(), index }.encode_to_vec();
-        let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
+        let asks = roster.servers.iter().enumerate().filter(|(_, m)| m.public != s.me).map(|(i, m)| {
             let (net, query, m) = (s.network.clone(), query.clone(), m.clone());
             async move {
                 // Members known to be down are dialed once now: a stopped one refuses at once, one
                 // that just restarted is back (no wait for the dial backoff or the probe).
                 let reply =
                     net.request_redial_now(&m, SKIPCHAIN_SERVICE, "Slot", &[], query, SLOT_QUERY_TIMEOUT).await.ok()?;
-                SlotState::decode(reply.as_slice()).ok()
+                Some((i, SlotState::decode(reply.as_slice()).ok()?))
             }
         });
-        let mut states: Vec<SlotState> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
-        if let Ok(own) = s.votes.state(genesis, index) {
-            states.push(own);
+        let mut states: Vec<(usize, SlotState)> =
+            futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        if let (Ok(own), Some(i)) = (s.votes.state(genesis, index), roster.index_of(&s.me)) {
+            states.push((i, own));
         }
         states
+    }
+
+    /// Holds every member that signed prepare messages of two different blocks in one view of
+    /// this slot to it (see `evidence`): `seen` has this proposer's failed views' aggregates; the
+    /// slot replies add the certificates of the members' locks and each member's own signature.
+    fn check_prepares(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        roster: &Roster,
+        prev_roster: &BlockRoster,
+        seen: &[PrepareCertificate],
+        states: &[(usize, SlotState)],
+    ) {
+        let Ok(keys) = prev_roster.cosi_keys() else { return };
+        let mut all = seen.to_vec();
+        for (i, st) in states {
+            all.extend(st.locked.as_ref().and_then(|l| l.prepared.clone()));
+            if st.prepared_view > 0 && !st.prepared_signature.is_empty() {
+                let mut mask = Mask::new(roster.len());
+                mask.set(*i);
+                all.push(PrepareCertificate {
+                    view: st.prepared_view,
+                    block_hash: st.prepared_hash.clone(),
+                    signature: Some(CollectiveSignature {
+                        signature: st.prepared_signature.clone(),
+                        mask: mask.into_bytes(),
+                    }),
+                });
+            }
+        }
+        if all.len() < 2 {
+            return;
+        }
+        self.shared.evidence.record_prepares(genesis, index, roster, &keys, &all);
     }
 
     async fn sign_link(
@@ -763,7 +814,15 @@ impl SkipchainService {
                 if self.byzantine() {
                     return Ok(SlotState::default().encode_to_vec());
                 }
-                let state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
+                let mut state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
+                if state.prepared_view > 0 {
+                    // What it signed in that view, again (BLS is deterministic): the proposer can
+                    // hold a member that answers this to what it signed for other proposers.
+                    let msg = prepare_message(&req.genesis, req.index, state.prepared_view, &state.prepared_hash);
+                    if let Some(key) = self.shared.ctx.config.cosi_key() {
+                        state.prepared_signature = key.sign(&msg).to_bytes().to_vec();
+                    }
+                }
                 Ok(state.encode_to_vec())
             }
             "Latest" => {
