@@ -205,3 +205,69 @@ fn minority_restored_to_an_old_backup_cannot_rewrite_history() {
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 9);
     drop(restored);
 }
+
+/// A chain created after the backup is unknown to the restored node, which may have voted on it
+/// before it was lost. Once it learns the chain it signs nothing for it until it has fenced it from
+/// a quorum, and that gate survives a restart (the restore marker is gone by then).
+#[test]
+fn a_chain_created_after_the_backup_is_fenced_before_the_restored_node_signs_for_it() {
+    let mut c = LocalCluster::with_options(ClusterOptions::new(4)).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let leader = svc(c.node(0));
+    let old_chain = c
+        .runtime()
+        .block_on(leader.create_chain(c.roster(), 2, 8, vec![owner.public()], b"before the backup".to_vec()))
+        .unwrap();
+    append(&leader, c.runtime(), &owner, &old_chain, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node1.backup");
+    backup(c.node(1), &file);
+    // A new chain, on which node 1 votes after the backup was taken.
+    let late = c
+        .runtime()
+        .block_on(leader.create_chain(c.roster(), 2, 8, vec![owner.public()], b"after the backup".to_vec()))
+        .unwrap();
+    for i in 1..=3 {
+        append(&leader, c.runtime(), &owner, &late, i).unwrap();
+    }
+    c.stop(1).unwrap();
+    let new_dir = dir.path().join("restored");
+    restore(&file, &new_dir, None, false).unwrap();
+    let mut restored = start_restored(&c, 1, &new_dir);
+    wait("recovery", || recovery_state(&restored).as_deref() == Some("caught up"));
+    let node1 = svc(&restored);
+    assert!(node1.store().latest(&late.hash).is_none(), "the late chain is not in the backup");
+    // A restart after recovery keeps the gate.
+    drop(node1);
+    restored.stop().unwrap();
+    restored.start().unwrap();
+    let node1 = svc(&restored);
+
+    // It learns the late chain; with two members down nobody can fence it (no quorum), so it
+    // refuses to sign for it and says why (an append it leads fails on its own refusal).
+    let peer = c.roster().servers[0].clone();
+    c.runtime().block_on(node1.catch_up(&late.hash, &peer)).unwrap();
+    assert_eq!(node1.store().latest_index(&late.hash), Some(3));
+    c.stop(2).unwrap();
+    c.stop(3).unwrap();
+    let refused = append(&node1, c.runtime(), &owner, &late, 4).unwrap_err();
+    assert!(refused.contains("has not yet fenced chain"), "{refused}");
+
+    // With the quorum back the fence completes and it signs again: an append that needs it (node
+    // 3 stays down: 3 of 4) goes through, led by the restored node itself.
+    c.restart(2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        match append(&node1, c.runtime(), &owner, &late, 4) {
+            Ok(b) => break b,
+            Err(e) => assert!(Instant::now() < deadline, "the restored node never fenced the late chain: {e}"),
+        }
+    };
+    assert_eq!(next.index, 4);
+    let proof = svc(c.node(2)).update_chain(&late.hash).unwrap();
+    assert_eq!(verify_proof(&late.hash, &proof, Policy::Default).unwrap().index, 4);
+    // The old chain, fenced during recovery, was never gated.
+    append(&node1, c.runtime(), &owner, &old_chain, 2).unwrap();
+    drop((node1, proof));
+    restored.stop().unwrap();
+}

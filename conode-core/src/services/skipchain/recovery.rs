@@ -9,16 +9,24 @@
 //! views and never contradicts a lock a quorum member holds. Then it drops the marker, releases
 //! the hold and says so in its log and in the `Recovery` section of `/status`.
 //!
+//! Chains created after the backup are unknown to the restored node until a member pushes a block
+//! of them, yet it may have voted on them before it was lost. So a restored node stays *fenced*
+//! for good (a durable flag in the `skipchain.fenced` tree, with every chain fenced so far): on a
+//! chain it has not fenced, both signing hooks refuse and start that chain's fence in the
+//! background (the same quorum catch-up and slot fence); the next view finds it fenced. A node
+//! that was never restored has no flag and no gate.
+//!
 //! Beacon partials need no fence: threshold BLS partials are unique per round, so signing a round
-//! again yields the same partial. Limit: a chain created after the backup is unknown to the
-//! restored node until a member pushes a block of it; its slot then has no fence.
+//! again yields the same partial.
 
 use super::{hex8, SkipchainService, SKIPCHAIN_SERVICE};
 use crate::backup::{RECOVERY_KEY, RECOVERY_TREE};
 use crate::services::cosi::Policy;
 use crate::services::skipchain::messages::Latest;
+use crate::storage::{ServiceTree, Storage, StorageError};
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
@@ -28,6 +36,32 @@ pub const RECOVERY_SECTION: &str = "Recovery";
 const RETRY: Duration = Duration::from_secs(2);
 const LATEST_TIMEOUT: Duration = Duration::from_secs(3);
 const HOLD_REASON: &str = "restored from a backup: catching up from a quorum of peers before signing";
+
+/// Chains a restored node has fenced (keys: genesis ids), and the flag that it was restored.
+const FENCED_TREE: &str = "skipchain.fenced";
+/// Not a genesis id (those are 32 bytes).
+const RESTORED_KEY: &[u8] = b"restored";
+
+/// The gate of a restored node: which chains are fenced, and the fences running now.
+pub(super) struct Fences {
+    tree: ServiceTree,
+    restored: AtomicBool,
+    running: Mutex<HashSet<Vec<u8>>>,
+    /// Chains fenced after recovery (first seen later), for the status section.
+    late: AtomicU64,
+}
+
+impl Fences {
+    pub(super) fn open(storage: &Storage) -> Result<Self, StorageError> {
+        let tree = storage.tree(FENCED_TREE)?;
+        let restored = tree.get(RESTORED_KEY)?.is_some();
+        Ok(Self { tree, restored: AtomicBool::new(restored), running: Mutex::default(), late: AtomicU64::new(0) })
+    }
+
+    fn fenced(&self, genesis: &[u8]) -> bool {
+        !self.restored.load(Ordering::SeqCst) || matches!(self.tree.get(genesis), Ok(Some(_)))
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -54,12 +88,21 @@ impl SkipchainService {
         let Ok(Some(marker)) = tree.get(RECOVERY_KEY) else { return };
         let backup_unix = marker.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
         self.shared.cosi.hold_signing(HOLD_REASON);
+        let fences = &self.shared.fences;
+        if let Err(e) = fences.tree.put(RESTORED_KEY, &backup_unix.to_be_bytes()) {
+            // Without the durable flag a restart after recovery would forget the gate: keep
+            // holding every signature (the loop below retries only the catch-up).
+            warn!(error = %e, "recovery: cannot record the restored flag; signing stays held");
+            return;
+        }
+        fences.restored.store(true, Ordering::SeqCst);
         warn!(
             backup_unix,
             "database restored from a backup: this node signs nothing until it has caught up from a quorum of its peers"
         );
         let state = Arc::new(Mutex::new(State { backup_unix, started: Some(Instant::now()), ..State::default() }));
         let shown = state.clone();
+        let weak = Arc::downgrade(&self.shared);
         ctx.status.add(
             RECOVERY_SECTION,
             Arc::new(move || {
@@ -75,6 +118,9 @@ impl SkipchainService {
                 }
                 if let Some(t) = st.took {
                     s.insert("RecoverySeconds".into(), format!("{:.3}", t.as_secs_f64()));
+                }
+                if let Some(svc) = weak.upgrade() {
+                    s.insert("LateChainsFenced".into(), svc.fences.late.load(Ordering::SeqCst).to_string());
                 }
                 if st.done_unix.is_none() && !st.last_error.is_empty() {
                     s.insert("Waiting".into(), st.last_error.clone());
@@ -129,59 +175,108 @@ impl SkipchainService {
 
     /// One pass over every known chain; the number of chains fenced, or what is missing.
     async fn recover_once(&self) -> Result<usize, String> {
-        let s = &self.shared;
         let mut fenced = 0;
-        for genesis in s.store.chains() {
-            let chain = hex8(&genesis);
-            let Some(latest) = s.store.latest(&genesis) else { continue };
-            let roster = latest
-                .roster
-                .as_ref()
-                .ok_or_else(|| format!("chain {chain}: newest block without roster"))
-                .and_then(|r| s.rosters.get(r).map_err(|e| format!("chain {chain}: {e}")))?;
-            let need = Policy::default_threshold(roster.servers.len());
-            let req = Latest { genesis: genesis.clone(), index: 0, known: false }.encode_to_vec();
-            let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
-                let (net, req, m) = (s.network.clone(), req.clone(), m.clone());
-                async move {
-                    let reply = net.request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req, LATEST_TIMEOUT).await.ok()?;
-                    Latest::decode(reply.as_slice()).ok().map(|l| (m, l))
-                }
-            });
-            let answers: Vec<_> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
-            if answers.len() + 1 < need {
-                return Err(format!(
-                    "chain {chain}: {} of {} members reachable, {need} needed",
-                    answers.len() + 1,
-                    roster.servers.len()
-                ));
+        for genesis in self.shared.store.chains() {
+            if self.shared.store.latest(&genesis).is_none() {
+                continue;
             }
-            let highest = answers.iter().filter(|(_, l)| l.known).max_by_key(|(_, l)| l.index);
-            if let Some((member, l)) = highest {
-                if l.index > s.store.latest_index(&genesis).unwrap_or(0) {
-                    self.catch_up(&genesis, member).await.map_err(|e| format!("chain {chain}: catch-up: {e}"))?;
-                }
-                let top = s.store.latest_index(&genesis).unwrap_or(0);
-                if l.index > top {
-                    return Err(format!("chain {chain}: at index {top}, a member has {}", l.index));
-                }
-            }
-            let latest = s.store.latest(&genesis).ok_or_else(|| format!("chain {chain}: no newest block"))?;
-            let block_roster =
-                latest.roster.clone().ok_or_else(|| format!("chain {chain}: newest block without roster"))?;
-            let signers = s.rosters.get(&block_roster).map_err(|e| format!("chain {chain}: {e}"))?;
-            let index = latest.index + 1;
-            let states = self.slot_states(&genesis, index, &signers).await;
-            let view = states.iter().map(|(_, st)| st.prepared_view).max().unwrap_or(0);
-            let lock = states
-                .into_iter()
-                .filter_map(|(_, st)| st.locked)
-                .filter(|l| self.valid_lock(&genesis, index, &block_roster, l))
-                .max_by_key(|l| l.view);
-            s.votes.fence(&genesis, index, view, lock).map_err(|e| format!("chain {chain}: {e}"))?;
-            info!(chain = %chain, index, view, "recovery: caught up; fenced the next slot");
+            self.fence_chain(&genesis).await?;
             fenced += 1;
         }
         Ok(fenced)
+    }
+
+    /// The gate of both signing hooks on a restored node: `Ok` on a fenced chain; otherwise starts
+    /// the chain's fence (once) and refuses for now.
+    pub(super) fn fence_gate(&self, genesis: &[u8]) -> Result<(), String> {
+        let fences = &self.shared.fences;
+        if fences.fenced(genesis) {
+            return Ok(());
+        }
+        let fresh = fences.running.lock().unwrap_or_else(|p| p.into_inner()).insert(genesis.to_vec());
+        if fresh {
+            let (svc, genesis) = (self.clone(), genesis.to_vec());
+            self.shared.ctx.tasks.spawn(async move {
+                let mut last = String::new();
+                loop {
+                    match svc.fence_chain(&genesis).await {
+                        Ok(()) => {
+                            svc.shared.fences.late.fetch_add(1, Ordering::SeqCst);
+                            info!(chain = %hex8(&genesis), "restored node: fenced a chain first seen after recovery");
+                            break;
+                        }
+                        Err(e) if e != last => {
+                            warn!(error = %e, "restored node: cannot fence a chain yet; not signing for it");
+                            last = e;
+                        }
+                        Err(_) => {}
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+                let fences = &svc.shared.fences;
+                fences.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&genesis);
+            });
+        }
+        Err(format!(
+            "this node was restored from a backup and has not yet fenced chain {} (it may have voted on it \
+             before): catching up from a quorum first",
+            hex8(genesis)
+        ))
+    }
+
+    /// Catches `genesis` up from a quorum of the roster of its newest block and fences the next
+    /// slot; then records the chain as fenced, durably.
+    async fn fence_chain(&self, genesis: &[u8]) -> Result<(), String> {
+        let s = &self.shared;
+        let chain = hex8(genesis);
+        let latest = s.store.latest(genesis).ok_or_else(|| format!("chain {chain}: unknown"))?;
+        let roster = latest
+            .roster
+            .as_ref()
+            .ok_or_else(|| format!("chain {chain}: newest block without roster"))
+            .and_then(|r| s.rosters.get(r).map_err(|e| format!("chain {chain}: {e}")))?;
+        let need = Policy::default_threshold(roster.servers.len());
+        let req = Latest { genesis: genesis.to_vec(), index: 0, known: false }.encode_to_vec();
+        let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
+            let (net, req, m) = (s.network.clone(), req.clone(), m.clone());
+            async move {
+                let reply = net.request(&m, SKIPCHAIN_SERVICE, "Latest", &[], req, LATEST_TIMEOUT).await.ok()?;
+                Latest::decode(reply.as_slice()).ok().map(|l| (m, l))
+            }
+        });
+        let answers: Vec<_> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        if answers.len() + 1 < need {
+            return Err(format!(
+                "chain {chain}: {} of {} members reachable, {need} needed",
+                answers.len() + 1,
+                roster.servers.len()
+            ));
+        }
+        let highest = answers.iter().filter(|(_, l)| l.known).max_by_key(|(_, l)| l.index);
+        if let Some((member, l)) = highest {
+            if l.index > s.store.latest_index(genesis).unwrap_or(0) {
+                self.catch_up(genesis, member).await.map_err(|e| format!("chain {chain}: catch-up: {e}"))?;
+            }
+            let top = s.store.latest_index(genesis).unwrap_or(0);
+            if l.index > top {
+                return Err(format!("chain {chain}: at index {top}, a member has {}", l.index));
+            }
+        }
+        let latest = s.store.latest(genesis).ok_or_else(|| format!("chain {chain}: no newest block"))?;
+        let block_roster =
+            latest.roster.clone().ok_or_else(|| format!("chain {chain}: newest block without roster"))?;
+        let signers = s.rosters.get(&block_roster).map_err(|e| format!("chain {chain}: {e}"))?;
+        let index = latest.index + 1;
+        let states = self.slot_states(genesis, index, &signers).await;
+        let view = states.iter().map(|(_, st)| st.prepared_view).max().unwrap_or(0);
+        let lock = states
+            .into_iter()
+            .filter_map(|(_, st)| st.locked)
+            .filter(|l| self.valid_lock(genesis, index, &block_roster, l))
+            .max_by_key(|l| l.view);
+        s.votes.fence(genesis, index, view, lock).map_err(|e| format!("chain {chain}: {e}"))?;
+        s.fences.tree.put(genesis, &[]).map_err(|e| format!("chain {chain}: cannot record the fence: {e}"))?;
+        info!(chain = %chain, index, view, "recovery: caught up; fenced the next slot");
+        Ok(())
     }
 }

@@ -136,6 +136,8 @@ struct Shared {
     votes: Votes,
     /// Conflicting forward links seen, kept against the members that signed both.
     evidence: EvidenceLog,
+    /// On a node restored from a backup: the chains fenced so far (see `recovery`).
+    fences: recovery::Fences,
     /// Fault injection (tests): this member signs every proposal and keeps no votes, as a
     /// Byzantine member that equivocates would.
     signs_anything: std::sync::atomic::AtomicBool,
@@ -815,7 +817,7 @@ impl SkipchainService {
                     return Ok(SlotState::default().encode_to_vec());
                 }
                 let mut state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
-                if state.prepared_view > 0 {
+                if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) {
                     // What it signed in that view, again (BLS is deterministic): the proposer can
                     // hold a member that answers this to what it signed for other proposers.
                     let msg = prepare_message(&req.genesis, req.index, state.prepared_view, &state.prepared_hash);
@@ -895,6 +897,7 @@ impl SkipchainService {
         }
         let prev = self.check_block(&p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
+        self.fence_gate(&block.genesis_id)?;
         if p.view == 0 {
             return Err("view 0 is not a view".into());
         }
@@ -920,6 +923,7 @@ impl SkipchainService {
         }
         let prev = self.check_block(&p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
+        self.fence_gate(&block.genesis_id)?;
         let st = &self.shared.store;
         let level = p.level as usize;
         if level >= block.height as usize {
@@ -1057,8 +1061,11 @@ impl Service for SkipchainService {
         let evidence = EvidenceLog::open(&ctx.storage)
             .map(|e| e.with_events(ctx.events.clone()))
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let fences = recovery::Fences::open(&ctx.storage)
+            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let svc = SkipchainService {
             shared: Arc::new(Shared {
+                fences,
                 store,
                 ctx: ctx.clone(),
                 network: ctx.network.clone(),

@@ -126,6 +126,11 @@ impl Votes {
 /// The "block" a fence prepared: no block hashes to it.
 const FENCE_HASH: [u8; 32] = [0xfe; 32];
 
+/// Whether a prepared hash is a fence's placeholder (never signed: not evidence of anything).
+pub(super) fn is_fence(hash: &[u8]) -> bool {
+    hash == FENCE_HASH
+}
+
 /// The prepare rule: the slot state after preparing `hash` in `view`, or why not.
 pub(crate) fn prepare_rule(
     state: &SlotState,
