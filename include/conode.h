@@ -342,6 +342,77 @@ int32_t conode_events_next(const struct ConodeEvents *events, uint64_t timeout_m
 void conode_events_free(struct ConodeEvents *events);
 
 /**
+ * Makes the network chain of the cluster's roster (membership by vote) through node `index`;
+ * every member follows it. `threshold`: yes votes a proposal needs (0: more than two thirds).
+ * On success `out_network` (32 bytes) receives the network id.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out_network` is valid for 32 bytes.
+ */
+int32_t conode_cluster_network_create(const struct ConodeCluster *cluster,
+                                      size_t index,
+                                      uint32_t threshold,
+                                      uint8_t *out_network);
+
+/**
+ * Starts one more node and has it ask to join the network through node 0, with `node_data` (a
+ * JSON object, or NULL). Returns once a member answered (within `timeout_ms`): `*out_index` (may
+ * be NULL) is the new node's index in the cluster, `out_proposal` (32 bytes) the id of the
+ * `add_node` proposal the members vote on. The node is `Pending` until it passes.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle not used by another thread during the call; `node_data` is
+ * NULL or a NUL-terminated string; `out_index` is NULL or valid for a write; `out_proposal` is
+ * valid for 32 bytes.
+ */
+int32_t conode_cluster_add_node(struct ConodeCluster *cluster,
+                                const char *node_data,
+                                uint64_t timeout_ms,
+                                size_t *out_index,
+                                uint8_t *out_proposal);
+
+/**
+ * Proposes removing node `index` from the network, signed by node `proposer`. On success
+ * `out_proposal` (32 bytes) receives the proposal id.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out_proposal` is valid for 32 bytes.
+ */
+int32_t conode_cluster_remove_node(const struct ConodeCluster *cluster,
+                                   size_t index,
+                                   size_t proposer,
+                                   uint8_t *out_proposal);
+
+/**
+ * Node `voter` votes yes (`approve` ≠ 0) or no on `proposal` (32 bytes) with its identity key,
+ * once the proposal reached it (within `timeout_ms`). On success `*out_state` is the proposal's
+ * state after the ballot: "open", "accepted" (its roster block is appended) or "rejected"; free
+ * it with conode_string_free. A second ballot by one member fails with CONODE_ERR_STATE.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `proposal` is valid for `proposal_len` bytes; `out_state`
+ * is valid for a pointer write.
+ */
+int32_t conode_cluster_vote(const struct ConodeCluster *cluster,
+                            const uint8_t *proposal,
+                            size_t proposal_len,
+                            size_t voter,
+                            int32_t approve,
+                            uint64_t timeout_ms,
+                            char **out_state);
+
+/**
+ * Node `index`'s membership state: "Initialized", "Pending", "Trusted", "PartOfNetwork" or
+ * "Retired". Free `*out_state` with conode_string_free.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out_state` is valid for a pointer write.
+ */
+int32_t conode_cluster_node_state(const struct ConodeCluster *cluster,
+                                  size_t index,
+                                  char **out_state);
+
+/**
  * Creates a stopped node from `config` (copied). `data_dir` may be NULL: then the config's DataDir
  * or the OS data dir holds the database.
  *

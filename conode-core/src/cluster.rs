@@ -1,6 +1,8 @@
 //! `LocalCluster`: N nodes in one process on real loopback sockets, sharing one tokio runtime, with
 //! stop/restart of single nodes. Used by tests, benchmarks, the bindings and `conode bench`.
 
+mod membership;
+
 use crate::config::{NodeAddress, NodeConfig, Roster};
 use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
 use crate::network::NetSettings;
@@ -46,6 +48,11 @@ pub enum ClusterError {
     Cosi(#[from] CosiError),
     #[error(transparent)]
     Skipchain(#[from] SkipchainError),
+    #[error(transparent)]
+    Membership(#[from] crate::services::membership::MembershipError),
+    /// A wait for another node's answer ran out.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 pub struct LocalCluster {

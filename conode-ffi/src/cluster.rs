@@ -23,7 +23,7 @@ pub struct ConodeCluster {
     owners: HashMap<Vec<u8>, IdentityKeyPair>,
 }
 
-fn check_index(c: &ConodeCluster, index: usize) -> Result<(), FfiError> {
+pub(crate) fn check_index(c: &ConodeCluster, index: usize) -> Result<(), FfiError> {
     if index >= c.inner.len() {
         return Err(FfiError::new(
             CONODE_ERR_INVALID,
@@ -33,7 +33,7 @@ fn check_index(c: &ConodeCluster, index: usize) -> Result<(), FfiError> {
     Ok(())
 }
 
-fn not_running(index: usize) -> FfiError {
+pub(crate) fn not_running(index: usize) -> FfiError {
     FfiError::new(CONODE_ERR_STATE, format!("node {index} is not running"))
 }
 
@@ -263,7 +263,7 @@ pub unsafe extern "C" fn conode_cluster_skipchain_append(
                 FfiError::new(CONODE_ERR_INVALID, format!("node {index} does not hold this skipchain"))
             }
             ClusterError::Skipchain(e) => e.into(),
-            ClusterError::Cosi(e) => FfiError::new(CONODE_ERR_RUNTIME, e.to_string()),
+            e => FfiError::new(CONODE_ERR_RUNTIME, e.to_string()),
         })?;
         write_opt(out_index, block.index);
         Ok(())

@@ -23,6 +23,8 @@ pub mod light;
 pub mod light_client;
 pub mod light_stream;
 #[cfg(feature = "node")]
+mod membership;
+#[cfg(feature = "node")]
 mod node;
 mod strings;
 mod verify;
@@ -34,6 +36,8 @@ pub use config::*;
 pub use error::*;
 #[cfg(feature = "node")]
 pub use events::*;
+#[cfg(feature = "node")]
+pub use membership::*;
 #[cfg(feature = "node")]
 pub use node::*;
 pub use strings::*;

@@ -14,8 +14,7 @@ use conode_core::config::Roster;
 use conode_core::services::beacon::messages::{InitRequest, InitResponse};
 use conode_core::services::beacon::BeaconService;
 use conode_core::services::cosi::{CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE};
-use conode_core::services::membership::messages::{action, Ballot, Proposal, RemoveNode};
-use conode_core::services::membership::{now_ms, MembershipError, MembershipService};
+use conode_core::services::membership::MembershipError;
 use conode_core::services::skipchain::{self, SkipchainError};
 use conode_core::services::ServiceError;
 use conode_core::verify::beacon::{ChainInfo, Scheme};
@@ -44,6 +43,8 @@ impl Failure {
             ClusterError::Node { .. } => Failure::Stopped(i),
             ClusterError::Cosi(e) => Failure::Cosi(e),
             ClusterError::Skipchain(e) => Failure::Skipchain(e),
+            ClusterError::Membership(e) => failed(e),
+            ClusterError::Timeout(m) => Failure::Service(ServiceError::Unavailable(m)),
         }
     }
 
@@ -69,10 +70,6 @@ fn acting_node(c: &LocalCluster, node: Option<usize>) -> Result<usize, Failure> 
         Some(i) => Err(Failure::Stopped(i)),
         None => (0..c.len()).find(|&i| c.node(i).is_running()).ok_or(Failure::NoneRunning),
     }
-}
-
-fn membership_of(c: &LocalCluster, i: usize) -> Result<MembershipService, Failure> {
-    c.node(i).membership().map_err(|_| Failure::Stopped(i))
 }
 
 fn to_hex(b: impl AsRef<[u8]>) -> String {
@@ -418,11 +415,9 @@ impl PyLocalCluster {
     #[pyo3(signature = (threshold = 0, node = None))]
     fn create_network(&self, py: Python<'_>, threshold: u32, node: Option<isize>) -> PyResult<String> {
         let node = self.node_index(node)?;
-        let roster = self.roster.clone();
         self.with(py, |c| {
             let i = acting_node(c, node)?;
-            let m = membership_of(c, i)?;
-            c.runtime().block_on(m.create_network(&roster, threshold)).map(|g| to_hex(g.hash)).map_err(failed)
+            c.create_network(i, threshold).map(to_hex).map_err(|e| Failure::from_cluster(i, e))
         })?
         .map_err(|f| f.into_py(py))
     }
@@ -434,28 +429,12 @@ impl PyLocalCluster {
     fn add_node(&self, py: Python<'_>, node_data: Option<String>, timeout: f64) -> PyResult<(usize, String)> {
         let timeout = seconds(timeout, false)?;
         let r = self.with(py, |c| {
-            let net = membership_of(c, 0)?.network().ok_or_else(|| failed(MembershipError::NoNetwork))?;
-            let url = c.client_url(0).ok_or(Failure::Stopped(0))?;
-            let j = c.spawn_node().map_err(|e| Failure::Service(ServiceError::Failed(e.to_string())))?;
-            let joiner = membership_of(c, j)?;
-            joiner
-                .join(&url, &net, node_data.as_deref().unwrap_or(""), std::time::Duration::from_millis(100))
-                .map_err(failed)?;
-            let deadline = std::time::Instant::now() + timeout;
-            loop {
-                if let Some(p) = joiner.record().join.and_then(|r| r.proposal) {
-                    return Ok((j, p));
-                }
-                if std::time::Instant::now() > deadline {
-                    return Err(Failure::Service(ServiceError::Unavailable("no answer to the join request".into())));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            c.add_node(node_data.as_deref().unwrap_or(""), timeout).map_err(|e| Failure::from_cluster(0, e))
         })?;
         match r {
             Ok((j, p)) => {
                 self.count.fetch_max(j + 1, std::sync::atomic::Ordering::SeqCst);
-                Ok((j, p))
+                Ok((j, to_hex(p)))
             }
             Err(f) => Err(f.into_py(py)),
         }
@@ -466,15 +445,8 @@ impl PyLocalCluster {
     #[pyo3(signature = (i, *, proposer = 0))]
     fn remove_node(&self, py: Python<'_>, i: isize, proposer: isize) -> PyResult<String> {
         let (i, proposer) = (self.index(i)?, self.index(proposer)?);
-        self.with(py, |c| {
-            let m = membership_of(c, proposer)?;
-            let net = m.network().ok_or_else(|| failed(MembershipError::NoNetwork))?;
-            let identity = c.node(i).server_identity().public.as_bytes().to_vec();
-            let kind = action::Kind::RemoveNode(RemoveNode { identity });
-            let p = Proposal::signed(&c.node(proposer).config().identity, &net, kind, now_ms());
-            c.runtime().block_on(m.propose(p, true)).map(|s| to_hex(s.id)).map_err(failed)
-        })?
-        .map_err(|f| f.into_py(py))
+        self.with(py, |c| c.remove_node(i, proposer).map(to_hex).map_err(|e| Failure::from_cluster(proposer, e)))?
+            .map_err(|f| f.into_py(py))
     }
 
     /// Node `voter` votes on `proposal` (hex id) with its identity key, once the proposal reached
@@ -485,24 +457,16 @@ impl PyLocalCluster {
         let voter = self.index(voter)?;
         let timeout = seconds(timeout, false)?;
         let id = from_hex(proposal).ok_or_else(|| PyValueError::new_err("proposal id: not hex"))?;
-        self.with(py, |c| {
-            let m = membership_of(c, voter)?;
-            let net = m.network().ok_or_else(|| failed(MembershipError::NoNetwork))?;
-            let deadline = std::time::Instant::now() + timeout;
-            while m.status_of(&id).proposal.is_none() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            let b = Ballot::signed(&c.node(voter).config().identity, &net, &id, approve);
-            c.runtime().block_on(m.vote(b, true)).map(|s| s.state).map_err(failed)
-        })?
-        .map_err(|f| f.into_py(py))
+        self.with(py, |c| c.vote(&id, voter, approve, timeout).map_err(|e| Failure::from_cluster(voter, e)))?
+            .map_err(|f| f.into_py(py))
     }
 
     /// The membership state of node `i`: "Initialized", "Pending", "Trusted", "PartOfNetwork" or
     /// "Retired".
     fn node_state(&self, py: Python<'_>, i: isize) -> PyResult<String> {
         let i = self.index(i)?;
-        self.with(py, |c| membership_of(c, i).map(|m| m.state().as_str().to_string()))?.map_err(|f| f.into_py(py))
+        self.with(py, |c| c.node_state(i).map(|s| s.as_str().to_string()).map_err(|e| Failure::from_cluster(i, e)))?
+            .map_err(|f| f.into_py(py))
     }
 
     /// Stops every node and removes the temporary folder. Idempotent.
