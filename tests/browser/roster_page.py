@@ -144,6 +144,12 @@ def main():
             listed = [m["key"] for m in v["members"]]
             return v if listed == keys and all(m["reachable"] for m in v["members"]) else None
 
+        # The node's membership state, as /node/state gives it, is on the page.
+        with urllib.request.urlopen(url.rstrip("/") + "/node/state") as r:
+            state = json.load(r)["state"]
+        wait("the membership state", 15, lambda: d.js("return document.getElementById('membership').getAttribute('data-state')") == state or None)
+        print(f"membership state {state!r} shown")
+
         v = wait("every member listed and reachable", 30, all_listed)
         print(f"every member listed ({len(keys)}), all reachable; round {v['round']}")
 
