@@ -337,3 +337,36 @@ fn a_join_while_appends_and_beacon_rounds_continue() {
         info.verify(&beacon.get(r).unwrap_or_else(|| panic!("round {r} missing"))).unwrap();
     }
 }
+
+/// A stranger that makes fresh identities cannot flood a member with join requests: one source
+/// has at most `MAX_OPEN_JOINS_PER_SOURCE` open at a time; polls of an open one are still answered.
+#[test]
+fn one_source_cannot_flood_a_member_with_join_requests() {
+    use conode_core::services::membership::messages::{JoinAnswer, JoinRequest};
+    use conode_core::services::membership::MAX_OPEN_JOINS_PER_SOURCE;
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let member = c.roster().servers[1].clone();
+    let ask = |c: &LocalCluster, j: usize, protocol: &str| {
+        let req = JoinRequest {
+            network: net.clone(),
+            public_toml: conode_core::config::Roster::new(vec![c.node(j).server_identity()]).to_toml(),
+            node_data: String::new(),
+        };
+        let sn = c.node(j).network().unwrap();
+        c.runtime()
+            .block_on(sn.request(&member, "Membership", protocol, &[], req.encode_to_vec(), Duration::from_secs(5)))
+            .map(|reply| JoinAnswer::decode(reply.as_slice()).unwrap())
+    };
+    let strangers: Vec<usize> = (0..=MAX_OPEN_JOINS_PER_SOURCE).map(|_| c.spawn_node().unwrap()).collect();
+    for &j in &strangers[..MAX_OPEN_JOINS_PER_SOURCE] {
+        assert_eq!(ask(&c, j, "Join").unwrap().state, "pending");
+    }
+    let last = *strangers.last().unwrap();
+    let err = ask(&c, last, "Join").unwrap_err().to_string();
+    assert!(err.contains("too many open join requests from 127.0.0.1"), "{err}");
+    // The open ones are still answered, and nothing was stored for the refused one.
+    assert_eq!(ask(&c, strangers[0], "JoinStatus").unwrap().state, "pending");
+    assert_eq!(ask(&c, last, "JoinStatus").unwrap().state, "unknown");
+    assert_eq!(m(&c, 1).proposals().len(), MAX_OPEN_JOINS_PER_SOURCE);
+}

@@ -100,6 +100,8 @@ impl Default for NetSettings {
 /// A message delivered to a service handler.
 pub struct PeerMessage {
     pub from: IdentityPublicKey,
+    /// The IP address the connection comes from (per-source limits for strangers' requests).
+    pub remote: Option<std::net::IpAddr>,
     pub protocol: String,
     pub round_id: Vec<u8>,
     pub payload: Vec<u8>,
@@ -378,6 +380,7 @@ impl Network {
         mut stranger: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
         health::tune_socket(stream.get_ref().0);
+        let remote = stream.get_ref().0.peer_addr().ok().map(|a| a.ip());
         let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
         let ctl = Arc::new(LinkCtl {
@@ -441,10 +444,10 @@ impl Network {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         ctl.last_rx.store(net.now_ms(), Ordering::Relaxed);
                         if admitted {
-                            net.dispatch(peer, &reply_tx, env, &busy);
+                            net.dispatch(peer, remote, &reply_tx, env, &busy);
                         } else {
                             // One introduction at a time, its memory held until it is answered.
-                            let reply = net.answer(peer, env).await;
+                            let reply = net.answer(peer, remote, env).await;
                             drop(held);
                             if reply_tx.send(reply).await.is_err() {
                                 break;
@@ -558,13 +561,14 @@ impl Network {
 
     /// Runs the handler of a request and returns the encoded reply frame. When the service accepted
     /// an introduction, the roster it names (with the sender and this node in it) is admitted.
-    async fn answer(&self, peer: IdentityPublicKey, env: Envelope) -> Vec<u8> {
+    async fn answer(&self, peer: IdentityPublicKey, remote: Option<std::net::IpAddr>, env: Envelope) -> Vec<u8> {
         let named = admission::introduced_keys(&env.service, &env.protocol, &env.payload);
         let handler = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&env.service).cloned();
         let result = match handler {
             Some(h) => {
                 h(PeerMessage {
                     from: peer,
+                    remote,
                     protocol: env.protocol.clone(),
                     round_id: env.round_id.clone(),
                     payload: env.payload,
@@ -594,6 +598,7 @@ impl Network {
     fn dispatch(
         &self,
         peer: IdentityPublicKey,
+        remote: Option<std::net::IpAddr>,
         reply_tx: &mpsc::Sender<Vec<u8>>,
         env: Envelope,
         busy: &Arc<AtomicU64>,
@@ -604,7 +609,7 @@ impl Network {
                 let (net, busy) = (self.clone(), busy.clone());
                 busy.fetch_add(1, Ordering::Relaxed);
                 self.inner.tasks.spawn(async move {
-                    let reply = net.answer(peer, env).await;
+                    let reply = net.answer(peer, remote, env).await;
                     busy.fetch_sub(1, Ordering::Relaxed);
                     // The reply goes back on the connection the request came in on.
                     let _ = reply_tx.send(reply).await;

@@ -25,5 +25,7 @@ pub mod rules;
 mod service;
 pub mod store;
 
-pub use service::{now_ms, MembershipError, MembershipService, DEFAULT_RETRY, MEMBERSHIP_SERVICE};
+pub use service::{
+    now_ms, MembershipError, MembershipService, DEFAULT_RETRY, MAX_OPEN_JOINS_PER_SOURCE, MEMBERSHIP_SERVICE,
+};
 pub use store::{NodeRecord, NodeState};

@@ -38,6 +38,9 @@ const GOSSIP_ATTEMPTS: u32 = 3;
 const FINALIZE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Join requests a member keeps at most (strangers cannot fill its disk).
 const MAX_JOINS: usize = 256;
+/// Open join requests one source (IPv4 address, IPv6 /64) may have at a time: a stranger that
+/// makes fresh identities cannot fill the store and lock honest joiners out.
+pub const MAX_OPEN_JOINS_PER_SOURCE: usize = 4;
 /// Default time between a pending joiner's polls.
 pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
@@ -774,7 +777,13 @@ impl MembershipService {
     }
 
     /// The answer to a join request or poll from `from`.
-    fn join_answer(&self, from: &IdentityPublicKey, req: &JoinRequest, create: bool) -> Result<JoinAnswer, String> {
+    fn join_answer(
+        &self,
+        from: &IdentityPublicKey,
+        source: Option<std::net::IpAddr>,
+        req: &JoinRequest,
+        create: bool,
+    ) -> Result<JoinAnswer, String> {
         let net = self.network().ok_or("this node follows no network")?;
         if req.network != net {
             return Err("this node is not in that network".into());
@@ -807,6 +816,12 @@ impl MembershipService {
         if &server.public != from {
             return Err("the identity in public_toml is not the sender's".into());
         }
+        if st.open_joins_from(source) >= MAX_OPEN_JOINS_PER_SOURCE {
+            let from = source.map_or("an unknown address".to_string(), |ip| ip.to_string());
+            return Err(format!(
+                "too many open join requests from {from} ({MAX_OPEN_JOINS_PER_SOURCE}); wait until the members voted"
+            ));
+        }
         if st.joins() >= MAX_JOINS {
             return Err("too many join requests".into());
         }
@@ -819,7 +834,7 @@ impl MembershipService {
         let roster = block.roster.clone().unwrap_or_default();
         rules::apply(&cfg, &roster, p.action.as_ref().ok_or("no action")?).map_err(|e| e.to_string())?;
         st.put_proposal(&id, &p).map_err(|e| e.to_string())?;
-        st.put_join(from.as_bytes(), req, &id).map_err(|e| e.to_string())?;
+        st.put_join(from.as_bytes(), source, req, &id).map_err(|e| e.to_string())?;
         info!(node = %short(from.as_bytes()), proposal = %short(&id), "join request: add_node proposed");
         self.gossip("Proposal", p.encode_to_vec());
         Ok(JoinAnswer { state: "pending".into(), proposal_id: id.to_vec(), ..Default::default() })
@@ -836,7 +851,7 @@ impl MembershipService {
         match msg.protocol.as_str() {
             "Join" | "JoinStatus" => {
                 let req = JoinRequest::decode(msg.payload.as_slice()).map_err(|e| format!("JoinRequest: {e}"))?;
-                Ok(self.join_answer(&msg.from, &req, msg.protocol == "Join")?.encode_to_vec())
+                Ok(self.join_answer(&msg.from, msg.remote, &req, msg.protocol == "Join")?.encode_to_vec())
             }
             "Proposal" | "Ballot" => {
                 // Only the network's roster gossips.

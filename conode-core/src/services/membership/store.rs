@@ -81,6 +81,20 @@ pub struct MembershipStore {
     tree: ServiceTree,
 }
 
+/// A join's source for per-source limits: an IPv4 address, or the /64 network of an IPv6 one
+/// (one host usually holds a whole /64), as 16 bytes; zeros when unknown.
+fn source_key(source: Option<std::net::IpAddr>) -> [u8; 16] {
+    match source.map(|ip| ip.to_canonical()) {
+        Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+        Some(std::net::IpAddr::V6(v6)) => {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&v6.octets()[..8]);
+            k
+        }
+        None => [0u8; 16],
+    }
+}
+
 fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.as_bytes().to_vec();
     for p in parts {
@@ -147,9 +161,33 @@ impl MembershipStore {
         serde_json::from_slice(&self.tree.get(&key("o/", &[id])).ok()??).ok()
     }
 
-    /// A join request received from node `identity`, with the proposal made for it.
-    pub fn put_join(&self, identity: &[u8], req: &JoinRequest, proposal: &[u8]) -> Result<(), StorageError> {
-        self.tree.put_batch(&[(&key("j/", &[identity]), &req.encode_to_vec()), (&key("jp/", &[identity]), proposal)])
+    /// A join request received from node `identity` (connected from `source`), with the proposal
+    /// made for it.
+    pub fn put_join(
+        &self,
+        identity: &[u8],
+        source: Option<std::net::IpAddr>,
+        req: &JoinRequest,
+        proposal: &[u8],
+    ) -> Result<(), StorageError> {
+        let by_source = key("js/", &[&source_key(source), identity]);
+        self.tree.put_batch(&[
+            (&key("j/", &[identity]), &req.encode_to_vec()),
+            (&key("jp/", &[identity]), proposal),
+            (&by_source, &[]),
+        ])
+    }
+
+    /// Join requests from `source` whose proposal is still open.
+    pub fn open_joins_from(&self, source: Option<std::net::IpAddr>) -> usize {
+        let prefix = key("js/", &[&source_key(source)]);
+        self.tree
+            .scan_prefix(&prefix)
+            .filter(|(k, _)| {
+                let identity = &k[prefix.len()..];
+                self.join_proposal(identity).is_some_and(|pid| self.outcome(&pid).is_none())
+            })
+            .count()
     }
 
     pub fn join_proposal(&self, identity: &[u8]) -> Option<Vec<u8>> {
