@@ -74,6 +74,10 @@ pub enum BenchCommand {
         /// Length of the chain whose proof is verified (built with 4 nodes).
         #[arg(long, default_value_t = 10_000)]
         chain: u64,
+        /// Concurrent clients, each appending to its own chain through its own member (chain k
+        /// through member k mod n), comma-separated: one append-rate line per count.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        chains: Vec<usize>,
         #[command(flatten)]
         degraded: Degraded,
     },
@@ -197,7 +201,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Skipchain { nodes, appends, degraded, .. } if degraded.is_set() => {
             crate::bench_skipchain::run_degraded(&nodes, appends as usize, &degraded)
         }
-        BenchCommand::Skipchain { nodes, appends, chain, .. } => crate::bench_skipchain::run(&nodes, appends, chain),
+        BenchCommand::Skipchain { nodes, appends, chain, chains, .. } => {
+            crate::bench_skipchain::run(&nodes, appends, chain, &chains)
+        }
         BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
         BenchCommand::Backup { blocks, rounds, window } => crate::bench_backup::run(blocks, rounds, window),
         BenchCommand::Membership { from, to } => {

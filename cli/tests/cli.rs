@@ -12,12 +12,16 @@ mod beacon_cmds;
 mod conflicting_appends;
 #[path = "cli/edge.rs"]
 mod edge;
+#[path = "cli/fabric.rs"]
+mod fabric;
 #[path = "cli/membership_cmds.rs"]
 mod membership_cmds;
 #[path = "cli/output.rs"]
 mod output;
 #[path = "cli/partition.rs"]
 mod partition;
+#[path = "cli/relay.rs"]
+mod relay;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]
@@ -26,6 +30,8 @@ mod sign_verify;
 mod skipchain_cmds;
 #[path = "cli/support.rs"]
 mod support;
+#[path = "cli/wan.rs"]
+mod wan;
 #[path = "cli/watch.rs"]
 mod watch;
 

@@ -8,6 +8,10 @@
 //! the reader uses those recorded values instead of what it finds, so it sees the database as it
 //! was when the snapshot began.
 
+#[path = "storage_group_commit.rs"]
+mod group_commit;
+
+use group_commit::GroupCommit;
 use sled::Transactional;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -45,6 +49,17 @@ struct Counters {
     gate: std::sync::RwLock<()>,
     /// The values writes replaced since the running snapshot began (`None`: no snapshot runs).
     journal: std::sync::Mutex<Option<Journal>>,
+    /// Concurrent durable writes share their flushes.
+    group: GroupCommit,
+}
+
+impl Counters {
+    /// Returns once every write made before the call is on disk (one flush shared by the
+    /// concurrent callers).
+    fn durable(&self, db: &sled::Db) -> Result<(), StorageError> {
+        self.group.sync(|| db.flush().map(|_| ()))?;
+        Ok(())
+    }
 }
 
 /// The running snapshot's view: where its reader is, and the values that writes ahead of it
@@ -145,6 +160,7 @@ impl Storage {
             trees: std::sync::RwLock::new(None),
             gate: std::sync::RwLock::new(()),
             journal: std::sync::Mutex::new(None),
+            group: GroupCommit::default(),
         });
         Ok(Self { db, path, counters })
     }
@@ -211,14 +227,12 @@ impl Storage {
             }
         }
         drop(_gate);
-        self.db.flush()?;
-        Ok(())
+        self.counters.durable(&self.db)
     }
 
     /// Flushes every pending write to disk.
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
-        Ok(())
+        self.counters.durable(&self.db)
     }
 
     /// Bytes the database takes on disk (cheap: no scan of the entries).
@@ -373,8 +387,7 @@ impl ServiceTree {
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         let old = self.counters.write(&self.tree, [key], || self.tree.insert(key, value))??;
         self.counted(old.is_none(), 1);
-        self.db.flush()?;
-        Ok(())
+        self.counters.durable(&self.db)
     }
 
     /// Stores several entries atomically and durably.
@@ -389,8 +402,7 @@ impl ServiceTree {
         }
         self.counters.write(&self.tree, entries.iter().map(|(k, _)| *k), || self.tree.apply_batch(batch))??;
         self.counted(true, new.len() as i64);
-        self.db.flush()?;
-        Ok(())
+        self.counters.durable(&self.db)
     }
 
     /// Stores `value` and returns once it is durable (async: flush runs without blocking a worker).
@@ -408,8 +420,7 @@ impl ServiceTree {
     pub fn remove(&self, key: &[u8]) -> Result<(), StorageError> {
         let old = self.counters.write(&self.tree, [key], || self.tree.remove(key))??;
         self.counted(old.is_some(), -1);
-        self.db.flush()?;
-        Ok(())
+        self.counters.durable(&self.db)
     }
 
     pub fn len(&self) -> usize {
@@ -432,8 +443,7 @@ impl ServiceTree {
         let keys: Vec<Vec<u8>> = self.tree.iter().keys().filter_map(Result::ok).map(|k| k.to_vec()).collect();
         self.counters.write(&self.tree, keys.iter().map(Vec::as_slice), || self.tree.clear())??;
         self.counted(true, -before);
-        self.db.flush()?;
-        Ok(())
+        self.counters.durable(&self.db)
     }
 
     /// Entries whose key starts with `prefix`, in key order.

@@ -8,7 +8,8 @@
 //!
 //! Needs root, `ip netns` and iptables; without them the test says so and does nothing.
 
-use crate::support::{conode, die_with_parent, http_ok, is_root, json, ok, owner_key, write_private};
+use crate::fabric::{setup_members, start_members, Fabric};
+use crate::support::{conode, json, ok, owner_key};
 use conode_core::api::client::Client;
 use conode_core::client_api::ClientUrl;
 use conode_core::services::cosi::messages::SignRequest;
@@ -16,174 +17,9 @@ use conode_core::services::skipchain::messages::{Append, GetBlock};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const MEMBERS: usize = 4;
-const NODE_PORT: u16 = 7770;
-
-/// Namespaces `cp<tag>n<i>` joined by veth pairs to bridge `cp<tag>br`, addresses 10.213.<net>.<i+1>;
-/// the bridge itself (the root namespace, where the test's clients run) is 10.213.<net>.254.
-struct Fabric {
-    tag: String,
-    net: u8,
-}
-
-fn sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Fabric {
-    fn build(n: usize) -> Result<Fabric, String> {
-        if !is_root() {
-            return Err("needs root".into());
-        }
-        if Command::new("iptables").arg("-V").output().map(|o| !o.status.success()).unwrap_or(true) {
-            return Err("iptables is not installed (test.sh installs it where apt-get works)".into());
-        }
-        let tag = format!("{}", std::process::id() % 100_000);
-        let net = (std::process::id() % 200) as u8 + 20;
-        let fabric = Fabric { tag, net };
-        let bridge = fabric.bridge();
-        sh(&["ip", "link", "add", &bridge, "type", "bridge"])?;
-        sh(&["ip", "addr", "add", &format!("10.213.{net}.254/24"), "dev", &bridge])?;
-        sh(&["ip", "link", "set", &bridge, "up"])?;
-        for i in 0..n {
-            let ns = fabric.ns(i);
-            let veth = format!("cp{}v{i}", fabric.tag);
-            sh(&["ip", "netns", "add", &ns])?;
-            sh(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            sh(&["ip", "link", "set", &veth, "master", &bridge, "up"])?;
-            sh(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", fabric.addr(i)), "dev", "eth0"])?;
-            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
-            sh(&["ip", "netns", "exec", &ns, "iptables", "-L", "INPUT", "-n"])?;
-        }
-        Ok(fabric)
-    }
-
-    fn bridge(&self) -> String {
-        format!("cp{}br", self.tag)
-    }
-
-    fn ns(&self, i: usize) -> String {
-        format!("cp{}n{i}", self.tag)
-    }
-
-    fn addr(&self, i: usize) -> String {
-        format!("10.213.{}.{}", self.net, i + 1)
-    }
-
-    /// Silently drops every packet between members of different groups (the test's own clients,
-    /// on the bridge address, still reach everyone).
-    fn partition(&self, groups: &[&[usize]]) {
-        self.heal();
-        for (g, group) in groups.iter().enumerate() {
-            for (h, other) in groups.iter().enumerate() {
-                if g == h {
-                    continue;
-                }
-                for &i in group.iter() {
-                    for &j in other.iter() {
-                        sh(&[
-                            "ip",
-                            "netns",
-                            "exec",
-                            &self.ns(i),
-                            "iptables",
-                            "-A",
-                            "INPUT",
-                            "-s",
-                            &self.addr(j),
-                            "-j",
-                            "DROP",
-                        ])
-                        .unwrap();
-                    }
-                }
-            }
-        }
-    }
-
-    fn heal(&self) {
-        for i in 0..MEMBERS {
-            sh(&["ip", "netns", "exec", &self.ns(i), "iptables", "-F", "INPUT"]).unwrap();
-        }
-    }
-}
-
-impl Drop for Fabric {
-    fn drop(&mut self) {
-        for i in 0..MEMBERS {
-            let _ = sh(&["ip", "netns", "del", &self.ns(i)]);
-        }
-        let _ = sh(&["ip", "link", "del", &self.bridge()]);
-    }
-}
-
-/// One member: its folder and its server process inside its namespace.
-struct Member {
-    log: PathBuf,
-    client: String,
-    child: Option<Child>,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn start_members(fabric: &Fabric, dir: &std::path::Path) -> (Vec<Member>, PathBuf) {
-    let mut roster = String::new();
-    let mut members = Vec::new();
-    for i in 0..MEMBERS {
-        let folder = dir.join(format!("co{i}"));
-        ok(conode()
-            .args(["setup", "--non-interactive", "--host", &fabric.addr(i), "--port", &NODE_PORT.to_string()])
-            .args(["--description", &format!("member {i}"), "--folder"])
-            .arg(&folder));
-        let private = folder.join("private.toml");
-        let text = std::fs::read_to_string(&private).unwrap();
-        write_private(&private, &format!("AllowOpenSigning = true\n{text}"));
-        roster.push_str(&std::fs::read_to_string(folder.join("public.toml")).unwrap());
-        roster.push('\n');
-        let log = folder.join("server.log");
-        let out = std::fs::File::create(&log).unwrap();
-        // `ip netns exec` execs the server itself, so the parent-death signal holds for it.
-        let program = conode().get_program().to_owned();
-        let mut cmd = Command::new("ip");
-        die_with_parent(&mut cmd);
-        cmd.args(["netns", "exec", &fabric.ns(i)])
-            .arg(program)
-            .arg("-c")
-            .arg(folder.join("private.toml"))
-            .args(["server", "--allow-root"])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        let child = cmd.spawn().unwrap();
-        members.push(Member { log, client: format!("{}:{}", fabric.addr(i), NODE_PORT + 1), child: Some(child) });
-    }
-    let roster_path = dir.join("roster.toml");
-    std::fs::write(&roster_path, roster).unwrap();
-    for (i, m) in members.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http_ok(&m.client) {
-            assert!(Instant::now() < deadline, "member {i} not ready:\n{}", std::fs::read_to_string(&m.log).unwrap());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    (members, roster_path)
-}
 
 struct Probe {
     rt: tokio::runtime::Runtime,
@@ -289,7 +125,7 @@ impl Probe {
 
 #[test]
 fn silent_partitions_never_fork_and_recover_fast() {
-    let fabric = match Fabric::build(MEMBERS) {
+    let fabric = match Fabric::build(MEMBERS, true) {
         Ok(f) => f,
         Err(why) => {
             eprintln!("SKIPPED silent partition test: {why}");
@@ -303,7 +139,8 @@ fn silent_partitions_never_fork_and_recover_fast() {
     eprintln!("silent partitions: CONODE_SAFETY_SEED={seed} CONODE_PARTITION_SECS={}", hold.as_secs_f64());
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let (members, roster) = start_members(&fabric, dir.path());
+    let (folders, roster) = setup_members(&fabric, dir.path());
+    let members = start_members(&fabric, &folders);
     let key = dir.path().join("owner.toml");
     let created = json(&ok(conode()
         .args(["skipchain", "create", "--base-height", "2", "--max-height", "4", "--roster"])

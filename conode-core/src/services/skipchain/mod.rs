@@ -48,6 +48,7 @@ mod votes;
 #[cfg(test)]
 mod votes_model;
 
+pub use observe::Phase;
 pub use service::{
     block_roster, config_roster, Governor, SkipchainError, SkipchainService, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
 };

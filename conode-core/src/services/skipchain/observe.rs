@@ -54,6 +54,76 @@ pub(super) struct Observed {
     append_failures: AtomicU64,
     append_latency: Histogram,
     recent: Mutex<VecDeque<Recent>>,
+    /// Where the time of appends goes (for `conode bench skipchain`'s breakdown).
+    pub(super) phases: Phases,
+}
+
+/// The steps of an append, on the proposer and on each member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Proposer: the prepare round (a prepare certificate).
+    Prepare,
+    /// Proposer: the commit round(s) (the forward links).
+    Links,
+    /// Proposer: storing the block and its sources' links.
+    Store,
+    /// Proposer: waiting for the signers to store the block.
+    Propagate,
+    /// Member: the prepare hook (checks and the durable prepare vote).
+    PrepareHook,
+    /// Member: the commit hook (checks and the durable lock).
+    CommitHook,
+    /// Member: verifying and storing a block pushed by the proposer.
+    Accept,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::Prepare,
+        Phase::Links,
+        Phase::Store,
+        Phase::Propagate,
+        Phase::PrepareHook,
+        Phase::CommitHook,
+        Phase::Accept,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare_round",
+            Phase::Links => "commit_round",
+            Phase::Store => "proposer_store",
+            Phase::Propagate => "propagate_wait",
+            Phase::PrepareHook => "member_prepare_hook",
+            Phase::CommitHook => "member_commit_hook",
+            Phase::Accept => "member_accept",
+        }
+    }
+}
+
+/// Count and total time of each [`Phase`] on this node.
+#[derive(Default)]
+pub(super) struct Phases {
+    sums: [(AtomicU64, AtomicU64); 7],
+}
+
+impl Phases {
+    pub(super) fn add(&self, phase: Phase, elapsed: Duration) {
+        let (count, nanos) = &self.sums[phase as usize];
+        count.fetch_add(1, Ordering::Relaxed);
+        nanos.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (phase, count, total seconds) for every phase.
+    pub(super) fn snapshot(&self) -> Vec<(Phase, u64, f64)> {
+        Phase::ALL
+            .iter()
+            .map(|&p| {
+                let (count, nanos) = &self.sums[p as usize];
+                (p, count.load(Ordering::Relaxed), nanos.load(Ordering::Relaxed) as f64 / 1e9)
+            })
+            .collect()
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -68,6 +138,7 @@ impl Observed {
             append_failures: AtomicU64::new(0),
             append_latency: seconds_histogram(),
             recent: Mutex::new(VecDeque::new()),
+            phases: Phases::default(),
         }
     }
 

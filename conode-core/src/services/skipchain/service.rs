@@ -4,7 +4,7 @@
 
 use super::evidence::EvidenceLog;
 use super::messages::*;
-use super::observe::{Observed, Stored};
+use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::votes::Votes;
@@ -18,8 +18,8 @@ use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
-    height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
-    SkipBlock,
+    height_for, level_distance, verify_link, verify_link_with_keys, BlockRoster, CollectiveSignature, ForwardLink,
+    ProofError, RosterEntry, SkipBlock,
 };
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -132,6 +132,9 @@ struct Shared {
     cosi: CosiService,
     /// Rosters of blocks, checked once.
     rosters: CheckedRosters,
+    /// Digests of prepare certificates verified lately: the commit hook runs once per level of
+    /// an append, and the certificate (one pairing check) is the same for all of them.
+    verified: std::sync::Mutex<std::collections::VecDeque<[u8; 32]>>,
     /// What this member prepared and locked per (chain, index), durably.
     votes: Votes,
     /// Conflicting forward links seen, kept against the members that signed both.
@@ -202,6 +205,11 @@ impl SkipchainService {
     /// Equivocation evidence records this node holds, per member (hex identity key).
     pub fn equivocations(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.evidence.counts()
+    }
+
+    /// Where the time of appends went on this node: (phase, count, total seconds) per phase.
+    pub fn append_phases(&self) -> Vec<(Phase, u64, f64)> {
+        self.shared.observed.phases.snapshot()
     }
 
     fn byzantine(&self) -> bool {
@@ -330,7 +338,11 @@ impl SkipchainService {
         let prev_roster =
             latest.roster.clone().ok_or_else(|| SkipchainError::Invalid("latest block has no roster".into()))?;
         let requested = block.hash.clone();
+        let phases = &s.observed.phases;
+        let t = std::time::Instant::now();
         let agreed = self.prepare(&latest, &prev_roster, proposal).await?;
+        phases.add(Phase::Prepare, t.elapsed());
+        let t = std::time::Instant::now();
         let block =
             agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
         let roster = block.roster.clone().unwrap_or_default();
@@ -341,6 +353,7 @@ impl SkipchainService {
             self.sign_link(src, &block, proposal)
         });
         let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        phases.add(Phase::Links, t.elapsed());
         let mut incoming = Vec::with_capacity(links.len());
         let mut updated = Vec::with_capacity(links.len());
         for (level, (mut src, link)) in sources.into_iter().zip(links).enumerate() {
@@ -348,7 +361,9 @@ impl SkipchainService {
             incoming.push(LevelLink { level: level as u32, link: Some(link) });
             updated.push(src);
         }
+        let t = std::time::Instant::now();
         s.store.store(&block, &updated)?;
+        phases.add(Phase::Store, t.elapsed());
         s.observed.stored(&block, Stored::Appended);
         // The members that cosigned the level-0 link are up and sign the next block: wait for them
         // to store this one. New members must fetch the chain first; members that did not sign may
@@ -367,7 +382,9 @@ impl SkipchainService {
                 targets.servers.push(m);
             }
         }
+        let t = std::time::Instant::now();
         self.propagate(&block, incoming, &targets, Some(&signers)).await;
+        phases.add(Phase::Propagate, t.elapsed());
         debug!(chain = %hex8(&req.genesis), index, height, "block appended");
         if block.hash != requested {
             return Err(SkipchainError::Conflict(format!(
@@ -483,7 +500,7 @@ impl SkipchainService {
             && block.genesis_id == genesis
             && block.index == index
             && cert.block_hash == block.hash
-            && verify_certificate(prev_roster, genesis, index, cert).is_ok()
+            && self.verify_certificate(prev_roster, genesis, index, cert).is_ok()
     }
 
     /// The slot states of the members (this node's own included), asked concurrently; members
@@ -661,7 +678,7 @@ impl SkipchainService {
                 .find(|l| l.level as usize == h)
                 .and_then(|l| l.link.clone())
                 .ok_or_else(|| SkipchainError::Invalid(format!("missing forward link at level {h}")))?;
-            verify_link(&src, block, &link, Policy::Default)?;
+            self.verify_link(&src, block, &link)?;
             set_link(&mut src, h, link);
             updated.push(src);
         }
@@ -777,7 +794,10 @@ impl SkipchainService {
         match msg.protocol.as_str() {
             "Store" => {
                 let item = LinkedBlock::decode(msg.payload.as_slice()).map_err(|e| format!("Store: {e}"))?;
-                match self.accept(&item) {
+                let t = std::time::Instant::now();
+                let accepted = self.accept(&item);
+                self.shared.observed.phases.add(Phase::Accept, t.elapsed());
+                match accepted {
                     Ok(()) => Ok(vec![]),
                     Err(SkipchainError::Behind { .. }) => {
                         let block = item.block.as_ref().ok_or("no block")?;
@@ -906,7 +926,8 @@ impl SkipchainService {
         }
         let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
         let justification = p.justification.as_ref().filter(|c| {
-            c.block_hash == block.hash && verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
+            c.block_hash == block.hash
+                && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
         self.shared
             .votes
@@ -947,23 +968,65 @@ impl SkipchainService {
             return Err("the prepare certificate is for another block".into());
         }
         let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
-        verify_certificate(prev_roster, &block.genesis_id, block.index, cert)?;
+        self.verify_certificate(prev_roster, &block.genesis_id, block.index, cert)?;
         self.shared.votes.commit(&block.genesis_id, block.index, &p).map_err(|e| e.to_string())
     }
 }
 
-/// Checks a prepare certificate: more than two thirds of `roster` signed the prepare message.
-fn verify_certificate(
-    roster: &BlockRoster,
-    genesis: &[u8],
-    index: u64,
-    cert: &PrepareCertificate,
-) -> Result<(), String> {
-    let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
-    let keys = roster.cosi_keys().map_err(|e| e.to_string())?;
-    let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
-    cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
-        .map_err(|e| format!("prepare certificate: {e}"))
+/// Prepare certificates remembered as verified (per node).
+const VERIFIED_KEPT: usize = 256;
+
+/// The cosi keys of a checked roster, in roster order.
+fn cosi_keys(roster: &Roster) -> Vec<BlsPublicKey> {
+    roster.servers.iter().filter_map(|m| m.services.get(COSI_SERVICE).map(|p| p.public)).collect()
+}
+
+impl SkipchainService {
+    /// Checks a prepare certificate: more than two thirds of `roster` signed the prepare message.
+    /// A certificate verified lately (same roster, slot, view, block and signature) is not
+    /// verified again.
+    fn verify_certificate(
+        &self,
+        roster: &BlockRoster,
+        genesis: &[u8],
+        index: u64,
+        cert: &PrepareCertificate,
+    ) -> Result<(), String> {
+        let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
+        // Every part length-prefixed: no two certificates share an encoding.
+        let mut tagged = Vec::with_capacity(256);
+        for part in [&roster.id()[..], genesis, &index.to_be_bytes(), &cert.view.to_be_bytes()].into_iter().chain([
+            &cert.block_hash[..],
+            &sig.signature,
+            &sig.mask,
+        ]) {
+            tagged.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            tagged.extend_from_slice(part);
+        }
+        let digest = crate::crypto::sha256(&[&tagged]);
+        if crate::sync::lock(&self.shared.verified).contains(&digest) {
+            return Ok(());
+        }
+        let keys = cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?);
+        let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
+        cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
+            .map_err(|e| format!("prepare certificate: {e}"))?;
+        let mut verified = crate::sync::lock(&self.shared.verified);
+        if verified.len() >= VERIFIED_KEPT {
+            verified.pop_front();
+        }
+        verified.push_back(digest);
+        Ok(())
+    }
+
+    /// `verify_link` with the source roster's keys from the checked rosters (decoded and
+    /// group-checked once, not at every block).
+    fn verify_link(&self, src: &SkipBlock, block: &SkipBlock, link: &ForwardLink) -> Result<(), SkipchainError> {
+        let roster =
+            src.roster.as_ref().ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
+        let keys = cosi_keys(&*self.shared.rosters.get(roster)?);
+        Ok(verify_link_with_keys(src, block, link, Policy::Default, &keys)?)
+    }
 }
 
 /// Checks that `owner` is an owner of the chain and signed this append.
@@ -1072,6 +1135,7 @@ impl Service for SkipchainService {
                 me: ctx.config.identity.public(),
                 cosi: cosi.clone(),
                 rosters: CheckedRosters::new(cosi.checked_pops()),
+                verified: Default::default(),
                 votes,
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
@@ -1085,14 +1149,24 @@ impl Service for SkipchainService {
         // cycle that would keep the database open after the node stops.
         let weak = Arc::downgrade(&svc.shared);
         let hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
-            Some(shared) => SkipchainService { shared }.check_proposal(statement, extra),
+            Some(shared) => {
+                let t = std::time::Instant::now();
+                let r = SkipchainService { shared: shared.clone() }.check_proposal(statement, extra);
+                shared.observed.phases.add(Phase::CommitHook, t.elapsed());
+                r
+            }
             None => Err("skipchain service stopped".to_string()),
         };
         cosi.hook(SKIPCHAIN_SERVICE, Arc::new(hook))
             .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
         let weak = Arc::downgrade(&svc.shared);
         let prepare_hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
-            Some(shared) => SkipchainService { shared }.check_prepare(statement, extra),
+            Some(shared) => {
+                let t = std::time::Instant::now();
+                let r = SkipchainService { shared: shared.clone() }.check_prepare(statement, extra);
+                shared.observed.phases.add(Phase::PrepareHook, t.elapsed());
+                r
+            }
             None => Err("skipchain service stopped".to_string()),
         };
         cosi.hook(PREPARE_PURPOSE, Arc::new(prepare_hook))
