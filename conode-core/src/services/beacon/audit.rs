@@ -2,13 +2,15 @@
 //! one left over when the beacon was recovered from others, is of no use to the chain, but a member
 //! sending bad ones should show up in the stats and logs. Each (round, member) is checked once, a
 //! quarter period later, off the critical path of the next rounds; [`Audited`] remembers which
-//! were, for the last few rounds only.
+//! were, for the last few rounds only. The partials of one round waiting for their audit are
+//! checked together in one batch ([`super::partials::ShareKeys::check_batch`]): with 64 members
+//! one pairing per unneeded partial would be 30 pairings per member and round.
 
 use super::chain::{lock, Chain};
 use super::messages as m;
 use super::service::BeaconService;
 use crate::verify::beacon::digest;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
@@ -17,6 +19,8 @@ use tracing::warn;
 #[derive(Default)]
 pub(crate) struct Audited {
     seen: BTreeSet<(u64, u32)>,
+    /// Partials waiting for their audit, by (round, digest).
+    pending: BTreeMap<(u64, [u8; 32]), Vec<(u32, Vec<u8>)>>,
 }
 
 impl Audited {
@@ -26,6 +30,19 @@ impl Audited {
         let fresh = self.seen.insert((round, index));
         self.seen.retain(|(r, _)| r + 2 >= latest);
         fresh
+    }
+
+    /// Queues a partial for the audit of (round, digest); true when it is the first one queued
+    /// (the caller schedules the audit).
+    pub fn queue(&mut self, round: u64, digest: [u8; 32], index: u32, partial: Vec<u8>) -> bool {
+        let q = self.pending.entry((round, digest)).or_default();
+        q.push((index, partial));
+        q.len() == 1
+    }
+
+    /// The partials queued for (round, digest).
+    pub fn take(&mut self, round: u64, digest: &[u8; 32]) -> Vec<(u32, Vec<u8>)> {
+        self.pending.remove(&(round, *digest)).unwrap_or_default()
     }
 
     #[cfg(test)]
@@ -64,9 +81,13 @@ impl BeaconService {
         audited.first(round, index, chain.latest())
     }
 
-    /// Checks a partial of a round already stored once, a quarter period later.
+    /// Checks a partial of a round already stored once, a quarter period later, in one batch
+    /// with the other partials of that round queued by then.
     pub(super) fn audit_later(&self, chain: &Arc<Chain>, index: u32, round: u64, msg: [u8; 32], partial: Vec<u8>) {
         if !self.first_audit(chain, round, index) {
+            return;
+        }
+        if !lock(&chain.audited).queue(round, msg, index, partial) {
             return;
         }
         let inner = Arc::downgrade(&self.inner);
@@ -75,9 +96,10 @@ impl BeaconService {
         let tasks = self.tasks().clone();
         self.tasks().spawn(async move {
             tokio::time::sleep(delay).await;
-            let valid =
-                tasks.spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial)).await.unwrap_or(true);
-            if !valid {
+            let batch = lock(&chain.audited).take(round, &msg);
+            let verdicts =
+                tasks.spawn_blocking(move || chain.share_keys.check_batch(&msg, &batch)).await.unwrap_or_default();
+            for (index, _) in verdicts.into_iter().filter(|(_, valid)| !valid) {
                 if let Some(inner) = inner.upgrade() {
                     inner.stats.partial_invalid(index);
                 }
