@@ -4,7 +4,10 @@
 //! quarter period later, off the critical path of the next rounds; [`Audited`] remembers which
 //! were, for the last few rounds only. The partials of one round waiting for their audit are
 //! checked together in one batch ([`super::partials::ShareKeys::check_batch`]): with 64 members
-//! one pairing per unneeded partial would be 30 pairings per member and round.
+//! one pairing per unneeded partial would be 30 pairings per member and round. And each member
+//! audits a random sample of at most [`AUDIT_SAMPLE`] unneeded partials per round: a member that
+//! sends bad partials to everyone is still caught by many members every round, while the work
+//! per member stays bounded as the group grows.
 
 use super::chain::{lock, Chain};
 use super::messages as m;
@@ -15,12 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
+/// Unneeded partials audited per round at most (a random sample of them).
+pub(crate) const AUDIT_SAMPLE: usize = 8;
+
 /// The (round, share index) pairs already audited, for the last rounds.
 #[derive(Default)]
 pub(crate) struct Audited {
     seen: BTreeSet<(u64, u32)>,
-    /// Partials waiting for their audit, by (round, digest).
-    pending: BTreeMap<(u64, [u8; 32]), Vec<(u32, Vec<u8>)>>,
+    /// Partials waiting for their audit, by (round, digest): a uniform sample of at most
+    /// [`AUDIT_SAMPLE`], with the number offered so far.
+    pending: BTreeMap<(u64, [u8; 32]), (Vec<(u32, Vec<u8>)>, usize)>,
 }
 
 impl Audited {
@@ -32,17 +39,26 @@ impl Audited {
         fresh
     }
 
-    /// Queues a partial for the audit of (round, digest); true when it is the first one queued
-    /// (the caller schedules the audit).
+    /// Offers a partial for the audit of (round, digest), kept in a uniform random sample of at
+    /// most [`AUDIT_SAMPLE`] (reservoir sampling); true when it is the first one offered (the
+    /// caller schedules the audit).
     pub fn queue(&mut self, round: u64, digest: [u8; 32], index: u32, partial: Vec<u8>) -> bool {
-        let q = self.pending.entry((round, digest)).or_default();
-        q.push((index, partial));
-        q.len() == 1
+        let (sample, offered) = self.pending.entry((round, digest)).or_default();
+        *offered += 1;
+        if sample.len() < AUDIT_SAMPLE {
+            sample.push((index, partial));
+        } else {
+            let k = rand::random::<u64>() as usize % *offered;
+            if k < AUDIT_SAMPLE {
+                sample[k] = (index, partial);
+            }
+        }
+        *offered == 1
     }
 
-    /// The partials queued for (round, digest).
+    /// The partials sampled for (round, digest).
     pub fn take(&mut self, round: u64, digest: &[u8; 32]) -> Vec<(u32, Vec<u8>)> {
-        self.pending.remove(&(round, *digest)).unwrap_or_default()
+        self.pending.remove(&(round, *digest)).map(|(s, _)| s).unwrap_or_default()
     }
 
     #[cfg(test)]
@@ -123,6 +139,27 @@ mod tests {
         assert!(a.first(10, 2, 11));
         assert!(a.first(11, 1, 11));
         assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn audits_sample_at_most_a_few_partials_per_round() {
+        let mut a = Audited::default();
+        let d = [1; 32];
+        assert!(a.queue(5, d, 0, vec![0]));
+        for i in 1..40 {
+            assert!(!a.queue(5, d, i, vec![i as u8]));
+        }
+        // Another round (or digest) has its own sample.
+        assert!(a.queue(6, d, 0, vec![0]));
+        let sample = a.take(5, &d);
+        assert_eq!(sample.len(), AUDIT_SAMPLE);
+        let mut idx: Vec<u32> = sample.iter().map(|(i, _)| *i).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        assert_eq!(idx.len(), AUDIT_SAMPLE, "distinct members");
+        assert!(sample.iter().all(|(i, p)| p == &vec![*i as u8]));
+        assert!(a.take(5, &d).is_empty());
+        assert_eq!(a.take(6, &d).len(), 1);
     }
 
     #[test]
