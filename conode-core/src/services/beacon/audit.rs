@@ -27,8 +27,11 @@ pub(crate) struct Audited {
     seen: BTreeSet<(u64, u32)>,
     /// Partials waiting for their audit, by (round, digest): a uniform sample of at most
     /// [`AUDIT_SAMPLE`], with the number offered so far.
-    pending: BTreeMap<(u64, [u8; 32]), (Vec<(u32, Vec<u8>)>, usize)>,
+    pending: BTreeMap<(u64, [u8; 32]), (Sample, usize)>,
 }
+
+/// Partials sampled for an audit: (share index, partial).
+type Sample = Vec<(u32, Vec<u8>)>;
 
 impl Audited {
     /// Whether (round, index) was not audited yet (and now is). Pairs of rounds more than two

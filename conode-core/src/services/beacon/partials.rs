@@ -101,12 +101,7 @@ impl ShareKeys {
 
 /// `e(Σ rᵢ·σᵢ, g) == e(H(digest), Σ rᵢ·pkᵢ)` with fresh non-zero 64-bit weights. Every partial
 /// is decoded with its subgroup check, so no small-order part can cancel out.
-fn batch_holds<S: SigGroup>(
-    keys: &BTreeMap<u32, S::Key>,
-    dst: &[u8],
-    digest: &[u8],
-    items: &[(u32, Vec<u8>)],
-) -> bool {
+fn batch_holds<S: SigGroup>(keys: &BTreeMap<u32, S::Key>, dst: &[u8], digest: &[u8], items: &[(u32, Vec<u8>)]) -> bool {
     let mut pk = <S::Key as Point>::identity();
     let mut sig = S::identity();
     for (i, bytes) in items {

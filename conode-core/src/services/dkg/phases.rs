@@ -7,18 +7,18 @@
 use super::group::GroupNode;
 use super::messages::{self as m, protocol as proto};
 use super::protocol::{Disqualification, DkgError};
+use super::protocol::{Dkg, MIN_PHASE};
 use super::service::{DkgOutput, Inner, SERVICE};
 use super::session::{finish_failed, lock, Slot};
+use super::timing::{self, Timing};
 use super::Group;
+use crate::config::ServerIdentity;
 use crate::network::Network;
 use crate::services::Tasks;
 use crate::storage::ServiceTree;
 use crate::verify::beacon::Scheme;
 use prost::Message;
 use std::sync::atomic::Ordering;
-use super::protocol::{Dkg, MIN_PHASE};
-use super::timing::{self, Timing};
-use crate::config::ServerIdentity;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -140,13 +140,19 @@ async fn wait_phase(
         }
         let now = count(&lock(&slot.dkg));
         if !timing::retry_again(retries, now > before) {
-            slot.log(None, format!("{what}: {now} in after {} windows; going on without the missing ones", retries + 1));
+            slot.log(
+                None,
+                format!("{what}: {now} in after {} windows; going on without the missing ones", retries + 1),
+            );
             return false;
         }
         retries += 1;
         before = now;
         let more = timing::extension(window, retries);
-        slot.log(None, format!("{what}: {now} in at the deadline; retry {retries}: waiting {} ms more", more.as_millis()));
+        slot.log(
+            None,
+            format!("{what}: {now} in at the deadline; retry {retries}: waiting {} ms more", more.as_millis()),
+        );
         deadline = Instant::now() + more;
     }
 }

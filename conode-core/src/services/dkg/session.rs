@@ -5,9 +5,9 @@
 use super::messages as m;
 use super::protocol::{Dkg, DkgError, Params};
 use super::service::DkgService;
+use super::timing::Timing;
 use crate::config::ServerIdentity;
 use std::collections::BTreeMap;
-use super::timing::Timing;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

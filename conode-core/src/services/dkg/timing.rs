@@ -94,10 +94,7 @@ mod tests {
     #[test]
     fn missing_members_are_retried_with_backoff_then_given_up() {
         let w = Duration::from_secs(1);
-        assert_eq!(
-            (0..4).map(|k| extension(w, k)).collect::<Vec<_>>(),
-            [1, 1, 2, 4].map(Duration::from_secs).to_vec()
-        );
+        assert_eq!((0..4).map(|k| extension(w, k)).collect::<Vec<_>>(), [1, 1, 2, 4].map(Duration::from_secs).to_vec());
         // Always one retry; more only while messages keep arriving.
         assert!(retry_again(0, false));
         assert!(!retry_again(1, false));
