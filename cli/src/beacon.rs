@@ -42,7 +42,7 @@ pub struct InitArgs {
     /// Client URL of the leader instead (ws://host:port); it must be in the roster.
     #[arg(long)]
     url: Option<String>,
-    /// Seconds per DKG phase.
+    /// Shortest wait of a DKG phase in seconds (large groups wait longer, by their measured cost).
     #[arg(long, default_value_t = 10.0)]
     phase_timeout: f64,
     /// Seconds from now to round 1 (default: four phases plus one period).
@@ -127,8 +127,8 @@ async fn init(a: InitArgs) -> Result<()> {
         a.scheme,
         a.period
     ));
-    // The DKG runs up to four phases plus the collection of results.
-    let timeout = Duration::from_millis(phase_ms * 6 + 30_000);
+    // The DKG runs three phases, each retried for missing members, plus the collection of results.
+    let timeout = Duration::from_millis(phase_ms * 12 + 60_000);
     let call = crate::target::call(&url, "Beacon", "Init", req.encode_to_vec(), timeout);
     tokio::pin!(call);
     let mut shown = 0usize;

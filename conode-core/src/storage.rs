@@ -406,10 +406,17 @@ impl ServiceTree {
     }
 
     /// Stores `value` and returns once it is durable (async: flush runs without blocking a worker).
+    /// The flush runs on the runtime's blocking pool, not with sled's `flush_async`: that one
+    /// flushes on sled's own small thread pool, where each flush waits for log writes queued on
+    /// the same pool, so many concurrent flushes (many nodes in one process: 32 members of a DKG
+    /// recording their deal at once) deadlock it.
     pub async fn put_async(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         let old = self.counters.write(&self.tree, [key], || self.tree.insert(key, value))??;
         self.counted(old.is_none(), 1);
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(format!("flush task: {e}")))??;
         Ok(())
     }
 

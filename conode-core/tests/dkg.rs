@@ -1,6 +1,8 @@
 //! Distributed key generation on a LocalCluster, started through `/Beacon/Init` on one member:
 //! 4 and 7 members, a member absent from the start, a dealer sending a bad deal (disqualified with
-//! evidence while the DKG completes), and a second DKG refused on a node that has a chain.
+//! evidence while the DKG completes), a second DKG refused on a node that has a chain, a slow
+//! dealer retried past the first deadline and included, and a member that never answers excluded
+//! while the DKG completes with the others.
 
 use conode_core::api::client;
 use conode_core::cluster::LocalCluster;
@@ -132,4 +134,44 @@ fn dkg_disqualifies_a_bad_dealer_with_evidence() {
             st.log
         );
     }
+}
+
+#[test]
+fn dkg_retries_a_slow_dealer_past_the_first_deadline_and_includes_it() {
+    let cluster = LocalCluster::new(4).unwrap();
+    // Member 2's deals leave 1.5 s after dealing starts: after the first 1 s window of the
+    // others, within their first retry (1 s more).
+    cluster.node(2).dkg().unwrap().delay_deals(Duration::from_millis(1500));
+    let mut req = init_request(&cluster, Scheme::BlsUnchainedG1Rfc9380, 6000);
+    req.phase_timeout_ms = 1000;
+    let resp = init(&cluster, 0, req).unwrap();
+    assert_eq!(resp.qualified, vec![0, 1, 2, 3]);
+    assert!(resp.disqualified.is_empty(), "{:?}", resp.disqualified);
+    assert_eq!((resp.participants, resp.confirmed), (4, 4));
+    let log = resp.log.join("\n");
+    assert!(log.contains("deal phase: 2 in at the deadline; retry 1"), "no retry in:\n{log}");
+    assert!(log.contains("3 of 3 deals valid"), "{log}");
+    check_group(&cluster, &resp, &[0, 1, 2, 3]);
+}
+
+#[test]
+fn dkg_excludes_a_member_that_never_answers_and_completes_with_the_others() {
+    let cluster = LocalCluster::new(4).unwrap();
+    // Member 3 accepts the proposal and the start, then sends nothing at all.
+    cluster.node(3).dkg().unwrap().mute();
+    let mut req = init_request(&cluster, Scheme::PedersenBlsChained, 9000);
+    req.phase_timeout_ms = 600;
+    let resp = init(&cluster, 1, req).unwrap();
+    assert!(resp.absent.is_empty());
+    assert_eq!(resp.qualified, vec![0, 1, 2]);
+    assert_eq!(resp.disqualified.len(), 1);
+    assert_eq!(resp.disqualified[0].index, 3);
+    assert!(resp.disqualified[0].reason.contains("no-deal complaints"), "{}", resp.disqualified[0].reason);
+    // Its deals were waited for with a retry before it was given up.
+    let log = resp.log.join("\n");
+    assert!(log.contains("deal phase: 2 in at the deadline; retry 1"), "{log}");
+    assert!(log.contains("going on without the missing ones"), "{log}");
+    assert_eq!((resp.participants, resp.confirmed), (4, 3));
+    let group = check_group(&cluster, &resp, &[0, 1, 2]);
+    assert_eq!(group.qualified, vec![0, 1, 2]);
 }

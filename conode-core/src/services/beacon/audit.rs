@@ -2,22 +2,36 @@
 //! one left over when the beacon was recovered from others, is of no use to the chain, but a member
 //! sending bad ones should show up in the stats and logs. Each (round, member) is checked once, a
 //! quarter period later, off the critical path of the next rounds; [`Audited`] remembers which
-//! were, for the last few rounds only.
+//! were, for the last few rounds only. The partials of one round waiting for their audit are
+//! checked together in one batch ([`super::partials::ShareKeys::check_batch`]): with 64 members
+//! one pairing per unneeded partial would be 30 pairings per member and round. And each member
+//! audits a random sample of at most [`AUDIT_SAMPLE`] unneeded partials per round: a member that
+//! sends bad partials to everyone is still caught by many members every round, while the work
+//! per member stays bounded as the group grows.
 
 use super::chain::{lock, Chain};
 use super::messages as m;
 use super::service::BeaconService;
 use crate::verify::beacon::digest;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
+
+/// Unneeded partials audited per round at most (a random sample of them).
+pub(crate) const AUDIT_SAMPLE: usize = 8;
 
 /// The (round, share index) pairs already audited, for the last rounds.
 #[derive(Default)]
 pub(crate) struct Audited {
     seen: BTreeSet<(u64, u32)>,
+    /// Partials waiting for their audit, by (round, digest): a uniform sample of at most
+    /// [`AUDIT_SAMPLE`], with the number offered so far.
+    pending: BTreeMap<(u64, [u8; 32]), (Sample, usize)>,
 }
+
+/// Partials sampled for an audit: (share index, partial).
+type Sample = Vec<(u32, Vec<u8>)>;
 
 impl Audited {
     /// Whether (round, index) was not audited yet (and now is). Pairs of rounds more than two
@@ -26,6 +40,28 @@ impl Audited {
         let fresh = self.seen.insert((round, index));
         self.seen.retain(|(r, _)| r + 2 >= latest);
         fresh
+    }
+
+    /// Offers a partial for the audit of (round, digest), kept in a uniform random sample of at
+    /// most [`AUDIT_SAMPLE`] (reservoir sampling); true when it is the first one offered (the
+    /// caller schedules the audit).
+    pub fn queue(&mut self, round: u64, digest: [u8; 32], index: u32, partial: Vec<u8>) -> bool {
+        let (sample, offered) = self.pending.entry((round, digest)).or_default();
+        *offered += 1;
+        if sample.len() < AUDIT_SAMPLE {
+            sample.push((index, partial));
+        } else {
+            let k = rand::random::<u64>() as usize % *offered;
+            if k < AUDIT_SAMPLE {
+                sample[k] = (index, partial);
+            }
+        }
+        *offered == 1
+    }
+
+    /// The partials sampled for (round, digest).
+    pub fn take(&mut self, round: u64, digest: &[u8; 32]) -> Vec<(u32, Vec<u8>)> {
+        self.pending.remove(&(round, *digest)).map(|(s, _)| s).unwrap_or_default()
     }
 
     #[cfg(test)]
@@ -64,9 +100,13 @@ impl BeaconService {
         audited.first(round, index, chain.latest())
     }
 
-    /// Checks a partial of a round already stored once, a quarter period later.
+    /// Checks a partial of a round already stored once, a quarter period later, in one batch
+    /// with the other partials of that round queued by then.
     pub(super) fn audit_later(&self, chain: &Arc<Chain>, index: u32, round: u64, msg: [u8; 32], partial: Vec<u8>) {
         if !self.first_audit(chain, round, index) {
+            return;
+        }
+        if !lock(&chain.audited).queue(round, msg, index, partial) {
             return;
         }
         let inner = Arc::downgrade(&self.inner);
@@ -75,9 +115,10 @@ impl BeaconService {
         let tasks = self.tasks().clone();
         self.tasks().spawn(async move {
             tokio::time::sleep(delay).await;
-            let valid =
-                tasks.spawn_blocking(move || chain.share_keys.check_one(index, &msg, &partial)).await.unwrap_or(true);
-            if !valid {
+            let batch = lock(&chain.audited).take(round, &msg);
+            let verdicts =
+                tasks.spawn_blocking(move || chain.share_keys.check_batch(&msg, &batch)).await.unwrap_or_default();
+            for (index, _) in verdicts.into_iter().filter(|(_, valid)| !valid) {
                 if let Some(inner) = inner.upgrade() {
                     inner.stats.partial_invalid(index);
                 }
@@ -101,6 +142,27 @@ mod tests {
         assert!(a.first(10, 2, 11));
         assert!(a.first(11, 1, 11));
         assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn audits_sample_at_most_a_few_partials_per_round() {
+        let mut a = Audited::default();
+        let d = [1; 32];
+        assert!(a.queue(5, d, 0, vec![0]));
+        for i in 1..40 {
+            assert!(!a.queue(5, d, i, vec![i as u8]));
+        }
+        // Another round (or digest) has its own sample.
+        assert!(a.queue(6, d, 0, vec![0]));
+        let sample = a.take(5, &d);
+        assert_eq!(sample.len(), AUDIT_SAMPLE);
+        let mut idx: Vec<u32> = sample.iter().map(|(i, _)| *i).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        assert_eq!(idx.len(), AUDIT_SAMPLE, "distinct members");
+        assert!(sample.iter().all(|(i, p)| p == &vec![*i as u8]));
+        assert!(a.take(5, &d).is_empty());
+        assert_eq!(a.take(6, &d).len(), 1);
     }
 
     #[test]

@@ -112,13 +112,14 @@ pub fn cluster_with_chain(
         threshold: 0,
         phase_timeout_ms: 3000,
         genesis_time: 0,
-        genesis_delay_ms: 2500,
+        // The DKG's work grows with n² in one process; a genesis after it avoids a catch-up.
+        genesis_delay_ms: 2500 + 7 * (members * members) as u64,
         beacon_id: String::new(),
     };
     let t0 = Instant::now();
     cluster
         .runtime()
-        .block_on(client::call(&url, super::SERVICE, "Init", req.encode_to_vec(), Duration::from_secs(60)))
+        .block_on(client::call(&url, super::SERVICE, "Init", req.encode_to_vec(), Duration::from_secs(600)))
         .map_err(|e| BenchError::Beacon(e.to_string()))?;
     let dkg = t0.elapsed();
     let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.beacon().ok()).collect();
@@ -131,6 +132,19 @@ pub fn cluster_with_chain(
             .runtime()
             .block_on(s.wait_for_round(1, Duration::from_secs(30)))
             .ok_or_else(|| BenchError::Beacon("round 1 was not produced".into()))?;
+    }
+    // If the DKG ended after the genesis, the chain catches up first: wait until every member is
+    // at the round due by the clock (measuring a chain that is behind would measure its backlog).
+    let caught_up = Instant::now() + Duration::from_secs(120);
+    loop {
+        let due = info.latest_round(unix_now_ms().div_euclid(1000)).max(1);
+        if services.iter().all(|s| s.stats().latest_round >= due) {
+            break;
+        }
+        if Instant::now() > caught_up {
+            return Err(BenchError::Beacon(format!("the chain did not catch up with the clock (round {due})")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     Ok((cluster, dkg, info))
 }

@@ -107,13 +107,26 @@ impl DkgService {
         let (group, disqualified) = outcome?;
         // Collect the others' results.
         let others: BTreeSet<u32> = participants.iter().copied().filter(|i| *i != me).collect();
-        let deadline = Instant::now() + slot.params.phase.max(Duration::from_secs(2));
+        // Members finish at different times: wait a window (at least 2 s), and again with
+        // backoff while results keep coming in.
+        let window = slot.window().max(Duration::from_secs(2));
+        let mut deadline = Instant::now() + window;
+        let (mut retries, mut before) = (0, lock(&slot.dones).len());
         loop {
             let notified = slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if others.iter().all(|i| lock(&slot.dones).contains_key(i)) || Instant::now() >= deadline {
+            if others.iter().all(|i| lock(&slot.dones).contains_key(i)) {
                 break;
+            }
+            if Instant::now() >= deadline {
+                let now = lock(&slot.dones).len();
+                if !(now > before && super::timing::retry_again(retries, true)) {
+                    break;
+                }
+                retries += 1;
+                before = now;
+                deadline = Instant::now() + super::timing::extension(window, retries);
             }
             tokio::select! {
                 _ = &mut notified => {}

@@ -12,8 +12,11 @@
 //! - `leader`: proposing a DKG, starting it, collecting the members' results;
 //! - `phases`: deal, response, justification, finalization and hand-over at each participant;
 //! - `peer`: the `Dkg` peer protocol handler;
+//! - `batch`: checking all shares received against their commitments in one batch;
+//! - `timing`: phase deadlines from the group size and measured costs, retries with backoff;
 //! - [`messages`]: the wire messages.
 
+mod batch;
 pub mod group;
 mod leader;
 pub mod messages;
@@ -22,6 +25,7 @@ mod phases;
 pub mod protocol;
 mod service;
 mod session;
+mod timing;
 
 pub use group::{key_group, Group, GroupNode};
 pub use leader::{Confirmation, DkgReport};

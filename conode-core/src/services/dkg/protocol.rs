@@ -13,7 +13,7 @@ use crate::config::NodeAddress;
 use crate::crypto::threshold::{AnyPubPoly, KeyGroup, PriPoly, Scalar};
 use crate::crypto::{sha256, IdentityKeyPair, IdentityPublicKey};
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -170,7 +170,7 @@ impl fmt::Debug for Disqualification {
 
 /// A deal held by its recipient.
 #[derive(Clone)]
-enum Received {
+pub enum Received {
     Good {
         commits: AnyPubPoly,
         hash: [u8; 32],
@@ -180,6 +180,7 @@ enum Received {
     /// Signed by the dealer but wrong: the deal is the evidence.
     Bad {
         deal: Deal,
+        reason: String,
     },
 }
 
@@ -223,6 +224,84 @@ impl fmt::Debug for DkgResult {
     }
 }
 
+fn mismatch(recipient: u32) -> String {
+    format!("share for member {recipient} does not match the signed commitments")
+}
+
+/// Decodes a deal's commitments (each point checked) and share; the reason when they are wrong.
+fn decode_deal(group: KeyGroup, threshold: usize, deal: &Deal) -> Result<(AnyPubPoly, Scalar), String> {
+    if deal.commitments.len() != threshold {
+        return Err(format!("{} commitments instead of {threshold}", deal.commitments.len()));
+    }
+    let commits = AnyPubPoly::from_bytes(group, &deal.commitments).map_err(|e| format!("invalid commitments: {e}"))?;
+    let share = Scalar::from_bytes(&deal.share).map_err(|e| format!("invalid share encoding: {e}"))?;
+    Ok((commits, share))
+}
+
+/// Deals (signatures already checked) whose content is to be checked, away from the DKG's lock.
+pub struct DealBatch {
+    key_group: KeyGroup,
+    threshold: usize,
+    recipient: u32,
+    deals: Vec<Deal>,
+}
+
+/// The outcome of [`DealBatch::check`], by dealer.
+pub struct CheckedDeals(Vec<(u32, Received)>);
+
+impl CheckedDeals {
+    /// The dealers whose deal was bad, with the reason.
+    pub fn bad(&self) -> Vec<(u32, String)> {
+        self.0
+            .iter()
+            .filter_map(|(d, r)| match r {
+                Received::Bad { reason, .. } => Some((*d, reason.clone())),
+                Received::Good { .. } => None,
+            })
+            .collect()
+    }
+}
+
+impl DealBatch {
+    pub fn len(&self) -> usize {
+        self.deals.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.deals.is_empty()
+    }
+
+    /// Decodes every deal once and checks all shares against their commitments in one batch
+    /// ([`super::batch::bad_shares`]); a failing batch is checked deal by deal to name the bad
+    /// dealers.
+    pub fn check(self) -> CheckedDeals {
+        let mut out = Vec::with_capacity(self.deals.len());
+        let mut decoded = Vec::with_capacity(self.deals.len());
+        for deal in self.deals {
+            match decode_deal(self.key_group, self.threshold, &deal) {
+                Ok((commits, share)) => decoded.push((deal, commits, share)),
+                Err(reason) => {
+                    tracing::warn!(dealer = deal.dealer, %reason, "DKG: received a bad deal");
+                    out.push((deal.dealer, Received::Bad { deal, reason }));
+                }
+            }
+        }
+        let items: Vec<(u32, &AnyPubPoly, Scalar)> = decoded.iter().map(|(d, c, s)| (d.dealer, c, *s)).collect();
+        let bad: BTreeSet<u32> = super::batch::bad_shares(self.recipient, &items).into_iter().collect();
+        for (deal, commits, share) in decoded {
+            let dealer = deal.dealer;
+            if bad.contains(&dealer) {
+                let reason = mismatch(self.recipient);
+                tracing::warn!(dealer, %reason, "DKG: received a bad deal");
+                out.push((dealer, Received::Bad { deal, reason }));
+            } else {
+                let hash = commit_hash(&deal.commitments);
+                out.push((dealer, Received::Good { commits, hash, sig: deal.commit_sig, share }));
+            }
+        }
+        CheckedDeals(out)
+    }
+}
+
 /// One node's DKG state.
 pub struct Dkg {
     pub params: Params,
@@ -235,6 +314,13 @@ pub struct Dkg {
     my_hash: [u8; 32],
     my_commit_sig: Vec<u8>,
     deals: BTreeMap<u32, Received>,
+    /// Deals whose signatures were checked, waiting for the batch check of their shares.
+    unchecked: BTreeMap<u32, Deal>,
+    /// Dealer → commitment hashes seen (in deals and signed approvals): an approval of a hash
+    /// not in here is news, echoed to every member.
+    seen: BTreeMap<u32, BTreeSet<[u8; 32]>>,
+    /// (dealer, commitment hash, signature) triples whose signature was verified.
+    verified_claims: HashSet<(u32, [u8; 32], Vec<u8>)>,
     responses: BTreeMap<u32, Responses>,
     justifications: BTreeMap<u32, Justification>,
     /// Test knob: deals to these recipients carry a corrupted (but signed) share.
@@ -259,8 +345,11 @@ impl Dkg {
             my_commits,
             my_commit_bytes,
             my_hash,
-            my_commit_sig,
             deals: BTreeMap::new(),
+            unchecked: BTreeMap::new(),
+            seen: BTreeMap::from([(me, BTreeSet::from([my_hash]))]),
+            verified_claims: HashSet::from([(me, my_hash, my_commit_sig.clone())]),
+            my_commit_sig,
             responses: BTreeMap::new(),
             justifications: BTreeMap::new(),
             corrupt_for: BTreeSet::new(),
@@ -339,28 +428,50 @@ impl Dkg {
         if !signed {
             return Evidence::Unattributable;
         }
-        if deal.commitments.len() != self.params.threshold {
-            return Evidence::Proven(format!(
-                "{} commitments instead of {}",
-                deal.commitments.len(),
-                self.params.threshold
-            ));
-        }
-        let commits = match AnyPubPoly::from_bytes(self.params.key_group, &deal.commitments) {
-            Ok(c) => c,
-            Err(e) => return Evidence::Proven(format!("invalid commitments: {e}")),
-        };
-        let share = match Scalar::from_bytes(&deal.share) {
-            Ok(s) => s,
-            Err(e) => return Evidence::Proven(format!("invalid share encoding: {e}")),
+        let (commits, share) = match decode_deal(self.params.key_group, self.params.threshold, deal) {
+            Ok(x) => x,
+            Err(reason) => return Evidence::Proven(reason),
         };
         if !commits.verify_share(deal.recipient, &share) {
-            return Evidence::Proven(format!(
-                "share for member {} does not match the signed commitments",
-                deal.recipient
-            ));
+            return Evidence::Proven(mismatch(deal.recipient));
         }
         Evidence::Fine(hash, deal.commit_sig.clone())
+    }
+
+    /// Whether `sig` is `dealer`'s signature on commitment hash `hash` (checked once, then
+    /// remembered: every approval of an honest dealer carries the same pair).
+    fn claim_ok(&self, dealer: u32, hash: &[u8; 32], sig: &[u8]) -> bool {
+        if self.verified_claims.contains(&(dealer, *hash, sig.to_vec())) {
+            return true;
+        }
+        let key = &self.params.members[dealer as usize];
+        key.verify(&commit_message(&self.params.session, dealer, hash), sig).is_ok()
+    }
+
+    /// Takes the deals received since the last call, to be checked (outside any lock) by
+    /// [`DealBatch::check`] and handed back to [`Dkg::apply_checked`].
+    pub fn take_unchecked(&mut self) -> DealBatch {
+        DealBatch {
+            key_group: self.params.key_group,
+            threshold: self.params.threshold,
+            recipient: self.me,
+            deals: std::mem::take(&mut self.unchecked).into_values().collect(),
+        }
+    }
+
+    /// Stores the outcome of a [`DealBatch::check`].
+    pub fn apply_checked(&mut self, checked: CheckedDeals) {
+        for (dealer, received) in checked.0 {
+            self.deals.entry(dealer).or_insert(received);
+        }
+    }
+
+    /// Checks the deals received and not checked yet, in place.
+    pub fn check_pending(&mut self) {
+        if !self.unchecked.is_empty() {
+            let batch = self.take_unchecked();
+            self.apply_checked(batch.check());
+        }
     }
 
     /// Stores a deal sent to this node by `from` (the TLS-authenticated sender).
@@ -375,35 +486,47 @@ impl Dkg {
         if deal.recipient != self.me || deal.dealer == self.me {
             return Err(DkgError::Malformed(who, "deal for another recipient".into()));
         }
-        if self.deals.contains_key(&deal.dealer) {
+        if self.deals.contains_key(&deal.dealer) || self.unchecked.contains_key(&deal.dealer) {
             // First deal wins; a second one is ignored.
             return Ok(());
         }
-        match self.check_deal(&deal) {
-            Evidence::Unattributable => Err(DkgError::BadSignature(who)),
-            Evidence::Proven(reason) => {
-                tracing::warn!(dealer = deal.dealer, %reason, "DKG: received a bad deal");
-                self.deals.insert(deal.dealer, Received::Bad { deal });
-                Ok(())
-            }
-            Evidence::Fine(hash, sig) => {
-                // check_deal decoded both already; decode again to keep them.
-                let commits = AnyPubPoly::from_bytes(self.params.key_group, &deal.commitments)
-                    .map_err(|e| DkgError::Malformed(who.clone(), e.to_string()))?;
-                let share = Scalar::from_bytes(&deal.share).map_err(|e| DkgError::Malformed(who, e.to_string()))?;
-                self.deals.insert(deal.dealer, Received::Good { commits, hash, sig, share });
-                Ok(())
-            }
+        if deal.commitments.len() > self.params.n() {
+            return Err(DkgError::Malformed(who, "too many commitments".into()));
         }
+        // Only the (cheap) signatures now: the commitments and the share are checked with the
+        // other deals in one batch at the end of the deal phase.
+        let key = &self.params.members[deal.dealer as usize];
+        let hash = commit_hash(&deal.commitments);
+        let signed = key.verify(&commit_message(&deal.session, deal.dealer, &hash), &deal.commit_sig).is_ok()
+            && key
+                .verify(&share_message(&deal.session, deal.dealer, deal.recipient, &hash, &deal.share), &deal.share_sig)
+                .is_ok();
+        if !signed {
+            return Err(DkgError::BadSignature(who));
+        }
+        self.verified_claims.insert((deal.dealer, hash, deal.commit_sig.clone()));
+        self.seen.entry(deal.dealer).or_default().insert(hash);
+        self.unchecked.insert(deal.dealer, deal);
+        Ok(())
     }
 
-    /// Whether a deal arrived from every other participant.
+    /// Whether a deal arrived from every other participant (checked or not).
     pub fn have_all_deals(&self) -> bool {
-        self.participants.iter().filter(|d| **d != self.me).all(|d| self.deals.contains_key(d))
+        self.participants
+            .iter()
+            .filter(|d| **d != self.me)
+            .all(|d| self.deals.contains_key(d) || self.unchecked.contains_key(d))
     }
 
-    /// This node's signed responses (also stored as received from itself).
+    /// How many deals arrived (checked or not).
+    pub fn deals_count(&self) -> usize {
+        self.deals.len() + self.unchecked.len()
+    }
+
+    /// This node's signed responses (also stored as received from itself). Deals not checked
+    /// yet are checked first.
     pub fn make_responses(&mut self) -> Responses {
+        self.check_pending();
         let entries = self
             .participants
             .iter()
@@ -416,7 +539,7 @@ impl Dkg {
                     commit_sig: sig.clone(),
                     evidence: None,
                 },
-                Some(Received::Bad { deal }) => ResponseEntry {
+                Some(Received::Bad { deal, .. }) => ResponseEntry {
                     dealer: d,
                     status: status::BAD_DEAL,
                     commit_hash: Vec::new(),
@@ -438,7 +561,10 @@ impl Dkg {
         r
     }
 
-    /// Stores another participant's responses; `Ok(true)` when new (to be echoed).
+    /// Stores another participant's responses; `Ok(true)` when they are new and carry news that
+    /// every member must see alike (a complaint, or an approval of a commitment hash this node
+    /// has not seen for that dealer): those are echoed. Approvals of the hash everyone holds
+    /// change no member's evaluation, so echoing them (n³ messages) is not needed.
     pub fn receive_responses(&mut self, r: Responses) -> Result<bool, DkgError> {
         let who = self.name(r.from);
         if r.session != self.params.session {
@@ -461,12 +587,29 @@ impl Dkg {
         }
         let key = &self.params.members[r.from as usize];
         key.verify(&responses_message(&r), &r.signature).map_err(|_| DkgError::BadSignature(who))?;
+        let mut news = false;
+        for e in &r.entries {
+            if e.status != status::APPROVE {
+                news = true;
+                continue;
+            }
+            let Ok(h) = <[u8; 32]>::try_from(e.commit_hash.as_slice()) else { continue };
+            if !self.claim_ok(e.dealer, &h, &e.commit_sig) {
+                continue;
+            }
+            self.verified_claims.insert((e.dealer, h, e.commit_sig.clone()));
+            news |= self.seen.entry(e.dealer).or_default().insert(h);
+        }
         self.responses.insert(r.from, r);
-        Ok(true)
+        Ok(news)
     }
 
     pub fn have_all_responses(&self) -> bool {
         self.participants.iter().all(|p| self.responses.contains_key(p))
+    }
+
+    pub fn justifications_count(&self) -> usize {
+        self.justifications.len()
     }
 
     pub fn responses_count(&self) -> usize {
@@ -494,7 +637,7 @@ impl Dkg {
                 match e.status {
                     status::APPROVE => {
                         if let Ok(h) = <[u8; 32]>::try_from(e.commit_hash.as_slice()) {
-                            if key.verify(&commit_message(session, d, &h), &e.commit_sig).is_ok() {
+                            if self.claim_ok(d, &h, &e.commit_sig) {
                                 claims.insert(h, e.commit_sig.clone());
                             }
                         }
@@ -756,7 +899,7 @@ mod tests {
         for n in nodes.iter_mut() {
             for r in &resps {
                 if r.from != n.me {
-                    assert!(n.receive_responses(r.clone()).unwrap());
+                    n.receive_responses(r.clone()).unwrap();
                 }
             }
             assert!(n.have_all_responses());

@@ -62,6 +62,7 @@ pub(super) struct Inner {
     pub(super) hooks: RwLock<Vec<CompletionHook>>,
     pub(super) guard: RwLock<Option<Guard>>,
     pub(super) corrupt_for: Mutex<BTreeSet<u32>>,
+    pub(super) faults: Mutex<super::session::Faults>,
 }
 
 /// Handle on a node's DKG service (cheap to clone).
@@ -88,6 +89,7 @@ impl Service for DkgService {
                 hooks: RwLock::new(Vec::new()),
                 guard: RwLock::new(None),
                 corrupt_for: Mutex::new(BTreeSet::new()),
+                faults: Mutex::new(Default::default()),
             }),
         };
         let s = svc.clone();
@@ -125,6 +127,17 @@ impl DkgService {
     /// signed as usual, in every DKG started after this call.
     pub fn corrupt_deals_to(&self, recipient: u32) {
         lock(&self.inner.corrupt_for).insert(recipient);
+    }
+
+    /// Fault injection (tests): this node's deals are first sent `delay` after dealing starts,
+    /// in every DKG started after this call.
+    pub fn delay_deals(&self, delay: std::time::Duration) {
+        lock(&self.inner.faults).deal_delay = delay;
+    }
+
+    /// Fault injection (tests): this node accepts DKG proposals and starts, then sends nothing.
+    pub fn mute(&self) {
+        lock(&self.inner.faults).mute = true;
     }
 
     /// Progress of the current or last DKG.

@@ -5,9 +5,10 @@
 use super::messages as m;
 use super::protocol::{Dkg, DkgError, Params};
 use super::service::DkgService;
+use super::timing::Timing;
 use crate::config::ServerIdentity;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -58,6 +59,22 @@ pub(super) struct Slot {
     pub(super) dones: Mutex<BTreeMap<u32, m::Done>>,
     /// The node's event bus (phase changes are announced there).
     pub(super) events: crate::events::EventBus,
+    /// Fault injection (tests) in effect for this session.
+    pub(super) faults: Faults,
+    /// This node's deadlines (set when the phases start).
+    timing: Mutex<Option<Timing>>,
+    /// The current phase's first window, in ms (senders retry within it and its retries).
+    window_ms: AtomicU64,
+}
+
+/// Fault injection for tests: a slow dealer, a member that takes part but never answers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// This node's deals are first sent after this delay.
+    pub deal_delay: Duration,
+    /// This node accepts the proposal and the start, then sends nothing (no deals, responses,
+    /// justifications, echoes or result).
+    pub mute: bool,
 }
 
 impl Slot {
@@ -72,6 +89,24 @@ impl Slot {
         let ms = self.created.elapsed().as_millis() as u64;
         s.elapsed_ms = ms;
         s.log.push(format!("[{ms:>6} ms] {line}"));
+    }
+
+    pub(super) fn set_timing(&self, t: Timing) {
+        *lock(&self.timing) = Some(t);
+    }
+
+    /// This node's deadlines (from the configured phase until the phases start).
+    pub(super) fn timing(&self) -> Timing {
+        lock(&self.timing).unwrap_or_else(|| Timing::new(self.params.phase, self.params.n()))
+    }
+
+    pub(super) fn set_window(&self, w: Duration) {
+        self.window_ms.store(w.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The current phase's first window.
+    pub(super) fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms.load(Ordering::SeqCst))
     }
 
     pub(super) fn server_identity(&self, i: u32) -> Option<ServerIdentity> {
@@ -129,6 +164,7 @@ impl DkgService {
                 return Err(DkgError::Busy);
             }
         }
+        let params_phase_ms = params.phase.as_millis() as u64;
         let mut dkg = Dkg::new(params.clone(), self.inner.identity.clone())?;
         for r in lock(&self.inner.corrupt_for).iter() {
             dkg.corrupt_deals_to(*r);
@@ -145,6 +181,9 @@ impl DkgService {
             status: Mutex::new(DkgStatus { leader, ..Default::default() }),
             dones: Mutex::new(BTreeMap::new()),
             events: self.inner.ctx.events.clone(),
+            faults: *lock(&self.inner.faults),
+            timing: Mutex::new(None),
+            window_ms: AtomicU64::new(params_phase_ms),
         });
         lock(&slot.status).session = hex::encode(slot.params.session);
         *cur = Some(slot.clone());
