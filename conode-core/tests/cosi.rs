@@ -102,8 +102,18 @@ fn scenario(n: usize) {
     cosi::verify(b"garbage leaf", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
     svc(&cluster, leaf).set_fault(CosiFault::None);
 
-    // A sub-leader signing another message (and aggregating unchecked): the root blames it and asks
-    // its leaves directly.
+    // A leaf signing another message: its sub-leader adds it up unchecked (only the root verifies);
+    // the total fails, the root asks that group's members directly, finds the leaf and excludes it
+    // alone (the honest sub-leader is not blamed).
+    let liar = groups.iter().find_map(|g| g.leaves.last().copied()).unwrap();
+    svc(&cluster, liar).set_fault(CosiFault::WrongMessage);
+    let out = rust_sign(&cluster, b"lying leaf", Policy::Default).unwrap();
+    assert_eq!(indices(&out.report.invalid), vec![liar], "{:?}", out.report);
+    assert_eq!(out.mask, full_mask(n, &[liar]));
+    cosi::verify(b"lying leaf", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+    svc(&cluster, liar).set_fault(CosiFault::None);
+
+    // A sub-leader signing another message: the root asks its group directly and finds it.
     let leader = groups[0].leader;
     svc(&cluster, leader).set_fault(CosiFault::WrongMessage);
     let out = rust_sign(&cluster, b"lying sub-leader", Policy::Default).unwrap();

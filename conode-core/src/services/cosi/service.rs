@@ -55,9 +55,15 @@ pub(super) struct Shared {
     rounds: CounterFamily,
     round_failures: CounterFamily,
     round_latency: HistogramFamily,
+    /// Members excluded from rounds this node led for an invalid (partial or aggregate) signature.
+    invalid_signatures: prometheus_client::metrics::counter::Counter,
 }
 
 impl Shared {
+    pub(super) fn invalid_signature(&self) {
+        self.invalid_signatures.inc();
+    }
+
     pub(super) fn fault(&self) -> CosiFault {
         *self.fault.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -207,7 +213,13 @@ impl Service for CosiService {
             tasks: ctx.tasks.clone(),
             ctx: ctx.clone(),
             hooks: HookRegistry::default(),
-            rosters: RosterCache::default(),
+            rosters: RosterCache::new(match ctx.storage.tree(super::roster::CHECKED_ROSTERS_TREE) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cosi: no durable record of checked rosters");
+                    None
+                }
+            }),
             timing: Default::default(),
             fault: RwLock::new(CosiFault::None),
             options: RwLock::new(CosiOptions::default()),
@@ -215,6 +227,7 @@ impl Service for CosiService {
             rounds: Default::default(),
             round_failures: Default::default(),
             round_latency: seconds_histogram_family(),
+            invalid_signatures: Default::default(),
         });
         let weak = Arc::downgrade(&shared);
         ctx.metrics.add(
@@ -226,6 +239,11 @@ impl Service for CosiService {
                     "conode_cosi_round_failures",
                     "Cosi rounds this node led that failed, by purpose",
                     s.round_failures.clone(),
+                );
+                reg.register(
+                    "conode_cosi_invalid_signatures",
+                    "Members excluded from rounds this node led for an invalid signature",
+                    s.invalid_signatures.clone(),
                 );
                 reg.register_with_unit(
                     "conode_cosi_round_duration",
