@@ -42,6 +42,9 @@ pub struct BenchResult {
     pub rss_per_node_kib: u64,
     /// Where the nodes ran.
     pub processes: &'static str,
+    /// The machine's 1-minute load average when the size finished (other work competes for the
+    /// cores the limits assume).
+    pub load_avg_1m: f64,
 }
 
 /// Runs the benchmark for each size in `nodes` with `rounds` measured rounds each. Panics with a
@@ -166,6 +169,10 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         cores,
         rss_per_node_kib: rss_kib() / n as u64,
         processes: "one",
+        load_avg_1m: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0),
     })
 }
 

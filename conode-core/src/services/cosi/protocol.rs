@@ -53,47 +53,59 @@ const GRACE_MIN: Duration = Duration::from_millis(25);
 /// Error text of a node that does not know the roster an announcement names.
 const UNKNOWN_ROSTER: &str = "unknown roster";
 
-/// An announcement without the roster (usual case: the receiver has it cached); the form with
-/// the roster is made only for a receiver that does not know it.
+/// The announcements one node sends in a round: the same statement for everyone, each with the
+/// sparse roster its receiver needs (sender, receiver, the receiver's children: see
+/// `Announce.positions`), so no one but the root handles the whole roster.
 #[derive(Clone)]
 struct Payload {
+    /// The shared part (no roster, children or positions), encoded once.
     short: Arc<Vec<u8>>,
     roster: Arc<RoundRoster>,
+    sender: usize,
 }
 
 impl Payload {
-    /// `ann` must carry `roster_id` and no roster members.
-    fn new(ann: &Announce, roster: &Arc<RoundRoster>) -> Self {
-        Self { short: Arc::new(ann.encode_to_vec()), roster: roster.clone() }
+    /// `ann` must carry no roster members, children or positions.
+    fn new(ann: &Announce, roster: &Arc<RoundRoster>, sender: usize) -> Self {
+        Self { short: Arc::new(ann.encode_to_vec()), roster: roster.clone(), sender }
     }
 
-    fn full(&self) -> Vec<u8> {
-        let wire = self.roster.wire_bytes();
-        let mut full = Vec::with_capacity(self.short.len() + wire.len());
-        full.extend_from_slice(&self.short);
-        full.extend_from_slice(wire);
-        full
+    /// The announcement for `receiver`, who must ask `children` (protobuf concatenation: the
+    /// shared part, then the receiver's own fields).
+    fn to(&self, receiver: usize, children: &[usize]) -> Vec<u8> {
+        let mut entries = Vec::with_capacity(children.len() + 2);
+        let mut positions = Vec::with_capacity(children.len() + 2);
+        for i in [self.sender, receiver].into_iter().chain(children.iter().copied()) {
+            if let Some(m) = self.roster.member(i) {
+                entries.push(m.clone());
+                positions.push(i as u32);
+            }
+        }
+        let own = Announce {
+            roster: entries,
+            children: children.iter().map(|&c| c as u32).collect(),
+            positions,
+            roster_size: self.roster.len() as u32,
+            ..Default::default()
+        };
+        let own = own.encode_to_vec();
+        let mut out = Vec::with_capacity(self.short.len() + own.len());
+        out.extend_from_slice(&self.short);
+        out.extend_from_slice(&own);
+        out
     }
 }
 
-/// Sends an announcement to `peer`, repeating it with the roster if the peer does not know it.
+/// Sends an announcement to `peer`.
 async fn announce(
     network: &Network,
     peer: &ServerIdentity,
-    payload: &Payload,
+    payload: Vec<u8>,
     round_id: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
-    let deadline = Instant::now() + timeout;
     // A member known to be down (asked only when the round needs it) must not cost a backoff wait.
-    let short = payload.short.to_vec();
-    match network.request_fail_fast(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, short, timeout).await {
-        Err(NetError::Remote { message, .. }) if message.starts_with(UNKNOWN_ROSTER) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.full(), left).await
-        }
-        r => r,
-    }
+    network.request_fail_fast(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload, timeout).await
 }
 
 /// What one asked member (a leaf) contributed.
@@ -184,7 +196,7 @@ async fn ask_leaves(
                 Err(e) => return (i, Answer::Excluded(ExclusionKind::Invalid, bounded_reason(&e))),
             };
             let start = Instant::now();
-            let r = announce(&network, server, &payload, &round_id, timeout).await;
+            let r = announce(&network, server, payload.to(i, &[]), &round_id, timeout).await;
             match &r {
                 Ok(_) => timing.leaf_answered(start.elapsed()),
                 Err(NetError::Timeout { .. }) => timing.leaf_missed(),
@@ -214,7 +226,10 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     if ann.statement.len() > MAX_STATEMENT || ann.extra.len() > MAX_EXTRA || ann.purpose.len() > MAX_PURPOSE {
         return Err("announcement exceeds the size limits".into());
     }
-    let roster = if ann.roster.is_empty() {
+    let roster = if !ann.positions.is_empty() {
+        let (entries, positions) = (std::mem::take(&mut ann.roster), std::mem::take(&mut ann.positions));
+        shared.rosters.sparse(&ann.roster_id, ann.roster_size as usize, entries, positions)?
+    } else if ann.roster.is_empty() {
         let short = hex::encode(&ann.roster_id[..ann.roster_id.len().min(8)]);
         shared.rosters.get(&ann.roster_id).ok_or_else(|| format!("{UNKNOWN_ROSTER} {short}"))?
     } else {
@@ -235,7 +250,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     }
     let mut children: Vec<usize> = std::mem::take(&mut ann.children).into_iter().map(|c| c as usize).collect();
     let mut seen = HashSet::new();
-    if children.iter().any(|&c| c >= n || c == me || c == root || !seen.insert(c)) {
+    if children.iter().any(|&c| c >= n || c == me || c == root || !seen.insert(c) || !roster.knows(c)) {
         return Err("bad list of children".into());
     }
     // Children this node knows to be down are reported at once instead of waited for.
@@ -257,7 +272,8 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     // Ask the children first so that they sign while we do.
     let fanout = (!children.is_empty()).then(|| {
         ann.roster_id = roster.id.to_vec();
-        let payload = Payload::new(&ann, &roster);
+        ann.roster_size = 0;
+        let payload = Payload::new(&ann, &roster, me);
         shared.tasks.spawn(ask_leaves(
             shared.network.clone(),
             shared.timing.clone(),
@@ -418,7 +434,7 @@ async fn run_group(
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
     let r = match roster.server(leader) {
-        Ok(server) => announce(&network, server, &payload, &round_id, wait).await,
+        Ok(server) => announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await,
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
     match &r {
@@ -512,7 +528,7 @@ pub(super) async fn run_root(
     }
     let leaf = shared.timing.leaf_deadline(timeout, n);
     let deadlines = Deadlines { leaf, group: shared.timing.group_deadline(leaf, timeout) };
-    let mut base = Announce {
+    let base = Announce {
         roster: Vec::new(),
         roster_id: roster.id.to_vec(),
         root: me as u32,
@@ -521,18 +537,18 @@ pub(super) async fn run_root(
         extra,
         children: Vec::new(),
         timeout_ms: deadlines.leaf.as_millis() as u64,
+        positions: Vec::new(),
+        roster_size: 0,
     };
-    let leaf_payload = Payload::new(&base, &roster);
+    let leaf_payload = Payload::new(&base, &roster, me);
     let mut tasks = Vec::with_capacity(groups.len());
     for g in &groups {
-        base.children = g.leaves.iter().map(|&i| i as u32).collect();
-        let payload = Payload::new(&base, &roster);
         tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
             shared.timing.clone(),
             roster.clone(),
             g.clone(),
-            payload,
+            leaf_payload.clone(),
             leaf_payload.clone(),
             round_id.clone(),
             deadlines,

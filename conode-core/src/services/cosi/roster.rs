@@ -5,10 +5,12 @@
 //!   possession checked: all of them as one batch (`crypto::verify_pops`), once per roster and
 //!   node, remembered durably by roster id (a restart does not check them again).
 //! - A roster received from a peer is only indexed: nothing of a member is decoded until the round
-//!   needs it (a sub-leader dials its children; nobody but the root verifies), so a cold round over
-//!   n members costs each node O(n) byte comparisons, not n key decompressions.
+//!   needs it (a sub-leader dials its children; nobody but the root verifies).
+//! - A sparse roster (what the root and sub-leaders send) holds only the entries its receiver
+//!   needs (sender, receiver, the receiver's children) with their roster positions, so that no
+//!   node but the root handles all n members: a cold round costs O(n) in all, not O(n²).
 
-use super::messages::{Announce, Member, MAX_ROSTER};
+use super::messages::{Member, MAX_ROSTER};
 use crate::config::{NodeAddress, Roster, ServerIdentity, COSI_SERVICE};
 use crate::crypto::{sha256, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::storage::ServiceTree;
@@ -19,49 +21,68 @@ use tracing::{debug, warn};
 /// Name of the sled tree of checked rosters: roster id → sha256 of the PoPs that were checked.
 pub const CHECKED_ROSTERS_TREE: &str = "CosiCheckedRosters";
 
-/// A roster of a round.
+/// A roster of a round (whole, or sparse: some entries with their positions).
 pub struct RoundRoster {
-    /// sha256 over the wire form; names the roster in the cache.
+    /// sha256 over the wire form; names the roster in the cache (as claimed by the sender for a
+    /// sparse roster, which is never cached).
     pub id: [u8; 32],
+    /// Roster size.
+    size: usize,
     members: Vec<Member>,
+    /// Roster index of each entry of `members` (empty: `members` is the whole roster).
+    positions: Vec<usize>,
     servers: Vec<OnceLock<Result<ServerIdentity, String>>>,
     /// Cosi keys, decoded and PoP-checked: only for a roster given locally (empty otherwise).
     pub keys: Vec<BlsPublicKey>,
-    /// The encoding of `Announce { roster }` alone: appended to an announcement without roster,
-    /// it makes one with the roster (protobuf concatenation). Made when first needed.
-    wire_bytes: OnceLock<Vec<u8>>,
 }
 
 impl RoundRoster {
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.size
+    }
+
+    /// Where member `i` is in `members`.
+    fn entry(&self, i: usize) -> Option<usize> {
+        if self.positions.is_empty() {
+            (i < self.members.len()).then_some(i)
+        } else {
+            self.positions.iter().position(|&p| p == i)
+        }
+    }
+
+    fn position(&self, entry: usize) -> usize {
+        self.positions.get(entry).copied().unwrap_or(entry)
     }
 
     /// Index of the member with identity `key`.
     pub fn index_of(&self, key: &IdentityPublicKey) -> Option<usize> {
-        self.members.iter().position(|m| m.public.as_slice() == key.as_bytes())
+        self.members.iter().position(|m| m.public.as_slice() == key.as_bytes()).map(|k| self.position(k))
+    }
+
+    /// Whether member `i` is known here (always, for a whole roster).
+    pub fn knows(&self, i: usize) -> bool {
+        self.entry(i).is_some()
+    }
+
+    /// The wire entry of member `i`.
+    pub fn member(&self, i: usize) -> Option<&Member> {
+        self.entry(i).map(|k| &self.members[k])
     }
 
     /// Whether member `i` publishes `key` as its cosi key.
     pub fn has_cosi_key(&self, i: usize, key: &BlsPublicKey) -> bool {
-        self.members.get(i).is_some_and(|m| m.cosi_public.as_slice() == key.to_bytes().as_slice())
+        self.member(i).is_some_and(|m| m.cosi_public.as_slice() == key.to_bytes().as_slice())
     }
 
     /// Member `i` (decoded on first use; an error names what is wrong with it).
     pub fn server(&self, i: usize) -> Result<&ServerIdentity, String> {
-        let m = self.members.get(i).ok_or_else(|| format!("no roster member #{i}"))?;
-        self.servers[i].get_or_init(|| decode_member(i, m)).as_ref().map_err(|e| e.clone())
+        let k = self.entry(i).ok_or_else(|| format!("no roster member #{i} known here"))?;
+        self.servers[k].get_or_init(|| decode_member(i, &self.members[k])).as_ref().map_err(|e| e.clone())
     }
 
     /// Identity key of member `i`, when it decodes.
     pub fn public(&self, i: usize) -> Option<IdentityPublicKey> {
         self.server(i).ok().map(|s| s.public)
-    }
-
-    pub fn wire_bytes(&self) -> &[u8] {
-        self.wire_bytes.get_or_init(|| {
-            prost::Message::encode_to_vec(&Announce { roster: self.members.clone(), ..Default::default() })
-        })
     }
 }
 
@@ -210,13 +231,50 @@ impl RosterCache {
         }
         let r = Arc::new(RoundRoster {
             id,
+            size: wire.len(),
+            positions: Vec::new(),
             servers: roster.servers.iter().map(|s| OnceLock::from(Ok(s.clone()))).collect(),
             members: wire,
             keys,
-            wire_bytes: OnceLock::new(),
         });
         self.remember(r.clone());
         Ok(r)
+    }
+
+    /// A sparse roster received from a peer: `entries[k]` is member `positions[k]` of a roster of
+    /// `size` members. Checked for form only, never cached.
+    pub fn sparse(
+        &self,
+        id: &[u8],
+        size: usize,
+        entries: Vec<Member>,
+        positions: Vec<u32>,
+    ) -> Result<Arc<RoundRoster>, String> {
+        if size == 0 || size > MAX_ROSTER {
+            return Err(format!("a roster of {size} members is not supported (at most {MAX_ROSTER})"));
+        }
+        if entries.len() != positions.len() || entries.len() > size {
+            return Err("the roster entries do not match their positions".into());
+        }
+        let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
+        let mut seen_pos = HashSet::with_capacity(positions.len());
+        if positions.iter().any(|&p| p >= size || !seen_pos.insert(p)) {
+            return Err("bad roster positions".into());
+        }
+        let mut seen = HashSet::with_capacity(entries.len());
+        for (k, m) in entries.iter().enumerate() {
+            if m.public.len() != 32 || !seen.insert(m.public.as_slice()) {
+                return Err(format!("roster member #{}: bad or repeated identity key", positions[k]));
+            }
+        }
+        Ok(Arc::new(RoundRoster {
+            id: id.try_into().unwrap_or([0; 32]),
+            size,
+            servers: (0..entries.len()).map(|_| OnceLock::new()).collect(),
+            members: entries,
+            positions,
+            keys: Vec::new(),
+        }))
     }
 
     /// A roster received from a peer, only indexed (see the module doc). PoPs and keys are the
@@ -243,10 +301,11 @@ impl RosterCache {
         }
         let r = Arc::new(RoundRoster {
             id,
+            size: wire.len(),
+            positions: Vec::new(),
             servers: (0..wire.len()).map(|_| OnceLock::new()).collect(),
             members: wire,
             keys: Vec::new(),
-            wire_bytes: OnceLock::new(),
         });
         self.remember(r.clone());
         Ok(r)
@@ -327,15 +386,37 @@ mod tests {
         assert!(w.has_cosi_key(6, &r.servers[6].services[COSI_SERVICE].public));
         assert!(!w.has_cosi_key(5, &r.servers[6].services[COSI_SERVICE].public));
         assert_eq!(w.server(2).unwrap().address, r.servers[2].address);
-        assert_eq!(w.wire_bytes(), checked.wire_bytes());
         // A member that does not decode is an error when (and only when) it is needed.
         let mut broken = wire.clone();
         broken[3].address = "nonsense".into();
         let b = cache.for_wire(broken).unwrap();
         assert!(b.server(3).unwrap_err().contains("roster member #3"));
         assert!(b.server(4).is_ok());
-        let mut dup = wire;
+        let mut dup = wire.clone();
         dup[1].public = dup[0].public.clone();
         assert!(cache.for_wire(dup).err().unwrap().contains("appears twice"));
+    }
+
+    #[test]
+    fn sparse_rosters_know_only_their_entries() {
+        let r = roster(8);
+        let checked = RosterCache::default().for_roster(&r).unwrap();
+        let cache = RosterCache::default();
+        let entries = vec![checked.members[0].clone(), checked.members[5].clone()];
+        let s = cache.sparse(&checked.id, 8, entries.clone(), vec![0, 5]).unwrap();
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.index_of(&r.servers[5].public), Some(5));
+        assert_eq!(s.index_of(&r.servers[3].public), None);
+        assert!(s.knows(0) && s.knows(5) && !s.knows(3));
+        assert!(s.has_cosi_key(5, &r.servers[5].services[COSI_SERVICE].public));
+        assert_eq!(s.server(5).unwrap().address, r.servers[5].address);
+        assert!(s.server(3).is_err());
+        assert!(cache.get(&checked.id).is_none(), "sparse rosters are not cached");
+        assert!(cache.sparse(&checked.id, 8, entries.clone(), vec![0]).is_err());
+        assert!(cache.sparse(&checked.id, 8, entries.clone(), vec![0, 8]).is_err());
+        assert!(cache.sparse(&checked.id, 8, entries.clone(), vec![5, 5]).is_err());
+        assert!(cache.sparse(&checked.id, 0, entries.clone(), vec![0, 5]).is_err());
+        let same = vec![entries[0].clone(), entries[0].clone()];
+        assert!(cache.sparse(&checked.id, 8, same, vec![0, 5]).is_err());
     }
 }
