@@ -33,6 +33,11 @@ pub struct BenchResult {
     /// The first round on a fresh cluster (connections, rosters, proofs of possession).
     pub first_round_ms: f64,
     pub ratio_first_to_p50: f64,
+    /// CPU time the whole process (all nodes) spent per measured round (10 ms resolution).
+    pub process_cpu_ms_per_round: f64,
+    /// That CPU time against the tree's CPU work (not divided by the cores): the protocol's
+    /// overhead in CPU, independent of what else the machine runs.
+    pub ratio_process_cpu_to_tree_cpu: f64,
     /// Depth and fan-out of the root's tree (from n and the measured round-trip time).
     pub depth: usize,
     pub fanout: usize,
@@ -75,6 +80,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// User + system CPU time of this process so far (Linux; zero elsewhere).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return Duration::ZERO };
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    // Clock ticks are 1/100 s on Linux.
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
 }
 
 /// Resident memory of this process (Linux; 0 elsewhere).
@@ -122,19 +137,20 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         .iter()
         .map(|node| node.config().cosi_key().cloned().ok_or("a node has no cosi key"))
         .collect::<Result<_, _>>()?;
-    let rtt = cluster.node(0).network().and_then(|net| {
-        let mut v: Vec<Duration> =
-            roster.servers.iter().skip(1).filter_map(|s| net.health().rtt(&s.public)).take(32).collect();
-        v.sort();
-        v.get(v.len() / 2).copied()
-    });
+    let rtt = cluster
+        .node(0)
+        .network()
+        .and_then(|net| roster.servers.iter().skip(1).filter_map(|s| net.health().rtt(&s.public)).take(32).min());
     let (depth, fanout) = tree::shape(n.saturating_sub(1), rtt);
     let groups = tree::groups_shaped(n, 0, |_| true, rtt);
     // Rounds and limit measurements alternate, so that both see the same machine load.
     let mut lat = Vec::with_capacity(rounds);
     let (mut phys, mut treew) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let mut cpu_rounds = Duration::ZERO;
     for i in 0..rounds {
+        let cpu0 = process_cpu();
         let (d, r) = round(i);
+        cpu_rounds += process_cpu().saturating_sub(cpu0);
         let out = r.map_err(|e| format!("{n} nodes, round {i}: {e}"))?;
         if out.report.signed.len() != n {
             tracing::warn!(nodes = n, round = i, signed = out.report.signed.len(), "cosi bench: not every node signed");
@@ -149,6 +165,10 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
     treew.sort();
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let physical = phys[phys.len() / 2];
+    // The CPU the process spent per round, against the tree's CPU work (single-threaded): how
+    // much work the protocol adds, whatever else runs on the machine.
+    let cpu_per_round = cpu_rounds / rounds as u32;
+    let tree_cpu = treew[treew.len() / 2];
     let tree_limit = treew[treew.len() / 2] / cores as u32;
     let p50 = percentile(&lat, 50.0);
     let ratio = |a: Duration, b: Duration| if b.is_zero() { 0.0 } else { a.as_secs_f64() / b.as_secs_f64() };
@@ -163,6 +183,8 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         ratio_p50_to_tree: ratio(p50, tree_limit),
         first_round_ms: ms(first),
         ratio_first_to_p50: ratio(first, p50),
+        process_cpu_ms_per_round: ms(cpu_per_round),
+        ratio_process_cpu_to_tree_cpu: ratio(cpu_per_round, tree_cpu),
         depth,
         fanout,
         rtt_us: rtt.map(|d| d.as_secs_f64() * 1e6),
