@@ -294,6 +294,16 @@ fn bad_requests_are_refused_clearly() {
     let foreign =
         SignRequest { message: b"m".to_vec(), roster_toml: Some(other.to_toml()), threshold: None, timeout_ms: None };
     assert!(call(foreign.encode_to_vec()).contains("is not in the roster"));
+    // A roster with a bad proof of possession: the round may run beside the (batch) PoP check,
+    // but no signature comes out of it; the good roster still signs afterwards.
+    let mut bad_pop = roster.clone();
+    bad_pop.servers[1].services.get_mut(COSI_SERVICE).unwrap().pop = BlsKeyPair::generate().pop();
+    let svc0 = svc(&cluster, 0);
+    match cluster.runtime().block_on(svc0.sign(&bad_pop, b"m", cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Default)) {
+        Err(CosiError::BadRoster(e)) => assert!(e.contains("roster member #1") && e.contains("possession"), "{e}"),
+        other => panic!("expected BadRoster, got {other:?}"),
+    }
+    rust_sign(&cluster, b"good roster", Policy::Default).unwrap();
     let bad_toml = SignRequest {
         message: b"m".to_vec(),
         roster_toml: Some("[[servers]]\nAddress = 1".into()),

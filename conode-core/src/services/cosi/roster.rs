@@ -178,6 +178,16 @@ impl RosterCache {
     /// A roster given by a local caller (the root): every member must publish a cosi key whose
     /// proof of possession verifies (checked as one batch, once per roster).
     pub fn for_roster(&self, roster: &Roster) -> Result<Arc<RoundRoster>, String> {
+        self.local(roster, true)
+    }
+
+    /// [`Self::for_roster`] without the PoP checks (and not cached): for a first round that runs
+    /// while the PoPs are checked beside it, whose outcome waits for that check.
+    pub fn unchecked(&self, roster: &Roster) -> Result<Arc<RoundRoster>, String> {
+        self.local(roster, false)
+    }
+
+    fn local(&self, roster: &Roster, check_pops: bool) -> Result<Arc<RoundRoster>, String> {
         if roster.is_empty() {
             return Err("the roster is empty".into());
         }
@@ -213,9 +223,9 @@ impl RosterCache {
             }
         }
         let digest = pops_digest(&pops);
-        if self.checked_before(&id, &digest) {
+        if check_pops && self.checked_before(&id, &digest) {
             self.pops.mark_checked(&pairs);
-        } else {
+        } else if check_pops {
             let fresh = pairs.iter().filter(|(k, p)| !self.pops.is_checked(k, p)).count();
             let verdicts = self.pops.check_all(&pairs);
             if let Some((i, e)) = verdicts.iter().enumerate().find_map(|(i, v)| v.as_ref().err().map(|e| (i, e))) {
@@ -237,7 +247,9 @@ impl RosterCache {
             members: wire,
             keys,
         });
-        self.remember(r.clone());
+        if check_pops {
+            self.remember(r.clone());
+        }
         Ok(r)
     }
 

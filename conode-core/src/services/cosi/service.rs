@@ -155,18 +155,16 @@ impl CosiService {
         policy: Policy,
         level_timeout: Duration,
     ) -> Result<SignOutcome, CosiError> {
-        let rr = if self.shared.rosters.needs_pop_checks(roster) {
-            // Pairings for every new key: keep them off the runtime's workers.
+        // New keys need pairings (their PoPs): they run off the runtime's workers while the round
+        // runs, and the outcome is returned only once every PoP verified.
+        let (rr, pop_check) = if self.shared.rosters.needs_pop_checks(roster) {
+            let rr = self.shared.rosters.unchecked(roster).map_err(CosiError::BadRoster)?;
             let (shared, roster) = (self.shared.clone(), roster.clone());
             let tasks = shared.tasks.clone();
-            tasks
-                .spawn_blocking(move || shared.rosters.for_roster(&roster))
-                .await
-                .map_err(|e| CosiError::BadRoster(format!("checking the roster failed: {e}")))?
+            (rr, Some(tasks.spawn_blocking(move || shared.rosters.for_roster(&roster).map(|_| ()))))
         } else {
-            self.shared.rosters.for_roster(roster)
-        }
-        .map_err(CosiError::BadRoster)?;
+            (self.shared.rosters.for_roster(roster).map_err(CosiError::BadRoster)?, None)
+        };
         // The members of a roster this node signs for are served on its node port.
         self.shared.network.admit(roster.servers.iter().map(|m| m.public));
         let start = std::time::Instant::now();
@@ -180,6 +178,14 @@ impl CosiService {
             level_timeout,
         )
         .await;
+        let outcome = match pop_check {
+            None => outcome,
+            Some(check) => match check.await {
+                Ok(Ok(())) => outcome,
+                Ok(Err(e)) => Err(CosiError::BadRoster(e)),
+                Err(e) => Err(CosiError::BadRoster(format!("checking the roster failed: {e}"))),
+            },
+        };
         // Purposes are the services' own names (a client's request uses the service's purpose).
         let l = labels(&[("purpose", if self.shared.hooks.knows(purpose, true) { purpose } else { "other" })]);
         self.shared.rounds.get_or_create(&l).inc();
