@@ -102,8 +102,18 @@ fn scenario(n: usize) {
     cosi::verify(b"garbage leaf", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
     svc(&cluster, leaf).set_fault(CosiFault::None);
 
-    // A sub-leader signing another message (and aggregating unchecked): the root blames it and asks
-    // its leaves directly.
+    // A leaf signing another message: its sub-leader adds it up unchecked (only the root verifies);
+    // the total fails, the root asks that group's members directly, finds the leaf and excludes it
+    // alone (the honest sub-leader is not blamed).
+    let liar = groups.iter().find_map(|g| g.leaves.last().copied()).unwrap();
+    svc(&cluster, liar).set_fault(CosiFault::WrongMessage);
+    let out = rust_sign(&cluster, b"lying leaf", Policy::Default).unwrap();
+    assert_eq!(indices(&out.report.invalid), vec![liar], "{:?}", out.report);
+    assert_eq!(out.mask, full_mask(n, &[liar]));
+    cosi::verify(b"lying leaf", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+    svc(&cluster, liar).set_fault(CosiFault::None);
+
+    // A sub-leader signing another message: the root asks its group directly and finds it.
     let leader = groups[0].leader;
     svc(&cluster, leader).set_fault(CosiFault::WrongMessage);
     let out = rust_sign(&cluster, b"lying sub-leader", Policy::Default).unwrap();
@@ -284,6 +294,16 @@ fn bad_requests_are_refused_clearly() {
     let foreign =
         SignRequest { message: b"m".to_vec(), roster_toml: Some(other.to_toml()), threshold: None, timeout_ms: None };
     assert!(call(foreign.encode_to_vec()).contains("is not in the roster"));
+    // A roster with a bad proof of possession: the round may run beside the (batch) PoP check,
+    // but no signature comes out of it; the good roster still signs afterwards.
+    let mut bad_pop = roster.clone();
+    bad_pop.servers[1].services.get_mut(COSI_SERVICE).unwrap().pop = BlsKeyPair::generate().pop();
+    let svc0 = svc(&cluster, 0);
+    match cluster.runtime().block_on(svc0.sign(&bad_pop, b"m", cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Default)) {
+        Err(CosiError::BadRoster(e)) => assert!(e.contains("roster member #1") && e.contains("possession"), "{e}"),
+        other => panic!("expected BadRoster, got {other:?}"),
+    }
+    rust_sign(&cluster, b"good roster", Policy::Default).unwrap();
     let bad_toml = SignRequest {
         message: b"m".to_vec(),
         roster_toml: Some("[[servers]]\nAddress = 1".into()),

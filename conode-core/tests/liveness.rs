@@ -289,7 +289,9 @@ fn idle_pings_keep_healthy_links() {
     wait_until(&c, Duration::from_secs(5), "idle pings are answered", || net0.rx_bytes() > rx + 200);
     let out = sign(&c, b"after idle pings").unwrap();
     assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
-    assert_eq!(net0.connection_count(), links);
+    // Once the pings measured the round-trip time, the root may choose a flatter tree (and dial
+    // members it did not need before), but no link was closed.
+    assert!(net0.connection_count() >= links, "{} < {links}", net0.connection_count());
     assert!(net0.health().down_peers().is_empty());
 }
 

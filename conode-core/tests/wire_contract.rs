@@ -77,8 +77,21 @@ fn cosi_messages() {
             children: vec![2, 3, 200],
             timeout_ms: 5000,
             roster_id: b(30, 8),
+            positions: vec![],
+            roster_size: 0,
         },
         "0a1a0a0401020304120d746c733a2f2f68313a373737301a036566670a1a0a0402030405120d746c733a2f2f68323a373737301a0366676810011a04090a0b0c2209536b6970636861696e2a0314151632040203c80138882742081e1f202122232425",
+    );
+    check(
+        "Announce/sparse",
+        &cosi::Announce {
+            roster: vec![cosi_member(1)],
+            root: 1,
+            positions: vec![0, 5],
+            roster_size: 7,
+            ..Default::default()
+        },
+        "0a1a0a0401020304120d746c733a2f2f68313a373737301a0365666710014a0200055007",
     );
     check(
         "Reply",

@@ -154,6 +154,8 @@ impl Roster {
             return Err(ConfigError::field(path, "servers", "no [[servers]] entry"));
         }
         let mut servers = Vec::with_capacity(raw.servers.len());
+        // Proofs of possession are checked together at the end, as one batch (same verdicts).
+        let mut pops: Vec<(String, BlsPublicKey, BlsSignature)> = Vec::new();
         let mut keys = HashSet::new();
         let mut addresses = HashSet::new();
         for (i, s) in raw.servers.iter().enumerate() {
@@ -193,7 +195,7 @@ impl Roster {
                     .map_err(|e| ConfigError::field(path, g("Public"), e))?;
                 let pop = BlsSignature::from_hex(required(path, &g("Pop"), &svc.pop)?)
                     .map_err(|e| ConfigError::field(path, g("Pop"), e))?;
-                key.verify_pop(&pop).map_err(|e| ConfigError::field(path, g("Pop"), e))?;
+                pops.push((g("Pop"), key, pop));
                 services.insert(name.clone(), ServicePublic { suite: suite.to_string(), public: key, pop });
             }
             servers.push(ServerIdentity {
@@ -203,6 +205,10 @@ impl Roster {
                 url: optional(&s.url),
                 services,
             });
+        }
+        let pairs: Vec<(&BlsPublicKey, &BlsSignature)> = pops.iter().map(|(_, k, p)| (k, p)).collect();
+        for ((field, _, _), verdict) in pops.iter().zip(crate::crypto::verify_pops(&pairs)) {
+            verdict.map_err(|e| ConfigError::field(path, field.clone(), e))?;
         }
         Ok(Self { servers })
     }

@@ -83,6 +83,10 @@ impl BlsSignature {
     pub fn to_bytes(&self) -> [u8; 96] {
         self.0.compress()
     }
+    /// The blst point (group-checked when decoded).
+    pub fn raw(&self) -> &Signature {
+        &self.0
+    }
     pub fn to_hex(&self) -> String {
         hex::encode(self.to_bytes())
     }

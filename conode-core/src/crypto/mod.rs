@@ -3,11 +3,13 @@
 
 pub mod bls;
 pub mod identity;
+pub mod pop_batch;
 pub mod pop_cache;
 pub mod threshold;
 
 pub use bls::{BlsKeyPair, BlsPublicKey, BlsSignature};
 pub use identity::{IdentityKeyPair, IdentityPublicKey};
+pub use pop_batch::verify_pops;
 pub use pop_cache::PopCache;
 
 /// Errors from decoding or checking key material.

@@ -40,6 +40,44 @@ impl PopCache {
         checked.insert(t);
         Ok(())
     }
+
+    /// Verifies the PoPs of all `pairs` not checked before as one batch (see
+    /// [`super::verify_pops`]); the result at `i` is what [`Self::check`] gives for `pairs[i]`.
+    pub fn check_all(&self, pairs: &[(&BlsPublicKey, &BlsSignature)]) -> Vec<Result<(), CryptoError>> {
+        let tags: Vec<[u8; 32]> = pairs.iter().map(|(k, p)| tag(k, p)).collect();
+        let todo: Vec<usize> = {
+            let checked = crate::sync::lock(&self.checked);
+            (0..pairs.len()).filter(|&i| !checked.contains(&tags[i])).collect()
+        };
+        let mut out = vec![Ok(()); pairs.len()];
+        if todo.is_empty() {
+            return out;
+        }
+        let batch: Vec<(&BlsPublicKey, &BlsSignature)> = todo.iter().map(|&i| pairs[i]).collect();
+        let verdicts = super::verify_pops(&batch);
+        let mut checked = crate::sync::lock(&self.checked);
+        for (&i, v) in todo.iter().zip(verdicts) {
+            if v.is_ok() {
+                if checked.len() >= MAX_CHECKED {
+                    checked.clear();
+                }
+                checked.insert(tags[i]);
+            }
+            out[i] = v;
+        }
+        out
+    }
+
+    /// Remembers pairs known to be good (a roster whose PoPs were checked before a restart).
+    pub fn mark_checked(&self, pairs: &[(&BlsPublicKey, &BlsSignature)]) {
+        let mut checked = crate::sync::lock(&self.checked);
+        for (k, p) in pairs {
+            if checked.len() >= MAX_CHECKED {
+                checked.clear();
+            }
+            checked.insert(tag(k, p));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +96,22 @@ mod tests {
         assert_eq!(cache.check(&a.public(), &b.pop()), Err(CryptoError::BadPop));
         assert_eq!(cache.check(&a.public(), &b.pop()), Err(CryptoError::BadPop));
         assert!(cache.clone().is_checked(&a.public(), &a.pop()), "clones share the set");
+    }
+
+    #[test]
+    fn check_all_batches_the_new_pairs_and_remembers_only_good_ones() {
+        let cache = PopCache::default();
+        let kps: Vec<BlsKeyPair> = (0..12).map(|_| BlsKeyPair::generate()).collect();
+        let keys: Vec<BlsPublicKey> = kps.iter().map(|k| k.public()).collect();
+        let mut pops: Vec<BlsSignature> = kps.iter().map(|k| k.pop()).collect();
+        cache.check(&keys[0], &pops[0]).unwrap();
+        pops[5] = kps[6].pop();
+        let pairs: Vec<_> = keys.iter().zip(&pops).collect();
+        let r = cache.check_all(&pairs);
+        let one_by_one: Vec<_> = pairs.iter().map(|(k, p)| k.verify_pop(p)).collect();
+        assert_eq!(r, one_by_one);
+        assert!(r[5].is_err() && r.iter().filter(|v| v.is_err()).count() == 1);
+        assert!(!cache.is_checked(&keys[5], &pops[5]));
+        assert!(cache.is_checked(&keys[11], &pops[11]));
     }
 }

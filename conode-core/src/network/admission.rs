@@ -19,9 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Unit of the strangers' memory budget.
 const BUDGET_UNIT: usize = 1024;
 
-/// The set of admitted identity keys and the strangers' budget.
+/// The set of admitted identity keys and the strangers' budget. Keys are kept as bytes: admitting
+/// a roster of n members must not cost n curve-point decompressions (a peer proves its key in the
+/// TLS handshake, so a key that is no valid point is never matched anyway).
 pub struct Admission {
-    keys: RwLock<HashSet<IdentityPublicKey>>,
+    keys: RwLock<HashSet<[u8; 32]>>,
     strangers: Arc<Semaphore>,
     memory: Arc<Semaphore>,
 }
@@ -30,7 +32,7 @@ impl Admission {
     pub fn new(own: IdentityPublicKey, settings: &NetSettings) -> Self {
         let units = (settings.stranger_memory / BUDGET_UNIT).clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            keys: RwLock::new(HashSet::from([own])),
+            keys: RwLock::new(HashSet::from([*own.as_bytes()])),
             strangers: Arc::new(Semaphore::new(settings.max_strangers)),
             memory: Arc::new(Semaphore::new(units)),
         }
@@ -39,11 +41,17 @@ impl Admission {
     /// Admits `keys`; returns how many were new.
     pub fn admit(&self, keys: impl IntoIterator<Item = IdentityPublicKey>) -> usize {
         let mut set = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.into_iter().filter(|k| set.insert(*k.as_bytes())).count()
+    }
+
+    /// Admits keys given as bytes (see [`introduced_keys`]); returns how many were new.
+    pub fn admit_raw(&self, keys: impl IntoIterator<Item = [u8; 32]>) -> usize {
+        let mut set = self.keys.write().unwrap_or_else(|p| p.into_inner());
         keys.into_iter().filter(|k| set.insert(*k)).count()
     }
 
     pub fn is_admitted(&self, key: &IdentityPublicKey) -> bool {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).contains(key)
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).contains(key.as_bytes())
     }
 
     /// Number of admitted keys (this node's own included).
@@ -158,8 +166,9 @@ pub fn is_introduction(service: &str, protocol: &str) -> bool {
 }
 
 /// The identity keys an introduction names (the roster it asks this node to work with), read
-/// without copying the rest of the message. They are admitted once the service accepted it.
-pub fn introduced_keys(service: &str, protocol: &str, payload: &[u8]) -> Vec<IdentityPublicKey> {
+/// without copying the rest of the message, as bytes (not decoded: see [`Admission`]). They are
+/// admitted once the service accepted it.
+pub fn introduced_keys(service: &str, protocol: &str, payload: &[u8]) -> Vec<[u8; 32]> {
     if !is_introduction(service, protocol) {
         return vec![];
     }
@@ -170,7 +179,7 @@ pub fn introduced_keys(service: &str, protocol: &str, payload: &[u8]) -> Vec<Ide
         }
         _ => PrepareMembers::decode(payload).ok().and_then(|p| p.config).map(|c| c.members).unwrap_or_default(),
     };
-    keys.iter().filter_map(|k| IdentityPublicKey::from_bytes(&k.key).ok()).collect()
+    keys.iter().filter_map(|k| <[u8; 32]>::try_from(k.key.as_slice()).ok()).collect()
 }
 
 /// Reads the next frame of a connection: an admitted peer's with its per-route limits, idle and
@@ -267,7 +276,7 @@ mod tests {
             roster: vec![crate::wire::cosi::Member { public: k.as_bytes().to_vec(), ..Default::default() }],
             ..Default::default()
         };
-        assert_eq!(introduced_keys("Cosi", "Announce", &ann.encode_to_vec()), vec![k]);
+        assert_eq!(introduced_keys("Cosi", "Announce", &ann.encode_to_vec()), vec![*k.as_bytes()]);
         assert!(introduced_keys("Cosi", "Announce", &[0xff, 0xff]).is_empty());
         assert!(introduced_keys("Beacon", "Partial", &ann.encode_to_vec()).is_empty());
         let block = crate::wire::skipchain::LinkedBlock {
@@ -283,13 +292,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(introduced_keys("Skipchain", "Store", &block.encode_to_vec()), vec![k]);
+        assert_eq!(introduced_keys("Skipchain", "Store", &block.encode_to_vec()), vec![*k.as_bytes()]);
         let prepare = crate::wire::dkg::Prepare {
             config: Some(crate::wire::dkg::DkgConfig {
                 members: vec![crate::wire::dkg::Member { public: k.as_bytes().to_vec(), ..Default::default() }],
                 ..Default::default()
             }),
         };
-        assert_eq!(introduced_keys("Dkg", "Prepare", &prepare.encode_to_vec()), vec![k]);
+        assert_eq!(introduced_keys("Dkg", "Prepare", &prepare.encode_to_vec()), vec![*k.as_bytes()]);
     }
 }

@@ -577,8 +577,11 @@ impl Network {
             }
             None => Err(format!("no service `{}` on this node", env.service)),
         };
-        if result.is_ok() && named.contains(&peer) && named.contains(&self.public_key()) {
-            self.admit(named);
+        if result.is_ok() && named.contains(peer.as_bytes()) && named.contains(self.public_key().as_bytes()) {
+            let new = self.inner.admission.admit_raw(named);
+            if new > 0 {
+                debug!(new, total = self.inner.admission.len(), "peers admitted");
+            }
         }
         let (kind, payload) = match result {
             Ok(p) => (Kind::Response, p),

@@ -1,5 +1,6 @@
 //! Aggregation of partial signatures with optimistic verification: add everything up and verify
 //! once; only when that fails, check each contribution on its own to find and drop the bad ones.
+//! Sub-leaders only add up (`combine`); the root alone verifies (`check`).
 //! Works on raw blst points: partials are decoded without the (costly) subgroup check, which is
 //! done once on the aggregate when it is verified.
 
@@ -18,9 +19,11 @@ pub struct Contribution {
     pub sig: Signature,
 }
 
-/// Decodes a compressed G2 signature (on-curve check only; the subgroup check happens at verify).
+/// Decodes a G2 signature, compressed (96 bytes) or uncompressed (192 bytes: no square root, which
+/// is why partials and aggregates travel uncompressed). On-curve check only; the subgroup check
+/// happens once, when the total is verified.
 pub fn decode_sig(bytes: &[u8]) -> Option<Signature> {
-    if bytes.len() != 96 {
+    if bytes.len() != 96 && bytes.len() != 192 {
         return None;
     }
     Signature::from_bytes(bytes).ok()
@@ -111,5 +114,9 @@ mod tests {
         assert_eq!(mask.indices(), vec![0, 1, 3]);
         assert!(verify(msg, &sig, &mask, &keys));
         assert!(decode_sig(&[0u8; 96]).is_none());
+        let raw = kps[1].sign(msg).raw().serialize();
+        let back = decode_sig(&raw).unwrap();
+        assert_eq!(back.compress(), kps[1].sign(msg).to_bytes());
+        assert!(decode_sig(&raw[..191]).is_none());
     }
 }

@@ -1,8 +1,13 @@
 //! Benchmark of collective signing: a `LocalCluster` per size (real TLS, one process), R rounds from
-//! node 0, p50/p99 latency, compared with the CPU limit measured in the same process: the time of
-//! the n BLS signatures plus the decoding, aggregation and verification the tree needs, done
-//! single-threaded, divided by the cores in use. A ratio near 1 means the protocol adds little
-//! beyond the cryptography that any BLS-CoSi round must do.
+//! node 0, p50/p99 latency, compared in the same run with
+//! - the physical limit of a round: the n BLS signatures divided by the cores, plus one aggregate
+//!   verification (what any BLS-CoSi round must do, whatever its protocol);
+//! - the tree limit: the CPU work of this protocol's round (the n signatures, decoding and adding
+//!   every partial at the sub-leaders and the root, the root's one verification), divided by the
+//!   cores.
+//!
+//! It also reports the first (cold) round against the warm ones, the tree shape the root chose,
+//! and the memory per node.
 
 use super::aggregate::{self, Contribution};
 use super::tree;
@@ -19,9 +24,32 @@ pub struct BenchResult {
     /// Median latency of a round, as seen by the caller of `CosiService::sign`.
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// CPU time of the round's necessary cryptography divided by the available cores.
-    pub cpu_limit_ms: f64,
-    pub ratio_p50_to_limit: f64,
+    /// n signatures / cores + one aggregate verification, measured in this run.
+    pub physical_limit_ms: f64,
+    /// CPU time of this protocol's round divided by the cores.
+    pub tree_limit_ms: f64,
+    pub ratio_p50_to_physical: f64,
+    pub ratio_p50_to_tree: f64,
+    /// The first round on a fresh cluster (connections, rosters, proofs of possession).
+    pub first_round_ms: f64,
+    pub ratio_first_to_p50: f64,
+    /// CPU time the whole process (all nodes) spent per measured round (10 ms resolution).
+    pub process_cpu_ms_per_round: f64,
+    /// That CPU time against the tree's CPU work (not divided by the cores): the protocol's
+    /// overhead in CPU, independent of what else the machine runs.
+    pub ratio_process_cpu_to_tree_cpu: f64,
+    /// Depth and fan-out of the root's tree (from n and the measured round-trip time).
+    pub depth: usize,
+    pub fanout: usize,
+    pub rtt_us: Option<f64>,
+    pub cores: usize,
+    /// Resident memory of the process divided by the nodes, after the rounds.
+    pub rss_per_node_kib: u64,
+    /// Where the nodes ran.
+    pub processes: &'static str,
+    /// The machine's 1-minute load average when the size finished (other work competes for the
+    /// cores the limits assume).
+    pub load_avg_1m: f64,
 }
 
 /// Runs the benchmark for each size in `nodes` with `rounds` measured rounds each. Panics with a
@@ -54,6 +82,26 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// User + system CPU time of this process so far (Linux; zero elsewhere).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return Duration::ZERO };
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    // Clock ticks are 1/100 s on Linux.
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// Resident memory of this process (Linux; 0 elsewhere).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
     if n == 0 {
         return Err("a cluster needs at least one node".into());
@@ -68,13 +116,17 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         let r = rt.block_on(svc.sign(&roster, &statement, super::OPEN_SIGNING_PURPOSE, &[], Policy::Default));
         (t.elapsed(), r)
     };
-    // Warm-up: connections, roster caches, PoP checks.
+    // The first round is cold (connections, rosters, PoP checks); one more warms up.
+    let mut first = Duration::ZERO;
     for i in 0..2 {
-        let (_, r) = round(usize::MAX - i);
+        let (d, r) = round(usize::MAX - i);
+        if i == 0 {
+            first = d;
+        }
         let out = r.map_err(|e| format!("{n} nodes, warm-up round: {e}"))?;
         if out.report.signed.len() != n {
             return Err(format!(
-                "{n} nodes, warm-up round: only {} signed: {:?}",
+                "{n} nodes, warm-up round {i}: only {} signed: {:?}",
                 out.report.signed.len(),
                 out.report.missing()
             ));
@@ -85,64 +137,103 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         .iter()
         .map(|node| node.config().cosi_key().cloned().ok_or("a node has no cosi key"))
         .collect::<Result<_, _>>()?;
-    // Rounds and CPU-limit measurements alternate, so that both see the same machine load.
+    let rtt = cluster
+        .node(0)
+        .network()
+        .and_then(|net| roster.servers.iter().skip(1).filter_map(|s| net.health().rtt(&s.public)).take(32).min());
+    let (depth, fanout) = tree::shape(n.saturating_sub(1), rtt);
+    let groups = tree::groups_shaped(n, 0, |_| true, rtt);
+    // Rounds and limit measurements alternate, so that both see the same machine load.
     let mut lat = Vec::with_capacity(rounds);
-    let mut cpu = Vec::with_capacity(rounds);
+    let (mut phys, mut treew) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let mut cpu_rounds = Duration::ZERO;
     for i in 0..rounds {
+        let cpu0 = process_cpu();
         let (d, r) = round(i);
+        cpu_rounds += process_cpu().saturating_sub(cpu0);
         let out = r.map_err(|e| format!("{n} nodes, round {i}: {e}"))?;
         if out.report.signed.len() != n {
             tracing::warn!(nodes = n, round = i, signed = out.report.signed.len(), "cosi bench: not every node signed");
         }
         lat.push(d);
-        cpu.push(cpu_work(&keys, i));
+        let (p, t) = cpu_work(&keys, &groups, i);
+        phys.push(p);
+        treew.push(t);
     }
     lat.sort();
-    cpu.sort();
-    let cpu = cpu[cpu.len() / 2];
+    phys.sort();
+    treew.sort();
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
-    let cpu_limit = cpu / cores as u32;
+    let physical = phys[phys.len() / 2];
+    // The CPU the process spent per round, against the tree's CPU work (single-threaded): how
+    // much work the protocol adds, whatever else runs on the machine.
+    let cpu_per_round = cpu_rounds / rounds as u32;
+    let tree_cpu = treew[treew.len() / 2];
+    let tree_limit = treew[treew.len() / 2] / cores as u32;
     let p50 = percentile(&lat, 50.0);
+    let ratio = |a: Duration, b: Duration| if b.is_zero() { 0.0 } else { a.as_secs_f64() / b.as_secs_f64() };
     Ok(BenchResult {
         nodes: n,
         rounds,
         p50_ms: ms(p50),
         p99_ms: ms(percentile(&lat, 99.0)),
-        cpu_limit_ms: ms(cpu_limit),
-        ratio_p50_to_limit: if cpu_limit.is_zero() { 0.0 } else { p50.as_secs_f64() / cpu_limit.as_secs_f64() },
+        physical_limit_ms: ms(physical),
+        tree_limit_ms: ms(tree_limit),
+        ratio_p50_to_physical: ratio(p50, physical),
+        ratio_p50_to_tree: ratio(p50, tree_limit),
+        first_round_ms: ms(first),
+        ratio_first_to_p50: ratio(first, p50),
+        process_cpu_ms_per_round: ms(cpu_per_round),
+        ratio_process_cpu_to_tree_cpu: ratio(cpu_per_round, tree_cpu),
+        depth,
+        fanout,
+        rtt_us: rtt.map(|d| d.as_secs_f64() * 1e6),
+        cores,
+        rss_per_node_kib: rss_kib() / n as u64,
+        processes: "one",
+        load_avg_1m: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0),
     })
 }
 
-/// Single-threaded time of one round's cryptography with node 0 as root: every node signs; each
-/// sub-leader decodes its group's partials, adds them up and verifies the sum once; the root does
-/// the same with the sub-leaders' aggregates.
-fn cpu_work(keys: &[BlsKeyPair], run: usize) -> Duration {
+/// Single-threaded measurement of one round's cryptography with node 0 as root. Returns the
+/// physical limit (the n signatures divided by the cores, plus the one aggregate verification)
+/// and the tree's CPU work (the signatures, every partial decoded from its uncompressed form and
+/// added at its sub-leader, every group aggregate decoded and added at the root, one
+/// verification), not yet divided by the cores.
+fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> (Duration, Duration) {
     let n = keys.len();
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as u32;
     let pubs: Vec<_> = keys.iter().map(|k| k.public()).collect();
     let statement = format!("cpu limit run {run}").into_bytes();
     let t = Instant::now();
-    let partials: Vec<[u8; 96]> = keys.iter().map(|k| k.sign(&statement).to_bytes()).collect();
+    let partials: Vec<[u8; 192]> = keys.iter().map(|k| k.sign(&statement).raw().serialize()).collect();
+    let signing = t.elapsed();
     let decode = |i: usize, mask: Mask, bytes: &[u8]| Contribution {
         from: i,
         mask,
         sig: aggregate::decode_sig(bytes).expect("own signature"),
     };
+    let t = Instant::now();
     let mut top = vec![decode(0, Mask::from_indices(n, [0]), &partials[0])];
-    for g in tree::groups(n, 0) {
-        if g.leaves.is_empty() {
-            // A sub-leader without leaves answers like a leaf.
-            top.push(decode(g.leader, Mask::from_indices(n, [g.leader]), &partials[g.leader]));
-            continue;
-        }
+    for g in groups {
         let contribs: Vec<Contribution> =
             g.members().map(|i| decode(i, Mask::from_indices(n, [i]), &partials[i])).collect();
+        if g.leaves.is_empty() {
+            top.extend(contribs);
+            continue;
+        }
         let (sig, mask) = aggregate::combine(n, contribs.iter()).expect("non-empty group");
-        assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
-        top.push(decode(g.leader, mask, &sig.compress()));
+        top.push(decode(g.leader, mask, &sig.serialize()));
     }
     let (sig, mask) = aggregate::combine(n, top.iter()).expect("root partial");
+    let adding = t.elapsed();
+    let t = Instant::now();
     assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
-    t.elapsed()
+    let verifying = t.elapsed();
+    (signing / cores + verifying, signing + adding + verifying)
 }
 
 /// How many members a degraded run takes out: a number, or `f` (= ⌊(n−1)/3⌋, what the default

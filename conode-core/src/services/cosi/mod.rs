@@ -1,11 +1,15 @@
 //! Collective signing (BLS-CoSi): the roster signs a statement together and one aggregate BLS
 //! signature plus a participation mask proves that enough of it agreed.
 //!
-//! - `tree`: the two-level shape of a round (root → ⌊√n⌋ sub-leaders → leaves).
+//! - `tree`: the shape of a round (root → sub-leaders → leaves, or a star), chosen from n and the
+//!   measured round-trip time.
 //! - `protocol`: the node-to-node round, with per-level timeouts and re-asking of failed subtrees;
 //!   members known to be down are routed around and the root returns once the outcome is decided.
 //! - `timing`: deadlines that follow the observed healthy answer time.
-//! - `aggregate`: optimistic aggregation (verify the sum once, per-partial checks on failure).
+//! - `aggregate`: optimistic aggregation: sub-leaders only add up, the root verifies the total once
+//!   and looks into the groups (down to the culprit) only when it fails.
+//! - `roster`: rosters of a round; the root checks a roster's proofs of possession as one batch,
+//!   once, remembered durably.
 //! - `hooks`: per-purpose verification hooks; there is no open signing oracle unless the node's
 //!   config sets `allow_open_signing`.
 //! - `service`: the handle (`CosiService::sign`) and the client method `/Cosi/Sign`.

@@ -1,9 +1,11 @@
 //! The node-to-node signing round. The root sends an `Announce` to each sub-leader naming the
 //! leaves it must ask; every node checks the statement with the hook of the round's purpose, signs
-//! it, and sub-leaders return the aggregate of their group with a mask. Aggregators verify
-//! optimistically (one check of the sum) and fall back to per-partial checks to exclude bad ones.
-//! A sub-leader that fails (no answer, error, bad aggregate) has its leaves asked directly by the
-//! root. The root verifies the final signature before returning it.
+//! it, and sub-leaders return the sum of their group's partials with a mask, unverified. Only the
+//! root verifies: the total, once. When it fails, each group's aggregate is checked; the members
+//! a bad aggregate claims are asked again directly and their partials checked one by one, so the
+//! culprit (a member with a bad partial, or else the sub-leader that added up wrongly) is found,
+//! excluded and reported. A sub-leader that fails (no answer, error) has its leaves asked
+//! directly by the root. The root verifies the final signature before returning it.
 //!
 //! Liveness: members the transport knows to be down (refused, unreachable, or hung until a probe
 //! sees them back) are left out of the tree and reported at once, unless the round cannot reach
@@ -51,42 +53,59 @@ const GRACE_MIN: Duration = Duration::from_millis(25);
 /// Error text of a node that does not know the roster an announcement names.
 const UNKNOWN_ROSTER: &str = "unknown roster";
 
-/// An announcement without the roster (usual case: the receiver has it cached) and with it.
+/// The announcements one node sends in a round: the same statement for everyone, each with the
+/// sparse roster its receiver needs (sender, receiver, the receiver's children: see
+/// `Announce.positions`), so no one but the root handles the whole roster.
 #[derive(Clone)]
 struct Payload {
+    /// The shared part (no roster, children or positions), encoded once.
     short: Arc<Vec<u8>>,
-    full: Arc<Vec<u8>>,
+    roster: Arc<RoundRoster>,
+    sender: usize,
 }
 
 impl Payload {
-    /// `ann` must carry `roster_id` and no roster members.
-    fn new(ann: &Announce, roster: &RoundRoster) -> Self {
-        let short = ann.encode_to_vec();
-        let mut full = Vec::with_capacity(short.len() + roster.wire_bytes.len());
-        full.extend_from_slice(&short);
-        full.extend_from_slice(&roster.wire_bytes);
-        Self { short: Arc::new(short), full: Arc::new(full) }
+    /// `ann` must carry no roster members, children or positions.
+    fn new(ann: &Announce, roster: &Arc<RoundRoster>, sender: usize) -> Self {
+        Self { short: Arc::new(ann.encode_to_vec()), roster: roster.clone(), sender }
+    }
+
+    /// The announcement for `receiver`, who must ask `children` (protobuf concatenation: the
+    /// shared part, then the receiver's own fields).
+    fn to(&self, receiver: usize, children: &[usize]) -> Vec<u8> {
+        let mut entries = Vec::with_capacity(children.len() + 2);
+        let mut positions = Vec::with_capacity(children.len() + 2);
+        for i in [self.sender, receiver].into_iter().chain(children.iter().copied()) {
+            if let Some(m) = self.roster.member(i) {
+                entries.push(m.clone());
+                positions.push(i as u32);
+            }
+        }
+        let own = Announce {
+            roster: entries,
+            children: children.iter().map(|&c| c as u32).collect(),
+            positions,
+            roster_size: self.roster.len() as u32,
+            ..Default::default()
+        };
+        let own = own.encode_to_vec();
+        let mut out = Vec::with_capacity(self.short.len() + own.len());
+        out.extend_from_slice(&self.short);
+        out.extend_from_slice(&own);
+        out
     }
 }
 
-/// Sends an announcement to `peer`, repeating it with the roster if the peer does not know it.
+/// Sends an announcement to `peer`.
 async fn announce(
     network: &Network,
     peer: &ServerIdentity,
-    payload: &Payload,
+    payload: Vec<u8>,
     round_id: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
-    let deadline = Instant::now() + timeout;
     // A member known to be down (asked only when the round needs it) must not cost a backoff wait.
-    let short = payload.short.to_vec();
-    match network.request_fail_fast(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, short, timeout).await {
-        Err(NetError::Remote { message, .. }) if message.starts_with(UNKNOWN_ROSTER) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            network.request(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload.full.to_vec(), left).await
-        }
-        r => r,
-    }
+    network.request_fail_fast(peer, COSI_SERVICE, PROTOCOL_ANNOUNCE, round_id, payload, timeout).await
 }
 
 /// What one asked member (a leaf) contributed.
@@ -110,14 +129,15 @@ fn own_partial(
         return Err("refused (fault injection)".into());
     }
     let key = shared.config.cosi_key().ok_or("this node has no `Cosi` key")?;
-    if roster.keys.get(me) != Some(&key.public()) {
+    if !roster.has_cosi_key(me, &key.public()) {
         return Err("the roster lists another `Cosi` key for this node".into());
     }
     shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing)?;
+    // Uncompressed (192 bytes): the aggregator adds it without a square root to decompress it.
     Ok(match fault {
         CosiFault::Garbage => CosiFault::garbage(),
-        CosiFault::WrongMessage => key.sign(&CosiFault::tampered_statement(statement)).to_bytes().to_vec(),
-        _ => key.sign(statement).to_bytes().to_vec(),
+        CosiFault::WrongMessage => key.sign(&CosiFault::tampered_statement(statement)).raw().serialize().to_vec(),
+        _ => key.sign(statement).raw().serialize().to_vec(),
     })
 }
 
@@ -171,8 +191,12 @@ async fn ask_leaves(
         let (network, roster, payload, round_id) = (network.clone(), roster.clone(), payload.clone(), round_id.clone());
         let timing = timing.clone();
         async move {
+            let server = match roster.server(i) {
+                Ok(s) => s,
+                Err(e) => return (i, Answer::Excluded(ExclusionKind::Invalid, bounded_reason(&e))),
+            };
             let start = Instant::now();
-            let r = announce(&network, &roster.servers[i], &payload, &round_id, timeout).await;
+            let r = announce(&network, server, payload.to(i, &[]), &round_id, timeout).await;
             match &r {
                 Ok(_) => timing.leaf_answered(start.elapsed()),
                 Err(NetError::Timeout { .. }) => timing.leaf_missed(),
@@ -202,11 +226,14 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     if ann.statement.len() > MAX_STATEMENT || ann.extra.len() > MAX_EXTRA || ann.purpose.len() > MAX_PURPOSE {
         return Err("announcement exceeds the size limits".into());
     }
-    let roster = if ann.roster.is_empty() {
+    let roster = if !ann.positions.is_empty() {
+        let (entries, positions) = (std::mem::take(&mut ann.roster), std::mem::take(&mut ann.positions));
+        shared.rosters.sparse(&ann.roster_id, ann.roster_size as usize, entries, positions)?
+    } else if ann.roster.is_empty() {
         let short = hex::encode(&ann.roster_id[..ann.roster_id.len().min(8)]);
         shared.rosters.get(&ann.roster_id).ok_or_else(|| format!("{UNKNOWN_ROSTER} {short}"))?
     } else {
-        let r = shared.rosters.for_wire(&std::mem::take(&mut ann.roster))?;
+        let r = shared.rosters.for_wire(std::mem::take(&mut ann.roster))?;
         if !ann.roster_id.is_empty() && ann.roster_id != r.id {
             return Err("the roster id does not match the roster".into());
         }
@@ -223,13 +250,13 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     }
     let mut children: Vec<usize> = std::mem::take(&mut ann.children).into_iter().map(|c| c as usize).collect();
     let mut seen = HashSet::new();
-    if children.iter().any(|&c| c >= n || c == me || c == root || !seen.insert(c)) {
+    if children.iter().any(|&c| c >= n || c == me || c == root || !seen.insert(c) || !roster.knows(c)) {
         return Err("bad list of children".into());
     }
     // Children this node knows to be down are reported at once instead of waited for.
     let health = shared.network.health();
     let mut reply = Reply::default();
-    children.retain(|&c| match health.down(&roster.servers[c].public) {
+    children.retain(|&c| match roster.public(c).and_then(|k| health.down(&k)) {
         Some(d) => {
             reply.timed_out.push(wire_exclusion(c, down_reason(&d)));
             false
@@ -245,7 +272,8 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     // Ask the children first so that they sign while we do.
     let fanout = (!children.is_empty()).then(|| {
         ann.roster_id = roster.id.to_vec();
-        let payload = Payload::new(&ann, &roster);
+        ann.roster_size = 0;
+        let payload = Payload::new(&ann, &roster, me);
         shared.tasks.spawn(ask_leaves(
             shared.network.clone(),
             shared.timing.clone(),
@@ -310,19 +338,11 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         },
         Err(reason) => reply.refused.push(wire_exclusion(me, reason)),
     }
-    let valid = if fault == CosiFault::WrongMessage {
-        // A lazy (or malicious) aggregator: adds everything up unchecked.
-        contribs
-    } else {
-        let checked = aggregate::check(&ann.statement, &roster.keys, &trusted, contribs);
-        for c in &checked.invalid {
-            reply.invalid.push(wire_exclusion(c.from, "partial signature does not verify".into()));
-        }
-        checked.valid
-    };
-    match aggregate::combine(n, trusted.iter().chain(valid.iter())) {
+    // No verification here: the root verifies the total once, and only when it fails does it
+    // look into the groups to find who sent a bad partial.
+    match aggregate::combine(n, trusted.iter().chain(contribs.iter())) {
         Some((sig, mask)) => {
-            reply.signature = sig.compress().to_vec();
+            reply.signature = sig.serialize().to_vec();
             reply.mask = mask.into_bytes();
         }
         None => reply.mask = Mask::new(n).into_bytes(),
@@ -413,7 +433,10 @@ async fn run_group(
     // The sub-leader waits up to `deadlines.leaf` for its leaves, then answers.
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
-    let r = announce(&network, &roster.servers[leader], &payload, &round_id, wait).await;
+    let r = match roster.server(leader) {
+        Ok(server) => announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await,
+        Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
+    };
     match &r {
         Ok(_) if group.leaves.is_empty() => timing.leaf_answered(start.elapsed()),
         Ok(_) => timing.group_answered(start.elapsed()),
@@ -487,9 +510,12 @@ pub(super) async fn run_root(
     // Members known to be down are left out of the tree, unless the others cannot reach the
     // threshold: then they are asked too (directly, as leaves of the root), since they may be back.
     let health = shared.network.health();
-    let down: BTreeMap<usize, _> =
-        (0..n).filter(|&i| i != me).filter_map(|i| health.down(&roster.servers[i].public).map(|d| (i, d))).collect();
-    let mut groups = tree::groups_among(n, me, |i| !down.contains_key(&i));
+    let down: BTreeMap<usize, _> = (0..n)
+        .filter(|&i| i != me)
+        .filter_map(|i| roster.public(i).and_then(|k| health.down(&k)).map(|d| (i, d)))
+        .collect();
+    let rtt = measured_rtt(&roster, me, health);
+    let mut groups = tree::groups_shaped(n, me, |i| !down.contains_key(&i), rtt);
     if n - down.len() >= required {
         for (&i, d) in &down {
             exclusions.set(i, ExclusionKind::TimedOut, down_reason(d));
@@ -500,9 +526,9 @@ pub(super) async fn run_root(
     if !down.is_empty() {
         debug!(down = ?down.keys().collect::<Vec<_>>(), required, "cosi: members known to be down");
     }
-    let leaf = shared.timing.leaf_deadline(timeout);
+    let leaf = shared.timing.leaf_deadline(timeout, n);
     let deadlines = Deadlines { leaf, group: shared.timing.group_deadline(leaf, timeout) };
-    let mut base = Announce {
+    let base = Announce {
         roster: Vec::new(),
         roster_id: roster.id.to_vec(),
         root: me as u32,
@@ -511,18 +537,18 @@ pub(super) async fn run_root(
         extra,
         children: Vec::new(),
         timeout_ms: deadlines.leaf.as_millis() as u64,
+        positions: Vec::new(),
+        roster_size: 0,
     };
-    let leaf_payload = Payload::new(&base, &roster);
+    let leaf_payload = Payload::new(&base, &roster, me);
     let mut tasks = Vec::with_capacity(groups.len());
     for g in &groups {
-        base.children = g.leaves.iter().map(|&i| i as u32).collect();
-        let payload = Payload::new(&base, &roster);
         tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
             shared.timing.clone(),
             roster.clone(),
             g.clone(),
-            payload,
+            leaf_payload.clone(),
             leaf_payload.clone(),
             round_id.clone(),
             deadlines,
@@ -531,7 +557,7 @@ pub(super) async fn run_root(
     let statement = base.statement;
     // Let the group tasks send, then sign our own partial while the others work.
     tokio::task::yield_now().await;
-    let own_bytes = key.sign(&statement).to_bytes();
+    let own_bytes = key.sign(&statement).raw().serialize();
     let own = Contribution {
         from: me,
         mask: Mask::from_indices(n, [me]),
@@ -590,7 +616,9 @@ pub(super) async fn run_root(
         for (i, k, reason) in r.exclusions.drain(..) {
             if k == ExclusionKind::TimedOut && i != r.group.leader && !down.contains_key(&i) {
                 // A sub-leader found it silent: see for ourselves, so the next round can skip it.
-                shared.network.suspect(&roster.servers[i]);
+                if let Ok(s) = roster.server(i) {
+                    shared.network.suspect(s);
+                }
             }
             exclusions.set(i, k, reason);
         }
@@ -601,30 +629,25 @@ pub(super) async fn run_root(
     let checked = aggregate::check(&statement, &roster.keys, &trusted, untrusted);
     let mut verified = checked.verified_as_one;
     let mut valid = checked.valid;
-    // Bad sub-leader aggregates: blame the sub-leader and ask its leaves directly.
-    let mut reask = Vec::new();
+    // The total did not verify: the bad contributions are known (one check each). A bad group
+    // aggregate is looked into: every member it claims is asked again, directly, and its partial
+    // checked on its own. Those whose partial is bad are the culprits; if none is, the
+    // sub-leader added up wrongly and is the culprit.
+    let mut reask: Vec<(usize, Vec<usize>)> = Vec::new();
     for c in checked.invalid {
-        match results.iter().find(|r| r.group.leader == c.from) {
-            Some(r) if !r.group.leaves.is_empty() || c.mask.count() > 1 => {
-                exclusions.set(
-                    c.from,
-                    ExclusionKind::Invalid,
-                    format!("its aggregate of {} signatures does not verify", c.mask.count()),
-                );
-                for &leaf in &r.group.leaves {
-                    exclusions.0.remove(&leaf);
-                    reask.push(leaf);
-                }
-            }
-            _ => exclusions.set(c.from, ExclusionKind::Invalid, "partial signature does not verify".into()),
+        if c.mask.count() > 1 || !c.mask.contains(c.from) {
+            reask.push((c.from, c.mask.indices()));
+        } else {
+            blame(&shared, &mut exclusions, c.from, "partial signature does not verify".into());
         }
     }
     if !reask.is_empty() {
+        let all: Vec<usize> = reask.iter().flat_map(|(_, m)| m.iter().copied()).collect();
         let answers = ask_leaves(
             shared.network.clone(),
             shared.timing.clone(),
             roster.clone(),
-            reask,
+            all,
             leaf_payload,
             round_id,
             deadlines.leaf,
@@ -638,10 +661,26 @@ pub(super) async fn run_root(
             }
         }
         let checked = aggregate::check(&statement, &roster.keys, &[], again);
-        for c in checked.invalid {
-            exclusions.set(c.from, ExclusionKind::Invalid, "partial signature does not verify".into());
+        let bad: HashSet<usize> = checked.invalid.iter().map(|c| c.from).collect();
+        for &i in &bad {
+            blame(
+                &shared,
+                &mut exclusions,
+                i,
+                "partial signature does not verify (found when its group's aggregate did not)".into(),
+            );
         }
-        valid.extend(checked.valid);
+        let mut fresh = checked.valid;
+        for (leader, members) in &reask {
+            if !members.iter().any(|i| bad.contains(i)) {
+                // Every partial it claimed is good: it added them up wrongly.
+                fresh.retain(|c| c.from != *leader);
+                let why =
+                    format!("its aggregate of {} signatures does not verify, every partial in it does", members.len());
+                blame(&shared, &mut exclusions, *leader, why);
+            }
+        }
+        valid.extend(fresh);
         verified = false;
     }
     let (sig, mask) = aggregate::combine(n, trusted.iter().chain(valid.iter()))
@@ -665,6 +704,21 @@ pub(super) async fn run_root(
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
 }
 
+/// Round-trip time to the other members as the transport measured it: the least among (up to
+/// 32 of) them, since a busy machine adds its queueing delays to a ping and the least holds the
+/// fewest of them.
+fn measured_rtt(roster: &RoundRoster, me: usize, health: &crate::network::health::PeerHealth) -> Option<Duration> {
+    let n = roster.len();
+    (1..n).map(|k| (me + k) % n).filter_map(|i| roster.public(i)).filter_map(|k| health.rtt(&k)).take(32).min()
+}
+
+/// Excludes member `i` for a bad signature, and reports it (log, metrics).
+fn blame(shared: &Shared, exclusions: &mut Exclusions, i: usize, reason: String) {
+    warn!(member = i, %reason, "cosi: member excluded for an invalid signature");
+    shared.invalid_signature();
+    exclusions.set(i, ExclusionKind::Invalid, reason);
+}
+
 fn build_report(
     roster: &RoundRoster,
     n: usize,
@@ -678,7 +732,8 @@ fn build_report(
             continue;
         }
         let (kind, reason) = exclusions.0.remove(&i).unwrap_or((ExclusionKind::TimedOut, "no answer reported".into()));
-        let e = Exclusion { index: i, public: roster.servers[i].public, reason };
+        let Some(public) = roster.public(i) else { continue };
+        let e = Exclusion { index: i, public, reason };
         match kind {
             ExclusionKind::Refused => report.refused.push(e),
             ExclusionKind::TimedOut => report.timed_out.push(e),

@@ -55,9 +55,15 @@ pub(super) struct Shared {
     rounds: CounterFamily,
     round_failures: CounterFamily,
     round_latency: HistogramFamily,
+    /// Members excluded from rounds this node led for an invalid (partial or aggregate) signature.
+    invalid_signatures: prometheus_client::metrics::counter::Counter,
 }
 
 impl Shared {
+    pub(super) fn invalid_signature(&self) {
+        self.invalid_signatures.inc();
+    }
+
     pub(super) fn fault(&self) -> CosiFault {
         *self.fault.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -149,18 +155,16 @@ impl CosiService {
         policy: Policy,
         level_timeout: Duration,
     ) -> Result<SignOutcome, CosiError> {
-        let rr = if self.shared.rosters.needs_pop_checks(roster) {
-            // Pairings for every new key: keep them off the runtime's workers.
+        // New keys need pairings (their PoPs): they run off the runtime's workers while the round
+        // runs, and the outcome is returned only once every PoP verified.
+        let (rr, pop_check) = if self.shared.rosters.needs_pop_checks(roster) {
+            let rr = self.shared.rosters.unchecked(roster).map_err(CosiError::BadRoster)?;
             let (shared, roster) = (self.shared.clone(), roster.clone());
             let tasks = shared.tasks.clone();
-            tasks
-                .spawn_blocking(move || shared.rosters.for_roster(&roster))
-                .await
-                .map_err(|e| CosiError::BadRoster(format!("checking the roster failed: {e}")))?
+            (rr, Some(tasks.spawn_blocking(move || shared.rosters.for_roster(&roster).map(|_| ()))))
         } else {
-            self.shared.rosters.for_roster(roster)
-        }
-        .map_err(CosiError::BadRoster)?;
+            (self.shared.rosters.for_roster(roster).map_err(CosiError::BadRoster)?, None)
+        };
         // The members of a roster this node signs for are served on its node port.
         self.shared.network.admit(roster.servers.iter().map(|m| m.public));
         let start = std::time::Instant::now();
@@ -174,6 +178,14 @@ impl CosiService {
             level_timeout,
         )
         .await;
+        let outcome = match pop_check {
+            None => outcome,
+            Some(check) => match check.await {
+                Ok(Ok(())) => outcome,
+                Ok(Err(e)) => Err(CosiError::BadRoster(e)),
+                Err(e) => Err(CosiError::BadRoster(format!("checking the roster failed: {e}"))),
+            },
+        };
         // Purposes are the services' own names (a client's request uses the service's purpose).
         let l = labels(&[("purpose", if self.shared.hooks.knows(purpose, true) { purpose } else { "other" })]);
         self.shared.rounds.get_or_create(&l).inc();
@@ -207,7 +219,13 @@ impl Service for CosiService {
             tasks: ctx.tasks.clone(),
             ctx: ctx.clone(),
             hooks: HookRegistry::default(),
-            rosters: RosterCache::default(),
+            rosters: RosterCache::new(match ctx.storage.tree(super::roster::CHECKED_ROSTERS_TREE) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cosi: no durable record of checked rosters");
+                    None
+                }
+            }),
             timing: Default::default(),
             fault: RwLock::new(CosiFault::None),
             options: RwLock::new(CosiOptions::default()),
@@ -215,6 +233,7 @@ impl Service for CosiService {
             rounds: Default::default(),
             round_failures: Default::default(),
             round_latency: seconds_histogram_family(),
+            invalid_signatures: Default::default(),
         });
         let weak = Arc::downgrade(&shared);
         ctx.metrics.add(
@@ -226,6 +245,11 @@ impl Service for CosiService {
                     "conode_cosi_round_failures",
                     "Cosi rounds this node led that failed, by purpose",
                     s.round_failures.clone(),
+                );
+                reg.register(
+                    "conode_cosi_invalid_signatures",
+                    "Members excluded from rounds this node led for an invalid signature",
+                    s.invalid_signatures.clone(),
                 );
                 reg.register_with_unit(
                     "conode_cosi_round_duration",

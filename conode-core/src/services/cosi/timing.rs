@@ -13,6 +13,11 @@ const MULTIPLE: u32 = 6;
 pub(super) const FLOOR: Duration = Duration::from_millis(200);
 /// Deadline of a level before any answer was observed.
 const NO_HISTORY: Duration = Duration::from_millis(800);
+/// Whatever the history (it may come from rounds over small rosters), a leaf gets at least this
+/// much per roster member: in a round over n members the machines sign n times, and on a
+/// machine running many members (a test cluster) a leaf's turn may come late. 2 ms is about four
+/// BLS signatures.
+const PER_MEMBER: Duration = Duration::from_millis(2);
 
 #[derive(Default)]
 struct Ewma(Option<Duration>);
@@ -57,12 +62,13 @@ impl RoundTiming {
         lock(&self.group).missed();
     }
 
-    /// How long to wait for one leaf's partial (before any leaf answered, a whole group's answer
-    /// time bounds it).
-    pub(super) fn leaf_deadline(&self, level_timeout: Duration) -> Duration {
+    /// How long to wait for one leaf's partial in a round over `n` members (before any leaf
+    /// answered, a whole group's answer time bounds it).
+    pub(super) fn leaf_deadline(&self, level_timeout: Duration, n: usize) -> Duration {
         let leaf = lock(&self.leaf).0;
         let group = lock(&self.group).0;
-        Ewma(leaf.or(group)).deadline().min(level_timeout)
+        let size = PER_MEMBER * n.min(u32::MAX as usize) as u32;
+        Ewma(leaf.or(group)).deadline().max(size).min(level_timeout)
     }
 
     /// How long to wait for a sub-leader that itself waits up to `leaf` for its leaves.
@@ -79,19 +85,21 @@ mod tests {
     fn deadlines_follow_history_within_bounds() {
         let t = RoundTiming::default();
         let level = Duration::from_secs(5);
-        assert_eq!(t.leaf_deadline(level), NO_HISTORY);
-        assert_eq!(t.leaf_deadline(Duration::from_millis(300)), Duration::from_millis(300), "level timeout caps");
+        assert_eq!(t.leaf_deadline(level, 16), NO_HISTORY);
+        assert_eq!(t.leaf_deadline(Duration::from_millis(300), 16), Duration::from_millis(300), "level timeout caps");
         let g = RoundTiming::default();
         g.group_answered(Duration::from_millis(50));
-        assert_eq!(g.leaf_deadline(level), Duration::from_millis(300), "a group's answer time bounds a leaf's");
+        assert_eq!(g.leaf_deadline(level, 16), Duration::from_millis(300), "a group's answer time bounds a leaf's");
         for _ in 0..50 {
             t.leaf_answered(Duration::from_millis(100));
         }
-        assert_eq!(t.leaf_deadline(level), Duration::from_millis(600));
+        assert_eq!(t.leaf_deadline(level, 16), Duration::from_millis(600));
         for _ in 0..50 {
             t.leaf_answered(Duration::from_millis(2));
         }
-        assert_eq!(t.leaf_deadline(level), FLOOR);
+        assert_eq!(t.leaf_deadline(level, 16), FLOOR);
+        assert_eq!(t.leaf_deadline(level, 1024), PER_MEMBER * 1024, "large rosters get more time");
+        assert_eq!(t.leaf_deadline(Duration::from_secs(1), 1024), Duration::from_secs(1));
         t.group_answered(Duration::from_millis(100));
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(600));
         t.group_missed();
