@@ -12,6 +12,7 @@
 //! - `leader`: proposing a DKG, starting it, collecting the members' results;
 //! - `phases`: deal, response, justification, finalization and hand-over at each participant;
 //! - `peer`: the `Dkg` peer protocol handler;
+//! - [`reshare`]: resharing the group secret to a new group (pure: deals, checks, qualified set);
 //! - [`messages`]: the wire messages.
 
 pub mod group;
@@ -20,10 +21,11 @@ pub mod messages;
 mod peer;
 mod phases;
 pub mod protocol;
+pub mod reshare;
 mod service;
 mod session;
 
-pub use group::{key_group, Group, GroupNode};
+pub use group::{key_group, Group, GroupNode, Reshared};
 pub use leader::{Confirmation, DkgReport};
 pub use protocol::{minimum_threshold, Disqualification, DkgError};
 pub use service::{scheme_key_group, CompletionHook, DkgOutput, DkgService, Guard, SERVICE, TREE};
