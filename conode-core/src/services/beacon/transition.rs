@@ -43,6 +43,8 @@ pub(crate) struct TransitionState {
     pub(super) early: Mutex<Vec<(IdentityPublicKey, m::PartialBeacon)>>,
     /// Where a new member syncs the rounds before its group's first one (the old group).
     pub(super) sources: Mutex<Vec<ServerIdentity>>,
+    /// The roster the group should be reshared to (after a membership change).
+    pub(super) wanted: Mutex<Option<crate::config::Roster>>,
     /// Fault injection: new indices this node's re-share deals are corrupt for.
     pub(super) corrupt_for: Mutex<BTreeSet<u32>>,
 }

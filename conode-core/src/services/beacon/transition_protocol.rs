@@ -620,3 +620,53 @@ impl BeaconService {
         self.chain().map(|c| c.group.clone()).filter(|g| g.content_hash().as_slice() == hash)
     }
 }
+
+impl BeaconService {
+    /// The membership service appended a roster change on this node: if this node runs the beacon
+    /// group, it reshares the group to the new roster (in the background, after any transition
+    /// already agreed, retrying for a while; a later change replaces an earlier one).
+    pub fn reshare_on_roster_change(&self, roster: Roster) {
+        let Some(chain) = self.chain() else { return };
+        if chain.group.index_of(&self.inner.me).is_none() {
+            return;
+        }
+        let period_ms = 1000 * u64::from(chain.info.period);
+        let phase_ms = period_ms.clamp(1000, DEFAULT_PHASE_MS);
+        let weak = Arc::downgrade(&self.inner);
+        *lock(&self.inner.transition.wanted) = Some(roster.clone());
+        self.tasks().spawn(async move {
+            for attempt in 0..60u32 {
+                let Some(inner) = weak.upgrade() else { return };
+                let this = BeaconService { inner };
+                if lock(&this.inner.transition.wanted).as_ref().map(|r| r.id()) != Some(roster.id()) {
+                    return;
+                }
+                let keys: Vec<_> = roster.servers.iter().map(|s| s.public).collect();
+                let Some(chain) = this.chain() else { return };
+                let current: Vec<_> = chain.group.nodes.iter().map(|n| n.public).collect();
+                let pending = lock(&this.inner.transition.next).is_some();
+                if current == keys && !pending {
+                    return;
+                }
+                if chain.group.index_of(&this.inner.me).is_none() {
+                    return;
+                }
+                if !pending {
+                    match this.reshare_to(&roster.servers, 0, phase_ms, 0).await {
+                        Ok(r) => {
+                            info!(
+                                round = r.transition_round,
+                                members = keys.len(),
+                                "beacon: resharing after a roster change"
+                            );
+                            return;
+                        }
+                        Err(e) => warn!(attempt, error = %e, "beacon: resharing after a roster change failed"),
+                    }
+                }
+                drop(this);
+                tokio::time::sleep(Duration::from_millis(period_ms.max(500))).await;
+            }
+        });
+    }
+}
