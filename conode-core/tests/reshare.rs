@@ -156,7 +156,7 @@ fn a_chain_reshares_4_to_5_to_3_keeping_its_hash_and_every_round() {
         p.encode_to_vec(),
         Duration::from_secs(5),
     ));
-    let err = sent.map(|r| PartialReply::decode(r.as_slice())).err().expect("the partial of a removed member");
+    let err = sent.map(|r| PartialReply::decode(r.as_slice())).expect_err("the partial of a removed member");
     assert!(err.to_string().contains("not a member of the group"), "{err}");
     let msg = digest(Scheme::PedersenBlsChained, latest + 1, Some(&prev));
     for idx in 0..3 {
