@@ -20,6 +20,8 @@ pub enum BeaconCommand {
     Get(GetArgs),
     /// Follow new rounds over the client port: one verified JSON line per round.
     Watch(crate::watch::BeaconArgs),
+    /// Reshare the running group to a new roster and threshold (same chain, hash and group key).
+    Reshare(crate::reshare::ReshareArgs),
 }
 
 #[derive(clap::Args)]
@@ -90,6 +92,7 @@ pub fn run(cmd: BeaconCommand) -> Result<()> {
     match cmd {
         BeaconCommand::Init(a) => rt.block_on(init(a)),
         BeaconCommand::Get(a) => rt.block_on(get(a)),
+        BeaconCommand::Reshare(a) => rt.block_on(crate::reshare::reshare(a)),
         BeaconCommand::Watch(a) => {
             drop(rt);
             crate::watch::beacons(a)

@@ -97,6 +97,10 @@ pub enum BenchCommand {
         from: usize,
         #[arg(long, default_value_t = 7)]
         to: usize,
+        /// Also run a beacon chain that reshares at each join, and measure the time from the
+        /// deciding ballot to the first round of the reshared group.
+        #[arg(long)]
+        beacon: bool,
     },
     /// Beacon latency from the period tick to the beacon being served, and verifications per second
     /// of the pure verifier against raw blst, from the same run.
@@ -206,9 +210,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
         BenchCommand::Backup { blocks, rounds, window } => crate::bench_backup::run(blocks, rounds, window),
-        BenchCommand::Membership { from, to } => {
-            for sample in
-                conode_core::services::membership::bench::join_latency(from, to).map_err(anyhow::Error::msg)?
+        BenchCommand::Membership { from, to, beacon } => {
+            for sample in conode_core::services::membership::bench::join_latency_with(from, to, beacon)
+                .map_err(anyhow::Error::msg)?
             {
                 println!("{}", serde_json::to_string(&sample)?);
             }

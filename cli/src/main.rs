@@ -15,6 +15,7 @@ mod logging;
 mod membership;
 mod output;
 mod owner_key;
+mod reshare;
 mod run_nodes;
 mod server;
 mod setup;

@@ -174,6 +174,9 @@ impl Services {
         let dkg = DkgService::start(ctx, ())?;
         let beacon = BeaconService::start(ctx, dkg.clone())?;
         let membership = MembershipService::start(ctx, skipchain.clone())?;
+        // A roster change this node appends reshares the beacon group it runs.
+        let b = beacon.clone();
+        membership.on_roster_change(std::sync::Arc::new(move |roster| b.reshare_on_roster_change(roster)));
         Ok(Self { status, cosi, skipchain, dkg, beacon, membership })
     }
 

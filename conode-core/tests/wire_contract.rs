@@ -521,6 +521,65 @@ fn envelope() {
     );
 }
 
+// --- reshare ---------------------------------------------------------------------------------
+
+#[test]
+fn reshare_messages() {
+    use conode_core::services::dkg::reshare as rs;
+    let config = rs::ReshareConfig {
+        members: vec![dkg_member(1), dkg_member(2)],
+        old_members: vec![dkg_member(3)],
+        old_group_toml: "Threshold = 2".into(),
+        threshold: 2,
+        transition_round: 1000,
+        phase_timeout_ms: 5000,
+        leader: b(60, 4),
+        nonce: b(70, 3),
+    };
+    check("ReshareConfig", &config, "0a1d0a0401020304120d746c733a2f2f64313a373737301a066e6f646520310a1d0a0402030405120d746c733a2f2f64323a373737301a066e6f64652032121d0a0403040506120d746c733a2f2f64333a373737301a066e6f646520331a0d5468726573686f6c64203d2032200228e8073088273a043c3d3e3f4203464748");
+    check("ResharePrepare", &rs::ResharePrepare { config: Some(config) }, "0a7f0a1d0a0401020304120d746c733a2f2f64313a373737301a066e6f646520310a1d0a0402030405120d746c733a2f2f64323a373737301a066e6f64652032121d0a0403040506120d746c733a2f2f64333a373737301a066e6f646520331a0d5468726573686f6c64203d2032200228e8073088273a043c3d3e3f4203464748");
+    check("ReshareGo", &rs::ReshareGo { session: b(1, 4), dealers: vec![0, 3, 300] }, "0a040102030412040003ac02");
+    let responses = dkg::Responses {
+        session: b(1, 4),
+        from: 2,
+        entries: vec![dkg::ResponseEntry { dealer: 4, status: dkg::status::APPROVE, ..Default::default() }],
+        signature: b(90, 4),
+    };
+    check(
+        "ReshareFinish",
+        &rs::ReshareFinish { session: b(1, 4), responses: vec![responses] },
+        "0a040102030412140a040102030410021a040804100122045a5b5c5d",
+    );
+    check(
+        "ReshareDone",
+        &rs::ReshareDone { session: b(1, 4), group_hash: b(130, 4), error: "late".into(), qualified: vec![0, 1, 3] },
+        "0a04010203041204828384851a046c6174652203000103",
+    );
+    check(
+        "ReshareRequest",
+        &rs::ReshareRequest {
+            roster_toml: "[[servers]]".into(),
+            threshold: 3,
+            phase_timeout_ms: 2000,
+            transition_round: 77,
+        },
+        "0a0b5b5b736572766572735d5d100318d00f204d",
+    );
+    check(
+        "ReshareResponse",
+        &rs::ReshareResponse {
+            group_toml: "Threshold = 3".into(),
+            transition_round: 77,
+            chain_hash: "ab".into(),
+            qualified: vec![0, 2],
+            confirmed: 5,
+            participants: 6,
+            log: vec!["ok".into()],
+        },
+        "0a0d5468726573686f6c64203d2033104d1a02616222020002280530063a026f6b",
+    );
+}
+
 // --- one definition ----------------------------------------------------------------------------
 
 #[test]

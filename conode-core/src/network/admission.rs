@@ -112,6 +112,8 @@ pub fn stranger_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> Optio
         ("Cosi", "Announce") => 6 << 20,
         ("Skipchain", "Store") => 8 << 20,
         ("Dkg", "Prepare") => 512 * 1024,
+        // A resharing proposal (the old group file and both member lists).
+        ("Reshare", "Prepare") => 512 * 1024,
         // A join request (the joiner's public.toml and node data) and its status poll.
         ("Membership", "Join") => 64 * 1024,
         ("Membership", "JoinStatus") => 64 * 1024,
@@ -160,9 +162,27 @@ struct PrepareMembers {
     config: Option<MembersAt1>,
 }
 
+/// `ResharePrepare.config(1)`: the new members (1) and the old group's nodes (2).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResharePrepareMembers {
+    #[prost(message, optional, tag = "1")]
+    config: Option<ReshareMembers>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ReshareMembers {
+    #[prost(message, repeated, tag = "1")]
+    members: Vec<KeyAt1>,
+    #[prost(message, repeated, tag = "2")]
+    old_members: Vec<KeyAt1>,
+}
+
 /// Whether requests on this route introduce a roster.
 pub fn is_introduction(service: &str, protocol: &str) -> bool {
-    matches!((service, protocol), ("Cosi", "Announce") | ("Skipchain", "Store") | ("Dkg", "Prepare"))
+    matches!(
+        (service, protocol),
+        ("Cosi", "Announce") | ("Skipchain", "Store") | ("Dkg", "Prepare") | ("Reshare", "Prepare")
+    )
 }
 
 /// The identity keys an introduction names (the roster it asks this node to work with), read
@@ -177,6 +197,11 @@ pub fn introduced_keys(service: &str, protocol: &str, payload: &[u8]) -> Vec<[u8
         "Skipchain" => {
             LinkedBlockRoster::decode(payload).ok().and_then(|l| l.block?.roster).map(|r| r.members).unwrap_or_default()
         }
+        "Reshare" => ResharePrepareMembers::decode(payload)
+            .ok()
+            .and_then(|p| p.config)
+            .map(|c| c.members.into_iter().chain(c.old_members).collect())
+            .unwrap_or_default(),
         _ => PrepareMembers::decode(payload).ok().and_then(|p| p.config).map(|c| c.members).unwrap_or_default(),
     };
     keys.iter().filter_map(|k| <[u8; 32]>::try_from(k.key.as_slice()).ok()).collect()

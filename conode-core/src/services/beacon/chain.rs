@@ -47,6 +47,11 @@ pub(crate) struct Chain {
     pub(super) notify: Notify,
     pub(super) latencies: Mutex<VecDeque<RoundLatency>>,
     pub(super) syncing: AtomicBool,
+    /// The first round this node's group signs (the rounds before are synced, never signed).
+    pub(super) first_round: u64,
+    /// The first round this node no longer signs (its group hands over by resharing, or it left
+    /// the group); `u64::MAX` while no transition is agreed.
+    pub(super) stop_at: std::sync::atomic::AtomicU64,
 }
 
 impl Chain {
@@ -76,6 +81,8 @@ impl Chain {
             notify: Notify::new(),
             latencies: Mutex::new(VecDeque::new()),
             syncing: AtomicBool::new(false),
+            first_round: group.first_round(),
+            stop_at: std::sync::atomic::AtomicU64::new(u64::MAX),
             group,
         })
     }
@@ -103,6 +110,10 @@ impl Chain {
     pub(super) fn round_time_ms(&self, round: u64) -> Option<i64> {
         round_time_ms(&self.info, round)
     }
+    /// Whether this node signs `round` with this chain's share (see `first_round`, `stop_at`).
+    pub(super) fn signs(&self, round: u64) -> bool {
+        round >= self.first_round && round < self.stop_at.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl BeaconService {
@@ -119,7 +130,12 @@ impl BeaconService {
 
     /// Makes `group` this node's chain and starts its round loop.
     pub(super) fn start_chain(&self, group: Group, share: Share, last: Option<Beacon>) -> Result<(), String> {
-        let chain = Arc::new(Chain::new(group, share, last)?);
+        self.run_chain_of(Chain::new(group, share, last)?)
+    }
+
+    /// Makes `chain` this node's chain and starts its round loop.
+    pub(super) fn run_chain_of(&self, chain: Chain) -> Result<(), String> {
+        let chain = Arc::new(chain);
         info!(
             chain = %hex::encode(chain.chain_hash),
             index = chain.share.index,
@@ -175,6 +191,7 @@ impl BeaconService {
             l.push_back(RoundLatency { round: beacon.round, ms, recovered });
         }
         debug!(round = beacon.round, recovered, "beacon: stored");
+        self.after_stored(chain, beacon.round);
         self.inner
             .ctx
             .events

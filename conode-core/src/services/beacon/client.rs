@@ -1,6 +1,6 @@
 //! The client side of the service: `/Beacon/<Method>` requests (`Init`, `DkgStatus`, `Latest`,
-//! `Round`, `Info`) and `Init` itself, which checks the request, fills in the defaults and leads
-//! a DKG among the roster (the chain starts when the DKG hands its result over).
+//! `Round`, `Info`, `Reshare` — see `transition_protocol`) and `Init` itself, which checks the
+//! request, fills in the defaults and leads a DKG among the roster (the chain starts when the DKG hands its result over).
 
 use super::messages as m;
 use super::round_loop::unix_now_ms;
@@ -52,6 +52,10 @@ impl BeaconService {
                 m::InfoRequest::decode(body.as_slice()).map_err(bad)?;
                 let c = self.chain().ok_or_else(|| ServiceError::NotFound("no beacon chain on this node".into()))?;
                 Ok(m::InfoResponse { info_json: info_json(&c.info), group_toml: c.group.to_toml() }.encode_to_vec())
+            }
+            "Reshare" => {
+                let req = crate::services::dkg::reshare::ReshareRequest::decode(body.as_slice()).map_err(bad)?;
+                Ok(self.reshare(req).await?.encode_to_vec())
             }
             _ => Err(ServiceError::UnknownMethod { service: SERVICE.into(), method }),
         }

@@ -15,6 +15,8 @@
 //! - `subscribe`: `/Beacon/Subscribe`, new rounds streamed to a client;
 //! - `peer`: the `Beacon` peer protocol (partials, sync) dispatch;
 //! - `client`: the `/Beacon/<Method>` client dispatch and `/Beacon/Init`;
+//! - `transition_protocol`: resharing the group (`/Beacon/Reshare`, peer service `Reshare`);
+//! - `transition`: the hand-over to the reshared group at the agreed round;
 //! - [`store`]: durable group, share and beacons; [`http`]: drand's HTTP API; [`messages`]: the
 //!   wire messages. drand's JSON shapes are written by [`crate::verify::beacon`] (re-exported here).
 
@@ -32,6 +34,8 @@ mod service;
 pub mod store;
 mod subscribe;
 mod sync;
+mod transition;
+mod transition_protocol;
 
 /// drand's JSON writers live with the verifier's parsers; re-exported here for the node's callers.
 pub use crate::verify::beacon::{beacon_json, info_json};

@@ -12,6 +12,9 @@ impl BeaconService {
         match msg.protocol.as_str() {
             proto::PARTIAL => {
                 let p = m::PartialBeacon::decode(msg.payload.as_slice()).map_err(|e| e.to_string())?;
+                if let Some(settled) = self.route_partial(&chain, &msg.from, &p) {
+                    return settled.map(|r| r.encode_to_vec());
+                }
                 self.on_partial(&chain, &msg.from, p).await.map(|r| r.encode_to_vec())
             }
             proto::SYNC => {

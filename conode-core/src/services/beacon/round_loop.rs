@@ -96,6 +96,16 @@ pub(super) async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
             }
             Step::Sign { round, give_up_after } => (round, give_up_after),
         };
+        if !chain.signs(round) {
+            drop(this);
+            if round < chain.first_round {
+                // A new member of a reshared group: the rounds before its group's are synced.
+                BeaconService::follow(&weak, &chain).await;
+                continue;
+            }
+            debug!(round, "beacon: this share signs no more rounds (group handed over)");
+            break;
+        }
         this.sign_and_send(&chain, round).await;
         drop(this);
         let deadline = tokio::time::Instant::now() + give_up_after;
@@ -131,7 +141,7 @@ impl BeaconService {
     /// That signature is unique (threshold BLS), so this node can only ever sign one message per
     /// round, before or after a crash; there is no second value it could be tricked into signing.
     pub(super) async fn sign_and_send(&self, chain: &Arc<Chain>, round: u64) {
-        if round != chain.latest() + 1 {
+        if round != chain.latest() + 1 || !chain.signs(round) {
             return;
         }
         let prev = chain.prev_for_next();

@@ -114,6 +114,8 @@ pub(super) struct Inner {
     pub(super) chain: RwLock<Option<Arc<Chain>>>,
     pub(super) fault: Mutex<BeaconFault>,
     pub(super) stats: Stats,
+    /// Resharing and the hand-over to a new group (see `transition`).
+    pub(super) transition: super::transition::TransitionState,
 }
 
 /// Handle on a node's beacon service (cheap to clone).
@@ -142,6 +144,7 @@ impl Service for BeaconService {
                 chain: RwLock::new(None),
                 fault: Mutex::new(BeaconFault::None),
                 stats: Stats::new(),
+                transition: Default::default(),
             }),
         };
         // The DKG hands its result over here; a node with a chain takes part in no other DKG.
@@ -172,6 +175,7 @@ impl Service for BeaconService {
                 Box::pin(async move { s.peer(msg).await })
             }),
         );
+        svc.register_reshare();
         let s = svc.clone();
         ctx.streams.register(
             SERVICE,
@@ -204,6 +208,7 @@ impl Service for BeaconService {
                     if let Err(e) = svc.start_chain(group, share, last) {
                         warn!(error = %e, "beacon: stored chain not usable");
                     }
+                    svc.resume_transition();
                 }
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "beacon: stored group not usable"),

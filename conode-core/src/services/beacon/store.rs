@@ -16,6 +16,11 @@ pub const TREE: &str = "beacon";
 pub const CHAIN_TREE: &str = "beacon_chain";
 const GROUP_KEY: &[u8] = b"group";
 const SHARE_KEY: &[u8] = b"share";
+/// A resharing's group and share for this node, waiting for their transition round.
+const NEXT_GROUP_KEY: &[u8] = b"next_group";
+const NEXT_SHARE_KEY: &[u8] = b"next_share";
+/// The round from which this node, left out of a resharing, no longer signs (u64 big-endian).
+const RETIRE_KEY: &[u8] = b"retire_at";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -124,6 +129,61 @@ impl ChainStore {
         let enc = share.encode();
         self.meta.put_batch(&[(GROUP_KEY, text.as_bytes()), (SHARE_KEY, enc.as_slice())])?;
         Ok(())
+    }
+
+    /// Stores the group and share a resharing gave this node, to take over at the group's
+    /// transition round (the current ones stay until then).
+    pub fn stage_next(&self, group: &Group, share: &Share) -> Result<(), StoreError> {
+        let text = group.to_toml();
+        let enc = share.encode();
+        self.meta.put_batch(&[(NEXT_GROUP_KEY, text.as_bytes()), (NEXT_SHARE_KEY, enc.as_slice())])?;
+        Ok(())
+    }
+
+    /// The staged group and share, if any.
+    pub fn load_next(&self) -> Result<Option<(Group, Share)>, StoreError> {
+        let (Some(g), Some(s)) = (self.meta.get(NEXT_GROUP_KEY)?, self.meta.get(NEXT_SHARE_KEY)?) else {
+            return Ok(None);
+        };
+        let s = zeroize::Zeroizing::new(s);
+        let text =
+            String::from_utf8(g).map_err(|_| StoreError::Corrupt { what: "next group", reason: "not UTF-8".into() })?;
+        let group = Group::from_toml(&text).map_err(|reason| StoreError::Corrupt { what: "next group", reason })?;
+        let share = Share::decode(&s)?;
+        if share.session != group.session {
+            return Err(StoreError::Corrupt { what: "next share", reason: "belongs to another group".into() });
+        }
+        Ok(Some((group, share)))
+    }
+
+    /// Makes the staged group and share the current ones (a crash between the two writes leaves
+    /// the staged copy equal to the current one, which [`Self::drop_next`] then removes).
+    pub fn promote_next(&self, group: &Group, share: &Share) -> Result<(), StoreError> {
+        self.install(group, share)?;
+        self.drop_next()
+    }
+
+    /// Forgets a staged group and share.
+    pub fn drop_next(&self) -> Result<(), StoreError> {
+        self.meta.remove(NEXT_GROUP_KEY)?;
+        self.meta.remove(NEXT_SHARE_KEY)?;
+        Ok(())
+    }
+
+    /// Records that this node signs no round from `round` on (it left the group by resharing).
+    pub fn set_retire(&self, round: u64) -> Result<(), StoreError> {
+        self.meta.put(RETIRE_KEY, &round.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The round from which this node no longer signs, if it left the group.
+    pub fn retire_at(&self) -> Result<Option<u64>, StoreError> {
+        match self.meta.get(RETIRE_KEY)? {
+            None => Ok(None),
+            Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| StoreError::Corrupt { what: "retire round", reason: "not 8 bytes".into() }),
+        }
     }
 
     fn key(round: u64) -> [u8; 8] {

@@ -1,6 +1,8 @@
 //! The output of a DKG that everyone may see: the group file, in the spirit of drand's
 //! `group.toml` (threshold, period, genesis time and seed, scheme, beacon id, the members with their
-//! share index, and the group's public polynomial). Its hash is the chain's genesis seed.
+//! share index, and the group's public polynomial). The hash of a DKG's group is the chain's genesis
+//! seed; a group made by resharing (see [`Reshared`]) keeps the seed of the chain it continues, so
+//! the chain hash does not change, and carries its own content hash beside it.
 
 use crate::config::{NodeAddress, ServerIdentity};
 use crate::crypto::threshold::{AnyPubPoly, KeyGroup};
@@ -40,7 +42,16 @@ impl GroupNode {
     }
 }
 
-/// The public result of a DKG.
+/// What a group made by resharing carries beside its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reshared {
+    /// The genesis seed of the chain (from its first group), kept so that the chain hash stays.
+    pub genesis_seed: [u8; 32],
+    /// The first round this group produces (the rounds before are the previous group's).
+    pub transition_round: u64,
+}
+
+/// The public result of a DKG (or of a resharing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub scheme: Scheme,
@@ -53,8 +64,10 @@ pub struct Group {
     /// Dealers whose polynomial makes up the group key.
     pub qualified: Vec<u32>,
     pub public_poly: AnyPubPoly,
-    /// DKG session id.
+    /// DKG (or resharing) session id.
     pub session: [u8; 32],
+    /// Set when this group took over a running chain by resharing.
+    pub reshare: Option<Reshared>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +88,12 @@ struct RawGroup {
     chain_hash: String,
     #[serde(rename = "Session")]
     session: String,
+    /// Reshared groups only: the first round the group produces, and the hash of its content
+    /// (the GenesisSeed being the chain's, from its first group).
+    #[serde(rename = "TransitionRound", default, skip_serializing_if = "is_zero")]
+    transition_round: u64,
+    #[serde(rename = "GroupHash", default, skip_serializing_if = "String::is_empty")]
+    group_hash: String,
     #[serde(rename = "Qualified")]
     qualified: Vec<u32>,
     #[serde(rename = "Nodes")]
@@ -101,15 +120,32 @@ struct RawPublicKey {
     coefficients: Vec<String>,
 }
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 impl Group {
     /// The group key (`C₀`), compressed.
     pub fn public_key(&self) -> Vec<u8> {
         self.public_poly.public_key_bytes()
     }
 
-    /// The genesis seed: a hash of everything in the group file (drand's group hash, computed with
-    /// sha256 instead of blake2b over our own member encoding).
+    /// The genesis seed: the content hash of the chain's first group (kept by resharing).
     pub fn genesis_seed(&self) -> [u8; 32] {
+        match &self.reshare {
+            Some(r) => r.genesis_seed,
+            None => self.content_hash(),
+        }
+    }
+
+    /// The first round this group produces (1 for a DKG's group).
+    pub fn first_round(&self) -> u64 {
+        self.reshare.map_or(1, |r| r.transition_round.max(1))
+    }
+
+    /// A hash of everything in the group file (drand's group hash, computed with sha256 instead of
+    /// blake2b over our own member encoding); for a reshared group, its transition round too.
+    pub fn content_hash(&self) -> [u8; 32] {
         let mut parts: Vec<Vec<u8>> = vec![b"conode-beacon-group-v1".to_vec()];
         let mut nodes = self.nodes.clone();
         nodes.sort_by_key(|n| n.index);
@@ -131,6 +167,10 @@ impl Group {
             parts.push(self.beacon_id.as_bytes().to_vec());
         }
         parts.push(self.session.to_vec());
+        if let Some(r) = &self.reshare {
+            parts.push(b"reshared".to_vec());
+            parts.push(r.transition_round.to_le_bytes().to_vec());
+        }
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         sha256(&refs)
     }
@@ -166,6 +206,8 @@ impl Group {
             id: self.beacon_id.clone(),
             chain_hash: self.chain_info().hash_hex(),
             session: hex::encode(self.session),
+            transition_round: self.reshare.map_or(0, |r| r.transition_round),
+            group_hash: if self.reshare.is_some() { hex::encode(self.content_hash()) } else { String::new() },
             qualified: self.qualified.clone(),
             nodes: self
                 .nodes
@@ -218,7 +260,7 @@ impl Group {
             .ok()
             .and_then(|s| s.try_into().ok())
             .ok_or("group file: Session is not 32 hex bytes")?;
-        let g = Group {
+        let mut g = Group {
             scheme,
             beacon_id: raw.id,
             period,
@@ -228,8 +270,20 @@ impl Group {
             qualified: raw.qualified,
             public_poly,
             session,
+            reshare: None,
         };
-        if hex::encode(g.genesis_seed()) != raw.genesis_seed.to_lowercase() {
+        if raw.transition_round > 0 {
+            let seed: [u8; 32] = hex::decode(&raw.genesis_seed)
+                .ok()
+                .and_then(|s| s.try_into().ok())
+                .ok_or("group file: GenesisSeed is not 32 hex bytes")?;
+            g.reshare = Some(Reshared { genesis_seed: seed, transition_round: raw.transition_round });
+            if hex::encode(g.content_hash()) != raw.group_hash.to_lowercase() {
+                return Err("group file: GroupHash does not match its content".into());
+            }
+        } else if !raw.group_hash.is_empty() {
+            return Err("group file: GroupHash without TransitionRound".into());
+        } else if hex::encode(g.genesis_seed()) != raw.genesis_seed.to_lowercase() {
             return Err("group file: GenesisSeed does not match its content".into());
         }
         if g.chain_info().hash_hex() != raw.chain_hash.to_lowercase() {
@@ -263,6 +317,7 @@ pub(crate) fn test_group(scheme: Scheme, n: u32, t: u32) -> (Group, Vec<crate::c
         qualified: (0..n).collect(),
         public_poly: AnyPubPoly::commit(&poly, key_group(scheme)),
         session: [7; 32],
+        reshare: None,
     };
     let shares = (0..n).filter_map(|i| poly.share(i).ok()).collect();
     (group, shares)
@@ -285,5 +340,30 @@ mod tests {
             assert!(Group::from_toml(&tampered).unwrap_err().contains("GenesisSeed"));
             assert!(Group::from_toml("garbage").is_err());
         }
+    }
+
+    #[test]
+    fn a_reshared_group_keeps_the_chain_seed_and_still_validates() {
+        let (first, _) = test_group(Scheme::PedersenBlsChained, 4, 3);
+        let (mut next, _) = test_group(Scheme::PedersenBlsChained, 5, 3);
+        next.public_poly = first.public_poly.clone();
+        next.reshare = Some(Reshared { genesis_seed: first.genesis_seed(), transition_round: 42 });
+        assert_eq!(next.genesis_seed(), first.genesis_seed());
+        assert_eq!(next.chain_info().hash(), first.chain_info().hash());
+        assert_ne!(next.content_hash(), first.content_hash());
+        assert_eq!(next.first_round(), 42);
+        assert_eq!(first.first_round(), 1);
+        let text = next.to_toml();
+        assert!(text.contains("TransitionRound = 42") && text.contains("GroupHash"), "{text}");
+        assert_eq!(Group::from_toml(&text).unwrap(), next);
+        // The content is covered by GroupHash, the seed by ChainHash.
+        let moved = text.replace("TransitionRound = 42", "TransitionRound = 43");
+        assert!(Group::from_toml(&moved).unwrap_err().contains("GroupHash"));
+        let seed = hex::encode(first.genesis_seed());
+        let other_seed = text.replace(&seed, &hex::encode([9u8; 32]));
+        assert!(Group::from_toml(&other_seed).unwrap_err().contains("ChainHash"));
+        // A first group cannot claim a GroupHash.
+        let first_text = first.to_toml().replace("Qualified", "GroupHash = \"00\"\nQualified");
+        assert!(Group::from_toml(&first_text).is_err());
     }
 }

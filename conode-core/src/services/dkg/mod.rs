@@ -14,6 +14,7 @@
 //! - `peer`: the `Dkg` peer protocol handler;
 //! - `batch`: checking all shares received against their commitments in one batch;
 //! - `timing`: phase deadlines from the group size and measured costs, retries with backoff;
+//! - [`reshare`]: resharing the group secret to a new group (pure: deals, checks, qualified set);
 //! - [`messages`]: the wire messages.
 
 mod batch;
@@ -23,11 +24,12 @@ pub mod messages;
 mod peer;
 mod phases;
 pub mod protocol;
+pub mod reshare;
 mod service;
 mod session;
 mod timing;
 
-pub use group::{key_group, Group, GroupNode};
+pub use group::{key_group, Group, GroupNode, Reshared};
 pub use leader::{Confirmation, DkgReport};
 pub use protocol::{minimum_threshold, Disqualification, DkgError};
 pub use service::{scheme_key_group, CompletionHook, DkgOutput, DkgService, Guard, SERVICE, TREE};

@@ -366,6 +366,7 @@ async fn drive_inner(
         qualified: result.qualified.clone(),
         public_poly: result.group_poly.clone(),
         session: p.session,
+        reshare: None,
     };
     let out = DkgOutput {
         group: group.clone(),

@@ -1,7 +1,10 @@
 //! Measures membership changes on a LocalCluster (for `conode bench membership`): a network of
 //! `from` founders grows one joiner at a time to `to` nodes; for each join, the time from the
 //! deciding ballot to the joiner being `PartOfNetwork`, and the time of the ballot call itself
-//! (which returns once the roster block is appended).
+//! (which returns once the roster block is appended). With a beacon (`--beacon`), the founders
+//! first run a beacon chain (period 1 s); each roster change reshares it (the appending member
+//! leads), and the time from the deciding ballot to the first round of the reshared group stored
+//! at the joiner is measured too (the next join waits for that round).
 
 use super::messages::Ballot;
 use super::store::NodeState;
@@ -20,10 +23,21 @@ pub struct JoinSample {
     pub last_vote_call_ms: f64,
     /// From sending the deciding ballot to the joiner reporting `PartOfNetwork`.
     pub last_vote_to_part_of_network_ms: f64,
+    /// With a beacon: the transition round of the resharing and the time from sending the
+    /// deciding ballot to that round being stored at the joiner (signed by the reshared group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transition_round: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_vote_to_reshared_round_ms: Option<f64>,
 }
 
 /// Grows a network from `from` to `to` nodes, one join at a time.
 pub fn join_latency(from: usize, to: usize) -> Result<Vec<JoinSample>, String> {
+    join_latency_with(from, to, false)
+}
+
+/// [`join_latency`], with a beacon chain that reshares at each join when `beacon`.
+pub fn join_latency_with(from: usize, to: usize, beacon: bool) -> Result<Vec<JoinSample>, String> {
     let mut c = LocalCluster::new(from).map_err(|e| e.to_string())?;
     let ms = |i: usize, c: &LocalCluster| c.node(i).membership().map_err(|e| e.to_string());
     let genesis = c.runtime().block_on(ms(0, &c)?.create_network(c.roster(), 0)).map_err(|e| e.to_string())?;
@@ -43,6 +57,20 @@ pub fn join_latency(from: usize, to: usize) -> Result<Vec<JoinSample>, String> {
         wait("founders part of the network", &mut || m.state() == NodeState::PartOfNetwork)?;
     }
     let url = c.client_url(0).ok_or("node 0 stopped")?;
+    if beacon {
+        use prost::Message;
+        let init = crate::services::beacon::messages::InitRequest {
+            roster_toml: c.roster().to_toml(),
+            period_secs: 1,
+            phase_timeout_ms: 1000,
+            genesis_delay_ms: 1000,
+            ..Default::default()
+        };
+        let call = crate::api::client::call(&url, "Beacon", "Init", init.encode_to_vec(), Duration::from_secs(60));
+        c.runtime().block_on(call).map_err(|e| e.to_string())?;
+        let b = c.node(0).beacon().map_err(|e| e.to_string())?;
+        wait("the first beacon round", &mut || b.stats().latest_round >= 1)?;
+    }
     let mut out = vec![];
     for size in from..to {
         let j = c.spawn_node().map_err(|e| e.to_string())?;
@@ -65,12 +93,25 @@ pub fn join_latency(from: usize, to: usize) -> Result<Vec<JoinSample>, String> {
                     return Err(format!("the deciding ballot left the proposal {}: {}", st.state, st.reason));
                 }
                 wait("the joiner part of the network", &mut || joiner.state() == NodeState::PartOfNetwork)?;
+                let part_of_network = start.elapsed();
+                let (mut transition_round, mut reshared) = (None, None);
+                if beacon {
+                    let b = c.node(j).beacon().map_err(|e| e.to_string())?;
+                    wait("the first round of the reshared group at the joiner", &mut || {
+                        b.group()
+                            .is_some_and(|g| g.nodes.len() == size + 1 && b.stats().latest_round >= g.first_round())
+                    })?;
+                    reshared = Some(start.elapsed().as_secs_f64() * 1e3);
+                    transition_round = b.group().map(|g| g.first_round());
+                }
                 out.push(JoinSample {
                     from: size,
                     to: size + 1,
                     votes: needed,
                     last_vote_call_ms: call.as_secs_f64() * 1e3,
-                    last_vote_to_part_of_network_ms: start.elapsed().as_secs_f64() * 1e3,
+                    last_vote_to_part_of_network_ms: part_of_network.as_secs_f64() * 1e3,
+                    transition_round,
+                    last_vote_to_reshared_round_ms: reshared,
                 });
             }
         }

@@ -107,7 +107,12 @@ struct Shared {
     retry: Mutex<Duration>,
     /// When this node reached `PartOfNetwork` (for measurements).
     joined_at: Mutex<Option<Instant>>,
+    /// Called with the new roster when this node appended a roster change (the beacon reshares).
+    roster_hooks: Mutex<Vec<RosterHook>>,
 }
+
+/// Called with the new roster after this node appended a block that changes it.
+pub type RosterHook = Arc<dyn Fn(crate::config::Roster) + Send + Sync>;
 
 /// Handle on a node's membership service (cheap to clone).
 #[derive(Clone)]
@@ -147,6 +152,7 @@ impl Service for MembershipService {
                 join_target: Default::default(),
                 retry: Mutex::new(DEFAULT_RETRY),
                 joined_at: Default::default(),
+                roster_hooks: Default::default(),
             }),
         };
         // The governor lives in the skipchain service: a weak reference, so that it does not keep
@@ -238,6 +244,11 @@ impl MembershipService {
 
     pub fn state(&self) -> NodeState {
         lock(&self.shared.record).state
+    }
+
+    /// Adds a hook called with the new roster each time this node appends a roster change.
+    pub fn on_roster_change(&self, hook: RosterHook) {
+        lock(&self.shared.roster_hooks).push(hook);
     }
 
     /// When this node last reached `PartOfNetwork` in this run.
@@ -529,6 +540,14 @@ impl MembershipService {
         let append = Append::signed(identity, &net, latest.index + 1, new_cfg.encode_to_vec(), new_roster.as_ref())?;
         let block = self.shared.skipchain.append(append).await?;
         self.close(id, "accepted", "", Some(block.index));
+        if changed {
+            if let Some(Ok(roster)) = block.roster.as_ref().map(config_roster) {
+                let hooks = lock(&self.shared.roster_hooks).clone();
+                for h in hooks {
+                    h(roster.clone());
+                }
+            }
+        }
         info!(proposal = %short(id), index = block.index, "proposal applied to the network");
         Ok(block)
     }
