@@ -168,6 +168,15 @@ impl fmt::Debug for Disqualification {
     }
 }
 
+/// Whether both of a deal's signatures (over its commitments, whose hash is `hash`, and over the
+/// recipient's share) are by `key`, its dealer's identity (a DKG deal or a resharing one).
+pub(crate) fn deal_signed(key: &IdentityPublicKey, deal: &Deal, hash: &[u8; 32]) -> bool {
+    key.verify(&commit_message(&deal.session, deal.dealer, hash), &deal.commit_sig).is_ok()
+        && key
+            .verify(&share_message(&deal.session, deal.dealer, deal.recipient, hash, &deal.share), &deal.share_sig)
+            .is_ok()
+}
+
 /// A deal held by its recipient.
 #[derive(Clone)]
 pub enum Received {
@@ -497,11 +506,7 @@ impl Dkg {
         // other deals in one batch at the end of the deal phase.
         let key = &self.params.members[deal.dealer as usize];
         let hash = commit_hash(&deal.commitments);
-        let signed = key.verify(&commit_message(&deal.session, deal.dealer, &hash), &deal.commit_sig).is_ok()
-            && key
-                .verify(&share_message(&deal.session, deal.dealer, deal.recipient, &hash, &deal.share), &deal.share_sig)
-                .is_ok();
-        if !signed {
+        if !deal_signed(key, &deal, &hash) {
             return Err(DkgError::BadSignature(who));
         }
         self.verified_claims.insert((deal.dealer, hash, deal.commit_sig.clone()));

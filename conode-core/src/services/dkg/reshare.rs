@@ -222,21 +222,8 @@ pub fn make_deals(
         .collect()
 }
 
-/// A deal as its recipient judged it.
-#[derive(Clone)]
-enum Judged {
-    Good {
-        commits: AnyPubPoly,
-        hash: [u8; 32],
-        sig: Vec<u8>,
-        share: Scalar,
-    },
-    /// Signed by the dealer but wrong: the deal is the evidence.
-    Bad {
-        deal: Deal,
-        reason: String,
-    },
-}
+/// A deal as its recipient judged it: the DKG's own record of a received deal.
+type Judged = super::protocol::Received;
 
 /// A new member's side of one resharing: the deals it received and its responses.
 pub struct Recipient {
@@ -326,11 +313,7 @@ impl Recipient {
             return Ok(());
         }
         let hash = commit_hash(&deal.commitments);
-        let signed = key.verify(&commit_message(&deal.session, deal.dealer, &hash), &deal.commit_sig).is_ok()
-            && key
-                .verify(&share_message(&deal.session, deal.dealer, deal.recipient, &hash, &deal.share), &deal.share_sig)
-                .is_ok();
-        if !signed {
+        if !super::protocol::deal_signed(&key, &deal, &hash) {
             return Err(ReshareError::BadSignature(who));
         }
         let judged = match self.check(&deal) {
