@@ -139,6 +139,34 @@ impl ConodeClient {
     }
 }
 
+/// The next item of a subscription, waiting until `until`: opens `/<service>/Subscribe` with
+/// `request()` when there is no stream, and resubscribes (with a fresh `request()`, from where the
+/// caller is) after a broken one. `None`: nothing came in time. The item comes with its URL.
+fn next_item(
+    client: &ConodeClient,
+    service: &str,
+    ws: &mut Option<(Ws, String)>,
+    request: impl Fn() -> Vec<u8>,
+    until: Instant,
+) -> Result<Option<(Vec<u8>, String)>, LightError> {
+    loop {
+        if ws.is_none() {
+            *ws = Some(open(client, service, request())?);
+        }
+        let Some((stream, url)) = ws.as_mut() else { continue };
+        match read_item(stream, url, until)? {
+            Read::Timeout => return Ok(None),
+            Read::Broken => {
+                *ws = None;
+                if Instant::now() >= until {
+                    return Ok(None);
+                }
+            }
+            Read::Item(bytes) => return Ok(Some((bytes, url.clone()))),
+        }
+    }
+}
+
 #[uniffi::export]
 impl BlockSubscription {
     /// The next block, verified, waiting at most `timeout_ms`; null when none came in time.
@@ -146,37 +174,23 @@ impl BlockSubscription {
     /// the last good block), `Network` when the conode cannot be reached (call again to retry).
     pub fn next_block(&self, timeout_ms: u64) -> Result<Option<VerifiedBlock>, LightError> {
         let until = deadline(timeout_ms);
-        let mut st = conode_core::sync::lock(&self.state);
-        loop {
-            if st.ws.is_none() {
-                let req =
-                    SubscribeBlocks { genesis: st.follower.genesis().to_vec(), from_index: st.follower.next_index() };
-                st.ws = Some(open(&self.client, "Skipchain", req.encode_to_vec())?);
-            }
-            let Some((ws, url)) = st.ws.as_mut() else { continue };
-            let url = url.clone();
-            match read_item(ws, &url, until)? {
-                Read::Timeout => return Ok(None),
-                Read::Broken => {
-                    st.ws = None;
-                    if Instant::now() >= until {
-                        return Ok(None);
-                    }
-                }
-                Read::Item(bytes) => {
-                    let item = BlockItem::decode(bytes.as_slice())
-                        .map_err(|e| LightError::network(format!("{url}: undecodable item: {e}")))?;
-                    let block =
-                        item.block.ok_or_else(|| LightError::network(format!("{url}: item without a block")))?;
-                    let st = &mut *st;
-                    match st.follower.accept(block, item.link.as_ref()) {
-                        Ok(block) => return Ok(Some(verified_block(block.clone(), 1))),
-                        Err(e) => {
-                            st.ws = None;
-                            return Err(LightError::VerificationFailed { reason: format!("{url}: {e}") });
-                        }
-                    }
-                }
+        let mut guard = conode_core::sync::lock(&self.state);
+        let st = &mut *guard;
+        let follower = &st.follower;
+        let request = || {
+            SubscribeBlocks { genesis: follower.genesis().to_vec(), from_index: follower.next_index() }.encode_to_vec()
+        };
+        let Some((bytes, url)) = next_item(&self.client, "Skipchain", &mut st.ws, request, until)? else {
+            return Ok(None);
+        };
+        let item = BlockItem::decode(bytes.as_slice())
+            .map_err(|e| LightError::network(format!("{url}: undecodable item: {e}")))?;
+        let block = item.block.ok_or_else(|| LightError::network(format!("{url}: item without a block")))?;
+        match st.follower.accept(block, item.link.as_ref()) {
+            Ok(block) => Ok(Some(verified_block(block.clone(), 1))),
+            Err(e) => {
+                st.ws = None;
+                Err(LightError::VerificationFailed { reason: format!("{url}: {e}") })
             }
         }
     }
@@ -188,44 +202,31 @@ impl BeaconSubscription {
     /// Errors as for `BlockSubscription.nextBlock`.
     pub fn next_beacon(&self, timeout_ms: u64) -> Result<Option<VerifiedBeacon>, LightError> {
         let until = deadline(timeout_ms);
-        let mut st = conode_core::sync::lock(&self.state);
-        loop {
-            if st.ws.is_none() {
-                let req = SubscribeBeacons { from_round: st.next };
-                st.ws = Some(open(&self.client, "Beacon", req.encode_to_vec())?);
-            }
-            let Some((ws, url)) = st.ws.as_mut() else { continue };
-            let url = url.clone();
-            match read_item(ws, &url, until)? {
-                Read::Timeout => return Ok(None),
-                Read::Broken => {
-                    st.ws = None;
-                    if Instant::now() >= until {
-                        return Ok(None);
-                    }
-                }
-                Read::Item(bytes) => {
-                    let p = BeaconPacket::decode(bytes.as_slice())
-                        .map_err(|e| LightError::network(format!("{url}: undecodable item: {e}")))?;
-                    let mut beacon = Beacon {
-                        round: p.round,
-                        signature: p.signature,
-                        previous_signature: (!p.previous_signature.is_empty()).then_some(p.previous_signature),
-                    };
-                    if !st.info.scheme.is_chained() {
-                        beacon.previous_signature = None;
-                    }
-                    let wrong_round = st.next != 0 && beacon.round != st.next;
-                    if wrong_round || st.chain.verify(&beacon).is_err() {
-                        st.ws = None;
-                        return Err(LightError::VerificationFailed {
-                            reason: format!("{url}: round {} does not verify or is not the next one", beacon.round),
-                        });
-                    }
-                    st.next = beacon.round + 1;
-                    return Ok(Some(beacon_record(&st.info, beacon)));
-                }
-            }
+        let mut guard = conode_core::sync::lock(&self.state);
+        let st = &mut *guard;
+        let next = st.next;
+        let request = || SubscribeBeacons { from_round: next }.encode_to_vec();
+        let Some((bytes, url)) = next_item(&self.client, "Beacon", &mut st.ws, request, until)? else {
+            return Ok(None);
+        };
+        let p = BeaconPacket::decode(bytes.as_slice())
+            .map_err(|e| LightError::network(format!("{url}: undecodable item: {e}")))?;
+        let mut beacon = Beacon {
+            round: p.round,
+            signature: p.signature,
+            previous_signature: (!p.previous_signature.is_empty()).then_some(p.previous_signature),
+        };
+        if !st.info.scheme.is_chained() {
+            beacon.previous_signature = None;
         }
+        let wrong_round = st.next != 0 && beacon.round != st.next;
+        if wrong_round || st.chain.verify(&beacon).is_err() {
+            st.ws = None;
+            return Err(LightError::VerificationFailed {
+                reason: format!("{url}: round {} does not verify or is not the next one", beacon.round),
+            });
+        }
+        st.next = beacon.round + 1;
+        Ok(Some(beacon_record(&st.info, beacon)))
     }
 }
