@@ -5,25 +5,27 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TERM_COLOR=never
+# Every section header says how long the run has taken so far (CI allows 30 minutes in all).
+section() { echo "== $1 (at ${SECONDS}s)"; }
 
-echo "== build (shared by every test below)"
+section "build (shared by every test below)"
 cargo build --workspace --all-targets --locked
 
-echo "== light-client part compiles without the runtime (no tokio, no sled)"
+section "light-client part compiles without the runtime (no tokio, no sled)"
 cargo build -p conode-core --no-default-features --locked
 
-echo "== tools the Rust process tests use (iptables: silent partition test; it says so and skips without)"
+section "tools the Rust process tests use (iptables: silent partition test; it says so and skips without)"
 if [ "$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   { apt-get install -y -qq iptables || { apt-get update -qq && apt-get install -y -qq iptables; }; } >/dev/null 2>&1 ||
     echo "iptables could not be installed: the silent partition test will be skipped"
 fi
 
-echo "== rust tests"
+section "rust tests"
 cargo test --workspace --locked -- --test-threads 2
 
 for extra in tests/run-*.sh; do
   [ -e "$extra" ] || continue
-  echo "== $extra"
+  section "$extra"
   bash "$extra"
 done
-echo "== all tests passed"
+section "all tests passed"
