@@ -47,8 +47,19 @@ pub enum BenchCommand {
         nodes: Vec<usize>,
         #[arg(long, default_value_t = 30)]
         rounds: usize,
+        /// Spread each roster over this many processes on loopback (each a cluster of about n/K
+        /// nodes; the first one's node 0 is the root), for rosters one process cannot hold.
+        #[arg(long)]
+        hosts: Option<usize>,
         #[command(flatten)]
         degraded: Degraded,
+    },
+    /// One process of `bench cosi --hosts`: starts this many nodes, prints their roster and serves
+    /// until its stdin closes.
+    #[command(hide = true)]
+    CosiHost {
+        #[arg(long)]
+        nodes: usize,
     },
     /// Hot backup of a node with a long skipchain and beacon chain: time and size, appends per
     /// second with and without a backup running, recovery time of the restored node.
@@ -182,7 +193,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             println!("{}", serde_json::json!({ "status_requests_per_sec": rps }));
             Ok(())
         }
-        BenchCommand::Cosi { nodes, rounds, degraded } if degraded.is_set() => {
+        BenchCommand::Cosi { hosts: Some(_), degraded, .. } if degraded.is_set() => {
+            anyhow::bail!("--hosts measures healthy rounds only: leave out --down, --hung and --table")
+        }
+        BenchCommand::Cosi { nodes, rounds, degraded, .. } if degraded.is_set() => {
             for &n in &nodes {
                 for (down, hung) in degraded.runs(n) {
                     let r = if degraded.processes {
@@ -196,6 +210,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Cosi { nodes, rounds, hosts: Some(hosts), .. } => {
+            for &n in &nodes {
+                let r = crate::bench_hosts::cosi(n, hosts, rounds)?;
+                println!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
+            }
+            Ok(())
+        }
+        BenchCommand::CosiHost { nodes } => crate::bench_hosts::host(nodes),
         BenchCommand::Cosi { nodes, rounds, .. } => {
             for r in conode_core::services::cosi::bench::try_run_bench(&nodes, rounds).map_err(anyhow::Error::msg)? {
                 println!("{}", serde_json::json!({ "bench": "cosi", "result": r }));

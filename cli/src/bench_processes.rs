@@ -128,7 +128,7 @@ impl Drop for ProcessCluster {
 }
 
 /// Children die with the bench, even if it is killed.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

@@ -5,6 +5,7 @@ mod backup;
 mod beacon;
 mod bench;
 mod bench_backup;
+mod bench_hosts;
 mod bench_processes;
 mod bench_skipchain;
 mod bench_verify;
