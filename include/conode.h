@@ -274,6 +274,22 @@ int32_t conode_cluster_beacon_reshare(const struct ConodeCluster *cluster,
                                       uint64_t *out_transition_round);
 
 /**
+ * The beacon group node `index` currently runs: `*out_size` members, `*out_threshold` partial
+ * signatures per round, `*out_transition_round` its first round when it took over by resharing
+ * (0: the DKG's group); each out-param may be NULL. A reshared group replaces the old one on a
+ * member when the round before the transition is stored, so polling this tells when a
+ * resharing (by hand or after a vote) took effect. CONODE_ERR_STATE when the node runs no chain.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; each out-param is NULL or valid for a write.
+ */
+int32_t conode_cluster_beacon_group(const struct ConodeCluster *cluster,
+                                    size_t index,
+                                    size_t *out_size,
+                                    uint32_t *out_threshold,
+                                    uint64_t *out_transition_round);
+
+/**
  * Loads private.toml from `path` (refused when group/world readable).
  *
  * # Safety

@@ -142,3 +142,34 @@ pub unsafe extern "C" fn conode_cluster_beacon_reshare(
         Ok(())
     })
 }
+
+/// The beacon group node `index` currently runs: `*out_size` members, `*out_threshold` partial
+/// signatures per round, `*out_transition_round` its first round when it took over by resharing
+/// (0: the DKG's group); each out-param may be NULL. A reshared group replaces the old one on a
+/// member when the round before the transition is stored, so polling this tells when a
+/// resharing (by hand or after a vote) took effect. CONODE_ERR_STATE when the node runs no chain.
+///
+/// # Safety
+/// `cluster` is a live cluster handle; each out-param is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn conode_cluster_beacon_group(
+    cluster: *const ConodeCluster,
+    index: usize,
+    out_size: *mut usize,
+    out_threshold: *mut u32,
+    out_transition_round: *mut u64,
+) -> i32 {
+    guard(|| {
+        let c = handle_ref(cluster, "cluster")?;
+        check_index(c, index)?;
+        let g = c
+            .inner
+            .beacon_group(index)
+            .map_err(beacon_error)?
+            .ok_or_else(|| FfiError::new(CONODE_ERR_STATE, format!("node {index} runs no beacon chain")))?;
+        write_opt(out_size, g.size);
+        write_opt(out_threshold, g.threshold);
+        write_opt(out_transition_round, g.transition_round.unwrap_or(0));
+        Ok(())
+    })
+}

@@ -33,6 +33,10 @@ int main(void) {
     CHECK(conode_cluster_beacon_reshare(cl, 0, all, 3, 3, 500, 0, &t) == CONODE_ERR_STATE, "no chain to reshare");
     CHECK(conode_cluster_beacon_round(cl, 0, 1, 0, &beacon) == CONODE_ERR_STATE && beacon == NULL, "no chain");
 
+    size_t size = 0;
+    uint32_t threshold = 0;
+    uint64_t since = 0;
+    CHECK(conode_cluster_beacon_group(cl, 0, &size, &threshold, &since) == CONODE_ERR_STATE, "no group yet");
     char *info = NULL;
     CHECK(conode_cluster_beacon_start(cl, 0, "no-such-scheme", 1, 500, &info) == CONODE_ERR_INVALID, "bad scheme");
     CHECK(conode_cluster_beacon_start(cl, 0, NULL, 0, 500, &info) == CONODE_ERR_INVALID, "period 0");
@@ -44,6 +48,9 @@ int main(void) {
     CHECK(beacon && conode_verify_beacon_json(info, beacon, NULL, NULL) == CONODE_OK, "round 1 verifies");
     conode_string_free(beacon);
     beacon = NULL;
+    CHECK(conode_cluster_beacon_group(cl, 1, &size, &threshold, &since) == CONODE_OK && size == 3 && threshold == 2 &&
+              since == 0,
+          "the DKG's group: 3 members, threshold 2 (got %zu, %u, %llu)", size, threshold, (unsigned long long)since);
 
     /* Bad arguments are refused before anything happens. */
     size_t bad[2] = {0, 7};
@@ -62,6 +69,8 @@ int main(void) {
     CHECK(conode_cluster_beacon_round(cl, 2, t + 1, 20000, &beacon) == CONODE_OK, "round t+1 at node 2");
     conode_string_free(beacon);
     beacon = NULL;
+    CHECK(conode_cluster_beacon_group(cl, 2, NULL, &threshold, &since) == CONODE_OK && threshold == 3 && since == t,
+          "node 2 runs the new group (threshold %u from round %llu)", threshold, (unsigned long long)since);
     char *previous = NULL;
     for (uint64_t r = 1; r <= t + 1; r++) {
         size_t node = (size_t)(r % 3);
