@@ -452,7 +452,9 @@ impl PyLocalCluster {
 
     /// Node `voter` votes on `proposal` (hex id) with its identity key, once the proposal reached
     /// it; returns the proposal's state after the ballot: "open", "accepted" (its roster block is
-    /// appended) or "rejected". A second ballot by one member raises RefusedError.
+    /// appended) or "rejected". A second ballot by one member raises RefusedError. With a beacon
+    /// running, an accepted roster change reshares its group to the new roster (same chain and
+    /// key) at a transition round a few periods ahead: poll `beacon_group(i)` to see it.
     #[pyo3(signature = (proposal, voter, approve = true, timeout = 10.0))]
     fn vote(&self, py: Python<'_>, proposal: &str, voter: isize, approve: bool, timeout: f64) -> PyResult<String> {
         let voter = self.index(voter)?;
