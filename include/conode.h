@@ -218,6 +218,78 @@ int32_t conode_cluster_skipchain_proof(const struct ConodeCluster *cluster,
 void conode_cluster_free(struct ConodeCluster *cluster);
 
 /**
+ * Starts a drand-compatible beacon chain on the cluster's roster, led by node `index`: a DKG
+ * (phases of at most `phase_timeout_ms`, ending early when everyone answered), round 1 due one
+ * period after it, then one round every `period_secs`. `scheme` is a drand scheme id, or NULL for
+ * "pedersen-bls-chained". Returns once the DKG is done; `*out_info_json` (may be NULL) receives
+ * drand's chain info JSON (what `/info` serves; free it with conode_string_free). A node runs one
+ * chain: a second start fails with CONODE_ERR_STATE.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `scheme` is NULL or a NUL-terminated string;
+ * `out_info_json` is NULL or valid for a pointer write.
+ */
+int32_t conode_cluster_beacon_start(const struct ConodeCluster *cluster,
+                                    size_t index,
+                                    const char *scheme,
+                                    uint32_t period_secs,
+                                    uint64_t phase_timeout_ms,
+                                    char **out_info_json);
+
+/**
+ * Beacon `round` as node `index` stores it, waiting up to `timeout_ms` for it: on success
+ * `*out_beacon_json` is drand's beacon JSON (free it with conode_string_free). CONODE_ERR_STATE
+ * when the round is not there in time (or the node runs no chain).
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `out_beacon_json` is valid for a pointer write.
+ */
+int32_t conode_cluster_beacon_round(const struct ConodeCluster *cluster,
+                                    size_t index,
+                                    uint64_t round,
+                                    uint64_t timeout_ms,
+                                    char **out_beacon_json);
+
+/**
+ * Reshares the beacon group node `leader` runs (it must be a member) to the cluster's nodes
+ * `members` (`members_len` indices), keeping the chain, its hash and its group key: drand's
+ * resharing, as `conode beacon reshare`. `threshold` 0: ⌊n/2⌋+1; `phase_timeout_ms` 0: 10 s;
+ * `transition_round` 0: the first round at least two phases and two periods away. Returns once
+ * the new members agreed; `*out_transition_round` (may be NULL) is the first round the new group
+ * produces. A roster change voted on the network chain (conode_cluster_vote) reshares by itself.
+ * CONODE_ERR_STATE when the group refuses (no chain, leader not a member, a transition already
+ * agreed, a member that did not accept), CONODE_ERR_INVALID for bad arguments.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; `members` is valid for `members_len` reads;
+ * `out_transition_round` is NULL or valid for a write.
+ */
+int32_t conode_cluster_beacon_reshare(const struct ConodeCluster *cluster,
+                                      size_t leader,
+                                      const size_t *members,
+                                      size_t members_len,
+                                      uint32_t threshold,
+                                      uint64_t phase_timeout_ms,
+                                      uint64_t transition_round,
+                                      uint64_t *out_transition_round);
+
+/**
+ * The beacon group node `index` currently runs: `*out_size` members, `*out_threshold` partial
+ * signatures per round, `*out_transition_round` its first round when it took over by resharing
+ * (0: the DKG's group); each out-param may be NULL. A reshared group replaces the old one on a
+ * member when the round before the transition is stored, so polling this tells when a
+ * resharing (by hand or after a vote) took effect. CONODE_ERR_STATE when the node runs no chain.
+ *
+ * # Safety
+ * `cluster` is a live cluster handle; each out-param is NULL or valid for a write.
+ */
+int32_t conode_cluster_beacon_group(const struct ConodeCluster *cluster,
+                                    size_t index,
+                                    size_t *out_size,
+                                    uint32_t *out_threshold,
+                                    uint64_t *out_transition_round);
+
+/**
  * Loads private.toml from `path` (refused when group/world readable).
  *
  * # Safety
@@ -387,7 +459,9 @@ int32_t conode_cluster_remove_node(const struct ConodeCluster *cluster,
  * Node `voter` votes yes (`approve` ≠ 0) or no on `proposal` (32 bytes) with its identity key,
  * once the proposal reached it (within `timeout_ms`). On success `*out_state` is the proposal's
  * state after the ballot: "open", "accepted" (its roster block is appended) or "rejected"; free
- * it with conode_string_free. A second ballot by one member fails with CONODE_ERR_STATE.
+ * it with conode_string_free. A second ballot by one member fails with CONODE_ERR_STATE. With a
+ * beacon running, an accepted roster change reshares its group to the new roster (same chain hash
+ * and group key) a few periods later: see conode_cluster_beacon_group.
  *
  * # Safety
  * `cluster` is a live cluster handle; `proposal` is valid for `proposal_len` bytes; `out_state`

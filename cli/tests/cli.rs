@@ -22,6 +22,8 @@ mod output;
 mod partition;
 #[path = "cli/relay.rs"]
 mod relay;
+#[path = "cli/reshare_process.rs"]
+mod reshare_process;
 #[path = "cli/sigkill.rs"]
 mod sigkill;
 #[path = "cli/sign_verify.rs"]

@@ -1,7 +1,10 @@
 //! `LocalCluster`: N nodes in one process on real loopback sockets, sharing one tokio runtime, with
 //! stop/restart of single nodes. Used by tests, benchmarks, the bindings and `conode bench`.
 
+mod beacon;
 mod membership;
+
+pub use beacon::BeaconGroupInfo;
 
 use crate::config::{NodeAddress, NodeConfig, Roster};
 use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
@@ -50,6 +53,9 @@ pub enum ClusterError {
     Skipchain(#[from] SkipchainError),
     #[error(transparent)]
     Membership(#[from] crate::services::membership::MembershipError),
+    /// A service refused or failed a request (e.g. the beacon's DKG or resharing).
+    #[error(transparent)]
+    Service(#[from] crate::services::ServiceError),
     /// A wait for another node's answer ran out.
     #[error("{0}")]
     Timeout(String),

@@ -3,7 +3,8 @@
 //! only on success, NULL checks on every pointer, and a panic boundary on every export.
 //!
 //! - `verify`: the pure verifiers (collective signature, skipchain proof, drand beacon) for C.
-//! - `config`, `node`, `cluster` (feature `node`, on by default): embed and drive conodes;
+//! - `config`, `node`, `cluster`, `membership`, `cluster_beacon` (feature `node`, on by default): embed
+//!   and drive conodes;
 //!   `events`: their node events as JSON.
 //! - `light`, `light_client`, `light_stream` (blocking `nextBlock` / `nextBeacon`): the uniffi surface for Kotlin and Swift (verification and a small
 //!   blocking client). Without the `node` feature the library is only this light part plus `verify`,
@@ -14,6 +15,8 @@ uniffi::setup_scaffolding!();
 mod checks;
 #[cfg(feature = "node")]
 mod cluster;
+#[cfg(feature = "node")]
+mod cluster_beacon;
 #[cfg(feature = "node")]
 mod config;
 mod error;
@@ -31,6 +34,8 @@ mod verify;
 
 #[cfg(feature = "node")]
 pub use cluster::*;
+#[cfg(feature = "node")]
+pub use cluster_beacon::*;
 #[cfg(feature = "node")]
 pub use config::*;
 pub use error::*;

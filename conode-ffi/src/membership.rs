@@ -120,7 +120,9 @@ pub unsafe extern "C" fn conode_cluster_remove_node(
 /// Node `voter` votes yes (`approve` ≠ 0) or no on `proposal` (32 bytes) with its identity key,
 /// once the proposal reached it (within `timeout_ms`). On success `*out_state` is the proposal's
 /// state after the ballot: "open", "accepted" (its roster block is appended) or "rejected"; free
-/// it with conode_string_free. A second ballot by one member fails with CONODE_ERR_STATE.
+/// it with conode_string_free. A second ballot by one member fails with CONODE_ERR_STATE. With a
+/// beacon running, an accepted roster change reshares its group to the new roster (same chain hash
+/// and group key) a few periods later: see conode_cluster_beacon_group.
 ///
 /// # Safety
 /// `cluster` is a live cluster handle; `proposal` is valid for `proposal_len` bytes; `out_state`

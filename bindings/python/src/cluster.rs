@@ -44,6 +44,7 @@ impl Failure {
             ClusterError::Cosi(e) => Failure::Cosi(e),
             ClusterError::Skipchain(e) => Failure::Skipchain(e),
             ClusterError::Membership(e) => failed(e),
+            ClusterError::Service(e) => Failure::Service(e),
             ClusterError::Timeout(m) => Failure::Service(ServiceError::Unavailable(m)),
         }
     }
@@ -451,7 +452,9 @@ impl PyLocalCluster {
 
     /// Node `voter` votes on `proposal` (hex id) with its identity key, once the proposal reached
     /// it; returns the proposal's state after the ballot: "open", "accepted" (its roster block is
-    /// appended) or "rejected". A second ballot by one member raises RefusedError.
+    /// appended) or "rejected". A second ballot by one member raises RefusedError. With a beacon
+    /// running, an accepted roster change reshares its group to the new roster (same chain and
+    /// key) at a transition round a few periods ahead: poll `beacon_group(i)` to see it.
     #[pyo3(signature = (proposal, voter, approve = true, timeout = 10.0))]
     fn vote(&self, py: Python<'_>, proposal: &str, voter: isize, approve: bool, timeout: f64) -> PyResult<String> {
         let voter = self.index(voter)?;
@@ -467,6 +470,80 @@ impl PyLocalCluster {
         let i = self.index(i)?;
         self.with(py, |c| c.node_state(i).map(|s| s.as_str().to_string()).map_err(|e| Failure::from_cluster(i, e)))?
             .map_err(|f| f.into_py(py))
+    }
+
+    /// Reshares the running beacon group to the nodes `members` of this cluster (default: the
+    /// network chain's current roster when there is one, else every node), keeping the chain, its
+    /// hash and its group key. Node `node` leads (default: the first running member of the
+    /// group). `threshold`: signatures per round (default ⌊n/2⌋ + 1); `phase_timeout`: seconds
+    /// per phase; `transition_round`: the first round of the new group (default: the first round
+    /// at least two phases and two periods away). Returns once the new members agreed, a dict:
+    /// `transition_round`, `chain_hash` (unchanged), `qualified` (dealers' old share indices),
+    /// `confirmed`, `participants`, `group_toml`. A roster change voted on the network chain
+    /// reshares by itself; this is the explicit operator action (`conode beacon reshare`).
+    #[pyo3(signature = (members = None, *, threshold = None, phase_timeout = 1.0, transition_round = None, node = None))]
+    fn beacon_reshare<'py>(
+        &self,
+        py: Python<'py>,
+        members: Option<Vec<isize>>,
+        threshold: Option<u32>,
+        phase_timeout: f64,
+        transition_round: Option<u64>,
+        node: Option<isize>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let members =
+            members.map(|m| m.into_iter().map(|i| self.index(i)).collect::<PyResult<Vec<_>>>()).transpose()?;
+        let node = self.node_index(node)?;
+        if threshold == Some(0) {
+            return Err(PyValueError::new_err("threshold must be at least 1"));
+        }
+        if transition_round == Some(0) {
+            return Err(PyValueError::new_err("transition_round must be at least 1"));
+        }
+        let phase = seconds(phase_timeout, false)?;
+        let resp = self.with(py, |c| {
+            let leader = match node {
+                Some(i) => i,
+                None => (0..c.len())
+                    .find(|&i| {
+                        c.node(i).is_running() && matches!(c.beacon_group(i), Ok(Some(g)) if g.share_index.is_some())
+                    })
+                    .ok_or(Failure::Service(ServiceError::Refused("no running node runs a beacon group".into())))?,
+            };
+            let members = match members {
+                Some(m) => m,
+                None => match c.network_members(leader).map_err(|e| Failure::from_cluster(leader, e))? {
+                    Some(m) => m,
+                    None => (0..c.len()).collect(),
+                },
+            };
+            c.beacon_reshare(leader, &members, threshold.unwrap_or(0), phase, transition_round.unwrap_or(0))
+                .map_err(|e| Failure::from_cluster(leader, e))
+        })?;
+        let resp = resp.map_err(|f| f.into_py(py))?;
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("transition_round", resp.transition_round)?;
+        d.set_item("chain_hash", resp.chain_hash)?;
+        d.set_item("qualified", resp.qualified)?;
+        d.set_item("confirmed", resp.confirmed)?;
+        d.set_item("participants", resp.participants)?;
+        d.set_item("group_toml", resp.group_toml)?;
+        Ok(d)
+    }
+
+    /// The beacon group node `i` currently runs, as a dict (`size`, `threshold`, `share_index`:
+    /// None when the node is not in it, `transition_round`: the group's first round when it took
+    /// over by resharing, else None); None when the node runs no beacon chain.
+    fn beacon_group<'py>(&self, py: Python<'py>, i: isize) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
+        let i = self.index(i)?;
+        let g = self.with(py, |c| c.beacon_group(i).map_err(|e| Failure::from_cluster(i, e)))?;
+        let Some(g) = g.map_err(|f| f.into_py(py))? else { return Ok(None) };
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("size", g.size)?;
+        d.set_item("threshold", g.threshold)?;
+        d.set_item("share_index", g.share_index)?;
+        d.set_item("transition_round", g.transition_round)?;
+        Ok(Some(d))
     }
 
     /// Stops every node and removes the temporary folder. Idempotent.

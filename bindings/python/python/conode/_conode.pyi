@@ -3,13 +3,31 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union, final
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypedDict, Union, final
 
 _StrPath = Union[str, "os.PathLike[str]"]
 #: ``{section: {key: value}}``: "Generic", "Db", "Conode" and "ServerIdentity".
 _StatusDict = Dict[str, Dict[str, str]]
 #: Binary input: bytes, or a bytearray (copied).
 _Bytes = Union[bytes, bytearray]
+
+class _ReshareDict(TypedDict):
+    """What ``LocalCluster.beacon_reshare`` returns."""
+
+    transition_round: int
+    chain_hash: str
+    qualified: List[int]
+    confirmed: int
+    participants: int
+    group_toml: str
+
+class _BeaconGroupDict(TypedDict):
+    """What ``LocalCluster.beacon_group`` returns."""
+
+    size: int
+    threshold: int
+    share_index: Optional[int]
+    transition_round: Optional[int]
 
 __version__: str
 
@@ -254,6 +272,16 @@ class LocalCluster:
         beacon_id: str = "",
         node: Optional[int] = None,
     ) -> BeaconChain: ...
+    def beacon_reshare(
+        self,
+        members: Optional[Sequence[int]] = None,
+        *,
+        threshold: Optional[int] = None,
+        phase_timeout: float = 1.0,
+        transition_round: Optional[int] = None,
+        node: Optional[int] = None,
+    ) -> _ReshareDict: ...
+    def beacon_group(self, i: int) -> Optional[_BeaconGroupDict]: ...
     def close(self) -> None: ...
     def __enter__(self) -> LocalCluster: ...
     def __exit__(
