@@ -225,14 +225,20 @@ fn a_chain_reshares_4_to_5_to_3_keeping_its_hash_and_every_round() {
     let st = beacon(&cluster, 1).transition_status();
     assert_eq!((st.state.as_str(), st.round, st.new_members), ("retired", t2, 3), "{st:?}");
 
-    // Restarted (its old share still on disk), the removed member does not take it up again: it
-    // stays retired from t2 on and signs no round from t2 on.
+    assert!(beacon(&cluster, 1).signs_round(t2 - 1) && !beacon(&cluster, 1).signs_round(t2));
+
+    // Once it stored its last round (t2 − 1), the removed member erased its share from disk: a
+    // restart runs no chain from it (it cannot take its old share up again), keeps the rounds it
+    // stored, and shows it left at t2.
+    wait_round(&cluster, 1, t2 - 1, 10);
     cluster.stop(1).unwrap();
     cluster.restart(1).unwrap();
-    let st = beacon(&cluster, 1).transition_status();
+    let b1 = beacon(&cluster, 1);
+    assert!(b1.group().is_none() && b1.share_index().is_none(), "a removed member resurrected its old share");
+    assert!(!b1.signs_round(t2) && !b1.signs_round(latest + 1));
+    assert!(b1.get(t2 - 1).is_some_and(|b| client_info.verify(&b).is_ok()));
+    let st = b1.transition_status();
     assert_eq!((st.state.as_str(), st.round), ("retired", t2), "{st:?}");
-    assert!(beacon(&cluster, 1).signs_round(t2 - 1) && !beacon(&cluster, 1).signs_round(t2));
-    assert!(!beacon(&cluster, 1).signs_round(latest + 1));
 }
 
 #[test]

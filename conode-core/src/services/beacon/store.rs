@@ -176,6 +176,13 @@ impl ChainStore {
         Ok(())
     }
 
+    /// Forgets this node's share (a member that left the group, once it signed its last round):
+    /// a restart runs no chain from it and never signs with it again.
+    pub fn erase_share(&self) -> Result<(), StoreError> {
+        self.meta.remove(SHARE_KEY)?;
+        Ok(())
+    }
+
     /// The round from which this node no longer signs, if it left the group.
     pub fn retire_at(&self) -> Result<Option<u64>, StoreError> {
         match self.meta.get(RETIRE_KEY)? {

@@ -18,7 +18,7 @@ use crate::config::ServerIdentity;
 use crate::crypto::IdentityPublicKey;
 use crate::services::dkg::Group;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -53,6 +53,8 @@ pub(crate) struct TransitionState {
     pub(super) forward_only_to: Mutex<Option<BTreeSet<IdentityPublicKey>>>,
     /// Transitions completed on this node since it started (switches to a reshared group).
     pub(super) completed: AtomicU64,
+    /// This node left the group and erased its share from storage.
+    pub(super) share_erased: AtomicBool,
 }
 
 impl BeaconService {
@@ -79,7 +81,12 @@ impl BeaconService {
             let mut next = lock(&self.inner.transition.next);
             match next.as_ref() {
                 Some(n) if round + 1 >= n.round => {}
-                _ => return,
+                Some(_) => return,
+                None => {
+                    drop(next);
+                    self.retire_if_done(chain, round);
+                    return;
+                }
             }
             if !self.chain().is_some_and(|c| std::ptr::eq(Arc::as_ptr(&c), chain)) {
                 return;
@@ -126,6 +133,27 @@ impl BeaconService {
         }
     }
 
+    /// A member that left the group, once the round before it stops is stored (it will never sign
+    /// again): erases its share from storage, so that no restart takes it up again (and a stolen
+    /// disk holds no share of the group key). The share in memory goes with the process.
+    pub(super) fn retire_if_done(&self, chain: &Chain, round: u64) {
+        let stop = chain.stop_at.load(Ordering::SeqCst);
+        if stop == u64::MAX || round + 1 < stop || self.inner.transition.share_erased.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(store) = self.inner.store.as_ref() else { return };
+        if !matches!(store.retire_at(), Ok(Some(r)) if r == stop) {
+            return;
+        }
+        match store.erase_share() {
+            Ok(()) => {
+                self.inner.transition.share_erased.store(true, Ordering::SeqCst);
+                info!(round = stop, "beacon: left the group at round {stop}; share erased");
+            }
+            Err(e) => warn!(error = %e, "beacon: could not erase the share of a group this node left"),
+        }
+    }
+
     /// Counts and announces a switch to a reshared group at `round`.
     fn switched(&self, round: u64, members: u32) {
         self.inner.transition.completed.fetch_add(1, Ordering::SeqCst);
@@ -163,7 +191,10 @@ impl BeaconService {
     pub(super) fn resume_transition(&self) {
         let (Some(store), Some(chain)) = (self.inner.store.as_ref(), self.chain()) else { return };
         match store.retire_at() {
-            Ok(Some(r)) => chain.stop_at.store(r, Ordering::SeqCst),
+            Ok(Some(r)) => {
+                chain.stop_at.store(r, Ordering::SeqCst);
+                self.retire_if_done(&chain, chain.latest());
+            }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "beacon: stored retirement not usable"),
         }
@@ -288,7 +319,15 @@ impl BeaconService {
             }
             .into();
         }
-        let Some(chain) = self.chain() else { return st };
+        let Some(chain) = self.chain() else {
+            // A member that left a group and restarted runs no chain (its share is erased).
+            if let (Some(Ok(Some(r))), false) =
+                (self.inner.store.as_ref().map(|s| s.retire_at()), st.state == "running")
+            {
+                return TransitionStatus { state: "retired".into(), round: r, ..st };
+            }
+            return st;
+        };
         let latest = chain.latest();
         // An agreed transition (staged, retiring, switched) is what the chain says; a later
         // resharing still running or aborted is shown over a switch done before it.

@@ -601,6 +601,7 @@ impl BeaconService {
             store.set_retire(t).map_err(storage)?;
             if let Some(chain) = self.chain() {
                 chain.stop_at.store(t, Ordering::SeqCst);
+                self.retire_if_done(&chain, chain.latest());
             }
             s.log(format!("left out of the new group: signs no round from {t} on"));
             self.inner.ctx.events.emit(crate::events::NodeEvent::BeaconTransitionStaged {
