@@ -18,7 +18,7 @@ use conode_core::config::Roster;
 use conode_core::events::NodeEvent;
 use conode_core::services::beacon::messages::{InitRequest, PartialReply};
 use conode_core::services::beacon::BeaconService;
-use conode_core::services::dkg::reshare::{ReshareRequest, ReshareResponse};
+use conode_core::services::dkg::reshare::{ReshareFetch, ReshareFinish, ReshareRequest, ReshareResponse};
 use conode_core::services::dkg::Group;
 use conode_core::verify::beacon::{digest, Beacon, ChainInfo, PreparedChain, Scheme};
 use prost::Message;
@@ -259,6 +259,31 @@ fn a_leader_that_crashes_between_finish_sends_splits_no_group() {
     assert_eq!(st.state, "running", "{st:?}");
     assert_eq!((st.old_members, st.new_members), (4, 5));
     let t1 = st.round;
+    // Members echoing garbage change nothing: a Finish not signed by the leader, bytes that are
+    // no Finish, a Finish of an unknown session are refused; a Fetch finds no Finish.
+    let net3 = cluster.node(3).network().unwrap();
+    let to2 = cluster.roster().servers[2].clone();
+    let session = hex::decode(&st.session).unwrap();
+    let send = |protocol: &str, body: Vec<u8>| {
+        let call = net3.request(&to2, "Reshare", protocol, &session, body, Duration::from_secs(5));
+        cluster.runtime().block_on(call).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let forged = ReshareFinish {
+        session: session.clone(),
+        dealers: vec![0, 2, 3],
+        signature: vec![1; 64],
+        ..Default::default()
+    };
+    let e = send("Finish", forged.encode_to_vec()).expect_err("a forged Finish");
+    assert!(e.contains("bad signature"), "{e}");
+    let e = send("Finish", vec![0xff; 40]).expect_err("garbage");
+    assert!(e.contains("resharing message from"), "{e}");
+    let e = send("Finish", ReshareFinish { session: vec![7; 32], ..forged.clone() }.encode_to_vec())
+        .expect_err("unknown session");
+    assert!(e.contains("unknown resharing session"), "{e}");
+    let e = send("Fetch", ReshareFetch { session: session.clone() }.encode_to_vec()).expect_err("nothing to fetch");
+    assert!(e.contains("no Finish"), "{e}");
+    assert_eq!(beacon(&cluster, 2).transition_status().state, "running");
     for i in 0..4 {
         wait_round(&cluster, i, t1 + 1, 20);
         let st = beacon(&cluster, i).transition_status();
