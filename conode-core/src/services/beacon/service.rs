@@ -224,6 +224,7 @@ impl Service for BeaconService {
                 Err(e) => warn!(error = %e, "beacon: stored group not usable"),
             }
         }
+        svc.resume_reshare();
         Ok(svc)
     }
 

@@ -226,10 +226,13 @@ impl BeaconService {
                     lock(r).set_dealers(&go.dealers)?;
                 }
                 *lock(&s.dealers) = go.dealers.clone();
+                if let Some(store) = self.inner.store.as_ref() {
+                    store.save_reshare_go(payload).map_err(|e| ReshareError::Refused(format!("storage: {e}")))?;
+                }
                 if !s.started.swap(true, Ordering::SeqCst) {
                     let this = self.clone();
                     let watched = s.clone();
-                    self.tasks().spawn(async move { this.watch_finish(watched).await });
+                    self.tasks().spawn(async move { this.watch_finish(watched, false).await });
                     let this = self.clone();
                     self.tasks().spawn(async move { this.run_member(s).await });
                 }
@@ -272,7 +275,12 @@ impl BeaconService {
     fn on_deal(&self, from: &IdentityPublicKey, deal: Deal) -> Result<(), ReshareError> {
         let s = self.session_for(&deal.session)?;
         let r = s.recipient.as_ref().ok_or_else(|| ReshareError::Refused("not a new member".into()))?;
+        let (dealer, bytes) = (deal.dealer, zeroize::Zeroizing::new(deal.encode_to_vec()));
         lock(r).receive_deal(from, deal)?;
+        if let Some(store) = self.inner.store.as_ref() {
+            // Kept until the session ends: a restart before the Finish still computes its share.
+            store.save_reshare_deal(dealer, &bytes).map_err(|e| ReshareError::Refused(format!("storage: {e}")))?;
+        }
         s.notify.notify_waiters();
         Ok(())
     }
@@ -330,11 +338,34 @@ impl BeaconService {
                 return Err(ReshareError::Refused("a resharing is already running on this node".into()));
             }
         }
-        let recipient = match new_index {
+        let s = self.new_session(params)?;
+        s.log(format!(
+            "accepted: old index {:?}, new index {:?}, {} new members, threshold {}, transition round {}",
+            old_index,
+            new_index,
+            s.params.n(),
+            s.params.threshold,
+            s.params.config.transition_round
+        ));
+        if let Some(store) = self.inner.store.as_ref() {
+            // Durable before the leader hears the answer, so that a restart resumes the session.
+            store
+                .save_reshare(&s.params.config.encode_to_vec())
+                .map_err(|e| ReshareError::Refused(format!("storage: {e}")))?;
+        }
+        *cur = Some(s.clone());
+        Ok(s)
+    }
+
+    /// A session of `params` on this node (nothing checked, nothing installed).
+    fn new_session(&self, params: ReshareParams) -> Result<Arc<Session>, ReshareError> {
+        let me = self.inner.me;
+        let old_index = params.old.index_of(&me);
+        let recipient = match params.new_index(&me) {
             Some(_) => Some(Mutex::new(Recipient::new(params.clone(), self.inner.ctx.config.identity.clone())?)),
             None => None,
         };
-        let s = Arc::new(Session {
+        Ok(Arc::new(Session {
             params,
             old_index,
             recipient,
@@ -347,17 +378,68 @@ impl BeaconService {
             started: AtomicBool::new(false),
             created: Instant::now(),
             log: Mutex::new(Vec::new()),
-        });
-        s.log(format!(
-            "accepted: old index {:?}, new index {:?}, {} new members, threshold {}, transition round {}",
-            old_index,
-            new_index,
-            s.params.n(),
-            s.params.threshold,
-            s.params.config.transition_round
-        ));
-        *cur = Some(s.clone());
-        Ok(s)
+        }))
+    }
+
+    /// Forgets the stored session (it ended on this node).
+    fn session_ended(&self) {
+        if let Some(Err(e)) = self.inner.store.as_ref().map(|s| s.drop_reshare()) {
+            warn!(error = %e, "reshare: could not forget the ended session");
+        }
+    }
+
+    /// After a restart: resumes the resharing session this node took part in, if its Finish may
+    /// still come (its deals back in, asking the others for the Finish at once); else forgets it
+    /// (it aborted here: the current group goes on).
+    pub(super) fn resume_reshare(&self) {
+        let Some(store) = self.inner.store.as_ref() else { return };
+        let (config, go, deals) = match store.load_reshare() {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "reshare: stored session not usable");
+                return self.session_ended();
+            }
+        };
+        let restore = || -> Result<Arc<Session>, ReshareError> {
+            let bad = |e: prost::DecodeError| ReshareError::Malformed("storage".into(), e.to_string());
+            let params = ReshareParams::new(ReshareConfig::decode(config.as_slice()).map_err(bad)?)?;
+            let s = self.new_session(params)?;
+            if let Some(go) = go {
+                let go = ReshareGo::decode(go.as_slice()).map_err(bad)?;
+                if go.session == s.params.session && go.dealers.len() <= s.params.old.nodes.len() {
+                    if let Some(r) = &s.recipient {
+                        lock(r).set_dealers(&go.dealers)?;
+                    }
+                    *lock(&s.dealers) = go.dealers;
+                }
+            }
+            if let Some(r) = &s.recipient {
+                for d in &deals {
+                    let deal = Deal::decode(d.as_slice()).map_err(bad)?;
+                    let Some(dealer) = s.params.old.node(deal.dealer).map(|n| n.public) else { continue };
+                    lock(r).receive_deal(&dealer, deal)?;
+                }
+            }
+            Ok(s)
+        };
+        match restore() {
+            Ok(s) if unix_now_ms() < s.finish_cutoff_ms() => {
+                s.log(format!("resumed after a restart with {} deals; asking for the Finish", deals.len()));
+                s.started.store(true, Ordering::SeqCst);
+                *lock(&self.inner.transition.session) = Some(s.clone());
+                let this = self.clone();
+                self.tasks().spawn(async move { this.watch_finish(s, true).await });
+            }
+            Ok(s) => {
+                s.log("stored session too late to resume: the current group goes on".into());
+                self.session_ended();
+            }
+            Err(e) => {
+                warn!(error = %e, "reshare: stored session not usable");
+                self.session_ended();
+            }
+        }
     }
 
     /// A participant after `Go`: deals (old member), then collects its deals and answers the
@@ -514,6 +596,7 @@ impl BeaconService {
         s.log(format!("{error}; the current group goes on signing"));
         let d = ReshareDone { session: s.params.session.to_vec(), error: error.clone(), ..Default::default() };
         *done = Some(d.clone());
+        self.session_ended();
         s.notify.notify_waiters();
         self.inner.ctx.events.emit(crate::events::NodeEvent::BeaconTransitionAborted {
             session: s.params.session,
@@ -524,12 +607,16 @@ impl BeaconService {
     }
 
     /// On a participant after `Go`: waits for the Finish; from two phases after `Go` (or twice
-    /// the margin before `T`, whichever is first) asks the other participants for theirs, every
+    /// the margin before `T`, whichever is first; at once with `ask_now`) asks the other participants for theirs, every
     /// quarter margin, until the cutoff; then aborts if it still has none.
-    async fn watch_finish(&self, s: Arc<Session>) {
+    async fn watch_finish(&self, s: Arc<Session>, ask_now: bool) {
         let margin = finish_margin_ms(s.params.old.period);
         let cutoff = instant_at(s.finish_cutoff_ms());
-        let ask_from = (Instant::now() + 2 * s.params.phase).min(instant_at(s.t_ms() - 2 * margin));
+        let ask_from = if ask_now {
+            Instant::now()
+        } else {
+            (Instant::now() + 2 * s.params.phase).min(instant_at(s.t_ms() - 2 * margin))
+        };
         let has_done = |s: &Session| lock(&s.done).is_some();
         if s.wait_until(ask_from, has_done).await {
             return;
@@ -583,6 +670,7 @@ impl BeaconService {
                 done.error = e.to_string();
             }
         }
+        self.session_ended();
         *lock(&s.done) = Some(done.clone());
         s.notify.notify_waiters();
         done
@@ -689,6 +777,7 @@ impl BeaconService {
         let result = self.lead(&s).await;
         if let Err(e) = &result {
             s.log(format!("failed: {e}"));
+            self.session_ended();
             let mut d = lock(&s.done);
             if d.is_none() {
                 *d = Some(ReshareDone {
