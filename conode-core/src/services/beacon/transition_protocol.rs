@@ -428,6 +428,11 @@ impl BeaconService {
                 s.log(format!("resumed after a restart with {} deals; asking for the Finish", deals.len()));
                 s.started.store(true, Ordering::SeqCst);
                 *lock(&self.inner.transition.session) = Some(s.clone());
+                if s.recipient.is_some() && !lock(&s.dealers).is_empty() {
+                    // In case the leader never got them (it keeps the first copy).
+                    let (this, s) = (self.clone(), s.clone());
+                    self.tasks().spawn(async move { this.answer_leader(&s, Instant::now()).await });
+                }
                 let this = self.clone();
                 self.tasks().spawn(async move { this.watch_finish(s, true).await });
             }
@@ -452,8 +457,15 @@ impl BeaconService {
                 s.log(format!("could not deal: {e}"));
             }
         }
+        self.answer_leader(&s, start + s.params.phase).await;
+    }
+
+    /// A new member: waits for its deals until `deals_until`, then sends the leader its signed
+    /// responses.
+    async fn answer_leader(&self, s: &Arc<Session>, deals_until: Instant) {
         let Some(r) = &s.recipient else { return };
-        s.wait_until(start + s.params.phase, |s| s.recipient.as_ref().is_some_and(|r| lock(r).have_all_deals())).await;
+        let dealers = lock(&s.dealers).clone();
+        s.wait_until(deals_until, |s| s.recipient.as_ref().is_some_and(|r| lock(r).have_all_deals())).await;
         let (responses, complaints) = {
             let r = lock(r);
             (r.make_responses(), r.complaints())
@@ -477,6 +489,9 @@ impl BeaconService {
         };
         let body = responses.encode_to_vec();
         for _ in 0..3 {
+            if lock(&s.done).is_some() {
+                break;
+            }
             match self
                 .inner
                 .network
