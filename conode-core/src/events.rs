@@ -47,6 +47,14 @@ pub enum NodeEvent {
     /// A DKG session at this node entered a new phase (`deal`, `response`, `justification`,
     /// `done`, `failed`, …).
     DkgPhaseChanged { session: [u8; 32], phase: String },
+    /// A beacon resharing was agreed here: from `round` on the group of `members` members signs
+    /// (`in_new_group`: this node holds a staged share of it; else it leaves at `round`).
+    BeaconTransitionStaged { session: [u8; 32], round: u64, members: u32, in_new_group: bool },
+    /// This node's beacon chain is now signed by the reshared group (from `round` on).
+    BeaconTransitionSwitched { round: u64, members: u32 },
+    /// A beacon resharing ended here without a Finish in time: the current group goes on
+    /// signing `round` and after.
+    BeaconTransitionAborted { session: [u8; 32], round: u64, reason: String },
     /// This node holds evidence that `member` signed two forward links from one block at one level.
     Equivocation { chain: Vec<u8>, index: u64, level: u32, member: IdentityPublicKey },
     /// This node holds evidence that `member` prepared two different blocks at one index in one view.
@@ -70,6 +78,9 @@ impl NodeEvent {
             NodeEvent::BlockStored { .. } => "block_stored",
             NodeEvent::BeaconRoundStored { .. } => "beacon_round_stored",
             NodeEvent::DkgPhaseChanged { .. } => "dkg_phase_changed",
+            NodeEvent::BeaconTransitionStaged { .. } => "beacon_transition_staged",
+            NodeEvent::BeaconTransitionSwitched { .. } => "beacon_transition_switched",
+            NodeEvent::BeaconTransitionAborted { .. } => "beacon_transition_aborted",
             NodeEvent::Equivocation { .. } => "equivocation",
             NodeEvent::PrepareEquivocation { .. } => "prepare_equivocation",
             NodeEvent::BackupFinished { .. } => "backup_finished",
@@ -101,6 +112,13 @@ impl NodeEvent {
             }
             NodeEvent::DkgPhaseChanged { session, phase } => {
                 json!({ "session": hex::encode(session), "phase": phase })
+            }
+            NodeEvent::BeaconTransitionStaged { session, round, members, in_new_group } => json!({
+                "session": hex::encode(session), "round": round, "members": members, "in_new_group": in_new_group
+            }),
+            NodeEvent::BeaconTransitionSwitched { round, members } => json!({ "round": round, "members": members }),
+            NodeEvent::BeaconTransitionAborted { session, round, reason } => {
+                json!({ "session": hex::encode(session), "round": round, "reason": reason })
             }
             NodeEvent::Equivocation { chain, index, level, member } => json!({
                 "chain": hex::encode(chain), "index": index, "level": level, "member": member.to_hex()
@@ -361,5 +379,22 @@ mod tests {
         assert_eq!(NodeEvent::Lagged { missed: 3 }.to_json()["missed"], 3);
         let backup = NodeEvent::BackupFinished { entries: 4, bytes: 100, millis: 7 }.to_json();
         assert_eq!((backup["kind"].as_str(), backup["entries"].as_u64()), (Some("backup_finished"), Some(4)));
+        let staged =
+            NodeEvent::BeaconTransitionStaged { session: [0xee; 32], round: 9, members: 5, in_new_group: false }
+                .to_json();
+        assert_eq!(staged["kind"], "beacon_transition_staged");
+        assert_eq!((staged["round"].as_u64(), staged["in_new_group"].as_bool()), (Some(9), Some(false)));
+        assert_eq!(staged["session"].as_str().map(str::len), Some(64));
+        let switched = NodeEvent::BeaconTransitionSwitched { round: 9, members: 5 }.to_json();
+        assert_eq!(
+            (switched["kind"].as_str(), switched["members"].as_u64()),
+            (Some("beacon_transition_switched"), Some(5))
+        );
+        let aborted =
+            NodeEvent::BeaconTransitionAborted { session: [1; 32], round: 9, reason: "late".into() }.to_json();
+        assert_eq!(
+            (aborted["kind"].as_str(), aborted["reason"].as_str()),
+            (Some("beacon_transition_aborted"), Some("late"))
+        );
     }
 }

@@ -5,13 +5,20 @@
 //! both transitions is stored, chains, and verifies with the pure drand verifier from the chain
 //! info drand clients read (`/info`); a member left out signs no more rounds and its old share's
 //! partial is refused and does not verify against the new group.
+//!
+//! A leader that crashes between its Finish sends splits no group: with no Finish anywhere the
+//! resharing aborts and the old group signs the transition round and after; with one member
+//! holding it, it reaches every other (forwarded, or fetched by those it was not forwarded to) and
+//! the whole new group signs from the transition round. The transition shows in `/status`,
+//! `/metrics` and the node events.
 
 use conode_core::api::client;
 use conode_core::cluster::LocalCluster;
 use conode_core::config::Roster;
+use conode_core::events::NodeEvent;
 use conode_core::services::beacon::messages::{InitRequest, PartialReply};
 use conode_core::services::beacon::BeaconService;
-use conode_core::services::dkg::reshare::{ReshareRequest, ReshareResponse};
+use conode_core::services::dkg::reshare::{ReshareFetch, ReshareFinish, ReshareRequest, ReshareResponse};
 use conode_core::services::dkg::Group;
 use conode_core::verify::beacon::{digest, Beacon, ChainInfo, PreparedChain, Scheme};
 use prost::Message;
@@ -32,7 +39,12 @@ fn wait_round(cluster: &LocalCluster, i: usize, round: u64, secs: u64) -> Beacon
         .unwrap_or_else(|| panic!("member {i} did not store round {round}"))
 }
 
-fn reshare(cluster: &LocalCluster, leader: usize, nodes: &[usize], threshold: u32) -> ReshareResponse {
+fn reshare_call(
+    cluster: &LocalCluster,
+    leader: usize,
+    nodes: &[usize],
+    threshold: u32,
+) -> Result<ReshareResponse, String> {
     let req = ReshareRequest {
         roster_toml: roster_of(cluster, nodes).to_toml(),
         threshold,
@@ -41,8 +53,54 @@ fn reshare(cluster: &LocalCluster, leader: usize, nodes: &[usize], threshold: u3
     };
     let url = cluster.client_url(leader).unwrap();
     let call = client::call(&url, "Beacon", "Reshare", req.encode_to_vec(), Duration::from_secs(30));
-    let reply = cluster.runtime().block_on(call).unwrap_or_else(|e| panic!("reshare to {nodes:?}: {e}"));
-    ReshareResponse::decode(reply.as_slice()).unwrap()
+    let reply = cluster.runtime().block_on(call).map_err(|e| e.to_string())?;
+    Ok(ReshareResponse::decode(reply.as_slice()).unwrap())
+}
+
+fn reshare(cluster: &LocalCluster, leader: usize, nodes: &[usize], threshold: u32) -> ReshareResponse {
+    reshare_call(cluster, leader, nodes, threshold).unwrap_or_else(|e| panic!("reshare to {nodes:?}: {e}"))
+}
+
+/// Starts a 4-member chain (period 1 s, threshold 3) on members 0..4 of a 5-node cluster.
+fn four_member_chain() -> LocalCluster {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let cluster = LocalCluster::new(5).unwrap();
+    let init = InitRequest {
+        roster_toml: roster_of(&cluster, &[0, 1, 2, 3]).to_toml(),
+        scheme: Scheme::PedersenBlsChained.id().into(),
+        period_secs: 1,
+        threshold: 3,
+        phase_timeout_ms: 1500,
+        genesis_delay_ms: 2000,
+        ..Default::default()
+    };
+    let url = cluster.client_url(0).unwrap();
+    let call = client::call(&url, "Beacon", "Init", init.encode_to_vec(), Duration::from_secs(60));
+    cluster.runtime().block_on(call).unwrap();
+    wait_round(&cluster, 0, 2, 10);
+    cluster
+}
+
+fn http_get(cluster: &LocalCluster, i: usize, path: &str) -> String {
+    let base = cluster.client_url(i).unwrap().replace("ws://", "http://");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async { reqwest::get(format!("{base}{path}")).await.unwrap().text().await.unwrap() })
+}
+
+/// The value of the sample `name` (exact series text) in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// The beacon transition events queued on `events`.
+fn transition_events(events: &mut conode_core::events::EventSubscriber) -> Vec<conode_core::events::NodeEvent> {
+    std::iter::from_fn(|| events.try_next()).filter(|e| e.kind().starts_with("beacon_transition")).collect()
 }
 
 /// Every round 1..=latest stored on member `i` verifies with `info` and chains; returns latest.
@@ -163,5 +221,150 @@ fn a_chain_reshares_4_to_5_to_3_keeping_its_hash_and_every_round() {
         let share_key = g3.public_poly.public_share_bytes(idx).unwrap();
         let k = PreparedChain::from_public_key(Scheme::PedersenBlsChained, &share_key).unwrap();
         assert!(k.verify_message(&msg, &p.partial).is_err(), "old share {old_index} still signs as new member {idx}");
+    }
+    let st = beacon(&cluster, 1).transition_status();
+    assert_eq!((st.state.as_str(), st.round, st.new_members), ("retired", t2, 3), "{st:?}");
+
+    assert!(beacon(&cluster, 1).signs_round(t2 - 1) && !beacon(&cluster, 1).signs_round(t2));
+
+    // Once it stored its last round (t2 − 1), the removed member erased its share from disk: a
+    // restart runs no chain from it (it cannot take its old share up again), keeps the rounds it
+    // stored, and shows it left at t2.
+    wait_round(&cluster, 1, t2 - 1, 10);
+    cluster.stop(1).unwrap();
+    cluster.restart(1).unwrap();
+    let b1 = beacon(&cluster, 1);
+    assert!(b1.group().is_none() && b1.share_index().is_none(), "a removed member resurrected its old share");
+    assert!(!b1.signs_round(t2) && !b1.signs_round(latest + 1));
+    assert!(b1.get(t2 - 1).is_some_and(|b| client_info.verify(&b).is_ok()));
+    let st = b1.transition_status();
+    assert_eq!((st.state.as_str(), st.round), ("retired", t2), "{st:?}");
+}
+
+#[test]
+fn a_leader_that_crashes_between_finish_sends_splits_no_group() {
+    let mut cluster = four_member_chain();
+    let info = beacon(&cluster, 0).chain_info().unwrap();
+    let first = beacon(&cluster, 0).group().unwrap();
+    let key = |i: usize| cluster.roster().servers[i].public;
+    let mut events0 = cluster.node(0).events();
+
+    // 1. The leader (member 1) sends its Finish to no one and stops: nobody stages; the resharing
+    // aborts everywhere before T and the old group signs T and after, none missing.
+    beacon(&cluster, 1).reshare_finish_only_to([]);
+    let err = reshare_call(&cluster, 1, &[0, 1, 2, 3, 4], 3).expect_err("the faulty leader reports no success");
+    assert!(err.contains("leader stopped"), "{err}");
+    beacon(&cluster, 1).clear_reshare_faults();
+    let st = beacon(&cluster, 0).transition_status();
+    assert_eq!(st.state, "running", "{st:?}");
+    assert_eq!((st.old_members, st.new_members), (4, 5));
+    let t1 = st.round;
+    // Members echoing garbage change nothing: a Finish not signed by the leader, bytes that are
+    // no Finish, a Finish of an unknown session are refused; a Fetch finds no Finish.
+    let net3 = cluster.node(3).network().unwrap();
+    let to2 = cluster.roster().servers[2].clone();
+    let session = hex::decode(&st.session).unwrap();
+    let send = |protocol: &str, body: Vec<u8>| {
+        let call = net3.request(&to2, "Reshare", protocol, &session, body, Duration::from_secs(5));
+        cluster.runtime().block_on(call).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let forged = ReshareFinish {
+        session: session.clone(),
+        dealers: vec![0, 2, 3],
+        signature: vec![1; 64],
+        ..Default::default()
+    };
+    let e = send("Finish", forged.encode_to_vec()).expect_err("a forged Finish");
+    assert!(e.contains("bad signature"), "{e}");
+    let e = send("Finish", vec![0xff; 40]).expect_err("garbage");
+    assert!(e.contains("resharing message from"), "{e}");
+    let e = send("Finish", ReshareFinish { session: vec![7; 32], ..forged.clone() }.encode_to_vec())
+        .expect_err("unknown session");
+    assert!(e.contains("unknown resharing session"), "{e}");
+    let e = send("Fetch", ReshareFetch { session: session.clone() }.encode_to_vec()).expect_err("nothing to fetch");
+    assert!(e.contains("no Finish"), "{e}");
+    assert_eq!(beacon(&cluster, 2).transition_status().state, "running");
+    for i in 0..4 {
+        wait_round(&cluster, i, t1 + 1, 20);
+        let st = beacon(&cluster, i).transition_status();
+        assert!(st.state == "aborted" || i == 1, "member {i}: {st:?}");
+        assert_eq!(beacon(&cluster, i).group().unwrap(), first, "member {i} left the old group");
+    }
+    assert!(beacon(&cluster, 4).group().is_none(), "the new member installed a group without a Finish");
+    assert_eq!(beacon(&cluster, 4).transition_status().state, "aborted");
+    let aborted = transition_events(&mut events0);
+    assert!(
+        matches!(aborted.as_slice(), [NodeEvent::BeaconTransitionAborted { round, .. }] if *round == t1),
+        "{aborted:?}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&http_get(&cluster, 2, "/status")).unwrap();
+    assert_eq!(status["BeaconTransition"]["state"], "aborted", "{status}");
+    assert_eq!(status["BeaconTransition"]["round"], t1.to_string(), "{status}");
+
+    // 2. The leader sends its Finish to member 0 only and crashes; member 0 forwards it to
+    // member 2 only, and member 2 to no one: members 3 (restarted meanwhile) and 4 must fetch it. Every member stages
+    // the same new group and it signs from T on (the crashed leader's old share is not needed).
+    beacon(&cluster, 1).reshare_finish_only_to([key(0)]);
+    beacon(&cluster, 0).reshare_forward_only_to([key(2)]);
+    for i in [2, 3, 4] {
+        beacon(&cluster, i).reshare_forward_only_to([]);
+    }
+    let err = reshare_call(&cluster, 1, &[0, 1, 2, 3, 4], 3).expect_err("the faulty leader reports no success");
+    assert!(err.contains("leader stopped"), "{err}");
+    cluster.stop(1).unwrap();
+    // Member 3 restarts before it has the Finish: it resumes the session from storage (its deals
+    // included) and fetches the Finish.
+    cluster.stop(3).unwrap();
+    cluster.restart(3).unwrap();
+    let st = beacon(&cluster, 0).transition_status();
+    assert_eq!(st.state, "staged", "{st:?}");
+    assert_eq!(st.detail, "from the leader");
+    let t2 = st.round;
+    assert!(t2 > t1 + 1);
+    let m = http_get(&cluster, 0, "/metrics");
+    assert_eq!(metric(&m, "conode_beacon_transition_round"), t2 as f64, "{m}");
+    assert!(m.contains("conode_beacon_transition_state{state=\"staged\"} 1"), "{m}");
+    let staged = transition_events(&mut events0);
+    assert!(
+        matches!(staged.as_slice(), [NodeEvent::BeaconTransitionStaged { round, members: 5, in_new_group: true, .. }] if *round == t2),
+        "{staged:?}"
+    );
+    let mut group = None;
+    for i in [0, 2, 3, 4] {
+        wait_round(&cluster, i, t2 + 2, 20);
+        let g = beacon(&cluster, i).group().unwrap();
+        assert_eq!((g.nodes.len(), g.threshold, g.first_round()), (5, 3, t2), "member {i} did not switch");
+        assert_eq!(g.public_key(), first.public_key());
+        assert_eq!(*group.get_or_insert_with(|| g.clone()), g, "member {i} computed another group");
+        let st = beacon(&cluster, i).transition_status();
+        assert_eq!((st.state.as_str(), st.round, st.new_members), ("switched", t2, 5), "member {i}: {st:?}");
+    }
+    assert!(beacon(&cluster, 2).transition_status().detail.starts_with("forwarded by"));
+    let st = beacon(&cluster, 3).transition_status();
+    assert!(st.detail.starts_with("fetched from"), "member 3: {st:?}");
+    // Member 4 fetches it too, unless member 3 (its forwarding fault gone with the restart)
+    // forwarded it first.
+    let st = beacon(&cluster, 4).transition_status();
+    assert!(st.detail.starts_with("fetched from") || st.detail.starts_with("forwarded by"), "member 4: {st:?}");
+    assert_eq!(beacon(&cluster, 4).share_index(), Some(4));
+    // With the leader down, only the new group can have signed T and after: members 0, 2 and 3
+    // hold no old share any more, and the old threshold is 3.
+    let switched = transition_events(&mut events0);
+    assert!(
+        matches!(switched.as_slice(), [NodeEvent::BeaconTransitionSwitched { round, members: 5 }] if *round == t2),
+        "{switched:?}"
+    );
+    let m = http_get(&cluster, 0, "/metrics");
+    assert_eq!(metric(&m, "conode_beacon_transition_round"), 0.0, "{m}");
+    assert_eq!(metric(&m, "conode_beacon_transitions_total"), 1.0, "{m}");
+    let status: serde_json::Value = serde_json::from_str(&http_get(&cluster, 3, "/status")).unwrap();
+    assert_eq!(status["BeaconTransition"]["state"], "switched", "{status}");
+    assert_eq!(status["BeaconTransition"]["new_members"], "5", "{status}");
+
+    // What a drand client sees: the same chain, every round across both T verifies and chains.
+    let client_info = drand_info(&cluster, 4);
+    assert_eq!(client_info.hash(), info.hash());
+    for i in [0, 2, 3, 4] {
+        assert!(verify_stored_chain(&cluster, i, &client_info) >= t2 + 2);
     }
 }

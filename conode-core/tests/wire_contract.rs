@@ -547,9 +547,10 @@ fn reshare_messages() {
     };
     check(
         "ReshareFinish",
-        &rs::ReshareFinish { session: b(1, 4), responses: vec![responses] },
-        "0a040102030412140a040102030410021a040804100122045a5b5c5d",
+        &rs::ReshareFinish { session: b(1, 4), responses: vec![responses], dealers: vec![0, 2], signature: b(200, 2) },
+        "0a040102030412140a040102030410021a040804100122045a5b5c5d1a0200022202c8c9",
     );
+    check("ReshareFetch", &rs::ReshareFetch { session: b(1, 4) }, "0a0401020304");
     check(
         "ReshareDone",
         &rs::ReshareDone { session: b(1, 4), group_hash: b(130, 4), error: "late".into(), qualified: vec![0, 1, 3] },

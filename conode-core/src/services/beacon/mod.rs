@@ -41,4 +41,5 @@ mod transition_protocol;
 pub use crate::verify::beacon::{beacon_json, info_json};
 pub use client::DEFAULT_PHASE_MS;
 pub use round_loop::unix_now_ms;
-pub use service::{BeaconFault, BeaconService, BeaconStats, RoundLatency, SERVICE};
+pub use service::{BeaconFault, BeaconService, BeaconStats, RoundLatency, SERVICE, TRANSITION_SECTION};
+pub use transition::TransitionStatus;

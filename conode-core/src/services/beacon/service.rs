@@ -32,6 +32,9 @@ use tracing::warn;
 /// Name of the client and peer service.
 pub const SERVICE: &str = "Beacon";
 
+/// The `/status` section of the group's transition (see `transition::TransitionStatus`).
+pub const TRANSITION_SECTION: &str = "BeaconTransition";
+
 /// How this node misbehaves in beacon rounds (fault injection for tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BeaconFault {
@@ -194,6 +197,13 @@ impl Service for BeaconService {
             }),
         );
         let weak = Arc::downgrade(&svc.inner);
+        ctx.status.add(
+            TRANSITION_SECTION,
+            Arc::new(move || {
+                weak.upgrade().map(|inner| BeaconService { inner }.transition_status().to_map()).unwrap_or_default()
+            }),
+        );
+        let weak = Arc::downgrade(&svc.inner);
         ctx.status.add_rosters(
             SERVICE,
             Arc::new(move || weak.upgrade().map(|inner| BeaconService { inner }.roster_views()).unwrap_or_default()),
@@ -214,12 +224,14 @@ impl Service for BeaconService {
                 Err(e) => warn!(error = %e, "beacon: stored group not usable"),
             }
         }
+        svc.resume_reshare();
         Ok(svc)
     }
 
     async fn stop(&self) {
         self.inner.ctx.metrics.remove(SERVICE);
         self.inner.ctx.status.remove(SERVICE);
+        self.inner.ctx.status.remove(TRANSITION_SECTION);
         stop_service(&self.inner.ctx, SERVICE).await;
     }
 }
@@ -256,6 +268,25 @@ impl BeaconService {
             "Delay between a round's scheduled time and its beacon stored here",
             Unit::Seconds,
             st.lag.clone(),
+        );
+        let ts = self.transition_status();
+        gauge(
+            reg,
+            "conode_beacon_transition_round",
+            "Round from which a reshared group takes over the beacon chain (0 when no transition is pending).",
+            if ts.pending() { ts.round as f64 } else { 0.0 },
+        );
+        counter(
+            reg,
+            "conode_beacon_transitions",
+            "Switches of this node's beacon chain to a reshared group since the node started.",
+            self.transitions_completed(),
+        );
+        info(
+            reg,
+            "conode_beacon_transition_state",
+            "State of the beacon group's transition here (none, running, staged, switched, retiring, retired, aborted, failed).",
+            &[("state", &ts.state)],
         );
         let dkg = self.inner.dkg.status();
         let phase = match (&dkg, self.chain().is_some()) {
@@ -321,6 +352,11 @@ impl BeaconService {
         facts.insert("scheme".to_string(), format!("{:?}", c.info.scheme));
         facts.insert("latest_round".to_string(), c.latest().to_string());
         facts.insert("current_round".to_string(), c.info.latest_round(now).to_string());
+        let ts = self.transition_status();
+        if ts.state != "none" {
+            facts.insert("transition".to_string(), format!("{} at round {}", ts.state, ts.round));
+            facts.insert("transition_members".to_string(), format!("{} → {}", ts.old_members, ts.new_members));
+        }
         let activity = lock(&c.latencies)
             .iter()
             .rev()

@@ -21,6 +21,15 @@ const NEXT_GROUP_KEY: &[u8] = b"next_group";
 const NEXT_SHARE_KEY: &[u8] = b"next_share";
 /// The round from which this node, left out of a resharing, no longer signs (u64 big-endian).
 const RETIRE_KEY: &[u8] = b"retire_at";
+/// The resharing session this node takes part in (until its Finish or abort), so that a restart
+/// resumes it: its configuration, the leader's Go, each deal received (`reshare/deal/<dealer>`).
+const RESHARE_PREFIX: &[u8] = b"reshare/";
+const RESHARE_CONFIG_KEY: &[u8] = b"reshare/config";
+const RESHARE_GO_KEY: &[u8] = b"reshare/go";
+const RESHARE_DEAL_PREFIX: &[u8] = b"reshare/deal/";
+
+/// A stored resharing session: configuration, Go, deals (encoded messages).
+pub type StoredReshare = (Vec<u8>, Option<Vec<u8>>, Vec<zeroize::Zeroizing<Vec<u8>>>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -173,6 +182,50 @@ impl ChainStore {
     /// Records that this node signs no round from `round` on (it left the group by resharing).
     pub fn set_retire(&self, round: u64) -> Result<(), StoreError> {
         self.meta.put(RETIRE_KEY, &round.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Forgets this node's share (a member that left the group, once it signed its last round):
+    /// a restart runs no chain from it and never signs with it again.
+    pub fn erase_share(&self) -> Result<(), StoreError> {
+        self.meta.remove(SHARE_KEY)?;
+        Ok(())
+    }
+
+    /// Records the resharing session this node takes part in (encoded configuration), replacing
+    /// any other.
+    pub fn save_reshare(&self, config: &[u8]) -> Result<(), StoreError> {
+        self.drop_reshare()?;
+        self.meta.put(RESHARE_CONFIG_KEY, config)?;
+        Ok(())
+    }
+
+    /// Records the leader's Go (encoded) of the stored session.
+    pub fn save_reshare_go(&self, go: &[u8]) -> Result<(), StoreError> {
+        self.meta.put(RESHARE_GO_KEY, go)?;
+        Ok(())
+    }
+
+    /// Records a deal (encoded) received in the stored session.
+    pub fn save_reshare_deal(&self, dealer: u32, deal: &[u8]) -> Result<(), StoreError> {
+        self.meta.put(&[RESHARE_DEAL_PREFIX, &dealer.to_be_bytes()].concat(), deal)?;
+        Ok(())
+    }
+
+    /// The stored resharing session, if any.
+    pub fn load_reshare(&self) -> Result<Option<StoredReshare>, StoreError> {
+        let Some(config) = self.meta.get(RESHARE_CONFIG_KEY)? else { return Ok(None) };
+        let go = self.meta.get(RESHARE_GO_KEY)?;
+        let deals = self.meta.scan_prefix(RESHARE_DEAL_PREFIX).map(|(_, v)| zeroize::Zeroizing::new(v)).collect();
+        Ok(Some((config, go, deals)))
+    }
+
+    /// Forgets the stored resharing session (it ended here).
+    pub fn drop_reshare(&self) -> Result<(), StoreError> {
+        let keys: Vec<Vec<u8>> = self.meta.scan_prefix(RESHARE_PREFIX).map(|(k, _)| k).collect();
+        for k in keys {
+            self.meta.remove(&k)?;
+        }
         Ok(())
     }
 

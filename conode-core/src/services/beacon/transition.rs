@@ -18,7 +18,7 @@ use crate::config::ServerIdentity;
 use crate::crypto::IdentityPublicKey;
 use crate::services::dkg::Group;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -47,6 +47,14 @@ pub(crate) struct TransitionState {
     pub(super) wanted: Mutex<Option<crate::config::Roster>>,
     /// Fault injection: new indices this node's re-share deals are corrupt for.
     pub(super) corrupt_for: Mutex<BTreeSet<u32>>,
+    /// Fault injection: as leader, send the Finish to these members only, then stop.
+    pub(super) finish_only_to: Mutex<Option<BTreeSet<IdentityPublicKey>>>,
+    /// Fault injection: forward a Finish to these participants only.
+    pub(super) forward_only_to: Mutex<Option<BTreeSet<IdentityPublicKey>>>,
+    /// Transitions completed on this node since it started (switches to a reshared group).
+    pub(super) completed: AtomicU64,
+    /// This node left the group and erased its share from storage.
+    pub(super) share_erased: AtomicBool,
 }
 
 impl BeaconService {
@@ -65,11 +73,20 @@ impl BeaconService {
     /// Called once a beacon of `chain` is stored: switches to the staged group when the round
     /// before its transition round is in.
     pub(super) fn after_stored(&self, chain: &Chain, round: u64) {
+        if chain.first_round > 1 && round + 1 == chain.first_round {
+            // A new member's group signs from this round on (it had nothing to switch from).
+            self.switched(chain.first_round, chain.group.nodes.len() as u32);
+        }
         let next = {
             let mut next = lock(&self.inner.transition.next);
             match next.as_ref() {
                 Some(n) if round + 1 >= n.round => {}
-                _ => return,
+                Some(_) => return,
+                None => {
+                    drop(next);
+                    self.retire_if_done(chain, round);
+                    return;
+                }
             }
             if !self.chain().is_some_and(|c| std::ptr::eq(Arc::as_ptr(&c), chain)) {
                 return;
@@ -91,6 +108,7 @@ impl BeaconService {
         }
         let last = store.last().ok().flatten();
         let round = next.round;
+        let members = next.group.nodes.len() as u32;
         // Watchers of the latest round (clients waiting, subscribers) keep following the chain.
         let started = Chain::new(next.group, next.share, last).and_then(|mut c| {
             let latest = c.latest();
@@ -103,6 +121,7 @@ impl BeaconService {
             return;
         }
         info!(round, "beacon: switched to the reshared group at round {round}");
+        self.switched(round, members);
         let early = std::mem::take(&mut *lock(&self.inner.transition.early));
         if let (false, Some(chain)) = (early.is_empty(), self.chain()) {
             let this = self.clone();
@@ -112,6 +131,33 @@ impl BeaconService {
                 }
             });
         }
+    }
+
+    /// A member that left the group, once the round before it stops is stored (it will never sign
+    /// again): erases its share from storage, so that no restart takes it up again (and a stolen
+    /// disk holds no share of the group key). The share in memory goes with the process.
+    pub(super) fn retire_if_done(&self, chain: &Chain, round: u64) {
+        let stop = chain.stop_at.load(Ordering::SeqCst);
+        if stop == u64::MAX || round + 1 < stop || self.inner.transition.share_erased.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(store) = self.inner.store.as_ref() else { return };
+        if !matches!(store.retire_at(), Ok(Some(r)) if r == stop) {
+            return;
+        }
+        match store.erase_share() {
+            Ok(()) => {
+                self.inner.transition.share_erased.store(true, Ordering::SeqCst);
+                info!(round = stop, "beacon: left the group at round {stop}; share erased");
+            }
+            Err(e) => warn!(error = %e, "beacon: could not erase the share of a group this node left"),
+        }
+    }
+
+    /// Counts and announces a switch to a reshared group at `round`.
+    fn switched(&self, round: u64, members: u32) {
+        self.inner.transition.completed.fetch_add(1, Ordering::SeqCst);
+        self.inner.ctx.events.emit(crate::events::NodeEvent::BeaconTransitionSwitched { round, members });
     }
 
     /// What happens to a partial before the usual handling: `Some(reply)` when it is settled here
@@ -145,7 +191,10 @@ impl BeaconService {
     pub(super) fn resume_transition(&self) {
         let (Some(store), Some(chain)) = (self.inner.store.as_ref(), self.chain()) else { return };
         match store.retire_at() {
-            Ok(Some(r)) => chain.stop_at.store(r, Ordering::SeqCst),
+            Ok(Some(r)) => {
+                chain.stop_at.store(r, Ordering::SeqCst);
+                self.retire_if_done(&chain, chain.latest());
+            }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "beacon: stored retirement not usable"),
         }
@@ -202,5 +251,135 @@ impl BeaconService {
             index: chain.share.index,
             partial,
         })
+    }
+}
+
+/// A node's view of its beacon group's transition, for the status page, `/status` and metrics.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct TransitionStatus {
+    /// `none`, `running` (a resharing before its Finish), `staged` (agreed; the new group signs
+    /// from `round`), `switched` (the reshared group signs since `round`), `retiring` / `retired`
+    /// (this node left the group at `round`), `aborted` (no Finish in time: the old group goes
+    /// on), `failed`.
+    pub state: String,
+    /// The transition round (0 with `none`).
+    pub round: u64,
+    /// The resharing session (hex), when this run of the node took part in it.
+    pub session: String,
+    /// Members of the group before and after (0 when unknown here).
+    pub old_members: u32,
+    pub new_members: u32,
+    /// How this node got the Finish (from the leader, forwarded by, fetched from), or why it failed.
+    pub detail: String,
+}
+
+impl TransitionStatus {
+    /// Whether a transition is agreed and not yet done (its round is in the future of this node's
+    /// chain).
+    pub fn pending(&self) -> bool {
+        matches!(self.state.as_str(), "staged" | "retiring")
+    }
+
+    /// The fields as the `/status` section `BeaconTransition` shows them.
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("state", self.state.clone()),
+            ("round", self.round.to_string()),
+            ("session", self.session.clone()),
+            ("old_members", self.old_members.to_string()),
+            ("new_members", self.new_members.to_string()),
+            ("detail", self.detail.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl BeaconService {
+    /// This node's transition state (see [`TransitionStatus`]).
+    pub fn transition_status(&self) -> TransitionStatus {
+        let session = lock(&self.inner.transition.session).clone();
+        let mut st = TransitionStatus { state: "none".into(), ..Default::default() };
+        if let Some(s) = &session {
+            let (id, done, via) = s.summary();
+            st.session = id;
+            st.round = s.params().config.transition_round;
+            st.old_members = s.params().old.nodes.len() as u32;
+            st.new_members = s.params().n() as u32;
+            st.detail = match &done {
+                Some(d) if !d.error.is_empty() => d.error.clone(),
+                _ => via,
+            };
+            st.state = match &done {
+                None => "running",
+                Some(d) if d.error.starts_with("aborted") => "aborted",
+                Some(d) if !d.error.is_empty() => "failed",
+                Some(_) => "none",
+            }
+            .into();
+        }
+        let Some(chain) = self.chain() else {
+            // A member that left a group and restarted runs no chain (its share is erased).
+            if let (Some(Ok(Some(r))), false) =
+                (self.inner.store.as_ref().map(|s| s.retire_at()), st.state == "running")
+            {
+                return TransitionStatus { state: "retired".into(), round: r, ..st };
+            }
+            return st;
+        };
+        let latest = chain.latest();
+        // An agreed transition (staged, retiring, switched) is what the chain says; a later
+        // resharing still running or aborted is shown over a switch done before it.
+        let of_session = |round: u64| session.as_ref().is_some_and(|s| s.params().config.transition_round == round);
+        let (state, round, old, new) = if let Some(n) = lock(&self.inner.transition.next).as_ref() {
+            ("staged", n.round, chain.group.nodes.len() as u32, n.group.nodes.len() as u32)
+        } else if chain.stop_at.load(Ordering::SeqCst) != u64::MAX {
+            let stop = chain.stop_at.load(Ordering::SeqCst);
+            let new = if of_session(stop) { st.new_members } else { 0 };
+            let due = chain.round_time_ms(stop).is_some_and(|t| t <= super::round_loop::unix_now_ms());
+            (if due { "retired" } else { "retiring" }, stop, chain.group.nodes.len() as u32, new)
+        } else if chain.first_round > 1 && latest + 1 < chain.first_round {
+            let old = if of_session(chain.first_round) { st.old_members } else { 0 };
+            ("staged", chain.first_round, old, chain.group.nodes.len() as u32)
+        } else if st.state != "none" || chain.first_round <= 1 {
+            return st;
+        } else {
+            let old = if of_session(chain.first_round) { st.old_members } else { 0 };
+            ("switched", chain.first_round, old, chain.group.nodes.len() as u32)
+        };
+        if !of_session(round) {
+            st.session.clear();
+            st.detail.clear();
+        }
+        TransitionStatus { state: state.into(), round, old_members: old, new_members: new, ..st }
+    }
+
+    /// Whether this node would sign `round` with its current share (false before its group's
+    /// first round and from the round it leaves or hands over at).
+    pub fn signs_round(&self, round: u64) -> bool {
+        self.chain().is_some_and(|c| c.signs(round))
+    }
+
+    /// Transitions to a reshared group completed on this node since it started.
+    pub fn transitions_completed(&self) -> u64 {
+        self.inner.transition.completed.load(Ordering::SeqCst)
+    }
+
+    /// Fault injection (tests): as leader of a resharing, send the Finish to `members` only,
+    /// then stop (a leader crashing between its Finish sends).
+    pub fn reshare_finish_only_to(&self, members: impl IntoIterator<Item = IdentityPublicKey>) {
+        *lock(&self.inner.transition.finish_only_to) = Some(members.into_iter().collect());
+    }
+
+    /// Fault injection (tests): forward a Finish to `members` only (the others must fetch it).
+    pub fn reshare_forward_only_to(&self, members: impl IntoIterator<Item = IdentityPublicKey>) {
+        *lock(&self.inner.transition.forward_only_to) = Some(members.into_iter().collect());
+    }
+
+    /// Clears the resharing faults above.
+    pub fn clear_reshare_faults(&self) {
+        *lock(&self.inner.transition.finish_only_to) = None;
+        *lock(&self.inner.transition.forward_only_to) = None;
     }
 }

@@ -6,10 +6,20 @@
 //! those that accepted to go with the old members that deal (`Go`); each dealer records durably
 //! that it deals in the session, then sends each new member its signed re-share (`Deal`); each new
 //! member checks them against the old public polynomial and sends its signed responses to the
-//! leader (`Responses`); the leader hands every member all responses (`Finish`), from which each
-//! computes the same qualified dealers. A new member combines its new share and the new group (same
-//! key, same genesis seed, transition round `T`) and stages it durably; an old member left out
-//! records that it signs no round from `T` on. The switch itself is in `transition`.
+//! leader (`Responses`); the leader hands every member all responses (`Finish`, signed by the
+//! leader), from which each computes the same qualified dealers. A new member combines its new
+//! share and the new group (same key, same genesis seed, transition round `T`) and stages it
+//! durably; an old member left out records that it signs no round from `T` on. The switch itself
+//! is in `transition`.
+//!
+//! A leader may crash between its Finish sends. So a member that gets a valid Finish (the
+//! leader's signature makes it self-verifying; anyone may carry it) first forwards it to every
+//! other participant, then applies it; a member that got `Go` but no Finish asks the others for
+//! theirs (`Fetch`) from two phases after `Go` on. A Finish is applied only until round `T`'s time
+//! minus a margin (half a period, at least 250 ms), and the leader sends it only until twice that
+//! margin before: a member with no Finish by then aborts, keeping its old group, which goes on
+//! signing `T` and after. So when one honest member got it in time, every honest member reachable
+//! within the margin does, and when none did, none stages.
 
 use super::chain::lock;
 use super::round_loop::{round_time_ms, unix_now_ms};
@@ -21,8 +31,9 @@ use crate::network::PeerMessage;
 use crate::services::dkg::messages::{Deal, Member, Responses};
 use crate::services::dkg::minimum_threshold;
 use crate::services::dkg::reshare::{
-    make_deals, protocol as proto, qualified, Recipient, ReshareConfig, ReshareDone, ReshareError, ReshareFinish,
-    ReshareGo, ReshareParams, ResharePrepare, ReshareRequest, ReshareResponse, SERVICE,
+    check_finish, make_deals, protocol as proto, qualified, sign_finish, Recipient, ReshareConfig, ReshareDone,
+    ReshareError, ReshareFetch, ReshareFinish, ReshareGo, ReshareParams, ResharePrepare, ReshareRequest,
+    ReshareResponse, SERVICE,
 };
 use crate::services::ServiceError;
 use prost::Message;
@@ -38,6 +49,17 @@ pub const DEFAULT_PHASE_MS: u64 = 10_000;
 /// Longest wait for a member to accept.
 const PREPARE_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
+/// How long before round `T`'s time a member still applies a Finish (half a period, at least
+/// 250 ms); the leader sends it only until twice that before.
+pub(super) fn finish_margin_ms(period_secs: u32) -> i64 {
+    (500 * i64::from(period_secs)).max(250)
+}
+
+/// The `Instant` of a UNIX time in milliseconds (now when it is past).
+fn instant_at(unix_ms: i64) -> Instant {
+    Instant::now() + Duration::from_millis((unix_ms - unix_now_ms()).max(0) as u64)
+}
+
 /// One resharing session on this node.
 pub(crate) struct Session {
     params: ReshareParams,
@@ -47,6 +69,10 @@ pub(crate) struct Session {
     dealers: Mutex<Vec<u32>>,
     /// At the leader: each new member's responses.
     responses: Mutex<BTreeMap<u32, Responses>>,
+    /// The valid Finish this node applies (taken before applying: forwarded and served from here).
+    finish: Mutex<Option<ReshareFinish>>,
+    /// How the Finish came (from the leader, forwarded by, fetched from).
+    finish_via: Mutex<String>,
     done: Mutex<Option<ReshareDone>>,
     notify: Notify,
     started: AtomicBool,
@@ -55,6 +81,47 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Round `T`'s time (UNIX ms).
+    fn t_ms(&self) -> i64 {
+        round_time_ms(&self.params.old.chain_info(), self.params.config.transition_round).unwrap_or(0)
+    }
+
+    /// Until when (UNIX ms) a member applies a Finish.
+    fn finish_cutoff_ms(&self) -> i64 {
+        self.t_ms() - finish_margin_ms(self.params.old.period)
+    }
+
+    /// Every participant but `except`: the old group's nodes, then the new members, once each.
+    fn participants(&self, except: &IdentityPublicKey) -> Vec<ServerIdentity> {
+        let p = &self.params;
+        let mut out: Vec<ServerIdentity> = Vec::new();
+        for si in p
+            .old
+            .nodes
+            .iter()
+            .map(|n| n.server_identity())
+            .chain((0..p.n() as u32).filter_map(|i| p.new_member(i).map(|n| n.server_identity())))
+        {
+            if si.public != *except && !out.iter().any(|e| e.public == si.public) {
+                out.push(si);
+            }
+        }
+        out
+    }
+
+    fn is_participant(&self, key: &IdentityPublicKey) -> bool {
+        self.params.old.index_of(key).is_some() || self.params.new_index(key).is_some()
+    }
+
+    /// What this node knows of the session, for the status page and metrics.
+    pub(super) fn summary(&self) -> (String, Option<ReshareDone>, String) {
+        (hex::encode(self.params.session), lock(&self.done).clone(), lock(&self.finish_via).clone())
+    }
+
+    pub(super) fn params(&self) -> &ReshareParams {
+        &self.params
+    }
+
     fn log(&self, line: String) {
         info!(session = %hex::encode(&self.params.session[..6]), "reshare: {line}");
         let ms = self.created.elapsed().as_millis();
@@ -159,7 +226,13 @@ impl BeaconService {
                     lock(r).set_dealers(&go.dealers)?;
                 }
                 *lock(&s.dealers) = go.dealers.clone();
+                if let Some(store) = self.inner.store.as_ref() {
+                    store.save_reshare_go(payload).map_err(|e| ReshareError::Refused(format!("storage: {e}")))?;
+                }
                 if !s.started.swap(true, Ordering::SeqCst) {
+                    let this = self.clone();
+                    let watched = s.clone();
+                    self.tasks().spawn(async move { this.watch_finish(watched, false).await });
                     let this = self.clone();
                     self.tasks().spawn(async move { this.run_member(s).await });
                 }
@@ -176,10 +249,24 @@ impl BeaconService {
             proto::FINISH => {
                 let f = ReshareFinish::decode(payload).map_err(bad)?;
                 let s = self.session_for(&f.session)?;
-                if s.params.leader != from {
-                    return Err(ReshareError::Malformed(who(), "finish not from the leader".into()));
+                if !s.is_participant(&from) {
+                    return Err(ReshareError::Malformed(who(), "finish from outside the session".into()));
                 }
-                Ok(self.finish(&s, &f).await.encode_to_vec())
+                let via = if from == s.params.leader {
+                    "from the leader".to_string()
+                } else {
+                    format!("forwarded by {}", who())
+                };
+                Ok(self.on_finish(&s, f, &from, via).await?.encode_to_vec())
+            }
+            proto::FETCH => {
+                let q = ReshareFetch::decode(payload).map_err(bad)?;
+                let s = self.session_for(&q.session)?;
+                if !s.is_participant(&from) {
+                    return Err(ReshareError::Malformed(who(), "fetch from outside the session".into()));
+                }
+                let held = lock(&s.finish).as_ref().map(|f| f.encode_to_vec());
+                held.ok_or_else(|| ReshareError::Refused("no Finish of this session here".into()))
             }
             other => Err(ReshareError::Malformed(who(), format!("unknown protocol `{other}`"))),
         }
@@ -188,7 +275,12 @@ impl BeaconService {
     fn on_deal(&self, from: &IdentityPublicKey, deal: Deal) -> Result<(), ReshareError> {
         let s = self.session_for(&deal.session)?;
         let r = s.recipient.as_ref().ok_or_else(|| ReshareError::Refused("not a new member".into()))?;
+        let (dealer, bytes) = (deal.dealer, zeroize::Zeroizing::new(deal.encode_to_vec()));
         lock(r).receive_deal(from, deal)?;
+        if let Some(store) = self.inner.store.as_ref() {
+            // Kept until the session ends: a restart before the Finish still computes its share.
+            store.save_reshare_deal(dealer, &bytes).map_err(|e| ReshareError::Refused(format!("storage: {e}")))?;
+        }
         s.notify.notify_waiters();
         Ok(())
     }
@@ -246,22 +338,7 @@ impl BeaconService {
                 return Err(ReshareError::Refused("a resharing is already running on this node".into()));
             }
         }
-        let recipient = match new_index {
-            Some(_) => Some(Mutex::new(Recipient::new(params.clone(), self.inner.ctx.config.identity.clone())?)),
-            None => None,
-        };
-        let s = Arc::new(Session {
-            params,
-            old_index,
-            recipient,
-            dealers: Mutex::new(Vec::new()),
-            responses: Mutex::new(BTreeMap::new()),
-            done: Mutex::new(None),
-            notify: Notify::new(),
-            started: AtomicBool::new(false),
-            created: Instant::now(),
-            log: Mutex::new(Vec::new()),
-        });
+        let s = self.new_session(params)?;
         s.log(format!(
             "accepted: old index {:?}, new index {:?}, {} new members, threshold {}, transition round {}",
             old_index,
@@ -270,8 +347,104 @@ impl BeaconService {
             s.params.threshold,
             s.params.config.transition_round
         ));
+        if let Some(store) = self.inner.store.as_ref() {
+            // Durable before the leader hears the answer, so that a restart resumes the session.
+            store
+                .save_reshare(&s.params.config.encode_to_vec())
+                .map_err(|e| ReshareError::Refused(format!("storage: {e}")))?;
+        }
         *cur = Some(s.clone());
         Ok(s)
+    }
+
+    /// A session of `params` on this node (nothing checked, nothing installed).
+    fn new_session(&self, params: ReshareParams) -> Result<Arc<Session>, ReshareError> {
+        let me = self.inner.me;
+        let old_index = params.old.index_of(&me);
+        let recipient = match params.new_index(&me) {
+            Some(_) => Some(Mutex::new(Recipient::new(params.clone(), self.inner.ctx.config.identity.clone())?)),
+            None => None,
+        };
+        Ok(Arc::new(Session {
+            params,
+            old_index,
+            recipient,
+            dealers: Mutex::new(Vec::new()),
+            responses: Mutex::new(BTreeMap::new()),
+            finish: Mutex::new(None),
+            finish_via: Mutex::new(String::new()),
+            done: Mutex::new(None),
+            notify: Notify::new(),
+            started: AtomicBool::new(false),
+            created: Instant::now(),
+            log: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Forgets the stored session (it ended on this node).
+    fn session_ended(&self) {
+        if let Some(Err(e)) = self.inner.store.as_ref().map(|s| s.drop_reshare()) {
+            warn!(error = %e, "reshare: could not forget the ended session");
+        }
+    }
+
+    /// After a restart: resumes the resharing session this node took part in, if its Finish may
+    /// still come (its deals back in, asking the others for the Finish at once); else forgets it
+    /// (it aborted here: the current group goes on).
+    pub(super) fn resume_reshare(&self) {
+        let Some(store) = self.inner.store.as_ref() else { return };
+        let (config, go, deals) = match store.load_reshare() {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "reshare: stored session not usable");
+                return self.session_ended();
+            }
+        };
+        let restore = || -> Result<Arc<Session>, ReshareError> {
+            let bad = |e: prost::DecodeError| ReshareError::Malformed("storage".into(), e.to_string());
+            let params = ReshareParams::new(ReshareConfig::decode(config.as_slice()).map_err(bad)?)?;
+            let s = self.new_session(params)?;
+            if let Some(go) = go {
+                let go = ReshareGo::decode(go.as_slice()).map_err(bad)?;
+                if go.session == s.params.session && go.dealers.len() <= s.params.old.nodes.len() {
+                    if let Some(r) = &s.recipient {
+                        lock(r).set_dealers(&go.dealers)?;
+                    }
+                    *lock(&s.dealers) = go.dealers;
+                }
+            }
+            if let Some(r) = &s.recipient {
+                for d in &deals {
+                    let deal = Deal::decode(d.as_slice()).map_err(bad)?;
+                    let Some(dealer) = s.params.old.node(deal.dealer).map(|n| n.public) else { continue };
+                    lock(r).receive_deal(&dealer, deal)?;
+                }
+            }
+            Ok(s)
+        };
+        match restore() {
+            Ok(s) if unix_now_ms() < s.finish_cutoff_ms() => {
+                s.log(format!("resumed after a restart with {} deals; asking for the Finish", deals.len()));
+                s.started.store(true, Ordering::SeqCst);
+                *lock(&self.inner.transition.session) = Some(s.clone());
+                if s.recipient.is_some() && !lock(&s.dealers).is_empty() {
+                    // In case the leader never got them (it keeps the first copy).
+                    let (this, s) = (self.clone(), s.clone());
+                    self.tasks().spawn(async move { this.answer_leader(&s, Instant::now()).await });
+                }
+                let this = self.clone();
+                self.tasks().spawn(async move { this.watch_finish(s, true).await });
+            }
+            Ok(s) => {
+                s.log("stored session too late to resume: the current group goes on".into());
+                self.session_ended();
+            }
+            Err(e) => {
+                warn!(error = %e, "reshare: stored session not usable");
+                self.session_ended();
+            }
+        }
     }
 
     /// A participant after `Go`: deals (old member), then collects its deals and answers the
@@ -284,8 +457,15 @@ impl BeaconService {
                 s.log(format!("could not deal: {e}"));
             }
         }
+        self.answer_leader(&s, start + s.params.phase).await;
+    }
+
+    /// A new member: waits for its deals until `deals_until`, then sends the leader its signed
+    /// responses.
+    async fn answer_leader(&self, s: &Arc<Session>, deals_until: Instant) {
         let Some(r) = &s.recipient else { return };
-        s.wait_until(start + s.params.phase, |s| s.recipient.as_ref().is_some_and(|r| lock(r).have_all_deals())).await;
+        let dealers = lock(&s.dealers).clone();
+        s.wait_until(deals_until, |s| s.recipient.as_ref().is_some_and(|r| lock(r).have_all_deals())).await;
         let (responses, complaints) = {
             let r = lock(r);
             (r.make_responses(), r.complaints())
@@ -309,6 +489,9 @@ impl BeaconService {
         };
         let body = responses.encode_to_vec();
         for _ in 0..3 {
+            if lock(&s.done).is_some() {
+                break;
+            }
             match self
                 .inner
                 .network
@@ -352,15 +535,147 @@ impl BeaconService {
         Ok(())
     }
 
-    /// `Finish` on a participant: the qualified dealers from every new member's responses, then
-    /// the new share and group staged (new member) or the retirement recorded (old member left
-    /// out). Idempotent.
-    async fn finish(&self, s: &Arc<Session>, f: &ReshareFinish) -> ReshareDone {
+    /// A `Finish` (from the leader, forwarded, or fetched) on a participant: checked (a forged,
+    /// altered or foreign one is refused and changes nothing), taken if none is yet and it is in
+    /// time (else the session aborts), forwarded to every other participant but `from` (not by the
+    /// leader, which sends it itself), then applied. Idempotent: a second copy gets the outcome.
+    async fn on_finish(
+        &self,
+        s: &Arc<Session>,
+        f: ReshareFinish,
+        from: &IdentityPublicKey,
+        via: String,
+    ) -> Result<ReshareDone, ReshareError> {
         if let Some(d) = lock(&s.done).clone() {
-            return d;
+            return Ok(d);
         }
+        let q = check_finish(&s.params, &f)?;
+        let taken = {
+            let mut held = lock(&s.finish);
+            let done = lock(&s.done).clone();
+            if let Some(d) = done {
+                return Ok(d);
+            }
+            if held.is_none() {
+                if unix_now_ms() > s.finish_cutoff_ms() {
+                    return Ok(self.abort(s, &mut lock(&s.done), "the Finish came too late"));
+                }
+                *held = Some(f.clone());
+                *lock(&s.finish_via) = via.clone();
+                true
+            } else {
+                false
+            }
+        };
+        if !taken {
+            // Another copy is being applied: its outcome.
+            s.wait_until(Instant::now() + s.params.phase, |s| lock(&s.done).is_some()).await;
+            return lock(&s.done).clone().ok_or_else(|| ReshareError::Refused("finish being applied".into()));
+        }
+        s.log(format!("valid Finish {via}"));
+        if *from != s.params.leader || s.params.leader != self.inner.me {
+            self.forward_finish(s, &f, from);
+        }
+        Ok(self.apply_finish(s, q))
+    }
+
+    /// Sends the Finish to every other participant but `from`, each in the background.
+    fn forward_finish(&self, s: &Arc<Session>, f: &ReshareFinish, from: &IdentityPublicKey) {
+        let only = lock(&self.inner.transition.forward_only_to).clone();
+        let body = f.encode_to_vec();
+        let timeout = s.params.phase;
+        for si in s.participants(&self.inner.me) {
+            if si.public == *from || only.as_ref().is_some_and(|o| !o.contains(&si.public)) {
+                continue;
+            }
+            let (net, body, sid) = (self.inner.network.clone(), body.clone(), s.params.session);
+            self.tasks().spawn(async move {
+                if let Err(e) = net.request_fail_fast(&si, SERVICE, proto::FINISH, &sid, body, timeout).await {
+                    warn!(to = %si.address, error = %e, "reshare: finish not forwarded");
+                }
+            });
+        }
+    }
+
+    /// Ends a session that has no Finish: this node keeps its old group. `done` is the session's
+    /// outcome slot (locked, after `finish`).
+    fn abort(&self, s: &Session, done: &mut Option<ReshareDone>, why: &str) -> ReshareDone {
+        if let Some(d) = done.as_ref() {
+            return d.clone();
+        }
+        let t = s.params.config.transition_round;
+        let error = format!(
+            "aborted: {why} (Finish needed before round {t} minus {} ms)",
+            finish_margin_ms(s.params.old.period)
+        );
+        s.log(format!("{error}; the current group goes on signing"));
+        let d = ReshareDone { session: s.params.session.to_vec(), error: error.clone(), ..Default::default() };
+        *done = Some(d.clone());
+        self.session_ended();
+        s.notify.notify_waiters();
+        self.inner.ctx.events.emit(crate::events::NodeEvent::BeaconTransitionAborted {
+            session: s.params.session,
+            round: t,
+            reason: error,
+        });
+        d
+    }
+
+    /// On a participant after `Go`: waits for the Finish; from two phases after `Go` (or twice
+    /// the margin before `T`, whichever is first; at once with `ask_now`) asks the other participants for theirs, every
+    /// quarter margin, until the cutoff; then aborts if it still has none.
+    async fn watch_finish(&self, s: Arc<Session>, ask_now: bool) {
+        let margin = finish_margin_ms(s.params.old.period);
+        let cutoff = instant_at(s.finish_cutoff_ms());
+        let ask_from = if ask_now {
+            Instant::now()
+        } else {
+            (Instant::now() + 2 * s.params.phase).min(instant_at(s.t_ms() - 2 * margin))
+        };
+        let has_done = |s: &Session| lock(&s.done).is_some();
+        if s.wait_until(ask_from, has_done).await {
+            return;
+        }
+        let every = Duration::from_millis((margin / 4).max(50) as u64);
+        let me = self.inner.me;
+        let others = s.participants(&me);
+        let body = ReshareFetch { session: s.params.session.to_vec() }.encode_to_vec();
+        while Instant::now() < cutoff {
+            if lock(&s.finish).is_none() {
+                let asks = others.iter().map(|si| {
+                    let (net, body, sid, si) = (self.inner.network.clone(), body.clone(), s.params.session, si.clone());
+                    async move {
+                        let r = net.request_fail_fast(&si, SERVICE, proto::FETCH, &sid, body, every).await;
+                        (si, r)
+                    }
+                });
+                for (si, answer) in futures_util::future::join_all(asks).await {
+                    let Ok(bytes) = answer else { continue };
+                    let Ok(f) = ReshareFinish::decode(bytes.as_slice()) else {
+                        warn!(from = %si.address, "reshare: undecodable Finish fetched");
+                        continue;
+                    };
+                    match self.on_finish(&s, f, &si.public, format!("fetched from {}", si.address)).await {
+                        Ok(_) => break,
+                        Err(e) => warn!(from = %si.address, error = %e, "reshare: fetched Finish refused"),
+                    }
+                }
+            }
+            if s.wait_until((Instant::now() + every).min(cutoff), has_done).await {
+                return;
+            }
+        }
+        let held = lock(&s.finish);
+        if held.is_none() {
+            self.abort(&s, &mut lock(&s.done), "no Finish came");
+        }
+    }
+
+    /// Applies a checked Finish (`q`: its qualified dealers): the new share and group staged
+    /// (new member) or the retirement recorded (old member left out).
+    fn apply_finish(&self, s: &Arc<Session>, q: Vec<u32>) -> ReshareDone {
         let mut done = ReshareDone { session: s.params.session.to_vec(), ..Default::default() };
-        match self.finish_inner(s, f) {
+        match self.finish_inner(s, q) {
             Ok((q, hash)) => {
                 done.qualified = q;
                 done.group_hash = hash;
@@ -370,15 +685,14 @@ impl BeaconService {
                 done.error = e.to_string();
             }
         }
+        self.session_ended();
         *lock(&s.done) = Some(done.clone());
         s.notify.notify_waiters();
         done
     }
 
-    fn finish_inner(&self, s: &Arc<Session>, f: &ReshareFinish) -> Result<(Vec<u32>, Vec<u8>), ReshareError> {
+    fn finish_inner(&self, s: &Arc<Session>, q: Vec<u32>) -> Result<(Vec<u32>, Vec<u8>), ReshareError> {
         let p = &s.params;
-        let dealers = lock(&s.dealers).clone();
-        let q = qualified(p, &dealers, &f.responses)?;
         if q.len() < p.old_threshold() {
             return Err(ReshareError::NotEnoughQualified { have: q.len(), need: p.old_threshold() });
         }
@@ -390,8 +704,15 @@ impl BeaconService {
             store.set_retire(t).map_err(storage)?;
             if let Some(chain) = self.chain() {
                 chain.stop_at.store(t, Ordering::SeqCst);
+                self.retire_if_done(&chain, chain.latest());
             }
             s.log(format!("left out of the new group: signs no round from {t} on"));
+            self.inner.ctx.events.emit(crate::events::NodeEvent::BeaconTransitionStaged {
+                session: p.session,
+                round: t,
+                members: p.n() as u32,
+                in_new_group: false,
+            });
             return Ok((q, Vec::new()));
         };
         let result = lock(r).finish(&q)?;
@@ -416,6 +737,12 @@ impl BeaconService {
             p.threshold,
             result.group.qualified
         ));
+        self.inner.ctx.events.emit(crate::events::NodeEvent::BeaconTransitionStaged {
+            session: p.session,
+            round: t,
+            members: p.n() as u32,
+            in_new_group: true,
+        });
         Ok((q, hash))
     }
 
@@ -465,6 +792,7 @@ impl BeaconService {
         let result = self.lead(&s).await;
         if let Err(e) = &result {
             s.log(format!("failed: {e}"));
+            self.session_ended();
             let mut d = lock(&s.done);
             if d.is_none() {
                 *d = Some(ReshareDone {
@@ -491,18 +819,7 @@ impl BeaconService {
             p.config.transition_round
         ));
         // Everyone involved, once: the old group's nodes, then the new members.
-        let mut everyone: Vec<ServerIdentity> = Vec::new();
-        for si in p
-            .old
-            .nodes
-            .iter()
-            .map(|n| n.server_identity())
-            .chain((0..p.n() as u32).filter_map(|i| p.new_member(i).map(|n| n.server_identity())))
-        {
-            if si.public != me && !everyone.iter().any(|e| e.public == si.public) {
-                everyone.push(si);
-            }
-        }
+        let everyone = s.participants(&me);
         let prepare = ResharePrepare { config: Some(p.config.clone()) }.encode_to_vec();
         let timeout = p.phase.min(PREPARE_TIMEOUT_MAX);
         let asks = everyone.iter().map(|si| {
@@ -539,7 +856,11 @@ impl BeaconService {
         let (_, local) = tokio::join!(futures_util::future::join_all(gos), self.reshare_peer(me, proto::GO, &go));
         local?;
         let n = p.n();
-        s.wait_until(go_start + 2 * p.phase, |s| lock(&s.responses).len() >= n).await;
+        let t = p.config.transition_round;
+        // The leader sends the Finish only until twice the members' margin before T.
+        let send_until_ms = s.t_ms() - 2 * finish_margin_ms(p.old.period);
+        let until = (go_start + 2 * p.phase).min(instant_at(send_until_ms));
+        s.wait_until(until, |s| lock(&s.responses).len() >= n).await;
         let responses: Vec<Responses> = lock(&s.responses).values().cloned().collect();
         let q = qualified(p, &dealers, &responses)?;
         s.log(format!("responses of {} new members; qualified dealers {q:?}", responses.len()));
@@ -557,19 +878,36 @@ impl BeaconService {
         if q.len() < p.old_threshold() {
             return Err(ReshareError::NotEnoughQualified { have: q.len(), need: p.old_threshold() });
         }
-        let t = p.config.transition_round;
-        let t_ms = round_time_ms(&p.old.chain_info(), t).unwrap_or(0);
-        if t_ms - unix_now_ms() < 1000 * i64::from(p.old.period) / 2 {
+        if unix_now_ms() > send_until_ms {
             return Err(ReshareError::Refused(format!("too late: round {t} is (almost) due")));
         }
-        let finish = ReshareFinish { session: p.session.to_vec(), responses }.encode_to_vec();
+        let signed = sign_finish(p, &self.inner.ctx.config.identity, &dealers, responses);
+        let finish = signed.encode_to_vec();
+        let finish_only_to = lock(&self.inner.transition.finish_only_to).clone();
+        if let Some(only) = finish_only_to {
+            // Fault injection: the leader sends the Finish to these members, then "crashes".
+            for si in takers.iter().filter(|si| only.contains(&si.public)) {
+                let r =
+                    self.inner.network.request(si, SERVICE, proto::FINISH, &p.session, finish.clone(), timeout).await;
+                s.log(format!("fault: Finish sent to {} only ({:?})", si.address, r.map(|_| ())));
+            }
+            let mut done = lock(&s.done);
+            *done = Some(ReshareDone {
+                session: p.session.to_vec(),
+                error: "fault: the leader stopped".into(),
+                ..Default::default()
+            });
+            return Err(ReshareError::Refused("fault: the leader stopped after a partial Finish".into()));
+        }
         let fins = takers.iter().map(|si| {
             let (net, body, sid, si) = (self.inner.network.clone(), finish.clone(), p.session, si.clone());
             async move { (si.public, net.request(&si, SERVICE, proto::FINISH, &sid, body, timeout).await) }
         });
-        let (answers, local) =
-            tokio::join!(futures_util::future::join_all(fins), self.reshare_peer(me, proto::FINISH, &finish));
-        let mine = ReshareDone::decode(local?.as_slice()).map_err(|e| ReshareError::Refused(e.to_string()))?;
+        let (answers, local) = tokio::join!(
+            futures_util::future::join_all(fins),
+            self.on_finish(s, signed, &me, "from the leader (this node)".into())
+        );
+        let mine = local?;
         if !mine.error.is_empty() {
             return Err(ReshareError::Refused(mine.error));
         }

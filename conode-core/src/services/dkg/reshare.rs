@@ -15,7 +15,7 @@ use crate::crypto::threshold::{check_reshare, combine_reshares, AnyPubPoly, PriP
 use crate::crypto::threshold::{Point, ThresholdError};
 use crate::crypto::{sha256, IdentityKeyPair, IdentityPublicKey};
 pub use crate::wire::reshare::{
-    ReshareConfig, ReshareDone, ReshareFinish, ReshareGo, ResharePrepare, ReshareRequest, ReshareResponse,
+    ReshareConfig, ReshareDone, ReshareFetch, ReshareFinish, ReshareGo, ResharePrepare, ReshareRequest, ReshareResponse,
 };
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +32,7 @@ pub mod protocol {
     pub const DEAL: &str = "Deal";
     pub const RESPONSES: &str = "Responses";
     pub const FINISH: &str = "Finish";
+    pub const FETCH: &str = "Fetch";
 }
 
 /// Longest old group file accepted in a configuration.
@@ -419,6 +420,46 @@ impl super::DkgService {
     }
 }
 
+fn finish_message(f: &ReshareFinish) -> Vec<u8> {
+    let mut c = f.clone();
+    c.signature.clear();
+    [b"conode-reshare-finish-v1".as_slice(), &c.encode_to_vec()].concat()
+}
+
+/// The leader's `Finish`: every new member's responses and the dealers of `Go`, signed by the
+/// leader so that any participant can forward it and no one can forge or alter it.
+pub fn sign_finish(
+    p: &ReshareParams,
+    leader: &IdentityKeyPair,
+    dealers: &[u32],
+    responses: Vec<Responses>,
+) -> ReshareFinish {
+    let mut f = ReshareFinish { session: p.session.to_vec(), responses, dealers: dealers.to_vec(), signature: vec![] };
+    f.signature = leader.sign(&finish_message(&f)).to_vec();
+    f
+}
+
+/// Checks a `Finish` (from the leader or forwarded by anyone): this session, signed by this
+/// session's leader, dealers old share indices (no repeats), every new member's valid responses.
+/// Returns the qualified dealers (the same on every member, see [`qualified`]).
+pub fn check_finish(p: &ReshareParams, f: &ReshareFinish) -> Result<Vec<u32>, ReshareError> {
+    let who = || "leader".to_string();
+    if f.session != p.session {
+        return Err(ReshareError::Malformed(who(), "finish of another session".into()));
+    }
+    if f.dealers.len() > p.old.nodes.len()
+        || f.dealers.iter().collect::<BTreeSet<_>>().len() != f.dealers.len()
+        || f.dealers.iter().any(|d| p.old.node(*d).is_none())
+    {
+        return Err(ReshareError::Malformed(who(), "finish dealers".into()));
+    }
+    if f.responses.len() > p.n() {
+        return Err(ReshareError::Malformed(who(), "too many responses".into()));
+    }
+    p.leader.verify(&finish_message(f), &f.signature).map_err(|_| ReshareError::BadSignature(who()))?;
+    qualified(p, &f.dealers, &f.responses)
+}
+
 /// Checks every new member's signed responses (exactly one each) and returns the qualified dealers,
 /// sorted: those every new member approved, with one and the same commitment hash signed by the
 /// dealer. Deterministic: every member holding the same responses computes the same set.
@@ -620,5 +661,51 @@ mod tests {
         let mut c = s.params.config.clone();
         c.old_members.pop();
         assert!(ReshareParams::new(c).is_err());
+    }
+
+    #[test]
+    fn a_finish_must_be_the_leaders_of_this_session_and_unaltered() {
+        let s = setup(Scheme::PedersenBlsChained, 4, 3, 3, 2);
+        let dealers = [0, 1, 2];
+        let mut recipients: Vec<Recipient> =
+            s.new_ids.iter().map(|id| Recipient::new(s.params.clone(), id.clone()).unwrap()).collect();
+        for r in recipients.iter_mut() {
+            r.set_dealers(&dealers).unwrap();
+        }
+        for &d in &dealers {
+            for deal in make_deals(&s.params, &s.old_ids[d as usize], d, &s.old_shares[d as usize], &BTreeSet::new()) {
+                let r = deal.recipient as usize;
+                recipients[r].receive_deal(&s.old_ids[d as usize].public(), deal).unwrap();
+            }
+        }
+        let responses: Vec<Responses> = recipients.iter().map(|r| r.make_responses()).collect();
+        let good = sign_finish(&s.params, &s.old_ids[0], &dealers, responses.clone());
+        assert_eq!(check_finish(&s.params, &good).unwrap(), vec![0, 1, 2]);
+        // Forged: signed by another old member (a forwarder making up its own Finish).
+        let forged = sign_finish(&s.params, &s.old_ids[1], &dealers, responses.clone());
+        assert!(matches!(check_finish(&s.params, &forged), Err(ReshareError::BadSignature(_))));
+        // Altered in transit: a dealer dropped, a response dropped, a garbage signature.
+        let mut fewer = good.clone();
+        fewer.dealers.pop();
+        assert!(matches!(check_finish(&s.params, &fewer), Err(ReshareError::BadSignature(_))));
+        let mut missing = good.clone();
+        missing.responses.pop();
+        assert!(matches!(check_finish(&s.params, &missing), Err(ReshareError::BadSignature(_))));
+        let mut garbage = good.clone();
+        garbage.signature = vec![7; 3];
+        assert!(check_finish(&s.params, &garbage).is_err());
+        // Replayed into another session (same members, another nonce), even re-signed there by
+        // the leader with the old session's responses: refused.
+        let mut c = s.params.config.clone();
+        c.nonce = vec![2];
+        let other = ReshareParams::new(c).unwrap();
+        assert!(matches!(check_finish(&other, &good), Err(ReshareError::Malformed(..))));
+        let resigned = sign_finish(&other, &s.old_ids[0], &dealers, responses);
+        assert!(check_finish(&other, &resigned).is_err());
+        // Unknown or repeated dealers.
+        let dup = sign_finish(&s.params, &s.old_ids[0], &[0, 0, 1], good.responses.clone());
+        assert!(matches!(check_finish(&s.params, &dup), Err(ReshareError::Malformed(..))));
+        let unknown = sign_finish(&s.params, &s.old_ids[0], &[0, 9], good.responses.clone());
+        assert!(matches!(check_finish(&s.params, &unknown), Err(ReshareError::Malformed(..))));
     }
 }
