@@ -150,8 +150,12 @@ class NodeConfig:
 #: ``hung``), ``peer_up`` (``peer``), ``cosi_round_signed`` (``purpose``, ``statement_hash``,
 #: ``signers``, ``n``), ``cosi_round_failed`` (``purpose``, ``reason``), ``block_stored``
 #: (``chain``, ``index``, ``hash``), ``beacon_round_stored`` (``chain_hash``, ``round``),
-#: ``dkg_phase_changed`` (``session``, ``phase``), ``equivocation`` (``chain``, ``index``,
-#: ``level``, ``member``), ``lagged`` (``missed``). New kinds may be added: skip unknown ones.
+#: ``dkg_phase_changed`` (``session``, ``phase``), ``beacon_transition_staged`` (``session``,
+#: ``round``, ``members``, ``in_new_group``), ``beacon_transition_switched`` (``round``,
+#: ``members``), ``beacon_transition_aborted`` (``session``, ``round``, ``reason``),
+#: ``equivocation`` (``chain``, ``index``, ``level``, ``member``), ``prepare_equivocation``
+#: (``chain``, ``index``, ``view``, ``member``), ``backup_finished`` (``entries``, ``bytes``,
+#: ``millis``), ``lagged`` (``missed``). New kinds may be added: skip unknown ones.
 _Event = Dict[str, Any]
 
 @final
