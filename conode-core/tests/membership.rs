@@ -270,6 +270,8 @@ fn a_stranger_gets_only_its_join_answer_and_operators_read_json() {
     assert_eq!(proposals[0]["id"], hex::encode(&pid));
     assert_eq!(proposals[0]["state"], "open");
     assert_eq!(proposals[0]["needed"], 3);
+    assert_eq!(get("/node/state")["open_proposals"], 1);
+    assert_eq!(get("/node/network")["members_follow_roster"], true);
     let joiner = c.client_url(j).unwrap().replacen("ws://", "http://", 1);
     let state: serde_json::Value = c
         .runtime()

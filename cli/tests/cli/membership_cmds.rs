@@ -193,6 +193,7 @@ fn separate_member_keys_with_processes() {
     }
     let net = get(&servers.nodes[0].client, "/node/network");
     assert_eq!(net["members"], serde_json::json!([p1, p2]));
+    assert_eq!(net["members_follow_roster"], false);
 
     // The node's own key is no member; a group-readable member key is refused by name.
     let node = |i: usize| {

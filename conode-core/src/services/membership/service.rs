@@ -219,10 +219,14 @@ impl Service for MembershipService {
                     let r = s.record();
                     m.insert("State".into(), r.state.as_str().into());
                     m.insert("Network".into(), r.network.unwrap_or_default());
-                    if let Some((b, _)) = s.latest() {
+                    if let Some((b, cfg)) = s.latest() {
                         m.insert("NetworkIndex".into(), b.index.to_string());
                         m.insert("RosterSize".into(), b.roster.map(|r| r.members.len()).unwrap_or(0).to_string());
+                        m.insert("Members".into(), cfg.members.len().to_string());
+                        m.insert("MembersFollowRoster".into(), cfg.members_follow_roster.to_string());
                     }
+                    m.insert("OpenProposals".into(), s.open_count().to_string());
+                    m.insert("Synced".into(), s.synced().to_string());
                 }
                 m
             }),
@@ -729,6 +733,11 @@ impl MembershipService {
             lock(&self.shared.sync).learned += learned;
         }
         Ok(learned)
+    }
+
+    /// How many proposals are open here.
+    pub fn open_count(&self) -> usize {
+        self.shared.store.open_ids().len()
     }
 
     /// Proposals and ballots this node learned through syncs in this run.
