@@ -471,6 +471,33 @@ fn separate_member_keys_govern_and_roster_changes_keep_them() {
     let (_, cfg) = m(&c, j).latest().unwrap();
     assert_eq!(cfg.members.len(), 3, "a join changed the separate members");
     assert!(!cfg.members.contains(&c.node(j).config().identity.public().as_bytes().to_vec()));
+
+    // Removed, the node may ask again: a new request (not its old, accepted one) waits for a
+    // new add_node.
+    let jkey = c.node(j).config().identity.public().as_bytes().to_vec();
+    let rid = propose(2, &keys[1], action::Kind::RemoveNode(RemoveNode { identity: jkey }), 7).unwrap();
+    assert_eq!(cast(2, &keys[1], &rid, true).unwrap(), "open");
+    wait("node 0 holds the ballot", || m(&c, 0).status_of(&rid).yes == 1);
+    assert_eq!(cast(0, &keys[2], &rid, true).unwrap(), "accepted");
+    wait("the joiner retired", || m(&c, j).state() == NodeState::Retired);
+    m(&c, j).join(&c.client_url(0).unwrap(), &net, "", Duration::from_millis(50)).unwrap();
+    wait("node 0 lists the joiner pending again", || {
+        m(&c, 0)
+            .nodes_json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["state"] == "Pending" && n["public_toml"].is_string())
+    });
+    let add = AddNode { public_toml: listed["public_toml"].as_str().unwrap().to_string(), node_data: String::new() };
+    let jid = propose(0, &keys[2], action::Kind::AddNode(add), 8).unwrap();
+    wait("the joiner learns its new proposal", || {
+        m(&c, j).record().join.and_then(|r| r.proposal) == Some(hex::encode(&jid))
+    });
+    assert_eq!(cast(0, &keys[2], &jid, true).unwrap(), "open");
+    wait("node 1 holds the ballot", || m(&c, 1).status_of(&jid).yes == 1);
+    assert_eq!(cast(1, &newcomer, &jid, true).unwrap(), "accepted");
+    wait("the joiner is part of the network again", || m(&c, j).state() == NodeState::PartOfNetwork);
 }
 
 /// A member that was down while a proposal was made and ballots cast learns them when it comes

@@ -1038,7 +1038,10 @@ impl MembershipService {
                         });
                     }
                 }
-                _ => return Ok(JoinAnswer { state: "pending".into(), proposal_id: pid, ..Default::default() }),
+                None => return Ok(JoinAnswer { state: "pending".into(), proposal_id: pid, ..Default::default() }),
+                // Accepted, yet not in the roster (checked above): removed since. A new request
+                // makes a new proposal; a poll learns its old one is gone.
+                Some(_) => {}
             }
         } else if st.has_join(from.as_bytes()) {
             // Kept for the separate governance members, who have not proposed it yet.
@@ -1058,7 +1061,7 @@ impl MembershipService {
                 "too many open join requests from {from} ({MAX_OPEN_JOINS_PER_SOURCE}); wait until the members voted"
             ));
         }
-        if st.joins() >= MAX_JOINS {
+        if st.open_joins() >= MAX_JOINS {
             return Err("too many join requests".into());
         }
         let identity = &self.shared.ctx.config.identity;
@@ -1205,6 +1208,11 @@ impl MembershipService {
         for (_, p) in self.shared.store.proposals() {
             let Some(action::Kind::AddNode(a)) = p.action.and_then(|a| a.kind) else { continue };
             let Ok(s) = rules::joining_server(&a) else { continue };
+            if self.shared.store.has_join(s.public.as_bytes())
+                && self.shared.store.join_proposal(s.public.as_bytes()).is_none()
+            {
+                continue; // A newer request, not proposed yet: listed below.
+            }
             if seen.insert(s.public.as_bytes().to_vec()) {
                 let pid = self.shared.store.join_proposal(s.public.as_bytes());
                 let state = pid.and_then(|id| self.shared.store.outcome(&id)).map_or("Pending", |o| {

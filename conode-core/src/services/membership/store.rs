@@ -175,7 +175,11 @@ impl MembershipStore {
         let request = req.encode_to_vec();
         match proposal {
             Some(p) => self.tree.put_batch(&[(&j, &request), (&jp, p), (&by_source, &[])]),
-            None => self.tree.put_batch(&[(&j, &request), (&by_source, &[])]),
+            None => {
+                // A new request replaces an old one (a removed node joining again).
+                self.tree.remove(&jp)?;
+                self.tree.put_batch(&[(&j, &request), (&by_source, &[])])
+            }
         }
     }
 
@@ -222,7 +226,15 @@ impl MembershipStore {
         self.tree.get(&key("jp/", &[identity])).ok()?
     }
 
-    pub fn joins(&self) -> usize {
-        self.tree.scan_prefix(b"j/").count()
+    /// Join requests still waiting: not proposed yet, or whose proposal is open (closed ones do
+    /// not count against the members' limit, so a long-lived network keeps taking joins).
+    pub fn open_joins(&self) -> usize {
+        self.tree
+            .scan_prefix(b"j/")
+            .filter(|(k, _)| match self.join_proposal(&k[2..]) {
+                Some(pid) => self.outcome(&pid).is_none(),
+                None => true,
+            })
+            .count()
     }
 }
