@@ -2,7 +2,9 @@
 //! and, as gossip, from the other members), appends the roster block of a proposal that passed
 //! (through the skipchain, whose governor hook makes every member of the outgoing roster check the
 //! vote before it cosigns), answers join requests, and moves this node through its states. A join
-//! request is the one thing a stranger may send the node port (besides its status poll).
+//! request is the one thing a stranger may send the node port (besides its status poll). What
+//! gossip missed (this node was down or cut off) it fetches from the other members (`Sync`: at
+//! start, every `SYNC_PERIOD` from one in turn, and on a ballot for an unknown proposal).
 
 use super::messages::*;
 use super::rules::{self, RuleError, Tally};
