@@ -92,10 +92,15 @@ pub struct Signer {
 
 #[derive(clap::Subcommand)]
 pub enum ProposeCommand {
-    /// Add a node: its public.toml, with optional node data.
+    /// Add a node: its public.toml (or --pending: the join request a node holds), with optional
+    /// node data.
     AddNode {
+        #[arg(long, required_unless_present = "pending", conflicts_with = "pending")]
+        public: Option<PathBuf>,
+        /// The identity key (hex) of a node whose join request the node at --url (or this node)
+        /// holds: its public.toml and node data are read from `/node/network/nodes` there.
         #[arg(long)]
-        public: PathBuf,
+        pending: Option<String>,
         #[arg(long)]
         node_data: Option<PathBuf>,
         #[command(flatten)]
@@ -340,9 +345,41 @@ async fn network_of(client: &Client) -> Result<Vec<u8>> {
     Ok(reply.network)
 }
 
+/// The join request of node `public` (hex) that the node at `url` holds and no proposal answers
+/// yet, as an add_node (from its `/node/network/nodes`).
+fn pending_join(url: &str, public: &str, timeout: Duration) -> Result<AddNode> {
+    let public = conode_core::crypto::IdentityPublicKey::from_hex(public.trim())
+        .map_err(|e| anyhow::anyhow!("--pending: {e}"))?
+        .to_hex();
+    let base = conode_core::client_api::ClientUrl::parse(url)?.http_base();
+    let http = crate::target::http_client(timeout)?;
+    let nodes: serde_json::Value = runtime()?.block_on(async {
+        let r = http.get(format!("{base}/node/network/nodes")).send().await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("{base}/node/network/nodes: HTTP {status}");
+        }
+        anyhow::Ok(r.json().await?)
+    })?;
+    let entry = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["public"] == public.as_str() && n["state"] == "Pending" && n["public_toml"].is_string())
+        .with_context(|| {
+            format!("--pending {public}: {base} holds no join request of that node waiting for a proposal")
+        })?;
+    let public_toml = entry["public_toml"].as_str().unwrap_or_default().to_string();
+    let node_data = match &entry["node_data"] {
+        serde_json::Value::Null => String::new(),
+        v => v.to_string(),
+    };
+    Ok(AddNode { public_toml, node_data })
+}
+
 pub fn propose(config: Option<PathBuf>, cmd: ProposeCommand) -> Result<()> {
     let (kind, signer) = match cmd {
-        ProposeCommand::AddNode { public, node_data, signer } => {
+        ProposeCommand::AddNode { public: Some(public), node_data, signer, .. } => {
             let text =
                 std::fs::read_to_string(&public).with_context(|| format!("{}: cannot read", public.display()))?;
             let roster = Roster::from_toml_str(&public, &text)?;
@@ -350,6 +387,15 @@ pub fn propose(config: Option<PathBuf>, cmd: ProposeCommand) -> Result<()> {
                 bail!("{}: holds {} servers; give one node's public.toml", public.display(), roster.len());
             }
             let add = AddNode { public_toml: roster.to_toml(), node_data: read_node_data(node_data.as_deref())? };
+            (action::Kind::AddNode(add), signer)
+        }
+        ProposeCommand::AddNode { public: None, pending, node_data, signer } => {
+            let pending = pending.unwrap_or_default();
+            let (_, url) = signer.key_and_url(&config)?;
+            let mut add = pending_join(&url, &pending, seconds(signer.timeout))?;
+            if node_data.is_some() {
+                add.node_data = read_node_data(node_data.as_deref())?;
+            }
             (action::Kind::AddNode(add), signer)
         }
         ProposeCommand::RemoveNode { public, signer } => {

@@ -223,4 +223,31 @@ fn separate_member_keys_with_processes() {
     let net = get(&servers.nodes[1].client, "/node/network");
     assert_eq!(net["roster_size"], 2);
     assert_eq!(net["members"], serde_json::json!([p1, p2]), "a roster change changed the members");
+
+    // The removed node asks to join again: node 0 keeps the request (it is no member), and a
+    // member proposes add_node for it with `--pending`.
+    let err = fails(node(0).args(["propose", "add-node", "--pending", &public2, "--member-key"]).arg(&k1));
+    assert!(err.contains("no join request"), "{err}");
+    let network = net["network"].as_str().unwrap().to_string();
+    servers.stop(2);
+    let mut private = std::fs::read_to_string(&servers.nodes[2].private).unwrap();
+    private
+        .push_str(&format!("\n[Join]\nTarget = \"{}\"\nNetwork = \"{network}\"\nRetryTimeout = 0.2\n", servers.url(0)));
+    write_private(&servers.nodes[2].private, &private);
+    servers.start(2);
+    wait_until("the request waits at node 0", Duration::from_secs(20), || {
+        get(&servers.nodes[0].client, "/node/network/nodes").as_array().unwrap().iter().any(|n| n["state"] == "Pending")
+    });
+    let node = |i: usize| {
+        let mut cmd = conode();
+        cmd.arg("-c").arg(&servers.nodes[i].private);
+        cmd
+    };
+    let proposed = json(&ok(node(0).args(["propose", "add-node", "--pending", &public2, "--member-key"]).arg(&k2)));
+    let id = proposed["id"].as_str().unwrap().to_string();
+    assert_eq!(member_vote(&servers, 0, &k2, &id)["state"], "open");
+    assert_eq!(member_vote(&servers, 1, &k1, &id)["state"], "accepted");
+    wait_until("node 2 is part of the network again", Duration::from_secs(30), || {
+        state(&servers, 2) == "PartOfNetwork"
+    });
 }
