@@ -501,7 +501,8 @@ fn separate_member_keys_govern_and_roster_changes_keep_them() {
 }
 
 /// A member that was down while a proposal was made and ballots cast learns them when it comes
-/// back (it asks the other members at start), taking only what verifies under its own config: a
+/// back (it asks the other members at start), and the no votes that rejected a proposal it held
+/// open; it takes only what verifies under its own config: a
 /// peer's forged proposal and ballots are dropped. Its own vote then passes the proposal; a member
 /// that gets a ballot for a proposal it never saw fetches it.
 #[test]
@@ -509,7 +510,14 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     use conode_core::services::membership::store::MembershipStore;
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
+    // Open at node 3 when it stops, rejected while it is down (two no of four: 3 yes needed).
+    let p0 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 0);
+    let pid0 = c.runtime().block_on(m(&c, 0).propose(p0, true)).unwrap().id;
+    wait("node 3 holds the first proposal", || m(&c, 3).status_of(&pid0).proposal.is_some());
     c.stop(3).unwrap();
+    assert_eq!(vote(&c, 0, &net, &pid0, false).unwrap(), "open");
+    seen(&c, 1, &pid0, 0, 1);
+    assert_eq!(vote(&c, 1, &net, &pid0, false).unwrap(), "rejected");
 
     // Made while node 3 is down: gossiped to the others (node 3 misses it).
     let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 4 }), 1);
@@ -542,6 +550,7 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     assert_eq!(m(&c, 3).status_of(&pid).ballots.len(), 2, "a forged or stranger's ballot was taken");
     assert!(m(&c, 3).status_of(&bad_id).proposal.is_none(), "a forged proposal was taken");
     assert_eq!(m(&c, 3).status_of(&pid).state, "open");
+    wait("node 3 learns the rejection", || m(&c, 3).status_of(&pid0).state == "rejected");
 
     // Node 3 votes on the proposal node 2 never saw: node 2 fetches it when the ballot comes.
     assert_eq!(vote(&c, 3, &net, &pid2, true).unwrap(), "open");

@@ -504,7 +504,7 @@ fn membership_messages() {
     check("Action/AddMember", &add, "22040a020506");
     let rm = m::Action { kind: Some(m::action::Kind::RemoveMember(m::RemoveMember { member: b(5, 2) })) };
     check("Action/RemoveMember", &rm, "2a040a020506");
-    check("SyncRequest", &m::SyncRequest { network: b(1, 2) }, "0a020102");
+    check("SyncRequest", &m::SyncRequest { network: b(1, 2), open: vec![b(3, 1)] }, "0a020102120103");
     let open = m::OpenProposals {
         proposals: vec![m::OpenProposal {
             proposal: Some(m::Proposal { network: b(1, 1), created: 2, ..Default::default() }),

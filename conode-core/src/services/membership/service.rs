@@ -654,16 +654,25 @@ impl MembershipService {
         }
     }
 
-    /// The open proposals this node holds with their ballots, newest first, bounded in number
-    /// and size (what a `Sync` answers).
-    fn open_proposals(&self) -> OpenProposals {
+    /// The open proposals this node holds with their ballots, newest first, then those of `asked`
+    /// (open at the asker; closed here, maybe) it holds; bounded in number and size (what a `Sync`
+    /// answers).
+    fn open_proposals(&self, asked: &[Vec<u8>]) -> OpenProposals {
         let st = &self.shared.store;
         let mut open: Vec<(Vec<u8>, Proposal)> =
             st.open_ids().into_iter().filter_map(|id| Some((id.clone(), st.proposal(&id)?))).collect();
         open.sort_by_key(|(_, p)| std::cmp::Reverse(p.created));
+        open.truncate(MAX_SYNC_PROPOSALS);
+        for id in asked.iter().take(MAX_SYNC_PROPOSALS) {
+            if !open.iter().any(|(o, _)| o == id) {
+                if let Some(p) = st.proposal(id) {
+                    open.push((id.clone(), p));
+                }
+            }
+        }
         let mut out = OpenProposals::default();
         let mut size = 0;
-        for (id, p) in open.into_iter().take(MAX_SYNC_PROPOSALS) {
+        for (id, p) in open {
             let item = OpenProposal { proposal: Some(p), ballots: st.ballots(&id) };
             size += item.encoded_len() + 8;
             if size > MAX_SYNC_REPLY {
@@ -680,7 +689,9 @@ impl MembershipService {
     /// proposals and ballots were new here.
     async fn sync_from(&self, peer: &ServerIdentity) -> Result<u64, MembershipError> {
         let net = self.network().ok_or(MembershipError::NoNetwork)?;
-        let req = SyncRequest { network: net }.encode_to_vec();
+        let mut open = self.shared.store.open_ids();
+        open.truncate(MAX_SYNC_PROPOSALS);
+        let req = SyncRequest { network: net, open }.encode_to_vec();
         let reply = self
             .shared
             .ctx
@@ -698,7 +709,7 @@ impl MembershipService {
         let open = OpenProposals::decode(reply.as_slice())
             .map_err(|e| MembershipError::Sync(format!("{}: OpenProposals: {e}", peer.address)))?;
         let mut learned = 0;
-        for item in open.proposals.into_iter().take(MAX_SYNC_PROPOSALS) {
+        for item in open.proposals.into_iter().take(2 * MAX_SYNC_PROPOSALS) {
             let Some(p) = item.proposal else { continue };
             let id = proposal_id(&p);
             if self.shared.store.proposal(&id).is_none() {
@@ -1124,7 +1135,7 @@ impl MembershipService {
                 if Some(req.network) != self.network() {
                     return Err("this node is not in that network".into());
                 }
-                Ok(self.open_proposals().encode_to_vec())
+                Ok(self.open_proposals(&req.open).encode_to_vec())
             }
             "Finalize" => {
                 if !self.is_member_peer(&msg.from) {
