@@ -78,13 +78,16 @@ enum Command {
     Network(membership::NetworkCommand),
     /// Run this node and ask to join a network (it is Pending until the members vote).
     Join(membership::JoinArgs),
-    /// Propose a membership change (signed with the node's identity key or --key).
+    /// Propose a membership change (signed with the node's identity key or --member-key).
     #[command(subcommand)]
     Propose(membership::ProposeCommand),
     /// Vote yes or no on a proposal.
     Vote(membership::VoteArgs),
     /// List the proposals a node knows, with their tallies (JSON lines).
     Proposals(membership::ProposalsArgs),
+    /// Governance member keys (separate from the nodes' keys, as CCF's consortium).
+    #[command(subcommand)]
+    Member(membership::MemberCommand),
     /// Benchmarks printing machine-readable (JSON) results.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -113,6 +116,7 @@ fn main() {
         Command::Propose(c) => membership::propose(cli.config, c),
         Command::Vote(a) => membership::vote(cli.config, a),
         Command::Proposals(a) => membership::proposals(cli.config, a),
+        Command::Member(c) => membership::member(c),
         Command::Bench(b) => bench::run(b),
         Command::Backup(a) => backup::backup(cli.config, a),
         Command::Restore(a) => backup::restore(cli.config, a),

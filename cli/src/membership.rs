@@ -1,8 +1,10 @@
-//! `conode network create`, `conode join`, `conode propose …`, `conode vote`, `conode proposals`:
-//! the operator's side of membership by vote. Proposals and ballots are signed with the node's
-//! identity key from private.toml (the default governance members are the roster's identity keys)
-//! or with `--key member.toml`; they go to the node's own client port unless `--url` names another.
-//! `[Join]` in private.toml (Target, Network, RetryTimeout, NodeData) makes `conode server` join too.
+//! `conode network create`, `conode join`, `conode propose …`, `conode vote`, `conode proposals`,
+//! `conode member keygen`: the operator's side of membership by vote. Proposals and ballots are
+//! signed locally with the node's identity key from private.toml (the default governance members
+//! are the roster's identity keys) or with `--member-key member.toml` (separate members, as CCF's
+//! consortium: `network create --members members.toml`); they go to the node's own client port
+//! unless `--url` names another. `[Join]` in private.toml (Target, Network, RetryTimeout, NodeData)
+//! makes `conode server` join too.
 
 use crate::input::hash32;
 use crate::target::{load_roster, runtime, seconds, NodeChoice};
@@ -11,8 +13,8 @@ use conode_core::api::client::Client;
 use conode_core::config::{paths, NodeConfig, Roster};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::membership::messages::{
-    action, AddNode, Ballot, CreateNetwork, GetProposals, NetworkReply, Proposal, ProposalStatus, Proposals,
-    RemoveNode, SetThreshold,
+    action, AddMember, AddNode, Ballot, CreateNetwork, GetProposals, NetworkReply, Proposal, ProposalStatus, Proposals,
+    RemoveMember, RemoveNode, SetThreshold,
 };
 use conode_core::services::membership::{now_ms, DEFAULT_RETRY, MEMBERSHIP_SERVICE};
 use conode_core::Node;
@@ -27,11 +29,25 @@ pub enum NetworkCommand {
     Create(CreateArgs),
 }
 
+#[derive(clap::Subcommand)]
+pub enum MemberCommand {
+    /// Write a new governance member key (Ed25519) to a file readable by its owner only.
+    Keygen {
+        /// The key file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[derive(clap::Args)]
 pub struct CreateArgs {
     /// Roster of the founding nodes (concatenated public.toml entries).
     #[arg(long)]
     roster: PathBuf,
+    /// Separate governance members: a file of `[[members]]` entries with `Public` keys (from
+    /// `conode member keygen`). Default: the roster's identity keys, following the roster.
+    #[arg(long)]
+    members: Option<PathBuf>,
     #[command(flatten)]
     target: NodeChoice,
     /// Yes votes a proposal needs (default: more than two thirds of the members).
@@ -63,9 +79,9 @@ pub struct JoinArgs {
 /// Who signs and where requests go.
 #[derive(clap::Args, Clone)]
 pub struct Signer {
-    /// Member key file (Public/Private, like a skipchain owner key); default: the node's identity
+    /// Governance member key file (from `conode member keygen`); default: the node's identity
     /// key from private.toml.
-    #[arg(long)]
+    #[arg(long = "member-key", visible_alias = "key")]
     key: Option<PathBuf>,
     /// Client URL of the node to send to (default: this node's client port from private.toml).
     #[arg(long)]
@@ -76,10 +92,15 @@ pub struct Signer {
 
 #[derive(clap::Subcommand)]
 pub enum ProposeCommand {
-    /// Add a node: its public.toml, with optional node data.
+    /// Add a node: its public.toml (or --pending: the join request a node holds), with optional
+    /// node data.
     AddNode {
+        #[arg(long, required_unless_present = "pending", conflicts_with = "pending")]
+        public: Option<PathBuf>,
+        /// The identity key (hex) of a node whose join request the node at --url (or this node)
+        /// holds: its public.toml and node data are read from `/node/network/nodes` there.
         #[arg(long)]
-        public: PathBuf,
+        pending: Option<String>,
         #[arg(long)]
         node_data: Option<PathBuf>,
         #[command(flatten)]
@@ -95,6 +116,20 @@ pub enum ProposeCommand {
     /// Set the yes votes a proposal needs (0: back to more than two thirds).
     SetThreshold {
         threshold: u32,
+        #[command(flatten)]
+        signer: Signer,
+    },
+    /// Add a separate governance member, by its public key (hex, the `Public` of its key file).
+    AddMember {
+        #[arg(long)]
+        public: String,
+        #[command(flatten)]
+        signer: Signer,
+    },
+    /// Remove a separate governance member, by its public key (hex).
+    RemoveMember {
+        #[arg(long)]
+        public: String,
         #[command(flatten)]
         signer: Signer,
     },
@@ -176,16 +211,92 @@ pub fn join(config: Option<PathBuf>, args: JoinArgs) -> Result<()> {
     })
 }
 
+/// `[[members]]` of members.toml.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMembers {
+    members: Option<Vec<RawMember>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    #[serde(rename = "Public")]
+    public: Option<String>,
+    #[serde(rename = "Description")]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+/// The separate governance members of members.toml: distinct Ed25519 public keys.
+pub fn load_members(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if let Ok(t) = toml::from_str::<toml::Table>(&text) {
+        if t.contains_key("Private") {
+            bail!(
+                "{}: holds a secret key (`Private`): give a members file of `[[members]]` entries with their                  `Public` keys, never the member key files",
+                path.display()
+            );
+        }
+    }
+    let raw: RawMembers = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a members file: {}", path.display(), e.message()))?;
+    let list = raw.members.unwrap_or_default();
+    if list.is_empty() {
+        bail!("{}: no [[members]] entry", path.display());
+    }
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let field = format!("{}: members[{i}].Public", path.display());
+        let public = m.public.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        let public = public.ok_or_else(|| anyhow::anyhow!("{field}: missing"))?;
+        let key =
+            conode_core::crypto::IdentityPublicKey::from_hex(public).map_err(|e| anyhow::anyhow!("{field}: {e}"))?;
+        let key = key.as_bytes().to_vec();
+        if out.contains(&key) {
+            bail!("{field}: the key {public} is listed twice");
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
+pub fn member(cmd: MemberCommand) -> Result<()> {
+    let MemberCommand::Keygen { out } = cmd;
+    let pair = crate::owner_key::create_with(
+        &out,
+        "conode governance member key: whoever holds it votes for this member. Keep it secret (mode 0600).",
+    )?;
+    let public = pair.public().to_hex();
+    crate::output::report(json!({ "public": public, "file": out.display().to_string() }), || {
+        format!(
+            "member key written to {} (mode 0600)\nits entry for members.toml:\n[[members]]\nPublic = \"{public}\"",
+            out.display()
+        )
+    });
+    Ok(())
+}
+
 pub fn network(cmd: NetworkCommand) -> Result<()> {
     let NetworkCommand::Create(a) = cmd;
     let roster = load_roster(&a.roster)?;
+    let members = a.members.as_deref().map(load_members).transpose()?.unwrap_or_default();
+    if a.threshold as usize > if members.is_empty() { roster.len() } else { members.len() } {
+        bail!("--threshold {}: above the number of governance members", a.threshold);
+    }
     let url = a.target.base_url(Some((a.roster.as_path(), &roster)))?;
-    let req = CreateNetwork { roster_toml: Roster::to_toml(&roster), threshold: a.threshold };
+    let req = CreateNetwork { roster_toml: Roster::to_toml(&roster), threshold: a.threshold, members: members.clone() };
     let client = Client::parse(&url, seconds(a.timeout))?;
     let reply: NetworkReply = runtime()?.block_on(client.request(MEMBERSHIP_SERVICE, "CreateNetwork", &req))?;
     println!(
         "{}",
-        json!({ "network": hex::encode(&reply.network), "members": roster.len(), "threshold": a.threshold })
+        json!({
+            "network": hex::encode(&reply.network),
+            "members": if members.is_empty() { roster.len() } else { members.len() },
+            "members_follow_roster": members.is_empty(),
+            "roster": roster.len(),
+            "threshold": a.threshold,
+        })
     );
     Ok(())
 }
@@ -195,7 +306,7 @@ impl Signer {
         let private = private_path(config);
         let node = if self.key.is_none() || self.url.is_none() { Some(NodeConfig::load(&private)?) } else { None };
         let key = match (&self.key, &node) {
-            (Some(k), _) => crate::owner_key::load(k)?,
+            (Some(k), _) => crate::owner_key::load_named(k, "member key")?,
             (None, Some(n)) => n.identity.clone(),
             (None, None) => bail!("no key"),
         };
@@ -234,9 +345,41 @@ async fn network_of(client: &Client) -> Result<Vec<u8>> {
     Ok(reply.network)
 }
 
+/// The join request of node `public` (hex) that the node at `url` holds and no proposal answers
+/// yet, as an add_node (from its `/node/network/nodes`).
+fn pending_join(url: &str, public: &str, timeout: Duration) -> Result<AddNode> {
+    let public = conode_core::crypto::IdentityPublicKey::from_hex(public.trim())
+        .map_err(|e| anyhow::anyhow!("--pending: {e}"))?
+        .to_hex();
+    let base = conode_core::client_api::ClientUrl::parse(url)?.http_base();
+    let http = crate::target::http_client(timeout)?;
+    let nodes: serde_json::Value = runtime()?.block_on(async {
+        let r = http.get(format!("{base}/node/network/nodes")).send().await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("{base}/node/network/nodes: HTTP {status}");
+        }
+        anyhow::Ok(r.json().await?)
+    })?;
+    let entry = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["public"] == public.as_str() && n["state"] == "Pending" && n["public_toml"].is_string())
+        .with_context(|| {
+            format!("--pending {public}: {base} holds no join request of that node waiting for a proposal")
+        })?;
+    let public_toml = entry["public_toml"].as_str().unwrap_or_default().to_string();
+    let node_data = match &entry["node_data"] {
+        serde_json::Value::Null => String::new(),
+        v => v.to_string(),
+    };
+    Ok(AddNode { public_toml, node_data })
+}
+
 pub fn propose(config: Option<PathBuf>, cmd: ProposeCommand) -> Result<()> {
     let (kind, signer) = match cmd {
-        ProposeCommand::AddNode { public, node_data, signer } => {
+        ProposeCommand::AddNode { public: Some(public), node_data, signer, .. } => {
             let text =
                 std::fs::read_to_string(&public).with_context(|| format!("{}: cannot read", public.display()))?;
             let roster = Roster::from_toml_str(&public, &text)?;
@@ -246,12 +389,31 @@ pub fn propose(config: Option<PathBuf>, cmd: ProposeCommand) -> Result<()> {
             let add = AddNode { public_toml: roster.to_toml(), node_data: read_node_data(node_data.as_deref())? };
             (action::Kind::AddNode(add), signer)
         }
+        ProposeCommand::AddNode { public: None, pending, node_data, signer } => {
+            let pending = pending.unwrap_or_default();
+            let (_, url) = signer.key_and_url(&config)?;
+            let mut add = pending_join(&url, &pending, seconds(signer.timeout))?;
+            if node_data.is_some() {
+                add.node_data = read_node_data(node_data.as_deref())?;
+            }
+            (action::Kind::AddNode(add), signer)
+        }
         ProposeCommand::RemoveNode { public, signer } => {
             let id = hash32("--public", &public)?;
             (action::Kind::RemoveNode(RemoveNode { identity: id }), signer)
         }
         ProposeCommand::SetThreshold { threshold, signer } => {
             (action::Kind::SetThreshold(SetThreshold { threshold }), signer)
+        }
+        ProposeCommand::AddMember { public, signer } => {
+            let member = conode_core::crypto::IdentityPublicKey::from_hex(public.trim())
+                .map_err(|e| anyhow::anyhow!("--public: {e}"))?;
+            (action::Kind::AddMember(AddMember { member: member.as_bytes().to_vec() }), signer)
+        }
+        ProposeCommand::RemoveMember { public, signer } => {
+            let member = conode_core::crypto::IdentityPublicKey::from_hex(public.trim())
+                .map_err(|e| anyhow::anyhow!("--public: {e}"))?;
+            (action::Kind::RemoveMember(RemoveMember { member: member.as_bytes().to_vec() }), signer)
         }
     };
     let (key, url) = signer.key_and_url(&config)?;

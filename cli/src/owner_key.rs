@@ -39,11 +39,16 @@ fn check_permissions(path: &Path) -> Result<()> {
 
 /// Loads an owner key file, checking its permissions and that `Public` matches `Private`.
 pub fn load(path: &Path) -> Result<IdentityKeyPair> {
+    load_named(path, "owner key")
+}
+
+/// Loads a key file of this format that holds a `what` (e.g. "member key": a governance member's).
+pub fn load_named(path: &Path, what: &str) -> Result<IdentityKeyPair> {
     check_permissions(path)?;
     let text =
         Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?);
     let raw: RawOwnerKey = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid owner key file: {}", path.display(), e.message()))?;
+        .map_err(|e| anyhow::anyhow!("{}: not a valid {what} file: {}", path.display(), e.message()))?;
     let field = |name: &str, reason: String| anyhow::anyhow!("{}: field `{name}`: {reason}", path.display());
     let private = raw
         .private
@@ -63,10 +68,14 @@ pub fn load(path: &Path) -> Result<IdentityKeyPair> {
 
 /// Writes a new key file (mode 0600); refuses to replace an existing file.
 pub fn create(path: &Path) -> Result<IdentityKeyPair> {
+    create_with(path, "conode skipchain owner key: whoever holds it may append to the chains that list `Public`.")
+}
+
+/// Writes a new key file (mode 0600) headed by the comment `what`; refuses to replace a file.
+pub fn create_with(path: &Path, what: &str) -> Result<IdentityKeyPair> {
     let pair = IdentityKeyPair::generate();
     let text = Zeroizing::new(format!(
-        "# conode skipchain owner key: whoever holds it may append to the chains that list `Public`.\n\
-         Public = \"{}\"\nPrivate = \"{}\"\n",
+        "# {what}\nPublic = \"{}\"\nPrivate = \"{}\"\n",
         pair.public().to_hex(),
         pair.secret_hex().as_str()
     ));

@@ -270,6 +270,8 @@ fn a_stranger_gets_only_its_join_answer_and_operators_read_json() {
     assert_eq!(proposals[0]["id"], hex::encode(&pid));
     assert_eq!(proposals[0]["state"], "open");
     assert_eq!(proposals[0]["needed"], 3);
+    assert_eq!(get("/node/state")["open_proposals"], 1);
+    assert_eq!(get("/node/network")["members_follow_roster"], true);
     let joiner = c.client_url(j).unwrap().replacen("ws://", "http://", 1);
     let state: serde_json::Value = c
         .runtime()
@@ -369,4 +371,195 @@ fn one_source_cannot_flood_a_member_with_join_requests() {
     assert_eq!(ask(&c, strangers[0], "JoinStatus").unwrap().state, "pending");
     assert_eq!(ask(&c, last, "JoinStatus").unwrap().state, "unknown");
     assert_eq!(m(&c, 1).proposals().len(), MAX_OPEN_JOINS_PER_SOURCE);
+}
+
+/// Separate governance members (as CCF's consortium): three member keys that no node holds govern
+/// a 4-node network. A node's identity key is no member; a forged member ballot is refused; roster
+/// changes (a removal, a join) keep the members; add_member and remove_member change them; a
+/// join request waits at a node until a member proposes add_node for it.
+#[test]
+fn separate_member_keys_govern_and_roster_changes_keep_them() {
+    use conode_core::services::membership::messages::{AddMember, AddNode, RemoveMember};
+    let mut c = LocalCluster::new(4).unwrap();
+    let keys: Vec<IdentityKeyPair> = (0..3).map(|_| IdentityKeyPair::generate()).collect();
+    let members: Vec<Vec<u8>> = keys.iter().map(|k| k.public().as_bytes().to_vec()).collect();
+    let genesis = c.runtime().block_on(m(&c, 0).create_network_with_members(c.roster(), 2, &members)).unwrap();
+    let net = genesis.hash;
+    for i in 0..4 {
+        wait(&format!("founder {i} part of the network"), || m(&c, i).state() == NodeState::PartOfNetwork);
+    }
+    let (_, cfg) = m(&c, 3).latest().unwrap();
+    assert_eq!(cfg.members, members);
+    assert!(!cfg.members_follow_roster);
+    assert_eq!(rules::needed(&cfg), 2);
+    let j = c.spawn_node().unwrap();
+
+    let propose = |via: usize, by: &IdentityKeyPair, kind: action::Kind, created: u64| {
+        let p = Proposal::signed(by, &net, kind, created);
+        c.runtime().block_on(m(&c, via).propose(p, true)).map(|s| s.id).map_err(|e| e.to_string())
+    };
+    let cast = |via: usize, by: &IdentityKeyPair, id: &[u8], yes: bool| {
+        let b = Ballot::signed(by, &net, id, yes);
+        c.runtime().block_on(m(&c, via).vote(b, true)).map(|s| s.state).map_err(|e| e.to_string())
+    };
+
+    // A node's identity key is no member: it can neither propose nor vote.
+    let set = |t| action::Kind::SetThreshold(SetThreshold { threshold: t });
+    let err = propose(0, &key(&c, 0), set(3), 1).unwrap_err();
+    assert!(err.contains("not a governance member"), "{err}");
+
+    // remove_node, proposed by member 0 through node 1; node 0's key cannot vote, a forged ballot
+    // of member 1 is refused, member 0 and member 1 pass it through two other nodes.
+    let node3 = key(&c, 3).public().as_bytes().to_vec();
+    let rid = propose(1, &keys[0], action::Kind::RemoveNode(RemoveNode { identity: node3 }), 2).unwrap();
+    let err = cast(1, &key(&c, 0), &rid, true).unwrap_err();
+    assert!(err.contains("not a governance member"), "{err}");
+    let mut forged = Ballot::signed(&keys[1], &net, &rid, true);
+    forged.signature[5] ^= 1;
+    let err = c.runtime().block_on(m(&c, 1).vote(forged, true)).unwrap_err().to_string();
+    assert!(err.contains("does not verify"), "{err}");
+    assert_eq!(cast(1, &keys[0], &rid, true).unwrap(), "open");
+    wait("the proposal reached node 2", || m(&c, 2).status_of(&rid).yes == 1);
+    assert_eq!(cast(2, &keys[1], &rid, true).unwrap(), "accepted");
+    wait("node 3 retired", || m(&c, 3).state() == NodeState::Retired);
+    wait("node 0 holds the 3-node roster", || roster_size(&c, 0) == 3);
+    assert_eq!(m(&c, 0).latest().unwrap().1.members, members, "a roster change changed the members");
+
+    // add_member, then remove_member: the roster stays, the members change.
+    let newcomer = IdentityKeyPair::generate();
+    let add = action::Kind::AddMember(AddMember { member: newcomer.public().as_bytes().to_vec() });
+    let aid = propose(0, &keys[2], add, 3).unwrap();
+    assert_eq!(cast(0, &keys[2], &aid, true).unwrap(), "open");
+    wait("node 1 holds the ballot", || m(&c, 1).status_of(&aid).yes == 1);
+    assert_eq!(cast(1, &keys[0], &aid, true).unwrap(), "accepted");
+    wait("four members everywhere", || (0..3).all(|i| m(&c, i).latest().unwrap().1.members.len() == 4));
+    assert_eq!(roster_size(&c, 1), 3);
+    let rm = action::Kind::RemoveMember(RemoveMember { member: keys[0].public().as_bytes().to_vec() });
+    let mid = propose(2, &newcomer, rm, 4).unwrap();
+    assert_eq!(cast(2, &newcomer, &mid, true).unwrap(), "open");
+    wait("node 0 holds the ballot", || m(&c, 0).status_of(&mid).yes == 1);
+    assert_eq!(cast(0, &keys[1], &mid, true).unwrap(), "accepted");
+    wait("member 0 removed everywhere", || {
+        (0..3).all(|i| !m(&c, i).latest().unwrap().1.members.contains(&keys[0].public().as_bytes().to_vec()))
+    });
+    let err = propose(0, &keys[0], set(1), 5).unwrap_err();
+    assert!(err.contains("not a governance member"), "{err}");
+
+    // A join: node 0 keeps the request (it cannot propose), lists it with its public.toml; a
+    // member proposes add_node with it and two members vote it in.
+    m(&c, j).join(&c.client_url(0).unwrap(), &net, r#"{"pod":"s-1"}"#, Duration::from_millis(50)).unwrap();
+    let mut listed = serde_json::Value::Null;
+    wait("node 0 lists the pending joiner", || {
+        let nodes = m(&c, 0).nodes_json();
+        listed = nodes.as_array().unwrap().iter().find(|n| n["state"] == "Pending").cloned().unwrap_or_default();
+        !listed.is_null()
+    });
+    assert_eq!(m(&c, j).state(), NodeState::Pending);
+    assert_eq!(listed["public"], c.node(j).config().identity.public().to_hex());
+    let add = AddNode {
+        public_toml: listed["public_toml"].as_str().unwrap().to_string(),
+        node_data: r#"{"pod":"s-1"}"#.into(),
+    };
+    let jid = propose(1, &newcomer, action::Kind::AddNode(add), 6).unwrap();
+    wait("the joiner learns its proposal", || {
+        m(&c, j).record().join.and_then(|r| r.proposal) == Some(hex::encode(&jid))
+    });
+    assert_eq!(cast(1, &newcomer, &jid, true).unwrap(), "open");
+    wait("node 2 holds the ballot", || m(&c, 2).status_of(&jid).yes == 1);
+    assert_eq!(cast(2, &keys[2], &jid, true).unwrap(), "accepted");
+    wait("the joiner is part of the network", || m(&c, j).state() == NodeState::PartOfNetwork);
+    let (_, cfg) = m(&c, j).latest().unwrap();
+    assert_eq!(cfg.members.len(), 3, "a join changed the separate members");
+    assert!(!cfg.members.contains(&c.node(j).config().identity.public().as_bytes().to_vec()));
+
+    // Removed, the node may ask again: a new request (not its old, accepted one) waits for a
+    // new add_node.
+    let jkey = c.node(j).config().identity.public().as_bytes().to_vec();
+    let rid = propose(2, &keys[1], action::Kind::RemoveNode(RemoveNode { identity: jkey }), 7).unwrap();
+    assert_eq!(cast(2, &keys[1], &rid, true).unwrap(), "open");
+    wait("node 0 holds the ballot", || m(&c, 0).status_of(&rid).yes == 1);
+    assert_eq!(cast(0, &keys[2], &rid, true).unwrap(), "accepted");
+    wait("the joiner retired", || m(&c, j).state() == NodeState::Retired);
+    m(&c, j).join(&c.client_url(0).unwrap(), &net, "", Duration::from_millis(50)).unwrap();
+    wait("node 0 lists the joiner pending again", || {
+        m(&c, 0)
+            .nodes_json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["state"] == "Pending" && n["public_toml"].is_string())
+    });
+    let add = AddNode { public_toml: listed["public_toml"].as_str().unwrap().to_string(), node_data: String::new() };
+    let jid = propose(0, &keys[2], action::Kind::AddNode(add), 8).unwrap();
+    wait("the joiner learns its new proposal", || {
+        m(&c, j).record().join.and_then(|r| r.proposal) == Some(hex::encode(&jid))
+    });
+    assert_eq!(cast(0, &keys[2], &jid, true).unwrap(), "open");
+    wait("node 1 holds the ballot", || m(&c, 1).status_of(&jid).yes == 1);
+    assert_eq!(cast(1, &newcomer, &jid, true).unwrap(), "accepted");
+    wait("the joiner is part of the network again", || m(&c, j).state() == NodeState::PartOfNetwork);
+}
+
+/// A member that was down while a proposal was made and ballots cast learns them when it comes
+/// back (it asks the other members at start), and the no votes that rejected a proposal it held
+/// open; it takes only what verifies under its own config: a
+/// peer's forged proposal and ballots are dropped. Its own vote then passes the proposal; a member
+/// that gets a ballot for a proposal it never saw fetches it.
+#[test]
+fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
+    use conode_core::services::membership::store::MembershipStore;
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    // Open at node 3 when it stops, rejected while it is down (two no of four: 3 yes needed).
+    let p0 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 0);
+    let pid0 = c.runtime().block_on(m(&c, 0).propose(p0, true)).unwrap().id;
+    wait("node 3 holds the first proposal", || m(&c, 3).status_of(&pid0).proposal.is_some());
+    c.stop(3).unwrap();
+    assert_eq!(vote(&c, 0, &net, &pid0, false).unwrap(), "open");
+    seen(&c, 1, &pid0, 0, 1);
+    assert_eq!(vote(&c, 1, &net, &pid0, false).unwrap(), "rejected");
+
+    // Made while node 3 is down: gossiped to the others (node 3 misses it).
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 4 }), 1);
+    let pid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
+    vote(&c, 0, &net, &pid, true).unwrap();
+    seen(&c, 1, &pid, 1, 0);
+    vote(&c, 1, &net, &pid, true).unwrap();
+    seen(&c, 2, &pid, 2, 0);
+    // Never gossiped at all (as if node 0 had been cut off): only node 0 holds it and a ballot.
+    let p2 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), 2);
+    let pid2 = c.runtime().block_on(m(&c, 0).propose(p2, false)).unwrap().id;
+    c.runtime().block_on(m(&c, 0).vote(Ballot::signed(&key(&c, 1), &net, &pid2, true), false)).unwrap();
+
+    // Node 0 lies: its store also holds a forged no of node 2, a stranger's no, and a proposal
+    // whose signature does not verify.
+    let store = MembershipStore::open(&c.node(0).context().unwrap().storage).unwrap();
+    let mut forged = Ballot::signed(&key(&c, 2), &net, &pid, false);
+    forged.signature[0] ^= 1;
+    store.put_ballot(&forged).unwrap();
+    store.put_ballot(&Ballot::signed(&IdentityKeyPair::generate(), &net, &pid, false)).unwrap();
+    let mut bad = Proposal::signed(&key(&c, 2), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 3);
+    bad.signature[0] ^= 1;
+    let bad_id = conode_core::services::membership::messages::proposal_id(&bad);
+    store.put_proposal(&bad_id, &bad).unwrap();
+
+    c.restart(3).unwrap();
+    seen(&c, 3, &pid, 2, 0);
+    seen(&c, 3, &pid2, 1, 0);
+    assert!(m(&c, 3).synced() >= 2, "node 3 did not learn the ungossiped proposal by a sync");
+    assert_eq!(m(&c, 3).status_of(&pid).ballots.len(), 2, "a forged or stranger's ballot was taken");
+    assert!(m(&c, 3).status_of(&bad_id).proposal.is_none(), "a forged proposal was taken");
+    assert_eq!(m(&c, 3).status_of(&pid).state, "open");
+    wait("node 3 learns the rejection", || m(&c, 3).status_of(&pid0).state == "rejected");
+
+    // Node 3 votes on the proposal node 2 never saw: node 2 fetches it when the ballot comes.
+    assert_eq!(vote(&c, 3, &net, &pid2, true).unwrap(), "open");
+    seen(&c, 2, &pid2, 2, 0);
+    // Node 3's vote passes the first proposal.
+    assert_eq!(vote(&c, 3, &net, &pid, true).unwrap(), "accepted");
+    for i in 0..4 {
+        wait(&format!("threshold 4 at node {i}"), || {
+            m(&c, i).latest().is_some_and(|(_, cfg)| rules::needed(&cfg) == 4)
+        });
+    }
 }

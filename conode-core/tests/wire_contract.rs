@@ -494,7 +494,24 @@ fn membership_messages() {
         },
         "0a0203041a046f70656e20012802300338044201784a0f0a031e1f2010011a02282922023233",
     );
-    check("CreateNetwork", &m::CreateNetwork { roster_toml: "r".into(), threshold: 2 }, "0a01721002");
+    check("CreateNetwork", &m::CreateNetwork { roster_toml: "r".into(), threshold: 2, members: vec![] }, "0a01721002");
+    check(
+        "CreateNetwork/members",
+        &m::CreateNetwork { roster_toml: "r".into(), threshold: 2, members: vec![b(7, 2), b(9, 1)] },
+        "0a017210021a0207081a0109",
+    );
+    let add = m::Action { kind: Some(m::action::Kind::AddMember(m::AddMember { member: b(5, 2) })) };
+    check("Action/AddMember", &add, "22040a020506");
+    let rm = m::Action { kind: Some(m::action::Kind::RemoveMember(m::RemoveMember { member: b(5, 2) })) };
+    check("Action/RemoveMember", &rm, "2a040a020506");
+    check("SyncRequest", &m::SyncRequest { network: b(1, 2), open: vec![b(3, 1)] }, "0a020102120103");
+    let open = m::OpenProposals {
+        proposals: vec![m::OpenProposal {
+            proposal: Some(m::Proposal { network: b(1, 1), created: 2, ..Default::default() }),
+            ballots: vec![m::Ballot { proposal_id: b(3, 1), approve: true, member: b(4, 1), signature: b(5, 1) }],
+        }],
+    };
+    check("OpenProposals", &open, "0a140a050a01012002120b0a010310011a0104220105");
     check("NetworkReply", &m::NetworkReply { network: b(4, 2), index: 5, block: b(6, 2) }, "0a02040510051a020607");
     // What members sign (other-language clients must build the same bytes).
     assert_eq!(hex::encode(m::proposal_id(&p)), "9b28297a6d096d4c0320cc33ed8d6a6c032ed70030546bd9daf535978f963b13");

@@ -21,6 +21,7 @@ pub fn state_json(s: &MembershipService) -> serde_json::Value {
         "state": r.state.as_str(),
         "network": r.network,
         "network_index": s.latest().map(|(b, _)| b.index),
+        "open_proposals": s.open_count(),
         "since_ms": r.since_ms,
         "started_ms": s.started_ms(),
         "join": r.join,
@@ -36,6 +37,7 @@ pub fn network_json(s: &MembershipService) -> serde_json::Value {
             "index": b.index,
             "roster_size": b.roster.as_ref().map(|r| r.members.len()).unwrap_or(0),
             "members": cfg.members.iter().map(hex::encode).collect::<Vec<_>>(),
+            "members_follow_roster": cfg.members_follow_roster,
             "threshold": rules::needed(&cfg),
             "threshold_rule": if cfg.threshold == 0 { "more than two thirds".to_string() } else { cfg.threshold.to_string() },
             "node_data": cfg.node_data.iter().map(|d| json!({

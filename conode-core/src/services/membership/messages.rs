@@ -5,8 +5,9 @@ use crate::crypto::sha256;
 use prost::Message;
 
 pub use crate::wire::membership::{
-    action, Action, AddNode, Ballot, CreateNetwork, GetNetwork, GetProposals, JoinAnswer, JoinRequest, NetworkConfig,
-    NetworkReply, NodeData, PassedProposal, Proposal, ProposalStatus, Proposals, RemoveNode, SetThreshold,
+    action, Action, AddMember, AddNode, Ballot, CreateNetwork, GetNetwork, GetProposals, JoinAnswer, JoinRequest,
+    NetworkConfig, NetworkReply, NodeData, OpenProposal, OpenProposals, PassedProposal, Proposal, ProposalStatus,
+    Proposals, RemoveMember, RemoveNode, SetThreshold, SyncRequest,
 };
 
 /// `NetworkConfig.kind` of every network-chain block.
@@ -59,6 +60,8 @@ pub fn describe(action: Option<&Action>) -> String {
         }
         Some(action::Kind::RemoveNode(r)) => format!("remove_node {}", hex::encode(&r.identity)),
         Some(action::Kind::SetThreshold(t)) => format!("set_threshold {}", t.threshold),
+        Some(action::Kind::AddMember(m)) => format!("add_member {}", hex::encode(&m.member)),
+        Some(action::Kind::RemoveMember(m)) => format!("remove_member {}", hex::encode(&m.member)),
         None => "none".into(),
     }
 }

@@ -4,8 +4,11 @@
 //!   governance members and the vote threshold (`NetworkConfig` in the block data). Each roster
 //!   change is a block cosigned by the outgoing roster, so a light client follows membership from
 //!   the genesis with the ordinary skipchain proof verifier.
-//! - **Governance**: members sign proposals (`add_node`, `remove_node`, `set_threshold`) and
-//!   ballots with their Ed25519 keys (by default the roster's identity keys). A proposal passes at
+//! - **Governance**: members sign proposals (`add_node`, `remove_node`, `set_threshold`, and with
+//!   separate member keys `add_member`, `remove_member`) and ballots with their Ed25519 keys (by
+//!   default the roster's identity keys; or separate keys, as CCF's consortium, which roster
+//!   changes never change). Members that missed proposals or ballots (down, cut off) fetch the
+//!   open ones from the other members (`Sync`) and re-check every signature. A proposal passes at
 //!   the threshold (default more than two thirds); the block that applies it carries the proposal
 //!   and the passing ballots, and every member of the outgoing roster re-checks them (the
 //!   skipchain governor hook) before cosigning. A proposal that cannot pass any more is rejected.

@@ -13,6 +13,8 @@ use std::path::Path;
 
 /// Largest `node_data` JSON accepted.
 pub const MAX_NODE_DATA: usize = 4096;
+/// Most separate governance members a network may have (bounds every config and tally).
+pub const MAX_MEMBERS: usize = 256;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum RuleError {
@@ -50,22 +52,44 @@ pub fn needed(cfg: &NetworkConfig) -> u32 {
     }
 }
 
-/// The genesis config of a network of `roster`.
-pub fn genesis_config(roster: &Roster, threshold: u32) -> Result<NetworkConfig, RuleError> {
+/// The genesis config of a network of `roster`. `members` empty: the governance members are the
+/// roster's identity keys and follow the roster; otherwise they are these separate Ed25519 keys
+/// (as CCF's consortium), which roster changes never change.
+pub fn genesis_config(roster: &Roster, threshold: u32, members: &[Vec<u8>]) -> Result<NetworkConfig, RuleError> {
     if roster.is_empty() {
         return Err(RuleError::Invalid("the roster is empty".into()));
     }
-    if threshold as usize > roster.len() {
-        return Err(RuleError::Invalid(format!("threshold {threshold} is above the {} members", roster.len())));
+    let follow = members.is_empty();
+    let members: Vec<Vec<u8>> = if follow {
+        roster.servers.iter().map(|s| s.public.as_bytes().to_vec()).collect()
+    } else {
+        if members.len() > MAX_MEMBERS {
+            return Err(RuleError::Invalid(format!("{} members, at most {MAX_MEMBERS}", members.len())));
+        }
+        for (i, m) in members.iter().enumerate() {
+            check_member_key(m).map_err(|e| RuleError::Invalid(format!("members[{i}]: {e}")))?;
+            if members[..i].contains(m) {
+                return Err(RuleError::Invalid(format!("members[{i}]: member {} is listed twice", short(m))));
+            }
+        }
+        members.to_vec()
+    };
+    if threshold as usize > members.len() {
+        return Err(RuleError::Invalid(format!("threshold {threshold} is above the {} members", members.len())));
     }
     Ok(NetworkConfig {
         kind: NETWORK_KIND.into(),
-        members: roster.servers.iter().map(|s| s.public.as_bytes().to_vec()).collect(),
-        members_follow_roster: true,
+        members,
+        members_follow_roster: follow,
         threshold,
         node_data: vec![],
         passed: None,
     })
+}
+
+/// Checks that `key` is an Ed25519 public key usable as a governance member.
+pub fn check_member_key(key: &[u8]) -> Result<(), String> {
+    IdentityPublicKey::from_bytes(key).map(|_| ()).map_err(|e| format!("not an Ed25519 public key: {e}"))
 }
 
 /// Checks a proposal's signature and proposer against `cfg`; returns its id.
@@ -200,9 +224,6 @@ pub fn apply(
                 return Err(RuleError::Invalid("cannot remove the last node".into()));
             }
             cfg.node_data.retain(|d| d.identity != r.identity);
-            if !cfg.members_follow_roster {
-                cfg.members.retain(|m| m != &r.identity);
-            }
         }
         action::Kind::SetThreshold(t) => {
             if t.threshold as usize > cfg.members.len() {
@@ -213,6 +234,32 @@ pub fn apply(
                 )));
             }
             cfg.threshold = t.threshold;
+        }
+        action::Kind::AddMember(a) => {
+            if cfg.members_follow_roster {
+                return Err(RuleError::Invalid("the members are the roster's nodes: add a node instead".into()));
+            }
+            check_member_key(&a.member).map_err(|e| RuleError::Invalid(format!("add_member: {e}")))?;
+            if cfg.members.contains(&a.member) {
+                return Err(RuleError::Invalid(format!("{} is a member already", short(&a.member))));
+            }
+            if cfg.members.len() >= MAX_MEMBERS {
+                return Err(RuleError::Invalid(format!("the network has {MAX_MEMBERS} members, the most allowed")));
+            }
+            cfg.members.push(a.member.clone());
+        }
+        action::Kind::RemoveMember(r) => {
+            if cfg.members_follow_roster {
+                return Err(RuleError::Invalid("the members are the roster's nodes: remove a node instead".into()));
+            }
+            if !cfg.members.contains(&r.member) {
+                return Err(RuleError::Invalid(format!("{} is not a member", short(&r.member))));
+            }
+            cfg.members.retain(|m| m != &r.member);
+            // An explicit threshold above the members left is lowered to all of them.
+            if cfg.threshold as usize > cfg.members.len() {
+                cfg.threshold = cfg.members.len() as u32;
+            }
         }
     }
     if cfg.members_follow_roster {
@@ -341,5 +388,70 @@ mod tests {
         };
         assert!(apply(&cfg, &roster, &add).is_err());
         assert!(apply(&cfg, &roster, &Action::default()).is_err());
+    }
+
+    #[test]
+    fn separate_members_do_not_follow_the_roster() {
+        let (mut cfg, _) = cfg(3, 2);
+        cfg.members_follow_roster = false;
+        let node = IdentityKeyPair::generate().public().as_bytes().to_vec();
+        let roster = BlockRoster {
+            members: vec![
+                crate::verify::skipchain::RosterEntry { identity: node.clone(), ..Default::default() },
+                crate::verify::skipchain::RosterEntry { identity: vec![9; 32], ..Default::default() },
+            ],
+        };
+        let remove = Action { kind: Some(action::Kind::RemoveNode(RemoveNode { identity: node })) };
+        let (after, r) = apply(&cfg, &roster, &remove).unwrap();
+        assert_eq!(r.members.len(), 1);
+        assert_eq!(after.members, cfg.members, "a roster change changed the separate members");
+
+        let add = |k: &[u8]| Action { kind: Some(action::Kind::AddMember(AddMember { member: k.to_vec() })) };
+        let rm = |k: &[u8]| Action { kind: Some(action::Kind::RemoveMember(RemoveMember { member: k.to_vec() })) };
+        let new = IdentityKeyPair::generate().public().as_bytes().to_vec();
+        let (added, r2) = apply(&cfg, &roster, &add(&new)).unwrap();
+        assert_eq!(added.members.len(), 4);
+        assert_eq!(r2.id(), roster.id(), "a member change changed the roster");
+        let err = apply(&added, &roster, &add(&new)).unwrap_err().to_string();
+        assert!(err.contains("a member already"), "{err}");
+        let err = apply(&cfg, &roster, &add(&[1, 2, 3])).unwrap_err().to_string();
+        assert!(err.contains("add_member") && err.contains("Ed25519"), "{err}");
+        // Removing members lowers an explicit threshold above those left; the last one stays.
+        let (one, _) = apply(&cfg, &roster, &rm(&cfg.members[0])).unwrap();
+        let (one, _) = apply(&one, &roster, &rm(&cfg.members[1])).unwrap();
+        assert_eq!((one.members.len(), one.threshold), (1, 1));
+        let err = apply(&one, &roster, &rm(&cfg.members[2])).unwrap_err().to_string();
+        assert!(err.contains("no governance member"), "{err}");
+        let err = apply(&one, &roster, &rm(&cfg.members[0])).unwrap_err().to_string();
+        assert!(err.contains("not a member"), "{err}");
+        // With members following the roster, member actions are refused.
+        let follow = NetworkConfig { members_follow_roster: true, ..cfg.clone() };
+        let err = apply(&follow, &roster, &add(&new)).unwrap_err().to_string();
+        assert!(err.contains("add a node instead"), "{err}");
+    }
+
+    #[test]
+    fn genesis_with_separate_members_checks_the_keys() {
+        let roster = Roster::new(vec![]);
+        assert!(genesis_config(&roster, 0, &[]).is_err());
+        let server = crate::config::NodeConfig::generate(
+            crate::config::NodeAddress::parse("tls://127.0.0.1:7770").unwrap(),
+            "n",
+        );
+        let roster = Roster::new(vec![server.server_identity()]);
+        let follow = genesis_config(&roster, 0, &[]).unwrap();
+        assert!(follow.members_follow_roster);
+        assert_eq!(follow.members, vec![server.identity.public().as_bytes().to_vec()]);
+        let a = IdentityKeyPair::generate().public().as_bytes().to_vec();
+        let b = IdentityKeyPair::generate().public().as_bytes().to_vec();
+        let sep = genesis_config(&roster, 2, &[a.clone(), b.clone()]).unwrap();
+        assert!(!sep.members_follow_roster);
+        assert_eq!(sep.members, vec![a.clone(), b.clone()]);
+        let err = genesis_config(&roster, 0, &[a.clone(), a.clone()]).unwrap_err().to_string();
+        assert!(err.contains("members[1]") && err.contains("twice"), "{err}");
+        let err = genesis_config(&roster, 0, &[a.clone(), vec![0; 5]]).unwrap_err().to_string();
+        assert!(err.contains("members[1]") && err.contains("Ed25519"), "{err}");
+        let err = genesis_config(&roster, 3, &[a, b]).unwrap_err().to_string();
+        assert!(err.contains("threshold 3 is above the 2 members"), "{err}");
     }
 }

@@ -2,7 +2,9 @@
 //! and, as gossip, from the other members), appends the roster block of a proposal that passed
 //! (through the skipchain, whose governor hook makes every member of the outgoing roster check the
 //! vote before it cosigns), answers join requests, and moves this node through its states. A join
-//! request is the one thing a stranger may send the node port (besides its status poll).
+//! request is the one thing a stranger may send the node port (besides its status poll). What
+//! gossip missed (this node was down or cut off) it fetches from the other members (`Sync`: at
+//! start, every `SYNC_PERIOD` from one in turn, and on a ballot for an unknown proposal).
 
 use super::messages::*;
 use super::rules::{self, RuleError, Tally};
@@ -43,6 +45,17 @@ const MAX_JOINS: usize = 256;
 pub const MAX_OPEN_JOINS_PER_SOURCE: usize = 4;
 /// Default time between a pending joiner's polls.
 pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+/// How often a member asks another member (in turn) for the open proposals and ballots it may
+/// have missed while down or cut off; it asks every member once when it starts.
+pub const SYNC_PERIOD: Duration = Duration::from_secs(5);
+/// Open proposals one sync answer carries at most (newest first), and its largest size.
+const MAX_SYNC_PROPOSALS: usize = 64;
+const MAX_SYNC_REPLY: usize = 4 << 20;
+/// Open proposals a member keeps at most: a member (or a lying peer replaying old ones) cannot
+/// fill its disk.
+const MAX_OPEN_PROPOSALS: usize = 512;
+/// Least time between two syncs triggered by a ballot for an unknown proposal.
+const TRIGGERED_SYNC_GAP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
@@ -58,6 +71,8 @@ pub enum MembershipError {
     Conflict(String),
     #[error("join: {0}")]
     Join(String),
+    #[error("sync: {0}")]
+    Sync(String),
     #[error("skipchain: {0}")]
     Skipchain(#[from] SkipchainError),
     #[error("storage: {0}")]
@@ -109,6 +124,19 @@ struct Shared {
     joined_at: Mutex<Option<Instant>>,
     /// Called with the new roster when this node appended a roster change (the beacon reshares).
     roster_hooks: Mutex<Vec<RosterHook>>,
+    /// When this node last asked the members for open proposals (None: not yet in this run),
+    /// the member it asks next, and the last sync a ballot for an unknown proposal triggered.
+    sync: Mutex<SyncState>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    last: Option<Instant>,
+    next: usize,
+    triggered: Option<Instant>,
+    running: bool,
+    /// Proposals and ballots learned through syncs in this run (for tests and the status page).
+    learned: u64,
 }
 
 /// Called with the new roster after this node appended a block that changes it.
@@ -153,6 +181,7 @@ impl Service for MembershipService {
                 retry: Mutex::new(DEFAULT_RETRY),
                 joined_at: Default::default(),
                 roster_hooks: Default::default(),
+                sync: Default::default(),
             }),
         };
         // The governor lives in the skipchain service: a weak reference, so that it does not keep
@@ -192,10 +221,14 @@ impl Service for MembershipService {
                     let r = s.record();
                     m.insert("State".into(), r.state.as_str().into());
                     m.insert("Network".into(), r.network.unwrap_or_default());
-                    if let Some((b, _)) = s.latest() {
+                    if let Some((b, cfg)) = s.latest() {
                         m.insert("NetworkIndex".into(), b.index.to_string());
                         m.insert("RosterSize".into(), b.roster.map(|r| r.members.len()).unwrap_or(0).to_string());
+                        m.insert("Members".into(), cfg.members.len().to_string());
+                        m.insert("MembersFollowRoster".into(), cfg.members_follow_roster.to_string());
                     }
+                    m.insert("OpenProposals".into(), s.open_count().to_string());
+                    m.insert("Synced".into(), s.synced().to_string());
                 }
                 m
             }),
@@ -294,14 +327,26 @@ impl MembershipService {
     }
 
     /// Makes the genesis of a network of `roster` (this node must be in it); every member follows it.
+    /// The governance members are the roster's identity keys.
     pub async fn create_network(&self, roster: &Roster, threshold: u32) -> Result<SkipBlock, MembershipError> {
+        self.create_network_with_members(roster, threshold, &[]).await
+    }
+
+    /// Makes the genesis of a network of `roster` governed by the separate member keys `members`
+    /// (Ed25519 public keys, as CCF's consortium; empty: the roster's identity keys).
+    pub async fn create_network_with_members(
+        &self,
+        roster: &Roster,
+        threshold: u32,
+        members: &[Vec<u8>],
+    ) -> Result<SkipBlock, MembershipError> {
         if let Some(net) = self.network() {
             return Err(MembershipError::Conflict(format!("this node follows network {} already", hex::encode(net))));
         }
         if roster.index_of(&self.shared.ctx.config.identity.public()).is_none() {
             return Err(RuleError::Invalid("this node is not in the roster".into()).into());
         }
-        let cfg = rules::genesis_config(roster, threshold)?;
+        let cfg = rules::genesis_config(roster, threshold, members)?;
         let owners = roster.servers.iter().map(|s| s.public).collect();
         let genesis = self.shared.skipchain.create_chain(roster, 2, 12, owners, cfg.encode_to_vec()).await?;
         self.set_state(NodeState::PartOfNetwork, Some(hex::encode(&genesis.hash)), None);
@@ -322,7 +367,20 @@ impl MembershipService {
         }
         let roster = block.roster.clone().unwrap_or_default();
         rules::apply(&cfg, &roster, p.action.as_ref().ok_or_else(|| RuleError::Invalid("no action".into()))?)?;
+        if self.shared.store.open_ids().len() >= MAX_OPEN_PROPOSALS {
+            return Err(MembershipError::Conflict(format!(
+                "{MAX_OPEN_PROPOSALS} proposals are open already; vote on them first"
+            )));
+        }
         self.shared.store.put_proposal(&id, &p)?;
+        // An add_node for a node whose join request this node holds answers that request.
+        if let Some(action::Kind::AddNode(a)) = p.action.as_ref().and_then(|a| a.kind.as_ref()) {
+            if let Ok(s) = rules::joining_server(a) {
+                if self.shared.store.has_join(s.public.as_bytes()) {
+                    self.shared.store.link_join(s.public.as_bytes(), &id)?;
+                }
+            }
+        }
         info!(proposal = %short(&id), action = %describe(p.action.as_ref()), "proposal");
         if gossip {
             self.gossip("Proposal", p.encode_to_vec());
@@ -338,6 +396,8 @@ impl MembershipService {
         let (_, cfg) = self.latest().ok_or(MembershipError::NoNetwork)?;
         let id = b.proposal_id.clone();
         if self.shared.store.proposal(&id).is_none() {
+            // A proposal this node missed (it was down or cut off): ask the members for it.
+            self.trigger_sync();
             return Err(MembershipError::UnknownProposal(short(&id)));
         }
         rules::check_ballot(&net, &cfg, &b)?;
@@ -594,10 +654,177 @@ impl MembershipService {
         }
     }
 
-    /// Periodic work: follow the network chain (state changes, admission), review open
-    /// proposals, drive a pending join.
+    /// The open proposals this node holds with their ballots, newest first, then those of `asked`
+    /// (open at the asker; closed here, maybe) it holds; bounded in number and size (what a `Sync`
+    /// answers).
+    fn open_proposals(&self, asked: &[Vec<u8>]) -> OpenProposals {
+        let st = &self.shared.store;
+        let mut open: Vec<(Vec<u8>, Proposal)> =
+            st.open_ids().into_iter().filter_map(|id| Some((id.clone(), st.proposal(&id)?))).collect();
+        open.sort_by_key(|(_, p)| std::cmp::Reverse(p.created));
+        open.truncate(MAX_SYNC_PROPOSALS);
+        for id in asked.iter().take(MAX_SYNC_PROPOSALS) {
+            if !open.iter().any(|(o, _)| o == id) {
+                if let Some(p) = st.proposal(id) {
+                    open.push((id.clone(), p));
+                }
+            }
+        }
+        let mut out = OpenProposals::default();
+        let mut size = 0;
+        for (id, p) in open {
+            let item = OpenProposal { proposal: Some(p), ballots: st.ballots(&id) };
+            size += item.encoded_len() + 8;
+            if size > MAX_SYNC_REPLY {
+                break;
+            }
+            out.proposals.push(item);
+        }
+        out
+    }
+
+    /// Asks `peer` for its open proposals and ballots and takes those whose signatures verify
+    /// under this node's current network config, exactly as if they had been gossiped (the
+    /// peer's tally is never read: this node counts the ballots itself). Returns how many
+    /// proposals and ballots were new here.
+    async fn sync_from(&self, peer: &ServerIdentity) -> Result<u64, MembershipError> {
+        let net = self.network().ok_or(MembershipError::NoNetwork)?;
+        let mut open = self.shared.store.open_ids();
+        open.truncate(MAX_SYNC_PROPOSALS);
+        let req = SyncRequest { network: net, open }.encode_to_vec();
+        let reply = self
+            .shared
+            .ctx
+            .network
+            .request(peer, MEMBERSHIP_SERVICE, "Sync", &[], req, PEER_TIMEOUT)
+            .await
+            .map_err(|e| MembershipError::Sync(format!("{}: {e}", peer.address)))?;
+        if reply.len() > MAX_SYNC_REPLY {
+            return Err(MembershipError::Sync(format!(
+                "{}: answer of {} bytes, at most {MAX_SYNC_REPLY}",
+                peer.address,
+                reply.len()
+            )));
+        }
+        let open = OpenProposals::decode(reply.as_slice())
+            .map_err(|e| MembershipError::Sync(format!("{}: OpenProposals: {e}", peer.address)))?;
+        let mut learned = 0;
+        for item in open.proposals.into_iter().take(2 * MAX_SYNC_PROPOSALS) {
+            let Some(p) = item.proposal else { continue };
+            let id = proposal_id(&p);
+            if self.shared.store.proposal(&id).is_none() {
+                match self.propose(p, false).await {
+                    Ok(_) => learned += 1,
+                    Err(e) => {
+                        debug!(peer = %peer.address, proposal = %short(&id), error = %e, "sync: proposal not taken");
+                        continue;
+                    }
+                }
+            }
+            // One ballot per current member at most: padding from non-members cannot crowd out
+            // the real ones, and each is checked by `vote` as a gossiped one would be.
+            let members = self.latest().map(|(_, c)| c.members).unwrap_or_default();
+            let mut seen = HashSet::new();
+            for b in item.ballots {
+                if b.proposal_id != id || !members.contains(&b.member) || !seen.insert(b.member.clone()) {
+                    continue;
+                }
+                if self.shared.store.ballot(&id, &b.member).is_some() {
+                    continue;
+                }
+                match self.vote(b, false).await {
+                    Ok(_) => learned += 1,
+                    Err(MembershipError::Closed { .. }) => break,
+                    Err(e) => {
+                        debug!(peer = %peer.address, proposal = %short(&id), error = %e, "sync: ballot not taken")
+                    }
+                }
+            }
+        }
+        if learned > 0 {
+            info!(peer = %peer.address, learned, "membership sync: learned missed proposals and ballots");
+            lock(&self.shared.sync).learned += learned;
+        }
+        Ok(learned)
+    }
+
+    /// How many proposals are open here.
+    pub fn open_count(&self) -> usize {
+        self.shared.store.open_ids().len()
+    }
+
+    /// Proposals and ballots this node learned through syncs in this run.
+    pub fn synced(&self) -> u64 {
+        lock(&self.shared.sync).learned
+    }
+
+    /// The other nodes of the newest roster.
+    fn other_members(&self) -> Vec<ServerIdentity> {
+        let me = self.shared.ctx.config.identity.public();
+        let Some((block, _)) = self.latest() else { return vec![] };
+        match block.roster.as_ref().map(config_roster) {
+            Some(Ok(r)) => r.servers.into_iter().filter(|m| m.public != me).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Starts a sync in the background unless one runs: with every other member (`all`), else
+    /// with the next member in turn.
+    fn start_sync(&self, all: bool) {
+        let peers = self.other_members();
+        if peers.is_empty() {
+            return;
+        }
+        let peers = {
+            let mut st = lock(&self.shared.sync);
+            if st.running {
+                return;
+            }
+            st.running = true;
+            st.last = Some(Instant::now());
+            if all {
+                peers
+            } else {
+                st.next = st.next.wrapping_add(1);
+                vec![peers[st.next % peers.len()].clone()]
+            }
+        };
+        let s = self.clone();
+        self.shared.ctx.tasks.spawn(async move {
+            for peer in peers {
+                if let Err(e) = s.sync_from(&peer).await {
+                    debug!(error = %e, "membership sync");
+                }
+            }
+            lock(&s.shared.sync).running = false;
+        });
+    }
+
+    /// A ballot for an unknown proposal came in: ask every member (at most once a second).
+    fn trigger_sync(&self) {
+        {
+            let mut st = lock(&self.shared.sync);
+            if st.triggered.is_some_and(|t| t.elapsed() < TRIGGERED_SYNC_GAP) {
+                return;
+            }
+            st.triggered = Some(Instant::now());
+        }
+        self.start_sync(true);
+    }
+
+    /// Periodic work: follow the network chain (state changes, admission), fetch what was missed
+    /// (every member at start, one in turn every `SYNC_PERIOD`), review open proposals, drive a
+    /// pending join.
     async fn tick(&self) {
         self.sync_network();
+        if self.state() == NodeState::PartOfNetwork {
+            let last = lock(&self.shared.sync).last;
+            match last {
+                None => self.start_sync(true),
+                Some(t) if t.elapsed() >= SYNC_PERIOD => self.start_sync(false),
+                _ => {}
+            }
+        }
         let open = self.shared.store.open_ids();
         for id in open {
             let me = self.shared.ctx.config.identity.public();
@@ -824,8 +1051,14 @@ impl MembershipService {
                         });
                     }
                 }
-                _ => return Ok(JoinAnswer { state: "pending".into(), proposal_id: pid, ..Default::default() }),
+                None => return Ok(JoinAnswer { state: "pending".into(), proposal_id: pid, ..Default::default() }),
+                // Accepted, yet not in the roster (checked above): removed since. A new request
+                // makes a new proposal; a poll learns its old one is gone.
+                Some(_) => {}
             }
+        } else if st.has_join(from.as_bytes()) {
+            // Kept for the separate governance members, who have not proposed it yet.
+            return Ok(JoinAnswer { state: "pending".into(), ..Default::default() });
         }
         if !create {
             return Ok(JoinAnswer { state: "unknown".into(), ..Default::default() });
@@ -841,19 +1074,27 @@ impl MembershipService {
                 "too many open join requests from {from} ({MAX_OPEN_JOINS_PER_SOURCE}); wait until the members voted"
             ));
         }
-        if st.joins() >= MAX_JOINS {
+        if st.open_joins() >= MAX_JOINS {
             return Err("too many join requests".into());
         }
         let identity = &self.shared.ctx.config.identity;
         if !cfg.members.iter().any(|m| m == identity.public().as_bytes()) {
-            return Err("this node is not a governance member: send the request to a member".into());
+            if cfg.members_follow_roster {
+                return Err("this node is not a governance member: send the request to a member".into());
+            }
+            // Separate governance members (as CCF's consortium): this node cannot propose; it
+            // keeps the request (listed in /node/network/nodes) until a member proposes add_node
+            // for it (`conode propose add-node --member-key`).
+            st.put_join(from.as_bytes(), source, req, None).map_err(|e| e.to_string())?;
+            info!(node = %short(from.as_bytes()), "join request kept until a governance member proposes add_node");
+            return Ok(JoinAnswer { state: "pending".into(), ..Default::default() });
         }
         let p = Proposal::signed(identity, &net, action::Kind::AddNode(add), now_ms());
         let id = rules::check_proposal(&net, &cfg, &p).map_err(|e| e.to_string())?;
         let roster = block.roster.clone().unwrap_or_default();
         rules::apply(&cfg, &roster, p.action.as_ref().ok_or("no action")?).map_err(|e| e.to_string())?;
         st.put_proposal(&id, &p).map_err(|e| e.to_string())?;
-        st.put_join(from.as_bytes(), source, req, &id).map_err(|e| e.to_string())?;
+        st.put_join(from.as_bytes(), source, req, Some(&id)).map_err(|e| e.to_string())?;
         info!(node = %short(from.as_bytes()), proposal = %short(&id), "join request: add_node proposed");
         self.gossip("Proposal", p.encode_to_vec());
         Ok(JoinAnswer { state: "pending".into(), proposal_id: id.to_vec(), ..Default::default() })
@@ -885,6 +1126,16 @@ impl MembershipService {
                     self.vote(b, false).await.map_err(|e| e.to_string())?;
                 }
                 Ok(vec![])
+            }
+            "Sync" => {
+                if !self.is_member_peer(&msg.from) {
+                    return Err("only members of the network's roster sync proposals".into());
+                }
+                let req = SyncRequest::decode(msg.payload.as_slice()).map_err(|e| format!("SyncRequest: {e}"))?;
+                if Some(req.network) != self.network() {
+                    return Err("this node is not in that network".into());
+                }
+                Ok(self.open_proposals(&req.open).encode_to_vec())
             }
             "Finalize" => {
                 if !self.is_member_peer(&msg.from) {
@@ -923,7 +1174,7 @@ impl MembershipService {
                 let req = CreateNetwork::decode(body.as_slice()).map_err(bad)?;
                 let roster = Roster::from_toml_str(std::path::Path::new("roster_toml"), &req.roster_toml)
                     .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-                let genesis = self.create_network(&roster, req.threshold).await?;
+                let genesis = self.create_network_with_members(&roster, req.threshold, &req.members).await?;
                 Ok(NetworkReply { network: genesis.hash.clone(), index: 0, block: genesis.encode_to_vec() }
                     .encode_to_vec())
             }
@@ -970,6 +1221,11 @@ impl MembershipService {
         for (_, p) in self.shared.store.proposals() {
             let Some(action::Kind::AddNode(a)) = p.action.and_then(|a| a.kind) else { continue };
             let Ok(s) = rules::joining_server(&a) else { continue };
+            if self.shared.store.has_join(s.public.as_bytes())
+                && self.shared.store.join_proposal(s.public.as_bytes()).is_none()
+            {
+                continue; // A newer request, not proposed yet: listed below.
+            }
             if seen.insert(s.public.as_bytes().to_vec()) {
                 let pid = self.shared.store.join_proposal(s.public.as_bytes());
                 let state = pid.and_then(|id| self.shared.store.outcome(&id)).map_or("Pending", |o| {
@@ -987,6 +1243,24 @@ impl MembershipService {
                     "state": state,
                     "member": false,
                     "node_data": serde_json::from_str::<serde_json::Value>(&a.node_data).ok(),
+                }));
+            }
+        }
+        // Join requests kept for separate governance members, who have not proposed them yet:
+        // with the public.toml a member proposes (`conode propose add-node`).
+        for (identity, req) in self.shared.store.unproposed_joins() {
+            let add = AddNode { public_toml: req.public_toml.clone(), node_data: req.node_data.clone() };
+            let Ok(s) = rules::joining_server(&add) else { continue };
+            if seen.insert(identity) {
+                out.push(serde_json::json!({
+                    "node_id": s.public.node_id(),
+                    "public": s.public.to_hex(),
+                    "address": s.address.to_string(),
+                    "description": s.description,
+                    "state": "Pending",
+                    "member": false,
+                    "node_data": serde_json::from_str::<serde_json::Value>(&req.node_data).ok(),
+                    "public_toml": req.public_toml,
                 }));
             }
         }

@@ -162,20 +162,49 @@ impl MembershipStore {
     }
 
     /// A join request received from node `identity` (connected from `source`), with the proposal
-    /// made for it.
+    /// made for it (none yet when the governance members are separate keys).
     pub fn put_join(
         &self,
         identity: &[u8],
         source: Option<std::net::IpAddr>,
         req: &JoinRequest,
-        proposal: &[u8],
+        proposal: Option<&[u8]>,
     ) -> Result<(), StorageError> {
         let by_source = key("js/", &[&source_key(source), identity]);
-        self.tree.put_batch(&[
-            (&key("j/", &[identity]), &req.encode_to_vec()),
-            (&key("jp/", &[identity]), proposal),
-            (&by_source, &[]),
-        ])
+        let (j, jp) = (key("j/", &[identity]), key("jp/", &[identity]));
+        let request = req.encode_to_vec();
+        match proposal {
+            Some(p) => self.tree.put_batch(&[(&j, &request), (&jp, p), (&by_source, &[])]),
+            None => {
+                // A new request replaces an old one (a removed node joining again).
+                self.tree.remove(&jp)?;
+                self.tree.put_batch(&[(&j, &request), (&by_source, &[])])
+            }
+        }
+    }
+
+    /// Whether this node holds a join request of node `identity`.
+    pub fn has_join(&self, identity: &[u8]) -> bool {
+        self.tree.get(&key("j/", &[identity])).ok().flatten().is_some()
+    }
+
+    /// The join request of node `identity`, if this node holds one.
+    pub fn join_request(&self, identity: &[u8]) -> Option<JoinRequest> {
+        JoinRequest::decode(self.tree.get(&key("j/", &[identity])).ok()??.as_slice()).ok()
+    }
+
+    /// Join requests this node holds that no proposal answers yet, by identity.
+    pub fn unproposed_joins(&self) -> Vec<(Vec<u8>, JoinRequest)> {
+        self.tree
+            .scan_prefix(b"j/")
+            .filter(|(k, _)| self.join_proposal(&k[2..]).is_none())
+            .filter_map(|(k, v)| Some((k[2..].to_vec(), JoinRequest::decode(v.as_slice()).ok()?)))
+            .collect()
+    }
+
+    /// Records proposal `proposal` (an add_node) as the answer to node `identity`'s join request.
+    pub fn link_join(&self, identity: &[u8], proposal: &[u8]) -> Result<(), StorageError> {
+        self.tree.put(&key("jp/", &[identity]), proposal)
     }
 
     /// Join requests from `source` whose proposal is still open.
@@ -185,7 +214,10 @@ impl MembershipStore {
             .scan_prefix(&prefix)
             .filter(|(k, _)| {
                 let identity = &k[prefix.len()..];
-                self.join_proposal(identity).is_some_and(|pid| self.outcome(&pid).is_none())
+                match self.join_proposal(identity) {
+                    Some(pid) => self.outcome(&pid).is_none(),
+                    None => true,
+                }
             })
             .count()
     }
@@ -194,7 +226,15 @@ impl MembershipStore {
         self.tree.get(&key("jp/", &[identity])).ok()?
     }
 
-    pub fn joins(&self) -> usize {
-        self.tree.scan_prefix(b"j/").count()
+    /// Join requests still waiting: not proposed yet, or whose proposal is open (closed ones do
+    /// not count against the members' limit, so a long-lived network keeps taking joins).
+    pub fn open_joins(&self) -> usize {
+        self.tree
+            .scan_prefix(b"j/")
+            .filter(|(k, _)| match self.join_proposal(&k[2..]) {
+                Some(pid) => self.outcome(&pid).is_none(),
+                None => true,
+            })
+            .count()
     }
 }
