@@ -363,8 +363,12 @@ const char *conode_version(void);
  * `client_addr`), `node_stopping`, `peer_down` (`peer`, `reason`, `hung`), `peer_up` (`peer`),
  * `cosi_round_signed` (`purpose`, `statement_hash`, `signers`, `n`), `cosi_round_failed`
  * (`purpose`, `reason`), `block_stored` (`chain`, `index`, `hash`), `beacon_round_stored`
- * (`chain_hash`, `round`), `dkg_phase_changed` (`session`, `phase`), `equivocation` (`chain`,
- * `index`, `level`, `member`), and `lagged` (`missed`: events dropped because this subscriber
+ * (`chain_hash`, `round`), `dkg_phase_changed` (`session`, `phase`),
+ * `beacon_transition_staged` (`session`, `round`, `members`, `in_new_group`),
+ * `beacon_transition_switched` (`round`, `members`), `beacon_transition_aborted` (`session`,
+ * `round`, `reason`), `equivocation` (`chain`, `index`, `level`, `member`),
+ * `prepare_equivocation` (`chain`, `index`, `view`, `member`), `backup_finished` (`entries`,
+ * `bytes`, `millis`), and `lagged` (`missed`: events dropped because this subscriber
  * fell more than the queue capacity, 1024, behind). Unknown kinds may be added: skip them.
  *
  * Not to be called while another thread starts, stops or frees the same handle; to wait on
