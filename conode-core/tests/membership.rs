@@ -546,7 +546,8 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     c.restart(3).unwrap();
     seen(&c, 3, &pid, 2, 0);
     seen(&c, 3, &pid2, 1, 0);
-    assert!(m(&c, 3).synced() >= 2, "node 3 did not learn the ungossiped proposal by a sync");
+    // Counted right after each item is stored: wait for the count rather than race it.
+    wait("node 3 counts what it learned by syncs", || m(&c, 3).synced() >= 2);
     assert_eq!(m(&c, 3).status_of(&pid).ballots.len(), 2, "a forged or stranger's ballot was taken");
     assert!(m(&c, 3).status_of(&bad_id).proposal.is_none(), "a forged proposal was taken");
     assert_eq!(m(&c, 3).status_of(&pid).state, "open");

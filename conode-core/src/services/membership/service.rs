@@ -714,7 +714,11 @@ impl MembershipService {
             let id = proposal_id(&p);
             if self.shared.store.proposal(&id).is_none() {
                 match self.propose(p, false).await {
-                    Ok(_) => learned += 1,
+                    Ok(_) => {
+                        learned += 1;
+                        // Counted as soon as it is visible (tests and the status page read both).
+                        lock(&self.shared.sync).learned += 1;
+                    }
                     Err(e) => {
                         debug!(peer = %peer.address, proposal = %short(&id), error = %e, "sync: proposal not taken");
                         continue;
@@ -733,7 +737,10 @@ impl MembershipService {
                     continue;
                 }
                 match self.vote(b, false).await {
-                    Ok(_) => learned += 1,
+                    Ok(_) => {
+                        learned += 1;
+                        lock(&self.shared.sync).learned += 1;
+                    }
                     Err(MembershipError::Closed { .. }) => break,
                     Err(e) => {
                         debug!(peer = %peer.address, proposal = %short(&id), error = %e, "sync: ballot not taken")
@@ -743,7 +750,6 @@ impl MembershipService {
         }
         if learned > 0 {
             info!(peer = %peer.address, learned, "membership sync: learned missed proposals and ballots");
-            lock(&self.shared.sync).learned += learned;
         }
         Ok(learned)
     }
