@@ -195,11 +195,15 @@ async fn ask_leaves(
                 Ok(s) => s,
                 Err(e) => return (i, Answer::Excluded(ExclusionKind::Invalid, bounded_reason(&e))),
             };
+            // A member known to be down is asked only as a last chance: it teaches nothing
+            // about how long healthy members take.
+            let known_down = network.health().down(&server.public).is_some();
             let start = Instant::now();
             let r = announce(&network, server, payload.to(i, &[]), &round_id, timeout).await;
+            tracing::trace!(leaf = i, after = ?start.elapsed(), ?timeout, err = ?r.as_ref().err(), "cosi: leaf asked");
             match &r {
                 Ok(_) => timing.leaf_answered(start.elapsed()),
-                Err(NetError::Timeout { .. }) => timing.leaf_missed(),
+                Err(NetError::Timeout { .. }) if !known_down => timing.leaf_missed(&round_id),
                 Err(_) => {}
             }
             (i, leaf_answer(n, i, r))
@@ -433,15 +437,20 @@ async fn run_group(
     // The sub-leader waits up to `deadlines.leaf` for its leaves, then answers.
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
+    let mut known_down = false;
     let r = match roster.server(leader) {
-        Ok(server) => announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await,
+        Ok(server) => {
+            known_down = network.health().down(&server.public).is_some();
+            announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await
+        }
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
     match &r {
         Ok(_) if group.leaves.is_empty() => timing.leaf_answered(start.elapsed()),
         Ok(_) => timing.group_answered(start.elapsed()),
-        Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(),
-        Err(NetError::Timeout { .. }) => timing.group_missed(),
+        Err(NetError::Timeout { .. }) if known_down => {}
+        Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(&round_id),
+        Err(NetError::Timeout { .. }) => timing.group_missed(&round_id),
         Err(_) => {}
     }
     let (kind, reason) = match r {
@@ -452,7 +461,7 @@ async fn run_group(
         Err(NetError::Remote { message, .. }) => (ExclusionKind::Refused, bounded_reason(&message)),
         Err(e) => (ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
     };
-    debug!(leader, %kind, %reason, "cosi: sub-leader failed, asking its leaves directly");
+    debug!(leader, %kind, %reason, after = ?start.elapsed(), "cosi: sub-leader failed, asking its leaves directly");
     let mut result = GroupResult {
         group: group.clone(),
         aggregate: None,
@@ -528,6 +537,7 @@ pub(super) async fn run_root(
     }
     let leaf = shared.timing.leaf_deadline(timeout, n);
     let deadlines = Deadlines { leaf, group: shared.timing.group_deadline(leaf, timeout) };
+    debug!(groups = groups.len(), ?rtt, leaf = ?deadlines.leaf, group = ?deadlines.group, "cosi: round deadlines");
     let base = Announce {
         roster: Vec::new(),
         roster_id: roster.id.to_vec(),
@@ -586,6 +596,7 @@ pub(super) async fn run_root(
         };
         let Some((gi, joined)) = next else { break };
         let g = &groups[gi];
+        tracing::trace!(leader = g.leader, after = ?started.elapsed(), "cosi: group done");
         open[gi] = false;
         outstanding -= g.leaves.len() + 1;
         match joined {
