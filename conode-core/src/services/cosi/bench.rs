@@ -83,7 +83,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// User + system CPU time of this process so far (Linux; zero elsewhere).
-fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return Duration::ZERO };
