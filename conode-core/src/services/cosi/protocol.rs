@@ -715,6 +715,20 @@ pub(super) async fn run_root(
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
 }
 
+/// Opens (or checks) the links this node uses as the root of a round over `roster`: one ping to
+/// each of its sub-leaders, in parallel, so that the first round does not pay their dials and TLS
+/// handshakes. Pings teach the transport the round-trip time and who is down, as rounds would.
+pub(super) async fn warm_up(shared: &Shared, roster: &RoundRoster, timeout: Duration) {
+    let Some(me) = roster.index_of(&shared.network.public_key()) else { return };
+    let health = shared.network.health();
+    let n = roster.len();
+    let up = |i: usize| roster.public(i).is_some_and(|k| health.down(&k).is_none());
+    let groups = tree::groups_shaped(n, me, up, measured_rtt(roster, me, health));
+    let pings = groups.iter().filter_map(|g| roster.server(g.leader).ok()).map(|s| shared.network.ping(s, timeout));
+    let answered = futures_util::future::join_all(pings).await.iter().filter(|r| r.is_ok()).count();
+    debug!(sub_leaders = groups.len(), answered, "cosi: links to the sub-leaders warmed up");
+}
+
 /// Round-trip time to the other members as the transport measured it: the least among (up to
 /// 32 of) them, since a busy machine adds its queueing delays to a ping and the least holds the
 /// fewest of them.
