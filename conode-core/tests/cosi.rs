@@ -268,7 +268,7 @@ fn silent_and_refusing_nodes_are_reported() {
 }
 
 #[test]
-fn a_prepared_roster_is_checked_and_its_sub_leaders_connected_before_the_first_round() {
+fn a_prepared_roster_is_checked_and_its_tree_connected_before_the_first_round() {
     let cluster = LocalCluster::new(16).unwrap();
     let roster = cluster.roster().clone();
     let svc0 = svc(&cluster, 0);
@@ -293,6 +293,11 @@ fn a_prepared_roster_is_checked_and_its_sub_leaders_connected_before_the_first_r
     assert_eq!(groups.len(), 4);
     for g in &groups {
         assert!(connected.contains(&roster.servers[g.leader].public), "sub-leader {} not connected", g.leader);
+        // And each sub-leader was asked to open its links to its leaves.
+        let sub = cluster.node(g.leader).network().unwrap().connected_peers();
+        for &l in &g.leaves {
+            assert!(sub.contains(&roster.servers[l].public), "sub-leader {} not linked to leaf {l}", g.leader);
+        }
     }
     let out = rust_sign(&cluster, b"after prepare", Policy::Default).unwrap();
     assert_eq!(out.report.signed.len(), 16);

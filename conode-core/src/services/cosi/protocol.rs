@@ -37,6 +37,10 @@ use tracing::{debug, warn};
 
 /// Protocol name of the announcement (and its reply) on the node-to-node port.
 pub const PROTOCOL_ANNOUNCE: &str = "Announce";
+/// A root preparing a roster asks each sub-leader to open its links to its leaves: an
+/// `Announce` without a statement (nothing is signed), answered once the leaves were pinged.
+/// Nodes without it answer "unknown cosi protocol"; the warm-up is best effort.
+pub const PROTOCOL_WARM_UP: &str = "WarmUp";
 /// Longest purpose name.
 const MAX_PURPOSE: usize = 256;
 /// Bounds of the per-level timeout a peer may ask for.
@@ -223,7 +227,8 @@ fn wire_exclusion(index: usize, reason: String) -> WireExclusion {
 
 /// Handles an announcement from a peer: sign, collect the children, answer with the aggregate.
 pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result<Vec<u8>, String> {
-    if msg.protocol != PROTOCOL_ANNOUNCE {
+    let warm_up = msg.protocol == PROTOCOL_WARM_UP;
+    if msg.protocol != PROTOCOL_ANNOUNCE && !warm_up {
         return Err(format!("unknown cosi protocol `{}`", msg.protocol));
     }
     let mut ann = Announce::decode(msg.payload.as_slice()).map_err(|e| format!("undecodable announcement: {e}"))?;
@@ -272,6 +277,13 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     if fault == CosiFault::Silent {
         tokio::time::sleep(timeout * 2 + Duration::from_secs(1)).await;
         return Err("silent (fault injection)".into());
+    }
+    if warm_up {
+        // Open the links to the children (pings also measure them); nothing is signed.
+        let pings = children.iter().filter_map(|&c| roster.server(c).ok()).map(|s| shared.network.ping(s, timeout));
+        let answered = futures_util::future::join_all(pings).await.iter().filter(|r| r.is_ok()).count();
+        debug!(children = children.len(), answered, "cosi: links to the leaves warmed up");
+        return Ok(Vec::new());
     }
     // Ask the children first so that they sign while we do.
     let fanout = (!children.is_empty()).then(|| {
@@ -715,18 +727,36 @@ pub(super) async fn run_root(
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
 }
 
-/// Opens (or checks) the links this node uses as the root of a round over `roster`: one ping to
-/// each of its sub-leaders, in parallel, so that the first round does not pay their dials and TLS
-/// handshakes. Pings teach the transport the round-trip time and who is down, as rounds would.
-pub(super) async fn warm_up(shared: &Shared, roster: &RoundRoster, timeout: Duration) {
+/// Opens the links of the tree this node would use as the root of a round over `roster`, so the
+/// first round does not pay their dials and TLS handshakes: each sub-leader gets a `WarmUp`
+/// (which opens the link to it) naming its leaves, and pings them before it answers. Leaf-only
+/// groups get a ping. Best effort: failures only teach the transport who is down, as a round would.
+pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout: Duration) {
     let Some(me) = roster.index_of(&shared.network.public_key()) else { return };
     let health = shared.network.health();
     let n = roster.len();
     let up = |i: usize| roster.public(i).is_some_and(|k| health.down(&k).is_none());
     let groups = tree::groups_shaped(n, me, up, measured_rtt(roster, me, health));
-    let pings = groups.iter().filter_map(|g| roster.server(g.leader).ok()).map(|s| shared.network.ping(s, timeout));
-    let answered = futures_util::future::join_all(pings).await.iter().filter(|r| r.is_ok()).count();
-    debug!(sub_leaders = groups.len(), answered, "cosi: links to the sub-leaders warmed up");
+    let base = Announce {
+        roster_id: roster.id.to_vec(),
+        root: me as u32,
+        timeout_ms: timeout.as_millis() as u64,
+        ..Default::default()
+    };
+    let payload = Payload::new(&base, roster, me);
+    let asks = groups.iter().filter_map(|g| Some((g, roster.server(g.leader).ok()?))).map(|(g, s)| {
+        let network = &shared.network;
+        let body = payload.to(g.leader, &g.leaves);
+        async move {
+            if g.leaves.is_empty() {
+                network.ping(s, timeout).await.map(|_| ())
+            } else {
+                network.request(s, COSI_SERVICE, PROTOCOL_WARM_UP, &[], body, timeout * 2).await.map(|_| ())
+            }
+        }
+    });
+    let answered = futures_util::future::join_all(asks).await.iter().filter(|r| r.is_ok()).count();
+    debug!(sub_leaders = groups.len(), answered, "cosi: the tree's links warmed up");
 }
 
 /// Round-trip time to the other members as the transport measured it: the least among (up to
