@@ -268,6 +268,42 @@ fn silent_and_refusing_nodes_are_reported() {
 }
 
 #[test]
+fn a_prepared_roster_is_checked_and_its_tree_connected_before_the_first_round() {
+    let cluster = LocalCluster::new(16).unwrap();
+    let roster = cluster.roster().clone();
+    let svc0 = svc(&cluster, 0);
+    let net0 = cluster.node(0).network().unwrap();
+    // A bad proof of possession is refused, naming the member.
+    let mut bad_pop = roster.clone();
+    bad_pop.servers[5].services.get_mut(COSI_SERVICE).unwrap().pop = BlsKeyPair::generate().pop();
+    match cluster.runtime().block_on(svc0.prepare(&bad_pop)) {
+        Err(CosiError::BadRoster(e)) => assert!(e.contains("roster member #5") && e.contains("possession"), "{e}"),
+        other => panic!("expected BadRoster, got {other:?}"),
+    }
+    cluster.runtime().block_on(svc0.prepare(&roster)).unwrap();
+    // Every PoP is checked, and the root holds a link to each of its 4 sub-leaders (two levels
+    // of √16).
+    let pops = svc0.checked_pops();
+    for m in &roster.servers {
+        let s = &m.services[COSI_SERVICE];
+        assert!(pops.is_checked(&s.public, &s.pop));
+    }
+    let connected = net0.connected_peers();
+    let groups = tree::groups(16, 0);
+    assert_eq!(groups.len(), 4);
+    for g in &groups {
+        assert!(connected.contains(&roster.servers[g.leader].public), "sub-leader {} not connected", g.leader);
+        // And each sub-leader was asked to open its links to its leaves.
+        let sub = cluster.node(g.leader).network().unwrap().connected_peers();
+        for &l in &g.leaves {
+            assert!(sub.contains(&roster.servers[l].public), "sub-leader {} not linked to leaf {l}", g.leader);
+        }
+    }
+    let out = rust_sign(&cluster, b"after prepare", Policy::Default).unwrap();
+    assert_eq!(out.report.signed.len(), 16);
+}
+
+#[test]
 fn bad_requests_are_refused_clearly() {
     let cluster = LocalCluster::new(2).unwrap();
     let roster = cluster.roster().clone();

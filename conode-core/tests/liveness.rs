@@ -187,6 +187,8 @@ async fn start_proxy_with(target: std::net::SocketAddr, blackhole: Arc<AtomicBoo
         while let Ok((client, _)) = listener.accept().await {
             acc.fetch_add(1, Ordering::SeqCst);
             let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
+            // As the transport's own sockets: no Nagle delay on small frames.
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
             tokio::spawn(pump(cr, sw, hole.clone(), hold));
@@ -299,6 +301,10 @@ fn idle_pings_keep_healthy_links() {
 /// `length`, during which node 0 keeps trying to sign (and fails with the threshold error); once
 /// they heal, signing must work again within 2 s however long the partition was.
 fn partition_heals_within_two_seconds(length: Duration) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let c = LocalCluster::new(4).unwrap();
     let hole = Arc::new(AtomicBool::new(false));
     let mut overrides = conode_core::config::AddressOverrides::default();
@@ -323,13 +329,19 @@ fn partition_heals_within_two_seconds(length: Duration) {
     hole.store(true, Ordering::SeqCst);
     let start = Instant::now();
     let mut failed = 0;
+    let mut longest = Duration::ZERO;
     while start.elapsed() < length {
         let t = Instant::now();
         let r = sign(&c, format!("during the partition {failed}").as_bytes());
         assert!(matches!(r, Err(CosiError::ThresholdNotReached { .. })), "{r:?}");
-        // A failing round waits for its deadlines (a sub-leader's, then its leaves' when asked
-        // directly) or a dial bounded by the 2 s dial timeout: never the TCP retransmission backoff.
-        assert!(t.elapsed() < Duration::from_secs(3), "a round during the partition took {:?}", t.elapsed());
+        // A failing round waits for its deadlines: the first one a sub-leader's, then its
+        // leaves' when asked directly; the later ones (every member known down, asked as a last
+        // chance) one leaf deadline at most. Those come from the healthy answer times before the
+        // partition and are widened at most once per round and never by members already known
+        // down, so they do not grow from round to round towards the 2 s dial timeout.
+        let took = t.elapsed();
+        longest = longest.max(took);
+        assert!(took < Duration::from_secs(2), "a round during the partition took {took:?}");
         failed += 1;
     }
     hole.store(false, Ordering::SeqCst);
@@ -343,7 +355,9 @@ fn partition_heals_within_two_seconds(length: Duration) {
         i += 1;
     }
     let recovered = healed.elapsed();
-    eprintln!("partition of {length:?}: {failed} failed rounds, signing again {recovered:?} after the heal");
+    eprintln!(
+        "partition of {length:?}: {failed} failed rounds (longest {longest:?}), signing again {recovered:?} after the heal"
+    );
     assert!(recovered < Duration::from_secs(2), "{recovered:?}");
 }
 

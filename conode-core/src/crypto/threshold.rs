@@ -158,6 +158,10 @@ pub trait Point: Copy + Clone + PartialEq + Eq + Send + Sync + fmt::Debug + 'sta
     fn generator() -> Self;
     fn add(&self, other: &Self) -> Self;
     fn mul(&self, s: &Scalar) -> Self;
+    /// `Σ scalars[i]·points[i]` (over the shorter of the two) as one multi-scalar
+    /// multiplication: blst's Pippenger on this thread, for public scalars such as Lagrange
+    /// coefficients (not constant time).
+    fn multi_mul(points: &[Self], scalars: &[Scalar]) -> Self;
     /// Multiplication by a small public integer (cheaper than a full scalar).
     fn mul_u64(&self, v: u64) -> Self;
     fn is_identity(&self) -> bool;
@@ -189,7 +193,8 @@ pub struct G2(blst_p2);
 
 macro_rules! impl_point {
     ($t:ident, $raw:ident, $aff:ident, $len:expr, $name:expr, $gen:ident, $add:ident, $mult:ident, $inf:ident,
-     $eq:ident, $compress:ident, $uncompress:ident, $from_aff:ident, $in_group:ident, $hash:ident) => {
+     $eq:ident, $compress:ident, $uncompress:ident, $from_aff:ident, $in_group:ident, $hash:ident,
+     $to_affines:ident, $pippenger:ident, $scratch:ident) => {
         impl PartialEq for $t {
             fn eq(&self, o: &Self) -> bool {
                 // SAFETY: valid pointers.
@@ -224,6 +229,30 @@ macro_rules! impl_point {
                 // SAFETY: sc.b is 32 little-endian bytes; 255 bits are read.
                 unsafe { $mult(&mut out, &self.0, sc.b.as_ptr(), 255) };
                 $t(out)
+            }
+            fn multi_mul(points: &[Self], scalars: &[Scalar]) -> Self {
+                let n = points.len().min(scalars.len());
+                if n == 0 {
+                    return Self::identity();
+                }
+                if n == 1 {
+                    return points[0].mul(&scalars[0]);
+                }
+                let mut affine = vec![$aff::default(); n];
+                let raw: Vec<*const $raw> = points[..n].iter().map(|p| &p.0 as *const $raw).collect();
+                let le: Vec<u8> = scalars[..n].iter().flat_map(|s| s.to_blst_scalar().b).collect();
+                // SAFETY: `raw` holds n valid point pointers and `affine` n slots; blst reads the
+                // points and scalars as contiguous arrays when the second pointer is null; the
+                // scratch is the size blst asks for (bytes, rounded up to whole limbs).
+                unsafe {
+                    $to_affines(affine.as_mut_ptr(), raw.as_ptr(), n);
+                    let pts: [*const $aff; 2] = [affine.as_ptr(), std::ptr::null()];
+                    let scs: [*const u8; 2] = [le.as_ptr(), std::ptr::null()];
+                    let mut scratch = vec![0 as limb_t; $scratch(n).div_ceil(std::mem::size_of::<limb_t>())];
+                    let mut out = $raw::default();
+                    $pippenger(&mut out, pts.as_ptr(), n, scs.as_ptr(), 255, scratch.as_mut_ptr());
+                    $t(out)
+                }
             }
             fn mul_u64(&self, v: u64) -> Self {
                 if v == 0 {
@@ -293,7 +322,10 @@ impl_point!(
     blst_p1_uncompress,
     blst_p1_from_affine,
     blst_p1_in_g1,
-    blst_hash_to_g1
+    blst_hash_to_g1,
+    blst_p1s_to_affine,
+    blst_p1s_mult_pippenger,
+    blst_p1s_mult_pippenger_scratch_sizeof
 );
 impl_point!(
     G2,
@@ -310,7 +342,10 @@ impl_point!(
     blst_p2_uncompress,
     blst_p2_from_affine,
     blst_p2_in_g2,
-    blst_hash_to_g2
+    blst_hash_to_g2,
+    blst_p2s_to_affine,
+    blst_p2s_mult_pippenger,
+    blst_p2s_mult_pippenger_scratch_sizeof
 );
 
 /// A group that carries signatures; its public keys live in the other group.
@@ -531,11 +566,8 @@ pub fn recover_point<P: Point>(points: &[(u32, P)], t: usize) -> Result<P, Thres
     let chosen = &points[..t];
     let idx: Vec<u32> = chosen.iter().map(|(i, _)| *i).collect();
     let lambdas = lagrange_coefficients(&idx)?;
-    let mut acc = P::identity();
-    for ((_, p), l) in chosen.iter().zip(&lambdas) {
-        acc = acc.add(&p.mul(l));
-    }
-    Ok(acc)
+    let pts: Vec<P> = chosen.iter().map(|(_, p)| *p).collect();
+    Ok(P::multi_mul(&pts, &lambdas))
 }
 
 /// Interpolates the secret `f(0)` from `t` shares (tests and resharing).
@@ -771,6 +803,24 @@ mod tests {
         assert_eq!(Scalar::from_bytes(&[0xff; 32]), Err(ThresholdError::Scalar));
         assert!(Scalar::from_bytes(&[1; 31]).is_err());
         assert_eq!(format!("{a:?}"), "Scalar(..)");
+    }
+
+    #[test]
+    fn multi_mul_equals_the_sum_of_products() {
+        fn check<P: Point>() {
+            for n in [0usize, 1, 2, 17, 33] {
+                let pts: Vec<P> = (0..n).map(|_| P::generator().mul(&Scalar::random(&mut OsRng))).collect();
+                let scs: Vec<Scalar> = (0..n).map(|_| Scalar::random(&mut OsRng)).collect();
+                let naive = pts.iter().zip(&scs).fold(P::identity(), |acc, (p, s)| acc.add(&p.mul(s)));
+                assert_eq!(P::multi_mul(&pts, &scs), naive, "{} n={n}", P::NAME);
+            }
+            // Equal points (doubling inside the buckets) and a zero scalar.
+            let p = P::generator();
+            let two = Scalar::from_u64(2);
+            assert_eq!(P::multi_mul(&[p, p, p], &[two, two, Scalar::zero()]), p.mul(&Scalar::from_u64(4)));
+        }
+        check::<G1>();
+        check::<G2>();
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub fn stranger_frame_limit(route: Option<Route<'_>>, max_frame: usize) -> Optio
         (super::NET_SERVICE, "Ping") => 1024,
         // Statement (1 MiB), hook data (4 MiB) and a roster.
         ("Cosi", "Announce") => 6 << 20,
+        // A root's warm-up of a new roster: an announcement without a statement.
+        ("Cosi", "WarmUp") => 64 * 1024,
         ("Skipchain", "Store") => 8 << 20,
         ("Dkg", "Prepare") => 512 * 1024,
         // A resharing proposal (the old group file and both member lists).
@@ -181,7 +183,11 @@ struct ReshareMembers {
 pub fn is_introduction(service: &str, protocol: &str) -> bool {
     matches!(
         (service, protocol),
-        ("Cosi", "Announce") | ("Skipchain", "Store") | ("Dkg", "Prepare") | ("Reshare", "Prepare")
+        ("Cosi", "Announce")
+            | ("Cosi", "WarmUp")
+            | ("Skipchain", "Store")
+            | ("Dkg", "Prepare")
+            | ("Reshare", "Prepare")
     )
 }
 

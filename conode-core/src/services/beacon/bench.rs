@@ -60,6 +60,123 @@ pub struct LatencyBench {
     pub served: Summary,
     /// Round tick → beacon stored, over all members.
     pub stored: Summary,
+    /// Round tick → beacon stored at member 0 (whose HTTP API `served` measures).
+    pub stored_member0: Summary,
+    /// Where a round's CPU goes.
+    pub cost: RoundCost,
+}
+
+/// Where a round's CPU goes: each step of one member's work, timed on its own in this run
+/// (single-threaded, the members' real shares), against the CPU the whole process spent per
+/// round while the latency was measured (all members, TLS, framing, storage, scheduling).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoundCost {
+    /// Hashing the round to the curve and signing it with the share.
+    pub sign_ms: f64,
+    /// Form check (decompression) of the n − 1 partials a member receives.
+    pub decode_arrivals_ms: f64,
+    /// Lagrange recovery from t partials: decompression and one multi-scalar multiplication.
+    pub recover_ms: f64,
+    /// The same with one scalar multiplication per partial (the previous recovery).
+    pub recover_naive_ms: f64,
+    /// Verifying the recovered beacon against the group key.
+    pub verify_ms: f64,
+    /// The audit of a sample of 8 partials that were not needed (one batch check), run after the
+    /// round.
+    pub audit_ms: f64,
+    /// sign + decode + recover + verify: one member's path from the tick to its beacon.
+    pub member_path_ms: f64,
+    /// member_path × n: the cryptography of a round in this process (audits excluded).
+    pub round_crypto_ms: f64,
+    /// Process CPU per round while the latency was measured (audits included).
+    pub process_cpu_per_round_ms: f64,
+    /// round_crypto / process CPU per round.
+    pub crypto_share: f64,
+}
+
+/// Mean milliseconds of `f` over `reps` runs.
+fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() * 1e3 / reps as f64
+}
+
+/// Lagrange recovery with one scalar multiplication per partial (what `recover_point` did
+/// before it used one multi-scalar multiplication): the baseline of `recover_ms`.
+fn recover_naive(scheme: Scheme, parts: &[(u32, Vec<u8>)]) -> Option<Vec<u8>> {
+    use crate::crypto::threshold::{lagrange_coefficients, Point, G1, G2};
+    fn go<P: Point>(parts: &[(u32, Vec<u8>)]) -> Option<Vec<u8>> {
+        let idx: Vec<u32> = parts.iter().map(|(i, _)| *i).collect();
+        let lambdas = lagrange_coefficients(&idx).ok()?;
+        let mut acc = P::identity();
+        for ((_, b), l) in parts.iter().zip(&lambdas) {
+            acc = acc.add(&P::from_bytes_on_curve(b).ok()?.mul(l));
+        }
+        Some(acc.to_bytes())
+    }
+    if scheme.signatures_on_g1() {
+        go::<G1>(parts)
+    } else {
+        go::<G2>(parts)
+    }
+}
+
+/// Times each step of a round with the members' chains (see [`RoundCost`]).
+fn round_cost(services: &[BeaconService], process_cpu_per_round_ms: f64) -> Result<RoundCost, BenchError> {
+    use super::partials::{recover_bytes, sign_partial_bytes};
+    let chains: Vec<_> = services.iter().filter_map(|s| s.chain()).collect();
+    let c0 = chains.first().ok_or_else(|| BenchError::Beacon("no chain".into()))?;
+    let (scheme, t, n) = (c0.scheme(), c0.threshold(), chains.len());
+    // A round far ahead, over the latest signature: the same work as a real round.
+    let round = c0.latest() + 1000;
+    let prev = c0.prev_for_next();
+    let msg = digest(scheme, round, prev.as_deref());
+    let reps = 5;
+    let mut partials = Vec::new();
+    let sign_ms = time_ms(reps, || {
+        partials = chains.iter().map(|c| (c.share.index, sign_partial_bytes(scheme, &c.share, &msg))).collect();
+    }) / n as f64;
+    let mut decoded = 0;
+    let decode_arrivals_ms = time_ms(reps, || {
+        decoded = partials[1..].iter().filter(|(_, p)| c0.share_keys.decodes(p)).count();
+    });
+    if decoded + 1 != n {
+        return Err(BenchError::Beacon("a partial does not decode".into()));
+    }
+    let used = &partials[..t.min(partials.len())];
+    let mut signature = Vec::new();
+    let recover_ms = time_ms(reps, || signature = recover_bytes(scheme, used, t).unwrap_or_default());
+    let mut naive = None;
+    let recover_naive_ms = time_ms(reps, || naive = recover_naive(scheme, used));
+    if naive.as_ref() != Some(&signature) {
+        return Err(BenchError::Beacon("the two recoveries disagree".into()));
+    }
+    let beacon = Beacon { round, signature, previous_signature: prev };
+    let mut verified = false;
+    let verify_ms = time_ms(reps, || verified = c0.prepared.verify(&beacon).is_ok());
+    if !verified {
+        return Err(BenchError::Beacon("the recovered beacon does not verify".into()));
+    }
+    let sample: Vec<(u32, Vec<u8>)> = partials.iter().skip(t).take(8).cloned().collect();
+    let audit_ms = time_ms(reps, || {
+        c0.share_keys.check_batch(&msg, &sample);
+    });
+    let member_path_ms = sign_ms + decode_arrivals_ms + recover_ms + verify_ms;
+    let round_crypto_ms = member_path_ms * n as f64;
+    Ok(RoundCost {
+        sign_ms,
+        decode_arrivals_ms,
+        recover_ms,
+        recover_naive_ms,
+        verify_ms,
+        audit_ms,
+        member_path_ms,
+        round_crypto_ms,
+        process_cpu_per_round_ms,
+        crypto_share: if process_cpu_per_round_ms > 0.0 { round_crypto_ms / process_cpu_per_round_ms } else { 0.0 },
+    })
 }
 
 /// (b) Verifications per second.
@@ -160,6 +277,7 @@ pub fn bench_latency(
     let addr = cluster.node(0).client_addr().ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
     let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.beacon().ok()).collect();
     let threshold = services[0].group().map(|g| g.threshold).unwrap_or(0);
+    let cpu_before = crate::services::cosi::bench::process_cpu();
     let served = cluster.runtime().block_on(async {
         let mut served = Vec::new();
         let first = services[0].stats().latest_round + 2;
@@ -179,7 +297,11 @@ pub fn bench_latency(
         }
         Ok(served)
     })?;
+    let cpu_per_round = (crate::services::cosi::bench::process_cpu() - cpu_before).as_secs_f64() * 1e3 / rounds as f64;
     let first = services[0].stats().latest_round.saturating_sub(rounds as u64) + 1;
+    let stored_member0: Vec<f64> =
+        services[0].stats().latencies.into_iter().filter(|l| l.round >= first).map(|l| l.ms).collect();
+    let cost = round_cost(&services, cpu_per_round)?;
     let stored: Vec<f64> = services
         .iter()
         .flat_map(|s| s.stats().latencies.into_iter().filter(|l| l.round >= first).map(|l| l.ms).collect::<Vec<_>>())
@@ -196,6 +318,8 @@ pub fn bench_latency(
             dkg_ms: dkg.as_secs_f64() * 1e3,
             served: Summary::of(served),
             stored: Summary::of(stored),
+            stored_member0: Summary::of(stored_member0),
+            cost,
         },
         beacons,
         info,

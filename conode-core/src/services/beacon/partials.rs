@@ -287,7 +287,7 @@ pub(super) fn sign_partial_bytes(scheme: Scheme, share: &Share, msg: &[u8]) -> V
 
 /// Lagrange recovery of the group signature from `t` partials. The result must be verified (with
 /// the subgroup check): the partials are decoded without theirs, which that check covers.
-fn recover_bytes(scheme: Scheme, partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
+pub(super) fn recover_bytes(scheme: Scheme, partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
     fn go<P: Point>(partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
         let pts: Vec<(u32, P)> = partials
             .iter()

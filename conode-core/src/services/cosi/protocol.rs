@@ -37,6 +37,10 @@ use tracing::{debug, warn};
 
 /// Protocol name of the announcement (and its reply) on the node-to-node port.
 pub const PROTOCOL_ANNOUNCE: &str = "Announce";
+/// A root preparing a roster asks each sub-leader to open its links to its leaves: an
+/// `Announce` without a statement (nothing is signed), answered once the leaves were pinged.
+/// Nodes without it answer "unknown cosi protocol"; the warm-up is best effort.
+pub const PROTOCOL_WARM_UP: &str = "WarmUp";
 /// Longest purpose name.
 const MAX_PURPOSE: usize = 256;
 /// Bounds of the per-level timeout a peer may ask for.
@@ -195,11 +199,15 @@ async fn ask_leaves(
                 Ok(s) => s,
                 Err(e) => return (i, Answer::Excluded(ExclusionKind::Invalid, bounded_reason(&e))),
             };
+            // A member known to be down is asked only as a last chance: it teaches nothing
+            // about how long healthy members take.
+            let known_down = network.health().down(&server.public).is_some();
             let start = Instant::now();
             let r = announce(&network, server, payload.to(i, &[]), &round_id, timeout).await;
+            tracing::trace!(leaf = i, after = ?start.elapsed(), ?timeout, err = ?r.as_ref().err(), "cosi: leaf asked");
             match &r {
                 Ok(_) => timing.leaf_answered(start.elapsed()),
-                Err(NetError::Timeout { .. }) => timing.leaf_missed(),
+                Err(NetError::Timeout { .. }) if !known_down => timing.leaf_missed(&round_id),
                 Err(_) => {}
             }
             (i, leaf_answer(n, i, r))
@@ -219,7 +227,8 @@ fn wire_exclusion(index: usize, reason: String) -> WireExclusion {
 
 /// Handles an announcement from a peer: sign, collect the children, answer with the aggregate.
 pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result<Vec<u8>, String> {
-    if msg.protocol != PROTOCOL_ANNOUNCE {
+    let warm_up = msg.protocol == PROTOCOL_WARM_UP;
+    if msg.protocol != PROTOCOL_ANNOUNCE && !warm_up {
         return Err(format!("unknown cosi protocol `{}`", msg.protocol));
     }
     let mut ann = Announce::decode(msg.payload.as_slice()).map_err(|e| format!("undecodable announcement: {e}"))?;
@@ -268,6 +277,13 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     if fault == CosiFault::Silent {
         tokio::time::sleep(timeout * 2 + Duration::from_secs(1)).await;
         return Err("silent (fault injection)".into());
+    }
+    if warm_up {
+        // Open the links to the children (pings also measure them); nothing is signed.
+        let pings = children.iter().filter_map(|&c| roster.server(c).ok()).map(|s| shared.network.ping(s, timeout));
+        let answered = futures_util::future::join_all(pings).await.iter().filter(|r| r.is_ok()).count();
+        debug!(children = children.len(), answered, "cosi: links to the leaves warmed up");
+        return Ok(Vec::new());
     }
     // Ask the children first so that they sign while we do.
     let fanout = (!children.is_empty()).then(|| {
@@ -433,15 +449,20 @@ async fn run_group(
     // The sub-leader waits up to `deadlines.leaf` for its leaves, then answers.
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
+    let mut known_down = false;
     let r = match roster.server(leader) {
-        Ok(server) => announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await,
+        Ok(server) => {
+            known_down = network.health().down(&server.public).is_some();
+            announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await
+        }
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
     match &r {
         Ok(_) if group.leaves.is_empty() => timing.leaf_answered(start.elapsed()),
         Ok(_) => timing.group_answered(start.elapsed()),
-        Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(),
-        Err(NetError::Timeout { .. }) => timing.group_missed(),
+        Err(NetError::Timeout { .. }) if known_down => {}
+        Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(&round_id),
+        Err(NetError::Timeout { .. }) => timing.group_missed(&round_id),
         Err(_) => {}
     }
     let (kind, reason) = match r {
@@ -452,7 +473,7 @@ async fn run_group(
         Err(NetError::Remote { message, .. }) => (ExclusionKind::Refused, bounded_reason(&message)),
         Err(e) => (ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
     };
-    debug!(leader, %kind, %reason, "cosi: sub-leader failed, asking its leaves directly");
+    debug!(leader, %kind, %reason, after = ?start.elapsed(), "cosi: sub-leader failed, asking its leaves directly");
     let mut result = GroupResult {
         group: group.clone(),
         aggregate: None,
@@ -528,6 +549,7 @@ pub(super) async fn run_root(
     }
     let leaf = shared.timing.leaf_deadline(timeout, n);
     let deadlines = Deadlines { leaf, group: shared.timing.group_deadline(leaf, timeout) };
+    debug!(groups = groups.len(), ?rtt, leaf = ?deadlines.leaf, group = ?deadlines.group, "cosi: round deadlines");
     let base = Announce {
         roster: Vec::new(),
         roster_id: roster.id.to_vec(),
@@ -586,6 +608,7 @@ pub(super) async fn run_root(
         };
         let Some((gi, joined)) = next else { break };
         let g = &groups[gi];
+        tracing::trace!(leader = g.leader, after = ?started.elapsed(), "cosi: group done");
         open[gi] = false;
         outstanding -= g.leaves.len() + 1;
         match joined {
@@ -702,6 +725,38 @@ pub(super) async fn run_root(
     }
     let signature = BlsSignature::from_bytes(&sig.compress()).map_err(|e| CosiError::FinalVerify(e.to_string()))?;
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
+}
+
+/// Opens the links of the tree this node would use as the root of a round over `roster`, so the
+/// first round does not pay their dials and TLS handshakes: each sub-leader gets a `WarmUp`
+/// (which opens the link to it) naming its leaves, and pings them before it answers. Leaf-only
+/// groups get a ping. Best effort: failures only teach the transport who is down, as a round would.
+pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout: Duration) {
+    let Some(me) = roster.index_of(&shared.network.public_key()) else { return };
+    let health = shared.network.health();
+    let n = roster.len();
+    let up = |i: usize| roster.public(i).is_some_and(|k| health.down(&k).is_none());
+    let groups = tree::groups_shaped(n, me, up, measured_rtt(roster, me, health));
+    let base = Announce {
+        roster_id: roster.id.to_vec(),
+        root: me as u32,
+        timeout_ms: timeout.as_millis() as u64,
+        ..Default::default()
+    };
+    let payload = Payload::new(&base, roster, me);
+    let asks = groups.iter().filter_map(|g| Some((g, roster.server(g.leader).ok()?))).map(|(g, s)| {
+        let network = &shared.network;
+        let body = payload.to(g.leader, &g.leaves);
+        async move {
+            if g.leaves.is_empty() {
+                network.ping(s, timeout).await.map(|_| ())
+            } else {
+                network.request(s, COSI_SERVICE, PROTOCOL_WARM_UP, &[], body, timeout * 2).await.map(|_| ())
+            }
+        }
+    });
+    let answered = futures_util::future::join_all(asks).await.iter().filter(|r| r.is_ok()).count();
+    debug!(sub_leaders = groups.len(), answered, "cosi: the tree's links warmed up");
 }
 
 /// Round-trip time to the other members as the transport measured it: the least among (up to

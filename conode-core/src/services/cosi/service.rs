@@ -112,12 +112,42 @@ impl CosiService {
         *self.shared.options.write().unwrap_or_else(|p| p.into_inner()) = options;
     }
 
-    /// The roster `/Cosi/Sign` uses when a request carries none.
+    /// The roster `/Cosi/Sign` uses when a request carries none. Called on a runtime, it is
+    /// prepared for signing in the background (see [`Self::prepare`]).
     pub fn set_default_roster(&self, roster: Option<Roster>) {
         if let Some(r) = &roster {
             self.shared.network.admit(r.servers.iter().map(|m| m.public));
         }
+        if let (Some(r), Ok(_)) = (&roster, tokio::runtime::Handle::try_current()) {
+            let (this, r) = (self.clone(), r.clone());
+            self.shared.tasks.spawn(async move {
+                if let Err(e) = this.prepare(&r).await {
+                    tracing::warn!(error = %e, "cosi: the default roster cannot be used");
+                }
+            });
+        }
         *self.shared.default_roster.write().unwrap_or_else(|p| p.into_inner()) = roster;
+    }
+
+    /// A roster this node will sign with became known (loaded, set as the default, handed over by
+    /// a chain): check its proofs of possession now, as one batch off the runtime's workers, and
+    /// open the links this node uses as the root of a round over it (its sub-leaders), so that
+    /// the first round pays neither. Returns once both are done; fails only for a bad roster.
+    /// Must be called on the node's runtime.
+    pub async fn prepare(&self, roster: &Roster) -> Result<(), CosiError> {
+        let rr = if self.shared.rosters.needs_pop_checks(roster) {
+            let (shared, r) = (self.shared.clone(), roster.clone());
+            match self.shared.tasks.spawn_blocking(move || shared.rosters.for_roster(&r)).await {
+                Ok(Ok(rr)) => rr,
+                Ok(Err(e)) => return Err(CosiError::BadRoster(e)),
+                Err(e) => return Err(CosiError::BadRoster(format!("checking the roster failed: {e}"))),
+            }
+        } else {
+            self.shared.rosters.for_roster(roster).map_err(CosiError::BadRoster)?
+        };
+        self.shared.network.admit(roster.servers.iter().map(|m| m.public));
+        protocol::warm_up(&self.shared, &rr, self.options().level_timeout).await;
+        Ok(())
     }
 
     /// The proofs of possession this node has checked (shared with the services that load rosters).

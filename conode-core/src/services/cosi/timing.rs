@@ -20,7 +20,17 @@ const NO_HISTORY: Duration = Duration::from_millis(800);
 const PER_MEMBER: Duration = Duration::from_millis(2);
 
 #[derive(Default)]
-struct Ewma(Option<Duration>);
+struct Ewma(Option<Duration>, Option<RoundKey>);
+
+/// The round a deadline was last widened for (its random id).
+type RoundKey = [u8; 16];
+
+fn round_key(round_id: &[u8]) -> RoundKey {
+    let mut k = [0u8; 16];
+    let n = round_id.len().min(16);
+    k[..n].copy_from_slice(&round_id[..n]);
+    k
+}
 
 impl Ewma {
     fn observe(&mut self, d: Duration) {
@@ -29,9 +39,17 @@ impl Ewma {
             None => d,
         });
     }
-    /// A member did not answer in time: maybe the machine is slower than the history says, so
-    /// widen the next deadlines a little (healthy answers pull them back).
-    fn missed(&mut self) {
+    /// A member did not answer in time in round `round_id`: maybe the machine is slower than
+    /// the history says, so widen the next deadlines a little (healthy answers pull them back).
+    /// Once per round: a round where k members hang is one piece of evidence, not k (with
+    /// every member hung, as in a partition, per-member widening grew the deadlines
+    /// geometrically from round to round).
+    fn missed(&mut self, round_id: &[u8]) {
+        let key = round_key(round_id);
+        if self.1 == Some(key) {
+            return;
+        }
+        self.1 = Some(key);
         if let Some(old) = self.0 {
             self.0 = Some((old * 3 / 2).min(Duration::from_secs(30)));
         }
@@ -55,11 +73,15 @@ impl RoundTiming {
     pub(super) fn group_answered(&self, d: Duration) {
         lock(&self.group).observe(d);
     }
-    pub(super) fn leaf_missed(&self) {
-        lock(&self.leaf).missed();
+    /// A leaf that was not known to be down did not answer in round `round_id` (members known
+    /// to be down are asked only as a last chance: their silence says nothing about how long
+    /// healthy members take, and must not widen the deadlines).
+    pub(super) fn leaf_missed(&self, round_id: &[u8]) {
+        lock(&self.leaf).missed(round_id);
     }
-    pub(super) fn group_missed(&self) {
-        lock(&self.group).missed();
+    /// A sub-leader that was not known to be down did not answer in round `round_id`.
+    pub(super) fn group_missed(&self, round_id: &[u8]) {
+        lock(&self.group).missed(round_id);
     }
 
     /// How long to wait for one leaf's partial in a round over `n` members (before any leaf
@@ -68,7 +90,7 @@ impl RoundTiming {
         let leaf = lock(&self.leaf).0;
         let group = lock(&self.group).0;
         let size = PER_MEMBER * n.min(u32::MAX as usize) as u32;
-        Ewma(leaf.or(group)).deadline().max(size).min(level_timeout)
+        Ewma(leaf.or(group), None).deadline().max(size).min(level_timeout)
     }
 
     /// How long to wait for a sub-leader that itself waits up to `leaf` for its leaves.
@@ -102,9 +124,31 @@ mod tests {
         assert_eq!(t.leaf_deadline(Duration::from_secs(1), 1024), Duration::from_secs(1));
         t.group_answered(Duration::from_millis(100));
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(600));
-        t.group_missed();
+        t.group_missed(&[1; 16]);
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
         let short = Duration::from_millis(300);
         assert_eq!(t.group_deadline(short, short), short * 2, "twice the level timeout caps");
+    }
+
+    #[test]
+    fn misses_widen_the_deadline_once_per_round() {
+        let t = RoundTiming::default();
+        let level = Duration::from_secs(5);
+        for _ in 0..8 {
+            t.leaf_answered(Duration::from_millis(100));
+        }
+        assert_eq!(t.leaf_deadline(level, 4), Duration::from_millis(600));
+        // Three members hang in one round: one widening (×1.5), not three (×3.4).
+        for _ in 0..3 {
+            t.leaf_missed(&[7; 16]);
+        }
+        assert_eq!(t.leaf_deadline(level, 4), Duration::from_millis(900));
+        // The next round that misses someone widens again.
+        t.leaf_missed(&[8; 16]);
+        assert_eq!(t.leaf_deadline(level, 4), Duration::from_millis(1350));
+        // Groups have their own record.
+        t.group_answered(Duration::from_millis(100));
+        t.group_missed(&[8; 16]);
+        assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
     }
 }

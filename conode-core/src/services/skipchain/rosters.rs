@@ -2,7 +2,7 @@
 //! the block roster. An append needs the roster of several blocks (each level's source, the
 //! previous block, the propagation targets) and every member needs it again to store the block.
 //! Proofs of possession are checked through the node's one PoP cache (shared with cosi), so each
-//! is checked once per node whichever service sees it first.
+//! is checked once per node whichever service sees it first; a roster's new ones as one batch.
 
 use super::service::{config_roster_with, SkipchainError};
 use crate::config::Roster;
@@ -80,6 +80,18 @@ mod tests {
             let e = cache.get(&bad).unwrap_err().to_string();
             assert!(e.contains("roster member 0 pop"), "{e}");
         }
+        // A bad PoP behind good new ones (batch checked) is named too, and the good ones are
+        // remembered: the same roster with the PoP fixed needs no check of them.
+        let fresh = CheckedRosters::new(PopCache::default());
+        let mut late = block_roster(&roster(5)).unwrap();
+        late.members[3].pop = late.members[4].pop.clone();
+        let e = fresh.get(&late).unwrap_err().to_string();
+        assert!(e.contains("roster member 3 pop"), "{e}");
+        // A member whose key does not decode comes first when it is earlier in the roster.
+        let mut both = late.clone();
+        both.members[1].cosi_key = vec![1; 3];
+        let e = fresh.get(&both).unwrap_err().to_string();
+        assert!(e.contains("roster member 1 cosi key"), "{e}");
         // A changed address is another roster.
         let mut moved = r.clone();
         moved.members[2].address = "tls://127.0.0.1:9999".into();

@@ -103,9 +103,11 @@ pub fn config_roster(r: &BlockRoster) -> Result<Roster, SkipchainError> {
 }
 
 /// `config_roster`, skipping the PoPs `pops` has checked already (and remembering the new ones).
+/// The new ones are checked as one batch (`PopCache::check_all`); the error is the one a check
+/// member by member gives (the first member, in roster order, with a bad field).
 pub(super) fn config_roster_with(r: &BlockRoster, pops: &PopCache) -> Result<Roster, SkipchainError> {
     let inv = |i: usize, what: &str, e: String| SkipchainError::Invalid(format!("roster member {i} {what}: {e}"));
-    let servers = r
+    let decoded: Vec<Result<(IdentityPublicKey, BlsPublicKey, BlsSignature), SkipchainError>> = r
         .members
         .iter()
         .enumerate()
@@ -113,13 +115,25 @@ pub(super) fn config_roster_with(r: &BlockRoster, pops: &PopCache) -> Result<Ros
             let public = IdentityPublicKey::from_bytes(&m.identity).map_err(|e| inv(i, "identity", e.to_string()))?;
             let key = BlsPublicKey::from_bytes(&m.cosi_key).map_err(|e| inv(i, "cosi key", e.to_string()))?;
             let pop = BlsSignature::from_bytes(&m.pop).map_err(|e| inv(i, "pop", e.to_string()))?;
-            pops.check(&key, &pop).map_err(|e| inv(i, "pop", e.to_string()))?;
-            let address = NodeAddress::parse(&m.address).map_err(|e| inv(i, "address", e))?;
-            let mut services = BTreeMap::new();
-            services.insert(COSI_SERVICE.to_string(), ServicePublic { suite: bls::SUITE.into(), public: key, pop });
-            Ok(ServerIdentity { address, public, description: m.description.clone(), url: None, services })
+            Ok((public, key, pop))
         })
-        .collect::<Result<Vec<_>, SkipchainError>>()?;
+        .collect();
+    // Only up to the first member that does not decode: its error comes first anyway.
+    let decodable = decoded.iter().take_while(|d| d.is_ok()).count();
+    let pairs: Vec<(&BlsPublicKey, &BlsSignature)> =
+        decoded[..decodable].iter().filter_map(|d| d.as_ref().ok()).map(|(_, k, p)| (k, p)).collect();
+    let mut verdicts = pops.check_all(&pairs).into_iter();
+    let mut servers = Vec::with_capacity(r.members.len());
+    for (i, (m, d)) in r.members.iter().zip(decoded).enumerate() {
+        let (public, key, pop) = d?;
+        if let Some(Err(e)) = verdicts.next() {
+            return Err(inv(i, "pop", e.to_string()));
+        }
+        let address = NodeAddress::parse(&m.address).map_err(|e| inv(i, "address", e))?;
+        let mut services = BTreeMap::new();
+        services.insert(COSI_SERVICE.to_string(), ServicePublic { suite: bls::SUITE.into(), public: key, pop });
+        servers.push(ServerIdentity { address, public, description: m.description.clone(), url: None, services });
+    }
     Ok(Roster::new(servers))
 }
 
