@@ -34,6 +34,8 @@ pub struct HostsResult {
     pub ratio_first_to_p50: f64,
     /// Time until every host had started its nodes.
     pub start_ms: f64,
+    /// The root's preparation of the roster before the first round (PoP batch check, links).
+    pub prepare_ms: f64,
     /// Resident memory of all host processes after the rounds, divided by the nodes.
     pub rss_per_node_kib: u64,
     pub cores: usize,
@@ -66,9 +68,15 @@ pub fn host(nodes: usize) -> Result<()> {
                 inside = false;
                 let whole = Roster::from_toml_str(Path::new("<whole roster>"), &roster)
                     .map_err(|e| anyhow::anyhow!("the whole roster: {e}"))?;
-                cluster.node(0).cosi().context("node 0 runs no cosi")?.set_default_roster(Some(whole));
+                let cosi = cluster.node(0).cosi().context("node 0 runs no cosi")?;
+                // What a root does when it learns a roster (PoP batch, links to its sub-leaders and
+                // theirs to their leaves), timed apart from the first round as `bench cosi` does.
+                let t = Instant::now();
+                cluster.runtime().block_on(cosi.prepare(&whole)).map_err(|e| anyhow::anyhow!("preparing: {e}"))?;
+                let prepared = t.elapsed();
+                cosi.set_default_roster(Some(whole));
                 roster.clear();
-                println!("{ROSTER_END}");
+                println!("{ROSTER_END} {}", prepared.as_micros());
             }
             _ if inside => {
                 roster.push_str(&line);
@@ -133,9 +141,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Starts `hosts` processes holding `n` nodes in all; returns them and the whole roster's TOML,
-/// which the first host's node 0 (the root) has as its default roster.
-fn start_hosts(n: usize, hosts: usize) -> Result<(Hosts, String)> {
+/// Starts `hosts` processes holding `n` nodes in all; returns them, the whole roster's TOML (the
+/// first host's node 0, the root, has it as its default roster) and the root's preparation time.
+fn start_hosts(n: usize, hosts: usize) -> Result<(Hosts, String, Duration)> {
     let exe = std::env::current_exe().context("finding the conode binary")?;
     let mut running = Hosts { children: Vec::new() };
     for h in 0..hosts {
@@ -173,11 +181,15 @@ fn start_hosts(n: usize, hosts: usize) -> Result<(Hosts, String)> {
     let stdin = first.stdin.as_mut().context("host 0 stdin")?;
     write!(stdin, "{ROSTER_BEGIN}\n{roster}\n{ROSTER_END}\n").context("sending the roster to host 0")?;
     stdin.flush()?;
-    match readers.first_mut().and_then(|r| r.next()) {
-        Some(Ok(line)) if line == ROSTER_END => {}
+    let prepared = match readers.first_mut().and_then(|r| r.next()) {
+        Some(Ok(line)) => line
+            .strip_prefix(ROSTER_END)
+            .and_then(|us| us.trim().parse::<u64>().ok())
+            .map(Duration::from_micros)
+            .context("host 0 did not take the whole roster")?,
         _ => bail!("host 0 did not take the whole roster"),
-    }
-    Ok((running, roster))
+    };
+    Ok((running, roster, prepared))
 }
 
 /// Runs `rounds` rounds on a roster of `n` spread over `hosts` processes.
@@ -186,8 +198,8 @@ pub fn cosi(n: usize, hosts: usize, rounds: usize) -> Result<HostsResult> {
         bail!("--hosts must be between 1 and the number of nodes ({n})");
     }
     let started = Instant::now();
-    let (running, roster_toml) = start_hosts(n, hosts)?;
-    let start_ms = ms(started.elapsed());
+    let (running, roster_toml, prepared) = start_hosts(n, hosts)?;
+    let start_ms = ms(started.elapsed() - prepared);
     let roster = Roster::from_toml_str(Path::new("<hosts' roster>"), &roster_toml)
         .map_err(|e| anyhow::anyhow!("the hosts' roster: {e}"))?;
     if roster.len() != n {
@@ -244,6 +256,7 @@ pub fn cosi(n: usize, hosts: usize, rounds: usize) -> Result<HostsResult> {
         first_round_ms: ms(first),
         ratio_first_to_p50: first.as_secs_f64() / p50.as_secs_f64(),
         start_ms,
+        prepare_ms: ms(prepared),
         rss_per_node_kib: rss / n as u64,
         cores,
         processes: "several",

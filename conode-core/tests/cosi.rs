@@ -340,6 +340,25 @@ fn bad_requests_are_refused_clearly() {
         other => panic!("expected BadRoster, got {other:?}"),
     }
     rust_sign(&cluster, b"good roster", Policy::Default).unwrap();
+    // Client rosters are parsed once per text: the same text signs again from the cache, and a
+    // text that differs in one proof of possession is parsed (and refused) anew.
+    let good = SignRequest {
+        message: b"twice".to_vec(),
+        roster_toml: Some(roster.to_toml()),
+        threshold: None,
+        timeout_ms: None,
+    };
+    for _ in 0..2 {
+        let reply = cluster
+            .runtime()
+            .block_on(client::call(&url, "Cosi", "Sign", good.encode_to_vec(), Duration::from_secs(10)))
+            .unwrap();
+        let resp = SignResponse::decode(reply.as_slice()).unwrap();
+        cosi::verify(b"twice", &resp.signature, &resp.mask, &cosi_keys(&roster), Policy::Default).unwrap();
+    }
+    let bad_pop_toml = SignRequest { roster_toml: Some(bad_pop.to_toml()), ..good.clone() };
+    let refused = call(bad_pop_toml.encode_to_vec());
+    assert!(refused.contains("servers[1].Services.Cosi.Pop"), "{refused}");
     let bad_toml = SignRequest {
         message: b"m".to_vec(),
         roster_toml: Some("[[servers]]\nAddress = 1".into()),

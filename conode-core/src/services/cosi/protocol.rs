@@ -694,8 +694,12 @@ pub(super) async fn run_root(
             );
         }
         let mut fresh = checked.valid;
+        let proven: HashSet<usize> = fresh.iter().map(|c| c.from).collect();
         for (leader, members) in &reask {
-            if !members.iter().any(|i| bad.contains(i)) {
+            // Blamed only when every partial it claimed now verifies: a member that answers the
+            // re-ask with garbage (a random point can decode) or not at all may be the one that
+            // spoiled the sum, and an honest sub-leader must not be excluded for it.
+            if members.iter().all(|i| proven.contains(i)) {
                 // Every partial it claimed is good: it added them up wrongly.
                 fresh.retain(|c| c.from != *leader);
                 let why =

@@ -51,6 +51,9 @@ pub(super) struct Shared {
     fault: RwLock<CosiFault>,
     options: RwLock<CosiOptions>,
     default_roster: RwLock<Option<Roster>>,
+    /// Rosters of `/Cosi/Sign` requests parsed and checked lately, by the hash of their TOML text:
+    /// a client that sends the same roster again costs one hash, not n key decodings and a PoP batch.
+    parsed_rosters: std::sync::Mutex<std::collections::VecDeque<([u8; 32], Roster)>>,
     /// Rounds this node led, by purpose: count, failures, latency (for `/metrics`).
     rounds: CounterFamily,
     round_failures: CounterFamily,
@@ -260,6 +263,7 @@ impl Service for CosiService {
             fault: RwLock::new(CosiFault::None),
             options: RwLock::new(CosiOptions::default()),
             default_roster: RwLock::new(None),
+            parsed_rosters: Default::default(),
             rounds: Default::default(),
             round_failures: Default::default(),
             round_latency: seconds_histogram_family(),
@@ -362,6 +366,9 @@ fn wire_list(list: &[Exclusion]) -> Vec<WireExclusion> {
     list.iter().map(|e| WireExclusion { index: e.index as u32, reason: e.reason.clone() }).collect()
 }
 
+/// Parsed `/Cosi/Sign` rosters kept (only valid ones are kept).
+const PARSED_ROSTERS_KEPT: usize = 8;
+
 async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
     if method != "Sign" {
         return Err(ServiceError::UnknownMethod { service: COSI_SERVICE.into(), method });
@@ -387,13 +394,27 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
             )))
         }
         Some(text) => {
-            // Parsing checks every proof of possession: keep it off the runtime's workers.
-            shared
-                .tasks
-                .spawn_blocking(move || Roster::from_toml_str(std::path::Path::new("roster_toml"), &text))
-                .await
-                .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
-                .map_err(|e| ServiceError::BadRequest(e.to_string()))?
+            let digest = crate::crypto::sha256(&[text.as_bytes()]);
+            let known =
+                crate::sync::lock(&shared.parsed_rosters).iter().find(|(d, _)| *d == digest).map(|(_, r)| r.clone());
+            match known {
+                Some(roster) => roster,
+                None => {
+                    // Parsing checks every key and proof of possession: keep it off the runtime's workers.
+                    let roster = shared
+                        .tasks
+                        .spawn_blocking(move || Roster::from_toml_str(std::path::Path::new("roster_toml"), &text))
+                        .await
+                        .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
+                        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+                    let mut parsed = crate::sync::lock(&shared.parsed_rosters);
+                    if parsed.len() >= PARSED_ROSTERS_KEPT {
+                        parsed.pop_front();
+                    }
+                    parsed.push_back((digest, roster.clone()));
+                    roster
+                }
+            }
         }
         None => shared.default_roster.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
             ServiceError::BadRequest("no roster: send one in `roster_toml` (this node has no default roster)".into())
