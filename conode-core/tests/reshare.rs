@@ -63,6 +63,13 @@ fn reshare(cluster: &LocalCluster, leader: usize, nodes: &[usize], threshold: u3
 
 /// Starts a 4-member chain (period 1 s, threshold 3) on members 0..4 of a 5-node cluster.
 fn four_member_chain() -> LocalCluster {
+    let cluster = start_four_member_chain();
+    wait_round(&cluster, 0, 2, 10);
+    cluster
+}
+
+/// Five nodes; a chained beacon of the first four (threshold 3, 1 s rounds) is being set up.
+fn start_four_member_chain() -> LocalCluster {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -80,7 +87,6 @@ fn four_member_chain() -> LocalCluster {
     let url = cluster.client_url(0).unwrap();
     let call = client::call(&url, "Beacon", "Init", init.encode_to_vec(), Duration::from_secs(60));
     cluster.runtime().block_on(call).unwrap();
-    wait_round(&cluster, 0, 2, 10);
     cluster
 }
 
@@ -127,23 +133,7 @@ fn drand_info(cluster: &LocalCluster, i: usize) -> ChainInfo {
 
 #[test]
 fn a_chain_reshares_4_to_5_to_3_keeping_its_hash_and_every_round() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let mut cluster = LocalCluster::new(5).unwrap();
-    let init = InitRequest {
-        roster_toml: roster_of(&cluster, &[0, 1, 2, 3]).to_toml(),
-        scheme: Scheme::PedersenBlsChained.id().into(),
-        period_secs: 1,
-        threshold: 3,
-        phase_timeout_ms: 1500,
-        genesis_delay_ms: 2000,
-        ..Default::default()
-    };
-    let url = cluster.client_url(0).unwrap();
-    let call = client::call(&url, "Beacon", "Init", init.encode_to_vec(), Duration::from_secs(60));
-    cluster.runtime().block_on(call).unwrap();
+    let mut cluster = start_four_member_chain();
     let info = beacon(&cluster, 0).chain_info().unwrap();
     let first = beacon(&cluster, 0).group().unwrap();
     wait_round(&cluster, 0, 2, 10);

@@ -28,9 +28,15 @@ fn state(servers: &Servers, i: usize) -> String {
 
 /// `conode -c <node i> vote id yes|no`, retried while node i has not received the proposal yet.
 fn vote(servers: &Servers, i: usize, id: &str, choice: &str) -> serde_json::Value {
+    vote_with(servers, i, id, choice, &[])
+}
+
+/// `vote` with extra arguments (e.g. `--member-key FILE`).
+fn vote_with(servers: &Servers, i: usize, id: &str, choice: &str, extra: &[&std::ffi::OsStr]) -> serde_json::Value {
     let mut out = None;
     wait_until("the proposal reaches the voter", Duration::from_secs(20), || {
-        let o = conode().arg("-c").arg(&servers.nodes[i].private).args(["vote", id, choice]).output().unwrap();
+        let o =
+            conode().arg("-c").arg(&servers.nodes[i].private).args(["vote", id, choice]).args(extra).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr).to_string();
         if o.status.success() {
             out = Some(json(&String::from_utf8_lossy(&o.stdout)));
@@ -135,24 +141,7 @@ fn join_vote_remove_with_processes_and_sigkill() {
 /// `conode -c <node i> vote id yes --member-key key`, retried while node i has not received the
 /// proposal yet.
 fn member_vote(servers: &Servers, i: usize, key: &std::path::Path, id: &str) -> serde_json::Value {
-    let mut out = None;
-    wait_until("the proposal reaches the node", Duration::from_secs(20), || {
-        let o = conode()
-            .arg("-c")
-            .arg(&servers.nodes[i].private)
-            .args(["vote", id, "yes", "--member-key"])
-            .arg(key)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        if o.status.success() {
-            out = Some(json(&String::from_utf8_lossy(&o.stdout)));
-            return true;
-        }
-        assert!(err.contains("unknown proposal"), "vote failed: {err}");
-        false
-    });
-    out.unwrap()
+    vote_with(servers, i, id, "yes", &["--member-key".as_ref(), key.as_os_str()])
 }
 
 #[test]
