@@ -7,7 +7,7 @@
 //! --members`, `--member-key`), bad key and members files refused by name, a node's own key and a
 //! non-member refused, and a removal voted by the member keys that leaves the members as they are.
 
-use crate::support::{conode, fails, json, ok, wait_until, write_private, Servers};
+use crate::support::{conode, fails, json, ok, propose_remove, wait_until, write_private, Servers};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -116,15 +116,7 @@ fn join_vote_remove_with_processes_and_sigkill() {
     assert_eq!(get(&servers.nodes[0].client, "/node/network")["roster_size"], 5);
 
     // Remove node 1 (4 of 5 yes needed), proposed by node 4, the newcomer.
-    let public1 = conode_core::config::Roster::load(&servers.nodes[1].folder.join("public.toml")).unwrap().servers[0]
-        .public
-        .to_hex();
-    let proposed = json(&ok(conode().arg("-c").arg(&servers.nodes[4].private).args([
-        "propose",
-        "remove-node",
-        "--public",
-        &public1,
-    ])));
+    let proposed = propose_remove(&servers, 4, 1);
     let rid = proposed["id"].as_str().unwrap().to_string();
     assert_eq!(proposed["needed"], 4);
     for i in [4, 0, 2, 3] {

@@ -6,12 +6,10 @@
 //! comes back in the same state and keeps signing; a removed member retires and its partials no
 //! longer count (with it and one member of the new group up, the chain stalls).
 
-use crate::support::{conode, json, ok, owner_key, run, wait_until, write_private, Servers};
-use conode_core::api::client;
-use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::skipchain::messages::{Append, BlockReply};
+use crate::support::{
+    append_loop, conode, json, ok, owner_key, propose_remove, run, wait_until, write_private, Servers,
+};
 use conode_core::verify::beacon::{Beacon, ChainInfo};
-use prost::Message;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -101,34 +99,6 @@ fn verify_rounds(servers: &Servers, i: usize, info: &ChainInfo, last: u64) {
     }
 }
 
-/// Appends blocks 1, 2, … through `url` until `stop` is set; counts acknowledged blocks in
-/// `acked`. Returns "stopped", or the error that ended the loop.
-fn append_loop(
-    url: String,
-    genesis: Vec<u8>,
-    owner: IdentityKeyPair,
-    acked: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut index = 1;
-    while !stop.load(Ordering::SeqCst) {
-        let req = Append::signed(&owner, &genesis, index, format!("block {index}").into_bytes(), None).unwrap();
-        match rt.block_on(client::call(&url, "Skipchain", "Append", req.encode_to_vec(), Duration::from_secs(10))) {
-            Ok(reply) => {
-                let block = BlockReply::decode(reply.as_slice()).unwrap().block.unwrap();
-                if block.index != index {
-                    return format!("block {index} stored at index {}", block.index);
-                }
-                acked.store(index, Ordering::SeqCst);
-                index += 1;
-            }
-            Err(e) => return format!("append {index}: {e}"),
-        }
-    }
-    "stopped".into()
-}
-
 /// The roster file of members `which`.
 fn roster_of(servers: &Servers, which: &[usize], name: &str) -> PathBuf {
     let mut text = String::new();
@@ -173,7 +143,7 @@ fn join_by_vote_reshares_the_beacon_while_appends_and_rounds_go_on() {
     let stop = Arc::new(AtomicBool::new(false));
     let appender = {
         let (url, g, k, a, s) = (servers.url(0), genesis.clone(), owner_key(&key), acked.clone(), stop.clone());
-        std::thread::spawn(move || append_loop(url, g, k, a, s))
+        std::thread::spawn(move || append_loop(url, g, k, s, move |i, _| a.store(i, Ordering::SeqCst)))
     };
     wait_round(&servers, 0, 2, Duration::from_secs(20));
 
@@ -237,15 +207,7 @@ fn join_by_vote_reshares_the_beacon_while_appends_and_rounds_go_on() {
     wait_round(&servers, 2, latest(&servers, 0), Duration::from_secs(10));
 
     // Remove founder 1 (4 of 5 yes): it retires and the group reshares to the other four.
-    let public1 = conode_core::config::Roster::load(&servers.nodes[1].folder.join("public.toml")).unwrap().servers[0]
-        .public
-        .to_hex();
-    let proposed = json(&ok(conode().arg("-c").arg(&servers.nodes[4].private).args([
-        "propose",
-        "remove-node",
-        "--public",
-        &public1,
-    ])));
+    let proposed = propose_remove(&servers, 4, 1);
     let rid = proposed["id"].as_str().unwrap().to_string();
     for i in [4, 0, 2, 3] {
         vote_yes(&servers, i, &rid);

@@ -4,43 +4,13 @@
 //! own store (the other members are stopped first, so nothing can be re-fetched from them), and
 //! the chain must verify from genesis.
 
-use crate::support::{conode, json, ok, owner_key, Servers};
+use crate::support::{append_loop, conode, json, ok, owner_key, Servers};
 use conode_core::api::client;
-use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::skipchain::messages::{Append, BlockReply, GetBlock};
+use conode_core::services::skipchain::messages::{BlockReply, GetBlock};
 use prost::Message;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// (index, hash) of every block the node acknowledged, shared with the append thread.
-type Acknowledged = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
-
-/// Appends blocks 1, 2, … until an append fails or `stop` is set; every acknowledged block's
-/// (index, hash) goes into `acked`. Returns the error that ended the loop.
-fn append_loop(
-    url: String,
-    genesis: Vec<u8>,
-    owner: IdentityKeyPair,
-    acked: Acknowledged,
-    stop: Arc<AtomicBool>,
-) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut index = 1;
-    while !stop.load(Ordering::SeqCst) {
-        let req = Append::signed(&owner, &genesis, index, format!("block {index}").into_bytes(), None).unwrap();
-        match rt.block_on(client::call(&url, "Skipchain", "Append", req.encode_to_vec(), Duration::from_secs(10))) {
-            Ok(reply) => {
-                let block = BlockReply::decode(reply.as_slice()).unwrap().block.unwrap();
-                assert_eq!(block.index, index);
-                acked.lock().unwrap().push((index, block.hash));
-                index += 1;
-            }
-            Err(e) => return e.to_string(),
-        }
-    }
-    "stopped".into()
-}
 
 #[test]
 fn sigkill_during_appends_loses_no_acknowledged_block() {
@@ -49,11 +19,12 @@ fn sigkill_during_appends_loses_no_acknowledged_block() {
     let (key, genesis_hex) = servers.create_chain();
     let genesis = hex::decode(&genesis_hex).unwrap();
 
-    let acked = Arc::new(Mutex::new(Vec::new()));
+    // (index, hash) of every block the node acknowledged, shared with the append thread.
+    let acked: Arc<Mutex<Vec<(u64, Vec<u8>)>>> = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let appender = {
         let (url, g, k, a, s) = (servers.url(0), genesis.clone(), owner_key(&key), acked.clone(), stop.clone());
-        std::thread::spawn(move || append_loop(url, g, k, a, s))
+        std::thread::spawn(move || append_loop(url, g, k, s, move |i, h| a.lock().unwrap().push((i, h))))
     };
     // Let a few appends through, then kill node 0 while the loop keeps appending.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -342,3 +342,50 @@ pub fn owner_key(path: &Path) -> conode_core::crypto::IdentityKeyPair {
     let private = text.lines().find_map(|l| l.strip_prefix("Private = ")).unwrap().trim_matches('"');
     conode_core::crypto::IdentityKeyPair::from_secret_hex(private).unwrap()
 }
+
+/// Appends blocks 1, 2, … through `url` until `stop` is set or an append fails; `on_ack` gets
+/// every acknowledged block's (index, hash). Returns "stopped", or what ended the loop.
+pub fn append_loop(
+    url: String,
+    genesis: Vec<u8>,
+    owner: conode_core::crypto::IdentityKeyPair,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut on_ack: impl FnMut(u64, Vec<u8>),
+) -> String {
+    use conode_core::services::skipchain::messages::{Append, BlockReply};
+    use prost::Message;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut index = 1;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let req = Append::signed(&owner, &genesis, index, format!("block {index}").into_bytes(), None).unwrap();
+        let call =
+            conode_core::api::client::call(&url, "Skipchain", "Append", req.encode_to_vec(), Duration::from_secs(10));
+        match rt.block_on(call) {
+            Ok(reply) => {
+                let block = BlockReply::decode(reply.as_slice()).unwrap().block.unwrap();
+                if block.index != index {
+                    return format!("block {index} stored at index {}", block.index);
+                }
+                on_ack(index, block.hash);
+                index += 1;
+            }
+            Err(e) => return format!("append {index}: {e}"),
+        }
+    }
+    "stopped".into()
+}
+
+/// `conode -c <node proposer> propose remove-node --public <node target's identity key>`: the
+/// proposal as JSON.
+pub fn propose_remove(servers: &Servers, proposer: usize, target: usize) -> serde_json::Value {
+    let public = conode_core::config::Roster::load(&servers.nodes[target].folder.join("public.toml")).unwrap().servers
+        [0]
+    .public
+    .to_hex();
+    json(&ok(conode().arg("-c").arg(&servers.nodes[proposer].private).args([
+        "propose",
+        "remove-node",
+        "--public",
+        &public,
+    ])))
+}
