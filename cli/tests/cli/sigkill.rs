@@ -20,7 +20,7 @@ fn sigkill_during_appends_loses_no_acknowledged_block() {
     let genesis = hex::decode(&genesis_hex).unwrap();
 
     // (index, hash) of every block the node acknowledged, shared with the append thread.
-    let acked: Arc<Mutex<Vec<(u64, Vec<u8>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let appender = {
         let (url, g, k, a, s) = (servers.url(0), genesis.clone(), owner_key(&key), acked.clone(), stop.clone());
