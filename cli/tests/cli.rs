@@ -8,6 +8,8 @@ mod backup_restore;
 mod bad_input;
 #[path = "cli/beacon_cmds.rs"]
 mod beacon_cmds;
+#[path = "cli/bench_cmds.rs"]
+mod bench_cmds;
 #[path = "cli/conflicting_appends.rs"]
 mod conflicting_appends;
 #[path = "cli/edge.rs"]
