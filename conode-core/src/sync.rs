@@ -8,3 +8,28 @@ use std::sync::{Mutex, MutexGuard};
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Waits until `cond` holds or `deadline` passes, waking at each `notify` (registered before
+/// `cond` is read, so no wake-up is lost); returns whether `cond` holds.
+#[cfg(feature = "runtime")]
+pub async fn wait_notified(
+    notify: &tokio::sync::Notify,
+    deadline: std::time::Instant,
+    cond: impl Fn() -> bool,
+) -> bool {
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+    }
+}

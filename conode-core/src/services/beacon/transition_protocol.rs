@@ -137,21 +137,7 @@ impl Session {
 
     /// Waits until `cond` holds or `deadline`.
     async fn wait_until(&self, deadline: Instant, cond: impl Fn(&Session) -> bool) -> bool {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if cond(self) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-            }
-        }
+        crate::sync::wait_notified(&self.notify, deadline, || cond(self)).await
     }
 }
 

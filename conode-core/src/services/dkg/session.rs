@@ -122,21 +122,7 @@ impl Slot {
 
     /// Waits until `cond` holds or `deadline`; returns whether it holds.
     pub(super) async fn wait_until(&self, deadline: Instant, cond: impl Fn(&Dkg) -> bool) -> bool {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if cond(&lock(&self.dkg)) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-            }
-        }
+        crate::sync::wait_notified(&self.notify, deadline, || cond(&lock(&self.dkg))).await
     }
 }
 
