@@ -139,17 +139,26 @@ pub struct ServiceTree {
     counters: Arc<Counters>,
 }
 
+/// How long `Storage::open` waits for a lock that a just-closed handle of this process still holds.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 impl Storage {
     /// Opens (or creates) `<dir>/<node_id>.db`.
     pub fn open(dir: &Path, node_id: &str) -> Result<Self, StorageError> {
         let path = dir.join(format!("{node_id}.db"));
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(8 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
+        let config = sled::Config::new().path(&path).cache_capacity(8 * 1024 * 1024).flush_every_ms(Some(1000));
+        // A database this process has just closed (a restore, a restart) may still be held for a
+        // moment while sled's background threads let go of its lock: wait a little for it.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if e.to_string().contains("could not acquire lock") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(StorageError::Open { path: path.clone(), message: e.to_string() }),
+            }
+        };
         // The one scan: every later count follows the writes.
         let entries: usize = user_trees(&db).iter().filter_map(|t| db.open_tree(t).ok()).map(|t| t.len()).sum();
         let counters = Arc::new(Counters {
