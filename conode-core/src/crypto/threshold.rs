@@ -164,6 +164,10 @@ pub trait Point: Copy + Clone + PartialEq + Eq + Send + Sync + fmt::Debug + 'sta
     fn multi_mul(points: &[Self], scalars: &[Scalar]) -> Self;
     /// Multiplication by a small public integer (cheaper than a full scalar).
     fn mul_u64(&self, v: u64) -> Self;
+    /// `Σ weights[i]·points[i]` (over the shorter of the two) with 64-bit weights, as one
+    /// Pippenger multi-scalar multiplication of 64-bit scalars: the random linear combinations
+    /// of batch checks (not constant time; the weights are secret but used once).
+    fn multi_mul_u64(points: &[Self], weights: &[u64]) -> Self;
     fn is_identity(&self) -> bool;
     fn to_bytes(&self) -> Vec<u8>;
     /// Decodes a compressed point: on the curve, in the prime-order subgroup, not the identity.
@@ -251,6 +255,28 @@ macro_rules! impl_point {
                     let mut scratch = vec![0 as limb_t; $scratch(n).div_ceil(std::mem::size_of::<limb_t>())];
                     let mut out = $raw::default();
                     $pippenger(&mut out, pts.as_ptr(), n, scs.as_ptr(), 255, scratch.as_mut_ptr());
+                    $t(out)
+                }
+            }
+            fn multi_mul_u64(points: &[Self], weights: &[u64]) -> Self {
+                let n = points.len().min(weights.len());
+                if n == 0 {
+                    return Self::identity();
+                }
+                if n == 1 {
+                    return points[0].mul_u64(weights[0]);
+                }
+                let mut affine = vec![$aff::default(); n];
+                let raw: Vec<*const $raw> = points[..n].iter().map(|p| &p.0 as *const $raw).collect();
+                let le: Vec<u8> = weights[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
+                // SAFETY: as in `multi_mul`, with 8-byte little-endian scalars of 64 bits.
+                unsafe {
+                    $to_affines(affine.as_mut_ptr(), raw.as_ptr(), n);
+                    let pts: [*const $aff; 2] = [affine.as_ptr(), std::ptr::null()];
+                    let scs: [*const u8; 2] = [le.as_ptr(), std::ptr::null()];
+                    let mut scratch = vec![0 as limb_t; $scratch(n).div_ceil(std::mem::size_of::<limb_t>())];
+                    let mut out = $raw::default();
+                    $pippenger(&mut out, pts.as_ptr(), n, scs.as_ptr(), 64, scratch.as_mut_ptr());
                     $t(out)
                 }
             }
@@ -542,7 +568,10 @@ pub fn lagrange_coefficients(indices: &[u32]) -> Result<Vec<Scalar>, ThresholdEr
             Ok(Scalar::from_u64(x_of(i)?))
         })
         .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(xs.len());
+    // λᵢ = Πⱼ≠ᵢ xⱼ / Πⱼ≠ᵢ (xⱼ − xᵢ). The denominators are inverted together (Montgomery's
+    // trick: one inversion and 3(t−1) multiplications instead of t inversions).
+    let mut nums = Vec::with_capacity(xs.len());
+    let mut dens = Vec::with_capacity(xs.len());
     for (i, xi) in xs.iter().enumerate() {
         let (mut num, mut den) = (Scalar::one(), Scalar::one());
         for (j, xj) in xs.iter().enumerate() {
@@ -551,11 +580,44 @@ pub fn lagrange_coefficients(indices: &[u32]) -> Result<Vec<Scalar>, ThresholdEr
                 den = den.mul(&xj.sub(xi));
             }
         }
-        // Distinct indices give a non-zero denominator.
-        let inv = den.inverse().ok_or(ThresholdError::DuplicateIndex(indices[i]))?;
-        out.push(num.mul(&inv));
+        nums.push(num);
+        dens.push(den);
     }
-    Ok(out)
+    // Distinct indices give non-zero denominators, hence a non-zero product.
+    let invs = batch_inverse(&dens).ok_or(ThresholdError::DuplicateIndex(indices.first().copied().unwrap_or(0)))?;
+    Ok(nums.iter().zip(&invs).map(|(n, i)| n.mul(i)).collect())
+}
+
+/// The inverses of all `values` with one field inversion (Montgomery's trick); `None` if one is
+/// zero.
+pub fn batch_inverse(values: &[Scalar]) -> Option<Vec<Scalar>> {
+    // prefix[i] = v₀·…·vᵢ₋₁
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut acc = Scalar::one();
+    for v in values {
+        if v.is_zero() {
+            return None;
+        }
+        prefix.push(acc);
+        acc = acc.mul(v);
+    }
+    let mut inv = acc.inverse()?;
+    let mut out = vec![Scalar::zero(); values.len()];
+    for i in (0..values.len()).rev() {
+        out[i] = inv.mul(&prefix[i]);
+        inv = inv.mul(&values[i]);
+    }
+    Some(out)
+}
+
+/// Interpolates `f(0)·G` from points `(index, f(index + 1)·G)` with their Lagrange
+/// coefficients already computed (e.g. cached for a set of indices that recurs):
+/// `Σ lambdas[i]·points[i]`, one multi-scalar multiplication.
+pub fn recover_point_with<P: Point>(points: &[P], lambdas: &[Scalar]) -> Result<P, ThresholdError> {
+    if points.is_empty() || points.len() != lambdas.len() {
+        return Err(ThresholdError::NotEnough { need: lambdas.len().max(1), got: points.len() });
+    }
+    Ok(P::multi_mul(points, lambdas))
 }
 
 /// Interpolates `f(0)·G` from `t` points `(index, f(index + 1)·G)`; uses the first `t` given.
@@ -803,6 +865,54 @@ mod tests {
         assert_eq!(Scalar::from_bytes(&[0xff; 32]), Err(ThresholdError::Scalar));
         assert!(Scalar::from_bytes(&[1; 31]).is_err());
         assert_eq!(format!("{a:?}"), "Scalar(..)");
+    }
+
+    #[test]
+    fn batch_inversion_and_lagrange_coefficients_equal_the_one_by_one_ones() {
+        let vals: Vec<Scalar> = (0..9).map(|_| Scalar::random(&mut OsRng)).collect();
+        let invs = batch_inverse(&vals).unwrap();
+        for (v, i) in vals.iter().zip(&invs) {
+            assert_eq!(Some(*i), v.inverse());
+        }
+        assert!(batch_inverse(&[Scalar::one(), Scalar::zero()]).is_none());
+        assert_eq!(batch_inverse(&[]), Some(vec![]));
+        // The coefficients, against the one-inversion-each formula.
+        let idx = [0u32, 3, 4, 9, 17];
+        let xs: Vec<Scalar> = idx.iter().map(|&i| Scalar::from_u64(u64::from(i) + 1)).collect();
+        let fast = lagrange_coefficients(&idx).unwrap();
+        for (i, xi) in xs.iter().enumerate() {
+            let (mut num, mut den) = (Scalar::one(), Scalar::one());
+            for (j, xj) in xs.iter().enumerate() {
+                if i != j {
+                    num = num.mul(xj);
+                    den = den.mul(&xj.sub(xi));
+                }
+            }
+            assert_eq!(fast[i], num.mul(&den.inverse().unwrap()));
+        }
+        assert_eq!(lagrange_coefficients(&[2, 5, 2]), Err(ThresholdError::DuplicateIndex(2)));
+        // Recovery with given coefficients is the same as recover_point.
+        let poly = PriPoly::random(5, &mut OsRng);
+        let pts: Vec<(u32, G1)> = idx.iter().map(|&i| (i, G1::generator().mul(&poly.share(i).unwrap()))).collect();
+        let only: Vec<G1> = pts.iter().map(|(_, p)| *p).collect();
+        assert_eq!(recover_point_with(&only, &fast).unwrap(), recover_point(&pts, 5).unwrap());
+        assert_eq!(recover_point_with(&only, &fast).unwrap(), G1::generator().mul(&poly.secret()));
+        assert!(recover_point_with(&only[..4], &fast).is_err());
+    }
+
+    #[test]
+    fn multi_mul_u64_equals_the_sum_of_small_products() {
+        let g1: Vec<G1> = (0..7).map(|_| G1::generator().mul(&Scalar::random(&mut OsRng))).collect();
+        let g2: Vec<G2> = (0..7).map(|_| G2::generator().mul(&Scalar::random(&mut OsRng))).collect();
+        let w: Vec<u64> = (0..7).map(|_| rand::random::<u64>() | 1).collect();
+        let sum1 = g1.iter().zip(&w).fold(G1::identity(), |a, (p, v)| a.add(&p.mul_u64(*v)));
+        let sum2 = g2.iter().zip(&w).fold(G2::identity(), |a, (p, v)| a.add(&p.mul_u64(*v)));
+        assert_eq!(G1::multi_mul_u64(&g1, &w), sum1);
+        assert_eq!(G2::multi_mul_u64(&g2, &w), sum2);
+        assert_eq!(G1::multi_mul_u64(&g1[..1], &w), g1[0].mul_u64(w[0]));
+        assert!(G2::multi_mul_u64(&[], &w).is_identity());
+        // u64::MAX uses all 64 bits.
+        assert_eq!(G1::multi_mul_u64(&g1[..2], &[u64::MAX, 1]), g1[0].mul_u64(u64::MAX).add(&g1[1]));
     }
 
     #[test]

@@ -4,10 +4,15 @@
 //! quarter period later, off the critical path of the next rounds; [`Audited`] remembers which
 //! were, for the last few rounds only. The partials of one round waiting for their audit are
 //! checked together in one batch ([`super::partials::ShareKeys::check_batch`]): with 64 members
-//! one pairing per unneeded partial would be 30 pairings per member and round. And each member
-//! audits a random sample of at most [`AUDIT_SAMPLE`] unneeded partials per round: a member that
-//! sends bad partials to everyone is still caught by many members every round, while the work
-//! per member stays bounded as the group grows.
+//! one pairing per unneeded partial would be 30 pairings per member and round (the batch is one
+//! multi-pairing check with 64-bit random weights, two Pippenger sums; when it fails each partial
+//! is checked on its own, to name the bad ones). Partials reach the round's two recoverers only
+//! (see `partials`), so each round every member's partial is either used by a verified recovery
+//! or audited, at both recoverers: up to [`AUDIT_SAMPLE`] unneeded partials per round and member
+//! are audited (all of them in groups of up to 64, t ≥ n/2), a uniform random sample of them
+//! beyond, so that the work per member and round stays bounded (a member can hold at most one
+//! partial per member and round anyway). When the recoverers fail and every member sends its
+//! partial to every other, each member audits those it does not need, as before.
 
 use super::chain::{lock, Chain};
 use super::messages as m;
@@ -19,7 +24,7 @@ use std::time::Duration;
 use tracing::warn;
 
 /// Unneeded partials audited per round at most (a random sample of them).
-pub(crate) const AUDIT_SAMPLE: usize = 8;
+pub(crate) const AUDIT_SAMPLE: usize = 32;
 
 /// The (round, share index) pairs already audited, for the last rounds.
 #[derive(Default)]

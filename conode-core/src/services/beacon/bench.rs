@@ -73,21 +73,28 @@ pub struct LatencyBench {
 pub struct RoundCost {
     /// Hashing the round to the curve and signing it with the share.
     pub sign_ms: f64,
-    /// Form check (decompression) of the n − 1 partials a member receives.
+    /// Decompression of the n − 1 partials a member receives: no longer on any path (only
+    /// lengths are checked on arrival; the t partials a recovery uses are decoded by it).
     pub decode_arrivals_ms: f64,
-    /// Lagrange recovery from t partials: decompression and one multi-scalar multiplication.
+    /// Lagrange recovery from t partials: decompression and one multi-scalar multiplication
+    /// (coefficients cached for the index set).
     pub recover_ms: f64,
     /// The same with one scalar multiplication per partial (the previous recovery).
     pub recover_naive_ms: f64,
     /// Verifying the recovered beacon against the group key.
     pub verify_ms: f64,
-    /// The audit of a sample of 8 partials that were not needed (one batch check), run after the
-    /// round.
+    /// The audit of 8 partials that were not needed (one batch check), run after the round (by
+    /// the two recoverers, of all n − t unneeded partials).
     pub audit_ms: f64,
-    /// sign + decode + recover + verify: one member's path from the tick to its beacon.
+    /// sign + recover + verify: the path of one of the round's recoverers.
     pub member_path_ms: f64,
-    /// member_path × n: the cryptography of a round in this process (audits excluded).
+    /// sign + verify: the path of a member that verifies the beacon a recoverer pushed.
+    pub follower_path_ms: f64,
+    /// member_path × recoverers + follower_path × the others: the cryptography of a round in
+    /// this process (audits excluded).
     pub round_crypto_ms: f64,
+    /// Beacons recovered per round, all members together (the others were pushed or replied).
+    pub recoveries_per_round: f64,
     /// Process CPU per round while the latency was measured (audits included).
     pub process_cpu_per_round_ms: f64,
     /// round_crypto / process CPU per round.
@@ -124,8 +131,12 @@ fn recover_naive(scheme: Scheme, parts: &[(u32, Vec<u8>)]) -> Option<Vec<u8>> {
 }
 
 /// Times each step of a round with the members' chains (see [`RoundCost`]).
-fn round_cost(services: &[BeaconService], process_cpu_per_round_ms: f64) -> Result<RoundCost, BenchError> {
-    use super::partials::{recover_bytes, sign_partial_bytes};
+fn round_cost(
+    services: &[BeaconService],
+    process_cpu_per_round_ms: f64,
+    recoveries_per_round: f64,
+) -> Result<RoundCost, BenchError> {
+    use super::partials::{recoverers, sign_partial_bytes};
     let chains: Vec<_> = services.iter().filter_map(|s| s.chain()).collect();
     let c0 = chains.first().ok_or_else(|| BenchError::Beacon("no chain".into()))?;
     let (scheme, t, n) = (c0.scheme(), c0.threshold(), chains.len());
@@ -147,7 +158,7 @@ fn round_cost(services: &[BeaconService], process_cpu_per_round_ms: f64) -> Resu
     }
     let used = &partials[..t.min(partials.len())];
     let mut signature = Vec::new();
-    let recover_ms = time_ms(reps, || signature = recover_bytes(scheme, used, t).unwrap_or_default());
+    let recover_ms = time_ms(reps, || signature = c0.share_keys.recover(used).unwrap_or_default());
     let mut naive = None;
     let recover_naive_ms = time_ms(reps, || naive = recover_naive(scheme, used));
     if naive.as_ref() != Some(&signature) {
@@ -163,8 +174,10 @@ fn round_cost(services: &[BeaconService], process_cpu_per_round_ms: f64) -> Resu
     let audit_ms = time_ms(reps, || {
         c0.share_keys.check_batch(&msg, &sample);
     });
-    let member_path_ms = sign_ms + decode_arrivals_ms + recover_ms + verify_ms;
-    let round_crypto_ms = member_path_ms * n as f64;
+    let member_path_ms = sign_ms + recover_ms + verify_ms;
+    let follower_path_ms = sign_ms + verify_ms;
+    let k = recoverers(&c0.indices, round).len();
+    let round_crypto_ms = member_path_ms * k as f64 + follower_path_ms * n.saturating_sub(k) as f64;
     Ok(RoundCost {
         sign_ms,
         decode_arrivals_ms,
@@ -173,7 +186,9 @@ fn round_cost(services: &[BeaconService], process_cpu_per_round_ms: f64) -> Resu
         verify_ms,
         audit_ms,
         member_path_ms,
+        follower_path_ms,
         round_crypto_ms,
+        recoveries_per_round,
         process_cpu_per_round_ms,
         crypto_share: if process_cpu_per_round_ms > 0.0 { round_crypto_ms / process_cpu_per_round_ms } else { 0.0 },
     })
@@ -278,6 +293,8 @@ pub fn bench_latency(
     let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.beacon().ok()).collect();
     let threshold = services[0].group().map(|g| g.threshold).unwrap_or(0);
     let cpu_before = crate::services::cosi::bench::process_cpu();
+    let recovered = || services.iter().map(|s| s.stats().recovered).sum::<u64>();
+    let recovered_before = recovered();
     let served = cluster.runtime().block_on(async {
         let mut served = Vec::new();
         let first = services[0].stats().latest_round + 2;
@@ -301,7 +318,8 @@ pub fn bench_latency(
     let first = services[0].stats().latest_round.saturating_sub(rounds as u64) + 1;
     let stored_member0: Vec<f64> =
         services[0].stats().latencies.into_iter().filter(|l| l.round >= first).map(|l| l.ms).collect();
-    let cost = round_cost(&services, cpu_per_round)?;
+    let recoveries = (recovered() - recovered_before) as f64 / rounds as f64;
+    let cost = round_cost(&services, cpu_per_round, recoveries)?;
     let stored: Vec<f64> = services
         .iter()
         .flat_map(|s| s.stats().latencies.into_iter().filter(|l| l.round >= first).map(|l| l.ms).collect::<Vec<_>>())

@@ -8,7 +8,7 @@
 //! [`stored`]: BeaconService::stored
 
 use super::audit::Audited;
-use super::partials::{Pool, ShareKeys};
+use super::partials::{Pool, Pushes, ShareKeys};
 use super::round_loop::{round_time_ms, run_chain, unix_now_ms};
 use super::service::BeaconService;
 use super::store::Share;
@@ -35,6 +35,10 @@ pub(crate) struct Chain {
     pub(super) prepared: PreparedChain,
     pub(super) share: Share,
     pub(super) share_keys: ShareKeys,
+    /// The group's share indices, sorted (who recovers which round: `partials::recoverers`).
+    pub(super) indices: Vec<u32>,
+    /// Pushed beacons of the next round accepted so far.
+    pub(super) pushes: Mutex<Pushes>,
     pub(super) latest: watch::Sender<u64>,
     pub(super) latest_sig: Mutex<Vec<u8>>,
     /// Partials of the rounds after the latest stored one.
@@ -66,7 +70,11 @@ impl Chain {
             Some(b) => (b.round, b.signature),
             None => (0, info.genesis_seed.clone()),
         };
+        let mut indices: Vec<u32> = group.nodes.iter().map(|n| n.index).collect();
+        indices.sort_unstable();
         Ok(Self {
+            indices,
+            pushes: Mutex::new(Pushes::default()),
             chain_hash: info.hash(),
             info,
             prepared,
@@ -176,11 +184,18 @@ impl BeaconService {
         Ok(true)
     }
 
-    /// Bookkeeping after a beacon is durable.
-    pub(super) fn stored(&self, chain: &Chain, beacon: &Beacon, recovered: bool) {
+    /// Bookkeeping after a beacon is durable. The round's partials held and not checked (not
+    /// used by a verified recovery) are audited a little later (see `audit`).
+    pub(super) fn stored(&self, chain: &Arc<Chain>, beacon: &Beacon, recovered: bool) {
         *lock(&chain.latest_sig) = beacon.signature.clone();
         chain.latest.send_replace(beacon.round);
-        lock(&chain.pool).forget_up_to(beacon.round);
+        let left = lock(&chain.pool).forget_up_to(beacon.round);
+        if left.values().any(|h| !h.checked) {
+            let msg = beacon.digest(chain.scheme());
+            for (i, h) in left.into_iter().filter(|(_, h)| !h.checked && h.digest == msg) {
+                self.audit_later(chain, i, beacon.round, msg, h.partial);
+            }
+        }
         if let Some(t) = chain.round_time_ms(beacon.round) {
             let ms = (unix_now_ms() - t) as f64;
             self.inner.stats.lag.observe(ms.max(0.0) / 1000.0);

@@ -20,4 +20,6 @@ pub const MAX_ROSTER_TOML: usize = 1024 * 1024;
 pub mod protocol {
     pub const PARTIAL: &str = "Partial";
     pub const SYNC: &str = "Sync";
+    /// A beacon pushed by one of its round's recoverers (payload `BeaconPacket`, empty reply).
+    pub const RECOVERED: &str = "Recovered";
 }

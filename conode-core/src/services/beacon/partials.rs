@@ -5,23 +5,36 @@
 //! verified once; each partial is checked on its own only when that fails (to drop and report the
 //! bad one), or, for partials that were not needed, a little after the round (see `audit`).
 //!
+//! Not every member recovers every round: members send their partial to the round's
+//! [`recoverers`] only (two members, rotating with the round), who recover at once and push the
+//! verified beacon to the others, who verify it (one pairing check instead of decompressing
+//! partials, a multi-scalar multiplication and the same check). That is 4(n − 1) messages per
+//! round instead of n(n − 1), and 2 recoveries instead of n. A member that is not a recoverer of
+//! the round waits for that beacon at most a [`holdoff_ms`] after the round's time; then it sends
+//! its partial to every member and recovers on its own from the partials it gets (the previous
+//! protocol): a silent or slow pair of recoverers costs a round that delay, never the beacon.
+//!
 //! The decisions are pure and tested here with real threshold keys: which rounds a partial may
 //! be held for ([`classify`]), which partials a recovery uses ([`Pool::candidates`]), one recovery
-//! attempt with its fallback to checking partials one by one ([`attempt_recovery`]).
+//! attempt with its fallback to checking partials one by one ([`attempt_recovery`]), who recovers
+//! when ([`recoverers`], [`waits_for_push`]).
 
 use super::chain::{lock, Chain};
 use super::messages as m;
+use super::messages::protocol as proto;
 use super::round_loop::unix_now_ms;
 use super::service::BeaconService;
+use super::service::SERVICE;
 use super::store::{to_packet, Share};
-use crate::crypto::threshold::{recover_point, Point, SigGroup, G1, G2};
+use crate::crypto::threshold::{lagrange_coefficients, recover_point_with, Point, Scalar, SigGroup, G1, G2};
 use crate::crypto::IdentityPublicKey;
 use crate::services::dkg::Group;
 use crate::verify::beacon::{digest, Beacon, PreparedChain, Scheme};
-use std::collections::BTreeMap;
+use prost::Message;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Partials are kept for rounds up to this far ahead of the latest stored one.
 pub(super) const WINDOW: u64 = 64;
@@ -47,7 +60,13 @@ pub(crate) struct ShareKeys {
     keys_g1: BTreeMap<u32, G1>,
     keys_g2: BTreeMap<u32, G2>,
     dst: &'static [u8],
+    /// Lagrange coefficients of the last index sets recovered from (the first `t` members to
+    /// answer are often the same ones, round after round).
+    lagrange: Mutex<VecDeque<(Vec<u32>, Vec<Scalar>)>>,
 }
+
+/// Index sets whose Lagrange coefficients are kept.
+const LAGRANGE_CACHE: usize = 8;
 
 impl ShareKeys {
     pub fn new(group: &Group) -> Result<Self, String> {
@@ -63,7 +82,50 @@ impl ShareKeys {
                 keys_g1.insert(n.index, G1::from_bytes(&pk).map_err(|e| e.to_string())?);
             }
         }
-        Ok(ShareKeys { prepared, signatures_on_g1: on_g1, keys_g1, keys_g2, dst: group.scheme.dst() })
+        Ok(ShareKeys {
+            prepared,
+            signatures_on_g1: on_g1,
+            keys_g1,
+            keys_g2,
+            dst: group.scheme.dst(),
+            lagrange: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// The Lagrange coefficients at 0 of `indices` (in that order), from the cache when this set
+    /// was recovered from recently.
+    pub fn coefficients(&self, indices: &[u32]) -> Result<Vec<Scalar>, String> {
+        if let Some((_, l)) = lock(&self.lagrange).iter().find(|(i, _)| i.as_slice() == indices) {
+            return Ok(l.clone());
+        }
+        let l = lagrange_coefficients(indices).map_err(|e| e.to_string())?;
+        let mut cache = lock(&self.lagrange);
+        if cache.len() == LAGRANGE_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((indices.to_vec(), l.clone()));
+        Ok(l)
+    }
+
+    /// Lagrange recovery of the group signature from these partials (all of them: `t`), with
+    /// cached coefficients. The result must be verified (with the subgroup check): the partials
+    /// are decoded without theirs, which that check covers.
+    pub fn recover(&self, partials: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
+        fn go<P: Point>(keys: &ShareKeys, partials: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
+            let pts: Vec<P> = partials
+                .iter()
+                .map(|(_, b)| P::from_bytes_on_curve(b))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let idx: Vec<u32> = partials.iter().map(|(i, _)| *i).collect();
+            let lambdas = keys.coefficients(&idx)?;
+            recover_point_with(&pts, &lambdas).map(|p| p.to_bytes()).map_err(|e| e.to_string())
+        }
+        if self.signatures_on_g1 {
+            go::<G1>(self, partials)
+        } else {
+            go::<G2>(self, partials)
+        }
     }
 
     /// Partials of one message checked together: with secret random 64-bit weights `rᵢ`,
@@ -83,8 +145,8 @@ impl ShareKeys {
         items.iter().map(|(i, p)| (*i, self.check_one(*i, digest, p))).collect()
     }
 
-    /// Whether `partial` decodes as a point of the scheme's signature group (cheap: on the curve;
-    /// the subgroup is checked when the partial is verified).
+    /// Whether `partial` decodes as a point of the scheme's signature group (on the curve; the
+    /// subgroup is checked when the partial is verified).
     pub fn decodes(&self, partial: &[u8]) -> bool {
         if self.signatures_on_g1 {
             blst::min_sig::Signature::from_bytes(partial).is_ok()
@@ -101,20 +163,24 @@ impl ShareKeys {
 
 /// `e(Σ rᵢ·σᵢ, g) == e(H(digest), Σ rᵢ·pkᵢ)` with fresh non-zero 64-bit weights. Every partial
 /// is decoded with its subgroup check, so no small-order part can cancel out.
+/// Both sums are one Pippenger multi-scalar multiplication of 64-bit weights.
 fn batch_holds<S: SigGroup>(keys: &BTreeMap<u32, S::Key>, dst: &[u8], digest: &[u8], items: &[(u32, Vec<u8>)]) -> bool {
-    let mut pk = <S::Key as Point>::identity();
-    let mut sig = S::identity();
+    let mut pks = Vec::with_capacity(items.len());
+    let mut sigs = Vec::with_capacity(items.len());
+    let mut weights = Vec::with_capacity(items.len());
     for (i, bytes) in items {
         let (Some(key), Ok(s)) = (keys.get(i), S::from_bytes(bytes)) else { return false };
-        let r = loop {
+        pks.push(*key);
+        sigs.push(s);
+        weights.push(loop {
             let v = rand::random::<u64>();
             if v != 0 {
                 break v;
             }
-        };
-        pk = pk.add(&key.mul_u64(r));
-        sig = sig.add(&s.mul_u64(r));
+        });
     }
+    let pk = <S::Key as Point>::multi_mul_u64(&pks, &weights);
+    let sig = S::multi_mul_u64(&sigs, &weights);
     S::verify(&pk, digest, dst, &sig)
 }
 
@@ -135,9 +201,23 @@ impl Pool {
         self.rounds.entry(round).or_default().entry(index).or_insert(held);
     }
 
-    /// `round` is stored: its partials and those of earlier rounds are of no more use.
-    pub fn forget_up_to(&mut self, round: u64) {
+    /// `round` is stored: its partials and those of earlier rounds are of no more use. Returns
+    /// those held for `round` itself (for the audit of the unchecked ones).
+    pub fn forget_up_to(&mut self, round: u64) -> PartialsOfRound {
+        let of_round = self.rounds.remove(&round).unwrap_or_default();
         self.rounds.retain(|r, _| *r > round);
+        of_round
+    }
+
+    /// Marks partials of `round` checked: those a verified recovery used (they need no audit).
+    pub fn mark_checked(&mut self, round: u64, indices: &[u32]) {
+        if let Some(of_round) = self.rounds.get_mut(&round) {
+            for i in indices {
+                if let Some(h) = of_round.get_mut(i) {
+                    h.checked = true;
+                }
+            }
+        }
     }
 
     /// Drops every partial of `round` (recovery from them failed for good).
@@ -229,6 +309,72 @@ pub(super) fn classify(round: u64, latest: u64, due: u64) -> Arrival {
     }
 }
 
+/// Members that recover each round at once; the others wait for their beacon first.
+pub(super) const RECOVERERS: usize = 2;
+/// In groups smaller than this, every member recovers every round at once.
+pub(super) const DESIGNATED_FROM: usize = 4;
+/// Shortest wait for the recoverers' beacon.
+pub(super) const MIN_HOLDOFF_MS: i64 = 50;
+
+/// The share indices (of the group's `indices`, sorted) that recover `round` at once: two
+/// members half the group apart, rotating with the round, so that no member does it every round
+/// and a down member delays at most the rounds it was chosen for; every member in small groups.
+pub(super) fn recoverers(indices: &[u32], round: u64) -> Vec<u32> {
+    let n = indices.len();
+    if n < DESIGNATED_FROM {
+        return indices.to_vec();
+    }
+    let first = (round % n as u64) as usize;
+    (0..RECOVERERS).map(|k| indices[(first + k * n / RECOVERERS) % n]).collect()
+}
+
+/// How long (ms after the round's time) a member that is not a recoverer of a round waits for
+/// the recoverers' beacon before recovering on its own: twice the median of its recent rounds'
+/// latencies (the beacon normally comes within one), at least [`MIN_HOLDOFF_MS`], at most a
+/// quarter period; an eighth of the period before any round was measured.
+pub(super) fn holdoff_ms(period_secs: u32, recent_ms: &[f64]) -> i64 {
+    let period = i64::from(period_secs.max(1)) * 1000;
+    let cap = (period / 4).max(MIN_HOLDOFF_MS);
+    if recent_ms.is_empty() {
+        return (period / 8).clamp(MIN_HOLDOFF_MS, cap);
+    }
+    let mut v = recent_ms.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    ((2.0 * v[v.len() / 2]) as i64).clamp(MIN_HOLDOFF_MS, cap)
+}
+
+/// Whether a member leaves the recovery of a round to its recoverers for now: `Some(ms)` still to
+/// wait when it is not one of them and the hold-off after the round's time has not passed.
+/// Rounds long past (catching up) are recovered at once.
+pub(super) fn waits_for_push(designated: bool, round_time_ms: Option<i64>, holdoff: i64, now_ms: i64) -> Option<u64> {
+    if designated {
+        return None;
+    }
+    let until = round_time_ms?.saturating_add(holdoff);
+    (now_ms < until).then(|| (until - now_ms) as u64)
+}
+
+/// The recoverers' pushes of one round accepted so far (one verification per recoverer).
+#[derive(Default)]
+pub(crate) struct Pushes {
+    round: u64,
+    from: Vec<u32>,
+}
+
+impl Pushes {
+    /// Whether the push of `round` by `index` is the first one (and now counted).
+    pub fn first(&mut self, round: u64, index: u32) -> bool {
+        if self.round != round {
+            *self = Pushes { round, from: Vec::new() };
+        }
+        if self.from.contains(&index) {
+            return false;
+        }
+        self.from.push(index);
+        true
+    }
+}
+
 /// The outcome of one recovery attempt of a round.
 pub(super) enum Attempt {
     /// Fewer than `t` partials of the round over its digest.
@@ -256,11 +402,14 @@ pub(super) fn attempt_recovery(
     let msg = digest(scheme, round, prev.as_deref());
     let Some((used, unused)) = lock(pool).candidates(round, &msg, t) else { return Attempt::NotEnough };
     let parts: Vec<(u32, Vec<u8>)> = used.iter().map(|(i, h)| (*i, h.partial.clone())).collect();
-    let beacon = recover_bytes(scheme, &parts, t)
+    let beacon = keys
+        .recover(&parts)
         .map(|signature| Beacon { round, signature, previous_signature: prev })
         .ok()
         .filter(|b| prepared.verify(b).is_ok());
     if let Some(beacon) = beacon {
+        let used: Vec<u32> = used.iter().map(|(i, _)| *i).collect();
+        lock(pool).mark_checked(round, &used);
         return Attempt::Recovered { beacon, unused };
     }
     // A bad partial among those used: find it.
@@ -282,24 +431,6 @@ pub(super) fn sign_partial_bytes(scheme: Scheme, share: &Share, msg: &[u8]) -> V
         crate::crypto::threshold::sign_partial::<G1>(&share.scalar, msg, scheme.dst()).to_bytes()
     } else {
         crate::crypto::threshold::sign_partial::<G2>(&share.scalar, msg, scheme.dst()).to_bytes()
-    }
-}
-
-/// Lagrange recovery of the group signature from `t` partials. The result must be verified (with
-/// the subgroup check): the partials are decoded without theirs, which that check covers.
-pub(super) fn recover_bytes(scheme: Scheme, partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
-    fn go<P: Point>(partials: &[(u32, Vec<u8>)], t: usize) -> Result<Vec<u8>, String> {
-        let pts: Vec<(u32, P)> = partials
-            .iter()
-            .map(|(i, b)| P::from_bytes_on_curve(b).map(|p| (*i, p)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        recover_point(&pts, t).map(|p| p.to_bytes()).map_err(|e| e.to_string())
-    }
-    if scheme.signatures_on_g1() {
-        go::<G1>(partials, t)
-    } else {
-        go::<G2>(partials, t)
     }
 }
 
@@ -371,6 +502,10 @@ impl BeaconService {
         let _one = chain.advancing.lock().await;
         loop {
             let round = chain.latest() + 1;
+            if self.recovery_wait_ms(chain, round).is_some() {
+                // The round loop wakes when the wait is over (see `run_chain`).
+                return;
+            }
             let prev = chain.prev_for_next();
             let attempt = attempt_recovery(
                 &chain.pool,
@@ -396,12 +531,14 @@ impl BeaconService {
                 }
                 Attempt::Recovered { beacon, unused } => (beacon, unused),
             };
-            let msg = beacon.digest(chain.scheme());
+            // The unused partials are audited when the round is stored (see `stored`).
+            drop(unused);
+            let push = self.is_recoverer(chain, round).then(|| beacon.clone());
             match self.append(chain, beacon, true).await {
                 Ok(true) => {
                     self.inner.stats.recovered.fetch_add(1, Ordering::Relaxed);
-                    for (i, h) in unused.into_iter().filter(|(_, h)| !h.checked) {
-                        self.audit_later(chain, i, round, msg, h.partial);
+                    if let Some(b) = push {
+                        self.push_beacon(chain, &b);
                     }
                 }
                 Ok(false) => {}
@@ -410,6 +547,73 @@ impl BeaconService {
                     lock(&chain.pool).drop_round(round);
                     return;
                 }
+            }
+        }
+    }
+}
+
+impl BeaconService {
+    /// Whether this node is one of `round`'s recoverers.
+    pub(super) fn is_recoverer(&self, chain: &Chain, round: u64) -> bool {
+        recoverers(&chain.indices, round).contains(&chain.share.index)
+    }
+
+    /// `Some(ms)` while this node leaves the recovery of `round` to its recoverers.
+    pub(super) fn recovery_wait_ms(&self, chain: &Chain, round: u64) -> Option<u64> {
+        let recent: Vec<f64> = lock(&chain.latencies).iter().rev().take(16).map(|l| l.ms).collect();
+        let holdoff = holdoff_ms(chain.info.period, &recent);
+        waits_for_push(self.is_recoverer(chain, round), chain.round_time_ms(round), holdoff, unix_now_ms())
+    }
+
+    /// Sends a beacon this node recovered as one of its round's recoverers to the other members
+    /// (peer protocol `Recovered`), so that they verify it instead of recovering it.
+    fn push_beacon(&self, chain: &Arc<Chain>, beacon: &Beacon) {
+        if *lock(&self.inner.fault) != super::BeaconFault::None {
+            return;
+        }
+        let body = to_packet(beacon).encode_to_vec();
+        let round = beacon.round;
+        let timeout = super::round_loop::retry_interval(chain.info.period);
+        for (i, si) in chain.peers() {
+            let (net, body) = (self.inner.network.clone(), body.clone());
+            self.tasks().spawn(async move {
+                if let Err(e) = net.request(&si, SERVICE, proto::RECOVERED, &round.to_be_bytes(), body, timeout).await {
+                    debug!(to = i, round, error = %e, "beacon: recovered beacon not delivered");
+                }
+            });
+        }
+    }
+
+    /// A beacon pushed by one of its round's recoverers (peer protocol `Recovered`): verified and
+    /// stored if it is the next round. At most one verification per recoverer and round; pushes
+    /// of other rounds, or from other members, cost nothing (the round loop and sync catch up).
+    pub(super) async fn on_recovered(
+        &self,
+        chain: &Arc<Chain>,
+        from: &IdentityPublicKey,
+        packet: m::BeaconPacket,
+    ) -> Result<(), String> {
+        let index = chain.group.index_of(from).ok_or("sender is not a member of the group")?;
+        let beacon = super::store::from_packet(packet);
+        if beacon.round != chain.latest() + 1 {
+            return Ok(());
+        }
+        if !recoverers(&chain.indices, beacon.round).contains(&index) {
+            return Err(format!("member {index} does not recover round {}", beacon.round));
+        }
+        if !lock(&chain.pushes).first(beacon.round, index) {
+            return Ok(());
+        }
+        match self.append(chain, beacon, false).await {
+            Ok(true) => {
+                self.inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                self.advance(chain).await;
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                warn!(from = index, error = %e, "beacon: a recoverer pushed an invalid beacon");
+                Err(e)
             }
         }
     }
@@ -566,6 +770,106 @@ pub(super) mod tests {
         assert_eq!(unused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![2, 3]);
         let Attempt::Recovered { unused, .. } = s.attempt(1, 3) else { panic!("not recovered") };
         assert_eq!(unused.iter().map(|(i, h)| (*i, h.checked)).collect::<Vec<_>>(), vec![(2, false), (3, false)]);
+        // The verified recovery covers the partials it used: only the others are left unchecked,
+        // and storing the round hands exactly those to the audit.
+        assert_eq!(lock(&s.pool).held(1), vec![(0, true), (1, true), (2, false), (3, false), (4, true)]);
+        s.offer(2, 0, s.good(2, 0));
+        let left = lock(&s.pool).forget_up_to(1);
+        let unchecked: Vec<u32> = left.iter().filter(|(_, h)| !h.checked).map(|(i, _)| *i).collect();
+        assert_eq!(unchecked, vec![2, 3]);
+        assert_eq!(lock(&s.pool).rounds(), vec![2]);
+    }
+
+    #[test]
+    fn two_recoverers_half_the_group_apart_rotate_with_the_round() {
+        let idx: Vec<u32> = (0..32).collect();
+        assert_eq!(recoverers(&idx, 0), vec![0, 16]);
+        assert_eq!(recoverers(&idx, 33), vec![1, 17]);
+        assert_eq!(recoverers(&idx, 31), vec![31, 15]);
+        // Over n rounds every member recovers exactly twice.
+        let mut times = vec![0; 32];
+        for r in 100..132 {
+            for i in recoverers(&idx, r) {
+                times[i as usize] += 1;
+            }
+        }
+        assert!(times.iter().all(|&c| c == 2), "{times:?}");
+        // Indices with gaps (a reshared group), odd sizes: two distinct members of the group.
+        let gaps = [2u32, 5, 6, 9, 11];
+        for r in 0..20 {
+            let rec = recoverers(&gaps, r);
+            assert_eq!(rec.len(), 2);
+            assert_ne!(rec[0], rec[1]);
+            assert!(rec.iter().all(|i| gaps.contains(i)));
+        }
+        // Small groups: everyone recovers at once.
+        assert_eq!(recoverers(&[0, 1, 2], 7), vec![0, 1, 2]);
+        assert_eq!(recoverers(&[0, 1, 2, 3], 7).len(), 2);
+    }
+
+    #[test]
+    fn others_wait_for_the_recoverers_within_bounds_then_recover() {
+        // Before any measured round: an eighth of the period, within [50 ms, period / 4].
+        assert_eq!(holdoff_ms(1, &[]), 125);
+        assert_eq!(holdoff_ms(30, &[]), 3750);
+        assert_eq!(holdoff_ms(0, &[]), 125);
+        // Twice the median latency, bounded.
+        assert_eq!(holdoff_ms(1, &[40.0, 60.0, 500.0]), 120);
+        assert_eq!(holdoff_ms(1, &[5.0, 6.0, 7.0]), MIN_HOLDOFF_MS);
+        assert_eq!(holdoff_ms(1, &[400.0, 900.0, 900.0]), 250);
+        assert_eq!(holdoff_ms(3, &[f64::NAN, 2000.0, 2000.0]), 750);
+        // A recoverer never waits; the others until round time + hold-off; old rounds not at all.
+        assert_eq!(waits_for_push(true, Some(10_000), 100, 10_010), None);
+        assert_eq!(waits_for_push(false, Some(10_000), 100, 10_010), Some(90));
+        assert_eq!(waits_for_push(false, Some(10_000), 100, 10_100), None);
+        assert_eq!(waits_for_push(false, Some(10_000), 100, 500_000), None);
+        assert_eq!(waits_for_push(false, None, 100, 10_010), None);
+    }
+
+    #[test]
+    fn one_push_per_recoverer_and_round_is_verified() {
+        let mut p = Pushes::default();
+        assert!(p.first(5, 1));
+        assert!(!p.first(5, 1));
+        assert!(p.first(5, 9));
+        assert!(p.first(6, 1));
+        assert!(!p.first(6, 1));
+    }
+
+    #[test]
+    fn cached_lagrange_coefficients_recover_the_same_signature() {
+        for scheme in [Scheme::PedersenBlsChained, Scheme::BlsUnchainedG1Rfc9380] {
+            let s = Setup::new(scheme, 9, 4);
+            let d = digest(scheme, 3, s.prev.as_deref());
+            let parts: Vec<(u32, Vec<u8>)> =
+                (0..9).map(|i| (i, sign_partial_bytes(scheme, &s.shares[i as usize], &d))).collect();
+            let sets: Vec<Vec<(u32, Vec<u8>)>> =
+                (0..6).map(|k| (0..4).map(|j| parts[(k + 2 * j) % 9].clone()).collect()).collect();
+            let first = s.keys.recover(&sets[0]).unwrap();
+            let beacon = Beacon { round: 3, signature: first.clone(), previous_signature: s.prev.clone() };
+            assert_eq!(s.prepared.verify(&beacon), Ok(()));
+            for set in &sets {
+                let idx: Vec<u32> = set.iter().map(|(i, _)| *i).collect();
+                // Fresh, then cached: the same coefficients and the same (unique) signature.
+                assert_eq!(s.keys.coefficients(&idx).unwrap(), lagrange_coefficients(&idx).unwrap());
+                assert_eq!(s.keys.recover(set).unwrap(), first);
+                assert_eq!(s.keys.recover(set).unwrap(), first);
+                assert!(lock(&s.keys.lagrange).iter().any(|(i, _)| *i == idx));
+            }
+            // The cache is bounded; the order of indices matters (coefficients follow it).
+            for k in 0..LAGRANGE_CACHE as u32 + 3 {
+                s.keys.coefficients(&[k, k + 1, k + 2, 20]).unwrap();
+            }
+            assert_eq!(lock(&s.keys.lagrange).len(), LAGRANGE_CACHE);
+            let mut rev = sets[1].clone();
+            rev.reverse();
+            assert_eq!(s.keys.recover(&rev).unwrap(), first);
+            // A partial that is no point fails the recovery (then each is checked on its own).
+            let mut broken = sets[0].clone();
+            broken[1].1 = vec![0; broken[1].1.len()];
+            assert!(s.keys.recover(&broken).is_err());
+            assert!(s.keys.coefficients(&[1, 2, 1]).is_err());
+        }
     }
 
     #[test]
@@ -649,6 +953,30 @@ pub(super) mod tests {
             items[3].1 = items[2].1.clone();
             let verdicts = s.keys.check_batch(&digest, &items);
             assert_eq!(verdicts.iter().filter(|(_, ok)| !ok).map(|(i, _)| *i).collect::<Vec<_>>(), vec![3]);
+            // Batch verdicts are exactly the one-by-one ones, on good and tampered batches (bad
+            // signatures, non-points, wrong sizes, unknown members).
+            items[3].1 = sign_partial_bytes(scheme, &s.shares[3], &digest);
+            let one_by_one = |items: &[(u32, Vec<u8>)]| -> Vec<(u32, bool)> {
+                items.iter().map(|(i, p)| (*i, s.keys.check_one(*i, &digest, p))).collect()
+            };
+            assert_eq!(s.keys.check_batch(&digest, &items), one_by_one(&items));
+            assert!(one_by_one(&items).iter().all(|(_, ok)| *ok));
+            let mut tampered = items.clone();
+            tampered[0].1 = bad(scheme, &s.shares[0], 5, s.prev.as_deref()).partial;
+            tampered[2].1 = vec![0; tampered[2].1.len()];
+            tampered[5].1.truncate(10);
+            tampered[6].0 = 99;
+            assert_eq!(s.keys.check_batch(&digest, &tampered), one_by_one(&tampered));
+            assert_eq!(
+                s.keys
+                    .check_batch(&digest, &tampered)
+                    .iter()
+                    .filter(|(_, ok)| !ok)
+                    .map(|(i, _)| *i)
+                    .collect::<Vec<_>>(),
+                vec![0, 2, 5, 99]
+            );
+            assert_eq!(s.keys.check_batch(&digest, &items[..1]), one_by_one(&items[..1]));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `Beacon` peer protocol: what this node answers to the other members of its group, a
-//! partial of a round (see `partials`) or a request for beacons (see `sync`).
+//! partial of a round (see `partials`), a beacon pushed by a recoverer of its round (see
+//! `partials`) or a request for beacons (see `sync`).
 
 use super::messages::{self as m, protocol as proto};
 use super::service::BeaconService;
@@ -16,6 +17,10 @@ impl BeaconService {
                     return settled.map(|r| r.encode_to_vec());
                 }
                 self.on_partial(&chain, &msg.from, p).await.map(|r| r.encode_to_vec())
+            }
+            proto::RECOVERED => {
+                let b = m::BeaconPacket::decode(msg.payload.as_slice()).map_err(|e| e.to_string())?;
+                self.on_recovered(&chain, &msg.from, b).await.map(|()| Vec::new())
             }
             proto::SYNC => {
                 let r = m::SyncRequest::decode(msg.payload.as_slice()).map_err(|e| e.to_string())?;

@@ -1,5 +1,7 @@
 //! The round loop of one node: wait for each round's time, sign and send this node's partial,
-//! wait for the beacon, retry when it does not come. When to do what is decided by pure functions
+//! wait for the beacon, retry when it does not come. A partial goes first to the round's two
+//! recoverers only (see `partials::recoverers`), who push the beacon to everyone; it goes to every
+//! member when that beacon has not come by the end of the hold-off, and on every retry. When to do what is decided by pure functions
 //! of the chain info, the latest stored round and the clock ([`next_step`], [`needs_catch_up`],
 //! [`retry_interval`]), so the timing is tested without a network or a runtime; [`run_chain`]
 //! only carries those decisions out.
@@ -74,6 +76,8 @@ pub(super) async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
     if needs_catch_up(&chain.info, chain.latest(), unix_now_ms()) {
         catch_up_from_all(&weak, &chain).await;
     }
+    // The last round signed (a second try goes to every member).
+    let mut signed = None;
     loop {
         let Some(inner) = weak.upgrade() else { break };
         let this = BeaconService { inner };
@@ -106,15 +110,30 @@ pub(super) async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
             debug!(round, "beacon: this share signs no more rounds (group handed over)");
             break;
         }
-        this.sign_and_send(&chain, round).await;
+        let first_try = signed != Some(round);
+        signed = Some(round);
+        this.sign_and_send(&chain, round, !first_try).await;
+        // Not a recoverer of the round: when its recoverers' beacon has not come by the end of
+        // the hold-off, send the partial to every member and recover from the partials held
+        // (and from those arriving after).
+        let mut fallback = this
+            .recovery_wait_ms(&chain, round)
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms).min(give_up_after));
         drop(this);
         let deadline = tokio::time::Instant::now() + give_up_after;
         loop {
             if chain.latest() >= round {
                 break;
             }
+            let wake = fallback.unwrap_or(deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(wake), if fallback.is_some() => {
+                    fallback = None;
+                    if let Some(inner) = weak.upgrade() {
+                        BeaconService { inner }.sign_and_send(&chain, round, true).await;
+                    }
+                }
                 _ = &mut notified => {}
             }
             notified.set(chain.notify.notified());
@@ -133,14 +152,15 @@ impl BeaconService {
         !self.tasks().is_cancelled() && self.chain().is_some_and(|c| Arc::ptr_eq(&c, chain))
     }
 
-    /// Signs this node's partial of `round` (the next one), keeps it and sends it to the others.
+    /// Signs this node's partial of `round` (the next one), keeps it and sends it to the round's
+    /// recoverers, or to every other member when `to_all`.
     ///
     /// One value per slot holds here without a durable record: a partial is a deterministic BLS
     /// signature with this node's share, of `round` alone (unchained) or of `round` and the stored
     /// round before it (chained), and a round is stored only once its group signature verified.
     /// That signature is unique (threshold BLS), so this node can only ever sign one message per
     /// round, before or after a crash; there is no second value it could be tricked into signing.
-    pub(super) async fn sign_and_send(&self, chain: &Arc<Chain>, round: u64) {
+    pub(super) async fn sign_and_send(&self, chain: &Arc<Chain>, round: u64, to_all: bool) {
         if round != chain.latest() + 1 || !chain.signs(round) {
             return;
         }
@@ -166,7 +186,8 @@ impl BeaconService {
         }
         .encode_to_vec();
         let timeout = retry_interval(chain.info.period).max(Duration::from_secs(1));
-        for (i, si) in chain.peers() {
+        let recoverers = super::partials::recoverers(&chain.indices, round);
+        for (i, si) in chain.peers().into_iter().filter(|(i, _)| to_all || recoverers.contains(i)) {
             let (net, body, svc, chain) =
                 (self.inner.network.clone(), body.clone(), Arc::downgrade(&self.inner), chain.clone());
             self.tasks().spawn(async move {
