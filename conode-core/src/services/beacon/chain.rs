@@ -39,6 +39,8 @@ pub(crate) struct Chain {
     pub(super) indices: Vec<u32>,
     /// Pushed beacons of the next round accepted so far.
     pub(super) pushes: Mutex<Pushes>,
+    /// The last round one of whose recoverers did not take this node's partial or was behind.
+    pub(super) recoverer_trouble: std::sync::atomic::AtomicU64,
     pub(super) latest: watch::Sender<u64>,
     pub(super) latest_sig: Mutex<Vec<u8>>,
     /// Partials of the rounds after the latest stored one.
@@ -75,6 +77,7 @@ impl Chain {
         Ok(Self {
             indices,
             pushes: Mutex::new(Pushes::default()),
+            recoverer_trouble: std::sync::atomic::AtomicU64::new(0),
             chain_hash: info.hash(),
             info,
             prepared,

@@ -114,8 +114,10 @@ pub(super) async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
         signed = Some(round);
         this.sign_and_send(&chain, round, !first_try).await;
         // Not a recoverer of the round: when its recoverers' beacon has not come by the end of
-        // the hold-off, send the partial to every member and recover from the partials held
-        // (and from those arriving after).
+        // the hold-off and a recoverer is in trouble (its request failed, or it is behind), send
+        // the partial to every member and recover from the partials held (and from those
+        // arriving after). Recoverers that took the partial and are not behind are waited for
+        // until the retry: a loaded group is not made to send n² partials.
         let mut fallback = this
             .recovery_wait_ms(&chain, round)
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms).min(give_up_after));
@@ -125,15 +127,18 @@ pub(super) async fn run_chain(weak: Weak<Inner>, chain: Arc<Chain>) {
             if chain.latest() >= round {
                 break;
             }
-            let wake = fallback.unwrap_or(deadline);
+            let now = tokio::time::Instant::now();
+            if fallback.is_some_and(|at| at <= now) && chain.recoverer_trouble.load(Ordering::SeqCst) == round {
+                fallback = None;
+                if let Some(inner) = weak.upgrade() {
+                    BeaconService { inner }.sign_and_send(&chain, round, true).await;
+                }
+                continue;
+            }
+            let wake = fallback.filter(|at| *at > now).unwrap_or(deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = tokio::time::sleep_until(wake), if fallback.is_some() => {
-                    fallback = None;
-                    if let Some(inner) = weak.upgrade() {
-                        BeaconService { inner }.sign_and_send(&chain, round, true).await;
-                    }
-                }
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = &mut notified => {}
             }
             notified.set(chain.notify.notified());
@@ -190,12 +195,24 @@ impl BeaconService {
         for (i, si) in chain.peers().into_iter().filter(|(i, _)| to_all || recoverers.contains(i)) {
             let (net, body, svc, chain) =
                 (self.inner.network.clone(), body.clone(), Arc::downgrade(&self.inner), chain.clone());
+            let recoverer = recoverers.contains(&i);
             self.tasks().spawn(async move {
+                // A recoverer that does not take the partial, or is behind, cannot recover the
+                // round: the others fall back to sending to everyone (see `run_chain`).
+                let trouble = |chain: &Chain| {
+                    if recoverer && !to_all {
+                        chain.recoverer_trouble.store(round, Ordering::SeqCst);
+                        chain.notify.notify_waiters();
+                    }
+                };
                 match net.request(&si, SERVICE, proto::PARTIAL, &round.to_be_bytes(), body, timeout).await {
                     Ok(reply) => {
                         let Some(inner) = svc.upgrade() else { return };
                         let this = BeaconService { inner };
-                        let Ok(reply) = m::PartialReply::decode(reply.as_slice()) else { return };
+                        let Ok(reply) = m::PartialReply::decode(reply.as_slice()) else { return trouble(&chain) };
+                        if reply.beacon.is_none() && reply.latest_round + 1 < round {
+                            trouble(&chain);
+                        }
                         if let Some(b) = reply.beacon {
                             let b = from_packet(b);
                             if b.round == chain.latest() + 1 {
@@ -213,7 +230,10 @@ impl BeaconService {
                             this.spawn_sync(chain.clone(), &si.public);
                         }
                     }
-                    Err(e) => debug!(to = i, round, error = %e, "beacon: partial not delivered"),
+                    Err(e) => {
+                        debug!(to = i, round, error = %e, "beacon: partial not delivered");
+                        trouble(&chain);
+                    }
                 }
             });
         }
