@@ -51,12 +51,15 @@ pub fn verify_links_with_keys(links: &[LinkToCheck<'_>], policy: Policy) -> Vec<
             results[*i] = Some(one(&links[*i]));
         }
     }
-    results.into_iter().map(|r| r.unwrap_or_else(|| Err(ProofError::Empty))).collect()
+    results.into_iter().map(|r| r.unwrap_or(Err(ProofError::Empty))).collect()
 }
 
-/// What the pairing check of a link needs: its message, the aggregate key of its signers and its
-/// signature; `None` when anything else about the link is wrong (the one-by-one path says what).
-fn parts(l: &LinkToCheck<'_>, policy: Policy) -> Option<([u8; 32], BlsPublicKey, BlsSignature)> {
+/// What the pairing check of a link needs: its message, its signers' aggregate key, its signature.
+type Parts = ([u8; 32], BlsPublicKey, BlsSignature);
+
+/// The [`Parts`] of a link; `None` when anything else about the link is wrong (the one-by-one
+/// path says what).
+fn parts(l: &LinkToCheck<'_>, policy: Policy) -> Option<Parts> {
     let (a, b, link) = (l.from, l.to, l.link);
     if link.from != a.hash || link.to != b.hash {
         return None;
@@ -83,7 +86,7 @@ fn parts(l: &LinkToCheck<'_>, policy: Policy) -> Option<([u8; 32], BlsPublicKey,
 
 /// The weighted check of the links in `batch` (true: every signature holds, except with
 /// probability 2⁻⁶⁴).
-fn batch_holds(batch: &[(usize, ([u8; 32], BlsPublicKey, BlsSignature))]) -> bool {
+fn batch_holds(batch: &[(usize, Parts)]) -> bool {
     let mut rng = rand::rngs::OsRng;
     let msgs: Vec<&[u8]> = batch.iter().map(|(_, (m, _, _))| m.as_slice()).collect();
     let pks: Vec<&PublicKey> = batch.iter().map(|(_, (_, k, _))| k.raw()).collect();
@@ -137,7 +140,8 @@ mod tests {
         };
         let blocks: Vec<SkipBlock> = (0..5u64)
             .map(|i| {
-                let mut b = SkipBlock { index: i, roster: Some(roster.clone()), data: vec![i as u8], ..Default::default() };
+                let mut b =
+                    SkipBlock { index: i, roster: Some(roster.clone()), data: vec![i as u8], ..Default::default() };
                 b.hash = b.compute_hash().to_vec();
                 b
             })

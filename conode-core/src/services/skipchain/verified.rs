@@ -181,11 +181,11 @@ mod tests {
         assert_eq!(v.check(a, || run(false)), Ok(()), "a passed check is not run again");
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         // Another roster, statement or signature is another check.
-        for other in [&[b"roster2" as &[u8], b"statement", b"sig"], &[b"roster", b"statement2", b"sig"], &[
-            b"roster",
-            b"statement",
-            b"sig2",
-        ]] {
+        for other in [
+            &[b"roster2" as &[u8], b"statement", b"sig"],
+            &[b"roster", b"statement2", b"sig"],
+            &[b"roster", b"statement", b"sig2"],
+        ] {
             assert_eq!(v.check(digest(other), || run(false)), Err("bad"));
         }
         assert_eq!(runs.load(Ordering::SeqCst), 5);
@@ -267,7 +267,8 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the second check is a hit");
         // Each of these differs from the cached one in one part and must be verified (and fail).
         let mut other_sig = good.clone();
-        other_sig.signature.as_mut().unwrap().signature = certificate(&kps, &[0, 1, 2], 2, b"A").signature.unwrap().signature;
+        other_sig.signature.as_mut().unwrap().signature =
+            certificate(&kps, &[0, 1, 2], 2, b"A").signature.unwrap().signature;
         let mut wider_mask = good.clone();
         wider_mask.signature.as_mut().unwrap().mask = cosi::Mask::from_indices(4, [0, 1, 2, 3]).into_bytes();
         let mut other_view = good.clone();
