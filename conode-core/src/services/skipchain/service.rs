@@ -660,7 +660,9 @@ impl SkipchainService {
     /// only rosters this node is in (it leads and joins rounds only over those).
     fn warm_roster(&self, roster: &BlockRoster) {
         let s = &self.shared;
-        if !roster.members.iter().any(|m| m.identity.as_slice() == s.me.as_bytes()) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || !roster.members.iter().any(|m| m.identity.as_slice() == s.me.as_bytes())
+        {
             return;
         }
         {
@@ -672,21 +674,20 @@ impl SkipchainService {
                 return;
             }
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        let (this, roster) = (self.clone(), roster.clone());
+        // A weak reference, as the hooks hold: the task never keeps a stopped node's database open.
+        let (weak, cosi, tasks, roster) =
+            (Arc::downgrade(&self.shared), s.cosi.clone(), s.ctx.tasks.clone(), roster.clone());
         s.ctx.tasks.spawn(async move {
             // Decoding the keys checks the PoPs not yet checked (pairings): off the workers.
-            let s = this.shared.clone();
-            let checked = s.ctx.tasks.spawn_blocking(move || this.shared.rosters.get(&roster)).await;
+            let checked = tasks.spawn_blocking(move || weak.upgrade().map(|shared| shared.rosters.get(&roster))).await;
             match checked {
-                Ok(Ok(roster)) => {
-                    if let Err(e) = s.cosi.prepare(&roster).await {
+                Ok(Some(Ok(roster))) => {
+                    if let Err(e) = cosi.prepare(&roster).await {
                         debug!(error = %e, "skipchain: cosi could not prepare a block roster");
                     }
                 }
-                Ok(Err(e)) => debug!(error = %e, "skipchain: a block roster does not check"),
+                Ok(None) => {}
+                Ok(Some(Err(e))) => debug!(error = %e, "skipchain: a block roster does not check"),
                 Err(e) => debug!(error = %e, "skipchain: checking a block roster failed"),
             }
         });
