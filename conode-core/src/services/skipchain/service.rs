@@ -7,7 +7,7 @@ use super::messages::*;
 use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
-use super::verified::{certificate_key, check_certificate, digest, VerifiedOnce};
+use super::verified::{certificate_key, check_certificate, digest, roster_tag, VerifiedOnce};
 use super::votes::Votes;
 
 #[path = "recovery.rs"]
@@ -471,7 +471,7 @@ impl SkipchainService {
                     // The round verified this aggregate (with the keys of `signers`, the roster
                     // `prev_roster` checked, under the default policy) before returning it: this
                     // node's own commit hooks need not verify it again.
-                    s.verified.remember(certificate_key(&prev_roster.id(), &genesis, index, &cert));
+                    s.verified.remember(certificate_key(&roster_tag(prev_roster), &genesis, index, &cert));
                     proposal.prepared = Some(cert);
                     return Ok(proposal);
                 }
@@ -1076,7 +1076,7 @@ impl SkipchainService {
         cert: &PrepareCertificate,
     ) -> Result<(), String> {
         let keys = || Ok(cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?));
-        check_certificate(&self.shared.verified, &roster.id(), keys, genesis, index, cert)
+        check_certificate(&self.shared.verified, &roster_tag(roster), keys, genesis, index, cert)
     }
 
     /// Verifies the forward links `(source, link)` to `block` as one batch (see

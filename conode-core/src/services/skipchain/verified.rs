@@ -12,6 +12,8 @@
 use super::messages::{prepare_message, PrepareCertificate};
 use crate::crypto::{sha256, BlsPublicKey};
 use crate::services::cosi::{self, Policy};
+use crate::verify::skipchain::BlockRoster;
+use prost::Message;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -113,13 +115,19 @@ impl VerifiedOnce {
     }
 }
 
-/// The digest of a prepare certificate's check: the roster (its id), the slot, the view, the block
-/// and the signature with its mask, exactly as given.
-pub(super) fn certificate_key(roster_id: &[u8; 32], genesis: &[u8], index: u64, cert: &PrepareCertificate) -> [u8; 32] {
+/// sha256 of a block roster's encoding: the exact bytes of every member (keys, PoPs, addresses),
+/// unlike the roster id (which covers the keys only).
+pub(super) fn roster_tag(roster: &BlockRoster) -> [u8; 32] {
+    sha256(&[&roster.encode_to_vec()])
+}
+
+/// The digest of a prepare certificate's check: the roster (its [`roster_tag`]), the slot, the
+/// view, the block and the signature with its mask, exactly as given.
+pub(super) fn certificate_key(roster: &[u8; 32], genesis: &[u8], index: u64, cert: &PrepareCertificate) -> [u8; 32] {
     let (signature, mask) = cert.signature.as_ref().map_or((&[][..], &[][..]), |s| (&s.signature[..], &s.mask[..]));
     digest(&[
         b"prepare-certificate",
-        roster_id,
+        roster,
         genesis,
         &index.to_be_bytes(),
         &cert.view.to_be_bytes(),
@@ -129,19 +137,19 @@ pub(super) fn certificate_key(roster_id: &[u8; 32], genesis: &[u8], index: u64, 
     ])
 }
 
-/// Checks a prepare certificate: more than two thirds of the roster `roster_id` (whose cosi keys
-/// `keys` gives, in roster order) signed the prepare message of the certified block at `index`
+/// Checks a prepare certificate: more than two thirds of the roster tagged `roster` (whose cosi
+/// keys `keys` gives, in roster order) signed the prepare message of the certified block at `index`
 /// in the certificate's view. Verified once per node (`cache`), by the exact bytes.
 pub(super) fn check_certificate(
     cache: &VerifiedOnce,
-    roster_id: &[u8; 32],
+    roster: &[u8; 32],
     keys: impl FnOnce() -> Result<Vec<BlsPublicKey>, String>,
     genesis: &[u8],
     index: u64,
     cert: &PrepareCertificate,
 ) -> Result<(), String> {
     let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
-    cache.check(certificate_key(roster_id, genesis, index, cert), || {
+    cache.check(certificate_key(roster, genesis, index, cert), || {
         let keys = keys()?;
         let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
         cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
@@ -160,6 +168,18 @@ mod tests {
         assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
         assert_ne!(digest(&[b"ab"]), digest(&[b"ab", b""]));
         assert_eq!(digest(&[b"ab", b"c"]), digest(&[b"ab", b"c"]));
+        // A roster's tag covers every byte of it, not only the keys its id covers.
+        let member = |address: &str| crate::verify::skipchain::RosterEntry {
+            identity: vec![1; 32],
+            cosi_key: vec![2; 48],
+            address: address.into(),
+            pop: vec![3; 96],
+            description: String::new(),
+        };
+        let a = BlockRoster { members: vec![member("tls://a:1")] };
+        let b = BlockRoster { members: vec![member("tls://b:1")] };
+        assert_eq!(a.id(), b.id());
+        assert_ne!(roster_tag(&a), roster_tag(&b));
     }
 
     #[test]
