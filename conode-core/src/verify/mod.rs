@@ -5,6 +5,7 @@ pub mod beacon;
 pub mod cosi;
 pub mod follow;
 pub mod skipchain;
+pub mod skipchain_batch;
 pub mod skipchain_wire;
 
 pub use cosi::{verify as verify_cosi, CosiVerifyError, Mask, Policy};

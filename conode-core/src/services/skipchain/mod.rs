@@ -33,6 +33,7 @@
 //! - `votes`: the durable per-slot votes and locks; `votes_model`: an exhaustive check of their rules.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
+//! - `verified`: prepare certificates and owner signatures verified once per node.
 //! - `subscribe`: `/Skipchain/Subscribe`, a chain's blocks streamed to a client.
 //! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up.
 
@@ -44,6 +45,7 @@ mod rosters;
 mod service;
 pub mod store;
 mod subscribe;
+mod verified;
 mod votes;
 #[cfg(test)]
 mod votes_model;

@@ -7,6 +7,7 @@ use super::messages::*;
 use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
+use super::verified::{certificate_key, check_certificate, digest, roster_tag, VerifiedOnce};
 use super::votes::Votes;
 
 #[path = "recovery.rs"]
@@ -18,9 +19,10 @@ use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
-    height_for, level_distance, verify_link, verify_link_with_keys, BlockRoster, CollectiveSignature, ForwardLink,
-    ProofError, RosterEntry, SkipBlock,
+    height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
+    SkipBlock,
 };
+use crate::verify::skipchain_batch::{verify_links_with_keys, LinkToCheck};
 use prometheus_client::registry::Registry;
 use prost::Message;
 pub use recovery::RECOVERY_SECTION;
@@ -146,9 +148,9 @@ struct Shared {
     cosi: CosiService,
     /// Rosters of blocks, checked once.
     rosters: CheckedRosters,
-    /// Digests of prepare certificates verified lately: the commit hook runs once per level of
-    /// an append, and the certificate (one pairing check) is the same for all of them.
-    verified: std::sync::Mutex<std::collections::VecDeque<[u8; 32]>>,
+    /// Prepare certificates and owner signatures verified lately (by their exact bytes): the
+    /// hooks run once per level of an append, concurrently, and check the same ones each time.
+    verified: VerifiedOnce,
     /// What this member prepared and locked per (chain, index), durably.
     votes: Votes,
     /// Conflicting forward links seen, kept against the members that signed both.
@@ -165,6 +167,8 @@ struct Shared {
     catching_up: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// Counters, latencies and recent blocks for `/metrics` and the status page.
     observed: Observed,
+    /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
+    warmed: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
     governors: std::sync::RwLock<Vec<Governor>>,
 }
@@ -265,6 +269,9 @@ impl SkipchainService {
         genesis.hash = genesis.compute_hash().to_vec();
         self.shared.store.store(&genesis, &[])?;
         self.shared.observed.stored(&genesis, Stored::Created);
+        if let Some(r) = genesis.roster.as_ref() {
+            self.warm_roster(r);
+        }
         self.propagate(&genesis, vec![], roster, None).await;
         info!(chain = %hex8(&genesis.hash), members = roster.len(), "skipchain created");
         Ok(genesis)
@@ -303,7 +310,7 @@ impl SkipchainService {
         };
         let governor = self.governor(&genesis);
         if governor.is_none() {
-            check_owner(&genesis, &req.owner, &req.signature, req.index, &req.data, new_roster.as_ref())?;
+            check_owner(&genesis, &req.owner, &req.signature, req.index, &req.data, new_roster.as_ref(), &s.verified)?;
         }
         if req.index != latest.index + 1 {
             return Err(SkipchainError::Refused(format!(
@@ -378,6 +385,9 @@ impl SkipchainService {
         let t = std::time::Instant::now();
         s.store.store(&block, &updated)?;
         phases.add(Phase::Store, t.elapsed());
+        if latest.roster.as_ref().map(|r| r.id()) != block.roster.as_ref().map(|r| r.id()) {
+            self.warm_roster(&roster);
+        }
         s.observed.stored(&block, Stored::Appended);
         // The members that cosigned the level-0 link are up and sign the next block: wait for them
         // to store this one. New members must fetch the chain first; members that did not sign may
@@ -450,14 +460,19 @@ impl SkipchainService {
             match s.cosi.sign(&signers, &statement, PREPARE_PURPOSE, &proposal.encode_to_vec(), Policy::Default).await {
                 Ok(outcome) => {
                     proposal.justification = None;
-                    proposal.prepared = Some(PrepareCertificate {
+                    let cert = PrepareCertificate {
                         view,
                         block_hash: hash,
                         signature: Some(CollectiveSignature {
                             signature: outcome.signature.to_bytes().to_vec(),
                             mask: outcome.mask,
                         }),
-                    });
+                    };
+                    // The round verified this aggregate (with the keys of `signers`, the roster
+                    // `prev_roster` checked, under the default policy) before returning it: this
+                    // node's own commit hooks need not verify it again.
+                    s.verified.remember(certificate_key(&roster_tag(prev_roster), &genesis, index, &cert));
+                    proposal.prepared = Some(cert);
                     return Ok(proposal);
                 }
                 Err(e @ (cosi::CosiError::ThresholdNotReached { .. } | cosi::CosiError::Refused(_))) => {
@@ -639,6 +654,45 @@ impl SkipchainService {
         let _ = tokio::time::timeout(PROPAGATE_WAIT, futures_util::future::join_all(awaited)).await;
     }
 
+    /// A roster this node signs with from now on (a new chain's, or a chain's new one): cosi
+    /// checks its proofs of possession and opens the links of its rounds over it in the background
+    /// ([`CosiService::prepare`]), so the first append on it pays neither. Once per roster id;
+    /// only rosters this node is in (it leads and joins rounds only over those).
+    fn warm_roster(&self, roster: &BlockRoster) {
+        let s = &self.shared;
+        if tokio::runtime::Handle::try_current().is_err()
+            || !roster.members.iter().any(|m| m.identity.as_slice() == s.me.as_bytes())
+        {
+            return;
+        }
+        {
+            let mut warmed = crate::sync::lock(&s.warmed);
+            if warmed.len() >= 1024 {
+                warmed.clear();
+            }
+            if !warmed.insert(roster.id()) {
+                return;
+            }
+        }
+        // A weak reference, as the hooks hold: the task never keeps a stopped node's database open.
+        let (weak, cosi, tasks, roster) =
+            (Arc::downgrade(&self.shared), s.cosi.clone(), s.ctx.tasks.clone(), roster.clone());
+        s.ctx.tasks.spawn(async move {
+            // Decoding the keys checks the PoPs not yet checked (pairings): off the workers.
+            let checked = tasks.spawn_blocking(move || weak.upgrade().map(|shared| shared.rosters.get(&roster))).await;
+            match checked {
+                Ok(Some(Ok(roster))) => {
+                    if let Err(e) = cosi.prepare(&roster).await {
+                        debug!(error = %e, "skipchain: cosi could not prepare a block roster");
+                    }
+                }
+                Ok(None) => {}
+                Ok(Some(Err(e))) => debug!(error = %e, "skipchain: a block roster does not check"),
+                Err(e) => debug!(error = %e, "skipchain: checking a block roster failed"),
+            }
+        });
+    }
+
     /// Shortest proof from `from` to the newest block: follow the highest forward link each time.
     pub fn update_chain(&self, from: &[u8]) -> Result<Vec<SkipBlock>, SkipchainError> {
         let mut cur = self.shared.store.block(from).ok_or_else(|| SkipchainError::UnknownBlock(hex8(from)))?;
@@ -660,6 +714,9 @@ impl SkipchainService {
             if s.store.block(&block.hash).is_none() {
                 s.store.store(block, &[])?;
                 s.observed.stored(block, Stored::FromPeer);
+                if let Some(r) = block.roster.as_ref() {
+                    self.warm_roster(r);
+                }
             }
             return Ok(());
         }
@@ -676,28 +733,42 @@ impl SkipchainService {
         if have + 1 != block.index {
             return Err(SkipchainError::Behind { have, need: block.index });
         }
-        let mut updated = Vec::new();
+        // The levels' sources and links, up to the first level that is wrong before any signature
+        // check (as a level-by-level check would find it), then their signatures as one batch.
+        let mut levels = Vec::with_capacity(block.height as usize);
+        let mut structural = None;
         for h in 0..block.height as usize {
             let src_index = block.index - level_distance(block.base_height, h);
-            let mut src = s
-                .store
-                .block_at(&genesis, src_index)
-                .ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
+            let Some(src) = s.store.block_at(&genesis, src_index) else {
+                structural = Some(SkipchainError::Invalid(format!("missing block {src_index}")));
+                break;
+            };
             if block.back_link_ids.get(h) != Some(&src.hash) {
-                return Err(SkipchainError::Invalid(format!("back link {h} does not point to block {src_index}")));
+                structural =
+                    Some(SkipchainError::Invalid(format!("back link {h} does not point to block {src_index}")));
+                break;
             }
-            let link = item
-                .incoming
-                .iter()
-                .find(|l| l.level as usize == h)
-                .and_then(|l| l.link.clone())
-                .ok_or_else(|| SkipchainError::Invalid(format!("missing forward link at level {h}")))?;
-            self.verify_link(&src, block, &link)?;
+            let Some(link) = item.incoming.iter().find(|l| l.level as usize == h).and_then(|l| l.link.clone()) else {
+                structural = Some(SkipchainError::Invalid(format!("missing forward link at level {h}")));
+                break;
+            };
+            levels.push((src, link));
+        }
+        self.verify_links(block, &levels)?;
+        if let Some(e) = structural {
+            return Err(e);
+        }
+        let mut updated = Vec::with_capacity(levels.len());
+        for (h, (mut src, link)) in levels.into_iter().enumerate() {
             set_link(&mut src, h, link);
             updated.push(src);
         }
         s.store.store(block, &updated)?;
         s.observed.stored(block, Stored::FromPeer);
+        let prev_roster = updated.first().and_then(|prev| prev.roster.as_ref()).map(|r| r.id());
+        if let Some(r) = block.roster.as_ref().filter(|r| Some(r.id()) != prev_roster) {
+            self.warm_roster(r);
+        }
         Ok(())
     }
 
@@ -908,6 +979,7 @@ impl SkipchainService {
                 block.index,
                 &block.data,
                 changed.then_some(new_roster),
+                &self.shared.verified,
             )
             .map_err(|e| e.to_string())?,
         }
@@ -987,9 +1059,6 @@ impl SkipchainService {
     }
 }
 
-/// Prepare certificates remembered as verified (per node).
-const VERIFIED_KEPT: usize = 256;
-
 /// The cosi keys of a checked roster, in roster order.
 fn cosi_keys(roster: &Roster) -> Vec<BlsPublicKey> {
     roster.servers.iter().filter_map(|m| m.services.get(COSI_SERVICE).map(|p| p.public)).collect()
@@ -997,8 +1066,8 @@ fn cosi_keys(roster: &Roster) -> Vec<BlsPublicKey> {
 
 impl SkipchainService {
     /// Checks a prepare certificate: more than two thirds of `roster` signed the prepare message.
-    /// A certificate verified lately (same roster, slot, view, block and signature) is not
-    /// verified again.
+    /// A certificate verified lately (same roster, slot, view, block, signature and mask) is not
+    /// verified again, and concurrent checks of one certificate verify it once (`verified`).
     fn verify_certificate(
         &self,
         roster: &BlockRoster,
@@ -1006,44 +1075,35 @@ impl SkipchainService {
         index: u64,
         cert: &PrepareCertificate,
     ) -> Result<(), String> {
-        let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
-        // Every part length-prefixed: no two certificates share an encoding.
-        let mut tagged = Vec::with_capacity(256);
-        for part in [&roster.id()[..], genesis, &index.to_be_bytes(), &cert.view.to_be_bytes()].into_iter().chain([
-            &cert.block_hash[..],
-            &sig.signature,
-            &sig.mask,
-        ]) {
-            tagged.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            tagged.extend_from_slice(part);
-        }
-        let digest = crate::crypto::sha256(&[&tagged]);
-        if crate::sync::lock(&self.shared.verified).contains(&digest) {
-            return Ok(());
-        }
-        let keys = cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?);
-        let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
-        cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
-            .map_err(|e| format!("prepare certificate: {e}"))?;
-        let mut verified = crate::sync::lock(&self.shared.verified);
-        if verified.len() >= VERIFIED_KEPT {
-            verified.pop_front();
-        }
-        verified.push_back(digest);
-        Ok(())
+        let keys = || Ok(cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?));
+        check_certificate(&self.shared.verified, &roster_tag(roster), keys, genesis, index, cert)
     }
 
-    /// `verify_link` with the source roster's keys from the checked rosters (decoded and
-    /// group-checked once, not at every block).
-    fn verify_link(&self, src: &SkipBlock, block: &SkipBlock, link: &ForwardLink) -> Result<(), SkipchainError> {
-        let roster =
-            src.roster.as_ref().ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
-        let keys = cosi_keys(&*self.shared.rosters.get(roster)?);
-        Ok(verify_link_with_keys(src, block, link, Policy::Default, &keys)?)
+    /// Verifies the forward links `(source, link)` to `block` as one batch (see
+    /// [`crate::verify::skipchain_batch`]), with the source rosters' keys from the checked rosters
+    /// (decoded and group-checked once, not at every block). The error is the one of the first
+    /// link, in the given order, that a check one by one refuses.
+    fn verify_links(&self, block: &SkipBlock, levels: &[(SkipBlock, ForwardLink)]) -> Result<(), SkipchainError> {
+        let mut keys = Vec::with_capacity(levels.len());
+        for (src, _) in levels {
+            let roster =
+                src.roster.as_ref().ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
+            keys.push(cosi_keys(&*self.shared.rosters.get(roster)?));
+        }
+        let checks: Vec<LinkToCheck<'_>> = levels
+            .iter()
+            .zip(&keys)
+            .map(|((src, link), keys)| LinkToCheck { from: src, to: block, link, keys })
+            .collect();
+        for r in verify_links_with_keys(&checks, Policy::Default) {
+            r?;
+        }
+        Ok(())
     }
 }
 
-/// Checks that `owner` is an owner of the chain and signed this append.
+/// Checks that `owner` is an owner of the chain and signed this append. The signature check is
+/// done once per node (`verified`, by the owner key, signature and signed message).
 fn check_owner(
     genesis: &SkipBlock,
     owner: &[u8],
@@ -1051,6 +1111,7 @@ fn check_owner(
     index: u64,
     data: &[u8],
     new_roster: Option<&BlockRoster>,
+    verified: &VerifiedOnce,
 ) -> Result<(), SkipchainError> {
     if !genesis.owners.iter().any(|o| o.as_slice() == owner) {
         return Err(SkipchainError::Refused("the signer is not an owner of this chain".into()));
@@ -1058,7 +1119,9 @@ fn check_owner(
     let key = IdentityPublicKey::from_bytes(owner).map_err(|e| SkipchainError::Invalid(format!("owner key: {e}")))?;
     let roster_id = new_roster.map(|r| r.id());
     let msg = append_message(&genesis.hash, index, data, roster_id.as_ref());
-    key.verify(&msg, signature).map_err(|_| SkipchainError::Refused("the owner's signature does not verify".into()))
+    verified.check(digest(&[b"owner-signature", owner, signature, &msg]), || {
+        key.verify(&msg, signature).map_err(|_| SkipchainError::Refused("the owner's signature does not verify".into()))
+    })
 }
 
 fn set_link(block: &mut SkipBlock, level: usize, link: ForwardLink) {
@@ -1156,6 +1219,7 @@ impl Service for SkipchainService {
                 appending: Default::default(),
                 catching_up: Default::default(),
                 observed: Observed::new(),
+                warmed: Default::default(),
                 governors: Default::default(),
             }),
         };

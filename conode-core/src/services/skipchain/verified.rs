@@ -1,0 +1,312 @@
+//! Signature checks an append repeats, done once per node. The commit hook runs once per level of
+//! an append and every run needs the same prepare certificate verified (a pairing check); the
+//! levels' rounds run at once, so without care each level verifies it again, concurrently. The
+//! owner's signature of the block is checked by both hooks at every level too.
+//!
+//! [`VerifiedOnce`] remembers, by a digest of the *exact bytes* checked (every input
+//! length-prefixed), the checks that passed lately, and lets concurrent callers of one check wait
+//! for the one that runs it instead of repeating it. Only a check that passed is remembered: a
+//! different roster, slot, view, block, signature or mask is another digest and is checked on its
+//! own; a failed check is never remembered, so a later caller runs it again.
+
+use super::messages::{prepare_message, PrepareCertificate};
+use crate::crypto::{sha256, BlsPublicKey};
+use crate::services::cosi::{self, Policy};
+use crate::verify::skipchain::BlockRoster;
+use prost::Message;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Checks remembered as passed (per node): a few appends' worth of every chain being appended to.
+const KEPT: usize = 512;
+/// Longest a caller waits for another caller's run of the same check before it runs it itself
+/// (a check takes about a millisecond; this only bounds a wait that should never be long).
+const WAIT: Duration = Duration::from_millis(500);
+
+/// The digest of a check: sha256 of its parts, each prefixed by its length (so no two different
+/// lists of parts share an encoding).
+pub(super) fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut tagged = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for part in parts {
+        tagged.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        tagged.extend_from_slice(part);
+    }
+    sha256(&[&tagged])
+}
+
+#[derive(Default)]
+struct State {
+    passed: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+    running: HashSet<[u8; 32]>,
+}
+
+/// A bounded set of checks that passed, with single-flight runs (see the module doc).
+#[derive(Default)]
+pub(super) struct VerifiedOnce {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+impl VerifiedOnce {
+    /// Whether the check of `key` passed lately.
+    #[cfg(test)]
+    pub(super) fn passed(&self, key: &[u8; 32]) -> bool {
+        crate::sync::lock(&self.state).passed.contains(key)
+    }
+
+    /// Remembers that the check of `key` passed, when the caller ran an equivalent check itself.
+    pub(super) fn remember(&self, key: [u8; 32]) {
+        let mut st = crate::sync::lock(&self.state);
+        Self::insert(&mut st, key);
+    }
+
+    fn insert(st: &mut State, key: [u8; 32]) {
+        if st.passed.insert(key) {
+            st.order.push_back(key);
+            while st.order.len() > KEPT {
+                if let Some(old) = st.order.pop_front() {
+                    st.passed.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Runs `check` unless the check of `key` passed lately; while another caller runs it, waits
+    /// for that run (and runs it itself if that one failed or takes too long). A run that passes
+    /// is remembered; a failure is returned and forgotten.
+    pub(super) fn check<E>(&self, key: [u8; 32], check: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+        {
+            let mut st = crate::sync::lock(&self.state);
+            let deadline = std::time::Instant::now() + WAIT;
+            loop {
+                if st.passed.contains(&key) {
+                    return Ok(());
+                }
+                if !st.running.contains(&key) {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self.done.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+            }
+            st.running.insert(key);
+        }
+        // Ends the run (and wakes the waiters) even if `check` panics.
+        struct Running<'a>(&'a VerifiedOnce, [u8; 32], bool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                let mut st = crate::sync::lock(&self.0.state);
+                st.running.remove(&self.1);
+                if self.2 {
+                    VerifiedOnce::insert(&mut st, self.1);
+                }
+                drop(st);
+                self.0.done.notify_all();
+            }
+        }
+        let mut run = Running(self, key, false);
+        let r = check();
+        run.2 = r.is_ok();
+        r
+    }
+}
+
+/// sha256 of a block roster's encoding: the exact bytes of every member (keys, PoPs, addresses),
+/// unlike the roster id (which covers the keys only).
+pub(super) fn roster_tag(roster: &BlockRoster) -> [u8; 32] {
+    sha256(&[&roster.encode_to_vec()])
+}
+
+/// The digest of a prepare certificate's check: the roster (its [`roster_tag`]), the slot, the
+/// view, the block and the signature with its mask, exactly as given.
+pub(super) fn certificate_key(roster: &[u8; 32], genesis: &[u8], index: u64, cert: &PrepareCertificate) -> [u8; 32] {
+    let (signature, mask) = cert.signature.as_ref().map_or((&[][..], &[][..]), |s| (&s.signature[..], &s.mask[..]));
+    digest(&[
+        b"prepare-certificate",
+        roster,
+        genesis,
+        &index.to_be_bytes(),
+        &cert.view.to_be_bytes(),
+        &cert.block_hash,
+        signature,
+        mask,
+    ])
+}
+
+/// Checks a prepare certificate: more than two thirds of the roster tagged `roster` (whose cosi
+/// keys `keys` gives, in roster order) signed the prepare message of the certified block at `index`
+/// in the certificate's view. Verified once per node (`cache`), by the exact bytes.
+pub(super) fn check_certificate(
+    cache: &VerifiedOnce,
+    roster: &[u8; 32],
+    keys: impl FnOnce() -> Result<Vec<BlsPublicKey>, String>,
+    genesis: &[u8],
+    index: u64,
+    cert: &PrepareCertificate,
+) -> Result<(), String> {
+    let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
+    cache.check(certificate_key(roster, genesis, index, cert), || {
+        let keys = keys()?;
+        let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
+        cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
+            .map_err(|e| format!("prepare certificate: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn digests_separate_their_parts() {
+        assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
+        assert_ne!(digest(&[b"ab"]), digest(&[b"ab", b""]));
+        assert_eq!(digest(&[b"ab", b"c"]), digest(&[b"ab", b"c"]));
+        // A roster's tag covers every byte of it, not only the keys its id covers.
+        let member = |address: &str| crate::verify::skipchain::RosterEntry {
+            identity: vec![1; 32],
+            cosi_key: vec![2; 48],
+            address: address.into(),
+            pop: vec![3; 96],
+            description: String::new(),
+        };
+        let a = BlockRoster { members: vec![member("tls://a:1")] };
+        let b = BlockRoster { members: vec![member("tls://b:1")] };
+        assert_eq!(a.id(), b.id());
+        assert_ne!(roster_tag(&a), roster_tag(&b));
+    }
+
+    #[test]
+    fn a_pass_is_remembered_a_failure_is_not_and_keys_are_exact() {
+        let v = VerifiedOnce::default();
+        let runs = AtomicUsize::new(0);
+        let run = |ok: bool| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            if ok {
+                Ok(())
+            } else {
+                Err("bad")
+            }
+        };
+        let a = digest(&[b"roster", b"statement", b"sig"]);
+        assert_eq!(v.check(a, || run(false)), Err("bad"));
+        assert!(!v.passed(&a));
+        assert_eq!(v.check(a, || run(true)), Ok(()));
+        assert_eq!(v.check(a, || run(false)), Ok(()), "a passed check is not run again");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // Another roster, statement or signature is another check.
+        for other in [
+            &[b"roster2" as &[u8], b"statement", b"sig"],
+            &[b"roster", b"statement2", b"sig"],
+            &[b"roster", b"statement", b"sig2"],
+        ] {
+            assert_eq!(v.check(digest(other), || run(false)), Err("bad"));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn the_set_is_bounded() {
+        let v = VerifiedOnce::default();
+        for i in 0..(KEPT as u64 + 10) {
+            v.remember(digest(&[&i.to_be_bytes()]));
+        }
+        assert!(!v.passed(&digest(&[&0u64.to_be_bytes()])), "the oldest are forgotten");
+        assert!(v.passed(&digest(&[&(KEPT as u64 + 9).to_be_bytes()])));
+        assert_eq!(crate::sync::lock(&v.state).passed.len(), KEPT);
+    }
+
+    #[test]
+    fn concurrent_callers_of_one_check_run_it_once() {
+        let v = Arc::new(VerifiedOnce::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = digest(&[b"cert"]);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (v, runs) = (v.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    v.check(key, || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok::<(), ()>(())
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(()));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    /// A certificate of `signers` of `keys` over block `hash` in `view` at slot (g, 5).
+    fn certificate(kps: &[crate::crypto::BlsKeyPair], signers: &[usize], view: u64, hash: &[u8]) -> PrepareCertificate {
+        use crate::crypto::BlsSignature;
+        let msg = prepare_message(b"g", 5, view, hash);
+        let sigs: Vec<BlsSignature> = signers.iter().map(|&i| kps[i].sign(&msg)).collect();
+        let agg = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
+        PrepareCertificate {
+            view,
+            block_hash: hash.to_vec(),
+            signature: Some(crate::wire::skipchain::CollectiveSignature {
+                signature: agg.to_bytes().to_vec(),
+                mask: cosi::Mask::from_indices(kps.len(), signers.iter().copied()).into_bytes(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_cached_certificate_never_vouches_for_another() {
+        let kps: Vec<crate::crypto::BlsKeyPair> = (0..4).map(|_| crate::crypto::BlsKeyPair::generate()).collect();
+        let keys: Vec<BlsPublicKey> = kps.iter().map(|k| k.public()).collect();
+        let other: Vec<BlsPublicKey> = (0..4).map(|_| crate::crypto::BlsKeyPair::generate().public()).collect();
+        let cache = VerifiedOnce::default();
+        let runs = AtomicUsize::new(0);
+        let check = |roster: &[u8; 32], keys: &[BlsPublicKey], index: u64, cert: &PrepareCertificate| {
+            check_certificate(
+                &cache,
+                roster,
+                || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(keys.to_vec())
+                },
+                b"g",
+                index,
+                cert,
+            )
+        };
+        let good = certificate(&kps, &[0, 1, 3], 2, b"A");
+        check(&[1; 32], &keys, 5, &good).unwrap();
+        check(&[1; 32], &keys, 5, &good).unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the second check is a hit");
+        // Each of these differs from the cached one in one part and must be verified (and fail).
+        let mut other_sig = good.clone();
+        other_sig.signature.as_mut().unwrap().signature =
+            certificate(&kps, &[0, 1, 2], 2, b"A").signature.unwrap().signature;
+        let mut wider_mask = good.clone();
+        wider_mask.signature.as_mut().unwrap().mask = cosi::Mask::from_indices(4, [0, 1, 2, 3]).into_bytes();
+        let mut other_view = good.clone();
+        other_view.view = 3;
+        let mut other_block = good.clone();
+        other_block.block_hash = b"B".to_vec();
+        for bad in [&other_sig, &wider_mask, &other_view, &other_block] {
+            assert!(check(&[1; 32], &keys, 5, bad).is_err());
+        }
+        assert!(check(&[1; 32], &keys, 6, &good).is_err(), "another slot");
+        assert!(check(&[2; 32], &other, 5, &good).is_err(), "another roster");
+        assert_eq!(runs.load(Ordering::SeqCst), 7);
+        // Too few signers never pass, cached or not.
+        let thin = certificate(&kps, &[0, 1], 2, b"A");
+        assert!(check(&[1; 32], &keys, 5, &thin).unwrap_err().contains("prepare certificate"));
+        assert!(check(&[1; 32], &keys, 5, &thin).is_err());
+        let mut unsigned = good.clone();
+        unsigned.signature = None;
+        assert_eq!(check(&[1; 32], &keys, 5, &unsigned), Err("unsigned prepare certificate".to_string()));
+    }
+}
