@@ -26,7 +26,7 @@ use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
 use crate::crypto::BlsSignature;
-use crate::network::{NetError, Network, PeerMessage};
+use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
 use crate::verify::cosi::{Mask, Policy};
 use futures_util::StreamExt;
 use prost::Message;
@@ -628,6 +628,14 @@ pub(super) async fn run_root(
             grace_until = Some(Instant::now() + started.elapsed().max(GRACE_MIN));
         }
     }
+    if rtt.is_none() {
+        // The tree was shaped without a round-trip time: learn it for the next rounds, over the
+        // links this round opened, once the round's work is done (a ping queued behind the
+        // members' signing would measure their load, not the network).
+        let leaders: Vec<usize> = groups.iter().map(|g| g.leader).take(RTT_PROBES).collect();
+        let (network, probe_roster) = (shared.network.clone(), roster.clone());
+        shared.tasks.spawn(async move { probe_rtt(&network, &probe_roster, leaders, deadlines.leaf).await });
+    }
     for g in groups.iter().zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
         debug!(leader = g.leader, "cosi: outcome decided without this group");
         for i in g.members() {
@@ -740,7 +748,15 @@ pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout:
     let health = shared.network.health();
     let n = roster.len();
     let up = |i: usize| roster.public(i).is_some_and(|k| health.down(&k).is_none());
-    let groups = tree::groups_shaped(n, me, up, measured_rtt(roster, me, health));
+    let mut rtt = measured_rtt(roster, me, health);
+    if rtt.is_none() {
+        // The shape follows the round-trip time: measure it first (a few members; the tree's
+        // links to them are then open too).
+        let first = (1..n).map(|k| (me + k) % n).filter(|&i| up(i)).take(RTT_PROBES);
+        probe_rtt(&shared.network, roster, first.collect(), timeout).await;
+        rtt = measured_rtt(roster, me, health);
+    }
+    let groups = tree::groups_shaped(n, me, up, rtt);
     let base = Announce {
         roster_id: roster.id.to_vec(),
         root: me as u32,
@@ -769,6 +785,22 @@ pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout:
 fn measured_rtt(roster: &RoundRoster, me: usize, health: &crate::network::health::PeerHealth) -> Option<Duration> {
     let n = roster.len();
     (1..n).map(|k| (me + k) % n).filter_map(|i| roster.public(i)).filter_map(|k| health.rtt(&k)).take(32).min()
+}
+
+/// Members pinged to learn the round-trip time when none was measured yet.
+const RTT_PROBES: usize = 3;
+
+/// Learns the round-trip time to `members` (for the tree's shape): each is asked once to open
+/// the link (dial and TLS handshake are no part of a round trip, and the transport's ping would
+/// count them), then pinged over it, which records the RTT. Best effort.
+async fn probe_rtt(network: &Network, roster: &RoundRoster, members: Vec<usize>, timeout: Duration) {
+    let probes = members.into_iter().filter_map(|i| roster.server(i).ok()).map(|s| async move {
+        let nonce: [u8; 16] = rand::random();
+        if network.request(s, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout).await.is_ok() {
+            let _ = network.ping(s, timeout).await;
+        }
+    });
+    futures_util::future::join_all(probes).await;
 }
 
 /// Excludes member `i` for a bad signature, and reports it (log, metrics).
