@@ -631,10 +631,10 @@ pub(super) async fn run_root(
     if rtt.is_none() {
         // The tree was shaped without a round-trip time: learn it for the next rounds, over the
         // links this round opened, once the round's work is done (a ping queued behind the
-        // members' signing would measure their load, not the network).
-        let leaders: Vec<usize> = groups.iter().map(|g| g.leader).take(RTT_PROBES).collect();
-        let (network, probe_roster) = (shared.network.clone(), roster.clone());
-        shared.tasks.spawn(async move { probe_rtt(&network, &probe_roster, leaders, deadlines.leaf).await });
+        // members' signing would measure their load, not the network); then open the links of
+        // the tree it calls for (across a WAN, a star: the root's links to every member).
+        let (background, warm_roster) = (shared.clone(), roster.clone());
+        shared.tasks.spawn(async move { warm_up(&background, &warm_roster, deadlines.leaf).await });
     }
     for g in groups.iter().zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
         debug!(leader = g.leader, "cosi: outcome decided without this group");
@@ -752,8 +752,10 @@ pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout:
     if rtt.is_none() {
         // The shape follows the round-trip time: measure it first (a few members; the tree's
         // links to them are then open too).
-        let first = (1..n).map(|k| (me + k) % n).filter(|&i| up(i)).take(RTT_PROBES);
-        probe_rtt(&shared.network, roster, first.collect(), timeout).await;
+        // The sub-leaders of the tree shaped without it (those a round over this roster
+        // announced to, so they admit this node and keep the links).
+        let leaders = tree::groups_shaped(n, me, up, None).into_iter().map(|g| g.leader).take(RTT_PROBES);
+        probe_rtt(&shared.network, roster, leaders.collect(), timeout).await;
         rtt = measured_rtt(roster, me, health);
     }
     let groups = tree::groups_shaped(n, me, up, rtt);
