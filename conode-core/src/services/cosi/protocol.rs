@@ -586,6 +586,9 @@ pub(super) async fn run_root(
         sig: aggregate::decode_sig(&own_bytes)
             .ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
     };
+    // Half of the check of the total, while the others sign: for the members asked.
+    let expected = Mask::from_indices(n, std::iter::once(me).chain(groups.iter().flat_map(|g| g.members())));
+    let prepared = aggregate::Prepared::new(&statement, &roster.keys, expected);
     let mut results = Vec::with_capacity(tasks.len());
     // Collect the groups as they answer, until the outcome is decided: the threshold is met, or
     // the members still outstanding cannot reach it any more. Then the stragglers get as long
@@ -657,7 +660,7 @@ pub(super) async fn run_root(
         untrusted.append(&mut r.leaves);
     }
     let trusted = [own];
-    let checked = aggregate::check(&statement, &roster.keys, &trusted, untrusted);
+    let checked = aggregate::check(&statement, &roster.keys, &trusted, untrusted, prepared.as_ref());
     let mut verified = checked.verified_as_one;
     let mut valid = checked.valid;
     // The total did not verify: the bad contributions are known (one check each). A bad group
@@ -691,7 +694,7 @@ pub(super) async fn run_root(
                 Answer::Excluded(k, r) => exclusions.set(i, k, r),
             }
         }
-        let checked = aggregate::check(&statement, &roster.keys, &[], again);
+        let checked = aggregate::check(&statement, &roster.keys, &[], again, None);
         let bad: HashSet<usize> = checked.invalid.iter().map(|c| c.from).collect();
         for &i in &bad {
             blame(
