@@ -234,7 +234,7 @@ mod tests {
             blst::blst_p1_to_affine(&mut neg, &p1);
         }
         let neg = BlsPublicKey::from_bytes(&blst::min_pk::PublicKey::from(neg).compress()).unwrap();
-        assert!(Prepared::new(msg, &[keys[0].clone(), neg], Mask::from_indices(2, [0, 1])).is_none());
+        assert!(Prepared::new(msg, &[keys[0], neg], Mask::from_indices(2, [0, 1])).is_none());
         assert!(Prepared::new(msg, &keys, Mask::new(6)).is_none());
     }
 
