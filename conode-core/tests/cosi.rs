@@ -281,16 +281,18 @@ fn a_prepared_roster_is_checked_and_its_tree_connected_before_the_first_round() 
         other => panic!("expected BadRoster, got {other:?}"),
     }
     cluster.runtime().block_on(svc0.prepare(&roster)).unwrap();
-    // Every PoP is checked, and the root holds a link to each of its 4 sub-leaders (two levels
-    // of √16).
+    // Every PoP is checked, the root measured its round-trip time to the others (the tree's
+    // shape follows it), and it holds a link to each of its sub-leaders.
     let pops = svc0.checked_pops();
     for m in &roster.servers {
         let s = &m.services[COSI_SERVICE];
         assert!(pops.is_checked(&s.public, &s.pop));
     }
+    let rtt = roster.servers[1..].iter().filter_map(|s| net0.health().rtt(&s.public)).min();
+    assert!(rtt.is_some(), "preparing a roster measures the round-trip time");
     let connected = net0.connected_peers();
-    let groups = tree::groups(16, 0);
-    assert_eq!(groups.len(), 4);
+    let groups = tree::groups_shaped(16, 0, |_| true, rtt);
+    assert_eq!(groups.len(), tree::shape(15, rtt).1);
     for g in &groups {
         assert!(connected.contains(&roster.servers[g.leader].public), "sub-leader {} not connected", g.leader);
         // And each sub-leader was asked to open its links to its leaves.

@@ -32,17 +32,14 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[((s.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Depth of the cosi tree of n members (cosi/tree.rs: the root, ⌊√n⌋ sub-leaders and their leaves).
-fn tree_depth(n: usize) -> usize {
-    let others = n.saturating_sub(1);
-    let groups = ((others + 1) as f64).sqrt().floor().max(1.0) as usize;
-    if others == 0 {
-        0
-    } else if others > groups {
-        2
-    } else {
-        1
+/// Depth of the cosi tree the root picks for n members when every link has round-trip time
+/// `rtt` (cosi/tree.rs `shape`: a star across a WAN, two levels of about √n on a LAN). The relay
+/// adds `rtt` = 2 × the one-way delay to every link, and the root's pings measure it.
+fn tree_depth(n: usize, rtt: Duration) -> usize {
+    if n < 2 {
+        return 0;
     }
+    conode_core::services::cosi::tree::shape(n - 1, Some(rtt)).0
 }
 
 /// The physical limit of a round on this machine (issue 18): n signatures over the cores plus
@@ -128,7 +125,7 @@ fn wan_simulation_cosi_appends_and_beacon() {
         Client::new(ClientUrl::parse(&format!("ws://{}", members[0].client)).unwrap(), Duration::from_secs(20));
     let roster_toml = std::fs::read_to_string(&roster_path).unwrap();
     let info = rt.block_on(client.beacon_info()).unwrap();
-    let depth = tree_depth(n);
+    let depth = tree_depth(n, delay * 2);
     let physical = physical_limit_ms(n);
     let one_way_ms = delay.as_secs_f64() * 1e3;
     let mut index = 0u64;
@@ -191,6 +188,7 @@ fn wan_simulation_cosi_appends_and_beacon() {
             "cosi_tree_depth": depth,
             "cosi_p50_ms": percentile(&cosi, 0.5),
             "cosi_p90_ms": percentile(&cosi, 0.9),
+            "cosi_rounds_ms": cosi.iter().map(|ms| (ms * 10.0).round() / 10.0).collect::<Vec<f64>>(),
             "cosi_physical_limit_ms": physical,
             "cosi_goal_ms": (2.0 * depth as f64 * one_way_ms + physical) * 1.1,
             "append_p50_ms": percentile(&appends, 0.5),

@@ -26,7 +26,7 @@ use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
 use crate::crypto::BlsSignature;
-use crate::network::{NetError, Network, PeerMessage};
+use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
 use crate::verify::cosi::{Mask, Policy};
 use futures_util::StreamExt;
 use prost::Message;
@@ -586,6 +586,9 @@ pub(super) async fn run_root(
         sig: aggregate::decode_sig(&own_bytes)
             .ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
     };
+    // Half of the check of the total, while the others sign: for the members asked.
+    let expected = Mask::from_indices(n, std::iter::once(me).chain(groups.iter().flat_map(|g| g.members())));
+    let prepared = aggregate::Prepared::new(&statement, &roster.keys, expected);
     let mut results = Vec::with_capacity(tasks.len());
     // Collect the groups as they answer, until the outcome is decided: the threshold is met, or
     // the members still outstanding cannot reach it any more. Then the stragglers get as long
@@ -628,6 +631,14 @@ pub(super) async fn run_root(
             grace_until = Some(Instant::now() + started.elapsed().max(GRACE_MIN));
         }
     }
+    if rtt.is_none() {
+        // The tree was shaped without a round-trip time: learn it for the next rounds, over the
+        // links this round opened, once the round's work is done (a ping queued behind the
+        // members' signing would measure their load, not the network); then open the links of
+        // the tree it calls for (across a WAN, a star: the root's links to every member).
+        let (background, warm_roster) = (shared.clone(), roster.clone());
+        shared.tasks.spawn(async move { warm_up(&background, &warm_roster, deadlines.leaf).await });
+    }
     for g in groups.iter().zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
         debug!(leader = g.leader, "cosi: outcome decided without this group");
         for i in g.members() {
@@ -649,7 +660,7 @@ pub(super) async fn run_root(
         untrusted.append(&mut r.leaves);
     }
     let trusted = [own];
-    let checked = aggregate::check(&statement, &roster.keys, &trusted, untrusted);
+    let checked = aggregate::check(&statement, &roster.keys, &trusted, untrusted, prepared.as_ref());
     let mut verified = checked.verified_as_one;
     let mut valid = checked.valid;
     // The total did not verify: the bad contributions are known (one check each). A bad group
@@ -683,7 +694,7 @@ pub(super) async fn run_root(
                 Answer::Excluded(k, r) => exclusions.set(i, k, r),
             }
         }
-        let checked = aggregate::check(&statement, &roster.keys, &[], again);
+        let checked = aggregate::check(&statement, &roster.keys, &[], again, None);
         let bad: HashSet<usize> = checked.invalid.iter().map(|c| c.from).collect();
         for &i in &bad {
             blame(
@@ -740,7 +751,17 @@ pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout:
     let health = shared.network.health();
     let n = roster.len();
     let up = |i: usize| roster.public(i).is_some_and(|k| health.down(&k).is_none());
-    let groups = tree::groups_shaped(n, me, up, measured_rtt(roster, me, health));
+    let mut rtt = measured_rtt(roster, me, health);
+    if rtt.is_none() {
+        // The shape follows the round-trip time: measure it first (a few members; the tree's
+        // links to them are then open too).
+        // The sub-leaders of the tree shaped without it (those a round over this roster
+        // announced to, so they admit this node and keep the links).
+        let leaders = tree::groups_shaped(n, me, up, None).into_iter().map(|g| g.leader).take(RTT_PROBES);
+        probe_rtt(&shared.network, roster, leaders.collect(), timeout).await;
+        rtt = measured_rtt(roster, me, health);
+    }
+    let groups = tree::groups_shaped(n, me, up, rtt);
     let base = Announce {
         roster_id: roster.id.to_vec(),
         root: me as u32,
@@ -769,6 +790,22 @@ pub(super) async fn warm_up(shared: &Shared, roster: &Arc<RoundRoster>, timeout:
 fn measured_rtt(roster: &RoundRoster, me: usize, health: &crate::network::health::PeerHealth) -> Option<Duration> {
     let n = roster.len();
     (1..n).map(|k| (me + k) % n).filter_map(|i| roster.public(i)).filter_map(|k| health.rtt(&k)).take(32).min()
+}
+
+/// Members pinged to learn the round-trip time when none was measured yet.
+const RTT_PROBES: usize = 3;
+
+/// Learns the round-trip time to `members` (for the tree's shape): each is asked once to open
+/// the link (dial and TLS handshake are no part of a round trip, and the transport's ping would
+/// count them), then pinged over it, which records the RTT. Best effort.
+async fn probe_rtt(network: &Network, roster: &RoundRoster, members: Vec<usize>, timeout: Duration) {
+    let probes = members.into_iter().filter_map(|i| roster.server(i).ok()).map(|s| async move {
+        let nonce: [u8; 16] = rand::random();
+        if network.request(s, NET_SERVICE, "Ping", &[], nonce.to_vec(), timeout).await.is_ok() {
+            let _ = network.ping(s, timeout).await;
+        }
+    });
+    futures_util::future::join_all(probes).await;
 }
 
 /// Excludes member `i` for a bad signature, and reports it (log, metrics).

@@ -13,6 +13,11 @@ use std::time::Duration;
 /// uncompressed G2 point, mask).
 pub const PER_REPLY: Duration = Duration::from_micros(30);
 
+/// A star is taken only when the model says it saves at least this much: below it, the
+/// difference is within the noise of the estimate (a ping on a busy machine, `PER_REPLY`), and
+/// two levels spread the work (on loopback, the round trip is tens of µs: always two levels).
+pub const STAR_MIN_GAIN: Duration = Duration::from_millis(1);
+
 /// The depth (1 or 2) and fan-out (number of sub-leaders) for a root with `others` members below
 /// it, given the round-trip time `rtt` (`None`: not measured yet; then two levels of √n, which
 /// is never far from the best on a LAN).
@@ -24,7 +29,7 @@ pub fn shape(others: usize, rtt: Option<Duration>) -> (usize, usize) {
     let c = PER_REPLY.as_secs_f64();
     let star = rtt + others as f64 * c;
     let two = 2.0 * rtt + (m + others.div_ceil(m)) as f64 * c;
-    if star < two {
+    if star + STAR_MIN_GAIN.as_secs_f64() < two {
         (1, others)
     } else {
         (depth(m), m)
@@ -137,6 +142,9 @@ mod tests {
         // A WAN round trip costs more than the root handling every reply: a star.
         assert_eq!(shape(63, Some(Duration::from_millis(100))), (1, 63));
         assert_eq!(shape(1023, Some(Duration::from_millis(100))), (1, 1023));
+        // On loopback (tens of µs, even a few hundred on a busy machine): two levels.
+        assert_eq!(shape(6, Some(Duration::from_micros(300))), (2, 2));
+        assert_eq!(shape(63, Some(Duration::from_micros(900))), (2, 8));
         // In between, the size decides.
         let rtt = Some(Duration::from_millis(5));
         assert_eq!(shape(63, rtt).0, 1);
