@@ -72,7 +72,26 @@ pub struct LocalCluster {
 }
 
 /// Binds a free loopback port P such that P+1 is free too; returns both listeners.
+///
+/// The ports are picked at random *below* the kernel's ephemeral range when there is room: a caller
+/// that releases them for a process to bind (the CLI tests write them into a config) would
+/// otherwise race every outgoing connection of the machine, whose source ports come from that
+/// range (seen as "Address already in use" when the process started).
 pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net::TcpListener)> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    if ephemeral_low > PRIVATE_PORTS_FROM + 1000 {
+        for _ in 0..200 {
+            let p = rand::Rng::gen_range(&mut rand::thread_rng(), PRIVATE_PORTS_FROM..ephemeral_low - 1);
+            if let Ok(a) = std::net::TcpListener::bind(("127.0.0.1", p)) {
+                if let Ok(b) = std::net::TcpListener::bind(("127.0.0.1", p + 1)) {
+                    return Ok((a, b));
+                }
+            }
+        }
+    }
     for _ in 0..200 {
         let a = std::net::TcpListener::bind("127.0.0.1:0")?;
         let p = a.local_addr()?.port();
@@ -85,6 +104,10 @@ pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net:
     }
     Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port pair on loopback"))
 }
+
+/// Lowest port [`allocate_port_pair`] picks outside the ephemeral range (above the well-known and
+/// most registered services' ports).
+const PRIVATE_PORTS_FROM: u16 = 20000;
 
 impl LocalCluster {
     /// Starts `n` nodes with default options in a temporary folder.
