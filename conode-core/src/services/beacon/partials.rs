@@ -13,6 +13,9 @@
 //! the round waits for that beacon at most a [`holdoff_ms`] after the round's time; then it sends
 //! its partial to every member and recovers on its own from the partials it gets (the previous
 //! protocol): a silent or slow pair of recoverers costs a round that delay, never the beacon.
+//! Across a wide-area network (a median round-trip time to the other members of at least
+//! [`WIDE_AREA_RTT`]) the extra hop through a recoverer costs more than recovering locally, so a
+//! member there sends its partial to everyone and recovers at once ([`uses_recoverers`]).
 //!
 //! The decisions are pure and tested here with real threshold keys: which rounds a partial may
 //! be held for ([`classify`]), which partials a recovery uses ([`Pool::candidates`]), one recovery
@@ -328,6 +331,23 @@ pub(super) fn recoverers(indices: &[u32], round: u64) -> Vec<u32> {
     (0..RECOVERERS).map(|k| indices[(first + k * n / RECOVERERS) % n]).collect()
 }
 
+/// Median round-trip time to the other members from which a member sends its partial to every
+/// member and recovers on its own: the hop through a recoverer then costs more latency (half a
+/// round trip) than the recovery's CPU (a few ms) it saves.
+pub(super) const WIDE_AREA_RTT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether a member leaves recovery to each round's recoverers, given the round-trip times it
+/// measured to the other members: yes on a LAN or loopback (and before any is measured), no when
+/// their median is at least [`WIDE_AREA_RTT`].
+pub(super) fn uses_recoverers(rtts: &[std::time::Duration]) -> bool {
+    if rtts.is_empty() {
+        return true;
+    }
+    let mut v = rtts.to_vec();
+    v.sort();
+    v[v.len() / 2] < WIDE_AREA_RTT
+}
+
 /// How long (ms after the round's time) a member that is not a recoverer of a round waits for
 /// the recoverers' beacon before recovering on its own: twice the median of its recent rounds'
 /// latencies (the beacon normally comes within one), at least [`MIN_HOLDOFF_MS`], at most a
@@ -558,8 +578,20 @@ impl BeaconService {
         recoverers(&chain.indices, round).contains(&chain.share.index)
     }
 
+    /// Whether this node sends its partials to the rounds' recoverers only (and waits for their
+    /// beacon), from the round-trip times it measured to the group's other members.
+    pub(super) fn sends_to_recoverers(&self, chain: &Chain) -> bool {
+        let health = self.inner.network.health();
+        let rtts: Vec<std::time::Duration> =
+            chain.peers().iter().filter_map(|(_, si)| health.rtt(&si.public)).collect();
+        uses_recoverers(&rtts)
+    }
+
     /// `Some(ms)` while this node leaves the recovery of `round` to its recoverers.
     pub(super) fn recovery_wait_ms(&self, chain: &Chain, round: u64) -> Option<u64> {
+        if !self.sends_to_recoverers(chain) {
+            return None;
+        }
         let recent: Vec<f64> = lock(&chain.latencies).iter().rev().take(16).map(|l| l.ms).collect();
         let holdoff = holdoff_ms(chain.info.period, &recent);
         waits_for_push(self.is_recoverer(chain, round), chain.round_time_ms(round), holdoff, unix_now_ms())
@@ -804,6 +836,14 @@ pub(super) mod tests {
         }
         // Small groups: everyone recovers at once.
         assert_eq!(recoverers(&[0, 1, 2], 7), vec![0, 1, 2]);
+        // Across a wide-area network everyone recovers at once; on a LAN, or before any round
+        // trip is measured, the recoverers do.
+        let ms = |v: &[u64]| v.iter().map(|m| std::time::Duration::from_millis(*m)).collect::<Vec<_>>();
+        assert!(uses_recoverers(&[]));
+        assert!(uses_recoverers(&ms(&[0, 1, 2, 150])));
+        assert!(!uses_recoverers(&ms(&[100, 95, 110])));
+        assert!(!uses_recoverers(&ms(&[1, 100, 100])));
+        assert!(!uses_recoverers(&ms(&[10])));
         assert_eq!(recoverers(&[0, 1, 2, 3], 7).len(), 2);
     }
 

@@ -1,8 +1,10 @@
 //! The round loop of one node: wait for each round's time, sign and send this node's partial,
-//! wait for the beacon, retry when it does not come. A partial goes first to the round's two
-//! recoverers only (see `partials::recoverers`), who push the beacon to everyone; it goes to every
-//! member when that beacon has not come by the end of the hold-off, and on every retry. When to do what is decided by pure functions
-//! of the chain info, the latest stored round and the clock ([`next_step`], [`needs_catch_up`],
+//! wait for the beacon, retry when it does not come. On a LAN (`partials::uses_recoverers`) a
+//! partial goes first to the round's two recoverers only (see `partials::recoverers`), who push
+//! the beacon to everyone; it goes to every member when that beacon has not come by the end of
+//! the hold-off, on every retry, and always across a wide-area network. When to do what is
+//! decided by pure functions of the chain info, the latest stored round and the clock
+//! ([`next_step`], [`needs_catch_up`],
 //! [`retry_interval`]), so the timing is tested without a network or a runtime; [`run_chain`]
 //! only carries those decisions out.
 
@@ -192,6 +194,7 @@ impl BeaconService {
         .encode_to_vec();
         let timeout = retry_interval(chain.info.period).max(Duration::from_secs(1));
         let recoverers = super::partials::recoverers(&chain.indices, round);
+        let to_all = to_all || !self.sends_to_recoverers(chain);
         for (i, si) in chain.peers().into_iter().filter(|(i, _)| to_all || recoverers.contains(i)) {
             let (net, body, svc, chain) =
                 (self.inner.network.clone(), body.clone(), Arc::downgrade(&self.inner), chain.clone());
