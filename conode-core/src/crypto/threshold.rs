@@ -211,6 +211,29 @@ macro_rules! impl_point {
                 write!(f, "{}:{}", $name, &hex::encode(self.to_bytes())[..16])
             }
         }
+        impl $t {
+            /// Σ scalar_i · point_i by blst's Pippenger: `le` holds one little-endian scalar of
+            /// `bits` bits (`bits / 8` bytes, rounded up) per point, back to back; at least 2 points.
+            fn pippenger(points: &[Self], le: &[u8], bits: usize) -> Self {
+                let n = points.len();
+                assert_eq!(le.len(), n * bits.div_ceil(8), "one scalar per point");
+                let mut affine = vec![$aff::default(); n];
+                let raw: Vec<*const $raw> = points.iter().map(|p| &p.0 as *const $raw).collect();
+                // SAFETY: `raw` holds n valid point pointers and `affine` n slots; blst reads the
+                // points and scalars (n of `bits` bits, checked above) as contiguous arrays when
+                // the second pointer is null; the scratch is the size blst asks for (bytes,
+                // rounded up to whole limbs).
+                unsafe {
+                    $to_affines(affine.as_mut_ptr(), raw.as_ptr(), n);
+                    let pts: [*const $aff; 2] = [affine.as_ptr(), std::ptr::null()];
+                    let scs: [*const u8; 2] = [le.as_ptr(), std::ptr::null()];
+                    let mut scratch = vec![0 as limb_t; $scratch(n).div_ceil(std::mem::size_of::<limb_t>())];
+                    let mut out = $raw::default();
+                    $pippenger(&mut out, pts.as_ptr(), n, scs.as_ptr(), bits, scratch.as_mut_ptr());
+                    $t(out)
+                }
+            }
+        }
         impl Point for $t {
             const COMPRESSED_LEN: usize = $len;
             const NAME: &'static str = $name;
@@ -242,21 +265,8 @@ macro_rules! impl_point {
                 if n == 1 {
                     return points[0].mul(&scalars[0]);
                 }
-                let mut affine = vec![$aff::default(); n];
-                let raw: Vec<*const $raw> = points[..n].iter().map(|p| &p.0 as *const $raw).collect();
                 let le: Vec<u8> = scalars[..n].iter().flat_map(|s| s.to_blst_scalar().b).collect();
-                // SAFETY: `raw` holds n valid point pointers and `affine` n slots; blst reads the
-                // points and scalars as contiguous arrays when the second pointer is null; the
-                // scratch is the size blst asks for (bytes, rounded up to whole limbs).
-                unsafe {
-                    $to_affines(affine.as_mut_ptr(), raw.as_ptr(), n);
-                    let pts: [*const $aff; 2] = [affine.as_ptr(), std::ptr::null()];
-                    let scs: [*const u8; 2] = [le.as_ptr(), std::ptr::null()];
-                    let mut scratch = vec![0 as limb_t; $scratch(n).div_ceil(std::mem::size_of::<limb_t>())];
-                    let mut out = $raw::default();
-                    $pippenger(&mut out, pts.as_ptr(), n, scs.as_ptr(), 255, scratch.as_mut_ptr());
-                    $t(out)
-                }
+                Self::pippenger(&points[..n], &le, 255)
             }
             fn multi_mul_u64(points: &[Self], weights: &[u64]) -> Self {
                 let n = points.len().min(weights.len());
@@ -266,19 +276,8 @@ macro_rules! impl_point {
                 if n == 1 {
                     return points[0].mul_u64(weights[0]);
                 }
-                let mut affine = vec![$aff::default(); n];
-                let raw: Vec<*const $raw> = points[..n].iter().map(|p| &p.0 as *const $raw).collect();
                 let le: Vec<u8> = weights[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
-                // SAFETY: as in `multi_mul`, with 8-byte little-endian scalars of 64 bits.
-                unsafe {
-                    $to_affines(affine.as_mut_ptr(), raw.as_ptr(), n);
-                    let pts: [*const $aff; 2] = [affine.as_ptr(), std::ptr::null()];
-                    let scs: [*const u8; 2] = [le.as_ptr(), std::ptr::null()];
-                    let mut scratch = vec![0 as limb_t; $scratch(n).div_ceil(std::mem::size_of::<limb_t>())];
-                    let mut out = $raw::default();
-                    $pippenger(&mut out, pts.as_ptr(), n, scs.as_ptr(), 64, scratch.as_mut_ptr());
-                    $t(out)
-                }
+                Self::pippenger(&points[..n], &le, 64)
             }
             fn mul_u64(&self, v: u64) -> Self {
                 if v == 0 {
