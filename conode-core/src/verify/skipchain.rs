@@ -49,13 +49,53 @@ impl BlockRoster {
     }
 }
 
+/// `ForwardLink::format` of a link whose statement names its source and target
+/// ([`ForwardLink::message`]): the default, absent on the wire, the format of every older link.
+pub const LINK_FORMAT_V1: u32 = 0;
+/// `ForwardLink::format` of a link whose statement names only its target
+/// ([`ForwardLink::commit_message`]): one collective signature serves every level of a block
+/// whose source blocks share a roster.
+pub const LINK_FORMAT_V2: u32 = 2;
+/// Domain of the v2 statement. Its preimage (26 + 32 bytes) never has the length of a v1 one (64
+/// or 96 bytes, the endpoints being checked block hashes), so no v1 signature is a v2 one.
+const COMMIT_V2_DOMAIN: &[u8] = b"conode-skipchain-commit-v2";
+
 impl ForwardLink {
-    /// What the roster signs: sha256(From ‖ To [‖ NewRoster id]).
+    /// What the roster signs in a v1 link: sha256(From ‖ To [‖ NewRoster id]).
     pub fn message(from: &[u8], to: &[u8], new_roster: Option<&[u8]>) -> [u8; 32] {
         match new_roster {
             Some(r) => sha256(&[from, to, r]),
             None => sha256(&[from, to]),
         }
+    }
+
+    /// What the roster signs in a v2 link to the block `to` (its hash):
+    /// sha256("conode-skipchain-commit-v2" ‖ To). The target's hash covers its chain, index,
+    /// roster and back links, so the statement commits to the block's place in the chain.
+    pub fn commit_message(to: &[u8]) -> [u8; 32] {
+        sha256(&[COMMIT_V2_DOMAIN, to])
+    }
+}
+
+/// The level at which `b` links back to `a`: `b.back_link_ids[level] == a.hash` with
+/// `base_height^level == b.index − a.index`.
+pub fn back_link_level(a: &SkipBlock, b: &SkipBlock) -> Option<usize> {
+    let distance = b.index.checked_sub(a.index).filter(|d| *d > 0)?;
+    (0..b.back_link_ids.len())
+        .find(|&level| level_distance(b.base_height, level) == distance)
+        .filter(|&level| b.back_link_ids[level] == a.hash)
+}
+
+/// The statement `link` from `a` to `b` must be signed over (its endpoints already checked to be
+/// `a` and `b`), or why the link cannot be valid in its format.
+pub(crate) fn link_statement(a: &SkipBlock, b: &SkipBlock, link: &ForwardLink) -> Result<[u8; 32], String> {
+    match link.format {
+        LINK_FORMAT_V1 => Ok(ForwardLink::message(&link.from, &link.to, link.new_roster.as_deref())),
+        LINK_FORMAT_V2 => match back_link_level(a, b) {
+            Some(_) => Ok(ForwardLink::commit_message(&link.to)),
+            None => Err("the target block does not link back to the source block".into()),
+        },
+        other => Err(format!("unknown link format {other}")),
     }
 }
 
@@ -246,7 +286,7 @@ pub fn verify_link_with_keys(
     if keys.len() != a_roster.members.len() {
         return Err(bad("keys do not match the source roster".into()));
     }
-    let msg = ForwardLink::message(&link.from, &link.to, link.new_roster.as_deref());
+    let msg = link_statement(a, b, link).map_err(bad)?;
     cosi::verify(&msg, &sig.signature, &sig.mask, keys, policy).map_err(|e| bad(e.to_string()))
 }
 

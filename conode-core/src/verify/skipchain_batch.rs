@@ -7,14 +7,16 @@
 //!
 //! (σ_i the link's aggregate signature, apk_i the sum of the keys its mask names, m_i the link's
 //! message) checks them all with one multi-pairing (n + 1 Miller loops, one final exponentiation);
-//! a bad link passes only with probability 2⁻⁶⁴. Everything else a link must satisfy (endpoints,
-//! declared roster change, mask and policy, signature encoding and group) is checked first, link
-//! by link, as [`verify_link_with_keys`] does. A link that fails those, and every link of a batch
+//! a bad link passes only with probability 2⁻⁶⁴. Links that need the very same pairing check (one
+//! statement, signature, mask and key set: the levels of one block in the v2 link format, signed
+//! in one round) are one term. Everything else a link must satisfy (endpoints, declared roster
+//! change, format and back link, mask and policy, signature encoding and group) is checked first,
+//! link by link, as [`verify_link_with_keys`] does. A link that fails those, and every link of a batch
 //! that fails, is verified one by one, so the results are always the ones
 //! [`verify_link_with_keys`] gives for each link.
 
 use super::cosi::{aggregate_key, Mask, Policy};
-use super::skipchain::{verify_link_with_keys, ForwardLink, ProofError, SkipBlock};
+use super::skipchain::{link_statement, verify_link_with_keys, CollectiveSignature, ForwardLink, ProofError, SkipBlock};
 use crate::crypto::bls::DST_SIG;
 use crate::crypto::{BlsPublicKey, BlsSignature};
 use blst::min_pk::{PublicKey, Signature};
@@ -32,40 +34,69 @@ pub struct LinkToCheck<'a> {
 
 /// Verifies every link of `links` under `policy`; the result at `i` is
 /// `verify_link_with_keys(links[i].from, links[i].to, links[i].link, policy, links[i].keys)`.
+/// Links with the same statement, signature, mask and keys (the levels of one block in the v2
+/// format, signed in one round) share one pairing check.
 pub fn verify_links_with_keys(links: &[LinkToCheck<'_>], policy: Policy) -> Vec<Result<(), ProofError>> {
     let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
-    let mut results: Vec<Option<Result<(), ProofError>>> = vec![None; links.len()];
-    let mut batch = Vec::with_capacity(links.len());
-    for (i, l) in links.iter().enumerate() {
-        match parts(l, policy) {
-            Some(p) => batch.push((i, p)),
-            None => results[i] = Some(one(l)),
-        }
-    }
-    // One link alone: its pairing check on the parts already decoded (not decoded again).
+    let (mut results, batch) = plan(links, policy);
+    // One check alone: its pairing on the parts already decoded (not decoded again).
     let holds = match batch.as_slice() {
         [] => true,
-        [(_, (msg, key, signature))] => key.verify(msg, signature),
+        [c] => c.key.verify(&c.msg, &c.signature),
         _ => batch_holds(&batch),
     };
-    if holds {
-        for (i, _) in &batch {
-            results[*i] = Some(Ok(()));
-        }
-    } else {
-        for (i, _) in &batch {
-            results[*i] = Some(one(&links[*i]));
+    for c in &batch {
+        for &i in &c.links {
+            results[i] = Some(if holds { Ok(()) } else { one(&links[i]) });
         }
     }
     results.into_iter().map(|r| r.unwrap_or(Err(ProofError::Empty))).collect()
 }
 
-/// What the pairing check of a link needs: its message, its signers' aggregate key, its signature.
-type Parts = ([u8; 32], BlsPublicKey, BlsSignature);
+/// The results of the links that fail a check before the pairing (verified one by one), and the
+/// pairing checks the others need, identical ones merged.
+fn plan<'a>(links: &[LinkToCheck<'a>], policy: Policy) -> (Vec<Option<Result<(), ProofError>>>, Vec<Check<'a>>) {
+    let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
+    let mut results: Vec<Option<Result<(), ProofError>>> = vec![None; links.len()];
+    let mut batch: Vec<Check<'a>> = Vec::with_capacity(links.len());
+    for (i, l) in links.iter().enumerate() {
+        let Some((msg, sig)) = precheck(l) else {
+            results[i] = Some(one(l));
+            continue;
+        };
+        // The same check as one already in the batch: everything left to check (mask, policy,
+        // signature, pairing) is a function of the statement, signature, mask and keys.
+        if let Some(same) = batch.iter_mut().find(|c| {
+            c.msg == msg
+                && c.sig.signature == sig.signature
+                && c.sig.mask == sig.mask
+                && (std::ptr::eq(c.keys, l.keys) || c.keys == l.keys)
+        }) {
+            same.links.push(i);
+            continue;
+        }
+        match parts(l.keys, sig, policy) {
+            Some((key, signature)) => batch.push(Check { links: vec![i], msg, sig, keys: l.keys, key, signature }),
+            None => results[i] = Some(one(l)),
+        }
+    }
+    (results, batch)
+}
 
-/// The [`Parts`] of a link; `None` when anything else about the link is wrong (the one-by-one
-/// path says what).
-fn parts(l: &LinkToCheck<'_>, policy: Policy) -> Option<Parts> {
+/// One pairing check of the batch: the links (indices) it stands for, their statement, signature
+/// and source keys, and the decoded signers' aggregate key and signature.
+struct Check<'a> {
+    links: Vec<usize>,
+    msg: [u8; 32],
+    sig: &'a CollectiveSignature,
+    keys: &'a [BlsPublicKey],
+    key: BlsPublicKey,
+    signature: BlsSignature,
+}
+
+/// The statement and signature of a link whose endpoints, declared roster change, format and key
+/// count are right; `None` when any is wrong (the one-by-one path says what).
+fn precheck<'a>(l: &LinkToCheck<'a>) -> Option<([u8; 32], &'a CollectiveSignature)> {
     let (a, b, link) = (l.from, l.to, l.link);
     if link.from != a.hash || link.to != b.hash {
         return None;
@@ -76,27 +107,33 @@ fn parts(l: &LinkToCheck<'_>, policy: Policy) -> Option<Parts> {
         return None;
     }
     let sig = link.signature.as_ref()?;
-    let n = l.keys.len();
-    if n != a.roster.as_ref()?.members.len() {
+    if l.keys.len() != a.roster.as_ref()?.members.len() {
         return None;
     }
+    Some((link_statement(a, b, link).ok()?, sig))
+}
+
+/// The signers' aggregate key and the decoded signature of `sig` over `keys`; `None` when the
+/// mask, the policy or the signature's encoding is wrong.
+fn parts(keys: &[BlsPublicKey], sig: &CollectiveSignature, policy: Policy) -> Option<(BlsPublicKey, BlsSignature)> {
+    let n = keys.len();
     let required = policy.required(n).ok()?;
     let mask = Mask::from_bytes(n, &sig.mask).ok()?;
     if mask.count() < required {
         return None;
     }
     let signature = BlsSignature::from_bytes(&sig.signature).ok()?;
-    let key = aggregate_key(&mask, l.keys)?;
-    Some((ForwardLink::message(&link.from, &link.to, link.new_roster.as_deref()), key, signature))
+    let key = aggregate_key(&mask, keys)?;
+    Some((key, signature))
 }
 
 /// The weighted check of the links in `batch` (true: every signature holds, except with
 /// probability 2⁻⁶⁴).
-fn batch_holds(batch: &[(usize, Parts)]) -> bool {
+fn batch_holds(batch: &[Check<'_>]) -> bool {
     let mut rng = rand::rngs::OsRng;
-    let msgs: Vec<&[u8]> = batch.iter().map(|(_, (m, _, _))| m.as_slice()).collect();
-    let pks: Vec<&PublicKey> = batch.iter().map(|(_, (_, k, _))| k.raw()).collect();
-    let sigs: Vec<&Signature> = batch.iter().map(|(_, (_, _, s))| s.raw()).collect();
+    let msgs: Vec<&[u8]> = batch.iter().map(|c| c.msg.as_slice()).collect();
+    let pks: Vec<&PublicKey> = batch.iter().map(|c| c.key.raw()).collect();
+    let sigs: Vec<&Signature> = batch.iter().map(|c| c.signature.raw()).collect();
     let rands: Vec<blst_scalar> = batch
         .iter()
         .map(|_| {
@@ -119,17 +156,29 @@ fn batch_holds(batch: &[(usize, Parts)]) -> bool {
 mod tests {
     use super::*;
     use crate::crypto::BlsKeyPair;
-    use crate::verify::skipchain::{BlockRoster, CollectiveSignature, RosterEntry};
+    use crate::verify::skipchain::{BlockRoster, RosterEntry, LINK_FORMAT_V1, LINK_FORMAT_V2};
 
     struct Setup {
+        kps: Vec<BlsKeyPair>,
         keys: Vec<BlsPublicKey>,
         blocks: Vec<SkipBlock>,
         /// (source index, target index, link).
         links: Vec<(usize, usize, ForwardLink)>,
     }
 
-    /// Blocks 0..=4 on one roster of 4; links 0→4, 2→4, 3→4 signed by `signers`.
-    fn setup(signers: &[usize]) -> Setup {
+    /// The aggregate of `signers` over `msg`, as a collective signature.
+    fn cosign(kps: &[BlsKeyPair], signers: &[usize], msg: &[u8]) -> CollectiveSignature {
+        let sigs: Vec<BlsSignature> = signers.iter().map(|&i| kps[i].sign(msg)).collect();
+        let agg = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
+        CollectiveSignature {
+            signature: agg.to_bytes().to_vec(),
+            mask: Mask::from_indices(kps.len(), signers.iter().copied()).into_bytes(),
+        }
+    }
+
+    /// Blocks 0..=4 (base height 2) on one roster of 4, block 4 linking back to 3, 2 and 0; its
+    /// links 0→4, 2→4, 3→4 signed by `signers`, in `format` (v2: one signature for all three).
+    fn setup(signers: &[usize], format: u32) -> Setup {
         let kps: Vec<BlsKeyPair> = (0..4).map(|_| BlsKeyPair::generate()).collect();
         let roster = BlockRoster {
             members: kps
@@ -144,33 +193,44 @@ mod tests {
                 })
                 .collect(),
         };
-        let blocks: Vec<SkipBlock> = (0..5u64)
-            .map(|i| {
-                let mut b =
-                    SkipBlock { index: i, roster: Some(roster.clone()), data: vec![i as u8], ..Default::default() };
-                b.hash = b.compute_hash().to_vec();
-                b
-            })
-            .collect();
+        let mut blocks: Vec<SkipBlock> = Vec::new();
+        for i in 0..5u64 {
+            let back_link_ids = match i {
+                4 => vec![blocks[3].hash.clone(), blocks[2].hash.clone(), blocks[0].hash.clone()],
+                _ => Vec::new(),
+            };
+            let mut b = SkipBlock {
+                index: i,
+                base_height: 2,
+                back_link_ids,
+                roster: Some(roster.clone()),
+                data: vec![i as u8],
+                ..Default::default()
+            };
+            b.hash = b.compute_hash().to_vec();
+            blocks.push(b);
+        }
+        let v2 = cosign(&kps, signers, &ForwardLink::commit_message(&blocks[4].hash));
         let links = [0usize, 2, 3]
             .into_iter()
             .map(|src| {
-                let msg = ForwardLink::message(&blocks[src].hash, &blocks[4].hash, None);
-                let sigs: Vec<BlsSignature> = signers.iter().map(|&i| kps[i].sign(&msg)).collect();
-                let agg = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
+                let signature = match format {
+                    LINK_FORMAT_V1 => {
+                        cosign(&kps, signers, &ForwardLink::message(&blocks[src].hash, &blocks[4].hash, None))
+                    }
+                    _ => v2.clone(),
+                };
                 let link = ForwardLink {
                     from: blocks[src].hash.clone(),
                     to: blocks[4].hash.clone(),
                     new_roster: None,
-                    signature: Some(CollectiveSignature {
-                        signature: agg.to_bytes().to_vec(),
-                        mask: Mask::from_indices(4, signers.iter().copied()).into_bytes(),
-                    }),
+                    signature: Some(signature),
+                    format,
                 };
                 (src, 4, link)
             })
             .collect();
-        Setup { keys: kps.iter().map(|k| k.public()).collect(), blocks, links }
+        Setup { keys: kps.iter().map(|k| k.public()).collect(), kps, blocks, links }
     }
 
     fn checks<'a>(s: &'a Setup, links: &'a [(usize, usize, ForwardLink)]) -> Vec<LinkToCheck<'a>> {
@@ -184,21 +244,40 @@ mod tests {
         links.iter().map(|l| verify_link_with_keys(l.from, l.to, l.link, Policy::Default, l.keys)).collect()
     }
 
+    /// Checks `case`: results as one by one, in a batch and alone; returns them.
+    fn same_as_one_by_one(s: &Setup, case: &[(usize, usize, ForwardLink)]) -> Vec<Result<(), ProofError>> {
+        let links = checks(s, case);
+        let expected = one_by_one(&links);
+        assert_eq!(verify_links_with_keys(&links, Policy::Default), expected);
+        // Each link alone too (a block of height 1 has one link).
+        for l in &links {
+            assert_eq!(verify_links_with_keys(&[*l], Policy::Default), one_by_one(&[*l]));
+        }
+        expected
+    }
+
     #[test]
     fn good_links_verify_as_one_batch() {
-        let s = setup(&[0, 1, 2, 3]);
-        let links = checks(&s, &s.links);
-        assert!(parts(&links[0], Policy::Default).is_some());
-        let batch: Vec<_> = links.iter().enumerate().map(|(i, l)| (i, parts(l, Policy::Default).unwrap())).collect();
-        assert!(batch_holds(&batch));
-        assert_eq!(verify_links_with_keys(&links, Policy::Default), vec![Ok(()), Ok(()), Ok(())]);
-        assert_eq!(verify_links_with_keys(&links[..1], Policy::Default), vec![Ok(())]);
+        for format in [LINK_FORMAT_V1, LINK_FORMAT_V2] {
+            let s = setup(&[0, 1, 2, 3], format);
+            let links = checks(&s, &s.links);
+            let (early, batch) = plan(&links, Policy::Default);
+            assert!(early.iter().all(|r| r.is_none()));
+            // v1: one term per level; v2: the three levels share one signature, one check.
+            assert_eq!(batch.len(), if format == LINK_FORMAT_V1 { 3 } else { 1 });
+            if format == LINK_FORMAT_V1 {
+                assert!(batch_holds(&batch));
+            }
+            assert_eq!(verify_links_with_keys(&links, Policy::Default), vec![Ok(()), Ok(()), Ok(())]);
+            assert_eq!(one_by_one(&links), vec![Ok(()), Ok(()), Ok(())]);
+            assert_eq!(verify_links_with_keys(&links[..1], Policy::Default), vec![Ok(())]);
+        }
         assert!(verify_links_with_keys(&[], Policy::Default).is_empty());
     }
 
     #[test]
     fn a_tampered_link_is_found_with_the_one_by_one_error() {
-        let s = setup(&[0, 1, 3]);
+        let s = setup(&[0, 1, 3], LINK_FORMAT_V1);
         let sig_of = |i: usize| s.links[i].2.signature.clone().unwrap();
         let mut cases: Vec<Vec<(usize, usize, ForwardLink)>> = Vec::new();
         // Signatures of levels swapped: each is valid, for another message.
@@ -231,18 +310,63 @@ mod tests {
         two[2].2.signature = Some(sig_of(0));
         cases.push(two);
         for case in &cases {
-            let links = checks(&s, case);
-            let expected = one_by_one(&links);
+            let expected = same_as_one_by_one(&s, case);
             assert!(expected.iter().any(|r| r.is_err()), "each case has a bad link");
-            assert_eq!(verify_links_with_keys(&links, Policy::Default), expected);
-            // Each link alone too (a block of height 1 has one link).
-            for l in &links {
-                assert_eq!(verify_links_with_keys(&[*l], Policy::Default), one_by_one(&[*l]));
-            }
         }
         // The weighted check itself refuses a batch with one bad signature among good ones.
         let links = checks(&s, &cases[0]);
-        let batch: Vec<_> = links.iter().enumerate().map(|(i, l)| (i, parts(l, Policy::Default).unwrap())).collect();
+        let (_, batch) = plan(&links, Policy::Default);
+        assert_eq!(batch.len(), 3);
         assert!(!batch_holds(&batch));
+    }
+
+    #[test]
+    fn formats_are_domain_separated() {
+        let v1 = setup(&[0, 1, 2, 3], LINK_FORMAT_V1);
+        let v2 = setup(&[0, 1, 2, 3], LINK_FORMAT_V2);
+        let mut cases: Vec<(&Setup, Vec<(usize, usize, ForwardLink)>)> = Vec::new();
+        // A v1 signature relabelled v2, and a v2 one relabelled v1.
+        let mut as_v2 = v1.links.clone();
+        as_v2.iter_mut().for_each(|l| l.2.format = LINK_FORMAT_V2);
+        cases.push((&v1, as_v2));
+        let mut as_v1 = v2.links.clone();
+        as_v1.iter_mut().for_each(|l| l.2.format = LINK_FORMAT_V1);
+        cases.push((&v2, as_v1));
+        // A format no verifier knows.
+        let mut unknown = v2.links.clone();
+        unknown[1].2.format = 1;
+        cases.push((&v2, unknown));
+        for (s, case) in &cases {
+            let results = same_as_one_by_one(s, case);
+            assert!(results.iter().any(|r| r.is_err()), "a relabelled link never verifies: {results:?}");
+        }
+        assert!(same_as_one_by_one(&v1, &cases[0].1).iter().all(|r| r.is_err()));
+        assert!(same_as_one_by_one(&v2, &cases[1].1).iter().all(|r| r.is_err()));
+        assert_eq!(same_as_one_by_one(&v2, &cases[2].1).iter().filter(|r| r.is_err()).count(), 1);
+    }
+
+    #[test]
+    fn a_v2_link_needs_the_target_to_link_back_to_its_source() {
+        let s = setup(&[0, 1, 2, 3], LINK_FORMAT_V2);
+        let good = s.links[0].2.clone();
+        // Block 1 is not a back link of block 4 (distance 3 is no power of 2), block 4 does not link
+        // to itself, and block 3 is no source at distance 2: the signature (over block 4 alone, by
+        // the same roster) is valid, the link is not.
+        for (src, dst) in [(1usize, 4usize), (4, 4), (1, 3)] {
+            let link = ForwardLink { from: s.blocks[src].hash.clone(), to: s.blocks[dst].hash.clone(), ..good.clone() };
+            let case = vec![(src, dst, link)];
+            let results = same_as_one_by_one(&s, &case);
+            assert!(results[0].is_err(), "{src} -> {dst}: {results:?}");
+        }
+        // A v2 signature over another block at the same index does not serve this one.
+        let mut other = s.blocks[4].clone();
+        other.data = b"other".to_vec();
+        other.hash = other.compute_hash().to_vec();
+        let forged = ForwardLink {
+            to: other.hash.clone(),
+            signature: Some(cosign(&s.kps, &[0, 1, 2, 3], &ForwardLink::commit_message(&s.blocks[4].hash))),
+            ..good
+        };
+        assert!(verify_link_with_keys(&s.blocks[0], &other, &forged, Policy::Default, &s.keys).is_err());
     }
 }

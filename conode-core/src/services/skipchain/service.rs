@@ -20,7 +20,7 @@ use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
     height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
-    SkipBlock,
+    SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2,
 };
 use crate::verify::skipchain_batch::{verify_links_with_keys, LinkToCheck};
 use prometheus_client::registry::Registry;
@@ -47,6 +47,9 @@ const MAX_VIEWS: usize = 4;
 const VIEW_PAUSE: Duration = Duration::from_millis(100);
 /// How long the proposer waits for the members' slot states after a failed view.
 const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a proposer signs the links of a roster level by level (v1) after members of it that
+/// refused the v2 statement signed the v1 ones (they run older code); then it tries v2 again.
+const LEGACY_LINKS_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SkipchainError {
@@ -160,6 +163,12 @@ struct Shared {
     /// Fault injection (tests): this member signs every proposal and keeps no votes, as a
     /// Byzantine member that equivocates would.
     signs_anything: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): this member refuses v2 forward-link statements, as a member
+    /// running code from before them does.
+    refuses_link_v2: std::sync::atomic::AtomicBool,
+    /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
+    /// `LEGACY_LINKS_FOR`).
+    legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
@@ -206,6 +215,13 @@ impl SkipchainService {
     /// every lock and prepare it has when a proposer asks for its slot state.
     pub fn set_signs_anything(&self, on: bool) {
         self.shared.signs_anything.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): makes this member refuse v2 forward-link statements (one
+    /// signature for all levels of a block), as a member that runs older code does; it still signs
+    /// v1 links level by level.
+    pub fn set_refuses_link_v2(&self, on: bool) {
+        self.shared.refuses_link_v2.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Adds `governor`: the authority over appends to the chains it recognises (instead of their
@@ -367,13 +383,7 @@ impl SkipchainService {
         let block =
             agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
         let roster = block.roster.clone().unwrap_or_default();
-        // One cosi round per level, each by the source block's roster, all at once.
-        let rounds = sources.iter().enumerate().map(|(level, src)| {
-            let mut proposal = agreed.clone();
-            proposal.level = level as u32;
-            self.sign_link(src, &block, proposal)
-        });
-        let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let links = self.sign_links(&sources, &block, &agreed).await?;
         phases.add(Phase::Links, t.elapsed());
         let mut incoming = Vec::with_capacity(links.len());
         let mut updated = Vec::with_capacity(links.len());
@@ -590,6 +600,133 @@ impl SkipchainService {
         self.shared.evidence.record_prepares(genesis, index, roster, &keys, &all);
     }
 
+    /// The forward links to `block` from `sources` (source of level h at position h): one cosi
+    /// round per source roster over the v2 statement of the block, serving every level whose
+    /// source has that roster (usually all: one round), the rounds at once. A roster whose members
+    /// refuse the v2 statement (older code) signs its levels one round each, in v1.
+    async fn sign_links(
+        &self,
+        sources: &[SkipBlock],
+        block: &SkipBlock,
+        agreed: &Proposal,
+    ) -> Result<Vec<ForwardLink>, SkipchainError> {
+        let mut groups: Vec<([u8; 32], Vec<usize>)> = Vec::new();
+        for (level, src) in sources.iter().enumerate() {
+            let id = src.roster.as_ref().map(|r| r.id()).unwrap_or_default();
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, levels)) => levels.push(level),
+                None => groups.push((id, vec![level])),
+            }
+        }
+        let rounds = groups.iter().map(|(id, levels)| self.sign_group(sources, levels, id, block, agreed));
+        let signed = futures_util::future::join_all(rounds).await;
+        let mut links = vec![ForwardLink::default(); sources.len()];
+        for ((_, levels), group) in groups.iter().zip(signed) {
+            for (&level, link) in levels.iter().zip(group?) {
+                links[level] = link;
+            }
+        }
+        Ok(links)
+    }
+
+    /// The links of `levels` (whose sources have the roster `roster_id`): one v2 round, or, when
+    /// members refuse it, one v1 round per level.
+    async fn sign_group(
+        &self,
+        sources: &[SkipBlock],
+        levels: &[usize],
+        roster_id: &[u8; 32],
+        block: &SkipBlock,
+        agreed: &Proposal,
+    ) -> Result<Vec<ForwardLink>, SkipchainError> {
+        let s = &self.shared;
+        let mut refused = Vec::new();
+        let legacy = crate::sync::lock(&s.legacy_links).get(roster_id).is_some_and(|until| *until > std::time::Instant::now());
+        if !legacy {
+            let group: Vec<&SkipBlock> = levels.iter().filter_map(|&l| sources.get(l)).collect();
+            match self.sign_links_v2(&group, block, agreed).await {
+                Ok(links) => return Ok(links),
+                Err(SkipchainError::Cosi(cosi::CosiError::ThresholdNotReached { report, .. }))
+                    if !report.refused.is_empty() =>
+                {
+                    debug!(
+                        chain = %hex8(&block.genesis_id),
+                        index = block.index,
+                        refused = report.refused.len(),
+                        "members refused the v2 forward-link statement: signing level by level"
+                    );
+                    refused = report.refused.iter().map(|e| e.index).collect();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let rounds = levels.iter().filter_map(|&level| {
+            let mut proposal = agreed.clone();
+            proposal.level = level as u32;
+            Some(self.sign_link(sources.get(level)?, block, proposal))
+        });
+        let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        // Members that refused v2 but signed v1 run older code: v1 for this roster for a while.
+        let n = sources.get(levels[0]).and_then(|b| b.roster.as_ref()).map_or(0, |r| r.members.len());
+        let signed_v1 = links
+            .first()
+            .and_then(|l| l.signature.as_ref())
+            .and_then(|sig| Mask::from_bytes(n, &sig.mask).ok())
+            .map(|m| m.indices())
+            .unwrap_or_default();
+        if refused.iter().any(|i| signed_v1.contains(i)) {
+            let mut legacy = crate::sync::lock(&s.legacy_links);
+            if legacy.len() >= 1024 {
+                legacy.clear();
+            }
+            legacy.insert(*roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+        }
+        Ok(links)
+    }
+
+    /// One cosi round by the roster of `sources` (all with the same roster) over the v2 statement
+    /// of `block`: the links from each source, sharing the collective signature.
+    async fn sign_links_v2(
+        &self,
+        sources: &[&SkipBlock],
+        block: &SkipBlock,
+        agreed: &Proposal,
+    ) -> Result<Vec<ForwardLink>, SkipchainError> {
+        let src_roster = sources
+            .first()
+            .and_then(|b| b.roster.as_ref())
+            .ok_or_else(|| SkipchainError::Invalid("source block without roster".into()))?;
+        let block_roster = block.roster.as_ref().map(|r| r.id().to_vec()).unwrap_or_default();
+        let new_roster = (src_roster.id().as_slice() != block_roster.as_slice()).then_some(block_roster);
+        let statement = ForwardLink::commit_message(&block.hash);
+        let mut proposal = agreed.clone();
+        proposal.level = 0;
+        let outcome = self
+            .shared
+            .cosi
+            .sign(
+                &*self.shared.rosters.get(src_roster)?,
+                &statement,
+                SKIPCHAIN_SERVICE,
+                &proposal.encode_to_vec(),
+                Policy::Default,
+            )
+            .await?;
+        let signature = CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
+        Ok(sources
+            .iter()
+            .map(|src| ForwardLink {
+                from: src.hash.clone(),
+                to: block.hash.clone(),
+                new_roster: new_roster.clone(),
+                signature: Some(signature.clone()),
+                format: LINK_FORMAT_V2,
+            })
+            .collect())
+    }
+
+    /// One cosi round by the roster of `src` over the v1 statement of the link from `src` to
+    /// `block` (the level in `proposal`).
     async fn sign_link(
         &self,
         src: &SkipBlock,
@@ -620,6 +757,7 @@ impl SkipchainService {
                 signature: outcome.signature.to_bytes().to_vec(),
                 mask: outcome.mask,
             }),
+            format: LINK_FORMAT_V1,
         })
     }
 
@@ -773,9 +911,12 @@ impl SkipchainService {
     }
 
     /// A peer sent `block` for an index where this node holds `existing`: if both are linked from
-    /// the same source block at the same level by valid forward links, keep the evidence.
+    /// the same source block at the same level by valid forward links, keep the evidence. Levels
+    /// whose links share their signatures (v2 links: one signature per block and roster) are one
+    /// equivocation, recorded once.
     fn check_equivocation(&self, block: &SkipBlock, existing: &SkipBlock, item: &LinkedBlock) {
         let s = &self.shared;
+        let mut recorded: Vec<(Option<CollectiveSignature>, Option<CollectiveSignature>)> = Vec::new();
         for incoming in &item.incoming {
             let level = incoming.level as usize;
             let Some(theirs) = incoming.link.as_ref() else { continue };
@@ -791,7 +932,12 @@ impl SkipchainService {
                 continue;
             }
             let Some(Ok(roster)) = src.roster.as_ref().map(|r| s.rosters.get(r)) else { continue };
+            let pair = (ours.signature.clone(), theirs.signature.clone());
+            if recorded.contains(&pair) {
+                continue;
+            }
             s.evidence.record(&block.genesis_id, src_index, level as u32, &roster, ours, theirs);
+            recorded.push(pair);
         }
     }
 
@@ -1021,8 +1167,11 @@ impl SkipchainService {
             .map_err(|e| e.to_string())
     }
 
-    /// The hook run before this node cosigns a forward link (the commit): the block must carry a
-    /// valid prepare certificate; the lock on it is recorded durably first.
+    /// The hook run before this node cosigns forward links (the commit): the statement is the v2
+    /// statement of the proposed block (every level whose source has the round's roster: the
+    /// back links were checked by `check_block`) or the v1 statement of its link at `level`; the
+    /// block must carry a valid prepare certificate; the lock on it is recorded durably first.
+    /// The commit slot is (chain, index): one block per index, whatever the levels.
     fn check_proposal(&self, statement: &[u8], extra: &[u8]) -> Result<(), String> {
         let p = Proposal::decode(extra).map_err(|e| format!("proposal: {e}"))?;
         if self.byzantine() {
@@ -1031,23 +1180,27 @@ impl SkipchainService {
         let prev = self.check_block(&p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
         self.fence_gate(&block.genesis_id)?;
-        let st = &self.shared.store;
-        let level = p.level as usize;
-        if level >= block.height as usize {
-            return Err("level above the block's height".into());
-        }
-        let src = st
-            .block_at(&block.genesis_id, block.index - level_distance(block.base_height, level))
-            .ok_or("missing source block")?;
-        if block.back_link_ids.get(level) != Some(&src.hash) {
-            return Err(format!("back link {level} is wrong"));
-        }
-        let new_roster = block.roster.as_ref().ok_or("no roster")?;
-        let src_roster = src.roster.as_ref().ok_or("source without roster")?;
-        let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
-        let expected = ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice()));
-        if statement != expected {
-            return Err("statement is not the forward link of the proposed block".into());
+        let v2 = statement == ForwardLink::commit_message(&block.hash)
+            && !self.shared.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst);
+        if !v2 {
+            let st = &self.shared.store;
+            let level = p.level as usize;
+            if level >= block.height as usize {
+                return Err("level above the block's height".into());
+            }
+            let src = st
+                .block_at(&block.genesis_id, block.index - level_distance(block.base_height, level))
+                .ok_or("missing source block")?;
+            if block.back_link_ids.get(level) != Some(&src.hash) {
+                return Err(format!("back link {level} is wrong"));
+            }
+            let new_roster = block.roster.as_ref().ok_or("no roster")?;
+            let src_roster = src.roster.as_ref().ok_or("source without roster")?;
+            let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
+            let expected = ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice()));
+            if statement != expected {
+                return Err("statement is not the forward link of the proposed block".into());
+            }
         }
         let cert = p.prepared.as_ref().ok_or("no prepare certificate")?;
         if cert.block_hash != block.hash {
@@ -1216,6 +1369,8 @@ impl Service for SkipchainService {
                 votes,
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
+                refuses_link_v2: Default::default(),
+                legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
                 observed: Observed::new(),
