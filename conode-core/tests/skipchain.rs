@@ -1,5 +1,6 @@
 //! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
-//! tampered), owner-only appends, catch-up of a restarted member, and a roster change.
+//! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
+//! append signed in one round per source roster, and level by level with members that refuse it).
 
 use conode_core::cluster::LocalCluster;
 use conode_core::config::Roster;
@@ -7,7 +8,7 @@ use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{block_roster, SkipchainService};
 use conode_core::verify::cosi::{Mask, Policy};
-use conode_core::verify::skipchain::{verify_proof, SkipBlock};
+use conode_core::verify::skipchain::{verify_proof, SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2};
 use std::time::{Duration, Instant};
 
 fn append_req(
@@ -156,6 +157,34 @@ fn roster_change_adds_a_node_that_signs_later_links() {
     assert!(mask.contains(4), "new member did not sign the later link: {:?}", mask.indices());
     let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 4);
+
+    // One round per source roster, over the v2 statement: block 4's links from blocks 3 and 2
+    // (the five) share one signature, the one from the genesis (the first four) has its own.
+    let store = svc(&c, 4).store().clone();
+    let link_to = |src: u64, level: usize| store.block_at(&genesis.hash, src).unwrap().forward_links[level].clone();
+    let (l3, l2, l0) = (link_to(3, 0), link_to(2, 1), link_to(0, 2));
+    assert!([&l3, &l2, &l0].iter().all(|l| l.format == LINK_FORMAT_V2));
+    assert_eq!(l3.signature, l2.signature);
+    assert_ne!(l3.signature, l0.signature);
+    assert!(l3.new_roster.is_none() && l0.new_roster.is_some());
+
+    // A partly upgraded roster: two of five members refuse v2 statements (as older code does),
+    // so the v2 round misses the threshold; the proposer signs level by level in v1 instead, and
+    // keeps doing so for this roster (no v2 round wasted on the next append).
+    for i in [3, 4] {
+        svc(&c, i).set_refuses_link_v2(true);
+    }
+    for i in 5..=6 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"mixed", None))).unwrap();
+    }
+    wait_for_index(&c, 4, &genesis.hash, 6);
+    let (l5, l4) = (link_to(5, 0), link_to(4, 1));
+    assert!([&link_to(4, 0), &l5, &l4].iter().all(|l| l.format == LINK_FORMAT_V1));
+    assert_ne!(l5.signature, l4.signature);
+    let mask = Mask::from_bytes(5, &l5.signature.as_ref().unwrap().mask).unwrap();
+    assert!(mask.contains(3) && mask.contains(4), "the older members sign v1 links: {:?}", mask.indices());
+    let proof = svc(&c, 3).update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 6);
 }
 
 #[test]
