@@ -89,6 +89,11 @@ pub enum BenchCommand {
         /// through member k mod n), comma-separated: one append-rate line per count.
         #[arg(long, value_delimiter = ',', default_value = "1")]
         chains: Vec<usize>,
+        /// Forward-link formats the proposers sign, comma-separated, one append-rate line each, in
+        /// turn (e.g. `v1,v2,v1,v2` for an A/B comparison): v2 = all levels in one round, v1 =
+        /// one round per level (as before v2).
+        #[arg(long, value_delimiter = ',', default_value = "v2")]
+        links: Vec<String>,
         #[command(flatten)]
         degraded: Degraded,
     },
@@ -227,8 +232,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Skipchain { nodes, appends, degraded, .. } if degraded.is_set() => {
             crate::bench_skipchain::run_degraded(&nodes, appends as usize, &degraded)
         }
-        BenchCommand::Skipchain { nodes, appends, chain, chains, .. } => {
-            crate::bench_skipchain::run(&nodes, appends, chain, &chains)
+        BenchCommand::Skipchain { nodes, appends, chain, chains, links, .. } => {
+            crate::bench_skipchain::run(&nodes, appends, chain, &chains, &links)
         }
         BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
         BenchCommand::Backup { blocks, rounds, window } => crate::bench_backup::run(blocks, rounds, window),

@@ -40,10 +40,20 @@ fn build(n: usize, len: u64, base: u32) -> Result<(LocalCluster, SkipBlock, f64)
     Ok((c, genesis, start.elapsed().as_secs_f64()))
 }
 
-pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize]) -> Result<()> {
+pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: &[String]) -> Result<()> {
+    let formats = links
+        .iter()
+        .map(|l| match l.as_str() {
+            "v1" => Ok(true),
+            "v2" => Ok(false),
+            other => Err(anyhow::anyhow!("--links: unknown forward-link format `{other}` (v1 or v2)")),
+        })
+        .collect::<Result<Vec<bool>>>()?;
     for &n in sizes {
         for &k in clients {
-            rate(n, appends, k.max(1))?;
+            for &v1 in &formats {
+                rate(n, appends, k.max(1), v1)?;
+            }
         }
     }
     eprintln!("building a {chain}-block chain on 4 nodes");
@@ -76,8 +86,12 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize]) -> Resu
 /// Appends per second with `clients` concurrent clients, each on its own chain through member
 /// k mod n, `appends` in all; prints the rate and where an append's time went (per phase: the
 /// proposer's rounds, its store and its wait for the members' stores; the members' hooks).
-fn rate(n: usize, appends: u64, clients: usize) -> Result<()> {
+fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     let c = LocalCluster::new(n)?;
+    for i in 0..n {
+        c.node(i).skipchain().context("skipchain service")?.set_v1_links(v1_links);
+    }
+    let links = if v1_links { "v1" } else { "v2" };
     let mut chains = Vec::with_capacity(clients);
     for k in 0..clients {
         let svc = c.node(k % n).skipchain().context("skipchain service")?;
@@ -111,17 +125,19 @@ fn rate(n: usize, appends: u64, clients: usize) -> Result<()> {
     // does not, and the cores over it bound the rate this machine reaches when idle.
     println!(
         "{}",
-        serde_json::json!({ "bench": "skipchain_appends", "nodes": n, "chains": clients, "appends": total,
+        serde_json::json!({ "bench": "skipchain_appends", "nodes": n, "chains": clients, "links": links,
+            "appends": total,
             "appends_per_sec": total as f64 / secs, "cpu_ms_per_append": cpu_ms / total as f64,
             "cpu_bound_appends_per_sec": cores * 1e3 * total as f64 / cpu_ms,
             "bls_floor_ms_per_append": floor.ms, "bls_bound_appends_per_sec": cores * 1e3 / floor.ms,
-            "mean_height": floor.mean_height })
+            "mean_height": floor.mean_height, "link_rounds_per_append": floor.link_rounds })
     );
     let after = phase_totals(&c, n)?;
     let mut breakdown = serde_json::Map::new();
     breakdown.insert("bench".into(), "skipchain_append_breakdown".into());
     breakdown.insert("nodes".into(), n.into());
     breakdown.insert("chains".into(), clients.into());
+    breakdown.insert("links".into(), links.into());
     breakdown.insert("append_ms".into(), (secs * 1e3 * clients as f64 / total as f64).into());
     for ((phase, calls0, secs0), (_, calls1, secs1)) in before.into_iter().zip(after) {
         let calls = calls1 - calls0;
@@ -138,17 +154,22 @@ fn rate(n: usize, appends: u64, clients: usize) -> Result<()> {
 struct Floor {
     ms: f64,
     mean_height: f64,
+    /// Forward-link rounds per append (distinct link signatures of a block): the mean height
+    /// with v1 links, 1 with v2 links (one per source roster).
+    link_rounds: f64,
 }
 
 /// Times, on up to 64 appended blocks of `genesis`: a BLS signature of a link, one link verified
 /// on its own (decode + aggregate check: the cost of a root's or a certificate's check) and all of
 /// a block's links verified as a member storing it does. The floor per append with n members and
-/// height h is n(1+h) signatures (prepare + one per level, by every member), 1+h root checks,
-/// n−1 certificate checks and n−1 link checks of a stored block.
+/// r link rounds (v1: r = the block's height h, one per level; v2: one per source roster, usually
+/// 1) is n(1+r) signatures (prepare + links, by every member), 1+r root checks, n−1 certificate
+/// checks and n−1 link checks of a stored block.
 fn bls_floor(c: &LocalCluster, n: usize, svc: &SkipchainService, genesis: &SkipBlock, last: u64) -> Result<Floor> {
     let key = c.node(0).config().cosi_key().cloned().context("node 0 has no cosi key")?;
     let st = svc.store();
     let (mut sign, mut single, mut stored, mut heights, mut blocks) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut rounds = 0.0;
     for i in 2..=last.min(65) {
         let block = st.block_at(&genesis.hash, i).context("appended block missing")?;
         let mut levels = Vec::new();
@@ -174,13 +195,17 @@ fn bls_floor(c: &LocalCluster, n: usize, svc: &SkipchainService, genesis: &SkipB
         }
         stored += t.elapsed().as_secs_f64();
         heights += block.height as f64;
+        let mut signatures: Vec<_> = levels.iter().map(|(_, link, _)| link.signature.clone()).collect();
+        signatures.dedup();
+        rounds += signatures.len() as f64;
         blocks += 1.0;
     }
     anyhow::ensure!(blocks > 0.0, "no appended block to time");
-    let (sign, single, stored, h) = (sign / blocks, single / blocks, stored / blocks, heights / blocks);
+    let (sign, single, stored) = (sign / blocks, single / blocks, stored / blocks);
+    let (h, r) = (heights / blocks, rounds / blocks);
     let n = n as f64;
-    let ms = 1e3 * (n * (1.0 + h) * sign + (1.0 + h) * single + (n - 1.0) * (single + stored));
-    Ok(Floor { ms, mean_height: h })
+    let ms = 1e3 * (n * (1.0 + r) * sign + (1.0 + r) * single + (n - 1.0) * (single + stored));
+    Ok(Floor { ms, mean_height: h, link_rounds: r })
 }
 
 /// CPU time (user + system) this process has used, in seconds.

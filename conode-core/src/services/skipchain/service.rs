@@ -166,6 +166,8 @@ struct Shared {
     /// Fault injection (tests): this member refuses v2 forward-link statements, as a member
     /// running code from before them does.
     refuses_link_v2: std::sync::atomic::AtomicBool,
+    /// As a proposer, sign links level by level in v1 (`set_v1_links`).
+    v1_links: std::sync::atomic::AtomicBool,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
     legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
@@ -222,6 +224,13 @@ impl SkipchainService {
     /// v1 links level by level.
     pub fn set_refuses_link_v2(&self, on: bool) {
         self.shared.refuses_link_v2.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes this node, as a proposer, sign forward links level by level over the v1 statements
+    /// (one round per level, as before v2 links existed) instead of one v2 round per source
+    /// roster: for comparisons (`conode bench skipchain --links v1,v2`).
+    pub fn set_v1_links(&self, on: bool) {
+        self.shared.v1_links.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Adds `governor`: the authority over appends to the chains it recognises (instead of their
@@ -641,7 +650,8 @@ impl SkipchainService {
     ) -> Result<Vec<ForwardLink>, SkipchainError> {
         let s = &self.shared;
         let mut refused = Vec::new();
-        let legacy = crate::sync::lock(&s.legacy_links).get(roster_id).is_some_and(|until| *until > std::time::Instant::now());
+        let legacy = s.v1_links.load(std::sync::atomic::Ordering::SeqCst)
+            || crate::sync::lock(&s.legacy_links).get(roster_id).is_some_and(|until| *until > std::time::Instant::now());
         if !legacy {
             let group: Vec<&SkipBlock> = levels.iter().filter_map(|&l| sources.get(l)).collect();
             match self.sign_links_v2(&group, block, agreed).await {
@@ -1370,6 +1380,7 @@ impl Service for SkipchainService {
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
+                v1_links: Default::default(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
