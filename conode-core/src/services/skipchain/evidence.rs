@@ -16,7 +16,8 @@ use crate::config::Roster;
 use crate::crypto::{BlsPublicKey, IdentityPublicKey};
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::cosi::Mask;
-use crate::verify::skipchain::ForwardLink;
+use crate::verify::cosi::Policy;
+use crate::verify::skipchain::{verify_link, ForwardLink, SkipBlock};
 use prost::Message;
 use std::collections::BTreeMap;
 use tracing::warn;
@@ -38,6 +39,31 @@ impl EvidenceLog {
     pub fn with_events(mut self, bus: crate::events::EventBus) -> Self {
         self.events = Some(bus);
         self
+    }
+
+    /// `src` (at `level`, index `src.index` of chain `genesis`) has two forward links to different
+    /// blocks of one index: `ours` to the block this node holds, `theirs` to another. When both
+    /// verify (in either link format: a v2 link's signature covers its target alone, so two
+    /// valid ones from one roster to two blocks of one index are an equivocation just the same),
+    /// records them against the members in both masks (`roster`: `src`'s, checked) and returns
+    /// those; otherwise records nothing.
+    pub fn record_conflict(
+        &self,
+        genesis: &[u8],
+        src: &SkipBlock,
+        level: u32,
+        roster: &Roster,
+        ours: (&SkipBlock, &ForwardLink),
+        theirs: (&SkipBlock, &ForwardLink),
+    ) -> Vec<IdentityPublicKey> {
+        if ours.0.hash == theirs.0.hash
+            || ours.0.index != theirs.0.index
+            || verify_link(src, theirs.0, theirs.1, Policy::Default).is_err()
+            || verify_link(src, ours.0, ours.1, Policy::Default).is_err()
+        {
+            return Vec::new();
+        }
+        self.record(genesis, src.index, level, roster, ours.1, theirs.1)
     }
 
     /// Records `first` and `second` (both verified against `roster`, the source block's roster)
@@ -255,6 +281,65 @@ mod tests {
         let own = signed(&s, 1, b"B", &[3]);
         assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[certificate, failed_view, own]).is_empty());
         assert_eq!(s.log.counts().into_iter().collect::<Vec<_>>(), vec![(s.roster.servers[3].public.to_hex(), 1)]);
+    }
+
+    #[test]
+    fn two_valid_v2_links_to_two_blocks_of_one_index_are_an_equivocation() {
+        use crate::verify::skipchain::{LINK_FORMAT_V1, LINK_FORMAT_V2};
+        let s = setup();
+        let roster = crate::services::skipchain::block_roster(&s.roster).unwrap();
+        let mut genesis = SkipBlock { base_height: 2, roster: Some(roster.clone()), ..Default::default() };
+        genesis.hash = genesis.compute_hash().to_vec();
+        let block = |data: &[u8]| {
+            let mut b = SkipBlock {
+                index: 1,
+                height: 1,
+                base_height: 2,
+                back_link_ids: vec![genesis.hash.clone()],
+                genesis_id: genesis.hash.clone(),
+                data: data.to_vec(),
+                roster: Some(roster.clone()),
+                ..Default::default()
+            };
+            b.hash = b.compute_hash().to_vec();
+            b
+        };
+        let (a, b) = (block(b"A"), block(b"B"));
+        let link = |to: &SkipBlock, signers: &[usize], format: u32| {
+            let msg = match format {
+                LINK_FORMAT_V1 => ForwardLink::message(&genesis.hash, &to.hash, None),
+                _ => ForwardLink::commit_message(&to.hash),
+            };
+            let sigs: Vec<BlsSignature> =
+                signers.iter().map(|&i| s.configs[i].cosi_key().unwrap().sign(&msg)).collect();
+            let sig = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
+            ForwardLink {
+                from: genesis.hash.clone(),
+                to: to.hash.clone(),
+                new_roster: None,
+                signature: Some(CollectiveSignature {
+                    signature: sig.to_bytes().to_vec(),
+                    mask: Mask::from_indices(4, signers.iter().copied()).into_bytes(),
+                }),
+                format,
+            }
+        };
+        let g = genesis.hash.clone();
+        // An invalid one (a v1 signature labelled v2) accuses no one.
+        let (ours, mut forged) = (link(&a, &[0, 1, 3], LINK_FORMAT_V2), link(&b, &[1, 2, 3], LINK_FORMAT_V1));
+        forged.format = LINK_FORMAT_V2;
+        assert!(s.log.record_conflict(&g, &genesis, 0, &s.roster, (&a, &ours), (&b, &forged)).is_empty());
+        // Nor does the same block twice.
+        assert!(s.log.record_conflict(&g, &genesis, 0, &s.roster, (&a, &ours), (&a, &ours)).is_empty());
+        // Two valid v2 links to two blocks at index 1: members 1 and 3 signed both.
+        let theirs = link(&b, &[1, 2, 3], LINK_FORMAT_V2);
+        let accused = s.log.record_conflict(&g, &genesis, 0, &s.roster, (&a, &ours), (&b, &theirs));
+        assert_eq!(accused, vec![s.roster.servers[1].public, s.roster.servers[3].public]);
+        // A v1 and a v2 link to different blocks: an equivocation as well.
+        let old = link(&b, &[0, 2, 3], LINK_FORMAT_V1);
+        let accused = s.log.record_conflict(&g, &genesis, 0, &s.roster, (&a, &ours), (&b, &old));
+        assert_eq!(accused, vec![s.roster.servers[0].public, s.roster.servers[3].public]);
+        assert_eq!(s.log.counts().len(), 3);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
-    height_for, level_distance, verify_link, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
+    height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
     SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2,
 };
 use crate::verify::skipchain_batch::{verify_links_with_keys, LinkToCheck};
@@ -936,18 +936,16 @@ impl SkipchainService {
             let src_index = block.index - level_distance(block.base_height, level);
             let Some(src) = s.store.block_at(&block.genesis_id, src_index) else { continue };
             let Some(ours) = src.forward_links.get(level).filter(|l| l.to == existing.hash) else { continue };
-            if verify_link(&src, block, theirs, Policy::Default).is_err()
-                || verify_link(&src, existing, ours, Policy::Default).is_err()
-            {
-                continue;
-            }
             let Some(Ok(roster)) = src.roster.as_ref().map(|r| s.rosters.get(r)) else { continue };
             let pair = (ours.signature.clone(), theirs.signature.clone());
             if recorded.contains(&pair) {
                 continue;
             }
-            s.evidence.record(&block.genesis_id, src_index, level as u32, &roster, ours, theirs);
-            recorded.push(pair);
+            let accused =
+                s.evidence.record_conflict(&block.genesis_id, &src, level as u32, &roster, (existing, ours), (block, theirs));
+            if !accused.is_empty() {
+                recorded.push(pair);
+            }
         }
     }
 
