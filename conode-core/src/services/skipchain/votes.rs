@@ -186,6 +186,7 @@ pub(crate) fn commit_rule(state: &SlotState, proposal: &Proposal) -> Result<Slot
     kept.level = 0;
     kept.view = view;
     kept.justification = None;
+    kept.previous = None;
     let mut next = state.clone();
     next.locked = Some(kept);
     Ok(next)
