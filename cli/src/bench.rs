@@ -89,10 +89,9 @@ pub enum BenchCommand {
         /// through member k mod n), comma-separated: one append-rate line per count.
         #[arg(long, value_delimiter = ',', default_value = "1")]
         chains: Vec<usize>,
-        /// Forward-link modes of the proposers, comma-separated, one append-rate line each, in
+        /// Forward-link formats the proposers sign, comma-separated, one append-rate line each, in
         /// turn (e.g. `v1,v2,v1,v2` for an A/B comparison): v2 = all levels in one round, v1 =
-        /// one round per level (as before v2), v2-nowait = v2 without waiting for the members'
-        /// store acknowledgements.
+        /// one round per level (as before v2).
         #[arg(long, value_delimiter = ',', default_value = "v2")]
         links: Vec<String>,
         #[command(flatten)]

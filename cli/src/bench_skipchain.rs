@@ -44,14 +44,15 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: 
     let formats = links
         .iter()
         .map(|l| match l.as_str() {
-            "v1" | "v2" | "v2-nowait" => Ok(l.as_str()),
-            other => Err(anyhow::anyhow!("--links: unknown mode `{other}` (v1, v2 or v2-nowait)")),
+            "v1" => Ok(true),
+            "v2" => Ok(false),
+            other => Err(anyhow::anyhow!("--links: unknown forward-link format `{other}` (v1 or v2)")),
         })
-        .collect::<Result<Vec<&str>>>()?;
+        .collect::<Result<Vec<bool>>>()?;
     for &n in sizes {
         for &k in clients {
-            for &mode in &formats {
-                rate(n, appends, k.max(1), mode)?;
+            for &v1 in &formats {
+                rate(n, appends, k.max(1), v1)?;
             }
         }
     }
@@ -85,13 +86,12 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: 
 /// Appends per second with `clients` concurrent clients, each on its own chain through member
 /// k mod n, `appends` in all; prints the rate and where an append's time went (per phase: the
 /// proposer's rounds, its store and its wait for the members' stores; the members' hooks).
-fn rate(n: usize, appends: u64, clients: usize, links: &str) -> Result<()> {
+fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     let c = LocalCluster::new(n)?;
     for i in 0..n {
-        let svc = c.node(i).skipchain().context("skipchain service")?;
-        svc.set_v1_links(links == "v1");
-        svc.set_skip_store_wait(links == "v2-nowait");
+        c.node(i).skipchain().context("skipchain service")?.set_v1_links(v1_links);
     }
+    let links = if v1_links { "v1" } else { "v2" };
     let mut chains = Vec::with_capacity(clients);
     for k in 0..clients {
         let svc = c.node(k % n).skipchain().context("skipchain service")?;

@@ -39,8 +39,6 @@ const CATCH_UP_BATCH: u32 = 256;
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
-/// Largest previous block (with its links, encoded) a proposal carries (see `Proposal.previous`).
-const MAX_PREVIOUS_BYTES: usize = 64 * 1024;
 /// Cosi purpose of the prepare round of an append.
 pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 /// Views an append tries before it gives up (each failed one asks the members what they hold).
@@ -170,9 +168,6 @@ struct Shared {
     refuses_link_v2: std::sync::atomic::AtomicBool,
     /// As a proposer, sign links level by level in v1 (`set_v1_links`).
     v1_links: std::sync::atomic::AtomicBool,
-    /// As a proposer, return without waiting for the members' store acknowledgements
-    /// (`set_skip_store_wait`).
-    skip_store_wait: std::sync::atomic::AtomicBool,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
     legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
@@ -236,16 +231,6 @@ impl SkipchainService {
     /// roster: for comparisons (`conode bench skipchain --links v1,v2`).
     pub fn set_v1_links(&self, on: bool) {
         self.shared.v1_links.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Makes this node, as a proposer, return from an append once the block is stored here and
-    /// sent to the members, without waiting for their acknowledgements (they are awaited by
-    /// default). A member that lacks the block when the next append's rounds reach it stores it
-    /// from the proposal (`Proposal.previous`). Off by default: callers (and tests) may expect the
-    /// members that signed to hold the block once `append` returns. For measurements
-    /// (`conode bench skipchain --links v2-nowait`).
-    pub fn set_skip_store_wait(&self, on: bool) {
-        self.shared.skip_store_wait.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Adds `governor`: the authority over appends to the chains it recognises (instead of their
@@ -389,16 +374,11 @@ impl SkipchainService {
             (g.check)(&latest, &block).map_err(SkipchainError::Refused)?;
         }
         // Agree on the block of this index first (prepare), then sign its forward links (commit).
-        // The proposal carries the latest block with its links for members still storing it.
-        let previous = (latest.index > 0)
-            .then(|| self.linked_block(&req.genesis, latest.clone()))
-            .filter(|p| p.encoded_len() <= MAX_PREVIOUS_BYTES);
         let proposal = Proposal {
             block: Some(block.clone()),
             level: 0,
             owner: req.owner.clone(),
             owner_signature: req.signature.clone(),
-            previous,
             ..Default::default()
         };
         let prev_roster =
@@ -445,13 +425,8 @@ impl SkipchainService {
                 targets.servers.push(m);
             }
         }
-        // Without waiting (when asked to), a member that lacks this block when the next append's
-        // rounds reach it stores it from that proposal, if the block is small enough to ride in it.
-        let skip_wait = s.skip_store_wait.load(std::sync::atomic::Ordering::SeqCst)
-            && LinkedBlock { block: Some(block.clone()), incoming: incoming.clone() }.encoded_len() <= MAX_PREVIOUS_BYTES;
-        let wait_for: &[IdentityPublicKey] = if skip_wait { &[] } else { &signers };
         let t = std::time::Instant::now();
-        self.propagate(&block, incoming, &targets, Some(wait_for)).await;
+        self.propagate(&block, incoming, &targets, Some(&signers)).await;
         phases.add(Phase::Propagate, t.elapsed());
         debug!(chain = %hex8(&req.genesis), index, height, "block appended");
         if block.hash != requested {
@@ -878,20 +853,6 @@ impl SkipchainService {
         Ok(proof)
     }
 
-    /// `block` (stored here) with the forward links to it from the blocks it links back to.
-    fn linked_block(&self, genesis: &[u8], block: SkipBlock) -> LinkedBlock {
-        let st = &self.shared.store;
-        let levels = if block.index == 0 { 0 } else { block.height as usize };
-        let incoming = (0..levels)
-            .filter_map(|h| {
-                let src = st.block_at(genesis, block.index.checked_sub(level_distance(block.base_height, h))?)?;
-                let link = src.forward_links.get(h).cloned()?;
-                Some(LevelLink { level: h as u32, link: Some(link) })
-            })
-            .collect();
-        LinkedBlock { block: Some(block), incoming }
-    }
-
     /// Verifies and stores a block pushed by a peer (or fetched while catching up).
     fn accept(&self, item: &LinkedBlock) -> Result<(), SkipchainError> {
         let s = &self.shared;
@@ -1097,7 +1058,14 @@ impl SkipchainService {
                 let mut i = req.from_index;
                 while i <= latest && (out.blocks.len() as u64) < max {
                     let Some(block) = st.block_at(&req.genesis, i) else { break };
-                    out.blocks.push(self.linked_block(&req.genesis, block));
+                    let incoming = (0..if i == 0 { 0 } else { block.height as usize })
+                        .filter_map(|h| {
+                            let src = st.block_at(&req.genesis, i - level_distance(block.base_height, h))?;
+                            let link = src.forward_links.get(h).cloned()?;
+                            Some(LevelLink { level: h as u32, link: Some(link) })
+                        })
+                        .collect();
+                    out.blocks.push(LinkedBlock { block: Some(block), incoming });
                     i += 1;
                 }
                 Ok(out.encode_to_vec())
@@ -1146,17 +1114,7 @@ impl SkipchainService {
         {
             return Err("block parameters differ from the genesis".into());
         }
-        let mut latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
-        if let Some(previous) = p.previous.as_ref().filter(|_| block.index == latest + 2) {
-            // One block behind (its Store still on the way): store it from the proposal, checked
-            // as a Store is, if it is the block this one links back to.
-            let prev = previous.block.as_ref().ok_or("previous block missing")?;
-            if block.back_link_ids.first() != Some(&prev.hash) || prev.index != latest + 1 {
-                return Err("the previous block of the proposal is not the one the block links to".into());
-            }
-            self.accept(previous).map_err(|e| format!("previous block: {e}"))?;
-            latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
-        }
+        let latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
         if block.index != latest + 1 {
             return Err(format!("proposed block {} but this node holds up to {latest}", block.index));
         }
@@ -1421,7 +1379,6 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
                 v1_links: Default::default(),
-                skip_store_wait: Default::default(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),

@@ -186,7 +186,6 @@ pub(crate) fn commit_rule(state: &SlotState, proposal: &Proposal) -> Result<Slot
     kept.level = 0;
     kept.view = view;
     kept.justification = None;
-    kept.previous = None;
     let mut next = state.clone();
     next.locked = Some(kept);
     Ok(next)
