@@ -16,7 +16,9 @@
 //! [`verify_link_with_keys`] gives for each link.
 
 use super::cosi::{aggregate_key, Mask, Policy};
-use super::skipchain::{link_statement, verify_link_with_keys, CollectiveSignature, ForwardLink, ProofError, SkipBlock};
+use super::skipchain::{
+    link_statement, verify_link_with_keys, CollectiveSignature, ForwardLink, ProofError, SkipBlock,
+};
 use crate::crypto::bls::DST_SIG;
 use crate::crypto::{BlsPublicKey, BlsSignature};
 use blst::min_pk::{PublicKey, Signature};

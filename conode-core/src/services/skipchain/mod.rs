@@ -7,8 +7,13 @@
 //! Any member may propose the next block of a chain (the owner's client picks one). An append is:
 //! 1. **Prepare**: the roster of the latest block cosigns `prepare(chain, index, view, block hash)`
 //!    (purpose `SkipchainPrepare`). More than two thirds make a *prepare certificate*.
-//! 2. **Commit**: each level's source roster cosigns the forward link to the block; a member signs
-//!    only with a valid prepare certificate and *locks* on the block.
+//! 2. **Commit**: the source rosters cosign the forward links to the block; a member signs only
+//!    with a valid prepare certificate and *locks* on the block. In the v2 link format the
+//!    statement names the block alone (`sha256("conode-skipchain-commit-v2" ‖ hash)`; the hash
+//!    covers its chain, index, roster and back links), so one round per source roster (usually
+//!    one) signs every level. Members that refuse v2 (older code) make the proposer fall back to
+//!    one v1 round per level (statement `sha256(from ‖ to [‖ new roster])`). The commit slot is
+//!    (chain, index): a member locks on one block per index, whatever the levels or format.
 //!
 //! Each member keeps, per (chain, index), durably and before its signature leaves it (`votes`):
 //! the highest view it prepared in and for which block, and its lock (view, proposal, certificate).
@@ -17,7 +22,8 @@
 //! for a certificate of a view ≥ every view it prepared in and ≥ its lock (never two blocks in one
 //! view). With at most f = ⌊(n−1)/3⌋ faulty members, a committed block X has f+1 honest members
 //! locked on it, no certificate for another block can form in that or any later view, so no second
-//! forward link from the same source and level can be signed: no fork.
+//! forward link from the same source and level (nor a v2 signature of another block of that
+//! index) can be signed: no fork.
 //!
 //! **No wedging**: conflicting proposals may leave members prepared or locked on different blocks.
 //! When a view fails, the proposer asks the members for their slot state (`Slot` peer protocol),

@@ -19,8 +19,8 @@ use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
-    height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry,
-    SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2,
+    height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
+    LINK_FORMAT_V1, LINK_FORMAT_V2,
 };
 use crate::verify::skipchain_batch::{verify_links_with_keys, LinkToCheck};
 use prometheus_client::registry::Registry;
@@ -651,7 +651,9 @@ impl SkipchainService {
         let s = &self.shared;
         let mut refused = Vec::new();
         let legacy = s.v1_links.load(std::sync::atomic::Ordering::SeqCst)
-            || crate::sync::lock(&s.legacy_links).get(roster_id).is_some_and(|until| *until > std::time::Instant::now());
+            || crate::sync::lock(&s.legacy_links)
+                .get(roster_id)
+                .is_some_and(|until| *until > std::time::Instant::now());
         if !legacy {
             let group: Vec<&SkipBlock> = levels.iter().filter_map(|&l| sources.get(l)).collect();
             match self.sign_links_v2(&group, block, agreed).await {
@@ -941,8 +943,14 @@ impl SkipchainService {
             if recorded.contains(&pair) {
                 continue;
             }
-            let accused =
-                s.evidence.record_conflict(&block.genesis_id, &src, level as u32, &roster, (existing, ours), (block, theirs));
+            let accused = s.evidence.record_conflict(
+                &block.genesis_id,
+                &src,
+                level as u32,
+                &roster,
+                (existing, ours),
+                (block, theirs),
+            );
             if !accused.is_empty() {
                 recorded.push(pair);
             }
