@@ -162,9 +162,9 @@ struct Floor {
 /// Times, on up to 64 appended blocks of `genesis`: a BLS signature of a link, one link verified
 /// on its own (decode + aggregate check: the cost of a root's or a certificate's check) and all of
 /// a block's links verified as a member storing it does. The floor per append with n members and
-/// r link rounds (v1: r = the block's height h, one per level; v2: one per source roster, usually
-/// 1) is n(1+r) signatures (prepare + links, by every member), 1+r root checks, n−1 certificate
-/// checks and n−1 link checks of a stored block.
+/// r link rounds (v1: r = the block's height h, one per level; v2: one per source roster,
+/// usually one) is n(1+r) signatures (prepare + links, by every member), 1+r root checks, n−1
+/// certificate checks and n−1 link checks of a stored block.
 fn bls_floor(c: &LocalCluster, n: usize, svc: &SkipchainService, genesis: &SkipBlock, last: u64) -> Result<Floor> {
     let key = c.node(0).config().cosi_key().cloned().context("node 0 has no cosi key")?;
     let st = svc.store();

@@ -160,6 +160,9 @@ mod tests {
     use crate::crypto::BlsKeyPair;
     use crate::verify::skipchain::{BlockRoster, RosterEntry, LINK_FORMAT_V1, LINK_FORMAT_V2};
 
+    /// (source index, target index, link).
+    type Linked = (usize, usize, ForwardLink);
+
     struct Setup {
         kps: Vec<BlsKeyPair>,
         keys: Vec<BlsPublicKey>,
@@ -326,7 +329,7 @@ mod tests {
     fn formats_are_domain_separated() {
         let v1 = setup(&[0, 1, 2, 3], LINK_FORMAT_V1);
         let v2 = setup(&[0, 1, 2, 3], LINK_FORMAT_V2);
-        let mut cases: Vec<(&Setup, Vec<(usize, usize, ForwardLink)>)> = Vec::new();
+        let mut cases: Vec<(&Setup, Vec<Linked>)> = Vec::new();
         // A v1 signature relabelled v2, and a v2 one relabelled v1.
         let mut as_v2 = v1.links.clone();
         as_v2.iter_mut().for_each(|l| l.2.format = LINK_FORMAT_V2);
