@@ -50,6 +50,15 @@ const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a proposer signs the links of a roster level by level (v1) after members of it that
 /// refused the v2 statement signed the v1 ones (they run older code); then it tries v2 again.
 const LEGACY_LINKS_FOR: Duration = Duration::from_secs(60);
+/// Why the commit hook refuses a statement that is not the v1 statement it expects: what members
+/// that predate v2 links answer to a v2 round (and what this code answers when it refuses one).
+const NOT_THE_LINK: &str = "statement is not the forward link of the proposed block";
+
+/// The roster indices of the members that refused a link round as members that predate v2 links
+/// do (their reason is [`NOT_THE_LINK`]).
+fn v2_refusers(report: &cosi::SignReport) -> Vec<usize> {
+    report.refused.iter().filter(|e| e.reason.contains(NOT_THE_LINK)).map(|e| e.index).collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SkipchainError {
@@ -656,21 +665,25 @@ impl SkipchainService {
                 .is_some_and(|until| *until > std::time::Instant::now());
         if !legacy {
             let group: Vec<&SkipBlock> = levels.iter().filter_map(|&l| sources.get(l)).collect();
-            match self.sign_links_v2(&group, block, agreed).await {
-                Ok(links) => return Ok(links),
+            // Members that predate v2 refuse it. Even when the others reach the threshold, their
+            // links would be ones those members cannot verify (they could not store the block):
+            // then the levels are signed in v1 too, and the v2 signature is not used.
+            refused = match self.sign_links_v2(&group, block, agreed).await {
+                Ok((links, report)) if v2_refusers(&report).is_empty() => return Ok(links),
+                Ok((_, report)) => v2_refusers(&report),
                 Err(SkipchainError::Cosi(cosi::CosiError::ThresholdNotReached { report, .. }))
-                    if !report.refused.is_empty() =>
+                    if !v2_refusers(&report).is_empty() =>
                 {
-                    debug!(
-                        chain = %hex8(&block.genesis_id),
-                        index = block.index,
-                        refused = report.refused.len(),
-                        "members refused the v2 forward-link statement: signing level by level"
-                    );
-                    refused = report.refused.iter().map(|e| e.index).collect();
+                    v2_refusers(&report)
                 }
                 Err(e) => return Err(e),
-            }
+            };
+            debug!(
+                chain = %hex8(&block.genesis_id),
+                index = block.index,
+                refused = refused.len(),
+                "members refused the v2 forward-link statement: signing level by level"
+            );
         }
         let rounds = levels.iter().filter_map(|&level| {
             let mut proposal = agreed.clone();
@@ -697,13 +710,14 @@ impl SkipchainService {
     }
 
     /// One cosi round by the roster of `sources` (all with the same roster) over the v2 statement
-    /// of `block`: the links from each source, sharing the collective signature.
+    /// of `block`: the links from each source, sharing the collective signature, and the round's
+    /// report.
     async fn sign_links_v2(
         &self,
         sources: &[&SkipBlock],
         block: &SkipBlock,
         agreed: &Proposal,
-    ) -> Result<Vec<ForwardLink>, SkipchainError> {
+    ) -> Result<(Vec<ForwardLink>, cosi::SignReport), SkipchainError> {
         let src_roster = sources
             .first()
             .and_then(|b| b.roster.as_ref())
@@ -725,7 +739,7 @@ impl SkipchainService {
             )
             .await?;
         let signature = CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
-        Ok(sources
+        let links = sources
             .iter()
             .map(|src| ForwardLink {
                 from: src.hash.clone(),
@@ -734,7 +748,8 @@ impl SkipchainService {
                 signature: Some(signature.clone()),
                 format: LINK_FORMAT_V2,
             })
-            .collect())
+            .collect();
+        Ok((links, outcome.report))
     }
 
     /// One cosi round by the roster of `src` over the v1 statement of the link from `src` to
@@ -1215,7 +1230,7 @@ impl SkipchainService {
             let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
             let expected = ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice()));
             if statement != expected {
-                return Err("statement is not the forward link of the proposed block".into());
+                return Err(NOT_THE_LINK.into());
             }
         }
         let cert = p.prepared.as_ref().ok_or("no prepare certificate")?;
