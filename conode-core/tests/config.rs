@@ -201,3 +201,19 @@ fn limits_are_read_written_and_checked() {
     let err = NodeConfig::from_toml_str(Path::new("p.toml"), &unknown).unwrap_err().to_string();
     assert!(err.contains("StrangerConection"), "{err}");
 }
+
+#[test]
+fn skipchain_link_format_is_read_written_and_checked() {
+    let mut c = sample();
+    assert!(!c.skipchain_v1_links, "v2 links by default");
+    assert!(!c.to_toml().contains("SkipchainLinks"), "the default is not written");
+    c.skipchain_v1_links = true;
+    let text = c.to_toml();
+    assert!(text.contains("SkipchainLinks = \"v1\""), "{text}");
+    assert!(NodeConfig::from_toml_str(Path::new("private.toml"), &text).unwrap().skipchain_v1_links);
+    let v2 = text.replace("SkipchainLinks = \"v1\"", "SkipchainLinks = \"v2\"");
+    assert!(!NodeConfig::from_toml_str(Path::new("private.toml"), &v2).unwrap().skipchain_v1_links);
+    let bad = text.replace("SkipchainLinks = \"v1\"", "SkipchainLinks = \"v3\"");
+    let (file, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &bad).unwrap_err());
+    assert_eq!((file.as_str(), field.as_str()), ("p.toml", "SkipchainLinks"));
+}

@@ -38,6 +38,8 @@ struct RawPrivate {
     allow_open_signing: Option<bool>,
     #[serde(rename = "Anonymous", skip_serializing_if = "Option::is_none")]
     anonymous: Option<bool>,
+    #[serde(rename = "SkipchainLinks", skip_serializing_if = "Option::is_none")]
+    skipchain_links: Option<String>,
     #[serde(rename = "Services", default)]
     services: BTreeMap<String, RawServiceSecret>,
     #[serde(rename = "Limits", default, skip_serializing_if = "RawLimits::is_empty")]
@@ -76,6 +78,10 @@ pub struct NodeConfig {
     /// Never dial a member directly unless its `overrides.toml` entry says `Via = "direct"` (use a
     /// SOCKS5 proxy such as Tor for the others).
     pub anonymous: bool,
+    /// As a proposer, sign skipchain forward links in the v1 format (one cosi round per level,
+    /// `SkipchainLinks = "v1"`) instead of v2 (one round for all levels, the default), for light
+    /// clients built before v2 links existed.
+    pub skipchain_v1_links: bool,
     pub service_keys: BTreeMap<String, BlsKeyPair>,
     /// How much the node's ports give to any one client or peer (`[Limits]`).
     pub limits: Limits,
@@ -97,6 +103,7 @@ impl NodeConfig {
             data_dir: None,
             allow_open_signing: false,
             anonymous: false,
+            skipchain_v1_links: false,
             service_keys,
             limits: Limits::default(),
         }
@@ -204,6 +211,17 @@ impl NodeConfig {
             data_dir: optional(&raw.data_dir).map(PathBuf::from),
             allow_open_signing: raw.allow_open_signing.unwrap_or(false),
             anonymous: raw.anonymous.unwrap_or(false),
+            skipchain_v1_links: match optional(&raw.skipchain_links).as_deref() {
+                None | Some("v2") => false,
+                Some("v1") => true,
+                Some(other) => {
+                    return Err(ConfigError::field(
+                        path,
+                        "SkipchainLinks",
+                        format!("{other:?}: expected \"v1\" or \"v2\""),
+                    ))
+                }
+            },
             service_keys,
             limits: Limits::from_raw(path, &raw.limits)?,
         })
@@ -224,6 +242,7 @@ impl NodeConfig {
             data_dir: self.data_dir.as_ref().map(|p| p.display().to_string()),
             allow_open_signing: self.allow_open_signing.then_some(true),
             anonymous: self.anonymous.then_some(true),
+            skipchain_links: self.skipchain_v1_links.then(|| "v1".to_string()),
             services: self
                 .service_keys
                 .iter()

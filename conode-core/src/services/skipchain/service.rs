@@ -1401,7 +1401,7 @@ impl Service for SkipchainService {
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
-                v1_links: Default::default(),
+                v1_links: ctx.config.skipchain_v1_links.into(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
