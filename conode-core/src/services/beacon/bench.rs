@@ -295,7 +295,14 @@ pub fn bench_latency(
     let cpu_before = crate::services::cosi::bench::process_cpu();
     let recovered = || services.iter().map(|s| s.stats().recovered).sum::<u64>();
     let recovered_before = recovered();
-    let served = cluster.runtime().block_on(async {
+    // The client has its own runtime on this thread, as a client of a real node is its own
+    // process: on the cluster's runtime its socket would be read only when one of the nodes'
+    // busy workers polled for I/O, which would measure the client's queue, not the node's.
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Cluster(format!("client runtime: {e}")))?;
+    let served = client_rt.block_on(async {
         let mut served = Vec::new();
         let first = services[0].stats().latest_round + 2;
         for r in first..first + rounds as u64 {

@@ -228,6 +228,11 @@ impl Pool {
         self.rounds.remove(&round);
     }
 
+    /// How many partials of `round` over `digest` are held.
+    pub fn count(&self, round: u64, digest: &[u8; 32]) -> usize {
+        self.rounds.get(&round).map_or(0, |m| m.values().filter(|h| &h.digest == digest).count())
+    }
+
     /// With at least `t` partials of `round` over `digest` (from distinct members, by
     /// construction), the `t` a recovery uses (checked ones first, then by index) and the others.
     /// Partials over another digest (another previous signature) are left out.
@@ -527,15 +532,19 @@ impl BeaconService {
                 return;
             }
             let prev = chain.prev_for_next();
-            let attempt = attempt_recovery(
-                &chain.pool,
-                &chain.share_keys,
-                &chain.prepared,
-                chain.scheme(),
-                chain.threshold(),
-                round,
-                prev,
-            );
+            let msg = digest(chain.scheme(), round, prev.as_deref());
+            if lock(&chain.pool).count(round, &msg) < chain.threshold() {
+                return;
+            }
+            // The pairings run on the crypto pool, off the runtime's workers.
+            let c = chain.clone();
+            let attempt = crate::crypto::pool::run(crate::crypto::pool::Priority::Urgent, move || {
+                attempt_recovery(&c.pool, &c.share_keys, &c.prepared, c.scheme(), c.threshold(), round, prev)
+            })
+            .await;
+            let Ok(attempt) = attempt else {
+                return warn!(round, "beacon: recovery job lost");
+            };
             let (beacon, unused) = match attempt {
                 Attempt::NotEnough => return,
                 Attempt::CheckedFailed => {
