@@ -184,7 +184,7 @@ impl BeaconService {
             // Stored while this node signed: nothing left to send.
             return;
         }
-        let own = HeldPartial { digest: msg, partial: partial.clone(), checked: true };
+        let own = HeldPartial { digest: msg, partial: partial.clone(), checked: true, point: None };
         lock(&chain.pool).keep_own(round, chain.share.index, own);
         let fault = *lock(&self.inner.fault);
         let sent = match fault {
