@@ -24,9 +24,9 @@ pub enum Priority {
     /// Work that completes something waited for now (recovering a round, verifying a beacon
     /// before it is stored and served).
     Urgent = 0,
-    /// Work that feeds it (signing a partial).
+    /// Work that feeds it (signing a partial, catching up).
     Normal = 1,
-    /// Work nobody waits for (audits of partials after their round, catching up).
+    /// Work nobody waits for (audits of partials after their round).
     Background = 2,
 }
 

@@ -99,9 +99,11 @@ impl BeaconService {
                 prev = b.signature.clone();
                 good.push(b);
             }
-            // Verified on the crypto pool; the beacons up to the first that fails are kept.
+            // Verified on the crypto pool (behind the live rounds' urgent work, never behind
+            // audits: a member that is behind must catch up); the beacons up to the first that
+            // fails are kept.
             let c = chain.clone();
-            let (good, bad) = crate::crypto::pool::run(crate::crypto::pool::Priority::Background, move || {
+            let (good, bad) = crate::crypto::pool::run(crate::crypto::pool::Priority::Normal, move || {
                 let mut ok = Vec::with_capacity(good.len());
                 for b in good {
                     if let Err(e) = c.prepared.verify(&b) {
