@@ -3,6 +3,8 @@
 
 pub mod bls;
 pub mod identity;
+#[cfg(feature = "runtime")]
+pub mod pool;
 pub mod pop_batch;
 pub mod pop_cache;
 pub mod threshold;

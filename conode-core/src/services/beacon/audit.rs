@@ -117,12 +117,14 @@ impl BeaconService {
         let inner = Arc::downgrade(&self.inner);
         let chain = chain.clone();
         let delay = Duration::from_millis(u64::from(chain.info.period) * 250);
-        let tasks = self.tasks().clone();
         self.tasks().spawn(async move {
             tokio::time::sleep(delay).await;
             let batch = lock(&chain.audited).take(round, &msg);
-            let verdicts =
-                tasks.spawn_blocking(move || chain.share_keys.check_batch(&msg, &batch)).await.unwrap_or_default();
+            let verdicts = crate::crypto::pool::run(crate::crypto::pool::Priority::Background, move || {
+                chain.share_keys.check_batch(&msg, &batch)
+            })
+            .await
+            .unwrap_or_default();
             for (index, _) in verdicts.into_iter().filter(|(_, valid)| !valid) {
                 if let Some(inner) = inner.upgrade() {
                     inner.stats.partial_invalid(index);

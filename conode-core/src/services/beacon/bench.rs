@@ -58,6 +58,10 @@ pub struct LatencyBench {
     pub dkg_ms: f64,
     /// Round tick → the beacon's HTTP response at member 0 (a request waiting for the round).
     pub served: Summary,
+    /// The same at the last member, asked at the same time. In one process the members verify a
+    /// recoverer's beacon one after another on the shared cores, and the recoverers push it to
+    /// the members in index order: member 0 is among the first, the last member among the last.
+    pub served_last: Summary,
     /// Round tick → beacon stored, over all members.
     pub stored: Summary,
     /// Round tick → beacon stored at member 0 (whose HTTP API `served` measures).
@@ -290,13 +294,23 @@ pub fn bench_latency(
 ) -> Result<(LatencyBench, Vec<Beacon>, ChainInfo), BenchError> {
     let (cluster, dkg, info) = cluster_with_chain(members, scheme, period_secs)?;
     let addr = cluster.node(0).client_addr().ok_or_else(|| BenchError::Cluster("node 0 not running".into()))?;
+    let last = members.saturating_sub(1);
+    let addr_last =
+        cluster.node(last).client_addr().ok_or_else(|| BenchError::Cluster(format!("node {last} not running")))?;
     let services: Vec<BeaconService> = cluster.nodes().iter().filter_map(|n| n.beacon().ok()).collect();
     let threshold = services[0].group().map(|g| g.threshold).unwrap_or(0);
     let cpu_before = crate::services::cosi::bench::process_cpu();
     let recovered = || services.iter().map(|s| s.stats().recovered).sum::<u64>();
     let recovered_before = recovered();
-    let served = cluster.runtime().block_on(async {
-        let mut served = Vec::new();
+    // The client has its own runtime on this thread, as a client of a real node is its own
+    // process: on the cluster's runtime its socket would be read only when one of the nodes'
+    // busy workers polled for I/O, which would measure the client's queue, not the node's.
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Cluster(format!("client runtime: {e}")))?;
+    let (served, served_last) = client_rt.block_on(async {
+        let (mut served, mut served_last) = (Vec::new(), Vec::new());
         let first = services[0].stats().latest_round + 2;
         for r in first..first + rounds as u64 {
             let tick_ms = info.time_of_round(r).unwrap_or(0) * 1000;
@@ -305,14 +319,26 @@ pub fn bench_latency(
             if ask > 0 {
                 tokio::time::sleep(Duration::from_millis(ask as u64)).await;
             }
-            let (status, _) =
-                http_get(addr, &format!("/public/{r}")).await.map_err(|e| BenchError::Beacon(e.to_string()))?;
-            if status != 200 {
-                return Err(BenchError::Beacon(format!("round {r}: HTTP {status}")));
+            let path = format!("/public/{r}");
+            // Each answer is timed as it arrives.
+            let timed = |a| {
+                let path = path.clone();
+                async move {
+                    let got = http_get(a, &path).await;
+                    (got, unix_now_ms())
+                }
+            };
+            let ((got, at), (got_last, at_last)) = tokio::join!(timed(addr), timed(addr_last));
+            for (got, who) in [(got, "member 0"), (got_last, "the last member")] {
+                let (status, _) = got.map_err(|e| BenchError::Beacon(format!("{who}: {e}")))?;
+                if status != 200 {
+                    return Err(BenchError::Beacon(format!("round {r} at {who}: HTTP {status}")));
+                }
             }
-            served.push((unix_now_ms() - tick_ms) as f64);
+            served.push((at - tick_ms) as f64);
+            served_last.push((at_last - tick_ms) as f64);
         }
-        Ok(served)
+        Ok((served, served_last))
     })?;
     let cpu_per_round = (crate::services::cosi::bench::process_cpu() - cpu_before).as_secs_f64() * 1e3 / rounds as f64;
     let first = services[0].stats().latest_round.saturating_sub(rounds as u64) + 1;
@@ -335,6 +361,7 @@ pub fn bench_latency(
             period_secs,
             dkg_ms: dkg.as_secs_f64() * 1e3,
             served: Summary::of(served),
+            served_last: Summary::of(served_last),
             stored: Summary::of(stored),
             stored_member0: Summary::of(stored_member0),
             cost,

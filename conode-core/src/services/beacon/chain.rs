@@ -180,7 +180,11 @@ impl BeaconService {
             beacon.previous_signature = None;
         }
         if !recovered {
-            chain.prepared.verify(&beacon).map_err(|e| e.to_string())?;
+            let (c, b) = (chain.clone(), beacon.clone());
+            crate::crypto::pool::run(crate::crypto::pool::Priority::Urgent, move || c.prepared.verify(&b))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         }
         store.put_beacon(&beacon).await.map_err(|e| e.to_string())?;
         self.stored(chain, &beacon, recovered);

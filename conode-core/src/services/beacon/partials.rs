@@ -50,6 +50,16 @@ pub(crate) struct HeldPartial {
     pub partial: Vec<u8>,
     /// Checked against the sender's share key (our own partial is, by construction).
     pub checked: bool,
+    /// `partial` decoded on arrival (on the curve, not yet in the subgroup: see
+    /// [`ShareKeys::decode`]), so that a recovery does not decode it again.
+    pub point: Option<SigPoint>,
+}
+
+/// A partial signature decoded in the scheme's signature group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SigPoint {
+    G1(G1),
+    G2(G2),
 }
 
 /// Partials received for one round, by share index.
@@ -114,20 +124,37 @@ impl ShareKeys {
     /// cached coefficients. The result must be verified (with the subgroup check): the partials
     /// are decoded without theirs, which that check covers.
     pub fn recover(&self, partials: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
-        fn go<P: Point>(keys: &ShareKeys, partials: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
+        let held: Vec<(u32, &[u8], Option<SigPoint>)> =
+            partials.iter().map(|(i, b)| (*i, b.as_slice(), None)).collect();
+        self.recover_from(&held)
+    }
+
+    /// [`Self::recover`] from held partials, with the points decoded on arrival.
+    pub fn recover_held(&self, used: &[(u32, HeldPartial)]) -> Result<Vec<u8>, String> {
+        let held: Vec<(u32, &[u8], Option<SigPoint>)> =
+            used.iter().map(|(i, h)| (*i, h.partial.as_slice(), h.point)).collect();
+        self.recover_from(&held)
+    }
+
+    fn recover_from(&self, partials: &[(u32, &[u8], Option<SigPoint>)]) -> Result<Vec<u8>, String> {
+        fn go<P: Point>(
+            keys: &ShareKeys,
+            partials: &[(u32, &[u8], Option<SigPoint>)],
+            decoded: fn(SigPoint) -> Option<P>,
+        ) -> Result<Vec<u8>, String> {
             let pts: Vec<P> = partials
                 .iter()
-                .map(|(_, b)| P::from_bytes_on_curve(b))
+                .map(|(_, b, p)| p.and_then(decoded).map_or_else(|| P::from_bytes_on_curve(b), Ok))
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
-            let idx: Vec<u32> = partials.iter().map(|(i, _)| *i).collect();
+            let idx: Vec<u32> = partials.iter().map(|(i, _, _)| *i).collect();
             let lambdas = keys.coefficients(&idx)?;
             recover_point_with(&pts, &lambdas).map(|p| p.to_bytes()).map_err(|e| e.to_string())
         }
         if self.signatures_on_g1 {
-            go::<G1>(self, partials)
+            go::<G1>(self, partials, |p| if let SigPoint::G1(p) = p { Some(p) } else { None })
         } else {
-            go::<G2>(self, partials)
+            go::<G2>(self, partials, |p| if let SigPoint::G2(p) = p { Some(p) } else { None })
         }
     }
 
@@ -151,10 +178,16 @@ impl ShareKeys {
     /// Whether `partial` decodes as a point of the scheme's signature group (on the curve; the
     /// subgroup is checked when the partial is verified).
     pub fn decodes(&self, partial: &[u8]) -> bool {
+        self.decode(partial).is_some()
+    }
+
+    /// `partial` as a point of the scheme's signature group: on the curve and not the identity
+    /// (the subgroup is checked when the partial, or the signature recovered from it, is verified).
+    pub fn decode(&self, partial: &[u8]) -> Option<SigPoint> {
         if self.signatures_on_g1 {
-            blst::min_sig::Signature::from_bytes(partial).is_ok()
+            G1::from_bytes_on_curve(partial).ok().map(SigPoint::G1)
         } else {
-            blst::min_pk::Signature::from_bytes(partial).is_ok()
+            G2::from_bytes_on_curve(partial).ok().map(SigPoint::G2)
         }
     }
 
@@ -226,6 +259,11 @@ impl Pool {
     /// Drops every partial of `round` (recovery from them failed for good).
     pub fn drop_round(&mut self, round: u64) {
         self.rounds.remove(&round);
+    }
+
+    /// How many partials of `round` over `digest` are held.
+    pub fn count(&self, round: u64, digest: &[u8; 32]) -> usize {
+        self.rounds.get(&round).map_or(0, |m| m.values().filter(|h| &h.digest == digest).count())
     }
 
     /// With at least `t` partials of `round` over `digest` (from distinct members, by
@@ -421,9 +459,8 @@ pub(super) fn attempt_recovery(
 ) -> Attempt {
     let msg = digest(scheme, round, prev.as_deref());
     let Some((used, unused)) = lock(pool).candidates(round, &msg, t) else { return Attempt::NotEnough };
-    let parts: Vec<(u32, Vec<u8>)> = used.iter().map(|(i, h)| (*i, h.partial.clone())).collect();
     let beacon = keys
-        .recover(&parts)
+        .recover_held(&used)
         .map(|signature| Beacon { round, signature, previous_signature: prev })
         .ok()
         .filter(|b| prepared.verify(b).is_ok());
@@ -502,12 +539,12 @@ impl BeaconService {
         };
         let msg = digest(chain.scheme(), p.round, prev.as_deref());
         // Only the form is checked now; the signature with the others of the round (see above).
-        if !chain.share_keys.decodes(&p.partial) {
+        let Some(point) = chain.share_keys.decode(&p.partial) else {
             self.inner.stats.partial_invalid(index);
             warn!(from = index, round = p.round, "beacon: invalid partial rejected");
             return Err(format!("invalid partial signature for round {}: not a signature point", p.round));
-        }
-        let held = HeldPartial { digest: msg, partial: p.partial, checked: false };
+        };
+        let held = HeldPartial { digest: msg, partial: p.partial, checked: false, point: Some(point) };
         lock(&chain.pool).offer(p.round, index, held);
         self.advance(chain).await;
         Ok(reply(self.get(p.round)))
@@ -527,15 +564,23 @@ impl BeaconService {
                 return;
             }
             let prev = chain.prev_for_next();
-            let attempt = attempt_recovery(
-                &chain.pool,
-                &chain.share_keys,
-                &chain.prepared,
-                chain.scheme(),
-                chain.threshold(),
-                round,
-                prev,
-            );
+            let msg = digest(chain.scheme(), round, prev.as_deref());
+            if lock(&chain.pool).count(round, &msg) < chain.threshold() {
+                return;
+            }
+            // The pairings run on the crypto pool, off the runtime's workers.
+            let c = chain.clone();
+            let attempt = crate::crypto::pool::run(crate::crypto::pool::Priority::Urgent, move || {
+                if c.latest() >= round {
+                    // Stored meanwhile (a recoverer's push): nothing to recover.
+                    return Attempt::NotEnough;
+                }
+                attempt_recovery(&c.pool, &c.share_keys, &c.prepared, c.scheme(), c.threshold(), round, prev)
+            })
+            .await;
+            let Ok(attempt) = attempt else {
+                return warn!(round, "beacon: recovery job lost");
+            };
             let (beacon, unused) = match attempt {
                 Attempt::NotEnough => return,
                 Attempt::CheckedFailed => {
@@ -667,7 +712,7 @@ pub(super) mod tests {
     /// A member's partial of `round` as received (unchecked).
     fn held(scheme: Scheme, share: &Share, round: u64, prev: Option<&[u8]>) -> HeldPartial {
         let digest = digest(scheme, round, prev);
-        HeldPartial { digest, partial: sign_partial_bytes(scheme, share, &digest), checked: false }
+        HeldPartial { digest, partial: sign_partial_bytes(scheme, share, &digest), checked: false, point: None }
     }
 
     /// A well-formed partial that signs another message (a valid point, an invalid signature).
@@ -710,6 +755,32 @@ pub(super) mod tests {
         }
         fn attempt(&self, round: u64, t: usize) -> Attempt {
             attempt_recovery(&self.pool, &self.keys, &self.prepared, self.scheme, t, round, self.prev.clone())
+        }
+    }
+
+    #[test]
+    fn partials_decoded_on_arrival_recover_the_same_signature() {
+        for scheme in [Scheme::PedersenBlsChained, Scheme::BlsUnchainedG1Rfc9380] {
+            let s = Setup::new(scheme, 5, 3);
+            let plain: Vec<(u32, HeldPartial)> = (1..4).map(|i| (i, s.good(1, i))).collect();
+            let decoded: Vec<(u32, HeldPartial)> = plain
+                .iter()
+                .map(|(i, h)| (*i, HeldPartial { point: s.keys.decode(&h.partial), ..h.clone() }))
+                .collect();
+            assert!(decoded.iter().all(|(_, h)| h.point.is_some()), "{scheme:?}");
+            // A mix of decoded and not decoded partials, too.
+            let mixed: Vec<(u32, HeldPartial)> = vec![decoded[0].clone(), plain[1].clone(), decoded[2].clone()];
+            let bytes: Vec<(u32, Vec<u8>)> = plain.iter().map(|(i, h)| (*i, h.partial.clone())).collect();
+            let want = s.keys.recover(&bytes).unwrap();
+            assert_eq!(s.keys.recover_held(&decoded).unwrap(), want, "{scheme:?}");
+            assert_eq!(s.keys.recover_held(&mixed).unwrap(), want, "{scheme:?}");
+            let beacon = Beacon { round: 1, signature: want, previous_signature: s.prev.clone() };
+            assert_eq!(s.prepared.verify(&beacon), Ok(()), "{scheme:?}");
+            // The identity and points off the curve are refused on arrival.
+            let mut identity = vec![0u8; s.good(1, 1).partial.len()];
+            identity[0] = 0xc0;
+            assert!(s.keys.decode(&identity).is_none(), "{scheme:?}");
+            assert!(s.keys.decode(&[0xff; 3]).is_none(), "{scheme:?}");
         }
     }
 

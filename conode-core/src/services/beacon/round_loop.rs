@@ -15,6 +15,7 @@ use super::service::{BeaconService, Inner, SERVICE};
 use super::store::from_packet;
 use super::sync::catch_up_from_all;
 use super::BeaconFault;
+use crate::crypto::pool::Priority;
 use crate::verify::beacon::{digest, ChainInfo};
 use prost::Message;
 use std::sync::atomic::Ordering;
@@ -173,8 +174,17 @@ impl BeaconService {
         }
         let prev = chain.prev_for_next();
         let msg = digest(chain.scheme(), round, prev.as_deref());
-        let partial = sign_partial_bytes(chain.scheme(), &chain.share, &msg);
-        let own = HeldPartial { digest: msg, partial: partial.clone(), checked: true };
+        let c = chain.clone();
+        let Ok(partial) =
+            crate::crypto::pool::run(Priority::Normal, move || sign_partial_bytes(c.scheme(), &c.share, &msg)).await
+        else {
+            return warn!(round, "beacon: signing the partial failed");
+        };
+        if round != chain.latest() + 1 {
+            // Stored while this node signed: nothing left to send.
+            return;
+        }
+        let own = HeldPartial { digest: msg, partial: partial.clone(), checked: true, point: None };
         lock(&chain.pool).keep_own(round, chain.share.index, own);
         let fault = *lock(&self.inner.fault);
         let sent = match fault {
@@ -182,7 +192,10 @@ impl BeaconService {
             BeaconFault::Silent => return self.advance(chain).await,
             BeaconFault::InvalidPartials => {
                 let other = digest(chain.scheme(), round.wrapping_add(1_000_000), prev.as_deref());
-                sign_partial_bytes(chain.scheme(), &chain.share, &other)
+                let c = chain.clone();
+                crate::crypto::pool::run(Priority::Normal, move || sign_partial_bytes(c.scheme(), &c.share, &other))
+                    .await
+                    .unwrap_or_default()
             }
         };
         let body = m::PartialBeacon {

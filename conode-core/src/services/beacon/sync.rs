@@ -95,17 +95,30 @@ impl BeaconService {
                 } else {
                     b.previous_signature = None;
                 }
-                if let Err(e) = chain.prepared.verify(&b) {
-                    warn!(round = b.round, error = %e, "beacon: synced beacon does not verify");
-                    break;
-                }
                 latest = b.round;
                 prev = b.signature.clone();
                 good.push(b);
             }
-            if good.is_empty() {
-                return Ok(total);
+            // Verified on the crypto pool (behind the live rounds' urgent work, never behind
+            // audits: a member that is behind must catch up); the beacons up to the first that
+            // fails are kept.
+            let c = chain.clone();
+            let (good, bad) = crate::crypto::pool::run(crate::crypto::pool::Priority::Normal, move || {
+                let mut ok = Vec::with_capacity(good.len());
+                for b in good {
+                    if let Err(e) = c.prepared.verify(&b) {
+                        return (ok, Some((b.round, e)));
+                    }
+                    ok.push(b);
+                }
+                (ok, None)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Some((round, e)) = bad {
+                warn!(round, error = %e, "beacon: synced beacon does not verify");
             }
+            let Some(latest) = good.last().map(|b| b.round) else { return Ok(total) };
             store.put_beacons(&good).map_err(|e| e.to_string())?;
             for b in &good {
                 self.stored(chain, b, false);
