@@ -651,7 +651,7 @@ impl BeaconService {
         let body = to_packet(beacon).encode_to_vec();
         let round = beacon.round;
         let timeout = super::round_loop::retry_interval(chain.info.period);
-        for (i, si) in chain.peers() {
+        for (i, si) in push_order(chain.peers(), chain.share.index) {
             let (net, body) = (self.inner.network.clone(), body.clone());
             self.tasks().spawn(async move {
                 if let Err(e) = net.request(&si, SERVICE, proto::RECOVERED, &round.to_be_bytes(), body, timeout).await {
@@ -696,9 +696,26 @@ impl BeaconService {
     }
 }
 
+/// The order a recoverer pushes its beacon in: the members after it in index order, then the
+/// ones before it. The recoverers rotate with the round, so no member is always pushed first
+/// (or last): in a busy process the verification queue follows the push order.
+fn push_order<T>(mut peers: Vec<(u32, T)>, me: u32) -> Vec<(u32, T)> {
+    peers.sort_by_key(|(i, _)| (*i < me, *i));
+    peers
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    #[test]
+    fn a_recoverer_pushes_to_the_members_after_it_first() {
+        let peers: Vec<(u32, ())> = [0, 1, 2, 4, 5].iter().map(|i| (*i, ())).collect();
+        let order = |me| push_order(peers.clone(), me).into_iter().map(|(i, _)| i).collect::<Vec<_>>();
+        assert_eq!(order(3), vec![4, 5, 0, 1, 2]);
+        assert_eq!(order(0), vec![0, 1, 2, 4, 5]);
+        assert_eq!(order(6), vec![0, 1, 2, 4, 5]);
+    }
 
     /// A group of `n` members with threshold `t` and every member's share, made from a real
     /// random polynomial (what a DKG hands over), so recovery below is real BLS.
