@@ -21,7 +21,7 @@ use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Repl
 use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 use super::roster::RoundRoster;
 use super::service::Shared;
-use super::timing::RoundTiming;
+use super::timing::{Outstanding, RoundTiming};
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
@@ -482,6 +482,7 @@ async fn run_group(
     leaf_payload: Payload,
     round_id: Vec<u8>,
     deadlines: Deadlines,
+    outstanding: Arc<Outstanding>,
 ) -> GroupResult {
     let n = roster.len();
     let leader = group.leader;
@@ -492,7 +493,9 @@ async fn run_group(
     let r = match roster.server(leader) {
         Ok(server) => {
             known_down = network.health().down(&server.public).is_some();
-            announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await
+            let r = announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await;
+            outstanding.finish(&timing, &server.public);
+            r
         }
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
@@ -603,7 +606,8 @@ pub(super) async fn run_root(
     };
     let leaf_payload = Payload::new(&base, &roster, me);
     let mut tasks = Vec::with_capacity(groups.len());
-    for g in &groups {
+    let requests: Vec<Arc<Outstanding>> = groups.iter().map(|_| Arc::default()).collect();
+    for (g, req) in groups.iter().zip(&requests) {
         tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
             shared.timing.clone(),
@@ -613,6 +617,7 @@ pub(super) async fn run_root(
             leaf_payload.clone(),
             round_id.clone(),
             deadlines,
+            req.clone(),
         )));
     }
     let statement = base.statement;
@@ -674,6 +679,14 @@ pub(super) async fn run_root(
                 }
             }
         }
+        // A sub-leader that still owes the answer to an earlier round (its link is behind a lost
+        // packet, or it hangs) cannot answer this one before that: once the threshold is met,
+        // when only such groups are left, the round ends at once.
+        let behind = |gi: usize| roster.public(groups[gi].leader).is_some_and(|k| shared.timing.is_behind(&k));
+        if signed >= required && outstanding > 0 && (0..groups.len()).filter(|&gi| open[gi]).all(behind) {
+            debug!(after = ?started.elapsed(), "cosi: only members still owing earlier answers are left");
+            break;
+        }
         if grace_until.is_none() && outstanding > 0 {
             if signed >= required {
                 grace_until = Some(
@@ -710,8 +723,11 @@ pub(super) async fn run_root(
         let (background, warm_roster) = (shared.clone(), roster.clone());
         shared.tasks.spawn(async move { warm_up(&background, &warm_roster, deadlines.leaf).await });
     }
-    for g in groups.iter().zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
+    for (g, req) in groups.iter().zip(&requests).zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
         debug!(leader = g.leader, "cosi: outcome decided without this group");
+        if let Some(k) = roster.public(g.leader) {
+            shared.timing.abandon(req, &k);
+        }
         for i in g.members() {
             exclusions.set(i, ExclusionKind::TimedOut, "no answer by the time the outcome was decided".into());
         }
