@@ -8,6 +8,7 @@
 //! runs the long one (16 members) through the same test with `CONODE_WAN_*` settings:
 //! `MEMBERS`, `DELAY_MS` (50), `JITTER_MS` (5), `LOSS` (percent per chunk, comma-separated: "0,1"),
 //! `RTO_MS` (200), `ROUNDS` (cosi rounds and appends per setting), `BEACONS` (ticks per setting).
+//! `KEEP_LOG` (a path) keeps member 0's log (with `RUST_LOG`, e.g. `conode_core::services::cosi=debug`).
 //! Needs root and `ip netns`; without them the test says so and does nothing.
 
 use crate::fabric::{setup_members, start_members, Fabric, NODE_PORT};
@@ -141,6 +142,7 @@ fn wan_simulation_cosi_appends_and_beacon() {
         };
         rt.block_on(client.sign(&warm)).unwrap_or_else(|e| panic!("warm-up round at {loss} % loss: {e}"));
         let mut cosi = Vec::new();
+        let mut signers = Vec::new();
         for r in 0..rounds {
             let req = SignRequest {
                 message: format!("wan {loss} {r}").into_bytes(),
@@ -149,8 +151,9 @@ fn wan_simulation_cosi_appends_and_beacon() {
                 ..Default::default()
             };
             let t = Instant::now();
-            rt.block_on(client.sign(&req)).unwrap_or_else(|e| panic!("cosi round at {loss} % loss: {e}"));
+            let out = rt.block_on(client.sign(&req)).unwrap_or_else(|e| panic!("cosi round at {loss} % loss: {e}"));
             cosi.push(t.elapsed().as_secs_f64() * 1e3);
+            signers.push(out.signed.len());
         }
         let mut appends = Vec::new();
         for _ in 0..rounds {
@@ -189,6 +192,9 @@ fn wan_simulation_cosi_appends_and_beacon() {
             "cosi_p50_ms": percentile(&cosi, 0.5),
             "cosi_p90_ms": percentile(&cosi, 0.9),
             "cosi_rounds_ms": cosi.iter().map(|ms| (ms * 10.0).round() / 10.0).collect::<Vec<f64>>(),
+            // Who the root left out (slow or lost answers once the threshold was met).
+            "cosi_signers_mean": signers.iter().sum::<usize>() as f64 / signers.len().max(1) as f64,
+            "cosi_rounds_all_signed": signers.iter().filter(|&&s| s == n).count(),
             "cosi_physical_limit_ms": physical,
             "cosi_goal_ms": (2.0 * depth as f64 * one_way_ms + physical) * 1.1,
             "append_p50_ms": percentile(&appends, 0.5),
@@ -203,6 +209,10 @@ fn wan_simulation_cosi_appends_and_beacon() {
             percentile(&cosi, 0.5) >= 2.0 * (one_way_ms - jitter.as_secs_f64() * 1e3),
             "cosi rounds faster than one round trip through the relay: {line}"
         );
+    }
+    if let Ok(to) = std::env::var("CONODE_WAN_KEEP_LOG") {
+        // For diagnosis: member 0 (the root of every round) logs with RUST_LOG.
+        let _ = std::fs::copy(&members[0].log, to);
     }
     drop(members);
 }

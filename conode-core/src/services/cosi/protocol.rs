@@ -21,7 +21,7 @@ use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Repl
 use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 use super::roster::RoundRoster;
 use super::service::Shared;
-use super::timing::RoundTiming;
+use super::timing::{Outstanding, RoundTiming};
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
@@ -51,8 +51,47 @@ pub fn clamp_timeout(d: Duration) -> Duration {
     d.clamp(MIN_LEVEL_TIMEOUT, MAX_LEVEL_TIMEOUT)
 }
 
-/// Shortest time the root waits for stragglers once a round's outcome is decided.
+/// Shortest time the root waits for stragglers once a round's outcome is decided (beyond the
+/// network round trip: see [`straggler_grace`]).
 const GRACE_MIN: Duration = Duration::from_millis(25);
+/// Across a network, the stragglers still get at least this long once the threshold is met.
+const GRACE_AFTER_NETWORK: Duration = Duration::from_millis(1);
+
+/// How the answers came in until the threshold was met: the first one `first` after the
+/// announcements went out, `answered` groups (sub-leaders or leaves of the root) in all, `open`
+/// groups still outstanding.
+#[derive(Clone, Copy, Debug)]
+struct Arrivals {
+    first: Duration,
+    answered: usize,
+    open: usize,
+}
+
+/// How long the root still waits for stragglers once the threshold is met, `elapsed` after it sent
+/// the announcements, when `rtt` is the least round-trip time measured to the members.
+///
+/// Without a round trip to speak of (loopback), the stragglers get as long again as the round took
+/// so far, at least `GRACE_MIN`: there, answers come as the machines get through the signing, and
+/// a late one is as likely as an early one. Across a network every answer pays the round trip at
+/// the same time, so it is not counted: the stragglers get as long again as the round took beyond
+/// it, or the time the outstanding groups take at the rate the answers have been arriving (the
+/// paths' jitter and the members' signing spread them), whichever is longer. That is their
+/// expected arrival; one that is later has most likely lost a packet (TCP retransmits it 200 ms
+/// or more later), and the round ends without that member, about when a round without loss
+/// does, instead of a round trip later. Never less than `GRACE_AFTER_NETWORK`, never more than
+/// without the RTT.
+fn straggler_grace(elapsed: Duration, arrivals: Option<Arrivals>, rtt: Option<Duration>) -> Duration {
+    let full = elapsed.max(GRACE_MIN);
+    let rtt = rtt.unwrap_or_default().min(elapsed);
+    let at_rate = match arrivals {
+        Some(a) if a.answered >= 2 => {
+            let spread = elapsed.saturating_sub(a.first);
+            spread.mul_f64(a.open as f64 / (a.answered - 1) as f64)
+        }
+        _ => full,
+    };
+    full.saturating_sub(rtt).max(at_rate).max(GRACE_AFTER_NETWORK).min(full)
+}
 
 /// Error text of a node that does not know the roster an announcement names.
 const UNKNOWN_ROSTER: &str = "unknown roster";
@@ -443,6 +482,7 @@ async fn run_group(
     leaf_payload: Payload,
     round_id: Vec<u8>,
     deadlines: Deadlines,
+    outstanding: Arc<Outstanding>,
 ) -> GroupResult {
     let n = roster.len();
     let leader = group.leader;
@@ -453,7 +493,9 @@ async fn run_group(
     let r = match roster.server(leader) {
         Ok(server) => {
             known_down = network.health().down(&server.public).is_some();
-            announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await
+            let r = announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await;
+            outstanding.finish(&timing, &server.public);
+            r
         }
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
@@ -564,7 +606,8 @@ pub(super) async fn run_root(
     };
     let leaf_payload = Payload::new(&base, &roster, me);
     let mut tasks = Vec::with_capacity(groups.len());
-    for g in &groups {
+    let requests: Vec<Arc<Outstanding>> = groups.iter().map(|_| Arc::default()).collect();
+    for (g, req) in groups.iter().zip(&requests) {
         tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
             shared.timing.clone(),
@@ -574,6 +617,7 @@ pub(super) async fn run_root(
             leaf_payload.clone(),
             round_id.clone(),
             deadlines,
+            req.clone(),
         )));
     }
     let statement = base.statement;
@@ -592,13 +636,16 @@ pub(super) async fn run_root(
     let mut results = Vec::with_capacity(tasks.len());
     // Collect the groups as they answer, until the outcome is decided: the threshold is met, or
     // the members still outstanding cannot reach it any more. Then the stragglers get as long
-    // again as the round took so far (at least `GRACE_MIN`), and whoever has not answered by
-    // then is reported as timed out (its request ends in the background).
+    // again as the round took so far (at least `GRACE_MIN`; once the threshold is met, not
+    // counting the network round trip: `straggler_grace`), and whoever has not answered by then
+    // is reported as timed out (its request ends in the background).
     let started = Instant::now();
     let mut signed = 1; // our own partial
     let mut outstanding: usize = groups.iter().map(|g| g.leaves.len() + 1).sum();
     let mut open: Vec<bool> = vec![true; groups.len()];
     let mut grace_until: Option<Instant> = None;
+    let mut first_answer: Option<Duration> = None;
+    let mut answered = 0;
     let mut running: futures_util::stream::FuturesUnordered<_> =
         tasks.into_iter().enumerate().map(|(gi, t)| async move { (gi, t.await) }).collect();
     loop {
@@ -616,7 +663,12 @@ pub(super) async fn run_root(
         outstanding -= g.leaves.len() + 1;
         match joined {
             Ok(Some(r)) => {
-                signed += r.aggregate.as_ref().map_or(0, |a| a.mask.count()) + r.leaves.len();
+                let count = r.aggregate.as_ref().map_or(0, |a| a.mask.count()) + r.leaves.len();
+                if count > 0 {
+                    first_answer.get_or_insert(started.elapsed());
+                    answered += 1;
+                }
+                signed += count;
                 results.push(r);
             }
             Ok(None) => return Err(CosiError::Stopped),
@@ -627,10 +679,42 @@ pub(super) async fn run_root(
                 }
             }
         }
-        if grace_until.is_none() && outstanding > 0 && (signed >= required || signed + outstanding < required) {
-            grace_until = Some(Instant::now() + started.elapsed().max(GRACE_MIN));
+        // A sub-leader that still owes the answer to an earlier round (its link is behind a lost
+        // packet, or it hangs) cannot answer this one before that: once the threshold is met,
+        // when only such groups are left, the round ends at once.
+        let behind = |gi: usize| roster.public(groups[gi].leader).is_some_and(|k| shared.timing.is_behind(&k));
+        if signed >= required && outstanding > 0 && (0..groups.len()).filter(|&gi| open[gi]).all(behind) {
+            debug!(after = ?started.elapsed(), "cosi: only members still owing earlier answers are left");
+            break;
+        }
+        if grace_until.is_none() && outstanding > 0 {
+            if signed >= required {
+                grace_until = Some(
+                    Instant::now()
+                        + straggler_grace(
+                            started.elapsed(),
+                            first_answer.map(|first| Arrivals {
+                                first,
+                                answered,
+                                open: open.iter().filter(|o| **o).count(),
+                            }),
+                            rtt,
+                        ),
+                );
+            } else if signed + outstanding < required {
+                grace_until = Some(Instant::now() + started.elapsed().max(GRACE_MIN));
+            }
         }
     }
+    debug!(
+        after = ?started.elapsed(),
+        ?rtt,
+        first = ?first_answer,
+        signed,
+        required,
+        left_out = open.iter().zip(&groups).filter(|(o, _)| **o).map(|(_, g)| g.leaves.len() + 1).sum::<usize>(),
+        "cosi: answers collected"
+    );
     if rtt.is_none() {
         // The tree was shaped without a round-trip time: learn it for the next rounds, over the
         // links this round opened, once the round's work is done (a ping queued behind the
@@ -639,8 +723,11 @@ pub(super) async fn run_root(
         let (background, warm_roster) = (shared.clone(), roster.clone());
         shared.tasks.spawn(async move { warm_up(&background, &warm_roster, deadlines.leaf).await });
     }
-    for g in groups.iter().zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
+    for (g, req) in groups.iter().zip(&requests).zip(&open).filter(|(_, open)| **open).map(|(g, _)| g) {
         debug!(leader = g.leader, "cosi: outcome decided without this group");
+        if let Some(k) = roster.public(g.leader) {
+            shared.timing.abandon(req, &k);
+        }
         for i in g.members() {
             exclusions.set(i, ExclusionKind::TimedOut, "no answer by the time the outcome was decided".into());
         }
@@ -837,4 +924,37 @@ fn build_report(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stragglers_wait_for_their_expected_arrival() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        let arrivals = |first: u64, answered: usize, open: usize| Some(Arrivals { first: ms(first), answered, open });
+        // No RTT known, or loopback: as long again as the round took, at least GRACE_MIN.
+        assert_eq!(straggler_grace(ms(3), arrivals(1, 3, 1), None), GRACE_MIN);
+        assert_eq!(straggler_grace(ms(300), arrivals(150, 5, 3), None), ms(300));
+        assert_eq!(straggler_grace(ms(300), arrivals(150, 5, 3), Some(us(50))), ms(300) - us(50));
+        assert_eq!(straggler_grace(ms(3), arrivals(2, 3, 1), Some(us(50))), GRACE_MIN - us(50));
+        // Across a WAN: the round trip is not counted. 10 of 15 leaves answered from 95 to 104 ms
+        // (one per ms): the other 5 are expected within 5 ms; the signing and queueing beyond
+        // the RTT (6 ms) is longer here.
+        assert_eq!(straggler_grace(ms(104), arrivals(95, 10, 5), Some(ms(98))), ms(6));
+        assert_eq!(straggler_grace(ms(104), arrivals(95, 10, 5), Some(ms(101))), ms(5));
+        assert_eq!(straggler_grace(ms(400), arrivals(390, 10, 5), Some(ms(100))), ms(300), "a CPU-bound round");
+        // Never less than GRACE_AFTER_NETWORK (an RTT measured above this round's answers).
+        assert_eq!(straggler_grace(ms(95), arrivals(95, 2, 13), Some(ms(100))), GRACE_AFTER_NETWORK);
+        // No rate to go by (the root alone, or one answer): the full grace.
+        assert_eq!(straggler_grace(ms(0), None, Some(ms(100))), GRACE_MIN);
+        assert_eq!(straggler_grace(ms(120), arrivals(120, 1, 3), Some(ms(100))), ms(120));
+        // Never longer than without the RTT.
+        for (e, f, r) in [(0, 0, 0), (1, 0, 5), (30, 2, 1), (500, 100, 499), (104, 95, 98)] {
+            let with = straggler_grace(ms(e), arrivals(f, 4, 2), Some(ms(r)));
+            assert!(with <= straggler_grace(ms(e), arrivals(f, 4, 2), None));
+        }
+    }
 }

@@ -2,9 +2,12 @@
 //! hung member costs a small multiple of the usual answer time instead of the fixed per-level
 //! timeout. The caller's level timeout stays the upper bound.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::crypto::IdentityPublicKey;
 use crate::sync::lock;
 
 /// A member gets this many times the smoothed answer time before it is given up on.
@@ -59,11 +62,33 @@ impl Ewma {
     }
 }
 
-/// Smoothed answer times of leaves (one partial) and of sub-leaders (a group's aggregate).
+/// Smoothed answer times of leaves (one partial) and of sub-leaders (a group's aggregate), and
+/// the members that still owe the answer to a round that ended without them.
 #[derive(Default)]
 pub(super) struct RoundTiming {
     leaf: Mutex<Ewma>,
     group: Mutex<Ewma>,
+    /// Answers a finished round stopped waiting for, still outstanding, by member. One link
+    /// carries a member's answers in order (TCP), so while it owes one, a newer one cannot
+    /// arrive before it: such a member is not waited for once a round's threshold is met.
+    behind: Mutex<HashMap<IdentityPublicKey, usize>>,
+}
+
+/// A request of a round that may end before its answer arrives: [`Outstanding::finish`] when the
+/// answer (or the failure) comes, [`RoundTiming::abandon`] when the round stops waiting for it.
+#[derive(Default)]
+pub(super) struct Outstanding(AtomicU8);
+
+const RUNNING: u8 = 0;
+const DONE: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Outstanding {
+    pub(super) fn finish(&self, timing: &RoundTiming, member: &IdentityPublicKey) {
+        if self.0.swap(DONE, Ordering::AcqRel) == ABANDONED {
+            timing.caught_up(member);
+        }
+    }
 }
 
 impl RoundTiming {
@@ -84,6 +109,29 @@ impl RoundTiming {
         lock(&self.group).missed(round_id);
     }
 
+    /// The round stopped waiting for `req` to `member` (a no-op if its answer came already).
+    pub(super) fn abandon(&self, req: &Outstanding, member: &IdentityPublicKey) {
+        *lock(&self.behind).entry(*member).or_default() += 1;
+        if req.0.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            self.caught_up(member);
+        }
+    }
+
+    fn caught_up(&self, member: &IdentityPublicKey) {
+        let mut behind = lock(&self.behind);
+        if let Some(c) = behind.get_mut(member) {
+            *c -= 1;
+            if *c == 0 {
+                behind.remove(member);
+            }
+        }
+    }
+
+    /// Whether `member` still owes the answer to a round that ended without it.
+    pub(super) fn is_behind(&self, member: &IdentityPublicKey) -> bool {
+        lock(&self.behind).contains_key(member)
+    }
+
     /// How long to wait for one leaf's partial in a round over `n` members (before any leaf
     /// answered, a whole group's answer time bounds it).
     pub(super) fn leaf_deadline(&self, level_timeout: Duration, n: usize) -> Duration {
@@ -102,6 +150,7 @@ impl RoundTiming {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::IdentityKeyPair;
 
     #[test]
     fn deadlines_follow_history_within_bounds() {
@@ -128,6 +177,32 @@ mod tests {
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
         let short = Duration::from_millis(300);
         assert_eq!(t.group_deadline(short, short), short * 2, "twice the level timeout caps");
+    }
+
+    #[test]
+    fn a_member_is_behind_while_it_owes_an_abandoned_answer() {
+        let t = RoundTiming::default();
+        let (a, b) = (IdentityKeyPair::generate().public(), IdentityKeyPair::generate().public());
+        // Abandoned, then answered.
+        let r1 = Outstanding::default();
+        t.abandon(&r1, &a);
+        assert!(t.is_behind(&a) && !t.is_behind(&b));
+        // Two abandoned requests: behind until both are answered.
+        let r2 = Outstanding::default();
+        t.abandon(&r2, &a);
+        r1.finish(&t, &a);
+        assert!(t.is_behind(&a));
+        r2.finish(&t, &a);
+        assert!(!t.is_behind(&a));
+        // Answered before the round gave up on it: never behind.
+        let r3 = Outstanding::default();
+        r3.finish(&t, &b);
+        t.abandon(&r3, &b);
+        assert!(!t.is_behind(&b));
+        // Answered without being abandoned: nothing recorded.
+        let r4 = Outstanding::default();
+        r4.finish(&t, &b);
+        assert!(!t.is_behind(&b));
     }
 
     #[test]
