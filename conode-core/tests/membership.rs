@@ -128,7 +128,9 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     let st = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap();
     let rid = st.id.clone();
     assert_eq!((st.needed, st.members), (4, 5));
-    wait("the removal reached node 4", || m(&c, j).status_of(&rid).proposal.is_some());
+    for i in [1, j] {
+        wait(&format!("the removal reached node {i}"), || m(&c, i).status_of(&rid).proposal.is_some());
+    }
     assert_eq!(vote(&c, 1, &net, &rid, false).unwrap(), "open");
     seen(&c, j, &rid, 0, 1);
     assert_eq!(vote(&c, j, &net, &rid, false).unwrap(), "rejected");
