@@ -727,18 +727,7 @@ impl SkipchainService {
         let statement = ForwardLink::commit_message(&block.hash);
         let mut proposal = agreed.clone();
         proposal.level = 0;
-        let outcome = self
-            .shared
-            .cosi
-            .sign(
-                &*self.shared.rosters.get(src_roster)?,
-                &statement,
-                SKIPCHAIN_SERVICE,
-                &proposal.encode_to_vec(),
-                Policy::Default,
-            )
-            .await?;
-        let signature = CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
+        let (signature, report) = self.cosign_link(src_roster, &statement, &proposal).await?;
         let links = sources
             .iter()
             .map(|src| ForwardLink {
@@ -749,7 +738,30 @@ impl SkipchainService {
                 format: LINK_FORMAT_V2,
             })
             .collect();
-        Ok((links, outcome.report))
+        Ok((links, report))
+    }
+
+    /// One cosi round by `src_roster` over a forward-link `statement`, with `proposal` for the
+    /// members' hooks: the collective signature and the round's report.
+    async fn cosign_link(
+        &self,
+        src_roster: &BlockRoster,
+        statement: &[u8],
+        proposal: &Proposal,
+    ) -> Result<(CollectiveSignature, cosi::SignReport), SkipchainError> {
+        let outcome = self
+            .shared
+            .cosi
+            .sign(
+                &*self.shared.rosters.get(src_roster)?,
+                statement,
+                SKIPCHAIN_SERVICE,
+                &proposal.encode_to_vec(),
+                Policy::Default,
+            )
+            .await?;
+        let signature = CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
+        Ok((signature, outcome.report))
     }
 
     /// One cosi round by the roster of `src` over the v1 statement of the link from `src` to
@@ -765,25 +777,12 @@ impl SkipchainService {
         let new_roster = (src_roster.id() != block.roster.as_ref().map(|r| r.id()).unwrap_or_default())
             .then(|| block.roster.as_ref().map(|r| r.id().to_vec()).unwrap_or_default());
         let statement = ForwardLink::message(&src.hash, &block.hash, new_roster.as_deref());
-        let outcome = self
-            .shared
-            .cosi
-            .sign(
-                &*self.shared.rosters.get(src_roster)?,
-                &statement,
-                SKIPCHAIN_SERVICE,
-                &proposal.encode_to_vec(),
-                Policy::Default,
-            )
-            .await?;
+        let (signature, _) = self.cosign_link(src_roster, &statement, &proposal).await?;
         Ok(ForwardLink {
             from: src.hash.clone(),
             to: block.hash.clone(),
             new_roster,
-            signature: Some(CollectiveSignature {
-                signature: outcome.signature.to_bytes().to_vec(),
-                mask: outcome.mask,
-            }),
+            signature: Some(signature),
             format: LINK_FORMAT_V1,
         })
     }
