@@ -62,6 +62,8 @@ def test_vote_reshares_a_running_beacon_and_beacon_reshare_by_hand():
         info = chain.info
         assert c.beacon_group(0) == {"size": 4, "threshold": 3, "share_index": 0, "transition_round": None}
         c.create_network()
+        for i in range(4):
+            wait("founders part of the network", lambda i=i: c.node_state(i) == "PartOfNetwork")
         index, proposal = c.add_node()
         for voter in (0, 1, 2):
             c.vote(proposal, voter)
