@@ -943,6 +943,24 @@ fn build_report(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn partials_signed_on_the_pool_are_the_keys_signatures() {
+        let addr = crate::config::NodeAddress { host: "127.0.0.1".into(), port: 1 };
+        let config = Arc::new(crate::config::NodeConfig::generate(addr, "pool signer"));
+        let key = config.cosi_key().expect("generated with a cosi key").clone();
+        let bytes = sign_on_pool(&config, b"statement".to_vec()).await.expect("signed");
+        assert_eq!(bytes.len(), 192, "uncompressed, for the aggregators");
+        let sig = aggregate::decode_sig(&bytes).expect("decodes");
+        let keys = [key.public()];
+        assert!(aggregate::verify(b"statement", &sig, &Mask::from_indices(1, [0]), &keys));
+        assert!(!aggregate::verify(b"another statement", &sig, &Mask::from_indices(1, [0]), &keys));
+        assert_eq!(bytes, key.sign(b"statement").raw().serialize().to_vec());
+        // A node without a cosi key refuses (no panic on the pool's thread).
+        let mut keyless = (*config).clone();
+        keyless.service_keys.clear();
+        assert!(sign_on_pool(&Arc::new(keyless), b"statement".to_vec()).await.is_err());
+    }
+
     #[test]
     fn stragglers_wait_for_their_expected_arrival() {
         let ms = Duration::from_millis;
