@@ -25,6 +25,7 @@ use super::timing::{Outstanding, RoundTiming};
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
+use crate::crypto::pool::{self, Priority};
 use crate::crypto::BlsSignature;
 use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
 use crate::verify::cosi::{Mask, Policy};
@@ -158,8 +159,23 @@ enum Answer {
     Excluded(ExclusionKind, String),
 }
 
-/// This node's own partial signature (the raw 96 bytes), or why it refuses.
-fn own_partial(
+/// Signs `message` with this node's cosi key on the process's crypto pool (see
+/// [`crate::crypto::pool`]): the runtime's workers stay free for the round's messages while the
+/// signature is computed, so announcements keep flowing down the tree and replies up it while
+/// the members of one process (or a busy node) sign. Returns the uncompressed signature (192
+/// bytes: the aggregator adds it without a square root to decompress it).
+async fn sign_on_pool(config: &Arc<crate::config::NodeConfig>, message: Vec<u8>) -> Result<Vec<u8>, String> {
+    let config = config.clone();
+    pool::run(Priority::Normal, move || {
+        config.cosi_key().map(|key| key.sign(&message).raw().serialize().to_vec()).ok_or("this node has no `Cosi` key")
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(str::to_string)
+}
+
+/// This node's own partial signature (raw, uncompressed), or why it refuses.
+async fn own_partial(
     shared: &Shared,
     roster: &RoundRoster,
     me: usize,
@@ -176,12 +192,11 @@ fn own_partial(
         return Err("the roster lists another `Cosi` key for this node".into());
     }
     shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing)?;
-    // Uncompressed (192 bytes): the aggregator adds it without a square root to decompress it.
-    Ok(match fault {
-        CosiFault::Garbage => CosiFault::garbage(),
-        CosiFault::WrongMessage => key.sign(&CosiFault::tampered_statement(statement)).raw().serialize().to_vec(),
-        _ => key.sign(statement).raw().serialize().to_vec(),
-    })
+    match fault {
+        CosiFault::Garbage => Ok(CosiFault::garbage()),
+        CosiFault::WrongMessage => sign_on_pool(&shared.config, CosiFault::tampered_statement(statement)).await,
+        _ => sign_on_pool(&shared.config, statement.to_vec()).await,
+    }
 }
 
 /// Interprets a leaf's answer to an announcement.
@@ -339,11 +354,8 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
             timeout,
         ))
     });
-    if fanout.is_some() {
-        // Let the fan-out task send before this one spends its time slice signing.
-        tokio::task::yield_now().await;
-    }
-    let own = own_partial(&shared, &roster, me, &ann.statement, &ann.purpose, &ann.extra, fault);
+    // Signed on the crypto pool: the fan-out task sends meanwhile.
+    let own = own_partial(&shared, &roster, me, &ann.statement, &ann.purpose, &ann.extra, fault).await;
     let Some(fanout) = fanout else {
         // A leaf: just the own partial, sent as is.
         match own {
@@ -621,18 +633,19 @@ pub(super) async fn run_root(
         )));
     }
     let statement = base.statement;
-    // Let the group tasks send, then sign our own partial while the others work.
-    tokio::task::yield_now().await;
-    let own_bytes = key.sign(&statement).raw().serialize();
+    // Our own partial and half of the check of the total (for the members asked), on the crypto
+    // pool while the others sign; the group tasks send meanwhile.
+    let expected = Mask::from_indices(n, std::iter::once(me).chain(groups.iter().flat_map(|g| g.members())));
+    let (msg, keys) = (statement.clone(), roster.clone());
+    let prepare = pool::run(Priority::Normal, move || aggregate::Prepared::new(&msg, &keys.keys, expected));
+    let (own_bytes, prepared) = futures_util::join!(sign_on_pool(&shared.config, statement.clone()), prepare);
     let own = Contribution {
         from: me,
         mask: Mask::from_indices(n, [me]),
-        sig: aggregate::decode_sig(&own_bytes)
+        sig: aggregate::decode_sig(&own_bytes.map_err(CosiError::FinalVerify)?)
             .ok_or_else(|| CosiError::FinalVerify("own signature does not decode".into()))?,
     };
-    // Half of the check of the total, while the others sign: for the members asked.
-    let expected = Mask::from_indices(n, std::iter::once(me).chain(groups.iter().flat_map(|g| g.members())));
-    let prepared = aggregate::Prepared::new(&statement, &roster.keys, expected);
+    let prepared = prepared.ok().flatten();
     let mut results = Vec::with_capacity(tasks.len());
     // Collect the groups as they answer, until the outcome is decided: the threshold is met, or
     // the members still outstanding cannot reach it any more. Then the stragglers get as long
@@ -929,6 +942,24 @@ fn build_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn partials_signed_on_the_pool_are_the_keys_signatures() {
+        let addr = crate::config::NodeAddress { host: "127.0.0.1".into(), port: 1 };
+        let config = Arc::new(crate::config::NodeConfig::generate(addr, "pool signer"));
+        let key = config.cosi_key().expect("generated with a cosi key").clone();
+        let bytes = sign_on_pool(&config, b"statement".to_vec()).await.expect("signed");
+        assert_eq!(bytes.len(), 192, "uncompressed, for the aggregators");
+        let sig = aggregate::decode_sig(&bytes).expect("decodes");
+        let keys = [key.public()];
+        assert!(aggregate::verify(b"statement", &sig, &Mask::from_indices(1, [0]), &keys));
+        assert!(!aggregate::verify(b"another statement", &sig, &Mask::from_indices(1, [0]), &keys));
+        assert_eq!(bytes, key.sign(b"statement").raw().serialize().to_vec());
+        // A node without a cosi key refuses (no panic on the pool's thread).
+        let mut keyless = (*config).clone();
+        keyless.service_keys.clear();
+        assert!(sign_on_pool(&Arc::new(keyless), b"statement".to_vec()).await.is_err());
+    }
 
     #[test]
     fn stragglers_wait_for_their_expected_arrival() {
