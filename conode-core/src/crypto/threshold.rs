@@ -378,52 +378,35 @@ pub trait SigGroup: Point {
     type Key: Point;
     /// Checks `e(sig, g) == e(H(msg), pk)` with the hash-to-curve tag `dst`.
     fn verify(pk: &Self::Key, msg: &[u8], dst: &[u8], sig: &Self) -> bool;
-    /// The Miller loop of `e(hashed, pk)`, where `hashed` is a message already hashed to the
-    /// curve ([`Point::hash_to`]): half of a verification, which can be done before the signature
-    /// arrives (and once for many signatures of that message under `pk`).
-    fn miller(pk: &Self::Key, hashed: &Self) -> MillerLoop;
-    /// Checks `e(sig, g) == e(hashed, pk)` given `prepared` = [`Self::miller`]`(pk, hashed)`:
-    /// one Miller loop and one final exponentiation. `sig` is checked here to be in the
-    /// subgroup and not the identity (so it may come from [`Point::from_bytes_on_curve`]).
-    fn verify_prepared(prepared: &MillerLoop, sig: &Self) -> bool;
-    /// [`Self::verify`] with the message already hashed to the curve (the same result).
-    fn verify_hashed(pk: &Self::Key, hashed: &Self, sig: &Self) -> bool {
-        !pk.is_identity() && Self::verify_prepared(&Self::miller(pk, hashed), sig)
-    }
-}
-
-/// The result of a Miller loop (an element of Fp12 before the final exponentiation).
-#[derive(Clone, Copy)]
-pub struct MillerLoop(blst_fp12);
-
-impl fmt::Debug for MillerLoop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MillerLoop")
-    }
+    /// [`Self::verify`] with the message already hashed to the curve ([`Point::hash_to`]), so
+    /// that a message signed and verified (or verified many times) is hashed once: one two-pair
+    /// Miller loop and one final exponentiation. `sig` is checked here to be in the subgroup and
+    /// not the identity (so it may come from [`Point::from_bytes_on_curve`]).
+    fn verify_hashed(pk: &Self::Key, hashed: &Self, sig: &Self) -> bool;
 }
 
 impl SigGroup for G2 {
     type Key = G1;
-    fn miller(pk: &G1, hashed: &G2) -> MillerLoop {
-        let (mut pka, mut ha, mut out) = (blst_p1_affine::default(), blst_p2_affine::default(), blst_fp12::default());
-        // SAFETY: valid pointers.
-        unsafe {
-            blst_p1_to_affine(&mut pka, &pk.0);
-            blst_p2_to_affine(&mut ha, &hashed.0);
-            blst_miller_loop(&mut out, &ha, &pka);
-        }
-        MillerLoop(out)
-    }
-    fn verify_prepared(prepared: &MillerLoop, sig: &G2) -> bool {
-        if sig.is_identity() || !sig.in_subgroup() {
+    fn verify_hashed(pk: &G1, hashed: &G2, sig: &G2) -> bool {
+        if pk.is_identity() || sig.is_identity() || !sig.in_subgroup() {
             return false;
         }
-        let (mut siga, mut ml) = (blst_p2_affine::default(), blst_fp12::default());
-        // SAFETY: valid pointers; the generator is a static of blst.
+        // e(sig, g) · e(H, −pk) == 1.
+        let mut neg = pk.0;
+        let (mut pka, mut ha, mut siga) =
+            (blst_p1_affine::default(), blst_p2_affine::default(), blst_p2_affine::default());
+        let (mut ml, mut fe) = (blst_fp12::default(), blst_fp12::default());
+        // SAFETY: valid pointers; the generator is a static of blst; two pairs are read.
         unsafe {
+            blst_p1_cneg(&mut neg, true);
+            blst_p1_to_affine(&mut pka, &neg);
+            blst_p2_to_affine(&mut ha, &hashed.0);
             blst_p2_to_affine(&mut siga, &sig.0);
-            blst_miller_loop(&mut ml, &siga, blst_p1_affine_generator());
-            blst_fp12_finalverify(&ml, &prepared.0)
+            let qs: [*const blst_p2_affine; 2] = [&siga, &ha];
+            let ps: [*const blst_p1_affine; 2] = [blst_p1_affine_generator(), &pka];
+            blst_miller_loop_n(&mut ml, qs.as_ptr(), ps.as_ptr(), 2);
+            blst_final_exp(&mut fe, &ml);
+            blst_fp12_is_one(&fe)
         }
     }
     fn verify(pk: &G1, msg: &[u8], dst: &[u8], sig: &G2) -> bool {
@@ -452,26 +435,26 @@ impl SigGroup for G2 {
 
 impl SigGroup for G1 {
     type Key = G2;
-    fn miller(pk: &G2, hashed: &G1) -> MillerLoop {
-        let (mut pka, mut ha, mut out) = (blst_p2_affine::default(), blst_p1_affine::default(), blst_fp12::default());
-        // SAFETY: valid pointers.
-        unsafe {
-            blst_p2_to_affine(&mut pka, &pk.0);
-            blst_p1_to_affine(&mut ha, &hashed.0);
-            blst_miller_loop(&mut out, &pka, &ha);
-        }
-        MillerLoop(out)
-    }
-    fn verify_prepared(prepared: &MillerLoop, sig: &G1) -> bool {
-        if sig.is_identity() || !sig.in_subgroup() {
+    fn verify_hashed(pk: &G2, hashed: &G1, sig: &G1) -> bool {
+        if pk.is_identity() || sig.is_identity() || !sig.in_subgroup() {
             return false;
         }
-        let (mut siga, mut ml) = (blst_p1_affine::default(), blst_fp12::default());
-        // SAFETY: valid pointers; the generator is a static of blst.
+        // e(g, sig) · e(−pk, H) == 1.
+        let mut neg = pk.0;
+        let (mut pka, mut ha, mut siga) =
+            (blst_p2_affine::default(), blst_p1_affine::default(), blst_p1_affine::default());
+        let (mut ml, mut fe) = (blst_fp12::default(), blst_fp12::default());
+        // SAFETY: valid pointers; the generator is a static of blst; two pairs are read.
         unsafe {
+            blst_p2_cneg(&mut neg, true);
+            blst_p2_to_affine(&mut pka, &neg);
+            blst_p1_to_affine(&mut ha, &hashed.0);
             blst_p1_to_affine(&mut siga, &sig.0);
-            blst_miller_loop(&mut ml, blst_p2_affine_generator(), &siga);
-            blst_fp12_finalverify(&ml, &prepared.0)
+            let qs: [*const blst_p2_affine; 2] = [blst_p2_affine_generator(), &pka];
+            let ps: [*const blst_p1_affine; 2] = [&siga, &ha];
+            blst_miller_loop_n(&mut ml, qs.as_ptr(), ps.as_ptr(), 2);
+            blst_final_exp(&mut fe, &ml);
+            blst_fp12_is_one(&fe)
         }
     }
     fn verify(pk: &G2, msg: &[u8], dst: &[u8], sig: &G1) -> bool {
@@ -915,8 +898,8 @@ mod tests {
     const DST_G2: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
     const DST_G1: &[u8] = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_";
 
-    /// `verify_hashed` and `verify_prepared` give `verify`'s verdict: on a good signature, another
-    /// message, another key, and a point on the curve outside the subgroup.
+    /// `verify_hashed` gives `verify`'s verdict: on a good signature, another message, another
+    /// key, the identity, and a point on the curve outside the subgroup.
     fn hashed_verification_is_verify<S: SigGroup>(dst: &[u8]) {
         let sk = Scalar::random(&mut OsRng);
         let pk = <S::Key as Point>::generator().mul(&sk);
@@ -925,14 +908,11 @@ mod tests {
         let h = S::hash_to(msg, dst);
         let sig: S = sign_partial(&sk, msg, dst);
         let wrong: S = sign_partial(&sk, other, dst);
-        let prepared = S::miller(&pk, &h);
         for (key, s, want) in [(&pk, &sig, true), (&pk, &wrong, false), (&other_pk, &sig, false)] {
             assert_eq!(S::verify(key, msg, dst, s), want);
             assert_eq!(S::verify_hashed(key, &h, s), want);
         }
-        assert!(S::verify_prepared(&prepared, &sig));
-        assert!(!S::verify_prepared(&prepared, &wrong));
-        assert!(!S::verify_prepared(&prepared, &S::identity()));
+        assert!(!S::verify_hashed(&pk, &h, &S::identity()));
         assert!(!S::verify_hashed(&<S::Key as Point>::identity(), &h, &sig));
         // A point on the curve outside the subgroup never verifies.
         let outside = (0u8..=255)
@@ -942,8 +922,7 @@ mod tests {
                 S::from_bytes_on_curve(&bytes).ok().filter(|p| !p.in_subgroup())
             })
             .expect("a point outside the subgroup");
-        assert!(!S::verify_prepared(&prepared, &outside));
-        assert!(!S::verify_prepared(&S::miller(&pk, &S::hash_to(msg, dst)), &outside));
+        assert!(!S::verify_hashed(&pk, &h, &outside));
     }
 
     #[test]

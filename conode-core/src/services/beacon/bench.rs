@@ -90,12 +90,12 @@ pub struct RoundCost {
     /// The audit of 8 partials that were not needed (one batch check), run after the round (by
     /// the two recoverers, of all n − t unneeded partials).
     pub audit_ms: f64,
-    /// Hashing the round's digest to the curve and the Miller loop of its pairing with the group
-    /// key: done once per member and round (cached), at signing.
+    /// Hashing the round's digest to the curve: done once per member and round (cached), at
+    /// signing.
     pub prepare_round_ms: f64,
     /// Signing with the round's hash already computed (`H·share`).
     pub sign_cached_ms: f64,
-    /// Verifying the recovered beacon with the round's hash and half pairing already computed.
+    /// Verifying the recovered beacon with the round's hash already computed.
     pub verify_cached_ms: f64,
     /// prepare_round + sign_cached + recover + verify_cached: the path of one of the round's
     /// recoverers.
@@ -187,7 +187,7 @@ fn round_cost(
     let audit_ms = time_ms(reps, || {
         c0.share_keys.check_batch(&msg, &sample);
     });
-    // What a member does now: hash the round and half-pair it once, then sign and verify with it.
+    // What a member does now: hash the round once, then sign and verify with it.
     let prepare_round_ms = time_ms(reps, || {
         c0.share_keys.hash_round(&msg);
     });

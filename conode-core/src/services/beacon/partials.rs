@@ -29,9 +29,7 @@ use super::round_loop::unix_now_ms;
 use super::service::BeaconService;
 use super::service::SERVICE;
 use super::store::{to_packet, Share};
-use crate::crypto::threshold::{
-    lagrange_coefficients, recover_point_with, MillerLoop, Point, Scalar, SigGroup, G1, G2,
-};
+use crate::crypto::threshold::{lagrange_coefficients, recover_point_with, Point, Scalar, SigGroup, G1, G2};
 use crate::crypto::IdentityPublicKey;
 use crate::services::dkg::Group;
 use crate::verify::beacon::{digest, Beacon, BeaconError, PreparedChain, Scheme};
@@ -101,13 +99,12 @@ enum GroupKey {
     G2(G2),
 }
 
-/// A digest hashed to the signature group, with the Miller loop of `e(H(digest), group key)`:
-/// what a signature of that digest needs (the partial is `H·share`) and half of what a
-/// verification of the group's signature needs.
+/// A digest hashed to the signature group: what a partial signature of it needs (`H·share`) and
+/// what a verification of a signature of it needs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Hashed {
-    G1(G1, MillerLoop),
-    G2(G2, MillerLoop),
+    G1(G1),
+    G2(G2),
 }
 
 impl ShareKeys {
@@ -142,9 +139,9 @@ impl ShareKeys {
         })
     }
 
-    /// `digest` hashed to the signature group under the scheme's DST, with the Miller loop of its
-    /// pairing with the group key; from the cache when it was hashed recently (the cache is this
-    /// chain's, so keyed by the exact digest under the one DST of its scheme).
+    /// `digest` hashed to the signature group under the scheme's DST; from the cache when it was
+    /// hashed recently (the cache is this chain's, so keyed by the exact digest under the one DST
+    /// of its scheme).
     pub fn hashed(&self, digest: &[u8; 32]) -> Hashed {
         if let Some((_, h)) = lock(&self.hashed).iter().find(|(d, _)| d == digest) {
             return *h;
@@ -162,33 +159,33 @@ impl ShareKeys {
 
     /// [`Self::hashed`] computed, without the cache.
     pub fn hash_round(&self, digest: &[u8; 32]) -> Hashed {
-        match self.group_key {
-            GroupKey::G1(pk) => {
-                let p = G2::hash_to(digest, self.dst);
-                Hashed::G2(p, G2::miller(&pk, &p))
-            }
-            GroupKey::G2(pk) => {
-                let p = G1::hash_to(digest, self.dst);
-                Hashed::G1(p, G1::miller(&pk, &p))
-            }
+        if self.signatures_on_g1 {
+            Hashed::G1(G1::hash_to(digest, self.dst))
+        } else {
+            Hashed::G2(G2::hash_to(digest, self.dst))
         }
     }
 
     /// This member's partial signature of `digest` with its share (`H(digest)·share`).
     pub fn sign(&self, share: &Scalar, digest: &[u8; 32]) -> Vec<u8> {
         match self.hashed(digest) {
-            Hashed::G1(h, _) => h.mul(share).to_bytes(),
-            Hashed::G2(h, _) => h.mul(share).to_bytes(),
+            Hashed::G1(h) => h.mul(share).to_bytes(),
+            Hashed::G2(h) => h.mul(share).to_bytes(),
         }
     }
 
     /// Whether `signature` is the group's signature of `digest` (decoded, in the subgroup, not
-    /// the identity, and `e(sig, g) == e(H(digest), group key)`), with the digest's hash and half
-    /// the pairing from [`Self::hashed`].
+    /// the identity, and `e(sig, g) == e(H(digest), group key)`), with the digest's hash from
+    /// [`Self::hashed`].
     pub fn verifies_group(&self, digest: &[u8; 32], signature: &[u8]) -> bool {
-        match self.hashed(digest) {
-            Hashed::G1(_, ml) => G1::from_bytes_on_curve(signature).is_ok_and(|s| G1::verify_prepared(&ml, &s)),
-            Hashed::G2(_, ml) => G2::from_bytes_on_curve(signature).is_ok_and(|s| G2::verify_prepared(&ml, &s)),
+        match (self.hashed(digest), self.group_key) {
+            (Hashed::G1(h), GroupKey::G2(pk)) => {
+                G1::from_bytes_on_curve(signature).is_ok_and(|s| G1::verify_hashed(&pk, &h, &s))
+            }
+            (Hashed::G2(h), GroupKey::G1(pk)) => {
+                G2::from_bytes_on_curve(signature).is_ok_and(|s| G2::verify_hashed(&pk, &h, &s))
+            }
+            _ => false,
         }
     }
 
@@ -266,8 +263,8 @@ impl ShareKeys {
         let holds = match (items.len(), self.hashed(digest)) {
             (0, _) => true,
             (1, _) => false,
-            (_, Hashed::G1(h, _)) => batch_holds::<G1>(&self.keys_g2, &h, items),
-            (_, Hashed::G2(h, _)) => batch_holds::<G2>(&self.keys_g1, &h, items),
+            (_, Hashed::G1(h)) => batch_holds::<G1>(&self.keys_g2, &h, items),
+            (_, Hashed::G2(h)) => batch_holds::<G2>(&self.keys_g1, &h, items),
         };
         if holds {
             return items.iter().map(|(i, _)| (*i, true)).collect();
@@ -939,7 +936,8 @@ pub(super) mod tests {
                 assert_eq!(s.keys.sign(&share.scalar, &msg), sign_partial_bytes(scheme, share, &msg), "{scheme:?}");
             }
             let used: Vec<(u32, Vec<u8>)> = (0..3).map(|i| (i, s.good(1, i).partial)).collect();
-            let good = Beacon { round: 1, signature: s.keys.recover(&used).unwrap(), previous_signature: s.prev.clone() };
+            let good =
+                Beacon { round: 1, signature: s.keys.recover(&used).unwrap(), previous_signature: s.prev.clone() };
             let mut cases = vec![good.clone()];
             let mut flipped = good.clone();
             let last = flipped.signature.len() - 1;
