@@ -269,4 +269,115 @@ fn invalid_partials_are_rejected() {
         .block_on(net1.request(&to0, "Beacon", "Partial", &[], forged.encode_to_vec(), Duration::from_secs(5)))
         .unwrap_err();
     assert!(err.to_string().contains("another member's index"), "{err}");
+    beacon(&cluster, 3).set_fault(BeaconFault::None);
+    byzantine_recoverers_and_floods(&cluster, &info);
+}
+
+/// The cluster node holding share index `share`.
+fn node_of_share(cluster: &LocalCluster, share: u32) -> usize {
+    (0..4).find(|i| beacon(cluster, *i).share_index() == Some(share)).expect("a member holds every share")
+}
+
+/// Two Byzantine recoverers of one round push forged beacons of it (one a valid point that is
+/// not the round's signature, one garbage): a member rejects both and still stores and serves the
+/// group's beacon of that round. Then a member floods another with partials (repeats, rounds far
+/// ahead) and resharing `Fetch`es of unknown sessions: all refused or ignored, memory stays
+/// bounded (at most one held partial per member and open round) and the rounds go on.
+fn byzantine_recoverers_and_floods(cluster: &LocalCluster, info: &ChainInfo) {
+    let rt = cluster.runtime();
+    let h = 1;
+    let latest = beacon(cluster, h).stats().latest_round + 1;
+    wait_round(cluster, h, latest, 10).expect("the next round");
+    let next = latest + 1;
+    // n = 4: the recoverers of `next` are shares next % 4 and (next + 2) % 4.
+    let liars = [node_of_share(cluster, (next % 4) as u32), node_of_share(cluster, ((next + 2) % 4) as u32)];
+    let to_h = cluster.roster().servers[h].clone();
+    let stored = beacon(cluster, h).get(latest).unwrap();
+    let before = beacon(cluster, h).stats();
+    let forged = [
+        // Round `latest`'s signature: a valid signature of the group, of another round.
+        BeaconPacket {
+            round: next,
+            signature: stored.signature.clone(),
+            previous_signature: stored.signature.clone(),
+            randomness: vec![],
+        },
+        BeaconPacket {
+            round: next,
+            signature: vec![0xab; stored.signature.len()],
+            previous_signature: stored.signature.clone(),
+            randomness: vec![],
+        },
+    ];
+    for (liar, packet) in liars.iter().zip(forged) {
+        if *liar == h {
+            continue;
+        }
+        let net = cluster.node(*liar).network().unwrap();
+        let err = rt
+            .block_on(net.request(&to_h, "Beacon", "Recovered", &[], packet.encode_to_vec(), Duration::from_secs(5)))
+            .expect_err("a forged push is refused");
+        assert!(err.to_string().contains("signature") || err.to_string().contains("point"), "{err}");
+    }
+    let rejected = liars.iter().filter(|l| **l != h).count() as u64;
+    let b = wait_round(cluster, h, next, 10).expect("the round after the forged pushes");
+    info.verify(&b).unwrap();
+    let after = beacon(cluster, h).stats();
+    assert_eq!(after.invalid_pushes, before.invalid_pushes + rejected, "{after:?}");
+    for liar in liars {
+        let theirs = wait_round(cluster, liar, next, 10).expect("the liar's own round");
+        assert_eq!(theirs.signature, b.signature, "the group's signature is unique");
+    }
+    let base = cluster.client_url(h).unwrap().replace("ws://", "http://");
+    let (status, _, body) = http(&base, &format!("/public/{next}"));
+    assert_eq!(status, 200);
+    assert_eq!(Beacon::from_drand_json(&body).unwrap().signature, b.signature);
+
+    // From now on the two liars push a forged beacon of every round they recover (the fault
+    // knob), while member 2 floods member 1 with hundreds of requests at once.
+    for liar in liars.iter().filter(|l| **l != h) {
+        beacon(cluster, *liar).set_fault(BeaconFault::ForgedPushes);
+    }
+    let net2 = cluster.node(2).network().unwrap();
+    let idx2 = beacon(cluster, 2).share_index().unwrap();
+    let now = beacon(cluster, h).stats().latest_round;
+    let prev = beacon(cluster, h).get(now).unwrap().signature;
+    let mut session = vec![0x0a, 0x20];
+    session.extend([7u8; 32]);
+    let answers = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for k in 0..300u64 {
+            let (net, to) = (net2.clone(), to_h.clone());
+            let partial = PartialBeacon {
+                round: if k % 2 == 0 { now + 1 } else { now + 1 + k },
+                previous_signature: prev.clone(),
+                index: idx2,
+                partial: vec![(k % 251) as u8; stored.signature.len()],
+            };
+            let (proto, body) =
+                if k % 3 == 0 { ("Fetch", session.clone()) } else { ("Partial", partial.encode_to_vec()) };
+            let service = if proto == "Fetch" { "Reshare" } else { "Beacon" };
+            set.spawn(
+                async move { (proto, net.request(&to, service, proto, &[], body, Duration::from_secs(10)).await) },
+            );
+        }
+        set.join_all().await
+    });
+    for (proto, r) in &answers {
+        if *proto == "Fetch" {
+            let err = r.as_ref().expect_err("no resharing session");
+            assert!(err.to_string().contains("unknown resharing session"), "{err}");
+        }
+    }
+    let held = beacon(cluster, h).stats().held_partials;
+    assert!(held <= 4 * 3, "one partial per member and open round at most: {held}");
+    let goal = now + 2;
+    let b = wait_round(cluster, h, goal, 10).expect("rounds go on after the flood, with lying recoverers");
+    info.verify(&b).unwrap();
+    for i in 0..4 {
+        beacon(cluster, i).set_fault(BeaconFault::None);
+        let theirs = wait_round(cluster, i, goal, 10).unwrap_or_else(|| panic!("member {i} at round {goal}"));
+        assert_eq!(theirs.signature, b.signature);
+        verify_stored_chain(cluster, i, info);
+    }
 }

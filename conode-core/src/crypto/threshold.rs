@@ -378,10 +378,37 @@ pub trait SigGroup: Point {
     type Key: Point;
     /// Checks `e(sig, g) == e(H(msg), pk)` with the hash-to-curve tag `dst`.
     fn verify(pk: &Self::Key, msg: &[u8], dst: &[u8], sig: &Self) -> bool;
+    /// [`Self::verify`] with the message already hashed to the curve ([`Point::hash_to`]), so
+    /// that a message signed and verified (or verified many times) is hashed once: one two-pair
+    /// Miller loop and one final exponentiation. `sig` is checked here to be in the subgroup and
+    /// not the identity (so it may come from [`Point::from_bytes_on_curve`]).
+    fn verify_hashed(pk: &Self::Key, hashed: &Self, sig: &Self) -> bool;
 }
 
 impl SigGroup for G2 {
     type Key = G1;
+    fn verify_hashed(pk: &G1, hashed: &G2, sig: &G2) -> bool {
+        if pk.is_identity() || sig.is_identity() || !sig.in_subgroup() {
+            return false;
+        }
+        // e(sig, g) · e(H, −pk) == 1.
+        let mut neg = pk.0;
+        let (mut pka, mut ha, mut siga) =
+            (blst_p1_affine::default(), blst_p2_affine::default(), blst_p2_affine::default());
+        let (mut ml, mut fe) = (blst_fp12::default(), blst_fp12::default());
+        // SAFETY: valid pointers; the generator is a static of blst; two pairs are read.
+        unsafe {
+            blst_p1_cneg(&mut neg, true);
+            blst_p1_to_affine(&mut pka, &neg);
+            blst_p2_to_affine(&mut ha, &hashed.0);
+            blst_p2_to_affine(&mut siga, &sig.0);
+            let qs: [*const blst_p2_affine; 2] = [&siga, &ha];
+            let ps: [*const blst_p1_affine; 2] = [blst_p1_affine_generator(), &pka];
+            blst_miller_loop_n(&mut ml, qs.as_ptr(), ps.as_ptr(), 2);
+            blst_final_exp(&mut fe, &ml);
+            blst_fp12_is_one(&fe)
+        }
+    }
     fn verify(pk: &G1, msg: &[u8], dst: &[u8], sig: &G2) -> bool {
         if pk.is_identity() || sig.is_identity() {
             return false;
@@ -408,6 +435,28 @@ impl SigGroup for G2 {
 
 impl SigGroup for G1 {
     type Key = G2;
+    fn verify_hashed(pk: &G2, hashed: &G1, sig: &G1) -> bool {
+        if pk.is_identity() || sig.is_identity() || !sig.in_subgroup() {
+            return false;
+        }
+        // e(g, sig) · e(−pk, H) == 1.
+        let mut neg = pk.0;
+        let (mut pka, mut ha, mut siga) =
+            (blst_p2_affine::default(), blst_p1_affine::default(), blst_p1_affine::default());
+        let (mut ml, mut fe) = (blst_fp12::default(), blst_fp12::default());
+        // SAFETY: valid pointers; the generator is a static of blst; two pairs are read.
+        unsafe {
+            blst_p2_cneg(&mut neg, true);
+            blst_p2_to_affine(&mut pka, &neg);
+            blst_p1_to_affine(&mut ha, &hashed.0);
+            blst_p1_to_affine(&mut siga, &sig.0);
+            let qs: [*const blst_p2_affine; 2] = [blst_p2_affine_generator(), &pka];
+            let ps: [*const blst_p1_affine; 2] = [&siga, &ha];
+            blst_miller_loop_n(&mut ml, qs.as_ptr(), ps.as_ptr(), 2);
+            blst_final_exp(&mut fe, &ml);
+            blst_fp12_is_one(&fe)
+        }
+    }
     fn verify(pk: &G2, msg: &[u8], dst: &[u8], sig: &G1) -> bool {
         if pk.is_identity() || sig.is_identity() {
             return false;
@@ -848,6 +897,39 @@ mod tests {
 
     const DST_G2: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
     const DST_G1: &[u8] = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_";
+
+    /// `verify_hashed` gives `verify`'s verdict: on a good signature, another message, another
+    /// key, the identity, and a point on the curve outside the subgroup.
+    fn hashed_verification_is_verify<S: SigGroup>(dst: &[u8]) {
+        let sk = Scalar::random(&mut OsRng);
+        let pk = <S::Key as Point>::generator().mul(&sk);
+        let other_pk = <S::Key as Point>::generator().mul(&Scalar::random(&mut OsRng));
+        let (msg, other) = (b"round 7".as_slice(), b"round 8".as_slice());
+        let h = S::hash_to(msg, dst);
+        let sig: S = sign_partial(&sk, msg, dst);
+        let wrong: S = sign_partial(&sk, other, dst);
+        for (key, s, want) in [(&pk, &sig, true), (&pk, &wrong, false), (&other_pk, &sig, false)] {
+            assert_eq!(S::verify(key, msg, dst, s), want);
+            assert_eq!(S::verify_hashed(key, &h, s), want);
+        }
+        assert!(!S::verify_hashed(&pk, &h, &S::identity()));
+        assert!(!S::verify_hashed(&<S::Key as Point>::identity(), &h, &sig));
+        // A point on the curve outside the subgroup never verifies.
+        let outside = (0u8..=255)
+            .find_map(|b| {
+                let mut bytes = vec![b; S::COMPRESSED_LEN];
+                bytes[0] = 0x80 | (b & 0x1f);
+                S::from_bytes_on_curve(&bytes).ok().filter(|p| !p.in_subgroup())
+            })
+            .expect("a point outside the subgroup");
+        assert!(!S::verify_hashed(&pk, &h, &outside));
+    }
+
+    #[test]
+    fn verification_with_the_message_hashed_beforehand_is_the_same() {
+        hashed_verification_is_verify::<G2>(DST_G2);
+        hashed_verification_is_verify::<G1>(DST_G1);
+    }
 
     #[test]
     fn scalar_roundtrip_and_field_ops() {

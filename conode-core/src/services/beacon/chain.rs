@@ -181,10 +181,12 @@ impl BeaconService {
         }
         if !recovered {
             let (c, b) = (chain.clone(), beacon.clone());
-            crate::crypto::pool::run(crate::crypto::pool::Priority::Urgent, move || c.prepared.verify(&b))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            crate::crypto::pool::run(crate::crypto::pool::Priority::Urgent, move || {
+                c.share_keys.verify_beacon(&c.prepared, &b)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         }
         store.put_beacon(&beacon).await.map_err(|e| e.to_string())?;
         self.stored(chain, &beacon, recovered);

@@ -32,7 +32,7 @@ use super::store::{to_packet, Share};
 use crate::crypto::threshold::{lagrange_coefficients, recover_point_with, Point, Scalar, SigGroup, G1, G2};
 use crate::crypto::IdentityPublicKey;
 use crate::services::dkg::Group;
-use crate::verify::beacon::{digest, Beacon, PreparedChain, Scheme};
+use crate::verify::beacon::{digest, Beacon, BeaconError, PreparedChain, Scheme};
 use prost::Message;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -76,10 +76,36 @@ pub(crate) struct ShareKeys {
     /// Lagrange coefficients of the last index sets recovered from (the first `t` members to
     /// answer are often the same ones, round after round).
     lagrange: Mutex<VecDeque<(Vec<u32>, Vec<Scalar>)>>,
+    /// The group key, in the key group.
+    group_key: GroupKey,
+    /// The last messages (digests, under `dst`) hashed to the curve: a member hashes a round's
+    /// digest to sign its partial, then again to verify the round's beacon (and, at a recoverer,
+    /// to audit the partials): once per round is enough.
+    hashed: Mutex<VecDeque<([u8; 32], Hashed)>>,
 }
 
 /// Index sets whose Lagrange coefficients are kept.
 const LAGRANGE_CACHE: usize = 8;
+/// Digests whose hash to the curve is kept (the round being produced, the next one, and the
+/// previous one, whose left-over partials are audited a little after it).
+const HASHED_CACHE: usize = 4;
+
+/// The group's public key.
+#[derive(Clone, Copy)]
+enum GroupKey {
+    /// Signatures on G2.
+    G1(G1),
+    /// Signatures on G1.
+    G2(G2),
+}
+
+/// A digest hashed to the signature group: what a partial signature of it needs (`H·share`) and
+/// what a verification of a signature of it needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Hashed {
+    G1(G1),
+    G2(G2),
+}
 
 impl ShareKeys {
     pub fn new(group: &Group) -> Result<Self, String> {
@@ -95,6 +121,12 @@ impl ShareKeys {
                 keys_g1.insert(n.index, G1::from_bytes(&pk).map_err(|e| e.to_string())?);
             }
         }
+        let gk = group.public_key();
+        let group_key = if on_g1 {
+            GroupKey::G2(G2::from_bytes(&gk).map_err(|e| e.to_string())?)
+        } else {
+            GroupKey::G1(G1::from_bytes(&gk).map_err(|e| e.to_string())?)
+        };
         Ok(ShareKeys {
             prepared,
             signatures_on_g1: on_g1,
@@ -102,7 +134,72 @@ impl ShareKeys {
             keys_g2,
             dst: group.scheme.dst(),
             lagrange: Mutex::new(VecDeque::new()),
+            group_key,
+            hashed: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// `digest` hashed to the signature group under the scheme's DST; from the cache when it was
+    /// hashed recently (the cache is this chain's, so keyed by the exact digest under the one DST
+    /// of its scheme).
+    pub fn hashed(&self, digest: &[u8; 32]) -> Hashed {
+        if let Some((_, h)) = lock(&self.hashed).iter().find(|(d, _)| d == digest) {
+            return *h;
+        }
+        let h = self.hash_round(digest);
+        let mut cache = lock(&self.hashed);
+        if !cache.iter().any(|(d, _)| d == digest) {
+            if cache.len() == HASHED_CACHE {
+                cache.pop_front();
+            }
+            cache.push_back((*digest, h));
+        }
+        h
+    }
+
+    /// [`Self::hashed`] computed, without the cache.
+    pub fn hash_round(&self, digest: &[u8; 32]) -> Hashed {
+        if self.signatures_on_g1 {
+            Hashed::G1(G1::hash_to(digest, self.dst))
+        } else {
+            Hashed::G2(G2::hash_to(digest, self.dst))
+        }
+    }
+
+    /// This member's partial signature of `digest` with its share (`H(digest)·share`).
+    pub fn sign(&self, share: &Scalar, digest: &[u8; 32]) -> Vec<u8> {
+        match self.hashed(digest) {
+            Hashed::G1(h) => h.mul(share).to_bytes(),
+            Hashed::G2(h) => h.mul(share).to_bytes(),
+        }
+    }
+
+    /// Whether `signature` is the group's signature of `digest` (decoded, in the subgroup, not
+    /// the identity, and `e(sig, g) == e(H(digest), group key)`), with the digest's hash from
+    /// [`Self::hashed`].
+    pub fn verifies_group(&self, digest: &[u8; 32], signature: &[u8]) -> bool {
+        match (self.hashed(digest), self.group_key) {
+            (Hashed::G1(h), GroupKey::G2(pk)) => {
+                G1::from_bytes_on_curve(signature).is_ok_and(|s| G1::verify_hashed(&pk, &h, &s))
+            }
+            (Hashed::G2(h), GroupKey::G1(pk)) => {
+                G2::from_bytes_on_curve(signature).is_ok_and(|s| G2::verify_hashed(&pk, &h, &s))
+            }
+            _ => false,
+        }
+    }
+
+    /// Verifies `beacon` against the group key (`prepared`, the chain's pure verifier): the same
+    /// checks as [`PreparedChain::verify`], with the round's digest hashed once per round (see
+    /// [`Self::hashed`]). When the fast check fails, the pure verifier decides and names the
+    /// error.
+    pub fn verify_beacon(&self, prepared: &PreparedChain, beacon: &Beacon) -> Result<(), BeaconError> {
+        let scheme = prepared.scheme();
+        let complete = beacon.round != 0 && (!scheme.is_chained() || beacon.previous_signature.is_some());
+        if complete && self.verifies_group(&beacon.digest(scheme), &beacon.signature) {
+            return Ok(());
+        }
+        prepared.verify(beacon)
     }
 
     /// The Lagrange coefficients at 0 of `indices` (in that order), from the cache when this set
@@ -162,12 +259,12 @@ impl ShareKeys {
     /// `e(Σ rᵢ·σᵢ, g) == e(H(m), Σ rᵢ·pkᵢ)` — one pairing check for the whole batch instead of
     /// one per partial. When the batch fails, each partial is checked on its own. Returns the
     /// verdict of each (index, partial), in order.
-    pub fn check_batch(&self, digest: &[u8], items: &[(u32, Vec<u8>)]) -> Vec<(u32, bool)> {
-        let holds = match items.len() {
-            0 => true,
-            1 => false,
-            _ if self.signatures_on_g1 => batch_holds::<G1>(&self.keys_g2, self.dst, digest, items),
-            _ => batch_holds::<G2>(&self.keys_g1, self.dst, digest, items),
+    pub fn check_batch(&self, digest: &[u8; 32], items: &[(u32, Vec<u8>)]) -> Vec<(u32, bool)> {
+        let holds = match (items.len(), self.hashed(digest)) {
+            (0, _) => true,
+            (1, _) => false,
+            (_, Hashed::G1(h)) => batch_holds::<G1>(&self.keys_g2, &h, items),
+            (_, Hashed::G2(h)) => batch_holds::<G2>(&self.keys_g1, &h, items),
         };
         if holds {
             return items.iter().map(|(i, _)| (*i, true)).collect();
@@ -197,10 +294,10 @@ impl ShareKeys {
     }
 }
 
-/// `e(Σ rᵢ·σᵢ, g) == e(H(digest), Σ rᵢ·pkᵢ)` with fresh non-zero 64-bit weights. Every partial
-/// is decoded with its subgroup check, so no small-order part can cancel out.
-/// Both sums are one Pippenger multi-scalar multiplication of 64-bit weights.
-fn batch_holds<S: SigGroup>(keys: &BTreeMap<u32, S::Key>, dst: &[u8], digest: &[u8], items: &[(u32, Vec<u8>)]) -> bool {
+/// `e(Σ rᵢ·σᵢ, g) == e(H(digest), Σ rᵢ·pkᵢ)` with fresh non-zero 64-bit weights (`hashed` is
+/// `H(digest)`). Every partial is decoded with its subgroup check, so no small-order part can
+/// cancel out. Both sums are one Pippenger multi-scalar multiplication of 64-bit weights.
+fn batch_holds<S: SigGroup>(keys: &BTreeMap<u32, S::Key>, hashed: &S, items: &[(u32, Vec<u8>)]) -> bool {
     let mut pks = Vec::with_capacity(items.len());
     let mut sigs = Vec::with_capacity(items.len());
     let mut weights = Vec::with_capacity(items.len());
@@ -217,7 +314,7 @@ fn batch_holds<S: SigGroup>(keys: &BTreeMap<u32, S::Key>, dst: &[u8], digest: &[
     }
     let pk = <S::Key as Point>::multi_mul_u64(&pks, &weights);
     let sig = S::multi_mul_u64(&sigs, &weights);
-    S::verify(&pk, digest, dst, &sig)
+    S::verify_hashed(&pk, hashed, &sig)
 }
 
 /// The partials held for the rounds after the latest stored one: round → share index → partial.
@@ -259,6 +356,16 @@ impl Pool {
     /// Drops every partial of `round` (recovery from them failed for good).
     pub fn drop_round(&mut self, round: u64) {
         self.rounds.remove(&round);
+    }
+
+    /// Whether a partial of member `index` for `round` is held.
+    pub fn holds(&self, round: u64, index: u32) -> bool {
+        self.rounds.get(&round).is_some_and(|m| m.contains_key(&index))
+    }
+
+    /// How many partials are held, all rounds together.
+    pub fn len(&self) -> usize {
+        self.rounds.values().map(BTreeMap::len).sum()
     }
 
     /// How many partials of `round` over `digest` are held.
@@ -463,7 +570,7 @@ pub(super) fn attempt_recovery(
         .recover_held(&used)
         .map(|signature| Beacon { round, signature, previous_signature: prev })
         .ok()
-        .filter(|b| prepared.verify(b).is_ok());
+        .filter(|b| keys.verify_beacon(prepared, b).is_ok());
     if let Some(beacon) = beacon {
         let used: Vec<u32> = used.iter().map(|(i, _)| *i).collect();
         lock(pool).mark_checked(round, &used);
@@ -537,6 +644,11 @@ impl BeaconService {
         } else {
             None
         };
+        if lock(&chain.pool).holds(p.round, index) {
+            // The first partial of a member for a round stays (see `Pool::offer`): a repeat (a
+            // retry, or a flood) costs no decoding and no recovery attempt.
+            return Ok(reply(self.get(p.round)));
+        }
         let msg = digest(chain.scheme(), p.round, prev.as_deref());
         // Only the form is checked now; the signature with the others of the round (see above).
         let Some(point) = chain.share_keys.decode(&p.partial) else {
@@ -645,10 +757,15 @@ impl BeaconService {
     /// Sends a beacon this node recovered as one of its round's recoverers to the other members
     /// (peer protocol `Recovered`), so that they verify it instead of recovering it.
     fn push_beacon(&self, chain: &Arc<Chain>, beacon: &Beacon) {
-        if *lock(&self.inner.fault) != super::BeaconFault::None {
-            return;
-        }
-        let body = to_packet(beacon).encode_to_vec();
+        let body = match *lock(&self.inner.fault) {
+            super::BeaconFault::None => to_packet(beacon).encode_to_vec(),
+            super::BeaconFault::ForgedPushes => {
+                let other = digest(chain.scheme(), beacon.round.wrapping_add(1_000_000), None);
+                let signature = sign_partial_bytes(chain.scheme(), &chain.share, &other);
+                to_packet(&Beacon { signature, ..beacon.clone() }).encode_to_vec()
+            }
+            _ => return,
+        };
         let round = beacon.round;
         let timeout = super::round_loop::retry_interval(chain.info.period);
         for (i, si) in push_order(chain.peers(), chain.share.index) {
@@ -681,6 +798,7 @@ impl BeaconService {
         if !lock(&chain.pushes).first(beacon.round, index) {
             return Ok(());
         }
+        let round = beacon.round;
         match self.append(chain, beacon, false).await {
             Ok(true) => {
                 self.inner.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -689,7 +807,12 @@ impl BeaconService {
             }
             Ok(false) => Ok(()),
             Err(e) => {
-                warn!(from = index, error = %e, "beacon: a recoverer pushed an invalid beacon");
+                // A recoverer that lies cannot be waited for: the others fall back at the end of
+                // the hold-off, as when it does not take their partials (see `run_chain`).
+                self.inner.stats.invalid_pushes.fetch_add(1, Ordering::Relaxed);
+                chain.recoverer_trouble.store(round, Ordering::SeqCst);
+                chain.notify.notify_waiters();
+                warn!(from = index, round, error = %e, "beacon: a recoverer pushed an invalid beacon");
                 Err(e)
             }
         }
@@ -799,6 +922,85 @@ pub(super) mod tests {
             assert!(s.keys.decode(&identity).is_none(), "{scheme:?}");
             assert!(s.keys.decode(&[0xff; 3]).is_none(), "{scheme:?}");
         }
+    }
+
+    /// Signing and verifying with the round's hash computed once give the same partials and the
+    /// same verdicts (and errors) as the pure verifier, on good and tampered beacons; the cache
+    /// of hashed digests stays small.
+    #[test]
+    fn the_round_hashed_once_signs_and_verifies_as_before() {
+        for scheme in [Scheme::PedersenBlsChained, Scheme::BlsUnchainedG1Rfc9380] {
+            let s = Setup::new(scheme, 5, 3);
+            let msg = digest(scheme, 1, s.prev.as_deref());
+            for share in &s.shares {
+                assert_eq!(s.keys.sign(&share.scalar, &msg), sign_partial_bytes(scheme, share, &msg), "{scheme:?}");
+            }
+            let used: Vec<(u32, Vec<u8>)> = (0..3).map(|i| (i, s.good(1, i).partial)).collect();
+            let good =
+                Beacon { round: 1, signature: s.keys.recover(&used).unwrap(), previous_signature: s.prev.clone() };
+            let mut cases = vec![good.clone()];
+            let mut flipped = good.clone();
+            let last = flipped.signature.len() - 1;
+            flipped.signature[last] ^= 1;
+            cases.push(flipped);
+            // A partial: a valid point, not the group's signature.
+            cases.push(Beacon { signature: s.good(1, 0).partial, ..good.clone() });
+            cases.push(Beacon { round: 2, ..good.clone() });
+            cases.push(Beacon { round: 0, ..good.clone() });
+            cases.push(Beacon { previous_signature: Some(vec![9; 96]), ..good.clone() });
+            cases.push(Beacon { previous_signature: None, ..good.clone() });
+            cases.push(Beacon { signature: good.signature[1..].to_vec(), ..good.clone() });
+            let mut identity = vec![0u8; good.signature.len()];
+            identity[0] = 0xc0;
+            cases.push(Beacon { signature: identity, ..good.clone() });
+            cases.push(Beacon { signature: vec![0xff; good.signature.len()], ..good.clone() });
+            for (k, b) in cases.iter().enumerate() {
+                assert_eq!(s.keys.verify_beacon(&s.prepared, b), s.prepared.verify(b), "{scheme:?} case {k}");
+            }
+            assert_eq!(s.keys.verify_beacon(&s.prepared, &good), Ok(()), "{scheme:?}");
+            let unchained_ok = !scheme.is_chained();
+            assert_eq!(s.keys.verify_beacon(&s.prepared, &cases[5]).is_ok(), unchained_ok, "{scheme:?}");
+            // The cache keeps the last few digests only.
+            for r in 0..20 {
+                s.keys.hashed(&digest(scheme, r, None));
+            }
+            assert_eq!(lock(&s.keys.hashed).len(), HASHED_CACHE);
+            assert_eq!(s.keys.verify_beacon(&s.prepared, &good), Ok(()), "{scheme:?} after eviction");
+        }
+    }
+
+    /// A member (or a lying one) flooding partials: of every round, only what `classify` lets in
+    /// is held, one partial per member and round (the first), so the pool never holds more than
+    /// members × open rounds, however many arrive; repeats are recognised before any decoding.
+    #[test]
+    fn a_flood_of_partials_holds_at_most_one_per_member_and_open_round() {
+        let s = Setup::new(Scheme::BlsUnchainedG1Rfc9380, 5, 3);
+        let (latest, due) = (10u64, 12u64);
+        let mut pool = Pool::default();
+        for k in 0..20_000u64 {
+            let (round, index) = (k % 1000, ((k / 1000) % 5) as u32);
+            if classify(round, latest, due) != Arrival::Held || pool.holds(round, index) {
+                continue;
+            }
+            let mut h = s.good(round.max(1), index);
+            // Later copies differ (a flood of forgeries): the first stays.
+            h.partial[5] ^= (k / 5000) as u8;
+            pool.offer(round, index, h);
+        }
+        // Rounds 11, 12 and 13 (one of clock skew) are open: 3 × 5 partials at most.
+        assert_eq!(pool.rounds(), vec![11, 12, 13]);
+        assert_eq!(pool.len(), 15);
+        for r in 11..=13 {
+            for i in 0..5 {
+                assert!(pool.holds(r, i));
+            }
+        }
+        let first = s.good(11, 1);
+        let (used, _) = pool.candidates(11, &first.digest, 3).unwrap();
+        assert!(used.iter().any(|(i, h)| *i == 1 && h.partial == first.partial), "the first partial stays");
+        // Storing a round releases it and those before.
+        pool.forget_up_to(12);
+        assert_eq!(pool.len(), 5);
     }
 
     #[test]

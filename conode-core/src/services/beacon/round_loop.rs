@@ -176,7 +176,7 @@ impl BeaconService {
         let msg = digest(chain.scheme(), round, prev.as_deref());
         let c = chain.clone();
         let Ok(partial) =
-            crate::crypto::pool::run(Priority::Normal, move || sign_partial_bytes(c.scheme(), &c.share, &msg)).await
+            crate::crypto::pool::run(Priority::Normal, move || c.share_keys.sign(&c.share.scalar, &msg)).await
         else {
             return warn!(round, "beacon: signing the partial failed");
         };
@@ -188,7 +188,7 @@ impl BeaconService {
         lock(&chain.pool).keep_own(round, chain.share.index, own);
         let fault = *lock(&self.inner.fault);
         let sent = match fault {
-            BeaconFault::None => partial,
+            BeaconFault::None | BeaconFault::ForgedPushes => partial,
             BeaconFault::Silent => return self.advance(chain).await,
             BeaconFault::InvalidPartials => {
                 let other = digest(chain.scheme(), round.wrapping_add(1_000_000), prev.as_deref());

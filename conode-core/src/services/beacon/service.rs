@@ -44,6 +44,9 @@ pub enum BeaconFault {
     InvalidPartials,
     /// Sends no partials at all.
     Silent,
+    /// As a recoverer of a round, pushes a forged beacon of it (a valid point that is not the
+    /// group's signature) instead of the one it recovered (and stored itself).
+    ForgedPushes,
 }
 
 /// Delay between a round's scheduled time and its beacon being stored on this node.
@@ -65,6 +68,11 @@ pub struct BeaconStats {
     pub received: u64,
     pub partials_received: u64,
     pub invalid_partials: u64,
+    /// Beacons pushed by a round's recoverer that did not verify (or did not extend the chain).
+    pub invalid_pushes: u64,
+    /// Partials held now for the rounds after the latest stored one (at most one per member and
+    /// open round).
+    pub held_partials: usize,
     pub latencies: Vec<RoundLatency>,
 }
 
@@ -74,6 +82,7 @@ pub(super) struct Stats {
     pub(super) received: AtomicU64,
     pub(super) partials_received: AtomicU64,
     pub(super) invalid_partials: AtomicU64,
+    pub(super) invalid_pushes: AtomicU64,
     /// Share index → (partials received, partials invalid).
     pub(super) per_member: Mutex<std::collections::BTreeMap<u32, (u64, u64)>>,
     /// Delay between each round's time and its beacon stored here, in seconds.
@@ -87,6 +96,7 @@ impl Stats {
             received: AtomicU64::new(0),
             partials_received: AtomicU64::new(0),
             invalid_partials: AtomicU64::new(0),
+            invalid_pushes: AtomicU64::new(0),
             per_member: Mutex::new(Default::default()),
             lag: Histogram::new(LAG_BUCKETS.iter().copied()),
         }
@@ -249,6 +259,7 @@ impl BeaconService {
         counter(reg, "conode_beacon_received", "Verified beacons received from peers.", s.received);
         counter(reg, "conode_beacon_partials_received", "Partials received.", s.partials_received);
         counter(reg, "conode_beacon_invalid_partials", "Partials rejected.", s.invalid_partials);
+        counter(reg, "conode_beacon_invalid_pushes", "Beacons pushed by a recoverer and rejected.", s.invalid_pushes);
         let per_member = lock(&st.per_member).clone();
         let member = |i: &u32| labels(&[("member", &i.to_string())]);
         counters(
@@ -443,9 +454,9 @@ impl BeaconService {
 
     pub fn stats(&self) -> BeaconStats {
         let s = &self.inner.stats;
-        let (latest_round, latencies) = match self.chain() {
-            Some(c) => (c.latest(), lock(&c.latencies).iter().copied().collect()),
-            None => (0, Vec::new()),
+        let (latest_round, latencies, held_partials) = match self.chain() {
+            Some(c) => (c.latest(), lock(&c.latencies).iter().copied().collect(), lock(&c.pool).len()),
+            None => (0, Vec::new(), 0),
         };
         BeaconStats {
             latest_round,
@@ -453,6 +464,8 @@ impl BeaconService {
             received: s.received.load(Ordering::Relaxed),
             partials_received: s.partials_received.load(Ordering::Relaxed),
             invalid_partials: s.invalid_partials.load(Ordering::Relaxed),
+            invalid_pushes: s.invalid_pushes.load(Ordering::Relaxed),
+            held_partials,
             latencies,
         }
     }
