@@ -61,19 +61,40 @@ pub fn verify_links_with_keys(links: &[LinkToCheck<'_>], policy: Policy) -> Vec<
 pub fn verify_links_with_points(
     links: &[LinkToCheck<'_>],
     policy: Policy,
-    points: &dyn Fn(&[u8]) -> blst_p2_affine,
+    pairings: &Pairings<'_>,
 ) -> Vec<Result<(), ProofError>> {
     let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
     let (mut results, batch) = plan(links, policy);
-    let checks: Vec<PairingCheck> =
-        batch.iter().map(|c| PairingCheck { point: points(&c.msg), key: c.key, signature: c.signature }).collect();
-    let holds = all_hold(&checks);
+    let checks: Vec<PairingCheck> = batch
+        .iter()
+        .map(|c| PairingCheck { point: (pairings.point)(&c.msg), key: c.key, signature: c.signature })
+        .collect();
+    let holds = (pairings.all_hold)(checks);
     for c in &batch {
         for &i in &c.links {
             results[i] = Some(if holds { Ok(()) } else { one(&links[i]) });
         }
     }
     results.into_iter().map(|r| r.unwrap_or(Err(ProofError::Empty))).collect()
+}
+
+/// Where a verifier gets the points of statements on G2 (`point(m)` must be [`hash_to_g2`]`(m)`)
+/// and has pairing checks done (`all_hold(checks)` must be [`all_hold`]`(&checks)`, e.g. batched
+/// with other callers' checks).
+pub struct Pairings<'a> {
+    pub point: &'a dyn Fn(&[u8]) -> blst_p2_affine,
+    pub all_hold: &'a dyn Fn(Vec<PairingCheck>) -> bool,
+}
+
+impl Pairings<'static> {
+    /// Points hashed here, checks done here.
+    pub fn direct() -> Self {
+        Pairings { point: &point_of, all_hold: &all_hold_owned }
+    }
+}
+
+fn all_hold_owned(checks: Vec<PairingCheck>) -> bool {
+    all_hold(&checks)
 }
 
 /// One pairing check e(g1, signature) = e(key, point): `signature` (group-checked when decoded)
@@ -585,9 +606,13 @@ mod tests {
             for case in [&s.links, &bad] {
                 let links = checks(&s, case);
                 let expected = verify_links_with_keys(&links, Policy::Default);
-                assert_eq!(verify_links_with_points(&links, Policy::Default, &|m| s.kps[0].message_point(m)), expected);
+                assert_eq!(verify_links_with_points(
+                        &links,
+                        Policy::Default,
+                        &Pairings { point: &|m| s.kps[0].message_point(m), all_hold: &all_hold_owned }
+                    ), expected);
                 for l in &links {
-                    assert_eq!(verify_links_with_points(&[*l], Policy::Default, &point_of), one_by_one(&[*l]));
+                    assert_eq!(verify_links_with_points(&[*l], Policy::Default, &Pairings::direct()), one_by_one(&[*l]));
                 }
             }
         }

@@ -12,7 +12,8 @@
 use super::messages::{prepare_message, PrepareCertificate};
 use crate::crypto::{sha256, BlsPublicKey};
 use crate::services::cosi::Policy;
-use crate::verify::skipchain_batch::verify_collective_with_point;
+use crate::verify::cosi::CosiVerifyError;
+use crate::verify::skipchain_batch::{collective_check, Pairings};
 use crate::verify::skipchain::BlockRoster;
 use prost::Message;
 use std::collections::{HashSet, VecDeque};
@@ -140,14 +141,15 @@ pub(super) fn certificate_key(roster: &[u8; 32], genesis: &[u8], index: u64, cer
 
 /// Checks a prepare certificate: more than two thirds of the roster tagged `roster` (whose cosi
 /// keys `keys` gives, in roster order) signed the prepare message of the certified block at `index`
-/// in the certificate's view. Verified once per node (`cache`), by the exact bytes. `point` gives
-/// the prepare message hashed to G2 (the node's own points: it hashed the message when it signed
-/// it); the check is the one `cosi::verify` makes.
+/// in the certificate's view. Verified once per node (`cache`), by the exact bytes. `pairings`
+/// gives the prepare message hashed to G2 (the node's own points: it hashed the message when it
+/// signed it) and does the pairing check (batched with the node's other checks); the check is the
+/// one `cosi::verify` makes.
 pub(super) fn check_certificate(
     cache: &VerifiedOnce,
     roster: &[u8; 32],
     keys: impl FnOnce() -> Result<Vec<BlsPublicKey>, String>,
-    point: &dyn Fn(&[u8]) -> blst::blst_p2_affine,
+    pairings: &Pairings<'_>,
     genesis: &[u8],
     index: u64,
     cert: &PrepareCertificate,
@@ -156,8 +158,13 @@ pub(super) fn check_certificate(
     cache.check(certificate_key(roster, genesis, index, cert), || {
         let keys = keys()?;
         let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
-        verify_collective_with_point(&point(&msg), &sig.signature, &sig.mask, &keys, Policy::Default)
-            .map_err(|e| format!("prepare certificate: {e}"))
+        let check = collective_check(&(pairings.point)(&msg), &sig.signature, &sig.mask, &keys, Policy::Default)
+            .map_err(|e| format!("prepare certificate: {e}"))?;
+        if (pairings.all_hold)(vec![check]) {
+            Ok(())
+        } else {
+            Err(format!("prepare certificate: {}", CosiVerifyError::InvalidSignature))
+        }
     })
 }
 
@@ -281,7 +288,7 @@ mod tests {
                     runs.fetch_add(1, Ordering::SeqCst);
                     Ok(keys.to_vec())
                 },
-                &crate::verify::skipchain_batch::point_of,
+                &Pairings::direct(),
                 b"g",
                 index,
                 cert,
