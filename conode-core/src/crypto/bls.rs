@@ -120,7 +120,14 @@ pub struct BlsKeyPair {
 /// link) hashes it once. Bounded; the points are public values.
 #[derive(Default)]
 struct MessagePoints {
-    state: std::sync::Mutex<(std::collections::HashMap<Vec<u8>, blst::blst_p2_affine>, std::collections::VecDeque<Vec<u8>>)>,
+    state: std::sync::Mutex<KeptPoints>,
+}
+
+/// The points by message, and the messages oldest first (the next to forget).
+#[derive(Default)]
+struct KeptPoints {
+    points: std::collections::HashMap<Vec<u8>, blst::blst_p2_affine>,
+    order: std::collections::VecDeque<Vec<u8>>,
 }
 
 /// Messages whose points a key keeps (a few appends' statements of every chain it signs for).
@@ -128,16 +135,16 @@ const POINTS_KEPT: usize = 256;
 
 impl MessagePoints {
     fn get(&self, msg: &[u8]) -> blst::blst_p2_affine {
-        if let Some(p) = crate::sync::lock(&self.state).0.get(msg) {
+        if let Some(p) = crate::sync::lock(&self.state).points.get(msg) {
             return *p;
         }
         let point = hash_to_g2(msg);
         let mut st = crate::sync::lock(&self.state);
-        if st.0.insert(msg.to_vec(), point).is_none() {
-            st.1.push_back(msg.to_vec());
-            while st.1.len() > POINTS_KEPT {
-                if let Some(old) = st.1.pop_front() {
-                    st.0.remove(&old);
+        if st.points.insert(msg.to_vec(), point).is_none() {
+            st.order.push_back(msg.to_vec());
+            while st.order.len() > POINTS_KEPT {
+                if let Some(old) = st.order.pop_front() {
+                    st.points.remove(&old);
                 }
             }
         }
@@ -151,7 +158,15 @@ pub fn hash_to_g2(msg: &[u8]) -> blst::blst_p2_affine {
     let mut affine = blst::blst_p2_affine::default();
     // SAFETY: pointers to live locals and to slices with their own lengths.
     unsafe {
-        blst::blst_hash_to_g2(&mut point, msg.as_ptr(), msg.len(), DST_SIG.as_ptr(), DST_SIG.len(), std::ptr::null(), 0);
+        blst::blst_hash_to_g2(
+            &mut point,
+            msg.as_ptr(),
+            msg.len(),
+            DST_SIG.as_ptr(),
+            DST_SIG.len(),
+            std::ptr::null(),
+            0,
+        );
         blst::blst_p2_to_affine(&mut affine, &point);
     }
     affine
@@ -260,7 +275,7 @@ mod tests {
             assert_eq!(clone.sign(msg.as_bytes()).to_bytes(), expected.compress());
             assert_eq!(a.message_point(msg.as_bytes()), hash_to_g2(msg.as_bytes()));
         }
-        assert_eq!(crate::sync::lock(&a.points.state).0.len(), POINTS_KEPT, "bounded");
+        assert_eq!(crate::sync::lock(&a.points.state).points.len(), POINTS_KEPT, "bounded");
         assert_eq!(a.message_point(b"statement 0"), hash_to_g2(b"statement 0"), "evicted, hashed again");
         assert_ne!(hash_to_g2(b"a"), hash_to_g2(b"b"));
         assert!(a.public().verify(b"x", &a.sign(b"x")));

@@ -195,7 +195,10 @@ pub fn verify_collective_with_point(
     keys: &[BlsPublicKey],
     policy: Policy,
 ) -> Result<(), CosiVerifyError> {
-    collective_check(point, signature, mask, keys, policy)?.holds().then_some(()).ok_or(CosiVerifyError::InvalidSignature)
+    collective_check(point, signature, mask, keys, policy)?
+        .holds()
+        .then_some(())
+        .ok_or(CosiVerifyError::InvalidSignature)
 }
 
 /// Everything [`verify_collective_with_point`] checks but the pairing, and that pairing check.
@@ -551,8 +554,11 @@ mod tests {
         let kps: Vec<BlsKeyPair> = (0..4).map(|_| BlsKeyPair::generate()).collect();
         let keys: Vec<BlsPublicKey> = kps.iter().map(|k| k.public()).collect();
         let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 32]).collect();
-        let good: Vec<CollectiveSignature> =
-            msgs.iter().enumerate().map(|(i, m)| cosign(&kps, if i % 2 == 0 { &[0, 1, 2, 3] } else { &[0, 2, 3] }, m)).collect();
+        let good: Vec<CollectiveSignature> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| cosign(&kps, if i % 2 == 0 { &[0, 1, 2, 3] } else { &[0, 2, 3] }, m))
+            .collect();
         let check = |m: &[u8], c: &CollectiveSignature| {
             collective_check(&kps[1].message_point(m), &c.signature, &c.mask, &keys, Policy::Default).unwrap()
         };
@@ -593,7 +599,13 @@ mod tests {
             let got = verify_collective_with_point(&point_of(m), sig, mask, &keys, Policy::Default);
             assert_eq!(got.map_err(|e| e.to_string()), expected.map_err(|e| e.to_string()), "{m:?}");
         }
-        assert_eq!(cases.iter().filter(|(m, s, k)| verify_collective_with_point(&point_of(m), s, k, &keys, Policy::Default).is_ok()).count(), 5);
+        assert_eq!(
+            cases
+                .iter()
+                .filter(|(m, s, k)| verify_collective_with_point(&point_of(m), s, k, &keys, Policy::Default).is_ok())
+                .count(),
+            5
+        );
     }
 
     #[test]
@@ -606,13 +618,19 @@ mod tests {
             for case in [&s.links, &bad] {
                 let links = checks(&s, case);
                 let expected = verify_links_with_keys(&links, Policy::Default);
-                assert_eq!(verify_links_with_points(
+                assert_eq!(
+                    verify_links_with_points(
                         &links,
                         Policy::Default,
                         &Pairings { point: &|m| s.kps[0].message_point(m), all_hold: &all_hold_owned }
-                    ), expected);
+                    ),
+                    expected
+                );
                 for l in &links {
-                    assert_eq!(verify_links_with_points(&[*l], Policy::Default, &Pairings::direct()), one_by_one(&[*l]));
+                    assert_eq!(
+                        verify_links_with_points(&[*l], Policy::Default, &Pairings::direct()),
+                        one_by_one(&[*l])
+                    );
                 }
             }
         }
