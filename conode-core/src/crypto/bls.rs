@@ -115,9 +115,10 @@ pub struct BlsKeyPair {
     points: std::sync::Arc<MessagePoints>,
 }
 
-/// Messages hashed to G2 (under [`DST_SIG`]) lately, by their exact bytes: a node that signs a
-/// statement and later verifies the collective signature of it (a prepare certificate, a forward
-/// link) hashes it once. Bounded; the points are public values.
+/// Messages hashed to G2 (under [`DST_SIG`]) lately, by the sha256 of their exact bytes (so a
+/// large message costs 32 bytes here): a node that signs a statement and later verifies the
+/// collective signature of it (a prepare certificate, a forward link) hashes it to G2 once.
+/// Bounded; the points are public values.
 #[derive(Default)]
 struct MessagePoints {
     state: std::sync::Mutex<KeptPoints>,
@@ -126,8 +127,8 @@ struct MessagePoints {
 /// The points by message, and the messages oldest first (the next to forget).
 #[derive(Default)]
 struct KeptPoints {
-    points: std::collections::HashMap<Vec<u8>, blst::blst_p2_affine>,
-    order: std::collections::VecDeque<Vec<u8>>,
+    points: std::collections::HashMap<[u8; 32], blst::blst_p2_affine>,
+    order: std::collections::VecDeque<[u8; 32]>,
 }
 
 /// Messages whose points a key keeps (a few appends' statements of every chain it signs for).
@@ -135,13 +136,14 @@ const POINTS_KEPT: usize = 256;
 
 impl MessagePoints {
     fn get(&self, msg: &[u8]) -> blst::blst_p2_affine {
-        if let Some(p) = crate::sync::lock(&self.state).points.get(msg) {
+        let key = super::sha256(&[msg]);
+        if let Some(p) = crate::sync::lock(&self.state).points.get(&key) {
             return *p;
         }
         let point = hash_to_g2(msg);
         let mut st = crate::sync::lock(&self.state);
-        if st.points.insert(msg.to_vec(), point).is_none() {
-            st.order.push_back(msg.to_vec());
+        if st.points.insert(key, point).is_none() {
+            st.order.push_back(key);
             while st.order.len() > POINTS_KEPT {
                 if let Some(old) = st.order.pop_front() {
                     st.points.remove(&old);
