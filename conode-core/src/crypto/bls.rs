@@ -110,6 +110,68 @@ impl fmt::Debug for BlsSignature {
 pub struct BlsKeyPair {
     secret: SecretKey,
     public: BlsPublicKey,
+    /// The messages this key signed or had hashed lately, hashed to G2 (see
+    /// [`BlsKeyPair::message_point`]); shared by the clones of the key (one node's services).
+    points: std::sync::Arc<MessagePoints>,
+}
+
+/// Messages hashed to G2 (under [`DST_SIG`]) lately, by the sha256 of their exact bytes (so a
+/// large message costs 32 bytes here): a node that signs a statement and later verifies the
+/// collective signature of it (a prepare certificate, a forward link) hashes it to G2 once.
+/// Bounded; the points are public values.
+#[derive(Default)]
+struct MessagePoints {
+    state: std::sync::Mutex<KeptPoints>,
+}
+
+/// The points by message, and the messages oldest first (the next to forget).
+#[derive(Default)]
+struct KeptPoints {
+    points: std::collections::HashMap<[u8; 32], blst::blst_p2_affine>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+/// Messages whose points a key keeps (a few appends' statements of every chain it signs for).
+const POINTS_KEPT: usize = 256;
+
+impl MessagePoints {
+    fn get(&self, msg: &[u8]) -> blst::blst_p2_affine {
+        let key = super::sha256(&[msg]);
+        if let Some(p) = crate::sync::lock(&self.state).points.get(&key) {
+            return *p;
+        }
+        let point = hash_to_g2(msg);
+        let mut st = crate::sync::lock(&self.state);
+        if st.points.insert(key, point).is_none() {
+            st.order.push_back(key);
+            while st.order.len() > POINTS_KEPT {
+                if let Some(old) = st.order.pop_front() {
+                    st.points.remove(&old);
+                }
+            }
+        }
+        point
+    }
+}
+
+/// `msg` hashed to G2 under [`DST_SIG`] (the point a signature of `msg` is a multiple of).
+pub fn hash_to_g2(msg: &[u8]) -> blst::blst_p2_affine {
+    let mut point = blst::blst_p2::default();
+    let mut affine = blst::blst_p2_affine::default();
+    // SAFETY: pointers to live locals and to slices with their own lengths.
+    unsafe {
+        blst::blst_hash_to_g2(
+            &mut point,
+            msg.as_ptr(),
+            msg.len(),
+            DST_SIG.as_ptr(),
+            DST_SIG.len(),
+            std::ptr::null(),
+            0,
+        );
+        blst::blst_p2_to_affine(&mut affine, &point);
+    }
+    affine
 }
 
 impl BlsKeyPair {
@@ -122,7 +184,7 @@ impl BlsKeyPair {
     }
     fn from_secret(secret: SecretKey) -> Self {
         let public = BlsPublicKey(secret.sk_to_pk());
-        Self { secret, public }
+        Self { secret, public, points: Default::default() }
     }
     pub fn from_secret_hex(s: &str) -> Result<Self, CryptoError> {
         let bytes = Zeroizing::new(hex_array::<32>(s)?);
@@ -136,11 +198,39 @@ impl BlsKeyPair {
         self.public
     }
     pub fn sign(&self, msg: &[u8]) -> BlsSignature {
-        BlsSignature(self.secret.sign(msg, DST_SIG, &[]))
+        // The same signature as `self.secret.sign(msg, DST_SIG, &[])`, with the message's point
+        // kept for a later verification of a collective signature of it on this node.
+        let point = self.points.get(msg);
+        let secret = Zeroizing::new(self.secret.to_bytes());
+        let mut scalar = Zeroizing::new(ScalarBytes(blst::blst_scalar::default()));
+        let (mut hash, mut sig, mut affine) =
+            (blst::blst_p2::default(), blst::blst_p2::default(), blst::blst_p2_affine::default());
+        // SAFETY: pointers to live locals (the secret is 32 bytes, as the call reads).
+        unsafe {
+            blst::blst_scalar_from_bendian(&mut scalar.0, secret.as_ptr());
+            blst::blst_p2_from_affine(&mut hash, &point);
+            blst::blst_sign_pk_in_g1(&mut sig, &hash, &scalar.0);
+            blst::blst_p2_to_affine(&mut affine, &sig);
+        }
+        BlsSignature(Signature::from(affine))
+    }
+    /// `msg` hashed to G2 under [`DST_SIG`], as [`hash_to_g2`] gives it, from the points of the
+    /// messages this key (or a clone of it) signed or hashed lately when it is one of them.
+    pub fn message_point(&self, msg: &[u8]) -> blst::blst_p2_affine {
+        self.points.get(msg)
     }
     /// Proof of possession: a signature of the public key under the PoP tag.
     pub fn pop(&self) -> BlsSignature {
         BlsSignature(self.secret.sign(&self.public.to_bytes(), DST_POP, &[]))
+    }
+}
+
+/// A secret scalar, wiped when dropped.
+struct ScalarBytes(blst::blst_scalar);
+
+impl zeroize::Zeroize for ScalarBytes {
+    fn zeroize(&mut self) {
+        self.0.b.zeroize();
     }
 }
 
@@ -173,5 +263,23 @@ mod tests {
         let decoded = BlsSignature::from_bytes(&agg_sig.to_bytes()).unwrap();
         assert_eq!(decoded, agg_sig);
         assert!(BlsPublicKey::from_bytes(&[0u8; 48]).is_err());
+    }
+
+    #[test]
+    fn signing_with_kept_points_gives_blst_signatures() {
+        let a = BlsKeyPair::generate();
+        let clone = a.clone();
+        for i in 0..(POINTS_KEPT + 3) {
+            let msg = format!("statement {i}");
+            let expected = a.secret.sign(msg.as_bytes(), DST_SIG, &[]);
+            assert_eq!(a.sign(msg.as_bytes()).to_bytes(), expected.compress());
+            // Signed again (its point kept), and by a clone (which shares the points).
+            assert_eq!(clone.sign(msg.as_bytes()).to_bytes(), expected.compress());
+            assert_eq!(a.message_point(msg.as_bytes()), hash_to_g2(msg.as_bytes()));
+        }
+        assert_eq!(crate::sync::lock(&a.points.state).points.len(), POINTS_KEPT, "bounded");
+        assert_eq!(a.message_point(b"statement 0"), hash_to_g2(b"statement 0"), "evicted, hashed again");
+        assert_ne!(hash_to_g2(b"a"), hash_to_g2(b"b"));
+        assert!(a.public().verify(b"x", &a.sign(b"x")));
     }
 }

@@ -15,14 +15,14 @@
 //! that fails, is verified one by one, so the results are always the ones
 //! [`verify_link_with_keys`] gives for each link.
 
-use super::cosi::{aggregate_key, Mask, Policy};
+use super::cosi::{aggregate_key, CosiVerifyError, Mask, Policy};
 use super::skipchain::{
     link_statement, verify_link_with_keys, CollectiveSignature, ForwardLink, ProofError, SkipBlock,
 };
-use crate::crypto::bls::DST_SIG;
+use crate::crypto::bls::{hash_to_g2, DST_SIG};
 use crate::crypto::{BlsPublicKey, BlsSignature};
 use blst::min_pk::{PublicKey, Signature};
-use blst::{blst_scalar, BLST_ERROR};
+use blst::{blst_p2_affine, blst_scalar, BLST_ERROR};
 
 /// One forward link to check: from block `from` to block `to`, with the cosi keys of `from`'s
 /// roster (decoded and PoP-checked, in roster order).
@@ -53,6 +53,180 @@ pub fn verify_links_with_keys(links: &[LinkToCheck<'_>], policy: Policy) -> Vec<
         }
     }
     results.into_iter().map(|r| r.unwrap_or(Err(ProofError::Empty))).collect()
+}
+
+/// [`verify_links_with_keys`], with the statements' points on G2 from `points` (a node's
+/// [`crate::crypto::BlsKeyPair::message_point`]: it hashed the statements it signed) instead of
+/// hashed again; `points(m)` must be [`hash_to_g2`]`(m)`. The same results.
+pub fn verify_links_with_points(
+    links: &[LinkToCheck<'_>],
+    policy: Policy,
+    pairings: &Pairings<'_>,
+) -> Vec<Result<(), ProofError>> {
+    let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
+    let (mut results, batch) = plan(links, policy);
+    let checks: Vec<PairingCheck> = batch
+        .iter()
+        .map(|c| PairingCheck { point: (pairings.point)(&c.msg), key: c.key, signature: c.signature })
+        .collect();
+    let holds = (pairings.all_hold)(checks);
+    for c in &batch {
+        for &i in &c.links {
+            results[i] = Some(if holds { Ok(()) } else { one(&links[i]) });
+        }
+    }
+    results.into_iter().map(|r| r.unwrap_or(Err(ProofError::Empty))).collect()
+}
+
+/// Where a verifier gets the points of statements on G2 (`point(m)` must be [`hash_to_g2`]`(m)`)
+/// and has pairing checks done (`all_hold(checks)` must be [`all_hold`]`(&checks)`, e.g. batched
+/// with other callers' checks).
+pub struct Pairings<'a> {
+    pub point: &'a dyn Fn(&[u8]) -> blst_p2_affine,
+    pub all_hold: &'a dyn Fn(Vec<PairingCheck>) -> bool,
+}
+
+impl Pairings<'static> {
+    /// Points hashed here, checks done here.
+    pub fn direct() -> Self {
+        Pairings { point: &point_of, all_hold: &all_hold_owned }
+    }
+}
+
+fn all_hold_owned(checks: Vec<PairingCheck>) -> bool {
+    all_hold(&checks)
+}
+
+/// One pairing check e(g1, signature) = e(key, point): `signature` (group-checked when decoded)
+/// signs the message hashed to `point` for `key` (a sum of PoP-checked keys).
+#[derive(Clone, Copy)]
+pub struct PairingCheck {
+    pub point: blst_p2_affine,
+    pub key: BlsPublicKey,
+    pub signature: BlsSignature,
+}
+
+impl PairingCheck {
+    /// Whether the check holds (two Miller loops, one final exponentiation).
+    pub fn holds(&self) -> bool {
+        let pk: blst::blst_p1_affine = (*self.key.raw()).into();
+        let sig: blst_p2_affine = (*self.signature.raw()).into();
+        let (mut ml, mut gt) = (blst::blst_fp12::default(), blst::blst_fp12::default());
+        // SAFETY: pointers to live locals and to `self`.
+        unsafe {
+            if blst::blst_p1_affine_is_inf(&pk) || blst::blst_p2_affine_is_inf(&sig) {
+                return false;
+            }
+            blst::blst_miller_loop(&mut ml, &self.point, &pk);
+            blst::blst_aggregated_in_g2(&mut gt, &sig);
+            blst::blst_fp12_finalverify(&ml, &gt)
+        }
+    }
+}
+
+/// Whether every check of `checks` holds (true for none): one alone directly, several with secret
+/// random non-zero 64-bit weights r_i, fresh per call, as e(g1, Σ r_i·σ_i) = Π e(r_i·key_i, point_i)
+/// — one multi-pairing (n + 1 Miller loops, one final exponentiation). A bad check among them
+/// passes only with probability 2⁻⁶⁴.
+pub fn all_hold(checks: &[PairingCheck]) -> bool {
+    match checks {
+        [] => true,
+        [c] => c.holds(),
+        _ => weighted_hold(checks),
+    }
+}
+
+fn weighted_hold(checks: &[PairingCheck]) -> bool {
+    let mut rng = rand::rngs::OsRng;
+    let mut sum = blst::blst_p2::default();
+    let mut keys = Vec::with_capacity(checks.len());
+    for (i, c) in checks.iter().enumerate() {
+        let mut w = 0u64;
+        while w == 0 {
+            w = rand::RngCore::next_u64(&mut rng);
+        }
+        let w = w.to_le_bytes();
+        let pk: blst::blst_p1_affine = (*c.key.raw()).into();
+        let sig: blst_p2_affine = (*c.signature.raw()).into();
+        let (mut p1, mut wp1, mut p2, mut wp2) =
+            (blst::blst_p1::default(), blst::blst_p1::default(), blst::blst_p2::default(), blst::blst_p2::default());
+        let mut wpk = blst::blst_p1_affine::default();
+        // SAFETY: pointers to live locals; the weight is 8 bytes, 64 bits as passed.
+        unsafe {
+            if blst::blst_p1_affine_is_inf(&pk) || blst::blst_p2_affine_is_inf(&sig) {
+                return false;
+            }
+            blst::blst_p1_from_affine(&mut p1, &pk);
+            blst::blst_p1_mult(&mut wp1, &p1, w.as_ptr(), 64);
+            blst::blst_p1_to_affine(&mut wpk, &wp1);
+            blst::blst_p2_from_affine(&mut p2, &sig);
+            blst::blst_p2_mult(&mut wp2, &p2, w.as_ptr(), 64);
+            if i == 0 {
+                sum = wp2;
+            } else {
+                let prev = sum;
+                blst::blst_p2_add_or_double(&mut sum, &prev, &wp2);
+            }
+        }
+        keys.push(wpk);
+    }
+    let mut sum_affine = blst_p2_affine::default();
+    let (mut ml, mut gt) = (blst::blst_fp12::default(), blst::blst_fp12::default());
+    let qs: Vec<*const blst_p2_affine> = checks.iter().map(|c| &c.point as *const _).collect();
+    let ps: Vec<*const blst::blst_p1_affine> = keys.iter().map(|k| k as *const _).collect();
+    // SAFETY: `qs` and `ps` hold `checks.len()` pointers to live points each.
+    unsafe {
+        blst::blst_p2_to_affine(&mut sum_affine, &sum);
+        if blst::blst_p2_affine_is_inf(&sum_affine) {
+            return false;
+        }
+        blst::blst_miller_loop_n(&mut ml, qs.as_ptr(), ps.as_ptr(), checks.len());
+        blst::blst_aggregated_in_g2(&mut gt, &sum_affine);
+        blst::blst_fp12_finalverify(&ml, &gt)
+    }
+}
+
+/// [`crate::verify::cosi::verify`] of a statement given by its point on G2 (`point` must be
+/// [`hash_to_g2`]`(statement)`): the same checks, in the same order, with the same errors.
+pub fn verify_collective_with_point(
+    point: &blst_p2_affine,
+    signature: &[u8],
+    mask: &[u8],
+    keys: &[BlsPublicKey],
+    policy: Policy,
+) -> Result<(), CosiVerifyError> {
+    collective_check(point, signature, mask, keys, policy)?
+        .holds()
+        .then_some(())
+        .ok_or(CosiVerifyError::InvalidSignature)
+}
+
+/// Everything [`verify_collective_with_point`] checks but the pairing, and that pairing check.
+pub fn collective_check(
+    point: &blst_p2_affine,
+    signature: &[u8],
+    mask: &[u8],
+    keys: &[BlsPublicKey],
+    policy: Policy,
+) -> Result<PairingCheck, CosiVerifyError> {
+    let n = keys.len();
+    let required = policy.required(n)?;
+    let mask = Mask::from_bytes(n, mask)?;
+    let signers = mask.count();
+    if signers < required {
+        return Err(CosiVerifyError::NotEnoughSigners { signers, required, n });
+    }
+    let signature = BlsSignature::from_bytes(signature).map_err(CosiVerifyError::SignatureEncoding)?;
+    if mask.roster_len() != n {
+        return Err(CosiVerifyError::MaskLength { n, expected: Mask::byte_len(n), got: mask.as_bytes().len() });
+    }
+    let key = aggregate_key(&mask, keys).ok_or(CosiVerifyError::NotEnoughSigners { signers: 0, required: 1, n })?;
+    Ok(PairingCheck { point: *point, key, signature })
+}
+
+/// The point of `msg` on G2, computed (no node's points at hand).
+pub fn point_of(msg: &[u8]) -> blst_p2_affine {
+    hash_to_g2(msg)
 }
 
 /// The results of the links that fail a check before the pairing (verified one by one), and the
@@ -373,5 +547,92 @@ mod tests {
             ..good
         };
         assert!(verify_link_with_keys(&s.blocks[0], &other, &forged, Policy::Default, &s.keys).is_err());
+    }
+
+    #[test]
+    fn pairing_checks_with_points_equal_one_by_one() {
+        let kps: Vec<BlsKeyPair> = (0..4).map(|_| BlsKeyPair::generate()).collect();
+        let keys: Vec<BlsPublicKey> = kps.iter().map(|k| k.public()).collect();
+        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 32]).collect();
+        let good: Vec<CollectiveSignature> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| cosign(&kps, if i % 2 == 0 { &[0, 1, 2, 3] } else { &[0, 2, 3] }, m))
+            .collect();
+        let check = |m: &[u8], c: &CollectiveSignature| {
+            collective_check(&kps[1].message_point(m), &c.signature, &c.mask, &keys, Policy::Default).unwrap()
+        };
+        let checks: Vec<PairingCheck> = msgs.iter().zip(&good).map(|(m, c)| check(m, c)).collect();
+        assert!(checks.iter().all(PairingCheck::holds));
+        assert!(all_hold(&checks) && all_hold(&checks[..1]) && all_hold(&[]));
+        // One bad item (a valid signature of another message) makes the batch fail, and only it
+        // fails on its own.
+        for bad in 0..checks.len() {
+            let mut tampered = checks.clone();
+            tampered[bad].signature = checks[(bad + 1) % checks.len()].signature;
+            assert!(!all_hold(&tampered), "bad item {bad}");
+            let failing: Vec<usize> = (0..tampered.len()).filter(|&i| !tampered[i].holds()).collect();
+            assert_eq!(failing, vec![bad]);
+        }
+        // Two bad items that cancel out without weights (swapped signatures) do not pass.
+        let mut swapped = checks.clone();
+        swapped.swap(0, 1);
+        assert!(all_hold(&swapped), "the same checks in another order");
+        let mut crossed = checks.clone();
+        let (s0, s1) = (crossed[0].signature, crossed[1].signature);
+        crossed[0].signature = s1;
+        crossed[1].signature = s0;
+        assert!(!all_hold(&crossed));
+        // The collective check with a point gives cosi::verify's verdict and error on good and
+        // tampered inputs.
+        let mut cases: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+            msgs.iter().zip(&good).map(|(m, c)| (m.clone(), c.signature.clone(), c.mask.clone())).collect();
+        cases.push((msgs[0].clone(), good[1].signature.clone(), good[0].mask.clone()));
+        cases.push((msgs[1].clone(), good[1].signature.clone(), Mask::from_indices(4, [0, 1, 2, 3]).into_bytes()));
+        cases.push((msgs[1].clone(), good[1].signature.clone(), Mask::from_indices(4, [0, 2]).into_bytes()));
+        cases.push((msgs[1].clone(), good[1].signature.clone(), vec![0xff]));
+        cases.push((msgs[1].clone(), good[1].signature.clone(), vec![]));
+        cases.push((msgs[1].clone(), vec![0xab; 96], good[1].mask.clone()));
+        cases.push((msgs[1].clone(), vec![1; 5], good[1].mask.clone()));
+        for (m, sig, mask) in &cases {
+            let expected = super::super::cosi::verify(m, sig, mask, &keys, Policy::Default);
+            let got = verify_collective_with_point(&point_of(m), sig, mask, &keys, Policy::Default);
+            assert_eq!(got.map_err(|e| e.to_string()), expected.map_err(|e| e.to_string()), "{m:?}");
+        }
+        assert_eq!(
+            cases
+                .iter()
+                .filter(|(m, s, k)| verify_collective_with_point(&point_of(m), s, k, &keys, Policy::Default).is_ok())
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn links_with_points_verify_as_with_keys() {
+        for format in [LINK_FORMAT_V1, LINK_FORMAT_V2] {
+            let s = setup(&[0, 1, 3], format);
+            let mut bad = s.links.clone();
+            bad[1].2.signature = s.links[0].2.signature.clone();
+            bad[2].2.signature.as_mut().unwrap().mask = Mask::from_indices(4, [0, 1]).into_bytes();
+            for case in [&s.links, &bad] {
+                let links = checks(&s, case);
+                let expected = verify_links_with_keys(&links, Policy::Default);
+                assert_eq!(
+                    verify_links_with_points(
+                        &links,
+                        Policy::Default,
+                        &Pairings { point: &|m| s.kps[0].message_point(m), all_hold: &all_hold_owned }
+                    ),
+                    expected
+                );
+                for l in &links {
+                    assert_eq!(
+                        verify_links_with_points(&[*l], Policy::Default, &Pairings::direct()),
+                        one_by_one(&[*l])
+                    );
+                }
+            }
+        }
     }
 }

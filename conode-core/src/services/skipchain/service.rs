@@ -22,7 +22,7 @@ use crate::verify::skipchain::{
     height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
     LINK_FORMAT_V1, LINK_FORMAT_V2,
 };
-use crate::verify::skipchain_batch::{verify_links_with_keys, LinkToCheck};
+use crate::verify::skipchain_batch::{point_of, verify_links_with_points, LinkToCheck, Pairings};
 use prometheus_client::registry::Registry;
 use prost::Message;
 pub use recovery::RECOVERY_SECTION;
@@ -1259,7 +1259,19 @@ impl SkipchainService {
         cert: &PrepareCertificate,
     ) -> Result<(), String> {
         let keys = || Ok(cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?));
-        check_certificate(&self.shared.verified, &roster_tag(roster), keys, genesis, index, cert)
+        let point = |m: &[u8]| self.point(m);
+        let pairings = Pairings { point: &point, ..Pairings::direct() };
+        check_certificate(&self.shared.verified, &roster_tag(roster), keys, &pairings, genesis, index, cert)
+    }
+
+    /// `msg` hashed to G2, from this node's points of the statements it signed lately (see
+    /// [`crate::crypto::BlsKeyPair::message_point`]): a member verifies the collective signature
+    /// of a statement it signed itself without hashing it again.
+    fn point(&self, msg: &[u8]) -> blst::blst_p2_affine {
+        match self.shared.ctx.config.cosi_key() {
+            Some(key) => key.message_point(msg),
+            None => point_of(msg),
+        }
     }
 
     /// Verifies the forward links `(source, link)` to `block` as one batch (see
@@ -1278,7 +1290,8 @@ impl SkipchainService {
             .zip(&keys)
             .map(|((src, link), keys)| LinkToCheck { from: src, to: block, link, keys })
             .collect();
-        for r in verify_links_with_keys(&checks, Policy::Default) {
+        let point = |m: &[u8]| self.point(m);
+        for r in verify_links_with_points(&checks, Policy::Default, &Pairings { point: &point, ..Pairings::direct() }) {
             r?;
         }
         Ok(())

@@ -11,8 +11,10 @@
 
 use super::messages::{prepare_message, PrepareCertificate};
 use crate::crypto::{sha256, BlsPublicKey};
-use crate::services::cosi::{self, Policy};
+use crate::services::cosi::Policy;
+use crate::verify::cosi::CosiVerifyError;
 use crate::verify::skipchain::BlockRoster;
+use crate::verify::skipchain_batch::{collective_check, Pairings};
 use prost::Message;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Condvar, Mutex};
@@ -139,11 +141,15 @@ pub(super) fn certificate_key(roster: &[u8; 32], genesis: &[u8], index: u64, cer
 
 /// Checks a prepare certificate: more than two thirds of the roster tagged `roster` (whose cosi
 /// keys `keys` gives, in roster order) signed the prepare message of the certified block at `index`
-/// in the certificate's view. Verified once per node (`cache`), by the exact bytes.
+/// in the certificate's view. Verified once per node (`cache`), by the exact bytes. `pairings`
+/// gives the prepare message hashed to G2 (the node's own points: it hashed the message when it
+/// signed it) and does the pairing check (batched with the node's other checks); the check is the
+/// one `cosi::verify` makes.
 pub(super) fn check_certificate(
     cache: &VerifiedOnce,
     roster: &[u8; 32],
     keys: impl FnOnce() -> Result<Vec<BlsPublicKey>, String>,
+    pairings: &Pairings<'_>,
     genesis: &[u8],
     index: u64,
     cert: &PrepareCertificate,
@@ -152,14 +158,20 @@ pub(super) fn check_certificate(
     cache.check(certificate_key(roster, genesis, index, cert), || {
         let keys = keys()?;
         let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
-        cosi::verify(&msg, &sig.signature, &sig.mask, &keys, Policy::Default)
-            .map_err(|e| format!("prepare certificate: {e}"))
+        let check = collective_check(&(pairings.point)(&msg), &sig.signature, &sig.mask, &keys, Policy::Default)
+            .map_err(|e| format!("prepare certificate: {e}"))?;
+        if (pairings.all_hold)(vec![check]) {
+            Ok(())
+        } else {
+            Err(format!("prepare certificate: {}", CosiVerifyError::InvalidSignature))
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::cosi;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -276,6 +288,7 @@ mod tests {
                     runs.fetch_add(1, Ordering::SeqCst);
                     Ok(keys.to_vec())
                 },
+                &Pairings::direct(),
                 b"g",
                 index,
                 cert,
