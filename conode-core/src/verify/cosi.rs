@@ -205,7 +205,18 @@ pub fn verify(
     roster_public_keys: &[BlsPublicKey],
     policy: Policy,
 ) -> Result<(), CosiVerifyError> {
-    let n = roster_public_keys.len();
+    let (mask, signature) = signers_and_signature(signature, mask, roster_public_keys.len(), policy)?;
+    verify_aggregate(statement, &signature, &mask, roster_public_keys)
+}
+
+/// The checks every collective-signature verifier makes before its pairing: the mask fits a
+/// roster of `n`, enough members for `policy` signed, and the signature decodes.
+pub fn signers_and_signature(
+    signature: &[u8],
+    mask: &[u8],
+    n: usize,
+    policy: Policy,
+) -> Result<(Mask, BlsSignature), CosiVerifyError> {
     let required = policy.required(n)?;
     let mask = Mask::from_bytes(n, mask)?;
     let signers = mask.count();
@@ -213,7 +224,7 @@ pub fn verify(
         return Err(CosiVerifyError::NotEnoughSigners { signers, required, n });
     }
     let signature = BlsSignature::from_bytes(signature).map_err(CosiVerifyError::SignatureEncoding)?;
-    verify_aggregate(statement, &signature, &mask, roster_public_keys)
+    Ok((mask, signature))
 }
 
 #[cfg(test)]

@@ -210,13 +210,7 @@ pub fn collective_check(
     policy: Policy,
 ) -> Result<PairingCheck, CosiVerifyError> {
     let n = keys.len();
-    let required = policy.required(n)?;
-    let mask = Mask::from_bytes(n, mask)?;
-    let signers = mask.count();
-    if signers < required {
-        return Err(CosiVerifyError::NotEnoughSigners { signers, required, n });
-    }
-    let signature = BlsSignature::from_bytes(signature).map_err(CosiVerifyError::SignatureEncoding)?;
+    let (mask, signature) = crate::verify::cosi::signers_and_signature(signature, mask, n, policy)?;
     if mask.roster_len() != n {
         return Err(CosiVerifyError::MaskLength { n, expected: Mask::byte_len(n), got: mask.as_bytes().len() });
     }

@@ -64,26 +64,14 @@ impl Prepared {
     /// general [`verify`] decides, which refuses it).
     pub fn new(statement: &[u8], keys: &[BlsPublicKey], mask: Mask) -> Option<Self> {
         let pk: blst::blst_p1_affine = sum_keys(&mask, keys)?.into();
-        let mut hash = blst::blst_p2::default();
-        let mut hash_affine = blst::blst_p2_affine::default();
-        let mut ml = blst::blst_fp12::default();
-        // SAFETY: every pointer is to a live local or to a slice with its own length.
-        unsafe {
-            if blst::blst_p1_affine_is_inf(&pk) {
-                return None;
-            }
-            blst::blst_hash_to_g2(
-                &mut hash,
-                statement.as_ptr(),
-                statement.len(),
-                DST_SIG.as_ptr(),
-                DST_SIG.len(),
-                std::ptr::null(),
-                0,
-            );
-            blst::blst_p2_to_affine(&mut hash_affine, &hash);
-            blst::blst_miller_loop(&mut ml, &hash_affine, &pk);
+        // SAFETY: a pointer to a live local.
+        if unsafe { blst::blst_p1_affine_is_inf(&pk) } {
+            return None;
         }
+        let hash_affine = crate::crypto::bls::hash_to_g2(statement);
+        let mut ml = blst::blst_fp12::default();
+        // SAFETY: pointers to live locals.
+        unsafe { blst::blst_miller_loop(&mut ml, &hash_affine, &pk) };
         Some(Self { mask, ml })
     }
 
