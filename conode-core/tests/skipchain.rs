@@ -1,6 +1,7 @@
 //! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
-//! append signed in one round per source roster, and level by level with members that refuse it).
+//! append signed in one round per source roster, and level by level with members that refuse it),
+//! and a member that missed pushed blocks getting them without another append.
 
 use conode_core::cluster::LocalCluster;
 use conode_core::config::Roster;
@@ -133,6 +134,42 @@ fn stopped_member_catches_up_after_restart() {
     let prev = svc(&c, 3).store().block(&b.back_link_ids[0]).unwrap();
     let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
     assert!(mask.contains(3), "restarted member did not sign: {:?}", mask.indices());
+}
+
+/// A member that did not store a pushed block (cut off from the proposer) gets it without another
+/// append: the proposer offers it again, and a client read of an index it lacks fetches it.
+#[test]
+fn member_that_missed_a_push_gets_the_block_without_another_append() {
+    let c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"one", None))).unwrap();
+    wait_for_index(&c, 3, &genesis.hash, 1);
+
+    // Member 3 signs but refuses the pushed block: it lacks block 2 until the proposer offers
+    // it again (nothing else is appended).
+    svc(&c, 3).set_refuses_store(true);
+    rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"two", None))).unwrap();
+    assert_eq!(svc(&c, 3).store().latest_index(&genesis.hash), Some(1), "the refused push was stored");
+    svc(&c, 3).set_refuses_store(false);
+    wait_for_index(&c, 3, &genesis.hash, 2);
+
+    // Still refusing pushes: a client asking member 3 for block 3 gets it (fetched on the read).
+    svc(&c, 3).set_refuses_store(true);
+    let b3 = rt.block_on(svc(&c, 1).append(append_req(&owner, &genesis, 3, b"three", None))).unwrap();
+    assert_eq!(svc(&c, 3).store().latest_index(&genesis.hash), Some(2), "the refused push was stored");
+    let url = conode_core::client_api::ClientUrl::parse(&c.client_url(3).unwrap()).unwrap();
+    let client = conode_core::api::client::Client::new(url, Duration::from_secs(10));
+    let get =
+        conode_core::services::skipchain::messages::GetBlock { hash: vec![], genesis: genesis.hash.clone(), index: 3 };
+    let got = rt.block_on(client.block(&get)).unwrap();
+    assert_eq!(got.hash, b3.hash);
+    // An index nobody has is still "no such block".
+    let get =
+        conode_core::services::skipchain::messages::GetBlock { hash: vec![], genesis: genesis.hash.clone(), index: 9 };
+    let err = rt.block_on(client.block(&get)).unwrap_err().to_string();
+    assert!(err.contains("no such block"), "{err}");
 }
 
 #[test]

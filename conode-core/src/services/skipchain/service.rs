@@ -39,6 +39,15 @@ const CATCH_UP_BATCH: u32 = 256;
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
+/// How long a block a member did not confirm storing is offered to it again, with pauses from
+/// `REDELIVER_PAUSE` doubling up to `REDELIVER_MAX_PAUSE`: a member cut off by a partition gets
+/// the chain's newest block soon after the heal, without waiting for the next append.
+const REDELIVER_FOR: Duration = Duration::from_secs(120);
+const REDELIVER_PAUSE: Duration = Duration::from_millis(500);
+const REDELIVER_MAX_PAUSE: Duration = Duration::from_secs(8);
+/// At most one catch-up per chain in this interval is started by client reads naming an index
+/// beyond this member's newest block (a stranger cannot make it ask the members more often).
+const READ_CATCH_UP_EVERY: Duration = Duration::from_secs(2);
 /// Cosi purpose of the prepare round of an append.
 pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 /// Views an append tries before it gives up (each failed one asks the members what they hold).
@@ -175,6 +184,9 @@ struct Shared {
     /// Fault injection (tests): this member refuses v2 forward-link statements, as a member
     /// running code from before them does.
     refuses_link_v2: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
+    /// the proposer would miss them.
+    refuses_store: std::sync::atomic::AtomicBool,
     /// As a proposer, sign links level by level in v1 (`set_v1_links`).
     v1_links: std::sync::atomic::AtomicBool,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
@@ -185,6 +197,11 @@ struct Shared {
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
     /// trigger one; the later ones wait and then find little or nothing left to fetch.
     catching_up: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per (member, chain): the newest block that member did not confirm storing (index, `Store`
+    /// payload). One background task per entry offers it again (see `REDELIVER_FOR`).
+    redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), (u64, Vec<u8>)>>,
+    /// Per chain: when a client read last started a catch-up (see `READ_CATCH_UP_EVERY`).
+    read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
     /// Counters, latencies and recent blocks for `/metrics` and the status page.
     observed: Observed,
     /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
@@ -212,6 +229,56 @@ pub struct SkipchainService {
     shared: Arc<Shared>,
 }
 
+/// Offers `payload` (block `index` of `chain`) to `member` again in the background until it
+/// confirms or `REDELIVER_FOR` passes. One task per (member, chain): a newer block replaces the
+/// pending one, so a member that is down costs one retry loop per chain, not one per append.
+fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index: u64, payload: Vec<u8>) {
+    let key = (member.public, chain);
+    {
+        let mut pending = shared.redelivering.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = pending.get_mut(&key) {
+            if index > entry.0 {
+                *entry = (index, payload);
+            }
+            return;
+        }
+        pending.insert(key.clone(), (index, payload));
+    }
+    let weak = Arc::downgrade(shared);
+    shared.ctx.tasks.spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut pause = REDELIVER_PAUSE;
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REDELIVER_MAX_PAUSE);
+            let Some(shared) = weak.upgrade() else { return };
+            let Some((index, payload)) =
+                shared.redelivering.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned()
+            else {
+                return;
+            };
+            let net = shared.network.clone();
+            drop(shared);
+            let stored = net.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await.is_ok();
+            let Some(shared) = weak.upgrade() else { return };
+            let mut pending = shared.redelivering.lock().unwrap_or_else(|p| p.into_inner());
+            let newer = pending.get(&key).is_some_and(|entry| entry.0 > index);
+            if stored && !newer {
+                pending.remove(&key);
+                debug!(peer = %member.address, index, "member stored the block offered again");
+                return;
+            }
+            if stored {
+                pause = REDELIVER_PAUSE;
+            } else if started.elapsed() > REDELIVER_FOR {
+                pending.remove(&key);
+                debug!(peer = %member.address, index, "member still does not store the block; it will catch up later");
+                return;
+            }
+        }
+    });
+}
+
 fn hex8(b: &[u8]) -> String {
     hex::encode(&b[..b.len().min(8)])
 }
@@ -233,6 +300,12 @@ impl SkipchainService {
     /// v1 links level by level.
     pub fn set_refuses_link_v2(&self, on: bool) {
         self.shared.refuses_link_v2.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): makes this member refuse the blocks members push to it (`Store`),
+    /// as a member cut off from the proposer misses them; it still signs and catches up.
+    pub fn set_refuses_store(&self, on: bool) {
+        self.shared.refuses_store.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes this node, as a proposer, sign forward links level by level over the v1 statements
@@ -799,14 +872,20 @@ impl SkipchainService {
         wait_for: Option<&[IdentityPublicKey]>,
     ) {
         let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
+        let (chain, index) = (block.chain_id().to_vec(), block.index);
         let mut awaited = Vec::new();
         for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
             let net = self.shared.network.clone();
             let payload = payload.clone();
             let awaited_member = wait_for.is_none_or(|keys| keys.contains(&m.public));
+            let weak = Arc::downgrade(&self.shared);
+            let chain = chain.clone();
             let deliver = async move {
-                if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await {
-                    debug!(peer = %m.address, error = %e, "member did not store the block (it will catch up)");
+                if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload.clone(), PEER_TIMEOUT).await {
+                    debug!(peer = %m.address, error = %e, "member did not store the block (offered again later)");
+                    if let Some(shared) = weak.upgrade() {
+                        redeliver(&shared, m, chain, index, payload);
+                    }
                 }
             };
             let delivery = self.shared.ctx.tasks.spawn(deliver);
@@ -1010,6 +1089,22 @@ impl SkipchainService {
         Ok(fetched)
     }
 
+    /// Whether a client read of `index` on `genesis`, beyond this member's newest block of a chain
+    /// it holds, should start a catch-up now (at most one per `READ_CATCH_UP_EVERY` per chain).
+    fn read_catch_up_due(&self, genesis: &[u8], index: u64) -> bool {
+        let s = &self.shared;
+        if s.store.latest_index(genesis).is_none_or(|newest| index <= newest) {
+            return false;
+        }
+        let mut last = s.read_catch_ups.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.get(genesis).is_some_and(|at| now.duration_since(*at) < READ_CATCH_UP_EVERY) {
+            return false;
+        }
+        last.insert(genesis.to_vec(), now);
+        true
+    }
+
     /// Asks the members of every known chain for newer blocks (on start).
     pub async fn catch_up_all(&self) {
         for genesis in self.shared.store.chains() {
@@ -1054,6 +1149,9 @@ impl SkipchainService {
     async fn handle_peer(&self, msg: PeerMessage) -> Result<Vec<u8>, String> {
         match msg.protocol.as_str() {
             "Store" => {
+                if self.shared.refuses_store.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err("refusing pushed blocks (fault injection)".into());
+                }
                 let item = LinkedBlock::decode(msg.payload.as_slice()).map_err(|e| format!("Store: {e}"))?;
                 let t = std::time::Instant::now();
                 let accepted = self.accept(&item);
@@ -1368,7 +1466,13 @@ async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) ->
         "GetBlock" => {
             let req = GetBlock::decode(body.as_slice()).map_err(bad)?;
             let st = svc.store();
-            let block = if req.hash.is_empty() { st.block_at(&req.genesis, req.index) } else { st.block(&req.hash) };
+            let mut block =
+                if req.hash.is_empty() { st.block_at(&req.genesis, req.index) } else { st.block(&req.hash) };
+            if block.is_none() && req.hash.is_empty() && svc.read_catch_up_due(&req.genesis, req.index) {
+                // The client knows of a block this member missed (it was cut off): fetch first.
+                svc.catch_up_chain(&req.genesis).await;
+                block = st.block_at(&req.genesis, req.index);
+            }
             let block = block.ok_or_else(|| ServiceError::NotFound("no such block".into()))?;
             Ok(BlockReply { block: Some(block) }.encode_to_vec())
         }
@@ -1413,10 +1517,13 @@ impl Service for SkipchainService {
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
+                refuses_store: Default::default(),
                 v1_links: ctx.config.skipchain_v1_links.into(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
+                redelivering: Default::default(),
+                read_catch_ups: Default::default(),
                 observed: Observed::new(),
                 warmed: Default::default(),
                 governors: Default::default(),
