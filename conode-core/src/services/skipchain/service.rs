@@ -160,6 +160,9 @@ pub(super) fn config_roster_with(r: &BlockRoster, pops: &PopCache) -> Result<Ros
     Ok(Roster::new(servers))
 }
 
+/// A block a member has yet to confirm: its index and the `Store` payload.
+type PendingStore = (u64, Vec<u8>);
+
 struct Shared {
     store: ChainStore,
     /// The context this service started with (its own child set of tasks).
@@ -199,7 +202,7 @@ struct Shared {
     catching_up: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// Per (member, chain): the newest block that member did not confirm storing (index, `Store`
     /// payload). One background task per entry offers it again (see `REDELIVER_FOR`).
-    redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), (u64, Vec<u8>)>>,
+    redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), PendingStore>>,
     /// Per chain: when a client read last started a catch-up (see `READ_CATCH_UP_EVERY`).
     read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
     /// Counters, latencies and recent blocks for `/metrics` and the status page.
