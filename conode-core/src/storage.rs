@@ -139,6 +139,8 @@ pub struct ServiceTree {
     counters: Arc<Counters>,
 }
 
+/// How often sled's background thread cleans segments (see `Storage::open`).
+const BACKGROUND_FLUSH_MS: u64 = 10_000;
 /// How long `Storage::open` waits for a lock that a just-closed handle of this process still holds.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 impl Storage {
@@ -146,7 +148,11 @@ impl Storage {
     pub fn open(dir: &Path, node_id: &str) -> Result<Self, StorageError> {
         let path = dir.join(format!("{node_id}.db"));
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        let config = sled::Config::new().path(&path).cache_capacity(8 * 1024 * 1024).flush_every_ms(Some(1000));
+        // Every write here is flushed before it returns (`durable`), so sled's periodic flusher
+        // only has its segment cleaning (and an fsync) left to do: every 10 s is plenty, and an
+        // idle node (a thousand of them in one test process) wakes for it ten times less often.
+        let config =
+            sled::Config::new().path(&path).cache_capacity(8 * 1024 * 1024).flush_every_ms(Some(BACKGROUND_FLUSH_MS));
         // A database this process has just closed (a restore, a restart) may still be held for a
         // moment while sled's background threads let go of its lock: wait a little for it.
         let deadline = Instant::now() + LOCK_WAIT;

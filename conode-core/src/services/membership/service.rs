@@ -127,6 +127,9 @@ struct Shared {
     /// When this node last asked the members for open proposals (None: not yet in this run),
     /// the member it asks next, and the last sync a ballot for an unknown proposal triggered.
     sync: Mutex<SyncState>,
+    /// What the tick last followed the network chain from: the chain store's generation, this
+    /// node's record, and when (see `tick`).
+    followed: Mutex<Option<(u64, NodeRecord, Instant)>>,
 }
 
 #[derive(Default)]
@@ -182,6 +185,7 @@ impl Service for MembershipService {
                 joined_at: Default::default(),
                 roster_hooks: Default::default(),
                 sync: Default::default(),
+                followed: Default::default(),
             }),
         };
         // The governor lives in the skipchain service: a weak reference, so that it does not keep
@@ -822,7 +826,22 @@ impl MembershipService {
     /// (every member at start, one in turn every `SYNC_PERIOD`), review open proposals, drive a
     /// pending join.
     async fn tick(&self) {
-        self.sync_network();
+        // Follow the network chain when a block was stored or this node's record changed since
+        // the last time, and every `SYNC_PERIOD` in case anything else did: an idle node no
+        // longer scans its chains ten times a second.
+        let seen = (self.shared.skipchain.store().generation(), self.record());
+        let due = {
+            let mut followed = lock(&self.shared.followed);
+            let same =
+                followed.as_ref().is_some_and(|(g, r, at)| *g == seen.0 && *r == seen.1 && at.elapsed() < SYNC_PERIOD);
+            if !same {
+                *followed = Some((seen.0, seen.1, Instant::now()));
+            }
+            !same
+        };
+        if due {
+            self.sync_network();
+        }
         if self.state() == NodeState::PartOfNetwork {
             let last = lock(&self.shared.sync).last;
             match last {

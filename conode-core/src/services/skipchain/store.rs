@@ -19,6 +19,9 @@ pub struct ChainStore {
     events: Option<EventBus>,
     /// One commit at a time, so each new block is announced once and in commit order.
     commit: Arc<Mutex<()>>,
+    /// Bumped by every change through this store (and its clones): readers that derive state
+    /// from the chains (the membership service's tick) skip their work while it stands still.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
@@ -36,6 +39,7 @@ impl ChainStore {
             latest: storage.tree("skipchain.latest")?,
             events: None,
             commit: Arc::new(Mutex::new(())),
+            generation: Default::default(),
         })
     }
 
@@ -90,7 +94,9 @@ impl ChainStore {
             writes.push((&self.latest, &genesis, &latest_bytes));
         }
         let new = self.index.get(&index_entry).ok().flatten().is_none_or(|h| h != block.hash);
-        self.storage.commit(&writes)?;
+        let committed = self.storage.commit(&writes);
+        self.bump();
+        committed?;
         if let (true, Some(bus)) = (new, &self.events) {
             bus.emit(NodeEvent::BlockStored { chain: genesis, index: block.index, hash: block.hash.clone() });
         }
@@ -99,13 +105,26 @@ impl ChainStore {
 
     /// Replaces a stored block (to add forward links), durably.
     pub fn update(&self, block: &SkipBlock) -> Result<(), StorageError> {
-        self.blocks.put(&block.hash, &block.encode_to_vec())
+        let written = self.blocks.put(&block.hash, &block.encode_to_vec());
+        self.bump();
+        written
+    }
+
+    /// How many changes went through this store since it was opened (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Drops every chain (for `conode reset`).
     pub fn clear(&self) -> Result<(), StorageError> {
         self.blocks.clear()?;
         self.index.clear()?;
-        self.latest.clear()
+        let cleared = self.latest.clear();
+        self.bump();
+        cleared
     }
 }
