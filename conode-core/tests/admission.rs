@@ -115,3 +115,80 @@ fn a_roster_a_node_signs_for_admits_its_members_and_survives_restart_through_its
     let net = cluster.node(2).network().unwrap();
     assert!(keys.iter().all(|k| net.is_admitted(k)), "restarted node forgot its chain's roster");
 }
+
+/// A known peer gets at most `peer_requests_in_flight` handlers running at once on a node: the
+/// requests beyond are answered "busy" at once (counted), other peers are served meanwhile, and
+/// the slots come back when the handlers end.
+#[test]
+fn a_peer_cannot_run_unbounded_handlers_on_a_node() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut opts = ClusterOptions::new(1);
+    opts.net = NetSettings { peer_requests_in_flight: 4, ..NetSettings::default() };
+    let cluster = LocalCluster::with_options(opts).unwrap();
+    let peer0 = cluster.roster().servers[0].clone();
+    let node0 = cluster.node(0).network().unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, m, gate) = (running.clone(), most.clone(), release.clone());
+    node0.register(
+        "Slow",
+        Arc::new(move |msg| {
+            let (r, m, gate) = (r.clone(), m.clone(), gate.clone());
+            Box::pin(async move {
+                if msg.protocol == "Quick" {
+                    return Ok(b"quick".to_vec());
+                }
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(b"done".to_vec())
+            })
+        }),
+    );
+    cluster.runtime().block_on(async {
+        let (a, ta) = stranger();
+        let (b, tb) = stranger();
+        node0.admit([a.public_key(), b.public_key()]);
+        let t = Duration::from_secs(10);
+        let flood = tokio::spawn({
+            let (a, peer0) = (a.clone(), peer0.clone());
+            async move {
+                let calls = (0..50).map(|_| a.request(&peer0, "Slow", "Hold", &[], vec![0; 1024], t));
+                futures_util::future::join_all(calls).await
+            }
+        });
+        // 46 of A's requests are refused at once while 4 handlers hold.
+        let deadline = Instant::now() + t;
+        while node0.refused_requests() < 46 || running.load(Ordering::SeqCst) < 4 {
+            assert!(
+                Instant::now() < deadline,
+                "refused {}, running {}",
+                node0.refused_requests(),
+                running.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another peer is served meanwhile; A itself is refused while at the cap.
+        let reply = b.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap();
+        assert_eq!(reply, b"quick");
+        let err = a.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap_err().to_string();
+        assert!(err.contains("busy"), "{err}");
+        release.add_permits(4);
+        let results = flood.await.unwrap();
+        let done = results.iter().filter(|r| r.as_deref().ok() == Some(b"done".as_slice())).count();
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(NetError::Remote { message, .. }) if message.contains("busy")))
+            .count();
+        assert_eq!((done, busy), (4, 46), "{results:?}");
+        assert_eq!(most.load(Ordering::SeqCst), 4, "more handlers ran at once than allowed");
+        assert_eq!(node0.refused_requests(), 47);
+        // The slots came back.
+        assert_eq!(a.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap(), b"quick");
+        ta.stop(Duration::from_secs(2)).await;
+        tb.stop(Duration::from_secs(2)).await;
+    });
+}

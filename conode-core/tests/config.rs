@@ -189,7 +189,9 @@ fn limits_are_read_written_and_checked() {
     c.limits.client_header_timeout = Duration::from_millis(1500);
     c.limits.client_max_connections_per_address = 3;
     c.limits.stranger_connections = 2;
+    c.limits.peer_requests_in_flight = 3;
     let text = c.to_toml();
+    assert!(text.contains("PeerRequestsInFlight = 3"), "{text}");
     assert!(text.contains("[Limits]") && text.contains("ClientHeaderTimeoutMs = 1500"), "{text}");
     let back = NodeConfig::from_toml_str(Path::new("private.toml"), &text).unwrap();
     assert_eq!(back.limits, c.limits);
@@ -197,6 +199,9 @@ fn limits_are_read_written_and_checked() {
     let zero = text.replace("StrangerConnections = 2", "StrangerConnections = 0");
     let (_, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &zero).unwrap_err());
     assert_eq!(field, "Limits.StrangerConnections");
+    let zero = text.replace("PeerRequestsInFlight = 3", "PeerRequestsInFlight = 0");
+    let (_, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &zero).unwrap_err());
+    assert_eq!(field, "Limits.PeerRequestsInFlight");
     let unknown = text.replace("StrangerConnections = 2", "StrangerConection = 2");
     let err = NodeConfig::from_toml_str(Path::new("p.toml"), &unknown).unwrap_err().to_string();
     assert!(err.contains("StrangerConection"), "{err}");

@@ -36,6 +36,12 @@ fn registry(ctx: &ServiceContext) -> Registry {
     );
     gauge(&mut reg, "conode_uptime_seconds", "Seconds since the node started.", ctx.started.elapsed().as_secs_f64());
     m::counter(&mut reg, "conode_network_sent_bytes", "Bytes sent to peers.", ctx.network.tx_bytes());
+    m::counter(
+        &mut reg,
+        "conode_network_refused_peer_requests",
+        "Peer requests answered with an error because that peer had too many in flight.",
+        ctx.network.refused_requests(),
+    );
     m::counter(&mut reg, "conode_network_received_bytes", "Bytes received from peers.", ctx.network.rx_bytes());
     gauge(
         &mut reg,

@@ -34,6 +34,12 @@ pub struct Limits {
     pub stranger_memory: usize,
     /// Node port: idle and frame deadline of such a peer.
     pub stranger_timeout: Duration,
+    /// Node port: requests of one known peer handled at once; more are answered with an error
+    /// at once (a peer cannot make the node run unbounded work for it).
+    pub peer_requests_in_flight: usize,
+    /// Node port: bytes of one known peer's requests held by running handlers (a request larger
+    /// than this is still served when nothing else of that peer runs).
+    pub peer_request_memory: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +57,8 @@ impl Default for Limits {
             stranger_connections: 16,
             stranger_memory: 16 << 20,
             stranger_timeout: Duration::from_secs(10),
+            peer_requests_in_flight: 256,
+            peer_request_memory: 64 << 20,
         }
     }
 }
@@ -83,6 +91,10 @@ pub(crate) struct RawLimits {
     stranger_memory: Option<usize>,
     #[serde(rename = "StrangerTimeoutMs", skip_serializing_if = "Option::is_none")]
     stranger_timeout_ms: Option<u64>,
+    #[serde(rename = "PeerRequestsInFlight", skip_serializing_if = "Option::is_none")]
+    peer_requests_in_flight: Option<usize>,
+    #[serde(rename = "PeerRequestMemory", skip_serializing_if = "Option::is_none")]
+    peer_request_memory: Option<usize>,
 }
 
 impl RawLimits {
@@ -126,6 +138,12 @@ impl Limits {
             stranger_connections: count("StrangerConnections", raw.stranger_connections, d.stranger_connections)?,
             stranger_memory: count("StrangerMemory", raw.stranger_memory, d.stranger_memory)?,
             stranger_timeout: ms("StrangerTimeoutMs", raw.stranger_timeout_ms, d.stranger_timeout)?,
+            peer_requests_in_flight: count(
+                "PeerRequestsInFlight",
+                raw.peer_requests_in_flight,
+                d.peer_requests_in_flight,
+            )?,
+            peer_request_memory: count("PeerRequestMemory", raw.peer_request_memory, d.peer_request_memory)?,
         };
         if limits.peer_max_frame > u32::MAX as usize {
             return Err(ConfigError::field(path, "Limits.PeerMaxFrame", "must fit in 32 bits"));
@@ -154,6 +172,8 @@ impl Limits {
             stranger_connections: n(self.stranger_connections, d.stranger_connections),
             stranger_memory: n(self.stranger_memory, d.stranger_memory),
             stranger_timeout_ms: ms(self.stranger_timeout, d.stranger_timeout),
+            peer_requests_in_flight: n(self.peer_requests_in_flight, d.peer_requests_in_flight),
+            peer_request_memory: n(self.peer_request_memory, d.peer_request_memory),
         }
     }
 }

@@ -84,6 +84,8 @@ impl NetSettings {
             max_strangers: l.stranger_connections,
             stranger_memory: l.stranger_memory,
             stranger_timeout: l.stranger_timeout,
+            peer_requests_in_flight: l.peer_requests_in_flight,
+            peer_request_memory: l.peer_request_memory,
             ..NetSettings::default()
         }
     }

@@ -74,6 +74,12 @@ pub struct NetSettings {
     pub stranger_memory: usize,
     /// Idle and frame deadline of a stranger's connection.
     pub stranger_timeout: Duration,
+    /// Requests of one admitted peer's connection handled at once; more are answered with an
+    /// error at once (see [`Network::refused_requests`]).
+    pub peer_requests_in_flight: usize,
+    /// Bytes of one connection's requests held by running handlers (one request at a time is
+    /// served whatever its size).
+    pub peer_request_memory: usize,
 }
 
 impl Default for NetSettings {
@@ -93,6 +99,8 @@ impl Default for NetSettings {
             max_strangers: 16,
             stranger_memory: 16 << 20,
             stranger_timeout: Duration::from_secs(10),
+            peer_requests_in_flight: 256,
+            peer_request_memory: 64 << 20,
         }
     }
 }
@@ -125,6 +133,34 @@ struct LinkCtl {
     checking: AtomicBool,
 }
 
+/// What a connection's request handlers hold: how many run, and the bytes of their requests.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// One running handler's share of [`InFlight`], given back however the handler ends.
+struct InFlightGuard {
+    of: Arc<InFlight>,
+    bytes: u64,
+}
+
+impl InFlightGuard {
+    fn hold(of: &Arc<InFlight>, bytes: u64) -> Self {
+        of.count.fetch_add(1, Ordering::Relaxed);
+        of.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Self { of: of.clone(), bytes }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.of.count.fetch_sub(1, Ordering::Relaxed);
+        self.of.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// A usable connection: its id, its writer's queue, its control block.
 type LinkRef = (u64, mpsc::Sender<Vec<u8>>, Arc<LinkCtl>);
 
@@ -153,6 +189,8 @@ struct Inner {
     next_id: AtomicU64,
     tx_bytes: AtomicU64,
     rx_bytes: AtomicU64,
+    /// Requests answered with an error because their peer had too many in flight.
+    refused_requests: AtomicU64,
     health: health::PeerHealth,
     epoch: Instant,
     /// Peers served in full; everyone else gets the strangers' budget.
@@ -214,6 +252,7 @@ impl Network {
                 next_id: AtomicU64::new(1),
                 tx_bytes: AtomicU64::new(0),
                 rx_bytes: AtomicU64::new(0),
+                refused_requests: AtomicU64::new(0),
                 health: health::PeerHealth::default(),
                 epoch: Instant::now(),
                 admission,
@@ -282,6 +321,12 @@ impl Network {
 
     pub fn tx_bytes(&self) -> u64 {
         self.inner.tx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered with an error because their peer had too many (or too large ones) in
+    /// flight on its connection (`NetSettings::peer_requests_in_flight`, `peer_request_memory`).
+    pub fn refused_requests(&self) -> u64 {
+        self.inner.refused_requests.load(Ordering::Relaxed)
     }
 
     pub fn rx_bytes(&self) -> u64 {
@@ -424,7 +469,7 @@ impl Network {
         self.inner.tasks.spawn(async move {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
-            let busy = Arc::new(AtomicU64::new(0));
+            let busy = Arc::new(InFlight::default());
             loop {
                 let admitted = net.is_admitted(&peer);
                 if admitted {
@@ -444,7 +489,7 @@ impl Network {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         ctl.last_rx.store(net.now_ms(), Ordering::Relaxed);
                         if admitted {
-                            net.dispatch(peer, remote, &reply_tx, env, &busy);
+                            net.dispatch(peer, remote, &reply_tx, env, n, &busy);
                         } else {
                             // One introduction at a time, its memory held until it is answered.
                             let reply = net.answer(peer, remote, env).await;
@@ -555,8 +600,8 @@ impl Network {
     }
 
     /// Whether a connection has handlers running or requests awaiting replies.
-    fn link_busy(&self, conn_id: u64, handlers: &AtomicU64) -> bool {
-        handlers.load(Ordering::Relaxed) > 0 || lock(&self.inner.pending).values().any(|p| p.conn_id == conn_id)
+    fn link_busy(&self, conn_id: u64, handlers: &InFlight) -> bool {
+        handlers.count.load(Ordering::Relaxed) > 0 || lock(&self.inner.pending).values().any(|p| p.conn_id == conn_id)
     }
 
     /// Runs the handler of a request and returns the encoded reply frame. When the service accepted
@@ -604,16 +649,44 @@ impl Network {
         remote: Option<std::net::IpAddr>,
         reply_tx: &mpsc::Sender<Vec<u8>>,
         env: Envelope,
-        busy: &Arc<AtomicU64>,
+        size: usize,
+        busy: &Arc<InFlight>,
     ) {
         match env.kind() {
             Some(Kind::Request) => {
+                // Only this connection's reader adds to `busy`, so the check and the add agree.
+                let s = &self.inner.settings;
+                let (count, bytes) = (busy.count.load(Ordering::Relaxed), busy.bytes.load(Ordering::Relaxed));
+                let over_memory = count > 0 && bytes.saturating_add(size as u64) > s.peer_request_memory as u64;
+                if count >= s.peer_requests_in_flight as u64 || over_memory {
+                    let refused = self.inner.refused_requests.fetch_add(1, Ordering::Relaxed);
+                    if refused.is_power_of_two() {
+                        warn!(peer = %short(&peer), in_flight = count, bytes, refused = refused + 1,
+                            "peer has too many requests in flight; refusing more");
+                    }
+                    let reply = frame::encode(&Envelope {
+                        version: WIRE_VERSION,
+                        kind: Kind::Error as u32,
+                        id: env.id,
+                        service: env.service,
+                        protocol: env.protocol,
+                        round_id: env.round_id,
+                        payload: format!(
+                            "busy: {count} requests ({bytes} bytes) of yours in flight here, at most {} ({} bytes)",
+                            s.peer_requests_in_flight, s.peer_request_memory
+                        )
+                        .into_bytes(),
+                    });
+                    // A full writer queue drops the refusal: the requester times out instead.
+                    let _ = reply_tx.try_send(reply);
+                    return;
+                }
                 let reply_tx = reply_tx.clone();
-                let (net, busy) = (self.clone(), busy.clone());
-                busy.fetch_add(1, Ordering::Relaxed);
+                let net = self.clone();
+                let held = InFlightGuard::hold(busy, size as u64);
                 self.inner.tasks.spawn(async move {
                     let reply = net.answer(peer, remote, env).await;
-                    busy.fetch_sub(1, Ordering::Relaxed);
+                    drop(held);
                     // The reply goes back on the connection the request came in on.
                     let _ = reply_tx.send(reply).await;
                 });

@@ -32,6 +32,7 @@ pub fn status_map(ctx: &ServiceContext) -> StatusMap {
     let mut generic = BTreeMap::new();
     generic.insert("Available_Services".into(), ctx.clients.names().join(","));
     generic.insert("TX_bytes".into(), ctx.network.tx_bytes().to_string());
+    generic.insert("Refused_peer_requests".into(), ctx.network.refused_requests().to_string());
     generic.insert("RX_bytes".into(), ctx.network.rx_bytes().to_string());
     generic.insert("Uptime".into(), go_duration(ctx.started.elapsed()));
     generic.insert("Host".into(), ctx.config.address.host.clone());
