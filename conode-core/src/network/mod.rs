@@ -191,6 +191,10 @@ struct Inner {
     rx_bytes: AtomicU64,
     /// Requests answered with an error because their peer had too many in flight.
     refused_requests: AtomicU64,
+    /// How late (ms) the last keepalive timer fired: this process's scheduling lag. A link
+    /// check waits for it too, so a saturated process does not take slow answers for dead
+    /// links (and redial them, which saturates it more).
+    lag_ms: AtomicU64,
     health: health::PeerHealth,
     epoch: Instant,
     /// Peers served in full; everyone else gets the strangers' budget.
@@ -253,6 +257,7 @@ impl Network {
                 tx_bytes: AtomicU64::new(0),
                 rx_bytes: AtomicU64::new(0),
                 refused_requests: AtomicU64::new(0),
+                lag_ms: AtomicU64::new(0),
                 health: health::PeerHealth::default(),
                 epoch: Instant::now(),
                 admission,
@@ -530,10 +535,13 @@ impl Network {
     async fn keepalive(&self, peer: IdentityPublicKey, conn_id: u64, tx: mpsc::Sender<Vec<u8>>, ctl: Arc<LinkCtl>) {
         let idle = self.inner.settings.idle_ping;
         loop {
+            let slept = Instant::now();
             tokio::select! {
                 _ = ctl.close.cancelled() => return,
                 _ = tokio::time::sleep(idle) => {}
             }
+            let late = slept.elapsed().saturating_sub(idle);
+            self.inner.lag_ms.store(late.as_millis() as u64, Ordering::Relaxed);
             let quiet = self.now_ms().saturating_sub(ctl.last_rx.load(Ordering::Relaxed));
             if quiet < idle.as_millis() as u64 {
                 continue;
@@ -557,12 +565,14 @@ impl Network {
         if ctl.checking.swap(true, Ordering::AcqRel) {
             return !ctl.close.is_cancelled();
         }
-        let wait = self.inner.health.rtt(&peer).map(|r| r * 8).unwrap_or_default().clamp(
+        let lag = Duration::from_millis(self.inner.lag_ms.load(Ordering::Relaxed)) * 4;
+        let wait = self.inner.health.rtt(&peer).map(|r| r * 8).unwrap_or_default().max(lag).clamp(
             self.inner.settings.link_check,
             self.inner.settings.handshake_timeout.max(self.inner.settings.link_check),
         );
         let nonce: [u8; 16] = rand::random();
         let start = Instant::now();
+        let sent_ms = self.now_ms();
         let r = self.request_on(&peer, conn_id, tx, NET_SERVICE, "Ping", &[], nonce.to_vec(), wait).await;
         ctl.checking.store(false, Ordering::Release);
         match r {
@@ -571,6 +581,11 @@ impl Network {
                 true
             }
             Ok(_) | Err(NetError::Remote { .. }) => true,
+            // Frames arrived after the ping went out: the peer is slow to answer, not gone.
+            Err(NetError::Timeout { .. }) if ctl.last_rx.load(Ordering::Relaxed) > sent_ms => {
+                debug!(peer = %short(&peer), conn_id, why, "link check unanswered but the link delivers; kept");
+                true
+            }
             Err(e) => {
                 if !ctl.close.is_cancelled() {
                     warn!(peer = %short(&peer), conn_id, why, error = %e, "link check failed, closing the link");
