@@ -174,15 +174,14 @@ fn a_peer_cannot_run_unbounded_handlers_on_a_node() {
         // Another peer is served meanwhile; A itself is refused while at the cap.
         let reply = b.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap();
         assert_eq!(reply, b"quick");
-        let err = a.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap_err().to_string();
-        assert!(err.contains("busy"), "{err}");
+        let err = a.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap_err();
+        assert!(matches!(err, NetError::Busy { .. }), "{err}");
+        // Pings are never capped: the link stays checked.
+        a.ping(&peer0, t).await.unwrap();
         release.add_permits(4);
         let results = flood.await.unwrap();
         let done = results.iter().filter(|r| r.as_deref().ok() == Some(b"done".as_slice())).count();
-        let busy = results
-            .iter()
-            .filter(|r| matches!(r, Err(NetError::Remote { message, .. }) if message.contains("busy")))
-            .count();
+        let busy = results.iter().filter(|r| matches!(r, Err(NetError::Busy { .. }))).count();
         assert_eq!((done, busy), (4, 46), "{results:?}");
         assert_eq!(most.load(Ordering::SeqCst), 4, "more handlers ran at once than allowed");
         assert_eq!(node0.refused_requests(), 47);
@@ -190,5 +189,56 @@ fn a_peer_cannot_run_unbounded_handlers_on_a_node() {
         assert_eq!(a.request(&peer0, "Slow", "Quick", &[], vec![], t).await.unwrap(), b"quick");
         ta.stop(Duration::from_secs(2)).await;
         tb.stop(Duration::from_secs(2)).await;
+    });
+}
+
+/// The bytes of one peer's running requests are capped too; a request larger than the cap is
+/// still served when nothing else of that peer runs.
+#[test]
+fn a_peer_cannot_hold_unbounded_request_memory_on_a_node() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut opts = ClusterOptions::new(1);
+    opts.net = NetSettings { peer_request_memory: 8 << 10, ..NetSettings::default() };
+    let cluster = LocalCluster::with_options(opts).unwrap();
+    let peer0 = cluster.roster().servers[0].clone();
+    let node0 = cluster.node(0).network().unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, gate) = (running.clone(), release.clone());
+    node0.register(
+        "Slow",
+        Arc::new(move |_msg| {
+            let (r, gate) = (r.clone(), gate.clone());
+            Box::pin(async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(b"done".to_vec())
+            })
+        }),
+    );
+    cluster.runtime().block_on(async {
+        let (a, ta) = stranger();
+        node0.admit([a.public_key()]);
+        let t = Duration::from_secs(10);
+        let first = tokio::spawn({
+            let (a, peer0) = (a.clone(), peer0.clone());
+            async move { a.request(&peer0, "Slow", "Hold", &[], vec![1; 5 << 10], t).await }
+        });
+        let deadline = Instant::now() + t;
+        while running.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the first request never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A second 5 KiB request would hold more than 8 KiB: refused at once.
+        let err = a.request(&peer0, "Slow", "Hold", &[], vec![2; 5 << 10], t).await.unwrap_err();
+        assert!(matches!(err, NetError::Busy { .. }) && err.to_string().contains("bytes"), "{err}");
+        release.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap(), b"done");
+        // Alone, a request larger than the cap is served.
+        release.add_permits(1);
+        assert_eq!(a.request(&peer0, "Slow", "Hold", &[], vec![3; 20 << 10], t).await.unwrap(), b"done");
+        ta.stop(Duration::from_secs(2)).await;
     });
 }

@@ -57,7 +57,7 @@ impl Default for Limits {
             stranger_connections: 16,
             stranger_memory: 16 << 20,
             stranger_timeout: Duration::from_secs(10),
-            peer_requests_in_flight: 256,
+            peer_requests_in_flight: 1024,
             peer_request_memory: 64 << 20,
         }
     }

@@ -10,10 +10,25 @@ use zeroize::Zeroizing;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdentityPublicKey([u8; 32]);
 
+/// Keys of this process found valid lately: a sub-leader decodes its children's keys every round,
+/// and each check is a point decompression (about 10 µs). Validity depends on the bytes alone,
+/// so the set is shared by every node in the process; it is emptied when full.
+static VALID_KEYS: std::sync::Mutex<Option<std::collections::HashSet<[u8; 32]>>> = std::sync::Mutex::new(None);
+const VALID_KEYS_MAX: usize = 1 << 16;
+
 impl IdentityPublicKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Length { expected: 32, got: bytes.len() })?;
+        if crate::sync::lock(&VALID_KEYS).as_ref().is_some_and(|known| known.contains(&arr)) {
+            return Ok(Self(arr));
+        }
         VerifyingKey::from_bytes(&arr).map_err(|_| CryptoError::Invalid("Ed25519 public key"))?;
+        let mut known = crate::sync::lock(&VALID_KEYS);
+        let known = known.get_or_insert_with(Default::default);
+        if known.len() >= VALID_KEYS_MAX {
+            known.clear();
+        }
+        known.insert(arr);
         Ok(Self(arr))
     }
     pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
@@ -107,6 +122,25 @@ mod tests {
         let sig = kp.sign(b"hello");
         kp.public().verify(b"hello", &sig).unwrap();
         assert!(kp.public().verify(b"hellO", &sig).is_err());
+    }
+
+    #[test]
+    fn points_off_the_curve_are_refused_every_time_and_valid_keys_stay_valid() {
+        let off_curve = (2u8..=255)
+            .map(|y| {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                b
+            })
+            .find(|b| VerifyingKey::from_bytes(b).is_err())
+            .expect("some small y is off the curve");
+        for _ in 0..2 {
+            assert_eq!(IdentityPublicKey::from_bytes(&off_curve), Err(CryptoError::Invalid("Ed25519 public key")));
+        }
+        let good = IdentityKeyPair::generate().public();
+        for _ in 0..2 {
+            assert_eq!(IdentityPublicKey::from_bytes(good.as_bytes()), Ok(good));
+        }
     }
 
     #[test]

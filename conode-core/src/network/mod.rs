@@ -31,6 +31,8 @@ use tracing::{debug, info, warn};
 
 /// Built-in service answering reachability checks.
 pub const NET_SERVICE: &str = "Net";
+/// How an error reply that refuses a request for the per-peer cap begins.
+const BUSY_PREFIX: &str = "busy: ";
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum NetError {
@@ -42,6 +44,10 @@ pub enum NetError {
     Closed { peer: String },
     #[error("peer {peer} answered with an error: {message}")]
     Remote { peer: String, message: String },
+    /// The peer had too many of this node's requests running (its per-peer cap): a transient
+    /// refusal, to be treated like a slow peer rather than a final answer.
+    #[error("peer {peer} is busy: {message}")]
+    Busy { peer: String, message: String },
     #[error("network is shut down")]
     Shutdown,
     #[error("TLS setup: {0}")]
@@ -99,7 +105,7 @@ impl Default for NetSettings {
             max_strangers: 16,
             stranger_memory: 16 << 20,
             stranger_timeout: Duration::from_secs(10),
-            peer_requests_in_flight: 256,
+            peer_requests_in_flight: 1024,
             peer_request_memory: 64 << 20,
         }
     }
@@ -130,6 +136,8 @@ struct LinkCtl {
     close: CancellationToken,
     /// Milliseconds since `Inner::epoch` of the last frame received.
     last_rx: AtomicU64,
+    /// Milliseconds since `Inner::epoch` of the last reply (to a request of ours) received.
+    last_reply_rx: AtomicU64,
     checking: AtomicBool,
 }
 
@@ -191,6 +199,8 @@ struct Inner {
     rx_bytes: AtomicU64,
     /// Requests answered with an error because their peer had too many in flight.
     refused_requests: AtomicU64,
+    /// Each peer's running handlers, shared by all of its connections.
+    in_flight: Mutex<HashMap<IdentityPublicKey, std::sync::Weak<InFlight>>>,
     /// How late (ms) the last keepalive timer fired: this process's scheduling lag. A link
     /// check waits for it too, so a saturated process does not take slow answers for dead
     /// links (and redial them, which saturates it more).
@@ -257,6 +267,7 @@ impl Network {
                 tx_bytes: AtomicU64::new(0),
                 rx_bytes: AtomicU64::new(0),
                 refused_requests: AtomicU64::new(0),
+                in_flight: Default::default(),
                 lag_ms: AtomicU64::new(0),
                 health: health::PeerHealth::default(),
                 epoch: Instant::now(),
@@ -436,6 +447,7 @@ impl Network {
         let ctl = Arc::new(LinkCtl {
             close: self.inner.tasks.token().child_token(),
             last_rx: AtomicU64::new(self.now_ms()),
+            last_reply_rx: AtomicU64::new(0),
             checking: AtomicBool::new(false),
         });
         if stranger.is_none() {
@@ -474,7 +486,7 @@ impl Network {
         self.inner.tasks.spawn(async move {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
-            let busy = Arc::new(InFlight::default());
+            let busy = net.in_flight_of(peer);
             loop {
                 let admitted = net.is_admitted(&peer);
                 if admitted {
@@ -492,7 +504,11 @@ impl Network {
                 match read {
                     Ok((env, n, held)) => {
                         net.inner.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        ctl.last_rx.store(net.now_ms(), Ordering::Relaxed);
+                        let now = net.now_ms();
+                        ctl.last_rx.store(now, Ordering::Relaxed);
+                        if matches!(env.kind(), Some(Kind::Response | Kind::Error)) {
+                            ctl.last_reply_rx.store(now, Ordering::Relaxed);
+                        }
                         if admitted {
                             net.dispatch(peer, remote, &reply_tx, env, n, &busy);
                         } else {
@@ -540,8 +556,10 @@ impl Network {
                 _ = ctl.close.cancelled() => return,
                 _ = tokio::time::sleep(idle) => {}
             }
-            let late = slept.elapsed().saturating_sub(idle);
-            self.inner.lag_ms.store(late.as_millis() as u64, Ordering::Relaxed);
+            // A decaying maximum: one late timer counts for a few rounds, not for good.
+            let late = slept.elapsed().saturating_sub(idle).as_millis() as u64;
+            let before = self.inner.lag_ms.load(Ordering::Relaxed);
+            self.inner.lag_ms.store(late.max(before - before / 4), Ordering::Relaxed);
             let quiet = self.now_ms().saturating_sub(ctl.last_rx.load(Ordering::Relaxed));
             if quiet < idle.as_millis() as u64 {
                 continue;
@@ -580,9 +598,10 @@ impl Network {
                 self.inner.health.record_rtt(&peer, start.elapsed());
                 true
             }
-            Ok(_) | Err(NetError::Remote { .. }) => true,
-            // Frames arrived after the ping went out: the peer is slow to answer, not gone.
-            Err(NetError::Timeout { .. }) if ctl.last_rx.load(Ordering::Relaxed) > sent_ms => {
+            Ok(_) | Err(NetError::Remote { .. } | NetError::Busy { .. }) => true,
+            // Replies to our requests arrived after the ping went out: both directions work and
+            // the peer is slow to answer, not gone.
+            Err(NetError::Timeout { .. }) if ctl.last_reply_rx.load(Ordering::Relaxed) > sent_ms => {
                 debug!(peer = %short(&peer), conn_id, why, "link check unanswered but the link delivers; kept");
                 true
             }
@@ -612,6 +631,21 @@ impl Network {
         for p in failed {
             let _ = p.reply.send(Err(NetError::Closed { peer: short(&peer) }));
         }
+    }
+
+    /// The running handlers of `peer`, one count for all its connections (so a peer cannot get
+    /// more by opening more). Entries of peers without a connection are dropped as the map grows.
+    fn in_flight_of(&self, peer: IdentityPublicKey) -> Arc<InFlight> {
+        let mut all = lock(&self.inner.in_flight);
+        if let Some(live) = all.get(&peer).and_then(std::sync::Weak::upgrade) {
+            return live;
+        }
+        let fresh = Arc::new(InFlight::default());
+        if all.len() >= 64 && all.len().is_power_of_two() {
+            all.retain(|_, w| w.strong_count() > 0);
+        }
+        all.insert(peer, Arc::downgrade(&fresh));
+        fresh
     }
 
     /// Whether a connection has handlers running or requests awaiting replies.
@@ -673,7 +707,8 @@ impl Network {
                 let s = &self.inner.settings;
                 let (count, bytes) = (busy.count.load(Ordering::Relaxed), busy.bytes.load(Ordering::Relaxed));
                 let over_memory = count > 0 && bytes.saturating_add(size as u64) > s.peer_request_memory as u64;
-                if count >= s.peer_requests_in_flight as u64 || over_memory {
+                let capped = env.service != NET_SERVICE;
+                if capped && (count >= s.peer_requests_in_flight as u64 || over_memory) {
                     let refused = self.inner.refused_requests.fetch_add(1, Ordering::Relaxed);
                     if refused.is_power_of_two() {
                         warn!(peer = %short(&peer), in_flight = count, bytes, refused = refused + 1,
@@ -687,7 +722,7 @@ impl Network {
                         protocol: env.protocol,
                         round_id: env.round_id,
                         payload: format!(
-                            "busy: {count} requests ({bytes} bytes) of yours in flight here, at most {} ({} bytes)",
+                            "{BUSY_PREFIX}{count} requests ({bytes} bytes) of yours in flight here, at most {} ({} bytes)",
                             s.peer_requests_in_flight, s.peer_request_memory
                         )
                         .into_bytes(),
@@ -698,12 +733,13 @@ impl Network {
                 }
                 let reply_tx = reply_tx.clone();
                 let net = self.clone();
-                let held = InFlightGuard::hold(busy, size as u64);
+                let held = capped.then(|| InFlightGuard::hold(busy, size as u64));
                 self.inner.tasks.spawn(async move {
                     let reply = net.answer(peer, remote, env).await;
-                    drop(held);
-                    // The reply goes back on the connection the request came in on.
+                    // The reply goes back on the connection the request came in on. The slot is
+                    // held until it is queued: a peer that stops reading cannot pile up replies.
                     let _ = reply_tx.send(reply).await;
+                    drop(held);
                 });
             }
             Some(kind @ (Kind::Response | Kind::Error)) => {
@@ -713,10 +749,11 @@ impl Network {
                         let r = if kind == Kind::Response {
                             Ok(env.payload)
                         } else {
-                            Err(NetError::Remote {
-                                peer: short(&peer),
-                                message: String::from_utf8_lossy(&env.payload).into_owned(),
-                            })
+                            let message = String::from_utf8_lossy(&env.payload).into_owned();
+                            match message.strip_prefix(BUSY_PREFIX) {
+                                Some(m) => Err(NetError::Busy { peer: short(&peer), message: m.to_string() }),
+                                None => Err(NetError::Remote { peer: short(&peer), message }),
+                            }
                         };
                         let _ = p.reply.send(r);
                     }
@@ -978,7 +1015,7 @@ impl Network {
         let left = deadline.saturating_duration_since(Instant::now());
         let r = self.request_on(&key, conn_id, &tx, service, protocol, round_id, payload, left).await;
         match &r {
-            Ok(_) | Err(NetError::Remote { .. }) => {
+            Ok(_) | Err(NetError::Remote { .. } | NetError::Busy { .. }) => {
                 if self.inner.health.record_ok(&key) {
                     info!(peer = %short(&key), "peer is back");
                 }

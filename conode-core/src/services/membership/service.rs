@@ -29,6 +29,9 @@ use tracing::{debug, info, warn};
 pub const MEMBERSHIP_SERVICE: &str = "Membership";
 /// How often the service reviews its state, open proposals and a pending join.
 const TICK: Duration = Duration::from_millis(100);
+/// The tick of a node in no network and with no join under way: nothing but a network block
+/// naming it or a state change (both wake the tick at once) can give it work.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 /// A member that saw a proposal pass appends its block itself when the member that received the
 /// deciding ballot did not within this time (it may have crashed).
 const FALLBACK_APPEND: Duration = Duration::from_secs(2);
@@ -130,6 +133,8 @@ struct Shared {
     /// What the tick last followed the network chain from: the chain store's generation, this
     /// node's record, and when (see `tick`).
     followed: Mutex<Option<(u64, NodeRecord, Instant)>>,
+    /// Wakes the tick at once (a state change).
+    wake: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -186,6 +191,7 @@ impl Service for MembershipService {
                 roster_hooks: Default::default(),
                 sync: Default::default(),
                 followed: Default::default(),
+                wake: tokio::sync::Notify::new(),
             }),
         };
         // The governor lives in the skipchain service: a weak reference, so that it does not keep
@@ -240,11 +246,18 @@ impl Service for MembershipService {
         let s = svc.clone();
         let token = ctx.tasks.token().clone();
         ctx.tasks.spawn(async move {
+            let changed = s.shared.skipchain.store().changed();
             loop {
+                // Registered before the tick looks, so a change during it is not missed.
+                let store_changed = changed.notified();
+                let woken = s.shared.wake.notified();
                 s.tick().await;
+                let pause = if s.idle() { IDLE_TICK } else { TICK };
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(TICK) => {}
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = store_changed => {}
+                    _ = woken => {}
                 }
             }
         });
@@ -306,6 +319,15 @@ impl MembershipService {
         Some((b, cfg))
     }
 
+    /// In no network, with no join under way and no open proposal: the tick slows to `IDLE_TICK`.
+    fn idle(&self) -> bool {
+        let rec = self.record();
+        rec.network.is_none()
+            && rec.join.as_ref().is_none_or(|j| j.refused.is_some())
+            && matches!(rec.state, NodeState::Initialized | NodeState::Retired)
+            && self.shared.store.open_ids().is_empty()
+    }
+
     fn set_state(&self, state: NodeState, network: Option<String>, join: Option<Option<JoinRecord>>) {
         let rec = {
             let mut r = lock(&self.shared.record);
@@ -325,6 +347,7 @@ impl MembershipService {
             }
             r.clone()
         };
+        self.shared.wake.notify_one();
         if let Err(e) = self.shared.store.set_record(&rec) {
             warn!(error = %e, "storing the membership state");
         }

@@ -46,8 +46,10 @@ const REDELIVER_FOR: Duration = Duration::from_secs(120);
 const REDELIVER_PAUSE: Duration = Duration::from_millis(500);
 const REDELIVER_MAX_PAUSE: Duration = Duration::from_secs(8);
 /// At most one catch-up per chain in this interval is started by client reads naming an index
-/// beyond this member's newest block (a stranger cannot make it ask the members more often).
+/// beyond this member's newest block, and at most one for all chains in `READ_CATCH_UP_ANY` (a
+/// stranger cannot make it ask the members more often).
 const READ_CATCH_UP_EVERY: Duration = Duration::from_secs(2);
+const READ_CATCH_UP_ANY: Duration = Duration::from_millis(250);
 /// Cosi purpose of the prepare round of an append.
 pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 /// Views an append tries before it gives up (each failed one asks the members what they hold).
@@ -249,7 +251,8 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
     }
     let weak = Arc::downgrade(shared);
     shared.ctx.tasks.spawn(async move {
-        let started = tokio::time::Instant::now();
+        let mut started = tokio::time::Instant::now();
+        let mut offered = None;
         let mut pause = REDELIVER_PAUSE;
         loop {
             tokio::time::sleep(pause).await;
@@ -260,6 +263,11 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
             else {
                 return;
             };
+            if offered != Some(index) {
+                // A newer block gets the whole window again.
+                offered = Some(index);
+                started = tokio::time::Instant::now();
+            }
             let net = shared.network.clone();
             drop(shared);
             let stored = net.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await.is_ok();
@@ -1101,10 +1109,16 @@ impl SkipchainService {
         }
         let mut last = s.read_catch_ups.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        if last.get(genesis).is_some_and(|at| now.duration_since(*at) < READ_CATCH_UP_EVERY) {
+        let recent = |at: Option<&std::time::Instant>, within| at.is_some_and(|at| now.duration_since(*at) < within);
+        // The empty key stands for "any chain" (no chain id is empty).
+        if recent(last.get(genesis), READ_CATCH_UP_EVERY) || recent(last.get(&[][..]), READ_CATCH_UP_ANY) {
             return false;
         }
+        if last.len() >= 4096 {
+            last.retain(|_, at| now.duration_since(*at) < READ_CATCH_UP_EVERY);
+        }
         last.insert(genesis.to_vec(), now);
+        last.insert(Vec::new(), now);
         true
     }
 

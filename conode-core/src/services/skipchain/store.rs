@@ -22,6 +22,8 @@ pub struct ChainStore {
     /// Bumped by every change through this store (and its clones): readers that derive state
     /// from the chains (the membership service's tick) skip their work while it stands still.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Notified with every bump of `generation` (its waiters at that moment).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
@@ -40,6 +42,7 @@ impl ChainStore {
             events: None,
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
+            changed: Default::default(),
         })
     }
 
@@ -115,8 +118,14 @@ impl ChainStore {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Notified after every change through this store (see `generation`).
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
+    }
+
     fn bump(&self) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changed.notify_waiters();
     }
 
     /// Drops every chain (for `conode reset`).
