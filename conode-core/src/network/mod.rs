@@ -461,9 +461,12 @@ impl Network {
         let net = self.clone();
         let close = ctl.close.clone();
         self.inner.tasks.spawn(async move {
+            // One registration with the token for the connection's life, not one per frame.
+            let closed = close.cancelled();
+            tokio::pin!(closed);
             loop {
                 let frame = tokio::select! {
-                    _ = close.cancelled() => break,
+                    _ = &mut closed => break,
                     f = rx.recv() => match f { Some(f) => f, None => break },
                 };
                 // Counted before the write: the reply may be read before this task runs again.
@@ -487,6 +490,8 @@ impl Network {
             // The writer lives as long as this reader holds a sender.
             let reply_tx = tx;
             let busy = net.in_flight_of(peer);
+            let closed = ctl.close.cancelled();
+            tokio::pin!(closed);
             loop {
                 let admitted = net.is_admitted(&peer);
                 if admitted {
@@ -495,7 +500,7 @@ impl Network {
                 }
                 let s = &net.inner.settings;
                 let read = tokio::select! {
-                    _ = ctl.close.cancelled() => {
+                    _ = &mut closed => {
                         debug!(peer = %short(&peer), conn_id, "link closed locally");
                         break;
                     }

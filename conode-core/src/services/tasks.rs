@@ -47,10 +47,12 @@ impl Tasks {
     {
         let token = self.token.clone();
         let cancellable = async move {
+            // The work is polled first: a task that finishes without waiting (most request
+            // handlers' first steps) never registers with the token.
             tokio::select! {
                 biased;
-                _ = token.cancelled() => None,
                 out = fut => Some(out),
+                _ = token.cancelled() => None,
             }
         };
         let tracked = self.track(cancellable);
