@@ -251,13 +251,20 @@ impl Service for MembershipService {
                 // Registered before the tick looks, so a change during it is not missed.
                 let store_changed = changed.notified();
                 let woken = s.shared.wake.notified();
+                let started = tokio::time::Instant::now();
                 s.tick().await;
-                let pause = if s.idle() { IDLE_TICK } else { TICK };
+                // An idle node sleeps longer but wakes for a stored block (one may name it).
+                let idle = s.idle();
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = store_changed => {}
+                    _ = tokio::time::sleep(if idle { IDLE_TICK } else { TICK }) => {}
+                    _ = store_changed, if idle => {}
                     _ = woken => {}
+                }
+                // At most one tick per `TICK`, however often blocks are stored.
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep_until(started + TICK) => {}
                 }
             }
         });

@@ -240,7 +240,7 @@ pub struct SkipchainService {
 fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index: u64, payload: Vec<u8>) {
     let key = (member.public, chain);
     {
-        let mut pending = shared.redelivering.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = crate::sync::lock(&shared.redelivering);
         if let Some(entry) = pending.get_mut(&key) {
             if index > entry.0 {
                 *entry = (index, payload);
@@ -258,9 +258,7 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(REDELIVER_MAX_PAUSE);
             let Some(shared) = weak.upgrade() else { return };
-            let Some((index, payload)) =
-                shared.redelivering.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned()
-            else {
+            let Some((index, payload)) = crate::sync::lock(&shared.redelivering).get(&key).cloned() else {
                 return;
             };
             if offered != Some(index) {
@@ -272,7 +270,7 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
             drop(shared);
             let stored = net.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await.is_ok();
             let Some(shared) = weak.upgrade() else { return };
-            let mut pending = shared.redelivering.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = crate::sync::lock(&shared.redelivering);
             let newer = pending.get(&key).is_some_and(|entry| entry.0 > index);
             if stored && !newer {
                 pending.remove(&key);
@@ -882,7 +880,7 @@ impl SkipchainService {
         roster: &Roster,
         wait_for: Option<&[IdentityPublicKey]>,
     ) {
-        let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
+        let payload = Arc::new(LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec());
         let (chain, index) = (block.chain_id().to_vec(), block.index);
         let mut awaited = Vec::new();
         for m in roster.servers.iter().filter(|m| m.public != self.shared.me).cloned() {
@@ -892,10 +890,10 @@ impl SkipchainService {
             let weak = Arc::downgrade(&self.shared);
             let chain = chain.clone();
             let deliver = async move {
-                if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload.clone(), PEER_TIMEOUT).await {
+                if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload.to_vec(), PEER_TIMEOUT).await {
                     debug!(peer = %m.address, error = %e, "member did not store the block (offered again later)");
                     if let Some(shared) = weak.upgrade() {
-                        redeliver(&shared, m, chain, index, payload);
+                        redeliver(&shared, m, chain, index, payload.to_vec());
                     }
                 }
             };
@@ -1107,7 +1105,7 @@ impl SkipchainService {
         if s.store.latest_index(genesis).is_none_or(|newest| index <= newest) {
             return false;
         }
-        let mut last = s.read_catch_ups.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = crate::sync::lock(&s.read_catch_ups);
         let now = std::time::Instant::now();
         let recent = |at: Option<&std::time::Instant>, within| at.is_some_and(|at| now.duration_since(*at) < within);
         // The empty key stands for "any chain" (no chain id is empty).
