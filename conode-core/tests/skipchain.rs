@@ -170,6 +170,20 @@ fn member_that_missed_a_push_gets_the_block_without_another_append() {
         conode_core::services::skipchain::messages::GetBlock { hash: vec![], genesis: genesis.hash.clone(), index: 9 };
     let err = rt.block_on(client.block(&get)).unwrap_err().to_string();
     assert!(err.contains("no such block"), "{err}");
+
+    // A stranger flooding such reads starts at most one catch-up per chain per 2 s: the others
+    // are answered from what member 3 holds, and counted.
+    let (started0, limited0) = svc(&c, 3).read_catch_ups();
+    assert!(started0 >= 1, "the read of block 3 started a catch-up");
+    let flood = Instant::now();
+    for _ in 0..30 {
+        let err = rt.block_on(client.block(&get)).unwrap_err().to_string();
+        assert!(err.contains("no such block"), "{err}");
+    }
+    let (started, limited) = svc(&c, 3).read_catch_ups();
+    let windows = 1 + flood.elapsed().as_millis() as u64 / 2000;
+    assert_eq!(started - started0 + limited - limited0, 30, "every far read is counted once");
+    assert!(started - started0 <= windows, "{} catch-ups in {} windows", started - started0, windows);
 }
 
 #[test]

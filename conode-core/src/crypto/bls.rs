@@ -174,6 +174,47 @@ pub fn hash_to_g2(msg: &[u8]) -> blst::blst_p2_affine {
     affine
 }
 
+/// −g1: the G1 generator negated, so that a check e(g1, σ) = e(key, H) reads
+/// e(key, H)·e(−g1, σ) = 1, one multi-pairing.
+pub fn neg_g1() -> blst::blst_p1_affine {
+    // SAFETY: blst returns a pointer to its static generator; the rest are live locals.
+    unsafe {
+        let mut neg = *blst::blst_p1_affine_generator();
+        let y = neg.y;
+        blst::blst_fp_cneg(&mut neg.y, &y, true);
+        neg
+    }
+}
+
+/// −g2: the G2 generator negated (for checks with signatures on G1: e(σ, −g2)·e(H, key) = 1).
+pub fn neg_g2() -> blst::blst_p2_affine {
+    // SAFETY: blst returns a pointer to its static generator; the rest are live locals.
+    unsafe {
+        let mut neg = *blst::blst_p2_affine_generator();
+        let y = neg.y;
+        blst::blst_fp2_cneg(&mut neg.y, &y, true);
+        neg
+    }
+}
+
+/// Whether Π e(p_i, q_i) = 1: one Miller loop over all the pairs (their squarings shared) and
+/// one final exponentiation. Two separate Miller loops compared by `blst_fp12_finalverify` cost
+/// about a fifth more for a single signature check. False for no pairs or unequal lengths.
+pub fn pairings_product_is_one(ps: &[blst::blst_p1_affine], qs: &[blst::blst_p2_affine]) -> bool {
+    if ps.is_empty() || ps.len() != qs.len() {
+        return false;
+    }
+    let p: Vec<*const blst::blst_p1_affine> = ps.iter().map(|x| x as *const _).collect();
+    let q: Vec<*const blst::blst_p2_affine> = qs.iter().map(|x| x as *const _).collect();
+    let (mut ml, mut gt) = (blst::blst_fp12::default(), blst::blst_fp12::default());
+    // SAFETY: `p` and `q` hold `ps.len()` pointers each to live points.
+    unsafe {
+        blst::blst_miller_loop_n(&mut ml, q.as_ptr(), p.as_ptr(), ps.len());
+        blst::blst_final_exp(&mut gt, &ml);
+        blst::blst_fp12_is_one(&gt)
+    }
+}
+
 impl BlsKeyPair {
     pub fn generate() -> Self {
         let mut ikm = Zeroizing::new([0u8; 32]);

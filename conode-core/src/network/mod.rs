@@ -234,6 +234,20 @@ pub struct Network {
     inner: Arc<Inner>,
 }
 
+/// This process's scheduling lag after a keepalive timer fired `late_ms` late, from the previous
+/// value: a decaying maximum, so one late timer counts for a few rounds, not for good.
+fn decayed_lag(before_ms: u64, late_ms: u64) -> u64 {
+    late_ms.max(before_ms - before_ms / 4)
+}
+
+/// How long a link check waits for its ping: 8 round trips, and at least 4× this process's
+/// scheduling lag (a saturated process answers late but is not gone), within
+/// [`link_check`, the handshake timeout].
+fn link_check_wait(rtt: Option<Duration>, lag_ms: u64, link_check: Duration, handshake: Duration) -> Duration {
+    let lag = Duration::from_millis(lag_ms) * 4;
+    rtt.map(|r| r * 8).unwrap_or_default().max(lag).clamp(link_check, handshake.max(link_check))
+}
+
 fn short(key: &IdentityPublicKey) -> String {
     key.to_hex()[..16].to_string()
 }
@@ -564,7 +578,7 @@ impl Network {
             // A decaying maximum: one late timer counts for a few rounds, not for good.
             let late = slept.elapsed().saturating_sub(idle).as_millis() as u64;
             let before = self.inner.lag_ms.load(Ordering::Relaxed);
-            self.inner.lag_ms.store(late.max(before - before / 4), Ordering::Relaxed);
+            self.inner.lag_ms.store(decayed_lag(before, late), Ordering::Relaxed);
             let quiet = self.now_ms().saturating_sub(ctl.last_rx.load(Ordering::Relaxed));
             if quiet < idle.as_millis() as u64 {
                 continue;
@@ -588,10 +602,11 @@ impl Network {
         if ctl.checking.swap(true, Ordering::AcqRel) {
             return !ctl.close.is_cancelled();
         }
-        let lag = Duration::from_millis(self.inner.lag_ms.load(Ordering::Relaxed)) * 4;
-        let wait = self.inner.health.rtt(&peer).map(|r| r * 8).unwrap_or_default().max(lag).clamp(
+        let wait = link_check_wait(
+            self.inner.health.rtt(&peer),
+            self.inner.lag_ms.load(Ordering::Relaxed),
             self.inner.settings.link_check,
-            self.inner.settings.handshake_timeout.max(self.inner.settings.link_check),
+            self.inner.settings.handshake_timeout,
         );
         let nonce: [u8; 16] = rand::random();
         let start = Instant::now();
@@ -1148,5 +1163,36 @@ impl Network {
         let rtt = start.elapsed();
         self.inner.health.record_rtt(&peer.public, rtt);
         Ok(rtt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_timer_lengthens_link_checks_for_a_few_rounds() {
+        let (check, handshake) = (Duration::from_millis(500), Duration::from_secs(10));
+        // Quiet process: the minimum, or 8 round trips when those are longer.
+        assert_eq!(link_check_wait(None, 0, check, handshake), check);
+        assert_eq!(link_check_wait(Some(Duration::from_millis(200)), 0, check, handshake), Duration::from_millis(1600));
+        // A timer that fired 700 ms late: checks wait 4× that, never beyond the handshake timeout.
+        let lag = decayed_lag(0, 700);
+        assert_eq!(link_check_wait(None, lag, check, handshake), Duration::from_millis(2800));
+        assert_eq!(link_check_wait(None, 5_000, check, handshake), handshake);
+        // On time again: the lag decays by a quarter per round, and a new spike wins at once.
+        let mut lag = 800;
+        let mut seen = vec![];
+        for _ in 0..4 {
+            lag = decayed_lag(lag, 0);
+            seen.push(lag);
+        }
+        assert_eq!(seen, vec![600, 450, 338, 254]);
+        assert_eq!(decayed_lag(lag, 900), 900);
+        let mut lag = 1_000;
+        for _ in 0..40 {
+            lag = decayed_lag(lag, 0);
+        }
+        assert!(lag < 10, "the lag is forgotten: {lag}");
     }
 }

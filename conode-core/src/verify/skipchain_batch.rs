@@ -19,7 +19,7 @@ use super::cosi::{aggregate_key, CosiVerifyError, Mask, Policy};
 use super::skipchain::{
     link_statement, verify_link_with_keys, CollectiveSignature, ForwardLink, ProofError, SkipBlock,
 };
-use crate::crypto::bls::{hash_to_g2, DST_SIG};
+use crate::crypto::bls::{hash_to_g2, neg_g1, pairings_product_is_one, DST_SIG};
 use crate::crypto::{BlsPublicKey, BlsSignature};
 use blst::min_pk::{PublicKey, Signature};
 use blst::{blst_p2_affine, blst_scalar, BLST_ERROR};
@@ -107,20 +107,16 @@ pub struct PairingCheck {
 }
 
 impl PairingCheck {
-    /// Whether the check holds (two Miller loops, one final exponentiation).
+    /// Whether the check holds: e(key, point)·e(−g1, signature) = 1, one multi-pairing (two
+    /// Miller loops sharing their squarings, one final exponentiation).
     pub fn holds(&self) -> bool {
         let pk: blst::blst_p1_affine = (*self.key.raw()).into();
         let sig: blst_p2_affine = (*self.signature.raw()).into();
-        let (mut ml, mut gt) = (blst::blst_fp12::default(), blst::blst_fp12::default());
-        // SAFETY: pointers to live locals and to `self`.
-        unsafe {
-            if blst::blst_p1_affine_is_inf(&pk) || blst::blst_p2_affine_is_inf(&sig) {
-                return false;
-            }
-            blst::blst_miller_loop(&mut ml, &self.point, &pk);
-            blst::blst_aggregated_in_g2(&mut gt, &sig);
-            blst::blst_fp12_finalverify(&ml, &gt)
+        // SAFETY: pointers to live locals.
+        if unsafe { blst::blst_p1_affine_is_inf(&pk) || blst::blst_p2_affine_is_inf(&sig) } {
+            return false;
         }
+        pairings_product_is_one(&[pk, neg_g1()], &[self.point, sig])
     }
 }
 
@@ -171,19 +167,18 @@ fn weighted_hold(checks: &[PairingCheck]) -> bool {
         keys.push(wpk);
     }
     let mut sum_affine = blst_p2_affine::default();
-    let (mut ml, mut gt) = (blst::blst_fp12::default(), blst::blst_fp12::default());
-    let qs: Vec<*const blst_p2_affine> = checks.iter().map(|c| &c.point as *const _).collect();
-    let ps: Vec<*const blst::blst_p1_affine> = keys.iter().map(|k| k as *const _).collect();
-    // SAFETY: `qs` and `ps` hold `checks.len()` pointers to live points each.
+    // SAFETY: pointers to live locals.
     unsafe {
         blst::blst_p2_to_affine(&mut sum_affine, &sum);
         if blst::blst_p2_affine_is_inf(&sum_affine) {
             return false;
         }
-        blst::blst_miller_loop_n(&mut ml, qs.as_ptr(), ps.as_ptr(), checks.len());
-        blst::blst_aggregated_in_g2(&mut gt, &sum_affine);
-        blst::blst_fp12_finalverify(&ml, &gt)
     }
+    // e(g1, Σ r_i·σ_i) = Π e(r_i·key_i, point_i), as one product with −g1: n + 1 Miller loops.
+    let mut points: Vec<blst_p2_affine> = checks.iter().map(|c| c.point).collect();
+    keys.push(neg_g1());
+    points.push(sum_affine);
+    pairings_product_is_one(&keys, &points)
 }
 
 /// [`crate::verify::cosi::verify`] of a statement given by its point on G2 (`point` must be

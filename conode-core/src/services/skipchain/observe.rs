@@ -53,6 +53,10 @@ pub(super) struct Observed {
     appends: AtomicU64,
     append_failures: AtomicU64,
     append_latency: Histogram,
+    /// Catch-ups started by client reads beyond this node's newest block, and such reads that
+    /// started none because one ran lately (the limit that keeps strangers from flooding members).
+    read_catch_ups: AtomicU64,
+    read_catch_ups_limited: AtomicU64,
     recent: Mutex<VecDeque<Recent>>,
     /// Where the time of appends goes (for `conode bench skipchain`'s breakdown).
     pub(super) phases: Phases,
@@ -137,6 +141,8 @@ impl Observed {
             appends: AtomicU64::new(0),
             append_failures: AtomicU64::new(0),
             append_latency: seconds_histogram(),
+            read_catch_ups: AtomicU64::new(0),
+            read_catch_ups_limited: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             phases: Phases::default(),
         }
@@ -162,6 +168,18 @@ impl Observed {
         self.append_latency.observe(elapsed.as_secs_f64());
     }
 
+    /// A client read beyond this node's newest block started a catch-up (`started`) or was
+    /// answered from what is here because one ran lately.
+    pub(super) fn read_catch_up(&self, started: bool) {
+        let counter = if started { &self.read_catch_ups } else { &self.read_catch_ups_limited };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (catch-ups started by client reads, reads that started none because of the limit).
+    pub(super) fn read_catch_ups(&self) -> (u64, u64) {
+        (self.read_catch_ups.load(Ordering::Relaxed), self.read_catch_ups_limited.load(Ordering::Relaxed))
+    }
+
     pub(super) fn write_metrics(&self, reg: &mut Registry, store: &ChainStore) {
         reg.register("conode_skipchain_blocks_stored", "Blocks stored here, by how they came", self.blocks.clone());
         counter(reg, "conode_skipchain_appends", "Appends this node led.", self.appends.load(Ordering::Relaxed));
@@ -170,6 +188,18 @@ impl Observed {
             "conode_skipchain_append_failures",
             "Appends this node led that failed.",
             self.append_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            reg,
+            "conode_skipchain_read_catch_ups",
+            "Catch-ups started by client reads beyond this node's newest block.",
+            self.read_catch_ups.load(Ordering::Relaxed),
+        );
+        counter(
+            reg,
+            "conode_skipchain_read_catch_ups_limited",
+            "Client reads beyond this node's newest block that started no catch-up (one ran lately).",
+            self.read_catch_ups_limited.load(Ordering::Relaxed),
         );
         reg.register_with_unit(
             "conode_skipchain_append_duration",

@@ -1110,6 +1110,7 @@ impl SkipchainService {
         let recent = |at: Option<&std::time::Instant>, within| at.is_some_and(|at| now.duration_since(*at) < within);
         // The empty key stands for "any chain" (no chain id is empty).
         if recent(last.get(genesis), READ_CATCH_UP_EVERY) || recent(last.get(&[][..]), READ_CATCH_UP_ANY) {
+            s.observed.read_catch_up(false);
             return false;
         }
         if last.len() >= 4096 {
@@ -1117,7 +1118,14 @@ impl SkipchainService {
         }
         last.insert(genesis.to_vec(), now);
         last.insert(Vec::new(), now);
+        s.observed.read_catch_up(true);
         true
+    }
+
+    /// (catch-ups started by client reads beyond this node's newest block, such reads that started
+    /// none because one ran lately): what the limit on read catch-ups did.
+    pub fn read_catch_ups(&self) -> (u64, u64) {
+        self.shared.observed.read_catch_ups()
     }
 
     /// Asks the members of every known chain for newer blocks (on start).
