@@ -86,6 +86,9 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: 
 /// Appends per second with `clients` concurrent clients, each on its own chain through member
 /// k mod n, `appends` in all; prints the rate and where an append's time went (per phase: the
 /// proposer's rounds, its store and its wait for the members' stores; the members' hooks).
+/// Slices of an append-rate run (each followed by its BLS floor).
+const SLICES: u64 = 5;
+
 fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     let c = LocalCluster::new(n)?;
     for i in 0..n {
@@ -103,24 +106,42 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     }
     let (first_svc, first_genesis) = (chains[0].0.clone(), chains[0].2.clone());
     let before = phase_totals(&c, n)?;
-    let cpu0 = cpu_seconds();
     let per_client = appends.div_ceil(clients as u64);
-    let start = Instant::now();
-    let runs = chains.into_iter().map(|(svc, owner, genesis)| async move {
-        for i in 2..per_client + 2 {
-            let req = Append::signed(&owner, &genesis.hash, i, i.to_be_bytes().to_vec(), None)?;
-            svc.append(req).await.with_context(|| format!("append {i}"))?;
+    // The appends run in slices, each followed by the BLS floor timed on the blocks it appended:
+    // both see the same machine load, so a slice's CPU per append against its floor holds
+    // when the shared machine's speed drifts during the run.
+    let slices = SLICES.min(per_client);
+    let (mut secs, mut cpu_ms) = (0.0, 0.0);
+    let (mut floors, mut ratios) = (Vec::with_capacity(slices as usize), Vec::with_capacity(slices as usize));
+    let mut next = 2;
+    for slice in 0..slices {
+        let end = 2 + per_client * (slice + 1) / slices;
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        let runs = chains.iter().map(|(svc, owner, genesis)| async move {
+            for i in next..end {
+                let req = Append::signed(owner, &genesis.hash, i, i.to_be_bytes().to_vec(), None)?;
+                svc.append(req).await.with_context(|| format!("append {i}"))?;
+            }
+            anyhow::Ok(())
+        });
+        for r in c.runtime().block_on(futures_util::future::join_all(runs)) {
+            r?;
         }
-        anyhow::Ok(())
-    });
-    for r in c.runtime().block_on(futures_util::future::join_all(runs)) {
-        r?;
+        secs += start.elapsed().as_secs_f64();
+        let slice_cpu_ms = (cpu_seconds() - cpu0) * 1e3;
+        cpu_ms += slice_cpu_ms;
+        let floor = bls_floor(&c, n, &first_svc, &first_genesis, next..end)?;
+        ratios.push(slice_cpu_ms / ((end - next) * clients as u64) as f64 / floor.ms);
+        floors.push(floor);
+        next = end;
     }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu_ms = (cpu_seconds() - cpu0) * 1e3;
     let total = per_client * clients as u64;
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
-    let floor = bls_floor(&c, n, &first_svc, &first_genesis, per_client + 1)?;
+    floors.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let floor = &floors[floors.len() / 2];
+    let ratio_to_floor = ratios[ratios.len() / 2];
     // On a shared machine the wall-clock rate follows the other load; the CPU time per append
     // does not, and the cores over it bound the rate this machine reaches when idle.
     println!(
@@ -130,6 +151,7 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
             "appends_per_sec": total as f64 / secs, "cpu_ms_per_append": cpu_ms / total as f64,
             "cpu_bound_appends_per_sec": cores * 1e3 * total as f64 / cpu_ms,
             "bls_floor_ms_per_append": floor.ms, "bls_bound_appends_per_sec": cores * 1e3 / floor.ms,
+            "ratio_cpu_to_bls_floor": ratio_to_floor,
             "mean_height": floor.mean_height, "link_rounds_per_append": floor.link_rounds })
     );
     let after = phase_totals(&c, n)?;
@@ -159,20 +181,26 @@ struct Floor {
     link_rounds: f64,
 }
 
-/// Times, on up to 64 appended blocks of `genesis`: a BLS signature of a link, one link verified
+/// Times, on up to 64 blocks of `genesis` (the first of `blocks_of`): a BLS signature of a link, one link verified
 /// on its own (decode + aggregate check: the cost of a root's or a certificate's check) and all of
 /// a block's links verified as a member storing it does. The floor per append with n members and
 /// r link rounds (v1: r = the block's height h, one per level; v2: one per source roster,
 /// usually one) is n(1+r) signatures (prepare + links, by every member), 1+r root checks, n−1
 /// certificate checks and n−1 link checks of a stored block, less the 1+r hashes to G2 of each
 /// member's checks (a member verifies statements it signed itself with the points it hashed then).
-fn bls_floor(c: &LocalCluster, n: usize, svc: &SkipchainService, genesis: &SkipBlock, last: u64) -> Result<Floor> {
+fn bls_floor(
+    c: &LocalCluster,
+    n: usize,
+    svc: &SkipchainService,
+    genesis: &SkipBlock,
+    blocks_of: std::ops::Range<u64>,
+) -> Result<Floor> {
     let key = c.node(0).config().cosi_key().cloned().context("node 0 has no cosi key")?;
     let st = svc.store();
     let (mut sign, mut single, mut stored, mut heights, mut blocks) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut hash = 0.0;
     let mut rounds = 0.0;
-    for i in 2..=last.min(65) {
+    for i in blocks_of.clone().take(64) {
         let block = st.block_at(&genesis.hash, i).context("appended block missing")?;
         let mut levels = Vec::new();
         for h in 0..block.height as usize {
