@@ -30,6 +30,9 @@ pub struct HostsResult {
     pub p99_ms: f64,
     pub physical_limit_ms: f64,
     pub ratio_p50_to_physical: f64,
+    /// The physical limit with the n signatures timed on all cores at once (see `bench cosi`).
+    pub physical_limit_parallel_ms: f64,
+    pub ratio_p50_to_physical_parallel: f64,
     pub first_round_ms: f64,
     pub ratio_first_to_p50: f64,
     /// Time until every host had started its nodes.
@@ -253,6 +256,20 @@ pub fn cosi(n: usize, hosts: usize, rounds: usize) -> Result<HostsResult> {
         let _ = key.sign(format!("physical limit {i}").as_bytes());
     }
     let physical = t.elapsed() / cores as u32 + last_verify;
+    // The same n signatures (other statements: the key keeps the points it hashed) on all cores.
+    let per_thread = n.div_ceil(cores.max(1));
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..cores.max(1) {
+            let key = &key;
+            s.spawn(move || {
+                for i in c * per_thread..((c + 1) * per_thread).min(n) {
+                    std::hint::black_box(key.sign(format!("physical limit, all cores {i}").as_bytes()));
+                }
+            });
+        }
+    });
+    let physical_parallel = t.elapsed() + last_verify;
     let p50 = percentile(&times, 50.0);
     Ok(HostsResult {
         nodes: n,
@@ -262,6 +279,8 @@ pub fn cosi(n: usize, hosts: usize, rounds: usize) -> Result<HostsResult> {
         p99_ms: ms(percentile(&times, 99.0)),
         physical_limit_ms: ms(physical),
         ratio_p50_to_physical: p50.as_secs_f64() / physical.as_secs_f64(),
+        physical_limit_parallel_ms: ms(physical_parallel),
+        ratio_p50_to_physical_parallel: p50.as_secs_f64() / physical_parallel.as_secs_f64(),
         first_round_ms: ms(first),
         ratio_first_to_p50: first.as_secs_f64() / p50.as_secs_f64(),
         start_ms,

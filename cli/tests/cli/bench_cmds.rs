@@ -12,7 +12,15 @@ fn cosi_bench_spreads_one_roster_over_processes() {
     assert_eq!(r["nodes"], 9, "{r}");
     assert_eq!(r["hosts"], 2, "{r}");
     assert_eq!(r["processes"], "several", "{r}");
-    for field in ["p50_ms", "physical_limit_ms", "prepare_ms", "first_round_ms", "ratio_p50_to_physical"] {
+    for field in [
+        "p50_ms",
+        "physical_limit_ms",
+        "prepare_ms",
+        "first_round_ms",
+        "ratio_p50_to_physical",
+        "physical_limit_parallel_ms",
+        "ratio_p50_to_physical_parallel",
+    ] {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {r}");
     }
     assert!(r["rss_per_node_kib"].as_u64().is_some_and(|v| v > 0), "{r}");

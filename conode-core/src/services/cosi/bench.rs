@@ -29,6 +29,14 @@ pub struct BenchResult {
     /// CPU time of this protocol's round divided by the cores.
     pub tree_limit_ms: f64,
     pub ratio_p50_to_physical: f64,
+    /// The physical limit with the n signatures timed on all cores at once (each core signing
+    /// its share), not one core's time divided by the cores: what this machine's cores give
+    /// together (on shared or virtual cores, less than the sum of each alone).
+    pub physical_limit_parallel_ms: f64,
+    pub ratio_p50_to_physical_parallel: f64,
+    /// One core's signing time divided by the cores, against the wall time of all cores signing
+    /// at once: 1.0 when the cores add up perfectly.
+    pub parallel_signing_efficiency: f64,
     pub ratio_p50_to_tree: f64,
     /// The first round on a fresh cluster, once the root prepared the roster (see
     /// `prepare_ms`): the sub-leaders still dial their leaves.
@@ -156,6 +164,7 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
     // Rounds and limit measurements alternate, so that both see the same machine load.
     let mut lat = Vec::with_capacity(rounds);
     let (mut phys, mut treew) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut phys_parallel, mut efficiency) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let mut cpu_rounds = Duration::ZERO;
     for i in 0..rounds {
         let cpu0 = process_cpu();
@@ -166,13 +175,18 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
             tracing::warn!(nodes = n, round = i, signed = out.report.signed.len(), "cosi bench: not every node signed");
         }
         lat.push(d);
-        let (p, t) = cpu_work(&keys, &groups, i);
-        phys.push(p);
-        treew.push(t);
+        let work = cpu_work(&keys, &groups, i);
+        phys.push(work.physical);
+        treew.push(work.tree_cpu);
+        phys_parallel.push(work.physical_parallel);
+        efficiency.push(work.parallel_efficiency);
     }
     lat.sort();
     phys.sort();
     treew.sort();
+    phys_parallel.sort();
+    efficiency.sort_by(|a, b| a.total_cmp(b));
+    let physical_parallel = phys_parallel[phys_parallel.len() / 2];
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let physical = phys[phys.len() / 2];
     // The CPU the process spent per round, against the tree's CPU work (single-threaded): how
@@ -190,6 +204,9 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
         physical_limit_ms: ms(physical),
         tree_limit_ms: ms(tree_limit),
         ratio_p50_to_physical: ratio(p50, physical),
+        physical_limit_parallel_ms: ms(physical_parallel),
+        ratio_p50_to_physical_parallel: ratio(p50, physical_parallel),
+        parallel_signing_efficiency: efficiency[efficiency.len() / 2],
         ratio_p50_to_tree: ratio(p50, tree_limit),
         first_round_ms: ms(first),
         prepare_ms: ms(prepare),
@@ -209,19 +226,34 @@ fn bench_size(n: usize, rounds: usize) -> Result<BenchResult, String> {
     })
 }
 
-/// Single-threaded measurement of one round's cryptography with node 0 as root. Returns the
-/// physical limit (the n signatures divided by the cores, plus the one aggregate verification)
-/// and the tree's CPU work (the signatures, every partial decoded from its uncompressed form and
-/// added at its sub-leader, every group aggregate decoded and added at the root, one
-/// verification), not yet divided by the cores.
-fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> (Duration, Duration) {
+/// One round's cryptography measured with node 0 as root (see [`CpuWork`]).
+struct CpuWork {
+    /// The n signatures timed on one core, divided by the cores, plus the one aggregate
+    /// verification.
+    physical: Duration,
+    /// The n signatures timed on all cores at once, plus the one aggregate verification.
+    physical_parallel: Duration,
+    /// One core's signing time over the cores, against the wall time of all cores at once.
+    parallel_efficiency: f64,
+    /// The tree's CPU work (the signatures, every partial decoded from its uncompressed form and
+    /// added at its sub-leader, every group aggregate decoded and added at the root, one
+    /// verification), not divided by the cores.
+    tree_cpu: Duration,
+}
+
+fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> CpuWork {
     let n = keys.len();
-    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as u32;
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let pubs: Vec<_> = keys.iter().map(|k| k.public()).collect();
     let statement = format!("cpu limit run {run}").into_bytes();
+    // Each key keeps the points of statements it hashed: the parallel run signs another one. The
+    // order alternates, so that what the round left running weighs on both alike.
+    let all_cores = format!("cpu limit run {run}, all cores").into_bytes();
+    let mut parallel = (run % 2 == 0).then(|| parallel_signing(keys, &all_cores, cores));
     let t = Instant::now();
     let partials: Vec<[u8; 192]> = keys.iter().map(|k| k.sign(&statement).raw().serialize()).collect();
     let signing = t.elapsed();
+    let parallel = parallel.take().unwrap_or_else(|| parallel_signing(keys, &all_cores, cores));
     let decode = |i: usize, mask: Mask, bytes: &[u8]| Contribution {
         from: i,
         mask,
@@ -244,7 +276,30 @@ fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> (Duratio
     let t = Instant::now();
     assert!(aggregate::verify(&statement, &sig, &mask, &pubs));
     let verifying = t.elapsed();
-    (signing / cores + verifying, signing + adding + verifying)
+    let per_core = signing / cores as u32;
+    CpuWork {
+        physical: per_core + verifying,
+        physical_parallel: parallel + verifying,
+        parallel_efficiency: if parallel.is_zero() { 0.0 } else { per_core.as_secs_f64() / parallel.as_secs_f64() },
+        tree_cpu: signing + adding + verifying,
+    }
+}
+
+/// Wall time of every key of `keys` signing `statement`, the keys split over `cores` threads
+/// that sign at once.
+pub fn parallel_signing(keys: &[BlsKeyPair], statement: &[u8], cores: usize) -> Duration {
+    let chunk = keys.len().div_ceil(cores.max(1)).max(1);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for part in keys.chunks(chunk) {
+            s.spawn(move || {
+                for k in part {
+                    std::hint::black_box(k.sign(statement));
+                }
+            });
+        }
+    });
+    t.elapsed()
 }
 
 /// How many members a degraded run takes out: a number, or `f` (= ⌊(n−1)/3⌋, what the default
