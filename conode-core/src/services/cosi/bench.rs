@@ -249,7 +249,7 @@ fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> CpuWork 
     // Each key keeps the points of statements it hashed: the parallel run signs another one. The
     // order alternates, so that what the round left running weighs on both alike.
     let all_cores = format!("cpu limit run {run}, all cores").into_bytes();
-    let mut parallel = (run % 2 == 0).then(|| parallel_signing(keys, &all_cores, cores));
+    let mut parallel = run.is_multiple_of(2).then(|| parallel_signing(keys, &all_cores, cores));
     let t = Instant::now();
     let partials: Vec<[u8; 192]> = keys.iter().map(|k| k.sign(&statement).raw().serialize()).collect();
     let signing = t.elapsed();
