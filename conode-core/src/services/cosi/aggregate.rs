@@ -60,15 +60,23 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// [`Prepared::with_point`] of `statement` hashed here.
+    #[cfg(test)]
+    pub fn new(statement: &[u8], keys: &[BlsPublicKey], mask: Mask) -> Option<Self> {
+        Self::with_point(&crate::crypto::bls::hash_to_g2(statement), keys, mask)
+    }
+
+    /// The check of the statement hashed to `point` (which must be its
+    /// [`crate::crypto::bls::hash_to_g2`]: e.g. the point the root's key kept when it signed).
     /// `None` when the mask is empty or its keys add up to the point at infinity (then only the
     /// general [`verify`] decides, which refuses it).
-    pub fn new(statement: &[u8], keys: &[BlsPublicKey], mask: Mask) -> Option<Self> {
+    pub fn with_point(point: &blst::blst_p2_affine, keys: &[BlsPublicKey], mask: Mask) -> Option<Self> {
         let pk: blst::blst_p1_affine = sum_keys(&mask, keys)?.into();
         // SAFETY: a pointer to a live local.
         if unsafe { blst::blst_p1_affine_is_inf(&pk) } {
             return None;
         }
-        let hash_affine = crate::crypto::bls::hash_to_g2(statement);
+        let hash_affine = *point;
         let mut ml = blst::blst_fp12::default();
         // SAFETY: pointers to live locals.
         unsafe { blst::blst_miller_loop(&mut ml, &hash_affine, &pk) };

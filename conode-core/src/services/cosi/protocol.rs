@@ -636,8 +636,15 @@ pub(super) async fn run_root(
     // Our own partial and half of the check of the total (for the members asked), on the crypto
     // pool while the others sign; the group tasks send meanwhile.
     let expected = Mask::from_indices(n, std::iter::once(me).chain(groups.iter().flat_map(|g| g.members())));
-    let (msg, keys) = (statement.clone(), roster.clone());
-    let prepare = pool::run(Priority::Normal, move || aggregate::Prepared::new(&msg, &keys.keys, expected));
+    // The statement is hashed to G2 once, first: the root's key keeps the point, so its own
+    // signature and the check's Miller loop (side by side on the pool) both start from it.
+    let (msg, config) = (statement.clone(), shared.config.clone());
+    let point = pool::run(Priority::Normal, move || config.cosi_key().map(|key| key.message_point(&msg))).await;
+    let keys = roster.clone();
+    let prepare = pool::run(Priority::Normal, move || match point.ok().flatten() {
+        Some(point) => aggregate::Prepared::with_point(&point, &keys.keys, expected),
+        None => None,
+    });
     let (own_bytes, prepared) = futures_util::join!(sign_on_pool(&shared.config, statement.clone()), prepare);
     let own = Contribution {
         from: me,
