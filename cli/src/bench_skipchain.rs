@@ -83,12 +83,12 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: 
     Ok(())
 }
 
-/// Appends per second with `clients` concurrent clients, each on its own chain through member
-/// k mod n, `appends` in all; prints the rate and where an append's time went (per phase: the
-/// proposer's rounds, its store and its wait for the members' stores; the members' hooks).
 /// Slices of an append-rate run (each followed by its BLS floor).
 const SLICES: u64 = 5;
 
+/// Appends per second with `clients` concurrent clients, each on its own chain through member
+/// k mod n, `appends` in all; prints the rate and where an append's time went (per phase: the
+/// proposer's rounds, its store and its wait for the members' stores; the members' hooks).
 fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     let c = LocalCluster::new(n)?;
     for i in 0..n {
@@ -107,6 +107,7 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     let (first_svc, first_genesis) = (chains[0].0.clone(), chains[0].2.clone());
     let before = phase_totals(&c, n)?;
     let per_client = appends.div_ceil(clients as u64);
+    anyhow::ensure!(per_client > 0, "--appends: no appends to time");
     // The appends run in slices, each followed by the BLS floor timed on the blocks it appended:
     // both see the same machine load, so a slice's CPU per append against its floor holds
     // when the shared machine's speed drifts during the run.
@@ -129,6 +130,8 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
             r?;
         }
         secs += start.elapsed().as_secs_f64();
+        // The members still storing the slice's last blocks belong to its CPU, not to the floor.
+        wait_until_stored(&c, n, chains.iter().map(|(_, _, g)| g), end - 1)?;
         let slice_cpu_ms = (cpu_seconds() - cpu0) * 1e3;
         cpu_ms += slice_cpu_ms;
         let floor = bls_floor(&c, n, &first_svc, &first_genesis, next..end)?;
@@ -140,6 +143,7 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
     floors.sort_by(|a, b| a.ms.total_cmp(&b.ms));
     ratios.sort_by(|a, b| a.total_cmp(b));
+    // The median slice's floor (its mean height and link rounds with it).
     let floor = &floors[floors.len() / 2];
     let ratio_to_floor = ratios[ratios.len() / 2];
     // On a shared machine the wall-clock rate follows the other load; the CPU time per append
@@ -239,6 +243,26 @@ fn bls_floor(
     let n = n as f64;
     let ms = 1e3 * (n * (1.0 + r) * sign + (1.0 + r) * single + (n - 1.0) * (single + stored - (1.0 + r) * hash));
     Ok(Floor { ms, mean_height: h, link_rounds: r })
+}
+
+/// Waits (at most 30 s) until every member holds block `index` of every chain of `genesis`.
+fn wait_until_stored<'a>(
+    c: &LocalCluster,
+    n: usize,
+    genesis: impl Iterator<Item = &'a SkipBlock> + Clone,
+    index: u64,
+) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    for i in 0..n {
+        let store = c.node(i).skipchain().context("skipchain service")?.store().clone();
+        for g in genesis.clone() {
+            while store.latest_index(&g.hash).is_none_or(|l| l < index) {
+                anyhow::ensure!(Instant::now() < deadline, "member {i} did not store block {index} within 30 s");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// CPU time (user + system) this process has used, in seconds.

@@ -180,9 +180,16 @@ fn member_that_missed_a_push_gets_the_block_without_another_append() {
         let err = rt.block_on(client.block(&get)).unwrap_err().to_string();
         assert!(err.contains("no such block"), "{err}");
     }
+    // Reads paced beyond the 250 ms limit for all chains meet the 2 s limit of this chain.
+    // (The pause paces the load under test; nothing is waited for.)
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300));
+        let err = rt.block_on(client.block(&get)).unwrap_err().to_string();
+        assert!(err.contains("no such block"), "{err}");
+    }
     let (started, limited) = svc(&c, 3).read_catch_ups();
     let windows = 1 + flood.elapsed().as_millis() as u64 / 2000;
-    assert_eq!(started - started0 + limited - limited0, 30, "every far read is counted once");
+    assert_eq!(started - started0 + limited - limited0, 38, "every far read is counted once");
     assert!(started - started0 <= windows, "{} catch-ups in {} windows", started - started0, windows);
 }
 
