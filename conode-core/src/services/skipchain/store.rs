@@ -78,13 +78,17 @@ impl ChainStore {
     }
 
     /// Stores a new block (the chain's next one) and the updated source blocks in one atomic,
-    /// durable commit.
+    /// durable commit. Forward links are never lost: a block already stored keeps the links it
+    /// has where the given copy has none (a concurrent store of the same blocks, e.g. a pushed
+    /// block and a catch-up, may have added links since the caller read its copies).
     pub fn store(&self, block: &SkipBlock, updated_sources: &[SkipBlock]) -> Result<(), StorageError> {
         let genesis = block.chain_id().to_vec();
-        let encoded: Vec<Vec<u8>> = updated_sources.iter().map(|s| s.encode_to_vec()).collect();
-        let block_bytes = block.encode_to_vec();
         let index_entry = index_key(&genesis, block.index);
         let latest_bytes = block.index.to_be_bytes();
+        let _one = crate::sync::lock(&self.commit);
+        // Under the commit lock, so no other store comes between the merge and the write.
+        let encoded: Vec<Vec<u8>> = updated_sources.iter().map(|s| self.with_stored_links(s).encode_to_vec()).collect();
+        let block_bytes = self.with_stored_links(block).encode_to_vec();
         let mut writes: Vec<(&ServiceTree, &[u8], &[u8])> = updated_sources
             .iter()
             .zip(&encoded)
@@ -92,7 +96,6 @@ impl ChainStore {
             .collect();
         writes.push((&self.blocks, &block.hash, &block_bytes));
         writes.push((&self.index, &index_entry, &block.hash));
-        let _one = crate::sync::lock(&self.commit);
         if self.latest_index(&genesis).is_none_or(|l| block.index > l) {
             writes.push((&self.latest, &genesis, &latest_bytes));
         }
@@ -104,6 +107,26 @@ impl ChainStore {
             bus.emit(NodeEvent::BlockStored { chain: genesis, index: block.index, hash: block.hash.clone() });
         }
         Ok(())
+    }
+
+    /// `block` with the forward links of its stored copy (if any) at the levels where it has
+    /// none: what is stored is only ever added to.
+    fn with_stored_links<'a>(&self, block: &'a SkipBlock) -> std::borrow::Cow<'a, SkipBlock> {
+        let Some(stored) = self.block(&block.hash) else { return std::borrow::Cow::Borrowed(block) };
+        let missing = |level: usize| block.forward_links.get(level).is_none_or(|l| l.to.is_empty());
+        if !stored.forward_links.iter().enumerate().any(|(level, l)| !l.to.is_empty() && missing(level)) {
+            return std::borrow::Cow::Borrowed(block);
+        }
+        let mut merged = block.clone();
+        if merged.forward_links.len() < stored.forward_links.len() {
+            merged.forward_links.resize(stored.forward_links.len(), Default::default());
+        }
+        for (level, link) in stored.forward_links.into_iter().enumerate() {
+            if !link.to.is_empty() && missing(level) {
+                merged.forward_links[level] = link;
+            }
+        }
+        std::borrow::Cow::Owned(merged)
     }
 
     /// Replaces a stored block (to add forward links), durably.
@@ -135,5 +158,43 @@ impl ChainStore {
         let cleared = self.latest.clear();
         self.bump();
         cleared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::skipchain::ForwardLink;
+
+    fn block(index: u64, hash: u8) -> SkipBlock {
+        SkipBlock { index, hash: vec![hash; 32], genesis_id: vec![0; 32], ..Default::default() }
+    }
+
+    fn linked(mut b: SkipBlock, to: &SkipBlock) -> SkipBlock {
+        b.forward_links = vec![ForwardLink { from: b.hash.clone(), to: to.hash.clone(), ..Default::default() }];
+        b
+    }
+
+    #[test]
+    fn a_late_store_of_older_copies_keeps_the_forward_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let (b0, b1, b2) = (block(0, 0), block(1, 1), block(2, 2));
+        store.store(&b0, &[]).unwrap();
+        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
+        store.store(&b2, &[linked(b1.clone(), &b2)]).unwrap();
+        // A second, slower store of block 1 (a pushed copy checked while a catch-up stored
+        // blocks 1 and 2) writes copies read before block 2 came.
+        store.store(&b1, &[b0.clone()]).unwrap();
+        let link_of = |b: &SkipBlock| store.block(&b.hash).unwrap().forward_links.first().map(|l| l.to.clone());
+        assert_eq!(link_of(&b1), Some(b2.hash.clone()), "block 1 lost its link to block 2");
+        assert_eq!(link_of(&b0), Some(b1.hash.clone()), "the genesis lost its link to block 1");
+        assert_eq!(store.latest_index(&b0.hash), Some(2));
+        // A link the copy brings is added to what is stored.
+        let mut two_levels = linked(b0.clone(), &b1);
+        two_levels.forward_links.push(ForwardLink { to: b2.hash.clone(), ..Default::default() });
+        store.store(&b2, &[two_levels]).unwrap();
+        let stored = store.block(&b0.hash).unwrap();
+        assert_eq!(stored.forward_links.iter().map(|l| l.to.clone()).collect::<Vec<_>>(), vec![b1.hash, b2.hash]);
     }
 }
