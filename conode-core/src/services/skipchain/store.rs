@@ -185,7 +185,7 @@ mod tests {
         store.store(&b2, &[linked(b1.clone(), &b2)]).unwrap();
         // A second, slower store of block 1 (a pushed copy checked while a catch-up stored
         // blocks 1 and 2) writes copies read before block 2 came.
-        store.store(&b1, &[b0.clone()]).unwrap();
+        store.store(&b1, std::slice::from_ref(&b0)).unwrap();
         let link_of = |b: &SkipBlock| store.block(&b.hash).unwrap().forward_links.first().map(|l| l.to.clone());
         assert_eq!(link_of(&b1), Some(b2.hash.clone()), "block 1 lost its link to block 2");
         assert_eq!(link_of(&b0), Some(b1.hash.clone()), "the genesis lost its link to block 1");
