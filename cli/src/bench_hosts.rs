@@ -257,19 +257,10 @@ pub fn cosi(n: usize, hosts: usize, rounds: usize) -> Result<HostsResult> {
     }
     let physical = t.elapsed() / cores as u32 + last_verify;
     // The same n signatures (other statements: the key keeps the points it hashed) on all cores.
-    let per_thread = n.div_ceil(cores.max(1));
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for c in 0..cores.max(1) {
-            let key = &key;
-            s.spawn(move || {
-                for i in c * per_thread..((c + 1) * per_thread).min(n) {
-                    std::hint::black_box(key.sign(format!("physical limit, all cores {i}").as_bytes()));
-                }
-            });
-        }
+    let parallel = conode_core::services::cosi::bench::on_all_cores(n, cores, |i| {
+        std::hint::black_box(key.sign(format!("physical limit, all cores {i}").as_bytes()));
     });
-    let physical_parallel = t.elapsed() + last_verify;
+    let physical_parallel = parallel + last_verify;
     let p50 = percentile(&times, 50.0);
     Ok(HostsResult {
         nodes: n,

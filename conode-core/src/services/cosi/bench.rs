@@ -249,11 +249,11 @@ fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> CpuWork 
     // Each key keeps the points of statements it hashed: the parallel run signs another one. The
     // order alternates, so that what the round left running weighs on both alike.
     let all_cores = format!("cpu limit run {run}, all cores").into_bytes();
-    let mut parallel = run.is_multiple_of(2).then(|| parallel_signing(keys, &all_cores, cores));
+    let parallel = run.is_multiple_of(2).then(|| parallel_signing(keys, &all_cores, cores));
     let t = Instant::now();
     let partials: Vec<[u8; 192]> = keys.iter().map(|k| k.sign(&statement).raw().serialize()).collect();
     let signing = t.elapsed();
-    let parallel = parallel.take().unwrap_or_else(|| parallel_signing(keys, &all_cores, cores));
+    let parallel = parallel.unwrap_or_else(|| parallel_signing(keys, &all_cores, cores));
     let decode = |i: usize, mask: Mask, bytes: &[u8]| Contribution {
         from: i,
         mask,
@@ -288,15 +288,19 @@ fn cpu_work(keys: &[BlsKeyPair], groups: &[tree::Group], run: usize) -> CpuWork 
 /// Wall time of every key of `keys` signing `statement`, the keys split over `cores` threads
 /// that sign at once.
 pub fn parallel_signing(keys: &[BlsKeyPair], statement: &[u8], cores: usize) -> Duration {
-    let chunk = keys.len().div_ceil(cores.max(1)).max(1);
+    on_all_cores(keys.len(), cores, |i| {
+        std::hint::black_box(keys[i].sign(statement));
+    })
+}
+
+/// Wall time of `job(0..n)` split over `cores` threads that run at once (each a contiguous share).
+pub fn on_all_cores(n: usize, cores: usize, job: impl Fn(usize) + Sync) -> Duration {
+    let share = n.div_ceil(cores.max(1)).max(1);
+    let job = &job;
     let t = Instant::now();
     std::thread::scope(|s| {
-        for part in keys.chunks(chunk) {
-            s.spawn(move || {
-                for k in part {
-                    std::hint::black_box(k.sign(statement));
-                }
-            });
+        for start in (0..n).step_by(share) {
+            s.spawn(move || (start..(start + share).min(n)).for_each(job));
         }
     });
     t.elapsed()
