@@ -8,13 +8,22 @@ export CARGO_TERM_COLOR=never
 # Every section header says how long the run has taken so far (CI allows 30 minutes in all).
 section() { echo "== $1 (at ${SECONDS}s)"; }
 
+# Outside tools (Debian packages, nightly) download while the build keeps both cores busy.
+target=${CARGO_TARGET_DIR:-$PWD/target}
+mkdir -p "$target"
+bash tests/provision.sh "$target/provision.log" &
+provision=$!
+
 section "build (shared by every test below)"
 cargo build --workspace --all-targets --locked
 
 section "light-client part compiles without the runtime (no tokio, no sled)"
 cargo build -p conode-core --no-default-features --locked
 
-section "tools the Rust process tests use (iptables: silent partition test; it says so and skips without)"
+section "tools the tests use (fetched during the build: $target/provision.log)"
+wait "$provision" || true
+grep '^provision:' "$target/provision.log" || true
+# iptables: the silent partition test (it says so and skips without).
 if [ "$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   { apt-get install -y -qq iptables || { apt-get update -qq && apt-get install -y -qq iptables; }; } >/dev/null 2>&1 ||
     echo "iptables could not be installed: the silent partition test will be skipped"
