@@ -36,6 +36,9 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// deciding ballot did not within this time (it may have crashed).
 const FALLBACK_APPEND: Duration = Duration::from_secs(2);
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client's vote waits for the other members' ballots when its own does not pass the
+/// proposal here (they may not have been gossiped here yet).
+const BALLOT_GATHER_WAIT: Duration = Duration::from_secs(1);
 /// Deliveries of a proposal or ballot to one member before giving up (it may catch the outcome
 /// from the chain later).
 const GOSSIP_ATTEMPTS: u32 = 3;
@@ -450,6 +453,12 @@ impl MembershipService {
         let mut failure = None;
         if gossip {
             self.gossip("Ballot", b.encode_to_vec());
+            if matches!(rules::tally(&cfg, &self.shared.store.ballots(&id)), Tally::Open { .. }) {
+                // Ballots cast at other members may still be on their way here (gossip runs in
+                // the background): the voter whose ballot completes the threshold would be told
+                // "open" and the block would wait for the fallback append. Ask the members first.
+                Box::pin(self.gather_ballots()).await;
+            }
             if matches!(rules::tally(&cfg, &self.shared.store.ballots(&id)), Tally::Passed { .. }) {
                 if let Err(e) = self.finalize_anywhere(&id).await {
                     warn!(proposal = %short(&id), error = %e, "appending the passed proposal");
@@ -786,6 +795,16 @@ impl MembershipService {
             info!(peer = %peer.address, learned, "membership sync: learned missed proposals and ballots");
         }
         Ok(learned)
+    }
+
+    /// Fetches the other members' open proposals and ballots at once (`sync_from` each), for at
+    /// most `BALLOT_GATHER_WAIT`: a member that is down or slow delays a vote that little.
+    async fn gather_ballots(&self) {
+        let peers = self.other_members();
+        let asks = peers.iter().map(|peer| self.sync_from(peer));
+        if tokio::time::timeout(BALLOT_GATHER_WAIT, futures_util::future::join_all(asks)).await.is_err() {
+            debug!("gathering ballots before a tally: not every member answered in time");
+        }
     }
 
     /// How many proposals are open here.
