@@ -13,6 +13,8 @@ target=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$target"
 bash tests/provision.sh "$target/provision.log" &
 provision=$!
+# Never leave apt-get or dpkg running behind an early failure (an interrupted dpkg breaks apt).
+trap 'wait "$provision" 2>/dev/null || true' EXIT
 
 section "build (shared by every test below)"
 cargo build --workspace --all-targets --locked
@@ -25,7 +27,7 @@ wait "$provision" || true
 grep '^provision:' "$target/provision.log" || true
 # iptables: the silent partition test (it says so and skips without).
 if [ "$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  { apt-get install -y -qq iptables || { apt-get update -qq && apt-get install -y -qq iptables; }; } >/dev/null 2>&1 ||
+  { apt-get install -y -qq --no-install-recommends iptables || { apt-get update -qq && apt-get install -y -qq --no-install-recommends iptables; }; } >/dev/null 2>&1 ||
     echo "iptables could not be installed: the silent partition test will be skipped"
 fi
 

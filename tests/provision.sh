@@ -18,8 +18,11 @@ log=${1:-/dev/stdout}
       echo "provision: apt-get install ${missing[*]}"
       export DEBIAN_FRONTEND=noninteractive
       # man pages are not needed by the tests; their trigger alone takes a while.
-      apt-get update -qq &&
-        apt-get install -y -qq --no-install-recommends -o "Dpkg::Options::=--path-exclude=/usr/share/man/*" \
+      # A dpkg run interrupted earlier would make every apt-get refuse; a stalled mirror must
+      # not hold the tests for long.
+      dpkg --configure -a || true
+      timeout 600 apt-get update -qq &&
+        timeout 900 apt-get install -y -qq --no-install-recommends -o "Dpkg::Options::=--path-exclude=/usr/share/man/*" \
           "${missing[@]}" ||
         echo "provision: apt-get failed (the test scripts will try again or skip)"
     fi
@@ -28,7 +31,7 @@ log=${1:-/dev/stdout}
   fi
   if command -v rustup >/dev/null 2>&1 && ! rustup run nightly cargo --version >/dev/null 2>&1; then
     echo "provision: rustup toolchain install nightly (minimal)"
-    rustup toolchain install nightly --profile minimal || echo "provision: nightly could not be installed"
+    timeout 900 rustup toolchain install nightly --profile minimal || echo "provision: nightly could not be installed"
   fi
   echo "provision: done"
 } >"$log" 2>&1
