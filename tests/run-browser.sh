@@ -36,7 +36,9 @@ if [ $have_browser -eq 0 ] && [ $have_promtool -eq 0 ]; then
   exit 0
 fi
 
-cargo build -q --locked -p conode-cli --bin conode
+# Same package and target selection as test.sh, so this reuses its build (building the CLI alone
+# unifies features differently and compiled conode-core again).
+cargo build -q --workspace --all-targets --locked
 conode=$target/debug/conode
 
 # Four conodes on free loopback ports.

@@ -457,7 +457,7 @@ impl MembershipService {
                 // Ballots cast at other members may still be on their way here (gossip runs in
                 // the background): the voter whose ballot completes the threshold would be told
                 // "open" and the block would wait for the fallback append. Ask the members first.
-                Box::pin(self.gather_ballots()).await;
+                Box::pin(self.gather_ballots(&id)).await;
             }
             if matches!(rules::tally(&cfg, &self.shared.store.ballots(&id)), Tally::Passed { .. }) {
                 if let Err(e) = self.finalize_anywhere(&id).await {
@@ -728,12 +728,19 @@ impl MembershipService {
 
     /// Asks `peer` for its open proposals and ballots and takes those whose signatures verify
     /// under this node's current network config, exactly as if they had been gossiped (the
-    /// peer's tally is never read: this node counts the ballots itself). Returns how many
-    /// proposals and ballots were new here.
-    async fn sync_from(&self, peer: &ServerIdentity) -> Result<u64, MembershipError> {
+    /// peer's tally is never read: this node counts the ballots itself). With `focus`, asks for
+    /// that proposal only (beside the peer's newest open ones, which it always sends); otherwise
+    /// for the open ones here. Returns how many proposals and ballots were new here.
+    async fn sync_from(&self, peer: &ServerIdentity, focus: Option<&[u8]>) -> Result<u64, MembershipError> {
         let net = self.network().ok_or(MembershipError::NoNetwork)?;
-        let mut open = self.shared.store.open_ids();
-        open.truncate(MAX_SYNC_PROPOSALS);
+        let open = match focus {
+            Some(id) => vec![id.to_vec()],
+            None => {
+                let mut open = self.shared.store.open_ids();
+                open.truncate(MAX_SYNC_PROPOSALS);
+                open
+            }
+        };
         let req = SyncRequest { network: net, open }.encode_to_vec();
         let reply = self
             .shared
@@ -797,11 +804,12 @@ impl MembershipService {
         Ok(learned)
     }
 
-    /// Fetches the other members' open proposals and ballots at once (`sync_from` each), for at
-    /// most `BALLOT_GATHER_WAIT`: a member that is down or slow delays a vote that little.
-    async fn gather_ballots(&self) {
+    /// Fetches the other members' ballots of proposal `id` at once (`sync_from` each, focused on
+    /// it), for at most `BALLOT_GATHER_WAIT`: a member that is down or slow delays a vote that
+    /// little.
+    async fn gather_ballots(&self, id: &[u8]) {
         let peers = self.other_members();
-        let asks = peers.iter().map(|peer| self.sync_from(peer));
+        let asks = peers.iter().map(|peer| self.sync_from(peer, Some(id)));
         if tokio::time::timeout(BALLOT_GATHER_WAIT, futures_util::future::join_all(asks)).await.is_err() {
             debug!("gathering ballots before a tally: not every member answered in time");
         }
@@ -851,7 +859,7 @@ impl MembershipService {
         let s = self.clone();
         self.shared.ctx.tasks.spawn(async move {
             for peer in peers {
-                if let Err(e) = s.sync_from(&peer).await {
+                if let Err(e) = s.sync_from(&peer, None).await {
                     debug!(error = %e, "membership sync");
                 }
             }
