@@ -8,7 +8,7 @@ export CARGO_TERM_COLOR=never
 # Every section header says how long the run has taken so far (CI allows 30 minutes in all).
 section() { echo "== $1 (at ${SECONDS}s)"; }
 
-# Outside tools (Debian packages, nightly) download while the build keeps both cores busy.
+# Debian packages the tests use download while the build keeps both cores busy.
 target=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$target"
 bash tests/provision.sh "$target/provision.log" &

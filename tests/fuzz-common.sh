@@ -1,6 +1,32 @@
-# Shared by tests/run-fuzz.sh (smoke) and tests/fuzz-long.sh: finds or installs nightly and
-# cargo-fuzz, then runs every target of fuzz/ for a while and reports executions and findings.
-# Sourced, not run. Uses FUZZ_SECONDS (per target) and FUZZ_SANITIZER.
+# Shared by tests/run-fuzz.sh (smoke, stable toolchain) and tests/fuzz-long.sh (cargo-fuzz,
+# nightly, AddressSanitizer): running one target for FUZZ_SECONDS and reporting its executions
+# and findings, and (for the long run) finding or installing nightly and cargo-fuzz.
+# Sourced, not run.
+
+fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz" && pwd)"
+
+fuzz_header() {
+  printf '%-18s %12s %10s  %s\n' target executions seconds findings
+}
+
+# fuzz_run TARGET COMMAND...: runs COMMAND with libFuzzer's arguments appended (the target's
+# corpus, the time budget, where findings go) and prints the target's row. Returns 1 when the
+# run failed or left a finding (its log's tail is printed).
+fuzz_run() {
+  local t=$1
+  shift
+  mkdir -p "$fuzz_dir/corpus/$t" "$fuzz_dir/artifacts/$t"
+  local log="$fuzz_dir/artifacts/$t/last-run.log" status=0 execs findings
+  "$@" "$fuzz_dir/corpus/$t" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$fuzz_dir/artifacts/$t/" >"$log" 2>&1 || status=$?
+  execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)
+  findings=$(ls "$fuzz_dir/artifacts/$t" | grep -cE '^(crash|oom|timeout|leak)-' || true)
+  printf '%-18s %12s %10s  %s\n' "$t" "${execs:-?}" "$FUZZ_SECONDS" "$findings"
+  if [ "$status" -ne 0 ] || [ "$findings" -gt 0 ] || [ -z "$execs" ]; then
+    tail -40 "$log"
+    return 1
+  fi
+}
 
 fuzz_tools_or_skip() {
   if ! command -v rustup >/dev/null 2>&1; then
@@ -16,34 +42,4 @@ fuzz_tools_or_skip() {
     cargo install cargo-fuzz --locked >/dev/null 2>&1 \
       || { echo "SKIP fuzzing: cannot install cargo-fuzz from crates.io"; exit 0; }
   fi
-}
-
-fuzz_all() {
-  cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
-  # The fuzz workspace has its own target dir: nightly and sanitizer builds share nothing with
-  # the main build.
-  unset CARGO_TARGET_DIR
-  local targets failed=0
-  targets=$(cargo +nightly fuzz list)
-  echo "building $(echo "$targets" | wc -w) fuzz targets (sanitizer: $FUZZ_SANITIZER)"
-  cargo +nightly fuzz build -s "$FUZZ_SANITIZER" -O >/dev/null 2>fuzz-build.log \
-    || { cat fuzz-build.log; echo "fuzz targets do not build"; return 1; }
-  printf '%-18s %12s %10s  %s\n' target executions seconds findings
-  for t in $targets; do
-    mkdir -p "corpus/$t" "artifacts/$t"
-    local log="artifacts/$t/last-run.log"
-    local status=0
-    cargo +nightly fuzz run -s "$FUZZ_SANITIZER" -O "$t" "corpus/$t" -- \
-      -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
-      -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || status=$?
-    local execs findings
-    execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)
-    findings=$(ls "artifacts/$t" | grep -cE '^(crash|oom|timeout|leak)-' || true)
-    printf '%-18s %12s %10s  %s\n' "$t" "${execs:-?}" "$FUZZ_SECONDS" "$findings"
-    if [ "$status" -ne 0 ] || [ "$findings" -gt 0 ]; then
-      failed=1
-      tail -40 "$log"
-    fi
-  done
-  return $failed
 }

@@ -2,8 +2,7 @@
 # Fetches the outside tools the test scripts need while test.sh builds (the build is bound by the
 # two cores, these by the network and the disk): one apt-get run for every Debian package
 # (iptables, chromium + chromium-driver, promtool's prometheus, nginx-light), without the
-# recommended extras (prometheus alone pulled ~100 MiB of exporters and took minutes), and the
-# nightly toolchain for fuzzing. Best effort: each test script still checks for its own tools and
+# recommended extras (prometheus alone pulled ~100 MiB of exporters and took minutes). Best effort: each test script still checks for its own tools and
 # installs them, or skips with a message, where this could not. Usage: tests/provision.sh [LOG]
 set -uo pipefail
 log=${1:-/dev/stdout}
@@ -28,10 +27,6 @@ log=${1:-/dev/stdout}
     fi
   else
     echo "provision: not root or no apt-get: the test scripts install or skip their tools"
-  fi
-  if command -v rustup >/dev/null 2>&1 && ! rustup run nightly cargo --version >/dev/null 2>&1; then
-    echo "provision: rustup toolchain install nightly (minimal)"
-    timeout 900 rustup toolchain install nightly --profile minimal || echo "provision: nightly could not be installed"
   fi
   echo "provision: done"
 } >"$log" 2>&1

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Lists what the feature-alignment block of bindings/python/Cargo.toml lacks.
+"""Lists what the feature-alignment block of a package built alone lacks.
 
-maturin builds conode-python alone; its dependencies are reused from the workspace build only if
-every unit (crate, features, profile, dependencies) is identical. This compares the unit graphs of
-`-p conode-python` and `--workspace --all-targets` (nightly cargo's --unit-graph; nothing is built)
-and prints the lowest units that differ, with the workspace's variants. Exit status 1 if any.
+maturin builds conode-python alone, and the fuzz smoke builds conode-fuzz alone; their
+dependencies are reused from the workspace build only if every unit (crate, features, profile,
+dependencies) is identical. This compares the unit graphs of `-p PACKAGE` and `--workspace
+--all-targets` (nightly cargo's --unit-graph; nothing is built) and prints the lowest units that
+differ, with the workspace's variants. Exit status 1 if any. The package's own workspace crates
+(conode-core for the fuzz targets) differ as well when their features do.
 
-Usage (from the repository root): python3 bindings/python/tools/feature_alignment.py
+Usage (from the repository root): python3 bindings/python/tools/feature_alignment.py [PACKAGE]
+(PACKAGE: conode-python by default, or conode-fuzz)
 """
 
 import hashlib
@@ -39,7 +42,8 @@ def identities(units: list) -> list:
 
 
 def main() -> int:
-    py = unit_graph("-p", "conode-python")
+    package = sys.argv[1] if len(sys.argv) > 1 else "conode-python"
+    py = unit_graph("-p", package)
     ws = unit_graph("--workspace", "--all-targets")
     py_ids, ws_ids = identities(py), set(identities(ws))
     bad = {i for i, h in enumerate(py_ids) if h not in ws_ids}
@@ -51,7 +55,7 @@ def main() -> int:
         for w in ws:
             if (w["pkg_id"], w["target"]["name"], w["mode"]) == (u["pkg_id"], u["target"]["name"], u["mode"]):
                 print(f"    workspace: features {w['features']}, debuginfo {w['profile'].get('debuginfo')}")
-    print(f"{len(bad)} of {len(py)} units of conode-python differ from the workspace build"
+    print(f"{len(bad)} of {len(py)} units of {package} differ from the workspace build"
           + (f" ({len(roots)} at the root)" if roots else ""))
     return 1 if bad else 0
 
