@@ -9,16 +9,17 @@ fuzz_header() {
   printf '%-18s %12s %10s  %s\n' target executions seconds findings
 }
 
-# fuzz_run TARGET COMMAND...: runs COMMAND with libFuzzer's arguments appended (the target's
-# corpus, the time budget, where findings go) and prints the target's row. Returns 1 when the
-# run failed or left a finding (its log's tail is printed).
+# fuzz_run TARGET COMMAND...: runs COMMAND with libFuzzer's arguments appended (the time
+# budget, where findings go) and prints the target's row; COMMAND names the target's corpus
+# ($fuzz_dir/corpus/TARGET, created here). Returns 1 when the run failed or left a finding (its
+# log's tail is printed).
 fuzz_run() {
   local t=$1
   shift
   mkdir -p "$fuzz_dir/corpus/$t" "$fuzz_dir/artifacts/$t"
   local log="$fuzz_dir/artifacts/$t/last-run.log" status=0 execs findings
-  "$@" "$fuzz_dir/corpus/$t" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
-    -artifact_prefix="$fuzz_dir/artifacts/$t/" >"$log" 2>&1 || status=$?
+  "$@" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$fuzz_dir/artifacts/$t/" </dev/null >"$log" 2>&1 || status=$?
   execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)
   findings=$(ls "$fuzz_dir/artifacts/$t" | grep -cE '^(crash|oom|timeout|leak)-' || true)
   printf '%-18s %12s %10s  %s\n' "$t" "${execs:-?}" "$FUZZ_SECONDS" "$findings"

@@ -10,6 +10,8 @@ FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 source "$(dirname "$0")/fuzz-common.sh"
 fuzz_tools_or_skip
 cd "$fuzz_dir"
+# The workspace's release profile strips debug info; the sanitizer's reports need file and line.
+export CARGO_PROFILE_RELEASE_STRIP=none
 targets=$(cargo +nightly fuzz list)
 echo "building $(echo "$targets" | wc -w) fuzz targets (sanitizer: $FUZZ_SANITIZER)"
 cargo +nightly fuzz build -s "$FUZZ_SANITIZER" -O >fuzz-build.log 2>&1 \
@@ -17,6 +19,6 @@ cargo +nightly fuzz build -s "$FUZZ_SANITIZER" -O >fuzz-build.log 2>&1 \
 fuzz_header
 failed=0
 for t in $targets; do
-  fuzz_run "$t" cargo +nightly fuzz run -s "$FUZZ_SANITIZER" -O "$t" -- || failed=1
+  fuzz_run "$t" cargo +nightly fuzz run -s "$FUZZ_SANITIZER" -O "$t" "$fuzz_dir/corpus/$t" -- || failed=1
 done
 exit $failed

@@ -2,8 +2,9 @@
 # Fetches the outside tools the test scripts need while test.sh builds (the build is bound by the
 # two cores, these by the network and the disk): one apt-get run for every Debian package
 # (iptables, chromium + chromium-driver, promtool's prometheus, nginx-light), without the
-# recommended extras (prometheus alone pulled ~100 MiB of exporters and took minutes). Best effort: each test script still checks for its own tools and
-# installs them, or skips with a message, where this could not. Usage: tests/provision.sh [LOG]
+# recommended extras (prometheus alone pulled ~100 MiB of exporters and took minutes). Best
+# effort: each test script still checks for its own tools and installs them, or skips with a
+# message, where this could not. Usage: tests/provision.sh [LOG]
 set -uo pipefail
 log=${1:-/dev/stdout}
 {

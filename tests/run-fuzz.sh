@@ -13,16 +13,21 @@ target=${CARGO_TARGET_DIR:-$root/target}
 export CARGO_TARGET_DIR=$target
 mkdir -p "$target"
 build_log=$target/fuzz-smoke-build.log
+# Cargo tells wrapped builds apart by the wrapper's path, not its contents: a copy named by its
+# hash makes an edited wrapper rebuild what it instruments.
+wrapper=$target/fuzz-instrument-$(sha1sum tests/fuzz-instrument.sh | cut -c1-12).sh
+[ -x "$wrapper" ] || install -m 0755 tests/fuzz-instrument.sh "$wrapper"
 echo "building the fuzz targets with coverage instrumentation"
-RUSTC_WORKSPACE_WRAPPER=$root/tests/fuzz-instrument.sh \
+RUSTC_WORKSPACE_WRAPPER=$wrapper \
   cargo build -p conode-fuzz --bins --locked --message-format=json-render-diagnostics \
   >"$target/fuzz-smoke-build.json" 2>"$build_log" \
   || { cat "$build_log"; echo "fuzz targets do not build" >&2; exit 1; }
 # The feature-alignment block of fuzz/Cargo.toml keeps every dependency shared with test.sh's build.
-if grep -E '^ *Compiling ' "$build_log" | grep -vqE 'Compiling (conode-core|conode-fuzz) '; then
+extra=$(grep -E '^ *Compiling ' "$build_log" | grep -vE 'Compiling (conode-core|conode-fuzz) ' || true)
+if [ -n "$extra" ]; then
   echo "NOTE: the fuzz smoke compiled dependencies a second time: the feature-alignment block of" \
     "fuzz/Cargo.toml no longer matches the workspace (see the comment there):" >&2
-  grep -E '^ *Compiling ' "$build_log" | grep -vE 'Compiling (conode-core|conode-fuzz) ' >&2
+  echo "$extra" >&2
 fi
 # name <tab> executable, for every target of the fuzz package.
 executables=$(python3 - "$target/fuzz-smoke-build.json" <<'PY'
@@ -42,6 +47,6 @@ fi
 fuzz_header
 failed=0
 while IFS=$'\t' read -r name exe; do
-  fuzz_run "$name" "$exe" || failed=1
+  fuzz_run "$name" "$exe" "fuzz/corpus/$name" || failed=1
 done <<<"$executables"
 exit $failed

@@ -3,7 +3,8 @@
 //! forged and non-member ballots refused), a proposal rejected by no votes, a removal (the removed
 //! node retires), a roster change without votes refused by the members, strangers limited to the
 //! join routes, the operator's JSON routes, and a light client following membership from the
-//! genesis with the skipchain proof verifier.
+//! genesis with the skipchain proof verifier. The deciding ballot passes a proposal at once, with
+//! a member down or hung.
 
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
@@ -14,6 +15,8 @@ use conode_core::services::skipchain::messages::Append;
 use conode_core::verify::cosi::Policy;
 use conode_core::verify::skipchain::verify_proof;
 use prost::Message;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn m(c: &LocalCluster, i: usize) -> MembershipService {
@@ -589,5 +592,44 @@ fn the_last_ballot_passes_a_proposal_whose_other_ballots_are_not_gossiped_yet() 
     c.stop(3).unwrap();
     // Three yes of four pass it: member 2's vote at node 2 says so at once.
     assert_eq!(vote(&c, 2, &net, &pid, true).unwrap(), "accepted");
+    assert_eq!(m(&c, 2).status_of(&pid).yes, 3);
+}
+
+/// The same deciding vote with a member that hangs instead of being down: something accepts the
+/// connections at its address and never answers (no TLS handshake, no reply). Gathering the other
+/// ballots waits for it at most its bound (1 s), so the vote still answers "accepted" within a
+/// few seconds, from the two members that answer.
+#[test]
+fn a_hung_member_holds_the_deciding_vote_no_longer_than_the_gathering_bound() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), 0);
+    let pid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
+    for i in 0..4 {
+        wait(&format!("node {i} holds the proposal"), || m(&c, i).status_of(&pid).proposal.is_some());
+    }
+    for i in 0..2 {
+        let b = Ballot::signed(&key(&c, i), &net, &pid, true);
+        assert_eq!(c.runtime().block_on(m(&c, i).vote(b, false)).unwrap().state, "open");
+    }
+    assert_eq!(m(&c, 2).status_of(&pid).yes, 0, "node 2 already holds the other ballots");
+    // Member 3 hangs: its port accepts and holds every connection, and never writes a byte.
+    let hung = c.roster().servers[3].address.host_port();
+    c.stop(3).unwrap();
+    let hole = std::net::TcpListener::bind(&hung).expect("member 3's port is free once it stopped");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hole.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    let started = Instant::now();
+    assert_eq!(vote(&c, 2, &net, &pid, true).unwrap(), "accepted");
+    let took = started.elapsed();
+    assert!(accepted.load(Ordering::SeqCst) >= 1, "the vote never reached the hung member");
+    assert!(took < Duration::from_secs(4), "a hung member held the vote for {took:?} (bound: 1 s to gather)");
     assert_eq!(m(&c, 2).status_of(&pid).yes, 3);
 }
