@@ -570,6 +570,23 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     }
 }
 
+/// A proposal every node of a 4-node cluster holds (3 yes of 4 pass it), with yes ballots of
+/// members 0 and 1 cast at their own nodes and kept there (not gossiped): node 2 has none of them.
+fn proposal_with_two_ballots_kept_at_their_nodes(c: &LocalCluster, net: &[u8]) -> Vec<u8> {
+    let p = Proposal::signed(&key(c, 0), net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), 0);
+    let pid = c.runtime().block_on(m(c, 0).propose(p, true)).unwrap().id;
+    for i in 0..4 {
+        wait(&format!("node {i} holds the proposal"), || m(c, i).status_of(&pid).proposal.is_some());
+    }
+    // Members 0 and 1 vote at their own nodes, and their ballots stay there (not gossiped).
+    for i in 0..2 {
+        let b = Ballot::signed(&key(c, i), net, &pid, true);
+        assert_eq!(c.runtime().block_on(m(c, i).vote(b, false)).unwrap().state, "open");
+    }
+    assert_eq!(m(c, 2).status_of(&pid).yes, 0, "node 2 already holds the other ballots");
+    pid
+}
+
 /// The ballot that completes the threshold passes the proposal at the node it is cast at, even
 /// when the earlier ballots have not been gossiped there yet: the node asks the other members
 /// before it answers (it used to answer "open" and leave the block to the fallback append); a
@@ -578,17 +595,7 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
 fn the_last_ballot_passes_a_proposal_whose_other_ballots_are_not_gossiped_yet() {
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
-    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), 0);
-    let pid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
-    for i in 0..4 {
-        wait(&format!("node {i} holds the proposal"), || m(&c, i).status_of(&pid).proposal.is_some());
-    }
-    // Members 0 and 1 vote at their own nodes, and their ballots stay there (not gossiped).
-    for i in 0..2 {
-        let b = Ballot::signed(&key(&c, i), &net, &pid, true);
-        assert_eq!(c.runtime().block_on(m(&c, i).vote(b, false)).unwrap().state, "open");
-    }
-    assert_eq!(m(&c, 2).status_of(&pid).yes, 0, "node 2 already holds the other ballots");
+    let pid = proposal_with_two_ballots_kept_at_their_nodes(&c, &net);
     c.stop(3).unwrap();
     // Three yes of four pass it: member 2's vote at node 2 says so at once.
     assert_eq!(vote(&c, 2, &net, &pid, true).unwrap(), "accepted");
@@ -603,16 +610,7 @@ fn the_last_ballot_passes_a_proposal_whose_other_ballots_are_not_gossiped_yet() 
 fn a_hung_member_holds_the_deciding_vote_no_longer_than_the_gathering_bound() {
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
-    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), 0);
-    let pid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
-    for i in 0..4 {
-        wait(&format!("node {i} holds the proposal"), || m(&c, i).status_of(&pid).proposal.is_some());
-    }
-    for i in 0..2 {
-        let b = Ballot::signed(&key(&c, i), &net, &pid, true);
-        assert_eq!(c.runtime().block_on(m(&c, i).vote(b, false)).unwrap().state, "open");
-    }
-    assert_eq!(m(&c, 2).status_of(&pid).yes, 0, "node 2 already holds the other ballots");
+    let pid = proposal_with_two_ballots_kept_at_their_nodes(&c, &net);
     // Member 3 hangs: its port accepts and holds every connection, and never writes a byte.
     let hung = c.roster().servers[3].address.host_port();
     c.stop(3).unwrap();
