@@ -18,15 +18,18 @@ build_log=$target/fuzz-smoke-build.log
 wrapper=$target/fuzz-instrument-$(sha1sum tests/fuzz-instrument.sh | cut -c1-12).sh
 [ -x "$wrapper" ] || install -m 0755 tests/fuzz-instrument.sh "$wrapper"
 echo "building the fuzz targets with coverage instrumentation"
+# Selected beside the targets (it has no binary to build), conode-python brings its
+# feature-alignment block, so cargo resolves the dependencies' features as test.sh's workspace
+# build did and reuses every one of them.
 RUSTC_WORKSPACE_WRAPPER=$wrapper \
-  cargo build -p conode-fuzz --bins --locked --message-format=json-render-diagnostics \
+  cargo build -p conode-fuzz -p conode-python --bins --locked --message-format=json-render-diagnostics \
   >"$target/fuzz-smoke-build.json" 2>"$build_log" \
   || { cat "$build_log"; echo "fuzz targets do not build" >&2; exit 1; }
-# The feature-alignment block of fuzz/Cargo.toml keeps every dependency shared with test.sh's build.
+# The feature-alignment block of bindings/python/Cargo.toml keeps every dependency shared.
 extra=$(grep -E '^ *Compiling ' "$build_log" | grep -vE 'Compiling (conode-core|conode-fuzz) ' || true)
 if [ -n "$extra" ]; then
   echo "NOTE: the fuzz smoke compiled dependencies a second time: the feature-alignment block of" \
-    "fuzz/Cargo.toml no longer matches the workspace (see the comment there):" >&2
+    "bindings/python/Cargo.toml no longer matches the workspace (see the comment there):" >&2
   echo "$extra" >&2
 fi
 # name <tab> executable, for every target of the fuzz package.
