@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
-"""Lists what the feature-alignment block of a package built alone lacks.
+"""Lists what the feature-alignment block of bindings/python/Cargo.toml lacks.
 
-maturin builds conode-python alone, and the fuzz smoke builds conode-fuzz alone; their
-dependencies are reused from the workspace build only if every unit (crate, features, profile,
-dependencies) is identical. This compares the unit graphs of `-p PACKAGE` and `--workspace
---all-targets` (nightly cargo's --unit-graph; nothing is built) and prints the lowest units that
-differ, with the workspace's variants. Exit status 1 if any. The package's own workspace crates
-(conode-core for the fuzz targets) differ as well when their features do.
+maturin builds conode-python alone, and the fuzz smoke builds conode-fuzz with conode-python
+(whose block aligns both); their dependencies are reused from the workspace build only if every
+unit (crate, features, profile, dependencies) is identical. This compares the unit graphs of
+`-p PACKAGE...` and `--workspace --all-targets` (nightly cargo's --unit-graph; nothing is built)
+and prints the lowest units that differ, with the workspace's variants. Exit status 1 if any.
 
-Usage (from the repository root): python3 bindings/python/tools/feature_alignment.py [PACKAGE]
-(PACKAGE: conode-python by default, or conode-fuzz)
+Usage (from the repository root): python3 bindings/python/tools/feature_alignment.py [PACKAGE...]
+(default: conode-python; the fuzz smoke's selection: conode-fuzz conode-python)
 """
 
 import hashlib
@@ -42,8 +41,9 @@ def identities(units: list) -> list:
 
 
 def main() -> int:
-    package = sys.argv[1] if len(sys.argv) > 1 else "conode-python"
-    py = unit_graph("-p", package)
+    packages = sys.argv[1:] or ["conode-python"]
+    package = " ".join(packages)
+    py = unit_graph(*[arg for p in packages for arg in ("-p", p)])
     ws = unit_graph("--workspace", "--all-targets")
     py_ids, ws_ids = identities(py), set(identities(ws))
     bad = {i for i, h in enumerate(py_ids) if h not in ws_ids}
