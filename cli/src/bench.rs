@@ -86,9 +86,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         chain: u64,
         /// Concurrent clients, each appending to its own chain through its own member (chain k
-        /// through member k mod n), comma-separated: one append-rate line per count.
+        /// through member k mod n, or k mod --proposers), comma-separated: one append-rate line per
+        /// count.
         #[arg(long, value_delimiter = ',', default_value = "1")]
         chains: Vec<usize>,
+        /// Members the clients append through (the first P; default: every member). With 1, all
+        /// chains' appends reach one proposer, whose appends of different chains share rounds.
+        #[arg(long)]
+        proposers: Option<usize>,
+        /// Whether proposers batch the appends of different chains into shared rounds,
+        /// comma-separated, one append-rate line each, in turn (e.g. `off,on,off,on`).
+        #[arg(long, value_delimiter = ',', default_value = "on")]
+        batch: Vec<String>,
         /// Forward-link formats the proposers sign, comma-separated, one append-rate line each, in
         /// turn (e.g. `v1,v2,v1,v2` for an A/B comparison): v2 = all levels in one round, v1 =
         /// one round per level (as before v2).
@@ -232,8 +241,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Skipchain { nodes, appends, degraded, .. } if degraded.is_set() => {
             crate::bench_skipchain::run_degraded(&nodes, appends as usize, &degraded)
         }
-        BenchCommand::Skipchain { nodes, appends, chain, chains, links, .. } => {
-            crate::bench_skipchain::run(&nodes, appends, chain, &chains, &links)
+        BenchCommand::Skipchain { nodes, appends, chain, chains, links, proposers, batch, .. } => {
+            crate::bench_skipchain::run(&nodes, appends, chain, &chains, &links, proposers, &batch)
         }
         BenchCommand::VerifyBeacons { rounds, scheme } => crate::bench_verify::run(&rounds, &scheme),
         BenchCommand::Backup { blocks, rounds, window } => crate::bench_backup::run(blocks, rounds, window),

@@ -40,7 +40,24 @@ fn build(n: usize, len: u64, base: u32) -> Result<(LocalCluster, SkipBlock, f64)
     Ok((c, genesis, start.elapsed().as_secs_f64()))
 }
 
-pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: &[String]) -> Result<()> {
+pub fn run(
+    sizes: &[usize],
+    appends: u64,
+    chain: u64,
+    clients: &[usize],
+    links: &[String],
+    proposers: Option<usize>,
+    batch: &[String],
+) -> Result<()> {
+    let batching = batch
+        .iter()
+        .map(|b| match b.as_str() {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => Err(anyhow::anyhow!("--batch: `{other}` is neither on nor off")),
+        })
+        .collect::<Result<Vec<bool>>>()?;
+    anyhow::ensure!(proposers != Some(0), "--proposers: at least one member must take appends");
     let formats = links
         .iter()
         .map(|l| match l.as_str() {
@@ -52,7 +69,10 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: 
     for &n in sizes {
         for &k in clients {
             for &v1 in &formats {
-                rate(n, appends, k.max(1), v1)?;
+                for &batched in &batching {
+                    let setup = Setup { v1_links: v1, batched, proposers: proposers.unwrap_or(n).min(n) };
+                    rate(n, appends, k.max(1), setup)?;
+                }
             }
         }
     }
@@ -86,18 +106,31 @@ pub fn run(sizes: &[usize], appends: u64, chain: u64, clients: &[usize], links: 
 /// Slices of an append-rate run (each followed by its BLS floor).
 const SLICES: u64 = 5;
 
+/// How the proposers of an append-rate run sign.
+#[derive(Clone, Copy)]
+struct Setup {
+    v1_links: bool,
+    /// Appends of different chains at one proposer share rounds.
+    batched: bool,
+    /// Chain k is appended through member k mod `proposers`.
+    proposers: usize,
+}
+
 /// Appends per second with `clients` concurrent clients, each on its own chain through member
-/// k mod n, `appends` in all; prints the rate and where an append's time went (per phase: the
-/// proposer's rounds, its store and its wait for the members' stores; the members' hooks).
-fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
+/// k mod `proposers`, `appends` in all; prints the rate and where an append's time went (per
+/// phase: the proposer's rounds, its store and its wait for the members' stores; the members'
+/// hooks), and how many appends the batched rounds served.
+fn rate(n: usize, appends: u64, clients: usize, setup: Setup) -> Result<()> {
     let c = LocalCluster::new(n)?;
     for i in 0..n {
-        c.node(i).skipchain().context("skipchain service")?.set_v1_links(v1_links);
+        let svc = c.node(i).skipchain().context("skipchain service")?;
+        svc.set_v1_links(setup.v1_links);
+        svc.set_batched_rounds(setup.batched);
     }
-    let links = if v1_links { "v1" } else { "v2" };
+    let links = if setup.v1_links { "v1" } else { "v2" };
     let mut chains = Vec::with_capacity(clients);
     for k in 0..clients {
-        let svc = c.node(k % n).skipchain().context("skipchain service")?;
+        let svc = c.node(k % setup.proposers).skipchain().context("skipchain service")?;
         let owner = IdentityKeyPair::generate();
         let genesis = c.runtime().block_on(svc.create_chain(c.roster(), 2, 16, vec![owner.public()], vec![]))?;
         // One append first: the rosters are checked and the connections made before the clock runs.
@@ -106,6 +139,7 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     }
     let (first_svc, first_genesis) = (chains[0].0.clone(), chains[0].2.clone());
     let before = phase_totals(&c, n)?;
+    let batched_before = batched_totals(&c, n)?;
     let per_client = appends.div_ceil(clients as u64);
     anyhow::ensure!(per_client > 0, "--appends: no appends to time");
     // The appends run in slices, each followed by the BLS floor timed on the blocks it appended:
@@ -140,6 +174,11 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
         next = end;
     }
     let total = per_client * clients as u64;
+    let batched_after = batched_totals(&c, n)?;
+    let (rounds, served) = (batched_after.0 - batched_before.0, batched_after.1 - batched_before.1);
+    // Each append goes through two rounds (prepare, links): its share is over both.
+    let batched =
+        (rounds, if rounds == 0 { 0.0 } else { served as f64 / rounds as f64 }, served as f64 / (2 * total) as f64);
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
     floors.sort_by(|a, b| a.ms.total_cmp(&b.ms));
     ratios.sort_by(|a, b| a.total_cmp(b));
@@ -156,7 +195,10 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
             "cpu_bound_appends_per_sec": cores * 1e3 * total as f64 / cpu_ms,
             "bls_floor_ms_per_append": floor.ms, "bls_bound_appends_per_sec": cores * 1e3 / floor.ms,
             "ratio_cpu_to_bls_floor": ratio_to_floor,
-            "mean_height": floor.mean_height, "link_rounds_per_append": floor.link_rounds })
+            "mean_height": floor.mean_height, "link_rounds_per_append": floor.link_rounds,
+            "proposers": setup.proposers, "batch": if setup.batched { "on" } else { "off" },
+            "batched_rounds": batched.0, "appends_per_batched_round": batched.1,
+            "share_in_batched_rounds": batched.2 })
     );
     let after = phase_totals(&c, n)?;
     let mut breakdown = serde_json::Map::new();
@@ -173,6 +215,16 @@ fn rate(n: usize, appends: u64, clients: usize, v1_links: bool) -> Result<()> {
     }
     println!("{}", serde_json::Value::Object(breakdown));
     Ok(())
+}
+
+/// Batched rounds the members led so far, and the appends they served.
+fn batched_totals(c: &LocalCluster, n: usize) -> Result<(u64, u64)> {
+    let mut totals = (0, 0);
+    for i in 0..n {
+        let (rounds, appends) = c.node(i).skipchain().context("skipchain service")?.batched_rounds();
+        totals = (totals.0 + rounds, totals.1 + appends);
+    }
+    Ok(totals)
 }
 
 /// The BLS work an append needs at the least under the protocol, timed single-threaded here on

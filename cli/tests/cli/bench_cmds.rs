@@ -30,3 +30,37 @@ fn cosi_bench_spreads_one_roster_over_processes() {
     let err = fails(conode().args(["bench", "cosi", "--nodes", "2", "--hosts", "3"]));
     assert!(err.contains("--hosts must be between 1 and the number of nodes (2)"), "{err}");
 }
+
+#[test]
+fn skipchain_bench_batches_the_chains_of_one_proposer_and_reports_it() {
+    let out = ok(conode().args([
+        "bench",
+        "skipchain",
+        "--nodes",
+        "4",
+        "--chains",
+        "6",
+        "--proposers",
+        "1",
+        "--batch",
+        "off,on",
+        "--appends",
+        "36",
+        "--chain",
+        "8",
+    ]));
+    let rates: Vec<serde_json::Value> =
+        out.lines().filter(|l| l.contains("\"bench\":\"skipchain_appends\"")).map(json).collect();
+    assert_eq!(rates.len(), 2, "one line per --batch setting: {out}");
+    let (off, on) = (&rates[0], &rates[1]);
+    assert_eq!((off["batch"].as_str(), on["batch"].as_str()), (Some("off"), Some("on")), "{out}");
+    assert_eq!(off["batched_rounds"], 0, "{off}");
+    assert!(on["batched_rounds"].as_u64().is_some_and(|r| r > 0), "six chains through one member: {on}");
+    assert!(on["appends_per_batched_round"].as_f64().is_some_and(|a| a >= 2.0), "{on}");
+    assert_eq!(on["proposers"], 1, "{on}");
+
+    let err = fails(conode().args(["bench", "skipchain", "--batch", "maybe"]));
+    assert!(err.contains("--batch: `maybe` is neither on nor off"), "{err}");
+    let err = fails(conode().args(["bench", "skipchain", "--proposers", "0"]));
+    assert!(err.contains("--proposers"), "{err}");
+}

@@ -56,9 +56,39 @@ pub const LINK_FORMAT_V1: u32 = 0;
 /// ([`ForwardLink::commit_message`]): one collective signature serves every level of a block
 /// whose source blocks share a roster.
 pub const LINK_FORMAT_V2: u32 = 2;
+/// `ForwardLink::format` of a link signed in a round that served several blocks (of different
+/// chains) at once: `batch` lists their v2 statements, and the roster signed
+/// [`ForwardLink::batch_message`] over them.
+pub const LINK_FORMAT_V3: u32 = 3;
 /// Domain of the v2 statement. Its preimage (26 + 32 bytes) never has the length of a v1 one (64
 /// or 96 bytes, the endpoints being checked block hashes), so no v1 signature is a v2 one.
 const COMMIT_V2_DOMAIN: &[u8] = b"conode-skipchain-commit-v2";
+/// Domain of the v3 statement: it differs from the v2 domain at its 25th byte, and its preimage
+/// (32 + 8 + 32·k bytes, k ≥ 2) is longer than any v1 or v2 one.
+const COMMIT_BATCH_DOMAIN: &[u8] = b"conode-skipchain-commit-batch-v3";
+/// Most statements one batched round signs (a v3 link or a batched prepare certificate lists them
+/// all, so this bounds what a stored link may carry).
+pub const MAX_BATCH: usize = 64;
+
+/// What a roster signs for a batch of 32-byte statements `entries` that must hold `own` (the
+/// statement the caller checks): sha256(domain ‖ count u64 ‖ entry*). Or why the batch is not one.
+pub fn batch_statement(domain: &[u8], entries: &[Vec<u8>], own: &[u8; 32]) -> Result<[u8; 32], String> {
+    if !(2..=MAX_BATCH).contains(&entries.len()) {
+        return Err(format!("a batch holds 2 to {MAX_BATCH} statements, not {}", entries.len()));
+    }
+    if entries.iter().any(|e| e.len() != 32) {
+        return Err("a batch statement is not 32 bytes".into());
+    }
+    if !entries.iter().any(|e| e.as_slice() == own) {
+        return Err("the batch does not hold this block's statement".into());
+    }
+    let count = (entries.len() as u64).to_be_bytes();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(entries.len() + 2);
+    parts.push(domain);
+    parts.push(&count);
+    parts.extend(entries.iter().map(|e| e.as_slice()));
+    Ok(sha256(&parts))
+}
 
 impl ForwardLink {
     /// What the roster signs in a v1 link: sha256(From ‖ To [‖ NewRoster id]).
@@ -75,6 +105,12 @@ impl ForwardLink {
     pub fn commit_message(to: &[u8]) -> [u8; 32] {
         sha256(&[COMMIT_V2_DOMAIN, to])
     }
+
+    /// What the roster signs in a v3 link to the block `to` whose round signed the v2 statements
+    /// `batch` (one of them `to`'s): sha256("conode-skipchain-commit-batch-v3" ‖ count ‖ batch).
+    pub fn batch_message(to: &[u8], batch: &[Vec<u8>]) -> Result<[u8; 32], String> {
+        batch_statement(COMMIT_BATCH_DOMAIN, batch, &Self::commit_message(to))
+    }
 }
 
 /// The level at which `b` links back to `a`: `b.back_link_ids[level] == a.hash` with
@@ -89,12 +125,18 @@ pub fn back_link_level(a: &SkipBlock, b: &SkipBlock) -> Option<usize> {
 /// The statement `link` from `a` to `b` must be signed over (its endpoints already checked to be
 /// `a` and `b`), or why the link cannot be valid in its format.
 pub(crate) fn link_statement(a: &SkipBlock, b: &SkipBlock, link: &ForwardLink) -> Result<[u8; 32], String> {
+    if link.format != LINK_FORMAT_V3 && !link.batch.is_empty() {
+        return Err(format!("a link of format {} carries a batch", link.format));
+    }
+    let linked_back = || {
+        back_link_level(a, b)
+            .map(|_| ())
+            .ok_or_else(|| "the target block does not link back to the source block".to_string())
+    };
     match link.format {
         LINK_FORMAT_V1 => Ok(ForwardLink::message(&link.from, &link.to, link.new_roster.as_deref())),
-        LINK_FORMAT_V2 => match back_link_level(a, b) {
-            Some(_) => Ok(ForwardLink::commit_message(&link.to)),
-            None => Err("the target block does not link back to the source block".into()),
-        },
+        LINK_FORMAT_V2 => linked_back().map(|_| ForwardLink::commit_message(&link.to)),
+        LINK_FORMAT_V3 => linked_back().and_then(|_| ForwardLink::batch_message(&link.to, &link.batch)),
         other => Err(format!("unknown link format {other}")),
     }
 }

@@ -118,6 +118,16 @@ impl PairingCheck {
         }
         pairings_product_is_one(&[pk, neg_g1()], &[self.point, sig])
     }
+
+    /// sha256 over the point (compressed), the key and the signature: checks with one fingerprint
+    /// are the same check (a verifier may remember one that held, e.g. the shared signature of a
+    /// batched round's links, met again at every block of the batch).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut point = [0u8; 96];
+        // SAFETY: a 96-byte buffer (a compressed G2 point) and a live point.
+        unsafe { blst::blst_p2_affine_compress(point.as_mut_ptr(), &self.point) };
+        crate::crypto::sha256(&[&point, &self.key.to_bytes(), &self.signature.to_bytes()])
+    }
 }
 
 /// Whether every check of `checks` holds (true for none): one alone directly, several with secret
@@ -394,6 +404,7 @@ mod tests {
                     new_roster: None,
                     signature: Some(signature),
                     format,
+                    batch: vec![],
                 };
                 (src, 4, link)
             })

@@ -11,7 +11,7 @@
 //! member of the mask signed. Each record is logged, announced as an event, and counted per member
 //! for `/status` and `/metrics`.
 
-use super::messages::{prepare_message, Equivocation, PrepareCertificate, PrepareEquivocation};
+use super::messages::{certified_statement, Equivocation, PrepareCertificate, PrepareEquivocation};
 use crate::config::Roster;
 use crate::crypto::{BlsPublicKey, IdentityPublicKey};
 use crate::storage::{ServiceTree, Storage, StorageError};
@@ -135,7 +135,7 @@ impl EvidenceLog {
     ) -> Vec<IdentityPublicKey> {
         let signers = |c: &PrepareCertificate| -> Option<Vec<usize>> {
             let sig = c.signature.as_ref()?;
-            let msg = prepare_message(genesis, index, c.view, &c.block_hash);
+            let msg = certified_statement(genesis, index, c).ok()?;
             crate::verify::cosi::verify(
                 &msg,
                 &sig.signature,
@@ -257,7 +257,7 @@ mod tests {
 
     /// What `signers` signed for `hash` in `view` of slot 1, aggregated, as a certificate-shaped record.
     fn signed(s: &Setup, view: u64, hash: &[u8], signers: &[usize]) -> PrepareCertificate {
-        let msg = prepare_message(b"chain", 1, view, hash);
+        let msg = crate::services::skipchain::messages::prepare_message(b"chain", 1, view, hash);
         let sigs: Vec<BlsSignature> = signers.iter().map(|&i| s.configs[i].cosi_key().unwrap().sign(&msg)).collect();
         let sig = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
         let mut mask = Mask::new(4);
@@ -266,6 +266,7 @@ mod tests {
             view,
             block_hash: hash.to_vec(),
             signature: Some(CollectiveSignature { signature: sig.to_bytes().to_vec(), mask: mask.into_bytes() }),
+            batch: vec![],
         }
     }
 
@@ -322,6 +323,7 @@ mod tests {
                     mask: Mask::from_indices(4, signers.iter().copied()).into_bytes(),
                 }),
                 format,
+                batch: vec![],
             }
         };
         let g = genesis.hash.clone();

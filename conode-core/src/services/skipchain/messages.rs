@@ -4,16 +4,37 @@
 //! [`crate::verify::skipchain`] too); this module re-exports them with the append signature helper.
 
 use crate::crypto::sha256;
+use crate::verify::skipchain::batch_statement;
 
 pub use crate::wire::skipchain::{
     Append, BlockReply, Blocks, CreateChain, Equivocation, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink,
-    LinkedBlock, PrepareCertificate, PrepareEquivocation, Proof, Proposal, SlotQuery, SlotState,
+    LinkedBlock, PrepareCertificate, PrepareEquivocation, Proof, Proposal, ProposalBatch, SlotQuery, SlotState,
 };
 pub use crate::wire::skipchain::{BlockItem, SubscribeBlocks};
 
 /// What a roster signs to prepare a block: sha256(tag ‖ genesis ‖ index ‖ view ‖ block hash).
 pub fn prepare_message(genesis: &[u8], index: u64, view: u64, block_hash: &[u8]) -> [u8; 32] {
     sha256(&[b"conode-skipchain-prepare-v1", genesis, &index.to_be_bytes(), &view.to_be_bytes(), block_hash])
+}
+
+/// Domain of a batched prepare round's statement (see [`certified_statement`]).
+const PREPARE_BATCH_DOMAIN: &[u8] = b"conode-skipchain-prepare-batch-v1";
+
+/// What a batched prepare round signs over the prepare messages `batch` (one of them `own`).
+pub fn prepare_batch_message(batch: &[Vec<u8>], own: &[u8; 32]) -> Result<[u8; 32], String> {
+    batch_statement(PREPARE_BATCH_DOMAIN, batch, own)
+}
+
+/// The statement the roster signed for `cert` at (genesis, index): the prepare message of its
+/// view and block, or, for a certificate of a batched round, the batch statement over the
+/// messages it lists (which must hold that prepare message).
+pub fn certified_statement(genesis: &[u8], index: u64, cert: &PrepareCertificate) -> Result<[u8; 32], String> {
+    let own = prepare_message(genesis, index, cert.view, &cert.block_hash);
+    if cert.batch.is_empty() {
+        Ok(own)
+    } else {
+        prepare_batch_message(&cert.batch, &own)
+    }
 }
 
 /// What an owner signs to append: sha256(tag ‖ genesis ‖ index ‖ sha256(data) ‖ new roster id).

@@ -33,6 +33,12 @@
 //! whose block lost gets a `conflict` error. (The proposer is whichever member the client calls;
 //! there is no forwarding to a single leader: views settle contention instead.)
 //!
+//! **Batched rounds**: appends of different chains that wait at one proposer for the same roster
+//! share their rounds (`batched`): one prepare round over a batch statement of their prepare
+//! messages, one forward-link round over the v3 statement of their blocks. Members check each
+//! proposal of a batch as if alone and record the same per-slot votes; a batch that fails or that
+//! a member refuses falls back to rounds of one append, so the rules above decide alone.
+//!
 //! - `messages`: client and peer wire messages; `owner`: the owner-signed `Append`.
 //! - `evidence`: conflicting forward links, and prepares of two blocks in one view (which a
 //!   proposer compares after a failed view), kept against the members that signed both.
@@ -41,7 +47,8 @@
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
 //! - `verified`: prepare certificates and owner signatures verified once per node.
 //! - `subscribe`: `/Skipchain/Subscribe`, a chain's blocks streamed to a client.
-//! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up.
+//! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up;
+//!   `batched` (a child of it): the rounds several chains' appends share.
 
 mod evidence;
 pub mod messages;

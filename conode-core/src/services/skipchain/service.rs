@@ -10,6 +10,8 @@ use super::store::ChainStore;
 use super::verified::{certificate_key, check_certificate, digest, roster_tag, VerifiedOnce};
 use super::votes::Votes;
 
+#[path = "batched.rs"]
+mod batched;
 #[path = "recovery.rs"]
 mod recovery;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
@@ -22,7 +24,9 @@ use crate::verify::skipchain::{
     height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
     LINK_FORMAT_V1, LINK_FORMAT_V2,
 };
-use crate::verify::skipchain_batch::{point_of, verify_links_with_points, LinkToCheck, Pairings};
+use crate::verify::skipchain_batch::{
+    all_hold, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
+};
 use prometheus_client::registry::Registry;
 use prost::Message;
 pub use recovery::RECOVERY_SECTION;
@@ -209,6 +213,18 @@ struct Shared {
     read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
     /// Counters, latencies and recent blocks for `/metrics` and the status page.
     observed: Observed,
+    /// Appends waiting for a prepare round / a forward-link round shared with other chains', per
+    /// roster (see `batched`).
+    prepare_queue: batched::Queue<batched::PrepareItem>,
+    links_queue: batched::Queue<batched::LinksItem>,
+    /// Whether appends of different chains share rounds (`set_batched_rounds`; on by default).
+    batched_rounds: std::sync::atomic::AtomicBool,
+    /// Rosters (by id) whose members lack the batch hooks: one append per round until the instant.
+    no_batch: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+    /// Fault injection (tests): this member answers batched rounds as code from before them does.
+    refuses_batches: std::sync::atomic::AtomicBool,
+    /// Batched rounds this node led, and the appends they served.
+    batches: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
     /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
     warmed: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
@@ -317,9 +333,29 @@ impl SkipchainService {
         self.shared.refuses_store.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Whether this node, as a proposer, lets appends of different chains that wait for the same
+    /// roster share rounds (on by default; see `batched`): off for comparisons (`conode bench
+    /// skipchain --batch off,on`).
+    pub fn set_batched_rounds(&self, on: bool) {
+        self.shared.batched_rounds.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): this member answers batched rounds as a member running code from
+    /// before them does (no hook for their purposes).
+    pub fn set_refuses_batches(&self, on: bool) {
+        self.shared.refuses_batches.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Batched rounds (prepare and forward links) this node led, and the appends they served.
+    pub fn batched_rounds(&self) -> (u64, u64) {
+        let (rounds, appends) = &self.shared.batches;
+        (rounds.load(std::sync::atomic::Ordering::SeqCst), appends.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// Makes this node, as a proposer, sign forward links level by level over the v1 statements
     /// (one round per level, as before v2 links existed) instead of one v2 round per source
-    /// roster: for comparisons (`conode bench skipchain --links v1,v2`).
+    /// roster: for comparisons (`conode bench skipchain --links v1,v2`). Batched forward-link
+    /// rounds (whose links are v3) are off while it is on.
     pub fn set_v1_links(&self, on: bool) {
         self.shared.v1_links.store(on, std::sync::atomic::Ordering::SeqCst);
     }
@@ -477,13 +513,13 @@ impl SkipchainService {
         let requested = block.hash.clone();
         let phases = &s.observed.phases;
         let t = std::time::Instant::now();
-        let agreed = self.prepare(&latest, &prev_roster, proposal).await?;
+        let agreed = self.prepare_batched(&latest, &prev_roster, proposal).await?;
         phases.add(Phase::Prepare, t.elapsed());
         let t = std::time::Instant::now();
         let block =
             agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
         let roster = block.roster.clone().unwrap_or_default();
-        let links = self.sign_links(&sources, &block, &agreed).await?;
+        let links = self.sign_links_batched(&sources, &block, &agreed).await?;
         phases.add(Phase::Links, t.elapsed());
         let mut incoming = Vec::with_capacity(links.len());
         let mut updated = Vec::with_capacity(links.len());
@@ -577,11 +613,12 @@ impl SkipchainService {
                             signature: outcome.signature.to_bytes().to_vec(),
                             mask: outcome.mask,
                         }),
+                        batch: vec![],
                     };
                     // The round verified this aggregate (with the keys of `signers`, the roster
                     // `prev_roster` checked, under the default policy) before returning it: this
                     // node's own commit hooks need not verify it again.
-                    s.verified.remember(certificate_key(&roster_tag(prev_roster), &genesis, index, &cert));
+                    s.verified.remember(certificate_key(&roster_tag(prev_roster), &statement, &cert));
                     proposal.prepared = Some(cert);
                     return Ok(proposal);
                 }
@@ -596,6 +633,7 @@ impl SkipchainService {
                                     signature: partial.signature.clone(),
                                     mask: partial.mask.clone(),
                                 }),
+                                batch: vec![],
                             });
                         }
                     }
@@ -691,6 +729,7 @@ impl SkipchainService {
                         signature: st.prepared_signature.clone(),
                         mask: mask.into_bytes(),
                     }),
+                    batch: vec![],
                 });
             }
         }
@@ -818,6 +857,7 @@ impl SkipchainService {
                 new_roster: new_roster.clone(),
                 signature: Some(signature.clone()),
                 format: LINK_FORMAT_V2,
+                batch: vec![],
             })
             .collect();
         Ok((links, report))
@@ -866,6 +906,7 @@ impl SkipchainService {
             new_roster,
             signature: Some(signature),
             format: LINK_FORMAT_V1,
+            batch: vec![],
         })
     }
 
@@ -1298,24 +1339,35 @@ impl SkipchainService {
         if self.byzantine() {
             return Ok(());
         }
-        let prev = self.check_block(&p)?;
+        let vote = self.prepare_vote(&p)?;
+        if statement != vote.message {
+            return Err("statement is not the prepare message of the proposed block".into());
+        }
+        vote.record(&self.shared.votes)
+    }
+
+    /// What the prepare hooks check of one proposal, but the statement: a valid next block, a view,
+    /// and its justification (kept only if it verifies). Returns the vote to record.
+    fn prepare_vote(&self, p: &Proposal) -> Result<PrepareVote, String> {
+        let prev = self.check_block(p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
         self.fence_gate(&block.genesis_id)?;
         if p.view == 0 {
             return Err("view 0 is not a view".into());
         }
-        if statement != prepare_message(&block.genesis_id, block.index, p.view, &block.hash) {
-            return Err("statement is not the prepare message of the proposed block".into());
-        }
         let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
-        let justification = p.justification.as_ref().filter(|c| {
+        let justification = p.justification.clone().filter(|c| {
             c.block_hash == block.hash
                 && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
-        self.shared
-            .votes
-            .prepare(&block.genesis_id, block.index, p.view, &block.hash, justification)
-            .map_err(|e| e.to_string())
+        Ok(PrepareVote {
+            message: prepare_message(&block.genesis_id, block.index, p.view, &block.hash),
+            genesis: block.genesis_id.clone(),
+            index: block.index,
+            view: p.view,
+            hash: block.hash.clone(),
+            justification,
+        })
     }
 
     /// The hook run before this node cosigns forward links (the commit): the statement is the v2
@@ -1353,13 +1405,60 @@ impl SkipchainService {
                 return Err(NOT_THE_LINK.into());
             }
         }
+        self.check_certified(&prev, &p)?;
+        self.shared.votes.commit(&block.genesis_id, block.index, &p).map_err(|e| e.to_string())
+    }
+
+    /// What the commit hooks check of one proposal, but the statement: a valid next block (see
+    /// `check_block`) with a valid prepare certificate. Returns the block.
+    fn certified_block<'p>(&self, p: &'p Proposal) -> Result<&'p SkipBlock, String> {
+        let prev = self.check_block(p)?;
+        let block = p.block.as_ref().ok_or("proposal without block")?;
+        self.fence_gate(&block.genesis_id)?;
+        self.check_certified(&prev, p)?;
+        Ok(block)
+    }
+
+    /// The proposal's block carries a valid prepare certificate (by the roster of `prev`).
+    fn check_certified(&self, prev: &SkipBlock, p: &Proposal) -> Result<(), String> {
+        let block = p.block.as_ref().ok_or("proposal without block")?;
         let cert = p.prepared.as_ref().ok_or("no prepare certificate")?;
         if cert.block_hash != block.hash {
             return Err("the prepare certificate is for another block".into());
         }
         let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
-        self.verify_certificate(prev_roster, &block.genesis_id, block.index, cert)?;
-        self.shared.votes.commit(&block.genesis_id, block.index, &p).map_err(|e| e.to_string())
+        self.verify_certificate(prev_roster, &block.genesis_id, block.index, cert)
+    }
+}
+
+/// A cosi hook of this service: whether this node signs `statement` of a round (given its extra
+/// data).
+type HookCheck = fn(&SkipchainService, &[u8], &[u8]) -> Result<(), String>;
+
+/// A prepare vote a hook checked, recorded once the statement checks too.
+struct PrepareVote {
+    message: [u8; 32],
+    genesis: Vec<u8>,
+    index: u64,
+    view: u64,
+    hash: Vec<u8>,
+    justification: Option<PrepareCertificate>,
+}
+
+impl PrepareVote {
+    /// Records the vote durably, unless the vote rules forbid it.
+    fn record(&self, votes: &Votes) -> Result<(), String> {
+        votes
+            .prepare(&self.genesis, self.index, self.view, &self.hash, self.justification.as_ref())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Shared {
+    /// Counts a batched round this node led for `appends` appends.
+    fn count_batch(&self, appends: usize) {
+        self.batches.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.batches.1.fetch_add(appends as u64, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -1412,7 +1511,18 @@ impl SkipchainService {
             .map(|((src, link), keys)| LinkToCheck { from: src, to: block, link, keys })
             .collect();
         let point = |m: &[u8]| self.point(m);
-        for r in verify_links_with_points(&checks, Policy::Default, &Pairings { point: &point, ..Pairings::direct() }) {
+        // The links of a batched round's blocks share one pairing check: done once per node.
+        let verified = &self.shared.verified;
+        let key = |c: &PairingCheck| digest(&[b"pairing-check", &c.fingerprint()]);
+        let all_hold = |checks: Vec<PairingCheck>| {
+            let unknown: Vec<PairingCheck> = checks.into_iter().filter(|c| !verified.passed(&key(c))).collect();
+            let hold = all_hold(&unknown);
+            if hold {
+                unknown.iter().for_each(|c| verified.remember(key(c)));
+            }
+            hold
+        };
+        for r in verify_links_with_points(&checks, Policy::Default, &Pairings { point: &point, all_hold: &all_hold }) {
             r?;
         }
         Ok(())
@@ -1548,36 +1658,38 @@ impl Service for SkipchainService {
                 redelivering: Default::default(),
                 read_catch_ups: Default::default(),
                 observed: Observed::new(),
+                prepare_queue: Default::default(),
+                links_queue: Default::default(),
+                batched_rounds: true.into(),
+                no_batch: Default::default(),
+                refuses_batches: Default::default(),
+                batches: Default::default(),
                 warmed: Default::default(),
                 governors: Default::default(),
             }),
         };
-        // The hook lives in the cosi service, which this service holds: a weak reference avoids a
+        // The hooks live in the cosi service, which this service holds: a weak reference avoids a
         // cycle that would keep the database open after the node stops.
-        let weak = Arc::downgrade(&svc.shared);
-        let hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
-            Some(shared) => {
-                let t = std::time::Instant::now();
-                let r = SkipchainService { shared: shared.clone() }.check_proposal(statement, extra);
-                shared.observed.phases.add(Phase::CommitHook, t.elapsed());
-                r
-            }
-            None => Err("skipchain service stopped".to_string()),
-        };
-        cosi.hook(SKIPCHAIN_SERVICE, Arc::new(hook))
-            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
-        let weak = Arc::downgrade(&svc.shared);
-        let prepare_hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
-            Some(shared) => {
-                let t = std::time::Instant::now();
-                let r = SkipchainService { shared: shared.clone() }.check_prepare(statement, extra);
-                shared.observed.phases.add(Phase::PrepareHook, t.elapsed());
-                r
-            }
-            None => Err("skipchain service stopped".to_string()),
-        };
-        cosi.hook(PREPARE_PURPOSE, Arc::new(prepare_hook))
-            .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        let hooks: [(&str, Phase, HookCheck); 4] = [
+            (SKIPCHAIN_SERVICE, Phase::CommitHook, SkipchainService::check_proposal),
+            (PREPARE_PURPOSE, Phase::PrepareHook, SkipchainService::check_prepare),
+            (batched::PREPARE_BATCH_PURPOSE, Phase::PrepareHook, SkipchainService::check_prepare_batch),
+            (batched::COMMIT_BATCH_PURPOSE, Phase::CommitHook, SkipchainService::check_commit_batch),
+        ];
+        for (purpose, phase, check) in hooks {
+            let weak = Arc::downgrade(&svc.shared);
+            let hook = move |statement: &[u8], extra: &[u8]| match weak.upgrade() {
+                Some(shared) => {
+                    let t = std::time::Instant::now();
+                    let r = check(&SkipchainService { shared: shared.clone() }, statement, extra);
+                    shared.observed.phases.add(phase, t.elapsed());
+                    r
+                }
+                None => Err("skipchain service stopped".to_string()),
+            };
+            cosi.hook(purpose, Arc::new(hook))
+                .map_err(|e| StartError { service: SKIPCHAIN_SERVICE, reason: e.to_string() })?;
+        }
         let s = svc.clone();
         ctx.network.register(
             SKIPCHAIN_SERVICE,
@@ -1653,6 +1765,8 @@ impl Service for SkipchainService {
         self.shared.ctx.status.remove(recovery::RECOVERY_SECTION);
         self.shared.cosi.remove_hook(SKIPCHAIN_SERVICE);
         self.shared.cosi.remove_hook(PREPARE_PURPOSE);
+        self.shared.cosi.remove_hook(batched::PREPARE_BATCH_PURPOSE);
+        self.shared.cosi.remove_hook(batched::COMMIT_BATCH_PURPOSE);
         stop_service(&self.shared.ctx, SKIPCHAIN_SERVICE).await;
     }
 }

@@ -9,7 +9,7 @@
 //! different roster, slot, view, block, signature or mask is another digest and is checked on its
 //! own; a failed check is never remembered, so a later caller runs it again.
 
-use super::messages::{prepare_message, PrepareCertificate};
+use super::messages::{certified_statement, PrepareCertificate};
 use crate::crypto::{sha256, BlsPublicKey};
 use crate::services::cosi::Policy;
 use crate::verify::cosi::CosiVerifyError;
@@ -53,7 +53,6 @@ pub(super) struct VerifiedOnce {
 
 impl VerifiedOnce {
     /// Whether the check of `key` passed lately.
-    #[cfg(test)]
     pub(super) fn passed(&self, key: &[u8; 32]) -> bool {
         crate::sync::lock(&self.state).passed.contains(key)
     }
@@ -123,20 +122,13 @@ pub(super) fn roster_tag(roster: &BlockRoster) -> [u8; 32] {
     sha256(&[&roster.encode_to_vec()])
 }
 
-/// The digest of a prepare certificate's check: the roster (its [`roster_tag`]), the slot, the
-/// view, the block and the signature with its mask, exactly as given.
-pub(super) fn certificate_key(roster: &[u8; 32], genesis: &[u8], index: u64, cert: &PrepareCertificate) -> [u8; 32] {
+/// The digest of a prepare certificate's check: the roster (its [`roster_tag`]), the statement
+/// the certificate's signature must be over ([`certified_statement`]: it covers the slot, the view
+/// and the block, and for a batched round every message of the batch) and the signature with its
+/// mask, exactly as given. The certificates of one batched round share their check.
+pub(super) fn certificate_key(roster: &[u8; 32], statement: &[u8; 32], cert: &PrepareCertificate) -> [u8; 32] {
     let (signature, mask) = cert.signature.as_ref().map_or((&[][..], &[][..]), |s| (&s.signature[..], &s.mask[..]));
-    digest(&[
-        b"prepare-certificate",
-        roster,
-        genesis,
-        &index.to_be_bytes(),
-        &cert.view.to_be_bytes(),
-        &cert.block_hash,
-        signature,
-        mask,
-    ])
+    digest(&[b"prepare-certificate", roster, statement, signature, mask])
 }
 
 /// Checks a prepare certificate: more than two thirds of the roster tagged `roster` (whose cosi
@@ -155,9 +147,9 @@ pub(super) fn check_certificate(
     cert: &PrepareCertificate,
 ) -> Result<(), String> {
     let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
-    cache.check(certificate_key(roster, genesis, index, cert), || {
+    let msg = certified_statement(genesis, index, cert).map_err(|e| format!("prepare certificate: {e}"))?;
+    cache.check(certificate_key(roster, &msg, cert), || {
         let keys = keys()?;
-        let msg = prepare_message(genesis, index, cert.view, &cert.block_hash);
         let check = collective_check(&(pairings.point)(&msg), &sig.signature, &sig.mask, &keys, Policy::Default)
             .map_err(|e| format!("prepare certificate: {e}"))?;
         if (pairings.all_hold)(vec![check]) {
@@ -260,7 +252,7 @@ mod tests {
     /// A certificate of `signers` of `keys` over block `hash` in `view` at slot (g, 5).
     fn certificate(kps: &[crate::crypto::BlsKeyPair], signers: &[usize], view: u64, hash: &[u8]) -> PrepareCertificate {
         use crate::crypto::BlsSignature;
-        let msg = prepare_message(b"g", 5, view, hash);
+        let msg = crate::services::skipchain::messages::prepare_message(b"g", 5, view, hash);
         let sigs: Vec<BlsSignature> = signers.iter().map(|&i| kps[i].sign(&msg)).collect();
         let agg = BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap();
         PrepareCertificate {
@@ -270,6 +262,7 @@ mod tests {
                 signature: agg.to_bytes().to_vec(),
                 mask: cosi::Mask::from_indices(kps.len(), signers.iter().copied()).into_bytes(),
             }),
+            batch: vec![],
         }
     }
 
@@ -321,5 +314,46 @@ mod tests {
         let mut unsigned = good.clone();
         unsigned.signature = None;
         assert_eq!(check(&[1; 32], &keys, 5, &unsigned), Err("unsigned prepare certificate".to_string()));
+    }
+
+    #[test]
+    fn the_certificates_of_one_batched_round_share_one_check_and_name_their_own_slot() {
+        use crate::crypto::BlsSignature;
+        use crate::services::skipchain::messages::{prepare_batch_message, prepare_message};
+        let kps: Vec<crate::crypto::BlsKeyPair> = (0..4).map(|_| crate::crypto::BlsKeyPair::generate()).collect();
+        let keys: Vec<BlsPublicKey> = kps.iter().map(|k| k.public()).collect();
+        let cache = VerifiedOnce::default();
+        let runs = AtomicUsize::new(0);
+        // One round prepared block A at slot (g, 5) and block B at slot (h, 9), both in view 2.
+        let messages = vec![prepare_message(b"g", 5, 2, b"A").to_vec(), prepare_message(b"h", 9, 2, b"B").to_vec()];
+        let statement = prepare_batch_message(&messages, &prepare_message(b"g", 5, 2, b"A")).unwrap();
+        let sigs: Vec<BlsSignature> = [0, 1, 3].iter().map(|&i| kps[i].sign(&statement)).collect();
+        let signature = crate::wire::skipchain::CollectiveSignature {
+            signature: BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap().to_bytes().to_vec(),
+            mask: cosi::Mask::from_indices(4, [0, 1, 3]).into_bytes(),
+        };
+        let cert = |hash: &[u8], batch: &[Vec<u8>]| PrepareCertificate {
+            view: 2,
+            block_hash: hash.to_vec(),
+            signature: Some(signature.clone()),
+            batch: batch.to_vec(),
+        };
+        let check = |genesis: &[u8], index: u64, c: &PrepareCertificate| {
+            let keys = || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(keys.clone())
+            };
+            check_certificate(&cache, &[1; 32], keys, &Pairings::direct(), genesis, index, c)
+        };
+        check(b"g", 5, &cert(b"A", &messages)).unwrap();
+        check(b"h", 9, &cert(b"B", &messages)).unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "both slots' certificates are one check");
+        // A slot or block the batch does not hold, a reordered batch, or none at all: refused.
+        assert!(check(b"g", 6, &cert(b"A", &messages)).unwrap_err().contains("does not hold"));
+        assert!(check(b"h", 9, &cert(b"C", &messages)).is_err());
+        let reordered = vec![messages[1].clone(), messages[0].clone()];
+        assert!(check(b"g", 5, &cert(b"A", &reordered)).is_err());
+        assert!(check(b"g", 5, &cert(b"A", &[])).is_err(), "the batch signature is not the single statement's");
+        assert!(check(b"g", 5, &cert(b"A", &messages[..1])).unwrap_err().contains("2 to 64"));
     }
 }

@@ -205,14 +205,14 @@ mod tests {
     fn proposal(hash: &[u8], view: u64) -> Proposal {
         Proposal {
             block: Some(SkipBlock { hash: hash.to_vec(), ..Default::default() }),
-            prepared: Some(PrepareCertificate { view, block_hash: hash.to_vec(), signature: None }),
+            prepared: Some(PrepareCertificate { view, block_hash: hash.to_vec(), ..Default::default() }),
             view,
             ..Default::default()
         }
     }
 
     fn cert(hash: &[u8], view: u64) -> PrepareCertificate {
-        PrepareCertificate { view, block_hash: hash.to_vec(), signature: None }
+        PrepareCertificate { view, block_hash: hash.to_vec(), ..Default::default() }
     }
 
     #[test]

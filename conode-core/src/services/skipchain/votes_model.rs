@@ -54,7 +54,7 @@ fn proposal(value: u8, view: u64) -> Proposal {
     Proposal {
         block: Some(SkipBlock { hash: hash(value), ..Default::default() }),
         view,
-        prepared: Some(PrepareCertificate { view, block_hash: hash(value), signature: None }),
+        prepared: Some(PrepareCertificate { view, block_hash: hash(value), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -79,7 +79,7 @@ fn successors(w: &World) -> Vec<World> {
                 let justifications = std::iter::once(None).chain(certs.map(Some));
                 for j in justifications {
                     let cert =
-                        j.map(|c| PrepareCertificate { view: c as u64, block_hash: hash(value), signature: None });
+                        j.map(|c| PrepareCertificate { view: c as u64, block_hash: hash(value), ..Default::default() });
                     if w[i].prepared[view] == 0
                         && prepare_rule(&state, view as u64, &hash(value), cert.as_ref()).is_ok()
                     {
