@@ -280,7 +280,7 @@ fn link(to: u8, new_roster: bool) -> ForwardLink {
         new_roster: new_roster.then(|| b(200, 4)),
         signature: Some(CollectiveSignature { signature: b(150, 5), mask: vec![7] }),
         format: 0,
-        batch: vec![],
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pure light-client verification (no tokio, no sled, no sockets): what a phone needs to check a
 //! cothority's output. Collective signatures, skipchain proofs and beacons land here.
 
+pub mod batch_tree;
 pub mod beacon;
 pub mod cosi;
 pub mod follow;

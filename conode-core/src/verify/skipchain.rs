@@ -7,6 +7,7 @@
 //! `i - base^h`; forward link h of block j points to block `j + base^h`.
 
 use crate::crypto::{sha256, BlsPublicKey, IdentityPublicKey};
+use crate::verify::batch_tree::statement_of_path;
 use crate::verify::cosi::{self, Policy};
 use prost::Message;
 
@@ -57,38 +58,15 @@ pub const LINK_FORMAT_V1: u32 = 0;
 /// whose source blocks share a roster.
 pub const LINK_FORMAT_V2: u32 = 2;
 /// `ForwardLink::format` of a link signed in a round that served several blocks (of different
-/// chains) at once: `batch` lists their v2 statements, and the roster signed
-/// [`ForwardLink::batch_message`] over them.
+/// chains) at once: the roster signed the root of their v2 statements' Merkle tree
+/// ([`crate::verify::batch_tree`]), and the link holds its statement's position and path.
 pub const LINK_FORMAT_V3: u32 = 3;
 /// Domain of the v2 statement. Its preimage (26 + 32 bytes) never has the length of a v1 one (64
 /// or 96 bytes, the endpoints being checked block hashes), so no v1 signature is a v2 one.
 const COMMIT_V2_DOMAIN: &[u8] = b"conode-skipchain-commit-v2";
 /// Domain of the v3 statement: it differs from the v2 domain at its 25th byte, and its preimage
-/// (32 + 8 + 32·k bytes, k ≥ 2) is longer than any v1 or v2 one.
-const COMMIT_BATCH_DOMAIN: &[u8] = b"conode-skipchain-commit-batch-v3";
-/// Most statements one batched round signs (a v3 link or a batched prepare certificate lists them
-/// all, so this bounds what a stored link may carry).
-pub const MAX_BATCH: usize = 64;
-
-/// What a roster signs for a batch of 32-byte statements `entries` that must hold `own` (the
-/// statement the caller checks): sha256(domain ‖ count u64 ‖ entry*). Or why the batch is not one.
-pub fn batch_statement(domain: &[u8], entries: &[Vec<u8>], own: &[u8; 32]) -> Result<[u8; 32], String> {
-    if !(2..=MAX_BATCH).contains(&entries.len()) {
-        return Err(format!("a batch holds 2 to {MAX_BATCH} statements, not {}", entries.len()));
-    }
-    if entries.iter().any(|e| e.len() != 32) {
-        return Err("a batch statement is not 32 bytes".into());
-    }
-    if !entries.iter().any(|e| e.as_slice() == own) {
-        return Err("the batch does not hold this block's statement".into());
-    }
-    let count = (entries.len() as u64).to_be_bytes();
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(entries.len() + 2);
-    parts.push(domain);
-    parts.push(&count);
-    parts.extend(entries.iter().map(|e| e.as_slice()));
-    Ok(sha256(&parts))
-}
+/// (32 + 8 + 32 bytes) is longer than any v1 or v2 one.
+pub const COMMIT_BATCH_DOMAIN: &[u8] = b"conode-skipchain-commit-batch-v3";
 
 impl ForwardLink {
     /// What the roster signs in a v1 link: sha256(From ‖ To [‖ NewRoster id]).
@@ -106,10 +84,17 @@ impl ForwardLink {
         sha256(&[COMMIT_V2_DOMAIN, to])
     }
 
-    /// What the roster signs in a v3 link to the block `to` whose round signed the v2 statements
-    /// `batch` (one of them `to`'s): sha256("conode-skipchain-commit-batch-v3" ‖ count ‖ batch).
-    pub fn batch_message(to: &[u8], batch: &[Vec<u8>]) -> Result<[u8; 32], String> {
-        batch_statement(COMMIT_BATCH_DOMAIN, batch, &Self::commit_message(to))
+    /// What the roster signed for this v3 link: the batch statement its target's v2 statement,
+    /// position and path lead to (see [`crate::verify::batch_tree`]); or why the link's batch
+    /// fields cannot be one.
+    pub fn batch_message(&self) -> Result<[u8; 32], String> {
+        statement_of_path(
+            COMMIT_BATCH_DOMAIN,
+            &Self::commit_message(&self.to),
+            self.batch_index as usize,
+            self.batch_size as usize,
+            &self.batch_path,
+        )
     }
 }
 
@@ -125,7 +110,7 @@ pub fn back_link_level(a: &SkipBlock, b: &SkipBlock) -> Option<usize> {
 /// The statement `link` from `a` to `b` must be signed over (its endpoints already checked to be
 /// `a` and `b`), or why the link cannot be valid in its format.
 pub(crate) fn link_statement(a: &SkipBlock, b: &SkipBlock, link: &ForwardLink) -> Result<[u8; 32], String> {
-    if link.format != LINK_FORMAT_V3 && !link.batch.is_empty() {
+    if link.format != LINK_FORMAT_V3 && (!link.batch_path.is_empty() || link.batch_index != 0 || link.batch_size != 0) {
         return Err(format!("a link of format {} carries a batch", link.format));
     }
     let linked_back = || {
@@ -136,7 +121,7 @@ pub(crate) fn link_statement(a: &SkipBlock, b: &SkipBlock, link: &ForwardLink) -
     match link.format {
         LINK_FORMAT_V1 => Ok(ForwardLink::message(&link.from, &link.to, link.new_roster.as_deref())),
         LINK_FORMAT_V2 => linked_back().map(|_| ForwardLink::commit_message(&link.to)),
-        LINK_FORMAT_V3 => linked_back().and_then(|_| ForwardLink::batch_message(&link.to, &link.batch)),
+        LINK_FORMAT_V3 => linked_back().and_then(|_| link.batch_message()),
         other => Err(format!("unknown link format {other}")),
     }
 }

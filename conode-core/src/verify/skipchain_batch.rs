@@ -404,7 +404,7 @@ mod tests {
                     new_roster: None,
                     signature: Some(signature),
                     format,
-                    batch: vec![],
+                    ..Default::default()
                 };
                 (src, 4, link)
             })
@@ -522,6 +522,25 @@ mod tests {
         assert!(same_as_one_by_one(&v1, &cases[0].1).iter().all(|r| r.is_err()));
         assert!(same_as_one_by_one(&v2, &cases[1].1).iter().all(|r| r.is_err()));
         assert_eq!(same_as_one_by_one(&v2, &cases[2].1).iter().filter(|r| r.is_err()).count(), 1);
+    }
+
+    #[test]
+    fn links_of_single_rounds_carry_no_batch_fields() {
+        for format in [LINK_FORMAT_V1, LINK_FORMAT_V2] {
+            let s = setup(&[0, 1, 2, 3], format);
+            assert!(same_as_one_by_one(&s, &s.links).iter().all(|r| r.is_ok()));
+            let with = |f: fn(&mut ForwardLink)| {
+                let mut links = s.links.clone();
+                f(&mut links[0].2);
+                links
+            };
+            for case in
+                [with(|l| l.batch_size = 2), with(|l| l.batch_index = 1), with(|l| l.batch_path = vec![vec![0; 32]])]
+            {
+                let results = same_as_one_by_one(&s, &case);
+                assert!(results[0].as_ref().is_err_and(|e| e.to_string().contains("carries a batch")), "{results:?}");
+            }
+        }
     }
 
     #[test]

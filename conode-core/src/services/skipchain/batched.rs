@@ -6,18 +6,24 @@
 //! - The first append of an idle roster runs its rounds alone, exactly as without batching; appends
 //!   that arrive meanwhile wait and go together in the next round (at most [`MAX_BATCH`], and
 //!   [`MAX_BATCH_BYTES`] of proposals).
-//! - A batched prepare round signs the batch statement over every block's prepare message (each
-//!   certificate lists them, see `PrepareCertificate.batch`); a batched forward-link round signs the
-//!   v3 statement over every block's v2 statement (`LINK_FORMAT_V3`, verified by light clients like
-//!   the other formats). A member checks every proposal of a batch as it would check it alone and
+//! - A batched prepare round signs the root of the Merkle tree of every block's prepare message
+//!   (each certificate holds its position and path, see `PrepareCertificate`); a batched
+//!   forward-link round signs the root of the tree of every block's v2 statement (`LINK_FORMAT_V3`:
+//!   each link holds its position and path, log₂ of the batch in hashes; light clients verify it
+//!   like the other formats). See [`crate::verify::batch_tree`]. A member checks every proposal of a batch as it would check it alone and
 //!   signs only if all pass; its votes are the same per-slot votes.
-//! - Any refusal or failure of a batched round sends its appends back to rounds of their own (the
-//!   single-append path, with its views and recovery), so batching never decides what is committed.
-//!   Members that answer as code from before batches do (no hook for the purpose) get no batched
-//!   rounds for a while (`NO_BATCH_FOR`).
+//! - A batched round that fails, or that members refuse as code from before batches does (no hook
+//!   for the purpose: they could not check its certificates or links), sends its appends back to
+//!   rounds of their own (the single-append path, with its views and recovery, each in a task of
+//!   its own), so batching never decides what is committed; such a roster gets no batched rounds
+//!   for a while (`NO_BATCH_FOR`). Other refusals (a member behind on one chain) do not void a
+//!   round that reached its threshold, as in single rounds.
+//! - A line waits for an append it runs alone at most `HOLD_LINE`, so one slow append (a contended
+//!   slot) does not hold the other chains of its roster.
 
 use super::*;
-use crate::verify::skipchain::{LINK_FORMAT_V3, MAX_BATCH};
+use crate::verify::batch_tree::{batch_tree, MAX_BATCH};
+use crate::verify::skipchain::{COMMIT_BATCH_DOMAIN, LINK_FORMAT_V3};
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
 
@@ -31,6 +37,8 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 const NO_BATCH_FOR: Duration = LEGACY_LINKS_FOR;
 /// What a cosi member answers for a purpose it has no hook for (older code, for the batch purposes).
 const NO_HOOK: &str = "no verification hook for purpose";
+/// Longest a line waits for an append it runs alone before it serves the next appends.
+const HOLD_LINE: Duration = Duration::from_millis(500);
 
 /// One append waiting for a prepare round: its result is the proposal with its certificate.
 pub(super) struct PrepareItem {
@@ -129,12 +137,17 @@ impl<T: Waiting> Queue<T> {
 
 /// Ends a line's runner however the runner ends (its task cancelled when the node stops), so a
 /// later append starts a new runner instead of waiting for one that is gone.
-struct Runner<'a, T: Waiting>(&'a Queue<T>, [u8; 32], bool);
+struct Runner<'a, T: Waiting> {
+    queue: &'a Queue<T>,
+    roster: [u8; 32],
+    /// The line was served until empty (`next` already made it idle).
+    emptied: bool,
+}
 
 impl<T: Waiting> Drop for Runner<'_, T> {
     fn drop(&mut self) {
-        if !self.2 {
-            self.0.abandon(&self.1);
+        if !self.emptied {
+            self.queue.abandon(&self.roster);
         }
     }
 }
@@ -145,7 +158,7 @@ fn lacks_batch_hooks(report: &cosi::SignReport) -> bool {
 }
 
 fn stopped<T>() -> Result<T, SkipchainError> {
-    Err(SkipchainError::Invalid("the node stopped while the append waited for its round".into()))
+    Err(SkipchainError::Invalid("the append's round ended without a result (the node is stopping)".into()))
 }
 
 impl SkipchainService {
@@ -221,36 +234,59 @@ impl SkipchainService {
 
     /// Serves `roster`'s line of prepares until it is empty: one append alone, several together.
     async fn run_prepares(&self, roster: [u8; 32]) {
-        let mut runner = Runner(&self.shared.prepare_queue, roster, false);
+        let mut runner = Runner { queue: &self.shared.prepare_queue, roster, emptied: false };
         loop {
             let mut batch = self.shared.prepare_queue.next(&roster);
             match batch.len() {
                 0 => break,
                 1 => {
                     let Some(it) = batch.pop() else { break };
-                    let _ = it.done.send(self.prepare(&it.latest, &it.prev_roster, it.proposal).await);
+                    self.hold(self.prepare_alone(it)).await;
                 }
                 _ => self.prepare_together(batch).await,
             }
         }
-        runner.2 = true;
+        runner.emptied = true;
     }
 
     /// Serves `roster`'s line of forward-link rounds until it is empty.
     async fn run_links(&self, roster: [u8; 32]) {
-        let mut runner = Runner(&self.shared.links_queue, roster, false);
+        let mut runner = Runner { queue: &self.shared.links_queue, roster, emptied: false };
         loop {
             let mut batch = self.shared.links_queue.next(&roster);
             match batch.len() {
                 0 => break,
                 1 => {
                     let Some(it) = batch.pop() else { break };
-                    let _ = it.done.send(self.sign_links(&it.sources, &it.block, &it.agreed).await);
+                    self.hold(self.links_alone(it)).await;
                 }
                 _ => self.sign_links_together(&roster, batch).await,
             }
         }
-        runner.2 = true;
+        runner.emptied = true;
+    }
+
+    /// Waits for an append running alone for at most [`HOLD_LINE`]: the appends that arrive
+    /// meanwhile gather for the next round, and one slow append (a contended slot trying later
+    /// views) holds the other chains of the roster no longer than that.
+    async fn hold(&self, alone: tokio::task::JoinHandle<Option<()>>) {
+        let _ = tokio::time::timeout(HOLD_LINE, alone).await;
+    }
+
+    /// The single-append prepare phase of `it`, in a task of its own.
+    fn prepare_alone(&self, it: PrepareItem) -> tokio::task::JoinHandle<Option<()>> {
+        let svc = self.clone();
+        self.shared.ctx.tasks.spawn(async move {
+            let _ = it.done.send(svc.prepare(&it.latest, &it.prev_roster, it.proposal).await);
+        })
+    }
+
+    /// The single-append forward-link rounds of `it`, in a task of its own.
+    fn links_alone(&self, it: LinksItem) -> tokio::task::JoinHandle<Option<()>> {
+        let svc = self.clone();
+        self.shared.ctx.tasks.spawn(async move {
+            let _ = it.done.send(svc.sign_links(&it.sources, &it.block, &it.agreed).await);
+        })
     }
 
     /// One prepare round for the blocks of `items` (all over one roster, one per chain), each in
@@ -258,36 +294,51 @@ impl SkipchainService {
     /// member refuses it, each append runs its own prepare phase.
     async fn prepare_together(&self, items: Vec<PrepareItem>) {
         let s = &self.shared;
+        // A slot this node locked on meanwhile finishes its locked block on its own.
+        let (items, locked): (Vec<PrepareItem>, Vec<PrepareItem>) = items.into_iter().partition(|it| {
+            s.votes.state(it.latest.chain_id(), it.latest.index + 1).is_ok_and(|st| st.locked.is_none())
+        });
+        locked.into_iter().for_each(|it| drop(self.prepare_alone(it)));
+        if items.len() < 2 {
+            items.into_iter().for_each(|it| drop(self.prepare_alone(it)));
+            return;
+        }
         let attempt = || -> Result<_, SkipchainError> {
             let mut proposals = Vec::with_capacity(items.len());
             let mut messages = Vec::with_capacity(items.len());
             for it in &items {
                 let (genesis, index) = (it.latest.chain_id(), it.latest.index + 1);
-                let own = s.votes.state(genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
+                let slot = s.votes.state(genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
                 let hash = it.proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
-                let view = own.prepared_view + 1;
-                messages.push(prepare_message(genesis, index, view, &hash).to_vec());
+                let view = slot.prepared_view + 1;
+                messages.push(prepare_message(genesis, index, view, &hash));
                 proposals.push(Proposal { view, prepared: None, justification: None, ..it.proposal.clone() });
             }
-            let own = messages.first().and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok()).unwrap_or_default();
-            let statement = prepare_batch_message(&messages, &own).map_err(SkipchainError::Invalid)?;
-            Ok((proposals, messages, statement, s.rosters.get(&items[0].prev_roster)?))
+            let (statement, paths) = batch_tree(PREPARE_BATCH_DOMAIN, &messages).map_err(SkipchainError::Invalid)?;
+            Ok((proposals, paths, statement, s.rosters.get(&items[0].prev_roster)?))
         };
         let key = items[0].prev_roster.id();
-        if let Ok((proposals, messages, statement, signers)) = attempt() {
+        if let Ok((proposals, paths, statement, signers)) = attempt() {
             let extra = ProposalBatch { proposals: proposals.clone() }.encode_to_vec();
             match s.cosi.sign(&signers, &statement, PREPARE_BATCH_PURPOSE, &extra, Policy::Default).await {
-                Ok(outcome) if outcome.report.refused.is_empty() => {
+                // A certificate is one whoever refused, unless members lack the batch hooks
+                // (they could not check it): those get rounds of one append.
+                Ok(outcome) if !lacks_batch_hooks(&outcome.report) => {
                     s.count_batch(items.len());
                     let signature =
                         CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
                     let tag = roster_tag(&items[0].prev_roster);
-                    for (it, mut proposal) in items.into_iter().zip(proposals) {
+                    let size = items.len() as u32;
+                    for (position, ((it, mut proposal), path)) in
+                        items.into_iter().zip(proposals).zip(paths).enumerate()
+                    {
                         let cert = PrepareCertificate {
                             view: proposal.view,
                             block_hash: proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default(),
                             signature: Some(signature.clone()),
-                            batch: messages.clone(),
+                            batch_path: path.iter().map(|h| h.to_vec()).collect(),
+                            batch_index: position as u32,
+                            batch_size: size,
                         };
                         // Verified by the round (as in `prepare`): this node's hooks need not again.
                         s.verified.remember(certificate_key(&tag, &statement, &cert));
@@ -302,10 +353,7 @@ impl SkipchainService {
             }
         }
         debug!(appends = items.len(), "batched prepare round not used: each append prepares on its own");
-        let alone = items.into_iter().map(|it| async move {
-            let _ = it.done.send(self.prepare(&it.latest, &it.prev_roster, it.proposal).await);
-        });
-        futures_util::future::join_all(alone).await;
+        items.into_iter().for_each(|it| drop(self.prepare_alone(it)));
     }
 
     /// One forward-link round over the v3 statement of the blocks of `items` (whose sources all
@@ -313,11 +361,9 @@ impl SkipchainService {
     /// links on its own.
     async fn sign_links_together(&self, roster: &[u8; 32], items: Vec<LinksItem>) {
         let s = &self.shared;
-        let entries: Vec<Vec<u8>> =
-            items.iter().map(|it| ForwardLink::commit_message(&it.block.hash).to_vec()).collect();
+        let entries: Vec<[u8; 32]> = items.iter().map(|it| ForwardLink::commit_message(&it.block.hash)).collect();
         let src_roster = items[0].sources.first().and_then(|b| b.roster.clone());
-        let statement = ForwardLink::batch_message(&items[0].block.hash, &entries);
-        if let (Some(src_roster), Ok(statement)) = (src_roster, statement) {
+        if let (Some(src_roster), Ok((statement, paths))) = (src_roster, batch_tree(COMMIT_BATCH_DOMAIN, &entries)) {
             let proposals = items.iter().map(|it| Proposal { level: 0, ..it.agreed.clone() }).collect();
             let extra = ProposalBatch { proposals }.encode_to_vec();
             let signed = match s.rosters.get(&src_roster) {
@@ -325,11 +371,14 @@ impl SkipchainService {
                 Err(e) => Err(cosi::CosiError::Refused(e.to_string())),
             };
             match signed {
-                Ok(outcome) if outcome.report.refused.is_empty() => {
+                // Links are valid whoever refused, unless members lack the batch hooks (they
+                // could not verify v3 links): those get rounds of one append.
+                Ok(outcome) if !lacks_batch_hooks(&outcome.report) => {
                     s.count_batch(items.len());
                     let signature =
                         CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
-                    for it in items {
+                    let size = items.len() as u32;
+                    for (position, (it, path)) in items.into_iter().zip(paths).enumerate() {
                         let block_roster = it.block.roster.as_ref().map(|r| r.id()).unwrap_or_default();
                         let new_roster = (src_roster.id() != block_roster).then(|| block_roster.to_vec());
                         let links = it
@@ -341,7 +390,9 @@ impl SkipchainService {
                                 new_roster: new_roster.clone(),
                                 signature: Some(signature.clone()),
                                 format: LINK_FORMAT_V3,
-                                batch: entries.clone(),
+                                batch_path: path.iter().map(|h| h.to_vec()).collect(),
+                                batch_index: position as u32,
+                                batch_size: size,
                             })
                             .collect();
                         let _ = it.done.send(Ok(links));
@@ -354,10 +405,7 @@ impl SkipchainService {
             }
         }
         debug!(appends = items.len(), "batched forward-link round not used: each append signs its own");
-        let alone = items.into_iter().map(|it| async move {
-            let _ = it.done.send(self.sign_links(&it.sources, &it.block, &it.agreed).await);
-        });
-        futures_util::future::join_all(alone).await;
+        items.into_iter().for_each(|it| drop(self.links_alone(it)));
     }
 
     /// The proposals of a batched round's extra data: 2 to [`MAX_BATCH`], one per chain.
@@ -365,6 +413,11 @@ impl SkipchainService {
         if self.shared.refuses_batches.load(std::sync::atomic::Ordering::SeqCst) {
             // What code from before batched rounds answers (fault injection, tests).
             return Err(format!("{NO_HOOK} `{purpose}` on this node"));
+        }
+        // A proposer sends at most MAX_BATCH_BYTES of proposals (with a few bytes of framing
+        // each): nothing larger is decoded.
+        if extra.len() > MAX_BATCH_BYTES + 16 * MAX_BATCH {
+            return Err(format!("a proposal batch of {} bytes is above the bound", extra.len()));
         }
         let batch = ProposalBatch::decode(extra).map_err(|e| format!("proposal batch: {e}"))?;
         if !(2..=MAX_BATCH).contains(&batch.proposals.len()) {
@@ -389,11 +442,13 @@ impl SkipchainService {
             return Ok(());
         }
         let votes = proposals.iter().map(|p| self.prepare_vote(p)).collect::<Result<Vec<_>, _>>()?;
-        let messages: Vec<Vec<u8>> = votes.iter().map(|v| v.message.to_vec()).collect();
-        if statement != prepare_batch_message(&messages, &votes[0].message)? {
+        let messages: Vec<[u8; 32]> = votes.iter().map(|v| v.message).collect();
+        if statement != batch_tree(PREPARE_BATCH_DOMAIN, &messages)?.0 {
             return Err("statement is not the batch statement of the proposed blocks".into());
         }
-        votes.iter().try_for_each(|v| v.record(&self.shared.votes))
+        let slots: Vec<_> =
+            votes.iter().map(|v| (&v.genesis[..], v.index, v.view, &v.hash[..], v.justification.as_ref())).collect();
+        self.shared.votes.prepare_all(&slots).map_err(|e| e.to_string())
     }
 
     /// The hook of a batched forward-link round: every proposal passes the single commit hook's
@@ -405,22 +460,18 @@ impl SkipchainService {
             return Ok(());
         }
         if self.shared.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(NOT_THE_LINK.into());
+            // Code from before v2 links predates batched rounds too.
+            return Err(format!("{NO_HOOK} `{COMMIT_BATCH_PURPOSE}` on this node"));
         }
         let mut entries = Vec::with_capacity(proposals.len());
         for p in &proposals {
             let block = self.certified_block(p)?;
-            entries.push(ForwardLink::commit_message(&block.hash).to_vec());
+            entries.push(ForwardLink::commit_message(&block.hash));
         }
-        let first = proposals[0].block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
-        if statement != ForwardLink::batch_message(&first, &entries)? {
+        if statement != batch_tree(COMMIT_BATCH_DOMAIN, &entries)?.0 {
             return Err("statement is not the batch statement of the proposed blocks".into());
         }
-        for p in &proposals {
-            let block = p.block.as_ref().ok_or("proposal without block")?;
-            self.shared.votes.commit(&block.genesis_id, block.index, p).map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        self.shared.votes.commit_all(&proposals.iter().collect::<Vec<_>>()).map_err(|e| e.to_string())
     }
 }
 
@@ -476,7 +527,7 @@ mod tests {
         let roster = [1; 32];
         assert!(q.push(roster, item("a", 1)));
         {
-            let _runner = Runner(&q, roster, false);
+            let _runner = Runner { queue: &q, roster, emptied: false };
         }
         assert!(q.push(roster, item("b", 1)), "the dropped runner's line must not look served");
     }

@@ -266,7 +266,7 @@ mod tests {
             view,
             block_hash: hash.to_vec(),
             signature: Some(CollectiveSignature { signature: sig.to_bytes().to_vec(), mask: mask.into_bytes() }),
-            batch: vec![],
+            ..Default::default()
         }
     }
 
@@ -323,7 +323,7 @@ mod tests {
                     mask: Mask::from_indices(4, signers.iter().copied()).into_bytes(),
                 }),
                 format,
-                batch: vec![],
+                ..Default::default()
             }
         };
         let g = genesis.hash.clone();

@@ -4,7 +4,7 @@
 //! [`crate::verify::skipchain`] too); this module re-exports them with the append signature helper.
 
 use crate::crypto::sha256;
-use crate::verify::skipchain::batch_statement;
+use crate::verify::batch_tree::statement_of_path;
 
 pub use crate::wire::skipchain::{
     Append, BlockReply, Blocks, CreateChain, Equivocation, GetBlock, GetBlocks, GetUpdateChain, Latest, LevelLink,
@@ -18,22 +18,18 @@ pub fn prepare_message(genesis: &[u8], index: u64, view: u64, block_hash: &[u8])
 }
 
 /// Domain of a batched prepare round's statement (see [`certified_statement`]).
-const PREPARE_BATCH_DOMAIN: &[u8] = b"conode-skipchain-prepare-batch-v1";
-
-/// What a batched prepare round signs over the prepare messages `batch` (one of them `own`).
-pub fn prepare_batch_message(batch: &[Vec<u8>], own: &[u8; 32]) -> Result<[u8; 32], String> {
-    batch_statement(PREPARE_BATCH_DOMAIN, batch, own)
-}
+pub const PREPARE_BATCH_DOMAIN: &[u8] = b"conode-skipchain-prepare-batch-v1";
 
 /// The statement the roster signed for `cert` at (genesis, index): the prepare message of its
-/// view and block, or, for a certificate of a batched round, the batch statement over the
-/// messages it lists (which must hold that prepare message).
+/// view and block, or, for a certificate of a batched round, the batch statement that message,
+/// the certificate's position and its path lead to (see [`crate::verify::batch_tree`]).
 pub fn certified_statement(genesis: &[u8], index: u64, cert: &PrepareCertificate) -> Result<[u8; 32], String> {
     let own = prepare_message(genesis, index, cert.view, &cert.block_hash);
-    if cert.batch.is_empty() {
+    if cert.batch_size == 0 && cert.batch_index == 0 && cert.batch_path.is_empty() {
         Ok(own)
     } else {
-        prepare_batch_message(&cert.batch, &own)
+        let (i, n) = (cert.batch_index as usize, cert.batch_size as usize);
+        statement_of_path(PREPARE_BATCH_DOMAIN, &own, i, n, &cert.batch_path)
     }
 }
 

@@ -124,7 +124,7 @@ pub(super) fn roster_tag(roster: &BlockRoster) -> [u8; 32] {
 
 /// The digest of a prepare certificate's check: the roster (its [`roster_tag`]), the statement
 /// the certificate's signature must be over ([`certified_statement`]: it covers the slot, the view
-/// and the block, and for a batched round every message of the batch) and the signature with its
+/// and the block, and for a batched round the root of the batch's tree) and the signature with its
 /// mask, exactly as given. The certificates of one batched round share their check.
 pub(super) fn certificate_key(roster: &[u8; 32], statement: &[u8; 32], cert: &PrepareCertificate) -> [u8; 32] {
     let (signature, mask) = cert.signature.as_ref().map_or((&[][..], &[][..]), |s| (&s.signature[..], &s.mask[..]));
@@ -262,7 +262,7 @@ mod tests {
                 signature: agg.to_bytes().to_vec(),
                 mask: cosi::Mask::from_indices(kps.len(), signers.iter().copied()).into_bytes(),
             }),
-            batch: vec![],
+            ..Default::default()
         }
     }
 
@@ -319,24 +319,28 @@ mod tests {
     #[test]
     fn the_certificates_of_one_batched_round_share_one_check_and_name_their_own_slot() {
         use crate::crypto::BlsSignature;
-        use crate::services::skipchain::messages::{prepare_batch_message, prepare_message};
+        use crate::services::skipchain::messages::{prepare_message, PREPARE_BATCH_DOMAIN};
+        use crate::verify::batch_tree::batch_tree;
         let kps: Vec<crate::crypto::BlsKeyPair> = (0..4).map(|_| crate::crypto::BlsKeyPair::generate()).collect();
         let keys: Vec<BlsPublicKey> = kps.iter().map(|k| k.public()).collect();
         let cache = VerifiedOnce::default();
         let runs = AtomicUsize::new(0);
-        // One round prepared block A at slot (g, 5) and block B at slot (h, 9), both in view 2.
-        let messages = vec![prepare_message(b"g", 5, 2, b"A").to_vec(), prepare_message(b"h", 9, 2, b"B").to_vec()];
-        let statement = prepare_batch_message(&messages, &prepare_message(b"g", 5, 2, b"A")).unwrap();
+        // One round prepared block A at slot (g, 5), B at (h, 9) and C at (k, 1), all in view 2.
+        let messages =
+            [prepare_message(b"g", 5, 2, b"A"), prepare_message(b"h", 9, 2, b"B"), prepare_message(b"k", 1, 2, b"C")];
+        let (statement, paths) = batch_tree(PREPARE_BATCH_DOMAIN, &messages).unwrap();
         let sigs: Vec<BlsSignature> = [0, 1, 3].iter().map(|&i| kps[i].sign(&statement)).collect();
         let signature = crate::wire::skipchain::CollectiveSignature {
             signature: BlsSignature::aggregate(&sigs.iter().collect::<Vec<_>>()).unwrap().to_bytes().to_vec(),
             mask: cosi::Mask::from_indices(4, [0, 1, 3]).into_bytes(),
         };
-        let cert = |hash: &[u8], batch: &[Vec<u8>]| PrepareCertificate {
+        let cert = |hash: &[u8], position: usize| PrepareCertificate {
             view: 2,
             block_hash: hash.to_vec(),
             signature: Some(signature.clone()),
-            batch: batch.to_vec(),
+            batch_path: paths[position].iter().map(|h| h.to_vec()).collect(),
+            batch_index: position as u32,
+            batch_size: 3,
         };
         let check = |genesis: &[u8], index: u64, c: &PrepareCertificate| {
             let keys = || {
@@ -345,15 +349,17 @@ mod tests {
             };
             check_certificate(&cache, &[1; 32], keys, &Pairings::direct(), genesis, index, c)
         };
-        check(b"g", 5, &cert(b"A", &messages)).unwrap();
-        check(b"h", 9, &cert(b"B", &messages)).unwrap();
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "both slots' certificates are one check");
-        // A slot or block the batch does not hold, a reordered batch, or none at all: refused.
-        assert!(check(b"g", 6, &cert(b"A", &messages)).unwrap_err().contains("does not hold"));
-        assert!(check(b"h", 9, &cert(b"C", &messages)).is_err());
-        let reordered = vec![messages[1].clone(), messages[0].clone()];
-        assert!(check(b"g", 5, &cert(b"A", &reordered)).is_err());
-        assert!(check(b"g", 5, &cert(b"A", &[])).is_err(), "the batch signature is not the single statement's");
-        assert!(check(b"g", 5, &cert(b"A", &messages[..1])).unwrap_err().contains("2 to 64"));
+        check(b"g", 5, &cert(b"A", 0)).unwrap();
+        check(b"h", 9, &cert(b"B", 1)).unwrap();
+        check(b"k", 1, &cert(b"C", 2)).unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the three slots' certificates are one check");
+        // Another slot, block or position, or no batch at all: refused (each a check of its own).
+        assert!(check(b"g", 6, &cert(b"A", 0)).is_err());
+        assert!(check(b"h", 9, &cert(b"C", 1)).is_err());
+        assert!(check(b"g", 5, &cert(b"A", 1)).is_err());
+        let single = PrepareCertificate { batch_path: vec![], batch_index: 0, batch_size: 0, ..cert(b"A", 0) };
+        assert!(check(b"g", 5, &single).is_err(), "the batch signature is not the single statement's");
+        let alone = PrepareCertificate { batch_size: 1, ..cert(b"A", 0) };
+        assert!(check(b"g", 5, &alone).unwrap_err().contains("2 to 64"));
     }
 }

@@ -102,6 +102,51 @@ impl Votes {
     }
 }
 
+/// One slot of a batched round's prepare: (genesis, index, view, block hash, verified justification).
+pub type PrepareSlot<'a> = (&'a [u8], u64, u64, &'a [u8], Option<&'a PrepareCertificate>);
+
+impl Votes {
+    /// Records the prepares of a batched round: every slot's rule is checked first, and the
+    /// votes are written in one durable write; none is recorded when one is refused.
+    pub fn prepare_all(&self, slots: &[PrepareSlot<'_>]) -> Result<(), VoteRefused> {
+        let _one = lock(&self.guard);
+        self.record_all(slots.iter().map(|&(genesis, index, view, hash, justification)| {
+            (genesis, index, Box::new(move |st: &SlotState| prepare_rule(st, view, hash, justification)) as Rule<'_>)
+        }))
+    }
+
+    /// Records the locks of a batched forward-link round (each proposal's certificate verified by
+    /// the caller): all rules first, then one durable write; none when one is refused.
+    pub fn commit_all(&self, proposals: &[&Proposal]) -> Result<(), VoteRefused> {
+        let _one = lock(&self.guard);
+        self.record_all(proposals.iter().map(|&p| {
+            let (genesis, index) = p.block.as_ref().map_or((&[][..], 0), |b| (b.genesis_id.as_slice(), b.index));
+            (genesis, index, Box::new(move |st: &SlotState| commit_rule(st, p)) as Rule<'_>)
+        }))
+    }
+
+    /// Applies each slot's rule to its state and writes the changed states at once (the caller
+    /// holds the guard).
+    fn record_all<'a>(&self, slots: impl Iterator<Item = (&'a [u8], u64, Rule<'a>)>) -> Result<(), VoteRefused> {
+        let mut writes = Vec::new();
+        for (genesis, index, rule) in slots {
+            let state = self.state(genesis, index)?;
+            let next = rule(&state)?;
+            if next != state {
+                writes.push((key(genesis, index), next.encode_to_vec()));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(&[u8], &[u8])> = writes.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        self.tree.put_batch(&entries).map_err(|e| VoteRefused::Storage(e.to_string()))
+    }
+}
+
+/// A vote rule applied to one slot's state.
+type Rule<'a> = Box<dyn Fn(&SlotState) -> Result<SlotState, VoteRefused> + 'a>;
+
 impl Votes {
     /// Recovery after a restore (votes since the backup may be lost): records, for the slot
     /// `index`, a prepare in `view` of no real block (so this member prepares only in later views,
