@@ -127,7 +127,12 @@ fn rate(n: usize, appends: u64, clients: usize, setup: Setup) -> Result<()> {
         svc.set_v1_links(setup.v1_links);
         svc.set_batched_rounds(setup.batched);
     }
-    let links = if setup.v1_links { "v1" } else { "v2" };
+    // With batched rounds a proposer signs the links of several chains' blocks at once (v3).
+    let links = match (setup.v1_links, setup.batched) {
+        (true, _) => "v1",
+        (false, false) => "v2",
+        (false, true) => "v3",
+    };
     let mut chains = Vec::with_capacity(clients);
     for k in 0..clients {
         let svc = c.node(k % setup.proposers).skipchain().context("skipchain service")?;

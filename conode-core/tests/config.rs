@@ -1,6 +1,6 @@
 //! Config files: round-trips, and every kind of bad input gives an error naming file and field.
 
-use conode_core::config::{ConfigError, NodeAddress, NodeConfig, Roster};
+use conode_core::config::{ConfigError, NodeAddress, NodeConfig, Roster, SkipchainLinks};
 use conode_core::crypto::BlsKeyPair;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -210,15 +210,18 @@ fn limits_are_read_written_and_checked() {
 #[test]
 fn skipchain_link_format_is_read_written_and_checked() {
     let mut c = sample();
-    assert!(!c.skipchain_v1_links, "v2 links by default");
+    assert_eq!(c.skipchain_links, SkipchainLinks::V3, "batched (v3) links by default");
     assert!(!c.to_toml().contains("SkipchainLinks"), "the default is not written");
-    c.skipchain_v1_links = true;
+    let read = |text: &str| NodeConfig::from_toml_str(Path::new("private.toml"), text).unwrap().skipchain_links;
+    for (format, name) in [(SkipchainLinks::V1, "v1"), (SkipchainLinks::V2, "v2")] {
+        c.skipchain_links = format;
+        let text = c.to_toml();
+        assert!(text.contains(&format!("SkipchainLinks = \"{name}\"")), "{text}");
+        assert_eq!(read(&text), format);
+    }
     let text = c.to_toml();
-    assert!(text.contains("SkipchainLinks = \"v1\""), "{text}");
-    assert!(NodeConfig::from_toml_str(Path::new("private.toml"), &text).unwrap().skipchain_v1_links);
-    let v2 = text.replace("SkipchainLinks = \"v1\"", "SkipchainLinks = \"v2\"");
-    assert!(!NodeConfig::from_toml_str(Path::new("private.toml"), &v2).unwrap().skipchain_v1_links);
-    let bad = text.replace("SkipchainLinks = \"v1\"", "SkipchainLinks = \"v3\"");
+    assert_eq!(read(&text.replace("SkipchainLinks = \"v2\"", "SkipchainLinks = \"v3\"")), SkipchainLinks::V3);
+    let bad = text.replace("SkipchainLinks = \"v2\"", "SkipchainLinks = \"v4\"");
     let (file, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &bad).unwrap_err());
     assert_eq!((file.as_str(), field.as_str()), ("p.toml", "SkipchainLinks"));
 }

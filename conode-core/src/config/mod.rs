@@ -14,7 +14,7 @@ mod roster;
 pub use address::NodeAddress;
 pub use limits::Limits;
 pub use overrides::{AddressOverrides, Route};
-pub use private::{NodeConfig, COSI_SERVICE};
+pub use private::{NodeConfig, SkipchainLinks, COSI_SERVICE};
 pub use roster::{MissingServiceKey, Roster, ServerIdentity, ServicePublic};
 
 use std::path::PathBuf;

@@ -59,6 +59,20 @@ struct RawServiceSecret {
 }
 
 /// A validated node configuration (the content of private.toml).
+/// Forward-link formats a proposer signs (`SkipchainLinks` in private.toml): each also lets it
+/// sign the older ones when members need them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SkipchainLinks {
+    /// One cosi round per level (every light client checks these).
+    V1,
+    /// One round for all levels of a block (clients from before batched rounds check these).
+    V2,
+    /// Also a round shared by the appends of several chains waiting at this proposer (the
+    /// default).
+    #[default]
+    V3,
+}
+
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub identity: IdentityKeyPair,
@@ -78,10 +92,9 @@ pub struct NodeConfig {
     /// Never dial a member directly unless its `overrides.toml` entry says `Via = "direct"` (use a
     /// SOCKS5 proxy such as Tor for the others).
     pub anonymous: bool,
-    /// As a proposer, sign skipchain forward links in the v1 format (one cosi round per level,
-    /// `SkipchainLinks = "v1"`) instead of v2 (one round for all levels, the default), for light
-    /// clients built before v2 links existed.
-    pub skipchain_v1_links: bool,
+    /// The newest skipchain forward-link format this node signs as a proposer
+    /// (`SkipchainLinks`), for light clients built before the newer ones existed.
+    pub skipchain_links: SkipchainLinks,
     pub service_keys: BTreeMap<String, BlsKeyPair>,
     /// How much the node's ports give to any one client or peer (`[Limits]`).
     pub limits: Limits,
@@ -103,7 +116,7 @@ impl NodeConfig {
             data_dir: None,
             allow_open_signing: false,
             anonymous: false,
-            skipchain_v1_links: false,
+            skipchain_links: SkipchainLinks::default(),
             service_keys,
             limits: Limits::default(),
         }
@@ -211,14 +224,15 @@ impl NodeConfig {
             data_dir: optional(&raw.data_dir).map(PathBuf::from),
             allow_open_signing: raw.allow_open_signing.unwrap_or(false),
             anonymous: raw.anonymous.unwrap_or(false),
-            skipchain_v1_links: match optional(&raw.skipchain_links).as_deref() {
-                None | Some("v2") => false,
-                Some("v1") => true,
+            skipchain_links: match optional(&raw.skipchain_links).as_deref() {
+                None | Some("v3") => SkipchainLinks::V3,
+                Some("v2") => SkipchainLinks::V2,
+                Some("v1") => SkipchainLinks::V1,
                 Some(other) => {
                     return Err(ConfigError::field(
                         path,
                         "SkipchainLinks",
-                        format!("{other:?}: expected \"v1\" or \"v2\""),
+                        format!("{other:?}: expected \"v1\", \"v2\" or \"v3\""),
                     ))
                 }
             },
@@ -242,7 +256,11 @@ impl NodeConfig {
             data_dir: self.data_dir.as_ref().map(|p| p.display().to_string()),
             allow_open_signing: self.allow_open_signing.then_some(true),
             anonymous: self.anonymous.then_some(true),
-            skipchain_links: self.skipchain_v1_links.then(|| "v1".to_string()),
+            skipchain_links: match self.skipchain_links {
+                SkipchainLinks::V1 => Some("v1".to_string()),
+                SkipchainLinks::V2 => Some("v2".to_string()),
+                SkipchainLinks::V3 => None,
+            },
             services: self
                 .service_keys
                 .iter()

@@ -218,6 +218,7 @@ impl SkipchainService {
         let shared_roster = roster.filter(|id| sources.iter().all(|b| b.roster.as_ref().map(|r| r.id()) == Some(*id)));
         let Some(key) = shared_roster.filter(|id| {
             self.batching(id)
+                && s.v3_links.load(std::sync::atomic::Ordering::SeqCst)
                 && !s.v1_links.load(std::sync::atomic::Ordering::SeqCst)
                 && crate::sync::lock(&s.legacy_links).get(id).is_none_or(|until| *until <= std::time::Instant::now())
         }) else {

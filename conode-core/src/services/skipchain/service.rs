@@ -14,7 +14,7 @@ use super::votes::Votes;
 mod batched;
 #[path = "recovery.rs"]
 mod recovery;
-use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, COSI_SERVICE};
+use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, SkipchainLinks, COSI_SERVICE};
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
@@ -198,6 +198,9 @@ struct Shared {
     refuses_store: std::sync::atomic::AtomicBool,
     /// As a proposer, sign links level by level in v1 (`set_v1_links`).
     v1_links: std::sync::atomic::AtomicBool,
+    /// As a proposer, sign the links of several chains' appends in one round (v3 links; on
+    /// unless `SkipchainLinks` names an older format).
+    v3_links: std::sync::atomic::AtomicBool,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
     legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
@@ -1655,7 +1658,8 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
                 refuses_store: Default::default(),
-                v1_links: ctx.config.skipchain_v1_links.into(),
+                v1_links: (ctx.config.skipchain_links == SkipchainLinks::V1).into(),
+                v3_links: (ctx.config.skipchain_links == SkipchainLinks::V3).into(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
