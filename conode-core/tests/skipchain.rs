@@ -6,7 +6,7 @@
 //! a member behind on the chains, and a conflicting append inside a batch.
 
 use conode_core::cluster::LocalCluster;
-use conode_core::config::Roster;
+use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{block_roster, SkipchainService};
@@ -415,6 +415,27 @@ fn a_conflicting_append_inside_a_batch_forks_nothing_and_the_other_chains_go_on(
         assert_eq!(svc(&c, i).store().block_at(&contested.hash, 1).unwrap().hash, winner.hash, "node {i} forked");
         for (_, genesis) in &chains[1..] {
             wait_for_index(&c, i, &genesis.hash, 1);
+        }
+    }
+}
+
+#[test]
+fn a_member_keeping_to_v2_links_gets_none_of_v3_from_other_proposers() {
+    let c = LocalCluster::new(4).unwrap();
+    // Member 3 serves light clients from before v3 links (`SkipchainLinks = "v2"`): it refuses
+    // the batched link rounds of member 0, which then signs each append's links on its own.
+    svc(&c, 3).set_links(SkipchainLinks::V2);
+    let chains = chains_through_member_0(&c, 6);
+    append_concurrently(&c, &chains, 1..=4);
+    for (_, genesis) in &chains {
+        wait_for_index(&c, 3, &genesis.hash, 4);
+        for i in 0..4 {
+            let block = svc(&c, 3).store().block_at(&genesis.hash, i).unwrap();
+            assert!(
+                block.forward_links.iter().all(|l| l.format == LINK_FORMAT_V2),
+                "block {i}: {:?}",
+                block.forward_links
+            );
         }
     }
 }

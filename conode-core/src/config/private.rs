@@ -58,9 +58,9 @@ struct RawServiceSecret {
     pop: Option<String>,
 }
 
-/// A validated node configuration (the content of private.toml).
-/// Forward-link formats a proposer signs (`SkipchainLinks` in private.toml): each also lets it
-/// sign the older ones when members need them.
+/// The newest forward-link format this node signs (`SkipchainLinks` in private.toml). As a
+/// proposer it falls back to older formats when members need them; with V1 or V2 it also refuses,
+/// as a member, the batched link rounds of other proposers (it stores and serves no v3 link).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SkipchainLinks {
     /// One cosi round per level (every light client checks these).
@@ -73,6 +73,7 @@ pub enum SkipchainLinks {
     V3,
 }
 
+/// A validated node configuration (the content of private.toml).
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub identity: IdentityKeyPair,

@@ -65,7 +65,7 @@ pub const LINK_FORMAT_V3: u32 = 3;
 /// or 96 bytes, the endpoints being checked block hashes), so no v1 signature is a v2 one.
 const COMMIT_V2_DOMAIN: &[u8] = b"conode-skipchain-commit-v2";
 /// Domain of the v3 statement: it differs from the v2 domain at its 25th byte, and its preimage
-/// (32 + 8 + 32 bytes) is longer than any v1 or v2 one.
+/// (32 + 8 + 32 = 72 bytes) has the length of no v1 (64 or 96) or v2 (58) one.
 pub const COMMIT_BATCH_DOMAIN: &[u8] = b"conode-skipchain-commit-batch-v3";
 
 impl ForwardLink {

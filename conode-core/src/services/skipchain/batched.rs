@@ -37,8 +37,15 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 const NO_BATCH_FOR: Duration = LEGACY_LINKS_FOR;
 /// What a cosi member answers for a purpose it has no hook for (older code, for the batch purposes).
 const NO_HOOK: &str = "no verification hook for purpose";
+/// What a member whose `SkipchainLinks` names an older format answers to a batched link round.
+const NO_V3: &str = "this member signs no v3 links (SkipchainLinks)";
 /// Longest a line waits for an append it runs alone before it serves the next appends.
 const HOLD_LINE: Duration = Duration::from_millis(500);
+
+/// The append lock of a chain (one append at a time per chain), shared by the append and the
+/// round task serving it: a round goes on after its append's caller gave up, and the chain's next
+/// append waits for it instead of proposing the same index beside it.
+pub(super) type ChainGuard = Arc<tokio::sync::OwnedMutexGuard<()>>;
 
 /// One append waiting for a prepare round: its result is the proposal with its certificate.
 pub(super) struct PrepareItem {
@@ -46,6 +53,7 @@ pub(super) struct PrepareItem {
     prev_roster: BlockRoster,
     proposal: Proposal,
     done: oneshot::Sender<Result<Proposal, SkipchainError>>,
+    _chain: ChainGuard,
 }
 
 /// One append waiting for its forward links (its sources all have the round's roster).
@@ -54,6 +62,7 @@ pub(super) struct LinksItem {
     block: SkipBlock,
     agreed: Proposal,
     done: oneshot::Sender<Result<Vec<ForwardLink>, SkipchainError>>,
+    _chain: ChainGuard,
 }
 
 /// What a queue needs of an item: its chain (one slot per chain in a batch) and its size.
@@ -135,30 +144,81 @@ impl<T: Waiting> Queue<T> {
     }
 }
 
-/// Ends a line's runner however the runner ends (its task cancelled when the node stops), so a
-/// later append starts a new runner instead of waiting for one that is gone.
-struct Runner<'a, T: Waiting> {
-    queue: &'a Queue<T>,
+/// The runner of a line, made before its task is spawned: however the runner ends (its task
+/// cancelled, or dropped before it ran, when the node stops) the line is ended, so a later append
+/// starts a new runner and the appends still waiting get an error instead of waiting for ever.
+struct Runner<T: Waiting> {
+    svc: SkipchainService,
+    queue: fn(&Shared) -> &Queue<T>,
     roster: [u8; 32],
     /// The line was served until empty (`next` already made it idle).
     emptied: bool,
 }
 
-impl<T: Waiting> Drop for Runner<'_, T> {
+impl<T: Waiting> Runner<T> {
+    fn next(&self) -> Vec<T> {
+        (self.queue)(&self.svc.shared).next(&self.roster)
+    }
+}
+
+impl<T: Waiting> Drop for Runner<T> {
     fn drop(&mut self) {
         if !self.emptied {
-            self.queue.abandon(&self.roster);
+            (self.queue)(&self.svc.shared).abandon(&self.roster);
         }
     }
 }
 
-/// Whether a round's refusals say that members run code from before batched rounds.
-fn lacks_batch_hooks(report: &cosi::SignReport) -> bool {
-    report.refused.iter().any(|e| e.reason.contains(NO_HOOK))
+fn prepare_line(s: &Shared) -> &Queue<PrepareItem> {
+    &s.prepare_queue
+}
+
+fn links_line(s: &Shared) -> &Queue<LinksItem> {
+    &s.links_queue
+}
+
+/// Whether a round's refusals say that members cannot take part in batched rounds: they run code
+/// from before them, or keep to links their light clients check (`SkipchainLinks` "v1"/"v2").
+fn refuses_batches(report: &cosi::SignReport) -> bool {
+    report.refused.iter().any(|e| e.reason.contains(NO_HOOK) || e.reason.contains(NO_V3))
 }
 
 fn stopped<T>() -> Result<T, SkipchainError> {
     Err(SkipchainError::Invalid("the append's round ended without a result (the node is stopping)".into()))
+}
+
+/// Serves a line of prepares until it is empty: one append alone, several together.
+async fn run_prepares(mut runner: Runner<PrepareItem>) {
+    let svc = runner.svc.clone();
+    loop {
+        let mut batch = runner.next();
+        match batch.len() {
+            0 => break,
+            1 => {
+                let Some(it) = batch.pop() else { break };
+                svc.hold(svc.prepare_alone(it)).await;
+            }
+            _ => svc.prepare_together(batch).await,
+        }
+    }
+    runner.emptied = true;
+}
+
+/// Serves a line of forward-link rounds until it is empty.
+async fn run_links(mut runner: Runner<LinksItem>) {
+    let svc = runner.svc.clone();
+    loop {
+        let mut batch = runner.next();
+        match batch.len() {
+            0 => break,
+            1 => {
+                let Some(it) = batch.pop() else { break };
+                svc.hold(svc.links_alone(it)).await;
+            }
+            _ => svc.sign_links_together(&runner.roster, batch).await,
+        }
+    }
+    runner.emptied = true;
 }
 
 impl SkipchainService {
@@ -169,10 +229,10 @@ impl SkipchainService {
             && crate::sync::lock(&s.no_batch).get(roster).is_none_or(|until| *until <= std::time::Instant::now())
     }
 
-    /// After a batched round over `roster` that members refused as code from before batches:
-    /// rounds of one append for that roster for a while.
+    /// After a batched round over `roster` that members refused as code from before batches (or
+    /// keeping to older links): rounds of one append for that roster for a while.
     fn note_refusals(&self, roster: &[u8; 32], report: &cosi::SignReport) {
-        if lacks_batch_hooks(report) {
+        if refuses_batches(report) {
             let mut no_batch = crate::sync::lock(&self.shared.no_batch);
             if no_batch.len() >= 1024 {
                 no_batch.clear();
@@ -186,6 +246,7 @@ impl SkipchainService {
     /// wait for the same roster at this node (see the module doc), or alone.
     pub(super) async fn prepare_batched(
         &self,
+        chain: &ChainGuard,
         latest: &SkipBlock,
         prev_roster: &BlockRoster,
         proposal: Proposal,
@@ -197,10 +258,16 @@ impl SkipchainService {
             return self.prepare(latest, prev_roster, proposal).await;
         }
         let (done, result) = oneshot::channel();
-        let item = PrepareItem { latest: latest.clone(), prev_roster: prev_roster.clone(), proposal, done };
+        let item = PrepareItem {
+            latest: latest.clone(),
+            prev_roster: prev_roster.clone(),
+            proposal,
+            done,
+            _chain: chain.clone(),
+        };
         if self.shared.prepare_queue.push(key, item) {
-            let svc = self.clone();
-            self.shared.ctx.tasks.spawn(async move { svc.run_prepares(key).await });
+            let runner = Runner { svc: self.clone(), queue: prepare_line, roster: key, emptied: false };
+            self.shared.ctx.tasks.spawn(run_prepares(runner));
         }
         result.await.unwrap_or_else(|_| stopped())
     }
@@ -209,6 +276,7 @@ impl SkipchainService {
     /// whose sources have the same roster (see the module doc), or alone.
     pub(super) async fn sign_links_batched(
         &self,
+        chain: &ChainGuard,
         sources: &[SkipBlock],
         block: &SkipBlock,
         agreed: &Proposal,
@@ -225,46 +293,18 @@ impl SkipchainService {
             return self.sign_links(sources, block, agreed).await;
         };
         let (done, result) = oneshot::channel();
-        let item = LinksItem { sources: sources.to_vec(), block: block.clone(), agreed: agreed.clone(), done };
+        let item = LinksItem {
+            sources: sources.to_vec(),
+            block: block.clone(),
+            agreed: agreed.clone(),
+            done,
+            _chain: chain.clone(),
+        };
         if s.links_queue.push(key, item) {
-            let svc = self.clone();
-            s.ctx.tasks.spawn(async move { svc.run_links(key).await });
+            let runner = Runner { svc: self.clone(), queue: links_line, roster: key, emptied: false };
+            s.ctx.tasks.spawn(run_links(runner));
         }
         result.await.unwrap_or_else(|_| stopped())
-    }
-
-    /// Serves `roster`'s line of prepares until it is empty: one append alone, several together.
-    async fn run_prepares(&self, roster: [u8; 32]) {
-        let mut runner = Runner { queue: &self.shared.prepare_queue, roster, emptied: false };
-        loop {
-            let mut batch = self.shared.prepare_queue.next(&roster);
-            match batch.len() {
-                0 => break,
-                1 => {
-                    let Some(it) = batch.pop() else { break };
-                    self.hold(self.prepare_alone(it)).await;
-                }
-                _ => self.prepare_together(batch).await,
-            }
-        }
-        runner.emptied = true;
-    }
-
-    /// Serves `roster`'s line of forward-link rounds until it is empty.
-    async fn run_links(&self, roster: [u8; 32]) {
-        let mut runner = Runner { queue: &self.shared.links_queue, roster, emptied: false };
-        loop {
-            let mut batch = self.shared.links_queue.next(&roster);
-            match batch.len() {
-                0 => break,
-                1 => {
-                    let Some(it) = batch.pop() else { break };
-                    self.hold(self.links_alone(it)).await;
-                }
-                _ => self.sign_links_together(&roster, batch).await,
-            }
-        }
-        runner.emptied = true;
     }
 
     /// Waits for an append running alone for at most [`HOLD_LINE`]: the appends that arrive
@@ -291,8 +331,8 @@ impl SkipchainService {
     }
 
     /// One prepare round for the blocks of `items` (all over one roster, one per chain), each in
-    /// the view after the last one this node prepared in for its slot. When the round fails or a
-    /// member refuses it, each append runs its own prepare phase.
+    /// the view after the last one this node prepared in for its slot. When the round fails or
+    /// members refuse batched rounds, each append runs its own prepare phase.
     async fn prepare_together(&self, items: Vec<PrepareItem>) {
         let s = &self.shared;
         // A slot this node locked on meanwhile finishes its locked block on its own.
@@ -324,7 +364,7 @@ impl SkipchainService {
             match s.cosi.sign(&signers, &statement, PREPARE_BATCH_PURPOSE, &extra, Policy::Default).await {
                 // A certificate is one whoever refused, unless members lack the batch hooks
                 // (they could not check it): those get rounds of one append.
-                Ok(outcome) if !lacks_batch_hooks(&outcome.report) => {
+                Ok(outcome) if !refuses_batches(&outcome.report) => {
                     s.count_batch(items.len());
                     let signature =
                         CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
@@ -358,8 +398,8 @@ impl SkipchainService {
     }
 
     /// One forward-link round over the v3 statement of the blocks of `items` (whose sources all
-    /// have the roster `roster`). When it fails or a member refuses it, each append signs its
-    /// links on its own.
+    /// have the roster `roster`). When it fails or members refuse batched rounds, each append
+    /// signs its links on its own.
     async fn sign_links_together(&self, roster: &[u8; 32], items: Vec<LinksItem>) {
         let s = &self.shared;
         let entries: Vec<[u8; 32]> = items.iter().map(|it| ForwardLink::commit_message(&it.block.hash)).collect();
@@ -374,7 +414,7 @@ impl SkipchainService {
             match signed {
                 // Links are valid whoever refused, unless members lack the batch hooks (they
                 // could not verify v3 links): those get rounds of one append.
-                Ok(outcome) if !lacks_batch_hooks(&outcome.report) => {
+                Ok(outcome) if !refuses_batches(&outcome.report) => {
                     s.count_batch(items.len());
                     let signature =
                         CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
@@ -464,6 +504,12 @@ impl SkipchainService {
             // Code from before v2 links predates batched rounds too.
             return Err(format!("{NO_HOOK} `{COMMIT_BATCH_PURPOSE}` on this node"));
         }
+        if !self.shared.v3_links.load(std::sync::atomic::Ordering::SeqCst)
+            || self.shared.v1_links.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Its light clients check older links only: it neither stores nor serves v3 ones.
+            return Err(NO_V3.into());
+        }
         let mut entries = Vec::with_capacity(proposals.len());
         for p in &proposals {
             let block = self.certified_block(p)?;
@@ -527,9 +573,7 @@ mod tests {
         let q: Queue<Item> = Queue::default();
         let roster = [1; 32];
         assert!(q.push(roster, item("a", 1)));
-        {
-            let _runner = Runner { queue: &q, roster, emptied: false };
-        }
-        assert!(q.push(roster, item("b", 1)), "the dropped runner's line must not look served");
+        q.abandon(&roster);
+        assert!(q.push(roster, item("b", 1)), "an ended runner's line must not look served");
     }
 }

@@ -355,6 +355,13 @@ impl SkipchainService {
         (rounds.load(std::sync::atomic::Ordering::SeqCst), appends.load(std::sync::atomic::Ordering::SeqCst))
     }
 
+    /// The newest forward-link format this node signs from now on (as `SkipchainLinks` in
+    /// private.toml sets it at start).
+    pub fn set_links(&self, links: SkipchainLinks) {
+        self.shared.v1_links.store(links == SkipchainLinks::V1, std::sync::atomic::Ordering::SeqCst);
+        self.shared.v3_links.store(links == SkipchainLinks::V3, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Makes this node, as a proposer, sign forward links level by level over the v1 statements
     /// (one round per level, as before v2 links existed) instead of one v2 round per source
     /// roster: for comparisons (`conode bench skipchain --links v1,v2`). Batched forward-link
@@ -444,7 +451,8 @@ impl SkipchainService {
         let s = &self.shared;
         let chain_lock =
             s.appending.lock().unwrap_or_else(|p| p.into_inner()).entry(req.genesis.clone()).or_default().clone();
-        let _appending = chain_lock.lock().await;
+        // Held by this append and by the round tasks serving it (see `batched::ChainGuard`).
+        let appending: batched::ChainGuard = Arc::new(chain_lock.lock_owned().await);
         let genesis = s
             .store
             .block(&req.genesis)
@@ -516,13 +524,13 @@ impl SkipchainService {
         let requested = block.hash.clone();
         let phases = &s.observed.phases;
         let t = std::time::Instant::now();
-        let agreed = self.prepare_batched(&latest, &prev_roster, proposal).await?;
+        let agreed = self.prepare_batched(&appending, &latest, &prev_roster, proposal).await?;
         phases.add(Phase::Prepare, t.elapsed());
         let t = std::time::Instant::now();
         let block =
             agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
         let roster = block.roster.clone().unwrap_or_default();
-        let links = self.sign_links_batched(&sources, &block, &agreed).await?;
+        let links = self.sign_links_batched(&appending, &sources, &block, &agreed).await?;
         phases.add(Phase::Links, t.elapsed());
         let mut incoming = Vec::with_capacity(links.len());
         let mut updated = Vec::with_capacity(links.len());

@@ -32,6 +32,8 @@ pub enum VoteRefused {
     MovedOn { prepared: u64, view: u64 },
     #[error("cannot record the vote: {0}")]
     Storage(String),
+    #[error("a batch names the slot of index {index} twice")]
+    SlotTwice { index: u64 },
 }
 
 /// The durable votes of one node (cheap to clone).
@@ -128,8 +130,13 @@ impl Votes {
     /// Applies each slot's rule to its state and writes the changed states at once (the caller
     /// holds the guard).
     fn record_all<'a>(&self, slots: impl Iterator<Item = (&'a [u8], u64, Rule<'a>)>) -> Result<(), VoteRefused> {
-        let mut writes = Vec::new();
+        let mut writes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (genesis, index, rule) in slots {
+            // Each rule sees the stored state: two votes of one slot would both pass against it.
+            if !seen.insert(key(genesis, index)) {
+                return Err(VoteRefused::SlotTwice { index });
+            }
             let state = self.state(genesis, index)?;
             let next = rule(&state)?;
             if next != state {
