@@ -365,13 +365,19 @@ fn members_without_batch_hooks_get_rounds_of_one_append_and_every_block() {
     // Member 3 answers batched rounds as code from before them does: the proposer gives that
     // roster rounds of one append, whose links member 3 verifies (no v3 link anywhere).
     svc(&c, 3).set_refuses_batches(true);
-    let chains = chains_through_member_0(&c, 6);
-    append_concurrently(&c, &chains, 1..=4);
+    member_3_gets_every_block_with_v2_links_only(&c);
     assert_eq!(svc(&c, 0).batched_rounds().0, 0, "a batched round a member refused was used");
+}
+
+/// Appends 4 blocks to each of 6 chains through member 0 at once; member 3 must hold every block,
+/// each with v2 links only.
+fn member_3_gets_every_block_with_v2_links_only(c: &LocalCluster) {
+    let chains = chains_through_member_0(c, 6);
+    append_concurrently(c, &chains, 1..=4);
     for (_, genesis) in &chains {
-        wait_for_index(&c, 3, &genesis.hash, 4);
+        wait_for_index(c, 3, &genesis.hash, 4);
         for i in 0..4 {
-            let block = svc(&c, 3).store().block_at(&genesis.hash, i).unwrap();
+            let block = svc(c, 3).store().block_at(&genesis.hash, i).unwrap();
             assert!(
                 block.forward_links.iter().all(|l| l.format == LINK_FORMAT_V2),
                 "block {i}: {:?}",
@@ -425,19 +431,7 @@ fn a_member_keeping_to_v2_links_gets_none_of_v3_from_other_proposers() {
     // Member 3 serves light clients from before v3 links (`SkipchainLinks = "v2"`): it refuses
     // the batched link rounds of member 0, which then signs each append's links on its own.
     svc(&c, 3).set_links(SkipchainLinks::V2);
-    let chains = chains_through_member_0(&c, 6);
-    append_concurrently(&c, &chains, 1..=4);
-    for (_, genesis) in &chains {
-        wait_for_index(&c, 3, &genesis.hash, 4);
-        for i in 0..4 {
-            let block = svc(&c, 3).store().block_at(&genesis.hash, i).unwrap();
-            assert!(
-                block.forward_links.iter().all(|l| l.format == LINK_FORMAT_V2),
-                "block {i}: {:?}",
-                block.forward_links
-            );
-        }
-    }
+    member_3_gets_every_block_with_v2_links_only(&c);
 }
 
 #[test]

@@ -25,6 +25,7 @@ use super::*;
 use crate::verify::batch_tree::{batch_tree, MAX_BATCH};
 use crate::verify::skipchain::{COMMIT_BATCH_DOMAIN, LINK_FORMAT_V3};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use tokio::sync::oneshot;
 
 /// Cosi purpose of a prepare round over several appends.
@@ -187,25 +188,32 @@ fn stopped<T>() -> Result<T, SkipchainError> {
     Err(SkipchainError::Invalid("the append's round ended without a result (the node is stopping)".into()))
 }
 
-/// Serves a line of prepares until it is empty: one append alone, several together.
-async fn run_prepares(mut runner: Runner<PrepareItem>) {
-    let svc = runner.svc.clone();
-    loop {
-        let mut batch = runner.next();
-        match batch.len() {
-            0 => break,
-            1 => {
-                let Some(it) = batch.pop() else { break };
-                svc.hold(svc.prepare_alone(it)).await;
-            }
-            _ => svc.prepare_together(batch).await,
-        }
-    }
-    runner.emptied = true;
+/// How a line serves its appends: one alone (in a task of its own), several in one round.
+trait Served: Waiting + Sized + Send + 'static {
+    fn alone(svc: &SkipchainService, item: Self) -> tokio::task::JoinHandle<Option<()>>;
+    fn together(svc: SkipchainService, roster: [u8; 32], items: Vec<Self>) -> impl Future<Output = ()> + Send;
 }
 
-/// Serves a line of forward-link rounds until it is empty.
-async fn run_links(mut runner: Runner<LinksItem>) {
+impl Served for PrepareItem {
+    fn alone(svc: &SkipchainService, item: Self) -> tokio::task::JoinHandle<Option<()>> {
+        svc.prepare_alone(item)
+    }
+    async fn together(svc: SkipchainService, _roster: [u8; 32], items: Vec<Self>) {
+        svc.prepare_together(items).await
+    }
+}
+
+impl Served for LinksItem {
+    fn alone(svc: &SkipchainService, item: Self) -> tokio::task::JoinHandle<Option<()>> {
+        svc.links_alone(item)
+    }
+    async fn together(svc: SkipchainService, roster: [u8; 32], items: Vec<Self>) {
+        svc.sign_links_together(&roster, items).await
+    }
+}
+
+/// Serves a line until it is empty: one append alone, several together.
+async fn run_line<T: Served>(mut runner: Runner<T>) {
     let svc = runner.svc.clone();
     loop {
         let mut batch = runner.next();
@@ -213,9 +221,9 @@ async fn run_links(mut runner: Runner<LinksItem>) {
             0 => break,
             1 => {
                 let Some(it) = batch.pop() else { break };
-                svc.hold(svc.links_alone(it)).await;
+                svc.hold(T::alone(&svc, it)).await;
             }
-            _ => svc.sign_links_together(&runner.roster, batch).await,
+            _ => T::together(svc.clone(), runner.roster, batch).await,
         }
     }
     runner.emptied = true;
@@ -267,7 +275,7 @@ impl SkipchainService {
         };
         if self.shared.prepare_queue.push(key, item) {
             let runner = Runner { svc: self.clone(), queue: prepare_line, roster: key, emptied: false };
-            self.shared.ctx.tasks.spawn(run_prepares(runner));
+            self.shared.ctx.tasks.spawn(run_line(runner));
         }
         result.await.unwrap_or_else(|_| stopped())
     }
@@ -302,7 +310,7 @@ impl SkipchainService {
         };
         if s.links_queue.push(key, item) {
             let runner = Runner { svc: self.clone(), queue: links_line, roster: key, emptied: false };
-            s.ctx.tasks.spawn(run_links(runner));
+            s.ctx.tasks.spawn(run_line(runner));
         }
         result.await.unwrap_or_else(|_| stopped())
     }
