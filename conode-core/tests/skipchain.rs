@@ -389,7 +389,23 @@ fn member_3_gets_every_block_with_v2_links_only(c: &LocalCluster) {
 
 #[test]
 fn a_conflicting_append_inside_a_batch_forks_nothing_and_the_other_chains_go_on() {
+    conflicting_append_inside_a_batch(None);
+}
+
+#[test]
+fn a_member_that_signs_anything_makes_no_fork_through_a_batch() {
+    // Member 2 signs every prepare and link it is asked for, conflicting or not, in single and
+    // batched rounds alike (f = 1 of 4): the honest members' votes still allow one block.
+    conflicting_append_inside_a_batch(Some(2));
+}
+
+/// Member 0 appends block 1 of four chains at once (a batch) while member 1 appends another
+/// block 1 of the first chain; `byzantine` signs anything.
+fn conflicting_append_inside_a_batch(byzantine: Option<usize>) {
     let c = LocalCluster::new(4).unwrap();
+    if let Some(b) = byzantine {
+        svc(&c, b).set_signs_anything(true);
+    }
     let chains = chains_through_member_0(&c, 4);
     let (owner, contested) = &chains[0];
     let rival = svc(&c, 1);
