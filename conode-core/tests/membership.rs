@@ -573,6 +573,9 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
 /// A proposal every node of a 4-node cluster holds (3 yes of 4 pass it), with yes ballots of
 /// members 0 and 1 cast at their own nodes and kept there (not gossiped): node 2 has none of them.
 fn proposal_with_two_ballots_kept_at_their_nodes(c: &LocalCluster, net: &[u8]) -> Vec<u8> {
+    // Node 2's periodic sync would fetch the ballots (every 5 s): paused, and no sync running.
+    m(c, 2).pause_periodic_sync(true);
+    wait("node 2's running sync ended", || !m(c, 2).sync_running());
     let p = Proposal::signed(&key(c, 0), net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), 0);
     let pid = c.runtime().block_on(m(c, 0).propose(p, true)).unwrap().id;
     for i in 0..4 {
