@@ -1,7 +1,8 @@
 //! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it),
-//! a member that missed pushed blocks getting them without another append, and appends of many
+//! a member that missed pushed blocks getting them without another append, members late to a
+//! forward-link round (the round runs again), and appends of many
 //! chains through one member sharing rounds (v3 links), with members that lack the batch hooks,
 //! a member behind on the chains, and a conflicting append inside a batch.
 
@@ -9,7 +10,7 @@ use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::Append;
-use conode_core::services::skipchain::{block_roster, SkipchainService};
+use conode_core::services::skipchain::{block_roster, SkipchainService, SKIPCHAIN_SERVICE};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{
     verify_link_with_keys, verify_proof, ForwardLink, SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V3,
@@ -138,6 +139,38 @@ fn stopped_member_catches_up_after_restart() {
     let prev = svc(&c, 3).store().block(&b.back_link_ids[0]).unwrap();
     let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
     assert!(mask.contains(3), "restarted member did not sign: {:?}", mask.indices());
+}
+
+/// Two of four members answer nothing in one forward-link round (late: a busy machine, a lost
+/// packet) after the block was prepared: the proposer runs the round again instead of failing an
+/// append the roster agreed on, and the members that were late sign the link.
+#[test]
+fn members_late_to_a_forward_link_round_get_another_round_and_the_append_succeeds() {
+    let c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"warm", None))).unwrap();
+    let cosi = c.node(0).cosi().unwrap();
+    cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
+    for i in 1..=2 {
+        c.node(i).cosi().unwrap().silence_rounds(SKIPCHAIN_SERVICE, 1);
+    }
+    let b = rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"late members", None))).unwrap();
+    for i in 1..=2 {
+        assert_eq!(c.node(i).cosi().unwrap().silent_rounds_left(SKIPCHAIN_SERVICE), 0, "member {i} was never silent");
+    }
+    for i in 0..4 {
+        wait_for_index(&c, i, &genesis.hash, 2);
+    }
+    let prev = svc(&c, 0).store().block(&b.back_link_ids[0]).unwrap();
+    let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
+    assert!(mask.indices().len() >= 3, "the link has {} signers", mask.indices().len());
+    assert!(mask.contains(1) || mask.contains(2), "no late member signed the link: {:?}", mask.indices());
+    assert_eq!(
+        verify_proof(&genesis.hash, &svc(&c, 3).update_chain(&genesis.hash).unwrap(), Policy::Default).unwrap().index,
+        2
+    );
 }
 
 /// A member that did not store a pushed block (cut off from the proposer) gets it without another

@@ -328,7 +328,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
     });
     let timeout = clamp_timeout(Duration::from_millis(ann.timeout_ms));
     let fault = shared.fault();
-    if fault == CosiFault::Silent {
+    if fault == CosiFault::Silent || (!warm_up && shared.takes_silent_round(&ann.purpose)) {
         tokio::time::sleep(timeout * 2 + Duration::from_secs(1)).await;
         return Err("silent (fault injection)".into());
     }

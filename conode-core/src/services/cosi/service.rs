@@ -49,6 +49,8 @@ pub(super) struct Shared {
     /// Observed answer times, for the round deadlines.
     pub(super) timing: Arc<super::timing::RoundTiming>,
     fault: RwLock<CosiFault>,
+    /// Rounds of a purpose this node is still to answer none of (see `silence_rounds`).
+    silent_rounds: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     options: RwLock<CosiOptions>,
     default_roster: RwLock<Option<Roster>>,
     /// Rosters of `/Cosi/Sign` requests parsed and checked lately, by the hash of their TOML text:
@@ -69,6 +71,18 @@ impl Shared {
 
     pub(super) fn fault(&self) -> CosiFault {
         *self.fault.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node stays silent in this round of `purpose` (and counts it).
+    pub(super) fn takes_silent_round(&self, purpose: &str) -> bool {
+        let mut left = self.silent_rounds.lock().unwrap_or_else(|p| p.into_inner());
+        match left.get_mut(purpose) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -105,6 +119,18 @@ impl CosiService {
 
     pub fn fault(&self) -> CosiFault {
         self.shared.fault()
+    }
+
+    /// Fault injection (tests): this node answers none of the next `rounds` rounds of `purpose`
+    /// it is asked to sign in, as the `Silent` fault does for every round: a member that is slow
+    /// in one phase of a protocol and answers again in the next.
+    pub fn silence_rounds(&self, purpose: &str, rounds: usize) {
+        self.shared.silent_rounds.lock().unwrap_or_else(|p| p.into_inner()).insert(purpose.to_string(), rounds);
+    }
+
+    /// The rounds of `purpose` this node is still to stay silent in (see `silence_rounds`).
+    pub fn silent_rounds_left(&self, purpose: &str) -> usize {
+        self.shared.silent_rounds.lock().unwrap_or_else(|p| p.into_inner()).get(purpose).copied().unwrap_or(0)
     }
 
     pub fn options(&self) -> CosiOptions {
@@ -261,6 +287,7 @@ impl Service for CosiService {
             }),
             timing: Default::default(),
             fault: RwLock::new(CosiFault::None),
+            silent_rounds: Default::default(),
             options: RwLock::new(CosiOptions::default()),
             default_roster: RwLock::new(None),
             parsed_rosters: Default::default(),

@@ -60,6 +60,8 @@ pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 const MAX_VIEWS: usize = 4;
 /// The pause before the second view; doubled for each later one (randomized ±50 %).
 const VIEW_PAUSE: Duration = Duration::from_millis(100);
+/// Rounds a forward link gets when only members that timed out kept it from its threshold.
+const LINK_ROUND_ATTEMPTS: usize = 3;
 /// How long the proposer waits for the members' slot states after a failed view.
 const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a proposer signs the links of a roster level by level (v1) after members of it that
@@ -71,6 +73,12 @@ const NOT_THE_LINK: &str = "statement is not the forward link of the proposed bl
 
 /// The roster indices of the members that refused a link round as members that predate v2 links
 /// do (their reason is [`NOT_THE_LINK`]).
+/// Whether the members that did not refuse or answer wrongly in a failed round could have reached
+/// its threshold: only members that timed out kept it from it (worth a second round).
+fn could_reach_threshold(report: &cosi::SignReport) -> bool {
+    report.n.saturating_sub(report.refused.len() + report.invalid.len()) >= report.required
+}
+
 fn v2_refusers(report: &cosi::SignReport) -> Vec<usize> {
     report.refused.iter().filter(|e| e.reason.contains(NOT_THE_LINK)).map(|e| e.index).collect()
 }
@@ -882,17 +890,32 @@ impl SkipchainService {
         statement: &[u8],
         proposal: &Proposal,
     ) -> Result<(CollectiveSignature, cosi::SignReport), SkipchainError> {
-        let outcome = self
-            .shared
-            .cosi
-            .sign(
-                &*self.shared.rosters.get(src_roster)?,
-                statement,
-                SKIPCHAIN_SERVICE,
-                &proposal.encode_to_vec(),
-                Policy::Default,
-            )
-            .await?;
+        let roster = self.shared.rosters.get(src_roster)?;
+        let extra = proposal.encode_to_vec();
+        let mut attempt = 1;
+        let outcome = loop {
+            match self.shared.cosi.sign(&roster, statement, SKIPCHAIN_SERVICE, &extra, Policy::Default).await {
+                Ok(outcome) => break outcome,
+                // The block is prepared (the members that signed its certificate are locked on
+                // it): members that were only late (a busy machine, a lost packet) get another
+                // round instead of failing an append the roster agreed on. Signing the same link
+                // again is idempotent at every member.
+                Err(cosi::CosiError::ThresholdNotReached { report, .. })
+                    if attempt < LINK_ROUND_ATTEMPTS && could_reach_threshold(&report) =>
+                {
+                    debug!(
+                        block = %hex8(proposal.block.as_ref().map_or(&[][..], |b| &b.hash)),
+                        attempt,
+                        timed_out = report.timed_out.len(),
+                        "forward-link round: members timed out, again"
+                    );
+                    let base = VIEW_PAUSE.as_millis() as u64 * attempt as u64;
+                    tokio::time::sleep(Duration::from_millis(base / 2 + rand::random::<u64>() % base.max(1))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let signature = CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
         Ok((signature, outcome.report))
     }
