@@ -2,7 +2,7 @@
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it),
 //! a member that missed pushed blocks getting them without another append, members late to a
-//! forward-link round (the round runs again), and appends of many
+//! forward-link round (the round runs again), members hung in batched rounds, and appends of many
 //! chains through one member sharing rounds (v3 links), with members that lack the batch hooks,
 //! a member behind on the chains, and a conflicting append inside a batch.
 
@@ -389,6 +389,44 @@ fn appends_of_many_chains_through_one_member_share_rounds_and_their_proofs_verif
         ("as v2", v2),
     ] {
         assert!(check(&l).is_err(), "a batch link {what} verified");
+    }
+}
+
+/// Two of four members hang in a batched prepare round and then in a batched forward-link round
+/// (they answer nothing until the rounds are over, as a member that stalls or crashes mid-batch):
+/// each failed batch leaves its appends to rounds of their own, every append succeeds, and every
+/// member ends with the same blocks and proofs that verify.
+#[test]
+fn members_hung_in_batched_rounds_leave_the_appends_to_single_rounds_and_nothing_is_lost() {
+    use conode_core::services::skipchain::{COMMIT_BATCH_PURPOSE, PREPARE_BATCH_PURPOSE};
+    let c = LocalCluster::new(4).unwrap();
+    let chains = chains_through_member_0(&c, 8);
+    append_concurrently(&c, &chains, 1..=1);
+    c.node(0)
+        .cosi()
+        .unwrap()
+        .set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
+    for i in 1..=2 {
+        let cosi = c.node(i).cosi().unwrap();
+        cosi.silence_rounds(PREPARE_BATCH_PURPOSE, 1);
+        cosi.silence_rounds(COMMIT_BATCH_PURPOSE, 1);
+    }
+    append_concurrently(&c, &chains, 2..=8);
+    for i in 1..=2 {
+        let cosi = c.node(i).cosi().unwrap();
+        for purpose in [PREPARE_BATCH_PURPOSE, COMMIT_BATCH_PURPOSE] {
+            assert_eq!(cosi.silent_rounds_left(purpose), 0, "member {i} was never asked in a {purpose} round");
+        }
+    }
+    for (_, genesis) in &chains {
+        for i in 0..4 {
+            wait_for_index(&c, i, &genesis.hash, 8);
+        }
+        let proof = svc(&c, 0).update_chain(&genesis.hash).unwrap();
+        for i in 1..4 {
+            assert_eq!(svc(&c, i).update_chain(&genesis.hash).unwrap(), proof, "member {i} holds other blocks");
+        }
+        assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 8);
     }
 }
 

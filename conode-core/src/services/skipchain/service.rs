@@ -12,6 +12,7 @@ use super::votes::Votes;
 
 #[path = "batched.rs"]
 mod batched;
+pub use batched::{COMMIT_BATCH_PURPOSE, PREPARE_BATCH_PURPOSE};
 #[path = "recovery.rs"]
 mod recovery;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, SkipchainLinks, COSI_SERVICE};
