@@ -1,5 +1,6 @@
 //! Byzantine safety of skipchains under contention: the owner sends conflicting appends for the
-//! same index to different members at once, while members crash and restart. No fork may appear
+//! same index to different members at once, while members crash and restart (on one chain, and
+//! on several chains whose appends share batched rounds). No fork may appear
 //! (one block per index on every member, one forward link per source block and level, every
 //! acknowledged block is the chain's block at its index), and the chain is never stuck once the
 //! contention stops.
@@ -42,29 +43,37 @@ fn restart(c: &mut LocalCluster, i: usize) {
 
 #[test]
 fn conflicting_appends_with_crashes_never_fork_and_never_wedge() {
-    let seed = env_u64("CONODE_SAFETY_SEED").unwrap_or_else(rand::random);
-    let trials = env_u64("CONODE_SAFETY_TRIALS").unwrap_or(20);
-    let result = std::panic::catch_unwind(|| run(seed, trials, None));
-    if let Err(e) = result {
-        eprintln!("safety test failed with CONODE_SAFETY_SEED={seed} CONODE_SAFETY_TRIALS={trials}");
-        std::panic::resume_unwind(e);
-    }
+    seeded("safety", |seed, trials| run(seed, trials, None, 1));
 }
 
 #[test]
 fn a_byzantine_member_that_signs_anything_cannot_make_a_fork() {
+    seeded("Byzantine safety", |seed, trials| run(seed, trials, Some(3), 1));
+}
+
+/// The same storm on four chains at once: appends of different chains that meet at a member share
+/// batched rounds, which members crash in the middle of and which hold conflicting appends.
+#[test]
+fn conflicting_appends_of_many_chains_in_batched_rounds_with_crashes_never_fork() {
+    seeded("batched safety", |seed, trials| run(seed, trials.div_ceil(2), None, 4));
+}
+
+/// Runs `test` with the seed and trial count of the environment (or a random seed and the CI
+/// default), printing both when it fails so that the run can be replayed.
+fn seeded(what: &str, test: impl FnOnce(u64, u64) + std::panic::UnwindSafe) {
     let seed = env_u64("CONODE_SAFETY_SEED").unwrap_or_else(rand::random);
     let trials = env_u64("CONODE_SAFETY_TRIALS").unwrap_or(20);
-    let result = std::panic::catch_unwind(|| run(seed, trials, Some(3)));
-    if let Err(e) = result {
-        eprintln!("Byzantine safety test failed with CONODE_SAFETY_SEED={seed} CONODE_SAFETY_TRIALS={trials}");
+    if let Err(e) = std::panic::catch_unwind(move || test(seed, trials)) {
+        eprintln!("{what} test failed with CONODE_SAFETY_SEED={seed} CONODE_SAFETY_TRIALS={trials}");
         std::panic::resume_unwind(e);
     }
 }
 
 /// `byzantine`: a member that signs every proposal and hides its locks from proposers' slot
-/// queries (it then uses up the f = 1 faults, so no member crashes).
-fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
+/// queries (it then uses up the f = 1 faults, so no member crashes). `chains` chains are
+/// appended to at once; with more than one, members act as proposers of several chains at a time
+/// and batch their rounds.
+fn run(seed: u64, trials: u64, byzantine: Option<usize>, chains: usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = 4;
     let mut c = LocalCluster::new(n).unwrap();
@@ -74,12 +83,16 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
     }
     let owner = IdentityKeyPair::generate();
     let rt = c.runtime().handle().clone();
-    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
-    let g = genesis.hash.clone();
-    // index -> hash of every block some member acknowledged to the client.
-    let mut acknowledged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let geneses: Vec<Vec<u8>> = (0..chains)
+        .map(|k| c.create_chain(0, vec![owner.public()], format!("genesis {k}").into_bytes()).unwrap().hash)
+        .collect();
+    // (chain, index) -> hash of every block some member acknowledged to the client.
+    let mut acknowledged: BTreeMap<(usize, u64), Vec<u8>> = BTreeMap::new();
     let mut down: Option<usize> = None;
     let mut conflicts = 0u64;
+    // Batched rounds led by members, counted before a member's crash resets its count.
+    let batched = |c: &LocalCluster, i: usize| svc(c, i).map_or(0, |s| s.batched_rounds().0);
+    let mut batched_rounds = 0;
     for trial in 0..trials {
         // Crash or bring back one member now and then (at most f = 1 down for n = 4).
         if byzantine.is_none() && rng.gen_bool(0.15) {
@@ -87,31 +100,36 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
                 Some(i) => restart(&mut c, i),
                 None => {
                     let i = rng.gen_range(0..n);
+                    batched_rounds += batched(&c, i);
                     c.stop(i).unwrap();
                     down = Some(i);
                 }
             }
         }
         let running: Vec<usize> = (0..n).filter(|i| Some(*i) != down).collect();
-        let next = running.iter().filter_map(|&i| svc(&c, i)?.store().latest_index(&g)).max().unwrap_or(0) + 1;
-        // Two or three appends for the same index, different data, to random members at once.
-        let k = rng.gen_range(2..=3);
-        let calls: Vec<_> = (0..k)
-            .map(|j| {
+        // Two or three appends for the same index of each chain, different data, to random
+        // members at once.
+        let mut calls = Vec::new();
+        for (k, g) in geneses.iter().enumerate() {
+            let next = running.iter().filter_map(|&i| svc(&c, i)?.store().latest_index(g)).max().unwrap_or(0) + 1;
+            for j in 0..rng.gen_range(2..=3) {
                 let at = running[rng.gen_range(0..running.len())];
-                let data = format!("trial {trial} proposal {j}").into_bytes();
-                let append = Append::signed(&owner, &g, next, data, None).unwrap();
+                let data = format!("trial {trial} chain {k} proposal {j}").into_bytes();
+                let append = Append::signed(&owner, g, next, data, None).unwrap();
                 let s = svc(&c, at).unwrap();
-                async move { s.append(append).await }
-            })
-            .collect();
-        let results = rt.block_on(futures_util::future::join_all(calls));
-        for r in results {
+                calls.push(async move { (k, s.append(append).await) });
+            }
+        }
+        for (k, r) in rt.block_on(futures_util::future::join_all(calls)) {
             match r {
                 Ok(block) => {
-                    let prior = acknowledged.insert(block.index, block.hash.clone());
+                    let prior = acknowledged.insert((k, block.index), block.hash.clone());
                     if let Some(prior) = prior {
-                        assert_eq!(prior, block.hash, "two different blocks acknowledged at index {}", block.index);
+                        assert_eq!(
+                            prior, block.hash,
+                            "two different blocks acknowledged at index {} of chain {k}",
+                            block.index
+                        );
                     }
                 }
                 Err(e) => {
@@ -122,54 +140,18 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
             }
         }
     }
-    // Contention over: every member back, and the chain must still move.
+    // Contention over: every member back, and the chains must still move.
     if let Some(i) = down.take() {
         restart(&mut c, i);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let last = loop {
-        let latest = (0..n).filter_map(|i| svc(&c, i)?.store().latest_index(&g)).max().unwrap_or(0);
-        match c.append(0, &owner, &g, b"after the storm".to_vec()) {
-            Ok(b) => break b,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "the chain is stuck at {latest}: {e}");
-                // Node 0 may be behind after its restart: let it catch up from a member.
-                let peer = c.roster().servers[1].clone();
-                let _ = rt.block_on(svc(&c, 0).unwrap().catch_up(&g, &peer));
-            }
-        }
-    };
-    acknowledged.insert(last.index, last.hash.clone());
-    // Every member reaches the last block, and all hold the same block at every index.
-    for i in 0..n {
-        let s = svc(&c, i).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while s.store().latest_index(&g) < Some(last.index) {
-            let peer = c.roster().servers[(i + 1) % n].clone();
-            let _ = rt.block_on(s.catch_up(&g, &peer));
-            assert!(Instant::now() < deadline, "member {i} did not reach block {}", last.index);
-        }
-    }
-    let reference = svc(&c, 0).unwrap();
-    for index in 0..=last.index {
-        let hash = reference.store().block_at(&g, index).map(|b| b.hash).unwrap();
-        for i in 1..n {
-            let other = svc(&c, i).unwrap().store().block_at(&g, index).map(|b| b.hash);
-            assert_eq!(other.as_ref(), Some(&hash), "member {i} holds another block at index {index}: fork");
-        }
-        if let Some(acked) = acknowledged.get(&index) {
-            assert_eq!(acked, &hash, "acknowledged block at index {index} is not the chain's block");
-        }
-    }
-    // One forward link per source and level, pointing at the chain's block, and valid.
-    for index in 0..=last.index {
-        let src = reference.store().block_at(&g, index).unwrap();
-        for (level, link) in src.forward_links.iter().enumerate().filter(|(_, l)| !l.to.is_empty()) {
-            let target_index = index + level_distance(src.base_height, level);
-            let target = reference.store().block_at(&g, target_index).unwrap();
-            assert_eq!(link.to, target.hash, "level {level} link of block {index} points off the chain");
-            verify_link(&src, &target, link, Policy::Default).unwrap();
-        }
+    let mut blocks = 0;
+    for (k, g) in geneses.iter().enumerate() {
+        let last = after_the_storm(&c, &owner, g);
+        acknowledged.insert((k, last), svc(&c, 0).unwrap().store().block_at(g, last).unwrap().hash);
+        let acked: BTreeMap<u64, Vec<u8>> =
+            acknowledged.iter().filter(|((chain, _), _)| *chain == k).map(|((_, i), h)| (*i, h.clone())).collect();
+        check_no_fork(&c, g, last, &acked);
+        blocks += last + 1;
     }
     // Evidence (a Byzantine member that prepares every proposal may be caught) never names an
     // honest member.
@@ -178,12 +160,72 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>) {
             let accused = c.roster().servers.iter().position(|m| &m.public.to_hex() == member);
             assert!(accused.is_some() && accused == byzantine, "member {member} accused (Byzantine: {byzantine:?})");
         }
+        batched_rounds += batched(&c, i);
+    }
+    if chains > 1 {
+        assert!(batched_rounds > 0, "no batched round in {trials} trials of {chains} chains");
     }
     eprintln!(
-        "safety: seed {seed}, {trials} trials, chain of {} blocks, {} acknowledged, {conflicts} conflicts reported",
-        last.index + 1,
+        "safety: seed {seed}, {trials} trials, {chains} chains of {blocks} blocks in all, {} acknowledged, \
+         {conflicts} conflicts reported, {batched_rounds} batched rounds",
         acknowledged.len()
     );
+}
+
+/// Appends one more block to chain `g` once the storm is over (the chain must not be stuck) and
+/// waits for every member to hold it; returns its index.
+fn after_the_storm(c: &LocalCluster, owner: &IdentityKeyPair, g: &[u8]) -> u64 {
+    let (n, rt) = (c.roster().len(), c.runtime().handle().clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let latest = (0..n).filter_map(|i| svc(c, i)?.store().latest_index(g)).max().unwrap_or(0);
+        match c.append(0, owner, g, b"after the storm".to_vec()) {
+            Ok(b) => break b,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the chain is stuck at {latest}: {e}");
+                // Node 0 may be behind after its restart: let it catch up from a member.
+                let peer = c.roster().servers[1].clone();
+                let _ = rt.block_on(svc(c, 0).unwrap().catch_up(g, &peer));
+            }
+        }
+    };
+    for i in 0..n {
+        let s = svc(c, i).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.store().latest_index(g) < Some(last.index) {
+            let peer = c.roster().servers[(i + 1) % n].clone();
+            let _ = rt.block_on(s.catch_up(g, &peer));
+            assert!(Instant::now() < deadline, "member {i} did not reach block {}", last.index);
+        }
+    }
+    last.index
+}
+
+/// Every member holds the same block at every index of chain `g` up to `last`, every acknowledged
+/// block is the chain's block at its index, and there is one valid forward link per source and
+/// level, pointing at the chain's block.
+fn check_no_fork(c: &LocalCluster, g: &[u8], last: u64, acknowledged: &BTreeMap<u64, Vec<u8>>) {
+    let n = c.roster().len();
+    let reference = svc(c, 0).unwrap();
+    for index in 0..=last {
+        let hash = reference.store().block_at(g, index).map(|b| b.hash).unwrap();
+        for i in 1..n {
+            let other = svc(c, i).unwrap().store().block_at(g, index).map(|b| b.hash);
+            assert_eq!(other.as_ref(), Some(&hash), "member {i} holds another block at index {index}: fork");
+        }
+        if let Some(acked) = acknowledged.get(&index) {
+            assert_eq!(acked, &hash, "acknowledged block at index {index} is not the chain's block");
+        }
+    }
+    for index in 0..=last {
+        let src = reference.store().block_at(g, index).unwrap();
+        for (level, link) in src.forward_links.iter().enumerate().filter(|(_, l)| !l.to.is_empty()) {
+            let target_index = index + level_distance(src.base_height, level);
+            let target = reference.store().block_at(g, target_index).unwrap();
+            assert_eq!(link.to, target.hash, "level {level} link of block {index} points off the chain");
+            verify_link(&src, &target, link, Policy::Default).unwrap();
+        }
+    }
 }
 
 /// Beyond the fault bound (2 Byzantine members of 4) a fork can be made — but then the members
