@@ -2,7 +2,8 @@
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it),
 //! a member that missed pushed blocks getting them without another append, members late to a
-//! forward-link round (the round runs again), members hung in batched rounds, and appends of many
+//! forward-link round (the round runs again), members hung in batched rounds, a member flooding
+//! batched announcements, and appends of many
 //! chains through one member sharing rounds (v3 links), with members that lack the batch hooks,
 //! a member behind on the chains, and a conflicting append inside a batch.
 
@@ -427,6 +428,148 @@ fn members_hung_in_batched_rounds_leave_the_appends_to_single_rounds_and_nothing
             assert_eq!(svc(&c, i).update_chain(&genesis.hash).unwrap(), proof, "member {i} holds other blocks");
         }
         assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 8);
+    }
+}
+
+/// A member that floods two others with batched announcements (oversized ones, ones of too many
+/// proposals, ones whose blocks name real chains but are forged, for both batch purposes) gets a
+/// refusal for each, signs nothing for them, and the appends of eight chains through a third
+/// member all go through meanwhile (f = 1: the flooder is the one faulty member).
+#[test]
+fn a_member_flooding_batched_announcements_gets_refusals_and_appends_go_on() {
+    use conode_core::config::COSI_SERVICE;
+    use conode_core::services::cosi::messages::{Announce, Member, Reply};
+    use conode_core::services::skipchain::messages::{PrepareCertificate, Proposal, ProposalBatch};
+    use conode_core::services::skipchain::{COMMIT_BATCH_PURPOSE, PREPARE_BATCH_PURPOSE};
+    use prost::Message;
+    let c = LocalCluster::new(4).unwrap();
+    let chains = chains_through_member_0(&c, 8);
+    let idle = chains_through_member_0(&c, 8);
+    // A real collective signature (of another statement) for the forged certificates: checking
+    // them costs a pairing, as the most expensive forgery does.
+    let donor = &chains_through_member_0(&c, 1)[0];
+    c.runtime().block_on(svc(&c, 0).append(append_req(&donor.0, &donor.1, 1, b"donor", None))).unwrap();
+    let real_signature = svc(&c, 0).store().block(&donor.1.hash).unwrap().forward_links[0].signature.clone();
+    let members: Vec<Member> = c
+        .roster()
+        .servers
+        .iter()
+        .map(|s| Member {
+            public: s.public.as_bytes().to_vec(),
+            address: s.address.to_string(),
+            cosi_public: s.services[COSI_SERVICE].public.to_bytes().to_vec(),
+        })
+        .collect();
+    // Forged proposals at block 1 of real chains: well-formed and owner-signed (a member sees
+    // such signatures in the proposals it signs), with a certificate that signs nothing.
+    let forged = |k: usize, filler: usize| {
+        let (owner, genesis) = &idle[k % idle.len()];
+        let mut block = SkipBlock {
+            index: 1,
+            genesis_id: genesis.hash.clone(),
+            back_link_ids: vec![genesis.hash.clone()],
+            height: 1,
+            data: vec![k as u8; filler],
+            forward_links: vec![],
+            ..genesis.clone()
+        };
+        block.hash = block.compute_hash().to_vec();
+        // The owner's signature as any member sees it in the proposals it is asked to sign.
+        let append = append_req(owner, genesis, 1, &block.data, None);
+        let prepared = PrepareCertificate {
+            view: 1,
+            block_hash: block.hash.clone(),
+            signature: real_signature.clone(),
+            ..Default::default()
+        };
+        Proposal {
+            block: Some(block),
+            prepared: Some(prepared),
+            view: 1,
+            owner: append.owner,
+            owner_signature: append.signature,
+            ..Default::default()
+        }
+    };
+    let batch = |proposals: usize, filler: usize| {
+        ProposalBatch { proposals: (0..proposals).map(|k| forged(k, filler)).collect() }.encode_to_vec()
+    };
+    let payloads: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized", vec![0x0a; (1 << 20) + 64 * 16 + 1]),
+        ("too many proposals", batch(65, 8)),
+        ("forged blocks", batch(8, 60_000)),
+        ("garbage", vec![0xff; 4096]),
+    ];
+    let flooder = c.node(3).network().unwrap();
+    let targets = [c.roster().servers[1].clone(), c.roster().servers[2].clone()];
+    let flood = async {
+        let mut answers = Vec::new();
+        for round in 0..25 {
+            let sends = payloads.iter().flat_map(|(what, extra)| {
+                let (members, flooder, targets) = (&members, &flooder, &targets);
+                [PREPARE_BATCH_PURPOSE, COMMIT_BATCH_PURPOSE].into_iter().flat_map(move |purpose| {
+                    targets.iter().map(move |target| {
+                        let ann = Announce {
+                            roster: members.clone(),
+                            root: 3,
+                            statement: vec![round as u8; 32],
+                            purpose: purpose.into(),
+                            extra: extra.clone(),
+                            timeout_ms: 1000,
+                            ..Default::default()
+                        };
+                        let net = flooder.clone();
+                        async move {
+                            let r = net
+                                .request(target, "Cosi", "Announce", &[], ann.encode_to_vec(), Duration::from_secs(10))
+                                .await;
+                            (*what, purpose, r)
+                        }
+                    })
+                })
+            });
+            answers.extend(futures_util::future::join_all(sends).await);
+        }
+        answers
+    };
+    let leader = svc(&c, 0);
+    let appends = futures_util::future::join_all(chains.iter().map(|(owner, genesis)| {
+        let leader = leader.clone();
+        async move {
+            for i in 1..=3 {
+                leader.append(append_req(owner, genesis, i, format!("block {i}").as_bytes(), None)).await?;
+            }
+            Ok::<_, conode_core::services::skipchain::SkipchainError>(())
+        }
+    }));
+    let (answers, appended) = c.runtime().block_on(async { futures_util::join!(flood, appends) });
+    for r in appended {
+        r.expect("an append failed during the flood");
+    }
+    assert_eq!(answers.len(), 25 * payloads.len() * 2 * 2);
+    // Each is refused (or turned away as too many at once): no signature, the reason named.
+    let mut refusals = 0;
+    for (what, purpose, r) in &answers {
+        let Ok(reply) = r else { continue };
+        let reply = Reply::decode(reply.as_slice()).unwrap();
+        assert!(reply.signature.is_empty(), "a flooded {what} {purpose} announcement was signed");
+        let reason = &reply.refused.first().unwrap_or_else(|| panic!("{what} {purpose}: no refusal")).reason;
+        let expected = match *what {
+            "oversized" => "is above the bound",
+            "too many proposals" => "2 to 64 proposals, not 65",
+            "garbage" => "proposal batch:",
+            // Owner-signed blocks, but not what the statement signs; a certificate of nothing.
+            _ if *purpose == PREPARE_BATCH_PURPOSE => "not the batch statement",
+            _ => "certificate",
+        };
+        assert!(reason.contains(expected), "{what} {purpose} refused for another reason: {reason}");
+        refusals += 1;
+    }
+    assert!(refusals >= answers.len() / 2, "only {refusals} of {} announcements were refused", answers.len());
+    for (_, genesis) in &chains {
+        for i in 0..4 {
+            wait_for_index(&c, i, &genesis.hash, 3);
+        }
     }
 }
 
