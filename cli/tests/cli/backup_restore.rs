@@ -5,7 +5,7 @@
 //! up before signing, then holds every acknowledged block, and the chain continues with it needed
 //! for the threshold.
 
-use crate::support::{conode, fails, free_port, json, ok, owner_key, Servers};
+use crate::support::{conode, fails, free_port, http_get, json, ok, owner_key, Servers};
 use conode_core::api::client;
 use conode_core::services::skipchain::messages::{Append, BlockReply, GetBlock};
 use conode_core::services::status::messages::{StatusRequest, StatusResponse};
@@ -67,7 +67,7 @@ fn backup_during_appends_then_restore_on_a_new_data_dir_and_address() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
     // The backup is counted on the node's metrics.
-    let metrics = http_get(&servers.nodes[1].client, "/metrics");
+    let (_, metrics) = http_get(&servers.nodes[1].client, "/metrics").expect("node 1 serves /metrics");
     assert!(metrics.lines().any(|l| l == "conode_backup_runs_total 1"), "{metrics}");
     assert!(metrics.lines().any(|l| l == "conode_backup_failures_total 0"), "{metrics}");
     let after_backup = acked.lock().unwrap().len();
@@ -145,15 +145,4 @@ fn backup_during_appends_then_restore_on_a_new_data_dir_and_address() {
         .arg(&key)));
     let head = acked.last().unwrap().0;
     assert_eq!(next["index"].as_u64(), Some(head + 1), "{next}");
-}
-
-/// The body of `GET path` on a client port (host:port).
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }

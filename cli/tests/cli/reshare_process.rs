@@ -7,26 +7,13 @@
 //! longer count (with it and one member of the new group up, the chain stalls).
 
 use crate::support::{
-    append_loop, conode, json, ok, owner_key, propose_remove, run, wait_until, write_private, Servers,
+    append_loop, conode, http_get, json, ok, owner_key, propose_remove, run, wait_until, write_private, Servers,
 };
 use conode_core::verify::beacon::{Beacon, ChainInfo};
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// GET `path` on a client port (host:port): status code and body (None when nothing answers).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let code = resp.split(' ').nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((code, body))
-}
 
 fn get_json(servers: &Servers, i: usize, path: &str) -> serde_json::Value {
     let (code, body) = http_get(&servers.nodes[i].client, path).unwrap_or_else(|| panic!("node {i}: no answer"));

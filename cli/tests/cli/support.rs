@@ -309,7 +309,12 @@ impl Servers {
     /// `conode skipchain create` on this roster (base height 2, max 6) with a new owner key in
     /// `owner.toml`; returns the key file and the genesis id in hex.
     pub fn create_chain(&self) -> (PathBuf, String) {
-        let key = self.path("owner.toml");
+        self.create_chain_owned_by("owner.toml")
+    }
+
+    /// A chain on the roster whose owner key is written to `key_file` in the test's folder.
+    pub fn create_chain_owned_by(&self, key_file: &str) -> (PathBuf, String) {
+        let key = self.path(key_file);
         let created = json(&ok(conode()
             .args(["skipchain", "create", "--base-height", "2", "--max-height", "6"])
             .arg("--roster")
@@ -373,6 +378,19 @@ pub fn append_loop(
         }
     }
     "stopped".into()
+}
+
+/// GET `path` at a node's client port `addr` (host:port): the status code and the body, or `None`
+/// when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let code = resp.split(' ').nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
 }
 
 /// `conode -c <node proposer> propose remove-node --public <node target's identity key>`: the

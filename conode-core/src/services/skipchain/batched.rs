@@ -373,7 +373,7 @@ impl SkipchainService {
                 // A certificate is one whoever refused, unless members lack the batch hooks
                 // (they could not check it): those get rounds of one append.
                 Ok(outcome) if !refuses_batches(&outcome.report) => {
-                    s.count_batch(items.len());
+                    s.observed.batched_round(items.len());
                     let signature =
                         CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
                     let tag = roster_tag(&items[0].prev_roster);
@@ -423,7 +423,7 @@ impl SkipchainService {
                 // Links are valid whoever refused, unless members lack the batch hooks (they
                 // could not verify v3 links): those get rounds of one append.
                 Ok(outcome) if !refuses_batches(&outcome.report) => {
-                    s.count_batch(items.len());
+                    s.observed.batched_round(items.len());
                     let signature =
                         CollectiveSignature { signature: outcome.signature.to_bytes().to_vec(), mask: outcome.mask };
                     let size = items.len() as u32;

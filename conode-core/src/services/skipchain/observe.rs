@@ -57,6 +57,9 @@ pub(super) struct Observed {
     /// started none because one ran lately (the limit that keeps strangers from flooding members).
     read_catch_ups: AtomicU64,
     read_catch_ups_limited: AtomicU64,
+    /// Batched rounds (prepare and forward links) this node led, and the appends they served.
+    batched_rounds: AtomicU64,
+    batched_appends: AtomicU64,
     recent: Mutex<VecDeque<Recent>>,
     /// Where the time of appends goes (for `conode bench skipchain`'s breakdown).
     pub(super) phases: Phases,
@@ -143,6 +146,8 @@ impl Observed {
             append_latency: seconds_histogram(),
             read_catch_ups: AtomicU64::new(0),
             read_catch_ups_limited: AtomicU64::new(0),
+            batched_rounds: AtomicU64::new(0),
+            batched_appends: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             phases: Phases::default(),
         }
@@ -166,6 +171,17 @@ impl Observed {
             self.append_failures.fetch_add(1, Ordering::Relaxed);
         }
         self.append_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// A batched round this node led served `appends` appends.
+    pub(super) fn batched_round(&self, appends: usize) {
+        self.batched_rounds.fetch_add(1, Ordering::Relaxed);
+        self.batched_appends.fetch_add(appends as u64, Ordering::Relaxed);
+    }
+
+    /// (batched rounds this node led, appends they served).
+    pub(super) fn batched_rounds(&self) -> (u64, u64) {
+        (self.batched_rounds.load(Ordering::Relaxed), self.batched_appends.load(Ordering::Relaxed))
     }
 
     /// A client read beyond this node's newest block started a catch-up (`started`) or was
@@ -200,6 +216,19 @@ impl Observed {
             "conode_skipchain_read_catch_ups_limited",
             "Client reads beyond this node's newest block that started no catch-up (one ran lately).",
             self.read_catch_ups_limited.load(Ordering::Relaxed),
+        );
+        let (rounds, appends) = self.batched_rounds();
+        counter(
+            reg,
+            "conode_skipchain_batched_rounds",
+            "Batched rounds (prepare and forward links) this node led, each for the appends of several chains.",
+            rounds,
+        );
+        counter(
+            reg,
+            "conode_skipchain_batched_appends",
+            "Appends served by the batched rounds this node led.",
+            appends,
         );
         reg.register_with_unit(
             "conode_skipchain_append_duration",

@@ -235,8 +235,6 @@ struct Shared {
     no_batch: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
     /// Fault injection (tests): this member answers batched rounds as code from before them does.
     refuses_batches: std::sync::atomic::AtomicBool,
-    /// Batched rounds this node led, and the appends they served.
-    batches: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
     /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
     warmed: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
@@ -360,8 +358,7 @@ impl SkipchainService {
 
     /// Batched rounds (prepare and forward links) this node led, and the appends they served.
     pub fn batched_rounds(&self) -> (u64, u64) {
-        let (rounds, appends) = &self.shared.batches;
-        (rounds.load(std::sync::atomic::Ordering::SeqCst), appends.load(std::sync::atomic::Ordering::SeqCst))
+        self.shared.observed.batched_rounds()
     }
 
     /// The newest forward-link format this node signs from now on (as `SkipchainLinks` in
@@ -1489,14 +1486,6 @@ impl PrepareVote {
     }
 }
 
-impl Shared {
-    /// Counts a batched round this node led for `appends` appends.
-    fn count_batch(&self, appends: usize) {
-        self.batches.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.batches.1.fetch_add(appends as u64, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// The cosi keys of a checked roster, in roster order.
 fn cosi_keys(roster: &Roster) -> Vec<BlsPublicKey> {
     roster.servers.iter().filter_map(|m| m.services.get(COSI_SERVICE).map(|p| p.public)).collect()
@@ -1703,7 +1692,6 @@ impl Service for SkipchainService {
                 batched_rounds: true.into(),
                 no_batch: Default::default(),
                 refuses_batches: Default::default(),
-                batches: Default::default(),
                 warmed: Default::default(),
                 governors: Default::default(),
             }),
