@@ -2,10 +2,10 @@
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it),
 //! a member that missed pushed blocks getting them without another append, members late to a
-//! forward-link round (the round runs again), members hung in batched rounds, a member flooding
-//! batched announcements, and appends of many
-//! chains through one member sharing rounds (v3 links), with members that lack the batch hooks,
-//! a member behind on the chains, and a conflicting append inside a batch.
+//! forward-link round (the round runs again), and appends of many chains through one member
+//! sharing rounds (v3 links): with members that lack the batch hooks, a member behind on the
+//! chains, a conflicting append inside a batch, members hung in batched rounds, and a member
+//! flooding batched announcements.
 
 use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
@@ -153,7 +153,7 @@ fn members_late_to_a_forward_link_round_get_another_round_and_the_append_succeed
     let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"warm", None))).unwrap();
     let cosi = c.node(0).cosi().unwrap();
-    cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
+    cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_secs(1) });
     for i in 1..=2 {
         c.node(i).cosi().unwrap().silence_rounds(SKIPCHAIN_SERVICE, 1);
     }
@@ -166,8 +166,8 @@ fn members_late_to_a_forward_link_round_get_another_round_and_the_append_succeed
     }
     let prev = svc(&c, 0).store().block(&b.back_link_ids[0]).unwrap();
     let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
+    // Three signers of four: with members 0 and 3 alone in the first round, a late member signed.
     assert!(mask.indices().len() >= 3, "the link has {} signers", mask.indices().len());
-    assert!(mask.contains(1) || mask.contains(2), "no late member signed the link: {:?}", mask.indices());
     assert_eq!(
         verify_proof(&genesis.hash, &svc(&c, 3).update_chain(&genesis.hash).unwrap(), Policy::Default).unwrap().index,
         2
@@ -433,13 +433,16 @@ fn members_hung_in_batched_rounds_leave_the_appends_to_single_rounds_and_nothing
 
 /// A member that floods two others with batched announcements (oversized ones, ones of too many
 /// proposals, ones whose blocks name real chains but are forged, for both batch purposes) gets a
-/// refusal for each, signs nothing for them, and the appends of eight chains through a third
+/// refusal for each, signs and records nothing for them, and the appends of eight chains through a third
 /// member all go through meanwhile (f = 1: the flooder is the one faulty member).
 #[test]
 fn a_member_flooding_batched_announcements_gets_refusals_and_appends_go_on() {
     use conode_core::config::COSI_SERVICE;
+    use conode_core::network::NetError;
     use conode_core::services::cosi::messages::{Announce, Member, Reply};
-    use conode_core::services::skipchain::messages::{PrepareCertificate, Proposal, ProposalBatch};
+    use conode_core::services::skipchain::messages::{
+        PrepareCertificate, Proposal, ProposalBatch, SlotQuery, SlotState,
+    };
     use conode_core::services::skipchain::{COMMIT_BATCH_PURPOSE, PREPARE_BATCH_PURPOSE};
     use prost::Message;
     let c = LocalCluster::new(4).unwrap();
@@ -547,10 +550,14 @@ fn a_member_flooding_batched_announcements_gets_refusals_and_appends_go_on() {
         r.expect("an append failed during the flood");
     }
     assert_eq!(answers.len(), 25 * payloads.len() * 2 * 2);
-    // Each is refused (or turned away as too many at once): no signature, the reason named.
-    let mut refusals = 0;
+    // Each is refused (or turned away as one too many at once): no signature, the reason named.
+    let mut refused = std::collections::BTreeMap::new();
     for (what, purpose, r) in &answers {
-        let Ok(reply) = r else { continue };
+        let reply = match r {
+            Ok(reply) => reply,
+            Err(NetError::Busy { .. }) => continue,
+            Err(e) => panic!("a flooded {what} {purpose} announcement failed otherwise: {e}"),
+        };
         let reply = Reply::decode(reply.as_slice()).unwrap();
         assert!(reply.signature.is_empty(), "a flooded {what} {purpose} announcement was signed");
         let reason = &reply.refused.first().unwrap_or_else(|| panic!("{what} {purpose}: no refusal")).reason;
@@ -563,9 +570,19 @@ fn a_member_flooding_batched_announcements_gets_refusals_and_appends_go_on() {
             _ => "certificate",
         };
         assert!(reason.contains(expected), "{what} {purpose} refused for another reason: {reason}");
-        refusals += 1;
+        *refused.entry((*what, *purpose)).or_insert(0) += 1;
     }
-    assert!(refusals >= answers.len() / 2, "only {refusals} of {} announcements were refused", answers.len());
+    assert_eq!(refused.len(), payloads.len() * 2, "some kinds of announcement were never answered: {refused:?}");
+    // Nothing was recorded for the forged blocks: no prepare vote, no lock, at either member.
+    let asker = c.node(0).network().unwrap();
+    for target in &targets {
+        for (_, genesis) in &idle {
+            let query = SlotQuery { genesis: genesis.hash.clone(), index: 1 }.encode_to_vec();
+            let call = asker.request(target, SKIPCHAIN_SERVICE, "Slot", &[], query, Duration::from_secs(10));
+            let state = SlotState::decode(c.runtime().block_on(call).unwrap().as_slice()).unwrap();
+            assert!(state.prepared_view == 0 && state.locked.is_none(), "a forged block left a vote: {state:?}");
+        }
+    }
     for (_, genesis) in &chains {
         for i in 0..4 {
             wait_for_index(&c, i, &genesis.hash, 3);

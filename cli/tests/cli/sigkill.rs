@@ -166,8 +166,11 @@ fn sigkill_during_batched_appends_of_many_chains_loses_no_acknowledged_block() {
             .args(["skipchain", "verify", "--genesis", genesis_hex, "--url", &servers.url(0)])
             .arg("--roster")
             .arg(&servers.roster));
-        let head: u64 =
-            out.trim().strip_prefix("ok: block ").and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+        let head: u64 = out
+            .trim()
+            .strip_prefix("ok: block ")
+            .and_then(|r| r.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("chain {k}: `skipchain verify` printed {out}"));
         assert!(head >= last, "chain {k}: head {head} is behind its last acknowledged block {last}: {out}");
     }
 }

@@ -49,7 +49,7 @@ pub(super) struct Shared {
     /// Observed answer times, for the round deadlines.
     pub(super) timing: Arc<super::timing::RoundTiming>,
     fault: RwLock<CosiFault>,
-    /// Rounds of a purpose this node is still to answer none of (see `silence_rounds`).
+    /// Per purpose, how many more rounds this node leaves unanswered (see `silence_rounds`).
     silent_rounds: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     options: RwLock<CosiOptions>,
     default_roster: RwLock<Option<Roster>>,

@@ -1248,7 +1248,13 @@ impl MembershipService {
                 let id = proposal_id(&p);
                 match self.propose(p, false).await {
                     Ok(_) | Err(MembershipError::Conflict(_)) => {}
-                    Err(e) => return Err(e.to_string()),
+                    // Refused because its block was just appended (it no longer applies): done.
+                    Err(e) => {
+                        return match self.applied().get(id.as_slice()) {
+                            Some(i) => Ok(i.to_be_bytes().to_vec()),
+                            None => Err(e.to_string()),
+                        }
+                    }
                 }
                 for b in passed.ballots.into_iter().filter(|b| b.proposal_id == id) {
                     match self.vote(b, false).await {

@@ -57,7 +57,8 @@ pub(super) struct Observed {
     /// started none because one ran lately (the limit that keeps strangers from flooding members).
     read_catch_ups: AtomicU64,
     read_catch_ups_limited: AtomicU64,
-    /// Batched rounds (prepare and forward links) this node led, and the appends they served.
+    /// Batched rounds (prepare and forward links) this node led that served their appends (not
+    /// those whose appends went back to rounds of their own), and those appends.
     batched_rounds: AtomicU64,
     batched_appends: AtomicU64,
     recent: Mutex<VecDeque<Recent>>,
@@ -221,7 +222,7 @@ impl Observed {
         counter(
             reg,
             "conode_skipchain_batched_rounds",
-            "Batched rounds (prepare and forward links) this node led, each for the appends of several chains.",
+            "Batched rounds (prepare and forward links) this node led that served their appends (one for several chains).",
             rounds,
         );
         counter(

@@ -61,8 +61,10 @@ pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 const MAX_VIEWS: usize = 4;
 /// The pause before the second view; doubled for each later one (randomized ±50 %).
 const VIEW_PAUSE: Duration = Duration::from_millis(100);
-/// Rounds a forward link gets when only members that timed out kept it from its threshold.
+/// Rounds a forward link gets when only members that timed out kept it from its threshold, and
+/// the time since its first round within which another is started.
 const LINK_ROUND_ATTEMPTS: usize = 3;
+const LINK_RETRY_WITHIN: Duration = Duration::from_secs(3);
 /// How long the proposer waits for the members' slot states after a failed view.
 const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a proposer signs the links of a roster level by level (v1) after members of it that
@@ -72,14 +74,16 @@ const LEGACY_LINKS_FOR: Duration = Duration::from_secs(60);
 /// that predate v2 links answer to a v2 round (and what this code answers when it refuses one).
 const NOT_THE_LINK: &str = "statement is not the forward link of the proposed block";
 
-/// The roster indices of the members that refused a link round as members that predate v2 links
-/// do (their reason is [`NOT_THE_LINK`]).
-/// Whether the members that did not refuse or answer wrongly in a failed round could have reached
-/// its threshold: only members that timed out kept it from it (worth a second round).
-fn could_reach_threshold(report: &cosi::SignReport) -> bool {
+/// Whether a failed link round is worth another: only members that timed out kept it from its
+/// threshold (the others, had they answered, could have reached it), and no member refused it as
+/// code from before v2 links (those go to v1 rounds instead; see `sign_group`).
+fn only_late_members_missing(report: &cosi::SignReport) -> bool {
     report.n.saturating_sub(report.refused.len() + report.invalid.len()) >= report.required
+        && v2_refusers(report).is_empty()
 }
 
+/// The roster indices of the members that refused a link round as members that predate v2 links
+/// do (their reason is [`NOT_THE_LINK`]).
 fn v2_refusers(report: &cosi::SignReport) -> Vec<usize> {
     report.refused.iter().filter(|e| e.reason.contains(NOT_THE_LINK)).map(|e| e.index).collect()
 }
@@ -890,16 +894,19 @@ impl SkipchainService {
     ) -> Result<(CollectiveSignature, cosi::SignReport), SkipchainError> {
         let roster = self.shared.rosters.get(src_roster)?;
         let extra = proposal.encode_to_vec();
-        let mut attempt = 1;
+        let (mut attempt, started) = (1, std::time::Instant::now());
         let outcome = loop {
             match self.shared.cosi.sign(&roster, statement, SKIPCHAIN_SERVICE, &extra, Policy::Default).await {
                 Ok(outcome) => break outcome,
-                // The block is prepared (the members that signed its certificate are locked on
-                // it): members that were only late (a busy machine, a lost packet) get another
+                // The block has its prepare certificate (members lock on it when they sign its
+                // link): members that were only late (a busy machine, a lost packet) get another
                 // round instead of failing an append the roster agreed on. Signing the same link
-                // again is idempotent at every member.
+                // again changes nothing at a member. Rounds that waited long for hung members are
+                // not repeated (the chain's append lock is held meanwhile).
                 Err(cosi::CosiError::ThresholdNotReached { report, .. })
-                    if attempt < LINK_ROUND_ATTEMPTS && could_reach_threshold(&report) =>
+                    if attempt < LINK_ROUND_ATTEMPTS
+                        && started.elapsed() < LINK_RETRY_WITHIN
+                        && only_late_members_missing(&report) =>
                 {
                     debug!(
                         block = %hex8(proposal.block.as_ref().map_or(&[][..], |b| &b.hash)),
