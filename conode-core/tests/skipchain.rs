@@ -148,9 +148,8 @@ fn stopped_member_catches_up_after_restart() {
 #[test]
 fn members_late_to_a_forward_link_round_get_another_round_and_the_append_succeeds() {
     let c = LocalCluster::new(4).unwrap();
-    let owner = IdentityKeyPair::generate();
+    let (owner, genesis) = chains_through_member_0(&c, 1).remove(0);
     let rt = c.runtime().handle().clone();
-    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"warm", None))).unwrap();
     let cosi = c.node(0).cosi().unwrap();
     cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_secs(1) });
@@ -327,6 +326,17 @@ fn append_concurrently(
     chains: &[(IdentityKeyPair, SkipBlock)],
     indices: std::ops::RangeInclusive<u64>,
 ) {
+    for r in c.runtime().block_on(appends_through_member_0(c, chains, indices)) {
+        r.unwrap();
+    }
+}
+
+/// The appends of [`append_concurrently`], to run beside something else: each chain's result.
+async fn appends_through_member_0(
+    c: &LocalCluster,
+    chains: &[(IdentityKeyPair, SkipBlock)],
+    indices: std::ops::RangeInclusive<u64>,
+) -> Vec<Result<(), conode_core::services::skipchain::SkipchainError>> {
     let leader = svc(c, 0);
     let runs = chains.iter().map(|(owner, genesis)| {
         let (leader, indices) = (leader.clone(), indices.clone());
@@ -334,12 +344,10 @@ fn append_concurrently(
             for i in indices {
                 leader.append(append_req(owner, genesis, i, format!("block {i}").as_bytes(), None)).await?;
             }
-            Ok::<_, conode_core::services::skipchain::SkipchainError>(())
+            Ok(())
         }
     });
-    for r in c.runtime().block_on(futures_util::future::join_all(runs)) {
-        r.unwrap();
-    }
+    futures_util::future::join_all(runs).await
 }
 
 #[test]
@@ -535,16 +543,7 @@ fn a_member_flooding_batched_announcements_gets_refusals_and_appends_go_on() {
         }
         answers
     };
-    let leader = svc(&c, 0);
-    let appends = futures_util::future::join_all(chains.iter().map(|(owner, genesis)| {
-        let leader = leader.clone();
-        async move {
-            for i in 1..=3 {
-                leader.append(append_req(owner, genesis, i, format!("block {i}").as_bytes(), None)).await?;
-            }
-            Ok::<_, conode_core::services::skipchain::SkipchainError>(())
-        }
-    }));
+    let appends = appends_through_member_0(&c, &chains, 1..=3);
     let (answers, appended) = c.runtime().block_on(async { futures_util::join!(flood, appends) });
     for r in appended {
         r.expect("an append failed during the flood");

@@ -74,6 +74,13 @@ const LEGACY_LINKS_FOR: Duration = Duration::from_secs(60);
 /// that predate v2 links answer to a v2 round (and what this code answers when it refuses one).
 const NOT_THE_LINK: &str = "statement is not the forward link of the proposed block";
 
+/// A pause of `base` ±50 % at random, before a proposer tries a round again: proposers (or the
+/// rounds of one) that failed together fall out of step.
+fn jittered(base: Duration) -> Duration {
+    let base = base.as_millis() as u64;
+    Duration::from_millis(base / 2 + rand::random::<u64>() % base.max(1))
+}
+
 /// Whether a failed link round is worth another: only members that timed out kept it from its
 /// threshold (the others, had they answered, could have reached it), and no member refused it as
 /// code from before v2 links (those go to v1 rounds instead; see `sign_group`).
@@ -617,8 +624,7 @@ impl SkipchainService {
                 // A growing, randomized pause before a later view (as view-change timeouts do):
                 // dueling proposers fall out of step, and members that others' rounds skip as
                 // known down (e.g. one that just restarted) are seen back by their probes.
-                let base = VIEW_PAUSE.as_millis() as u64 * (1 << (attempt - 1));
-                tokio::time::sleep(Duration::from_millis(base / 2 + rand::random::<u64>() % base.max(1))).await;
+                tokio::time::sleep(jittered(VIEW_PAUSE * (1 << (attempt - 1)))).await;
             }
             let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
             proposal.view = view;
@@ -914,8 +920,7 @@ impl SkipchainService {
                         timed_out = report.timed_out.len(),
                         "forward-link round: members timed out, again"
                     );
-                    let base = VIEW_PAUSE.as_millis() as u64 * attempt as u64;
-                    tokio::time::sleep(Duration::from_millis(base / 2 + rand::random::<u64>() % base.max(1))).await;
+                    tokio::time::sleep(jittered(VIEW_PAUSE * attempt as u32)).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
