@@ -148,34 +148,30 @@ impl<T: Waiting> Queue<T> {
 /// The runner of a line, made before its task is spawned: however the runner ends (its task
 /// cancelled, or dropped before it ran, when the node stops) the line is ended, so a later append
 /// starts a new runner and the appends still waiting get an error instead of waiting for ever.
-struct Runner<T: Waiting> {
+struct Runner<T: Served> {
     svc: SkipchainService,
-    queue: fn(&Shared) -> &Queue<T>,
     roster: [u8; 32],
     /// The line was served until empty (`next` already made it idle).
     emptied: bool,
+    line: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Waiting> Runner<T> {
+impl<T: Served> Runner<T> {
+    fn new(svc: &SkipchainService, roster: [u8; 32]) -> Self {
+        Self { svc: svc.clone(), roster, emptied: false, line: std::marker::PhantomData }
+    }
+
     fn next(&self) -> Vec<T> {
-        (self.queue)(&self.svc.shared).next(&self.roster)
+        T::line(&self.svc.shared).next(&self.roster)
     }
 }
 
-impl<T: Waiting> Drop for Runner<T> {
+impl<T: Served> Drop for Runner<T> {
     fn drop(&mut self) {
         if !self.emptied {
-            (self.queue)(&self.svc.shared).abandon(&self.roster);
+            T::line(&self.svc.shared).abandon(&self.roster);
         }
     }
-}
-
-fn prepare_line(s: &Shared) -> &Queue<PrepareItem> {
-    &s.prepare_queue
-}
-
-fn links_line(s: &Shared) -> &Queue<LinksItem> {
-    &s.links_queue
 }
 
 /// Whether a round's refusals say that members cannot take part in batched rounds: they run code
@@ -190,11 +186,16 @@ fn stopped<T>() -> Result<T, SkipchainError> {
 
 /// How a line serves its appends: one alone (in a task of its own), several in one round.
 trait Served: Waiting + Sized + Send + 'static {
+    /// The node's queue of these appends.
+    fn line(s: &Shared) -> &Queue<Self>;
     fn alone(svc: &SkipchainService, item: Self) -> tokio::task::JoinHandle<Option<()>>;
     fn together(svc: SkipchainService, roster: [u8; 32], items: Vec<Self>) -> impl Future<Output = ()> + Send;
 }
 
 impl Served for PrepareItem {
+    fn line(s: &Shared) -> &Queue<Self> {
+        &s.prepare_queue
+    }
     fn alone(svc: &SkipchainService, item: Self) -> tokio::task::JoinHandle<Option<()>> {
         svc.prepare_alone(item)
     }
@@ -204,6 +205,9 @@ impl Served for PrepareItem {
 }
 
 impl Served for LinksItem {
+    fn line(s: &Shared) -> &Queue<Self> {
+        &s.links_queue
+    }
     fn alone(svc: &SkipchainService, item: Self) -> tokio::task::JoinHandle<Option<()>> {
         svc.links_alone(item)
     }
@@ -274,8 +278,7 @@ impl SkipchainService {
             _chain: chain.clone(),
         };
         if self.shared.prepare_queue.push(key, item) {
-            let runner = Runner { svc: self.clone(), queue: prepare_line, roster: key, emptied: false };
-            self.shared.ctx.tasks.spawn(run_line(runner));
+            self.shared.ctx.tasks.spawn(run_line(Runner::<PrepareItem>::new(self, key)));
         }
         result.await.unwrap_or_else(|_| stopped())
     }
@@ -309,8 +312,7 @@ impl SkipchainService {
             _chain: chain.clone(),
         };
         if s.links_queue.push(key, item) {
-            let runner = Runner { svc: self.clone(), queue: links_line, roster: key, emptied: false };
-            s.ctx.tasks.spawn(run_line(runner));
+            s.ctx.tasks.spawn(run_line(Runner::<LinksItem>::new(self, key)));
         }
         result.await.unwrap_or_else(|_| stopped())
     }
