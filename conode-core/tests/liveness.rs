@@ -125,6 +125,26 @@ fn hung_member_is_given_up_on_and_skipped() {
     assert!(out.report.timed_out[0].reason.contains("known down"), "{:?}", out.report);
 }
 
+/// A sub-leader that hangs holds up its leaves for about one leaf deadline, not the whole group
+/// deadline: once it is late (a healthy group would have answered), the root asks its leaves
+/// directly, and their partials count without it.
+#[test]
+fn the_leaves_of_a_hung_sub_leader_are_asked_directly_once_it_is_late() {
+    let c = LocalCluster::new(4).unwrap();
+    // The first round is shaped before any round-trip time is measured: two levels, and root 0's
+    // groups are [1, 2] and [3].
+    let net0 = c.node(0).network().unwrap();
+    assert!(c.roster().servers[1..].iter().all(|s| net0.health().rtt(&s.public).is_none()), "no RTT measured yet");
+    c.node(1).cosi().unwrap().set_fault(CosiFault::Silent);
+    let out = sign(&c, b"hung sub-leader").unwrap();
+    assert_eq!(out.report.signed, vec![0, 2, 3], "{:?}", out.report);
+    assert_eq!(timed_out(&out), vec![1]);
+    let reason = &out.report.timed_out[0].reason;
+    assert!(reason.contains("its leaves answered the root directly"), "{reason}");
+    let keys: Vec<_> = c.roster().servers.iter().map(|s| *s.service_key("Cosi").unwrap()).collect();
+    cosi::verify(b"hung sub-leader", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+}
+
 #[test]
 fn restarted_member_is_probed_back_and_signs_again() {
     let mut c = LocalCluster::new(4).unwrap();
@@ -134,7 +154,11 @@ fn restarted_member_is_probed_back_and_signs_again() {
     assert_eq!(timed_out(&out), vec![2]);
     wait_until(&c, Duration::from_secs(3), "node 2 is down at node 0", || down_at(&c, 0, 2));
     c.restart(2).unwrap();
-    wait_until(&c, Duration::from_secs(5), "the probe sees node 2 back", || !down_at(&c, 0, 2));
+    // Each member probes it on its own (a sub-leader that still holds it down would report it
+    // at once instead of asking it).
+    wait_until(&c, Duration::from_secs(5), "every member's probe sees node 2 back", || {
+        [0, 1, 3].iter().all(|&i| !down_at(&c, i, 2))
+    });
     let out = sign(&c, b"2 back").unwrap();
     assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
 }

@@ -607,8 +607,9 @@ fn the_last_ballot_passes_a_proposal_whose_other_ballots_are_not_gossiped_yet() 
 
 /// The same deciding vote with a member that hangs instead of being down: something accepts the
 /// connections at its address and never answers (no TLS handshake, no reply). Gathering the other
-/// ballots waits for it at most its bound (1 s), so the vote still answers "accepted" within a
-/// few seconds, from the two members that answer.
+/// ballots waits for it at most its bound (1 s), and the block's signing rounds go around it (a
+/// hung sub-leader's leaves are asked directly once it is late), so the vote still answers
+/// "accepted" within a few seconds, from the two members that answer.
 #[test]
 fn a_hung_member_holds_the_deciding_vote_no_longer_than_the_gathering_bound() {
     let mut c = LocalCluster::new(4).unwrap();

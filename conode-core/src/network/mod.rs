@@ -856,6 +856,11 @@ impl Network {
                     if refused || Instant::now() >= deadline {
                         return Err(e);
                     }
+                    // The peer is unreachable now: rounds starting meanwhile skip it, whether or
+                    // not this request's next dial gets through (an answer marks it up again).
+                    if self.inner.health.record_failure(&key, false, e.to_string()) {
+                        self.start_probe(peer.clone());
+                    }
                     debug!(error = %e, "dial failed, will retry");
                 }
             }

@@ -28,6 +28,7 @@ use crate::config::COSI_SERVICE;
 use crate::crypto::pool::{self, Priority};
 use crate::crypto::BlsSignature;
 use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
+use crate::services::Tasks;
 use crate::verify::cosi::{Mask, Policy};
 use futures_util::StreamExt;
 use prost::Message;
@@ -484,9 +485,17 @@ struct Deadlines {
 }
 
 /// Asks one sub-leader for its group; if it fails, asks the group's leaves directly.
+///
+/// A sub-leader that is late (no answer by the time a healthy group answers, see
+/// [`RoundTiming::hedge_after`]) may hang: its leaves are then asked directly too, while its
+/// answer is still awaited. Whichever comes first is used: the sub-leader's aggregate, or the
+/// leaves' partials without the sub-leader's own. A hung sub-leader so costs its leaves about
+/// one leaf deadline instead of the whole group deadline. The leaves of a late but healthy
+/// sub-leader sign twice; signing the same statement again changes nothing.
 #[allow(clippy::too_many_arguments)]
 async fn run_group(
     network: Network,
+    tasks: Tasks,
     timing: Arc<RoundTiming>,
     roster: Arc<RoundRoster>,
     group: Group,
@@ -502,12 +511,54 @@ async fn run_group(
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
     let mut known_down = false;
+    let ask_directly = || {
+        let (network, timing, roster) = (network.clone(), timing.clone(), roster.clone());
+        let (leaves, payload, round_id) = (group.leaves.clone(), leaf_payload.clone(), round_id.clone());
+        Box::pin(ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf))
+    };
+    // The leaves' answers, when they were asked while the sub-leader was late.
+    let mut direct = None;
     let r = match roster.server(leader) {
         Ok(server) => {
             known_down = network.health().down(&server.public).is_some();
-            let r = announce(&network, server, payload.to(leader, &group.leaves), &round_id, wait).await;
+            // A task of its own: when the leaves answer first, the request still runs to its
+            // end, so the transport learns whether the sub-leader is down (as for any request).
+            let mut ask = {
+                let (network, server, round_id) = (network.clone(), server.clone(), round_id.clone());
+                let payload = payload.to(leader, &group.leaves);
+                tasks.spawn(async move { announce(&network, &server, payload, &round_id, wait).await })
+            };
+            let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
+            let joined = match hedge {
+                None => (&mut ask).await,
+                Some(h) => match tokio::time::timeout(h, &mut ask).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        debug!(leader, after = ?start.elapsed(), "cosi: sub-leader late, its leaves are asked directly too");
+                        let mut leaves = ask_directly();
+                        tokio::select! {
+                            joined = &mut ask => {
+                                direct = Some(leaves);
+                                joined
+                            }
+                            answers = &mut leaves => {
+                                if !known_down {
+                                    timing.group_missed(&round_id);
+                                }
+                                let reason = "no answer by the time its leaves answered the root directly".to_string();
+                                debug!(leader, after = ?start.elapsed(), "cosi: the leaves of a late sub-leader answered first");
+                                return from_leaves(group, (leader, ExclusionKind::TimedOut, reason), answers);
+                            }
+                        }
+                    }
+                },
+            };
             outstanding.finish(&timing, &server.public);
-            r
+            match joined {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(NetError::Shutdown),
+                Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: format!("internal error: {e}") }),
+            }
         }
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
@@ -528,14 +579,21 @@ async fn run_group(
         Err(e) => (ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
     };
     debug!(leader, %kind, %reason, after = ?start.elapsed(), "cosi: sub-leader failed, asking its leaves directly");
-    let mut result = GroupResult {
-        group: group.clone(),
-        aggregate: None,
-        leaves: Vec::new(),
-        exclusions: vec![(leader, kind, reason)],
+    let answers = match direct {
+        Some(asked) => asked.await,
+        None => ask_directly().await,
     };
-    let leaves = group.leaves.clone();
-    for (i, a) in ask_leaves(network, timing, roster, leaves, leaf_payload, round_id, deadlines.leaf).await {
+    from_leaves(group, (leader, kind, reason), answers)
+}
+
+/// A group's result made of its leaves' own answers, the sub-leader excluded for `leader_exclusion`.
+fn from_leaves(
+    group: Group,
+    leader_exclusion: (usize, ExclusionKind, String),
+    answers: Vec<(usize, Answer)>,
+) -> GroupResult {
+    let mut result = GroupResult { group, aggregate: None, leaves: Vec::new(), exclusions: vec![leader_exclusion] };
+    for (i, a) in answers {
         match a {
             Answer::Signed(c) => result.leaves.push(c),
             Answer::Excluded(k, r) => result.exclusions.push((i, k, r)),
@@ -622,6 +680,7 @@ pub(super) async fn run_root(
     for (g, req) in groups.iter().zip(&requests) {
         tasks.push(shared.tasks.spawn(run_group(
             shared.network.clone(),
+            shared.tasks.clone(),
             shared.timing.clone(),
             roster.clone(),
             g.clone(),

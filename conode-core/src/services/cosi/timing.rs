@@ -141,6 +141,15 @@ impl RoundTiming {
         Ewma(leaf.or(group), None).deadline().max(size).min(level_timeout)
     }
 
+    /// When a sub-leader that has not answered yet is late enough that its leaves are asked
+    /// directly too: a healthy group has answered by then (its usual answer time, as in
+    /// [`Self::group_deadline`]), and so has a sub-leader that gave up on a hung leaf at `leaf`.
+    pub(super) fn hedge_after(&self, leaf: Duration) -> Duration {
+        // Before any group answered, a leaf's answer time (a group takes at least as long).
+        let usual = lock(&self.group).0.or(lock(&self.leaf).0);
+        Ewma(usual, None).deadline().max(leaf)
+    }
+
     /// How long to wait for a sub-leader that itself waits up to `leaf` for its leaves.
     pub(super) fn group_deadline(&self, leaf: Duration, level_timeout: Duration) -> Duration {
         (leaf + lock(&self.group).deadline()).min(level_timeout * 2)
@@ -157,6 +166,8 @@ mod tests {
         let t = RoundTiming::default();
         let level = Duration::from_secs(5);
         assert_eq!(t.leaf_deadline(level, 16), NO_HISTORY);
+        assert_eq!(t.hedge_after(FLOOR), NO_HISTORY, "no history: the guess");
+        assert_eq!(t.hedge_after(Duration::from_secs(2)), Duration::from_secs(2), "never before the leaf deadline");
         assert_eq!(t.leaf_deadline(Duration::from_millis(300), 16), Duration::from_millis(300), "level timeout caps");
         let g = RoundTiming::default();
         g.group_answered(Duration::from_millis(50));
@@ -171,7 +182,9 @@ mod tests {
         assert_eq!(t.leaf_deadline(level, 16), FLOOR);
         assert_eq!(t.leaf_deadline(level, 1024), PER_MEMBER * 1024, "large rosters get more time");
         assert_eq!(t.leaf_deadline(Duration::from_secs(1), 1024), Duration::from_secs(1));
+        assert_eq!(t.hedge_after(Duration::ZERO), FLOOR, "before any group answered, a leaf's time");
         t.group_answered(Duration::from_millis(100));
+        assert_eq!(t.hedge_after(FLOOR), Duration::from_millis(600), "a group's usual time");
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(600));
         t.group_missed(&[1; 16]);
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
