@@ -30,7 +30,7 @@ use crate::crypto::BlsSignature;
 use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
 use crate::services::Tasks;
 use crate::verify::cosi::{Mask, Policy};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -486,12 +486,13 @@ struct Deadlines {
 
 /// Asks one sub-leader for its group; if it fails, asks the group's leaves directly.
 ///
-/// A sub-leader that is late (no answer by the time a healthy group answers, see
-/// [`RoundTiming::hedge_after`]) may hang: its leaves are then asked directly too, while its
-/// answer is still awaited. Whichever comes first is used: the sub-leader's aggregate, or the
-/// leaves' partials without the sub-leader's own. A hung sub-leader so costs its leaves about
-/// one leaf deadline instead of the whole group deadline. The leaves of a late but healthy
-/// sub-leader sign twice; signing the same statement again changes nothing.
+/// A sub-leader that is late (no answer by the time a healthy group, or one that gave up on a
+/// hung leaf, answers: see [`RoundTiming::hedge_after`]) may hang: its leaves are then asked
+/// directly too, while its answer is still awaited. Whichever comes first is used: the
+/// sub-leader's aggregate, or the leaves' partials without the sub-leader's own (only when at
+/// least one of them signed). A hung sub-leader so costs its leaves a little more than one leaf
+/// deadline instead of the whole group deadline. The leaves of a late but healthy sub-leader
+/// sign twice; signing the same statement again changes nothing.
 #[allow(clippy::too_many_arguments)]
 async fn run_group(
     network: Network,
@@ -514,7 +515,7 @@ async fn run_group(
     let ask_directly = || {
         let (network, timing, roster) = (network.clone(), timing.clone(), roster.clone());
         let (leaves, payload, round_id) = (group.leaves.clone(), leaf_payload.clone(), round_id.clone());
-        Box::pin(ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf))
+        ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf).boxed()
     };
     // The leaves' answers, when they were asked while the sub-leader was late.
     let mut direct = None;
@@ -522,38 +523,52 @@ async fn run_group(
         Ok(server) => {
             known_down = network.health().down(&server.public).is_some();
             // A task of its own: when the leaves answer first, the request still runs to its
-            // end, so the transport learns whether the sub-leader is down (as for any request).
+            // end, so the transport learns whether the sub-leader is down (as for any request),
+            // and the sub-leader owes an answer (is "behind") until then.
             let mut ask = {
                 let (network, server, round_id) = (network.clone(), server.clone(), round_id.clone());
+                let (timing, outstanding) = (timing.clone(), outstanding.clone());
                 let payload = payload.to(leader, &group.leaves);
-                tasks.spawn(async move { announce(&network, &server, payload, &round_id, wait).await })
+                tasks.spawn(async move {
+                    let r = announce(&network, &server, payload, &round_id, wait).await;
+                    outstanding.finish(&timing, &server.public);
+                    r
+                })
             };
             let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
             let joined = match hedge {
                 None => (&mut ask).await,
                 Some(h) => match tokio::time::timeout(h, &mut ask).await {
                     Ok(joined) => joined,
+                    // The round no longer waits for this group: asking its leaves is wasted work.
+                    Err(_) if outstanding.abandoned() => (&mut ask).await,
                     Err(_) => {
                         debug!(leader, after = ?start.elapsed(), "cosi: sub-leader late, its leaves are asked directly too");
                         let mut leaves = ask_directly();
                         tokio::select! {
+                            biased;
                             joined = &mut ask => {
                                 direct = Some(leaves);
                                 joined
                             }
                             answers = &mut leaves => {
-                                if !known_down {
-                                    timing.group_missed(&round_id);
+                                if answers.iter().any(|(_, a)| matches!(a, Answer::Signed(_))) {
+                                    if !known_down {
+                                        timing.group_missed(&round_id);
+                                    }
+                                    timing.abandon(&outstanding, &server.public);
+                                    let reason = "no answer by the time its leaves answered the root directly";
+                                    debug!(leader, after = ?start.elapsed(), "cosi: the leaves of a late sub-leader answered first");
+                                    return from_leaves(group, (leader, ExclusionKind::TimedOut, reason.into()), answers);
                                 }
-                                let reason = "no answer by the time its leaves answered the root directly".to_string();
-                                debug!(leader, after = ?start.elapsed(), "cosi: the leaves of a late sub-leader answered first");
-                                return from_leaves(group, (leader, ExclusionKind::TimedOut, reason), answers);
+                                // None of them signed: the sub-leader may still bring its own partial.
+                                direct = Some(futures_util::future::ready(answers).boxed());
+                                (&mut ask).await
                             }
                         }
                     }
                 },
             };
-            outstanding.finish(&timing, &server.public);
             match joined {
                 Ok(Some(r)) => r,
                 Ok(None) => Err(NetError::Shutdown),

@@ -14,6 +14,8 @@ use crate::sync::lock;
 const MULTIPLE: u32 = 6;
 /// Never wait less than this for one level (scheduling noise on a loaded machine).
 pub(super) const FLOOR: Duration = Duration::from_millis(200);
+/// A late sub-leader's leaves are asked directly no sooner than this after its own leaf deadline.
+const HEDGE_MARGIN_MIN: Duration = Duration::from_millis(100);
 /// Deadline of a level before any answer was observed.
 const NO_HISTORY: Duration = Duration::from_millis(800);
 /// Whatever the history (it may come from rounds over small rosters), a leaf gets at least this
@@ -84,6 +86,11 @@ const DONE: u8 = 1;
 const ABANDONED: u8 = 2;
 
 impl Outstanding {
+    /// Whether the round stopped waiting for this request.
+    pub(super) fn abandoned(&self) -> bool {
+        self.0.load(Ordering::Acquire) == ABANDONED
+    }
+
     pub(super) fn finish(&self, timing: &RoundTiming, member: &IdentityPublicKey) {
         if self.0.swap(DONE, Ordering::AcqRel) == ABANDONED {
             timing.caught_up(member);
@@ -142,12 +149,15 @@ impl RoundTiming {
     }
 
     /// When a sub-leader that has not answered yet is late enough that its leaves are asked
-    /// directly too: a healthy group has answered by then (its usual answer time, as in
-    /// [`Self::group_deadline`]), and so has a sub-leader that gave up on a hung leaf at `leaf`.
+    /// directly too. A healthy group has answered by its usual deadline (as in
+    /// [`Self::group_deadline`]); one whose sub-leader gave up on a hung leaf answers after `leaf`
+    /// (counted from when the announcement reached it) plus a group's round trip and handling:
+    /// twice the usual answer time of a group (before any group answered, of a leaf), and at
+    /// least `HEDGE_MARGIN_MIN` (scheduling noise, and the guess when nothing was observed).
     pub(super) fn hedge_after(&self, leaf: Duration) -> Duration {
-        // Before any group answered, a leaf's answer time (a group takes at least as long).
         let usual = lock(&self.group).0.or(lock(&self.leaf).0);
-        Ewma(usual, None).deadline().max(leaf)
+        let margin = usual.map_or(HEDGE_MARGIN_MIN, |u| (u * 2).max(HEDGE_MARGIN_MIN));
+        Ewma(usual, None).deadline().max(leaf + margin)
     }
 
     /// How long to wait for a sub-leader that itself waits up to `leaf` for its leaves.
@@ -167,7 +177,8 @@ mod tests {
         let level = Duration::from_secs(5);
         assert_eq!(t.leaf_deadline(level, 16), NO_HISTORY);
         assert_eq!(t.hedge_after(FLOOR), NO_HISTORY, "no history: the guess");
-        assert_eq!(t.hedge_after(Duration::from_secs(2)), Duration::from_secs(2), "never before the leaf deadline");
+        let (leaf, margin) = (Duration::from_secs(2), HEDGE_MARGIN_MIN);
+        assert_eq!(t.hedge_after(leaf), leaf + margin, "after the leaf deadline and a margin");
         assert_eq!(t.leaf_deadline(Duration::from_millis(300), 16), Duration::from_millis(300), "level timeout caps");
         let g = RoundTiming::default();
         g.group_answered(Duration::from_millis(50));
@@ -183,8 +194,14 @@ mod tests {
         assert_eq!(t.leaf_deadline(level, 1024), PER_MEMBER * 1024, "large rosters get more time");
         assert_eq!(t.leaf_deadline(Duration::from_secs(1), 1024), Duration::from_secs(1));
         assert_eq!(t.hedge_after(Duration::ZERO), FLOOR, "before any group answered, a leaf's time");
+        assert_eq!(t.hedge_after(FLOOR), FLOOR + HEDGE_MARGIN_MIN);
         t.group_answered(Duration::from_millis(100));
         assert_eq!(t.hedge_after(FLOOR), Duration::from_millis(600), "a group's usual time");
+        assert_eq!(
+            t.hedge_after(Duration::from_secs(1)),
+            Duration::from_millis(1200),
+            "the leaf deadline and twice that"
+        );
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(600));
         t.group_missed(&[1; 16]);
         assert_eq!(t.group_deadline(FLOOR, level), FLOOR + Duration::from_millis(900));
