@@ -577,9 +577,10 @@ async fn run_group(
         }
         Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
+    let took = start.elapsed();
     match &r {
-        Ok(_) if group.leaves.is_empty() => timing.leaf_answered(start.elapsed()),
-        Ok(_) => timing.group_answered(start.elapsed()),
+        Ok(_) if group.leaves.is_empty() => timing.leaf_answered(took),
+        Ok(_) => {} // below, once the reply says whether the sub-leader waited for a silent leaf
         Err(NetError::Timeout { .. }) if known_down => {}
         Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(&round_id),
         Err(NetError::Timeout { .. }) => timing.group_missed(&round_id),
@@ -587,7 +588,15 @@ async fn run_group(
     }
     let (kind, reason) = match r {
         Ok(bytes) => match parse_group_reply(n, &group, &bytes) {
-            Ok((aggregate, exclusions)) => return GroupResult { group, aggregate, leaves: Vec::new(), exclusions },
+            Ok((aggregate, exclusions)) => {
+                // A sub-leader that reports a silent leaf answered at its leaf deadline: that is
+                // not how long a group takes, and learning it would let one hung member stretch
+                // every later round's group deadline (and the hedge) far past the usual time.
+                if !group.leaves.is_empty() && !exclusions.iter().any(|(_, k, _)| *k == ExclusionKind::TimedOut) {
+                    timing.group_answered(took);
+                }
+                return GroupResult { group, aggregate, leaves: Vec::new(), exclusions };
+            }
             Err(reason) => (ExclusionKind::Invalid, format!("sub-leader reply: {reason}")),
         },
         Err(NetError::Remote { message, .. }) => (ExclusionKind::Refused, bounded_reason(&message)),
