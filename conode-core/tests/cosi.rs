@@ -153,12 +153,21 @@ fn scenario(n: usize) {
     // The code and the missing members cross the wire as data, not as text to parse.
     let client::ClientError::Service { error, .. } = &err else { panic!("not a service error: {err}") };
     assert_eq!(error.code, conode_core::client_api::ErrorCode::Threshold);
-    assert_eq!(error.numbers("missing"), down, "{err}");
-    assert_eq!((error.number("signed"), error.number("required")), (Some(n - f - 1), Some(n - f)));
+    // The round ends as soon as the threshold is out of reach (plus a short grace): on a loaded
+    // machine, live members still on their way then are reported missing too. Every stopped
+    // member is, and every member is either counted as signed or named.
+    let names_the_stopped = |missing: &[usize], signed: usize| {
+        down.iter().all(|d| missing.contains(d)) && signed <= n - f - 1 && signed + missing.len() == n
+    };
+    let missing = error.numbers("missing");
+    let signed = error.number("signed").unwrap_or(usize::MAX);
+    assert!(names_the_stopped(&missing, signed), "{err}");
+    assert_eq!(error.number("required"), Some(n - f));
     match rust_sign(&cluster, b"with f+1 nodes down", Policy::Default) {
         Err(CosiError::ThresholdNotReached { signed, required, missing, .. }) => {
-            assert_eq!((signed, required), (n - f - 1, n - f));
-            assert_eq!(missing.iter().map(|(_, e)| e.index).collect::<Vec<_>>(), down);
+            assert_eq!(required, n - f);
+            let missing: Vec<usize> = missing.iter().map(|(_, e)| e.index).collect();
+            assert!(names_the_stopped(&missing, signed), "signed {signed}, missing {missing:?}");
         }
         other => panic!("expected ThresholdNotReached, got {other:?}"),
     }

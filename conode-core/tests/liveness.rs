@@ -145,6 +145,28 @@ fn the_leaves_of_a_hung_sub_leader_are_asked_directly_once_it_is_late() {
     cosi::verify(b"hung sub-leader", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
 }
 
+/// A restarted member that connects to a member holding it down (as it does when it catches up)
+/// is up there as soon as the handshake proves its key (the link starts), without waiting for the
+/// next probe.
+#[test]
+fn a_restarted_member_that_connects_is_up_at_once() {
+    // No probe runs during the test: only the connection can bring node 2 back.
+    let mut opts = ClusterOptions::new(4);
+    opts.net.probe_interval = Duration::from_secs(60);
+    let mut c = LocalCluster::with_options(opts).unwrap();
+    sign(&c, b"all up").unwrap();
+    c.stop(2).unwrap();
+    sign(&c, b"2 stopped").unwrap();
+    wait_until(&c, Duration::from_secs(3), "node 2 is down at node 0", || down_at(&c, 0, 2));
+    c.restart(2).unwrap();
+    assert!(down_at(&c, 0, 2), "node 0's probe brought node 2 back");
+    // Node 2 dials node 0: node 0 marks it up before the link serves the ping.
+    let net2 = c.node(2).network().unwrap();
+    let node0 = c.roster().servers[0].clone();
+    c.runtime().block_on(net2.ping(&node0, Duration::from_secs(2))).unwrap();
+    assert!(!down_at(&c, 0, 2), "node 0 still holds node 2 down after it connected");
+}
+
 #[test]
 fn restarted_member_is_probed_back_and_signs_again() {
     let mut c = LocalCluster::new(4).unwrap();

@@ -134,7 +134,14 @@ fn stopped_member_catches_up_after_restart() {
     let theirs = svc(&c, 3).update_chain(&genesis.hash).unwrap();
     assert_eq!(theirs, svc(&c, 0).update_chain(&genesis.hash).unwrap());
     assert_eq!(verify_proof(&genesis.hash, &theirs, Policy::Default).unwrap().index, 20);
-    // It takes part again: the next block's level-0 link is signed by all four.
+    // It takes part again once the members see it up (it connected to them as it caught up, or
+    // their probes answered): the next block's level-0 link is signed by all four.
+    let up = |i: usize| c.node(i).network().unwrap().health().down(&c.roster().servers[3].public).is_none();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(0..3).all(up) {
+        assert!(Instant::now() < deadline, "the members do not see the restarted member up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let b = rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 21, b"after", None))).unwrap();
     wait_for_index(&c, 3, &genesis.hash, 21);
     let prev = svc(&c, 3).store().block(&b.back_link_ids[0]).unwrap();
