@@ -157,7 +157,7 @@ fn scenario(n: usize) {
     // machine, live members still on their way then are reported missing too. Every stopped
     // member is, and every member is either counted as signed or named.
     let names_the_stopped = |missing: &[usize], signed: usize| {
-        down.iter().all(|d| missing.contains(d)) && signed <= n - f - 1 && signed + missing.len() == n
+        down.iter().all(|d| missing.contains(d)) && signed < n - f && signed + missing.len() == n
     };
     let missing = error.numbers("missing");
     let signed = error.number("signed").unwrap_or(usize::MAX);
