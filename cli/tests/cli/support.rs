@@ -333,6 +333,16 @@ impl Drop for Servers {
                 let _ = c.wait();
             }
         }
+        // A failed test shows what every member logged (its folder is deleted next), at most
+        // the last 200 lines of each.
+        if std::thread::panicking() {
+            for i in 0..self.nodes.len() {
+                let log = self.log(i);
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(200)..].join("\n");
+                eprintln!("---- server.log of member {i} (last 200 lines) ----\n{tail}");
+            }
+        }
     }
 }
 
