@@ -9,7 +9,7 @@ use conode_core::cluster::{ClusterOptions, LocalCluster};
 use conode_core::config::{Roster, COSI_SERVICE};
 use conode_core::crypto::{BlsKeyPair, BlsPublicKey};
 use conode_core::services::cosi::messages::{SignRequest, SignResponse};
-use conode_core::services::cosi::{self, tree, CosiError, CosiFault, CosiService, Policy, SignOutcome};
+use conode_core::services::cosi::{self, tree, CosiError, CosiFault, CosiService, ExclusionKind, Policy, SignOutcome};
 use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,10 +164,15 @@ fn scenario(n: usize) {
     assert!(names_the_stopped(&missing, signed), "{err}");
     assert_eq!(error.number("required"), Some(n - f));
     match rust_sign(&cluster, b"with f+1 nodes down", Policy::Default) {
-        Err(CosiError::ThresholdNotReached { signed, required, missing, .. }) => {
+        Err(CosiError::ThresholdNotReached { signed, required, missing: named, .. }) => {
             assert_eq!(required, n - f);
-            let missing: Vec<usize> = missing.iter().map(|(_, e)| e.index).collect();
+            let missing: Vec<usize> = named.iter().map(|(_, e)| e.index).collect();
             assert!(names_the_stopped(&missing, signed), "signed {signed}, missing {missing:?}");
+            // Every one of them timed out: none refused or sent a bad signature, and the root signed.
+            assert!(!missing.contains(&0), "the root is named: {named:?}");
+            for (kind, e) in &named {
+                assert_eq!(*kind, ExclusionKind::TimedOut, "{e:?}");
+            }
         }
         other => panic!("expected ThresholdNotReached, got {other:?}"),
     }

@@ -137,7 +137,8 @@ fn stopped_member_catches_up_after_restart() {
     // It takes part again once the members see it up (it connected to them as it caught up, or
     // their probes answered): the next block's level-0 link is signed by all four.
     let up = |i: usize| c.node(i).network().unwrap().health().down(&c.roster().servers[3].public).is_none();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // (Longer than the longest hold-down of a member that once hung: 10 s.)
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !(0..3).all(up) {
         assert!(Instant::now() < deadline, "the members do not see the restarted member up");
         std::thread::sleep(Duration::from_millis(10));

@@ -299,7 +299,8 @@ impl Servers {
     }
 
     pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.nodes[i].folder.join("server.log")).unwrap_or_default()
+        let bytes = std::fs::read(self.nodes[i].folder.join("server.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

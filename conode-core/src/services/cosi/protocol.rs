@@ -530,9 +530,9 @@ async fn run_group(
                 let (timing, outstanding) = (timing.clone(), outstanding.clone());
                 let payload = payload.to(leader, &group.leaves);
                 tasks.spawn(async move {
-                    let r = announce(&network, &server, payload, &round_id, wait).await;
-                    outstanding.finish(&timing, &server.public);
-                    r
+                    // Settled however the request ends (also if the task is cancelled or panics).
+                    let _settle = Settle { outstanding, timing, member: server.public };
+                    announce(&network, &server, payload, &round_id, wait).await
                 })
             };
             let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
@@ -589,10 +589,13 @@ async fn run_group(
     let (kind, reason) = match r {
         Ok(bytes) => match parse_group_reply(n, &group, &bytes) {
             Ok((aggregate, exclusions)) => {
-                // A sub-leader that reports a silent leaf answered at its leaf deadline: that is
-                // not how long a group takes, and learning it would let one hung member stretch
-                // every later round's group deadline (and the hedge) far past the usual time.
-                if !group.leaves.is_empty() && !exclusions.iter().any(|(_, k, _)| *k == ExclusionKind::TimedOut) {
+                // A sub-leader that reports a silent leaf may have waited for its leaf deadline:
+                // that is not how long a group takes, and learning it would let one hung member
+                // stretch every later round's group deadline (and the hedge) far past the usual
+                // time. One that answered before that deadline did not wait (it reported leaves
+                // it knew to be down at once), and is learned.
+                let silent_leaf = exclusions.iter().any(|(_, k, _)| *k == ExclusionKind::TimedOut);
+                if !group.leaves.is_empty() && (!silent_leaf || took < deadlines.leaf) {
                     timing.group_answered(took);
                 }
                 return GroupResult { group, aggregate, leaves: Vec::new(), exclusions };
@@ -608,6 +611,19 @@ async fn run_group(
         None => ask_directly().await,
     };
     from_leaves(group, (leader, kind, reason), answers)
+}
+
+/// Marks a sub-leader's request as finished when dropped (see [`Outstanding::finish`]).
+struct Settle {
+    outstanding: Arc<Outstanding>,
+    timing: Arc<RoundTiming>,
+    member: crate::crypto::IdentityPublicKey,
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.outstanding.finish(&self.timing, &self.member);
+    }
 }
 
 /// A group's result made of its leaves' own answers, the sub-leader excluded for `leader_exclusion`.
