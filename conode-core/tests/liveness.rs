@@ -69,8 +69,7 @@ fn f_stopped_members_are_known_down_after_one_round_and_skipped() {
     for e in &out.report.timed_out {
         assert!(e.reason.contains("known down"), "{e:?}");
     }
-    let keys: Vec<_> = c.roster().servers.iter().map(|s| *s.service_key("Cosi").unwrap()).collect();
-    cosi::verify(b"second round with f stopped", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+    assert_verifies(&c, b"second round with f stopped", &out);
     // Appends go on too.
     let b = c.append(0, &owner, &genesis.hash, b"2".to_vec()).unwrap();
     assert_eq!(b.index, 2);
@@ -130,19 +129,61 @@ fn hung_member_is_given_up_on_and_skipped() {
 /// directly, and their partials count without it.
 #[test]
 fn the_leaves_of_a_hung_sub_leader_are_asked_directly_once_it_is_late() {
-    let c = LocalCluster::new(4).unwrap();
-    // The first round is shaped before any round-trip time is measured: two levels, and root 0's
-    // groups are [1, 2] and [3].
-    let net0 = c.node(0).network().unwrap();
-    assert!(c.roster().servers[1..].iter().all(|s| net0.health().rtt(&s.public).is_none()), "no RTT measured yet");
+    let c = four_members_in_two_levels();
     c.node(1).cosi().unwrap().set_fault(CosiFault::Silent);
     let out = sign(&c, b"hung sub-leader").unwrap();
     assert_eq!(out.report.signed, vec![0, 2, 3], "{:?}", out.report);
     assert_eq!(timed_out(&out), vec![1]);
     let reason = &out.report.timed_out[0].reason;
     assert!(reason.contains("its leaves answered the root directly"), "{reason}");
+    assert_verifies(&c, b"hung sub-leader", &out);
+}
+
+/// A sub-leader that is late but healthy keeps its place when it answers before its leaves,
+/// asked directly once it is late, do: its aggregate is used, and no one is excluded.
+#[test]
+fn a_late_sub_leader_that_answers_before_its_leaves_keeps_its_place() {
+    let c = four_members_in_two_levels();
+    // With no history the root asks the leaves of a late sub-leader at 900 ms, and waits for it
+    // up to 1.6 s. Sub-leader 1 answers after about 1.05 s (its own 550 ms, then its leaf's
+    // 500 ms); leaf 2, asked directly at 900 ms, would answer at about 1.4 s.
+    c.node(1).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_millis(550)));
+    c.node(2).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_millis(500)));
+    let t = Instant::now();
+    let out = sign(&c, b"late sub-leader").unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(1050), "the round ended before the sub-leader could answer");
+    assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
+    assert!(out.report.timed_out.is_empty() && out.report.refused.is_empty(), "{:?}", out.report);
+    assert_verifies(&c, b"late sub-leader", &out);
+}
+
+/// Leaves that all refuse when asked directly (their sub-leader is late) do not replace it: the
+/// round still waits for the sub-leader, whose own partial the threshold needs.
+#[test]
+fn a_late_sub_leader_is_still_awaited_when_its_leaves_asked_directly_refuse() {
+    let c = four_members_in_two_levels();
+    // Sub-leader 1 answers at about 1.1 s: after the hedge (900 ms), within its group deadline.
+    c.node(1).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_millis(1100)));
+    c.node(2).cosi().unwrap().set_fault(CosiFault::Refuse);
+    let out = sign(&c, b"late sub-leader, refusing leaf").unwrap();
+    assert_eq!(out.report.signed, vec![0, 1, 3], "{:?}", out.report);
+    assert_eq!(out.report.refused.iter().map(|e| e.index).collect::<Vec<_>>(), vec![2], "{:?}", out.report);
+    assert!(out.report.timed_out.is_empty(), "{:?}", out.report);
+    assert_verifies(&c, b"late sub-leader, refusing leaf", &out);
+}
+
+/// A fresh cluster of 4 whose first round has two levels: root 0's groups are [1, 2] and [3]
+/// (the tree is shaped before any round-trip time is measured).
+fn four_members_in_two_levels() -> LocalCluster {
+    let c = LocalCluster::new(4).unwrap();
+    let net0 = c.node(0).network().unwrap();
+    assert!(c.roster().servers[1..].iter().all(|s| net0.health().rtt(&s.public).is_none()), "no RTT measured yet");
+    c
+}
+
+fn assert_verifies(c: &LocalCluster, msg: &[u8], out: &cosi::SignOutcome) {
     let keys: Vec<_> = c.roster().servers.iter().map(|s| *s.service_key("Cosi").unwrap()).collect();
-    cosi::verify(b"hung sub-leader", &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
+    cosi::verify(msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Default).unwrap();
 }
 
 /// A restarted member that connects to a member holding it down (as it does when it catches up)

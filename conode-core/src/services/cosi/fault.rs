@@ -1,6 +1,6 @@
 //! Fault injection for tests and benchmarks: make a node misbehave in a signing round the way a
 //! broken or malicious member would (garbage partial, signature over another message, refusal,
-//! silence). Honest nodes must exclude it, report it, and still produce a valid signature.
+//! silence, slowness). Honest nodes must exclude it, report it, and still produce a valid signature.
 
 /// How this node misbehaves when asked to sign (never as the root of a round).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,6 +16,9 @@ pub enum CosiFault {
     Refuse,
     /// Never answers (waits past the caller's timeout, then drops the request).
     Silent,
+    /// Answers correctly, but only after waiting this long (an overloaded or distant member);
+    /// as a sub-leader, it waits before it asks its leaves.
+    Slow(std::time::Duration),
 }
 
 impl CosiFault {

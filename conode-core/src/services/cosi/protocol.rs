@@ -333,6 +333,9 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         tokio::time::sleep(timeout * 2 + Duration::from_secs(1)).await;
         return Err("silent (fault injection)".into());
     }
+    if let (CosiFault::Slow(delay), false) = (fault, warm_up) {
+        tokio::time::sleep(delay).await;
+    }
     if warm_up {
         // Open the links to the children (pings also measure them); nothing is signed.
         let pings = children.iter().filter_map(|&c| roster.server(c).ok()).map(|s| shared.network.ping(s, timeout));
@@ -511,97 +514,56 @@ async fn run_group(
     // The sub-leader waits up to `deadlines.leaf` for its leaves, then answers.
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
-    let mut known_down = false;
     let ask_directly = || {
         let (network, timing, roster) = (network.clone(), timing.clone(), roster.clone());
         let (leaves, payload, round_id) = (group.leaves.clone(), leaf_payload.clone(), round_id.clone());
         ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf).boxed()
     };
-    // The leaves' answers, when they were asked while the sub-leader was late.
-    let mut direct = None;
-    let r = match roster.server(leader) {
-        Ok(server) => {
-            known_down = network.health().down(&server.public).is_some();
-            // A task of its own: when the leaves answer first, the request still runs to its
-            // end, so the transport learns whether the sub-leader is down (as for any request),
-            // and the sub-leader owes an answer (is "behind") until then.
-            let mut ask = {
-                let (network, server, round_id) = (network.clone(), server.clone(), round_id.clone());
-                let (timing, outstanding) = (timing.clone(), outstanding.clone());
-                let payload = payload.to(leader, &group.leaves);
-                tasks.spawn(async move {
-                    // Settled however the request ends (also if the task is cancelled or panics).
-                    let _settle = Settle { outstanding, timing, member: server.public };
-                    announce(&network, &server, payload, &round_id, wait).await
-                })
-            };
-            let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
-            let joined = match hedge {
-                None => (&mut ask).await,
-                Some(h) => match tokio::time::timeout(h, &mut ask).await {
-                    Ok(joined) => joined,
-                    // The round no longer waits for this group: asking its leaves is wasted work.
-                    Err(_) if outstanding.abandoned() => (&mut ask).await,
-                    Err(_) => {
-                        debug!(leader, after = ?start.elapsed(), "cosi: sub-leader late, its leaves are asked directly too");
-                        let mut leaves = ask_directly();
-                        tokio::select! {
-                            biased;
-                            joined = &mut ask => {
-                                direct = Some(leaves);
-                                joined
-                            }
-                            answers = &mut leaves => {
-                                if answers.iter().any(|(_, a)| matches!(a, Answer::Signed(_))) {
-                                    if !known_down {
-                                        timing.group_missed(&round_id);
-                                    }
-                                    timing.abandon(&outstanding, &server.public);
-                                    let reason = "no answer by the time its leaves answered the root directly";
-                                    debug!(leader, after = ?start.elapsed(), "cosi: the leaves of a late sub-leader answered first");
-                                    return from_leaves(group, (leader, ExclusionKind::TimedOut, reason.into()), answers);
-                                }
-                                // None of them signed: the sub-leader may still bring its own partial.
-                                direct = Some(futures_util::future::ready(answers).boxed());
-                                (&mut ask).await
-                            }
-                        }
-                    }
-                },
-            };
-            match joined {
-                Ok(Some(r)) => r,
-                Ok(None) => Err(NetError::Shutdown),
-                Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: format!("internal error: {e}") }),
-            }
+    let server = match roster.server(leader) {
+        Ok(server) => server.clone(),
+        Err(e) => {
+            debug!(leader, reason = %e, "cosi: sub-leader unknown, asking its leaves directly");
+            let answers = ask_directly().await;
+            return from_leaves(group, (leader, ExclusionKind::Refused, bounded_reason(&e)), answers);
         }
-        Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: e }),
     };
+    let known_down = network.health().down(&server.public).is_some();
+    // A task of its own: when the leaves answer first, the request still runs to its end, so
+    // the transport learns whether the sub-leader is down (as for any request), and the
+    // sub-leader owes an answer (is "behind") until then.
+    let mut ask = {
+        let (network, server, round_id) = (network.clone(), server.clone(), round_id.clone());
+        let (timing, outstanding) = (timing.clone(), outstanding.clone());
+        let payload = payload.to(leader, &group.leaves);
+        tasks.spawn(async move {
+            // Settled however the request ends (also if the task is cancelled or panics).
+            let _settle = Settle { outstanding, timing, member: server.public };
+            announce(&network, &server, payload, &round_id, wait).await
+        })
+    };
+    let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
+    let answer = hedged(&mut ask, hedge, &outstanding, &ask_directly, leader, start).await;
     let took = start.elapsed();
-    match &r {
-        Ok(_) if group.leaves.is_empty() => timing.leaf_answered(took),
-        Ok(_) => {} // below, once the reply says whether the sub-leader waited for a silent leaf
-        Err(NetError::Timeout { .. }) if known_down => {}
-        Err(NetError::Timeout { .. }) if group.leaves.is_empty() => timing.leaf_missed(&round_id),
-        Err(NetError::Timeout { .. }) => timing.group_missed(&round_id),
-        Err(_) => {}
-    }
-    let (kind, reason) = match r {
-        Ok(bytes) => match parse_group_reply(n, &group, &bytes) {
-            Ok((aggregate, exclusions)) => {
-                // A sub-leader that reports a silent leaf may have waited for its leaf deadline:
-                // that is not how long a group takes, and learning it would let one hung member
-                // stretch every later round's group deadline (and the hedge) far past the usual
-                // time. One that answered before that deadline did not wait (it reported leaves
-                // it knew to be down at once), and is learned.
-                let silent_leaf = exclusions.iter().any(|(_, k, _)| *k == ExclusionKind::TimedOut);
-                if !group.leaves.is_empty() && (!silent_leaf || took < deadlines.leaf) {
-                    timing.group_answered(took);
-                }
-                return GroupResult { group, aggregate, leaves: Vec::new(), exclusions };
-            }
-            Err(reason) => (ExclusionKind::Invalid, format!("sub-leader reply: {reason}")),
-        },
+    let learn = |heard| learn(&timing, &round_id, &group, known_down, took, deadlines.leaf, heard);
+    let (reply, direct) = match answer {
+        SubLeaderAnswer::Overtaken(answers) => {
+            learn(Heard::Late);
+            timing.abandon(&outstanding, &server.public);
+            debug!(leader, after = ?took, "cosi: the leaves of a late sub-leader answered first");
+            let reason = "no answer by the time its leaves answered the root directly".to_string();
+            return from_leaves(group, (leader, ExclusionKind::TimedOut, reason), answers);
+        }
+        SubLeaderAnswer::Replied { reply, direct } => (reply, direct),
+    };
+    let parsed = reply.map(|bytes| parse_group_reply(n, &group, &bytes));
+    learn(match &parsed {
+        Ok(reply) => Heard::Reply(reply.as_ref().ok().map(|(_, exclusions)| exclusions.as_slice())),
+        Err(NetError::Timeout { .. }) => Heard::Late,
+        Err(_) => Heard::Failed,
+    });
+    let (kind, reason) = match parsed {
+        Ok(Ok((aggregate, exclusions))) => return GroupResult { group, aggregate, leaves: Vec::new(), exclusions },
+        Ok(Err(reason)) => (ExclusionKind::Invalid, format!("sub-leader reply: {reason}")),
         Err(NetError::Remote { message, .. }) => (ExclusionKind::Refused, bounded_reason(&message)),
         Err(e) => (ExclusionKind::TimedOut, bounded_reason(&e.to_string())),
     };
@@ -611,6 +573,105 @@ async fn run_group(
         None => ask_directly().await,
     };
     from_leaves(group, (leader, kind, reason), answers)
+}
+
+/// The answers of a group's leaves asked directly by the root (a boxed [`ask_leaves`]).
+type DirectAnswers = futures_util::future::BoxFuture<'static, Vec<(usize, Answer)>>;
+
+/// How a sub-leader's request ended, as the root sees it.
+enum SubLeaderAnswer {
+    /// It answered, or failed, on its own. `direct` holds its leaves' answers when they were
+    /// asked meanwhile (it was late).
+    Replied { reply: Result<Vec<u8>, NetError>, direct: Option<DirectAnswers> },
+    /// It was late, and its leaves, asked directly, answered first (at least one signed).
+    Overtaken(Vec<(usize, Answer)>),
+}
+
+/// Waits for the sub-leader's request `ask`. Once it is late (after `hedge`, when a healthy
+/// group would have answered), its leaves are asked directly too, unless the round no longer
+/// waits for this group (their signatures would be wasted work). The first useful answer is
+/// used, the sub-leader's preferred: the leaves' win only if one of them signed.
+async fn hedged(
+    ask: &mut tokio::task::JoinHandle<Option<Result<Vec<u8>, NetError>>>,
+    hedge: Option<Duration>,
+    outstanding: &Outstanding,
+    ask_directly: &impl Fn() -> DirectAnswers,
+    leader: usize,
+    start: Instant,
+) -> SubLeaderAnswer {
+    let replied = |joined, direct| SubLeaderAnswer::Replied { reply: joined_reply(leader, joined), direct };
+    let Some(hedge) = hedge else { return replied((&mut *ask).await, None) };
+    match tokio::time::timeout(hedge, &mut *ask).await {
+        Ok(joined) => return replied(joined, None),
+        Err(_) if outstanding.abandoned() => return replied((&mut *ask).await, None),
+        Err(_) => {}
+    }
+    debug!(leader, after = ?start.elapsed(), "cosi: sub-leader late, its leaves are asked directly too");
+    let mut leaves = ask_directly();
+    tokio::select! {
+        biased;
+        joined = &mut *ask => replied(joined, Some(leaves)),
+        answers = &mut leaves => {
+            if answers.iter().any(|(_, a)| matches!(a, Answer::Signed(_))) {
+                return SubLeaderAnswer::Overtaken(answers);
+            }
+            // None of them signed: the sub-leader may still bring its own partial.
+            replied((&mut *ask).await, Some(futures_util::future::ready(answers).boxed()))
+        }
+    }
+}
+
+/// The reply of a sub-leader's request task.
+fn joined_reply(
+    leader: usize,
+    joined: Result<Option<Result<Vec<u8>, NetError>>, tokio::task::JoinError>,
+) -> Result<Vec<u8>, NetError> {
+    match joined {
+        Ok(Some(reply)) => reply,
+        Ok(None) => Err(NetError::Shutdown),
+        Err(e) => Err(NetError::Remote { peer: format!("#{leader}"), message: format!("internal error: {e}") }),
+    }
+}
+
+/// What the root heard from a group's sub-leader (or lone leaf), for the round timing.
+enum Heard<'a> {
+    /// An answer, with the exclusions it reported when it parsed.
+    Reply(Option<&'a [(usize, ExclusionKind, String)]>),
+    /// No answer in time (also: its leaves, asked directly, answered first).
+    Late,
+    /// Any other failure (refused, unreachable, shutting down): says nothing about timing.
+    Failed,
+}
+
+/// Teaches `timing` how long groups and leaves take, from one group of round `round_id`.
+/// Members known to be down say nothing about healthy ones. A sub-leader that reports a
+/// silent leaf may have waited its leaf deadline: that is not how long a group takes, and
+/// learning it would let one hung member stretch every later round's group deadline (and the
+/// hedge) far past the usual time. One that answered before that deadline did not wait (it
+/// reported leaves it knew to be down at once), and is learned.
+fn learn(
+    timing: &RoundTiming,
+    round_id: &[u8],
+    group: &Group,
+    known_down: bool,
+    took: Duration,
+    leaf_deadline: Duration,
+    heard: Heard,
+) {
+    let sub_leader = !group.leaves.is_empty();
+    match heard {
+        Heard::Reply(_) if !sub_leader => timing.leaf_answered(took),
+        Heard::Reply(Some(exclusions)) => {
+            let silent_leaf = exclusions.iter().any(|(_, k, _)| *k == ExclusionKind::TimedOut);
+            if !silent_leaf || took < leaf_deadline {
+                timing.group_answered(took);
+            }
+        }
+        Heard::Reply(None) | Heard::Failed => {}
+        Heard::Late if known_down => {}
+        Heard::Late if sub_leader => timing.group_missed(round_id),
+        Heard::Late => timing.leaf_missed(round_id),
+    }
 }
 
 /// Marks a sub-leader's request as finished when dropped (see [`Outstanding::finish`]).
