@@ -285,7 +285,13 @@ fn roster_change_adds_a_node_that_signs_later_links() {
     assert!([&link_to(4, 0), &l5, &l4].iter().all(|l| l.format == LINK_FORMAT_V1));
     assert_ne!(l5.signature, l4.signature);
     let mask = Mask::from_bytes(5, &l5.signature.as_ref().unwrap().mask).unwrap();
-    assert!(mask.contains(3) && mask.contains(4), "the older members sign v1 links: {:?}", mask.indices());
+    // The threshold is 4 of 5 and only 3 members are upgraded: a v1 link needs an older member.
+    // (Not both: on a loaded machine one may answer after the round's grace, like any member.)
+    let signers = mask.indices();
+    assert!(
+        signers.len() >= 4 && (mask.contains(3) || mask.contains(4)),
+        "the older members sign v1 links: {signers:?}"
+    );
     let proof = svc(&c, 3).update_chain(&genesis.hash).unwrap();
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 6);
 }

@@ -110,3 +110,35 @@ fn address_overrides_redirect_dials() {
         net.ping(&member, Duration::from_secs(5)).await.unwrap();
     });
 }
+
+/// `conode_network_dial_failures` counts dials that failed, once each: requests that fail on the
+/// dial backoff (no dial made) return the last dial's error and do not count again.
+#[test]
+fn each_failed_dial_counts_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // A port nothing listens on: dials are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let peer = conode_core::config::ServerIdentity {
+            address: NodeAddress { host: "127.0.0.1".into(), port },
+            public: IdentityKeyPair::generate().public(),
+            description: "nothing listens".into(),
+            url: None,
+            services: Default::default(),
+        };
+        let settings = NetSettings {
+            backoff_min: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(10),
+            probe_interval: Duration::from_secs(60),
+            ..quick()
+        };
+        let (net, _stop) = client_net(settings);
+        let failures = || net.health().report().iter().find(|r| r.peer == peer.public).map_or(0, |r| r.dial_failures);
+        for attempt in 0..3 {
+            let err = net.ping(&peer, Duration::from_millis(300)).await.unwrap_err().to_string();
+            assert!(err.contains(&port.to_string()), "attempt {attempt}: the error names the address: {err}");
+            assert_eq!(failures(), 1, "attempt {attempt}: one dial was made");
+        }
+        assert!(net.health().down(&peer.public).is_some(), "a refused dial marks the peer down");
+    });
+}

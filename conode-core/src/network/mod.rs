@@ -852,14 +852,15 @@ impl Network {
                         b.next_try = Instant::now() + b.delay;
                         b.last_error = e.clone();
                     }
+                    // Every failed dial counts once, and marks the peer down: rounds starting
+                    // meanwhile skip it, whether or not a retry gets through (an answer marks it
+                    // up again). Errors returned from the backoff above are not new failures.
+                    if self.inner.health.record_failure(&key, false, e.to_string()) {
+                        self.start_probe(peer.clone());
+                    }
                     // Refused is a clear answer (nothing listens): no retry within this request.
                     if refused || Instant::now() >= deadline {
                         return Err(e);
-                    }
-                    // The peer is unreachable now: rounds starting meanwhile skip it, whether or
-                    // not this request's next dial gets through (an answer marks it up again).
-                    if self.inner.health.record_failure(&key, false, e.to_string()) {
-                        self.start_probe(peer.clone());
                     }
                     debug!(error = %e, "dial failed, will retry");
                 }
@@ -1028,15 +1029,8 @@ impl Network {
             // A peer this node talks to is one it serves.
             self.admit([key]);
         }
-        let (conn_id, tx, ctl) = match self.link(peer, deadline, fail_fast).await {
-            Ok(l) => l,
-            Err(e) => {
-                if matches!(e, NetError::Dial { .. }) && self.inner.health.record_failure(&key, false, e.to_string()) {
-                    self.start_probe(peer.clone());
-                }
-                return Err(e);
-            }
-        };
+        // A failed dial is recorded where it happens (`link`), once.
+        let (conn_id, tx, ctl) = self.link(peer, deadline, fail_fast).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         let r = self.request_on(&key, conn_id, &tx, service, protocol, round_id, payload, left).await;
         match &r {
