@@ -544,10 +544,10 @@ async fn run_group(
     let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
     let answer = hedged(&mut ask, hedge, &outstanding, &ask_directly, leader, start).await;
     let took = start.elapsed();
-    let learn = |heard| learn(&timing, &round_id, &group, known_down, took, deadlines.leaf, heard);
+    let learn_from = |heard| learn(&timing, &round_id, &group, known_down, took, deadlines.leaf, heard);
     let (reply, direct) = match answer {
         SubLeaderAnswer::Overtaken(answers) => {
-            learn(Heard::Late);
+            learn_from(Heard::Late);
             timing.abandon(&outstanding, &server.public);
             debug!(leader, after = ?took, "cosi: the leaves of a late sub-leader answered first");
             let reason = "no answer by the time its leaves answered the root directly".to_string();
@@ -556,7 +556,7 @@ async fn run_group(
         SubLeaderAnswer::Replied { reply, direct } => (reply, direct),
     };
     let parsed = reply.map(|bytes| parse_group_reply(n, &group, &bytes));
-    learn(match &parsed {
+    learn_from(match &parsed {
         Ok(reply) => Heard::Reply(reply.as_ref().ok().map(|(_, exclusions)| exclusions.as_slice())),
         Err(NetError::Timeout { .. }) => Heard::Late,
         Err(_) => Heard::Failed,
