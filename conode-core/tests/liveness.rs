@@ -4,6 +4,8 @@
 //! request timed out is closed and redialled. Waits are readiness polls with deadlines, never bare
 //! sleeps; speed goals are measured by `conode bench cosi|skipchain --table`, not here.
 
+mod support;
+
 use conode_core::cluster::{ClusterOptions, LocalCluster};
 use conode_core::config::{NodeAddress, ServerIdentity};
 use conode_core::crypto::IdentityKeyPair;
@@ -13,18 +15,8 @@ use conode_core::services::Tasks;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Polls `cond` until it holds or `within` passes (then fails with `what`).
-fn wait_until(cluster: &LocalCluster, within: Duration, what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    cluster.runtime().block_on(async {
-        while !cond() {
-            assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-}
 
 fn down_at(cluster: &LocalCluster, observer: usize, member: usize) -> bool {
     let net = cluster.node(observer).network().expect("running node");
@@ -61,7 +53,7 @@ fn f_stopped_members_are_known_down_after_one_round_and_skipped() {
     assert_eq!(timed_out(&out), stopped.to_vec(), "{:?}", out.report);
     // Node 5 is a leaf: node 0 learns it from the sub-leader's report and checks it itself.
     for &i in &stopped {
-        wait_until(&c, Duration::from_secs(3), &format!("node {i} is down at node 0"), || down_at(&c, 0, i));
+        wait_until(Duration::from_secs(3), &format!("node {i} is down at node 0"), || down_at(&c, 0, i));
     }
     // The next round does not ask them: the report says they were known down.
     let out = sign(&c, b"second round with f stopped").unwrap();
@@ -118,7 +110,7 @@ fn hung_member_is_given_up_on_and_skipped() {
     let out = sign(&c, b"hung member").unwrap();
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(out.report.signed, vec![0, 1, 2]);
-    wait_until(&c, Duration::from_secs(5), "node 3 is down (hung) at node 0", || down_at(&c, 0, 3));
+    wait_until(Duration::from_secs(5), "node 3 is down (hung) at node 0", || down_at(&c, 0, 3));
     let out = sign(&c, b"hung member skipped").unwrap();
     assert_eq!(out.report.signed, vec![0, 1, 2]);
     assert!(out.report.timed_out[0].reason.contains("known down"), "{:?}", out.report);
@@ -197,7 +189,7 @@ fn a_restarted_member_that_connects_is_up_at_once() {
     sign(&c, b"all up").unwrap();
     c.stop(2).unwrap();
     sign(&c, b"2 stopped").unwrap();
-    wait_until(&c, Duration::from_secs(3), "node 2 is down at node 0", || down_at(&c, 0, 2));
+    wait_until(Duration::from_secs(3), "node 2 is down at node 0", || down_at(&c, 0, 2));
     c.restart(2).unwrap();
     assert!(down_at(&c, 0, 2), "node 0's probe brought node 2 back");
     // Node 2 dials node 0: node 0 marks it up before the link serves the ping.
@@ -214,11 +206,11 @@ fn restarted_member_is_probed_back_and_signs_again() {
     c.stop(2).unwrap();
     let out = sign(&c, b"2 stopped").unwrap();
     assert_eq!(timed_out(&out), vec![2]);
-    wait_until(&c, Duration::from_secs(3), "node 2 is down at node 0", || down_at(&c, 0, 2));
+    wait_until(Duration::from_secs(3), "node 2 is down at node 0", || down_at(&c, 0, 2));
     c.restart(2).unwrap();
     // Each member probes it on its own (a sub-leader that still holds it down would report it
     // at once instead of asking it).
-    wait_until(&c, Duration::from_secs(5), "every member's probe sees node 2 back", || {
+    wait_until(Duration::from_secs(5), "every member's probe sees node 2 back", || {
         [0, 1, 3].iter().all(|&i| !down_at(&c, i, 2))
     });
     let out = sign(&c, b"2 back").unwrap();
@@ -374,7 +366,7 @@ fn idle_pings_keep_healthy_links() {
     let net0 = c.node(0).network().unwrap();
     let links = net0.connection_count();
     let rx = net0.rx_bytes();
-    wait_until(&c, Duration::from_secs(5), "idle pings are answered", || net0.rx_bytes() > rx + 200);
+    wait_until(Duration::from_secs(5), "idle pings are answered", || net0.rx_bytes() > rx + 200);
     let out = sign(&c, b"after idle pings").unwrap();
     assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
     // Once the pings measured the round-trip time, the root may choose a flatter tree (and dial

@@ -6,6 +6,8 @@
 //! genesis with the skipchain proof verifier. The deciding ballot passes a proposal at once, with
 //! a member down or hung.
 
+mod support;
+
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::network::NetError;
@@ -27,12 +29,8 @@ fn key(c: &LocalCluster, i: usize) -> IdentityKeyPair {
     c.node(i).config().identity.clone()
 }
 
-fn wait(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait(what: &str, ok: impl FnMut() -> bool) {
+    support::wait_until(Duration::from_secs(30), what, ok);
 }
 
 fn roster_size(c: &LocalCluster, i: usize) -> usize {

@@ -4,6 +4,8 @@
 //! acknowledged block and signs again; and a minority restored to an old backup cannot rewrite
 //! the chain.
 
+mod support;
+
 use conode_core::admin::{request_backup, socket_path};
 use conode_core::backup::restore;
 use conode_core::cluster::{ClusterOptions, LocalCluster};
@@ -34,12 +36,8 @@ fn node_state(c: &LocalCluster, node: &Node) -> serde_json::Value {
     c.runtime().block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
 }
 
-fn wait(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait(what: &str, ok: impl FnMut() -> bool) {
+    support::wait_until(Duration::from_secs(60), what, ok);
 }
 
 /// Node `i`'s backup, taken through its admin socket.

@@ -7,6 +7,8 @@
 //! chains, a conflicting append inside a batch, members hung in batched rounds, and a member
 //! flooding batched announcements.
 
+mod support;
+
 use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
@@ -33,15 +35,8 @@ fn svc(c: &LocalCluster, i: usize) -> SkipchainService {
 }
 
 fn wait_for_index(c: &LocalCluster, i: usize, genesis: &[u8], index: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while svc(c, i).store().latest_index(genesis) != Some(index) {
-        assert!(
-            Instant::now() < deadline,
-            "node {i} did not reach block {index} (has {:?})",
-            svc(c, i).store().latest_index(genesis)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("node {i} reaches block {index}");
+    support::wait_until(Duration::from_secs(30), &what, || svc(c, i).store().latest_index(genesis) == Some(index));
 }
 
 #[test]
