@@ -1424,9 +1424,7 @@ impl SkipchainService {
         if self.byzantine() {
             return Ok(());
         }
-        let prev = self.check_block(&p)?;
-        let block = p.block.as_ref().ok_or("proposal without block")?;
-        self.fence_gate(&block.genesis_id)?;
+        let (prev, block) = self.next_block(&p)?;
         let v2 = statement == ForwardLink::commit_message(&block.hash)
             && !self.shared.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst);
         if !v2 {
@@ -1456,11 +1454,18 @@ impl SkipchainService {
     /// What the commit hooks check of one proposal, but the statement: a valid next block (see
     /// `check_block`) with a valid prepare certificate. Returns the block.
     fn certified_block<'p>(&self, p: &'p Proposal) -> Result<&'p SkipBlock, String> {
+        let (prev, block) = self.next_block(p)?;
+        self.check_certified(&prev, p)?;
+        Ok(block)
+    }
+
+    /// The proposal's block, a valid next block (see `check_block`) of a chain not fenced here,
+    /// and the latest block before it. The cheap checks, before any signature is verified.
+    fn next_block<'p>(&self, p: &'p Proposal) -> Result<(SkipBlock, &'p SkipBlock), String> {
         let prev = self.check_block(p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
         self.fence_gate(&block.genesis_id)?;
-        self.check_certified(&prev, p)?;
-        Ok(block)
+        Ok((prev, block))
     }
 
     /// The proposal's block carries a valid prepare certificate (by the roster of `prev`).
