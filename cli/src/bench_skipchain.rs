@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use conode_core::cluster::LocalCluster;
+use conode_core::config::SkipchainLinks;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{Phase, SkipchainService};
@@ -124,7 +125,7 @@ fn rate(n: usize, appends: u64, clients: usize, setup: Setup) -> Result<()> {
     let c = LocalCluster::new(n)?;
     for i in 0..n {
         let svc = c.node(i).skipchain().context("skipchain service")?;
-        svc.set_v1_links(setup.v1_links);
+        svc.set_links(if setup.v1_links { SkipchainLinks::V1 } else { SkipchainLinks::V3 });
         svc.set_batched_rounds(setup.batched);
     }
     // With batched rounds a proposer signs the links of several chains' blocks at once (v3).

@@ -297,8 +297,7 @@ impl SkipchainService {
         let shared_roster = roster.filter(|id| sources.iter().all(|b| b.roster.as_ref().map(|r| r.id()) == Some(*id)));
         let Some(key) = shared_roster.filter(|id| {
             self.batching(id)
-                && s.v3_links.load(std::sync::atomic::Ordering::SeqCst)
-                && !s.v1_links.load(std::sync::atomic::Ordering::SeqCst)
+                && s.links() == SkipchainLinks::V3
                 && crate::sync::lock(&s.legacy_links).get(id).is_none_or(|until| *until <= std::time::Instant::now())
         }) else {
             return self.sign_links(sources, block, agreed).await;
@@ -514,9 +513,7 @@ impl SkipchainService {
             // Code from before v2 links predates batched rounds too.
             return Err(format!("{NO_HOOK} `{COMMIT_BATCH_PURPOSE}` on this node"));
         }
-        if !self.shared.v3_links.load(std::sync::atomic::Ordering::SeqCst)
-            || self.shared.v1_links.load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if self.shared.links() != SkipchainLinks::V3 {
             // Its light clients check older links only: it neither stores nor serves v3 ones.
             return Err(NO_V3.into());
         }

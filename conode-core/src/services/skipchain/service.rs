@@ -216,11 +216,8 @@ struct Shared {
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
-    /// As a proposer, sign links level by level in v1 (`set_v1_links`).
-    v1_links: std::sync::atomic::AtomicBool,
-    /// As a proposer, sign the links of several chains' appends in one round (v3 links; on
-    /// unless `SkipchainLinks` names an older format).
-    v3_links: std::sync::atomic::AtomicBool,
+    /// The newest forward-link format this node signs (`SkipchainLinks`, see [`Shared::links`]).
+    links: std::sync::atomic::AtomicU8,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
     legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
@@ -250,6 +247,17 @@ struct Shared {
     warmed: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
     governors: std::sync::RwLock<Vec<Governor>>,
+}
+
+impl Shared {
+    /// The newest forward-link format this node signs (see [`SkipchainService::set_links`]).
+    pub(super) fn links(&self) -> SkipchainLinks {
+        match self.links.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => SkipchainLinks::V1,
+            1 => SkipchainLinks::V2,
+            _ => SkipchainLinks::V3,
+        }
+    }
 }
 
 /// The authority over appends to some chains instead of their owners (e.g. the membership
@@ -374,17 +382,12 @@ impl SkipchainService {
 
     /// The newest forward-link format this node signs from now on (as `SkipchainLinks` in
     /// private.toml sets it at start).
+    /// With V1 this node, as a proposer, signs forward links level by level over the v1
+    /// statements (one round per level, as before v2 links existed); with V2, one round per
+    /// source roster; with V3, also one round for the appends of several chains (`conode bench
+    /// skipchain --links` compares them).
     pub fn set_links(&self, links: SkipchainLinks) {
-        self.shared.v1_links.store(links == SkipchainLinks::V1, std::sync::atomic::Ordering::SeqCst);
-        self.shared.v3_links.store(links == SkipchainLinks::V3, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Makes this node, as a proposer, sign forward links level by level over the v1 statements
-    /// (one round per level, as before v2 links existed) instead of one v2 round per source
-    /// roster: for comparisons (`conode bench skipchain --links v1,v2`). Batched forward-link
-    /// rounds (whose links are v3) are off while it is on.
-    pub fn set_v1_links(&self, on: bool) {
-        self.shared.v1_links.store(on, std::sync::atomic::Ordering::SeqCst);
+        self.shared.links.store(links as u8, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Adds `governor`: the authority over appends to the chains it recognises (instead of their
@@ -807,7 +810,7 @@ impl SkipchainService {
     ) -> Result<Vec<ForwardLink>, SkipchainError> {
         let s = &self.shared;
         let mut refused = Vec::new();
-        let legacy = s.v1_links.load(std::sync::atomic::Ordering::SeqCst)
+        let legacy = s.links() == SkipchainLinks::V1
             || crate::sync::lock(&s.legacy_links)
                 .get(roster_id)
                 .is_some_and(|until| *until > std::time::Instant::now());
@@ -1696,8 +1699,7 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
                 refuses_store: Default::default(),
-                v1_links: (ctx.config.skipchain_links == SkipchainLinks::V1).into(),
-                v3_links: (ctx.config.skipchain_links == SkipchainLinks::V3).into(),
+                links: (ctx.config.skipchain_links as u8).into(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
