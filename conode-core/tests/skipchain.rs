@@ -13,7 +13,7 @@ use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::Append;
-use conode_core::services::skipchain::{block_roster, SkipchainService, SKIPCHAIN_SERVICE};
+use conode_core::services::skipchain::{block_roster, SkipchainService, COMMIT_PURPOSE, SKIPCHAIN_SERVICE};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{
     verify_link_with_keys, verify_proof, ForwardLink, SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V3,
@@ -157,11 +157,11 @@ fn members_late_to_a_forward_link_round_get_another_round_and_the_append_succeed
     let cosi = c.node(0).cosi().unwrap();
     cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_secs(1) });
     for i in 1..=2 {
-        c.node(i).cosi().unwrap().silence_rounds(SKIPCHAIN_SERVICE, 1);
+        c.node(i).cosi().unwrap().silence_rounds(COMMIT_PURPOSE, 1);
     }
     let b = rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"late members", None))).unwrap();
     for i in 1..=2 {
-        assert_eq!(c.node(i).cosi().unwrap().silent_rounds_left(SKIPCHAIN_SERVICE), 0, "member {i} was never silent");
+        assert_eq!(c.node(i).cosi().unwrap().silent_rounds_left(COMMIT_PURPOSE), 0, "member {i} was never silent");
     }
     for i in 0..4 {
         wait_for_index(&c, i, &genesis.hash, 2);

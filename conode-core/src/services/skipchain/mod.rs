@@ -65,6 +65,6 @@ mod votes_model;
 
 pub use observe::Phase;
 pub use service::{
-    block_roster, config_roster, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE,
+    block_roster, config_roster, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE, COMMIT_PURPOSE,
     PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
 };

@@ -57,6 +57,9 @@ const READ_CATCH_UP_EVERY: Duration = Duration::from_secs(2);
 const READ_CATCH_UP_ANY: Duration = Duration::from_millis(250);
 /// Cosi purpose of the prepare round of an append.
 pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
+/// Cosi purpose of the forward-link (commit) round of one append: the service's name, which
+/// members of every version know it by.
+pub const COMMIT_PURPOSE: &str = SKIPCHAIN_SERVICE;
 /// Views an append tries before it gives up (each failed one asks the members what they hold).
 const MAX_VIEWS: usize = 4;
 /// The pause before the second view; doubled for each later one (randomized ±50 %).
@@ -905,7 +908,7 @@ impl SkipchainService {
         let extra = proposal.encode_to_vec();
         let (mut attempt, started) = (1, std::time::Instant::now());
         let outcome = loop {
-            match self.shared.cosi.sign(&roster, statement, SKIPCHAIN_SERVICE, &extra, Policy::Default).await {
+            match self.shared.cosi.sign(&roster, statement, COMMIT_PURPOSE, &extra, Policy::Default).await {
                 Ok(outcome) => break outcome,
                 // The block has its prepare certificate (members lock on it when they sign its
                 // link): members that were only late (a busy machine, a lost packet) get another
@@ -1718,7 +1721,7 @@ impl Service for SkipchainService {
         // The hooks live in the cosi service, which this service holds: a weak reference avoids a
         // cycle that would keep the database open after the node stops.
         let hooks: [(&str, Phase, HookCheck); 4] = [
-            (SKIPCHAIN_SERVICE, Phase::CommitHook, SkipchainService::check_proposal),
+            (COMMIT_PURPOSE, Phase::CommitHook, SkipchainService::check_proposal),
             (PREPARE_PURPOSE, Phase::PrepareHook, SkipchainService::check_prepare),
             (batched::PREPARE_BATCH_PURPOSE, Phase::PrepareHook, SkipchainService::check_prepare_batch),
             (batched::COMMIT_BATCH_PURPOSE, Phase::CommitHook, SkipchainService::check_commit_batch),
@@ -1810,7 +1813,7 @@ impl Service for SkipchainService {
         self.shared.ctx.metrics.remove(SKIPCHAIN_SERVICE);
         self.shared.ctx.status.remove(SKIPCHAIN_SERVICE);
         self.shared.ctx.status.remove(recovery::RECOVERY_SECTION);
-        self.shared.cosi.remove_hook(SKIPCHAIN_SERVICE);
+        self.shared.cosi.remove_hook(COMMIT_PURPOSE);
         self.shared.cosi.remove_hook(PREPARE_PURPOSE);
         self.shared.cosi.remove_hook(batched::PREPARE_BATCH_PURPOSE);
         self.shared.cosi.remove_hook(batched::COMMIT_BATCH_PURPOSE);
