@@ -128,6 +128,7 @@ fn the_leaves_of_a_hung_sub_leader_are_asked_directly_once_it_is_late() {
     assert_eq!(timed_out(&out), vec![1]);
     let reason = &out.report.timed_out[0].reason;
     assert!(reason.contains("its leaves answered the root directly"), "{reason}");
+    assert_eq!(c.node(0).cosi().unwrap().hedges(), 1, "the leaves were asked because the sub-leader was late");
     assert_verifies(&c, b"hung sub-leader", &out);
 }
 
@@ -145,6 +146,7 @@ fn a_late_sub_leader_that_answers_before_its_leaves_keeps_its_place() {
     let out = sign(&c, b"late sub-leader").unwrap();
     assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
     assert!(out.report.timed_out.is_empty() && out.report.refused.is_empty(), "{:?}", out.report);
+    assert_eq!(c.node(0).cosi().unwrap().hedges(), 1, "its leaves were asked directly too");
     assert_verifies(&c, b"late sub-leader", &out);
 }
 
@@ -160,6 +162,7 @@ fn a_late_sub_leader_is_still_awaited_when_its_leaves_asked_directly_refuse() {
     assert_eq!(out.report.signed, vec![0, 1, 3], "{:?}", out.report);
     assert_eq!(out.report.refused.iter().map(|e| e.index).collect::<Vec<_>>(), vec![2], "{:?}", out.report);
     assert!(out.report.timed_out.is_empty(), "{:?}", out.report);
+    assert_eq!(c.node(0).cosi().unwrap().hedges(), 1, "its leaves were asked directly too");
     assert_verifies(&c, b"late sub-leader, refusing leaf", &out);
 }
 

@@ -542,7 +542,7 @@ async fn run_group(
         })
     };
     let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
-    let answer = hedged(&mut ask, hedge, &outstanding, &ask_directly, leader, start).await;
+    let answer = hedged(&mut ask, hedge, &outstanding, &timing, &ask_directly, leader, start).await;
     let took = start.elapsed();
     let learn_from = |heard| learn(&timing, &round_id, &group, known_down, took, deadlines.leaf, heard);
     let (reply, direct) = match answer {
@@ -595,6 +595,7 @@ async fn hedged(
     ask: &mut tokio::task::JoinHandle<Option<Result<Vec<u8>, NetError>>>,
     hedge: Option<Duration>,
     outstanding: &Outstanding,
+    timing: &RoundTiming,
     ask_directly: &impl Fn() -> DirectAnswers,
     leader: usize,
     start: Instant,
@@ -607,6 +608,7 @@ async fn hedged(
         Err(_) => {}
     }
     debug!(leader, after = ?start.elapsed(), "cosi: sub-leader late, its leaves are asked directly too");
+    timing.hedged();
     let mut leaves = ask_directly();
     tokio::select! {
         biased;

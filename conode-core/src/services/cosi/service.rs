@@ -121,6 +121,12 @@ impl CosiService {
         self.shared.fault()
     }
 
+    /// How many times this node, leading rounds, asked a late sub-leader's leaves directly
+    /// (`conode_cosi_hedges`).
+    pub fn hedges(&self) -> u64 {
+        self.shared.timing.hedges().get()
+    }
+
     /// Fault injection (tests): this node answers none of the next `rounds` rounds of `purpose`
     /// it is asked to sign in, as the `Silent` fault does for every round: a member that is slow
     /// in one phase of a protocol and answers again in the next.
@@ -306,6 +312,11 @@ impl Service for CosiService {
                     "conode_cosi_round_failures",
                     "Cosi rounds this node led that failed, by purpose",
                     s.round_failures.clone(),
+                );
+                reg.register(
+                    "conode_cosi_hedges",
+                    "Late sub-leaders whose leaves this node, leading a round, asked directly",
+                    s.timing.hedges().clone(),
                 );
                 reg.register(
                     "conode_cosi_invalid_signatures",

@@ -74,6 +74,8 @@ pub(super) struct RoundTiming {
     /// carries a member's answers in order (TCP), so while it owes one, a newer one cannot
     /// arrive before it: such a member is not waited for once a round's threshold is met.
     behind: Mutex<HashMap<IdentityPublicKey, usize>>,
+    /// Late sub-leaders whose leaves were asked directly (`conode_cosi_hedges`).
+    hedges: prometheus_client::metrics::counter::Counter,
 }
 
 /// A request of a round that may end before its answer arrives: [`Outstanding::finish`] when the
@@ -99,6 +101,14 @@ impl Outstanding {
 }
 
 impl RoundTiming {
+    /// A late sub-leader's leaves were asked directly (see [`Self::hedge_after`]).
+    pub(super) fn hedged(&self) {
+        self.hedges.inc();
+    }
+    /// How many times this node, leading rounds, asked a late sub-leader's leaves directly.
+    pub(super) fn hedges(&self) -> &prometheus_client::metrics::counter::Counter {
+        &self.hedges
+    }
     pub(super) fn leaf_answered(&self, d: Duration) {
         lock(&self.leaf).observe(d);
     }
