@@ -166,6 +166,30 @@ fn a_late_sub_leader_is_still_awaited_when_its_leaves_asked_directly_refuse() {
     assert_verifies(&c, b"late sub-leader, refusing leaf", &out);
 }
 
+/// A group the round no longer waits for (the threshold was met without it) gets no hedge: its
+/// leaves would sign for nothing.
+#[test]
+fn the_leaves_of_a_group_the_round_gave_up_on_are_not_asked_directly() {
+    // Ten members in two levels (no round-trip time measured yet): root 0's groups are [1, 2, 3],
+    // [4, 5, 6] and [7, 8, 9]. The root and the first two groups make the threshold (7).
+    let c = LocalCluster::new(10).unwrap();
+    let net0 = c.node(0).network().unwrap();
+    assert!(c.roster().servers[1..].iter().all(|s| net0.health().rtt(&s.public).is_none()), "no RTT measured yet");
+    c.node(7).cosi().unwrap().set_fault(CosiFault::Silent);
+    let out = sign(&c, b"a group given up on").unwrap();
+    assert_eq!(out.report.signed, (0..7).collect::<Vec<_>>(), "{:?}", out.report);
+    assert_eq!(timed_out(&out), vec![7, 8, 9]);
+    // The request to sub-leader 7 runs on until its group deadline (1.6 s), past the time its
+    // leaves would have been asked (900 ms); then node 0 holds it down for that request.
+    let announce_timed_out = || {
+        let net0 = c.node(0).network().unwrap();
+        net0.health().down(&c.roster().servers[7].public).is_some_and(|d| d.reason.contains("Announce"))
+    };
+    wait_until(Duration::from_secs(5), "node 0's request to sub-leader 7 timed out", announce_timed_out);
+    assert_eq!(c.node(0).cosi().unwrap().hedges(), 0, "leaves asked for a round that had ended");
+    assert_verifies(&c, b"a group given up on", &out);
+}
+
 /// A fresh cluster of 4 whose first round has two levels: root 0's groups are [1, 2] and [3]
 /// (the tree is shaped before any round-trip time is measured).
 fn four_members_in_two_levels() -> LocalCluster {
