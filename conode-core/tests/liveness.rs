@@ -129,6 +129,7 @@ fn the_leaves_of_a_hung_sub_leader_are_asked_directly_once_it_is_late() {
     let reason = &out.report.timed_out[0].reason;
     assert!(reason.contains("its leaves answered the root directly"), "{reason}");
     assert_eq!(c.node(0).cosi().unwrap().hedges(), 1, "the leaves were asked because the sub-leader was late");
+    assert_eq!(c.node(0).cosi().unwrap().leaves_asked_directly(), 1, "leaf 2, once");
     assert_verifies(&c, b"hung sub-leader", &out);
 }
 
@@ -166,8 +167,8 @@ fn a_late_sub_leader_is_still_awaited_when_its_leaves_asked_directly_refuse() {
     assert_verifies(&c, b"late sub-leader, refusing leaf", &out);
 }
 
-/// A group the round no longer waits for (the threshold was met without it) gets no hedge: its
-/// leaves would sign for nothing.
+/// A group the round no longer waits for (the threshold was met without it) gets no hedge, and
+/// its leaves are not asked directly when its sub-leader fails later: they would sign for nothing.
 #[test]
 fn the_leaves_of_a_group_the_round_gave_up_on_are_not_asked_directly() {
     // Ten members in two levels (no round-trip time measured yet): root 0's groups are [1, 2, 3],
@@ -186,7 +187,9 @@ fn the_leaves_of_a_group_the_round_gave_up_on_are_not_asked_directly() {
         net0.health().down(&c.roster().servers[7].public).is_some_and(|d| d.reason.contains("Announce"))
     };
     wait_until(Duration::from_secs(5), "node 0's request to sub-leader 7 timed out", announce_timed_out);
-    assert_eq!(c.node(0).cosi().unwrap().hedges(), 0, "leaves asked for a round that had ended");
+    let cosi0 = c.node(0).cosi().unwrap();
+    assert_eq!(cosi0.hedges(), 0, "leaves asked for a round that had ended");
+    assert_eq!(cosi0.leaves_asked_directly(), 0, "leaves asked for a round that had ended");
     assert_verifies(&c, b"a group given up on", &out);
 }
 

@@ -515,6 +515,7 @@ async fn run_group(
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
     let ask_directly = || {
+        timing.asked_directly(group.leaves.len());
         let (network, timing, roster) = (network.clone(), timing.clone(), roster.clone());
         let (leaves, payload, round_id) = (group.leaves.clone(), leaf_payload.clone(), round_id.clone());
         ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf).boxed()
@@ -570,6 +571,8 @@ async fn run_group(
     debug!(leader, %kind, %reason, after = ?start.elapsed(), "cosi: sub-leader failed, asking its leaves directly");
     let answers = match direct {
         Some(asked) => asked.await,
+        // The round no longer waits for this group: its leaves would sign for nothing.
+        None if outstanding.abandoned() => Vec::new(),
         None => ask_directly().await,
     };
     from_leaves(group, (leader, kind, reason), answers)

@@ -127,6 +127,12 @@ impl CosiService {
         self.shared.timing.hedges().get()
     }
 
+    /// How many members this node, leading rounds, asked directly because their sub-leader was
+    /// late or failed (`conode_cosi_leaves_asked_directly`).
+    pub fn leaves_asked_directly(&self) -> u64 {
+        self.shared.timing.leaves_asked_directly().get()
+    }
+
     /// Fault injection (tests): this node answers none of the next `rounds` rounds of `purpose`
     /// it is asked to sign in, as the `Silent` fault does for every round: a member that is slow
     /// in one phase of a protocol and answers again in the next.
@@ -317,6 +323,11 @@ impl Service for CosiService {
                     "conode_cosi_hedges",
                     "Late sub-leaders whose leaves this node, leading a round, asked directly",
                     s.timing.hedges().clone(),
+                );
+                reg.register(
+                    "conode_cosi_leaves_asked_directly",
+                    "Members this node, leading a round, asked directly: their sub-leader was late or failed",
+                    s.timing.leaves_asked_directly().clone(),
                 );
                 reg.register(
                     "conode_cosi_invalid_signatures",

@@ -76,25 +76,28 @@ pub(super) struct RoundTiming {
     behind: Mutex<HashMap<IdentityPublicKey, usize>>,
     /// Late sub-leaders whose leaves were asked directly (`conode_cosi_hedges`).
     hedges: prometheus_client::metrics::counter::Counter,
+    /// Leaves asked directly, their sub-leader late or failed (`conode_cosi_leaves_asked_directly`).
+    leaves_asked_directly: prometheus_client::metrics::counter::Counter,
 }
 
 /// A request of a round that may end before its answer arrives: [`Outstanding::finish`] when the
 /// answer (or the failure) comes, [`RoundTiming::abandon`] when the round stops waiting for it.
+/// Both are remembered (bit flags): a group the round gave up on stays given up on after its
+/// sub-leader's request ends.
 #[derive(Default)]
 pub(super) struct Outstanding(AtomicU8);
 
-const RUNNING: u8 = 0;
-const DONE: u8 = 1;
+const FINISHED: u8 = 1;
 const ABANDONED: u8 = 2;
 
 impl Outstanding {
-    /// Whether the round stopped waiting for this request.
+    /// Whether the round stopped waiting for this request (before or after it ended).
     pub(super) fn abandoned(&self) -> bool {
-        self.0.load(Ordering::Acquire) == ABANDONED
+        self.0.load(Ordering::Acquire) & ABANDONED != 0
     }
 
     pub(super) fn finish(&self, timing: &RoundTiming, member: &IdentityPublicKey) {
-        if self.0.swap(DONE, Ordering::AcqRel) == ABANDONED {
+        if self.0.fetch_or(FINISHED, Ordering::AcqRel) == ABANDONED {
             timing.caught_up(member);
         }
     }
@@ -108,6 +111,14 @@ impl RoundTiming {
     /// How many times this node, leading rounds, asked a late sub-leader's leaves directly.
     pub(super) fn hedges(&self) -> &prometheus_client::metrics::counter::Counter {
         &self.hedges
+    }
+    /// `leaves` members were asked directly (their sub-leader was late or failed).
+    pub(super) fn asked_directly(&self, leaves: usize) {
+        self.leaves_asked_directly.inc_by(leaves as u64);
+    }
+    /// How many members this node, leading rounds, asked directly.
+    pub(super) fn leaves_asked_directly(&self) -> &prometheus_client::metrics::counter::Counter {
+        &self.leaves_asked_directly
     }
     pub(super) fn leaf_answered(&self, d: Duration) {
         lock(&self.leaf).observe(d);
@@ -129,7 +140,7 @@ impl RoundTiming {
     /// The round stopped waiting for `req` to `member` (a no-op if its answer came already).
     pub(super) fn abandon(&self, req: &Outstanding, member: &IdentityPublicKey) {
         *lock(&self.behind).entry(*member).or_default() += 1;
-        if req.0.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if req.0.fetch_or(ABANDONED, Ordering::AcqRel) & FINISHED != 0 {
             self.caught_up(member);
         }
     }
@@ -243,6 +254,8 @@ mod tests {
         let r4 = Outstanding::default();
         r4.finish(&t, &b);
         assert!(!t.is_behind(&b));
+        // A request the round gave up on stays given up on once it ends.
+        assert!(r1.abandoned() && r3.abandoned() && !r4.abandoned());
     }
 
     #[test]
