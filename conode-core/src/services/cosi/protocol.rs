@@ -515,10 +515,15 @@ async fn run_group(
     let wait = if group.leaves.is_empty() { deadlines.leaf } else { deadlines.group };
     let start = Instant::now();
     let ask_directly = || {
-        timing.asked_directly(group.leaves.len());
         let (network, timing, roster) = (network.clone(), timing.clone(), roster.clone());
         let (leaves, payload, round_id) = (group.leaves.clone(), leaf_payload.clone(), round_id.clone());
-        ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf).boxed()
+        async move {
+            // Counted when the leaves are really asked (a sub-leader that answers at once wins
+            // the hedge's race before this runs).
+            timing.asked_directly(leaves.len());
+            ask_leaves(network, timing, roster, leaves, payload, round_id, deadlines.leaf).await
+        }
+        .boxed()
     };
     let server = match roster.server(leader) {
         Ok(server) => server.clone(),
@@ -949,6 +954,7 @@ pub(super) async fn run_root(
     }
     if !reask.is_empty() {
         let all: Vec<usize> = reask.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        shared.timing.asked_directly(all.len());
         let answers = ask_leaves(
             shared.network.clone(),
             shared.timing.clone(),

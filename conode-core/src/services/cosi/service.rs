@@ -128,7 +128,7 @@ impl CosiService {
     }
 
     /// How many members this node, leading rounds, asked directly because their sub-leader was
-    /// late or failed (`conode_cosi_leaves_asked_directly`).
+    /// late, failed or sent a bad aggregate (`conode_cosi_leaves_asked_directly`).
     pub fn leaves_asked_directly(&self) -> u64 {
         self.shared.timing.leaves_asked_directly().get()
     }
@@ -326,7 +326,7 @@ impl Service for CosiService {
                 );
                 reg.register(
                     "conode_cosi_leaves_asked_directly",
-                    "Members this node, leading a round, asked directly: their sub-leader was late or failed",
+                    "Members this node, leading a round, asked directly: their sub-leader was late, failed or added up wrongly",
                     s.timing.leaves_asked_directly().clone(),
                 );
                 reg.register(

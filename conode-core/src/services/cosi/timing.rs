@@ -74,9 +74,10 @@ pub(super) struct RoundTiming {
     /// carries a member's answers in order (TCP), so while it owes one, a newer one cannot
     /// arrive before it: such a member is not waited for once a round's threshold is met.
     behind: Mutex<HashMap<IdentityPublicKey, usize>>,
-    /// Late sub-leaders whose leaves were asked directly (`conode_cosi_hedges`).
+    /// Late sub-leaders whose leaves the root decided to ask directly too (`conode_cosi_hedges`).
     hedges: prometheus_client::metrics::counter::Counter,
-    /// Leaves asked directly, their sub-leader late or failed (`conode_cosi_leaves_asked_directly`).
+    /// Members asked directly, their sub-leader late, failed or caught adding up wrongly
+    /// (`conode_cosi_leaves_asked_directly`).
     leaves_asked_directly: prometheus_client::metrics::counter::Counter,
 }
 
@@ -112,7 +113,8 @@ impl RoundTiming {
     pub(super) fn hedges(&self) -> &prometheus_client::metrics::counter::Counter {
         &self.hedges
     }
-    /// `leaves` members were asked directly (their sub-leader was late or failed).
+    /// `leaves` members were asked directly (their sub-leader was late, failed, or sent a bad
+    /// aggregate).
     pub(super) fn asked_directly(&self, leaves: usize) {
         self.leaves_asked_directly.inc_by(leaves as u64);
     }
@@ -140,7 +142,9 @@ impl RoundTiming {
     /// The round stopped waiting for `req` to `member` (a no-op if its answer came already).
     pub(super) fn abandon(&self, req: &Outstanding, member: &IdentityPublicKey) {
         *lock(&self.behind).entry(*member).or_default() += 1;
-        if req.0.fetch_or(ABANDONED, Ordering::AcqRel) & FINISHED != 0 {
+        // Undone at once when the answer came already, or when the round gave up on this
+        // request before (two places may: only the first counts).
+        if req.0.fetch_or(ABANDONED, Ordering::AcqRel) != 0 {
             self.caught_up(member);
         }
     }
@@ -256,6 +260,13 @@ mod tests {
         assert!(!t.is_behind(&b));
         // A request the round gave up on stays given up on once it ends.
         assert!(r1.abandoned() && r3.abandoned() && !r4.abandoned());
+        // Given up on twice (by its group and by the round), then answered: not behind.
+        let r5 = Outstanding::default();
+        t.abandon(&r5, &a);
+        t.abandon(&r5, &a);
+        assert!(t.is_behind(&a));
+        r5.finish(&t, &a);
+        assert!(!t.is_behind(&a), "one answer settles a request however often it was given up on");
     }
 
     #[test]

@@ -256,10 +256,19 @@ impl Shared {
     /// The newest forward-link format this node signs (see [`SkipchainService::set_links`]).
     pub(super) fn links(&self) -> SkipchainLinks {
         match self.links.load(std::sync::atomic::Ordering::SeqCst) {
-            0 => SkipchainLinks::V1,
-            1 => SkipchainLinks::V2,
+            1 => SkipchainLinks::V1,
+            2 => SkipchainLinks::V2,
             _ => SkipchainLinks::V3,
         }
+    }
+}
+
+/// How `Shared::links` keeps a format (the inverse of its decoding).
+fn links_code(links: SkipchainLinks) -> u8 {
+    match links {
+        SkipchainLinks::V1 => 1,
+        SkipchainLinks::V2 => 2,
+        SkipchainLinks::V3 => 3,
     }
 }
 
@@ -390,7 +399,7 @@ impl SkipchainService {
     /// source roster; with V3, also one round for the appends of several chains (`conode bench
     /// skipchain --links` compares them).
     pub fn set_links(&self, links: SkipchainLinks) {
-        self.shared.links.store(links as u8, std::sync::atomic::Ordering::SeqCst);
+        self.shared.links.store(links_code(links), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Adds `governor`: the authority over appends to the chains it recognises (instead of their
@@ -1702,7 +1711,7 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
                 refuses_store: Default::default(),
-                links: (ctx.config.skipchain_links as u8).into(),
+                links: links_code(ctx.config.skipchain_links).into(),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
