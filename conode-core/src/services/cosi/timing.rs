@@ -64,8 +64,9 @@ impl Ewma {
     }
 }
 
-/// Smoothed answer times of leaves (one partial) and of sub-leaders (a group's aggregate), and
-/// the members that still owe the answer to a round that ended without them.
+/// Smoothed answer times of leaves (one partial) and of sub-leaders (a group's aggregate), the
+/// members that still owe the answer to a round that ended without them, and how often the tree
+/// was repaired by asking members directly (counters for `/metrics`).
 #[derive(Default)]
 pub(super) struct RoundTiming {
     leaf: Mutex<Ewma>,

@@ -220,7 +220,7 @@ struct Shared {
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
     /// The newest forward-link format this node signs (`SkipchainLinks`, see [`Shared::links`]).
-    links: std::sync::atomic::AtomicU8,
+    links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
     legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
@@ -255,20 +255,7 @@ struct Shared {
 impl Shared {
     /// The newest forward-link format this node signs (see [`SkipchainService::set_links`]).
     pub(super) fn links(&self) -> SkipchainLinks {
-        match self.links.load(std::sync::atomic::Ordering::SeqCst) {
-            1 => SkipchainLinks::V1,
-            2 => SkipchainLinks::V2,
-            _ => SkipchainLinks::V3,
-        }
-    }
-}
-
-/// How `Shared::links` keeps a format (the inverse of its decoding).
-fn links_code(links: SkipchainLinks) -> u8 {
-    match links {
-        SkipchainLinks::V1 => 1,
-        SkipchainLinks::V2 => 2,
-        SkipchainLinks::V3 => 3,
+        *self.links.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -399,7 +386,7 @@ impl SkipchainService {
     /// source roster; with V3, also one round for the appends of several chains (`conode bench
     /// skipchain --links` compares them).
     pub fn set_links(&self, links: SkipchainLinks) {
-        self.shared.links.store(links_code(links), std::sync::atomic::Ordering::SeqCst);
+        *self.shared.links.write().unwrap_or_else(|p| p.into_inner()) = links;
     }
 
     /// Adds `governor`: the authority over appends to the chains it recognises (instead of their
@@ -1711,7 +1698,7 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
                 refuses_store: Default::default(),
-                links: links_code(ctx.config.skipchain_links).into(),
+                links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: Default::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
