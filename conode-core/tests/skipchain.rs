@@ -1,6 +1,7 @@
 //! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
-//! append signed in one round per source roster, and level by level with members that refuse it),
+//! append signed in one round per source roster, and level by level with members that refuse it;
+//! a member whose refusal comes after the round gets the block's links signed again in v1),
 //! a member that missed pushed blocks getting them without another append, members late to a
 //! forward-link round (the round runs again), and appends of many chains through one member
 //! sharing rounds (v3 links): with members that lack the batch hooks, a member behind on the
@@ -12,6 +13,7 @@ mod support;
 use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
+use conode_core::services::cosi::CosiFault;
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{block_roster, SkipchainService, COMMIT_PURPOSE, SKIPCHAIN_SERVICE};
 use conode_core::verify::cosi::{Mask, Policy};
@@ -289,6 +291,41 @@ fn roster_change_adds_a_node_that_signs_later_links() {
     assert!(signers.contains(&3) && signers.contains(&4), "the older members sign v1 links: {signers:?}");
     let proof = svc(&c, 3).update_chain(&genesis.hash).unwrap();
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 6);
+}
+
+#[test]
+fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links() {
+    let c = LocalCluster::new(5).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    wait_for_index(&c, 4, &genesis.hash, 0);
+    // Member 4 runs code from before v2 links, and answers 800 ms late: the four others reach the
+    // threshold (4 of 5) long before its refusal, so block 1 is committed with a v2 link, which
+    // member 4 reads as a v1 link that does not verify. It refuses the block.
+    svc(&c, 4).set_refuses_link_v2(true);
+    c.node(4).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_millis(800)));
+    rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"late refusal", None))).unwrap();
+    let link_to = |i: usize, src: u64, level: usize| {
+        svc(&c, i).store().block_at(&genesis.hash, src).unwrap().forward_links[level].clone()
+    };
+    assert_eq!(link_to(0, 0, 0).format, LINK_FORMAT_V2, "the round ended before member 4 refused");
+    // The proposer signs block 1's link again in v1 (the members holding block 1 sign it too) and
+    // hands it to member 4, which stores the block instead of falling behind.
+    wait_for_index(&c, 4, &genesis.hash, 1);
+    let relinked = link_to(4, 0, 0);
+    assert_eq!(relinked.format, LINK_FORMAT_V1);
+    assert_eq!(svc(&c, 0).links_signed_again(), 1);
+    let signers = Mask::from_bytes(5, &relinked.signature.as_ref().unwrap().mask).unwrap().indices();
+    assert!(signers.len() >= 4, "the v1 link has the threshold: {signers:?}");
+    // From then on the proposer signs this roster's links in v1: member 4 stores the next block
+    // as pushed, with no link signed again.
+    rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"then v1", None))).unwrap();
+    assert!([link_to(0, 1, 0), link_to(0, 0, 1)].iter().all(|l| l.format == LINK_FORMAT_V1));
+    wait_for_index(&c, 4, &genesis.hash, 2);
+    assert_eq!(svc(&c, 0).links_signed_again(), 1);
+    let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 2);
 }
 
 #[test]

@@ -12,8 +12,11 @@
 //!    statement names the block alone (`sha256("conode-skipchain-commit-v2" ‖ hash)`; the hash
 //!    covers its chain, index, roster and back links), so one round per source roster (usually
 //!    one) signs every level. Members that refuse v2 (older code) make the proposer fall back to
-//!    one v1 round per level (statement `sha256(from ‖ to [‖ new roster])`). The commit slot is
-//!    (chain, index): a member locks on one block per index, whatever the levels or format.
+//!    one v1 round per level (statement `sha256(from ‖ to [‖ new roster])`); one whose refusal
+//!    comes after the round refuses the block, and gets its links signed again in v1 by the
+//!    members that hold it (`older_members`; a link to a block the member holds endorses no
+//!    other block). The commit slot is (chain, index): a member locks on one block per index,
+//!    whatever the levels or format.
 //!
 //! Each member keeps, per (chain, index), durably and before its signature leaves it (`votes`):
 //! the highest view it prepared in and for which block, and its lock (view, proposal, certificate).
@@ -48,7 +51,8 @@
 //! - `verified`: prepare certificates and owner signatures verified once per node.
 //! - `subscribe`: `/Skipchain/Subscribe`, a chain's blocks streamed to a client.
 //! - `service`: create/append/get/update, the prepare and commit hooks, propagation and catch-up;
-//!   `batched` (a child of it): the rounds several chains' appends share.
+//!   `batched` (a child of it): the rounds several chains' appends share; `older_members` (another
+//!   child): members running code from before v2 links, during a rolling upgrade.
 
 mod evidence;
 pub mod messages;

@@ -61,6 +61,9 @@ pub(super) struct Observed {
     /// those whose appends went back to rounds of their own), and those appends.
     batched_rounds: AtomicU64,
     batched_appends: AtomicU64,
+    /// Blocks whose forward links this node signed again in v1 for members running code from
+    /// before v2 links (see `older_members`).
+    links_signed_again: AtomicU64,
     recent: Mutex<VecDeque<Recent>>,
     /// Where the time of appends goes (for `conode bench skipchain`'s breakdown).
     pub(super) phases: Phases,
@@ -149,6 +152,7 @@ impl Observed {
             read_catch_ups_limited: AtomicU64::new(0),
             batched_rounds: AtomicU64::new(0),
             batched_appends: AtomicU64::new(0),
+            links_signed_again: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             phases: Phases::default(),
         }
@@ -197,6 +201,16 @@ impl Observed {
         (self.read_catch_ups.load(Ordering::Relaxed), self.read_catch_ups_limited.load(Ordering::Relaxed))
     }
 
+    /// This node signed a block's forward links again in v1 for an older member.
+    pub(super) fn signed_links_again(&self) {
+        self.links_signed_again.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Blocks whose forward links this node signed again in v1 for older members.
+    pub(super) fn links_signed_again(&self) -> u64 {
+        self.links_signed_again.load(Ordering::Relaxed)
+    }
+
     pub(super) fn write_metrics(&self, reg: &mut Registry, store: &ChainStore) {
         reg.register("conode_skipchain_blocks_stored", "Blocks stored here, by how they came", self.blocks.clone());
         counter(reg, "conode_skipchain_appends", "Appends this node led.", self.appends.load(Ordering::Relaxed));
@@ -217,6 +231,12 @@ impl Observed {
             "conode_skipchain_read_catch_ups_limited",
             "Client reads beyond this node's newest block that started no catch-up (one ran lately).",
             self.read_catch_ups_limited.load(Ordering::Relaxed),
+        );
+        counter(
+            reg,
+            "conode_skipchain_links_signed_again",
+            "Blocks whose forward links this node signed again in v1 for members that could not verify them (code from before v2 links).",
+            self.links_signed_again(),
         );
         let (rounds, appends) = self.batched_rounds();
         counter(

@@ -13,6 +13,8 @@ use super::votes::Votes;
 #[path = "batched.rs"]
 mod batched;
 pub use batched::{COMMIT_BATCH_PURPOSE, PREPARE_BATCH_PURPOSE};
+#[path = "older_members.rs"]
+mod older_members;
 #[path = "recovery.rs"]
 mod recovery;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, SkipchainLinks, COSI_SERVICE};
@@ -213,9 +215,12 @@ struct Shared {
     /// Fault injection (tests): this member signs every proposal and keeps no votes, as a
     /// Byzantine member that equivocates would.
     signs_anything: std::sync::atomic::AtomicBool,
-    /// Fault injection (tests): this member refuses v2 forward-link statements, as a member
-    /// running code from before them does.
+    /// Fault injection (tests): this member refuses v2 forward-link statements and reads every
+    /// link as v1, as a member running code from before them does.
     refuses_link_v2: std::sync::atomic::AtomicBool,
+    /// The last block whose links this proposer signed again in v1 for older members, and those
+    /// links (see `older_members`); held while they are signed, one block at a time.
+    relinked: tokio::sync::Mutex<Option<(Vec<u8>, Vec<LevelLink>)>>,
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
@@ -286,7 +291,8 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
     {
         let mut pending = crate::sync::lock(&shared.redelivering);
         if let Some(entry) = pending.get_mut(&key) {
-            if index > entry.0 {
+            // A newer block, or the same one with links the member can verify (`older_members`).
+            if index >= entry.0 {
                 *entry = (index, payload);
             }
             return;
@@ -312,8 +318,13 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
             }
             let net = shared.network.clone();
             drop(shared);
-            let stored = net.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload, PEER_TIMEOUT).await.is_ok();
+            let offer = net.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload.clone(), PEER_TIMEOUT).await;
             let Some(shared) = weak.upgrade() else { return };
+            if let Err(e) = &offer {
+                // Its links signed again in v1 replace this offer (same index) once signed.
+                older_members::relink_if_older(&shared, &member, e, &payload);
+            }
+            let stored = offer.is_ok();
             let mut pending = crate::sync::lock(&shared.redelivering);
             let newer = pending.get(&key).is_some_and(|entry| entry.0 > index);
             if stored && !newer {
@@ -348,9 +359,10 @@ impl SkipchainService {
         self.shared.signs_anything.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Fault injection (tests): makes this member refuse v2 forward-link statements (one
-    /// signature for all levels of a block), as a member that runs older code does; it still signs
-    /// v1 links level by level.
+    /// Fault injection (tests): makes this member run as code from before v2 forward links
+    /// does: it refuses v2 statements (one signature for all levels of a block) but signs v1 links
+    /// level by level, and it reads every link of a pushed or fetched block as a v1 link, so it
+    /// refuses blocks whose links are v2 or v3 (see `older_members`).
     pub fn set_refuses_link_v2(&self, on: bool) {
         self.shared.refuses_link_v2.store(on, std::sync::atomic::Ordering::SeqCst);
     }
@@ -850,11 +862,7 @@ impl SkipchainService {
             .map(|m| m.indices())
             .unwrap_or_default();
         if refused.iter().any(|i| signed_v1.contains(i)) {
-            let mut legacy = crate::sync::lock(&s.legacy_links);
-            if legacy.len() >= 1024 {
-                legacy.clear();
-            }
-            legacy.insert(*roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+            self.sign_v1_for_a_while(*roster_id);
         }
         Ok(links)
     }
@@ -959,7 +967,8 @@ impl SkipchainService {
     /// Sends a stored block to every other member of `roster`. Waits at most `PROPAGATE_WAIT` for the
     /// acknowledgements of `wait_for` (every member when `None`); the other deliveries go on in the
     /// background (a member that misses a block catches up later), so a stopped member never holds
-    /// up an append.
+    /// up an append. A member that cannot verify the block's v2 or v3 links (older code) gets
+    /// them signed again in v1 (see `older_members`).
     async fn propagate(
         &self,
         block: &SkipBlock,
@@ -980,7 +989,9 @@ impl SkipchainService {
                 if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload.to_vec(), PEER_TIMEOUT).await {
                     debug!(peer = %m.address, error = %e, "member did not store the block (offered again later)");
                     if let Some(shared) = weak.upgrade() {
-                        redeliver(&shared, m, chain, index, payload.to_vec());
+                        if !older_members::relink_if_older(&shared, &m, &e, &payload) {
+                            redeliver(&shared, m, chain, index, payload.to_vec());
+                        }
                     }
                 }
             };
@@ -1087,10 +1098,14 @@ impl SkipchainService {
                     Some(SkipchainError::Invalid(format!("back link {h} does not point to block {src_index}")));
                 break;
             }
-            let Some(link) = item.incoming.iter().find(|l| l.level as usize == h).and_then(|l| l.link.clone()) else {
+            let Some(mut link) = item.incoming.iter().find(|l| l.level as usize == h).and_then(|l| l.link.clone())
+            else {
                 structural = Some(SkipchainError::Invalid(format!("missing forward link at level {h}")));
                 break;
             };
+            if s.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst) {
+                link = older_members::as_read_before_v2(link);
+            }
             levels.push((src, link));
         }
         self.verify_links(block, &levels)?;
@@ -1426,28 +1441,14 @@ impl SkipchainService {
         if self.byzantine() {
             return Ok(());
         }
+        if let Some(verdict) = self.relink_of_a_held_block(&p, statement) {
+            return verdict;
+        }
         let (prev, block) = self.next_block(&p)?;
         let v2 = statement == ForwardLink::commit_message(&block.hash)
             && !self.shared.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst);
-        if !v2 {
-            let st = &self.shared.store;
-            let level = p.level as usize;
-            if level >= block.height as usize {
-                return Err("level above the block's height".into());
-            }
-            let src = st
-                .block_at(&block.genesis_id, block.index - level_distance(block.base_height, level))
-                .ok_or("missing source block")?;
-            if block.back_link_ids.get(level) != Some(&src.hash) {
-                return Err(format!("back link {level} is wrong"));
-            }
-            let new_roster = block.roster.as_ref().ok_or("no roster")?;
-            let src_roster = src.roster.as_ref().ok_or("source without roster")?;
-            let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
-            let expected = ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice()));
-            if statement != expected {
-                return Err(NOT_THE_LINK.into());
-            }
+        if !v2 && statement != self.v1_link_statement(block, p.level as usize)? {
+            return Err(NOT_THE_LINK.into());
         }
         self.check_certified(&prev, &p)?;
         self.shared.votes.commit(&block.genesis_id, block.index, &p).map_err(|e| e.to_string())
@@ -1697,6 +1698,7 @@ impl Service for SkipchainService {
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
+                relinked: Default::default(),
                 refuses_store: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: Default::default(),

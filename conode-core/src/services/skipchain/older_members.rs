@@ -1,0 +1,200 @@
+//! Rolling upgrades: members that run code from before v2 forward links. Such a member refuses
+//! the v2 statement (its hook expects a v1 one) and reads a v2 or v3 link as a v1 link (the
+//! format is a field it does not know), so it cannot verify one and refuses a block that carries
+//! one. When its refusal reaches the round in time, `sign_group` signs that roster's links level
+//! by level in v1 instead. When it comes after the round has ended (a slow or distant member),
+//! the block is committed with v2 links that member refuses to store: here the proposer signs the
+//! block's links again in v1 and hands the block with them to that member, so it does not fall
+//! behind until it is upgraded. Either way the proposer signs that roster's links in v1 for a
+//! while (`LEGACY_LINKS_FOR`).
+
+use super::*;
+
+/// What a member answers when a block's forward link does not verify for it (the text of
+/// [`ProofError::BadLink`], the same in the code from before v2 links): for a member given v2 or
+/// v3 links that this proposer's round verified, the mark of code that reads them as v1.
+const LINK_REFUSAL: &str = "forward link from block";
+
+/// Whether a member refused a pushed block because a forward link of it did not verify for it.
+pub(super) fn refused_a_link(e: &NetError) -> bool {
+    matches!(e, NetError::Remote { message, .. } if message.contains(LINK_REFUSAL))
+}
+
+/// When `member` gave `refusal` to `payload` (a pushed block, `Store`) because a link did not
+/// verify for it, and the links are v2 or v3: signs them again in v1 and hands the block with
+/// them to that member, in the background (see [`SkipchainService::relink_for_older_member`]).
+/// Whether it does (then the caller need not offer `payload` again).
+pub(super) fn relink_if_older(
+    shared: &Arc<Shared>,
+    member: &ServerIdentity,
+    refusal: &NetError,
+    payload: &[u8],
+) -> bool {
+    if !refused_a_link(refusal) {
+        return false;
+    }
+    let Ok(item) = LinkedBlock::decode(payload) else { return false };
+    let newer_links = item.incoming.iter().any(|l| l.link.as_ref().is_some_and(|l| l.format != LINK_FORMAT_V1));
+    let Some(block) = item.block.filter(|_| newer_links) else { return false };
+    let (weak, member) = (Arc::downgrade(shared), member.clone());
+    shared.ctx.tasks.spawn(async move {
+        let Some(shared) = weak.upgrade() else { return };
+        if let Err(e) = (SkipchainService { shared }).relink_for_older_member(member, &block).await {
+            debug!(error = %e, "could not sign a block's links again in v1 for an older member");
+        }
+    });
+    true
+}
+
+/// `link` as code from before v2 links reads it: the fields that mark its format and batch are
+/// unknown to that code, so it takes every link for a v1 one (fault injection: see
+/// [`SkipchainService::set_refuses_link_v2`]).
+pub(super) fn as_read_before_v2(link: ForwardLink) -> ForwardLink {
+    ForwardLink { format: LINK_FORMAT_V1, batch_path: Vec::new(), batch_index: 0, batch_size: 0, ..link }
+}
+
+impl SkipchainService {
+    /// From now on, for `LEGACY_LINKS_FOR`, this proposer signs the links from blocks of the
+    /// roster `roster_id` level by level in v1: some of its members run code from before v2.
+    pub(super) fn sign_v1_for_a_while(&self, roster_id: [u8; 32]) {
+        let mut legacy = crate::sync::lock(&self.shared.legacy_links);
+        if legacy.len() >= 1024 {
+            legacy.clear();
+        }
+        legacy.insert(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+    }
+
+    /// `member` refused `block` (committed, stored here) because it cannot verify the block's
+    /// v2 or v3 links: signs the block's links again in v1, one round per level, with the
+    /// proposal this node locked on when it signed them (the older member checks its prepare
+    /// certificate; members that hold the block sign without, see `relink_of_a_held_block`), and
+    /// hands the block with them to `member` (offered again later if it does not store it now).
+    /// One block at a time: the links of the last block signed again serve every older member.
+    pub(super) async fn relink_for_older_member(
+        &self,
+        member: ServerIdentity,
+        block: &SkipBlock,
+    ) -> Result<(), SkipchainError> {
+        let s = &self.shared;
+        let mut last = s.relinked.lock().await;
+        let incoming = match last.as_ref().filter(|(hash, _)| *hash == block.hash) {
+            Some((_, incoming)) => incoming.clone(),
+            None => {
+                let agreed = s
+                    .votes
+                    .state(&block.genesis_id, block.index)
+                    .map_err(|e| SkipchainError::Invalid(e.to_string()))?
+                    .locked
+                    .filter(|p| p.block.as_ref().is_some_and(|b| b.hash == block.hash))
+                    .ok_or_else(|| SkipchainError::Invalid("this node holds no lock on the block".into()))?;
+                let mut sources = Vec::with_capacity(block.height as usize);
+                for level in 0..block.height as usize {
+                    let src_index = block.index - level_distance(block.base_height, level);
+                    let src = s
+                        .store
+                        .block_at(&block.genesis_id, src_index)
+                        .ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
+                    if let Some(r) = src.roster.as_ref() {
+                        self.sign_v1_for_a_while(r.id());
+                    }
+                    sources.push(src);
+                }
+                info!(
+                    chain = %hex8(&block.genesis_id),
+                    index = block.index,
+                    peer = %member.address,
+                    "a member cannot verify the block's links (older code): signing them again in v1 for it"
+                );
+                let rounds = sources.iter().enumerate().map(|(level, src)| {
+                    let proposal = Proposal { level: level as u32, ..agreed.clone() };
+                    self.sign_link(src, block, proposal)
+                });
+                let links = futures_util::future::join_all(rounds).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+                let incoming: Vec<LevelLink> = links
+                    .into_iter()
+                    .enumerate()
+                    .map(|(level, link)| LevelLink { level: level as u32, link: Some(link) })
+                    .collect();
+                s.observed.signed_links_again();
+                *last = Some((block.hash.clone(), incoming.clone()));
+                incoming
+            }
+        };
+        drop(last);
+        let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
+        let stored = s.network.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload.clone(), PEER_TIMEOUT).await;
+        if let Err(e) = stored {
+            debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
+            redeliver(s, member, block.chain_id().to_vec(), block.index, payload);
+        }
+        Ok(())
+    }
+
+    /// The v1 statement of the link at `level` to `block` (the next block here, or one this node
+    /// holds), from the block this node holds at that level's source index.
+    pub(super) fn v1_link_statement(&self, block: &SkipBlock, level: usize) -> Result<[u8; 32], String> {
+        if level >= block.height as usize {
+            return Err("level above the block's height".into());
+        }
+        let src = self
+            .shared
+            .store
+            .block_at(&block.genesis_id, block.index - level_distance(block.base_height, level))
+            .ok_or("missing source block")?;
+        if block.back_link_ids.get(level) != Some(&src.hash) {
+            return Err(format!("back link {level} is wrong"));
+        }
+        let new_roster = block.roster.as_ref().ok_or("no roster")?;
+        let src_roster = src.roster.as_ref().ok_or("source without roster")?;
+        let new_id = (src_roster.id() != new_roster.id()).then(|| new_roster.id());
+        Ok(ForwardLink::message(&src.hash, &block.hash, new_id.as_ref().map(|r| r.as_slice())))
+    }
+
+    /// Whether `p` asks this node to sign again a link to a block it already holds, as
+    /// `relink_for_older_member` does (any statement but the block's v2 one, which is refused as
+    /// before): `Some(verdict)` then, `Ok` for the v1 statement of the link at `p.level`. Such a
+    /// signature endorses no new block (the block's index is committed to it here), so no vote
+    /// is recorded for it.
+    pub(super) fn relink_of_a_held_block(&self, p: &Proposal, statement: &[u8]) -> Option<Result<(), String>> {
+        let block = p.block.as_ref().filter(|b| b.index > 0)?;
+        if statement == ForwardLink::commit_message(&block.hash) {
+            return None;
+        }
+        let held = self.shared.store.block_at(&block.genesis_id, block.index).filter(|h| h.hash == block.hash)?;
+        Some(self.fence_gate(&block.genesis_id).and_then(|()| {
+            if statement == self.v1_link_statement(&held, p.level as usize)? {
+                Ok(())
+            } else {
+                Err(NOT_THE_LINK.into())
+            }
+        }))
+    }
+
+    /// Blocks whose forward links this proposer signed again in v1 for members that could not
+    /// verify them (`conode_skipchain_links_signed_again_total`; see `relink_for_older_member`).
+    pub fn links_signed_again(&self) -> u64 {
+        self.shared.observed.links_signed_again()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_link_is_refused_with_the_text_older_members_use() {
+        let e = ProofError::BadLink { from: 4, to: 5, reason: "the signature does not verify".into() };
+        let refusal = NetError::Remote { peer: "tls://a:1".into(), message: SkipchainError::from(e).to_string() };
+        assert!(refused_a_link(&refusal));
+        let other = NetError::Remote { peer: "tls://a:1".into(), message: "this node is behind".into() };
+        assert!(!refused_a_link(&other));
+    }
+
+    #[test]
+    fn older_code_reads_every_link_as_v1() {
+        let link = ForwardLink { format: LINK_FORMAT_V2, from: vec![1], to: vec![2], ..Default::default() };
+        let read = as_read_before_v2(link.clone());
+        assert_eq!(read.format, LINK_FORMAT_V1);
+        assert_eq!((read.from, read.to), (link.from, link.to));
+    }
+}
