@@ -1,7 +1,8 @@
 //! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it;
-//! a member whose refusal comes after the round gets the block's links signed again in v1),
+//! a member whose refusal comes after the round, or that missed such blocks, gets their links signed
+//! again in v1, which only a member holding the block signs),
 //! a member that missed pushed blocks getting them without another append, members late to a
 //! forward-link round (the round runs again), and appends of many chains through one member
 //! sharing rounds (v3 links): with members that lack the batch hooks, a member behind on the
@@ -13,8 +14,8 @@ mod support;
 use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::cosi::CosiFault;
-use conode_core::services::skipchain::messages::Append;
+use conode_core::services::cosi::{self, CosiFault};
+use conode_core::services::skipchain::messages::{Append, Proposal};
 use conode_core::services::skipchain::{block_roster, SkipchainService, COMMIT_PURPOSE, SKIPCHAIN_SERVICE};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{
@@ -296,11 +297,12 @@ fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links(
     let rt = c.runtime();
     let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
     wait_for_index(&c, 4, &genesis.hash, 0);
-    // Member 4 runs code from before v2 links, and answers 800 ms late: the four others reach the
-    // threshold (4 of 5) long before its refusal, so block 1 is committed with a v2 link, which
-    // member 4 reads as a v1 link that does not verify. It refuses the block.
+    // Member 4 runs code from before v2 links, and answers 3 s late (far beyond any deadline a
+    // first round learns): the four others reach the threshold (4 of 5) long before its refusal,
+    // so block 1 is committed with a v2 link, which member 4 reads as a v1 link that does not
+    // verify. It refuses the block.
     svc(&c, 4).set_refuses_link_v2(true);
-    c.node(4).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_millis(800)));
+    c.node(4).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_secs(3)));
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"late refusal", None))).unwrap();
     let link_to = |i: usize, src: u64, level: usize| {
         svc(&c, i).store().block_at(&genesis.hash, src).unwrap().forward_links[level].clone()
@@ -312,8 +314,6 @@ fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links(
     let relinked = link_to(4, 0, 0);
     assert_eq!(relinked.format, LINK_FORMAT_V1);
     assert_eq!(svc(&c, 0).links_signed_again(), 1);
-    let signers = Mask::from_bytes(5, &relinked.signature.as_ref().unwrap().mask).unwrap().indices();
-    assert!(signers.len() >= 4, "the v1 link has the threshold: {signers:?}");
     // From then on the proposer signs this roster's links in v1: member 4 stores the next block
     // as pushed, with no link signed again.
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"then v1", None))).unwrap();
@@ -322,6 +322,75 @@ fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links(
     assert_eq!(svc(&c, 0).links_signed_again(), 1);
     let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 2);
+}
+
+#[test]
+fn an_older_member_that_missed_blocks_with_v2_links_gets_them_with_v1_links_when_back() {
+    let c = LocalCluster::new(5).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    wait_for_index(&c, 4, &genesis.hash, 0);
+    // Member 4 runs code from before v2 links, answers rounds late, and is cut off from the
+    // proposer's pushes while blocks 1 and 2 are committed with v2 links (no refusal of a link
+    // reached the proposer: it keeps signing v2).
+    svc(&c, 4).set_refuses_link_v2(true);
+    c.node(4).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_secs(3)));
+    svc(&c, 4).set_refuses_store(true);
+    for i in 1..=2 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"while cut off", None))).unwrap();
+    }
+    let link_to =
+        |i: usize, src: u64| svc(&c, i).store().block_at(&genesis.hash, src).unwrap().forward_links[0].clone();
+    assert!([link_to(0, 0), link_to(0, 1)].iter().all(|l| l.format == LINK_FORMAT_V2));
+    assert_eq!(svc(&c, 0).links_signed_again(), 0);
+    // Back in touch, block 2 is offered again: member 4 lacks block 1, fetches it to catch up,
+    // and cannot verify its v2 link. The proposer signs block 1's links again in v1 and hands it
+    // over, then block 2's, whose offer member 4 refuses next.
+    svc(&c, 4).set_refuses_store(false);
+    wait_for_index(&c, 4, &genesis.hash, 2);
+    assert!([link_to(4, 0), link_to(4, 1)].iter().all(|l| l.format == LINK_FORMAT_V1));
+    assert_eq!(svc(&c, 0).links_signed_again(), 2);
+    let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 2);
+}
+
+#[test]
+fn members_sign_again_only_the_v1_link_to_a_block_they_hold() {
+    let c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    let mut blocks = vec![genesis.clone()];
+    for i in 1..=2 {
+        blocks.push(rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"held", None))).unwrap());
+    }
+    for i in 0..4 {
+        wait_for_index(&c, i, &genesis.hash, 2);
+    }
+    let (block0, block2) = (&blocks[0], &blocks[2]);
+    let cosi = c.node(1).cosi().unwrap();
+    let sign = |statement: &[u8], block: &SkipBlock, level: u32| {
+        let proposal = Proposal { block: Some(block.clone()), level, ..Default::default() };
+        use prost::Message;
+        rt.block_on(cosi.sign(c.roster(), statement, COMMIT_PURPOSE, &proposal.encode_to_vec(), Policy::Default))
+    };
+    // Block 2's level-1 link (from block 0), in v1: every member holds block 2 and signs it.
+    let level1 = ForwardLink::message(&block0.hash, &block2.hash, None);
+    let out = sign(&level1, block2, 1).unwrap();
+    assert_eq!(out.report.signed, vec![0, 1, 2, 3]);
+    // The statement of another level, block 2's v2 statement, and a v1 link to another block of
+    // index 2 (which none holds): refused, as before.
+    let refused = |r: Result<_, cosi::CosiError>, why: &str| {
+        let e = r.expect_err("signed a link it must refuse").to_string();
+        assert!(e.contains(why), "{e}");
+    };
+    refused(sign(&level1, block2, 0), "statement is not the forward link");
+    refused(sign(&ForwardLink::commit_message(&block2.hash), block2, 0), "holds up to 2");
+    let mut other = block2.clone();
+    other.data = b"another block".to_vec();
+    other.hash = other.compute_hash().to_vec();
+    refused(sign(&ForwardLink::message(&block0.hash, &other.hash, None), &other, 1), "holds up to 2");
 }
 
 #[test]

@@ -15,33 +15,71 @@ use super::*;
 /// v3 links that this proposer's round verified, the mark of code that reads them as v1.
 const LINK_REFUSAL: &str = "forward link from block";
 
-/// Whether a member refused a pushed block because a forward link of it did not verify for it.
-pub(super) fn refused_a_link(e: &NetError) -> bool {
-    matches!(e, NetError::Remote { message, .. } if message.contains(LINK_REFUSAL))
+/// The index of the block whose incoming link a member refused, from its refusal ("forward link
+/// from block A to block B: …"): the pushed block, or an earlier one it fetched to catch up.
+fn refused_link_target(refusal: &NetError) -> Option<u64> {
+    let NetError::Remote { message, .. } = refusal else { return None };
+    let named = &message[message.find(LINK_REFUSAL)?..];
+    let after = &named[named.find(" to block ")? + " to block ".len()..];
+    after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// When `member` gave `refusal` to `payload` (a pushed block, `Store`) because a link did not
-/// verify for it, and the links are v2 or v3: signs them again in v1 and hands the block with
-/// them to that member, in the background (see [`SkipchainService::relink_for_older_member`]).
-/// Whether it does (then the caller need not offer `payload` again).
+/// When `member` refused `payload` (a pushed block, `Store`) because the link to a block did not
+/// verify for it (that block or an earlier one it fetched to catch up), and this node signed that
+/// link in v2 or v3: signs the block's links again in v1 and hands the block with them to that
+/// member, then offers `payload` again if it was another block, all in the background (see
+/// [`SkipchainService::relink_for_older_member`]). Whether it does (then the caller need not
+/// offer `payload` again).
 pub(super) fn relink_if_older(
     shared: &Arc<Shared>,
     member: &ServerIdentity,
     refusal: &NetError,
     payload: &[u8],
 ) -> bool {
-    if !refused_a_link(refusal) {
+    let Some(target) = refused_link_target(refusal) else { return false };
+    let Some(pushed) = LinkedBlock::decode(payload).ok().and_then(|item| item.block) else { return false };
+    let chain = pushed.chain_id().to_vec();
+    let st = &shared.store;
+    let Some(block) = st.block_at(&chain, target).filter(|b| b.index > 0 && b.index <= pushed.index) else {
+        return false;
+    };
+    let signed_newer = st
+        .block_at(&chain, block.index - 1)
+        .and_then(|src| src.forward_links.first().cloned())
+        .is_some_and(|link| link.to == block.hash && link.format != LINK_FORMAT_V1);
+    if !signed_newer {
         return false;
     }
-    let Ok(item) = LinkedBlock::decode(payload) else { return false };
-    let newer_links = item.incoming.iter().any(|l| l.link.as_ref().is_some_and(|l| l.format != LINK_FORMAT_V1));
-    let Some(block) = item.block.filter(|_| newer_links) else { return false };
-    let (weak, member) = (Arc::downgrade(shared), member.clone());
+    let (weak, member, payload) = (Arc::downgrade(shared), member.clone(), payload.to_vec());
     shared.ctx.tasks.spawn(async move {
         let Some(shared) = weak.upgrade() else { return };
-        if let Err(e) = (SkipchainService { shared }).relink_for_older_member(member, &block).await {
-            debug!(error = %e, "could not sign a block's links again in v1 for an older member");
-        }
+        let svc = SkipchainService { shared };
+        let again = match svc.relink_for_older_member(&member, &block).await {
+            Ok(relinked) => {
+                let s = &svc.shared;
+                let stored = s.network.request(&member, SKIPCHAIN_SERVICE, "Store", &[], relinked.clone(), PEER_TIMEOUT).await;
+                match stored {
+                    Ok(_) if block.index == pushed.index => return,
+                    Err(e) if block.index == pushed.index => {
+                        debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
+                        relinked
+                    }
+                    // It had to catch up on this block first: the block pushed to it comes next.
+                    _ => payload,
+                }
+            }
+            Err(e) => {
+                warn!(
+                    chain = %hex8(&chain),
+                    index = block.index,
+                    peer = %member.address,
+                    error = %e,
+                    "could not sign a block's links again in v1 for a member running older code"
+                );
+                payload
+            }
+        };
+        redeliver(&svc.shared, member, chain, pushed.index, again);
     });
     true
 }
@@ -65,40 +103,42 @@ impl SkipchainService {
     }
 
     /// `member` refused `block` (committed, stored here) because it cannot verify the block's
-    /// v2 or v3 links: signs the block's links again in v1, one round per level, with the
-    /// proposal this node locked on when it signed them (the older member checks its prepare
-    /// certificate; members that hold the block sign without, see `relink_of_a_held_block`), and
-    /// hands the block with them to `member` (offered again later if it does not store it now).
-    /// One block at a time: the links of the last block signed again serve every older member.
+    /// v2 or v3 links: from now on this proposer signs the links from blocks of the block's source
+    /// rosters in v1 for a while, and here it signs the block's links again in v1, one round per
+    /// level. The rounds carry the proposal this node locked on when it committed the block: an
+    /// older member that lacks the block checks its prepare certificate (it cannot check the batch
+    /// certificate of a v3 block: then the signatures of the members that hold the block, see
+    /// `relink_of_a_held_block`, make the threshold alone). Returns the block with those links,
+    /// as a `Store` payload. One block at a time: the last block's links serve every older member.
     pub(super) async fn relink_for_older_member(
         &self,
-        member: ServerIdentity,
+        member: &ServerIdentity,
         block: &SkipBlock,
-    ) -> Result<(), SkipchainError> {
+    ) -> Result<Vec<u8>, SkipchainError> {
         let s = &self.shared;
+        let mut sources = Vec::with_capacity(block.height as usize);
+        for level in 0..block.height as usize {
+            let src_index = block.index - level_distance(block.base_height, level);
+            let src = s
+                .store
+                .block_at(&block.genesis_id, src_index)
+                .ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
+            if let Some(r) = src.roster.as_ref() {
+                self.sign_v1_for_a_while(r.id());
+            }
+            sources.push(src);
+        }
         let mut last = s.relinked.lock().await;
         let incoming = match last.as_ref().filter(|(hash, _)| *hash == block.hash) {
             Some((_, incoming)) => incoming.clone(),
             None => {
-                let agreed = s
-                    .votes
-                    .state(&block.genesis_id, block.index)
-                    .map_err(|e| SkipchainError::Invalid(e.to_string()))?
-                    .locked
+                // The proposer locked on the block when it signed its links (its own hook); a
+                // node without the record (a Byzantine test node keeps none) proposes the block
+                // alone, which the members holding it sign.
+                let locked = s.votes.state(&block.genesis_id, block.index).ok().and_then(|st| st.locked);
+                let agreed = locked
                     .filter(|p| p.block.as_ref().is_some_and(|b| b.hash == block.hash))
-                    .ok_or_else(|| SkipchainError::Invalid("this node holds no lock on the block".into()))?;
-                let mut sources = Vec::with_capacity(block.height as usize);
-                for level in 0..block.height as usize {
-                    let src_index = block.index - level_distance(block.base_height, level);
-                    let src = s
-                        .store
-                        .block_at(&block.genesis_id, src_index)
-                        .ok_or_else(|| SkipchainError::Invalid(format!("missing block {src_index}")))?;
-                    if let Some(r) = src.roster.as_ref() {
-                        self.sign_v1_for_a_while(r.id());
-                    }
-                    sources.push(src);
-                }
+                    .unwrap_or_else(|| Proposal { block: Some(block.clone()), ..Default::default() });
                 info!(
                     chain = %hex8(&block.genesis_id),
                     index = block.index,
@@ -120,14 +160,7 @@ impl SkipchainService {
                 incoming
             }
         };
-        drop(last);
-        let payload = LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec();
-        let stored = s.network.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload.clone(), PEER_TIMEOUT).await;
-        if let Err(e) = stored {
-            debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
-            redeliver(s, member, block.chain_id().to_vec(), block.index, payload);
-        }
-        Ok(())
+        Ok(LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec())
     }
 
     /// The v1 statement of the link at `level` to `block` (the next block here, or one this node
@@ -157,7 +190,11 @@ impl SkipchainService {
     /// is recorded for it.
     pub(super) fn relink_of_a_held_block(&self, p: &Proposal, statement: &[u8]) -> Option<Result<(), String>> {
         let block = p.block.as_ref().filter(|b| b.index > 0)?;
-        if statement == ForwardLink::commit_message(&block.hash) {
+        // Code from before v2 links (as simulated) has no such rule: it refuses as for any block
+        // that is not its next one.
+        if statement == ForwardLink::commit_message(&block.hash)
+            || self.shared.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return None;
         }
         let held = self.shared.store.block_at(&block.genesis_id, block.index).filter(|h| h.hash == block.hash)?;
@@ -182,12 +219,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bad_link_is_refused_with_the_text_older_members_use() {
+    fn a_refused_link_names_its_target_block_as_older_members_do() {
+        let remote = |message: String| NetError::Remote { peer: "tls://a:1".into(), message };
         let e = ProofError::BadLink { from: 4, to: 5, reason: "the signature does not verify".into() };
-        let refusal = NetError::Remote { peer: "tls://a:1".into(), message: SkipchainError::from(e).to_string() };
-        assert!(refused_a_link(&refusal));
-        let other = NetError::Remote { peer: "tls://a:1".into(), message: "this node is behind".into() };
-        assert!(!refused_a_link(&other));
+        assert_eq!(refused_link_target(&remote(SkipchainError::from(e).to_string())), Some(5));
+        // As a member's Store handler passes on the error of a catch-up (an earlier block).
+        let caught_up = "invalid: forward link from block 11 to block 12: collective signature does not verify";
+        assert_eq!(refused_link_target(&remote(caught_up.into())), Some(12));
+        assert_eq!(refused_link_target(&remote("this node is behind: it holds block 3, needs 5".into())), None);
+        assert_eq!(refused_link_target(&remote("forward link from block 1 to block x".into())), None);
+        let timeout = NetError::Timeout {
+            peer: "tls://a:1".into(),
+            what: "Store".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(refused_link_target(&timeout), None);
     }
 
     #[test]

@@ -320,8 +320,9 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
             drop(shared);
             let offer = net.request(&member, SKIPCHAIN_SERVICE, "Store", &[], payload.clone(), PEER_TIMEOUT).await;
             let Some(shared) = weak.upgrade() else { return };
-            if let Err(e) = &offer {
-                // Its links signed again in v1 replace this offer (same index) once signed.
+            let newer = crate::sync::lock(&shared.redelivering).get(&key).is_some_and(|entry| entry.0 > index);
+            if let (Err(e), false) = (&offer, newer) {
+                // A member running older code: what the relink hands it next replaces this offer.
                 older_members::relink_if_older(&shared, &member, e, &payload);
             }
             let stored = offer.is_ok();
