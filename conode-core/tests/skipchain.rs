@@ -2,7 +2,7 @@
 //! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it;
 //! a member whose refusal comes after the round, or that missed such blocks, gets their links signed
-//! again in v1, which only a member holding the block signs),
+//! again in v1 by the members that hold them),
 //! a member that missed pushed blocks getting them without another append, members late to a
 //! forward-link round (the round runs again), and appends of many chains through one member
 //! sharing rounds (v3 links): with members that lack the batch hooks, a member behind on the
@@ -290,34 +290,44 @@ fn roster_change_adds_a_node_that_signs_later_links() {
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 6);
 }
 
-#[test]
-fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links() {
+/// A chain on five members, of which member 4 runs code from before v2 links (it refuses v2
+/// statements and reads every link as v1) and answers rounds 3 s late, far beyond any deadline a
+/// first round learns: the four others reach the threshold (4 of 5) long before its refusals, so
+/// the proposer (member 0) signs v2 links.
+fn chain_with_an_older_late_member_4() -> (LocalCluster, IdentityKeyPair, SkipBlock) {
     let c = LocalCluster::new(5).unwrap();
     let owner = IdentityKeyPair::generate();
-    let rt = c.runtime();
-    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    let genesis =
+        c.runtime().block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
     wait_for_index(&c, 4, &genesis.hash, 0);
-    // Member 4 runs code from before v2 links, and answers 3 s late (far beyond any deadline a
-    // first round learns): the four others reach the threshold (4 of 5) long before its refusal,
-    // so block 1 is committed with a v2 link, which member 4 reads as a v1 link that does not
-    // verify. It refuses the block.
     svc(&c, 4).set_refuses_link_v2(true);
     c.node(4).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_secs(3)));
+    (c, owner, genesis)
+}
+
+/// The forward link at `level` of block `src` of `genesis`'s chain, as node `i` holds it.
+fn link_from(c: &LocalCluster, i: usize, genesis: &SkipBlock, src: u64, level: usize) -> ForwardLink {
+    svc(c, i).store().block_at(&genesis.hash, src).unwrap().forward_links[level].clone()
+}
+
+#[test]
+fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links() {
+    let (c, owner, genesis) = chain_with_an_older_late_member_4();
+    let rt = c.runtime();
+    // Block 1 is committed with a v2 link, which member 4 cannot verify: it refuses the block.
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 1, b"late refusal", None))).unwrap();
-    let link_to = |i: usize, src: u64, level: usize| {
-        svc(&c, i).store().block_at(&genesis.hash, src).unwrap().forward_links[level].clone()
-    };
-    assert_eq!(link_to(0, 0, 0).format, LINK_FORMAT_V2, "the round ended before member 4 refused");
+    assert_eq!(link_from(&c, 0, &genesis, 0, 0).format, LINK_FORMAT_V2, "the round ended before member 4 refused");
     // The proposer signs block 1's link again in v1 (the members holding block 1 sign it too) and
     // hands it to member 4, which stores the block instead of falling behind.
     wait_for_index(&c, 4, &genesis.hash, 1);
-    let relinked = link_to(4, 0, 0);
-    assert_eq!(relinked.format, LINK_FORMAT_V1);
+    assert_eq!(link_from(&c, 4, &genesis, 0, 0).format, LINK_FORMAT_V1);
     assert_eq!(svc(&c, 0).links_signed_again(), 1);
     // From then on the proposer signs this roster's links in v1: member 4 stores the next block
     // as pushed, with no link signed again.
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"then v1", None))).unwrap();
-    assert!([link_to(0, 1, 0), link_to(0, 0, 1)].iter().all(|l| l.format == LINK_FORMAT_V1));
+    assert!([link_from(&c, 0, &genesis, 1, 0), link_from(&c, 0, &genesis, 0, 1)]
+        .iter()
+        .all(|l| l.format == LINK_FORMAT_V1));
     wait_for_index(&c, 4, &genesis.hash, 2);
     assert_eq!(svc(&c, 0).links_signed_again(), 1);
     let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
@@ -326,33 +336,25 @@ fn a_member_whose_v2_refusal_comes_after_the_round_gets_the_block_with_v1_links(
 
 #[test]
 fn an_older_member_that_missed_blocks_with_v2_links_gets_them_with_v1_links_when_back() {
-    let c = LocalCluster::new(5).unwrap();
-    let owner = IdentityKeyPair::generate();
+    let (c, owner, genesis) = chain_with_an_older_late_member_4();
     let rt = c.runtime();
-    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
-    wait_for_index(&c, 4, &genesis.hash, 0);
-    // Member 4 runs code from before v2 links, answers rounds late, and is cut off from the
-    // proposer's pushes while blocks 1 and 2 are committed with v2 links (no refusal of a link
-    // reached the proposer: it keeps signing v2).
-    svc(&c, 4).set_refuses_link_v2(true);
-    c.node(4).cosi().unwrap().set_fault(CosiFault::Slow(Duration::from_secs(3)));
+    // Member 4 is also cut off from the proposer's pushes while blocks 1 to 4 are committed with
+    // v2 links (no refusal of a link reaches the proposer: it keeps signing v2).
     svc(&c, 4).set_refuses_store(true);
-    for i in 1..=2 {
+    for i in 1..=4 {
         rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"while cut off", None))).unwrap();
     }
-    let link_to =
-        |i: usize, src: u64| svc(&c, i).store().block_at(&genesis.hash, src).unwrap().forward_links[0].clone();
-    assert!([link_to(0, 0), link_to(0, 1)].iter().all(|l| l.format == LINK_FORMAT_V2));
+    assert!((0..4).all(|src| link_from(&c, 0, &genesis, src, 0).format == LINK_FORMAT_V2));
     assert_eq!(svc(&c, 0).links_signed_again(), 0);
-    // Back in touch, block 2 is offered again: member 4 lacks block 1, fetches it to catch up,
+    // Back in touch, block 4 is offered again: member 4 lacks block 1, fetches it to catch up,
     // and cannot verify its v2 link. The proposer signs block 1's links again in v1 and hands it
-    // over, then block 2's, whose offer member 4 refuses next.
+    // over, offers block 4 again at once, and so on for each block member 4 names next.
     svc(&c, 4).set_refuses_store(false);
-    wait_for_index(&c, 4, &genesis.hash, 2);
-    assert!([link_to(4, 0), link_to(4, 1)].iter().all(|l| l.format == LINK_FORMAT_V1));
-    assert_eq!(svc(&c, 0).links_signed_again(), 2);
+    wait_for_index(&c, 4, &genesis.hash, 4);
+    assert!((0..4).all(|src| link_from(&c, 4, &genesis, src, 0).format == LINK_FORMAT_V1));
+    assert_eq!(svc(&c, 0).links_signed_again(), 4);
     let proof = svc(&c, 4).update_chain(&genesis.hash).unwrap();
-    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 2);
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 4);
 }
 
 #[test]
@@ -385,6 +387,12 @@ fn members_sign_again_only_the_v1_link_to_a_block_they_hold() {
         let e = r.expect_err("signed a link it must refuse").to_string();
         assert!(e.contains(why), "{e}");
     };
+    // A member running code from before v2 links has no such rule: it refuses (the others sign).
+    svc(&c, 3).set_refuses_link_v2(true);
+    let out = sign(&level1, block2, 1).unwrap();
+    assert_eq!(out.report.signed, vec![0, 1, 2]);
+    assert_eq!(out.report.refused.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3]);
+    svc(&c, 3).set_refuses_link_v2(false);
     refused(sign(&level1, block2, 0), "statement is not the forward link");
     refused(sign(&ForwardLink::commit_message(&block2.hash), block2, 0), "holds up to 2");
     let mut other = block2.clone();

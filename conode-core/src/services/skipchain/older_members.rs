@@ -24,62 +24,72 @@ fn refused_link_target(refusal: &NetError) -> Option<u64> {
     after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
+/// Block `index` of `chain` when a link to it that this node holds is v2 or v3 (code from before
+/// v2 cannot verify it), at any level.
+fn held_with_newer_links(shared: &Shared, chain: &[u8], index: u64) -> Option<SkipBlock> {
+    let st = &shared.store;
+    let block = st.block_at(chain, index).filter(|b| b.index > 0)?;
+    let newer = (0..block.height as usize).any(|level| {
+        let src = block.index.checked_sub(level_distance(block.base_height, level)).and_then(|i| st.block_at(chain, i));
+        src.and_then(|src| src.forward_links.get(level).cloned())
+            .is_some_and(|link| link.to == block.hash && link.format != LINK_FORMAT_V1)
+    });
+    newer.then_some(block)
+}
+
+/// Who asks for a relink: the first push of a block (what is left to offer may start the
+/// offering loop), or that loop (which must not start again once it gave up).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AskedBy {
+    Push,
+    OfferLoop,
+}
+
+/// Removes a (member, chain) from the relinks in flight when its task ends, however it ends.
+struct InFlight {
+    shared: std::sync::Weak<Shared>,
+    key: (IdentityPublicKey, Vec<u8>),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            crate::sync::lock(&shared.relinking).remove(&self.key);
+        }
+    }
+}
+
 /// When `member` refused `payload` (a pushed block, `Store`) because the link to a block did not
-/// verify for it (that block or an earlier one it fetched to catch up), and this node signed that
-/// link in v2 or v3: signs the block's links again in v1 and hands the block with them to that
-/// member, then offers `payload` again if it was another block, all in the background (see
-/// [`SkipchainService::relink_for_older_member`]). Whether it does (then the caller need not
-/// offer `payload` again).
+/// verify for it (that block, or an earlier one it fetched to catch up), and a link to that block
+/// held here is v2 or v3: in the background, signs that block's links again in v1 and hands the
+/// block with them to the member, and as long as the member advances, offers `payload` again at
+/// once (relinking the next block it names); what is left is offered later (see
+/// [`SkipchainService::relink_for_older_member`]). One such task per (member, chain). Whether it
+/// starts one (then the caller need not offer `payload` again).
 pub(super) fn relink_if_older(
     shared: &Arc<Shared>,
     member: &ServerIdentity,
     refusal: &NetError,
     payload: &[u8],
+    asked_by: AskedBy,
 ) -> bool {
     let Some(target) = refused_link_target(refusal) else { return false };
     let Some(pushed) = LinkedBlock::decode(payload).ok().and_then(|item| item.block) else { return false };
     let chain = pushed.chain_id().to_vec();
-    let st = &shared.store;
-    let Some(block) = st.block_at(&chain, target).filter(|b| b.index > 0 && b.index <= pushed.index) else {
-        return false;
-    };
-    let signed_newer = st
-        .block_at(&chain, block.index - 1)
-        .and_then(|src| src.forward_links.first().cloned())
-        .is_some_and(|link| link.to == block.hash && link.format != LINK_FORMAT_V1);
-    if !signed_newer {
+    let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
+    let key = (member.public, chain.clone());
+    if !crate::sync::lock(&shared.relinking).insert(key.clone()) {
         return false;
     }
     let (weak, member, payload) = (Arc::downgrade(shared), member.clone(), payload.to_vec());
+    let in_flight = InFlight { shared: weak.clone(), key };
     shared.ctx.tasks.spawn(async move {
+        let _in_flight = in_flight;
         let Some(shared) = weak.upgrade() else { return };
         let svc = SkipchainService { shared };
-        let again = match svc.relink_for_older_member(&member, &block).await {
-            Ok(relinked) => {
-                let s = &svc.shared;
-                let stored = s.network.request(&member, SKIPCHAIN_SERVICE, "Store", &[], relinked.clone(), PEER_TIMEOUT).await;
-                match stored {
-                    Ok(_) if block.index == pushed.index => return,
-                    Err(e) if block.index == pushed.index => {
-                        debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
-                        relinked
-                    }
-                    // It had to catch up on this block first: the block pushed to it comes next.
-                    _ => payload,
-                }
-            }
-            Err(e) => {
-                warn!(
-                    chain = %hex8(&chain),
-                    index = block.index,
-                    peer = %member.address,
-                    error = %e,
-                    "could not sign a block's links again in v1 for a member running older code"
-                );
-                payload
-            }
-        };
-        redeliver(&svc.shared, member, chain, pushed.index, again);
+        if let Some((later, same_block)) = svc.hand_over_relinked(&member, block, pushed.index, payload).await {
+            offer_later(&svc.shared, member, chain, pushed.index, later, same_block, asked_by == AskedBy::Push);
+        }
     });
     true
 }
@@ -102,14 +112,68 @@ impl SkipchainService {
         legacy.insert(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
     }
 
+    /// Hands `target` to `member` with its links signed again in v1; while the member advances
+    /// (it stored a block before `pushed_index`), offers it `payload` (block `pushed_index`)
+    /// again at once and relinks the next block it names. Each step brings the member further
+    /// along the chain, so it ends. Returns what is left to offer later, if anything: the payload
+    /// and whether it is block `pushed_index` with links signed again (it then replaces a pending
+    /// offer of that block).
+    async fn hand_over_relinked(
+        &self,
+        member: &ServerIdentity,
+        mut target: SkipBlock,
+        pushed_index: u64,
+        payload: Vec<u8>,
+    ) -> Option<(Vec<u8>, bool)> {
+        let s = &self.shared;
+        let store = |bytes: Vec<u8>| s.network.request(member, SKIPCHAIN_SERVICE, "Store", &[], bytes, PEER_TIMEOUT);
+        loop {
+            let relinked = match self.relink_for_older_member(member, &target).await {
+                Ok(relinked) => relinked,
+                Err(e) => {
+                    warn!(
+                        chain = %hex8(&target.genesis_id),
+                        index = target.index,
+                        peer = %member.address,
+                        error = %e,
+                        "could not sign a block's links again in v1 for a member running older code"
+                    );
+                    return Some((payload, false));
+                }
+            };
+            let stored = store(relinked.clone()).await;
+            if let Err(e) = &stored {
+                debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
+            }
+            match stored {
+                Ok(_) if target.index >= pushed_index => return None,
+                Err(_) if target.index == pushed_index => return Some((relinked, true)),
+                Err(_) => return Some((payload, false)),
+                Ok(_) => {}
+            }
+            // It holds `target` now: the pushed block comes next (or the next block it lacks).
+            let next = match store(payload.clone()).await {
+                Ok(_) => return None,
+                Err(e) => refused_link_target(&e)
+                    .filter(|&t| t > target.index)
+                    .and_then(|t| held_with_newer_links(s, &target.genesis_id, t)),
+            };
+            match next {
+                Some(next) => target = next,
+                None => return Some((payload, false)),
+            }
+        }
+    }
+
     /// `member` refused `block` (committed, stored here) because it cannot verify the block's
     /// v2 or v3 links: from now on this proposer signs the links from blocks of the block's source
     /// rosters in v1 for a while, and here it signs the block's links again in v1, one round per
-    /// level. The rounds carry the proposal this node locked on when it committed the block: an
-    /// older member that lacks the block checks its prepare certificate (it cannot check the batch
-    /// certificate of a v3 block: then the signatures of the members that hold the block, see
-    /// `relink_of_a_held_block`, make the threshold alone). Returns the block with those links,
-    /// as a `Store` payload. One block at a time: the last block's links serve every older member.
+    /// level. The rounds carry the proposal this node locked on when it signed the block's links,
+    /// if it did: an older member that lacks the block checks its prepare certificate (not the
+    /// batch certificate of a v3 block, which its code cannot check). Without them, the members
+    /// that hold the block (`relink_of_a_held_block`) make the threshold alone. Returns the block
+    /// with those links, as a `Store` payload. One block at a time: the last block's links serve
+    /// every older member.
     pub(super) async fn relink_for_older_member(
         &self,
         member: &ServerIdentity,
@@ -132,9 +196,9 @@ impl SkipchainService {
         let incoming = match last.as_ref().filter(|(hash, _)| *hash == block.hash) {
             Some((_, incoming)) => incoming.clone(),
             None => {
-                // The proposer locked on the block when it signed its links (its own hook); a
-                // node without the record (a Byzantine test node keeps none) proposes the block
-                // alone, which the members holding it sign.
+                // This node locked on the block if it signed its links (its own hook, as their
+                // proposer); one that got the block otherwise (pushed, or late in the round)
+                // proposes the block alone, which only the members holding it sign.
                 let locked = s.votes.state(&block.genesis_id, block.index).ok().and_then(|st| st.locked);
                 let agreed = locked
                     .filter(|p| p.block.as_ref().is_some_and(|b| b.hash == block.hash))

@@ -221,6 +221,8 @@ struct Shared {
     /// The last block whose links this proposer signed again in v1 for older members, and those
     /// links (see `older_members`); held while they are signed, one block at a time.
     relinked: tokio::sync::Mutex<Option<(Vec<u8>, Vec<LevelLink>)>>,
+    /// The (member, chain) pairs with a relink task running (see `older_members`): one each.
+    relinking: std::sync::Mutex<std::collections::HashSet<(IdentityPublicKey, Vec<u8>)>>,
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
@@ -287,14 +289,32 @@ pub struct SkipchainService {
 /// confirms or `REDELIVER_FOR` passes. One task per (member, chain): a newer block replaces the
 /// pending one, so a member that is down costs one retry loop per chain, not one per append.
 fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index: u64, payload: Vec<u8>) {
+    offer_later(shared, member, chain, index, payload, false, true);
+}
+
+/// [`redeliver`], where the offer replaces a pending one of the same block too when `same_block`
+/// (its links signed again for a member running older code, see `older_members`), and starts the
+/// offering loop only when `start` (not after a relink the loop itself asked for: a loop that
+/// gave up stays stopped).
+fn offer_later(
+    shared: &Arc<Shared>,
+    member: ServerIdentity,
+    chain: Vec<u8>,
+    index: u64,
+    payload: Vec<u8>,
+    same_block: bool,
+    start: bool,
+) {
     let key = (member.public, chain);
     {
         let mut pending = crate::sync::lock(&shared.redelivering);
         if let Some(entry) = pending.get_mut(&key) {
-            // A newer block, or the same one with links the member can verify (`older_members`).
-            if index >= entry.0 {
+            if index > entry.0 || (same_block && index == entry.0) {
                 *entry = (index, payload);
             }
+            return;
+        }
+        if !start {
             return;
         }
         pending.insert(key.clone(), (index, payload));
@@ -322,8 +342,9 @@ fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index
             let Some(shared) = weak.upgrade() else { return };
             let newer = crate::sync::lock(&shared.redelivering).get(&key).is_some_and(|entry| entry.0 > index);
             if let (Err(e), false) = (&offer, newer) {
-                // A member running older code: what the relink hands it next replaces this offer.
-                older_members::relink_if_older(&shared, &member, e, &payload);
+                // A member running older code: the relink hands it what it can verify, and what
+                // is then left to offer goes on here.
+                older_members::relink_if_older(&shared, &member, e, &payload, older_members::AskedBy::OfferLoop);
             }
             let stored = offer.is_ok();
             let mut pending = crate::sync::lock(&shared.redelivering);
@@ -990,7 +1011,7 @@ impl SkipchainService {
                 if let Err(e) = net.request(&m, SKIPCHAIN_SERVICE, "Store", &[], payload.to_vec(), PEER_TIMEOUT).await {
                     debug!(peer = %m.address, error = %e, "member did not store the block (offered again later)");
                     if let Some(shared) = weak.upgrade() {
-                        if !older_members::relink_if_older(&shared, &m, &e, &payload) {
+                        if !older_members::relink_if_older(&shared, &m, &e, &payload, older_members::AskedBy::Push) {
                             redeliver(&shared, m, chain, index, payload.to_vec());
                         }
                     }
@@ -1700,6 +1721,7 @@ impl Service for SkipchainService {
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
                 relinked: Default::default(),
+                relinking: Default::default(),
                 refuses_store: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: Default::default(),
