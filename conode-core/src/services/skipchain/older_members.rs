@@ -14,6 +14,8 @@ use super::*;
 /// [`ProofError::BadLink`], the same in the code from before v2 links): for a member given v2 or
 /// v3 links that this proposer's round verified, the mark of code that reads them as v1.
 const LINK_REFUSAL: &str = "forward link from block";
+/// Blocks one relink task hands over before it leaves the rest to the offering loop (paced).
+const RELINK_STEPS: usize = 64;
 
 /// The index of the block whose incoming link a member refused, from its refusal ("forward link
 /// from block A to block B: …"): the pushed block, or an earlier one it fetched to catch up.
@@ -35,6 +37,22 @@ fn held_with_newer_links(shared: &Shared, chain: &[u8], index: u64) -> Option<Sk
             .is_some_and(|link| link.to == block.hash && link.format != LINK_FORMAT_V1)
     });
     newer.then_some(block)
+}
+
+/// The highest block handed to `key`'s member (with its chain) with links signed again in v1.
+fn handed_over(shared: &Shared, key: &(IdentityPublicKey, Vec<u8>)) -> Option<u64> {
+    crate::sync::lock(&shared.handed_over).get(key).copied()
+}
+
+/// Records that `key`'s member stored block `index` of its chain with links signed again in v1:
+/// it is never relinked for that member again (an honest member never names a block it holds).
+fn record_handed_over(shared: &Shared, key: (IdentityPublicKey, Vec<u8>), index: u64) {
+    let mut marks = crate::sync::lock(&shared.handed_over);
+    if marks.len() >= 1024 && !marks.contains_key(&key) {
+        marks.clear();
+    }
+    let mark = marks.entry(key).or_default();
+    *mark = (*mark).max(index);
 }
 
 /// Who asks for a relink: the first push of a block (what is left to offer may start the
@@ -76,8 +94,13 @@ pub(super) fn relink_if_older(
     let Some(target) = refused_link_target(refusal) else { return false };
     let Some(pushed) = LinkedBlock::decode(payload).ok().and_then(|item| item.block) else { return false };
     let chain = pushed.chain_id().to_vec();
-    let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
     let key = (member.public, chain.clone());
+    if target > pushed.index || handed_over(shared, &key).is_some_and(|mark| target <= mark) {
+        // Not a block this push led it to, or one it already got in v1: it says so to make this
+        // node sign again (a Byzantine member), or it lost its store; either way, no relink.
+        return false;
+    }
+    let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
     if !crate::sync::lock(&shared.relinking).insert(key.clone()) {
         return false;
     }
@@ -112,12 +135,13 @@ impl SkipchainService {
         legacy.insert(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
     }
 
-    /// Hands `target` to `member` with its links signed again in v1; while the member advances
-    /// (it stored a block before `pushed_index`), offers it `payload` (block `pushed_index`)
-    /// again at once and relinks the next block it names. Each step brings the member further
-    /// along the chain, so it ends. Returns what is left to offer later, if anything: the payload
-    /// and whether it is block `pushed_index` with links signed again (it then replaces a pending
-    /// offer of that block).
+    /// Hands `target` to `member` with its links signed again in v1, then, while the member
+    /// advances, the blocks after it whose links it cannot verify either (at most
+    /// `RELINK_STEPS`), then `payload` (block `pushed_index`) again, relinking the next block the
+    /// member names. Each step brings the member further along the chain, up to `pushed_index`,
+    /// so it ends. Returns what is left to offer later, if anything: the payload and whether it is
+    /// block `pushed_index` with links signed again (it then replaces a pending offer of that
+    /// block).
     async fn hand_over_relinked(
         &self,
         member: &ServerIdentity,
@@ -126,8 +150,9 @@ impl SkipchainService {
         payload: Vec<u8>,
     ) -> Option<(Vec<u8>, bool)> {
         let s = &self.shared;
+        let key = (member.public, target.genesis_id.clone());
         let store = |bytes: Vec<u8>| s.network.request(member, SKIPCHAIN_SERVICE, "Store", &[], bytes, PEER_TIMEOUT);
-        loop {
+        for _ in 0..RELINK_STEPS {
             let relinked = match self.relink_for_older_member(member, &target).await {
                 Ok(relinked) => relinked,
                 Err(e) => {
@@ -141,21 +166,27 @@ impl SkipchainService {
                     return Some((payload, false));
                 }
             };
-            let stored = store(relinked.clone()).await;
-            if let Err(e) = &stored {
-                debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
+            match store(relinked.clone()).await {
+                Ok(_) => record_handed_over(s, key.clone(), target.index),
+                Err(e) => {
+                    debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
+                    let same_block = target.index == pushed_index;
+                    return Some(if same_block { (relinked, true) } else { (payload, false) });
+                }
             }
-            match stored {
-                Ok(_) if target.index >= pushed_index => return None,
-                Err(_) if target.index == pushed_index => return Some((relinked, true)),
-                Err(_) => return Some((payload, false)),
-                Ok(_) => {}
+            if target.index >= pushed_index {
+                return None;
             }
-            // It holds `target` now: the pushed block comes next (or the next block it lacks).
+            // It holds `target` now. The next block, when it cannot verify its links either,
+            // goes to it the same way (no catch-up of its own, which would fail on it).
+            if let Some(next) = held_with_newer_links(s, &target.genesis_id, target.index + 1) {
+                target = next;
+                continue;
+            }
             let next = match store(payload.clone()).await {
                 Ok(_) => return None,
                 Err(e) => refused_link_target(&e)
-                    .filter(|&t| t > target.index)
+                    .filter(|&t| t > target.index && t <= pushed_index)
                     .and_then(|t| held_with_newer_links(s, &target.genesis_id, t)),
             };
             match next {
@@ -163,6 +194,7 @@ impl SkipchainService {
                 None => return Some((payload, false)),
             }
         }
+        Some((payload, false))
     }
 
     /// `member` refused `block` (committed, stored here) because it cannot verify the block's

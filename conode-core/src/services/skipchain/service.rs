@@ -223,6 +223,8 @@ struct Shared {
     relinked: tokio::sync::Mutex<Option<(Vec<u8>, Vec<LevelLink>)>>,
     /// The (member, chain) pairs with a relink task running (see `older_members`): one each.
     relinking: std::sync::Mutex<std::collections::HashSet<(IdentityPublicKey, Vec<u8>)>>,
+    /// Per (member, chain): the highest block handed to that member with links signed again.
+    handed_over: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), u64>>,
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
@@ -1722,6 +1724,7 @@ impl Service for SkipchainService {
                 refuses_link_v2: Default::default(),
                 relinked: Default::default(),
                 relinking: Default::default(),
+                handed_over: Default::default(),
                 refuses_store: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: Default::default(),
