@@ -406,8 +406,9 @@ fn members_sign_again_only_the_v1_link_to_a_block_they_hold() {
     // A member running code from before v2 links has no such rule: it refuses (the others sign).
     svc(&c, 3).set_refuses_link_v2(true);
     match sign(&level1, block2, 1) {
+        // (The round ends soon after member 3's refusal: the threshold cannot be reached.)
         Err(cosi::CosiError::ThresholdNotReached { report, .. }) => {
-            assert_eq!(report.signed, vec![0, 1, 2]);
+            assert!(!report.signed.contains(&3), "{report:?}");
             assert_eq!(report.refused.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3], "{report:?}");
         }
         other => panic!("member 3 signed a link to a block it holds, as older code would not: {other:?}"),

@@ -2,11 +2,14 @@
 //! the v2 statement (its hook expects a v1 one) and reads a v2 or v3 link as a v1 link (the
 //! format is a field it does not know), so it cannot verify one and refuses a block that carries
 //! one. When its refusal reaches the round in time, `sign_group` signs that roster's links level
-//! by level in v1 instead. When it comes after the round has ended (a slow or distant member),
-//! the block is committed with v2 links that member refuses to store: here the proposer signs the
-//! block's links again in v1 and hands the block with them to that member, so it does not fall
-//! behind until it is upgraded. Either way the proposer signs that roster's links in v1 for a
-//! while (`LEGACY_LINKS_FOR`).
+//! by level in v1 instead. When it comes after the round has ended (a slow or distant member), or
+//! the member missed such blocks, they are committed with v2 links it cannot store: when a push
+//! to it is refused so, the proposer signs again in v1 the links of the block it names, hands it
+//! over, and goes on with the next blocks it lacks (at most `RELINK_STEPS` per task), then with
+//! the pushed block. The members that hold a block and run this code sign a v1 link to it again
+//! (`relink_of_a_held_block`), so a threshold of them is needed. The member's own catch-up (at
+//! start, for a client's read) still fails on v2 links until a proposer pushes it a block. Either
+//! way the proposer signs that roster's links in v1 for a while (`LEGACY_LINKS_FOR`).
 
 use super::*;
 
@@ -39,20 +42,46 @@ fn held_with_newer_links(shared: &Shared, chain: &[u8], index: u64) -> Option<Sk
     newer.then_some(block)
 }
 
-/// The highest block handed to `key`'s member (with its chain) with links signed again in v1.
-fn handed_over(shared: &Shared, key: &(IdentityPublicKey, Vec<u8>)) -> Option<u64> {
-    crate::sync::lock(&shared.handed_over).get(key).copied()
+/// Per (member, chain): the highest block handed to that member with links signed again in v1,
+/// and until when a refusal naming a block at or below it is not relinked again.
+#[derive(Clone, Copy)]
+pub(super) struct HandedOver {
+    index: u64,
+    below_again_after: std::time::Instant,
 }
 
-/// Records that `key`'s member stored block `index` of its chain with links signed again in v1:
-/// it is never relinked for that member again (an honest member never names a block it holds).
+/// Whether a refusal of `key`'s member naming block `target` may be relinked. An honest member
+/// never names a block it holds, so one at or below what it was handed is relinked only when it
+/// lost blocks (restored from an older backup) or lies: once per `LEGACY_LINKS_FOR`, starting
+/// the mark again below `target`. A lying member gets a chain re-signed that often at most.
+fn may_relink(shared: &Shared, key: &(IdentityPublicKey, Vec<u8>), target: u64) -> bool {
+    let mut marks = crate::sync::lock(&shared.handed_over);
+    marks.get_mut(key).is_none_or(|mark| mark.allows(target, std::time::Instant::now()))
+}
+
+impl HandedOver {
+    /// [`may_relink`] for this mark at `now`.
+    fn allows(&mut self, target: u64, now: std::time::Instant) -> bool {
+        if target > self.index {
+            return true;
+        }
+        if now < self.below_again_after {
+            return false;
+        }
+        *self = HandedOver { index: target.saturating_sub(1), below_again_after: now + LEGACY_LINKS_FOR };
+        true
+    }
+}
+
+/// Records that `key`'s member stored block `index` of its chain with links signed again in v1.
 fn record_handed_over(shared: &Shared, key: (IdentityPublicKey, Vec<u8>), index: u64) {
     let mut marks = crate::sync::lock(&shared.handed_over);
     if marks.len() >= 1024 && !marks.contains_key(&key) {
         marks.clear();
     }
-    let mark = marks.entry(key).or_default();
-    *mark = (*mark).max(index);
+    let fresh = HandedOver { index: 0, below_again_after: std::time::Instant::now() };
+    let mark = marks.entry(key).or_insert(fresh);
+    mark.index = mark.index.max(index);
 }
 
 /// Who asks for a relink: the first push of a block (what is left to offer may start the
@@ -79,11 +108,12 @@ impl Drop for InFlight {
 
 /// When `member` refused `payload` (a pushed block, `Store`) because the link to a block did not
 /// verify for it (that block, or an earlier one it fetched to catch up), and a link to that block
-/// held here is v2 or v3: in the background, signs that block's links again in v1 and hands the
-/// block with them to the member, and as long as the member advances, offers `payload` again at
-/// once (relinking the next block it names); what is left is offered later (see
-/// [`SkipchainService::relink_for_older_member`]). One such task per (member, chain). Whether it
-/// starts one (then the caller need not offer `payload` again).
+/// held here is v2 or v3: in the background, hands it that block and the next ones it cannot
+/// verify with their links signed again in v1, then `payload` again (see
+/// [`SkipchainService::hand_over_relinked`]); what is left is offered later (`offer_later`). Not
+/// for a block above the pushed one, nor, but rarely, one it was handed already (`may_relink`).
+/// One such task per (member, chain). Whether it starts one (then the caller need not offer
+/// `payload` again).
 pub(super) fn relink_if_older(
     shared: &Arc<Shared>,
     member: &ServerIdentity,
@@ -95,9 +125,7 @@ pub(super) fn relink_if_older(
     let Some(pushed) = LinkedBlock::decode(payload).ok().and_then(|item| item.block) else { return false };
     let chain = pushed.chain_id().to_vec();
     let key = (member.public, chain.clone());
-    if target > pushed.index || handed_over(shared, &key).is_some_and(|mark| target <= mark) {
-        // Not a block this push led it to, or one it already got in v1: it says so to make this
-        // node sign again (a Byzantine member), or it lost its store; either way, no relink.
+    if target > pushed.index || !may_relink(shared, &key, target) {
         return false;
     }
     let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
@@ -330,6 +358,18 @@ mod tests {
             after: std::time::Duration::from_secs(1),
         };
         assert_eq!(refused_link_target(&timeout), None);
+    }
+
+    #[test]
+    fn a_block_already_handed_over_is_relinked_again_once_per_period() {
+        let now = std::time::Instant::now();
+        let mut mark = HandedOver { index: 5, below_again_after: now };
+        assert!(mark.allows(6, now), "a block above the mark");
+        assert!(mark.allows(3, now), "the first one at or below it (the member lost blocks)");
+        assert_eq!(mark.index, 2);
+        assert!(!mark.allows(2, now), "again within the period");
+        assert!(mark.allows(3, now), "above the mark started again");
+        assert!(mark.allows(1, now + LEGACY_LINKS_FOR), "after the period");
     }
 
     #[test]

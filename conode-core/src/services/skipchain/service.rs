@@ -224,7 +224,7 @@ struct Shared {
     /// The (member, chain) pairs with a relink task running (see `older_members`): one each.
     relinking: std::sync::Mutex<std::collections::HashSet<(IdentityPublicKey, Vec<u8>)>>,
     /// Per (member, chain): the highest block handed to that member with links signed again.
-    handed_over: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), u64>>,
+    handed_over: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), older_members::HandedOver>>,
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
