@@ -42,10 +42,25 @@ fn held_with_newer_links(shared: &Shared, chain: &[u8], index: u64) -> Option<Sk
     newer.then_some(block)
 }
 
+/// A member of a roster, with a chain: what the relinks are kept by.
+type MemberChain = (IdentityPublicKey, Vec<u8>);
+
+/// What a proposer keeps of the links it signed again in v1 for members running older code.
+#[derive(Default)]
+pub(super) struct Relinks {
+    /// The last block whose links were signed again, and those links; held while they are
+    /// signed, one block at a time.
+    last: tokio::sync::Mutex<Option<(Vec<u8>, Vec<LevelLink>)>>,
+    /// The (member, chain) pairs with a relink task running: one each.
+    running: std::sync::Mutex<std::collections::HashSet<MemberChain>>,
+    /// Per (member, chain): the highest block handed to that member with links signed again.
+    handed_over: std::sync::Mutex<std::collections::HashMap<MemberChain, HandedOver>>,
+}
+
 /// Per (member, chain): the highest block handed to that member with links signed again in v1,
 /// and until when a refusal naming a block at or below it is not relinked again.
 #[derive(Clone, Copy)]
-pub(super) struct HandedOver {
+struct HandedOver {
     index: u64,
     below_again_after: std::time::Instant,
 }
@@ -54,8 +69,8 @@ pub(super) struct HandedOver {
 /// never names a block it holds, so one at or below what it was handed is relinked only when it
 /// lost blocks (restored from an older backup) or lies: once per `LEGACY_LINKS_FOR`, starting
 /// the mark again below `target`. A lying member gets a chain re-signed that often at most.
-fn may_relink(shared: &Shared, key: &(IdentityPublicKey, Vec<u8>), target: u64) -> bool {
-    let mut marks = crate::sync::lock(&shared.handed_over);
+fn may_relink(shared: &Shared, key: &MemberChain, target: u64) -> bool {
+    let mut marks = crate::sync::lock(&shared.relinks.handed_over);
     marks.get_mut(key).is_none_or(|mark| mark.allows(target, std::time::Instant::now()))
 }
 
@@ -74,8 +89,8 @@ impl HandedOver {
 }
 
 /// Records that `key`'s member stored block `index` of its chain with links signed again in v1.
-fn record_handed_over(shared: &Shared, key: (IdentityPublicKey, Vec<u8>), index: u64) {
-    let mut marks = crate::sync::lock(&shared.handed_over);
+fn record_handed_over(shared: &Shared, key: MemberChain, index: u64) {
+    let mut marks = crate::sync::lock(&shared.relinks.handed_over);
     if marks.len() >= 1024 && !marks.contains_key(&key) {
         marks.clear();
     }
@@ -95,13 +110,13 @@ pub(super) enum AskedBy {
 /// Removes a (member, chain) from the relinks in flight when its task ends, however it ends.
 struct InFlight {
     shared: std::sync::Weak<Shared>,
-    key: (IdentityPublicKey, Vec<u8>),
+    key: MemberChain,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
-            crate::sync::lock(&shared.relinking).remove(&self.key);
+            crate::sync::lock(&shared.relinks.running).remove(&self.key);
         }
     }
 }
@@ -129,7 +144,7 @@ pub(super) fn relink_if_older(
         return false;
     }
     let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
-    if !crate::sync::lock(&shared.relinking).insert(key.clone()) {
+    if !crate::sync::lock(&shared.relinks.running).insert(key.clone()) {
         return false;
     }
     let (weak, member, payload) = (Arc::downgrade(shared), member.clone(), payload.to_vec());
@@ -252,7 +267,7 @@ impl SkipchainService {
             }
             sources.push(src);
         }
-        let mut last = s.relinked.lock().await;
+        let mut last = s.relinks.last.lock().await;
         let incoming = match last.as_ref().filter(|(hash, _)| *hash == block.hash) {
             Some((_, incoming)) => incoming.clone(),
             None => {

@@ -218,13 +218,9 @@ struct Shared {
     /// Fault injection (tests): this member refuses v2 forward-link statements and reads every
     /// link as v1, as a member running code from before them does.
     refuses_link_v2: std::sync::atomic::AtomicBool,
-    /// The last block whose links this proposer signed again in v1 for older members, and those
-    /// links (see `older_members`); held while they are signed, one block at a time.
-    relinked: tokio::sync::Mutex<Option<(Vec<u8>, Vec<LevelLink>)>>,
-    /// The (member, chain) pairs with a relink task running (see `older_members`): one each.
-    relinking: std::sync::Mutex<std::collections::HashSet<(IdentityPublicKey, Vec<u8>)>>,
-    /// Per (member, chain): the highest block handed to that member with links signed again.
-    handed_over: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), older_members::HandedOver>>,
+    /// What this proposer keeps of the links it signed again in v1 for members running older
+    /// code (see `older_members`).
+    relinks: older_members::Relinks,
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
@@ -1722,9 +1718,7 @@ impl Service for SkipchainService {
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),
                 refuses_link_v2: Default::default(),
-                relinked: Default::default(),
-                relinking: Default::default(),
-                handed_over: Default::default(),
+                relinks: Default::default(),
                 refuses_store: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: Default::default(),
