@@ -18,12 +18,14 @@
 //!   (small frames); the member that receives a join proposes `add_node` for it.
 //!
 //! `messages`: wire types and signed byte strings; `rules`: the pure governance rules; `store`:
-//! sled; `service`: the service; `http`: the operator's JSON routes.
+//! sled; `service`: the service; `http`: the operator's JSON routes; `network_chains`: which held
+//! chains open a network.
 
 #[cfg(feature = "cluster")]
 pub mod bench;
 mod http;
 pub mod messages;
+mod network_chains;
 pub mod rules;
 mod service;
 pub mod store;

@@ -7,6 +7,7 @@
 //! start, every `SYNC_PERIOD` from one in turn, and on a ballot for an unknown proposal).
 
 use super::messages::*;
+use super::network_chains::NetworkChains;
 use super::rules::{self, RuleError, Tally};
 use super::store::{JoinRecord, MembershipStore, NodeRecord, NodeState, Outcome};
 use crate::api::client::Client;
@@ -136,6 +137,8 @@ struct Shared {
     /// What the tick last followed the network chain from: the chain store's generation, this
     /// node's record, and when (see `tick`).
     followed: Mutex<Option<(u64, NodeRecord, Instant)>>,
+    /// Which held chains open a network (read once per chain, for a node in no network yet).
+    network_chains: Mutex<NetworkChains>,
     /// Wakes the tick at once (a state change).
     wake: tokio::sync::Notify,
 }
@@ -196,6 +199,7 @@ impl Service for MembershipService {
                 roster_hooks: Default::default(),
                 sync: Default::default(),
                 followed: Default::default(),
+                network_chains: Default::default(),
                 wake: tokio::sync::Notify::new(),
             }),
         };
@@ -950,10 +954,15 @@ impl MembershipService {
         let net = match (&rec.network, &rec.join) {
             (Some(n), _) => hex::decode(n).ok(),
             (None, Some(j)) => hex::decode(&j.network).ok().filter(|n| st.latest(n).is_some_and(|b| in_roster(&b))),
-            (None, None) => st.chains().into_iter().find(|g| {
-                st.block(g).is_some_and(|b| rules::config_of(&b).is_some())
-                    && st.latest(g).is_some_and(|b| in_roster(&b))
-            }),
+            (None, None) => {
+                let held = st.chains();
+                let mut networks = lock(&self.shared.network_chains);
+                networks.keep_only(&held);
+                held.into_iter().find(|g| {
+                    networks.opens_network(g, || st.block(g).map(|b| rules::config_of(&b).is_some()))
+                        && st.latest(g).is_some_and(|b| in_roster(&b))
+                })
+            }
         };
         let Some(net) = net else { return };
         let Some(latest) = st.latest(&net) else { return };
