@@ -40,7 +40,7 @@ pub struct LinkToCheck<'a> {
 /// format, signed in one round) share one pairing check.
 pub fn verify_links_with_keys(links: &[LinkToCheck<'_>], policy: Policy) -> Vec<Result<(), ProofError>> {
     let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
-    let (mut results, batch) = plan(links, policy);
+    let (mut results, batch) = plan(links, policy, &decode_signature);
     // One check alone: its pairing on the parts already decoded (not decoded again).
     let holds = match batch.as_slice() {
         [] => true,
@@ -64,7 +64,7 @@ pub fn verify_links_with_points(
     pairings: &Pairings<'_>,
 ) -> Vec<Result<(), ProofError>> {
     let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
-    let (mut results, batch) = plan(links, policy);
+    let (mut results, batch) = plan(links, policy, pairings.signature);
     let checks: Vec<PairingCheck> = batch
         .iter()
         .map(|c| PairingCheck { point: (pairings.point)(&c.msg), key: c.key, signature: c.signature })
@@ -78,19 +78,27 @@ pub fn verify_links_with_points(
     results.into_iter().map(|r| r.unwrap_or(Err(ProofError::Empty))).collect()
 }
 
-/// Where a verifier gets the points of statements on G2 (`point(m)` must be [`hash_to_g2`]`(m)`)
-/// and has pairing checks done (`all_hold(checks)` must be [`all_hold`]`(&checks)`, e.g. batched
-/// with other callers' checks).
+/// Where a verifier gets the points of statements on G2 (`point(m)` must be [`hash_to_g2`]`(m)`),
+/// has pairing checks done (`all_hold(checks)` must be [`all_hold`]`(&checks)`, e.g. batched
+/// with other callers' checks) and signatures decoded (`signature(bytes)` must be
+/// [`decode_signature`]`(bytes)`, e.g. kept for the next blocks of a batched round, which carry the
+/// same signature).
 pub struct Pairings<'a> {
     pub point: &'a dyn Fn(&[u8]) -> blst_p2_affine,
     pub all_hold: &'a dyn Fn(Vec<PairingCheck>) -> bool,
+    pub signature: &'a dyn Fn(&[u8]) -> Option<BlsSignature>,
 }
 
 impl Pairings<'static> {
-    /// Points hashed here, checks done here.
+    /// Points hashed here, checks done here, signatures decoded here.
     pub fn direct() -> Self {
-        Pairings { point: &point_of, all_hold: &all_hold_owned }
+        Pairings { point: &point_of, all_hold: &all_hold_owned, signature: &decode_signature }
     }
+}
+
+/// A signature decoded and checked to be in the group (`None`: not a valid encoding of one).
+pub fn decode_signature(bytes: &[u8]) -> Option<BlsSignature> {
+    BlsSignature::from_bytes(bytes).ok()
 }
 
 fn all_hold_owned(checks: Vec<PairingCheck>) -> bool {
@@ -230,7 +238,11 @@ pub fn point_of(msg: &[u8]) -> blst_p2_affine {
 
 /// The results of the links that fail a check before the pairing (verified one by one), and the
 /// pairing checks the others need, identical ones merged.
-fn plan<'a>(links: &[LinkToCheck<'a>], policy: Policy) -> (Vec<Option<Result<(), ProofError>>>, Vec<Check<'a>>) {
+fn plan<'a>(
+    links: &[LinkToCheck<'a>],
+    policy: Policy,
+    decode: &dyn Fn(&[u8]) -> Option<BlsSignature>,
+) -> (Vec<Option<Result<(), ProofError>>>, Vec<Check<'a>>) {
     let one = |l: &LinkToCheck<'_>| verify_link_with_keys(l.from, l.to, l.link, policy, l.keys);
     let mut results: Vec<Option<Result<(), ProofError>>> = vec![None; links.len()];
     let mut batch: Vec<Check<'a>> = Vec::with_capacity(links.len());
@@ -250,7 +262,7 @@ fn plan<'a>(links: &[LinkToCheck<'a>], policy: Policy) -> (Vec<Option<Result<(),
             same.links.push(i);
             continue;
         }
-        match parts(l.keys, sig, policy) {
+        match parts(l.keys, sig, policy, decode) {
             Some((key, signature)) => batch.push(Check { links: vec![i], msg, sig, keys: l.keys, key, signature }),
             None => results[i] = Some(one(l)),
         }
@@ -290,14 +302,19 @@ fn precheck<'a>(l: &LinkToCheck<'a>) -> Option<([u8; 32], &'a CollectiveSignatur
 
 /// The signers' aggregate key and the decoded signature of `sig` over `keys`; `None` when the
 /// mask, the policy or the signature's encoding is wrong.
-fn parts(keys: &[BlsPublicKey], sig: &CollectiveSignature, policy: Policy) -> Option<(BlsPublicKey, BlsSignature)> {
+fn parts(
+    keys: &[BlsPublicKey],
+    sig: &CollectiveSignature,
+    policy: Policy,
+    decode: &dyn Fn(&[u8]) -> Option<BlsSignature>,
+) -> Option<(BlsPublicKey, BlsSignature)> {
     let n = keys.len();
     let required = policy.required(n).ok()?;
     let mask = Mask::from_bytes(n, &sig.mask).ok()?;
     if mask.count() < required {
         return None;
     }
-    let signature = BlsSignature::from_bytes(&sig.signature).ok()?;
+    let signature = decode(&sig.signature)?;
     let key = aggregate_key(&mask, keys)?;
     Some((key, signature))
 }
@@ -440,7 +457,7 @@ mod tests {
         for format in [LINK_FORMAT_V1, LINK_FORMAT_V2] {
             let s = setup(&[0, 1, 2, 3], format);
             let links = checks(&s, &s.links);
-            let (early, batch) = plan(&links, Policy::Default);
+            let (early, batch) = plan(&links, Policy::Default, &decode_signature);
             assert!(early.iter().all(|r| r.is_none()));
             // v1: one term per level; v2: the three levels share one signature, one check.
             assert_eq!(batch.len(), if format == LINK_FORMAT_V1 { 3 } else { 1 });
@@ -494,7 +511,7 @@ mod tests {
         }
         // The weighted check itself refuses a batch with one bad signature among good ones.
         let links = checks(&s, &cases[0]);
-        let (_, batch) = plan(&links, Policy::Default);
+        let (_, batch) = plan(&links, Policy::Default, &decode_signature);
         assert_eq!(batch.len(), 3);
         assert!(!batch_holds(&batch));
     }
@@ -641,7 +658,7 @@ mod tests {
                     verify_links_with_points(
                         &links,
                         Policy::Default,
-                        &Pairings { point: &|m| s.kps[0].message_point(m), all_hold: &all_hold_owned }
+                        &Pairings { point: &|m| s.kps[0].message_point(m), ..Pairings::direct() }
                     ),
                     expected
                 );

@@ -7,7 +7,7 @@ use super::messages::*;
 use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
-use super::verified::{certificate_key, check_certificate, digest, roster_tag, VerifiedOnce};
+use super::verified::{certificate_key, check_certificate, digest, roster_tag, DecodedSignatures, VerifiedOnce};
 use super::votes::Votes;
 
 #[path = "batched.rs"]
@@ -28,7 +28,7 @@ use crate::verify::skipchain::{
     LINK_FORMAT_V1, LINK_FORMAT_V2,
 };
 use crate::verify::skipchain_batch::{
-    all_hold, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
+    all_hold, decode_signature, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
 };
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -206,6 +206,8 @@ struct Shared {
     /// Prepare certificates and owner signatures verified lately (by their exact bytes): the
     /// hooks run once per level of an append, concurrently, and check the same ones each time.
     verified: VerifiedOnce,
+    /// Link signatures decoded lately (the blocks of a batched round share one).
+    decoded_signatures: DecodedSignatures,
     /// What this member prepared and locked per (chain, index), durably.
     votes: Votes,
     /// Conflicting forward links seen, kept against the members that signed both.
@@ -1093,11 +1095,13 @@ impl SkipchainService {
         let genesis = block.genesis_id.clone();
         let have =
             s.store.latest_index(&genesis).ok_or_else(|| SkipchainError::Behind { have: 0, need: block.index })?;
-        if let Some(existing) = s.store.block_at(&genesis, block.index) {
-            if existing.hash == block.hash {
+        if let Some(existing) = s.store.hash_at(&genesis, block.index) {
+            if existing == block.hash {
                 return Ok(());
             }
-            self.check_equivocation(block, &existing, item);
+            if let Some(existing) = s.store.block(&existing) {
+                self.check_equivocation(block, &existing, item);
+            }
             return Err(SkipchainError::Refused(format!("conflicting block at index {}", block.index)));
         }
         if have + 1 != block.index {
@@ -1372,7 +1376,7 @@ impl SkipchainService {
         let block = p.block.as_ref().ok_or("proposal without block")?;
         block.check_self().map_err(|e| e.to_string())?;
         let st = &self.shared.store;
-        let genesis = st.block(&block.genesis_id).filter(|g| g.index == 0).ok_or("unknown chain")?;
+        let genesis = st.genesis(&block.genesis_id).ok_or("unknown chain")?;
         if block.base_height != genesis.base_height
             || block.maximum_height != genesis.maximum_height
             || block.owners != genesis.owners
@@ -1403,10 +1407,10 @@ impl SkipchainService {
             .map_err(|e| e.to_string())?,
         }
         for (h, id) in block.back_link_ids.iter().enumerate() {
-            let b = st
-                .block_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
+            let hash = st
+                .hash_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
                 .ok_or("missing back-linked block")?;
-            if &b.hash != id {
+            if &hash != id {
                 return Err(format!("back link {h} is wrong"));
             }
         }
@@ -1590,7 +1594,9 @@ impl SkipchainService {
             }
             hold
         };
-        for r in verify_links_with_points(&checks, Policy::Default, &Pairings { point: &point, all_hold: &all_hold }) {
+        let signature = |bytes: &[u8]| self.shared.decoded_signatures.get(bytes, decode_signature);
+        let pairings = Pairings { point: &point, all_hold: &all_hold, signature: &signature };
+        for r in verify_links_with_points(&checks, Policy::Default, &pairings) {
             r?;
         }
         Ok(())
@@ -1714,6 +1720,7 @@ impl Service for SkipchainService {
                 cosi: cosi.clone(),
                 rosters: CheckedRosters::new(cosi.checked_pops()),
                 verified: Default::default(),
+                decoded_signatures: Default::default(),
                 votes,
                 evidence: evidence.clone(),
                 signs_anything: Default::default(),

@@ -24,7 +24,19 @@ pub struct ChainStore {
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// Notified with every bump of `generation` (its waiters at that moment).
     changed: Arc<tokio::sync::Notify>,
+    /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]).
+    geneses: Arc<Mutex<KeptGeneses>>,
 }
+
+/// Genesis blocks by chain id, oldest first out.
+#[derive(Default)]
+struct KeptGeneses {
+    by_id: std::collections::HashMap<Vec<u8>, Arc<SkipBlock>>,
+    order: std::collections::VecDeque<Vec<u8>>,
+}
+
+/// Geneses kept decoded: the chains a node appends to at once, with room to spare.
+const GENESES_KEPT: usize = 4096;
 
 fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
     let mut k = genesis.to_vec();
@@ -43,6 +55,7 @@ impl ChainStore {
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
             changed: Default::default(),
+            geneses: Default::default(),
         })
     }
 
@@ -57,9 +70,35 @@ impl ChainStore {
         SkipBlock::decode_bounded(&bytes).ok()
     }
 
+    /// The genesis block of chain `id` without its forward links: every other field is fixed by
+    /// its hash (the chain id), so it is decoded once and shared, where `block(id)` decodes it
+    /// (with the links it gained) at every call. The checks of every append read it.
+    pub fn genesis(&self, id: &[u8]) -> Option<Arc<SkipBlock>> {
+        if let Some(g) = crate::sync::lock(&self.geneses).by_id.get(id) {
+            return Some(g.clone());
+        }
+        let mut genesis = self.block(id).filter(|b| b.index == 0 && b.hash == id)?;
+        genesis.forward_links.clear();
+        let genesis = Arc::new(genesis);
+        let mut kept = crate::sync::lock(&self.geneses);
+        if kept.by_id.insert(id.to_vec(), genesis.clone()).is_none() {
+            kept.order.push_back(id.to_vec());
+            while kept.order.len() > GENESES_KEPT {
+                if let Some(old) = kept.order.pop_front() {
+                    kept.by_id.remove(&old);
+                }
+            }
+        }
+        Some(genesis)
+    }
+
     pub fn block_at(&self, genesis: &[u8], index: u64) -> Option<SkipBlock> {
-        let hash = self.index.get(&index_key(genesis, index)).ok().flatten()?;
-        self.block(&hash)
+        self.block(&self.hash_at(genesis, index)?)
+    }
+
+    /// The hash of block `index` of chain `genesis` (no block decoded).
+    pub fn hash_at(&self, genesis: &[u8], index: u64) -> Option<Vec<u8>> {
+        self.index.get(&index_key(genesis, index)).ok().flatten()
     }
 
     /// Index of the newest block of `genesis`, if the chain is known.
@@ -156,6 +195,7 @@ impl ChainStore {
         self.blocks.clear()?;
         self.index.clear()?;
         let cleared = self.latest.clear();
+        *crate::sync::lock(&self.geneses) = KeptGeneses::default();
         self.bump();
         cleared
     }
@@ -196,5 +236,25 @@ mod tests {
         store.store(&b2, &[two_levels]).unwrap();
         let stored = store.block(&b0.hash).unwrap();
         assert_eq!(stored.forward_links.iter().map(|l| l.to.clone()).collect::<Vec<_>>(), vec![b1.hash, b2.hash]);
+    }
+
+    #[test]
+    fn a_genesis_is_kept_without_its_links_and_forgotten_on_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let (b0, b1) = (block(0, 0), block(1, 1));
+        assert!(store.genesis(&b0.hash).is_none(), "an unknown chain has no genesis");
+        store.store(&b0, &[]).unwrap();
+        let first = store.genesis(&b0.hash).unwrap();
+        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
+        let kept = store.genesis(&b0.hash).unwrap();
+        assert!(Arc::ptr_eq(&first, &kept), "decoded once");
+        assert!(kept.forward_links.is_empty(), "the links it gained are not part of it");
+        assert_eq!(*kept, SkipBlock { forward_links: vec![], ..store.block(&b0.hash).unwrap() });
+        assert!(store.genesis(&b1.hash).is_none(), "block 1 is no genesis");
+        assert_eq!(store.hash_at(&b0.hash, 1), Some(b1.hash.clone()));
+        store.clear().unwrap();
+        assert!(store.genesis(&b0.hash).is_none(), "a cleared store keeps no genesis");
+        assert_eq!(store.hash_at(&b0.hash, 1), None);
     }
 }

@@ -10,13 +10,13 @@
 //! own; a failed check is never remembered, so a later caller runs it again.
 
 use super::messages::{certified_statement, PrepareCertificate};
-use crate::crypto::{sha256, BlsPublicKey};
+use crate::crypto::{sha256, BlsPublicKey, BlsSignature};
 use crate::services::cosi::Policy;
 use crate::verify::cosi::CosiVerifyError;
 use crate::verify::skipchain::BlockRoster;
 use crate::verify::skipchain_batch::{collective_check, Pairings};
 use prost::Message;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -113,6 +113,44 @@ impl VerifiedOnce {
         let r = check();
         run.2 = r.is_ok();
         r
+    }
+}
+
+/// Signatures decoded lately (per node), by their exact bytes. The blocks of a batched round carry
+/// one signature (the round's, over the root of the batch's tree): a member storing them decodes
+/// it, with its group check, once instead of at every block. Decoding is a function of the bytes,
+/// so a kept signature is what decoding again would give; an encoding that fails is not kept.
+#[derive(Default)]
+pub(super) struct DecodedSignatures {
+    state: Mutex<DecodedState>,
+}
+
+#[derive(Default)]
+struct DecodedState {
+    by_bytes: HashMap<Vec<u8>, BlsSignature>,
+    order: VecDeque<Vec<u8>>,
+}
+
+/// Signatures kept: a few batched rounds' worth (one signature per round and link level).
+const SIGNATURES_KEPT: usize = 64;
+
+impl DecodedSignatures {
+    /// `bytes` decoded by `decode` (the first time), or as kept.
+    pub(super) fn get(&self, bytes: &[u8], decode: impl FnOnce(&[u8]) -> Option<BlsSignature>) -> Option<BlsSignature> {
+        if let Some(sig) = crate::sync::lock(&self.state).by_bytes.get(bytes) {
+            return Some(*sig);
+        }
+        let sig = decode(bytes)?;
+        let mut st = crate::sync::lock(&self.state);
+        if st.by_bytes.insert(bytes.to_vec(), sig).is_none() {
+            st.order.push_back(bytes.to_vec());
+            while st.order.len() > SIGNATURES_KEPT {
+                if let Some(old) = st.order.pop_front() {
+                    st.by_bytes.remove(&old);
+                }
+            }
+        }
+        Some(sig)
     }
 }
 
@@ -361,5 +399,32 @@ mod tests {
         assert!(check(b"g", 5, &single).is_err(), "the batch signature is not the single statement's");
         let alone = PrepareCertificate { batch_size: 1, ..cert(b"A", 0) };
         assert!(check(b"g", 5, &alone).unwrap_err().contains("2 to 64"));
+    }
+
+    #[test]
+    fn a_signature_is_decoded_once_and_a_bad_encoding_every_time() {
+        let kp = crate::crypto::BlsKeyPair::generate();
+        let good = kp.sign(b"batch root").to_bytes();
+        let kept = DecodedSignatures::default();
+        let decodes = AtomicUsize::new(0);
+        let decode = |b: &[u8]| {
+            decodes.fetch_add(1, Ordering::SeqCst);
+            BlsSignature::from_bytes(b).ok()
+        };
+        for _ in 0..3 {
+            assert_eq!(kept.get(&good, decode), BlsSignature::from_bytes(&good).ok());
+        }
+        assert_eq!(decodes.load(Ordering::SeqCst), 1, "decoded at the first block only");
+        let mut bad = good;
+        bad[5] ^= 1;
+        for _ in 0..2 {
+            assert_eq!(kept.get(&bad, decode), None);
+        }
+        assert_eq!(decodes.load(Ordering::SeqCst), 3, "a bad encoding is never kept");
+        for i in 0..SIGNATURES_KEPT as u32 {
+            kept.get(&kp.sign(&i.to_be_bytes()).to_bytes(), decode);
+        }
+        kept.get(&good, decode);
+        assert_eq!(decodes.load(Ordering::SeqCst), 3 + SIGNATURES_KEPT + 1, "the oldest is forgotten first");
     }
 }
