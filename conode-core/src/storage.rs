@@ -439,6 +439,11 @@ impl ServiceTree {
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))
     }
 
+    /// Whether `key` has a value (nothing copied).
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.tree.contains_key(key)?)
+    }
+
     pub fn remove(&self, key: &[u8]) -> Result<(), StorageError> {
         let old = self.counters.write(&self.tree, [key], || self.tree.remove(key))??;
         self.counted(old.is_some(), -1);

@@ -1095,14 +1095,14 @@ impl SkipchainService {
         let genesis = block.genesis_id.clone();
         let have =
             s.store.latest_index(&genesis).ok_or_else(|| SkipchainError::Behind { have: 0, need: block.index })?;
-        if let Some(existing) = s.store.hash_at(&genesis, block.index) {
+        if let Some(existing) = s.store.held_hash_at(&genesis, block.index) {
             if existing == block.hash {
                 return Ok(());
             }
             if let Some(existing) = s.store.block(&existing) {
                 self.check_equivocation(block, &existing, item);
+                return Err(SkipchainError::Refused(format!("conflicting block at index {}", block.index)));
             }
-            return Err(SkipchainError::Refused(format!("conflicting block at index {}", block.index)));
         }
         if have + 1 != block.index {
             return Err(SkipchainError::Behind { have, need: block.index });
@@ -1408,7 +1408,7 @@ impl SkipchainService {
         }
         for (h, id) in block.back_link_ids.iter().enumerate() {
             let hash = st
-                .hash_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
+                .held_hash_at(&block.genesis_id, block.index - level_distance(block.base_height, h))
                 .ok_or("missing back-linked block")?;
             if &hash != id {
                 return Err(format!("back link {h} is wrong"));

@@ -28,15 +28,19 @@ pub struct ChainStore {
     geneses: Arc<Mutex<KeptGeneses>>,
 }
 
-/// Genesis blocks by chain id, oldest first out.
+/// Genesis blocks by chain id with their encoded sizes, oldest first out.
 #[derive(Default)]
 struct KeptGeneses {
-    by_id: std::collections::HashMap<Vec<u8>, Arc<SkipBlock>>,
+    by_id: std::collections::HashMap<Vec<u8>, (Arc<SkipBlock>, usize)>,
     order: std::collections::VecDeque<Vec<u8>>,
+    bytes: usize,
 }
 
-/// Geneses kept decoded: the chains a node appends to at once, with room to spare.
-const GENESES_KEPT: usize = 4096;
+/// Encoded bytes of geneses kept decoded: thousands of usual ones (a roster and owners), however
+/// large the blocks a stranger could make a node store.
+const GENESES_KEPT_BYTES: usize = 16 << 20;
+/// A genesis larger than this is decoded at every call rather than kept.
+const GENESIS_KEPT_MAX: usize = 256 << 10;
 
 fn index_key(genesis: &[u8], index: u64) -> Vec<u8> {
     let mut k = genesis.to_vec();
@@ -70,22 +74,32 @@ impl ChainStore {
         SkipBlock::decode_bounded(&bytes).ok()
     }
 
-    /// The genesis block of chain `id` without its forward links: every other field is fixed by
-    /// its hash (the chain id), so it is decoded once and shared, where `block(id)` decodes it
-    /// (with the links it gained) at every call. The checks of every append read it.
+    /// The genesis block of chain `id` without its forward links, its hash checked: the fields
+    /// its hash covers (all that an append's checks read: owners, heights, data, the roster's
+    /// keys) are fixed by the chain id, so it is decoded once and shared, where `block(id)`
+    /// decodes it (with the links it gained) at every call. The checks of every append read it.
     pub fn genesis(&self, id: &[u8]) -> Option<Arc<SkipBlock>> {
-        if let Some(g) = crate::sync::lock(&self.geneses).by_id.get(id) {
+        if let Some((g, _)) = crate::sync::lock(&self.geneses).by_id.get(id) {
             return Some(g.clone());
         }
-        let mut genesis = self.block(id).filter(|b| b.index == 0 && b.hash == id)?;
+        let bytes = self.blocks.get(id).ok().flatten()?;
+        let mut genesis = SkipBlock::decode_bounded(&bytes).ok()?;
+        if genesis.index != 0 || genesis.hash != id || genesis.check_self().is_err() {
+            return None;
+        }
         genesis.forward_links.clear();
         let genesis = Arc::new(genesis);
-        let mut kept = crate::sync::lock(&self.geneses);
-        if kept.by_id.insert(id.to_vec(), genesis.clone()).is_none() {
-            kept.order.push_back(id.to_vec());
-            while kept.order.len() > GENESES_KEPT {
-                if let Some(old) = kept.order.pop_front() {
-                    kept.by_id.remove(&old);
+        let size = bytes.len();
+        if size <= GENESIS_KEPT_MAX {
+            let mut kept = crate::sync::lock(&self.geneses);
+            if kept.by_id.insert(id.to_vec(), (genesis.clone(), size)).is_none() {
+                kept.order.push_back(id.to_vec());
+                kept.bytes += size;
+                while kept.bytes > GENESES_KEPT_BYTES {
+                    let Some(old) = kept.order.pop_front() else { break };
+                    if let Some((_, size)) = kept.by_id.remove(&old) {
+                        kept.bytes -= size;
+                    }
                 }
             }
         }
@@ -99,6 +113,12 @@ impl ChainStore {
     /// The hash of block `index` of chain `genesis` (no block decoded).
     pub fn hash_at(&self, genesis: &[u8], index: u64) -> Option<Vec<u8>> {
         self.index.get(&index_key(genesis, index)).ok().flatten()
+    }
+
+    /// The hash of block `index` of chain `genesis` when that block is held (its bytes are
+    /// there; none decoded): what `block_at(..).map(|b| b.hash)` gives on an undamaged store.
+    pub fn held_hash_at(&self, genesis: &[u8], index: u64) -> Option<Vec<u8>> {
+        self.hash_at(genesis, index).filter(|h| self.blocks.contains(h).unwrap_or(false))
     }
 
     /// Index of the newest block of `genesis`, if the chain is known.
@@ -238,23 +258,66 @@ mod tests {
         assert_eq!(stored.forward_links.iter().map(|l| l.to.clone()).collect::<Vec<_>>(), vec![b1.hash, b2.hash]);
     }
 
+    /// A genesis whose hash and shape check (`check_self`), with `data`.
+    fn genesis(data: Vec<u8>) -> SkipBlock {
+        use crate::verify::skipchain::{height_for, BlockRoster, RosterEntry};
+        let roster = BlockRoster { members: vec![RosterEntry { identity: vec![7; 32], ..Default::default() }] };
+        let mut g = SkipBlock { base_height: 2, maximum_height: 3, roster: Some(roster), data, ..Default::default() };
+        g.height = height_for(0, 2, 3);
+        g.hash = g.compute_hash().to_vec();
+        g.check_self().unwrap();
+        g
+    }
+
     #[test]
-    fn a_genesis_is_kept_without_its_links_and_forgotten_on_clear() {
+    fn a_genesis_is_kept_without_its_links_checked_bounded_and_forgotten_on_clear() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
-        let (b0, b1) = (block(0, 0), block(1, 1));
-        assert!(store.genesis(&b0.hash).is_none(), "an unknown chain has no genesis");
-        store.store(&b0, &[]).unwrap();
-        let first = store.genesis(&b0.hash).unwrap();
-        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
-        let kept = store.genesis(&b0.hash).unwrap();
+        let g = genesis(b"chain".to_vec());
+        let b1 = SkipBlock { index: 1, hash: vec![1; 32], genesis_id: g.hash.clone(), ..Default::default() };
+        assert!(store.genesis(&g.hash).is_none(), "an unknown chain has no genesis");
+        store.store(&g, &[]).unwrap();
+        let first = store.genesis(&g.hash).unwrap();
+        store.store(&b1, &[linked(g.clone(), &b1)]).unwrap();
+        let kept = store.genesis(&g.hash).unwrap();
         assert!(Arc::ptr_eq(&first, &kept), "decoded once");
         assert!(kept.forward_links.is_empty(), "the links it gained are not part of it");
-        assert_eq!(*kept, SkipBlock { forward_links: vec![], ..store.block(&b0.hash).unwrap() });
+        assert_eq!(*kept, SkipBlock { forward_links: vec![], ..store.block(&g.hash).unwrap() });
         assert!(store.genesis(&b1.hash).is_none(), "block 1 is no genesis");
-        assert_eq!(store.hash_at(&b0.hash, 1), Some(b1.hash.clone()));
+        assert_eq!(store.hash_at(&g.hash, 1), Some(b1.hash.clone()));
+        assert_eq!(store.held_hash_at(&g.hash, 1), Some(b1.hash.clone()));
+        // A stored genesis whose hash does not check (a damaged or forged copy) is none.
+        let mut forged = genesis(b"forged".to_vec());
+        forged.data = b"changed after hashing".to_vec();
+        store.store(&forged, &[]).unwrap();
+        assert!(store.genesis(&forged.hash).is_none(), "a genesis whose hash does not check");
+        // A large genesis is decoded at every call, not kept.
+        let large = genesis(vec![1; GENESIS_KEPT_MAX + 1]);
+        store.store(&large, &[]).unwrap();
+        assert!(!Arc::ptr_eq(&store.genesis(&large.hash).unwrap(), &store.genesis(&large.hash).unwrap()));
         store.clear().unwrap();
-        assert!(store.genesis(&b0.hash).is_none(), "a cleared store keeps no genesis");
-        assert_eq!(store.hash_at(&b0.hash, 1), None);
+        assert!(store.genesis(&g.hash).is_none(), "a cleared store keeps no genesis");
+        assert_eq!(store.hash_at(&g.hash, 1), None);
+    }
+
+    #[test]
+    fn geneses_kept_stay_within_their_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let count = 2 * GENESES_KEPT_BYTES / GENESIS_KEPT_MAX;
+        let ids: Vec<Vec<u8>> = (0..count)
+            .map(|i| {
+                let mut data = vec![0; GENESIS_KEPT_MAX - 512];
+                data[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let g = genesis(data);
+                store.store(&g, &[]).unwrap();
+                assert!(store.genesis(&g.hash).is_some());
+                g.hash
+            })
+            .collect();
+        let kept = crate::sync::lock(&store.geneses);
+        assert!(kept.bytes <= GENESES_KEPT_BYTES, "{} bytes kept", kept.bytes);
+        assert!(kept.by_id.len() < count && !kept.by_id.contains_key(&ids[0]), "the oldest went first");
+        assert!(kept.by_id.contains_key(&ids[count - 1]));
     }
 }
