@@ -140,7 +140,13 @@ pub(super) fn relink_if_older(
     let Some(pushed) = LinkedBlock::decode(payload).ok().and_then(|item| item.block) else { return false };
     let chain = pushed.chain_id().to_vec();
     let key = (member.public, chain.clone());
-    if target > pushed.index || !may_relink(shared, &key, target) {
+    // While a task relinks for this member and chain, a refusal starts nothing (the offering loop
+    // brings this block again later), so it must not use up the allowance of a block at or below
+    // the mark either.
+    if target > pushed.index
+        || crate::sync::lock(&shared.relinks.running).contains(&key)
+        || !may_relink(shared, &key, target)
+    {
         return false;
     }
     let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
