@@ -286,6 +286,10 @@ mod tests {
         assert!(store.genesis(&b1.hash).is_none(), "block 1 is no genesis");
         assert_eq!(store.hash_at(&g.hash, 1), Some(b1.hash.clone()));
         assert_eq!(store.held_hash_at(&g.hash, 1), Some(b1.hash.clone()));
+        // A damaged store: the index names block 1, whose bytes are gone. It is not held.
+        store.blocks.remove(&b1.hash).unwrap();
+        assert_eq!(store.hash_at(&g.hash, 1), Some(b1.hash.clone()));
+        assert_eq!(store.held_hash_at(&g.hash, 1), None, "an index entry without its block is not a held block");
         // A stored genesis whose hash does not check (a damaged or forged copy) is none.
         let mut forged = genesis(b"forged".to_vec());
         forged.data = b"changed after hashing".to_vec();
