@@ -7,6 +7,7 @@
 
 pub mod client_api;
 pub mod crypto;
+pub mod kept;
 pub mod sync;
 pub mod verify;
 pub mod wire;

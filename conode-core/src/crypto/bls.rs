@@ -119,37 +119,27 @@ pub struct BlsKeyPair {
 /// large message costs 32 bytes here): a node that signs a statement and later verifies the
 /// collective signature of it (a prepare certificate, a forward link) hashes it to G2 once.
 /// Bounded; the points are public values.
-#[derive(Default)]
 struct MessagePoints {
-    state: std::sync::Mutex<KeptPoints>,
-}
-
-/// The points by message, and the messages oldest first (the next to forget).
-#[derive(Default)]
-struct KeptPoints {
-    points: std::collections::HashMap<[u8; 32], blst::blst_p2_affine>,
-    order: std::collections::VecDeque<[u8; 32]>,
+    kept: std::sync::Mutex<crate::kept::KeptMap<[u8; 32], blst::blst_p2_affine>>,
 }
 
 /// Messages whose points a key keeps (a few appends' statements of every chain it signs for).
 const POINTS_KEPT: usize = 256;
 
+impl Default for MessagePoints {
+    fn default() -> Self {
+        Self { kept: std::sync::Mutex::new(crate::kept::KeptMap::new(POINTS_KEPT)) }
+    }
+}
+
 impl MessagePoints {
     fn get(&self, msg: &[u8]) -> blst::blst_p2_affine {
         let key = super::sha256(&[msg]);
-        if let Some(p) = crate::sync::lock(&self.state).points.get(&key) {
+        if let Some(p) = crate::sync::lock(&self.kept).get(&key) {
             return *p;
         }
         let point = hash_to_g2(msg);
-        let mut st = crate::sync::lock(&self.state);
-        if st.points.insert(key, point).is_none() {
-            st.order.push_back(key);
-            while st.order.len() > POINTS_KEPT {
-                if let Some(old) = st.order.pop_front() {
-                    st.points.remove(&old);
-                }
-            }
-        }
+        crate::sync::lock(&self.kept).insert(key, point);
         point
     }
 }
@@ -325,7 +315,7 @@ mod tests {
             assert_eq!(clone.sign(msg.as_bytes()).to_bytes(), expected.compress());
             assert_eq!(a.message_point(msg.as_bytes()), hash_to_g2(msg.as_bytes()));
         }
-        assert_eq!(crate::sync::lock(&a.points.state).points.len(), POINTS_KEPT, "bounded");
+        assert_eq!(crate::sync::lock(&a.points.kept).len(), POINTS_KEPT, "bounded");
         assert_eq!(a.message_point(b"statement 0"), hash_to_g2(b"statement 0"), "evicted, hashed again");
         assert_ne!(hash_to_g2(b"a"), hash_to_g2(b"b"));
         assert!(a.public().verify(b"x", &a.sign(b"x")));

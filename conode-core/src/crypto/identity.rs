@@ -12,8 +12,8 @@ pub struct IdentityPublicKey([u8; 32]);
 
 /// Keys of this process found valid lately: a sub-leader decodes its children's keys every round,
 /// and each check is a point decompression (about 10 µs). Validity depends on the bytes alone,
-/// so the set is shared by every node in the process; it is emptied when full.
-static VALID_KEYS: std::sync::Mutex<Option<std::collections::HashSet<[u8; 32]>>> = std::sync::Mutex::new(None);
+/// so the set is shared by every node in the process; the oldest found go first.
+static VALID_KEYS: std::sync::Mutex<Option<crate::kept::KeptMap<[u8; 32], ()>>> = std::sync::Mutex::new(None);
 const VALID_KEYS_MAX: usize = 1 << 16;
 
 impl IdentityPublicKey {
@@ -23,12 +23,7 @@ impl IdentityPublicKey {
             return Ok(Self(arr));
         }
         VerifyingKey::from_bytes(&arr).map_err(|_| CryptoError::Invalid("Ed25519 public key"))?;
-        let mut known = crate::sync::lock(&VALID_KEYS);
-        let known = known.get_or_insert_with(Default::default);
-        if known.len() >= VALID_KEYS_MAX {
-            known.clear();
-        }
-        known.insert(arr);
+        crate::sync::lock(&VALID_KEYS).get_or_insert_with(|| crate::kept::KeptMap::new(VALID_KEYS_MAX)).insert(arr, ());
         Ok(Self(arr))
     }
     pub fn from_hex(s: &str) -> Result<Self, CryptoError> {

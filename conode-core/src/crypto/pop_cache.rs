@@ -4,16 +4,22 @@
 //! remembered.
 
 use super::{sha256, BlsPublicKey, BlsSignature, CryptoError};
-use std::collections::HashSet;
+use crate::kept::KeptMap;
 use std::sync::{Arc, Mutex};
 
-/// Pairs kept at most (then the set starts over).
+/// Pairs kept at most (the oldest checked are forgotten first).
 const MAX_CHECKED: usize = 65536;
 
 /// The (key, PoP) pairs that verified (cheap to clone; clones share the set).
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Debug)]
 pub struct PopCache {
-    checked: Arc<Mutex<HashSet<[u8; 32]>>>,
+    checked: Arc<Mutex<KeptMap<[u8; 32], ()>>>,
+}
+
+impl Default for PopCache {
+    fn default() -> Self {
+        Self { checked: Arc::new(Mutex::new(KeptMap::new(MAX_CHECKED))) }
+    }
 }
 
 fn tag(key: &BlsPublicKey, pop: &BlsSignature) -> [u8; 32] {
@@ -33,11 +39,7 @@ impl PopCache {
             return Ok(());
         }
         key.verify_pop(pop)?;
-        let mut checked = crate::sync::lock(&self.checked);
-        if checked.len() >= MAX_CHECKED {
-            checked.clear();
-        }
-        checked.insert(t);
+        crate::sync::lock(&self.checked).insert(t, ());
         Ok(())
     }
 
@@ -58,10 +60,7 @@ impl PopCache {
         let mut checked = crate::sync::lock(&self.checked);
         for (&i, v) in todo.iter().zip(verdicts) {
             if v.is_ok() {
-                if checked.len() >= MAX_CHECKED {
-                    checked.clear();
-                }
-                checked.insert(tags[i]);
+                checked.insert(tags[i], ());
             }
             out[i] = v;
         }
@@ -72,10 +71,7 @@ impl PopCache {
     pub fn mark_checked(&self, pairs: &[(&BlsPublicKey, &BlsSignature)]) {
         let mut checked = crate::sync::lock(&self.checked);
         for (k, p) in pairs {
-            if checked.len() >= MAX_CHECKED {
-                checked.clear();
-            }
-            checked.insert(tag(k, p));
+            checked.insert(tag(k, p), ());
         }
     }
 }

@@ -31,10 +31,11 @@ use super::service::SERVICE;
 use super::store::{to_packet, Share};
 use crate::crypto::threshold::{lagrange_coefficients, recover_point_with, Point, Scalar, SigGroup, G1, G2};
 use crate::crypto::IdentityPublicKey;
+use crate::kept::KeptMap;
 use crate::services::dkg::Group;
 use crate::verify::beacon::{digest, Beacon, BeaconError, PreparedChain, Scheme};
 use prost::Message;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tracing::{debug, warn};
@@ -75,13 +76,13 @@ pub(crate) struct ShareKeys {
     dst: &'static [u8],
     /// Lagrange coefficients of the last index sets recovered from (the first `t` members to
     /// answer are often the same ones, round after round).
-    lagrange: Mutex<VecDeque<(Vec<u32>, Vec<Scalar>)>>,
+    lagrange: Mutex<KeptMap<Vec<u32>, Vec<Scalar>>>,
     /// The group key, in the key group.
     group_key: GroupKey,
     /// The last messages (digests, under `dst`) hashed to the curve: a member hashes a round's
     /// digest to sign its partial, then again to verify the round's beacon (and, at a recoverer,
     /// to audit the partials): once per round is enough.
-    hashed: Mutex<VecDeque<([u8; 32], Hashed)>>,
+    hashed: Mutex<KeptMap<[u8; 32], Hashed>>,
 }
 
 /// Index sets whose Lagrange coefficients are kept.
@@ -133,9 +134,9 @@ impl ShareKeys {
             keys_g1,
             keys_g2,
             dst: group.scheme.dst(),
-            lagrange: Mutex::new(VecDeque::new()),
+            lagrange: Mutex::new(KeptMap::new(LAGRANGE_CACHE)),
             group_key,
-            hashed: Mutex::new(VecDeque::new()),
+            hashed: Mutex::new(KeptMap::new(HASHED_CACHE)),
         })
     }
 
@@ -143,17 +144,11 @@ impl ShareKeys {
     /// hashed recently (the cache is this chain's, so keyed by the exact digest under the one DST
     /// of its scheme).
     pub fn hashed(&self, digest: &[u8; 32]) -> Hashed {
-        if let Some((_, h)) = lock(&self.hashed).iter().find(|(d, _)| d == digest) {
+        if let Some(h) = lock(&self.hashed).get(digest) {
             return *h;
         }
         let h = self.hash_round(digest);
-        let mut cache = lock(&self.hashed);
-        if !cache.iter().any(|(d, _)| d == digest) {
-            if cache.len() == HASHED_CACHE {
-                cache.pop_front();
-            }
-            cache.push_back((*digest, h));
-        }
+        lock(&self.hashed).insert(*digest, h);
         h
     }
 
@@ -205,15 +200,11 @@ impl ShareKeys {
     /// The Lagrange coefficients at 0 of `indices` (in that order), from the cache when this set
     /// was recovered from recently.
     pub fn coefficients(&self, indices: &[u32]) -> Result<Vec<Scalar>, String> {
-        if let Some((_, l)) = lock(&self.lagrange).iter().find(|(i, _)| i.as_slice() == indices) {
+        if let Some(l) = lock(&self.lagrange).get(indices) {
             return Ok(l.clone());
         }
         let l = lagrange_coefficients(indices).map_err(|e| e.to_string())?;
-        let mut cache = lock(&self.lagrange);
-        if cache.len() == LAGRANGE_CACHE {
-            cache.pop_front();
-        }
-        cache.push_back((indices.to_vec(), l.clone()));
+        lock(&self.lagrange).insert(indices.to_vec(), l.clone());
         Ok(l)
     }
 
@@ -1184,7 +1175,7 @@ pub(super) mod tests {
                 assert_eq!(s.keys.coefficients(&idx).unwrap(), lagrange_coefficients(&idx).unwrap());
                 assert_eq!(s.keys.recover(set).unwrap(), first);
                 assert_eq!(s.keys.recover(set).unwrap(), first);
-                assert!(lock(&s.keys.lagrange).iter().any(|(i, _)| *i == idx));
+                assert!(lock(&s.keys.lagrange).contains(&idx));
             }
             // The cache is bounded; the order of indices matters (coefficients follow it).
             for k in 0..LAGRANGE_CACHE as u32 + 3 {

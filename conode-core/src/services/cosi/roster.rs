@@ -13,8 +13,9 @@
 use super::messages::{Member, MAX_ROSTER};
 use crate::config::{NodeAddress, Roster, ServerIdentity, COSI_SERVICE};
 use crate::crypto::{sha256, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
+use crate::kept::KeptMap;
 use crate::storage::ServiceTree;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{debug, warn};
 
@@ -116,9 +117,8 @@ fn pops_digest(pops: &[&BlsSignature]) -> [u8; 32] {
 
 /// Decoded rosters (by wire id) of one node, the node's checked proofs of possession (shared
 /// with the other services that load rosters), and the durable record of checked rosters.
-#[derive(Default)]
 pub struct RosterCache {
-    rosters: Mutex<HashMap<[u8; 32], Arc<RoundRoster>>>,
+    rosters: Mutex<KeptMap<[u8; 32], Arc<RoundRoster>>>,
     pops: PopCache,
     /// Rosters whose PoPs all verified (none when the node has no storage for it).
     checked: Option<ServiceTree>,
@@ -128,10 +128,17 @@ const MAX_CACHED_ROSTERS: usize = 32;
 
 use crate::sync::lock;
 
+impl Default for RosterCache {
+    /// A cache that remembers nothing across restarts.
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
 impl RosterCache {
     /// A cache that remembers checked rosters in `checked` across restarts.
     pub fn new(checked: Option<ServiceTree>) -> Self {
-        Self { checked, ..Default::default() }
+        Self { rosters: Mutex::new(KeptMap::new(MAX_CACHED_ROSTERS)), pops: PopCache::default(), checked }
     }
 
     /// A roster seen before, by id.
@@ -141,11 +148,7 @@ impl RosterCache {
     }
 
     fn remember(&self, r: Arc<RoundRoster>) {
-        let mut map = lock(&self.rosters);
-        if map.len() >= MAX_CACHED_ROSTERS && !map.contains_key(&r.id) {
-            map.clear();
-        }
-        map.insert(r.id, r);
+        lock(&self.rosters).insert(r.id, r);
     }
 
     /// The node's checked proofs of possession.

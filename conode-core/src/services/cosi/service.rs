@@ -55,7 +55,7 @@ pub(super) struct Shared {
     default_roster: RwLock<Option<Roster>>,
     /// Rosters of `/Cosi/Sign` requests parsed and checked lately, by the hash of their TOML text:
     /// a client that sends the same roster again costs one hash, not n key decodings and a PoP batch.
-    parsed_rosters: std::sync::Mutex<std::collections::VecDeque<([u8; 32], Roster)>>,
+    parsed_rosters: std::sync::Mutex<crate::kept::KeptMap<[u8; 32], Roster>>,
     /// Rounds this node led, by purpose: count, failures, latency (for `/metrics`).
     rounds: CounterFamily,
     round_failures: CounterFamily,
@@ -302,7 +302,7 @@ impl Service for CosiService {
             silent_rounds: Default::default(),
             options: RwLock::new(CosiOptions::default()),
             default_roster: RwLock::new(None),
-            parsed_rosters: Default::default(),
+            parsed_rosters: std::sync::Mutex::new(crate::kept::KeptMap::new(PARSED_ROSTERS_KEPT)),
             rounds: Default::default(),
             round_failures: Default::default(),
             round_latency: seconds_histogram_family(),
@@ -444,8 +444,7 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
         }
         Some(text) => {
             let digest = crate::crypto::sha256(&[text.as_bytes()]);
-            let known =
-                crate::sync::lock(&shared.parsed_rosters).iter().find(|(d, _)| *d == digest).map(|(_, r)| r.clone());
+            let known = crate::sync::lock(&shared.parsed_rosters).get(&digest).cloned();
             match known {
                 Some(roster) => roster,
                 None => {
@@ -456,11 +455,7 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
                         .await
                         .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
                         .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-                    let mut parsed = crate::sync::lock(&shared.parsed_rosters);
-                    if parsed.len() >= PARSED_ROSTERS_KEPT {
-                        parsed.pop_front();
-                    }
-                    parsed.push_back((digest, roster.clone()));
+                    crate::sync::lock(&shared.parsed_rosters).insert(digest, roster.clone());
                     roster
                 }
             }

@@ -46,7 +46,6 @@ fn held_with_newer_links(shared: &Shared, chain: &[u8], index: u64) -> Option<Sk
 type MemberChain = (IdentityPublicKey, Vec<u8>);
 
 /// What a proposer keeps of the links it signed again in v1 for members running older code.
-#[derive(Default)]
 pub(super) struct Relinks {
     /// The last block whose links were signed again, and those links; held while they are
     /// signed, one block at a time.
@@ -54,7 +53,20 @@ pub(super) struct Relinks {
     /// The (member, chain) pairs with a relink task running: one each.
     running: std::sync::Mutex<std::collections::HashSet<MemberChain>>,
     /// Per (member, chain): the highest block handed to that member with links signed again.
-    handed_over: std::sync::Mutex<std::collections::HashMap<MemberChain, HandedOver>>,
+    handed_over: std::sync::Mutex<crate::kept::KeptMap<MemberChain, HandedOver>>,
+}
+
+/// (member, chain) pairs whose marks are kept: the oldest marked are forgotten first.
+const MARKS_KEPT: usize = 1024;
+
+impl Default for Relinks {
+    fn default() -> Self {
+        Self {
+            last: Default::default(),
+            running: Default::default(),
+            handed_over: std::sync::Mutex::new(crate::kept::KeptMap::new(MARKS_KEPT)),
+        }
+    }
 }
 
 /// Per (member, chain): the highest block handed to that member with links signed again in v1,
@@ -69,9 +81,18 @@ struct HandedOver {
 /// never names a block it holds, so one at or below what it was handed is relinked only when it
 /// lost blocks (restored from an older backup) or lies: once per `LEGACY_LINKS_FOR`, starting
 /// the mark again below `target`. A lying member gets a chain re-signed that often at most.
-fn may_relink(shared: &Shared, key: &MemberChain, target: u64) -> bool {
-    let mut marks = crate::sync::lock(&shared.relinks.handed_over);
+fn may_relink(relinks: &Relinks, key: &MemberChain, target: u64) -> bool {
+    let mut marks = crate::sync::lock(&relinks.handed_over);
     marks.get_mut(key).is_none_or(|mark| mark.allows(target, std::time::Instant::now()))
+}
+
+/// Whether a refusal of `key`'s member naming block `target`, when block `pushed` was offered,
+/// may start a relink task: not for a block above the pushed one, nor while a task relinks for
+/// that member and chain (the offering loop brings the block again later, so such a refusal must
+/// not use up the allowance of a block at or below the mark either), nor beyond
+/// [`may_relink`]'s allowance.
+fn may_start_relink(relinks: &Relinks, key: &MemberChain, target: u64, pushed: u64) -> bool {
+    target <= pushed && !crate::sync::lock(&relinks.running).contains(key) && may_relink(relinks, key, target)
 }
 
 impl HandedOver {
@@ -89,14 +110,14 @@ impl HandedOver {
 }
 
 /// Records that `key`'s member stored block `index` of its chain with links signed again in v1.
-fn record_handed_over(shared: &Shared, key: MemberChain, index: u64) {
-    let mut marks = crate::sync::lock(&shared.relinks.handed_over);
-    if marks.len() >= 1024 && !marks.contains_key(&key) {
-        marks.clear();
+fn record_handed_over(relinks: &Relinks, key: MemberChain, index: u64) {
+    let mut marks = crate::sync::lock(&relinks.handed_over);
+    match marks.get_mut(&key) {
+        Some(mark) => mark.index = mark.index.max(index),
+        None => {
+            marks.insert(key, HandedOver { index, below_again_after: std::time::Instant::now() });
+        }
     }
-    let fresh = HandedOver { index: 0, below_again_after: std::time::Instant::now() };
-    let mark = marks.entry(key).or_insert(fresh);
-    mark.index = mark.index.max(index);
 }
 
 /// Who asks for a relink: the first push of a block (what is left to offer may start the
@@ -140,13 +161,7 @@ pub(super) fn relink_if_older(
     let Some(pushed) = LinkedBlock::decode(payload).ok().and_then(|item| item.block) else { return false };
     let chain = pushed.chain_id().to_vec();
     let key = (member.public, chain.clone());
-    // While a task relinks for this member and chain, a refusal starts nothing (the offering loop
-    // brings this block again later), so it must not use up the allowance of a block at or below
-    // the mark either.
-    if target > pushed.index
-        || crate::sync::lock(&shared.relinks.running).contains(&key)
-        || !may_relink(shared, &key, target)
-    {
+    if !may_start_relink(&shared.relinks, &key, target, pushed.index) {
         return false;
     }
     let Some(block) = held_with_newer_links(shared, &chain, target) else { return false };
@@ -177,11 +192,7 @@ impl SkipchainService {
     /// From now on, for `LEGACY_LINKS_FOR`, this proposer signs the links from blocks of the
     /// roster `roster_id` level by level in v1: some of its members run code from before v2.
     pub(super) fn sign_v1_for_a_while(&self, roster_id: [u8; 32]) {
-        let mut legacy = crate::sync::lock(&self.shared.legacy_links);
-        if legacy.len() >= 1024 {
-            legacy.clear();
-        }
-        legacy.insert(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+        crate::sync::lock(&self.shared.legacy_links).insert(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
     }
 
     /// Hands `target` to `member` with its links signed again in v1, then, while the member
@@ -216,7 +227,7 @@ impl SkipchainService {
                 }
             };
             match store(relinked.clone()).await {
-                Ok(_) => record_handed_over(s, key.clone(), target.index),
+                Ok(_) => record_handed_over(&s.relinks, key.clone(), target.index),
                 Err(e) => {
                     debug!(peer = %member.address, error = %e, "older member did not store the block with v1 links yet");
                     let same_block = target.index == pushed_index;
@@ -391,6 +402,27 @@ mod tests {
         assert!(!mark.allows(2, now), "again within the period");
         assert!(mark.allows(3, now), "above the mark started again");
         assert!(mark.allows(1, now + LEGACY_LINKS_FOR), "after the period");
+    }
+
+    #[test]
+    fn a_refusal_while_a_relink_runs_starts_none_and_keeps_the_allowance() {
+        let relinks = Relinks::default();
+        let key: MemberChain = (crate::crypto::IdentityKeyPair::generate().public(), vec![7; 32]);
+        assert!(may_start_relink(&relinks, &key, 3, 5), "no mark, no task");
+        assert!(!may_start_relink(&relinks, &key, 6, 5), "never a block above the pushed one");
+        // Blocks up to 4 were handed over, at least a period ago (a fresh mark allows one below).
+        record_handed_over(&relinks, key.clone(), 4);
+        crate::sync::lock(&relinks.running).insert(key.clone());
+        for _ in 0..3 {
+            assert!(!may_start_relink(&relinks, &key, 2, 5), "a task runs for this member and chain");
+        }
+        let other: MemberChain = (key.0, vec![8; 32]);
+        assert!(may_start_relink(&relinks, &other, 2, 5), "another chain of the member is its own");
+        // The task ended: the refusals while it ran left the once-per-period allowance unused.
+        crate::sync::lock(&relinks.running).remove(&key);
+        assert!(may_start_relink(&relinks, &key, 2, 5), "the allowance of a block at or below the mark");
+        assert!(!may_start_relink(&relinks, &key, 1, 5), "used up for this period");
+        assert!(may_start_relink(&relinks, &key, 5, 5), "a block above the mark needs none");
     }
 
     #[test]

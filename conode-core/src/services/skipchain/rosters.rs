@@ -8,9 +8,9 @@ use super::service::{config_roster_with, SkipchainError};
 use crate::config::Roster;
 use crate::crypto::sha256;
 use crate::crypto::PopCache;
+use crate::kept::KeptMap;
 use crate::verify::skipchain::BlockRoster;
 use prost::Message;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Rosters kept at most (a chain rarely changes roster; many chains may share one).
@@ -19,13 +19,13 @@ const MAX_CACHED: usize = 64;
 /// Checked rosters by sha256 of the block roster's encoding (so a changed address, key or PoP is a
 /// different entry, checked on its own).
 pub struct CheckedRosters {
-    by_encoding: Mutex<HashMap<[u8; 32], Arc<Roster>>>,
+    by_encoding: Mutex<KeptMap<[u8; 32], Arc<Roster>>>,
     pops: PopCache,
 }
 
 impl CheckedRosters {
     pub fn new(pops: PopCache) -> Self {
-        Self { by_encoding: Mutex::default(), pops }
+        Self { by_encoding: Mutex::new(KeptMap::new(MAX_CACHED)), pops }
     }
 
     /// `config_roster(r)`, computed once per distinct roster.
@@ -35,15 +35,11 @@ impl CheckedRosters {
             return Ok(hit.clone());
         }
         let checked = Arc::new(config_roster_with(r, &self.pops)?);
-        let mut map = self.lock();
-        if map.len() >= MAX_CACHED {
-            map.clear();
-        }
-        map.insert(tag, checked.clone());
+        self.lock().insert(tag, checked.clone());
         Ok(checked)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Roster>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptMap<[u8; 32], Arc<Roster>>> {
         crate::sync::lock(&self.by_encoding)
     }
 }

@@ -19,6 +19,7 @@ mod older_members;
 mod recovery;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, SkipchainLinks, COSI_SERVICE};
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
+use crate::kept::KeptMap;
 use crate::network::{NetError, Network, PeerMessage};
 use crate::services::cosi::{self, CosiService, Mask, Policy};
 use crate::services::metrics::{counter, counters, labels};
@@ -75,6 +76,8 @@ const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a proposer signs the links of a roster level by level (v1) after members of it that
 /// refused the v2 statement signed the v1 ones (they run older code); then it tries v2 again.
 const LEGACY_LINKS_FOR: Duration = Duration::from_secs(60);
+/// Rosters kept marked (links in v1, no batches, warmed): the oldest marked go first.
+const ROSTER_MARKS_KEPT: usize = 1024;
 /// Why the commit hook refuses a statement that is not the v1 statement it expects: what members
 /// that predate v2 links answer to a v2 round (and what this code answers when it refuses one).
 const NOT_THE_LINK: &str = "statement is not the forward link of the proposed block";
@@ -230,7 +233,7 @@ struct Shared {
     links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
-    legacy_links: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+    legacy_links: std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
@@ -250,11 +253,11 @@ struct Shared {
     /// Whether appends of different chains share rounds (`set_batched_rounds`; on by default).
     batched_rounds: std::sync::atomic::AtomicBool,
     /// Rosters (by id) whose members lack the batch hooks: one append per round until the instant.
-    no_batch: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+    no_batch: std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>,
     /// Fault injection (tests): this member answers batched rounds as code from before them does.
     refuses_batches: std::sync::atomic::AtomicBool,
     /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
-    warmed: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    warmed: std::sync::Mutex<KeptMap<[u8; 32], ()>>,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
     governors: std::sync::RwLock<Vec<Governor>>,
 }
@@ -1039,12 +1042,10 @@ impl SkipchainService {
         }
         {
             let mut warmed = crate::sync::lock(&s.warmed);
-            if warmed.len() >= 1024 {
-                warmed.clear();
-            }
-            if !warmed.insert(roster.id()) {
+            if warmed.contains(&roster.id()) {
                 return;
             }
+            warmed.insert(roster.id(), ());
         }
         // A weak reference, as the hooks hold: the task never keeps a stopped node's database open.
         let (weak, cosi, tasks, roster) =
@@ -1728,7 +1729,7 @@ impl Service for SkipchainService {
                 relinks: Default::default(),
                 refuses_store: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
-                legacy_links: Default::default(),
+                legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 appending: Default::default(),
                 catching_up: Default::default(),
                 redelivering: Default::default(),
@@ -1737,9 +1738,9 @@ impl Service for SkipchainService {
                 prepare_queue: Default::default(),
                 links_queue: Default::default(),
                 batched_rounds: true.into(),
-                no_batch: Default::default(),
+                no_batch: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 refuses_batches: Default::default(),
-                warmed: Default::default(),
+                warmed: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 governors: Default::default(),
             }),
         };

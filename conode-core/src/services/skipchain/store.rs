@@ -4,6 +4,7 @@
 //! which the store emits one `BlockStored` node event per new block, in commit order.
 
 use crate::events::{EventBus, NodeEvent};
+use crate::kept::KeptMap;
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::skipchain::SkipBlock;
 use prost::Message;
@@ -24,16 +25,9 @@ pub struct ChainStore {
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// Notified with every bump of `generation` (its waiters at that moment).
     changed: Arc<tokio::sync::Notify>,
-    /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]).
-    geneses: Arc<Mutex<KeptGeneses>>,
-}
-
-/// Genesis blocks by chain id with their encoded sizes, oldest first out.
-#[derive(Default)]
-struct KeptGeneses {
-    by_id: std::collections::HashMap<Vec<u8>, (Arc<SkipBlock>, usize)>,
-    order: std::collections::VecDeque<Vec<u8>>,
-    bytes: usize,
+    /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]),
+    /// by chain id, weighed by their encoded sizes.
+    geneses: Arc<Mutex<KeptMap<Vec<u8>, Arc<SkipBlock>>>>,
 }
 
 /// Encoded bytes of geneses kept decoded: thousands of usual ones (a roster and owners), however
@@ -59,7 +53,7 @@ impl ChainStore {
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
             changed: Default::default(),
-            geneses: Default::default(),
+            geneses: Arc::new(Mutex::new(KeptMap::new(GENESES_KEPT_BYTES))),
         })
     }
 
@@ -79,7 +73,7 @@ impl ChainStore {
     /// keys) are fixed by the chain id, so it is decoded once and shared, where `block(id)`
     /// decodes it (with the links it gained) at every call. The checks of every append read it.
     pub fn genesis(&self, id: &[u8]) -> Option<Arc<SkipBlock>> {
-        if let Some((g, _)) = crate::sync::lock(&self.geneses).by_id.get(id) {
+        if let Some(g) = crate::sync::lock(&self.geneses).get(id) {
             return Some(g.clone());
         }
         let bytes = self.blocks.get(id).ok().flatten()?;
@@ -89,19 +83,8 @@ impl ChainStore {
         }
         genesis.forward_links.clear();
         let genesis = Arc::new(genesis);
-        let size = bytes.len();
-        if size <= GENESIS_KEPT_MAX {
-            let mut kept = crate::sync::lock(&self.geneses);
-            if kept.by_id.insert(id.to_vec(), (genesis.clone(), size)).is_none() {
-                kept.order.push_back(id.to_vec());
-                kept.bytes += size;
-                while kept.bytes > GENESES_KEPT_BYTES {
-                    let Some(old) = kept.order.pop_front() else { break };
-                    if let Some((_, size)) = kept.by_id.remove(&old) {
-                        kept.bytes -= size;
-                    }
-                }
-            }
+        if bytes.len() <= GENESIS_KEPT_MAX {
+            crate::sync::lock(&self.geneses).insert_weighing(id.to_vec(), genesis.clone(), bytes.len());
         }
         Some(genesis)
     }
@@ -215,7 +198,7 @@ impl ChainStore {
         self.blocks.clear()?;
         self.index.clear()?;
         let cleared = self.latest.clear();
-        *crate::sync::lock(&self.geneses) = KeptGeneses::default();
+        crate::sync::lock(&self.geneses).clear();
         self.bump();
         cleared
     }
@@ -320,8 +303,8 @@ mod tests {
             })
             .collect();
         let kept = crate::sync::lock(&store.geneses);
-        assert!(kept.bytes <= GENESES_KEPT_BYTES, "{} bytes kept", kept.bytes);
-        assert!(kept.by_id.len() < count && !kept.by_id.contains_key(&ids[0]), "the oldest went first");
-        assert!(kept.by_id.contains_key(&ids[count - 1]));
+        assert!(kept.weight() <= GENESES_KEPT_BYTES, "{} bytes kept", kept.weight());
+        assert!(kept.len() < count && !kept.contains(&ids[0]), "the oldest went first");
+        assert!(kept.contains(&ids[count - 1]));
     }
 }

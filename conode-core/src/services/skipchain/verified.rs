@@ -11,12 +11,13 @@
 
 use super::messages::{certified_statement, PrepareCertificate};
 use crate::crypto::{sha256, BlsPublicKey, BlsSignature};
+use crate::kept::KeptMap;
 use crate::services::cosi::Policy;
 use crate::verify::cosi::CosiVerifyError;
 use crate::verify::skipchain::BlockRoster;
 use crate::verify::skipchain_batch::{collective_check, Pairings};
 use prost::Message;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -37,18 +38,22 @@ pub(super) fn digest(parts: &[&[u8]]) -> [u8; 32] {
     sha256(&[&tagged])
 }
 
-#[derive(Default)]
 struct State {
-    passed: HashSet<[u8; 32]>,
-    order: VecDeque<[u8; 32]>,
+    passed: KeptMap<[u8; 32], ()>,
     running: HashSet<[u8; 32]>,
 }
 
 /// A bounded set of checks that passed, with single-flight runs (see the module doc).
-#[derive(Default)]
 pub(super) struct VerifiedOnce {
     state: Mutex<State>,
     done: Condvar,
+}
+
+impl Default for VerifiedOnce {
+    fn default() -> Self {
+        let state = State { passed: KeptMap::new(KEPT), running: HashSet::new() };
+        Self { state: Mutex::new(state), done: Condvar::new() }
+    }
 }
 
 impl VerifiedOnce {
@@ -59,19 +64,7 @@ impl VerifiedOnce {
 
     /// Remembers that the check of `key` passed, when the caller ran an equivalent check itself.
     pub(super) fn remember(&self, key: [u8; 32]) {
-        let mut st = crate::sync::lock(&self.state);
-        Self::insert(&mut st, key);
-    }
-
-    fn insert(st: &mut State, key: [u8; 32]) {
-        if st.passed.insert(key) {
-            st.order.push_back(key);
-            while st.order.len() > KEPT {
-                if let Some(old) = st.order.pop_front() {
-                    st.passed.remove(&old);
-                }
-            }
-        }
+        crate::sync::lock(&self.state).passed.insert(key, ());
     }
 
     /// Runs `check` unless the check of `key` passed lately; while another caller runs it, waits
@@ -103,7 +96,7 @@ impl VerifiedOnce {
                 let mut st = crate::sync::lock(&self.0.state);
                 st.running.remove(&self.1);
                 if self.2 {
-                    VerifiedOnce::insert(&mut st, self.1);
+                    st.passed.insert(self.1, ());
                 }
                 drop(st);
                 self.0.done.notify_all();
@@ -120,36 +113,27 @@ impl VerifiedOnce {
 /// one signature (the round's, over the root of the batch's tree): a member storing them decodes
 /// it, with its group check, once instead of at every block. Decoding is a function of the bytes,
 /// so a kept signature is what decoding again would give; an encoding that fails is not kept.
-#[derive(Default)]
 pub(super) struct DecodedSignatures {
-    state: Mutex<DecodedState>,
-}
-
-#[derive(Default)]
-struct DecodedState {
-    by_bytes: HashMap<Vec<u8>, BlsSignature>,
-    order: VecDeque<Vec<u8>>,
+    by_bytes: Mutex<KeptMap<Vec<u8>, BlsSignature>>,
 }
 
 /// Signatures kept: a few batched rounds' worth (one signature per round and link level).
 const SIGNATURES_KEPT: usize = 64;
 
+impl Default for DecodedSignatures {
+    fn default() -> Self {
+        Self { by_bytes: Mutex::new(KeptMap::new(SIGNATURES_KEPT)) }
+    }
+}
+
 impl DecodedSignatures {
     /// `bytes` decoded by `decode` (the first time), or as kept.
     pub(super) fn get(&self, bytes: &[u8], decode: impl FnOnce(&[u8]) -> Option<BlsSignature>) -> Option<BlsSignature> {
-        if let Some(sig) = crate::sync::lock(&self.state).by_bytes.get(bytes) {
+        if let Some(sig) = crate::sync::lock(&self.by_bytes).get(bytes) {
             return Some(*sig);
         }
         let sig = decode(bytes)?;
-        let mut st = crate::sync::lock(&self.state);
-        if st.by_bytes.insert(bytes.to_vec(), sig).is_none() {
-            st.order.push_back(bytes.to_vec());
-            while st.order.len() > SIGNATURES_KEPT {
-                if let Some(old) = st.order.pop_front() {
-                    st.by_bytes.remove(&old);
-                }
-            }
-        }
+        crate::sync::lock(&self.by_bytes).insert(bytes.to_vec(), sig);
         Some(sig)
     }
 }
