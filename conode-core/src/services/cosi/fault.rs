@@ -19,6 +19,9 @@ pub enum CosiFault {
     /// Answers correctly, but only after waiting this long (an overloaded or distant member);
     /// as a sub-leader, it waits before it asks its leaves.
     Slow(std::time::Duration),
+    /// Both `Slow` and `WrongMessage`: answers only after waiting this long, and then with a
+    /// partial over another message (an overloaded member that is also broken or malicious).
+    LateWrongMessage(std::time::Duration),
 }
 
 impl CosiFault {

@@ -195,7 +195,9 @@ async fn own_partial(
     shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing)?;
     match fault {
         CosiFault::Garbage => Ok(CosiFault::garbage()),
-        CosiFault::WrongMessage => sign_on_pool(&shared.config, CosiFault::tampered_statement(statement)).await,
+        CosiFault::WrongMessage | CosiFault::LateWrongMessage(_) => {
+            sign_on_pool(&shared.config, CosiFault::tampered_statement(statement)).await
+        }
         _ => sign_on_pool(&shared.config, statement.to_vec()).await,
     }
 }
@@ -333,7 +335,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         tokio::time::sleep(timeout * 2 + Duration::from_secs(1)).await;
         return Err("silent (fault injection)".into());
     }
-    if let (CosiFault::Slow(delay), false) = (fault, warm_up) {
+    if let (CosiFault::Slow(delay) | CosiFault::LateWrongMessage(delay), false) = (fault, warm_up) {
         tokio::time::sleep(delay).await;
     }
     if warm_up {
