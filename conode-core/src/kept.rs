@@ -58,9 +58,11 @@ impl<K: Hash + Eq + Clone, V> KeptMap<K, V> {
 
     /// Keeps `value` for `key` with weight `weight`, then forgets the oldest entries until the
     /// whole is within the budget. A key kept already gets the new value and weight and keeps its
-    /// place. Returns whether the entry is kept (not when it alone weighs more than the budget).
+    /// place. Returns whether the entry is kept: not when it alone weighs more than the budget
+    /// (then no value is kept for `key`, not even an earlier one).
     pub fn insert_weighing(&mut self, key: K, value: V, weight: usize) -> bool {
         if weight > self.budget {
+            self.forget(&key);
             return false;
         }
         match self.entries.insert(key.clone(), (value, weight)) {
@@ -75,6 +77,22 @@ impl<K: Hash + Eq + Clone, V> KeptMap<K, V> {
             }
         }
         self.entries.contains_key(&key)
+    }
+
+    /// Keeps `value` for `key` as the newest entry, whether or not the key was kept already: for
+    /// marks renewed while they matter (a kept key otherwise keeps the place of its first insert,
+    /// and would be the first to go however often it is renewed).
+    pub fn renew(&mut self, key: K, value: V) -> bool {
+        self.forget(&key);
+        self.insert(key, value)
+    }
+
+    /// Forgets `key` (linear in the number of entries: for the rare removal only).
+    fn forget(&mut self, key: &K) {
+        if let Some((_, w)) = self.entries.remove(key) {
+            self.weight -= w;
+            self.order.retain(|k| k != key);
+        }
     }
 
     /// Number of entries kept.
@@ -160,6 +178,27 @@ mod tests {
         m.clear();
         assert!(m.is_empty());
         assert_eq!(m.weight(), 0);
+    }
+
+    #[test]
+    fn a_renewed_entry_is_the_newest_and_an_oversized_one_replaces_none() {
+        let mut m = KeptMap::new(3);
+        for k in 0..3u32 {
+            m.insert(k, 0);
+        }
+        assert!(m.renew(0, 1), "renewed: now the newest");
+        m.insert(3, 0);
+        assert!(!m.contains(&1), "the oldest not renewed went");
+        assert_eq!(m.get(&0), Some(&1));
+        assert_eq!((m.len(), m.weight()), (3, 3));
+        // A value too heavy to keep leaves no earlier value of its key behind.
+        assert!(!m.insert_weighing(2, 9, 4));
+        assert!(!m.contains(&2));
+        assert_eq!((m.len(), m.weight()), (2, 2));
+        m.insert(4, 0);
+        assert!(m.contains(&0) && m.contains(&3) && m.contains(&4), "the room it left is used first");
+        m.insert(5, 0);
+        assert!(!m.contains(&0) && m.contains(&3), "then the oldest goes: 0, renewed before 3 came");
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl SkipchainService {
     /// keeping to older links): rounds of one append for that roster for a while.
     fn note_refusals(&self, roster: &[u8; 32], report: &cosi::SignReport) {
         if refuses_batches(report) {
-            crate::sync::lock(&self.shared.no_batch).insert(*roster, std::time::Instant::now() + NO_BATCH_FOR);
+            crate::sync::lock(&self.shared.no_batch).renew(*roster, std::time::Instant::now() + NO_BATCH_FOR);
             debug!("members refused a batched round as older code: one append per round for a while");
         }
     }

@@ -56,7 +56,7 @@ pub(super) struct Relinks {
     handed_over: std::sync::Mutex<crate::kept::KeptMap<MemberChain, HandedOver>>,
 }
 
-/// (member, chain) pairs whose marks are kept: the oldest marked are forgotten first.
+/// (member, chain) pairs whose marks are kept: those marked least lately are forgotten first.
 const MARKS_KEPT: usize = 1024;
 
 impl Default for Relinks {
@@ -112,12 +112,11 @@ impl HandedOver {
 /// Records that `key`'s member stored block `index` of its chain with links signed again in v1.
 fn record_handed_over(relinks: &Relinks, key: MemberChain, index: u64) {
     let mut marks = crate::sync::lock(&relinks.handed_over);
-    match marks.get_mut(&key) {
-        Some(mark) => mark.index = mark.index.max(index),
-        None => {
-            marks.insert(key, HandedOver { index, below_again_after: std::time::Instant::now() });
-        }
-    }
+    let mark = match marks.get(&key) {
+        Some(mark) => HandedOver { index: mark.index.max(index), ..*mark },
+        None => HandedOver { index, below_again_after: std::time::Instant::now() },
+    };
+    marks.renew(key, mark);
 }
 
 /// Who asks for a relink: the first push of a block (what is left to offer may start the
@@ -192,7 +191,7 @@ impl SkipchainService {
     /// From now on, for `LEGACY_LINKS_FOR`, this proposer signs the links from blocks of the
     /// roster `roster_id` level by level in v1: some of its members run code from before v2.
     pub(super) fn sign_v1_for_a_while(&self, roster_id: [u8; 32]) {
-        crate::sync::lock(&self.shared.legacy_links).insert(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+        crate::sync::lock(&self.shared.legacy_links).renew(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
     }
 
     /// Hands `target` to `member` with its links signed again in v1, then, while the member
@@ -410,7 +409,7 @@ mod tests {
         let key: MemberChain = (crate::crypto::IdentityKeyPair::generate().public(), vec![7; 32]);
         assert!(may_start_relink(&relinks, &key, 3, 5), "no mark, no task");
         assert!(!may_start_relink(&relinks, &key, 6, 5), "never a block above the pushed one");
-        // Blocks up to 4 were handed over, at least a period ago (a fresh mark allows one below).
+        // Blocks up to 4 were handed over (a fresh mark allows one relink at or below it at once).
         record_handed_over(&relinks, key.clone(), 4);
         crate::sync::lock(&relinks.running).insert(key.clone());
         for _ in 0..3 {

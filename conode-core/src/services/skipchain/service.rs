@@ -76,7 +76,7 @@ const SLOT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a proposer signs the links of a roster level by level (v1) after members of it that
 /// refused the v2 statement signed the v1 ones (they run older code); then it tries v2 again.
 const LEGACY_LINKS_FOR: Duration = Duration::from_secs(60);
-/// Rosters kept marked (links in v1, no batches, warmed): the oldest marked go first.
+/// Rosters kept marked (links in v1, no batches, warmed): those marked least lately go first.
 const ROSTER_MARKS_KEPT: usize = 1024;
 /// Why the commit hook refuses a statement that is not the v1 statement it expects: what members
 /// that predate v2 links answer to a v2 round (and what this code answers when it refuses one).
@@ -1041,11 +1041,12 @@ impl SkipchainService {
             return;
         }
         {
+            let id = roster.id();
             let mut warmed = crate::sync::lock(&s.warmed);
-            if warmed.contains(&roster.id()) {
+            if warmed.contains(&id) {
                 return;
             }
-            warmed.insert(roster.id(), ());
+            warmed.insert(id, ());
         }
         // A weak reference, as the hooks hold: the task never keeps a stopped node's database open.
         let (weak, cosi, tasks, roster) =
