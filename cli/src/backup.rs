@@ -52,16 +52,19 @@ fn node_config(config: Option<&Path>) -> Result<Option<(PathBuf, NodeConfig)>> {
     Ok(Some((path, cfg)))
 }
 
+/// The admin socket of the node of private.toml (`-c`, else the default one).
+pub fn admin_socket(config: Option<&Path>) -> Result<PathBuf> {
+    let Some((_, cfg)) = node_config(config)? else {
+        bail!("no private.toml found: give -c PATH or --socket PATH");
+    };
+    let dir = cfg.data_dir.clone().unwrap_or_else(paths::default_data_dir);
+    Ok(conode_core::admin::socket_path(&dir, &cfg.node_id()))
+}
+
 pub fn backup(config: Option<PathBuf>, a: BackupArgs) -> Result<()> {
     let socket = match a.socket {
         Some(s) => s,
-        None => {
-            let Some((_, cfg)) = node_config(config.as_deref())? else {
-                bail!("no private.toml found: give -c PATH or --socket PATH");
-            };
-            let dir = cfg.data_dir.clone().unwrap_or_else(paths::default_data_dir);
-            conode_core::admin::socket_path(&dir, &cfg.node_id())
-        }
+        None => admin_socket(config.as_deref())?,
     };
     if a.out.exists() && !a.force {
         bail!("{} exists; give --force to replace it", a.out.display());

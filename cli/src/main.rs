@@ -121,7 +121,7 @@ fn main() {
         Command::Skipchain(c) => skipchain::run(c),
         Command::Beacon(c) => beacon::run(c),
         Command::Reset(a) => beacon::reset(cli.config, a),
-        Command::Network(c) => membership::network(c),
+        Command::Network(c) => membership::network(cli.config, c),
         Command::Join(a) => membership::join(cli.config, a),
         Command::Propose(c) => membership::propose(cli.config, c),
         Command::Vote(a) => membership::vote(cli.config, a),

@@ -3,8 +3,9 @@
 //! signed locally with the node's identity key from private.toml (the default governance members
 //! are the roster's identity keys) or with `--member-key member.toml` (separate members, as CCF's
 //! consortium: `network create --members members.toml`); they go to the node's own client port
-//! unless `--url` names another. `[Join]` in private.toml (Target, Network, RetryTimeout, NodeData)
-//! makes `conode server` join too.
+//! unless `--url` names another. `network create` is the operator's consent to found: it goes to the
+//! node's local admin channel, and each founding node's operator runs it. `[Join]` in private.toml
+//! (Target, Network, RetryTimeout, NodeData) makes `conode server` join too.
 
 use crate::input::hash32;
 use crate::target::{load_roster, runtime, seconds, NodeChoice};
@@ -25,7 +26,9 @@ use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum NetworkCommand {
-    /// Make the genesis of the network chain of a roster; every member follows it.
+    /// Found the network of a roster on this node (its operator's consent, through the node's local
+    /// admin channel). Each founding node's operator runs it with the same roster, members and
+    /// threshold; a node follows the network once its own operator founded it.
     Create(CreateArgs),
 }
 
@@ -48,13 +51,12 @@ pub struct CreateArgs {
     /// `conode member keygen`). Default: the roster's identity keys, following the roster.
     #[arg(long)]
     members: Option<PathBuf>,
-    #[command(flatten)]
-    target: NodeChoice,
+    /// Admin socket of the node (default: beside the database named by private.toml).
+    #[arg(long)]
+    socket: Option<PathBuf>,
     /// Yes votes a proposal needs (default: more than two thirds of the members).
     #[arg(long, default_value_t = 0)]
     threshold: u32,
-    #[arg(long, default_value_t = 60.0)]
-    timeout: f64,
 }
 
 #[derive(clap::Args)]
@@ -277,21 +279,24 @@ pub fn member(cmd: MemberCommand) -> Result<()> {
     Ok(())
 }
 
-pub fn network(cmd: NetworkCommand) -> Result<()> {
+pub fn network(config: Option<PathBuf>, cmd: NetworkCommand) -> Result<()> {
     let NetworkCommand::Create(a) = cmd;
     let roster = load_roster(&a.roster)?;
     let members = a.members.as_deref().map(load_members).transpose()?.unwrap_or_default();
     if a.threshold as usize > if members.is_empty() { roster.len() } else { members.len() } {
         bail!("--threshold {}: above the number of governance members", a.threshold);
     }
-    let url = a.target.base_url(Some((a.roster.as_path(), &roster)))?;
+    let socket = match a.socket {
+        Some(s) => s,
+        None => crate::backup::admin_socket(config.as_deref())?,
+    };
     let req = CreateNetwork { roster_toml: Roster::to_toml(&roster), threshold: a.threshold, members: members.clone() };
-    let client = Client::parse(&url, seconds(a.timeout))?;
-    let reply: NetworkReply = runtime()?.block_on(client.request(MEMBERSHIP_SERVICE, "CreateNetwork", &req))?;
+    let founded = conode_core::admin::request_found(&socket, &req)?;
     println!(
         "{}",
         json!({
-            "network": hex::encode(&reply.network),
+            "network": founded.network,
+            "state": founded.state,
             "members": if members.is_empty() { roster.len() } else { members.len() },
             "members_follow_roster": members.is_empty(),
             "roster": roster.len(),

@@ -1,14 +1,17 @@
 //! The local administration channel: operator actions that must never be reachable from the network
-//! (today: hot backup) go through a Unix socket beside the database, `<data dir>/admin-<id16>.sock`,
-//! mode 0600 and answering only peers with the node's own user id (or root). The node starts it;
-//! `conode backup` talks to it.
+//! (hot backup, founding a network) go through a Unix socket beside the database,
+//! `<data dir>/admin-<id16>.sock`, mode 0600 and answering only peers with the node's own user id
+//! (or root). The node starts it; `conode backup` and `conode network create` talk to it.
 //!
-//! Protocol: the client sends one line (`backup\n`); the node answers with frames
-//! `kind:u8 | len:u32 BE | payload`: `D` backup bytes, `P` progress (`"<done> <total>"`), then `M`
-//! (the manifest as JSON) on success or `E` (a message) on failure.
+//! Protocol: the client sends one line, `backup\n`, or `found <len>\n` followed by `len` bytes of a
+//! `CreateNetwork` message; the node answers with frames `kind:u8 | len:u32 BE | payload`: for a
+//! backup `D` backup bytes and `P` progress (`"<done> <total>"`), then `M` (the manifest, or the
+//! founded network, as JSON) on success or `E` (a message) on failure.
 
 use crate::backup::{write_backup, Manifest};
 use crate::events::{EventBus, NodeEvent};
+use crate::services::membership::messages::CreateNetwork;
+use crate::services::membership::MembershipService;
 use crate::services::Tasks;
 use crate::storage::Storage;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,6 +24,16 @@ use tracing::{info, warn};
 /// Largest frame a client accepts (data frames are 256 KiB).
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 const DATA_CHUNK: usize = 256 * 1024;
+/// Largest `found` request (a roster of a few thousand members).
+const MAX_FOUND_REQUEST: usize = 16 * 1024 * 1024;
+
+/// The node's answer to `found`: the network it founded and its membership state after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Founded {
+    /// Hex id (genesis hash) of the network.
+    pub network: String,
+    pub state: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -55,7 +68,14 @@ pub struct BackupObserver {
 
 /// Starts the channel for a running node (a failure is logged: the node runs without it).
 #[cfg(unix)]
-pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks, observer: BackupObserver) {
+pub fn serve(
+    data_dir: &Path,
+    node_id: &str,
+    storage: Storage,
+    membership: MembershipService,
+    tasks: &Tasks,
+    observer: BackupObserver,
+) {
     let path = socket_path(data_dir, node_id);
     match bind(&path) {
         Ok(listener) => {
@@ -71,9 +91,9 @@ pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks, ob
                             Ok((stream, _)) => {
                                 let (storage, node_id) = (storage.clone(), node_id.clone());
                                 let blocking = spawner.clone();
-                                let observer = observer.clone();
+                                let node = NodeHandles { storage, membership: membership.clone(), observer: observer.clone() };
                                 spawner.spawn(async move {
-                                    if let Err(e) = handle(stream, storage, node_id, blocking, observer).await {
+                                    if let Err(e) = handle(stream, node, node_id, blocking).await {
                                         warn!(error = %e, "admin request failed");
                                     }
                                 });
@@ -93,8 +113,23 @@ pub fn serve(data_dir: &Path, node_id: &str, storage: Storage, tasks: &Tasks, ob
 }
 
 #[cfg(not(unix))]
-pub fn serve(_data_dir: &Path, _node_id: &str, _storage: Storage, _tasks: &Tasks, _observer: BackupObserver) {
-    warn!("admin channel: Unix sockets only; hot backup is not available on this platform");
+pub fn serve(
+    _data_dir: &Path,
+    _node_id: &str,
+    _storage: Storage,
+    _membership: MembershipService,
+    _tasks: &Tasks,
+    _observer: BackupObserver,
+) {
+    warn!("admin channel: Unix sockets only; hot backup and founding are not available on this platform");
+}
+
+/// What the channel's requests act on.
+#[cfg(unix)]
+struct NodeHandles {
+    storage: Storage,
+    membership: MembershipService,
+    observer: BackupObserver,
 }
 
 /// Binds the socket with mode 0600 from the start (bound under a temporary name, restricted, then
@@ -119,10 +154,9 @@ fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 #[cfg(unix)]
 async fn handle(
     stream: tokio::net::UnixStream,
-    storage: Storage,
+    node: NodeHandles,
     node_id: String,
     tasks: Tasks,
-    observer: BackupObserver,
 ) -> Result<(), String> {
     let cred = stream.peer_cred().map_err(|e| e.to_string())?;
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -132,22 +166,29 @@ async fn handle(
     }
     let stream = stream.into_std().map_err(|e| e.to_string())?;
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-    let joined = tasks.spawn_blocking(move || serve_one(stream, &storage, &node_id, &observer)).await;
+    let joined = tasks.spawn_blocking(move || serve_one(stream, &node, &node_id)).await;
     joined.map_err(|e| e.to_string())?
 }
 
 #[cfg(unix)]
-fn serve_one(
-    stream: std::os::unix::net::UnixStream,
-    storage: &Storage,
-    node_id: &str,
-    observer: &BackupObserver,
-) -> Result<(), String> {
+fn serve_one(stream: std::os::unix::net::UnixStream, node: &NodeHandles, node_id: &str) -> Result<(), String> {
+    let (storage, observer) = (&node.storage, &node.observer);
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(&stream);
     let mut line = String::new();
-    BufReader::new((&stream).take(256)).read_line(&mut line).map_err(|e| e.to_string())?;
+    (&mut reader).take(256).read_line(&mut line).map_err(|e| e.to_string())?;
     let mut sink = FrameSink { out: std::io::BufWriter::new(&stream), buf: Vec::with_capacity(DATA_CHUNK) };
     match line.trim() {
+        request if request.starts_with("found ") => match found(&mut reader, &request["found ".len()..], node) {
+            Ok(founded) => {
+                let json = serde_json::to_vec(&founded).map_err(|e| e.to_string())?;
+                sink.frame(b'M', &json).map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                let _ = sink.frame(b'E', e.as_bytes());
+                Err(e)
+            }
+        },
         "backup" => {
             info!("backup started through the admin channel");
             let started = std::time::Instant::now();
@@ -186,6 +227,24 @@ fn serve_one(
             Err(format!("unknown admin request `{}`", other.escape_debug()))
         }
     }
+}
+
+/// `found <len>`: reads the `CreateNetwork` request and founds its network on this node (the
+/// operator's consent; see [`MembershipService::create_network`]).
+#[cfg(unix)]
+fn found(reader: &mut impl Read, len: &str, node: &NodeHandles) -> Result<Founded, String> {
+    let len: usize = len.parse().map_err(|_| format!("found: bad length `{}`", len.escape_debug()))?;
+    if len > MAX_FOUND_REQUEST {
+        return Err(format!("found: a request of {len} bytes (at most {MAX_FOUND_REQUEST})"));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).map_err(|e| format!("found: request ended early: {e}"))?;
+    let req = <CreateNetwork as prost::Message>::decode(body.as_slice()).map_err(|e| format!("found: {e}"))?;
+    info!("founding a network through the admin channel");
+    let membership = &node.membership;
+    let genesis =
+        tokio::runtime::Handle::current().block_on(membership.create_network_from(&req)).map_err(|e| e.to_string())?;
+    Ok(Founded { network: hex::encode(&genesis.hash), state: membership.state().as_str().to_string() })
 }
 
 fn frame(out: &mut impl Write, kind: u8, payload: &[u8]) -> std::io::Result<()> {
@@ -244,15 +303,8 @@ pub fn request_backup(
     stream.write_all(b"backup\n").map_err(|e| AdminError::Io(e.to_string()))?;
     let mut input = BufReader::with_capacity(DATA_CHUNK, stream);
     loop {
-        let mut head = [0u8; 5];
-        input.read_exact(&mut head).map_err(|e| AdminError::Protocol(format!("stream ended early: {e}")))?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > MAX_FRAME {
-            return Err(AdminError::Protocol(format!("frame of {len} bytes")));
-        }
-        let mut payload = vec![0u8; len];
-        input.read_exact(&mut payload).map_err(|e| AdminError::Protocol(format!("stream ended early: {e}")))?;
-        match head[0] {
+        let (kind, payload) = read_frame(&mut input)?;
+        match kind {
             b'D' => out.write_all(&payload).map_err(|e| AdminError::Io(format!("writing the backup: {e}")))?,
             b'P' => {
                 let text = String::from_utf8_lossy(&payload);
@@ -270,4 +322,38 @@ pub fn request_backup(
             k => return Err(AdminError::Protocol(format!("unknown frame kind {k}"))),
         }
     }
+}
+
+/// Asks the node listening on `socket` to found the network of `req` (its operator's consent);
+/// returns the network and the node's state once the node made (or found held) its genesis.
+#[cfg(unix)]
+pub fn request_found(socket: &Path, req: &CreateNetwork) -> Result<Founded, AdminError> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| AdminError::Connect { path: socket.to_path_buf(), reason: e.to_string() })?;
+    let body = prost::Message::encode_to_vec(req);
+    let mut request = format!("found {}\n", body.len()).into_bytes();
+    request.extend_from_slice(&body);
+    stream.write_all(&request).map_err(|e| AdminError::Io(e.to_string()))?;
+    let mut input = BufReader::new(stream);
+    match read_frame(&mut input)? {
+        (b'M', payload) => {
+            serde_json::from_slice(&payload).map_err(|e| AdminError::Protocol(format!("founded network: {e}")))
+        }
+        (b'E', payload) => Err(AdminError::Refused(String::from_utf8_lossy(&payload).into_owned())),
+        (k, _) => Err(AdminError::Protocol(format!("unexpected frame kind {k}"))),
+    }
+}
+
+/// One answer frame (kind, payload), bounded by [`MAX_FRAME`].
+#[cfg(unix)]
+fn read_frame(input: &mut impl Read) -> Result<(u8, Vec<u8>), AdminError> {
+    let mut head = [0u8; 5];
+    input.read_exact(&mut head).map_err(|e| AdminError::Protocol(format!("stream ended early: {e}")))?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(AdminError::Protocol(format!("frame of {len} bytes")));
+    }
+    let mut payload = vec![0u8; len];
+    input.read_exact(&mut payload).map_err(|e| AdminError::Protocol(format!("stream ended early: {e}")))?;
+    Ok((head[0], payload))
 }

@@ -419,7 +419,8 @@ impl Node {
                 crate::services::metrics::counter(reg, "conode_backup_failures", "Hot backups that failed.", failed);
             }),
         );
-        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), &tasks, backups);
+        let membership = services.membership.clone();
+        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), membership, &tasks, backups);
         network.serve(node_l, &accepting);
         api::serve(
             client_l,

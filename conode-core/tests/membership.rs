@@ -3,7 +3,9 @@
 //! forged and non-member ballots refused), a proposal rejected by no votes, a removal (the removed
 //! node retires), a roster change without votes refused by the members, strangers limited to the
 //! join routes, the operator's JSON routes, and a light client following membership from the
-//! genesis with the skipchain proof verifier. The deciding ballot passes a proposal at once, with
+//! genesis with the skipchain proof verifier, and a node following only a network its operator
+//! founded (the client port refuses founding; a stranger's genesis is held, not followed). The
+//! deciding ballot passes a proposal at once, with
 //! a member down or hung.
 
 mod support;
@@ -39,12 +41,12 @@ fn roster_size(c: &LocalCluster, i: usize) -> usize {
 
 /// A network of the cluster's 4 nodes; every founder ends `PartOfNetwork`.
 fn network(c: &LocalCluster) -> Vec<u8> {
-    let genesis = c.runtime().block_on(m(c, 0).create_network(c.roster(), 0)).unwrap();
+    let net = c.create_network(0, 0).unwrap();
     for i in 0..c.roster().len() {
         wait(&format!("founder {i} part of the network"), || m(c, i).state() == NodeState::PartOfNetwork);
-        assert_eq!(m(c, i).network().as_deref(), Some(genesis.hash.as_slice()));
+        assert_eq!(m(c, i).network().as_deref(), Some(net.as_slice()));
     }
-    genesis.hash
+    net
 }
 
 fn vote(c: &LocalCluster, voter: usize, net: &[u8], id: &[u8], yes: bool) -> Result<String, String> {
@@ -184,6 +186,79 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     let prev_roster = c.node(0).skipchain().unwrap().store().block_at(&net, last.index - 1).unwrap().roster.unwrap();
     assert!(prev_roster.members.iter().all(|mem| mem.identity != removed.as_bytes().to_vec()));
     assert_eq!(mask.len(), 1, "a 4-member roster signs with a 1-byte mask");
+}
+
+/// A node follows only a network its operator founded on it (or asked to join): the client port
+/// refuses `CreateNetwork`; a stranger's network genesis naming members (governed by the
+/// stranger's key alone) is held by them, never followed; a founder's genesis is followed by each
+/// other member only once its own operator founded the same network.
+#[test]
+fn a_node_follows_only_the_network_its_operator_founded() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let held = |c: &LocalCluster, i: usize, id: &[u8]| c.node(i).skipchain().unwrap().store().latest(id).is_some();
+
+    // The client port: refused, and nothing changes.
+    let url = c.client_url(0).unwrap();
+    let req = conode_core::services::membership::messages::CreateNetwork {
+        roster_toml: c.roster().to_toml(),
+        threshold: 0,
+        members: vec![],
+    };
+    let err = c
+        .runtime()
+        .block_on(conode_core::api::client::call(
+            &url,
+            "Membership",
+            "CreateNetwork",
+            req.encode_to_vec(),
+            Duration::from_secs(10),
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("operator action"), "{err}");
+    assert_eq!((m(&c, 0).state(), m(&c, 0).network()), (NodeState::Initialized, None));
+
+    // A stranger founds a network naming members 1..3, governed by its own key with threshold 1.
+    let s = c.spawn_node().unwrap();
+    let attacker = IdentityKeyPair::generate();
+    let mut evil = vec![c.node(s).server_identity()];
+    evil.extend((1..4).map(|i| c.node(i).server_identity()));
+    let evil = conode_core::config::Roster::new(evil);
+    let evil_net = c
+        .runtime()
+        .block_on(m(&c, s).create_network_with_members(&evil, 1, &[attacker.public().as_bytes().to_vec()]))
+        .unwrap()
+        .hash;
+    for i in 1..4 {
+        wait(&format!("member {i} holds the stranger's genesis"), || held(&c, i, &evil_net));
+    }
+
+    // Node 0 founds the real network alone: it follows it, the others hold it.
+    let net = c.runtime().block_on(m(&c, 0).create_network(c.roster(), 0)).unwrap().hash;
+    assert_eq!(m(&c, 0).state(), NodeState::PartOfNetwork);
+    for i in 1..4 {
+        wait(&format!("member {i} holds the network genesis"), || held(&c, i, &net));
+    }
+    // Members 1 and 2 found it too and follow it; member 3 holds both geneses and follows neither
+    // (its membership loop runs at least once a second).
+    for i in 1..3 {
+        c.runtime().block_on(m(&c, i).create_network(c.roster(), 0)).unwrap();
+        assert_eq!((m(&c, i).state(), m(&c, i).network()), (NodeState::PartOfNetwork, Some(net.clone())));
+    }
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(3) {
+        assert_eq!((m(&c, 3).state(), m(&c, 3).network()), (NodeState::Initialized, None));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Founding again on a founder is a no-op; another network is refused.
+    assert_eq!(c.runtime().block_on(m(&c, 1).create_network(c.roster(), 0)).unwrap().hash, net);
+    let err = c.runtime().block_on(m(&c, 1).create_network(c.roster(), 4)).unwrap_err();
+    assert!(err.to_string().contains("already"), "{err}");
+    c.runtime().block_on(m(&c, 3).create_network(c.roster(), 0)).unwrap();
+    assert_eq!((m(&c, 3).state(), m(&c, 3).network()), (NodeState::PartOfNetwork, Some(net.clone())));
+    // Restarted, a founder still follows it.
+    c.node_mut(3).stop().unwrap();
+    c.node_mut(3).start().unwrap();
+    assert_eq!((m(&c, 3).state(), m(&c, 3).network()), (NodeState::PartOfNetwork, Some(net)));
 }
 
 #[test]
@@ -386,8 +461,7 @@ fn separate_member_keys_govern_and_roster_changes_keep_them() {
     let mut c = LocalCluster::new(4).unwrap();
     let keys: Vec<IdentityKeyPair> = (0..3).map(|_| IdentityKeyPair::generate()).collect();
     let members: Vec<Vec<u8>> = keys.iter().map(|k| k.public().as_bytes().to_vec()).collect();
-    let genesis = c.runtime().block_on(m(&c, 0).create_network_with_members(c.roster(), 2, &members)).unwrap();
-    let net = genesis.hash;
+    let net = c.create_network_with_members(0, 2, &members).unwrap();
     for i in 0..4 {
         wait(&format!("founder {i} part of the network"), || m(&c, i).state() == NodeState::PartOfNetwork);
     }

@@ -410,9 +410,10 @@ impl PyLocalCluster {
         })
     }
 
-    /// Makes the network chain of the cluster's roster (membership by vote) through node `node`
-    /// (default 0); every member follows it. `threshold`: yes votes a proposal needs (0: more than
-    /// two thirds of the members). Returns the network id (hex).
+    /// Founds the network of the cluster's roster (membership by vote): node `node` (default 0)
+    /// makes the network chain, then every other running node of the roster founds it too (a node
+    /// follows a network only with its operator's consent). `threshold`: yes votes a proposal
+    /// needs (0: more than two thirds of the members). Returns the network id (hex).
     #[pyo3(signature = (threshold = 0, node = None))]
     fn create_network(&self, py: Python<'_>, threshold: u32, node: Option<isize>) -> PyResult<String> {
         let node = self.node_index(node)?;

@@ -1,5 +1,6 @@
-//! Membership by vote with real processes: four `conode server`s create a network chain
-//! (`conode network create`), a fifth joins through `[Join]` in its private.toml, is killed with
+//! Membership by vote with real processes: four `conode server`s found a network chain
+//! (`conode network create` on each, through its admin socket: a node follows the network only
+//! once its own operator founded it), a fifth joins through `[Join]` in its private.toml, is killed with
 //! SIGKILL while pending and keeps its request, is voted in with `conode vote` (a second ballot
 //! of one member refused), then a founder is removed by `propose remove-node` and retires; a
 //! member killed with SIGKILL comes back in the same state. States are read from `/node/state`.
@@ -61,13 +62,21 @@ fn join_vote_remove_with_processes_and_sigkill() {
     for i in 0..4 {
         servers.start(i);
     }
-    let created = json(&ok(conode().args(["network", "create", "--roster"]).arg(&roster4_path)));
+    let create = |i: usize| {
+        let mut cmd = conode();
+        cmd.arg("-c").arg(&servers.nodes[i].private).args(["network", "create", "--roster"]).arg(&roster4_path);
+        cmd
+    };
+    let created = json(&ok(&mut create(0)));
     let network = created["network"].as_str().unwrap().to_string();
-    assert_eq!(created["members"], 4);
-    for i in 0..4 {
-        wait_until("founders part of the network", Duration::from_secs(20), || state(&servers, i) == "PartOfNetwork");
+    assert_eq!((created["members"].as_u64(), created["state"].as_str()), (Some(4), Some("PartOfNetwork")));
+    // The others hold the genesis but follow it only once their operators found it too.
+    assert_eq!(state(&servers, 1), "Initialized");
+    for i in 1..4 {
+        let founded = json(&ok(&mut create(i)));
+        assert_eq!((founded["network"].as_str(), founded["state"].as_str()), (Some(&*network), Some("PartOfNetwork")));
     }
-    let err = fails(conode().args(["network", "create", "--roster"]).arg(&roster4_path));
+    let err = fails(create(0).args(["--threshold", "4"]));
     assert!(err.contains("already"), "{err}");
 
     // The fifth node joins through [Join] in its private.toml.
@@ -154,11 +163,13 @@ fn separate_member_keys_with_processes() {
 
     // Bad members files are refused naming the file and field; nothing is created.
     let members = servers.path("members.toml");
-    let create = |file: &std::path::Path| {
+    let create_on = |i: usize, file: &std::path::Path| {
         let mut cmd = conode();
+        cmd.arg("-c").arg(&servers.nodes[i].private);
         cmd.args(["network", "create", "--roster"]).arg(&servers.roster).arg("--members").arg(file);
         cmd
     };
+    let create = |file: &std::path::Path| create_on(0, file);
     std::fs::write(&members, format!("[[members]]\nPublic = \"{p1}\"\n[[members]]\nPublic = \"zz\"\n")).unwrap();
     let err = fails(&mut create(&members));
     assert!(err.contains("members.toml: members[1].Public"), "{err}");
@@ -169,6 +180,9 @@ fn separate_member_keys_with_processes() {
     assert!(err.contains("--threshold 3"), "{err}");
     let created = json(&ok(create(&members).args(["--threshold", "2"])));
     assert_eq!((created["members"].as_u64(), created["members_follow_roster"].as_bool()), (Some(2), Some(false)));
+    for i in 1..3 {
+        ok(create_on(i, &members).args(["--threshold", "2"]));
+    }
     for i in 0..3 {
         wait_until("founders part of the network", Duration::from_secs(20), || state(&servers, i) == "PartOfNetwork");
     }

@@ -116,8 +116,12 @@ fn join_by_vote_reshares_the_beacon_while_appends_and_rounds_go_on() {
     let info = ChainInfo::from_drand_json(&info_text).unwrap();
     assert_eq!(info.hash_hex(), chain_hash);
 
-    let created = json(&ok(conode().args(["network", "create", "--roster"]).arg(&roster4)));
-    let network = created["network"].as_str().unwrap().to_string();
+    let mut network = String::new();
+    for i in 0..4 {
+        let private = &servers.nodes[i].private;
+        let founded = json(&ok(conode().arg("-c").arg(private).args(["network", "create", "--roster"]).arg(&roster4)));
+        network = founded["network"].as_str().unwrap().to_string();
+    }
     for i in 0..4 {
         wait_until("founders part of the network", Duration::from_secs(20), || state(&servers, i) == "PartOfNetwork");
     }

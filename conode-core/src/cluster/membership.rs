@@ -13,11 +13,35 @@ impl LocalCluster {
         self.node(i).membership().map_err(|error| ClusterError::Node { index: i, error })
     }
 
-    /// Makes the network chain of the cluster's roster through node `node`; every member follows
-    /// it. `threshold`: yes votes a proposal needs (0: more than two thirds). Returns the network id.
+    /// Founds the network of the cluster's roster: node `node` makes the network chain, then every
+    /// other running node of the roster founds it too (a node follows a network only with its
+    /// operator's consent, and this process is every node's operator). `threshold`: yes votes a
+    /// proposal needs (0: more than two thirds). Returns the network id.
     pub fn create_network(&self, node: usize, threshold: u32) -> Result<Vec<u8>, ClusterError> {
-        let m = self.membership(node)?;
-        Ok(self.runtime().block_on(m.create_network(self.roster(), threshold))?.hash)
+        self.create_network_with_members(node, threshold, &[])
+    }
+
+    /// [`Self::create_network`] governed by the separate member keys `members` (empty: the
+    /// roster's identity keys).
+    pub fn create_network_with_members(
+        &self,
+        node: usize,
+        threshold: u32,
+        members: &[Vec<u8>],
+    ) -> Result<Vec<u8>, ClusterError> {
+        let first = self.membership(node)?;
+        let genesis = self.runtime().block_on(first.create_network_with_members(self.roster(), threshold, members))?;
+        let others: Vec<MembershipService> = (0..self.roster().len())
+            .filter(|&i| i != node && self.node(i).is_running())
+            .map(|i| self.membership(i))
+            .collect::<Result<_, _>>()?;
+        let founded = self.runtime().block_on(futures_util::future::join_all(
+            others.iter().map(|m| m.create_network_with_members(self.roster(), threshold, members)),
+        ));
+        for block in founded {
+            block?;
+        }
+        Ok(genesis.hash)
     }
 
     /// Starts one more node and has it ask to join the network through node 0, with `node_data`

@@ -14,23 +14,25 @@
 //!   skipchain governor hook) before cosigning. A proposal that cannot pass any more is rejected.
 //! - **Node states** (persisted): founders `Initialized → PartOfNetwork`; joiners `Initialized →
 //!   Pending → Trusted → PartOfNetwork`; `Retired` once removed.
+//! - **Consent**: a node follows a network only when its operator founded it on this node (the
+//!   local handle or the admin channel; the client port refuses `CreateNetwork`) or asked to join
+//!   it. A genesis a peer or a stranger pushes is held, not followed.
 //! - **Join**: a stranger may send the node port only `Membership/Join` and `Membership/JoinStatus`
 //!   (small frames); the member that receives a join proposes `add_node` for it.
 //!
 //! `messages`: wire types and signed byte strings; `rules`: the pure governance rules; `store`:
-//! sled; `service`: the service; `http`: the operator's JSON routes; `network_chains`: which held
-//! chains open a network.
+//! sled; `service`: the service; `http`: the operator's JSON routes.
 
 #[cfg(feature = "cluster")]
 pub mod bench;
 mod http;
 pub mod messages;
-mod network_chains;
 pub mod rules;
 mod service;
 pub mod store;
 
 pub use service::{
-    now_ms, MembershipError, MembershipService, DEFAULT_RETRY, MAX_OPEN_JOINS_PER_SOURCE, MEMBERSHIP_SERVICE,
+    now_ms, MembershipError, MembershipService, DEFAULT_RETRY, FOUNDING_IS_LOCAL, MAX_OPEN_JOINS_PER_SOURCE,
+    MEMBERSHIP_SERVICE,
 };
 pub use store::{NodeRecord, NodeState};

@@ -7,7 +7,6 @@
 //! start, every `SYNC_PERIOD` from one in turn, and on a ballot for an unknown proposal).
 
 use super::messages::*;
-use super::network_chains::NetworkChains;
 use super::rules::{self, RuleError, Tally};
 use super::store::{JoinRecord, MembershipStore, NodeRecord, NodeState, Outcome};
 use crate::api::client::Client;
@@ -50,6 +49,11 @@ const MAX_JOINS: usize = 256;
 /// Open join requests one source (IPv4 address, IPv6 /64) may have at a time: a stranger that
 /// makes fresh identities cannot fill the store and lock honest joiners out.
 pub const MAX_OPEN_JOINS_PER_SOURCE: usize = 4;
+
+/// Why the client port's `CreateNetwork` is refused: founding needs each founder's consent.
+pub const FOUNDING_IS_LOCAL: &str = "founding a network is an operator action on each founding node: \
+    `conode -c private.toml network create --roster …` (the node's local admin channel), or \
+    `MembershipService::create_network` in an embedding application";
 /// Default time between a pending joiner's polls.
 pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 /// How often a member asks another member (in turn) for the open proposals and ballots it may
@@ -138,7 +142,6 @@ struct Shared {
     /// node's record, and when (see `tick`).
     followed: Mutex<Option<(u64, NodeRecord, Instant)>>,
     /// Which held chains open a network (read once per chain, for a node in no network yet).
-    network_chains: Mutex<NetworkChains>,
     /// Wakes the tick at once (a state change).
     wake: tokio::sync::Notify,
 }
@@ -181,6 +184,7 @@ impl Service for MembershipService {
             network: None,
             since_ms: now_ms(),
             join: None,
+            founding: None,
         });
         if store.record().is_none() {
             store.set_record(&record).map_err(err)?;
@@ -199,7 +203,6 @@ impl Service for MembershipService {
                 roster_hooks: Default::default(),
                 sync: Default::default(),
                 followed: Default::default(),
-                network_chains: Default::default(),
                 wake: tokio::sync::Notify::new(),
             }),
         };
@@ -369,32 +372,61 @@ impl MembershipService {
         }
     }
 
-    /// Makes the genesis of a network of `roster` (this node must be in it); every member follows it.
-    /// The governance members are the roster's identity keys.
+    /// Founds a network of `roster` (this node must be in it) with this node's consent: makes the
+    /// network chain's genesis (a function of the roster and the threshold, so every founder makes
+    /// the same one), stores and sends it, and follows it. The governance members are the roster's
+    /// identity keys.
+    ///
+    /// A node follows a network only with its operator's consent: this call (the embedder's, or the
+    /// operator's through the local admin channel: `conode network create`), or a join. Each
+    /// founder's operator founds on its own node; the others hold the genesis meanwhile without
+    /// following it. Founding the network this node follows already returns its genesis.
     pub async fn create_network(&self, roster: &Roster, threshold: u32) -> Result<SkipBlock, MembershipError> {
         self.create_network_with_members(roster, threshold, &[]).await
     }
 
-    /// Makes the genesis of a network of `roster` governed by the separate member keys `members`
-    /// (Ed25519 public keys, as CCF's consortium; empty: the roster's identity keys).
+    /// [`Self::create_network`] governed by the separate member keys `members` (Ed25519 public
+    /// keys, as CCF's consortium; empty: the roster's identity keys).
     pub async fn create_network_with_members(
         &self,
         roster: &Roster,
         threshold: u32,
         members: &[Vec<u8>],
     ) -> Result<SkipBlock, MembershipError> {
-        if let Some(net) = self.network() {
-            return Err(MembershipError::Conflict(format!("this node follows network {} already", hex::encode(net))));
-        }
         if roster.index_of(&self.shared.ctx.config.identity.public()).is_none() {
             return Err(RuleError::Invalid("this node is not in the roster".into()).into());
         }
         let cfg = rules::genesis_config(roster, threshold, members)?;
         let owners = roster.servers.iter().map(|s| s.public).collect();
-        let genesis = self.shared.skipchain.create_chain(roster, 2, 12, owners, cfg.encode_to_vec()).await?;
-        self.set_state(NodeState::PartOfNetwork, Some(hex::encode(&genesis.hash)), None);
-        info!(network = %short(&genesis.hash), members = roster.len(), "network created");
+        let genesis = self.shared.skipchain.genesis_block(roster, 2, 12, owners, cfg.encode_to_vec())?;
+        match self.network() {
+            Some(net) if net == genesis.hash => return Ok(genesis),
+            Some(net) => {
+                return Err(MembershipError::Conflict(format!(
+                    "this node follows network {} already",
+                    hex::encode(net)
+                )))
+            }
+            None => {}
+        }
+        let id = hex::encode(&genesis.hash);
+        {
+            let mut r = lock(&self.shared.record);
+            let consented = NodeRecord { founding: Some(id), ..r.clone() };
+            self.shared.store.set_record(&consented)?;
+            *r = consented;
+        }
+        self.shared.skipchain.publish_genesis(&genesis, roster).await?;
+        self.sync_network();
+        info!(network = %short(&genesis.hash), members = roster.len(), "network founded");
         Ok(genesis)
+    }
+
+    /// [`Self::create_network_with_members`] from its wire form (the admin channel's request).
+    pub async fn create_network_from(&self, req: &CreateNetwork) -> Result<SkipBlock, MembershipError> {
+        let roster = Roster::from_toml_str(std::path::Path::new("roster_toml"), &req.roster_toml)
+            .map_err(|e| RuleError::Invalid(e.to_string()))?;
+        self.create_network_with_members(&roster, req.threshold, &req.members).await
     }
 
     /// Takes a signed proposal (from a client, or gossiped by a member); returns its status.
@@ -954,15 +986,13 @@ impl MembershipService {
         let net = match (&rec.network, &rec.join) {
             (Some(n), _) => hex::decode(n).ok(),
             (None, Some(j)) => hex::decode(&j.network).ok().filter(|n| st.latest(n).is_some_and(|b| in_roster(&b))),
-            (None, None) => {
-                let held = st.chains();
-                let mut networks = lock(&self.shared.network_chains);
-                networks.keep_only(&held);
-                held.into_iter().find(|g| {
-                    networks.opens_network(g, || st.block(g).map(|b| rules::config_of(&b).is_some()))
-                        && st.latest(g).is_some_and(|b| in_roster(&b))
-                })
-            }
+            // Only the network its operator founded: a genesis anyone may push (or a roster
+            // change naming this node) makes no node follow a network it did not agree to.
+            (None, None) => rec
+                .founding
+                .as_deref()
+                .and_then(|f| hex::decode(f).ok())
+                .filter(|n| st.latest(n).is_some_and(|b| in_roster(&b))),
         };
         let Some(net) = net else { return };
         let Some(latest) = st.latest(&net) else { return };
@@ -1288,12 +1318,8 @@ impl MembershipService {
         let bad = |e: prost::DecodeError| ServiceError::BadRequest(e.to_string());
         match method.as_str() {
             "CreateNetwork" => {
-                let req = CreateNetwork::decode(body.as_slice()).map_err(bad)?;
-                let roster = Roster::from_toml_str(std::path::Path::new("roster_toml"), &req.roster_toml)
-                    .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-                let genesis = self.create_network_with_members(&roster, req.threshold, &req.members).await?;
-                Ok(NetworkReply { network: genesis.hash.clone(), index: 0, block: genesis.encode_to_vec() }
-                    .encode_to_vec())
+                CreateNetwork::decode(body.as_slice()).map_err(bad)?;
+                Err(ServiceError::Refused(FOUNDING_IS_LOCAL.into()))
             }
             "GetNetwork" => {
                 GetNetwork::decode(body.as_slice()).map_err(bad)?;

@@ -63,6 +63,10 @@ pub struct NodeRecord {
     /// Unix ms of the last state change.
     pub since_ms: u64,
     pub join: Option<JoinRecord>,
+    /// Hex id of the network this node's operator founded (`MembershipService::create_network`):
+    /// besides a join, the only network chain this node follows when it is in none.
+    #[serde(default)]
+    pub founding: Option<String>,
 }
 
 /// Where a proposal ended (absent: still open).

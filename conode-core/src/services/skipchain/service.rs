@@ -452,8 +452,25 @@ impl SkipchainService {
         self.shared.signs_anything.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Creates a chain: a genesis block for `roster`, stored on every member.
+    /// Creates a chain: a genesis block for `roster`, stored on every member. The genesis is a
+    /// function of the arguments, so creating the same chain again returns the same block (and
+    /// sends it to the members again).
     pub async fn create_chain(
+        &self,
+        roster: &Roster,
+        base_height: u32,
+        maximum_height: u32,
+        owners: Vec<IdentityPublicKey>,
+        data: Vec<u8>,
+    ) -> Result<SkipBlock, SkipchainError> {
+        let genesis = self.genesis_block(roster, base_height, maximum_height, owners, data)?;
+        self.publish_genesis(&genesis, roster).await?;
+        Ok(genesis)
+    }
+
+    /// The genesis block `create_chain` makes from these arguments, checked, neither stored nor
+    /// sent (its hash is the chain's id).
+    pub fn genesis_block(
         &self,
         roster: &Roster,
         base_height: u32,
@@ -485,14 +502,22 @@ impl SkipchainService {
             forward_links: vec![],
         };
         genesis.hash = genesis.compute_hash().to_vec();
-        self.shared.store.store(&genesis, &[])?;
-        self.shared.observed.stored(&genesis, Stored::Created);
-        if let Some(r) = genesis.roster.as_ref() {
-            self.warm_roster(r);
-        }
-        self.propagate(&genesis, vec![], roster, None).await;
-        info!(chain = %hex8(&genesis.hash), members = roster.len(), "skipchain created");
         Ok(genesis)
+    }
+
+    /// Stores `genesis` (made by [`Self::genesis_block`]) unless it is held already, and sends it
+    /// to the members of `roster`.
+    pub async fn publish_genesis(&self, genesis: &SkipBlock, roster: &Roster) -> Result<(), SkipchainError> {
+        if self.shared.store.block(&genesis.hash).is_none() {
+            self.shared.store.store(genesis, &[])?;
+            self.shared.observed.stored(genesis, Stored::Created);
+            if let Some(r) = genesis.roster.as_ref() {
+                self.warm_roster(r);
+            }
+        }
+        self.propagate(genesis, vec![], roster, None).await;
+        info!(chain = %hex8(&genesis.hash), members = roster.len(), "skipchain created");
+        Ok(())
     }
 
     /// Appends a block signed by an owner; returns it once stored here and sent to the members.
