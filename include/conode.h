@@ -418,8 +418,9 @@ int32_t conode_events_next(const struct ConodeEvents *events, uint64_t timeout_m
 void conode_events_free(struct ConodeEvents *events);
 
 /**
- * Makes the network chain of the cluster's roster (membership by vote) through node `index`;
- * every member follows it. `threshold`: yes votes a proposal needs (0: more than two thirds).
+ * Founds the network of the cluster's roster (membership by vote): node `index` makes the network
+ * chain, then every other running node of the roster founds it too (a node follows a network only
+ * with its operator's consent). `threshold`: yes votes a proposal needs (0: more than two thirds).
  * On success `out_network` (32 bytes) receives the network id.
  *
  * # Safety

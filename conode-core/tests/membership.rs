@@ -1,12 +1,11 @@
 //! Membership by vote on a LocalCluster: a network chain of 4 founders, a stranger that joins
 //! (pending → trusted → part of the network, its request surviving a restart), ballots (duplicate,
 //! forged and non-member ballots refused), a proposal rejected by no votes, a removal (the removed
-//! node retires), a roster change without votes refused by the members, strangers limited to the
-//! join routes, the operator's JSON routes, and a light client following membership from the
-//! genesis with the skipchain proof verifier, and a node following only a network its operator
-//! founded (the client port refuses founding; a stranger's genesis is held, not followed). The
-//! deciding ballot passes a proposal at once, with
-//! a member down or hung.
+//! node retires, and comes back only by its own join), a roster change without votes refused by
+//! the members, strangers limited to the join routes, the operator's JSON routes, a light client
+//! following membership from the genesis with the skipchain proof verifier, and a node following
+//! only a network its operator founded (the client port refuses founding; a stranger's genesis is
+//! held, not followed). The deciding ballot passes a proposal at once, with a member down or hung.
 
 mod support;
 
@@ -186,6 +185,30 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     let prev_roster = c.node(0).skipchain().unwrap().store().block_at(&net, last.index - 1).unwrap().roster.unwrap();
     assert!(prev_roster.members.iter().all(|mem| mem.identity != removed.as_bytes().to_vec()));
     assert_eq!(mask.len(), 1, "a 4-member roster signs with a 1-byte mask");
+
+    // Voted back in by the members alone, the retired node follows nothing: only its operator's
+    // join brings it back.
+    let public_toml = conode_core::config::Roster::new(vec![c.node(1).server_identity()]).to_toml();
+    let add = action::Kind::AddNode(conode_core::services::membership::messages::AddNode {
+        public_toml,
+        node_data: String::new(),
+    });
+    let aid = c.runtime().block_on(m(&c, 0).propose(Proposal::signed(&key(&c, 0), &net, add, 4), true)).unwrap().id;
+    assert_eq!(vote(&c, 0, &net, &aid, true).unwrap(), "open");
+    seen(&c, 2, &aid, 1, 0);
+    assert_eq!(vote(&c, 2, &net, &aid, true).unwrap(), "accepted");
+    let chains1 = c.node(1).skipchain().unwrap();
+    wait("node 1 holds the roster that names it again", || {
+        chains1.store().latest(&net).and_then(|b| b.roster).is_some_and(|r| r.members.len() == 5)
+    });
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(3) {
+        assert_eq!(m(&c, 1).state(), NodeState::Retired);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m(&c, 1).join(&c.client_url(0).unwrap(), &net, "", Duration::from_millis(50)).unwrap();
+    wait("node 1 is part of the network again", || m(&c, 1).state() == NodeState::PartOfNetwork);
+    assert_eq!(m(&c, 1).network(), Some(net));
 }
 
 /// A node follows only a network its operator founded on it (or asked to join): the client port
@@ -258,7 +281,17 @@ fn a_node_follows_only_the_network_its_operator_founded() {
     // Restarted, a founder still follows it.
     c.node_mut(3).stop().unwrap();
     c.node_mut(3).start().unwrap();
-    assert_eq!((m(&c, 3).state(), m(&c, 3).network()), (NodeState::PartOfNetwork, Some(net)));
+    assert_eq!((m(&c, 3).state(), m(&c, 3).network()), (NodeState::PartOfNetwork, Some(net.clone())));
+
+    // A node whose join is pending founds no other network.
+    let k = c.spawn_node().unwrap();
+    m(&c, k).join(&url, &net, "", Duration::from_millis(50)).unwrap();
+    let mut other = vec![c.node(k).server_identity()];
+    other.extend(c.roster().servers.iter().cloned());
+    let other = conode_core::config::Roster::new(other);
+    let err = c.runtime().block_on(m(&c, k).create_network(&other, 0)).unwrap_err();
+    assert!(err.to_string().contains("asked to join"), "{err}");
+    assert_eq!(m(&c, k).state(), NodeState::Pending);
 }
 
 #[test]

@@ -29,8 +29,8 @@ use tracing::{debug, info, warn};
 pub const MEMBERSHIP_SERVICE: &str = "Membership";
 /// How often the service reviews its state, open proposals and a pending join.
 const TICK: Duration = Duration::from_millis(100);
-/// The tick of a node in no network and with no join under way: nothing but a network block
-/// naming it or a state change (both wake the tick at once) can give it work.
+/// The tick of a node in no network and with no join under way: nothing but its operator founding
+/// or joining a network (a state change, which wakes the tick at once) can give it work.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// A member that saw a proposal pass appends its block itself when the member that received the
 /// deciding ballot did not within this time (it may have crashed).
@@ -141,7 +141,8 @@ struct Shared {
     /// What the tick last followed the network chain from: the chain store's generation, this
     /// node's record, and when (see `tick`).
     followed: Mutex<Option<(u64, NodeRecord, Instant)>>,
-    /// Which held chains open a network (read once per chain, for a node in no network yet).
+    /// Held while this node founds a network: two founding requests at once see each other.
+    founding: tokio::sync::Mutex<()>,
     /// Wakes the tick at once (a state change).
     wake: tokio::sync::Notify,
 }
@@ -203,6 +204,7 @@ impl Service for MembershipService {
                 roster_hooks: Default::default(),
                 sync: Default::default(),
                 followed: Default::default(),
+                founding: Default::default(),
                 wake: tokio::sync::Notify::new(),
             }),
         };
@@ -258,19 +260,16 @@ impl Service for MembershipService {
         let s = svc.clone();
         let token = ctx.tasks.token().clone();
         ctx.tasks.spawn(async move {
-            let changed = s.shared.skipchain.store().changed();
             loop {
                 // Registered before the tick looks, so a change during it is not missed.
-                let store_changed = changed.notified();
                 let woken = s.shared.wake.notified();
                 let started = tokio::time::Instant::now();
                 s.tick().await;
-                // An idle node sleeps longer but wakes for a stored block (one may name it).
+                // An idle node sleeps longer: only its operator (a state change) gives it work.
                 let idle = s.idle();
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tokio::time::sleep(if idle { IDLE_TICK } else { TICK }) => {}
-                    _ = store_changed, if idle => {}
                     _ = woken => {}
                 }
                 // At most one tick per `TICK`, however often blocks are stored.
@@ -348,7 +347,7 @@ impl MembershipService {
     }
 
     fn set_state(&self, state: NodeState, network: Option<String>, join: Option<Option<JoinRecord>>) {
-        let rec = {
+        {
             let mut r = lock(&self.shared.record);
             if r.state != state {
                 info!(from = r.state.as_str(), to = state.as_str(), "membership state");
@@ -364,12 +363,12 @@ impl MembershipService {
             if let Some(j) = join {
                 r.join = j;
             }
-            r.clone()
-        };
-        self.shared.wake.notify_one();
-        if let Err(e) = self.shared.store.set_record(&rec) {
-            warn!(error = %e, "storing the membership state");
+            // Stored under the lock, so that records are stored in the order they were made.
+            if let Err(e) = self.shared.store.set_record(&r) {
+                warn!(error = %e, "storing the membership state");
+            }
         }
+        self.shared.wake.notify_one();
     }
 
     /// Founds a network of `roster` (this node must be in it) with this node's consent: makes the
@@ -399,20 +398,31 @@ impl MembershipService {
         let cfg = rules::genesis_config(roster, threshold, members)?;
         let owners = roster.servers.iter().map(|s| s.public).collect();
         let genesis = self.shared.skipchain.genesis_block(roster, 2, 12, owners, cfg.encode_to_vec())?;
-        match self.network() {
-            Some(net) if net == genesis.hash => return Ok(genesis),
-            Some(net) => {
-                return Err(MembershipError::Conflict(format!(
-                    "this node follows network {} already",
-                    hex::encode(net)
-                )))
-            }
-            None => {}
-        }
-        let id = hex::encode(&genesis.hash);
+        let _founding = self.shared.founding.lock().await;
         {
             let mut r = lock(&self.shared.record);
-            let consented = NodeRecord { founding: Some(id), ..r.clone() };
+            // A retired node may found another network (or its old one again).
+            let follows = r.network.as_ref().filter(|_| r.state != NodeState::Retired);
+            match (follows, &r.join) {
+                (Some(net), _) if *net == hex::encode(&genesis.hash) => return Ok(genesis),
+                (Some(net), _) => {
+                    return Err(MembershipError::Conflict(format!(
+                        "this node is {} in network {net} already",
+                        r.state.as_str()
+                    )))
+                }
+                (None, Some(j)) if j.refused.is_none() => {
+                    return Err(MembershipError::Conflict(format!(
+                        "this node asked to join network {} (still {}): it founds no other network",
+                        j.network,
+                        r.state.as_str()
+                    )))
+                }
+                _ => {}
+            }
+            // The consent, with a refused join forgotten.
+            let consented =
+                NodeRecord { founding: Some(hex::encode(&genesis.hash)), join: None, network: None, ..r.clone() };
             self.shared.store.set_record(&consented)?;
             *r = consented;
         }
@@ -1005,7 +1015,9 @@ impl MembershipService {
         let here = in_roster(&latest);
         let net_hex = Some(hex::encode(&net));
         match (rec.state, here) {
-            (NodeState::Initialized | NodeState::Pending | NodeState::Trusted | NodeState::Retired, true) => {
+            // A retired node comes back only when its operator asks to join again (which clears
+            // its network): members re-adding it make it follow nothing by themselves.
+            (NodeState::Initialized | NodeState::Pending | NodeState::Trusted, true) => {
                 self.set_state(NodeState::PartOfNetwork, net_hex, Some(None));
                 *lock(&self.shared.join_target) = None;
             }
@@ -1045,6 +1057,8 @@ impl MembershipService {
                 .map_err(|e| RuleError::Invalid(format!("node_data is not JSON: {e}")))?;
         }
         *lock(&self.shared.retry) = retry;
+        // A retired node's old network no longer holds it: the join decides what it follows.
+        lock(&self.shared.record).network = None;
         let join = JoinRecord {
             target_url: target_url.into(),
             network: hex::encode(network),

@@ -23,8 +23,6 @@ pub struct ChainStore {
     /// Bumped by every change through this store (and its clones): readers that derive state
     /// from the chains (the membership service's tick) skip their work while it stands still.
     generation: Arc<std::sync::atomic::AtomicU64>,
-    /// Notified with every bump of `generation` (its waiters at that moment).
-    changed: Arc<tokio::sync::Notify>,
     /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]),
     /// by chain id, weighed by their encoded sizes.
     geneses: Arc<Mutex<KeptMap<Vec<u8>, Arc<SkipBlock>>>>,
@@ -52,7 +50,6 @@ impl ChainStore {
             events: None,
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
-            changed: Default::default(),
             geneses: Arc::new(Mutex::new(KeptMap::new(GENESES_KEPT_BYTES))),
         })
     }
@@ -183,14 +180,8 @@ impl ChainStore {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Notified after every change through this store (see `generation`).
-    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
-        self.changed.clone()
-    }
-
     fn bump(&self) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.changed.notify_waiters();
     }
 
     /// Drops every chain (for `conode reset`).
