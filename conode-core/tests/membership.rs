@@ -1,7 +1,8 @@
 //! Membership by vote on a LocalCluster: a network chain of 4 founders, a stranger that joins
 //! (pending → trusted → part of the network, its request surviving a restart), ballots (duplicate,
 //! forged and non-member ballots refused), a proposal rejected by no votes, a removal (the removed
-//! node retires, and comes back only by its own join), a roster change without votes refused by
+//! node retires; once its operator founded another network, being voted back in does not pull it
+//! back), a roster change without votes refused by
 //! the members, strangers limited to the join routes, the operator's JSON routes, a light client
 //! following membership from the genesis with the skipchain proof verifier, and a node following
 //! only a network its operator founded (the client port refuses founding; a stranger's genesis is
@@ -186,11 +187,13 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     assert!(prev_roster.members.iter().all(|mem| mem.identity != removed.as_bytes().to_vec()));
     assert_eq!(mask.len(), 1, "a 4-member roster signs with a 1-byte mask");
 
-    // Voted back in by the members alone, the retired node follows nothing: only its operator's
-    // join brings it back.
-    let public_toml = conode_core::config::Roster::new(vec![c.node(1).server_identity()]).to_toml();
+    // The retired node's operator founds a network of its own: it follows that one, and the old
+    // members voting it back in do not pull it back.
+    let solo = conode_core::config::Roster::new(vec![c.node(1).server_identity()]);
+    let own = c.runtime().block_on(m(&c, 1).create_network(&solo, 0)).unwrap().hash;
+    assert_eq!((m(&c, 1).state(), m(&c, 1).network()), (NodeState::PartOfNetwork, Some(own.clone())));
     let add = action::Kind::AddNode(conode_core::services::membership::messages::AddNode {
-        public_toml,
+        public_toml: solo.to_toml(),
         node_data: String::new(),
     });
     let aid = c.runtime().block_on(m(&c, 0).propose(Proposal::signed(&key(&c, 0), &net, add, 4), true)).unwrap().id;
@@ -203,12 +206,9 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     });
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(3) {
-        assert_eq!(m(&c, 1).state(), NodeState::Retired);
+        assert_eq!((m(&c, 1).state(), m(&c, 1).network()), (NodeState::PartOfNetwork, Some(own.clone())));
         std::thread::sleep(Duration::from_millis(50));
     }
-    m(&c, 1).join(&c.client_url(0).unwrap(), &net, "", Duration::from_millis(50)).unwrap();
-    wait("node 1 is part of the network again", || m(&c, 1).state() == NodeState::PartOfNetwork);
-    assert_eq!(m(&c, 1).network(), Some(net));
 }
 
 /// A node follows only a network its operator founded on it (or asked to join): the client port
@@ -292,6 +292,16 @@ fn a_node_follows_only_the_network_its_operator_founded() {
     let err = c.runtime().block_on(m(&c, k).create_network(&other, 0)).unwrap_err();
     assert!(err.to_string().contains("asked to join"), "{err}");
     assert_eq!(m(&c, k).state(), NodeState::Pending);
+    // Once the members refused the join, its operator may found a network.
+    wait("the joiner's add_node proposal", || m(&c, k).record().join.and_then(|r| r.proposal).is_some());
+    let pid = hex::decode(m(&c, k).record().join.unwrap().proposal.unwrap()).unwrap();
+    assert_eq!(vote(&c, 0, &net, &pid, false).unwrap(), "open");
+    seen(&c, 1, &pid, 0, 1);
+    assert_eq!(vote(&c, 1, &net, &pid, false).unwrap(), "rejected");
+    wait("the joiner learns the refusal", || m(&c, k).record().join.is_some_and(|j| j.refused.is_some()));
+    let founded = c.runtime().block_on(m(&c, k).create_network(&other, 0)).unwrap().hash;
+    assert_eq!((m(&c, k).state(), m(&c, k).network()), (NodeState::PartOfNetwork, Some(founded)));
+    assert_eq!(m(&c, k).record().join, None);
 }
 
 #[test]

@@ -180,14 +180,20 @@ impl Service for MembershipService {
         let ctx = ctx.for_service();
         let err = |e: StorageError| StartError { service: MEMBERSHIP_SERVICE, reason: e.to_string() };
         let store = MembershipStore::open(&ctx.storage).map_err(err)?;
-        let record = store.record().unwrap_or(NodeRecord {
+        let stored = store.record();
+        let mut record = stored.clone().unwrap_or(NodeRecord {
             state: NodeState::Initialized,
             network: None,
             since_ms: now_ms(),
             join: None,
             founding: None,
         });
-        if store.record().is_none() {
+        // A join decides what a node follows (a record stored before that rule may hold the
+        // network the node retired from beside its join).
+        if record.join.is_some() {
+            record.network = None;
+        }
+        if stored.as_ref() != Some(&record) {
             store.set_record(&record).map_err(err)?;
         }
         let svc = MembershipService {
@@ -347,15 +353,7 @@ impl MembershipService {
     }
 
     fn set_state(&self, state: NodeState, network: Option<String>, join: Option<Option<JoinRecord>>) {
-        {
-            let mut r = lock(&self.shared.record);
-            if r.state != state {
-                info!(from = r.state.as_str(), to = state.as_str(), "membership state");
-                r.since_ms = now_ms();
-                if state == NodeState::PartOfNetwork {
-                    *lock(&self.shared.joined_at) = Some(Instant::now());
-                }
-            }
+        let changed = self.change_record(|r| {
             r.state = state;
             if network.is_some() {
                 r.network = network;
@@ -363,12 +361,30 @@ impl MembershipService {
             if let Some(j) = join {
                 r.join = j;
             }
-            // Stored under the lock, so that records are stored in the order they were made.
-            if let Err(e) = self.shared.store.set_record(&r) {
-                warn!(error = %e, "storing the membership state");
-            }
+        });
+        if let Err(e) = changed {
+            warn!(error = %e, "storing the membership state");
         }
+    }
+
+    /// Changes this node's record in one step and stores it (under the lock, so that records are
+    /// stored in the order they were made); wakes the tick.
+    fn change_record(&self, change: impl FnOnce(&mut NodeRecord)) -> Result<(), StorageError> {
+        let stored = {
+            let mut r = lock(&self.shared.record);
+            let before = r.state;
+            change(&mut r);
+            if r.state != before {
+                info!(from = before.as_str(), to = r.state.as_str(), "membership state");
+                r.since_ms = now_ms();
+                if r.state == NodeState::PartOfNetwork {
+                    *lock(&self.shared.joined_at) = Some(Instant::now());
+                }
+            }
+            self.shared.store.set_record(&r)
+        };
         self.shared.wake.notify_one();
+        stored
     }
 
     /// Founds a network of `roster` (this node must be in it) with this node's consent: makes the
@@ -400,7 +416,7 @@ impl MembershipService {
         let genesis = self.shared.skipchain.genesis_block(roster, 2, 12, owners, cfg.encode_to_vec())?;
         let _founding = self.shared.founding.lock().await;
         {
-            let mut r = lock(&self.shared.record);
+            let r = lock(&self.shared.record);
             // A retired node may found another network (or its old one again).
             let follows = r.network.as_ref().filter(|_| r.state != NodeState::Retired);
             match (follows, &r.join) {
@@ -420,12 +436,16 @@ impl MembershipService {
                 }
                 _ => {}
             }
-            // The consent, with a refused join forgotten.
-            let consented =
-                NodeRecord { founding: Some(hex::encode(&genesis.hash)), join: None, network: None, ..r.clone() };
-            self.shared.store.set_record(&consented)?;
-            *r = consented;
         }
+        // The consent, with a refused join and a network it retired from forgotten.
+        self.change_record(|r| {
+            r.founding = Some(hex::encode(&genesis.hash));
+            r.join = None;
+            r.network = None;
+            if r.state == NodeState::Retired {
+                r.state = NodeState::Initialized;
+            }
+        })?;
         self.shared.skipchain.publish_genesis(&genesis, roster).await?;
         self.sync_network();
         info!(network = %short(&genesis.hash), members = roster.len(), "network founded");
@@ -1015,9 +1035,9 @@ impl MembershipService {
         let here = in_roster(&latest);
         let net_hex = Some(hex::encode(&net));
         match (rec.state, here) {
-            // A retired node comes back only when its operator asks to join again (which clears
-            // its network): members re-adding it make it follow nothing by themselves.
-            (NodeState::Initialized | NodeState::Pending | NodeState::Trusted, true) => {
+            // A retired node that its members add again follows its network again, unless its
+            // operator made it join or found another one since (which cleared its old network).
+            (NodeState::Initialized | NodeState::Pending | NodeState::Trusted | NodeState::Retired, true) => {
                 self.set_state(NodeState::PartOfNetwork, net_hex, Some(None));
                 *lock(&self.shared.join_target) = None;
             }
@@ -1056,9 +1076,13 @@ impl MembershipService {
             serde_json::from_str::<serde_json::Value>(node_data)
                 .map_err(|e| RuleError::Invalid(format!("node_data is not JSON: {e}")))?;
         }
+        // Not while a founding runs: one of the two would be lost.
+        let _founding = self
+            .shared
+            .founding
+            .try_lock()
+            .map_err(|_| MembershipError::Conflict("this node is founding a network".into()))?;
         *lock(&self.shared.retry) = retry;
-        // A retired node's old network no longer holds it: the join decides what it follows.
-        lock(&self.shared.record).network = None;
         let join = JoinRecord {
             target_url: target_url.into(),
             network: hex::encode(network),
@@ -1067,7 +1091,14 @@ impl MembershipService {
             proposal: None,
             refused: None,
         };
-        self.set_state(NodeState::Pending, None, Some(Some(join)));
+        // A retired node's old network (and an earlier founding) no longer hold it: the join
+        // decides what it follows.
+        self.change_record(|r| {
+            r.state = NodeState::Pending;
+            r.network = None;
+            r.founding = None;
+            r.join = Some(join);
+        })?;
         Ok(())
     }
 
