@@ -71,7 +71,9 @@ fn join_vote_remove_with_processes_and_sigkill() {
     let network = created["network"].as_str().unwrap().to_string();
     assert_eq!((created["members"].as_u64(), created["state"].as_str()), (Some(4), Some("PartOfNetwork")));
     // The others hold the genesis but follow it only once their operators found it too.
-    assert_eq!(state(&servers, 1), "Initialized");
+    assert_eq!(get(&servers.nodes[0].client, "/node/state")["founding"], network.as_str());
+    let waiting = get(&servers.nodes[1].client, "/node/state");
+    assert_eq!((waiting["state"].as_str(), waiting["founding"].as_str()), (Some("Initialized"), None));
     for i in 1..4 {
         let founded = json(&ok(&mut create(i)));
         assert_eq!((founded["network"].as_str(), founded["state"].as_str()), (Some(&*network), Some("PartOfNetwork")));

@@ -25,6 +25,7 @@ pub fn state_json(s: &MembershipService) -> serde_json::Value {
         "since_ms": r.since_ms,
         "started_ms": s.started_ms(),
         "join": r.join,
+        "founding": r.founding,
         "recovery": s.recovery(),
     })
 }
