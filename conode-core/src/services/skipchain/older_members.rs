@@ -424,6 +424,61 @@ mod tests {
         assert!(may_start_relink(&relinks, &key, 5, 5), "a block above the mark needs none");
     }
 
+    /// A running node's skipchain service and another member of its roster. Nothing is sent to
+    /// the member: offers to a pending entry, and offers that may not start a loop, only touch
+    /// `Shared::redelivering`.
+    #[cfg(feature = "cluster")]
+    fn service_and_member() -> (crate::cluster::LocalCluster, SkipchainService, ServerIdentity) {
+        let c = crate::cluster::LocalCluster::new(2).expect("a 2-node cluster");
+        let svc = c.node(0).skipchain().expect("skipchain service");
+        let member = c.roster().servers[1].clone();
+        (c, svc, member)
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn a_pending_offer_is_replaced_by_a_newer_block_or_by_the_same_block_relinked_only() {
+        let (_c, svc, member) = service_and_member();
+        let chain = vec![7; 32];
+        let key = (member.public, chain.clone());
+        let pending = || crate::sync::lock(&svc.shared.redelivering).get(&key).cloned();
+        // A loop offers block 5 as committed (v2 links); none runs here, the entry stands for it.
+        crate::sync::lock(&svc.shared.redelivering).insert(key.clone(), (5, b"v2 block 5".to_vec()));
+        let offer = |index: u64, payload: &[u8], same_block: bool| {
+            offer_later(&svc.shared, member.clone(), chain.clone(), index, payload.to_vec(), same_block, true)
+        };
+        offer(4, b"v2 block 4", false);
+        offer(4, b"v1 block 4", true);
+        assert_eq!(pending(), Some((5, b"v2 block 5".to_vec())), "an older block never replaces a newer one");
+        offer(5, b"v2 block 5 again", false);
+        assert_eq!(pending(), Some((5, b"v2 block 5".to_vec())), "the same block as it was: kept");
+        offer(5, b"v1 block 5", true);
+        assert_eq!(pending(), Some((5, b"v1 block 5".to_vec())), "the same block relinked replaces it");
+        offer(5, b"v2 block 5", false);
+        assert_eq!(pending(), Some((5, b"v1 block 5".to_vec())), "a relinked block is not undone");
+        offer(6, b"v2 block 6", false);
+        assert_eq!(pending(), Some((6, b"v2 block 6".to_vec())), "the chain moved on");
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn what_a_relink_leaves_never_restarts_an_offering_loop_that_ended() {
+        let (c, svc, member) = service_and_member();
+        let _rt = c.runtime().enter();
+        let chain = vec![7; 32];
+        let key = (member.public, chain.clone());
+        let pending = || crate::sync::lock(&svc.shared.redelivering).get(&key).cloned();
+        // The loop that asked for the relink ended (the member stored the block, or the loop gave
+        // up after REDELIVER_FOR): what the relink task leaves starts no new loop.
+        offer_later(&svc.shared, member.clone(), chain.clone(), 5, b"v2 block 5".to_vec(), false, false);
+        offer_later(&svc.shared, member.clone(), chain.clone(), 5, b"v1 block 5".to_vec(), true, false);
+        assert_eq!(pending(), None, "a loop that ended stays stopped");
+        // While the loop still runs, the same leftover goes on in it.
+        crate::sync::lock(&svc.shared.redelivering).insert(key.clone(), (5, b"v2 block 5".to_vec()));
+        offer_later(&svc.shared, member.clone(), chain.clone(), 5, b"v1 block 5".to_vec(), true, false);
+        assert_eq!(pending(), Some((5, b"v1 block 5".to_vec())));
+    }
+
     #[test]
     fn older_code_reads_every_link_as_v1() {
         let link = ForwardLink { format: LINK_FORMAT_V2, from: vec![1], to: vec![2], ..Default::default() };
