@@ -211,6 +211,50 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     }
 }
 
+/// One raw request on a node's admin socket; the kind and text of the first answer frame.
+fn admin_raw(socket: &std::path::Path, request: &[u8]) -> (u8, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize];
+    s.read_exact(&mut payload).unwrap();
+    (head[0], String::from_utf8_lossy(&payload).into_owned())
+}
+
+/// Founding through the admin socket (what `conode network create` sends): bad requests are
+/// refused by name (length, body, roster) and change nothing; a good one founds the network.
+#[test]
+fn the_admin_channel_founds_and_refuses_bad_requests_by_name() {
+    use conode_core::admin::{request_found, socket_path};
+    use conode_core::services::membership::messages::CreateNetwork;
+    let c = LocalCluster::new(4).unwrap();
+    let node = c.node(0);
+    let socket = socket_path(node.data_dir(), &node.config().node_id());
+    let refused = |request: &[u8], says: &str| {
+        let (kind, text) = admin_raw(&socket, request);
+        assert_eq!((kind, text.contains(says)), (b'E', true), "{text}");
+    };
+    refused(b"found 99999999999\n", "at most");
+    refused(b"found -1\n", "bad length");
+    refused(b"found 4\n\xff\xff\xff\xff", "found:");
+    refused(b"found 10\nshort", "ended early");
+    let body = |roster: &str| CreateNetwork { roster_toml: roster.into(), threshold: 0, members: vec![] };
+    refused(&[b"found 3\n".as_slice(), &body("x").encode_to_vec()].concat(), "roster_toml");
+    let others = conode_core::config::Roster::new((1..4).map(|i| c.node(i).server_identity()).collect());
+    let err = request_found(&socket, &body(&others.to_toml())).unwrap_err();
+    assert!(err.to_string().contains("not in the roster"), "{err}");
+    assert_eq!((m(&c, 0).state(), m(&c, 0).record().founding), (NodeState::Initialized, None));
+
+    let founded = request_found(&socket, &body(&c.roster().to_toml())).unwrap();
+    assert_eq!(founded.state, "PartOfNetwork");
+    assert_eq!(m(&c, 0).network().map(hex::encode), Some(founded.network.clone()));
+    assert_eq!(m(&c, 0).record().founding, Some(founded.network));
+}
+
 /// A node follows only a network its operator founded on it (or asked to join): the client port
 /// refuses `CreateNetwork`; a stranger's network genesis naming members (governed by the
 /// stranger's key alone) is held by them, never followed; a founder's genesis is followed by each
