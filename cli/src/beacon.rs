@@ -20,7 +20,8 @@ pub enum BeaconCommand {
     Get(GetArgs),
     /// Follow new rounds over the client port: one verified JSON line per round.
     Watch(crate::watch::BeaconArgs),
-    /// Reshare the running group to a new roster and threshold (same chain, hash and group key).
+    /// Reshare the running group to a new roster and threshold (same chain, hash and group key):
+    /// on this node (its admin socket), approve it, and lead it unless --approve-only.
     Reshare(crate::reshare::ReshareArgs),
 }
 
@@ -87,12 +88,15 @@ pub struct ResetArgs {
     yes: bool,
 }
 
-pub fn run(cmd: BeaconCommand) -> Result<()> {
+pub fn run(config: Option<std::path::PathBuf>, cmd: BeaconCommand) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cmd {
         BeaconCommand::Init(a) => rt.block_on(init(a)),
         BeaconCommand::Get(a) => rt.block_on(get(a)),
-        BeaconCommand::Reshare(a) => rt.block_on(crate::reshare::reshare(a)),
+        BeaconCommand::Reshare(a) => {
+            drop(rt);
+            crate::reshare::reshare(config, a)
+        }
         BeaconCommand::Watch(a) => {
             drop(rt);
             crate::watch::beacons(a)

@@ -119,7 +119,7 @@ fn main() {
         Command::Sign(a) => cosign::sign(a),
         Command::Verify(a) => cosign::verify(a),
         Command::Skipchain(c) => skipchain::run(c),
-        Command::Beacon(c) => beacon::run(c),
+        Command::Beacon(c) => beacon::run(cli.config, c),
         Command::Reset(a) => beacon::reset(cli.config, a),
         Command::Network(c) => membership::network(cli.config, c),
         Command::Join(a) => membership::join(cli.config, a),

@@ -1,15 +1,20 @@
 //! The local administration channel: operator actions that must never be reachable from the network
-//! (hot backup, founding a network) go through a Unix socket beside the database,
+//! (hot backup, founding a network, resharing the beacon group) go through a Unix socket beside the database,
 //! `<data dir>/admin-<id16>.sock`, mode 0600 and answering only peers with the node's own user id
-//! (or root). The node starts it; `conode backup` and `conode network create` talk to it.
+//! (or root). The node starts it; `conode backup`, `conode network create` and `conode beacon
+//! reshare` talk to it.
 //!
 //! Protocol: the client sends one line, `backup\n`, or `found <len>\n` followed by `len` bytes of a
-//! `CreateNetwork` message; the node answers with frames `kind:u8 | len:u32 BE | payload`: for a
-//! backup `D` backup bytes and `P` progress (`"<done> <total>"`), then `M` (the manifest, or the
-//! founded network, as JSON) on success or `E` (a message) on failure.
+//! `CreateNetwork` message, or `reshare <len>\n` / `approve-reshare <len>\n` followed by `len`
+//! bytes of a `ReshareRequest`; the node answers with frames `kind:u8 | len:u32 BE | payload`: for
+//! a backup `D` backup bytes and `P` progress (`"<done> <total>"`), then `M` (the manifest, the
+//! founded network, the resharing agreed or the approval recorded, as JSON) on success or `E` (a
+//! message) on failure.
 
 use crate::backup::{write_backup, Manifest};
 use crate::events::{EventBus, NodeEvent};
+use crate::services::beacon::BeaconService;
+use crate::services::dkg::reshare::{ReshareRequest, ReshareResponse};
 use crate::services::membership::messages::CreateNetwork;
 use crate::services::membership::MembershipService;
 use crate::services::Tasks;
@@ -24,8 +29,8 @@ use tracing::{info, warn};
 /// Largest frame a client accepts (data frames are 256 KiB).
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 const DATA_CHUNK: usize = 256 * 1024;
-/// Largest `found` request (a roster of a few thousand members).
-const MAX_FOUND_REQUEST: usize = 16 * 1024 * 1024;
+/// Largest `found` or `reshare` request (a roster of a few thousand members).
+const MAX_REQUEST: usize = 16 * 1024 * 1024;
 
 /// The node's answer to `found`: the network it founded and its membership state after it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,6 +38,39 @@ pub struct Founded {
     /// Hex id (genesis hash) of the network.
     pub network: String,
     pub state: String,
+}
+
+/// The node's answer to `reshare`: the resharing its members agreed on (see `ReshareResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reshared {
+    pub group_toml: String,
+    pub transition_round: u64,
+    pub chain_hash: String,
+    pub qualified: Vec<u32>,
+    pub confirmed: u32,
+    pub participants: u32,
+    pub log: Vec<String>,
+}
+
+impl From<ReshareResponse> for Reshared {
+    fn from(r: ReshareResponse) -> Self {
+        Reshared {
+            group_toml: r.group_toml,
+            transition_round: r.transition_round,
+            chain_hash: r.chain_hash,
+            qualified: r.qualified,
+            confirmed: r.confirmed,
+            participants: r.participants,
+            log: r.log,
+        }
+    }
+}
+
+/// The node's answer to `approve-reshare`: the resharing its operator approved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Approved {
+    pub members: usize,
+    pub threshold: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +111,7 @@ pub fn serve(
     node_id: &str,
     storage: Storage,
     membership: MembershipService,
+    beacon: BeaconService,
     tasks: &Tasks,
     observer: BackupObserver,
 ) {
@@ -91,7 +130,12 @@ pub fn serve(
                             Ok((stream, _)) => {
                                 let (storage, node_id) = (storage.clone(), node_id.clone());
                                 let blocking = spawner.clone();
-                                let node = NodeHandles { storage, membership: membership.clone(), observer: observer.clone() };
+                                let node = NodeHandles {
+                                    storage,
+                                    membership: membership.clone(),
+                                    beacon: beacon.clone(),
+                                    observer: observer.clone(),
+                                };
                                 spawner.spawn(async move {
                                     if let Err(e) = handle(stream, node, node_id, blocking).await {
                                         warn!(error = %e, "admin request failed");
@@ -118,6 +162,7 @@ pub fn serve(
     _node_id: &str,
     _storage: Storage,
     _membership: MembershipService,
+    _beacon: BeaconService,
     _tasks: &Tasks,
     _observer: BackupObserver,
 ) {
@@ -129,6 +174,7 @@ pub fn serve(
 struct NodeHandles {
     storage: Storage,
     membership: MembershipService,
+    beacon: BeaconService,
     observer: BackupObserver,
 }
 
@@ -178,17 +224,20 @@ fn serve_one(stream: std::os::unix::net::UnixStream, node: &NodeHandles, node_id
     let mut line = String::new();
     (&mut reader).take(256).read_line(&mut line).map_err(|e| e.to_string())?;
     let mut sink = FrameSink { out: std::io::BufWriter::new(&stream), buf: Vec::with_capacity(DATA_CHUNK) };
-    match line.trim() {
-        request if request.starts_with("found ") => match found(&mut reader, &request["found ".len()..], node) {
-            Ok(founded) => {
-                let json = serde_json::to_vec(&founded).map_err(|e| e.to_string())?;
-                sink.frame(b'M', &json).map_err(|e| e.to_string())
-            }
+    let request = line.trim();
+    let with_body =
+        [("found ", Request::Found), ("reshare ", Request::Reshare), ("approve-reshare ", Request::Approve)];
+    if let Some((prefix, kind)) = with_body.iter().find(|(prefix, _)| request.starts_with(prefix)) {
+        let answer = act(&mut reader, kind, &request[prefix.len()..], node);
+        return match answer {
+            Ok(json) => sink.frame(b'M', &json).map_err(|e| e.to_string()),
             Err(e) => {
                 let _ = sink.frame(b'E', e.as_bytes());
                 Err(e)
             }
-        },
+        };
+    }
+    match request {
         "backup" => {
             info!("backup started through the admin channel");
             let started = std::time::Instant::now();
@@ -229,22 +278,62 @@ fn serve_one(stream: std::os::unix::net::UnixStream, node: &NodeHandles, node_id
     }
 }
 
-/// `found <len>`: reads the `CreateNetwork` request and founds its network on this node (the
-/// operator's consent; see [`MembershipService::create_network`]).
+/// The requests that carry a message.
 #[cfg(unix)]
-fn found(reader: &mut impl Read, len: &str, node: &NodeHandles) -> Result<Founded, String> {
-    let len: usize = len.parse().map_err(|_| format!("found: bad length `{}`", len.escape_debug()))?;
-    if len > MAX_FOUND_REQUEST {
-        return Err(format!("found: a request of {len} bytes (at most {MAX_FOUND_REQUEST})"));
+enum Request {
+    /// `found <len>` + `CreateNetwork`: founds its network on this node (the operator's consent;
+    /// see [`MembershipService::create_network`]).
+    Found,
+    /// `reshare <len>` + `ReshareRequest`: approves the resharing and leads it (see
+    /// [`BeaconService::reshare`]).
+    Reshare,
+    /// `approve-reshare <len>` + `ReshareRequest`: approves it only, for another member to lead
+    /// (see [`BeaconService::approve_reshare`]).
+    Approve,
+}
+
+/// Reads the request's message of `len` bytes (the rest of its first line) and does it; the
+/// answer as JSON.
+#[cfg(unix)]
+fn act(reader: &mut impl Read, kind: &Request, len: &str, node: &NodeHandles) -> Result<Vec<u8>, String> {
+    let name = match kind {
+        Request::Found => "found",
+        Request::Reshare => "reshare",
+        Request::Approve => "approve-reshare",
+    };
+    let len: usize = len.parse().map_err(|_| format!("{name}: bad length `{}`", len.escape_debug()))?;
+    if len > MAX_REQUEST {
+        return Err(format!("{name}: a request of {len} bytes (at most {MAX_REQUEST})"));
     }
     let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).map_err(|e| format!("found: request ended early: {e}"))?;
-    let req = <CreateNetwork as prost::Message>::decode(body.as_slice()).map_err(|e| format!("found: {e}"))?;
-    info!("founding a network through the admin channel");
-    let membership = &node.membership;
-    let genesis =
-        tokio::runtime::Handle::current().block_on(membership.create_network_from(&req)).map_err(|e| e.to_string())?;
-    Ok(Founded { network: hex::encode(&genesis.hash), state: membership.state().as_str().to_string() })
+    reader.read_exact(&mut body).map_err(|e| format!("{name}: request ended early: {e}"))?;
+    let runtime = tokio::runtime::Handle::current();
+    let json = match kind {
+        Request::Found => {
+            let req = <CreateNetwork as prost::Message>::decode(body.as_slice()).map_err(|e| format!("found: {e}"))?;
+            info!("founding a network through the admin channel");
+            let membership = &node.membership;
+            let genesis = runtime.block_on(membership.create_network_from(&req)).map_err(|e| e.to_string())?;
+            serde_json::to_vec(&Founded {
+                network: hex::encode(&genesis.hash),
+                state: membership.state().as_str().to_string(),
+            })
+        }
+        Request::Reshare | Request::Approve => {
+            let req =
+                <ReshareRequest as prost::Message>::decode(body.as_slice()).map_err(|e| format!("{name}: {e}"))?;
+            if matches!(kind, Request::Approve) {
+                let (members, threshold) = node.beacon.approve_reshare_request(&req).map_err(|e| e.to_string())?;
+                info!(members, threshold, "beacon resharing approved through the admin channel");
+                serde_json::to_vec(&Approved { members, threshold })
+            } else {
+                info!("beacon resharing asked through the admin channel");
+                let done = runtime.block_on(node.beacon.reshare(req)).map_err(|e| e.to_string())?;
+                serde_json::to_vec(&Reshared::from(done))
+            }
+        }
+    };
+    json.map_err(|e| e.to_string())
 }
 
 fn frame(out: &mut impl Write, kind: u8, payload: &[u8]) -> std::io::Result<()> {
@@ -328,16 +417,39 @@ pub fn request_backup(
 /// returns the network and the node's state once the node made (or found held) its genesis.
 #[cfg(unix)]
 pub fn request_found(socket: &Path, req: &CreateNetwork) -> Result<Founded, AdminError> {
+    request_with_body(socket, "found", &prost::Message::encode_to_vec(req))
+}
+
+/// Asks the node listening on `socket` to reshare its beacon group as `req` says (approving it
+/// there and leading it); returns once the members agreed.
+#[cfg(unix)]
+pub fn request_reshare(socket: &Path, req: &ReshareRequest) -> Result<Reshared, AdminError> {
+    request_with_body(socket, "reshare", &prost::Message::encode_to_vec(req))
+}
+
+/// Records on the node listening on `socket` that its operator approves the resharing `req`
+/// describes (another old member leads it).
+#[cfg(unix)]
+pub fn request_approve_reshare(socket: &Path, req: &ReshareRequest) -> Result<Approved, AdminError> {
+    request_with_body(socket, "approve-reshare", &prost::Message::encode_to_vec(req))
+}
+
+/// Sends `<request> <len>\n` and `body`; the `M` answer decoded from JSON.
+#[cfg(unix)]
+fn request_with_body<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    request: &str,
+    body: &[u8],
+) -> Result<T, AdminError> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| AdminError::Connect { path: socket.to_path_buf(), reason: e.to_string() })?;
-    let body = prost::Message::encode_to_vec(req);
-    let mut request = format!("found {}\n", body.len()).into_bytes();
-    request.extend_from_slice(&body);
-    stream.write_all(&request).map_err(|e| AdminError::Io(e.to_string()))?;
+    let mut message = format!("{request} {}\n", body.len()).into_bytes();
+    message.extend_from_slice(body);
+    stream.write_all(&message).map_err(|e| AdminError::Io(e.to_string()))?;
     let mut input = BufReader::new(stream);
     match read_frame(&mut input)? {
         (b'M', payload) => {
-            serde_json::from_slice(&payload).map_err(|e| AdminError::Protocol(format!("founded network: {e}")))
+            serde_json::from_slice(&payload).map_err(|e| AdminError::Protocol(format!("{request} answer: {e}")))
         }
         (b'E', payload) => Err(AdminError::Refused(String::from_utf8_lossy(&payload).into_owned())),
         (k, _) => Err(AdminError::Protocol(format!("unexpected frame kind {k}"))),

@@ -177,6 +177,8 @@ impl Services {
         // A roster change this node appends reshares the beacon group it runs.
         let b = beacon.clone();
         membership.on_roster_change(std::sync::Arc::new(move |roster| b.reshare_on_roster_change(roster)));
+        // An old member of the beacon group takes part in a resharing its network decided.
+        beacon.set_members_decided(membership.decided_members_check());
         Ok(Self { status, cosi, skipchain, dkg, beacon, membership })
     }
 
@@ -419,8 +421,16 @@ impl Node {
                 crate::services::metrics::counter(reg, "conode_backup_failures", "Hot backups that failed.", failed);
             }),
         );
-        let membership = services.membership.clone();
-        crate::admin::serve(&self.data_dir, &config.node_id(), ctx.storage.clone(), membership, &tasks, backups);
+        let (membership, beacon) = (services.membership.clone(), services.beacon.clone());
+        crate::admin::serve(
+            &self.data_dir,
+            &config.node_id(),
+            ctx.storage.clone(),
+            membership,
+            beacon,
+            &tasks,
+            backups,
+        );
         network.serve(node_l, &accepting);
         api::serve(
             client_l,

@@ -45,16 +45,21 @@ fn reshare_call(
     nodes: &[usize],
     threshold: u32,
 ) -> Result<ReshareResponse, String> {
+    // The operators of the other old members approve it; the leader's operator asks for it.
+    let members = roster_of(cluster, nodes).servers;
+    let group = beacon(cluster, leader).group().ok_or("the leader runs no beacon group")?;
+    for i in (0..cluster.len()).filter(|&i| i != leader && cluster.node(i).is_running()) {
+        if group.index_of(&cluster.roster().servers[i].public).is_some() {
+            beacon(cluster, i).approve_reshare(&members, threshold).map_err(|e| e.to_string())?;
+        }
+    }
     let req = ReshareRequest {
         roster_toml: roster_of(cluster, nodes).to_toml(),
         threshold,
         phase_timeout_ms: 1500,
         transition_round: 0,
     };
-    let url = cluster.client_url(leader).unwrap();
-    let call = client::call(&url, "Beacon", "Reshare", req.encode_to_vec(), Duration::from_secs(30));
-    let reply = cluster.runtime().block_on(call).map_err(|e| e.to_string())?;
-    Ok(ReshareResponse::decode(reply.as_slice()).unwrap())
+    cluster.runtime().block_on(beacon(cluster, leader).reshare(req)).map_err(|e| e.to_string())
 }
 
 fn reshare(cluster: &LocalCluster, leader: usize, nodes: &[usize], threshold: u32) -> ReshareResponse {
@@ -356,5 +361,75 @@ fn a_leader_that_crashes_between_finish_sends_splits_no_group() {
     assert_eq!(client_info.hash(), info.hash());
     for i in [0, 2, 3, 4] {
         assert!(verify_stored_chain(&cluster, i, &client_info) >= t2 + 2);
+    }
+}
+
+/// A resharing hands the group's secret to the new members, so no single member (and no client of
+/// a member's port) may start one: each old member deals only in a resharing its own operator
+/// approved, to exactly those members with exactly that threshold (or one its network decided).
+#[test]
+fn a_resharing_needs_the_approval_of_the_old_members() {
+    use conode_core::admin::{request_approve_reshare, request_reshare, socket_path};
+    let cluster = four_member_chain();
+    let members = roster_of(&cluster, &[0, 1, 2, 3, 4]).servers;
+    let req = ReshareRequest {
+        roster_toml: roster_of(&cluster, &[0, 1, 2, 3, 4]).to_toml(),
+        threshold: 3,
+        phase_timeout_ms: 1500,
+        transition_round: 0,
+    };
+    let none_staged = |cluster: &LocalCluster| {
+        for i in 0..5 {
+            let st = beacon(cluster, i).transition_status();
+            assert!(!["staged", "switched", "retiring"].contains(&st.state.as_str()), "member {i}: {st:?}");
+        }
+    };
+    // The client port refuses it, whoever asks.
+    let url = cluster.client_url(1).unwrap();
+    let call = client::call(&url, "Beacon", "Reshare", req.encode_to_vec(), Duration::from_secs(30));
+    let err = cluster.runtime().block_on(call).unwrap_err().to_string();
+    assert!(err.contains("operator action"), "{err}");
+    none_staged(&cluster);
+
+    // Member 1's operator alone (or a Byzantine member 1) asks for it: the other old members
+    // refuse to take part (every member of the new group must).
+    let refused = |cluster: &LocalCluster| {
+        let err = cluster.runtime().block_on(beacon(cluster, 1).reshare(req.clone())).unwrap_err().to_string();
+        assert!(err.contains("did not accept"), "{err}");
+        none_staged(cluster);
+    };
+    refused(&cluster);
+
+    // Members 0, 2 and 3 approved the same members with another threshold: still refused.
+    for i in [0, 2, 3] {
+        beacon(&cluster, i).approve_reshare(&members, 4).unwrap();
+    }
+    refused(&cluster);
+    // A threshold below the minimum or above the members is no approval at all.
+    assert!(beacon(&cluster, 2).approve_reshare(&members, 2).is_err());
+    assert!(beacon(&cluster, 2).approve_reshare(&members, 6).is_err());
+    assert!(beacon(&cluster, 2).approve_reshare(&[members[0].clone(), members[0].clone()], 0).is_err());
+
+    // Members 2 and 3 approve exactly this one, member 0 another roster: still refused.
+    for i in [2, 3] {
+        beacon(&cluster, i).approve_reshare(&members, 3).unwrap();
+    }
+    beacon(&cluster, 0).approve_reshare(&members[..4], 3).unwrap();
+    refused(&cluster);
+
+    // Through the admin sockets (what `conode beacon reshare [--approve-only]` sends): a bad
+    // request is refused by name; member 0's operator approves it (threshold 0: the minimum, 3),
+    // member 1's leads it, and the resharing goes through.
+    let socket = |i: usize| socket_path(cluster.node(i).data_dir(), &cluster.node(i).config().node_id());
+    let bad = ReshareRequest { roster_toml: "x".into(), ..req.clone() };
+    let err = request_approve_reshare(&socket(0), &bad).unwrap_err().to_string();
+    assert!(err.contains("roster_toml"), "{err}");
+    let approved = request_approve_reshare(&socket(0), &ReshareRequest { threshold: 0, ..req.clone() }).unwrap();
+    assert_eq!((approved.members, approved.threshold), (5, 3));
+    let done = request_reshare(&socket(1), &req).unwrap();
+    assert_eq!((done.participants, done.confirmed), (5, 5), "{done:?}");
+    for i in 0..5 {
+        let st = beacon(&cluster, i).transition_status();
+        assert_eq!((st.state.as_str(), st.round), ("staged", done.transition_round), "member {i}: {st:?}");
     }
 }

@@ -46,7 +46,8 @@ impl LocalCluster {
     }
 
     /// Reshares the beacon group node `leader` runs (it must be a member) to the cluster's nodes
-    /// `members`, keeping the chain, its hash and its group key. `threshold` 0: ⌊n/2⌋+1;
+    /// `members`, keeping the chain, its hash and its group key. Every running old member approves
+    /// it first (see `BeaconService::approve_reshare`). `threshold` 0: ⌊n/2⌋+1;
     /// `phase` zero: 10 s; `transition_round` 0: the first round at least two phases and two
     /// periods away. Returns once the new members agreed; the new group produces from the
     /// transition round in the answer.
@@ -71,6 +72,15 @@ impl LocalCluster {
                 return Err(ServiceError::BadRequest(format!("member {m} named twice")).into());
             }
             identities.push(si);
+        }
+        // Every old member's operator approves it (the cluster runs them all), as each would run
+        // `conode beacon reshare --approve-only`; members that are stopped approve nothing.
+        if let Some(group) = b.group() {
+            for i in (0..self.len()).filter(|&i| self.node(i).is_running()) {
+                if group.index_of(&self.node(i).server_identity().public).is_some() {
+                    self.beacon(i)?.approve_reshare(&identities, threshold)?;
+                }
+            }
         }
         let phase_ms = phase.as_millis().min(u128::from(u64::MAX)) as u64;
         Ok(self.runtime().block_on(b.reshare_to(&identities, threshold, phase_ms, transition_round))?)

@@ -1,5 +1,5 @@
 //! The client side of the service: `/Beacon/<Method>` requests (`Init`, `DkgStatus`, `Latest`,
-//! `Round`, `Info`, `Reshare` — see `transition_protocol`) and `Init` itself, which checks the
+//! `Round`, `Info`; `Reshare` is refused: an operator action, see `approval`) and `Init` itself, which checks the
 //! request, fills in the defaults and leads a DKG among the roster (the chain starts when the DKG hands its result over).
 
 use super::messages as m;
@@ -53,10 +53,8 @@ impl BeaconService {
                 let c = self.chain().ok_or_else(|| ServiceError::NotFound("no beacon chain on this node".into()))?;
                 Ok(m::InfoResponse { info_json: info_json(&c.info), group_toml: c.group.to_toml() }.encode_to_vec())
             }
-            "Reshare" => {
-                let req = crate::services::dkg::reshare::ReshareRequest::decode(body.as_slice()).map_err(bad)?;
-                Ok(self.reshare(req).await?.encode_to_vec())
-            }
+            // Operator only (see `approval`): a client of this port must not reshare the group.
+            "Reshare" => Err(ServiceError::Refused(super::approval::RESHARING_IS_LOCAL.into())),
             _ => Err(ServiceError::UnknownMethod { service: SERVICE.into(), method }),
         }
     }

@@ -20,6 +20,7 @@
 //! - [`store`]: durable group, share and beacons; [`http`]: drand's HTTP API; [`messages`]: the
 //!   wire messages. drand's JSON shapes are written by [`crate::verify::beacon`] (re-exported here).
 
+mod approval;
 mod audit;
 #[cfg(feature = "cluster")]
 pub mod bench;
@@ -39,6 +40,7 @@ mod transition_protocol;
 
 /// drand's JSON writers live with the verifier's parsers; re-exported here for the node's callers.
 pub use crate::verify::beacon::{beacon_json, info_json};
+pub use approval::{MembersDecided, RESHARING_IS_LOCAL};
 pub use client::DEFAULT_PHASE_MS;
 pub use round_loop::unix_now_ms;
 pub use service::{BeaconFault, BeaconService, BeaconStats, RoundLatency, SERVICE, TRANSITION_SECTION};

@@ -45,6 +45,10 @@ pub(crate) struct TransitionState {
     pub(super) sources: Mutex<Vec<ServerIdentity>>,
     /// The roster the group should be reshared to (after a membership change).
     pub(super) wanted: Mutex<Option<crate::config::Roster>>,
+    /// The resharing this node's operator approved, if any (see `approval`).
+    pub(super) approved: Mutex<Option<super::approval::ReshareApproval>>,
+    /// Whether this node's network decided a roster (see `approval`).
+    pub(super) decided: Mutex<Option<super::approval::MembersDecided>>,
     /// Fault injection: new indices this node's re-share deals are corrupt for.
     pub(super) corrupt_for: Mutex<BTreeSet<u32>>,
     /// Fault injection: as leader, send the Finish to these members only, then stop.

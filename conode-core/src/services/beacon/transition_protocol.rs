@@ -199,6 +199,9 @@ impl BeaconService {
                 if params.leader != from {
                     return Err(ReshareError::Config("proposal not sent by its leader".into()));
                 }
+                if params.old.index_of(&self.inner.me).is_some() {
+                    self.check_approval(&params).await?;
+                }
                 self.accept(params)?;
                 Ok(Vec::new())
             }
@@ -320,7 +323,9 @@ impl BeaconService {
             if s.params.session == params.session {
                 return Ok(s.clone());
             }
-            if !s.over() {
+            // A session whose leader never said Go (it failed to gather the members, e.g. one
+            // refused) holds nothing yet: a new proposal replaces it rather than wait it out.
+            if !s.over() && s.started.load(Ordering::SeqCst) {
                 return Err(ReshareError::Refused("a resharing is already running on this node".into()));
             }
         }
@@ -663,6 +668,7 @@ impl BeaconService {
         let mut done = ReshareDone { session: s.params.session.to_vec(), ..Default::default() };
         match self.finish_inner(s, q) {
             Ok((q, hash)) => {
+                self.approval_used(&s.params.members);
                 done.qualified = q;
                 done.group_hash = hash;
             }
@@ -732,13 +738,16 @@ impl BeaconService {
         Ok((q, hash))
     }
 
-    /// `/Beacon/Reshare`: leads a resharing of this node's beacon group to the roster given.
+    /// The operator's resharing of this node's beacon group to the roster given (the admin
+    /// channel's `reshare`, never the client port): approves it here (see `approval`) and leads it.
+    /// The other old members take part only where their operators approved it too.
     pub async fn reshare(&self, req: ReshareRequest) -> Result<ReshareResponse, ServiceError> {
         if req.roster_toml.len() > super::messages::MAX_ROSTER_TOML {
             return Err(ServiceError::BadRequest("roster too large".into()));
         }
-        let roster = Roster::from_toml_str(std::path::Path::new("<request>"), &req.roster_toml)
+        let roster = Roster::from_toml_str(std::path::Path::new("roster_toml"), &req.roster_toml)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        self.approve_reshare(&roster.servers, req.threshold)?;
         self.reshare_to(&roster.servers, req.threshold, req.phase_timeout_ms, req.transition_round).await
     }
 

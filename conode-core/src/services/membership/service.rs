@@ -325,6 +325,48 @@ impl MembershipService {
         lock(&self.shared.roster_hooks).push(hook);
     }
 
+    /// Whether the newest roster of the network this node is part of has exactly the identity
+    /// keys `members` (in any order), after catching the network chain up once when it does not
+    /// yet: a roster change the members appended lately may not have reached this node. The beacon
+    /// service asks it before it takes part in a resharing (`beacon::approval`).
+    pub async fn network_decided(&self, members: &[IdentityPublicKey]) -> bool {
+        let wanted: HashSet<[u8; 32]> = members.iter().map(|k| *k.as_bytes()).collect();
+        let decided = |this: &Self| {
+            this.state() == NodeState::PartOfNetwork
+                && this.latest().and_then(|(block, _)| block.roster).is_some_and(|r| {
+                    r.members.len() == members.len()
+                        && wanted.len() == members.len()
+                        && r.members
+                            .iter()
+                            .all(|m| <[u8; 32]>::try_from(m.identity.as_slice()).is_ok_and(|k| wanted.contains(&k)))
+                })
+        };
+        if decided(self) {
+            return true;
+        }
+        match self.network() {
+            Some(net) if self.state() == NodeState::PartOfNetwork => {
+                self.shared.skipchain.catch_up_chain(&net).await > 0 && decided(self)
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Self::network_decided`] as the beacon service asks it, holding this service weakly (a
+    /// stopped node's services are dropped).
+    pub fn decided_members_check(&self) -> crate::services::beacon::MembersDecided {
+        let weak = Arc::downgrade(&self.shared);
+        Arc::new(move |members| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                match weak.upgrade() {
+                    Some(shared) => MembershipService { shared }.network_decided(&members).await,
+                    None => false,
+                }
+            })
+        })
+    }
+
     /// When this node last reached `PartOfNetwork` in this run.
     pub fn part_of_network_since(&self) -> Option<Instant> {
         *lock(&self.shared.joined_at)
