@@ -1,8 +1,8 @@
 //! `conode beacon init` (the DKG) and `conode beacon get … --verify` on three `conode server`
-//! processes with a 1 s period, then `conode reset`: refused while the node runs, asks first, and
+//! processes with a 1 s period, `conode beacon reshare` (approved by the other operators), then `conode reset`: refused while the node runs, asks first, and
 //! drops the beacon state while private.toml stays byte for byte.
 
-use crate::support::{conode, fails, ok, run, stdout, wait_until, Servers};
+use crate::support::{conode, fails, json, ok, run, stdout, wait_until, Servers};
 use conode_core::config::NodeConfig;
 use conode_core::services::beacon::store::ChainStore;
 use conode_core::storage::Storage;
@@ -67,6 +67,40 @@ fn beacon_init_get_verify_then_reset_keeps_keys() {
     serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap();
     let err = fails(&mut get(&["latest", "--node", "2", "--chain-hash", &"00".repeat(32)]));
     assert!(err.contains("serves chain"), "{err}");
+
+    // `conode beacon reshare` (same three members, threshold 2 -> 3) goes through the admin
+    // sockets: the leader's operator alone is refused (the others did not approve), a threshold
+    // above the members is refused by name, and once the other two operators approved exactly
+    // this resharing the leader's succeeds; the new group produces rounds that verify under the
+    // unchanged chain hash.
+    let reshare = |i: usize, extra: &[&str]| {
+        let mut c = conode();
+        c.arg("-c").arg(&servers.nodes[i].private).args(["beacon", "reshare", "--phase-timeout", "1", "--roster"]);
+        c.arg(&roster).args(extra);
+        c
+    };
+    let err = fails(&mut reshare(0, &["--threshold", "3"]));
+    assert!(err.contains("did not accept"), "{err}");
+    let err = fails(&mut reshare(1, &["--threshold", "4", "--approve-only"]));
+    assert!(err.contains("threshold"), "{err}");
+    for i in [1, 2] {
+        let approved = json(&ok(&mut reshare(i, &["--threshold", "3", "--approve-only", "--json"])));
+        assert_eq!((approved["members"].as_u64(), approved["threshold"].as_u64()), (Some(3), Some(3)));
+    }
+    let group_file = servers.path("group3.toml");
+    let done = json(&ok(reshare(0, &["--threshold", "3", "--json", "--out"]).arg(&group_file)));
+    assert_eq!(done["chain_hash"].as_str(), Some(chain_hash.as_str()), "{done}");
+    assert_eq!(done["confirmed"].as_u64(), Some(3), "{done}");
+    let group_text = std::fs::read_to_string(&group_file).unwrap();
+    assert_eq!(done["group_toml"].as_str(), Some(group_text.as_str()));
+    let after = done["transition_round"].as_u64().unwrap() + 1;
+    wait_until("a round of the new group", Duration::from_secs(30), || {
+        run(&mut get(&[&after.to_string(), "--verify", "--chain-hash", &chain_hash, "--node", "0"])).status.success()
+    });
+    for node in ["1", "2"] {
+        let o = run(&mut get(&[&after.to_string(), "--verify", "--chain-hash", &chain_hash, "--node", node]));
+        assert!(o.status.success(), "node {node}: {}", crate::support::stderr(&o));
+    }
 
     // reset refuses while the node holds its database.
     let before = std::fs::read(&servers.nodes[0].private).unwrap();
