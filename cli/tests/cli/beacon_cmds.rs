@@ -1,6 +1,7 @@
 //! `conode beacon init` (the DKG) and `conode beacon get … --verify` on three `conode server`
-//! processes with a 1 s period, `conode beacon reshare` (approved by the other operators), then `conode reset`: refused while the node runs, asks first, and
-//! drops the beacon state while private.toml stays byte for byte.
+//! processes with a 1 s period, `conode beacon reshare` (approved by the other operators), then
+//! `conode reset`: refused while the node runs, asks first, and drops the beacon state while
+//! private.toml stays byte for byte.
 
 use crate::support::{conode, fails, json, ok, run, stdout, wait_until, Servers};
 use conode_core::config::NodeConfig;
