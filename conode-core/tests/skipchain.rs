@@ -838,3 +838,95 @@ fn a_member_behind_on_the_chains_does_not_void_batched_rounds_and_catches_up_thr
         assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 4);
     }
 }
+
+/// What a peer or a client names that this member has no part in leaves nothing here: appends to
+/// made-up chains and catch-ups of chains no one holds leave no lock entry behind; a pushed
+/// genesis is stored only when its roster names this node and the sender; a block of an unknown
+/// chain whose roster does not name this node starts no catch-up; and a proof longer than the
+/// bounds ends early at a block the next request continues from.
+#[test]
+fn what_a_peer_or_client_names_without_a_part_here_leaves_nothing() {
+    use conode_core::services::skipchain::messages::LinkedBlock;
+    use prost::Message;
+    let c = LocalCluster::new(4).unwrap();
+    let rt = c.runtime();
+    let owner = IdentityKeyPair::generate();
+    let node0 = svc(&c, 0);
+    let genesis = rt.block_on(node0.create_chain(c.roster(), 2, 1, vec![owner.public()], b"g".to_vec())).unwrap();
+    for i in 1..=5 {
+        rt.block_on(node0.append(append_req(&owner, &genesis, i, b"x", None))).unwrap();
+    }
+    let entries = node0.lock_entries();
+    assert_eq!(entries, 1, "one chain appended to");
+    for n in 0..50u8 {
+        let made_up = SkipBlock { hash: vec![n; 32], ..genesis.clone() };
+        let err = rt.block_on(node0.append(append_req(&owner, &made_up, 1, b"x", None))).unwrap_err();
+        assert!(err.to_string().contains("unknown chain"), "{err}");
+        let err = rt.block_on(node0.catch_up(&[n; 32], &c.roster().servers[1])).unwrap_err();
+        assert!(err.to_string().contains("unknown chain"), "{err}");
+    }
+    assert_eq!(node0.lock_entries(), entries, "made-up chains left lock entries");
+
+    // Pushes from member 3 to member 0.
+    let pusher = c.node(3).network().unwrap();
+    let to0 = c.roster().servers[0].clone();
+    let push = |block: &SkipBlock| {
+        let item = LinkedBlock { block: Some(block.clone()), incoming: vec![] };
+        rt.block_on(pusher.request(
+            &to0,
+            SKIPCHAIN_SERVICE,
+            "Store",
+            &[],
+            item.encode_to_vec(),
+            Duration::from_secs(10),
+        ))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let other = LocalCluster::new(2).unwrap();
+    let strangers = other.node(0).skipchain().unwrap();
+    let foreign = strangers.genesis_block(other.roster(), 2, 4, vec![owner.public()], b"f".to_vec()).unwrap();
+    let err = push(&foreign).unwrap_err();
+    assert!(err.contains("does not name this node"), "{err}");
+    let without_sender = Roster::new(c.roster().servers[..3].to_vec());
+    let g = svc(&c, 1).genesis_block(&without_sender, 2, 4, vec![owner.public()], b"s".to_vec()).unwrap();
+    let err = push(&g).unwrap_err();
+    assert!(err.contains("does not name the sender"), "{err}");
+    for g in [&foreign, &g] {
+        assert!(node0.store().block(&g.hash).is_none(), "a refused genesis was stored");
+    }
+    let named = svc(&c, 3).genesis_block(c.roster(), 2, 4, vec![owner.public()], b"n".to_vec()).unwrap();
+    push(&named).unwrap();
+    assert!(node0.store().block(&named.hash).is_some(), "a genesis naming both was not stored");
+
+    // Block 1 of a chain member 0 does not hold, in a roster of member 3 and strangers.
+    let mut servers = other.roster().servers.clone();
+    servers.push(c.roster().servers[3].clone());
+    let mut block = SkipBlock {
+        index: 1,
+        height: 1,
+        back_link_ids: vec![vec![7; 32]],
+        genesis_id: vec![9; 32],
+        roster: Some(block_roster(&Roster::new(servers)).unwrap()),
+        forward_links: vec![],
+        ..foreign.clone()
+    };
+    block.maximum_height = 1;
+    block.hash = block.compute_hash().to_vec();
+    let err = push(&block).unwrap_err();
+    assert!(err.contains("unknown chain whose roster does not name this node"), "{err}");
+    assert_eq!(node0.lock_entries(), entries);
+
+    // A proof longer than the bounds (maximum height 1: one hop per block) ends early; asking
+    // again from its last block gives the rest; a proof always holds the block asked from.
+    let full = node0.update_chain(&genesis.hash).unwrap();
+    assert_eq!(full.len(), 6);
+    let first = node0.update_chain_within(&genesis.hash, 3, usize::MAX).unwrap();
+    assert_eq!(first.iter().map(|b| b.index).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(verify_proof(&genesis.hash, &first, Policy::Default).unwrap().index, 2);
+    let rest = node0.update_chain_within(&first[2].hash, 3, usize::MAX).unwrap();
+    assert_eq!(rest.iter().map(|b| b.index).collect::<Vec<_>>(), [2, 3, 4]);
+    let one = full[0].encoded_len() + 11;
+    assert_eq!(node0.update_chain_within(&genesis.hash, 100, one).unwrap().len(), 1);
+    assert_eq!(node0.update_chain_within(&genesis.hash, 100, 1).unwrap().len(), 1);
+}

@@ -31,6 +31,7 @@ use crate::verify::skipchain::{
 use crate::verify::skipchain_batch::{
     all_hold, decode_signature, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
 };
+use crate::verify::skipchain_wire::{MAX_PROOF_BLOCKS, MAX_PROOF_BYTES};
 use prometheus_client::registry::Registry;
 use prost::Message;
 pub use recovery::RECOVERY_SECTION;
@@ -368,6 +369,26 @@ fn offer_later(
     });
 }
 
+/// What a `GetBlocks` reply must be before any block of it is accepted: blocks of the chain
+/// asked for, in order from the index asked for. A peer answering with another chain's genesis
+/// (whose hash is not the id asked for) would otherwise have it stored, and the catch-up would
+/// ask for the same index again and again.
+fn check_fetched(genesis: &[u8], from_index: u64, items: &[LinkedBlock]) -> Result<(), SkipchainError> {
+    for (offset, item) in items.iter().enumerate() {
+        let block = item.block.as_ref().ok_or_else(|| SkipchainError::Invalid("GetBlocks reply: no block".into()))?;
+        let index = from_index + offset as u64;
+        if block.index != index || block.chain_id() != genesis {
+            return Err(SkipchainError::Invalid(format!(
+                "GetBlocks reply: block {} of chain {} where block {index} of chain {} was asked for",
+                block.index,
+                hex8(block.chain_id()),
+                hex8(genesis)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn hex8(b: &[u8]) -> String {
     hex::encode(&b[..b.len().min(8)])
 }
@@ -530,15 +551,16 @@ impl SkipchainService {
 
     async fn append_inner(&self, req: Append) -> Result<SkipBlock, SkipchainError> {
         let s = &self.shared;
-        let chain_lock =
-            s.appending.lock().unwrap_or_else(|p| p.into_inner()).entry(req.genesis.clone()).or_default().clone();
-        // Held by this append and by the round tasks serving it (see `batched::ChainGuard`).
-        let appending: batched::ChainGuard = Arc::new(chain_lock.lock_owned().await);
+        // The chain first: a lock entry exists only for a chain held here (so appends to made-up
+        // chains leave nothing behind).
         let genesis = s
             .store
             .block(&req.genesis)
             .filter(|b| b.index == 0)
             .ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
+        let chain_lock = crate::sync::lock(&s.appending).entry(req.genesis.clone()).or_default().clone();
+        // Held by this append and by the round tasks serving it (see `batched::ChainGuard`).
+        let appending: batched::ChainGuard = Arc::new(chain_lock.lock_owned().await);
         let mut latest =
             s.store.latest(&req.genesis).ok_or_else(|| SkipchainError::UnknownChain(hex8(&req.genesis)))?;
         if req.index > latest.index + 1 && self.catch_up_chain(&req.genesis).await > 0 {
@@ -1093,11 +1115,34 @@ impl SkipchainService {
     }
 
     /// Shortest proof from `from` to the newest block: follow the highest forward link each time.
+    /// A proof longer than a light client accepts (`MAX_PROOF_BLOCKS` blocks, `MAX_PROOF_BYTES`
+    /// encoded; reached on chains with a low maximum height) ends early, at a block that still
+    /// has a forward link: ask again from that block for the rest.
     pub fn update_chain(&self, from: &[u8]) -> Result<Vec<SkipBlock>, SkipchainError> {
+        self.update_chain_within(from, MAX_PROOF_BLOCKS, MAX_PROOF_BYTES)
+    }
+
+    /// [`Self::update_chain`] with the bounds given (at least the block `from` is returned).
+    pub fn update_chain_within(
+        &self,
+        from: &[u8],
+        max_blocks: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<SkipBlock>, SkipchainError> {
         let mut cur = self.shared.store.block(from).ok_or_else(|| SkipchainError::UnknownBlock(hex8(from)))?;
+        // What each block adds to an encoded `Proof` (its bytes, a tag and a length of at most 10).
+        let size = |b: &SkipBlock| b.encoded_len() + 11;
+        let mut bytes = size(&cur);
         let mut proof = vec![cur.clone()];
         while let Some(link) = cur.forward_links.iter().rev().find(|l| !l.to.is_empty()) {
+            if proof.len() >= max_blocks {
+                break;
+            }
             let next = self.shared.store.block(&link.to).ok_or_else(|| SkipchainError::UnknownBlock(hex8(&link.to)))?;
+            bytes += size(&next);
+            if bytes > max_bytes {
+                break;
+            }
             proof.push(next.clone());
             cur = next;
         }
@@ -1212,17 +1257,29 @@ impl SkipchainService {
         }
     }
 
+    /// How many chains have an append or a catch-up lock entry now: at most the chains held plus
+    /// those being caught up (appends to made-up chains and finished catch-ups leave none).
+    pub fn lock_entries(&self) -> usize {
+        crate::sync::lock(&self.shared.appending).len() + crate::sync::lock(&self.shared.catching_up).len()
+    }
+
     /// Fetches and verifies what `peer` has beyond our newest block of `genesis`.
     pub async fn catch_up(&self, genesis: &[u8], peer: &ServerIdentity) -> Result<u64, SkipchainError> {
-        let flight = self
-            .shared
-            .catching_up
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(genesis.to_vec())
-            .or_default()
-            .clone();
-        let _single = flight.lock().await;
+        let flight = crate::sync::lock(&self.shared.catching_up).entry(genesis.to_vec()).or_default().clone();
+        let single = flight.lock().await;
+        let fetched = self.fetch_from(genesis, peer).await;
+        drop(single);
+        // The entry goes with the last catch-up of the chain (the map holds one Arc, this call
+        // another; a waiter holds a third), so chains named by peers leave nothing behind.
+        let mut flights = crate::sync::lock(&self.shared.catching_up);
+        if flights.get(genesis).is_some_and(|f| Arc::ptr_eq(f, &flight)) && Arc::strong_count(&flight) <= 2 {
+            flights.remove(genesis);
+        }
+        fetched
+    }
+
+    /// The lock-free part of [`Self::catch_up`]: fetches in batches until `peer` has no more.
+    async fn fetch_from(&self, genesis: &[u8], peer: &ServerIdentity) -> Result<u64, SkipchainError> {
         let mut fetched = 0;
         loop {
             let from_index = self.shared.store.latest_index(genesis).map(|i| i + 1).unwrap_or(0);
@@ -1237,6 +1294,7 @@ impl SkipchainService {
             if blocks.blocks.is_empty() {
                 break;
             }
+            check_fetched(genesis, from_index, &blocks.blocks)?;
             for item in &blocks.blocks {
                 self.accept(item)?;
                 fetched += 1;
@@ -1329,16 +1387,29 @@ impl SkipchainService {
                     return Err("refusing pushed blocks (fault injection)".into());
                 }
                 let item = LinkedBlock::decode(msg.payload.as_slice()).map_err(|e| format!("Store: {e}"))?;
+                if let Some(genesis) = item.block.as_ref().filter(|b| b.index == 0) {
+                    self.check_pushed_genesis(genesis, &msg.from)?;
+                }
                 let t = std::time::Instant::now();
                 let accepted = self.accept(&item);
                 self.shared.observed.phases.add(Phase::Accept, t.elapsed());
                 match accepted {
                     Ok(()) => Ok(vec![]),
-                    Err(SkipchainError::Behind { .. }) => {
+                    Err(SkipchainError::Behind { have, .. }) => {
                         let block = item.block.as_ref().ok_or("no block")?;
                         let sender = self
                             .sender_identity(block, &msg.from)
                             .ok_or("Store from a node outside the block's roster")?;
+                        if have == 0
+                            && self.shared.store.latest_index(block.chain_id()).is_none()
+                            && self.sender_identity(block, &self.shared.me).is_none()
+                        {
+                            // A chain this node does not hold, in a block not naming it: nothing
+                            // to catch up on (a peer would make it fetch and store any chain).
+                            return Err(
+                                "Store of a block of an unknown chain whose roster does not name this node".into()
+                            );
+                        }
                         self.catch_up(block.chain_id(), &sender).await.map_err(|e| e.to_string())?;
                         self.accept(&item).map(|_| vec![]).map_err(|e| e.to_string())
                     }
@@ -1389,6 +1460,22 @@ impl SkipchainService {
             }
             other => Err(format!("unknown skipchain protocol `{other}`")),
         }
+    }
+
+    /// A genesis pushed by `from` is stored only when its roster names both this node and the
+    /// sender (the creator of a chain is one of its members): a peer cannot make this node keep
+    /// chains it has no part in.
+    fn check_pushed_genesis(&self, genesis: &SkipBlock, from: &IdentityPublicKey) -> Result<(), String> {
+        if self.shared.store.block(&genesis.hash).is_some() {
+            return Ok(());
+        }
+        if self.sender_identity(genesis, &self.shared.me).is_none() {
+            return Err("Store of a genesis whose roster does not name this node".into());
+        }
+        if self.sender_identity(genesis, from).is_none() {
+            return Err("Store of a genesis whose roster does not name the sender".into());
+        }
+        Ok(())
     }
 
     /// The ServerIdentity of `key` from the block's roster (to dial it back for catch-up).
@@ -1870,5 +1957,31 @@ impl Service for SkipchainService {
         self.shared.cosi.remove_hook(batched::PREPARE_BATCH_PURPOSE);
         self.shared.cosi.remove_hook(batched::COMMIT_BATCH_PURPOSE);
         stop_service(&self.shared.ctx, SKIPCHAIN_SERVICE).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linked(index: u64, hash: &[u8], genesis_id: &[u8]) -> LinkedBlock {
+        let block = SkipBlock { index, hash: hash.to_vec(), genesis_id: genesis_id.to_vec(), ..Default::default() };
+        LinkedBlock { block: Some(block), incoming: vec![] }
+    }
+
+    #[test]
+    fn a_catch_up_takes_only_the_blocks_asked_for() {
+        let g = [1u8; 32];
+        let good = [linked(0, &g, &[]), linked(1, &[2; 32], &g), linked(2, &[3; 32], &g)];
+        assert!(check_fetched(&g, 0, &good).is_ok());
+        assert!(check_fetched(&g, 1, &good[1..]).is_ok());
+        // Another chain's genesis under the id asked for, another chain's block, a gap, a block
+        // other than the first asked for, an item without a block: each refused.
+        let err = check_fetched(&g, 0, &[linked(0, &[5; 32], &[])]).unwrap_err().to_string();
+        assert!(err.contains("block 0 of chain 0505"), "{err}");
+        assert!(check_fetched(&g, 1, &[linked(1, &[2; 32], &[5; 32])]).is_err());
+        assert!(check_fetched(&g, 0, &[good[0].clone(), good[2].clone()]).is_err());
+        assert!(check_fetched(&g, 2, &good[1..]).is_err());
+        assert!(check_fetched(&g, 0, &[LinkedBlock::default()]).is_err());
     }
 }
