@@ -113,6 +113,11 @@ fn check_http_api(cluster: &LocalCluster, info: &ChainInfo) {
     assert_eq!(s, 404);
     assert!(hdr(&h, "cache-control").starts_with("public, must-revalidate, max-age="));
     assert_eq!(http(&base, "/public/abc").0, 400);
+    // Rounds whose time in ms is beyond i64, or whose time is beyond drand's range: 404 too.
+    let (s, h, _) = http(&base, "/public/9300000000000000");
+    assert_eq!(s, 404);
+    assert!(hdr(&h, "cache-control").starts_with("public, must-revalidate, max-age="));
+    assert_eq!(http(&base, &format!("/public/{}", u64::MAX)).0, 404);
     // /chains and /health.
     let (s, _, body) = http(&base, "/chains");
     assert_eq!(s, 200);
@@ -168,6 +173,33 @@ fn chained_beacons_verify_and_http_api_is_drands() {
         assert!(verify_stored_chain(&cluster, i, &info) >= 3);
     }
     check_http_api(&cluster, &info);
+}
+
+/// `/Beacon/Init` refuses times out of range by name (they overflowed before), and starts nothing.
+#[test]
+fn init_refuses_times_out_of_range() {
+    let cluster = LocalCluster::new(1).unwrap();
+    let url = cluster.client_url(0).unwrap();
+    let base = InitRequest {
+        roster_toml: cluster.roster().to_toml(),
+        scheme: String::new(),
+        period_secs: 1,
+        threshold: 0,
+        phase_timeout_ms: 1000,
+        genesis_time: 0,
+        genesis_delay_ms: 0,
+        beacon_id: String::new(),
+    };
+    let refused = |req: InitRequest, what: &str| {
+        let call = client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(10));
+        let err = cluster.runtime().block_on(call).unwrap_err().to_string();
+        assert!(err.contains(what), "{err}");
+    };
+    refused(InitRequest { phase_timeout_ms: u64::MAX, ..base.clone() }, "phase_timeout_ms above");
+    refused(InitRequest { genesis_delay_ms: u64::MAX, ..base.clone() }, "genesis_delay_ms above");
+    refused(InitRequest { genesis_time: i64::MAX, ..base.clone() }, "more than a week ahead");
+    refused(InitRequest { genesis_time: 1, ..base.clone() }, "in the past");
+    assert!(beacon(&cluster, 0).chain_info().is_none(), "a refused init started a chain");
 }
 
 #[test]

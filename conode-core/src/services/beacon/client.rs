@@ -14,6 +14,10 @@ use prost::Message;
 
 /// Default length of a DKG phase.
 pub const DEFAULT_PHASE_MS: u64 = 10_000;
+/// Longest phase a DKG accepts ([`crate::services::dkg::protocol::MAX_PHASE`]), in ms.
+pub const MAX_PHASE_MS: u64 = crate::services::dkg::protocol::MAX_PHASE.as_millis() as u64;
+/// Longest delay before the genesis `/Beacon/Init` accepts (a week).
+pub const MAX_GENESIS_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl BeaconService {
     pub(super) async fn client(&self, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
@@ -84,9 +88,16 @@ impl BeaconService {
         let threshold = if req.threshold == 0 { dkg::minimum_threshold(n) as u32 } else { req.threshold };
         let phase_ms = if req.phase_timeout_ms == 0 { DEFAULT_PHASE_MS } else { req.phase_timeout_ms };
         let now_ms = unix_now_ms();
+        if phase_ms > MAX_PHASE_MS {
+            return Err(ServiceError::BadRequest(format!("phase_timeout_ms above {MAX_PHASE_MS}")));
+        }
         let genesis_time = if req.genesis_time > 0 {
-            if req.genesis_time * 1000 <= now_ms {
+            let genesis_ms = req.genesis_time.saturating_mul(1000);
+            if genesis_ms <= now_ms {
                 return Err(ServiceError::BadRequest("genesis time is in the past".into()));
+            }
+            if genesis_ms - now_ms > MAX_GENESIS_DELAY_MS as i64 {
+                return Err(ServiceError::BadRequest("genesis time more than a week ahead".into()));
             }
             req.genesis_time
         } else {
@@ -95,6 +106,9 @@ impl BeaconService {
             } else {
                 req.genesis_delay_ms
             };
+            if delay > MAX_GENESIS_DELAY_MS {
+                return Err(ServiceError::BadRequest(format!("genesis_delay_ms above {MAX_GENESIS_DELAY_MS}")));
+            }
             (now_ms + delay as i64 + 999) / 1000
         };
         let config = dm::DkgConfig {

@@ -109,7 +109,7 @@ fn latest(svc: &BeaconService, ch: Option<&str>) -> Response {
     let (Some(info), Some(b)) = (svc.chain_info(), svc.latest()) else { return not_found("no beacon yet") };
     let now_ms = unix_now_ms();
     let round_time = info.time_of_round(b.round).unwrap_or(info.genesis_time);
-    let next_ms = info.time_of_round(b.round + 1).map(|t| t * 1000).unwrap_or(i64::MAX);
+    let next_ms = info.time_of_round(b.round + 1).map(|t| t.saturating_mul(1000)).unwrap_or(i64::MAX);
     let next_ms = if next_ms > now_ms { next_ms } else { now_ms + i64::from(info.period) * 500 };
     let remaining = next_ms - now_ms;
     let mut headers =
@@ -138,8 +138,10 @@ async fn round(svc: BeaconService, ch: Option<String>, round: String) -> Respons
     let now_ms = unix_now_ms();
     let Some(expected) = info.time_of_round(n) else { return not_found("round out of range") };
     let period_ms = i64::from(info.period) * 1000;
-    if expected * 1000 > now_ms + period_ms {
-        let secs = (expected * 1000 - now_ms) / 1000;
+    // Saturating: a round far in the future has a time near i64::MAX seconds.
+    let expected_ms = expected.saturating_mul(1000);
+    if expected_ms > now_ms.saturating_add(period_ms) {
+        let secs = expected_ms.saturating_sub(now_ms) / 1000;
         let mut r =
             respond(StatusCode::NOT_FOUND, serde_json::json!({ "error": "round in the future" }).to_string(), &[]);
         if let Ok(v) = HeaderValue::from_str(&format!("public, must-revalidate, max-age={secs}")) {
@@ -151,7 +153,7 @@ async fn round(svc: BeaconService, ch: Option<String>, round: String) -> Respons
         Some(b) => Some(b),
         None => {
             // About to be produced (or being caught up): wait for it a little, as drand does.
-            let wait = (expected * 1000 - now_ms).max(0) + period_ms.min(5000) + 500;
+            let wait = (expected_ms - now_ms).max(0) + period_ms.min(5000) + 500;
             svc.wait_for_round(n, Duration::from_millis(wait as u64)).await
         }
     };

@@ -767,6 +767,9 @@ impl BeaconService {
         let n = members.len();
         let threshold = if threshold == 0 { minimum_threshold(n) as u32 } else { threshold };
         let phase_ms = if phase_ms == 0 { DEFAULT_PHASE_MS } else { phase_ms };
+        if phase_ms > super::client::MAX_PHASE_MS {
+            return Err(ServiceError::BadRequest(format!("phase_timeout_ms above {}", super::client::MAX_PHASE_MS)));
+        }
         let info = &chain.info;
         let margin_ms = 2 * phase_ms as i64 + 2 * 1000 * i64::from(info.period);
         // The first round whose time is at least `margin_ms` away.
