@@ -11,7 +11,7 @@ use super::frame::{self, Envelope, FrameError, Route};
 use super::NetSettings;
 use crate::crypto::IdentityPublicKey;
 use prost::Message;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 use tokio::io::AsyncRead;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,13 +19,28 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Unit of the strangers' memory budget.
 const BUDGET_UNIT: usize = 1024;
 
+/// Most keys kept admitted because an introduction named them (16 of the largest cosi rosters).
+/// An introduction may name members no one runs, so beyond this the oldest are forgotten: a peer
+/// whose key goes is a stranger again until its next introduction (every announcement is one).
+pub const MAX_INTRODUCED: usize = 65_536;
+
 /// The set of admitted identity keys and the strangers' budget. Keys are kept as bytes: admitting
 /// a roster of n members must not cost n curve-point decompressions (a peer proves its key in the
 /// TLS handshake, so a key that is no valid point is never matched anyway).
 pub struct Admission {
+    /// Members of the rosters this node's services work with and peers it dialed: kept.
     keys: RwLock<HashSet<[u8; 32]>>,
+    /// Keys named by accepted introductions, oldest first, at most [`MAX_INTRODUCED`].
+    introduced: RwLock<Introduced>,
     strangers: Arc<Semaphore>,
     memory: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct Introduced {
+    set: HashSet<[u8; 32]>,
+    /// Insertion order; may hold keys since moved to `keys` (their removal from `set` is a no-op).
+    order: VecDeque<[u8; 32]>,
 }
 
 impl Admission {
@@ -33,30 +48,49 @@ impl Admission {
         let units = (settings.stranger_memory / BUDGET_UNIT).clamp(1, Semaphore::MAX_PERMITS);
         Self {
             keys: RwLock::new(HashSet::from([*own.as_bytes()])),
+            introduced: RwLock::default(),
             strangers: Arc::new(Semaphore::new(settings.max_strangers)),
             memory: Arc::new(Semaphore::new(units)),
         }
     }
 
-    /// Admits `keys`; returns how many were new.
+    /// Admits `keys` for good (rosters this node works with); returns how many were new.
     pub fn admit(&self, keys: impl IntoIterator<Item = IdentityPublicKey>) -> usize {
         let mut set = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.into_iter().filter(|k| set.insert(*k.as_bytes())).count()
+        let mut introduced = self.introduced.write().unwrap_or_else(|p| p.into_inner());
+        keys.into_iter().filter(|k| set.insert(*k.as_bytes()) && !introduced.set.remove(k.as_bytes())).count()
     }
 
-    /// Admits keys given as bytes (see [`introduced_keys`]); returns how many were new.
+    /// Admits keys named by an accepted introduction (see [`introduced_keys`]), forgetting the
+    /// oldest such keys beyond [`MAX_INTRODUCED`]; returns how many were new.
     pub fn admit_raw(&self, keys: impl IntoIterator<Item = [u8; 32]>) -> usize {
-        let mut set = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.into_iter().filter(|k| set.insert(*k)).count()
+        let kept = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let mut introduced = self.introduced.write().unwrap_or_else(|p| p.into_inner());
+        let mut new = 0;
+        for k in keys {
+            if kept.contains(&k) || !introduced.set.insert(k) {
+                continue;
+            }
+            new += 1;
+            introduced.order.push_back(k);
+            while introduced.order.len() > MAX_INTRODUCED {
+                if let Some(old) = introduced.order.pop_front() {
+                    introduced.set.remove(&old);
+                }
+            }
+        }
+        new
     }
 
     pub fn is_admitted(&self, key: &IdentityPublicKey) -> bool {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).contains(key.as_bytes())
+            || self.introduced.read().unwrap_or_else(|p| p.into_inner()).set.contains(key.as_bytes())
     }
 
     /// Number of admitted keys (this node's own included).
     pub fn len(&self) -> usize {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).len()
+            + self.introduced.read().unwrap_or_else(|p| p.into_inner()).set.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -300,6 +334,35 @@ mod tests {
         assert_eq!(a.admit([other, own]), 1);
         assert!(a.is_admitted(&other));
         assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn introduced_keys_are_bounded_and_kept_keys_stay() {
+        let own = crate::crypto::IdentityKeyPair::generate().public();
+        let member = crate::crypto::IdentityKeyPair::generate().public();
+        let a = Admission::new(own, &NetSettings::default());
+        a.admit([member]);
+        let key = |i: usize| {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k
+        };
+        // Introductions naming the member again and then ever new keys, past the bound.
+        assert_eq!(a.admit_raw([*member.as_bytes(), key(0)]), 1);
+        assert_eq!(a.admit_raw((0..MAX_INTRODUCED + 10).map(key)), MAX_INTRODUCED + 9);
+        assert_eq!(a.len(), 2 + MAX_INTRODUCED);
+        let admitted = |i: usize| a.introduced.read().unwrap().set.contains(&key(i));
+        assert!(!admitted(0) && !admitted(9), "the oldest introduced keys stayed");
+        assert!(admitted(10) && admitted(MAX_INTRODUCED + 9));
+        assert!(a.is_admitted(&own) && a.is_admitted(&member), "kept keys went with introduced ones");
+        // An introduced key a service then admits is kept for good, counted once.
+        let late = crate::crypto::IdentityKeyPair::generate().public();
+        a.admit_raw([*late.as_bytes()]);
+        let before = a.len();
+        assert_eq!(a.admit([late]), 0);
+        assert_eq!(a.len(), before);
+        a.admit_raw((0..MAX_INTRODUCED).map(|i| key(i + 1_000_000)));
+        assert!(a.is_admitted(&late));
     }
 
     #[test]
