@@ -142,3 +142,57 @@ fn each_failed_dial_counts_once() {
         assert!(net.health().down(&peer.public).is_some(), "a refused dial marks the peer down");
     });
 }
+
+/// A down peer that no roster of this node names (only dialed, as the children an announcement
+/// names are) is probed for `probe_give_up` at most and then forgotten, so made-up members cost
+/// no probe forever; a member of the node's own rosters is probed until it answers. A forgotten
+/// peer's next request tries it afresh.
+#[test]
+fn probes_of_peers_outside_the_nodes_rosters_give_up() {
+    let cluster = LocalCluster::new(1).unwrap();
+    let unreachable = |what: &str| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        conode_core::config::ServerIdentity {
+            address: NodeAddress { host: "127.0.0.1".into(), port },
+            public: IdentityKeyPair::generate().public(),
+            description: what.into(),
+            url: None,
+            services: Default::default(),
+        }
+    };
+    let (made_up, member) = (unreachable("made up"), unreachable("member"));
+    let settings = NetSettings {
+        probe_interval: Duration::from_millis(20),
+        probe_give_up: Duration::from_millis(300),
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        ..quick()
+    };
+    cluster.runtime().block_on(async {
+        let (net, _stop) = client_net(settings);
+        net.admit([member.public]);
+        for p in [&made_up, &member] {
+            assert!(net.ping(p, Duration::from_millis(300)).await.is_err());
+            assert!(net.health().down(&p.public).is_some());
+        }
+        assert!(net.is_admitted(&made_up.public) && !net.admission().is_kept(&made_up.public));
+        let known =
+            |p: &conode_core::config::ServerIdentity| net.health().report().into_iter().find(|r| r.peer == p.public);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while known(&made_up).is_some() {
+            assert!(Instant::now() < deadline, "the probe of a made-up peer never gave up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The member is still down and still probed: its dial failures keep growing.
+        let failures = known(&member).expect("the member was forgotten").dial_failures;
+        assert!(net.health().down(&member.public).is_some());
+        while known(&member).map_or(0, |r| r.dial_failures) <= failures {
+            assert!(Instant::now() < deadline, "the member is no longer probed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The forgotten peer is tried afresh on its next request.
+        let err = net.ping(&made_up, Duration::from_millis(300)).await.unwrap_err().to_string();
+        assert!(err.contains(&made_up.address.port.to_string()), "{err}");
+        assert!(net.health().down(&made_up.public).is_some());
+    });
+}

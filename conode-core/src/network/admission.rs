@@ -1,7 +1,7 @@
 //! Who the node port serves. Any Ed25519 certificate completes the TLS handshake, so the transport
 //! itself decides what a peer may do: peers whose identity key is in a roster this node knows
-//! (its services feed the set: cosi, skipchain, DKG and beacon rosters, and every peer this node
-//! dials) get the full protocol; everyone else is a stranger with a small separate budget: only
+//! (its services feed the set: cosi, skipchain, DKG and beacon rosters, kept; and, bounded, the
+//! rosters of accepted introductions and every peer this node dials) get the full protocol; everyone else is a stranger with a small separate budget: only
 //! introductions (a reachability ping, a cosi announcement, a skipchain block, a DKG proposal —
 //! each carrying the roster that then admits its members — and a membership join request and its
 //! status poll), few connections at once, a shared memory budget, short deadlines. Frame sizes are
@@ -28,9 +28,10 @@ pub const MAX_INTRODUCED: usize = 65_536;
 /// a roster of n members must not cost n curve-point decompressions (a peer proves its key in the
 /// TLS handshake, so a key that is no valid point is never matched anyway).
 pub struct Admission {
-    /// Members of the rosters this node's services work with and peers it dialed: kept.
+    /// Members of the rosters this node's services work with: kept.
     keys: RwLock<HashSet<[u8; 32]>>,
-    /// Keys named by accepted introductions, oldest first, at most [`MAX_INTRODUCED`].
+    /// Keys named by accepted introductions or dialed by this node for others' rounds, oldest
+    /// first, at most [`MAX_INTRODUCED`].
     introduced: RwLock<Introduced>,
     strangers: Arc<Semaphore>,
     memory: Arc<Semaphore>,
@@ -85,6 +86,12 @@ impl Admission {
     pub fn is_admitted(&self, key: &IdentityPublicKey) -> bool {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).contains(key.as_bytes())
             || self.introduced.read().unwrap_or_else(|p| p.into_inner()).set.contains(key.as_bytes())
+    }
+
+    /// Whether `key` is admitted for good (a member of a roster this node works with), not only
+    /// because an introduction named it or this node dialed it.
+    pub fn is_kept(&self, key: &IdentityPublicKey) -> bool {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).contains(key.as_bytes())
     }
 
     /// Number of admitted keys (this node's own included).

@@ -172,6 +172,11 @@ impl PeerHealth {
         start_probe
     }
 
+    /// Drops all that is known of `peer` (its probe gave up): its next request tries it afresh.
+    pub(super) fn forget(&self, peer: &IdentityPublicKey) {
+        lock(&self.peers).remove(peer);
+    }
+
     /// How long `peer` stays held down whatever the probe says.
     pub(super) fn hold_left(&self, peer: &IdentityPublicKey) -> Duration {
         lock(&self.peers)

@@ -70,6 +70,11 @@ pub struct NetSettings {
     pub link_check: Duration,
     /// First interval of the background probe of a down peer (it grows to 1 s).
     pub probe_interval: Duration,
+    /// A down peer outside the rosters this node works with (one only others' introductions
+    /// named, or only dialed for them) is probed this long at most; then what is known of it is
+    /// forgotten and its next request tries it afresh. Members of the node's own rosters are
+    /// probed until they answer.
+    pub probe_give_up: Duration,
     /// A peer connection on which nothing arrives for this long (and nothing is awaited) is closed.
     pub idle_timeout: Duration,
     /// Deadline to receive a whole frame once its length arrived.
@@ -100,6 +105,7 @@ impl Default for NetSettings {
             idle_ping: Duration::from_secs(1),
             link_check: Duration::from_secs(1),
             probe_interval: Duration::from_millis(100),
+            probe_give_up: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(60),
             max_strangers: 16,
@@ -1026,8 +1032,9 @@ impl Network {
         let deadline = start + timeout;
         let key = peer.public;
         if !self.is_admitted(&key) {
-            // A peer this node talks to is one it serves.
-            self.admit([key]);
+            // A peer this node talks to is one it serves (in the bounded part: an announcement
+            // may name the children to ask, and they may be made up).
+            self.inner.admission.admit_raw([*key.as_bytes()]);
         }
         // A failed dial is recorded where it happens (`link`), once.
         let (conn_id, tx, ctl) = self.link(peer, deadline, fail_fast).await?;
@@ -1129,10 +1136,19 @@ impl Network {
         self.inner.tasks.spawn(async move {
             let key = peer.public;
             let mut wait = net.inner.settings.probe_interval;
+            let give_up = Instant::now() + net.inner.settings.probe_give_up;
             loop {
                 let hold = net.inner.health.hold_left(&key);
                 tokio::time::sleep(wait.max(hold)).await;
                 if net.inner.health.down(&key).is_none() && net.inner.health.probe_finished(&key) {
+                    return;
+                }
+                if Instant::now() >= give_up && !net.inner.admission.is_kept(&key) {
+                    // Down for long and in no roster of this node's own: maybe a made-up member.
+                    net.inner.health.forget(&key);
+                    lock(&net.inner.backoff).remove(&key);
+                    lock(&net.inner.dialing).remove(&key);
+                    debug!(peer = %short(&key), "down peer outside this node's rosters no longer probed");
                     return;
                 }
                 let timeout = net.inner.settings.link_check.max(net.inner.settings.dial_timeout);
