@@ -12,6 +12,7 @@ pub mod cosi;
 pub mod dkg;
 pub mod membership;
 pub mod metrics;
+pub mod parsed_rosters;
 pub mod skipchain;
 pub mod status;
 pub mod tasks;

@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Longest roster TOML text a client may send (a few thousand members).
-pub const MAX_ROSTER_TOML: usize = 1024 * 1024;
+pub use crate::services::parsed_rosters::MAX_ROSTER_TOML;
 
 /// Tunables of the cosi service.
 #[derive(Clone, Debug)]
@@ -55,7 +55,7 @@ pub(super) struct Shared {
     default_roster: RwLock<Option<Roster>>,
     /// Rosters of `/Cosi/Sign` requests parsed and checked lately, by the hash of their TOML text:
     /// a client that sends the same roster again costs one hash, not n key decodings and a PoP batch.
-    parsed_rosters: std::sync::Mutex<crate::kept::KeptMap<[u8; 32], Roster>>,
+    parsed_rosters: crate::services::parsed_rosters::ParsedRosters,
     /// Rounds this node led, by purpose: count, failures, latency (for `/metrics`).
     rounds: CounterFamily,
     round_failures: CounterFamily,
@@ -302,7 +302,7 @@ impl Service for CosiService {
             silent_rounds: Default::default(),
             options: RwLock::new(CosiOptions::default()),
             default_roster: RwLock::new(None),
-            parsed_rosters: std::sync::Mutex::new(crate::kept::KeptMap::new(PARSED_ROSTERS_KEPT)),
+            parsed_rosters: crate::services::parsed_rosters::ParsedRosters::new(PARSED_ROSTERS_KEPT),
             rounds: Default::default(),
             round_failures: Default::default(),
             round_latency: seconds_histogram_family(),
@@ -436,29 +436,8 @@ async fn client_request(shared: Arc<Shared>, method: String, body: Vec<u8>) -> R
         )));
     }
     let roster = match req.roster_toml.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
-        Some(text) if text.len() > MAX_ROSTER_TOML => {
-            return Err(ServiceError::BadRequest(format!(
-                "roster_toml of {} bytes exceeds the limit of {MAX_ROSTER_TOML}",
-                text.len()
-            )))
-        }
         Some(text) => {
-            let digest = crate::crypto::sha256(&[text.as_bytes()]);
-            let known = crate::sync::lock(&shared.parsed_rosters).get(&digest).cloned();
-            match known {
-                Some(roster) => roster,
-                None => {
-                    // Parsing checks every key and proof of possession: keep it off the runtime's workers.
-                    let roster = shared
-                        .tasks
-                        .spawn_blocking(move || Roster::from_toml_str(std::path::Path::new("roster_toml"), &text))
-                        .await
-                        .map_err(|e| ServiceError::Failed(format!("parsing the roster failed: {e}")))?
-                        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-                    crate::sync::lock(&shared.parsed_rosters).insert(digest, roster.clone());
-                    roster
-                }
-            }
+            shared.parsed_rosters.parse(&shared.tasks, "roster_toml", &text).await.map_err(ServiceError::BadRequest)?
         }
         None => shared.default_roster.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
             ServiceError::BadRequest("no roster: send one in `roster_toml` (this node has no default roster)".into())

@@ -36,7 +36,6 @@ use prometheus_client::registry::Registry;
 use prost::Message;
 pub use recovery::RECOVERY_SECTION;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -245,6 +244,8 @@ struct Shared {
     redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), PendingStore>>,
     /// Per chain: when a client read last started a catch-up (see `READ_CATCH_UP_EVERY`).
     read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+    /// Rosters of `CreateChain` and of roster changes in `Append`, parsed off the workers.
+    parsed_rosters: crate::services::parsed_rosters::ParsedRosters,
     /// Counters, latencies and recent blocks for `/metrics` and the status page.
     observed: Observed,
     /// Appends waiting for a prepare round / a forward-link round shared with other chains', per
@@ -388,6 +389,9 @@ fn check_fetched(genesis: &[u8], from_index: u64, items: &[LinkedBlock]) -> Resu
     }
     Ok(())
 }
+
+/// Client rosters remembered parsed (see `parsed_rosters`).
+const PARSED_ROSTERS_KEPT: usize = 16;
 
 fn hex8(b: &[u8]) -> String {
     hex::encode(&b[..b.len().min(8)])
@@ -570,8 +574,11 @@ impl SkipchainService {
         let new_roster = if req.new_roster_toml.trim().is_empty() {
             None
         } else {
-            let r = Roster::from_toml_str(Path::new("new_roster"), &req.new_roster_toml)
-                .map_err(|e| SkipchainError::Invalid(e.to_string()))?;
+            let r = s
+                .parsed_rosters
+                .parse(&s.ctx.tasks, "new_roster", &req.new_roster_toml)
+                .await
+                .map_err(SkipchainError::Invalid)?;
             Some(block_roster(&r)?)
         };
         let governor = self.governor(&genesis);
@@ -1766,7 +1773,12 @@ async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) ->
     match method.as_str() {
         "CreateChain" => {
             let req = CreateChain::decode(body.as_slice()).map_err(bad)?;
-            let roster = Roster::from_toml_str(Path::new("roster"), &req.roster_toml).map_err(bad)?;
+            let roster = svc
+                .shared
+                .parsed_rosters
+                .parse(&svc.shared.ctx.tasks, "roster", &req.roster_toml)
+                .await
+                .map_err(bad)?;
             let owners = req
                 .owners
                 .iter()
@@ -1847,6 +1859,7 @@ impl Service for SkipchainService {
                 catching_up: Default::default(),
                 redelivering: Default::default(),
                 read_catch_ups: Default::default(),
+                parsed_rosters: crate::services::parsed_rosters::ParsedRosters::new(PARSED_ROSTERS_KEPT),
                 observed: Observed::new(),
                 prepare_queue: Default::default(),
                 links_queue: Default::default(),
