@@ -89,6 +89,10 @@ for port in $ports; do
     sleep 0.2
   done
 done
+for i in 0 1 2 3; do
+  "$conode" -c "$dir/co$i/private.toml" beacon approve --roster "$dir/roster.toml" --period 2 \
+    --scheme bls-unchained-g1-rfc9380 >>"$out/beacon-init.log" 2>&1
+done
 "$conode" beacon init --roster "$dir/roster.toml" --period 2 --scheme bls-unchained-g1-rfc9380 \
   --phase-timeout 2 --genesis-delay 2 --json >"$out/beacon-init.json" 2>"$out/beacon-init.log"
 # The roster's keys, in roster order, for the page test.

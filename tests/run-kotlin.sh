@@ -86,6 +86,9 @@ done
 # What the live tests fetch and verify. The beacon DKG goes first so that its genesis delay runs
 # while the signature and the skipchain are made.
 scheme=pedersen-bls-chained
+for private in "$work"/co*/private.toml; do
+  run_step beacon-approve "$conode" -c "$private" beacon approve --roster "$roster" --period 1 --scheme "$scheme"
+done
 run_step beacon-init "$conode" beacon init --roster "$roster" --period 1 --phase-timeout 2 --genesis-delay 1 \
   --scheme "$scheme"
 chain_hash=$(sed -n 's/^chain hash: //p' "$work/beacon-init.out")

@@ -138,7 +138,10 @@ sc append --key "$work/owner.toml" --genesis "$genesis" --data "block 1" >/dev/n
 sc get --genesis "$genesis" --index 1 >/dev/null
 sc update --from "$genesis" --out "$work/proof.bin" >/dev/null
 
-echo "-- beacon through nginx"
+echo "-- beacon through nginx (each member's operator approves the group first, on its admin socket)"
+for private in "$work"/cothority/co*/private.toml; do
+  "$conode" -c "$private" beacon approve --roster "$work/roster.toml" --period 1 >/dev/null
+done
 "$conode" beacon init --cacert "$work/ca.pem" --roster "$work/roster.toml" --period 1 --phase-timeout 2 --genesis-delay 1 >/dev/null
 for _ in $(seq 1 100); do
   "$conode" beacon get latest --cacert "$work/ca.pem" --roster "$work/roster.toml" --node 0 --verify >"$work/beacon.json" 2>/dev/null && break

@@ -1,6 +1,7 @@
-//! `conode beacon …` and `conode reset`: start a DKG among a roster through one member's client
-//! port (printing its progress and the group file), fetch beacons over drand's HTTP API and verify
-//! them with the pure verifier, and drop a node's beacon state while keeping its keys.
+//! `conode beacon …` and `conode reset`: approve a beacon group on this node (its operator's
+//! consent, through the admin socket), start the DKG of an approved group through one member's
+//! client port (printing its progress and the group file), fetch beacons over drand's HTTP API and
+//! verify them with the pure verifier, and drop a node's beacon state while keeping its keys.
 
 use crate::output::{progress, report};
 use anyhow::{bail, Context, Result};
@@ -14,7 +15,11 @@ use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum BeaconCommand {
-    /// Run a DKG among a roster and start a drand-compatible beacon chain.
+    /// On this node (its admin socket): approve a beacon group (roster, threshold, scheme,
+    /// period). Every member's operator approves it before `beacon init` can start it.
+    Approve(ApproveArgs),
+    /// Run a DKG among a roster and start a drand-compatible beacon chain (every member's operator
+    /// approved the same group with `beacon approve`).
     Init(InitArgs),
     /// Fetch a beacon (`latest` or a round number) over drand's HTTP API.
     Get(GetArgs),
@@ -23,6 +28,25 @@ pub enum BeaconCommand {
     /// Reshare the running group to a new roster and threshold (same chain, hash and group key):
     /// on this node (its admin socket), approve it, and lead it unless --approve-only.
     Reshare(crate::reshare::ReshareArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ApproveArgs {
+    /// Roster file of the group (concatenated public.toml entries); this node must be in it.
+    #[arg(long)]
+    roster: PathBuf,
+    /// Seconds between rounds.
+    #[arg(long)]
+    period: u32,
+    /// drand scheme (as for `beacon init`).
+    #[arg(long, default_value = "pedersen-bls-chained")]
+    scheme: String,
+    /// Signatures needed per round (default ⌊n/2⌋+1, the minimum allowed).
+    #[arg(long)]
+    threshold: Option<u32>,
+    /// The node's admin socket (default: the one of the node of private.toml).
+    #[arg(long)]
+    socket: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -91,6 +115,10 @@ pub struct ResetArgs {
 pub fn run(config: Option<std::path::PathBuf>, cmd: BeaconCommand) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cmd {
+        BeaconCommand::Approve(a) => {
+            drop(rt);
+            approve(config, a)
+        }
         BeaconCommand::Init(a) => rt.block_on(init(a)),
         BeaconCommand::Get(a) => rt.block_on(get(a)),
         BeaconCommand::Reshare(a) => {
@@ -102,6 +130,42 @@ pub fn run(config: Option<std::path::PathBuf>, cmd: BeaconCommand) -> Result<()>
             crate::watch::beacons(a)
         }
     }
+}
+
+/// `conode beacon approve`: this node's operator approves the group, through the admin socket.
+fn approve(config: Option<PathBuf>, a: ApproveArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.roster).with_context(|| format!("reading {}", a.roster.display()))?;
+    Roster::from_toml_str(&a.roster, &text)?;
+    Scheme::from_id(&a.scheme)?;
+    let socket = match a.socket {
+        Some(s) => s,
+        None => crate::backup::admin_socket(config.as_deref())?,
+    };
+    let req = InitRequest {
+        roster_toml: text,
+        scheme: a.scheme.clone(),
+        period_secs: a.period,
+        threshold: a.threshold.unwrap_or(0),
+        ..Default::default()
+    };
+    let g = conode_core::admin::request_approve_beacon(&socket, &req).context("approving the beacon group")?;
+    report(
+        serde_json::json!({
+            "approved": true,
+            "members": g.members,
+            "threshold": g.threshold,
+            "scheme": g.scheme,
+            "period": g.period_secs,
+        }),
+        || {
+            format!(
+                "approved on this node: a beacon group of these {} members, threshold {}, scheme {}, period {} s \
+                 (any member's `conode beacon init` with the same options starts it)",
+                g.members, g.threshold, g.scheme, g.period_secs
+            )
+        },
+    );
+    Ok(())
 }
 
 /// Client-port base URL (`ws://…`) of roster member `i`.

@@ -1,11 +1,12 @@
 //! The local administration channel: operator actions that must never be reachable from the network
-//! (hot backup, founding a network, resharing the beacon group) go through a Unix socket beside the database,
-//! `<data dir>/admin-<id16>.sock`, mode 0600 and answering only peers with the node's own user id
-//! (or root). The node starts it; `conode backup`, `conode network create` and `conode beacon
-//! reshare` talk to it.
+//! (hot backup, founding a network, approving a beacon group, resharing the beacon group) go
+//! through a Unix socket beside the database, `<data dir>/admin-<id16>.sock`, mode 0600 and
+//! answering only peers with the node's own user id (or root). The node starts it; `conode
+//! backup`, `conode network create`, `conode beacon approve` and `conode beacon reshare` talk to it.
 //!
 //! Protocol: the client sends one line, `backup\n`, or `found <len>\n` followed by `len` bytes of a
-//! `CreateNetwork` message, or `reshare <len>\n` / `approve-reshare <len>\n` followed by `len`
+//! `CreateNetwork` message, or `approve-beacon <len>\n` followed by `len` bytes of an
+//! `InitRequest`, or `reshare <len>\n` / `approve-reshare <len>\n` followed by `len`
 //! bytes of a `ReshareRequest`; the node answers with frames `kind:u8 | len:u32 BE | payload`: for
 //! a backup `D` backup bytes and `P` progress (`"<done> <total>"`), then `M` (the manifest, the
 //! founded network, the resharing agreed or the approval recorded, as JSON) on success or `E` (a
@@ -13,6 +14,7 @@
 
 use crate::backup::{write_backup, Manifest};
 use crate::events::{EventBus, NodeEvent};
+use crate::services::beacon::messages::InitRequest;
 use crate::services::beacon::BeaconService;
 use crate::services::dkg::reshare::{ReshareRequest, ReshareResponse};
 use crate::services::membership::messages::CreateNetwork;
@@ -64,6 +66,15 @@ impl From<ReshareResponse> for Reshared {
             log: r.log,
         }
     }
+}
+
+/// The node's answer to `approve-beacon`: the beacon group its operator approved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApprovedBeacon {
+    pub members: usize,
+    pub threshold: usize,
+    pub scheme: String,
+    pub period_secs: u32,
 }
 
 /// The node's answer to `approve-reshare`: the resharing its operator approved.
@@ -225,8 +236,12 @@ fn serve_one(stream: std::os::unix::net::UnixStream, node: &NodeHandles, node_id
     (&mut reader).take(256).read_line(&mut line).map_err(|e| e.to_string())?;
     let mut sink = FrameSink { out: std::io::BufWriter::new(&stream), buf: Vec::with_capacity(DATA_CHUNK) };
     let request = line.trim();
-    let with_body =
-        [("found ", Request::Found), ("reshare ", Request::Reshare), ("approve-reshare ", Request::Approve)];
+    let with_body = [
+        ("found ", Request::Found),
+        ("approve-beacon ", Request::ApproveBeacon),
+        ("reshare ", Request::Reshare),
+        ("approve-reshare ", Request::Approve),
+    ];
     if let Some((prefix, kind)) = with_body.iter().find(|(prefix, _)| request.starts_with(prefix)) {
         let answer = act(&mut reader, kind, &request[prefix.len()..], node);
         return match answer {
@@ -284,6 +299,9 @@ enum Request {
     /// `found <len>` + `CreateNetwork`: founds its network on this node (the operator's consent;
     /// see [`MembershipService::create_network`]).
     Found,
+    /// `approve-beacon <len>` + `InitRequest`: approves the beacon group it describes (see
+    /// [`BeaconService::approve_init`]).
+    ApproveBeacon,
     /// `reshare <len>` + `ReshareRequest`: approves the resharing and leads it (see
     /// [`BeaconService::reshare`]).
     Reshare,
@@ -298,6 +316,7 @@ enum Request {
 fn act(reader: &mut impl Read, kind: &Request, len: &str, node: &NodeHandles) -> Result<Vec<u8>, String> {
     let name = match kind {
         Request::Found => "found",
+        Request::ApproveBeacon => "approve-beacon",
         Request::Reshare => "reshare",
         Request::Approve => "approve-reshare",
     };
@@ -317,6 +336,18 @@ fn act(reader: &mut impl Read, kind: &Request, len: &str, node: &NodeHandles) ->
             serde_json::to_vec(&Founded {
                 network: hex::encode(&genesis.hash),
                 state: membership.state().as_str().to_string(),
+            })
+        }
+        Request::ApproveBeacon => {
+            let req = <InitRequest as prost::Message>::decode(body.as_slice()).map_err(|e| format!("{name}: {e}"))?;
+            let g = node.beacon.approve_init_request(&req).map_err(|e| e.to_string())?;
+            info!(members = g.members, threshold = g.threshold, scheme = %g.scheme, period = g.period_secs,
+                "beacon group approved through the admin channel");
+            serde_json::to_vec(&ApprovedBeacon {
+                members: g.members,
+                threshold: g.threshold,
+                scheme: g.scheme,
+                period_secs: g.period_secs,
             })
         }
         Request::Reshare | Request::Approve => {
@@ -418,6 +449,13 @@ pub fn request_backup(
 #[cfg(unix)]
 pub fn request_found(socket: &Path, req: &CreateNetwork) -> Result<Founded, AdminError> {
     request_with_body(socket, "found", &prost::Message::encode_to_vec(req))
+}
+
+/// Records on the node listening on `socket` that its operator approves the beacon group `req`
+/// describes (roster, threshold, scheme, period); any member's `/Beacon/Init` then starts it.
+#[cfg(unix)]
+pub fn request_approve_beacon(socket: &Path, req: &InitRequest) -> Result<ApprovedBeacon, AdminError> {
+    request_with_body(socket, "approve-beacon", &prost::Message::encode_to_vec(req))
 }
 
 /// Asks the node listening on `socket` to reshare its beacon group as `req` says (approving it

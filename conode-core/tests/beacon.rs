@@ -22,6 +22,7 @@ fn start_chain(cluster: &LocalCluster, scheme: Scheme) -> ChainInfo {
         genesis_delay_ms: 2000,
         beacon_id: String::new(),
     };
+    cluster.approve_beacon(&req).unwrap();
     let url = cluster.client_url(0).unwrap();
     cluster
         .runtime()

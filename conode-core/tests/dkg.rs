@@ -1,4 +1,5 @@
-//! Distributed key generation on a LocalCluster, started through `/Beacon/Init` on one member:
+//! Distributed key generation on a LocalCluster, started through `/Beacon/Init` on one member once
+//! every member approved the group (without the approvals nothing starts):
 //! 4 and 7 members, a member absent from the start, a dealer sending a bad deal (disqualified with
 //! evidence while the DKG completes), a second DKG refused on a node that has a chain, a slow
 //! dealer retried past the first deadline and included, and a member that never answers excluded
@@ -26,7 +27,14 @@ fn init_request(cluster: &LocalCluster, scheme: Scheme, genesis_delay_ms: u64) -
     }
 }
 
+/// `/Beacon/Init` on `leader`'s client port, once every running member approved the group.
 fn init(cluster: &LocalCluster, leader: usize, req: InitRequest) -> Result<InitResponse, String> {
+    cluster.approve_beacon(&req).unwrap();
+    init_unapproved(cluster, leader, req)
+}
+
+/// `/Beacon/Init` on `leader`'s client port, approvals as they are.
+fn init_unapproved(cluster: &LocalCluster, leader: usize, req: InitRequest) -> Result<InitResponse, String> {
     let url = cluster.client_url(leader).unwrap();
     let reply = cluster
         .runtime()
@@ -174,4 +182,58 @@ fn dkg_excludes_a_member_that_never_answers_and_completes_with_the_others() {
     assert_eq!((resp.participants, resp.confirmed), (4, 3));
     let group = check_group(&cluster, &resp, &[0, 1, 2]);
     assert_eq!(group.qualified, vec![0, 1, 2]);
+}
+
+/// A node takes part in a DKG, as its leader or a member, only for a group its operator approved
+/// (members, threshold, scheme and period): without approvals a client's `/Beacon/Init` starts
+/// nothing; members that approved another group stay out (and with too few the DKG fails, no one
+/// holding a group); approvals through the admin socket count, bad ones are refused by name.
+#[test]
+fn dkg_needs_each_members_approval_of_that_group() {
+    use conode_core::admin::{request_approve_beacon, socket_path};
+    let cluster = LocalCluster::new(4).unwrap();
+    let req = init_request(&cluster, Scheme::PedersenBlsChained, 2500);
+    let no_group = |cluster: &LocalCluster| (0..4).all(|i| beacon(cluster, i).group().is_none());
+
+    let err = init_unapproved(&cluster, 0, req.clone()).unwrap_err();
+    assert!(err.contains("not approved on this node") && err.contains("beacon approve"), "{err}");
+    assert!(no_group(&cluster));
+
+    // Leader 0 and member 3 approved this group; member 1 another threshold, member 2 another
+    // period: two of the three needed take part.
+    beacon(&cluster, 0).approve_init_request(&req).unwrap();
+    beacon(&cluster, 3).approve_init_request(&req).unwrap();
+    beacon(&cluster, 1).approve_init_request(&InitRequest { threshold: 4, ..req.clone() }).unwrap();
+    beacon(&cluster, 2).approve_init_request(&InitRequest { period_secs: 2, ..req.clone() }).unwrap();
+    let err = init_unapproved(&cluster, 0, req.clone()).unwrap_err();
+    assert!(err.contains("2 of 3"), "{err}");
+    assert!(no_group(&cluster));
+    // Approvals that are no approval at all.
+    for (bad, what) in [
+        (InitRequest { threshold: 2, ..req.clone() }, "threshold 2"),
+        (InitRequest { threshold: 5, ..req.clone() }, "threshold 5"),
+        (InitRequest { period_secs: 0, ..req.clone() }, "period"),
+        (InitRequest { scheme: "nope".into(), ..req.clone() }, "nope"),
+    ] {
+        let err = beacon(&cluster, 1).approve_init_request(&bad).unwrap_err().to_string();
+        assert!(err.contains(what), "{what}: {err}");
+    }
+
+    // Members 1 and 2's operators approve this group through their admin sockets.
+    let socket = |i: usize| socket_path(cluster.node(i).data_dir(), &cluster.node(i).config().node_id());
+    let err = request_approve_beacon(&socket(1), &InitRequest { roster_toml: "x".into(), ..req.clone() })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("roster_toml"), "{err}");
+    for i in [1, 2] {
+        let approved = request_approve_beacon(&socket(i), &req).unwrap();
+        assert_eq!((approved.members, approved.threshold, approved.period_secs), (4, 3, 1));
+        assert_eq!(approved.scheme, Scheme::PedersenBlsChained.id());
+    }
+    let resp = init_unapproved(&cluster, 2, req.clone()).unwrap();
+    assert_eq!((resp.participants, resp.confirmed), (4, 4));
+    check_group(&cluster, &resp, &[0, 1, 2, 3]);
+    // A node holding a group approves no other.
+    let err = beacon(&cluster, 1).approve_init_request(&req).unwrap_err().to_string();
+    assert!(err.contains("already has a beacon chain"), "{err}");
 }

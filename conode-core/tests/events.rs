@@ -60,6 +60,7 @@ fn start_beacon(c: &LocalCluster) {
         genesis_delay_ms: 2000,
         beacon_id: String::new(),
     };
+    c.approve_beacon(&req).unwrap();
     let url = c.client_url(0).unwrap();
     c.runtime()
         .block_on(conode_core::api::client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60)))

@@ -462,6 +462,7 @@ fn a_join_while_appends_and_beacon_rounds_continue() {
         genesis_delay_ms: 1000,
         beacon_id: String::new(),
     };
+    c.approve_beacon(&req).unwrap();
     let url = c.client_url(0).unwrap();
     c.runtime()
         .block_on(conode_core::api::client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60)))

@@ -75,6 +75,7 @@ fn roster_status_and_metrics_follow_the_cothority() {
         genesis_delay_ms: 1000,
         beacon_id: String::new(),
     };
+    cluster.approve_beacon(&req).unwrap();
     let url = cluster.client_url(0).unwrap();
     rt.block_on(client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60))).unwrap();
     let info = cluster.node(0).beacon().unwrap().chain_info().unwrap();

@@ -89,6 +89,7 @@ fn start_four_member_chain() -> LocalCluster {
         genesis_delay_ms: 2000,
         ..Default::default()
     };
+    cluster.approve_beacon(&init).unwrap();
     let url = cluster.client_url(0).unwrap();
     let call = client::call(&url, "Beacon", "Init", init.encode_to_vec(), Duration::from_secs(60));
     cluster.runtime().block_on(call).unwrap();

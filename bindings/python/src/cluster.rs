@@ -357,7 +357,9 @@ impl PyLocalCluster {
     /// is due `genesis_delay` seconds after the start (default: four phases plus a period), then
     /// one round every `period` seconds. `scheme` is a drand scheme id ("pedersen-bls-chained",
     /// "bls-unchained-g1-rfc9380", ...), `threshold` the signers per round (default ⌊n/2⌋ + 1).
-    /// Returns once the DKG is done. A node runs one chain: a second call raises RefusedError.
+    /// Every running node approves the group first, as each operator would with `conode beacon
+    /// approve`. Returns once the DKG is done. A node runs one chain: a second call raises
+    /// RefusedError.
     #[pyo3(signature = (
         scheme = "pedersen-bls-chained", *, period = 1, threshold = None, phase_timeout = 2.0,
         genesis_delay = None, beacon_id = "", node = None
@@ -398,6 +400,9 @@ impl PyLocalCluster {
         let resp = this.with(py, |c| -> Result<InitResponse, Failure> {
             let i = acting_node(c, node)?;
             let svc = c.node(i).beacon().map_err(|_| Failure::Stopped(i))?;
+            // Every running member's operator approves the group (the cluster runs them all), as
+            // each would with `conode beacon approve`; init reports what is wrong with it.
+            let _ = c.approve_beacon(&req);
             c.runtime().block_on(svc.init(req)).map_err(Failure::Service)
         })?;
         let resp = resp.map_err(|f| f.into_py(py))?;

@@ -1,9 +1,9 @@
-//! `conode beacon init` (the DKG) and `conode beacon get … --verify` on three `conode server`
-//! processes with a 1 s period, `conode beacon reshare` (approved by the other operators), then
+//! `conode beacon approve` on each member and `conode beacon init` (the DKG; refused before the
+//! approvals) and `conode beacon get … --verify` on three `conode server` processes with a 1 s period, `conode beacon reshare` (approved by the other operators), then
 //! `conode reset`: refused while the node runs, asks first, and drops the beacon state while
 //! private.toml stays byte for byte.
 
-use crate::support::{conode, fails, json, ok, run, stdout, wait_until, Servers};
+use crate::support::{approve_beacon, conode, fails, json, ok, run, stdout, wait_until, Servers};
 use conode_core::config::NodeConfig;
 use conode_core::services::beacon::store::ChainStore;
 use conode_core::storage::Storage;
@@ -36,10 +36,26 @@ fn reset_with_answer(servers: &Servers, i: usize, answer: &str) -> std::process:
 fn beacon_init_get_verify_then_reset_keeps_keys() {
     let mut servers = Servers::setup(3);
     servers.start_all();
-    let out = ok(conode()
-        .args(["beacon", "init", "--period", "1", "--phase-timeout", "2", "--genesis-delay", "1", "--node", "1"])
-        .arg("--roster")
-        .arg(&servers.roster));
+    // Without its operators' approvals the group does not start.
+    let init = |servers: &Servers| {
+        let mut c = conode();
+        c.args(["beacon", "init", "--period", "1", "--phase-timeout", "2", "--genesis-delay", "1", "--node", "1"]);
+        c.arg("--roster").arg(&servers.roster);
+        c
+    };
+    let err = fails(&mut init(&servers));
+    assert!(err.contains("not approved on this node"), "{err}");
+    let privates: Vec<_> = servers.nodes.iter().map(|n| n.private.clone()).collect();
+    let err = fails(
+        conode()
+            .arg("-c")
+            .arg(&privates[0])
+            .args(["beacon", "approve", "--period", "0", "--roster"])
+            .arg(&servers.roster),
+    );
+    assert!(err.contains("period"), "{err}");
+    approve_beacon(&privates, &servers.roster, &["--period", "1"]);
+    let out = ok(&mut init(&servers));
     assert!(out.contains("DKG done: 3 participants, 3 qualified dealers"), "{out}");
     let chain_hash =
         out.lines().find_map(|l| l.strip_prefix("chain hash: ")).expect("chain hash printed").trim().to_string();

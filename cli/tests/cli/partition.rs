@@ -147,6 +147,7 @@ fn silent_partitions_never_fork_and_recover_fast() {
         .arg(&roster)
         .arg("--key")
         .arg(&key)));
+    crate::support::approve_beacon(folders.iter().map(|f| f.join("private.toml")), &roster, &["--period", "1"]);
     let out = ok(conode()
         .args(["beacon", "init", "--period", "1", "--phase-timeout", "3", "--genesis-delay", "1", "--roster"])
         .arg(&roster));

@@ -106,6 +106,7 @@ fn join_by_vote_reshares_the_beacon_while_appends_and_rounds_go_on() {
     for i in 0..4 {
         servers.start(i);
     }
+    crate::support::approve_beacon(servers.nodes[..4].iter().map(|n| &n.private), &roster4, &["--period", "1"]);
     let out = ok(conode()
         .args(["beacon", "init", "--period", "1", "--phase-timeout", "1", "--genesis-delay", "1", "--node", "0"])
         .arg("--roster")

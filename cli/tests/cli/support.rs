@@ -418,3 +418,14 @@ pub fn propose_remove(servers: &Servers, proposer: usize, target: usize) -> serd
         &public,
     ])))
 }
+
+/// `conode -c <private.toml> beacon approve --roster <roster> <args>` for each member: every
+/// operator approves the beacon group (with the `--period`, `--scheme`, `--threshold` that
+/// `beacon init` is then given) before it can start.
+pub fn approve_beacon<P: AsRef<Path>>(privates: impl IntoIterator<Item = P>, roster: &Path, args: &[&str]) {
+    for private in privates {
+        let out =
+            ok(conode().arg("-c").arg(private.as_ref()).args(["beacon", "approve", "--roster"]).arg(roster).args(args));
+        assert!(out.contains("approved on this node"), "{out}");
+    }
+}

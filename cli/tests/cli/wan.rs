@@ -118,6 +118,7 @@ fn wan_simulation_cosi_appends_and_beacon() {
         .arg(&key)));
     let genesis = hex::decode(created["genesis"].as_str().unwrap()).unwrap();
     let owner = owner_key(&key);
+    crate::support::approve_beacon(folders.iter().map(|f| f.join("private.toml")), &roster_path, &["--period", "1"]);
     let out = ok(conode()
         .args(["beacon", "init", "--period", "1", "--phase-timeout", "10", "--genesis-delay", "2", "--roster"])
         .arg(&roster_path));

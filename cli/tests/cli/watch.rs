@@ -57,6 +57,7 @@ fn watch_prints_one_verified_line_per_block_and_per_round() {
         genesis_delay_ms: 2000,
         beacon_id: String::new(),
     };
+    c.approve_beacon(&req).unwrap();
     let leader = c.client_url(0).unwrap();
     c.runtime()
         .block_on(conode_core::api::client::call(

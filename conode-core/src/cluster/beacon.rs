@@ -39,10 +39,24 @@ impl LocalCluster {
     }
 
     /// Starts a beacon chain led by node `leader` (a DKG among the members the request's roster
-    /// names). Returns once the DKG is done.
+    /// names). Every running node of the roster approves the group first, as each operator would
+    /// with `conode beacon approve` (see `BeaconService::approve_init`); a node that refuses to
+    /// approve (it holds a group already) is left out. Returns once the DKG is done.
     pub fn start_beacon(&self, leader: usize, req: InitRequest) -> Result<InitResponse, ClusterError> {
         let b = self.beacon(leader)?;
+        b.approve_init_request(&req)?;
+        self.approve_beacon(&req)?;
         Ok(self.runtime().block_on(b.init(req))?)
+    }
+
+    /// Every running node of the request's roster approves its beacon group, as each operator
+    /// would with `conode beacon approve`; then `/Beacon/Init` on any of them starts it. Nodes
+    /// that cannot approve it (not in the roster, holding a group already) are left out.
+    pub fn approve_beacon(&self, req: &InitRequest) -> Result<(), ClusterError> {
+        for i in (0..self.len()).filter(|&i| self.node(i).is_running()) {
+            let _ = self.beacon(i)?.approve_init_request(req);
+        }
+        Ok(())
     }
 
     /// Reshares the beacon group node `leader` runs (it must be a member) to the cluster's nodes

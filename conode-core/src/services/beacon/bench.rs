@@ -278,6 +278,7 @@ pub fn cluster_with_chain(
         genesis_delay_ms: 2500 + 7 * (members * members) as u64,
         beacon_id: String::new(),
     };
+    cluster.approve_beacon(&req).map_err(|e| BenchError::Beacon(e.to_string()))?;
     let t0 = Instant::now();
     cluster
         .runtime()

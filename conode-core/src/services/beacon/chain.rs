@@ -136,6 +136,7 @@ impl BeaconService {
         }
         let share = Share { index: out.index, scalar: out.share, session: out.group.session };
         store.install(&out.group, &share).map_err(|e| e.to_string())?;
+        self.init_approval_used();
         self.start_chain(out.group.clone(), share, None)
     }
 

@@ -1,6 +1,7 @@
 //! The client side of the service: `/Beacon/<Method>` requests (`Init`, `DkgStatus`, `Latest`,
-//! `Round`, `Info`; `Reshare` is refused: an operator action, see `approval`) and `Init` itself, which checks the
-//! request, fills in the defaults and leads a DKG among the roster (the chain starts when the DKG hands its result over).
+//! `Round`, `Info`; `Reshare` is refused: an operator action, see `approval`) and `Init` itself,
+//! which checks the request, fills in the defaults and leads a DKG among the roster, of a group
+//! its members' operators approved (the chain starts when the DKG hands its result over).
 
 use super::messages as m;
 use super::round_loop::unix_now_ms;
@@ -63,7 +64,9 @@ impl BeaconService {
         }
     }
 
-    /// `/Beacon/Init`: leads a DKG among the roster and reports the group.
+    /// `/Beacon/Init`: leads a DKG among the roster and reports the group. This node's operator
+    /// (and every member's) must have approved the group first (see `approval`): the request only
+    /// says when to start it.
     pub async fn init(&self, req: m::InitRequest) -> Result<m::InitResponse, ServiceError> {
         if req.roster_toml.len() > m::MAX_ROSTER_TOML {
             return Err(ServiceError::BadRequest("roster too large".into()));
@@ -132,7 +135,9 @@ impl BeaconService {
         };
         let report = self.inner.dkg.run_leader(config).await.map_err(|e| match e {
             DkgError::Config(_) | DkgError::NotMember => ServiceError::BadRequest(e.to_string()),
-            DkgError::Busy | DkgError::HasGroup | DkgError::AlreadyDealt(_) => ServiceError::Refused(e.to_string()),
+            DkgError::Busy | DkgError::HasGroup | DkgError::AlreadyDealt(_) | DkgError::NotApproved(_) => {
+                ServiceError::Refused(e.to_string())
+            }
             e => ServiceError::Failed(e.to_string()),
         })?;
         let info = report.group.chain_info();

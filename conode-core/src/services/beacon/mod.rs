@@ -14,6 +14,8 @@
 //! - `sync`: catching up from peers and serving them;
 //! - `subscribe`: `/Beacon/Subscribe`, new rounds streamed to a client;
 //! - `peer`: the `Beacon` peer protocol (partials, sync) dispatch;
+//! - `approval`: its operator's consent, without which a node neither starts a group (DKG) nor
+//!   reshares one;
 //! - `client`: the `/Beacon/<Method>` client dispatch and `/Beacon/Init`;
 //! - `transition_protocol`: resharing the group (`/Beacon/Reshare`, peer service `Reshare`);
 //! - `transition`: the hand-over to the reshared group at the agreed round;
@@ -40,7 +42,7 @@ mod transition_protocol;
 
 /// drand's JSON writers live with the verifier's parsers; re-exported here for the node's callers.
 pub use crate::verify::beacon::{beacon_json, info_json};
-pub use approval::{MembersDecided, RESHARING_IS_LOCAL};
+pub use approval::{ApprovedGroup, MembersDecided, HOW_TO_APPROVE_INIT, RESHARING_IS_LOCAL};
 pub use client::DEFAULT_PHASE_MS;
 pub use round_loop::unix_now_ms;
 pub use service::{BeaconFault, BeaconService, BeaconStats, RoundLatency, SERVICE, TRANSITION_SECTION};

@@ -17,6 +17,7 @@ use super::chain::{lock, Chain};
 use super::store::ChainStore;
 use crate::crypto::IdentityPublicKey;
 use crate::network::{Network, PeerMessage};
+use crate::services::dkg::protocol::Params;
 use crate::services::dkg::{DkgError, DkgOutput, DkgService, Group};
 use crate::services::metrics::{counter, counters, gauge, gauges, info, labels, Activity, RosterView, LAG_BUCKETS};
 use crate::services::{stop_service, Service, ServiceContext, StartError, Tasks};
@@ -129,6 +130,8 @@ pub(super) struct Inner {
     pub(super) stats: Stats,
     /// Resharing and the hand-over to a new group (see `transition`).
     pub(super) transition: super::transition::TransitionState,
+    /// The beacon group this node's operator approved, if any (see `approval`).
+    pub(super) init_approved: Mutex<Option<super::approval::InitApproval>>,
 }
 
 /// Handle on a node's beacon service (cheap to clone).
@@ -158,6 +161,7 @@ impl Service for BeaconService {
                 fault: Mutex::new(BeaconFault::None),
                 stats: Stats::new(),
                 transition: Default::default(),
+                init_approved: Mutex::new(None),
             }),
         };
         // The DKG hands its result over here; a node with a chain takes part in no other DKG.
@@ -167,10 +171,11 @@ impl Service for BeaconService {
             None => Err("beacon service stopped".into()),
         }));
         let weak = Arc::downgrade(&svc.inner);
-        dkg.set_guard(Arc::new(move || match weak.upgrade() {
+        dkg.set_guard(Arc::new(move |params: &Params| match weak.upgrade() {
             Some(inner) if inner.store.as_ref().is_some_and(|s| s.has_group()) => Err(DkgError::HasGroup),
             Some(inner) if inner.store.is_none() => Err(DkgError::Failed("beacon storage unavailable".into())),
-            _ => Ok(()),
+            Some(inner) => BeaconService { inner }.check_init_approval(params),
+            None => Ok(()),
         }));
         let s = svc.clone();
         ctx.clients.register(

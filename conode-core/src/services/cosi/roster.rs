@@ -15,6 +15,7 @@ use crate::config::{NodeAddress, Roster, ServerIdentity, COSI_SERVICE};
 use crate::crypto::{sha256, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::kept::KeptMap;
 use crate::storage::ServiceTree;
+use prost::Message;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{debug, warn};
@@ -124,7 +125,9 @@ pub struct RosterCache {
     checked: Option<ServiceTree>,
 }
 
-const MAX_CACHED_ROSTERS: usize = 32;
+/// Bytes of roster entries the cache keeps (a roster weighs its members' encoded size, so 32
+/// announcements of the largest rosters a stranger may send cannot make it hold 6 MiB each).
+const CACHED_ROSTER_BYTES: usize = 16 << 20;
 
 use crate::sync::lock;
 
@@ -138,7 +141,7 @@ impl Default for RosterCache {
 impl RosterCache {
     /// A cache that remembers checked rosters in `checked` across restarts.
     pub fn new(checked: Option<ServiceTree>) -> Self {
-        Self { rosters: Mutex::new(KeptMap::new(MAX_CACHED_ROSTERS)), pops: PopCache::default(), checked }
+        Self { rosters: Mutex::new(KeptMap::new(CACHED_ROSTER_BYTES)), pops: PopCache::default(), checked }
     }
 
     /// A roster seen before, by id.
@@ -148,7 +151,8 @@ impl RosterCache {
     }
 
     fn remember(&self, r: Arc<RoundRoster>) {
-        lock(&self.rosters).insert(r.id, r);
+        let weight = 256 + r.members.iter().map(|m| 64 + m.encoded_len()).sum::<usize>();
+        lock(&self.rosters).insert_weighing(r.id, r, weight);
     }
 
     /// The node's checked proofs of possession.
@@ -410,6 +414,25 @@ mod tests {
         let mut dup = wire.clone();
         dup[1].public = dup[0].public.clone();
         assert!(cache.for_wire(dup).err().unwrap().contains("appears twice"));
+    }
+
+    #[test]
+    fn wire_rosters_kept_are_bounded_in_bytes() {
+        let cache = RosterCache::default();
+        // Distinct rosters of the largest size, each member with a long address: far more bytes
+        // than the budget if each were kept.
+        let member = |r: usize, i: usize| Member {
+            public: sha256(&[&r.to_le_bytes(), &i.to_le_bytes()]).to_vec(),
+            address: format!("tls://{}:7000", "h".repeat(200)),
+            ..Default::default()
+        };
+        for r in 0..40 {
+            let wire: Vec<Member> = (0..MAX_ROSTER).map(|i| member(r, i)).collect();
+            cache.for_wire(wire).unwrap();
+        }
+        let kept = lock(&cache.rosters);
+        assert!(kept.weight() <= CACHED_ROSTER_BYTES, "{} bytes kept", kept.weight());
+        assert!(kept.len() >= 2 && kept.len() < 40, "{} rosters kept", kept.len());
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub enum DkgError {
          start a new DKG"
     )]
     AlreadyDealt(String),
+    /// This node's operator did not approve this DKG (see the beacon's `approval`).
+    #[error("{0}")]
+    NotApproved(String),
     #[error("{0}")]
     Failed(String),
 }

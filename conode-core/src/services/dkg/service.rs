@@ -11,7 +11,7 @@
 //! completion hooks and the guard; the work is done in `session`, `leader`, `phases` and `peer`.
 
 use super::group::{key_group, Group};
-use super::protocol::{Disqualification, DkgError};
+use super::protocol::{Disqualification, DkgError, Params};
 use super::session::{lock, DkgStatus, Slot};
 use crate::crypto::threshold::Scalar;
 use crate::crypto::IdentityKeyPair;
@@ -48,8 +48,9 @@ impl fmt::Debug for DkgOutput {
 /// Called (synchronously, before `Done` is sent) when a DKG succeeded on this node; an error
 /// makes the DKG fail here.
 pub type CompletionHook = Arc<dyn Fn(&DkgOutput) -> Result<(), String> + Send + Sync>;
-/// Asked before taking part in a DKG (e.g. "no chain yet").
-pub type Guard = Arc<dyn Fn() -> Result<(), DkgError> + Send + Sync>;
+/// Asked before taking part in (or leading) the DKG `Params` describe: e.g. "no chain yet", "its
+/// operator approved this group".
+pub type Guard = Arc<dyn Fn(&Params) -> Result<(), DkgError> + Send + Sync>;
 
 /// What the handles share.
 pub(super) struct Inner {
@@ -151,10 +152,10 @@ impl DkgService {
         })
     }
 
-    pub(super) fn check_guard(&self) -> Result<(), DkgError> {
+    pub(super) fn check_guard(&self, params: &Params) -> Result<(), DkgError> {
         let g = self.inner.guard.read().unwrap_or_else(|p| p.into_inner()).clone();
         match g {
-            Some(g) => g(),
+            Some(g) => g(params),
             None => Ok(()),
         }
     }

@@ -138,15 +138,18 @@ pub(super) fn finish_failed(slot: &Slot, e: &DkgError) {
 impl DkgService {
     /// Installs a new session unless one is running.
     pub(super) fn new_slot(&self, params: Params, leader: bool) -> Result<Arc<Slot>, DkgError> {
-        self.check_guard()?;
+        self.check_guard(&params)?;
         if self.inner.tree.get(&dealt_key(&params.session)).ok().flatten().is_some() {
             return Err(DkgError::AlreadyDealt(short(&params.session)));
         }
         let mut cur = lock(&self.inner.current);
         if let Some(s) = cur.as_ref() {
-            let stale =
-                !s.started.load(Ordering::SeqCst) && s.created.elapsed() > 2 * s.params.phase + PREPARE_TIMEOUT_MAX;
-            if !s.finished.load(Ordering::SeqCst) && !stale {
+            let unstarted = !s.started.load(Ordering::SeqCst);
+            let stale = unstarted && s.created.elapsed() > 2 * s.params.phase + PREPARE_TIMEOUT_MAX;
+            // A proposal this node accepted as a member whose leader never said go (it found too
+            // few members) gives way to a newer one instead of holding the node for minutes.
+            let given_up = unstarted && !s.leader;
+            if !s.finished.load(Ordering::SeqCst) && !stale && !given_up {
                 return Err(DkgError::Busy);
             }
         }
@@ -208,6 +211,7 @@ mod tests {
             genesis_delay_ms: 3_600_000,
             ..Default::default()
         };
+        cluster.approve_beacon(&req).unwrap();
         let url = cluster.client_url(1).unwrap();
         let call = crate::api::client::call(&url, "Beacon", "Init", req.encode_to_vec(), Duration::from_secs(60));
         let err = cluster.runtime().block_on(call).unwrap_err().to_string();
@@ -217,6 +221,8 @@ mod tests {
         // again: it would deal a fresh secret polynomial, so it refuses.
         cluster.stop(0).unwrap();
         cluster.restart(0).unwrap();
+        // (An approval lives in memory: its operator approves the group again.)
+        cluster.beacon(0).unwrap().approve_init_request(&req).unwrap();
         let dkg = cluster.node(0).dkg().unwrap();
         let again = dkg.new_slot(params.clone(), false).err().expect("a second deal in one session");
         assert!(again.to_string().contains("already dealt in DKG session"), "{again}");

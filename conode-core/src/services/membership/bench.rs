@@ -65,6 +65,7 @@ pub fn join_latency_with(from: usize, to: usize, beacon: bool) -> Result<Vec<Joi
             genesis_delay_ms: 1000,
             ..Default::default()
         };
+        c.approve_beacon(&init).map_err(|e| e.to_string())?;
         let call = crate::api::client::call(&url, "Beacon", "Init", init.encode_to_vec(), Duration::from_secs(60));
         c.runtime().block_on(call).map_err(|e| e.to_string())?;
         let b = c.node(0).beacon().map_err(|e| e.to_string())?;
