@@ -1,6 +1,6 @@
 //! `conode beacon reshare`: this node's operator reshares the running beacon group to a new roster
 //! and threshold, keeping the chain, its hash and group key, through the node's admin socket (never
-//! the network: a resharing hands the group's secret to the new members). Each old member's
+//! the network: a resharing hands the group's secret to the new members). Each old and new member's
 //! operator approves the same roster and threshold on its own node (`--approve-only`); one of them
 //! leads (without the flag). The new group takes over at a transition round the leader picks and
 //! prints.
@@ -19,7 +19,7 @@ pub struct ReshareArgs {
     /// Signatures needed per round in the new group (default ⌊n/2⌋+1, the minimum allowed).
     #[arg(long)]
     threshold: Option<u32>,
-    /// Only approve this resharing on this node (an old member whose operator agrees); another
+    /// Only approve this resharing on this node (an old or new member whose operator agrees); another
     /// member's operator leads it.
     #[arg(long)]
     approve_only: bool,

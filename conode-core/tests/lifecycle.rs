@@ -25,6 +25,7 @@ fn stopped_nodes_leave_no_task_and_release_their_database() {
         genesis_delay_ms: 1500,
         ..Default::default()
     };
+    c.approve_beacon(&req).unwrap();
     rt.block_on(beacon.init(req)).unwrap();
     assert!(rt.block_on(beacon.wait_for_round(1, Duration::from_secs(20))).is_some(), "no beacon round");
     let owner = IdentityKeyPair::generate();

@@ -45,11 +45,12 @@ fn reshare_call(
     nodes: &[usize],
     threshold: u32,
 ) -> Result<ReshareResponse, String> {
-    // The operators of the other old members approve it; the leader's operator asks for it.
+    // The operators of the other old members and of the new ones approve it; the leader's
+    // operator asks for it.
     let members = roster_of(cluster, nodes).servers;
     let group = beacon(cluster, leader).group().ok_or("the leader runs no beacon group")?;
     for i in (0..cluster.len()).filter(|&i| i != leader && cluster.node(i).is_running()) {
-        if group.index_of(&cluster.roster().servers[i].public).is_some() {
+        if group.index_of(&cluster.roster().servers[i].public).is_some() || nodes.contains(&i) {
             beacon(cluster, i).approve_reshare(&members, threshold).map_err(|e| e.to_string())?;
         }
     }
@@ -367,7 +368,8 @@ fn a_leader_that_crashes_between_finish_sends_splits_no_group() {
 
 /// A resharing hands the group's secret to the new members, so no single member (and no client of
 /// a member's port) may start one: each old member deals only in a resharing its own operator
-/// approved, to exactly those members with exactly that threshold (or one its network decided).
+/// approved, to exactly those members with exactly that threshold (or one its network decided),
+/// and a new member takes the group only on the same terms.
 #[test]
 fn a_resharing_needs_the_approval_of_the_old_members() {
     use conode_core::admin::{request_approve_reshare, request_reshare, socket_path};
@@ -427,6 +429,12 @@ fn a_resharing_needs_the_approval_of_the_old_members() {
     assert!(err.contains("roster_toml"), "{err}");
     let approved = request_approve_reshare(&socket(0), &ReshareRequest { threshold: 0, ..req.clone() }).unwrap();
     assert_eq!((approved.members, approved.threshold), (5, 3));
+    // Every old member approved, but the new member 4 (a fresh node) did not: it stays out, so
+    // no one takes the new group.
+    let err = request_reshare(&socket(1), &req).unwrap_err().to_string();
+    assert!(err.contains("did not accept"), "{err}");
+    none_staged(&cluster);
+    request_approve_reshare(&socket(4), &req).unwrap();
     let done = request_reshare(&socket(1), &req).unwrap();
     assert_eq!((done.participants, done.confirmed), (5, 5), "{done:?}");
     for i in 0..5 {

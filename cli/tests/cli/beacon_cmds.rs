@@ -1,7 +1,8 @@
 //! `conode beacon approve` on each member and `conode beacon init` (the DKG; refused before the
-//! approvals) and `conode beacon get … --verify` on three `conode server` processes with a 1 s period, `conode beacon reshare` (approved by the other operators), then
-//! `conode reset`: refused while the node runs, asks first, and drops the beacon state while
-//! private.toml stays byte for byte.
+//! approvals) and `conode beacon get … --verify` on three `conode server` processes with a 1 s
+//! period, `conode beacon reshare` (approved by the other operators), then `conode reset`: refused
+//! while the node runs, asks first, and drops the beacon state while private.toml stays byte for
+//! byte.
 
 use crate::support::{approve_beacon, conode, fails, json, ok, run, stdout, wait_until, Servers};
 use conode_core::config::NodeConfig;

@@ -60,7 +60,7 @@ impl LocalCluster {
     }
 
     /// Reshares the beacon group node `leader` runs (it must be a member) to the cluster's nodes
-    /// `members`, keeping the chain, its hash and its group key. Every running old member approves
+    /// `members`, keeping the chain, its hash and its group key. Every running old and new member approves
     /// it first (see `BeaconService::approve_reshare`). `threshold` 0: ⌊n/2⌋+1;
     /// `phase` zero: 10 s; `transition_round` 0: the first round at least two phases and two
     /// periods away. Returns once the new members agreed; the new group produces from the
@@ -87,11 +87,12 @@ impl LocalCluster {
             }
             identities.push(si);
         }
-        // Every old member's operator approves it (the cluster runs them all), as each would run
-        // `conode beacon reshare --approve-only`; members that are stopped approve nothing.
+        // Every old and new member's operator approves it (the cluster runs them all), as each
+        // would run `conode beacon reshare --approve-only`; members that are stopped approve nothing.
         if let Some(group) = b.group() {
             for i in (0..self.len()).filter(|&i| self.node(i).is_running()) {
-                if group.index_of(&self.node(i).server_identity().public).is_some() {
+                let key = self.node(i).server_identity().public;
+                if group.index_of(&key).is_some() || identities.iter().any(|s| s.public == key) {
                     self.beacon(i)?.approve_reshare(&identities, threshold)?;
                 }
             }

@@ -10,7 +10,9 @@
 //! port) must never be able to start one alone: an old member takes part only in a resharing to
 //! members its own operator approved (with that threshold), or to the roster its membership
 //! network decided by vote (with the default threshold). Without this rule a single Byzantine
-//! member could reshare the group to nodes it runs and learn the group key.
+//! member could reshare the group to nodes it runs and learn the group key. A new member takes
+//! part on the same terms: a group is for good, and it must not be one that strangers made it
+//! hold.
 
 use super::chain::lock;
 use super::service::BeaconService;

@@ -199,9 +199,9 @@ impl BeaconService {
                 if params.leader != from {
                     return Err(ReshareError::Config("proposal not sent by its leader".into()));
                 }
-                if params.old.index_of(&self.inner.me).is_some() {
-                    self.check_approval(&params).await?;
-                }
+                // Old members hand over the group's secret, new ones take a group for good
+                // (with strangers holding a threshold of it, perhaps): each only with consent.
+                self.check_approval(&params).await?;
                 self.accept(params)?;
                 Ok(Vec::new())
             }
