@@ -30,27 +30,10 @@ pub enum BeaconCommand {
     Reshare(crate::reshare::ReshareArgs),
 }
 
+/// The beacon group: what each member's operator approves and `beacon init` then starts (the
+/// same options, so the same defaults, in both).
 #[derive(clap::Args)]
-pub struct ApproveArgs {
-    /// Roster file of the group (concatenated public.toml entries); this node must be in it.
-    #[arg(long)]
-    roster: PathBuf,
-    /// Seconds between rounds.
-    #[arg(long)]
-    period: u32,
-    /// drand scheme (as for `beacon init`).
-    #[arg(long, default_value = "pedersen-bls-chained")]
-    scheme: String,
-    /// Signatures needed per round (default ⌊n/2⌋+1, the minimum allowed).
-    #[arg(long)]
-    threshold: Option<u32>,
-    /// The node's admin socket (default: the one of the node of private.toml).
-    #[arg(long)]
-    socket: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-pub struct InitArgs {
+pub struct GroupArgs {
     /// Roster file (concatenated public.toml entries); every member takes part.
     #[arg(long)]
     roster: PathBuf,
@@ -63,6 +46,21 @@ pub struct InitArgs {
     /// Signatures needed per round (default ⌊n/2⌋+1, the minimum allowed).
     #[arg(long)]
     threshold: Option<u32>,
+}
+
+#[derive(clap::Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    group: GroupArgs,
+    /// The node's admin socket (default: the one of the node of private.toml).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    group: GroupArgs,
     /// Roster index of the member that leads the DKG (its client port is used).
     #[arg(long, visible_alias = "node", default_value_t = 0)]
     leader: usize,
@@ -134,18 +132,19 @@ pub fn run(config: Option<std::path::PathBuf>, cmd: BeaconCommand) -> Result<()>
 
 /// `conode beacon approve`: this node's operator approves the group, through the admin socket.
 fn approve(config: Option<PathBuf>, a: ApproveArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.roster).with_context(|| format!("reading {}", a.roster.display()))?;
-    Roster::from_toml_str(&a.roster, &text)?;
-    Scheme::from_id(&a.scheme)?;
+    let text =
+        std::fs::read_to_string(&a.group.roster).with_context(|| format!("reading {}", a.group.roster.display()))?;
+    Roster::from_toml_str(&a.group.roster, &text)?;
+    Scheme::from_id(&a.group.scheme)?;
     let socket = match a.socket {
         Some(s) => s,
         None => crate::backup::admin_socket(config.as_deref())?,
     };
     let req = InitRequest {
         roster_toml: text,
-        scheme: a.scheme.clone(),
-        period_secs: a.period,
-        threshold: a.threshold.unwrap_or(0),
+        scheme: a.group.scheme.clone(),
+        period_secs: a.group.period,
+        threshold: a.group.threshold.unwrap_or(0),
         ..Default::default()
     };
     let g = conode_core::admin::request_approve_beacon(&socket, &req).context("approving the beacon group")?;
@@ -175,18 +174,19 @@ fn member_url(roster: &Roster, i: usize) -> Result<String> {
 }
 
 async fn init(a: InitArgs) -> Result<()> {
-    let roster = Roster::load(&a.roster)?;
+    let roster = Roster::load(&a.group.roster)?;
     let url = match &a.url {
         Some(u) => u.clone(),
         None => member_url(&roster, a.leader)?,
     };
-    Scheme::from_id(&a.scheme)?;
+    Scheme::from_id(&a.group.scheme)?;
     let phase_ms = (a.phase_timeout.max(0.1) * 1000.0) as u64;
     let req = InitRequest {
-        roster_toml: std::fs::read_to_string(&a.roster).with_context(|| format!("reading {}", a.roster.display()))?,
-        scheme: a.scheme.clone(),
-        period_secs: a.period,
-        threshold: a.threshold.unwrap_or(0),
+        roster_toml: std::fs::read_to_string(&a.group.roster)
+            .with_context(|| format!("reading {}", a.group.roster.display()))?,
+        scheme: a.group.scheme.clone(),
+        period_secs: a.group.period,
+        threshold: a.group.threshold.unwrap_or(0),
         phase_timeout_ms: phase_ms,
         genesis_time: 0,
         genesis_delay_ms: a.genesis_delay.map(|s| (s.max(0.0) * 1000.0) as u64).unwrap_or(0),
@@ -195,8 +195,8 @@ async fn init(a: InitArgs) -> Result<()> {
     progress(format!(
         "starting a DKG of {} members via {url} (scheme {}, period {} s)",
         roster.len(),
-        a.scheme,
-        a.period
+        a.group.scheme,
+        a.group.period
     ));
     // The DKG runs three phases, each retried for missing members, plus the collection of results.
     let timeout = Duration::from_millis(phase_ms * 12 + 60_000);
