@@ -16,6 +16,20 @@ use std::sync::{Arc, RwLock};
 use tokio::io::AsyncRead;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// A peer's source for per-source limits: an IPv4 address, or the /64 network of an IPv6 one
+/// (one host usually holds a whole /64), as 16 bytes; zeros when unknown.
+pub fn source_key(source: Option<std::net::IpAddr>) -> [u8; 16] {
+    match source.map(|ip| ip.to_canonical()) {
+        Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+        Some(std::net::IpAddr::V6(v6)) => {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&v6.octets()[..8]);
+            k
+        }
+        None => [0u8; 16],
+    }
+}
+
 /// Unit of the strangers' memory budget.
 const BUDGET_UNIT: usize = 1024;
 
@@ -34,7 +48,30 @@ pub struct Admission {
     /// first, at most [`MAX_INTRODUCED`].
     introduced: RwLock<Introduced>,
     strangers: Arc<Semaphore>,
+    /// Stranger connections held per source (see [`source_key`]), at most `per_source` each.
+    by_source: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], usize>>>,
+    per_source: usize,
     memory: Arc<Semaphore>,
+}
+
+/// One stranger connection's place: a slot of the strangers' budget and of its source's share,
+/// both given back when it is dropped.
+pub struct StrangerSlot {
+    _slot: OwnedSemaphorePermit,
+    source: [u8; 16],
+    by_source: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], usize>>>,
+}
+
+impl Drop for StrangerSlot {
+    fn drop(&mut self) {
+        let mut held = crate::sync::lock(&self.by_source);
+        if let Some(n) = held.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.source);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -51,6 +88,10 @@ impl Admission {
             keys: RwLock::new(HashSet::from([*own.as_bytes()])),
             introduced: RwLock::default(),
             strangers: Arc::new(Semaphore::new(settings.max_strangers)),
+            by_source: Default::default(),
+            // One source (an address, an IPv6 /64) holds half the slots at most, so one host
+            // cannot keep every newcomer out.
+            per_source: (settings.max_strangers / 2).max(1),
             memory: Arc::new(Semaphore::new(units)),
         }
     }
@@ -104,9 +145,17 @@ impl Admission {
         self.len() == 0
     }
 
-    /// A place for one more stranger connection, if any is free.
-    pub fn stranger_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.strangers.clone().try_acquire_owned().ok()
+    /// A place for one more stranger connection from `remote`, if any is free and its source
+    /// holds less than its share.
+    pub fn stranger_slot(&self, remote: Option<std::net::IpAddr>) -> Option<StrangerSlot> {
+        let source = source_key(remote);
+        let mut held = crate::sync::lock(&self.by_source);
+        if held.get(&source).is_some_and(|&n| n >= self.per_source) {
+            return None;
+        }
+        let slot = self.strangers.clone().try_acquire_owned().ok()?;
+        *held.entry(source).or_default() += 1;
+        Some(StrangerSlot { _slot: slot, source, by_source: self.by_source.clone() })
     }
 
     /// Free stranger connection slots (for tests and metrics).
@@ -341,6 +390,29 @@ mod tests {
         assert_eq!(a.admit([other, own]), 1);
         assert!(a.is_admitted(&other));
         assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn one_source_holds_half_the_stranger_slots() {
+        let own = crate::crypto::IdentityKeyPair::generate().public();
+        let a = Admission::new(own, &NetSettings { max_strangers: 8, ..NetSettings::default() });
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        let mut first: Vec<_> = (0..4).map(|_| a.stranger_slot(ip("10.0.0.1")).expect("a slot")).collect();
+        assert!(a.stranger_slot(ip("10.0.0.1")).is_none(), "a fifth slot for one address");
+        // The same host by its IPv4-mapped IPv6 form, and another address of one IPv6 /64.
+        assert!(a.stranger_slot(ip("::ffff:10.0.0.1")).is_none());
+        let mut v6: Vec<_> = (1..=3).map(|h| a.stranger_slot(ip(&format!("2001:db8:1:2::{h}"))).unwrap()).collect();
+        v6.push(a.stranger_slot(ip("2001:db8:1:2:ffff::9")).expect("a fourth slot for the /64"));
+        // Both shares are full, and so is the budget: another source gets none either.
+        assert!(a.stranger_slot(ip("2001:db8:1:2::7")).is_none());
+        assert!(a.stranger_slot(ip("10.0.1.1")).is_none(), "the budget is shared by all sources");
+        // A slot given back goes to whoever asks next, within its source's share.
+        v6.pop();
+        assert!(a.stranger_slot(ip("10.0.0.1")).is_none(), "still at its share");
+        let other = a.stranger_slot(ip("10.0.1.1")).expect("the freed slot");
+        drop((first.pop(), first, v6, other));
+        assert_eq!(a.free_stranger_slots(), 8);
+        assert!(crate::sync::lock(&a.by_source).is_empty(), "sources without slots are forgotten");
     }
 
     #[test]

@@ -433,7 +433,7 @@ impl Network {
         let stranger = if self.is_admitted(&key) {
             None
         } else {
-            match self.inner.admission.stranger_slot() {
+            match self.inner.admission.stranger_slot(Some(addr.ip())) {
                 Some(slot) => Some(slot),
                 None => {
                     debug!(remote = %addr, peer = %short(&key), "node port: too many unknown peers, closing");
@@ -458,7 +458,7 @@ impl Network {
         &self,
         peer: IdentityPublicKey,
         stream: tokio_rustls::TlsStream<TcpStream>,
-        mut stranger: Option<tokio::sync::OwnedSemaphorePermit>,
+        mut stranger: Option<admission::StrangerSlot>,
     ) {
         health::tune_socket(stream.get_ref().0);
         let remote = stream.get_ref().0.peer_addr().ok().map(|a| a.ip());

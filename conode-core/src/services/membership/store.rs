@@ -90,19 +90,8 @@ pub struct MembershipStore {
     open: Arc<Mutex<Option<Vec<Vec<u8>>>>>,
 }
 
-/// A join's source for per-source limits: an IPv4 address, or the /64 network of an IPv6 one
-/// (one host usually holds a whole /64), as 16 bytes; zeros when unknown.
-fn source_key(source: Option<std::net::IpAddr>) -> [u8; 16] {
-    match source.map(|ip| ip.to_canonical()) {
-        Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
-        Some(std::net::IpAddr::V6(v6)) => {
-            let mut k = [0u8; 16];
-            k[..8].copy_from_slice(&v6.octets()[..8]);
-            k
-        }
-        None => [0u8; 16],
-    }
-}
+/// A join's source for per-source limits (see [`crate::network::admission::source_key`]).
+use crate::network::admission::source_key;
 
 fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.as_bytes().to_vec();
