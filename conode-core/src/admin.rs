@@ -15,7 +15,7 @@
 use crate::backup::{write_backup, Manifest};
 use crate::events::{EventBus, NodeEvent};
 use crate::services::beacon::messages::InitRequest;
-use crate::services::beacon::BeaconService;
+use crate::services::beacon::{ApprovedGroup, BeaconService};
 use crate::services::dkg::reshare::{ReshareRequest, ReshareResponse};
 use crate::services::membership::messages::CreateNetwork;
 use crate::services::membership::MembershipService;
@@ -66,15 +66,6 @@ impl From<ReshareResponse> for Reshared {
             log: r.log,
         }
     }
-}
-
-/// The node's answer to `approve-beacon`: the beacon group its operator approved.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ApprovedBeacon {
-    pub members: usize,
-    pub threshold: usize,
-    pub scheme: String,
-    pub period_secs: u32,
 }
 
 /// The node's answer to `approve-reshare`: the resharing its operator approved.
@@ -343,12 +334,7 @@ fn act(reader: &mut impl Read, kind: &Request, len: &str, node: &NodeHandles) ->
             let g = node.beacon.approve_init_request(&req).map_err(|e| e.to_string())?;
             info!(members = g.members, threshold = g.threshold, scheme = %g.scheme, period = g.period_secs,
                 "beacon group approved through the admin channel");
-            serde_json::to_vec(&ApprovedBeacon {
-                members: g.members,
-                threshold: g.threshold,
-                scheme: g.scheme,
-                period_secs: g.period_secs,
-            })
+            serde_json::to_vec(&g)
         }
         Request::Reshare | Request::Approve => {
             let req =
@@ -454,7 +440,7 @@ pub fn request_found(socket: &Path, req: &CreateNetwork) -> Result<Founded, Admi
 /// Records on the node listening on `socket` that its operator approves the beacon group `req`
 /// describes (roster, threshold, scheme, period); any member's `/Beacon/Init` then starts it.
 #[cfg(unix)]
-pub fn request_approve_beacon(socket: &Path, req: &InitRequest) -> Result<ApprovedBeacon, AdminError> {
+pub fn request_approve_beacon(socket: &Path, req: &InitRequest) -> Result<ApprovedGroup, AdminError> {
     request_with_body(socket, "approve-beacon", &prost::Message::encode_to_vec(req))
 }
 

@@ -50,8 +50,9 @@ pub(super) struct InitApproval {
     period_secs: u32,
 }
 
-/// What [`BeaconService::approve_init`] recorded, with its defaults filled in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What [`BeaconService::approve_init`] recorded, with its defaults filled in (also the admin
+/// channel's answer to `approve-beacon`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovedGroup {
     pub members: usize,
     pub threshold: usize,
