@@ -74,3 +74,105 @@ fn connections_per_address_are_capped() {
         assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     });
 }
+
+/// Status code of `GET path` sent from `local` (a loopback address of its own), and its
+/// `Retry-After` header.
+async fn get_from(local: &str, addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>) {
+    let (status, retry, _) = get_with_body(local, addr, path).await;
+    (status, retry)
+}
+
+/// `get_from` with the whole reply (headers and body).
+async fn get_with_body(local: &str, addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, String) {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut reply)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&reply).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let retry = text
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: ").or_else(|| l.strip_prefix("Retry-After: ")))
+        .map(|v| v.trim().to_string());
+    (status, retry, text)
+}
+
+#[test]
+fn requests_per_source_are_rate_limited() {
+    let (node, _dir) = node(|l| {
+        l.client_requests_per_second = 2;
+        l.client_request_burst = 5;
+        l.client_rate_limit_loopback = true;
+    });
+    let addr = node.client_addr().unwrap();
+    node.runtime_handle().block_on(async {
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            statuses.push(get_from("127.0.0.1", addr, "/ok").await);
+        }
+        // The burst is served; then 429 with a Retry-After in whole seconds.
+        assert!(statuses[..5].iter().all(|(s, _)| *s == 200), "{statuses:?}");
+        let limited: Vec<_> = statuses[5..].iter().filter(|(s, _)| *s == 429).collect();
+        assert!(!limited.is_empty(), "no request was limited: {statuses:?}");
+        assert!(limited.iter().all(|(_, r)| r.as_deref() == Some("1")), "{limited:?}");
+        // Another source has its own bucket.
+        assert_eq!(get_from("127.0.0.2", addr, "/ok").await.0, 200);
+        // The operator sees the refusals.
+        let (status, _, metrics) = get_with_body("127.0.0.2", addr, "/metrics").await;
+        assert_eq!(status, 200);
+        let refused = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("conode_client_rate_limited_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert_eq!(refused, Some(limited.len() as f64), "{metrics}");
+        // The first source is served again once a token came back.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while get_from("127.0.0.1", addr, "/ok").await.0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "the source never got a token back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn websocket_messages_over_the_rate_close_with_retry_after() {
+    let (node, _dir) = node(|l| {
+        l.client_requests_per_second = 1;
+        l.client_request_burst = 3;
+        l.client_rate_limit_loopback = true;
+    });
+    let url = format!("{}/Status/Request", node.client_url().unwrap());
+    node.runtime_handle().block_on(async {
+        // The upgrade takes one token, two messages the others; the next one closes the socket.
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        for _ in 0..2 {
+            ws.send(Message::Binary(vec![])).await.unwrap();
+            assert!(matches!(ws.next().await, Some(Ok(Message::Binary(_)))));
+        }
+        ws.send(Message::Binary(vec![])).await.unwrap();
+        let close = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("no answer");
+        let Some(Ok(Message::Close(Some(frame)))) = close else { panic!("not closed: {close:?}") };
+        assert_eq!(u16::from(frame.code), conode_core::client_api::WS_ERROR_CODE);
+        let error = conode_core::client_api::WireError::from_close_reason(&frame.reason);
+        assert_eq!(error.code, conode_core::client_api::ErrorCode::Unavailable, "{}", frame.reason);
+        let wait = error.number("retry_after_ms").expect("retry_after_ms");
+        assert!((1..=1000).contains(&wait), "{wait}");
+    });
+}
+
+#[test]
+fn loopback_clients_are_not_rate_limited_by_default() {
+    let (node, _dir) = node(|l| {
+        l.client_requests_per_second = 1;
+        l.client_request_burst = 1;
+    });
+    let addr = node.client_addr().unwrap();
+    node.runtime_handle().block_on(async {
+        for _ in 0..20 {
+            assert_eq!(get_from("127.0.0.1", addr, "/ok").await.0, 200);
+        }
+    });
+}

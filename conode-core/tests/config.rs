@@ -190,8 +190,12 @@ fn limits_are_read_written_and_checked() {
     c.limits.client_max_connections_per_address = 3;
     c.limits.stranger_connections = 2;
     c.limits.peer_requests_in_flight = 3;
+    c.limits.client_requests_per_second = 7;
+    c.limits.client_rate_limit_loopback = true;
     let text = c.to_toml();
     assert!(text.contains("PeerRequestsInFlight = 3"), "{text}");
+    assert!(text.contains("ClientRequestsPerSecond = 7") && text.contains("ClientRateLimitLoopback = true"), "{text}");
+    assert!(!text.contains("ClientRequestBurst"), "an unchanged limit is not written: {text}");
     assert!(text.contains("[Limits]") && text.contains("ClientHeaderTimeoutMs = 1500"), "{text}");
     let back = NodeConfig::from_toml_str(Path::new("private.toml"), &text).unwrap();
     assert_eq!(back.limits, c.limits);
@@ -202,6 +206,9 @@ fn limits_are_read_written_and_checked() {
     let zero = text.replace("PeerRequestsInFlight = 3", "PeerRequestsInFlight = 0");
     let (_, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &zero).unwrap_err());
     assert_eq!(field, "Limits.PeerRequestsInFlight");
+    let zero = text.replace("ClientRequestsPerSecond = 7", "ClientRequestsPerSecond = 0");
+    let (_, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &zero).unwrap_err());
+    assert_eq!(field, "Limits.ClientRequestsPerSecond");
     let unknown = text.replace("StrangerConnections = 2", "StrangerConection = 2");
     let err = NodeConfig::from_toml_str(Path::new("p.toml"), &unknown).unwrap_err().to_string();
     assert!(err.contains("StrangerConection"), "{err}");

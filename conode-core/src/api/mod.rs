@@ -4,6 +4,7 @@
 pub mod client;
 pub mod edge;
 mod operator;
+pub mod rate;
 mod server;
 pub mod subscribe;
 pub mod tls_reload;

@@ -146,13 +146,31 @@ impl ClientMetrics {
         }
     }
 
-    /// Registers the series (and the open-connections gauge read from `open`) into `ctx.metrics`.
-    pub(super) fn register(&self, ctx: &ServiceContext, open: Arc<dyn Fn() -> usize + Send + Sync>) {
+    /// Registers the series (and the open-connections gauge read from `open`, the rate limiter's
+    /// counts from `rate`) into `ctx.metrics`.
+    pub(super) fn register(
+        &self,
+        ctx: &ServiceContext,
+        open: Arc<dyn Fn() -> usize + Send + Sync>,
+        rate: Arc<super::rate::RateLimiter>,
+    ) {
         let me = self.clone();
         ctx.metrics.add(
             "client_port",
             Arc::new(move |reg: &mut Registry| {
                 gauge(reg, "conode_client_connections", "Open client-port connections.", open() as f64);
+                m::counter(
+                    reg,
+                    "conode_client_rate_limited",
+                    "Client requests refused because their source was over its rate.",
+                    rate.refused(),
+                );
+                gauge(
+                    reg,
+                    "conode_client_rate_sources",
+                    "Sources with a rate bucket (client port).",
+                    rate.sources() as f64,
+                );
                 reg.register("conode_client_requests", "Client requests per route", me.requests.clone());
                 reg.register(
                     "conode_client_request_errors",

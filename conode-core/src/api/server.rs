@@ -1,10 +1,12 @@
 //! HTTP + WebSocket server of the client port. Each WebSocket at `/<Service>/<Method>` carries
 //! protobuf requests as binary messages and gets one binary reply each; an error closes the socket
 //! with code 4100 and the reason, as the Go cothority does. The limits of `[Limits]` apply: header
-//! and idle deadlines, connection caps (see `edge`), and the largest WebSocket message (close 1009).
+//! and idle deadlines, connection caps (see `edge`), the largest WebSocket message (close 1009),
+//! and requests per source (see `rate`: 429, or the `unavailable` close with `retry_after_ms`).
 
 use super::edge;
 use super::operator::ClientMetrics;
+use super::rate::{RateLimiter, Source};
 use crate::services::{status::status_map, ClientRegistry, ServiceContext, Tasks};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -55,11 +57,43 @@ async fn status_json(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(status_map(&s.ctx))
 }
 
+/// Takes a token of the request's source (set per connection at accept) for every HTTP request,
+/// WebSocket upgrades included; without one the answer is 429 with `Retry-After` (seconds).
+async fn limit_rate(
+    State(limiter): State<Arc<RateLimiter>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(Source(ip)) = req.extensions().get::<Source>().copied() else { return next.run(req).await };
+    match limiter.take(ip) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            debug!(source = %ip, ?wait, "client port: request over the rate limit");
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let body = format!(
+                "too many requests from {ip}: retry after {} ms (Limits.ClientRequestsPerSecond)",
+                wait.as_millis().max(1)
+            );
+            (axum::http::StatusCode::TOO_MANY_REQUESTS, [(axum::http::header::RETRY_AFTER, secs.to_string())], body)
+                .into_response()
+        }
+    }
+}
+
+/// The error that closes a WebSocket whose source sent a message over its rate.
+fn rate_limited(ip: std::net::IpAddr, wait: Duration) -> WireError {
+    let ms = wait.as_millis().max(1);
+    WireError::new(ErrorCode::Unavailable, format!("too many requests from {ip}: retry after {ms} ms"))
+        .with("retry_after_ms", ms)
+}
+
 async fn websocket(
     Path((service, method)): Path<(String, String)>,
     ws: Option<WebSocketUpgrade>,
     State(s): State<Arc<ApiState>>,
     axum::Extension(metrics): axum::Extension<ClientMetrics>,
+    source: Option<axum::Extension<Source>>,
+    limiter: Option<axum::Extension<Arc<RateLimiter>>>,
 ) -> Response {
     let Some(ws) = ws else {
         // A plain GET on a two-segment path: a service's HTTP route (e.g. /{chainhash}/info).
@@ -82,9 +116,10 @@ async fn websocket(
     };
     let limits = &s.ctx.config.limits;
     let (max, idle) = (limits.client_max_message, limits.client_idle_timeout);
+    let rate = limiter.zip(source).map(|(axum::Extension(limiter), axum::Extension(Source(ip)))| (limiter, ip));
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(socket, handler, service, method, idle, metrics))
+        .on_upgrade(move |socket| serve_socket(socket, handler, service, method, idle, metrics, rate))
 }
 
 /// Whether a WebSocket read failed because a message or frame exceeded the limit.
@@ -107,6 +142,7 @@ async fn serve_socket(
     method: String,
     idle: Duration,
     metrics: ClientMetrics,
+    rate: Option<(Arc<RateLimiter>, std::net::IpAddr)>,
 ) {
     loop {
         let msg = match tokio::time::timeout(idle, socket.recv()).await {
@@ -136,6 +172,11 @@ async fn serve_socket(
                 break;
             }
         };
+        if let Some((ip, Err(wait))) = rate.as_ref().map(|(limiter, ip)| (*ip, limiter.take(*ip))) {
+            debug!(%service, %method, source = %ip, ?wait, "client port: WebSocket message over the rate limit");
+            let _ = close_with(&mut socket, &rate_limited(ip, wait)).await;
+            break;
+        }
         // In flight per service; counts and latency per method, once the service knew it (method
         // names are the client's: unknown ones share one label).
         let flight = metrics.in_flight(&format!("/{service}/*"));
@@ -204,7 +245,14 @@ pub fn serve(
     let limits = state.ctx.config.limits.clone();
     let metrics = ClientMetrics::new();
     let ctx = state.ctx.clone();
-    let app = router(state, metrics.clone());
+    let rate = Arc::new(RateLimiter::new(
+        limits.client_requests_per_second,
+        limits.client_request_burst,
+        limits.client_rate_limit_loopback,
+    ));
+    let app = router(state, metrics.clone())
+        .layer(axum::Extension(rate.clone()))
+        .layer(axum::middleware::from_fn_with_state(rate.clone(), limit_rate));
     let acceptor = tls.map(TlsAcceptor::from);
     let connections = connections.clone();
     // Keep file descriptors for the database, the node port and its peers.
@@ -224,7 +272,7 @@ pub fn serve(
     };
     let limiter = edge::ConnLimiter::new(max_total, limits.client_max_connections_per_address);
     let open = limiter.clone();
-    metrics.register(&ctx, Arc::new(move || open.open()));
+    metrics.register(&ctx, Arc::new(move || open.open()), rate);
     accepting.spawn(async move {
         let mut backoff = edge::AcceptBackoff::new();
         loop {
@@ -256,6 +304,11 @@ pub fn serve(
             connections.spawn(async move {
                 let activity = edge::Activity::new();
                 let tcp = edge::Tracked::new(tcp, activity.clone(), guard);
+                let ip = remote.ip();
+                let app = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<_>| {
+                    req.extensions_mut().insert(Source(ip));
+                    req
+                });
                 let service = TowerToHyperService::new(app);
                 let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.client_header_timeout);

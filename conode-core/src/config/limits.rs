@@ -20,6 +20,14 @@ pub struct Limits {
     pub client_max_connections_per_address: usize,
     /// Client port: largest WebSocket message (larger ones are answered with close code 1009).
     pub client_max_message: usize,
+    /// Client port: requests (HTTP requests and WebSocket messages) one source may send per
+    /// second, sustained; more get 429 or the `unavailable` close with `retry_after_ms`.
+    pub client_requests_per_second: u32,
+    /// Client port: requests one source may send at once before the rate applies.
+    pub client_request_burst: u32,
+    /// Client port: whether loopback clients are rate-limited too (not by default: behind a
+    /// reverse proxy every client comes from loopback, and the proxy limits them).
+    pub client_rate_limit_loopback: bool,
     /// Soft limit of open files the node raises itself to at start (at most the hard limit).
     pub max_open_files: u64,
     /// Node port: largest frame from a known peer.
@@ -50,6 +58,9 @@ impl Default for Limits {
             client_max_connections: 4096,
             client_max_connections_per_address: 256,
             client_max_message: 8 << 20,
+            client_requests_per_second: 100,
+            client_request_burst: 1000,
+            client_rate_limit_loopback: false,
             max_open_files: 65536,
             peer_max_frame: 16 << 20,
             peer_idle_timeout: Duration::from_secs(300),
@@ -77,6 +88,12 @@ pub(crate) struct RawLimits {
     client_max_connections_per_address: Option<usize>,
     #[serde(rename = "ClientMaxMessage", skip_serializing_if = "Option::is_none")]
     client_max_message: Option<usize>,
+    #[serde(rename = "ClientRequestsPerSecond", skip_serializing_if = "Option::is_none")]
+    client_requests_per_second: Option<u32>,
+    #[serde(rename = "ClientRequestBurst", skip_serializing_if = "Option::is_none")]
+    client_request_burst: Option<u32>,
+    #[serde(rename = "ClientRateLimitLoopback", skip_serializing_if = "Option::is_none")]
+    client_rate_limit_loopback: Option<bool>,
     #[serde(rename = "MaxOpenFiles", skip_serializing_if = "Option::is_none")]
     max_open_files: Option<u64>,
     #[serde(rename = "PeerMaxFrame", skip_serializing_if = "Option::is_none")]
@@ -131,6 +148,17 @@ impl Limits {
                 d.client_max_connections_per_address,
             )?,
             client_max_message: count("ClientMaxMessage", raw.client_max_message, d.client_max_message)?,
+            client_requests_per_second: count(
+                "ClientRequestsPerSecond",
+                raw.client_requests_per_second.map(|v| v as usize),
+                d.client_requests_per_second as usize,
+            )? as u32,
+            client_request_burst: count(
+                "ClientRequestBurst",
+                raw.client_request_burst.map(|v| v as usize),
+                d.client_request_burst as usize,
+            )? as u32,
+            client_rate_limit_loopback: raw.client_rate_limit_loopback.unwrap_or(d.client_rate_limit_loopback),
             max_open_files: raw.max_open_files.unwrap_or(d.max_open_files),
             peer_max_frame: count("PeerMaxFrame", raw.peer_max_frame, d.peer_max_frame)?,
             peer_idle_timeout: ms("PeerIdleTimeoutMs", raw.peer_idle_timeout_ms, d.peer_idle_timeout)?,
@@ -165,6 +193,12 @@ impl Limits {
                 d.client_max_connections_per_address,
             ),
             client_max_message: n(self.client_max_message, d.client_max_message),
+            client_requests_per_second: (self.client_requests_per_second != d.client_requests_per_second)
+                .then_some(self.client_requests_per_second),
+            client_request_burst: (self.client_request_burst != d.client_request_burst)
+                .then_some(self.client_request_burst),
+            client_rate_limit_loopback: (self.client_rate_limit_loopback != d.client_rate_limit_loopback)
+                .then_some(self.client_rate_limit_loopback),
             max_open_files: (self.max_open_files != d.max_open_files).then_some(self.max_open_files),
             peer_max_frame: n(self.peer_max_frame, d.peer_max_frame),
             peer_idle_timeout_ms: ms(self.peer_idle_timeout, d.peer_idle_timeout),

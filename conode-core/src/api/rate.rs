@@ -1,0 +1,203 @@
+//! Requests per source on the client port: a token bucket per source (an IPv4 address, or the /64
+//! of an IPv6 one, as the node port's stranger limits count them), so one host cannot make the
+//! roster run cosi rounds, store chains or answer reads as fast as it can send them. Every HTTP
+//! request and every WebSocket message takes a token; a source without one gets 429 (HTTP) or the
+//! `unavailable` close with `retry_after_ms` (WebSocket). Loopback is not limited unless the
+//! operator asks: behind a reverse proxy every client comes from it, and the proxy limits them.
+//!
+//! The table is bounded: buckets that refilled are dropped when it is full (a full bucket is a
+//! fresh one), and when every one of `MAX_SOURCES` sources is still spending, newcomers share one
+//! overflow bucket until some refill.
+
+use crate::network::admission::source_key;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Sources with a bucket at once.
+pub const MAX_SOURCES: usize = 65_536;
+/// Least time between two sweeps of a full table (a sweep walks every bucket).
+const SWEEP_GAP: Duration = Duration::from_secs(1);
+
+/// The source of a client-port request, set per connection at accept.
+#[derive(Clone, Copy, Debug)]
+pub struct Source(pub IpAddr);
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct Table {
+    buckets: HashMap<[u8; 16], Bucket>,
+    overflow: Bucket,
+    last_sweep: Option<Instant>,
+}
+
+/// Token buckets of the client port's sources.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    limit_loopback: bool,
+    max_sources: usize,
+    table: Mutex<Table>,
+    refused: AtomicU64,
+}
+
+impl RateLimiter {
+    /// `per_second` requests sustained and `burst` at once, per source.
+    pub fn new(per_second: u32, burst: u32, limit_loopback: bool) -> Self {
+        Self::with_max_sources(per_second, burst, limit_loopback, MAX_SOURCES)
+    }
+
+    fn with_max_sources(per_second: u32, burst: u32, limit_loopback: bool, max_sources: usize) -> Self {
+        let burst = f64::from(burst.max(1));
+        let now = Instant::now();
+        Self {
+            per_second: f64::from(per_second.max(1)),
+            burst,
+            limit_loopback,
+            max_sources,
+            table: Mutex::new(Table {
+                buckets: HashMap::new(),
+                overflow: Bucket { tokens: burst, at: now },
+                last_sweep: None,
+            }),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token for a request from `ip`; when there is none, how long until there is.
+    pub fn take(&self, ip: IpAddr) -> Result<(), Duration> {
+        if ip.to_canonical().is_loopback() && !self.limit_loopback {
+            return Ok(());
+        }
+        self.take_at(ip, Instant::now())
+    }
+
+    fn take_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = source_key(Some(ip));
+        let mut table = crate::sync::lock(&self.table);
+        if !table.buckets.contains_key(&key) && table.buckets.len() >= self.max_sources {
+            self.sweep(&mut table, now);
+        }
+        let fresh = Bucket { tokens: self.burst, at: now };
+        let bucket = if table.buckets.len() < self.max_sources || table.buckets.contains_key(&key) {
+            table.buckets.entry(key).or_insert(fresh)
+        } else {
+            &mut table.overflow
+        };
+        self.refill(bucket, now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second))
+    }
+
+    fn refill(&self, bucket: &mut Bucket, now: Instant) {
+        let gained = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
+        bucket.tokens = (bucket.tokens + gained).min(self.burst);
+        bucket.at = now;
+    }
+
+    /// Drops the buckets that refilled since their last request (at most once per `SWEEP_GAP`).
+    fn sweep(&self, table: &mut Table, now: Instant) {
+        if table.last_sweep.is_some_and(|t| now.saturating_duration_since(t) < SWEEP_GAP) {
+            return;
+        }
+        table.last_sweep = Some(now);
+        let (per_second, burst) = (self.per_second, self.burst);
+        table.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst);
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Sources with a bucket now.
+    pub fn sources(&self) -> usize {
+        crate::sync::lock(&self.table).buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_source_gets_its_burst_then_its_rate() {
+        let limiter = RateLimiter::new(10, 5, false);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(limiter.take_at(ip("192.0.2.1"), t0).is_ok());
+        }
+        let wait = limiter.take_at(ip("192.0.2.1"), t0).unwrap_err();
+        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        // Another source is not held back by the first one.
+        assert!(limiter.take_at(ip("192.0.2.2"), t0).is_ok());
+        // One token back after a tenth of a second, not two.
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(limiter.take_at(ip("192.0.2.1"), t1).is_ok());
+        assert!(limiter.take_at(ip("192.0.2.1"), t1).is_err());
+        // Idle for long, the bucket holds its burst, no more.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..5 {
+            assert!(limiter.take_at(ip("192.0.2.1"), t2).is_ok());
+        }
+        assert!(limiter.take_at(ip("192.0.2.1"), t2).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_source_per_64() {
+        let limiter = RateLimiter::new(1, 2, false);
+        let t0 = Instant::now();
+        assert!(limiter.take_at(ip("2001:db8:0:1::1"), t0).is_ok());
+        assert!(limiter.take_at(ip("2001:db8:0:1::ffff"), t0).is_ok());
+        assert!(limiter.take_at(ip("2001:db8:0:1:abcd::2"), t0).is_err(), "same /64, same bucket");
+        assert!(limiter.take_at(ip("2001:db8:0:2::1"), t0).is_ok(), "another /64");
+    }
+
+    #[test]
+    fn loopback_is_limited_only_when_asked() {
+        let open = RateLimiter::new(1, 1, false);
+        for _ in 0..100 {
+            assert!(open.take(ip("127.0.0.1")).is_ok());
+            assert!(open.take(ip("::1")).is_ok());
+            assert!(open.take(ip("::ffff:127.0.0.1")).is_ok());
+        }
+        let limited = RateLimiter::new(1, 1, true);
+        assert!(limited.take(ip("127.0.0.1")).is_ok());
+        assert!(limited.take(ip("127.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_newcomers_share_the_overflow() {
+        let limiter = RateLimiter::with_max_sources(1, 2, false, 4);
+        let t0 = Instant::now();
+        for i in 1..=4 {
+            assert!(limiter.take_at(ip(&format!("192.0.2.{i}")), t0).is_ok());
+        }
+        // Every bucket is still spending: newcomers share one bucket of the same size.
+        assert!(limiter.take_at(ip("198.51.100.1"), t0).is_ok());
+        assert!(limiter.take_at(ip("198.51.100.2"), t0).is_ok());
+        assert!(limiter.take_at(ip("198.51.100.3"), t0).is_err(), "the overflow bucket is spent");
+        assert_eq!(limiter.sources(), 4);
+        // Once the first ones refilled (one second at one per second), they make room.
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(limiter.take_at(ip("198.51.100.3"), t1).is_ok());
+        assert_eq!(limiter.sources(), 1, "refilled buckets are dropped, the newcomer has its own");
+        // Held sources keep their state: a spent one stays spent.
+        assert!(limiter.take_at(ip("198.51.100.3"), t1).is_ok());
+        assert!(limiter.take_at(ip("198.51.100.3"), t1).is_err());
+    }
+}
