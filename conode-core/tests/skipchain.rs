@@ -1,5 +1,6 @@
 //! Skipchains on a LocalCluster: 1,000 appends and an O(log n) proof that verifies (and fails when
-//! tampered), owner-only appends, catch-up of a restarted member, a roster change (links of one
+//! tampered), owner-only appends, catch-up of a restarted member (also when a member lies to it
+//! with a forged history), a roster change (links of one
 //! append signed in one round per source roster, and level by level with members that refuse it;
 //! a member whose refusal comes after the round, or that missed such blocks, gets their links signed
 //! again in v1 by the members that hold them),
@@ -142,6 +143,61 @@ fn stopped_member_catches_up_after_restart() {
     let prev = svc(&c, 3).store().block(&b.back_link_ids[0]).unwrap();
     let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
     assert!(mask.contains(3), "restarted member did not sign: {:?}", mask.indices());
+}
+
+/// A member lies to a member catching up: it claims to be far ahead (so it is asked first) and
+/// answers with a forged history of the chain whose blocks, hashes and link targets agree and
+/// whose links carry the roster's real signatures (of other blocks). The restarted member
+/// refuses it and catches up from an honest member: it holds the real chain, no forged block.
+#[test]
+fn a_lying_member_cannot_feed_a_forged_history_to_a_member_catching_up() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    for i in 1..=3 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"before", None))).unwrap();
+    }
+    wait_for_index(&c, 3, &genesis.hash, 3);
+    for i in 0..3 {
+        let cosi = c.node(i).cosi().unwrap();
+        cosi.set_options(conode_core::services::cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
+    }
+    c.stop(3).unwrap();
+    for i in 4..=12 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"while down", None))).unwrap();
+    }
+    wait_for_index(&c, 1, &genesis.hash, 12);
+    svc(&c, 1).set_lies_in_catch_up(true);
+    c.restart(3).unwrap();
+    wait_for_index(&c, 3, &genesis.hash, 12);
+    for i in 4..=12 {
+        let (theirs, real) = (
+            svc(&c, 3).store().block_at(&genesis.hash, i).unwrap(),
+            svc(&c, 0).store().block_at(&genesis.hash, i).unwrap(),
+        );
+        assert_eq!(theirs.hash, real.hash, "block {i}");
+        assert_eq!(theirs.data, b"while down", "block {i}");
+    }
+    let proof = svc(&c, 3).update_chain(&genesis.hash).unwrap();
+    assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 12);
+    // Asked directly while behind, the liar's history is refused and nothing of it is kept; an
+    // honest member's is taken.
+    svc(&c, 3).set_refuses_store(true);
+    for i in 13..=15 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"after", None))).unwrap();
+    }
+    svc(&c, 3).set_refuses_store(false);
+    let liar = c.roster().servers[1].clone();
+    let err = rt.block_on(svc(&c, 3).catch_up(&genesis.hash, &liar)).unwrap_err();
+    assert!(err.to_string().contains("link") || err.to_string().contains("signature"), "{err}");
+    assert_eq!(svc(&c, 3).store().latest_index(&genesis.hash), Some(12));
+    let honest = c.roster().servers[2].clone();
+    assert_eq!(rt.block_on(svc(&c, 3).catch_up(&genesis.hash, &honest)).unwrap(), 3);
+    assert_eq!(
+        svc(&c, 3).store().block_at(&genesis.hash, 15).unwrap().hash,
+        svc(&c, 0).store().block_at(&genesis.hash, 15).unwrap().hash
+    );
 }
 
 /// Two of four members answer nothing in one forward-link round (late: a busy machine, a lost

@@ -229,6 +229,9 @@ struct Shared {
     /// Fault injection (tests): this member refuses pushed blocks (`Store`), as one cut off from
     /// the proposer would miss them.
     refuses_store: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): this member lies to members catching up (see
+    /// [`SkipchainService::set_lies_in_catch_up`]).
+    lies_in_catch_up: std::sync::atomic::AtomicBool,
     /// The newest forward-link format this node signs (`SkipchainLinks`, see [`Shared::links`]).
     links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
@@ -390,6 +393,31 @@ fn check_fetched(genesis: &[u8], from_index: u64, items: &[LinkedBlock]) -> Resu
     Ok(())
 }
 
+/// The lie of a member set to lie in catch-ups (fault injection): each block of a genesis-less
+/// batch gets other data and its new hash, its back links and incoming links follow the forged
+/// blocks before it, and every link keeps its real signature (which now signs another block).
+fn forge(items: &mut [LinkedBlock]) {
+    let mut renamed: std::collections::HashMap<Vec<u8>, Vec<u8>> = std::collections::HashMap::new();
+    for item in items.iter_mut() {
+        let Some(block) = item.block.as_mut().filter(|b| b.index > 0) else { continue };
+        let real = block.hash.clone();
+        block.data = format!("forged {}", block.index).into_bytes();
+        for back in block.back_link_ids.iter_mut() {
+            if let Some(forged) = renamed.get(back) {
+                *back = forged.clone();
+            }
+        }
+        block.hash = block.compute_hash().to_vec();
+        for link in item.incoming.iter_mut().filter_map(|l| l.link.as_mut()) {
+            link.to = block.hash.clone();
+            if let Some(forged) = renamed.get(&link.from) {
+                link.from = forged.clone();
+            }
+        }
+        renamed.insert(real, block.hash.clone());
+    }
+}
+
 /// Client rosters remembered parsed (see `parsed_rosters`).
 const PARSED_ROSTERS_KEPT: usize = 16;
 
@@ -421,6 +449,18 @@ impl SkipchainService {
     /// as a member cut off from the proposer misses them; it still signs and catches up.
     pub fn set_refuses_store(&self, on: bool) {
         self.shared.refuses_store.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): makes this member a liar to members catching up: it claims to
+    /// hold 1,000 blocks more than it does (`Latest`, so it is asked first) and answers `GetBlocks`
+    /// with a forged history of the chain asked for (other data, the hashes and the links'
+    /// targets made to match, the roster's signatures kept). It still signs and stores as before.
+    pub fn set_lies_in_catch_up(&self, on: bool) {
+        self.shared.lies_in_catch_up.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn lies_in_catch_up(&self) -> bool {
+        self.shared.lies_in_catch_up.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether this node, as a proposer, lets appends of different chains that wait for the same
@@ -1442,6 +1482,9 @@ impl SkipchainService {
                     out.blocks.push(LinkedBlock { block: Some(block), incoming });
                     i += 1;
                 }
+                if self.lies_in_catch_up() {
+                    forge(&mut out.blocks);
+                }
                 Ok(out.encode_to_vec())
             }
             "Slot" => {
@@ -1462,7 +1505,10 @@ impl SkipchainService {
             }
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
-                let index = self.shared.store.latest_index(&req.genesis);
+                let mut index = self.shared.store.latest_index(&req.genesis);
+                if self.lies_in_catch_up() {
+                    index = index.map(|i| i + 1000);
+                }
                 Ok(Latest { genesis: req.genesis, index: index.unwrap_or(0), known: index.is_some() }.encode_to_vec())
             }
             other => Err(format!("unknown skipchain protocol `{other}`")),
@@ -1853,6 +1899,7 @@ impl Service for SkipchainService {
                 refuses_link_v2: Default::default(),
                 relinks: Default::default(),
                 refuses_store: Default::default(),
+                lies_in_catch_up: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 appending: Default::default(),
