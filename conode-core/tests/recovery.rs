@@ -204,6 +204,44 @@ fn minority_restored_to_an_old_backup_cannot_rewrite_history() {
     drop(restored);
 }
 
+/// A Byzantine member lies to the restored node: it claims 1,000 blocks more than the chain has
+/// and answers the catch-up with a forged history. Recovery sets its claim aside (its blocks do
+/// not verify) instead of waiting for blocks that do not exist: the restored node catches up to
+/// the real chain from the honest members and signs again.
+#[test]
+fn a_member_lying_about_the_chain_does_not_keep_a_restored_node_from_recovering() {
+    let mut c = LocalCluster::with_options(ClusterOptions::new(4)).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let leader = svc(c.node(0));
+    let genesis =
+        c.runtime().block_on(leader.create_chain(c.roster(), 2, 8, vec![owner.public()], b"genesis".to_vec())).unwrap();
+    for i in 1..=3 {
+        append(&leader, c.runtime(), &owner, &genesis, i).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node1.backup");
+    backup(c.node(1), &file);
+    let mut history = Vec::new();
+    for i in 4..=8 {
+        history.push(append(&leader, c.runtime(), &owner, &genesis, i).unwrap());
+    }
+    c.stop(1).unwrap();
+    svc(c.node(2)).set_lies_in_catch_up(true);
+    let new_dir = dir.path().join("restored");
+    restore(&file, &new_dir, None, false).unwrap();
+    let restored = start_restored(&c, 1, &new_dir);
+    wait("recovery despite the liar", || recovery_state(&restored).as_deref() == Some("caught up"));
+    let node1 = svc(&restored);
+    for b in &history {
+        assert_eq!(node1.store().block_at(&genesis.hash, b.index).unwrap().hash, b.hash, "block {}", b.index);
+    }
+    assert_eq!(node1.store().latest_index(&genesis.hash), Some(8));
+    // It signs again: a block it leads goes through and extends the real history.
+    let next = append(&node1, c.runtime(), &owner, &genesis, 9).unwrap();
+    assert_eq!(next.back_link_ids[0], history.last().unwrap().hash);
+    drop(restored);
+}
+
 /// A chain created after the backup is unknown to the restored node, which may have voted on it
 /// before it was lost. Once it learns the chain it signs nothing for it until it has fenced it from
 /// a quorum, and that gate survives a restart (the restore marker is gone by then).

@@ -3,7 +3,8 @@
 //! On start, when the database carries the restore marker, the node holds every signature (cosi
 //! refuses all purposes), then for each chain it knows: asks the roster of the newest block for
 //! their newest index and needs answers from a quorum (the default threshold, itself included),
-//! catches up to the highest, reads the members' slot states for the next index and records a
+//! catches up to the highest claim that its blocks bear out (a member whose blocks do not verify,
+//! or who has fewer than it claimed, is lying and set aside), reads the members' slot states for the next index and records a
 //! fence there through the ordinary vote rules (prepared in the highest view reported, with a
 //! placeholder block, and the highest valid lock reported adopted), so it prepares only in later
 //! views and never contradicts a lock a quorum member holds. Then it drops the marker, releases
@@ -19,8 +20,9 @@
 //! Beacon partials need no fence: threshold BLS partials are unique per round, so signing a round
 //! again yields the same partial.
 
-use super::{hex8, SkipchainService, SKIPCHAIN_SERVICE};
+use super::{hex8, SkipchainError, SkipchainService, SKIPCHAIN_SERVICE};
 use crate::backup::{RECOVERY_KEY, RECOVERY_TREE};
+use crate::config::ServerIdentity;
 use crate::services::cosi::Policy;
 use crate::services::skipchain::messages::Latest;
 use crate::storage::{ServiceTree, Storage, StorageError};
@@ -224,6 +226,53 @@ impl SkipchainService {
         ))
     }
 
+    /// Catches `genesis` up to the newest block the members claim (`Latest` answers), from the
+    /// highest claim down. A member whose claim its blocks do not bear out (they do not verify,
+    /// or it has fewer than it said) is lying, and its claim is set aside (a Byzantine member
+    /// claiming blocks that do not exist must not keep a restored node from ever signing again);
+    /// a claim not tried out (the member is unreachable, or failed to answer) keeps recovery
+    /// waiting, as the member may be honest and ahead.
+    async fn catch_up_to_claims(&self, genesis: &[u8], answers: Vec<(ServerIdentity, Latest)>) -> Result<(), String> {
+        let s = &self.shared;
+        let chain = hex8(genesis);
+        let mut claims: Vec<(ServerIdentity, u64)> =
+            answers.into_iter().filter(|(_, l)| l.known).map(|(m, l)| (m, l.index)).collect();
+        claims.sort_by_key(|(_, index)| std::cmp::Reverse(*index));
+        let mut untried = None;
+        for (member, claimed) in claims {
+            let top = s.store.latest_index(genesis).unwrap_or(0);
+            if claimed <= top {
+                break;
+            }
+            match self.catch_up(genesis, &member).await {
+                Ok(_) if s.store.latest_index(genesis).unwrap_or(0) >= claimed => {}
+                Ok(_) => warn!(
+                    chain = %chain, peer = %member.address, claimed,
+                    "recovery: a member claimed blocks it does not deliver; its claim is set aside"
+                ),
+                Err(
+                    e @ (SkipchainError::Invalid(_)
+                    | SkipchainError::Refused(_)
+                    | SkipchainError::Behind { .. }
+                    | SkipchainError::Conflict(_)),
+                ) => warn!(
+                    chain = %chain, peer = %member.address, claimed, error = %e,
+                    "recovery: a member's blocks do not verify; its claim is set aside"
+                ),
+                Err(e) => {
+                    untried.get_or_insert((claimed, e.to_string()));
+                }
+            }
+        }
+        let top = s.store.latest_index(genesis).unwrap_or(0);
+        match untried {
+            Some((claimed, e)) if claimed > top => {
+                Err(format!("chain {chain}: at index {top}, a member has {claimed}: catch-up: {e}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Catches `genesis` up from a quorum of the roster of its newest block and fences the next
     /// slot; then records the chain as fenced, durably.
     async fn fence_chain(&self, genesis: &[u8]) -> Result<(), String> {
@@ -252,16 +301,7 @@ impl SkipchainService {
                 roster.servers.len()
             ));
         }
-        let highest = answers.iter().filter(|(_, l)| l.known).max_by_key(|(_, l)| l.index);
-        if let Some((member, l)) = highest {
-            if l.index > s.store.latest_index(genesis).unwrap_or(0) {
-                self.catch_up(genesis, member).await.map_err(|e| format!("chain {chain}: catch-up: {e}"))?;
-            }
-            let top = s.store.latest_index(genesis).unwrap_or(0);
-            if l.index > top {
-                return Err(format!("chain {chain}: at index {top}, a member has {}", l.index));
-            }
-        }
+        self.catch_up_to_claims(genesis, answers).await?;
         let latest = s.store.latest(genesis).ok_or_else(|| format!("chain {chain}: no newest block"))?;
         let block_roster =
             latest.roster.clone().ok_or_else(|| format!("chain {chain}: newest block without roster"))?;
