@@ -166,9 +166,10 @@ fn join_by_vote_reshares_the_beacon_while_appends_and_rounds_go_on() {
     for i in 0..5 {
         wait_round(&servers, i, switched + 2, Duration::from_secs(15));
     }
-    assert!(!appender.is_finished(), "the append loop ended early\n{}", servers.log(0));
+    let early = appender.is_finished();
     stop.store(true, Ordering::SeqCst);
     let ended = appender.join().unwrap();
+    assert!(!early, "the append loop ended early: {ended}\n{}", servers.log(0));
     assert_eq!(ended, "stopped", "an append failed during the join");
     assert!(acked.load(Ordering::SeqCst) >= 3, "only {} appends", acked.load(Ordering::SeqCst));
 

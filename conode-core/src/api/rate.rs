@@ -3,7 +3,10 @@
 //! roster run cosi rounds, store chains or answer reads as fast as it can send them. Every HTTP
 //! request and every WebSocket message takes a token; a source without one gets 429 (HTTP) or the
 //! `unavailable` close with `retry_after_ms` (WebSocket). Loopback is not limited unless the
-//! operator asks: behind a reverse proxy every client comes from it, and the proxy limits them.
+//! operator asks: behind a reverse proxy every client comes from it, and the proxy limits its
+//! requests; a proxy on this machine that says whom it forwards (`X-Forwarded-For`, as the nginx
+//! site in `deploy/` does) has each request counted against that client instead, so the messages
+//! inside a proxied WebSocket (which the proxy does not count) are limited per client too.
 //!
 //! The table is bounded: buckets that refilled are dropped when it is full (a full bucket is a
 //! fresh one), and when every one of `MAX_SOURCES` sources is still spending, newcomers share one
@@ -21,9 +24,26 @@ pub const MAX_SOURCES: usize = 65_536;
 /// Least time between two sweeps of a full table (a sweep walks every bucket).
 const SWEEP_GAP: Duration = Duration::from_secs(1);
 
-/// The source of a client-port request, set per connection at accept.
+/// The source of a client-port request, set per request (see [`request_source`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Source(pub IpAddr);
+
+/// The source a request from `peer` is counted against: `peer`, or, when `peer` is loopback (a
+/// reverse proxy on this machine), the address the proxy appended last to `X-Forwarded-For` (a
+/// client can put anything before it, not that entry). Other peers' headers are not trusted.
+pub fn request_source(peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    if !peer.to_canonical().is_loopback() {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
+}
 
 #[derive(Clone, Copy)]
 struct Bucket {
@@ -102,7 +122,8 @@ impl RateLimiter {
     fn refill(&self, bucket: &mut Bucket, now: Instant) {
         let gained = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + gained).min(self.burst);
-        bucket.at = now;
+        // A request that read the clock before another one took the lock counts no time twice.
+        bucket.at = bucket.at.max(now);
     }
 
     /// Drops the buckets that refilled since their last request (at most once per `SWEEP_GAP`).
@@ -155,6 +176,39 @@ mod tests {
             assert!(limiter.take_at(ip("192.0.2.1"), t2).is_ok());
         }
         assert!(limiter.take_at(ip("192.0.2.1"), t2).is_err());
+    }
+
+    #[test]
+    fn a_local_proxy_names_the_source_and_no_one_else_does() {
+        let headers = |values: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        let proxy = ip("127.0.0.1");
+        // The entry the proxy appended (the last one) counts, not what the client put first.
+        assert_eq!(request_source(proxy, &headers(&["10.9.9.9, 192.0.2.7"])), ip("192.0.2.7"));
+        assert_eq!(request_source(proxy, &headers(&["10.9.9.9", "2001:db8::5"])), ip("2001:db8::5"));
+        assert_eq!(request_source(ip("::1"), &headers(&["192.0.2.7"])), ip("192.0.2.7"));
+        // Nothing usable: the proxy itself (exempt as loopback).
+        assert_eq!(request_source(proxy, &headers(&[])), proxy);
+        assert_eq!(request_source(proxy, &headers(&["not an address"])), proxy);
+        // A remote peer cannot choose its source.
+        assert_eq!(request_source(ip("198.51.100.9"), &headers(&["192.0.2.7"])), ip("198.51.100.9"));
+    }
+
+    #[test]
+    fn a_late_clock_reading_counts_no_time_twice() {
+        let limiter = RateLimiter::new(10, 1, false);
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(limiter.take_at(ip("192.0.2.1"), t1).is_ok());
+        // A request that read the clock earlier (t0) comes second: it gains nothing and does not
+        // move the bucket's time back, so the next at t1 gains nothing either.
+        assert!(limiter.take_at(ip("192.0.2.1"), t0).is_err());
+        assert!(limiter.take_at(ip("192.0.2.1"), t1).is_err());
     }
 
     #[test]

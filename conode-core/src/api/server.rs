@@ -6,7 +6,7 @@
 
 use super::edge;
 use super::operator::ClientMetrics;
-use super::rate::{RateLimiter, Source};
+use super::rate::{request_source, RateLimiter, Source};
 use crate::services::{status::status_map, ClientRegistry, ServiceContext, Tasks};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -72,7 +72,7 @@ async fn limit_rate(
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let body = format!(
                 "too many requests from {ip}: retry after {} ms (Limits.ClientRequestsPerSecond)",
-                wait.as_millis().max(1)
+                ceil_ms(wait)
             );
             (axum::http::StatusCode::TOO_MANY_REQUESTS, [(axum::http::header::RETRY_AFTER, secs.to_string())], body)
                 .into_response()
@@ -80,9 +80,14 @@ async fn limit_rate(
     }
 }
 
+/// `wait` in whole milliseconds, rounded up (a client retrying at once after it has a token).
+fn ceil_ms(wait: Duration) -> u128 {
+    wait.as_micros().div_ceil(1000).max(1)
+}
+
 /// The error that closes a WebSocket whose source sent a message over its rate.
 fn rate_limited(ip: std::net::IpAddr, wait: Duration) -> WireError {
-    let ms = wait.as_millis().max(1);
+    let ms = ceil_ms(wait);
     WireError::new(ErrorCode::Unavailable, format!("too many requests from {ip}: retry after {ms} ms"))
         .with("retry_after_ms", ms)
 }
@@ -175,6 +180,8 @@ async fn serve_socket(
         if let Some((ip, Err(wait))) = rate.as_ref().map(|(limiter, ip)| (*ip, limiter.take(*ip))) {
             debug!(%service, %method, source = %ip, ?wait, "client port: WebSocket message over the rate limit");
             let _ = close_with(&mut socket, &rate_limited(ip, wait)).await;
+            // Messages the client sent meanwhile are read and dropped: the close reaches it.
+            linger(&mut socket).await;
             break;
         }
         // In flight per service; counts and latency per method, once the service knew it (method
@@ -201,9 +208,9 @@ async fn serve_socket(
     }
 }
 
-/// After closing because of an oversized message, reads and drops what the client still sends for
-/// a moment, so the close frame reaches it instead of a reset (the rest of the message may be in
-/// flight).
+/// After closing because of an oversized message (or a message over the rate), reads and drops
+/// what the client still sends for a moment, so the close frame reaches it instead of a reset (the
+/// rest of the message, or more messages, may be in flight).
 async fn linger(socket: &mut WebSocket) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     for _ in 0..4096 {
@@ -306,7 +313,8 @@ pub fn serve(
                 let tcp = edge::Tracked::new(tcp, activity.clone(), guard);
                 let ip = remote.ip();
                 let app = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<_>| {
-                    req.extensions_mut().insert(Source(ip));
+                    let source = request_source(ip, req.headers());
+                    req.extensions_mut().insert(Source(source));
                     req
                 });
                 let service = TowerToHyperService::new(app);

@@ -308,7 +308,14 @@ impl SkipchainService {
         let signers = s.rosters.get(&block_roster).map_err(|e| format!("chain {chain}: {e}"))?;
         let index = latest.index + 1;
         let states = self.slot_states(genesis, index, &signers).await;
-        let view = states.iter().map(|(_, st)| st.prepared_view).max().unwrap_or(0);
+        // A view at the bound is a lie or a Byzantine proposer's doing: a fence there would keep
+        // this node from preparing in this slot at all.
+        let view = states
+            .iter()
+            .map(|(_, st)| st.prepared_view)
+            .filter(|v| *v < crate::services::skipchain::votes::MAX_VIEW)
+            .max()
+            .unwrap_or(0);
         let lock = states
             .into_iter()
             .filter_map(|(_, st)| st.locked)

@@ -742,7 +742,7 @@ impl SkipchainService {
         let index = latest.index + 1;
         let signers = s.rosters.get(prev_roster)?;
         let own = s.votes.state(&genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
-        let mut view = own.prepared_view + 1;
+        let mut view = super::votes::next_view(own.prepared_view, []);
         if let Some(locked) =
             own.locked.filter(|l| l.block.as_ref().map(|b| &b.hash) != proposal.block.as_ref().map(|b| &b.hash))
         {
@@ -812,8 +812,7 @@ impl SkipchainService {
                 debug!(chain = %hex8(&genesis), index, answering = states.len(), "too few members answer");
                 break;
             }
-            let highest_prepared = states.iter().map(|(_, st)| st.prepared_view).max().unwrap_or(0);
-            view = view.max(highest_prepared) + 1;
+            view = super::votes::next_view(view, states.iter().map(|(_, st)| st.prepared_view));
             let best_lock = states
                 .into_iter()
                 .filter_map(|(_, st)| st.locked)

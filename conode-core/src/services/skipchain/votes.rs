@@ -34,6 +34,21 @@ pub enum VoteRefused {
     Storage(String),
     #[error("a batch names the slot of index {index} twice")]
     SlotTwice { index: u64 },
+    #[error("view {view} is above the highest view a member takes part in ({MAX_VIEW})")]
+    ViewTooHigh { view: u64 },
+}
+
+/// The highest view a member prepares in: far above the failed views a slot ever sees (each
+/// costs a round and a growing pause), and far enough below `u64::MAX` that the next view after
+/// any honest member's (`prepared_view + 1`) stays in range. A Byzantine proposer asking for a
+/// view near `u64::MAX` (or a member reporting one) cannot make the views overflow or wrap.
+pub const MAX_VIEW: u64 = 1 << 48;
+
+/// The view a proposer tries next: above `current` and above every view the members report
+/// having prepared in, but reports of [`MAX_VIEW`] or above are ignored (a member there, pushed by
+/// a Byzantine proposer or lying, takes no further part in the slot; the others still can).
+pub(super) fn next_view(current: u64, reported: impl IntoIterator<Item = u64>) -> u64 {
+    reported.into_iter().filter(|v| *v < MAX_VIEW).fold(current, u64::max).saturating_add(1)
 }
 
 /// The durable votes of one node (cheap to clone).
@@ -190,6 +205,9 @@ pub(crate) fn prepare_rule(
     hash: &[u8],
     justification: Option<&PrepareCertificate>,
 ) -> Result<SlotState, VoteRefused> {
+    if view > MAX_VIEW {
+        return Err(VoteRefused::ViewTooHigh { view });
+    }
     if !state.prepared_hash.is_empty() {
         if view < state.prepared_view {
             return Err(VoteRefused::OldView { view, prepared: state.prepared_view });
@@ -300,6 +318,21 @@ mod tests {
         assert_eq!(v.commit(b"g", 1, &proposal(b"A", 5)), Err(VoteRefused::LockAbove { lock_view: 5, view: 5 }));
         let state = v.state(b"g", 1).unwrap();
         assert_eq!(state.locked.unwrap().block.unwrap().hash, b"B");
+    }
+
+    #[test]
+    fn views_stay_far_from_overflow() {
+        let (_d, v) = votes();
+        assert_eq!(v.prepare(b"g", 1, u64::MAX, b"A", None), Err(VoteRefused::ViewTooHigh { view: u64::MAX }));
+        assert_eq!(v.prepare(b"g", 1, MAX_VIEW + 1, b"A", None), Err(VoteRefused::ViewTooHigh { view: MAX_VIEW + 1 }));
+        assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
+        v.prepare(b"g", 1, MAX_VIEW, b"A", None).unwrap();
+        // A proposer's next view: above its own and the members' reports, lies above the bound
+        // ignored, never wrapping.
+        assert_eq!(next_view(1, [3, 2]), 4);
+        assert_eq!(next_view(5, [u64::MAX, MAX_VIEW + 1, MAX_VIEW, 2]), 6);
+        assert_eq!(next_view(MAX_VIEW, [MAX_VIEW]), MAX_VIEW + 1);
+        assert_eq!(next_view(u64::MAX, []), u64::MAX);
     }
 
     #[test]
