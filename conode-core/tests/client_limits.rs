@@ -211,3 +211,44 @@ fn loopback_clients_are_not_rate_limited_by_default() {
         }
     });
 }
+
+/// Creating chains has its own, slower rate per source (every member stores a chain for good);
+/// other requests of the same source are not held back by it, and in-process calls (an embedding
+/// application) are not limited.
+#[test]
+fn chain_creations_per_source_are_limited() {
+    use conode_core::api::client::{Client, ClientError};
+    use conode_core::client_api::{ClientUrl, ErrorCode};
+    use conode_core::config::Roster;
+    use conode_core::services::skipchain::messages::CreateChain;
+    let (node, _dir) = node(|l| {
+        l.client_chains_per_minute = 2;
+        l.client_rate_limit_loopback = true;
+    });
+    let client = Client::new(ClientUrl::parse(&node.client_url().unwrap()).unwrap(), Duration::from_secs(10));
+    let roster = Roster::new(vec![node.server_identity()]);
+    let owner = conode_core::crypto::IdentityKeyPair::generate();
+    let req = |data: &str| CreateChain {
+        roster_toml: roster.to_toml(),
+        base_height: 2,
+        maximum_height: 8,
+        owners: vec![owner.public().as_bytes().to_vec()],
+        data: data.as_bytes().to_vec(),
+    };
+    node.runtime_handle().block_on(async {
+        client.create_chain(&req("one")).await.unwrap();
+        client.create_chain(&req("two")).await.unwrap();
+        let err = client.create_chain(&req("three")).await.unwrap_err();
+        let ClientError::Service { error, .. } = &err else { panic!("not a service error: {err}") };
+        assert_eq!(error.code, ErrorCode::Unavailable, "{err}");
+        let wait = error.number("retry_after_ms").expect("retry_after_ms");
+        assert!((1..=30_000).contains(&wait), "{wait}");
+        assert!(error.message.contains("new chains"), "{err}");
+        // The same source's other requests go on.
+        client.call("Status", "Request", vec![]).await.unwrap();
+    });
+    let svc = node.skipchain().unwrap();
+    let genesis =
+        node.runtime_handle().block_on(svc.create_chain(&roster, 2, 8, vec![owner.public()], b"in-process".to_vec()));
+    assert!(genesis.is_ok(), "{genesis:?}");
+}

@@ -28,6 +28,37 @@ const SWEEP_GAP: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug)]
 pub struct Source(pub IpAddr);
 
+tokio::task_local! {
+    /// The source of the client request a service handler is serving (set by the client port
+    /// around each WebSocket request), for limits of costly methods (see [`current_source`]).
+    static REQUEST_SOURCE: IpAddr;
+}
+
+/// `wait` in whole milliseconds, rounded up (a client retrying then has its token).
+pub fn ceil_ms(wait: Duration) -> u128 {
+    wait.as_micros().div_ceil(1000).max(1)
+}
+
+/// The error of a request from `ip` over its rate of `what`, to retry after `wait`.
+pub fn over_rate(ip: IpAddr, wait: Duration, what: &str) -> crate::services::ServiceError {
+    let retry_after_ms = ceil_ms(wait);
+    crate::services::ServiceError::RateLimited {
+        retry_after_ms,
+        message: format!("too many {what} from {ip}: retry after {retry_after_ms} ms"),
+    }
+}
+
+/// Runs `f` (a service handler's future) as serving a request from `source`.
+pub async fn with_source<F: std::future::Future>(source: IpAddr, f: F) -> F::Output {
+    REQUEST_SOURCE.scope(source, f).await
+}
+
+/// The source of the client request being served, when called inside a handler the client port
+/// runs (`None` for in-process calls: an embedding application, a benchmark).
+pub fn current_source() -> Option<IpAddr> {
+    REQUEST_SOURCE.try_with(|s| *s).ok()
+}
+
 /// The source a request from `peer` is counted against: `peer`, or, when `peer` is loopback (a
 /// reverse proxy on this machine), the address the proxy appended last to `X-Forwarded-For` (a
 /// client can put anything before it, not that entry). Other peers' headers are not trusted.
@@ -70,14 +101,19 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `per_second` requests sustained and `burst` at once, per source.
     pub fn new(per_second: u32, burst: u32, limit_loopback: bool) -> Self {
-        Self::with_max_sources(per_second, burst, limit_loopback, MAX_SOURCES)
+        Self::with_max_sources(f64::from(per_second.max(1)), burst, limit_loopback, MAX_SOURCES)
     }
 
-    fn with_max_sources(per_second: u32, burst: u32, limit_loopback: bool, max_sources: usize) -> Self {
+    /// `per_minute` sustained and `burst` at once, per source (for costly requests).
+    pub fn per_minute(per_minute: u32, burst: u32, limit_loopback: bool) -> Self {
+        Self::with_max_sources(f64::from(per_minute.max(1)) / 60.0, burst, limit_loopback, MAX_SOURCES)
+    }
+
+    fn with_max_sources(per_second: f64, burst: u32, limit_loopback: bool, max_sources: usize) -> Self {
         let burst = f64::from(burst.max(1));
         let now = Instant::now();
         Self {
-            per_second: f64::from(per_second.max(1)),
+            per_second,
             burst,
             limit_loopback,
             max_sources,
@@ -222,6 +258,24 @@ mod tests {
     }
 
     #[test]
+    fn a_per_minute_rate_refills_slowly() {
+        let limiter = RateLimiter::per_minute(6, 1, false);
+        let t0 = Instant::now();
+        assert!(limiter.take_at(ip("192.0.2.1"), t0).is_ok());
+        let wait = limiter.take_at(ip("192.0.2.1"), t0).unwrap_err();
+        assert!(wait > Duration::from_millis(9_900) && wait <= Duration::from_secs(10), "{wait:?}");
+        assert!(limiter.take_at(ip("192.0.2.1"), t0 + Duration::from_secs(10)).is_ok());
+    }
+
+    #[test]
+    fn the_source_is_known_inside_a_handler_only() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(current_source(), None);
+        let inside = rt.block_on(with_source(ip("192.0.2.9"), async { current_source() }));
+        assert_eq!(inside, Some(ip("192.0.2.9")));
+    }
+
+    #[test]
     fn loopback_is_limited_only_when_asked() {
         let open = RateLimiter::new(1, 1, false);
         for _ in 0..100 {
@@ -236,7 +290,7 @@ mod tests {
 
     #[test]
     fn the_table_stays_bounded_and_newcomers_share_the_overflow() {
-        let limiter = RateLimiter::with_max_sources(1, 2, false, 4);
+        let limiter = RateLimiter::with_max_sources(1.0, 2, false, 4);
         let t0 = Instant::now();
         for i in 1..=4 {
             assert!(limiter.take_at(ip(&format!("192.0.2.{i}")), t0).is_ok());

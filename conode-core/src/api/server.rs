@@ -80,16 +80,11 @@ async fn limit_rate(
     }
 }
 
-/// `wait` in whole milliseconds, rounded up (a client retrying at once after it has a token).
-fn ceil_ms(wait: Duration) -> u128 {
-    wait.as_micros().div_ceil(1000).max(1)
-}
+use super::rate::ceil_ms;
 
 /// The error that closes a WebSocket whose source sent a message over its rate.
 fn rate_limited(ip: std::net::IpAddr, wait: Duration) -> WireError {
-    let ms = ceil_ms(wait);
-    WireError::new(ErrorCode::Unavailable, format!("too many requests from {ip}: retry after {ms} ms"))
-        .with("retry_after_ms", ms)
+    super::rate::over_rate(ip, wait, "requests").to_wire()
 }
 
 async fn websocket(
@@ -188,7 +183,11 @@ async fn serve_socket(
         // names are the client's: unknown ones share one label).
         let flight = metrics.in_flight(&format!("/{service}/*"));
         let start = std::time::Instant::now();
-        let result = handler(method.clone(), body).await;
+        let call = handler(method.clone(), body);
+        let result = match &rate {
+            Some((_, ip)) => super::rate::with_source(*ip, call).await,
+            None => call.await,
+        };
         drop(flight);
         let known = !matches!(result, Err(crate::services::ServiceError::UnknownMethod { .. }));
         let route = if known { format!("/{service}/{method}") } else { format!("/{service}/?") };

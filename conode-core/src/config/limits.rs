@@ -28,6 +28,9 @@ pub struct Limits {
     /// Client port: whether loopback clients are rate-limited too (not by default: behind a
     /// reverse proxy every client comes from loopback, and the proxy limits them).
     pub client_rate_limit_loopback: bool,
+    /// Client port: chains one source may create per minute (`/Skipchain/CreateChain`; as many
+    /// at once): every member of a chain's roster stores it for good.
+    pub client_chains_per_minute: u32,
     /// Soft limit of open files the node raises itself to at start (at most the hard limit).
     pub max_open_files: u64,
     /// Node port: largest frame from a known peer.
@@ -61,6 +64,7 @@ impl Default for Limits {
             client_requests_per_second: 100,
             client_request_burst: 1000,
             client_rate_limit_loopback: false,
+            client_chains_per_minute: 60,
             max_open_files: 65536,
             peer_max_frame: 16 << 20,
             peer_idle_timeout: Duration::from_secs(300),
@@ -94,6 +98,8 @@ pub(crate) struct RawLimits {
     client_request_burst: Option<u32>,
     #[serde(rename = "ClientRateLimitLoopback", skip_serializing_if = "Option::is_none")]
     client_rate_limit_loopback: Option<bool>,
+    #[serde(rename = "ClientChainsPerMinute", skip_serializing_if = "Option::is_none")]
+    client_chains_per_minute: Option<u32>,
     #[serde(rename = "MaxOpenFiles", skip_serializing_if = "Option::is_none")]
     max_open_files: Option<u64>,
     #[serde(rename = "PeerMaxFrame", skip_serializing_if = "Option::is_none")]
@@ -159,6 +165,11 @@ impl Limits {
                 d.client_request_burst as usize,
             )? as u32,
             client_rate_limit_loopback: raw.client_rate_limit_loopback.unwrap_or(d.client_rate_limit_loopback),
+            client_chains_per_minute: count(
+                "ClientChainsPerMinute",
+                raw.client_chains_per_minute.map(|v| v as usize),
+                d.client_chains_per_minute as usize,
+            )? as u32,
             max_open_files: raw.max_open_files.unwrap_or(d.max_open_files),
             peer_max_frame: count("PeerMaxFrame", raw.peer_max_frame, d.peer_max_frame)?,
             peer_idle_timeout: ms("PeerIdleTimeoutMs", raw.peer_idle_timeout_ms, d.peer_idle_timeout)?,
@@ -199,6 +210,8 @@ impl Limits {
                 .then_some(self.client_request_burst),
             client_rate_limit_loopback: (self.client_rate_limit_loopback != d.client_rate_limit_loopback)
                 .then_some(self.client_rate_limit_loopback),
+            client_chains_per_minute: (self.client_chains_per_minute != d.client_chains_per_minute)
+                .then_some(self.client_chains_per_minute),
             max_open_files: (self.max_open_files != d.max_open_files).then_some(self.max_open_files),
             peer_max_frame: n(self.peer_max_frame, d.peer_max_frame),
             peer_idle_timeout_ms: ms(self.peer_idle_timeout, d.peer_idle_timeout),

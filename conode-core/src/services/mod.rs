@@ -50,6 +50,10 @@ pub enum ServiceError {
     Conflict(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The client's source is over its rate for this request; it may try again after
+    /// `retry_after_ms` (field `retry_after_ms` of the `unavailable` code on the wire).
+    #[error("{message}")]
+    RateLimited { retry_after_ms: u128, message: String },
     #[error("{0}")]
     Failed(String),
 }
@@ -63,7 +67,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::Threshold { .. } => ErrorCode::Threshold,
             ServiceError::Conflict(_) => ErrorCode::Conflict,
-            ServiceError::Unavailable(_) => ErrorCode::Unavailable,
+            ServiceError::Unavailable(_) | ServiceError::RateLimited { .. } => ErrorCode::Unavailable,
             ServiceError::Failed(_) => ErrorCode::Internal,
         }
     }
@@ -76,6 +80,7 @@ impl ServiceError {
                 let missing: Vec<String> = missing.iter().map(usize::to_string).collect();
                 e.with("signed", signed).with("required", required).with("n", n).with("missing", missing.join(","))
             }
+            ServiceError::RateLimited { retry_after_ms, .. } => e.with("retry_after_ms", retry_after_ms),
             _ => e,
         }
     }

@@ -249,6 +249,9 @@ struct Shared {
     read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
     /// Rosters of `CreateChain` and of roster changes in `Append`, parsed off the workers.
     parsed_rosters: crate::services::parsed_rosters::ParsedRosters,
+    /// Chains each client source may create (`Limits.ClientChainsPerMinute`): every member of a
+    /// chain's roster stores it for good.
+    chain_quota: crate::api::rate::RateLimiter,
     /// Counters, latencies and recent blocks for `/metrics` and the status page.
     observed: Observed,
     /// Appends waiting for a prepare round / a forward-link round shared with other chains', per
@@ -1817,6 +1820,9 @@ fn failed(e: SkipchainError) -> ServiceError {
 async fn client_request(svc: SkipchainService, method: String, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
     match method.as_str() {
         "CreateChain" => {
+            if let Some(ip) = crate::api::rate::current_source() {
+                svc.shared.chain_quota.take(ip).map_err(|wait| crate::api::rate::over_rate(ip, wait, "new chains"))?;
+            }
             let req = CreateChain::decode(body.as_slice()).map_err(bad)?;
             let roster = svc
                 .shared
@@ -1906,6 +1912,14 @@ impl Service for SkipchainService {
                 redelivering: Default::default(),
                 read_catch_ups: Default::default(),
                 parsed_rosters: crate::services::parsed_rosters::ParsedRosters::new(PARSED_ROSTERS_KEPT),
+                chain_quota: {
+                    let l = &ctx.config.limits;
+                    crate::api::rate::RateLimiter::per_minute(
+                        l.client_chains_per_minute,
+                        l.client_chains_per_minute,
+                        l.client_rate_limit_loopback,
+                    )
+                },
                 observed: Observed::new(),
                 prepare_queue: Default::default(),
                 links_queue: Default::default(),
