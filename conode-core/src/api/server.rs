@@ -6,7 +6,7 @@
 
 use super::edge;
 use super::operator::ClientMetrics;
-use super::rate::{request_source, RateLimiter, Source};
+use super::rate::{ceil_ms, over_rate, request_source, RateLimiter, Source};
 use crate::services::{status::status_map, ClientRegistry, ServiceContext, Tasks};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -69,22 +69,12 @@ async fn limit_rate(
         Ok(()) => next.run(req).await,
         Err(wait) => {
             debug!(source = %ip, ?wait, "client port: request over the rate limit");
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let body = format!(
-                "too many requests from {ip}: retry after {} ms (Limits.ClientRequestsPerSecond)",
-                ceil_ms(wait)
-            );
+            let secs = ceil_ms(wait).div_ceil(1000);
+            let body = format!("{} (Limits.ClientRequestsPerSecond)", over_rate(ip, wait, "requests"));
             (axum::http::StatusCode::TOO_MANY_REQUESTS, [(axum::http::header::RETRY_AFTER, secs.to_string())], body)
                 .into_response()
         }
     }
-}
-
-use super::rate::ceil_ms;
-
-/// The error that closes a WebSocket whose source sent a message over its rate.
-fn rate_limited(ip: std::net::IpAddr, wait: Duration) -> WireError {
-    super::rate::over_rate(ip, wait, "requests").to_wire()
 }
 
 async fn websocket(
@@ -174,7 +164,7 @@ async fn serve_socket(
         };
         if let Some((ip, Err(wait))) = rate.as_ref().map(|(limiter, ip)| (*ip, limiter.take(*ip))) {
             debug!(%service, %method, source = %ip, ?wait, "client port: WebSocket message over the rate limit");
-            let _ = close_with(&mut socket, &rate_limited(ip, wait)).await;
+            let _ = close_with(&mut socket, &over_rate(ip, wait, "requests").to_wire()).await;
             // Messages the client sent meanwhile are read and dropped: the close reaches it.
             linger(&mut socket).await;
             break;

@@ -126,6 +126,15 @@ impl RawLimits {
     }
 }
 
+/// `v` (or `default` when unset); zero is refused, naming the field.
+fn above_zero<T: PartialEq + Default>(path: &Path, field: &str, v: Option<T>, default: T) -> Result<T, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) if n == T::default() => Err(ConfigError::field(path, format!("Limits.{field}"), "must be above 0")),
+        Some(n) => Ok(n),
+    }
+}
+
 impl Limits {
     /// Validates the table (zero counts and times are refused: they would stop the node serving).
     pub(crate) fn from_raw(path: &Path, raw: &RawLimits) -> Result<Self, ConfigError> {
@@ -135,11 +144,8 @@ impl Limits {
             Some(0) => Err(ConfigError::field(path, format!("Limits.{field}"), "must be above 0")),
             Some(n) => Ok(Duration::from_millis(n)),
         };
-        let count = |field: &str, v: Option<usize>, default: usize| match v {
-            None => Ok(default),
-            Some(0) => Err(ConfigError::field(path, format!("Limits.{field}"), "must be above 0")),
-            Some(n) => Ok(n),
-        };
+        let count = |field: &str, v: Option<usize>, default: usize| above_zero(path, field, v, default);
+        let rate = |field: &str, v: Option<u32>, default: u32| above_zero(path, field, v, default);
         let limits = Limits {
             client_header_timeout: ms("ClientHeaderTimeoutMs", raw.client_header_timeout_ms, d.client_header_timeout)?,
             client_idle_timeout: ms("ClientIdleTimeoutMs", raw.client_idle_timeout_ms, d.client_idle_timeout)?,
@@ -154,22 +160,18 @@ impl Limits {
                 d.client_max_connections_per_address,
             )?,
             client_max_message: count("ClientMaxMessage", raw.client_max_message, d.client_max_message)?,
-            client_requests_per_second: count(
+            client_requests_per_second: rate(
                 "ClientRequestsPerSecond",
-                raw.client_requests_per_second.map(|v| v as usize),
-                d.client_requests_per_second as usize,
-            )? as u32,
-            client_request_burst: count(
-                "ClientRequestBurst",
-                raw.client_request_burst.map(|v| v as usize),
-                d.client_request_burst as usize,
-            )? as u32,
+                raw.client_requests_per_second,
+                d.client_requests_per_second,
+            )?,
+            client_request_burst: rate("ClientRequestBurst", raw.client_request_burst, d.client_request_burst)?,
             client_rate_limit_loopback: raw.client_rate_limit_loopback.unwrap_or(d.client_rate_limit_loopback),
-            client_chains_per_minute: count(
+            client_chains_per_minute: rate(
                 "ClientChainsPerMinute",
-                raw.client_chains_per_minute.map(|v| v as usize),
-                d.client_chains_per_minute as usize,
-            )? as u32,
+                raw.client_chains_per_minute,
+                d.client_chains_per_minute,
+            )?,
             max_open_files: raw.max_open_files.unwrap_or(d.max_open_files),
             peer_max_frame: count("PeerMaxFrame", raw.peer_max_frame, d.peer_max_frame)?,
             peer_idle_timeout: ms("PeerIdleTimeoutMs", raw.peer_idle_timeout_ms, d.peer_idle_timeout)?,

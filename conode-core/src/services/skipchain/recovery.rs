@@ -4,8 +4,8 @@
 //! refuses all purposes), then for each chain it knows: asks the roster of the newest block for
 //! their newest index and needs answers from a quorum (the default threshold, itself included),
 //! catches up to the highest claim that its blocks bear out (a member whose blocks do not verify,
-//! or who has fewer than it claimed, is lying and set aside), reads the members' slot states for the next index and records a
-//! fence there through the ordinary vote rules (prepared in the highest view reported, with a
+//! or who has fewer than it claimed, is lying and set aside), reads the members' slot states for
+//! the next index and records a fence there through the ordinary vote rules (prepared in the highest view reported, with a
 //! placeholder block, and the highest valid lock reported adopted), so it prepares only in later
 //! views and never contradicts a lock a quorum member holds. Then it drops the marker, releases
 //! the hold and says so in its log and in the `Recovery` section of `/status`.
@@ -310,12 +310,7 @@ impl SkipchainService {
         let states = self.slot_states(genesis, index, &signers).await;
         // A view at the bound is a lie or a Byzantine proposer's doing: a fence there would keep
         // this node from preparing in this slot at all.
-        let view = states
-            .iter()
-            .map(|(_, st)| st.prepared_view)
-            .filter(|v| *v < crate::services::skipchain::votes::MAX_VIEW)
-            .max()
-            .unwrap_or(0);
+        let view = crate::services::skipchain::votes::highest_view(states.iter().map(|(_, st)| st.prepared_view));
         let lock = states
             .into_iter()
             .filter_map(|(_, st)| st.locked)

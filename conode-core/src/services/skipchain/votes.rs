@@ -44,11 +44,16 @@ pub enum VoteRefused {
 /// view near `u64::MAX` (or a member reporting one) cannot make the views overflow or wrap.
 pub const MAX_VIEW: u64 = 1 << 48;
 
-/// The view a proposer tries next: above `current` and above every view the members report
-/// having prepared in, but reports of [`MAX_VIEW`] or above are ignored (a member there, pushed by
-/// a Byzantine proposer or lying, takes no further part in the slot; the others still can).
+/// The highest of the views members report having prepared in, reports of [`MAX_VIEW`] or above
+/// ignored (a member there, pushed by a Byzantine proposer or lying, takes no further part in the
+/// slot; the others still can); 0 for none.
+pub(super) fn highest_view(reported: impl IntoIterator<Item = u64>) -> u64 {
+    reported.into_iter().filter(|v| *v < MAX_VIEW).max().unwrap_or(0)
+}
+
+/// The view a proposer tries next: above `current` and above [`highest_view`] of the reports.
 pub(super) fn next_view(current: u64, reported: impl IntoIterator<Item = u64>) -> u64 {
-    reported.into_iter().filter(|v| *v < MAX_VIEW).fold(current, u64::max).saturating_add(1)
+    current.max(highest_view(reported)).saturating_add(1)
 }
 
 /// The durable votes of one node (cheap to clone).
