@@ -414,6 +414,39 @@ fn a_single_member_that_prepares_two_blocks_in_one_view_is_reported() {
     eprintln!("equivocation: caught after {trials} contended slots, {held} record(s) at node {holder}");
 }
 
+/// A Byzantine proposer asks the members to prepare a real, owner-signed block in a view far
+/// ahead (the highest a member takes part in) and leaves it there. Had the members followed, each
+/// would refuse every later honest view (none is above the bound) and the slot would be stuck for
+/// good; views open with time, so they refuse the far view, and honest appends go on.
+#[test]
+fn a_byzantine_proposer_cannot_push_members_to_views_no_one_follows() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let byzantine = svc(&c, 3).unwrap();
+    byzantine.set_signs_anything(true);
+    byzantine.set_batched_rounds(false);
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    c.append(0, &owner, &genesis, b"one".to_vec()).unwrap();
+    let far = 1u64 << 48;
+    for index in 2..=3 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while byzantine.store().latest_index(&genesis) < Some(index - 1) {
+            assert!(Instant::now() < deadline, "the Byzantine member never held block {}", index - 1);
+            let _ = rt.block_on(byzantine.catch_up(&genesis, &c.roster().servers[0].clone()));
+        }
+        byzantine.set_proposes_in_view(far);
+        let pushed = Append::signed(&owner, &genesis, index, b"pushed far ahead".to_vec(), None).unwrap();
+        let err = rt.block_on(byzantine.append(pushed)).unwrap_err().to_string();
+        assert!(!err.contains("left after the prepare round"), "the members prepared in view {far}: {err}");
+        byzantine.set_proposes_in_view(0);
+        // The honest members go on at once, in the usual views.
+        let block = c.append(1, &owner, &genesis, format!("honest {index}").into_bytes()).unwrap();
+        assert_eq!((block.index, block.data.as_slice()), (index, format!("honest {index}").as_bytes()));
+    }
+}
+
 /// When the members hold two different level-0 links from the genesis (a fork at index 1): the
 /// members in both links' masks (hex keys); otherwise none.
 fn signed_both(c: &LocalCluster, genesis: &[u8]) -> Vec<String> {

@@ -492,8 +492,7 @@ impl SkipchainService {
         if statement != batch_tree(PREPARE_BATCH_DOMAIN, &messages)?.0 {
             return Err("statement is not the batch statement of the proposed blocks".into());
         }
-        let slots: Vec<_> =
-            votes.iter().map(|v| (&v.genesis[..], v.index, v.view, &v.hash[..], v.justification.as_ref())).collect();
+        let slots: Vec<_> = votes.iter().map(|v| v.slot()).collect();
         self.shared.votes.prepare_all(&slots).map_err(|e| e.to_string())
     }
 

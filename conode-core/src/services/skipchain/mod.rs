@@ -36,6 +36,17 @@
 //! whose block lost gets a `conflict` error. (The proposer is whichever member the client calls;
 //! there is no forwarding to a single leader: views settle contention instead.)
 //!
+//! **Views open with time**: a member prepares only in a view its slot has reached, one opening
+//! every millisecond after the slot's previous block arrived at the member (a day's worth when it
+//! arrived before the node started), or one above the view of the proposal's certificate
+//! (`votes::reachable_view`). Honest proposers use a few views per append, tens of milliseconds
+//! apart, and never meet the limit. Without it, a Byzantine proposer could ask members to
+//! prepare a real block in the highest view they take part in and leave it there: they would then
+//! refuse every later view, and with f+1 of them pushed the slot would be stuck for good. Now a
+//! member's view is at most the slot's age in milliseconds: reaching the bound takes thousands of
+//! years. (Such a proposer can still race honest ones to each newly opened view while it keeps
+//! at it; the members follow the honest proposers as soon as it stops.)
+//!
 //! **Batched rounds**: appends of different chains that wait at one proposer for the same roster
 //! share their rounds (`batched`): one prepare round over a batch statement of their prepare
 //! messages, one forward-link round over the v3 statement of their blocks. Members check each

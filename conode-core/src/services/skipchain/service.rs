@@ -8,7 +8,7 @@ use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::verified::{certificate_key, check_certificate, digest, roster_tag, DecodedSignatures, VerifiedOnce};
-use super::votes::Votes;
+use super::votes::{PrepareSlot, Votes};
 
 #[path = "batched.rs"]
 mod batched;
@@ -232,6 +232,9 @@ struct Shared {
     /// Fault injection (tests): this member lies to members catching up (see
     /// [`SkipchainService::set_lies_in_catch_up`]).
     lies_in_catch_up: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): the view this member, as a Byzantine proposer, asks for at once
+    /// (0: off; see [`SkipchainService::set_proposes_in_view`]).
+    proposes_in_view: std::sync::atomic::AtomicU64,
     /// The newest forward-link format this node signs (`SkipchainLinks`, see [`Shared::links`]).
     links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
@@ -462,6 +465,14 @@ impl SkipchainService {
         self.shared.lies_in_catch_up.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Fault injection (tests): makes this member a Byzantine proposer that pushes members'
+    /// views: its appends ask for `view` at once (0: off, the usual views) and end after the
+    /// prepare round, whatever its outcome (no forward link is signed: a block prepared in a view
+    /// far ahead and left there).
+    pub fn set_proposes_in_view(&self, view: u64) {
+        self.shared.proposes_in_view.store(view, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn lies_in_catch_up(&self) -> bool {
         self.shared.lies_in_catch_up.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -679,6 +690,9 @@ impl SkipchainService {
         let t = std::time::Instant::now();
         let agreed = self.prepare_batched(&appending, &latest, &prev_roster, proposal).await?;
         phases.add(Phase::Prepare, t.elapsed());
+        if s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return Err(SkipchainError::Refused("left after the prepare round (fault injection)".into()));
+        }
         let t = std::time::Instant::now();
         let block =
             agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
@@ -745,7 +759,10 @@ impl SkipchainService {
         let index = latest.index + 1;
         let signers = s.rosters.get(prev_roster)?;
         let own = s.votes.state(&genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
-        let mut view = super::votes::next_view(own.prepared_view, []);
+        let mut view = match s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => super::votes::next_view(own.prepared_view, []),
+            forced => forced,
+        };
         if let Some(locked) =
             own.locked.filter(|l| l.block.as_ref().map(|b| &b.hash) != proposal.block.as_ref().map(|b| &b.hash))
         {
@@ -1614,12 +1631,14 @@ impl SkipchainService {
             c.block_hash == block.hash
                 && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
+        let since = self.shared.store.newest_since(&block.genesis_id, prev.index);
         Ok(PrepareVote {
             message: prepare_message(&block.genesis_id, block.index, p.view, &block.hash),
             genesis: block.genesis_id.clone(),
             index: block.index,
             view: p.view,
             hash: block.hash.clone(),
+            reachable: super::votes::reachable_view(since, justification.as_ref()),
             justification,
         })
     }
@@ -1688,14 +1707,26 @@ struct PrepareVote {
     view: u64,
     hash: Vec<u8>,
     justification: Option<PrepareCertificate>,
+    /// The highest view open at the slot when the hook ran (`votes::reachable_view`).
+    reachable: u64,
 }
 
 impl PrepareVote {
+    /// The vote as the vote rules take it.
+    pub(super) fn slot(&self) -> PrepareSlot<'_> {
+        PrepareSlot {
+            genesis: &self.genesis,
+            index: self.index,
+            view: self.view,
+            hash: &self.hash,
+            justification: self.justification.as_ref(),
+            reachable: self.reachable,
+        }
+    }
+
     /// Records the vote durably, unless the vote rules forbid it.
     fn record(&self, votes: &Votes) -> Result<(), String> {
-        votes
-            .prepare(&self.genesis, self.index, self.view, &self.hash, self.justification.as_ref())
-            .map_err(|e| e.to_string())
+        votes.prepare(&self.slot()).map_err(|e| e.to_string())
     }
 }
 
@@ -1905,6 +1936,7 @@ impl Service for SkipchainService {
                 relinks: Default::default(),
                 refuses_store: Default::default(),
                 lies_in_catch_up: Default::default(),
+                proposes_in_view: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 appending: Default::default(),

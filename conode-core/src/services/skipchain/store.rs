@@ -1,7 +1,9 @@
 //! Durable storage of skipchains in the node's sled database: blocks by hash, the hash of each
 //! (chain, index), and the newest index per chain. Each new block is one atomic, durable commit
 //! (block, its index entry, the newest index and the sources' new forward links together), after
-//! which the store emits one `BlockStored` node event per new block, in commit order.
+//! which the store emits one `BlockStored` node event per new block, in commit order. It also
+//! remembers, in memory, when each chain's newest block arrived here (`latest_since`): the vote
+//! rules open a slot's views with the time since (see `votes::reachable_view`).
 
 use crate::events::{EventBus, NodeEvent};
 use crate::kept::KeptMap;
@@ -9,6 +11,7 @@ use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::skipchain::SkipBlock;
 use prost::Message;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 #[derive(Clone)]
 pub struct ChainStore {
@@ -26,7 +29,16 @@ pub struct ChainStore {
     /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]),
     /// by chain id, weighed by their encoded sizes.
     geneses: Arc<Mutex<KeptMap<Vec<u8>, Arc<SkipBlock>>>>,
+    /// By chain id: the index of the newest block stored by this process and when it was stored
+    /// (the chains appended to lately; the oldest entries are forgotten first).
+    latest_since: Arc<Mutex<NewestArrivals>>,
 }
+
+/// By chain id: (index of the newest block, when it was stored).
+type NewestArrivals = KeptMap<Vec<u8>, (u64, Instant)>;
+
+/// Chains whose newest block's arrival is remembered: far more than are appended to at once.
+const LATEST_SINCE_KEPT: usize = 1 << 17;
 
 /// Encoded bytes of geneses kept decoded: thousands of usual ones (a roster and owners), however
 /// large the blocks a stranger could make a node store.
@@ -51,6 +63,7 @@ impl ChainStore {
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
             geneses: Arc::new(Mutex::new(KeptMap::new(GENESES_KEPT_BYTES))),
+            latest_since: Arc::new(Mutex::new(KeptMap::new(LATEST_SINCE_KEPT))),
         })
     }
 
@@ -107,6 +120,12 @@ impl ChainStore {
         Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))
     }
 
+    /// When the block at `index` became the newest of chain `genesis` here, if it is still the
+    /// newest and arrived while this process ran (and is remembered: see `LATEST_SINCE_KEPT`).
+    pub fn newest_since(&self, genesis: &[u8], index: u64) -> Option<Instant> {
+        crate::sync::lock(&self.latest_since).get(genesis).filter(|(i, _)| *i == index).map(|(_, t)| *t)
+    }
+
     pub fn latest(&self, genesis: &[u8]) -> Option<SkipBlock> {
         self.block_at(genesis, self.latest_index(genesis)?)
     }
@@ -135,13 +154,17 @@ impl ChainStore {
             .collect();
         writes.push((&self.blocks, &block.hash, &block_bytes));
         writes.push((&self.index, &index_entry, &block.hash));
-        if self.latest_index(&genesis).is_none_or(|l| block.index > l) {
+        let newest = self.latest_index(&genesis).is_none_or(|l| block.index > l);
+        if newest {
             writes.push((&self.latest, &genesis, &latest_bytes));
         }
         let new = self.index.get(&index_entry).ok().flatten().is_none_or(|h| h != block.hash);
         let committed = self.storage.commit(&writes);
         self.bump();
         committed?;
+        if newest {
+            crate::sync::lock(&self.latest_since).insert(genesis.clone(), (block.index, Instant::now()));
+        }
         if let (true, Some(bus)) = (new, &self.events) {
             bus.emit(NodeEvent::BlockStored { chain: genesis, index: block.index, hash: block.hash.clone() });
         }
@@ -190,6 +213,7 @@ impl ChainStore {
         self.index.clear()?;
         let cleared = self.latest.clear();
         crate::sync::lock(&self.geneses).clear();
+        crate::sync::lock(&self.latest_since).clear();
         self.bump();
         cleared
     }
@@ -207,6 +231,25 @@ mod tests {
     fn linked(mut b: SkipBlock, to: &SkipBlock) -> SkipBlock {
         b.forward_links = vec![ForwardLink { from: b.hash.clone(), to: to.hash.clone(), ..Default::default() }];
         b
+    }
+
+    #[test]
+    fn the_arrival_of_each_chains_newest_block_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let chain = [0u8; 32];
+        let (b0, b1) = (block(0, 0), block(1, 1));
+        store.store(&b0, &[]).unwrap();
+        let since0 = store.newest_since(&chain, 0).expect("the genesis arrived");
+        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
+        assert_eq!(store.newest_since(&chain, 0), None, "block 0 is no longer the newest");
+        let since1 = store.newest_since(&chain, 1).expect("block 1 arrived");
+        assert!(since1 >= since0);
+        // An older block stored again changes nothing.
+        store.store(&b0, &[]).unwrap();
+        assert_eq!(store.newest_since(&chain, 1), Some(since1));
+        store.clear().unwrap();
+        assert_eq!(store.newest_since(&chain, 1), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! signature leave the node.
 //!
 //! Rules, per slot:
+//! - prepare only in a view the slot has reached (`reachable_view`): views open one per
+//!   millisecond from when the slot's previous block arrived here, or one above a certificate's;
 //! - prepare at most one block per view, never in a view below one already prepared in;
 //! - while locked on a block, prepare another only with a prepare certificate of that other block
 //!   from a view above the lock (the lock may then be moved);
@@ -16,6 +18,7 @@ use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::sync::lock;
 use prost::Message;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A vote this member will not cast, and why.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub enum VoteRefused {
     SlotTwice { index: u64 },
     #[error("view {view} is above the highest view a member takes part in ({MAX_VIEW})")]
     ViewTooHigh { view: u64 },
+    #[error("view {view} is not open yet at this slot (views up to {reachable} are; one opens every millisecond)")]
+    NotOpenYet { view: u64, reachable: u64 },
 }
 
 /// The highest view a member prepares in: far above the failed views a slot ever sees (each
@@ -43,6 +48,27 @@ pub enum VoteRefused {
 /// any honest member's (`prepared_view + 1`) stays in range. A Byzantine proposer asking for a
 /// view near `u64::MAX` (or a member reporting one) cannot make the views overflow or wrap.
 pub const MAX_VIEW: u64 = 1 << 48;
+
+/// How fast a slot's views open: one per this time since the slot's previous block arrived.
+/// Honest proposers use a few views per append, each after a pause of tens of milliseconds, so
+/// they never meet the limit; a Byzantine proposer naming views far ahead (to push members to
+/// views no honest proposer follows them to, and ultimately to [`MAX_VIEW`]) is refused: at this
+/// rate reaching `MAX_VIEW` takes thousands of years.
+pub const VIEW_OPENS_EVERY: Duration = Duration::from_millis(1);
+
+/// How long a slot counts as open when this node does not know when its previous block arrived
+/// (it arrived before this process started, or was forgotten among many chains): long enough
+/// that no honest view is refused, short enough that `MAX_VIEW` stays out of reach.
+pub const UNKNOWN_SLOT_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The highest view a prepare at a slot may name now: the views opened since the slot's previous
+/// block arrived (`since`; [`UNKNOWN_SLOT_AGE`] when unknown), and one above the view of a
+/// verified `justification` (a certificate shows that view reached by more than two thirds).
+pub(super) fn reachable_view(since: Option<Instant>, justification: Option<&PrepareCertificate>) -> u64 {
+    let age = since.map_or(UNKNOWN_SLOT_AGE, |t| t.elapsed());
+    let opened = (age.as_nanos() / VIEW_OPENS_EVERY.as_nanos()).min(MAX_VIEW as u128) as u64;
+    (1 + opened).max(view_of(justification).saturating_add(1)).min(MAX_VIEW)
+}
 
 /// The highest of the views members report having prepared in, reports of [`MAX_VIEW`] or above
 /// ignored (a member there, pushed by a Byzantine proposer or lying, takes no further part in the
@@ -92,21 +118,14 @@ impl Votes {
         self.tree.put(&key(genesis, index), &state.encode_to_vec()).map_err(|e| VoteRefused::Storage(e.to_string()))
     }
 
-    /// Records a prepare of `hash` in `view` unless the rules forbid it. `justification` must
-    /// already be verified by the caller (a certificate of the block `hash`).
-    pub fn prepare(
-        &self,
-        genesis: &[u8],
-        index: u64,
-        view: u64,
-        hash: &[u8],
-        justification: Option<&PrepareCertificate>,
-    ) -> Result<(), VoteRefused> {
+    /// Records a prepare unless the rules forbid it (the slot's `justification` verified by the
+    /// caller: a certificate of the block `hash`).
+    pub fn prepare(&self, slot: &PrepareSlot<'_>) -> Result<(), VoteRefused> {
         let _one = lock(&self.guard);
-        let state = self.state(genesis, index)?;
-        let next = prepare_rule(&state, view, hash, justification)?;
+        let state = self.state(slot.genesis, slot.index)?;
+        let next = prepare_rule(&state, slot)?;
         if next != state {
-            self.save(genesis, index, &next)?;
+            self.save(slot.genesis, slot.index, &next)?;
         }
         Ok(())
     }
@@ -124,17 +143,28 @@ impl Votes {
     }
 }
 
-/// One slot of a batched round's prepare: (genesis, index, view, block hash, verified justification).
-pub type PrepareSlot<'a> = (&'a [u8], u64, u64, &'a [u8], Option<&'a PrepareCertificate>);
+/// A prepare to record: the slot, the view and block, the justification (verified by the
+/// caller) and the highest view the slot has reached here ([`reachable_view`]).
+#[derive(Clone, Copy)]
+pub struct PrepareSlot<'a> {
+    pub genesis: &'a [u8],
+    pub index: u64,
+    pub view: u64,
+    pub hash: &'a [u8],
+    pub justification: Option<&'a PrepareCertificate>,
+    pub reachable: u64,
+}
 
 impl Votes {
     /// Records the prepares of a batched round: every slot's rule is checked first, and the
     /// votes are written in one durable write; none is recorded when one is refused.
     pub fn prepare_all(&self, slots: &[PrepareSlot<'_>]) -> Result<(), VoteRefused> {
         let _one = lock(&self.guard);
-        self.record_all(slots.iter().map(|&(genesis, index, view, hash, justification)| {
-            (genesis, index, Box::new(move |st: &SlotState| prepare_rule(st, view, hash, justification)) as Rule<'_>)
-        }))
+        self.record_all(
+            slots.iter().map(|slot| {
+                (slot.genesis, slot.index, Box::new(move |st: &SlotState| prepare_rule(st, slot)) as Rule<'_>)
+            }),
+        )
     }
 
     /// Records the locks of a batched forward-link round (each proposal's certificate verified by
@@ -203,15 +233,15 @@ pub(super) fn is_fence(hash: &[u8]) -> bool {
     hash == FENCE_HASH
 }
 
-/// The prepare rule: the slot state after preparing `hash` in `view`, or why not.
-pub(crate) fn prepare_rule(
-    state: &SlotState,
-    view: u64,
-    hash: &[u8],
-    justification: Option<&PrepareCertificate>,
-) -> Result<SlotState, VoteRefused> {
+/// The prepare rule: the slot state after preparing the slot's block in its view, or why not.
+pub(crate) fn prepare_rule(state: &SlotState, slot: &PrepareSlot<'_>) -> Result<SlotState, VoteRefused> {
+    let PrepareSlot { view, hash, justification, reachable, .. } = *slot;
     if view > MAX_VIEW {
         return Err(VoteRefused::ViewTooHigh { view });
+    }
+    // A view this member prepared in stays open to it (the same block again is allowed below).
+    if view > reachable.max(state.prepared_view) {
+        return Err(VoteRefused::NotOpenYet { view, reachable });
     }
     if !state.prepared_hash.is_empty() {
         if view < state.prepared_view {
@@ -286,6 +316,18 @@ mod tests {
         }
     }
 
+    /// A prepare in a slot whose views are all open (the other rules alone decide).
+    fn prep(
+        v: &Votes,
+        genesis: &[u8],
+        index: u64,
+        view: u64,
+        hash: &[u8],
+        justification: Option<&PrepareCertificate>,
+    ) -> Result<(), VoteRefused> {
+        v.prepare(&PrepareSlot { genesis, index, view, hash, justification, reachable: MAX_VIEW })
+    }
+
     fn cert(hash: &[u8], view: u64) -> PrepareCertificate {
         PrepareCertificate { view, block_hash: hash.to_vec(), ..Default::default() }
     }
@@ -293,27 +335,27 @@ mod tests {
     #[test]
     fn one_block_per_view_and_never_back() {
         let (_d, v) = votes();
-        v.prepare(b"g", 1, 1, b"A", None).unwrap();
-        v.prepare(b"g", 1, 1, b"A", None).unwrap();
-        assert_eq!(v.prepare(b"g", 1, 1, b"B", None), Err(VoteRefused::PreparedOther { view: 1 }));
-        v.prepare(b"g", 1, 2, b"B", None).unwrap();
-        assert_eq!(v.prepare(b"g", 1, 1, b"A", None), Err(VoteRefused::OldView { view: 1, prepared: 2 }));
+        prep(&v, b"g", 1, 1, b"A", None).unwrap();
+        prep(&v, b"g", 1, 1, b"A", None).unwrap();
+        assert_eq!(prep(&v, b"g", 1, 1, b"B", None), Err(VoteRefused::PreparedOther { view: 1 }));
+        prep(&v, b"g", 1, 2, b"B", None).unwrap();
+        assert_eq!(prep(&v, b"g", 1, 1, b"A", None), Err(VoteRefused::OldView { view: 1, prepared: 2 }));
         // Another slot is independent.
-        v.prepare(b"g", 2, 1, b"C", None).unwrap();
+        prep(&v, b"g", 2, 1, b"C", None).unwrap();
     }
 
     #[test]
     fn a_lock_is_left_only_for_a_later_certificate() {
         let (_d, v) = votes();
-        v.prepare(b"g", 1, 1, b"A", None).unwrap();
+        prep(&v, b"g", 1, 1, b"A", None).unwrap();
         v.commit(b"g", 1, &proposal(b"A", 1)).unwrap();
-        assert_eq!(v.prepare(b"g", 1, 3, b"B", None), Err(VoteRefused::Locked { lock_view: 1 }));
+        assert_eq!(prep(&v, b"g", 1, 3, b"B", None), Err(VoteRefused::Locked { lock_view: 1 }));
         // A certificate of B from view 1 (not above the lock) does not help.
-        assert_eq!(v.prepare(b"g", 1, 3, b"B", Some(&cert(b"B", 1))), Err(VoteRefused::Locked { lock_view: 1 }));
+        assert_eq!(prep(&v, b"g", 1, 3, b"B", Some(&cert(b"B", 1))), Err(VoteRefused::Locked { lock_view: 1 }));
         // The locked block may be prepared again in a later view.
-        v.prepare(b"g", 1, 3, b"A", None).unwrap();
+        prep(&v, b"g", 1, 3, b"A", None).unwrap();
         // B with a certificate from view 4 (above the lock, below the proposal's view 5).
-        v.prepare(b"g", 1, 5, b"B", Some(&cert(b"B", 4))).unwrap();
+        prep(&v, b"g", 1, 5, b"B", Some(&cert(b"B", 4))).unwrap();
         // Having prepared in view 5, it commits nothing of an earlier view.
         assert_eq!(v.commit(b"g", 1, &proposal(b"B", 4)), Err(VoteRefused::MovedOn { prepared: 5, view: 4 }));
         // A commit of view 5 moves the lock to B.
@@ -328,10 +370,10 @@ mod tests {
     #[test]
     fn views_stay_far_from_overflow() {
         let (_d, v) = votes();
-        assert_eq!(v.prepare(b"g", 1, u64::MAX, b"A", None), Err(VoteRefused::ViewTooHigh { view: u64::MAX }));
-        assert_eq!(v.prepare(b"g", 1, MAX_VIEW + 1, b"A", None), Err(VoteRefused::ViewTooHigh { view: MAX_VIEW + 1 }));
+        assert_eq!(prep(&v, b"g", 1, u64::MAX, b"A", None), Err(VoteRefused::ViewTooHigh { view: u64::MAX }));
+        assert_eq!(prep(&v, b"g", 1, MAX_VIEW + 1, b"A", None), Err(VoteRefused::ViewTooHigh { view: MAX_VIEW + 1 }));
         assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
-        v.prepare(b"g", 1, MAX_VIEW, b"A", None).unwrap();
+        prep(&v, b"g", 1, MAX_VIEW, b"A", None).unwrap();
         // A proposer's next view: above its own and the members' reports, lies above the bound
         // ignored, never wrapping.
         assert_eq!(next_view(1, [3, 2]), 4);
@@ -341,14 +383,48 @@ mod tests {
     }
 
     #[test]
+    fn views_open_with_time_or_a_certificate() {
+        let (_d, v) = votes();
+        let just_now = Some(Instant::now());
+        // A slot whose previous block just arrived: view 1 (and a few more) at once, a far view
+        // not, nor the bound.
+        let reachable = reachable_view(just_now, None);
+        assert!((1..1000).contains(&reachable), "{reachable}");
+        let slot =
+            |view, reachable| PrepareSlot { genesis: b"g", index: 1, view, hash: b"A", justification: None, reachable };
+        assert_eq!(v.prepare(&slot(MAX_VIEW, reachable)), Err(VoteRefused::NotOpenYet { view: MAX_VIEW, reachable }));
+        assert_eq!(v.prepare(&slot(1_000_000, reachable)), Err(VoteRefused::NotOpenYet { view: 1_000_000, reachable }));
+        assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
+        v.prepare(&slot(1, reachable)).unwrap();
+        // Views open with time: one per VIEW_OPENS_EVERY.
+        let earlier = Instant::now().checked_sub(VIEW_OPENS_EVERY * 5000);
+        if let Some(t) = earlier {
+            assert!(reachable_view(Some(t), None) >= 5001);
+            assert!(reachable_view(Some(t), None) < MAX_VIEW);
+        }
+        // Unknown arrival: a day's views, far below the bound.
+        let unknown = reachable_view(None, None);
+        assert_eq!(unknown, 1 + (UNKNOWN_SLOT_AGE.as_nanos() / VIEW_OPENS_EVERY.as_nanos()) as u64);
+        assert!(unknown < MAX_VIEW / 1_000_000);
+        // A certificate shows its view reached: one more is open.
+        assert_eq!(reachable_view(just_now, Some(&cert(b"A", 500_000))), 500_001);
+        assert_eq!(reachable_view(just_now, Some(&cert(b"A", u64::MAX))), MAX_VIEW);
+        // A view this member prepared in stays open to it (same block again).
+        let (_d, w) = votes();
+        w.prepare(&slot(40, 40)).unwrap();
+        w.prepare(&slot(40, 1)).unwrap();
+        assert_eq!(w.prepare(&slot(41, 1)), Err(VoteRefused::NotOpenYet { view: 41, reachable: 1 }));
+    }
+
+    #[test]
     fn votes_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let storage = Storage::open(dir.path(), "votes-test").unwrap();
-            Votes::open(&storage).unwrap().prepare(b"g", 7, 2, b"A", None).unwrap();
+            prep(&Votes::open(&storage).unwrap(), b"g", 7, 2, b"A", None).unwrap();
         }
         let storage = Storage::open(dir.path(), "votes-test").unwrap();
         let v = Votes::open(&storage).unwrap();
-        assert_eq!(v.prepare(b"g", 7, 2, b"B", None), Err(VoteRefused::PreparedOther { view: 2 }));
+        assert_eq!(prep(&v, b"g", 7, 2, b"B", None), Err(VoteRefused::PreparedOther { view: 2 }));
     }
 }

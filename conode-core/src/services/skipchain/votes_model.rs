@@ -1,13 +1,14 @@
 //! An exhaustive check of the vote rules (`votes::prepare_rule`, `votes::commit_rule`, the code
 //! the nodes run): every interleaving of prepares and commits by 3 honest members and 1 Byzantine
 //! member (which counts for every certificate and every commit) over 2 blocks and views 1..=3, with
-//! every possible justification. Safety property: never are two different blocks committed (each by
+//! every possible justification, with views opening one by one as time passes (a prepare names
+//! an open view, or one above its justification's). Safety property: never are two different blocks committed (each by
 //! more than two thirds) at one slot. Also checked: some state commits a block (the rules are not
 //! vacuous), and from a state where members are locked on different blocks a block can still be
 //! committed (no wedge).
 
 use super::messages::{PrepareCertificate, Proposal, SlotState};
-use super::votes::{commit_rule, prepare_rule};
+use super::votes::{commit_rule, prepare_rule, PrepareSlot};
 use crate::verify::skipchain::SkipBlock;
 use std::collections::{HashSet, VecDeque};
 
@@ -25,7 +26,18 @@ struct Member {
     committed: [u8; VIEWS + 1],
 }
 
-type World = [Member; HONEST];
+/// The honest members, and the highest view open at the slot (time passing opens the next).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct World {
+    members: [Member; HONEST],
+    open: usize,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self { members: Default::default(), open: 1 }
+    }
+}
 
 fn hash(value: u8) -> Vec<u8> {
     vec![value; 4]
@@ -61,17 +73,20 @@ fn proposal(value: u8, view: u64) -> Proposal {
 
 /// A certificate of `value` in `view` exists: the Byzantine member plus enough honest ones.
 fn certified(w: &World, view: usize, value: u8) -> bool {
-    1 + w.iter().filter(|m| m.prepared[view] == value).count() >= QUORUM
+    1 + w.members.iter().filter(|m| m.prepared[view] == value).count() >= QUORUM
 }
 
 fn committed(w: &World, value: u8) -> bool {
-    (1..=VIEWS).any(|v| 1 + w.iter().filter(|m| m.committed[v] == value).count() >= QUORUM)
+    (1..=VIEWS).any(|v| 1 + w.members.iter().filter(|m| m.committed[v] == value).count() >= QUORUM)
 }
 
 fn successors(w: &World) -> Vec<World> {
     let mut out = Vec::new();
+    if w.open < VIEWS {
+        out.push(World { open: w.open + 1, ..*w });
+    }
     for i in 0..HONEST {
-        let state = w[i].slot_state();
+        let state = w.members[i].slot_state();
         for view in 1..=VIEWS {
             for value in VALUES {
                 // Prepare, without and with every certificate of this value from an earlier view.
@@ -80,21 +95,29 @@ fn successors(w: &World) -> Vec<World> {
                 for j in justifications {
                     let cert =
                         j.map(|c| PrepareCertificate { view: c as u64, block_hash: hash(value), ..Default::default() });
-                    if w[i].prepared[view] == 0
-                        && prepare_rule(&state, view as u64, &hash(value), cert.as_ref()).is_ok()
-                    {
+                    let reachable = w.open.max(j.map_or(0, |c| c + 1)) as u64;
+                    let h = hash(value);
+                    let slot = PrepareSlot {
+                        genesis: b"g",
+                        index: 1,
+                        view: view as u64,
+                        hash: &h,
+                        justification: cert.as_ref(),
+                        reachable,
+                    };
+                    if w.members[i].prepared[view] == 0 && prepare_rule(&state, &slot).is_ok() {
                         let mut next = *w;
-                        next[i].prepared[view] = value;
+                        next.members[i].prepared[view] = value;
                         out.push(next);
                     }
                 }
                 // Commit, with the certificate of this view.
-                if w[i].committed[view] == 0
+                if w.members[i].committed[view] == 0
                     && certified(w, view, value)
                     && commit_rule(&state, &proposal(value, view as u64)).is_ok()
                 {
                     let mut next = *w;
-                    next[i].committed[view] = value;
+                    next.members[i].committed[view] = value;
                     out.push(next);
                 }
             }
@@ -111,7 +134,7 @@ fn explore(start: World) -> (usize, bool) {
     let mut any_commit = false;
     while let Some(w) = queue.pop_front() {
         let (a, b) = (committed(&w, VALUES[0]), committed(&w, VALUES[1]));
-        assert!(!(a && b), "two blocks committed at one slot: {:?}", w.map(|m| (m.prepared, m.committed)));
+        assert!(!(a && b), "two blocks committed at one slot: {:?}", w.members.map(|m| (m.prepared, m.committed)));
         any_commit |= a || b;
         for next in successors(&w) {
             if seen.insert(next) {
@@ -136,13 +159,14 @@ fn members_locked_on_different_blocks_can_still_commit() {
     // block is committed, and each locked member refuses the other's block without a later
     // certificate.
     let (a, b) = (VALUES[0], VALUES[1]);
-    let mut split = World::default();
-    split[0].prepared[1] = a;
-    split[0].committed[1] = a;
-    split[2].prepared[1] = a;
-    split[1].prepared[2] = b;
-    split[2].prepared[2] = b;
-    split[1].committed[2] = b;
+    let mut split = World { open: 2, ..Default::default() };
+    let m = &mut split.members;
+    m[0].prepared[1] = a;
+    m[0].committed[1] = a;
+    m[2].prepared[1] = a;
+    m[1].prepared[2] = b;
+    m[2].prepared[2] = b;
+    m[1].committed[2] = b;
     assert!(!committed(&split, a) && !committed(&split, b));
     let mut seen = HashSet::new();
     let mut queue = VecDeque::from([split]);
