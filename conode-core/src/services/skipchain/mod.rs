@@ -37,8 +37,9 @@
 //! there is no forwarding to a single leader: views settle contention instead.)
 //!
 //! **Views open with time**: a member prepares only in a view its slot has reached, one opening
-//! every millisecond after the slot's previous block arrived at the member (a day's worth when it
-//! arrived before the node started), or one above the view of the proposal's certificate
+//! every millisecond after the slot's previous block arrived at the member (recorded with the
+//! block, so a restart changes nothing; a day's worth for blocks stored by versions before the
+//! record), or one above the view of the proposal's certificate
 //! (`votes::reachable_view`). Honest proposers use a few views per append, tens of milliseconds
 //! apart, and never meet the limit. Without it, a Byzantine proposer could ask members to
 //! prepare a real block in the highest view they take part in and leave it there: they would then

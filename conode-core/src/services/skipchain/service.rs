@@ -1631,14 +1631,14 @@ impl SkipchainService {
             c.block_hash == block.hash
                 && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
-        let since = self.shared.store.newest_since(&block.genesis_id, prev.index);
+        let age = self.shared.store.newest_age(&block.genesis_id, prev.index);
         Ok(PrepareVote {
             message: prepare_message(&block.genesis_id, block.index, p.view, &block.hash),
             genesis: block.genesis_id.clone(),
             index: block.index,
             view: p.view,
             hash: block.hash.clone(),
-            reachable: super::votes::reachable_view(since, justification.as_ref()),
+            reachable: super::votes::reachable_view(age, justification.as_ref()),
             justification,
         })
     }

@@ -1,9 +1,9 @@
 //! Durable storage of skipchains in the node's sled database: blocks by hash, the hash of each
 //! (chain, index), and the newest index per chain. Each new block is one atomic, durable commit
 //! (block, its index entry, the newest index and the sources' new forward links together), after
-//! which the store emits one `BlockStored` node event per new block, in commit order. It also
-//! remembers, in memory, when each chain's newest block arrived here (`latest_since`): the vote
-//! rules open a slot's views with the time since (see `votes::reachable_view`).
+//! which the store emits one `BlockStored` node event per new block, in commit order. The same
+//! commit records when the chain's newest block arrived here (wall clock, kept across restarts):
+//! the vote rules open a slot's views with the time since (see `votes::reachable_view`).
 
 use crate::events::{EventBus, NodeEvent};
 use crate::kept::KeptMap;
@@ -11,7 +11,7 @@ use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::skipchain::SkipBlock;
 use prost::Message;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone)]
 pub struct ChainStore {
@@ -19,6 +19,8 @@ pub struct ChainStore {
     blocks: ServiceTree,
     index: ServiceTree,
     latest: ServiceTree,
+    /// By chain id: the index of its newest block and when it arrived (Unix ms), 16 bytes.
+    arrived: ServiceTree,
     /// Where `BlockStored` events go, when set.
     events: Option<EventBus>,
     /// One commit at a time, so each new block is announced once and in commit order.
@@ -29,16 +31,11 @@ pub struct ChainStore {
     /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]),
     /// by chain id, weighed by their encoded sizes.
     geneses: Arc<Mutex<KeptMap<Vec<u8>, Arc<SkipBlock>>>>,
-    /// By chain id: the index of the newest block stored by this process and when it was stored
-    /// (the chains appended to lately; the oldest entries are forgotten first).
-    latest_since: Arc<Mutex<NewestArrivals>>,
 }
 
-/// By chain id: (index of the newest block, when it was stored).
-type NewestArrivals = KeptMap<Vec<u8>, (u64, Instant)>;
-
-/// Chains whose newest block's arrival is remembered: far more than are appended to at once.
-const LATEST_SINCE_KEPT: usize = 1 << 17;
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Encoded bytes of geneses kept decoded: thousands of usual ones (a roster and owners), however
 /// large the blocks a stranger could make a node store.
@@ -59,11 +56,11 @@ impl ChainStore {
             blocks: storage.tree("skipchain.blocks")?,
             index: storage.tree("skipchain.index")?,
             latest: storage.tree("skipchain.latest")?,
+            arrived: storage.tree("skipchain.arrived")?,
             events: None,
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
             geneses: Arc::new(Mutex::new(KeptMap::new(GENESES_KEPT_BYTES))),
-            latest_since: Arc::new(Mutex::new(KeptMap::new(LATEST_SINCE_KEPT))),
         })
     }
 
@@ -120,10 +117,15 @@ impl ChainStore {
         Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))
     }
 
-    /// When the block at `index` became the newest of chain `genesis` here, if it is still the
-    /// newest and arrived while this process ran (and is remembered: see `LATEST_SINCE_KEPT`).
-    pub fn newest_since(&self, genesis: &[u8], index: u64) -> Option<Instant> {
-        crate::sync::lock(&self.latest_since).get(genesis).filter(|(i, _)| *i == index).map(|(_, t)| *t)
+    /// How long ago the block at `index` of chain `genesis` arrived here, if it is the chain's
+    /// newest and its arrival is known (blocks stored by versions before this record have none).
+    /// Zero when the recorded arrival is ahead of the clock (the clock was set back).
+    pub fn newest_age(&self, genesis: &[u8], index: u64) -> Option<Duration> {
+        let v = self.arrived.get(genesis).ok().flatten()?;
+        let (i, at) = v.split_first_chunk::<8>()?;
+        let at: [u8; 8] = at.try_into().ok()?;
+        (u64::from_be_bytes(*i) == index)
+            .then(|| Duration::from_millis(unix_ms().saturating_sub(u64::from_be_bytes(at))))
     }
 
     pub fn latest(&self, genesis: &[u8]) -> Option<SkipBlock> {
@@ -155,16 +157,15 @@ impl ChainStore {
         writes.push((&self.blocks, &block.hash, &block_bytes));
         writes.push((&self.index, &index_entry, &block.hash));
         let newest = self.latest_index(&genesis).is_none_or(|l| block.index > l);
+        let arrival: Vec<u8> = [latest_bytes, unix_ms().to_be_bytes()].concat();
         if newest {
             writes.push((&self.latest, &genesis, &latest_bytes));
+            writes.push((&self.arrived, &genesis, &arrival));
         }
         let new = self.index.get(&index_entry).ok().flatten().is_none_or(|h| h != block.hash);
         let committed = self.storage.commit(&writes);
         self.bump();
         committed?;
-        if newest {
-            crate::sync::lock(&self.latest_since).insert(genesis.clone(), (block.index, Instant::now()));
-        }
         if let (true, Some(bus)) = (new, &self.events) {
             bus.emit(NodeEvent::BlockStored { chain: genesis, index: block.index, hash: block.hash.clone() });
         }
@@ -211,9 +212,9 @@ impl ChainStore {
     pub fn clear(&self) -> Result<(), StorageError> {
         self.blocks.clear()?;
         self.index.clear()?;
+        self.arrived.clear()?;
         let cleared = self.latest.clear();
         crate::sync::lock(&self.geneses).clear();
-        crate::sync::lock(&self.latest_since).clear();
         self.bump();
         cleared
     }
@@ -234,22 +235,25 @@ mod tests {
     }
 
     #[test]
-    fn the_arrival_of_each_chains_newest_block_is_remembered() {
+    fn the_arrival_of_each_chains_newest_block_is_kept_across_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
         let chain = [0u8; 32];
         let (b0, b1) = (block(0, 0), block(1, 1));
-        store.store(&b0, &[]).unwrap();
-        let since0 = store.newest_since(&chain, 0).expect("the genesis arrived");
-        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
-        assert_eq!(store.newest_since(&chain, 0), None, "block 0 is no longer the newest");
-        let since1 = store.newest_since(&chain, 1).expect("block 1 arrived");
-        assert!(since1 >= since0);
-        // An older block stored again changes nothing.
-        store.store(&b0, &[]).unwrap();
-        assert_eq!(store.newest_since(&chain, 1), Some(since1));
+        {
+            let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+            store.store(&b0, &[]).unwrap();
+            assert!(store.newest_age(&chain, 0).expect("the genesis arrived") < Duration::from_secs(60));
+            store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
+            assert_eq!(store.newest_age(&chain, 0), None, "block 0 is no longer the newest");
+            // An older block stored again changes nothing.
+            store.store(&b0, &[]).unwrap();
+            assert!(store.newest_age(&chain, 1).is_some());
+        }
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let age = store.newest_age(&chain, 1).expect("kept across a reopen");
+        assert!(age < Duration::from_secs(60), "{age:?}");
         store.clear().unwrap();
-        assert_eq!(store.newest_since(&chain, 1), None);
+        assert_eq!(store.newest_age(&chain, 1), None);
     }
 
     #[test]
