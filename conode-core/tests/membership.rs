@@ -539,6 +539,48 @@ fn one_source_cannot_flood_a_member_with_join_requests() {
     assert_eq!(m(&c, 1).proposals().len(), MAX_OPEN_JOINS_PER_SOURCE);
 }
 
+/// Strangers' join requests make add_node proposals, which every member keeps: in a pool per
+/// proposer, so that a flood of them (many sources, a proposal at each member) never leaves the
+/// members unable to propose anything else (a removal above all), nor one member's joins another's.
+#[test]
+fn add_node_proposals_never_crowd_out_other_proposals() {
+    use conode_core::services::membership::messages::AddNode;
+    use conode_core::services::membership::MAX_OPEN_ADD_NODES_PER_PROPOSER;
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let j = c.spawn_node().unwrap();
+    let add = || {
+        action::Kind::AddNode(AddNode {
+            public_toml: conode_core::config::Roster::new(vec![c.node(j).server_identity()]).to_toml(),
+            node_data: String::new(),
+        })
+    };
+    let propose = |by: usize, kind: action::Kind, created: u64| {
+        let p = Proposal::signed(&key(&c, by), &net, kind, created);
+        c.runtime().block_on(m(&c, by).propose(p, true)).map(|s| s.id).map_err(|e| e.to_string())
+    };
+    for created in 0..MAX_OPEN_ADD_NODES_PER_PROPOSER as u64 {
+        propose(0, add(), 1000 + created).unwrap();
+    }
+    let err = propose(0, add(), 5000).unwrap_err();
+    assert!(err.contains("add_node proposals of member") && err.contains("vote on them first"), "{err}");
+    // Member 0's full pool stops neither its other proposals nor member 1's add_node, here or
+    // at the members that got them by gossip.
+    let removal =
+        propose(0, action::Kind::RemoveNode(RemoveNode { identity: key(&c, 3).public().as_bytes().to_vec() }), 7)
+            .unwrap();
+    let theirs = propose(1, add(), 8).unwrap();
+    for i in 0..4 {
+        wait(&format!("node {i} holds the removal and member 1's add_node"), || {
+            m(&c, i).status_of(&removal).proposal.is_some() && m(&c, i).status_of(&theirs).proposal.is_some()
+        });
+    }
+    // Member 2 keeps the whole pool as well (gossip, or its sync with the others).
+    wait("member 2 holds every open proposal", || {
+        m(&c, 2).proposals().into_iter().filter(|p| p.state == "open").count() == MAX_OPEN_ADD_NODES_PER_PROPOSER + 2
+    });
+}
+
 /// Separate governance members (as CCF's consortium): three member keys that no node holds govern
 /// a 4-node network. A node's identity key is no member; a forged member ballot is refused; roster
 /// changes (a removal, a join) keep the members; add_member and remove_member change them; a

@@ -32,7 +32,7 @@ mod service;
 pub mod store;
 
 pub use service::{
-    now_ms, MembershipError, MembershipService, DEFAULT_RETRY, FOUNDING_IS_LOCAL, MAX_OPEN_JOINS_PER_SOURCE,
-    MEMBERSHIP_SERVICE,
+    now_ms, MembershipError, MembershipService, DEFAULT_RETRY, FOUNDING_IS_LOCAL, MAX_OPEN_ADD_NODES_PER_PROPOSER,
+    MAX_OPEN_JOINS_PER_NETWORK, MAX_OPEN_JOINS_PER_SOURCE, MEMBERSHIP_SERVICE,
 };
 pub use store::{NodeRecord, NodeState};

@@ -44,11 +44,20 @@ const BALLOT_GATHER_WAIT: Duration = Duration::from_secs(1);
 const GOSSIP_ATTEMPTS: u32 = 3;
 /// How long a member that cannot append itself waits for another to append a passed proposal.
 const FINALIZE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Join requests a member keeps at most (strangers cannot fill its disk).
-const MAX_JOINS: usize = 256;
+/// Join requests a member keeps open at most (strangers cannot fill its disk); as many as the
+/// add_node proposals one member may have open (`MAX_OPEN_ADD_NODES_PER_PROPOSER`).
+const MAX_JOINS: usize = MAX_OPEN_ADD_NODES_PER_PROPOSER;
+/// Open join requests one network (IPv4 /24, IPv6 /48) may have at a member: a stranger holding
+/// many addresses of one network fills no more than this of the member's `MAX_JOINS`.
+pub const MAX_OPEN_JOINS_PER_NETWORK: usize = 16;
 /// Open join requests one source (IPv4 address, IPv6 /64) may have at a time: a stranger that
 /// makes fresh identities cannot fill the store and lock honest joiners out.
 pub const MAX_OPEN_JOINS_PER_SOURCE: usize = 4;
+
+/// Whether a proposal adds a node (the pool join requests fill).
+fn is_add_node(p: &Proposal) -> bool {
+    matches!(p.action.as_ref().and_then(|a| a.kind.as_ref()), Some(action::Kind::AddNode(_)))
+}
 
 /// Why the client port's `CreateNetwork` is refused: founding needs each founder's consent.
 pub const FOUNDING_IS_LOCAL: &str = "founding a network is an operator action on each founding node: \
@@ -62,9 +71,13 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(5);
 /// Open proposals one sync answer carries at most (newest first), and its largest size.
 const MAX_SYNC_PROPOSALS: usize = 64;
 const MAX_SYNC_REPLY: usize = 4 << 20;
-/// Open proposals a member keeps at most: a member (or a lying peer replaying old ones) cannot
-/// fill its disk.
+/// Open proposals a member keeps at most, add_node ones aside: a member (or a lying peer replaying
+/// old ones) cannot fill its disk.
 const MAX_OPEN_PROPOSALS: usize = 512;
+/// Open add_node proposals a member keeps at most per proposer. Members propose add_node for the
+/// join requests strangers send them; in a pool of their own, per proposer, such proposals never
+/// crowd out the others (a removal, a threshold change), nor one member's joins another's.
+pub const MAX_OPEN_ADD_NODES_PER_PROPOSER: usize = 64;
 /// Least time between two syncs triggered by a ballot for an unknown proposal.
 const TRIGGERED_SYNC_GAP: Duration = Duration::from_secs(1);
 
@@ -514,11 +527,7 @@ impl MembershipService {
         }
         let roster = block.roster.clone().unwrap_or_default();
         rules::apply(&cfg, &roster, p.action.as_ref().ok_or_else(|| RuleError::Invalid("no action".into()))?)?;
-        if self.shared.store.open_ids().len() >= MAX_OPEN_PROPOSALS {
-            return Err(MembershipError::Conflict(format!(
-                "{MAX_OPEN_PROPOSALS} proposals are open already; vote on them first"
-            )));
-        }
+        self.check_room_for(&p)?;
         self.shared.store.put_proposal(&id, &p)?;
         // An add_node for a node whose join request this node holds answers that request.
         if let Some(action::Kind::AddNode(a)) = p.action.as_ref().and_then(|a| a.kind.as_ref()) {
@@ -533,6 +542,28 @@ impl MembershipService {
             self.gossip("Proposal", p.encode_to_vec());
         }
         Ok(self.status_of(&id))
+    }
+
+    /// Whether proposal `p` fits in its pool of open proposals: add_node proposals by proposer
+    /// (`MAX_OPEN_ADD_NODES_PER_PROPOSER` each), the others together (`MAX_OPEN_PROPOSALS`).
+    fn check_room_for(&self, p: &Proposal) -> Result<(), MembershipError> {
+        let store = &self.shared.store;
+        let open: Vec<Proposal> = store.open_ids().iter().filter_map(|id| store.proposal(id)).collect();
+        if is_add_node(p) {
+            let theirs = open.iter().filter(|o| is_add_node(o) && o.proposer == p.proposer).count();
+            if theirs >= MAX_OPEN_ADD_NODES_PER_PROPOSER {
+                return Err(MembershipError::Conflict(format!(
+                    "{MAX_OPEN_ADD_NODES_PER_PROPOSER} add_node proposals of member {} are open already; \
+                     vote on them first",
+                    short(&p.proposer)
+                )));
+            }
+        } else if open.iter().filter(|o| !is_add_node(o)).count() >= MAX_OPEN_PROPOSALS {
+            return Err(MembershipError::Conflict(format!(
+                "{MAX_OPEN_PROPOSALS} proposals are open already; vote on them first"
+            )));
+        }
+        Ok(())
     }
 
     /// Takes a signed ballot. From a client (`gossip`): refused when the member voted already; the
@@ -1302,8 +1333,15 @@ impl MembershipService {
                 "too many open join requests from {from} ({MAX_OPEN_JOINS_PER_SOURCE}); wait until the members voted"
             ));
         }
+        if st.open_joins_from_network(source) >= MAX_OPEN_JOINS_PER_NETWORK {
+            let from = source.map_or("an unknown address".to_string(), |ip| ip.to_string());
+            return Err(format!(
+                "too many open join requests from the network of {from} ({MAX_OPEN_JOINS_PER_NETWORK}); \
+                 wait until the members voted"
+            ));
+        }
         if st.open_joins() >= MAX_JOINS {
-            return Err("too many join requests".into());
+            return Err(format!("{MAX_JOINS} join requests are open at this member; wait until the members voted"));
         }
         let identity = &self.shared.ctx.config.identity;
         if !cfg.members.iter().any(|m| m == identity.public().as_bytes()) {

@@ -93,6 +93,21 @@ pub struct MembershipStore {
 /// A join's source for per-source limits (see [`crate::network::admission::source_key`]).
 use crate::network::admission::source_key;
 
+/// The network a source's key falls in, as a prefix of it: IPv4 /24 (the mapped address's first
+/// 15 bytes), IPv6 /48 (6 bytes); unknown sources share the all-zero key.
+fn network_prefix(source: Option<std::net::IpAddr>) -> Vec<u8> {
+    let k = source_key(source);
+    let ipv4 = source.is_some_and(|ip| ip.to_canonical().is_ipv4());
+    k[..if ipv4 {
+        15
+    } else if source.is_some() {
+        6
+    } else {
+        16
+    }]
+        .to_vec()
+}
+
 fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.as_bytes().to_vec();
     for p in parts {
@@ -218,16 +233,21 @@ impl MembershipStore {
     /// Join requests from `source` whose proposal is still open.
     pub fn open_joins_from(&self, source: Option<std::net::IpAddr>) -> usize {
         let prefix = key("js/", &[&source_key(source)]);
-        self.tree
-            .scan_prefix(&prefix)
-            .filter(|(k, _)| {
-                let identity = &k[prefix.len()..];
-                match self.join_proposal(identity) {
-                    Some(pid) => self.outcome(&pid).is_none(),
-                    None => true,
-                }
-            })
-            .count()
+        self.tree.scan_prefix(&prefix).filter(|(k, _)| self.is_open_join(&k[prefix.len()..])).count()
+    }
+
+    /// Join requests from the network of `source` (IPv4 /24, IPv6 /48) whose proposal is open.
+    pub fn open_joins_from_network(&self, source: Option<std::net::IpAddr>) -> usize {
+        let prefix = key("js/", &[&network_prefix(source)]);
+        self.tree.scan_prefix(&prefix).filter(|(k, _)| k.len() > 3 + 16 && self.is_open_join(&k[3 + 16..])).count()
+    }
+
+    /// Whether node `identity`'s join request waits: not proposed yet, or its proposal is open.
+    fn is_open_join(&self, identity: &[u8]) -> bool {
+        match self.join_proposal(identity) {
+            Some(pid) => self.outcome(&pid).is_none(),
+            None => true,
+        }
     }
 
     pub fn join_proposal(&self, identity: &[u8]) -> Option<Vec<u8>> {
@@ -237,19 +257,45 @@ impl MembershipStore {
     /// Join requests still waiting: not proposed yet, or whose proposal is open (closed ones do
     /// not count against the members' limit, so a long-lived network keeps taking joins).
     pub fn open_joins(&self) -> usize {
-        self.tree
-            .scan_prefix(b"j/")
-            .filter(|(k, _)| match self.join_proposal(&k[2..]) {
-                Some(pid) => self.outcome(&pid).is_none(),
-                None => true,
-            })
-            .count()
+        self.tree.scan_prefix(b"j/").filter(|(k, _)| self.is_open_join(&k[2..])).count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_joins_are_counted_by_source_and_by_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MembershipStore::open(&Storage::open(dir.path(), "membership-test").unwrap()).unwrap();
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        let joins = [
+            ("10.1.2.3", b"a"),
+            ("10.1.2.4", b"b"),
+            ("10.1.3.4", b"c"),
+            ("2001:db8:1:2::1", b"d"),
+            ("2001:db8:1:3::1", b"e"),
+            ("2001:db8:2:2::1", b"f"),
+        ];
+        for (source, identity) in joins {
+            store.put_join(identity, ip(source), &JoinRequest::default(), None).unwrap();
+        }
+        assert_eq!(store.open_joins_from(ip("10.1.2.3")), 1);
+        assert_eq!(store.open_joins_from_network(ip("10.1.2.200")), 2, "one /24");
+        assert_eq!(store.open_joins_from_network(ip("10.1.3.1")), 1);
+        assert_eq!(store.open_joins_from_network(ip("::ffff:10.1.2.9")), 2, "IPv4-mapped is IPv4");
+        assert_eq!(store.open_joins_from(ip("2001:db8:1:2::99")), 1, "one /64");
+        assert_eq!(store.open_joins_from_network(ip("2001:db8:1:ffff::1")), 2, "one /48");
+        assert_eq!(store.open_joins_from_network(ip("2001:db8:2::1")), 1);
+        assert_eq!(store.open_joins_from_network(None), 0);
+        // A join whose proposal closed is no longer open.
+        store.link_join(b"a", b"p-a").unwrap();
+        let outcome = Outcome { state: "rejected".into(), reason: String::new(), index: None };
+        store.set_outcome(b"p-a", &outcome).unwrap();
+        assert_eq!(store.open_joins_from_network(ip("10.1.2.200")), 1);
+        assert_eq!(store.open_joins(), 5);
+    }
 
     #[test]
     fn open_ids_follow_the_writes_and_match_the_tree() {
