@@ -9,10 +9,12 @@
 //! inside a proxied WebSocket (which the proxy does not count) are limited per client too.
 //!
 //! The table is bounded: buckets that refilled are dropped when it is full (a full bucket is a
-//! fresh one), and when every one of `MAX_SOURCES` sources is still spending, newcomers share one
-//! overflow bucket until some refill.
+//! fresh one), and when every one of `MAX_SOURCES` sources is still spending, newcomers share a
+//! bucket per network (IPv4 /24, IPv6 /48: one holder of a /48 filling the table with its /64s
+//! then starves only its own network), at most `MAX_NETWORKS` of them, and beyond that one
+//! overflow bucket, until some refill.
 
-use crate::network::admission::source_key;
+use crate::network::admission::{network_prefix, source_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// Sources with a bucket at once.
 pub const MAX_SOURCES: usize = 65_536;
+/// Networks with a shared bucket at once, for newcomers while the sources' table is full.
+pub const MAX_NETWORKS: usize = 4_096;
 /// Least time between two sweeps of a full table (a sweep walks every bucket).
 const SWEEP_GAP: Duration = Duration::from_secs(1);
 
@@ -84,6 +88,8 @@ struct Bucket {
 
 struct Table {
     buckets: HashMap<[u8; 16], Bucket>,
+    /// Newcomers' buckets by network, while `buckets` is full.
+    networks: HashMap<Vec<u8>, Bucket>,
     overflow: Bucket,
     last_sweep: Option<Instant>,
 }
@@ -119,6 +125,7 @@ impl RateLimiter {
             max_sources,
             table: Mutex::new(Table {
                 buckets: HashMap::new(),
+                networks: HashMap::new(),
                 overflow: Bucket { tokens: burst, at: now },
                 last_sweep: None,
             }),
@@ -141,8 +148,13 @@ impl RateLimiter {
             self.sweep(&mut table, now);
         }
         let fresh = Bucket { tokens: self.burst, at: now };
+        let network = network_prefix(Some(ip));
+        let max_networks = (self.max_sources / 16).clamp(1, MAX_NETWORKS);
+        let table = &mut *table;
         let bucket = if table.buckets.len() < self.max_sources || table.buckets.contains_key(&key) {
             table.buckets.entry(key).or_insert(fresh)
+        } else if table.networks.len() < max_networks || table.networks.contains_key(&network) {
+            table.networks.entry(network).or_insert(fresh)
         } else {
             &mut table.overflow
         };
@@ -169,7 +181,9 @@ impl RateLimiter {
         }
         table.last_sweep = Some(now);
         let (per_second, burst) = (self.per_second, self.burst);
-        table.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst);
+        let spending = |b: &Bucket| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst;
+        table.buckets.retain(|_, b| spending(b));
+        table.networks.retain(|_, b| spending(b));
     }
 
     /// Requests refused so far.
@@ -289,16 +303,16 @@ mod tests {
     }
 
     #[test]
-    fn the_table_stays_bounded_and_newcomers_share_the_overflow() {
+    fn the_table_stays_bounded_and_newcomers_share_a_bucket_per_network() {
         let limiter = RateLimiter::with_max_sources(1.0, 2, false, 4);
         let t0 = Instant::now();
         for i in 1..=4 {
             assert!(limiter.take_at(ip(&format!("192.0.2.{i}")), t0).is_ok());
         }
-        // Every bucket is still spending: newcomers share one bucket of the same size.
+        // Every bucket is still spending: newcomers of one network share a bucket of the same size.
         assert!(limiter.take_at(ip("198.51.100.1"), t0).is_ok());
         assert!(limiter.take_at(ip("198.51.100.2"), t0).is_ok());
-        assert!(limiter.take_at(ip("198.51.100.3"), t0).is_err(), "the overflow bucket is spent");
+        assert!(limiter.take_at(ip("198.51.100.3"), t0).is_err(), "the network's bucket is spent");
         assert_eq!(limiter.sources(), 4);
         // Once the first ones refilled (one second at one per second), they make room.
         let t1 = t0 + Duration::from_secs(2);
@@ -307,5 +321,27 @@ mod tests {
         // Held sources keep their state: a spent one stays spent.
         assert!(limiter.take_at(ip("198.51.100.3"), t1).is_ok());
         assert!(limiter.take_at(ip("198.51.100.3"), t1).is_err());
+    }
+
+    #[test]
+    fn one_holder_of_a_48_filling_the_table_starves_only_its_own_network() {
+        let limiter = RateLimiter::with_max_sources(1.0, 2, false, 64);
+        let t0 = Instant::now();
+        // The attacker's /64s of one /48 take every source bucket, then its newcomers share its
+        // network's bucket until it is spent.
+        for i in 0..80 {
+            let _ = limiter.take_at(ip(&format!("2001:db8:aa:{i:x}::1")), t0);
+            let _ = limiter.take_at(ip(&format!("2001:db8:aa:{i:x}::1")), t0);
+        }
+        assert_eq!(limiter.sources(), 64);
+        assert!(limiter.take_at(ip("2001:db8:aa:ffff::1"), t0).is_err(), "the attacker's network is spent");
+        // Honest newcomers of other networks are served.
+        assert!(limiter.take_at(ip("2001:db8:bb::1"), t0).is_ok());
+        assert!(limiter.take_at(ip("2001:db8:cc:1::1"), t0).is_ok());
+        assert!(limiter.take_at(ip("203.0.113.5"), t0).is_ok());
+        // Past `max_sources / 16` networks (4 here), newcomers share the overflow bucket.
+        assert!(limiter.take_at(ip("2001:db8:dd::1"), t0).is_ok());
+        assert!(limiter.take_at(ip("2001:db8:ee::1"), t0).is_ok());
+        assert!(limiter.take_at(ip("2001:db8:ff::1"), t0).is_err(), "the overflow bucket is spent");
     }
 }

@@ -91,22 +91,7 @@ pub struct MembershipStore {
 }
 
 /// A join's source for per-source limits (see [`crate::network::admission::source_key`]).
-use crate::network::admission::source_key;
-
-/// The network a source's key falls in, as a prefix of it: IPv4 /24 (the mapped address's first
-/// 15 bytes), IPv6 /48 (6 bytes); unknown sources share the all-zero key.
-fn network_prefix(source: Option<std::net::IpAddr>) -> Vec<u8> {
-    let k = source_key(source);
-    let ipv4 = source.is_some_and(|ip| ip.to_canonical().is_ipv4());
-    k[..if ipv4 {
-        15
-    } else if source.is_some() {
-        6
-    } else {
-        16
-    }]
-        .to_vec()
-}
+use crate::network::admission::{network_prefix, source_key};
 
 fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.as_bytes().to_vec();
