@@ -542,10 +542,11 @@ fn one_source_cannot_flood_a_member_with_join_requests() {
 /// Strangers' join requests make add_node proposals, which every member keeps: in a pool per
 /// proposer, so that a flood of them (many sources, a proposal at each member) never leaves the
 /// members unable to propose anything else (a removal above all), nor one member's joins another's.
+/// Other proposals have a pool per proposer too: a member flooding them cannot stop its removal.
 #[test]
 fn add_node_proposals_never_crowd_out_other_proposals() {
     use conode_core::services::membership::messages::AddNode;
-    use conode_core::services::membership::MAX_OPEN_ADD_NODES_PER_PROPOSER;
+    use conode_core::services::membership::{MAX_OPEN_ADD_NODES_PER_PROPOSER, MAX_OPEN_PROPOSALS_PER_PROPOSER};
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
     let j = c.spawn_node().unwrap();
@@ -579,6 +580,17 @@ fn add_node_proposals_never_crowd_out_other_proposals() {
     wait("member 2 holds every open proposal", || {
         m(&c, 2).proposals().into_iter().filter(|p| p.state == "open").count() == MAX_OPEN_ADD_NODES_PER_PROPOSER + 2
     });
+    // A member flooding proposals of other kinds (a Byzantine one) fills only its own pool: the
+    // others can still propose its removal.
+    let set = |t| action::Kind::SetThreshold(SetThreshold { threshold: t });
+    for created in 1..MAX_OPEN_PROPOSALS_PER_PROPOSER as u64 {
+        propose(0, set(2 + (created % 2) as u32), 20_000 + created).unwrap();
+    }
+    let err = propose(0, set(2), 30_000).unwrap_err();
+    assert!(err.contains("proposals (add_node aside) of member") && err.contains("vote on them first"), "{err}");
+    let removal = RemoveNode { identity: key(&c, 0).public().as_bytes().to_vec() };
+    let theirs = propose(1, action::Kind::RemoveNode(removal), 9).unwrap();
+    wait("member 3 holds the removal of member 0", || m(&c, 3).status_of(&theirs).proposal.is_some());
 }
 
 /// Separate governance members (as CCF's consortium): three member keys that no node holds govern

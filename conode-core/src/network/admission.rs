@@ -32,13 +32,14 @@ pub fn source_key(source: Option<std::net::IpAddr>) -> [u8; 16] {
 
 /// The network a source's key falls in (an IPv4 /24, an IPv6 /48: one operator's, as a rule), for
 /// limits a holder of many addresses must not multiply: the first bytes of [`source_key`] that
-/// name it (15 for IPv4, as the key is the mapped address; 6 for IPv6; all 16 when unknown).
+/// name it (15 for IPv4, as the key is the mapped address; 6 for IPv6). IPv6 sources in ::/48
+/// (whose keys begin as IPv4 ones do) and unknown ones are their own network: all 16 bytes.
 pub fn network_prefix(source: Option<std::net::IpAddr>) -> Vec<u8> {
     let key = source_key(source);
     let len = match source.map(|ip| ip.to_canonical()) {
         Some(std::net::IpAddr::V4(_)) => 15,
-        Some(std::net::IpAddr::V6(_)) => 6,
-        None => 16,
+        Some(std::net::IpAddr::V6(_)) if key[..6] != [0; 6] => 6,
+        _ => 16,
     };
     key[..len].to_vec()
 }

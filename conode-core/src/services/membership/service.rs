@@ -71,9 +71,10 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(5);
 /// Open proposals one sync answer carries at most (newest first), and its largest size.
 const MAX_SYNC_PROPOSALS: usize = 64;
 const MAX_SYNC_REPLY: usize = 4 << 20;
-/// Open proposals a member keeps at most, add_node ones aside: a member (or a lying peer replaying
-/// old ones) cannot fill its disk.
-const MAX_OPEN_PROPOSALS: usize = 512;
+/// Open proposals a member keeps at most per proposer, add_node ones aside: a member (or a lying
+/// peer replaying old ones) cannot fill its disk, nor keep the others from proposing (its own
+/// removal above all).
+pub const MAX_OPEN_PROPOSALS_PER_PROPOSER: usize = 64;
 /// Open add_node proposals a member keeps at most per proposer. Members propose add_node for the
 /// join requests strangers send them; in a pool of their own, per proposer, such proposals never
 /// crowd out the others (a removal, a threshold change), nor one member's joins another's.
@@ -544,23 +545,26 @@ impl MembershipService {
         Ok(self.status_of(&id))
     }
 
-    /// Whether proposal `p` fits in its pool of open proposals: add_node proposals by proposer
-    /// (`MAX_OPEN_ADD_NODES_PER_PROPOSER` each), the others together (`MAX_OPEN_PROPOSALS`).
+    /// Whether proposal `p` fits in its pool of open proposals: by proposer, add_node ones
+    /// (`MAX_OPEN_ADD_NODES_PER_PROPOSER`) and the others (`MAX_OPEN_PROPOSALS_PER_PROPOSER`).
     fn check_room_for(&self, p: &Proposal) -> Result<(), MembershipError> {
         let store = &self.shared.store;
-        let open: Vec<Proposal> = store.open_ids().iter().filter_map(|id| store.proposal(id)).collect();
-        if is_add_node(p) {
-            let theirs = open.iter().filter(|o| is_add_node(o) && o.proposer == p.proposer).count();
-            if theirs >= MAX_OPEN_ADD_NODES_PER_PROPOSER {
-                return Err(MembershipError::Conflict(format!(
-                    "{MAX_OPEN_ADD_NODES_PER_PROPOSER} add_node proposals of member {} are open already; \
-                     vote on them first",
-                    short(&p.proposer)
-                )));
-            }
-        } else if open.iter().filter(|o| !is_add_node(o)).count() >= MAX_OPEN_PROPOSALS {
+        let kind = is_add_node(p);
+        let (limit, what) = if kind {
+            (MAX_OPEN_ADD_NODES_PER_PROPOSER, "add_node proposals")
+        } else {
+            (MAX_OPEN_PROPOSALS_PER_PROPOSER, "proposals (add_node aside)")
+        };
+        let same_pool = store
+            .open_ids()
+            .iter()
+            .filter_map(|id| store.proposal(id))
+            .filter(|o| o.proposer == p.proposer && is_add_node(o) == kind)
+            .count();
+        if same_pool >= limit {
             return Err(MembershipError::Conflict(format!(
-                "{MAX_OPEN_PROPOSALS} proposals are open already; vote on them first"
+                "{limit} {what} of member {} are open already; vote on them first",
+                short(&p.proposer)
             )));
         }
         Ok(())
@@ -1357,6 +1361,8 @@ impl MembershipService {
         }
         let p = Proposal::signed(identity, &net, action::Kind::AddNode(add), now_ms());
         let id = rules::check_proposal(&net, &cfg, &p).map_err(|e| e.to_string())?;
+        // The members keep as many of this member's add_node proposals as this pool holds.
+        self.check_room_for(&p).map_err(|e| e.to_string())?;
         let roster = block.roster.clone().unwrap_or_default();
         rules::apply(&cfg, &roster, p.action.as_ref().ok_or("no action")?).map_err(|e| e.to_string())?;
         st.put_proposal(&id, &p).map_err(|e| e.to_string())?;

@@ -274,6 +274,9 @@ mod tests {
         assert_eq!(store.open_joins_from_network(ip("2001:db8:1:ffff::1")), 2, "one /48");
         assert_eq!(store.open_joins_from_network(ip("2001:db8:2::1")), 1);
         assert_eq!(store.open_joins_from_network(None), 0);
+        // An IPv6 source in ::/48 is no network of IPv4 sources (their keys share the first bytes).
+        assert_eq!(store.open_joins_from_network(ip("::1")), 0);
+        assert_eq!(store.open_joins_from_network(ip("::10.1.2.3")), 0);
         // A join whose proposal closed is no longer open.
         store.link_join(b"a", b"p-a").unwrap();
         let outcome = Outcome { state: "rejected".into(), reason: String::new(), index: None };

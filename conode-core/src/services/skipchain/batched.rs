@@ -356,7 +356,7 @@ impl SkipchainService {
                 let (genesis, index) = (it.latest.chain_id(), it.latest.index + 1);
                 let slot = s.votes.state(genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
                 let hash = it.proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
-                let view = crate::services::skipchain::votes::next_view(slot.prepared_view, []);
+                let view = crate::services::skipchain::votes::next_view(slot.prepared_view, [], 0);
                 messages.push(prepare_message(genesis, index, view, &hash));
                 proposals.push(Proposal { view, prepared: None, justification: None, ..it.proposal.clone() });
             }

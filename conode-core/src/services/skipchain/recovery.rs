@@ -308,9 +308,11 @@ impl SkipchainService {
         let signers = s.rosters.get(&block_roster).map_err(|e| format!("chain {chain}: {e}"))?;
         let index = latest.index + 1;
         let states = self.slot_states(genesis, index, &signers).await;
-        // A view at the bound is a lie or a Byzantine proposer's doing: a fence there would keep
-        // this node from preparing in this slot at all.
-        let view = crate::services::skipchain::votes::highest_view(states.iter().map(|(_, st)| st.prepared_view));
+        // A view not open anywhere yet (or at the bound) is a lie: a fence there would keep this
+        // node from preparing in this slot for long, and mislead every proposer that asks it.
+        let open_here = self.open_views(genesis, latest.index, None);
+        let view =
+            crate::services::skipchain::votes::highest_view(states.iter().map(|(_, st)| st.prepared_view), open_here);
         let lock = states
             .into_iter()
             .filter_map(|(_, st)| st.locked)

@@ -460,7 +460,9 @@ impl SkipchainService {
     /// Fault injection (tests): makes this member a liar to members catching up: it claims to
     /// hold 1,000 blocks more than it does (`Latest`, so it is asked first) and answers `GetBlocks`
     /// with a forged history of the chain asked for (other data, the hashes and the links'
-    /// targets made to match, the roster's signatures kept). It still signs and stores as before.
+    /// targets made to match, the roster's signatures kept), and it reports to proposers and
+    /// restored nodes asking for its slot state that it prepared in a view far ahead (just below
+    /// `MAX_VIEW`). It still signs and stores as before.
     pub fn set_lies_in_catch_up(&self, on: bool) {
         self.shared.lies_in_catch_up.store(on, std::sync::atomic::Ordering::SeqCst);
     }
@@ -760,7 +762,7 @@ impl SkipchainService {
         let signers = s.rosters.get(prev_roster)?;
         let own = s.votes.state(&genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
         let mut view = match s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst) {
-            0 => super::votes::next_view(own.prepared_view, []),
+            0 => super::votes::next_view(own.prepared_view, [], 0),
             forced => forced,
         };
         if let Some(locked) =
@@ -832,7 +834,10 @@ impl SkipchainService {
                 debug!(chain = %hex8(&genesis), index, answering = states.len(), "too few members answer");
                 break;
             }
-            view = super::votes::next_view(view, states.iter().map(|(_, st)| st.prepared_view));
+            // Reports of views not open anywhere yet are lies: following one would take this
+            // proposer (and the members) to a view no member opens for long.
+            let open_here = self.open_views(&genesis, latest.index, None);
+            view = super::votes::next_view(view, states.iter().map(|(_, st)| st.prepared_view), open_here);
             let best_lock = states
                 .into_iter()
                 .filter_map(|(_, st)| st.locked)
@@ -1520,6 +1525,9 @@ impl SkipchainService {
                         state.prepared_signature = key.sign(&msg).to_bytes().to_vec();
                     }
                 }
+                if self.lies_in_catch_up() {
+                    state.prepared_view = super::votes::MAX_VIEW - 1;
+                }
                 Ok(state.encode_to_vec())
             }
             "Latest" => {
@@ -1617,6 +1625,18 @@ impl SkipchainService {
         vote.record(&self.shared.votes)
     }
 
+    /// The highest view open here at the slot after block `prev_index` of chain `genesis` (see
+    /// `votes::reachable_view`), with a verified `justification`'s.
+    pub(super) fn open_views(
+        &self,
+        genesis: &[u8],
+        prev_index: u64,
+        justification: Option<&PrepareCertificate>,
+    ) -> u64 {
+        let age = self.shared.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE);
+        super::votes::reachable_view(age, justification)
+    }
+
     /// What the prepare hooks check of one proposal, but the statement: a valid next block, a view,
     /// and its justification (kept only if it verifies). Returns the vote to record.
     fn prepare_vote(&self, p: &Proposal) -> Result<PrepareVote, String> {
@@ -1631,14 +1651,14 @@ impl SkipchainService {
             c.block_hash == block.hash
                 && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
-        let age = self.shared.store.newest_age(&block.genesis_id, prev.index);
+        let reachable = self.open_views(&block.genesis_id, prev.index, justification.as_ref());
         Ok(PrepareVote {
             message: prepare_message(&block.genesis_id, block.index, p.view, &block.hash),
             genesis: block.genesis_id.clone(),
             index: block.index,
             view: p.view,
             hash: block.hash.clone(),
-            reachable: super::votes::reachable_view(age, justification.as_ref()),
+            reachable,
             justification,
         })
     }

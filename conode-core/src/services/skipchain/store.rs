@@ -117,15 +117,37 @@ impl ChainStore {
         Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))
     }
 
-    /// How long ago the block at `index` of chain `genesis` arrived here, if it is the chain's
-    /// newest and its arrival is known (blocks stored by versions before this record have none).
-    /// Zero when the recorded arrival is ahead of the clock (the clock was set back).
-    pub fn newest_age(&self, genesis: &[u8], index: u64) -> Option<Duration> {
-        let v = self.arrived.get(genesis).ok().flatten()?;
-        let (i, at) = v.split_first_chunk::<8>()?;
-        let at: [u8; 8] = at.try_into().ok()?;
-        (u64::from_be_bytes(*i) == index)
-            .then(|| Duration::from_millis(unix_ms().saturating_sub(u64::from_be_bytes(at))))
+    /// How long ago the block at `index`, the newest of chain `genesis`, arrived here. A block
+    /// whose arrival was not recorded (stored by a version from before the record) counts as
+    /// arrived `unknown` ago, and that is recorded now, so its age goes on growing; so is an
+    /// arrival ahead of the clock (the clock was set back), as arrived now.
+    pub fn slot_age(&self, genesis: &[u8], index: u64, unknown: Duration) -> Duration {
+        let now = unix_ms();
+        let recorded = self.arrived.get(genesis).ok().flatten().and_then(|v| {
+            let (i, at) = v.split_first_chunk::<8>()?;
+            Some((u64::from_be_bytes(*i), u64::from_be_bytes(at.try_into().ok()?)))
+        });
+        match recorded {
+            Some((i, at)) if i == index && at <= now => Duration::from_millis(now - at),
+            Some((i, _)) if i == index => {
+                self.record_arrival(genesis, index, now);
+                Duration::ZERO
+            }
+            _ => {
+                if self.latest_index(genesis) == Some(index) {
+                    self.record_arrival(genesis, index, now.saturating_sub(unknown.as_millis() as u64));
+                }
+                unknown
+            }
+        }
+    }
+
+    /// Records (not flushed: a record lost in a crash is made again) when block `index` arrived.
+    fn record_arrival(&self, genesis: &[u8], index: u64, at_ms: u64) {
+        let value = [index.to_be_bytes(), at_ms.to_be_bytes()].concat();
+        if let Err(e) = self.arrived.put(genesis, &value) {
+            tracing::debug!(error = %e, "cannot record a block's arrival");
+        }
     }
 
     pub fn latest(&self, genesis: &[u8]) -> Option<SkipBlock> {
@@ -239,21 +261,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chain = [0u8; 32];
         let (b0, b1) = (block(0, 0), block(1, 1));
+        let day = Duration::from_secs(86_400);
         {
             let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
             store.store(&b0, &[]).unwrap();
-            assert!(store.newest_age(&chain, 0).expect("the genesis arrived") < Duration::from_secs(60));
+            assert!(store.slot_age(&chain, 0, day) < Duration::from_secs(60), "the genesis just arrived");
             store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
-            assert_eq!(store.newest_age(&chain, 0), None, "block 0 is no longer the newest");
+            // Asked about a block that is no longer the newest: unknown, and nothing recorded.
+            assert_eq!(store.slot_age(&chain, 0, day), day);
             // An older block stored again changes nothing.
             store.store(&b0, &[]).unwrap();
-            assert!(store.newest_age(&chain, 1).is_some());
+            assert!(store.slot_age(&chain, 1, day) < Duration::from_secs(60));
         }
         let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
-        let age = store.newest_age(&chain, 1).expect("kept across a reopen");
-        assert!(age < Duration::from_secs(60), "{age:?}");
+        let age = store.slot_age(&chain, 1, day);
+        assert!(age < Duration::from_secs(60), "kept across a reopen: {age:?}");
+        // No record (a block stored by an older version): a day, recorded, and growing from there.
+        store.arrived.clear().unwrap();
+        assert_eq!(store.slot_age(&chain, 1, day), day);
+        let later = store.slot_age(&chain, 1, day);
+        assert!(later >= day && later < day + Duration::from_secs(60), "{later:?}");
+        // An arrival ahead of the clock (set back since): now.
+        store.record_arrival(&chain, 1, unix_ms() + 3_600_000);
+        assert_eq!(store.slot_age(&chain, 1, day), Duration::ZERO);
+        assert!(store.slot_age(&chain, 1, day) < Duration::from_secs(60), "recorded as arrived now");
         store.clear().unwrap();
-        assert_eq!(store.newest_age(&chain, 1), None);
+        assert_eq!(store.slot_age(&chain, 1, day), day);
     }
 
     #[test]

@@ -58,28 +58,35 @@ pub const VIEW_OPENS_EVERY: Duration = Duration::from_millis(1);
 
 /// How long a slot counts as open when this node does not know when its previous block arrived
 /// (stored by a version from before arrivals were recorded): long enough that no honest view is
-/// refused, short enough that `MAX_VIEW` stays out of reach.
+/// refused, short enough that `MAX_VIEW` stays out of reach. The store records the slot as opened
+/// that long ago when it is first asked, so its views go on opening from there.
 pub const UNKNOWN_SLOT_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Views a member's report may name above the views open here and still be believed: members'
+/// clocks differ (and their blocks arrive at different times) by less than this many
+/// milliseconds; a higher report is a lie, which a proposer following it (or a fence adopting it)
+/// would take to a view no member opens for long.
+pub const REPORT_SLACK_VIEWS: u64 = 10_000;
+
 /// The highest view a prepare at a slot may name now: the views opened since the slot's previous
-/// block arrived (`age`; [`UNKNOWN_SLOT_AGE`] when unknown), and one above the view of a verified
-/// `justification` (a certificate shows that view reached by more than two thirds).
-pub(super) fn reachable_view(age: Option<Duration>, justification: Option<&PrepareCertificate>) -> u64 {
-    let age = age.unwrap_or(UNKNOWN_SLOT_AGE);
+/// block arrived (`age`), and one above the view of a verified `justification` (a certificate
+/// shows that view reached by more than two thirds).
+pub(super) fn reachable_view(age: Duration, justification: Option<&PrepareCertificate>) -> u64 {
     let opened = (age.as_nanos() / VIEW_OPENS_EVERY.as_nanos()).min(MAX_VIEW as u128) as u64;
     (1 + opened).max(view_of(justification).saturating_add(1)).min(MAX_VIEW)
 }
 
-/// The highest of the views members report having prepared in, reports of [`MAX_VIEW`] or above
-/// ignored (a member there, pushed by a Byzantine proposer or lying, takes no further part in the
-/// slot; the others still can); 0 for none.
-pub(super) fn highest_view(reported: impl IntoIterator<Item = u64>) -> u64 {
-    reported.into_iter().filter(|v| *v < MAX_VIEW).max().unwrap_or(0)
+/// The highest of the views members report having prepared in that can be true when views up to
+/// `open_here` are open at this node: reports above it by more than [`REPORT_SLACK_VIEWS`] (or at
+/// [`MAX_VIEW`]) are ignored; 0 for none.
+pub(super) fn highest_view(reported: impl IntoIterator<Item = u64>, open_here: u64) -> u64 {
+    let credible = open_here.saturating_add(REPORT_SLACK_VIEWS).min(MAX_VIEW - 1);
+    reported.into_iter().filter(|v| *v <= credible).max().unwrap_or(0)
 }
 
 /// The view a proposer tries next: above `current` and above [`highest_view`] of the reports.
-pub(super) fn next_view(current: u64, reported: impl IntoIterator<Item = u64>) -> u64 {
-    current.max(highest_view(reported)).saturating_add(1)
+pub(super) fn next_view(current: u64, reported: impl IntoIterator<Item = u64>, open_here: u64) -> u64 {
+    current.max(highest_view(reported, open_here)).saturating_add(1)
 }
 
 /// The durable votes of one node (cheap to clone).
@@ -375,17 +382,23 @@ mod tests {
         assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
         prep(&v, b"g", 1, MAX_VIEW, b"A", None).unwrap();
         // A proposer's next view: above its own and the members' reports, lies above the bound
-        // ignored, never wrapping.
-        assert_eq!(next_view(1, [3, 2]), 4);
-        assert_eq!(next_view(5, [u64::MAX, MAX_VIEW + 1, MAX_VIEW, 2]), 6);
-        assert_eq!(next_view(MAX_VIEW, [MAX_VIEW]), MAX_VIEW + 1);
-        assert_eq!(next_view(u64::MAX, []), u64::MAX);
+        // or far above the views open here ignored, never wrapping.
+        let open = MAX_VIEW;
+        assert_eq!(next_view(1, [3, 2], open), 4);
+        assert_eq!(next_view(5, [u64::MAX, MAX_VIEW + 1, MAX_VIEW, MAX_VIEW - 1, 2], open), MAX_VIEW);
+        assert_eq!(next_view(MAX_VIEW, [MAX_VIEW], open), MAX_VIEW + 1);
+        assert_eq!(next_view(u64::MAX, [], open), u64::MAX);
+        assert_eq!(
+            next_view(5, [REPORT_SLACK_VIEWS + 100, REPORT_SLACK_VIEWS + 101, 7], 100),
+            REPORT_SLACK_VIEWS + 101
+        );
+        assert_eq!(next_view(5, [REPORT_SLACK_VIEWS + 102, 7], 100), 8, "a report no member can have made");
     }
 
     #[test]
     fn views_open_with_time_or_a_certificate() {
         let (_d, v) = votes();
-        let just_now = Some(Duration::ZERO);
+        let just_now = Duration::ZERO;
         // A slot whose previous block just arrived: view 1 (and a few more) at once, a far view
         // not, nor the bound.
         let reachable = reachable_view(just_now, None);
@@ -397,10 +410,10 @@ mod tests {
         assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
         v.prepare(&slot(1, reachable)).unwrap();
         // Views open with time: one per VIEW_OPENS_EVERY.
-        assert_eq!(reachable_view(Some(VIEW_OPENS_EVERY * 5000), None), 5001);
-        assert_eq!(reachable_view(Some(Duration::from_secs(u64::MAX)), None), MAX_VIEW);
-        // Unknown arrival: a day's views, far below the bound.
-        let unknown = reachable_view(None, None);
+        assert_eq!(reachable_view(VIEW_OPENS_EVERY * 5000, None), 5001);
+        assert_eq!(reachable_view(Duration::from_secs(u64::MAX), None), MAX_VIEW);
+        // An unknown arrival counts a day: far below the bound.
+        let unknown = reachable_view(UNKNOWN_SLOT_AGE, None);
         assert_eq!(unknown, 1 + (UNKNOWN_SLOT_AGE.as_nanos() / VIEW_OPENS_EVERY.as_nanos()) as u64);
         assert!(unknown < MAX_VIEW / 1_000_000);
         // A certificate shows its view reached: one more is open.
