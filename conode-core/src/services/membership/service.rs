@@ -44,9 +44,11 @@ const BALLOT_GATHER_WAIT: Duration = Duration::from_secs(1);
 const GOSSIP_ATTEMPTS: u32 = 3;
 /// How long a member that cannot append itself waits for another to append a passed proposal.
 const FINALIZE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Join requests a member keeps open at most (strangers cannot fill its disk); as many as the
-/// add_node proposals one member may have open (`MAX_OPEN_ADD_NODES_PER_PROPOSER`).
-const MAX_JOINS: usize = MAX_OPEN_ADD_NODES_PER_PROPOSER;
+/// Join requests a member keeps open at most (strangers cannot fill its disk): fewer than the
+/// add_node proposals one member may have open (`MAX_OPEN_ADD_NODES_PER_PROPOSER`), so that its
+/// operator can still propose a newcomer directly while strangers hold every join slot.
+pub const MAX_JOINS: usize = MAX_OPEN_ADD_NODES_PER_PROPOSER - 16;
+const _: () = assert!(MAX_JOINS < MAX_OPEN_ADD_NODES_PER_PROPOSER, "join slots leave room for the operator");
 /// Open join requests one network (IPv4 /24, IPv6 /48) may have at a member: a stranger holding
 /// many addresses of one network fills no more than this of the member's `MAX_JOINS`.
 pub const MAX_OPEN_JOINS_PER_NETWORK: usize = 16;
