@@ -8,11 +8,13 @@
 //! Randomized and seeded: `CONODE_SAFETY_SEED` replays a run (the seed is printed on failure),
 //! `CONODE_SAFETY_TRIALS` sets the number of trials (CI default 40; the long mode is 200 or more).
 
+mod support;
+
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::CosiOptions;
 use conode_core::services::skipchain::messages::Append;
-use conode_core::services::skipchain::SkipchainService;
+use conode_core::services::skipchain::{SkipchainService, MAX_VIEW, RACES_TO_NEWEST_VIEW, VIEW_WINDOW};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{level_distance, verify_link, SkipBlock};
 use rand::rngs::StdRng;
@@ -439,7 +441,9 @@ fn a_byzantine_proposer_cannot_push_members_to_views_no_one_follows() {
                 restart(&mut c, i);
             }
         }
-        let far = if index == 4 { 10_000_000 } else { 1u64 << 48 };
+        // Views the Byzantine member owns (member 3 of 4): far ahead, and near the bound.
+        let owned_by_3 = |near: u64| 2 + VIEW_WINDOW * ((near / VIEW_WINDOW / 4 - 1) * 4 + 3);
+        let far = owned_by_3(if index == 4 { 10_000_000 } else { MAX_VIEW });
         let byzantine = svc(&c, 3).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while byzantine.store().latest_index(&genesis) < Some(index - 1) {
@@ -455,6 +459,65 @@ fn a_byzantine_proposer_cannot_push_members_to_views_no_one_follows() {
         let block = c.append(1, &owner, &genesis, format!("honest {index}").into_bytes()).unwrap();
         assert_eq!((block.index, block.data.as_slice()), (index, format!("honest {index}").as_bytes()));
     }
+}
+
+/// A Byzantine member races the honest proposers: again and again, as fast as it can (from four
+/// threads), it asks the members to prepare a block of its own in the newest view open that it
+/// owns, and leaves it there. Were views everyone's, it would ask for the newest open view, a view
+/// ahead of an honest proposer's next one each time (members refuse a view below one they
+/// prepared in, and commit nothing of a view below one they prepared in); views from 2 on are
+/// owned in windows, so an honest member proposes in its own window, which the racer cannot pass
+/// while it is the newest, and every honest append goes through.
+#[test]
+fn a_byzantine_proposer_racing_to_each_new_view_does_not_stall_the_chain() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    // As on a chain appended to long after its previous block: many views open, the racer's own
+    // windows among them.
+    (0..4).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(10)));
+    let byzantine = svc(&c, 3).unwrap();
+    byzantine.set_signs_anything(true);
+    byzantine.set_batched_rounds(false);
+    byzantine.set_proposes_in_view(RACES_TO_NEWEST_VIEW);
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    let racing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let racers: Vec<_> = (0..4)
+        .map(|t| {
+            let (flag, racer, key, chain) = (racing.clone(), byzantine.clone(), owner.clone(), genesis.clone());
+            let handle = rt.clone();
+            std::thread::spawn(move || {
+                let mut pushes = 0u64;
+                while flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    let next = racer.store().latest_index(&chain).unwrap_or(0) + 1;
+                    let data = format!("racing {t}/{pushes}").into_bytes();
+                    let append = Append::signed(&key, &chain, next, data, None).unwrap();
+                    let _ = handle.block_on(racer.append(append));
+                    pushes += 1;
+                }
+                pushes
+            })
+        })
+        .collect();
+    let honest = svc(&c, 0).unwrap();
+    let started = Instant::now();
+    for k in 1..=3u64 {
+        // The race is on at this slot: member 0 prepared the racer's block in a view of its.
+        let what = format!("the racer's view at slot {k}");
+        support::wait_until(Duration::from_secs(30), &what, || honest.prepared_view(&genesis, k) >= 2);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let block = loop {
+            match c.append(0, &owner, &genesis, format!("honest {k}").into_bytes()) {
+                Ok(b) => break b,
+                Err(e) => assert!(Instant::now() < deadline, "honest append {k} stalled by the racer: {e}"),
+            }
+        };
+        assert_eq!((block.index, block.data.clone()), (k, format!("honest {k}").into_bytes()));
+    }
+    racing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pushes: u64 = racers.into_iter().map(|r| r.join().unwrap()).sum();
+    eprintln!("racing proposer: {pushes} pushes; 3 honest appends in {:?}", started.elapsed());
 }
 
 /// When the members hold two different level-0 links from the genesis (a fork at index 1): the

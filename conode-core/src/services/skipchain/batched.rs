@@ -340,9 +340,13 @@ impl SkipchainService {
     /// members refuse batched rounds, each append runs its own prepare phase.
     async fn prepare_together(&self, items: Vec<PrepareItem>) {
         let s = &self.shared;
-        // A slot this node locked on meanwhile finishes its locked block on its own.
+        // A slot this node locked on meanwhile finishes its locked block on its own; one it
+        // prepared in already goes on in this proposer's own views (`votes::VIEW_WINDOW`), on its
+        // own too: a batch is every slot's first view.
         let (items, locked): (Vec<PrepareItem>, Vec<PrepareItem>) = items.into_iter().partition(|it| {
-            s.votes.state(it.latest.chain_id(), it.latest.index + 1).is_ok_and(|st| st.locked.is_none())
+            s.votes
+                .state(it.latest.chain_id(), it.latest.index + 1)
+                .is_ok_and(|st| st.locked.is_none() && st.prepared_view == 0)
         });
         locked.into_iter().for_each(|it| drop(self.prepare_alone(it)));
         if items.len() < 2 {
@@ -354,9 +358,8 @@ impl SkipchainService {
             let mut messages = Vec::with_capacity(items.len());
             for it in &items {
                 let (genesis, index) = (it.latest.chain_id(), it.latest.index + 1);
-                let slot = s.votes.state(genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
                 let hash = it.proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
-                let view = crate::services::skipchain::votes::next_view(slot.prepared_view, [], 0);
+                let view = 1;
                 messages.push(prepare_message(genesis, index, view, &hash));
                 proposals.push(Proposal { view, prepared: None, justification: None, ..it.proposal.clone() });
             }

@@ -17,6 +17,12 @@ pub fn prepare_message(genesis: &[u8], index: u64, view: u64, block_hash: &[u8])
     sha256(&[b"conode-skipchain-prepare-v1", genesis, &index.to_be_bytes(), &view.to_be_bytes(), block_hash])
 }
 
+/// What the member owning a view (2 or later) signs with its identity key to propose in it:
+/// sha256(tag ‖ the prepare message).
+pub fn proposer_message(prepare: &[u8; 32]) -> [u8; 32] {
+    sha256(&[b"conode-skipchain-proposer-v1", prepare])
+}
+
 /// Domain of a batched prepare round's statement (see [`certified_statement`]).
 pub const PREPARE_BATCH_DOMAIN: &[u8] = b"conode-skipchain-prepare-batch-v1";
 

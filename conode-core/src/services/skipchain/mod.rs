@@ -31,7 +31,8 @@
 //! **No wedging**: conflicting proposals may leave members prepared or locked on different blocks.
 //! When a view fails, the proposer asks the members for their slot state (`Slot` peer protocol),
 //! moves to a view above every prepared one, and re-proposes the highest-view locked block (with
-//! its certificate as justification) instead of its own — that block may already be committed.
+//! its certificate as justification) instead of its own — that block may already be committed
+//! (in its own views, see below).
 //! Once contention stops, one proposer gets every honest member to prepare and commit. A client
 //! whose block lost gets a `conflict` error. (The proposer is whichever member the client calls;
 //! there is no forwarding to a single leader: views settle contention instead.)
@@ -45,8 +46,16 @@
 //! prepare a real block in the highest view they take part in and leave it there: they would then
 //! refuse every later view, and with f+1 of them pushed the slot would be stuck for good. Now a
 //! member's view is at most the slot's age in milliseconds: reaching the bound takes thousands of
-//! years. (Such a proposer can still race honest ones to each newly opened view while it keeps
-//! at it; the members follow the honest proposers as soon as it stops.)
+//! years. Proposers ignore members' reports of views not open anywhere yet (lies), and so does a
+//! restored node's fence.
+//!
+//! **Views are owned**: view 1 is every proposer's; from view 2 on, views come in windows of
+//! `votes::VIEW_WINDOW` (200 ms), owned by the roster's members in turn, and a prepare request in
+//! such a view carries the owner's identity signature. A proposer whose view failed goes on in its
+//! own next window (waiting for it to open). Without owners, a Byzantine member could race the
+//! honest proposers to each newly opened view (members refuse views below one they prepared in),
+//! holding the slot as long as it liked; with them, an honest proposer's window is the newest open
+//! one for 200 ms, which no other member can pass, and its rounds finish in it.
 //!
 //! **Batched rounds**: appends of different chains that wait at one proposer for the same roster
 //! share their rounds (`batched`): one prepare round over a batch statement of their prepare
@@ -82,5 +91,6 @@ mod votes_model;
 pub use observe::Phase;
 pub use service::{
     block_roster, config_roster, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE, COMMIT_PURPOSE,
-    PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
+    PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
 };
+pub use votes::{MAX_VIEW, VIEW_WINDOW};

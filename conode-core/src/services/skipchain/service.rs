@@ -63,6 +63,11 @@ pub const PREPARE_PURPOSE: &str = "SkipchainPrepare";
 /// Cosi purpose of the forward-link (commit) round of one append: the service's name, which
 /// members of every version know it by.
 pub const COMMIT_PURPOSE: &str = SKIPCHAIN_SERVICE;
+/// For [`SkipchainService::set_proposes_in_view`]: the newest view open at the proposer that it owns.
+pub const RACES_TO_NEWEST_VIEW: u64 = u64::MAX;
+/// Beyond its window's wait, how long a proposer waits at most for the view it chose to open
+/// (reports it follows are credible up to `votes::REPORT_SLACK_VIEWS` ahead).
+const REPORT_WAIT_SLACK_MS: u64 = super::votes::REPORT_SLACK_VIEWS;
 /// Views an append tries before it gives up (each failed one asks the members what they hold).
 const MAX_VIEWS: usize = 4;
 /// The pause before the second view; doubled for each later one (randomized ±50 %).
@@ -235,6 +240,8 @@ struct Shared {
     /// Fault injection (tests): the view this member, as a Byzantine proposer, asks for at once
     /// (0: off; see [`SkipchainService::set_proposes_in_view`]).
     proposes_in_view: std::sync::atomic::AtomicU64,
+    /// Fault injection (tests): every slot counts as opened this many ms earlier than it did.
+    slots_aged_ms: std::sync::atomic::AtomicU64,
     /// The newest forward-link format this node signs (`SkipchainLinks`, see [`Shared::links`]).
     links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
@@ -468,11 +475,19 @@ impl SkipchainService {
     }
 
     /// Fault injection (tests): makes this member a Byzantine proposer that pushes members'
-    /// views: its appends ask for `view` at once (0: off, the usual views) and end after the
-    /// prepare round, whatever its outcome (no forward link is signed: a block prepared in a view
-    /// far ahead and left there).
+    /// views: its appends ask for `view` at once (0: off, the usual views;
+    /// [`RACES_TO_NEWEST_VIEW`]: the newest view open here that it owns, to be called again and
+    /// again) and end after that one prepare round, whatever its outcome (no forward link is
+    /// signed: a block prepared in a view ahead and left there).
     pub fn set_proposes_in_view(&self, view: u64) {
         self.shared.proposes_in_view.store(view, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): this node counts every slot as opened `by` earlier than it did
+    /// (as on a chain appended to long after its previous block): the views a slot opens with time
+    /// without waiting for them.
+    pub fn set_slots_aged(&self, by: Duration) {
+        self.shared.slots_aged_ms.store(by.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn lies_in_catch_up(&self) -> bool {
@@ -517,6 +532,12 @@ impl SkipchainService {
     fn governor(&self, genesis: &SkipBlock) -> Option<Governor> {
         let governors = self.shared.governors.read().unwrap_or_else(|p| p.into_inner());
         governors.iter().find(|g| (g.governs)(genesis)).cloned()
+    }
+
+    /// The highest view this member prepared a block in at slot `index` of chain `genesis` (0
+    /// for none): what a proposer's slot query reads, for tests and diagnostics.
+    pub fn prepared_view(&self, genesis: &[u8], index: u64) -> u64 {
+        self.shared.votes.state(genesis, index).map_or(0, |st| st.prepared_view)
     }
 
     /// Equivocation evidence records this node holds, per member (hex identity key).
@@ -761,8 +782,18 @@ impl SkipchainService {
         let index = latest.index + 1;
         let signers = s.rosters.get(prev_roster)?;
         let own = s.votes.state(&genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
-        let mut view = match s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst) {
-            0 => super::votes::next_view(own.prepared_view, [], 0),
+        // Views from 2 on: this proposer's own (see `votes::VIEW_WINDOW`).
+        let (me, members) = (signers.index_of(&s.me), signers.len());
+        let own_view_after = |after: u64| match me {
+            Some(i) => super::votes::next_own_view(after, i, members),
+            None => after.saturating_add(1),
+        };
+        let forced = s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst);
+        let mut view = match forced {
+            0 => own_view_after(own.prepared_view),
+            RACES_TO_NEWEST_VIEW => {
+                super::votes::newest_own_view(self.open_views(&genesis, latest.index, None), me.unwrap_or(0), members)
+            }
             forced => forced,
         };
         if let Some(locked) =
@@ -781,10 +812,20 @@ impl SkipchainService {
                 // known down (e.g. one that just restarted) are seen back by their probes.
                 tokio::time::sleep(jittered(VIEW_PAUSE * (1 << (attempt - 1)))).await;
             }
+            // This proposer's next window may not be open yet (here, nor at the members).
+            let open = self.open_views(&genesis, latest.index, None);
+            if view > open && forced == 0 {
+                let wait = (view - open).min(super::votes::VIEW_WINDOW * members as u64 + REPORT_WAIT_SLACK_MS);
+                tokio::time::sleep(super::votes::VIEW_OPENS_EVERY * wait as u32).await;
+            }
             let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
             proposal.view = view;
             proposal.prepared = None;
             let statement = prepare_message(&genesis, index, view, &hash);
+            proposal.proposer_signature = match super::votes::view_owner(view, members) {
+                Some(_) => s.ctx.config.identity.sign(&proposer_message(&statement)).to_vec(),
+                None => Vec::new(),
+            };
             match s.cosi.sign(&signers, &statement, PREPARE_PURPOSE, &proposal.encode_to_vec(), Policy::Default).await {
                 Ok(outcome) => {
                     proposal.justification = None;
@@ -834,10 +875,14 @@ impl SkipchainService {
                 debug!(chain = %hex8(&genesis), index, answering = states.len(), "too few members answer");
                 break;
             }
+            if forced != 0 {
+                break;
+            }
             // Reports of views not open anywhere yet are lies: following one would take this
             // proposer (and the members) to a view no member opens for long.
             let open_here = self.open_views(&genesis, latest.index, None);
-            view = super::votes::next_view(view, states.iter().map(|(_, st)| st.prepared_view), open_here);
+            let reported = super::votes::highest_view(states.iter().map(|(_, st)| st.prepared_view), open_here);
+            view = own_view_after(view.max(reported));
             let best_lock = states
                 .into_iter()
                 .filter_map(|(_, st)| st.locked)
@@ -1634,7 +1679,8 @@ impl SkipchainService {
         justification: Option<&PrepareCertificate>,
     ) -> u64 {
         let age = self.shared.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE);
-        super::votes::reachable_view(age, justification)
+        let ahead = Duration::from_millis(self.shared.slots_aged_ms.load(std::sync::atomic::Ordering::SeqCst));
+        super::votes::reachable_view(age + ahead, justification)
     }
 
     /// What the prepare hooks check of one proposal, but the statement: a valid next block, a view,
@@ -1652,8 +1698,19 @@ impl SkipchainService {
                 && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
         let reachable = self.open_views(&block.genesis_id, prev.index, justification.as_ref());
+        let message = prepare_message(&block.genesis_id, block.index, p.view, &block.hash);
+        let roster = self.shared.rosters.get(prev_roster).map_err(|e| e.to_string())?;
+        if let Some(owner) = super::votes::view_owner(p.view, roster.servers.len()) {
+            let member = &roster.servers[owner];
+            if member.public.verify(&proposer_message(&message), &p.proposer_signature).is_err() {
+                return Err(format!(
+                    "view {} is for member {owner} ({}) to propose in; the proposal does not carry its signature",
+                    p.view, member.address
+                ));
+            }
+        }
         Ok(PrepareVote {
-            message: prepare_message(&block.genesis_id, block.index, p.view, &block.hash),
+            message,
             genesis: block.genesis_id.clone(),
             index: block.index,
             view: p.view,
@@ -1957,6 +2014,7 @@ impl Service for SkipchainService {
                 refuses_store: Default::default(),
                 lies_in_catch_up: Default::default(),
                 proposes_in_view: Default::default(),
+                slots_aged_ms: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 appending: Default::default(),

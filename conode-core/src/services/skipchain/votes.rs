@@ -76,17 +76,57 @@ pub(super) fn reachable_view(age: Duration, justification: Option<&PrepareCertif
     (1 + opened).max(view_of(justification).saturating_add(1)).min(MAX_VIEW)
 }
 
+/// Views from 2 on come in windows of this many (as many milliseconds, at one view per
+/// [`VIEW_OPENS_EVERY`]), each owned by one member of the slot's roster in roster order: only
+/// the owner proposes in them (members check its signature). View 1 is every proposer's. While a
+/// proposer's window is the newest open one, no other member can ask for a later view: a
+/// Byzantine member racing the honest proposers to each newly opened view (so that members refuse
+/// theirs as old) holds the slot no longer than until an honest member's window comes.
+pub const VIEW_WINDOW: u64 = 200;
+
+/// The roster index of the member that owns `view` in a roster of `members` (none for view 1).
+pub(super) fn view_owner(view: u64, members: usize) -> Option<usize> {
+    if view < 2 || members == 0 {
+        return None;
+    }
+    Some((((view - 2) / VIEW_WINDOW) % members as u64) as usize)
+}
+
+/// The first view above `after` that the member at roster index `me` may propose in.
+pub(super) fn next_own_view(after: u64, me: usize, members: usize) -> u64 {
+    let first = after.saturating_add(1);
+    if view_owner(first, members).is_none_or(|owner| owner == me) {
+        return first;
+    }
+    let (n, me) = (members as u64, me as u64);
+    let window = (first - 2) / VIEW_WINDOW + 1;
+    let own = window + (me + n - window % n) % n;
+    own.saturating_mul(VIEW_WINDOW).saturating_add(2)
+}
+
+/// The newest view open at `open` that the member at roster index `me` owns (1 when none is).
+pub(super) fn newest_own_view(open: u64, me: usize, members: usize) -> u64 {
+    if open < 2 || members == 0 {
+        return 1;
+    }
+    let (n, me) = (members as u64, me as u64);
+    let window = (open - 2) / VIEW_WINDOW;
+    if window % n == me {
+        return open;
+    }
+    let back = (window % n + n - me) % n;
+    match window.checked_sub(back) {
+        Some(own) => own * VIEW_WINDOW + 2 + VIEW_WINDOW - 1,
+        None => 1,
+    }
+}
+
 /// The highest of the views members report having prepared in that can be true when views up to
 /// `open_here` are open at this node: reports above it by more than [`REPORT_SLACK_VIEWS`] (or at
 /// [`MAX_VIEW`]) are ignored; 0 for none.
 pub(super) fn highest_view(reported: impl IntoIterator<Item = u64>, open_here: u64) -> u64 {
     let credible = open_here.saturating_add(REPORT_SLACK_VIEWS).min(MAX_VIEW - 1);
     reported.into_iter().filter(|v| *v <= credible).max().unwrap_or(0)
-}
-
-/// The view a proposer tries next: above `current` and above [`highest_view`] of the reports.
-pub(super) fn next_view(current: u64, reported: impl IntoIterator<Item = u64>, open_here: u64) -> u64 {
-    current.max(highest_view(reported, open_here)).saturating_add(1)
 }
 
 /// The durable votes of one node (cheap to clone).
@@ -381,18 +421,16 @@ mod tests {
         assert_eq!(prep(&v, b"g", 1, MAX_VIEW + 1, b"A", None), Err(VoteRefused::ViewTooHigh { view: MAX_VIEW + 1 }));
         assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
         prep(&v, b"g", 1, MAX_VIEW, b"A", None).unwrap();
-        // A proposer's next view: above its own and the members' reports, lies above the bound
-        // or far above the views open here ignored, never wrapping.
+        // The highest credible report: lies at or above the bound, or far above the views open
+        // here, ignored.
         let open = MAX_VIEW;
-        assert_eq!(next_view(1, [3, 2], open), 4);
-        assert_eq!(next_view(5, [u64::MAX, MAX_VIEW + 1, MAX_VIEW, MAX_VIEW - 1, 2], open), MAX_VIEW);
-        assert_eq!(next_view(MAX_VIEW, [MAX_VIEW], open), MAX_VIEW + 1);
-        assert_eq!(next_view(u64::MAX, [], open), u64::MAX);
-        assert_eq!(
-            next_view(5, [REPORT_SLACK_VIEWS + 100, REPORT_SLACK_VIEWS + 101, 7], 100),
-            REPORT_SLACK_VIEWS + 101
-        );
-        assert_eq!(next_view(5, [REPORT_SLACK_VIEWS + 102, 7], 100), 8, "a report no member can have made");
+        assert_eq!(highest_view([3, 2], open), 3);
+        assert_eq!(highest_view([u64::MAX, MAX_VIEW + 1, MAX_VIEW, MAX_VIEW - 1, 2], open), MAX_VIEW - 1);
+        assert_eq!(highest_view([], open), 0);
+        assert_eq!(highest_view([REPORT_SLACK_VIEWS + 100, 7], 100), REPORT_SLACK_VIEWS + 100);
+        assert_eq!(highest_view([REPORT_SLACK_VIEWS + 101, 7], 100), 7, "a report no member can have made");
+        // A proposer's next own view never wraps.
+        assert_eq!(next_own_view(u64::MAX, 0, 4), u64::MAX);
     }
 
     #[test]
@@ -424,6 +462,39 @@ mod tests {
         w.prepare(&slot(40, 40)).unwrap();
         w.prepare(&slot(40, 1)).unwrap();
         assert_eq!(w.prepare(&slot(41, 1)), Err(VoteRefused::NotOpenYet { view: 41, reachable: 1 }));
+    }
+
+    #[test]
+    fn views_from_2_on_are_owned_in_windows_in_roster_order() {
+        let w = VIEW_WINDOW;
+        assert_eq!(view_owner(1, 4), None);
+        assert_eq!(view_owner(2, 4), Some(0));
+        assert_eq!(view_owner(1 + w, 4), Some(0));
+        assert_eq!(view_owner(2 + w, 4), Some(1));
+        assert_eq!(view_owner(2 + 4 * w, 4), Some(0));
+        // The next own view: view 1 for anyone, then the member's own windows.
+        assert_eq!(next_own_view(0, 3, 4), 1);
+        assert_eq!(next_own_view(1, 0, 4), 2);
+        assert_eq!(next_own_view(1, 1, 4), 2 + w);
+        assert_eq!(next_own_view(2 + w, 1, 4), 3 + w, "inside its own window");
+        assert_eq!(next_own_view(1 + 2 * w, 1, 4), 2 + 5 * w, "its window just ended");
+        assert_eq!(next_own_view(150, 3, 4), 2 + 3 * w);
+        for (after, me, n) in [(0, 0, 1), (7, 2, 3), (12_345, 5, 7), (MAX_VIEW, 1, 4)] {
+            let v = next_own_view(after, me, n);
+            assert!(v > after && (v == 1 || view_owner(v, n) == Some(me)), "{after} {me} {n}: {v}");
+            assert!((after + 1..v).all(|x| view_owner(x, n).is_some_and(|o| o != me)), "{after} {me} {n}");
+        }
+        // The newest open own view.
+        assert_eq!(newest_own_view(1, 2, 4), 1);
+        assert_eq!(newest_own_view(10, 0, 4), 10);
+        assert_eq!(newest_own_view(10, 1, 4), 1, "its first window is not open yet");
+        assert_eq!(newest_own_view(2 + 5 * w + 7, 1, 4), 2 + 5 * w + 7);
+        assert_eq!(newest_own_view(2 + 5 * w + 7, 0, 4), 1 + 5 * w);
+        for (open, me, n) in [(5_000, 0, 4), (5_000, 3, 4), (77_777, 6, 7)] {
+            let v = newest_own_view(open, me, n);
+            assert!(v <= open && view_owner(v, n) == Some(me));
+            assert!((v + 1..=open).all(|x| view_owner(x, n) != Some(me)));
+        }
     }
 
     #[test]
