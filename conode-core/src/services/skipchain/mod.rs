@@ -41,21 +41,27 @@
 //! every millisecond after the slot's previous block arrived at the member (recorded with the
 //! block, so a restart changes nothing; a day's worth for blocks stored by versions before the
 //! record), or one above the view of the proposal's certificate
-//! (`votes::reachable_view`). Honest proposers use a few views per append, tens of milliseconds
-//! apart, and never meet the limit. Without it, a Byzantine proposer could ask members to
+//! (`votes::reachable_view`). Honest proposers use a few views per append, 100 ms or more
+//! apart (or wait for their own window, below), and never meet the limit. Without it, a Byzantine proposer could ask members to
 //! prepare a real block in the highest view they take part in and leave it there: they would then
 //! refuse every later view, and with f+1 of them pushed the slot would be stuck for good. Now a
 //! member's view is at most the slot's age in milliseconds: reaching the bound takes thousands of
 //! years. Proposers ignore members' reports of views not open anywhere yet (lies), and so does a
 //! restored node's fence.
 //!
-//! **Views are owned**: view 1 is every proposer's; from view 2 on, views come in windows of
-//! `votes::VIEW_WINDOW` (200 ms), owned by the roster's members in turn, and a prepare request in
-//! such a view carries the owner's identity signature. A proposer whose view failed goes on in its
-//! own next window (waiting for it to open). Without owners, a Byzantine member could race the
-//! honest proposers to each newly opened view (members refuse views below one they prepared in),
-//! holding the slot as long as it liked; with them, an honest proposer's window is the newest open
-//! one for 200 ms, which no other member can pass, and its rounds finish in it.
+//! **Views are owned**: the first `votes::UNOWNED_VIEWS` (2,000) views of a slot are every
+//! proposer's, so honest proposers contending for a slot settle it as quickly as before. Later
+//! views come in windows of `votes::VIEW_WINDOW` (200 ms), owned by the roster's members in turn
+//! from a member drawn per slot, and a prepare request in such a view carries the owner's identity
+//! signature. A proposer whose view failed past the first ones goes on in its own next window
+//! (waiting up to n × 200 ms for it to open). Without owners, a Byzantine member could race the
+//! honest proposers to each newly opened view (members refuse views below one they prepared in,
+//! and commit nothing of a view below one they prepared in), holding the slot as long as it liked;
+//! with them, an honest proposer's window is the newest open one for 200 ms, which no other member
+//! can pass, and its two rounds fit in it where they take less (a WAN round of more than 100 ms
+//! needs a longer window). Members running code from before owners send views past the first ones
+//! unsigned: upgraded members refuse those, so during a rolling upgrade an old member settles
+//! contention only within the first views.
 //!
 //! **Batched rounds**: appends of different chains that wait at one proposer for the same roster
 //! share their rounds (`batched`): one prepare round over a batch statement of their prepare
@@ -93,4 +99,4 @@ pub use service::{
     block_roster, config_roster, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE, COMMIT_PURPOSE,
     PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
 };
-pub use votes::{MAX_VIEW, VIEW_WINDOW};
+pub use votes::{owner_of_view, MAX_VIEW, UNOWNED_VIEWS, VIEW_WINDOW};

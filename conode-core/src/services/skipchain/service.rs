@@ -782,26 +782,29 @@ impl SkipchainService {
         let index = latest.index + 1;
         let signers = s.rosters.get(prev_roster)?;
         let own = s.votes.state(&genesis, index).map_err(|e| SkipchainError::Invalid(e.to_string()))?;
-        // Views from 2 on: this proposer's own (see `votes::VIEW_WINDOW`).
-        let (me, members) = (signers.index_of(&s.me), signers.len());
-        let own_view_after = |after: u64| match me {
-            Some(i) => super::votes::next_own_view(after, i, members),
-            None => after.saturating_add(1),
-        };
-        let forced = s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst);
-        let mut view = match forced {
-            0 => own_view_after(own.prepared_view),
-            RACES_TO_NEWEST_VIEW => {
-                super::votes::newest_own_view(self.open_views(&genesis, latest.index, None), me.unwrap_or(0), members)
-            }
-            forced => forced,
-        };
         if let Some(locked) =
-            own.locked.filter(|l| l.block.as_ref().map(|b| &b.hash) != proposal.block.as_ref().map(|b| &b.hash))
+            own.locked.clone().filter(|l| l.block.as_ref().map(|b| &b.hash) != proposal.block.as_ref().map(|b| &b.hash))
         {
             // This node itself is locked on another block: finish that one.
             proposal = Proposal { justification: locked.prepared.clone(), ..locked };
         }
+        // Views past the first ones: this proposer's own (see `votes::VIEW_WINDOW`).
+        let (me, members) = (signers.index_of(&s.me), signers.len());
+        let owners = super::votes::ViewOwners::of_slot(&genesis, index, members);
+        let own_view_after = |after: u64| match me {
+            Some(i) => owners.next_own(after, i),
+            None => after.saturating_add(1),
+        };
+        let ours = proposal.block.as_ref().is_some_and(|b| b.hash == own.prepared_hash);
+        let forced = s.proposes_in_view.load(std::sync::atomic::Ordering::SeqCst);
+        let mut view = match forced {
+            // The same block again in the view this node prepared it in (a batch that failed, a
+            // round cut short): no wait for a window.
+            0 if ours && owners.owner(own.prepared_view).is_none_or(|o| Some(o) == me) => own.prepared_view,
+            0 => own_view_after(own.prepared_view),
+            RACES_TO_NEWEST_VIEW => owners.newest_own(self.open_views(&genesis, latest.index, None), me.unwrap_or(0)),
+            forced => forced,
+        };
         let mut last_error = None;
         // This proposer's failed views: what the members that answered signed (evidence material).
         let mut failed_views: Vec<PrepareCertificate> = Vec::new();
@@ -811,6 +814,12 @@ impl SkipchainService {
                 // dueling proposers fall out of step, and members that others' rounds skip as
                 // known down (e.g. one that just restarted) are seen back by their probes.
                 tokio::time::sleep(jittered(VIEW_PAUSE * (1 << (attempt - 1)))).await;
+            }
+            if me.is_none() && owners.owner(view).is_some() {
+                return Err(SkipchainError::Refused(format!(
+                    "this node is not in the roster of the chain's newest block: it may propose only in \
+                     the first views of a slot, and view {view} has an owner"
+                )));
             }
             // This proposer's next window may not be open yet (here, nor at the members).
             let open = self.open_views(&genesis, latest.index, None);
@@ -822,7 +831,7 @@ impl SkipchainService {
             proposal.view = view;
             proposal.prepared = None;
             let statement = prepare_message(&genesis, index, view, &hash);
-            proposal.proposer_signature = match super::votes::view_owner(view, members) {
+            proposal.proposer_signature = match owners.owner(view) {
                 Some(_) => s.ctx.config.identity.sign(&proposer_message(&statement)).to_vec(),
                 None => Vec::new(),
             };
@@ -1693,15 +1702,12 @@ impl SkipchainService {
             return Err("view 0 is not a view".into());
         }
         let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
-        let justification = p.justification.clone().filter(|c| {
-            c.block_hash == block.hash
-                && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
-        });
-        let reachable = self.open_views(&block.genesis_id, prev.index, justification.as_ref());
         let message = prepare_message(&block.genesis_id, block.index, p.view, &block.hash);
-        let roster = self.shared.rosters.get(prev_roster).map_err(|e| e.to_string())?;
-        if let Some(owner) = super::votes::view_owner(p.view, roster.servers.len()) {
-            let member = &roster.servers[owner];
+        // A view past the first ones is its owner's alone (see `votes::VIEW_WINDOW`).
+        let owners = super::votes::ViewOwners::of_slot(&block.genesis_id, block.index, prev_roster.members.len());
+        if let Some(owner) = owners.owner(p.view) {
+            let roster = self.shared.rosters.get(prev_roster).map_err(|e| e.to_string())?;
+            let member = roster.servers.get(owner).ok_or("the view's owner is not in the roster")?;
             if member.public.verify(&proposer_message(&message), &p.proposer_signature).is_err() {
                 return Err(format!(
                     "view {} is for member {owner} ({}) to propose in; the proposal does not carry its signature",
@@ -1709,6 +1715,11 @@ impl SkipchainService {
                 ));
             }
         }
+        let justification = p.justification.clone().filter(|c| {
+            c.block_hash == block.hash
+                && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
+        });
+        let reachable = self.open_views(&block.genesis_id, prev.index, justification.as_ref());
         Ok(PrepareVote {
             message,
             genesis: block.genesis_id.clone(),

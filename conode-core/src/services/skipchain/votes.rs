@@ -50,7 +50,7 @@ pub enum VoteRefused {
 pub const MAX_VIEW: u64 = 1 << 48;
 
 /// How fast a slot's views open: one per this time since the slot's previous block arrived.
-/// Honest proposers use a few views per append, each after a pause of tens of milliseconds, so
+/// Honest proposers use a few views per append, each after a pause of 100 ms or more, so
 /// they never meet the limit; a Byzantine proposer naming views far ahead (to push members to
 /// views no honest proposer follows them to, and ultimately to [`MAX_VIEW`]) is refused: at this
 /// rate reaching `MAX_VIEW` takes thousands of years.
@@ -76,48 +76,80 @@ pub(super) fn reachable_view(age: Duration, justification: Option<&PrepareCertif
     (1 + opened).max(view_of(justification).saturating_add(1)).min(MAX_VIEW)
 }
 
-/// Views from 2 on come in windows of this many (as many milliseconds, at one view per
-/// [`VIEW_OPENS_EVERY`]), each owned by one member of the slot's roster in roster order: only
-/// the owner proposes in them (members check its signature). View 1 is every proposer's. While a
-/// proposer's window is the newest open one, no other member can ask for a later view: a
+/// The first views of a slot are every proposer's: honest proposers contending for a slot settle
+/// it within a few of them (each after a pause of 100 ms or more), as before views had owners.
+pub const UNOWNED_VIEWS: u64 = 2_000;
+
+/// Views above [`UNOWNED_VIEWS`] come in windows of this many (as many milliseconds, at one view
+/// per [`VIEW_OPENS_EVERY`]), each owned by one member of the slot's roster, in roster order from
+/// a member drawn per slot: only the owner proposes in them (members check its signature). A
 /// Byzantine member racing the honest proposers to each newly opened view (so that members refuse
-/// theirs as old) holds the slot no longer than until an honest member's window comes.
+/// theirs as old) is then held to its own windows: while an honest member's window is the newest
+/// open one, no other member can ask for a later view, and the honest proposer's two rounds fit
+/// in its 200 ms (on networks whose rounds take less).
 pub const VIEW_WINDOW: u64 = 200;
 
-/// The roster index of the member that owns `view` in a roster of `members` (none for view 1).
-pub(super) fn view_owner(view: u64, members: usize) -> Option<usize> {
-    if view < 2 || members == 0 {
-        return None;
-    }
-    Some((((view - 2) / VIEW_WINDOW) % members as u64) as usize)
+/// The roster index of the member owning `view` at slot `index` of chain `genesis`, whose
+/// roster has `members` members (none for the first views, which are anyone's).
+pub fn owner_of_view(genesis: &[u8], index: u64, members: usize, view: u64) -> Option<usize> {
+    ViewOwners::of_slot(genesis, index, members).owner(view)
 }
 
-/// The first view above `after` that the member at roster index `me` may propose in.
-pub(super) fn next_own_view(after: u64, me: usize, members: usize) -> u64 {
-    let first = after.saturating_add(1);
-    if view_owner(first, members).is_none_or(|owner| owner == me) {
-        return first;
-    }
-    let (n, me) = (members as u64, me as u64);
-    let window = (first - 2) / VIEW_WINDOW + 1;
-    let own = window + (me + n - window % n) % n;
-    own.saturating_mul(VIEW_WINDOW).saturating_add(2)
+/// Who owns the views of one slot (see [`VIEW_WINDOW`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ViewOwners {
+    members: u64,
+    /// The roster index owning the first window.
+    first: u64,
 }
 
-/// The newest view open at `open` that the member at roster index `me` owns (1 when none is).
-pub(super) fn newest_own_view(open: u64, me: usize, members: usize) -> u64 {
-    if open < 2 || members == 0 {
-        return 1;
+impl ViewOwners {
+    /// The owners of slot `index` of chain `genesis`, whose roster has `members` members.
+    pub(super) fn of_slot(genesis: &[u8], index: u64, members: usize) -> Self {
+        let members = members.max(1) as u64;
+        let digest = crate::crypto::sha256(&[b"conode-skipchain-view-owners-v1", genesis, &index.to_be_bytes()]);
+        let first = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % members;
+        Self { members, first }
     }
-    let (n, me) = (members as u64, me as u64);
-    let window = (open - 2) / VIEW_WINDOW;
-    if window % n == me {
-        return open;
+
+    fn window(view: u64) -> u64 {
+        (view - UNOWNED_VIEWS - 1) / VIEW_WINDOW
     }
-    let back = (window % n + n - me) % n;
-    match window.checked_sub(back) {
-        Some(own) => own * VIEW_WINDOW + 2 + VIEW_WINDOW - 1,
-        None => 1,
+
+    /// The roster index of the member owning `view` (none for the first views).
+    pub(super) fn owner(&self, view: u64) -> Option<usize> {
+        (view > UNOWNED_VIEWS).then(|| ((Self::window(view) + self.first) % self.members) as usize)
+    }
+
+    /// The first window at or after `window` that member `me` owns.
+    fn own_window_from(&self, window: u64, me: usize) -> u64 {
+        let n = self.members;
+        let residue = (me as u64 % n + n - self.first) % n;
+        window.saturating_add((residue + n - window % n) % n)
+    }
+
+    /// The first view above `after` that member `me` may propose in.
+    pub(super) fn next_own(&self, after: u64, me: usize) -> u64 {
+        let first = after.saturating_add(1);
+        if self.owner(first).is_none_or(|owner| owner == me) {
+            return first;
+        }
+        let own = self.own_window_from(Self::window(first) + 1, me);
+        own.saturating_mul(VIEW_WINDOW).saturating_add(UNOWNED_VIEWS + 1)
+    }
+
+    /// The newest view open at `open` that member `me` may propose in.
+    pub(super) fn newest_own(&self, open: u64, me: usize) -> u64 {
+        if self.owner(open).is_none_or(|owner| owner == me) {
+            return open;
+        }
+        let n = self.members;
+        let window = Self::window(open);
+        let back = ((window + self.first) % n + n - me as u64 % n) % n;
+        match window.checked_sub(back) {
+            Some(own) => UNOWNED_VIEWS + (own + 1) * VIEW_WINDOW,
+            None => UNOWNED_VIEWS,
+        }
     }
 }
 
@@ -429,8 +461,6 @@ mod tests {
         assert_eq!(highest_view([], open), 0);
         assert_eq!(highest_view([REPORT_SLACK_VIEWS + 100, 7], 100), REPORT_SLACK_VIEWS + 100);
         assert_eq!(highest_view([REPORT_SLACK_VIEWS + 101, 7], 100), 7, "a report no member can have made");
-        // A proposer's next own view never wraps.
-        assert_eq!(next_own_view(u64::MAX, 0, 4), u64::MAX);
     }
 
     #[test]
@@ -465,36 +495,48 @@ mod tests {
     }
 
     #[test]
-    fn views_from_2_on_are_owned_in_windows_in_roster_order() {
-        let w = VIEW_WINDOW;
-        assert_eq!(view_owner(1, 4), None);
-        assert_eq!(view_owner(2, 4), Some(0));
-        assert_eq!(view_owner(1 + w, 4), Some(0));
-        assert_eq!(view_owner(2 + w, 4), Some(1));
-        assert_eq!(view_owner(2 + 4 * w, 4), Some(0));
-        // The next own view: view 1 for anyone, then the member's own windows.
-        assert_eq!(next_own_view(0, 3, 4), 1);
-        assert_eq!(next_own_view(1, 0, 4), 2);
-        assert_eq!(next_own_view(1, 1, 4), 2 + w);
-        assert_eq!(next_own_view(2 + w, 1, 4), 3 + w, "inside its own window");
-        assert_eq!(next_own_view(1 + 2 * w, 1, 4), 2 + 5 * w, "its window just ended");
-        assert_eq!(next_own_view(150, 3, 4), 2 + 3 * w);
-        for (after, me, n) in [(0, 0, 1), (7, 2, 3), (12_345, 5, 7), (MAX_VIEW, 1, 4)] {
-            let v = next_own_view(after, me, n);
-            assert!(v > after && (v == 1 || view_owner(v, n) == Some(me)), "{after} {me} {n}: {v}");
-            assert!((after + 1..v).all(|x| view_owner(x, n).is_some_and(|o| o != me)), "{after} {me} {n}");
+    fn views_above_the_first_ones_are_owned_in_windows_in_roster_order() {
+        let (u, w) = (UNOWNED_VIEWS, VIEW_WINDOW);
+        let owners = ViewOwners { members: 4, first: 2 };
+        assert_eq!(owners.owner(1), None);
+        assert_eq!(owners.owner(u), None);
+        assert_eq!(owners.owner(u + 1), Some(2));
+        assert_eq!(owners.owner(u + w), Some(2));
+        assert_eq!(owners.owner(u + w + 1), Some(3));
+        assert_eq!(owners.owner(u + 2 * w + 1), Some(0));
+        assert_eq!(owners.owner(u + 4 * w + 1), Some(2));
+        // The next own view: the first views are anyone's, then the member's own windows.
+        assert_eq!(owners.next_own(0, 3), 1);
+        assert_eq!(owners.next_own(7, 0), 8);
+        assert_eq!(owners.next_own(u, 2), u + 1);
+        assert_eq!(owners.next_own(u, 3), u + w + 1);
+        assert_eq!(owners.next_own(u + w + 5, 3), u + w + 6, "inside its own window");
+        assert_eq!(owners.next_own(u + 2 * w, 3), u + 5 * w + 1, "its window just ended");
+        assert_eq!(owners.next_own(u, 1), u + 3 * w + 1);
+        assert_eq!(owners.next_own(u64::MAX, 0), u64::MAX);
+        for (after, me, n, first) in [(0, 0, 1, 0), (u + 7, 2, 3, 1), (12_345, 5, 7, 6), (MAX_VIEW, 1, 4, 3)] {
+            let o = ViewOwners { members: n, first };
+            let v = o.next_own(after, me);
+            assert!(v > after && o.owner(v).is_none_or(|x| x == me), "{after} {me} {n}: {v}");
+            assert!((after + 1..v).all(|x| o.owner(x).is_some_and(|x| x != me)), "{after} {me} {n}");
         }
         // The newest open own view.
-        assert_eq!(newest_own_view(1, 2, 4), 1);
-        assert_eq!(newest_own_view(10, 0, 4), 10);
-        assert_eq!(newest_own_view(10, 1, 4), 1, "its first window is not open yet");
-        assert_eq!(newest_own_view(2 + 5 * w + 7, 1, 4), 2 + 5 * w + 7);
-        assert_eq!(newest_own_view(2 + 5 * w + 7, 0, 4), 1 + 5 * w);
-        for (open, me, n) in [(5_000, 0, 4), (5_000, 3, 4), (77_777, 6, 7)] {
-            let v = newest_own_view(open, me, n);
-            assert!(v <= open && view_owner(v, n) == Some(me));
-            assert!((v + 1..=open).all(|x| view_owner(x, n) != Some(me)));
+        assert_eq!(owners.newest_own(10, 1), 10, "the first views are anyone's");
+        assert_eq!(owners.newest_own(u + 7, 2), u + 7);
+        assert_eq!(owners.newest_own(u + 7, 1), u, "its first window is not open yet");
+        assert_eq!(owners.newest_own(u + 5 * w + 7, 3), u + 5 * w + 7);
+        assert_eq!(owners.newest_own(u + 5 * w + 7, 2), u + 5 * w);
+        for (open, me, n, first) in [(5_000, 0, 4, 1), (5_000, 3, 4, 0), (77_777, 6, 7, 4)] {
+            let o = ViewOwners { members: n, first };
+            let v = o.newest_own(open, me);
+            assert!(v <= open && o.owner(v) == Some(me));
+            assert!((v + 1..=open).all(|x| o.owner(x) != Some(me)));
         }
+        // The first owner is drawn per slot, from the members.
+        let drawn: std::collections::HashSet<u64> =
+            (0..64).map(|i| ViewOwners::of_slot(b"chain", i, 4).first).collect();
+        assert_eq!(drawn.len(), 4, "every member first now and then");
+        assert!(ViewOwners::of_slot(b"chain", 9, 1).first == 0);
     }
 
     #[test]
