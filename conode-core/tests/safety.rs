@@ -480,7 +480,7 @@ fn a_byzantine_proposer_racing_to_each_new_view_does_not_stall_the_chain() {
     (0..4).for_each(|i| quick_rounds(&c, i));
     // As on a chain appended to long after its previous block: many views open, the racer's own
     // windows among them.
-    (0..4).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(10)));
+    (0..4).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(20)));
     let byzantine = svc(&c, 3).unwrap();
     byzantine.set_signs_anything(true);
     byzantine.set_batched_rounds(false);
@@ -514,14 +514,13 @@ fn a_byzantine_proposer_racing_to_each_new_view_does_not_stall_the_chain() {
         // The race is on at this slot: member 0 prepared the racer's block in a view of its.
         let what = format!("the racer's view at slot {k}");
         support::wait_until(Duration::from_secs(30), &what, || honest.prepared_view(&genesis, k) >= 2);
-        // Within a few windows (4 members: 800 ms a turn), not when the racer tires.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let block = loop {
-            match c.append(0, &owner, &genesis, format!("honest {k}").into_bytes()) {
-                Ok(b) => break b,
-                Err(e) => assert!(Instant::now() < deadline, "honest append {k} stalled by the racer: {e}"),
-            }
-        };
+        // At the first call (its proposer waits for its own window at most a turn of windows),
+        // not after retries that the racer lets through by chance.
+        let started = Instant::now();
+        let block = c
+            .append(0, &owner, &genesis, format!("honest {k}").into_bytes())
+            .unwrap_or_else(|e| panic!("honest append {k} stalled by the racer: {e}"));
+        assert!(started.elapsed() < Duration::from_millis(4 * VIEW_WINDOW) + Duration::from_secs(3));
         assert_eq!((block.index, block.data.clone()), (k, format!("honest {k}").into_bytes()));
     }
     racing.store(false, std::sync::atomic::Ordering::SeqCst);

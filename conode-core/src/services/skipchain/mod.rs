@@ -51,15 +51,14 @@
 //!
 //! **Views are owned**: the first `votes::UNOWNED_VIEWS` (2,000) views of a slot are every
 //! proposer's, so honest proposers contending for a slot settle it as quickly as before. Later
-//! views come in windows of `votes::VIEW_WINDOW` (200 ms), owned by the roster's members in turn
+//! views come in windows of `votes::VIEW_WINDOW` (one second), owned by the roster's members in turn
 //! from a member drawn per slot, and a prepare request in such a view carries the owner's identity
 //! signature. A proposer whose view failed past the first ones goes on in its own next window
-//! (waiting up to n × 200 ms for it to open). Without owners, a Byzantine member could race the
+//! (waiting up to n seconds for it to open). Without owners, a Byzantine member could race the
 //! honest proposers to each newly opened view (members refuse views below one they prepared in,
 //! and commit nothing of a view below one they prepared in), holding the slot as long as it liked;
-//! with them, an honest proposer's window is the newest open one for 200 ms, which no other member
-//! can pass, and its two rounds fit in it where they take less (a WAN round of more than 100 ms
-//! needs a longer window). Members running code from before owners send views past the first ones
+//! with them, an honest proposer's window is the newest open one for a second, which no other
+//! member can pass, and its two rounds fit in it (a few round trips: members up to ~250 ms apart). Members running code from before owners send views past the first ones
 //! unsigned: upgraded members refuse those, so during a rolling upgrade an old member settles
 //! contention only within the first views.
 //!
