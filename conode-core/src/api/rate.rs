@@ -148,15 +148,18 @@ impl RateLimiter {
             self.sweep(&mut table, now);
         }
         let fresh = Bucket { tokens: self.burst, at: now };
-        let network = network_prefix(Some(ip));
         let max_networks = (self.max_sources / 16).clamp(1, MAX_NETWORKS);
         let table = &mut *table;
         let bucket = if table.buckets.len() < self.max_sources || table.buckets.contains_key(&key) {
             table.buckets.entry(key).or_insert(fresh)
-        } else if table.networks.len() < max_networks || table.networks.contains_key(&network) {
-            table.networks.entry(network).or_insert(fresh)
         } else {
-            &mut table.overflow
+            // Only while the sources' table is full (the network's key is built for these alone).
+            let network = network_prefix(Some(ip));
+            if table.networks.len() < max_networks || table.networks.contains_key(&network) {
+                table.networks.entry(network).or_insert(fresh)
+            } else {
+                &mut table.overflow
+            }
         };
         self.refill(bucket, now);
         if bucket.tokens >= 1.0 {

@@ -137,7 +137,8 @@ impl Phases {
     }
 }
 
-fn unix_ms() -> u64 {
+/// Wall-clock Unix time in milliseconds (0 before the epoch).
+pub(super) fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

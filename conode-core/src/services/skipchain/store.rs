@@ -5,13 +5,14 @@
 //! commit records when the chain's newest block arrived here (wall clock, kept across restarts):
 //! the vote rules open a slot's views with the time since (see `votes::reachable_view`).
 
+use super::observe::unix_ms;
 use crate::events::{EventBus, NodeEvent};
 use crate::kept::KeptMap;
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::verify::skipchain::SkipBlock;
 use prost::Message;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct ChainStore {
@@ -31,10 +32,6 @@ pub struct ChainStore {
     /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]),
     /// by chain id, weighed by their encoded sizes.
     geneses: Arc<Mutex<KeptMap<Vec<u8>, Arc<SkipBlock>>>>,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Encoded bytes of geneses kept decoded: thousands of usual ones (a roster and owners), however
