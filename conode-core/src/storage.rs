@@ -450,6 +450,20 @@ impl ServiceTree {
         self.counters.durable(&self.db)
     }
 
+    /// Removes `key` without waiting for the removal to be durable: for entries that are only
+    /// kept no longer than needed, whose return after a crash is harmless. A removal is never
+    /// durable before the writes made durable ahead of it (sled's log is in order).
+    pub fn forget(&self, key: &[u8]) -> Result<(), StorageError> {
+        let old = self.counters.write(&self.tree, [key], || self.tree.remove(key))??;
+        self.counted(old.is_some(), -1);
+        Ok(())
+    }
+
+    /// Every key of this tree, in key order (the values are not read).
+    pub fn keys(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.tree.iter().keys().filter_map(|r| r.ok()).map(|k| k.to_vec())
+    }
+
     pub fn len(&self) -> usize {
         self.tree.len()
     }

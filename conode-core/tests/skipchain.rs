@@ -17,7 +17,9 @@ use conode_core::config::{Roster, SkipchainLinks};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::{self, CosiFault};
 use conode_core::services::skipchain::messages::{Append, Proposal};
-use conode_core::services::skipchain::{block_roster, SkipchainService, COMMIT_PURPOSE, SKIPCHAIN_SERVICE};
+use conode_core::services::skipchain::{
+    block_roster, SkipchainService, COMMIT_PURPOSE, SETTLED_DEPTH, SKIPCHAIN_SERVICE,
+};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{
     verify_link_with_keys, verify_proof, ForwardLink, SkipBlock, LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V3,
@@ -143,6 +145,39 @@ fn stopped_member_catches_up_after_restart() {
     let prev = svc(&c, 3).store().block(&b.back_link_ids[0]).unwrap();
     let mask = Mask::from_bytes(4, &prev.forward_links[0].signature.as_ref().unwrap().mask).unwrap();
     assert!(mask.contains(3), "restarted member did not sign: {:?}", mask.indices());
+}
+
+/// Members forget their vote records of slots `SETTLED_DEPTH` or more below their newest block
+/// (a lock holds a copy of its block: kept for good, every block would be stored twice), keep
+/// those of recent slots, and the chain goes on after a restart (the sweep at start).
+#[test]
+fn members_forget_the_votes_of_settled_slots() {
+    let mut c = LocalCluster::new(4).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = rt.block_on(svc(&c, 0).create_chain(c.roster(), 2, 8, vec![owner.public()], vec![])).unwrap();
+    const N: u64 = 3 * SETTLED_DEPTH;
+    for i in 1..=N {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"block", None))).unwrap();
+    }
+    let held = |c: &LocalCluster, i: usize, up_to: u64| {
+        (1..=up_to).filter(|&k| svc(c, i).prepared_view(&genesis.hash, k) > 0).collect::<Vec<_>>()
+    };
+    for i in 0..4 {
+        wait_for_index(&c, i, &genesis.hash, N);
+        let kept = held(&c, i, N);
+        assert!(kept.iter().all(|&k| k > N - SETTLED_DEPTH), "node {i} keeps records of settled slots: {kept:?}");
+        assert!(svc(&c, i).vote_records() <= SETTLED_DEPTH as usize, "node {i}: {}", svc(&c, i).vote_records());
+    }
+    // The proposer voted in every slot: the recent ones are there.
+    assert_eq!(held(&c, 0, N), ((N - SETTLED_DEPTH + 1)..=N).collect::<Vec<_>>());
+    c.stop(1).unwrap();
+    c.restart(1).unwrap();
+    let next = rt.block_on(svc(&c, 1).append(append_req(&owner, &genesis, N + 1, b"after", None))).unwrap();
+    assert_eq!(next.index, N + 1);
+    let kept = held(&c, 1, N + 1);
+    assert!(kept.contains(&(N + 1)), "the new proposer's own vote is kept: {kept:?}");
+    assert!(kept.iter().all(|&k| k > N + 1 - SETTLED_DEPTH), "node 1 keeps records of settled slots: {kept:?}");
 }
 
 /// A member lies to a member catching up: it claims to be far ahead (so it is asked first) and

@@ -19,7 +19,10 @@
 //!    whatever the levels or format.
 //!
 //! Each member keeps, per (chain, index), durably and before its signature leaves it (`votes`):
-//! the highest view it prepared in and for which block, and its lock (view, proposal, certificate).
+//! the highest view it prepared in and for which block, and its lock (view, proposal, certificate),
+//! until the chain has grown `votes::SETTLED_DEPTH` (16) blocks past the slot: a member votes only
+//! at the slot after its newest block, so the record of a slot whose block it holds is never read
+//! by the rules again, and forgetting it keeps members from storing every block twice.
 //! It prepares at most one block per view and never in an older view; while locked it prepares
 //! another block only with that block's certificate from a view above its lock; it commits only
 //! for a certificate of a view ≥ every view it prepared in and ≥ its lock (never two blocks in one
@@ -98,4 +101,4 @@ pub use service::{
     block_roster, config_roster, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE, COMMIT_PURPOSE,
     PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
 };
-pub use votes::{owner_of_view, MAX_VIEW, UNOWNED_VIEWS, VIEW_WINDOW};
+pub use votes::{owner_of_view, MAX_VIEW, SETTLED_DEPTH, UNOWNED_VIEWS, VIEW_WINDOW};

@@ -540,6 +540,12 @@ impl SkipchainService {
         self.shared.votes.state(genesis, index).map_or(0, |st| st.prepared_view)
     }
 
+    /// How many slots (of all chains) this member keeps a vote record of: the slots near each
+    /// chain's head (see `votes::SETTLED_DEPTH`).
+    pub fn vote_records(&self) -> usize {
+        self.shared.votes.records()
+    }
+
     /// Equivocation evidence records this node holds, per member (hex identity key).
     pub fn equivocations(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.evidence.counts()
@@ -732,6 +738,7 @@ impl SkipchainService {
         let t = std::time::Instant::now();
         s.store.store(&block, &updated)?;
         phases.add(Phase::Store, t.elapsed());
+        self.settle_votes(&block);
         if latest.roster.as_ref().map(|r| r.id()) != block.roster.as_ref().map(|r| r.id()) {
             self.warm_roster(&roster);
         }
@@ -1340,11 +1347,35 @@ impl SkipchainService {
         }
         s.store.store(block, &updated)?;
         s.observed.stored(block, Stored::FromPeer);
+        self.settle_votes(block);
         let prev_roster = updated.first().and_then(|prev| prev.roster.as_ref()).map(|r| r.id());
         if let Some(r) = block.roster.as_ref().filter(|r| Some(r.id()) != prev_roster) {
             self.warm_roster(r);
         }
         Ok(())
+    }
+
+    /// After `block` was stored here: the vote record of the slot `votes::SETTLED_DEPTH` below
+    /// it is no longer needed (this node never votes at the index of a block it holds).
+    fn settle_votes(&self, block: &SkipBlock) {
+        if let Err(e) = self.shared.votes.settle(&block.genesis_id, block.index) {
+            debug!(chain = %hex8(&block.genesis_id), index = block.index, error = %e, "vote record not forgotten (the next start does)");
+        }
+    }
+
+    /// Forgets, in the background, the vote records of slots settled before this start (see
+    /// `votes::SETTLED_DEPTH`).
+    fn settle_old_votes(&self) {
+        let (votes, store) = (self.shared.votes.clone(), self.shared.store.clone());
+        self.shared.ctx.tasks.spawn(async move {
+            let sweep = tokio::task::spawn_blocking(move || votes.settle_all(|genesis| store.latest_index(genesis)));
+            match sweep.await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => info!(records = removed, "forgot the vote records of settled slots"),
+                Ok(Err(e)) => warn!(error = %e, "could not forget the vote records of settled slots"),
+                Err(e) => warn!(error = %e, "the sweep of settled vote records stopped"),
+            }
+        });
     }
 
     /// A peer sent `block` for an index where this node holds `existing`: if both are linked from
@@ -2137,6 +2168,7 @@ impl Service for SkipchainService {
             }),
         );
         svc.start_recovery();
+        svc.settle_old_votes();
         let s = svc.clone();
         ctx.tasks.spawn(async move { s.catch_up_all().await });
         Ok(svc)

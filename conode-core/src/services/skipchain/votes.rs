@@ -1,7 +1,8 @@
 //! What this member has signed for each (chain, index), kept durably so that it never signs two
 //! different blocks for one slot, even across a crash and restart (see the module doc of
 //! `skipchain` for the protocol). The record is written (and flushed) before the hook lets the
-//! signature leave the node.
+//! signature leave the node, and forgotten once the chain has grown [`SETTLED_DEPTH`] blocks past
+//! the slot here.
 //!
 //! Rules, per slot:
 //! - prepare only in a view the slot has reached (`reachable_view`): views open one per
@@ -163,6 +164,15 @@ pub(super) fn highest_view(reported: impl IntoIterator<Item = u64>, open_here: u
     reported.into_iter().filter(|v| *v <= credible).max().unwrap_or(0)
 }
 
+/// How many blocks a chain grows past a slot before this node forgets its vote record there. A
+/// member votes at a slot only while it holds the slot's previous block and not the slot's own
+/// (the proposal must be its next block), so the record of a slot whose block it holds is never
+/// consulted by the rules again. Without forgetting, every member would keep a second copy of
+/// every block (the lock holds the proposal) for as long as the chain lives. Recent slots are
+/// kept so that a proposer a few blocks behind still learns, from the members' reports, which
+/// block they locked on.
+pub const SETTLED_DEPTH: u64 = 16;
+
 /// The durable votes of one node (cheap to clone).
 #[derive(Clone)]
 pub struct Votes {
@@ -221,6 +231,44 @@ impl Votes {
             self.save(genesis, index, &next)?;
         }
         Ok(())
+    }
+}
+
+impl Votes {
+    /// Forgets the vote record of the slot [`SETTLED_DEPTH`] below block `newest` of `genesis`,
+    /// which this node has just stored durably (with its forward links). The removal is not
+    /// flushed: one that a crash undoes leaves a record [`Self::settle_all`] removes later.
+    pub fn settle(&self, genesis: &[u8], newest: u64) -> Result<(), VoteRefused> {
+        let Some(index) = newest.checked_sub(SETTLED_DEPTH) else { return Ok(()) };
+        self.tree.forget(&key(genesis, index)).map_err(|e| VoteRefused::Storage(e.to_string()))
+    }
+
+    /// Forgets every record of a slot [`SETTLED_DEPTH`] or more below its chain's newest block
+    /// here (`newest_of`; chains it does not hold keep theirs): records written by versions
+    /// before [`Self::settle`], or whose removal a crash undid. Returns how many it removed.
+    pub fn settle_all(&self, newest_of: impl Fn(&[u8]) -> Option<u64>) -> Result<u64, VoteRefused> {
+        let mut removed = 0u64;
+        let mut newest_here: Option<(Vec<u8>, Option<u64>)> = None;
+        for k in self.tree.keys() {
+            let Some(split) = k.len().checked_sub(8) else { continue };
+            let (genesis, index) = k.split_at(split);
+            let index = u64::from_be_bytes(index.try_into().unwrap_or_default());
+            // Keys are sorted by chain: its newest block is looked up once per chain.
+            if newest_here.as_ref().is_none_or(|(g, _)| g != genesis) {
+                newest_here = Some((genesis.to_vec(), newest_of(genesis)));
+            }
+            let newest = newest_here.as_ref().and_then(|(_, n)| *n);
+            if newest.is_some_and(|n| index.saturating_add(SETTLED_DEPTH) <= n) {
+                self.tree.forget(&k).map_err(|e| VoteRefused::Storage(e.to_string()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// How many slots this node keeps a vote record of (all chains).
+    pub fn records(&self) -> usize {
+        self.tree.len()
     }
 }
 
@@ -551,5 +599,37 @@ mod tests {
         let storage = Storage::open(dir.path(), "votes-test").unwrap();
         let v = Votes::open(&storage).unwrap();
         assert_eq!(prep(&v, b"g", 7, 2, b"B", None), Err(VoteRefused::PreparedOther { view: 2 }));
+    }
+
+    #[test]
+    fn records_of_settled_slots_are_forgotten_and_recent_ones_kept() {
+        let (_dir, v) = votes();
+        let (chain, other) = ([7u8; 32], [9u8; 32]);
+        for index in 1..=40 {
+            prep(&v, &chain, index, 1, b"x", None).unwrap();
+            v.commit(&chain, index, &proposal(b"x", 1)).unwrap();
+        }
+        prep(&v, &other, 3, 1, b"y", None).unwrap();
+        assert_eq!(v.records(), 41);
+        // Block 40 stored: the slot SETTLED_DEPTH below it goes; the others stay for the sweep.
+        v.settle(&chain, 40).unwrap();
+        assert_eq!(v.state(&chain, 40 - SETTLED_DEPTH).unwrap(), SlotState::default());
+        assert_ne!(v.state(&chain, 39 - SETTLED_DEPTH).unwrap(), SlotState::default());
+        // Early blocks settle nothing; forgetting what is gone already is no error.
+        v.settle(&chain, SETTLED_DEPTH - 1).unwrap();
+        v.settle(&chain, 40).unwrap();
+        assert_eq!(v.records(), 40);
+        // The sweep: every slot SETTLED_DEPTH or more below the chain's newest block; a chain
+        // not held here keeps its records.
+        let removed = v.settle_all(|g| (g == chain).then_some(40)).unwrap();
+        assert_eq!(removed, 40 - SETTLED_DEPTH - 1);
+        for index in 1..=40 {
+            let kept = v.state(&chain, index).unwrap() != SlotState::default();
+            assert_eq!(kept, index > 40 - SETTLED_DEPTH, "slot {index}");
+        }
+        assert_ne!(v.state(&other, 3).unwrap(), SlotState::default());
+        assert_eq!(v.settle_all(|g| (g == chain).then_some(40)).unwrap(), 0);
+        // Recent slots still vote by their records: another block is refused.
+        assert!(prep(&v, &chain, 40, 1, b"z", None).is_err());
     }
 }
