@@ -23,6 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A proposal's `created` time: `k` ms after this test process first asked (proposals expire a
+/// lifetime after it; distinct `k` make repeated proposals of one action distinct).
+fn at(k: u64) -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(conode_core::services::membership::now_ms) + k
+}
+
 fn m(c: &LocalCluster, i: usize) -> MembershipService {
     c.node(i).membership().expect("membership service")
 }
@@ -126,7 +133,7 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
         &key(&c, 0),
         &net,
         action::Kind::RemoveNode(RemoveNode { identity: removed.as_bytes().to_vec() }),
-        1,
+        at(1),
     );
     let st = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap();
     let rid = st.id.clone();
@@ -145,7 +152,7 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
         &key(&c, 0),
         &net,
         action::Kind::RemoveNode(RemoveNode { identity: removed.as_bytes().to_vec() }),
-        2,
+        at(2),
     );
     let rid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
     for v in [0, 2, 3] {
@@ -168,7 +175,7 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
     assert!(c.runtime().block_on(chains1.append(append)).is_err(), "a removed node appended to the network chain");
 
     // The removed node can no longer vote (it is no member of the new config).
-    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), 3);
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), at(3));
     let tid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
     let late = Ballot::signed(&key(&c, 1), &net, &tid, true);
     let err = c.runtime().block_on(m(&c, 0).vote(late, true)).unwrap_err().to_string();
@@ -196,7 +203,7 @@ fn a_node_joins_by_vote_and_a_removed_node_retires() {
         public_toml: solo.to_toml(),
         node_data: String::new(),
     });
-    let aid = c.runtime().block_on(m(&c, 0).propose(Proposal::signed(&key(&c, 0), &net, add, 4), true)).unwrap().id;
+    let aid = c.runtime().block_on(m(&c, 0).propose(Proposal::signed(&key(&c, 0), &net, add, at(4)), true)).unwrap().id;
     assert_eq!(vote(&c, 0, &net, &aid, true).unwrap(), "open");
     seen(&c, 2, &aid, 1, 0);
     assert_eq!(vote(&c, 2, &net, &aid, true).unwrap(), "accepted");
@@ -365,7 +372,7 @@ fn members_refuse_a_roster_block_without_votes() {
     let err = c.runtime().block_on(chains.append(append)).unwrap_err().to_string();
     assert!(err.contains("no passed proposal"), "{err}");
     // A passed proposal whose ballots come from one member only is refused too.
-    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 9);
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), at(9));
     let id = conode_core::services::membership::messages::proposal_id(&p);
     let one = vec![Ballot::signed(&key(&c, 0), &net, &id, true)];
     let bad = NetworkConfig {
@@ -557,7 +564,7 @@ fn add_node_proposals_never_crowd_out_other_proposals() {
         })
     };
     let propose = |by: usize, kind: action::Kind, created: u64| {
-        let p = Proposal::signed(&key(&c, by), &net, kind, created);
+        let p = Proposal::signed(&key(&c, by), &net, kind, at(created));
         c.runtime().block_on(m(&c, by).propose(p, true)).map(|s| s.id).map_err(|e| e.to_string())
     };
     for created in 0..MAX_OPEN_ADD_NODES_PER_PROPOSER as u64 {
@@ -593,6 +600,64 @@ fn add_node_proposals_never_crowd_out_other_proposals() {
     wait("member 3 holds the removal of member 0", || m(&c, 3).status_of(&theirs).proposal.is_some());
 }
 
+/// Open proposals expire a lifetime after they were made (a day for add_node, which strangers'
+/// join requests make members propose; a week for the others), at every member: their pool slots
+/// are free again and ballots on them are refused. A proposal made expired already, or too far
+/// ahead of the member's clock (it would live longer), is refused with the reason.
+#[test]
+fn open_proposals_expire_and_free_their_pool_slots() {
+    use conode_core::services::membership::messages::AddNode;
+    use conode_core::services::membership::{
+        now_ms, ADD_NODE_LIFETIME, MAX_OPEN_ADD_NODES_PER_PROPOSER, PROPOSAL_LIFETIME,
+    };
+    let mut c = LocalCluster::new(4).unwrap();
+    let net = network(&c);
+    let j = c.spawn_node().unwrap();
+    let add = || {
+        action::Kind::AddNode(AddNode {
+            public_toml: conode_core::config::Roster::new(vec![c.node(j).server_identity()]).to_toml(),
+            node_data: String::new(),
+        })
+    };
+    let set = |t| action::Kind::SetThreshold(SetThreshold { threshold: t });
+    let propose = |kind: action::Kind, created: u64| {
+        let p = Proposal::signed(&key(&c, 0), &net, kind, created);
+        c.runtime().block_on(m(&c, 0).propose(p, true)).map(|s| s.id).map_err(|e| e.to_string())
+    };
+    // Made long enough ago that they expire in a few seconds.
+    let expiring_soon = |lifetime: Duration| now_ms() + 5_000 - lifetime.as_millis() as u64;
+    let base = expiring_soon(ADD_NODE_LIFETIME);
+    let adds: Vec<Vec<u8>> =
+        (0..MAX_OPEN_ADD_NODES_PER_PROPOSER as u64).map(|k| propose(add(), base + k).unwrap()).collect();
+    let threshold = propose(set(2), expiring_soon(PROPOSAL_LIFETIME)).unwrap();
+    let err = propose(add(), now_ms()).unwrap_err();
+    assert!(err.contains("vote on them first"), "{err}");
+    let last = adds.last().unwrap();
+    for i in 0..4 {
+        wait(&format!("node {i} holds the proposals"), || {
+            m(&c, i).status_of(&threshold).proposal.is_some() && m(&c, i).status_of(last).proposal.is_some()
+        });
+    }
+    for i in 0..4 {
+        wait(&format!("node {i} lets them expire"), || {
+            m(&c, i).status_of(&threshold).state == "expired" && m(&c, i).status_of(last).state == "expired"
+        });
+    }
+    let status = m(&c, 1).status_of(&threshold);
+    assert!(status.reason.contains("not passed within 168 h"), "{}", status.reason);
+    let err = vote(&c, 1, &net, &threshold, true).unwrap_err();
+    assert!(err.contains("expired"), "{err}");
+    // The pool has room again; the expired ones stay listed as such.
+    propose(add(), now_ms()).unwrap();
+    let expired = m(&c, 0).proposals().into_iter().filter(|p| p.state == "expired").count();
+    assert_eq!(expired, MAX_OPEN_ADD_NODES_PER_PROPOSER + 1);
+    let long_ago = now_ms() - PROPOSAL_LIFETIME.as_millis() as u64 - 60_000;
+    let err = propose(set(3), long_ago).unwrap_err();
+    assert!(err.contains("expired") && err.contains("propose it again"), "{err}");
+    let err = propose(set(3), now_ms() + 3_600_000).unwrap_err();
+    assert!(err.contains("ahead of this node's clock"), "{err}");
+}
+
 /// Separate governance members (as CCF's consortium): three member keys that no node holds govern
 /// a 4-node network. A node's identity key is no member; a forged member ballot is refused; roster
 /// changes (a removal, a join) keep the members; add_member and remove_member change them; a
@@ -614,7 +679,7 @@ fn separate_member_keys_govern_and_roster_changes_keep_them() {
     let j = c.spawn_node().unwrap();
 
     let propose = |via: usize, by: &IdentityKeyPair, kind: action::Kind, created: u64| {
-        let p = Proposal::signed(by, &net, kind, created);
+        let p = Proposal::signed(by, &net, kind, at(created));
         c.runtime().block_on(m(&c, via).propose(p, true)).map(|s| s.id).map_err(|e| e.to_string())
     };
     let cast = |via: usize, by: &IdentityKeyPair, id: &[u8], yes: bool| {
@@ -730,7 +795,7 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
     // Open at node 3 when it stops, rejected while it is down (two no of four: 3 yes needed).
-    let p0 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 0);
+    let p0 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), at(0));
     let pid0 = c.runtime().block_on(m(&c, 0).propose(p0, true)).unwrap().id;
     wait("node 3 holds the first proposal", || m(&c, 3).status_of(&pid0).proposal.is_some());
     c.stop(3).unwrap();
@@ -739,14 +804,14 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     assert_eq!(vote(&c, 1, &net, &pid0, false).unwrap(), "rejected");
 
     // Made while node 3 is down: gossiped to the others (node 3 misses it).
-    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 4 }), 1);
+    let p = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 4 }), at(1));
     let pid = c.runtime().block_on(m(&c, 0).propose(p, true)).unwrap().id;
     vote(&c, 0, &net, &pid, true).unwrap();
     seen(&c, 1, &pid, 1, 0);
     vote(&c, 1, &net, &pid, true).unwrap();
     seen(&c, 2, &pid, 2, 0);
     // Never gossiped at all (as if node 0 had been cut off): only node 0 holds it and a ballot.
-    let p2 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), 2);
+    let p2 = Proposal::signed(&key(&c, 0), &net, action::Kind::SetThreshold(SetThreshold { threshold: 2 }), at(2));
     let pid2 = c.runtime().block_on(m(&c, 0).propose(p2, false)).unwrap().id;
     c.runtime().block_on(m(&c, 0).vote(Ballot::signed(&key(&c, 1), &net, &pid2, true), false)).unwrap();
 
@@ -757,7 +822,7 @@ fn a_member_that_was_down_fetches_missed_proposals_and_ballots() {
     forged.signature[0] ^= 1;
     store.put_ballot(&forged).unwrap();
     store.put_ballot(&Ballot::signed(&IdentityKeyPair::generate(), &net, &pid, false)).unwrap();
-    let mut bad = Proposal::signed(&key(&c, 2), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), 3);
+    let mut bad = Proposal::signed(&key(&c, 2), &net, action::Kind::SetThreshold(SetThreshold { threshold: 1 }), at(3));
     bad.signature[0] ^= 1;
     let bad_id = conode_core::services::membership::messages::proposal_id(&bad);
     store.put_proposal(&bad_id, &bad).unwrap();
@@ -790,7 +855,7 @@ fn proposal_with_two_ballots_kept_at_their_nodes(c: &LocalCluster, net: &[u8]) -
     // Node 2's periodic sync would fetch the ballots (every 5 s): paused, and no sync running.
     m(c, 2).pause_periodic_sync(true);
     wait("node 2's running sync ended", || !m(c, 2).sync_running());
-    let p = Proposal::signed(&key(c, 0), net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), 0);
+    let p = Proposal::signed(&key(c, 0), net, action::Kind::SetThreshold(SetThreshold { threshold: 3 }), at(0));
     let pid = c.runtime().block_on(m(c, 0).propose(p, true)).unwrap().id;
     for i in 0..4 {
         wait(&format!("node {i} holds the proposal"), || m(c, i).status_of(&pid).proposal.is_some());

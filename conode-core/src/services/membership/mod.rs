@@ -11,7 +11,8 @@
 //!   open ones from the other members (`Sync`) and re-check every signature. A proposal passes at
 //!   the threshold (default more than two thirds); the block that applies it carries the proposal
 //!   and the passing ballots, and every member of the outgoing roster re-checks them (the
-//!   skipchain governor hook) before cosigning. A proposal that cannot pass any more is rejected.
+//!   skipchain governor hook) before cosigning. A proposal that cannot pass any more is rejected;
+//!   one still open a day (add_node) or a week (the others) after it was made expires.
 //! - **Node states** (persisted): founders `Initialized → PartOfNetwork`; joiners `Initialized →
 //!   Pending → Trusted → PartOfNetwork`; `Retired` once removed.
 //! - **Consent**: a node follows a network only when its operator founded it on this node (the
@@ -32,8 +33,8 @@ mod service;
 pub mod store;
 
 pub use service::{
-    now_ms, MembershipError, MembershipService, DEFAULT_RETRY, FOUNDING_IS_LOCAL, MAX_JOINS,
-    MAX_OPEN_ADD_NODES_PER_PROPOSER, MAX_OPEN_JOINS_PER_NETWORK, MAX_OPEN_JOINS_PER_SOURCE,
-    MAX_OPEN_PROPOSALS_PER_PROPOSER, MEMBERSHIP_SERVICE,
+    expires_ms, now_ms, MembershipError, MembershipService, ADD_NODE_LIFETIME, DEFAULT_RETRY, FOUNDING_IS_LOCAL,
+    MAX_CREATED_AHEAD, MAX_JOINS, MAX_OPEN_ADD_NODES_PER_PROPOSER, MAX_OPEN_JOINS_PER_NETWORK,
+    MAX_OPEN_JOINS_PER_SOURCE, MAX_OPEN_PROPOSALS_PER_PROPOSER, MEMBERSHIP_SERVICE, PROPOSAL_LIFETIME,
 };
 pub use store::{NodeRecord, NodeState};

@@ -81,6 +81,48 @@ pub const MAX_OPEN_PROPOSALS_PER_PROPOSER: usize = 64;
 /// join requests strangers send them; in a pool of their own, per proposer, such proposals never
 /// crowd out the others (a removal, a threshold change), nor one member's joins another's.
 pub const MAX_OPEN_ADD_NODES_PER_PROPOSER: usize = 64;
+/// How long an add_node proposal stays open without passing (from its signed `created` time):
+/// members make one for every join request a stranger sends, so a stranger that fills the join
+/// slots holds them for a day at most (its operator's own add-node proposals are no different:
+/// one not voted within a day is proposed again).
+pub const ADD_NODE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long any other proposal stays open without passing: a week for the members to vote.
+pub const PROPOSAL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How far ahead of this node's clock a proposal's `created` may be (clocks differ): a proposal
+/// from further ahead would stay open for longer than its lifetime.
+pub const MAX_CREATED_AHEAD: Duration = Duration::from_secs(10 * 60);
+/// The outcome of a proposal that did not pass within its lifetime.
+const EXPIRED: &str = "expired";
+
+/// When proposal `p` expires (unix ms) unless it passed: its `created` plus its lifetime.
+pub fn expires_ms(p: &Proposal) -> u64 {
+    let lifetime = if is_add_node(p) { ADD_NODE_LIFETIME } else { PROPOSAL_LIFETIME };
+    p.created.saturating_add(lifetime.as_millis() as u64)
+}
+
+/// Why proposal `p` cannot be taken now (`now`: unix ms): made too far ahead of this node's clock,
+/// or expired already.
+fn check_lifetime(p: &Proposal, now: u64) -> Result<(), MembershipError> {
+    let ahead = MAX_CREATED_AHEAD.as_millis() as u64;
+    if p.created > now.saturating_add(ahead) {
+        return Err(MembershipError::Conflict(format!(
+            "the proposal's `created` time is {} s ahead of this node's clock (at most {} s): check the proposer's clock",
+            (p.created - now) / 1000,
+            ahead / 1000
+        )));
+    }
+    if now >= expires_ms(p) {
+        return Err(MembershipError::Conflict(format!(
+            "the proposal expired {} s ago (made {} s ago; proposals stay open {} h, add_node ones {} h): propose it again",
+            (now - expires_ms(p)) / 1000,
+            now.saturating_sub(p.created) / 1000,
+            PROPOSAL_LIFETIME.as_secs() / 3600,
+            ADD_NODE_LIFETIME.as_secs() / 3600
+        )));
+    }
+    Ok(())
+}
+
 /// Least time between two syncs triggered by a ballot for an unknown proposal.
 const TRIGGERED_SYNC_GAP: Duration = Duration::from_secs(1);
 
@@ -530,6 +572,7 @@ impl MembershipService {
         }
         let roster = block.roster.clone().unwrap_or_default();
         rules::apply(&cfg, &roster, p.action.as_ref().ok_or_else(|| RuleError::Invalid("no action".into()))?)?;
+        check_lifetime(&p, now_ms())?;
         self.check_room_for(&p)?;
         self.shared.store.put_proposal(&id, &p)?;
         // An add_node for a node whose join request this node holds answers that request.
@@ -557,11 +600,13 @@ impl MembershipService {
         } else {
             (MAX_OPEN_PROPOSALS_PER_PROPOSER, "proposals (add_node aside)")
         };
+        let now = now_ms();
+        // Expired ones count no more (the next tick closes them).
         let same_pool = store
             .open_ids()
             .iter()
             .filter_map(|id| store.proposal(id))
-            .filter(|o| o.proposer == p.proposer && is_add_node(o) == kind)
+            .filter(|o| o.proposer == p.proposer && is_add_node(o) == kind && now < expires_ms(o))
             .count();
         if same_pool >= limit {
             return Err(MembershipError::Conflict(format!(
@@ -838,6 +883,13 @@ impl MembershipService {
         match rules::tally(&cfg, &st.ballots(id)) {
             Tally::Rejected { yes, no } => {
                 self.close(id, "rejected", &format!("{no} no, {yes} yes: the threshold cannot be reached"), None);
+                false
+            }
+            // A proposal that passed is applied whatever its age; an open one expires (its pool
+            // slot, and a join request's slot, are free again).
+            Tally::Open { yes, no } if now_ms() >= expires_ms(&p) => {
+                let hours = (expires_ms(&p) - p.created) / 3_600_000;
+                self.close(id, EXPIRED, &format!("not passed within {hours} h ({yes} yes, {no} no)"), None);
                 false
             }
             Tally::Passed { .. } => {

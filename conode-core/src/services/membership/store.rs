@@ -72,7 +72,7 @@ pub struct NodeRecord {
 /// Where a proposal ended (absent: still open).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
-    /// "accepted", "rejected" or "failed".
+    /// "accepted", "rejected", "failed" or "expired".
     pub state: String,
     pub reason: String,
     /// The network block that applied it (accepted).
