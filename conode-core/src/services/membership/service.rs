@@ -1375,7 +1375,17 @@ impl MembershipService {
             }
         } else if st.has_join(from.as_bytes()) {
             // Kept for the separate governance members, who have not proposed it yet.
-            return Ok(JoinAnswer { state: "pending".into(), ..Default::default() });
+            if !st.unproposed_join_expired(from.as_bytes()) {
+                return Ok(JoinAnswer { state: "pending".into(), ..Default::default() });
+            }
+            if !create {
+                let hours = ADD_NODE_LIFETIME.as_secs() / 3600;
+                return Ok(JoinAnswer {
+                    state: "refused".into(),
+                    reason: format!("{EXPIRED}: no governance member proposed it within {hours} h"),
+                    ..Default::default()
+                });
+            }
         }
         if !create {
             return Ok(JoinAnswer { state: "unknown".into(), ..Default::default() });

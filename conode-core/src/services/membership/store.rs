@@ -184,9 +184,12 @@ impl MembershipStore {
         match proposal {
             Some(p) => self.tree.put_batch(&[(&j, &request), (&jp, p), (&by_source, &[])]),
             None => {
-                // A new request replaces an old one (a removed node joining again).
+                // A new request replaces an old one (a removed node joining again); it waits
+                // for a governance member from now on (see `unproposed_join_expired`).
                 self.tree.remove(&jp)?;
-                self.tree.put_batch(&[(&j, &request), (&by_source, &[])])
+                let received = super::service::now_ms().to_be_bytes();
+                let jt = key("jt/", &[identity]);
+                self.tree.put_batch(&[(&j, &request), (&by_source, &[]), (&jt, &received)])
             }
         }
     }
@@ -201,11 +204,23 @@ impl MembershipStore {
         JoinRequest::decode(self.tree.get(&key("j/", &[identity])).ok()??.as_slice()).ok()
     }
 
-    /// Join requests this node holds that no proposal answers yet, by identity.
+    /// Whether node `identity`'s join request, kept for the separate governance members, waited
+    /// longer than an add_node proposal stays open (`ADD_NODE_LIFETIME`) without one of them
+    /// proposing it: its slot is free, and the joiner is told so. (Requests kept by versions
+    /// that did not record the time wait as before.)
+    pub fn unproposed_join_expired(&self, identity: &[u8]) -> bool {
+        let Some(received) = self.tree.get(&key("jt/", &[identity])).ok().flatten() else { return false };
+        let received = u64::from_be_bytes(received.as_slice().try_into().unwrap_or([0; 8]));
+        let lifetime = super::service::ADD_NODE_LIFETIME.as_millis() as u64;
+        super::service::now_ms() >= received.saturating_add(lifetime)
+    }
+
+    /// Join requests this node holds that no proposal answers yet (and that have not expired), by
+    /// identity.
     pub fn unproposed_joins(&self) -> Vec<(Vec<u8>, JoinRequest)> {
         self.tree
             .scan_prefix(b"j/")
-            .filter(|(k, _)| self.join_proposal(&k[2..]).is_none())
+            .filter(|(k, _)| self.join_proposal(&k[2..]).is_none() && !self.unproposed_join_expired(&k[2..]))
             .filter_map(|(k, v)| Some((k[2..].to_vec(), JoinRequest::decode(v.as_slice()).ok()?)))
             .collect()
     }
@@ -231,7 +246,7 @@ impl MembershipStore {
     fn is_open_join(&self, identity: &[u8]) -> bool {
         match self.join_proposal(identity) {
             Some(pid) => self.outcome(&pid).is_none(),
-            None => true,
+            None => !self.unproposed_join_expired(identity),
         }
     }
 
@@ -283,6 +298,29 @@ mod tests {
         store.set_outcome(b"p-a", &outcome).unwrap();
         assert_eq!(store.open_joins_from_network(ip("10.1.2.200")), 1);
         assert_eq!(store.open_joins(), 5);
+    }
+
+    #[test]
+    fn join_requests_no_member_proposes_expire_after_the_add_node_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MembershipStore::open(&Storage::open(dir.path(), "membership-test").unwrap()).unwrap();
+        let ip = Some("10.1.2.3".parse::<std::net::IpAddr>().unwrap());
+        for identity in [b"a", b"b"] {
+            store.put_join(identity, ip, &JoinRequest::default(), None).unwrap();
+        }
+        assert_eq!((store.open_joins(), store.open_joins_from(ip), store.unproposed_joins().len()), (2, 2, 2));
+        // `a` came in a lifetime ago (as its record says): its slot is free, it is listed no more.
+        let lifetime = super::super::service::ADD_NODE_LIFETIME.as_millis() as u64;
+        let then = (super::super::service::now_ms() - lifetime - 1).to_be_bytes();
+        store.tree.put(&key("jt/", &[b"a"]), &then).unwrap();
+        assert!(store.unproposed_join_expired(b"a") && !store.unproposed_join_expired(b"b"));
+        assert_eq!((store.open_joins(), store.open_joins_from(ip), store.open_joins_from_network(ip)), (1, 1, 1));
+        assert_eq!(store.unproposed_joins().iter().map(|(id, _)| id.as_slice()).collect::<Vec<_>>(), [b"b"]);
+        // Sent again, it waits anew; one kept by an older version (no time) waits as before.
+        store.put_join(b"a", ip, &JoinRequest::default(), None).unwrap();
+        assert_eq!(store.open_joins(), 2);
+        store.tree.remove(&key("jt/", &[b"b"])).unwrap();
+        assert!(!store.unproposed_join_expired(b"b"));
     }
 
     #[test]
