@@ -543,3 +543,39 @@ fn signed_both(c: &LocalCluster, genesis: &[u8]) -> Vec<String> {
     let (sa, sb) = (signers(a), signers(b));
     sa.iter().filter(|m| sb.contains(m)).map(|&m| c.roster().servers[m].public.to_hex()).collect()
 }
+
+/// A proposer appends a block, withholds it from one honest member (that member signed its
+/// prepare and forward link but never got the block), and goes silent: a Byzantine proposer, or
+/// one that crashed while sending the block. The remaining honest members need the one that lacks
+/// the block: it catches up when asked to prepare the next one, and the next append goes through
+/// at its first call (before, the member refused every later block until it restarted).
+#[test]
+fn a_block_withheld_from_a_member_by_a_proposer_that_then_goes_silent_does_not_stall_the_chain() {
+    let mut c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let owner = IdentityKeyPair::generate();
+    let rt = c.runtime().handle().clone();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    let append = |c: &LocalCluster, at: usize, index: u64| {
+        let req = Append::signed(&owner, &genesis, index, format!("block {index}").into_bytes(), None).unwrap();
+        let s = svc(c, at).unwrap();
+        rt.block_on(async move { s.append(req).await })
+    };
+    for index in 1..=3 {
+        append(&c, 0, index).unwrap();
+    }
+    let (byzantine, cut_off) = (0, 3);
+    support::wait_until(Duration::from_secs(10), "every member holds block 3", || {
+        (0..4).all(|i| svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3))
+    });
+    // The member refuses the pushed block (as if it never came), the proposer leaves.
+    svc(&c, cut_off).unwrap().set_refuses_store(true);
+    append(&c, byzantine, 4).unwrap();
+    c.stop(byzantine).unwrap();
+    svc(&c, cut_off).unwrap().set_refuses_store(false);
+    assert_eq!(svc(&c, cut_off).unwrap().store().latest_index(&genesis), Some(3));
+    let t = Instant::now();
+    let block = append(&c, 1, 5);
+    assert!(block.is_ok(), "the append after the withheld block failed after {:?}: {block:?}", t.elapsed());
+    eprintln!("append after a withheld block: {:?}", t.elapsed());
+}

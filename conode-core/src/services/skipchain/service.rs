@@ -1465,8 +1465,9 @@ impl SkipchainService {
         Ok(fetched)
     }
 
-    /// Whether a client read of `index` on `genesis`, beyond this member's newest block of a chain
-    /// it holds, should start a catch-up now (at most one per `READ_CATCH_UP_EVERY` per chain).
+    /// Whether a client read (or a proposal) of `index` on `genesis`, beyond this member's newest
+    /// block of a chain it holds, should start a catch-up now (at most one per
+    /// `READ_CATCH_UP_EVERY` per chain).
     fn read_catch_up_due(&self, genesis: &[u8], index: u64) -> bool {
         let s = &self.shared;
         if s.store.latest_index(genesis).is_none_or(|newest| index <= newest) {
@@ -1486,6 +1487,20 @@ impl SkipchainService {
         last.insert(genesis.to_vec(), now);
         last.insert(Vec::new(), now);
         s.observed.read_catch_up(true);
+        true
+    }
+
+    /// A proposal names a block beyond the next one here: this member missed blocks (their
+    /// proposer crashed while sending them, or withheld them) that the others hold, and without
+    /// it they may lack a threshold. Starts a catch-up in the background (at most as often as
+    /// client reads start one) so that the proposer's next view finds it ready; returns whether
+    /// one started.
+    fn catch_up_behind(&self, genesis: &[u8], index: u64) -> bool {
+        if !self.read_catch_up_due(genesis, index) {
+            return false;
+        }
+        let (svc, genesis) = (self.clone(), genesis.to_vec());
+        self.shared.ctx.tasks.spawn(async move { svc.catch_up_chain(&genesis).await });
         true
     }
 
@@ -1664,7 +1679,12 @@ impl SkipchainService {
         }
         let latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
         if block.index != latest + 1 {
-            return Err(format!("proposed block {} but this node holds up to {latest}", block.index));
+            let catching_up = block.index > latest + 1 && self.catch_up_behind(&block.genesis_id, block.index);
+            return Err(format!(
+                "proposed block {} but this node holds up to {latest}{}",
+                block.index,
+                if catching_up { " (catching up)" } else { "" }
+            ));
         }
         let new_roster = block.roster.as_ref().ok_or("no roster")?;
         let prev = st.block_at(&block.genesis_id, latest).ok_or("missing latest block")?;
