@@ -12,7 +12,7 @@ mod support;
 
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
-use conode_core::services::cosi::CosiOptions;
+use conode_core::services::cosi::{CosiFault, CosiOptions};
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{owner_of_view, SkipchainService, MAX_VIEW, RACES_TO_NEWEST_VIEW, VIEW_WINDOW};
 use conode_core::verify::cosi::{Mask, Policy};
@@ -578,4 +578,51 @@ fn a_block_withheld_from_a_member_by_a_proposer_that_then_goes_silent_does_not_s
     let block = append(&c, 1, 5);
     assert!(block.is_ok(), "the append after the withheld block failed after {:?}: {block:?}", t.elapsed());
     eprintln!("append after a withheld block: {:?}", t.elapsed());
+}
+
+/// A Byzantine member appends a block with the others but leaves one honest member out of it
+/// (its rounds and its push), long after the previous block (a quiet chain: here the slots are
+/// aged at every member but that one, which learns of the block only when it catches up). It
+/// then pushes the others to its newest view of the next slot and stops voting. The member left
+/// out opens views from when it caught up: without more, it could not follow the others to their
+/// views for as long as the chain had been quiet, and the honest appends would stall that long.
+#[test]
+fn a_member_left_out_of_a_block_follows_the_others_views_at_once() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (byzantine, left_out) = (0, 3);
+    let owner = IdentityKeyPair::generate();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    for k in 1..=2 {
+        c.append(1, &owner, &genesis, format!("block {k}").into_bytes()).unwrap();
+    }
+    support::wait_until(Duration::from_secs(10), "every member holds block 2", || {
+        (0..4).all(|i| svc(&c, i).unwrap().store().latest_index(&genesis) == Some(2))
+    });
+    // Block 3 without the left-out member: it answers no round and takes no pushed block.
+    c.node(left_out).cosi().unwrap().set_fault(CosiFault::Silent);
+    svc(&c, left_out).unwrap().set_refuses_store(true);
+    c.append(byzantine, &owner, &genesis, b"block 3".to_vec()).unwrap();
+    c.node(left_out).cosi().unwrap().set_fault(CosiFault::None);
+    svc(&c, left_out).unwrap().set_refuses_store(false);
+    // The chain was quiet for a while after block 3 (at the members that got it then).
+    (0..4).filter(|&i| i != left_out).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(60)));
+    // The Byzantine member pushes the honest ones to its newest view of slot 4, then stops voting.
+    let racer = svc(&c, byzantine).unwrap();
+    racer.set_batched_rounds(false);
+    racer.set_proposes_in_view(RACES_TO_NEWEST_VIEW);
+    let pushed = || (1..3).map(|i| svc(&c, i).unwrap().prepared_view(&genesis, 4)).max().unwrap_or(0);
+    support::wait_until(Duration::from_secs(10), "the racer pushed the honest members", || {
+        let _ = c.append(byzantine, &owner, &genesis, b"racing".to_vec());
+        pushed() > 10_000
+    });
+    let pushed = pushed();
+    c.node(byzantine).cosi().unwrap().set_fault(CosiFault::Refuse);
+    // The honest members need the left-out one: the append passes at its first call.
+    let started = Instant::now();
+    let block = c
+        .append(1, &owner, &genesis, b"block 4".to_vec())
+        .unwrap_or_else(|e| panic!("the honest append stalled ({:?}): {e}", started.elapsed()));
+    assert_eq!(block.index, 4);
+    eprintln!("append past the racer's view {pushed} with the left-out member: {:?}", started.elapsed());
 }

@@ -44,7 +44,10 @@
 //! every millisecond after the slot's previous block arrived at the member (recorded with the
 //! block, so a restart changes nothing; a day's worth for blocks stored by versions before the
 //! record), or one above the view of the proposal's certificate
-//! (`votes::reachable_view`). Honest proposers use a few views per append, 100 ms or more
+//! (`votes::reachable_view`). A member that got the previous block late (left out of its rounds
+//! and push, or down) and is asked for a view not open at it yet asks the members when the block
+//! arrived at them and adopts the (f+1)-th earliest answer if earlier (`arrivals`): liars cannot
+//! move it before an honest member saw the block. Honest proposers use a few views per append, 100 ms or more
 //! apart (or wait for their own window, below), and never meet the limit. Without it, a Byzantine proposer could ask members to
 //! prepare a real block in the highest view they take part in and leave it there: they would then
 //! refuse every later view, and with f+1 of them pushed the slot would be stuck for good. Now a
@@ -74,6 +77,8 @@
 //! - `messages`: client and peer wire messages; `owner`: the owner-signed `Append`.
 //! - `evidence`: conflicting forward links, and prepares of two blocks in one view (which a
 //!   proposer compares after a failed view), kept against the members that signed both.
+//! - `arrivals`: when a slot's previous block arrived, as the members saw it (a member that got
+//!   it late opens views as they do).
 //! - `votes`: the durable per-slot votes and locks; `votes_model`: an exhaustive check of their rules.
 //! - `store`: durable sled storage.
 //! - `rosters`: block rosters checked once (keys, PoPs) and remembered.
@@ -83,6 +88,7 @@
 //!   `batched` (a child of it): the rounds several chains' appends share; `older_members` (another
 //!   child): members running code from before v2 links, during a rolling upgrade.
 
+mod arrivals;
 mod evidence;
 pub mod messages;
 mod observe;

@@ -285,7 +285,7 @@ impl SkipchainService {
             .ok_or_else(|| format!("chain {chain}: newest block without roster"))
             .and_then(|r| s.rosters.get(r).map_err(|e| format!("chain {chain}: {e}")))?;
         let need = Policy::default_threshold(roster.servers.len());
-        let req = Latest { genesis: genesis.to_vec(), index: 0, known: false }.encode_to_vec();
+        let req = Latest { genesis: genesis.to_vec(), ..Default::default() }.encode_to_vec();
         let asks = roster.servers.iter().filter(|m| m.public != s.me).map(|m| {
             let (net, req, m) = (s.network.clone(), req.clone(), m.clone());
             async move {

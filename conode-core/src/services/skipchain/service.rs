@@ -1473,20 +1473,27 @@ impl SkipchainService {
         if s.store.latest_index(genesis).is_none_or(|newest| index <= newest) {
             return false;
         }
-        let mut last = crate::sync::lock(&s.read_catch_ups);
+        let due = self.limited_due(genesis);
+        s.observed.read_catch_up(due);
+        due
+    }
+
+    /// Whether work named by `key` (a chain id, or a tag and a chain id) that peers or clients
+    /// can ask for is due: at most once per `READ_CATCH_UP_EVERY` per key and once per
+    /// `READ_CATCH_UP_ANY` for all keys. Records it when due.
+    fn limited_due(&self, key: &[u8]) -> bool {
+        let mut last = crate::sync::lock(&self.shared.read_catch_ups);
         let now = std::time::Instant::now();
         let recent = |at: Option<&std::time::Instant>, within| at.is_some_and(|at| now.duration_since(*at) < within);
-        // The empty key stands for "any chain" (no chain id is empty).
-        if recent(last.get(genesis), READ_CATCH_UP_EVERY) || recent(last.get(&[][..]), READ_CATCH_UP_ANY) {
-            s.observed.read_catch_up(false);
+        // The empty key stands for "any key" (no chain id is empty).
+        if recent(last.get(key), READ_CATCH_UP_EVERY) || recent(last.get(&[][..]), READ_CATCH_UP_ANY) {
             return false;
         }
         if last.len() >= 4096 {
             last.retain(|_, at| now.duration_since(*at) < READ_CATCH_UP_EVERY);
         }
-        last.insert(genesis.to_vec(), now);
+        last.insert(key.to_vec(), now);
         last.insert(Vec::new(), now);
-        s.observed.read_catch_up(true);
         true
     }
 
@@ -1525,18 +1532,8 @@ impl SkipchainService {
         let s = &self.shared;
         let Some(latest) = s.store.latest(genesis) else { return 0 };
         let Some(Ok(roster)) = latest.roster.as_ref().map(|r| s.rosters.get(r)) else { return 0 };
-        let asks = roster.servers.iter().filter(|m| m.public != s.me).cloned().map(|m| async move {
-            let req = Latest { genesis: genesis.to_vec(), index: 0, known: false };
-            let reply = s
-                .network
-                .request_fail_fast(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), Duration::from_secs(3))
-                .await
-                .ok()?;
-            let theirs = Latest::decode(reply.as_slice()).ok()?;
-            theirs.known.then_some((theirs.index, m))
-        });
-        let mut ahead: Vec<(u64, ServerIdentity)> =
-            futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        let answers = self.latest_of_members(genesis, &roster, Duration::from_secs(3)).await;
+        let mut ahead: Vec<(u64, ServerIdentity)> = answers.iter().map(|(m, l)| (l.index, m.clone())).collect();
         ahead.sort_by_key(|a| std::cmp::Reverse(a.0));
         let mut fetched = 0;
         for (index, m) in ahead {
@@ -1548,7 +1545,78 @@ impl SkipchainService {
                 Err(e) => warn!(peer = %m.address, error = %e, "catch-up failed"),
             }
         }
+        if fetched > 0 {
+            // The newest block came late here: open the next slot's views as the members do.
+            self.adopt_arrival(genesis, &answers);
+        }
         fetched
+    }
+
+    /// What the other members of `roster` answer to `Latest` for `genesis` (those that know the
+    /// chain and answer within `timeout`).
+    async fn latest_of_members(
+        &self,
+        genesis: &[u8],
+        roster: &Roster,
+        timeout: Duration,
+    ) -> Vec<(ServerIdentity, Latest)> {
+        let s = &self.shared;
+        let asks = roster.servers.iter().filter(|m| m.public != s.me).cloned().map(|m| async move {
+            let req = Latest { genesis: genesis.to_vec(), ..Default::default() };
+            let reply = s
+                .network
+                .request_fail_fast(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), timeout)
+                .await
+                .ok()?;
+            let theirs = Latest::decode(reply.as_slice()).ok()?;
+            theirs.known.then_some((m, theirs))
+        });
+        futures_util::future::join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// Adopts, for this node's newest block of `genesis`, the (f+1)-th earliest arrival among its
+    /// own and the members' `answers` for that block (see `arrivals`) when it is earlier.
+    fn adopt_arrival(&self, genesis: &[u8], answers: &[(ServerIdentity, Latest)]) {
+        let s = &self.shared;
+        let Some(latest) = s.store.latest(genesis) else { return };
+        let Some(own) = s.store.arrival(genesis, latest.index) else { return };
+        let Some(Ok(roster)) = latest.roster.as_ref().map(|r| s.rosters.get(r)) else { return };
+        // One answer per member of the block's roster, for this very block.
+        let mut seen = std::collections::HashSet::new();
+        let reported: Vec<u64> = answers
+            .iter()
+            .filter(|(m, l)| l.index == latest.index && roster.index_of(&m.public).is_some() && seen.insert(m.public))
+            .map(|(_, l)| l.arrived_unix_ms)
+            .collect();
+        let faulty = roster.len() - Policy::default_threshold(roster.len());
+        let at = super::arrivals::adopted_arrival(own, &reported, faulty);
+        if at < own && s.store.adopt_earlier_arrival(genesis, latest.index, at) {
+            info!(
+                chain = %hex8(genesis),
+                index = latest.index,
+                earlier_ms = own - at,
+                "this block came late here: the next slot's views open from when the members got it"
+            );
+        }
+    }
+
+    /// Asked for a view of the slot after block `prev_index` that is not open here yet: in the
+    /// background (at most as often as read catch-ups, per chain), asks the members when that
+    /// block arrived at them, in case it came late here (see `arrivals`).
+    fn learn_arrival(&self, genesis: &[u8], prev_index: u64) {
+        let mut key = b"arrival:".to_vec();
+        key.extend_from_slice(genesis);
+        if !self.limited_due(&key) {
+            return;
+        }
+        let (svc, genesis) = (self.clone(), genesis.to_vec());
+        self.shared.ctx.tasks.spawn(async move {
+            let s = &svc.shared;
+            let Some(latest) = s.store.latest(&genesis).filter(|b| b.index == prev_index) else { return };
+            let Some(Ok(roster)) = latest.roster.as_ref().map(|r| s.rosters.get(r)) else { return };
+            let answers = svc.latest_of_members(&genesis, &roster, Duration::from_secs(1)).await;
+            svc.adopt_arrival(&genesis, &answers);
+        });
     }
 
     async fn handle_peer(&self, msg: PeerMessage) -> Result<Vec<u8>, String> {
@@ -1633,10 +1701,18 @@ impl SkipchainService {
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
                 let mut index = self.shared.store.latest_index(&req.genesis);
+                // (A slot aged by the test hook counts as opened that much earlier.)
+                let aged = self.shared.slots_aged_ms.load(std::sync::atomic::Ordering::SeqCst);
+                let mut arrived = index
+                    .and_then(|i| self.shared.store.arrival(&req.genesis, i))
+                    .map_or(0, |at| at.saturating_sub(aged).max(1));
                 if self.lies_in_catch_up() {
                     index = index.map(|i| i + 1000);
+                    arrived = 1;
                 }
-                Ok(Latest { genesis: req.genesis, index: index.unwrap_or(0), known: index.is_some() }.encode_to_vec())
+                let known = index.is_some();
+                Ok(Latest { genesis: req.genesis, index: index.unwrap_or(0), known, arrived_unix_ms: arrived }
+                    .encode_to_vec())
             }
             other => Err(format!("unknown skipchain protocol `{other}`")),
         }
@@ -1727,7 +1803,12 @@ impl SkipchainService {
         if statement != vote.message {
             return Err("statement is not the prepare message of the proposed block".into());
         }
-        vote.record(&self.shared.votes)
+        let recorded = vote.record(&self.shared.votes);
+        if recorded.is_err() && vote.view > vote.reachable {
+            // Maybe the previous block came late here: the proposer's next view may pass.
+            self.learn_arrival(&vote.genesis, vote.index - 1);
+        }
+        recorded
     }
 
     /// The highest view open here at the slot after block `prev_index` of chain `genesis` (see

@@ -139,6 +139,25 @@ impl ChainStore {
         }
     }
 
+    /// When block `index`, the newest of chain `genesis`, arrived here (Unix ms), if recorded.
+    pub fn arrival(&self, genesis: &[u8], index: u64) -> Option<u64> {
+        let v = self.arrived.get(genesis).ok().flatten()?;
+        let (i, at) = v.split_first_chunk::<8>()?;
+        (u64::from_be_bytes(*i) == index).then(|| u64::from_be_bytes(at.try_into().unwrap_or_default()))
+    }
+
+    /// Records that block `index`, the newest of chain `genesis`, arrived `at_ms` (Unix ms) when
+    /// that is earlier than recorded (see `arrivals::adopted_arrival`); nothing for a block that
+    /// is not the newest.
+    pub fn adopt_earlier_arrival(&self, genesis: &[u8], index: u64, at_ms: u64) -> bool {
+        let _one = crate::sync::lock(&self.commit);
+        if self.latest_index(genesis) != Some(index) || self.arrival(genesis, index).is_some_and(|own| own <= at_ms) {
+            return false;
+        }
+        self.record_arrival(genesis, index, at_ms);
+        true
+    }
+
     /// Records (not flushed: a record lost in a crash is made again) when block `index` arrived.
     fn record_arrival(&self, genesis: &[u8], index: u64, at_ms: u64) {
         let value = [index.to_be_bytes(), at_ms.to_be_bytes()].concat();
