@@ -82,9 +82,11 @@ pub const MAX_OPEN_PROPOSALS_PER_PROPOSER: usize = 64;
 /// crowd out the others (a removal, a threshold change), nor one member's joins another's.
 pub const MAX_OPEN_ADD_NODES_PER_PROPOSER: usize = 64;
 /// How long an add_node proposal stays open without passing (from its signed `created` time):
-/// members make one for every join request a stranger sends, so a stranger that fills the join
-/// slots holds them for a day at most (its operator's own add-node proposals are no different:
-/// one not voted within a day is proposed again).
+/// members make one for every join request a stranger sends, so join slots a flood filled free
+/// themselves within a day (a stranger may send more then, within the limits per source and
+/// network; its operator's own add-node proposals are no different: one not voted within a day
+/// is proposed again). A passed proposal is not applied once it expired (beyond the skew
+/// `MAX_CREATED_AHEAD` between clocks): the members' governor check refuses its block.
 pub const ADD_NODE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long any other proposal stays open without passing: a week for the members to vote.
 pub const PROPOSAL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -119,6 +121,16 @@ fn check_lifetime(p: &Proposal, now: u64) -> Result<(), MembershipError> {
             PROPOSAL_LIFETIME.as_secs() / 3600,
             ADD_NODE_LIFETIME.as_secs() / 3600
         )));
+    }
+    Ok(())
+}
+
+/// Whether passed proposal `p` may still be applied at `now` (Unix ms): not once it expired by
+/// more than the skew between clocks (`MAX_CREATED_AHEAD`).
+fn still_applicable(p: &Proposal, now: u64) -> Result<(), String> {
+    let late = now.saturating_sub(expires_ms(p));
+    if late > MAX_CREATED_AHEAD.as_millis() as u64 {
+        return Err(format!("the proposal it applies expired {} s ago: propose it again", late / 1000));
     }
     Ok(())
 }
@@ -185,6 +197,8 @@ struct Shared {
     record: Mutex<NodeRecord>,
     /// Proposals seen passing, and when (a member appends after `FALLBACK_APPEND`).
     passed_at: Mutex<HashMap<Vec<u8>, Instant>>,
+    /// The network chain's newest index when `accept_applied_expired` last looked.
+    applied_checked_at: Mutex<Option<u64>>,
     /// One append of the network chain at a time from this node.
     appending: tokio::sync::Mutex<()>,
     join_target: Mutex<Option<JoinTarget>>,
@@ -261,6 +275,7 @@ impl Service for MembershipService {
                 store,
                 record: Mutex::new(record),
                 passed_at: Default::default(),
+                applied_checked_at: Default::default(),
                 appending: Default::default(),
                 join_target: Default::default(),
                 retry: Mutex::new(DEFAULT_RETRY),
@@ -752,7 +767,13 @@ impl MembershipService {
                     .is_some_and(|p| &proposal_id(&p) == id)
             })
         };
-        rules::check_block(prev, next, &applied).map_err(|e| e.to_string())
+        rules::check_block(prev, next, &applied).map_err(|e| e.to_string())?;
+        // A proposal that expired (here, beyond the clocks' skew) is not applied late: operators
+        // were told to propose it again.
+        match rules::config_of(next).and_then(|c| c.passed?.proposal) {
+            Some(p) => still_applicable(&p, now_ms()),
+            None => Ok(()),
+        }
     }
 
     /// The members that can append the next network block: in the newest roster and in the
@@ -850,7 +871,9 @@ impl MembershipService {
     }
 
     fn close(&self, id: &[u8], state: &str, reason: &str, index: Option<u64>) {
-        if self.shared.store.outcome(id).is_some() {
+        // An outcome is final, but "expired" (by this node's clock) gives way to "accepted": the
+        // chain applied it (another member's clock was behind, within the skew allowed).
+        if self.shared.store.outcome(id).is_some_and(|o| o.state != EXPIRED || state != "accepted") {
             return;
         }
         let o = Outcome { state: state.into(), reason: reason.into(), index };
@@ -858,6 +881,21 @@ impl MembershipService {
             warn!(error = %e, "storing a proposal outcome");
         }
         lock(&self.shared.passed_at).remove(id);
+    }
+
+    /// Marks the proposals this node let expire that the network chain applied all the same as
+    /// accepted.
+    fn accept_applied_expired(&self) {
+        let newest = self.network().and_then(|net| self.shared.skipchain.store().latest_index(&net));
+        if std::mem::replace(&mut *lock(&self.shared.applied_checked_at), newest) == newest {
+            return;
+        }
+        let st = &self.shared.store;
+        for (id, index) in self.applied() {
+            if st.outcome(&id).is_some_and(|o| o.state == EXPIRED) {
+                self.close(&id, "accepted", "", Some(index));
+            }
+        }
     }
 
     /// Closes proposal `id` when it was applied, cannot pass or cannot apply any more; notes
@@ -1115,6 +1153,7 @@ impl MembershipService {
         };
         if due {
             self.sync_network();
+            self.accept_applied_expired();
         }
         if self.state() == NodeState::PartOfNetwork {
             let last = lock(&self.shared.sync).last;
@@ -1603,5 +1642,34 @@ impl MembershipService {
             }
         }
         serde_json::Value::Array(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_proposals_are_refused_and_not_applied_beyond_the_clock_skew() {
+        let day = ADD_NODE_LIFETIME.as_millis() as u64;
+        let skew = MAX_CREATED_AHEAD.as_millis() as u64;
+        let add = Proposal {
+            created: 1_000_000_000,
+            action: Some(Action { kind: Some(action::Kind::AddNode(AddNode::default())) }),
+            ..Default::default()
+        };
+        let other = Proposal { created: 1_000_000_000, ..Default::default() };
+        assert_eq!(expires_ms(&add), 1_000_000_000 + day);
+        assert_eq!(expires_ms(&other), 1_000_000_000 + PROPOSAL_LIFETIME.as_millis() as u64);
+        // Taken while open; refused once expired, or when made too far ahead of this clock.
+        assert!(check_lifetime(&add, 1_000_000_000 + day - 1).is_ok());
+        assert!(check_lifetime(&add, 1_000_000_000 + day).is_err());
+        assert!(check_lifetime(&add, 1_000_000_000 - skew).is_ok());
+        assert!(check_lifetime(&add, 1_000_000_000 - skew - 1).is_err());
+        // A passed one is applied up to the skew after it expired, not later.
+        assert!(still_applicable(&add, 1_000_000_000 + day + skew).is_ok());
+        let late = still_applicable(&add, 1_000_000_000 + day + skew + 1_000).unwrap_err();
+        assert!(late.contains("expired") && late.contains("propose it again"), "{late}");
+        assert!(still_applicable(&other, 1_000_000_000 + day + skew + 1_000).is_ok());
     }
 }

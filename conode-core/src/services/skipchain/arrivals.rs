@@ -7,7 +7,8 @@
 //! when the block arrived at them and adopts the (f+1)-th earliest of their answers (its own
 //! among them) when that is earlier than its own: of any f+1 answers one is honest, so liars
 //! cannot move it before some honest member saw the block, and views still open no faster than
-//! time.
+//! time. (An honest member's clock that runs behind moves it earlier by as much: members' clocks
+//! are assumed within the skew of `votes::REPORT_SLACK_VIEWS`, ten seconds.)
 
 /// The arrival (Unix ms) a member whose own record says `own` adopts, given the arrivals
 /// `reported` by other members of a roster with at most `faulty` Byzantine members (0: unknown,

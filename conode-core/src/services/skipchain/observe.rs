@@ -224,13 +224,13 @@ impl Observed {
         counter(
             reg,
             "conode_skipchain_read_catch_ups",
-            "Catch-ups started by client reads beyond this node's newest block, or by proposals of blocks beyond its next one.",
+            "Catch-ups started by client reads beyond this node's newest block.",
             self.read_catch_ups.load(Ordering::Relaxed),
         );
         counter(
             reg,
             "conode_skipchain_read_catch_ups_limited",
-            "Client reads or proposals beyond this node's newest block that started no catch-up (one ran lately).",
+            "Client reads beyond this node's newest block that started no catch-up (one ran lately).",
             self.read_catch_ups_limited.load(Ordering::Relaxed),
         );
         counter(

@@ -257,6 +257,10 @@ struct Shared {
     redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), PendingStore>>,
     /// Per chain: when a client read last started a catch-up (see `READ_CATCH_UP_EVERY`).
     read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+    /// Catch-ups and arrival queries started by proposals (see `catch_up_behind`,
+    /// `learn_arrival`), by key: limited apart from client reads, so that a stranger's reads
+    /// cannot hold them back.
+    proposal_asks: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
     /// Rosters of `CreateChain` and of roster changes in `Append`, parsed off the workers.
     parsed_rosters: crate::services::parsed_rosters::ParsedRosters,
     /// Chains each client source may create (`Limits.ClientChainsPerMinute`): every member of a
@@ -309,6 +313,30 @@ pub struct SkipchainService {
 /// Offers `payload` (block `index` of `chain`) to `member` again in the background until it
 /// confirms or `REDELIVER_FOR` passes. One task per (member, chain): a newer block replaces the
 /// pending one, so a member that is down costs one retry loop per chain, not one per append.
+/// Whether work named by `key` that peers or clients can ask for is due, by the times in `last`:
+/// at most once per `READ_CATCH_UP_EVERY` per key and, with `any`, once per `any` for all keys
+/// (under the empty key). Records it when due.
+fn limited_due(
+    last: &std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+    key: &[u8],
+    any: Option<Duration>,
+) -> bool {
+    let mut last = crate::sync::lock(last);
+    let now = std::time::Instant::now();
+    let recent = |at: Option<&std::time::Instant>, within| at.is_some_and(|at| now.duration_since(*at) < within);
+    if recent(last.get(key), READ_CATCH_UP_EVERY) || any.is_some_and(|any| recent(last.get(&[][..]), any)) {
+        return false;
+    }
+    if last.len() >= 4096 {
+        last.retain(|_, at| now.duration_since(*at) < READ_CATCH_UP_EVERY);
+    }
+    last.insert(key.to_vec(), now);
+    if any.is_some() {
+        last.insert(Vec::new(), now);
+    }
+    true
+}
+
 fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index: u64, payload: Vec<u8>) {
     offer_later(shared, member, chain, index, payload, false, true);
 }
@@ -898,6 +926,14 @@ impl SkipchainService {
             // proposer (and the members) to a view no member opens for long.
             let open_here = self.open_views(&genesis, latest.index, None);
             let reported = super::votes::highest_view(states.iter().map(|(_, st)| st.prepared_view), open_here);
+            if states
+                .iter()
+                .any(|(_, st)| st.prepared_view > open_here.saturating_add(super::votes::REPORT_SLACK_VIEWS))
+            {
+                // Liars, or the previous block came late here: in the latter case the members'
+                // arrivals open this proposer's views for its next one.
+                self.learn_arrival(&genesis, latest.index);
+            }
             view = own_view_after(view.max(reported));
             let best_lock = states
                 .into_iter()
@@ -1465,45 +1501,46 @@ impl SkipchainService {
         Ok(fetched)
     }
 
-    /// Whether a client read (or a proposal) of `index` on `genesis`, beyond this member's newest
-    /// block of a chain it holds, should start a catch-up now (at most one per
-    /// `READ_CATCH_UP_EVERY` per chain).
+    /// Whether a client read of `index` on `genesis`, beyond this member's newest block of a
+    /// chain it holds, should start a catch-up now (at most one per `READ_CATCH_UP_EVERY` per
+    /// chain and one per `READ_CATCH_UP_ANY` for all).
     fn read_catch_up_due(&self, genesis: &[u8], index: u64) -> bool {
         let s = &self.shared;
         if s.store.latest_index(genesis).is_none_or(|newest| index <= newest) {
             return false;
         }
-        let due = self.limited_due(genesis);
+        // The empty key stands for "any chain" (no chain id is empty).
+        let due = limited_due(&s.read_catch_ups, genesis, Some(READ_CATCH_UP_ANY));
         s.observed.read_catch_up(due);
         due
     }
 
-    /// Whether work named by `key` (a chain id, or a tag and a chain id) that peers or clients
-    /// can ask for is due: at most once per `READ_CATCH_UP_EVERY` per key and once per
-    /// `READ_CATCH_UP_ANY` for all keys. Records it when due.
-    fn limited_due(&self, key: &[u8]) -> bool {
-        let mut last = crate::sync::lock(&self.shared.read_catch_ups);
-        let now = std::time::Instant::now();
-        let recent = |at: Option<&std::time::Instant>, within| at.is_some_and(|at| now.duration_since(*at) < within);
-        // The empty key stands for "any key" (no chain id is empty).
-        if recent(last.get(key), READ_CATCH_UP_EVERY) || recent(last.get(&[][..]), READ_CATCH_UP_ANY) {
-            return false;
-        }
-        if last.len() >= 4096 {
-            last.retain(|_, at| now.duration_since(*at) < READ_CATCH_UP_EVERY);
-        }
-        last.insert(key.to_vec(), now);
-        last.insert(Vec::new(), now);
-        true
+    /// Whether a catch-up or an arrival query that a proposal asks for (named by `key`: a tag and
+    /// a chain id) is due: at most once per `READ_CATCH_UP_EVERY` per key, apart from client
+    /// reads. Only owner-signed proposals (or proposals of governed chains) ask.
+    fn proposal_ask_due(&self, key: &[u8]) -> bool {
+        limited_due(&self.shared.proposal_asks, key, None)
+    }
+
+    /// Whether the owner of chain `genesis` signed the append of `block` (with or without a new
+    /// roster: which one this node cannot tell without the blocks before it).
+    fn owner_signed(&self, genesis: &SkipBlock, p: &Proposal, block: &SkipBlock) -> bool {
+        let check = |roster| {
+            let v = &self.shared.verified;
+            check_owner(genesis, &p.owner, &p.owner_signature, block.index, &block.data, roster, v).is_ok()
+        };
+        check(None) || block.roster.as_ref().is_some_and(|r| check(Some(r)))
     }
 
     /// A proposal names a block beyond the next one here: this member missed blocks (their
     /// proposer crashed while sending them, or withheld them) that the others hold, and without
-    /// it they may lack a threshold. Starts a catch-up in the background (at most as often as
-    /// client reads start one) so that the proposer's next view finds it ready; returns whether
-    /// one started.
-    fn catch_up_behind(&self, genesis: &[u8], index: u64) -> bool {
-        if !self.read_catch_up_due(genesis, index) {
+    /// it they may lack a threshold. Starts a catch-up in the background (at most one per chain
+    /// per `READ_CATCH_UP_EVERY`, apart from client reads) so that the proposer's next view
+    /// finds it ready; returns whether one started.
+    fn catch_up_behind(&self, genesis: &[u8]) -> bool {
+        let mut key = b"behind:".to_vec();
+        key.extend_from_slice(genesis);
+        if !self.proposal_ask_due(&key) {
             return false;
         }
         let (svc, genesis) = (self.clone(), genesis.to_vec());
@@ -1606,7 +1643,7 @@ impl SkipchainService {
     fn learn_arrival(&self, genesis: &[u8], prev_index: u64) {
         let mut key = b"arrival:".to_vec();
         key.extend_from_slice(genesis);
-        if !self.limited_due(&key) {
+        if !self.proposal_ask_due(&key) {
             return;
         }
         let (svc, genesis) = (self.clone(), genesis.to_vec());
@@ -1701,7 +1738,8 @@ impl SkipchainService {
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
                 let mut index = self.shared.store.latest_index(&req.genesis);
-                // (A slot aged by the test hook counts as opened that much earlier.)
+                // (A slot aged by the test hook counts as opened that much earlier. A member that
+                // adopts it and is aged itself counts the offset twice: tests age one side only.)
                 let aged = self.shared.slots_aged_ms.load(std::sync::atomic::Ordering::SeqCst);
                 let mut arrived = index
                     .and_then(|i| self.shared.store.arrival(&req.genesis, i))
@@ -1755,7 +1793,11 @@ impl SkipchainService {
         }
         let latest = st.latest_index(&block.genesis_id).ok_or("unknown chain")?;
         if block.index != latest + 1 {
-            let catching_up = block.index > latest + 1 && self.catch_up_behind(&block.genesis_id, block.index);
+            // Only for a block its owner signed (anyone can send a proposal; governed chains'
+            // checks need the blocks this node lacks).
+            let behind = block.index > latest + 1
+                && (self.governor(&genesis).is_some() || self.owner_signed(&genesis, p, block));
+            let catching_up = behind && self.catch_up_behind(&block.genesis_id);
             return Err(format!(
                 "proposed block {} but this node holds up to {latest}{}",
                 block.index,
@@ -2164,6 +2206,7 @@ impl Service for SkipchainService {
                 catching_up: Default::default(),
                 redelivering: Default::default(),
                 read_catch_ups: Default::default(),
+                proposal_asks: Default::default(),
                 parsed_rosters: crate::services::parsed_rosters::ParsedRosters::new(PARSED_ROSTERS_KEPT),
                 chain_quota: {
                     let l = &ctx.config.limits;

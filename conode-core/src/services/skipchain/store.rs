@@ -127,15 +127,22 @@ impl ChainStore {
         match recorded {
             Some((i, at)) if i == index && at <= now => Duration::from_millis(now - at),
             Some((i, _)) if i == index => {
-                self.record_arrival(genesis, index, now);
+                self.record_arrival_if_newest(genesis, index, now);
                 Duration::ZERO
             }
             _ => {
-                if self.latest_index(genesis) == Some(index) {
-                    self.record_arrival(genesis, index, now.saturating_sub(unknown.as_millis() as u64));
-                }
+                self.record_arrival_if_newest(genesis, index, now.saturating_sub(unknown.as_millis() as u64));
                 unknown
             }
+        }
+    }
+
+    /// Records that block `index` arrived `at_ms`, if it is still the newest of `genesis` (under
+    /// the commit lock: a block stored meanwhile keeps the arrival its commit wrote).
+    fn record_arrival_if_newest(&self, genesis: &[u8], index: u64, at_ms: u64) {
+        let _one = crate::sync::lock(&self.commit);
+        if self.latest_index(genesis) == Some(index) {
+            self.record_arrival(genesis, index, at_ms);
         }
     }
 
