@@ -588,6 +588,17 @@ fn a_block_withheld_from_a_member_by_a_proposer_that_then_goes_silent_does_not_s
 /// views for as long as the chain had been quiet, and the honest appends would stall that long.
 #[test]
 fn a_member_left_out_of_a_block_follows_the_others_views_at_once() {
+    left_out_of_a_block_then_raced(false);
+}
+
+/// As above, but the left-out member gets the block late by a push (offered again), not by a
+/// catch-up: it learns the others' arrival when asked for a view not open at it yet.
+#[test]
+fn a_member_pushed_a_block_late_follows_the_others_views_at_once() {
+    left_out_of_a_block_then_raced(true);
+}
+
+fn left_out_of_a_block_then_raced(pushed_late: bool) {
     let c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
     let (byzantine, left_out) = (0, 3);
@@ -599,14 +610,19 @@ fn a_member_left_out_of_a_block_follows_the_others_views_at_once() {
     support::wait_until(Duration::from_secs(10), "every member holds block 2", || {
         (0..4).all(|i| svc(&c, i).unwrap().store().latest_index(&genesis) == Some(2))
     });
+    // The chain is quiet for a while after block 3 (at the members that get it then).
+    (0..4).filter(|&i| i != left_out).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(60)));
     // Block 3 without the left-out member: it answers no round and takes no pushed block.
     c.node(left_out).cosi().unwrap().set_fault(CosiFault::Silent);
     svc(&c, left_out).unwrap().set_refuses_store(true);
     c.append(byzantine, &owner, &genesis, b"block 3".to_vec()).unwrap();
     c.node(left_out).cosi().unwrap().set_fault(CosiFault::None);
     svc(&c, left_out).unwrap().set_refuses_store(false);
-    // The chain was quiet for a while after block 3 (at the members that got it then).
-    (0..4).filter(|&i| i != left_out).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(60)));
+    if pushed_late {
+        support::wait_until(Duration::from_secs(30), "the proposer offers block 3 again", || {
+            svc(&c, left_out).unwrap().store().latest_index(&genesis) == Some(3)
+        });
+    }
     // The Byzantine member pushes the honest ones to its newest view of slot 4, then stops voting.
     let racer = svc(&c, byzantine).unwrap();
     racer.set_batched_rounds(false);

@@ -240,8 +240,6 @@ struct Shared {
     /// Fault injection (tests): the view this member, as a Byzantine proposer, asks for at once
     /// (0: off; see [`SkipchainService::set_proposes_in_view`]).
     proposes_in_view: std::sync::atomic::AtomicU64,
-    /// Fault injection (tests): every slot counts as opened this many ms earlier than it did.
-    slots_aged_ms: std::sync::atomic::AtomicU64,
     /// The newest forward-link format this node signs (`SkipchainLinks`, see [`Shared::links`]).
     links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
@@ -511,11 +509,12 @@ impl SkipchainService {
         self.shared.proposes_in_view.store(view, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Fault injection (tests): this node counts every slot as opened `by` earlier than it did
-    /// (as on a chain appended to long after its previous block): the views a slot opens with time
-    /// without waiting for them.
+    /// Fault injection (tests): this node records the blocks it stores from now on as arrived `by`
+    /// earlier than they did (as on a chain appended to long after its previous block): the
+    /// views the next slots open with time without waiting for them, here and at a member that
+    /// adopts this node's arrival (see `arrivals`).
     pub fn set_slots_aged(&self, by: Duration) {
-        self.shared.slots_aged_ms.store(by.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+        self.shared.store.set_arrivals_early(by);
     }
 
     fn lies_in_catch_up(&self) -> bool {
@@ -1738,12 +1737,7 @@ impl SkipchainService {
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
                 let mut index = self.shared.store.latest_index(&req.genesis);
-                // (A slot aged by the test hook counts as opened that much earlier. A member that
-                // adopts it and is aged itself counts the offset twice: tests age one side only.)
-                let aged = self.shared.slots_aged_ms.load(std::sync::atomic::Ordering::SeqCst);
-                let mut arrived = index
-                    .and_then(|i| self.shared.store.arrival(&req.genesis, i))
-                    .map_or(0, |at| at.saturating_sub(aged).max(1));
+                let mut arrived = index.and_then(|i| self.shared.store.arrival(&req.genesis, i)).unwrap_or(0);
                 if self.lies_in_catch_up() {
                     index = index.map(|i| i + 1000);
                     arrived = 1;
@@ -1862,8 +1856,7 @@ impl SkipchainService {
         justification: Option<&PrepareCertificate>,
     ) -> u64 {
         let age = self.shared.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE);
-        let ahead = Duration::from_millis(self.shared.slots_aged_ms.load(std::sync::atomic::Ordering::SeqCst));
-        super::votes::reachable_view(age + ahead, justification)
+        super::votes::reachable_view(age, justification)
     }
 
     /// What the prepare hooks check of one proposal, but the statement: a valid next block, a view,
@@ -2199,7 +2192,6 @@ impl Service for SkipchainService {
                 refuses_store: Default::default(),
                 lies_in_catch_up: Default::default(),
                 proposes_in_view: Default::default(),
-                slots_aged_ms: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 appending: Default::default(),

@@ -32,6 +32,8 @@ pub struct ChainStore {
     /// Genesis blocks decoded lately, without their forward links (see [`ChainStore::genesis`]),
     /// by chain id, weighed by their encoded sizes.
     geneses: Arc<Mutex<KeptMap<Vec<u8>, Arc<SkipBlock>>>>,
+    /// Fault injection (tests): arrivals are recorded this many ms before the clock's time.
+    arrivals_early_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Encoded bytes of geneses kept decoded: thousands of usual ones (a roster and owners), however
@@ -58,6 +60,7 @@ impl ChainStore {
             commit: Arc::new(Mutex::new(())),
             generation: Default::default(),
             geneses: Arc::new(Mutex::new(KeptMap::new(GENESES_KEPT_BYTES))),
+            arrivals_early_ms: Default::default(),
         })
     }
 
@@ -114,6 +117,18 @@ impl ChainStore {
         Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))
     }
 
+    /// Fault injection (tests): blocks stored from now on count as arrived `by` earlier than they
+    /// did (as on a chain appended to long after its previous block), here and in what this node
+    /// tells the members (see `arrivals`).
+    pub fn set_arrivals_early(&self, by: Duration) {
+        self.arrivals_early_ms.store(by.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The time an arrival now is recorded as (Unix ms): the clock's, but under fault injection.
+    fn arrival_now(&self) -> u64 {
+        unix_ms().saturating_sub(self.arrivals_early_ms.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// How long ago the block at `index`, the newest of chain `genesis`, arrived here. A block
     /// whose arrival was not recorded (stored by a version from before the record) counts as
     /// arrived `unknown` ago, and that is recorded now, so its age goes on growing; so is an
@@ -127,11 +142,12 @@ impl ChainStore {
         match recorded {
             Some((i, at)) if i == index && at <= now => Duration::from_millis(now - at),
             Some((i, _)) if i == index => {
-                self.record_arrival_if_newest(genesis, index, now);
+                self.record_arrival_if_newest(genesis, index, self.arrival_now());
                 Duration::ZERO
             }
             _ => {
-                self.record_arrival_if_newest(genesis, index, now.saturating_sub(unknown.as_millis() as u64));
+                let at = self.arrival_now().saturating_sub(unknown.as_millis() as u64);
+                self.record_arrival_if_newest(genesis, index, at);
                 unknown
             }
         }
@@ -202,7 +218,7 @@ impl ChainStore {
         writes.push((&self.blocks, &block.hash, &block_bytes));
         writes.push((&self.index, &index_entry, &block.hash));
         let newest = self.latest_index(&genesis).is_none_or(|l| block.index > l);
-        let arrival: Vec<u8> = [latest_bytes, unix_ms().to_be_bytes()].concat();
+        let arrival: Vec<u8> = [latest_bytes, self.arrival_now().to_be_bytes()].concat();
         if newest {
             writes.push((&self.latest, &genesis, &latest_bytes));
             writes.push((&self.arrived, &genesis, &arrival));
