@@ -642,3 +642,32 @@ fn left_out_of_a_block_then_raced(pushed_late: bool) {
     assert_eq!(block.index, 4);
     eprintln!("append past the racer's view {pushed} with the left-out member: {:?}", started.elapsed());
 }
+
+/// A member missed a block (its push), whose proposer then crashed, and clients append through
+/// that member alone: it proposes the index the others hold already. It must find out (catch
+/// up, and tell the client the index is taken) rather than fail every append until it restarts.
+#[test]
+fn a_proposer_that_missed_a_block_catches_up_and_the_next_append_through_it_passes() {
+    let mut c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (crashed, behind) = (0, 3);
+    let owner = IdentityKeyPair::generate();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    for k in 1..=2 {
+        c.append(1, &owner, &genesis, format!("block {k}").into_bytes()).unwrap();
+    }
+    support::wait_until(Duration::from_secs(10), "every member holds block 2", || {
+        (0..4).all(|i| svc(&c, i).unwrap().store().latest_index(&genesis) == Some(2))
+    });
+    svc(&c, behind).unwrap().set_refuses_store(true);
+    c.append(crashed, &owner, &genesis, b"block 3".to_vec()).unwrap();
+    c.stop(crashed).unwrap();
+    svc(&c, behind).unwrap().set_refuses_store(false);
+    assert_eq!(svc(&c, behind).unwrap().store().latest_index(&genesis), Some(2));
+    // The client asks for index 3 (the next one as this member knows it): taken.
+    let err = c.append(behind, &owner, &genesis, b"late 3".to_vec()).unwrap_err();
+    assert!(err.to_string().contains("committed"), "{err}");
+    assert_eq!(svc(&c, behind).unwrap().store().latest_index(&genesis), Some(3));
+    let block = c.append(behind, &owner, &genesis, b"block 4".to_vec()).unwrap();
+    assert_eq!(block.index, 4);
+}

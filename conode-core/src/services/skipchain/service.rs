@@ -909,6 +909,11 @@ impl SkipchainService {
             }
             let states = self.slot_states(&genesis, index, &signers).await;
             self.check_prepares(&genesis, index, &signers, prev_roster, &failed_views, &states);
+            if attempt == 0 {
+                // This node may have missed the block at this index (its push never came, and
+                // its proposer is gone): the members then refuse every view. Catch up once.
+                self.catch_up_chain(&genesis).await;
+            }
             if s.store.latest_index(&genesis).is_some_and(|l| l >= index) {
                 return Err(SkipchainError::Conflict(format!("index {index} was committed meanwhile")));
             }
