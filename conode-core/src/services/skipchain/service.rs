@@ -255,7 +255,7 @@ struct Shared {
     redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), PendingStore>>,
     /// Per chain: when a client read last started a catch-up (see `READ_CATCH_UP_EVERY`).
     read_catch_ups: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
-    /// Catch-ups and arrival queries started by proposals (see `catch_up_behind`,
+    /// Catch-ups and arrival queries started by proposals (see `catch_up_in_background`,
     /// `learn_arrival`), by key: limited apart from client reads, so that a stranger's reads
     /// cannot hold them back.
     proposal_asks: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
@@ -911,8 +911,10 @@ impl SkipchainService {
             self.check_prepares(&genesis, index, &signers, prev_roster, &failed_views, &states);
             if attempt == 0 {
                 // This node may have missed the block at this index (its push never came, and
-                // its proposer is gone): the members then refuse every view. Catch up once.
-                self.catch_up_chain(&genesis).await;
+                // its proposer is gone): the members then refuse every view. Catch up meanwhile
+                // (not waiting here for members that do not answer); the next failed view finds
+                // the index taken.
+                self.catch_up_in_background(b"proposing:", &genesis);
             }
             if s.store.latest_index(&genesis).is_some_and(|l| l >= index) {
                 return Err(SkipchainError::Conflict(format!("index {index} was committed meanwhile")));
@@ -1536,13 +1538,14 @@ impl SkipchainService {
         check(None) || block.roster.as_ref().is_some_and(|r| check(Some(r)))
     }
 
-    /// A proposal names a block beyond the next one here: this member missed blocks (their
-    /// proposer crashed while sending them, or withheld them) that the others hold, and without
-    /// it they may lack a threshold. Starts a catch-up in the background (at most one per chain
-    /// per `READ_CATCH_UP_EVERY`, apart from client reads) so that the proposer's next view
-    /// finds it ready; returns whether one started.
-    fn catch_up_behind(&self, genesis: &[u8]) -> bool {
-        let mut key = b"behind:".to_vec();
+    /// This member may have missed blocks the others hold (their proposer crashed while sending
+    /// them, or withheld them): a proposal names a block beyond its next one (`why` = "behind:"),
+    /// or its own proposal's first view failed ("proposing:"). Without them it refuses every
+    /// later block, or proposes an index that is taken. Starts a catch-up in the background (at
+    /// most one per chain and reason per `READ_CATCH_UP_EVERY`, apart from client reads) so that
+    /// the next view finds it done; returns whether one started.
+    fn catch_up_in_background(&self, why: &[u8], genesis: &[u8]) -> bool {
+        let mut key = why.to_vec();
         key.extend_from_slice(genesis);
         if !self.proposal_ask_due(&key) {
             return false;
@@ -1796,7 +1799,7 @@ impl SkipchainService {
             // checks need the blocks this node lacks).
             let behind = block.index > latest + 1
                 && (self.governor(&genesis).is_some() || self.owner_signed(&genesis, p, block));
-            let catching_up = behind && self.catch_up_behind(&block.genesis_id);
+            let catching_up = behind && self.catch_up_in_background(b"behind:", &block.genesis_id);
             return Err(format!(
                 "proposed block {} but this node holds up to {latest}{}",
                 block.index,
