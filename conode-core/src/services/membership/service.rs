@@ -93,6 +93,14 @@ pub const PROPOSAL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How far ahead of this node's clock a proposal's `created` may be (clocks differ): a proposal
 /// from further ahead would stay open for longer than its lifetime.
 pub const MAX_CREATED_AHEAD: Duration = Duration::from_secs(10 * 60);
+/// How long closed proposals (not accepted) and the join requests they answered are kept after
+/// they were made: listed for operators and joiners a while, then forgotten (see
+/// `MembershipStore::forget_closed`). Longer than any lifetime, so a forgotten proposal sent
+/// again is refused as expired.
+pub const CLOSED_KEPT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const _: () = assert!(CLOSED_KEPT.as_secs() > PROPOSAL_LIFETIME.as_secs() + MAX_CREATED_AHEAD.as_secs());
+/// How often a member looks for closed proposals and join requests to forget.
+const FORGET_CLOSED_EVERY: Duration = Duration::from_secs(60 * 60);
 /// The outcome of a proposal that did not pass within its lifetime.
 const EXPIRED: &str = "expired";
 
@@ -199,6 +207,8 @@ struct Shared {
     passed_at: Mutex<HashMap<Vec<u8>, Instant>>,
     /// The network chain's newest index when `accept_applied_expired` last looked.
     applied_checked_at: Mutex<Option<u64>>,
+    /// When `forget_closed` last ran.
+    forgot_closed_at: Mutex<Option<Instant>>,
     /// One append of the network chain at a time from this node.
     appending: tokio::sync::Mutex<()>,
     join_target: Mutex<Option<JoinTarget>>,
@@ -276,6 +286,7 @@ impl Service for MembershipService {
                 record: Mutex::new(record),
                 passed_at: Default::default(),
                 applied_checked_at: Default::default(),
+                forgot_closed_at: Default::default(),
                 appending: Default::default(),
                 join_target: Default::default(),
                 retry: Mutex::new(DEFAULT_RETRY),
@@ -1174,6 +1185,24 @@ impl MembershipService {
             }
         }
         self.drive_join().await;
+        self.forget_closed();
+    }
+
+    /// Forgets, at most once per `FORGET_CLOSED_EVERY`, the proposals closed (not accepted) and
+    /// the join requests closed more than `CLOSED_KEPT` ago.
+    fn forget_closed(&self) {
+        {
+            let mut last = lock(&self.shared.forgot_closed_at);
+            if last.is_some_and(|at| at.elapsed() < FORGET_CLOSED_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.shared.store.forget_closed(now_ms(), CLOSED_KEPT.as_millis() as u64) {
+            Ok((0, 0)) => {}
+            Ok((proposals, joins)) => info!(proposals, joins, "forgot proposals and join requests closed long ago"),
+            Err(e) => warn!(error = %e, "could not forget closed proposals"),
+        }
     }
 
     /// Adopts the network chain this node is in, and moves its state with the newest roster.

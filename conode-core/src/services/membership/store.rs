@@ -204,6 +204,60 @@ impl MembershipStore {
         JoinRequest::decode(self.tree.get(&key("j/", &[identity])).ok()??.as_slice()).ok()
     }
 
+    /// Forgets what was closed (not accepted) more than `keep_ms` before `now` (Unix ms): such
+    /// proposals with their outcome and ballots (by their `created`), and the join requests they
+    /// answered or that waited that long for a governance member. Strangers' joins and
+    /// proposals nobody voted for would otherwise pile up for as long as the network lives.
+    /// `keep_ms` must exceed every proposal's lifetime: a forgotten proposal sent again is then
+    /// refused as expired, not taken as new. Removals are not flushed (one a crash undoes is
+    /// made again by the next call). Returns (proposals, join requests) forgotten.
+    pub fn forget_closed(&self, now: u64, keep_ms: u64) -> Result<(usize, usize), StorageError> {
+        let old = |created: u64| created.saturating_add(keep_ms) < now;
+        let closed = |id: &[u8]| self.outcome(id).is_some_and(|o| o.state != "accepted");
+        let mut proposals = 0;
+        for (id, p) in self.proposals() {
+            if closed(&id) && old(p.created) {
+                let mut keys = vec![key("p/", &[&id]), key("o/", &[&id])];
+                keys.extend(self.tree.scan_prefix(&key("b/", &[&id])).map(|(k, _)| k));
+                for k in keys {
+                    self.tree.forget(&k)?;
+                }
+                proposals += 1;
+            }
+        }
+        let mut gone = std::collections::HashSet::new();
+        for (k, _) in self.tree.scan_prefix(b"j/") {
+            let identity = &k[2..];
+            let done = match self.join_proposal(identity) {
+                // Its proposal forgotten above (or lost), or closed and old.
+                Some(pid) => self.proposal(&pid).is_none_or(|p| closed(&pid) && old(p.created)),
+                None => self
+                    .tree
+                    .get(&key("jt/", &[identity]))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|t| old(u64::from_be_bytes(t.as_slice().try_into().unwrap_or([u8::MAX; 8])))),
+            };
+            if done {
+                gone.insert(identity.to_vec());
+            }
+        }
+        for identity in &gone {
+            for k in [key("j/", &[identity]), key("jp/", &[identity]), key("jt/", &[identity])] {
+                self.tree.forget(&k)?;
+            }
+        }
+        if !gone.is_empty() {
+            // By source: the identity ends the key.
+            for (k, _) in self.tree.scan_prefix(b"js/") {
+                if k.get(3 + 16..).is_some_and(|id| gone.contains(id)) {
+                    self.tree.forget(&k)?;
+                }
+            }
+        }
+        Ok((proposals, gone.len()))
+    }
+
     /// Whether node `identity`'s join request, kept for the separate governance members, waited
     /// longer than an add_node proposal stays open (`ADD_NODE_LIFETIME`) without one of them
     /// proposing it: its slot is free, and the joiner is told so. (Requests kept by versions
@@ -321,6 +375,54 @@ mod tests {
         assert_eq!(store.open_joins(), 2);
         store.tree.remove(&key("jt/", &[b"b"])).unwrap();
         assert!(!store.unproposed_join_expired(b"b"));
+    }
+
+    #[test]
+    fn proposals_and_joins_closed_long_ago_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MembershipStore::open(&Storage::open(dir.path(), "membership-test").unwrap()).unwrap();
+        let ip = Some("10.1.2.3".parse::<std::net::IpAddr>().unwrap());
+        let (now, keep) = (1_000_000_000u64, 1_000u64);
+        let closed = |state: &str| Outcome { state: state.into(), reason: String::new(), index: None };
+        // (id, created, outcome, joiner)
+        type Case<'a> = (&'a [u8], u64, Option<&'a str>, &'a [u8]);
+        let cases: [Case<'_>; 5] = [
+            (b"old-rejected", now - 2 * keep, Some("rejected"), b"j-old-rejected"),
+            (b"old-expired", now - 2 * keep, Some("expired"), b"j-old-expired"),
+            (b"old-accepted", now - 2 * keep, Some("accepted"), b"j-old-accepted"),
+            (b"old-open", now - 2 * keep, None, b"j-old-open"),
+            (b"new-rejected", now - keep / 2, Some("rejected"), b"j-new-rejected"),
+        ];
+        for (id, created, outcome, joiner) in cases {
+            store.put_proposal(id, &Proposal { created, ..Default::default() }).unwrap();
+            store
+                .put_ballot(&Ballot { proposal_id: id.to_vec(), member: b"m".to_vec(), ..Default::default() })
+                .unwrap();
+            if let Some(state) = outcome {
+                store.set_outcome(id, &closed(state)).unwrap();
+            }
+            store.put_join(joiner, ip, &JoinRequest::default(), Some(id)).unwrap();
+        }
+        // A join request no governance member proposed, waiting since long ago, and a recent one.
+        store.put_join(b"j-unproposed-old", ip, &JoinRequest::default(), None).unwrap();
+        store.tree.put(&key("jt/", &[b"j-unproposed-old"]), &(now - 2 * keep).to_be_bytes()).unwrap();
+        store.put_join(b"j-unproposed-new", ip, &JoinRequest::default(), None).unwrap();
+        store.tree.put(&key("jt/", &[b"j-unproposed-new"]), &(now - keep / 2).to_be_bytes()).unwrap();
+
+        assert_eq!(store.forget_closed(now, keep).unwrap(), (2, 3));
+        let kept: Vec<Vec<u8>> = store.proposals().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(kept, [b"new-rejected".to_vec(), b"old-accepted".to_vec(), b"old-open".to_vec()]);
+        assert!(store.ballots(b"old-rejected").is_empty() && store.outcome(b"old-expired").is_none());
+        assert_eq!(store.ballots(b"new-rejected").len(), 1);
+        for gone in [b"j-old-rejected".as_slice(), b"j-old-expired", b"j-unproposed-old"] {
+            assert!(!store.has_join(gone) && store.join_proposal(gone).is_none(), "{gone:?}");
+        }
+        for kept in [b"j-old-accepted".as_slice(), b"j-old-open", b"j-new-rejected", b"j-unproposed-new"] {
+            assert!(store.has_join(kept), "{kept:?}");
+        }
+        // The by-source entries went with them: the source's open joins are counted as before.
+        assert_eq!(store.tree.scan_prefix(b"js/").count(), 4);
+        assert_eq!(store.forget_closed(now, keep).unwrap(), (0, 0));
     }
 
     #[test]
