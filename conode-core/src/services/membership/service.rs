@@ -1189,7 +1189,8 @@ impl MembershipService {
     }
 
     /// Forgets, at most once per `FORGET_CLOSED_EVERY`, the proposals closed (not accepted) and
-    /// the join requests closed more than `CLOSED_KEPT` ago.
+    /// made more than `CLOSED_KEPT` ago, and their join requests (see
+    /// `MembershipStore::forget_closed`).
     fn forget_closed(&self) {
         {
             let mut last = lock(&self.shared.forgot_closed_at);

@@ -88,6 +88,9 @@ pub struct MembershipStore {
     /// service reviews them ten times a second, and a scan of sled each time cost an idle node
     /// more than all else it does.
     open: Arc<Mutex<Option<Vec<Vec<u8>>>>>,
+    /// Join writes and `forget_closed`'s removal of joins, one at a time: a join request taken
+    /// while old ones are forgotten is not forgotten with them.
+    joins: Arc<Mutex<()>>,
 }
 
 /// A join's source for per-source limits (see [`crate::network::admission::source_key`]).
@@ -103,7 +106,7 @@ fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
 
 impl MembershipStore {
     pub fn open(storage: &Storage) -> Result<Self, StorageError> {
-        Ok(Self { tree: storage.tree(TREE)?, open: Default::default() })
+        Ok(Self { tree: storage.tree(TREE)?, open: Default::default(), joins: Default::default() })
     }
 
     pub fn record(&self) -> Option<NodeRecord> {
@@ -178,6 +181,7 @@ impl MembershipStore {
         req: &JoinRequest,
         proposal: Option<&[u8]>,
     ) -> Result<(), StorageError> {
+        let _one = crate::sync::lock(&self.joins);
         let by_source = key("js/", &[&source_key(source), identity]);
         let (j, jp) = (key("j/", &[identity]), key("jp/", &[identity]));
         let request = req.encode_to_vec();
@@ -204,27 +208,31 @@ impl MembershipStore {
         JoinRequest::decode(self.tree.get(&key("j/", &[identity])).ok()??.as_slice()).ok()
     }
 
-    /// Forgets what was closed (not accepted) more than `keep_ms` before `now` (Unix ms): such
-    /// proposals with their outcome and ballots (by their `created`), and the join requests they
-    /// answered or that waited that long for a governance member. Strangers' joins and
-    /// proposals nobody voted for would otherwise pile up for as long as the network lives.
+    /// Forgets what closed (not accepted) and was made more than `keep_ms` before `now` (Unix
+    /// ms): such proposals with their outcome and ballots (by their signed `created`), the join
+    /// requests they answered, and join requests that waited that long for a governance member
+    /// (by when they came; those kept by versions that did not record it stay). Strangers' joins
+    /// and proposals nobody voted for would otherwise pile up for as long as the network lives.
     /// `keep_ms` must exceed every proposal's lifetime: a forgotten proposal sent again is then
-    /// refused as expired, not taken as new. Removals are not flushed (one a crash undoes is
-    /// made again by the next call). Returns (proposals, join requests) forgotten.
+    /// refused as expired, not taken as new. Removals are not flushed; each record's key that
+    /// finds it (`p/`, `j/`) goes last, so what a crash keeps is found and forgotten by the next
+    /// call. Returns (proposals, join requests) forgotten.
     pub fn forget_closed(&self, now: u64, keep_ms: u64) -> Result<(usize, usize), StorageError> {
         let old = |created: u64| created.saturating_add(keep_ms) < now;
         let closed = |id: &[u8]| self.outcome(id).is_some_and(|o| o.state != "accepted");
         let mut proposals = 0;
         for (id, p) in self.proposals() {
             if closed(&id) && old(p.created) {
-                let mut keys = vec![key("p/", &[&id]), key("o/", &[&id])];
-                keys.extend(self.tree.scan_prefix(&key("b/", &[&id])).map(|(k, _)| k));
+                let mut keys: Vec<Vec<u8>> = self.tree.scan_prefix(&key("b/", &[&id])).map(|(k, _)| k).collect();
+                keys.extend([key("open/", &[&id]), key("o/", &[&id]), key("p/", &[&id])]);
                 for k in keys {
                     self.tree.forget(&k)?;
                 }
+                *crate::sync::lock(&self.open) = None;
                 proposals += 1;
             }
         }
+        let _one = crate::sync::lock(&self.joins);
         let mut gone = std::collections::HashSet::new();
         for (k, _) in self.tree.scan_prefix(b"j/") {
             let identity = &k[2..];
@@ -242,17 +250,18 @@ impl MembershipStore {
                 gone.insert(identity.to_vec());
             }
         }
-        for identity in &gone {
-            for k in [key("j/", &[identity]), key("jp/", &[identity]), key("jt/", &[identity])] {
+        if gone.is_empty() {
+            return Ok((proposals, 0));
+        }
+        // By source (the identity ends the key) first, the request itself last.
+        for (k, _) in self.tree.scan_prefix(b"js/") {
+            if k.get(3 + 16..).is_some_and(|id| gone.contains(id)) {
                 self.tree.forget(&k)?;
             }
         }
-        if !gone.is_empty() {
-            // By source: the identity ends the key.
-            for (k, _) in self.tree.scan_prefix(b"js/") {
-                if k.get(3 + 16..).is_some_and(|id| gone.contains(id)) {
-                    self.tree.forget(&k)?;
-                }
+        for identity in &gone {
+            for k in [key("jt/", &[identity]), key("jp/", &[identity]), key("j/", &[identity])] {
+                self.tree.forget(&k)?;
             }
         }
         Ok((proposals, gone.len()))
@@ -281,6 +290,7 @@ impl MembershipStore {
 
     /// Records proposal `proposal` (an add_node) as the answer to node `identity`'s join request.
     pub fn link_join(&self, identity: &[u8], proposal: &[u8]) -> Result<(), StorageError> {
+        let _one = crate::sync::lock(&self.joins);
         self.tree.put(&key("jp/", &[identity]), proposal)
     }
 
@@ -298,6 +308,9 @@ impl MembershipStore {
 
     /// Whether node `identity`'s join request waits: not proposed yet, or its proposal is open.
     fn is_open_join(&self, identity: &[u8]) -> bool {
+        if !self.has_join(identity) {
+            return false;
+        }
         match self.join_proposal(identity) {
             Some(pid) => self.outcome(&pid).is_none(),
             None => !self.unproposed_join_expired(identity),
@@ -422,6 +435,10 @@ mod tests {
         }
         // The by-source entries went with them: the source's open joins are counted as before.
         assert_eq!(store.tree.scan_prefix(b"js/").count(), 4);
+        assert_eq!(store.open_joins_from(ip), 1, "only j-old-open's proposal is open");
+        // A by-source entry left without its request (a crash between removals) counts for nothing.
+        store.tree.forget(&key("j/", &[b"j-old-open"])).unwrap();
+        assert_eq!(store.open_joins_from(ip), 0);
         assert_eq!(store.forget_closed(now, keep).unwrap(), (0, 0));
     }
 
