@@ -26,6 +26,9 @@ pub enum StorageError {
     Sled(#[from] sled::Error),
     #[error("a backup of this database is already running")]
     SnapshotBusy,
+    /// A write that would replace what the store must keep (e.g. another block at an index).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Handle on the node database (cheap to clone).

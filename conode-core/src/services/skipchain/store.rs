@@ -223,7 +223,20 @@ impl ChainStore {
             writes.push((&self.latest, &genesis, &latest_bytes));
             writes.push((&self.arrived, &genesis, &arrival));
         }
-        let new = self.index.get(&index_entry).ok().flatten().is_none_or(|h| h != block.hash);
+        let held = self.index.get(&index_entry)?;
+        if let Some(other) = held.as_ref().filter(|h| **h != block.hash) {
+            // No path stores two blocks at one index (members refuse a proposal for an index
+            // they hold, and a peer's conflicting block is kept as evidence, not stored): should
+            // one try, the chain this node holds stays as it is.
+            return Err(StorageError::Refused(format!(
+                "block {} of chain {} is held already with another hash ({} here, {} offered)",
+                block.index,
+                hex::encode(&genesis[..genesis.len().min(8)]),
+                hex::encode(&other[..other.len().min(8)]),
+                hex::encode(&block.hash[..block.hash.len().min(8)]),
+            )));
+        }
+        let new = held.is_none();
         let committed = self.storage.commit(&writes);
         self.bump();
         committed?;
@@ -293,6 +306,22 @@ mod tests {
     fn linked(mut b: SkipBlock, to: &SkipBlock) -> SkipBlock {
         b.forward_links = vec![ForwardLink { from: b.hash.clone(), to: to.hash.clone(), ..Default::default() }];
         b
+    }
+
+    #[test]
+    fn another_block_at_a_held_index_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let (b0, b1, other) = (block(0, 0), block(1, 1), block(1, 7));
+        store.store(&b0, &[]).unwrap();
+        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
+        let err = store.store(&other, &[linked(b0.clone(), &other)]).unwrap_err().to_string();
+        assert!(err.contains("held already with another hash"), "{err}");
+        assert_eq!(store.held_hash_at(&[0; 32], 1), Some(b1.hash.clone()));
+        assert!(store.block(&other.hash).is_none());
+        assert_eq!(store.block(&b0.hash).unwrap().forward_links[0].to, b1.hash, "the source's link is kept");
+        // The same block again is fine (links are merged).
+        store.store(&b1, &[]).unwrap();
     }
 
     #[test]
