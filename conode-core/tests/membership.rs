@@ -30,6 +30,14 @@ fn at(k: u64) -> u64 {
     *BASE.get_or_init(conode_core::services::membership::now_ms) + k
 }
 
+/// The add_node action for node `j` of `c`.
+fn add_node_of(c: &LocalCluster, j: usize) -> action::Kind {
+    action::Kind::AddNode(conode_core::services::membership::messages::AddNode {
+        public_toml: conode_core::config::Roster::new(vec![c.node(j).server_identity()]).to_toml(),
+        node_data: String::new(),
+    })
+}
+
 fn m(c: &LocalCluster, i: usize) -> MembershipService {
     c.node(i).membership().expect("membership service")
 }
@@ -552,17 +560,11 @@ fn one_source_cannot_flood_a_member_with_join_requests() {
 /// Other proposals have a pool per proposer too: a member flooding them cannot stop its removal.
 #[test]
 fn add_node_proposals_never_crowd_out_other_proposals() {
-    use conode_core::services::membership::messages::AddNode;
     use conode_core::services::membership::{MAX_OPEN_ADD_NODES_PER_PROPOSER, MAX_OPEN_PROPOSALS_PER_PROPOSER};
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
     let j = c.spawn_node().unwrap();
-    let add = || {
-        action::Kind::AddNode(AddNode {
-            public_toml: conode_core::config::Roster::new(vec![c.node(j).server_identity()]).to_toml(),
-            node_data: String::new(),
-        })
-    };
+    let add = || add_node_of(&c, j);
     let propose = |by: usize, kind: action::Kind, created: u64| {
         let p = Proposal::signed(&key(&c, by), &net, kind, at(created));
         c.runtime().block_on(m(&c, by).propose(p, true)).map(|s| s.id).map_err(|e| e.to_string())
@@ -606,19 +608,13 @@ fn add_node_proposals_never_crowd_out_other_proposals() {
 /// ahead of the member's clock (it would live longer), is refused with the reason.
 #[test]
 fn open_proposals_expire_and_free_their_pool_slots() {
-    use conode_core::services::membership::messages::AddNode;
     use conode_core::services::membership::{
         now_ms, ADD_NODE_LIFETIME, MAX_OPEN_ADD_NODES_PER_PROPOSER, PROPOSAL_LIFETIME,
     };
     let mut c = LocalCluster::new(4).unwrap();
     let net = network(&c);
     let j = c.spawn_node().unwrap();
-    let add = || {
-        action::Kind::AddNode(AddNode {
-            public_toml: conode_core::config::Roster::new(vec![c.node(j).server_identity()]).to_toml(),
-            node_data: String::new(),
-        })
-    };
+    let add = || add_node_of(&c, j);
     let set = |t| action::Kind::SetThreshold(SetThreshold { threshold: t });
     let propose = |kind: action::Kind, created: u64| {
         let p = Proposal::signed(&key(&c, 0), &net, kind, created);

@@ -602,14 +602,7 @@ fn left_out_of_a_block_then_raced(pushed_late: bool) {
     let c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
     let (byzantine, left_out) = (0, 3);
-    let owner = IdentityKeyPair::generate();
-    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
-    for k in 1..=2 {
-        c.append(1, &owner, &genesis, format!("block {k}").into_bytes()).unwrap();
-    }
-    support::wait_until(Duration::from_secs(10), "every member holds block 2", || {
-        (0..4).all(|i| svc(&c, i).unwrap().store().latest_index(&genesis) == Some(2))
-    });
+    let (owner, genesis) = chain_of_two_blocks(&c);
     // The chain is quiet for a while after block 3 (at the members that get it then).
     (0..4).filter(|&i| i != left_out).for_each(|i| svc(&c, i).unwrap().set_slots_aged(Duration::from_secs(60)));
     // Block 3 without the left-out member: it answers no round and takes no pushed block.
@@ -651,14 +644,7 @@ fn a_proposer_that_missed_a_block_catches_up_and_the_next_append_through_it_pass
     let mut c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
     let (crashed, behind) = (0, 3);
-    let owner = IdentityKeyPair::generate();
-    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
-    for k in 1..=2 {
-        c.append(1, &owner, &genesis, format!("block {k}").into_bytes()).unwrap();
-    }
-    support::wait_until(Duration::from_secs(10), "every member holds block 2", || {
-        (0..4).all(|i| svc(&c, i).unwrap().store().latest_index(&genesis) == Some(2))
-    });
+    let (owner, genesis) = chain_of_two_blocks(&c);
     svc(&c, behind).unwrap().set_refuses_store(true);
     c.append(crashed, &owner, &genesis, b"block 3".to_vec()).unwrap();
     c.stop(crashed).unwrap();
@@ -670,4 +656,17 @@ fn a_proposer_that_missed_a_block_catches_up_and_the_next_append_through_it_pass
     assert_eq!(svc(&c, behind).unwrap().store().latest_index(&genesis), Some(3));
     let block = c.append(behind, &owner, &genesis, b"block 4".to_vec()).unwrap();
     assert_eq!(block.index, 4);
+}
+
+/// A chain with an owner and two blocks (appended through member 1), held by every member of `c`.
+fn chain_of_two_blocks(c: &LocalCluster) -> (IdentityKeyPair, Vec<u8>) {
+    let owner = IdentityKeyPair::generate();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap().hash;
+    for k in 1..=2 {
+        c.append(1, &owner, &genesis, format!("block {k}").into_bytes()).unwrap();
+    }
+    support::wait_until(Duration::from_secs(10), "every member holds block 2", || {
+        (0..c.roster().len()).all(|i| svc(c, i).unwrap().store().latest_index(&genesis) == Some(2))
+    });
+    (owner, genesis)
 }
