@@ -670,3 +670,50 @@ fn chain_of_two_blocks(c: &LocalCluster) -> (IdentityKeyPair, Vec<u8>) {
     });
     (owner, genesis)
 }
+
+/// As above, while a stranger reads far ahead on many chains the member holds, as fast as it
+/// likes (each such read may start a catch-up, a few per second in all): the catch-up a proposal
+/// asks for has a limit of its own, and the append after the withheld block still passes at its
+/// first call.
+#[test]
+fn a_strangers_far_reads_do_not_hold_back_the_catch_up_a_proposal_asks_for() {
+    let mut c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    let (byzantine, cut_off) = (0, 3);
+    let others: Vec<Vec<u8>> = (0..8).map(|k| c.create_chain(1, vec![owner.public()], vec![k]).unwrap().hash).collect();
+    svc(&c, cut_off).unwrap().set_refuses_store(true);
+    c.append(byzantine, &owner, &genesis, b"block 3".to_vec()).unwrap();
+    c.stop(byzantine).unwrap();
+    svc(&c, cut_off).unwrap().set_refuses_store(false);
+    assert_eq!(svc(&c, cut_off).unwrap().store().latest_index(&genesis), Some(2));
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let url = conode_core::client_api::ClientUrl::parse(&c.client_url(cut_off).unwrap()).unwrap();
+    let (flag, rt) = (reading.clone(), c.runtime().handle().clone());
+    let reader = std::thread::spawn(move || {
+        let client = conode_core::api::client::Client::new(url, Duration::from_secs(10));
+        let mut reads = 0u64;
+        while flag.load(std::sync::atomic::Ordering::SeqCst) {
+            for chain in &others {
+                let far = conode_core::services::skipchain::messages::GetBlock {
+                    hash: vec![],
+                    genesis: chain.clone(),
+                    index: 99,
+                };
+                let _ = rt.block_on(client.block(&far));
+                reads += 1;
+            }
+        }
+        reads
+    });
+    let (started0, _) = svc(&c, cut_off).unwrap().read_catch_ups();
+    support::wait_until(Duration::from_secs(10), "the stranger's reads start catch-ups", || {
+        svc(&c, cut_off).unwrap().read_catch_ups().0 >= started0 + 2
+    });
+    let t = Instant::now();
+    let block = c.append(1, &owner, &genesis, b"block 4".to_vec());
+    reading.store(false, std::sync::atomic::Ordering::SeqCst);
+    let reads = reader.join().unwrap();
+    assert!(block.is_ok(), "the append after the withheld block failed after {:?}: {block:?}", t.elapsed());
+    eprintln!("append after a withheld block, {reads} far reads meanwhile: {:?}", t.elapsed());
+}
