@@ -308,9 +308,6 @@ pub struct SkipchainService {
     shared: Arc<Shared>,
 }
 
-/// Offers `payload` (block `index` of `chain`) to `member` again in the background until it
-/// confirms or `REDELIVER_FOR` passes. One task per (member, chain): a newer block replaces the
-/// pending one, so a member that is down costs one retry loop per chain, not one per append.
 /// Whether work named by `key` that peers or clients can ask for is due, by the times in `last`:
 /// at most once per `READ_CATCH_UP_EVERY` per key and, with `any`, once per `any` for all keys
 /// (under the empty key). Records it when due.
@@ -335,6 +332,9 @@ fn limited_due(
     true
 }
 
+/// Offers `payload` (block `index` of `chain`) to `member` again in the background until it
+/// confirms or `REDELIVER_FOR` passes. One task per (member, chain): a newer block replaces the
+/// pending one, so a member that is down costs one retry loop per chain, not one per append.
 fn redeliver(shared: &Arc<Shared>, member: ServerIdentity, chain: Vec<u8>, index: u64, payload: Vec<u8>) {
     offer_later(shared, member, chain, index, payload, false, true);
 }
@@ -1521,11 +1521,11 @@ impl SkipchainService {
         due
     }
 
-    /// Whether a catch-up or an arrival query that a proposal asks for (named by `key`: a tag and
-    /// a chain id) is due: at most once per `READ_CATCH_UP_EVERY` per key, apart from client
-    /// reads. Only owner-signed proposals (or proposals of governed chains) ask.
-    fn proposal_ask_due(&self, key: &[u8]) -> bool {
-        limited_due(&self.shared.proposal_asks, key, None)
+    /// Whether a catch-up or an arrival query that a proposal asks for (`why`, on chain
+    /// `genesis`) is due: at most once per `READ_CATCH_UP_EVERY` per reason and chain, apart from
+    /// client reads. Only owner-signed proposals (or proposals of governed chains) ask.
+    fn proposal_ask_due(&self, why: &[u8], genesis: &[u8]) -> bool {
+        limited_due(&self.shared.proposal_asks, &[why, genesis].concat(), None)
     }
 
     /// Whether the owner of chain `genesis` signed the append of `block` (with or without a new
@@ -1545,9 +1545,7 @@ impl SkipchainService {
     /// most one per chain and reason per `READ_CATCH_UP_EVERY`, apart from client reads) so that
     /// the next view finds it done; returns whether one started.
     fn catch_up_in_background(&self, why: &[u8], genesis: &[u8]) -> bool {
-        let mut key = why.to_vec();
-        key.extend_from_slice(genesis);
-        if !self.proposal_ask_due(&key) {
+        if !self.proposal_ask_due(why, genesis) {
             return false;
         }
         let (svc, genesis) = (self.clone(), genesis.to_vec());
@@ -1645,12 +1643,11 @@ impl SkipchainService {
     }
 
     /// Asked for a view of the slot after block `prev_index` that is not open here yet: in the
-    /// background (at most as often as read catch-ups, per chain), asks the members when that
-    /// block arrived at them, in case it came late here (see `arrivals`).
+    /// background (at most once per chain per `READ_CATCH_UP_EVERY`, see `proposal_ask_due`),
+    /// asks the members when that block arrived at them, in case it came late here (see
+    /// `arrivals`).
     fn learn_arrival(&self, genesis: &[u8], prev_index: u64) {
-        let mut key = b"arrival:".to_vec();
-        key.extend_from_slice(genesis);
-        if !self.proposal_ask_due(&key) {
+        if !self.proposal_ask_due(b"arrival:", genesis) {
             return;
         }
         let (svc, genesis) = (self.clone(), genesis.to_vec());
