@@ -1,7 +1,9 @@
 /* conode C ABI. Conventions: every function returns an int status (CONODE_OK = 0); on error,
  * conode_last_error_message() describes it for the calling thread. Out-params are written only on
  * success. Objects come in conode_*_new / conode_*_free pairs; strings returned by the library are
- * freed with conode_string_free. No Rust panic crosses this boundary. */
+ * freed with conode_string_free. No Rust panic crosses this boundary. The host need not ignore
+ * SIGPIPE: the library blocks it in its own threads, and in the caller's thread during a call;
+ * it never changes the process's signal actions. */
 
 #ifndef CONODE_H
 #define CONODE_H

@@ -131,6 +131,7 @@ impl LocalCluster {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(opts.worker_threads.max(1))
             .thread_name("conode-cluster")
+            .on_thread_start(crate::sigpipe::block_in_this_thread)
             .enable_all()
             .build()
             .map_err(|e| NodeError::Runtime(e.to_string()))?;

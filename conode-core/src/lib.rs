@@ -8,6 +8,7 @@
 pub mod client_api;
 pub mod crypto;
 pub mod kept;
+pub mod sigpipe;
 pub mod sync;
 pub mod verify;
 pub mod wire;

@@ -127,6 +127,7 @@ impl NodeBuilder {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .thread_name("conode")
+                    .on_thread_start(crate::sigpipe::block_in_this_thread)
                     .enable_all()
                     .build()
                     .map_err(|e| NodeError::Runtime(e.to_string()))?;

@@ -62,8 +62,10 @@ fn set_last_error(message: &str) {
     LAST_ERROR.with(|l| *l.borrow_mut() = Some(c));
 }
 
-/// Runs `f` behind the panic boundary and maps its outcome to a status code.
+/// Runs `f` behind the panic boundary and maps its outcome to a status code. SIGPIPE is blocked on
+/// the caller's thread meanwhile: a C host does not ignore it, and `f` may write to sockets.
 pub(crate) fn guard(f: impl FnOnce() -> Result<(), FfiError>) -> i32 {
+    let _shield = conode_core::sigpipe::Shield::new();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => CONODE_OK,
         Ok(Err(e)) => {

@@ -2,6 +2,8 @@
 //! the newest skipblock proof (`/Skipchain/GetUpdateChain` over WebSocket, protobuf) or a drand beacon
 //! (HTTP `/info`, `/public/latest`, `/public/{round}`) and verifies it before returning anything.
 //! No async runtime: one socket per call with read/write timeouts, TLS (wss/https) via rustls.
+//! Every call that writes to a socket holds a [`conode_core::sigpipe::Shield`]: an app's process
+//! need not ignore SIGPIPE for a node closing the connection not to end it.
 
 use crate::checks;
 use crate::light::{
@@ -78,6 +80,7 @@ impl ConodeClient {
 
     /// One protobuf request over WebSocket to `/<service>/<method>`; returns the binary reply.
     fn ws_call(&self, service: &str, method: &str, body: Vec<u8>) -> Result<Vec<u8>, LightError> {
+        let _shield = conode_core::sigpipe::Shield::new();
         let (mut ws, url) = self.ws_open(service, method)?;
         let net = |e: String| LightError::network(format!("{url}: {e}"));
         let read_err = |e: tungstenite::Error| match e {
@@ -149,6 +152,7 @@ impl ConodeClient {
 
     /// GET `path` on the HTTP API; returns the body of a 200 answer.
     fn get_json(&self, path: &str) -> Result<String, LightError> {
+        let _shield = conode_core::sigpipe::Shield::new();
         let url = format!("{}{path}", self.http_base);
         let mut response = self.agent.get(&url).call().map_err(|e| match e {
             ureq::Error::Timeout(_) => self.timeout_message(&url),

@@ -149,6 +149,8 @@ fn next_item(
     request: impl Fn() -> Vec<u8>,
     until: Instant,
 ) -> Result<Option<(Vec<u8>, String)>, LightError> {
+    // Opening the stream and answering pings write to the socket (see `conode_core::sigpipe`).
+    let _shield = conode_core::sigpipe::Shield::new();
     loop {
         if ws.is_none() {
             *ws = Some(open(client, service, request())?);

@@ -1,11 +1,14 @@
-/* Embeds conode from C: errors and NULL checks, a node started/stopped with its status read, and a
- * local cluster with a node stopped and restarted. Compiled with -Wall -Wextra -Werror (and ASan). */
+/* Embeds conode from C: errors and NULL checks, a node started/stopped with its status read, a
+ * local cluster with a node stopped and restarted, and members dropping their connections while
+ * the host keeps SIGPIPE's default action (as C programs do): the host must live on, its signal
+ * disposition and its thread's mask untouched. Compiled with -Wall -Wextra -Werror (and ASan). */
 #include "check.h"
 #include "conode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 static void test_errors(void) {
@@ -97,9 +100,41 @@ static void test_cluster(void) {
     conode_cluster_free(cl);
 }
 
+/* SIGPIPE as a C host has it: default action (dies), not blocked in this thread. */
+static int sigpipe_as_the_host_set_it(void) {
+    struct sigaction action;
+    sigset_t mask;
+    if (sigaction(SIGPIPE, NULL, &action) != 0 || pthread_sigmask(SIG_BLOCK, NULL, &mask) != 0) return 0;
+    return action.sa_handler == SIG_DFL && !sigismember(&mask, SIGPIPE);
+}
+
+/* Members stop (their connections close under the others' writes) and come back between signing
+ * rounds. Before the library blocked SIGPIPE in its threads, this killed the host now and then
+ * (exit code 141); the Rust test `sigpipe` checks the mechanism deterministically. */
+static void test_members_dropping_connections(void) {
+    CHECK(sigpipe_as_the_host_set_it(), "the test starts as a C host");
+    ConodeCluster *cl = NULL;
+    CHECK(conode_cluster_new(4, &cl) == CONODE_OK, "cluster");
+    const uint8_t message[] = "sigpipe";
+    for (size_t round = 0; round < 30; round++) {
+        size_t member = 1 + round % 3;
+        uint8_t signature[CONODE_COSI_SIGNATURE_LEN];
+        uint8_t *mask = NULL;
+        size_t mask_len = 0;
+        CHECK(conode_cluster_sign(cl, 0, message, sizeof message - 1, 3, signature, &mask, &mask_len) == CONODE_OK,
+              "round %zu: %s", round, conode_last_error_message());
+        conode_bytes_free(mask, mask_len);
+        CHECK(conode_cluster_stop_node(cl, member) == CONODE_OK, "stop %zu", member);
+        CHECK(conode_cluster_restart_node(cl, member) == CONODE_OK, "restart %zu", member);
+    }
+    conode_cluster_free(cl);
+    CHECK(sigpipe_as_the_host_set_it(), "the library left SIGPIPE's action and this thread's mask as they were");
+}
+
 int main(void) {
     test_errors();
     test_node();
     test_cluster();
+    test_members_dropping_connections();
     return check_summary();
 }

@@ -311,9 +311,14 @@ pub struct BlockingClient {
 
 impl BlockingClient {
     pub fn new(client: Client) -> Result<Self, ClientError> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-            ClientError::Connect { url: client.url().to_string(), reason: format!("cannot create a runtime: {e}") }
-        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .on_thread_start(crate::sigpipe::block_in_this_thread)
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Connect {
+                url: client.url().to_string(),
+                reason: format!("cannot create a runtime: {e}"),
+            })?;
         Ok(Self { client, runtime })
     }
 
@@ -329,6 +334,8 @@ impl BlockingClient {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(ClientError::BlockingInAsync);
         }
+        // The connection's reads and writes run on this thread, which may be a C host's.
+        let _shield = crate::sigpipe::Shield::new();
         self.runtime.block_on(call(&self.client))
     }
 
