@@ -658,6 +658,50 @@ fn a_proposer_that_missed_a_block_catches_up_and_the_next_append_through_it_pass
     assert_eq!(block.index, 4);
 }
 
+/// A Byzantine proposer leaves a member out of a block (the member takes no pushed block in this
+/// test, so only a catch-up can bring it), then stops voting and stalls every member that catches
+/// up: it says at once how far the chain goes, claiming 1,000 blocks it does not have (so it is
+/// asked first), and holds every request for blocks unanswered. The next append needs the member
+/// left out, which catches up when asked to prepare. When the member asked for blocks stores it
+/// nothing for a quarter second, it asks another one beside it. The liar used to hold the
+/// catch-up for a peer timeout (10 s): every append failed that long.
+#[test]
+fn a_member_that_stalls_catch_ups_holds_back_the_chain_a_moment_at_most() {
+    append_past_a_member_stalling_catch_ups(Duration::ZERO);
+}
+
+/// As above, but the liar also holds its answer to how far the chain goes for 2.5 s (within the
+/// catch-up's 3 s for that question). The member catching up waits for the last f answers a
+/// quarter second at most after the others' (it used to wait for all: 2.5 s here, every append
+/// failing meanwhile), and asks the members that answered.
+#[test]
+fn a_member_that_answers_late_how_far_the_chain_goes_holds_back_the_chain_a_moment_at_most() {
+    append_past_a_member_stalling_catch_ups(Duration::from_millis(2500));
+}
+
+/// The append after the block left out passes at its first call, or (when the proposer's views
+/// ran out just before the catch-up was done) at its second, within 2 s in all.
+fn append_past_a_member_stalling_catch_ups(latest_after: Duration) {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (byzantine, left_out) = (0, 3);
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    svc(&c, left_out).unwrap().set_refuses_store(true);
+    c.append(byzantine, &owner, &genesis, b"block 3".to_vec()).unwrap();
+    assert_eq!(svc(&c, left_out).unwrap().store().latest_index(&genesis), Some(2));
+    c.node(byzantine).cosi().unwrap().set_fault(CosiFault::Silent);
+    svc(&c, byzantine).unwrap().set_stalls_in_catch_up(Some(latest_after));
+    let t = Instant::now();
+    let first = c.append(1, &owner, &genesis, b"block 4".to_vec());
+    let block =
+        first.as_ref().ok().cloned().map(Ok).unwrap_or_else(|| c.append(1, &owner, &genesis, b"block 4".to_vec()));
+    let took = t.elapsed();
+    assert!(block.is_ok(), "two appends failed in {took:?}, the first with {first:?}, the second with {block:?}");
+    assert!(took < Duration::from_secs(2), "the append took {took:?}: the stalling member held the catch-up");
+    let calls = if first.is_ok() { 1 } else { 2 };
+    eprintln!("append past a member stalling catch-ups (Latest after {latest_after:?}): {took:?}, {calls} call(s)");
+}
+
 /// A chain with an owner and two blocks (appended through member 1), held by every member of `c`.
 fn chain_of_two_blocks(c: &LocalCluster) -> (IdentityKeyPair, Vec<u8>) {
     let owner = IdentityKeyPair::generate();

@@ -45,6 +45,12 @@ pub const SKIPCHAIN_SERVICE: &str = "Skipchain";
 /// Largest batch a peer returns for catch-up.
 const CATCH_UP_BATCH: u32 = 256;
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a catch-up waits on a member that stores it nothing before it asks another one too
+/// (see `SkipchainService::fetch_hedged` and `single_flight`), and on the last f members to say
+/// how far the chain goes once the others have (`latest_of_members`). Short enough that a member
+/// catching up when asked to prepare is ready for the proposer's later views (about 1 s in all,
+/// see `MAX_VIEWS`); on a slow link it costs at most f more fetches of the same blocks.
+const CATCH_UP_HEDGE: Duration = Duration::from_millis(250);
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
 /// How long a block a member did not confirm storing is offered to it again, with pauses from
@@ -237,6 +243,10 @@ struct Shared {
     /// Fault injection (tests): this member lies to members catching up (see
     /// [`SkipchainService::set_lies_in_catch_up`]).
     lies_in_catch_up: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): this member claims blocks it does not have and stalls members
+    /// catching up, answering how far the chain goes after the delay kept here (see
+    /// [`SkipchainService::set_stalls_in_catch_up`]).
+    stalls_in_catch_up: std::sync::Mutex<Option<Duration>>,
     /// Fault injection (tests): the view this member, as a Byzantine proposer, asks for at once
     /// (0: off; see [`SkipchainService::set_proposes_in_view`]).
     proposes_in_view: std::sync::atomic::AtomicU64,
@@ -515,6 +525,19 @@ impl SkipchainService {
     /// adopts this node's arrival (see `arrivals`).
     pub fn set_slots_aged(&self, by: Duration) {
         self.shared.store.set_arrivals_early(by);
+    }
+
+    /// Fault injection (tests): with `Some(delay)`, makes this member stall members catching up:
+    /// it answers `Latest` only after `delay`, claiming to hold 1,000 blocks more than it does (so
+    /// it is asked first), and holds every `GetBlocks` unanswered until the asker gives up. It
+    /// still signs and stores as before. `None`: off.
+    pub fn set_stalls_in_catch_up(&self, latest_after: Option<Duration>) {
+        *crate::sync::lock(&self.shared.stalls_in_catch_up) = latest_after;
+    }
+
+    /// With the fault above on, how long it holds `Latest`.
+    fn stalls_in_catch_up(&self) -> Option<Duration> {
+        *crate::sync::lock(&self.shared.stalls_in_catch_up)
     }
 
     fn lies_in_catch_up(&self) -> bool {
@@ -1463,9 +1486,30 @@ impl SkipchainService {
 
     /// Fetches and verifies what `peer` has beyond our newest block of `genesis`.
     pub async fn catch_up(&self, genesis: &[u8], peer: &ServerIdentity) -> Result<u64, SkipchainError> {
+        self.single_flight(genesis, self.fetch_from(genesis, peer)).await
+    }
+
+    /// Runs `fetch` (a catch-up of `genesis`) after the one in flight for the chain, if any, so
+    /// that the later ones find little or nothing left to fetch. It waits only while that one
+    /// makes progress: after `CATCH_UP_HEDGE` without a block stored, `fetch` runs beside it
+    /// (a peer that does not answer, as a liar may, holds up the others that long at most).
+    async fn single_flight<T>(&self, genesis: &[u8], fetch: impl std::future::Future<Output = T>) -> T {
         let flight = crate::sync::lock(&self.shared.catching_up).entry(genesis.to_vec()).or_default().clone();
-        let single = flight.lock().await;
-        let fetched = self.fetch_from(genesis, peer).await;
+        let mut held = self.shared.store.latest_index(genesis);
+        let single = loop {
+            match tokio::time::timeout(CATCH_UP_HEDGE, flight.lock()).await {
+                Ok(single) => break Some(single),
+                Err(_) => {
+                    let now = self.shared.store.latest_index(genesis);
+                    if now == held {
+                        debug!(chain = %hex8(genesis), "the catch-up in flight makes no progress: another one runs beside it");
+                        break None;
+                    }
+                    held = now;
+                }
+            }
+        };
+        let fetched = fetch.await;
         drop(single);
         // The entry goes with the last catch-up of the chain (the map holds one Arc, this call
         // another; a waiter holds a third), so chains named by peers leave nothing behind.
@@ -1567,9 +1611,9 @@ impl SkipchainService {
     }
 
     /// Asks every other member of `genesis`'s latest roster (all at once) how far the chain goes and
-    /// fetches what they have beyond our newest block, from the most advanced first. Used on start
-    /// and when a client names an index beyond ours (this member was cut off while the others
-    /// went on). Returns how many blocks were fetched.
+    /// fetches what they have beyond our newest block, from the most advanced first (see
+    /// [`Self::fetch_hedged`]). Used on start and when a client names an index beyond ours (this
+    /// member was cut off while the others went on). Returns how many blocks were fetched.
     pub async fn catch_up_chain(&self, genesis: &[u8]) -> u64 {
         let s = &self.shared;
         let Some(latest) = s.store.latest(genesis) else { return 0 };
@@ -1577,16 +1621,8 @@ impl SkipchainService {
         let answers = self.latest_of_members(genesis, &roster, Duration::from_secs(3)).await;
         let mut ahead: Vec<(u64, ServerIdentity)> = answers.iter().map(|(m, l)| (l.index, m.clone())).collect();
         ahead.sort_by_key(|a| std::cmp::Reverse(a.0));
-        let mut fetched = 0;
-        for (index, m) in ahead {
-            if index <= s.store.latest_index(genesis).unwrap_or(0) {
-                break;
-            }
-            match self.catch_up(genesis, &m).await {
-                Ok(n) => fetched += n,
-                Err(e) => warn!(peer = %m.address, error = %e, "catch-up failed"),
-            }
-        }
+        let faulty = roster.len() - Policy::default_threshold(roster.len());
+        let fetched = self.single_flight(genesis, self.fetch_hedged(genesis, ahead, faulty)).await;
         if fetched > 0 {
             // The newest block came late here: open the next slot's views as the members do.
             self.adopt_arrival(genesis, &answers);
@@ -1594,26 +1630,94 @@ impl SkipchainService {
         fetched
     }
 
+    /// Fetches from the `claimants` (members with the index each claims, highest first) those
+    /// that claim more than this node holds, one after the other. Any `faulty` of them may lie:
+    /// one that claims far ahead and then does not answer would hold the catch-up for a whole
+    /// peer timeout. So when the ones asked store nothing for `CATCH_UP_HEDGE`, the next one is
+    /// asked beside them, up to `faulty` + 1 at once (one of them is honest); once one of them
+    /// has given all it has and no one left claims more than this node holds then, the others
+    /// still running are dropped. Returns by how many blocks this node's chain grew meanwhile.
+    async fn fetch_hedged(&self, genesis: &[u8], claimants: Vec<(u64, ServerIdentity)>, faulty: usize) -> u64 {
+        use futures_util::StreamExt as _;
+        let held = || self.shared.store.latest_index(genesis).unwrap_or(0);
+        let mut queue = std::collections::VecDeque::from(claimants);
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let (start, mut ask_next) = (held(), true);
+        loop {
+            if ask_next && running.len() <= faulty {
+                while let Some((index, member)) = queue.pop_front() {
+                    if index > held() {
+                        running.push(async move {
+                            let result = self.fetch_from(genesis, &member).await;
+                            (member, result)
+                        });
+                        break;
+                    }
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let mark = held();
+            ask_next = match tokio::time::timeout(CATCH_UP_HEDGE, running.next()).await {
+                Err(_) => held() == mark,
+                Ok(None) => true,
+                Ok(Some((_, Ok(_)))) => {
+                    if !queue.iter().any(|(index, _)| *index > held()) {
+                        break;
+                    }
+                    true
+                }
+                Ok(Some((member, Err(e)))) => {
+                    warn!(peer = %member.address, error = %e, "catch-up failed");
+                    true
+                }
+            };
+        }
+        // Blocks the fetches dropped unfinished stored count too.
+        held().saturating_sub(start)
+    }
+
     /// What the other members of `roster` answer to `Latest` for `genesis` (those that know the
-    /// chain and answer within `timeout`).
+    /// chain and answer within `timeout`). Once all of them but f have answered or failed, the
+    /// others get `CATCH_UP_HEDGE` more at most: a member that holds the question unanswered (hung,
+    /// or a liar) does not hold the caller for the whole timeout.
     async fn latest_of_members(
         &self,
         genesis: &[u8],
         roster: &Roster,
         timeout: Duration,
     ) -> Vec<(ServerIdentity, Latest)> {
+        use futures_util::StreamExt as _;
         let s = &self.shared;
-        let asks = roster.servers.iter().filter(|m| m.public != s.me).cloned().map(|m| async move {
-            let req = Latest { genesis: genesis.to_vec(), ..Default::default() };
-            let reply = s
-                .network
-                .request_fail_fast(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), timeout)
-                .await
-                .ok()?;
-            let theirs = Latest::decode(reply.as_slice()).ok()?;
-            theirs.known.then_some((m, theirs))
-        });
-        futures_util::future::join_all(asks).await.into_iter().flatten().collect()
+        let mut asks: futures_util::stream::FuturesUnordered<_> = roster
+            .servers
+            .iter()
+            .filter(|m| m.public != s.me)
+            .cloned()
+            .map(|m| async move {
+                let req = Latest { genesis: genesis.to_vec(), ..Default::default() };
+                let reply = s
+                    .network
+                    .request_fail_fast(&m, SKIPCHAIN_SERVICE, "Latest", &[], req.encode_to_vec(), timeout)
+                    .await
+                    .ok()?;
+                let theirs = Latest::decode(reply.as_slice()).ok()?;
+                theirs.known.then_some((m, theirs))
+            })
+            .collect();
+        let faulty = roster.len() - Policy::default_threshold(roster.len());
+        let enough = asks.len().saturating_sub(faulty);
+        let (mut answers, mut came) = (Vec::new(), 0);
+        let mut due = tokio::time::Instant::now() + timeout;
+        while let Ok(Some(answer)) = tokio::time::timeout_at(due, asks.next()).await {
+            answers.extend(answer);
+            came += 1;
+            if came == enough {
+                due = due.min(tokio::time::Instant::now() + CATCH_UP_HEDGE);
+            }
+        }
+        answers
     }
 
     /// Adopts, for this node's newest block of `genesis`, the (f+1)-th earliest arrival among its
@@ -1698,6 +1802,10 @@ impl SkipchainService {
             }
             "GetBlocks" => {
                 let req = GetBlocks::decode(msg.payload.as_slice()).map_err(|e| format!("GetBlocks: {e}"))?;
+                if self.stalls_in_catch_up().is_some() {
+                    tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(1)).await;
+                    return Err("stalled (fault injection)".into());
+                }
                 let st = &self.shared.store;
                 let latest = st.latest_index(&req.genesis).ok_or("unknown chain")?;
                 let max = u64::from(req.max.clamp(1, CATCH_UP_BATCH));
@@ -1741,11 +1849,18 @@ impl SkipchainService {
             }
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
+                let stall = self.stalls_in_catch_up();
+                if let Some(delay) = stall {
+                    tokio::time::sleep(delay).await;
+                }
                 let mut index = self.shared.store.latest_index(&req.genesis);
                 let mut arrived = index.and_then(|i| self.shared.store.arrival(&req.genesis, i)).unwrap_or(0);
                 if self.lies_in_catch_up() {
                     index = index.map(|i| i + 1000);
                     arrived = 1;
+                }
+                if stall.is_some() {
+                    index = index.map(|i| i + 1000);
                 }
                 let known = index.is_some();
                 Ok(Latest { genesis: req.genesis, index: index.unwrap_or(0), known, arrived_unix_ms: arrived }
@@ -2196,6 +2311,7 @@ impl Service for SkipchainService {
                 relinks: Default::default(),
                 refuses_store: Default::default(),
                 lies_in_catch_up: Default::default(),
+                stalls_in_catch_up: Default::default(),
                 proposes_in_view: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),

@@ -6,6 +6,11 @@
 //! more than two thirds) at one slot. Also checked: some state commits a block (the rules are not
 //! vacuous), and from a state where members are locked on different blocks a block can still be
 //! committed (no wedge).
+//!
+//! Forgetting a settled slot's record (`votes::settle`) needs no state here: a member forgets only
+//! the records of slots where it holds the block (16 below its newest), and it never votes at such
+//! a slot again (a proposal for an index it holds is refused before the rules are asked). That is
+//! a member that stops acting at the slot, which every interleaving checked here allows.
 
 use super::messages::{PrepareCertificate, Proposal, SlotState};
 use super::votes::{commit_rule, prepare_rule, PrepareSlot};
