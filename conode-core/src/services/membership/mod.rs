@@ -22,8 +22,10 @@
 //!   (small frames); the member that receives a join proposes `add_node` for it.
 //!
 //! `messages`: wire types and signed byte strings; `rules`: the pure governance rules; `store`:
-//! sled; `service`: the service; `http`: the operator's JSON routes.
+//! sled; `applied`: which proposals the network chain applied; `service`: the service; `http`: the
+//! operator's JSON routes.
 
+mod applied;
 #[cfg(feature = "cluster")]
 pub mod bench;
 mod http;

@@ -207,6 +207,8 @@ struct Shared {
     passed_at: Mutex<HashMap<Vec<u8>, Instant>>,
     /// The network chain's newest index when `accept_applied_expired` last looked.
     applied_checked_at: Mutex<Option<u64>>,
+    /// The proposals the network chain applied (read once per block).
+    applied: Mutex<super::applied::AppliedIndex>,
     /// When `forget_closed` last ran.
     forgot_closed_at: Mutex<Option<Instant>>,
     /// One append of the network chain at a time from this node.
@@ -286,6 +288,7 @@ impl Service for MembershipService {
                 record: Mutex::new(record),
                 passed_at: Default::default(),
                 applied_checked_at: Default::default(),
+                applied: Default::default(),
                 forgot_closed_at: Default::default(),
                 appending: Default::default(),
                 join_target: Default::default(),
@@ -751,32 +754,18 @@ impl MembershipService {
         }
     }
 
-    /// Proposal ids applied by the blocks of the network chain.
-    fn applied(&self) -> HashMap<Vec<u8>, u64> {
-        let mut out = HashMap::new();
-        let Some(net) = self.network() else { return out };
-        let st = self.shared.skipchain.store();
-        let latest = st.latest_index(&net).unwrap_or(0);
-        for i in 1..=latest {
-            let Some(p) = st.block_at(&net, i).and_then(|b| rules::config_of(&b)).and_then(|c| c.passed?.proposal)
-            else {
-                continue;
-            };
-            out.insert(proposal_id(&p).to_vec(), i);
-        }
-        out
+    /// The index of the network chain's block that applied proposal `id`, if one did.
+    fn applied_at(&self, id: &[u8]) -> Option<u64> {
+        let net = self.network()?;
+        lock(&self.shared.applied).follow(self.shared.skipchain.store(), &net).index_of(id)
     }
 
     /// The governor's check (every member of the outgoing roster, before it cosigns).
     fn check_block(&self, prev: &SkipBlock, next: &SkipBlock) -> Result<(), String> {
         let st = self.shared.skipchain.store();
         let applied = |id: &[u8; 32]| {
-            (1..=prev.index).any(|i| {
-                st.block_at(next.chain_id(), i)
-                    .and_then(|b| rules::config_of(&b))
-                    .and_then(|c| c.passed?.proposal)
-                    .is_some_and(|p| &proposal_id(&p) == id)
-            })
+            let mut index = lock(&self.shared.applied);
+            index.follow(st, next.chain_id()).index_of(id).is_some_and(|i| i <= prev.index)
         };
         rules::check_block(prev, next, &applied).map_err(|e| e.to_string())?;
         // A proposal that expired (here, beyond the clocks' skew) is not applied late: operators
@@ -847,8 +836,8 @@ impl MembershipService {
         // member appended it) then shows as applied, not as a proposal that no longer applies.
         let net = self.network().ok_or(MembershipError::NoNetwork)?;
         let (latest, cfg) = self.latest().ok_or(MembershipError::NoNetwork)?;
-        if let Some(index) = self.applied().get(id) {
-            self.close(id, "accepted", "", Some(*index));
+        if let Some(index) = self.applied_at(id) {
+            self.close(id, "accepted", "", Some(index));
             return Err(MembershipError::Closed { id: short(id), state: "accepted".into() });
         }
         let p = self.shared.store.proposal(id).ok_or_else(|| MembershipError::UnknownProposal(short(id)))?;
@@ -901,8 +890,13 @@ impl MembershipService {
         if std::mem::replace(&mut *lock(&self.shared.applied_checked_at), newest) == newest {
             return;
         }
+        let Some(net) = self.network() else { return };
+        let applied: Vec<(Vec<u8>, u64)> = {
+            let mut index = lock(&self.shared.applied);
+            index.follow(self.shared.skipchain.store(), &net).all().map(|(id, i)| (id.to_vec(), i)).collect()
+        };
         let st = &self.shared.store;
-        for (id, index) in self.applied() {
+        for (id, index) in applied {
             if st.outcome(&id).is_some_and(|o| o.state == EXPIRED) {
                 self.close(&id, "accepted", "", Some(index));
             }
@@ -919,8 +913,8 @@ impl MembershipService {
         // Newest block first, then the applied proposals (see `finalize`): a block that applies
         // `id` stored between the two reads must not make `id` look as if it could not apply.
         let latest = self.latest();
-        if let Some(index) = self.applied().get(id) {
-            self.close(id, "accepted", "", Some(*index));
+        if let Some(index) = self.applied_at(id) {
+            self.close(id, "accepted", "", Some(index));
             return false;
         }
         let (Some((block, cfg)), Some(p)) = (latest, st.proposal(id)) else { return false };
@@ -1553,7 +1547,7 @@ impl MembershipService {
                     Ok(_) | Err(MembershipError::Conflict(_)) => {}
                     // Refused because its block was just appended (it no longer applies): done.
                     Err(e) => {
-                        return match self.applied().get(id.as_slice()) {
+                        return match self.applied_at(&id) {
                             Some(i) => Ok(i.to_be_bytes().to_vec()),
                             None => Err(e.to_string()),
                         }
@@ -1568,7 +1562,7 @@ impl MembershipService {
                 }
                 match self.finalize(&id).await {
                     Ok(b) => Ok(b.index.to_be_bytes().to_vec()),
-                    Err(e) => match self.applied().get(id.as_slice()) {
+                    Err(e) => match self.applied_at(&id) {
                         Some(i) => Ok(i.to_be_bytes().to_vec()),
                         None => Err(e.to_string()),
                     },
