@@ -11,12 +11,16 @@
 mod support;
 
 use conode_core::cluster::LocalCluster;
+use conode_core::config::Roster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::{CosiFault, CosiOptions};
-use conode_core::services::skipchain::messages::Append;
-use conode_core::services::skipchain::{owner_of_view, SkipchainService, MAX_VIEW, RACES_TO_NEWEST_VIEW, VIEW_WINDOW};
+use conode_core::services::skipchain::messages::{prepare_message, Append, Proposal};
+use conode_core::services::skipchain::{
+    owner_of_view, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, VIEW_WINDOW,
+};
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{level_distance, verify_link, SkipBlock};
+use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -700,6 +704,65 @@ fn append_past_a_member_stalling_catch_ups(latest_after: Duration) {
     assert!(took < Duration::from_secs(2), "the append took {took:?}: the stalling member held the catch-up");
     let calls = if first.is_ok() { 1 } else { 2 };
     eprintln!("append past a member stalling catch-ups (Latest after {latest_after:?}): {took:?}, {calls} call(s)");
+}
+
+/// Anyone may send a member a proposal. One naming a block beyond the member's next makes it catch
+/// up from the others only when the chain's owner signed the block (or a governor checks the
+/// chain): a stranger must not make members fetch and verify at will. The real block 4, sent
+/// signed by a key that is not the owner's, is refused without a catch-up; sent signed by the
+/// owner, it is refused too (the member cannot check it yet) but starts one, which brings the
+/// member the blocks it missed. (A catch-up started by the forged one would also have used up the
+/// chain's limit, and the owner's would not say "catching up".)
+#[test]
+fn only_a_proposal_the_owner_signed_makes_a_member_that_is_behind_catch_up() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let behind = 3;
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    // Blocks 3 and 4 without the member: it answers no round and takes no pushed block.
+    c.node(behind).cosi().unwrap().set_fault(CosiFault::Silent);
+    svc(&c, behind).unwrap().set_refuses_store(true);
+    for k in 3..=4 {
+        c.append(0, &owner, &genesis, format!("block {k}").into_bytes()).unwrap();
+    }
+    c.node(behind).cosi().unwrap().set_fault(CosiFault::None);
+    let block4 = svc(&c, 0).unwrap().store().block_at(&genesis, 4).unwrap();
+    // The prepare round of block 4, with its owner's signature by `key`, checked by the member's
+    // prepare hook (run as the root of a round of its own: a member that holds block 4, as root,
+    // would refuse it before asking anyone); returns how the member refused it.
+    let refusal = |key: &IdentityKeyPair| {
+        let signed = Append::signed(key, &genesis, 4, block4.data.clone(), None).unwrap();
+        let proposal = Proposal {
+            block: Some(block4.clone()),
+            owner: signed.owner,
+            owner_signature: signed.signature,
+            view: 1,
+            ..Default::default()
+        };
+        let statement = prepare_message(&genesis, 4, 1, &block4.hash);
+        let alone = Roster::new(vec![c.roster().servers[behind].clone()]);
+        let cosi = c.node(behind).cosi().unwrap();
+        let outcome = c.runtime().block_on(cosi.sign(
+            &alone,
+            &statement,
+            PREPARE_PURPOSE,
+            &proposal.encode_to_vec(),
+            Policy::Default,
+        ));
+        let text = format!("{outcome:?}");
+        assert!(outcome.is_err(), "a member that holds up to block 2 prepared block 4: {text}");
+        assert!(text.contains("holds up to 2"), "{text}");
+        text
+    };
+    let stranger = IdentityKeyPair::generate();
+    let forged = refusal(&stranger);
+    assert!(!forged.contains("catching up"), "a stranger's proposal started a catch-up: {forged}");
+    assert_eq!(svc(&c, behind).unwrap().store().latest_index(&genesis), Some(2));
+    let owners = refusal(&owner);
+    assert!(owners.contains("catching up"), "the owner's proposal started no catch-up: {owners}");
+    support::wait_until(Duration::from_secs(10), "the member catches up to block 4", || {
+        svc(&c, behind).unwrap().store().latest_index(&genesis) == Some(4)
+    });
 }
 
 /// A chain with an owner and two blocks (appended through member 1), held by every member of `c`.
