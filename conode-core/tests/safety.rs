@@ -684,7 +684,7 @@ fn a_member_that_answers_late_how_far_the_chain_goes_holds_back_the_chain_a_mome
 }
 
 /// The append after the block left out passes at its first call, or (when the proposer's views
-/// ran out just before the catch-up was done) at its second, within 2 s in all.
+/// ran out just before the catch-up was done) at its second, within 3 s in all.
 fn append_past_a_member_stalling_catch_ups(latest_after: Duration) {
     let c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
@@ -701,7 +701,7 @@ fn append_past_a_member_stalling_catch_ups(latest_after: Duration) {
         first.as_ref().ok().cloned().map(Ok).unwrap_or_else(|| c.append(1, &owner, &genesis, b"block 4".to_vec()));
     let took = t.elapsed();
     assert!(block.is_ok(), "two appends failed in {took:?}, the first with {first:?}, the second with {block:?}");
-    assert!(took < Duration::from_secs(2), "the append took {took:?}: the stalling member held the catch-up");
+    assert!(took < Duration::from_secs(3), "the append took {took:?}: the stalling member held the catch-up");
     let calls = if first.is_ok() { 1 } else { 2 };
     eprintln!("append past a member stalling catch-ups (Latest after {latest_after:?}): {took:?}, {calls} call(s)");
 }
