@@ -4,7 +4,6 @@
 
 use anyhow::{bail, Context, Result};
 use conode_core::config::{paths, NodeConfig};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -96,7 +95,7 @@ pub fn backup(config: Option<PathBuf>, a: BackupArgs) -> Result<()> {
     std::fs::rename(&partial, &a.out)
         .with_context(|| format!("renaming {} to {}", partial.display(), a.out.display()))?;
     let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
-    println!(
+    outln!(
         "backup of node {} written to {} ({} entries in {} trees, {size} bytes, {:.2} s, sha256 {})",
         &manifest.node_id[..16.min(manifest.node_id.len())],
         a.out.display(),
@@ -105,7 +104,7 @@ pub fn backup(config: Option<PathBuf>, a: BackupArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         &manifest.sha256[..16.min(manifest.sha256.len())],
     );
-    println!(
+    outln!(
         "the backup holds the database, including this node's beacon share: keep it as private as \
          private.toml (which it does not contain; back that up too)"
     );
@@ -130,19 +129,16 @@ pub fn restore(config: Option<PathBuf>, a: RestoreArgs) -> Result<()> {
     let expected = node.as_ref().map(|(_, cfg)| cfg.node_id());
     let (manifest, db) = conode_core::backup::restore(&a.from, &dir, expected.as_deref(), a.force)
         .with_context(|| format!("restoring {}", a.from.display()))?;
-    let mut out = std::io::stdout();
-    writeln!(
-        out,
+    outln!(
         "restored {} entries of node {} (snapshot at Unix time {}, conode {}) into {}",
         manifest.entries,
         &manifest.node_id[..16.min(manifest.node_id.len())],
         manifest.created_unix,
         manifest.version,
         db.display()
-    )?;
-    writeln!(
-        out,
+    );
+    outln!(
         "on start the node catches up from a quorum of its peers and signs nothing before (see the Recovery section of /status)"
-    )?;
+    );
     Ok(())
 }

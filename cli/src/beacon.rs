@@ -354,7 +354,7 @@ async fn get_from(http: &reqwest::Client, base: &str, path: &str, a: &GetArgs) -
     }
     // stdout is the beacon, as drand serves it (one JSON document, with or without --verify);
     // the verification note is for people (stderr).
-    println!("{}", body.trim_end());
+    outln!("{}", body.trim_end());
     if let Some(v) = verified {
         progress(v);
     }
@@ -414,7 +414,7 @@ pub fn bench(members: &[usize], rounds: usize, schemes: &[String], verifications
         let scheme = Scheme::from_id(id).with_context(|| format!("--scheme `{id}`"))?;
         for &n in members {
             let r = conode_core::services::beacon::bench::run(n, rounds, scheme, verifications)?;
-            println!("{}", serde_json::json!({ "bench": "beacon", "members": n, "scheme": id, "result": r }));
+            outln!("{}", serde_json::json!({ "bench": "beacon", "members": n, "scheme": id, "result": r }));
         }
     }
     Ok(())

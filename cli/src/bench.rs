@@ -181,7 +181,7 @@ impl Degraded {
 
 /// Prints a degraded result as one JSON line.
 pub fn print_degraded(r: &DegradedResult) {
-    println!("{}", serde_json::json!(r));
+    outln!("{}", serde_json::json!(r));
 }
 
 /// Resident set size of this process in KiB (Linux).
@@ -204,7 +204,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::StatusLoad { url, requests, clients } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let rps = rt.block_on(status_rps(&url, requests, clients))?;
-            println!("{}", serde_json::json!({ "status_requests_per_sec": rps }));
+            outln!("{}", serde_json::json!({ "status_requests_per_sec": rps }));
             Ok(())
         }
         BenchCommand::Cosi { hosts: Some(_), degraded, .. } if degraded.is_set() => {
@@ -227,14 +227,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Cosi { nodes, rounds, hosts: Some(hosts), .. } => {
             for &n in &nodes {
                 let r = crate::bench_hosts::cosi(n, hosts, rounds)?;
-                println!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
+                outln!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
             }
             Ok(())
         }
         BenchCommand::CosiHost { nodes } => crate::bench_hosts::host(nodes),
         BenchCommand::Cosi { nodes, rounds, .. } => {
             for r in conode_core::services::cosi::bench::try_run_bench(&nodes, rounds).map_err(anyhow::Error::msg)? {
-                println!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
+                outln!("{}", serde_json::json!({ "bench": "cosi", "result": r }));
             }
             Ok(())
         }
@@ -250,7 +250,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             for sample in conode_core::services::membership::bench::join_latency_with(from, to, beacon)
                 .map_err(anyhow::Error::msg)?
             {
-                println!("{}", serde_json::to_string(&sample)?);
+                outln!("{}", serde_json::to_string(&sample)?);
             }
             Ok(())
         }
@@ -306,7 +306,7 @@ fn bench_node(sizes: &[usize], requests: usize, clients: usize, entries: usize, 
         };
         // With the load in another process, this process' CPU time is the node's.
         let node_cpu_us = (cpu_time() - cpu_before).as_secs_f64() * 1e6 / requests as f64;
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "bench": "node",

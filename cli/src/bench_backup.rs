@@ -52,7 +52,7 @@ pub fn run(blocks: u64, rounds: u64, window: f64) -> Result<()> {
     let manifest = request_backup(&socket, std::io::BufWriter::new(std::fs::File::create(&file)?), |_, _| {})?;
     let took = t.elapsed();
     let size = std::fs::metadata(&file)?.len();
-    println!(
+    outln!(
         "{}",
         json!({"bench": "backup", "blocks": blocks, "beacon_rounds": rounds, "entries": manifest.entries,
                "trees": manifest.trees, "bytes": size, "seconds": took.as_secs_f64(),
@@ -96,7 +96,7 @@ pub fn run(blocks: u64, rounds: u64, window: f64) -> Result<()> {
     };
     let (without, _) = rate(false)?;
     let (with, backups) = rate(true)?;
-    println!(
+    outln!(
         "{}",
         json!({"bench": "appends_during_backup", "window_seconds": window, "appends_per_sec_without": without,
                "appends_per_sec_during_backup": with, "backups_during_window": backups,
@@ -124,7 +124,7 @@ pub fn run(blocks: u64, rounds: u64, window: f64) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    println!(
+    outln!(
         "{}",
         json!({"bench": "recovery", "restore_seconds": restore_secs, "start_to_signing_seconds": t.elapsed().as_secs_f64(),
                "recovery_seconds_reported": state(&node, "RecoverySeconds"),

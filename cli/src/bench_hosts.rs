@@ -79,7 +79,7 @@ pub fn host(nodes: usize) -> Result<()> {
                 let prepared = t.elapsed();
                 cosi.set_default_roster(Some(whole));
                 roster.clear();
-                println!("{ROSTER_END} {}", prepared.as_micros());
+                outln!("{ROSTER_END} {}", prepared.as_micros());
             }
             _ if inside => {
                 roster.push_str(&line);

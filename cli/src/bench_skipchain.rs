@@ -90,7 +90,7 @@ pub fn run(
         anyhow::ensure!(head.index == chain, "proof ends at {} not {chain}", head.index);
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    println!(
+    outln!(
         "{}",
         serde_json::json!({
             "bench": "skipchain_light_verify",
@@ -193,7 +193,7 @@ fn rate(n: usize, appends: u64, clients: usize, setup: Setup) -> Result<()> {
     let ratio_to_floor = ratios[ratios.len() / 2];
     // On a shared machine the wall-clock rate follows the other load; the CPU time per append
     // does not, and the cores over it bound the rate this machine reaches when idle.
-    println!(
+    outln!(
         "{}",
         serde_json::json!({ "bench": "skipchain_appends", "nodes": n, "chains": clients, "links": links,
             "appends": total,
@@ -219,7 +219,7 @@ fn rate(n: usize, appends: u64, clients: usize, setup: Setup) -> Result<()> {
         breakdown.insert(format!("{}_ms", phase.name()), ms.into());
         breakdown.insert(format!("{}_per_append", phase.name()), (calls as f64 / total as f64).into());
     }
-    println!("{}", serde_json::Value::Object(breakdown));
+    outln!("{}", serde_json::Value::Object(breakdown));
     Ok(())
 }
 

@@ -44,7 +44,7 @@ pub fn run(sizes: &[usize], schemes: &[String]) -> Result<()> {
                 anyhow::ensure!(results.iter().all(|r| r.is_ok()), "a good beacon failed batch verification");
             }
             let batch = t.elapsed().as_secs_f64() / (reps * n) as f64;
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "bench": "verify_beacons",

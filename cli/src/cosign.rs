@@ -128,7 +128,7 @@ pub fn sign(a: SignArgs) -> Result<()> {
     if let Some(out) = &a.out {
         write_output(out, format!("{json}\n").as_bytes())?;
     }
-    println!("{}", serde_json::to_string(&file)?);
+    outln!("{}", serde_json::to_string(&file)?);
     Ok(())
 }
 

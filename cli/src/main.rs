@@ -1,6 +1,17 @@
 //! `conode`: the command-line front of the conode library. It parses arguments, sets up logging and
 //! hands everything else to `conode-core`; each subcommand lives in its own module.
 
+/// `println!` for a command's result, without its panic when stdout's reader has gone (see
+/// `output::line`).
+macro_rules! outln {
+    () => {{
+        $crate::output::line(format_args!(""));
+    }};
+    ($($arg:tt)*) => {{
+        $crate::output::line(format_args!($($arg)*));
+    }};
+}
+
 mod backup;
 mod beacon;
 mod bench;

@@ -202,7 +202,7 @@ fn start_join(node: &Node, target: &str, network: &str, node_data: Option<&Path>
     conode_core::client_api::ClientUrl::parse(target).with_context(|| format!("target `{target}`"))?;
     let data = read_node_data(node_data)?;
     node.membership()?.join(target, &network, &data, retry)?;
-    println!("join requested: network {}, target {target}", hex::encode(&network));
+    outln!("join requested: network {}, target {target}", hex::encode(&network));
     Ok(())
 }
 
@@ -292,7 +292,7 @@ pub fn network(config: Option<PathBuf>, cmd: NetworkCommand) -> Result<()> {
     };
     let req = CreateNetwork { roster_toml: Roster::to_toml(&roster), threshold: a.threshold, members: members.clone() };
     let founded = conode_core::admin::request_found(&socket, &req)?;
-    println!(
+    outln!(
         "{}",
         json!({
             "network": founded.network,
@@ -428,7 +428,7 @@ pub fn propose(config: Option<PathBuf>, cmd: ProposeCommand) -> Result<()> {
         let p = Proposal::signed(&key, &net, kind, now_ms());
         anyhow::Ok(client.request(MEMBERSHIP_SERVICE, "Propose", &p).await?)
     })?;
-    println!("{}", status_json(&status));
+    outln!("{}", status_json(&status));
     Ok(())
 }
 
@@ -441,7 +441,7 @@ pub fn vote(config: Option<PathBuf>, a: VoteArgs) -> Result<()> {
         let b = Ballot::signed(&key, &net, &id, a.choice == "yes");
         anyhow::Ok(client.request(MEMBERSHIP_SERVICE, "Vote", &b).await?)
     })?;
-    println!("{}", status_json(&status));
+    outln!("{}", status_json(&status));
     Ok(())
 }
 
@@ -453,7 +453,7 @@ pub fn proposals(config: Option<PathBuf>, a: ProposalsArgs) -> Result<()> {
     let client = a.signer.client(&url)?;
     let list: Proposals = runtime()?.block_on(client.request(MEMBERSHIP_SERVICE, "GetProposals", &GetProposals {}))?;
     for s in &list.proposals {
-        println!("{}", status_json(s));
+        outln!("{}", status_json(s));
     }
     Ok(())
 }

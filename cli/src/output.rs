@@ -25,10 +25,32 @@ pub fn json() -> bool {
 /// Prints a command's result: `value` with `--json`, else the text `text` makes.
 pub fn report(value: serde_json::Value, text: impl FnOnce() -> String) {
     if json() {
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("{}", text());
+        outln!("{}", text());
     }
+}
+
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line of a command's result to stdout (`outln!`). A reader that went away (`conode
+/// proposals | head -1`) is no error: the rest of the result is dropped quietly, where `println!`
+/// panics, and the command goes on to its end (a server still stops cleanly, an append still
+/// finishes). Returns whether stdout is still read: commands that only print (`watch`) end when
+/// it is not.
+pub fn line(args: std::fmt::Arguments<'_>) -> bool {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("warning: cannot write the result to stdout ({e}): the rest of it is dropped");
+        }
+        return false;
+    }
+    true
 }
 
 /// An error with its causes, each once: `a: b: c`, leaving out a cause whose text the message

@@ -146,7 +146,7 @@ pub fn run(args: RunNodesArgs) -> Result<()> {
     if wait_ready(&roster, Instant::now() + Duration::from_secs(30)) {
         if crate::output::json() {
             // Machine-readable readiness on stdout; the human lines go to stderr then.
-            println!("{}", serde_json::json!({ "running": args.nodes, "roster": roster_path.display().to_string() }));
+            outln!("{}", serde_json::json!({ "running": args.nodes, "roster": roster_path.display().to_string() }));
         }
         say(format!("cothority of {} conodes running; roster in {}", args.nodes, roster_path.display()));
         if args.allow_open_signing {
@@ -216,6 +216,6 @@ fn say(line: String) {
     if crate::output::json() {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        outln!("{line}");
     }
 }

@@ -45,7 +45,7 @@ pub fn run_with(
     };
     node.start().with_context(|| format!("starting the node of {}", path.display()))?;
     let si = node.server_identity();
-    println!(
+    outln!(
         "conode {} running: node port {} ({}), client port {}",
         &si.public.node_id()[..16],
         node.node_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -54,9 +54,9 @@ pub fn run_with(
     );
     started(&path, &node)?;
     let signal = rt.block_on(signals.wait());
-    println!("received {signal}, stopping");
+    outln!("received {signal}, stopping");
     node.stop()?;
-    println!("stopped");
+    outln!("stopped");
     Ok(())
 }
 

@@ -165,7 +165,7 @@ pub fn interactive(input: &mut dyn BufRead, out: &mut dyn Write) -> Result<()> {
 fn print_done(path: &Path, config: &NodeConfig) {
     if crate::output::json() {
         let public = path.with_file_name("public.toml");
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "private": path.display().to_string(),

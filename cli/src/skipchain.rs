@@ -200,7 +200,7 @@ fn create(a: CreateArgs) -> Result<()> {
     };
     let genesis = block_of(&url, &call(&url, "CreateChain", req.encode_to_vec(), seconds(a.timeout))?)?;
     genesis.check_self().with_context(|| format!("{url} returned an inconsistent genesis block"))?;
-    println!(
+    outln!(
         "{}",
         json!({
             "genesis": hex::encode(&genesis.hash),
@@ -242,7 +242,7 @@ fn append(a: AppendArgs) -> Result<()> {
     if block.index != index || block.genesis_id != genesis {
         bail!("{url} answered with block {} of another chain or index (asked for {index})", block.index);
     }
-    println!(
+    outln!(
         "{}",
         json!({
             "index": block.index,
@@ -305,7 +305,7 @@ fn get(a: GetArgs) -> Result<()> {
     if !matches {
         bail!("{url} answered with another block ({} at index {})", hex::encode(&block.hash), block.index);
     }
-    println!("{}", block_json(&block));
+    outln!("{}", block_json(&block));
     Ok(())
 }
 
@@ -320,7 +320,7 @@ fn update(a: UpdateArgs) -> Result<()> {
     if let Some(out) = &a.out {
         write_output(out, &Proof { blocks: blocks.clone() }.encode_to_vec())?;
     }
-    println!(
+    outln!(
         "{}",
         json!({
             "from": hex::encode(&from),

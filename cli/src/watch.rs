@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use conode_core::api::client::Client;
 use conode_core::api::subscribe::{BeaconWatcher, BlockWatcher};
 use serde_json::json;
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -62,13 +61,6 @@ fn client(roster: &Option<PathBuf>, target: &NodeChoice, timeout: f64) -> Result
     Ok(Client::parse(&url, seconds(timeout))?)
 }
 
-fn print_line(v: &serde_json::Value) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{v}")?;
-    out.flush()?;
-    Ok(())
-}
-
 pub fn blocks(a: BlocksArgs) -> Result<()> {
     let genesis = hex::decode(a.genesis.trim())
         .ok()
@@ -85,7 +77,9 @@ pub fn blocks(a: BlocksArgs) -> Result<()> {
         }
         let mut line = crate::skipchain::block_json(&block);
         line["verified"] = json!(true);
-        print_line(&line)?;
+        if !crate::output::line(format_args!("{line}")) {
+            break; // the reader has gone (`| head -3`)
+        }
         printed += 1;
     }
     Ok(())
@@ -108,7 +102,9 @@ pub fn beacons(a: BeaconArgs) -> Result<()> {
         let mut line: serde_json::Value = serde_json::from_str(&conode_core::verify::beacon::beacon_json(&beacon))?;
         line["chain_hash"] = json!(chain);
         line["verified"] = json!(true);
-        print_line(&line)?;
+        if !crate::output::line(format_args!("{line}")) {
+            break;
+        }
         printed += 1;
     }
     Ok(())

@@ -167,3 +167,21 @@ fn setup_and_run_nodes_report_json() {
     out.read_to_string(&mut rest).unwrap();
     assert!(first.lines().chain(rest.lines()).all(|l| l.trim().is_empty() || l.starts_with('{')), "{first}{rest}");
 }
+
+/// A reader that goes away (`conode … | head -1`) is no error: the command ends as it would have,
+/// quietly (`println!` panicked there, exit code 101 with a backtrace).
+#[test]
+fn a_reader_that_closes_stdout_early_is_no_error() {
+    let mut child = conode()
+        .args(["bench", "cosi", "--nodes", "4,5", "--rounds", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{:?}: {err}", o.status);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
