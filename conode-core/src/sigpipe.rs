@@ -21,11 +21,14 @@ pub fn block_in_this_thread() {
 }
 
 /// Blocks SIGPIPE in the calling thread while it lives. On drop it discards a SIGPIPE that became
-/// pending meanwhile (so unblocking does not deliver it) and restores the thread's signal mask.
+/// pending meanwhile (so the host never gets it) and unblocks SIGPIPE again if it was not blocked
+/// before (the rest of the thread's mask is left as it is then). It stays on the thread that made
+/// it (not `Send`); nested shields are dropped in reverse order, as scopes do.
 #[must_use = "SIGPIPE is blocked only while the shield lives"]
 pub struct Shield {
     #[cfg(unix)]
     state: imp::Saved,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Shield {
@@ -33,6 +36,7 @@ impl Shield {
         Self {
             #[cfg(unix)]
             state: imp::save_and_block(),
+            _this_thread: std::marker::PhantomData,
         }
     }
 }
@@ -54,10 +58,10 @@ impl Drop for Shield {
 mod imp {
     use std::mem::MaybeUninit;
 
-    /// The thread's mask before the shield, and whether SIGPIPE was pending then (the host's, not
-    /// one of ours: it is left for the host).
+    /// Whether SIGPIPE was blocked in the thread before the shield, and whether it was pending
+    /// then (the host's, not one of ours: it is left for the host).
     pub(super) struct Saved {
-        mask: libc::sigset_t,
+        was_blocked: bool,
         was_pending: bool,
     }
 
@@ -88,25 +92,24 @@ mod imp {
     pub(super) fn save_and_block() -> Saved {
         let set = sigpipe_set();
         let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: pthread_sigmask fills `old` with the current mask before adding SIGPIPE; on
-        // failure (impossible with SIG_BLOCK and a valid set) the mask is read back unchanged.
-        let mask = unsafe {
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) != 0 {
-                libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), old.as_mut_ptr());
-            }
-            old.assume_init()
+        // SAFETY: pthread_sigmask fills `old` with the current mask before adding SIGPIPE (it
+        // cannot fail with SIG_BLOCK and a valid set); sigismember reads the filled set.
+        let was_blocked = unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) == 0
+                && libc::sigismember(old.as_ptr(), libc::SIGPIPE) == 1
         };
-        Saved { mask, was_pending: sigpipe_pending() }
+        Saved { was_blocked, was_pending: sigpipe_pending() }
     }
 
     pub(super) fn restore(saved: &Saved) {
-        // SAFETY: sigismember reads the saved, initialised mask.
-        let blocked_before = unsafe { libc::sigismember(&saved.mask, libc::SIGPIPE) == 1 };
-        if !blocked_before && !saved.was_pending && sigpipe_pending() {
+        if !saved.was_pending && sigpipe_pending() {
             discard_pending();
         }
-        // SAFETY: restores the mask saved by pthread_sigmask.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved.mask, std::ptr::null_mut()) };
+        if !saved.was_blocked {
+            let set = sigpipe_set();
+            // SAFETY: a valid set; only SIGPIPE is unblocked, the rest of the mask is kept.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        }
     }
 
     /// Takes the pending SIGPIPE off without waiting.

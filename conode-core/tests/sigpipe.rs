@@ -95,6 +95,16 @@ fn sigpipe_blocked() -> bool {
     }
 }
 
+fn block_sigpipe_here() {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set before it is read.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
+}
+
 #[test]
 fn without_protection_such_a_write_ends_a_c_host() {
     // The control: the setup really raises SIGPIPE, so the tests below can fail.
@@ -124,6 +134,15 @@ fn a_call_under_a_shield_gets_epipe_and_leaves_the_callers_thread_as_it_was() {
         assert!(sigpipe_blocked(), "an inner shield leaves the outer one's block");
         drop(outer);
         assert!(!sigpipe_blocked());
+        // A host that blocks SIGPIPE itself keeps it blocked, and gets no SIGPIPE of ours.
+        block_sigpipe_here();
+        {
+            let _shield = Shield::new();
+            let mut stream = connection_to_a_gone_peer();
+            assert_broken_pipe(&write_until_broken(&mut stream));
+        }
+        assert!(sigpipe_blocked(), "the host's block is kept");
+        assert!(!sigpipe_pending(), "the SIGPIPE raised under the shield is not left to the host");
     });
     assert_survived(status);
 }
