@@ -1,41 +1,72 @@
-//! Which proposals the network chain applied, and at which index. A stored block never changes,
-//! so each is read once. The tick reviews every open proposal ten times a second, and the
-//! governor checks every proposed block: scanning the whole chain for each (as they did) cost
-//! more the older the network, up to a whole core with a full pool of proposals on a long chain.
+//! Which proposals a governed chain (the network chain) applied, and at which index. A stored
+//! block's data never changes, so each is read once. The tick reviews every open proposal ten
+//! times a second, and the governor checks every proposed block: scanning the whole chain for
+//! each (as they did) cost more the older the network, up to a whole core with a full pool of
+//! proposals on a long chain.
 
 use super::messages::proposal_id;
 use super::rules;
 use crate::services::skipchain::store::ChainStore;
 use std::collections::HashMap;
 
+/// Governed chains whose index is kept (besides the network chain there are rarely any).
+const CHAINS_KEPT: usize = 8;
+
+/// The index of each governed chain read lately.
+#[derive(Default)]
+pub(super) struct AppliedIndexes {
+    chains: HashMap<Vec<u8>, AppliedIndex>,
+}
+
+impl AppliedIndexes {
+    /// The index of `chain`, after reading its blocks stored since the last call.
+    pub(super) fn follow(&mut self, store: &ChainStore, chain: &[u8]) -> &AppliedIndex {
+        if !self.chains.contains_key(chain) && self.chains.len() >= CHAINS_KEPT {
+            if let Some(any) = self.chains.keys().next().cloned() {
+                self.chains.remove(&any);
+            }
+        }
+        self.chains.entry(chain.to_vec()).or_default().follow(store, chain)
+    }
+}
+
 /// The proposals applied by the blocks of one chain read so far.
 #[derive(Default)]
 pub(super) struct AppliedIndex {
-    chain: Vec<u8>,
     /// The blocks up to this index are read.
     read_to: u64,
+    /// The first block that applied each proposal.
     at: HashMap<Vec<u8>, u64>,
+    blocks_read: u64,
 }
 
 impl AppliedIndex {
-    /// Reads the blocks of `chain` stored since the last call: all of them after another chain,
-    /// or when the store holds fewer blocks than were read (it was replaced).
-    pub(super) fn follow(&mut self, store: &ChainStore, chain: &[u8]) -> &Self {
+    /// Reads the blocks of `chain` stored since the last call; all of them again when the store
+    /// holds fewer than were read (it was replaced). A block missing from the store (a damaged
+    /// store) stops the reading there: it is tried again next time, and [`Self::read_to`] tells
+    /// how far the answers are sure.
+    fn follow(&mut self, store: &ChainStore, chain: &[u8]) -> &Self {
         let latest = store.latest_index(chain).unwrap_or(0);
-        if self.chain != chain || latest < self.read_to {
-            *self = Self { chain: chain.to_vec(), ..Self::default() };
+        if latest < self.read_to {
+            *self = Self::default();
         }
         while self.read_to < latest {
             let Some(block) = store.block_at(chain, self.read_to + 1) else { break };
             if let Some(p) = rules::config_of(&block).and_then(|c| c.passed?.proposal) {
-                self.at.insert(proposal_id(&p).to_vec(), block.index);
+                self.at.entry(proposal_id(&p).to_vec()).or_insert(block.index);
             }
             self.read_to += 1;
+            self.blocks_read += 1;
         }
         self
     }
 
-    /// The index of the block that applied proposal `id`, if one did.
+    /// The blocks up to this index are read: answers about them are sure.
+    pub(super) fn read_to(&self) -> u64 {
+        self.read_to
+    }
+
+    /// The index of the first block that applied proposal `id`, if one did (among those read).
     pub(super) fn index_of(&self, id: &[u8]) -> Option<u64> {
         self.at.get(id).copied()
     }
@@ -95,27 +126,31 @@ mod tests {
         let (pid, qid) = (proposal_id(&p), proposal_id(&q));
         let mut blocks = vec![block(0, None), block(1, None), block(2, Some(&p))];
         store_chain(&store, &blocks);
-        let mut index = AppliedIndex::default();
-        assert_eq!(index.follow(&store, &CHAIN).index_of(&pid), Some(2));
-        assert_eq!((index.read_to, index.index_of(&qid)), (2, None));
+        let mut indexes = AppliedIndexes::default();
+        let index = indexes.follow(&store, &CHAIN);
+        assert_eq!((index.index_of(&pid), index.index_of(&qid)), (Some(2), None));
+        assert_eq!((index.read_to(), index.blocks_read), (2, 2));
 
-        // A later block applying `q` is read, and only it: what was read stays as it was.
-        index.at.insert(b"marker".to_vec(), 1);
+        // A later block applying `q` is read, and only it.
         blocks.push(block(3, Some(&q)));
         store_chain(&store, &blocks[2..]);
-        index.follow(&store, &CHAIN);
-        assert_eq!((index.index_of(&pid), index.index_of(&qid), index.read_to), (Some(2), Some(3), 3));
-        assert_eq!(index.index_of(b"marker"), Some(1), "blocks read before are not read again");
-        assert_eq!(index.all().count(), 3);
+        let index = indexes.follow(&store, &CHAIN);
+        assert_eq!((index.index_of(&pid), index.index_of(&qid)), (Some(2), Some(3)));
+        assert_eq!((index.read_to(), index.blocks_read, index.all().count()), (3, 3, 2));
+        // A proposal applied again later keeps the index of its first block.
+        blocks.push(block(4, Some(&p)));
+        store_chain(&store, &blocks[3..]);
+        assert_eq!(indexes.follow(&store, &CHAIN).index_of(&pid), Some(2));
 
-        // Another chain, or a store holding fewer blocks than were read: read from scratch.
-        assert_eq!(index.follow(&store, b"another chain").all().count(), 0);
-        index.follow(&store, &CHAIN);
-        assert_eq!(index.index_of(b"marker"), None);
+        // Another chain has an index of its own; the first one's is kept.
+        assert_eq!(indexes.follow(&store, b"another chain").all().count(), 0);
+        assert_eq!(indexes.follow(&store, &CHAIN).blocks_read, 4);
+
+        // A store holding fewer blocks than were read (replaced): read from scratch.
         let dir2 = tempfile::tempdir().unwrap();
         let shorter = ChainStore::open(&Storage::open(dir2.path(), "applied-test").unwrap()).unwrap();
         store_chain(&shorter, &blocks[..2]);
-        let index = index.follow(&shorter, &CHAIN);
-        assert_eq!((index.index_of(&pid), index.read_to), (None, 1));
+        let index = indexes.follow(&shorter, &CHAIN);
+        assert_eq!((index.index_of(&pid), index.read_to(), index.blocks_read), (None, 1, 1));
     }
 }

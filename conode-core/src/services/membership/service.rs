@@ -207,8 +207,9 @@ struct Shared {
     passed_at: Mutex<HashMap<Vec<u8>, Instant>>,
     /// The network chain's newest index when `accept_applied_expired` last looked.
     applied_checked_at: Mutex<Option<u64>>,
-    /// The proposals the network chain applied (read once per block).
-    applied: Mutex<super::applied::AppliedIndex>,
+    /// The proposals the network chain (and any other governed chain) applied, read once per
+    /// block.
+    applied: Mutex<super::applied::AppliedIndexes>,
     /// When `forget_closed` last ran.
     forgot_closed_at: Mutex<Option<Instant>>,
     /// One append of the network chain at a time from this node.
@@ -763,9 +764,11 @@ impl MembershipService {
     /// The governor's check (every member of the outgoing roster, before it cosigns).
     fn check_block(&self, prev: &SkipBlock, next: &SkipBlock) -> Result<(), String> {
         let st = self.shared.skipchain.store();
+        // Fails closed: with a block up to `prev` missing here, any proposal counts as applied.
         let applied = |id: &[u8; 32]| {
-            let mut index = lock(&self.shared.applied);
-            index.follow(st, next.chain_id()).index_of(id).is_some_and(|i| i <= prev.index)
+            let mut indexes = lock(&self.shared.applied);
+            let index = indexes.follow(st, next.chain_id());
+            index.read_to() < prev.index || index.index_of(id).is_some_and(|i| i <= prev.index)
         };
         rules::check_block(prev, next, &applied).map_err(|e| e.to_string())?;
         // A proposal that expired (here, beyond the clocks' skew) is not applied late: operators
