@@ -16,7 +16,7 @@ use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::{CosiFault, CosiOptions};
 use conode_core::services::skipchain::messages::{prepare_message, Append, Proposal};
 use conode_core::services::skipchain::{
-    owner_of_view, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, VIEW_WINDOW,
+    owner_of_view, CatchUpFault, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, VIEW_WINDOW,
 };
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{level_distance, verify_link, SkipBlock};
@@ -671,7 +671,8 @@ fn a_proposer_that_missed_a_block_catches_up_and_the_next_append_through_it_pass
 /// catch-up for a peer timeout (10 s): every append failed that long.
 #[test]
 fn a_member_that_stalls_catch_ups_holds_back_the_chain_a_moment_at_most() {
-    append_past_a_member_stalling_catch_ups(Duration::ZERO);
+    let liar = CatchUpFault::Liar { latest_after: Duration::ZERO, empty_blocks_after: None };
+    append_past_a_liar_in_catch_ups(liar, &[3], None);
 }
 
 /// As above, but the liar also holds its answer to how far the chain goes for 2.5 s (within the
@@ -680,30 +681,51 @@ fn a_member_that_stalls_catch_ups_holds_back_the_chain_a_moment_at_most() {
 /// failing meanwhile), and asks the members that answered.
 #[test]
 fn a_member_that_answers_late_how_far_the_chain_goes_holds_back_the_chain_a_moment_at_most() {
-    append_past_a_member_stalling_catch_ups(Duration::from_millis(2500));
+    let liar = CatchUpFault::Liar { latest_after: Duration::from_millis(2500), empty_blocks_after: None };
+    append_past_a_liar_in_catch_ups(liar, &[3], None);
 }
 
-/// The append after the block left out passes at its first call, or (when the proposer's views
-/// ran out just before the catch-up was done) at its second, within 3 s in all.
-fn append_past_a_member_stalling_catch_ups(latest_after: Duration) {
+/// Two members are left out of a block; the only honest member that holds it is on a slow link
+/// (its blocks come 0.6 s late). The liar, asked first, answers with no block after 0.4 s: after
+/// the honest member was asked beside it, before that one's blocks came. A member that gives less
+/// than it claimed counts as failed: the catch-up waits for the honest member's blocks (it used to
+/// end at the liar's empty answer, dropping the honest fetch, and the appends failed).
+#[test]
+fn a_member_that_claims_blocks_and_gives_none_does_not_end_a_catch_up() {
+    let liar =
+        CatchUpFault::Liar { latest_after: Duration::ZERO, empty_blocks_after: Some(Duration::from_millis(400)) };
+    append_past_a_liar_in_catch_ups(liar, &[2, 3], Some(CatchUpFault::Slow { by: Duration::from_millis(600) }));
+}
+
+/// Member 0 is a Byzantine proposer: it appends block 3 with the `left_out` members taking no
+/// pushed block (so only a catch-up can bring it to them), then stops voting and answers members
+/// catching up as `liar` says; member 1, honest, answers them as `honest` says. The append of
+/// block 4 through member 1 needs the members left out. It passes at its first call, or (when the
+/// proposer's views ran out just before the catch-ups were done) at its second, within 3 s in all.
+fn append_past_a_liar_in_catch_ups(liar: CatchUpFault, left_out: &[usize], honest: Option<CatchUpFault>) {
     let c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
-    let (byzantine, left_out) = (0, 3);
+    let byzantine = 0;
     let (owner, genesis) = chain_of_two_blocks(&c);
-    svc(&c, left_out).unwrap().set_refuses_store(true);
+    for &i in left_out {
+        svc(&c, i).unwrap().set_refuses_store(true);
+    }
     c.append(byzantine, &owner, &genesis, b"block 3".to_vec()).unwrap();
-    assert_eq!(svc(&c, left_out).unwrap().store().latest_index(&genesis), Some(2));
+    for &i in left_out {
+        assert_eq!(svc(&c, i).unwrap().store().latest_index(&genesis), Some(2));
+    }
     c.node(byzantine).cosi().unwrap().set_fault(CosiFault::Silent);
-    svc(&c, byzantine).unwrap().set_stalls_in_catch_up(Some(latest_after));
+    svc(&c, byzantine).unwrap().set_catch_up_fault(Some(liar));
+    svc(&c, 1).unwrap().set_catch_up_fault(honest);
     let t = Instant::now();
     let first = c.append(1, &owner, &genesis, b"block 4".to_vec());
     let block =
         first.as_ref().ok().cloned().map(Ok).unwrap_or_else(|| c.append(1, &owner, &genesis, b"block 4".to_vec()));
     let took = t.elapsed();
     assert!(block.is_ok(), "two appends failed in {took:?}, the first with {first:?}, the second with {block:?}");
-    assert!(took < Duration::from_secs(3), "the append took {took:?}: the stalling member held the catch-up");
+    assert!(took < Duration::from_secs(3), "the append took {took:?}: the liar held the catch-up");
     let calls = if first.is_ok() { 1 } else { 2 };
-    eprintln!("append past a member stalling catch-ups (Latest after {latest_after:?}): {took:?}, {calls} call(s)");
+    eprintln!("append past a liar in catch-ups ({liar:?}, honest {honest:?}): {took:?}, {calls} call(s)");
 }
 
 /// Anyone may send a member a proposal. One naming a block beyond the member's next makes it catch

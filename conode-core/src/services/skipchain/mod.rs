@@ -104,7 +104,7 @@ mod votes_model;
 
 pub use observe::Phase;
 pub use service::{
-    block_roster, config_roster, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE, COMMIT_PURPOSE,
-    PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
+    block_roster, config_roster, CatchUpFault, Governor, SkipchainError, SkipchainService, COMMIT_BATCH_PURPOSE,
+    COMMIT_PURPOSE, PREPARE_BATCH_PURPOSE, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, RECOVERY_SECTION, SKIPCHAIN_SERVICE,
 };
 pub use votes::{owner_of_view, MAX_VIEW, SETTLED_DEPTH, UNOWNED_VIEWS, VIEW_WINDOW};

@@ -243,10 +243,9 @@ struct Shared {
     /// Fault injection (tests): this member lies to members catching up (see
     /// [`SkipchainService::set_lies_in_catch_up`]).
     lies_in_catch_up: std::sync::atomic::AtomicBool,
-    /// Fault injection (tests): this member claims blocks it does not have and stalls members
-    /// catching up, answering how far the chain goes after the delay kept here (see
-    /// [`SkipchainService::set_stalls_in_catch_up`]).
-    stalls_in_catch_up: std::sync::Mutex<Option<Duration>>,
+    /// Fault injection (tests): how this member answers members catching up from it (see
+    /// [`SkipchainService::set_catch_up_fault`]).
+    catch_up_fault: std::sync::Mutex<Option<CatchUpFault>>,
     /// Fault injection (tests): the view this member, as a Byzantine proposer, asks for at once
     /// (0: off; see [`SkipchainService::set_proposes_in_view`]).
     proposes_in_view: std::sync::atomic::AtomicU64,
@@ -259,7 +258,7 @@ struct Shared {
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
     /// trigger one; the later ones wait and then find little or nothing left to fetch.
-    catching_up: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    catching_up: FlightMap,
     /// Per (member, chain): the newest block that member did not confirm storing (index, `Store`
     /// payload). One background task per entry offers it again (see `REDELIVER_FOR`).
     redelivering: std::sync::Mutex<std::collections::HashMap<(IdentityPublicKey, Vec<u8>), PendingStore>>,
@@ -470,6 +469,47 @@ fn forge(items: &mut [LinkedBlock]) {
 /// Client rosters remembered parsed (see `parsed_rosters`).
 const PARSED_ROSTERS_KEPT: usize = 16;
 
+/// A catch-up's share of its chain's entry in `Shared::catching_up`. The entry goes with the last
+/// share (the map holds one `Arc`, each share another), also when a catch-up is dropped
+/// unfinished, so chains named by peers leave nothing behind.
+struct FlightEntry<'a> {
+    flights: &'a FlightMap,
+    genesis: Vec<u8>,
+    flight: Arc<tokio::sync::Mutex<()>>,
+}
+
+type FlightMap = std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>;
+
+impl<'a> FlightEntry<'a> {
+    fn join(flights: &'a FlightMap, genesis: &[u8]) -> Self {
+        let flight = crate::sync::lock(flights).entry(genesis.to_vec()).or_default().clone();
+        Self { flights, genesis: genesis.to_vec(), flight }
+    }
+}
+
+impl Drop for FlightEntry<'_> {
+    fn drop(&mut self) {
+        let mut flights = crate::sync::lock(self.flights);
+        if flights.get(&self.genesis).is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            && Arc::strong_count(&self.flight) <= 2
+        {
+            flights.remove(&self.genesis);
+        }
+    }
+}
+
+/// Fault injection (tests, see [`SkipchainService::set_catch_up_fault`]): how a member answers
+/// members catching up from it.
+#[derive(Clone, Copy, Debug)]
+pub enum CatchUpFault {
+    /// A liar: it answers how far the chain goes (`Latest`) `latest_after` late, claiming 1,000
+    /// blocks more than it holds (so it is asked first), and answers a request for blocks with
+    /// none `empty_blocks_after` late, or (`None`) not at all: it holds it until the asker gives up.
+    Liar { latest_after: Duration, empty_blocks_after: Option<Duration> },
+    /// An honest member on a slow link: its blocks come `by` late.
+    Slow { by: Duration },
+}
+
 fn hex8(b: &[u8]) -> String {
     hex::encode(&b[..b.len().min(8)])
 }
@@ -527,17 +567,14 @@ impl SkipchainService {
         self.shared.store.set_arrivals_early(by);
     }
 
-    /// Fault injection (tests): with `Some(delay)`, makes this member stall members catching up:
-    /// it answers `Latest` only after `delay`, claiming to hold 1,000 blocks more than it does (so
-    /// it is asked first), and holds every `GetBlocks` unanswered until the asker gives up. It
-    /// still signs and stores as before. `None`: off.
-    pub fn set_stalls_in_catch_up(&self, latest_after: Option<Duration>) {
-        *crate::sync::lock(&self.shared.stalls_in_catch_up) = latest_after;
+    /// Fault injection (tests): makes this member answer members catching up from it as `fault`
+    /// says (`None`: as usual). It still signs and stores as before.
+    pub fn set_catch_up_fault(&self, fault: Option<CatchUpFault>) {
+        *crate::sync::lock(&self.shared.catch_up_fault) = fault;
     }
 
-    /// With the fault above on, how long it holds `Latest`.
-    fn stalls_in_catch_up(&self) -> Option<Duration> {
-        *crate::sync::lock(&self.shared.stalls_in_catch_up)
+    fn catch_up_fault(&self) -> Option<CatchUpFault> {
+        *crate::sync::lock(&self.shared.catch_up_fault)
     }
 
     fn lies_in_catch_up(&self) -> bool {
@@ -1494,10 +1531,10 @@ impl SkipchainService {
     /// makes progress: after `CATCH_UP_HEDGE` without a block stored, `fetch` runs beside it
     /// (a peer that does not answer, as a liar may, holds up the others that long at most).
     async fn single_flight<T>(&self, genesis: &[u8], fetch: impl std::future::Future<Output = T>) -> T {
-        let flight = crate::sync::lock(&self.shared.catching_up).entry(genesis.to_vec()).or_default().clone();
+        let entry = FlightEntry::join(&self.shared.catching_up, genesis);
         let mut held = self.shared.store.latest_index(genesis);
         let single = loop {
-            match tokio::time::timeout(CATCH_UP_HEDGE, flight.lock()).await {
+            match tokio::time::timeout(CATCH_UP_HEDGE, entry.flight.lock()).await {
                 Ok(single) => break Some(single),
                 Err(_) => {
                     let now = self.shared.store.latest_index(genesis);
@@ -1511,12 +1548,6 @@ impl SkipchainService {
         };
         let fetched = fetch.await;
         drop(single);
-        // The entry goes with the last catch-up of the chain (the map holds one Arc, this call
-        // another; a waiter holds a third), so chains named by peers leave nothing behind.
-        let mut flights = crate::sync::lock(&self.shared.catching_up);
-        if flights.get(genesis).is_some_and(|f| Arc::ptr_eq(f, &flight)) && Arc::strong_count(&flight) <= 2 {
-            flights.remove(genesis);
-        }
         fetched
     }
 
@@ -1613,7 +1644,8 @@ impl SkipchainService {
     /// Asks every other member of `genesis`'s latest roster (all at once) how far the chain goes and
     /// fetches what they have beyond our newest block, from the most advanced first (see
     /// [`Self::fetch_hedged`]). Used on start and when a client names an index beyond ours (this
-    /// member was cut off while the others went on). Returns how many blocks were fetched.
+    /// member was cut off while the others went on). Returns by how many blocks this node's chain
+    /// grew meanwhile (pushed blocks included).
     pub async fn catch_up_chain(&self, genesis: &[u8]) -> u64 {
         let s = &self.shared;
         let Some(latest) = s.store.latest(genesis) else { return 0 };
@@ -1630,47 +1662,57 @@ impl SkipchainService {
         fetched
     }
 
-    /// Fetches from the `claimants` (members with the index each claims, highest first) those
-    /// that claim more than this node holds, one after the other. Any `faulty` of them may lie:
-    /// one that claims far ahead and then does not answer would hold the catch-up for a whole
-    /// peer timeout. So when the ones asked store nothing for `CATCH_UP_HEDGE`, the next one is
-    /// asked beside them, up to `faulty` + 1 at once (one of them is honest); once one of them
-    /// has given all it has and no one left claims more than this node holds then, the others
-    /// still running are dropped. Returns by how many blocks this node's chain grew meanwhile.
+    /// Fetches from the `claimants` (members with the index each claims, highest first) what this
+    /// node lacks. Any `faulty` of them may lie: one that claims far ahead and then does not
+    /// answer would hold the catch-up for a whole peer timeout, one that answers with less than
+    /// it claimed would end it with nothing. So:
+    /// - when `CATCH_UP_HEDGE` passes with no block stored, as many more claimants are asked as
+    ///   are running already (1, 2, 4…, at most `faulty` + 1 at once: one of them is honest);
+    /// - a claimant that gave less than it claimed counts as failed (the next one is asked);
+    /// - once one has given all it claimed and no one not yet asked claims more than this node
+    ///   then holds, those still running are waited for only while blocks keep coming.
+    ///
+    /// Returns by how many blocks this node's chain grew meanwhile.
     async fn fetch_hedged(&self, genesis: &[u8], claimants: Vec<(u64, ServerIdentity)>, faulty: usize) -> u64 {
         use futures_util::StreamExt as _;
         let held = || self.shared.store.latest_index(genesis).unwrap_or(0);
+        let start = held();
         let mut queue = std::collections::VecDeque::from(claimants);
         let mut running = futures_util::stream::FuturesUnordered::new();
-        let (start, mut ask_next) = (held(), true);
+        let (mut to_ask, mut delivered) = (1, false);
         loop {
-            if ask_next && running.len() <= faulty {
-                while let Some((index, member)) = queue.pop_front() {
-                    if index > held() {
-                        running.push(async move {
-                            let result = self.fetch_from(genesis, &member).await;
-                            (member, result)
-                        });
-                        break;
-                    }
+            while to_ask > 0 && running.len() <= faulty {
+                let Some((claim, member)) = queue.pop_front() else { break };
+                if claim > held() {
+                    running.push(async move {
+                        let result = self.fetch_from(genesis, &member).await;
+                        (member, claim, result)
+                    });
+                    to_ask -= 1;
                 }
             }
             if running.is_empty() {
                 break;
             }
+            let more_claimed = || queue.iter().any(|(claim, _)| *claim > held());
             let mark = held();
-            ask_next = match tokio::time::timeout(CATCH_UP_HEDGE, running.next()).await {
-                Err(_) => held() == mark,
-                Ok(None) => true,
-                Ok(Some((_, Ok(_)))) => {
-                    if !queue.iter().any(|(index, _)| *index > held()) {
-                        break;
+            to_ask = match tokio::time::timeout(CATCH_UP_HEDGE, running.next()).await {
+                Err(_) if held() > mark => 0,
+                // Nothing came: done if someone gave all it claimed, else ask more beside.
+                Err(_) if delivered && !more_claimed() => break,
+                Err(_) => running.len().max(1),
+                Ok(None) => 1,
+                Ok(Some((member, claim, Ok(_)))) => {
+                    if held() >= claim {
+                        delivered = true;
+                    } else {
+                        warn!(peer = %member.address, claimed = claim, holds = held(), "catch-up: a member gave less than it claimed");
                     }
-                    true
+                    usize::from(!delivered || more_claimed())
                 }
-                Ok(Some((member, Err(e)))) => {
+                Ok(Some((member, _, Err(e)))) => {
                     warn!(peer = %member.address, error = %e, "catch-up failed");
-                    true
+                    1
                 }
             };
         }
@@ -1680,8 +1722,9 @@ impl SkipchainService {
 
     /// What the other members of `roster` answer to `Latest` for `genesis` (those that know the
     /// chain and answer within `timeout`). Once all of them but f have answered or failed, the
-    /// others get `CATCH_UP_HEDGE` more at most: a member that holds the question unanswered (hung,
-    /// or a liar) does not hold the caller for the whole timeout.
+    /// others get as long again as that took (`CATCH_UP_HEDGE` at least) and no more: a member
+    /// that holds the question unanswered (hung, or a liar) does not hold the caller for the whole
+    /// timeout.
     async fn latest_of_members(
         &self,
         genesis: &[u8],
@@ -1709,12 +1752,14 @@ impl SkipchainService {
         let faulty = roster.len() - Policy::default_threshold(roster.len());
         let enough = asks.len().saturating_sub(faulty);
         let (mut answers, mut came) = (Vec::new(), 0);
-        let mut due = tokio::time::Instant::now() + timeout;
+        let asked = tokio::time::Instant::now();
+        let mut due = asked + timeout;
         while let Ok(Some(answer)) = tokio::time::timeout_at(due, asks.next()).await {
             answers.extend(answer);
             came += 1;
             if came == enough {
-                due = due.min(tokio::time::Instant::now() + CATCH_UP_HEDGE);
+                // As long again as the others took (a slow link), a quarter second at least.
+                due = due.min(tokio::time::Instant::now() + CATCH_UP_HEDGE.max(asked.elapsed()));
             }
         }
         answers
@@ -1802,9 +1847,17 @@ impl SkipchainService {
             }
             "GetBlocks" => {
                 let req = GetBlocks::decode(msg.payload.as_slice()).map_err(|e| format!("GetBlocks: {e}"))?;
-                if self.stalls_in_catch_up().is_some() {
-                    tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(1)).await;
-                    return Err("stalled (fault injection)".into());
+                match self.catch_up_fault() {
+                    Some(CatchUpFault::Liar { empty_blocks_after: None, .. }) => {
+                        tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(1)).await;
+                        return Err("stalled (fault injection)".into());
+                    }
+                    Some(CatchUpFault::Liar { empty_blocks_after: Some(after), .. }) => {
+                        tokio::time::sleep(after).await;
+                        return Ok(Blocks::default().encode_to_vec());
+                    }
+                    Some(CatchUpFault::Slow { by }) => tokio::time::sleep(by).await,
+                    None => {}
                 }
                 let st = &self.shared.store;
                 let latest = st.latest_index(&req.genesis).ok_or("unknown chain")?;
@@ -1849,17 +1902,20 @@ impl SkipchainService {
             }
             "Latest" => {
                 let req = Latest::decode(msg.payload.as_slice()).map_err(|e| format!("Latest: {e}"))?;
-                let stall = self.stalls_in_catch_up();
-                if let Some(delay) = stall {
-                    tokio::time::sleep(delay).await;
-                }
+                let liar = match self.catch_up_fault() {
+                    Some(CatchUpFault::Liar { latest_after, .. }) => {
+                        tokio::time::sleep(latest_after).await;
+                        true
+                    }
+                    _ => false,
+                };
                 let mut index = self.shared.store.latest_index(&req.genesis);
                 let mut arrived = index.and_then(|i| self.shared.store.arrival(&req.genesis, i)).unwrap_or(0);
                 if self.lies_in_catch_up() {
                     index = index.map(|i| i + 1000);
                     arrived = 1;
                 }
-                if stall.is_some() {
+                if liar {
                     index = index.map(|i| i + 1000);
                 }
                 let known = index.is_some();
@@ -2311,7 +2367,7 @@ impl Service for SkipchainService {
                 relinks: Default::default(),
                 refuses_store: Default::default(),
                 lies_in_catch_up: Default::default(),
-                stalls_in_catch_up: Default::default(),
+                catch_up_fault: Default::default(),
                 proposes_in_view: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
