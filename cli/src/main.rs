@@ -142,6 +142,7 @@ fn main() {
         Command::Backup(a) => backup::backup(cli.config, a),
         Command::Restore(a) => backup::restore(cli.config, a),
     };
+    let result = result.and_then(|()| output::stdout_failure().map_or(Ok(()), Err));
     if let Err(e) = result {
         eprintln!("error: {}", output::error_text(&e));
         std::process::exit(1);

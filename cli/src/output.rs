@@ -32,11 +32,14 @@ pub fn report(value: serde_json::Value, text: impl FnOnce() -> String) {
 }
 
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+/// A failure to write the result other than its reader going away (a full disk, an I/O error).
+static STDOUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Writes one line of a command's result to stdout (`outln!`). A reader that went away (`conode
 /// proposals | head -1`) is no error: the rest of the result is dropped quietly, where `println!`
 /// panics, and the command goes on to its end (a server still stops cleanly, an append still
-/// finishes). Returns whether stdout is still read: commands that only print (`watch`) end when
+/// finishes). Any other failure (a full disk) drops the rest too, and makes the command fail at
+/// its end ([`stdout_failure`]). Returns whether stdout is still read: commands that only print (`watch`) end when
 /// it is not.
 pub fn line(args: std::fmt::Arguments<'_>) -> bool {
     if STDOUT_GONE.load(Ordering::Relaxed) {
@@ -46,11 +49,20 @@ pub fn line(args: std::fmt::Arguments<'_>) -> bool {
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
         STDOUT_GONE.store(true, Ordering::Relaxed);
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("warning: cannot write the result to stdout ({e}): the rest of it is dropped");
+            if let Ok(mut failed) = STDOUT_FAILED.lock() {
+                failed.get_or_insert_with(|| e.to_string());
+            }
         }
         return false;
     }
     true
+}
+
+/// The failure to write the result to stdout, if there was one besides its reader going away: the
+/// command fails with it, its result being lost.
+pub fn stdout_failure() -> Option<anyhow::Error> {
+    let failed = STDOUT_FAILED.lock().ok()?.clone()?;
+    Some(anyhow!("writing the result to stdout: {failed}"))
 }
 
 /// An error with its causes, each once: `a: b: c`, leaving out a cause whose text the message

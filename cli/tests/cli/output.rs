@@ -185,3 +185,15 @@ fn a_reader_that_closes_stdout_early_is_no_error() {
     assert!(o.status.success(), "{:?}: {err}", o.status);
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
 }
+
+/// Any other failure to write the result (here a full disk: /dev/full) fails the command, naming
+/// stdout, with no panic.
+#[test]
+fn a_result_that_cannot_be_written_fails_the_command() {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = conode().args(["bench", "cosi", "--nodes", "4", "--rounds", "2"]).stdout(full).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: writing the result to stdout"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
