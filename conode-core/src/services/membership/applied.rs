@@ -15,18 +15,26 @@ const CHAINS_KEPT: usize = 8;
 /// The index of each governed chain read lately.
 #[derive(Default)]
 pub(super) struct AppliedIndexes {
-    chains: HashMap<Vec<u8>, AppliedIndex>,
+    /// Each chain's index and when it was last asked for (a count of calls).
+    chains: HashMap<Vec<u8>, (u64, AppliedIndex)>,
+    calls: u64,
 }
 
 impl AppliedIndexes {
-    /// The index of `chain`, after reading its blocks stored since the last call.
+    /// The index of `chain`, after reading its blocks stored since the last call. When more
+    /// chains than `CHAINS_KEPT` are asked for, the one asked for least lately is forgotten: the
+    /// network chain, asked for at every tick, stays.
     pub(super) fn follow(&mut self, store: &ChainStore, chain: &[u8]) -> &AppliedIndex {
+        self.calls += 1;
         if !self.chains.contains_key(chain) && self.chains.len() >= CHAINS_KEPT {
-            if let Some(any) = self.chains.keys().next().cloned() {
-                self.chains.remove(&any);
+            let oldest = self.chains.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.chains.remove(&oldest);
             }
         }
-        self.chains.entry(chain.to_vec()).or_default().follow(store, chain)
+        let (used, index) = self.chains.entry(chain.to_vec()).or_default();
+        *used = self.calls;
+        index.follow(store, chain)
     }
 }
 
@@ -37,6 +45,7 @@ pub(super) struct AppliedIndex {
     read_to: u64,
     /// The first block that applied each proposal.
     at: HashMap<Vec<u8>, u64>,
+    #[cfg(test)]
     blocks_read: u64,
 }
 
@@ -56,7 +65,10 @@ impl AppliedIndex {
                 self.at.entry(proposal_id(&p).to_vec()).or_insert(block.index);
             }
             self.read_to += 1;
-            self.blocks_read += 1;
+            #[cfg(test)]
+            {
+                self.blocks_read += 1;
+            }
         }
         self
     }
@@ -145,6 +157,13 @@ mod tests {
         // Another chain has an index of its own; the first one's is kept.
         assert_eq!(indexes.follow(&store, b"another chain").all().count(), 0);
         assert_eq!(indexes.follow(&store, &CHAIN).blocks_read, 4);
+
+        // More chains than are kept: the one asked for least lately goes, not the network chain.
+        for k in 0..CHAINS_KEPT as u8 {
+            indexes.follow(&store, &[k; 32]);
+            assert_eq!(indexes.follow(&store, &CHAIN).blocks_read, 4, "the chain asked for lately is kept");
+        }
+        assert_eq!(indexes.chains.len(), CHAINS_KEPT);
 
         // A store holding fewer blocks than were read (replaced): read from scratch.
         let dir2 = tempfile::tempdir().unwrap();

@@ -490,11 +490,13 @@ impl<'a> FlightEntry<'a> {
 impl Drop for FlightEntry<'_> {
     fn drop(&mut self) {
         let mut flights = crate::sync::lock(self.flights);
-        if flights.get(&self.genesis).is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            && Arc::strong_count(&self.flight) <= 2
-        {
+        let flight = std::mem::take(&mut self.flight);
+        if flights.get(&self.genesis).is_some_and(|f| Arc::ptr_eq(f, &flight)) && Arc::strong_count(&flight) <= 2 {
             flights.remove(&self.genesis);
         }
+        // This share goes while the map is locked: of two last shares dropped at once, the
+        // second sees the first gone.
+        drop(flight);
     }
 }
 
@@ -1669,17 +1671,23 @@ impl SkipchainService {
     /// - when `CATCH_UP_HEDGE` passes with no block stored, as many more claimants are asked as
     ///   are running already (1, 2, 4…, at most `faulty` + 1 at once: one of them is honest);
     /// - a claimant that gave less than it claimed counts as failed (the next one is asked);
-    /// - once one has given all it claimed and no one not yet asked claims more than this node
-    ///   then holds, those still running are waited for only while blocks keep coming.
+    /// - once this node holds what one of them claimed (whoever brought the blocks) and no one not
+    ///   yet asked claims more, those still running get as long again as the catch-up took so far
+    ///   (`CATCH_UP_HEDGE` at least: a slow link), and more only while blocks keep coming.
     ///
     /// Returns by how many blocks this node's chain grew meanwhile.
     async fn fetch_hedged(&self, genesis: &[u8], claimants: Vec<(u64, ServerIdentity)>, faulty: usize) -> u64 {
         use futures_util::StreamExt as _;
+        use tokio::time::Instant;
         let held = || self.shared.store.latest_index(genesis).unwrap_or(0);
-        let start = held();
+        let (start, began) = (held(), Instant::now());
+        let lowest_claim = claimants.iter().map(|(claim, _)| *claim).filter(|claim| *claim > start).min();
+        let delivered = || lowest_claim.is_some_and(|claim| held() >= claim);
         let mut queue = std::collections::VecDeque::from(claimants);
         let mut running = futures_util::stream::FuturesUnordered::new();
-        let (mut to_ask, mut delivered) = (1, false);
+        let mut to_ask = 1;
+        // Once delivered: until when those still running are waited for, and what was held then.
+        let mut winding_down: Option<(Instant, u64)> = None;
         loop {
             while to_ask > 0 && running.len() <= faulty {
                 let Some((claim, member)) = queue.pop_front() else { break };
@@ -1695,20 +1703,28 @@ impl SkipchainService {
                 break;
             }
             let more_claimed = || queue.iter().any(|(claim, _)| *claim > held());
+            if winding_down.is_none() && delivered() && !more_claimed() {
+                winding_down = Some((Instant::now() + CATCH_UP_HEDGE.max(began.elapsed()), held()));
+            }
             let mark = held();
-            to_ask = match tokio::time::timeout(CATCH_UP_HEDGE, running.next()).await {
-                Err(_) if held() > mark => 0,
-                // Nothing came: done if someone gave all it claimed, else ask more beside.
-                Err(_) if delivered && !more_claimed() => break,
-                Err(_) => running.len().max(1),
+            let until = winding_down.map_or(Instant::now() + CATCH_UP_HEDGE, |(until, _)| until);
+            to_ask = match tokio::time::timeout_at(until, running.next()).await {
+                Err(_) => match winding_down {
+                    Some((_, then)) if held() > then => {
+                        winding_down = Some((Instant::now() + CATCH_UP_HEDGE, held()));
+                        0
+                    }
+                    Some(_) => break,
+                    None if held() > mark => 0,
+                    // Nothing stored: ask more beside.
+                    None => running.len().max(1),
+                },
                 Ok(None) => 1,
                 Ok(Some((member, claim, Ok(_)))) => {
-                    if held() >= claim {
-                        delivered = true;
-                    } else {
+                    if held() < claim {
                         warn!(peer = %member.address, claimed = claim, holds = held(), "catch-up: a member gave less than it claimed");
                     }
-                    usize::from(!delivered || more_claimed())
+                    usize::from(!delivered() || more_claimed())
                 }
                 Ok(Some((member, _, Err(e)))) => {
                     warn!(peer = %member.address, error = %e, "catch-up failed");
