@@ -86,21 +86,25 @@ fn sigpipe_pending() -> bool {
     unsafe { libc::sigpending(set.as_mut_ptr()) == 0 && libc::sigismember(set.as_ptr(), libc::SIGPIPE) == 1 }
 }
 
-fn sigpipe_blocked() -> bool {
+fn blocked(signal: libc::c_int) -> bool {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: reads the current mask into the set before sigismember reads it.
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), set.as_mut_ptr()) == 0
-            && libc::sigismember(set.as_ptr(), libc::SIGPIPE) == 1
+            && libc::sigismember(set.as_ptr(), signal) == 1
     }
 }
 
-fn block_sigpipe_here() {
+fn sigpipe_blocked() -> bool {
+    blocked(libc::SIGPIPE)
+}
+
+fn block_here(signal: libc::c_int) {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the set before it is read.
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
-        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        libc::sigaddset(set.as_mut_ptr(), signal);
         libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
     }
 }
@@ -134,8 +138,14 @@ fn a_call_under_a_shield_gets_epipe_and_leaves_the_callers_thread_as_it_was() {
         assert!(sigpipe_blocked(), "an inner shield leaves the outer one's block");
         drop(outer);
         assert!(!sigpipe_blocked());
+        // What the thread's mask gained meanwhile (another signal blocked) is kept.
+        {
+            let _shield = Shield::new();
+            block_here(libc::SIGUSR1);
+        }
+        assert!(blocked(libc::SIGUSR1) && !sigpipe_blocked(), "the shield restored the whole old mask");
         // A host that blocks SIGPIPE itself keeps it blocked, and gets no SIGPIPE of ours.
-        block_sigpipe_here();
+        block_here(libc::SIGPIPE);
         {
             let _shield = Shield::new();
             let mut stream = connection_to_a_gone_peer();
