@@ -1673,7 +1673,8 @@ impl SkipchainService {
     /// - a claimant that gave less than it claimed counts as failed (the next one is asked);
     /// - once this node holds what one of them claimed (whoever brought the blocks) and no one not
     ///   yet asked claims more, those still running get as long again as the catch-up took so far
-    ///   (`CATCH_UP_HEDGE` at least: a slow link), and more only while blocks keep coming.
+    ///   (`CATCH_UP_HEDGE` at least, for a slow link, and four times it at most: the arrival is
+    ///   adopted after), and more only while blocks keep coming.
     ///
     /// Returns by how many blocks this node's chain grew meanwhile.
     async fn fetch_hedged(&self, genesis: &[u8], claimants: Vec<(u64, ServerIdentity)>, faulty: usize) -> u64 {
@@ -1704,7 +1705,8 @@ impl SkipchainService {
             }
             let more_claimed = || queue.iter().any(|(claim, _)| *claim > held());
             if winding_down.is_none() && delivered() && !more_claimed() {
-                winding_down = Some((Instant::now() + CATCH_UP_HEDGE.max(began.elapsed()), held()));
+                let grace = CATCH_UP_HEDGE.max(began.elapsed()).min(CATCH_UP_HEDGE * 4);
+                winding_down = Some((Instant::now() + grace, held()));
             }
             let mark = held();
             let until = winding_down.map_or(Instant::now() + CATCH_UP_HEDGE, |(until, _)| until);
