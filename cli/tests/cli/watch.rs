@@ -2,7 +2,7 @@
 //! verified JSON line per block (from the genesis) and per round (from the round asked for), and
 //! clear refusals for a malformed genesis id and a node serving another beacon chain.
 
-use crate::support::conode;
+use crate::support::{conode, wait_until};
 use conode_core::cluster::LocalCluster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::beacon::messages::InitRequest;
@@ -81,4 +81,29 @@ fn watch_prints_one_verified_line_per_block_and_per_round() {
     let out = conode().args(["beacon", "watch", "--url", &url, "--chain-hash", &other]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not 0000"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A watch whose reader goes away (`conode skipchain watch … | head -3`) ends quietly, with exit 0,
+/// at its next line (it used to end with "error: Broken pipe").
+#[test]
+fn watch_ends_quietly_when_its_reader_goes() {
+    let c = LocalCluster::new(3).unwrap();
+    let url = c.client_url(1).unwrap();
+    let owner = IdentityKeyPair::generate();
+    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
+    let g = hex::encode(&genesis.hash);
+    let mut child = conode()
+        .args(["skipchain", "watch", "--genesis", &g, "--url", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    wait_until("the watch ends after its reader has gone", Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
 }
