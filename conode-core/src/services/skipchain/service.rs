@@ -46,10 +46,11 @@ pub const SKIPCHAIN_SERVICE: &str = "Skipchain";
 const CATCH_UP_BATCH: u32 = 256;
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a catch-up waits on a member that stores it nothing before it asks another one too
-/// (see `SkipchainService::fetch_hedged` and `single_flight`), and on the last f members to say
-/// how far the chain goes once the others have (`latest_of_members`). Short enough that a member
-/// catching up when asked to prepare is ready for the proposer's later views (about 1 s in all,
-/// see `MAX_VIEWS`); on a slow link it costs at most f more fetches of the same blocks.
+/// (see `SkipchainService::fetch_hedged` and `single_flight`), and at least how long it waits on
+/// the last f members to say how far the chain goes once the others have (`latest_of_members`).
+/// Short enough that a member catching up when asked to prepare is ready for the proposer's later
+/// views (about 1 s in all, see `MAX_VIEWS`); on a slow link it costs at most f more fetches of
+/// the same blocks.
 const CATCH_UP_HEDGE: Duration = Duration::from_millis(250);
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
