@@ -17,12 +17,18 @@ fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn watch_prints_one_verified_line_per_block_and_per_round() {
+/// Three nodes, the client URL of node 1, and a chain with an owner (its genesis only).
+fn cluster_with_a_chain() -> (LocalCluster, String, IdentityKeyPair, conode_core::verify::skipchain::SkipBlock) {
     let c = LocalCluster::new(3).unwrap();
     let url = c.client_url(1).unwrap();
     let owner = IdentityKeyPair::generate();
     let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
+    (c, url, owner, genesis)
+}
+
+#[test]
+fn watch_prints_one_verified_line_per_block_and_per_round() {
+    let (c, url, owner, genesis) = cluster_with_a_chain();
     let mut hashes = vec![hex::encode(&genesis.hash)];
     for i in 1..=3 {
         hashes.push(hex::encode(c.append(0, &owner, &genesis.hash, format!("b{i}").into_bytes()).unwrap().hash));
@@ -87,10 +93,7 @@ fn watch_prints_one_verified_line_per_block_and_per_round() {
 /// at its next line (it used to end with "error: Broken pipe").
 #[test]
 fn watch_ends_quietly_when_its_reader_goes() {
-    let c = LocalCluster::new(3).unwrap();
-    let url = c.client_url(1).unwrap();
-    let owner = IdentityKeyPair::generate();
-    let genesis = c.create_chain(0, vec![owner.public()], b"genesis".to_vec()).unwrap();
+    let (_c, url, _owner, genesis) = cluster_with_a_chain();
     let g = hex::encode(&genesis.hash);
     let mut child = conode()
         .args(["skipchain", "watch", "--genesis", &g, "--url", &url])

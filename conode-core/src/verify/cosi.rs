@@ -47,7 +47,12 @@ impl Policy {
 
     /// The default threshold for `n` members: `n − ⌊(n − 1) / 3⌋` (0 for an empty roster).
     pub fn default_threshold(n: usize) -> usize {
-        n - n.saturating_sub(1) / 3
+        n - Self::tolerated_faults(n)
+    }
+
+    /// The faulty members `n` members tolerate under the default threshold: `⌊(n − 1) / 3⌋`.
+    pub fn tolerated_faults(n: usize) -> usize {
+        n.saturating_sub(1) / 3
     }
 
     /// The number of signers required out of `n`; an error if the policy cannot be met.

@@ -1656,7 +1656,7 @@ impl SkipchainService {
         let answers = self.latest_of_members(genesis, &roster, Duration::from_secs(3)).await;
         let mut ahead: Vec<(u64, ServerIdentity)> = answers.iter().map(|(m, l)| (l.index, m.clone())).collect();
         ahead.sort_by_key(|a| std::cmp::Reverse(a.0));
-        let faulty = roster.len() - Policy::default_threshold(roster.len());
+        let faulty = Policy::tolerated_faults(roster.len());
         let fetched = self.single_flight(genesis, self.fetch_hedged(genesis, ahead, faulty)).await;
         if fetched > 0 {
             // The newest block came late here: open the next slot's views as the members do.
@@ -1768,7 +1768,7 @@ impl SkipchainService {
                 theirs.known.then_some((m, theirs))
             })
             .collect();
-        let faulty = roster.len() - Policy::default_threshold(roster.len());
+        let faulty = Policy::tolerated_faults(roster.len());
         let enough = asks.len().saturating_sub(faulty);
         let (mut answers, mut came) = (Vec::new(), 0);
         let asked = tokio::time::Instant::now();
@@ -1798,7 +1798,7 @@ impl SkipchainService {
             .filter(|(m, l)| l.index == latest.index && roster.index_of(&m.public).is_some() && seen.insert(m.public))
             .map(|(_, l)| l.arrived_unix_ms)
             .collect();
-        let faulty = roster.len() - Policy::default_threshold(roster.len());
+        let faulty = Policy::tolerated_faults(roster.len());
         let at = super::arrivals::adopted_arrival(own, &reported, faulty);
         if at < own && s.store.adopt_earlier_arrival(genesis, latest.index, at) {
             info!(
