@@ -99,9 +99,10 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "on")]
         batch: Vec<String>,
         /// Forward-link formats the proposers sign, comma-separated, one append-rate line each, in
-        /// turn (e.g. `v1,v2,v1,v2` for an A/B comparison): v2 = all levels in one round, v1 =
-        /// one round per level (as before v2).
-        #[arg(long, value_delimiter = ',', default_value = "v2")]
+        /// turn (e.g. `v2,v4,v2,v4` for an A/B comparison): v4 = the fast path (a view-1 prepare
+        /// every member signed is the link: one round per append), v2 = two rounds per append (the
+        /// links of all levels in one), v1 = one link round per level (as before v2).
+        #[arg(long, value_delimiter = ',', default_value = "v4")]
         links: Vec<String>,
         #[command(flatten)]
         degraded: Degraded,

@@ -9,7 +9,7 @@ use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::skipchain::messages::Append;
 use conode_core::services::skipchain::{Phase, SkipchainService};
 use conode_core::verify::cosi::Policy;
-use conode_core::verify::skipchain::{level_distance, verify_link_with_keys, verify_proof, SkipBlock};
+use conode_core::verify::skipchain::{level_distance, verify_link_with_keys, verify_proof, SkipBlock, LINK_FORMAT_V4};
 use conode_core::verify::skipchain_batch::{verify_links_with_keys, LinkToCheck};
 use std::time::Instant;
 
@@ -62,16 +62,17 @@ pub fn run(
     let formats = links
         .iter()
         .map(|l| match l.as_str() {
-            "v1" => Ok(true),
-            "v2" => Ok(false),
-            other => Err(anyhow::anyhow!("--links: unknown forward-link format `{other}` (v1 or v2)")),
+            "v1" => Ok(SkipchainLinks::V1),
+            "v2" => Ok(SkipchainLinks::V3),
+            "v4" => Ok(SkipchainLinks::V4),
+            other => Err(anyhow::anyhow!("--links: unknown forward-link format `{other}` (v1, v2 or v4)")),
         })
-        .collect::<Result<Vec<bool>>>()?;
+        .collect::<Result<Vec<SkipchainLinks>>>()?;
     for &n in sizes {
         for &k in clients {
-            for &v1 in &formats {
+            for &links in &formats {
                 for &batched in &batching {
-                    let setup = Setup { v1_links: v1, batched, proposers: proposers.unwrap_or(n).min(n) };
+                    let setup = Setup { links, batched, proposers: proposers.unwrap_or(n).min(n) };
                     rate(n, appends, k.max(1), setup)?;
                 }
             }
@@ -110,7 +111,8 @@ const SLICES: u64 = 5;
 /// How the proposers of an append-rate run sign.
 #[derive(Clone, Copy)]
 struct Setup {
-    v1_links: bool,
+    /// What the members sign (`V3`: two rounds per append, `V4`: the fast path too).
+    links: SkipchainLinks,
     /// Appends of different chains at one proposer share rounds.
     batched: bool,
     /// Chain k is appended through member k mod `proposers`.
@@ -125,14 +127,15 @@ fn rate(n: usize, appends: u64, clients: usize, setup: Setup) -> Result<()> {
     let c = LocalCluster::new(n)?;
     for i in 0..n {
         let svc = c.node(i).skipchain().context("skipchain service")?;
-        svc.set_links(if setup.v1_links { SkipchainLinks::V1 } else { SkipchainLinks::V3 });
+        svc.set_links(setup.links);
         svc.set_batched_rounds(setup.batched);
     }
     // With batched rounds a proposer signs the links of several chains' blocks at once (v3).
-    let links = match (setup.v1_links, setup.batched) {
-        (true, _) => "v1",
-        (false, false) => "v2",
-        (false, true) => "v3",
+    let links = match (setup.links, setup.batched) {
+        (SkipchainLinks::V1, _) => "v1",
+        (SkipchainLinks::V4, _) => "v4",
+        (_, false) => "v2",
+        (_, true) => "v3",
     };
     let mut chains = Vec::with_capacity(clients);
     for k in 0..clients {
@@ -250,6 +253,7 @@ struct Floor {
 /// usually one) is n(1+r) signatures (prepare + links, by every member), 1+r root checks, n−1
 /// certificate checks and n−1 link checks of a stored block, less the 1+r hashes to G2 of each
 /// member's checks (a member verifies statements it signed itself with the points it hashed then).
+/// With v4 links (the fast path) the prepare is the link: r = 0 and no certificate checks.
 fn bls_floor(
     c: &LocalCluster,
     n: usize,
@@ -262,6 +266,7 @@ fn bls_floor(
     let (mut sign, mut single, mut stored, mut heights, mut blocks) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut hash = 0.0;
     let mut rounds = 0.0;
+    let mut certificate_checks = 0.0;
     for i in blocks_of.clone().take(64) {
         let block = st.block_at(&genesis.hash, i).context("appended block missing")?;
         let mut levels = Vec::new();
@@ -292,14 +297,17 @@ fn bls_floor(
         heights += block.height as f64;
         let mut signatures: Vec<_> = levels.iter().map(|(_, link, _)| link.signature.clone()).collect();
         signatures.dedup();
-        rounds += signatures.len() as f64;
+        let fast = levels.iter().all(|(_, link, _)| link.format == LINK_FORMAT_V4);
+        rounds += if fast { 0.0 } else { signatures.len() as f64 };
+        certificate_checks += if fast { 0.0 } else { 1.0 };
         blocks += 1.0;
     }
     anyhow::ensure!(blocks > 0.0, "no appended block to time");
     let (sign, single, stored, hash) = (sign / blocks, single / blocks, stored / blocks, hash / blocks);
-    let (h, r) = (heights / blocks, rounds / blocks);
+    let (h, r, certificates) = (heights / blocks, rounds / blocks, certificate_checks / blocks);
     let n = n as f64;
-    let ms = 1e3 * (n * (1.0 + r) * sign + (1.0 + r) * single + (n - 1.0) * (single + stored - (1.0 + r) * hash));
+    let ms = 1e3
+        * (n * (1.0 + r) * sign + (1.0 + r) * single + (n - 1.0) * (certificates * single + stored - (1.0 + r) * hash));
     Ok(Floor { ms, mean_height: h, link_rounds: r })
 }
 

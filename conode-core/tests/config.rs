@@ -217,18 +217,18 @@ fn limits_are_read_written_and_checked() {
 #[test]
 fn skipchain_link_format_is_read_written_and_checked() {
     let mut c = sample();
-    assert_eq!(c.skipchain_links, SkipchainLinks::V3, "batched (v3) links by default");
+    assert_eq!(c.skipchain_links, SkipchainLinks::V4, "fast (v4) links by default");
     assert!(!c.to_toml().contains("SkipchainLinks"), "the default is not written");
     let read = |text: &str| NodeConfig::from_toml_str(Path::new("private.toml"), text).unwrap().skipchain_links;
-    for (format, name) in [(SkipchainLinks::V1, "v1"), (SkipchainLinks::V2, "v2")] {
+    for (format, name) in [(SkipchainLinks::V1, "v1"), (SkipchainLinks::V2, "v2"), (SkipchainLinks::V3, "v3")] {
         c.skipchain_links = format;
         let text = c.to_toml();
         assert!(text.contains(&format!("SkipchainLinks = \"{name}\"")), "{text}");
         assert_eq!(read(&text), format);
     }
     let text = c.to_toml();
-    assert_eq!(read(&text.replace("SkipchainLinks = \"v2\"", "SkipchainLinks = \"v3\"")), SkipchainLinks::V3);
-    let bad = text.replace("SkipchainLinks = \"v2\"", "SkipchainLinks = \"v4\"");
+    assert_eq!(read(&text.replace("SkipchainLinks = \"v3\"", "SkipchainLinks = \"v4\"")), SkipchainLinks::V4);
+    let bad = text.replace("SkipchainLinks = \"v3\"", "SkipchainLinks = \"v5\"");
     let (file, field) = field_error(NodeConfig::from_toml_str(Path::new("p.toml"), &bad).unwrap_err());
     assert_eq!((file.as_str(), field.as_str()), ("p.toml", "SkipchainLinks"));
 }

@@ -85,7 +85,8 @@ fn appends_and_beacon_rounds_arrive_in_order_once_per_subscriber_and_stream_veri
         assert_eq!(blocks_of(&events, &genesis.hash), expected, "subscriber {k}: each block once, in order");
         if k < 2 {
             let signed = events.iter().filter(|e| matches!(e, NodeEvent::CosiRoundSigned { .. })).count();
-            assert!(signed as u64 >= 2 * N, "leader: a prepare and a link round per append, saw {signed}");
+            // A fast append's prepare is its link: one round (two when a member is slow).
+            assert!(signed as u64 >= N, "leader: a round or two per append, saw {signed}");
         }
         assert!(!events.iter().any(|e| matches!(e, NodeEvent::Lagged { .. })));
     }

@@ -142,8 +142,9 @@ fn roster_status_and_metrics_follow_the_cothority() {
     assert!(metric(&m, "conode_skipchain_appends_total") >= 1.0);
     assert!(metric(&m, "conode_skipchain_append_duration_seconds_count") >= 1.0);
     assert!(m.contains("conode_skipchain_blocks_stored_total{how=\"appended\"} 1"), "{m}");
-    assert!(sum(&m, "conode_cosi_rounds_total") >= 2.0);
-    assert!(sum(&m, "conode_cosi_round_duration_seconds_count") >= 2.0);
+    // The append's rounds: one (fast) or two.
+    assert!(sum(&m, "conode_cosi_rounds_total") >= 1.0);
+    assert!(sum(&m, "conode_cosi_round_duration_seconds_count") >= 1.0);
     assert!(m.lines().any(|l| l.starts_with("conode_cosi_hedges_total ")), "the hedge counter is exported: {m}");
     let peer3 = &keys[3][..16];
     assert!(m.contains(&format!("conode_network_peer_up{{peer=\"{peer3}\"}} 0")), "{m}");

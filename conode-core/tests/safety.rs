@@ -14,9 +14,12 @@ use conode_core::cluster::LocalCluster;
 use conode_core::config::Roster;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::{CosiFault, CosiOptions};
-use conode_core::services::skipchain::messages::{prepare_message, Append, Proposal};
+use conode_core::services::skipchain::messages::{
+    first_view_message, prepare_message, Append, FirstViewStatement, Proposal, SlotQuery, SlotState,
+};
 use conode_core::services::skipchain::{
-    owner_of_view, CatchUpFault, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, VIEW_WINDOW,
+    owner_of_view, CatchUpFault, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, SKIPCHAIN_SERVICE,
+    VIEW_WINDOW,
 };
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{level_distance, verify_link, SkipBlock};
@@ -845,4 +848,104 @@ fn a_strangers_far_reads_do_not_hold_back_the_catch_up_a_proposal_asks_for() {
     let reads = reader.join().unwrap();
     assert!(block.is_ok(), "the append after the withheld block failed after {:?}: {block:?}", t.elapsed());
     eprintln!("append after a withheld block, {reads} far reads meanwhile: {:?}", t.elapsed());
+}
+
+/// A proposer gets the fast prepare of its block X signed by every member in view 1, then leaves
+/// (it signs no link and pushes nothing): X may be final, since whoever holds that signature can
+/// publish it as X's v4 forward link. Another member's append of a different block must then end
+/// with X at that index on every member (its client told of the conflict), not a fork.
+#[test]
+fn a_block_every_member_prepared_in_view_1_is_the_one_committed_after_its_proposer_leaves() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    let rt = c.runtime().handle().clone();
+    let leaver = svc(&c, 0).unwrap();
+    leaver.set_proposes_in_view(1);
+    let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
+    let left = rt.block_on(leaver.append(x)).unwrap_err();
+    assert!(left.to_string().contains("left after the prepare round"), "{left}");
+    leaver.set_proposes_in_view(0);
+    for i in 0..4 {
+        assert_eq!(svc(&c, i).unwrap().prepared_view(&genesis, 3), 1, "member {i} prepared X in view 1");
+        assert_eq!(svc(&c, i).unwrap().store().latest_index(&genesis), Some(2));
+    }
+    let y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
+    let outcome = rt.block_on(svc(&c, 1).unwrap().append(y));
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
+        "the append of Y ended {outcome:?}, not in a conflict"
+    );
+    for i in 0..4 {
+        support::wait_until(Duration::from_secs(10), "every member holds block 3", || {
+            svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3)
+        });
+        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().data, b"X", "member {i}");
+    }
+}
+
+/// A Byzantine proposer (member 0) got every member's fast prepare of X at index 3 (X may be
+/// final: it holds X's v4 link) and asks for another block Y in view 2 with a closure it made up:
+/// its own "nothing" (a lie) and an honest member's statement of what it prepared in view 1 at
+/// another chain's index 3 (a block Z there, not X). The members refuse: a statement names its
+/// slot, and f of them prove nothing. X stays the block of index 3.
+#[test]
+fn a_byzantine_proposer_cannot_close_view_1_with_statements_of_another_slot() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    let (other_owner, other) = chain_of_two_blocks(&c);
+    let rt = c.runtime().handle().clone();
+    let byzantine = svc(&c, 0).unwrap();
+    byzantine.set_proposes_in_view(1);
+    for (owner, chain, data) in [(&owner, &genesis, b"X"), (&other_owner, &other, b"Z")] {
+        let req = Append::signed(owner, chain, 3, data.to_vec(), None).unwrap();
+        rt.block_on(byzantine.append(req)).unwrap_err();
+    }
+    byzantine.set_proposes_in_view(0);
+    let ask = |member: usize, chain: &[u8]| -> SlotState {
+        let query = SlotQuery { genesis: chain.to_vec(), index: 3 }.encode_to_vec();
+        let to = c.roster().servers[member].clone();
+        let net = c.node(0).network().unwrap();
+        let reply = rt.block_on(net.request(&to, SKIPCHAIN_SERVICE, "Slot", &[], query, Duration::from_secs(10)));
+        SlotState::decode(reply.unwrap().as_slice()).unwrap()
+    };
+    let replayed = ask(1, &other).first_view_statement.expect("member 1 says what it prepared there");
+    assert_eq!(replayed.member, 1);
+    assert!(!replayed.block_hash.is_empty(), "a block of the other chain: Z");
+    let x = ask(1, &genesis).first_view.expect("member 1 keeps X");
+    let roster_id = svc(&c, 1).unwrap().store().block_at(&genesis, 2).unwrap().roster.unwrap().id();
+    let key = c.node(0).config().cosi_key().cloned().unwrap();
+    let lie = FirstViewStatement {
+        member: 0,
+        block_hash: Vec::new(),
+        signature: key.sign(&first_view_message(&genesis, 3, &roster_id, &[])).to_bytes().to_vec(),
+    };
+    let mut y = x.block.clone().unwrap();
+    y.data = b"Y".to_vec();
+    y.hash = y.compute_hash().to_vec();
+    let signed_y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
+    let proposal = Proposal {
+        block: Some(y.clone()),
+        owner: signed_y.owner,
+        owner_signature: signed_y.signature,
+        view: 2,
+        closure: vec![lie, replayed],
+        ..Default::default()
+    };
+    let statement = prepare_message(&genesis, 3, 2, &y.hash);
+    let (cosi, extra) = (c.node(0).cosi().unwrap(), proposal.encode_to_vec());
+    let round = cosi.sign(c.roster(), &statement, PREPARE_PURPOSE, &extra, Policy::Default);
+    let err = rt.block_on(round).unwrap_err().to_string();
+    assert!(err.contains("prepared another block in view 1"), "{err}");
+    for i in 1..4 {
+        assert_eq!(svc(&c, i).unwrap().prepared_view(&genesis, 3), 1, "member {i} prepared in view 2");
+    }
+    // The honest way on: X.
+    let z = Append::signed(&owner, &genesis, 3, b"W".to_vec(), None).unwrap();
+    let outcome = rt.block_on(svc(&c, 2).unwrap().append(z));
+    assert!(matches!(&outcome, Err(e) if e.to_string().contains("conflict")), "{outcome:?}");
+    support::wait_until(Duration::from_secs(10), "every member holds X", || {
+        (0..4).all(|i| svc(&c, i).unwrap().store().block_at(&genesis, 3).is_some_and(|b| b.data == b"X"))
+    });
 }

@@ -60,17 +60,21 @@ struct RawServiceSecret {
 
 /// The newest forward-link format this node signs (`SkipchainLinks` in private.toml). As a
 /// proposer it falls back to older formats when members need them; with V1 or V2 it also refuses,
-/// as a member, the batched link rounds of other proposers (it stores and serves no v3 link).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// as a member, the batched link rounds of other proposers (it stores and serves no v3 link), and
+/// below V4 it signs no fast view-1 prepare (that could become a v4 link it would store).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SkipchainLinks {
     /// One cosi round per level (every light client checks these).
     V1,
     /// One round for all levels of a block (clients from before batched rounds check these).
     V2,
-    /// Also a round shared by the appends of several chains waiting at this proposer (the
-    /// default).
-    #[default]
+    /// Also a round shared by the appends of several chains waiting at this proposer.
     V3,
+    /// Also the fast path: a view-1 prepare every member signed is the block's forward link (one
+    /// round per append instead of two; clients from before it check v3 and older links only).
+    /// The default.
+    #[default]
+    V4,
 }
 
 /// A validated node configuration (the content of private.toml).
@@ -226,14 +230,15 @@ impl NodeConfig {
             allow_open_signing: raw.allow_open_signing.unwrap_or(false),
             anonymous: raw.anonymous.unwrap_or(false),
             skipchain_links: match optional(&raw.skipchain_links).as_deref() {
-                None | Some("v3") => SkipchainLinks::V3,
+                None | Some("v4") => SkipchainLinks::V4,
+                Some("v3") => SkipchainLinks::V3,
                 Some("v2") => SkipchainLinks::V2,
                 Some("v1") => SkipchainLinks::V1,
                 Some(other) => {
                     return Err(ConfigError::field(
                         path,
                         "SkipchainLinks",
-                        format!("{other:?}: expected \"v1\", \"v2\" or \"v3\""),
+                        format!("{other:?}: expected \"v1\", \"v2\", \"v3\" or \"v4\""),
                     ))
                 }
             },
@@ -260,7 +265,8 @@ impl NodeConfig {
             skipchain_links: match self.skipchain_links {
                 SkipchainLinks::V1 => Some("v1".to_string()),
                 SkipchainLinks::V2 => Some("v2".to_string()),
-                SkipchainLinks::V3 => None,
+                SkipchainLinks::V3 => Some("v3".to_string()),
+                SkipchainLinks::V4 => None,
             },
             services: self
                 .service_keys

@@ -262,7 +262,7 @@ fn plan<'a>(
             same.links.push(i);
             continue;
         }
-        match parts(l.keys, sig, policy, decode) {
+        match parts(l.keys, sig, l.link.policy(policy, l.keys.len()), decode) {
             Some((key, signature)) => batch.push(Check { links: vec![i], msg, sig, keys: l.keys, key, signature }),
             None => results[i] = Some(one(l)),
         }
@@ -348,7 +348,7 @@ fn batch_holds(batch: &[Check<'_>]) -> bool {
 mod tests {
     use super::*;
     use crate::crypto::BlsKeyPair;
-    use crate::verify::skipchain::{BlockRoster, RosterEntry, LINK_FORMAT_V1, LINK_FORMAT_V2};
+    use crate::verify::skipchain::{BlockRoster, RosterEntry, LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V4};
 
     /// (source index, target index, link).
     type Linked = (usize, usize, ForwardLink);
@@ -406,6 +406,7 @@ mod tests {
             blocks.push(b);
         }
         let v2 = cosign(&kps, signers, &ForwardLink::commit_message(&blocks[4].hash));
+        let v4 = cosign(&kps, signers, &ForwardLink::fast_message(&blocks[4].hash, &roster.id()));
         let links = [0usize, 2, 3]
             .into_iter()
             .map(|src| {
@@ -413,6 +414,7 @@ mod tests {
                     LINK_FORMAT_V1 => {
                         cosign(&kps, signers, &ForwardLink::message(&blocks[src].hash, &blocks[4].hash, None))
                     }
+                    LINK_FORMAT_V4 => v4.clone(),
                     _ => v2.clone(),
                 };
                 let link = ForwardLink {
@@ -450,6 +452,36 @@ mod tests {
             assert_eq!(verify_links_with_keys(&[*l], Policy::Default), one_by_one(&[*l]));
         }
         expected
+    }
+
+    #[test]
+    fn a_fast_link_needs_every_member_of_the_roster_that_prepared_the_block() {
+        let all = setup(&[0, 1, 2, 3], LINK_FORMAT_V4);
+        assert!(same_as_one_by_one(&all, &all.links).iter().all(|r| r.is_ok()));
+        // More than two thirds is a prepare certificate, not a link; nor under a lower policy.
+        let most = setup(&[0, 1, 3], LINK_FORMAT_V4);
+        assert!(same_as_one_by_one(&most, &most.links).iter().all(|r| r.is_err()));
+        let low = checks(&most, &most.links);
+        assert!(verify_links_with_keys(&low, Policy::Threshold(1)).iter().all(|r| r.is_err()));
+        // A full signature of the fast statement naming another roster (the source has this one).
+        let mut other_roster = all.links.clone();
+        let elsewhere = ForwardLink::fast_message(&all.blocks[4].hash, &[7; 32]);
+        let forged = cosign(&all.kps, &[0, 1, 2, 3], &elsewhere);
+        other_roster.iter_mut().for_each(|l| l.2.signature = Some(forged.clone()));
+        assert!(same_as_one_by_one(&all, &other_roster).iter().all(|r| r.is_err()));
+        // The v2 signature of every member read as a fast one, and the other way round.
+        let v2 = setup(&[0, 1, 2, 3], LINK_FORMAT_V2);
+        let mut as_v4 = v2.links.clone();
+        as_v4.iter_mut().for_each(|l| l.2.format = LINK_FORMAT_V4);
+        assert!(same_as_one_by_one(&v2, &as_v4).iter().all(|r| r.is_err()));
+        let mut as_v2 = all.links.clone();
+        as_v2.iter_mut().for_each(|l| l.2.format = LINK_FORMAT_V2);
+        assert!(same_as_one_by_one(&all, &as_v2).iter().all(|r| r.is_err()));
+        // A target that does not link back to the source.
+        let mut unlinked = all.links.clone();
+        unlinked.iter_mut().for_each(|l| l.0 = 1);
+        unlinked.iter_mut().for_each(|l| l.2.from = all.blocks[1].hash.clone());
+        assert!(same_as_one_by_one(&all, &unlinked).iter().all(|r| r.is_err()));
     }
 
     #[test]

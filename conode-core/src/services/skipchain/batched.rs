@@ -293,7 +293,7 @@ impl SkipchainService {
         let shared_roster = roster.filter(|id| sources.iter().all(|b| b.roster.as_ref().map(|r| r.id()) == Some(*id)));
         let Some(key) = shared_roster.filter(|id| {
             self.batching(id)
-                && s.links() == SkipchainLinks::V3
+                && s.links() >= SkipchainLinks::V3
                 && crate::sync::lock(&s.legacy_links).get(id).is_none_or(|until| *until <= std::time::Instant::now())
         }) else {
             return self.sign_links(sources, block, agreed).await;
@@ -388,6 +388,7 @@ impl SkipchainService {
                             batch_path: path.iter().map(|h| h.to_vec()).collect(),
                             batch_index: position as u32,
                             batch_size: size,
+                            fast: false,
                         };
                         // Verified by the round (as in `prepare`): this node's hooks need not again.
                         s.verified.remember(certificate_key(&tag, &statement, &cert));
@@ -490,6 +491,9 @@ impl SkipchainService {
         if self.byzantine() {
             return Ok(());
         }
+        if proposals.iter().any(|p| p.fast) {
+            return Err("a batched prepare is never fast".into());
+        }
         let votes = proposals.iter().map(|p| self.prepare_vote(p)).collect::<Result<Vec<_>, _>>()?;
         let messages: Vec<[u8; 32]> = votes.iter().map(|v| v.message).collect();
         if statement != batch_tree(PREPARE_BATCH_DOMAIN, &messages)?.0 {
@@ -511,7 +515,7 @@ impl SkipchainService {
             // Code from before v2 links predates batched rounds too.
             return Err(format!("{NO_HOOK} `{COMMIT_BATCH_PURPOSE}` on this node"));
         }
-        if self.shared.links() != SkipchainLinks::V3 {
+        if self.shared.links() < SkipchainLinks::V3 {
             // Its light clients check older links only: it neither stores nor serves v3 ones.
             return Err(NO_V3.into());
         }

@@ -127,15 +127,14 @@ impl EvidenceLog {
     /// roster) is kept against each member in both masks. Returns the members newly accused.
     pub fn record_prepares(
         &self,
-        genesis: &[u8],
-        index: u64,
+        (genesis, index, roster_id): (&[u8], u64, &[u8; 32]),
         roster: &Roster,
         keys: &[BlsPublicKey],
         seen: &[PrepareCertificate],
     ) -> Vec<IdentityPublicKey> {
         let signers = |c: &PrepareCertificate| -> Option<Vec<usize>> {
             let sig = c.signature.as_ref()?;
-            let msg = certified_statement(genesis, index, c).ok()?;
+            let msg = certified_statement(genesis, index, roster_id, c).ok()?;
             crate::verify::cosi::verify(
                 &msg,
                 &sig.signature,
@@ -275,12 +274,19 @@ mod tests {
         let s = setup();
         let certificate = signed(&s, 1, b"A", &[0, 1, 3]);
         let failed_view = signed(&s, 1, b"B", &[2, 3]);
-        let accused =
-            s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[certificate.clone(), failed_view.clone()]);
+        let accused = s.log.record_prepares(
+            (b"chain", 1, &[0; 32]),
+            &s.roster,
+            &s.keys,
+            &[certificate.clone(), failed_view.clone()],
+        );
         assert_eq!(accused, vec![s.roster.servers[3].public]);
         // The same slot view again (e.g. the next failed view's comparison): no second record.
         let own = signed(&s, 1, b"B", &[3]);
-        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[certificate, failed_view, own]).is_empty());
+        assert!(s
+            .log
+            .record_prepares((b"chain", 1, &[0; 32]), &s.roster, &s.keys, &[certificate, failed_view, own])
+            .is_empty());
         assert_eq!(s.log.counts().into_iter().collect::<Vec<_>>(), vec![(s.roster.servers[3].public.to_hex(), 1)]);
     }
 
@@ -350,15 +356,18 @@ mod tests {
         // Moving to another block in a later view is what honest members do.
         let view1 = signed(&s, 1, b"A", &[0, 1, 2]);
         let view2 = signed(&s, 2, b"B", &[0, 1, 2]);
-        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[view1.clone(), view2]).is_empty());
+        assert!(s.log.record_prepares((b"chain", 1, &[0; 32]), &s.roster, &s.keys, &[view1.clone(), view2]).is_empty());
         // A mask that claims member 0 signed B, with a signature that is not its: ignored.
         let mut forged = signed(&s, 1, b"B", &[2]);
         forged.signature.as_mut().unwrap().mask = signed(&s, 1, b"B", &[0, 2]).signature.unwrap().mask;
-        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[view1.clone(), forged]).is_empty());
+        assert!(s
+            .log
+            .record_prepares((b"chain", 1, &[0; 32]), &s.roster, &s.keys, &[view1.clone(), forged])
+            .is_empty());
         // Garbage bytes as a signature: ignored.
         let mut garbage = signed(&s, 1, b"B", &[0]);
         garbage.signature.as_mut().unwrap().signature = vec![7; 96];
-        assert!(s.log.record_prepares(b"chain", 1, &s.roster, &s.keys, &[view1, garbage]).is_empty());
+        assert!(s.log.record_prepares((b"chain", 1, &[0; 32]), &s.roster, &s.keys, &[view1, garbage]).is_empty());
         assert!(s.log.counts().is_empty());
     }
 }

@@ -31,6 +31,25 @@
 //! forward link from the same source and level (nor a v2 signature of another block of that
 //! index) can be signed: no fork.
 //!
+//! **Fast appends (v4 links)**: in view 1 the roster signs the block's *fast statement*
+//! (`ForwardLink::fast_message`: the block and the roster's id) instead of its prepare message.
+//! Signed by every member, that prepare is final and is itself the block's forward link at every
+//! level (when every source block has that roster; otherwise the links get their round): one
+//! round per append instead of two. More than two thirds is a prepare certificate as any other,
+//! and the commit round follows. Why it is safe: a member
+//! that prepared X in view 1 prepares another block in a later view only with that block's
+//! certificate or with signed statements of view 1 (`FirstViewStatement`, asked with the slot
+//! state) by f+1 members that name something other than X; when every member prepared X, only
+//! the f faulty ones can say so, and by induction no certificate of another block forms in a later
+//! view. A proposer whose view failed re-proposes, after the highest lock, a block more than f
+//! members prepared in view 1 (a block every member prepared is the only one: the others have f
+//! statements at most); its content comes from the members' records. A member that says it
+//! prepared nothing in view 1 records that first (and only once the view had 200 ms, when a member
+//! of the slot's roster asks), and never prepares there; one restored from a backup does not know
+//! (`votes::fence`), gives no statement, and needs statements against every other block.
+//! `votes_model` checks these rules for members that know their votes (its Byzantine member says
+//! "nothing", the statement that helps most against a block); restored members are unit-tested.
+//!
 //! **No wedging**: conflicting proposals may leave members prepared or locked on different blocks.
 //! When a view fails, the proposer asks the members for their slot state (`Slot` peer protocol),
 //! moves to a view above every prepared one, and re-proposes the highest-view locked block (with

@@ -60,7 +60,7 @@ impl Fences {
         Ok(Self { tree, restored: AtomicBool::new(restored), running: Mutex::default(), late: AtomicU64::new(0) })
     }
 
-    fn fenced(&self, genesis: &[u8]) -> bool {
+    pub(super) fn fenced(&self, genesis: &[u8]) -> bool {
         !self.restored.load(Ordering::SeqCst) || matches!(self.tree.get(genesis), Ok(Some(_)))
     }
 }

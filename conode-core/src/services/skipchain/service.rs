@@ -8,7 +8,7 @@ use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
 use super::verified::{certificate_key, check_certificate, digest, roster_tag, DecodedSignatures, VerifiedOnce};
-use super::votes::{PrepareSlot, Votes};
+use super::votes::{FirstViewVote, PrepareSlot, Votes};
 
 #[path = "batched.rs"]
 mod batched;
@@ -26,7 +26,7 @@ use crate::services::metrics::{counter, counters, labels};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError};
 use crate::verify::skipchain::{
     height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
-    LINK_FORMAT_V1, LINK_FORMAT_V2,
+    LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V4,
 };
 use crate::verify::skipchain_batch::{
     all_hold, decode_signature, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
@@ -79,6 +79,10 @@ const REPORT_WAIT_SLACK_MS: u64 = super::votes::REPORT_SLACK_VIEWS;
 const MAX_VIEWS: usize = 4;
 /// The pause before the second view; doubled for each later one (randomized ±50 %).
 const VIEW_PAUSE: Duration = Duration::from_millis(100);
+/// How long after a slot's previous block arrived a member may say it prepared nothing in view 1
+/// of the slot (which closes view 1 to it): a proposer asks after its view 1 failed, and retries
+/// after a pause; a member of the roster asking earlier cannot end fast appends.
+const FIRST_VIEW_OPEN_FOR: Duration = Duration::from_millis(200);
 /// Rounds a forward link gets when only members that timed out kept it from its threshold, and
 /// the time since its first round within which another is started.
 const LINK_ROUND_ATTEMPTS: usize = 3;
@@ -93,6 +97,17 @@ const ROSTER_MARKS_KEPT: usize = 1024;
 /// Why the commit hook refuses a statement that is not the v1 statement it expects: what members
 /// that predate v2 links answer to a v2 round (and what this code answers when it refuses one).
 const NOT_THE_LINK: &str = "statement is not the forward link of the proposed block";
+/// How a member running code from before fast appends refuses a fast prepare (the statement is
+/// not the prepare message it expects).
+const NOT_THE_PREPARE: &str = "statement is not the prepare message of the proposed block";
+/// How a member whose `SkipchainLinks` is below v4 refuses a fast prepare.
+const NO_FAST_PREPARES: &str = "this member signs no fast prepares";
+
+/// Whether members refused a fast prepare round as members that make no v4 links do (older
+/// code, or a `SkipchainLinks` below v4).
+fn fast_refused(report: &cosi::SignReport) -> bool {
+    report.refused.iter().any(|e| e.reason.contains(NOT_THE_PREPARE) || e.reason.contains(NO_FAST_PREPARES))
+}
 
 /// A pause of `base` ±50 % at random, before a proposer tries a round again: proposers (or the
 /// rounds of one) that failed together fall out of step.
@@ -255,6 +270,9 @@ struct Shared {
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
     legacy_links: std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>,
+    /// Rosters (by id) some of whose members refused a fast prepare: this proposer prepares for
+    /// them as before fast appends until the instant given (see `LEGACY_LINKS_FOR`).
+    slow_rosters: std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
@@ -816,7 +834,10 @@ impl SkipchainService {
         let block =
             agreed.block.clone().ok_or_else(|| SkipchainError::Invalid("prepared proposal without block".into()))?;
         let roster = block.roster.clone().unwrap_or_default();
-        let links = self.sign_links_batched(&appending, &sources, &block, &agreed).await?;
+        let links = match fast_links(&sources, &block, &agreed, &prev_roster) {
+            Some(links) => links,
+            None => self.sign_links_batched(&appending, &sources, &block, &agreed).await?,
+        };
         phases.add(Phase::Links, t.elapsed());
         let mut incoming = Vec::with_capacity(links.len());
         let mut updated = Vec::with_capacity(links.len());
@@ -927,12 +948,38 @@ impl SkipchainService {
             let hash = proposal.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
             proposal.view = view;
             proposal.prepared = None;
-            let statement = prepare_message(&genesis, index, view, &hash);
+            // View 1 is fast: signed by every member, the prepare is the block's forward link.
+            let roster_id = prev_roster.id();
+            let slow =
+                crate::sync::lock(&s.slow_rosters).get(&roster_id).is_some_and(|t| *t > std::time::Instant::now());
+            proposal.fast = view == 1 && s.links() >= SkipchainLinks::V4 && !slow;
+            let mut statement = view_message(&genesis, index, &roster_id, view, proposal.fast, &hash);
             proposal.proposer_signature = match owners.owner(view) {
                 Some(_) => s.ctx.config.identity.sign(&proposer_message(&statement)).to_vec(),
                 None => Vec::new(),
             };
-            match s.cosi.sign(&signers, &statement, PREPARE_PURPOSE, &proposal.encode_to_vec(), Policy::Default).await {
+            let mut round =
+                s.cosi.sign(&signers, &statement, PREPARE_PURPOSE, &proposal.encode_to_vec(), Policy::Default).await;
+            let refusers = match &round {
+                Ok(outcome) => fast_refused(&outcome.report),
+                Err(cosi::CosiError::ThresholdNotReached { report, .. }) => fast_refused(report),
+                Err(_) => false,
+            };
+            if proposal.fast && refusers {
+                // Members that make no v4 links (older code, or configured so): this roster is
+                // prepared as before fast appends for a while. View 1 again, not fast: a member
+                // that signed the fast statement prepared this block in view 1 already.
+                crate::sync::lock(&s.slow_rosters).renew(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+                if round.is_err() {
+                    proposal.fast = false;
+                    statement = view_message(&genesis, index, &roster_id, view, false, &hash);
+                    round = s
+                        .cosi
+                        .sign(&signers, &statement, PREPARE_PURPOSE, &proposal.encode_to_vec(), Policy::Default)
+                        .await;
+                }
+            }
+            match round {
                 Ok(outcome) => {
                     proposal.justification = None;
                     let cert = PrepareCertificate {
@@ -942,6 +989,7 @@ impl SkipchainService {
                             signature: outcome.signature.to_bytes().to_vec(),
                             mask: outcome.mask,
                         }),
+                        fast: proposal.fast,
                         ..Default::default()
                     };
                     // The round verified this aggregate (with the keys of `signers`, the roster
@@ -962,6 +1010,7 @@ impl SkipchainService {
                                     signature: partial.signature.clone(),
                                     mask: partial.mask.clone(),
                                 }),
+                                fast: proposal.fast,
                                 ..Default::default()
                             });
                         }
@@ -1004,8 +1053,10 @@ impl SkipchainService {
                 self.learn_arrival(&genesis, latest.index);
             }
             view = own_view_after(view.max(reported));
+            let closure = self.closure_of(prev_roster, (&genesis, index), &states);
             let best_lock = states
-                .into_iter()
+                .iter()
+                .cloned()
                 .filter_map(|(_, st)| st.locked)
                 .filter(|l| self.valid_lock(&genesis, index, prev_roster, l))
                 .max_by_key(|l| l.view);
@@ -1015,9 +1066,62 @@ impl SkipchainService {
                     info!(chain = %hex8(&genesis), index, view, "a member is locked on another block: proposing it");
                 }
                 proposal = Proposal { justification: locked.prepared.clone(), ..locked };
+            } else if let Some(theirs) = self.fast_candidate(&closure, &states, signers.len()) {
+                // More than f members prepared it in view 1: every member may have (it may be
+                // final), and no other block can pass the members that did.
+                if theirs.block.as_ref().map(|b| &b.hash) != proposal.block.as_ref().map(|b| &b.hash) {
+                    info!(chain = %hex8(&genesis), index, view, "more than f members prepared another block in view 1: proposing it");
+                }
+                proposal = theirs;
             }
+            proposal.closure = closure;
         }
         Err(last_error.map(SkipchainError::from).unwrap_or_else(|| SkipchainError::Invalid("no view tried".into())))
+    }
+
+    /// The members' statements of view 1 in their slot `states` (each member's own, as a member of
+    /// the slot's roster `prev_roster`) whose signatures verify.
+    fn closure_of(
+        &self,
+        prev_roster: &BlockRoster,
+        slot: (&[u8], u64),
+        states: &[(usize, SlotState)],
+    ) -> Vec<FirstViewStatement> {
+        let said: Vec<FirstViewStatement> = states
+            .iter()
+            .filter_map(|(i, st)| st.first_view_statement.clone().filter(|fv| fv.member as usize == *i))
+            .collect();
+        let Ok(verified) = self.verified_closure(prev_roster, slot, &said) else { return Vec::new() };
+        said.into_iter().filter(|fv| verified.iter().any(|v| v.member == fv.member)).collect()
+    }
+
+    /// The block more than f of `members` said (in `closure`, verified) they prepared in view 1 of
+    /// the slot, as a proposal to make again: its content from a member's reported state (this
+    /// node's own first, which comes last), checked as a member checks a proposal (a record a
+    /// Byzantine member altered is passed over); none when no block has that many, or no member
+    /// reported it whole.
+    fn fast_candidate(
+        &self,
+        closure: &[FirstViewStatement],
+        states: &[(usize, SlotState)],
+        members: usize,
+    ) -> Option<Proposal> {
+        let faults = Policy::tolerated_faults(members);
+        let hash = closure
+            .iter()
+            .filter(|st| !st.block_hash.is_empty())
+            .map(|st| &st.block_hash)
+            .find(|h| closure.iter().filter(|st| &&st.block_hash == h).count() > faults)?;
+        states.iter().rev().filter_map(|(_, st)| st.first_view.as_ref()).find_map(|p| {
+            let block = p.block.as_ref().filter(|b| &b.hash == hash)?;
+            let candidate = Proposal {
+                block: Some(block.clone()),
+                owner: p.owner.clone(),
+                owner_signature: p.owner_signature.clone(),
+                ..Default::default()
+            };
+            self.check_block(&candidate).is_ok().then_some(candidate)
+        })
     }
 
     /// Whether a lock reported by a member is backed by a valid prepare certificate of its block.
@@ -1047,7 +1151,8 @@ impl SkipchainService {
         });
         let mut states: Vec<(usize, SlotState)> =
             futures_util::future::join_all(asks).await.into_iter().flatten().collect();
-        if let (Ok(own), Some(i)) = (s.votes.state(genesis, index), roster.index_of(&s.me)) {
+        if let (Ok(mut own), Some(i)) = (s.votes.state(genesis, index), roster.index_of(&s.me)) {
+            own.first_view_statement = self.first_view_statement(genesis, index, None);
             states.push((i, own));
         }
         states
@@ -1086,7 +1191,7 @@ impl SkipchainService {
         if all.len() < 2 {
             return;
         }
-        self.shared.evidence.record_prepares(genesis, index, roster, &keys, &all);
+        self.shared.evidence.record_prepares((genesis, index, &prev_roster.id()), roster, &keys, &all);
     }
 
     /// The forward links to `block` from `sources` (source of level h at position h): one cosi
@@ -1907,13 +2012,16 @@ impl SkipchainService {
                 }
                 let mut state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
                 if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) {
-                    // What it signed in that view, again (BLS is deterministic): the proposer can
-                    // hold a member that answers this to what it signed for other proposers.
+                    // Its prepare of that view and block, signed again as the prepare message
+                    // (BLS is deterministic; a fast view 1 signed the fast statement of the same
+                    // block): the proposer can hold a member that answers this to what it signed
+                    // for other proposers.
                     let msg = prepare_message(&req.genesis, req.index, state.prepared_view, &state.prepared_hash);
                     if let Some(key) = self.shared.ctx.config.cosi_key() {
                         state.prepared_signature = key.sign(&msg).to_bytes().to_vec();
                     }
                 }
+                state.first_view_statement = self.first_view_statement(&req.genesis, req.index, Some(&msg.from));
                 if self.lies_in_catch_up() {
                     state.prepared_view = super::votes::MAX_VIEW - 1;
                 }
@@ -2055,8 +2163,9 @@ impl SkipchainService {
     }
 
     /// What the prepare hooks check of one proposal, but the statement: a valid next block, a view,
-    /// and its justification (kept only if it verifies). Returns the vote to record.
-    fn prepare_vote(&self, p: &Proposal) -> Result<PrepareVote, String> {
+    /// its justification (kept only if it verifies) and the statements of view 1 it carries (those
+    /// that verify, when this member's rules need them). Returns the vote to record.
+    fn prepare_vote<'p>(&self, p: &'p Proposal) -> Result<PrepareVote<'p>, String> {
         let prev = self.check_block(p)?;
         let block = p.block.as_ref().ok_or("proposal without block")?;
         self.fence_gate(&block.genesis_id)?;
@@ -2064,7 +2173,23 @@ impl SkipchainService {
             return Err("view 0 is not a view".into());
         }
         let prev_roster = prev.roster.as_ref().ok_or("latest block without roster")?;
-        let message = prepare_message(&block.genesis_id, block.index, p.view, &block.hash);
+        if p.fast && p.view != 1 {
+            return Err("only view 1 is fast".into());
+        }
+        let s = &self.shared;
+        if p.fast
+            && (s.refuses_link_v2.load(std::sync::atomic::Ordering::SeqCst)
+                || s.refuses_batches.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            // Fault injection: code from before fast appends expects the prepare message.
+            return Err(NOT_THE_PREPARE.into());
+        }
+        if p.fast && s.links() < SkipchainLinks::V4 {
+            // Its light clients check older links only: it makes no v4 link of its own prepare.
+            return Err(format!("{NO_FAST_PREPARES} (its SkipchainLinks is below v4)"));
+        }
+        let roster_id = prev_roster.id();
+        let message = view_message(&block.genesis_id, block.index, &roster_id, p.view, p.fast, &block.hash);
         // A view past the first ones is its owner's alone (see `votes::VIEW_WINDOW`).
         let owners = super::votes::ViewOwners::of_slot(&block.genesis_id, block.index, prev_roster.members.len());
         if let Some(owner) = owners.owner(p.view) {
@@ -2082,6 +2207,11 @@ impl SkipchainService {
                 && self.verify_certificate(prev_roster, &block.genesis_id, block.index, c).is_ok()
         });
         let reachable = self.open_views(&block.genesis_id, prev.index, justification.as_ref());
+        let closure = if p.view >= 2 && !p.closure.is_empty() && self.needs_closure(block) {
+            self.verified_closure(prev_roster, (&block.genesis_id, block.index), &p.closure)?
+        } else {
+            Vec::new()
+        };
         Ok(PrepareVote {
             message,
             genesis: block.genesis_id.clone(),
@@ -2090,6 +2220,86 @@ impl SkipchainService {
             hash: block.hash.clone(),
             reachable,
             justification,
+            proposal: p,
+            closure,
+            faults: Policy::tolerated_faults(prev_roster.members.len()),
+        })
+    }
+
+    /// Whether this member's rules ask a proposal of `block` in a later view for statements of view
+    /// 1 (it prepared another block there, or does not know what it prepared).
+    fn needs_closure(&self, block: &SkipBlock) -> bool {
+        use super::votes::FirstView;
+        match self.shared.votes.state(&block.genesis_id, block.index).map(|st| super::votes::first_view(&st)) {
+            Ok(FirstView::Block(x)) => x != block.hash,
+            Ok(FirstView::Unknown) => true,
+            Ok(_) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// The statements of view 1 in `closure` (for the slot `index` of `genesis`, by members of the
+    /// slot's roster `prev_roster`) whose signatures verify. More statements than members is an
+    /// error.
+    fn verified_closure(
+        &self,
+        prev_roster: &BlockRoster,
+        (genesis, index): (&[u8], u64),
+        closure: &[FirstViewStatement],
+    ) -> Result<Vec<FirstViewVote>, String> {
+        if closure.len() > prev_roster.members.len() {
+            return Err(format!("{} statements of view 1 from {} members", closure.len(), prev_roster.members.len()));
+        }
+        let roster = self.shared.rosters.get(prev_roster).map_err(|e| e.to_string())?;
+        let keys = cosi_keys(&roster);
+        let roster_id = prev_roster.id();
+        // One statement per member is checked (an honest member makes one per slot).
+        let mut seen = std::collections::HashSet::new();
+        Ok(closure
+            .iter()
+            .filter(|st| matches!(st.block_hash.len(), 0 | 32) && seen.insert(st.member))
+            .filter(|st| {
+                let Some(key) = keys.get(st.member as usize) else { return false };
+                let msg = first_view_message(genesis, index, &roster_id, &st.block_hash);
+                BlsSignature::from_bytes(&st.signature).is_ok_and(|sig| key.verify(&msg, &sig))
+            })
+            .map(|st| FirstViewVote { member: st.member, hash: st.block_hash.clone() })
+            .collect())
+    }
+
+    /// This member's signed statement of what it prepared in view 1 at slot `index` of `genesis`
+    /// (see `votes::Votes::first_view_statement`), as a member of the roster of block `index − 1`,
+    /// for that roster's member `asker` (or itself); none where it does not hold that block, it or
+    /// the asker is not in its roster (a stranger cannot close view 1 at members to slow appends
+    /// down), or it does not know (restored from a backup, the chain not fenced yet).
+    fn first_view_statement(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        asker: Option<&IdentityPublicKey>,
+    ) -> Option<FirstViewStatement> {
+        let s = &self.shared;
+        if !s.fences.fenced(genesis) {
+            return None;
+        }
+        // The slot after this member's newest block only: a settled one needs no statement.
+        let prev_index = index.checked_sub(1).filter(|&i| s.store.latest_index(genesis) == Some(i))?;
+        let prev = s.store.block_at(genesis, prev_index)?;
+        let roster = prev.roster.as_ref()?;
+        if asker.is_some_and(|a| !roster.members.iter().any(|m| m.identity == a.as_bytes())) {
+            return None;
+        }
+        let member = roster.members.iter().position(|m| m.identity == s.me.as_bytes())?;
+        let key = s.ctx.config.cosi_key()?;
+        // View 1 is closed ("nothing") only once it had its time: a member asking at once (to keep
+        // appends from being fast) gets no statement.
+        let close = s.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE) >= FIRST_VIEW_OPEN_FOR;
+        let hash = s.votes.first_view_statement(genesis, index, close).ok()??;
+        let msg = first_view_message(genesis, index, &roster.id(), &hash);
+        Some(FirstViewStatement {
+            member: member as u32,
+            block_hash: hash,
+            signature: key.sign(&msg).to_bytes().to_vec(),
         })
     }
 
@@ -2150,7 +2360,7 @@ impl SkipchainService {
 type HookCheck = fn(&SkipchainService, &[u8], &[u8]) -> Result<(), String>;
 
 /// A prepare vote a hook checked, recorded once the statement checks too.
-struct PrepareVote {
+struct PrepareVote<'p> {
     message: [u8; 32],
     genesis: Vec<u8>,
     index: u64,
@@ -2159,9 +2369,13 @@ struct PrepareVote {
     justification: Option<PrepareCertificate>,
     /// The highest view open at the slot when the hook ran (`votes::reachable_view`).
     reachable: u64,
+    proposal: &'p Proposal,
+    /// The proposal's statements of view 1 that verified (when the rules need them).
+    closure: Vec<FirstViewVote>,
+    faults: usize,
 }
 
-impl PrepareVote {
+impl PrepareVote<'_> {
     /// The vote as the vote rules take it.
     pub(super) fn slot(&self) -> PrepareSlot<'_> {
         PrepareSlot {
@@ -2171,6 +2385,9 @@ impl PrepareVote {
             hash: &self.hash,
             justification: self.justification.as_ref(),
             reachable: self.reachable,
+            proposal: Some(self.proposal),
+            closure: &self.closure,
+            faults: self.faults,
         }
     }
 
@@ -2178,6 +2395,40 @@ impl PrepareVote {
     fn record(&self, votes: &Votes) -> Result<(), String> {
         votes.prepare(&self.slot()).map_err(|e| e.to_string())
     }
+}
+
+/// The v4 links to `block` from `sources` (source of level h at position h) when its prepare
+/// certificate in `agreed` is a fast one signed by every member of `prev_roster` (the roster of
+/// the block before it) and every source has that roster; none otherwise (the links need a
+/// round of their own).
+fn fast_links(
+    sources: &[SkipBlock],
+    block: &SkipBlock,
+    agreed: &Proposal,
+    prev_roster: &BlockRoster,
+) -> Option<Vec<ForwardLink>> {
+    let cert = agreed.prepared.as_ref().filter(|c| c.fast && c.view == 1 && c.block_hash == block.hash)?;
+    let signature = cert.signature.as_ref()?;
+    let members = prev_roster.members.len();
+    if Mask::from_bytes(members, &signature.mask).ok()?.count() != members {
+        return None;
+    }
+    let prepared_by = prev_roster.id();
+    let target = block.roster.as_ref()?.id();
+    sources
+        .iter()
+        .map(|src| {
+            let from = src.roster.as_ref()?.id();
+            (from == prepared_by).then(|| ForwardLink {
+                from: src.hash.clone(),
+                to: block.hash.clone(),
+                new_roster: (from != target).then(|| target.to_vec()),
+                signature: Some(signature.clone()),
+                format: LINK_FORMAT_V4,
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 /// The cosi keys of a checked roster, in roster order.
@@ -2199,7 +2450,8 @@ impl SkipchainService {
         let keys = || Ok(cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?));
         let point = |m: &[u8]| self.point(m);
         let pairings = Pairings { point: &point, ..Pairings::direct() };
-        check_certificate(&self.shared.verified, &roster_tag(roster), keys, &pairings, genesis, index, cert)
+        let slot = (genesis, index, &roster.id());
+        check_certificate(&self.shared.verified, &roster_tag(roster), keys, &pairings, slot, cert)
     }
 
     /// `msg` hashed to G2, from this node's points of the statements it signed lately (see
@@ -2390,6 +2642,7 @@ impl Service for SkipchainService {
                 proposes_in_view: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
                 legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
+                slow_rosters: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 appending: Default::default(),
                 catching_up: Default::default(),
                 redelivering: Default::default(),

@@ -164,12 +164,11 @@ pub(super) fn check_certificate(
     roster: &[u8; 32],
     keys: impl FnOnce() -> Result<Vec<BlsPublicKey>, String>,
     pairings: &Pairings<'_>,
-    genesis: &[u8],
-    index: u64,
+    (genesis, index, roster_id): (&[u8], u64, &[u8; 32]),
     cert: &PrepareCertificate,
 ) -> Result<(), String> {
     let sig = cert.signature.as_ref().ok_or("unsigned prepare certificate")?;
-    let msg = certified_statement(genesis, index, cert).map_err(|e| format!("prepare certificate: {e}"))?;
+    let msg = certified_statement(genesis, index, roster_id, cert).map_err(|e| format!("prepare certificate: {e}"))?;
     cache.check(certificate_key(roster, &msg, cert), || {
         let keys = keys()?;
         let check = collective_check(&(pairings.point)(&msg), &sig.signature, &sig.mask, &keys, Policy::Default)
@@ -304,8 +303,7 @@ mod tests {
                     Ok(keys.to_vec())
                 },
                 &Pairings::direct(),
-                b"g",
-                index,
+                (b"g", index, &[1; 32]),
                 cert,
             )
         };
@@ -363,13 +361,14 @@ mod tests {
             batch_path: paths[position].iter().map(|h| h.to_vec()).collect(),
             batch_index: position as u32,
             batch_size: 3,
+            fast: false,
         };
         let check = |genesis: &[u8], index: u64, c: &PrepareCertificate| {
             let keys = || {
                 runs.fetch_add(1, Ordering::SeqCst);
                 Ok(keys.clone())
             };
-            check_certificate(&cache, &[1; 32], keys, &Pairings::direct(), genesis, index, c)
+            check_certificate(&cache, &[1; 32], keys, &Pairings::direct(), (genesis, index, &[1; 32]), c)
         };
         check(b"g", 5, &cert(b"A", 0)).unwrap();
         check(b"h", 9, &cert(b"B", 1)).unwrap();

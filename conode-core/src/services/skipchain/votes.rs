@@ -13,6 +13,13 @@
 //! - sign a forward link (commit) only for a block with a prepare certificate of a view at least
 //!   the lock's and at least every view it prepared in (a member that moved on to a later view
 //!   never commits in an earlier one), and lock on it.
+//! - fast appends (a view-1 prepare every member signed is final): having prepared a block X in
+//!   view 1, prepare another block in a later view only with a certificate of that block, or a
+//!   *closure*: signed statements of what they prepared in view 1 by f+1 members, none of them X
+//!   (one of them is honest and did not prepare X, so X was not prepared by every member). A
+//!   member that said it prepared nothing in view 1 never prepares there; one restored from a
+//!   backup (what it prepared in view 1 unknown) neither, and needs a closure against every block
+//!   but the proposed one.
 
 use super::messages::{PrepareCertificate, Proposal, SlotState};
 use crate::storage::{ServiceTree, Storage, StorageError};
@@ -42,6 +49,78 @@ pub enum VoteRefused {
     ViewTooHigh { view: u64 },
     #[error("view {view} is not open yet at this slot (views up to {reachable} are; one opens every millisecond)")]
     NotOpenYet { view: u64, reachable: u64 },
+    #[error("said it prepares nothing in view 1 at this slot (or does not know what it prepared there)")]
+    FirstViewClosed,
+    #[error(
+        "prepared another block in view 1 and the proposal shows neither a certificate of this one nor \
+         statements of f+1 members that they prepared something else there"
+    )]
+    FirstViewUnclosed,
+}
+
+/// What a member said it prepared in view 1 of a slot, its signature verified by the caller: the
+/// block's hash, or empty for nothing (see `FirstViewStatement`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstViewVote {
+    pub member: u32,
+    pub hash: Vec<u8>,
+}
+
+/// What a member's durable state says it prepared in view 1 of a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FirstView {
+    /// Nothing, and it never will (it prepared in a later view, or said so).
+    Nothing,
+    /// Nothing yet: view 1 is still open to it.
+    Open,
+    /// This block.
+    Block(Vec<u8>),
+    /// Unknown (restored from a backup).
+    Unknown,
+}
+
+/// What `state` says its member prepared in view 1.
+pub(crate) fn first_view(state: &SlotState) -> FirstView {
+    if state.first_view_unknown {
+        return FirstView::Unknown;
+    }
+    if let Some(block) = state.first_view.as_ref().and_then(|p| p.block.as_ref()) {
+        return FirstView::Block(block.hash.clone());
+    }
+    if state.first_view_closed {
+        return FirstView::Nothing;
+    }
+    match state.prepared_view {
+        0 => FirstView::Open,
+        // A record from before fast appends kept no `first_view`.
+        1 if !state.prepared_hash.is_empty() && !is_fence(&state.prepared_hash) => {
+            FirstView::Block(state.prepared_hash.clone())
+        }
+        // A fence (placeholder block) is set with `first_view_unknown` where it matters.
+        1 if is_fence(&state.prepared_hash) => FirstView::Nothing,
+        _ => FirstView::Nothing,
+    }
+}
+
+/// Whether the verified statements `closure` show that no block but `keep` was prepared in view
+/// 1 by every member of a roster tolerating `faults` faulty members: for the block `suspect` (for
+/// every block but `keep` when `None`), f+1 distinct members said they prepared something else
+/// there (one of them is honest).
+pub(crate) fn rules_out(closure: &[FirstViewVote], faults: usize, keep: &[u8], suspect: Option<&[u8]>) -> bool {
+    let mut said: std::collections::BTreeMap<u32, Vec<&[u8]>> = std::collections::BTreeMap::new();
+    for v in closure {
+        said.entry(v.member).or_default().push(&v.hash);
+    }
+    // Members that said something other than `x` (and never `x`: an honest member says one thing).
+    let others = |x: &[u8]| said.values().filter(|hashes| hashes.iter().all(|h| *h != x)).count();
+    match suspect {
+        Some(x) => others(x) > faults,
+        None => {
+            // A block nobody named has every member against it; a named one, all but its own.
+            said.len() > faults
+                && closure.iter().filter(|v| !v.hash.is_empty() && v.hash != keep).all(|v| others(&v.hash) > faults)
+        }
+    }
 }
 
 /// The highest view a member prepares in: far above the failed views a slot ever sees (each
@@ -209,6 +288,31 @@ impl Votes {
         self.tree.put(&key(genesis, index), &state.encode_to_vec()).map_err(|e| VoteRefused::Storage(e.to_string()))
     }
 
+    /// What this member says it prepared in view 1 of the slot (a block's hash, or empty for
+    /// nothing), for its signed statement; `None` when it does not know (restored from a backup),
+    /// or has prepared nothing there yet and may not `close` view 1 now. Saying "nothing" closes
+    /// view 1 to it, durably, before the answer leaves.
+    pub fn first_view_statement(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        close: bool,
+    ) -> Result<Option<Vec<u8>>, VoteRefused> {
+        let _one = lock(&self.guard);
+        let mut state = self.state(genesis, index)?;
+        match first_view(&state) {
+            FirstView::Block(hash) => Ok(Some(hash)),
+            FirstView::Nothing => Ok(Some(Vec::new())),
+            FirstView::Unknown => Ok(None),
+            FirstView::Open if !close => Ok(None),
+            FirstView::Open => {
+                state.first_view_closed = true;
+                self.save(genesis, index, &state)?;
+                Ok(Some(Vec::new()))
+            }
+        }
+    }
+
     /// Records a prepare unless the rules forbid it (the slot's `justification` verified by the
     /// caller: a certificate of the block `hash`).
     pub fn prepare(&self, slot: &PrepareSlot<'_>) -> Result<(), VoteRefused> {
@@ -273,7 +377,9 @@ impl Votes {
 }
 
 /// A prepare to record: the slot, the view and block, the justification (verified by the
-/// caller) and the highest view the slot has reached here ([`reachable_view`]).
+/// caller), the highest view the slot has reached here ([`reachable_view`]), the proposal (kept
+/// when the view is 1), the members' statements of view 1 it carries (verified by the caller)
+/// and the faults the slot's roster tolerates.
 #[derive(Clone, Copy)]
 pub struct PrepareSlot<'a> {
     pub genesis: &'a [u8],
@@ -282,6 +388,9 @@ pub struct PrepareSlot<'a> {
     pub hash: &'a [u8],
     pub justification: Option<&'a PrepareCertificate>,
     pub reachable: u64,
+    pub proposal: Option<&'a Proposal>,
+    pub closure: &'a [FirstViewVote],
+    pub faults: usize,
 }
 
 impl Votes {
@@ -341,6 +450,13 @@ impl Votes {
     pub fn fence(&self, genesis: &[u8], index: u64, view: u64, adopted: Option<Proposal>) -> Result<(), VoteRefused> {
         let _one = lock(&self.guard);
         let mut state = self.state(genesis, index)?;
+        // Anything prepared in view 1 since the backup is lost (a view-1 block kept, or view 1
+        // left behind, stays true).
+        match first_view(&state) {
+            FirstView::Open => state.first_view_unknown = true,
+            FirstView::Block(hash) => keep_first_view(&mut state, &hash),
+            _ => {}
+        }
         if view > state.prepared_view || state.prepared_hash.is_empty() {
             state.prepared_view = state.prepared_view.max(view);
             state.prepared_hash = FENCE_HASH.to_vec();
@@ -364,7 +480,7 @@ pub(super) fn is_fence(hash: &[u8]) -> bool {
 
 /// The prepare rule: the slot state after preparing the slot's block in its view, or why not.
 pub(crate) fn prepare_rule(state: &SlotState, slot: &PrepareSlot<'_>) -> Result<SlotState, VoteRefused> {
-    let PrepareSlot { view, hash, justification, reachable, .. } = *slot;
+    let PrepareSlot { view, hash, justification, reachable, proposal, closure, faults, .. } = *slot;
     if view > MAX_VIEW {
         return Err(VoteRefused::ViewTooHigh { view });
     }
@@ -392,10 +508,53 @@ pub(crate) fn prepare_rule(state: &SlotState, slot: &PrepareSlot<'_>) -> Result<
             return Err(VoteRefused::Locked { lock_view });
         }
     }
+    let first = first_view(state);
+    if view == 1 && matches!(first, FirstView::Nothing | FirstView::Unknown) {
+        return Err(VoteRefused::FirstViewClosed);
+    }
+    if view >= 2 {
+        let certified = justification.is_some_and(|c| c.block_hash == hash && c.view < view);
+        let closed = match &first {
+            FirstView::Block(x) if x.as_slice() != hash => rules_out(closure, faults, hash, Some(x)),
+            FirstView::Unknown => rules_out(closure, faults, hash, None),
+            _ => true,
+        };
+        if !certified && !closed {
+            return Err(VoteRefused::FirstViewUnclosed);
+        }
+    }
     let mut next = state.clone();
+    if let FirstView::Block(x) = &first {
+        // A record from before fast appends: its view-1 block outlives the view it names.
+        keep_first_view(&mut next, x);
+    }
     next.prepared_view = view;
     next.prepared_hash = hash.to_vec();
+    if view == 1 && next.first_view.is_none() {
+        // Kept to be proposed again by whoever finds f+1 members prepared it in view 1.
+        let kept = proposal.map(|p| Proposal {
+            justification: None,
+            prepared: None,
+            closure: Vec::new(),
+            proposer_signature: Vec::new(),
+            level: 0,
+            ..p.clone()
+        });
+        next.first_view = kept;
+        keep_first_view(&mut next, hash);
+    }
     Ok(next)
+}
+
+/// Records `hash` as the block of view 1 in `state` when only `prepared_hash` says so (a record
+/// from before fast appends, about to name a later view).
+fn keep_first_view(state: &mut SlotState, hash: &[u8]) {
+    if state.first_view.is_none() {
+        state.first_view = Some(Proposal {
+            block: Some(crate::verify::skipchain::SkipBlock { hash: hash.to_vec(), ..Default::default() }),
+            ..Default::default()
+        });
+    }
 }
 
 /// The commit rule: the slot state after locking on the proposal's block (whose `prepared`
@@ -420,6 +579,7 @@ pub(crate) fn commit_rule(state: &SlotState, proposal: &Proposal) -> Result<Slot
     kept.level = 0;
     kept.view = view;
     kept.justification = None;
+    kept.closure.clear();
     let mut next = state.clone();
     next.locked = Some(kept);
     Ok(next)
@@ -454,7 +614,17 @@ mod tests {
         hash: &[u8],
         justification: Option<&PrepareCertificate>,
     ) -> Result<(), VoteRefused> {
-        v.prepare(&PrepareSlot { genesis, index, view, hash, justification, reachable: MAX_VIEW })
+        v.prepare(&PrepareSlot {
+            genesis,
+            index,
+            view,
+            hash,
+            justification,
+            reachable: MAX_VIEW,
+            proposal: None,
+            closure: &[],
+            faults: 1,
+        })
     }
 
     fn cert(hash: &[u8], view: u64) -> PrepareCertificate {
@@ -467,10 +637,106 @@ mod tests {
         prep(&v, b"g", 1, 1, b"A", None).unwrap();
         prep(&v, b"g", 1, 1, b"A", None).unwrap();
         assert_eq!(prep(&v, b"g", 1, 1, b"B", None), Err(VoteRefused::PreparedOther { view: 1 }));
-        prep(&v, b"g", 1, 2, b"B", None).unwrap();
+        // Another block in a later view (with a certificate of it: A prepared in view 1).
+        prep(&v, b"g", 1, 2, b"B", Some(&cert(b"B", 1))).unwrap();
         assert_eq!(prep(&v, b"g", 1, 1, b"A", None), Err(VoteRefused::OldView { view: 1, prepared: 2 }));
         // Another slot is independent.
         prep(&v, b"g", 2, 1, b"C", None).unwrap();
+    }
+
+    /// A prepare in a slot whose views are all open, with statements of view 1.
+    fn prep_closed(v: &Votes, view: u64, hash: &[u8], closure: &[FirstViewVote]) -> Result<(), VoteRefused> {
+        let proposal =
+            Proposal { block: Some(SkipBlock { hash: hash.to_vec(), ..Default::default() }), ..Default::default() };
+        v.prepare(&PrepareSlot {
+            genesis: b"g",
+            index: 1,
+            view,
+            hash,
+            justification: None,
+            reachable: MAX_VIEW,
+            proposal: Some(&proposal),
+            closure,
+            faults: 1,
+        })
+    }
+
+    fn said(member: u32, hash: &[u8]) -> FirstViewVote {
+        FirstViewVote { member, hash: hash.to_vec() }
+    }
+
+    #[test]
+    fn a_block_prepared_in_view_1_is_left_only_for_a_certificate_or_f_plus_1_other_statements() {
+        let (_d, v) = votes();
+        prep_closed(&v, 1, b"A", &[]).unwrap();
+        let state = v.state(b"g", 1).unwrap();
+        assert_eq!(first_view(&state), FirstView::Block(b"A".to_vec()));
+        assert_eq!(state.first_view.unwrap().block.unwrap().hash, b"A", "the proposal is kept");
+        // Without statements, or with f of them, B is refused in view 2.
+        assert_eq!(prep_closed(&v, 2, b"B", &[]), Err(VoteRefused::FirstViewUnclosed));
+        assert_eq!(prep_closed(&v, 2, b"B", &[said(1, b"")]), Err(VoteRefused::FirstViewUnclosed));
+        // Statements naming A do not count; one member said twice counts once.
+        let with_a = [said(0, b"A"), said(2, b"A"), said(1, b"B"), said(1, b"")];
+        assert_eq!(prep_closed(&v, 2, b"B", &with_a), Err(VoteRefused::FirstViewUnclosed));
+        // A again needs nothing.
+        prep_closed(&v, 2, b"A", &[]).unwrap();
+        // f+1 members that prepared something else (or nothing) in view 1: B may be prepared.
+        prep_closed(&v, 3, b"B", &[said(1, b""), said(3, b"C"), said(0, b"A")]).unwrap();
+        // The statement it gives: A, whatever it did later.
+        assert_eq!(v.first_view_statement(b"g", 1, true).unwrap(), Some(b"A".to_vec()));
+    }
+
+    #[test]
+    fn saying_nothing_in_view_1_closes_it_and_a_restored_member_knows_nothing() {
+        let (_d, v) = votes();
+        // Not yet allowed to close view 1: no statement, nothing recorded.
+        assert_eq!(v.first_view_statement(b"g", 1, false).unwrap(), None);
+        assert_eq!(v.state(b"g", 1).unwrap(), SlotState::default());
+        assert_eq!(v.first_view_statement(b"g", 1, true).unwrap(), Some(Vec::new()));
+        assert!(v.state(b"g", 1).unwrap().first_view_closed, "recorded before the answer leaves");
+        assert_eq!(prep_closed(&v, 1, b"A", &[]), Err(VoteRefused::FirstViewClosed));
+        prep_closed(&v, 2, b"A", &[]).unwrap();
+        // Having prepared in view 2 only, it says nothing (and it never prepares in view 1).
+        let (_d, w) = votes();
+        prep_closed(&w, 2, b"A", &[]).unwrap();
+        assert_eq!(w.first_view_statement(b"g", 1, true).unwrap(), Some(Vec::new()));
+        // A restored member whose record shows nothing of view 1: unknown. It gives no
+        // statement, never prepares in view 1, and a later view needs f+1 statements against every
+        // other block.
+        let (_d, r) = votes();
+        // (Fenced in view 0: no member reported a view; its own view-1 rule alone refuses.)
+        r.fence(b"g", 1, 0, None).unwrap();
+        assert_eq!(first_view(&r.state(b"g", 1).unwrap()), FirstView::Unknown);
+        assert_eq!(r.first_view_statement(b"g", 1, true).unwrap(), None);
+        assert_eq!(prep_closed(&r, 1, b"A", &[]), Err(VoteRefused::FirstViewClosed));
+        assert_eq!(prep_closed(&r, 2, b"A", &[]), Err(VoteRefused::FirstViewUnclosed));
+        // C named by two members: not ruled out.
+        let split = [said(0, b"C"), said(1, b"C"), said(2, b"")];
+        assert_eq!(prep_closed(&r, 2, b"A", &split), Err(VoteRefused::FirstViewUnclosed));
+        prep_closed(&r, 2, b"A", &[said(0, b"C"), said(1, b""), said(2, b"A")]).unwrap();
+        // A member that said both A and something else counts for neither.
+        let (_d, e) = votes();
+        prep_closed(&e, 1, b"A", &[]).unwrap();
+        let equivocated = [said(1, b"A"), said(1, b""), said(3, b"")];
+        assert_eq!(prep_closed(&e, 2, b"B", &equivocated), Err(VoteRefused::FirstViewUnclosed));
+        // A record from before fast appends (view 1 in `prepared_*` only) keeps its view-1 block
+        // when it moves on, and when it is fenced.
+        for fence in [false, true] {
+            let (_d, o) = votes();
+            o.save(b"g", 1, &SlotState { prepared_view: 1, prepared_hash: b"A".to_vec(), ..Default::default() })
+                .unwrap();
+            if fence {
+                o.fence(b"g", 1, 5, None).unwrap();
+            } else {
+                prep_closed(&o, 2, b"B", &[said(1, b""), said(2, b"C")]).unwrap();
+            }
+            assert_eq!(o.first_view_statement(b"g", 1, true).unwrap(), Some(b"A".to_vec()), "fenced: {fence}");
+        }
+        // A fenced member that had prepared A in view 1 keeps knowing it.
+        let (_d, k) = votes();
+        prep_closed(&k, 1, b"A", &[]).unwrap();
+        k.fence(b"g", 1, 3, None).unwrap();
+        assert_eq!(first_view(&k.state(b"g", 1).unwrap()), FirstView::Block(b"A".to_vec()));
     }
 
     #[test]
@@ -521,8 +787,17 @@ mod tests {
         // not, nor the bound.
         let reachable = reachable_view(just_now, None);
         assert_eq!(reachable, 1);
-        let slot =
-            |view, reachable| PrepareSlot { genesis: b"g", index: 1, view, hash: b"A", justification: None, reachable };
+        let slot = |view, reachable| PrepareSlot {
+            genesis: b"g",
+            index: 1,
+            view,
+            hash: b"A",
+            justification: None,
+            reachable,
+            proposal: None,
+            closure: &[],
+            faults: 1,
+        };
         assert_eq!(v.prepare(&slot(MAX_VIEW, reachable)), Err(VoteRefused::NotOpenYet { view: MAX_VIEW, reachable }));
         assert_eq!(v.prepare(&slot(1_000_000, reachable)), Err(VoteRefused::NotOpenYet { view: 1_000_000, reachable }));
         assert!(v.state(b"g", 1).unwrap().prepared_hash.is_empty(), "nothing recorded");
