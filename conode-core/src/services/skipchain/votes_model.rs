@@ -222,14 +222,17 @@ fn members_locked_on_different_blocks_can_still_commit() {
     m[2].prepared[2] = b;
     m[1].committed[2] = b;
     assert!(!committed(&split, a) && !committed(&split, b));
-    let mut seen = HashSet::new();
-    let mut queue = VecDeque::from([split]);
-    seen.insert(split);
-    let mut can_commit = false;
+    let can_commit = reaches(split, |w| committed(w, a) || committed(w, b));
+    assert!(can_commit, "the split wedges the slot");
+}
+
+/// Whether some state reachable from `start` is a `goal`.
+fn reaches(start: World, goal: impl Fn(&World) -> bool) -> bool {
+    let mut seen = HashSet::from([start]);
+    let mut queue = VecDeque::from([start]);
     while let Some(w) = queue.pop_front() {
-        if committed(&w, VALUES[0]) || committed(&w, VALUES[1]) {
-            can_commit = true;
-            break;
+        if goal(&w) {
+            return true;
         }
         for next in successors(&w) {
             if seen.insert(next) {
@@ -237,7 +240,7 @@ fn members_locked_on_different_blocks_can_still_commit() {
             }
         }
     }
-    assert!(can_commit, "the split wedges the slot");
+    false
 }
 
 #[test]
@@ -249,22 +252,9 @@ fn members_split_in_view_1_can_still_commit() {
     split.members[0].prepared[1] = a;
     split.members[1].prepared[1] = b;
     assert!(!committed(&split, a) && !committed(&split, b));
-    let mut seen = HashSet::new();
-    let mut queue = VecDeque::from([split]);
-    seen.insert(split);
-    let mut can_commit = false;
-    while let Some(w) = queue.pop_front() {
-        if (2..=VIEWS)
+    let committed_later = |w: &World| {
+        (2..=VIEWS)
             .any(|v| VALUES.iter().any(|&x| w.members.iter().filter(|m| m.committed[v] == x).count() + 1 >= QUORUM))
-        {
-            can_commit = true;
-            break;
-        }
-        for next in successors(&w) {
-            if seen.insert(next) {
-                queue.push_back(next);
-            }
-        }
-    }
-    assert!(can_commit, "the view-1 split wedges the slot");
+    };
+    assert!(reaches(split, committed_later), "the view-1 split wedges the slot");
 }
