@@ -291,11 +291,9 @@ impl SkipchainService {
         let s = &self.shared;
         let roster = sources.first().and_then(|b| b.roster.as_ref()).map(|r| r.id());
         let shared_roster = roster.filter(|id| sources.iter().all(|b| b.roster.as_ref().map(|r| r.id()) == Some(*id)));
-        let Some(key) = shared_roster.filter(|id| {
-            self.batching(id)
-                && s.links() >= SkipchainLinks::V3
-                && crate::sync::lock(&s.legacy_links).get(id).is_none_or(|until| *until <= std::time::Instant::now())
-        }) else {
+        let Some(key) = shared_roster
+            .filter(|id| self.batching(id) && s.links() >= SkipchainLinks::V3 && !s.legacy_links.marked(id))
+        else {
             return self.sign_links(sources, block, agreed).await;
         };
         let (done, result) = oneshot::channel();

@@ -191,7 +191,7 @@ impl SkipchainService {
     /// From now on, for `LEGACY_LINKS_FOR`, this proposer signs the links from blocks of the
     /// roster `roster_id` level by level in v1: some of its members run code from before v2.
     pub(super) fn sign_v1_for_a_while(&self, roster_id: [u8; 32]) {
-        crate::sync::lock(&self.shared.legacy_links).renew(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+        self.shared.legacy_links.mark(roster_id);
     }
 
     /// Hands `target` to `member` with its links signed again in v1, then, while the member

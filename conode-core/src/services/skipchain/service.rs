@@ -109,6 +109,28 @@ fn fast_refused(report: &cosi::SignReport) -> bool {
     report.refused.iter().any(|e| e.reason.contains(NOT_THE_PREPARE) || e.reason.contains(NO_FAST_PREPARES))
 }
 
+/// Rosters (by id) a proposer treats as holding members of older code, each for
+/// [`LEGACY_LINKS_FOR`] from its latest mark; the newest [`ROSTER_MARKS_KEPT`] are kept.
+struct RosterMarks(std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>);
+
+impl Default for RosterMarks {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)))
+    }
+}
+
+impl RosterMarks {
+    /// Marks `roster` from now for [`LEGACY_LINKS_FOR`].
+    fn mark(&self, roster: [u8; 32]) {
+        crate::sync::lock(&self.0).renew(roster, std::time::Instant::now() + LEGACY_LINKS_FOR);
+    }
+
+    /// Whether `roster` is marked now.
+    fn marked(&self, roster: &[u8; 32]) -> bool {
+        crate::sync::lock(&self.0).get(roster).is_some_and(|until| *until > std::time::Instant::now())
+    }
+}
+
 /// A pause of `base` ±50 % at random, before a proposer tries a round again: proposers (or the
 /// rounds of one) that failed together fall out of step.
 fn jittered(base: Duration) -> Duration {
@@ -269,10 +291,10 @@ struct Shared {
     links: std::sync::RwLock<SkipchainLinks>,
     /// Rosters (by id) whose links this proposer signs in v1 until the instant given (see
     /// `LEGACY_LINKS_FOR`).
-    legacy_links: std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>,
+    legacy_links: RosterMarks,
     /// Rosters (by id) some of whose members refused a fast prepare: this proposer prepares for
     /// them as before fast appends until the instant given (see `LEGACY_LINKS_FOR`).
-    slow_rosters: std::sync::Mutex<KeptMap<[u8; 32], std::time::Instant>>,
+    slow_rosters: RosterMarks,
     /// One append at a time per chain: two concurrent appends would propose the same index.
     appending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     /// One catch-up at a time per chain: after a partition heals every member's `Store` may
@@ -950,9 +972,7 @@ impl SkipchainService {
             proposal.prepared = None;
             // View 1 is fast: signed by every member, the prepare is the block's forward link.
             let roster_id = prev_roster.id();
-            let slow =
-                crate::sync::lock(&s.slow_rosters).get(&roster_id).is_some_and(|t| *t > std::time::Instant::now());
-            proposal.fast = view == 1 && s.links() >= SkipchainLinks::V4 && !slow;
+            proposal.fast = view == 1 && s.links() >= SkipchainLinks::V4 && !s.slow_rosters.marked(&roster_id);
             let mut statement = view_message(&genesis, index, &roster_id, view, proposal.fast, &hash);
             proposal.proposer_signature = match owners.owner(view) {
                 Some(_) => s.ctx.config.identity.sign(&proposer_message(&statement)).to_vec(),
@@ -969,7 +989,7 @@ impl SkipchainService {
                 // Members that make no v4 links (older code, or configured so): this roster is
                 // prepared as before fast appends for a while. View 1 again, not fast: a member
                 // that signed the fast statement prepared this block in view 1 already.
-                crate::sync::lock(&s.slow_rosters).renew(roster_id, std::time::Instant::now() + LEGACY_LINKS_FOR);
+                s.slow_rosters.mark(roster_id);
                 if round.is_err() {
                     proposal.fast = false;
                     statement = view_message(&genesis, index, &roster_id, view, false, &hash);
@@ -1091,8 +1111,8 @@ impl SkipchainService {
             .iter()
             .filter_map(|(i, st)| st.first_view_statement.clone().filter(|fv| fv.member as usize == *i))
             .collect();
-        let Ok(verified) = self.verified_closure(prev_roster, slot, &said) else { return Vec::new() };
-        said.into_iter().filter(|fv| verified.iter().any(|v| v.member == fv.member)).collect()
+        let verified = self.verified_closure(prev_roster, slot, &said).unwrap_or_default();
+        verified.into_iter().cloned().collect()
     }
 
     /// The block more than f of `members` said (in `closure`, verified) they prepared in view 1 of
@@ -1235,10 +1255,7 @@ impl SkipchainService {
     ) -> Result<Vec<ForwardLink>, SkipchainError> {
         let s = &self.shared;
         let mut refused = Vec::new();
-        let legacy = s.links() == SkipchainLinks::V1
-            || crate::sync::lock(&s.legacy_links)
-                .get(roster_id)
-                .is_some_and(|until| *until > std::time::Instant::now());
+        let legacy = s.links() == SkipchainLinks::V1 || s.legacy_links.marked(roster_id);
         if !legacy {
             let group: Vec<&SkipBlock> = levels.iter().filter_map(|&l| sources.get(l)).collect();
             // Members that predate v2 refuse it. Even when the others reach the threshold, their
@@ -2208,7 +2225,8 @@ impl SkipchainService {
         });
         let reachable = self.open_views(&block.genesis_id, prev.index, justification.as_ref());
         let closure = if p.view >= 2 && !p.closure.is_empty() && self.needs_closure(block) {
-            self.verified_closure(prev_roster, (&block.genesis_id, block.index), &p.closure)?
+            let verified = self.verified_closure(prev_roster, (&block.genesis_id, block.index), &p.closure)?;
+            verified.into_iter().map(|st| FirstViewVote { member: st.member, hash: st.block_hash.clone() }).collect()
         } else {
             Vec::new()
         };
@@ -2241,12 +2259,12 @@ impl SkipchainService {
     /// The statements of view 1 in `closure` (for the slot `index` of `genesis`, by members of the
     /// slot's roster `prev_roster`) whose signatures verify. More statements than members is an
     /// error.
-    fn verified_closure(
+    fn verified_closure<'c>(
         &self,
         prev_roster: &BlockRoster,
         (genesis, index): (&[u8], u64),
-        closure: &[FirstViewStatement],
-    ) -> Result<Vec<FirstViewVote>, String> {
+        closure: &'c [FirstViewStatement],
+    ) -> Result<Vec<&'c FirstViewStatement>, String> {
         if closure.len() > prev_roster.members.len() {
             return Err(format!("{} statements of view 1 from {} members", closure.len(), prev_roster.members.len()));
         }
@@ -2263,7 +2281,6 @@ impl SkipchainService {
                 let msg = first_view_message(genesis, index, &roster_id, &st.block_hash);
                 BlsSignature::from_bytes(&st.signature).is_ok_and(|sig| key.verify(&msg, &sig))
             })
-            .map(|st| FirstViewVote { member: st.member, hash: st.block_hash.clone() })
             .collect())
     }
 
@@ -2641,8 +2658,8 @@ impl Service for SkipchainService {
                 catch_up_fault: Default::default(),
                 proposes_in_view: Default::default(),
                 links: std::sync::RwLock::new(ctx.config.skipchain_links),
-                legacy_links: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
-                slow_rosters: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
+                legacy_links: RosterMarks::default(),
+                slow_rosters: RosterMarks::default(),
                 appending: Default::default(),
                 catching_up: Default::default(),
                 redelivering: Default::default(),
