@@ -28,8 +28,9 @@ def test_latest_verifies(beacon):
     chain.verify(latest)
     assert len(latest.signature) == (96 if info.scheme == "pedersen-bls-chained" else 48)
     assert len(latest.randomness) == 32
-    # Round 1 from another member is the same beacon.
-    assert chain.round(1, node=-1) == beacon.round1
+    # Round 1 from another member is the same beacon. That member may have missed round 1 (a
+    # threshold of the others produced it) and catches it up from them: wait for it.
+    assert chain.round(1, timeout=10, node=-1) == beacon.round1
     # Waiting for the next round (readiness: the chain's own progress).
     nxt = chain.round(latest.round + 1, timeout=10)
     conode.verify_beacon(info, nxt)
