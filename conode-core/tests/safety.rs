@@ -884,6 +884,43 @@ fn a_block_every_member_prepared_in_view_1_is_the_one_committed_after_its_propos
     }
 }
 
+/// As above, with member 3 hung in X's round (X is prepared by members 0 to 2 in view 1, not fast
+/// final) and member 2 Byzantine: asked for its slot state, it gives its record of X with the
+/// owner's signature altered. Member 3, back, proposes Y; after view 1 fails it re-proposes X, as
+/// more than f members say they prepared it, taking X from a member whose record members accept
+/// (member 2's comes first and would be refused by every member, view after view). X is committed.
+#[test]
+fn a_record_of_view_1_a_byzantine_member_altered_is_passed_over_and_the_block_committed() {
+    let c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    let rt = c.runtime().handle().clone();
+    c.node(3).cosi().unwrap().set_fault(CosiFault::Silent);
+    let leaver = svc(&c, 0).unwrap();
+    leaver.set_proposes_in_view(1);
+    let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
+    rt.block_on(leaver.append(x)).unwrap_err();
+    leaver.set_proposes_in_view(0);
+    c.node(3).cosi().unwrap().set_fault(CosiFault::None);
+    for i in 0..3 {
+        assert_eq!(svc(&c, i).unwrap().prepared_view(&genesis, 3), 1, "member {i} prepared X in view 1");
+    }
+    assert_eq!(svc(&c, 3).unwrap().prepared_view(&genesis, 3), 0, "member 3 was hung");
+    svc(&c, 2).unwrap().set_alters_first_view(true);
+    let y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
+    let outcome = rt.block_on(svc(&c, 3).unwrap().append(y));
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
+        "the append of Y ended {outcome:?}, not in a conflict"
+    );
+    for i in 0..4 {
+        support::wait_until(Duration::from_secs(10), "every member holds block 3", || {
+            svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3)
+        });
+        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().data, b"X", "member {i}");
+    }
+}
+
 /// A Byzantine proposer (member 0) got every member's fast prepare of X at index 3 (X may be
 /// final: it holds X's v4 link) and asks for another block Y in view 2 with a closure it made up:
 /// its own "nothing" (a lie) and an honest member's statement of what it prepared in view 1 at

@@ -8,7 +8,9 @@
 //! forward-link round (the round runs again), and appends of many chains through one member
 //! sharing rounds (v3 links): with members that lack the batch hooks, a member behind on the
 //! chains, a conflicting append inside a batch, members hung in batched rounds, and a member
-//! flooding batched announcements.
+//! flooding batched announcements. Fast appends (v4): with every member, without one (stopped,
+//! configured for older links, or hung), and the slot states members give proposers (to whom,
+//! when, and at one signature per statement however often a peer asks).
 
 mod support;
 
@@ -1114,4 +1116,79 @@ fn statements_of_view_1_go_to_members_of_the_slot_once_view_1_had_its_time() {
     rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, 2, b"two", None))).unwrap();
     let link = svc(&c, 0).store().block_at(&genesis.hash, 1).unwrap().forward_links[0].clone();
     assert_ne!(link.format, LINK_FORMAT_V4);
+}
+
+/// A peer asking a member for the state of a slot again and again (a flood of `Slot` queries from
+/// an admitted node) costs that member one BLS signature per statement it gives, not one per
+/// query: its prepare signed again and its statement of view 1 are made once and given as kept.
+#[test]
+fn a_peer_asking_for_slot_states_again_and_again_costs_one_signature_per_statement() {
+    use prost::Message as _;
+    let c = LocalCluster::new(4).unwrap();
+    let (owner, genesis) = chains_through_member_0(&c, 1).remove(0);
+    let rt = c.runtime().handle().clone();
+    for i in 1..=2 {
+        rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"data", None))).unwrap();
+    }
+    wait_for_index(&c, 1, &genesis.hash, 2);
+    let ask = |index: u64| -> SlotState {
+        let query = SlotQuery { genesis: genesis.hash.clone(), index }.encode_to_vec();
+        let net = c.node(3).network().unwrap();
+        let to = c.roster().servers[1].clone();
+        let reply = rt.block_on(net.request(&to, SKIPCHAIN_SERVICE, "Slot", &[], query, Duration::from_secs(10)));
+        SlotState::decode(reply.unwrap().as_slice()).unwrap()
+    };
+    // Slot 2: member 1 prepared block 2 there (its record is kept). Slot 3: it prepared nothing,
+    // which it says once view 1 had its time.
+    support::wait_until(Duration::from_secs(5), "member 1 says it prepared nothing at index 3", || {
+        ask(3).first_view_statement.is_some_and(|s| s.block_hash.is_empty())
+    });
+    let (held, next) = (ask(2), ask(3));
+    assert!(held.prepared_view > 0 && !held.prepared_signature.is_empty(), "{held:?}");
+    let signed = svc(&c, 1).slot_signs();
+    assert!(signed >= 2, "member 1 signed its prepare and its statement: {signed}");
+    for _ in 0..200 {
+        assert_eq!(ask(2), held);
+        assert_eq!(ask(3), next);
+    }
+    assert_eq!(svc(&c, 1).slot_signs(), signed, "400 queries made member 1 sign again");
+}
+
+/// A member hung in the rounds of fast appends (it takes requests and never answers): the append
+/// that finds it out takes two rounds with the other three, so do the next ones (without waiting
+/// on it), it still gets every block, and appends are fast again once it answers.
+#[test]
+fn a_member_hung_in_fast_appends_leaves_them_two_rounds_until_it_answers_again() {
+    let c = LocalCluster::new(4).unwrap();
+    let (owner, genesis) = chains_through_member_0(&c, 1).remove(0);
+    let rt = c.runtime().handle().clone();
+    c.node(0).cosi().unwrap().set_options(cosi::CosiOptions { level_timeout: Duration::from_millis(300) });
+    let append = |i: u64| rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"data", None))).unwrap();
+    let level0 = |i: u64| svc(&c, 0).store().block_at(&genesis.hash, i - 1).unwrap().forward_links[0].clone();
+    let signers = |link: &ForwardLink| Mask::from_bytes(4, &link.signature.as_ref().unwrap().mask).unwrap().indices();
+    append(1);
+    assert_eq!(level0(1).format, LINK_FORMAT_V4);
+    c.node(3).cosi().unwrap().set_fault(CosiFault::Silent);
+    for i in 2..=5 {
+        append(i);
+        let link = level0(i);
+        assert_ne!(link.format, LINK_FORMAT_V4, "block {i}: a fast link without member 3");
+        assert_eq!(signers(&link), vec![0, 1, 2], "block {i}");
+    }
+    // Hung in rounds only: it stores the pushed blocks.
+    wait_for_index(&c, 3, &genesis.hash, 5);
+    c.node(3).cosi().unwrap().set_fault(CosiFault::None);
+    // Once probed back, member 3 signs again, and a full prepare is the link again.
+    let mut index = 5;
+    support::wait_until(Duration::from_secs(20), "an append is fast again", || {
+        index += 1;
+        append(index);
+        level0(index).format == LINK_FORMAT_V4
+    });
+    assert_eq!(signers(&level0(index)), vec![0, 1, 2, 3]);
+    for i in 0..4 {
+        wait_for_index(&c, i, &genesis.hash, index);
+        let proof = svc(&c, i).update_chain(&genesis.hash).unwrap();
+        assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, index, "member {i}");
+    }
 }

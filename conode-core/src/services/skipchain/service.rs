@@ -52,6 +52,9 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// views (about 1 s in all, see `MAX_VIEWS`); on a slow link it costs at most f more fetches of
 /// the same blocks.
 const CATCH_UP_HEDGE: Duration = Duration::from_millis(250);
+/// Signatures of slot states kept (see `Shared::slot_signatures`): two per slot a peer asks about,
+/// for a few appends of every chain this member signs for.
+const SLOT_SIGNATURES_KEPT: usize = 512;
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
 /// How long a block a member did not confirm storing is offered to it again, with pauses from
@@ -281,6 +284,9 @@ struct Shared {
     /// Fault injection (tests): this member lies to members catching up (see
     /// [`SkipchainService::set_lies_in_catch_up`]).
     lies_in_catch_up: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): this member alters its record of view 1 in the slot states it
+    /// gives (see [`SkipchainService::set_alters_first_view`]).
+    alters_first_view: std::sync::atomic::AtomicBool,
     /// Fault injection (tests): how this member answers members catching up from it (see
     /// [`SkipchainService::set_catch_up_fault`]).
     catch_up_fault: std::sync::Mutex<Option<CatchUpFault>>,
@@ -328,6 +334,12 @@ struct Shared {
     refuses_batches: std::sync::atomic::AtomicBool,
     /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
     warmed: std::sync::Mutex<KeptMap<[u8; 32], ()>>,
+    /// The signatures this member put in its slot states lately (its prepare signed again, its
+    /// statement of view 1), by the sha256 of the message: a peer asking for a slot state again
+    /// and again costs lookups, not a BLS signature each time.
+    slot_signatures: std::sync::Mutex<KeptMap<[u8; 32], [u8; 96]>>,
+    /// BLS signatures made for slot states (the others came from `slot_signatures`).
+    slot_signs: std::sync::atomic::AtomicU64,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
     governors: std::sync::RwLock<Vec<Governor>>,
 }
@@ -591,6 +603,13 @@ impl SkipchainService {
     /// `MAX_VIEW`). It still signs and stores as before.
     pub fn set_lies_in_catch_up(&self, on: bool) {
         self.shared.lies_in_catch_up.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): makes this member a Byzantine member that feeds proposers after a
+    /// failed view a record of what it prepared in view 1 that members refuse: the block as it
+    /// was (its hash too), the owner's signature of it altered. Its statements stay true.
+    pub fn set_alters_first_view(&self, on: bool) {
+        self.shared.alters_first_view.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Fault injection (tests): makes this member a Byzantine proposer that pushes members'
@@ -2034,13 +2053,19 @@ impl SkipchainService {
                     // block): the proposer can hold a member that answers this to what it signed
                     // for other proposers.
                     let msg = prepare_message(&req.genesis, req.index, state.prepared_view, &state.prepared_hash);
-                    if let Some(key) = self.shared.ctx.config.cosi_key() {
-                        state.prepared_signature = key.sign(&msg).to_bytes().to_vec();
+                    if let Some(signature) = self.slot_signature(&msg) {
+                        state.prepared_signature = signature.to_vec();
                     }
                 }
                 state.first_view_statement = self.first_view_statement(&req.genesis, req.index, Some(&msg.from));
                 if self.lies_in_catch_up() {
                     state.prepared_view = super::votes::MAX_VIEW - 1;
+                }
+                if self.shared.alters_first_view.load(std::sync::atomic::Ordering::SeqCst) {
+                    let signature = state.first_view.as_mut().and_then(|p| p.owner_signature.first_mut());
+                    if let Some(byte) = signature {
+                        *byte ^= 1;
+                    }
                 }
                 Ok(state.encode_to_vec())
             }
@@ -2307,17 +2332,36 @@ impl SkipchainService {
             return None;
         }
         let member = roster.members.iter().position(|m| m.identity == s.me.as_bytes())?;
-        let key = s.ctx.config.cosi_key()?;
+        // No key, no statement (and view 1 stays open here).
+        s.ctx.config.cosi_key()?;
         // View 1 is closed ("nothing") only once it had its time: a member asking at once (to keep
         // appends from being fast) gets no statement.
         let close = s.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE) >= FIRST_VIEW_OPEN_FOR;
         let hash = s.votes.first_view_statement(genesis, index, close).ok()??;
         let msg = first_view_message(genesis, index, &roster.id(), &hash);
-        Some(FirstViewStatement {
-            member: member as u32,
-            block_hash: hash,
-            signature: key.sign(&msg).to_bytes().to_vec(),
-        })
+        let signature = self.slot_signature(&msg)?.to_vec();
+        Some(FirstViewStatement { member: member as u32, block_hash: hash, signature })
+    }
+
+    /// This member's signature of `msg` for a slot state, made once while it is kept (BLS
+    /// signatures are deterministic: the kept one is the one signing again would make).
+    fn slot_signature(&self, msg: &[u8]) -> Option<[u8; 96]> {
+        let s = &self.shared;
+        let key = s.ctx.config.cosi_key()?;
+        let id = crate::crypto::sha256(&[msg]);
+        if let Some(signature) = crate::sync::lock(&s.slot_signatures).get(&id) {
+            return Some(*signature);
+        }
+        let signature = key.sign(msg).to_bytes();
+        s.slot_signs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::sync::lock(&s.slot_signatures).insert(id, signature);
+        Some(signature)
+    }
+
+    /// BLS signatures this member made for the slot states it gave (tests: a peer asking again
+    /// and again gets the kept ones).
+    pub fn slot_signs(&self) -> u64 {
+        self.shared.slot_signs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The hook run before this node cosigns forward links (the commit): the statement is the v2
@@ -2681,6 +2725,9 @@ impl Service for SkipchainService {
                 no_batch: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 refuses_batches: Default::default(),
                 warmed: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
+                slot_signatures: std::sync::Mutex::new(KeptMap::new(SLOT_SIGNATURES_KEPT)),
+                slot_signs: Default::default(),
+                alters_first_view: Default::default(),
                 governors: Default::default(),
             }),
         };
