@@ -921,6 +921,39 @@ fn a_record_of_view_1_a_byzantine_member_altered_is_passed_over_and_the_block_co
     }
 }
 
+/// An append waits at most a second (`PROPAGATE_WAIT`) for the members to confirm storing its
+/// block X: with every member slow to store pushed blocks, X is acknowledged while it is durable
+/// at its proposer only. The proposer then stops, its pushes still on their way: X is not lost.
+/// Every member keeps it with its vote, and another member's append of that index ends with X
+/// there on every member (its client told of the conflict).
+#[test]
+fn a_block_acknowledged_before_the_members_stored_it_survives_its_proposer_stopping() {
+    let mut c = LocalCluster::new(4).unwrap();
+    (0..4).for_each(|i| quick_rounds(&c, i));
+    let (owner, genesis) = chain_of_two_blocks(&c);
+    let rt = c.runtime().handle().clone();
+    (1..4).for_each(|i| svc(&c, i).unwrap().set_stores_late_by(Duration::from_secs(60)));
+    let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
+    let acknowledged = rt.block_on(svc(&c, 0).unwrap().append(x)).unwrap();
+    for i in 1..4 {
+        assert_eq!(svc(&c, i).unwrap().store().latest_index(&genesis), Some(2), "member {i} stored X already");
+        svc(&c, i).unwrap().set_stores_late_by(Duration::ZERO);
+    }
+    c.stop(0).unwrap();
+    let y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
+    let outcome = rt.block_on(svc(&c, 1).unwrap().append(y));
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
+        "the append of Y ended {outcome:?}, not in a conflict"
+    );
+    for i in 1..4 {
+        support::wait_until(Duration::from_secs(10), "every running member holds block 3", || {
+            svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3)
+        });
+        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().hash, acknowledged.hash, "member {i}");
+    }
+}
+
 /// A Byzantine proposer (member 0) got every member's fast prepare of X at index 3 (X may be
 /// final: it holds X's v4 link) and asks for another block Y in view 2 with a closure it made up:
 /// its own "nothing" (a lie) and an honest member's statement of what it prepared in view 1 at

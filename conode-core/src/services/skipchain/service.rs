@@ -284,6 +284,9 @@ struct Shared {
     /// Fault injection (tests): this member lies to members catching up (see
     /// [`SkipchainService::set_lies_in_catch_up`]).
     lies_in_catch_up: std::sync::atomic::AtomicBool,
+    /// Fault injection (tests): this member handles each pushed block this long after it came
+    /// (see [`SkipchainService::set_stores_late_by`]).
+    stores_late_by_ms: std::sync::atomic::AtomicU64,
     /// Fault injection (tests): this member alters its record of view 1 in the slot states it
     /// gives (see [`SkipchainService::set_alters_first_view`]).
     alters_first_view: std::sync::atomic::AtomicBool,
@@ -603,6 +606,13 @@ impl SkipchainService {
     /// `MAX_VIEW`). It still signs and stores as before.
     pub fn set_lies_in_catch_up(&self, on: bool) {
         self.shared.lies_in_catch_up.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection (tests): this member handles each pushed block (`Store`) `by` after it
+    /// came (zero: at once), as a slow or distant member does.
+    pub fn set_stores_late_by(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.shared.stores_late_by_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Fault injection (tests): makes this member a Byzantine member that feeds proposers after a
@@ -1591,7 +1601,10 @@ impl SkipchainService {
             set_link(&mut src, h, link);
             updated.push(src);
         }
-        s.store.store(block, &updated)?;
+        if !s.store.store(block, &updated)? {
+            // A concurrent caller (a push and a catch-up of the same block) stored it first.
+            return Ok(());
+        }
         s.observed.stored(block, Stored::FromPeer);
         self.settle_votes(block);
         let prev_roster = updated.first().and_then(|prev| prev.roster.as_ref()).map(|r| r.id());
@@ -1974,6 +1987,10 @@ impl SkipchainService {
             "Store" => {
                 if self.shared.refuses_store.load(std::sync::atomic::Ordering::SeqCst) {
                     return Err("refusing pushed blocks (fault injection)".into());
+                }
+                let late = self.shared.stores_late_by_ms.load(std::sync::atomic::Ordering::SeqCst);
+                if late > 0 {
+                    tokio::time::sleep(Duration::from_millis(late)).await;
                 }
                 let item = LinkedBlock::decode(msg.payload.as_slice()).map_err(|e| format!("Store: {e}"))?;
                 if let Some(genesis) = item.block.as_ref().filter(|b| b.index == 0) {
@@ -2728,6 +2745,7 @@ impl Service for SkipchainService {
                 slot_signatures: std::sync::Mutex::new(KeptMap::new(SLOT_SIGNATURES_KEPT)),
                 slot_signs: Default::default(),
                 alters_first_view: Default::default(),
+                stores_late_by_ms: Default::default(),
                 governors: Default::default(),
             }),
         };

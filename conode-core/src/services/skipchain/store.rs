@@ -201,8 +201,9 @@ impl ChainStore {
     /// Stores a new block (the chain's next one) and the updated source blocks in one atomic,
     /// durable commit. Forward links are never lost: a block already stored keeps the links it
     /// has where the given copy has none (a concurrent store of the same blocks, e.g. a pushed
-    /// block and a catch-up, may have added links since the caller read its copies).
-    pub fn store(&self, block: &SkipBlock, updated_sources: &[SkipBlock]) -> Result<(), StorageError> {
+    /// block and a catch-up, may have added links since the caller read its copies). Returns
+    /// whether the block is new here (false: it was held, and only links were added).
+    pub fn store(&self, block: &SkipBlock, updated_sources: &[SkipBlock]) -> Result<bool, StorageError> {
         let genesis = block.chain_id().to_vec();
         let index_entry = index_key(&genesis, block.index);
         let latest_bytes = block.index.to_be_bytes();
@@ -243,7 +244,7 @@ impl ChainStore {
         if let (true, Some(bus)) = (new, &self.events) {
             bus.emit(NodeEvent::BlockStored { chain: genesis, index: block.index, hash: block.hash.clone() });
         }
-        Ok(())
+        Ok(new)
     }
 
     /// `block` with the forward links of its stored copy (if any) at the levels where it has
@@ -313,15 +314,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
         let (b0, b1, other) = (block(0, 0), block(1, 1), block(1, 7));
-        store.store(&b0, &[]).unwrap();
-        store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap();
+        assert!(store.store(&b0, &[]).unwrap(), "new");
+        assert!(store.store(&b1, &[linked(b0.clone(), &b1)]).unwrap(), "new");
         let err = store.store(&other, &[linked(b0.clone(), &other)]).unwrap_err().to_string();
         assert!(err.contains("held already with another hash"), "{err}");
         assert_eq!(store.held_hash_at(&[0; 32], 1), Some(b1.hash.clone()));
         assert!(store.block(&other.hash).is_none());
         assert_eq!(store.block(&b0.hash).unwrap().forward_links[0].to, b1.hash, "the source's link is kept");
-        // The same block again is fine (links are merged).
-        store.store(&b1, &[]).unwrap();
+        // The same block again is fine (links are merged), and not new.
+        assert!(!store.store(&b1, &[]).unwrap());
     }
 
     #[test]
