@@ -859,28 +859,45 @@ fn a_block_every_member_prepared_in_view_1_is_the_one_committed_after_its_propos
     let c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
     let (owner, genesis) = chain_of_two_blocks(&c);
-    let rt = c.runtime().handle().clone();
-    let leaver = svc(&c, 0).unwrap();
-    leaver.set_proposes_in_view(1);
-    let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
-    let left = rt.block_on(leaver.append(x)).unwrap_err();
-    assert!(left.to_string().contains("left after the prepare round"), "{left}");
-    leaver.set_proposes_in_view(0);
+    let left = prepare_x_and_leave(&c, &owner, &genesis);
+    assert!(left.contains("left after the prepare round"), "{left}");
     for i in 0..4 {
         assert_eq!(svc(&c, i).unwrap().prepared_view(&genesis, 3), 1, "member {i} prepared X in view 1");
         assert_eq!(svc(&c, i).unwrap().store().latest_index(&genesis), Some(2));
     }
-    let y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
-    let outcome = rt.block_on(svc(&c, 1).unwrap().append(y));
+    y_conflicts_and_x_is_block_3(&c, &owner, &genesis, 1, 0..4);
+}
+
+/// Member 0 gets X prepared at index 3 in view 1, then leaves (it signs no link, pushes nothing).
+fn prepare_x_and_leave(c: &LocalCluster, owner: &IdentityKeyPair, genesis: &[u8]) -> String {
+    let leaver = svc(c, 0).unwrap();
+    leaver.set_proposes_in_view(1);
+    let x = Append::signed(owner, genesis, 3, b"X".to_vec(), None).unwrap();
+    let left = c.runtime().block_on(leaver.append(x)).unwrap_err();
+    leaver.set_proposes_in_view(0);
+    left.to_string()
+}
+
+/// Another client's append of Y at index 3 through member `via` ends in a conflict, and every
+/// member of `members` holds X there.
+fn y_conflicts_and_x_is_block_3(
+    c: &LocalCluster,
+    owner: &IdentityKeyPair,
+    genesis: &[u8],
+    via: usize,
+    members: std::ops::Range<usize>,
+) {
+    let y = Append::signed(owner, genesis, 3, b"Y".to_vec(), None).unwrap();
+    let outcome = c.runtime().block_on(svc(c, via).unwrap().append(y));
     assert!(
         matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
         "the append of Y ended {outcome:?}, not in a conflict"
     );
-    for i in 0..4 {
-        support::wait_until(Duration::from_secs(10), "every member holds block 3", || {
-            svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3)
+    for i in members {
+        support::wait_until(Duration::from_secs(10), "every running member holds block 3", || {
+            svc(c, i).unwrap().store().latest_index(genesis) == Some(3)
         });
-        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().data, b"X", "member {i}");
+        assert_eq!(svc(c, i).unwrap().store().block_at(genesis, 3).unwrap().data, b"X", "member {i}");
     }
 }
 
@@ -894,31 +911,15 @@ fn a_record_of_view_1_a_byzantine_member_altered_is_passed_over_and_the_block_co
     let c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
     let (owner, genesis) = chain_of_two_blocks(&c);
-    let rt = c.runtime().handle().clone();
     c.node(3).cosi().unwrap().set_fault(CosiFault::Silent);
-    let leaver = svc(&c, 0).unwrap();
-    leaver.set_proposes_in_view(1);
-    let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
-    rt.block_on(leaver.append(x)).unwrap_err();
-    leaver.set_proposes_in_view(0);
+    prepare_x_and_leave(&c, &owner, &genesis);
     c.node(3).cosi().unwrap().set_fault(CosiFault::None);
     for i in 0..3 {
         assert_eq!(svc(&c, i).unwrap().prepared_view(&genesis, 3), 1, "member {i} prepared X in view 1");
     }
     assert_eq!(svc(&c, 3).unwrap().prepared_view(&genesis, 3), 0, "member 3 was hung");
     svc(&c, 2).unwrap().set_alters_first_view(true);
-    let y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
-    let outcome = rt.block_on(svc(&c, 3).unwrap().append(y));
-    assert!(
-        matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
-        "the append of Y ended {outcome:?}, not in a conflict"
-    );
-    for i in 0..4 {
-        support::wait_until(Duration::from_secs(10), "every member holds block 3", || {
-            svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3)
-        });
-        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().data, b"X", "member {i}");
-    }
+    y_conflicts_and_x_is_block_3(&c, &owner, &genesis, 3, 0..4);
 }
 
 /// An append waits at most a second (`PROPAGATE_WAIT`) for the members to confirm storing its
@@ -931,27 +932,15 @@ fn a_block_acknowledged_before_the_members_stored_it_survives_its_proposer_stopp
     let mut c = LocalCluster::new(4).unwrap();
     (0..4).for_each(|i| quick_rounds(&c, i));
     let (owner, genesis) = chain_of_two_blocks(&c);
-    let rt = c.runtime().handle().clone();
     (1..4).for_each(|i| svc(&c, i).unwrap().set_stores_late_by(Duration::from_secs(60)));
     let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
-    let acknowledged = rt.block_on(svc(&c, 0).unwrap().append(x)).unwrap();
+    c.runtime().block_on(svc(&c, 0).unwrap().append(x)).unwrap();
     for i in 1..4 {
         assert_eq!(svc(&c, i).unwrap().store().latest_index(&genesis), Some(2), "member {i} stored X already");
         svc(&c, i).unwrap().set_stores_late_by(Duration::ZERO);
     }
     c.stop(0).unwrap();
-    let y = Append::signed(&owner, &genesis, 3, b"Y".to_vec(), None).unwrap();
-    let outcome = rt.block_on(svc(&c, 1).unwrap().append(y));
-    assert!(
-        matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
-        "the append of Y ended {outcome:?}, not in a conflict"
-    );
-    for i in 1..4 {
-        support::wait_until(Duration::from_secs(10), "every running member holds block 3", || {
-            svc(&c, i).unwrap().store().latest_index(&genesis) == Some(3)
-        });
-        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().hash, acknowledged.hash, "member {i}");
-    }
+    y_conflicts_and_x_is_block_3(&c, &owner, &genesis, 1, 1..4);
 }
 
 /// A Byzantine proposer (member 0) got every member's fast prepare of X at index 3 (X may be
