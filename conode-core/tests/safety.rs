@@ -18,8 +18,8 @@ use conode_core::services::skipchain::messages::{
     first_view_message, prepare_message, Append, FirstViewStatement, Proposal, SlotQuery, SlotState,
 };
 use conode_core::services::skipchain::{
-    owner_of_view, CatchUpFault, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW, SKIPCHAIN_SERVICE,
-    VIEW_WINDOW,
+    owner_of_view, CatchUpFault, SkipchainError, SkipchainService, MAX_VIEW, PREPARE_PURPOSE, RACES_TO_NEWEST_VIEW,
+    SKIPCHAIN_SERVICE, VIEW_WINDOW,
 };
 use conode_core::verify::cosi::{Mask, Policy};
 use conode_core::verify::skipchain::{level_distance, verify_link, SkipBlock};
@@ -890,7 +890,7 @@ fn y_conflicts_and_x_is_block_3(
     let y = Append::signed(owner, genesis, 3, b"Y".to_vec(), None).unwrap();
     let outcome = c.runtime().block_on(svc(c, via).unwrap().append(y));
     assert!(
-        matches!(&outcome, Err(e) if e.to_string().contains("conflict")),
+        matches!(&outcome, Err(SkipchainError::Conflict(_))),
         "the append of Y ended {outcome:?}, not in a conflict"
     );
     for i in members {
@@ -919,6 +919,17 @@ fn a_record_of_view_1_a_byzantine_member_altered_is_passed_over_and_the_block_co
     }
     assert_eq!(svc(&c, 3).unwrap().prepared_view(&genesis, 3), 0, "member 3 was hung");
     svc(&c, 2).unwrap().set_alters_first_view(true);
+    let record = |member: usize| -> Proposal {
+        let query = SlotQuery { genesis: genesis.clone(), index: 3 }.encode_to_vec();
+        let to = c.roster().servers[member].clone();
+        let net = c.node(3).network().unwrap();
+        let reply =
+            c.runtime().block_on(net.request(&to, SKIPCHAIN_SERVICE, "Slot", &[], query, Duration::from_secs(10)));
+        SlotState::decode(reply.unwrap().as_slice()).unwrap().first_view.expect("a record of X")
+    };
+    let (honest, altered) = (record(1), record(2));
+    assert_eq!(honest.block.as_ref().unwrap().hash, altered.block.as_ref().unwrap().hash);
+    assert_ne!(honest.owner_signature, altered.owner_signature, "member 2 alters its record");
     y_conflicts_and_x_is_block_3(&c, &owner, &genesis, 3, 0..4);
 }
 
@@ -934,13 +945,18 @@ fn a_block_acknowledged_before_the_members_stored_it_survives_its_proposer_stopp
     let (owner, genesis) = chain_of_two_blocks(&c);
     (1..4).for_each(|i| svc(&c, i).unwrap().set_stores_late_by(Duration::from_secs(60)));
     let x = Append::signed(&owner, &genesis, 3, b"X".to_vec(), None).unwrap();
-    c.runtime().block_on(svc(&c, 0).unwrap().append(x)).unwrap();
+    let acknowledged = c.runtime().block_on(svc(&c, 0).unwrap().append(x)).unwrap();
     for i in 1..4 {
-        assert_eq!(svc(&c, i).unwrap().store().latest_index(&genesis), Some(2), "member {i} stored X already");
-        svc(&c, i).unwrap().set_stores_late_by(Duration::ZERO);
+        let member = svc(&c, i).unwrap();
+        assert_eq!(member.store().latest_index(&genesis), Some(2), "member {i} stored X already");
+        assert_eq!(member.prepared_view(&genesis, 3), 1, "member {i} keeps X with its vote");
     }
     c.stop(0).unwrap();
+    (1..4).for_each(|i| svc(&c, i).unwrap().set_stores_late_by(Duration::ZERO));
     y_conflicts_and_x_is_block_3(&c, &owner, &genesis, 1, 1..4);
+    for i in 1..4 {
+        assert_eq!(svc(&c, i).unwrap().store().block_at(&genesis, 3).unwrap().hash, acknowledged.hash, "member {i}");
+    }
 }
 
 /// A Byzantine proposer (member 0) got every member's fast prepare of X at index 3 (X may be

@@ -52,9 +52,6 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// views (about 1 s in all, see `MAX_VIEWS`); on a slow link it costs at most f more fetches of
 /// the same blocks.
 const CATCH_UP_HEDGE: Duration = Duration::from_millis(250);
-/// Signatures of slot states kept (see `Shared::slot_signatures`): two per slot a peer asks about,
-/// for a few appends of every chain this member signs for.
-const SLOT_SIGNATURES_KEPT: usize = 512;
 /// How long an append waits for the members to confirm they stored the block.
 const PROPAGATE_WAIT: Duration = Duration::from_secs(1);
 /// How long a block a member did not confirm storing is offered to it again, with pauses from
@@ -337,11 +334,7 @@ struct Shared {
     refuses_batches: std::sync::atomic::AtomicBool,
     /// Ids of the rosters handed to cosi to prepare (see `warm_roster`), so each is handed once.
     warmed: std::sync::Mutex<KeptMap<[u8; 32], ()>>,
-    /// The signatures this member put in its slot states lately (its prepare signed again, its
-    /// statement of view 1), by the sha256 of the message: a peer asking for a slot state again
-    /// and again costs lookups, not a BLS signature each time.
-    slot_signatures: std::sync::Mutex<KeptMap<[u8; 32], [u8; 96]>>,
-    /// BLS signatures made for slot states (the others came from `slot_signatures`).
+    /// BLS signatures made for slot states (each is then kept with the vote it signs).
     slot_signs: std::sync::atomic::AtomicU64,
     /// Chains whose appends another service authorises instead of the owners (the network chain).
     governors: std::sync::RwLock<Vec<Governor>>,
@@ -775,8 +768,7 @@ impl SkipchainService {
     /// Stores `genesis` (made by [`Self::genesis_block`]) unless it is held already, and sends it
     /// to the members of `roster`.
     pub async fn publish_genesis(&self, genesis: &SkipBlock, roster: &Roster) -> Result<(), SkipchainError> {
-        if self.shared.store.block(&genesis.hash).is_none() {
-            self.shared.store.store(genesis, &[])?;
+        if self.shared.store.block(&genesis.hash).is_none() && self.shared.store.store(genesis, &[])? {
             self.shared.observed.stored(genesis, Stored::Created);
             if let Some(r) = genesis.roster.as_ref() {
                 self.warm_roster(r);
@@ -898,13 +890,16 @@ impl SkipchainService {
             updated.push(src);
         }
         let t = std::time::Instant::now();
-        s.store.store(&block, &updated)?;
+        let new = s.store.store(&block, &updated)?;
         phases.add(Phase::Store, t.elapsed());
         self.settle_votes(&block);
         if latest.roster.as_ref().map(|r| r.id()) != block.roster.as_ref().map(|r| r.id()) {
             self.warm_roster(&roster);
         }
-        s.observed.stored(&block, Stored::Appended);
+        if new {
+            // (Not new: a member that proposed the same block again pushed it here first.)
+            s.observed.stored(&block, Stored::Appended);
+        }
         // The members that cosigned the level-0 link are up and sign the next block: wait for them
         // to store this one. New members must fetch the chain first; members that did not sign may
         // be down. Both get the block in the background (or catch up later).
@@ -1543,8 +1538,7 @@ impl SkipchainService {
         let block = item.block.as_ref().ok_or_else(|| SkipchainError::Invalid("no block".into()))?;
         block.check_self()?;
         if block.index == 0 {
-            if s.store.block(&block.hash).is_none() {
-                s.store.store(block, &[])?;
+            if s.store.block(&block.hash).is_none() && s.store.store(block, &[])? {
                 s.observed.stored(block, Stored::FromPeer);
                 if let Some(r) = block.roster.as_ref() {
                     self.warm_roster(r);
@@ -2064,13 +2058,20 @@ impl SkipchainService {
                     return Ok(SlotState::default().encode_to_vec());
                 }
                 let mut state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
-                if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) {
+                let signed = !state.prepared_signature.is_empty();
+                if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) && !signed {
                     // Its prepare of that view and block, signed again as the prepare message
                     // (BLS is deterministic; a fast view 1 signed the fast statement of the same
                     // block): the proposer can hold a member that answers this to what it signed
-                    // for other proposers.
+                    // for other proposers. Kept with the vote: signed once per prepare.
                     let msg = prepare_message(&req.genesis, req.index, state.prepared_view, &state.prepared_hash);
                     if let Some(signature) = self.slot_signature(&msg) {
+                        let prepared = (state.prepared_view, state.prepared_hash.as_slice(), signature.as_slice());
+                        if let Err(e) =
+                            self.shared.votes.keep_slot_signatures(&req.genesis, req.index, Some(prepared), None)
+                        {
+                            debug!(error = %e, "the signature of a slot state was not kept (signed again when asked)");
+                        }
                         state.prepared_signature = signature.to_vec();
                     }
                 }
@@ -2355,24 +2356,25 @@ impl SkipchainService {
         // appends from being fast) gets no statement.
         let close = s.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE) >= FIRST_VIEW_OPEN_FOR;
         let hash = s.votes.first_view_statement(genesis, index, close).ok()??;
+        // Given once, the statement is kept with the vote (it never changes).
+        let kept = s.votes.state(genesis, index).ok().and_then(|st| st.first_view_statement);
+        if let Some(st) = kept.filter(|st| st.block_hash == hash && st.member as usize == member) {
+            return Some(st);
+        }
         let msg = first_view_message(genesis, index, &roster.id(), &hash);
         let signature = self.slot_signature(&msg)?.to_vec();
-        Some(FirstViewStatement { member: member as u32, block_hash: hash, signature })
+        let statement = FirstViewStatement { member: member as u32, block_hash: hash, signature };
+        if let Err(e) = s.votes.keep_slot_signatures(genesis, index, None, Some(&statement)) {
+            debug!(error = %e, "the signature of a slot state was not kept (signed again when asked)");
+        }
+        Some(statement)
     }
 
-    /// This member's signature of `msg` for a slot state, made once while it is kept (BLS
-    /// signatures are deterministic: the kept one is the one signing again would make).
+    /// This member's signature of `msg` for a slot state (see `Votes::keep_slot_signatures`).
     fn slot_signature(&self, msg: &[u8]) -> Option<[u8; 96]> {
-        let s = &self.shared;
-        let key = s.ctx.config.cosi_key()?;
-        let id = crate::crypto::sha256(&[msg]);
-        if let Some(signature) = crate::sync::lock(&s.slot_signatures).get(&id) {
-            return Some(*signature);
-        }
-        let signature = key.sign(msg).to_bytes();
-        s.slot_signs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::sync::lock(&s.slot_signatures).insert(id, signature);
-        Some(signature)
+        let key = self.shared.ctx.config.cosi_key()?;
+        self.shared.slot_signs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(key.sign(msg).to_bytes())
     }
 
     /// BLS signatures this member made for the slot states it gave (tests: a peer asking again
@@ -2742,7 +2744,6 @@ impl Service for SkipchainService {
                 no_batch: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
                 refuses_batches: Default::default(),
                 warmed: std::sync::Mutex::new(KeptMap::new(ROSTER_MARKS_KEPT)),
-                slot_signatures: std::sync::Mutex::new(KeptMap::new(SLOT_SIGNATURES_KEPT)),
                 slot_signs: Default::default(),
                 alters_first_view: Default::default(),
                 stores_late_by_ms: Default::default(),

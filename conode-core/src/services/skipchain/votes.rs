@@ -21,7 +21,7 @@
 //!   backup (what it prepared in view 1 unknown) neither, and needs a closure against every block
 //!   but the proposed one.
 
-use super::messages::{PrepareCertificate, Proposal, SlotState};
+use super::messages::{FirstViewStatement, PrepareCertificate, Proposal, SlotState};
 use crate::storage::{ServiceTree, Storage, StorageError};
 use crate::sync::lock;
 use prost::Message;
@@ -313,6 +313,34 @@ impl Votes {
         }
     }
 
+    /// Keeps the signatures this member gave in its slot state (see the `Slot` peer protocol), so
+    /// that each is made once, however often or in whatever order peers ask: its prepare signed
+    /// again as the prepare message of (`view`, `hash`), kept while the record still names that
+    /// prepare; its statement of view 1, which never changes once given.
+    pub fn keep_slot_signatures(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        prepared: Option<(u64, &[u8], &[u8])>,
+        statement: Option<&FirstViewStatement>,
+    ) -> Result<(), VoteRefused> {
+        let _one = lock(&self.guard);
+        let mut state = self.state(genesis, index)?;
+        let before = state.clone();
+        if let Some((view, hash, signature)) = prepared {
+            if state.prepared_view == view && state.prepared_hash == hash && state.prepared_signature.is_empty() {
+                state.prepared_signature = signature.to_vec();
+            }
+        }
+        if let Some(st) = statement.filter(|_| state.first_view_statement.is_none()) {
+            state.first_view_statement = Some(st.clone());
+        }
+        if state != before {
+            self.save(genesis, index, &state)?;
+        }
+        Ok(())
+    }
+
     /// Records a prepare unless the rules forbid it (the slot's `justification` verified by the
     /// caller: a certificate of the block `hash`).
     pub fn prepare(&self, slot: &PrepareSlot<'_>) -> Result<(), VoteRefused> {
@@ -460,6 +488,7 @@ impl Votes {
         if view > state.prepared_view || state.prepared_hash.is_empty() {
             state.prepared_view = state.prepared_view.max(view);
             state.prepared_hash = FENCE_HASH.to_vec();
+            state.prepared_signature.clear();
         }
         if let Some(l) = adopted {
             if state.locked.as_ref().is_none_or(|own| l.view > own.view) {
@@ -527,6 +556,10 @@ pub(crate) fn prepare_rule(state: &SlotState, slot: &PrepareSlot<'_>) -> Result<
     if let FirstView::Block(x) = &first {
         // A record from before fast appends: its view-1 block outlives the view it names.
         keep_first_view(&mut next, x);
+    }
+    if next.prepared_view != view || next.prepared_hash != hash {
+        // The kept signature of the prepare this record named (see `keep_slot_signatures`).
+        next.prepared_signature.clear();
     }
     next.prepared_view = view;
     next.prepared_hash = hash.to_vec();
@@ -663,6 +696,34 @@ mod tests {
 
     fn said(member: u32, hash: &[u8]) -> FirstViewVote {
         FirstViewVote { member, hash: hash.to_vec() }
+    }
+
+    /// The signatures a member gives in its slot state are kept with the vote: its prepare's while
+    /// the record names that prepare (a later prepare drops it), its statement of view 1 for good.
+    #[test]
+    fn slot_signatures_are_kept_while_the_record_names_what_they_sign() {
+        let (_d, v) = votes();
+        prep(&v, b"g", 1, 1, b"A", None).unwrap();
+        v.keep_slot_signatures(b"g", 1, Some((2, b"A", b"other view")), None).unwrap();
+        v.keep_slot_signatures(b"g", 1, Some((1, b"B", b"other block")), None).unwrap();
+        assert!(v.state(b"g", 1).unwrap().prepared_signature.is_empty(), "a signature of another prepare");
+        v.keep_slot_signatures(b"g", 1, Some((1, b"A", b"sig A1")), None).unwrap();
+        v.keep_slot_signatures(b"g", 1, Some((1, b"A", b"again")), None).unwrap();
+        assert_eq!(v.state(b"g", 1).unwrap().prepared_signature, b"sig A1", "the first is kept");
+        // The same prepare again keeps it; a later one drops it.
+        prep(&v, b"g", 1, 1, b"A", None).unwrap();
+        assert_eq!(v.state(b"g", 1).unwrap().prepared_signature, b"sig A1");
+        prep(&v, b"g", 1, 2, b"B", Some(&cert(b"B", 1))).unwrap();
+        assert!(v.state(b"g", 1).unwrap().prepared_signature.is_empty(), "kept past its prepare");
+        let said = FirstViewStatement { member: 1, block_hash: b"A".to_vec(), signature: b"st".to_vec() };
+        v.keep_slot_signatures(b"g", 1, None, Some(&said)).unwrap();
+        let other = FirstViewStatement { signature: b"other".to_vec(), ..said.clone() };
+        v.keep_slot_signatures(b"g", 1, None, Some(&other)).unwrap();
+        assert_eq!(v.state(b"g", 1).unwrap().first_view_statement, Some(said));
+        // A fence drops the prepare's signature with the prepare it names.
+        v.keep_slot_signatures(b"g", 1, Some((2, b"B", b"sig B2")), None).unwrap();
+        v.fence(b"g", 1, 3, None).unwrap();
+        assert!(v.state(b"g", 1).unwrap().prepared_signature.is_empty());
     }
 
     #[test]
