@@ -16,9 +16,12 @@ mod support;
 
 use conode_core::cluster::LocalCluster;
 use conode_core::config::{Roster, SkipchainLinks};
+use conode_core::crypto::BlsSignature;
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::services::cosi::{self, CosiFault};
-use conode_core::services::skipchain::messages::{Append, Proposal, SlotQuery, SlotState};
+use conode_core::services::skipchain::messages::{
+    first_view_message, prepare_message, Append, Proposal, SlotQuery, SlotState,
+};
 use conode_core::services::skipchain::{
     block_roster, SkipchainService, COMMIT_PURPOSE, SETTLED_DEPTH, SKIPCHAIN_SERVICE,
 };
@@ -1147,6 +1150,15 @@ fn a_peer_asking_for_slot_states_again_and_again_costs_one_signature_per_stateme
     let (held, next) = (ask(2), ask(3));
     assert!(held.prepared_view > 0 && !held.prepared_signature.is_empty(), "{held:?}");
     assert_eq!(svc(&c, 1).slot_signs() - before, 2, "member 1 signed its prepare and its statement");
+    // What is given is member 1's signature of what the reply names.
+    let key = c.node(1).config().cosi_key().unwrap().public();
+    let signed = |msg: &[u8], sig: &[u8]| key.verify(msg, &BlsSignature::from_bytes(sig).unwrap());
+    let prepare = prepare_message(&genesis.hash, 2, held.prepared_view, &held.prepared_hash);
+    assert!(signed(&prepare, &held.prepared_signature), "the prepare's signature");
+    let statement = next.first_view_statement.clone().unwrap();
+    let roster_id = svc(&c, 1).store().block_at(&genesis.hash, 2).unwrap().roster.unwrap().id();
+    let said = first_view_message(&genesis.hash, 3, &roster_id, &statement.block_hash);
+    assert!(signed(&said, &statement.signature), "the statement's signature");
     for _ in 0..200 {
         assert_eq!(ask(2), held);
         assert_eq!(ask(3), next);

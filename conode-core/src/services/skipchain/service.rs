@@ -1197,6 +1197,8 @@ impl SkipchainService {
             futures_util::future::join_all(asks).await.into_iter().flatten().collect();
         if let (Ok(mut own), Some(i)) = (s.votes.state(genesis, index), roster.index_of(&s.me)) {
             own.first_view_statement = self.first_view_statement(genesis, index, None);
+            own.prepared_signature = super::votes::kept_prepare_signature(genesis, index, &own).unwrap_or_default();
+            own.prepared_signature_of.clear();
             states.push((i, own));
         }
         states
@@ -2058,8 +2060,11 @@ impl SkipchainService {
                     return Ok(SlotState::default().encode_to_vec());
                 }
                 let mut state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
-                let signed = !state.prepared_signature.is_empty();
-                if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) && !signed {
+                let kept = super::votes::kept_prepare_signature(&req.genesis, req.index, &state);
+                state.prepared_signature = kept.unwrap_or_default();
+                state.prepared_signature_of.clear();
+                let unsigned = state.prepared_signature.is_empty();
+                if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) && unsigned {
                     // Its prepare of that view and block, signed again as the prepare message
                     // (BLS is deterministic; a fast view 1 signed the fast statement of the same
                     // block): the proposer can hold a member that answers this to what it signed

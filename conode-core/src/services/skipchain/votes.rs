@@ -315,8 +315,9 @@ impl Votes {
 
     /// Keeps the signatures this member gave in its slot state (see the `Slot` peer protocol), so
     /// that each is made once, however often or in whatever order peers ask: its prepare signed
-    /// again as the prepare message of (`view`, `hash`), kept while the record still names that
-    /// prepare; its statement of view 1, which never changes once given.
+    /// again as the prepare message of (`view`, `hash`), when the record still names that prepare
+    /// (given while it does, see [`kept_prepare_signature`]); its statement of view 1, which never
+    /// changes once given. Not part of the vote: the rules never read them.
     pub fn keep_slot_signatures(
         &self,
         genesis: &[u8],
@@ -326,13 +327,21 @@ impl Votes {
     ) -> Result<(), VoteRefused> {
         let _one = lock(&self.guard);
         let mut state = self.state(genesis, index)?;
+        if state == SlotState::default() {
+            // No record (none yet, or settled): nothing to keep a signature with.
+            return Ok(());
+        }
         let before = state.clone();
         if let Some((view, hash, signature)) = prepared {
-            if state.prepared_view == view && state.prepared_hash == hash && state.prepared_signature.is_empty() {
+            if state.prepared_view == view && state.prepared_hash == hash {
                 state.prepared_signature = signature.to_vec();
+                state.prepared_signature_of = prepared_tag(genesis, index, view, hash).to_vec();
             }
         }
-        if let Some(st) = statement.filter(|_| state.first_view_statement.is_none()) {
+        let kept = state.first_view_statement.as_ref();
+        let new =
+            |st: &&FirstViewStatement| kept.is_none_or(|k| k.block_hash != st.block_hash || k.member != st.member);
+        if let Some(st) = statement.filter(new) {
             state.first_view_statement = Some(st.clone());
         }
         if state != before {
@@ -372,6 +381,9 @@ impl Votes {
     /// flushed: one that a crash undoes leaves a record [`Self::settle_all`] removes later.
     pub fn settle(&self, genesis: &[u8], newest: u64) -> Result<(), VoteRefused> {
         let Some(index) = newest.checked_sub(SETTLED_DEPTH) else { return Ok(()) };
+        // Under the guard: a signature kept at once (see `keep_slot_signatures`) cannot bring
+        // the record back.
+        let _one = lock(&self.guard);
         self.tree.forget(&key(genesis, index)).map_err(|e| VoteRefused::Storage(e.to_string()))
     }
 
@@ -391,6 +403,7 @@ impl Votes {
             }
             let newest = newest_here.as_ref().and_then(|(_, n)| *n);
             if newest.is_some_and(|n| index.saturating_add(SETTLED_DEPTH) <= n) {
+                let _one = lock(&self.guard);
                 self.tree.forget(&k).map_err(|e| VoteRefused::Storage(e.to_string()))?;
                 removed += 1;
             }
@@ -488,7 +501,6 @@ impl Votes {
         if view > state.prepared_view || state.prepared_hash.is_empty() {
             state.prepared_view = state.prepared_view.max(view);
             state.prepared_hash = FENCE_HASH.to_vec();
-            state.prepared_signature.clear();
         }
         if let Some(l) = adopted {
             if state.locked.as_ref().is_none_or(|own| l.view > own.view) {
@@ -497,6 +509,20 @@ impl Votes {
         }
         self.save(genesis, index, &state)
     }
+}
+
+/// What names the prepare a kept signature signs (`SlotState.prepared_signature_of`).
+fn prepared_tag(genesis: &[u8], index: u64, view: u64, hash: &[u8]) -> [u8; 32] {
+    crate::crypto::sha256(&[&super::messages::prepare_message(genesis, index, view, hash)])
+}
+
+/// This member's kept signature of the prepare its record names, if it has one (see
+/// [`Votes::keep_slot_signatures`]): never a signature of another prepare, whatever version
+/// rewrote the record since.
+pub(crate) fn kept_prepare_signature(genesis: &[u8], index: u64, state: &SlotState) -> Option<Vec<u8>> {
+    let named = prepared_tag(genesis, index, state.prepared_view, &state.prepared_hash);
+    let kept = !state.prepared_signature.is_empty() && state.prepared_signature_of == named;
+    (kept && state.prepared_view > 0 && !is_fence(&state.prepared_hash)).then(|| state.prepared_signature.clone())
 }
 
 /// The "block" a fence prepared: no block hashes to it.
@@ -556,10 +582,6 @@ pub(crate) fn prepare_rule(state: &SlotState, slot: &PrepareSlot<'_>) -> Result<
     if let FirstView::Block(x) = &first {
         // A record from before fast appends: its view-1 block outlives the view it names.
         keep_first_view(&mut next, x);
-    }
-    if next.prepared_view != view || next.prepared_hash != hash {
-        // The kept signature of the prepare this record named (see `keep_slot_signatures`).
-        next.prepared_signature.clear();
     }
     next.prepared_view = view;
     next.prepared_hash = hash.to_vec();
@@ -706,24 +728,34 @@ mod tests {
         prep(&v, b"g", 1, 1, b"A", None).unwrap();
         v.keep_slot_signatures(b"g", 1, Some((2, b"A", b"other view")), None).unwrap();
         v.keep_slot_signatures(b"g", 1, Some((1, b"B", b"other block")), None).unwrap();
-        assert!(v.state(b"g", 1).unwrap().prepared_signature.is_empty(), "a signature of another prepare");
+        let kept = || kept_prepare_signature(b"g", 1, &v.state(b"g", 1).unwrap());
+        assert_eq!(kept(), None, "a signature of another prepare");
         v.keep_slot_signatures(b"g", 1, Some((1, b"A", b"sig A1")), None).unwrap();
-        v.keep_slot_signatures(b"g", 1, Some((1, b"A", b"again")), None).unwrap();
-        assert_eq!(v.state(b"g", 1).unwrap().prepared_signature, b"sig A1", "the first is kept");
-        // The same prepare again keeps it; a later one drops it.
+        assert_eq!(kept().as_deref(), Some(&b"sig A1"[..]));
+        // The same prepare again keeps it; a later one (or a record an older version rewrote for
+        // one: the signature left in it) does not name it.
         prep(&v, b"g", 1, 1, b"A", None).unwrap();
-        assert_eq!(v.state(b"g", 1).unwrap().prepared_signature, b"sig A1");
+        assert_eq!(kept().as_deref(), Some(&b"sig A1"[..]));
         prep(&v, b"g", 1, 2, b"B", Some(&cert(b"B", 1))).unwrap();
-        assert!(v.state(b"g", 1).unwrap().prepared_signature.is_empty(), "kept past its prepare");
+        assert_eq!(kept(), None, "given past its prepare");
+        let mut older = v.state(b"g", 1).unwrap();
+        older.prepared_signature_of.clear();
+        assert_eq!(kept_prepare_signature(b"g", 1, &older), None, "a signature without what it names");
+        v.keep_slot_signatures(b"g", 1, Some((2, b"B", b"sig B2")), None).unwrap();
+        assert_eq!(kept().as_deref(), Some(&b"sig B2"[..]));
+        // A fence's prepare names no block: nothing is given.
+        v.fence(b"g", 1, 3, None).unwrap();
+        assert_eq!(kept(), None);
+        // The statement of view 1: the first is kept, another signature of it is not.
         let said = FirstViewStatement { member: 1, block_hash: b"A".to_vec(), signature: b"st".to_vec() };
         v.keep_slot_signatures(b"g", 1, None, Some(&said)).unwrap();
-        let other = FirstViewStatement { signature: b"other".to_vec(), ..said.clone() };
-        v.keep_slot_signatures(b"g", 1, None, Some(&other)).unwrap();
+        let again = FirstViewStatement { signature: b"other".to_vec(), ..said.clone() };
+        v.keep_slot_signatures(b"g", 1, None, Some(&again)).unwrap();
         assert_eq!(v.state(b"g", 1).unwrap().first_view_statement, Some(said));
-        // A fence drops the prepare's signature with the prepare it names.
-        v.keep_slot_signatures(b"g", 1, Some((2, b"B", b"sig B2")), None).unwrap();
-        v.fence(b"g", 1, 3, None).unwrap();
-        assert!(v.state(b"g", 1).unwrap().prepared_signature.is_empty());
+        // Settled, the record is gone, and keeping a signature does not bring it back.
+        v.settle(b"g", 1 + SETTLED_DEPTH).unwrap();
+        v.keep_slot_signatures(b"g", 1, Some((2, b"B", b"sig")), None).unwrap();
+        assert_eq!(v.state(b"g", 1).unwrap(), SlotState::default());
     }
 
     #[test]
