@@ -720,8 +720,9 @@ mod tests {
         FirstViewVote { member, hash: hash.to_vec() }
     }
 
-    /// The signatures a member gives in its slot state are kept with the vote: its prepare's while
-    /// the record names that prepare (a later prepare drops it), its statement of view 1 for good.
+    /// The signatures a member gives in its slot state are kept with the vote: its prepare's is
+    /// given while the record names that prepare (not after a later one), its statement of view 1
+    /// for good.
     #[test]
     fn slot_signatures_are_kept_while_the_record_names_what_they_sign() {
         let (_d, v) = votes();
