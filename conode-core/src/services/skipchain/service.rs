@@ -2360,9 +2360,8 @@ impl SkipchainService {
         // View 1 is closed ("nothing") only once it had its time: a member asking at once (to keep
         // appends from being fast) gets no statement.
         let close = s.store.slot_age(genesis, prev_index, super::votes::UNKNOWN_SLOT_AGE) >= FIRST_VIEW_OPEN_FOR;
-        let hash = s.votes.first_view_statement(genesis, index, close).ok()??;
         // Given once, the statement is kept with the vote (it never changes).
-        let kept = s.votes.state(genesis, index).ok().and_then(|st| st.first_view_statement);
+        let (hash, kept) = s.votes.first_view_answer(genesis, index, close).ok()??;
         if let Some(st) = kept.filter(|st| st.block_hash == hash && st.member as usize == member) {
             return Some(st);
         }

@@ -288,29 +288,42 @@ impl Votes {
         self.tree.put(&key(genesis, index), &state.encode_to_vec()).map_err(|e| VoteRefused::Storage(e.to_string()))
     }
 
-    /// What this member says it prepared in view 1 of the slot (a block's hash, or empty for
-    /// nothing), for its signed statement; `None` when it does not know (restored from a backup),
-    /// or has prepared nothing there yet and may not `close` view 1 now. Saying "nothing" closes
-    /// view 1 to it, durably, before the answer leaves.
+    /// The hash part of [`Self::first_view_answer`] (what the rules' tests check).
+    #[cfg(test)]
     pub fn first_view_statement(
         &self,
         genesis: &[u8],
         index: u64,
         close: bool,
     ) -> Result<Option<Vec<u8>>, VoteRefused> {
+        Ok(self.first_view_answer(genesis, index, close)?.map(|(hash, _)| hash))
+    }
+
+    /// What this member says it prepared in view 1 of the slot (a block's hash, or empty for
+    /// nothing), for its signed statement, with the statement kept in the record if any (see
+    /// [`Self::keep_slot_signatures`]); `None` when it does not know (restored from a backup), or
+    /// has prepared nothing there yet and may not `close` view 1 now. Saying "nothing" closes view
+    /// 1 to it, durably, before the answer leaves.
+    pub fn first_view_answer(
+        &self,
+        genesis: &[u8],
+        index: u64,
+        close: bool,
+    ) -> Result<Option<FirstViewAnswer>, VoteRefused> {
         let _one = lock(&self.guard);
         let mut state = self.state(genesis, index)?;
-        match first_view(&state) {
-            FirstView::Block(hash) => Ok(Some(hash)),
-            FirstView::Nothing => Ok(Some(Vec::new())),
-            FirstView::Unknown => Ok(None),
-            FirstView::Open if !close => Ok(None),
+        let hash = match first_view(&state) {
+            FirstView::Block(hash) => hash,
+            FirstView::Nothing => Vec::new(),
+            FirstView::Unknown => return Ok(None),
+            FirstView::Open if !close => return Ok(None),
             FirstView::Open => {
                 state.first_view_closed = true;
                 self.save(genesis, index, &state)?;
-                Ok(Some(Vec::new()))
+                Vec::new()
             }
-        }
+        };
+        Ok(Some((hash, state.first_view_statement)))
     }
 
     /// Keeps the signatures this member gave in its slot state (see the `Slot` peer protocol), so
@@ -510,6 +523,10 @@ impl Votes {
         self.save(genesis, index, &state)
     }
 }
+
+/// What a member says it prepared in view 1 of a slot (a block's hash, or empty for nothing), with
+/// the signed statement of it kept in the record, if any.
+pub type FirstViewAnswer = (Vec<u8>, Option<FirstViewStatement>);
 
 /// What names the prepare a kept signature signs (`SlotState.prepared_signature_of`).
 fn prepared_tag(genesis: &[u8], index: u64, view: u64, hash: &[u8]) -> [u8; 32] {
