@@ -1195,10 +1195,9 @@ impl SkipchainService {
         });
         let mut states: Vec<(usize, SlotState)> =
             futures_util::future::join_all(asks).await.into_iter().flatten().collect();
-        if let (Ok(mut own), Some(i)) = (s.votes.state(genesis, index), roster.index_of(&s.me)) {
+        if let (Ok(own), Some(i)) = (s.votes.state(genesis, index), roster.index_of(&s.me)) {
+            let mut own = super::votes::as_slot_reply(genesis, index, own);
             own.first_view_statement = self.first_view_statement(genesis, index, None);
-            own.prepared_signature = super::votes::kept_prepare_signature(genesis, index, &own).unwrap_or_default();
-            own.prepared_signature_of.clear();
             states.push((i, own));
         }
         states
@@ -2059,10 +2058,8 @@ impl SkipchainService {
                 if self.byzantine() {
                     return Ok(SlotState::default().encode_to_vec());
                 }
-                let mut state = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
-                let kept = super::votes::kept_prepare_signature(&req.genesis, req.index, &state);
-                state.prepared_signature = kept.unwrap_or_default();
-                state.prepared_signature_of.clear();
+                let record = self.shared.votes.state(&req.genesis, req.index).map_err(|e| e.to_string())?;
+                let mut state = super::votes::as_slot_reply(&req.genesis, req.index, record);
                 let unsigned = state.prepared_signature.is_empty();
                 if state.prepared_view > 0 && !super::votes::is_fence(&state.prepared_hash) && unsigned {
                     // Its prepare of that view and block, signed again as the prepare message

@@ -536,10 +536,18 @@ fn prepared_tag(genesis: &[u8], index: u64, view: u64, hash: &[u8]) -> [u8; 32] 
 /// This member's kept signature of the prepare its record names, if it has one (see
 /// [`Votes::keep_slot_signatures`]): never a signature of another prepare, whatever version
 /// rewrote the record since.
-pub(crate) fn kept_prepare_signature(genesis: &[u8], index: u64, state: &SlotState) -> Option<Vec<u8>> {
+fn kept_prepare_signature(genesis: &[u8], index: u64, state: &SlotState) -> Option<Vec<u8>> {
     let named = prepared_tag(genesis, index, state.prepared_view, &state.prepared_hash);
     let kept = !state.prepared_signature.is_empty() && state.prepared_signature_of == named;
     (kept && state.prepared_view > 0 && !is_fence(&state.prepared_hash)).then(|| state.prepared_signature.clone())
+}
+
+/// A member's vote record `state` as its slot state goes out: with the kept signature of the
+/// prepare it names, if any ([`kept_prepare_signature`]), and without what names it.
+pub(crate) fn as_slot_reply(genesis: &[u8], index: u64, mut state: SlotState) -> SlotState {
+    state.prepared_signature = kept_prepare_signature(genesis, index, &state).unwrap_or_default();
+    state.prepared_signature_of.clear();
+    state
 }
 
 /// The "block" a fence prepared: no block hashes to it.
