@@ -223,21 +223,22 @@ fn a_lying_member_cannot_feed_a_forged_history_to_a_member_catching_up() {
     let proof = svc(&c, 3).update_chain(&genesis.hash).unwrap();
     assert_eq!(verify_proof(&genesis.hash, &proof, Policy::Default).unwrap().index, 12);
     // Asked directly while behind, the liar's history is refused and nothing of it is kept; an
-    // honest member's is taken. (Member 3 stays behind meanwhile: it takes no pushed block and
-    // refuses the rounds, which would otherwise make it catch up.)
+    // honest member's is taken. (Member 3 stays behind meanwhile, until both catch-ups are done:
+    // it takes no pushed block, nor the blocks offered again later, and refuses the rounds, which
+    // would otherwise make it catch up.)
     svc(&c, 3).set_refuses_store(true);
     c.node(3).cosi().unwrap().set_fault(CosiFault::Refuse);
     for i in 13..=15 {
         rt.block_on(svc(&c, 0).append(append_req(&owner, &genesis, i, b"after", None))).unwrap();
     }
-    svc(&c, 3).set_refuses_store(false);
-    c.node(3).cosi().unwrap().set_fault(CosiFault::None);
     let liar = c.roster().servers[1].clone();
     let err = rt.block_on(svc(&c, 3).catch_up(&genesis.hash, &liar)).unwrap_err();
     assert!(err.to_string().contains("link") || err.to_string().contains("signature"), "{err}");
     assert_eq!(svc(&c, 3).store().latest_index(&genesis.hash), Some(12));
     let honest = c.roster().servers[2].clone();
     assert_eq!(rt.block_on(svc(&c, 3).catch_up(&genesis.hash, &honest)).unwrap(), 3);
+    svc(&c, 3).set_refuses_store(false);
+    c.node(3).cosi().unwrap().set_fault(CosiFault::None);
     assert_eq!(
         svc(&c, 3).store().block_at(&genesis.hash, 15).unwrap().hash,
         svc(&c, 0).store().block_at(&genesis.hash, 15).unwrap().hash
