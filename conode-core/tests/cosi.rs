@@ -407,3 +407,31 @@ fn bad_requests_are_refused_clearly() {
         .to_string();
     assert!(err.contains("undecodable announcement"), "{err}");
 }
+
+/// A root's verified total is a passed check for the whole process: the members of a cluster in
+/// one process that check the same collective signature again (storing the links it signs) find
+/// it there instead of running the pairing. Only that exact check: the same statement with a
+/// smaller key set, another statement or another signature is not vouched for.
+#[test]
+fn the_roots_verified_total_is_known_to_the_process_and_nothing_else_is() {
+    use conode_core::crypto::bls::hash_to_g2;
+    use conode_core::crypto::checked_once;
+    use conode_core::verify::skipchain_batch::pairing_fingerprint;
+    let c = LocalCluster::new(4).unwrap();
+    let msg = b"one collective signature, checked once in this process";
+    let out = rust_sign(&c, msg, Policy::Default).unwrap();
+    let keys = cosi_keys(c.roster());
+    let mask = cosi::Mask::from_bytes(keys.len(), &out.mask).unwrap();
+    let signers: Vec<&BlsPublicKey> = mask.indices().into_iter().map(|i| &keys[i]).collect();
+    let total = BlsPublicKey::aggregate(&signers).unwrap();
+    let sig = out.signature.to_bytes();
+    let known = |statement: &[u8], key: &BlsPublicKey, sig: &[u8; 96]| {
+        checked_once::process().passed(&pairing_fingerprint(&hash_to_g2(statement), &key.to_bytes(), sig))
+    };
+    assert!(known(msg, &total, &sig), "the root's verified total is a passed check");
+    assert!(!known(b"another statement", &total, &sig));
+    let fewer = BlsPublicKey::aggregate(&signers[1..]).unwrap();
+    assert!(!known(msg, &fewer, &sig), "another key set is another check");
+    let other = BlsKeyPair::generate().sign(msg).to_bytes();
+    assert!(!known(msg, &total, &other), "another signature is another check");
+}

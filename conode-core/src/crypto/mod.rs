@@ -2,6 +2,7 @@
 //! and BLS12-381 service keys with proofs of possession. Compiles without the runtime.
 
 pub mod bls;
+pub mod checked_once;
 pub mod identity;
 #[cfg(feature = "runtime")]
 pub mod pool;

@@ -131,11 +131,17 @@ impl PairingCheck {
     /// are the same check (a verifier may remember one that held, e.g. the shared signature of a
     /// batched round's links, met again at every block of the batch).
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut point = [0u8; 96];
-        // SAFETY: a 96-byte buffer (a compressed G2 point) and a live point.
-        unsafe { blst::blst_p2_affine_compress(point.as_mut_ptr(), &self.point) };
-        crate::crypto::sha256(&[&point, &self.key.to_bytes(), &self.signature.to_bytes()])
+        pairing_fingerprint(&self.point, &self.key.to_bytes(), &self.signature.to_bytes())
     }
+}
+
+/// [`PairingCheck::fingerprint`] of the check of `signature` (compressed) on `point` for `key`
+/// (compressed), for callers that hold the parts (e.g. a cosi root that verified its total).
+pub fn pairing_fingerprint(point: &blst_p2_affine, key: &[u8; 48], signature: &[u8; 96]) -> [u8; 32] {
+    let mut compressed = [0u8; 96];
+    // SAFETY: a 96-byte buffer (a compressed G2 point) and a live point.
+    unsafe { blst::blst_p2_affine_compress(compressed.as_mut_ptr(), point) };
+    crate::crypto::sha256(&[&compressed, key, signature])
 }
 
 /// Whether every check of `checks` holds (true for none): one alone directly, several with secret

@@ -25,11 +25,13 @@ use super::timing::{Outstanding, RoundTiming};
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
+use crate::crypto::checked_once;
 use crate::crypto::pool::{self, Priority};
 use crate::crypto::BlsSignature;
 use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
 use crate::services::Tasks;
 use crate::verify::cosi::{Mask, Policy};
+use crate::verify::skipchain_batch::pairing_fingerprint;
 use futures_util::{FutureExt, StreamExt};
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
@@ -812,8 +814,9 @@ pub(super) async fn run_root(
     // signature and the check's Miller loop (side by side on the pool) both start from it.
     let (msg, config) = (statement.clone(), shared.config.clone());
     let point = pool::run(Priority::Normal, move || config.cosi_key().map(|key| key.message_point(&msg))).await;
+    let point = point.ok().flatten();
     let keys = roster.clone();
-    let prepare = pool::run(Priority::Normal, move || match point.ok().flatten() {
+    let prepare = pool::run(Priority::Normal, move || match point {
         Some(point) => aggregate::Prepared::with_point(&point, &keys.keys, expected),
         None => None,
     });
@@ -1018,7 +1021,13 @@ pub(super) async fn run_root(
     if !verified && !aggregate::verify(&statement, &sig, &mask, &roster.keys) {
         return Err(CosiError::FinalVerify("aggregate check failed".into()));
     }
-    let signature = BlsSignature::from_bytes(&sig.compress()).map_err(|e| CosiError::FinalVerify(e.to_string()))?;
+    let compressed = sig.compress();
+    // The total verified: the members of this process that check it again (storing the links it
+    // signs) find it among the passed checks instead of running the pairing.
+    if let (Some(point), Some(key)) = (point, aggregate::sum_keys(&mask, &roster.keys)) {
+        checked_once::process().remember(pairing_fingerprint(&point, &key.compress(), &compressed));
+    }
+    let signature = BlsSignature::from_bytes(&compressed).map_err(|e| CosiError::FinalVerify(e.to_string()))?;
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })
 }
 

@@ -7,7 +7,9 @@ use super::messages::*;
 use super::observe::{Observed, Phase, Stored};
 use super::rosters::CheckedRosters;
 use super::store::ChainStore;
-use super::verified::{certificate_key, check_certificate, digest, roster_tag, DecodedSignatures, VerifiedOnce};
+use super::verified::{
+    all_hold_once, certificate_key, check_certificate, digest, roster_tag, DecodedSignatures, VerifiedOnce,
+};
 use super::votes::{FirstViewVote, PrepareSlot, Votes};
 
 #[path = "batched.rs"]
@@ -18,6 +20,7 @@ mod older_members;
 #[path = "recovery.rs"]
 mod recovery;
 use crate::config::{NodeAddress, Roster, ServerIdentity, ServicePublic, SkipchainLinks, COSI_SERVICE};
+use crate::crypto::checked_once;
 use crate::crypto::{bls, BlsPublicKey, BlsSignature, IdentityPublicKey, PopCache};
 use crate::kept::KeptMap;
 use crate::network::{NetError, Network, PeerMessage};
@@ -28,9 +31,7 @@ use crate::verify::skipchain::{
     height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
     LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V4,
 };
-use crate::verify::skipchain_batch::{
-    all_hold, decode_signature, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
-};
+use crate::verify::skipchain_batch::{decode_signature, point_of, verify_links_with_points, LinkToCheck, Pairings};
 use crate::verify::skipchain_wire::{MAX_PROOF_BLOCKS, MAX_PROOF_BYTES};
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -817,7 +818,7 @@ impl SkipchainService {
         };
         let governor = self.governor(&genesis);
         if governor.is_none() {
-            check_owner(&genesis, &req.owner, &req.signature, req.index, &req.data, new_roster.as_ref(), &s.verified)?;
+            check_owner(&genesis, &req.owner, &req.signature, req.index, &req.data, new_roster.as_ref())?;
         }
         if req.index != latest.index + 1 {
             return Err(SkipchainError::Refused(format!(
@@ -889,6 +890,13 @@ impl SkipchainService {
             incoming.push(LevelLink { level: level as u32, link: Some(link) });
             updated.push(src);
         }
+        // The block is agreed (its links are signed): the members store it while this node does.
+        // The client hears of it once this node's store and the awaited members' are all durable.
+        let delivery = self.delivery_targets(&latest, &roster, &incoming);
+        let deliveries = match &delivery {
+            Ok((targets, signers)) => self.send_block(&block, incoming, targets, Some(signers)),
+            Err(_) => Vec::new(),
+        };
         let t = std::time::Instant::now();
         let new = s.store.store(&block, &updated)?;
         phases.add(Phase::Store, t.elapsed());
@@ -900,25 +908,9 @@ impl SkipchainService {
             // (Not new: a member that proposed the same block again pushed it here first.)
             s.observed.stored(&block, Stored::Appended);
         }
-        // The members that cosigned the level-0 link are up and sign the next block: wait for them
-        // to store this one. New members must fetch the chain first; members that did not sign may
-        // be down. Both get the block in the background (or catch up later).
-        let level0 = incoming.first().and_then(|l| l.link.as_ref()).and_then(|l| l.signature.as_ref());
-        let prev_roster = s.rosters.get(latest.roster.as_ref().unwrap_or(&roster))?;
-        let signers: Vec<IdentityPublicKey> = level0
-            .and_then(|sig| Mask::from_bytes(prev_roster.len(), &sig.mask).ok())
-            .map(|mask| {
-                mask.indices().into_iter().filter_map(|i| prev_roster.servers.get(i)).map(|m| m.public).collect()
-            })
-            .unwrap_or_default();
-        let mut targets = Roster::clone(&*s.rosters.get(&roster)?);
-        for m in prev_roster.servers.iter().cloned() {
-            if targets.index_of(&m.public).is_none() {
-                targets.servers.push(m);
-            }
-        }
+        delivery?;
         let t = std::time::Instant::now();
-        self.propagate(&block, incoming, &targets, Some(&signers)).await;
+        wait_for_deliveries(deliveries).await;
         phases.add(Phase::Propagate, t.elapsed());
         debug!(chain = %hex8(&req.genesis), index, height, "block appended");
         if block.hash != requested {
@@ -928,6 +920,35 @@ impl SkipchainService {
             )));
         }
         Ok(block)
+    }
+
+    /// Where a new block goes (the members of its roster and of the previous one, but this node)
+    /// and whose stores an append waits for: the members that cosigned its level-0 link are up
+    /// and sign the next block, so the append waits for them to store this one. New members must
+    /// fetch the chain first; members that did not sign may be down. Both get the block in the
+    /// background (or catch up later).
+    fn delivery_targets(
+        &self,
+        latest: &SkipBlock,
+        roster: &BlockRoster,
+        incoming: &[LevelLink],
+    ) -> Result<(Roster, Vec<IdentityPublicKey>), SkipchainError> {
+        let s = &self.shared;
+        let level0 = incoming.first().and_then(|l| l.link.as_ref()).and_then(|l| l.signature.as_ref());
+        let prev_roster = s.rosters.get(latest.roster.as_ref().unwrap_or(roster))?;
+        let signers: Vec<IdentityPublicKey> = level0
+            .and_then(|sig| Mask::from_bytes(prev_roster.len(), &sig.mask).ok())
+            .map(|mask| {
+                mask.indices().into_iter().filter_map(|i| prev_roster.servers.get(i)).map(|m| m.public).collect()
+            })
+            .unwrap_or_default();
+        let mut targets = Roster::clone(&*s.rosters.get(roster)?);
+        for m in prev_roster.servers.iter().cloned() {
+            if targets.index_of(&m.public).is_none() {
+                targets.servers.push(m);
+            }
+        }
+        Ok((targets, signers))
     }
 
     /// The prepare phase: gets a prepare certificate for `proposal`'s block at the next index from
@@ -1432,6 +1453,19 @@ impl SkipchainService {
         roster: &Roster,
         wait_for: Option<&[IdentityPublicKey]>,
     ) {
+        wait_for_deliveries(self.send_block(block, incoming, roster, wait_for)).await;
+    }
+
+    /// Starts sending `block` with its `incoming` links to every other member of `roster`;
+    /// returns the deliveries to the members of `wait_for` (all when `None`), for
+    /// [`wait_for_deliveries`]. Deliveries that fail are offered again later.
+    fn send_block(
+        &self,
+        block: &SkipBlock,
+        incoming: Vec<LevelLink>,
+        roster: &Roster,
+        wait_for: Option<&[IdentityPublicKey]>,
+    ) -> Vec<tokio::task::JoinHandle<Option<()>>> {
         let payload = Arc::new(LinkedBlock { block: Some(block.clone()), incoming }.encode_to_vec());
         let (chain, index) = (block.chain_id().to_vec(), block.index);
         let mut awaited = Vec::new();
@@ -1456,8 +1490,7 @@ impl SkipchainService {
                 awaited.push(delivery);
             }
         }
-        // Deliveries that take longer go on in the background (still tracked by the node).
-        let _ = tokio::time::timeout(PROPAGATE_WAIT, futures_util::future::join_all(awaited)).await;
+        awaited
     }
 
     /// A roster this node signs with from now on (a new chain's, or a chain's new one): cosi
@@ -1758,10 +1791,8 @@ impl SkipchainService {
     /// Whether the owner of chain `genesis` signed the append of `block` (with or without a new
     /// roster: which one this node cannot tell without the blocks before it).
     fn owner_signed(&self, genesis: &SkipBlock, p: &Proposal, block: &SkipBlock) -> bool {
-        let check = |roster| {
-            let v = &self.shared.verified;
-            check_owner(genesis, &p.owner, &p.owner_signature, block.index, &block.data, roster, v).is_ok()
-        };
+        let check =
+            |roster| check_owner(genesis, &p.owner, &p.owner_signature, block.index, &block.data, roster).is_ok();
         check(None) || block.roster.as_ref().is_some_and(|r| check(Some(r)))
     }
 
@@ -2178,7 +2209,6 @@ impl SkipchainService {
                 block.index,
                 &block.data,
                 changed.then_some(new_roster),
-                &self.shared.verified,
             )
             .map_err(|e| e.to_string())?,
         }
@@ -2530,7 +2560,7 @@ impl SkipchainService {
     ) -> Result<(), String> {
         let keys = || Ok(cosi_keys(&*self.shared.rosters.get(roster).map_err(|e| e.to_string())?));
         let point = |m: &[u8]| self.point(m);
-        let pairings = Pairings { point: &point, ..Pairings::direct() };
+        let pairings = Pairings { point: &point, all_hold: &all_hold_once, ..Pairings::direct() };
         let slot = (genesis, index, &roster.id());
         check_certificate(&self.shared.verified, &roster_tag(roster), keys, &pairings, slot, cert)
     }
@@ -2562,23 +2592,10 @@ impl SkipchainService {
             .map(|((src, link), keys)| LinkToCheck { from: src, to: block, link, keys })
             .collect();
         let point = |m: &[u8]| self.point(m);
-        // The links of a batched round's blocks share one pairing check: done once per node.
-        let verified = &self.shared.verified;
-        let key = |c: &PairingCheck| digest(&[b"pairing-check", &c.fingerprint()]);
-        let all_hold = |checks: Vec<PairingCheck>| {
-            let unknown: Vec<PairingCheck> = checks.into_iter().filter(|c| !verified.passed(&key(c))).collect();
-            if let [one] = unknown.as_slice() {
-                // The blocks of one batch arrive at once: one of them runs the check, the others wait.
-                return verified.check(key(one), || if one.holds() { Ok(()) } else { Err(()) }).is_ok();
-            }
-            let hold = all_hold(&unknown);
-            if hold {
-                unknown.iter().for_each(|c| verified.remember(key(c)));
-            }
-            hold
-        };
+        // The links of a batched round's blocks share one pairing check, and the members of one
+        // process store the same links: each check runs once in the process.
         let signature = |bytes: &[u8]| self.shared.decoded_signatures.get(bytes, decode_signature);
-        let pairings = Pairings { point: &point, all_hold: &all_hold, signature: &signature };
+        let pairings = Pairings { point: &point, all_hold: &all_hold_once, signature: &signature };
         for r in verify_links_with_points(&checks, Policy::Default, &pairings) {
             r?;
         }
@@ -2587,7 +2604,8 @@ impl SkipchainService {
 }
 
 /// Checks that `owner` is an owner of the chain and signed this append. The signature check is
-/// done once per node (`verified`, by the owner key, signature and signed message).
+/// done once in the process (by the owner key, signature and signed message): every member of a
+/// cluster in one process checks the same append.
 fn check_owner(
     genesis: &SkipBlock,
     owner: &[u8],
@@ -2595,7 +2613,6 @@ fn check_owner(
     index: u64,
     data: &[u8],
     new_roster: Option<&BlockRoster>,
-    verified: &VerifiedOnce,
 ) -> Result<(), SkipchainError> {
     if !genesis.owners.iter().any(|o| o.as_slice() == owner) {
         return Err(SkipchainError::Refused("the signer is not an owner of this chain".into()));
@@ -2603,9 +2620,15 @@ fn check_owner(
     let key = IdentityPublicKey::from_bytes(owner).map_err(|e| SkipchainError::Invalid(format!("owner key: {e}")))?;
     let roster_id = new_roster.map(|r| r.id());
     let msg = append_message(&genesis.hash, index, data, roster_id.as_ref());
-    verified.check(digest(&[b"owner-signature", owner, signature, &msg]), || {
+    checked_once::process().check(digest(&[b"owner-signature", owner, signature, &msg]), || {
         key.verify(&msg, signature).map_err(|_| SkipchainError::Refused("the owner's signature does not verify".into()))
     })
+}
+
+/// Waits (at most `PROPAGATE_WAIT`) for the deliveries [`SkipchainService::send_block`] started;
+/// those that take longer go on in the background (still tracked by the node).
+async fn wait_for_deliveries(awaited: Vec<tokio::task::JoinHandle<Option<()>>>) {
+    let _ = tokio::time::timeout(PROPAGATE_WAIT, futures_util::future::join_all(awaited)).await;
 }
 
 fn set_link(block: &mut SkipBlock, level: usize, link: ForwardLink) {

@@ -8,24 +8,23 @@
 //! for the one that runs it instead of repeating it. Only a check that passed is remembered: a
 //! different roster, slot, view, block, signature or mask is another digest and is checked on its
 //! own; a failed check is never remembered, so a later caller runs it again.
+//!
+//! The pairing checks under those (a link's or a certificate's collective signature) go through
+//! [`all_hold_once`], which shares them with the whole process (see
+//! [`crate::crypto::checked_once::process`]): the total a cosi root verified is not verified
+//! again by the members of the same process that store its links.
 
 use super::messages::{certified_statement, PrepareCertificate};
+use crate::crypto::checked_once;
+pub(super) use crate::crypto::checked_once::VerifiedOnce;
 use crate::crypto::{sha256, BlsPublicKey, BlsSignature};
 use crate::kept::KeptMap;
 use crate::services::cosi::Policy;
 use crate::verify::cosi::CosiVerifyError;
 use crate::verify::skipchain::BlockRoster;
-use crate::verify::skipchain_batch::{collective_check, Pairings};
+use crate::verify::skipchain_batch::{all_hold, collective_check, PairingCheck, Pairings};
 use prost::Message;
-use std::collections::HashSet;
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
-
-/// Checks remembered as passed (per node): a few appends' worth of every chain being appended to.
-const KEPT: usize = 512;
-/// Longest a caller waits for another caller's run of the same check before it runs it itself
-/// (a check takes about a millisecond; this only bounds a wait that should never be long).
-const WAIT: Duration = Duration::from_millis(500);
+use std::sync::Mutex;
 
 /// The digest of a check: sha256 of its parts, each prefixed by its length (so no two different
 /// lists of parts share an encoding).
@@ -36,77 +35,6 @@ pub(super) fn digest(parts: &[&[u8]]) -> [u8; 32] {
         tagged.extend_from_slice(part);
     }
     sha256(&[&tagged])
-}
-
-struct State {
-    passed: KeptMap<[u8; 32], ()>,
-    running: HashSet<[u8; 32]>,
-}
-
-/// A bounded set of checks that passed, with single-flight runs (see the module doc).
-pub(super) struct VerifiedOnce {
-    state: Mutex<State>,
-    done: Condvar,
-}
-
-impl Default for VerifiedOnce {
-    fn default() -> Self {
-        let state = State { passed: KeptMap::new(KEPT), running: HashSet::new() };
-        Self { state: Mutex::new(state), done: Condvar::new() }
-    }
-}
-
-impl VerifiedOnce {
-    /// Whether the check of `key` passed lately.
-    pub(super) fn passed(&self, key: &[u8; 32]) -> bool {
-        crate::sync::lock(&self.state).passed.contains(key)
-    }
-
-    /// Remembers that the check of `key` passed, when the caller ran an equivalent check itself.
-    pub(super) fn remember(&self, key: [u8; 32]) {
-        crate::sync::lock(&self.state).passed.insert(key, ());
-    }
-
-    /// Runs `check` unless the check of `key` passed lately; while another caller runs it, waits
-    /// for that run (and runs it itself if that one failed or takes too long). A run that passes
-    /// is remembered; a failure is returned and forgotten.
-    pub(super) fn check<E>(&self, key: [u8; 32], check: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
-        {
-            let mut st = crate::sync::lock(&self.state);
-            let deadline = std::time::Instant::now() + WAIT;
-            loop {
-                if st.passed.contains(&key) {
-                    return Ok(());
-                }
-                if !st.running.contains(&key) {
-                    break;
-                }
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                st = self.done.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
-            }
-            st.running.insert(key);
-        }
-        // Ends the run (and wakes the waiters) even if `check` panics.
-        struct Running<'a>(&'a VerifiedOnce, [u8; 32], bool);
-        impl Drop for Running<'_> {
-            fn drop(&mut self) {
-                let mut st = crate::sync::lock(&self.0.state);
-                st.running.remove(&self.1);
-                if self.2 {
-                    st.passed.insert(self.1, ());
-                }
-                drop(st);
-                self.0.done.notify_all();
-            }
-        }
-        let mut run = Running(self, key, false);
-        let r = check();
-        run.2 = r.is_ok();
-        r
-    }
 }
 
 /// Signatures decoded lately (per node), by their exact bytes. The blocks of a batched round carry
@@ -135,6 +63,27 @@ impl DecodedSignatures {
         let sig = decode(bytes)?;
         crate::sync::lock(&self.by_bytes).insert(bytes.to_vec(), sig);
         Some(sig)
+    }
+}
+
+/// Whether every check of `checks` holds (what [`all_hold`] says), each run at most once in the
+/// process: checks that passed lately are skipped; one left runs single-flight (the blocks of
+/// one batch, or the members of one process storing the same links, wait for it instead of
+/// repeating it); several left run as one batch, remembered when it holds.
+pub(super) fn all_hold_once(checks: Vec<PairingCheck>) -> bool {
+    let passed = checked_once::process();
+    let unknown: Vec<(PairingCheck, [u8; 32])> =
+        checks.into_iter().map(|c| (c, c.fingerprint())).filter(|(_, key)| !passed.passed(key)).collect();
+    match unknown.as_slice() {
+        [] => true,
+        [(one, key)] => passed.check(*key, || if one.holds() { Ok(()) } else { Err(()) }).is_ok(),
+        several => {
+            let hold = all_hold(&several.iter().map(|(c, _)| *c).collect::<Vec<_>>());
+            if hold {
+                several.iter().for_each(|(_, key)| passed.remember(*key));
+            }
+            hold
+        }
     }
 }
 
@@ -189,6 +138,30 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn pairing_checks_are_remembered_in_the_process_only_when_they_hold() {
+        use crate::crypto::bls::hash_to_g2;
+        // Fresh keys: the process's set is shared with the tests running beside this one.
+        let check = |msg: &[u8], signed: &[u8]| {
+            let kp = crate::crypto::BlsKeyPair::generate();
+            PairingCheck { point: hash_to_g2(msg), key: kp.public(), signature: kp.sign(signed) }
+        };
+        let known = |c: &PairingCheck| checked_once::process().passed(&c.fingerprint());
+        let (good, other_good, bad) = (check(b"m", b"m"), check(b"m2", b"m2"), check(b"m", b"not m"));
+        assert!(!all_hold_once(vec![bad]));
+        assert!(!known(&bad), "a check that failed is not remembered");
+        assert!(!all_hold_once(vec![good, bad]), "a batch with a bad check fails");
+        assert!(!known(&good), "nothing of a failed batch is remembered");
+        assert!(all_hold_once(vec![good, other_good]));
+        assert!(known(&good) && known(&other_good), "a batch that held is remembered, every check of it");
+        // A remembered check is not run again: one remembered by its fingerprint passes as such
+        // (only checks that held are ever remembered; this shows the pairing is skipped).
+        let never_run = check(b"m3", b"not m3");
+        checked_once::process().remember(never_run.fingerprint());
+        assert!(all_hold_once(vec![never_run]));
+        assert!(!all_hold_once(vec![never_run, check(b"m4", b"not m4")]), "only the remembered check is skipped");
+    }
+
+    #[test]
     fn digests_separate_their_parts() {
         assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
         assert_ne!(digest(&[b"ab"]), digest(&[b"ab", b""]));
@@ -205,69 +178,6 @@ mod tests {
         let b = BlockRoster { members: vec![member("tls://b:1")] };
         assert_eq!(a.id(), b.id());
         assert_ne!(roster_tag(&a), roster_tag(&b));
-    }
-
-    #[test]
-    fn a_pass_is_remembered_a_failure_is_not_and_keys_are_exact() {
-        let v = VerifiedOnce::default();
-        let runs = AtomicUsize::new(0);
-        let run = |ok: bool| {
-            runs.fetch_add(1, Ordering::SeqCst);
-            if ok {
-                Ok(())
-            } else {
-                Err("bad")
-            }
-        };
-        let a = digest(&[b"roster", b"statement", b"sig"]);
-        assert_eq!(v.check(a, || run(false)), Err("bad"));
-        assert!(!v.passed(&a));
-        assert_eq!(v.check(a, || run(true)), Ok(()));
-        assert_eq!(v.check(a, || run(false)), Ok(()), "a passed check is not run again");
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
-        // Another roster, statement or signature is another check.
-        for other in [
-            &[b"roster2" as &[u8], b"statement", b"sig"],
-            &[b"roster", b"statement2", b"sig"],
-            &[b"roster", b"statement", b"sig2"],
-        ] {
-            assert_eq!(v.check(digest(other), || run(false)), Err("bad"));
-        }
-        assert_eq!(runs.load(Ordering::SeqCst), 5);
-    }
-
-    #[test]
-    fn the_set_is_bounded() {
-        let v = VerifiedOnce::default();
-        for i in 0..(KEPT as u64 + 10) {
-            v.remember(digest(&[&i.to_be_bytes()]));
-        }
-        assert!(!v.passed(&digest(&[&0u64.to_be_bytes()])), "the oldest are forgotten");
-        assert!(v.passed(&digest(&[&(KEPT as u64 + 9).to_be_bytes()])));
-        assert_eq!(crate::sync::lock(&v.state).passed.len(), KEPT);
-    }
-
-    #[test]
-    fn concurrent_callers_of_one_check_run_it_once() {
-        let v = Arc::new(VerifiedOnce::default());
-        let runs = Arc::new(AtomicUsize::new(0));
-        let key = digest(&[b"cert"]);
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (v, runs) = (v.clone(), runs.clone());
-                std::thread::spawn(move || {
-                    v.check(key, || {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(50));
-                        Ok::<(), ()>(())
-                    })
-                })
-            })
-            .collect();
-        for t in threads {
-            assert_eq!(t.join().unwrap(), Ok(()));
-        }
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     /// A certificate of `signers` of `keys` over block `hash` in `view` at slot (g, 5).
