@@ -249,6 +249,13 @@ fn hooks_decide_per_purpose() {
     assert!(refused[0].0 == 2 && refused[0].1.contains("no verification hook for purpose `Test`"), "{refused:?}");
     assert!(refused[1].0 == 3 && refused[1].1.contains("node 3 disagrees"), "{refused:?}");
     cosi::verify(b"ok 1", &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
+    // Members sign while their hook checks; the signature of a refused statement never left them
+    // (above), and its sender's next statements are signed only after the hook passed.
+    // (Who sent it: the root or a sub-leader, as the tree has it.)
+    let early_for_all = |i: usize| roster.servers.iter().all(|m| svc(&cluster, i).signs_early_for(&m.public));
+    assert!(early_for_all(1), "node 1 signed what it was asked: it still signs early for everyone");
+    assert!(!early_for_all(2), "node 2 refused (no hook) a statement it had signed early");
+    assert!(!early_for_all(3), "node 3 refused a statement it had signed early");
     // The default policy needs 3 of 4.
     assert!(matches!(
         sign(b"ok 2", Policy::Default),

@@ -177,16 +177,17 @@ async fn sign_on_pool(config: &Arc<crate::config::NodeConfig>, message: Vec<u8>)
     .map_err(str::to_string)
 }
 
-/// This node's own partial signature (raw, uncompressed), or why it refuses.
+/// This node's own partial signature (raw, uncompressed) for an announcement `from` a peer, or why
+/// it refuses.
 async fn own_partial(
     shared: &Shared,
+    from: &crate::crypto::IdentityPublicKey,
     roster: &RoundRoster,
     me: usize,
-    statement: &[u8],
-    purpose: &str,
-    extra: &[u8],
+    ann: &Announce,
     fault: CosiFault,
 ) -> Result<Vec<u8>, String> {
+    let (statement, purpose, extra) = (&ann.statement[..], &ann.purpose[..], &ann.extra[..]);
     if fault == CosiFault::Refuse {
         return Err("refused (fault injection)".into());
     }
@@ -194,13 +195,31 @@ async fn own_partial(
     if !roster.has_cosi_key(me, &key.public()) {
         return Err("the roster lists another `Cosi` key for this node".into());
     }
-    shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing)?;
-    match fault {
-        CosiFault::Garbage => Ok(CosiFault::garbage()),
-        CosiFault::WrongMessage | CosiFault::LateWrongMessage(_) => {
-            sign_on_pool(&shared.config, CosiFault::tampered_statement(statement)).await
+    let to_sign = match fault {
+        CosiFault::Garbage => None,
+        CosiFault::WrongMessage | CosiFault::LateWrongMessage(_) => Some(CosiFault::tampered_statement(statement)),
+        _ => Some(statement.to_vec()),
+    };
+    let signing = async move {
+        match to_sign {
+            Some(message) => sign_on_pool(&shared.config, message).await,
+            None => Ok(CosiFault::garbage()),
         }
-        _ => sign_on_pool(&shared.config, statement.to_vec()).await,
+    };
+    let mut signing = std::pin::pin!(signing);
+    // The signature is computed on the crypto pool while the hook checks the statement and
+    // records it durably (the skipchain's votes wait for a flush); it leaves this node only once
+    // the hook passed, and is dropped when it refuses (see `Shared::signs_early_for`).
+    let early = if shared.signs_early_for(from) { Some(futures_util::poll!(signing.as_mut())) } else { None };
+    if let Err(refused) = shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing) {
+        if early.is_some() {
+            shared.early_signature_wasted(from);
+        }
+        return Err(refused);
+    }
+    match early {
+        Some(std::task::Poll::Ready(signed)) => signed,
+        _ => signing.await,
     }
 }
 
@@ -363,7 +382,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         ))
     });
     // Signed on the crypto pool: the fan-out task sends meanwhile.
-    let own = own_partial(&shared, &roster, me, &ann.statement, &ann.purpose, &ann.extra, fault).await;
+    let own = own_partial(&shared, &msg.from, &roster, me, &ann, fault).await;
     let Some(fanout) = fanout else {
         // A leaf: just the own partial, sent as is.
         match own {

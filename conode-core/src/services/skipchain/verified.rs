@@ -135,7 +135,6 @@ mod tests {
     use super::*;
     use crate::services::cosi;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
 
     #[test]
     fn pairing_checks_are_remembered_in_the_process_only_when_they_hold() {
