@@ -36,8 +36,14 @@ static PROCESS: LazyLock<VerifiedOnce> = LazyLock::new(|| VerifiedOnce::with_cap
 /// held may be remembered here (a cosi root's verified total, a member's verified link, an
 /// owner's signature), by a key that covers every input of the check: every node of the process
 /// trusts it.
-pub fn process() -> &'static VerifiedOnce {
+pub(crate) fn process() -> &'static VerifiedOnce {
     &PROCESS
+}
+
+/// Whether the check keyed `key` passed in this process lately (see [`process`]; read only: only
+/// the library's own checks put anything there).
+pub fn passed_in_process(key: &[u8; 32]) -> bool {
+    PROCESS.passed(key)
 }
 
 struct State {

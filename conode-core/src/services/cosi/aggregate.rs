@@ -55,6 +55,8 @@ pub fn verify(statement: &[u8], sig: &Signature, mask: &Mask, keys: &[BlsPublicK
 /// loop leave the end of the round, where nothing else runs beside them.
 pub struct Prepared {
     mask: Mask,
+    /// Σ keys of `mask`.
+    key: blst::blst_p1_affine,
     /// Miller loop of (H(statement), Σ keys of `mask`).
     ml: blst::blst_fp12,
 }
@@ -80,7 +82,15 @@ impl Prepared {
         let mut ml = blst::blst_fp12::default();
         // SAFETY: pointers to live locals.
         unsafe { blst::blst_miller_loop(&mut ml, &hash_affine, &pk) };
-        Some(Self { mask, ml })
+        Some(Self { mask, key: pk, ml })
+    }
+
+    /// The sum of the keys of [`Self::mask`], compressed.
+    pub fn key_bytes(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        // SAFETY: a 48-byte buffer (a compressed G1 point) and a live point.
+        unsafe { blst::blst_p1_affine_compress(out.as_mut_ptr(), &self.key) };
+        out
     }
 
     /// The members this check was prepared for.

@@ -48,6 +48,11 @@ impl HookRegistry {
         *self.hold.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
     }
 
+    /// Whether this node signs nothing at the moment (see [`Self::hold`]).
+    pub fn on_hold(&self) -> bool {
+        self.hold.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     pub fn release(&self) {
         *self.hold.write().unwrap_or_else(|p| p.into_inner()) = None;
     }

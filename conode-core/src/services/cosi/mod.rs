@@ -20,6 +20,7 @@
 mod aggregate;
 #[cfg(feature = "cluster")]
 pub mod bench;
+mod early_signing;
 pub mod fault;
 pub mod hooks;
 pub mod messages;

@@ -16,6 +16,7 @@
 //! timed out and finishes in the background, teaching the transport which peers hang.
 
 use super::aggregate::{self, Contribution};
+use super::early_signing::MAX_EARLY_STATEMENT;
 use super::fault::CosiFault;
 use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Reply, MAX_EXTRA, MAX_STATEMENT};
 use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
@@ -177,11 +178,9 @@ async fn sign_on_pool(config: &Arc<crate::config::NodeConfig>, message: Vec<u8>)
     .map_err(str::to_string)
 }
 
-/// This node's own partial signature (raw, uncompressed) for an announcement `from` a peer, or why
-/// it refuses.
+/// This node's own partial signature (raw, uncompressed) for an announcement, or why it refuses.
 async fn own_partial(
     shared: &Shared,
-    from: &crate::crypto::IdentityPublicKey,
     roster: &RoundRoster,
     me: usize,
     ann: &Announce,
@@ -208,14 +207,21 @@ async fn own_partial(
     };
     let mut signing = std::pin::pin!(signing);
     // The signature is computed on the crypto pool while the hook checks the statement and
-    // records it durably (the skipchain's votes wait for a flush); it leaves this node only once
-    // the hook passed, and is dropped when it refuses (see `Shared::signs_early_for`).
-    let early = if shared.signs_early_for(from) { Some(futures_util::poll!(signing.as_mut())) } else { None };
-    if let Err(refused) = shared.hooks.check(purpose, statement, extra, shared.config.allow_open_signing) {
+    // records it durably; it leaves this node only once the hook passed (see `early_signing`).
+    let hooks = &shared.hooks;
+    let signs_early = statement.len() <= MAX_EARLY_STATEMENT
+        && hooks.knows(purpose, shared.config.allow_open_signing)
+        && !hooks.on_hold()
+        && shared.early_signing.reserve();
+    let early = if signs_early { Some(futures_util::poll!(signing.as_mut())) } else { None };
+    if let Err(refused) = hooks.check(purpose, statement, extra, shared.config.allow_open_signing) {
         if early.is_some() {
-            shared.early_signature_wasted(from);
+            shared.early_signing.wasted();
         }
         return Err(refused);
+    }
+    if early.is_some() {
+        shared.early_signing.used();
     }
     match early {
         Some(std::task::Poll::Ready(signed)) => signed,
@@ -382,7 +388,7 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         ))
     });
     // Signed on the crypto pool: the fan-out task sends meanwhile.
-    let own = own_partial(&shared, &msg.from, &roster, me, &ann, fault).await;
+    let own = own_partial(&shared, &roster, me, &ann, fault).await;
     let Some(fanout) = fanout else {
         // A leaf: just the own partial, sent as is.
         match own {
@@ -1042,9 +1048,14 @@ pub(super) async fn run_root(
     }
     let compressed = sig.compress();
     // The total verified: the members of this process that check it again (storing the links it
-    // signs) find it among the passed checks instead of running the pairing.
-    if let (Some(point), Some(key)) = (point, aggregate::sum_keys(&mask, &roster.keys)) {
-        checked_once::process().remember(pairing_fingerprint(&point, &key.compress(), &compressed));
+    // signs) find it among the passed checks instead of running the pairing. (The sum of the
+    // signers' keys is the prepared one when everyone expected signed.)
+    let key = match prepared.as_ref().filter(|p| p.mask() == &mask) {
+        Some(p) => Some(p.key_bytes()),
+        None => aggregate::sum_keys(&mask, &roster.keys).map(|k| k.compress()),
+    };
+    if let (Some(point), Some(key)) = (point, key) {
+        checked_once::process().remember(pairing_fingerprint(&point, &key, &compressed));
     }
     let signature = BlsSignature::from_bytes(&compressed).map_err(|e| CosiError::FinalVerify(e.to_string()))?;
     Ok(SignOutcome { signature, mask: mask.into_bytes(), report })

@@ -62,33 +62,11 @@ pub(super) struct Shared {
     round_latency: HistogramFamily,
     /// Members excluded from rounds this node led for an invalid (partial or aggregate) signature.
     invalid_signatures: prometheus_client::metrics::counter::Counter,
-    /// Senders whose announcement this node signed early (while its hook checked the statement)
-    /// and the hook then refused, with when: their statements are signed only once the hook
-    /// passed, for `EARLY_SIGNING_PAUSE` (see `signs_early_for`).
-    early_signing_paused: std::sync::Mutex<crate::kept::KeptMap<IdentityPublicKey, std::time::Instant>>,
+    /// The budget of signatures made while the hook checks the statement (see `early_signing`).
+    pub(super) early_signing: super::early_signing::EarlySigning,
 }
 
-/// How long a sender whose announcement was signed early for nothing gets no early signature.
-const EARLY_SIGNING_PAUSE: Duration = Duration::from_secs(30);
-/// Senders remembered as paused (the oldest are forgotten first).
-const EARLY_SIGNING_PAUSED_KEPT: usize = 1024;
-
 impl Shared {
-    /// Whether this node signs `from`'s announcement on the crypto pool while its hook checks
-    /// the statement (and records it durably), instead of after: not when a statement of
-    /// `from` was refused lately after such a signature, so a sender whose announcements fail
-    /// their checks costs this node the checks alone, as before (at most one wasted signature
-    /// per `EARLY_SIGNING_PAUSE`).
-    pub(super) fn signs_early_for(&self, from: &IdentityPublicKey) -> bool {
-        let paused = crate::sync::lock(&self.early_signing_paused);
-        paused.get(from).is_none_or(|at| at.elapsed() >= EARLY_SIGNING_PAUSE)
-    }
-
-    /// The hook refused a statement of `from` that this node had signed early.
-    pub(super) fn early_signature_wasted(&self, from: &IdentityPublicKey) {
-        crate::sync::lock(&self.early_signing_paused).renew(*from, std::time::Instant::now());
-    }
-
     pub(super) fn invalid_signature(&self) {
         self.invalid_signatures.inc();
     }
@@ -117,11 +95,10 @@ pub struct CosiService {
 }
 
 impl CosiService {
-    /// Whether this node signs the announcements of `peer` while its hook checks them (the
-    /// default), rather than after: not for `EARLY_SIGNING_PAUSE` after it refused a statement of
-    /// `peer` that it had signed early.
-    pub fn signs_early_for(&self, peer: &IdentityPublicKey) -> bool {
-        self.shared.signs_early_for(peer)
+    /// Signatures this node made while its hook checked an announced statement, and the hook
+    /// then refused (they never left the node; see `early_signing`).
+    pub fn early_signatures_wasted(&self) -> u64 {
+        self.shared.early_signing.wasted_count()
     }
 
     /// Registers (or replaces) the verification hook of `purpose` on this node: the node signs a
@@ -329,7 +306,7 @@ impl Service for CosiService {
                 }
             }),
             timing: Default::default(),
-            early_signing_paused: std::sync::Mutex::new(crate::kept::KeptMap::new(EARLY_SIGNING_PAUSED_KEPT)),
+            early_signing: Default::default(),
             fault: RwLock::new(CosiFault::None),
             silent_rounds: Default::default(),
             options: RwLock::new(CosiOptions::default()),

@@ -256,8 +256,9 @@ struct Shared {
     cosi: CosiService,
     /// Rosters of blocks, checked once.
     rosters: CheckedRosters,
-    /// Prepare certificates and owner signatures verified lately (by their exact bytes): the
-    /// hooks run once per level of an append, concurrently, and check the same ones each time.
+    /// Prepare certificates verified lately (by their exact bytes): the hooks run once per level
+    /// of an append, concurrently, and check the same ones each time. (The pairing checks under
+    /// them, and owner signatures, are shared with the whole process: `checked_once`.)
     verified: VerifiedOnce,
     /// Link signatures decoded lately (the blocks of a batched round share one).
     decoded_signatures: DecodedSignatures,

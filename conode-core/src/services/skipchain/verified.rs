@@ -1,7 +1,6 @@
-//! Signature checks an append repeats, done once per node. The commit hook runs once per level of
-//! an append and every run needs the same prepare certificate verified (a pairing check); the
-//! levels' rounds run at once, so without care each level verifies it again, concurrently. The
-//! owner's signature of the block is checked by both hooks at every level too.
+//! Signature checks an append repeats, done once. The commit hook runs once per level of an
+//! append and every run needs the same prepare certificate verified (a pairing check); the
+//! levels' rounds run at once, so without care each level verifies it again, concurrently.
 //!
 //! [`VerifiedOnce`] remembers, by a digest of the *exact bytes* checked (every input
 //! length-prefixed), the checks that passed lately, and lets concurrent callers of one check wait
@@ -10,7 +9,8 @@
 //! own; a failed check is never remembered, so a later caller runs it again.
 //!
 //! The pairing checks under those (a link's or a certificate's collective signature) go through
-//! [`all_hold_once`], which shares them with the whole process (see
+//! [`all_hold_once`], and the owner's signature of an append through `check_owner` (in `service`),
+//! which share them with the whole process (see
 //! [`crate::crypto::checked_once::process`]): the total a cosi root verified is not verified
 //! again by the members of the same process that store its links.
 
