@@ -31,7 +31,9 @@ use crate::verify::skipchain::{
     height_for, level_distance, BlockRoster, CollectiveSignature, ForwardLink, ProofError, RosterEntry, SkipBlock,
     LINK_FORMAT_V1, LINK_FORMAT_V2, LINK_FORMAT_V4,
 };
-use crate::verify::skipchain_batch::{decode_signature, point_of, verify_links_with_points, LinkToCheck, Pairings};
+use crate::verify::skipchain_batch::{
+    decode_signature, point_of, verify_links_with_points, LinkToCheck, PairingCheck, Pairings,
+};
 use crate::verify::skipchain_wire::{MAX_PROOF_BLOCKS, MAX_PROOF_BYTES};
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -2349,15 +2351,22 @@ impl SkipchainService {
         let roster_id = prev_roster.id();
         // One statement per member is checked (an honest member makes one per slot).
         let mut seen = std::collections::HashSet::new();
-        Ok(closure
+        let candidates: Vec<(&FirstViewStatement, PairingCheck)> = closure
             .iter()
             .filter(|st| matches!(st.block_hash.len(), 0 | 32) && seen.insert(st.member))
-            .filter(|st| {
-                let Some(key) = keys.get(st.member as usize) else { return false };
-                let msg = first_view_message(genesis, index, &roster_id, &st.block_hash);
-                BlsSignature::from_bytes(&st.signature).is_ok_and(|sig| key.verify(&msg, &sig))
+            .filter_map(|st| {
+                let key = *keys.get(st.member as usize)?;
+                let signature = BlsSignature::from_bytes(&st.signature).ok()?;
+                let point = self.point(&first_view_message(genesis, index, &roster_id, &st.block_hash));
+                Some((st, PairingCheck { point, key, signature }))
             })
-            .collect())
+            .collect();
+        // All at once (one multi-pairing, shared with the process's other members checking the
+        // same closure); when that fails, one by one, to keep the good ones.
+        if all_hold_once(candidates.iter().map(|(_, check)| *check).collect()) {
+            return Ok(candidates.into_iter().map(|(st, _)| st).collect());
+        }
+        Ok(candidates.into_iter().filter(|(_, check)| all_hold_once(vec![*check])).map(|(st, _)| st).collect())
     }
 
     /// This member's signed statement of what it prepared in view 1 at slot `index` of `genesis`
@@ -2377,8 +2386,8 @@ impl SkipchainService {
         }
         // The slot after this member's newest block only: a settled one needs no statement.
         let prev_index = index.checked_sub(1).filter(|&i| s.store.latest_index(genesis) == Some(i))?;
-        let prev = s.store.block_at(genesis, prev_index)?;
-        let roster = prev.roster.as_ref()?;
+        // The roster alone: the block's data is not decoded for every asker.
+        let roster = &s.store.roster_at(genesis, prev_index)?;
         if asker.is_some_and(|a| !roster.members.iter().any(|m| m.identity == a.as_bytes())) {
             return None;
         }

@@ -9,10 +9,17 @@ use super::observe::unix_ms;
 use crate::events::{EventBus, NodeEvent};
 use crate::kept::KeptMap;
 use crate::storage::{ServiceTree, Storage, StorageError};
-use crate::verify::skipchain::SkipBlock;
+use crate::verify::skipchain::{BlockRoster, SkipBlock};
 use prost::Message;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The roster field of an encoded `SkipBlock` (tag 8) alone; decoding skips the other fields.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RosterOfBlock {
+    #[prost(message, optional, tag = "8")]
+    roster: Option<BlockRoster>,
+}
 
 #[derive(Clone)]
 pub struct ChainStore {
@@ -98,6 +105,15 @@ impl ChainStore {
 
     pub fn block_at(&self, genesis: &[u8], index: u64) -> Option<SkipBlock> {
         self.block(&self.hash_at(genesis, index)?)
+    }
+
+    /// The roster of block `index` of chain `genesis`, decoded alone: the block's other fields
+    /// (its data, up to the block limit) are passed over, not decoded. What
+    /// `block_at(..).and_then(|b| b.roster)` gives, for checks that read the roster only (a peer's
+    /// query answered per member of the roster).
+    pub fn roster_at(&self, genesis: &[u8], index: u64) -> Option<BlockRoster> {
+        let bytes = self.blocks.get(&self.hash_at(genesis, index)?).ok().flatten()?;
+        RosterOfBlock::decode(bytes.as_ref()).ok()?.roster
     }
 
     /// The hash of block `index` of chain `genesis` (no block decoded).
@@ -307,6 +323,34 @@ mod tests {
     fn linked(mut b: SkipBlock, to: &SkipBlock) -> SkipBlock {
         b.forward_links = vec![ForwardLink { from: b.hash.clone(), to: to.hash.clone(), ..Default::default() }];
         b
+    }
+
+    #[test]
+    fn the_roster_of_a_stored_block_is_read_alone_and_is_the_blocks() {
+        use crate::verify::skipchain::RosterEntry;
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&Storage::open(dir.path(), "store-test").unwrap()).unwrap();
+        let member = |i: u8| RosterEntry {
+            identity: vec![i; 32],
+            cosi_key: vec![i; 48],
+            address: format!("tls://10.0.0.{i}:7770"),
+            pop: vec![i; 96],
+            description: format!("member {i}"),
+        };
+        let roster = BlockRoster { members: (1..=4).map(member).collect() };
+        let mut b0 = block(0, 0);
+        b0.roster = Some(roster.clone());
+        // Fields on both sides of the roster's tag, a large one among them.
+        b0.data = vec![7; 1 << 20];
+        b0.owners = vec![vec![9; 32]];
+        b0.forward_links = vec![ForwardLink { from: b0.hash.clone(), to: vec![1; 32], ..Default::default() }];
+        store.store(&b0, &[]).unwrap();
+        assert_eq!(store.roster_at(&[0; 32], 0), Some(roster));
+        assert_eq!(store.roster_at(&[0; 32], 0), store.block_at(&[0; 32], 0).unwrap().roster);
+        let b1 = block(1, 1);
+        store.store(&b1, &[]).unwrap();
+        assert_eq!(store.roster_at(&[0; 32], 1), None, "a block without roster");
+        assert_eq!(store.roster_at(&[0; 32], 2), None, "a block not held");
     }
 
     #[test]
