@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Early signatures that may be in flight or wasted at once.
+/// Early signatures that may be awaiting their hook's verdict or wasted at once.
 const CAPACITY: f64 = 64.0;
 /// Wasted early signatures the budget absorbs per second, sustained.
 const REFILL_PER_SEC: f64 = 8.0;

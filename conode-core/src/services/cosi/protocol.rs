@@ -199,6 +199,7 @@ async fn own_partial(
         CosiFault::WrongMessage | CosiFault::LateWrongMessage(_) => Some(CosiFault::tampered_statement(statement)),
         _ => Some(statement.to_vec()),
     };
+    let to_sign_is_some = to_sign.is_some();
     let signing = async move {
         match to_sign {
             Some(message) => sign_on_pool(&shared.config, message).await,
@@ -209,7 +210,8 @@ async fn own_partial(
     // The signature is computed on the crypto pool while the hook checks the statement and
     // records it durably; it leaves this node only once the hook passed (see `early_signing`).
     let hooks = &shared.hooks;
-    let signs_early = statement.len() <= MAX_EARLY_STATEMENT
+    let signs_early = to_sign_is_some
+        && statement.len() <= MAX_EARLY_STATEMENT
         && hooks.knows(purpose, shared.config.allow_open_signing)
         && !hooks.on_hold()
         && shared.early_signing.reserve();

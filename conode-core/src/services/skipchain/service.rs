@@ -2357,7 +2357,9 @@ impl SkipchainService {
             .filter_map(|st| {
                 let key = *keys.get(st.member as usize)?;
                 let signature = BlsSignature::from_bytes(&st.signature).ok()?;
-                let point = self.point(&first_view_message(genesis, index, &roster_id, &st.block_hash));
+                // Hashed here, not through the key's cache of points: the proposer chose these
+                // messages, and they must not push out the points of what this node signed.
+                let point = point_of(&first_view_message(genesis, index, &roster_id, &st.block_hash));
                 Some((st, PairingCheck { point, key, signature }))
             })
             .collect();

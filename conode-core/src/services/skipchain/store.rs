@@ -9,7 +9,7 @@ use super::observe::unix_ms;
 use crate::events::{EventBus, NodeEvent};
 use crate::kept::KeptMap;
 use crate::storage::{ServiceTree, Storage, StorageError};
-use crate::verify::skipchain::{BlockRoster, SkipBlock};
+use crate::verify::skipchain::{BlockRoster, SkipBlock, MAX_BLOCK_BYTES};
 use prost::Message;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -113,6 +113,10 @@ impl ChainStore {
     /// query answered per member of the roster).
     pub fn roster_at(&self, genesis: &[u8], index: u64) -> Option<BlockRoster> {
         let bytes = self.blocks.get(&self.hash_at(genesis, index)?).ok().flatten()?;
+        // Bounded as `SkipBlock::decode_bounded` is: a record over the limit gives nothing.
+        if bytes.len() > MAX_BLOCK_BYTES {
+            return None;
+        }
         RosterOfBlock::decode(bytes.as_ref()).ok()?.roster
     }
 
