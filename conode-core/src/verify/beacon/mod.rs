@@ -24,7 +24,7 @@ mod batch;
 mod drand_json;
 mod time;
 
-pub use batch::verify_beacons;
+pub use batch::{verify_beacons, verify_beacons_with_threads};
 pub use drand_json::{beacon_json, info_json};
 pub use time::{current_round, latest_round, next_round, time_of_round, TIME_OF_ROUND_ERROR_VALUE};
 
