@@ -33,6 +33,8 @@ pub mod node;
 pub mod services;
 #[cfg(feature = "runtime")]
 pub mod storage;
+#[cfg(feature = "runtime")]
+mod token_bucket;
 
 #[cfg(feature = "runtime")]
 pub use node::{Node, NodeBuilder, NodeError};

@@ -15,6 +15,7 @@
 //! overflow bucket, until some refill.
 
 use crate::network::admission::{network_prefix, source_key};
+use crate::token_bucket::TokenBucket as Bucket;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,12 +81,6 @@ pub fn request_source(peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
-#[derive(Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 struct Table {
     buckets: HashMap<[u8; 16], Bucket>,
     /// Newcomers' buckets by network, while `buckets` is full.
@@ -126,7 +121,7 @@ impl RateLimiter {
             table: Mutex::new(Table {
                 buckets: HashMap::new(),
                 networks: HashMap::new(),
-                overflow: Bucket { tokens: burst, at: now },
+                overflow: Bucket::full(burst, now),
                 last_sweep: None,
             }),
             refused: AtomicU64::new(0),
@@ -147,7 +142,7 @@ impl RateLimiter {
         if !table.buckets.contains_key(&key) && table.buckets.len() >= self.max_sources {
             self.sweep(&mut table, now);
         }
-        let fresh = Bucket { tokens: self.burst, at: now };
+        let fresh = Bucket::full(self.burst, now);
         let max_networks = (self.max_sources / 16).clamp(1, MAX_NETWORKS);
         let table = &mut *table;
         let bucket = if table.buckets.len() < self.max_sources || table.buckets.contains_key(&key) {
@@ -161,20 +156,11 @@ impl RateLimiter {
                 &mut table.overflow
             }
         };
-        self.refill(bucket, now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.take(now, self.per_second, self.burst) {
             return Ok(());
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
-        Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second))
-    }
-
-    fn refill(&self, bucket: &mut Bucket, now: Instant) {
-        let gained = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
-        bucket.tokens = (bucket.tokens + gained).min(self.burst);
-        // A request that read the clock before another one took the lock counts no time twice.
-        bucket.at = bucket.at.max(now);
+        Err(Duration::from_secs_f64((1.0 - bucket.tokens()) / self.per_second))
     }
 
     /// Drops the buckets that refilled since their last request (at most once per `SWEEP_GAP`).
@@ -184,7 +170,7 @@ impl RateLimiter {
         }
         table.last_sweep = Some(now);
         let (per_second, burst) = (self.per_second, self.burst);
-        let spending = |b: &Bucket| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst;
+        let spending = |b: &Bucket| !b.is_full_at(now, per_second, burst);
         table.buckets.retain(|_, b| spending(b));
         table.networks.retain(|_, b| spending(b));
     }

@@ -10,6 +10,7 @@
 //! without early signing. Only announcements a hook could approve at all (a known purpose, no
 //! hold, a short statement) are signed early.
 
+use crate::token_bucket::TokenBucket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -22,20 +23,15 @@ const REFILL_PER_SEC: f64 = 8.0;
 /// short messages; hashing a long one to G2 for nothing is not worth the overlap.
 pub(super) const MAX_EARLY_STATEMENT: usize = 1024;
 
-struct Budget {
-    tokens: f64,
-    at: Instant,
-}
-
 /// The node's budget of early signatures (see the module doc).
 pub(super) struct EarlySigning {
-    budget: Mutex<Budget>,
+    budget: Mutex<TokenBucket>,
     wasted: AtomicU64,
 }
 
 impl Default for EarlySigning {
     fn default() -> Self {
-        Self { budget: Mutex::new(Budget { tokens: CAPACITY, at: Instant::now() }), wasted: AtomicU64::new(0) }
+        Self { budget: Mutex::new(TokenBucket::full(CAPACITY, Instant::now())), wasted: AtomicU64::new(0) }
     }
 }
 
@@ -47,22 +43,12 @@ impl EarlySigning {
     }
 
     fn reserve_at(&self, now: Instant) -> bool {
-        let mut b = crate::sync::lock(&self.budget);
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * REFILL_PER_SEC).min(CAPACITY);
-        b.at = b.at.max(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        crate::sync::lock(&self.budget).take(now, REFILL_PER_SEC, CAPACITY)
     }
 
     /// The hook approved the statement signed early: its token comes back.
     pub(super) fn used(&self) {
-        let mut b = crate::sync::lock(&self.budget);
-        b.tokens = (b.tokens + 1.0).min(CAPACITY);
+        crate::sync::lock(&self.budget).give_back(CAPACITY);
     }
 
     /// The hook refused the statement signed early: its token stays spent.
