@@ -35,7 +35,8 @@ static PROCESS: LazyLock<VerifiedOnce> = LazyLock::new(|| VerifiedOnce::with_cap
 /// The checks that passed in this process (see the module doc). Only a check that was run and
 /// held may be remembered here (a cosi root's verified total, a member's verified link, an
 /// owner's signature), by a key that covers every input of the check: every node of the process
-/// trusts it.
+/// trusts it. (Only the runtime's services remember anything.)
+#[cfg(feature = "runtime")]
 pub(crate) fn process() -> &'static VerifiedOnce {
     &PROCESS
 }
