@@ -263,6 +263,53 @@ fn hooks_decide_per_purpose() {
     assert!(matches!(sign(b"bad", Policy::Default), Err(CosiError::Refused(r)) if r.contains("not ok")));
 }
 
+/// A leaf whose hook is quick checks the statement first and then signs (on its own worker): a
+/// refused statement costs it no signature. One whose hook is slow signs while the hook runs: a
+/// refused statement was signed for nothing, and counted.
+#[test]
+fn leaves_with_a_quick_hook_sign_only_what_it_approves() {
+    let cluster = LocalCluster::new(2).unwrap();
+    let roster = cluster.roster().clone();
+    let keys = cosi_keys(&roster);
+    let (root, leaf) = (svc(&cluster, 0), svc(&cluster, 1));
+    root.hook("Test", Arc::new(|_: &[u8], _: &[u8]| Ok(()))).unwrap();
+    let approve_ok = |s: &[u8]| if s.starts_with(b"ok") { Ok(()) } else { Err("not ok".to_string()) };
+    leaf.hook("Test", Arc::new(move |s: &[u8], _: &[u8]| approve_ok(s))).unwrap();
+    let rt = cluster.runtime();
+    let sign = |msg: &[u8]| rt.block_on(root.sign_with_timeout(&roster, msg, "Test", b"", Policy::Threshold(2), LEVEL));
+    let refused_by_the_leaf = |msg: &[u8]| match sign(msg) {
+        Err(CosiError::ThresholdNotReached { signed: 1, .. }) => {}
+        other => panic!("expected the leaf to refuse {msg:?}, got {other:?}"),
+    };
+    let signed = |msg: &[u8]| {
+        let out = sign(msg).unwrap();
+        assert_eq!(out.report.signed, vec![0, 1]);
+        cosi::verify(msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
+    };
+    // The hook never ran: the leaf signs while it runs (early), and a refusal wastes that.
+    refused_by_the_leaf(b"bad 1");
+    assert_eq!(leaf.early_signatures_wasted(), 1);
+    // Now known to be quick: checked first, nothing signed for a refused statement.
+    signed(b"ok 1");
+    refused_by_the_leaf(b"bad 2");
+    refused_by_the_leaf(b"bad 3");
+    signed(b"ok 2");
+    assert_eq!(leaf.early_signatures_wasted(), 1, "a quick hook is checked before the leaf signs");
+    // A slow hook (a millisecond, 20 times the quick bound) runs while the leaf signs.
+    leaf.hook(
+        "Test",
+        Arc::new(move |s: &[u8], _: &[u8]| {
+            std::thread::sleep(Duration::from_millis(1));
+            approve_ok(s)
+        }),
+    )
+    .unwrap();
+    signed(b"ok 3");
+    signed(b"ok 4");
+    refused_by_the_leaf(b"bad 4");
+    assert_eq!(leaf.early_signatures_wasted(), 2, "a slow hook runs while the leaf signs");
+}
+
 #[test]
 fn silent_and_refusing_nodes_are_reported() {
     let cluster = LocalCluster::new(4).unwrap();

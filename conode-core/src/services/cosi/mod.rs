@@ -12,6 +12,8 @@
 //!   once, remembered durably.
 //! - `hooks`: per-purpose verification hooks; there is no open signing oracle unless the node's
 //!   config sets `allow_open_signing`.
+//! - `early_signing`, `inline_signing`: where and when a member signs: on the crypto pool while
+//!   a slow hook runs, or after a quick hook on its own worker, each within a node-wide budget.
 //! - `service`: the handle (`CosiService::sign`) and the client method `/Cosi/Sign`.
 //! - `fault`: fault injection for tests.
 //!
@@ -23,6 +25,7 @@ pub mod bench;
 mod early_signing;
 pub mod fault;
 pub mod hooks;
+mod inline_signing;
 pub mod messages;
 pub mod outcome;
 mod protocol;

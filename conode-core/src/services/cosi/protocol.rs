@@ -170,21 +170,24 @@ enum Answer {
 /// bytes: the aggregator adds it without a square root to decompress it).
 async fn sign_on_pool(config: &Arc<crate::config::NodeConfig>, message: Vec<u8>) -> Result<Vec<u8>, String> {
     let config = config.clone();
-    pool::run(Priority::Normal, move || {
-        config.cosi_key().map(|key| key.sign(&message).raw().serialize().to_vec()).ok_or("this node has no `Cosi` key")
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(str::to_string)
+    pool::run(Priority::Normal, move || sign_here(&config, &message)).await.map_err(|e| e.to_string())?
+}
+
+/// Signs `message` with this node's cosi key on the calling thread (see [`sign_on_pool`]).
+fn sign_here(config: &crate::config::NodeConfig, message: &[u8]) -> Result<Vec<u8>, String> {
+    let key = config.cosi_key().ok_or("this node has no `Cosi` key")?;
+    Ok(key.sign(message).raw().serialize().to_vec())
 }
 
 /// This node's own partial signature (raw, uncompressed) for an announcement, or why it refuses.
+/// A `leaf` has no fan-out to keep flowing while it signs.
 async fn own_partial(
     shared: &Shared,
     roster: &RoundRoster,
     me: usize,
     ann: &Announce,
     fault: CosiFault,
+    leaf: bool,
 ) -> Result<Vec<u8>, String> {
     let (statement, purpose, extra) = (&ann.statement[..], &ann.purpose[..], &ann.extra[..]);
     if fault == CosiFault::Refuse {
@@ -199,6 +202,22 @@ async fn own_partial(
         CosiFault::WrongMessage | CosiFault::LateWrongMessage(_) => Some(CosiFault::tampered_statement(statement)),
         _ => Some(statement.to_vec()),
     };
+    let hooks = &shared.hooks;
+    let allow_open = shared.config.allow_open_signing;
+    if leaf && hooks.is_quick(purpose, allow_open) {
+        // Nothing to overlap: check, then sign on this worker within its budget (see
+        // `inline_signing`). The worker first looks at the network once more: busy with a row of
+        // signatures, it would otherwise see new messages only every few dozen tasks.
+        hooks.check(purpose, statement, extra, allow_open)?;
+        return match to_sign {
+            Some(message) if shared.inline_signing.reserve() => {
+                tokio::task::yield_now().await;
+                sign_here(&shared.config, &message)
+            }
+            Some(message) => sign_on_pool(&shared.config, message).await,
+            None => Ok(CosiFault::garbage()),
+        };
+    }
     let to_sign_is_some = to_sign.is_some();
     let signing = async move {
         match to_sign {
@@ -209,14 +228,13 @@ async fn own_partial(
     let mut signing = std::pin::pin!(signing);
     // The signature is computed on the crypto pool while the hook checks the statement and
     // records it durably; it leaves this node only once the hook passed (see `early_signing`).
-    let hooks = &shared.hooks;
     let signs_early = to_sign_is_some
         && statement.len() <= MAX_EARLY_STATEMENT
-        && hooks.knows(purpose, shared.config.allow_open_signing)
+        && hooks.knows(purpose, allow_open)
         && !hooks.on_hold()
         && shared.early_signing.reserve();
     let early = if signs_early { Some(futures_util::poll!(signing.as_mut())) } else { None };
-    if let Err(refused) = hooks.check(purpose, statement, extra, shared.config.allow_open_signing) {
+    if let Err(refused) = hooks.check(purpose, statement, extra, allow_open) {
         if early.is_some() {
             shared.early_signing.wasted();
         }
@@ -389,8 +407,8 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
             timeout,
         ))
     });
-    // Signed on the crypto pool: the fan-out task sends meanwhile.
-    let own = own_partial(&shared, &roster, me, &ann, fault).await;
+    // A sub-leader signs on the crypto pool: the fan-out task sends meanwhile.
+    let own = own_partial(&shared, &roster, me, &ann, fault, fanout.is_none()).await;
     let Some(fanout) = fanout else {
         // A leaf: just the own partial, sent as is.
         match own {

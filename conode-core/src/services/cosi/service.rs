@@ -64,6 +64,8 @@ pub(super) struct Shared {
     invalid_signatures: prometheus_client::metrics::counter::Counter,
     /// The budget of signatures made while the hook checks the statement (see `early_signing`).
     pub(super) early_signing: super::early_signing::EarlySigning,
+    /// The budget of signatures leaves compute on the runtime's workers (see `inline_signing`).
+    pub(super) inline_signing: super::inline_signing::InlineSigning,
 }
 
 impl Shared {
@@ -307,6 +309,7 @@ impl Service for CosiService {
             }),
             timing: Default::default(),
             early_signing: Default::default(),
+            inline_signing: Default::default(),
             fault: RwLock::new(CosiFault::None),
             silent_rounds: Default::default(),
             options: RwLock::new(CosiOptions::default()),
