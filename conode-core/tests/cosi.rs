@@ -294,6 +294,10 @@ fn leaves_with_a_quick_hook_sign_only_what_it_approves() {
     refused_by_the_leaf(b"bad 2");
     refused_by_the_leaf(b"bad 3");
     signed(b"ok 2");
+    // A long statement goes to the crypto pool, checked first all the same.
+    let long = [&b"ok "[..], &[7u8; 4000]].concat();
+    signed(&long);
+    refused_by_the_leaf(&[&b"bad "[..], &[7u8; 4000]].concat());
     assert_eq!(leaf.early_signatures_wasted(), 1, "a quick hook is checked before the leaf signs");
     // A slow hook (a millisecond, 20 times the quick bound) runs while the leaf signs.
     leaf.hook(

@@ -11,12 +11,16 @@
 //! A worker that signs serves nothing else for the signature's time (about half a millisecond).
 //! Whoever can announce could keep the workers signing, so signing there draws on a node-wide
 //! budget: at most `REFILL_PER_SEC` signatures a second (about a fifth of one worker's time),
-//! sustained; beyond that the leaf signs on the pool as a sub-leader does.
+//! sustained; beyond that the leaf signs on the pool as a sub-leader does. A statement longer
+//! than `MAX_INLINE_STATEMENT` (hashing it alone takes as long as a signature) goes to the pool.
 
 use crate::token_bucket::TokenBucket;
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Longest statement a leaf signs on its worker: the node's own protocols sign digests and
+/// short messages; an announcement may carry up to a MiB.
+pub(super) const MAX_INLINE_STATEMENT: usize = 1024;
 /// Signatures a node's workers may compute in a burst.
 const CAPACITY: f64 = 64.0;
 /// Signatures a node's workers may compute per second, sustained.

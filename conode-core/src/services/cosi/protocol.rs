@@ -18,6 +18,7 @@
 use super::aggregate::{self, Contribution};
 use super::early_signing::MAX_EARLY_STATEMENT;
 use super::fault::CosiFault;
+use super::inline_signing::MAX_INLINE_STATEMENT;
 use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Reply, MAX_EXTRA, MAX_STATEMENT};
 use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 use super::roster::RoundRoster;
@@ -204,7 +205,7 @@ async fn own_partial(
     };
     let hooks = &shared.hooks;
     let allow_open = shared.config.allow_open_signing;
-    if leaf && hooks.is_quick(purpose, allow_open) {
+    if leaf && statement.len() <= MAX_INLINE_STATEMENT && hooks.is_quick(purpose, allow_open) {
         // Nothing to overlap: check, then sign on this worker within its budget (see
         // `inline_signing`). The worker first looks at the network once more: busy with a row of
         // signatures, it would otherwise see new messages only every few dozen tasks.
