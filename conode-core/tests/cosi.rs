@@ -286,19 +286,27 @@ fn leaves_with_a_quick_hook_sign_only_what_it_approves() {
         assert_eq!(out.report.signed, vec![0, 1]);
         cosi::verify(msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
     };
+    let counts = |worker, after_check, while_checking| cosi::PartialSignatureCounts {
+        on_worker: worker,
+        on_pool_after_check: after_check,
+        on_pool_while_checking: while_checking,
+    };
     // The hook never ran: the leaf signs while it runs (early), and a refusal wastes that.
     refused_by_the_leaf(b"bad 1");
     assert_eq!(leaf.early_signatures_wasted(), 1);
+    assert_eq!(leaf.partial_signatures(), counts(0, 0, 0), "a refused signature is not given");
     // Now known to be quick: checked first, nothing signed for a refused statement.
     signed(b"ok 1");
     refused_by_the_leaf(b"bad 2");
     refused_by_the_leaf(b"bad 3");
     signed(b"ok 2");
+    assert_eq!(leaf.partial_signatures(), counts(2, 0, 0), "signed on the leaf's worker");
     // A long statement goes to the crypto pool, checked first all the same.
     let long = [&b"ok "[..], &[7u8; 4000]].concat();
     signed(&long);
     refused_by_the_leaf(&[&b"bad "[..], &[7u8; 4000]].concat());
     assert_eq!(leaf.early_signatures_wasted(), 1, "a quick hook is checked before the leaf signs");
+    assert_eq!(leaf.partial_signatures(), counts(2, 1, 0));
     // A slow hook (a millisecond, 20 times the quick bound) runs while the leaf signs.
     leaf.hook(
         "Test",
@@ -312,6 +320,18 @@ fn leaves_with_a_quick_hook_sign_only_what_it_approves() {
     signed(b"ok 4");
     refused_by_the_leaf(b"bad 4");
     assert_eq!(leaf.early_signatures_wasted(), 2, "a slow hook runs while the leaf signs");
+    assert_eq!(leaf.partial_signatures(), counts(2, 1, 2));
+    // The counts are on `/metrics` too.
+    let url = cluster.client_url(1).unwrap().replace("ws://", "http://");
+    let text = rt.block_on(async { reqwest::get(format!("{url}/metrics")).await?.text().await }).unwrap();
+    for line in [
+        r#"conode_cosi_partial_signatures_total{on="worker"} 2"#,
+        r#"conode_cosi_partial_signatures_total{on="pool_after_check"} 1"#,
+        r#"conode_cosi_partial_signatures_total{on="pool_while_checking"} 2"#,
+        "conode_cosi_early_signatures_wasted_total 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in /metrics:\n{text}");
+    }
 }
 
 #[test]

@@ -210,7 +210,9 @@ impl ShareKeys {
 
     /// Lagrange recovery of the group signature from these partials (all of them: `t`), with
     /// cached coefficients. The result must be verified (with the subgroup check): the partials
-    /// are decoded without theirs, which that check covers.
+    /// are decoded without theirs, which that check covers. (The node recovers from held
+    /// partials; the benchmark times this.)
+    #[cfg(feature = "cluster")]
     pub fn recover(&self, partials: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
         let held: Vec<(u32, &[u8], Option<SigPoint>)> =
             partials.iter().map(|(i, b)| (*i, b.as_slice(), None)).collect();
@@ -264,7 +266,8 @@ impl ShareKeys {
     }
 
     /// Whether `partial` decodes as a point of the scheme's signature group (on the curve; the
-    /// subgroup is checked when the partial is verified).
+    /// subgroup is checked when the partial is verified). Used by the benchmark.
+    #[cfg(feature = "cluster")]
     pub fn decodes(&self, partial: &[u8]) -> bool {
         self.decode(partial).is_some()
     }

@@ -10,9 +10,8 @@
 //! without early signing. Only announcements a hook could approve at all (a known purpose, no
 //! hold, a short statement) are signed early.
 
-use crate::token_bucket::TokenBucket;
+use crate::token_bucket::Budget;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// Early signatures that may be awaiting their hook's verdict or wasted at once.
@@ -25,13 +24,13 @@ pub(super) const MAX_EARLY_STATEMENT: usize = 1024;
 
 /// The node's budget of early signatures (see the module doc).
 pub(super) struct EarlySigning {
-    budget: Mutex<TokenBucket>,
+    budget: Budget,
     wasted: AtomicU64,
 }
 
 impl Default for EarlySigning {
     fn default() -> Self {
-        Self { budget: Mutex::new(TokenBucket::full(CAPACITY, Instant::now())), wasted: AtomicU64::new(0) }
+        Self { budget: Budget::new(REFILL_PER_SEC, CAPACITY), wasted: AtomicU64::new(0) }
     }
 }
 
@@ -43,12 +42,12 @@ impl EarlySigning {
     }
 
     fn reserve_at(&self, now: Instant) -> bool {
-        crate::sync::lock(&self.budget).take(now, REFILL_PER_SEC, CAPACITY)
+        self.budget.take_at(now)
     }
 
     /// The hook approved the statement signed early: its token comes back.
     pub(super) fn used(&self) {
-        crate::sync::lock(&self.budget).give_back(CAPACITY);
+        self.budget.give_back();
     }
 
     /// The hook refused the statement signed early: its token stays spent.

@@ -14,8 +14,7 @@
 //! sustained; beyond that the leaf signs on the pool as a sub-leader does. A statement longer
 //! than `MAX_INLINE_STATEMENT` (hashing it alone takes as long as a signature) goes to the pool.
 
-use crate::token_bucket::TokenBucket;
-use std::sync::Mutex;
+use crate::token_bucket::Budget;
 use std::time::Instant;
 
 /// Longest statement a leaf signs on its worker: the node's own protocols sign digests and
@@ -28,12 +27,12 @@ const REFILL_PER_SEC: f64 = 400.0;
 
 /// The node's budget of signatures computed on its runtime's workers (see the module doc).
 pub(super) struct InlineSigning {
-    budget: Mutex<TokenBucket>,
+    budget: Budget,
 }
 
 impl Default for InlineSigning {
     fn default() -> Self {
-        Self { budget: Mutex::new(TokenBucket::full(CAPACITY, Instant::now())) }
+        Self { budget: Budget::new(REFILL_PER_SEC, CAPACITY) }
     }
 }
 
@@ -45,7 +44,7 @@ impl InlineSigning {
     }
 
     fn reserve_at(&self, now: Instant) -> bool {
-        crate::sync::lock(&self.budget).take(now, REFILL_PER_SEC, CAPACITY)
+        self.budget.take_at(now)
     }
 }
 

@@ -39,4 +39,4 @@ pub use fault::CosiFault;
 pub use hooks::{VerifyHook, OPEN_SIGNING_PURPOSE};
 pub use outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 pub use protocol::{MAX_LEVEL_TIMEOUT, MIN_LEVEL_TIMEOUT, PROTOCOL_ANNOUNCE};
-pub use service::{CosiOptions, CosiService, MAX_ROSTER_TOML};
+pub use service::{CosiOptions, CosiService, PartialSignatureCounts, MAX_ROSTER_TOML};

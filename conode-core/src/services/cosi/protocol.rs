@@ -22,7 +22,7 @@ use super::inline_signing::MAX_INLINE_STATEMENT;
 use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Reply, MAX_EXTRA, MAX_STATEMENT};
 use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 use super::roster::RoundRoster;
-use super::service::Shared;
+use super::service::{Shared, SignedOn};
 use super::timing::{Outstanding, RoundTiming};
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
@@ -213,9 +213,15 @@ async fn own_partial(
         return match to_sign {
             Some(message) if shared.inline_signing.reserve() => {
                 tokio::task::yield_now().await;
-                sign_here(&shared.config, &message)
+                let signed = sign_here(&shared.config, &message)?;
+                shared.signed_on(SignedOn::Worker);
+                Ok(signed)
             }
-            Some(message) => sign_on_pool(&shared.config, message).await,
+            Some(message) => {
+                let signed = sign_on_pool(&shared.config, message).await?;
+                shared.signed_on(SignedOn::PoolAfterCheck);
+                Ok(signed)
+            }
             None => Ok(CosiFault::garbage()),
         };
     }
@@ -244,10 +250,14 @@ async fn own_partial(
     if early.is_some() {
         shared.early_signing.used();
     }
-    match early {
+    let signed = match early {
         Some(std::task::Poll::Ready(signed)) => signed,
         _ => signing.await,
+    }?;
+    if to_sign_is_some {
+        shared.signed_on(if signs_early { SignedOn::PoolWhileChecking } else { SignedOn::PoolAfterCheck });
     }
+    Ok(signed)
 }
 
 /// Interprets a leaf's answer to an announcement.

@@ -12,7 +12,7 @@ use crate::config::{NodeConfig, Roster, COSI_SERVICE};
 use crate::crypto::IdentityPublicKey;
 use crate::events::NodeEvent;
 use crate::network::{Network, PeerMessage};
-use crate::services::metrics::{labels, seconds_histogram_family, CounterFamily, HistogramFamily, RosterView};
+use crate::services::metrics::{self, labels, seconds_histogram_family, CounterFamily, HistogramFamily, RosterView};
 use crate::services::{stop_service, Service, ServiceContext, ServiceError, StartError, Tasks};
 use crate::verify::cosi::Policy;
 use prometheus_client::registry::{Registry, Unit};
@@ -66,9 +66,54 @@ pub(super) struct Shared {
     pub(super) early_signing: super::early_signing::EarlySigning,
     /// The budget of signatures leaves compute on the runtime's workers (see `inline_signing`).
     pub(super) inline_signing: super::inline_signing::InlineSigning,
+    /// Where this node computed the partial signatures it gave for rounds others led (for `/metrics`).
+    partials: [prometheus_client::metrics::counter::Counter; 3],
+}
+
+/// Where a member computed the partial signature it gave for a round another node led.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SignedOn {
+    /// On the runtime's worker, after the (quick) hook approved (see `inline_signing`).
+    Worker,
+    /// On the crypto pool, after the hook approved.
+    PoolAfterCheck,
+    /// On the crypto pool while the hook checked (see `early_signing`).
+    PoolWhileChecking,
+}
+
+impl SignedOn {
+    const ALL: [SignedOn; 3] = [SignedOn::Worker, SignedOn::PoolAfterCheck, SignedOn::PoolWhileChecking];
+
+    /// The `/metrics` label value.
+    fn label(self) -> &'static str {
+        match self {
+            SignedOn::Worker => "worker",
+            SignedOn::PoolAfterCheck => "pool_after_check",
+            SignedOn::PoolWhileChecking => "pool_while_checking",
+        }
+    }
+}
+
+/// How many partial signatures a node gave, as a member of rounds others led, by where it computed
+/// them (see [`CosiService::partial_signatures`]). Those its hook refused are not given (see
+/// [`CosiService::early_signatures_wasted`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartialSignatureCounts {
+    /// On a runtime worker: a leaf whose hook is quick, within the node's budget for that.
+    pub on_worker: u64,
+    /// On the crypto pool after the check: a quick hook's leaf beyond that budget, a long
+    /// statement, or a slow hook without early-signing budget left.
+    pub on_pool_after_check: u64,
+    /// On the crypto pool while the hook checked (sub-leaders, slow hooks).
+    pub on_pool_while_checking: u64,
 }
 
 impl Shared {
+    /// Counts one partial signature given, computed `on` a place.
+    pub(super) fn signed_on(&self, on: SignedOn) {
+        self.partials[on as usize].inc();
+    }
+
     pub(super) fn invalid_signature(&self) {
         self.invalid_signatures.inc();
     }
@@ -101,6 +146,16 @@ impl CosiService {
     /// then refused (they never left the node; see `early_signing`).
     pub fn early_signatures_wasted(&self) -> u64 {
         self.shared.early_signing.wasted_count()
+    }
+
+    /// Where this node computed the partial signatures it gave as a member of rounds others led.
+    pub fn partial_signatures(&self) -> PartialSignatureCounts {
+        let count = |on: SignedOn| self.shared.partials[on as usize].get();
+        PartialSignatureCounts {
+            on_worker: count(SignedOn::Worker),
+            on_pool_after_check: count(SignedOn::PoolAfterCheck),
+            on_pool_while_checking: count(SignedOn::PoolWhileChecking),
+        }
     }
 
     /// Registers (or replaces) the verification hook of `purpose` on this node: the node signs a
@@ -319,6 +374,7 @@ impl Service for CosiService {
             round_failures: Default::default(),
             round_latency: seconds_histogram_family(),
             invalid_signatures: Default::default(),
+            partials: Default::default(),
         });
         let weak = Arc::downgrade(&shared);
         ctx.metrics.add(
@@ -345,6 +401,21 @@ impl Service for CosiService {
                     "conode_cosi_invalid_signatures",
                     "Members excluded from rounds this node led for an invalid signature",
                     s.invalid_signatures.clone(),
+                );
+                let partials = CounterFamily::default();
+                for on in SignedOn::ALL {
+                    partials.get_or_create(&labels(&[("on", on.label())])).inc_by(s.partials[on as usize].get());
+                }
+                reg.register(
+                    "conode_cosi_partial_signatures",
+                    "Partial signatures this node gave for rounds others led, by where it computed them: on a runtime worker after a quick hook, on the crypto pool after the hook, or on the pool while the hook checked",
+                    partials,
+                );
+                metrics::counter(
+                    reg,
+                    "conode_cosi_early_signatures_wasted",
+                    "Partial signatures computed while the hook checked the statement, which the hook then refused",
+                    s.early_signing.wasted_count(),
                 );
                 reg.register_with_unit(
                     "conode_cosi_round_duration",

@@ -1,0 +1,86 @@
+//! A roster member that floods a leaf with announcements its hook approves: the leaf computes on
+//! its runtime's workers only what the node-wide budget allows (`inline_signing`) and signs the
+//! rest on the crypto pool, and every announcement is still signed. In a file of its own: the
+//! flood takes both cores for most of a second, which would stretch the rounds of tests beside it.
+
+mod support;
+
+use conode_core::cluster::LocalCluster;
+use conode_core::config::COSI_SERVICE;
+use conode_core::crypto::BlsPublicKey;
+use conode_core::services::cosi::{self, CosiError, PartialSignatureCounts, Policy};
+use std::time::{Duration, Instant};
+
+/// Rounds the flooder announces at once: far beyond the budget's burst of 64.
+const ROUNDS: u64 = 600;
+/// Per-level timeout of node 1's own round during the flood.
+const LEVEL: Duration = Duration::from_secs(1);
+
+#[test]
+fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_budget() {
+    // Node 0 announces hundreds of rounds at once to node 1, a leaf whose hook (open signing) is
+    // quick. The flooder's own rounds may time out: its leaf deadline follows the answers it
+    // saw, and hundreds of rounds at once queue behind each other. The leaf signs every
+    // announcement all the same, on its workers within the budget (a burst of 64, then 400 a
+    // second) and on the pool beyond. A round that node 1 leads meanwhile completes.
+    let cluster = LocalCluster::new(2).unwrap();
+    let roster = cluster.roster().clone();
+    let keys: Vec<BlsPublicKey> = roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect();
+    let (flooder, leaf) = (cluster.node(0).cosi().unwrap(), cluster.node(1).cosi().unwrap());
+    let before = leaf.partial_signatures();
+    let given = |c: PartialSignatureCounts| {
+        (c.on_worker - before.on_worker, c.on_pool_after_check - before.on_pool_after_check)
+    };
+    let started = Instant::now();
+    let (flood, (own, took)) = cluster.runtime().block_on(async {
+        let flood = futures_util::future::join_all((0..ROUNDS).map(|i| {
+            let (flooder, roster) = (flooder.clone(), roster.clone());
+            async move {
+                let msg = format!("flood {i}").into_bytes();
+                let out = flooder
+                    .sign_with_timeout(&roster, &msg, cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(2), LEVEL * 10)
+                    .await;
+                (msg, out)
+            }
+        }));
+        let own_round = async {
+            let t = Instant::now();
+            let out = leaf
+                .sign_with_timeout(&roster, b"meanwhile", cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(2), LEVEL)
+                .await;
+            (out, t.elapsed())
+        };
+        futures_util::join!(flood, own_round)
+    });
+    support::wait_until(Duration::from_secs(30), "the leaf signs every announcement", || {
+        let (on_worker, on_pool) = given(leaf.partial_signatures());
+        on_worker + on_pool >= ROUNDS
+    });
+    let elapsed = started.elapsed();
+    let mut completed = 0;
+    for (msg, out) in flood {
+        match out {
+            Ok(out) => {
+                assert_eq!(out.report.signed, vec![0, 1]);
+                cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
+                completed += 1;
+            }
+            Err(CosiError::ThresholdNotReached { signed: 1, .. }) => {}
+            Err(e) => panic!("flood round {:?}: {e}", String::from_utf8_lossy(&msg)),
+        }
+    }
+    let own = own.unwrap_or_else(|e| panic!("node 1's own round during the flood ({took:?}): {e}"));
+    assert_eq!(own.report.signed, vec![0, 1], "node 1's own round during the flood");
+    let after = leaf.partial_signatures();
+    let (on_worker, on_pool) = given(after);
+    assert_eq!(on_worker + on_pool, ROUNDS, "one partial per announcement: {after:?}");
+    assert_eq!(after.on_pool_while_checking, before.on_pool_while_checking, "a quick hook is checked first");
+    // The budget: 64 at once, then 400 a second (one more for the clock's rounding). Within
+    // (600 - 64) / 400 = 1.3 s, that is fewer than the 600 announcements: the pool took the rest.
+    let budget = 64 + (400.0 * elapsed.as_secs_f64()) as u64 + 1;
+    assert!(on_worker <= budget, "{on_worker} signatures on the workers in {elapsed:?} (budget {budget})");
+    println!(
+        "flood of {ROUNDS} rounds in {elapsed:?} ({completed} completed): {on_worker} signed on the workers, \
+         {on_pool} on the pool; own round {took:?}"
+    );
+}
