@@ -809,6 +809,7 @@ pub(super) async fn run_root(
     }
     shared.hooks.check(&purpose, &statement, &extra, shared.config.allow_open_signing).map_err(CosiError::Refused)?;
     let timeout = clamp_timeout(timeout);
+    let _leading = shared.timing.leading();
     let round_id = rand::random::<[u8; 16]>().to_vec();
     let mut exclusions = Exclusions::default();
     // Members known to be down are left out of the tree, unless the others cannot reach the

@@ -3,7 +3,8 @@
 //! timeout. The caller's level timeout stays the upper bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,10 +20,14 @@ const HEDGE_MARGIN_MIN: Duration = Duration::from_millis(100);
 /// Deadline of a level before any answer was observed.
 const NO_HISTORY: Duration = Duration::from_millis(800);
 /// Whatever the history (it may come from rounds over small rosters), a leaf gets at least this
-/// much per roster member: in a round over n members the machines sign n times, and on a
-/// machine running many members (a test cluster) a leaf's turn may come late. 2 ms is about four
-/// BLS signatures.
+/// much per roster member and per round this node leads at the time: in k rounds over n members
+/// the machines sign k × n times, and on a machine running many members (a test cluster), or
+/// with many rounds at once, a leaf's turn may come late. 2 ms is about four BLS signatures.
 const PER_MEMBER: Duration = Duration::from_millis(2);
+/// The root's own work in a round (hashing the statement, its signature, the two halves of the
+/// check of the total: about four signatures), in [`PER_MEMBER`]s: with rounds at once on one
+/// machine, it queues before later rounds' leaves too.
+const ROOT_WORK: usize = 2;
 
 #[derive(Default)]
 struct Ewma(Option<Duration>, Option<RoundKey>);
@@ -80,6 +85,17 @@ pub(super) struct RoundTiming {
     /// Members asked directly, their sub-leader late, failed or caught adding up wrongly
     /// (`conode_cosi_leaves_asked_directly`).
     leaves_asked_directly: prometheus_client::metrics::counter::Counter,
+    /// Rounds this node leads at the moment (see [`RoundTiming::leading`]).
+    leading: AtomicUsize,
+}
+
+/// One round this node leads, counted while it lives (see [`RoundTiming::leading`]).
+pub(super) struct Leading(Arc<RoundTiming>);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        self.0.leading.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A request of a round that may end before its answer arrives: [`Outstanding::finish`] when the
@@ -165,12 +181,22 @@ impl RoundTiming {
         lock(&self.behind).contains_key(member)
     }
 
+    /// Counts a round this node starts leading until the returned guard is dropped: the rounds
+    /// led at once share the machines' signing time, and the leaf deadlines grow with them.
+    pub(super) fn leading(self: &Arc<Self>) -> Leading {
+        self.leading.fetch_add(1, Ordering::AcqRel);
+        Leading(self.clone())
+    }
+
     /// How long to wait for one leaf's partial in a round over `n` members (before any leaf
-    /// answered, a whole group's answer time bounds it).
+    /// answered, a whole group's answer time bounds it), with the other rounds this node leads
+    /// at the moment ([`Self::leading`]) queued before it.
     pub(super) fn leaf_deadline(&self, level_timeout: Duration, n: usize) -> Duration {
         let leaf = lock(&self.leaf).0;
         let group = lock(&self.group).0;
-        let size = PER_MEMBER * n.min(u32::MAX as usize) as u32;
+        let rounds = self.leading.load(Ordering::Acquire).max(1);
+        let size = if rounds == 1 { n } else { n.saturating_add(ROOT_WORK).saturating_mul(rounds) };
+        let size = PER_MEMBER.saturating_mul(size.min(u32::MAX as usize) as u32);
         Ewma(leaf.or(group), None).deadline().max(size).min(level_timeout)
     }
 
@@ -219,6 +245,13 @@ mod tests {
         assert_eq!(t.leaf_deadline(level, 16), FLOOR);
         assert_eq!(t.leaf_deadline(level, 1024), PER_MEMBER * 1024, "large rosters get more time");
         assert_eq!(t.leaf_deadline(Duration::from_secs(1), 1024), Duration::from_secs(1));
+        // Rounds led at once share the signing time: 100 rounds over 16 members.
+        let t = Arc::new(t);
+        let rounds: Vec<Leading> = (0..100).map(|_| t.leading()).collect();
+        assert_eq!(t.leaf_deadline(level, 16), PER_MEMBER * (16 + ROOT_WORK as u32) * 100);
+        assert_eq!(t.leaf_deadline(Duration::from_secs(1), 16), Duration::from_secs(1), "level timeout caps");
+        drop(rounds);
+        assert_eq!(t.leaf_deadline(level, 16), FLOOR, "back once they ended");
         assert_eq!(t.hedge_after(Duration::ZERO), FLOOR, "before any group answered, a leaf's time");
         assert_eq!(t.hedge_after(FLOOR), FLOOR + HEDGE_MARGIN_MIN);
         t.group_answered(Duration::from_millis(100));
