@@ -5,9 +5,9 @@
 //! next one, when theirs came after it began). A flush never covers less than the writes before
 //! its start, so a writer returns only once its own write is on disk.
 //!
-//! On a multi-threaded tokio runtime the wait and the flush run in `block_in_place`: the worker's
-//! other tasks move to another thread instead of stalling behind the disk (a node's hooks write
-//! their votes synchronously, from inside the cosi rounds).
+//! On a multi-threaded tokio runtime the wait and the flush run in `block_in_place`
+//! (`sync::may_block`): the worker's other tasks move to another thread instead of stalling behind
+//! the disk (a node's hooks write their votes synchronously, from inside the cosi rounds).
 
 use std::sync::{Condvar, Mutex};
 
@@ -30,11 +30,7 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Returns once everything written before the call is on disk (`flush` writes it).
     pub(crate) fn sync<E>(&self, flush: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
-        let blocking = || self.sync_here(flush);
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(blocking),
-            _ => blocking(),
-        }
+        crate::sync::may_block(|| self.sync_here(flush))
     }
 
     fn sync_here<E>(&self, flush: impl FnOnce() -> Result<(), E>) -> Result<(), E> {

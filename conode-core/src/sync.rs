@@ -1,6 +1,7 @@
 //! Locking a std mutex the same way everywhere: a poisoned lock (a holder panicked) is recovered
 //! instead of spreading the panic, because every structure guarded in this crate is consistent
-//! between statements.
+//! between statements. Also: waiting on a `Notify` with a deadline, and running blocking work
+//! from inside a task without stalling the runtime's other tasks ([`may_block`]).
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -31,5 +32,17 @@ pub async fn wait_notified(
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
+    }
+}
+
+/// Runs `f`, which may block for long (a flush to a slow disk, an embedder's hook), from inside a
+/// task: on a multi-threaded tokio runtime in `block_in_place`, so that the worker's other tasks
+/// move to another thread instead of waiting behind it; elsewhere (a current-thread runtime, no
+/// runtime) as a plain call.
+#[cfg(feature = "runtime")]
+pub fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

@@ -501,3 +501,95 @@ fn short_partition_heals_within_two_seconds() {
 fn long_partition_heals_within_two_seconds() {
     partition_heals_within_two_seconds(Duration::from_secs(6));
 }
+
+/// A gate that hooks wait on until the test opens it (or a minute passes: a failed test does not
+/// leave threads stuck for ever).
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let open = self.open.lock().unwrap();
+        drop(self.opened.wait_timeout_while(open, Duration::from_secs(60), |open| !*open).unwrap());
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// Opens the gate when dropped (also when the test fails: the runtime waits for stuck threads).
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A member whose verification hook blocks (an embedder's hook that looks something up) and then
+/// hangs (stuck on a lock or a dead disk): the rounds the others lead go on without it, and its
+/// node goes on serving. Each stuck hook holds a blocking thread, not one of the runtime's
+/// workers: the cluster's runtime has two, and the hook hangs in three rounds at once.
+#[test]
+fn a_member_whose_hook_hangs_holds_up_neither_the_rounds_nor_its_node() {
+    let c = LocalCluster::new(4).unwrap();
+    let roster = c.roster().clone();
+    let gate = Arc::new(Gate::default());
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    let hung = Arc::new(AtomicUsize::new(0));
+    for i in 0..4 {
+        let svc = c.node(i).cosi().unwrap();
+        svc.hook("Other", Arc::new(|_: &[u8], _: &[u8]| Ok(()))).unwrap();
+        let (gate, hung) = (gate.clone(), hung.clone());
+        let hook = move |s: &[u8], _: &[u8]| {
+            if i == 3 && s.starts_with(b"hang") {
+                hung.fetch_add(1, Ordering::SeqCst);
+                gate.wait();
+            } else if i == 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        };
+        svc.hook("Test", Arc::new(hook)).unwrap();
+    }
+    let rt = c.runtime();
+    // Every node knows the roster (its members are admitted peers, whose requests run side by
+    // side; a stranger's are answered one at a time, and one that hangs holds up the next).
+    for i in 0..4 {
+        rt.block_on(c.node(i).cosi().unwrap().prepare(&roster)).unwrap();
+    }
+    let sign = |root: usize, msg: &[u8], purpose: &str| {
+        let svc = c.node(root).cosi().unwrap();
+        rt.block_on(svc.sign(&roster, msg, purpose, &[], Policy::Threshold(3)))
+    };
+    // Node 3's hook takes a millisecond in these rounds: not quick, it runs off the workers.
+    for k in 0..3 {
+        assert_eq!(sign(0, format!("fine {k}").as_bytes(), "Test").unwrap().report.signed, vec![0, 1, 2, 3]);
+    }
+    // Three roots at once, each with a round whose statement hangs node 3's hook.
+    let t = Instant::now();
+    let outs = rt.block_on(async {
+        let rounds = (0..3).map(|root| {
+            let (svc, roster) = (c.node(root).cosi().unwrap(), roster.clone());
+            async move { svc.sign(&roster, format!("hang {root}").as_bytes(), "Test", &[], Policy::Threshold(3)).await }
+        });
+        futures_util::future::join_all(rounds).await
+    });
+    for out in outs {
+        let out = out.unwrap();
+        assert_eq!(out.report.signed, vec![0, 1, 2]);
+        assert_eq!(timed_out(&out), vec![3]);
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // (The rounds may end before node 3 took up every announcement.)
+    wait_until(Duration::from_secs(5), "node 3's hook hangs in the three rounds", || hung.load(Ordering::SeqCst) == 3);
+    // Node 3 still leads a round (for a purpose whose hook does not hang) and answers pings.
+    let out = sign(3, b"node 3 leads", "Other").unwrap();
+    assert_eq!(out.report.signed.len(), 4, "{:?}", out.report);
+    let net0 = c.node(0).network().unwrap();
+    rt.block_on(net0.ping(&roster.servers[3], Duration::from_secs(5))).unwrap();
+}

@@ -3,6 +3,9 @@
 //! signing oracle, except the `Cosi` purpose on nodes whose config sets `allow_open_signing`.
 //! The registry also keeps how long each hook took lately: a member whose hook is quick signs
 //! after it on its own worker (see `inline_signing`), one whose hook is slow signs while it runs.
+//! Only a hook known to be quick runs as a plain call on the runtime's worker; any other runs in
+//! `block_in_place` (`sync::may_block`), so a hook that blocks, or hangs, holds a thread of its
+//! own and not one of the few workers every task of the node shares.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,8 +19,10 @@ pub const OPEN_SIGNING_PURPOSE: &str = "Cosi";
 /// as much).
 pub(super) const QUICK_HOOK: Duration = Duration::from_micros(50);
 
-/// Checks `(statement, extra data)` before this node signs; `Err(reason)` refuses. Hooks run on the
-/// node's runtime and must be quick (no blocking I/O).
+/// Checks `(statement, extra data)` before this node signs; `Err(reason)` refuses. A hook may block
+/// (a lookup, a durable write): until it is seen to be quick it runs in `block_in_place`. One that
+/// never returns keeps its thread and this node's answer in that round (the round's leader gives up
+/// on the node at its deadline), not the node.
 pub type VerifyHook = Arc<dyn Fn(&[u8], &[u8]) -> Result<(), String> + Send + Sync>;
 
 /// The hooks registered on one node, by purpose.
@@ -27,8 +32,36 @@ pub struct HookRegistry {
     /// While set, this node signs nothing at all, for the reason given (a restored node catching
     /// up from its peers).
     hold: Arc<RwLock<Option<String>>>,
-    /// Per registered purpose, a moving average of its hook's run time (see [`Self::is_quick`]).
-    run_times: Arc<Mutex<HashMap<String, Duration>>>,
+    /// Per registered purpose, how its hook ran lately (see [`Self::is_quick`]).
+    run_times: Arc<Mutex<HashMap<String, RunTimes>>>,
+}
+
+/// How the hook of one registered purpose ran lately.
+#[derive(Default)]
+struct RunTimes {
+    /// Moving average of its run time (`None` until a run ended).
+    average: Option<Duration>,
+    /// Runs under way: one that does not end may be one that hangs.
+    running: usize,
+}
+
+impl RunTimes {
+    fn is_quick(&self) -> bool {
+        self.running == 0 && self.average.is_some_and(|t| t < QUICK_HOOK)
+    }
+}
+
+/// One run of a hook, timed into its purpose's [`RunTimes`] when it ends (or unwinds).
+struct Run<'a> {
+    registry: &'a HookRegistry,
+    purpose: &'a str,
+    started: Instant,
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        self.registry.ran(self.purpose, self.started.elapsed());
+    }
 }
 
 impl HookRegistry {
@@ -48,26 +81,33 @@ impl HookRegistry {
     }
 
     /// Whether the check of `purpose` is known to be quick: open signing (nothing runs), or a hook
-    /// that ran in less than [`QUICK_HOOK`] on average lately. A hook that never ran is not.
+    /// that ran in less than [`QUICK_HOOK`] on average lately and is not running at the moment
+    /// (a run that has not ended may hang). A hook that never ran is not.
     pub fn is_quick(&self, purpose: &str, allow_open_signing: bool) -> bool {
         if purpose == OPEN_SIGNING_PURPOSE {
             return allow_open_signing;
         }
-        crate::sync::lock(&self.run_times).get(purpose).is_some_and(|&t| t < QUICK_HOOK)
+        crate::sync::lock(&self.run_times).get(purpose).is_some_and(RunTimes::is_quick)
+    }
+
+    /// A run of the hook of `purpose` starts; returns whether the hook was known to be quick.
+    fn start(&self, purpose: &str) -> bool {
+        let mut times = crate::sync::lock(&self.run_times);
+        let t = times.entry(purpose.to_string()).or_default();
+        let quick = t.is_quick();
+        t.running += 1;
+        quick
     }
 
     /// Counts one run of the hook of `purpose` into its moving average: an eighth of the weight
     /// to the newest run, counted as at most twice [`QUICK_HOOK`], so that one run stretched by
     /// the scheduler does not make a quick hook slow, while one that became slow is seen as such
-    /// after a few runs.
+    /// after a few runs. (A purpose removed meanwhile is not timed again.)
     fn ran(&self, purpose: &str, took: Duration) {
         let took = took.min(QUICK_HOOK * 2);
-        let mut times = crate::sync::lock(&self.run_times);
-        match times.get_mut(purpose) {
-            Some(t) => *t = (*t * 7 + took) / 8,
-            None => {
-                times.insert(purpose.to_string(), took);
-            }
+        if let Some(t) = crate::sync::lock(&self.run_times).get_mut(purpose) {
+            t.running = t.running.saturating_sub(1);
+            t.average = Some(t.average.map_or(took, |average| (average * 7 + took) / 8));
         }
     }
 
@@ -104,10 +144,17 @@ impl HookRegistry {
         let hook = self.hooks.read().unwrap_or_else(|p| p.into_inner()).get(purpose).cloned();
         match hook {
             Some(h) => {
-                let started = Instant::now();
-                let verdict = h(statement, extra);
-                self.ran(purpose, started.elapsed());
-                verdict
+                let quick = self.start(purpose);
+                // Timed inside `block_in_place`: the hand-off of the worker is not the hook's.
+                let run = || {
+                    let _run = Run { registry: self, purpose, started: Instant::now() };
+                    h(statement, extra)
+                };
+                if quick {
+                    run()
+                } else {
+                    crate::sync::may_block(run)
+                }
             }
             None => Err(format!("no verification hook for purpose `{purpose}` on this node")),
         }
@@ -157,6 +204,13 @@ mod tests {
         }
         assert!(r.is_quick("Fast", false));
         assert!(!r.is_quick("Slow", false));
+        // A run under way may be one that hangs: the hook is not quick while it lasts.
+        assert!(r.start("Fast"), "quick when this run started");
+        assert!(!r.is_quick("Fast", false), "a run is under way");
+        assert!(!r.start("Fast"), "a second run starts while the first has not ended");
+        r.ran("Fast", Duration::from_micros(1));
+        r.ran("Fast", Duration::from_micros(1));
+        assert!(r.is_quick("Fast", false), "both ended");
         // One run stretched (the thread preempted) does not make a quick hook slow; a hook that
         // stays slow is seen as slow within a few runs.
         r.ran("Fast", Duration::from_millis(20));
