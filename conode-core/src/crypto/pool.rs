@@ -197,6 +197,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_a_thread_jobs_run_on_the_callers_and_a_panic_is_still_caught() {
+        // What `new` leaves when no thread could be started (the process is out of threads).
+        let pool = CryptoPool {
+            shared: Arc::new(Shared { queues: Mutex::new(Queues::default()), ready: Condvar::new() }),
+            threads: 0,
+        };
+        let caller = std::thread::current().id();
+        assert_eq!(pool.run(Priority::Normal, move || std::thread::current().id() == caller).await, Ok(true));
+        assert_eq!(pool.run(Priority::Urgent, || -> u32 { panic!("boom") }).await, Err(PoolError::Lost));
+        assert_eq!(pool.run(Priority::Background, || 7).await, Ok(7));
+        assert!(pool.shared.queues().lanes.iter().all(VecDeque::is_empty), "nothing waits for a thread");
+    }
+
+    #[tokio::test]
     async fn jobs_run_on_the_pools_threads_not_the_callers() {
         let pool = CryptoPool::new(2);
         assert_eq!(pool.threads(), 2);
