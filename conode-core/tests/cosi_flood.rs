@@ -1,15 +1,19 @@
 //! A roster member that floods a leaf with announcements its hook approves: the leaf computes on
 //! its runtime's workers only what the node-wide budget allows (`inline_signing`) and signs the
-//! rest on the crypto pool, and every announcement is still signed. In a file of its own: the
-//! flood takes both cores for about a second, which would stretch the rounds of tests beside it.
+//! rest on the crypto pool, and every announcement is still signed. And a root that leads many
+//! rounds at once gives its leaves time for all of them. In a file of its own, one test at a
+//! time: each takes both cores for about a second, which would stretch the rounds beside it.
 
 mod support;
 
 use conode_core::cluster::LocalCluster;
 use conode_core::config::COSI_SERVICE;
 use conode_core::crypto::BlsPublicKey;
-use conode_core::services::cosi::{self, CosiError, PartialSignatureCounts, Policy};
+use conode_core::services::cosi::{self, PartialSignatureCounts, Policy};
 use std::time::{Duration, Instant};
+
+/// The tests of this file run one at a time: each takes both cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Rounds the flooder announces at once: far beyond the budget's burst of 64.
 const ROUNDS: u64 = 600;
@@ -19,6 +23,7 @@ const LEVEL: Duration = Duration::from_secs(10);
 
 #[test]
 fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_budget() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // Node 0 announces hundreds of rounds at once to node 1, a leaf whose hook (open signing) is
     // quick. The leaf signs every announcement, on its workers within the budget (a burst of
     // 64, then 400 a second) and on the pool beyond. A round that node 1 leads meanwhile
@@ -57,19 +62,11 @@ fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_b
         on_worker + on_pool >= ROUNDS
     });
     let elapsed = started.elapsed();
-    let mut completed = 0;
+    // Every round completes: the flooder's leaf deadlines grow with the rounds it leads.
     for (msg, out) in flood {
-        match out {
-            Ok(out) => {
-                assert_eq!(out.report.signed, vec![0, 1]);
-                cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
-                completed += 1;
-            }
-            // The flooder's loss: in one process, its own signing work for hundreds of rounds
-            // queues on the crypto pool before the leaf's.
-            Err(CosiError::ThresholdNotReached { signed: 1, .. }) => {}
-            Err(e) => panic!("flood round {:?}: {e}", String::from_utf8_lossy(&msg)),
-        }
+        let out = out.unwrap_or_else(|e| panic!("flood round {:?}: {e}", String::from_utf8_lossy(&msg)));
+        assert_eq!(out.report.signed, vec![0, 1]);
+        cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
     }
     let own = own.unwrap_or_else(|e| panic!("node 1's own round during the flood ({took:?}): {e}"));
     assert_eq!(own.report.signed, vec![0, 1], "node 1's own round during the flood");
@@ -82,7 +79,54 @@ fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_b
     let budget = 64 + (400.0 * elapsed.as_secs_f64()) as u64 + 1;
     assert!(on_worker <= budget, "{on_worker} signatures on the workers in {elapsed:?} (budget {budget})");
     println!(
-        "flood of {ROUNDS} rounds in {elapsed:?} ({completed} completed): {on_worker} signed on the workers, \
+        "flood of {ROUNDS} rounds in {elapsed:?}: {on_worker} signed on the workers, \
          {on_pool} on the pool; own round {took:?}"
     );
+}
+
+#[test]
+fn a_root_leading_many_rounds_at_once_waits_for_its_leaves_long_enough() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // 100 rounds at once over 16 members in one process: 1,600 signatures, most of a second of
+    // both cores, far longer than the 200 ms a leaf gets when one round runs. The leaf
+    // deadlines grow with the rounds the root leads, counted before any of them sets its
+    // deadlines, so every member signs every round.
+    const AT_ONCE: usize = 100;
+    let cluster = LocalCluster::new(16).unwrap();
+    let roster = cluster.roster().clone();
+    let keys: Vec<BlsPublicKey> = roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect();
+    let root = cluster.node(0).cosi().unwrap();
+    let rt = cluster.runtime();
+    // A few rounds one after the other first: the deadlines follow the quick answers they see.
+    for i in 0..5 {
+        let msg = format!("alone {i}").into_bytes();
+        let out = rt.block_on(root.sign_with_timeout(
+            &roster,
+            &msg,
+            cosi::OPEN_SIGNING_PURPOSE,
+            &[],
+            Policy::Threshold(16),
+            LEVEL,
+        ));
+        assert_eq!(out.unwrap().report.signed.len(), 16);
+    }
+    let t = Instant::now();
+    let outs = rt.block_on(futures_util::future::join_all((0..AT_ONCE).map(|i| {
+        let (root, roster) = (root.clone(), roster.clone());
+        async move {
+            let msg = format!("at once {i}").into_bytes();
+            let out = root
+                .sign_with_timeout(&roster, &msg, cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(16), LEVEL)
+                .await;
+            (msg, out)
+        }
+    })));
+    let took = t.elapsed();
+    for (msg, out) in outs {
+        let out = out.unwrap_or_else(|e| {
+            panic!("round {:?} of {AT_ONCE} at once ({took:?}): {e}", String::from_utf8_lossy(&msg))
+        });
+        cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(16)).unwrap();
+    }
+    println!("{AT_ONCE} rounds at once over 16 members in {took:?}");
 }

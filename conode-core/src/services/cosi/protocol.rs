@@ -810,6 +810,9 @@ pub(super) async fn run_root(
     shared.hooks.check(&purpose, &statement, &extra, shared.config.allow_open_signing).map_err(CosiError::Refused)?;
     let timeout = clamp_timeout(timeout);
     let _leading = shared.timing.leading();
+    // Rounds asked for together (a caller that starts many at once) are all counted before any
+    // of them sets its deadlines: the first of them would otherwise see few others.
+    tokio::task::yield_now().await;
     let round_id = rand::random::<[u8; 16]>().to_vec();
     let mut exclusions = Exclusions::default();
     // Members known to be down are left out of the tree, unless the others cannot reach the
