@@ -93,10 +93,13 @@ impl HookRegistry {
     /// A run of the hook of `purpose` starts; returns whether the hook was known to be quick.
     fn start(&self, purpose: &str) -> bool {
         let mut times = crate::sync::lock(&self.run_times);
-        let t = times.entry(purpose.to_string()).or_default();
-        let quick = t.is_quick();
-        t.running += 1;
-        quick
+        if let Some(t) = times.get_mut(purpose) {
+            let quick = t.is_quick();
+            t.running += 1;
+            return quick;
+        }
+        times.insert(purpose.to_string(), RunTimes { average: None, running: 1 });
+        false
     }
 
     /// Counts one run of the hook of `purpose` into its moving average: an eighth of the weight
