@@ -7,9 +7,9 @@
 mod support;
 
 use conode_core::cluster::LocalCluster;
-use conode_core::config::COSI_SERVICE;
+use conode_core::config::{Roster, COSI_SERVICE};
 use conode_core::crypto::BlsPublicKey;
-use conode_core::services::cosi::{self, PartialSignatureCounts, Policy};
+use conode_core::services::cosi::{self, CosiError, CosiService, PartialSignatureCounts, Policy, SignOutcome};
 use std::time::{Duration, Instant};
 
 /// The tests of this file run one at a time: each takes both cores.
@@ -21,6 +21,34 @@ const ROUNDS: u64 = 600;
 /// crypto pool of this one process is hundreds of signatures behind during the flood.
 const LEVEL: Duration = Duration::from_secs(10);
 
+/// `rounds` rounds that `root` leads at once over all of `roster` (open signing, every member
+/// required), each statement `"{label} {i}"`; their statements and outcomes.
+async fn sign_at_once(
+    root: &CosiService,
+    roster: &Roster,
+    label: &str,
+    rounds: u64,
+) -> Vec<(Vec<u8>, Result<SignOutcome, CosiError>)> {
+    let all = Policy::Threshold(roster.servers.len());
+    futures_util::future::join_all((0..rounds).map(|i| async move {
+        let msg = format!("{label} {i}").into_bytes();
+        let out = root.sign_with_timeout(roster, &msg, cosi::OPEN_SIGNING_PURPOSE, &[], all, LEVEL).await;
+        (msg, out)
+    }))
+    .await
+}
+
+/// Checks that every round signed with every member of `roster`, its signature valid.
+fn every_member_signed(roster: &Roster, outs: Vec<(Vec<u8>, Result<SignOutcome, CosiError>)>, what: &str) {
+    let keys: Vec<BlsPublicKey> = roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect();
+    let all = Policy::Threshold(keys.len());
+    for (msg, out) in outs {
+        let out = out.unwrap_or_else(|e| panic!("{what}: round {:?}: {e}", String::from_utf8_lossy(&msg)));
+        assert_eq!(out.report.signed.len(), keys.len(), "{what}: {:?}", out.report);
+        cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, all).unwrap();
+    }
+}
+
 #[test]
 fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_budget() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -30,7 +58,6 @@ fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_b
     // completes.
     let cluster = LocalCluster::new(2).unwrap();
     let roster = cluster.roster().clone();
-    let keys: Vec<BlsPublicKey> = roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect();
     let (flooder, leaf) = (cluster.node(0).cosi().unwrap(), cluster.node(1).cosi().unwrap());
     let before = leaf.partial_signatures();
     let given = |c: PartialSignatureCounts| {
@@ -38,16 +65,7 @@ fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_b
     };
     let started = Instant::now();
     let (flood, (own, took)) = cluster.runtime().block_on(async {
-        let flood = futures_util::future::join_all((0..ROUNDS).map(|i| {
-            let (flooder, roster) = (flooder.clone(), roster.clone());
-            async move {
-                let msg = format!("flood {i}").into_bytes();
-                let out = flooder
-                    .sign_with_timeout(&roster, &msg, cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(2), LEVEL)
-                    .await;
-                (msg, out)
-            }
-        }));
+        let flood = sign_at_once(&flooder, &roster, "flood", ROUNDS);
         let own_round = async {
             let t = Instant::now();
             let out = leaf
@@ -63,11 +81,7 @@ fn a_member_flooding_approved_announcements_gets_the_workers_only_within_their_b
     });
     let elapsed = started.elapsed();
     // Every round completes: the flooder's leaf deadlines grow with the rounds it leads.
-    for (msg, out) in flood {
-        let out = out.unwrap_or_else(|e| panic!("flood round {:?}: {e}", String::from_utf8_lossy(&msg)));
-        assert_eq!(out.report.signed, vec![0, 1]);
-        cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(2)).unwrap();
-    }
+    every_member_signed(&roster, flood, "flood");
     let own = own.unwrap_or_else(|e| panic!("node 1's own round during the flood ({took:?}): {e}"));
     assert_eq!(own.report.signed, vec![0, 1], "node 1's own round during the flood");
     let after = leaf.partial_signatures();
@@ -91,42 +105,18 @@ fn a_root_leading_many_rounds_at_once_waits_for_its_leaves_long_enough() {
     // both cores, far longer than the 200 ms a leaf gets when one round runs. The leaf
     // deadlines grow with the rounds the root leads, counted before any of them sets its
     // deadlines, so every member signs every round.
-    const AT_ONCE: usize = 100;
+    const AT_ONCE: u64 = 100;
     let cluster = LocalCluster::new(16).unwrap();
     let roster = cluster.roster().clone();
-    let keys: Vec<BlsPublicKey> = roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect();
     let root = cluster.node(0).cosi().unwrap();
     let rt = cluster.runtime();
     // A few rounds one after the other first: the deadlines follow the quick answers they see.
     for i in 0..5 {
-        let msg = format!("alone {i}").into_bytes();
-        let out = rt.block_on(root.sign_with_timeout(
-            &roster,
-            &msg,
-            cosi::OPEN_SIGNING_PURPOSE,
-            &[],
-            Policy::Threshold(16),
-            LEVEL,
-        ));
-        assert_eq!(out.unwrap().report.signed.len(), 16);
+        every_member_signed(&roster, rt.block_on(sign_at_once(&root, &roster, &format!("alone {i}"), 1)), "alone");
     }
     let t = Instant::now();
-    let outs = rt.block_on(futures_util::future::join_all((0..AT_ONCE).map(|i| {
-        let (root, roster) = (root.clone(), roster.clone());
-        async move {
-            let msg = format!("at once {i}").into_bytes();
-            let out = root
-                .sign_with_timeout(&roster, &msg, cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(16), LEVEL)
-                .await;
-            (msg, out)
-        }
-    })));
+    let outs = rt.block_on(sign_at_once(&root, &roster, "at once", AT_ONCE));
     let took = t.elapsed();
-    for (msg, out) in outs {
-        let out = out.unwrap_or_else(|e| {
-            panic!("round {:?} of {AT_ONCE} at once ({took:?}): {e}", String::from_utf8_lossy(&msg))
-        });
-        cosi::verify(&msg, &out.signature.to_bytes(), &out.mask, &keys, Policy::Threshold(16)).unwrap();
-    }
+    every_member_signed(&roster, outs, &format!("{AT_ONCE} rounds at once ({took:?})"));
     println!("{AT_ONCE} rounds at once over 16 members in {took:?}");
 }
