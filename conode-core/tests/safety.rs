@@ -61,10 +61,12 @@ fn a_byzantine_member_that_signs_anything_cannot_make_a_fork() {
 }
 
 /// The same storm on four chains at once: appends of different chains that meet at a member share
-/// batched rounds, which hold conflicting appends and which members crash in the middle of.
+/// batched rounds, which hold conflicting appends and which members crash in the middle of. As
+/// many trials as the one-chain storm: whether appends meet at a member is a matter of timing
+/// (10 trials saw 0 to 7 batched rounds; with 0 the run checks nothing of batching and fails).
 #[test]
 fn conflicting_appends_of_many_chains_in_batched_rounds_with_crashes_never_fork() {
-    seeded("batched safety", |seed, trials| run(seed, trials.div_ceil(2), None, 4));
+    seeded("batched safety", |seed, trials| run(seed, trials, None, 4));
 }
 
 /// Runs `test` with the seed and trial count of the environment (or a random seed and the CI
