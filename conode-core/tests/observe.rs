@@ -146,6 +146,7 @@ fn roster_status_and_metrics_follow_the_cothority() {
     assert!(sum(&m, "conode_cosi_rounds_total") >= 1.0);
     assert!(sum(&m, "conode_cosi_round_duration_seconds_count") >= 1.0);
     assert!(m.lines().any(|l| l.starts_with("conode_cosi_hedges_total ")), "the hedge counter is exported: {m}");
+    assert!(m.lines().any(|l| l == "conode_cosi_rounds_busy_total 0"), "the busy counter is exported: {m}");
     let peer3 = &keys[3][..16];
     assert!(m.contains(&format!("conode_network_peer_up{{peer=\"{peer3}\"}} 0")), "{m}");
     assert!(m.contains(&format!("conode_network_peer_connected{{peer=\"{peer3}\"}} 0")), "{m}");

@@ -6,6 +6,8 @@
 //! - `protocol`: the node-to-node round, with per-level timeouts and re-asking of failed subtrees;
 //!   members known to be down are routed around and the root returns once the outcome is decided.
 //! - `timing`: deadlines that follow the observed healthy answer time.
+//! - `admission`: the bound on the rounds a node leads at once (by the signatures they need);
+//!   later rounds wait their turn.
 //! - `aggregate`: optimistic aggregation: sub-leaders only add up, the root verifies the total once
 //!   and looks into the groups (down to the culprit) only when it fails.
 //! - `roster`: rosters of a round; the root checks a roster's proofs of possession as one batch,
@@ -19,6 +21,7 @@
 //!
 //! Verifying a collective signature needs none of this: see [`crate::verify::cosi`].
 
+mod admission;
 mod aggregate;
 #[cfg(feature = "cluster")]
 pub mod bench;

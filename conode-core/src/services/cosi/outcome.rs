@@ -113,6 +113,12 @@ pub enum CosiError {
     FinalVerify(String),
     #[error("the node is stopping")]
     Stopped,
+    /// This node leads as many rounds as it can at once (see `admission`): the round waited
+    /// `waited` for its turn (nothing, when `queued` units of work were waiting already).
+    #[error(
+        "busy: this node leads rounds worth {capacity} signatures at once and {queued} more wait; the round waited {waited:?} for its turn; try again in {retry_after:?}"
+    )]
+    Busy { capacity: usize, queued: usize, waited: std::time::Duration, retry_after: std::time::Duration },
 }
 
 /// Short enough that the roster indices survive the 123-byte WebSocket close reason; the details

@@ -23,7 +23,7 @@ use super::messages::{bounded_reason, Announce, Exclusion as WireExclusion, Repl
 use super::outcome::{CosiError, Exclusion, ExclusionKind, PartialAggregate, SignOutcome, SignReport};
 use super::roster::RoundRoster;
 use super::service::{Shared, SignedOn};
-use super::timing::{Outstanding, RoundTiming};
+use super::timing::{Outstanding, RoundTiming, ROOT_WORK};
 use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
@@ -809,7 +809,9 @@ pub(super) async fn run_root(
     }
     shared.hooks.check(&purpose, &statement, &extra, shared.config.allow_open_signing).map_err(CosiError::Refused)?;
     let timeout = clamp_timeout(timeout);
-    let _leading = shared.timing.leading();
+    // Beyond the work this node can lead at once, the round waits its turn (see `admission`).
+    let _admitted = shared.admission.admit(n + ROOT_WORK, timeout).await?;
+    let _leading = shared.timing.leading(n);
     // Rounds asked for together (a caller that starts many at once) are all counted before any
     // of them sets its deadlines: the first of them would otherwise see few others.
     tokio::task::yield_now().await;

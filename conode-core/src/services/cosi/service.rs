@@ -48,6 +48,8 @@ pub(super) struct Shared {
     pub(super) rosters: RosterCache,
     /// Observed answer times, for the round deadlines.
     pub(super) timing: Arc<super::timing::RoundTiming>,
+    /// The bound on the rounds this node leads at once.
+    pub(super) admission: super::admission::Admission,
     fault: RwLock<CosiFault>,
     /// Per purpose, how many more rounds this node leaves unanswered (see `silence_rounds`).
     silent_rounds: std::sync::Mutex<std::collections::HashMap<String, usize>>,
@@ -363,6 +365,7 @@ impl Service for CosiService {
                 }
             }),
             timing: Default::default(),
+            admission: Default::default(),
             early_signing: Default::default(),
             inline_signing: Default::default(),
             fault: RwLock::new(CosiFault::None),
@@ -396,6 +399,11 @@ impl Service for CosiService {
                     "conode_cosi_leaves_asked_directly",
                     "Members this node, leading a round, asked directly: their sub-leader was late, failed or added up wrongly",
                     s.timing.leaves_asked_directly().clone(),
+                );
+                reg.register(
+                    "conode_cosi_rounds_busy",
+                    "Rounds this node was asked to lead and refused: as many as it can lead at once were running, and the round could not start within its level timeout or the queue was full",
+                    s.admission.refused().clone(),
                 );
                 reg.register(
                     "conode_cosi_invalid_signatures",
@@ -489,6 +497,9 @@ impl From<CosiError> for ServiceError {
                 }
             }
             CosiError::Stopped => ServiceError::Unavailable(e.to_string()),
+            CosiError::Busy { retry_after, .. } => {
+                ServiceError::RateLimited { retry_after_ms: retry_after.as_millis(), message: e.to_string() }
+            }
             e => ServiceError::Failed(e.to_string()),
         }
     }

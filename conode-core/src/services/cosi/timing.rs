@@ -27,7 +27,7 @@ const PER_MEMBER: Duration = Duration::from_millis(2);
 /// The root's own work in a round (hashing the statement, its signature, the two halves of the
 /// check of the total: about four signatures), in [`PER_MEMBER`]s: with rounds at once on one
 /// machine, it queues before later rounds' leaves too.
-const ROOT_WORK: usize = 2;
+pub(super) const ROOT_WORK: usize = 2;
 
 #[derive(Default)]
 struct Ewma(Option<Duration>, Option<RoundKey>);
@@ -87,14 +87,18 @@ pub(super) struct RoundTiming {
     leaves_asked_directly: prometheus_client::metrics::counter::Counter,
     /// Rounds this node leads at the moment (see [`RoundTiming::leading`]).
     leading: AtomicUsize,
+    /// Their work: members plus [`ROOT_WORK`] each.
+    leading_units: AtomicUsize,
 }
 
-/// One round this node leads, counted while it lives (see [`RoundTiming::leading`]).
-pub(super) struct Leading(Arc<RoundTiming>);
+/// One round this node leads (its units of work), counted while it lives (see
+/// [`RoundTiming::leading`]).
+pub(super) struct Leading(Arc<RoundTiming>, usize);
 
 impl Drop for Leading {
     fn drop(&mut self) {
         self.0.leading.fetch_sub(1, Ordering::AcqRel);
+        self.0.leading_units.fetch_sub(self.1, Ordering::AcqRel);
     }
 }
 
@@ -181,11 +185,14 @@ impl RoundTiming {
         lock(&self.behind).contains_key(member)
     }
 
-    /// Counts a round this node starts leading until the returned guard is dropped: the rounds
-    /// led at once share the machines' signing time, and the leaf deadlines grow with them.
-    pub(super) fn leading(self: &Arc<Self>) -> Leading {
+    /// Counts a round over `n` members this node starts leading until the returned guard is
+    /// dropped: the rounds led at once share the machines' signing time, and the leaf deadlines
+    /// grow with their work (`n + ROOT_WORK` each; `admission` bounds it).
+    pub(super) fn leading(self: &Arc<Self>, n: usize) -> Leading {
+        let units = n.saturating_add(ROOT_WORK);
         self.leading.fetch_add(1, Ordering::AcqRel);
-        Leading(self.clone())
+        self.leading_units.fetch_add(units, Ordering::AcqRel);
+        Leading(self.clone(), units)
     }
 
     /// How long to wait for one leaf's partial in a round over `n` members (before any leaf
@@ -194,8 +201,8 @@ impl RoundTiming {
     pub(super) fn leaf_deadline(&self, level_timeout: Duration, n: usize) -> Duration {
         let leaf = lock(&self.leaf).0;
         let group = lock(&self.group).0;
-        let rounds = self.leading.load(Ordering::Acquire).max(1);
-        let size = if rounds == 1 { n } else { n.saturating_add(ROOT_WORK).saturating_mul(rounds) };
+        let rounds = self.leading.load(Ordering::Acquire);
+        let size = if rounds <= 1 { n } else { self.leading_units.load(Ordering::Acquire) };
         let size = PER_MEMBER.saturating_mul(size.min(u32::MAX as usize) as u32);
         Ewma(leaf.or(group), None).deadline().max(size).min(level_timeout)
     }
@@ -247,8 +254,11 @@ mod tests {
         assert_eq!(t.leaf_deadline(Duration::from_secs(1), 1024), Duration::from_secs(1));
         // Rounds led at once share the signing time: 100 rounds over 16 members.
         let t = Arc::new(t);
-        let rounds: Vec<Leading> = (0..100).map(|_| t.leading()).collect();
+        let rounds: Vec<Leading> = (0..100).map(|_| t.leading(16)).collect();
         assert_eq!(t.leaf_deadline(level, 16), PER_MEMBER * (16 + ROOT_WORK as u32) * 100);
+        let large = t.leading(400);
+        assert_eq!(t.leaf_deadline(level, 16), PER_MEMBER * ((16 + ROOT_WORK as u32) * 100 + 402), "by their work");
+        drop(large);
         assert_eq!(t.leaf_deadline(Duration::from_secs(1), 16), Duration::from_secs(1), "level timeout caps");
         drop(rounds);
         assert_eq!(t.leaf_deadline(level, 16), FLOOR, "back once they ended");
