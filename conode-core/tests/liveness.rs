@@ -593,3 +593,52 @@ fn a_member_whose_hook_hangs_holds_up_neither_the_rounds_nor_its_node() {
     let net0 = c.node(0).network().unwrap();
     rt.block_on(net0.ping(&roster.servers[3], Duration::from_secs(5))).unwrap();
 }
+
+/// A sub-leader whose hook hangs: its leaves' partials still count (the root asks them directly
+/// once the sub-leader is late), and the sub-leader's node goes on serving: it signs in rounds
+/// other roots lead, leads a round of its own, and answers pings.
+#[test]
+fn a_sub_leader_whose_hook_hangs_holds_up_neither_its_leaves_nor_its_node() {
+    let c = four_members_in_two_levels();
+    let roster = c.roster().clone();
+    let gate = Arc::new(Gate::default());
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    let hung = Arc::new(AtomicUsize::new(0));
+    for i in 0..4 {
+        let (gate, hung) = (gate.clone(), hung.clone());
+        let hook = move |s: &[u8], _: &[u8]| {
+            if i == 1 && s.starts_with(b"hang") {
+                hung.fetch_add(1, Ordering::SeqCst);
+                gate.wait();
+            }
+            Ok(())
+        };
+        c.node(i).cosi().unwrap().hook("Test", Arc::new(hook)).unwrap();
+    }
+    let rt = c.runtime();
+    // Every node knows the roster (see the test above: a stranger's requests are answered one
+    // at a time).
+    for i in 0..4 {
+        rt.block_on(c.node(i).cosi().unwrap().prepare(&roster)).unwrap();
+    }
+    let sign = |root: usize, msg: &[u8]| {
+        let svc = c.node(root).cosi().unwrap();
+        rt.block_on(svc.sign(&roster, msg, "Test", &[], Policy::Threshold(3)))
+    };
+    // Root 0's groups are [1, 2] and [3]: node 1 is the sub-leader of leaf 2.
+    let out = sign(0, b"hang at the sub-leader").unwrap();
+    assert_eq!(out.report.signed, vec![0, 2, 3], "{:?}", out.report);
+    assert_eq!(timed_out(&out), vec![1]);
+    assert_eq!(c.node(0).cosi().unwrap().leaves_asked_directly(), 1, "leaf 2, asked directly");
+    assert_verifies(&c, b"hang at the sub-leader", &out);
+    wait_until(Duration::from_secs(5), "node 1's hook hangs", || hung.load(Ordering::SeqCst) == 1);
+    // Node 1, its hook still stuck, signs what it approves in the rounds of others (root 2's
+    // groups are [3, 0] and [1]), leads a round itself, and answers pings.
+    for root in [2, 3, 1] {
+        let msg = format!("fine, led by {root}");
+        let out = sign(root, msg.as_bytes()).unwrap();
+        assert_eq!(out.report.signed, vec![0, 1, 2, 3], "{:?}", out.report);
+        assert_verifies(&c, msg.as_bytes(), &out);
+    }
+    rt.block_on(c.node(0).network().unwrap().ping(&roster.servers[1], Duration::from_secs(5))).unwrap();
+}
