@@ -177,3 +177,103 @@ fn rounds_asked_for_faster_than_they_complete_wait_their_turn() {
     assert!(roster.servers[1..].iter().all(|s| health.down(&s.public).is_none()), "a member was marked down");
     println!("{ROUNDS} rounds one by one over 16 members in {took:?}: {ran} signed, {busy} busy");
 }
+
+/// A Byzantine member floods one honest member with announcements it approves (open signing),
+/// keeping about a thousand in flight for two seconds: a backlog of signatures longer than a
+/// leaf's deadline. The honest rounds led meanwhile still get the flooded member's partial in
+/// time: the crypto pool takes turns between those who asked (the flooder gets its share, not
+/// the whole queue), so one faulty member cannot make an honest one look down, which would take
+/// two members out of the rounds for the price of one.
+#[test]
+fn a_member_flooding_another_does_not_make_it_miss_the_honest_rounds() {
+    use conode_core::services::cosi::messages::{Announce, Member};
+    use prost::Message;
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    const IN_FLIGHT: usize = 1000;
+    const FLOOD_FOR: Duration = Duration::from_secs(2);
+    let cluster = LocalCluster::new(4).unwrap();
+    let roster = cluster.roster().clone();
+    let rt = cluster.runtime();
+    let (honest_root, flooder) = (cluster.node(0).cosi().unwrap(), cluster.node(3).network().unwrap());
+    let victim = roster.servers[1].clone();
+    let wire: Vec<Member> = roster
+        .servers
+        .iter()
+        .map(|s| Member {
+            public: s.public.as_bytes().to_vec(),
+            address: s.address.to_string(),
+            cosi_public: s.service_key(COSI_SERVICE).unwrap().to_bytes().to_vec(),
+        })
+        .collect();
+    let announce = |i: usize| {
+        Announce {
+            roster: wire.clone(),
+            root: 3,
+            statement: format!("flood {i}").into_bytes(),
+            purpose: cosi::OPEN_SIGNING_PURPOSE.into(),
+            timeout_ms: 30_000,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    // Healthy rounds first: the deadlines follow their quick answers.
+    for i in 0..5 {
+        let out = rt.block_on(honest_root.sign(
+            &roster,
+            format!("warm {i}").as_bytes(),
+            cosi::OPEN_SIGNING_PURPOSE,
+            &[],
+            Policy::Threshold(4),
+        ));
+        assert_eq!(out.unwrap().report.signed.len(), 4);
+    }
+    let (honest, flood_answers) = rt.block_on(async {
+        let flood = async {
+            let started = Instant::now();
+            let sent = std::sync::atomic::AtomicUsize::new(0);
+            let one_after_another = || async {
+                let mut answered = 0;
+                while started.elapsed() < FLOOD_FOR {
+                    let i = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let r = flooder
+                        .request(
+                            &victim,
+                            COSI_SERVICE,
+                            cosi::PROTOCOL_ANNOUNCE,
+                            &i.to_le_bytes(),
+                            announce(i),
+                            Duration::from_secs(30),
+                        )
+                        .await;
+                    answered += usize::from(r.is_ok());
+                }
+                answered
+            };
+            futures_util::future::join_all((0..IN_FLIGHT).map(|_| one_after_another())).await.into_iter().sum::<usize>()
+        };
+        let honest_rounds = async {
+            // Once the flood has built up its backlog.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut outs = Vec::new();
+            while outs.len() < 10 {
+                let msg = format!("honest {}", outs.len());
+                let out = honest_root
+                    .sign(&roster, msg.as_bytes(), cosi::OPEN_SIGNING_PURPOSE, &[], Policy::Threshold(3))
+                    .await;
+                outs.push((msg.into_bytes(), out));
+            }
+            outs
+        };
+        let (flood, honest) = futures_util::join!(flood, honest_rounds);
+        (honest, flood)
+    });
+    assert!(flood_answers > IN_FLIGHT, "the flood was answered: {flood_answers} announcements signed");
+    for (msg, out) in &honest {
+        let out = out.as_ref().unwrap_or_else(|e| panic!("honest round {:?}: {e}", String::from_utf8_lossy(msg)));
+        assert!(out.report.signed.contains(&1), "the flooded member missed an honest round: {:?}", out.report);
+    }
+    println!(
+        "{flood_answers} flood announcements signed; the flooded member signed all {} honest rounds",
+        honest.len()
+    );
+}

@@ -7,12 +7,17 @@
 //! blocking pool would start a thread per job: all jobs would share the cores and finish
 //! together, late).
 //!
+//! Within a priority, jobs are taken in turns by whom they are for ([`Submitter`]: e.g. the
+//! peer whose announcement a partial signature answers), first in, first out for each: a peer
+//! that floods a node with requests gets its turn like the others instead of the whole queue,
+//! and the others' jobs wait for at most one of its jobs per thread, not for its backlog.
+//!
 //! One pool per process ([`CryptoPool::global`]), shared by every node of it. A job that panics
 //! is reported as [`PoolError::Lost`] and leaves its thread running. The caller that stops
 //! waiting (its task cancelled) does not stop the job, so jobs must be short and must not touch
 //! storage.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
@@ -38,14 +43,67 @@ pub enum PoolError {
     Lost,
 }
 
+/// Whom a job is for: the jobs of one priority are taken in turns between submitters (see the
+/// module's documentation). [`Submitter::ANYONE`] is one submitter like the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Submitter([u8; 32]);
+
+impl Submitter {
+    /// Jobs for no one in particular (the node's own work).
+    pub const ANYONE: Submitter = Submitter([0; 32]);
+
+    /// The submitter named by a peer's identity key (or any 32 bytes).
+    pub fn new(key: [u8; 32]) -> Self {
+        Submitter(key)
+    }
+}
+
+/// The jobs of one priority: each submitter's in order, the submitters in turns.
+#[derive(Default)]
+struct Lane {
+    /// Submitters with jobs waiting, the next one to be served first.
+    turns: VecDeque<Submitter>,
+    jobs: HashMap<Submitter, VecDeque<Job>>,
+    len: usize,
+}
+
+impl Lane {
+    fn push(&mut self, submitter: Submitter, job: Job) {
+        let queue = self.jobs.entry(submitter).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(submitter);
+        }
+        queue.push_back(job);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let submitter = self.turns.pop_front()?;
+        let queue = self.jobs.get_mut(&submitter)?;
+        let job = queue.pop_front();
+        if queue.is_empty() {
+            self.jobs.remove(&submitter);
+        } else {
+            self.turns.push_back(submitter);
+        }
+        self.len -= usize::from(job.is_some());
+        job
+    }
+}
+
 #[derive(Default)]
 struct Queues {
-    lanes: [VecDeque<Job>; 3],
+    lanes: [Lane; 3],
 }
 
 impl Queues {
     fn pop(&mut self) -> Option<Job> {
-        self.lanes.iter_mut().find_map(VecDeque::pop_front)
+        self.lanes.iter_mut().find_map(Lane::pop)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lanes.iter().map(|l| l.len).sum()
     }
 }
 
@@ -105,10 +163,21 @@ impl CryptoPool {
         self.threads
     }
 
-    /// Runs `f` on the pool, after the jobs of its priority submitted before it and before any
+    /// Runs `f` on the pool for no one in particular ([`Submitter::ANYONE`]; see
+    /// [`Self::run_for`]).
+    pub async fn run<T, F>(&self, priority: Priority, f: F) -> Result<T, PoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run_for(priority, Submitter::ANYONE, f).await
+    }
+
+    /// Runs `f` on the pool, after the jobs of its priority submitted before it for
+    /// `submitter` (in turns with the other submitters' jobs of that priority) and before any
     /// job of a lower priority still waiting; resolves with its result. Without a thread (none
     /// could be started) it runs on the caller's.
-    pub async fn run<T, F>(&self, priority: Priority, f: F) -> Result<T, PoolError>
+    pub async fn run_for<T, F>(&self, priority: Priority, submitter: Submitter, f: F) -> Result<T, PoolError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -120,7 +189,7 @@ impl CryptoPool {
         let job: Job = Box::new(move || {
             let _ = done.send(f());
         });
-        self.shared.queues().lanes[priority as usize].push_back(job);
+        self.shared.queues().lanes[priority as usize].push(submitter, job);
         self.shared.ready.notify_one();
         result.await.map_err(|_| PoolError::Lost)
     }
@@ -135,6 +204,15 @@ where
     CryptoPool::global().run(priority, f).await
 }
 
+/// Runs `f` on the process's pool for `submitter` (see [`CryptoPool::run_for`]).
+pub async fn run_for<T, F>(priority: Priority, submitter: Submitter, f: F) -> Result<T, PoolError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    CryptoPool::global().run_for(priority, submitter, f).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +221,12 @@ mod tests {
     /// Submits jobs while the pool's only thread is held, then releases it; returns the order
     /// in which the jobs (given as (priority, label)) ran.
     async fn run_order(jobs: &[(Priority, u32)]) -> Vec<u32> {
+        let jobs: Vec<(Priority, Submitter, u32)> = jobs.iter().map(|&(p, l)| (p, Submitter::ANYONE, l)).collect();
+        run_order_for(&jobs).await
+    }
+
+    /// [`run_order`] with the submitter of each job.
+    async fn run_order_for(jobs: &[(Priority, Submitter, u32)]) -> Vec<u32> {
         let pool = Arc::new(CryptoPool::new(1));
         let order = Arc::new(Mutex::new(Vec::new()));
         let (release, gate) = std::sync::mpsc::channel::<()>();
@@ -158,11 +242,13 @@ mod tests {
         // The thread is busy with the blocker before anything else is queued.
         tokio::task::spawn_blocking(move || started.recv_timeout(Duration::from_secs(10))).await.unwrap().unwrap();
         let mut handles = Vec::new();
-        for &(priority, label) in jobs {
+        for &(priority, submitter, label) in jobs {
             let (p, order) = (pool.clone(), order.clone());
-            handles.push(tokio::spawn(async move { p.run(priority, move || order.lock().unwrap().push(label)).await }));
+            handles.push(tokio::spawn(async move {
+                p.run_for(priority, submitter, move || order.lock().unwrap().push(label)).await
+            }));
             // Each job is queued before the next one is submitted.
-            while pool.shared.queues().lanes.iter().map(VecDeque::len).sum::<usize>() < handles.len() {
+            while pool.shared.queues().len() < handles.len() {
                 tokio::task::yield_now().await;
             }
         }
@@ -189,6 +275,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn submitters_take_turns_within_a_priority_each_in_order() {
+        use Priority::*;
+        let (flooder, a, b) = (Submitter::new([1; 32]), Submitter::new([2; 32]), Submitter::ANYONE);
+        // A backlog of one submitter, then the others' jobs: each waits for one of the backlog.
+        let mut jobs: Vec<(Priority, Submitter, u32)> = (0..6).map(|i| (Normal, flooder, i)).collect();
+        jobs.extend([(Normal, a, 10), (Normal, b, 20), (Normal, a, 11), (Urgent, flooder, 30), (Background, a, 40)]);
+        assert_eq!(run_order_for(&jobs).await, vec![30, 0, 10, 20, 1, 11, 2, 3, 4, 5, 40]);
+    }
+
+    #[tokio::test]
     async fn a_panicking_job_is_lost_and_the_pool_keeps_working() {
         let pool = CryptoPool::new(1);
         let lost = pool.run(Priority::Normal, || -> u32 { panic!("boom") }).await;
@@ -207,7 +303,7 @@ mod tests {
         assert_eq!(pool.run(Priority::Normal, move || std::thread::current().id() == caller).await, Ok(true));
         assert_eq!(pool.run(Priority::Urgent, || -> u32 { panic!("boom") }).await, Err(PoolError::Lost));
         assert_eq!(pool.run(Priority::Background, || 7).await, Ok(7));
-        assert!(pool.shared.queues().lanes.iter().all(VecDeque::is_empty), "nothing waits for a thread");
+        assert_eq!(pool.shared.queues().len(), 0, "nothing waits for a thread");
     }
 
     #[tokio::test]

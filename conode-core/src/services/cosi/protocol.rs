@@ -28,7 +28,7 @@ use super::tree::{self, Group};
 use crate::config::ServerIdentity;
 use crate::config::COSI_SERVICE;
 use crate::crypto::checked_once;
-use crate::crypto::pool::{self, Priority};
+use crate::crypto::pool::{self, Priority, Submitter};
 use crate::crypto::BlsSignature;
 use crate::network::{NetError, Network, PeerMessage, NET_SERVICE};
 use crate::services::Tasks;
@@ -168,10 +168,16 @@ enum Answer {
 /// [`crate::crypto::pool`]): the runtime's workers stay free for the round's messages while the
 /// signature is computed, so announcements keep flowing down the tree and replies up it while
 /// the members of one process (or a busy node) sign. Returns the uncompressed signature (192
-/// bytes: the aggregator adds it without a square root to decompress it).
-async fn sign_on_pool(config: &Arc<crate::config::NodeConfig>, message: Vec<u8>) -> Result<Vec<u8>, String> {
+/// bytes: the aggregator adds it without a square root to decompress it). `asked_by` is the
+/// peer whose announcement it answers (this node's own key for a round it leads): the pool
+/// takes turns between them, so one that floods this node waits behind its own backlog.
+async fn sign_on_pool(
+    config: &Arc<crate::config::NodeConfig>,
+    message: Vec<u8>,
+    asked_by: Submitter,
+) -> Result<Vec<u8>, String> {
     let config = config.clone();
-    pool::run(Priority::Normal, move || sign_here(&config, &message)).await.map_err(|e| e.to_string())?
+    pool::run_for(Priority::Normal, asked_by, move || sign_here(&config, &message)).await.map_err(|e| e.to_string())?
 }
 
 /// Signs `message` with this node's cosi key on the calling thread (see [`sign_on_pool`]).
@@ -180,8 +186,8 @@ fn sign_here(config: &crate::config::NodeConfig, message: &[u8]) -> Result<Vec<u
     Ok(key.sign(message).raw().serialize().to_vec())
 }
 
-/// This node's own partial signature (raw, uncompressed) for an announcement, or why it refuses.
-/// A `leaf` has no fan-out to keep flowing while it signs.
+/// This node's own partial signature (raw, uncompressed) for an announcement from `asked_by`,
+/// or why it refuses. A `leaf` has no fan-out to keep flowing while it signs.
 async fn own_partial(
     shared: &Shared,
     roster: &RoundRoster,
@@ -189,6 +195,7 @@ async fn own_partial(
     ann: &Announce,
     fault: CosiFault,
     leaf: bool,
+    asked_by: Submitter,
 ) -> Result<Vec<u8>, String> {
     let (statement, purpose, extra) = (&ann.statement[..], &ann.purpose[..], &ann.extra[..]);
     if fault == CosiFault::Refuse {
@@ -218,7 +225,7 @@ async fn own_partial(
                 Ok(signed)
             }
             Some(message) => {
-                let signed = sign_on_pool(&shared.config, message).await?;
+                let signed = sign_on_pool(&shared.config, message, asked_by).await?;
                 shared.signed_on(SignedOn::PoolAfterCheck);
                 Ok(signed)
             }
@@ -228,7 +235,7 @@ async fn own_partial(
     let to_sign_is_some = to_sign.is_some();
     let signing = async move {
         match to_sign {
-            Some(message) => sign_on_pool(&shared.config, message).await,
+            Some(message) => sign_on_pool(&shared.config, message, asked_by).await,
             None => Ok(CosiFault::garbage()),
         }
     };
@@ -419,7 +426,8 @@ pub(super) async fn handle_peer(shared: Arc<Shared>, msg: PeerMessage) -> Result
         ))
     });
     // A sub-leader signs on the crypto pool: the fan-out task sends meanwhile.
-    let own = own_partial(&shared, &roster, me, &ann, fault, fanout.is_none()).await;
+    let asked_by = Submitter::new(*msg.from.as_bytes());
+    let own = own_partial(&shared, &roster, me, &ann, fault, fanout.is_none(), asked_by).await;
     let Some(fanout) = fanout else {
         // A leaf: just the own partial, sent as is.
         match own {
@@ -875,14 +883,16 @@ pub(super) async fn run_root(
     // The statement is hashed to G2 once, first: the root's key keeps the point, so its own
     // signature and the check's Miller loop (side by side on the pool) both start from it.
     let (msg, config) = (statement.clone(), shared.config.clone());
-    let point = pool::run(Priority::Normal, move || config.cosi_key().map(|key| key.message_point(&msg))).await;
+    let ours = Submitter::new(*shared.network.public_key().as_bytes());
+    let point =
+        pool::run_for(Priority::Normal, ours, move || config.cosi_key().map(|key| key.message_point(&msg))).await;
     let point = point.ok().flatten();
     let keys = roster.clone();
-    let prepare = pool::run(Priority::Normal, move || match point {
+    let prepare = pool::run_for(Priority::Normal, ours, move || match point {
         Some(point) => aggregate::Prepared::with_point(&point, &keys.keys, expected),
         None => None,
     });
-    let (own_bytes, prepared) = futures_util::join!(sign_on_pool(&shared.config, statement.clone()), prepare);
+    let (own_bytes, prepared) = futures_util::join!(sign_on_pool(&shared.config, statement.clone(), ours), prepare);
     let own = Contribution {
         from: me,
         mask: Mask::from_indices(n, [me]),
@@ -1204,7 +1214,7 @@ mod tests {
         let addr = crate::config::NodeAddress { host: "127.0.0.1".into(), port: 1 };
         let config = Arc::new(crate::config::NodeConfig::generate(addr, "pool signer"));
         let key = config.cosi_key().expect("generated with a cosi key").clone();
-        let bytes = sign_on_pool(&config, b"statement".to_vec()).await.expect("signed");
+        let bytes = sign_on_pool(&config, b"statement".to_vec(), Submitter::ANYONE).await.expect("signed");
         assert_eq!(bytes.len(), 192, "uncompressed, for the aggregators");
         let sig = aggregate::decode_sig(&bytes).expect("decodes");
         let keys = [key.public()];
@@ -1214,7 +1224,7 @@ mod tests {
         // A node without a cosi key refuses (no panic on the pool's thread).
         let mut keyless = (*config).clone();
         keyless.service_keys.clear();
-        assert!(sign_on_pool(&Arc::new(keyless), b"statement".to_vec()).await.is_err());
+        assert!(sign_on_pool(&Arc::new(keyless), b"statement".to_vec(), Submitter::ANYONE).await.is_err());
     }
 
     #[test]
