@@ -130,9 +130,15 @@ mod tests {
             assert!(futures_util::poll!(q.as_mut()).is_pending());
         }
         match a.admit(10, wait).await {
-            Err(CosiError::Busy { queued, waited, retry_after, capacity }) => {
+            Err(busy @ CosiError::Busy { .. }) => {
+                let CosiError::Busy { queued, waited, retry_after, capacity } = busy else { unreachable!() };
                 assert_eq!((queued, waited, capacity), (3_300, Duration::ZERO, 100));
                 assert_eq!(retry_after, Duration::from_secs(5), "at most 5 s");
+                // A client of `/Cosi/Sign` is told the node is unavailable, and when to try again.
+                let wire = crate::services::ServiceError::from(busy).to_wire();
+                assert_eq!(wire.code, crate::client_api::ErrorCode::Unavailable);
+                assert_eq!(wire.number("retry_after_ms"), Some(5_000));
+                assert!(wire.message.starts_with("busy: "), "{}", wire.message);
             }
             other => panic!("{:?}", other.map(|_| ())),
         }
