@@ -40,6 +40,19 @@ async fn sign_at_once(
     .await
 }
 
+/// A cluster of `n` whose node 0 led a few rounds one after the other (the deadlines follow the
+/// quick answers they saw); its roster and node 0's service.
+fn warmed_up(n: usize) -> (LocalCluster, Roster, CosiService) {
+    let cluster = LocalCluster::new(n).unwrap();
+    let roster = cluster.roster().clone();
+    let root = cluster.node(0).cosi().unwrap();
+    for i in 0..5 {
+        let outs = cluster.runtime().block_on(sign_at_once(&root, &roster, &format!("alone {i}"), 1));
+        every_member_signed(&roster, outs, "alone");
+    }
+    (cluster, roster, root)
+}
+
 /// Checks that every round signed with every member of `roster`, its signature valid.
 fn every_member_signed(roster: &Roster, outs: Vec<(Vec<u8>, Result<SignOutcome, CosiError>)>, what: &str) {
     let keys: Vec<BlsPublicKey> = roster.servers.iter().map(|s| *s.service_key(COSI_SERVICE).unwrap()).collect();
@@ -108,14 +121,8 @@ fn a_root_leading_many_rounds_at_once_waits_for_its_leaves_long_enough() {
     // deadlines grow with the rounds the root leads, counted before any of them sets its
     // deadlines, so every member signs every round.
     const AT_ONCE: u64 = 100;
-    let cluster = LocalCluster::new(16).unwrap();
-    let roster = cluster.roster().clone();
-    let root = cluster.node(0).cosi().unwrap();
+    let (cluster, roster, root) = warmed_up(16);
     let rt = cluster.runtime();
-    // A few rounds one after the other first: the deadlines follow the quick answers they see.
-    for i in 0..5 {
-        every_member_signed(&roster, rt.block_on(sign_at_once(&root, &roster, &format!("alone {i}"), 1)), "alone");
-    }
     let t = Instant::now();
     let outs = rt.block_on(sign_at_once(&root, &roster, "at once", AT_ONCE));
     let took = t.elapsed();
@@ -126,20 +133,15 @@ fn a_root_leading_many_rounds_at_once_waits_for_its_leaves_long_enough() {
 /// A root asked for rounds one by one, far faster than it completes them (5,000 a second over
 /// 16 members, where it completes a few hundred): the rounds beyond the work it leads at once
 /// wait their turn, so the rounds in flight keep the deadlines they set. None fails with members
-/// timed out (all of them did when every round started at once and set its deadlines for the few
-/// it saw); a round that cannot start within its level timeout is refused as busy, with a time
-/// to try again.
+/// timed out (when every round started as it came and set its deadlines for the few it saw,
+/// 23 to 497 of 500 did); a round that cannot start within its level timeout is refused as busy,
+/// with a time to try again.
 #[test]
 fn rounds_asked_for_faster_than_they_complete_wait_their_turn() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     const ROUNDS: u64 = 400;
-    let cluster = LocalCluster::new(16).unwrap();
-    let roster = cluster.roster().clone();
-    let root = cluster.node(0).cosi().unwrap();
+    let (cluster, roster, root) = warmed_up(16);
     let rt = cluster.runtime();
-    for i in 0..5 {
-        every_member_signed(&roster, rt.block_on(sign_at_once(&root, &roster, &format!("alone {i}"), 1)), "alone");
-    }
     let t = Instant::now();
     let outs = rt.block_on(async {
         let mut pace = tokio::time::interval(Duration::from_micros(200));
@@ -191,10 +193,9 @@ fn a_member_flooding_another_does_not_make_it_miss_the_honest_rounds() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     const IN_FLIGHT: usize = 1000;
     const FLOOD_FOR: Duration = Duration::from_secs(2);
-    let cluster = LocalCluster::new(4).unwrap();
-    let roster = cluster.roster().clone();
+    let (cluster, roster, honest_root) = warmed_up(4);
     let rt = cluster.runtime();
-    let (honest_root, flooder) = (cluster.node(0).cosi().unwrap(), cluster.node(3).network().unwrap());
+    let flooder = cluster.node(3).network().unwrap();
     let victim = roster.servers[1].clone();
     let wire: Vec<Member> = roster
         .servers
@@ -216,17 +217,6 @@ fn a_member_flooding_another_does_not_make_it_miss_the_honest_rounds() {
         }
         .encode_to_vec()
     };
-    // Healthy rounds first: the deadlines follow their quick answers.
-    for i in 0..5 {
-        let out = rt.block_on(honest_root.sign(
-            &roster,
-            format!("warm {i}").as_bytes(),
-            cosi::OPEN_SIGNING_PURPOSE,
-            &[],
-            Policy::Threshold(4),
-        ));
-        assert_eq!(out.unwrap().report.signed.len(), 4);
-    }
     let (honest, flood_answers) = rt.block_on(async {
         let flood = async {
             let started = Instant::now();
