@@ -14,6 +14,7 @@ use crate::services::cosi::{CosiError, Policy, SignOutcome, OPEN_SIGNING_PURPOSE
 use crate::services::skipchain::messages::Append;
 use crate::services::skipchain::SkipchainError;
 use crate::verify::skipchain::SkipBlock;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Runtime;
 
@@ -77,7 +78,22 @@ pub struct LocalCluster {
 /// that releases them for a process to bind (the CLI tests write them into a config) would
 /// otherwise race every outgoing connection of the machine, whose source ports come from that
 /// range (seen as "Address already in use" when the process started).
+///
+/// A pair is handed out once per process: a node of a `LocalCluster` that is stopped and then
+/// restarted binds its ports again, and another cluster of the same process (tests run side by
+/// side) must not pick them meanwhile.
 pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net::TcpListener)> {
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut take = |p: u16| -> Option<(std::net::TcpListener, std::net::TcpListener)> {
+        if p == u16::MAX || handed_out.contains(&p) || handed_out.contains(&(p + 1)) {
+            return None;
+        }
+        let a = std::net::TcpListener::bind(("127.0.0.1", p)).ok()?;
+        let b = std::net::TcpListener::bind(("127.0.0.1", p + 1)).ok()?;
+        handed_out.extend([p, p + 1]);
+        Some((a, b))
+    };
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
@@ -85,20 +101,19 @@ pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net:
     if ephemeral_low > PRIVATE_PORTS_FROM + 1000 {
         for _ in 0..200 {
             let p = rand::Rng::gen_range(&mut rand::thread_rng(), PRIVATE_PORTS_FROM..ephemeral_low - 1);
-            if let Ok(a) = std::net::TcpListener::bind(("127.0.0.1", p)) {
-                if let Ok(b) = std::net::TcpListener::bind(("127.0.0.1", p + 1)) {
-                    return Ok((a, b));
-                }
+            if let Some(pair) = take(p) {
+                return Ok(pair);
             }
         }
     }
     for _ in 0..200 {
         let a = std::net::TcpListener::bind("127.0.0.1:0")?;
         let p = a.local_addr()?.port();
-        if p == u16::MAX {
+        if p == u16::MAX || handed_out.contains(&p) || handed_out.contains(&(p + 1)) {
             continue;
         }
         if let Ok(b) = std::net::TcpListener::bind(("127.0.0.1", p + 1)) {
+            handed_out.extend([p, p + 1]);
             return Ok((a, b));
         }
     }
@@ -297,6 +312,29 @@ impl Drop for LocalCluster {
             if n.is_running() {
                 let _ = n.stop();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_pair_is_handed_out_once_per_process_even_once_released() {
+        let first: Vec<u16> = (0..20)
+            .map(|_| {
+                let (a, b) = allocate_port_pair().unwrap();
+                let (p, q) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+                assert_eq!(q, p + 1);
+                p
+            })
+            .collect();
+        // Released (as when a node stops): not handed out again, the node may bind them again.
+        let again: BTreeSet<u16> =
+            (0..20).map(|_| allocate_port_pair().unwrap().0.local_addr().unwrap().port()).collect();
+        for p in first {
+            assert!(!again.contains(&p) && !again.contains(&(p + 1)) && !again.contains(&(p - 1)), "{p} again");
         }
     }
 }
