@@ -8,8 +8,8 @@
 //! (many clients, a busy application) all started, each set short deadlines for the few rounds
 //! it saw, and then shared the machines with hundreds more: every member looked hung, links were
 //! closed as dead, and almost every round failed. A round that cannot start within its level
-//! timeout, or that arrives when the queue already holds [`QUEUE_FACTOR`] times the capacity,
-//! fails at once with [`CosiError::Busy`] (the client is told when to try again).
+//! timeout fails with [`CosiError::Busy`] (the client is told when to try again); one that
+//! arrives when the queue already holds [`QUEUE_FACTOR`] times the capacity fails so at once.
 
 use super::outcome::CosiError;
 use std::sync::atomic::{AtomicUsize, Ordering};
