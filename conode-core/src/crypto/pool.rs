@@ -64,7 +64,6 @@ struct Lane {
     /// Submitters with jobs waiting, the next one to be served first.
     turns: VecDeque<Submitter>,
     jobs: HashMap<Submitter, VecDeque<Job>>,
-    len: usize,
 }
 
 impl Lane {
@@ -74,7 +73,6 @@ impl Lane {
             self.turns.push_back(submitter);
         }
         queue.push_back(job);
-        self.len += 1;
     }
 
     fn pop(&mut self) -> Option<Job> {
@@ -86,7 +84,6 @@ impl Lane {
         } else {
             self.turns.push_back(submitter);
         }
-        self.len -= usize::from(job.is_some());
         job
     }
 }
@@ -103,7 +100,7 @@ impl Queues {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lanes.iter().map(|l| l.len).sum()
+        self.lanes.iter().flat_map(|l| l.jobs.values()).map(VecDeque::len).sum()
     }
 }
 

@@ -22,8 +22,6 @@ const UNITS_PER_CORE: usize = 256;
 /// Rounds wait while the queue holds at most this many times the capacity (a bound on the memory
 /// a flood of requests takes; their level timeout bounds their wait); later ones are refused.
 const QUEUE_FACTOR: usize = 32;
-/// What a refused client is told to wait, per unit of work queued (see `timing::PER_MEMBER`).
-const RETRY_PER_UNIT: Duration = Duration::from_millis(2);
 
 /// The bound on the rounds this node leads at once.
 pub(super) struct Admission {
@@ -85,7 +83,8 @@ impl Admission {
 
     fn busy(&self, queued: usize, waited: Duration) -> CosiError {
         self.refused.inc();
-        let retry_after = RETRY_PER_UNIT
+        // What a refused client is told to wait: the time a leaf is given per unit queued.
+        let retry_after = super::timing::PER_MEMBER
             .saturating_mul(queued.min(u32::MAX as usize) as u32)
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
         CosiError::Busy { capacity: self.capacity, queued, waited, retry_after }

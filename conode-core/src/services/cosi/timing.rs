@@ -23,7 +23,7 @@ const NO_HISTORY: Duration = Duration::from_millis(800);
 /// much per roster member and per round this node leads at the time: in k rounds over n members
 /// the machines sign k × n times, and on a machine running many members (a test cluster), or
 /// with many rounds at once, a leaf's turn may come late. 2 ms is about four BLS signatures.
-const PER_MEMBER: Duration = Duration::from_millis(2);
+pub(super) const PER_MEMBER: Duration = Duration::from_millis(2);
 /// The root's own work in a round (hashing the statement, its signature, the two halves of the
 /// check of the total: about four signatures), in [`PER_MEMBER`]s: with rounds at once on one
 /// machine, it queues before later rounds' leaves too.
