@@ -267,3 +267,57 @@ fn a_member_flooding_another_does_not_make_it_miss_the_honest_rounds() {
         honest.len()
     );
 }
+
+/// A root told to stop while hundreds of rounds wait for their turn (and a few dozen run) ends
+/// every one of them at once with `Stopped`: none waits out its level timeout, none is refused as
+/// busy, and none blames a member for the root's own shutdown. The node stops within its grace.
+#[test]
+fn a_root_stopping_while_rounds_wait_their_turn_ends_them_all_at_once() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    const ROUNDS: usize = 300;
+    let (mut cluster, roster, root) = warmed_up(16);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rounds: Vec<_> = (0..ROUNDS)
+        .map(|i| {
+            let (root, roster, done) = (root.clone(), roster.clone(), done.clone());
+            cluster.runtime().spawn(async move {
+                let msg = format!("cut short {i}").into_bytes();
+                let all = Policy::Threshold(roster.servers.len());
+                let out = root.sign_with_timeout(&roster, &msg, cosi::OPEN_SIGNING_PURPOSE, &[], all, LEVEL).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                (msg, out, Instant::now())
+            })
+        })
+        .collect();
+    // Once a few rounds completed (the others run or wait their turn), node 0 stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.load(std::sync::atomic::Ordering::Acquire) < 5 {
+        assert!(Instant::now() < deadline, "no round completed in 30 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stopping = Instant::now();
+    cluster.stop(0).unwrap();
+    let stopped_in = stopping.elapsed();
+    let outs = cluster.runtime().block_on(futures_util::future::join_all(rounds));
+    let (mut signed, mut ended) = (Vec::new(), 0);
+    let mut last_end = Duration::ZERO;
+    for out in outs {
+        let (msg, out, at) = out.unwrap();
+        match out {
+            Err(CosiError::Stopped) => {
+                ended += 1;
+                last_end = last_end.max(at.saturating_duration_since(stopping));
+            }
+            Err(e) => panic!("round {:?} ended with {e} instead of `Stopped`", String::from_utf8_lossy(&msg)),
+            Ok(o) => signed.push((msg, Ok(o))),
+        }
+    }
+    println!(
+        "{} rounds signed, {ended} ended by the stop (the last {last_end:?} after it); stop took {stopped_in:?}",
+        signed.len()
+    );
+    every_member_signed(&roster, signed, "before the stop");
+    assert!(ended > ROUNDS / 2, "only {ended} of {ROUNDS} rounds were still waiting or running at the stop");
+    assert!(stopped_in < Duration::from_secs(3), "the stop took {stopped_in:?}");
+    assert!(last_end < Duration::from_secs(1), "a round ended {last_end:?} after the stop");
+}

@@ -818,7 +818,12 @@ pub(super) async fn run_root(
     shared.hooks.check(&purpose, &statement, &extra, shared.config.allow_open_signing).map_err(CosiError::Refused)?;
     let timeout = clamp_timeout(timeout);
     // Beyond the work this node can lead at once, the round waits its turn (see `admission`).
-    let _admitted = shared.admission.admit(n + ROOT_WORK, timeout).await?;
+    // A node told to stop ends the rounds still waiting at once, instead of handing each its turn.
+    let _admitted = tokio::select! {
+        biased;
+        _ = shared.tasks.cancelled() => return Err(CosiError::Stopped),
+        admitted = shared.admission.admit(n + ROOT_WORK, timeout) => admitted?,
+    };
     let _leading = shared.timing.leading(n);
     // Rounds asked for together (a caller that starts many at once) are all counted before any
     // of them sets its deadlines: the first of them would otherwise see few others.
