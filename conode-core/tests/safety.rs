@@ -104,7 +104,9 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>, chains: usize) {
     // Batched rounds led by members, counted before a member's crash resets its count.
     let batched = |c: &LocalCluster, i: usize| svc(c, i).map_or(0, |s| s.batched_rounds().0);
     let mut batched_rounds = 0;
+    let mut slowest = Duration::ZERO;
     for trial in 0..trials {
+        let trial_started = Instant::now();
         // Crash or bring back one member now and then (at most f = 1 down for n = 4). Half of the
         // crashes come in the middle of the trial's appends: as soon as the first of them ends,
         // while the others are in their rounds (batched ones among them).
@@ -149,6 +151,7 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>, chains: usize) {
             calls = others;
         }
         results.extend(rt.block_on(futures_util::future::join_all(calls)).into_iter().map(|r| r.unwrap()));
+        slowest = slowest.max(trial_started.elapsed());
         for (k, r) in results {
             match r {
                 Ok(block) => {
@@ -199,7 +202,7 @@ fn run(seed: u64, trials: u64, byzantine: Option<usize>, chains: usize) {
     }
     eprintln!(
         "safety: seed {seed}, {trials} trials, {chains} chains of {blocks} blocks in all, {} acknowledged, \
-         {conflicts} conflicts reported, {batched_rounds} batched rounds",
+         {conflicts} conflicts reported, {batched_rounds} batched rounds, slowest trial {slowest:?}",
         acknowledged.len()
     );
 }

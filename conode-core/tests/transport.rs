@@ -143,6 +143,52 @@ fn each_failed_dial_counts_once() {
     });
 }
 
+/// A request told to dial a down peer now (`request_redial_now`: the last chance of a round that
+/// cannot go on without it) dials at once, even while another request waits out the peer's dial
+/// backoff: that one waits without holding the dial. Before, it held it for the whole backoff,
+/// and a proposer's query of the members' slots waited up to its 2 s timeout for a member that
+/// refuses at once: with a member down, every contended append cost seconds.
+#[test]
+fn a_request_told_to_redial_now_does_not_wait_behind_another_requests_backoff() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let peer = conode_core::config::ServerIdentity {
+            address: NodeAddress { host: "127.0.0.1".into(), port },
+            public: IdentityKeyPair::generate().public(),
+            description: "nothing listens".into(),
+            url: None,
+            services: Default::default(),
+        };
+        let settings = NetSettings {
+            backoff_min: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(10),
+            probe_interval: Duration::from_secs(60),
+            ..quick()
+        };
+        let (net, _stop) = client_net(settings);
+        let failures = || net.health().report().iter().find(|r| r.peer == peer.public).map_or(0, |r| r.dial_failures);
+        net.ping(&peer, Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(failures(), 1);
+        // A patient request: it waits for the backoff (5 s) to end before it dials again.
+        let patient = net.request(&peer, "Status", "Request", &[], Vec::new(), Duration::from_secs(30));
+        tokio::pin!(patient);
+        assert!(futures_util::poll!(patient.as_mut()).is_pending());
+        let t = Instant::now();
+        let err = net
+            .request_redial_now(&peer, "Status", "Request", &[], Vec::new(), Duration::from_secs(3))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(t.elapsed() < Duration::from_secs(1), "the redial took {:?}: {err}", t.elapsed());
+        assert!(err.contains(&port.to_string()) && err.contains("refused"), "{err}");
+        assert_eq!(failures(), 2, "the redial dialed");
+        // The patient request is still waiting (its backoff is not over): no dial of its own yet.
+        assert!(futures_util::poll!(patient.as_mut()).is_pending());
+        assert_eq!(failures(), 2);
+    });
+}
+
 /// A down peer that no roster of this node names (only dialed, as the children an announcement
 /// names are) is probed for `probe_give_up` at most and then forgotten, so made-up members cost
 /// no probe forever; a member of the node's own rosters is probed until it answers. A forgotten

@@ -187,6 +187,20 @@ struct Backoff {
     next_try: Instant,
     delay: Duration,
     last_error: NetError,
+    /// When the last dial failed.
+    failed_at: Instant,
+}
+
+/// How a request treats a peer whose dials failed lately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialing {
+    /// Wait out the dial backoff (within the request's deadline), then dial.
+    AfterBackoff,
+    /// The peer is known down and its backoff runs: fail at once with the last dial error.
+    FailFast,
+    /// Dial once right away, whatever the backoff, unless a dial that failed after the request
+    /// began already gave the answer.
+    Now,
 }
 
 struct Inner {
@@ -790,48 +804,58 @@ impl Network {
         }
     }
 
-    /// The live link to `peer`, dialing it if needed (with backoff after failures).
-    /// With `fail_fast`, a peer known to be down fails at once with the last dial error while
-    /// the dial backoff runs, instead of waiting for it.
-    async fn link(&self, peer: &ServerIdentity, deadline: Instant, fail_fast: bool) -> Result<LinkRef, NetError> {
+    /// The live link to `peer`, dialing it if needed (with backoff after failures, as `dialing`
+    /// says).
+    async fn link(&self, peer: &ServerIdentity, deadline: Instant, dialing: Dialing) -> Result<LinkRef, NetError> {
         let key = peer.public;
         if let Some(l) = self.live_link(&key) {
             return Ok(l);
         }
-        if fail_fast && self.inner.health.down(&key).is_some() {
+        let asked = Instant::now();
+        let mut dial_now = dialing == Dialing::Now;
+        if dialing == Dialing::FailFast && self.inner.health.down(&key).is_some() {
             let b = lock(&self.inner.backoff);
             if let Some(b) = b.get(&key).filter(|b| b.next_try > Instant::now()) {
                 return Err(b.last_error.clone());
             }
         }
         let dial_lock = lock(&self.inner.dialing).entry(key).or_default().clone();
-        // Another caller may be dialing (or backing off) with a later deadline: wait for it only
-        // until our own deadline.
-        let _guard = match tokio::time::timeout_at(deadline.into(), dial_lock.lock()).await {
-            Ok(guard) => guard,
-            Err(_) => {
-                let last_error = lock(&self.inner.backoff).get(&key).map(|b| b.last_error.clone());
-                return Err(last_error.unwrap_or_else(|| NetError::Timeout {
-                    peer: short(&key),
-                    what: "a connection".into(),
-                    after: deadline.saturating_duration_since(Instant::now()),
-                }));
-            }
-        };
         loop {
+            // Another caller may be dialing: wait for it only until our own deadline. Nobody
+            // holds the lock while backing off, so a caller told to dial now (`request_redial_now`)
+            // does not wait out another's backoff.
+            let _guard = match tokio::time::timeout_at(deadline.into(), dial_lock.lock()).await {
+                Ok(guard) => guard,
+                Err(_) => {
+                    let last_error = lock(&self.inner.backoff).get(&key).map(|b| b.last_error.clone());
+                    return Err(last_error.unwrap_or_else(|| NetError::Timeout {
+                        peer: short(&key),
+                        what: "a connection".into(),
+                        after: deadline.saturating_duration_since(Instant::now()),
+                    }));
+                }
+            };
             if self.inner.tasks.is_cancelled() {
                 return Err(NetError::Shutdown);
             }
             if let Some(l) = self.live_link(&key) {
                 return Ok(l);
             }
-            let waiting = lock(&self.inner.backoff).get(&key).map(|b| (b.next_try, b.last_error.clone()));
-            if let Some((t, last_error)) = waiting {
+            let waiting = lock(&self.inner.backoff).get(&key).map(|b| (b.next_try, b.failed_at, b.last_error.clone()));
+            if let Some((_, failed_at, last_error)) = waiting.as_ref().filter(|_| dial_now) {
+                if *failed_at >= asked {
+                    // Another caller's dial failed while this one waited for the lock: that is
+                    // the fresh answer this request asked for.
+                    return Err(last_error.clone());
+                }
+            } else if let Some((t, _, last_error)) = waiting.filter(|(t, _, _)| *t > Instant::now()) {
                 if t > deadline {
                     // Backing off past the caller's deadline: report why the last dial failed.
                     return Err(last_error);
                 }
+                drop(_guard);
                 tokio::time::sleep_until(t.into()).await;
+                continue;
             }
             // The dial is bounded by the caller's deadline too (a peer that accepts and then says
             // nothing would otherwise hold the caller for the whole handshake timeout).
@@ -843,20 +867,24 @@ impl Network {
                     Err((NetError::Dial { peer: short(&key), address, reason }, false))
                 }
             };
+            dial_now = false;
             match dialed {
                 Ok(()) => continue,
                 Err((e, refused)) => {
                     {
                         let s = &self.inner.settings;
                         let mut backoff = lock(&self.inner.backoff);
+                        let now = Instant::now();
                         let b = backoff.entry(key).or_insert(Backoff {
-                            next_try: Instant::now(),
+                            next_try: now,
                             delay: s.backoff_min / 2,
                             last_error: e.clone(),
+                            failed_at: now,
                         });
                         b.delay = (b.delay * 2).clamp(s.backoff_min, s.backoff_max);
-                        b.next_try = Instant::now() + b.delay;
+                        b.next_try = now + b.delay;
                         b.last_error = e.clone();
+                        b.failed_at = now;
                     }
                     // Every failed dial counts once, and marks the peer down: rounds starting
                     // meanwhile skip it, whether or not a retry gets through (an answer marks it
@@ -982,7 +1010,7 @@ impl Network {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
-        self.request_inner(peer, service, protocol, round_id, payload, timeout, false).await
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, Dialing::AfterBackoff).await
     }
 
     /// [`Self::request`] for rounds that must not wait on a dead peer: when `peer` is known to be
@@ -996,7 +1024,7 @@ impl Network {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
-        self.request_inner(peer, service, protocol, round_id, payload, timeout, true).await
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, Dialing::FailFast).await
     }
 
     /// [`Self::request`] that dials a peer known to be down once right away, instead of waiting
@@ -1011,10 +1039,7 @@ impl Network {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
-        if let Some(b) = lock(&self.inner.backoff).get_mut(&peer.public) {
-            b.next_try = Instant::now();
-        }
-        self.request_inner(peer, service, protocol, round_id, payload, timeout, false).await
+        self.request_inner(peer, service, protocol, round_id, payload, timeout, Dialing::Now).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1026,7 +1051,7 @@ impl Network {
         round_id: &[u8],
         payload: Vec<u8>,
         timeout: Duration,
-        fail_fast: bool,
+        dialing: Dialing,
     ) -> Result<Vec<u8>, NetError> {
         let start = Instant::now();
         let deadline = start + timeout;
@@ -1037,7 +1062,7 @@ impl Network {
             self.inner.admission.admit_raw([*key.as_bytes()]);
         }
         // A failed dial is recorded where it happens (`link`), once.
-        let (conn_id, tx, ctl) = self.link(peer, deadline, fail_fast).await?;
+        let (conn_id, tx, ctl) = self.link(peer, deadline, dialing).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         let r = self.request_on(&key, conn_id, &tx, service, protocol, round_id, payload, left).await;
         match &r {
