@@ -824,7 +824,7 @@ impl Network {
             // Another caller may be dialing: wait for it only until our own deadline. Nobody
             // holds the lock while backing off, so a caller told to dial now (`request_redial_now`)
             // does not wait out another's backoff.
-            let _guard = match tokio::time::timeout_at(deadline.into(), dial_lock.lock()).await {
+            let dialing_here = match tokio::time::timeout_at(deadline.into(), dial_lock.lock()).await {
                 Ok(guard) => guard,
                 Err(_) => {
                     let last_error = lock(&self.inner.backoff).get(&key).map(|b| b.last_error.clone());
@@ -853,7 +853,7 @@ impl Network {
                     // Backing off past the caller's deadline: report why the last dial failed.
                     return Err(last_error);
                 }
-                drop(_guard);
+                drop(dialing_here);
                 tokio::time::sleep_until(t.into()).await;
                 continue;
             }
