@@ -111,29 +111,43 @@ fn address_overrides_redirect_dials() {
     });
 }
 
+/// A member at a port nothing listens on (dials are refused), and that port.
+fn refusing_peer() -> (conode_core::config::ServerIdentity, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let peer = conode_core::config::ServerIdentity {
+        address: NodeAddress { host: "127.0.0.1".into(), port },
+        public: IdentityKeyPair::generate().public(),
+        description: "nothing listens".into(),
+        url: None,
+        services: Default::default(),
+    };
+    (peer, port)
+}
+
+/// Settings whose dial backoff (5 s at first) and probes outlast a test.
+fn slow_backoff() -> NetSettings {
+    NetSettings {
+        backoff_min: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(10),
+        probe_interval: Duration::from_secs(60),
+        ..quick()
+    }
+}
+
+/// Failed dials of `peer` that `net` counted.
+fn dial_failures(net: &Network, peer: &conode_core::config::ServerIdentity) -> u64 {
+    net.health().report().iter().find(|r| r.peer == peer.public).map_or(0, |r| r.dial_failures)
+}
+
 /// `conode_network_dial_failures` counts dials that failed, once each: requests that fail on the
 /// dial backoff (no dial made) return the last dial's error and do not count again.
 #[test]
 fn each_failed_dial_counts_once() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        // A port nothing listens on: dials are refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let peer = conode_core::config::ServerIdentity {
-            address: NodeAddress { host: "127.0.0.1".into(), port },
-            public: IdentityKeyPair::generate().public(),
-            description: "nothing listens".into(),
-            url: None,
-            services: Default::default(),
-        };
-        let settings = NetSettings {
-            backoff_min: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(10),
-            probe_interval: Duration::from_secs(60),
-            ..quick()
-        };
-        let (net, _stop) = client_net(settings);
-        let failures = || net.health().report().iter().find(|r| r.peer == peer.public).map_or(0, |r| r.dial_failures);
+        let (peer, port) = refusing_peer();
+        let (net, _stop) = client_net(slow_backoff());
+        let failures = || dial_failures(&net, &peer);
         for attempt in 0..3 {
             let err = net.ping(&peer, Duration::from_millis(300)).await.unwrap_err().to_string();
             assert!(err.contains(&port.to_string()), "attempt {attempt}: the error names the address: {err}");
@@ -152,22 +166,9 @@ fn each_failed_dial_counts_once() {
 fn a_request_told_to_redial_now_does_not_wait_behind_another_requests_backoff() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let peer = conode_core::config::ServerIdentity {
-            address: NodeAddress { host: "127.0.0.1".into(), port },
-            public: IdentityKeyPair::generate().public(),
-            description: "nothing listens".into(),
-            url: None,
-            services: Default::default(),
-        };
-        let settings = NetSettings {
-            backoff_min: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(10),
-            probe_interval: Duration::from_secs(60),
-            ..quick()
-        };
-        let (net, _stop) = client_net(settings);
-        let failures = || net.health().report().iter().find(|r| r.peer == peer.public).map_or(0, |r| r.dial_failures);
+        let (peer, port) = refusing_peer();
+        let (net, _stop) = client_net(slow_backoff());
+        let failures = || dial_failures(&net, &peer);
         net.ping(&peer, Duration::from_millis(300)).await.unwrap_err();
         assert_eq!(failures(), 1);
         // A patient request: it waits for the backoff (5 s) to end before it dials again.
