@@ -615,7 +615,13 @@ async fn run_group(
             announce(&network, &server, payload, &round_id, wait).await
         })
     };
-    let hedge = (!group.leaves.is_empty()).then(|| timing.hedge_after(deadlines.leaf)).filter(|h| *h < wait);
+    // A sub-leader that still owes an earlier round's answer (it hangs, or its link is behind)
+    // will not answer this one first: its leaves are asked directly at once too. Otherwise the
+    // round after one that gave up on it would wait for it again, until the transport marks it
+    // down.
+    let hedge = (!group.leaves.is_empty())
+        .then(|| if timing.is_behind(&server.public) { Duration::ZERO } else { timing.hedge_after(deadlines.leaf) })
+        .filter(|h| *h < wait);
     let answer = hedged(&mut ask, hedge, &outstanding, &timing, &ask_directly, leader, start).await;
     let took = start.elapsed();
     let learn_from = |heard| learn(&timing, &round_id, &group, known_down, took, deadlines.leaf, heard);
