@@ -7,7 +7,7 @@
 mod support;
 
 use conode_core::cluster::{ClusterOptions, LocalCluster};
-use conode_core::config::{NodeAddress, ServerIdentity};
+use conode_core::config::{NodeAddress, Roster, ServerIdentity};
 use conode_core::crypto::IdentityKeyPair;
 use conode_core::network::{NetError, NetSettings, Network};
 use conode_core::services::cosi::{self, CosiError, CosiFault, Policy};
@@ -594,15 +594,14 @@ fn a_member_whose_hook_hangs_holds_up_neither_the_rounds_nor_its_node() {
     rt.block_on(net0.ping(&roster.servers[3], Duration::from_secs(5))).unwrap();
 }
 
-/// A sub-leader whose hook hangs: its leaves' partials still count (the root asks them directly
-/// once the sub-leader is late), and the sub-leader's node goes on serving: it signs in rounds
-/// other roots lead, leads a round of its own, and answers pings.
-#[test]
-fn a_sub_leader_whose_hook_hangs_holds_up_neither_its_leaves_nor_its_node() {
+/// Four members in two levels (root 0's groups are [1, 2] and [3]) whose node 1 hangs in its
+/// hook (purpose "Test") on every statement that starts with "hang", until the returned gate
+/// opens (when it is dropped); also how many statements hung so far. Every node knows the roster
+/// (see the test above: a stranger's requests are answered one at a time).
+fn node_1_hangs_on_hang() -> (LocalCluster, Roster, OpenOnDrop, Arc<AtomicUsize>) {
     let c = four_members_in_two_levels();
     let roster = c.roster().clone();
     let gate = Arc::new(Gate::default());
-    let _open_at_the_end = OpenOnDrop(gate.clone());
     let hung = Arc::new(AtomicUsize::new(0));
     for i in 0..4 {
         let (gate, hung) = (gate.clone(), hung.clone());
@@ -615,12 +614,19 @@ fn a_sub_leader_whose_hook_hangs_holds_up_neither_its_leaves_nor_its_node() {
         };
         c.node(i).cosi().unwrap().hook("Test", Arc::new(hook)).unwrap();
     }
-    let rt = c.runtime();
-    // Every node knows the roster (see the test above: a stranger's requests are answered one
-    // at a time).
     for i in 0..4 {
-        rt.block_on(c.node(i).cosi().unwrap().prepare(&roster)).unwrap();
+        c.runtime().block_on(c.node(i).cosi().unwrap().prepare(&roster)).unwrap();
     }
+    (c, roster, OpenOnDrop(gate), hung)
+}
+
+/// A sub-leader whose hook hangs: its leaves' partials still count (the root asks them directly
+/// once the sub-leader is late), and the sub-leader's node goes on serving: it signs in rounds
+/// other roots lead, leads a round of its own, and answers pings.
+#[test]
+fn a_sub_leader_whose_hook_hangs_holds_up_neither_its_leaves_nor_its_node() {
+    let (c, roster, _open_at_the_end, hung) = node_1_hangs_on_hang();
+    let rt = c.runtime();
     let sign = |root: usize, msg: &[u8]| {
         let svc = c.node(root).cosi().unwrap();
         rt.block_on(svc.sign(&roster, msg, "Test", &[], Policy::Threshold(3)))
@@ -648,24 +654,8 @@ fn a_sub_leader_whose_hook_hangs_holds_up_neither_its_leaves_nor_its_node() {
 /// directly at once instead of waiting for it again until the transport marks it down.
 #[test]
 fn the_round_after_one_that_gave_up_on_a_hung_sub_leader_does_not_wait_for_it() {
-    let c = four_members_in_two_levels();
-    let roster = c.roster().clone();
-    let gate = Arc::new(Gate::default());
-    let _open_at_the_end = OpenOnDrop(gate.clone());
-    for i in 0..4 {
-        let gate = gate.clone();
-        let hook = move |s: &[u8], _: &[u8]| {
-            if i == 1 && s.starts_with(b"hang") {
-                gate.wait();
-            }
-            Ok(())
-        };
-        c.node(i).cosi().unwrap().hook("Test", Arc::new(hook)).unwrap();
-    }
+    let (c, roster, _open_at_the_end, _) = node_1_hangs_on_hang();
     let rt = c.runtime();
-    for i in 0..4 {
-        rt.block_on(c.node(i).cosi().unwrap().prepare(&roster)).unwrap();
-    }
     let root = c.node(0).cosi().unwrap();
     let sign = |msg: &[u8]| {
         let t = Instant::now();
