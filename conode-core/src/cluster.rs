@@ -85,8 +85,11 @@ pub struct LocalCluster {
 pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net::TcpListener)> {
     static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    // Whether a pair starting at `p` exists and was not handed out before.
+    let unclaimed =
+        |handed_out: &BTreeSet<u16>, p: u16| p < u16::MAX && !handed_out.contains(&p) && !handed_out.contains(&(p + 1));
     let mut take = |p: u16| -> Option<(std::net::TcpListener, std::net::TcpListener)> {
-        if p == u16::MAX || handed_out.contains(&p) || handed_out.contains(&(p + 1)) {
+        if !unclaimed(&handed_out, p) {
             return None;
         }
         let a = std::net::TcpListener::bind(("127.0.0.1", p)).ok()?;
@@ -109,7 +112,7 @@ pub fn allocate_port_pair() -> std::io::Result<(std::net::TcpListener, std::net:
     for _ in 0..200 {
         let a = std::net::TcpListener::bind("127.0.0.1:0")?;
         let p = a.local_addr()?.port();
-        if p == u16::MAX || handed_out.contains(&p) || handed_out.contains(&(p + 1)) {
+        if !unclaimed(&handed_out, p) {
             continue;
         }
         if let Ok(b) = std::net::TcpListener::bind(("127.0.0.1", p + 1)) {

@@ -105,11 +105,9 @@ fn with_a_member_stopped_contended_appends_settle_quickly() {
         slowest = slowest.max(took);
         assert!(took < BOUND, "trial {trial}: the conflicting appends took {took:?}");
         // The index is taken (acknowledged to one of the clients, or stored by a member soon).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while latest(&c) < next {
-            assert!(Instant::now() < deadline, "trial {trial}: index {next} was not taken");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        support::wait_until(Duration::from_secs(5), &format!("trial {trial}: index {next} taken"), || {
+            latest(&c) >= next
+        });
     }
     eprintln!("{TRIALS} trials of conflicting appends with a member stopped: the slowest took {slowest:?}");
 }

@@ -842,20 +842,18 @@ impl Network {
                 return Ok(l);
             }
             let waiting = lock(&self.inner.backoff).get(&key).map(|b| (b.next_try, b.failed_at, b.last_error.clone()));
-            if let Some((_, failed_at, last_error)) = waiting.as_ref().filter(|_| dial_now) {
-                if *failed_at >= asked {
-                    // Another caller's dial failed while this one waited for the lock: that is
-                    // the fresh answer this request asked for.
-                    return Err(last_error.clone());
+            match waiting {
+                // Another caller's dial failed while this one waited for the lock: that is the
+                // fresh answer this request asked for.
+                Some((_, failed_at, last_error)) if dial_now && failed_at >= asked => return Err(last_error),
+                // Backing off past the caller's deadline: report why the last dial failed.
+                Some((t, _, last_error)) if !dial_now && t > deadline => return Err(last_error),
+                Some((t, _, _)) if !dial_now && t > Instant::now() => {
+                    drop(dialing_here);
+                    tokio::time::sleep_until(t.into()).await;
+                    continue;
                 }
-            } else if let Some((t, _, last_error)) = waiting.filter(|(t, _, _)| *t > Instant::now()) {
-                if t > deadline {
-                    // Backing off past the caller's deadline: report why the last dial failed.
-                    return Err(last_error);
-                }
-                drop(dialing_here);
-                tokio::time::sleep_until(t.into()).await;
-                continue;
+                _ => {}
             }
             // The dial is bounded by the caller's deadline too (a peer that accepts and then says
             // nothing would otherwise hold the caller for the whole handshake timeout).
